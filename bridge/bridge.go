@@ -1,0 +1,303 @@
+package bridge
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync/atomic"
+	"time"
+
+	"github.com/IBM/sarama"
+	"github.com/cenkalti/backoff/v5"
+
+	"github.com/sagabridge/sagabridge/dlq"
+	"github.com/sagabridge/sagabridge/event"
+)
+
+// Deps are the bridge's connections to the outside world. The bridge does
+// not close them.
+type Deps struct {
+	// Temporal receives the events. Required.
+	Temporal Temporal
+	// DeadLetters receives records that cannot be delivered. Required.
+	DeadLetters DeadLetters
+	// Logger receives structured logs. Optional, default slog.Default().
+	Logger *slog.Logger
+	// Now tells the time. Optional, default time.Now.
+	Now func() time.Time
+}
+
+// Stats counts what the bridge has done since it started.
+type Stats struct {
+	// Delivered counts records Temporal accepted.
+	Delivered uint64
+	// DeadLettered counts records written to the DLQ.
+	DeadLettered uint64
+	// ClosedRedeliveries counts records skipped because the closed workflow
+	// they target had already applied them.
+	ClosedRedeliveries uint64
+	// Retries counts Temporal calls retried after a retryable error.
+	Retries uint64
+}
+
+// Bridge consumes the routed topics and delivers every record to the
+// workflow that owns it. Create it with New and run it with Run.
+type Bridge struct {
+	cfg    Config
+	router *Router
+	deps   Deps
+	log    *slog.Logger
+
+	delivered, deadLettered, closedRedeliveries, retries atomic.Uint64
+}
+
+// New checks cfg and deps and returns a bridge ready to Run.
+func New(cfg Config, deps Deps) (*Bridge, error) {
+	cfg = cfg.withDefaults()
+	if err := cfg.Validate(); err != nil {
+		return nil, fmt.Errorf("bridge config: %w", err)
+	}
+	if deps.Temporal == nil {
+		return nil, errors.New("bridge: Deps.Temporal is required")
+	}
+	if deps.DeadLetters == nil {
+		return nil, errors.New("bridge: Deps.DeadLetters is required")
+	}
+	if deps.Logger == nil {
+		deps.Logger = slog.Default()
+	}
+	if deps.Now == nil {
+		deps.Now = time.Now
+	}
+	router, err := NewRouter(cfg.Routes, cfg.DLQ.Suffix)
+	if err != nil {
+		return nil, fmt.Errorf("bridge routes: %w", err)
+	}
+	return &Bridge{cfg: cfg, router: router, deps: deps, log: deps.Logger}, nil
+}
+
+// Stats returns the counters so far. Safe for concurrent use.
+func (b *Bridge) Stats() Stats {
+	return Stats{
+		Delivered: b.delivered.Load(), DeadLettered: b.deadLettered.Load(),
+		ClosedRedeliveries: b.closedRedeliveries.Load(), Retries: b.retries.Load(),
+	}
+}
+
+// Run joins the consumer group and delivers records until ctx is done. It
+// then stops fetching, lets in-flight calls finish within
+// Dispatch.DrainTimeout, commits what was delivered and leaves the group.
+func (b *Bridge) Run(ctx context.Context) error {
+	sc, err := SaramaConfig(b.cfg.Kafka)
+	if err != nil {
+		return err
+	}
+	group, err := sarama.NewConsumerGroup(b.cfg.Kafka.Brokers, b.cfg.Kafka.Group, sc)
+	if err != nil {
+		return fmt.Errorf("join consumer group %q: %w", b.cfg.Kafka.Group, err)
+	}
+	return b.consume(ctx, group)
+}
+
+// consume runs group until ctx is done and closes it.
+func (b *Bridge) consume(ctx context.Context, group sarama.ConsumerGroup) error {
+	errsDone := make(chan struct{})
+	go func() {
+		defer close(errsDone)
+		for err := range group.Errors() {
+			b.log.Warn("consumer group error", "group", b.cfg.Kafka.Group, "err", err)
+		}
+	}()
+	topics := b.router.Topics()
+	b.log.Info("bridge started", "group", b.cfg.Kafka.Group, "topics", topics)
+	handler := claimHandler{b: b}
+	retry := backoff.NewExponentialBackOff()
+	retry.MaxInterval = 5 * time.Second
+	for {
+		err := group.Consume(ctx, topics, handler)
+		if ctx.Err() != nil || errors.Is(err, sarama.ErrClosedConsumerGroup) {
+			break
+		}
+		if err == nil { // a rebalance ended the session; join the next one
+			retry.Reset()
+			continue
+		}
+		wait := retry.NextBackOff()
+		b.log.Warn("consumer group session failed; rejoining", "group", b.cfg.Kafka.Group, "err", err, "retry_in", wait)
+		if sleep(ctx, wait) != nil {
+			break
+		}
+	}
+	err := group.Close()
+	<-errsDone
+	st := b.Stats()
+	b.log.Info("bridge stopped; left the group", "group", b.cfg.Kafka.Group,
+		"delivered", st.Delivered, "dead_lettered", st.DeadLettered, "closed_redeliveries", st.ClosedRedeliveries)
+	if err != nil {
+		return fmt.Errorf("leave consumer group %q: %w", b.cfg.Kafka.Group, err)
+	}
+	return nil
+}
+
+// claimHandler delivers each claimed partition in offset order.
+type claimHandler struct{ b *Bridge }
+
+// Setup logs the new assignment.
+func (h claimHandler) Setup(s sarama.ConsumerGroupSession) error {
+	h.b.log.Info("partitions assigned", "generation", s.GenerationID(), "claims", s.Claims())
+	return nil
+}
+
+// Cleanup commits what was marked before the session ends.
+func (h claimHandler) Cleanup(s sarama.ConsumerGroupSession) error {
+	s.Commit()
+	return nil
+}
+
+// ConsumeClaim delivers records one at a time and marks each only once it
+// is safe: accepted by Temporal, skipped as a closed workflow's duplicate,
+// or held by the DLQ. It returns when the claim is revoked or the session
+// ends; an in-flight call may finish first, within Dispatch.DrainTimeout.
+func (h claimHandler) ConsumeClaim(s sarama.ConsumerGroupSession, claim sarama.ConsumerGroupClaim) error {
+	ctx := s.Context()
+	for {
+		if ctx.Err() != nil {
+			return nil
+		}
+		select {
+		case msg, ok := <-claim.Messages():
+			if !ok {
+				return nil
+			}
+			if err := h.b.deliver(ctx, msg); err != nil {
+				h.b.log.Info("stopped before a record was delivered; it will be redelivered",
+					"topic", msg.Topic, "partition", msg.Partition, "offset", msg.Offset, "err", err)
+				return nil
+			}
+			s.MarkMessage(msg, "")
+		case <-ctx.Done():
+			return nil
+		}
+	}
+}
+
+// deliver gets one record to its workflow or the DLQ. It returns an error
+// only when ctx ended first, in which case the record must not be marked.
+func (b *Bridge) deliver(ctx context.Context, msg *sarama.ConsumerMessage) error {
+	callCtx, cancel := drainContext(ctx, b.cfg.Dispatch.DrainTimeout)
+	defer cancel()
+	target, env, err := b.router.Route(msg)
+	if err != nil {
+		var p *PoisonError
+		if !errors.As(err, &p) {
+			p = &PoisonError{Class: dlq.ClassDecode, Err: err}
+		}
+		return b.deadLetter(ctx, dlq.FromMessage(msg, p.Class, err, 1, b.deps.Now()))
+	}
+	batch := event.Batch{Events: []event.Envelope{env}}
+	retry := b.newBackoff()
+	for attempt := 1; ; attempt++ {
+		err := b.call(callCtx, target, batch)
+		if err == nil {
+			b.delivered.Add(1)
+			if attempt > 1 {
+				b.log.Info("delivered after retries", "workflow_id", target.WorkflowID, "attempts", attempt)
+			}
+			return nil
+		}
+		switch classify(err) {
+		case kindPermanent:
+			f := dlq.FromMessage(msg, dlq.ClassRejected, err, attempt, b.deps.Now())
+			f.WorkflowID = target.WorkflowID
+			return b.deadLetter(ctx, f)
+		case kindClosed:
+			done, cerr := b.closedWorkflow(callCtx, msg, target, env, attempt)
+			if done {
+				return cerr
+			}
+			err = cerr
+		}
+		b.retries.Add(1)
+		wait := retry.NextBackOff()
+		if attempt == 1 {
+			b.log.Warn("temporal call failed; retrying", "workflow_id", target.WorkflowID,
+				"topic", msg.Topic, "partition", msg.Partition, "offset", msg.Offset, "err", err, "retry_in", wait)
+		}
+		if err := sleep(ctx, wait); err != nil {
+			return fmt.Errorf("retrying %s/%d@%d: %w", msg.Topic, msg.Partition, msg.Offset, err)
+		}
+	}
+}
+
+// call makes one bounded SignalWithStart.
+func (b *Bridge) call(ctx context.Context, target Target, batch event.Batch) error {
+	ctx, cancel := context.WithTimeout(ctx, b.cfg.Dispatch.CallTimeout)
+	defer cancel()
+	return b.deps.Temporal.SignalWithStart(ctx, target, batch)
+}
+
+// closedWorkflow decides what happens to a record whose workflow has
+// closed: a record the run already applied is a redelivery and is skipped;
+// any other record goes to the DLQ. done is false when the memo could not
+// be read, so the caller retries.
+func (b *Bridge) closedWorkflow(ctx context.Context, msg *sarama.ConsumerMessage, target Target, env event.Envelope, attempt int) (done bool, err error) {
+	applied, err := b.deps.Temporal.ClosedWatermarks(ctx, target.WorkflowID)
+	if err != nil {
+		return false, err
+	}
+	if applied.Covers(env.Position()) {
+		b.closedRedeliveries.Add(1)
+		b.log.Debug("skipped redelivery to a closed workflow", "workflow_id", target.WorkflowID, "position", env.Position().String())
+		return true, nil
+	}
+	f := dlq.FromMessage(msg, dlq.ClassWorkflowClosed,
+		fmt.Errorf("workflow %s has closed and did not apply this record", target.WorkflowID), attempt, b.deps.Now())
+	f.WorkflowID = target.WorkflowID
+	return true, b.deadLetter(ctx, f)
+}
+
+// deadLetter writes f, retrying until the DLQ holds it or ctx ends.
+func (b *Bridge) deadLetter(ctx context.Context, f dlq.Failure) error {
+	retry := b.newBackoff()
+	for {
+		err := b.deps.DeadLetters.Write(ctx, f)
+		if err == nil {
+			b.deadLettered.Add(1)
+			b.log.Warn("record dead-lettered", "topic", f.Topic, "partition", f.Partition, "offset", f.Offset,
+				"class", f.Class, "err", f.Err, "workflow_id", f.WorkflowID)
+			return nil
+		}
+		b.log.Error("DLQ write failed; retrying", "topic", f.Topic, "partition", f.Partition, "offset", f.Offset, "err", err)
+		if err := sleep(ctx, retry.NextBackOff()); err != nil {
+			return fmt.Errorf("dead-lettering %s/%d@%d: %w", f.Topic, f.Partition, f.Offset, err)
+		}
+	}
+}
+
+func (b *Bridge) newBackoff() *backoff.ExponentialBackOff {
+	bo := backoff.NewExponentialBackOff()
+	bo.InitialInterval = b.cfg.Dispatch.RetryInitial
+	bo.MaxInterval = b.cfg.Dispatch.RetryMax
+	return bo
+}
+
+// drainContext returns a context that outlives ctx by grace: calls already
+// under way when shutdown begins may finish, but not forever.
+func drainContext(ctx context.Context, grace time.Duration) (context.Context, context.CancelFunc) {
+	dctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
+	stop := context.AfterFunc(ctx, func() { time.AfterFunc(grace, cancel) })
+	return dctx, func() { stop(); cancel() }
+}
+
+// sleep waits for d or until ctx ends.
+func sleep(ctx context.Context, d time.Duration) error {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-t.C:
+		return nil
+	}
+}

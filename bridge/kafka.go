@@ -1,0 +1,59 @@
+package bridge
+
+import (
+	"fmt"
+	"time"
+
+	"github.com/IBM/sarama"
+)
+
+// rebalanceTimeout is how long sarama waits for a revoked claim's handler to
+// return. DrainTimeout must stay below it, so an in-flight call never
+// outlives the claim and races the partition's next owner.
+const rebalanceTimeout = 60 * time.Second
+
+// SaramaConfig builds the consumer group's client configuration.
+//
+// Offsets are auto-committed every second, but only offsets the bridge has
+// marked, and it marks a record only after Temporal accepted it or the DLQ
+// holds it. Rebalancing is cooperative-sticky, so partitions that do not move
+// keep flowing during a rebalance.
+func SaramaConfig(k KafkaConfig) (*sarama.Config, error) {
+	v, err := sarama.ParseKafkaVersion(k.Version)
+	if err != nil {
+		return nil, fmt.Errorf("kafka.version: %w", err)
+	}
+	c := sarama.NewConfig()
+	c.Version = v
+	c.ClientID = k.ClientID
+	c.Consumer.Return.Errors = true
+	c.Consumer.Offsets.AutoCommit.Enable = true
+	c.Consumer.Offsets.AutoCommit.Interval = time.Second
+	c.Consumer.Offsets.Initial = sarama.OffsetOldest
+	if k.InitialOffset == "newest" {
+		c.Consumer.Offsets.Initial = sarama.OffsetNewest
+	}
+	c.Consumer.Group.Rebalance.GroupStrategies = []sarama.BalanceStrategy{sarama.NewBalanceStrategyCooperativeSticky()}
+	c.Consumer.Group.Rebalance.Timeout = rebalanceTimeout
+	// Records the bridge holds but has not yet delivered; kept small because
+	// sarama keeps them in memory even while a partition is paused.
+	c.ChannelBufferSize = 64
+	return c, nil
+}
+
+// DLQProducerConfig builds the configuration of the producer that writes
+// DLQ records: idempotent and acknowledged by all in-sync replicas, so a
+// record the bridge commits past is durably in the DLQ exactly once.
+func DLQProducerConfig(k KafkaConfig) (*sarama.Config, error) {
+	c, err := SaramaConfig(k)
+	if err != nil {
+		return nil, err
+	}
+	c.ClientID = k.ClientID + "-dlq"
+	c.Producer.Idempotent = true
+	c.Producer.RequiredAcks = sarama.WaitForAll
+	c.Producer.Return.Successes = true
+	c.Producer.Retry.Max = 10
+	c.Net.MaxOpenRequests = 1
+	return c, nil
+}

@@ -1,0 +1,98 @@
+package bridge
+
+import (
+	"context"
+	"errors"
+	"fmt"
+
+	enumspb "go.temporal.io/api/enums/v1"
+	"go.temporal.io/api/serviceerror"
+	"go.temporal.io/sdk/client"
+	"go.temporal.io/sdk/converter"
+
+	"github.com/sagabridge/sagabridge/event"
+)
+
+// ErrWorkflowClosed says a workflow ID has closed and, under the bridge's
+// REJECT_DUPLICATE reuse policy, will not start again.
+var ErrWorkflowClosed = errors.New("workflow closed")
+
+// TemporalClient implements Temporal with the Go SDK. It does not own the
+// client; the caller closes it.
+type TemporalClient struct {
+	Client client.Client
+}
+
+// SignalWithStart signals the workflow, starting it if none is open.
+//
+// Policies, chosen deliberately:
+//   - WorkflowIDConflictPolicy USE_EXISTING: a running workflow is signalled,
+//     never terminated.
+//   - WorkflowIDReusePolicy REJECT_DUPLICATE: a closed workflow is never
+//     started again by a record. A redelivered record for a finished saga
+//     must not start a new run that would see its last events without its
+//     first ones; the bridge asks the closed run's memo instead.
+func (t TemporalClient) SignalWithStart(ctx context.Context, target Target, batch event.Batch) error {
+	_, err := t.Client.SignalWithStartWorkflow(ctx, target.WorkflowID, target.Signal, batch,
+		client.StartWorkflowOptions{
+			ID:                       target.WorkflowID,
+			TaskQueue:                target.TaskQueue,
+			WorkflowIDReusePolicy:    enumspb.WORKFLOW_ID_REUSE_POLICY_REJECT_DUPLICATE,
+			WorkflowIDConflictPolicy: enumspb.WORKFLOW_ID_CONFLICT_POLICY_USE_EXISTING,
+		}, target.WorkflowType)
+	var started *serviceerror.WorkflowExecutionAlreadyStarted
+	if errors.As(err, &started) {
+		return fmt.Errorf("%w: %s", ErrWorkflowClosed, target.WorkflowID)
+	}
+	return err
+}
+
+// ClosedWatermarks reads the closed workflow's memo.
+func (t TemporalClient) ClosedWatermarks(ctx context.Context, workflowID string) (event.Watermarks, error) {
+	desc, err := t.Client.DescribeWorkflowExecution(ctx, workflowID, "")
+	if err != nil {
+		return nil, fmt.Errorf("describe %s: %w", workflowID, err)
+	}
+	p, ok := desc.GetWorkflowExecutionInfo().GetMemo().GetFields()[event.MemoKey]
+	if !ok {
+		return nil, nil
+	}
+	var w event.Watermarks
+	if err := converter.GetDefaultDataConverter().FromPayload(p, &w); err != nil {
+		return nil, fmt.Errorf("decode memo %s of %s: %w", event.MemoKey, workflowID, err)
+	}
+	return w, nil
+}
+
+// errorKind is how the bridge treats an error from Temporal.
+type errorKind int
+
+const (
+	kindRetryable errorKind = iota // try again with backoff
+	kindPermanent                  // dead-letter the record
+	kindClosed                     // the workflow closed; check its memo
+)
+
+// classify sorts a Temporal error. Errors that say the request itself is
+// wrong are permanent; everything else (Unavailable, ResourceExhausted,
+// DeadlineExceeded, WorkflowBusy, Internal, network errors) is retried,
+// because dead-lettering during an outage would empty the topic into the DLQ.
+func classify(err error) errorKind {
+	var (
+		invalid    *serviceerror.InvalidArgument
+		denied     *serviceerror.PermissionDenied
+		nsNotFound *serviceerror.NamespaceNotFound
+		unimpl     *serviceerror.Unimplemented
+		failedPre  *serviceerror.FailedPrecondition
+		nsInvalid  *serviceerror.NamespaceInvalidState
+	)
+	switch {
+	case errors.Is(err, ErrWorkflowClosed):
+		return kindClosed
+	case errors.As(err, &invalid), errors.As(err, &denied), errors.As(err, &nsNotFound),
+		errors.As(err, &unimpl), errors.As(err, &failedPre), errors.As(err, &nsInvalid):
+		return kindPermanent
+	default:
+		return kindRetryable
+	}
+}

@@ -1,0 +1,87 @@
+// Command bridge consumes Kafka topics and delivers every record to the
+// Temporal workflow that owns it, as the routes in its YAML config say.
+//
+//	bridge -config bridge.yaml [-kafka-brokers host:port,...] [-temporal-address host:port]
+//
+// SIGINT or SIGTERM stops fetching, lets in-flight calls finish
+// (dispatch.drain_timeout), commits what was delivered and leaves the group.
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"log/slog"
+	"os"
+
+	"github.com/IBM/sarama"
+	"go.temporal.io/sdk/client"
+	sdklog "go.temporal.io/sdk/log"
+
+	"github.com/sagabridge/sagabridge/bridge"
+	"github.com/sagabridge/sagabridge/dlq"
+	"github.com/sagabridge/sagabridge/internal/cli"
+)
+
+func main() {
+	configPath := flag.String("config", "", "path to the bridge's YAML config (required)")
+	brokers := flag.String("kafka-brokers", "", "comma-separated brokers; overrides kafka.brokers")
+	temporalAddr := flag.String("temporal-address", "", "Temporal frontend host:port; overrides temporal.address")
+	logLevel := flag.String("log-level", "info", "debug, info, warn or error")
+	flag.Parse()
+
+	log, err := cli.NewLogger(*logLevel)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(2)
+	}
+	if *configPath == "" {
+		fmt.Fprintln(os.Stderr, "bridge: -config is required")
+		os.Exit(2)
+	}
+	cfg, err := bridge.LoadConfig(*configPath, func(c *bridge.Config) {
+		if *brokers != "" {
+			c.Kafka.Brokers = cli.SplitList(*brokers)
+		}
+		if *temporalAddr != "" {
+			c.Temporal.Address = *temporalAddr
+		}
+	})
+	if err != nil {
+		cli.Fatal(log, "invalid configuration", err)
+	}
+	ctx, stop := cli.SignalContext()
+	defer stop()
+	if err := run(ctx, cfg, log); err != nil {
+		cli.Fatal(log, "bridge failed", err)
+	}
+}
+
+func run(ctx context.Context, cfg bridge.Config, log *slog.Logger) error {
+	tc, err := client.DialContext(ctx, client.Options{
+		HostPort: cfg.Temporal.Address, Namespace: cfg.Temporal.Namespace,
+		Logger: sdklog.NewStructuredLogger(log.With("component", "temporal-client")),
+	})
+	if err != nil {
+		return fmt.Errorf("connect to Temporal at %s: %w", cfg.Temporal.Address, err)
+	}
+	defer tc.Close()
+	pc, err := bridge.DLQProducerConfig(cfg.Kafka)
+	if err != nil {
+		return err
+	}
+	producer, err := sarama.NewSyncProducer(cfg.Kafka.Brokers, pc)
+	if err != nil {
+		return fmt.Errorf("start DLQ producer: %w", err)
+	}
+	defer producer.Close()
+	b, err := bridge.New(cfg, bridge.Deps{
+		Temporal:    bridge.TemporalClient{Client: tc},
+		DeadLetters: dlq.ProducerWriter{Producer: producer, Suffix: cfg.DLQ.Suffix},
+		Logger:      log,
+	})
+	if err != nil {
+		return err
+	}
+	return b.Run(ctx)
+}

@@ -1,0 +1,52 @@
+// Command worker runs the example order saga (examples/saga) on a task queue.
+//
+//	worker [-temporal-address host:port] [-namespace default] [-task-queue orders]
+//
+// It stops on SIGINT or SIGTERM after in-flight tasks finish.
+package main
+
+import (
+	"flag"
+	"fmt"
+	"os"
+
+	"go.temporal.io/sdk/client"
+	sdklog "go.temporal.io/sdk/log"
+	"go.temporal.io/sdk/worker"
+
+	"github.com/sagabridge/sagabridge/examples/saga"
+	"github.com/sagabridge/sagabridge/internal/cli"
+)
+
+func main() {
+	addr := flag.String("temporal-address", "127.0.0.1:7233", "Temporal frontend host:port")
+	namespace := flag.String("namespace", "default", "Temporal namespace")
+	taskQueue := flag.String("task-queue", saga.TaskQueue, "task queue to poll")
+	pollers := flag.Int("workflow-pollers", 16, "concurrent workflow-task pollers; the default 2 of the SDK halves fan-out throughput")
+	logLevel := flag.String("log-level", "info", "debug, info, warn or error")
+	flag.Parse()
+
+	log, err := cli.NewLogger(*logLevel)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(2)
+	}
+	if *pollers < 1 {
+		fmt.Fprintln(os.Stderr, "worker: -workflow-pollers must be at least 1")
+		os.Exit(2)
+	}
+	c, err := client.Dial(client.Options{
+		HostPort: *addr, Namespace: *namespace,
+		Logger: sdklog.NewStructuredLogger(log.With("component", "temporal")),
+	})
+	if err != nil {
+		cli.Fatal(log, "connect to Temporal", err)
+	}
+	defer c.Close()
+	w := worker.New(c, *taskQueue, worker.Options{MaxConcurrentWorkflowTaskPollers: *pollers})
+	saga.RegisterWith(w, saga.NewActivities())
+	log.Info("worker started", "task_queue", *taskQueue, "namespace", *namespace, "workflow_pollers", *pollers)
+	if err := w.Run(worker.InterruptCh()); err != nil {
+		cli.Fatal(log, "worker stopped", err)
+	}
+}

@@ -1,0 +1,195 @@
+// Package dlq is the dead-letter contract shared by the bridge and eos: where
+// a failed record goes, what it carries, and how to read it back.
+//
+// A DLQ record keeps the original key, value and headers unchanged and adds
+// headers (all prefixed "sagabridge.dlq.") that say where the record came
+// from and why it failed. Its topic is the original topic plus a suffix,
+// ".dlq" by default.
+package dlq
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/IBM/sarama"
+)
+
+// DefaultSuffix is appended to a topic's name to name its DLQ topic.
+const DefaultSuffix = ".dlq"
+
+// Header names added to every DLQ record.
+const (
+	HeaderPrefix     = "sagabridge.dlq."
+	HeaderTopic      = HeaderPrefix + "topic"       // original topic
+	HeaderPartition  = HeaderPrefix + "partition"   // original partition, decimal
+	HeaderOffset     = HeaderPrefix + "offset"      // original offset, decimal
+	HeaderErrorClass = HeaderPrefix + "error.class" // one of the Class values
+	HeaderError      = HeaderPrefix + "error"       // the error message
+	HeaderFailedAt   = HeaderPrefix + "failed.at"   // RFC 3339 with nanoseconds, UTC
+	HeaderAttempts   = HeaderPrefix + "attempts"    // delivery attempts made, decimal
+	HeaderWorkflowID = HeaderPrefix + "workflow.id" // target workflow, when known
+)
+
+// Class says why a record was dead-lettered.
+type Class string
+
+// The failure classes.
+const (
+	// ClassDecode: the value could not be decoded (for example invalid JSON).
+	ClassDecode Class = "decode"
+	// ClassRoute: no route matches the record, or the route cannot build a
+	// workflow ID from it (for example an empty key).
+	ClassRoute Class = "route"
+	// ClassRejected: Temporal rejected the call with a non-retryable error.
+	ClassRejected Class = "temporal_rejected"
+	// ClassWorkflowClosed: a new record arrived for a workflow that has
+	// already closed.
+	ClassWorkflowClosed Class = "workflow_closed"
+)
+
+// TopicFor names the DLQ topic of topic.
+func TopicFor(topic, suffix string) string { return topic + suffix }
+
+// Failure is one record that could not be delivered, with its context.
+type Failure struct {
+	Topic      string
+	Partition  int32
+	Offset     int64
+	Key        []byte
+	Value      []byte
+	Headers    []sarama.RecordHeader
+	Class      Class
+	Err        string
+	FailedAt   time.Time
+	Attempts   int
+	WorkflowID string
+}
+
+// FromMessage describes msg failing with class and err.
+func FromMessage(msg *sarama.ConsumerMessage, class Class, err error, attempts int, now time.Time) Failure {
+	f := Failure{
+		Topic: msg.Topic, Partition: msg.Partition, Offset: msg.Offset,
+		Key: msg.Key, Value: msg.Value,
+		Class: class, Err: err.Error(), FailedAt: now.UTC(), Attempts: attempts,
+	}
+	for _, h := range msg.Headers {
+		if h != nil {
+			f.Headers = append(f.Headers, *h)
+		}
+	}
+	return f
+}
+
+// Message builds the DLQ record for f on the topic named by suffix. The
+// original headers come first, then the DLQ headers.
+func (f Failure) Message(suffix string) *sarama.ProducerMessage {
+	hs := make([]sarama.RecordHeader, 0, len(f.Headers)+9)
+	hs = append(hs, f.Headers...)
+	add := func(k, v string) { hs = append(hs, sarama.RecordHeader{Key: []byte(k), Value: []byte(v)}) }
+	add(HeaderTopic, f.Topic)
+	add(HeaderPartition, strconv.FormatInt(int64(f.Partition), 10))
+	add(HeaderOffset, strconv.FormatInt(f.Offset, 10))
+	add(HeaderErrorClass, string(f.Class))
+	add(HeaderError, f.Err)
+	add(HeaderFailedAt, f.FailedAt.UTC().Format(time.RFC3339Nano))
+	add(HeaderAttempts, strconv.Itoa(f.Attempts))
+	if f.WorkflowID != "" {
+		add(HeaderWorkflowID, f.WorkflowID)
+	}
+	msg := &sarama.ProducerMessage{Topic: TopicFor(f.Topic, suffix), Headers: hs}
+	if f.Key != nil {
+		msg.Key = sarama.ByteEncoder(f.Key)
+	}
+	if f.Value != nil {
+		msg.Value = sarama.ByteEncoder(f.Value)
+	}
+	return msg
+}
+
+// Parse reads a DLQ record back into a Failure. It fails, naming the header,
+// when a required DLQ header is missing or malformed.
+func Parse(msg *sarama.ConsumerMessage) (Failure, error) {
+	f := Failure{Key: msg.Key, Value: msg.Value}
+	seen := map[string]string{}
+	for _, h := range msg.Headers {
+		if h == nil {
+			continue
+		}
+		k := string(h.Key)
+		if strings.HasPrefix(k, HeaderPrefix) {
+			seen[k] = string(h.Value)
+			continue
+		}
+		f.Headers = append(f.Headers, *h)
+	}
+	var errs []error
+	need := func(k string) string {
+		v, ok := seen[k]
+		if !ok {
+			errs = append(errs, fmt.Errorf("header %s missing", k))
+		}
+		return v
+	}
+	f.Topic = need(HeaderTopic)
+	if p, err := strconv.ParseInt(need(HeaderPartition), 10, 32); err == nil {
+		f.Partition = int32(p)
+	} else if _, ok := seen[HeaderPartition]; ok {
+		errs = append(errs, fmt.Errorf("header %s: %w", HeaderPartition, err))
+	}
+	if o, err := strconv.ParseInt(need(HeaderOffset), 10, 64); err == nil {
+		f.Offset = o
+	} else if _, ok := seen[HeaderOffset]; ok {
+		errs = append(errs, fmt.Errorf("header %s: %w", HeaderOffset, err))
+	}
+	f.Class = Class(need(HeaderErrorClass))
+	f.Err = seen[HeaderError]
+	f.WorkflowID = seen[HeaderWorkflowID]
+	if v, ok := seen[HeaderFailedAt]; ok {
+		t, err := time.Parse(time.RFC3339Nano, v)
+		if err != nil {
+			errs = append(errs, fmt.Errorf("header %s: %w", HeaderFailedAt, err))
+		}
+		f.FailedAt = t
+	}
+	if v, ok := seen[HeaderAttempts]; ok {
+		n, err := strconv.Atoi(v)
+		if err != nil {
+			errs = append(errs, fmt.Errorf("header %s: %w", HeaderAttempts, err))
+		}
+		f.Attempts = n
+	}
+	if len(errs) > 0 {
+		return f, fmt.Errorf("dlq record %s/%d@%d: %w", msg.Topic, msg.Partition, msg.Offset, errors.Join(errs...))
+	}
+	return f, nil
+}
+
+// Writer writes failures to their DLQ topic. Write returns only once the
+// broker has acknowledged the record, so the caller may then commit the
+// original offset. Implementations are safe for concurrent use.
+type Writer interface {
+	Write(ctx context.Context, f Failure) error
+}
+
+// ProducerWriter is a Writer over a sarama SyncProducer. It does not own the
+// producer; the caller closes it.
+type ProducerWriter struct {
+	Producer sarama.SyncProducer
+	Suffix   string
+}
+
+// Write sends f and waits for the broker's acknowledgement.
+func (w ProducerWriter) Write(ctx context.Context, f Failure) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	msg := f.Message(w.Suffix)
+	if _, _, err := w.Producer.SendMessage(msg); err != nil {
+		return fmt.Errorf("write %s/%d@%d to %s: %w", f.Topic, f.Partition, f.Offset, msg.Topic, err)
+	}
+	return nil
+}

@@ -1,0 +1,52 @@
+package dlq
+
+import (
+	"errors"
+	"testing"
+	"time"
+
+	"github.com/IBM/sarama"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+)
+
+// asConsumed turns a produced message back into what a consumer would read.
+func asConsumed(t *testing.T, m *sarama.ProducerMessage) *sarama.ConsumerMessage {
+	t.Helper()
+	c := &sarama.ConsumerMessage{Topic: m.Topic}
+	if m.Key != nil {
+		c.Key, _ = m.Key.Encode()
+	}
+	if m.Value != nil {
+		c.Value, _ = m.Value.Encode()
+	}
+	for i := range m.Headers {
+		c.Headers = append(c.Headers, &m.Headers[i])
+	}
+	return c
+}
+
+func TestFailureRoundTrip(t *testing.T) {
+	at := time.Date(2026, 11, 25, 10, 0, 0, 123, time.UTC)
+	orig := &sarama.ConsumerMessage{
+		Topic: "orders", Partition: 3, Offset: 42, Key: []byte("k1"), Value: []byte("{not json"),
+		Headers: []*sarama.RecordHeader{{Key: []byte("event-type"), Value: []byte("OrderPlaced")}},
+	}
+	f := FromMessage(orig, ClassDecode, errors.New("bad json"), 1, at)
+	msg := f.Message(DefaultSuffix)
+	assert.Equal(t, "orders.dlq", msg.Topic)
+
+	back, err := Parse(asConsumed(t, msg))
+	require.NoError(t, err)
+	assert.Equal(t, f, back)
+}
+
+func TestParseNamesMissingHeader(t *testing.T) {
+	_, err := Parse(&sarama.ConsumerMessage{Topic: "x.dlq", Headers: []*sarama.RecordHeader{
+		{Key: []byte(HeaderTopic), Value: []byte("x")},
+		{Key: []byte(HeaderPartition), Value: []byte("nan")},
+	}})
+	require.Error(t, err)
+	assert.Contains(t, err.Error(), HeaderOffset+" missing")
+	assert.Contains(t, err.Error(), HeaderPartition+": ")
+}

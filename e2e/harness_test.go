@@ -1,0 +1,243 @@
+package e2e
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"regexp"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/IBM/sarama"
+	"github.com/google/uuid"
+	"github.com/stretchr/testify/require"
+	"go.temporal.io/api/serviceerror"
+	"go.temporal.io/sdk/client"
+	sdklog "go.temporal.io/sdk/log"
+	"go.temporal.io/sdk/worker"
+
+	"github.com/sagabridge/sagabridge/bridge"
+	"github.com/sagabridge/sagabridge/dlq"
+	"github.com/sagabridge/sagabridge/event"
+	"github.com/sagabridge/sagabridge/examples/saga"
+	"github.com/sagabridge/sagabridge/internal/devstack"
+)
+
+// stack is shared by every test of the package; each test uses its own
+// topics, task queue, consumer group and workflow IDs.
+var stack *devstack.Stack
+
+func TestMain(m *testing.M) {
+	logFile, err := os.CreateTemp("", "sagabridge-e2e-temporal-*.log")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "e2e:", err)
+		os.Exit(1)
+	}
+	stack, err = devstack.Start(context.Background(), devstack.Options{
+		Temporal: devstack.TemporalOptions{Output: logFile},
+	})
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "e2e: start the dev stack:", err)
+		os.Exit(1)
+	}
+	code := m.Run()
+	stack.Close()
+	_ = logFile.Close()
+	if code == 0 {
+		_ = os.Remove(logFile.Name())
+	} else {
+		fmt.Fprintln(os.Stderr, "e2e: Temporal dev server log kept at", logFile.Name())
+	}
+	os.Exit(code)
+}
+
+// env is one test's private slice of the stack.
+type env struct {
+	t         *testing.T
+	id        string // unique prefix for order IDs
+	topic     string
+	taskQueue string
+	tc        client.Client
+	acts      *saga.Activities
+	producer  sarama.SyncProducer
+}
+
+var unsafeName = regexp.MustCompile(`[^a-zA-Z0-9]+`)
+
+// newEnv creates the test's topics, a Temporal client, a worker and a producer.
+func newEnv(t *testing.T, partitions int32) *env {
+	t.Helper()
+	id := uuid.NewString()[:8]
+	name := strings.ToLower(unsafeName.ReplaceAllString(t.Name(), "-")) + "-" + id
+	e := &env{t: t, id: id, topic: name, taskQueue: name, acts: saga.NewActivities()}
+	require.NoError(t, stack.Kafka.Cluster.CreateTopic(e.topic, partitions, nil))
+	require.NoError(t, stack.Kafka.Cluster.CreateTopic(dlq.TopicFor(e.topic, dlq.DefaultSuffix), 1, nil))
+
+	tc, err := client.Dial(client.Options{HostPort: stack.Temporal.Address, Logger: quietLogger()})
+	require.NoError(t, err)
+	t.Cleanup(tc.Close)
+	e.tc = tc
+
+	w := worker.New(tc, e.taskQueue, worker.Options{MaxConcurrentWorkflowTaskPollers: 8})
+	saga.RegisterWith(w, e.acts)
+	require.NoError(t, w.Start())
+	t.Cleanup(w.Stop)
+
+	p, err := sarama.NewSyncProducer(stack.Kafka.Brokers, saga.ProducerConfig())
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = p.Close() })
+	e.producer = p
+	return e
+}
+
+// config is the bridge configuration for this test's topic.
+func (e *env) config(group string) bridge.Config {
+	return bridge.Config{
+		Kafka:    bridge.KafkaConfig{Brokers: stack.Kafka.Brokers, Group: group},
+		Temporal: bridge.TemporalConfig{Address: stack.Temporal.Address},
+		Dispatch: bridge.DispatchConfig{RetryInitial: 50 * time.Millisecond, RetryMax: time.Second, DrainTimeout: 5 * time.Second},
+		Routes: []bridge.RouteConfig{{
+			Topic: e.topic, TypeHeader: saga.TypeHeader, WorkflowType: saga.WorkflowType,
+			WorkflowID: "order-{key}", TaskQueue: e.taskQueue, Signal: saga.Signal,
+		}},
+	}
+}
+
+// runBridge runs an in-process bridge in group until the returned stop is
+// called (and at the latest when the test ends). stop waits for Run to return.
+func (e *env) runBridge(group string) (b *bridge.Bridge, stop func()) {
+	e.t.Helper()
+	tc, err := client.Dial(client.Options{HostPort: stack.Temporal.Address, Logger: quietLogger()})
+	require.NoError(e.t, err)
+	pc, err := bridge.DLQProducerConfig(bridge.KafkaConfig{Version: "3.6.0", ClientID: "e2e"})
+	require.NoError(e.t, err)
+	dlqProducer, err := sarama.NewSyncProducer(stack.Kafka.Brokers, pc)
+	require.NoError(e.t, err)
+	b, err = bridge.New(e.config(group), bridge.Deps{
+		Temporal:    bridge.TemporalClient{Client: tc},
+		DeadLetters: dlq.ProducerWriter{Producer: dlqProducer, Suffix: dlq.DefaultSuffix},
+		Logger:      testLogger(e.t),
+	})
+	require.NoError(e.t, err)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- b.Run(ctx) }()
+	var once sync.Once
+	stop = func() {
+		once.Do(func() {
+			cancel()
+			select {
+			case err := <-done:
+				require.NoError(e.t, err)
+			case <-time.After(30 * time.Second):
+				e.t.Error("bridge did not stop within 30s")
+			}
+			_ = dlqProducer.Close()
+			tc.Close()
+		})
+	}
+	e.t.Cleanup(stop)
+	return b, stop
+}
+
+// produce sends the orders' events interleaved and returns where each
+// order's events landed.
+func (e *env) produce(orders []saga.Order) map[string][]event.Position {
+	e.t.Helper()
+	at, err := saga.Produce(e.producer, e.topic, saga.Interleave(orders, 7))
+	require.NoError(e.t, err)
+	return at
+}
+
+// result waits for the order's workflow to close and returns its state.
+func (e *env) result(orderID string, timeout time.Duration) saga.State {
+	e.t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
+	defer cancel()
+	var st saga.State
+	for {
+		err := e.tc.GetWorkflow(ctx, "order-"+orderID, "").Get(ctx, &st)
+		var notFound *serviceerror.NotFound
+		if errors.As(err, &notFound) && ctx.Err() == nil {
+			time.Sleep(50 * time.Millisecond) // the bridge has not started it yet
+			continue
+		}
+		require.NoError(e.t, err, "order %s did not finish", orderID)
+		return st
+	}
+}
+
+// readAll reads every record of topic's partitions from the start, waiting
+// until want records have arrived or timeout passes.
+func readAll(t *testing.T, topic string, want int, timeout time.Duration) []*sarama.ConsumerMessage {
+	t.Helper()
+	c, err := sarama.NewConsumer(stack.Kafka.Brokers, saga.ProducerConfig())
+	require.NoError(t, err)
+	defer c.Close()
+	parts, err := c.Partitions(topic)
+	require.NoError(t, err)
+	out := make(chan *sarama.ConsumerMessage)
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	for _, p := range parts {
+		pc, err := c.ConsumePartition(topic, p, sarama.OffsetOldest)
+		require.NoError(t, err)
+		wg.Go(func() {
+			defer pc.Close()
+			for {
+				select {
+				case m := <-pc.Messages():
+					select {
+					case out <- m:
+					case <-stop:
+						return
+					}
+				case <-stop:
+					return
+				}
+			}
+		})
+	}
+	defer wg.Wait()
+	defer close(stop)
+	var got []*sarama.ConsumerMessage
+	deadline := time.After(timeout)
+	for len(got) < want {
+		select {
+		case m := <-out:
+			got = append(got, m)
+		case <-deadline:
+			return got
+		}
+	}
+	// a short grace period catches records beyond want
+	grace := time.After(300 * time.Millisecond)
+	for {
+		select {
+		case m := <-out:
+			got = append(got, m)
+		case <-grace:
+			return got
+		}
+	}
+}
+
+func quietLogger() sdklog.Logger {
+	return sdklog.NewStructuredLogger(slog.New(slog.DiscardHandler))
+}
+
+// testLogger sends the bridge's logs to the test log at info level.
+func testLogger(t *testing.T) *slog.Logger {
+	return slog.New(slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: slog.LevelInfo}))
+}
+
+type testWriter struct{ t *testing.T }
+
+func (w testWriter) Write(p []byte) (int, error) {
+	w.t.Log(strings.TrimRight(string(p), "\n"))
+	return len(p), nil
+}

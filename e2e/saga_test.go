@@ -1,0 +1,204 @@
+package e2e
+
+import (
+	"encoding/json"
+	"os/exec"
+	"strconv"
+	"testing"
+	"time"
+
+	"github.com/IBM/sarama"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/sagabridge/sagabridge/dlq"
+	"github.com/sagabridge/sagabridge/event"
+	"github.com/sagabridge/sagabridge/examples/saga"
+	"github.com/sagabridge/sagabridge/workflows"
+)
+
+// positions turns a state's applied list into positions.
+func positions(applied []workflows.AppliedEvent) []event.Position {
+	out := make([]event.Position, len(applied))
+	for i, a := range applied {
+		out[i] = event.Position{Topic: a.Topic, Partition: a.Partition, Offset: a.Offset}
+	}
+	return out
+}
+
+// assertOutcome checks one finished order against what the scenario wants
+// and against where its events landed in Kafka: every record applied, once,
+// in offset order.
+func assertOutcome(t *testing.T, o saga.Order, st saga.State, at []event.Position) {
+	t.Helper()
+	assert.Equal(t, o.Want.Status, st.Status, "order %s status (last error %q)", o.ID, st.LastError)
+	assert.Equal(t, o.Want.CompletedSteps, st.CompletedSteps, "order %s steps", o.ID)
+	compensations := make([]string, 0, len(st.Compensations))
+	for _, c := range st.Compensations {
+		assert.Empty(t, c.Error, "order %s compensation %s", o.ID, c.Name)
+		compensations = append(compensations, c.Name)
+	}
+	assert.Equal(t, o.Want.Compensations, compensations, "order %s compensations, in the order they ran", o.ID)
+	assert.Equal(t, at, positions(st.Applied), "order %s: applied records must be exactly the produced ones, in offset order", o.ID)
+	assert.Zero(t, st.Deduped, "order %s: the bridge delivered a record twice", o.ID)
+}
+
+func TestSagasReachTheirExpectedState(t *testing.T) {
+	e := newEnv(t, 4)
+	orders := saga.Orders(e.id+"-", 40, 1)
+	at := e.produce(orders)
+	_, stop := e.runBridge(e.topic)
+	defer stop()
+
+	for _, o := range orders {
+		st := e.result(o.ID, 90*time.Second)
+		assertOutcome(t, o, st, at[o.ID])
+	}
+	// Every compensated order released exactly what it reserved.
+	for _, o := range orders {
+		if o.Want.Status != saga.StatusCompleted {
+			for _, c := range o.Want.Compensations {
+				if sku, ok := cutPrefix(c, "ReleaseInventory:"); ok {
+					assert.Zero(t, e.acts.Ledger.Held(o.ID, sku), "order %s still holds %s", o.ID, sku)
+				}
+			}
+		}
+	}
+}
+
+func TestCompensationRunsInReverseOnPaymentFailure(t *testing.T) {
+	e := newEnv(t, 1)
+	order := saga.Order{ID: e.id + "-pay"}
+	// Three reservations, then a failed payment: releases run newest first.
+	all := saga.Orders(e.id+"-", 10, 3)
+	order.Events = all[6].Events // kind 6: PaymentFailed after its reservations
+	order.Want = all[6].Want
+	require.GreaterOrEqual(t, len(order.Want.Compensations), 2, "the scenario must reserve at least two lines")
+	at := e.produce([]saga.Order{order})
+	_, stop := e.runBridge(e.topic)
+	defer stop()
+
+	st := e.result(order.ID, 60*time.Second)
+	assertOutcome(t, order, st, at[order.ID])
+	assert.Equal(t, "payment failed: insufficient_funds", st.LastError)
+}
+
+func TestPoisonRecordsGoToTheDLQAndThePartitionMovesOn(t *testing.T) {
+	e := newEnv(t, 1)
+	orders := saga.Orders(e.id+"-", 1, 5) // one order that completes
+	o := orders[0]
+	send := func(key, typ string, value []byte) (int32, int64) {
+		msg := &sarama.ProducerMessage{Topic: e.topic, Key: sarama.StringEncoder(key), Value: sarama.ByteEncoder(value)}
+		if typ != "" {
+			msg.Headers = []sarama.RecordHeader{{Key: []byte(saga.TypeHeader), Value: []byte(typ)}}
+		}
+		p, off, err := e.producer.SendMessage(msg)
+		require.NoError(t, err)
+		return p, off
+	}
+	var at []event.Position
+	p, off := send(o.ID, o.Events[0].Type, o.Events[0].Value)
+	at = append(at, event.Position{Topic: e.topic, Partition: p, Offset: off})
+	_, badJSON := send(o.ID, saga.ItemAdded, []byte(`{"sku": "A1", `))
+	_, noType := send(o.ID, "", []byte(`{"sku":"A1"}`))
+	_, noKey := send("", saga.ItemAdded, []byte(`{"sku":"A1"}`))
+	for _, ev := range o.Events[1:] {
+		p, off := send(o.ID, ev.Type, ev.Value)
+		at = append(at, event.Position{Topic: e.topic, Partition: p, Offset: off})
+	}
+	_, stop := e.runBridge(e.topic)
+	defer stop()
+
+	st := e.result(o.ID, 60*time.Second)
+	assertOutcome(t, o, st, at)
+
+	got := readAll(t, dlq.TopicFor(e.topic, dlq.DefaultSuffix), 3, 30*time.Second)
+	require.Len(t, got, 3, "exactly the three poison records are dead-lettered")
+	want := map[int64]dlq.Class{badJSON: dlq.ClassDecode, noType: dlq.ClassRoute, noKey: dlq.ClassRoute}
+	for _, m := range got {
+		f, err := dlq.Parse(m)
+		require.NoError(t, err)
+		assert.Equal(t, e.topic, f.Topic)
+		assert.Equal(t, int32(0), f.Partition)
+		assert.Equal(t, want[f.Offset], f.Class, "record at offset %d", f.Offset)
+		assert.NotEmpty(t, f.Err)
+		assert.WithinDuration(t, time.Now(), f.FailedAt, time.Minute)
+		if f.Offset == badJSON {
+			assert.Equal(t, `{"sku": "A1", `, string(f.Value), "original bytes kept")
+			assert.Equal(t, o.ID, string(f.Key), "original key kept")
+			assert.Equal(t, saga.ItemAdded, headerOf(m, saga.TypeHeader), "original headers kept")
+			assert.Equal(t, strconv.FormatInt(badJSON, 10), headerOf(m, dlq.HeaderOffset))
+		}
+	}
+}
+
+func TestStateQueryThroughTheTemporalCLI(t *testing.T) {
+	e := newEnv(t, 2)
+	orders := saga.Orders(e.id+"-", 10, 9)
+	at := e.produce(orders)
+	_, stop := e.runBridge(e.topic)
+	defer stop()
+	o := orders[8] // ships to XX: refund then releases
+	e.result(o.ID, 60*time.Second)
+
+	out, err := exec.Command(stack.Temporal.Bin, "workflow", "query", "--address", stack.Temporal.Address,
+		"--workflow-id", "order-"+o.ID, "--type", saga.QueryState, "--output", "json").CombinedOutput()
+	require.NoError(t, err, "temporal workflow query: %s", out)
+	var resp struct {
+		QueryResult []saga.State `json:"queryResult"`
+	}
+	require.NoError(t, json.Unmarshal(out, &resp), "CLI output: %s", out)
+	require.Len(t, resp.QueryResult, 1, "CLI output: %s", out)
+	assertOutcome(t, o, resp.QueryResult[0], at[o.ID])
+	assert.Equal(t, saga.StateVersion, resp.QueryResult[0].Version)
+	assert.Contains(t, resp.QueryResult[0].LastError, saga.ErrUndeliverable)
+}
+
+func TestRedeliveryToAClosedWorkflowStartsNothingAndDeadLettersNothing(t *testing.T) {
+	e := newEnv(t, 2)
+	orders := saga.Orders(e.id+"-", 10, 11)
+	at := e.produce(orders)
+	_, stop := e.runBridge(e.topic + "-first")
+	runs := map[string]string{}
+	total := 0
+	for _, o := range orders {
+		st := e.result(o.ID, 60*time.Second)
+		assertOutcome(t, o, st, at[o.ID])
+		desc, err := e.tc.DescribeWorkflowExecution(t.Context(), "order-"+o.ID, "")
+		require.NoError(t, err)
+		runs[o.ID] = desc.GetWorkflowExecutionInfo().GetExecution().GetRunId()
+		total += len(o.Events)
+	}
+	stop()
+
+	// A second group reads the whole topic again: every record is a
+	// redelivery to a closed workflow.
+	b, stop2 := e.runBridge(e.topic + "-second")
+	require.Eventually(t, func() bool { return b.Stats().ClosedRedeliveries == uint64(total) }, 60*time.Second, 100*time.Millisecond,
+		"redeliveries seen: %d of %d", b.Stats().ClosedRedeliveries, total)
+	stop2()
+	assert.Zero(t, b.Stats().DeadLettered)
+	assert.Zero(t, b.Stats().Delivered)
+	for _, o := range orders {
+		desc, err := e.tc.DescribeWorkflowExecution(t.Context(), "order-"+o.ID, "")
+		require.NoError(t, err)
+		assert.Equal(t, runs[o.ID], desc.GetWorkflowExecutionInfo().GetExecution().GetRunId(), "order %s got a new run", o.ID)
+	}
+	assert.Empty(t, readAll(t, dlq.TopicFor(e.topic, dlq.DefaultSuffix), 0, time.Second))
+}
+
+func headerOf(m *sarama.ConsumerMessage, key string) string {
+	for _, h := range m.Headers {
+		if string(h.Key) == key {
+			return string(h.Value)
+		}
+	}
+	return ""
+}
+
+func cutPrefix(s, prefix string) (string, bool) {
+	if len(s) >= len(prefix) && s[:len(prefix)] == prefix {
+		return s[len(prefix):], true
+	}
+	return "", false
+}

@@ -1,0 +1,124 @@
+package saga
+
+import (
+	"context"
+	"fmt"
+	"sync"
+
+	"go.temporal.io/sdk/activity"
+	"go.temporal.io/sdk/temporal"
+)
+
+// Business failures the simulated services return. They are not retryable:
+// retrying a declined card does not help.
+const (
+	ErrOutOfStock    = "OutOfStock"
+	ErrCardDeclined  = "CardDeclined"
+	ErrUndeliverable = "Undeliverable"
+)
+
+// ReserveInput asks to reserve one order line.
+type ReserveInput struct {
+	OrderID string `json:"order_id"`
+	Item    Item   `json:"item"`
+}
+
+// ChargeInput asks to capture an authorized payment.
+type ChargeInput struct {
+	OrderID     string `json:"order_id"`
+	PaymentID   string `json:"payment_id"`
+	Card        string `json:"card"`
+	AmountCents int64  `json:"amount_cents"`
+}
+
+// ShipInput asks to ship an order.
+type ShipInput struct {
+	OrderID string `json:"order_id"`
+	Country string `json:"country"`
+	Items   []Item `json:"items"`
+}
+
+// Activities simulates the inventory, payment and shipping services. Every
+// exported method is an activity. Safe for concurrent use.
+type Activities struct {
+	// Ledger keeps the services' effects in memory so tests can see them.
+	Ledger *Ledger
+}
+
+// Ledger is what the simulated services did. Safe for concurrent use.
+type Ledger struct {
+	mu       sync.Mutex
+	reserved map[string]int   // order/sku → units held
+	charged  map[string]int64 // order → cents captured
+	shipped  map[string]bool
+}
+
+// NewActivities returns services with nothing reserved, charged or shipped.
+func NewActivities() *Activities {
+	return &Activities{Ledger: &Ledger{reserved: map[string]int{}, charged: map[string]int64{}, shipped: map[string]bool{}}}
+}
+
+// ReserveInventory holds stock for one line.
+func (a *Activities) ReserveInventory(ctx context.Context, in ReserveInput) error {
+	if in.Item.SKU == "OUT-OF-STOCK" {
+		return temporal.NewNonRetryableApplicationError("sku OUT-OF-STOCK has no stock", ErrOutOfStock, nil)
+	}
+	l := a.Ledger
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.reserved[in.OrderID+"/"+in.Item.SKU] += in.Item.Qty
+	activity.GetLogger(ctx).Info("reserved", "order", in.OrderID, "sku", in.Item.SKU, "qty", in.Item.Qty)
+	return nil
+}
+
+// ReleaseInventory returns stock held for one line. Releasing what is not
+// held is a no-op, so the compensation is safe to retry.
+func (a *Activities) ReleaseInventory(ctx context.Context, in ReserveInput) error {
+	l := a.Ledger
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	key := in.OrderID + "/" + in.Item.SKU
+	l.reserved[key] = max(0, l.reserved[key]-in.Item.Qty)
+	activity.GetLogger(ctx).Info("released", "order", in.OrderID, "sku", in.Item.SKU)
+	return nil
+}
+
+// ChargePayment captures the order's amount.
+func (a *Activities) ChargePayment(ctx context.Context, in ChargeInput) error {
+	if in.Card == "declined" {
+		return temporal.NewNonRetryableApplicationError(fmt.Sprintf("card declined for payment %s", in.PaymentID), ErrCardDeclined, nil)
+	}
+	l := a.Ledger
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.charged[in.OrderID] = in.AmountCents
+	return nil
+}
+
+// RefundPayment returns a captured amount; refunding twice is a no-op.
+func (a *Activities) RefundPayment(ctx context.Context, in ChargeInput) error {
+	l := a.Ledger
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	delete(l.charged, in.OrderID)
+	return nil
+}
+
+// ShipOrder hands the order to the carrier.
+func (a *Activities) ShipOrder(ctx context.Context, in ShipInput) error {
+	if in.Country == "XX" {
+		return temporal.NewNonRetryableApplicationError("no carrier ships to country XX", ErrUndeliverable, nil)
+	}
+	l := a.Ledger
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.shipped[in.OrderID] = true
+	return nil
+}
+
+// Held returns the units held for an order line.
+func (l *Ledger) Held(orderID, sku string) int {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.reserved[orderID+"/"+sku]
+}

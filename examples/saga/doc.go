@@ -1,0 +1,77 @@
+// Package saga is an order saga driven by Kafka events through sagabridge.
+//
+// Events (record key = order ID, event type in the "event-type" header,
+// value = JSON) on topic "orders":
+//
+//	OrderPlaced       {"items":[{"sku":"A1","qty":2}],"amount_cents":1299,"country":"DE"}
+//	ItemAdded         {"sku":"B2","qty":1,"amount_cents":500}
+//	PaymentAuthorized {"payment_id":"p-1","card":"visa"}
+//	PaymentFailed     {"reason":"insufficient_funds"}
+//	OrderCancelled    {"reason":"customer request"}
+//
+// The workflow (type OrderSaga, ID "order-<key>") reserves stock for each
+// item as it arrives, then on PaymentAuthorized charges the payment and
+// ships. If any step fails, or payment fails, or the order is cancelled, it
+// compensates in reverse order: refund, then release each reservation,
+// newest first. It answers the "state" query with State as JSON.
+//
+// The activities simulate the services, failing on purpose for demo data:
+// sku "OUT-OF-STOCK" cannot be reserved, card "declined" cannot be charged,
+// country "XX" cannot be shipped to.
+package saga
+
+// Names the bridge config, worker and producers share.
+const (
+	// WorkflowType is the registered workflow name.
+	WorkflowType = "OrderSaga"
+	// TaskQueue is the task queue the worker polls.
+	TaskQueue = "orders"
+	// Topic is the topic the order events arrive on.
+	Topic = "orders"
+	// TypeHeader is the record header holding the event type.
+	TypeHeader = "event-type"
+	// Signal is the signal the bridge delivers events with.
+	Signal = "events"
+	// QueryState is the query that returns State.
+	QueryState = "state"
+)
+
+// Event types.
+const (
+	OrderPlaced       = "OrderPlaced"
+	ItemAdded         = "ItemAdded"
+	PaymentAuthorized = "PaymentAuthorized"
+	PaymentFailed     = "PaymentFailed"
+	OrderCancelled    = "OrderCancelled"
+)
+
+// Item is one order line.
+type Item struct {
+	SKU string `json:"sku"`
+	Qty int    `json:"qty"`
+}
+
+// OrderPlacedEvent opens an order.
+type OrderPlacedEvent struct {
+	Items       []Item `json:"items"`
+	AmountCents int64  `json:"amount_cents"`
+	Country     string `json:"country"`
+}
+
+// ItemAddedEvent adds a line to an open order.
+type ItemAddedEvent struct {
+	SKU         string `json:"sku"`
+	Qty         int    `json:"qty"`
+	AmountCents int64  `json:"amount_cents"`
+}
+
+// PaymentAuthorizedEvent says the payment provider authorized the order's amount.
+type PaymentAuthorizedEvent struct {
+	PaymentID string `json:"payment_id"`
+	Card      string `json:"card"`
+}
+
+// ReasonEvent carries why an order failed or was cancelled.
+type ReasonEvent struct {
+	Reason string `json:"reason"`
+}

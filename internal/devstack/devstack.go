@@ -1,0 +1,240 @@
+// Package devstack runs the embedded development stack: an in-process
+// Kafka-protocol broker (kfake) and the Temporal CLI's dev server as a child
+// process. The dev command, the demo and the end-to-end tests all start the
+// stack through this package, on free ports and their own data, so runs
+// never collide.
+package devstack
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kfake"
+	"go.temporal.io/sdk/client"
+	sdklog "go.temporal.io/sdk/log"
+)
+
+// Kafka is a running kfake cluster with one broker.
+type Kafka struct {
+	Cluster *kfake.Cluster
+	// Brokers are the bootstrap addresses.
+	Brokers []string
+}
+
+// StartKafka starts one kfake broker on a free loopback port (or port, when
+// not zero) with the given topics seeded.
+func StartKafka(port int, partitions int32, topics ...string) (*Kafka, error) {
+	opts := []kfake.Opt{kfake.NumBrokers(1), kfake.Ports(port), kfake.AllowAutoTopicCreation()}
+	if len(topics) > 0 {
+		opts = append(opts, kfake.SeedTopics(partitions, topics...))
+	}
+	c, err := kfake.NewCluster(opts...)
+	if err != nil {
+		return nil, fmt.Errorf("start kfake: %w", err)
+	}
+	return &Kafka{Cluster: c, Brokers: c.ListenAddrs()}, nil
+}
+
+// Close stops the broker. Safe to call twice.
+func (k *Kafka) Close() { k.Cluster.Close() }
+
+// TemporalOptions configures the Temporal dev server.
+type TemporalOptions struct {
+	// Bin is the temporal CLI. Optional, default FindTemporal().
+	Bin string
+	// Port is the frontend gRPC port. Optional, default a free port.
+	Port int
+	// UIPort serves the Web UI; 0 runs headless.
+	UIPort int
+	// DBFile persists state across restarts; empty keeps it in memory.
+	DBFile string
+	// SearchAttributes registers KEY=TYPE search attributes.
+	SearchAttributes []string
+	// Output receives the server's log; nil discards it.
+	Output io.Writer
+	// StartTimeout bounds the wait for the server to answer. Optional, default 90s.
+	StartTimeout time.Duration
+}
+
+// Temporal is a running Temporal dev server.
+type Temporal struct {
+	// Address is the frontend's host:port.
+	Address string
+	// UIAddress is the Web UI's URL, empty when headless.
+	UIAddress string
+	Bin       string
+
+	cmd      *exec.Cmd
+	done     chan struct{}
+	waitErr  error
+	stopOnce sync.Once
+}
+
+// StartTemporal starts the dev server and waits until it serves the
+// default namespace. The server dies with this process (Pdeathsig), so a
+// crashed test leaves nothing running.
+func StartTemporal(ctx context.Context, o TemporalOptions) (*Temporal, error) {
+	if o.Bin == "" {
+		bin, err := FindTemporal()
+		if err != nil {
+			return nil, err
+		}
+		o.Bin = bin
+	}
+	if o.StartTimeout == 0 {
+		o.StartTimeout = 90 * time.Second
+	}
+	ports, err := FreePorts(3)
+	if err != nil {
+		return nil, err
+	}
+	if o.Port == 0 {
+		o.Port = ports[0]
+	}
+	args := []string{"server", "start-dev", "--ip", "127.0.0.1", "--port", strconv.Itoa(o.Port),
+		"--http-port", strconv.Itoa(ports[1]), "--metrics-port", strconv.Itoa(ports[2]), "--log-level", "warn"}
+	if o.UIPort == 0 {
+		args = append(args, "--headless")
+	} else {
+		args = append(args, "--ui-port", strconv.Itoa(o.UIPort))
+	}
+	if o.DBFile != "" {
+		args = append(args, "--db-filename", o.DBFile)
+	}
+	for _, sa := range o.SearchAttributes {
+		args = append(args, "--search-attribute", sa)
+	}
+	cmd := exec.Command(o.Bin, args...)
+	cmd.Stdout, cmd.Stderr = o.Output, o.Output
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
+	if err := cmd.Start(); err != nil {
+		return nil, fmt.Errorf("start %s: %w", o.Bin, err)
+	}
+	t := &Temporal{Address: net.JoinHostPort("127.0.0.1", strconv.Itoa(o.Port)), Bin: o.Bin, cmd: cmd, done: make(chan struct{})}
+	if o.UIPort != 0 {
+		t.UIAddress = fmt.Sprintf("http://127.0.0.1:%d", o.UIPort)
+	}
+	go func() { t.waitErr = cmd.Wait(); close(t.done) }()
+	if err := t.waitReady(ctx, o.StartTimeout); err != nil {
+		_ = t.Close()
+		return nil, err
+	}
+	return t, nil
+}
+
+// waitReady polls until the default namespace answers.
+func (t *Temporal) waitReady(ctx context.Context, timeout time.Duration) error {
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	var last error
+	for {
+		select {
+		case <-t.done:
+			return fmt.Errorf("temporal dev server exited before it was ready: %v", t.waitErr)
+		default:
+		}
+		c, err := client.Dial(client.Options{HostPort: t.Address, Logger: sdklog.NewStructuredLogger(discardLogger())})
+		if err == nil {
+			_, err = c.WorkflowService().DescribeNamespace(ctx, describeDefault())
+			c.Close()
+			if err == nil {
+				return nil
+			}
+		}
+		last = err
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("temporal dev server at %s not ready after %s: %v", t.Address, timeout, last)
+		case <-time.After(200 * time.Millisecond):
+		}
+	}
+}
+
+// Close stops the server: SIGTERM, then SIGKILL after 15 s. Safe to call twice.
+func (t *Temporal) Close() error {
+	t.stopOnce.Do(func() {
+		_ = t.cmd.Process.Signal(syscall.SIGTERM)
+		select {
+		case <-t.done:
+		case <-time.After(15 * time.Second):
+			_ = syscall.Kill(-t.cmd.Process.Pid, syscall.SIGKILL)
+			<-t.done
+		}
+	})
+	return nil
+}
+
+// Kill stops the server at once with SIGKILL, as a crash would.
+func (t *Temporal) Kill() {
+	t.stopOnce.Do(func() {
+		_ = syscall.Kill(-t.cmd.Process.Pid, syscall.SIGKILL)
+		<-t.done
+	})
+}
+
+// FindTemporal returns the temporal CLI: $SAGABRIDGE_TEMPORAL if set, else
+// bin/temporal in the module root above the working directory. The error
+// says how to install it.
+func FindTemporal() (string, error) {
+	if p := os.Getenv("SAGABRIDGE_TEMPORAL"); p != "" {
+		return p, nil
+	}
+	root, err := ModuleRoot()
+	if err != nil {
+		return "", err
+	}
+	p := filepath.Join(root, "bin", "temporal")
+	if _, err := os.Stat(p); err != nil {
+		return "", fmt.Errorf("temporal CLI not found at %s: run `make tools` first", p)
+	}
+	return p, nil
+}
+
+// ModuleRoot returns the nearest directory at or above the working
+// directory that holds go.mod.
+func ModuleRoot() (string, error) {
+	dir, err := os.Getwd()
+	if err != nil {
+		return "", err
+	}
+	for {
+		if _, err := os.Stat(filepath.Join(dir, "go.mod")); err == nil {
+			return dir, nil
+		}
+		parent := filepath.Dir(dir)
+		if parent == dir {
+			return "", errors.New("no go.mod above the working directory")
+		}
+		dir = parent
+	}
+}
+
+// FreePorts returns n distinct loopback ports that were free a moment ago.
+func FreePorts(n int) ([]int, error) {
+	ports := make([]int, 0, n)
+	var ls []net.Listener
+	defer func() {
+		for _, l := range ls {
+			_ = l.Close()
+		}
+	}()
+	for range n {
+		l, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			return nil, fmt.Errorf("find a free port: %w", err)
+		}
+		ls = append(ls, l)
+		ports = append(ports, l.Addr().(*net.TCPAddr).Port)
+	}
+	return ports, nil
+}

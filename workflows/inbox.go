@@ -1,0 +1,85 @@
+package workflows
+
+import (
+	"go.temporal.io/sdk/workflow"
+
+	"github.com/sagabridge/sagabridge/event"
+)
+
+// AppliedEvent is one record a workflow applied, as shown by its state query.
+type AppliedEvent struct {
+	Topic     string `json:"topic"`
+	Partition int32  `json:"partition"`
+	Offset    int64  `json:"offset"`
+	Type      string `json:"type,omitempty"`
+}
+
+// Inbox hands a workflow the records the bridge signals, each once, in the
+// order the bridge sent them (offset order per partition). It is owned by
+// one workflow goroutine.
+type Inbox struct {
+	ch      workflow.ReceiveChannel
+	pending []event.Envelope
+	// Watermarks are the highest applied offset per topic partition; carry
+	// them across ContinueAsNew.
+	Watermarks event.Watermarks
+	// Deduped counts records dropped because they were already applied.
+	Deduped int
+}
+
+// NewInbox listens on signal. carried are watermarks from a previous run
+// (ContinueAsNew); nil starts empty.
+func NewInbox(ctx workflow.Context, signal string, carried event.Watermarks) *Inbox {
+	w := event.NewWatermarks()
+	for k, v := range carried {
+		w[k] = v
+	}
+	return &Inbox{ch: workflow.GetSignalChannel(ctx, signal), Watermarks: w}
+}
+
+// Next blocks until a record not yet applied arrives, admits it and returns it.
+func (in *Inbox) Next(ctx workflow.Context) event.Envelope {
+	for {
+		if e, ok := in.admitPending(); ok {
+			return e
+		}
+		var b event.Batch
+		in.ch.Receive(ctx, &b)
+		in.pending = append(in.pending, b.Events...)
+	}
+}
+
+// TryNext returns the next record not yet applied without blocking; ok is
+// false when none is pending. Use it to drain signals before closing.
+func (in *Inbox) TryNext() (e event.Envelope, ok bool) {
+	for {
+		if e, ok := in.admitPending(); ok {
+			return e, true
+		}
+		var b event.Batch
+		if !in.ch.ReceiveAsync(&b) {
+			return event.Envelope{}, false
+		}
+		in.pending = append(in.pending, b.Events...)
+	}
+}
+
+// admitPending pops pending records until one is new.
+func (in *Inbox) admitPending() (event.Envelope, bool) {
+	for len(in.pending) > 0 {
+		e := in.pending[0]
+		in.pending = in.pending[1:]
+		if in.Watermarks.Admit(e.Position()) {
+			return e, true
+		}
+		in.Deduped++
+	}
+	return event.Envelope{}, false
+}
+
+// Close records the watermarks in the workflow memo, so that the bridge can
+// tell a redelivered record for this closed workflow from a new one. Call it
+// right before the workflow function returns, after draining with TryNext.
+func (in *Inbox) Close(ctx workflow.Context) error {
+	return workflow.UpsertMemo(ctx, map[string]any{event.MemoKey: in.Watermarks})
+}
