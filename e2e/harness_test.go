@@ -2,7 +2,6 @@ package e2e
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"log/slog"
 	"os"
@@ -15,7 +14,6 @@ import (
 	"github.com/IBM/sarama"
 	"github.com/google/uuid"
 	"github.com/stretchr/testify/require"
-	"go.temporal.io/api/serviceerror"
 	"go.temporal.io/sdk/client"
 	sdklog "go.temporal.io/sdk/log"
 	"go.temporal.io/sdk/worker"
@@ -158,17 +156,9 @@ func (e *env) result(orderID string, timeout time.Duration) saga.State {
 	e.t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), timeout)
 	defer cancel()
-	var st saga.State
-	for {
-		err := e.tc.GetWorkflow(ctx, "order-"+orderID, "").Get(ctx, &st)
-		var notFound *serviceerror.NotFound
-		if errors.As(err, &notFound) && ctx.Err() == nil {
-			time.Sleep(50 * time.Millisecond) // the bridge has not started it yet
-			continue
-		}
-		require.NoError(e.t, err, "order %s did not finish", orderID)
-		return st
-	}
+	st, err := saga.WaitResult(ctx, e.tc, orderID)
+	require.NoError(e.t, err)
+	return st
 }
 
 // readAll reads every record of topic's partitions from the start, waiting

@@ -12,11 +12,8 @@ import (
 	"io"
 	"net"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strconv"
-	"sync"
-	"syscall"
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kfake"
@@ -74,10 +71,7 @@ type Temporal struct {
 	UIAddress string
 	Bin       string
 
-	cmd      *exec.Cmd
-	done     chan struct{}
-	waitErr  error
-	stopOnce sync.Once
+	proc *Process
 }
 
 // StartTemporal starts the dev server and waits until it serves the
@@ -114,17 +108,14 @@ func StartTemporal(ctx context.Context, o TemporalOptions) (*Temporal, error) {
 	for _, sa := range o.SearchAttributes {
 		args = append(args, "--search-attribute", sa)
 	}
-	cmd := exec.Command(o.Bin, args...)
-	cmd.Stdout, cmd.Stderr = o.Output, o.Output
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
-	if err := cmd.Start(); err != nil {
-		return nil, fmt.Errorf("start %s: %w", o.Bin, err)
+	proc, err := StartProcess(o.Output, o.Bin, args...)
+	if err != nil {
+		return nil, err
 	}
-	t := &Temporal{Address: net.JoinHostPort("127.0.0.1", strconv.Itoa(o.Port)), Bin: o.Bin, cmd: cmd, done: make(chan struct{})}
+	t := &Temporal{Address: net.JoinHostPort("127.0.0.1", strconv.Itoa(o.Port)), Bin: o.Bin, proc: proc}
 	if o.UIPort != 0 {
 		t.UIAddress = fmt.Sprintf("http://127.0.0.1:%d", o.UIPort)
 	}
-	go func() { t.waitErr = cmd.Wait(); close(t.done) }()
 	if err := t.waitReady(ctx, o.StartTimeout); err != nil {
 		_ = t.Close()
 		return nil, err
@@ -139,8 +130,8 @@ func (t *Temporal) waitReady(ctx context.Context, timeout time.Duration) error {
 	var last error
 	for {
 		select {
-		case <-t.done:
-			return fmt.Errorf("temporal dev server exited before it was ready: %v", t.waitErr)
+		case <-t.proc.Done():
+			return fmt.Errorf("temporal dev server exited before it was ready: %v", t.proc.Err())
 		default:
 		}
 		c, err := client.Dial(client.Options{HostPort: t.Address, Logger: sdklog.NewStructuredLogger(discardLogger())})
@@ -162,25 +153,12 @@ func (t *Temporal) waitReady(ctx context.Context, timeout time.Duration) error {
 
 // Close stops the server: SIGTERM, then SIGKILL after 15 s. Safe to call twice.
 func (t *Temporal) Close() error {
-	t.stopOnce.Do(func() {
-		_ = t.cmd.Process.Signal(syscall.SIGTERM)
-		select {
-		case <-t.done:
-		case <-time.After(15 * time.Second):
-			_ = syscall.Kill(-t.cmd.Process.Pid, syscall.SIGKILL)
-			<-t.done
-		}
-	})
+	_ = t.proc.Stop(15 * time.Second) // the exit status of a dev server told to stop says nothing useful
 	return nil
 }
 
 // Kill stops the server at once with SIGKILL, as a crash would.
-func (t *Temporal) Kill() {
-	t.stopOnce.Do(func() {
-		_ = syscall.Kill(-t.cmd.Process.Pid, syscall.SIGKILL)
-		<-t.done
-	})
-}
+func (t *Temporal) Kill() { t.proc.Kill() }
 
 // FindTemporal returns the temporal CLI: $SAGABRIDGE_TEMPORAL if set, else
 // bin/temporal in the module root above the working directory. The error
