@@ -8,9 +8,13 @@ import (
 )
 
 // rebalanceTimeout is how long sarama waits for a revoked claim's handler to
-// return. DrainTimeout must stay below it, so an in-flight call never
-// outlives the claim and races the partition's next owner.
-const rebalanceTimeout = 60 * time.Second
+// return, and how long the broker may hold a JoinGroup for members that have
+// not rejoined. DrainTimeout must stay below it, so an in-flight call never
+// outlives the claim and races the partition's next owner. It must also stay
+// below sarama's Net.ReadTimeout (30 s): sarama reads the JoinGroup response
+// with that deadline, so with sarama's defaults (60 s rebalance) a rebalance
+// that waits on a crashed member times out on the client, over and over.
+const rebalanceTimeout = 20 * time.Second
 
 // SaramaConfig builds the consumer group's client configuration.
 //

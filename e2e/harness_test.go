@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
+	"os/exec"
+	"path/filepath"
 	"regexp"
 	"strings"
 	"sync"
@@ -29,10 +31,23 @@ import (
 // topics, task queue, consumer group and workflow IDs.
 var stack *devstack.Stack
 
+// bridgeBin is cmd/bridge, built once for the tests that run it as a process.
+var bridgeBin string
+
 func TestMain(m *testing.M) {
 	logFile, err := os.CreateTemp("", "sagabridge-e2e-temporal-*.log")
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "e2e:", err)
+		os.Exit(1)
+	}
+	binDir, err := os.MkdirTemp("", "sagabridge-e2e-bin-")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "e2e:", err)
+		os.Exit(1)
+	}
+	bridgeBin = filepath.Join(binDir, "bridge")
+	if out, err := exec.Command("go", "build", "-race", "-o", bridgeBin, "../cmd/bridge").CombinedOutput(); err != nil {
+		fmt.Fprintf(os.Stderr, "e2e: build cmd/bridge: %v\n%s", err, out)
 		os.Exit(1)
 	}
 	stack, err = devstack.Start(context.Background(), devstack.Options{
@@ -44,6 +59,7 @@ func TestMain(m *testing.M) {
 	}
 	code := m.Run()
 	stack.Close()
+	_ = os.RemoveAll(binDir)
 	_ = logFile.Close()
 	if code == 0 {
 		_ = os.Remove(logFile.Name())

@@ -1,0 +1,166 @@
+package e2e
+
+import (
+	"bytes"
+	"math/rand/v2"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/IBM/sarama"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+	"go.yaml.in/yaml/v3"
+
+	"github.com/sagabridge/sagabridge/examples/saga"
+	"github.com/sagabridge/sagabridge/internal/devstack"
+)
+
+// syncBuffer collects a process's output safely.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+// startBridgeProcess runs the cmd/bridge binary in group with a config file
+// written for this test.
+func (e *env) startBridgeProcess(group string, out *syncBuffer) *devstack.Process {
+	return e.startBridgeProcessVia(group, stack.Temporal.Address, out)
+}
+
+// startBridgeProcessVia is startBridgeProcess with the Temporal address given.
+func (e *env) startBridgeProcessVia(group, temporalAddr string, out *syncBuffer) *devstack.Process {
+	e.t.Helper()
+	cfg := e.config(group)
+	data, err := yaml.Marshal(map[string]any{
+		"kafka":    map[string]any{"brokers": cfg.Kafka.Brokers, "group": group},
+		"temporal": map[string]any{"address": temporalAddr},
+		"dispatch": map[string]any{"retry_initial": "50ms", "retry_max": "1s", "drain_timeout": "5s"},
+		"routes": []map[string]any{{
+			"topic": e.topic, "type_header": saga.TypeHeader, "workflow_type": saga.WorkflowType,
+			"workflow_id": "order-{key}", "task_queue": e.taskQueue, "signal": saga.Signal,
+		}},
+	})
+	require.NoError(e.t, err)
+	path := filepath.Join(e.t.TempDir(), "bridge.yaml")
+	require.NoError(e.t, os.WriteFile(path, data, 0o600))
+	p, err := devstack.StartProcess(out, bridgeBin, "-config", path, "-log-level", "info")
+	require.NoError(e.t, err)
+	e.t.Cleanup(func() {
+		p.Kill()
+		if e.t.Failed() {
+			e.t.Logf("bridge output:\n%s", out.String())
+		}
+	})
+	return p
+}
+
+func TestBridgeKilledMidStreamLosesAndReordersNothing(t *testing.T) {
+	e := newEnv(t, 4)
+	orders := saga.Orders(e.id+"-", 80, 21)
+	at := e.produce(orders)
+	group := e.topic
+	rng := rand.New(rand.NewPCG(uint64(time.Now().UnixNano()), 1))
+	var out syncBuffer
+	for kill := range 3 {
+		assigned := strings.Count(out.String(), "partitions assigned")
+		p := e.startBridgeProcess(group, &out)
+		// Let it own partitions and deliver part of the stream, then crash it.
+		require.Eventually(t, func() bool { return strings.Count(out.String(), "partitions assigned") > assigned },
+			60*time.Second, 20*time.Millisecond, "bridge %d never got partitions", kill+1)
+		time.Sleep(time.Duration(50+rng.IntN(400)) * time.Millisecond)
+		p.Kill()
+		t.Logf("kill %d done", kill+1)
+	}
+	p := e.startBridgeProcess(group, &out)
+	deduped := 0
+	for _, o := range orders {
+		st := e.result(o.ID, 120*time.Second)
+		assert.Equal(t, o.Want.Status, st.Status, "order %s", o.ID)
+		assert.Equal(t, at[o.ID], positions(st.Applied), "order %s: every record applied once, in offset order", o.ID)
+		deduped += st.Deduped
+	}
+	require.NoError(t, p.Stop(20*time.Second), "bridge output:\n%s", out.String())
+	t.Logf("%d redelivered records were deduplicated by their workflows", deduped)
+}
+
+// The moment a bridge that commits too early loses data is when a call
+// hangs: the record is marked, the periodic commit writes it, and a crash
+// then skips it. Freeze Temporal's traffic across two commit ticks and kill
+// the bridge right then.
+func TestBridgeKilledWhileTemporalHangsLosesNothing(t *testing.T) {
+	e := newEnv(t, 2)
+	orders := saga.Orders(e.id+"-", 20, 41)
+	at := e.produce(orders)
+	px := startProxy(t, stack.Temporal.Address)
+	var out syncBuffer
+	p := e.startBridgeProcessVia(e.topic, px.Addr(), &out)
+	require.Eventually(t, func() bool { return strings.Contains(out.String(), "partitions assigned") },
+		60*time.Second, 20*time.Millisecond)
+	time.Sleep(300 * time.Millisecond) // deliver part of the stream
+	px.Freeze(true)
+	time.Sleep(2500 * time.Millisecond) // two auto-commit ticks while calls hang
+	p.Kill()
+	px.Freeze(false)
+
+	p = e.startBridgeProcess(e.topic, &out)
+	for _, o := range orders {
+		st := e.result(o.ID, 90*time.Second)
+		assert.Equal(t, at[o.ID], positions(st.Applied), "order %s: every record applied once, in offset order", o.ID)
+	}
+	require.NoError(t, p.Stop(20*time.Second))
+}
+
+func TestBridgeSIGTERMCommitsEverythingAndLeavesTheGroup(t *testing.T) {
+	e := newEnv(t, 3)
+	orders := saga.Orders(e.id+"-", 20, 31)
+	at := e.produce(orders)
+	var out syncBuffer
+	p := e.startBridgeProcess(e.topic, &out)
+	for _, o := range orders {
+		st := e.result(o.ID, 60*time.Second)
+		assert.Equal(t, at[o.ID], positions(st.Applied), "order %s", o.ID)
+	}
+	require.NoError(t, p.Stop(20*time.Second), "bridge must exit 0 on SIGTERM; output:\n%s", out.String())
+	assert.Contains(t, out.String(), "left the group")
+
+	// Every partition's committed offset is its end: a restart would
+	// redeliver nothing.
+	admin, err := sarama.NewClusterAdmin(stack.Kafka.Brokers, saga.ProducerConfig())
+	require.NoError(t, err)
+	defer admin.Close()
+	client, err := sarama.NewClient(stack.Kafka.Brokers, saga.ProducerConfig())
+	require.NoError(t, err)
+	defer client.Close()
+	committed, err := admin.ListConsumerGroupOffsets(e.topic, nil)
+	require.NoError(t, err)
+	end := map[int32]int64{}
+	for _, ps := range at {
+		for _, pos := range ps {
+			end[pos.Partition] = max(end[pos.Partition], pos.Offset+1)
+		}
+	}
+	for part, want := range end {
+		blk := committed.GetBlock(e.topic, part)
+		require.NotNil(t, blk, "partition %d has no committed offset", part)
+		assert.Equal(t, want, blk.Offset, "partition %d committed offset", part)
+		newest, err := client.GetOffset(e.topic, part, sarama.OffsetNewest)
+		require.NoError(t, err)
+		assert.Equal(t, newest, blk.Offset, "partition %d: committed offset is the log end", part)
+	}
+}
