@@ -202,3 +202,27 @@ func cutPrefix(s, prefix string) (string, bool) {
 	}
 	return "", false
 }
+
+func TestNewRecordForAClosedWorkflowGoesToTheDLQ(t *testing.T) {
+	e := newEnv(t, 1)
+	orders := saga.Orders(e.id+"-", 1, 13)
+	at := e.produce(orders)
+	b, stop := e.runBridge(e.topic)
+	defer stop()
+	o := orders[0]
+	assertOutcome(t, o, e.result(o.ID, 60*time.Second), at[o.ID])
+
+	late := []saga.Message{{OrderID: o.ID, Event: saga.Event{Type: saga.OrderCancelled, Value: []byte(`{"reason":"too late"}`)}}}
+	lateAt, err := saga.Produce(e.producer, e.topic, late)
+	require.NoError(t, err)
+
+	got := readAll(t, dlq.TopicFor(e.topic, dlq.DefaultSuffix), 1, 30*time.Second)
+	require.Len(t, got, 1)
+	f, err := dlq.Parse(got[0])
+	require.NoError(t, err)
+	assert.Equal(t, dlq.ClassWorkflowClosed, f.Class)
+	assert.Equal(t, saga.WorkflowID(o.ID), f.WorkflowID)
+	assert.Equal(t, lateAt[o.ID][0].Offset, f.Offset)
+	assert.Equal(t, `{"reason":"too late"}`, string(f.Value))
+	assert.Equal(t, uint64(1), b.Stats().DeadLettered)
+}

@@ -1,0 +1,188 @@
+package bridge
+
+import (
+	"context"
+	"errors"
+	"io"
+	"log/slog"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/IBM/sarama"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+	"go.temporal.io/api/serviceerror"
+
+	"github.com/sagabridge/sagabridge/dlq"
+	"github.com/sagabridge/sagabridge/event"
+)
+
+// fakeTemporal answers each call with the next scripted error (nil once the
+// script runs out) and records what was accepted.
+type fakeTemporal struct {
+	mu       sync.Mutex
+	script   []error
+	calls    int
+	accepted []event.Envelope
+	closed   event.Watermarks
+}
+
+func (f *fakeTemporal) SignalWithStart(ctx context.Context, _ Target, b event.Batch) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.calls++
+	if len(f.script) > 0 {
+		err := f.script[0]
+		f.script = f.script[1:]
+		if err != nil {
+			return err
+		}
+	}
+	f.accepted = append(f.accepted, b.Events...)
+	return nil
+}
+
+func (f *fakeTemporal) ClosedWatermarks(context.Context, string) (event.Watermarks, error) {
+	return f.closed, nil
+}
+
+type fakeDLQ struct {
+	mu       sync.Mutex
+	failures []dlq.Failure
+	failNext int
+}
+
+func (f *fakeDLQ) Write(_ context.Context, fl dlq.Failure) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.failNext > 0 {
+		f.failNext--
+		return errors.New("broker down")
+	}
+	f.failures = append(f.failures, fl)
+	return nil
+}
+
+// fakeSession records marks; the rest of the interface is unused.
+type fakeSession struct {
+	sarama.ConsumerGroupSession
+	ctx    context.Context
+	mu     sync.Mutex
+	marked []int64
+}
+
+func (s *fakeSession) Context() context.Context { return s.ctx }
+func (s *fakeSession) MarkMessage(m *sarama.ConsumerMessage, _ string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.marked = append(s.marked, m.Offset)
+}
+
+type fakeClaim struct {
+	sarama.ConsumerGroupClaim
+	ch chan *sarama.ConsumerMessage
+}
+
+func (c fakeClaim) Messages() <-chan *sarama.ConsumerMessage { return c.ch }
+
+func newTestBridge(t *testing.T, tc *fakeTemporal, dl *fakeDLQ) *Bridge {
+	t.Helper()
+	b, err := New(Config{
+		Kafka:    KafkaConfig{Brokers: []string{"b"}, Group: "g"},
+		Dispatch: DispatchConfig{RetryInitial: time.Millisecond, RetryMax: 5 * time.Millisecond, DrainTimeout: 50 * time.Millisecond},
+		Routes:   []RouteConfig{{Topic: "orders", TypeHeader: "event-type", WorkflowType: "O", WorkflowID: "order-{key}", TaskQueue: "q"}},
+	}, Deps{Temporal: tc, DeadLetters: dl, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	require.NoError(t, err)
+	return b
+}
+
+// consume runs ConsumeClaim over msgs until the channel drains.
+func consume(t *testing.T, b *Bridge, ctx context.Context, msgs ...*sarama.ConsumerMessage) *fakeSession {
+	t.Helper()
+	ch := make(chan *sarama.ConsumerMessage, len(msgs))
+	for _, m := range msgs {
+		ch <- m
+	}
+	close(ch)
+	s := &fakeSession{ctx: ctx}
+	require.NoError(t, claimHandler{b: b}.ConsumeClaim(s, fakeClaim{ch: ch}))
+	return s
+}
+
+func msg(offset int64, key, value string) *sarama.ConsumerMessage {
+	return &sarama.ConsumerMessage{Topic: "orders", Partition: 0, Offset: offset, Key: []byte(key), Value: []byte(value),
+		Headers: []*sarama.RecordHeader{{Key: []byte("event-type"), Value: []byte("E")}}}
+}
+
+func TestRetryableErrorsAreRetriedThenMarked(t *testing.T) {
+	tc := &fakeTemporal{script: []error{
+		serviceerror.NewUnavailable("down"), serviceerror.NewResourceExhausted(0, "busy"), context.DeadlineExceeded,
+	}}
+	b := newTestBridge(t, tc, &fakeDLQ{})
+	s := consume(t, b, context.Background(), msg(0, "a", `{}`), msg(1, "b", `{}`))
+	assert.Equal(t, []int64{0, 1}, s.marked)
+	assert.Equal(t, 5, tc.calls)
+	assert.Equal(t, uint64(3), b.Stats().Retries)
+	assert.Equal(t, uint64(2), b.Stats().Delivered)
+}
+
+func TestPermanentErrorGoesToTheDLQAndThePartitionMovesOn(t *testing.T) {
+	tc := &fakeTemporal{script: []error{serviceerror.NewInvalidArgument("payload too large")}}
+	dl := &fakeDLQ{}
+	b := newTestBridge(t, tc, dl)
+	s := consume(t, b, context.Background(), msg(0, "a", `{}`), msg(1, "a", `{}`))
+	assert.Equal(t, []int64{0, 1}, s.marked)
+	require.Len(t, dl.failures, 1)
+	assert.Equal(t, dlq.ClassRejected, dl.failures[0].Class)
+	assert.Equal(t, "order-a", dl.failures[0].WorkflowID)
+	assert.Equal(t, int64(0), dl.failures[0].Offset)
+	assert.Len(t, tc.accepted, 1)
+}
+
+func TestPoisonIsMarkedOnlyAfterTheDLQHoldsIt(t *testing.T) {
+	dl := &fakeDLQ{failNext: 3}
+	b := newTestBridge(t, &fakeTemporal{}, dl)
+	s := consume(t, b, context.Background(), msg(0, "a", `{not json`))
+	assert.Equal(t, []int64{0}, s.marked)
+	require.Len(t, dl.failures, 1)
+	assert.Equal(t, dlq.ClassDecode, dl.failures[0].Class)
+}
+
+func TestClosedWorkflowRedeliveryIsSkippedNewRecordIsDeadLettered(t *testing.T) {
+	closed := fmtClosed("order-a")
+	tc := &fakeTemporal{script: []error{closed, closed}, closed: event.Watermarks{"orders/0": 5}}
+	dl := &fakeDLQ{}
+	b := newTestBridge(t, tc, dl)
+	s := consume(t, b, context.Background(), msg(5, "a", `{}`), msg(6, "a", `{}`))
+	assert.Equal(t, []int64{5, 6}, s.marked)
+	assert.Equal(t, uint64(1), b.Stats().ClosedRedeliveries)
+	require.Len(t, dl.failures, 1)
+	assert.Equal(t, dlq.ClassWorkflowClosed, dl.failures[0].Class)
+	assert.Equal(t, int64(6), dl.failures[0].Offset)
+}
+
+func TestShutdownDuringRetriesMarksNothing(t *testing.T) {
+	tc := &fakeTemporal{}
+	for range 1000 {
+		tc.script = append(tc.script, serviceerror.NewUnavailable("down"))
+	}
+	b := newTestBridge(t, tc, &fakeDLQ{})
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Millisecond)
+	defer cancel()
+	s := consume(t, b, ctx, msg(0, "a", `{}`), msg(1, "a", `{}`))
+	assert.Empty(t, s.marked, "a record Temporal never accepted must not be marked")
+	assert.Empty(t, tc.accepted)
+}
+
+func fmtClosed(id string) error { return errors.Join(ErrWorkflowClosed, errors.New(id)) }
+
+func TestClassify(t *testing.T) {
+	assert.Equal(t, kindRetryable, classify(serviceerror.NewUnavailable("x")))
+	assert.Equal(t, kindRetryable, classify(serviceerror.NewResourceExhausted(0, "x")))
+	assert.Equal(t, kindRetryable, classify(serviceerror.NewWorkflowNotReady("x")))
+	assert.Equal(t, kindRetryable, classify(errors.New("connection reset")))
+	assert.Equal(t, kindPermanent, classify(serviceerror.NewInvalidArgument("x")))
+	assert.Equal(t, kindPermanent, classify(serviceerror.NewNamespaceNotFound("x")))
+	assert.Equal(t, kindClosed, classify(fmtClosed("w")))
+}

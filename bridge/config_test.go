@@ -1,0 +1,67 @@
+package bridge
+
+import (
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+)
+
+func TestExampleConfigLoads(t *testing.T) {
+	cfg, err := LoadConfig("../examples/saga/bridge.yaml")
+	require.NoError(t, err)
+	assert.Equal(t, "sagabridge-orders", cfg.Kafka.Group)
+	assert.Equal(t, "3.6.0", cfg.Kafka.Version, "default applied")
+	assert.Equal(t, 100*time.Millisecond, cfg.Dispatch.RetryInitial, "default applied")
+	assert.Equal(t, "order-{key}", cfg.Routes[0].WorkflowID)
+}
+
+func TestLoadConfigErrorsNameTheFileAndField(t *testing.T) {
+	cases := map[string]struct{ yaml, want string }{
+		"missing brokers": {`kafka: {group: g}
+routes: [{topic: t, workflow_type: W, workflow_id: "w-{key}", task_queue: q}]`, "kafka.brokers: at least one broker"},
+		"unknown field": {`kafka: {brokers: [b], group: g, grup: x}`, "field grup not found"},
+		"bad placeholder": {`kafka: {brokers: [b], group: g}
+routes: [{topic: t, workflow_type: W, workflow_id: "w-{id}", task_queue: q}]`, "routes[0].workflow_id: unknown placeholder {id}"},
+		"no placeholder": {`kafka: {brokers: [b], group: g}
+routes: [{topic: t, workflow_type: W, workflow_id: "fixed", task_queue: q}]`, "routes[0].workflow_id: \"fixed\" has no placeholder"},
+		"missing task queue": {`kafka: {brokers: [b], group: g}
+routes: [{topic: t, workflow_type: W, workflow_id: "w-{key}"}]`, "routes[0].task_queue: is required"},
+		"types without source": {`kafka: {brokers: [b], group: g}
+routes: [{topic: t, types: [A], workflow_type: W, workflow_id: "w-{key}", task_queue: q}]`, "routes[0].types: needs type_header or type_field"},
+		"type twice": {`kafka: {brokers: [b], group: g}
+routes:
+  - {topic: t, type_header: h, types: [A], workflow_type: W, workflow_id: "w-{key}", task_queue: q}
+  - {topic: t, type_header: h, types: [A, B], workflow_type: V, workflow_id: "v-{key}", task_queue: q}`, "routes[1].types[0]: event type \"A\" of topic \"t\" is routed twice"},
+		"dlq topic": {`kafka: {brokers: [b], group: g}
+routes: [{topic: t.dlq, workflow_type: W, workflow_id: "w-{key}", task_queue: q}]`, "routes[0].topic: \"t.dlq\" is a DLQ topic"},
+		"bad offset": {`kafka: {brokers: [b], group: g, initial_offset: latest}
+routes: [{topic: t, workflow_type: W, workflow_id: "w-{key}", task_queue: q}]`, "kafka.initial_offset: must be \"oldest\" or \"newest\""},
+		"drain too long": {`kafka: {brokers: [b], group: g}
+dispatch: {drain_timeout: 5m}
+routes: [{topic: t, workflow_type: W, workflow_id: "w-{key}", task_queue: q}]`, "dispatch.drain_timeout: must be below the rebalance timeout"},
+		"type field on bytes": {`kafka: {brokers: [b], group: g}
+routes: [{topic: t, payload: bytes, type_field: kind, workflow_type: W, workflow_id: "w-{key}", task_queue: q}]`, "routes[0].type_field: needs payload \"json\""},
+	}
+	for name, c := range cases {
+		t.Run(name, func(t *testing.T) {
+			path := filepath.Join(t.TempDir(), "bridge.yaml")
+			require.NoError(t, os.WriteFile(path, []byte(c.yaml), 0o600))
+			_, err := LoadConfig(path)
+			require.Error(t, err)
+			assert.Contains(t, err.Error(), "config "+path+": ")
+			assert.Contains(t, err.Error(), c.want)
+		})
+	}
+}
+
+func TestOverridesApplyBeforeValidation(t *testing.T) {
+	cfg, err := ParseConfig([]byte(`kafka: {group: g}
+routes: [{topic: t, workflow_type: W, workflow_id: "w-{key}", task_queue: q}]`),
+		func(c *Config) { c.Kafka.Brokers = []string{"127.0.0.1:1"} })
+	require.NoError(t, err)
+	assert.Equal(t, []string{"127.0.0.1:1"}, cfg.Kafka.Brokers)
+}
