@@ -45,7 +45,7 @@ func TestHappyPathWithDuplicatesAppliesEachRecordOnce(t *testing.T) {
 	st, _ := run(t, acts,
 		[]event.Envelope{envelope(1, OrderPlaced, placed)},
 		[]event.Envelope{envelope(1, OrderPlaced, placed), envelope(2, ItemAdded, `{"sku":"B","qty":2,"amount_cents":50}`)}, // 1 again
-		[]event.Envelope{envelope(2, ItemAdded, `{"sku":"B","qty":2}`), envelope(0, OrderPlaced, placed)},                  // 2 again, 0 is older
+		[]event.Envelope{envelope(2, ItemAdded, `{"sku":"B","qty":2}`), envelope(0, OrderPlaced, placed)},                   // 2 again, 0 is older
 		[]event.Envelope{envelope(3, PaymentAuthorized, `{"payment_id":"p","card":"visa"}`)},
 	)
 	assert.Equal(t, StatusCompleted, st.Status)
