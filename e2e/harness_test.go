@@ -20,6 +20,7 @@ import (
 	sdklog "go.temporal.io/sdk/log"
 	"go.temporal.io/sdk/worker"
 
+	"github.com/sagabridge/sagabridge/activities"
 	"github.com/sagabridge/sagabridge/bridge"
 	"github.com/sagabridge/sagabridge/dlq"
 	"github.com/sagabridge/sagabridge/event"
@@ -51,6 +52,7 @@ func TestMain(m *testing.M) {
 		os.Exit(1)
 	}
 	stack, err = devstack.Start(context.Background(), devstack.Options{
+		Topics: []string{saga.OutcomeTopic}, Partitions: 4,
 		Temporal: devstack.TemporalOptions{Output: logFile},
 	})
 	if err != nil {
@@ -96,8 +98,11 @@ func newEnv(t *testing.T, partitions int32) *env {
 	t.Cleanup(tc.Close)
 	e.tc = tc
 
+	outcomes, err := sarama.NewSyncProducer(stack.Kafka.Brokers, activities.ProducerConfig(sarama.V3_6_0_0))
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = outcomes.Close() })
 	w := worker.New(tc, e.taskQueue, worker.Options{MaxConcurrentWorkflowTaskPollers: 8})
-	saga.RegisterWith(w, e.acts)
+	saga.RegisterWith(w, e.acts, &activities.Publisher{Producer: outcomes})
 	require.NoError(t, w.Start())
 	t.Cleanup(w.Stop)
 
@@ -180,6 +185,11 @@ func (e *env) result(orderID string, timeout time.Duration) saga.State {
 // readAll reads every record of topic's partitions from the start, waiting
 // until want records have arrived or timeout passes.
 func readAll(t *testing.T, topic string, want int, timeout time.Duration) []*sarama.ConsumerMessage {
+	return readWhere(t, topic, want, timeout, func(*sarama.ConsumerMessage) bool { return true })
+}
+
+// readWhere is readAll counting only the records keep accepts.
+func readWhere(t *testing.T, topic string, want int, timeout time.Duration, keep func(*sarama.ConsumerMessage) bool) []*sarama.ConsumerMessage {
 	t.Helper()
 	c, err := sarama.NewConsumer(stack.Kafka.Brokers, saga.ProducerConfig())
 	require.NoError(t, err)
@@ -215,7 +225,9 @@ func readAll(t *testing.T, topic string, want int, timeout time.Duration) []*sar
 	for len(got) < want {
 		select {
 		case m := <-out:
-			got = append(got, m)
+			if keep(m) {
+				got = append(got, m)
+			}
 		case <-deadline:
 			return got
 		}
@@ -225,7 +237,9 @@ func readAll(t *testing.T, topic string, want int, timeout time.Duration) []*sar
 	for {
 		select {
 		case m := <-out:
-			got = append(got, m)
+			if keep(m) {
+				got = append(got, m)
+			}
 		case <-grace:
 			return got
 		}

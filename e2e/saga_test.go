@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"os/exec"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -11,6 +12,7 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"github.com/sagabridge/sagabridge/activities"
 	"github.com/sagabridge/sagabridge/dlq"
 	"github.com/sagabridge/sagabridge/event"
 	"github.com/sagabridge/sagabridge/examples/saga"
@@ -53,6 +55,22 @@ func TestSagasReachTheirExpectedState(t *testing.T) {
 	for _, o := range orders {
 		st := e.result(o.ID, 90*time.Second)
 		assertOutcome(t, o, st, at[o.ID])
+	}
+	// Each order published exactly one outcome, with a deterministic ID.
+	mine := func(m *sarama.ConsumerMessage) bool { return strings.HasPrefix(string(m.Key), e.id+"-") }
+	outcomes := readWhere(t, saga.OutcomeTopic, len(orders), 30*time.Second, mine)
+	assert.Len(t, outcomes, len(orders))
+	byOrder := map[string]*sarama.ConsumerMessage{}
+	for _, m := range outcomes {
+		byOrder[string(m.Key)] = m
+	}
+	wantType := map[saga.Status]string{saga.StatusCompleted: "OrderCompleted", saga.StatusCompensated: "OrderCompensated", saga.StatusCancelled: "OrderCancelled"}
+	for _, o := range orders {
+		m := byOrder[o.ID]
+		if assert.NotNil(t, m, "order %s published no outcome", o.ID) {
+			assert.Equal(t, wantType[o.Want.Status], headerOf(m, activities.HeaderEventType))
+			assert.True(t, strings.HasPrefix(headerOf(m, activities.HeaderEventID), saga.WorkflowID(o.ID)+"/"), "event ID %q", headerOf(m, activities.HeaderEventID))
+		}
 	}
 	// Every compensated order released exactly what it reserved.
 	for _, o := range orders {

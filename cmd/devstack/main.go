@@ -3,7 +3,7 @@
 // CLI's dev server (bin/temporal). It prints the addresses and the commands
 // that start a worker and a bridge against them, and stops both on Ctrl-C.
 //
-//	devstack [-kafka-port 0] [-temporal-port 0] [-ui] [-db-file path] [-topics orders,orders.dlq] [-partitions 8]
+//	devstack [-kafka-port 0] [-temporal-port 0] [-ui] [-db-file path] [-topics orders,orders.dlq,order-outcomes] [-partitions 8]
 package main
 
 import (
@@ -21,7 +21,7 @@ func main() {
 	temporalPort := flag.Int("temporal-port", 0, "Temporal frontend port; 0 picks a free one")
 	ui := flag.Bool("ui", false, "serve the Temporal Web UI on a free port")
 	dbFile := flag.String("db-file", "", "persist Temporal state in this SQLite file; empty keeps it in memory")
-	topics := flag.String("topics", "orders,orders.dlq", "topics to create")
+	topics := flag.String("topics", "orders,orders.dlq,order-outcomes", "topics to create")
 	partitions := flag.Int("partitions", 8, "partitions per topic")
 	flag.Parse()
 
@@ -51,10 +51,10 @@ func main() {
   Temporal UI:      %s
 
 Start a worker and a bridge in other terminals:
-  %s/worker -temporal-address %s
+  %s/worker -temporal-address %s -kafka-brokers %s
   %s/bridge -config examples/saga/bridge.yaml -kafka-brokers %s -temporal-address %s
 `, s.Kafka.Brokers[0], *topics, *partitions, s.Temporal.Address, orNone(s.Temporal.UIAddress),
-		bin, s.Temporal.Address, bin, s.Kafka.Brokers[0], s.Temporal.Address)
+		bin, s.Temporal.Address, s.Kafka.Brokers[0], bin, s.Kafka.Brokers[0], s.Temporal.Address)
 	<-ctx.Done()
 	fmt.Println("stopping the dev stack")
 }

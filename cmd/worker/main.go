@@ -1,7 +1,8 @@
 // Command worker runs the example order saga (examples/saga) on a task queue.
 //
-//	worker [-temporal-address host:port] [-namespace default] [-task-queue orders]
+//	worker -kafka-brokers host:port[,...] [-temporal-address host:port] [-namespace default] [-task-queue orders]
 //
+// The brokers receive the sagas' outcome events (topic order-outcomes).
 // It stops on SIGINT or SIGTERM after in-flight tasks finish.
 package main
 
@@ -10,15 +11,18 @@ import (
 	"fmt"
 	"os"
 
+	"github.com/IBM/sarama"
 	"go.temporal.io/sdk/client"
 	sdklog "go.temporal.io/sdk/log"
 	"go.temporal.io/sdk/worker"
 
+	"github.com/sagabridge/sagabridge/activities"
 	"github.com/sagabridge/sagabridge/examples/saga"
 	"github.com/sagabridge/sagabridge/internal/cli"
 )
 
 func main() {
+	brokers := flag.String("kafka-brokers", "", "comma-separated brokers for outcome events (required)")
 	addr := flag.String("temporal-address", "127.0.0.1:7233", "Temporal frontend host:port")
 	namespace := flag.String("namespace", "default", "Temporal namespace")
 	taskQueue := flag.String("task-queue", saga.TaskQueue, "task queue to poll")
@@ -29,6 +33,10 @@ func main() {
 	log, err := cli.NewLogger(*logLevel)
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
+		os.Exit(2)
+	}
+	if *brokers == "" {
+		fmt.Fprintln(os.Stderr, "worker: -kafka-brokers is required")
 		os.Exit(2)
 	}
 	if *pollers < 1 {
@@ -43,8 +51,13 @@ func main() {
 		cli.Fatal(log, "connect to Temporal", err)
 	}
 	defer c.Close()
+	producer, err := sarama.NewSyncProducer(cli.SplitList(*brokers), activities.ProducerConfig(sarama.V3_6_0_0))
+	if err != nil {
+		cli.Fatal(log, "start the outcome producer", err)
+	}
+	defer producer.Close()
 	w := worker.New(c, *taskQueue, worker.Options{MaxConcurrentWorkflowTaskPollers: *pollers})
-	saga.RegisterWith(w, saga.NewActivities())
+	saga.RegisterWith(w, saga.NewActivities(), &activities.Publisher{Producer: producer})
 	log.Info("worker started", "task_queue", *taskQueue, "namespace", *namespace, "workflow_pollers", *pollers)
 	if err := w.Run(worker.InterruptCh()); err != nil {
 		cli.Fatal(log, "worker stopped", err)

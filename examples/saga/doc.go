@@ -13,7 +13,8 @@
 // item as it arrives, then on PaymentAuthorized charges the payment and
 // ships. If any step fails, or payment fails, or the order is cancelled, it
 // compensates in reverse order: refund, then release each reservation,
-// newest first. It answers the "state" query with State as JSON.
+// newest first. It answers the "state" query with State as JSON, and
+// publishes its outcome to OutcomeTopic before it closes.
 //
 // The activities simulate the services, failing on purpose for demo data:
 // sku "OUT-OF-STOCK" cannot be reserved, card "declined" cannot be charged,
@@ -34,6 +35,9 @@ const (
 	Signal = "events"
 	// QueryState is the query that returns State.
 	QueryState = "state"
+	// OutcomeTopic receives one outcome event per finished order
+	// (OrderCompleted, OrderCompensated or OrderCancelled), keyed by order ID.
+	OutcomeTopic = "order-outcomes"
 )
 
 // Event types.

@@ -1,6 +1,7 @@
 package saga
 
 import (
+	"encoding/json"
 	"errors"
 	"fmt"
 	"time"
@@ -8,6 +9,7 @@ import (
 	"go.temporal.io/sdk/temporal"
 	"go.temporal.io/sdk/workflow"
 
+	"github.com/sagabridge/sagabridge/activities"
 	"github.com/sagabridge/sagabridge/event"
 	"github.com/sagabridge/sagabridge/workflows"
 )
@@ -103,6 +105,9 @@ func OrderSaga(ctx workflow.Context) (State, error) {
 		o.apply(ctx, e)
 	}
 	o.st.Deduped = in.Deduped
+	if err := o.publishOutcome(ctx); err != nil {
+		return o.st, err
+	}
 	if err := in.Close(ctx); err != nil {
 		return o.st, fmt.Errorf("record watermarks: %w", err)
 	}
@@ -225,6 +230,30 @@ func (o *order) fail(ctx workflow.Context, final Status, reason string) {
 	o.st.Status = final
 }
 
+// outcomeTypes names the outcome event of each final status.
+var outcomeTypes = map[Status]string{
+	StatusCompleted: "OrderCompleted", StatusCompensated: "OrderCompensated", StatusCancelled: "OrderCancelled",
+}
+
+// publishOutcome tells the rest of the company how the order ended. It is
+// retried until it succeeds: the saga is over either way, and the outcome
+// must not be lost.
+func (o *order) publishOutcome(ctx workflow.Context) error {
+	value, err := json.Marshal(map[string]any{
+		"order_id": o.st.OrderID, "status": o.st.Status, "last_error": o.st.LastError, "amount_cents": o.st.AmountCents,
+	})
+	if err != nil {
+		return fmt.Errorf("encode outcome: %w", err)
+	}
+	var p *activities.Publisher
+	ctx = workflow.WithActivityOptions(ctx, workflow.ActivityOptions{StartToCloseTimeout: 30 * time.Second})
+	out := activities.Outcome{Topic: OutcomeTopic, Key: o.st.OrderID, Type: outcomeTypes[o.st.Status], Value: value}
+	if err := workflow.ExecuteActivity(ctx, p.Publish, out).Get(ctx, nil); err != nil {
+		return fmt.Errorf("publish outcome of order %s: %w", o.st.OrderID, err)
+	}
+	return nil
+}
+
 // describe renders an activity failure as "Type: message".
 func describe(err error) string {
 	var app *temporal.ApplicationError
@@ -240,8 +269,10 @@ type Register interface {
 	RegisterActivity(a any)
 }
 
-// RegisterWith registers OrderSaga and acts with w.
-func RegisterWith(w Register, acts *Activities) {
+// RegisterWith registers OrderSaga, the services' activities and the
+// outcome publisher with w.
+func RegisterWith(w Register, acts *Activities, pub *activities.Publisher) {
 	w.RegisterWorkflowWithOptions(OrderSaga, workflow.RegisterOptions{Name: WorkflowType})
 	w.RegisterActivity(acts)
+	w.RegisterActivity(pub)
 }

@@ -11,6 +11,7 @@ import (
 	"go.temporal.io/sdk/testsuite"
 	"go.temporal.io/sdk/workflow"
 
+	"github.com/sagabridge/sagabridge/activities"
 	"github.com/sagabridge/sagabridge/event"
 )
 
@@ -25,6 +26,7 @@ func run(t *testing.T, acts *Activities, batches ...[]event.Envelope) (State, *t
 	env := s.NewTestWorkflowEnvironment()
 	env.RegisterWorkflowWithOptions(OrderSaga, workflow.RegisterOptions{Name: WorkflowType})
 	env.RegisterActivity(acts)
+	publishSucceeds(env)
 	for i, b := range batches {
 		env.RegisterDelayedCallback(func() {
 			env.SignalWorkflow(Signal, event.Batch{Events: b})
@@ -36,6 +38,13 @@ func run(t *testing.T, acts *Activities, batches ...[]event.Envelope) (State, *t
 	var st State
 	require.NoError(t, env.GetWorkflowResult(&st))
 	return st, env
+}
+
+// publishSucceeds stands in for Kafka: outcome publishing is tested end to end.
+func publishSucceeds(env *testsuite.TestWorkflowEnvironment) {
+	p := &activities.Publisher{}
+	env.RegisterActivity(p)
+	env.OnActivity(p.Publish, mock.Anything, mock.Anything).Return(nil)
 }
 
 const placed = `{"items":[{"sku":"A","qty":1}],"amount_cents":100,"country":"DE"}`
@@ -78,6 +87,7 @@ func TestFailedCompensationIsReportedAndTheRestStillRun(t *testing.T) {
 	env := s.NewTestWorkflowEnvironment()
 	env.RegisterWorkflowWithOptions(OrderSaga, workflow.RegisterOptions{Name: WorkflowType})
 	env.RegisterActivity(acts)
+	publishSucceeds(env)
 	env.OnActivity(acts.ReleaseInventory, mock.Anything, ReserveInput{OrderID: "42", Item: Item{SKU: "B", Qty: 1}}).
 		Return(errors.New("warehouse offline"))
 	env.OnActivity(acts.ReleaseInventory, mock.Anything, mock.Anything).Return(nil)

@@ -65,7 +65,7 @@ func run(n int, keep bool, binDir string, timeout time.Duration) error {
 	}
 	defer tlog.Close()
 	opts := devstack.Options{
-		Topics: []string{saga.Topic, dlq.TopicFor(saga.Topic, dlq.DefaultSuffix)}, Partitions: 8,
+		Topics: []string{saga.Topic, dlq.TopicFor(saga.Topic, dlq.DefaultSuffix), saga.OutcomeTopic}, Partitions: 8,
 		Temporal: devstack.TemporalOptions{Bin: filepath.Join(binDir, "temporal"), Output: tlog},
 	}
 	if keep {
@@ -84,7 +84,7 @@ func run(n int, keep bool, binDir string, timeout time.Duration) error {
 	brokers, taddr := stack.Kafka.Brokers[0], stack.Temporal.Address
 	fmt.Printf("  Kafka %s, Temporal %s\n", brokers, taddr)
 
-	worker, err := startBinary(logFile, binDir, "worker", "-temporal-address", taddr)
+	worker, err := startBinary(logFile, binDir, "worker", "-temporal-address", taddr, "-kafka-brokers", brokers)
 	if err != nil {
 		return err
 	}
@@ -127,11 +127,19 @@ func run(n int, keep bool, binDir string, timeout time.Duration) error {
 	fmt.Printf("all %d sagas finished %.1fs after the last event was produced\n\n", len(orders), time.Since(start).Seconds())
 	failures := printSummary(orders, states)
 
-	dead, err := countDLQ(stack.Kafka.Brokers, dlq.TopicFor(saga.Topic, dlq.DefaultSuffix))
+	dead, err := countRecords(stack.Kafka.Brokers, dlq.TopicFor(saga.Topic, dlq.DefaultSuffix))
 	if err != nil {
 		return err
 	}
-	fmt.Printf("\nDLQ %s holds %d record(s) (expected 1: the malformed one)\n", dlq.TopicFor(saga.Topic, dlq.DefaultSuffix), dead)
+	outcomes, err := countRecords(stack.Kafka.Brokers, saga.OutcomeTopic)
+	if err != nil {
+		return err
+	}
+	fmt.Printf("\n%s holds %d outcome event(s), one per order\n", saga.OutcomeTopic, outcomes)
+	if outcomes != int64(len(orders)) {
+		failures++
+	}
+	fmt.Printf("DLQ %s holds %d record(s) (expected 1: the malformed one)\n", dlq.TopicFor(saga.Topic, dlq.DefaultSuffix), dead)
 	if dead != 1 {
 		failures++
 	}
@@ -234,8 +242,8 @@ func orDash(s string) string {
 	return s
 }
 
-// countDLQ counts the records in topic.
-func countDLQ(brokers []string, topic string) (int64, error) {
+// countRecords counts the records in topic.
+func countRecords(brokers []string, topic string) (int64, error) {
 	c, err := sarama.NewClient(brokers, saga.ProducerConfig())
 	if err != nil {
 		return 0, err

@@ -1,0 +1,83 @@
+// Package activities holds the activities sagabridge gives workflows. Today
+// that is Publisher, which publishes a workflow's outcome events to Kafka.
+//
+// Temporal → Kafka is at-least-once: an activity that published and then
+// timed out is retried and publishes again. Every record therefore carries a
+// deterministic event ID (header HeaderEventID), the same on every attempt,
+// so consumers can drop the repeats.
+package activities
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+
+	"github.com/IBM/sarama"
+	"go.temporal.io/sdk/activity"
+)
+
+// Header names set on every published record.
+const (
+	// HeaderEventID is "<workflow ID>/<run ID>/<activity ID>": stable across
+	// retries of one activity, unique across activities and runs.
+	HeaderEventID = "sagabridge.event.id"
+	// HeaderEventType is the Outcome's Type.
+	HeaderEventType = "event-type"
+)
+
+// Outcome is one event a workflow publishes.
+type Outcome struct {
+	Topic string          `json:"topic"`
+	Key   string          `json:"key"`
+	Type  string          `json:"type"`
+	Value json.RawMessage `json:"value"`
+}
+
+// Publisher publishes outcomes with an idempotent producer (see
+// ProducerConfig). It does not own the producer. Register it on a worker
+// with RegisterActivity; its activity is "Publish".
+type Publisher struct {
+	Producer sarama.SyncProducer
+}
+
+// ProducerConfig is the producer Publisher expects: idempotent, so the
+// broker drops the producer's own retries, and acknowledged by all in-sync
+// replicas before the activity completes.
+func ProducerConfig(version sarama.KafkaVersion) *sarama.Config {
+	c := sarama.NewConfig()
+	c.Version = version
+	c.ClientID = "sagabridge-publisher"
+	c.Producer.Idempotent = true
+	c.Producer.RequiredAcks = sarama.WaitForAll
+	c.Producer.Return.Successes = true
+	c.Net.MaxOpenRequests = 1
+	return c
+}
+
+// Publish sends o and returns once the broker has acknowledged it.
+func (p *Publisher) Publish(ctx context.Context, o Outcome) error {
+	if o.Topic == "" || o.Type == "" {
+		return errors.New("publish: outcome needs a topic and a type")
+	}
+	info := activity.GetInfo(ctx)
+	id := EventID(info.WorkflowExecution.ID, info.WorkflowExecution.RunID, info.ActivityID)
+	msg := &sarama.ProducerMessage{
+		Topic: o.Topic,
+		Key:   sarama.StringEncoder(o.Key),
+		Value: sarama.ByteEncoder(o.Value),
+		Headers: []sarama.RecordHeader{
+			{Key: []byte(HeaderEventID), Value: []byte(id)},
+			{Key: []byte(HeaderEventType), Value: []byte(o.Type)},
+		},
+	}
+	if _, _, err := p.Producer.SendMessage(msg); err != nil {
+		return fmt.Errorf("publish %s %s to %s: %w", o.Type, id, o.Topic, err)
+	}
+	return nil
+}
+
+// EventID builds the deterministic ID of the record one activity publishes.
+func EventID(workflowID, runID, activityID string) string {
+	return workflowID + "/" + runID + "/" + activityID
+}
