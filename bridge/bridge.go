@@ -12,7 +12,6 @@ import (
 	"github.com/cenkalti/backoff/v5"
 
 	"github.com/sagabridge/sagabridge/dlq"
-	"github.com/sagabridge/sagabridge/event"
 )
 
 // Deps are the bridge's connections to the outside world. The bridge does
@@ -39,6 +38,12 @@ type Stats struct {
 	ClosedRedeliveries uint64
 	// Retries counts Temporal calls retried after a retryable error.
 	Retries uint64
+	// Calls counts SignalWithStart calls Temporal accepted; Delivered/Calls
+	// is how many records each call carried on average.
+	Calls uint64
+	// DroppedClosed counts new records for closed workflows dropped under
+	// the "drop" policy.
+	DroppedClosed uint64
 }
 
 // Bridge consumes the routed topics and delivers every record to the
@@ -49,7 +54,9 @@ type Bridge struct {
 	deps   Deps
 	log    *slog.Logger
 
-	delivered, deadLettered, closedRedeliveries, retries atomic.Uint64
+	dispatcher *dispatcher
+
+	delivered, deadLettered, closedRedeliveries, retries, calls, droppedClosed atomic.Uint64
 }
 
 // New checks cfg and deps and returns a bridge ready to Run.
@@ -74,7 +81,9 @@ func New(cfg Config, deps Deps) (*Bridge, error) {
 	if err != nil {
 		return nil, fmt.Errorf("bridge routes: %w", err)
 	}
-	return &Bridge{cfg: cfg, router: router, deps: deps, log: deps.Logger}, nil
+	b := &Bridge{cfg: cfg, router: router, deps: deps, log: deps.Logger}
+	b.dispatcher = newDispatcher(b)
+	return b, nil
 }
 
 // Stats returns the counters so far. Safe for concurrent use.
@@ -82,12 +91,14 @@ func (b *Bridge) Stats() Stats {
 	return Stats{
 		Delivered: b.delivered.Load(), DeadLettered: b.deadLettered.Load(),
 		ClosedRedeliveries: b.closedRedeliveries.Load(), Retries: b.retries.Load(),
+		Calls: b.calls.Load(), DroppedClosed: b.droppedClosed.Load(),
 	}
 }
 
 // Run joins the consumer group and delivers records until ctx is done. It
 // then stops fetching, lets in-flight calls finish within
 // Dispatch.DrainTimeout, commits what was delivered and leaves the group.
+// Run once per Bridge.
 func (b *Bridge) Run(ctx context.Context) error {
 	sc, err := SaramaConfig(b.cfg.Kafka)
 	if err != nil {
@@ -97,11 +108,15 @@ func (b *Bridge) Run(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("join consumer group %q: %w", b.cfg.Kafka.Group, err)
 	}
-	return b.consume(ctx, group)
+	return b.runGroup(ctx, group)
 }
 
-// consume runs group until ctx is done and closes it.
-func (b *Bridge) consume(ctx context.Context, group sarama.ConsumerGroup) error {
+// runGroup runs group until ctx is done and closes it. Shutdown order:
+// stop the sessions (each partition abandons queued work and drains calls
+// under way), commit and leave the group, then stop the dispatch workers.
+func (b *Bridge) runGroup(ctx context.Context, group sarama.ConsumerGroup) error {
+	b.dispatcher.start(b.cfg.Dispatch.Concurrency)
+	defer b.dispatcher.stop()
 	errsDone := make(chan struct{})
 	go func() {
 		defer close(errsDone)
@@ -133,7 +148,8 @@ func (b *Bridge) consume(ctx context.Context, group sarama.ConsumerGroup) error 
 	<-errsDone
 	st := b.Stats()
 	b.log.Info("bridge stopped; left the group", "group", b.cfg.Kafka.Group,
-		"delivered", st.Delivered, "dead_lettered", st.DeadLettered, "closed_redeliveries", st.ClosedRedeliveries)
+		"delivered", st.Delivered, "calls", st.Calls, "dead_lettered", st.DeadLettered,
+		"closed_redeliveries", st.ClosedRedeliveries, "dropped_closed", st.DroppedClosed)
 	if err != nil {
 		return fmt.Errorf("leave consumer group %q: %w", b.cfg.Kafka.Group, err)
 	}
@@ -155,106 +171,12 @@ func (h claimHandler) Cleanup(s sarama.ConsumerGroupSession) error {
 	return nil
 }
 
-// ConsumeClaim delivers records one at a time and marks each only once it
-// is safe: accepted by Temporal, skipped as a closed workflow's duplicate,
-// or held by the DLQ. It returns when the claim is revoked or the session
-// ends; an in-flight call may finish first, within Dispatch.DrainTimeout.
+// ConsumeClaim batches the partition's records and dispatches them; see
+// Bridge.consume. It returns when the claim is revoked or the session ends,
+// after calls under way have finished (within Dispatch.DrainTimeout).
 func (h claimHandler) ConsumeClaim(s sarama.ConsumerGroupSession, claim sarama.ConsumerGroupClaim) error {
-	ctx := s.Context()
-	for {
-		if ctx.Err() != nil {
-			return nil
-		}
-		select {
-		case msg, ok := <-claim.Messages():
-			if !ok {
-				return nil
-			}
-			if err := h.b.deliver(ctx, msg); err != nil {
-				h.b.log.Info("stopped before a record was delivered; it will be redelivered",
-					"topic", msg.Topic, "partition", msg.Partition, "offset", msg.Offset, "err", err)
-				return nil
-			}
-			s.MarkMessage(msg, "")
-		case <-ctx.Done():
-			return nil
-		}
-	}
-}
-
-// deliver gets one record to its workflow or the DLQ. It returns an error
-// only when ctx ended first, in which case the record must not be marked.
-func (b *Bridge) deliver(ctx context.Context, msg *sarama.ConsumerMessage) error {
-	callCtx, cancel := drainContext(ctx, b.cfg.Dispatch.DrainTimeout)
-	defer cancel()
-	target, env, err := b.router.Route(msg)
-	if err != nil {
-		var p *PoisonError
-		if !errors.As(err, &p) {
-			p = &PoisonError{Class: dlq.ClassDecode, Err: err}
-		}
-		return b.deadLetter(ctx, dlq.FromMessage(msg, p.Class, err, 1, b.deps.Now()))
-	}
-	batch := event.Batch{Events: []event.Envelope{env}}
-	retry := b.newBackoff()
-	for attempt := 1; ; attempt++ {
-		err := b.call(callCtx, target, batch)
-		if err == nil {
-			b.delivered.Add(1)
-			if attempt > 1 {
-				b.log.Info("delivered after retries", "workflow_id", target.WorkflowID, "attempts", attempt)
-			}
-			return nil
-		}
-		switch classify(err) {
-		case kindPermanent:
-			f := dlq.FromMessage(msg, dlq.ClassRejected, err, attempt, b.deps.Now())
-			f.WorkflowID = target.WorkflowID
-			return b.deadLetter(ctx, f)
-		case kindClosed:
-			done, cerr := b.closedWorkflow(callCtx, msg, target, env, attempt)
-			if done {
-				return cerr
-			}
-			err = cerr
-		}
-		b.retries.Add(1)
-		wait := retry.NextBackOff()
-		if attempt == 1 {
-			b.log.Warn("temporal call failed; retrying", "workflow_id", target.WorkflowID,
-				"topic", msg.Topic, "partition", msg.Partition, "offset", msg.Offset, "err", err, "retry_in", wait)
-		}
-		if err := sleep(ctx, wait); err != nil {
-			return fmt.Errorf("retrying %s/%d@%d: %w", msg.Topic, msg.Partition, msg.Offset, err)
-		}
-	}
-}
-
-// call makes one bounded SignalWithStart.
-func (b *Bridge) call(ctx context.Context, target Target, batch event.Batch) error {
-	ctx, cancel := context.WithTimeout(ctx, b.cfg.Dispatch.CallTimeout)
-	defer cancel()
-	return b.deps.Temporal.SignalWithStart(ctx, target, batch)
-}
-
-// closedWorkflow decides what happens to a record whose workflow has
-// closed: a record the run already applied is a redelivery and is skipped;
-// any other record goes to the DLQ. done is false when the memo could not
-// be read, so the caller retries.
-func (b *Bridge) closedWorkflow(ctx context.Context, msg *sarama.ConsumerMessage, target Target, env event.Envelope, attempt int) (done bool, err error) {
-	applied, err := b.deps.Temporal.ClosedWatermarks(ctx, target.WorkflowID)
-	if err != nil {
-		return false, err
-	}
-	if applied.Covers(env.Position()) {
-		b.closedRedeliveries.Add(1)
-		b.log.Debug("skipped redelivery to a closed workflow", "workflow_id", target.WorkflowID, "position", env.Position().String())
-		return true, nil
-	}
-	f := dlq.FromMessage(msg, dlq.ClassWorkflowClosed,
-		fmt.Errorf("workflow %s has closed and did not apply this record", target.WorkflowID), attempt, b.deps.Now())
-	f.WorkflowID = target.WorkflowID
-	return true, b.deadLetter(ctx, f)
+	h.b.consume(h.b.newFlow(s, claim.Topic(), claim.Partition()), claim.Messages())
+	return nil
 }
 
 // deadLetter writes f, retrying until the DLQ holds it or ctx ends.

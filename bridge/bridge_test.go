@@ -64,19 +64,28 @@ func (f *fakeDLQ) Write(_ context.Context, fl dlq.Failure) error {
 	return nil
 }
 
-// fakeSession records marks; the rest of the interface is unused.
+// fakeSession records the committable position; the rest of the interface is unused.
 type fakeSession struct {
 	sarama.ConsumerGroupSession
-	ctx    context.Context
-	mu     sync.Mutex
-	marked []int64
+	ctx  context.Context
+	mu   sync.Mutex
+	next int64 // the offset a commit would write; 0 = nothing marked
 }
 
 func (s *fakeSession) Context() context.Context { return s.ctx }
-func (s *fakeSession) MarkMessage(m *sarama.ConsumerMessage, _ string) {
+func (s *fakeSession) MarkOffset(_ string, _ int32, next int64, _ string) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	s.marked = append(s.marked, m.Offset)
+	if next <= s.next {
+		panic("marks must only move forward")
+	}
+	s.next = next
+}
+
+func (s *fakeSession) committed() int64 {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.next
 }
 
 type fakeClaim struct {
@@ -85,6 +94,8 @@ type fakeClaim struct {
 }
 
 func (c fakeClaim) Messages() <-chan *sarama.ConsumerMessage { return c.ch }
+func (c fakeClaim) Topic() string                            { return "orders" }
+func (c fakeClaim) Partition() int32                         { return 0 }
 
 func newTestBridge(t *testing.T, tc *fakeTemporal, dl *fakeDLQ) *Bridge {
 	t.Helper()
@@ -92,21 +103,33 @@ func newTestBridge(t *testing.T, tc *fakeTemporal, dl *fakeDLQ) *Bridge {
 		Kafka:    KafkaConfig{Brokers: []string{"b"}, Group: "g"},
 		Dispatch: DispatchConfig{RetryInitial: time.Millisecond, RetryMax: 5 * time.Millisecond, DrainTimeout: 50 * time.Millisecond},
 		Routes:   []RouteConfig{{Topic: "orders", TypeHeader: "event-type", WorkflowType: "O", WorkflowID: "order-{key}", TaskQueue: "q"}},
-	}, Deps{Temporal: tc, DeadLetters: dl, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	}, Deps{Temporal: tc, DeadLetters: dl, Logger: quiet()})
 	require.NoError(t, err)
 	return b
 }
 
-// consume runs ConsumeClaim over msgs until the channel drains.
+// consume runs ConsumeClaim over msgs until every record is committable,
+// or ctx ends, and then revokes the claim.
 func consume(t *testing.T, b *Bridge, ctx context.Context, msgs ...*sarama.ConsumerMessage) *fakeSession {
 	t.Helper()
+	b.dispatcher.start(4)
+	defer b.dispatcher.stop()
 	ch := make(chan *sarama.ConsumerMessage, len(msgs))
 	for _, m := range msgs {
 		ch <- m
 	}
-	close(ch)
 	s := &fakeSession{ctx: ctx}
-	require.NoError(t, claimHandler{b: b}.ConsumeClaim(s, fakeClaim{ch: ch}))
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		require.NoError(t, claimHandler{b: b}.ConsumeClaim(s, fakeClaim{ch: ch}))
+	}()
+	want := msgs[len(msgs)-1].Offset + 1
+	for s.committed() < want && ctx.Err() == nil {
+		time.Sleep(time.Millisecond)
+	}
+	close(ch) // revoke
+	<-done
 	return s
 }
 
@@ -121,30 +144,33 @@ func TestRetryableErrorsAreRetriedThenMarked(t *testing.T) {
 	}}
 	b := newTestBridge(t, tc, &fakeDLQ{})
 	s := consume(t, b, context.Background(), msg(0, "a", `{}`), msg(1, "b", `{}`))
-	assert.Equal(t, []int64{0, 1}, s.marked)
+	assert.Equal(t, int64(2), s.committed())
 	assert.Equal(t, 5, tc.calls)
 	assert.Equal(t, uint64(3), b.Stats().Retries)
 	assert.Equal(t, uint64(2), b.Stats().Delivered)
 }
 
-func TestPermanentErrorGoesToTheDLQAndThePartitionMovesOn(t *testing.T) {
-	tc := &fakeTemporal{script: []error{serviceerror.NewInvalidArgument("payload too large")}}
+func TestPermanentErrorIsolatesTheRejectedRecordAndMovesOn(t *testing.T) {
+	// The batch call is rejected; resent one by one, only record 0 is.
+	invalid := serviceerror.NewInvalidArgument("bad payload")
+	tc := &fakeTemporal{script: []error{invalid, invalid}}
 	dl := &fakeDLQ{}
 	b := newTestBridge(t, tc, dl)
 	s := consume(t, b, context.Background(), msg(0, "a", `{}`), msg(1, "a", `{}`))
-	assert.Equal(t, []int64{0, 1}, s.marked)
+	assert.Equal(t, int64(2), s.committed())
 	require.Len(t, dl.failures, 1)
 	assert.Equal(t, dlq.ClassRejected, dl.failures[0].Class)
 	assert.Equal(t, "order-a", dl.failures[0].WorkflowID)
 	assert.Equal(t, int64(0), dl.failures[0].Offset)
-	assert.Len(t, tc.accepted, 1)
+	require.Len(t, tc.accepted, 1)
+	assert.Equal(t, int64(1), tc.accepted[0].Offset)
 }
 
 func TestPoisonIsMarkedOnlyAfterTheDLQHoldsIt(t *testing.T) {
 	dl := &fakeDLQ{failNext: 3}
 	b := newTestBridge(t, &fakeTemporal{}, dl)
 	s := consume(t, b, context.Background(), msg(0, "a", `{not json`))
-	assert.Equal(t, []int64{0}, s.marked)
+	assert.Equal(t, int64(1), s.committed())
 	require.Len(t, dl.failures, 1)
 	assert.Equal(t, dlq.ClassDecode, dl.failures[0].Class)
 }
@@ -155,7 +181,7 @@ func TestClosedWorkflowRedeliveryIsSkippedNewRecordIsDeadLettered(t *testing.T) 
 	dl := &fakeDLQ{}
 	b := newTestBridge(t, tc, dl)
 	s := consume(t, b, context.Background(), msg(5, "a", `{}`), msg(6, "a", `{}`))
-	assert.Equal(t, []int64{5, 6}, s.marked)
+	assert.Equal(t, int64(7), s.committed())
 	assert.Equal(t, uint64(1), b.Stats().ClosedRedeliveries)
 	require.Len(t, dl.failures, 1)
 	assert.Equal(t, dlq.ClassWorkflowClosed, dl.failures[0].Class)
@@ -171,7 +197,7 @@ func TestShutdownDuringRetriesMarksNothing(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Millisecond)
 	defer cancel()
 	s := consume(t, b, ctx, msg(0, "a", `{}`), msg(1, "a", `{}`))
-	assert.Empty(t, s.marked, "a record Temporal never accepted must not be marked")
+	assert.Zero(t, s.committed(), "a record Temporal never accepted must not be marked")
 	assert.Empty(t, tc.accepted)
 }
 
@@ -186,3 +212,5 @@ func TestClassify(t *testing.T) {
 	assert.Equal(t, kindPermanent, classify(serviceerror.NewNamespaceNotFound("x")))
 	assert.Equal(t, kindClosed, classify(fmtClosed("w")))
 }
+
+func quiet() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, nil)) }

@@ -20,6 +20,7 @@ type Config struct {
 	Kafka    KafkaConfig    `yaml:"kafka"`
 	Temporal TemporalConfig `yaml:"temporal"`
 	DLQ      DLQConfig      `yaml:"dlq"`
+	Batch    BatchConfig    `yaml:"batch"`
 	Dispatch DispatchConfig `yaml:"dispatch"`
 	Routes   []RouteConfig  `yaml:"routes"`
 }
@@ -54,8 +55,47 @@ type DLQConfig struct {
 	Suffix string `yaml:"suffix"`
 }
 
+// BatchConfig says how records of one partition are gathered before they
+// are grouped by workflow and dispatched.
+type BatchConfig struct {
+	// MaxRecords flushes a batch at this many records. Optional, default 500.
+	MaxRecords int `yaml:"max_records"`
+	// MaxBytes flushes a batch at this many bytes of keys and values.
+	// Optional, default 1 MiB.
+	MaxBytes int `yaml:"max_bytes"`
+	// Linger flushes a batch this long after its first record arrived,
+	// even if it is not full. Optional, default 5ms.
+	Linger time.Duration `yaml:"linger"`
+	// MaxInFlight caps the records of one partition that are read but not
+	// yet committable; at the cap the partition stops reading. Optional,
+	// default 4 × max_records.
+	MaxInFlight int `yaml:"max_in_flight"`
+}
+
+// The closed-workflow policies: what happens to a record that is new to a
+// workflow that has already closed. A record the closed run already applied
+// is always skipped.
+const (
+	// OnClosedDLQ writes the record to the DLQ with class workflow_closed.
+	OnClosedDLQ = "dlq"
+	// OnClosedDrop drops the record and counts it.
+	OnClosedDrop = "drop"
+	// OnClosedNewRun starts a new run of the workflow ID with the record.
+	OnClosedNewRun = "new_run"
+)
+
 // DispatchConfig tunes calls to Temporal.
 type DispatchConfig struct {
+	// Concurrency is how many SignalWithStart calls may be in flight at
+	// once, across all partitions. There is never more than one per
+	// workflow. Optional, default 64.
+	Concurrency int `yaml:"concurrency"`
+	// MaxCallBytes caps the events one call carries; larger groups are
+	// split. Temporal rejects payloads over 2 MB. Optional, default 1.5 MiB.
+	MaxCallBytes int `yaml:"max_call_bytes"`
+	// OnClosedWorkflow is the policy for a new record whose workflow has
+	// closed: "dlq", "drop" or "new_run". Optional, default "dlq".
+	OnClosedWorkflow string `yaml:"on_closed_workflow"`
 	// CallTimeout bounds one SignalWithStart call. Optional, default 10s.
 	CallTimeout time.Duration `yaml:"call_timeout"`
 	// RetryInitial is the first backoff after a retryable error. Optional, default 100ms.
@@ -111,7 +151,9 @@ func defaultConfig() Config {
 		Kafka:    KafkaConfig{ClientID: "sagabridge", Version: "3.6.0", InitialOffset: "oldest"},
 		Temporal: TemporalConfig{Address: "127.0.0.1:7233", Namespace: "default"},
 		DLQ:      DLQConfig{Suffix: dlq.DefaultSuffix},
+		Batch:    BatchConfig{MaxRecords: 500, MaxBytes: 1 << 20, Linger: 5 * time.Millisecond},
 		Dispatch: DispatchConfig{
+			Concurrency: 64, MaxCallBytes: 3 << 19, OnClosedWorkflow: OnClosedDLQ,
 			CallTimeout: 10 * time.Second, RetryInitial: 100 * time.Millisecond,
 			RetryMax: 10 * time.Second, DrainTimeout: 10 * time.Second,
 		},
@@ -181,6 +223,18 @@ func (c Config) withDefaults() Config {
 			*s = v
 		}
 	}
+	fillInt := func(s *int, v int) {
+		if *s == 0 {
+			*s = v
+		}
+	}
+	fillInt(&c.Batch.MaxRecords, d.Batch.MaxRecords)
+	fillInt(&c.Batch.MaxBytes, d.Batch.MaxBytes)
+	fillDur(&c.Batch.Linger, d.Batch.Linger)
+	fillInt(&c.Batch.MaxInFlight, 4*c.Batch.MaxRecords)
+	fillInt(&c.Dispatch.Concurrency, d.Dispatch.Concurrency)
+	fillInt(&c.Dispatch.MaxCallBytes, d.Dispatch.MaxCallBytes)
+	fill(&c.Dispatch.OnClosedWorkflow, d.Dispatch.OnClosedWorkflow)
 	fill(&c.Kafka.ClientID, d.Kafka.ClientID)
 	fill(&c.Kafka.Version, d.Kafka.Version)
 	fill(&c.Kafka.InitialOffset, d.Kafka.InitialOffset)
@@ -233,7 +287,28 @@ func (c Config) Validate() error {
 	if c.DLQ.Suffix == "" {
 		bad("dlq.suffix", "must not be empty")
 	}
+	for name, n := range map[string]int{
+		"batch.max_records": c.Batch.MaxRecords, "batch.max_bytes": c.Batch.MaxBytes,
+		"batch.max_in_flight": c.Batch.MaxInFlight, "dispatch.concurrency": c.Dispatch.Concurrency,
+		"dispatch.max_call_bytes": c.Dispatch.MaxCallBytes,
+	} {
+		if n < 1 {
+			bad(name, "must be at least 1")
+		}
+	}
+	if c.Batch.MaxInFlight < c.Batch.MaxRecords {
+		bad("batch.max_in_flight", "must be at least batch.max_records (%d)", c.Batch.MaxRecords)
+	}
+	if c.Dispatch.MaxCallBytes > maxPayloadBytes {
+		bad("dispatch.max_call_bytes", "must not exceed Temporal's payload limit of %d bytes", maxPayloadBytes)
+	}
+	switch c.Dispatch.OnClosedWorkflow {
+	case OnClosedDLQ, OnClosedDrop, OnClosedNewRun:
+	default:
+		bad("dispatch.on_closed_workflow", "must be %q, %q or %q, not %q", OnClosedDLQ, OnClosedDrop, OnClosedNewRun, c.Dispatch.OnClosedWorkflow)
+	}
 	for name, d := range map[string]time.Duration{
+		"batch.linger":          c.Batch.Linger,
 		"dispatch.call_timeout": c.Dispatch.CallTimeout, "dispatch.retry_initial": c.Dispatch.RetryInitial,
 		"dispatch.retry_max": c.Dispatch.RetryMax, "dispatch.drain_timeout": c.Dispatch.DrainTimeout,
 	} {

@@ -19,6 +19,9 @@ type Target struct {
 	WorkflowID   string
 	TaskQueue    string
 	Signal       string
+	// NewRun allows a new run when the workflow ID has closed (the
+	// on_closed_workflow "new_run" policy); otherwise a closed ID is rejected.
+	NewRun bool
 }
 
 // PoisonError says a record can never be delivered as it is: it goes to the

@@ -18,7 +18,7 @@ func router(t *testing.T, routes ...RouteConfig) *Router {
 	return r
 }
 
-func record(topic, key, value string, headers ...string) *sarama.ConsumerMessage {
+func rec(topic, key, value string, headers ...string) *sarama.ConsumerMessage {
 	m := &sarama.ConsumerMessage{Topic: topic, Partition: 2, Offset: 7, Key: []byte(key), Value: []byte(value)}
 	for i := 0; i+1 < len(headers); i += 2 {
 		m.Headers = append(m.Headers, &sarama.RecordHeader{Key: []byte(headers[i]), Value: []byte(headers[i+1])})
@@ -38,56 +38,56 @@ func TestRouteByHeaderTypes(t *testing.T) {
 		RouteConfig{Topic: "orders", TypeHeader: "event-type", Types: []string{"OrderPlaced"}, WorkflowType: "Order", WorkflowID: "order-{key}", TaskQueue: "q1"},
 		RouteConfig{Topic: "orders", TypeHeader: "event-type", Types: []string{"Audit"}, WorkflowType: "Audit", WorkflowID: "{type}-{topic}-{key}", TaskQueue: "q2", Signal: "audit"},
 	)
-	target, env, err := r.Route(record("orders", "42", `{"a":1}`, "event-type", "OrderPlaced"))
+	target, env, err := r.Route(rec("orders", "42", `{"a":1}`, "event-type", "OrderPlaced"))
 	require.NoError(t, err)
 	assert.Equal(t, Target{WorkflowType: "Order", WorkflowID: "order-42", TaskQueue: "q1", Signal: "events"}, target)
 	assert.Equal(t, "OrderPlaced", env.Type)
 	assert.JSONEq(t, `{"a":1}`, string(env.Value))
 	assert.Equal(t, int64(7), env.Offset)
 
-	target, _, err = r.Route(record("orders", "42", `{}`, "event-type", "Audit"))
+	target, _, err = r.Route(rec("orders", "42", `{}`, "event-type", "Audit"))
 	require.NoError(t, err)
 	assert.Equal(t, "Audit-orders-42", target.WorkflowID)
 	assert.Equal(t, "audit", target.Signal)
 
-	_, _, err = r.Route(record("orders", "42", `{}`, "event-type", "Unknown"))
+	_, _, err = r.Route(rec("orders", "42", `{}`, "event-type", "Unknown"))
 	assert.Equal(t, dlq.ClassRoute, poisonClass(t, err))
 	assert.ErrorContains(t, err, `no route for event type "Unknown"`)
 }
 
 func TestRouteByJSONField(t *testing.T) {
 	r := router(t, RouteConfig{Topic: "pay", TypeField: "kind", WorkflowType: "P", WorkflowID: "p-{key}", TaskQueue: "q"})
-	_, env, err := r.Route(record("pay", "k", `{"kind":"Charged","amount":3}`))
+	_, env, err := r.Route(rec("pay", "k", `{"kind":"Charged","amount":3}`))
 	require.NoError(t, err)
 	assert.Equal(t, "Charged", env.Type)
 
-	_, _, err = r.Route(record("pay", "k", `[1,2]`))
+	_, _, err = r.Route(rec("pay", "k", `[1,2]`))
 	assert.Equal(t, dlq.ClassDecode, poisonClass(t, err))
-	_, _, err = r.Route(record("pay", "k", `{"kind":5}`))
+	_, _, err = r.Route(rec("pay", "k", `{"kind":5}`))
 	assert.Equal(t, dlq.ClassRoute, poisonClass(t, err))
 }
 
 func TestRoutePoison(t *testing.T) {
 	r := router(t, RouteConfig{Topic: "orders", TypeHeader: "event-type", WorkflowType: "O", WorkflowID: "order-{key}", TaskQueue: "q"})
-	_, _, err := r.Route(record("orders", "1", `{"broken`, "event-type", "X"))
+	_, _, err := r.Route(rec("orders", "1", `{"broken`, "event-type", "X"))
 	assert.Equal(t, dlq.ClassDecode, poisonClass(t, err))
 	assert.ErrorContains(t, err, "orders/2@7 is not valid JSON")
 
-	_, _, err = r.Route(record("orders", "1", `{}`))
+	_, _, err = r.Route(rec("orders", "1", `{}`))
 	assert.Equal(t, dlq.ClassRoute, poisonClass(t, err))
 	assert.ErrorContains(t, err, `no "event-type" header`)
 
-	_, _, err = r.Route(record("orders", "", `{}`, "event-type", "X"))
+	_, _, err = r.Route(rec("orders", "", `{}`, "event-type", "X"))
 	assert.Equal(t, dlq.ClassRoute, poisonClass(t, err))
 	assert.ErrorContains(t, err, "empty {key}")
 
-	_, _, err = r.Route(record("other", "1", `{}`))
+	_, _, err = r.Route(rec("other", "1", `{}`))
 	assert.Equal(t, dlq.ClassRoute, poisonClass(t, err))
 }
 
 func TestRouteBytesPayloadPassesThrough(t *testing.T) {
 	r := router(t, RouteConfig{Topic: "bin", Payload: PayloadBytes, WorkflowType: "B", WorkflowID: "b-{key}", TaskQueue: "q"})
-	_, env, err := r.Route(record("bin", "k", "\x00\xff not json"))
+	_, env, err := r.Route(rec("bin", "k", "\x00\xff not json"))
 	require.NoError(t, err)
 	assert.Equal(t, []byte("\x00\xff not json"), env.Raw)
 	assert.Nil(t, env.Value)

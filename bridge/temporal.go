@@ -32,12 +32,19 @@ type TemporalClient struct {
 //     started again by a record. A redelivered record for a finished saga
 //     must not start a new run that would see its last events without its
 //     first ones; the bridge asks the closed run's memo instead.
+//
+// With target.NewRun (the "new_run" closed-workflow policy) the reuse policy
+// is ALLOW_DUPLICATE, so a closed ID starts a new run.
 func (t TemporalClient) SignalWithStart(ctx context.Context, target Target, batch event.Batch) error {
+	reuse := enumspb.WORKFLOW_ID_REUSE_POLICY_REJECT_DUPLICATE
+	if target.NewRun {
+		reuse = enumspb.WORKFLOW_ID_REUSE_POLICY_ALLOW_DUPLICATE
+	}
 	_, err := t.Client.SignalWithStartWorkflow(ctx, target.WorkflowID, target.Signal, batch,
 		client.StartWorkflowOptions{
 			ID:                       target.WorkflowID,
 			TaskQueue:                target.TaskQueue,
-			WorkflowIDReusePolicy:    enumspb.WORKFLOW_ID_REUSE_POLICY_REJECT_DUPLICATE,
+			WorkflowIDReusePolicy:    reuse,
 			WorkflowIDConflictPolicy: enumspb.WORKFLOW_ID_CONFLICT_POLICY_USE_EXISTING,
 		}, target.WorkflowType)
 	var started *serviceerror.WorkflowExecutionAlreadyStarted

@@ -1,0 +1,168 @@
+package bridge
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"time"
+
+	"github.com/IBM/sarama"
+
+	"github.com/sagabridge/sagabridge/dlq"
+)
+
+// flow is one claimed partition: its records in flight and its watermark.
+type flow struct {
+	topic     string
+	partition int32
+	// ctx ends when the partition is revoked or the session ends: stop
+	// reading, stop retrying, abandon queued units.
+	ctx    context.Context
+	cancel context.CancelFunc
+	// callCtx outlives ctx by Dispatch.DrainTimeout, so calls under way can finish.
+	callCtx    context.Context
+	cancelCall context.CancelFunc
+	tracker    *tracker
+	units      sync.WaitGroup // units submitted and not yet finished or abandoned
+}
+
+func (b *Bridge) newFlow(s sarama.ConsumerGroupSession, topic string, partition int32) *flow {
+	ctx, cancel := context.WithCancel(s.Context())
+	callCtx, cancelCall := drainContext(ctx, b.cfg.Dispatch.DrainTimeout)
+	return &flow{
+		topic: topic, partition: partition, ctx: ctx, cancel: cancel, callCtx: callCtx, cancelCall: cancelCall,
+		tracker: newTracker(func(next int64) { s.MarkOffset(topic, partition, next, "") }),
+	}
+}
+
+// finish marks u's records safe to commit past.
+func (f *flow) finish(u *unit) {
+	offsets := make([]int64, len(u.records))
+	for i, r := range u.records {
+		offsets[i] = r.msg.Offset
+	}
+	f.tracker.finish(offsets...)
+	f.units.Done()
+}
+
+// consume reads the partition, batches its records and dispatches them,
+// until the claim is revoked or the session ends. It then abandons what
+// has not started, waits for calls under way (at most DrainTimeout) and
+// returns; what finished is marked, the rest will be redelivered.
+func (b *Bridge) consume(f *flow, msgs <-chan *sarama.ConsumerMessage) {
+	defer func() {
+		f.cancel()
+		b.dispatcher.cancelFlow(f)
+		f.units.Wait()
+		f.cancelCall()
+	}()
+	var (
+		batch   []record
+		bytes   int
+		linger  = time.NewTimer(time.Hour)
+		lingerC <-chan time.Time
+	)
+	linger.Stop()
+	defer linger.Stop()
+	flush := func() {
+		if len(batch) > 0 {
+			b.dispatch(f, batch)
+		}
+		batch, bytes, lingerC = nil, 0, nil
+		linger.Stop()
+	}
+	for {
+		if f.tracker.pending() >= b.cfg.Batch.MaxInFlight {
+			flush() // the batch counts as in flight; send it before waiting
+			if !f.tracker.waitBelow(f.ctx, b.cfg.Batch.MaxInFlight) {
+				return
+			}
+		}
+		select {
+		case <-f.ctx.Done():
+			return
+		case <-lingerC:
+			flush()
+		case m, ok := <-msgs:
+			if !ok || f.ctx.Err() != nil {
+				return // revoked: the unflushed batch is never marked and will be redelivered
+			}
+			f.tracker.add(m.Offset)
+			r, err := b.route(m)
+			if err != nil {
+				if b.poison(f, m, err) != nil {
+					return
+				}
+				continue
+			}
+			batch = append(batch, r)
+			bytes += len(m.Key) + len(m.Value)
+			if len(batch) == 1 {
+				linger.Reset(b.cfg.Batch.Linger)
+				lingerC = linger.C
+			}
+			if len(batch) >= b.cfg.Batch.MaxRecords || bytes >= b.cfg.Batch.MaxBytes {
+				flush()
+			}
+		}
+	}
+}
+
+// route decodes and routes m; a record too large for one Temporal payload
+// is poison too.
+func (b *Bridge) route(m *sarama.ConsumerMessage) (record, error) {
+	target, env, err := b.router.Route(m)
+	if err != nil {
+		return record{}, err
+	}
+	size := len(m.Key) + len(m.Value) + envelopeOverhead
+	for _, h := range m.Headers {
+		if h != nil {
+			size += len(h.Key) + len(h.Value)
+		}
+	}
+	if size > b.cfg.Dispatch.MaxCallBytes {
+		return record{}, &PoisonError{Class: dlq.ClassRejected, Err: fmt.Errorf(
+			"record %s/%d@%d is about %d bytes, over dispatch.max_call_bytes (%d)", m.Topic, m.Partition, m.Offset, size, b.cfg.Dispatch.MaxCallBytes)}
+	}
+	return record{msg: m, env: env, target: target, size: size}, nil
+}
+
+// poison dead-letters m and finishes it; an error means the partition's
+// context ended first.
+func (b *Bridge) poison(f *flow, m *sarama.ConsumerMessage, err error) error {
+	var p *PoisonError
+	if !errors.As(err, &p) {
+		p = &PoisonError{Class: dlq.ClassDecode, Err: err}
+	}
+	if err := b.deadLetter(f.ctx, dlq.FromMessage(m, p.Class, err, 1, b.deps.Now())); err != nil {
+		return err
+	}
+	f.tracker.finish(m.Offset)
+	return nil
+}
+
+// dispatch groups a batch by workflow ID, keeping offset order within each
+// group, splits groups over Dispatch.MaxCallBytes, and submits them.
+func (b *Bridge) dispatch(f *flow, batch []record) {
+	groups := map[string]*unit{}
+	var units []*unit
+	for _, r := range batch {
+		u := groups[r.target.WorkflowID]
+		if u == nil || u.bytes+r.size > b.cfg.Dispatch.MaxCallBytes {
+			u = &unit{flow: f, target: r.target}
+			groups[r.target.WorkflowID] = u
+			units = append(units, u)
+		}
+		u.records = append(u.records, r)
+		u.bytes += r.size
+	}
+	for _, u := range units {
+		if u.bytes > warnPayloadBytes {
+			b.log.Warn("large signal payload", "workflow_id", u.target.WorkflowID, "bytes", u.bytes, "records", len(u.records))
+		}
+		f.units.Add(1)
+		b.dispatcher.submit(u)
+	}
+}

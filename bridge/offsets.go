@@ -1,0 +1,77 @@
+package bridge
+
+import (
+	"context"
+	"slices"
+	"sync"
+)
+
+// tracker is one partition's offset watermark. Records are added in offset
+// order as they are read and finished in any order (accepted by Temporal,
+// skipped, or held by the DLQ); mark is called with the offset after the
+// longest finished prefix, so a commit never passes a record that is still
+// in flight. Safe for concurrent use.
+type tracker struct {
+	mu      sync.Mutex
+	offsets []int64 // read and not yet part of the finished prefix, ascending
+	done    []bool
+	mark    func(next int64)
+	freed   chan struct{} // signalled when records leave the tracker
+}
+
+func newTracker(mark func(next int64)) *tracker {
+	return &tracker{mark: mark, freed: make(chan struct{}, 1)}
+}
+
+// add registers a record that was just read.
+func (t *tracker) add(offset int64) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	t.offsets = append(t.offsets, offset)
+	t.done = append(t.done, false)
+}
+
+// finish records that these offsets are safe to commit past, and advances
+// the mark over the finished prefix.
+func (t *tracker) finish(offsets ...int64) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	for _, o := range offsets {
+		if i, ok := slices.BinarySearch(t.offsets, o); ok {
+			t.done[i] = true
+		}
+	}
+	n := 0
+	for n < len(t.done) && t.done[n] {
+		n++
+	}
+	if n == 0 {
+		return
+	}
+	t.mark(t.offsets[n-1] + 1)
+	t.offsets = slices.Delete(t.offsets, 0, n)
+	t.done = slices.Delete(t.done, 0, n)
+	select {
+	case t.freed <- struct{}{}:
+	default:
+	}
+}
+
+// pending is how many records are read but not yet committable.
+func (t *tracker) pending() int {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return len(t.offsets)
+}
+
+// waitBelow blocks until fewer than limit records are pending; false if ctx ended first.
+func (t *tracker) waitBelow(ctx context.Context, limit int) bool {
+	for t.pending() >= limit {
+		select {
+		case <-t.freed:
+		case <-ctx.Done():
+			return false
+		}
+	}
+	return true
+}
