@@ -25,6 +25,30 @@ type Inbox struct {
 	Watermarks event.Watermarks
 	// Deduped counts records dropped because they were already applied.
 	Deduped int
+	// DedupedByKey counts records dropped because their idempotency key
+	// was seen recently (see WithIdempotencyKeys).
+	DedupedByKey int
+
+	keyHeader string
+	keys      *recentKeys
+}
+
+// WithIdempotencyKeys also drops records whose header named header holds a
+// key seen among the last window keys: duplicates a producer wrote twice,
+// which offsets cannot catch. recent are keys carried from a previous run.
+func (in *Inbox) WithIdempotencyKeys(header string, window int, recent []string) *Inbox {
+	in.keyHeader = header
+	in.keys = newRecentKeys(window, recent)
+	return in
+}
+
+// RecentKeys returns the remembered idempotency keys, oldest first, to
+// carry across ContinueAsNew.
+func (in *Inbox) RecentKeys() []string {
+	if in.keys == nil {
+		return nil
+	}
+	return in.keys.list()
 }
 
 // NewInbox listens on signal. carried are watermarks from a previous run
@@ -68,11 +92,19 @@ func (in *Inbox) TryNext() (e event.Envelope, ok bool) {
 func (in *Inbox) admitPending() (event.Envelope, bool) {
 	for len(in.pending) > 0 {
 		e := in.pending[0]
+		in.pending[0] = event.Envelope{}
 		in.pending = in.pending[1:]
-		if in.Watermarks.Admit(e.Position()) {
-			return e, true
+		if !in.Watermarks.Admit(e.Position()) {
+			in.Deduped++
+			continue
 		}
-		in.Deduped++
+		if in.keys != nil {
+			if k, ok := e.Header(in.keyHeader); ok && len(k) > 0 && !in.keys.add(string(k)) {
+				in.DedupedByKey++
+				continue
+			}
+		}
+		return e, true
 	}
 	return event.Envelope{}, false
 }

@@ -1,0 +1,89 @@
+package workflows
+
+import (
+	"errors"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+	"go.temporal.io/sdk/testsuite"
+	"go.temporal.io/sdk/workflow"
+
+	"github.com/sagabridge/sagabridge/event"
+)
+
+type tally struct {
+	Offsets []int64 `json:"offsets"`
+	Last    bool    `json:"last"`
+}
+
+func tallyEntity(maxPerRun int) Entity[tally] {
+	return Entity[tally]{
+		Apply: func(ctx workflow.Context, s *tally, e event.Envelope) {
+			s.Offsets = append(s.Offsets, e.Offset)
+			s.Last = s.Last || e.Type == "last"
+		},
+		Done:              func(s *tally) bool { return s.Last },
+		IdempotencyHeader: "idem",
+		IdempotencyWindow: 2,
+		MaxAppliedPerRun:  maxPerRun,
+	}
+}
+
+func ev(offset int64, typ, idem string) event.Envelope {
+	e := event.Envelope{Topic: "t", Partition: 0, Offset: offset, Type: typ}
+	if idem != "" {
+		e.Headers = []event.Header{{Key: "idem", Value: []byte(idem)}}
+	}
+	return e
+}
+
+func runTally(t *testing.T, en Entity[tally], carried *Carry[tally], batches ...[]event.Envelope) *testsuite.TestWorkflowEnvironment {
+	t.Helper()
+	var s testsuite.WorkflowTestSuite
+	env := s.NewTestWorkflowEnvironment()
+	wf := func(ctx workflow.Context, c *Carry[tally]) (tally, error) { return en.Run(ctx, c) }
+	env.RegisterWorkflowWithOptions(wf, workflow.RegisterOptions{Name: "Tally"})
+	for i, b := range batches {
+		env.RegisterDelayedCallback(func() { env.SignalWorkflow(event.DefaultSignal, event.Batch{Events: b}) }, time.Duration(i+1)*time.Second)
+	}
+	env.ExecuteWorkflow("Tally", carried)
+	require.True(t, env.IsWorkflowCompleted())
+	return env
+}
+
+func TestEntityDedupesByOffsetAndByIdempotencyKey(t *testing.T) {
+	env := runTally(t, tallyEntity(0), nil,
+		[]event.Envelope{ev(1, "", "a"), ev(2, "", "b"), ev(1, "", "a")}, // offset 1 again
+		[]event.Envelope{ev(3, "", "a"), ev(4, "", "c"), ev(5, "", "a")}, // key a again at 3; at 5 it fell out of the window of 2
+		[]event.Envelope{ev(6, "last", "")},
+	)
+	require.NoError(t, env.GetWorkflowError())
+	var st tally
+	require.NoError(t, env.GetWorkflowResult(&st))
+	assert.Equal(t, []int64{1, 2, 4, 5, 6}, st.Offsets)
+}
+
+func TestEntityContinuesAsNewCarryingEverythingAndDrainingPending(t *testing.T) {
+	// One batch of 5: the run limit is reached after the first record,
+	// so the other four must be drained into this run before it continues.
+	env := runTally(t, tallyEntity(1), nil, []event.Envelope{ev(1, "", "a"), ev(2, "", "b"), ev(3, "", ""), ev(4, "", ""), ev(5, "", "")})
+	var can *workflow.ContinueAsNewError
+	require.True(t, errors.As(env.GetWorkflowError(), &can), "want ContinueAsNew, got %v", env.GetWorkflowError())
+
+	var next Carry[tally]
+	require.NoError(t, converterFor(t).FromPayloads(can.Input, &next))
+	assert.Equal(t, []int64{1, 2, 3, 4, 5}, next.State.Offsets)
+	assert.Equal(t, int64(5), next.Watermarks["t/0"])
+	assert.Equal(t, []string{"a", "b"}, next.RecentKeys)
+	assert.Equal(t, 1, next.Stats.Runs)
+	assert.Equal(t, 5, next.Stats.Applied)
+
+	// The next run dedupes what the first applied and carries on.
+	env = runTally(t, tallyEntity(0), &next, []event.Envelope{ev(5, "", ""), ev(6, "", "b"), ev(7, "last", "")})
+	require.NoError(t, env.GetWorkflowError())
+	var st tally
+	require.NoError(t, env.GetWorkflowResult(&st))
+	assert.Equal(t, []int64{1, 2, 3, 4, 5, 7}, st.Offsets, "5 by offset and 6 by key are duplicates")
+}
