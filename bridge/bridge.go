@@ -175,7 +175,11 @@ func (h claimHandler) Cleanup(s sarama.ConsumerGroupSession) error {
 // Bridge.consume. It returns when the claim is revoked or the session ends,
 // after calls under way have finished (within Dispatch.DrainTimeout).
 func (h claimHandler) ConsumeClaim(s sarama.ConsumerGroupSession, claim sarama.ConsumerGroupClaim) error {
-	h.b.consume(h.b.newFlow(s, claim.Topic(), claim.Partition()), claim.Messages())
+	log := h.b.log.With("topic", claim.Topic(), "partition", claim.Partition())
+	log.Info("partition claimed", "generation", s.GenerationID(), "from_offset", claim.InitialOffset())
+	f := h.b.newFlow(s, claim.Topic(), claim.Partition())
+	h.b.consume(f, claim.Messages())
+	log.Info("partition released", "generation", s.GenerationID(), "abandoned_records", f.tracker.pending())
 	return nil
 }
 

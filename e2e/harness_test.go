@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"os"
@@ -15,7 +16,9 @@ import (
 
 	"github.com/IBM/sarama"
 	"github.com/google/uuid"
+	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+	"go.temporal.io/api/serviceerror"
 	"go.temporal.io/sdk/client"
 	sdklog "go.temporal.io/sdk/log"
 	"go.temporal.io/sdk/worker"
@@ -26,6 +29,7 @@ import (
 	"github.com/sagabridge/sagabridge/event"
 	"github.com/sagabridge/sagabridge/examples/saga"
 	"github.com/sagabridge/sagabridge/internal/devstack"
+	"github.com/sagabridge/sagabridge/internal/ledger"
 )
 
 // stack is shared by every test of the package; each test uses its own
@@ -73,9 +77,10 @@ func TestMain(m *testing.M) {
 
 // env is one test's private slice of the stack.
 type env struct {
-	t         *testing.T
-	id        string // unique prefix for order IDs
-	topic     string
+	t           *testing.T
+	id          string // unique prefix for order IDs
+	topic       string // order events
+	ledgerTopic string // ledger records
 	taskQueue string
 	tc        client.Client
 	acts      *saga.Activities
@@ -89,8 +94,9 @@ func newEnv(t *testing.T, partitions int32) *env {
 	t.Helper()
 	id := uuid.NewString()[:8]
 	name := strings.ToLower(unsafeName.ReplaceAllString(t.Name(), "-")) + "-" + id
-	e := &env{t: t, id: id, topic: name, taskQueue: name, acts: saga.NewActivities()}
+	e := &env{t: t, id: id, topic: name, ledgerTopic: name + "-ledger", taskQueue: name, acts: saga.NewActivities()}
 	require.NoError(t, stack.Kafka.Cluster.CreateTopic(e.topic, partitions, nil))
+	require.NoError(t, stack.Kafka.Cluster.CreateTopic(e.ledgerTopic, partitions, nil))
 	require.NoError(t, stack.Kafka.Cluster.CreateTopic(dlq.TopicFor(e.topic, dlq.DefaultSuffix), 1, nil))
 
 	tc, err := client.Dial(client.Options{HostPort: stack.Temporal.Address, Logger: quietLogger()})
@@ -103,6 +109,8 @@ func newEnv(t *testing.T, partitions int32) *env {
 	t.Cleanup(func() { _ = outcomes.Close() })
 	w := worker.New(tc, e.taskQueue, worker.Options{MaxConcurrentWorkflowTaskPollers: 8})
 	saga.RegisterWith(w, e.acts, &activities.Publisher{Producer: outcomes})
+	// A small history limit makes busy ledgers continue-as-new on the real server.
+	ledger.Register(w, ledger.Options{MaxHistoryEvents: ledgerMaxHistory})
 	require.NoError(t, w.Start())
 	t.Cleanup(w.Stop)
 
@@ -122,6 +130,8 @@ func (e *env) config(group string) bridge.Config {
 		Routes: []bridge.RouteConfig{{
 			Topic: e.topic, TypeHeader: saga.TypeHeader, WorkflowType: saga.WorkflowType,
 			WorkflowID: "order-{key}", TaskQueue: e.taskQueue, Signal: saga.Signal,
+		}, {
+			Topic: e.ledgerTopic, WorkflowType: ledger.WorkflowType, WorkflowID: "ledger-{key}", TaskQueue: e.taskQueue,
 		}},
 	}
 }
@@ -130,13 +140,21 @@ func (e *env) config(group string) bridge.Config {
 // called (and at the latest when the test ends). stop waits for Run to return.
 func (e *env) runBridge(group string) (b *bridge.Bridge, stop func()) {
 	e.t.Helper()
+	return e.runBridgeWith(group, func(*bridge.Config) {})
+}
+
+// runBridgeWith is runBridge with the configuration adjusted by tune.
+func (e *env) runBridgeWith(group string, tune func(*bridge.Config)) (b *bridge.Bridge, stop func()) {
+	e.t.Helper()
 	tc, err := client.Dial(client.Options{HostPort: stack.Temporal.Address, Logger: quietLogger()})
 	require.NoError(e.t, err)
 	pc, err := bridge.DLQProducerConfig(bridge.KafkaConfig{Version: "3.6.0", ClientID: "e2e"})
 	require.NoError(e.t, err)
 	dlqProducer, err := sarama.NewSyncProducer(stack.Kafka.Brokers, pc)
 	require.NoError(e.t, err)
-	b, err = bridge.New(e.config(group), bridge.Deps{
+	cfg := e.config(group)
+	tune(&cfg)
+	b, err = bridge.New(cfg, bridge.Deps{
 		Temporal:    bridge.TemporalClient{Client: tc},
 		DeadLetters: dlq.ProducerWriter{Producer: dlqProducer, Suffix: dlq.DefaultSuffix},
 		Logger:      testLogger(e.t),
@@ -180,6 +198,63 @@ func (e *env) result(orderID string, timeout time.Duration) saga.State {
 	st, err := saga.WaitResult(ctx, e.tc, orderID)
 	require.NoError(e.t, err)
 	return st
+}
+
+// ledgerMaxHistory is the history length at which test ledgers continue-as-new.
+const ledgerMaxHistory = 200
+
+// ledgerResult waits for a ledger workflow to finish and returns its state.
+func (e *env) ledgerResult(ctx context.Context, key string) (ledger.State, error) {
+	var st ledger.State
+	for {
+		err := e.tc.GetWorkflow(ctx, "ledger-"+key, "").Get(ctx, &st)
+		var notFound *serviceerror.NotFound
+		if !errors.As(err, &notFound) {
+			return st, err
+		}
+		select {
+		case <-ctx.Done():
+			return st, fmt.Errorf("ledger %s never started: %w", key, ctx.Err())
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
+}
+
+// assertLedgers waits for every ledger and checks it applied exactly the
+// produced offsets, in order, once each.
+func (e *env) assertLedgers(at map[string][]int64, timeout time.Duration) {
+	e.t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
+	defer cancel()
+	var wg sync.WaitGroup
+	var mu sync.Mutex
+	states := map[string]ledger.State{}
+	for key := range at {
+		wg.Go(func() {
+			st, err := e.ledgerResult(ctx, key)
+			mu.Lock()
+			defer mu.Unlock()
+			if err != nil {
+				e.t.Errorf("ledger %s: %v", key, err)
+				return
+			}
+			states[key] = st
+		})
+	}
+	wg.Wait()
+	for key, want := range at {
+		if st, ok := states[key]; ok {
+			assert.Equal(e.t, want, st.Offsets, "ledger %s: every record applied once, in offset order", key)
+		}
+	}
+}
+
+// produceLedger sends recs to the ledger topic.
+func (e *env) produceLedger(recs []ledger.Record) map[string][]int64 {
+	e.t.Helper()
+	at, err := ledger.Produce(e.producer, e.ledgerTopic, recs)
+	require.NoError(e.t, err)
+	return at
 }
 
 // readAll reads every record of topic's partitions from the start, waiting

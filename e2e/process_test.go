@@ -17,6 +17,7 @@ import (
 
 	"github.com/sagabridge/sagabridge/examples/saga"
 	"github.com/sagabridge/sagabridge/internal/devstack"
+	"github.com/sagabridge/sagabridge/internal/ledger"
 )
 
 // syncBuffer collects a process's output safely.
@@ -54,6 +55,8 @@ func (e *env) startBridgeProcessVia(group, temporalAddr string, out *syncBuffer)
 		"routes": []map[string]any{{
 			"topic": e.topic, "type_header": saga.TypeHeader, "workflow_type": saga.WorkflowType,
 			"workflow_id": "order-{key}", "task_queue": e.taskQueue, "signal": saga.Signal,
+		}, {
+			"topic": e.ledgerTopic, "workflow_type": ledger.WorkflowType, "workflow_id": "ledger-{key}", "task_queue": e.taskQueue,
 		}},
 	})
 	require.NoError(e.t, err)
