@@ -81,10 +81,10 @@ type env struct {
 	id          string // unique prefix for order IDs
 	topic       string // order events
 	ledgerTopic string // ledger records
-	taskQueue string
-	tc        client.Client
-	acts      *saga.Activities
-	producer  sarama.SyncProducer
+	taskQueue   string
+	tc          client.Client
+	acts        *saga.Activities
+	producer    sarama.SyncProducer
 }
 
 var unsafeName = regexp.MustCompile(`[^a-zA-Z0-9]+`)
