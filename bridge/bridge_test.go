@@ -73,6 +73,7 @@ type fakeSession struct {
 }
 
 func (s *fakeSession) Context() context.Context { return s.ctx }
+func (s *fakeSession) GenerationID() int32      { return 1 }
 func (s *fakeSession) MarkOffset(_ string, _ int32, next int64, _ string) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -96,6 +97,7 @@ type fakeClaim struct {
 func (c fakeClaim) Messages() <-chan *sarama.ConsumerMessage { return c.ch }
 func (c fakeClaim) Topic() string                            { return "orders" }
 func (c fakeClaim) Partition() int32                         { return 0 }
+func (c fakeClaim) InitialOffset() int64                     { return 0 }
 
 func newTestBridge(t *testing.T, tc *fakeTemporal, dl *fakeDLQ) *Bridge {
 	t.Helper()
