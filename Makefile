@@ -5,7 +5,7 @@ TEMPORAL := $(BIN)/temporal
 # v1.5.1 is the newest Temporal CLI that `go install` builds (later tags use replace directives).
 TEMPORAL_VERSION := v1.5.1
 
-.PHONY: tools build demo dev test vet fmt-check clean
+.PHONY: tools build demo dev test bench vet fmt-check clean
 
 ## tools: install the Temporal CLI into ./bin (once; about 6 minutes on a cold cache)
 tools: $(TEMPORAL)
@@ -28,6 +28,10 @@ dev: tools build
 ## test: vet, format check, and every test with the race detector on the real stack
 test: tools vet fmt-check
 	$(GO) test -race -count=1 -timeout 25m ./...
+
+## bench: naive vs engine vs Temporal's ceiling, side by side on the embedded stack (several minutes)
+bench: tools
+	$(GO) run ./cmd/benchmark $(ARGS)
 
 vet:
 	$(GO) vet ./...

@@ -58,17 +58,20 @@ type DLQConfig struct {
 // BatchConfig says how records of one partition are gathered before they
 // are grouped by workflow and dispatched.
 type BatchConfig struct {
-	// MaxRecords flushes a batch at this many records. Optional, default 500.
+	// MaxRecords flushes a batch at this many records. Larger batches give
+	// each workflow more events per call when catching up on a backlog (on
+	// a 1,000-key backlog, 2,000 records per batch matched pre-batched
+	// calls; 500 made twice as many calls). Optional, default 2000.
 	MaxRecords int `yaml:"max_records"`
 	// MaxBytes flushes a batch at this many bytes of keys and values.
-	// Optional, default 1 MiB.
+	// Optional, default 2 MiB.
 	MaxBytes int `yaml:"max_bytes"`
 	// Linger flushes a batch this long after its first record arrived,
 	// even if it is not full. Optional, default 5ms.
 	Linger time.Duration `yaml:"linger"`
 	// MaxInFlight caps the records of one partition that are read but not
 	// yet committable; at the cap the partition stops reading. Optional,
-	// default 4 × max_records.
+	// default 2 × max_records.
 	MaxInFlight int `yaml:"max_in_flight"`
 }
 
@@ -151,7 +154,7 @@ func defaultConfig() Config {
 		Kafka:    KafkaConfig{ClientID: "sagabridge", Version: "3.6.0", InitialOffset: "oldest"},
 		Temporal: TemporalConfig{Address: "127.0.0.1:7233", Namespace: "default"},
 		DLQ:      DLQConfig{Suffix: dlq.DefaultSuffix},
-		Batch:    BatchConfig{MaxRecords: 500, MaxBytes: 1 << 20, Linger: 5 * time.Millisecond},
+		Batch:    BatchConfig{MaxRecords: 2000, MaxBytes: 2 << 20, Linger: 5 * time.Millisecond},
 		Dispatch: DispatchConfig{
 			Concurrency: 64, MaxCallBytes: 3 << 19, OnClosedWorkflow: OnClosedDLQ,
 			CallTimeout: 10 * time.Second, RetryInitial: 100 * time.Millisecond,
@@ -231,7 +234,7 @@ func (c Config) withDefaults() Config {
 	fillInt(&c.Batch.MaxRecords, d.Batch.MaxRecords)
 	fillInt(&c.Batch.MaxBytes, d.Batch.MaxBytes)
 	fillDur(&c.Batch.Linger, d.Batch.Linger)
-	fillInt(&c.Batch.MaxInFlight, 4*c.Batch.MaxRecords)
+	fillInt(&c.Batch.MaxInFlight, 2*c.Batch.MaxRecords)
 	fillInt(&c.Dispatch.Concurrency, d.Dispatch.Concurrency)
 	fillInt(&c.Dispatch.MaxCallBytes, d.Dispatch.MaxCallBytes)
 	fill(&c.Dispatch.OnClosedWorkflow, d.Dispatch.OnClosedWorkflow)

@@ -1,0 +1,324 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"log/slog"
+	"slices"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/IBM/sarama"
+	"go.temporal.io/api/workflowservice/v1"
+	"go.temporal.io/sdk/client"
+	"go.temporal.io/sdk/worker"
+
+	"github.com/sagabridge/sagabridge/bridge"
+	"github.com/sagabridge/sagabridge/dlq"
+	"github.com/sagabridge/sagabridge/event"
+	"github.com/sagabridge/sagabridge/examples/saga"
+	"github.com/sagabridge/sagabridge/internal/devstack"
+	"github.com/sagabridge/sagabridge/internal/ledger"
+)
+
+// harness holds what every mode shares.
+type harness struct {
+	o     options
+	stack *devstack.Stack
+	tc    client.Client
+	log   *slog.Logger
+	runs  int
+}
+
+// fresh names a topic, task queue and key prefix no earlier run used.
+func (h *harness) fresh(mode string, w workload) string {
+	h.runs++
+	return fmt.Sprintf("%s-%s-%d", mode, w.name, h.runs)
+}
+
+// startWorker runs a ledger worker on tq with 16 workflow-task pollers.
+func (h *harness) startWorker(tq string) (stop func(), err error) {
+	w := worker.New(h.tc, tq, worker.Options{MaxConcurrentWorkflowTaskPollers: 16})
+	ledger.Register(w, ledger.Options{})
+	if err := w.Start(); err != nil {
+		return nil, err
+	}
+	return w.Stop, nil
+}
+
+// waitCompleted polls visibility until n ledgers on tq have completed.
+func (h *harness) waitCompleted(ctx context.Context, tq string, n int) error {
+	q := fmt.Sprintf(`TaskQueue=%q AND ExecutionStatus="Completed"`, tq)
+	deadline := time.Now().Add(15 * time.Minute)
+	for time.Now().Before(deadline) {
+		resp, err := h.tc.CountWorkflow(ctx, &workflowservice.CountWorkflowExecutionsRequest{Query: q})
+		if err == nil && resp.GetCount() >= int64(n) {
+			return nil
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	return fmt.Errorf("ledgers on %s did not all complete", tq)
+}
+
+// produce creates topic and writes recs to it.
+func (h *harness) produce(topic string, recs []ledger.Record) error {
+	if err := h.stack.Kafka.Cluster.CreateTopic(topic, int32(h.o.partitions), nil); err != nil {
+		return err
+	}
+	p, err := sarama.NewSyncProducer(h.stack.Kafka.Brokers, saga.ProducerConfig())
+	if err != nil {
+		return err
+	}
+	defer p.Close()
+	_, err = ledger.Produce(p, topic, recs)
+	return err
+}
+
+// ceiling sends each key's events pre-batched straight to Temporal, one
+// call in flight per key and Concurrency calls in all.
+func (h *harness) ceiling(ctx context.Context, w workload) (result, error) {
+	name := h.fresh("ceiling", w)
+	recs := ledger.Stream(name+"-", w.keys, h.o.events, h.o.zipf, 1)
+	keys := ledger.Keys(recs)
+	byKey := map[string][]event.Envelope{}
+	var order []string
+	for i, r := range recs {
+		if _, ok := byKey[r.Key]; !ok {
+			order = append(order, r.Key)
+		}
+		byKey[r.Key] = append(byKey[r.Key], event.Envelope{Topic: name, Offset: int64(i), Key: r.Key, Value: json.RawMessage(r.Value), Timestamp: time.Now()})
+	}
+	stop, err := h.startWorker(name)
+	if err != nil {
+		return result{}, err
+	}
+	defer stop()
+	start := time.Now()
+	var calls atomic.Int64
+	sem := make(chan struct{}, h.o.concurrency)
+	var wg sync.WaitGroup
+	var firstErr atomic.Value
+	for _, k := range order {
+		evs := byKey[k]
+		wg.Go(func() {
+			for chunk := range slices.Chunk(evs, 500) {
+				sem <- struct{}{}
+				_, err := h.tc.SignalWithStartWorkflow(ctx, "ledger-"+k, event.DefaultSignal, event.Batch{Events: chunk},
+					client.StartWorkflowOptions{ID: "ledger-" + k, TaskQueue: name}, ledger.WorkflowType)
+				<-sem
+				if err != nil {
+					firstErr.CompareAndSwap(nil, err)
+					return
+				}
+				calls.Add(1)
+			}
+		})
+	}
+	wg.Wait()
+	if err, ok := firstErr.Load().(error); ok {
+		return result{}, err
+	}
+	if err := h.waitCompleted(ctx, name, len(keys)); err != nil {
+		return result{}, err
+	}
+	return result{mode: "ceiling", events: len(recs), calls: int(calls.Load()), elapsed: time.Since(start)}, nil
+}
+
+// engine produces a backlog and times the bridge draining it.
+func (h *harness) engine(ctx context.Context, w workload) (result, error) {
+	name := h.fresh("engine", w)
+	recs := ledger.Stream(name+"-", w.keys, h.o.events, h.o.zipf, 1)
+	if err := h.produce(name, recs); err != nil {
+		return result{}, err
+	}
+	stop, err := h.startWorker(name)
+	if err != nil {
+		return result{}, err
+	}
+	defer stop()
+	start := time.Now()
+	b, done, err := h.runBridge(ctx, name)
+	if err != nil {
+		return result{}, err
+	}
+	if h.o.trace {
+		tctx, cancel := context.WithCancel(ctx)
+		defer cancel()
+		go func() {
+			for tctx.Err() == nil {
+				time.Sleep(time.Second)
+				st := b.Stats()
+				fmt.Printf("    t=%4.1fs delivered=%d calls=%d retries=%d\n", time.Since(start).Seconds(), st.Delivered, st.Calls, st.Retries)
+			}
+		}()
+	}
+	werr := h.waitCompleted(ctx, name, len(ledger.Keys(recs)))
+	elapsed := time.Since(start)
+	if err := done(); err != nil {
+		return result{}, err
+	}
+	if werr != nil {
+		return result{}, werr
+	}
+	return result{mode: "engine", events: len(recs), calls: int(b.Stats().Calls), elapsed: elapsed}, nil
+}
+
+// runBridge starts a bridge on topic, routing to ledgers on task queue topic.
+func (h *harness) runBridge(ctx context.Context, topic string) (*bridge.Bridge, func() error, error) {
+	dlqTopic := dlq.TopicFor(topic, dlq.DefaultSuffix)
+	if err := h.stack.Kafka.Cluster.CreateTopic(dlqTopic, 1, nil); err != nil {
+		return nil, nil, err
+	}
+	cfg := bridge.Config{
+		Kafka:    bridge.KafkaConfig{Brokers: h.stack.Kafka.Brokers, Group: topic},
+		Temporal: bridge.TemporalConfig{Address: h.stack.Temporal.Address},
+		Batch:    bridge.BatchConfig{MaxRecords: h.o.batch},
+		Dispatch: bridge.DispatchConfig{Concurrency: h.o.concurrency},
+		Routes:   []bridge.RouteConfig{{Topic: topic, WorkflowType: ledger.WorkflowType, WorkflowID: "ledger-{key}", TaskQueue: topic}},
+	}
+	pc, err := bridge.DLQProducerConfig(bridge.KafkaConfig{Version: "3.6.0", ClientID: "bench"})
+	if err != nil {
+		return nil, nil, err
+	}
+	dp, err := sarama.NewSyncProducer(h.stack.Kafka.Brokers, pc)
+	if err != nil {
+		return nil, nil, err
+	}
+	b, err := bridge.New(cfg, bridge.Deps{Temporal: bridge.TemporalClient{Client: h.tc},
+		DeadLetters: dlq.ProducerWriter{Producer: dp, Suffix: dlq.DefaultSuffix}, Logger: h.log})
+	if err != nil {
+		return nil, nil, err
+	}
+	rctx, cancel := context.WithCancel(ctx)
+	errc := make(chan error, 1)
+	go func() { errc <- b.Run(rctx) }()
+	return b, func() error { cancel(); err := <-errc; _ = dp.Close(); return err }, nil
+}
+
+// naive consumes with one SignalWithStart per record, in offset order per
+// partition, marking each after Temporal accepted it.
+func (h *harness) naive(ctx context.Context, w workload) (result, error) {
+	name := h.fresh("naive", w)
+	recs := ledger.Stream(name+"-", w.keys, h.o.naiveEvents, h.o.zipf, 1)
+	if err := h.produce(name, recs); err != nil {
+		return result{}, err
+	}
+	stop, err := h.startWorker(name)
+	if err != nil {
+		return result{}, err
+	}
+	defer stop()
+	sc, err := bridge.SaramaConfig(bridge.KafkaConfig{Version: "3.6.0", ClientID: "naive", InitialOffset: "oldest"})
+	if err != nil {
+		return result{}, err
+	}
+	group, err := sarama.NewConsumerGroup(h.stack.Kafka.Brokers, name, sc)
+	if err != nil {
+		return result{}, err
+	}
+	start := time.Now()
+	gctx, cancel := context.WithCancel(ctx)
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for gctx.Err() == nil {
+			_ = group.Consume(gctx, []string{name}, naiveHandler{tc: h.tc, tq: name})
+		}
+	}()
+	werr := h.waitCompleted(ctx, name, len(ledger.Keys(recs)))
+	elapsed := time.Since(start)
+	cancel()
+	<-done
+	_ = group.Close()
+	if werr != nil {
+		return result{}, werr
+	}
+	return result{mode: "naive", events: len(recs), calls: len(recs), elapsed: elapsed}, nil
+}
+
+type naiveHandler struct {
+	tc client.Client
+	tq string
+}
+
+func (naiveHandler) Setup(sarama.ConsumerGroupSession) error   { return nil }
+func (naiveHandler) Cleanup(sarama.ConsumerGroupSession) error { return nil }
+func (n naiveHandler) ConsumeClaim(s sarama.ConsumerGroupSession, c sarama.ConsumerGroupClaim) error {
+	for m := range c.Messages() {
+		env := event.Envelope{Topic: m.Topic, Partition: m.Partition, Offset: m.Offset, Key: string(m.Key), Value: json.RawMessage(m.Value), Timestamp: m.Timestamp}
+		id := "ledger-" + string(m.Key)
+		for {
+			_, err := n.tc.SignalWithStartWorkflow(s.Context(), id, event.DefaultSignal, event.Batch{Events: []event.Envelope{env}},
+				client.StartWorkflowOptions{ID: id, TaskQueue: n.tq}, ledger.WorkflowType)
+			if err == nil {
+				break
+			}
+			if s.Context().Err() != nil {
+				return nil
+			}
+			time.Sleep(100 * time.Millisecond)
+		}
+		s.MarkMessage(m, "")
+	}
+	return nil
+}
+
+// latency streams events at rate for o.latencyFor through the bridge and
+// reads each ledger's per-event produce→apply latencies.
+func (h *harness) latency(ctx context.Context, w workload, rate float64) (latencyResult, error) {
+	name := h.fresh("latency", w)
+	n := int(rate * h.o.latencyFor.Seconds())
+	recs := ledger.Stream(name+"-", w.keys, n, h.o.zipf, 2)
+	if err := h.stack.Kafka.Cluster.CreateTopic(name, int32(h.o.partitions), nil); err != nil {
+		return latencyResult{}, err
+	}
+	stop, err := h.startWorker(name)
+	if err != nil {
+		return latencyResult{}, err
+	}
+	defer stop()
+	_, done, err := h.runBridge(ctx, name)
+	if err != nil {
+		return latencyResult{}, err
+	}
+	time.Sleep(3 * time.Second) // let the group settle before the clock matters
+	p, err := sarama.NewSyncProducer(h.stack.Kafka.Brokers, saga.ProducerConfig())
+	if err != nil {
+		return latencyResult{}, err
+	}
+	defer p.Close()
+	// Send in ticks of 10 ms, each record stamped when sent.
+	const tick = 10 * time.Millisecond
+	perTick := max(1, int(rate*tick.Seconds()))
+	t := time.NewTicker(tick)
+	for start := 0; start < len(recs); start += perTick {
+		<-t.C
+		if _, err := ledger.Produce(p, name, recs[start:min(start+perTick, len(recs))]); err != nil {
+			t.Stop()
+			return latencyResult{}, err
+		}
+	}
+	t.Stop()
+	keys := ledger.Keys(recs)
+	werr := h.waitCompleted(ctx, name, len(keys))
+	if err := done(); err != nil {
+		return latencyResult{}, err
+	}
+	if werr != nil {
+		return latencyResult{}, werr
+	}
+	var all []time.Duration
+	for k := range keys {
+		var st ledger.State
+		if err := h.tc.GetWorkflow(ctx, "ledger-"+k, "").Get(ctx, &st); err != nil {
+			return latencyResult{}, err
+		}
+		for _, ms := range st.LatencyMillis {
+			all = append(all, time.Duration(ms)*time.Millisecond)
+		}
+	}
+	slices.Sort(all)
+	return latencyResult{rate: rate, events: len(recs), p50: percentile(all, 0.5), p99: percentile(all, 0.99), max: all[len(all)-1]}, nil
+}
