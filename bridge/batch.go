@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/IBM/sarama"
@@ -25,15 +26,38 @@ type flow struct {
 	cancelCall context.CancelFunc
 	tracker    *tracker
 	units      sync.WaitGroup // units submitted and not yet finished or abandoned
+	hwm        func() int64   // the partition's high-water mark as of the last fetch
+	logEnd     atomic.Int64   // the log-end offset as last read by watchLogEnds
+	pressure   *pressure
+	// held counts the records (and their bytes) this partition holds in the
+	// bridge's in-flight budget; what is left when it ends is released.
+	heldRecords, heldBytes atomic.Int64
 }
 
-func (b *Bridge) newFlow(s sarama.ConsumerGroupSession, topic string, partition int32) *flow {
+func (b *Bridge) newFlow(s sarama.ConsumerGroupSession, claim sarama.ConsumerGroupClaim) *flow {
+	topic, partition := claim.Topic(), claim.Partition()
 	ctx, cancel := context.WithCancel(s.Context())
 	callCtx, cancelCall := drainContext(ctx, b.cfg.Dispatch.DrainTimeout)
 	return &flow{
 		topic: topic, partition: partition, ctx: ctx, cancel: cancel, callCtx: callCtx, cancelCall: cancelCall,
-		tracker: newTracker(func(next int64) { s.MarkOffset(topic, partition, next, "") }),
+		tracker:  newTracker(claim.InitialOffset(), func(next int64) { s.MarkOffset(topic, partition, next, "") }),
+		hwm:      claim.HighWaterMarkOffset,
+		pressure: b.pressure,
 	}
+}
+
+// hold counts a record just read against the in-flight budget.
+func (f *flow) hold(bytes int) {
+	f.heldRecords.Add(1)
+	f.heldBytes.Add(int64(bytes))
+	f.pressure.hold(1, bytes)
+}
+
+// release returns records to the in-flight budget.
+func (f *flow) release(records, bytes int) {
+	f.heldRecords.Add(-int64(records))
+	f.heldBytes.Add(-int64(bytes))
+	f.pressure.release(records, bytes)
 }
 
 // finish marks u's records safe to commit past.
@@ -43,7 +67,30 @@ func (f *flow) finish(u *unit) {
 		offsets[i] = r.msg.Offset
 	}
 	f.tracker.finish(offsets...)
+	f.release(len(u.records), u.bytes) // u.bytes sums heldSize of its records
 	f.units.Done()
+}
+
+// lag is the partition's high-water mark minus the offset a commit would
+// resume from; false while either is unknown.
+func (f *flow) lag() (int64, bool) {
+	pos, ok := f.tracker.position()
+	hwm := max(f.hwm(), f.logEnd.Load())
+	if !ok || hwm <= 0 {
+		return 0, false
+	}
+	return max(0, hwm-pos), true
+}
+
+// heldSize is what a record counts against the in-flight budget.
+func heldSize(m *sarama.ConsumerMessage) int {
+	n := len(m.Key) + len(m.Value) + envelopeOverhead
+	for _, h := range m.Headers {
+		if h != nil {
+			n += len(h.Key) + len(h.Value)
+		}
+	}
+	return n
 }
 
 // consume reads the partition, batches its records and dispatches them,
@@ -51,11 +98,14 @@ func (f *flow) finish(u *unit) {
 // has not started, waits for calls under way (at most DrainTimeout) and
 // returns; what finished is marked, the rest will be redelivered.
 func (b *Bridge) consume(f *flow, msgs <-chan *sarama.ConsumerMessage) {
+	b.pressure.register(f)
 	defer func() {
 		f.cancel()
 		b.dispatcher.cancelFlow(f)
 		f.units.Wait()
 		f.cancelCall()
+		b.pressure.unregister(f)
+		f.release(int(f.heldRecords.Load()), int(f.heldBytes.Load())) // unflushed and abandoned records
 	}()
 	var (
 		batch   []record
@@ -79,6 +129,12 @@ func (b *Bridge) consume(f *flow, msgs <-chan *sarama.ConsumerMessage) {
 				return
 			}
 		}
+		if reason, _ := b.pressure.reason(f.topic); reason != "" {
+			flush() // held records must keep moving, or the budget never frees
+			if !b.pressure.await(f.ctx, f.topic) {
+				return
+			}
+		}
 		select {
 		case <-f.ctx.Done():
 			return
@@ -89,6 +145,7 @@ func (b *Bridge) consume(f *flow, msgs <-chan *sarama.ConsumerMessage) {
 				return // revoked: the unflushed batch is never marked and will be redelivered
 			}
 			f.tracker.add(m.Offset)
+			f.hold(heldSize(m))
 			r, err := b.route(m)
 			if err != nil {
 				if b.poison(f, m, err) != nil {
@@ -116,12 +173,7 @@ func (b *Bridge) route(m *sarama.ConsumerMessage) (record, error) {
 	if err != nil {
 		return record{}, err
 	}
-	size := len(m.Key) + len(m.Value) + envelopeOverhead
-	for _, h := range m.Headers {
-		if h != nil {
-			size += len(h.Key) + len(h.Value)
-		}
-	}
+	size := heldSize(m)
 	if size > b.cfg.Dispatch.MaxCallBytes {
 		return record{}, &PoisonError{Class: dlq.ClassRejected, Err: fmt.Errorf(
 			"record %s/%d@%d is about %d bytes, over dispatch.max_call_bytes (%d)", m.Topic, m.Partition, m.Offset, size, b.cfg.Dispatch.MaxCallBytes)}
@@ -140,6 +192,7 @@ func (b *Bridge) poison(f *flow, m *sarama.ConsumerMessage, err error) error {
 		return err
 	}
 	f.tracker.finish(m.Offset)
+	f.release(1, heldSize(m))
 	return nil
 }
 

@@ -5,11 +5,14 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
+	"sync"
 	"sync/atomic"
 	"time"
 
 	"github.com/IBM/sarama"
 	"github.com/cenkalti/backoff/v5"
+	"github.com/sony/gobreaker/v2"
 
 	"github.com/sagabridge/sagabridge/dlq"
 )
@@ -55,6 +58,17 @@ type Bridge struct {
 	log    *slog.Logger
 
 	dispatcher *dispatcher
+	pressure   *pressure
+	limiter    *limiter
+	breaker    *gobreaker.CircuitBreaker[struct{}]
+	metrics    *metrics
+	running    atomic.Bool // Run is running
+	// lastRetryWarn is when a failed call was last logged at warn level (Unix ns).
+	lastRetryWarn atomic.Int64
+	// newest reads a partition's log-end offset, so lag stays true while
+	// the partition is paused and not fetching; nil without a Kafka client.
+	newest func(topic string, partition int32) (int64, error)
+	joined atomic.Bool // a consumer group session has started
 
 	delivered, deadLettered, closedRedeliveries, retries, calls, droppedClosed atomic.Uint64
 }
@@ -83,6 +97,38 @@ func New(cfg Config, deps Deps) (*Bridge, error) {
 	}
 	b := &Bridge{cfg: cfg, router: router, deps: deps, log: deps.Logger}
 	b.dispatcher = newDispatcher(b)
+	topicQueues := map[string][]string{}
+	for _, r := range cfg.Routes {
+		if !slices.Contains(topicQueues[r.Topic], r.TaskQueue) {
+			topicQueues[r.Topic] = append(topicQueues[r.Topic], r.TaskQueue)
+		}
+	}
+	bp := cfg.Backpressure
+	b.pressure = newPressure(bp, topicQueues, b.log)
+	b.limiter = newLimiter(bp.Adaptive.MinConcurrency, cfg.Dispatch.Concurrency, bp.Adaptive.LatencyTarget, deps.Now)
+	b.breaker = gobreaker.NewCircuitBreaker[struct{}](gobreaker.Settings{
+		Name:        "temporal",
+		MaxRequests: 1, // one probe call when half-open
+		Timeout:     bp.Circuit.OpenFor,
+		ReadyToTrip: func(c gobreaker.Counts) bool { return c.ConsecutiveFailures >= uint32(bp.Circuit.Failures) },
+		// Only errors that say Temporal is unwell count; a rejected request
+		// or a closed workflow means Temporal answered.
+		IsSuccessful: func(err error) bool { return err == nil || classify(err) != kindRetryable },
+		IsExcluded:   cancelled,
+		OnStateChange: func(_ string, from, to gobreaker.State) {
+			switch to {
+			case gobreaker.StateOpen:
+				b.log.Warn("circuit to Temporal opened: pausing all partitions", "reason", ReasonCircuitOpen,
+					"from", from.String(), "open_for", bp.Circuit.OpenFor)
+			case gobreaker.StateHalfOpen:
+				b.log.Info("circuit to Temporal half-open: probing with one call")
+			default:
+				b.log.Info("circuit to Temporal closed", "from", from.String())
+			}
+			b.pressure.setCircuitOpen(to == gobreaker.StateOpen)
+		},
+	})
+	b.metrics = newMetrics(b)
 	return b, nil
 }
 
@@ -104,9 +150,17 @@ func (b *Bridge) Run(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	group, err := sarama.NewConsumerGroup(b.cfg.Kafka.Brokers, b.cfg.Kafka.Group, sc)
+	client, err := sarama.NewClient(b.cfg.Kafka.Brokers, sc)
+	if err != nil {
+		return fmt.Errorf("connect to Kafka %v: %w", b.cfg.Kafka.Brokers, err)
+	}
+	defer client.Close()
+	group, err := sarama.NewConsumerGroupFromClient(b.cfg.Kafka.Group, client)
 	if err != nil {
 		return fmt.Errorf("join consumer group %q: %w", b.cfg.Kafka.Group, err)
+	}
+	b.newest = func(topic string, partition int32) (int64, error) {
+		return client.GetOffset(topic, partition, sarama.OffsetNewest)
 	}
 	return b.runGroup(ctx, group)
 }
@@ -115,8 +169,22 @@ func (b *Bridge) Run(ctx context.Context) error {
 // stop the sessions (each partition abandons queued work and drains calls
 // under way), commit and leave the group, then stop the dispatch workers.
 func (b *Bridge) runGroup(ctx context.Context, group sarama.ConsumerGroup) error {
+	b.running.Store(true)
+	defer b.running.Store(false)
+	b.pressure.setPauser(group)
 	b.dispatcher.start(b.cfg.Dispatch.Concurrency)
 	defer b.dispatcher.stop()
+	wctx, stopWatching := context.WithCancel(ctx)
+	var watchers sync.WaitGroup
+	defer watchers.Wait()
+	defer stopWatching()
+	if !b.cfg.Backpressure.Backlog.Disabled {
+		watchers.Go(func() { b.pressure.watchBacklogs(wctx, b.deps.Temporal) })
+	}
+	watchers.Go(func() { b.watchCircuit(wctx) })
+	if b.newest != nil {
+		watchers.Go(func() { b.watchLogEnds(wctx) })
+	}
 	errsDone := make(chan struct{})
 	go func() {
 		defer close(errsDone)
@@ -156,12 +224,48 @@ func (b *Bridge) runGroup(ctx context.Context, group sarama.ConsumerGroup) error
 	return nil
 }
 
+// watchCircuit reads the breaker's state now and then, so an open circuit
+// turns half-open (and partitions resume) even when no call is waiting.
+func (b *Bridge) watchCircuit(ctx context.Context) {
+	t := time.NewTicker(250 * time.Millisecond)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			b.breaker.State()
+		}
+	}
+}
+
+// watchLogEnds refreshes each claimed partition's log-end offset every
+// few seconds: sarama learns it only from fetches, and a paused partition
+// does not fetch.
+func (b *Bridge) watchLogEnds(ctx context.Context) {
+	t := time.NewTicker(2 * time.Second)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			for _, f := range b.pressure.claimed() {
+				if end, err := b.newest(f.topic, f.partition); err == nil {
+					f.logEnd.Store(end)
+				}
+			}
+		}
+	}
+}
+
 // claimHandler delivers each claimed partition in offset order.
 type claimHandler struct{ b *Bridge }
 
 // Setup logs the new assignment.
 func (h claimHandler) Setup(s sarama.ConsumerGroupSession) error {
 	h.b.log.Info("partitions assigned", "generation", s.GenerationID(), "claims", s.Claims())
+	h.b.joined.Store(true)
 	return nil
 }
 
@@ -177,7 +281,7 @@ func (h claimHandler) Cleanup(s sarama.ConsumerGroupSession) error {
 func (h claimHandler) ConsumeClaim(s sarama.ConsumerGroupSession, claim sarama.ConsumerGroupClaim) error {
 	log := h.b.log.With("topic", claim.Topic(), "partition", claim.Partition())
 	log.Info("partition claimed", "generation", s.GenerationID(), "from_offset", claim.InitialOffset())
-	f := h.b.newFlow(s, claim.Topic(), claim.Partition())
+	f := h.b.newFlow(s, claim)
 	h.b.consume(f, claim.Messages())
 	log.Info("partition released", "generation", s.GenerationID(), "abandoned_records", f.tracker.pending())
 	return nil

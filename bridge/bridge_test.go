@@ -47,6 +47,10 @@ func (f *fakeTemporal) ClosedWatermarks(context.Context, string) (event.Watermar
 	return f.closed, nil
 }
 
+func (f *fakeTemporal) TaskQueueBacklog(context.Context, string) (Backlog, error) {
+	return Backlog{}, nil
+}
+
 type fakeDLQ struct {
 	mu       sync.Mutex
 	failures []dlq.Failure
@@ -98,6 +102,7 @@ func (c fakeClaim) Messages() <-chan *sarama.ConsumerMessage { return c.ch }
 func (c fakeClaim) Topic() string                            { return "orders" }
 func (c fakeClaim) Partition() int32                         { return 0 }
 func (c fakeClaim) InitialOffset() int64                     { return 0 }
+func (c fakeClaim) HighWaterMarkOffset() int64               { return 0 }
 
 func newTestBridge(t *testing.T, tc *fakeTemporal, dl *fakeDLQ) *Bridge {
 	t.Helper()

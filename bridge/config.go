@@ -22,7 +22,11 @@ type Config struct {
 	DLQ      DLQConfig      `yaml:"dlq"`
 	Batch    BatchConfig    `yaml:"batch"`
 	Dispatch DispatchConfig `yaml:"dispatch"`
-	Routes   []RouteConfig  `yaml:"routes"`
+	// Backpressure bounds what the bridge holds and says when it pauses.
+	Backpressure BackpressureConfig `yaml:"backpressure"`
+	// Metrics says where /metrics, /healthz and /readyz are served.
+	Metrics MetricsConfig `yaml:"metrics"`
+	Routes  []RouteConfig `yaml:"routes"`
 }
 
 // KafkaConfig says which brokers and consumer group to use.
@@ -113,6 +117,82 @@ type DispatchConfig struct {
 	DrainTimeout time.Duration `yaml:"drain_timeout"`
 }
 
+// BackpressureConfig bounds the records the bridge holds and says when it
+// stops fetching. Fetching pauses (sarama's Pause) while any reason holds
+// and resumes by itself when all have cleared; meanwhile lag grows in
+// Kafka, never in the bridge's memory.
+type BackpressureConfig struct {
+	// MaxRecords caps records read and not yet accepted by Temporal or
+	// written to the DLQ, across all partitions. At the cap every
+	// partition pauses. Optional, default 20000.
+	MaxRecords int `yaml:"max_records"`
+	// MaxBytes caps the bytes of those records (key, value, headers and
+	// an estimate of the envelope). Optional, default 16 MiB.
+	MaxBytes int `yaml:"max_bytes"`
+	// ResumeAt is the low-water mark, as a fraction of MaxRecords and
+	// MaxBytes, below which paused partitions resume. Optional, default 0.5.
+	ResumeAt float64 `yaml:"resume_at"`
+	// Backlog pauses the topics that feed a backed-up task queue.
+	Backlog BacklogConfig `yaml:"backlog"`
+	// Circuit stops calls to Temporal while it keeps failing.
+	Circuit CircuitConfig `yaml:"circuit"`
+	// Adaptive adjusts dispatch concurrency to Temporal's latency and errors.
+	Adaptive AdaptiveConfig `yaml:"adaptive"`
+}
+
+// BacklogConfig watches each routed task queue's workflow-task backlog
+// (DescribeTaskQueue with ReportStats) and pauses the partitions of the
+// topics that route to it while it is above the high-water mark. A topic
+// that routes to several task queues pauses when any of them is backed up.
+type BacklogConfig struct {
+	// Disabled turns the backlog check off. Optional, default false.
+	Disabled bool `yaml:"disabled"`
+	// PollInterval is how often each task queue is described. Optional, default 2s.
+	PollInterval time.Duration `yaml:"poll_interval"`
+	// HighTasks pauses at this many backlogged workflow tasks. Optional, default 10000.
+	HighTasks int64 `yaml:"high_tasks"`
+	// LowTasks resumes at or below this many. Optional, default HighTasks/5.
+	LowTasks int64 `yaml:"low_tasks"`
+	// HighAge pauses when the oldest backlogged task is this old. Optional, default 30s.
+	HighAge time.Duration `yaml:"high_age"`
+	// LowAge resumes when it is at most this old. Optional, default HighAge/6.
+	LowAge time.Duration `yaml:"low_age"`
+}
+
+// CircuitConfig is the circuit breaker around calls to Temporal. It opens
+// after Failures consecutive retryable failures (Unavailable,
+// ResourceExhausted, timeouts); while open no call is made and every
+// partition pauses. After OpenFor one probe call is let through: success
+// closes the circuit, failure opens it again.
+type CircuitConfig struct {
+	// Failures is how many consecutive failures open the circuit. Optional, default 5.
+	Failures int `yaml:"failures"`
+	// OpenFor is how long the circuit stays open before probing. Optional, default 5s.
+	OpenFor time.Duration `yaml:"open_for"`
+}
+
+// AdaptiveConfig is the AIMD concurrency limit on calls to Temporal: it
+// grows by one call per round of successful calls up to
+// dispatch.concurrency and shrinks by a quarter when a call fails with a
+// retryable error or takes longer than LatencyTarget.
+type AdaptiveConfig struct {
+	// MinConcurrency is the floor of the limit. Optional, default 4 (or
+	// dispatch.concurrency if lower). Set it to dispatch.concurrency to
+	// turn adaptation off.
+	MinConcurrency int `yaml:"min_concurrency"`
+	// LatencyTarget is the call latency above which the limit shrinks.
+	// Optional, default 2s.
+	LatencyTarget time.Duration `yaml:"latency_target"`
+}
+
+// MetricsConfig says where the bridge serves Prometheus metrics
+// (/metrics) and its health (/healthz) and readiness (/readyz).
+type MetricsConfig struct {
+	// Listen is the host:port to serve on, for example "127.0.0.1:9464".
+	// Optional; empty serves nothing.
+	Listen string `yaml:"listen"`
+}
+
 // RouteConfig maps records of one topic (optionally of some event types)
 // to the workflow that owns them.
 type RouteConfig struct {
@@ -159,6 +239,12 @@ func defaultConfig() Config {
 			Concurrency: 64, MaxCallBytes: 3 << 19, OnClosedWorkflow: OnClosedDLQ,
 			CallTimeout: 10 * time.Second, RetryInitial: 100 * time.Millisecond,
 			RetryMax: 10 * time.Second, DrainTimeout: 10 * time.Second,
+		},
+		Backpressure: BackpressureConfig{
+			MaxRecords: 20000, MaxBytes: 16 << 20, ResumeAt: 0.5,
+			Backlog:  BacklogConfig{PollInterval: 2 * time.Second, HighTasks: 10000, HighAge: 30 * time.Second},
+			Circuit:  CircuitConfig{Failures: 5, OpenFor: 5 * time.Second},
+			Adaptive: AdaptiveConfig{MinConcurrency: 4, LatencyTarget: 2 * time.Second},
 		},
 	}
 }
@@ -248,6 +334,25 @@ func (c Config) withDefaults() Config {
 	fillDur(&c.Dispatch.RetryInitial, d.Dispatch.RetryInitial)
 	fillDur(&c.Dispatch.RetryMax, d.Dispatch.RetryMax)
 	fillDur(&c.Dispatch.DrainTimeout, d.Dispatch.DrainTimeout)
+	bp, dbp := &c.Backpressure, d.Backpressure
+	fillInt(&bp.MaxRecords, dbp.MaxRecords)
+	fillInt(&bp.MaxBytes, dbp.MaxBytes)
+	if bp.ResumeAt == 0 {
+		bp.ResumeAt = dbp.ResumeAt
+	}
+	fillDur(&bp.Backlog.PollInterval, dbp.Backlog.PollInterval)
+	if bp.Backlog.HighTasks == 0 {
+		bp.Backlog.HighTasks = dbp.Backlog.HighTasks
+	}
+	if bp.Backlog.LowTasks == 0 {
+		bp.Backlog.LowTasks = bp.Backlog.HighTasks / 5
+	}
+	fillDur(&bp.Backlog.HighAge, dbp.Backlog.HighAge)
+	fillDur(&bp.Backlog.LowAge, bp.Backlog.HighAge/6)
+	fillInt(&bp.Circuit.Failures, dbp.Circuit.Failures)
+	fillDur(&bp.Circuit.OpenFor, dbp.Circuit.OpenFor)
+	fillInt(&bp.Adaptive.MinConcurrency, min(dbp.Adaptive.MinConcurrency, c.Dispatch.Concurrency))
+	fillDur(&bp.Adaptive.LatencyTarget, dbp.Adaptive.LatencyTarget)
 	routes := make([]RouteConfig, len(c.Routes))
 	for i, r := range c.Routes {
 		routes[i] = routeDefaults(r)
@@ -293,7 +398,10 @@ func (c Config) Validate() error {
 	for name, n := range map[string]int{
 		"batch.max_records": c.Batch.MaxRecords, "batch.max_bytes": c.Batch.MaxBytes,
 		"batch.max_in_flight": c.Batch.MaxInFlight, "dispatch.concurrency": c.Dispatch.Concurrency,
-		"dispatch.max_call_bytes": c.Dispatch.MaxCallBytes,
+		"dispatch.max_call_bytes":  c.Dispatch.MaxCallBytes,
+		"backpressure.max_records": c.Backpressure.MaxRecords, "backpressure.max_bytes": c.Backpressure.MaxBytes,
+		"backpressure.circuit.failures":         c.Backpressure.Circuit.Failures,
+		"backpressure.adaptive.min_concurrency": c.Backpressure.Adaptive.MinConcurrency,
 	} {
 		if n < 1 {
 			bad(name, "must be at least 1")
@@ -301,6 +409,25 @@ func (c Config) Validate() error {
 	}
 	if c.Batch.MaxInFlight < c.Batch.MaxRecords {
 		bad("batch.max_in_flight", "must be at least batch.max_records (%d)", c.Batch.MaxRecords)
+	}
+	bp := c.Backpressure
+	if bp.MaxRecords < c.Batch.MaxRecords {
+		bad("backpressure.max_records", "must be at least batch.max_records (%d), or a batch could never fill", c.Batch.MaxRecords)
+	}
+	if bp.ResumeAt <= 0 || bp.ResumeAt >= 1 {
+		bad("backpressure.resume_at", "must be between 0 and 1 (a fraction of the caps), not %g", bp.ResumeAt)
+	}
+	if bp.Backlog.HighTasks < 1 {
+		bad("backpressure.backlog.high_tasks", "must be at least 1")
+	}
+	if bp.Backlog.LowTasks < 0 || bp.Backlog.LowTasks >= bp.Backlog.HighTasks {
+		bad("backpressure.backlog.low_tasks", "must be at least 0 and below high_tasks (%d)", bp.Backlog.HighTasks)
+	}
+	if bp.Backlog.LowAge >= bp.Backlog.HighAge {
+		bad("backpressure.backlog.low_age", "must be below high_age (%s)", bp.Backlog.HighAge)
+	}
+	if bp.Adaptive.MinConcurrency > c.Dispatch.Concurrency {
+		bad("backpressure.adaptive.min_concurrency", "must not exceed dispatch.concurrency (%d)", c.Dispatch.Concurrency)
 	}
 	if c.Dispatch.MaxCallBytes > maxPayloadBytes {
 		bad("dispatch.max_call_bytes", "must not exceed Temporal's payload limit of %d bytes", maxPayloadBytes)
@@ -314,6 +441,11 @@ func (c Config) Validate() error {
 		"batch.linger":          c.Batch.Linger,
 		"dispatch.call_timeout": c.Dispatch.CallTimeout, "dispatch.retry_initial": c.Dispatch.RetryInitial,
 		"dispatch.retry_max": c.Dispatch.RetryMax, "dispatch.drain_timeout": c.Dispatch.DrainTimeout,
+		"backpressure.backlog.poll_interval":   c.Backpressure.Backlog.PollInterval,
+		"backpressure.backlog.high_age":        c.Backpressure.Backlog.HighAge,
+		"backpressure.backlog.low_age":         c.Backpressure.Backlog.LowAge,
+		"backpressure.circuit.open_for":        c.Backpressure.Circuit.OpenFor,
+		"backpressure.adaptive.latency_target": c.Backpressure.Adaptive.LatencyTarget,
 	} {
 		if d < 0 {
 			bad(name, "must not be negative")

@@ -4,9 +4,14 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
+	"math/rand/v2"
 	"sync"
+	"time"
 
 	"github.com/IBM/sarama"
+	"github.com/sony/gobreaker/v2"
+	"go.temporal.io/api/serviceerror"
 
 	"github.com/sagabridge/sagabridge/dlq"
 	"github.com/sagabridge/sagabridge/event"
@@ -39,7 +44,7 @@ type unit struct {
 	flow    *flow
 	target  Target
 	records []record
-	bytes   int
+	bytes   int // the sum of the records' sizes
 }
 
 // wfQueue holds one workflow's units that wait for its in-flight call.
@@ -213,7 +218,16 @@ func (b *Bridge) send(f *flow, target Target, recs []record) error {
 	}
 	retry := b.newBackoff()
 	for attempt := 1; ; attempt++ {
-		err := b.call(f.callCtx, target, batch)
+		err := b.call(f, target, batch)
+		for errors.Is(err, errCircuitOpen) { // no call was made; this is not an attempt
+			if sleep(f.ctx, jitter(circuitWait)) != nil {
+				return errAbandoned
+			}
+			err = b.call(f, target, batch)
+		}
+		if errors.Is(err, errAbandoned) {
+			return err
+		}
 		if err == nil {
 			b.delivered.Add(uint64(len(recs)))
 			b.calls.Add(1)
@@ -251,7 +265,7 @@ func (b *Bridge) send(f *flow, target Target, recs []record) error {
 		wait := retry.NextBackOff()
 		if attempt == 1 {
 			first := recs[0].msg
-			b.log.Warn("temporal call failed; retrying", "workflow_id", target.WorkflowID, "records", len(recs),
+			b.log.Log(f.ctx, b.retryLogLevel(), "temporal call failed; retrying", "workflow_id", target.WorkflowID, "records", len(recs),
 				"topic", first.Topic, "partition", first.Partition, "offset", first.Offset, "err", err, "retry_in", wait)
 		}
 		if sleep(f.ctx, wait) != nil {
@@ -304,9 +318,71 @@ func (b *Bridge) closedWorkflow(f *flow, target Target, recs []record, attempt i
 	}
 }
 
-// call makes one bounded SignalWithStart.
-func (b *Bridge) call(ctx context.Context, target Target, batch event.Batch) error {
-	ctx, cancel := context.WithTimeout(ctx, b.cfg.Dispatch.CallTimeout)
-	defer cancel()
-	return b.deps.Temporal.SignalWithStart(ctx, target, batch)
+// retryLogEvery is how often a failed call is logged at warn level; in an
+// outage every unit fails at once, and one line says it as well as a thousand.
+const retryLogEvery = 5 * time.Second
+
+// retryLogLevel is warn for the first failed call in retryLogEvery and
+// debug for the others.
+func (b *Bridge) retryLogLevel() slog.Level {
+	now := b.deps.Now().UnixNano()
+	last := b.lastRetryWarn.Load()
+	if now-last >= int64(retryLogEvery) && b.lastRetryWarn.CompareAndSwap(last, now) {
+		return slog.LevelWarn
+	}
+	return slog.LevelDebug
+}
+
+// errCircuitOpen says a call was not made because the circuit is open.
+var errCircuitOpen = errors.New("circuit to Temporal is open")
+
+// circuitWait is how long, before jitter, a call waits when the circuit is
+// open; the breaker lets one probe through after backpressure.circuit.open_for.
+const circuitWait = 500 * time.Millisecond
+
+// call makes one SignalWithStart within the adaptive concurrency limit,
+// through the circuit breaker, bounded by Dispatch.CallTimeout. It returns
+// errAbandoned if the partition ended while waiting for a slot, and
+// errCircuitOpen if the breaker refused the call.
+func (b *Bridge) call(f *flow, target Target, batch event.Batch) error {
+	if err := b.limiter.acquire(f.ctx); err != nil {
+		return errAbandoned
+	}
+	start := time.Now()
+	_, err := b.breaker.Execute(func() (struct{}, error) {
+		ctx, cancel := context.WithTimeout(f.callCtx, b.cfg.Dispatch.CallTimeout)
+		defer cancel()
+		return struct{}{}, b.deps.Temporal.SignalWithStart(ctx, target, batch)
+	})
+	if errors.Is(err, gobreaker.ErrOpenState) || errors.Is(err, gobreaker.ErrTooManyRequests) {
+		b.limiter.abort()
+		return errCircuitOpen
+	}
+	latency := time.Since(start)
+	outcome := outcomeOK
+	if err != nil {
+		switch classify(err) {
+		case kindPermanent:
+			outcome = outcomePermanent
+		case kindClosed:
+			outcome = outcomeClosed
+		default:
+			outcome = outcomeRetryable
+		}
+	}
+	b.limiter.done(latency, outcome == outcomeRetryable && !cancelled(err))
+	b.metrics.callDuration.WithLabelValues(outcome).Observe(latency.Seconds())
+	return err
+}
+
+// cancelled says err comes from the bridge cancelling the call (shutdown
+// or revocation), which says nothing about Temporal's health.
+func cancelled(err error) bool {
+	var c *serviceerror.Canceled
+	return errors.Is(err, context.Canceled) || errors.As(err, &c)
+}
+
+// jitter returns a duration between d/2 and 3d/2.
+func jitter(d time.Duration) time.Duration {
+	return d/2 + rand.N(d)
 }

@@ -56,6 +56,10 @@ func (o *orderingTemporal) ClosedWatermarks(context.Context, string) (event.Wate
 	return nil, nil
 }
 
+func (o *orderingTemporal) TaskQueueBacklog(context.Context, string) (Backlog, error) {
+	return Backlog{}, nil
+}
+
 func TestDispatchKeepsPerWorkflowOrderWithOneCallInFlightAndCoalesces(t *testing.T) {
 	tc := &orderingTemporal{inFlight: map[string]bool{}, got: map[string][]int64{}, rng: rand.New(rand.NewPCG(1, 2))}
 	b, err := New(Config{

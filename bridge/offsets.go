@@ -16,17 +16,23 @@ type tracker struct {
 	offsets []int64 // read and not yet part of the finished prefix, ascending
 	done    []bool
 	mark    func(next int64)
+	next    int64         // the offset a commit would resume from; -1 until known
 	freed   chan struct{} // signalled when records leave the tracker
 }
 
-func newTracker(mark func(next int64)) *tracker {
-	return &tracker{mark: mark, freed: make(chan struct{}, 1)}
+// newTracker returns a tracker that calls mark; start is the offset the
+// partition resumes from, or negative if not yet known.
+func newTracker(start int64, mark func(next int64)) *tracker {
+	return &tracker{mark: mark, next: max(start, -1), freed: make(chan struct{}, 1)}
 }
 
 // add registers a record that was just read.
 func (t *tracker) add(offset int64) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
+	if t.next < 0 {
+		t.next = offset
+	}
 	t.offsets = append(t.offsets, offset)
 	t.done = append(t.done, false)
 }
@@ -48,7 +54,8 @@ func (t *tracker) finish(offsets ...int64) {
 	if n == 0 {
 		return
 	}
-	t.mark(t.offsets[n-1] + 1)
+	t.next = t.offsets[n-1] + 1
+	t.mark(t.next)
 	t.offsets = slices.Delete(t.offsets, 0, n)
 	t.done = slices.Delete(t.done, 0, n)
 	select {
@@ -62,6 +69,13 @@ func (t *tracker) pending() int {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	return len(t.offsets)
+}
+
+// position is the offset a commit would resume from; false if not yet known.
+func (t *tracker) position() (int64, bool) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return t.next, t.next >= 0
 }
 
 // waitBelow blocks until fewer than limit records are pending; false if ctx ended first.

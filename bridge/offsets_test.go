@@ -10,7 +10,7 @@ import (
 
 func TestTrackerMarksOnlyTheFinishedPrefix(t *testing.T) {
 	var marks []int64
-	tr := newTracker(func(next int64) { marks = append(marks, next) })
+	tr := newTracker(-1, func(next int64) { marks = append(marks, next) })
 	for _, o := range []int64{3, 4, 7, 8, 9} { // gaps, as in compacted or transactional topics
 		tr.add(o)
 	}
@@ -26,7 +26,7 @@ func TestTrackerMarksOnlyTheFinishedPrefix(t *testing.T) {
 }
 
 func TestTrackerWaitBelow(t *testing.T) {
-	tr := newTracker(func(int64) {})
+	tr := newTracker(-1, func(int64) {})
 	tr.add(1)
 	tr.add(2)
 	go func() { time.Sleep(20 * time.Millisecond); tr.finish(1) }()

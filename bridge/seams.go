@@ -2,6 +2,7 @@ package bridge
 
 import (
 	"context"
+	"time"
 
 	"github.com/sagabridge/sagabridge/dlq"
 	"github.com/sagabridge/sagabridge/event"
@@ -23,6 +24,16 @@ type Temporal interface {
 	// ClosedWatermarks returns the watermarks a closed workflow recorded in
 	// its memo under event.MemoKey; nil when it recorded none.
 	ClosedWatermarks(ctx context.Context, workflowID string) (event.Watermarks, error)
+	// TaskQueueBacklog reports the workflow-task backlog of a task queue.
+	TaskQueueBacklog(ctx context.Context, taskQueue string) (Backlog, error)
+}
+
+// Backlog is a task queue's approximate workflow-task backlog.
+type Backlog struct {
+	// Tasks is how many workflow tasks wait for a worker.
+	Tasks int64
+	// Age is how long the oldest of them has waited.
+	Age time.Duration
 }
 
 // DeadLetters is where records that cannot be delivered go; see dlq.Writer.

@@ -7,6 +7,8 @@ import (
 
 	enumspb "go.temporal.io/api/enums/v1"
 	"go.temporal.io/api/serviceerror"
+	taskqueuepb "go.temporal.io/api/taskqueue/v1"
+	"go.temporal.io/api/workflowservice/v1"
 	"go.temporal.io/sdk/client"
 	"go.temporal.io/sdk/converter"
 
@@ -21,6 +23,9 @@ var ErrWorkflowClosed = errors.New("workflow closed")
 // client; the caller closes it.
 type TemporalClient struct {
 	Client client.Client
+	// Namespace is the client's namespace, used to describe task queues.
+	// Optional, default "default".
+	Namespace string
 }
 
 // SignalWithStart signals the workflow, starting it if none is open.
@@ -69,6 +74,25 @@ func (t TemporalClient) ClosedWatermarks(ctx context.Context, workflowID string)
 		return nil, fmt.Errorf("decode memo %s of %s: %w", event.MemoKey, workflowID, err)
 	}
 	return w, nil
+}
+
+// TaskQueueBacklog describes the task queue's workflow tasks with ReportStats.
+func (t TemporalClient) TaskQueueBacklog(ctx context.Context, taskQueue string) (Backlog, error) {
+	ns := t.Namespace
+	if ns == "" {
+		ns = "default"
+	}
+	resp, err := t.Client.WorkflowService().DescribeTaskQueue(ctx, &workflowservice.DescribeTaskQueueRequest{
+		Namespace:     ns,
+		TaskQueue:     &taskqueuepb.TaskQueue{Name: taskQueue, Kind: enumspb.TASK_QUEUE_KIND_NORMAL},
+		TaskQueueType: enumspb.TASK_QUEUE_TYPE_WORKFLOW,
+		ReportStats:   true,
+	})
+	if err != nil {
+		return Backlog{}, fmt.Errorf("describe task queue %s: %w", taskQueue, err)
+	}
+	st := resp.GetStats()
+	return Backlog{Tasks: st.GetApproximateBacklogCount(), Age: st.GetApproximateBacklogAge().AsDuration()}, nil
 }
 
 // errorKind is how the bridge treats an error from Temporal.

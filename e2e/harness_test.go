@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"os"
 	"os/exec"
@@ -82,24 +83,35 @@ type env struct {
 	topic       string // order events
 	ledgerTopic string // ledger records
 	taskQueue   string
+	temporal    string // the Temporal frontend's address
 	tc          client.Client
 	acts        *saga.Activities
+	outcomes    sarama.SyncProducer
+	worker      worker.Worker // nil while stopped
 	producer    sarama.SyncProducer
+	bridgeLogs  syncBuffer // what in-process bridges logged
 }
 
 var unsafeName = regexp.MustCompile(`[^a-zA-Z0-9]+`)
 
-// newEnv creates the test's topics, a Temporal client, a worker and a producer.
+// newEnv creates the test's topics, a Temporal client, a worker and a
+// producer, on the shared stack.
 func newEnv(t *testing.T, partitions int32) *env {
+	return newEnvOn(t, partitions, stack.Temporal.Address)
+}
+
+// newEnvOn is newEnv with the Temporal frontend at temporalAddr.
+func newEnvOn(t *testing.T, partitions int32, temporalAddr string) *env {
 	t.Helper()
 	id := uuid.NewString()[:8]
 	name := strings.ToLower(unsafeName.ReplaceAllString(t.Name(), "-")) + "-" + id
-	e := &env{t: t, id: id, topic: name, ledgerTopic: name + "-ledger", taskQueue: name, acts: saga.NewActivities()}
+	e := &env{t: t, id: id, topic: name, ledgerTopic: name + "-ledger", taskQueue: name, temporal: temporalAddr, acts: saga.NewActivities()}
 	require.NoError(t, stack.Kafka.Cluster.CreateTopic(e.topic, partitions, nil))
 	require.NoError(t, stack.Kafka.Cluster.CreateTopic(e.ledgerTopic, partitions, nil))
 	require.NoError(t, stack.Kafka.Cluster.CreateTopic(dlq.TopicFor(e.topic, dlq.DefaultSuffix), 1, nil))
+	require.NoError(t, stack.Kafka.Cluster.CreateTopic(dlq.TopicFor(e.ledgerTopic, dlq.DefaultSuffix), 1, nil))
 
-	tc, err := client.Dial(client.Options{HostPort: stack.Temporal.Address, Logger: quietLogger()})
+	tc, err := client.Dial(client.Options{HostPort: temporalAddr, Logger: quietLogger()})
 	require.NoError(t, err)
 	t.Cleanup(tc.Close)
 	e.tc = tc
@@ -107,12 +119,9 @@ func newEnv(t *testing.T, partitions int32) *env {
 	outcomes, err := sarama.NewSyncProducer(stack.Kafka.Brokers, activities.ProducerConfig(sarama.V3_6_0_0))
 	require.NoError(t, err)
 	t.Cleanup(func() { _ = outcomes.Close() })
-	w := worker.New(tc, e.taskQueue, worker.Options{MaxConcurrentWorkflowTaskPollers: 8})
-	saga.RegisterWith(w, e.acts, &activities.Publisher{Producer: outcomes})
-	// A small history limit makes busy ledgers continue-as-new on the real server.
-	ledger.Register(w, ledger.Options{MaxHistoryEvents: ledgerMaxHistory})
-	require.NoError(t, w.Start())
-	t.Cleanup(w.Stop)
+	e.outcomes = outcomes
+	e.startWorker()
+	t.Cleanup(e.stopWorker)
 
 	p, err := sarama.NewSyncProducer(stack.Kafka.Brokers, saga.ProducerConfig())
 	require.NoError(t, err)
@@ -121,11 +130,30 @@ func newEnv(t *testing.T, partitions int32) *env {
 	return e
 }
 
+// startWorker runs the test's worker: the order saga and ledgers.
+func (e *env) startWorker() {
+	e.t.Helper()
+	w := worker.New(e.tc, e.taskQueue, worker.Options{MaxConcurrentWorkflowTaskPollers: 8})
+	saga.RegisterWith(w, e.acts, &activities.Publisher{Producer: e.outcomes})
+	// A small history limit makes busy ledgers continue-as-new on the real server.
+	ledger.Register(w, ledger.Options{MaxHistoryEvents: ledgerMaxHistory})
+	require.NoError(e.t, w.Start())
+	e.worker = w
+}
+
+// stopWorker stops the test's worker; safe to call when it is stopped.
+func (e *env) stopWorker() {
+	if e.worker != nil {
+		e.worker.Stop()
+		e.worker = nil
+	}
+}
+
 // config is the bridge configuration for this test's topic.
 func (e *env) config(group string) bridge.Config {
 	return bridge.Config{
 		Kafka:    bridge.KafkaConfig{Brokers: stack.Kafka.Brokers, Group: group},
-		Temporal: bridge.TemporalConfig{Address: stack.Temporal.Address},
+		Temporal: bridge.TemporalConfig{Address: e.temporal},
 		Dispatch: bridge.DispatchConfig{RetryInitial: 50 * time.Millisecond, RetryMax: time.Second, DrainTimeout: 5 * time.Second},
 		Routes: []bridge.RouteConfig{{
 			Topic: e.topic, TypeHeader: saga.TypeHeader, WorkflowType: saga.WorkflowType,
@@ -146,7 +174,7 @@ func (e *env) runBridge(group string) (b *bridge.Bridge, stop func()) {
 // runBridgeWith is runBridge with the configuration adjusted by tune.
 func (e *env) runBridgeWith(group string, tune func(*bridge.Config)) (b *bridge.Bridge, stop func()) {
 	e.t.Helper()
-	tc, err := client.Dial(client.Options{HostPort: stack.Temporal.Address, Logger: quietLogger()})
+	tc, err := client.Dial(client.Options{HostPort: e.temporal, Logger: quietLogger()})
 	require.NoError(e.t, err)
 	pc, err := bridge.DLQProducerConfig(bridge.KafkaConfig{Version: "3.6.0", ClientID: "e2e"})
 	require.NoError(e.t, err)
@@ -157,7 +185,7 @@ func (e *env) runBridgeWith(group string, tune func(*bridge.Config)) (b *bridge.
 	b, err = bridge.New(cfg, bridge.Deps{
 		Temporal:    bridge.TemporalClient{Client: tc},
 		DeadLetters: dlq.ProducerWriter{Producer: dlqProducer, Suffix: dlq.DefaultSuffix},
-		Logger:      testLogger(e.t),
+		Logger:      slog.New(slog.NewTextHandler(io.MultiWriter(testWriter{e.t}, &e.bridgeLogs), &slog.HandlerOptions{Level: slog.LevelInfo})),
 	})
 	require.NoError(e.t, err)
 	ctx, cancel := context.WithCancel(context.Background())
@@ -323,11 +351,6 @@ func readWhere(t *testing.T, topic string, want int, timeout time.Duration, keep
 
 func quietLogger() sdklog.Logger {
 	return sdklog.NewStructuredLogger(slog.New(slog.DiscardHandler))
-}
-
-// testLogger sends the bridge's logs to the test log at info level.
-func testLogger(t *testing.T) *slog.Logger {
-	return slog.New(slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: slog.LevelInfo}))
 }
 
 type testWriter struct{ t *testing.T }

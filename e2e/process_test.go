@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"bytes"
+	"maps"
 	"math/rand/v2"
 	"os"
 	"path/filepath"
@@ -41,14 +42,20 @@ func (s *syncBuffer) String() string {
 // startBridgeProcess runs the cmd/bridge binary in group with a config file
 // written for this test.
 func (e *env) startBridgeProcess(group string, out *syncBuffer) *devstack.Process {
-	return e.startBridgeProcessVia(group, stack.Temporal.Address, out)
+	return e.startBridgeProcessVia(group, e.temporal, out)
 }
 
 // startBridgeProcessVia is startBridgeProcess with the Temporal address given.
 func (e *env) startBridgeProcessVia(group, temporalAddr string, out *syncBuffer) *devstack.Process {
+	return e.startBridgeProcessWith(group, temporalAddr, nil, out)
+}
+
+// startBridgeProcessWith is startBridgeProcessVia with more top-level
+// config sections (for example "backpressure" or "metrics").
+func (e *env) startBridgeProcessWith(group, temporalAddr string, extra map[string]any, out *syncBuffer) *devstack.Process {
 	e.t.Helper()
 	cfg := e.config(group)
-	data, err := yaml.Marshal(map[string]any{
+	doc := map[string]any{
 		"kafka":    map[string]any{"brokers": cfg.Kafka.Brokers, "group": group},
 		"temporal": map[string]any{"address": temporalAddr},
 		"dispatch": map[string]any{"retry_initial": "50ms", "retry_max": "1s", "drain_timeout": "5s"},
@@ -58,7 +65,9 @@ func (e *env) startBridgeProcessVia(group, temporalAddr string, out *syncBuffer)
 		}, {
 			"topic": e.ledgerTopic, "workflow_type": ledger.WorkflowType, "workflow_id": "ledger-{key}", "task_queue": e.taskQueue,
 		}},
-	})
+	}
+	maps.Copy(doc, extra)
+	data, err := yaml.Marshal(doc)
 	require.NoError(e.t, err)
 	path := filepath.Join(e.t.TempDir(), "bridge.yaml")
 	require.NoError(e.t, os.WriteFile(path, data, 0o600))

@@ -18,6 +18,7 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"flag"
 	"fmt"
@@ -39,6 +40,8 @@ type options struct {
 	latencyFor                                   time.Duration
 	trace                                        bool
 	batch                                        int
+	only                                         string
+	latencyRate                                  float64
 }
 
 func main() {
@@ -51,6 +54,8 @@ func main() {
 	flag.DurationVar(&o.latencyFor, "latency-for", 20*time.Second, "length of the steady stream for the latency run")
 	flag.IntVar(&o.batch, "batch", 0, "the engine's batch.max_records; 0 keeps the bridge's default")
 	flag.BoolVar(&o.trace, "trace", false, "print the engine's progress every second")
+	flag.Float64Var(&o.latencyRate, "latency-rate", 0, "events/s of the latency run; 0 is half the engine's catch-up rate (5000 with -only latency)")
+	flag.StringVar(&o.only, "only", "", "run one workload and mode only, for tuning: catch-up/engine, fan-out/ceiling, latency, ...")
 	flag.Parse()
 	if err := run(o); err != nil {
 		fmt.Fprintln(os.Stderr, "benchmark failed:", err)
@@ -100,9 +105,20 @@ func run(o options) error {
 	fmt.Printf("sagabridge benchmark: %d events per workload (naive: %d), %d partitions, Zipf s=%.2f, concurrency %d\n",
 		o.events, o.naiveEvents, o.partitions, o.zipf, o.concurrency)
 	workloads := []workload{{"catch-up", 1_000}, {"fan-out", 20_000}}
+	if o.only == "latency" {
+		lat, err := h.latency(ctx, workloads[0], cmp.Or(o.latencyRate, 5000))
+		if err != nil {
+			return err
+		}
+		fmt.Printf("steady stream at %.0f events/s: P50 %d ms, P99 %d ms, max %d ms\n", lat.rate, lat.p50.Milliseconds(), lat.p99.Milliseconds(), lat.max.Milliseconds())
+		return nil
+	}
 	all := map[string][]result{}
 	for _, w := range workloads {
-		for _, mode := range []func(context.Context, workload) (result, error){h.ceiling, h.engine, h.naive} {
+		for i, mode := range []func(context.Context, workload) (result, error){h.ceiling, h.engine, h.naive} {
+			if o.only != "" && o.only != w.name+"/"+[]string{"ceiling", "engine", "naive"}[i] {
+				continue
+			}
 			r, err := mode(ctx, w)
 			if err != nil {
 				return fmt.Errorf("%s: %w", w.name, err)
@@ -112,8 +128,10 @@ func run(o options) error {
 			all[w.name] = append(all[w.name], r)
 		}
 	}
-	catchUp := all["catch-up"][1].rate()
-	lat, err := h.latency(ctx, workloads[0], catchUp/2)
+	if o.only != "" {
+		return nil
+	}
+	lat, err := h.latency(ctx, workloads[0], cmp.Or(o.latencyRate, all["catch-up"][1].rate()/2))
 	if err != nil {
 		return fmt.Errorf("latency: %w", err)
 	}

@@ -9,10 +9,14 @@ package main
 
 import (
 	"context"
+	"errors"
 	"flag"
 	"fmt"
 	"log/slog"
+	"net"
+	"net/http"
 	"os"
+	"time"
 
 	"github.com/IBM/sarama"
 	"go.temporal.io/sdk/client"
@@ -76,12 +80,39 @@ func run(ctx context.Context, cfg bridge.Config, log *slog.Logger) error {
 	}
 	defer producer.Close()
 	b, err := bridge.New(cfg, bridge.Deps{
-		Temporal:    bridge.TemporalClient{Client: tc},
+		Temporal:    bridge.TemporalClient{Client: tc, Namespace: cfg.Temporal.Namespace},
 		DeadLetters: dlq.ProducerWriter{Producer: producer, Suffix: cfg.DLQ.Suffix},
 		Logger:      log,
 	})
 	if err != nil {
 		return err
 	}
+	if cfg.Metrics.Listen != "" {
+		stopServing, err := serve(cfg.Metrics.Listen, b.Handler(), log)
+		if err != nil {
+			return err
+		}
+		defer stopServing()
+	}
 	return b.Run(ctx)
+}
+
+// serve serves h on addr until stop is called.
+func serve(addr string, h http.Handler, log *slog.Logger) (stop func(), err error) {
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return nil, fmt.Errorf("metrics.listen %s: %w", addr, err)
+	}
+	srv := &http.Server{Handler: h, ReadHeaderTimeout: 5 * time.Second}
+	go func() {
+		if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			log.Error("metrics server stopped", "err", err)
+		}
+	}()
+	log.Info("serving /metrics, /healthz and /readyz", "addr", ln.Addr().String())
+	return func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		defer cancel()
+		_ = srv.Shutdown(ctx)
+	}, nil
 }

@@ -33,6 +33,9 @@ func StartProcess(out io.Writer, bin string, args ...string) (*Process, error) {
 	return p, nil
 }
 
+// Pid is the process ID.
+func (p *Process) Pid() int { return p.cmd.Process.Pid }
+
 // Done is closed when the process has exited.
 func (p *Process) Done() <-chan struct{} { return p.done }
 

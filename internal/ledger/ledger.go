@@ -19,6 +19,8 @@ const WorkflowType = "Ledger"
 type Value struct {
 	Seq   int `json:"seq"`
 	Total int `json:"total"`
+	// Pad makes records larger for memory benchmarks; ledgers ignore it.
+	Pad string `json:"pad,omitempty"`
 }
 
 // State is what a ledger has applied.

@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"math/rand/v2"
+	"strings"
 
 	"github.com/IBM/sarama"
 )
@@ -36,6 +37,17 @@ func Stream(prefix string, keys, events int, s float64, seed uint64) []Record {
 		out[i] = Record{Key: fmt.Sprintf("%s%d", prefix, k), Value: v}
 	}
 	return out
+}
+
+// Pad rewrites each record's value with padding so it is size bytes long
+// (or as short as it can be, if size is smaller).
+func Pad(recs []Record, size int) {
+	for i, r := range recs {
+		var v Value
+		_ = json.Unmarshal(r.Value, &v) // Stream made it
+		v.Pad = strings.Repeat("x", max(0, size-len(r.Value)-len(`,"pad":""`)))
+		recs[i].Value, _ = json.Marshal(v)
+	}
 }
 
 // Keys returns the distinct keys of recs with their record counts.

@@ -1,0 +1,163 @@
+package bridge
+
+import (
+	"net/http"
+	"strconv"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"github.com/sony/gobreaker/v2"
+)
+
+// metrics are the bridge's Prometheus metrics, in a registry of its own
+// (no global state: two bridges in one process do not collide).
+type metrics struct {
+	reg          *prometheus.Registry
+	callDuration *prometheus.HistogramVec
+}
+
+// Call outcomes, the label of sagabridge_call_duration_seconds.
+const (
+	outcomeOK        = "ok"
+	outcomeRetryable = "retryable"
+	outcomePermanent = "permanent"
+	outcomeClosed    = "workflow_closed"
+)
+
+func newMetrics(b *Bridge) *metrics {
+	m := &metrics{
+		reg: prometheus.NewRegistry(),
+		callDuration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name:    "sagabridge_call_duration_seconds",
+			Help:    "Duration of SignalWithStart calls to Temporal, by outcome.",
+			Buckets: []float64{.005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10},
+		}, []string{"outcome"}),
+	}
+	counter := func(name, help string, f func() uint64) prometheus.Collector {
+		return prometheus.NewCounterFunc(prometheus.CounterOpts{Name: name, Help: help}, func() float64 { return float64(f()) })
+	}
+	gauge := func(name, help string, f func() float64) prometheus.Collector {
+		return prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: name, Help: help}, f)
+	}
+	m.reg.MustRegister(
+		collectors.NewGoCollector(),
+		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
+		m.callDuration,
+		counter("sagabridge_records_delivered_total", "Records Temporal accepted.", b.delivered.Load),
+		counter("sagabridge_records_dead_lettered_total", "Records written to the DLQ.", b.deadLettered.Load),
+		counter("sagabridge_records_deduped_total",
+			"Redelivered records skipped because the closed workflow they target had already applied them.", b.closedRedeliveries.Load),
+		counter("sagabridge_records_dropped_total", "New records for closed workflows dropped under the drop policy.", b.droppedClosed.Load),
+		counter("sagabridge_calls_total", "SignalWithStart calls Temporal accepted.", b.calls.Load),
+		counter("sagabridge_call_retries_total", "Calls retried after a retryable error.", b.retries.Load),
+		gauge("sagabridge_in_flight_records", "Records read and not yet accepted by Temporal or written to the DLQ.",
+			func() float64 { r, _ := b.pressure.held(); return float64(r) }),
+		gauge("sagabridge_in_flight_bytes", "Bytes of the in-flight records.",
+			func() float64 { _, by := b.pressure.held(); return float64(by) }),
+		gauge("sagabridge_in_flight_max_records", "backpressure.max_records.", func() float64 { return float64(b.cfg.Backpressure.MaxRecords) }),
+		gauge("sagabridge_in_flight_max_bytes", "backpressure.max_bytes.", func() float64 { return float64(b.cfg.Backpressure.MaxBytes) }),
+		gauge("sagabridge_concurrency_limit", "The adaptive limit on concurrent calls to Temporal.",
+			func() float64 { return float64(b.limiter.current()) }),
+		gauge("sagabridge_circuit_state", "The circuit breaker around Temporal: 0 closed, 1 half-open, 2 open.",
+			func() float64 { return circuitValue(b.breaker.State()) }),
+		stateCollector{b: b},
+	)
+	return m
+}
+
+// circuitValue maps a breaker state to the value of sagabridge_circuit_state.
+func circuitValue(s gobreaker.State) float64 {
+	switch s {
+	case gobreaker.StateHalfOpen:
+		return 1
+	case gobreaker.StateOpen:
+		return 2
+	default:
+		return 0
+	}
+}
+
+var (
+	lagDesc = prometheus.NewDesc("sagabridge_consumer_lag",
+		"Records of a claimed partition not yet committable: high-water mark minus the next offset to commit.",
+		[]string{"topic", "partition"}, nil)
+	pausedDesc = prometheus.NewDesc("sagabridge_partition_paused",
+		"1 for each claimed partition that is paused, labelled with why.",
+		[]string{"topic", "partition", "reason"}, nil)
+	pausesDesc = prometheus.NewDesc("sagabridge_pauses_total",
+		"How often a reason to pause started to hold: in_flight, circuit_open or task_queue_backlog.", []string{"reason"}, nil)
+	claimedDesc = prometheus.NewDesc("sagabridge_partitions_claimed", "Partitions this member consumes.", nil, nil)
+	backlogDesc = prometheus.NewDesc("sagabridge_task_queue_backlog_tasks",
+		"Approximate workflow-task backlog of a routed task queue, as last read.", []string{"task_queue"}, nil)
+	backlogAgeDesc = prometheus.NewDesc("sagabridge_task_queue_backlog_age_seconds",
+		"Age of the oldest backlogged workflow task of a routed task queue, as last read.", []string{"task_queue"}, nil)
+	backedUpDesc = prometheus.NewDesc("sagabridge_task_queue_backed_up",
+		"1 while a task queue is above the high-water mark and its topics are paused.", []string{"task_queue"}, nil)
+)
+
+// stateCollector reports per-partition and per-task-queue state at scrape time.
+type stateCollector struct{ b *Bridge }
+
+func (c stateCollector) Describe(ch chan<- *prometheus.Desc) {
+	for _, d := range []*prometheus.Desc{lagDesc, pausedDesc, pausesDesc, claimedDesc, backlogDesc, backlogAgeDesc, backedUpDesc} {
+		ch <- d
+	}
+}
+
+func (c stateCollector) Collect(ch chan<- prometheus.Metric) {
+	paused, backlogs, backedUp, pauses := c.b.pressure.snapshot()
+	for _, r := range []string{ReasonInFlight, ReasonCircuitOpen, ReasonBacklog} {
+		ch <- prometheus.MustNewConstMetric(pausesDesc, prometheus.CounterValue, float64(pauses[r]), r)
+	}
+	for _, p := range paused {
+		ch <- prometheus.MustNewConstMetric(pausedDesc, prometheus.GaugeValue, 1, p.topic, strconv.Itoa(int(p.partition)), p.reason)
+	}
+	for q, bl := range backlogs {
+		ch <- prometheus.MustNewConstMetric(backlogDesc, prometheus.GaugeValue, float64(bl.Tasks), q)
+		ch <- prometheus.MustNewConstMetric(backlogAgeDesc, prometheus.GaugeValue, bl.Age.Seconds(), q)
+		up := 0.0
+		if backedUp[q] {
+			up = 1
+		}
+		ch <- prometheus.MustNewConstMetric(backedUpDesc, prometheus.GaugeValue, up, q)
+	}
+	flows := c.b.pressure.claimed()
+	ch <- prometheus.MustNewConstMetric(claimedDesc, prometheus.GaugeValue, float64(len(flows)))
+	for _, f := range flows {
+		if lag, ok := f.lag(); ok {
+			ch <- prometheus.MustNewConstMetric(lagDesc, prometheus.GaugeValue, float64(lag), f.topic, strconv.Itoa(int(f.partition)))
+		}
+	}
+}
+
+// Handler serves the bridge's metrics and health:
+//
+//	/metrics  Prometheus text format
+//	/healthz  200 while Run is running, 503 before and after
+//	/readyz   200 once the bridge has joined its group and while the
+//	          circuit to Temporal is not open, 503 otherwise
+func (b *Bridge) Handler() http.Handler {
+	mux := http.NewServeMux()
+	mux.Handle("/metrics", promhttp.HandlerFor(b.metrics.reg, promhttp.HandlerOpts{}))
+	mux.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) {
+		if !b.running.Load() {
+			http.Error(w, "not running", http.StatusServiceUnavailable)
+			return
+		}
+		_, _ = w.Write([]byte("ok\n"))
+	})
+	mux.HandleFunc("/readyz", func(w http.ResponseWriter, _ *http.Request) {
+		switch {
+		case !b.running.Load():
+			http.Error(w, "not running", http.StatusServiceUnavailable)
+		case !b.joined.Load():
+			http.Error(w, "not yet in the consumer group", http.StatusServiceUnavailable)
+		case b.breaker.State() == gobreaker.StateOpen:
+			http.Error(w, "circuit to Temporal is open", http.StatusServiceUnavailable)
+		default:
+			_, _ = w.Write([]byte("ok\n"))
+		}
+	})
+	return mux
+}

@@ -1,0 +1,332 @@
+package bridge
+
+import (
+	"context"
+	"log/slog"
+	"maps"
+	"slices"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// Why partitions pause. A partition is paused while any reason holds.
+const (
+	// ReasonInFlight: the bridge holds Backpressure.MaxRecords records or
+	// MaxBytes bytes; all partitions pause until it holds ResumeAt of both.
+	ReasonInFlight = "in_flight"
+	// ReasonCircuitOpen: calls to Temporal keep failing; all partitions
+	// pause until a probe call succeeds.
+	ReasonCircuitOpen = "circuit_open"
+	// ReasonBacklog: a task queue the partition's topic routes to is
+	// backed up; the reason is reported as "task_queue_backlog:<queue>".
+	ReasonBacklog = "task_queue_backlog"
+)
+
+// pauser stops and restarts fetching of partitions; sarama.ConsumerGroup
+// implements it.
+type pauser interface {
+	Pause(partitions map[string][]int32)
+	Resume(partitions map[string][]int32)
+}
+
+// pressure decides which partitions may read. It counts the records the
+// bridge holds (the in-flight budget), knows which task queues are backed
+// up and whether the circuit is open, pauses and resumes the partitions in
+// sarama, and wakes the partitions' readers on every change. Changes are
+// logged once each, never per record. Safe for concurrent use.
+type pressure struct {
+	cfg         BackpressureConfig
+	log         *slog.Logger
+	topicQueues map[string][]string // topic → the task queues its routes use
+
+	records, bytes atomic.Int64
+	overBudget     atomic.Bool
+
+	mu       sync.Mutex
+	global   map[string]bool    // reasons that pause every partition
+	backedUp map[string]bool    // task queues above the high-water mark
+	backlogs map[string]Backlog // last backlog read per task queue
+	flows    map[*flow]string   // claimed partitions → the reason they are paused, "" if not
+	pauses   map[string]uint64  // how often each reason started to hold
+	pauser   pauser
+	changed  chan struct{} // closed and replaced on every change
+}
+
+func newPressure(cfg BackpressureConfig, topicQueues map[string][]string, log *slog.Logger) *pressure {
+	return &pressure{
+		cfg: cfg, log: log, topicQueues: topicQueues,
+		global: map[string]bool{}, backedUp: map[string]bool{}, backlogs: map[string]Backlog{},
+		flows: map[*flow]string{}, pauses: map[string]uint64{}, changed: make(chan struct{}),
+	}
+}
+
+// setPauser sets what pauses partitions in the consumer; nil pauses only
+// the bridge's own readers.
+func (p *pressure) setPauser(pa pauser) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.pauser = pa
+}
+
+// hold counts records the bridge just took in.
+func (p *pressure) hold(records, bytes int) {
+	r, b := p.records.Add(int64(records)), p.bytes.Add(int64(bytes))
+	if (r >= int64(p.cfg.MaxRecords) || b >= int64(p.cfg.MaxBytes)) && !p.overBudget.Load() {
+		p.mu.Lock()
+		defer p.mu.Unlock()
+		if p.overBudget.CompareAndSwap(false, true) {
+			// Reaching the budget is ordinary flow control while catching up
+			// (it may happen several times a second), so it is logged at
+			// debug level and counted in sagabridge_pauses_total.
+			p.log.Debug("pausing all partitions: in-flight budget reached", "reason", ReasonInFlight,
+				"records", r, "bytes", b, "max_records", p.cfg.MaxRecords, "max_bytes", p.cfg.MaxBytes)
+			p.pauses[ReasonInFlight]++
+			p.global[ReasonInFlight] = true
+			p.applyLocked()
+		}
+	}
+}
+
+// release counts records the bridge no longer holds.
+func (p *pressure) release(records, bytes int) {
+	r, b := p.records.Add(-int64(records)), p.bytes.Add(-int64(bytes))
+	if !p.overBudget.Load() || float64(r) > p.cfg.ResumeAt*float64(p.cfg.MaxRecords) || float64(b) > p.cfg.ResumeAt*float64(p.cfg.MaxBytes) {
+		return
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.overBudget.CompareAndSwap(true, false) {
+		p.log.Debug("in-flight budget below the low-water mark", "reason", ReasonInFlight, "records", r, "bytes", b)
+		delete(p.global, ReasonInFlight)
+		p.applyLocked()
+	}
+}
+
+// held returns the records and bytes the bridge holds.
+func (p *pressure) held() (records, bytes int64) { return p.records.Load(), p.bytes.Load() }
+
+// setCircuitOpen pauses or resumes every partition for the circuit breaker.
+func (p *pressure) setCircuitOpen(open bool) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.global[ReasonCircuitOpen] == open {
+		return
+	}
+	if open {
+		p.global[ReasonCircuitOpen] = true
+		p.pauses[ReasonCircuitOpen]++
+	} else {
+		delete(p.global, ReasonCircuitOpen)
+	}
+	p.applyLocked()
+}
+
+// observeBacklog records a task queue's backlog and pauses or resumes the
+// topics routed to it, with hysteresis between the high and low marks.
+func (p *pressure) observeBacklog(taskQueue string, bl Backlog) {
+	c := p.cfg.Backlog
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.backlogs[taskQueue] = bl
+	switch {
+	// The count is approximate and can lag behind; a backlog whose oldest
+	// task is zero seconds old is empty, whatever the count says.
+	case !p.backedUp[taskQueue] && ((bl.Tasks >= c.HighTasks && bl.Age > 0) || bl.Age >= c.HighAge):
+		p.backedUp[taskQueue] = true
+		p.pauses[ReasonBacklog]++
+		p.log.Warn("pausing partitions: task queue backed up", "reason", ReasonBacklog, "task_queue", taskQueue,
+			"backlog_tasks", bl.Tasks, "backlog_age", bl.Age, "high_tasks", c.HighTasks, "high_age", c.HighAge,
+			"topics", p.topicsOf(taskQueue))
+		p.applyLocked()
+	case p.backedUp[taskQueue] && (bl.Tasks <= c.LowTasks || bl.Age == 0) && bl.Age <= c.LowAge:
+		delete(p.backedUp, taskQueue)
+		p.log.Info("task queue backlog below the low-water mark", "reason", ReasonBacklog, "task_queue", taskQueue,
+			"backlog_tasks", bl.Tasks, "backlog_age", bl.Age)
+		p.applyLocked()
+	}
+}
+
+// topicsOf lists the topics that route to taskQueue.
+func (p *pressure) topicsOf(taskQueue string) []string {
+	var ts []string
+	for t, qs := range p.topicQueues {
+		if slices.Contains(qs, taskQueue) {
+			ts = append(ts, t)
+		}
+	}
+	slices.Sort(ts)
+	return ts
+}
+
+// reasonLocked says why topic's partitions are paused, "" if they are not.
+// Several reasons are joined with ",". The caller holds p.mu.
+func (p *pressure) reasonLocked(topic string) string {
+	rs := slices.Sorted(maps.Keys(p.global))
+	for _, q := range p.topicQueues[topic] {
+		if p.backedUp[q] {
+			rs = append(rs, ReasonBacklog+":"+q)
+		}
+	}
+	return strings.Join(rs, ",")
+}
+
+// reason says why topic's partitions are paused, "" if they are not, and
+// returns a channel closed at the next change.
+func (p *pressure) reason(topic string) (string, <-chan struct{}) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.reasonLocked(topic), p.changed
+}
+
+// applyLocked pauses and resumes claimed partitions in the consumer to
+// match the reasons, logs each partition that changes, and wakes readers.
+// The caller holds p.mu.
+func (p *pressure) applyLocked() {
+	pause, resume := map[string][]int32{}, map[string][]int32{}
+	for f, was := range p.flows {
+		now := p.reasonLocked(f.topic)
+		if now == was {
+			continue
+		}
+		p.flows[f] = now
+		switch {
+		case now == "":
+			resume[f.topic] = append(resume[f.topic], f.partition)
+		case was == "":
+			pause[f.topic] = append(pause[f.topic], f.partition)
+		}
+		p.log.Debug("partition pause state", "topic", f.topic, "partition", f.partition, "reason", now)
+	}
+	if p.pauser != nil {
+		if len(pause) > 0 {
+			p.pauser.Pause(pause)
+		}
+		if len(resume) > 0 {
+			p.pauser.Resume(resume)
+		}
+	}
+	if len(pause) > 0 || len(resume) > 0 {
+		p.log.Debug("partitions paused or resumed", "paused", pause, "resumed", resume, "paused_total", p.pausedLocked())
+	}
+	close(p.changed)
+	p.changed = make(chan struct{})
+}
+
+func (p *pressure) pausedLocked() int {
+	n := 0
+	for _, r := range p.flows {
+		if r != "" {
+			n++
+		}
+	}
+	return n
+}
+
+// register adds a claimed partition and pauses it at once if it must be.
+func (p *pressure) register(f *flow) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	r := p.reasonLocked(f.topic)
+	p.flows[f] = r
+	if r != "" && p.pauser != nil {
+		p.pauser.Pause(map[string][]int32{f.topic: {f.partition}})
+	}
+}
+
+// unregister drops a released partition. The next owner's consumer starts
+// it unpaused, and register pauses it there if needed.
+func (p *pressure) unregister(f *flow) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	delete(p.flows, f)
+}
+
+// claimed lists the claimed partitions.
+func (p *pressure) claimed() []*flow {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return slices.Collect(maps.Keys(p.flows))
+}
+
+// await blocks until topic's partitions may read; false if ctx ended first.
+func (p *pressure) await(ctx context.Context, topic string) bool {
+	for {
+		r, changed := p.reason(topic)
+		if r == "" {
+			return true
+		}
+		select {
+		case <-changed:
+		case <-ctx.Done():
+			return false
+		}
+	}
+}
+
+// pausedPartition is one claimed partition and why it is paused.
+type pausedPartition struct {
+	topic     string
+	partition int32
+	reason    string
+}
+
+// snapshot returns the state the metrics report.
+func (p *pressure) snapshot() (paused []pausedPartition, backlogs map[string]Backlog, backedUp map[string]bool, pauses map[string]uint64) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	for f, r := range p.flows {
+		if r != "" {
+			paused = append(paused, pausedPartition{f.topic, f.partition, r})
+		}
+	}
+	return paused, maps.Clone(p.backlogs), maps.Clone(p.backedUp), maps.Clone(p.pauses)
+}
+
+// backlogTimeout bounds one DescribeTaskQueue call.
+const backlogTimeout = 5 * time.Second
+
+// watchBacklogs polls each task queue's backlog until ctx ends. Errors are
+// logged when they start and stop, not on every poll; while Temporal
+// cannot be reached the last reading stands and the circuit breaker
+// decides.
+func (p *pressure) watchBacklogs(ctx context.Context, t Temporal) {
+	queues := map[string]bool{}
+	for _, qs := range p.topicQueues {
+		for _, q := range qs {
+			queues[q] = true
+		}
+	}
+	var wg sync.WaitGroup
+	for q := range queues {
+		wg.Go(func() {
+			failing := false
+			tick := time.NewTicker(p.cfg.Backlog.PollInterval)
+			defer tick.Stop()
+			for {
+				cctx, cancel := context.WithTimeout(ctx, backlogTimeout)
+				bl, err := t.TaskQueueBacklog(cctx, q)
+				cancel()
+				switch {
+				case ctx.Err() != nil:
+				case err != nil && !failing:
+					failing = true
+					p.log.Warn("cannot read task queue backlog", "task_queue", q, "err", err)
+				case err == nil:
+					if failing {
+						failing = false
+						p.log.Info("reading task queue backlog again", "task_queue", q)
+					}
+					p.observeBacklog(q, bl)
+				}
+				select {
+				case <-ctx.Done():
+					return
+				case <-tick.C:
+				}
+			}
+		})
+	}
+	wg.Wait()
+}

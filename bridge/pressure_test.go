@@ -1,0 +1,218 @@
+package bridge
+
+import (
+	"context"
+	"fmt"
+	"maps"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+	"go.temporal.io/api/serviceerror"
+)
+
+// fakePauser records which partitions the consumer would fetch.
+type fakePauser struct {
+	mu     sync.Mutex
+	paused map[string]bool // "topic/partition"
+}
+
+func (f *fakePauser) set(parts map[string][]int32, on bool) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.paused == nil {
+		f.paused = map[string]bool{}
+	}
+	for t, ps := range parts {
+		for _, p := range ps {
+			f.paused[fmt.Sprintf("%s/%d", t, p)] = on
+		}
+	}
+}
+func (f *fakePauser) Pause(parts map[string][]int32)  { f.set(parts, true) }
+func (f *fakePauser) Resume(parts map[string][]int32) { f.set(parts, false) }
+func (f *fakePauser) state() map[string]bool {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return maps.Clone(f.paused)
+}
+
+func testPressure(t *testing.T) (*pressure, *fakePauser) {
+	t.Helper()
+	cfg := defaultConfig().Backpressure
+	cfg.MaxRecords, cfg.MaxBytes, cfg.ResumeAt = 10, 1000, 0.5
+	cfg.Backlog.HighTasks, cfg.Backlog.LowTasks, cfg.Backlog.HighAge, cfg.Backlog.LowAge = 100, 10, time.Minute, 10*time.Second
+	p := newPressure(cfg, map[string][]string{"orders": {"q1"}, "payments": {"q2"}}, quiet())
+	pa := &fakePauser{}
+	p.setPauser(pa)
+	for _, tp := range []struct {
+		topic string
+		part  int32
+	}{{"orders", 0}, {"orders", 1}, {"payments", 0}} {
+		f := &flow{topic: tp.topic, partition: tp.part, pressure: p}
+		p.register(f)
+	}
+	return p, pa
+}
+
+func TestInFlightBudgetPausesEverythingAndResumesAtTheLowWaterMark(t *testing.T) {
+	p, pa := testPressure(t)
+	p.hold(9, 90)
+	assert.Empty(t, pa.state(), "below the cap nothing pauses")
+	p.hold(1, 10)
+	assert.Equal(t, map[string]bool{"orders/0": true, "orders/1": true, "payments/0": true}, pa.state())
+	r, _ := p.reason("orders")
+	assert.Equal(t, ReasonInFlight, r)
+	p.release(4, 40) // 6 held: above the low-water mark of 5
+	r, _ = p.reason("orders")
+	assert.Equal(t, ReasonInFlight, r, "hysteresis: still paused above the low-water mark")
+	p.release(1, 10)
+	assert.Equal(t, map[string]bool{"orders/0": false, "orders/1": false, "payments/0": false}, pa.state())
+	held, _ := p.held()
+	assert.Equal(t, int64(5), held)
+}
+
+func TestBytesAloneReachTheBudget(t *testing.T) {
+	p, pa := testPressure(t)
+	p.hold(1, 1000)
+	assert.True(t, pa.state()["payments/0"])
+}
+
+func TestBacklogPausesOnlyTheTopicsOfThatTaskQueue(t *testing.T) {
+	p, pa := testPressure(t)
+	p.observeBacklog("q1", Backlog{Tasks: 100})
+	assert.Empty(t, pa.state(), "a count with no age is stale: nothing waits")
+	p.observeBacklog("q1", Backlog{Tasks: 100, Age: time.Second})
+	assert.Equal(t, map[string]bool{"orders/0": true, "orders/1": true}, pa.state())
+	r, _ := p.reason("orders")
+	assert.Equal(t, ReasonBacklog+":q1", r)
+	r, _ = p.reason("payments")
+	assert.Empty(t, r)
+
+	p.observeBacklog("q1", Backlog{Tasks: 50, Age: time.Second})
+	assert.True(t, pa.state()["orders/0"], "hysteresis: still paused between the marks")
+	p.observeBacklog("q1", Backlog{Tasks: 10, Age: 20 * time.Second})
+	assert.True(t, pa.state()["orders/0"], "an old backlog keeps it paused")
+	p.observeBacklog("q1", Backlog{Tasks: 10, Age: time.Second})
+	assert.False(t, pa.state()["orders/0"])
+
+	p.observeBacklog("q2", Backlog{Tasks: 1, Age: 2 * time.Minute})
+	assert.True(t, pa.state()["payments/0"], "age alone crosses the high-water mark")
+}
+
+func TestReasonsCombineAndAwaitWakesWhenAllClear(t *testing.T) {
+	p, pa := testPressure(t)
+	p.setCircuitOpen(true)
+	p.observeBacklog("q1", Backlog{Tasks: 500, Age: time.Second})
+	r, _ := p.reason("orders")
+	assert.Equal(t, ReasonCircuitOpen+","+ReasonBacklog+":q1", r)
+
+	woke := make(chan bool)
+	go func() { woke <- p.await(context.Background(), "orders") }()
+	p.setCircuitOpen(false)
+	select {
+	case <-woke:
+		t.Fatal("await returned while the backlog still holds")
+	case <-time.After(20 * time.Millisecond):
+	}
+	assert.True(t, pa.state()["orders/0"])
+	assert.False(t, pa.state()["payments/0"])
+	p.observeBacklog("q1", Backlog{})
+	require.True(t, <-woke)
+}
+
+func TestNewClaimOfAPausedTopicStartsPaused(t *testing.T) {
+	p, pa := testPressure(t)
+	p.setCircuitOpen(true)
+	f := &flow{topic: "payments", partition: 3, pressure: p}
+	p.register(f)
+	assert.True(t, pa.state()["payments/3"])
+	p.unregister(f)
+	p.setCircuitOpen(false)
+	assert.True(t, pa.state()["payments/3"], "a released partition is no longer this member's to resume")
+}
+
+func TestLimiterIncreasesAdditivelyAndCutsMultiplicatively(t *testing.T) {
+	now := time.Unix(0, 0)
+	l := newLimiter(2, 8, time.Second, func() time.Time { return now })
+	assert.Equal(t, 8, l.current())
+	ctx := context.Background()
+	require.NoError(t, l.acquire(ctx))
+	l.done(10*time.Millisecond, true)
+	assert.Equal(t, 6, l.current(), "a failure cuts the limit by a quarter")
+	require.NoError(t, l.acquire(ctx))
+	l.done(10*time.Millisecond, true)
+	assert.Equal(t, 6, l.current(), "a second failure within the target interval is the same congestion")
+	now = now.Add(time.Second)
+	require.NoError(t, l.acquire(ctx))
+	l.done(3*time.Second, false)
+	assert.Equal(t, 4, l.current(), "a call slower than the target is congestion too")
+	for range 20 {
+		now = now.Add(time.Second)
+		require.NoError(t, l.acquire(ctx))
+		l.done(time.Second, true)
+	}
+	assert.Equal(t, 2, l.current(), "never below the floor")
+	succeed := func(n int) {
+		for range n {
+			require.NoError(t, l.acquire(ctx))
+			l.done(time.Millisecond, false)
+		}
+	}
+	succeed(3) // 2 + 1/2 + 1/2.5 + 1/2.9
+	assert.Equal(t, 3, l.current(), "each success adds 1/limit: about one slot per round of calls")
+	succeed(3)
+	assert.Equal(t, 4, l.current())
+	succeed(50)
+	assert.Equal(t, 8, l.current(), "successes grow it back to the ceiling, and no further")
+}
+
+func TestLimiterBlocksAtTheLimitUntilASlotFrees(t *testing.T) {
+	l := newLimiter(1, 1, time.Second, time.Now)
+	require.NoError(t, l.acquire(context.Background()))
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Millisecond)
+	defer cancel()
+	assert.ErrorIs(t, l.acquire(ctx), context.DeadlineExceeded)
+	got := make(chan error)
+	go func() { got <- l.acquire(context.Background()) }()
+	l.abort()
+	require.NoError(t, <-got)
+}
+
+func TestCircuitOpensOnRepeatedUnavailableAndClosesAfterAProbe(t *testing.T) {
+	tc := &fakeTemporal{}
+	for range 5 {
+		tc.script = append(tc.script, serviceerror.NewUnavailable("down"))
+	}
+	b, err := New(Config{
+		Kafka:        KafkaConfig{Brokers: []string{"b"}, Group: "g"},
+		Dispatch:     DispatchConfig{RetryInitial: time.Millisecond, RetryMax: 2 * time.Millisecond, DrainTimeout: 50 * time.Millisecond},
+		Backpressure: BackpressureConfig{Circuit: CircuitConfig{Failures: 3, OpenFor: 100 * time.Millisecond}},
+		Routes:       []RouteConfig{{Topic: "orders", TypeHeader: "event-type", WorkflowType: "O", WorkflowID: "order-{key}", TaskQueue: "q"}},
+	}, Deps{Temporal: tc, DeadLetters: &fakeDLQ{}, Logger: quiet()})
+	require.NoError(t, err)
+	openedCh := make(chan struct{})
+	go func() {
+		for {
+			r, changed := b.pressure.reason("orders")
+			if r == ReasonCircuitOpen {
+				close(openedCh)
+				return
+			}
+			<-changed
+		}
+	}()
+	s := consume(t, b, context.Background(), msg(0, "a", `{}`))
+	assert.Equal(t, int64(1), s.committed())
+	select {
+	case <-openedCh:
+	default:
+		t.Fatal("the circuit never opened")
+	}
+	// 3 failures open it; each later probe is one call: 2 more failures, then success.
+	assert.Equal(t, 6, tc.calls, "no calls while the circuit is open, one probe at a time")
+	r, _ := b.pressure.reason("orders")
+	assert.Empty(t, r, "the successful probe closed the circuit")
+}

@@ -1,0 +1,212 @@
+package e2e
+
+import (
+	"context"
+	"fmt"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	dto "github.com/prometheus/client_model/go"
+	"github.com/prometheus/common/expfmt"
+	"github.com/prometheus/common/model"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/sagabridge/sagabridge/bridge"
+	"github.com/sagabridge/sagabridge/internal/devstack"
+	"github.com/sagabridge/sagabridge/internal/ledger"
+)
+
+// scrape reads a bridge's /metrics; nil if it does not answer.
+func scrape(url string) map[string]*dto.MetricFamily {
+	resp, err := http.Get(url + "/metrics")
+	if err != nil {
+		return nil
+	}
+	defer resp.Body.Close()
+	parser := expfmt.NewTextParser(model.UTF8Validation)
+	fams, err := parser.TextToMetricFamilies(resp.Body)
+	if err != nil {
+		return nil
+	}
+	return fams
+}
+
+// metric sums the samples of name whose labels include want.
+func metric(fams map[string]*dto.MetricFamily, name string, want map[string]string) (float64, bool) {
+	fam, ok := fams[name]
+	if !ok {
+		return 0, false
+	}
+	sum, found := 0.0, false
+	for _, m := range fam.GetMetric() {
+		labels := map[string]string{}
+		for _, l := range m.GetLabel() {
+			labels[l.GetName()] = l.GetValue()
+		}
+		match := true
+		for k, v := range want {
+			match = match && labels[k] == v
+		}
+		if !match {
+			continue
+		}
+		found = true
+		switch {
+		case m.GetGauge() != nil:
+			sum += m.GetGauge().GetValue()
+		case m.GetCounter() != nil:
+			sum += m.GetCounter().GetValue()
+		}
+	}
+	return sum, found
+}
+
+// pausedFor counts the partitions paused for reason, among others.
+func pausedFor(fams map[string]*dto.MetricFamily, reason string) int {
+	n := 0
+	for _, m := range fams["sagabridge_partition_paused"].GetMetric() {
+		for _, l := range m.GetLabel() {
+			if l.GetName() == "reason" && slices.Contains(strings.Split(l.GetValue(), ","), reason) {
+				n++
+			}
+		}
+	}
+	return n
+}
+
+// Stop the worker while events flow: the task queue's backlog crosses the
+// high-water mark and the bridge pauses the topics that feed it (the
+// metrics and the log say why); start the worker again: the bridge
+// resumes and every event is applied once, in order.
+func TestTaskQueueBacklogPausesTheBridgeUntilTheWorkerReturns(t *testing.T) {
+	e := newEnv(t, 4)
+	e.stopWorker()
+	b, _ := e.runBridgeWith(e.topic, func(c *bridge.Config) {
+		c.Backpressure.Backlog = bridge.BacklogConfig{
+			PollInterval: 200 * time.Millisecond, HighTasks: 20, LowTasks: 2, HighAge: time.Minute, LowAge: 10 * time.Second,
+		}
+	})
+	srv := httptest.NewServer(b.Handler())
+	defer srv.Close()
+
+	recs := ledger.Stream(e.id+"-", 400, 6000, 1.1, 61)
+	wait := e.produceInBackground(recs, 8*time.Second)
+	reason := bridge.ReasonBacklog + ":" + e.taskQueue
+	require.Eventually(t, func() bool { return pausedFor(scrape(srv.URL), reason) > 0 }, 60*time.Second, 100*time.Millisecond,
+		"the bridge never paused for the backlog of %s", e.taskQueue)
+	fams := scrape(srv.URL)
+	up, _ := metric(fams, "sagabridge_task_queue_backed_up", map[string]string{"task_queue": e.taskQueue})
+	assert.Equal(t, 1.0, up)
+	tasks, _ := metric(fams, "sagabridge_task_queue_backlog_tasks", map[string]string{"task_queue": e.taskQueue})
+	assert.GreaterOrEqual(t, tasks, 20.0)
+	assert.Contains(t, e.bridgeLogs.String(), "pausing partitions: task queue backed up")
+
+	// Paused means paused: once the calls under way have finished, nothing
+	// more is delivered while the worker is away.
+	time.Sleep(time.Second)
+	before := b.Stats().Delivered
+	time.Sleep(2 * time.Second)
+	assert.Equal(t, before, b.Stats().Delivered, "records were delivered while the partitions were paused")
+	assert.Less(t, before, uint64(len(recs)), "the bridge delivered everything before pausing; the test proves nothing")
+	t.Logf("paused after delivering %d of %d records; backlog %v tasks", before, len(recs), tasks)
+
+	e.startWorker()
+	at := wait()
+	require.Eventually(t, func() bool { return pausedFor(scrape(srv.URL), reason) == 0 }, 60*time.Second, 100*time.Millisecond,
+		"the bridge never resumed")
+	assert.Contains(t, e.bridgeLogs.String(), "task queue backlog below the low-water mark")
+	e.assertLedgers(at, 120*time.Second)
+}
+
+// Stop the Temporal server for 60 s mid-stream and start it again on the
+// same database file: the bridge opens its circuit and pauses, holds no
+// more than its in-flight budget while records keep arriving in Kafka,
+// reconnects by itself, and every event is applied once, in order.
+func TestTemporalDownForAMinuteLosesNothingAndHoldsMemoryFlat(t *testing.T) {
+	logFile, err := os.Create(filepath.Join(t.TempDir(), "temporal.log"))
+	require.NoError(t, err)
+	ports, err := devstack.FreePorts(2)
+	require.NoError(t, err)
+	opts := devstack.TemporalOptions{Port: ports[0], DBFile: filepath.Join(t.TempDir(), "temporal.db"), Output: logFile}
+	ctx := context.Background()
+	temporal, err := devstack.StartTemporal(ctx, opts)
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = temporal.Close() })
+
+	e := newEnvOn(t, 4, temporal.Address)
+	const maxRecords = 500
+	metricsURL := fmt.Sprintf("http://127.0.0.1:%d", ports[1])
+	var out syncBuffer
+	p := e.startBridgeProcessWith(e.topic, temporal.Address, map[string]any{
+		"backpressure": map[string]any{
+			"max_records": maxRecords, "circuit": map[string]any{"failures": 3, "open_for": "2s"},
+			"backlog": map[string]any{"poll_interval": "500ms"},
+		},
+		"batch":   map[string]any{"max_records": 100},
+		"metrics": map[string]any{"listen": fmt.Sprintf("127.0.0.1:%d", ports[1])},
+	}, &out)
+
+	// About 100 s of stream: before, during and after the outage.
+	recs := ledger.Stream(e.id+"-", 300, 12_000, 1.1, 71)
+	wait := e.produceInBackground(recs, 90*time.Second)
+	require.Eventually(t, func() bool {
+		v, _ := metric(scrape(metricsURL), "sagabridge_records_delivered_total", nil)
+		return v > 500
+	}, 60*time.Second, 200*time.Millisecond, "the bridge delivered nothing before the outage")
+
+	require.NoError(t, temporal.Close())
+	down := time.Now()
+	var rss, held, lag []float64
+	for time.Since(down) < 60*time.Second {
+		time.Sleep(time.Second)
+		fams := scrape(metricsURL)
+		require.NotNil(t, fams, "the bridge stopped serving metrics during the outage; output:\n%s", out.String())
+		r, _ := metric(fams, "process_resident_memory_bytes", nil)
+		h, _ := metric(fams, "sagabridge_in_flight_records", nil)
+		l, _ := metric(fams, "sagabridge_consumer_lag", nil)
+		rss, held, lag = append(rss, r), append(held, h), append(lag, l)
+	}
+	// Every partition is paused: the circuit is open, or half-open while a
+	// probe call waits and the in-flight budget is full.
+	fams := scrape(metricsURL)
+	claimed, _ := metric(fams, "sagabridge_partitions_claimed", nil)
+	paused, _ := metric(fams, "sagabridge_partition_paused", nil)
+	assert.Equal(t, 8.0, claimed)
+	assert.Equal(t, claimed, paused, "every partition should be paused at the end of the outage")
+	opened, _ := metric(fams, "sagabridge_pauses_total", map[string]string{"reason": bridge.ReasonCircuitOpen})
+	assert.GreaterOrEqual(t, opened, 1.0, "the circuit never opened")
+	assert.Contains(t, out.String(), "circuit to Temporal opened")
+
+	temporal, err = devstack.StartTemporal(ctx, opts)
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = temporal.Close() })
+	at := wait()
+	e.assertLedgers(at, 180*time.Second)
+	assert.Contains(t, out.String(), "circuit to Temporal closed")
+	require.NoError(t, p.Stop(20*time.Second))
+
+	// The budget held while the records waited in Kafka: each partition may
+	// read one record past the cap before it sees the pause.
+	assert.LessOrEqual(t, slices.Max(held), float64(maxRecords+4), "in-flight records exceeded the budget")
+	assert.Greater(t, lag[len(lag)-1], lag[0], "lag should have grown in Kafka during the outage")
+	first, last := slices.Max(rss[5:30]), slices.Max(rss[30:])
+	t.Logf("outage: RSS max %.1f MiB in seconds 5-30, %.1f MiB in seconds 30-60; in-flight max %.0f; lag %.0f → %.0f",
+		first/(1<<20), last/(1<<20), slices.Max(held), lag[0], lag[len(lag)-1])
+	assert.LessOrEqual(t, last, first+16<<20, "RSS kept growing while Temporal was down")
+	if t.Failed() {
+		t.Logf("bridge output:\n%s", lastLines(out.String(), 80))
+	}
+}
+
+// lastLines returns the last n lines of s.
+func lastLines(s string, n int) string {
+	lines := strings.Split(s, "\n")
+	return strings.Join(lines[max(0, len(lines)-n):], "\n")
+}
