@@ -26,7 +26,9 @@ type Config struct {
 	Backpressure BackpressureConfig `yaml:"backpressure"`
 	// Metrics says where /metrics, /healthz and /readyz are served.
 	Metrics MetricsConfig `yaml:"metrics"`
-	Routes  []RouteConfig `yaml:"routes"`
+	// Memory sets the process's soft memory limit (cmd/bridge applies it).
+	Memory MemoryConfig  `yaml:"memory"`
+	Routes []RouteConfig `yaml:"routes"`
 }
 
 // KafkaConfig says which brokers and consumer group to use.
@@ -127,7 +129,7 @@ type BackpressureConfig struct {
 	// partition pauses. Optional, default 20000.
 	MaxRecords int `yaml:"max_records"`
 	// MaxBytes caps the bytes of those records (key, value, headers and
-	// an estimate of the envelope). Optional, default 16 MiB.
+	// an estimate of the envelope). Optional, default 4 MiB.
 	MaxBytes int `yaml:"max_bytes"`
 	// ResumeAt is the low-water mark, as a fraction of MaxRecords and
 	// MaxBytes, below which paused partitions resume. Optional, default 0.5.
@@ -193,6 +195,18 @@ type MetricsConfig struct {
 	Listen string `yaml:"listen"`
 }
 
+// MemoryConfig is the Go runtime's soft memory limit for cmd/bridge. The
+// in-flight budget bounds what the bridge holds; the limit makes the
+// garbage collector return the rest instead of letting the heap grow to
+// twice what is live. A library user sets it (or GOMEMLIMIT) in their own
+// main; the Bridge type never changes process-wide settings.
+type MemoryConfig struct {
+	// SoftLimit is the limit in bytes (runtime/debug.SetMemoryLimit).
+	// GOMEMLIMIT in the environment takes precedence. Optional, default
+	// 4 × backpressure.max_bytes + 16 MiB; -1 leaves the runtime's default.
+	SoftLimit int64 `yaml:"soft_limit"`
+}
+
 // RouteConfig maps records of one topic (optionally of some event types)
 // to the workflow that owns them.
 type RouteConfig struct {
@@ -241,7 +255,7 @@ func defaultConfig() Config {
 			RetryMax: 10 * time.Second, DrainTimeout: 10 * time.Second,
 		},
 		Backpressure: BackpressureConfig{
-			MaxRecords: 20000, MaxBytes: 16 << 20, ResumeAt: 0.5,
+			MaxRecords: 20000, MaxBytes: 4 << 20, ResumeAt: 0.5,
 			Backlog:  BacklogConfig{PollInterval: 2 * time.Second, HighTasks: 10000, HighAge: 30 * time.Second},
 			Circuit:  CircuitConfig{Failures: 5, OpenFor: 5 * time.Second},
 			Adaptive: AdaptiveConfig{MinConcurrency: 4, LatencyTarget: 2 * time.Second},
@@ -353,6 +367,9 @@ func (c Config) withDefaults() Config {
 	fillDur(&bp.Circuit.OpenFor, dbp.Circuit.OpenFor)
 	fillInt(&bp.Adaptive.MinConcurrency, min(dbp.Adaptive.MinConcurrency, c.Dispatch.Concurrency))
 	fillDur(&bp.Adaptive.LatencyTarget, dbp.Adaptive.LatencyTarget)
+	if c.Memory.SoftLimit == 0 {
+		c.Memory.SoftLimit = 4*int64(bp.MaxBytes) + 16<<20
+	}
 	routes := make([]RouteConfig, len(c.Routes))
 	for i, r := range c.Routes {
 		routes[i] = routeDefaults(r)
@@ -413,6 +430,9 @@ func (c Config) Validate() error {
 	bp := c.Backpressure
 	if bp.MaxRecords < c.Batch.MaxRecords {
 		bad("backpressure.max_records", "must be at least batch.max_records (%d), or a batch could never fill", c.Batch.MaxRecords)
+	}
+	if c.Memory.SoftLimit < -1 {
+		bad("memory.soft_limit", "must be a number of bytes, or -1 for the runtime's default")
 	}
 	if bp.ResumeAt <= 0 || bp.ResumeAt >= 1 {
 		bad("backpressure.resume_at", "must be between 0 and 1 (a fraction of the caps), not %g", bp.ResumeAt)

@@ -17,6 +17,8 @@ func TestExampleConfigLoads(t *testing.T) {
 	assert.Equal(t, "3.6.0", cfg.Kafka.Version, "default applied")
 	assert.Equal(t, 100*time.Millisecond, cfg.Dispatch.RetryInitial, "default applied")
 	assert.Equal(t, "order-{key}", cfg.Routes[0].WorkflowID)
+	assert.Equal(t, int64(4*cfg.Backpressure.MaxBytes+16<<20), cfg.Memory.SoftLimit, "the soft limit follows the budget")
+	assert.Equal(t, cfg.Backpressure.Backlog.HighTasks/5, cfg.Backpressure.Backlog.LowTasks)
 }
 
 func TestLoadConfigErrorsNameTheFileAndField(t *testing.T) {
@@ -45,6 +47,23 @@ dispatch: {drain_timeout: 5m}
 routes: [{topic: t, workflow_type: W, workflow_id: "w-{key}", task_queue: q}]`, "dispatch.drain_timeout: must be below the rebalance timeout"},
 		"type field on bytes": {`kafka: {brokers: [b], group: g}
 routes: [{topic: t, payload: bytes, type_field: kind, workflow_type: W, workflow_id: "w-{key}", task_queue: q}]`, "routes[0].type_field: needs payload \"json\""},
+		"resume above one": {`kafka: {brokers: [b], group: g}
+backpressure: {resume_at: 1.5}
+routes: [{topic: t, workflow_type: W, workflow_id: "w-{key}", task_queue: q}]`, "backpressure.resume_at: must be between 0 and 1"},
+		"backlog marks inverted": {`kafka: {brokers: [b], group: g}
+backpressure: {backlog: {high_tasks: 10, low_tasks: 20}}
+routes: [{topic: t, workflow_type: W, workflow_id: "w-{key}", task_queue: q}]`, "backpressure.backlog.low_tasks: must be at least 0 and below high_tasks (10)"},
+		"budget below a batch": {`kafka: {brokers: [b], group: g}
+batch: {max_records: 500}
+backpressure: {max_records: 100}
+routes: [{topic: t, workflow_type: W, workflow_id: "w-{key}", task_queue: q}]`, "backpressure.max_records: must be at least batch.max_records (500)"},
+		"floor above ceiling": {`kafka: {brokers: [b], group: g}
+dispatch: {concurrency: 8}
+backpressure: {adaptive: {min_concurrency: 16}}
+routes: [{topic: t, workflow_type: W, workflow_id: "w-{key}", task_queue: q}]`, "backpressure.adaptive.min_concurrency: must not exceed dispatch.concurrency (8)"},
+		"negative open_for": {`kafka: {brokers: [b], group: g}
+backpressure: {circuit: {open_for: -1s}}
+routes: [{topic: t, workflow_type: W, workflow_id: "w-{key}", task_queue: q}]`, "backpressure.circuit.open_for: must not be negative"},
 	}
 	for name, c := range cases {
 		t.Run(name, func(t *testing.T) {

@@ -42,6 +42,11 @@ func SaramaConfig(k KafkaConfig) (*sarama.Config, error) {
 	// Records the bridge holds but has not yet delivered; kept small because
 	// sarama keeps them in memory even while a partition is paused.
 	c.ChannelBufferSize = 64
+	// Record values are slices of the fetch response they came in, so a
+	// held record pins its whole response. 256 KiB per partition (sarama's
+	// default is 1 MiB) keeps what the in-flight budget does not count
+	// small; at these sizes a fetch still carries hundreds of records.
+	c.Consumer.Fetch.Default = 256 << 10
 	return c, nil
 }
 

@@ -2,6 +2,7 @@ package bridge
 
 import (
 	"net/http"
+	"net/http/pprof"
 	"strconv"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -137,9 +138,12 @@ func (c stateCollector) Collect(ch chan<- prometheus.Metric) {
 //	/healthz  200 while Run is running, 503 before and after
 //	/readyz   200 once the bridge has joined its group and while the
 //	          circuit to Temporal is not open, 503 otherwise
+//	/debug/pprof/  Go's profiles (serve the handler on an internal address)
 func (b *Bridge) Handler() http.Handler {
 	mux := http.NewServeMux()
 	mux.Handle("/metrics", promhttp.HandlerFor(b.metrics.reg, promhttp.HandlerOpts{}))
+	mux.HandleFunc("/debug/pprof/", pprof.Index)
+	mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
 	mux.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) {
 		if !b.running.Load() {
 			http.Error(w, "not running", http.StatusServiceUnavailable)

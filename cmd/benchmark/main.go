@@ -18,13 +18,14 @@
 package main
 
 import (
-	"cmp"
 	"context"
 	"flag"
 	"fmt"
 	"io"
 	"log/slog"
 	"os"
+	"strconv"
+	"strings"
 	"time"
 
 	"go.temporal.io/sdk/client"
@@ -41,7 +42,8 @@ type options struct {
 	trace                                        bool
 	batch                                        int
 	only                                         string
-	latencyRate                                  float64
+	latencyRates                                 string
+	window, budget                               int
 }
 
 func main() {
@@ -53,8 +55,10 @@ func main() {
 	flag.Float64Var(&o.zipf, "zipf", 1.1, "Zipf exponent of the key distribution")
 	flag.DurationVar(&o.latencyFor, "latency-for", 20*time.Second, "length of the steady stream for the latency run")
 	flag.IntVar(&o.batch, "batch", 0, "the engine's batch.max_records; 0 keeps the bridge's default")
+	flag.IntVar(&o.window, "max-in-flight", 0, "the engine's batch.max_in_flight (per partition); 0 keeps the default")
+	flag.IntVar(&o.budget, "budget", 0, "the engine's backpressure.max_records and, ×300 bytes, max_bytes; 0 keeps the defaults")
 	flag.BoolVar(&o.trace, "trace", false, "print the engine's progress every second")
-	flag.Float64Var(&o.latencyRate, "latency-rate", 0, "events/s of the latency run; 0 is half the engine's catch-up rate (5000 with -only latency)")
+	flag.StringVar(&o.latencyRates, "latency-rates", "0.5x,2000,1000,500", "events/s of the latency runs, comma-separated; Nx is N times the engine's catch-up rate (10000 with -only latency)")
 	flag.StringVar(&o.only, "only", "", "run one workload and mode only, for tuning: catch-up/engine, fan-out/ceiling, latency, ...")
 	flag.Parse()
 	if err := run(o); err != nil {
@@ -101,16 +105,19 @@ func run(o options) error {
 	}
 	defer tc.Close()
 	h := &harness{o: o, stack: stack, tc: tc, log: slog.New(slog.NewTextHandler(io.Discard, nil))}
+	if o.trace {
+		h.log = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelInfo}))
+	}
 
 	fmt.Printf("sagabridge benchmark: %d events per workload (naive: %d), %d partitions, Zipf s=%.2f, concurrency %d\n",
 		o.events, o.naiveEvents, o.partitions, o.zipf, o.concurrency)
 	workloads := []workload{{"catch-up", 1_000}, {"fan-out", 20_000}}
 	if o.only == "latency" {
-		lat, err := h.latency(ctx, workloads[0], cmp.Or(o.latencyRate, 5000))
+		lats, err := h.latencies(ctx, workloads[0], 10_000)
 		if err != nil {
 			return err
 		}
-		fmt.Printf("steady stream at %.0f events/s: P50 %d ms, P99 %d ms, max %d ms\n", lat.rate, lat.p50.Milliseconds(), lat.p99.Milliseconds(), lat.max.Milliseconds())
+		printLatencies(lats)
 		return nil
 	}
 	all := map[string][]result{}
@@ -131,12 +138,36 @@ func run(o options) error {
 	if o.only != "" {
 		return nil
 	}
-	lat, err := h.latency(ctx, workloads[0], cmp.Or(o.latencyRate, all["catch-up"][1].rate()/2))
+	lats, err := h.latencies(ctx, workloads[0], all["catch-up"][1].rate())
 	if err != nil {
-		return fmt.Errorf("latency: %w", err)
+		return err
 	}
-	printReport(o, workloads, all, lat)
+	printReport(workloads, all)
+	printLatencies(lats)
 	return nil
+}
+
+// latencies runs the steady stream at each of o.latencyRates; peak is
+// what "Nx" multiplies.
+func (h *harness) latencies(ctx context.Context, w workload, peak float64) ([]latencyResult, error) {
+	var out []latencyResult
+	for _, f := range strings.Split(h.o.latencyRates, ",") {
+		f = strings.TrimSpace(f)
+		rate, err := strconv.ParseFloat(strings.TrimSuffix(f, "x"), 64)
+		if err != nil || rate <= 0 {
+			return nil, fmt.Errorf("-latency-rates: %q is not a rate", f)
+		}
+		if strings.HasSuffix(f, "x") {
+			rate *= peak
+		}
+		lat, err := h.latency(ctx, w, rate)
+		if err != nil {
+			return nil, fmt.Errorf("latency at %.0f events/s: %w", rate, err)
+		}
+		fmt.Printf("  latency   %6.0f events/s  P50 %6d ms  P99 %6d ms  max %6d ms\n", rate, lat.p50.Milliseconds(), lat.p99.Milliseconds(), lat.max.Milliseconds())
+		out = append(out, lat)
+	}
+	return out, nil
 }
 
 // latencyResult is the steady-stream run.
@@ -147,7 +178,7 @@ type latencyResult struct {
 	max      time.Duration
 }
 
-func printReport(o options, workloads []workload, all map[string][]result, lat latencyResult) {
+func printReport(workloads []workload, all map[string][]result) {
 	fmt.Printf("\n| workload | (a) naive events/s | (b) engine events/s | (c) ceiling events/s | b/a | b/c | engine calls/event |\n")
 	fmt.Printf("| --- | ---: | ---: | ---: | ---: | ---: | ---: |\n")
 	for _, w := range workloads {
@@ -156,8 +187,13 @@ func printReport(o options, workloads []workload, all map[string][]result, lat l
 		fmt.Printf("| %s (%d keys) | %.0f | %.0f | %.0f | %.1f | %.2f | %.3f |\n", w.name, w.keys,
 			a.rate(), b.rate(), c.rate(), b.rate()/a.rate(), b.rate()/c.rate(), float64(b.calls)/float64(b.events))
 	}
-	fmt.Printf("\nSteady stream at %.0f events/s (half the engine's catch-up rate), %d events over 1,000 keys:\n", lat.rate, lat.events)
-	fmt.Printf("produce→applied latency P50 %d ms, P99 %d ms, max %d ms\n", lat.p50.Milliseconds(), lat.p99.Milliseconds(), lat.max.Milliseconds())
+}
+
+func printLatencies(lats []latencyResult) {
+	fmt.Printf("\n| steady stream, events/s (1,000 keys) | events | P50 ms | P99 ms | max ms |\n| ---: | ---: | ---: | ---: | ---: |\n")
+	for _, l := range lats {
+		fmt.Printf("| %.0f | %d | %d | %d | %d |\n", l.rate, l.events, l.p50.Milliseconds(), l.p99.Milliseconds(), l.max.Milliseconds())
+	}
 }
 
 // percentile returns the p-th percentile (0..1) of sorted durations.

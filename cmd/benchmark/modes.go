@@ -172,11 +172,12 @@ func (h *harness) runBridge(ctx context.Context, topic string) (*bridge.Bridge, 
 		return nil, nil, err
 	}
 	cfg := bridge.Config{
-		Kafka:    bridge.KafkaConfig{Brokers: h.stack.Kafka.Brokers, Group: topic},
-		Temporal: bridge.TemporalConfig{Address: h.stack.Temporal.Address},
-		Batch:    bridge.BatchConfig{MaxRecords: h.o.batch},
-		Dispatch: bridge.DispatchConfig{Concurrency: h.o.concurrency},
-		Routes:   []bridge.RouteConfig{{Topic: topic, WorkflowType: ledger.WorkflowType, WorkflowID: "ledger-{key}", TaskQueue: topic}},
+		Kafka:        bridge.KafkaConfig{Brokers: h.stack.Kafka.Brokers, Group: topic},
+		Temporal:     bridge.TemporalConfig{Address: h.stack.Temporal.Address},
+		Batch:        bridge.BatchConfig{MaxRecords: h.o.batch, MaxInFlight: h.o.window},
+		Dispatch:     bridge.DispatchConfig{Concurrency: h.o.concurrency},
+		Backpressure: bridge.BackpressureConfig{MaxRecords: h.o.budget, MaxBytes: 300 * h.o.budget},
+		Routes:       []bridge.RouteConfig{{Topic: topic, WorkflowType: ledger.WorkflowType, WorkflowID: "ledger-{key}", TaskQueue: topic}},
 	}
 	pc, err := bridge.DLQProducerConfig(bridge.KafkaConfig{Version: "3.6.0", ClientID: "bench"})
 	if err != nil {

@@ -16,6 +16,7 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"runtime/debug"
 	"time"
 
 	"github.com/IBM/sarama"
@@ -53,6 +54,9 @@ func main() {
 	})
 	if err != nil {
 		cli.Fatal(log, "invalid configuration", err)
+	}
+	if _, set := os.LookupEnv("GOMEMLIMIT"); !set && cfg.Memory.SoftLimit > 0 {
+		debug.SetMemoryLimit(cfg.Memory.SoftLimit)
 	}
 	ctx, stop := cli.SignalContext()
 	defer stop()

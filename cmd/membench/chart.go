@@ -30,6 +30,7 @@ func drawChart(path string, samples []sample, downAt, upAt time.Duration, o opti
 		p.X.Label.Text = "seconds"
 		p.Y.Label.Text = ylabel
 		p.Y.Min, p.Y.Max = 0, top*1.15
+		p.X.Min, p.X.Max = 0, samples[len(samples)-1].at.Seconds()
 		shade, err := plotter.NewPolygon(plotter.XYs{
 			{X: downAt.Seconds(), Y: 0}, {X: upAt.Seconds(), Y: 0}, {X: upAt.Seconds(), Y: p.Y.Max}, {X: downAt.Seconds(), Y: p.Y.Max},
 		})

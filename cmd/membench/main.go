@@ -43,6 +43,8 @@ type options struct {
 	records, size, keys, partitions int
 	before, down, after             time.Duration
 	out                             string
+	keep                            bool
+	redraw                          string
 }
 
 func main() {
@@ -53,9 +55,18 @@ func main() {
 	flag.IntVar(&o.partitions, "partitions", 8, "partitions of the topic")
 	flag.DurationVar(&o.before, "before", 20*time.Second, "time with Temporal up before the outage")
 	flag.DurationVar(&o.down, "down", 60*time.Second, "length of the Temporal outage")
-	flag.DurationVar(&o.after, "after", 40*time.Second, "time with Temporal up after the outage")
+	flag.DurationVar(&o.after, "after", 60*time.Second, "time with Temporal up after the outage")
 	flag.StringVar(&o.out, "out", "docs/membench.png", "the chart to write; a .csv beside it holds the samples")
+	flag.BoolVar(&o.keep, "keep", false, "keep the working directory (bridge and Temporal logs)")
+	flag.StringVar(&o.redraw, "redraw", "", "only redraw the chart from this CSV of an earlier run")
 	flag.Parse()
+	if o.redraw != "" {
+		if err := redraw(o); err != nil {
+			fmt.Fprintln(os.Stderr, "membench failed:", err)
+			os.Exit(1)
+		}
+		return
+	}
 	if err := run(o); err != nil {
 		fmt.Fprintln(os.Stderr, "membench failed:", err)
 		os.Exit(1)
@@ -78,7 +89,11 @@ func run(o options) error {
 	if err != nil {
 		return err
 	}
-	defer os.RemoveAll(dir)
+	if o.keep {
+		fmt.Println("working directory (kept):", dir)
+	} else {
+		defer os.RemoveAll(dir)
+	}
 
 	// The bridge under test: the real binary, built without the race detector.
 	bridgeBin := filepath.Join(dir, "bridge")
@@ -124,6 +139,7 @@ func run(o options) error {
 	defer w.Stop()
 
 	metricsAddr := fmt.Sprintf("127.0.0.1:%d", ports[1])
+	fmt.Printf("bridge metrics and profiles at http://%s/metrics, /debug/pprof/\n", metricsAddr)
 	cfgPath := filepath.Join(dir, "bridge.yaml")
 	cfg, _ := yaml.Marshal(map[string]any{
 		"kafka":    map[string]any{"brokers": kafka.Brokers, "group": topic},
@@ -283,6 +299,47 @@ func writeCSV(path string, samples []sample) error {
 	}
 	w.Flush()
 	return w.Error()
+}
+
+// redraw draws o.out from the samples in the CSV at o.redraw.
+func redraw(o options) error {
+	f, err := os.Open(o.redraw)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	rows, err := csv.NewReader(f).ReadAll()
+	if err != nil {
+		return fmt.Errorf("read %s: %w", o.redraw, err)
+	}
+	var samples []sample
+	var downAt, upAt time.Duration
+	for i, r := range rows[1:] {
+		if len(r) < 6 {
+			return fmt.Errorf("%s line %d: want 6 fields, got %d", o.redraw, i+2, len(r))
+		}
+		secs, _ := strconv.ParseFloat(r[0], 64)
+		s := sample{at: time.Duration(secs * float64(time.Second)), phase: r[1]}
+		s.rssBytes, _ = strconv.ParseInt(r[2], 10, 64)
+		s.lag, _ = strconv.ParseFloat(r[3], 64)
+		s.inFlight, _ = strconv.ParseFloat(r[4], 64)
+		s.applied, _ = strconv.ParseFloat(r[5], 64)
+		if s.phase == "down" && downAt == 0 {
+			downAt = s.at - time.Second
+		}
+		if s.phase == "up" && downAt != 0 && upAt == 0 {
+			upAt = s.at - time.Second
+		}
+		samples = append(samples, s)
+	}
+	if len(samples) == 0 || downAt == 0 || upAt == 0 {
+		return fmt.Errorf("%s holds no outage", o.redraw)
+	}
+	if err := drawChart(o.out, samples, downAt, upAt, o); err != nil {
+		return err
+	}
+	report(samples, downAt, upAt)
+	return nil
 }
 
 // report prints the figures docs/BENCHMARKS.md quotes.
