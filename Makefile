@@ -5,10 +5,18 @@ TEMPORAL := $(BIN)/temporal
 # v1.5.1 is the newest Temporal CLI that `go install` builds (later tags use replace directives).
 TEMPORAL_VERSION := v1.5.1
 
-.PHONY: tools build demo dev test bench membench vet fmt-check clean
+.PHONY: tools kcat build demo dev test bench membench vet fmt-check clean
 
-## tools: install the Temporal CLI into ./bin (once; about 6 minutes on a cold cache)
-tools: $(TEMPORAL)
+## tools: install the Temporal CLI into ./bin (once; about 6 minutes on a cold cache) and kcat
+tools: $(TEMPORAL) kcat
+
+## kcat: the independent Kafka client (librdkafka) the eos tests read with; a Debian package
+kcat:
+	@command -v kcat >/dev/null 2>&1 || { \
+	  echo "installing kcat (Debian package) for the exactly-once tests"; \
+	  sudo=; [ "$$(id -u)" -eq 0 ] || sudo=sudo; \
+	  $$sudo apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$sudo apt-get install -y -qq kcat >/dev/null; }
+	@kcat -V | head -n 1
 
 $(TEMPORAL):
 	GOBIN=$(BIN) $(GO) install github.com/temporalio/cli/cmd/temporal@$(TEMPORAL_VERSION)

@@ -32,6 +32,11 @@ const (
 	HeaderFailedAt   = HeaderPrefix + "failed.at"   // RFC 3339 with nanoseconds, UTC
 	HeaderAttempts   = HeaderPrefix + "attempts"    // delivery attempts made, decimal
 	HeaderWorkflowID = HeaderPrefix + "workflow.id" // target workflow, when known
+	HeaderRunID      = HeaderPrefix + "run.id"      // workflow run, when known
+	HeaderActivity   = HeaderPrefix + "activity"    // activity type, for a failed activity
+	// HeaderRedriveCount is set by Redrive on the re-produced record (not a
+	// DLQ header: it travels with the record back to its original topic).
+	HeaderRedriveCount = "sagabridge.redrive.count"
 )
 
 // Class says why a record was dead-lettered.
@@ -49,6 +54,12 @@ const (
 	// ClassWorkflowClosed: a new record arrived for a workflow that has
 	// already closed.
 	ClassWorkflowClosed Class = "workflow_closed"
+	// ClassProcess: an eos.Processor's function kept failing on the record
+	// (or called it permanent).
+	ClassProcess Class = "process"
+	// ClassActivity: a saga activity exhausted its retry policy; the record
+	// is the event that started the failed step.
+	ClassActivity Class = "activity"
 )
 
 // TopicFor names the DLQ topic of topic.
@@ -56,17 +67,21 @@ func TopicFor(topic, suffix string) string { return topic + suffix }
 
 // Failure is one record that could not be delivered, with its context.
 type Failure struct {
-	Topic      string
-	Partition  int32
-	Offset     int64
-	Key        []byte
-	Value      []byte
-	Headers    []sarama.RecordHeader
-	Class      Class
-	Err        string
-	FailedAt   time.Time
-	Attempts   int
-	WorkflowID string
+	Topic     string
+	Partition int32
+	Offset    int64
+	Key       []byte
+	Value     []byte
+	Headers   []sarama.RecordHeader
+	Class     Class
+	Err       string
+	FailedAt  time.Time
+	Attempts  int
+	// WorkflowID, RunID and ActivityType say where in Temporal the record
+	// failed, when it did; empty otherwise.
+	WorkflowID   string
+	RunID        string
+	ActivityType string
 }
 
 // FromMessage describes msg failing with class and err.
@@ -87,7 +102,7 @@ func FromMessage(msg *sarama.ConsumerMessage, class Class, err error, attempts i
 // Message builds the DLQ record for f on the topic named by suffix. The
 // original headers come first, then the DLQ headers.
 func (f Failure) Message(suffix string) *sarama.ProducerMessage {
-	hs := make([]sarama.RecordHeader, 0, len(f.Headers)+9)
+	hs := make([]sarama.RecordHeader, 0, len(f.Headers)+10)
 	hs = append(hs, f.Headers...)
 	add := func(k, v string) { hs = append(hs, sarama.RecordHeader{Key: []byte(k), Value: []byte(v)}) }
 	add(HeaderTopic, f.Topic)
@@ -99,6 +114,12 @@ func (f Failure) Message(suffix string) *sarama.ProducerMessage {
 	add(HeaderAttempts, strconv.Itoa(f.Attempts))
 	if f.WorkflowID != "" {
 		add(HeaderWorkflowID, f.WorkflowID)
+	}
+	if f.RunID != "" {
+		add(HeaderRunID, f.RunID)
+	}
+	if f.ActivityType != "" {
+		add(HeaderActivity, f.ActivityType)
 	}
 	msg := &sarama.ProducerMessage{Topic: TopicFor(f.Topic, suffix), Headers: hs}
 	if f.Key != nil {
@@ -148,6 +169,8 @@ func Parse(msg *sarama.ConsumerMessage) (Failure, error) {
 	f.Class = Class(need(HeaderErrorClass))
 	f.Err = seen[HeaderError]
 	f.WorkflowID = seen[HeaderWorkflowID]
+	f.RunID = seen[HeaderRunID]
+	f.ActivityType = seen[HeaderActivity]
 	if v, ok := seen[HeaderFailedAt]; ok {
 		t, err := time.Parse(time.RFC3339Nano, v)
 		if err != nil {

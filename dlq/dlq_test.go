@@ -33,6 +33,7 @@ func TestFailureRoundTrip(t *testing.T) {
 		Headers: []*sarama.RecordHeader{{Key: []byte("event-type"), Value: []byte("OrderPlaced")}},
 	}
 	f := FromMessage(orig, ClassDecode, errors.New("bad json"), 1, at)
+	f.WorkflowID, f.RunID, f.ActivityType = "order-k1", "run-1", "ChargePayment"
 	msg := f.Message(DefaultSuffix)
 	assert.Equal(t, "orders.dlq", msg.Topic)
 

@@ -1,6 +1,70 @@
-// Package eos will hold the exactly-once consume-process-produce Processor:
-// outputs and input offsets committed in one Kafka transaction per batch,
-// one transactional ID per input partition so a restarted or zombie
-// instance is fenced. It is not built yet; see issue 6. The dead-letter
-// contract it will share with the bridge is in package dlq.
+// Package eos is exactly-once consume-process-produce on Kafka: a Processor
+// reads records from a consumer group, calls a function that turns each into
+// zero or more output records, and commits the outputs together with the
+// input offsets in one Kafka transaction per batch. A consumer that reads the
+// outputs with isolation level read_committed sees each input's outputs
+// exactly once, whatever crashes, restarts and rebalances happened.
+//
+// # Transactions
+//
+// For every claimed input partition the Processor runs one transactional
+// producer whose ID is stable across restarts:
+//
+//	<prefix>-<group>-<topic>-<partition>
+//
+// (see TransactionalID). A batch is: call the function on each record, send
+// every output and every dead letter, add the offset after the batch's last
+// record to the transaction (AddMessageToTxnWithGroupMetadata, with the
+// consumer group's generation and member ID), commit. Nothing of a batch is
+// visible to read_committed consumers before the commit, and the offset
+// moves only with it.
+//
+// # Rewind
+//
+// The records of a batch stay in memory until its transaction commits. When
+// anything fails (the function, a send, the offset, the commit), the
+// transaction is aborted and the same records, which are exactly those after
+// the last committed offset, are processed again after a backoff. sarama's
+// session.ResetOffset would not do this: it only lowers the local mark, the
+// claim keeps delivering later records, and the next commit would skip the
+// failed one. When the function fails on record i of a batch, records before
+// i are committed first and processing resumes at i, so a failing record
+// never makes the Processor redo work it had finished.
+//
+// A record whose function keeps failing (Config.MaxAttempts attempts), or
+// fails with an error wrapped by Permanent, is written to the dead-letter
+// topic (package dlq) inside the transaction that commits its offset: the
+// DLQ record and the offset commit are atomic, so a crash can neither lose
+// the record nor dead-letter it twice.
+//
+// # Fencing
+//
+// Two mechanisms fence a zombie (a Processor that lost its partitions but
+// does not know yet, for example after a long pause):
+//
+//   - The transactional ID belongs to the partition, not to the process.
+//     The new owner of a partition initialises a producer with the same ID,
+//     which bumps the producer epoch: the broker aborts the zombie's open
+//     transaction and rejects its next send or commit with PRODUCER_FENCED
+//     or INVALID_PRODUCER_EPOCH.
+//   - KIP-447: the offsets are added with the consumer group's metadata
+//     (generation and member ID, sarama.NewConsumerGroupMetadataFromSession),
+//     so the group coordinator rejects an offset commit from a member of an
+//     older generation even where transactional IDs were shared. sarama's
+//     plain AddMessageToTxn sends generation -1 and no member ID, which
+//     disables this check; the Processor never uses it. This needs Kafka
+//     protocol version 2.5 or newer (Config.KafkaVersion).
+//
+// A fenced Processor stops: Run returns an error matching ErrFenced and
+// commits nothing more. Any other error that leaves the transactional
+// producer unusable (sarama's fatal state) also stops Run; recreating the
+// producer in place could fence the partition's rightful new owner, so the
+// decision to restart belongs to the supervisor (a process restart).
+//
+// # What is exactly once
+//
+// Outputs, dead letters and input offsets: exactly once, for consumers that
+// read with read_committed. The function itself may run more than once for
+// a record (after an abort or a crash), so it must not have side effects
+// outside Kafka, or those must be idempotent.
 package eos

@@ -1,0 +1,202 @@
+package eos
+
+import (
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/IBM/sarama"
+
+	"github.com/sagabridge/sagabridge/dlq"
+)
+
+// Config configures a Processor. Zero fields take the defaults named in
+// their comments (all set in one place, defaultConfig); Validate names the
+// field of every error.
+type Config struct {
+	// Brokers are the Kafka bootstrap brokers. Required.
+	Brokers []string
+	// Group is the consumer group. Required.
+	Group string
+	// Topics are the input topics. Required.
+	Topics []string
+	// TransactionalIDPrefix starts every transactional ID (see
+	// TransactionalID). It must stay the same across restarts and
+	// deployments of the same pipeline, or a restarted instance will not
+	// fence its predecessor. Required.
+	TransactionalIDPrefix string
+	// KafkaVersion is the protocol version to speak. Optional, default
+	// "3.6.0"; it must be 2.5.0 or newer for group-metadata fencing.
+	KafkaVersion string
+	// ClientID names the client to the brokers. Optional, default
+	// "sagabridge-eos".
+	ClientID string
+	// MaxBatch is how many records one transaction carries at most.
+	// Optional, default 500.
+	MaxBatch int
+	// Linger is how long a batch waits for more records after its first.
+	// Optional, default 50ms.
+	Linger time.Duration
+	// MaxAttempts is how many times the function may fail on one record
+	// before the record is dead-lettered. Optional, default 5.
+	MaxAttempts int
+	// RetryInitial and RetryMax bound the jittered exponential backoff
+	// between attempts. Optional, defaults 100ms and 5s.
+	RetryInitial, RetryMax time.Duration
+	// DLQSuffix names the dead-letter topic of each input topic.
+	// Optional, default dlq.DefaultSuffix (".dlq").
+	DLQSuffix string
+	// SessionTimeout and RebalanceTimeout are the consumer group's.
+	// Optional, defaults 10s and 20s.
+	SessionTimeout, RebalanceTimeout time.Duration
+	// Sarama, when set, is called on the sarama configuration after the
+	// Processor's own settings, for TLS, SASL and other connection settings.
+	// It must not change the transactional or isolation settings. Optional.
+	Sarama func(*sarama.Config)
+}
+
+func defaultConfig() Config {
+	return Config{
+		KafkaVersion: "3.6.0", ClientID: "sagabridge-eos",
+		MaxBatch: 500, Linger: 50 * time.Millisecond, MaxAttempts: 5,
+		RetryInitial: 100 * time.Millisecond, RetryMax: 5 * time.Second,
+		DLQSuffix:      dlq.DefaultSuffix,
+		SessionTimeout: 10 * time.Second, RebalanceTimeout: 20 * time.Second,
+	}
+}
+
+// withDefaults fills every zero field from defaultConfig.
+func (c Config) withDefaults() Config {
+	d := defaultConfig()
+	fill := func(dst *string, def string) {
+		if *dst == "" {
+			*dst = def
+		}
+	}
+	fillInt := func(dst *int, def int) {
+		if *dst == 0 {
+			*dst = def
+		}
+	}
+	fillDur := func(dst *time.Duration, def time.Duration) {
+		if *dst == 0 {
+			*dst = def
+		}
+	}
+	fill(&c.KafkaVersion, d.KafkaVersion)
+	fill(&c.ClientID, d.ClientID)
+	fill(&c.DLQSuffix, d.DLQSuffix)
+	fillInt(&c.MaxBatch, d.MaxBatch)
+	fillInt(&c.MaxAttempts, d.MaxAttempts)
+	fillDur(&c.Linger, d.Linger)
+	fillDur(&c.RetryInitial, d.RetryInitial)
+	fillDur(&c.RetryMax, d.RetryMax)
+	fillDur(&c.SessionTimeout, d.SessionTimeout)
+	fillDur(&c.RebalanceTimeout, d.RebalanceTimeout)
+	return c
+}
+
+// Validate checks a configuration after defaults; every error names its field.
+func (c Config) Validate() error {
+	var errs []error
+	bad := func(field, format string, args ...any) {
+		errs = append(errs, fmt.Errorf("eos config %s: %s", field, fmt.Sprintf(format, args...)))
+	}
+	if len(c.Brokers) == 0 {
+		bad("Brokers", "at least one broker is required")
+	}
+	if c.Group == "" {
+		bad("Group", "is required")
+	}
+	if len(c.Topics) == 0 {
+		bad("Topics", "at least one input topic is required")
+	}
+	for i, t := range c.Topics {
+		if strings.TrimSpace(t) == "" {
+			bad(fmt.Sprintf("Topics[%d]", i), "is empty")
+		}
+		if strings.HasSuffix(t, c.DLQSuffix) {
+			bad(fmt.Sprintf("Topics[%d]", i), "%q is a dead-letter topic (suffix %q); consuming it would dead-letter into %q", t, c.DLQSuffix, t+c.DLQSuffix)
+		}
+	}
+	if c.TransactionalIDPrefix == "" {
+		bad("TransactionalIDPrefix", "is required, and must stay the same across restarts")
+	}
+	if v, err := sarama.ParseKafkaVersion(c.KafkaVersion); err != nil {
+		bad("KafkaVersion", "%v", err)
+	} else if !v.IsAtLeast(sarama.V2_5_0_0) {
+		bad("KafkaVersion", "%s is older than 2.5.0, which group-metadata fencing (KIP-447) needs", c.KafkaVersion)
+	}
+	if c.MaxBatch < 1 {
+		bad("MaxBatch", "must be at least 1, not %d", c.MaxBatch)
+	}
+	if c.Linger < 0 {
+		bad("Linger", "must not be negative")
+	}
+	if c.MaxAttempts < 1 {
+		bad("MaxAttempts", "must be at least 1, not %d", c.MaxAttempts)
+	}
+	if c.RetryInitial <= 0 || c.RetryMax < c.RetryInitial {
+		bad("RetryInitial/RetryMax", "need 0 < RetryInitial <= RetryMax, got %s and %s", c.RetryInitial, c.RetryMax)
+	}
+	if c.SessionTimeout <= 0 || c.RebalanceTimeout <= 0 {
+		bad("SessionTimeout/RebalanceTimeout", "must be positive")
+	}
+	return errors.Join(errs...)
+}
+
+// TransactionalID is the ID of the producer that serves one input
+// partition: "<prefix>-<group>-<topic>-<partition>". It depends only on the
+// partition, never on the process, so whichever instance owns the partition
+// next fences the one before.
+func TransactionalID(prefix, group, topic string, partition int32) string {
+	return fmt.Sprintf("%s-%s-%s-%d", prefix, group, topic, partition)
+}
+
+// consumerConfig is the sarama configuration of the consumer group.
+func (c Config) consumerConfig() *sarama.Config {
+	s := c.base()
+	s.Consumer.Return.Errors = true
+	s.Consumer.IsolationLevel = sarama.ReadCommitted
+	s.Consumer.Offsets.Initial = sarama.OffsetOldest
+	// Offsets move only inside transactions; sarama must never commit.
+	s.Consumer.Offsets.AutoCommit.Enable = false
+	s.Consumer.Group.Session.Timeout = c.SessionTimeout
+	s.Consumer.Group.Heartbeat.Interval = c.SessionTimeout / 3
+	s.Consumer.Group.Rebalance.Timeout = c.RebalanceTimeout
+	// Eager (stop-the-world) rebalancing, on purpose: every rebalance ends
+	// the session, so the generation a claim's transactions carry
+	// (KIP-447) is always current. With cooperative rebalancing a member
+	// keeps its claims across generations, and its offset commits would
+	// be rejected as stale while it still owns the partition.
+	s.Consumer.Group.Rebalance.GroupStrategies = []sarama.BalanceStrategy{sarama.NewBalanceStrategySticky()}
+	if c.Sarama != nil {
+		c.Sarama(s)
+	}
+	return s
+}
+
+// producerConfig is the sarama configuration of the transactional producer
+// with ID txnID.
+func (c Config) producerConfig(txnID string) *sarama.Config {
+	s := c.base()
+	s.Producer.Idempotent = true
+	s.Producer.RequiredAcks = sarama.WaitForAll
+	s.Producer.Return.Successes = true
+	s.Producer.Return.Errors = true
+	s.Producer.Transaction.ID = txnID
+	s.Producer.Transaction.Retry.Backoff = 50 * time.Millisecond
+	s.Net.MaxOpenRequests = 1
+	if c.Sarama != nil {
+		c.Sarama(s)
+	}
+	return s
+}
+
+func (c Config) base() *sarama.Config {
+	s := sarama.NewConfig()
+	s.Version, _ = sarama.ParseKafkaVersion(c.KafkaVersion) // checked by Validate
+	s.ClientID = c.ClientID
+	return s
+}

@@ -1,0 +1,100 @@
+package eos
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"testing"
+	"time"
+
+	"github.com/IBM/sarama"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+)
+
+func validConfig() Config {
+	return Config{Brokers: []string{"b:9092"}, Group: "g", Topics: []string{"orders"}, TransactionalIDPrefix: "enrich"}
+}
+
+func TestDefaultsApplyAndValidate(t *testing.T) {
+	c := validConfig().withDefaults()
+	require.NoError(t, c.Validate())
+	assert.Equal(t, 500, c.MaxBatch)
+	assert.Equal(t, 50*time.Millisecond, c.Linger)
+	assert.Equal(t, 5, c.MaxAttempts)
+	assert.Equal(t, ".dlq", c.DLQSuffix)
+	assert.Equal(t, "3.6.0", c.KafkaVersion)
+}
+
+func TestValidateNamesTheField(t *testing.T) {
+	cases := map[string]struct {
+		edit func(*Config)
+		want string
+	}{
+		"no brokers":       {func(c *Config) { c.Brokers = nil }, "Brokers: at least one broker"},
+		"no group":         {func(c *Config) { c.Group = "" }, "Group: is required"},
+		"no topics":        {func(c *Config) { c.Topics = nil }, "Topics: at least one input topic"},
+		"empty topic":      {func(c *Config) { c.Topics = []string{" "} }, "Topics[0]: is empty"},
+		"dlq as input":     {func(c *Config) { c.Topics = []string{"orders.dlq"} }, `Topics[0]: "orders.dlq" is a dead-letter topic`},
+		"no prefix":        {func(c *Config) { c.TransactionalIDPrefix = "" }, "TransactionalIDPrefix: is required"},
+		"old kafka":        {func(c *Config) { c.KafkaVersion = "2.4.0" }, "KafkaVersion: 2.4.0 is older than 2.5.0"},
+		"bad kafka":        {func(c *Config) { c.KafkaVersion = "three" }, "KafkaVersion: "},
+		"negative batch":   {func(c *Config) { c.MaxBatch = -1 }, "MaxBatch: must be at least 1"},
+		"negative linger":  {func(c *Config) { c.Linger = -time.Second }, "Linger: must not be negative"},
+		"zero attempts":    {func(c *Config) { c.MaxAttempts = -2 }, "MaxAttempts: must be at least 1"},
+		"inverted backoff": {func(c *Config) { c.RetryInitial, c.RetryMax = time.Second, time.Millisecond }, "RetryInitial/RetryMax"},
+	}
+	for name, tc := range cases {
+		t.Run(name, func(t *testing.T) {
+			c := validConfig()
+			tc.edit(&c)
+			err := c.withDefaults().Validate()
+			require.Error(t, err)
+			assert.Contains(t, err.Error(), "eos config "+tc.want)
+		})
+	}
+}
+
+func TestNewRejectsBadConfigAndNilFunc(t *testing.T) {
+	_, err := New(Config{}, func(context.Context, *sarama.ConsumerMessage) ([]Output, error) { return nil, nil }, nil)
+	require.Error(t, err)
+	assert.Contains(t, err.Error(), "Brokers")
+	_, err = New(validConfig(), nil, nil)
+	require.ErrorContains(t, err, "Func is nil")
+}
+
+func TestTransactionalIDBelongsToThePartition(t *testing.T) {
+	assert.Equal(t, "enrich-g-orders-3", TransactionalID("enrich", "g", "orders", 3))
+	assert.NotEqual(t, TransactionalID("p", "g", "t", 1), TransactionalID("p", "g", "t", 2))
+}
+
+func TestProducerConfigIsTransactional(t *testing.T) {
+	c := validConfig().withDefaults().producerConfig("enrich-g-orders-0")
+	assert.Equal(t, "enrich-g-orders-0", c.Producer.Transaction.ID)
+	assert.True(t, c.Producer.Idempotent)
+	assert.Equal(t, sarama.WaitForAll, c.Producer.RequiredAcks)
+	assert.Equal(t, 1, c.Net.MaxOpenRequests)
+	require.NoError(t, c.Validate(), "sarama accepts it")
+
+	cc := validConfig().withDefaults().consumerConfig()
+	assert.Equal(t, sarama.ReadCommitted, cc.Consumer.IsolationLevel)
+	assert.False(t, cc.Consumer.Offsets.AutoCommit.Enable, "offsets move only inside transactions")
+	require.Len(t, cc.Consumer.Group.Rebalance.GroupStrategies, 1)
+	assert.Equal(t, sarama.StickyBalanceStrategyName, cc.Consumer.Group.Rebalance.GroupStrategies[0].Name(),
+		"eager: every rebalance starts a new session, so the generation in each transaction is current")
+	require.NoError(t, cc.Validate(), "sarama accepts it")
+}
+
+func TestPermanentAndFencedClassification(t *testing.T) {
+	base := errors.New("bad bytes")
+	assert.Nil(t, Permanent(nil))
+	assert.True(t, IsPermanent(fmt.Errorf("wrapped: %w", Permanent(base))))
+	assert.ErrorIs(t, Permanent(base), base)
+	assert.False(t, IsPermanent(base))
+
+	assert.True(t, isFenced(fmt.Errorf("send: %w", sarama.ErrProducerFenced)))
+	assert.True(t, isFenced(producerErrors(sarama.ProducerErrors{{Err: sarama.ErrInvalidProducerEpoch}})))
+	assert.False(t, isFenced(sarama.ErrOutOfBrokers))
+	assert.True(t, isStaleMember(fmt.Errorf("offsets: %w", sarama.ErrIllegalGeneration)))
+	assert.False(t, isStaleMember(sarama.ErrProducerFenced))
+}

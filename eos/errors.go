@@ -1,0 +1,49 @@
+package eos
+
+import (
+	"errors"
+
+	"github.com/IBM/sarama"
+)
+
+// ErrFenced means another producer with the same transactional ID took over
+// the partition (it was reassigned, or a second instance started): this
+// Processor is a zombie for that partition and stops without committing.
+var ErrFenced = errors.New("eos: producer fenced by a newer instance")
+
+// permanentError marks a function error that retrying cannot fix.
+type permanentError struct{ err error }
+
+func (e permanentError) Error() string { return e.err.Error() }
+func (e permanentError) Unwrap() error { return e.err }
+
+// Permanent wraps err to say that retrying the record cannot help (it is
+// malformed, say): the Processor dead-letters the record at once instead
+// of retrying it Config.MaxAttempts times. Permanent(nil) is nil.
+func Permanent(err error) error {
+	if err == nil {
+		return nil
+	}
+	return permanentError{err}
+}
+
+// IsPermanent reports whether err was wrapped by Permanent.
+func IsPermanent(err error) bool {
+	var p permanentError
+	return errors.As(err, &p)
+}
+
+// isFenced reports whether err says a newer producer with the same
+// transactional ID took over.
+func isFenced(err error) bool {
+	return errors.Is(err, sarama.ErrProducerFenced) || errors.Is(err, sarama.ErrInvalidProducerEpoch)
+}
+
+// isStaleMember reports whether the group coordinator rejected the offsets
+// because this member's generation is over (KIP-447): the partition is
+// being reassigned, so the claim ends and the rebalance decides.
+func isStaleMember(err error) bool {
+	return errors.Is(err, sarama.ErrIllegalGeneration) ||
+		errors.Is(err, sarama.ErrUnknownMemberId) ||
+		errors.Is(err, sarama.ErrFencedInstancedId)
+}

@@ -1,0 +1,181 @@
+package eos
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/IBM/sarama"
+	"github.com/cenkalti/backoff/v5"
+)
+
+// Output is one record a Func produces.
+type Output struct {
+	Topic   string
+	Key     []byte // nil for no key
+	Value   []byte
+	Headers []sarama.RecordHeader
+}
+
+// Func turns one input record into its outputs. It may be called more than
+// once for the same record (after an abort, a crash or a rebalance); only
+// the outputs of the call whose transaction committed are ever visible to
+// read_committed consumers. Return an error wrapped by Permanent for a
+// record that can never succeed. Func is called from one goroutine per
+// claimed partition, so calls for different partitions run concurrently.
+type Func func(ctx context.Context, rec *sarama.ConsumerMessage) ([]Output, error)
+
+// Stats counts what a Processor did. All fields are totals since New.
+type Stats struct {
+	// Records is input records whose offsets committed (processed or
+	// dead-lettered).
+	Records int64
+	// Outputs is output records committed.
+	Outputs int64
+	// DeadLettered is input records committed to a dead-letter topic.
+	DeadLettered int64
+	// Commits and Aborts count transactions.
+	Commits, Aborts int64
+}
+
+// Processor runs Func over a consumer group with exactly-once output; see
+// the package documentation. Create it with New and call Run once.
+type Processor struct {
+	cfg Config
+	fn  Func
+	log *slog.Logger
+
+	records, outputs, deadLettered, commits, aborts atomic.Int64
+
+	// fatal holds the first error that must stop Run (fencing, a producer
+	// in sarama's fatal state); stop cancels Run's context.
+	mu    sync.Mutex
+	fatal error
+	stop  context.CancelFunc
+}
+
+// New checks cfg (after defaults) and returns a Processor. log may be nil
+// for slog.Default().
+func New(cfg Config, fn Func, log *slog.Logger) (*Processor, error) {
+	cfg = cfg.withDefaults()
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	if fn == nil {
+		return nil, errors.New("eos: the Func is nil")
+	}
+	if log == nil {
+		log = slog.Default()
+	}
+	return &Processor{cfg: cfg, fn: fn, log: log.With("group", cfg.Group)}, nil
+}
+
+// Stats returns what the Processor did so far. Safe for concurrent use.
+func (p *Processor) Stats() Stats {
+	return Stats{
+		Records: p.records.Load(), Outputs: p.outputs.Load(), DeadLettered: p.deadLettered.Load(),
+		Commits: p.commits.Load(), Aborts: p.aborts.Load(),
+	}
+}
+
+// Run joins the consumer group and processes until ctx is cancelled, when
+// it finishes the batches in progress (committing or aborting each), leaves
+// the group and returns nil. It returns an error matching ErrFenced when a
+// newer instance took over one of its partitions, and any other error that
+// makes going on unsafe; in both cases nothing more is committed.
+func (p *Processor) Run(ctx context.Context) error {
+	group, err := sarama.NewConsumerGroup(p.cfg.Brokers, p.cfg.Group, p.cfg.consumerConfig())
+	if err != nil {
+		return fmt.Errorf("eos: join group %s: %w", p.cfg.Group, err)
+	}
+	defer group.Close()
+	ctx, stop := context.WithCancel(ctx)
+	defer stop()
+	p.mu.Lock()
+	p.stop = stop
+	p.mu.Unlock()
+	go func() {
+		for err := range group.Errors() {
+			p.log.Warn("consumer group error", "err", err)
+		}
+	}()
+	p.log.Info("processor started", "topics", p.cfg.Topics, "txn_id_prefix", p.cfg.TransactionalIDPrefix)
+	retry := backoff.NewExponentialBackOff()
+	retry.MaxInterval = 5 * time.Second
+	for ctx.Err() == nil {
+		err := group.Consume(ctx, p.cfg.Topics, handler{p})
+		if errors.Is(err, sarama.ErrClosedConsumerGroup) {
+			break
+		}
+		if err == nil || ctx.Err() != nil { // a rebalance ended the session; join the next
+			retry.Reset()
+			continue
+		}
+		wait := retry.NextBackOff()
+		p.log.Warn("consumer group session failed; rejoining", "err", err, "retry_in", wait)
+		select {
+		case <-ctx.Done():
+		case <-time.After(wait):
+		}
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.fatal != nil {
+		return p.fatal
+	}
+	p.log.Info("processor stopped", "records", p.records.Load(), "commits", p.commits.Load())
+	return nil
+}
+
+// fail records err as the reason Run stops, and stops it. The first error
+// wins.
+func (p *Processor) fail(err error) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.fatal == nil {
+		p.fatal = err
+	}
+	if p.stop != nil {
+		p.stop()
+	}
+}
+
+// handler is the sarama consumer group handler.
+type handler struct{ p *Processor }
+
+func (handler) Setup(sarama.ConsumerGroupSession) error   { return nil }
+func (handler) Cleanup(sarama.ConsumerGroupSession) error { return nil }
+
+// ConsumeClaim runs one partition's transactional loop.
+func (h handler) ConsumeClaim(sess sarama.ConsumerGroupSession, claim sarama.ConsumerGroupClaim) error {
+	p := h.p
+	txnID := TransactionalID(p.cfg.TransactionalIDPrefix, p.cfg.Group, claim.Topic(), claim.Partition())
+	log := p.log.With("topic", claim.Topic(), "partition", claim.Partition(), "txn_id", txnID)
+	pl, err := newPartitionLoop(p, sess, claim, txnID, log)
+	if err != nil {
+		if isFenced(err) {
+			err = fmt.Errorf("%w: %s: %w", ErrFenced, txnID, err)
+		}
+		p.fail(err)
+		return err
+	}
+	defer pl.close()
+	log.Info("partition claimed", "from_offset", claim.InitialOffset(), "generation", sess.GenerationID())
+	err = pl.run(sess.Context())
+	switch {
+	case err == nil:
+		log.Info("partition released")
+		return nil
+	case errors.Is(err, errLostPartition):
+		log.Info("partition lost to a newer generation; its open batch was aborted", "err", err)
+		return nil
+	default:
+		log.Error("processor stopping", "err", err)
+		p.fail(err)
+		return err
+	}
+}

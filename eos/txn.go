@@ -1,0 +1,289 @@
+package eos
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"time"
+
+	"github.com/IBM/sarama"
+	"github.com/cenkalti/backoff/v5"
+
+	"github.com/sagabridge/sagabridge/dlq"
+)
+
+// errLostPartition ends a claim whose offsets the group coordinator
+// rejected because the member's generation is over.
+var errLostPartition = errors.New("partition reassigned")
+
+// partitionLoop is one claimed partition: its transactional producer and
+// the records it holds. One goroutine (the claim's) owns it.
+type partitionLoop struct {
+	p     *Processor
+	claim sarama.ConsumerGroupClaim
+	txnID string
+	prod  sarama.SyncProducer
+	meta  *sarama.ConsumerGroupMetadata
+	log   *slog.Logger
+	retry *backoff.ExponentialBackOff
+	// failures are the function's failures per held offset, cleared when
+	// the offset commits.
+	failures map[int64]int
+}
+
+// newPartitionLoop starts the partition's transactional producer. Its
+// InitProducerId bumps the epoch of the ID, fencing any earlier producer
+// and aborting whatever transaction that one left open.
+func newPartitionLoop(p *Processor, sess sarama.ConsumerGroupSession, claim sarama.ConsumerGroupClaim, txnID string, log *slog.Logger) (*partitionLoop, error) {
+	prod, err := sarama.NewSyncProducer(p.cfg.Brokers, p.cfg.producerConfig(txnID))
+	if err != nil {
+		return nil, fmt.Errorf("eos: start transactional producer %s: %w", txnID, err)
+	}
+	retry := backoff.NewExponentialBackOff()
+	retry.InitialInterval, retry.MaxInterval = p.cfg.RetryInitial, p.cfg.RetryMax
+	return &partitionLoop{
+		p: p, claim: claim, txnID: txnID, prod: prod, log: log, retry: retry,
+		meta:     sarama.NewConsumerGroupMetadataFromSession(sess, p.cfg.Group, nil),
+		failures: map[int64]int{},
+	}, nil
+}
+
+func (l *partitionLoop) close() {
+	if err := l.prod.Close(); err != nil {
+		l.log.Debug("closing transactional producer", "err", err)
+	}
+}
+
+// run processes batches until the claim ends. It returns nil when the
+// claim or ctx ended, errLostPartition (wrapped) when the generation is
+// over, and any other error when the Processor must stop.
+func (l *partitionLoop) run(ctx context.Context) error {
+	for {
+		batch := l.gather(ctx)
+		if len(batch) == 0 {
+			return nil
+		}
+		// Rewind: until the whole batch is committed, what remains of it is
+		// exactly the records after the last committed offset.
+		for len(batch) > 0 {
+			n, err := l.step(ctx, batch)
+			batch = batch[n:]
+			if err == nil {
+				l.retry.Reset()
+				continue
+			}
+			if err := l.classify(err); err != nil {
+				return err
+			}
+			wait := l.retry.NextBackOff()
+			l.log.Warn("batch failed; retrying from the first uncommitted record",
+				"offset", batch[0].Offset, "records", len(batch), "retry_in", wait, "err", err)
+			select {
+			case <-ctx.Done():
+				return nil // uncommitted: the partition's next owner processes them
+			case <-time.After(wait):
+			}
+		}
+	}
+}
+
+// classify returns nil for an error worth retrying with the same producer,
+// and the error that ends the claim otherwise.
+func (l *partitionLoop) classify(err error) error {
+	switch {
+	case isFenced(err):
+		return fmt.Errorf("%w: %s: %w", ErrFenced, l.txnID, err)
+	case isStaleMember(err):
+		return fmt.Errorf("%w: %s/%d: %w", errLostPartition, l.claim.Topic(), l.claim.Partition(), err)
+	case l.prod.TxnStatus()&sarama.ProducerTxnFlagFatalError != 0:
+		return fmt.Errorf("eos: transactional producer %s is unusable: %w", l.txnID, err)
+	}
+	return nil
+}
+
+// gather reads up to MaxBatch records, waiting at most Linger after the
+// first. It returns nothing when the claim or ctx ends; records gathered
+// then are not committed, so the partition's next owner gets them.
+func (l *partitionLoop) gather(ctx context.Context) []*sarama.ConsumerMessage {
+	var batch []*sarama.ConsumerMessage
+	var linger <-chan time.Time
+	for len(batch) < l.p.cfg.MaxBatch {
+		select {
+		case <-ctx.Done():
+			return nil
+		case msg, ok := <-l.claim.Messages():
+			if !ok {
+				return nil
+			}
+			batch = append(batch, msg)
+			if linger == nil {
+				t := time.NewTimer(l.p.cfg.Linger)
+				defer t.Stop()
+				linger = t.C
+			}
+		case <-linger:
+			return batch
+		}
+	}
+	return batch
+}
+
+// sendChunk is how many records a transaction buffers before sending them:
+// outputs go to the broker while later records are processed, not all at
+// the commit.
+const sendChunk = 100
+
+// step runs the function over batch and commits, in one transaction, the
+// longest prefix it could finish: records processed or dead-lettered, up
+// to the first record whose function failed (and may be retried). It
+// returns the length of that prefix, and the function's failure or the
+// transaction's error. On a transaction error nothing was committed.
+//
+// The transaction begins with its first send; outputs are sent in chunks of
+// sendChunk as the function produces them, so they belong to the prefix
+// whatever happens next.
+func (l *partitionLoop) step(ctx context.Context, batch []*sarama.ConsumerMessage) (int, error) {
+	t := txn{l: l}
+	var outputs, dead int
+	var failure error
+	n := 0
+	for _, rec := range batch {
+		outs, err := l.p.fn(ctx, rec)
+		switch {
+		case err == nil:
+			for _, o := range outs {
+				t.add(o.message())
+			}
+			outputs += len(outs)
+		case ctx.Err() != nil:
+			failure = fmt.Errorf("%s/%d@%d: %w", rec.Topic, rec.Partition, rec.Offset, err)
+		default:
+			l.failures[rec.Offset]++
+			attempts := l.failures[rec.Offset]
+			if !IsPermanent(err) && attempts < l.p.cfg.MaxAttempts {
+				failure = fmt.Errorf("%s/%d@%d attempt %d of %d: %w", rec.Topic, rec.Partition, rec.Offset, attempts, l.p.cfg.MaxAttempts, err)
+				break
+			}
+			// Dead-letter it inside the transaction that commits its offset.
+			l.log.Warn("dead-lettering record", "offset", rec.Offset, "attempts", attempts, "permanent", IsPermanent(err), "err", err)
+			t.add(dlq.FromMessage(rec, dlq.ClassProcess, err, attempts, time.Now()).Message(l.p.cfg.DLQSuffix))
+			dead++
+		}
+		if failure != nil {
+			break
+		}
+		n++
+		if err := t.flush(sendChunk); err != nil {
+			return 0, err
+		}
+	}
+	if n == 0 {
+		return 0, failure // nothing was added, so no transaction began
+	}
+	if err := t.commit(batch[n-1]); err != nil {
+		return 0, err
+	}
+	for _, rec := range batch[:n] {
+		delete(l.failures, rec.Offset)
+	}
+	l.p.commits.Add(1)
+	l.p.records.Add(int64(n))
+	l.p.outputs.Add(int64(outputs))
+	l.p.deadLettered.Add(int64(dead))
+	return n, failure
+}
+
+// txn is one transaction of a partitionLoop: it begins with its first send.
+type txn struct {
+	l       *partitionLoop
+	open    bool
+	pending []*sarama.ProducerMessage
+}
+
+func (t *txn) add(m *sarama.ProducerMessage) { t.pending = append(t.pending, m) }
+
+// flush sends the pending records once there are at least min of them,
+// beginning the transaction first if needed; on failure it aborts.
+func (t *txn) flush(min int) error {
+	if len(t.pending) == 0 || len(t.pending) < min {
+		return nil
+	}
+	if err := t.begin(); err != nil {
+		return err
+	}
+	if err := t.l.prod.SendMessages(t.pending); err != nil {
+		return t.l.abort(fmt.Errorf("eos: send %d records in %s: %w", len(t.pending), t.l.txnID, producerErrors(err)))
+	}
+	t.pending = t.pending[:0]
+	return nil
+}
+
+func (t *txn) begin() error {
+	if t.open {
+		return nil
+	}
+	if err := t.l.prod.BeginTxn(); err != nil {
+		return fmt.Errorf("eos: begin transaction %s: %w", t.l.txnID, err)
+	}
+	t.open = true
+	return nil
+}
+
+// commit sends what is pending and commits it with the offset after last,
+// or aborts.
+func (t *txn) commit(last *sarama.ConsumerMessage) error {
+	if err := t.flush(1); err != nil {
+		return err
+	}
+	if err := t.begin(); err != nil { // a batch with no outputs still moves its offset
+		return err
+	}
+	l := t.l
+	if err := l.prod.AddMessageToTxnWithGroupMetadata(last, l.meta, nil); err != nil {
+		return l.abort(fmt.Errorf("eos: add offset %s/%d@%d to %s: %w", last.Topic, last.Partition, last.Offset+1, l.txnID, err))
+	}
+	if err := l.prod.CommitTxn(); err != nil {
+		return l.abort(fmt.Errorf("eos: commit %s: %w", l.txnID, err))
+	}
+	return nil
+}
+
+// abort aborts the open transaction after cause and returns cause (with
+// the abort's own failure, if any).
+func (l *partitionLoop) abort(cause error) error {
+	l.p.aborts.Add(1)
+	if l.prod.TxnStatus()&sarama.ProducerTxnFlagFatalError != 0 {
+		return cause // nothing to abort with; classify stops the claim
+	}
+	if err := l.prod.AbortTxn(); err != nil {
+		return fmt.Errorf("%w (and the abort failed: %w)", cause, err)
+	}
+	return cause
+}
+
+// producerErrors turns sarama's ProducerErrors, which hide their causes
+// from errors.Is, into a joined error that does not.
+func producerErrors(err error) error {
+	var pes sarama.ProducerErrors
+	if !errors.As(err, &pes) {
+		return err
+	}
+	errs := make([]error, 0, len(pes))
+	for _, pe := range pes {
+		errs = append(errs, pe.Err)
+	}
+	return fmt.Errorf("%d records failed: %w", len(pes), errors.Join(errs...))
+}
+
+// message is o as a sarama record.
+func (o Output) message() *sarama.ProducerMessage {
+	m := &sarama.ProducerMessage{Topic: o.Topic, Headers: o.Headers}
+	if o.Key != nil {
+		m.Key = sarama.ByteEncoder(o.Key)
+	}
+	if o.Value != nil {
+		m.Value = sarama.ByteEncoder(o.Value)
+	}
+	return m
+}
