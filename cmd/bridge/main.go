@@ -3,6 +3,10 @@
 //
 //	bridge -config bridge.yaml [-kafka-brokers host:port,...] [-temporal-address host:port]
 //
+// `bridge dlq list|show|redrive` is the operator's tool for a dead-letter
+// topic: list its entries, show one in full, re-produce entries to their
+// original topic (run `bridge dlq` for its usage).
+//
 // SIGINT or SIGTERM stops fetching, lets in-flight calls finish
 // (dispatch.drain_timeout), commits what was delivered and leaves the group.
 package main
@@ -26,9 +30,16 @@ import (
 	"github.com/sagabridge/sagabridge/bridge"
 	"github.com/sagabridge/sagabridge/dlq"
 	"github.com/sagabridge/sagabridge/internal/cli"
+	"github.com/sagabridge/sagabridge/internal/dlqcli"
 )
 
 func main() {
+	if len(os.Args) > 1 && os.Args[1] == "dlq" {
+		ctx, stop := cli.SignalContext()
+		code := dlqcli.Main(ctx, os.Args[2:], os.Stdout, os.Stderr)
+		stop()
+		os.Exit(code)
+	}
 	configPath := flag.String("config", "", "path to the bridge's YAML config (required)")
 	brokers := flag.String("kafka-brokers", "", "comma-separated brokers; overrides kafka.brokers")
 	temporalAddr := flag.String("temporal-address", "", "Temporal frontend host:port; overrides temporal.address")

@@ -1,0 +1,81 @@
+package dlq
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"strconv"
+	"strings"
+
+	"github.com/IBM/sarama"
+)
+
+// ErrRedriveLimit matches (with errors.Is) the *LimitError RedriveMessage
+// returns for an entry that has been redriven the maximum number of times.
+var ErrRedriveLimit = errors.New("redrive limit reached")
+
+// LimitError is RedriveMessage's refusal of an entry redriven max times
+// or more already.
+type LimitError struct {
+	// Partition and Offset are the DLQ record's position.
+	Partition int32
+	Offset    int64
+	// Redrives is the entry's redrive count, Max the limit.
+	Redrives, Max int
+}
+
+// Error names the DLQ record, its count and the maximum.
+func (e *LimitError) Error() string {
+	return fmt.Sprintf("DLQ record %d@%d has been redriven %d times, the maximum is %d", e.Partition, e.Offset, e.Redrives, e.Max)
+}
+
+// Is makes errors.Is(err, ErrRedriveLimit) true.
+func (e *LimitError) Is(target error) bool { return target == ErrRedriveLimit }
+
+// RedriveMessage builds the record that redrives e: sent to the original
+// topic (e.Failure.Topic) with the original key and value byte for byte and
+// the original headers, minus any DLQ header, with HeaderRedriveCount set to
+// e.Redrives+1 (in place of the existing one, if any, else last). The
+// partition is left to the producer's partitioner, which puts a keyed record
+// back on its original partition as long as the topic's partition count has
+// not changed.
+//
+// It refuses, with a *LimitError (which is ErrRedriveLimit) naming the DLQ
+// record, its count and max, when e has been redriven max times or more
+// already.
+func RedriveMessage(e Entry, max int) (*sarama.ProducerMessage, error) {
+	if e.Redrives >= max {
+		return nil, &LimitError{Partition: e.Partition, Offset: e.Offset, Redrives: e.Redrives, Max: max}
+	}
+	if e.Failure.Topic == "" {
+		return nil, fmt.Errorf("DLQ record %d@%d names no original topic", e.Partition, e.Offset)
+	}
+	count := sarama.RecordHeader{Key: []byte(HeaderRedriveCount), Value: []byte(strconv.Itoa(e.Redrives + 1))}
+	hs := make([]sarama.RecordHeader, 0, len(e.Failure.Headers)+1)
+	placed := false
+	for _, h := range e.Failure.Headers {
+		k := string(h.Key)
+		switch {
+		case strings.HasPrefix(k, HeaderPrefix):
+			continue
+		case k == HeaderRedriveCount:
+			if !placed {
+				hs = append(hs, count)
+				placed = true
+			}
+			continue
+		}
+		hs = append(hs, sarama.RecordHeader{Key: bytes.Clone(h.Key), Value: bytes.Clone(h.Value)})
+	}
+	if !placed {
+		hs = append(hs, count)
+	}
+	msg := &sarama.ProducerMessage{Topic: e.Failure.Topic, Headers: hs}
+	if e.Failure.Key != nil {
+		msg.Key = sarama.ByteEncoder(bytes.Clone(e.Failure.Key))
+	}
+	if e.Failure.Value != nil {
+		msg.Value = sarama.ByteEncoder(bytes.Clone(e.Failure.Value))
+	}
+	return msg, nil
+}

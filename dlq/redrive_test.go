@@ -1,0 +1,95 @@
+package dlq
+
+import (
+	"errors"
+	"testing"
+	"time"
+
+	"github.com/IBM/sarama"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+)
+
+func hdr(k, v string) sarama.RecordHeader {
+	return sarama.RecordHeader{Key: []byte(k), Value: []byte(v)}
+}
+
+func encoded(t *testing.T, e sarama.Encoder) []byte {
+	t.Helper()
+	if e == nil {
+		return nil
+	}
+	b, err := e.Encode()
+	require.NoError(t, err)
+	return b
+}
+
+func TestRedriveMessageKeepsRecordAndCountsRedrives(t *testing.T) {
+	value := []byte{0x00, 0xff, 0xfe, '{'}
+	e := Entry{Partition: 0, Offset: 7, Redrives: 1, Failure: Failure{
+		Topic: "orders", Partition: 3, Offset: 42, Key: []byte("k1"), Value: value,
+		Headers: []sarama.RecordHeader{hdr("event-type", "OrderPlaced"), hdr(HeaderRedriveCount, "1"), hdr("trace", "abc")},
+		Class:   ClassDecode, Err: "bad json", FailedAt: time.Now(), Attempts: 1,
+	}}
+	msg, err := RedriveMessage(e, 3)
+	require.NoError(t, err)
+	assert.Equal(t, "orders", msg.Topic)
+	assert.Equal(t, []byte("k1"), encoded(t, msg.Key))
+	assert.Equal(t, value, encoded(t, msg.Value))
+	assert.Equal(t, []sarama.RecordHeader{hdr("event-type", "OrderPlaced"), hdr(HeaderRedriveCount, "2"), hdr("trace", "abc")}, msg.Headers,
+		"the count is replaced in place, the other headers kept in order")
+	assert.Equal(t, "1", string(e.Failure.Headers[1].Value), "the entry is not modified")
+}
+
+func TestRedriveMessageAddsCountAndDropsDLQHeaders(t *testing.T) {
+	e := Entry{Failure: Failure{
+		Topic: "orders", Value: []byte("v"),
+		Headers: []sarama.RecordHeader{hdr("a", "1"), hdr(HeaderErrorClass, "decode"), hdr(HeaderRedriveCount, "0"), hdr(HeaderRedriveCount, "0")},
+	}}
+	msg, err := RedriveMessage(e, 1)
+	require.NoError(t, err)
+	assert.Equal(t, []sarama.RecordHeader{hdr("a", "1"), hdr(HeaderRedriveCount, "1")}, msg.Headers)
+	assert.Nil(t, msg.Key, "a null key stays null")
+
+	e.Failure.Headers = nil
+	msg, err = RedriveMessage(e, 1)
+	require.NoError(t, err)
+	assert.Equal(t, []sarama.RecordHeader{hdr(HeaderRedriveCount, "1")}, msg.Headers)
+}
+
+func TestRedriveMessageEmptyKeyStaysEmpty(t *testing.T) {
+	msg, err := RedriveMessage(Entry{Failure: Failure{Topic: "orders", Key: []byte{}}}, 3)
+	require.NoError(t, err)
+	require.NotNil(t, msg.Key)
+	assert.Equal(t, []byte{}, encoded(t, msg.Key))
+	assert.Nil(t, msg.Value)
+}
+
+func TestRedriveMessageRefusesAtTheLimit(t *testing.T) {
+	e := Entry{Partition: 2, Offset: 99, Redrives: 3, Failure: Failure{Topic: "orders"}}
+	_, err := RedriveMessage(e, 3)
+	require.Error(t, err)
+	assert.True(t, errors.Is(err, ErrRedriveLimit))
+	var limit *LimitError
+	require.ErrorAs(t, err, &limit)
+	assert.Equal(t, LimitError{Partition: 2, Offset: 99, Redrives: 3, Max: 3}, *limit)
+	assert.Contains(t, err.Error(), "2@99")
+	assert.Contains(t, err.Error(), "redriven 3 times")
+	assert.Contains(t, err.Error(), "maximum is 3")
+
+	e.Redrives = 5
+	_, err = RedriveMessage(e, 3)
+	assert.ErrorIs(t, err, ErrRedriveLimit)
+
+	e.Redrives = 2
+	msg, err := RedriveMessage(e, 3)
+	require.NoError(t, err)
+	assert.Equal(t, "3", string(msg.Headers[len(msg.Headers)-1].Value))
+}
+
+func TestRedriveMessageNeedsATopic(t *testing.T) {
+	_, err := RedriveMessage(Entry{Partition: 1, Offset: 4}, 3)
+	require.Error(t, err)
+	assert.NotErrorIs(t, err, ErrRedriveLimit)
+	assert.Contains(t, err.Error(), "1@4")
+}

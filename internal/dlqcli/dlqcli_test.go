@@ -1,0 +1,151 @@
+package dlqcli
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/IBM/sarama"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/sagabridge/sagabridge/dlq"
+)
+
+var now = time.Date(2026, 11, 25, 12, 0, 0, 0, time.UTC)
+
+func runCLI(args ...string) (code int, stdout, stderr string) {
+	var out, errOut bytes.Buffer
+	code = run(context.Background(), args, &out, &errOut, now)
+	return code, out.String(), errOut.String()
+}
+
+// No broker answers on this address; every case must fail before dialing.
+const noBroker = "127.0.0.1:1"
+
+func TestUsageErrorsExitTwoAndNameTheFlag(t *testing.T) {
+	cases := []struct {
+		name string
+		args []string
+		want string
+	}{
+		{"no command", nil, "a command is required"},
+		{"unknown command", []string{"purge"}, `unknown command "purge"`},
+		{"no brokers", []string{"list", "-topic", "t.dlq"}, "-brokers is required"},
+		{"no topic", []string{"list", "-brokers", noBroker}, "-topic"},
+		{"topic and source", []string{"list", "-brokers", noBroker, "-topic", "a", "-source", "b"}, "not both"},
+		{"suffix without source", []string{"list", "-brokers", noBroker, "-topic", "a", "-suffix", ".x"}, "-suffix"},
+		{"bad version", []string{"list", "-brokers", noBroker, "-topic", "a", "-kafka-version", "banana"}, "-kafka-version"},
+		{"bad class", []string{"list", "-brokers", noBroker, "-topic", "a", "-class", "nope"}, "-class"},
+		{"bad since", []string{"list", "-brokers", noBroker, "-topic", "a", "-since", "yesterday"}, "-since"},
+		{"negative since", []string{"list", "-brokers", noBroker, "-topic", "a", "-since", "-1h"}, "-since"},
+		{"empty window", []string{"list", "-brokers", noBroker, "-topic", "a", "-since", "1h", "-until", "2h"}, "-since"},
+		{"unknown flag", []string{"list", "-brokers", noBroker, "-topic", "a", "-nope"}, "-nope"},
+		{"stray argument", []string{"list", "-brokers", noBroker, "-topic", "a", "extra"}, `unexpected argument "extra"`},
+		{"show without position", []string{"show", "-brokers", noBroker, "-topic", "a"}, "-partition and -offset are required"},
+		{"show partition only", []string{"show", "-brokers", noBroker, "-topic", "a", "-partition", "0"}, "go together"},
+		{"show negative offset", []string{"show", "-brokers", noBroker, "-topic", "a", "-partition", "0", "-offset", "-3"}, "-offset -3"},
+		{"redrive no selection", []string{"redrive", "-brokers", noBroker, "-topic", "a"}, "-all"},
+		{"redrive dry run no selection", []string{"redrive", "-brokers", noBroker, "-topic", "a", "-dry-run"}, "no entries selected"},
+		{"redrive offset only", []string{"redrive", "-brokers", noBroker, "-topic", "a", "-offset", "3"}, "go together"},
+		{"redrive position and filter", []string{"redrive", "-brokers", noBroker, "-topic", "a", "-partition", "0", "-offset", "1", "-class", "decode"}, "cannot be combined"},
+		{"redrive all and filter", []string{"redrive", "-brokers", noBroker, "-topic", "a", "-all", "-class", "decode"}, "-all"},
+		{"redrive max zero", []string{"redrive", "-brokers", noBroker, "-topic", "a", "-all", "-max-redrives", "0"}, "-max-redrives 0"},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			code, stdout, stderr := runCLI(c.args...)
+			assert.Equal(t, exitUsage, code, "stderr: %s", stderr)
+			assert.Empty(t, stdout)
+			assert.Contains(t, stderr, c.want)
+			assert.Contains(t, stderr, "usage: bridge dlq")
+		})
+	}
+}
+
+func TestHelpExitsZero(t *testing.T) {
+	code, stdout, _ := runCLI("help")
+	assert.Equal(t, exitOK, code)
+	assert.Contains(t, stdout, "redrive")
+	code, _, stderr := runCLI("list", "-h")
+	assert.Equal(t, exitOK, code)
+	assert.Contains(t, stderr, "-workflow-id")
+}
+
+func TestUnreachableBrokerExitsOne(t *testing.T) {
+	code, _, stderr := runCLI("list", "-brokers", noBroker, "-source", "orders")
+	assert.Equal(t, exitFail, code)
+	assert.Contains(t, stderr, "connect to Kafka at "+noBroker)
+}
+
+func TestParseWhen(t *testing.T) {
+	got, err := parseWhen("2026-11-25T10:00:00Z", now)
+	require.NoError(t, err)
+	assert.Equal(t, time.Date(2026, 11, 25, 10, 0, 0, 0, time.UTC), got)
+	got, err = parseWhen("90m", now)
+	require.NoError(t, err)
+	assert.Equal(t, now.Add(-90*time.Minute), got)
+	for _, bad := range []string{"", "0s", "-1h", "2026-11-25", "tomorrow"} {
+		_, err := parseWhen(bad, now)
+		assert.Error(t, err, bad)
+	}
+}
+
+func TestTruncateAndOneLine(t *testing.T) {
+	assert.Equal(t, "short", truncate("short", 80))
+	long := strings.Repeat("é", 100)
+	got := truncate(long, 80)
+	assert.Equal(t, 80, len([]rune(got)))
+	assert.True(t, strings.HasSuffix(got, "…"))
+	assert.Equal(t, "a b c", oneLine("a\nb\tc"))
+}
+
+func TestPayload(t *testing.T) {
+	kind, body := payload([]byte(`{"a":1,"b":[true]}`))
+	assert.Equal(t, "json", kind)
+	assert.Equal(t, "{\n  \"a\": 1,\n  \"b\": [\n    true\n  ]\n}", body)
+	kind, body = payload([]byte("{not json"))
+	assert.Equal(t, "text", kind)
+	assert.Equal(t, "{not json", body)
+	kind, body = payload([]byte{0x00, 0xff, 'A'})
+	assert.Equal(t, "binary, hex", kind)
+	assert.Contains(t, body, "00 ff 41")
+	kind, _ = payload(nil)
+	assert.Equal(t, "null", kind)
+}
+
+func TestInline(t *testing.T) {
+	assert.Equal(t, "(null)", inline(nil))
+	assert.Equal(t, `""`, inline([]byte{}))
+	assert.Equal(t, "order-1", inline([]byte("order-1")))
+	assert.Equal(t, `"a\nb"`, inline([]byte("a\nb")))
+	assert.Equal(t, "(base64) AP8=", inline([]byte{0x00, 0xff}))
+}
+
+func TestJSONEncodesBytesAsTextOrBase64(t *testing.T) {
+	at := time.Date(2026, 11, 25, 10, 0, 0, 5, time.UTC)
+	e := dlq.Entry{Partition: 0, Offset: 4, Redrives: 2, Failure: dlq.Failure{
+		Topic: "orders", Partition: 1, Offset: 9, Key: []byte("k"), Value: []byte{0xff, 0x00},
+		Headers: []sarama.RecordHeader{{Key: []byte("h"), Value: []byte("v")}, {Key: []byte("n")}},
+		Class:   dlq.ClassActivity, Err: "boom", FailedAt: at, Attempts: 3,
+		WorkflowID: "order-1", RunID: "run-1", ActivityType: "Charge",
+	}}
+	data, err := json.Marshal(toJSON("orders.dlq", e))
+	require.NoError(t, err)
+	var m map[string]any
+	require.NoError(t, json.Unmarshal(data, &m))
+	assert.Equal(t, map[string]any{
+		"dlq_topic": "orders.dlq", "dlq_partition": 0.0, "dlq_offset": 4.0,
+		"topic": "orders", "partition": 1.0, "offset": 9.0,
+		"class": "activity", "error": "boom", "failed_at": "2026-11-25T10:00:00.000000005Z",
+		"attempts": 3.0, "redrives": 2.0, "workflow_id": "order-1", "run_id": "run-1", "activity": "Charge",
+		"key": "k", "key_encoding": "utf8", "value": "/wA=", "value_encoding": "base64",
+		"headers": []any{
+			map[string]any{"key": "h", "value": "v", "value_encoding": "utf8"},
+			map[string]any{"key": "n", "value": nil, "value_encoding": "null"},
+		},
+	}, m)
+}
