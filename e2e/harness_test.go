@@ -29,6 +29,7 @@ import (
 	"github.com/sagabridge/sagabridge/dlq"
 	"github.com/sagabridge/sagabridge/event"
 	"github.com/sagabridge/sagabridge/examples/saga"
+	"github.com/sagabridge/sagabridge/examples/trip"
 	"github.com/sagabridge/sagabridge/internal/devstack"
 	"github.com/sagabridge/sagabridge/internal/ledger"
 )
@@ -86,6 +87,7 @@ type env struct {
 	temporal    string // the Temporal frontend's address
 	tc          client.Client
 	acts        *saga.Activities
+	trips       *trip.Services
 	outcomes    sarama.SyncProducer
 	worker      worker.Worker // nil while stopped
 	producer    sarama.SyncProducer
@@ -105,7 +107,7 @@ func newEnvOn(t *testing.T, partitions int32, temporalAddr string) *env {
 	t.Helper()
 	id := uuid.NewString()[:8]
 	name := strings.ToLower(unsafeName.ReplaceAllString(t.Name(), "-")) + "-" + id
-	e := &env{t: t, id: id, topic: name, ledgerTopic: name + "-ledger", taskQueue: name, temporal: temporalAddr, acts: saga.NewActivities()}
+	e := &env{t: t, id: id, topic: name, ledgerTopic: name + "-ledger", taskQueue: name, temporal: temporalAddr, acts: saga.NewActivities(), trips: trip.NewServices()}
 	require.NoError(t, stack.Kafka.Cluster.CreateTopic(e.topic, partitions, nil))
 	require.NoError(t, stack.Kafka.Cluster.CreateTopic(e.ledgerTopic, partitions, nil))
 	require.NoError(t, stack.Kafka.Cluster.CreateTopic(dlq.TopicFor(e.topic, dlq.DefaultSuffix), 1, nil))
@@ -130,11 +132,12 @@ func newEnvOn(t *testing.T, partitions int32, temporalAddr string) *env {
 	return e
 }
 
-// startWorker runs the test's worker: the order saga and ledgers.
+// startWorker runs the test's worker: the order and trip sagas and ledgers.
 func (e *env) startWorker() {
 	e.t.Helper()
 	w := worker.New(e.tc, e.taskQueue, worker.Options{MaxConcurrentWorkflowTaskPollers: 8})
 	saga.RegisterWith(w, e.acts, &activities.Publisher{Producer: e.outcomes})
+	trip.RegisterWith(w, e.trips, &activities.DeadLetterer{Producer: e.outcomes})
 	// A small history limit makes busy ledgers continue-as-new on the real server.
 	ledger.Register(w, ledger.Options{MaxHistoryEvents: ledgerMaxHistory})
 	require.NoError(e.t, w.Start())

@@ -18,6 +18,11 @@ type CompensationResult struct {
 // first. The zero value is ready to use; a Saga belongs to one workflow
 // goroutine.
 type Saga struct {
+	// Parallel runs the compensations concurrently (for independent
+	// steps, such as a flight, a hotel and a car) instead of newest first.
+	// Optional, default false.
+	Parallel bool
+
 	names []string
 	fns   []Compensation
 }
@@ -34,15 +39,34 @@ func (s *Saga) Pending() []string { return append([]string(nil), s.names...) }
 // Compensate runs every registered compensation in reverse order and
 // forgets them. A failing compensation is reported and the rest still run,
 // so one stuck undo does not strand the others.
+//
+// With Parallel the compensations run concurrently and Compensate waits for
+// all of them; the results are still listed newest first.
 func (s *Saga) Compensate(ctx workflow.Context) []CompensationResult {
-	results := make([]CompensationResult, 0, len(s.fns))
-	for i := len(s.fns) - 1; i >= 0; i-- {
+	n := len(s.fns)
+	results := make([]CompensationResult, n)
+	run := func(ctx workflow.Context, i int) {
 		r := CompensationResult{Name: s.names[i]}
 		if err := s.fns[i](ctx); err != nil {
 			r.Error = err.Error()
 			workflow.GetLogger(ctx).Error("compensation failed", "compensation", s.names[i], "err", err)
 		}
-		results = append(results, r)
+		results[n-1-i] = r
+	}
+	if s.Parallel {
+		wg := workflow.NewWaitGroup(ctx)
+		for i := range n {
+			wg.Add(1)
+			workflow.Go(ctx, func(ctx workflow.Context) {
+				defer wg.Done()
+				run(ctx, i)
+			})
+		}
+		wg.Wait(ctx)
+	} else {
+		for i := n - 1; i >= 0; i-- {
+			run(ctx, i)
+		}
 	}
 	s.names, s.fns = nil, nil
 	return results

@@ -1,0 +1,108 @@
+package e2e
+
+import (
+	"context"
+	"os/exec"
+	"strconv"
+	"testing"
+	"time"
+
+	"github.com/IBM/sarama"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+	"go.temporal.io/api/enums/v1"
+
+	"github.com/sagabridge/sagabridge/bridge"
+	"github.com/sagabridge/sagabridge/dlq"
+	"github.com/sagabridge/sagabridge/examples/trip"
+)
+
+// A saga activity that always fails (the car rental service is down) runs
+// out of retries: the workflow writes exactly one DLQ record, with the
+// workflow ID, run ID and activity type, and ends compensated. Once the
+// service is back, `bridge dlq redrive` puts the original record back on its
+// topic and the bridge starts a new run of the same workflow ID, which books
+// the trip.
+func TestFailedActivityGoesToTheDLQAndRedriveCompletesANewSaga(t *testing.T) {
+	e := newEnv(t, 1)
+	tripTopic := e.topic + "-trips"
+	tripDLQ := dlq.TopicFor(tripTopic, dlq.DefaultSuffix)
+	require.NoError(t, stack.Kafka.Cluster.CreateTopic(tripTopic, 1, nil))
+	require.NoError(t, stack.Kafka.Cluster.CreateTopic(tripDLQ, 1, nil))
+	_, stop := e.runBridgeWith(e.topic, func(c *bridge.Config) {
+		c.Dispatch.OnClosedWorkflow = bridge.OnClosedNewRun // a redriven record is new
+		c.Routes = append(c.Routes, bridge.RouteConfig{
+			Topic: tripTopic, TypeHeader: trip.TypeHeader, WorkflowType: trip.WorkflowType,
+			WorkflowID: "trip-{key}", TaskQueue: e.taskQueue, Signal: trip.Signal,
+		})
+	})
+	defer stop()
+
+	e.trips.World.Break("car")
+	key := "t-" + e.id
+	value := `{"flight":"LH400","hotel":"H-9","car":"C-1"}`
+	_, _, err := e.producer.SendMessage(&sarama.ProducerMessage{
+		Topic: tripTopic, Key: sarama.StringEncoder(key), Value: sarama.StringEncoder(value),
+		Headers: []sarama.RecordHeader{{Key: []byte(trip.TypeHeader), Value: []byte(trip.BookTrip)}},
+	})
+	require.NoError(t, err)
+
+	wid := "trip-" + key
+	first := tripResult(t, e, wid, "")
+	assert.Equal(t, trip.StatusCompensated, first.state.Status)
+	assert.True(t, first.state.DeadLettered)
+	assert.Equal(t, []string{"Bookflight", "Bookhotel"}, first.state.CompletedSteps)
+	require.Len(t, first.state.Compensations, 2)
+	assert.Empty(t, e.trips.World.Booked(), "the flight and hotel were cancelled")
+
+	dead := readAll(t, tripDLQ, 1, 30*time.Second)
+	require.Len(t, dead, 1, "exactly one DLQ record for the failed activity")
+	f, err := dlq.Parse(dead[0])
+	require.NoError(t, err)
+	assert.Equal(t, dlq.ClassActivity, f.Class)
+	assert.Equal(t, wid, f.WorkflowID)
+	assert.Equal(t, first.runID, f.RunID)
+	assert.Equal(t, "BookCar", f.ActivityType)
+	assert.Equal(t, trip.MaxAttempts, f.Attempts)
+	assert.Contains(t, f.Err, "car service unavailable")
+	assert.Equal(t, tripTopic, f.Topic)
+	assert.Equal(t, key, string(f.Key))
+	assert.JSONEq(t, value, string(f.Value))
+
+	e.trips.World.Fix("car")
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	out, err := exec.CommandContext(ctx, bridgeBin, "dlq", "redrive", "-brokers", stack.Kafka.Brokers[0],
+		"-topic", tripDLQ, "-partition", "0", "-offset", strconv.FormatInt(dead[0].Offset, 10)).CombinedOutput()
+	require.NoError(t, err, "dlq redrive: %s", out)
+
+	second := tripResult(t, e, wid, first.runID)
+	assert.NotEqual(t, first.runID, second.runID, "a new run of the same workflow ID")
+	assert.Equal(t, trip.StatusBooked, second.state.Status)
+	assert.Len(t, e.trips.World.Booked(), 3)
+	assert.Len(t, readAll(t, tripDLQ, 2, 2*time.Second), 1, "the new run dead-lettered nothing")
+}
+
+type tripRun struct {
+	runID string
+	state trip.State
+}
+
+// tripResult waits for a closed run of wid other than notRunID and returns it.
+func tripResult(t *testing.T, e *env, wid, notRunID string) tripRun {
+	t.Helper()
+	var run tripRun
+	require.Eventually(t, func() bool {
+		d, err := e.tc.DescribeWorkflowExecution(context.Background(), wid, "")
+		if err != nil {
+			return false
+		}
+		info := d.GetWorkflowExecutionInfo()
+		if info.GetStatus() == enums.WORKFLOW_EXECUTION_STATUS_RUNNING || info.GetExecution().GetRunId() == notRunID {
+			return false
+		}
+		run.runID = info.GetExecution().GetRunId()
+		return e.tc.GetWorkflow(context.Background(), wid, run.runID).Get(context.Background(), &run.state) == nil
+	}, 2*time.Minute, 200*time.Millisecond, "workflow %s never closed (other than run %q)", wid, notRunID)
+	return run
+}
