@@ -1,8 +1,12 @@
-// Command worker runs the example order saga (examples/saga) on a task queue.
+// Command worker runs both example sagas on one task queue: the order saga
+// (examples/saga) and the trip saga (examples/trip).
 //
 //	worker -kafka-brokers host:port[,...] [-temporal-address host:port] [-namespace default] [-task-queue orders]
 //
-// The brokers receive the sagas' outcome events (topic order-outcomes).
+// The brokers receive the order sagas' outcome events (topic order-outcomes)
+// and the trip saga's failed steps: a booking that exhausts its retries is
+// dead-lettered through the DeadLetter activity to its record's DLQ topic
+// (the source topic plus ".dlq").
 // It stops on SIGINT or SIGTERM after in-flight tasks finish.
 package main
 
@@ -18,6 +22,7 @@ import (
 
 	"github.com/sagabridge/sagabridge/activities"
 	"github.com/sagabridge/sagabridge/examples/saga"
+	"github.com/sagabridge/sagabridge/examples/trip"
 	"github.com/sagabridge/sagabridge/internal/cli"
 )
 
@@ -58,6 +63,7 @@ func main() {
 	defer producer.Close()
 	w := worker.New(c, *taskQueue, worker.Options{MaxConcurrentWorkflowTaskPollers: *pollers})
 	saga.RegisterWith(w, saga.NewActivities(), &activities.Publisher{Producer: producer})
+	trip.RegisterWith(w, trip.NewServices(), &activities.DeadLetterer{Producer: producer})
 	log.Info("worker started", "task_queue", *taskQueue, "namespace", *namespace, "workflow_pollers", *pollers)
 	if err := w.Run(worker.InterruptCh()); err != nil {
 		cli.Fatal(log, "worker stopped", err)

@@ -1,0 +1,136 @@
+package dlqcli
+
+import (
+	"context"
+	"errors"
+	"fmt"
+
+	"github.com/IBM/sarama"
+
+	"github.com/sagabridge/sagabridge/dlq"
+)
+
+// redrive is `bridge dlq redrive`.
+func (c *command) redrive(ctx context.Context, args []string) int {
+	t := c.flags("-brokers h:p[,h:p] (-topic T | -source S [-suffix .dlq]) (-partition P -offset O | [-class C] [-workflow-id ID] [-since T] [-until T] | -all) [-max-redrives 3] [-dry-run]")
+	partition, offset := c.position(" to redrive")
+	var f dlq.Filter
+	c.filterFlags(&f)
+	all := c.fs.Bool("all", false, "redrive every entry of the DLQ (required when no record or filter is selected)")
+	maxRedrives := c.fs.Int("max-redrives", 3, "refuse entries already redriven this many times")
+	dryRun := c.fs.Bool("dry-run", false, "print what would be produced, produce nothing")
+	if code, ok := c.parse(args); !ok {
+		return code
+	}
+	set := c.set()
+	if err := t.resolve(set); err != nil {
+		return c.usageError("%v", err)
+	}
+	if err := checkPosition(set, *partition, *offset, false); err != nil {
+		return c.usageError("%v", err)
+	}
+	if err := checkWindow(f); err != nil {
+		return c.usageError("%v", err)
+	}
+	single := set["partition"]
+	switch {
+	case *maxRedrives < 1:
+		return c.usageError("-max-redrives %d: must be 1 or more", *maxRedrives)
+	case single && !f.IsZero():
+		return c.usageError("-partition/-offset select one record: they cannot be combined with -class, -workflow-id, -since or -until")
+	case *all && (single || !f.IsZero()):
+		return c.usageError("-all redrives every entry: it cannot be combined with -partition/-offset or a filter")
+	case !*all && !single && f.IsZero():
+		return c.usageError("no entries selected: give -partition and -offset, a filter (-class, -workflow-id, -since, -until), or -all to redrive every entry of %s", t.dlqTopic)
+	}
+
+	client, err := t.connect(func(cfg *sarama.Config) {
+		cfg.Producer.Idempotent = true
+		cfg.Producer.RequiredAcks = sarama.WaitForAll
+		cfg.Producer.Return.Successes = true
+		cfg.Producer.Retry.Max = 10
+		cfg.Net.MaxOpenRequests = 1
+	})
+	if err != nil {
+		return c.fail(err)
+	}
+	defer func() { _ = client.Close() }()
+
+	var entries []dlq.Entry
+	var bad []*dlq.BadRecord
+	if single {
+		msg, err := dlq.ReadRecord(ctx, client, t.dlqTopic, int32(*partition), *offset)
+		if err != nil {
+			return c.fail(err)
+		}
+		e, err := dlq.EntryOf(msg)
+		if err != nil {
+			return c.fail(err)
+		}
+		entries = []dlq.Entry{e}
+	} else {
+		entries, err = dlq.Read(ctx, client, t.dlqTopic, f)
+		bad = dlq.BadRecords(err)
+		if err != nil && len(bad) == 0 {
+			return c.fail(fmt.Errorf("read %s: %w", t.dlqTopic, err))
+		}
+	}
+
+	var producer sarama.SyncProducer // started at the first record to produce
+	defer func() {
+		if producer != nil {
+			_ = producer.Close()
+		}
+	}()
+	var redriven, refused int
+	for _, e := range entries {
+		if err := ctx.Err(); err != nil {
+			return c.fail(err)
+		}
+		from := fmt.Sprintf("%d@%d", e.Partition, e.Offset)
+		msg, err := dlq.RedriveMessage(e, *maxRedrives)
+		var limit *dlq.LimitError
+		if errors.As(err, &limit) {
+			refused++
+			fmt.Fprintf(c.stdout, "refused        %-10s already redriven %d times, the maximum is %d (-max-redrives); original %s/%d@%d\n",
+				from, limit.Redrives, limit.Max, e.Failure.Topic, e.Failure.Partition, e.Failure.Offset)
+			continue
+		}
+		if err != nil {
+			return c.fail(err)
+		}
+		what := fmt.Sprintf("key=%s %s=%d", inline(e.Failure.Key), dlq.HeaderRedriveCount, e.Redrives+1)
+		if *dryRun {
+			redriven++
+			fmt.Fprintf(c.stdout, "would redrive  %-10s -> %s  %s\n", from, msg.Topic, what)
+			continue
+		}
+		if producer == nil {
+			if producer, err = sarama.NewSyncProducerFromClient(client); err != nil {
+				return c.fail(fmt.Errorf("start the producer: %w", err))
+			}
+		}
+		p, o, err := producer.SendMessage(msg)
+		if err != nil {
+			fmt.Fprintf(c.stdout, "failed         %-10s -> %s: %v\n", from, msg.Topic, err)
+			return c.fail(fmt.Errorf("redrive DLQ record %s to %s: %w (%d redriven before it)", from, msg.Topic, err, redriven))
+		}
+		redriven++
+		fmt.Fprintf(c.stdout, "redriven       %-10s -> %s/%d@%d  %s\n", from, msg.Topic, p, o, what)
+	}
+	if *dryRun {
+		fmt.Fprintf(c.stdout, "dry run: %d would be redriven, %d refused; nothing was produced\n", redriven, refused)
+	} else {
+		fmt.Fprintf(c.stdout, "%d redriven, %d refused\n", redriven, refused)
+	}
+	for _, b := range bad {
+		fmt.Fprintf(c.stderr, "bridge dlq redrive: %v\n", b)
+	}
+	if refused > 0 {
+		fmt.Fprintf(c.stderr, "bridge dlq redrive: %d entries refused: redriven -max-redrives (%d) times already\n", refused, *maxRedrives)
+	}
+	if refused > 0 || len(bad) > 0 {
+		return exitFail
+	}
+	return exitOK
+}
