@@ -32,18 +32,34 @@ type flow struct {
 	// held counts the records (and their bytes) this partition holds in the
 	// bridge's in-flight budget; what is left when it ends is released.
 	heldRecords, heldBytes atomic.Int64
+	// committer commits the offset and the DLQ records in transactions
+	// (dlq.transactional); nil when sarama's offset manager commits.
+	committer *txnCommitter
 }
 
-func (b *Bridge) newFlow(s sarama.ConsumerGroupSession, claim sarama.ConsumerGroupClaim) *flow {
+// newFlow sets up a claimed partition; with dlq.transactional it starts
+// the partition's transactional committer.
+func (b *Bridge) newFlow(s sarama.ConsumerGroupSession, claim sarama.ConsumerGroupClaim) (*flow, error) {
 	topic, partition := claim.Topic(), claim.Partition()
 	ctx, cancel := context.WithCancel(s.Context())
+	mark := func(next int64) { s.MarkOffset(topic, partition, next, "") }
+	var committer *txnCommitter
+	if b.cfg.DLQ.Transactional {
+		var err error
+		if committer, err = b.newTxnCommitter(s, topic, partition, claim.InitialOffset(), cancel); err != nil {
+			cancel()
+			return nil, err
+		}
+		mark = committer.advance
+	}
 	callCtx, cancelCall := drainContext(ctx, b.cfg.Dispatch.DrainTimeout)
 	return &flow{
 		topic: topic, partition: partition, ctx: ctx, cancel: cancel, callCtx: callCtx, cancelCall: cancelCall,
-		tracker:  newTracker(claim.InitialOffset(), func(next int64) { s.MarkOffset(topic, partition, next, "") }),
-		hwm:      claim.HighWaterMarkOffset,
-		pressure: b.pressure,
-	}
+		tracker:   newTracker(claim.InitialOffset(), mark),
+		hwm:       claim.HighWaterMarkOffset,
+		pressure:  b.pressure,
+		committer: committer,
+	}, nil
 }
 
 // hold counts a record just read against the in-flight budget.
@@ -104,6 +120,12 @@ func (b *Bridge) consume(f *flow, msgs <-chan *sarama.ConsumerMessage) {
 		b.dispatcher.cancelFlow(f)
 		f.units.Wait()
 		f.cancelCall()
+		if f.committer != nil { // the watermark is final now
+			if err := f.committer.close(); err != nil {
+				b.log.Warn("final transactional commit failed; the partition's next owner redelivers from the last commit",
+					"topic", f.topic, "partition", f.partition, "err", err)
+			}
+		}
 		b.pressure.unregister(f)
 		f.release(int(f.heldRecords.Load()), int(f.heldBytes.Load())) // unflushed and abandoned records
 	}()
@@ -188,7 +210,7 @@ func (b *Bridge) poison(f *flow, m *sarama.ConsumerMessage, err error) error {
 	if !errors.As(err, &p) {
 		p = &PoisonError{Class: dlq.ClassDecode, Err: err}
 	}
-	if err := b.deadLetter(f.ctx, dlq.FromMessage(m, p.Class, err, 1, b.deps.Now())); err != nil {
+	if err := b.deadLetter(f, dlq.FromMessage(m, p.Class, err, 1, b.deps.Now())); err != nil {
 		return err
 	}
 	f.tracker.finish(m.Offset)

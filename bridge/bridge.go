@@ -150,6 +150,13 @@ func (b *Bridge) Run(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	if b.cfg.DLQ.Transactional {
+		// Offsets move only in the partitions' transactions, and eager
+		// rebalancing starts a new session (with a new generation for
+		// KIP-447 fencing) at every rebalance.
+		sc.Consumer.Offsets.AutoCommit.Enable = false
+		sc.Consumer.Group.Rebalance.GroupStrategies = []sarama.BalanceStrategy{sarama.NewBalanceStrategySticky()}
+	}
 	client, err := sarama.NewClient(b.cfg.Kafka.Brokers, sc)
 	if err != nil {
 		return fmt.Errorf("connect to Kafka %v: %w", b.cfg.Kafka.Brokers, err)
@@ -281,27 +288,45 @@ func (h claimHandler) Cleanup(s sarama.ConsumerGroupSession) error {
 func (h claimHandler) ConsumeClaim(s sarama.ConsumerGroupSession, claim sarama.ConsumerGroupClaim) error {
 	log := h.b.log.With("topic", claim.Topic(), "partition", claim.Partition())
 	log.Info("partition claimed", "generation", s.GenerationID(), "from_offset", claim.InitialOffset())
-	f := h.b.newFlow(s, claim)
+	f, err := h.b.newFlow(s, claim)
+	if err != nil {
+		log.Error("cannot consume the partition", "err", err)
+		return err
+	}
 	h.b.consume(f, claim.Messages())
 	log.Info("partition released", "generation", s.GenerationID(), "abandoned_records", f.tracker.pending())
 	return nil
 }
 
-// deadLetter writes f, retrying until the DLQ holds it or ctx ends.
-func (b *Bridge) deadLetter(ctx context.Context, f dlq.Failure) error {
+// deadLetter writes fail to the DLQ for partition fl, retrying until the
+// DLQ holds it or the partition's context ends. With dlq.transactional it
+// queues fail for the transaction that commits the offset past it.
+func (b *Bridge) deadLetter(fl *flow, f dlq.Failure) error {
+	if fl.committer != nil {
+		fl.committer.enqueue(f)
+		return nil
+	}
+	ctx := fl.ctx
 	retry := b.newBackoff()
 	for {
 		err := b.deps.DeadLetters.Write(ctx, f)
 		if err == nil {
-			b.deadLettered.Add(1)
-			b.log.Warn("record dead-lettered", "topic", f.Topic, "partition", f.Partition, "offset", f.Offset,
-				"class", f.Class, "err", f.Err, "workflow_id", f.WorkflowID)
+			b.committedDeadLetters([]dlq.Failure{f})
 			return nil
 		}
 		b.log.Error("DLQ write failed; retrying", "topic", f.Topic, "partition", f.Partition, "offset", f.Offset, "err", err)
 		if err := sleep(ctx, retry.NextBackOff()); err != nil {
 			return fmt.Errorf("dead-lettering %s/%d@%d: %w", f.Topic, f.Partition, f.Offset, err)
 		}
+	}
+}
+
+// committedDeadLetters counts and logs records now durably in the DLQ.
+func (b *Bridge) committedDeadLetters(dead []dlq.Failure) {
+	b.deadLettered.Add(uint64(len(dead)))
+	for _, f := range dead {
+		b.log.Warn("record dead-lettered", "topic", f.Topic, "partition", f.Partition, "offset", f.Offset,
+			"class", f.Class, "err", f.Err, "workflow_id", f.WorkflowID)
 	}
 }
 

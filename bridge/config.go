@@ -59,6 +59,17 @@ type DLQConfig struct {
 	// Suffix is appended to a topic's name to name its DLQ topic.
 	// Optional, default ".dlq".
 	Suffix string `yaml:"suffix"`
+	// Transactional commits each partition's offsets in Kafka
+	// transactions, with its DLQ records in the transaction whose offset
+	// passes them: a dead letter and its offset commit are atomic, so a
+	// crash neither loses one nor writes it twice (read the DLQ with
+	// read_committed). Uses one transactional producer per claimed
+	// partition and eager rebalancing. Optional, default false.
+	Transactional bool `yaml:"transactional"`
+	// TransactionalIDPrefix starts the transactional IDs,
+	// "<prefix>-<group>-<topic>-<partition>"; keep it stable across
+	// restarts. Required with transactional.
+	TransactionalIDPrefix string `yaml:"transactional_id_prefix"`
 }
 
 // BatchConfig says how records of one partition are gathered before they
@@ -411,6 +422,16 @@ func (c Config) Validate() error {
 	}
 	if c.DLQ.Suffix == "" {
 		bad("dlq.suffix", "must not be empty")
+	}
+	if c.DLQ.Transactional {
+		if c.DLQ.TransactionalIDPrefix == "" {
+			bad("dlq.transactional_id_prefix", "is required with dlq.transactional, and must stay the same across restarts")
+		}
+		if v, err := sarama.ParseKafkaVersion(c.Kafka.Version); err == nil && !v.IsAtLeast(sarama.V2_5_0_0) {
+			bad("kafka.version", "%s is older than 2.5.0, which dlq.transactional needs (group-metadata fencing)", c.Kafka.Version)
+		}
+	} else if c.DLQ.TransactionalIDPrefix != "" {
+		bad("dlq.transactional_id_prefix", "is set but dlq.transactional is false")
 	}
 	for name, n := range map[string]int{
 		"batch.max_records": c.Batch.MaxRecords, "batch.max_bytes": c.Batch.MaxBytes,

@@ -61,6 +61,15 @@ routes: [{topic: t, workflow_type: W, workflow_id: "w-{key}", task_queue: q}]`, 
 dispatch: {concurrency: 8}
 backpressure: {adaptive: {min_concurrency: 16}}
 routes: [{topic: t, workflow_type: W, workflow_id: "w-{key}", task_queue: q}]`, "backpressure.adaptive.min_concurrency: must not exceed dispatch.concurrency (8)"},
+		"transactional without prefix": {`kafka: {brokers: [b], group: g}
+dlq: {transactional: true}
+routes: [{topic: t, workflow_type: W, workflow_id: "w-{key}", task_queue: q}]`, "dlq.transactional_id_prefix: is required with dlq.transactional"},
+		"transactional on old kafka": {`kafka: {brokers: [b], group: g, version: 2.4.0}
+dlq: {transactional: true, transactional_id_prefix: p}
+routes: [{topic: t, workflow_type: W, workflow_id: "w-{key}", task_queue: q}]`, "kafka.version: 2.4.0 is older than 2.5.0"},
+		"prefix without transactional": {`kafka: {brokers: [b], group: g}
+dlq: {transactional_id_prefix: p}
+routes: [{topic: t, workflow_type: W, workflow_id: "w-{key}", task_queue: q}]`, "dlq.transactional_id_prefix: is set but dlq.transactional is false"},
 		"negative open_for": {`kafka: {brokers: [b], group: g}
 backpressure: {circuit: {open_for: -1s}}
 routes: [{topic: t, workflow_type: W, workflow_id: "w-{key}", task_queue: q}]`, "backpressure.circuit.open_for: must not be negative"},

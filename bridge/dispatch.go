@@ -249,7 +249,7 @@ func (b *Bridge) send(f *flow, target Target, recs []record) error {
 			for _, r := range recs {
 				fl := dlq.FromMessage(r.msg, dlq.ClassRejected, err, attempt, b.deps.Now())
 				fl.WorkflowID = target.WorkflowID
-				if derr := b.deadLetter(f.ctx, fl); derr != nil {
+				if derr := b.deadLetter(f, fl); derr != nil {
 					return errAbandoned
 				}
 			}
@@ -310,7 +310,7 @@ func (b *Bridge) closedWorkflow(f *flow, target Target, recs []record, attempt i
 			fl := dlq.FromMessage(r.msg, dlq.ClassWorkflowClosed,
 				fmt.Errorf("workflow %s has closed and did not apply this record", target.WorkflowID), attempt, b.deps.Now())
 			fl.WorkflowID = target.WorkflowID
-			if err := b.deadLetter(f.ctx, fl); err != nil {
+			if err := b.deadLetter(f, fl); err != nil {
 				return true, errAbandoned
 			}
 		}

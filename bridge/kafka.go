@@ -50,6 +50,19 @@ func SaramaConfig(k KafkaConfig) (*sarama.Config, error) {
 	return c, nil
 }
 
+// TransactionalProducerConfig builds the configuration of the producer
+// that commits one partition's offsets and DLQ records in transactions
+// (dlq.transactional), with transactional ID txnID.
+func TransactionalProducerConfig(k KafkaConfig, txnID string) (*sarama.Config, error) {
+	c, err := DLQProducerConfig(k)
+	if err != nil {
+		return nil, err
+	}
+	c.Producer.Transaction.ID = txnID
+	c.Producer.Transaction.Retry.Backoff = 50 * time.Millisecond
+	return c, nil
+}
+
 // DLQProducerConfig builds the configuration of the producer that writes
 // DLQ records: idempotent and acknowledged by all in-sync replicas, so a
 // record the bridge commits past is durably in the DLQ exactly once.

@@ -1,0 +1,211 @@
+package bridge
+
+import (
+	"cmp"
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"slices"
+	"sync"
+	"time"
+
+	"github.com/IBM/sarama"
+
+	"github.com/sagabridge/sagabridge/dlq"
+	"github.com/sagabridge/sagabridge/eos"
+)
+
+// commitInterval is how often a transactional partition commits its
+// watermark when nothing else asks it to.
+const commitInterval = time.Second
+
+// txnCommitter commits one partition's offset in Kafka transactions, with
+// the DLQ records of that partition in the same transaction as the offset
+// that passes them (dlq.transactional). It replaces sarama's offset
+// manager for the partition: the group's offset moves only here.
+//
+// A dead-lettered record is queued, not written: the record counts as
+// finished, and its DLQ record goes out in the first transaction whose
+// offset is past it. A crash before that transaction loses both, so the
+// record is redelivered and dead-lettered again, once; after it, both are
+// durable. Consumers of the DLQ topic must read read_committed.
+//
+// Safe for concurrent use; run owns the producer until close.
+type txnCommitter struct {
+	prod      sarama.SyncProducer
+	meta      *sarama.ConsumerGroupMetadata
+	topic     string
+	partition int32
+	txnID     string
+	suffix    string
+	log       *slog.Logger
+	onCommit  func(dead []dlq.Failure)
+	// lost ends the partition's flow when a newer owner fenced us.
+	lost func()
+
+	mu        sync.Mutex
+	next      int64         // the watermark: the offset to resume from
+	committed int64         // the last committed watermark
+	queued    []dlq.Failure // dead letters not yet committed
+	kick      chan struct{}
+	stop      context.CancelFunc
+	done      chan struct{}
+}
+
+// newTxnCommitter starts the partition's transactional producer, which
+// fences any earlier producer of the same ID (a previous owner).
+func (b *Bridge) newTxnCommitter(s sarama.ConsumerGroupSession, topic string, partition int32, start int64, lost func()) (*txnCommitter, error) {
+	txnID := eos.TransactionalID(b.cfg.DLQ.TransactionalIDPrefix, b.cfg.Kafka.Group, topic, partition)
+	pc, err := TransactionalProducerConfig(b.cfg.Kafka, txnID)
+	if err != nil {
+		return nil, err
+	}
+	prod, err := sarama.NewSyncProducer(b.cfg.Kafka.Brokers, pc)
+	if err != nil {
+		return nil, fmt.Errorf("start transactional producer %s: %w", txnID, err)
+	}
+	ctx, stop := context.WithCancel(context.Background())
+	c := &txnCommitter{
+		prod: prod, meta: sarama.NewConsumerGroupMetadataFromSession(s, b.cfg.Kafka.Group, nil),
+		topic: topic, partition: partition, txnID: txnID, suffix: b.cfg.DLQ.Suffix,
+		log:      b.log.With("topic", topic, "partition", partition, "txn_id", txnID),
+		onCommit: b.committedDeadLetters, lost: lost,
+		next: start, committed: start,
+		kick: make(chan struct{}, 1), stop: stop, done: make(chan struct{}),
+	}
+	go c.run(ctx)
+	return c, nil
+}
+
+// advance records a new watermark.
+func (c *txnCommitter) advance(next int64) {
+	c.mu.Lock()
+	c.next = max(c.next, next)
+	c.mu.Unlock()
+}
+
+// enqueue holds f until a transaction commits it with an offset past it.
+func (c *txnCommitter) enqueue(f dlq.Failure) {
+	c.mu.Lock()
+	c.queued = append(c.queued, f)
+	c.mu.Unlock()
+	select {
+	case c.kick <- struct{}{}:
+	default:
+	}
+}
+
+func (c *txnCommitter) run(ctx context.Context) {
+	defer close(c.done)
+	t := time.NewTicker(commitInterval)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		case <-c.kick:
+		}
+		err := c.commit()
+		switch {
+		case err == nil:
+		case lostPartition(err):
+			// A newer owner initialised our transactional ID or the group
+			// moved on: stop this partition; nothing more is committed.
+			c.log.Error("fenced: the partition has a newer owner; releasing it", "err", err)
+			c.lost()
+			return
+		default:
+			c.log.Warn("transactional offset commit failed; retrying", "err", err)
+		}
+	}
+}
+
+// close stops the loop, commits the final watermark and closes the producer.
+func (c *txnCommitter) close() error {
+	c.stop()
+	<-c.done
+	err := c.commit()
+	if cerr := c.prod.Close(); cerr != nil {
+		c.log.Debug("closing transactional producer", "err", cerr)
+	}
+	return err
+}
+
+// commit sends the dead letters below the watermark and the watermark in
+// one transaction. On failure it aborts and keeps them for the next try.
+func (c *txnCommitter) commit() error {
+	c.mu.Lock()
+	next := c.next
+	var take []dlq.Failure
+	c.queued = slices.DeleteFunc(c.queued, func(f dlq.Failure) bool {
+		if f.Offset < next {
+			take = append(take, f)
+			return true
+		}
+		return false
+	})
+	c.mu.Unlock()
+	if next <= c.committed && len(take) == 0 {
+		return nil
+	}
+	slices.SortFunc(take, func(a, b dlq.Failure) int { return cmp.Compare(a.Offset, b.Offset) })
+	if err := c.transact(take, next); err != nil {
+		c.mu.Lock()
+		c.queued = append(take, c.queued...)
+		c.mu.Unlock()
+		return err
+	}
+	c.committed = next
+	if len(take) > 0 {
+		c.onCommit(take)
+	}
+	return nil
+}
+
+// lostPartition reports whether err means another producer or a newer
+// group generation owns the partition now.
+func lostPartition(err error) bool {
+	for _, target := range []error{
+		sarama.ErrProducerFenced, sarama.ErrInvalidProducerEpoch,
+		sarama.ErrIllegalGeneration, sarama.ErrUnknownMemberId, sarama.ErrFencedInstancedId,
+	} {
+		if errors.Is(err, target) {
+			return true
+		}
+	}
+	return false
+}
+
+func (c *txnCommitter) transact(dead []dlq.Failure, next int64) error {
+	if err := c.prod.BeginTxn(); err != nil {
+		return fmt.Errorf("begin %s: %w", c.txnID, err)
+	}
+	abort := func(cause error) error {
+		if c.prod.TxnStatus()&sarama.ProducerTxnFlagFatalError != 0 {
+			return cause
+		}
+		if err := c.prod.AbortTxn(); err != nil {
+			return errors.Join(cause, fmt.Errorf("abort %s: %w", c.txnID, err))
+		}
+		return cause
+	}
+	if len(dead) > 0 {
+		msgs := make([]*sarama.ProducerMessage, len(dead))
+		for i, f := range dead {
+			msgs[i] = f.Message(c.suffix)
+		}
+		if err := c.prod.SendMessages(msgs); err != nil {
+			return abort(fmt.Errorf("send %d DLQ records in %s: %w", len(msgs), c.txnID, err))
+		}
+	}
+	offsets := map[string][]*sarama.PartitionOffsetMetadata{c.topic: {{Partition: c.partition, Offset: next}}}
+	if err := c.prod.AddOffsetsToTxnWithGroupMetadata(offsets, c.meta); err != nil {
+		return abort(fmt.Errorf("add offset %d to %s: %w", next, c.txnID, err))
+	}
+	if err := c.prod.CommitTxn(); err != nil {
+		return abort(fmt.Errorf("commit %s: %w", c.txnID, err))
+	}
+	return nil
+}
