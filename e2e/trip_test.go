@@ -77,6 +77,8 @@ func TestFailedActivityGoesToTheDLQAndRedriveCompletesANewSaga(t *testing.T) {
 	require.NoError(t, err, "dlq redrive: %s", out)
 
 	second := tripResult(t, e, wid, first.runID)
+	recordHistory(t, "trip", "trip-car-down-dead-lettered", wid, first.runID)
+	recordHistory(t, "trip", "trip-booked-after-redrive", wid, second.runID)
 	assert.NotEqual(t, first.runID, second.runID, "a new run of the same workflow ID")
 	assert.Equal(t, trip.StatusBooked, second.state.Status)
 	assert.Len(t, e.trips.World.Booked(), 3)

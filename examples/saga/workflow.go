@@ -43,7 +43,9 @@ type State struct {
 	// OrderID is the record key of the order's events.
 	OrderID string `json:"order_id"`
 	Status  Status `json:"status"`
-	// Items and AmountCents are the order as placed and extended.
+	// Items are the order lines whose stock was reserved; AmountCents is
+	// the order's amount as placed and extended (including lines whose
+	// reservation failed).
 	Items       []Item `json:"items"`
 	AmountCents int64  `json:"amount_cents"`
 	Country     string `json:"country,omitempty"`

@@ -1,6 +1,6 @@
 // Command demo runs the order saga end to end on the embedded stack: it
 // starts Kafka and Temporal, the worker and bridge binaries from bin/,
-// produces a few hundred order events over about fifty orders (some built to
+// produces a few hundred order events over 60 orders (some built to
 // fail and compensate, plus one malformed record), waits until every saga
 // has finished, checks each against the outcome it must reach, and prints a
 // summary. It exits 0 only if every saga ended as expected and the
