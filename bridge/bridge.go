@@ -96,6 +96,9 @@ func New(cfg Config, deps Deps) (*Bridge, error) {
 		return nil, fmt.Errorf("bridge routes: %w", err)
 	}
 	b := &Bridge{cfg: cfg, router: router, deps: deps, log: deps.Logger}
+	if cfg.Kafka.TLS.InsecureSkipVerify {
+		b.log.Warn("kafka.tls.insecure_skip_verify is on: the brokers' certificates are NOT verified, so anyone on the path can read and change the traffic; never use it in production")
+	}
 	b.dispatcher = newDispatcher(b)
 	topicQueues := map[string][]string{}
 	for _, r := range cfg.Routes {
@@ -159,7 +162,7 @@ func (b *Bridge) Run(ctx context.Context) error {
 	}
 	client, err := sarama.NewClient(b.cfg.Kafka.Brokers, sc)
 	if err != nil {
-		return fmt.Errorf("connect to Kafka %v: %w", b.cfg.Kafka.Brokers, err)
+		return b.cfg.Kafka.ConnectError(err)
 	}
 	defer client.Close()
 	group, err := sarama.NewConsumerGroupFromClient(b.cfg.Kafka.Group, client)

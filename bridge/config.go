@@ -44,6 +44,10 @@ type KafkaConfig struct {
 	// InitialOffset is where a group with no committed offset starts:
 	// "oldest" or "newest". Optional, default "oldest".
 	InitialOffset string `yaml:"initial_offset"`
+	// TLS and SASL secure the connections to the brokers (security.go).
+	// Optional, default plaintext without authentication.
+	TLS  KafkaTLSConfig  `yaml:"tls"`
+	SASL KafkaSASLConfig `yaml:"sasl"`
 }
 
 // TemporalConfig says which Temporal frontend and namespace to use.
@@ -420,6 +424,7 @@ func (c Config) Validate() error {
 	if c.Kafka.InitialOffset != "oldest" && c.Kafka.InitialOffset != "newest" {
 		bad("kafka.initial_offset", "must be \"oldest\" or \"newest\", not %q", c.Kafka.InitialOffset)
 	}
+	c.Kafka.validateSecurity(bad)
 	if c.DLQ.Suffix == "" {
 		bad("dlq.suffix", "must not be empty")
 	}

@@ -70,6 +70,24 @@ routes: [{topic: t, workflow_type: W, workflow_id: "w-{key}", task_queue: q}]`, 
 		"prefix without transactional": {`kafka: {brokers: [b], group: g}
 dlq: {transactional_id_prefix: p}
 routes: [{topic: t, workflow_type: W, workflow_id: "w-{key}", task_queue: q}]`, "dlq.transactional_id_prefix: is set but dlq.transactional is false"},
+		"tls field without tls": {`kafka: {brokers: [b], group: g, tls: {server_name: k}}
+routes: [{topic: t, workflow_type: W, workflow_id: "w-{key}", task_queue: q}]`, "kafka.tls.enabled: must be true when other kafka.tls fields are set"},
+		"cert without key": {`kafka: {brokers: [b], group: g, tls: {enabled: true, cert_file: /etc/hostname}}
+routes: [{topic: t, workflow_type: W, workflow_id: "w-{key}", task_queue: q}]`, "kafka.tls.cert_file: cert_file and key_file go together"},
+		"missing ca file": {`kafka: {brokers: [b], group: g, tls: {enabled: true, ca_file: /nonexistent/ca.pem}}
+routes: [{topic: t, workflow_type: W, workflow_id: "w-{key}", task_queue: q}]`, "kafka.tls.ca_file: stat /nonexistent/ca.pem"},
+		"unknown mechanism": {`kafka: {brokers: [b], group: g, sasl: {mechanism: GSSAPI, username: u, password: p}}
+routes: [{topic: t, workflow_type: W, workflow_id: "w-{key}", task_queue: q}]`, `kafka.sasl.mechanism: "GSSAPI" is not one of PLAIN, SCRAM-SHA-256, SCRAM-SHA-512`},
+		"sasl without user": {`kafka: {brokers: [b], group: g, sasl: {mechanism: SCRAM-SHA-512, password: p}}
+routes: [{topic: t, workflow_type: W, workflow_id: "w-{key}", task_queue: q}]`, "kafka.sasl.username: is required"},
+		"two password sources": {`kafka: {brokers: [b], group: g, sasl: {mechanism: SCRAM-SHA-512, username: u, password: p, password_file: /etc/hostname}}
+routes: [{topic: t, workflow_type: W, workflow_id: "w-{key}", task_queue: q}]`, "kafka.sasl.password: give exactly one of password_env, password_file and password (got 2)"},
+		"unset password env": {`kafka: {brokers: [b], group: g, sasl: {mechanism: SCRAM-SHA-256, username: u, password_env: SAGABRIDGE_TEST_UNSET_PASSWORD}}
+routes: [{topic: t, workflow_type: W, workflow_id: "w-{key}", task_queue: q}]`, "kafka.sasl.password_env: the environment variable SAGABRIDGE_TEST_UNSET_PASSWORD is not set"},
+		"plain without tls": {`kafka: {brokers: [b], group: g, sasl: {mechanism: PLAIN, username: u, password: p}}
+routes: [{topic: t, workflow_type: W, workflow_id: "w-{key}", task_queue: q}]`, "kafka.sasl.mechanism: PLAIN sends the password in clear text"},
+		"sasl fields without mechanism": {`kafka: {brokers: [b], group: g, sasl: {username: u}}
+routes: [{topic: t, workflow_type: W, workflow_id: "w-{key}", task_queue: q}]`, "kafka.sasl.mechanism: is required when other kafka.sasl fields are set"},
 		"negative open_for": {`kafka: {brokers: [b], group: g}
 backpressure: {circuit: {open_for: -1s}}
 routes: [{topic: t, workflow_type: W, workflow_id: "w-{key}", task_queue: q}]`, "backpressure.circuit.open_for: must not be negative"},

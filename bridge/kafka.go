@@ -47,6 +47,9 @@ func SaramaConfig(k KafkaConfig) (*sarama.Config, error) {
 	// default is 1 MiB) keeps what the in-flight budget does not count
 	// small; at these sizes a fetch still carries hundreds of records.
 	c.Consumer.Fetch.Default = 256 << 10
+	if err := applySecurity(c, k); err != nil {
+		return nil, err
+	}
 	return c, nil
 }
 

@@ -91,7 +91,7 @@ func run(ctx context.Context, cfg bridge.Config, log *slog.Logger) error {
 	}
 	producer, err := sarama.NewSyncProducer(cfg.Kafka.Brokers, pc)
 	if err != nil {
-		return fmt.Errorf("start DLQ producer: %w", err)
+		return fmt.Errorf("start DLQ producer: %w", cfg.Kafka.ConnectError(err))
 	}
 	defer producer.Close()
 	b, err := bridge.New(cfg, bridge.Deps{
