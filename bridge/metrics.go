@@ -84,7 +84,7 @@ var (
 		"Records of a claimed partition not yet committable: high-water mark minus the next offset to commit.",
 		[]string{"topic", "partition"}, nil)
 	pausedDesc = prometheus.NewDesc("sagabridge_partition_paused",
-		"1 for each claimed partition that is paused, labelled with why.",
+		"1 for each claimed partition that is paused, labelled with why; 0 (reason \"\") for the others.",
 		[]string{"topic", "partition", "reason"}, nil)
 	pausesDesc = prometheus.NewDesc("sagabridge_pauses_total",
 		"How often a reason to pause started to hold: in_flight, circuit_open or task_queue_backlog.", []string{"reason"}, nil)
@@ -111,7 +111,13 @@ func (c stateCollector) Collect(ch chan<- prometheus.Metric) {
 	for _, r := range []string{ReasonInFlight, ReasonCircuitOpen, ReasonBacklog} {
 		ch <- prometheus.MustNewConstMetric(pausesDesc, prometheus.CounterValue, float64(pauses[r]), r)
 	}
+	type tp struct {
+		topic     string
+		partition int32
+	}
+	isPaused := map[tp]bool{}
 	for _, p := range paused {
+		isPaused[tp{p.topic, p.partition}] = true
 		ch <- prometheus.MustNewConstMetric(pausedDesc, prometheus.GaugeValue, 1, p.topic, strconv.Itoa(int(p.partition)), p.reason)
 	}
 	for q, bl := range backlogs {
@@ -126,6 +132,9 @@ func (c stateCollector) Collect(ch chan<- prometheus.Metric) {
 	flows := c.b.pressure.claimed()
 	ch <- prometheus.MustNewConstMetric(claimedDesc, prometheus.GaugeValue, float64(len(flows)))
 	for _, f := range flows {
+		if !isPaused[tp{f.topic, f.partition}] { // a series for every claimed partition, so dashboards see 0
+			ch <- prometheus.MustNewConstMetric(pausedDesc, prometheus.GaugeValue, 0, f.topic, strconv.Itoa(int(f.partition)), "")
+		}
 		if lag, ok := f.lag(); ok {
 			ch <- prometheus.MustNewConstMetric(lagDesc, prometheus.GaugeValue, float64(lag), f.topic, strconv.Itoa(int(f.partition)))
 		}
