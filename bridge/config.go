@@ -46,16 +46,38 @@ type KafkaConfig struct {
 	InitialOffset string `yaml:"initial_offset"`
 	// TLS and SASL secure the connections to the brokers (security.go).
 	// Optional, default plaintext without authentication.
-	TLS  KafkaTLSConfig  `yaml:"tls"`
+	TLS  TLSConfig       `yaml:"tls"`
 	SASL KafkaSASLConfig `yaml:"sasl"`
 }
 
-// TemporalConfig says which Temporal frontend and namespace to use.
+// TemporalConfig says which Temporal frontend and namespace to use, and
+// how to connect to it (temporalconn.go).
 type TemporalConfig struct {
 	// Address is the frontend's host:port. Optional, default "127.0.0.1:7233".
 	Address string `yaml:"address"`
 	// Namespace is the Temporal namespace. Optional, default "default".
 	Namespace string `yaml:"namespace"`
+	// TLS to the frontend; with cert_file and key_file, mutual TLS.
+	// Optional, default plaintext.
+	TLS TLSConfig `yaml:"tls"`
+	// APIKeyEnv or APIKeyFile hold an API key (Temporal Cloud), sent as a
+	// bearer token; at most one. Optional. Needs TLS.
+	APIKeyEnv  string `yaml:"api_key_env"`
+	APIKeyFile string `yaml:"api_key_file"`
+	// Codec encrypts payloads at rest in Temporal. Optional, default off.
+	Codec CodecConfig `yaml:"codec"`
+}
+
+// CodecConfig is AES-256-GCM payload encryption (package codec). The
+// bridge, the workers and the codec server need the same key.
+type CodecConfig struct {
+	// KeyEnv or KeyFile hold the 32-byte key in base64 (`head -c 32
+	// /dev/urandom | base64`); one of them turns encryption on.
+	KeyEnv  string `yaml:"key_env"`
+	KeyFile string `yaml:"key_file"`
+	// KeyID names the key in each payload, for rotation. Optional,
+	// default "default".
+	KeyID string `yaml:"key_id"`
 }
 
 // DLQConfig says where undeliverable records go.
@@ -425,6 +447,7 @@ func (c Config) Validate() error {
 		bad("kafka.initial_offset", "must be \"oldest\" or \"newest\", not %q", c.Kafka.InitialOffset)
 	}
 	c.Kafka.validateSecurity(bad)
+	c.Temporal.validate(bad)
 	if c.DLQ.Suffix == "" {
 		bad("dlq.suffix", "must not be empty")
 	}

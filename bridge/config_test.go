@@ -3,6 +3,7 @@ package bridge
 import (
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -72,7 +73,7 @@ dlq: {transactional_id_prefix: p}
 routes: [{topic: t, workflow_type: W, workflow_id: "w-{key}", task_queue: q}]`, "dlq.transactional_id_prefix: is set but dlq.transactional is false"},
 		"tls field without tls": {`kafka: {brokers: [b], group: g, tls: {server_name: k}}
 routes: [{topic: t, workflow_type: W, workflow_id: "w-{key}", task_queue: q}]`, "kafka.tls.enabled: must be true when other kafka.tls fields are set"},
-		"cert without key": {`kafka: {brokers: [b], group: g, tls: {enabled: true, cert_file: /etc/hostname}}
+		"cert without key": {`kafka: {brokers: [b], group: g, tls: {enabled: true, cert_file: @FILE@}}
 routes: [{topic: t, workflow_type: W, workflow_id: "w-{key}", task_queue: q}]`, "kafka.tls.cert_file: cert_file and key_file go together"},
 		"missing ca file": {`kafka: {brokers: [b], group: g, tls: {enabled: true, ca_file: /nonexistent/ca.pem}}
 routes: [{topic: t, workflow_type: W, workflow_id: "w-{key}", task_queue: q}]`, "kafka.tls.ca_file: stat /nonexistent/ca.pem"},
@@ -80,7 +81,7 @@ routes: [{topic: t, workflow_type: W, workflow_id: "w-{key}", task_queue: q}]`, 
 routes: [{topic: t, workflow_type: W, workflow_id: "w-{key}", task_queue: q}]`, `kafka.sasl.mechanism: "GSSAPI" is not one of PLAIN, SCRAM-SHA-256, SCRAM-SHA-512`},
 		"sasl without user": {`kafka: {brokers: [b], group: g, sasl: {mechanism: SCRAM-SHA-512, password: p}}
 routes: [{topic: t, workflow_type: W, workflow_id: "w-{key}", task_queue: q}]`, "kafka.sasl.username: is required"},
-		"two password sources": {`kafka: {brokers: [b], group: g, sasl: {mechanism: SCRAM-SHA-512, username: u, password: p, password_file: /etc/hostname}}
+		"two password sources": {`kafka: {brokers: [b], group: g, sasl: {mechanism: SCRAM-SHA-512, username: u, password: p, password_file: @FILE@}}
 routes: [{topic: t, workflow_type: W, workflow_id: "w-{key}", task_queue: q}]`, "kafka.sasl.password: give exactly one of password_env, password_file and password (got 2)"},
 		"unset password env": {`kafka: {brokers: [b], group: g, sasl: {mechanism: SCRAM-SHA-256, username: u, password_env: SAGABRIDGE_TEST_UNSET_PASSWORD}}
 routes: [{topic: t, workflow_type: W, workflow_id: "w-{key}", task_queue: q}]`, "kafka.sasl.password_env: the environment variable SAGABRIDGE_TEST_UNSET_PASSWORD is not set"},
@@ -88,14 +89,32 @@ routes: [{topic: t, workflow_type: W, workflow_id: "w-{key}", task_queue: q}]`, 
 routes: [{topic: t, workflow_type: W, workflow_id: "w-{key}", task_queue: q}]`, "kafka.sasl.mechanism: PLAIN sends the password in clear text"},
 		"sasl fields without mechanism": {`kafka: {brokers: [b], group: g, sasl: {username: u}}
 routes: [{topic: t, workflow_type: W, workflow_id: "w-{key}", task_queue: q}]`, "kafka.sasl.mechanism: is required when other kafka.sasl fields are set"},
+		"api key without tls": {`kafka: {brokers: [b], group: g}
+temporal: {api_key_file: @FILE@}
+routes: [{topic: t, workflow_type: W, workflow_id: "w-{key}", task_queue: q}]`, "temporal.tls.enabled: an API key is sent only over TLS"},
+		"two api key sources": {`kafka: {brokers: [b], group: g}
+temporal: {tls: {enabled: true}, api_key_file: @FILE@, api_key_env: HOME}
+routes: [{topic: t, workflow_type: W, workflow_id: "w-{key}", task_queue: q}]`, "temporal.api_key_env: give at most one of api_key_env and api_key_file"},
+		"temporal cert without key": {`kafka: {brokers: [b], group: g}
+temporal: {tls: {enabled: true, cert_file: @FILE@}}
+routes: [{topic: t, workflow_type: W, workflow_id: "w-{key}", task_queue: q}]`, "temporal.tls.cert_file: cert_file and key_file go together"},
+		"codec key not base64": {`kafka: {brokers: [b], group: g}
+temporal: {codec: {key_file: @FILE@}}
+routes: [{topic: t, workflow_type: W, workflow_id: "w-{key}", task_queue: q}]`, "temporal.codec.key_file: codec: the key"},
+		"codec key id without key": {`kafka: {brokers: [b], group: g}
+temporal: {codec: {key_id: k2}}
+routes: [{topic: t, workflow_type: W, workflow_id: "w-{key}", task_queue: q}]`, "temporal.codec.key_id: is set but neither key_env nor key_file is"},
 		"negative open_for": {`kafka: {brokers: [b], group: g}
 backpressure: {circuit: {open_for: -1s}}
 routes: [{topic: t, workflow_type: W, workflow_id: "w-{key}", task_queue: q}]`, "backpressure.circuit.open_for: must not be negative"},
 	}
 	for name, c := range cases {
 		t.Run(name, func(t *testing.T) {
-			path := filepath.Join(t.TempDir(), "bridge.yaml")
-			require.NoError(t, os.WriteFile(path, []byte(c.yaml), 0o600))
+			dir := t.TempDir()
+			file := filepath.Join(dir, "some-file") // exists; holds no key, certificate or password
+			require.NoError(t, os.WriteFile(file, []byte("not a key\n"), 0o600))
+			path := filepath.Join(dir, "bridge.yaml")
+			require.NoError(t, os.WriteFile(path, []byte(strings.ReplaceAll(c.yaml, "@FILE@", file)), 0o600))
 			_, err := LoadConfig(path)
 			require.Error(t, err)
 			assert.Contains(t, err.Error(), "config "+path+": ")

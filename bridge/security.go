@@ -11,22 +11,24 @@ import (
 	"github.com/xdg-go/scram"
 )
 
-// KafkaTLSConfig is TLS to the brokers.
-type KafkaTLSConfig struct {
+// TLSConfig is TLS to the Kafka brokers (kafka.tls) or to the Temporal
+// frontend (temporal.tls).
+type TLSConfig struct {
 	// Enabled turns TLS on. Optional, default false; setting any file
 	// below requires it.
 	Enabled bool `yaml:"enabled"`
-	// CAFile is a PEM bundle of the CAs that sign the brokers'
+	// CAFile is a PEM bundle of the CAs that sign the servers'
 	// certificates. Optional, default the system's roots.
 	CAFile string `yaml:"ca_file"`
 	// CertFile and KeyFile are a PEM client certificate and key, for
-	// brokers that require mutual TLS. Optional; both or neither.
+	// servers that require mutual TLS (Temporal Cloud's mTLS, for one).
+	// Optional; both or neither.
 	CertFile string `yaml:"cert_file"`
 	KeyFile  string `yaml:"key_file"`
-	// ServerName is the name to verify the brokers' certificates against.
-	// Optional, default the host of each broker address.
+	// ServerName is the name to verify the servers' certificates against.
+	// Optional, default the host of each address.
 	ServerName string `yaml:"server_name"`
-	// InsecureSkipVerify accepts any broker certificate. Never in
+	// InsecureSkipVerify accepts any server certificate. Never in
 	// production; the bridge logs a warning at start. Optional, default false.
 	InsecureSkipVerify bool `yaml:"insecure_skip_verify"`
 }
@@ -54,22 +56,27 @@ var saslMechanisms = map[string]sarama.SASLMechanism{
 	"SCRAM-SHA-512": sarama.SASLTypeSCRAMSHA512,
 }
 
-// validateSecurity checks kafka.tls and kafka.sasl; bad names the field.
-func (k KafkaConfig) validateSecurity(bad func(field, format string, args ...any)) {
-	t := k.TLS
+// validate checks a TLS section named prefix ("kafka.tls").
+func (t TLSConfig) validate(prefix string, bad func(field, format string, args ...any)) {
 	if !t.Enabled && (t.CAFile != "" || t.CertFile != "" || t.KeyFile != "" || t.ServerName != "" || t.InsecureSkipVerify) {
-		bad("kafka.tls.enabled", "must be true when other kafka.tls fields are set")
+		bad(prefix+".enabled", "must be true when other %s fields are set", prefix)
 	}
 	if (t.CertFile == "") != (t.KeyFile == "") {
-		bad("kafka.tls.cert_file", "cert_file and key_file go together")
+		bad(prefix+".cert_file", "cert_file and key_file go together")
 	}
-	for field, path := range map[string]string{"kafka.tls.ca_file": t.CAFile, "kafka.tls.cert_file": t.CertFile, "kafka.tls.key_file": t.KeyFile} {
+	for field, path := range map[string]string{prefix + ".ca_file": t.CAFile, prefix + ".cert_file": t.CertFile, prefix + ".key_file": t.KeyFile} {
 		if path != "" {
 			if _, err := os.Stat(path); err != nil {
 				bad(field, "%v", err)
 			}
 		}
 	}
+}
+
+// validateSecurity checks kafka.tls and kafka.sasl; bad names the field.
+func (k KafkaConfig) validateSecurity(bad func(field, format string, args ...any)) {
+	t := k.TLS
+	t.validate("kafka.tls", bad)
 	s := k.SASL
 	if s.Mechanism == "" {
 		if s.Username != "" || s.Password != "" || s.PasswordEnv != "" || s.PasswordFile != "" {
@@ -127,7 +134,7 @@ func (k KafkaConfig) ConnectError(err error) error {
 // never contain a secret.
 func applySecurity(c *sarama.Config, k KafkaConfig) error {
 	if k.TLS.Enabled {
-		tc, err := k.TLS.tlsConfig()
+		tc, err := k.TLS.config("kafka.tls")
 		if err != nil {
 			return err
 		}
@@ -154,23 +161,24 @@ func applySecurity(c *sarama.Config, k KafkaConfig) error {
 	return nil
 }
 
-func (t KafkaTLSConfig) tlsConfig() (*tls.Config, error) {
+// config builds the crypto/tls configuration; errors name prefix's fields.
+func (t TLSConfig) config(prefix string) (*tls.Config, error) {
 	tc := &tls.Config{MinVersion: tls.VersionTLS12, ServerName: t.ServerName, InsecureSkipVerify: t.InsecureSkipVerify} // InsecureSkipVerify: opt-in, warned about at start
 	if t.CAFile != "" {
 		pem, err := os.ReadFile(t.CAFile)
 		if err != nil {
-			return nil, fmt.Errorf("kafka.tls.ca_file: %w", err)
+			return nil, fmt.Errorf("%s.ca_file: %w", prefix, err)
 		}
 		pool := x509.NewCertPool()
 		if !pool.AppendCertsFromPEM(pem) {
-			return nil, fmt.Errorf("kafka.tls.ca_file: %s holds no PEM certificate", t.CAFile)
+			return nil, fmt.Errorf("%s.ca_file: %s holds no PEM certificate", prefix, t.CAFile)
 		}
 		tc.RootCAs = pool
 	}
 	if t.CertFile != "" {
 		cert, err := tls.LoadX509KeyPair(t.CertFile, t.KeyFile)
 		if err != nil {
-			return nil, fmt.Errorf("kafka.tls.cert_file/key_file: %w", err)
+			return nil, fmt.Errorf("%s.cert_file/key_file: %w", prefix, err)
 		}
 		tc.Certificates = []tls.Certificate{cert}
 	}

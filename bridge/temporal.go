@@ -26,6 +26,9 @@ type TemporalClient struct {
 	// Namespace is the client's namespace, used to describe task queues.
 	// Optional, default "default".
 	Namespace string
+	// DataConverter decodes the memo of closed workflows; it must be the
+	// client's (TemporalConfig.DataConverter). Optional, default Temporal's.
+	DataConverter converter.DataConverter
 }
 
 // SignalWithStart signals the workflow, starting it if none is open.
@@ -70,7 +73,11 @@ func (t TemporalClient) ClosedWatermarks(ctx context.Context, workflowID string)
 		return nil, nil
 	}
 	var w event.Watermarks
-	if err := converter.GetDefaultDataConverter().FromPayload(p, &w); err != nil {
+	dc := t.DataConverter
+	if dc == nil {
+		dc = converter.GetDefaultDataConverter()
+	}
+	if err := dc.FromPayload(p, &w); err != nil {
 		return nil, fmt.Errorf("decode memo %s of %s: %w", event.MemoKey, workflowID, err)
 	}
 	return w, nil

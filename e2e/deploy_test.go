@@ -224,4 +224,10 @@ func TestKubernetesManifestsMatchTheBridgeConfig(t *testing.T) {
 	wc := workers[0].Spec.Template.Spec.Containers
 	require.Len(t, wc, 1)
 	assert.Contains(t, wc[0].Args, "-workflow-pollers=16", "16 workflow-task pollers (the SDK's 2 halve fan-out throughput)")
+	assert.Contains(t, wc[0].Args, "-config=/etc/sagabridge/bridge.yaml", "the worker shares the bridge's connection settings")
+	var wenv []string
+	for _, e := range wc[0].Env {
+		wenv = append(wenv, e.Name)
+	}
+	assert.Contains(t, wenv, cfg.Kafka.SASL.PasswordEnv, "the worker gets the SASL password too")
 }

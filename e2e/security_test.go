@@ -97,7 +97,7 @@ func TestKafkaSASLMechanismsOverTLS(t *testing.T) {
 	}
 	for mech, user := range users {
 		t.Run(mech, func(t *testing.T) {
-			tlsCfg := bridge.KafkaTLSConfig{Enabled: true, CAFile: caFile}
+			tlsCfg := bridge.TLSConfig{Enabled: true, CAFile: caFile}
 			require.NoError(t, connect(bridge.KafkaConfig{TLS: tlsCfg, SASL: bridge.KafkaSASLConfig{Mechanism: mech, Username: user, Password: securePassword}}))
 
 			start := time.Now()
@@ -115,7 +115,7 @@ func TestKafkaSASLMechanismsOverTLS(t *testing.T) {
 	})
 	t.Run("untrusted CA", func(t *testing.T) {
 		_, otherCA := testCA(t)
-		err := connect(bridge.KafkaConfig{TLS: bridge.KafkaTLSConfig{Enabled: true, CAFile: otherCA},
+		err := connect(bridge.KafkaConfig{TLS: bridge.TLSConfig{Enabled: true, CAFile: otherCA},
 			SASL: bridge.KafkaSASLConfig{Mechanism: "SCRAM-SHA-512", Username: "bridge", Password: securePassword}})
 		require.Error(t, err)
 	})
@@ -141,7 +141,7 @@ func TestBridgeOverTLSAndSCRAMDeliversAndKeepsSecretsOutOfLogs(t *testing.T) {
 
 	// Produce over the same secured connection.
 	pc, err := bridge.DLQProducerConfig(bridge.KafkaConfig{Version: "3.6.0", ClientID: "e2e",
-		TLS:  bridge.KafkaTLSConfig{Enabled: true, CAFile: caFile},
+		TLS:  bridge.TLSConfig{Enabled: true, CAFile: caFile},
 		SASL: bridge.KafkaSASLConfig{Mechanism: "SCRAM-SHA-512", Username: "bridge", PasswordFile: goodFile}})
 	require.NoError(t, err)
 	p, err := sarama.NewSyncProducer(brokers, pc)

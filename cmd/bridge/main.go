@@ -7,6 +7,12 @@
 // topic: list its entries, show one in full, re-produce entries to their
 // original topic (run `bridge dlq` for its usage).
 //
+// `bridge codec-server -config bridge.yaml [-listen 127.0.0.1:8081]` serves
+// the temporal.codec payload encryption over HTTP, so that an operator who
+// holds the key can read encrypted sagas with
+// `temporal workflow query --codec-endpoint http://127.0.0.1:8081 ...`
+// or the Temporal UI. Serve it only where the operators are.
+//
 // SIGINT or SIGTERM stops fetching, lets in-flight calls finish
 // (dispatch.drain_timeout), commits what was delivered and leaves the group.
 package main
@@ -25,6 +31,7 @@ import (
 
 	"github.com/IBM/sarama"
 	"go.temporal.io/sdk/client"
+	"go.temporal.io/sdk/converter"
 	sdklog "go.temporal.io/sdk/log"
 
 	"github.com/sagabridge/sagabridge/bridge"
@@ -39,6 +46,9 @@ func main() {
 		code := dlqcli.Main(ctx, os.Args[2:], os.Stdout, os.Stderr)
 		stop()
 		os.Exit(code)
+	}
+	if len(os.Args) > 1 && os.Args[1] == "codec-server" {
+		os.Exit(codecServer(os.Args[2:]))
 	}
 	configPath := flag.String("config", "", "path to the bridge's YAML config (required)")
 	brokers := flag.String("kafka-brokers", "", "comma-separated brokers; overrides kafka.brokers")
@@ -77,10 +87,14 @@ func main() {
 }
 
 func run(ctx context.Context, cfg bridge.Config, log *slog.Logger) error {
-	tc, err := client.DialContext(ctx, client.Options{
-		HostPort: cfg.Temporal.Address, Namespace: cfg.Temporal.Namespace,
-		Logger: sdklog.NewStructuredLogger(log.With("component", "temporal-client")),
-	})
+	opts, err := cfg.Temporal.ClientOptions(sdklog.NewStructuredLogger(log.With("component", "temporal-client")))
+	if err != nil {
+		return err
+	}
+	if cfg.Temporal.TLS.InsecureSkipVerify {
+		log.Warn("temporal.tls.insecure_skip_verify is on: the frontend's certificate is NOT verified; never use it in production")
+	}
+	tc, err := client.DialContext(ctx, opts)
 	if err != nil {
 		return fmt.Errorf("connect to Temporal at %s: %w", cfg.Temporal.Address, err)
 	}
@@ -95,7 +109,7 @@ func run(ctx context.Context, cfg bridge.Config, log *slog.Logger) error {
 	}
 	defer producer.Close()
 	b, err := bridge.New(cfg, bridge.Deps{
-		Temporal:    bridge.TemporalClient{Client: tc, Namespace: cfg.Temporal.Namespace},
+		Temporal:    bridge.TemporalClient{Client: tc, Namespace: cfg.Temporal.Namespace, DataConverter: opts.DataConverter},
 		DeadLetters: dlq.ProducerWriter{Producer: producer, Suffix: cfg.DLQ.Suffix},
 		Logger:      log,
 	})
@@ -103,7 +117,7 @@ func run(ctx context.Context, cfg bridge.Config, log *slog.Logger) error {
 		return err
 	}
 	if cfg.Metrics.Listen != "" {
-		stopServing, err := serve(cfg.Metrics.Listen, b.Handler(), log)
+		stopServing, err := serve(cfg.Metrics.Listen, b.Handler(), log, "/metrics, /healthz and /readyz")
 		if err != nil {
 			return err
 		}
@@ -113,7 +127,7 @@ func run(ctx context.Context, cfg bridge.Config, log *slog.Logger) error {
 }
 
 // serve serves h on addr until stop is called.
-func serve(addr string, h http.Handler, log *slog.Logger) (stop func(), err error) {
+func serve(addr string, h http.Handler, log *slog.Logger, what string) (stop func(), err error) {
 	ln, err := net.Listen("tcp", addr)
 	if err != nil {
 		return nil, fmt.Errorf("metrics.listen %s: %w", addr, err)
@@ -124,10 +138,45 @@ func serve(addr string, h http.Handler, log *slog.Logger) (stop func(), err erro
 			log.Error("metrics server stopped", "err", err)
 		}
 	}()
-	log.Info("serving /metrics, /healthz and /readyz", "addr", ln.Addr().String())
+	log.Info("serving "+what, "addr", ln.Addr().String())
 	return func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 		defer cancel()
 		_ = srv.Shutdown(ctx)
 	}, nil
+}
+
+// codecServer runs `bridge codec-server` and returns the exit status.
+func codecServer(args []string) int {
+	fs := flag.NewFlagSet("bridge codec-server", flag.ContinueOnError)
+	configPath := fs.String("config", "", "the bridge's YAML config, for temporal.codec (required)")
+	listen := fs.String("listen", "127.0.0.1:8081", "host:port to serve on")
+	if err := fs.Parse(args); err != nil {
+		return 2
+	}
+	log, _ := cli.NewLogger("info")
+	if *configPath == "" {
+		fmt.Fprintln(os.Stderr, "bridge codec-server: -config is required")
+		return 2
+	}
+	conns, err := bridge.LoadConnections(*configPath)
+	if err != nil {
+		log.Error("invalid configuration", "err", err)
+		return 1
+	}
+	codec, err := conns.Temporal.PayloadCodec()
+	if err != nil || codec == nil {
+		log.Error("temporal.codec: no key configured; nothing to serve", "err", err)
+		return 1
+	}
+	ctx, stop := cli.SignalContext()
+	defer stop()
+	stopServing, err := serve(*listen, converter.NewPayloadCodecHTTPHandler(codec), log, "the payload codec")
+	if err != nil {
+		log.Error("codec server", "err", err)
+		return 1
+	}
+	<-ctx.Done()
+	stopServing()
+	return 0
 }

@@ -2,6 +2,13 @@
 // (examples/saga) and the trip saga (examples/trip).
 //
 //	worker -kafka-brokers host:port[,...] [-temporal-address host:port] [-namespace default] [-task-queue orders]
+//	worker -config bridge.yaml [-task-queue orders]
+//
+// With -config it reads the kafka and temporal sections of the bridge's
+// configuration file: brokers, TLS and SASL, the Temporal address and
+// namespace, TLS or mTLS, API key, and the temporal.codec payload
+// encryption, which the worker must share with the bridge. Flags given on
+// the command line override the file.
 //
 // The brokers receive the order sagas' outcome events (topic order-outcomes)
 // and the trip saga's failed steps: a booking that exhausts its retries is
@@ -21,13 +28,15 @@ import (
 	"go.temporal.io/sdk/worker"
 
 	"github.com/sagabridge/sagabridge/activities"
+	"github.com/sagabridge/sagabridge/bridge"
 	"github.com/sagabridge/sagabridge/examples/saga"
 	"github.com/sagabridge/sagabridge/examples/trip"
 	"github.com/sagabridge/sagabridge/internal/cli"
 )
 
 func main() {
-	brokers := flag.String("kafka-brokers", "", "comma-separated brokers for outcome events (required)")
+	configPath := flag.String("config", "", "the bridge's YAML config; its kafka and temporal sections are used")
+	brokers := flag.String("kafka-brokers", "", "comma-separated brokers for outcome events and dead letters (required without -config)")
 	addr := flag.String("temporal-address", "127.0.0.1:7233", "Temporal frontend host:port")
 	namespace := flag.String("namespace", "default", "Temporal namespace")
 	taskQueue := flag.String("task-queue", saga.TaskQueue, "task queue to poll")
@@ -40,31 +49,55 @@ func main() {
 		fmt.Fprintln(os.Stderr, err)
 		os.Exit(2)
 	}
-	if *brokers == "" {
-		fmt.Fprintln(os.Stderr, "worker: -kafka-brokers is required")
-		os.Exit(2)
-	}
 	if *pollers < 1 {
 		fmt.Fprintln(os.Stderr, "worker: -workflow-pollers must be at least 1")
 		os.Exit(2)
 	}
-	c, err := client.Dial(client.Options{
-		HostPort: *addr, Namespace: *namespace,
-		Logger: sdklog.NewStructuredLogger(log.With("component", "temporal")),
-	})
+	set := map[string]bool{}
+	flag.Visit(func(f *flag.Flag) { set[f.Name] = true })
+	override := func(c *bridge.Config) {
+		if set["kafka-brokers"] {
+			c.Kafka.Brokers = cli.SplitList(*brokers)
+		}
+		if set["temporal-address"] || *configPath == "" {
+			c.Temporal.Address = *addr
+		}
+		if set["namespace"] || *configPath == "" {
+			c.Temporal.Namespace = *namespace
+		}
+	}
+	if *configPath == "" && *brokers == "" {
+		fmt.Fprintln(os.Stderr, "worker: -kafka-brokers or -config is required")
+		os.Exit(2)
+	}
+	conns, err := bridge.LoadConnections(*configPath, override)
+	if err != nil {
+		cli.Fatal(log, "invalid configuration", err)
+	}
+	opts, err := conns.Temporal.ClientOptions(sdklog.NewStructuredLogger(log.With("component", "temporal")))
+	if err != nil {
+		cli.Fatal(log, "temporal configuration", err)
+	}
+	c, err := client.Dial(opts)
 	if err != nil {
 		cli.Fatal(log, "connect to Temporal", err)
 	}
 	defer c.Close()
-	producer, err := sarama.NewSyncProducer(cli.SplitList(*brokers), activities.ProducerConfig(sarama.V3_6_0_0))
+	pc, err := bridge.DLQProducerConfig(conns.Kafka) // idempotent, acknowledged by all replicas, with TLS/SASL
 	if err != nil {
-		cli.Fatal(log, "start the outcome producer", err)
+		cli.Fatal(log, "kafka configuration", err)
+	}
+	pc.ClientID = "sagabridge-worker"
+	producer, err := sarama.NewSyncProducer(conns.Kafka.Brokers, pc)
+	if err != nil {
+		cli.Fatal(log, "start the outcome producer", conns.Kafka.ConnectError(err))
 	}
 	defer producer.Close()
 	w := worker.New(c, *taskQueue, worker.Options{MaxConcurrentWorkflowTaskPollers: *pollers})
 	saga.RegisterWith(w, saga.NewActivities(), &activities.Publisher{Producer: producer})
 	trip.RegisterWith(w, trip.NewServices(), &activities.DeadLetterer{Producer: producer})
-	log.Info("worker started", "task_queue", *taskQueue, "namespace", *namespace, "workflow_pollers", *pollers)
+	log.Info("worker started", "task_queue", *taskQueue, "namespace", opts.Namespace, "workflow_pollers", *pollers,
+		"payload_encryption", conns.Temporal.Codec.KeyEnv != "" || conns.Temporal.Codec.KeyFile != "")
 	if err := w.Run(worker.InterruptCh()); err != nil {
 		cli.Fatal(log, "worker stopped", err)
 	}

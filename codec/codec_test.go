@@ -1,0 +1,99 @@
+package codec
+
+import (
+	"bytes"
+	"crypto/rand"
+	"encoding/base64"
+	"testing"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+	commonpb "go.temporal.io/api/common/v1"
+	"google.golang.org/protobuf/proto"
+)
+
+func newKey(t *testing.T) []byte {
+	t.Helper()
+	k := make([]byte, 32)
+	_, err := rand.Read(k)
+	require.NoError(t, err)
+	return k
+}
+
+func TestRoundTripThroughTheDataConverter(t *testing.T) {
+	c, err := NewAESGCM(newKey(t), "k1")
+	require.NoError(t, err)
+	dc := DataConverter(c)
+	type state struct {
+		Status string `json:"status"`
+		Cents  int64  `json:"cents"`
+	}
+	in := state{Status: "compensated", Cents: 4200}
+	p, err := dc.ToPayload(in)
+	require.NoError(t, err)
+	assert.Equal(t, EncodingEncrypted, string(p.Metadata[MetadataEncoding]))
+	assert.Equal(t, "k1", string(p.Metadata[MetadataKeyID]))
+	assert.False(t, bytes.Contains(p.Data, []byte("compensated")), "the payload is encrypted")
+	var out state
+	require.NoError(t, dc.FromPayload(p, &out))
+	assert.Equal(t, in, out)
+}
+
+func TestEachEncodingUsesAFreshNonce(t *testing.T) {
+	c, err := NewAESGCM(newKey(t), "k1")
+	require.NoError(t, err)
+	p := &commonpb.Payload{Metadata: map[string][]byte{"encoding": []byte("json/plain")}, Data: []byte(`"x"`)}
+	a, err := c.Encode([]*commonpb.Payload{p})
+	require.NoError(t, err)
+	b, err := c.Encode([]*commonpb.Payload{p})
+	require.NoError(t, err)
+	assert.NotEqual(t, a[0].Data, b[0].Data)
+}
+
+func TestDecodeRejectsAnotherKeyAndTampering(t *testing.T) {
+	c1, err := NewAESGCM(newKey(t), "k1")
+	require.NoError(t, err)
+	c2, err := NewAESGCM(newKey(t), "k1")
+	require.NoError(t, err)
+	enc, err := c1.Encode([]*commonpb.Payload{{Data: []byte("secret")}})
+	require.NoError(t, err)
+	_, err = c2.Decode(enc)
+	require.ErrorContains(t, err, "decrypt with key \"k1\"")
+
+	other, err := NewAESGCM(newKey(t), "k2")
+	require.NoError(t, err)
+	_, err = other.Decode(enc)
+	require.ErrorContains(t, err, `encrypted with key "k1", this codec holds "k2"`)
+
+	tampered := proto.Clone(enc[0]).(*commonpb.Payload)
+	tampered.Data[len(tampered.Data)-1] ^= 1
+	_, err = c1.Decode([]*commonpb.Payload{tampered})
+	require.Error(t, err)
+}
+
+func TestPlainPayloadsPassThrough(t *testing.T) {
+	c, err := NewAESGCM(newKey(t), "k1")
+	require.NoError(t, err)
+	plain := &commonpb.Payload{Metadata: map[string][]byte{"encoding": []byte("json/plain")}, Data: []byte(`{"a":1}`)}
+	out, err := c.Decode([]*commonpb.Payload{plain})
+	require.NoError(t, err)
+	assert.True(t, proto.Equal(plain, out[0]), "histories from before encryption still read")
+}
+
+func TestKeysAreCheckedAndNamed(t *testing.T) {
+	_, err := NewAESGCM(make([]byte, 16), "k")
+	require.ErrorContains(t, err, "must be 32 bytes")
+	_, err = ParseKey("not base64!")
+	require.ErrorContains(t, err, "not base64")
+	_, err = ParseKey(base64.StdEncoding.EncodeToString(make([]byte, 16)))
+	require.ErrorContains(t, err, "must decode to 32 bytes, got 16")
+	k, err := ParseKey(base64.StdEncoding.EncodeToString(newKey(t)) + "\n")
+	require.NoError(t, err)
+	assert.Len(t, k, 32)
+	t.Setenv("SAGABRIDGE_TEST_CODEC_KEY", base64.StdEncoding.EncodeToString(k))
+	got, err := LoadKey("SAGABRIDGE_TEST_CODEC_KEY", "")
+	require.NoError(t, err)
+	assert.Equal(t, k, got)
+	_, err = LoadKey("SAGABRIDGE_TEST_UNSET_KEY", "")
+	require.ErrorContains(t, err, "SAGABRIDGE_TEST_UNSET_KEY is not set")
+}
