@@ -189,7 +189,7 @@ func TestKubernetesManifestsMatchTheBridgeConfig(t *testing.T) {
 	require.NotNil(t, cm, "bridge.yaml has no ConfigMap")
 	require.NotNil(t, dep, "bridge.yaml has no Deployment")
 
-	_, caFile := testCA(t) // the CA path in the ConfigMap exists only in the pod
+	caFile := newPKI(t).caFile // the CA path in the ConfigMap exists only in the pod
 	t.Setenv("KAFKA_SASL_PASSWORD", "from-the-secret")
 	cfg, err := bridge.ParseConfig([]byte(cm.Data["bridge.yaml"]), func(c *bridge.Config) { c.Kafka.TLS.CAFile = caFile })
 	require.NoError(t, err, "the ConfigMap's bridge.yaml")

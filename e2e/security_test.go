@@ -1,15 +1,6 @@
 package e2e
 
 import (
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
-	"crypto/tls"
-	"crypto/x509"
-	"crypto/x509/pkix"
-	"encoding/pem"
-	"math/big"
-	"net"
 	"os"
 	"path/filepath"
 	"strings"
@@ -31,49 +22,19 @@ const (
 	wrongPassword  = "not-the-password-9Z"
 )
 
-// testCA writes a fresh CA certificate to a file and returns it with a
-// server TLS configuration for 127.0.0.1 signed by that CA.
-func testCA(t *testing.T) (server *tls.Config, caFile string) {
-	t.Helper()
-	caKey, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	require.NoError(t, err)
-	ca := &x509.Certificate{
-		SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "sagabridge test CA"},
-		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
-		IsCA: true, BasicConstraintsValid: true, KeyUsage: x509.KeyUsageCertSign,
-	}
-	caDER, err := x509.CreateCertificate(rand.Reader, ca, ca, &caKey.PublicKey, caKey)
-	require.NoError(t, err)
-	srvKey, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	require.NoError(t, err)
-	srv := &x509.Certificate{
-		SerialNumber: big.NewInt(2), Subject: pkix.Name{CommonName: "kfake"},
-		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
-		IPAddresses: []net.IP{net.IPv4(127, 0, 0, 1)}, DNSNames: []string{"localhost"},
-		KeyUsage: x509.KeyUsageDigitalSignature, ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
-	}
-	caCert, err := x509.ParseCertificate(caDER)
-	require.NoError(t, err)
-	srvDER, err := x509.CreateCertificate(rand.Reader, srv, caCert, &srvKey.PublicKey, caKey)
-	require.NoError(t, err)
-	caFile = filepath.Join(t.TempDir(), "ca.pem")
-	require.NoError(t, os.WriteFile(caFile, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: caDER}), 0o600))
-	return &tls.Config{MinVersion: tls.VersionTLS12, Certificates: []tls.Certificate{{Certificate: [][]byte{srvDER}, PrivateKey: srvKey}}}, caFile
-}
-
 // secureKafka starts a kfake broker that speaks only TLS and requires SASL,
 // with one user per mechanism, all with securePassword.
 func secureKafka(t *testing.T, topics ...string) (brokers []string, caFile string) {
 	t.Helper()
-	server, caFile := testCA(t)
-	c, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.TLS(server), kfake.EnableSASL(),
+	p := newPKI(t)
+	c, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.TLS(p.serverTLS(false)), kfake.EnableSASL(),
 		kfake.Superuser("SCRAM-SHA-512", "bridge", securePassword),
 		kfake.Superuser("SCRAM-SHA-256", "bridge256", securePassword),
 		kfake.Superuser("PLAIN", "plainuser", securePassword),
 		kfake.SeedTopics(2, topics...))
 	require.NoError(t, err)
 	t.Cleanup(c.Close)
-	return c.ListenAddrs(), caFile
+	return c.ListenAddrs(), p.caFile
 }
 
 // Every mechanism works over TLS with the right password and fails, fast
@@ -114,7 +75,7 @@ func TestKafkaSASLMechanismsOverTLS(t *testing.T) {
 		require.Error(t, err)
 	})
 	t.Run("untrusted CA", func(t *testing.T) {
-		_, otherCA := testCA(t)
+		otherCA := newPKI(t).caFile
 		err := connect(bridge.KafkaConfig{TLS: bridge.TLSConfig{Enabled: true, CAFile: otherCA},
 			SASL: bridge.KafkaSASLConfig{Mechanism: "SCRAM-SHA-512", Username: "bridge", Password: securePassword}})
 		require.Error(t, err)

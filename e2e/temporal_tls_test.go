@@ -37,11 +37,22 @@ import (
 	"github.com/sagabridge/sagabridge/internal/devstack"
 )
 
-// pki is a test CA with a server certificate for 127.0.0.1 and a client
-// certificate, all written to files.
+// pki is a fresh test CA with a server certificate for 127.0.0.1 and a
+// client certificate; the CA and the client's certificate and key are
+// written to files.
 type pki struct {
 	caFile, certFile, keyFile string
-	server                    *tls.Config // requires and verifies client certificates
+	serverCert                tls.Certificate
+	clientCAs                 *x509.CertPool
+}
+
+// serverTLS is the server side; with requireClientCert, mutual TLS.
+func (p pki) serverTLS(requireClientCert bool) *tls.Config {
+	c := &tls.Config{MinVersion: tls.VersionTLS12, NextProtos: []string{"h2"}, Certificates: []tls.Certificate{p.serverCert}}
+	if requireClientCert {
+		c.ClientAuth, c.ClientCAs = tls.RequireAndVerifyClientCert, p.clientCAs
+	}
+	return c
 }
 
 func newPKI(t *testing.T) pki {
@@ -83,14 +94,11 @@ func newPKI(t *testing.T) pki {
 	pool := x509.NewCertPool()
 	pool.AddCert(ca)
 	return pki{
-		caFile:   write("ca.pem", "CERTIFICATE", caDER),
-		certFile: write("client.pem", "CERTIFICATE", cliDER),
-		keyFile:  write("client-key.pem", "EC PRIVATE KEY", cliKeyDER),
-		server: &tls.Config{
-			MinVersion: tls.VersionTLS12, NextProtos: []string{"h2"},
-			Certificates: []tls.Certificate{{Certificate: [][]byte{srvDER}, PrivateKey: srvKey}},
-			ClientAuth:   tls.RequireAndVerifyClientCert, ClientCAs: pool,
-		},
+		caFile:     write("ca.pem", "CERTIFICATE", caDER),
+		certFile:   write("client.pem", "CERTIFICATE", cliDER),
+		keyFile:    write("client-key.pem", "EC PRIVATE KEY", cliKeyDER),
+		serverCert: tls.Certificate{Certificate: [][]byte{srvDER}, PrivateKey: srvKey},
+		clientCAs:  pool,
 	}
 }
 
@@ -138,7 +146,7 @@ func TestTemporalOverMutualTLSWithEncryptedPayloads(t *testing.T) {
 	e := newEnv(t, 2)
 	e.stopWorker() // the plain worker cannot read encrypted signals
 	p := newPKI(t)
-	proxy := startTLSProxy(t, stack.Temporal.Address, p.server)
+	proxy := startTLSProxy(t, stack.Temporal.Address, p.serverTLS(true))
 
 	key := make([]byte, 32)
 	_, err := rand.Read(key)
