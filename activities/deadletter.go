@@ -74,6 +74,7 @@ func (d *DeadLetterer) DeadLetter(ctx context.Context, in DeadLetterInput) error
 	msg := f.Message(suffix)
 	id := EventID(info.WorkflowExecution.ID, info.WorkflowExecution.RunID, info.ActivityID)
 	msg.Headers = append(msg.Headers, sarama.RecordHeader{Key: []byte(HeaderEventID), Value: []byte(id)})
+	injectTrace(ctx, msg)
 	if _, _, err := d.Producer.SendMessage(msg); err != nil {
 		return fmt.Errorf("dead-letter %s (%s failed in %s) to %s: %w", in.Event.Position(), in.ActivityType, id, msg.Topic, err)
 	}

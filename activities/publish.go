@@ -1,5 +1,9 @@
-// Package activities holds the activities sagabridge gives workflows. Today
-// that is Publisher, which publishes a workflow's outcome events to Kafka.
+// Package activities holds the activities sagabridge gives workflows:
+// Publisher, which publishes a workflow's outcome events to Kafka, and
+// DeadLetterer, which sends the record behind a failed saga step to its DLQ.
+//
+// Published records carry W3C trace context (traceparent) from the
+// activity's span, when the worker traces (bridge.TracingInterceptor).
 //
 // Temporal → Kafka is at-least-once: an activity that published and then
 // timed out is retried and publishes again. Every record therefore carries a
@@ -71,6 +75,7 @@ func (p *Publisher) Publish(ctx context.Context, o Outcome) error {
 			{Key: []byte(HeaderEventType), Value: []byte(o.Type)},
 		},
 	}
+	injectTrace(ctx, msg)
 	if _, _, err := p.Producer.SendMessage(msg); err != nil {
 		return fmt.Errorf("publish %s %s to %s: %w", o.Type, id, o.Topic, err)
 	}

@@ -11,6 +11,8 @@ import (
 	"time"
 
 	"github.com/IBM/sarama"
+	"go.opentelemetry.io/otel/trace"
+	"go.opentelemetry.io/otel/trace/noop"
 	"github.com/cenkalti/backoff/v5"
 	"github.com/sony/gobreaker/v2"
 
@@ -28,6 +30,10 @@ type Deps struct {
 	Logger *slog.Logger
 	// Now tells the time. Optional, default time.Now.
 	Now func() time.Time
+	// TracerProvider receives a span per delivery to a workflow, continuing
+	// the W3C trace context of the records (see TracingInterceptor for the
+	// Temporal side). Optional, default no tracing.
+	TracerProvider trace.TracerProvider
 }
 
 // Stats counts what the bridge has done since it started.
@@ -56,6 +62,7 @@ type Bridge struct {
 	router *Router
 	deps   Deps
 	log    *slog.Logger
+	tracer trace.Tracer
 
 	dispatcher *dispatcher
 	pressure   *pressure
@@ -95,7 +102,10 @@ func New(cfg Config, deps Deps) (*Bridge, error) {
 	if err != nil {
 		return nil, fmt.Errorf("bridge routes: %w", err)
 	}
-	b := &Bridge{cfg: cfg, router: router, deps: deps, log: deps.Logger}
+	if deps.TracerProvider == nil {
+		deps.TracerProvider = noop.NewTracerProvider()
+	}
+	b := &Bridge{cfg: cfg, router: router, deps: deps, log: deps.Logger, tracer: deps.TracerProvider.Tracer("sagabridge/bridge")}
 	if cfg.Kafka.TLS.InsecureSkipVerify {
 		b.log.Warn("kafka.tls.insecure_skip_verify is on: the brokers' certificates are NOT verified, so anyone on the path can read and change the traffic; never use it in production")
 	}

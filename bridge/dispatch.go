@@ -216,15 +216,19 @@ func (b *Bridge) send(f *flow, target Target, recs []record) error {
 	for i, r := range recs {
 		batch.Events[i] = r.env
 	}
+	ctx, span := b.deliverSpan(f.callCtx, target, recs)
+	var sendErr error
+	defer func() { endSpan(span, sendErr) }()
 	retry := b.newBackoff()
 	for attempt := 1; ; attempt++ {
-		err := b.call(f, target, batch)
+		err := b.call(ctx, f, target, batch)
 		for errors.Is(err, errCircuitOpen) { // no call was made; this is not an attempt
 			if sleep(f.ctx, jitter(circuitWait)) != nil {
 				return errAbandoned
 			}
-			err = b.call(f, target, batch)
+			err = b.call(ctx, f, target, batch)
 		}
+		sendErr = err
 		if errors.Is(err, errAbandoned) {
 			return err
 		}
@@ -341,16 +345,17 @@ var errCircuitOpen = errors.New("circuit to Temporal is open")
 const circuitWait = 500 * time.Millisecond
 
 // call makes one SignalWithStart within the adaptive concurrency limit,
-// through the circuit breaker, bounded by Dispatch.CallTimeout. It returns
-// errAbandoned if the partition ended while waiting for a slot, and
-// errCircuitOpen if the breaker refused the call.
-func (b *Bridge) call(f *flow, target Target, batch event.Batch) error {
+// through the circuit breaker, bounded by Dispatch.CallTimeout. ctx is the
+// partition's call context with the delivery span. It returns errAbandoned
+// if the partition ended while waiting for a slot, and errCircuitOpen if
+// the breaker refused the call.
+func (b *Bridge) call(ctx context.Context, f *flow, target Target, batch event.Batch) error {
 	if err := b.limiter.acquire(f.ctx); err != nil {
 		return errAbandoned
 	}
 	start := time.Now()
 	_, err := b.breaker.Execute(func() (struct{}, error) {
-		ctx, cancel := context.WithTimeout(f.callCtx, b.cfg.Dispatch.CallTimeout)
+		ctx, cancel := context.WithTimeout(ctx, b.cfg.Dispatch.CallTimeout)
 		defer cancel()
 		return struct{}{}, b.deps.Temporal.SignalWithStart(ctx, target, batch)
 	})

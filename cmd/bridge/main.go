@@ -13,6 +13,9 @@
 // `temporal workflow query --codec-endpoint http://127.0.0.1:8081 ...`
 // or the Temporal UI. Serve it only where the operators are.
 //
+// With OTEL_EXPORTER_OTLP_ENDPOINT set it exports a span per delivery,
+// continuing the W3C traceparent of the records into Temporal.
+//
 // SIGINT or SIGTERM stops fetching, lets in-flight calls finish
 // (dispatch.drain_timeout), commits what was delivered and leaves the group.
 package main
@@ -91,6 +94,16 @@ func run(ctx context.Context, cfg bridge.Config, log *slog.Logger) error {
 	if err != nil {
 		return err
 	}
+	tp, shutdownTracing, err := cli.TracerProvider(ctx, "sagabridge-bridge")
+	if err != nil {
+		return err
+	}
+	defer shutdownTracing(context.WithoutCancel(ctx))
+	tracing, err := bridge.TracingInterceptor(tp)
+	if err != nil {
+		return err
+	}
+	opts.Interceptors = append(opts.Interceptors, tracing)
 	if cfg.Temporal.TLS.InsecureSkipVerify {
 		log.Warn("temporal.tls.insecure_skip_verify is on: the frontend's certificate is NOT verified; never use it in production")
 	}
@@ -109,9 +122,10 @@ func run(ctx context.Context, cfg bridge.Config, log *slog.Logger) error {
 	}
 	defer producer.Close()
 	b, err := bridge.New(cfg, bridge.Deps{
-		Temporal:    bridge.TemporalClient{Client: tc, Namespace: cfg.Temporal.Namespace, DataConverter: opts.DataConverter},
-		DeadLetters: dlq.ProducerWriter{Producer: producer, Suffix: cfg.DLQ.Suffix},
-		Logger:      log,
+		Temporal:       bridge.TemporalClient{Client: tc, Namespace: cfg.Temporal.Namespace, DataConverter: opts.DataConverter},
+		DeadLetters:    dlq.ProducerWriter{Producer: producer, Suffix: cfg.DLQ.Suffix},
+		Logger:         log,
+		TracerProvider: tp,
 	})
 	if err != nil {
 		return err

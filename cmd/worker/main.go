@@ -8,7 +8,9 @@
 // configuration file: brokers, TLS and SASL, the Temporal address and
 // namespace, TLS or mTLS, API key, and the temporal.codec payload
 // encryption, which the worker must share with the bridge. Flags given on
-// the command line override the file.
+// the command line override the file. With OTEL_EXPORTER_OTLP_ENDPOINT set
+// it exports the workflows' and activities' spans, continuing the traces the
+// bridge started from the records' traceparent.
 //
 // The brokers receive the order sagas' outcome events (topic order-outcomes)
 // and the trip saga's failed steps: a booking that exhausts its retries is
@@ -18,6 +20,7 @@
 package main
 
 import (
+	"context"
 	"flag"
 	"fmt"
 	"os"
@@ -78,6 +81,16 @@ func main() {
 	if err != nil {
 		cli.Fatal(log, "temporal configuration", err)
 	}
+	tp, shutdownTracing, err := cli.TracerProvider(context.Background(), "sagabridge-worker")
+	if err != nil {
+		cli.Fatal(log, "tracing", err)
+	}
+	defer shutdownTracing(context.Background())
+	tracing, err := bridge.TracingInterceptor(tp)
+	if err != nil {
+		cli.Fatal(log, "tracing", err)
+	}
+	opts.Interceptors = append(opts.Interceptors, tracing)
 	c, err := client.Dial(opts)
 	if err != nil {
 		cli.Fatal(log, "connect to Temporal", err)
