@@ -1,7 +1,12 @@
 // Command bridge consumes Kafka topics and delivers every record to the
 // Temporal workflow that owns it, as the routes in its YAML config say.
 //
-//	bridge -config bridge.yaml [-kafka-brokers host:port,...] [-temporal-address host:port]
+//	bridge -config bridge.yaml [-kafka-brokers host:port,...] [-temporal-address host:port] [-print-config]
+//
+// Every field of the file can also be set from the environment, as
+// SAGABRIDGE_<PATH> (SAGABRIDGE_KAFKA_BROKERS, SAGABRIDGE_DISPATCH_DRAIN_TIMEOUT;
+// docs/CONFIG.md lists them). Precedence: defaults, then the file, then the
+// environment, then the flags. -print-config shows the result, secrets redacted.
 //
 // `bridge dlq list|show|redrive` is the operator's tool for a dead-letter
 // topic: list its entries, show one in full, re-produce entries to their
@@ -57,6 +62,7 @@ func main() {
 	brokers := flag.String("kafka-brokers", "", "comma-separated brokers; overrides kafka.brokers")
 	temporalAddr := flag.String("temporal-address", "", "Temporal frontend host:port; overrides temporal.address")
 	logLevel := flag.String("log-level", "info", "debug, info, warn or error")
+	printConfig := flag.Bool("print-config", false, "print the effective configuration (file, then SAGABRIDGE_* environment, then flags; secrets redacted) and exit")
 	flag.Parse()
 
 	log, err := cli.NewLogger(*logLevel)
@@ -68,7 +74,11 @@ func main() {
 		fmt.Fprintln(os.Stderr, "bridge: -config is required")
 		os.Exit(2)
 	}
-	cfg, err := bridge.LoadConfig(*configPath, func(c *bridge.Config) {
+	fromEnv, err := bridge.FromEnv(os.LookupEnv)
+	if err != nil {
+		cli.Fatal(log, "invalid configuration in the environment", err)
+	}
+	cfg, err := bridge.LoadConfig(*configPath, fromEnv, func(c *bridge.Config) {
 		if *brokers != "" {
 			c.Kafka.Brokers = cli.SplitList(*brokers)
 		}
@@ -78,6 +88,14 @@ func main() {
 	})
 	if err != nil {
 		cli.Fatal(log, "invalid configuration", err)
+	}
+	if *printConfig {
+		out, err := cfg.Redacted().YAML()
+		if err != nil {
+			cli.Fatal(log, "print the configuration", err)
+		}
+		os.Stdout.Write(out)
+		return
 	}
 	if _, set := os.LookupEnv("GOMEMLIMIT"); !set && cfg.Memory.SoftLimit > 0 {
 		debug.SetMemoryLimit(cfg.Memory.SoftLimit)

@@ -8,7 +8,8 @@
 // configuration file: brokers, TLS and SASL, the Temporal address and
 // namespace, TLS or mTLS, API key, and the temporal.codec payload
 // encryption, which the worker must share with the bridge. Flags given on
-// the command line override the file. With OTEL_EXPORTER_OTLP_ENDPOINT set
+// the command line override the file, and SAGABRIDGE_* environment variables
+// (as for the bridge) sit between the two. With OTEL_EXPORTER_OTLP_ENDPOINT set
 // it exports the workflows' and activities' spans, continuing the traces the
 // bridge started from the records' traceparent.
 //
@@ -73,7 +74,11 @@ func main() {
 		fmt.Fprintln(os.Stderr, "worker: -kafka-brokers or -config is required")
 		os.Exit(2)
 	}
-	conns, err := bridge.LoadConnections(*configPath, override)
+	fromEnv, err := bridge.FromEnv(os.LookupEnv)
+	if err != nil {
+		cli.Fatal(log, "invalid configuration in the environment", err)
+	}
+	conns, err := bridge.LoadConnections(*configPath, fromEnv, override)
 	if err != nil {
 		cli.Fatal(log, "invalid configuration", err)
 	}

@@ -1,0 +1,93 @@
+package bridge
+
+import (
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+	"go.yaml.in/yaml/v3"
+)
+
+func lookupIn(env map[string]string) func(string) (string, bool) {
+	return func(k string) (string, bool) { v, ok := env[k]; return v, ok }
+}
+
+func TestEnvironmentOverridesTheFileAndFlagsOverrideTheEnvironment(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "bridge.yaml")
+	require.NoError(t, os.WriteFile(path, []byte(`kafka: {brokers: [file:9092], group: g}
+temporal: {address: file:7233}
+dispatch: {drain_timeout: 3s}
+routes: [{topic: t, workflow_type: W, workflow_id: "w-{key}", task_queue: q}]`), 0o600))
+	fromEnv, err := FromEnv(lookupIn(map[string]string{
+		"SAGABRIDGE_KAFKA_BROKERS":               "env-a:9092, env-b:9092",
+		"SAGABRIDGE_TEMPORAL_ADDRESS":            "env:7233",
+		"SAGABRIDGE_DISPATCH_DRAIN_TIMEOUT":      "4s",
+		"SAGABRIDGE_BACKPRESSURE_RESUME_AT":      "0.25",
+		"SAGABRIDGE_DLQ_TRANSACTIONAL":           "true",
+		"SAGABRIDGE_DLQ_TRANSACTIONAL_ID_PREFIX": "p",
+		"SAGABRIDGE_BATCH_MAX_RECORDS":           "1000",
+	}))
+	require.NoError(t, err)
+	flag := func(c *Config) { c.Temporal.Address = "flag:7233" }
+	cfg, err := LoadConfig(path, fromEnv, flag)
+	require.NoError(t, err)
+	assert.Equal(t, []string{"env-a:9092", "env-b:9092"}, cfg.Kafka.Brokers, "the environment wins over the file")
+	assert.Equal(t, "flag:7233", cfg.Temporal.Address, "a flag wins over the environment")
+	assert.Equal(t, 4*time.Second, cfg.Dispatch.DrainTimeout)
+	assert.InDelta(t, 0.25, cfg.Backpressure.ResumeAt, 1e-9)
+	assert.True(t, cfg.DLQ.Transactional)
+	assert.Equal(t, 1000, cfg.Batch.MaxRecords)
+	assert.Equal(t, "g", cfg.Kafka.Group, "untouched fields keep the file's value")
+}
+
+func TestEnvironmentErrorsNameTheVariableAndTheField(t *testing.T) {
+	_, err := FromEnv(lookupIn(map[string]string{
+		"SAGABRIDGE_DISPATCH_DRAIN_TIMEOUT": "soon",
+		"SAGABRIDGE_DLQ_TRANSACTIONAL":      "maybe",
+	}))
+	require.Error(t, err)
+	assert.Contains(t, err.Error(), "SAGABRIDGE_DISPATCH_DRAIN_TIMEOUT (dispatch.drain_timeout): ")
+	assert.Contains(t, err.Error(), "SAGABRIDGE_DLQ_TRANSACTIONAL (dlq.transactional): ")
+}
+
+func TestEveryFieldHasAnEnvironmentVariable(t *testing.T) {
+	fields := configFields()
+	seen := map[string]bool{}
+	for _, f := range fields {
+		assert.False(t, seen[f.env], "two fields share %s", f.env)
+		seen[f.env] = true
+		if _, err := parseValue(f.typ, ""); err != nil {
+			assert.NotContains(t, err.Error(), "cannot be set from the environment", f.path)
+		}
+	}
+	for _, want := range []string{"SAGABRIDGE_KAFKA_SASL_PASSWORD_ENV", "SAGABRIDGE_TEMPORAL_CODEC_KEY_FILE", "SAGABRIDGE_BACKPRESSURE_BACKLOG_HIGH_AGE", "SAGABRIDGE_MEMORY_SOFT_LIMIT", "SAGABRIDGE_METRICS_LISTEN"} {
+		assert.True(t, seen[want], "no %s", want)
+	}
+}
+
+func TestRedactedHidesTheInlinePassword(t *testing.T) {
+	c := Config{Kafka: KafkaConfig{SASL: KafkaSASLConfig{Mechanism: "SCRAM-SHA-512", Username: "u", Password: "hunter2-secret"}}}
+	out, err := yaml.Marshal(c.Redacted())
+	require.NoError(t, err)
+	assert.NotContains(t, string(out), "hunter2-secret")
+	assert.Contains(t, string(out), "REDACTED")
+	assert.Equal(t, "hunter2-secret", c.Kafka.SASL.Password, "the original is untouched")
+}
+
+func TestYAMLRoundTripsThroughTheLoader(t *testing.T) {
+	cfg, err := ParseConfig([]byte(`kafka: {brokers: [b:9092], group: g, sasl: {mechanism: SCRAM-SHA-512, username: u, password: pw}}
+dispatch: {drain_timeout: 7s}
+routes: [{topic: t, workflow_type: W, workflow_id: "w-{key}", task_queue: q}]`))
+	require.NoError(t, err)
+	out, err := cfg.YAML()
+	require.NoError(t, err)
+	assert.Contains(t, string(out), "drain_timeout: 7s")
+	back, err := ParseConfig(out)
+	require.NoError(t, err, "the printed configuration loads:\n%s", out)
+	again, err := back.YAML()
+	require.NoError(t, err)
+	assert.Equal(t, string(out), string(again), "printing what was loaded from the print gives the same text")
+}
