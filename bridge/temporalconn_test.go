@@ -1,0 +1,42 @@
+package bridge
+
+import (
+	"crypto/rand"
+	"encoding/base64"
+	"os"
+	"path/filepath"
+	"testing"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+	"go.temporal.io/sdk/converter"
+)
+
+func TestClientOptionsCarryTheAPIKeyTLSAndCodec(t *testing.T) {
+	t.Setenv("SAGABRIDGE_TEST_API_KEY", "key-from-env")
+	key := make([]byte, 32)
+	_, err := rand.Read(key)
+	require.NoError(t, err)
+	keyFile := filepath.Join(t.TempDir(), "codec.key")
+	require.NoError(t, os.WriteFile(keyFile, []byte(base64.StdEncoding.EncodeToString(key)), 0o600))
+
+	o, err := TemporalConfig{Address: "t:7233", Namespace: "ns", TLS: TLSConfig{Enabled: true, ServerName: "t"},
+		APIKeyEnv: "SAGABRIDGE_TEST_API_KEY", Codec: CodecConfig{KeyFile: keyFile}}.ClientOptions(nil)
+	require.NoError(t, err)
+	assert.Equal(t, "t:7233", o.HostPort)
+	assert.Equal(t, "ns", o.Namespace)
+	require.NotNil(t, o.ConnectionOptions.TLS)
+	assert.Equal(t, "t", o.ConnectionOptions.TLS.ServerName)
+	assert.NotNil(t, o.Credentials, "the API key is sent")
+	p, err := o.DataConverter.ToPayload("secret saga state")
+	require.NoError(t, err)
+	assert.Equal(t, "binary/encrypted", string(p.Metadata[converter.MetadataEncoding]))
+
+	plain, err := TemporalConfig{Address: "t:7233"}.ClientOptions(nil)
+	require.NoError(t, err)
+	assert.Nil(t, plain.Credentials)
+	assert.Nil(t, plain.ConnectionOptions.TLS)
+	p, err = plain.DataConverter.ToPayload("state")
+	require.NoError(t, err)
+	assert.Equal(t, "json/plain", string(p.Metadata[converter.MetadataEncoding]))
+}
