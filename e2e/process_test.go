@@ -113,20 +113,25 @@ func TestBridgeKilledMidStreamLosesAndReordersNothing(t *testing.T) {
 
 // The moment a bridge that commits too early loses data is when a call
 // hangs: the record is marked, the periodic commit writes it, and a crash
-// then skips it. Freeze Temporal's traffic across two commit ticks and kill
-// the bridge right then.
+// then skips it. Deliver a first half of the orders, freeze Temporal's
+// traffic, produce the second half (so it is read and in flight for
+// certain), let two auto-commit ticks pass, and kill the bridge right then.
+// A bridge that marks an offset before Temporal accepted the record loses
+// the second half here.
 func TestBridgeKilledWhileTemporalHangsLosesNothing(t *testing.T) {
 	e := newEnv(t, 2)
 	orders := saga.Orders(e.id+"-", 20, 41)
-	at := e.produce(orders)
+	first, second := orders[:10], orders[10:]
+	at := e.produce(first)
 	px := startProxy(t, stack.Temporal.Address)
 	var out syncBuffer
 	p := e.startBridgeProcessVia(e.topic, px.Addr(), &out)
-	require.Eventually(t, func() bool { return strings.Contains(out.String(), "partitions assigned") },
-		60*time.Second, 20*time.Millisecond)
-	time.Sleep(300 * time.Millisecond) // deliver part of the stream
+	for _, o := range first {
+		e.result(o.ID, 60*time.Second)
+	}
 	px.Freeze(true)
-	time.Sleep(2500 * time.Millisecond) // two auto-commit ticks while calls hang
+	maps.Copy(at, e.produce(second))
+	time.Sleep(2500 * time.Millisecond) // read at once; two auto-commit ticks while their calls hang
 	p.Kill()
 	px.Freeze(false)
 
