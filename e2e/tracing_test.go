@@ -43,7 +43,7 @@ func TestOneTraceLinksTheKafkaRecordTheSignalTheActivitiesAndTheOutcome(t *testi
 	tracing, err := bridge.TracingInterceptor(tp)
 	require.NoError(t, err)
 	dial := func() client.Client {
-		c, err := client.Dial(client.Options{HostPort: e2eTemporal(), Logger: quietLogger(), Interceptors: []interceptor.ClientInterceptor{tracing}})
+		c, err := client.Dial(client.Options{HostPort: stack.Temporal.Address, Logger: quietLogger(), Interceptors: []interceptor.ClientInterceptor{tracing}})
 		require.NoError(t, err)
 		t.Cleanup(c.Close)
 		return c
@@ -110,9 +110,6 @@ func TestOneTraceLinksTheKafkaRecordTheSignalTheActivitiesAndTheOutcome(t *testi
 		assert.True(t, slices.ContainsFunc(names, func(n string) bool { return strings.HasPrefix(n, want) }), "no span %q in the trace", want)
 	}
 }
-
-// e2eTemporal is the shared stack's Temporal frontend.
-func e2eTemporal() string { return stack.Temporal.Address }
 
 // otlpReceiver is an OTLP/gRPC trace collector that keeps what it receives.
 type otlpReceiver struct {
