@@ -3,7 +3,6 @@ package bridge
 import (
 	"cmp"
 	"context"
-	"errors"
 	"fmt"
 	"log/slog"
 	"slices"
@@ -14,6 +13,7 @@ import (
 
 	"github.com/sagabridge/sagabridge/dlq"
 	"github.com/sagabridge/sagabridge/eos"
+	"github.com/sagabridge/sagabridge/internal/kafkatxn"
 )
 
 // commitInterval is how often a transactional partition commits its
@@ -110,7 +110,7 @@ func (c *txnCommitter) run(ctx context.Context) {
 		err := c.commit()
 		switch {
 		case err == nil:
-		case lostPartition(err):
+		case kafkatxn.Fenced(err) || kafkatxn.StaleMember(err):
 			// A newer owner initialised our transactional ID or the group
 			// moved on: stop this partition; nothing more is committed.
 			c.log.Error("fenced: the partition has a newer owner; releasing it", "err", err)
@@ -164,40 +164,18 @@ func (c *txnCommitter) commit() error {
 	return nil
 }
 
-// lostPartition reports whether err means another producer or a newer
-// group generation owns the partition now.
-func lostPartition(err error) bool {
-	for _, target := range []error{
-		sarama.ErrProducerFenced, sarama.ErrInvalidProducerEpoch,
-		sarama.ErrIllegalGeneration, sarama.ErrUnknownMemberId, sarama.ErrFencedInstancedId,
-	} {
-		if errors.Is(err, target) {
-			return true
-		}
-	}
-	return false
-}
-
 func (c *txnCommitter) transact(dead []dlq.Failure, next int64) error {
 	if err := c.prod.BeginTxn(); err != nil {
 		return fmt.Errorf("begin %s: %w", c.txnID, err)
 	}
-	abort := func(cause error) error {
-		if c.prod.TxnStatus()&sarama.ProducerTxnFlagFatalError != 0 {
-			return cause
-		}
-		if err := c.prod.AbortTxn(); err != nil {
-			return errors.Join(cause, fmt.Errorf("abort %s: %w", c.txnID, err))
-		}
-		return cause
-	}
+	abort := func(cause error) error { return kafkatxn.Abort(c.prod, cause) }
 	if len(dead) > 0 {
 		msgs := make([]*sarama.ProducerMessage, len(dead))
 		for i, f := range dead {
 			msgs[i] = f.Message(c.suffix)
 		}
 		if err := c.prod.SendMessages(msgs); err != nil {
-			return abort(fmt.Errorf("send %d DLQ records in %s: %w", len(msgs), c.txnID, err))
+			return abort(fmt.Errorf("send %d DLQ records in %s: %w", len(msgs), c.txnID, kafkatxn.SendErrors(err)))
 		}
 	}
 	offsets := map[string][]*sarama.PartitionOffsetMetadata{c.topic: {{Partition: c.partition, Offset: next}}}

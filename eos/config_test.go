@@ -10,6 +10,8 @@ import (
 	"github.com/IBM/sarama"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+
+	"github.com/sagabridge/sagabridge/internal/kafkatxn"
 )
 
 func validConfig() Config {
@@ -93,7 +95,7 @@ func TestPermanentAndFencedClassification(t *testing.T) {
 	assert.False(t, IsPermanent(base))
 
 	assert.True(t, isFenced(fmt.Errorf("send: %w", sarama.ErrProducerFenced)))
-	assert.True(t, isFenced(producerErrors(sarama.ProducerErrors{{Err: sarama.ErrInvalidProducerEpoch}})))
+	assert.True(t, isFenced(kafkatxn.SendErrors(sarama.ProducerErrors{{Err: sarama.ErrInvalidProducerEpoch}})))
 	assert.False(t, isFenced(sarama.ErrOutOfBrokers))
 	assert.True(t, isStaleMember(fmt.Errorf("offsets: %w", sarama.ErrIllegalGeneration)))
 	assert.False(t, isStaleMember(sarama.ErrProducerFenced))

@@ -3,7 +3,7 @@ package eos
 import (
 	"errors"
 
-	"github.com/IBM/sarama"
+	"github.com/sagabridge/sagabridge/internal/kafkatxn"
 )
 
 // ErrFenced means another producer with the same transactional ID took over
@@ -33,17 +33,8 @@ func IsPermanent(err error) bool {
 	return errors.As(err, &p)
 }
 
-// isFenced reports whether err says a newer producer with the same
-// transactional ID took over.
-func isFenced(err error) bool {
-	return errors.Is(err, sarama.ErrProducerFenced) || errors.Is(err, sarama.ErrInvalidProducerEpoch)
-}
-
-// isStaleMember reports whether the group coordinator rejected the offsets
-// because this member's generation is over (KIP-447): the partition is
-// being reassigned, so the claim ends and the rebalance decides.
-func isStaleMember(err error) bool {
-	return errors.Is(err, sarama.ErrIllegalGeneration) ||
-		errors.Is(err, sarama.ErrUnknownMemberId) ||
-		errors.Is(err, sarama.ErrFencedInstancedId)
-}
+// isFenced and isStaleMember classify transaction errors; see kafkatxn.
+var (
+	isFenced      = kafkatxn.Fenced
+	isStaleMember = kafkatxn.StaleMember
+)

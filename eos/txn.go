@@ -11,6 +11,7 @@ import (
 	"github.com/cenkalti/backoff/v5"
 
 	"github.com/sagabridge/sagabridge/dlq"
+	"github.com/sagabridge/sagabridge/internal/kafkatxn"
 )
 
 // errLostPartition ends a claim whose offsets the group coordinator
@@ -213,7 +214,7 @@ func (t *txn) flush(min int) error {
 		return err
 	}
 	if err := t.l.prod.SendMessages(t.pending); err != nil {
-		return t.l.abort(fmt.Errorf("eos: send %d records in %s: %w", len(t.pending), t.l.txnID, producerErrors(err)))
+		return t.l.abort(fmt.Errorf("eos: send %d records in %s: %w", len(t.pending), t.l.txnID, kafkatxn.SendErrors(err)))
 	}
 	t.pending = t.pending[:0]
 	return nil
@@ -249,31 +250,10 @@ func (t *txn) commit(last *sarama.ConsumerMessage) error {
 	return nil
 }
 
-// abort aborts the open transaction after cause and returns cause (with
-// the abort's own failure, if any).
+// abort aborts the open transaction after cause and counts it.
 func (l *partitionLoop) abort(cause error) error {
 	l.p.aborts.Add(1)
-	if l.prod.TxnStatus()&sarama.ProducerTxnFlagFatalError != 0 {
-		return cause // nothing to abort with; classify stops the claim
-	}
-	if err := l.prod.AbortTxn(); err != nil {
-		return fmt.Errorf("%w (and the abort failed: %w)", cause, err)
-	}
-	return cause
-}
-
-// producerErrors turns sarama's ProducerErrors, which hide their causes
-// from errors.Is, into a joined error that does not.
-func producerErrors(err error) error {
-	var pes sarama.ProducerErrors
-	if !errors.As(err, &pes) {
-		return err
-	}
-	errs := make([]error, 0, len(pes))
-	for _, pe := range pes {
-		errs = append(errs, pe.Err)
-	}
-	return fmt.Errorf("%d records failed: %w", len(pes), errors.Join(errs...))
+	return kafkatxn.Abort(l.prod, cause)
 }
 
 // message is o as a sarama record.

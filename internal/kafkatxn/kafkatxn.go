@@ -1,0 +1,54 @@
+// Package kafkatxn holds what the two users of sarama's transactional
+// producer share (eos.Processor and the bridge's dlq.transactional
+// committer): aborting, and telling apart the errors that mean the
+// partition has a newer owner.
+package kafkatxn
+
+import (
+	"errors"
+	"fmt"
+
+	"github.com/IBM/sarama"
+)
+
+// Abort aborts prod's open transaction after cause and returns cause (with
+// the abort's own failure, if any). A producer in sarama's fatal state has
+// nothing to abort with; the caller must stop using it.
+func Abort(prod sarama.SyncProducer, cause error) error {
+	if prod.TxnStatus()&sarama.ProducerTxnFlagFatalError != 0 {
+		return cause
+	}
+	if err := prod.AbortTxn(); err != nil {
+		return fmt.Errorf("%w (and the abort failed: %w)", cause, err)
+	}
+	return cause
+}
+
+// SendErrors turns sarama's ProducerErrors, which hide their causes from
+// errors.Is, into a joined error that does not; other errors pass through.
+func SendErrors(err error) error {
+	var pes sarama.ProducerErrors
+	if !errors.As(err, &pes) {
+		return err
+	}
+	errs := make([]error, 0, len(pes))
+	for _, pe := range pes {
+		errs = append(errs, pe.Err)
+	}
+	return fmt.Errorf("%d records failed: %w", len(pes), errors.Join(errs...))
+}
+
+// Fenced reports whether err says a newer producer with the same
+// transactional ID took over.
+func Fenced(err error) bool {
+	return errors.Is(err, sarama.ErrProducerFenced) || errors.Is(err, sarama.ErrInvalidProducerEpoch)
+}
+
+// StaleMember reports whether the group coordinator rejected the offsets
+// because this member's generation is over (KIP-447): the partition is
+// being reassigned.
+func StaleMember(err error) bool {
+	return errors.Is(err, sarama.ErrIllegalGeneration) ||
+		errors.Is(err, sarama.ErrUnknownMemberId) ||
+		errors.Is(err, sarama.ErrFencedInstancedId)
+}
