@@ -2,7 +2,9 @@ package bridge
 
 import (
 	"bytes"
+	"errors"
 	"fmt"
+	"io"
 	"os"
 	"time"
 
@@ -331,20 +333,30 @@ func LoadConfig(path string, overrides ...Override) (Config, error) {
 // ParseConfig reads YAML over the defaults, applies the overrides and
 // validates the result.
 func ParseConfig(data []byte, overrides ...Override) (Config, error) {
+	cfg, err := decodeConfig(data, overrides)
+	if err != nil {
+		return Config{}, err
+	}
+	if err := cfg.Validate(); err != nil {
+		return Config{}, err
+	}
+	return cfg, nil
+}
+
+// decodeConfig reads YAML over the defaults (unknown fields are errors; an
+// empty document sets nothing), applies overrides, then fills what is still
+// unset.
+func decodeConfig(data []byte, overrides []Override) (Config, error) {
 	cfg := defaultConfig()
 	dec := yaml.NewDecoder(bytes.NewReader(data))
 	dec.KnownFields(true)
-	if err := dec.Decode(&cfg); err != nil {
+	if err := dec.Decode(&cfg); err != nil && !errors.Is(err, io.EOF) {
 		return Config{}, fmt.Errorf("parse: %w", err)
 	}
 	for _, o := range overrides {
 		o(&cfg)
 	}
-	cfg = cfg.withDefaults()
-	if err := cfg.Validate(); err != nil {
-		return Config{}, err
-	}
-	return cfg, nil
+	return cfg.withDefaults(), nil
 }
 
 // withDefaults fills empty optional fields, including those a YAML file set

@@ -1,18 +1,14 @@
 package bridge
 
 import (
-	"bytes"
 	"errors"
 	"fmt"
-	"io"
 	"os"
 	"strings"
 
-	"github.com/IBM/sarama"
 	"go.temporal.io/sdk/client"
 	"go.temporal.io/sdk/converter"
 	sdklog "go.temporal.io/sdk/log"
-	"go.yaml.in/yaml/v3"
 
 	"github.com/sagabridge/sagabridge/codec"
 )
@@ -127,36 +123,22 @@ type Connections struct {
 // defaults and checks them. An empty path reads no file: the defaults and
 // the overrides. Errors name the file and the field.
 func LoadConnections(path string, overrides ...Override) (Connections, error) {
-	cfg := defaultConfig()
-	name := "flags"
+	name, data := "flags", []byte(nil)
 	if path != "" {
 		name = path
-		data, err := os.ReadFile(path)
-		if err != nil {
+		var err error
+		if data, err = os.ReadFile(path); err != nil {
 			return Connections{}, fmt.Errorf("read config: %w", err)
 		}
-		dec := yaml.NewDecoder(bytes.NewReader(data))
-		dec.KnownFields(true)
-		if err := dec.Decode(&cfg); err != nil && !errors.Is(err, io.EOF) {
-			return Connections{}, fmt.Errorf("config %s: parse: %w", path, err)
-		}
 	}
-	for _, o := range overrides {
-		o(&cfg)
+	cfg, err := decodeConfig(data, overrides)
+	if err != nil {
+		return Connections{}, fmt.Errorf("config %s: %w", name, err)
 	}
-	cfg = cfg.withDefaults()
 	var errs []error
-	bad := func(field, format string, args ...any) {
-		errs = append(errs, fmt.Errorf("%s: %s", field, fmt.Sprintf(format, args...)))
-	}
-	if len(cfg.Kafka.Brokers) == 0 {
-		bad("kafka.brokers", "at least one broker is required")
-	}
-	if _, err := sarama.ParseKafkaVersion(cfg.Kafka.Version); err != nil {
-		bad("kafka.version", "%q is not a Kafka version: %v", cfg.Kafka.Version, err)
-	}
-	cfg.Kafka.validateSecurity(bad)
-	cfg.Temporal.validate(bad)
+	cfg.validateConnections(func(field, format string, args ...any) {
+		errs = append(errs, &FieldError{Field: field, Msg: fmt.Sprintf(format, args...)})
+	})
 	if err := errors.Join(errs...); err != nil {
 		return Connections{}, fmt.Errorf("config %s: %w", name, err)
 	}

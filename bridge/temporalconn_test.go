@@ -40,3 +40,26 @@ func TestClientOptionsCarryTheAPIKeyTLSAndCodec(t *testing.T) {
 	require.NoError(t, err)
 	assert.Equal(t, "json/plain", string(p.Metadata[converter.MetadataEncoding]))
 }
+
+func TestLoadConnectionsNeedsOnlyKafkaAndTemporal(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "bridge.yaml")
+	require.NoError(t, os.WriteFile(path, []byte("kafka: {brokers: [b:9092]}\ntemporal: {namespace: ns}\n"), 0o600))
+	c, err := LoadConnections(path)
+	require.NoError(t, err, "no group and no routes are needed")
+	assert.Equal(t, []string{"b:9092"}, c.Kafka.Brokers)
+	assert.Equal(t, "ns", c.Temporal.Namespace)
+	assert.Equal(t, "3.6.0", c.Kafka.Version, "defaults applied")
+
+	require.NoError(t, os.WriteFile(path, []byte("kafka: {brokers: ['']}\ntemporal: {api_key_file: /x}\n"), 0o600))
+	_, err = LoadConnections(path)
+	require.Error(t, err)
+	assert.Contains(t, err.Error(), "config "+path+": ")
+	assert.Contains(t, err.Error(), "kafka.brokers[0]: must not be empty")
+	assert.Contains(t, err.Error(), "temporal.tls.enabled: an API key is sent only over TLS")
+
+	c, err = LoadConnections("", func(c *Config) { c.Kafka.Brokers = []string{"flag:9092"} })
+	require.NoError(t, err, "flags alone")
+	assert.Equal(t, []string{"flag:9092"}, c.Kafka.Brokers)
+	_, err = LoadConnections("")
+	require.ErrorContains(t, err, "config flags: kafka.brokers: at least one broker is required")
+}

@@ -8,12 +8,9 @@ import (
 	"github.com/IBM/sarama"
 )
 
-// Validate checks every field and returns all problems found, each a *FieldError.
-func (c Config) Validate() error {
-	var errs []error
-	bad := func(field, format string, args ...any) {
-		errs = append(errs, &FieldError{Field: field, Msg: fmt.Sprintf(format, args...)})
-	}
+// validateConnections checks what the bridge and the worker both need to
+// reach Kafka and Temporal (LoadConnections checks only this).
+func (c Config) validateConnections(bad func(field, format string, args ...any)) {
 	if len(c.Kafka.Brokers) == 0 {
 		bad("kafka.brokers", "at least one broker is required")
 	}
@@ -22,17 +19,26 @@ func (c Config) Validate() error {
 			bad(fmt.Sprintf("kafka.brokers[%d]", i), "must not be empty")
 		}
 	}
-	if c.Kafka.Group == "" {
-		bad("kafka.group", "is required")
-	}
 	if _, err := sarama.ParseKafkaVersion(c.Kafka.Version); err != nil {
 		bad("kafka.version", "%q is not a Kafka version: %v", c.Kafka.Version, err)
+	}
+	c.Kafka.validateSecurity(bad)
+	c.Temporal.validate(bad)
+}
+
+// Validate checks every field and returns all problems found, each a *FieldError.
+func (c Config) Validate() error {
+	var errs []error
+	bad := func(field, format string, args ...any) {
+		errs = append(errs, &FieldError{Field: field, Msg: fmt.Sprintf(format, args...)})
+	}
+	c.validateConnections(bad)
+	if c.Kafka.Group == "" {
+		bad("kafka.group", "is required")
 	}
 	if c.Kafka.InitialOffset != "oldest" && c.Kafka.InitialOffset != "newest" {
 		bad("kafka.initial_offset", "must be \"oldest\" or \"newest\", not %q", c.Kafka.InitialOffset)
 	}
-	c.Kafka.validateSecurity(bad)
-	c.Temporal.validate(bad)
 	if c.DLQ.Suffix == "" {
 		bad("dlq.suffix", "must not be empty")
 	}
