@@ -80,14 +80,7 @@ func TestOneTraceLinksTheKafkaRecordTheSignalTheActivitiesAndTheOutcome(t *testi
 	root.End()
 	traceID := root.SpanContext().TraceID()
 	o := saga.Orders(e.id+"-", 1, 3)[0]
-	for _, m := range saga.Interleave([]saga.Order{o}, 1) {
-		headers := []sarama.RecordHeader{{Key: []byte(saga.TypeHeader), Value: []byte(m.Type)}}
-		for k, v := range carrier {
-			headers = append(headers, sarama.RecordHeader{Key: []byte(k), Value: []byte(v)})
-		}
-		_, _, err := e.producer.SendMessage(&sarama.ProducerMessage{Topic: e.topic, Key: sarama.StringEncoder(m.OrderID), Value: sarama.ByteEncoder(m.Value), Headers: headers})
-		require.NoError(t, err)
-	}
+	e.produceTraced(o, carrier)
 	st := e.result(o.ID, 90*time.Second)
 	assert.Equal(t, o.Want.Status, st.Status)
 
@@ -108,6 +101,20 @@ func TestOneTraceLinksTheKafkaRecordTheSignalTheActivitiesAndTheOutcome(t *testi
 	t.Logf("spans of the trace: %v", names)
 	for _, want := range []string{"checkout", "sagabridge deliver " + saga.WorkflowType, "SignalWithStartWorkflow:", "RunWorkflow:" + saga.WorkflowType, "RunActivity:ReserveInventory", "RunActivity:Publish"} {
 		assert.True(t, slices.ContainsFunc(names, func(n string) bool { return strings.HasPrefix(n, want) }), "no span %q in the trace", want)
+	}
+}
+
+// produceTraced sends o's events with the trace context in carrier as
+// record headers (traceparent), as a producer that traces would.
+func (e *env) produceTraced(o saga.Order, carrier propagation.MapCarrier) {
+	e.t.Helper()
+	for _, m := range saga.Interleave([]saga.Order{o}, 1) {
+		headers := []sarama.RecordHeader{{Key: []byte(saga.TypeHeader), Value: []byte(m.Type)}}
+		for k, v := range carrier {
+			headers = append(headers, sarama.RecordHeader{Key: []byte(k), Value: []byte(v)})
+		}
+		_, _, err := e.producer.SendMessage(&sarama.ProducerMessage{Topic: e.topic, Key: sarama.StringEncoder(m.OrderID), Value: sarama.ByteEncoder(m.Value), Headers: headers})
+		require.NoError(e.t, err)
 	}
 }
 
@@ -165,14 +172,7 @@ func TestBridgeBinaryExportsSpansOverOTLP(t *testing.T) {
 	carrier := propagation.MapCarrier{}
 	bridge.TraceContext.Inject(rootCtx, carrier)
 	o := saga.Orders(e.id+"-", 1, 3)[0]
-	for _, m := range saga.Interleave([]saga.Order{o}, 1) {
-		headers := []sarama.RecordHeader{{Key: []byte(saga.TypeHeader), Value: []byte(m.Type)}}
-		for k, v := range carrier {
-			headers = append(headers, sarama.RecordHeader{Key: []byte(k), Value: []byte(v)})
-		}
-		_, _, err := e.producer.SendMessage(&sarama.ProducerMessage{Topic: e.topic, Key: sarama.StringEncoder(m.OrderID), Value: sarama.ByteEncoder(m.Value), Headers: headers})
-		require.NoError(t, err)
-	}
+	e.produceTraced(o, carrier)
 	e.result(o.ID, 90*time.Second)
 	require.NoError(t, p.Stop(20*time.Second)) // flushes the batch exporter
 	names := recv.names(root.SpanContext().TraceID())
