@@ -63,6 +63,9 @@ type Bridge struct {
 	deps   Deps
 	log    *slog.Logger
 	tracer trace.Tracer
+	// tracing is false with a no-op TracerProvider: deliveries then skip
+	// reading trace context from every record.
+	tracing bool
 
 	dispatcher *dispatcher
 	pressure   *pressure
@@ -105,7 +108,9 @@ func New(cfg Config, deps Deps) (*Bridge, error) {
 	if deps.TracerProvider == nil {
 		deps.TracerProvider = noop.NewTracerProvider()
 	}
-	b := &Bridge{cfg: cfg, router: router, deps: deps, log: deps.Logger, tracer: deps.TracerProvider.Tracer("sagabridge/bridge")}
+	_, off := deps.TracerProvider.(noop.TracerProvider)
+	b := &Bridge{cfg: cfg, router: router, deps: deps, log: deps.Logger,
+		tracer: deps.TracerProvider.Tracer("sagabridge/bridge"), tracing: !off}
 	if cfg.Kafka.TLS.InsecureSkipVerify {
 		b.log.Warn("kafka.tls.insecure_skip_verify is on: the brokers' certificates are NOT verified, so anyone on the path can read and change the traffic; never use it in production")
 	}

@@ -9,6 +9,7 @@ import (
 	"go.opentelemetry.io/otel/codes"
 	"go.opentelemetry.io/otel/propagation"
 	"go.opentelemetry.io/otel/trace"
+	"go.opentelemetry.io/otel/trace/noop"
 	temporalotel "go.temporal.io/sdk/contrib/opentelemetry"
 	"go.temporal.io/sdk/interceptor"
 )
@@ -59,6 +60,9 @@ func (h ConsumerHeaders) Keys() []string {
 // first record's trace and links the others. Without trace context in the
 // records it starts a new trace.
 func (b *Bridge) deliverSpan(ctx context.Context, target Target, recs []record) (context.Context, trace.Span) {
+	if !b.tracing {
+		return ctx, noop.Span{}
+	}
 	parent := ctx
 	var links []trace.Link
 	for i, r := range recs {
