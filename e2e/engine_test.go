@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"math/rand/v2"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -67,11 +68,17 @@ func TestMembersJoinAndLeaveMidStream(t *testing.T) {
 	working := func(b *bridge.Bridge) func() bool { return func() bool { return b.Stats().Delivered > 0 } }
 	const rebalance = 45 * time.Second // a cooperative handover takes two joins, paced by heartbeats
 
-	a, stopA := e.runBridge(e.topic)
-	b, stopB := e.runBridge(e.topic)
+	// Every member consumes the ledger topic only: with the (empty) order
+	// topic too, the balancer could hand a member only empty partitions,
+	// and "delivered something" would not show that it took part.
+	ledgerOnly := func(c *bridge.Config) {
+		c.Routes = slices.DeleteFunc(c.Routes, func(r bridge.RouteConfig) bool { return r.Topic != e.ledgerTopic })
+	}
+	a, stopA := e.runBridgeWith(e.topic, ledgerOnly)
+	b, stopB := e.runBridgeWith(e.topic, ledgerOnly)
 	require.Eventually(t, working(a), rebalance, 50*time.Millisecond, "a never delivered")
 	require.Eventually(t, working(b), rebalance, 50*time.Millisecond, "b never got partitions")
-	c, stopC := e.runBridge(e.topic) // a third member joins mid-stream
+	c, stopC := e.runBridgeWith(e.topic, ledgerOnly) // a third member joins mid-stream
 	require.Eventually(t, working(c), rebalance, 50*time.Millisecond, "c never got partitions")
 	stopB() // one leaves
 	stopA() // and another: c takes every partition
