@@ -105,7 +105,7 @@ func TestBridgeKilledMidStreamLosesAndReordersNothing(t *testing.T) {
 		st := e.result(o.ID, 120*time.Second)
 		assert.Equal(t, o.Want.Status, st.Status, "order %s", o.ID)
 		assert.Equal(t, at[o.ID], positions(st.Applied), "order %s: every record applied once, in offset order", o.ID)
-		deduped += st.Deduped
+		deduped += st.Stats.Deduped
 	}
 	require.NoError(t, p.Stop(20*time.Second), "bridge output:\n%s", out.String())
 	t.Logf("%d redelivered records were deduplicated by their workflows", deduped)

@@ -42,7 +42,7 @@ func assertOutcome(t *testing.T, o saga.Order, st saga.State, at []event.Positio
 	}
 	assert.Equal(t, o.Want.Compensations, compensations, "order %s compensations, in the order they ran", o.ID)
 	assert.Equal(t, at, positions(st.Applied), "order %s: applied records must be exactly the produced ones, in offset order", o.ID)
-	assert.Zero(t, st.Deduped, "order %s: the bridge delivered a record twice", o.ID)
+	assert.Zero(t, st.Stats.Deduped, "order %s: the bridge delivered a record twice", o.ID)
 }
 
 func TestSagasReachTheirExpectedState(t *testing.T) {
@@ -173,7 +173,7 @@ func TestStateQueryThroughTheTemporalCLI(t *testing.T) {
 	require.NoError(t, json.Unmarshal(out, &resp), "CLI output: %s", out)
 	require.Len(t, resp.QueryResult, 1, "CLI output: %s", out)
 	assertOutcome(t, o, resp.QueryResult[0], at[o.ID])
-	assert.Equal(t, saga.StateVersion, resp.QueryResult[0].Version)
+	assert.Equal(t, workflows.ContractVersion, resp.QueryResult[0].Version)
 	assert.Contains(t, resp.QueryResult[0].LastError, saga.ErrUndeliverable)
 }
 

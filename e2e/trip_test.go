@@ -50,7 +50,7 @@ func TestFailedActivityGoesToTheDLQAndRedriveCompletesANewSaga(t *testing.T) {
 	wid := "trip-" + key
 	first := tripResult(t, e, wid, "")
 	assert.Equal(t, trip.StatusCompensated, first.state.Status)
-	assert.True(t, first.state.DeadLettered)
+	assert.True(t, first.state.State.DeadLettered)
 	assert.Equal(t, []string{"Bookflight", "Bookhotel"}, first.state.CompletedSteps)
 	require.Len(t, first.state.Compensations, 2)
 	assert.Empty(t, e.trips.World.Booked(), "the flight and hotel were cancelled")

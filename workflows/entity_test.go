@@ -18,8 +18,8 @@ type tally struct {
 	Last    bool    `json:"last"`
 }
 
-func tallyEntity(maxPerRun int) Entity[tally] {
-	return Entity[tally]{
+func tallyEntity(maxPerRun int) *Entity[tally] {
+	return &Entity[tally]{
 		Apply: func(ctx workflow.Context, s *tally, e event.Envelope) {
 			s.Offsets = append(s.Offsets, e.Offset)
 			s.Last = s.Last || e.Type == "last"
@@ -39,11 +39,14 @@ func ev(offset int64, typ, idem string) event.Envelope {
 	return e
 }
 
-func runTally(t *testing.T, en Entity[tally], carried *Carry[tally], batches ...[]event.Envelope) *testsuite.TestWorkflowEnvironment {
+func runTally(t *testing.T, en *Entity[tally], carried *Carry[tally], batches ...[]event.Envelope) *testsuite.TestWorkflowEnvironment {
 	t.Helper()
 	var s testsuite.WorkflowTestSuite
 	env := s.NewTestWorkflowEnvironment()
-	wf := func(ctx workflow.Context, c *Carry[tally]) (tally, error) { return en.Run(ctx, c) }
+	wf := func(ctx workflow.Context, c *Carry[tally]) (tally, error) {
+		out, err := en.Run(ctx, c)
+		return out.State, err
+	}
 	env.RegisterWorkflowWithOptions(wf, workflow.RegisterOptions{Name: "Tally"})
 	for i, b := range batches {
 		env.RegisterDelayedCallback(func() { env.SignalWorkflow(event.DefaultSignal, event.Batch{Events: b}) }, time.Duration(i+1)*time.Second)

@@ -1,7 +1,18 @@
 package workflows
 
 import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"reflect"
+	"runtime"
+	"strings"
+	"time"
+
+	"go.temporal.io/sdk/temporal"
 	"go.temporal.io/sdk/workflow"
+
+	"github.com/sagabridge/sagabridge/event"
 )
 
 // Compensation undoes one completed step.
@@ -11,12 +22,170 @@ type Compensation func(ctx workflow.Context) error
 type CompensationResult struct {
 	Name  string `json:"name"`
 	Error string `json:"error,omitempty"`
+	// Skipped is true when the compensation did not run because an earlier
+	// one failed and the saga stops on failure.
+	Skipped bool `json:"skipped,omitempty"`
+	// DeadLettered is true when the failed compensation's record went to the DLQ.
+	DeadLettered bool `json:"dead_lettered,omitempty"`
 }
 
-// Saga collects compensations as steps complete. Add each compensation
-// right after the step it undoes succeeds; Compensate runs them newest
-// first. The zero value is ready to use; a Saga belongs to one workflow
-// goroutine.
+// Undo is the compensation of a completed step, as data: an activity and
+// its input. Being data, it survives ContinueAsNew and shows in the state
+// query (Carry.PendingCompensations). Make one with UndoActivity.
+type Undo struct {
+	// Name names the compensation in the state, e.g. "RefundPayment".
+	Name string `json:"name"`
+	// Activity is the registered activity type to run.
+	Activity string `json:"activity"`
+	// Input is the activity's JSON input; absent for none.
+	Input json.RawMessage `json:"input,omitempty"`
+	// DeadLetter sends the step's record to the DLQ when the compensation
+	// fails for good (retries exhausted), so an operator sees it.
+	DeadLetter bool `json:"dead_letter,omitempty"`
+	// Record is the record whose handler completed the step, kept when
+	// DeadLetter is set.
+	Record *event.Envelope `json:"record,omitempty"`
+	// Invalid holds why the undo could not be built (its input did not
+	// encode); running it then fails with this error.
+	Invalid string `json:"invalid,omitempty"`
+}
+
+// UndoActivity returns the Undo that runs activity with input. activity is
+// a registered activity function or method value (a.RefundPayment), or its
+// registered name; input is encoded as JSON (nil for none).
+func UndoActivity(name string, activity any, input any) Undo {
+	u := Undo{Name: name, Activity: activityName(activity)}
+	if input != nil {
+		b, err := json.Marshal(input)
+		if err != nil {
+			u.Invalid = fmt.Sprintf("encode input of %s: %v", name, err)
+		}
+		u.Input = b
+	}
+	return u
+}
+
+// WithDeadLetter returns u with DeadLetter set.
+func (u Undo) WithDeadLetter() Undo {
+	u.DeadLetter = true
+	return u
+}
+
+// activityName is the name the SDK registers activity under: the method or
+// function name for a function value, the string itself for a string.
+func activityName(activity any) string {
+	if s, ok := activity.(string); ok {
+		return s
+	}
+	v := reflect.ValueOf(activity)
+	if v.Kind() != reflect.Func {
+		return fmt.Sprint(activity)
+	}
+	name := strings.TrimSuffix(runtime.FuncForPC(v.Pointer()).Name(), "-fm")
+	if i := strings.LastIndex(name, "."); i >= 0 {
+		name = name[i+1:]
+	}
+	return name
+}
+
+// run executes the undo's activity.
+func (u Undo) run(ctx workflow.Context) error {
+	if u.Invalid != "" {
+		return temporal.NewNonRetryableApplicationError(u.Invalid, "InvalidUndo", nil)
+	}
+	var args []any
+	if len(u.Input) > 0 {
+		// Decoded generically and re-encoded by the SDK's converter; numbers
+		// stay json.Number so that int64 values survive exactly.
+		dec := json.NewDecoder(bytes.NewReader(u.Input))
+		dec.UseNumber()
+		var v any
+		if err := dec.Decode(&v); err != nil {
+			return fmt.Errorf("decode input of %s: %w", u.Name, err)
+		}
+		args = append(args, v)
+	}
+	return workflow.ExecuteActivity(ctx, u.Activity, args...).Get(ctx, nil)
+}
+
+// compensate runs the pending compensations and forgets them.
+func (r *runner[S]) compensate() []CompensationResult {
+	o := r.en.Compensation
+	opts := o.ActivityOptions
+	if opts.StartToCloseTimeout == 0 && opts.ScheduleToCloseTimeout == 0 {
+		opts.StartToCloseTimeout = 30 * time.Second
+	}
+	if opts.RetryPolicy == nil {
+		opts.RetryPolicy = &temporal.RetryPolicy{InitialInterval: time.Second, MaximumAttempts: 10}
+	}
+	ctx := workflow.WithActivityOptions(r.ctx, opts)
+	undos := r.c.PendingCompensations
+	r.c.PendingCompensations = nil
+	names := make([]string, len(undos))
+	for i, u := range undos {
+		names[i] = u.Name
+	}
+	return runCompensations(ctx, names, o.Parallel, o.StopOnFailure, func(ctx workflow.Context, i int) CompensationResult {
+		u := undos[i]
+		res := CompensationResult{Name: u.Name}
+		err := u.run(ctx)
+		if err == nil {
+			return res
+		}
+		res.Error = Describe(err)
+		if u.DeadLetter && u.Record != nil && RetriesExhausted(err) {
+			if dlErr := DeadLetter(ctx, *u.Record, err, int(opts.RetryPolicy.MaximumAttempts)); dlErr != nil {
+				res.Error += "; " + dlErr.Error()
+			} else {
+				res.DeadLettered = true
+			}
+		}
+		return res
+	})
+}
+
+// runCompensations runs the named compensations, newest (last) first, or
+// all at once when parallel, and lists the results newest first. A failed
+// one is logged; with stop the older ones are skipped.
+func runCompensations(ctx workflow.Context, names []string, parallel, stop bool, run func(ctx workflow.Context, i int) CompensationResult) []CompensationResult {
+	n := len(names)
+	results := make([]CompensationResult, n)
+	one := func(ctx workflow.Context, i int) bool {
+		r := run(ctx, i)
+		if r.Error != "" {
+			workflow.GetLogger(ctx).Error("compensation failed", "compensation", r.Name, "err", r.Error)
+		}
+		results[n-1-i] = r
+		return r.Error == ""
+	}
+	if parallel {
+		wg := workflow.NewWaitGroup(ctx)
+		for i := range n {
+			wg.Add(1)
+			workflow.Go(ctx, func(ctx workflow.Context) {
+				defer wg.Done()
+				one(ctx, i)
+			})
+		}
+		wg.Wait(ctx)
+		return results
+	}
+	failed := false
+	for i := n - 1; i >= 0; i-- {
+		if failed && stop {
+			results[n-1-i] = CompensationResult{Name: names[i], Skipped: true}
+			continue
+		}
+		failed = !one(ctx, i) || failed
+	}
+	return results
+}
+
+// Saga collects compensations as closures, for workflows that do not use
+// Entity (whose Ctx.Completed and Ctx.Fail keep compensations as data that
+// survive ContinueAsNew). Add each compensation right after the step it
+// undoes succeeds; Compensate runs them newest first. The zero value is
+// ready to use; a Saga belongs to one workflow goroutine.
 type Saga struct {
 	// Parallel runs the compensations concurrently (for independent
 	// steps, such as a flight, a hotel and a car) instead of newest first.
@@ -43,31 +212,13 @@ func (s *Saga) Pending() []string { return append([]string(nil), s.names...) }
 // With Parallel the compensations run concurrently and Compensate waits for
 // all of them; the results are still listed newest first.
 func (s *Saga) Compensate(ctx workflow.Context) []CompensationResult {
-	n := len(s.fns)
-	results := make([]CompensationResult, n)
-	run := func(ctx workflow.Context, i int) {
-		r := CompensationResult{Name: s.names[i]}
-		if err := s.fns[i](ctx); err != nil {
-			r.Error = err.Error()
-			workflow.GetLogger(ctx).Error("compensation failed", "compensation", s.names[i], "err", err)
-		}
-		results[n-1-i] = r
-	}
-	if s.Parallel {
-		wg := workflow.NewWaitGroup(ctx)
-		for i := range n {
-			wg.Add(1)
-			workflow.Go(ctx, func(ctx workflow.Context) {
-				defer wg.Done()
-				run(ctx, i)
-			})
-		}
-		wg.Wait(ctx)
-	} else {
-		for i := n - 1; i >= 0; i-- {
-			run(ctx, i)
-		}
-	}
+	names, fns := s.names, s.fns
 	s.names, s.fns = nil, nil
-	return results
+	return runCompensations(ctx, names, s.Parallel, false, func(ctx workflow.Context, i int) CompensationResult {
+		r := CompensationResult{Name: names[i]}
+		if err := fns[i](ctx); err != nil {
+			r.Error = err.Error()
+		}
+		return r
+	})
 }

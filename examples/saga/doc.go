@@ -21,6 +21,12 @@
 // country "XX" cannot be shipped to.
 package saga
 
+import (
+	"time"
+
+	"github.com/sagabridge/sagabridge/workflows"
+)
+
 // Names the bridge config, worker and producers share.
 const (
 	// WorkflowType is the registered workflow name.
@@ -35,6 +41,20 @@ const (
 	Signal = "events"
 	// QueryState is the query that returns State.
 	QueryState = "state"
+	// StatusSearchAttribute is the Keyword search attribute that holds each
+	// order's status, for listing orders by status. Register it on the
+	// namespace before the worker runs (see README.md).
+	StatusSearchAttribute = "SagaStatus"
+	// UpdateCancel is the Temporal Update that cancels an order and answers
+	// with a CancelResult.
+	UpdateCancel = "cancel"
+	// StepAwaitPayment is the current step while an order waits for payment.
+	StepAwaitPayment = "AwaitPayment"
+	// TimeoutPayment is the timeout that compensates an order not paid
+	// within PaymentDue of being placed.
+	TimeoutPayment = "payment-due"
+	// PaymentDue is how long an open order waits for payment.
+	PaymentDue = 24 * time.Hour
 	// OutcomeTopic receives one outcome event per finished order
 	// (OrderCompleted, OrderCompensated or OrderCancelled), keyed by order ID.
 	OutcomeTopic = "order-outcomes"
@@ -78,4 +98,16 @@ type PaymentAuthorizedEvent struct {
 // ReasonEvent carries why an order failed or was cancelled.
 type ReasonEvent struct {
 	Reason string `json:"reason"`
+}
+
+// CancelRequest is the input of the cancel update.
+type CancelRequest struct {
+	Reason string `json:"reason"`
+}
+
+// CancelResult is the answer to the cancel update.
+type CancelResult struct {
+	Status        Status                         `json:"status"`
+	LastError     string                         `json:"last_error"`
+	Compensations []workflows.CompensationResult `json:"compensations"`
 }

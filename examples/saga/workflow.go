@@ -10,226 +10,173 @@ import (
 	"go.temporal.io/sdk/workflow"
 
 	"github.com/sagabridge/sagabridge/activities"
-	"github.com/sagabridge/sagabridge/event"
 	"github.com/sagabridge/sagabridge/workflows"
 )
 
-// StateVersion is the version of the State JSON shape. It changes only when
-// a field changes meaning or disappears; new fields may appear within a version.
-const StateVersion = 1
-
-// Status is where an order stands.
-type Status string
+// Status is where an order stands (the saga's status in the state query).
+type Status = string
 
 // Order statuses. Completed, Compensated and Cancelled are final: the
 // workflow closes after reaching one.
 const (
-	StatusNew         Status = "new"         // no OrderPlaced yet
-	StatusOpen        Status = "open"        // items reserved, awaiting payment
-	StatusCompleted   Status = "completed"   // charged and shipped
-	StatusCompensated Status = "compensated" // a step or the payment failed; completed steps undone
-	StatusCancelled   Status = "cancelled"   // cancelled; completed steps undone
+	StatusNew         Status = workflows.StatusNew // no OrderPlaced yet
+	StatusOpen        Status = "open"              // items reserved, awaiting payment
+	StatusCompleted   Status = "completed"         // charged and shipped
+	StatusCompensated Status = "compensated"       // a step or the payment failed, or payment was overdue; completed steps undone
+	StatusCancelled   Status = "cancelled"         // cancelled by an event or the cancel update; completed steps undone
 )
 
-// Final reports whether the saga is over.
-func (s Status) Final() bool {
-	return s == StatusCompleted || s == StatusCompensated || s == StatusCancelled
-}
-
-// State is the answer to the "state" query and the workflow's result.
-type State struct {
-	// Version is StateVersion.
-	Version int `json:"version"`
-	// OrderID is the record key of the order's events.
-	OrderID string `json:"order_id"`
-	Status  Status `json:"status"`
+// OrderData is the order's own data in the state query (under "state").
+type OrderData struct {
 	// Items are the order lines whose stock was reserved; AmountCents is
 	// the order's amount as placed and extended (including lines whose
 	// reservation failed).
 	Items       []Item `json:"items"`
 	AmountCents int64  `json:"amount_cents"`
 	Country     string `json:"country,omitempty"`
-	// CompletedSteps lists the steps that succeeded, in order, such as
-	// "ReserveInventory:A1", "ChargePayment", "ShipOrder".
-	CompletedSteps []string `json:"completed_steps"`
-	// Compensations lists the compensations that ran, in the order they ran
-	// (the reverse of CompletedSteps), with an error where one failed.
-	Compensations []workflows.CompensationResult `json:"compensations"`
-	// LastError is the failure that made the saga compensate, if any.
-	LastError string `json:"last_error,omitempty"`
-	// Applied lists every record applied, in the order applied; per
-	// partition the offsets are strictly increasing.
-	Applied []workflows.AppliedEvent `json:"applied"`
-	// Rejected lists records that were applied but made no sense in the
-	// order's status (for example a payment for a finished order).
-	Rejected []Rejected `json:"rejected,omitempty"`
-	// Deduped counts records dropped as already applied.
-	Deduped int `json:"deduped"`
 }
 
-// Rejected is a record the saga could not act on, and why.
-type Rejected struct {
-	workflows.AppliedEvent
-	Reason string `json:"reason"`
-}
-
-// order is the saga's mutable state inside one workflow run.
-type order struct {
-	st   State
-	saga workflows.Saga
-}
+// State is the answer to the "state" query and the workflow's result: the
+// runtime's versioned contract (status, current and completed steps,
+// compensations, last error, rejected records, dedupe counters, applied
+// offsets) around the OrderData.
+type State = workflows.Carry[OrderData]
 
 // OrderSaga is the order workflow. The bridge starts it with no arguments
-// and signals it events; it returns its final State.
-func OrderSaga(ctx workflow.Context) (State, error) {
-	o := &order{st: State{
-		Version: StateVersion, Status: StatusNew,
-		Items: []Item{}, CompletedSteps: []string{}, Compensations: []workflows.CompensationResult{}, Applied: []workflows.AppliedEvent{},
-	}}
-	in := workflows.NewInbox(ctx, Signal, nil)
-	if err := workflow.SetQueryHandler(ctx, QueryState, func() (State, error) {
-		s := o.st
-		s.Deduped = in.Deduped
-		return s, nil
-	}); err != nil {
-		return o.st, fmt.Errorf("register %s query: %w", QueryState, err)
+// and signals it events; a continued run gets the carried State. It returns
+// its final State.
+func OrderSaga(ctx workflow.Context, carried *State) (State, error) {
+	return orderEntity().Run(ctx, carried)
+}
+
+// orderEntity wires the order's handlers into the runtime.
+func orderEntity() *workflows.Entity[OrderData] {
+	retry := &temporal.RetryPolicy{InitialInterval: time.Second, MaximumAttempts: 5}
+	en := &workflows.Entity[OrderData]{
+		Init:   func(string) OrderData { return OrderData{Items: []Item{}} },
+		Final:  []Status{StatusCompleted, StatusCompensated, StatusCancelled},
+		Finish: publishOutcome,
+		Signal: Signal,
+		Query:  QueryState,
+		ActivityOptions: workflow.ActivityOptions{StartToCloseTimeout: 10 * time.Second, RetryPolicy: retry},
+		Compensation: workflows.CompensationOptions{
+			ActivityOptions: workflow.ActivityOptions{StartToCloseTimeout: 10 * time.Second, RetryPolicy: retry},
+		},
+		StatusSearchAttribute: StatusSearchAttribute,
+		KeepApplied:           1000,
 	}
-	ctx = workflow.WithActivityOptions(ctx, workflow.ActivityOptions{
-		StartToCloseTimeout: 10 * time.Second,
-		RetryPolicy:         &temporal.RetryPolicy{InitialInterval: time.Second, MaximumAttempts: 5},
+	workflows.On(en, OrderPlaced, placeOrder)
+	workflows.On(en, ItemAdded, addItem)
+	workflows.On(en, PaymentAuthorized, chargeAndShip)
+	workflows.On(en, PaymentFailed, func(c *workflows.Ctx[OrderData], e ReasonEvent) error {
+		if err := need(c, StatusOpen); err != nil {
+			return err
+		}
+		c.Fail(StatusCompensated, errors.New("payment failed: "+e.Reason))
+		return nil
 	})
-	for !o.st.Status.Final() {
-		o.apply(ctx, in.Next(ctx))
-	}
-	// Records that arrived with or after the final one are applied as
-	// rejected, so none is silently lost and the memo covers them.
-	for e, ok := in.TryNext(); ok; e, ok = in.TryNext() {
-		o.apply(ctx, e)
-	}
-	o.st.Deduped = in.Deduped
-	if err := o.publishOutcome(ctx); err != nil {
-		return o.st, err
-	}
-	if err := in.Close(ctx); err != nil {
-		return o.st, fmt.Errorf("record watermarks: %w", err)
-	}
-	return o.st, nil
+	workflows.On(en, OrderCancelled, func(c *workflows.Ctx[OrderData], e ReasonEvent) error {
+		c.Fail(StatusCancelled, errors.New("cancelled: "+e.Reason))
+		return nil
+	})
+	workflows.OnTimeout(en, TimeoutPayment, func(c *workflows.Ctx[OrderData]) error {
+		if c.Status() == StatusOpen {
+			c.Fail(StatusCompensated, fmt.Errorf("payment not received within %s", PaymentDue))
+		}
+		return nil
+	})
+	workflows.OnUpdate(en, UpdateCancel, validateCancel, func(c *workflows.Ctx[OrderData], in CancelRequest) (CancelResult, error) {
+		c.Fail(StatusCancelled, errors.New("cancelled: "+in.Reason))
+		p := c.Progress()
+		return CancelResult{Status: p.Status, LastError: p.LastError, Compensations: p.Compensations}, nil
+	})
+	return en
 }
 
-// apply handles one new record.
-func (o *order) apply(ctx workflow.Context, e event.Envelope) {
-	applied := workflows.AppliedEvent{Topic: e.Topic, Partition: e.Partition, Offset: e.Offset, Type: e.Type}
-	o.st.Applied = append(o.st.Applied, applied)
-	if o.st.OrderID == "" {
-		o.st.OrderID = e.Key
+// need rejects an event that needs the order in status want.
+func need(c *workflows.Ctx[OrderData], want Status) error {
+	if c.Status() != want {
+		return fmt.Errorf("%s needs status %s, order is %s", c.Event.Type, want, c.Status())
 	}
-	if reason := o.handle(ctx, e); reason != "" {
-		o.st.Rejected = append(o.st.Rejected, Rejected{AppliedEvent: applied, Reason: reason})
-		workflow.GetLogger(ctx).Warn("event rejected", "type", e.Type, "position", e.Position().String(), "reason", reason)
-	}
+	return nil
 }
 
-// handle acts on e and returns why it was rejected, or "".
-func (o *order) handle(ctx workflow.Context, e event.Envelope) string {
-	if o.st.Status.Final() {
-		return fmt.Sprintf("order is already %s", o.st.Status)
+// placeOrder opens the order, reserves its lines and starts the payment clock.
+func placeOrder(c *workflows.Ctx[OrderData], p OrderPlacedEvent) error {
+	if err := need(c, StatusNew); err != nil {
+		return err
 	}
-	want := StatusOpen
-	if e.Type == OrderPlaced {
-		want = StatusNew
+	c.State.AmountCents, c.State.Country = p.AmountCents, p.Country
+	c.SetStatus(StatusOpen)
+	for _, it := range p.Items {
+		if !reserve(c, it) {
+			return nil
+		}
 	}
-	if o.st.Status != want && e.Type != OrderCancelled {
-		return fmt.Sprintf("%s needs status %s, order is %s", e.Type, want, o.st.Status)
+	// Orders placed before the payment deadline existed have no timer;
+	// workflow.GetVersion keeps their histories replaying.
+	if workflow.GetVersion(c, "payment-deadline", workflow.DefaultVersion, 1) >= 1 {
+		c.Begin(StepAwaitPayment)
+		c.StartTimeout(TimeoutPayment, PaymentDue)
 	}
-	var err error
-	switch e.Type {
-	case OrderPlaced:
-		var p OrderPlacedEvent
-		if err = e.Decode(&p); err == nil {
-			o.st.AmountCents, o.st.Country, o.st.Status = p.AmountCents, p.Country, StatusOpen
-			for _, it := range p.Items {
-				if !o.reserve(ctx, it) {
-					break
-				}
-			}
-		}
-	case ItemAdded:
-		var p ItemAddedEvent
-		if err = e.Decode(&p); err == nil {
-			o.st.AmountCents += p.AmountCents
-			o.reserve(ctx, Item{SKU: p.SKU, Qty: p.Qty})
-		}
-	case PaymentAuthorized:
-		var p PaymentAuthorizedEvent
-		if err = e.Decode(&p); err == nil {
-			o.chargeAndShip(ctx, p)
-		}
-	case PaymentFailed:
-		var p ReasonEvent
-		if err = e.Decode(&p); err == nil {
-			o.fail(ctx, StatusCompensated, "payment failed: "+p.Reason)
-		}
-	case OrderCancelled:
-		var p ReasonEvent
-		if err = e.Decode(&p); err == nil {
-			o.fail(ctx, StatusCancelled, "cancelled: "+p.Reason)
-		}
-	default:
-		return fmt.Sprintf("unknown event type %q", e.Type)
+	return nil
+}
+
+// addItem reserves one more line of an open order.
+func addItem(c *workflows.Ctx[OrderData], p ItemAddedEvent) error {
+	if err := need(c, StatusOpen); err != nil {
+		return err
 	}
-	if err != nil {
-		return err.Error()
-	}
-	return ""
+	c.State.AmountCents += p.AmountCents
+	reserve(c, Item{SKU: p.SKU, Qty: p.Qty})
+	return nil
 }
 
 // reserve holds stock for it and registers its release; on failure it
 // compensates the order and reports false.
-func (o *order) reserve(ctx workflow.Context, it Item) bool {
+func reserve(c *workflows.Ctx[OrderData], it Item) bool {
 	var a *Activities
-	in := ReserveInput{OrderID: o.st.OrderID, Item: it}
-	if err := workflow.ExecuteActivity(ctx, a.ReserveInventory, in).Get(ctx, nil); err != nil {
-		o.fail(ctx, StatusCompensated, describe(err))
+	in := ReserveInput{OrderID: c.Key(), Item: it}
+	if err := workflow.ExecuteActivity(c, a.ReserveInventory, in).Get(c, nil); err != nil {
+		c.Fail(StatusCompensated, err)
 		return false
 	}
-	o.st.Items = append(o.st.Items, it)
-	o.step("ReserveInventory:"+it.SKU, "ReleaseInventory:"+it.SKU, func(ctx workflow.Context) error {
-		return workflow.ExecuteActivity(ctx, a.ReleaseInventory, in).Get(ctx, nil)
-	})
+	c.State.Items = append(c.State.Items, it)
+	c.Completed("ReserveInventory:"+it.SKU, workflows.UndoActivity("ReleaseInventory:"+it.SKU, a.ReleaseInventory, in))
 	return true
 }
 
 // chargeAndShip captures the payment, registers its refund, then ships.
-func (o *order) chargeAndShip(ctx workflow.Context, p PaymentAuthorizedEvent) {
+func chargeAndShip(c *workflows.Ctx[OrderData], p PaymentAuthorizedEvent) error {
+	if err := need(c, StatusOpen); err != nil {
+		return err
+	}
 	var a *Activities
-	charge := ChargeInput{OrderID: o.st.OrderID, PaymentID: p.PaymentID, Card: p.Card, AmountCents: o.st.AmountCents}
-	if err := workflow.ExecuteActivity(ctx, a.ChargePayment, charge).Get(ctx, nil); err != nil {
-		o.fail(ctx, StatusCompensated, describe(err))
-		return
+	charge := ChargeInput{OrderID: c.Key(), PaymentID: p.PaymentID, Card: p.Card, AmountCents: c.State.AmountCents}
+	if err := workflow.ExecuteActivity(c, a.ChargePayment, charge).Get(c, nil); err != nil {
+		c.Fail(StatusCompensated, err)
+		return nil
 	}
-	o.step("ChargePayment", "RefundPayment", func(ctx workflow.Context) error {
-		return workflow.ExecuteActivity(ctx, a.RefundPayment, charge).Get(ctx, nil)
-	})
-	ship := ShipInput{OrderID: o.st.OrderID, Country: o.st.Country, Items: o.st.Items}
-	if err := workflow.ExecuteActivity(ctx, a.ShipOrder, ship).Get(ctx, nil); err != nil {
-		o.fail(ctx, StatusCompensated, describe(err))
-		return
+	c.Completed("ChargePayment", workflows.UndoActivity("RefundPayment", a.RefundPayment, charge))
+	ship := ShipInput{OrderID: c.Key(), Country: c.State.Country, Items: c.State.Items}
+	if err := workflow.ExecuteActivity(c, a.ShipOrder, ship).Get(c, nil); err != nil {
+		c.Fail(StatusCompensated, err)
+		return nil
 	}
-	o.st.CompletedSteps = append(o.st.CompletedSteps, "ShipOrder")
-	o.st.Status = StatusCompleted
+	c.Completed("ShipOrder")
+	c.SetStatus(StatusCompleted)
+	return nil
 }
 
-// step records a completed step and the compensation that undoes it.
-func (o *order) step(name, undoName string, undo workflows.Compensation) {
-	o.st.CompletedSteps = append(o.st.CompletedSteps, name)
-	o.saga.Add(undoName, undo)
-}
-
-// fail undoes every completed step, newest first, and ends the saga.
-func (o *order) fail(ctx workflow.Context, final Status, reason string) {
-	o.st.LastError = reason
-	o.st.Compensations = append(o.st.Compensations, o.saga.Compensate(ctx)...)
-	o.st.Status = final
+// validateCancel accepts a cancel update only for an order not yet paid.
+func validateCancel(st State, in CancelRequest) error {
+	if in.Reason == "" {
+		return errors.New("cancel: reason is required")
+	}
+	if st.Status != StatusNew && st.Status != StatusOpen {
+		return fmt.Errorf("cancel: order %s is %s; only a new or open order can be cancelled", st.Key, st.Status)
+	}
+	return nil
 }
 
 // outcomeTypes names the outcome event of each final status.
@@ -240,29 +187,21 @@ var outcomeTypes = map[Status]string{
 // publishOutcome tells the rest of the company how the order ended. It is
 // retried until it succeeds: the saga is over either way, and the outcome
 // must not be lost.
-func (o *order) publishOutcome(ctx workflow.Context) error {
+func publishOutcome(c *workflows.Ctx[OrderData]) error {
+	o := c.State
 	value, err := json.Marshal(map[string]any{
-		"order_id": o.st.OrderID, "status": o.st.Status, "last_error": o.st.LastError, "amount_cents": o.st.AmountCents,
+		"order_id": c.Key(), "status": c.Status(), "last_error": c.Progress().LastError, "amount_cents": o.AmountCents,
 	})
 	if err != nil {
 		return fmt.Errorf("encode outcome: %w", err)
 	}
 	var p *activities.Publisher
-	ctx = workflow.WithActivityOptions(ctx, workflow.ActivityOptions{StartToCloseTimeout: 30 * time.Second})
-	out := activities.Outcome{Topic: OutcomeTopic, Key: o.st.OrderID, Type: outcomeTypes[o.st.Status], Value: value}
+	ctx := workflow.WithActivityOptions(c, workflow.ActivityOptions{StartToCloseTimeout: 30 * time.Second})
+	out := activities.Outcome{Topic: OutcomeTopic, Key: c.Key(), Type: outcomeTypes[c.Status()], Value: value}
 	if err := workflow.ExecuteActivity(ctx, p.Publish, out).Get(ctx, nil); err != nil {
-		return fmt.Errorf("publish outcome of order %s: %w", o.st.OrderID, err)
+		return fmt.Errorf("publish outcome of order %s: %w", c.Key(), err)
 	}
 	return nil
-}
-
-// describe renders an activity failure as "Type: message".
-func describe(err error) string {
-	var app *temporal.ApplicationError
-	if errors.As(err, &app) {
-		return app.Type() + ": " + app.Message()
-	}
-	return err.Error()
 }
 
 // Register is what a worker needs to run the saga.

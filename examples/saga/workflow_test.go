@@ -59,9 +59,9 @@ func TestHappyPathWithDuplicatesAppliesEachRecordOnce(t *testing.T) {
 	)
 	assert.Equal(t, StatusCompleted, st.Status)
 	assert.Equal(t, []string{"ReserveInventory:A", "ReserveInventory:B", "ChargePayment", "ShipOrder"}, st.CompletedSteps)
-	assert.Equal(t, 3, st.Deduped)
+	assert.Equal(t, 3, st.Stats.Deduped)
 	assert.Len(t, st.Applied, 3)
-	assert.Equal(t, int64(150), st.AmountCents)
+	assert.Equal(t, int64(150), st.State.AmountCents)
 	assert.Equal(t, 2, acts.Ledger.Held("42", "B"), "reserved once despite the duplicate")
 }
 
@@ -121,7 +121,7 @@ func TestEventsAfterTheFinalOneAreRejectedNotLost(t *testing.T) {
 	assert.Equal(t, StatusCancelled, st.Status)
 	require.Len(t, st.Rejected, 2)
 	assert.Equal(t, int64(3), st.Rejected[0].Offset)
-	assert.Equal(t, "order is already cancelled", st.Rejected[0].Reason)
+	assert.Equal(t, "already cancelled", st.Rejected[0].Reason)
 	assert.Len(t, st.Applied, 4)
 }
 

@@ -7,6 +7,7 @@
 package trip
 
 import (
+	"errors"
 	"fmt"
 	"time"
 
@@ -35,15 +36,12 @@ const (
 	MaxAttempts = 3
 )
 
-// StateVersion is the version of the State JSON shape.
-const StateVersion = 1
-
 // Status is where a trip stands.
-type Status string
+type Status = string
 
 // Trip statuses; Booked and Compensated are final.
 const (
-	StatusNew         Status = "new"
+	StatusNew         Status = workflows.StatusNew
 	StatusBooked      Status = "booked"
 	StatusCompensated Status = "compensated"
 )
@@ -55,74 +53,42 @@ type BookTripEvent struct {
 	Car    string `json:"car"`
 }
 
-// State is the answer to the "state" query and the workflow's result.
-type State struct {
-	Version int    `json:"version"`
-	TripID  string `json:"trip_id"`
-	Status  Status `json:"status"`
+// Trip is the trip's own data in the state query (under "state").
+type Trip struct {
 	// Bookings maps each booked service to its reference.
 	Bookings map[string]string `json:"bookings"`
-	// CompletedSteps are the bookings that succeeded, in order.
-	CompletedSteps []string `json:"completed_steps"`
-	// Compensations are the cancellations that ran, newest step first.
-	Compensations []workflows.CompensationResult `json:"compensations"`
-	LastError     string                         `json:"last_error,omitempty"`
 	// DeadLettered is true when the failed booking's record went to the DLQ.
-	DeadLettered bool                     `json:"dead_lettered"`
-	Applied      []workflows.AppliedEvent `json:"applied"`
-	Deduped      int                      `json:"deduped"`
+	DeadLettered bool `json:"dead_lettered"`
 }
+
+// State is the answer to the "state" query and the workflow's result: the
+// runtime's versioned contract around the Trip.
+type State = workflows.Carry[Trip]
 
 // TripSaga is the trip workflow: the bridge starts it with no arguments and
 // signals it events. It returns its final State.
-func TripSaga(ctx workflow.Context) (State, error) {
-	st := State{
-		Version: StateVersion, TripID: "", Status: StatusNew, Bookings: map[string]string{},
-		CompletedSteps: []string{}, Compensations: []workflows.CompensationResult{}, Applied: []workflows.AppliedEvent{},
+func TripSaga(ctx workflow.Context, carried *State) (State, error) {
+	retry := &temporal.RetryPolicy{InitialInterval: 200 * time.Millisecond, BackoffCoefficient: 2, MaximumAttempts: MaxAttempts}
+	opts := workflow.ActivityOptions{StartToCloseTimeout: 10 * time.Second, RetryPolicy: retry}
+	en := &workflows.Entity[Trip]{
+		Init:            func(string) Trip { return Trip{Bookings: map[string]string{}} },
+		Final:           []Status{StatusBooked, StatusCompensated},
+		Signal:          Signal,
+		Query:           QueryState,
+		ActivityOptions: opts,
+		// The bookings are independent: cancel them all at once.
+		Compensation: workflows.CompensationOptions{Parallel: true, ActivityOptions: opts},
+		KeepApplied:  100,
 	}
-	in := workflows.NewInbox(ctx, Signal, nil)
-	if err := workflow.SetQueryHandler(ctx, QueryState, func() (State, error) {
-		s := st
-		s.Deduped = in.Deduped
-		return s, nil
-	}); err != nil {
-		return st, fmt.Errorf("register %s query: %w", QueryState, err)
-	}
-	ctx = workflow.WithActivityOptions(ctx, workflow.ActivityOptions{
-		StartToCloseTimeout: 10 * time.Second,
-		RetryPolicy:         &temporal.RetryPolicy{InitialInterval: 200 * time.Millisecond, BackoffCoefficient: 2, MaximumAttempts: MaxAttempts},
-	})
-	for st.Status == StatusNew {
-		e := in.Next(ctx)
-		st.Applied = append(st.Applied, workflows.AppliedEvent{Topic: e.Topic, Partition: e.Partition, Offset: e.Offset, Type: e.Type})
-		st.TripID = e.Key
-		if e.Type != BookTrip {
-			workflow.GetLogger(ctx).Warn("event ignored", "type", e.Type, "position", e.Position().String())
-			continue
-		}
-		var b BookTripEvent
-		if err := e.Decode(&b); err != nil {
-			st.LastError, st.Status = err.Error(), StatusCompensated
-			break
-		}
-		book(ctx, &st, e, b)
-	}
-	for e, ok := in.TryNext(); ok; e, ok = in.TryNext() { // later records: recorded, not acted on
-		st.Applied = append(st.Applied, workflows.AppliedEvent{Topic: e.Topic, Partition: e.Partition, Offset: e.Offset, Type: e.Type})
-	}
-	st.Deduped = in.Deduped
-	if err := in.Close(ctx); err != nil {
-		return st, fmt.Errorf("record watermarks: %w", err)
-	}
-	return st, nil
+	workflows.On(en, BookTrip, book)
+	return en.Run(ctx, carried)
 }
 
 // book runs the three bookings, each registering its cancellation right
-// after it succeeds; on a failure it dead-letters e when the step ran out of
-// retries, then cancels what was booked, in parallel.
-func book(ctx workflow.Context, st *State, e event.Envelope, b BookTripEvent) {
+// after it succeeds; on a failure it dead-letters the record when the step
+// ran out of retries, then cancels what was booked, in parallel.
+func book(c *workflows.Ctx[Trip], b BookTripEvent) error {
 	var s *Services
-	saga := workflows.Saga{Parallel: true}
 	steps := []struct {
 		service, offer string
 		book, cancel   any
@@ -133,28 +99,24 @@ func book(ctx workflow.Context, st *State, e event.Envelope, b BookTripEvent) {
 	}
 	for _, step := range steps {
 		var ref string
-		err := workflow.ExecuteActivity(ctx, step.book, Booking{TripID: e.Key, Offer: step.offer}).Get(ctx, &ref)
+		err := workflow.ExecuteActivity(c, step.book, Booking{TripID: c.Key(), Offer: step.offer}).Get(c, &ref)
 		if err != nil {
-			st.LastError = fmt.Sprintf("book %s: %v", step.service, err)
+			failure := fmt.Errorf("book %s: %w", step.service, err)
 			if workflows.RetriesExhausted(err) {
-				if dlErr := workflows.DeadLetter(ctx, e, err, MaxAttempts); dlErr != nil {
-					st.LastError += "; " + dlErr.Error()
+				if dlErr := workflows.DeadLetter(c, c.Event, err, MaxAttempts); dlErr != nil {
+					failure = fmt.Errorf("%w; %w", failure, dlErr)
 				} else {
-					st.DeadLettered = true
+					c.State.DeadLettered = true
 				}
 			}
-			st.Compensations = saga.Compensate(ctx)
-			st.Status = StatusCompensated
-			return
+			c.Fail(StatusCompensated, errors.New(failure.Error())) // the whole text, not only the activity's cause
+			return nil
 		}
-		st.Bookings[step.service] = ref
-		st.CompletedSteps = append(st.CompletedSteps, "Book"+step.service)
-		cancel := step.cancel
-		saga.Add("Cancel"+step.service, func(ctx workflow.Context) error {
-			return workflow.ExecuteActivity(ctx, cancel, ref).Get(ctx, nil)
-		})
+		c.State.Bookings[step.service] = ref
+		c.Completed("Book"+step.service, workflows.UndoActivity("Cancel"+step.service, step.cancel, ref))
 	}
-	st.Status = StatusBooked
+	c.SetStatus(StatusBooked)
+	return nil
 }
 
 // Register is what a worker needs to run the saga.

@@ -56,7 +56,7 @@ func TestTripBooksAllThreeOnce(t *testing.T) {
 	assert.Equal(t, []string{"Bookflight", "Bookhotel", "Bookcar"}, st.CompletedSteps)
 	assert.Len(t, s.World.Booked(), 3)
 	assert.Empty(t, dead)
-	assert.Equal(t, 1, st.Deduped, "the redelivered record is applied once")
+	assert.Equal(t, 1, st.Stats.Deduped, "the redelivered record is applied once")
 }
 
 func TestSoldOutCompensatesWithoutDeadLetter(t *testing.T) {
@@ -64,7 +64,7 @@ func TestSoldOutCompensatesWithoutDeadLetter(t *testing.T) {
 	st, dead := run(t, s, []event.Envelope{bookTrip(0, `{"flight":"LH1","hotel":"H7","car":"SOLD-OUT"}`)})
 	assert.Equal(t, StatusCompensated, st.Status)
 	assert.Contains(t, st.LastError, "sold out")
-	assert.False(t, st.DeadLettered)
+	assert.False(t, st.State.DeadLettered)
 	assert.Empty(t, dead, "a business answer is not a DLQ record")
 	assert.Equal(t, []string{"Cancelhotel", "Cancelflight"}, names(st.Compensations), "newest first, even when run in parallel")
 	assert.Empty(t, s.World.Booked(), "every booking was cancelled")
@@ -75,7 +75,7 @@ func TestServiceDownExhaustsRetriesDeadLettersAndCompensates(t *testing.T) {
 	s.World.Break("car")
 	st, dead := run(t, s, []event.Envelope{bookTrip(7, offers)})
 	assert.Equal(t, StatusCompensated, st.Status)
-	assert.True(t, st.DeadLettered)
+	assert.True(t, st.State.DeadLettered)
 	require.Len(t, dead, 1)
 	assert.Equal(t, "BookCar", dead[0].ActivityType)
 	assert.Equal(t, MaxAttempts, dead[0].Attempts)

@@ -46,7 +46,7 @@ type Options struct {
 
 // Workflow returns the ledger workflow function for opts.
 func Workflow(opts Options) func(ctx workflow.Context, c *workflows.Carry[State]) (State, error) {
-	en := workflows.Entity[State]{
+	en := &workflows.Entity[State]{
 		Apply: func(ctx workflow.Context, s *State, e event.Envelope) {
 			var v Value
 			_ = json.Unmarshal(e.Value, &v) // the tests produce only valid values
@@ -66,7 +66,8 @@ func Workflow(opts Options) func(ctx workflow.Context, c *workflows.Carry[State]
 		if c != nil {
 			runs = c.Stats.Runs + 1
 		}
-		st, err := en.Run(ctx, c)
+		out, err := en.Run(ctx, c)
+		st := out.State
 		st.Runs = runs
 		return st, err
 	}

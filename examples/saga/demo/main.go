@@ -212,7 +212,7 @@ func printSummary(orders []saga.Order, states map[string]saga.State) int {
 			comps = append(comps, strings.TrimPrefix(c.Name, "ReleaseInventory:"))
 		}
 		ok := st.Status == o.Want.Status && slices.Equal(st.CompletedSteps, o.Want.CompletedSteps) &&
-			slices.Equal(names(st), o.Want.Compensations) && len(st.Applied) == len(o.Events) && st.Deduped == 0
+			slices.Equal(names(st), o.Want.Compensations) && len(st.Applied) == len(o.Events) && st.Stats.Deduped == 0
 		mark := "yes"
 		if !ok {
 			mark = "NO"

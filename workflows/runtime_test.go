@@ -1,0 +1,440 @@
+package workflows
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+	"go.temporal.io/sdk/activity"
+	"go.temporal.io/sdk/temporal"
+	"go.temporal.io/sdk/testsuite"
+	"go.temporal.io/sdk/workflow"
+
+	"github.com/sagabridge/sagabridge/activities"
+	"github.com/sagabridge/sagabridge/event"
+)
+
+// The test saga: "Reserve" holds an item (undo: release it), "Pay"
+// completes or fails the saga, "Boom" always errs; the first reservation
+// starts a one-hour payment timeout; the "cancel" update cancels.
+
+type cart struct {
+	Items []string `json:"items"`
+}
+
+type reserveEvent struct {
+	Item string `json:"item"`
+}
+
+type payEvent struct {
+	OK bool `json:"ok"`
+}
+
+type cancelRequest struct {
+	Reason string `json:"reason"`
+}
+
+const payDue = time.Hour
+
+// world is the test's services: it records what the activities did.
+type world struct {
+	mu          sync.Mutex
+	held        []string
+	released    []string
+	failRelease map[string]bool
+	deadLetters []activities.DeadLetterInput
+}
+
+func (w *world) hold(_ context.Context, item string) error {
+	if item == "bad" {
+		return temporal.NewNonRetryableApplicationError("no stock for "+item, "OutOfStock", nil)
+	}
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.held = append(w.held, item)
+	return nil
+}
+
+func (w *world) release(_ context.Context, item string) error {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.failRelease[item] {
+		return fmt.Errorf("cannot release %s", item)
+	}
+	w.released = append(w.released, item)
+	return nil
+}
+
+func (w *world) deadLetter(_ context.Context, in activities.DeadLetterInput) error {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.deadLetters = append(w.deadLetters, in)
+	return nil
+}
+
+// cartEntity builds the test saga; tune adjusts its options.
+func cartEntity(tune func(en *Entity[cart])) *Entity[cart] {
+	fast := &temporal.RetryPolicy{InitialInterval: 10 * time.Millisecond, MaximumAttempts: 2}
+	en := &Entity[cart]{
+		Init:            func(string) cart { return cart{Items: []string{}} },
+		Final:           []string{"paid", "compensated", "expired", "cancelled"},
+		ActivityOptions: workflow.ActivityOptions{StartToCloseTimeout: time.Second, RetryPolicy: fast},
+		Compensation:    CompensationOptions{ActivityOptions: workflow.ActivityOptions{StartToCloseTimeout: time.Second, RetryPolicy: fast}},
+		KeepApplied:     100,
+	}
+	On(en, "Reserve", func(c *Ctx[cart], e reserveEvent) error {
+		if err := workflow.ExecuteActivity(c, "Hold", e.Item).Get(c, nil); err != nil {
+			c.Fail("compensated", err)
+			return nil
+		}
+		c.State.Items = append(c.State.Items, e.Item)
+		undo := UndoActivity("Release:"+e.Item, "Release", e.Item)
+		if e.Item == "precious" {
+			undo = undo.WithDeadLetter()
+		}
+		c.Completed("Hold:"+e.Item, undo)
+		if len(c.State.Items) == 1 {
+			c.Begin("AwaitPayment")
+			c.StartTimeout("pay-due", payDue)
+		}
+		return nil
+	})
+	On(en, "Pay", func(c *Ctx[cart], e payEvent) error {
+		c.CancelTimeout("pay-due")
+		if !e.OK {
+			c.Fail("compensated", errors.New("declined"))
+			return nil
+		}
+		c.Completed("AwaitPayment")
+		c.SetStatus("paid")
+		return nil
+	})
+	On(en, "Boom", func(c *Ctx[cart], _ struct{}) error { return errors.New("boom") })
+	OnTimeout(en, "pay-due", func(c *Ctx[cart]) error {
+		c.Fail("expired", fmt.Errorf("not paid within %s", payDue))
+		return nil
+	})
+	OnUpdate(en, "cancel", func(st Carry[cart], in cancelRequest) error {
+		if in.Reason == "" {
+			return errors.New("reason is required")
+		}
+		return nil
+	}, func(c *Ctx[cart], in cancelRequest) (string, error) {
+		c.Fail("cancelled", errors.New("cancelled: "+in.Reason))
+		return c.Status(), nil
+	})
+	if tune != nil {
+		tune(en)
+	}
+	return en
+}
+
+// cartTest is one run of the test saga in the SDK's test environment.
+type cartTest struct {
+	t     *testing.T
+	env   *testsuite.TestWorkflowEnvironment
+	world *world
+	step  time.Duration
+}
+
+func newCartTest(t *testing.T, en *Entity[cart]) *cartTest {
+	var s testsuite.WorkflowTestSuite
+	ct := &cartTest{t: t, env: s.NewTestWorkflowEnvironment(), world: &world{failRelease: map[string]bool{}}}
+	wf := func(ctx workflow.Context, c *Carry[cart]) (Carry[cart], error) { return en.Run(ctx, c) }
+	ct.env.RegisterWorkflowWithOptions(wf, workflow.RegisterOptions{Name: "Cart"})
+	ct.env.RegisterActivityWithOptions(ct.world.hold, activity.RegisterOptions{Name: "Hold"})
+	ct.env.RegisterActivityWithOptions(ct.world.release, activity.RegisterOptions{Name: "Release"})
+	ct.env.RegisterActivityWithOptions(ct.world.deadLetter, activity.RegisterOptions{Name: activities.DeadLetterActivity})
+	return ct
+}
+
+// at schedules fn a second after the previous scheduled step.
+func (ct *cartTest) at(fn func()) {
+	ct.step += time.Second
+	ct.env.RegisterDelayedCallback(fn, ct.step)
+}
+
+// signal schedules a batch of records.
+func (ct *cartTest) signal(batch ...event.Envelope) {
+	ct.at(func() { ct.env.SignalWorkflow(event.DefaultSignal, event.Batch{Events: batch}) })
+}
+
+// run executes the workflow and returns its result, or the carry of a
+// continue-as-new.
+func (ct *cartTest) run(carried *Carry[cart]) (Carry[cart], error) {
+	ct.t.Helper()
+	ct.env.ExecuteWorkflow("Cart", carried)
+	require.True(ct.t, ct.env.IsWorkflowCompleted())
+	var out Carry[cart]
+	err := ct.env.GetWorkflowError()
+	var can *workflow.ContinueAsNewError
+	if errors.As(err, &can) {
+		require.NoError(ct.t, converterFor(ct.t).FromPayloads(can.Input, &out))
+		return out, err
+	}
+	require.NoError(ct.t, err)
+	require.NoError(ct.t, ct.env.GetWorkflowResult(&out))
+	return out, nil
+}
+
+func rec(partition int32, offset int64, typ, value string) event.Envelope {
+	return event.Envelope{Topic: "carts", Partition: partition, Offset: offset, Key: "c1", Type: typ, Value: json.RawMessage(value)}
+}
+
+func reserve(offset int64, item string) event.Envelope {
+	return rec(0, offset, "Reserve", `{"item":"`+item+`"}`)
+}
+
+func pay(offset int64, ok bool) event.Envelope {
+	return rec(0, offset, "Pay", fmt.Sprintf(`{"ok":%t}`, ok))
+}
+
+func stepNames(rs []CompensationResult) []string {
+	out := make([]string, len(rs))
+	for i, r := range rs {
+		out[i] = r.Name
+	}
+	return out
+}
+
+func TestRuntimeAppliesEachRecordOnceInOffsetOrder(t *testing.T) {
+	ct := newCartTest(t, cartEntity(nil))
+	ct.signal(reserve(1, "a"), reserve(2, "b"))
+	ct.signal(reserve(1, "a"), reserve(4, "c"), reserve(3, "late"), rec(1, 0, "Reserve", `{"item":"d"}`)) // 1 again; 3 after 4 is older
+	ct.signal(pay(2, false), pay(5, true))                                                                 // 2 again
+	out, err := ct.run(nil)
+	require.NoError(t, err)
+
+	assert.Equal(t, "paid", out.Status)
+	assert.Equal(t, "c1", out.Key)
+	assert.Equal(t, []string{"a", "b", "c", "d"}, out.State.Items)
+	assert.Equal(t, []string{"Hold:a", "Hold:b", "Hold:c", "Hold:d", "AwaitPayment"}, out.CompletedSteps)
+	assert.Empty(t, out.CurrentStep)
+	assert.Equal(t, 3, out.Stats.Deduped, "offset 1 twice, 3 after 4, 2 after 5")
+	assert.Equal(t, 5, out.Stats.Applied)
+	assert.Equal(t, event.Watermarks{"carts/0": 5, "carts/1": 0}, out.Watermarks)
+	assert.Empty(t, out.Timeouts, "payment cancelled the timeout")
+	assert.Len(t, out.PendingCompensations, 4, "a paid cart keeps its undos, none ran")
+	assert.Empty(t, out.Compensations)
+	assert.Equal(t, []string{"a", "b", "c", "d"}, ct.world.held)
+	assert.Equal(t, ContractVersion, out.Version)
+}
+
+func TestRuntimeRejectsWhatItCannotApplyAndGoesOn(t *testing.T) {
+	ct := newCartTest(t, cartEntity(nil))
+	ct.signal(
+		reserve(1, "a"),
+		rec(0, 2, "Reserve", `{"item":5}`), // does not decode
+		rec(0, 3, "Refund", `{}`),          // no handler
+		rec(0, 4, "Boom", `{}`),            // handler error
+		pay(5, true),
+		reserve(6, "z"), // after the saga ended
+	)
+	out, err := ct.run(nil)
+	require.NoError(t, err)
+	assert.Equal(t, "paid", out.Status)
+	require.Len(t, out.Rejected, 4)
+	assert.Contains(t, out.Rejected[0].Reason, "decode Reserve event at carts/0@2")
+	assert.Equal(t, `no handler for event type "Refund"`, out.Rejected[1].Reason)
+	assert.Equal(t, "boom", out.Rejected[2].Reason)
+	assert.Equal(t, "already paid", out.Rejected[3].Reason)
+	assert.Equal(t, int64(6), out.Rejected[3].Offset)
+	assert.Len(t, out.Applied, 6, "rejected records are applied (their offsets are consumed), not lost")
+	assert.Equal(t, []string{"a"}, ct.world.held)
+}
+
+func TestFailCompensatesNewestFirstAndReportsAFailedCompensation(t *testing.T) {
+	ct := newCartTest(t, cartEntity(nil))
+	ct.world.failRelease["b"] = true
+	ct.signal(reserve(1, "a"), reserve(2, "b"), reserve(3, "c"), pay(4, false))
+	out, err := ct.run(nil)
+	require.NoError(t, err)
+	assert.Equal(t, "compensated", out.Status)
+	assert.Equal(t, "declined", out.LastError)
+	assert.Equal(t, []string{"Release:c", "Release:b", "Release:a"}, stepNames(out.Compensations))
+	assert.Contains(t, out.Compensations[1].Error, "cannot release b")
+	assert.Empty(t, out.Compensations[0].Error)
+	assert.Empty(t, out.Compensations[2].Error)
+	assert.Equal(t, []string{"c", "a"}, ct.world.released, "a still runs after b failed")
+	assert.Empty(t, out.PendingCompensations)
+}
+
+func TestStopOnFailureSkipsTheOlderCompensations(t *testing.T) {
+	ct := newCartTest(t, cartEntity(func(en *Entity[cart]) { en.Compensation.StopOnFailure = true }))
+	ct.world.failRelease["b"] = true
+	ct.signal(reserve(1, "a"), reserve(2, "b"), reserve(3, "c"), pay(4, false))
+	out, err := ct.run(nil)
+	require.NoError(t, err)
+	require.Len(t, out.Compensations, 3)
+	assert.False(t, out.Compensations[1].Skipped)
+	assert.NotEmpty(t, out.Compensations[1].Error)
+	assert.True(t, out.Compensations[2].Skipped, "a is skipped after b failed")
+	assert.Equal(t, "Release:a", out.Compensations[2].Name)
+	assert.Equal(t, []string{"c"}, ct.world.released)
+}
+
+func TestParallelCompensationRunsAllAndListsNewestFirst(t *testing.T) {
+	ct := newCartTest(t, cartEntity(func(en *Entity[cart]) { en.Compensation.Parallel = true }))
+	ct.world.failRelease["a"] = true
+	ct.signal(reserve(1, "a"), reserve(2, "b"), reserve(3, "c"), reserve(4, "bad"))
+	out, err := ct.run(nil)
+	require.NoError(t, err)
+	assert.Equal(t, "compensated", out.Status)
+	assert.Equal(t, "OutOfStock: no stock for bad", out.LastError)
+	assert.Equal(t, []string{"Release:c", "Release:b", "Release:a"}, stepNames(out.Compensations))
+	assert.NotEmpty(t, out.Compensations[2].Error)
+	assert.ElementsMatch(t, []string{"b", "c"}, ct.world.released)
+}
+
+func TestACompensationThatFailsForGoodDeadLettersItsRecordWhenTheStepOptsIn(t *testing.T) {
+	ct := newCartTest(t, cartEntity(nil))
+	ct.world.failRelease["precious"] = true
+	ct.world.failRelease["plain"] = true
+	ct.signal(reserve(1, "plain"), reserve(2, "precious"), pay(3, false))
+	out, err := ct.run(nil)
+	require.NoError(t, err)
+	require.Len(t, out.Compensations, 2)
+	assert.True(t, out.Compensations[0].DeadLettered, "precious opted in")
+	assert.False(t, out.Compensations[1].DeadLettered, "plain did not")
+	require.Len(t, ct.world.deadLetters, 1)
+	dl := ct.world.deadLetters[0]
+	assert.Equal(t, int64(2), dl.Event.Offset, "the record that completed the step")
+	assert.Equal(t, "Release", dl.ActivityType)
+	assert.Contains(t, dl.Error, "cannot release precious")
+}
+
+func TestStepTimeoutFiresAndCompensates(t *testing.T) {
+	ct := newCartTest(t, cartEntity(nil))
+	ct.signal(reserve(1, "a"), reserve(2, "b")) // no payment ever comes
+	out, err := ct.run(nil)
+	require.NoError(t, err)
+	assert.Equal(t, "expired", out.Status)
+	assert.Equal(t, "not paid within 1h0m0s", out.LastError)
+	assert.Equal(t, []string{"Release:b", "Release:a"}, stepNames(out.Compensations))
+	assert.Empty(t, out.CurrentStep)
+}
+
+func TestUpdateIsValidatedAppliedInTurnAndAnsweredOnce(t *testing.T) {
+	ct := newCartTest(t, cartEntity(nil))
+	ct.signal(reserve(1, "a"))
+	var rejected error
+	var answers []string
+	complete := func(v any, err error) {
+		require.NoError(t, err)
+		answers = append(answers, v.(string))
+	}
+	ct.at(func() {
+		ct.env.UpdateWorkflow("cancel", "u0", &testsuite.TestUpdateCallback{
+			OnAccept: func() { t.Error("an update without a reason must be rejected") }, OnReject: func(err error) { rejected = err },
+			OnComplete: func(any, error) {},
+		}, cancelRequest{})
+	})
+	ct.at(func() {
+		ct.env.UpdateWorkflow("cancel", "u1", &testsuite.TestUpdateCallback{
+			OnAccept: func() {}, OnReject: func(err error) { t.Errorf("rejected: %v", err) }, OnComplete: complete,
+		}, cancelRequest{Reason: "changed my mind"})
+	})
+	out, err := ct.run(nil)
+	require.NoError(t, err)
+	require.Error(t, rejected)
+	assert.Contains(t, rejected.Error(), "reason is required")
+	assert.Equal(t, []string{"cancelled"}, answers)
+	assert.Equal(t, "cancelled", out.Status)
+	assert.Equal(t, "cancelled: changed my mind", out.LastError)
+	assert.Equal(t, []string{"Release:a"}, stepNames(out.Compensations))
+	assert.Equal(t, 1, out.Stats.Updates)
+	require.Len(t, out.RecentUpdates, 1)
+	assert.Equal(t, "u1", out.RecentUpdates[0].ID)
+}
+
+func TestUpdateRetriedAfterContinueAsNewGetsTheFirstAnswer(t *testing.T) {
+	ct := newCartTest(t, cartEntity(nil))
+	carried := &Carry[cart]{Progress: Progress{Status: "open"}, State: cart{Items: []string{}},
+		RecentUpdates: []UpdateResult{{ID: "u1", Name: "cancel", Result: []byte(`"cancelled"`)}}}
+	var answer any
+	ct.at(func() {
+		ct.env.UpdateWorkflow("cancel", "u1", &testsuite.TestUpdateCallback{
+			OnAccept: func() {}, OnReject: func(err error) { t.Errorf("rejected: %v", err) },
+			OnComplete: func(v any, err error) { require.NoError(t, err); answer = v },
+		}, cancelRequest{Reason: "again"})
+	})
+	ct.signal(pay(1, true))
+	out, err := ct.run(carried)
+	require.NoError(t, err)
+	assert.Equal(t, "cancelled", answer)
+	assert.Equal(t, "paid", out.Status, "the remembered update did not cancel again")
+	assert.Equal(t, 1, out.Stats.DedupedUpdates)
+	assert.Zero(t, out.Stats.Updates)
+}
+
+func TestUpdateAfterTheSagaEndedIsRefused(t *testing.T) {
+	ct := newCartTest(t, cartEntity(nil))
+	var refused error
+	ct.env.RegisterDelayedCallback(func() {
+		ct.env.SignalWorkflow(event.DefaultSignal, event.Batch{Events: []event.Envelope{reserve(1, "a"), pay(2, true)}})
+		ct.env.UpdateWorkflow("cancel", "late", &testsuite.TestUpdateCallback{
+			OnAccept: func() {}, OnReject: func(err error) { refused = err }, OnComplete: func(_ any, err error) { refused = err },
+		}, cancelRequest{Reason: "late"})
+	}, time.Second)
+	out, err := ct.run(nil)
+	require.NoError(t, err)
+	assert.Equal(t, "paid", out.Status)
+	// Rejected by the validator, or, when accepted before the records were
+	// applied, answered with an error without running the handler.
+	require.Error(t, refused)
+	assert.Contains(t, refused.Error(), "already paid")
+	assert.Zero(t, out.Stats.Updates)
+}
+
+func TestContinueAsNewCarriesProgressUndosAndTimeouts(t *testing.T) {
+	en := cartEntity(func(en *Entity[cart]) { en.MaxAppliedPerRun = 2 })
+	ct := newCartTest(t, en)
+	ct.signal(reserve(1, "a"))
+	ct.signal(reserve(2, "b"), reserve(3, "c")) // the limit is hit after b; c is drained into this run
+	next, err := ct.run(nil)
+	var can *workflow.ContinueAsNewError
+	require.ErrorAs(t, err, &can)
+	assert.Equal(t, StatusNew, next.Status)
+	assert.Equal(t, []string{"a", "b", "c"}, next.State.Items)
+	assert.Equal(t, []string{"Hold:a", "Hold:b", "Hold:c"}, next.CompletedSteps)
+	assert.Equal(t, "AwaitPayment", next.CurrentStep)
+	require.Len(t, next.PendingCompensations, 3)
+	assert.Equal(t, "Release", next.PendingCompensations[0].Activity)
+	require.Len(t, next.Timeouts, 1)
+	assert.Equal(t, "pay-due", next.Timeouts[0].Name)
+	assert.Equal(t, 1, next.Stats.Runs)
+
+	// The next run dedupes what the first applied, keeps the payment
+	// deadline, and undoes the carried steps when payment fails.
+	ct2 := newCartTest(t, cartEntity(nil))
+	ct2.signal(reserve(3, "c"), pay(4, false))
+	out, err := ct2.run(&next)
+	require.NoError(t, err)
+	assert.Equal(t, "compensated", out.Status)
+	assert.Equal(t, []string{"Release:c", "Release:b", "Release:a"}, stepNames(out.Compensations))
+	assert.Equal(t, []string{"c", "b", "a"}, ct2.world.released)
+	assert.Equal(t, 1, out.Stats.Deduped)
+	assert.Equal(t, 2, out.Stats.Runs)
+	assert.Equal(t, 4, out.Stats.Applied)
+
+	// A carried timeout still fires in the next run.
+	ct3 := newCartTest(t, cartEntity(nil))
+	out, err = ct3.run(&next)
+	require.NoError(t, err)
+	assert.Equal(t, "expired", out.Status)
+	assert.Equal(t, []string{"c", "b", "a"}, ct3.world.released)
+}
+
+func TestUndoActivityNamesTheRegisteredActivity(t *testing.T) {
+	w := &world{}
+	assert.Equal(t, "release", UndoActivity("r", w.release, "x").Activity, "a method value is registered under its method name")
+	assert.Equal(t, "Release", UndoActivity("r", "Release", "x").Activity)
+	u := UndoActivity("r", "Release", func() {})
+	assert.Contains(t, u.Invalid, "encode input of r")
+}
