@@ -207,7 +207,7 @@ func TestRuntimeAppliesEachRecordOnceInOffsetOrder(t *testing.T) {
 	ct := newCartTest(t, cartEntity(nil))
 	ct.signal(reserve(1, "a"), reserve(2, "b"))
 	ct.signal(reserve(1, "a"), reserve(4, "c"), reserve(3, "late"), rec(1, 0, "Reserve", `{"item":"d"}`)) // 1 again; 3 after 4 is older
-	ct.signal(pay(2, false), pay(5, true))                                                                 // 2 again
+	ct.signal(pay(2, false), pay(5, true))                                                                // 2 again
 	out, err := ct.run(nil)
 	require.NoError(t, err)
 

@@ -53,11 +53,11 @@ func OrderSaga(ctx workflow.Context, carried *State) (State, error) {
 func orderEntity() *workflows.Entity[OrderData] {
 	retry := &temporal.RetryPolicy{InitialInterval: time.Second, MaximumAttempts: 5}
 	en := &workflows.Entity[OrderData]{
-		Init:   func(string) OrderData { return OrderData{Items: []Item{}} },
-		Final:  []Status{StatusCompleted, StatusCompensated, StatusCancelled},
-		Finish: publishOutcome,
-		Signal: Signal,
-		Query:  QueryState,
+		Init:            func(string) OrderData { return OrderData{Items: []Item{}} },
+		Final:           []Status{StatusCompleted, StatusCompensated, StatusCancelled},
+		Finish:          publishOutcome,
+		Signal:          Signal,
+		Query:           QueryState,
 		ActivityOptions: workflow.ActivityOptions{StartToCloseTimeout: 10 * time.Second, RetryPolicy: retry},
 		Compensation: workflows.CompensationOptions{
 			ActivityOptions: workflow.ActivityOptions{StartToCloseTimeout: 10 * time.Second, RetryPolicy: retry},
