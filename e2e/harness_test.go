@@ -59,7 +59,7 @@ func TestMain(m *testing.M) {
 	}
 	stack, err = devstack.Start(context.Background(), devstack.Options{
 		Topics: []string{saga.OutcomeTopic}, Partitions: 4,
-		Temporal: devstack.TemporalOptions{Output: logFile},
+		Temporal: devstack.TemporalOptions{Output: logFile, SearchAttributes: []string{saga.StatusSearchAttribute + "=Keyword"}},
 	})
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "e2e: start the dev stack:", err)

@@ -2,7 +2,9 @@ package e2e
 
 import (
 	"encoding/json"
+	"fmt"
 	"os/exec"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -248,4 +250,136 @@ func TestNewRecordForAClosedWorkflowGoesToTheDLQ(t *testing.T) {
 	assert.Equal(t, lateAt[o.ID][0].Offset, f.Offset)
 	assert.Equal(t, `{"reason":"too late"}`, string(f.Value))
 	assert.Equal(t, uint64(1), b.Stats().DeadLettered)
+}
+
+// temporalCLI runs the real Temporal CLI against the stack's server.
+func temporalCLI(t *testing.T, args ...string) ([]byte, error) {
+	t.Helper()
+	args = append(args, "--address", stack.Temporal.Address)
+	return exec.Command(stack.Temporal.Bin, args...).CombinedOutput()
+}
+
+// listByStatus lists, through the CLI, the order workflows of this test
+// (IDs starting with prefix) whose SagaStatus search attribute is status.
+func listByStatus(t *testing.T, prefix string, status saga.Status) []string {
+	t.Helper()
+	query := fmt.Sprintf(`WorkflowType=%q AND %s=%q AND WorkflowId STARTS_WITH %q`, saga.WorkflowType, saga.StatusSearchAttribute, status, prefix)
+	out, err := temporalCLI(t, "workflow", "list", "--query", query, "--output", "json")
+	require.NoError(t, err, "temporal workflow list: %s", out)
+	var rows []struct {
+		Execution struct {
+			WorkflowID string `json:"workflowId"`
+		} `json:"execution"`
+	}
+	require.NoError(t, json.Unmarshal(out, &rows), "CLI output: %s", out)
+	ids := make([]string, 0, len(rows))
+	for _, r := range rows {
+		ids = append(ids, r.Execution.WorkflowID)
+	}
+	slices.Sort(ids)
+	return ids
+}
+
+// queryState asks the order's workflow for its state through the CLI.
+func queryState(t *testing.T, orderID string) (saga.State, error) {
+	t.Helper()
+	out, err := temporalCLI(t, "workflow", "query", "--workflow-id", saga.WorkflowID(orderID), "--type", saga.QueryState, "--output", "json")
+	if err != nil {
+		return saga.State{}, fmt.Errorf("temporal workflow query: %w: %s", err, out)
+	}
+	var resp struct {
+		QueryResult []saga.State `json:"queryResult"`
+	}
+	if err := json.Unmarshal(out, &resp); err != nil || len(resp.QueryResult) != 1 {
+		return saga.State{}, fmt.Errorf("CLI output %s: %v", out, err)
+	}
+	return resp.QueryResult[0], nil
+}
+
+func TestListSagasByStatusThroughTheTemporalCLI(t *testing.T) {
+	e := newEnv(t, 2)
+	orders := saga.Orders(e.id+"-", 20, 17)
+	at := e.produce(orders)
+	_, stop := e.runBridge(e.topic)
+	defer stop()
+	want := map[saga.Status][]string{}
+	for _, o := range orders {
+		assertOutcome(t, o, e.result(o.ID, 60*time.Second), at[o.ID])
+		want[o.Want.Status] = append(want[o.Want.Status], saga.WorkflowID(o.ID))
+	}
+	require.Len(t, want, 3, "the scenario has completed, compensated and cancelled orders")
+	for status, ids := range want {
+		slices.Sort(ids)
+		var got []string
+		require.Eventually(t, func() bool { // visibility is eventually consistent
+			got = listByStatus(t, saga.WorkflowID(e.id+"-"), status)
+			return slices.Equal(ids, got)
+		}, 30*time.Second, 250*time.Millisecond, "status %s: want %v, listed %v", status, ids, got)
+	}
+	assert.Empty(t, listByStatus(t, saga.WorkflowID(e.id+"-"), saga.StatusOpen))
+}
+
+func TestCancelAnOpenOrderWithAnUpdateThroughTheTemporalCLI(t *testing.T) {
+	e := newEnv(t, 1)
+	o := saga.Orders(e.id+"-", 1, 19)[0] // kind 0: pays last
+	require.Equal(t, saga.PaymentAuthorized, o.Events[len(o.Events)-1].Type)
+	unpaid := saga.Order{ID: o.ID, Events: o.Events[:len(o.Events)-1]}
+	e.produce([]saga.Order{unpaid})
+	_, stop := e.runBridge(e.topic)
+	defer stop()
+
+	// The order waits for payment, with its deadline running.
+	reserved := len(o.Want.CompletedSteps) - 2 // all but ChargePayment and ShipOrder
+	var st saga.State
+	require.Eventually(t, func() bool {
+		var err error
+		st, err = queryState(t, o.ID)
+		return err == nil && len(st.CompletedSteps) == reserved
+	}, 60*time.Second, 250*time.Millisecond, "state: %+v", st)
+	assert.Equal(t, saga.StatusOpen, st.Status)
+	assert.Equal(t, saga.StepAwaitPayment, st.CurrentStep)
+	require.Len(t, st.Timeouts, 1)
+	assert.Equal(t, saga.TimeoutPayment, st.Timeouts[0].Name)
+	assert.Len(t, st.PendingCompensations, reserved)
+	require.Eventually(t, func() bool {
+		return slices.Equal([]string{saga.WorkflowID(o.ID)}, listByStatus(t, saga.WorkflowID(e.id+"-"), saga.StatusOpen))
+	}, 30*time.Second, 250*time.Millisecond)
+
+	update := func(updateID, input string) ([]byte, error) {
+		return temporalCLI(t, "workflow", "update", "execute", "--workflow-id", saga.WorkflowID(o.ID),
+			"--name", saga.UpdateCancel, "--update-id", updateID, "--input", input, "--output", "json")
+	}
+	out, err := update("no-reason", `{}`)
+	require.Error(t, err, "the validator must reject a cancel without a reason: %s", out)
+	assert.Contains(t, string(out), "reason is required")
+
+	out, err = update("cancel-1", `{"reason":"customer called"}`)
+	require.NoError(t, err, "temporal workflow update execute: %s", out)
+	var resp struct {
+		Result saga.CancelResult `json:"result"`
+	}
+	require.NoError(t, json.Unmarshal(out, &resp), "CLI output: %s", out)
+	assert.Equal(t, saga.StatusCancelled, resp.Result.Status)
+	assert.Equal(t, "cancelled: customer called", resp.Result.LastError)
+	compensations := make([]string, 0, len(resp.Result.Compensations))
+	for _, c := range resp.Result.Compensations {
+		assert.Empty(t, c.Error, c.Name)
+		compensations = append(compensations, c.Name)
+	}
+	var releases []string // each reservation's release, newest first
+	for i := reserved - 1; i >= 0; i-- {
+		releases = append(releases, "ReleaseInventory:"+strings.TrimPrefix(o.Want.CompletedSteps[i], "ReserveInventory:"))
+	}
+	assert.Equal(t, releases, compensations)
+
+	final := e.result(o.ID, 30*time.Second)
+	assert.Equal(t, saga.StatusCancelled, final.Status)
+	assert.Equal(t, 1, final.Stats.Updates)
+	for _, step := range final.CompletedSteps {
+		sku := strings.TrimPrefix(step, "ReserveInventory:")
+		assert.Zero(t, e.acts.Ledger.Held(o.ID, sku), "order %s still holds %s", o.ID, sku)
+	}
+	require.Eventually(t, func() bool {
+		return slices.Equal([]string{saga.WorkflowID(o.ID)}, listByStatus(t, saga.WorkflowID(e.id+"-"), saga.StatusCancelled))
+	}, 30*time.Second, 250*time.Millisecond)
 }

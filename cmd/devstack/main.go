@@ -3,7 +3,7 @@
 // CLI's dev server (bin/temporal). It prints the addresses and the commands
 // that start a worker and a bridge against them, and stops both on Ctrl-C.
 //
-//	devstack [-kafka-port 0] [-temporal-port 0] [-ui] [-db-file path] [-topics orders,orders.dlq,order-outcomes] [-partitions 8]
+//	devstack [-kafka-port 0] [-temporal-port 0] [-ui] [-db-file path] [-topics orders,orders.dlq,order-outcomes] [-partitions 8] [-search-attributes SagaStatus=Keyword]
 package main
 
 import (
@@ -12,6 +12,7 @@ import (
 	"os"
 	"path/filepath"
 
+	"github.com/sagabridge/sagabridge/examples/saga"
 	"github.com/sagabridge/sagabridge/internal/cli"
 	"github.com/sagabridge/sagabridge/internal/devstack"
 )
@@ -23,12 +24,13 @@ func main() {
 	dbFile := flag.String("db-file", "", "persist Temporal state in this SQLite file; empty keeps it in memory")
 	topics := flag.String("topics", "orders,orders.dlq,order-outcomes", "topics to create")
 	partitions := flag.Int("partitions", 8, "partitions per topic")
+	searchAttributes := flag.String("search-attributes", saga.StatusSearchAttribute+"=Keyword", "comma-separated NAME=TYPE search attributes to register")
 	flag.Parse()
 
 	log, _ := cli.NewLogger("info")
 	opts := devstack.Options{
 		Topics: cli.SplitList(*topics), Partitions: int32(*partitions), KafkaPort: *kafkaPort,
-		Temporal: devstack.TemporalOptions{Port: *temporalPort, DBFile: *dbFile, Output: os.Stderr},
+		Temporal: devstack.TemporalOptions{Port: *temporalPort, DBFile: *dbFile, Output: os.Stderr, SearchAttributes: cli.SplitList(*searchAttributes)},
 	}
 	if *ui {
 		ports, err := devstack.FreePorts(1)

@@ -24,6 +24,7 @@ import (
 	"context"
 	"flag"
 	"fmt"
+	enumspb "go.temporal.io/api/enums/v1"
 	"os"
 
 	"github.com/IBM/sarama"
@@ -111,6 +112,10 @@ func main() {
 		cli.Fatal(log, "start the outcome producer", conns.Kafka.ConnectError(err))
 	}
 	defer producer.Close()
+	required := map[string]enumspb.IndexedValueType{saga.StatusSearchAttribute: enumspb.INDEXED_VALUE_TYPE_KEYWORD}
+	if err := cli.RequireSearchAttributes(context.Background(), c, opts.Namespace, required); err != nil {
+		cli.Fatal(log, "the namespace is not ready for the order saga", err)
+	}
 	w := worker.New(c, *taskQueue, worker.Options{MaxConcurrentWorkflowTaskPollers: *pollers})
 	saga.RegisterWith(w, saga.NewActivities(), &activities.Publisher{Producer: producer})
 	trip.RegisterWith(w, trip.NewServices(), &activities.DeadLetterer{Producer: producer})

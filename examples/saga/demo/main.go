@@ -66,7 +66,8 @@ func run(n int, keep bool, binDir string, timeout time.Duration) error {
 	defer tlog.Close()
 	opts := devstack.Options{
 		Topics: []string{saga.Topic, dlq.TopicFor(saga.Topic, dlq.DefaultSuffix), saga.OutcomeTopic}, Partitions: 8,
-		Temporal: devstack.TemporalOptions{Bin: filepath.Join(binDir, "temporal"), Output: tlog},
+		Temporal: devstack.TemporalOptions{Bin: filepath.Join(binDir, "temporal"), Output: tlog,
+			SearchAttributes: []string{saga.StatusSearchAttribute + "=Keyword"}},
 	}
 	if keep {
 		ports, err := devstack.FreePorts(1)
