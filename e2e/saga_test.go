@@ -373,6 +373,7 @@ func TestCancelAnOpenOrderWithAnUpdateThroughTheTemporalCLI(t *testing.T) {
 	assert.Equal(t, releases, compensations)
 
 	final := e.result(o.ID, 30*time.Second)
+	recordHistory(t, "saga", "order-cancelled-by-update", saga.WorkflowID(o.ID), "")
 	assert.Equal(t, saga.StatusCancelled, final.Status)
 	assert.Equal(t, 1, final.Stats.Updates)
 	for _, step := range final.CompletedSteps {
