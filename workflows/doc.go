@@ -1,13 +1,19 @@
 // Package workflows holds the workflow-side runtime that entity and saga
 // workflows fed by the bridge share:
 //
-//   - Inbox receives event batches from the bridge's signal, applies each
-//     Kafka record exactly once (by per-partition offset watermarks) and in
-//     offset order, and drains pending signals before the workflow closes.
-//   - Saga keeps the compensations of completed steps and runs them in
-//     reverse order when a later step fails.
-//   - Close records the watermarks in the workflow memo (event.MemoKey) so
-//     the bridge can recognise a redelivery to a closed workflow.
+//   - Entity is the runtime: users register typed handlers per event type
+//     (On), step timeouts (OnTimeout) and Temporal Updates with a validator
+//     (OnUpdate); Entity.Run owns the signal loop, exact dedupe by
+//     (topic, partition, offset) and idempotency key, ordered application,
+//     compensations kept as data (Ctx.Completed, Ctx.Fail, UndoActivity),
+//     ContinueAsNew with everything carried, the versioned state query
+//     (Carry, ContractVersion) and an optional saga-status search attribute.
+//   - Inbox is the lower-level piece Entity uses: it receives event batches
+//     from the bridge's signal, admits each record once (by per-partition
+//     offset watermarks) and in offset order, and records the watermarks in
+//     the memo at close (event.MemoKey) so the bridge can recognise a
+//     redelivery to a closed workflow.
+//   - Saga keeps compensation closures for workflows that do not use Entity.
 //   - DeadLetter sends the record behind a saga step whose activity ran out
 //     of retries to the DLQ (with workflow ID, run ID and activity type),
 //     through the activities.DeadLetterer activity; RetriesExhausted tells

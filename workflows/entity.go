@@ -229,6 +229,7 @@ func (en *Entity[S]) Run(ctx workflow.Context, carried *Carry[S]) (Carry[S], err
 		}
 	}
 	r.drain()
+	clear(r.timers) // they end with the run; nothing runs any more
 	if en.Finish != nil {
 		if err := en.Finish(r.newCtx(event.Envelope{})); err != nil {
 			return r.snapshot(), err

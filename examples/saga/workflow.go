@@ -152,12 +152,14 @@ func chargeAndShip(c *workflows.Ctx[OrderData], p PaymentAuthorizedEvent) error 
 		return err
 	}
 	var a *Activities
+	c.Begin("ChargePayment")
 	charge := ChargeInput{OrderID: c.Key(), PaymentID: p.PaymentID, Card: p.Card, AmountCents: c.State.AmountCents}
 	if err := workflow.ExecuteActivity(c, a.ChargePayment, charge).Get(c, nil); err != nil {
 		c.Fail(StatusCompensated, err)
 		return nil
 	}
 	c.Completed("ChargePayment", workflows.UndoActivity("RefundPayment", a.RefundPayment, charge))
+	c.Begin("ShipOrder")
 	ship := ShipInput{OrderID: c.Key(), Country: c.State.Country, Items: c.State.Items}
 	if err := workflow.ExecuteActivity(c, a.ShipOrder, ship).Get(c, nil); err != nil {
 		c.Fail(StatusCompensated, err)
