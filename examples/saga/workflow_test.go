@@ -142,3 +142,159 @@ func TestOrdersScenarioWantsAreConsistent(t *testing.T) {
 	}
 	assert.Len(t, seen, 20)
 }
+
+func TestEveryFailurePointCompensatesWhatWasDone(t *testing.T) {
+	pay := `{"payment_id":"p","card":"visa"}`
+	cases := []struct {
+		name          string
+		events        []event.Envelope
+		status        Status
+		lastError     string
+		steps         []string
+		compensations []string
+	}{
+		{"out of stock on an added line",
+			[]event.Envelope{envelope(1, OrderPlaced, placed), envelope(2, ItemAdded, `{"sku":"OUT-OF-STOCK","qty":1}`)},
+			StatusCompensated, ErrOutOfStock + ": ", []string{"ReserveInventory:A"}, []string{"ReleaseInventory:A"}},
+		{"out of stock while placing",
+			[]event.Envelope{envelope(1, OrderPlaced, `{"items":[{"sku":"A","qty":1},{"sku":"OUT-OF-STOCK","qty":1},{"sku":"C","qty":1}]}`)},
+			StatusCompensated, ErrOutOfStock + ": ", []string{"ReserveInventory:A"}, []string{"ReleaseInventory:A"}},
+		{"card declined",
+			[]event.Envelope{envelope(1, OrderPlaced, placed), envelope(2, PaymentAuthorized, `{"payment_id":"p","card":"declined"}`)},
+			StatusCompensated, ErrCardDeclined + ": ", []string{"ReserveInventory:A"}, []string{"ReleaseInventory:A"}},
+		{"undeliverable",
+			[]event.Envelope{envelope(1, OrderPlaced, `{"items":[{"sku":"A","qty":1}],"country":"XX"}`), envelope(2, PaymentAuthorized, pay)},
+			StatusCompensated, ErrUndeliverable + ": ", []string{"ReserveInventory:A", "ChargePayment"}, []string{"RefundPayment", "ReleaseInventory:A"}},
+		{"payment failed",
+			[]event.Envelope{envelope(1, OrderPlaced, placed), envelope(2, PaymentFailed, `{"reason":"insufficient_funds"}`)},
+			StatusCompensated, "payment failed: insufficient_funds", []string{"ReserveInventory:A"}, []string{"ReleaseInventory:A"}},
+		{"cancelled by an event",
+			[]event.Envelope{envelope(1, OrderPlaced, placed), envelope(2, OrderCancelled, `{"reason":"customer request"}`)},
+			StatusCancelled, "cancelled: customer request", []string{"ReserveInventory:A"}, []string{"ReleaseInventory:A"}},
+		{"never paid", // the payment deadline fires after 24 h of workflow time
+			[]event.Envelope{envelope(1, OrderPlaced, placed)},
+			StatusCompensated, "payment not received within 24h0m0s", []string{"ReserveInventory:A"}, []string{"ReleaseInventory:A"}},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			acts := NewActivities()
+			st, _ := run(t, acts, tc.events)
+			assert.Equal(t, tc.status, st.Status)
+			assert.Contains(t, st.LastError, tc.lastError)
+			assert.Equal(t, tc.steps, st.CompletedSteps)
+			var ran []string
+			for _, c := range st.Compensations {
+				assert.Empty(t, c.Error)
+				ran = append(ran, c.Name)
+			}
+			assert.Equal(t, tc.compensations, ran)
+			assert.Empty(t, st.PendingCompensations)
+			assert.Empty(t, st.CurrentStep)
+			assert.Zero(t, acts.Ledger.Held("42", "A"), "A was released")
+		})
+	}
+}
+
+func TestRecordsOutOfStatusAreRejectedWithTheReason(t *testing.T) {
+	st, _ := run(t, NewActivities(),
+		[]event.Envelope{
+			envelope(1, ItemAdded, `{"sku":"B","qty":1}`), // before OrderPlaced
+			envelope(2, OrderPlaced, placed),
+			envelope(3, OrderPlaced, placed),                   // placed twice (a new offset: not a redelivery)
+			envelope(4, PaymentAuthorized, `{"payment_id":7}`), // valid JSON of the wrong shape
+			envelope(5, PaymentAuthorized, `{"payment_id":"p","card":"visa"}`),
+		})
+	assert.Equal(t, StatusCompleted, st.Status)
+	require.Len(t, st.Rejected, 3)
+	assert.Equal(t, "ItemAdded needs status open, order is new", st.Rejected[0].Reason)
+	assert.Equal(t, "OrderPlaced needs status new, order is open", st.Rejected[1].Reason)
+	assert.Contains(t, st.Rejected[2].Reason, "decode PaymentAuthorized event at orders/0@4")
+	assert.Equal(t, []string{"ReserveInventory:A", "ChargePayment", "ShipOrder"}, st.CompletedSteps)
+}
+
+// update sends the cancel update at the given workflow time and records
+// how it ended.
+type updateOutcome struct {
+	rejected error
+	result   CancelResult
+	err      error
+}
+
+func sendCancel(env *testsuite.TestWorkflowEnvironment, at time.Duration, id string, in CancelRequest) *updateOutcome {
+	out := &updateOutcome{}
+	env.RegisterDelayedCallback(func() {
+		env.UpdateWorkflow(UpdateCancel, id, &testsuite.TestUpdateCallback{
+			OnAccept: func() {},
+			OnReject: func(err error) { out.rejected = err },
+			OnComplete: func(v any, err error) {
+				out.err = err
+				if r, ok := v.(CancelResult); ok {
+					out.result = r
+				}
+			},
+		}, in)
+	}, at)
+	return out
+}
+
+func TestCancelUpdateUndoesTheReservationsAndAnswers(t *testing.T) {
+	acts := NewActivities()
+	var s testsuite.WorkflowTestSuite
+	env := s.NewTestWorkflowEnvironment()
+	env.RegisterWorkflowWithOptions(OrderSaga, workflow.RegisterOptions{Name: WorkflowType})
+	env.RegisterActivity(acts)
+	publishSucceeds(env)
+	env.RegisterDelayedCallback(func() {
+		env.SignalWorkflow(Signal, event.Batch{Events: []event.Envelope{
+			envelope(1, OrderPlaced, `{"items":[{"sku":"A","qty":1},{"sku":"B","qty":1}]}`),
+		}})
+	}, time.Second)
+	noReason := sendCancel(env, 2*time.Second, "u1", CancelRequest{})
+	cancel := sendCancel(env, 3*time.Second, "u2", CancelRequest{Reason: "customer called"})
+	env.ExecuteWorkflow(WorkflowType)
+	require.NoError(t, env.GetWorkflowError())
+	var st State
+	require.NoError(t, env.GetWorkflowResult(&st))
+
+	require.Error(t, noReason.rejected)
+	assert.Contains(t, noReason.rejected.Error(), "reason is required")
+	require.NoError(t, cancel.rejected)
+	require.NoError(t, cancel.err)
+	assert.Equal(t, StatusCancelled, cancel.result.Status)
+	assert.Equal(t, "cancelled: customer called", cancel.result.LastError)
+	assert.Len(t, cancel.result.Compensations, 2)
+	assert.Equal(t, StatusCancelled, st.Status)
+	assert.Equal(t, []string{"ReleaseInventory:B", "ReleaseInventory:A"}, []string{st.Compensations[0].Name, st.Compensations[1].Name})
+	assert.Equal(t, 1, st.Stats.Updates)
+}
+
+func TestCancelUpdateOfAShippedOrderIsRejected(t *testing.T) {
+	var s testsuite.WorkflowTestSuite
+	env := s.NewTestWorkflowEnvironment()
+	env.RegisterWorkflowWithOptions(OrderSaga, workflow.RegisterOptions{Name: WorkflowType})
+	env.RegisterActivity(NewActivities())
+	publishSucceeds(env)
+	// The order is charging when the cancel arrives: the validator sees
+	// status open but the update runs after the payment, when the order is
+	// completed and the runtime refuses it; an update that arrives later is
+	// rejected by the validator outright.
+	env.RegisterDelayedCallback(func() {
+		env.SignalWorkflow(Signal, event.Batch{Events: []event.Envelope{envelope(1, OrderPlaced, placed)}})
+	}, time.Second)
+	env.RegisterDelayedCallback(func() {
+		env.SignalWorkflow(Signal, event.Batch{Events: []event.Envelope{envelope(2, PaymentAuthorized, `{"payment_id":"p","card":"visa"}`)}})
+	}, 2*time.Second)
+	late := sendCancel(env, 2*time.Second, "u1", CancelRequest{Reason: "too late"})
+	env.ExecuteWorkflow(WorkflowType)
+	require.NoError(t, env.GetWorkflowError())
+	var st State
+	require.NoError(t, env.GetWorkflowResult(&st))
+	assert.Equal(t, StatusCompleted, st.Status)
+	refused := late.rejected
+	if refused == nil {
+		refused = late.err
+	}
+	require.Error(t, refused, "a cancel must not undo a shipped order")
+	assert.Contains(t, refused.Error(), "completed")
+	assert.Zero(t, st.Stats.Updates)
+}
