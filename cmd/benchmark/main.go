@@ -14,7 +14,12 @@
 // visibility. It then runs a steady stream at half the engine's catch-up
 // rate and reports produce→apply latency.
 //
-//	go run ./cmd/benchmark [-events 100000] [-naive-events 20000]
+// Every mode runs on a fresh Temporal dev server, so that no mode inherits
+// the history another left behind, and the engine and the ceiling run
+// -rounds times, alternating which goes first; the report gives medians and
+// the median of the per-round ratios, with their range.
+//
+//	go run ./cmd/benchmark [-rounds 3] [-events 100000] [-naive-events 20000]
 package main
 
 import (
@@ -24,11 +29,12 @@ import (
 	"io"
 	"log/slog"
 	"os"
+	"runtime/pprof"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
 
-	"go.temporal.io/sdk/client"
 	sdklog "go.temporal.io/sdk/log"
 
 	"github.com/sagabridge/sagabridge/internal/devstack"
@@ -43,7 +49,9 @@ type options struct {
 	batch                                        int
 	only                                         string
 	latencyRates                                 string
-	window, budget                               int
+	window, budget, callBytes                    int
+	cpuProfile                                   string
+	rounds                                       int
 }
 
 func main() {
@@ -57,12 +65,28 @@ func main() {
 	flag.IntVar(&o.batch, "batch", 0, "the engine's batch.max_records; 0 keeps the bridge's default")
 	flag.IntVar(&o.window, "max-in-flight", 0, "the engine's batch.max_in_flight (per partition); 0 keeps the default")
 	flag.IntVar(&o.budget, "budget", 0, "the engine's backpressure.max_records and, ×300 bytes, max_bytes; 0 keeps the defaults")
+	flag.IntVar(&o.callBytes, "max-call-bytes", 0, "the engine's dispatch.max_call_bytes; 0 keeps the default")
 	flag.BoolVar(&o.trace, "trace", false, "print the engine's progress every second")
 	flag.StringVar(&o.latencyRates, "latency-rates", "0.5x,2000,1000,500", "events/s of the latency runs, comma-separated; Nx is N times the engine's catch-up rate (10000 with -only latency)")
 	flag.StringVar(&o.only, "only", "", "run one workload and mode only, for tuning: catch-up/engine, fan-out/ceiling, latency, ...")
+	flag.IntVar(&o.rounds, "rounds", 3, "rounds of engine and ceiling per workload, alternating which runs first")
+	flag.StringVar(&o.cpuProfile, "cpuprofile", "", "write a CPU profile of this process (bridge, worker and clients; not the Temporal server) to this file")
 	flag.Parse()
+	if o.cpuProfile != "" {
+		f, err := os.Create(o.cpuProfile)
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "benchmark:", err)
+			os.Exit(1)
+		}
+		if err := pprof.StartCPUProfile(f); err != nil {
+			fmt.Fprintln(os.Stderr, "benchmark:", err)
+			os.Exit(1)
+		}
+		defer pprof.StopCPUProfile()
+	}
 	if err := run(o); err != nil {
 		fmt.Fprintln(os.Stderr, "benchmark failed:", err)
+		pprof.StopCPUProfile()
 		os.Exit(1)
 	}
 }
@@ -85,32 +109,30 @@ func (r result) rate() float64 { return float64(r.events) / r.elapsed.Seconds() 
 func run(o options) error {
 	ctx, stop := context.WithCancel(context.Background())
 	defer stop()
+	if o.rounds < 1 {
+		return fmt.Errorf("-rounds must be at least 1")
+	}
 	logf, err := os.CreateTemp("", "sagabridge-bench-temporal-*.log")
 	if err != nil {
 		return err
 	}
 	defer logf.Close()
-	stack, err := devstack.Start(ctx, devstack.Options{Temporal: devstack.TemporalOptions{Output: logf}})
+	kafka, err := devstack.StartKafka(0, int32(o.partitions))
 	if err != nil {
 		return err
 	}
-	defer stack.Close()
+	defer kafka.Close()
 	sdkLog := slog.New(slog.DiscardHandler)
 	if o.trace {
 		sdkLog = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
 	}
-	tc, err := client.Dial(client.Options{HostPort: stack.Temporal.Address, Logger: sdklog.NewStructuredLogger(sdkLog)})
-	if err != nil {
-		return err
-	}
-	defer tc.Close()
-	h := &harness{o: o, stack: stack, tc: tc, log: slog.New(slog.NewTextHandler(io.Discard, nil))}
+	h := &harness{o: o, kafka: kafka, temporalLog: logf, sdkLog: sdklog.NewStructuredLogger(sdkLog), log: slog.New(slog.NewTextHandler(io.Discard, nil))}
 	if o.trace {
 		h.log = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelInfo}))
 	}
 
-	fmt.Printf("sagabridge benchmark: %d events per workload (naive: %d), %d partitions, Zipf s=%.2f, concurrency %d\n",
-		o.events, o.naiveEvents, o.partitions, o.zipf, o.concurrency)
+	fmt.Printf("sagabridge benchmark: %d events per workload (naive: %d), %d partitions, Zipf s=%.2f, concurrency %d, %d rounds\n",
+		o.events, o.naiveEvents, o.partitions, o.zipf, o.concurrency, o.rounds)
 	workloads := []workload{{"catch-up", 1_000}, {"fan-out", 20_000}}
 	if o.only == "latency" {
 		lats, err := h.latencies(ctx, workloads[0], 10_000)
@@ -120,31 +142,95 @@ func run(o options) error {
 		printLatencies(lats)
 		return nil
 	}
-	all := map[string][]result{}
+	modes := map[string]func(context.Context, workload) (result, error){"ceiling": h.ceiling, "engine": h.engine, "naive": h.naive}
+	measure := func(w workload, mode string) (result, error) {
+		var r result
+		err := h.onFreshTemporal(ctx, func() error {
+			var err error
+			r, err = modes[mode](ctx, w)
+			return err
+		})
+		if err != nil {
+			return r, fmt.Errorf("%s/%s: %w", w.name, mode, err)
+		}
+		fmt.Printf("  %-9s %-8s %7d events in %6.1fs = %8.0f events/s, %.3f calls/event\n",
+			w.name, r.mode, r.events, r.elapsed.Seconds(), r.rate(), float64(r.calls)/float64(r.events))
+		return r, nil
+	}
+	reports := map[string]*report{}
 	for _, w := range workloads {
-		for i, mode := range []func(context.Context, workload) (result, error){h.ceiling, h.engine, h.naive} {
-			if o.only != "" && o.only != w.name+"/"+[]string{"ceiling", "engine", "naive"}[i] {
-				continue
+		rep := &report{w: w}
+		reports[w.name] = rep
+		for round := range o.rounds {
+			order := []string{"ceiling", "engine"}
+			if round%2 == 1 {
+				order = []string{"engine", "ceiling"}
 			}
-			r, err := mode(ctx, w)
+			var pair [2]result
+			for _, mode := range order {
+				if o.only != "" && o.only != w.name+"/"+mode {
+					continue
+				}
+				r, err := measure(w, mode)
+				if err != nil {
+					return err
+				}
+				pair[map[string]int{"ceiling": 0, "engine": 1}[mode]] = r
+			}
+			rep.ceiling, rep.engine = append(rep.ceiling, pair[0]), append(rep.engine, pair[1])
+		}
+		if o.only == "" || o.only == w.name+"/naive" {
+			r, err := measure(w, "naive")
 			if err != nil {
-				return fmt.Errorf("%s: %w", w.name, err)
+				return err
 			}
-			fmt.Printf("  %-9s %-8s %7d events in %6.1fs = %8.0f events/s, %.3f calls/event\n",
-				w.name, r.mode, r.events, r.elapsed.Seconds(), r.rate(), float64(r.calls)/float64(r.events))
-			all[w.name] = append(all[w.name], r)
+			rep.naive = r
 		}
 	}
 	if o.only != "" {
 		return nil
 	}
-	lats, err := h.latencies(ctx, workloads[0], all["catch-up"][1].rate())
+	lats, err := h.latencies(ctx, workloads[0], reports["catch-up"].median(engineRate))
 	if err != nil {
 		return err
 	}
-	printReport(workloads, all)
+	printReport(workloads, reports)
 	printLatencies(lats)
 	return nil
+}
+
+// report is one workload's measurements: o.rounds of the engine and the
+// ceiling, and one of the naive consumer.
+type report struct {
+	w               workload
+	ceiling, engine []result
+	naive           result
+}
+
+func engineRate(r *report, i int) float64  { return r.engine[i].rate() }
+func ceilingRate(r *report, i int) float64 { return r.ceiling[i].rate() }
+func roundRatio(r *report, i int) float64  { return r.engine[i].rate() / r.ceiling[i].rate() }
+func callsPerEvent(r *report, i int) float64 {
+	return float64(r.engine[i].calls) / float64(r.engine[i].events)
+}
+
+// values returns f over the rounds, sorted.
+func (r *report) values(f func(*report, int) float64) []float64 {
+	out := make([]float64, len(r.engine))
+	for i := range out {
+		out[i] = f(r, i)
+	}
+	slices.Sort(out)
+	return out
+}
+
+// median returns the median of f over the rounds.
+func (r *report) median(f func(*report, int) float64) float64 {
+	v := r.values(f)
+	if len(v)%2 == 1 {
+		return v[len(v)/2]
+	}
+	return (v[len(v)/2-1] + v[len(v)/2]) / 2
 }
 
 // latencies runs the steady stream at each of o.latencyRates; peak is
@@ -160,7 +246,12 @@ func (h *harness) latencies(ctx context.Context, w workload, peak float64) ([]la
 		if strings.HasSuffix(f, "x") {
 			rate *= peak
 		}
-		lat, err := h.latency(ctx, w, rate)
+		var lat latencyResult
+		err = h.onFreshTemporal(ctx, func() error {
+			var err error
+			lat, err = h.latency(ctx, w, rate)
+			return err
+		})
 		if err != nil {
 			return nil, fmt.Errorf("latency at %.0f events/s: %w", rate, err)
 		}
@@ -178,15 +269,18 @@ type latencyResult struct {
 	max      time.Duration
 }
 
-func printReport(workloads []workload, all map[string][]result) {
-	fmt.Printf("\n| workload | (a) naive events/s | (b) engine events/s | (c) ceiling events/s | b/a | b/c | engine calls/event |\n")
-	fmt.Printf("| --- | ---: | ---: | ---: | ---: | ---: | ---: |\n")
+func printReport(workloads []workload, reports map[string]*report) {
+	fmt.Printf("\n| workload | (a) naive events/s | (b) engine events/s | (c) ceiling events/s | b/a | b/c (range over rounds) | engine calls/event | ceiling calls/event |\n")
+	fmt.Printf("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |\n")
 	for _, w := range workloads {
-		rs := all[w.name]
-		c, b, a := rs[0], rs[1], rs[2]
-		fmt.Printf("| %s (%d keys) | %.0f | %.0f | %.0f | %.1f | %.2f | %.3f |\n", w.name, w.keys,
-			a.rate(), b.rate(), c.rate(), b.rate()/a.rate(), b.rate()/c.rate(), float64(b.calls)/float64(b.events))
+		r := reports[w.name]
+		ratios := r.values(roundRatio)
+		b := r.median(engineRate)
+		fmt.Printf("| %s (%d keys) | %.0f | %.0f | %.0f | %.1f | **%.2f** (%.2f–%.2f) | %.3f | %.3f |\n", w.name, w.keys,
+			r.naive.rate(), b, r.median(ceilingRate), b/r.naive.rate(), r.median(roundRatio), ratios[0], ratios[len(ratios)-1],
+			r.median(callsPerEvent), float64(r.ceiling[0].calls)/float64(r.ceiling[0].events))
 	}
+	fmt.Printf("\nEngine and ceiling: the median of %d rounds each; b/c is the median of the rounds' own ratios.\n", len(reports[workloads[0].name].engine))
 }
 
 func printLatencies(lats []latencyResult) {

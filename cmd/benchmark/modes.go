@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
 	"log/slog"
 	"slices"
 	"sync"
@@ -13,6 +14,7 @@ import (
 	"github.com/IBM/sarama"
 	"go.temporal.io/api/workflowservice/v1"
 	"go.temporal.io/sdk/client"
+	sdklog "go.temporal.io/sdk/log"
 	"go.temporal.io/sdk/worker"
 
 	"github.com/sagabridge/sagabridge/bridge"
@@ -23,13 +25,35 @@ import (
 	"github.com/sagabridge/sagabridge/internal/ledger"
 )
 
-// harness holds what every mode shares.
+// harness holds what every mode shares: the broker, and the Temporal
+// server and client of the mode that runs now.
 type harness struct {
-	o     options
-	stack *devstack.Stack
-	tc    client.Client
-	log   *slog.Logger
-	runs  int
+	o           options
+	kafka       *devstack.Kafka
+	temporalLog io.Writer
+	sdkLog      sdklog.Logger
+	temporal    *devstack.Temporal
+	tc          client.Client
+	log         *slog.Logger
+	runs        int
+}
+
+// onFreshTemporal runs fn against a Temporal dev server started for it, so
+// that no mode inherits the histories and tasks another left behind.
+func (h *harness) onFreshTemporal(ctx context.Context, fn func() error) error {
+	t, err := devstack.StartTemporal(ctx, devstack.TemporalOptions{Output: h.temporalLog})
+	if err != nil {
+		return err
+	}
+	defer t.Close()
+	tc, err := client.Dial(client.Options{HostPort: t.Address, Logger: h.sdkLog})
+	if err != nil {
+		return err
+	}
+	defer tc.Close()
+	h.temporal, h.tc = t, tc
+	defer func() { h.temporal, h.tc = nil, nil }()
+	return fn()
 }
 
 // fresh names a topic, task queue and key prefix no earlier run used.
@@ -64,10 +88,10 @@ func (h *harness) waitCompleted(ctx context.Context, tq string, n int) error {
 
 // produce creates topic and writes recs to it.
 func (h *harness) produce(topic string, recs []ledger.Record) error {
-	if err := h.stack.Kafka.Cluster.CreateTopic(topic, int32(h.o.partitions), nil); err != nil {
+	if err := h.kafka.Cluster.CreateTopic(topic, int32(h.o.partitions), nil); err != nil {
 		return err
 	}
-	p, err := sarama.NewSyncProducer(h.stack.Kafka.Brokers, saga.ProducerConfig())
+	p, err := sarama.NewSyncProducer(h.kafka.Brokers, saga.ProducerConfig())
 	if err != nil {
 		return err
 	}
@@ -168,14 +192,14 @@ func (h *harness) engine(ctx context.Context, w workload) (result, error) {
 // runBridge starts a bridge on topic, routing to ledgers on task queue topic.
 func (h *harness) runBridge(ctx context.Context, topic string) (*bridge.Bridge, func() error, error) {
 	dlqTopic := dlq.TopicFor(topic, dlq.DefaultSuffix)
-	if err := h.stack.Kafka.Cluster.CreateTopic(dlqTopic, 1, nil); err != nil {
+	if err := h.kafka.Cluster.CreateTopic(dlqTopic, 1, nil); err != nil {
 		return nil, nil, err
 	}
 	cfg := bridge.Config{
-		Kafka:        bridge.KafkaConfig{Brokers: h.stack.Kafka.Brokers, Group: topic},
-		Temporal:     bridge.TemporalConfig{Address: h.stack.Temporal.Address},
+		Kafka:        bridge.KafkaConfig{Brokers: h.kafka.Brokers, Group: topic},
+		Temporal:     bridge.TemporalConfig{Address: h.temporal.Address},
 		Batch:        bridge.BatchConfig{MaxRecords: h.o.batch, MaxInFlight: h.o.window},
-		Dispatch:     bridge.DispatchConfig{Concurrency: h.o.concurrency},
+		Dispatch:     bridge.DispatchConfig{Concurrency: h.o.concurrency, MaxCallBytes: h.o.callBytes},
 		Backpressure: bridge.BackpressureConfig{MaxRecords: h.o.budget, MaxBytes: 300 * h.o.budget},
 		Routes:       []bridge.RouteConfig{{Topic: topic, WorkflowType: ledger.WorkflowType, WorkflowID: "ledger-{key}", TaskQueue: topic}},
 	}
@@ -183,7 +207,7 @@ func (h *harness) runBridge(ctx context.Context, topic string) (*bridge.Bridge, 
 	if err != nil {
 		return nil, nil, err
 	}
-	dp, err := sarama.NewSyncProducer(h.stack.Kafka.Brokers, pc)
+	dp, err := sarama.NewSyncProducer(h.kafka.Brokers, pc)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -215,7 +239,7 @@ func (h *harness) naive(ctx context.Context, w workload) (result, error) {
 	if err != nil {
 		return result{}, err
 	}
-	group, err := sarama.NewConsumerGroup(h.stack.Kafka.Brokers, name, sc)
+	group, err := sarama.NewConsumerGroup(h.kafka.Brokers, name, sc)
 	if err != nil {
 		return result{}, err
 	}
@@ -272,7 +296,7 @@ func (h *harness) latency(ctx context.Context, w workload, rate float64) (latenc
 	name := h.fresh("latency", w)
 	n := int(rate * h.o.latencyFor.Seconds())
 	recs := ledger.Stream(name+"-", w.keys, n, h.o.zipf, 2)
-	if err := h.stack.Kafka.Cluster.CreateTopic(name, int32(h.o.partitions), nil); err != nil {
+	if err := h.kafka.Cluster.CreateTopic(name, int32(h.o.partitions), nil); err != nil {
 		return latencyResult{}, err
 	}
 	stop, err := h.startWorker(name)
@@ -285,7 +309,7 @@ func (h *harness) latency(ctx context.Context, w workload, rate float64) (latenc
 		return latencyResult{}, err
 	}
 	time.Sleep(3 * time.Second) // let the group settle before the clock matters
-	p, err := sarama.NewSyncProducer(h.stack.Kafka.Brokers, saga.ProducerConfig())
+	p, err := sarama.NewSyncProducer(h.kafka.Brokers, saga.ProducerConfig())
 	if err != nil {
 		return latencyResult{}, err
 	}
