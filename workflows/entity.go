@@ -166,9 +166,10 @@ type Progress struct {
 	Compensations []CompensationResult `json:"compensations"`
 	// LastError is the failure that made the saga compensate, if any.
 	LastError string `json:"last_error,omitempty"`
-	// Rejected lists records and timeouts that were applied but could not
-	// be acted on (unknown type, undecodable value, handler error, or the
-	// entity was already done), with the reason. Nothing is dropped silently.
+	// Rejected lists the last 100 records and timeouts that were applied
+	// but could not be acted on (unknown type, undecodable value, handler
+	// error, or the entity was already done), with the reason; Stats.Rejected
+	// counts them all. Nothing is dropped silently.
 	Rejected []Rejection `json:"rejected,omitempty"`
 }
 
@@ -202,6 +203,8 @@ type EntityStats struct {
 	Deduped int `json:"deduped"`
 	// DedupedByKey counts records dropped by idempotency key.
 	DedupedByKey int `json:"deduped_by_key"`
+	// Rejected counts records and timeouts rejected (see Progress.Rejected).
+	Rejected int `json:"rejected"`
 	// Updates counts updates applied.
 	Updates int `json:"updates"`
 	// DedupedUpdates counts updates answered from a remembered result.
@@ -427,10 +430,22 @@ func (r *runner[S]) apply(e event.Envelope) {
 		err = fmt.Errorf("no handler for event type %q", e.Type)
 	}
 	if err != nil {
-		r.c.Rejected = append(r.c.Rejected, Rejection{AppliedEvent: pos, Reason: err.Error()})
+		r.reject(Rejection{AppliedEvent: pos, Reason: err.Error()})
 		workflow.GetLogger(r.ctx).Warn("event rejected", "type", e.Type, "position", e.Position().String(), "reason", err.Error())
 	}
 	r.showStatus()
+}
+
+// keepRejected is how many rejections the state lists.
+const keepRejected = 100
+
+// reject records a rejection, keeping the last keepRejected.
+func (r *runner[S]) reject(rej Rejection) {
+	r.c.Stats.Rejected++
+	r.c.Rejected = append(r.c.Rejected, rej)
+	if over := len(r.c.Rejected) - keepRejected; over > 0 {
+		r.c.Rejected = slices.Delete(r.c.Rejected, 0, over)
+	}
 }
 
 // fire runs the handler of the timeout name, which has fired.
@@ -440,7 +455,7 @@ func (r *runner[S]) fire(name string, f workflow.Future) {
 		return
 	}
 	if err := r.en.timeouts[name](r.newCtx(event.Envelope{})); err != nil {
-		r.c.Rejected = append(r.c.Rejected, Rejection{Timeout: name, Reason: err.Error()})
+		r.reject(Rejection{Timeout: name, Reason: err.Error()})
 		workflow.GetLogger(r.ctx).Warn("timeout handler failed", "timeout", name, "reason", err.Error())
 	}
 	r.showStatus()

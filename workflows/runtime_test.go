@@ -438,3 +438,18 @@ func TestUndoActivityNamesTheRegisteredActivity(t *testing.T) {
 	u := UndoActivity("r", "Release", func() {})
 	assert.Contains(t, u.Invalid, "encode input of r")
 }
+
+func TestRejectionsAreCountedAndTheListIsBounded(t *testing.T) {
+	ct := newCartTest(t, cartEntity(nil))
+	var batch []event.Envelope
+	for i := range keepRejected + 5 {
+		batch = append(batch, rec(0, int64(i), "Boom", `{}`))
+	}
+	ct.signal(batch...)
+	ct.signal(pay(int64(len(batch)), true))
+	out, err := ct.run(nil)
+	require.NoError(t, err)
+	assert.Equal(t, keepRejected+5, out.Stats.Rejected)
+	require.Len(t, out.Rejected, keepRejected)
+	assert.Equal(t, int64(5), out.Rejected[0].Offset, "the oldest are forgotten first")
+}
