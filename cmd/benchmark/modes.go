@@ -72,6 +72,16 @@ func (h *harness) startWorker(tq string) (stop func(), err error) {
 	return w.Stop, nil
 }
 
+// completed counts the ledgers on tq that have completed (-1 on error).
+func (h *harness) completed(ctx context.Context, tq string) int64 {
+	q := fmt.Sprintf(`TaskQueue=%q AND ExecutionStatus="Completed"`, tq)
+	resp, err := h.tc.CountWorkflow(ctx, &workflowservice.CountWorkflowExecutionsRequest{Query: q})
+	if err != nil {
+		return -1
+	}
+	return resp.GetCount()
+}
+
 // waitCompleted polls visibility until n ledgers on tq have completed.
 func (h *harness) waitCompleted(ctx context.Context, tq string, n int) error {
 	q := fmt.Sprintf(`TaskQueue=%q AND ExecutionStatus="Completed"`, tq)
@@ -141,13 +151,14 @@ func (h *harness) ceiling(ctx context.Context, w workload) (result, error) {
 		})
 	}
 	wg.Wait()
+	accepted := time.Since(start)
 	if err, ok := firstErr.Load().(error); ok {
 		return result{}, err
 	}
 	if err := h.waitCompleted(ctx, name, len(keys)); err != nil {
 		return result{}, err
 	}
-	return result{mode: "ceiling", events: len(recs), calls: int(calls.Load()), elapsed: time.Since(start)}, nil
+	return result{mode: "ceiling", events: len(recs), calls: int(calls.Load()), elapsed: time.Since(start), accepted: accepted}, nil
 }
 
 // engine produces a backlog and times the bridge draining it.
@@ -167,6 +178,17 @@ func (h *harness) engine(ctx context.Context, w workload) (result, error) {
 	if err != nil {
 		return result{}, err
 	}
+	var accepted atomic.Int64 // nanoseconds until Temporal accepted every event
+	actx, stopWatch := context.WithCancel(ctx)
+	defer stopWatch()
+	watched := make(chan struct{})
+	go func() {
+		defer close(watched)
+		for actx.Err() == nil && b.Stats().Delivered < uint64(len(recs)) {
+			time.Sleep(10 * time.Millisecond)
+		}
+		accepted.Store(int64(time.Since(start)))
+	}()
 	if h.o.trace {
 		tctx, cancel := context.WithCancel(ctx)
 		defer cancel()
@@ -174,7 +196,7 @@ func (h *harness) engine(ctx context.Context, w workload) (result, error) {
 			for tctx.Err() == nil {
 				time.Sleep(time.Second)
 				st := b.Stats()
-				fmt.Printf("    t=%4.1fs delivered=%d calls=%d retries=%d\n", time.Since(start).Seconds(), st.Delivered, st.Calls, st.Retries)
+				fmt.Printf("    t=%4.1fs delivered=%d calls=%d retries=%d completed=%d\n", time.Since(start).Seconds(), st.Delivered, st.Calls, st.Retries, h.completed(ctx, name))
 			}
 		}()
 	}
@@ -186,7 +208,9 @@ func (h *harness) engine(ctx context.Context, w workload) (result, error) {
 	if werr != nil {
 		return result{}, werr
 	}
-	return result{mode: "engine", events: len(recs), calls: int(b.Stats().Calls), elapsed: elapsed}, nil
+	stopWatch()
+	<-watched
+	return result{mode: "engine", events: len(recs), calls: int(b.Stats().Calls), elapsed: elapsed, accepted: time.Duration(accepted.Load())}, nil
 }
 
 // runBridge starts a bridge on topic, routing to ledgers on task queue topic.
