@@ -263,7 +263,14 @@ func temporalCLI(t *testing.T, args ...string) ([]byte, error) {
 // (IDs starting with prefix) whose SagaStatus search attribute is status.
 func listByStatus(t *testing.T, prefix string, status saga.Status) []string {
 	t.Helper()
-	query := fmt.Sprintf(`WorkflowType=%q AND %s=%q AND WorkflowId STARTS_WITH %q`, saga.WorkflowType, saga.StatusSearchAttribute, status, prefix)
+	return listWorkflows(t, fmt.Sprintf(`WorkflowType=%q AND %s=%q AND WorkflowId STARTS_WITH %q`,
+		saga.WorkflowType, saga.StatusSearchAttribute, status, prefix))
+}
+
+// listWorkflows runs `temporal workflow list --query query` and returns the
+// workflow IDs it lists (one per run), sorted.
+func listWorkflows(t *testing.T, query string) []string {
+	t.Helper()
 	out, err := temporalCLI(t, "workflow", "list", "--query", query, "--output", "json")
 	require.NoError(t, err, "temporal workflow list: %s", out)
 	var rows []struct {
@@ -283,15 +290,23 @@ func listByStatus(t *testing.T, prefix string, status saga.Status) []string {
 // queryState asks the order's workflow for its state through the CLI.
 func queryState(t *testing.T, orderID string) (saga.State, error) {
 	t.Helper()
-	out, err := temporalCLI(t, "workflow", "query", "--workflow-id", saga.WorkflowID(orderID), "--type", saga.QueryState, "--output", "json")
+	return queryWorkflowState[saga.State](t, saga.WorkflowID(orderID))
+}
+
+// queryWorkflowState runs `temporal workflow query --type state` on the
+// workflow's latest run and decodes the answer.
+func queryWorkflowState[S any](t *testing.T, workflowID string) (S, error) {
+	t.Helper()
+	var none S
+	out, err := temporalCLI(t, "workflow", "query", "--workflow-id", workflowID, "--type", "state", "--output", "json")
 	if err != nil {
-		return saga.State{}, fmt.Errorf("temporal workflow query: %w: %s", err, out)
+		return none, fmt.Errorf("temporal workflow query: %w: %s", err, out)
 	}
 	var resp struct {
-		QueryResult []saga.State `json:"queryResult"`
+		QueryResult []S `json:"queryResult"`
 	}
 	if err := json.Unmarshal(out, &resp); err != nil || len(resp.QueryResult) != 1 {
-		return saga.State{}, fmt.Errorf("CLI output %s: %v", out, err)
+		return none, fmt.Errorf("CLI output %s: %v", out, err)
 	}
 	return resp.QueryResult[0], nil
 }

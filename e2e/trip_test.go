@@ -2,7 +2,9 @@ package e2e
 
 import (
 	"context"
+	"fmt"
 	"os/exec"
+	"slices"
 	"strconv"
 	"testing"
 	"time"
@@ -82,6 +84,20 @@ func TestFailedActivityGoesToTheDLQAndRedriveCompletesANewSaga(t *testing.T) {
 	assert.NotEqual(t, first.runID, second.runID, "a new run of the same workflow ID")
 	assert.Equal(t, trip.StatusBooked, second.state.Status)
 	assert.Len(t, e.trips.World.Booked(), 3)
+
+	// The state and the list by status, through the real Temporal CLI.
+	st, err := queryWorkflowState[trip.State](t, wid)
+	require.NoError(t, err)
+	assert.Equal(t, trip.StatusBooked, st.Status)
+	assert.Equal(t, key, st.Key)
+	assert.Len(t, st.State.Bookings, 3)
+	assert.Equal(t, []string{"Bookflight", "Bookhotel", "Bookcar"}, st.CompletedSteps)
+	for status, want := range map[trip.Status][]string{trip.StatusBooked: {wid}, trip.StatusCompensated: {wid}, trip.StatusNew: {}} {
+		query := fmt.Sprintf(`WorkflowType=%q AND %s=%q AND WorkflowId=%q`, trip.WorkflowType, trip.StatusSearchAttribute, status, wid)
+		var got []string
+		require.Eventually(t, func() bool { got = listWorkflows(t, query); return slices.Equal(want, got) }, 30*time.Second, 250*time.Millisecond,
+			"%s: want %v, listed %v (one run each: the dead-lettered one and the redriven one)", status, want, got)
+	}
 	assert.Len(t, readAll(t, tripDLQ, 2, 2*time.Second), 1, "the new run dead-lettered nothing")
 }
 

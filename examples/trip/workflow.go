@@ -31,6 +31,9 @@ const (
 	TypeHeader = "event-type"
 	// BookTrip is the one event type.
 	BookTrip = "BookTrip"
+	// StatusSearchAttribute is the Keyword search attribute that holds each
+	// trip's status (the order saga's too), for listing trips by status.
+	StatusSearchAttribute = "SagaStatus"
 	// MaxAttempts is each booking's retry policy; a booking that fails this
 	// often is dead-lettered.
 	MaxAttempts = 3
@@ -77,8 +80,9 @@ func TripSaga(ctx workflow.Context, carried *State) (State, error) {
 		Query:           QueryState,
 		ActivityOptions: opts,
 		// The bookings are independent: cancel them all at once.
-		Compensation: workflows.CompensationOptions{Parallel: true, ActivityOptions: opts},
-		KeepApplied:  100,
+		Compensation:          workflows.CompensationOptions{Parallel: true, ActivityOptions: opts},
+		StatusSearchAttribute: StatusSearchAttribute,
+		KeepApplied:           100,
 	}
 	workflows.On(en, BookTrip, book)
 	return en.Run(ctx, carried)
