@@ -158,8 +158,12 @@ func run(o options) error {
 		if err != nil {
 			return r, fmt.Errorf("%s/%s: %w", w.name, mode, err)
 		}
-		fmt.Printf("  %-9s %-8s %7d events in %6.1fs = %8.0f events/s, %.3f calls/event, all accepted by Temporal at %.1fs\n",
-			w.name, r.mode, r.events, r.elapsed.Seconds(), r.rate(), float64(r.calls)/float64(r.events), r.accepted.Seconds())
+		accepted := ""
+		if r.accepted > 0 {
+			accepted = fmt.Sprintf(", all accepted by Temporal at %.1fs", r.accepted.Seconds())
+		}
+		fmt.Printf("  %-9s %-8s %7d events in %6.1fs = %8.0f events/s, %.3f calls/event%s\n",
+			w.name, r.mode, r.events, r.elapsed.Seconds(), r.rate(), float64(r.calls)/float64(r.events), accepted)
 		return r, nil
 	}
 	reports := map[string]*report{}
