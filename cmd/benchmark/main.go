@@ -49,9 +49,11 @@ type options struct {
 	batch                                        int
 	only                                         string
 	latencyRates                                 string
-	window, budget, callBytes                    int
+	window, budget, budgetBytes, callBytes       int
 	cpuProfile                                   string
 	rounds                                       int
+	backlogAge                                   time.Duration
+	dynamicConfig                                []string
 }
 
 func main() {
@@ -65,10 +67,16 @@ func main() {
 	flag.IntVar(&o.batch, "batch", 0, "the engine's batch.max_records; 0 keeps the bridge's default")
 	flag.IntVar(&o.window, "max-in-flight", 0, "the engine's batch.max_in_flight (per partition); 0 keeps the default")
 	flag.IntVar(&o.budget, "budget", 0, "the engine's backpressure.max_records and, ×300 bytes, max_bytes; 0 keeps the defaults")
+	flag.IntVar(&o.budgetBytes, "budget-bytes", 0, "the engine's backpressure.max_bytes; 0 means 300 × -budget, or the default")
 	flag.IntVar(&o.callBytes, "max-call-bytes", 0, "the engine's dispatch.max_call_bytes; 0 keeps the default")
+	flag.DurationVar(&o.backlogAge, "backlog-high-age", 0, "the engine's backpressure.backlog.high_age; 0 keeps the default")
+	flag.Func("dynamic-config", "KEY=JSON dynamic config value for the dev server (repeatable)", func(v string) error {
+		o.dynamicConfig = append(o.dynamicConfig, v)
+		return nil
+	})
 	flag.BoolVar(&o.trace, "trace", false, "print the engine's progress every second")
 	flag.StringVar(&o.latencyRates, "latency-rates", "0.5x,2000,1000,500", "events/s of the latency runs, comma-separated; Nx is N times the engine's catch-up rate (10000 with -only latency)")
-	flag.StringVar(&o.only, "only", "", "run one workload and mode only, for tuning: catch-up/engine, fan-out/ceiling, latency, ...")
+	flag.StringVar(&o.only, "only", "", "run part only, for tuning: a workload's engine and ceiling rounds (catch-up, fan-out), one mode (catch-up/engine, fan-out/naive, ...), or latency")
 	flag.IntVar(&o.rounds, "rounds", 3, "rounds of engine and ceiling per workload, alternating which runs first")
 	flag.StringVar(&o.cpuProfile, "cpuprofile", "", "write a CPU profile of this process (bridge, worker and clients; not the Temporal server) to this file")
 	flag.Parse()
@@ -177,7 +185,7 @@ func run(o options) error {
 			}
 			var pair [2]result
 			for _, mode := range order {
-				if o.only != "" && o.only != w.name+"/"+mode {
+				if o.only != "" && o.only != w.name && o.only != w.name+"/"+mode {
 					continue
 				}
 				r, err := measure(w, mode)
@@ -197,6 +205,11 @@ func run(o options) error {
 		}
 	}
 	if o.only != "" {
+		if r := reports[strings.Split(o.only, "/")[0]]; r != nil && len(r.engine) > 0 && r.engine[0].events > 0 && r.ceiling[0].events > 0 {
+			ratios := r.values(roundRatio)
+			fmt.Printf("\n%s: engine %.0f, ceiling %.0f events/s (medians); b/c %.2f (%.2f–%.2f); engine %.3f calls/event\n", r.w.name,
+				r.median(engineRate), r.median(ceilingRate), r.median(roundRatio), ratios[0], ratios[len(ratios)-1], r.median(callsPerEvent))
+		}
 		return nil
 	}
 	lats, err := h.latencies(ctx, workloads[0], reports["catch-up"].median(engineRate))

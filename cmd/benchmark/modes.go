@@ -1,6 +1,7 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -41,7 +42,13 @@ type harness struct {
 // onFreshTemporal runs fn against a Temporal dev server started for it, so
 // that no mode inherits the histories and tasks another left behind.
 func (h *harness) onFreshTemporal(ctx context.Context, fn func() error) error {
-	t, err := devstack.StartTemporal(ctx, devstack.TemporalOptions{Output: h.temporalLog})
+	// Under a burst of new workflow tasks the dev server sometimes leaves
+	// hundreds of them scheduled while every poller waits, until the long
+	// polls expire (60 s by default): one run in three or four stalled for
+	// a minute. Shorter long polls bound that stall, for every mode alike.
+	opts := devstack.TemporalOptions{Output: h.temporalLog,
+		DynamicConfig: append([]string{`matching.longPollExpirationInterval="5s"`}, h.o.dynamicConfig...)}
+	t, err := devstack.StartTemporal(ctx, opts)
 	if err != nil {
 		return err
 	}
@@ -220,12 +227,13 @@ func (h *harness) runBridge(ctx context.Context, topic string) (*bridge.Bridge, 
 		return nil, nil, err
 	}
 	cfg := bridge.Config{
-		Kafka:        bridge.KafkaConfig{Brokers: h.kafka.Brokers, Group: topic},
-		Temporal:     bridge.TemporalConfig{Address: h.temporal.Address},
-		Batch:        bridge.BatchConfig{MaxRecords: h.o.batch, MaxInFlight: h.o.window},
-		Dispatch:     bridge.DispatchConfig{Concurrency: h.o.concurrency, MaxCallBytes: h.o.callBytes},
-		Backpressure: bridge.BackpressureConfig{MaxRecords: h.o.budget, MaxBytes: 300 * h.o.budget},
-		Routes:       []bridge.RouteConfig{{Topic: topic, WorkflowType: ledger.WorkflowType, WorkflowID: "ledger-{key}", TaskQueue: topic}},
+		Kafka:    bridge.KafkaConfig{Brokers: h.kafka.Brokers, Group: topic},
+		Temporal: bridge.TemporalConfig{Address: h.temporal.Address},
+		Batch:    bridge.BatchConfig{MaxRecords: h.o.batch, MaxInFlight: h.o.window},
+		Dispatch: bridge.DispatchConfig{Concurrency: h.o.concurrency, MaxCallBytes: h.o.callBytes},
+		Backpressure: bridge.BackpressureConfig{MaxRecords: h.o.budget, MaxBytes: cmp.Or(h.o.budgetBytes, 300*h.o.budget),
+			Backlog: bridge.BacklogConfig{HighAge: h.o.backlogAge}},
+		Routes: []bridge.RouteConfig{{Topic: topic, WorkflowType: ledger.WorkflowType, WorkflowID: "ledger-{key}", TaskQueue: topic}},
 	}
 	pc, err := bridge.DLQProducerConfig(bridge.KafkaConfig{Version: "3.6.0", ClientID: "bench"})
 	if err != nil {

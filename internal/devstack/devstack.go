@@ -57,6 +57,8 @@ type TemporalOptions struct {
 	DBFile string
 	// SearchAttributes registers KEY=TYPE search attributes.
 	SearchAttributes []string
+	// DynamicConfig sets KEY=VALUE dynamic config values (the value is JSON).
+	DynamicConfig []string
 	// Output receives the server's log; nil discards it.
 	Output io.Writer
 	// StartTimeout bounds the wait for the server to answer. Optional, default 90s.
@@ -107,6 +109,9 @@ func StartTemporal(ctx context.Context, o TemporalOptions) (*Temporal, error) {
 	}
 	for _, sa := range o.SearchAttributes {
 		args = append(args, "--search-attribute", sa)
+	}
+	for _, dc := range o.DynamicConfig {
+		args = append(args, "--dynamic-config-value", dc)
 	}
 	proc, err := StartProcess(o.Output, o.Bin, args...)
 	if err != nil {
