@@ -19,6 +19,11 @@ const ContractVersion = 1
 // StatusNew is the status of an entity before any handler set one.
 const StatusNew = "new"
 
+// StatusCancelled is the status the runtime gives a saga whose workflow
+// was cancelled (temporal workflow cancel), unless Entity.OnCancel says
+// otherwise.
+const StatusCancelled = "cancelled"
+
 // statusSearchAttributeChange is the workflow.GetVersion change ID that
 // guards the status search attribute, so histories recorded before an
 // entity enabled it still replay.
@@ -67,6 +72,11 @@ type Entity[S any] struct {
 	// workflow closes: publish an outcome here. An error fails the workflow.
 	// Optional.
 	Finish func(c *Ctx[S]) error
+	// OnCancel runs when the workflow is asked to cancel. Optional; by
+	// default the saga fails with StatusCancelled, compensating its
+	// completed steps. Either way the run then closes (Finish runs) and
+	// reports itself cancelled.
+	OnCancel func(c *Ctx[S]) error
 	// Signal is the signal the bridge sends. Optional, default "events".
 	Signal string
 	// Query is the query that returns the Carry. Optional, default "state".
@@ -151,6 +161,9 @@ type Carry[S any] struct {
 	RecentKeys []string `json:"recent_keys,omitempty"`
 	// RecentUpdates are the remembered update results, oldest first.
 	RecentUpdates []UpdateResult `json:"recent_updates,omitempty"`
+	// Inbox holds records that arrived but were not yet applied when the
+	// run continued as new; the next run applies them first.
+	Inbox []event.Envelope `json:"inbox,omitempty"`
 }
 
 // Progress is where a saga stands.
@@ -175,7 +188,8 @@ type Progress struct {
 
 // Rejection is a record or timeout the entity could not act on, and why.
 type Rejection struct {
-	AppliedEvent
+	// AppliedEvent is the record's position; absent for a timeout.
+	*AppliedEvent
 	// Timeout names the timeout whose handler failed, for timeouts.
 	Timeout string `json:"timeout,omitempty"`
 	Reason  string `json:"reason"`
@@ -224,11 +238,15 @@ func (en *Entity[S]) Run(ctx workflow.Context, carried *Carry[S]) (Carry[S], err
 	for !r.done() {
 		r.step()
 		if !r.done() && en.continueAsNew(ctx, r.appliedHere) {
-			r.drain()
-			if !r.done() {
-				next := r.snapshot()
-				return next, workflow.NewContinueAsNewError(ctx, workflow.GetInfo(ctx).WorkflowType.Name, &next)
-			}
+			// Answer the updates already accepted, then hand the records
+			// that arrived and were not applied to the next run: applying
+			// them here could run activities while more arrive, and a busy
+			// key would never get to continue as new.
+			r.closing = true
+			r.settleUpdates()
+			next := r.snapshot()
+			next.Inbox = r.in.pending
+			return next, workflow.NewContinueAsNewError(ctx, workflow.GetInfo(ctx).WorkflowType.Name, &next)
 		}
 	}
 	r.drain()
@@ -237,10 +255,15 @@ func (en *Entity[S]) Run(ctx workflow.Context, carried *Carry[S]) (Carry[S], err
 		if err := en.Finish(r.newCtx(event.Envelope{})); err != nil {
 			return r.snapshot(), err
 		}
+		r.showStatus()
+		r.drain() // records that came while Finish ran: rejected, not lost
 	}
 	final := r.snapshot()
-	if err := r.in.Close(ctx); err != nil {
+	if err := r.in.Close(r.ctx); err != nil {
 		return final, fmt.Errorf("record watermarks: %w", err)
+	}
+	if r.cancelled {
+		return final, temporal.NewCanceledError(final.Status)
 	}
 	return final, nil
 }
@@ -268,6 +291,9 @@ type runner[S any] struct {
 
 	statusAttr  bool   // the status search attribute is on for this run
 	shownStatus string // the status last written to the search attribute
+
+	closing   bool // continuing as new: new updates are refused
+	cancelled bool // the workflow was asked to cancel
 }
 
 // timer is a running step timeout.
@@ -311,6 +337,7 @@ func newRunner[S any](ctx workflow.Context, en *Entity[S], carried *Carry[S]) (*
 		query = "state"
 	}
 	r.in = NewInbox(ctx, signal, r.c.Watermarks)
+	r.in.pending, r.c.Inbox = r.c.Inbox, nil
 	if en.IdempotencyHeader != "" {
 		window := en.IdempotencyWindow
 		if window == 0 {
@@ -332,14 +359,19 @@ func newRunner[S any](ctx workflow.Context, en *Entity[S], carried *Carry[S]) (*
 		r.showStatus()
 	}
 	for _, t := range r.c.Timeouts {
+		if _, ok := en.timeouts[t.Name]; !ok { // the handler was removed since
+			r.reject(Rejection{Timeout: t.Name, Reason: "carried timeout has no OnTimeout handler"})
+			continue
+		}
 		r.startTimer(t.Name, t.At)
 	}
+	r.c.Timeouts = nil
 	return r, nil
 }
 
 // done reports whether the entity has finished.
 func (r *runner[S]) done() bool {
-	return (r.en.Done != nil && r.en.Done(&r.c.State)) || slices.Contains(r.en.Final, r.c.Status)
+	return r.cancelled || (r.en.Done != nil && r.en.Done(&r.c.State)) || slices.Contains(r.en.Final, r.c.Status)
 }
 
 // step applies one thing: a pending record, an update or a fired timeout,
@@ -364,7 +396,57 @@ func (r *runner[S]) step() {
 	for _, name := range r.timerNames() {
 		sel.AddFuture(r.timers[name].fired, func(f workflow.Future) { r.fire(name, f) })
 	}
+	if !r.cancelled {
+		sel.AddReceive(r.ctx.Done(), func(workflow.ReceiveChannel, bool) { r.cancel() })
+	}
 	sel.Select(r.ctx)
+}
+
+// cancel handles a cancellation request: from here on the run works on a
+// disconnected context, so that compensations, Finish and the memo still
+// happen; OnCancel (by default Fail with StatusCancelled) decides what the
+// saga does; then the run closes and reports itself cancelled.
+func (r *runner[S]) cancel() {
+	r.cancelled = true
+	r.ctx, _ = workflow.NewDisconnectedContext(r.ctx)
+	c := r.newCtx(event.Envelope{})
+	if r.en.OnCancel != nil {
+		if err := r.en.OnCancel(c); err != nil {
+			r.reject(Rejection{Reason: "cancel handler: " + err.Error()})
+		}
+	} else {
+		c.Fail(StatusCancelled, temporal.NewCanceledError("workflow cancelled"))
+	}
+	r.showStatus()
+}
+
+// settleUpdates answers every accepted update, moving records that arrive
+// meanwhile to the inbox without applying them, and waits for the update
+// handlers to return. New updates are refused while closing.
+func (r *runner[S]) settleUpdates() {
+	for {
+		for {
+			var b event.Batch
+			if r.in.ch.ReceiveAsync(&b) {
+				r.in.pending = append(r.in.pending, b.Events...)
+				continue
+			}
+			var req *updateRequest
+			if !r.updates.ReceiveAsync(&req) {
+				break
+			}
+			r.queued--
+			r.handleUpdate(req)
+		}
+		workflow.Await(r.ctx, func() bool { return r.queued > 0 || workflow.AllHandlersFinished(r.ctx) })
+		if r.queued == 0 {
+			var b event.Batch
+			for r.in.ch.ReceiveAsync(&b) {
+				r.in.pending = append(r.in.pending, b.Events...)
+			}
+			return
+		}
+	}
 }
 
 // drain applies everything already received (records, updates, fired
@@ -430,7 +512,7 @@ func (r *runner[S]) apply(e event.Envelope) {
 		err = fmt.Errorf("no handler for event type %q", e.Type)
 	}
 	if err != nil {
-		r.reject(Rejection{AppliedEvent: pos, Reason: err.Error()})
+		r.reject(Rejection{AppliedEvent: &pos, Reason: err.Error()})
 		workflow.GetLogger(r.ctx).Warn("event rejected", "type", e.Type, "position", e.Position().String(), "reason", err.Error())
 	}
 	r.showStatus()

@@ -68,22 +68,25 @@ func TestEntityDedupesByOffsetAndByIdempotencyKey(t *testing.T) {
 	assert.Equal(t, []int64{1, 2, 4, 5, 6}, st.Offsets)
 }
 
-func TestEntityContinuesAsNewCarryingEverythingAndDrainingPending(t *testing.T) {
-	// One batch of 5: the run limit is reached after the first record,
-	// so the other four must be drained into this run before it continues.
+func TestEntityContinuesAsNewCarryingEverythingAndThePendingRecords(t *testing.T) {
+	// One batch of 5: the run limit is reached after the first record, so
+	// the other four go to the next run, unapplied, in the carried inbox.
 	env := runTally(t, tallyEntity(1), nil, []event.Envelope{ev(1, "", "a"), ev(2, "", "b"), ev(3, "", ""), ev(4, "", ""), ev(5, "", "")})
 	var can *workflow.ContinueAsNewError
 	require.True(t, errors.As(env.GetWorkflowError(), &can), "want ContinueAsNew, got %v", env.GetWorkflowError())
 
 	var next Carry[tally]
 	require.NoError(t, converterFor(t).FromPayloads(can.Input, &next))
-	assert.Equal(t, []int64{1, 2, 3, 4, 5}, next.State.Offsets)
-	assert.Equal(t, int64(5), next.Watermarks["t/0"])
-	assert.Equal(t, []string{"a", "b"}, next.RecentKeys)
+	assert.Equal(t, []int64{1}, next.State.Offsets)
+	assert.Equal(t, int64(1), next.Watermarks["t/0"])
+	assert.Equal(t, []string{"a"}, next.RecentKeys)
 	assert.Equal(t, 1, next.Stats.Runs)
-	assert.Equal(t, 5, next.Stats.Applied)
+	assert.Equal(t, 1, next.Stats.Applied)
+	require.Len(t, next.Inbox, 4)
+	assert.Equal(t, int64(2), next.Inbox[0].Offset)
 
-	// The next run dedupes what the first applied and carries on.
+	// The next run applies the carried records first, dedupes what was
+	// applied, and carries on.
 	env = runTally(t, tallyEntity(0), &next, []event.Envelope{ev(5, "", ""), ev(6, "", "b"), ev(7, "last", "")})
 	require.NoError(t, env.GetWorkflowError())
 	var st tally

@@ -13,10 +13,15 @@ import (
 	"github.com/sagabridge/sagabridge/event"
 )
 
-// Ctx is what a handler gets: the workflow context (pass it to
-// workflow.ExecuteActivity; it carries Entity.ActivityOptions), the state
-// and the record being applied, and the saga bookkeeping. It is valid only
-// during the handler call.
+// Ctx is what a handler gets: the workflow context (pass c to
+// workflow.ExecuteActivity, workflow.GetVersion, workflow.WithActivityOptions
+// and the like; it carries Entity.ActivityOptions), the state and the record
+// being applied, and the saga bookkeeping. It is valid only during the
+// handler call.
+//
+// The SDK's functions that derive a cancellable context (workflow.WithCancel,
+// workflow.NewDisconnectedContext, workflow.AwaitWithTimeout) need the SDK's
+// own context type: pass them c.Context, not c.
 type Ctx[S any] struct {
 	workflow.Context
 	// State is the entity's state; handlers change it in place.
@@ -121,13 +126,17 @@ func OnTimeout[S any](en *Entity[S], name string, fn func(c *Ctx[S]) error) {
 //
 // validate runs first, on a snapshot of the state as it is when the update
 // arrives (status included); an error rejects the update before anything is
-// written to history. validate may be nil. The runtime itself rejects
+// written to history. It must only read the snapshot (it shares the state's
+// slices and maps, and validators do not run on replay). validate may be nil. The runtime itself rejects
 // updates once the entity is done.
 //
 // handle then runs in turn with records and timeouts, never concurrently
-// with them, so it sees the state the records before it left. An update
-// retried with the same update ID (after ContinueAsNew too) gets the first
-// answer again without running handle twice.
+// with them, so it sees the state the records before it left; that state may
+// have moved on since validate accepted the update, so handle checks again
+// what it relies on. An update retried with the same update ID (after
+// ContinueAsNew too) gets the first answer again without running handle
+// twice. While the run continues as new, new updates are refused with an
+// error that asks to send them again.
 func OnUpdate[S, In, Out any](en *Entity[S], name string, validate func(st Carry[S], in In) error, handle func(c *Ctx[S], in In) (Out, error)) {
 	en.updates = append(en.updates, func(r *runner[S]) error {
 		run := func(ctx workflow.Context, in In) (Out, error) {
@@ -158,6 +167,9 @@ func OnUpdate[S, In, Out any](en *Entity[S], name string, validate func(st Carry
 		valid := func(ctx workflow.Context, in In) error {
 			if r.done() {
 				return fmt.Errorf("%s: already %s", name, r.c.Status)
+			}
+			if r.closing {
+				return fmt.Errorf("%s: the workflow is continuing as new; send it again", name)
 			}
 			if validate == nil {
 				return nil

@@ -392,26 +392,28 @@ func TestUpdateAfterTheSagaEndedIsRefused(t *testing.T) {
 	assert.Zero(t, out.Stats.Updates)
 }
 
-func TestContinueAsNewCarriesProgressUndosAndTimeouts(t *testing.T) {
+func TestContinueAsNewCarriesProgressUndosTimeoutsAndUnappliedRecords(t *testing.T) {
 	en := cartEntity(func(en *Entity[cart]) { en.MaxAppliedPerRun = 2 })
 	ct := newCartTest(t, en)
 	ct.signal(reserve(1, "a"))
-	ct.signal(reserve(2, "b"), reserve(3, "c")) // the limit is hit after b; c is drained into this run
+	ct.signal(reserve(2, "b"), reserve(3, "c")) // the limit is hit after b; c goes to the next run unapplied
 	next, err := ct.run(nil)
 	var can *workflow.ContinueAsNewError
 	require.ErrorAs(t, err, &can)
 	assert.Equal(t, StatusNew, next.Status)
-	assert.Equal(t, []string{"a", "b", "c"}, next.State.Items)
-	assert.Equal(t, []string{"Hold:a", "Hold:b", "Hold:c"}, next.CompletedSteps)
+	assert.Equal(t, []string{"a", "b"}, next.State.Items)
+	assert.Equal(t, []string{"Hold:a", "Hold:b"}, next.CompletedSteps)
 	assert.Equal(t, "AwaitPayment", next.CurrentStep)
-	require.Len(t, next.PendingCompensations, 3)
+	require.Len(t, next.PendingCompensations, 2)
 	assert.Equal(t, "Release", next.PendingCompensations[0].Activity)
 	require.Len(t, next.Timeouts, 1)
 	assert.Equal(t, "pay-due", next.Timeouts[0].Name)
+	require.Len(t, next.Inbox, 1)
+	assert.Equal(t, int64(3), next.Inbox[0].Offset)
 	assert.Equal(t, 1, next.Stats.Runs)
 
-	// The next run dedupes what the first applied, keeps the payment
-	// deadline, and undoes the carried steps when payment fails.
+	// The next run applies the carried record, dedupes its redelivery,
+	// keeps the payment deadline, and undoes every step when payment fails.
 	ct2 := newCartTest(t, cartEntity(nil))
 	ct2.signal(reserve(3, "c"), pay(4, false))
 	out, err := ct2.run(&next)
@@ -429,6 +431,27 @@ func TestContinueAsNewCarriesProgressUndosAndTimeouts(t *testing.T) {
 	require.NoError(t, err)
 	assert.Equal(t, "expired", out.Status)
 	assert.Equal(t, []string{"c", "b", "a"}, ct3.world.released)
+
+	// A carried timeout whose handler is gone is rejected, not a panic.
+	ct4 := newCartTest(t, cartEntity(func(en *Entity[cart]) { delete(en.timeouts, "pay-due") }))
+	ct4.signal(pay(4, true))
+	out, err = ct4.run(&next)
+	require.NoError(t, err)
+	assert.Equal(t, "paid", out.Status)
+	require.NotEmpty(t, out.Rejected)
+	assert.Equal(t, "pay-due", out.Rejected[0].Timeout)
+	assert.Nil(t, out.Rejected[0].AppliedEvent, "a timeout has no record position")
+}
+
+func TestCancellingTheWorkflowCompensatesAndClosesCancelled(t *testing.T) {
+	ct := newCartTest(t, cartEntity(nil))
+	ct.signal(reserve(1, "a"), reserve(2, "b"))
+	ct.at(func() { ct.env.CancelWorkflow() })
+	ct.env.ExecuteWorkflow("Cart", nil)
+	require.True(t, ct.env.IsWorkflowCompleted())
+	var canceled *temporal.CanceledError
+	require.ErrorAs(t, ct.env.GetWorkflowError(), &canceled)
+	assert.Equal(t, []string{"b", "a"}, ct.world.released, "the compensations ran despite the cancellation")
 }
 
 func TestUndoActivityNamesTheRegisteredActivity(t *testing.T) {

@@ -27,6 +27,9 @@ type CompensationResult struct {
 	Skipped bool `json:"skipped,omitempty"`
 	// DeadLettered is true when the failed compensation's record went to the DLQ.
 	DeadLettered bool `json:"dead_lettered,omitempty"`
+	// Undo is the compensation that failed or was skipped, kept so that an
+	// operator can see what to run by hand. Entity only.
+	Undo *Undo `json:"undo,omitempty"`
 }
 
 // Undo is the compensation of a completed step, as data: an activity and
@@ -40,7 +43,9 @@ type Undo struct {
 	// Input is the activity's JSON input; absent for none.
 	Input json.RawMessage `json:"input,omitempty"`
 	// DeadLetter sends the step's record to the DLQ when the compensation
-	// fails for good (retries exhausted), so an operator sees it.
+	// fails for good (retries exhausted), so an operator sees it. Only steps
+	// completed by a record's handler have a record; from a timeout or an
+	// update handler it does nothing.
 	DeadLetter bool `json:"dead_letter,omitempty"`
 	// Record is the record whose handler completed the step, kept when
 	// DeadLetter is set.
@@ -51,8 +56,12 @@ type Undo struct {
 }
 
 // UndoActivity returns the Undo that runs activity with input. activity is
-// a registered activity function or method value (a.RefundPayment), or its
-// registered name; input is encoded as JSON (nil for none).
+// a registered activity function or method value (a.RefundPayment), named
+// as the SDK registers it (the function or method name), or its registered
+// name as a string; pass the string when the activity is registered under a
+// custom name. The name is kept in the state and carried across
+// ContinueAsNew, so keep an activity registered under it while runs that
+// may compensate with it are open. input is encoded as JSON (nil for none).
 func UndoActivity(name string, activity any, input any) Undo {
 	u := Undo{Name: name, Activity: activityName(activity)}
 	if input != nil {
@@ -118,7 +127,9 @@ func (r *runner[S]) compensate() []CompensationResult {
 	if opts.RetryPolicy == nil {
 		opts.RetryPolicy = &temporal.RetryPolicy{InitialInterval: time.Second, MaximumAttempts: 10}
 	}
-	ctx := workflow.WithActivityOptions(r.ctx, opts)
+	// Disconnected: compensations run even when the workflow is cancelled.
+	dctx, _ := workflow.NewDisconnectedContext(r.ctx)
+	ctx := workflow.WithActivityOptions(dctx, opts)
 	undos := r.c.PendingCompensations
 	r.c.PendingCompensations = nil
 	names := make([]string, len(undos))
@@ -132,7 +143,7 @@ func (r *runner[S]) compensate() []CompensationResult {
 		if err == nil {
 			return res
 		}
-		res.Error = Describe(err)
+		res.Error, res.Undo = Describe(err), &u
 		if u.DeadLetter && u.Record != nil && RetriesExhausted(err) {
 			if dlErr := DeadLetter(ctx, *u.Record, err, int(opts.RetryPolicy.MaximumAttempts)); dlErr != nil {
 				res.Error += "; " + dlErr.Error()
@@ -173,7 +184,7 @@ func runCompensations(ctx workflow.Context, names []string, parallel, stop bool,
 	failed := false
 	for i := n - 1; i >= 0; i-- {
 		if failed && stop {
-			results[n-1-i] = CompensationResult{Name: names[i], Skipped: true}
+			results[n-1-i] = CompensationResult{Name: names[i], Skipped: true, Error: "skipped after an earlier compensation failed"}
 			continue
 		}
 		failed = !one(ctx, i) || failed
