@@ -37,7 +37,7 @@ dev: tools build
 test: tools vet fmt-check
 	$(GO) test -race -count=1 -timeout 25m ./...
 
-## bench: naive vs engine vs Temporal's ceiling, side by side on the embedded stack (several minutes)
+## bench: naive vs engine vs Temporal's ceiling, side by side on the embedded stack, 3 alternating rounds (about 15 minutes)
 bench: tools
 	$(GO) run ./cmd/benchmark $(ARGS)
 
