@@ -166,17 +166,11 @@ func TestStateQueryThroughTheTemporalCLI(t *testing.T) {
 	o := orders[8] // ships to XX: refund then releases
 	e.result(o.ID, 60*time.Second)
 
-	out, err := exec.Command(stack.Temporal.Bin, "workflow", "query", "--address", stack.Temporal.Address,
-		"--workflow-id", "order-"+o.ID, "--type", saga.QueryState, "--output", "json").CombinedOutput()
-	require.NoError(t, err, "temporal workflow query: %s", out)
-	var resp struct {
-		QueryResult []saga.State `json:"queryResult"`
-	}
-	require.NoError(t, json.Unmarshal(out, &resp), "CLI output: %s", out)
-	require.Len(t, resp.QueryResult, 1, "CLI output: %s", out)
-	assertOutcome(t, o, resp.QueryResult[0], at[o.ID])
-	assert.Equal(t, workflows.ContractVersion, resp.QueryResult[0].Version)
-	assert.Contains(t, resp.QueryResult[0].LastError, saga.ErrUndeliverable)
+	st, err := queryState(t, o.ID)
+	require.NoError(t, err)
+	assertOutcome(t, o, st, at[o.ID])
+	assert.Equal(t, workflows.ContractVersion, st.Version)
+	assert.Contains(t, st.LastError, saga.ErrUndeliverable)
 }
 
 func TestRedeliveryToAClosedWorkflowStartsNothingAndDeadLettersNothing(t *testing.T) {

@@ -22,11 +22,7 @@ func envelope(offset int64, typ, value string) event.Envelope {
 // run executes OrderSaga with the batches signalled one after another.
 func run(t *testing.T, acts *Activities, batches ...[]event.Envelope) (State, *testsuite.TestWorkflowEnvironment) {
 	t.Helper()
-	var s testsuite.WorkflowTestSuite
-	env := s.NewTestWorkflowEnvironment()
-	env.RegisterWorkflowWithOptions(OrderSaga, workflow.RegisterOptions{Name: WorkflowType})
-	env.RegisterActivity(acts)
-	publishSucceeds(env)
+	env := newEnv(acts)
 	for i, b := range batches {
 		env.RegisterDelayedCallback(func() {
 			env.SignalWorkflow(Signal, event.Batch{Events: b})
@@ -38,6 +34,17 @@ func run(t *testing.T, acts *Activities, batches ...[]event.Envelope) (State, *t
 	var st State
 	require.NoError(t, env.GetWorkflowResult(&st))
 	return st, env
+}
+
+// newEnv is a test environment with OrderSaga and acts registered and the
+// outcome publish mocked.
+func newEnv(acts *Activities) *testsuite.TestWorkflowEnvironment {
+	var s testsuite.WorkflowTestSuite
+	env := s.NewTestWorkflowEnvironment()
+	env.RegisterWorkflowWithOptions(OrderSaga, workflow.RegisterOptions{Name: WorkflowType})
+	env.RegisterActivity(acts)
+	publishSucceeds(env)
+	return env
 }
 
 // publishSucceeds stands in for Kafka: outcome publishing is tested end to end.
@@ -83,11 +90,7 @@ func TestShippingFailureCompensatesInReverse(t *testing.T) {
 
 func TestFailedCompensationIsReportedAndTheRestStillRun(t *testing.T) {
 	acts := NewActivities()
-	var s testsuite.WorkflowTestSuite
-	env := s.NewTestWorkflowEnvironment()
-	env.RegisterWorkflowWithOptions(OrderSaga, workflow.RegisterOptions{Name: WorkflowType})
-	env.RegisterActivity(acts)
-	publishSucceeds(env)
+	env := newEnv(acts)
 	env.OnActivity(acts.ReleaseInventory, mock.Anything, ReserveInput{OrderID: "42", Item: Item{SKU: "B", Qty: 1}}).
 		Return(errors.New("warehouse offline"))
 	env.OnActivity(acts.ReleaseInventory, mock.Anything, mock.Anything).Return(nil)
@@ -239,11 +242,7 @@ func sendCancel(env *testsuite.TestWorkflowEnvironment, at time.Duration, id str
 
 func TestCancelUpdateUndoesTheReservationsAndAnswers(t *testing.T) {
 	acts := NewActivities()
-	var s testsuite.WorkflowTestSuite
-	env := s.NewTestWorkflowEnvironment()
-	env.RegisterWorkflowWithOptions(OrderSaga, workflow.RegisterOptions{Name: WorkflowType})
-	env.RegisterActivity(acts)
-	publishSucceeds(env)
+	env := newEnv(acts)
 	env.RegisterDelayedCallback(func() {
 		env.SignalWorkflow(Signal, event.Batch{Events: []event.Envelope{
 			envelope(1, OrderPlaced, `{"items":[{"sku":"A","qty":1},{"sku":"B","qty":1}]}`),
@@ -269,11 +268,7 @@ func TestCancelUpdateUndoesTheReservationsAndAnswers(t *testing.T) {
 }
 
 func TestCancelUpdateOfAShippedOrderIsRejected(t *testing.T) {
-	var s testsuite.WorkflowTestSuite
-	env := s.NewTestWorkflowEnvironment()
-	env.RegisterWorkflowWithOptions(OrderSaga, workflow.RegisterOptions{Name: WorkflowType})
-	env.RegisterActivity(NewActivities())
-	publishSucceeds(env)
+	env := newEnv(NewActivities())
 	// The order is charging when the cancel arrives: the validator sees
 	// status open but the update runs after the payment, when the order is
 	// completed and the runtime refuses it; an update that arrives later is
