@@ -132,6 +132,10 @@ func (k KafkaConfig) ConnectError(err error) error {
 
 // applySecurity sets TLS and SASL on c from k. Errors name the field and
 // never contain a secret.
+// Secure applies k's TLS and SASL settings to c, for Kafka clients the
+// bridge does not configure itself (the DLQ tool's).
+func (k KafkaConfig) Secure(c *sarama.Config) error { return applySecurity(c, k) }
+
 func applySecurity(c *sarama.Config, k KafkaConfig) error {
 	if k.TLS.Enabled {
 		tc, err := k.TLS.config("kafka.tls")

@@ -1,8 +1,11 @@
 package e2e
 
 import (
+	"context"
 	"os"
+	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -132,4 +135,102 @@ func TestBridgeOverTLSAndSCRAMDeliversAndKeepsSecretsOutOfLogs(t *testing.T) {
 		assert.NotContains(t, log, securePassword, "%s: the password is in the output", name)
 		assert.NotContains(t, log, wrongPassword, "%s: the wrong password is in the output", name)
 	}
+}
+
+// The DLQ tool reads and redrives a DLQ on a TLS + SCRAM-SHA-512 broker with
+// the bridge's own configuration file (-config). Without it (-brokers only)
+// it cannot reach the broker, and with a wrong password it says what failed
+// without printing either password.
+func TestDLQToolOverTLSAndSCRAMWithTheBridgeConfig(t *testing.T) {
+	source := "secure-orders"
+	dlqTopic := dlq.TopicFor(source, dlq.DefaultSuffix)
+	brokers, caFile := secureKafka(t, source, dlqTopic)
+	dir := t.TempDir()
+	writeConfig := func(name, password string) string {
+		pw := filepath.Join(dir, name+".password")
+		require.NoError(t, os.WriteFile(pw, []byte(password+"\n"), 0o600))
+		path := filepath.Join(dir, name+".yaml")
+		yaml := "kafka:\n  brokers: [" + strings.Join(brokers, ", ") + "]\n" +
+			"  tls: {enabled: true, ca_file: " + caFile + "}\n" +
+			"  sasl: {mechanism: SCRAM-SHA-512, username: bridge, password_file: " + pw + "}\n"
+		require.NoError(t, os.WriteFile(path, []byte(yaml), 0o600))
+		return path
+	}
+	good, bad := writeConfig("good", securePassword), writeConfig("bad", wrongPassword)
+
+	secure := bridge.KafkaConfig{Version: "3.6.0", ClientID: "e2e", TLS: bridge.TLSConfig{Enabled: true, CAFile: caFile},
+		SASL: bridge.KafkaSASLConfig{Mechanism: "SCRAM-SHA-512", Username: "bridge", Password: securePassword}}
+	pc, err := bridge.DLQProducerConfig(secure)
+	require.NoError(t, err)
+	p, err := sarama.NewSyncProducer(brokers, pc)
+	require.NoError(t, err)
+	defer p.Close()
+	require.NoError(t, dlq.ProducerWriter{Producer: p, Suffix: dlq.DefaultSuffix}.Write(t.Context(), dlq.Failure{
+		Topic: source, Partition: 1, Offset: 7, Key: []byte("order-7"), Value: []byte(`{"sku":"A1"}`),
+		Class: dlq.ClassDecode, Err: "wrong shape", FailedAt: time.Now(), Attempts: 1,
+	}))
+
+	tool := func(args ...string) (string, error) {
+		ctx, cancel := context.WithTimeout(t.Context(), time.Minute)
+		defer cancel()
+		out, err := exec.CommandContext(ctx, bridgeBin, append([]string{"dlq"}, args...)...).CombinedOutput()
+		return string(out), err
+	}
+	out, err := tool("list", "-config", good, "-topic", dlqTopic, "-json")
+	require.NoError(t, err, "dlq list: %s", out)
+	assert.Contains(t, out, `"offset":7`)
+	assert.Contains(t, out, "wrong shape")
+
+	out, err = tool("list", "-brokers", strings.Join(brokers, ","), "-topic", dlqTopic)
+	require.Error(t, err, "plaintext without SASL must not reach the broker: %s", out)
+
+	out, err = tool("list", "-config", bad, "-topic", dlqTopic)
+	require.Error(t, err, "a wrong password must fail: %s", out)
+	assert.Contains(t, out, `SASL SCRAM-SHA-512 user "bridge"`)
+	assert.NotContains(t, out, wrongPassword)
+	assert.NotContains(t, out, securePassword)
+
+	dead := readSecure(t, brokers, secure, dlqTopic, 1)
+	out, err = tool("redrive", "-config", good, "-topic", dlqTopic, "-partition", strconv.Itoa(int(dead[0].Partition)), "-offset", strconv.FormatInt(dead[0].Offset, 10))
+	require.NoError(t, err, "dlq redrive: %s", out)
+	assert.Contains(t, out, "redriven")
+	back := readSecure(t, brokers, secure, source, 1)
+	assert.Equal(t, "order-7", string(back[0].Key))
+	assert.JSONEq(t, `{"sku":"A1"}`, string(back[0].Value))
+}
+
+// readSecure reads n records from topic over the secured connection k.
+func readSecure(t *testing.T, brokers []string, k bridge.KafkaConfig, topic string, n int) []*sarama.ConsumerMessage {
+	t.Helper()
+	c, err := bridge.SaramaConfig(k)
+	require.NoError(t, err)
+	client, err := sarama.NewClient(brokers, c)
+	require.NoError(t, err)
+	defer client.Close()
+	consumer, err := sarama.NewConsumerFromClient(client)
+	require.NoError(t, err)
+	defer consumer.Close()
+	parts, err := client.Partitions(topic)
+	require.NoError(t, err)
+	var got []*sarama.ConsumerMessage
+	deadline := time.After(30 * time.Second)
+	for _, part := range parts {
+		pc, err := consumer.ConsumePartition(topic, part, sarama.OffsetOldest)
+		require.NoError(t, err)
+		high := pc.HighWaterMarkOffset()
+		for high > 0 {
+			select {
+			case m := <-pc.Messages():
+				got = append(got, m)
+				if m.Offset >= high-1 {
+					high = 0
+				}
+			case <-deadline:
+				t.Fatalf("timed out reading %s", topic)
+			}
+		}
+		pc.Close()
+	}
+	require.Len(t, got, n, "records in %s", topic)
+	return got
 }

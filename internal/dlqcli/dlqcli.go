@@ -17,11 +17,13 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"os"
 	"strings"
 	"time"
 
 	"github.com/IBM/sarama"
 
+	"github.com/sagabridge/sagabridge/bridge"
 	"github.com/sagabridge/sagabridge/dlq"
 	"github.com/sagabridge/sagabridge/internal/cli"
 )
@@ -90,7 +92,8 @@ func (c *command) flags(synopsis string) *target {
 		c.fs.PrintDefaults()
 	}
 	t := &target{}
-	c.fs.StringVar(&t.brokers, "brokers", "", "comma-separated Kafka brokers, host:port (required)")
+	c.fs.StringVar(&t.configPath, "config", "", "a bridge configuration file: its kafka section gives the brokers, version, TLS and SASL (SAGABRIDGE_KAFKA_* variables apply; -brokers and -kafka-version override it)")
+	c.fs.StringVar(&t.brokers, "brokers", "", "comma-separated Kafka brokers, host:port (required without -config)")
 	c.fs.StringVar(&t.version, "kafka-version", "3.6.0", "Kafka protocol version to speak")
 	c.fs.StringVar(&t.topic, "topic", "", "the DLQ topic (or give -source)")
 	c.fs.StringVar(&t.source, "source", "", "the original topic; the DLQ topic is its name plus -suffix")
@@ -135,17 +138,24 @@ func (c *command) set() map[string]bool {
 
 // target is where a subcommand reads: the brokers and the DLQ topic.
 type target struct {
+	configPath            string
 	brokers, version      string
 	topic, source, suffix string
 
 	// set by resolve
 	brokerList []string
 	kafka      sarama.KafkaVersion
+	security   bridge.KafkaConfig // TLS and SASL, from -config
 	dlqTopic   string
 }
 
 // resolve checks the flags; the error names the flag at fault.
 func (t *target) resolve(set map[string]bool) error {
+	if t.configPath != "" {
+		if err := t.load(set); err != nil {
+			return err
+		}
+	}
 	t.brokerList = cli.SplitList(t.brokers)
 	if len(t.brokerList) == 0 {
 		return errors.New("-brokers is required")
@@ -170,14 +180,44 @@ func (t *target) resolve(set map[string]bool) error {
 	return nil
 }
 
-// connect opens a client configured by dlq.ConsumerConfig, adjusted by tune.
+// load takes the brokers, version, TLS and SASL from the bridge
+// configuration at -config (and the environment); flags given override it.
+func (t *target) load(set map[string]bool) error {
+	fromEnv, err := bridge.FromEnv(os.LookupEnv)
+	if err != nil {
+		return fmt.Errorf("-config: the environment: %w", err)
+	}
+	conns, err := bridge.LoadConnections(t.configPath, fromEnv, func(c *bridge.Config) {
+		if set["brokers"] {
+			c.Kafka.Brokers = cli.SplitList(t.brokers)
+		}
+		if set["kafka-version"] {
+			c.Kafka.Version = t.version
+		}
+	})
+	if err != nil {
+		return fmt.Errorf("-config: %w", err)
+	}
+	t.security = conns.Kafka
+	t.brokers, t.version = strings.Join(conns.Kafka.Brokers, ","), conns.Kafka.Version
+	return nil
+}
+
+// connect opens a client configured by dlq.ConsumerConfig and -config's
+// TLS and SASL, adjusted by tune.
 func (t *target) connect(tune func(*sarama.Config)) (sarama.Client, error) {
 	cfg := dlq.ConsumerConfig(t.kafka)
+	if err := t.security.Secure(cfg); err != nil {
+		return nil, fmt.Errorf("-config: %w", err)
+	}
 	if tune != nil {
 		tune(cfg)
 	}
 	client, err := sarama.NewClient(t.brokerList, cfg)
 	if err != nil {
+		if t.configPath != "" {
+			return nil, t.security.ConnectError(err) // names TLS, the SASL mechanism and user
+		}
 		return nil, fmt.Errorf("connect to Kafka at %s: %w", strings.Join(t.brokerList, ","), err)
 	}
 	return client, nil
