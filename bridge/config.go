@@ -78,6 +78,10 @@ type CodecConfig struct {
 	// KeyID names the key in each payload, for rotation. Optional,
 	// default "default".
 	KeyID string `yaml:"key_id"`
+	// DecryptKeys are older keys that decrypt payloads they encrypted but
+	// never encrypt, for rotation: "ID=file:PATH" or "ID=env:VARIABLE",
+	// with the key in base64 as for the key. Optional.
+	DecryptKeys []string `yaml:"decrypt_keys"`
 }
 
 // DLQConfig says where undeliverable records go.

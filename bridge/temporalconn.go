@@ -1,6 +1,7 @@
 package bridge
 
 import (
+	"cmp"
 	"errors"
 	"fmt"
 	"os"
@@ -47,6 +48,42 @@ func (t TemporalConfig) validate(bad func(field, format string, args ...any)) {
 	case c.KeyID != "":
 		bad("temporal.codec.key_id", "is set but neither key_env nor key_file is")
 	}
+	if len(c.DecryptKeys) > 0 && c.KeyEnv == "" && c.KeyFile == "" {
+		bad("temporal.codec.decrypt_keys", "is set but neither key_env nor key_file is")
+	}
+	seen := map[string]bool{cmp.Or(c.KeyID, defaultKeyID): true}
+	for i, spec := range c.DecryptKeys {
+		field := fmt.Sprintf("temporal.codec.decrypt_keys[%d]", i)
+		id, _, err := loadDecryptKey(spec)
+		switch {
+		case err != nil:
+			bad(field, "%v", err)
+		case seen[id]:
+			bad(field, "key ID %q is given twice", id)
+		}
+		seen[id] = true
+	}
+}
+
+// defaultKeyID names the key when temporal.codec.key_id is empty.
+const defaultKeyID = "default"
+
+// loadDecryptKey reads one temporal.codec.decrypt_keys entry,
+// "ID=file:PATH" or "ID=env:VARIABLE".
+func loadDecryptKey(spec string) (id string, key []byte, err error) {
+	id, source, ok := strings.Cut(spec, "=")
+	if !ok || id == "" {
+		return "", nil, fmt.Errorf("%q: want ID=file:PATH or ID=env:VARIABLE", spec)
+	}
+	switch kind, where, _ := strings.Cut(source, ":"); {
+	case kind == "file" && where != "":
+		key, err = codec.LoadKey("", where)
+	case kind == "env" && where != "":
+		key, err = codec.LoadKey(where, "")
+	default:
+		return id, nil, fmt.Errorf("%q: want ID=file:PATH or ID=env:VARIABLE", spec)
+	}
+	return id, key, err
 }
 
 // DataConverter is the payload converter the configuration asks for: the
@@ -68,11 +105,20 @@ func (t TemporalConfig) PayloadCodec() (converter.PayloadCodec, error) {
 	if err != nil {
 		return nil, fmt.Errorf("temporal.codec: %w", err)
 	}
-	id := t.Codec.KeyID
-	if id == "" {
-		id = "default"
+	c, err := codec.NewAESGCM(key, cmp.Or(t.Codec.KeyID, defaultKeyID))
+	if err != nil {
+		return nil, err
 	}
-	return codec.NewAESGCM(key, id)
+	for i, spec := range t.Codec.DecryptKeys {
+		id, key, err := loadDecryptKey(spec)
+		if err == nil {
+			_, err = c.WithDecryptKey(key, id)
+		}
+		if err != nil {
+			return nil, fmt.Errorf("temporal.codec.decrypt_keys[%d]: %w", i, err)
+		}
+	}
+	return c, nil
 }
 
 // ClientOptions are the Temporal client options for this configuration:

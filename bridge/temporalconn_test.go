@@ -3,6 +3,7 @@ package bridge
 import (
 	"crypto/rand"
 	"encoding/base64"
+	"fmt"
 	"os"
 	"path/filepath"
 	"testing"
@@ -62,4 +63,45 @@ func TestLoadConnectionsNeedsOnlyKafkaAndTemporal(t *testing.T) {
 	assert.Equal(t, []string{"flag:9092"}, c.Kafka.Brokers)
 	_, err = LoadConnections("")
 	require.ErrorContains(t, err, "config flags: kafka.brokers: at least one broker is required")
+}
+
+func TestCodecDecryptKeysRotateAndBadOnesNameTheField(t *testing.T) {
+	dir := t.TempDir()
+	writeKey := func(name string) string {
+		key := make([]byte, 32)
+		_, err := rand.Read(key)
+		require.NoError(t, err)
+		path := filepath.Join(dir, name)
+		require.NoError(t, os.WriteFile(path, []byte(base64.StdEncoding.EncodeToString(key)), 0o600))
+		return path
+	}
+	oldFile, newFile := writeKey("old.key"), writeKey("new.key")
+	old, err := TemporalConfig{Codec: CodecConfig{KeyFile: oldFile, KeyID: "old"}}.DataConverter()
+	require.NoError(t, err)
+	written, err := old.ToPayload("before")
+	require.NoError(t, err)
+
+	rotated := TemporalConfig{Codec: CodecConfig{KeyFile: newFile, KeyID: "new", DecryptKeys: []string{"old=file:" + oldFile}}}
+	dc, err := rotated.DataConverter()
+	require.NoError(t, err)
+	var got string
+	require.NoError(t, dc.FromPayload(written, &got))
+	assert.Equal(t, "before", got)
+
+	for spec, want := range map[string]string{
+		"old":                        "want ID=file:PATH or ID=env:VARIABLE",
+		"old=disk:" + oldFile:        "want ID=file:PATH or ID=env:VARIABLE",
+		"old=file:" + dir + "/none":  "no such file",
+		"old=env:SAGABRIDGE_NO_SUCH": "SAGABRIDGE_NO_SUCH is not set",
+		"new=file:" + oldFile:        `key ID "new" is given twice`,
+	} {
+		var problems []string
+		rotated.Codec.DecryptKeys = []string{spec}
+		rotated.validate(func(field, format string, args ...any) {
+			problems = append(problems, field+": "+fmt.Sprintf(format, args...))
+		})
+		require.Len(t, problems, 1, spec)
+		assert.Contains(t, problems[0], "temporal.codec.decrypt_keys[0]: ", spec)
+		assert.Contains(t, problems[0], want, spec)
+	}
 }

@@ -21,7 +21,9 @@ import (
 	"crypto/rand"
 	"encoding/base64"
 	"fmt"
+	"maps"
 	"os"
+	"slices"
 	"strings"
 
 	commonpb "go.temporal.io/api/common/v1"
@@ -36,17 +38,47 @@ const (
 	MetadataKeyID     = "encryption-key-id"
 )
 
-// AESGCM is a converter.PayloadCodec. Safe for concurrent use.
+// AESGCM is a converter.PayloadCodec. Safe for concurrent use once built.
+//
+// It encrypts with one key and decrypts with that key or any older key
+// added with WithDecryptKey, chosen by the payload's key ID. To rotate:
+// give every process the new key as the key and the old one as a decrypt
+// key, and drop the old key once no workflow or history still holding
+// payloads it encrypted is kept (the namespace's retention).
 type AESGCM struct {
 	keyID string
 	aead  cipher.AEAD
+	older map[string]cipher.AEAD // decrypt-only keys, by key ID
 }
 
 // NewAESGCM returns a codec with a 32-byte key; keyID names the key in each
 // payload, for rotation.
 func NewAESGCM(key []byte, keyID string) (*AESGCM, error) {
+	aead, err := newAEAD(key, keyID)
+	if err != nil {
+		return nil, err
+	}
+	return &AESGCM{keyID: keyID, aead: aead, older: map[string]cipher.AEAD{}}, nil
+}
+
+// WithDecryptKey adds an older key that decrypts payloads carrying keyID
+// but never encrypts. Call it before the codec is used.
+func (c *AESGCM) WithDecryptKey(key []byte, keyID string) (*AESGCM, error) {
+	if _, dup := c.older[keyID]; dup || keyID == c.keyID {
+		return nil, fmt.Errorf("codec: key ID %q is given twice", keyID)
+	}
+	aead, err := newAEAD(key, keyID)
+	if err != nil {
+		return nil, err
+	}
+	c.older[keyID] = aead
+	return c, nil
+}
+
+// newAEAD checks a key and its ID and returns its AES-256-GCM.
+func newAEAD(key []byte, keyID string) (cipher.AEAD, error) {
 	if len(key) != 32 {
-		return nil, fmt.Errorf("codec: the key must be 32 bytes (AES-256), got %d", len(key))
+		return nil, fmt.Errorf("codec: the key %q must be 32 bytes (AES-256), got %d", keyID, len(key))
 	}
 	if keyID == "" {
 		return nil, fmt.Errorf("codec: the key ID is empty")
@@ -59,7 +91,7 @@ func NewAESGCM(key []byte, keyID string) (*AESGCM, error) {
 	if err != nil {
 		return nil, fmt.Errorf("codec: %w", err)
 	}
-	return &AESGCM{keyID: keyID, aead: aead}, nil
+	return aead, nil
 }
 
 // ParseKey decodes a key written as standard base64 (44 characters for 32
@@ -120,16 +152,22 @@ func (c *AESGCM) Decode(payloads []*commonpb.Payload) ([]*commonpb.Payload, erro
 			out[i] = p
 			continue
 		}
-		if id := string(p.GetMetadata()[MetadataKeyID]); id != c.keyID {
-			return nil, fmt.Errorf("codec: payload encrypted with key %q, this codec holds %q", id, c.keyID)
+		id := string(p.GetMetadata()[MetadataKeyID])
+		aead := c.aead
+		if id != c.keyID {
+			older, ok := c.older[id]
+			if !ok {
+				return nil, fmt.Errorf("codec: payload encrypted with key %q, this codec holds %s", id, c.heldKeys())
+			}
+			aead = older
 		}
-		n := c.aead.NonceSize()
+		n := aead.NonceSize()
 		if len(p.GetData()) < n {
 			return nil, fmt.Errorf("codec: encrypted payload too short")
 		}
-		plain, err := c.aead.Open(nil, p.Data[:n], p.Data[n:], []byte(c.keyID))
+		plain, err := aead.Open(nil, p.Data[:n], p.Data[n:], []byte(id))
 		if err != nil {
-			return nil, fmt.Errorf("codec: decrypt with key %q: %w", c.keyID, err)
+			return nil, fmt.Errorf("codec: decrypt with key %q: %w", id, err)
 		}
 		var orig commonpb.Payload
 		if err := proto.Unmarshal(plain, &orig); err != nil {
@@ -143,4 +181,13 @@ func (c *AESGCM) Decode(payloads []*commonpb.Payload) ([]*commonpb.Payload, erro
 // DataConverter is Temporal's default data converter with c applied.
 func DataConverter(c converter.PayloadCodec) converter.DataConverter {
 	return converter.NewCodecDataConverter(converter.GetDefaultDataConverter(), c)
+}
+
+// heldKeys names the keys the codec decrypts with, for errors.
+func (c *AESGCM) heldKeys() string {
+	ids := []string{fmt.Sprintf("%q", c.keyID)}
+	for _, id := range slices.Sorted(maps.Keys(c.older)) {
+		ids = append(ids, fmt.Sprintf("%q", id))
+	}
+	return strings.Join(ids, ", ")
 }

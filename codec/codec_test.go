@@ -97,3 +97,37 @@ func TestKeysAreCheckedAndNamed(t *testing.T) {
 	_, err = LoadKey("SAGABRIDGE_TEST_UNSET_KEY", "")
 	require.ErrorContains(t, err, "SAGABRIDGE_TEST_UNSET_KEY is not set")
 }
+
+func TestRotationDecryptsWithOlderKeysAndEncryptsWithTheNewOne(t *testing.T) {
+	oldKey, rotatedKey := newKey(t), newKey(t)
+	old, err := NewAESGCM(oldKey, "2025-q4")
+	require.NoError(t, err)
+	written, err := DataConverter(old).ToPayload("state written before the rotation")
+	require.NoError(t, err)
+
+	rotated, err := NewAESGCM(rotatedKey, "2026-q1")
+	require.NoError(t, err)
+	_, err = rotated.WithDecryptKey(oldKey, "2025-q4")
+	require.NoError(t, err)
+	var got string
+	require.NoError(t, DataConverter(rotated).FromPayload(written, &got), "an older key still decrypts")
+	assert.Equal(t, "state written before the rotation", got)
+	fresh, err := DataConverter(rotated).ToPayload("new state")
+	require.NoError(t, err)
+	assert.Equal(t, "2026-q1", string(fresh.Metadata[MetadataKeyID]), "the new key encrypts")
+
+	onlyNew, err := NewAESGCM(rotatedKey, "2026-q1")
+	require.NoError(t, err)
+	err = DataConverter(onlyNew).FromPayload(written, &got)
+	require.Error(t, err, "without the old key the old payload cannot be read")
+	assert.Contains(t, err.Error(), `encrypted with key "2025-q4", this codec holds "2026-q1"`)
+
+	_, err = rotated.WithDecryptKey(newKey(t), "2025-q4")
+	assert.ErrorContains(t, err, "given twice")
+	wrong, err := NewAESGCM(rotatedKey, "2026-q1")
+	require.NoError(t, err)
+	_, err = wrong.WithDecryptKey(newKey(t), "2025-q4") // the right ID, the wrong key
+	require.NoError(t, err)
+	err = DataConverter(wrong).FromPayload(written, &got)
+	assert.ErrorContains(t, err, `decrypt with key "2025-q4"`)
+}
