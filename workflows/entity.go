@@ -424,43 +424,44 @@ func (r *runner[S]) cancel() {
 // meanwhile to the inbox without applying them, and waits for the update
 // handlers to return. New updates are refused while closing.
 func (r *runner[S]) settleUpdates() {
-	for {
-		for {
-			var b event.Batch
-			if r.in.ch.ReceiveAsync(&b) {
-				r.in.pending = append(r.in.pending, b.Events...)
-				continue
-			}
-			var req *updateRequest
-			if !r.updates.ReceiveAsync(&req) {
-				break
-			}
-			r.queued--
-			r.handleUpdate(req)
+	r.settle(func() bool {
+		var b event.Batch
+		if r.in.ch.ReceiveAsync(&b) {
+			r.in.pending = append(r.in.pending, b.Events...)
+			return true
 		}
-		workflow.Await(r.ctx, func() bool { return r.queued > 0 || workflow.AllHandlersFinished(r.ctx) })
-		if r.queued == 0 {
-			var b event.Batch
-			for r.in.ch.ReceiveAsync(&b) {
-				r.in.pending = append(r.in.pending, b.Events...)
-			}
-			return
-		}
-	}
+		return r.answerQueuedUpdate()
+	})
 }
 
 // drain applies everything already received (records, updates, fired
 // timeouts) and waits for running update handlers, so that nothing is
 // lost when the run closes or continues as new.
-func (r *runner[S]) drain() {
+func (r *runner[S]) drain() { r.settle(r.drainOne) }
+
+// settle runs step until nothing is ready, waits until an update is queued
+// or every update handler has returned, and repeats until nothing arrived
+// while it waited.
+func (r *runner[S]) settle(step func() bool) {
 	for {
-		for r.drainOne() {
+		for step() {
 		}
 		workflow.Await(r.ctx, func() bool { return r.queued > 0 || workflow.AllHandlersFinished(r.ctx) })
-		if r.queued == 0 {
+		if !step() {
 			return
 		}
 	}
+}
+
+// answerQueuedUpdate handles one update waiting in the queue, if any.
+func (r *runner[S]) answerQueuedUpdate() bool {
+	var req *updateRequest
+	if !r.updates.ReceiveAsync(&req) {
+		return false
+	}
+	r.queued--
+	r.handleUpdate(req)
+	return true
 }
 
 // drainOne applies one ready item without blocking and reports whether it did.
@@ -469,10 +470,7 @@ func (r *runner[S]) drainOne() bool {
 		r.apply(e)
 		return true
 	}
-	var req *updateRequest
-	if r.updates.ReceiveAsync(&req) {
-		r.queued--
-		r.handleUpdate(req)
+	if r.answerQueuedUpdate() {
 		return true
 	}
 	if !r.done() {
