@@ -91,11 +91,9 @@ func (h *harness) completed(ctx context.Context, tq string) int64 {
 
 // waitCompleted polls visibility until n ledgers on tq have completed.
 func (h *harness) waitCompleted(ctx context.Context, tq string, n int) error {
-	q := fmt.Sprintf(`TaskQueue=%q AND ExecutionStatus="Completed"`, tq)
 	deadline := time.Now().Add(15 * time.Minute)
 	for time.Now().Before(deadline) {
-		resp, err := h.tc.CountWorkflow(ctx, &workflowservice.CountWorkflowExecutionsRequest{Query: q})
-		if err == nil && resp.GetCount() >= int64(n) {
+		if h.completed(ctx, tq) >= int64(n) {
 			return nil
 		}
 		time.Sleep(100 * time.Millisecond)
