@@ -47,4 +47,7 @@
 // and replay them in a unit test (worker.WorkflowReplayer), so a change that
 // breaks running sagas fails the build; see e2e/histories_test.go for how to
 // record them.
+//
+// Workflow code must stay deterministic: this package must not import the
+// bridge engine, the configuration, or anything that does I/O at import.
 package workflows

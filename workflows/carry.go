@@ -1,0 +1,100 @@
+package workflows
+
+import (
+	"time"
+
+	"github.com/sagabridge/sagabridge/event"
+)
+
+// Carry is an entity's state with what the runtime keeps across runs. It is
+// the workflow's input on a continued run (nil on the first), its result,
+// and the answer to the state query: a documented JSON contract
+// (ContractVersion, docs/STATE.md).
+type Carry[S any] struct {
+	// Version is ContractVersion.
+	Version int `json:"version"`
+	// Key is the record key of the entity's events (of the first record applied).
+	Key string `json:"key"`
+	Progress
+	// State is the user's state.
+	State S `json:"state"`
+	// Watermarks are the highest applied offset per "topic/partition".
+	Watermarks event.Watermarks `json:"watermarks"`
+	// Applied lists the positions of the last Entity.KeepApplied records
+	// applied (including rejected ones), oldest first.
+	Applied []AppliedEvent `json:"applied,omitempty"`
+	// Stats counts what the entity has done over all its runs.
+	Stats EntityStats `json:"stats"`
+	// PendingCompensations are the undos of the completed steps, oldest first.
+	PendingCompensations []Undo `json:"pending_compensations,omitempty"`
+	// Timeouts are the step timeouts running, by name.
+	Timeouts []Timeout `json:"timeouts,omitempty"`
+	// RecentKeys are the remembered idempotency keys, oldest first.
+	RecentKeys []string `json:"recent_keys,omitempty"`
+	// RecentUpdates are the remembered update results, oldest first.
+	RecentUpdates []UpdateResult `json:"recent_updates,omitempty"`
+	// Inbox holds records that arrived but were not yet applied when the
+	// run continued as new; the next run applies them first.
+	Inbox []event.Envelope `json:"inbox,omitempty"`
+}
+
+// Progress is where a saga stands.
+type Progress struct {
+	// Status is set by handlers (Ctx.SetStatus, Ctx.Fail); StatusNew at first.
+	Status string `json:"status"`
+	// CurrentStep is the step begun and not completed (Ctx.Begin).
+	CurrentStep string `json:"current_step,omitempty"`
+	// CompletedSteps lists completed steps in order (Ctx.Completed).
+	CompletedSteps []string `json:"completed_steps"`
+	// Compensations lists the compensations that ran, in the order they
+	// ran, with an error where one failed.
+	Compensations []CompensationResult `json:"compensations"`
+	// LastError is the failure that made the saga compensate, if any.
+	LastError string `json:"last_error,omitempty"`
+	// Rejected lists the last 100 records and timeouts that were applied
+	// but could not be acted on (unknown type, undecodable value, handler
+	// error, or the entity was already done), with the reason; Stats.Rejected
+	// counts them all. Nothing is dropped silently.
+	Rejected []Rejection `json:"rejected,omitempty"`
+}
+
+// Rejection is a record or timeout the entity could not act on, and why.
+type Rejection struct {
+	// AppliedEvent is the record's position; absent for a timeout.
+	*AppliedEvent
+	// Timeout names the timeout whose handler failed, for timeouts.
+	Timeout string `json:"timeout,omitempty"`
+	Reason  string `json:"reason"`
+}
+
+// Timeout is a running step timeout.
+type Timeout struct {
+	Name string    `json:"name"`
+	At   time.Time `json:"at"`
+}
+
+// UpdateResult is a remembered update outcome.
+type UpdateResult struct {
+	ID     string `json:"id"`
+	Name   string `json:"name"`
+	Result []byte `json:"result,omitempty"`
+	Error  string `json:"error,omitempty"`
+}
+
+// EntityStats counts what an entity has done over all its runs.
+type EntityStats struct {
+	// Applied counts records applied (including rejected ones).
+	Applied int `json:"applied"`
+	// Deduped counts redelivered records dropped by offset.
+	Deduped int `json:"deduped"`
+	// DedupedByKey counts records dropped by idempotency key.
+	DedupedByKey int `json:"deduped_by_key"`
+	// Rejected counts records and timeouts rejected (see Progress.Rejected).
+	Rejected int `json:"rejected"`
+	// Updates counts updates applied.
+	Updates int `json:"updates"`
+	// DedupedUpdates counts updates answered from a remembered result.
+	DedupedUpdates int `json:"deduped_updates"`
+	// Runs counts this run and the ones it continued from.
+	Runs int `json:"runs"`
+}

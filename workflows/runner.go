@@ -1,0 +1,221 @@
+package workflows
+
+import (
+	"fmt"
+	"slices"
+	"time"
+
+	"go.temporal.io/sdk/temporal"
+	"go.temporal.io/sdk/workflow"
+
+	"github.com/sagabridge/sagabridge/event"
+)
+
+// runner is one run of an entity.
+type runner[S any] struct {
+	en          *Entity[S]
+	ctx         workflow.Context
+	c           Carry[S]
+	in          *Inbox
+	base        EntityStats
+	appliedHere int
+
+	updates workflow.Channel // of *updateRequest
+	queued  int              // updates sent and not yet received
+	timers  map[string]*timer
+
+	statusAttr  bool   // the status search attribute is on for this run
+	shownStatus string // the status last written to the search attribute
+
+	closing   bool // continuing as new: new updates are refused
+	cancelled bool // the workflow was asked to cancel
+}
+
+func newRunner[S any](ctx workflow.Context, en *Entity[S], carried *Carry[S]) (*runner[S], error) {
+	r := &runner[S]{en: en, timers: map[string]*timer{}}
+	if carried != nil {
+		r.c = *carried
+	} else {
+		if en.Init != nil {
+			r.c.State = en.Init(workflow.GetInfo(ctx).WorkflowExecution.ID)
+		}
+		r.c.Status = StatusNew
+	}
+	r.c.Version = ContractVersion
+	if r.c.CompletedSteps == nil {
+		r.c.CompletedSteps = []string{}
+	}
+	if r.c.Compensations == nil {
+		r.c.Compensations = []CompensationResult{}
+	}
+	r.c.Stats.Runs++
+	r.base = r.c.Stats
+
+	opts := en.ActivityOptions
+	if opts.StartToCloseTimeout == 0 && opts.ScheduleToCloseTimeout == 0 {
+		opts.StartToCloseTimeout = 10 * time.Second
+	}
+	r.ctx = workflow.WithActivityOptions(ctx, opts)
+
+	signal, query := en.Signal, en.Query
+	if signal == "" {
+		signal = event.DefaultSignal
+	}
+	if query == "" {
+		query = "state"
+	}
+	r.in = NewInbox(ctx, signal, r.c.Watermarks)
+	r.in.pending, r.c.Inbox = r.c.Inbox, nil
+	if en.IdempotencyHeader != "" {
+		window := en.IdempotencyWindow
+		if window == 0 {
+			window = 1000
+		}
+		r.in.WithIdempotencyKeys(en.IdempotencyHeader, window, r.c.RecentKeys)
+	}
+	r.updates = workflow.NewBufferedChannel(ctx, 1<<20)
+	if err := workflow.SetQueryHandler(ctx, query, func() (Carry[S], error) { return r.snapshot(), nil }); err != nil {
+		return r, fmt.Errorf("register %s query: %w", query, err)
+	}
+	for _, register := range en.updates {
+		if err := register(r); err != nil {
+			return r, err
+		}
+	}
+	if en.StatusSearchAttribute != "" {
+		r.statusAttr = workflow.GetVersion(ctx, statusSearchAttributeChange, workflow.DefaultVersion, 1) >= 1
+		r.showStatus()
+	}
+	for _, t := range r.c.Timeouts {
+		if _, ok := en.timeouts[t.Name]; !ok { // the handler was removed since
+			r.reject(Rejection{Timeout: t.Name, Reason: "carried timeout has no OnTimeout handler"})
+			continue
+		}
+		r.startTimer(t.Name, t.At)
+	}
+	r.c.Timeouts = nil
+	return r, nil
+}
+
+// done reports whether the entity has finished.
+func (r *runner[S]) done() bool {
+	return r.cancelled || (r.en.Done != nil && r.en.Done(&r.c.State)) || slices.Contains(r.en.Final, r.c.Status)
+}
+
+// step applies one thing: a pending record, an update or a fired timeout,
+// waiting for one if none is ready.
+func (r *runner[S]) step() {
+	if e, ok := r.in.admitPending(); ok {
+		r.apply(e)
+		return
+	}
+	sel := workflow.NewSelector(r.ctx)
+	sel.AddReceive(r.in.ch, func(ch workflow.ReceiveChannel, _ bool) {
+		var b event.Batch
+		ch.Receive(r.ctx, &b)
+		r.in.pending = append(r.in.pending, b.Events...)
+	})
+	sel.AddReceive(r.updates, func(ch workflow.ReceiveChannel, _ bool) {
+		var req *updateRequest
+		ch.Receive(r.ctx, &req)
+		r.queued--
+		r.handleUpdate(req)
+	})
+	for _, name := range r.timerNames() {
+		sel.AddFuture(r.timers[name].fired, func(f workflow.Future) { r.fire(name, f) })
+	}
+	if !r.cancelled {
+		sel.AddReceive(r.ctx.Done(), func(workflow.ReceiveChannel, bool) { r.cancel() })
+	}
+	sel.Select(r.ctx)
+}
+
+// cancel handles a cancellation request: from here on the run works on a
+// disconnected context, so that compensations, Finish and the memo still
+// happen; OnCancel (by default Fail with StatusCancelled) decides what the
+// saga does; then the run closes and reports itself cancelled.
+func (r *runner[S]) cancel() {
+	r.cancelled = true
+	r.ctx, _ = workflow.NewDisconnectedContext(r.ctx)
+	c := r.newCtx(event.Envelope{})
+	if r.en.OnCancel != nil {
+		if err := r.en.OnCancel(c); err != nil {
+			r.reject(Rejection{Reason: "cancel handler: " + err.Error()})
+		}
+	} else {
+		c.Fail(StatusCancelled, temporal.NewCanceledError("workflow cancelled"))
+	}
+	r.showStatus()
+}
+
+// apply hands one new record to its handler, or rejects it.
+func (r *runner[S]) apply(e event.Envelope) {
+	r.appliedHere++
+	r.c.Stats.Applied++
+	if r.c.Key == "" {
+		r.c.Key = e.Key
+	}
+	pos := AppliedEvent{Topic: e.Topic, Partition: e.Partition, Offset: e.Offset, Type: e.Type}
+	if r.en.KeepApplied > 0 {
+		r.c.Applied = append(r.c.Applied, pos)
+		if over := len(r.c.Applied) - r.en.KeepApplied; over > 0 {
+			r.c.Applied = slices.Delete(r.c.Applied, 0, over)
+		}
+	}
+	var err error
+	switch h, ok := r.en.handlers[e.Type]; {
+	case r.done():
+		err = fmt.Errorf("already %s", r.c.Status)
+	case ok:
+		err = h(r.newCtx(e))
+	case r.en.Apply != nil:
+		r.en.Apply(r.ctx, &r.c.State, e)
+	default:
+		err = fmt.Errorf("no handler for event type %q", e.Type)
+	}
+	if err != nil {
+		r.reject(Rejection{AppliedEvent: &pos, Reason: err.Error()})
+		workflow.GetLogger(r.ctx).Warn("event rejected", "type", e.Type, "position", e.Position().String(), "reason", err.Error())
+	}
+	r.showStatus()
+}
+
+// keepRejected is how many rejections the state lists.
+const keepRejected = 100
+
+// reject records a rejection, keeping the last keepRejected.
+func (r *runner[S]) reject(rej Rejection) {
+	r.c.Stats.Rejected++
+	r.c.Rejected = append(r.c.Rejected, rej)
+	if over := len(r.c.Rejected) - keepRejected; over > 0 {
+		r.c.Rejected = slices.Delete(r.c.Rejected, 0, over)
+	}
+}
+
+// showStatus writes the status to the search attribute when it changed.
+func (r *runner[S]) showStatus() {
+	if !r.statusAttr || r.c.Status == r.shownStatus {
+		return
+	}
+	key := temporal.NewSearchAttributeKeyKeyword(r.en.StatusSearchAttribute)
+	if err := workflow.UpsertTypedSearchAttributes(r.ctx, key.ValueSet(r.c.Status)); err != nil {
+		workflow.GetLogger(r.ctx).Error("upsert status search attribute", "attribute", r.en.StatusSearchAttribute, "err", err)
+		return
+	}
+	r.shownStatus = r.c.Status
+}
+
+// snapshot returns the Carry as of now.
+func (r *runner[S]) snapshot() Carry[S] {
+	c := r.c
+	if r.in != nil {
+		c.Watermarks, c.RecentKeys = r.in.Watermarks, r.in.RecentKeys()
+		c.Stats.Deduped = r.base.Deduped + r.in.Deduped
+		c.Stats.DedupedByKey = r.base.DedupedByKey + r.in.DedupedByKey
+	}
+	c.Timeouts = nil
+	for _, name := range r.timerNames() {
+		c.Timeouts = append(c.Timeouts, Timeout{Name: name, At: r.timers[name].at})
+	}
+	return c
+}

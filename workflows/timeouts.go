@@ -1,0 +1,84 @@
+package workflows
+
+import (
+	"fmt"
+	"slices"
+	"time"
+
+	"go.temporal.io/sdk/workflow"
+
+	"github.com/sagabridge/sagabridge/event"
+)
+
+// OnTimeout registers the handler of the timeout name (Ctx.StartTimeout).
+func OnTimeout[S any](en *Entity[S], name string, fn func(c *Ctx[S]) error) {
+	if en.timeouts == nil {
+		en.timeouts = map[string]func(c *Ctx[S]) error{}
+	}
+	en.timeouts[name] = fn
+}
+
+// StartTimeout starts the timeout name: unless cancelled, its OnTimeout
+// handler runs after d. Starting a running timeout restarts it.
+func (c *Ctx[S]) StartTimeout(name string, d time.Duration) {
+	c.r.startTimer(name, workflow.Now(c).Add(d))
+}
+
+// CancelTimeout stops the timeout name; it does nothing if none runs.
+func (c *Ctx[S]) CancelTimeout(name string) { c.r.cancelTimer(name) }
+
+// timer is a running step timeout.
+type timer struct {
+	at     time.Time
+	fired  workflow.Future
+	cancel workflow.CancelFunc
+}
+
+// fire runs the handler of the timeout name, which has fired.
+func (r *runner[S]) fire(name string, f workflow.Future) {
+	delete(r.timers, name)
+	if f.Get(r.ctx, nil) != nil { // cancelled
+		return
+	}
+	if err := r.en.timeouts[name](r.newCtx(event.Envelope{})); err != nil {
+		r.reject(Rejection{Timeout: name, Reason: err.Error()})
+		workflow.GetLogger(r.ctx).Warn("timeout handler failed", "timeout", name, "reason", err.Error())
+	}
+	r.showStatus()
+}
+
+// startTimer starts (or restarts) the timeout name to fire at at.
+func (r *runner[S]) startTimer(name string, at time.Time) {
+	if _, ok := r.en.timeouts[name]; !ok {
+		panic(fmt.Sprintf("sagabridge: timeout %q has no OnTimeout handler", name))
+	}
+	r.cancelTimer(name)
+	tctx, cancel := workflow.WithCancel(r.ctx)
+	var fired workflow.Future
+	if d := at.Sub(workflow.Now(r.ctx)); d > 0 {
+		fired = workflow.NewTimerWithOptions(tctx, d, workflow.TimerOptions{Summary: name})
+	} else { // already due (carried across ContinueAsNew)
+		f, s := workflow.NewFuture(r.ctx)
+		s.Set(nil, nil)
+		fired = f
+	}
+	r.timers[name] = &timer{at: at, fired: fired, cancel: cancel}
+}
+
+// cancelTimer stops the timeout name if it runs.
+func (r *runner[S]) cancelTimer(name string) {
+	if t, ok := r.timers[name]; ok {
+		t.cancel()
+		delete(r.timers, name)
+	}
+}
+
+// timerNames lists the running timeouts in a deterministic order.
+func (r *runner[S]) timerNames() []string {
+	names := make([]string, 0, len(r.timers))
+	for name := range r.timers {
+		names = append(names, name)
+	}
+	slices.Sort(names)
+	return names
+}

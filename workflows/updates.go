@@ -1,0 +1,132 @@
+package workflows
+
+import (
+	"encoding/json"
+	"fmt"
+
+	"go.temporal.io/sdk/temporal"
+	"go.temporal.io/sdk/workflow"
+
+	"github.com/sagabridge/sagabridge/event"
+)
+
+// OnUpdate registers the Temporal Update name, for a synchronous command
+// such as "cancel order" whose caller waits for the answer.
+//
+// validate runs first, on a snapshot of the state as it is when the update
+// arrives (status included); an error rejects the update before anything is
+// written to history. It must only read the snapshot (it shares the state's
+// slices and maps, and validators do not run on replay). validate may be nil. The runtime itself rejects
+// updates once the entity is done.
+//
+// handle then runs in turn with records and timeouts, never concurrently
+// with them, so it sees the state the records before it left; that state may
+// have moved on since validate accepted the update, so handle checks again
+// what it relies on. An update retried with the same update ID (after
+// ContinueAsNew too) gets the first answer again without running handle
+// twice. While the run continues as new, new updates are refused with an
+// error that asks to send them again.
+func OnUpdate[S, In, Out any](en *Entity[S], name string, validate func(st Carry[S], in In) error, handle func(c *Ctx[S], in In) (Out, error)) {
+	en.updates = append(en.updates, func(r *runner[S]) error {
+		run := func(ctx workflow.Context, in In) (Out, error) {
+			var out Out
+			id := workflow.GetCurrentUpdateInfo(ctx).ID
+			if rec, ok := r.recentUpdate(id); ok {
+				r.c.Stats.DedupedUpdates++
+				if rec.Error != "" {
+					return out, temporal.NewApplicationError(rec.Error, "UpdateFailed")
+				}
+				if err := json.Unmarshal(rec.Result, &out); err != nil {
+					return out, fmt.Errorf("decode remembered result of update %s: %w", id, err)
+				}
+				return out, nil
+			}
+			req := &updateRequest{id: id, name: name, apply: func(c any) (any, error) { return handle(c.(*Ctx[S]), in) }}
+			r.queued++
+			r.updates.Send(ctx, req)
+			if err := workflow.Await(ctx, func() bool { return req.done }); err != nil {
+				return out, err
+			}
+			if req.err != nil {
+				return out, req.err
+			}
+			out, _ = req.out.(Out)
+			return out, nil
+		}
+		valid := func(ctx workflow.Context, in In) error {
+			if r.done() {
+				return fmt.Errorf("%s: already %s", name, r.c.Status)
+			}
+			if r.closing {
+				return fmt.Errorf("%s: the workflow is continuing as new; send it again", name)
+			}
+			if validate == nil {
+				return nil
+			}
+			return validate(r.snapshot(), in)
+		}
+		if err := workflow.SetUpdateHandlerWithOptions(r.ctx, name, run, workflow.UpdateHandlerOptions{Validator: valid}); err != nil {
+			return fmt.Errorf("register %s update: %w", name, err)
+		}
+		return nil
+	})
+}
+
+// updateRequest is an accepted update waiting for the main loop.
+type updateRequest struct {
+	id, name string
+	apply    func(c any) (any, error)
+	done     bool
+	out      any
+	err      error
+}
+
+// handleUpdate runs an accepted update in the main loop and remembers its
+// answer.
+func (r *runner[S]) handleUpdate(req *updateRequest) {
+	defer func() { req.done = true }()
+	if r.done() {
+		req.err = temporal.NewApplicationError(fmt.Sprintf("%s: already %s", req.name, r.c.Status), "AlreadyDone")
+		return
+	}
+	r.c.Stats.Updates++
+	req.out, req.err = req.apply(r.newCtx(event.Envelope{}))
+	rec := UpdateResult{ID: req.id, Name: req.name}
+	if req.err != nil {
+		rec.Error = req.err.Error()
+	} else if b, err := json.Marshal(req.out); err == nil {
+		rec.Result = b
+	} else {
+		rec.Error = fmt.Sprintf("encode result: %v", err)
+	}
+	window := r.en.UpdateWindow
+	if window == 0 {
+		window = 100
+	}
+	r.c.RecentUpdates = append(r.c.RecentUpdates, rec)
+	if over := len(r.c.RecentUpdates) - window; over > 0 {
+		r.c.RecentUpdates = r.c.RecentUpdates[over:]
+	}
+	r.showStatus()
+}
+
+// recentUpdate returns the remembered answer to update id.
+func (r *runner[S]) recentUpdate(id string) (UpdateResult, bool) {
+	for _, u := range r.c.RecentUpdates {
+		if u.ID == id {
+			return u, true
+		}
+	}
+	return UpdateResult{}, false
+}
+
+// answerQueuedUpdate handles one update waiting in the queue, if any.
+func (r *runner[S]) answerQueuedUpdate() bool {
+	var req *updateRequest
+	if !r.updates.ReceiveAsync(&req) {
+		return false
+	}
+	r.queued--
+	r.handleUpdate(req)
+	return true
+}
