@@ -3,12 +3,15 @@
 // DeadLetterer, which sends the record behind a failed saga step to its DLQ.
 //
 // Published records carry W3C trace context (traceparent) from the
-// activity's span, when the worker traces (bridge.TracingInterceptor).
+// activity's span, when the worker traces (connect.TracingInterceptor).
 //
 // Temporal → Kafka is at-least-once: an activity that published and then
 // timed out is retried and publishes again. Every record therefore carries a
 // deterministic event ID (header HeaderEventID), the same on every attempt,
 // so consumers can drop the repeats.
+//
+// Activities run in workers, not in workflow code. This package must not
+// import the bridge engine, the configuration or the workflows package.
 package activities
 
 import (

@@ -9,6 +9,10 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/sony/gobreaker/v2"
+
+	"github.com/sagabridge/sagabridge/config"
 )
 
 // Why partitions pause. A partition is paused while any reason holds.
@@ -37,7 +41,7 @@ type pauser interface {
 // sarama, and wakes the partitions' readers on every change. Changes are
 // logged once each, never per record. Safe for concurrent use.
 type pressure struct {
-	cfg         BackpressureConfig
+	cfg         config.Backpressure
 	log         *slog.Logger
 	topicQueues map[string][]string // topic → the task queues its routes use
 
@@ -54,7 +58,7 @@ type pressure struct {
 	changed  chan struct{} // closed and replaced on every change
 }
 
-func newPressure(cfg BackpressureConfig, topicQueues map[string][]string, log *slog.Logger) *pressure {
+func newPressure(cfg config.Backpressure, topicQueues map[string][]string, log *slog.Logger) *pressure {
 	return &pressure{
 		cfg: cfg, log: log, topicQueues: topicQueues,
 		global: map[string]bool{}, backedUp: map[string]bool{}, backlogs: map[string]Backlog{},
@@ -121,43 +125,6 @@ func (p *pressure) setCircuitOpen(open bool) {
 		delete(p.global, ReasonCircuitOpen)
 	}
 	p.applyLocked()
-}
-
-// observeBacklog records a task queue's backlog and pauses or resumes the
-// topics routed to it, with hysteresis between the high and low marks.
-func (p *pressure) observeBacklog(taskQueue string, bl Backlog) {
-	c := p.cfg.Backlog
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	p.backlogs[taskQueue] = bl
-	switch {
-	// The count is approximate and can lag behind; a backlog whose oldest
-	// task is zero seconds old is empty, whatever the count says.
-	case !p.backedUp[taskQueue] && ((bl.Tasks >= c.HighTasks && bl.Age > 0) || bl.Age >= c.HighAge):
-		p.backedUp[taskQueue] = true
-		p.pauses[ReasonBacklog]++
-		p.log.Warn("pausing partitions: task queue backed up", "reason", ReasonBacklog, "task_queue", taskQueue,
-			"backlog_tasks", bl.Tasks, "backlog_age", bl.Age, "high_tasks", c.HighTasks, "high_age", c.HighAge,
-			"topics", p.topicsOf(taskQueue))
-		p.applyLocked()
-	case p.backedUp[taskQueue] && (bl.Tasks <= c.LowTasks || bl.Age == 0) && bl.Age <= c.LowAge:
-		delete(p.backedUp, taskQueue)
-		p.log.Info("task queue backlog below the low-water mark", "reason", ReasonBacklog, "task_queue", taskQueue,
-			"backlog_tasks", bl.Tasks, "backlog_age", bl.Age)
-		p.applyLocked()
-	}
-}
-
-// topicsOf lists the topics that route to taskQueue.
-func (p *pressure) topicsOf(taskQueue string) []string {
-	var ts []string
-	for t, qs := range p.topicQueues {
-		if slices.Contains(qs, taskQueue) {
-			ts = append(ts, t)
-		}
-	}
-	slices.Sort(ts)
-	return ts
 }
 
 // reasonLocked says why topic's partitions are paused, "" if they are not.
@@ -284,49 +251,36 @@ func (p *pressure) snapshot() (paused []pausedPartition, backlogs map[string]Bac
 	return paused, maps.Clone(p.backlogs), maps.Clone(p.backedUp), maps.Clone(p.pauses)
 }
 
-// backlogTimeout bounds one DescribeTaskQueue call.
-const backlogTimeout = 5 * time.Second
-
-// watchBacklogs polls each task queue's backlog until ctx ends. Errors are
-// logged when they start and stop, not on every poll; while Temporal
-// cannot be reached the last reading stands and the circuit breaker
-// decides.
-func (p *pressure) watchBacklogs(ctx context.Context, t Temporal) {
-	queues := map[string]bool{}
-	for _, qs := range p.topicQueues {
-		for _, q := range qs {
-			queues[q] = true
-		}
-	}
-	var wg sync.WaitGroup
-	for q := range queues {
-		wg.Go(func() {
-			failing := false
-			tick := time.NewTicker(p.cfg.Backlog.PollInterval)
-			defer tick.Stop()
-			for {
-				cctx, cancel := context.WithTimeout(ctx, backlogTimeout)
-				bl, err := t.TaskQueueBacklog(cctx, q)
-				cancel()
-				switch {
-				case ctx.Err() != nil:
-				case err != nil && !failing:
-					failing = true
-					p.log.Warn("cannot read task queue backlog", "task_queue", q, "err", err)
-				case err == nil:
-					if failing {
-						failing = false
-						p.log.Info("reading task queue backlog again", "task_queue", q)
-					}
-					p.observeBacklog(q, bl)
-				}
-				select {
-				case <-ctx.Done():
-					return
-				case <-tick.C:
-				}
+// newBreaker builds the circuit breaker around calls to Temporal; its
+// state changes pause and resume every partition.
+func (b *Bridge) newBreaker() *gobreaker.CircuitBreaker[struct{}] {
+	bp := b.cfg.Backpressure
+	return gobreaker.NewCircuitBreaker[struct{}](gobreaker.Settings{
+		Name:        "temporal",
+		MaxRequests: 1, // one probe call when half-open
+		Timeout:     bp.Circuit.OpenFor,
+		ReadyToTrip: func(c gobreaker.Counts) bool { return c.ConsecutiveFailures >= uint32(bp.Circuit.Failures) },
+		// Only errors that say Temporal is unwell count; a rejected request
+		// or a closed workflow means Temporal answered.
+		IsSuccessful: func(err error) bool { return err == nil || classify(err) != kindRetryable },
+		IsExcluded:   cancelled,
+		OnStateChange: func(_ string, from, to gobreaker.State) {
+			switch to {
+			case gobreaker.StateOpen:
+				b.log.Warn("circuit to Temporal opened: pausing all partitions", "reason", ReasonCircuitOpen,
+					"from", from.String(), "open_for", bp.Circuit.OpenFor)
+			case gobreaker.StateHalfOpen:
+				b.log.Info("circuit to Temporal half-open: probing with one call")
+			default:
+				b.log.Info("circuit to Temporal closed", "from", from.String())
 			}
-		})
-	}
-	wg.Wait()
+			b.pressure.setCircuitOpen(to == gobreaker.StateOpen)
+		},
+	})
+}
+
+// watchCircuit reads the breaker's state now and then, so an open circuit
+// turns half-open (and partitions resume) even when no call is waiting.
+func (b *Bridge) watchCircuit(ctx context.Context) {
+	every(ctx, 250*time.Millisecond, func() { b.breaker.State() })
 }

@@ -11,6 +11,8 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 	"go.temporal.io/api/serviceerror"
+
+	"github.com/sagabridge/sagabridge/config"
 )
 
 // fakePauser records which partitions the consumer would fetch.
@@ -41,7 +43,7 @@ func (f *fakePauser) state() map[string]bool {
 
 func testPressure(t *testing.T) (*pressure, *fakePauser) {
 	t.Helper()
-	cfg := defaultConfig().Backpressure
+	cfg := config.Default().Backpressure
 	cfg.MaxRecords, cfg.MaxBytes, cfg.ResumeAt = 10, 1000, 0.5
 	cfg.Backlog.HighTasks, cfg.Backlog.LowTasks, cfg.Backlog.HighAge, cfg.Backlog.LowAge = 100, 10, time.Minute, 10*time.Second
 	p := newPressure(cfg, map[string][]string{"orders": {"q1"}, "payments": {"q2"}}, quiet())
@@ -186,11 +188,11 @@ func TestCircuitOpensOnRepeatedUnavailableAndClosesAfterAProbe(t *testing.T) {
 	for range 5 {
 		tc.script = append(tc.script, serviceerror.NewUnavailable("down"))
 	}
-	b, err := New(Config{
-		Kafka:        KafkaConfig{Brokers: []string{"b"}, Group: "g"},
-		Dispatch:     DispatchConfig{RetryInitial: time.Millisecond, RetryMax: 2 * time.Millisecond, DrainTimeout: 50 * time.Millisecond},
-		Backpressure: BackpressureConfig{Circuit: CircuitConfig{Failures: 3, OpenFor: 100 * time.Millisecond}},
-		Routes:       []RouteConfig{{Topic: "orders", TypeHeader: "event-type", WorkflowType: "O", WorkflowID: "order-{key}", TaskQueue: "q"}},
+	b, err := New(config.Config{
+		Kafka:        config.Kafka{Brokers: []string{"b"}, Group: "g"},
+		Dispatch:     config.Dispatch{RetryInitial: time.Millisecond, RetryMax: 2 * time.Millisecond, DrainTimeout: 50 * time.Millisecond},
+		Backpressure: config.Backpressure{Circuit: config.Circuit{Failures: 3, OpenFor: 100 * time.Millisecond}},
+		Routes:       []config.Route{{Topic: "orders", TypeHeader: "event-type", WorkflowType: "O", WorkflowID: "order-{key}", TaskQueue: "q"}},
 	}, Deps{Temporal: tc, DeadLetters: &fakeDLQ{}, Logger: quiet()})
 	require.NoError(t, err)
 	openedCh := make(chan struct{})

@@ -16,7 +16,8 @@ import (
 	"go.opentelemetry.io/otel/trace"
 	"go.opentelemetry.io/otel/trace/noop"
 
-	"github.com/sagabridge/sagabridge/dlq"
+	"github.com/sagabridge/sagabridge/config"
+	"github.com/sagabridge/sagabridge/internal/connect"
 )
 
 // Deps are the bridge's connections to the outside world. The bridge does
@@ -58,7 +59,7 @@ type Stats struct {
 // Bridge consumes the routed topics and delivers every record to the
 // workflow that owns it. Create it with New and run it with Run.
 type Bridge struct {
-	cfg    Config
+	cfg    config.Config
 	router *Router
 	deps   Deps
 	log    *slog.Logger
@@ -84,8 +85,10 @@ type Bridge struct {
 }
 
 // New checks cfg and deps and returns a bridge ready to Run.
-func New(cfg Config, deps Deps) (*Bridge, error) {
-	cfg = cfg.withDefaults()
+func New(cfg config.Config, deps Deps) (*Bridge, error) {
+	if !cfg.Defaulted() {
+		cfg = cfg.WithDefaults()
+	}
 	if err := cfg.Validate(); err != nil {
 		return nil, fmt.Errorf("bridge config: %w", err)
 	}
@@ -124,28 +127,7 @@ func New(cfg Config, deps Deps) (*Bridge, error) {
 	bp := cfg.Backpressure
 	b.pressure = newPressure(bp, topicQueues, b.log)
 	b.limiter = newLimiter(bp.Adaptive.MinConcurrency, cfg.Dispatch.Concurrency, bp.Adaptive.LatencyTarget, deps.Now)
-	b.breaker = gobreaker.NewCircuitBreaker[struct{}](gobreaker.Settings{
-		Name:        "temporal",
-		MaxRequests: 1, // one probe call when half-open
-		Timeout:     bp.Circuit.OpenFor,
-		ReadyToTrip: func(c gobreaker.Counts) bool { return c.ConsecutiveFailures >= uint32(bp.Circuit.Failures) },
-		// Only errors that say Temporal is unwell count; a rejected request
-		// or a closed workflow means Temporal answered.
-		IsSuccessful: func(err error) bool { return err == nil || classify(err) != kindRetryable },
-		IsExcluded:   cancelled,
-		OnStateChange: func(_ string, from, to gobreaker.State) {
-			switch to {
-			case gobreaker.StateOpen:
-				b.log.Warn("circuit to Temporal opened: pausing all partitions", "reason", ReasonCircuitOpen,
-					"from", from.String(), "open_for", bp.Circuit.OpenFor)
-			case gobreaker.StateHalfOpen:
-				b.log.Info("circuit to Temporal half-open: probing with one call")
-			default:
-				b.log.Info("circuit to Temporal closed", "from", from.String())
-			}
-			b.pressure.setCircuitOpen(to == gobreaker.StateOpen)
-		},
-	})
+	b.breaker = b.newBreaker()
 	b.metrics = newMetrics(b)
 	return b, nil
 }
@@ -164,7 +146,7 @@ func (b *Bridge) Stats() Stats {
 // Dispatch.DrainTimeout, commits what was delivered and leaves the group.
 // Run once per Bridge.
 func (b *Bridge) Run(ctx context.Context) error {
-	sc, err := SaramaConfig(b.cfg.Kafka)
+	sc, err := connect.SaramaConfig(b.cfg.Kafka)
 	if err != nil {
 		return err
 	}
@@ -177,7 +159,7 @@ func (b *Bridge) Run(ctx context.Context) error {
 	}
 	client, err := sarama.NewClient(b.cfg.Kafka.Brokers, sc)
 	if err != nil {
-		return b.cfg.Kafka.ConnectError(err)
+		return connect.KafkaError(b.cfg.Kafka, err)
 	}
 	defer client.Close()
 	group, err := sarama.NewConsumerGroupFromClient(b.cfg.Kafka.Group, client)
@@ -249,110 +231,31 @@ func (b *Bridge) runGroup(ctx context.Context, group sarama.ConsumerGroup) error
 	return nil
 }
 
-// watchCircuit reads the breaker's state now and then, so an open circuit
-// turns half-open (and partitions resume) even when no call is waiting.
-func (b *Bridge) watchCircuit(ctx context.Context) {
-	t := time.NewTicker(250 * time.Millisecond)
-	defer t.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-			b.breaker.State()
-		}
-	}
-}
-
 // watchLogEnds refreshes each claimed partition's log-end offset every
 // few seconds: sarama learns it only from fetches, and a paused partition
 // does not fetch.
 func (b *Bridge) watchLogEnds(ctx context.Context) {
-	t := time.NewTicker(2 * time.Second)
+	every(ctx, 2*time.Second, func() {
+		for _, f := range b.pressure.claimed() {
+			if end, err := b.newest(f.topic, f.partition); err == nil {
+				f.logEnd.Store(end)
+			}
+		}
+	})
+}
+
+// every calls f every d until ctx ends.
+func every(ctx context.Context, d time.Duration, f func()) {
+	t := time.NewTicker(d)
 	defer t.Stop()
 	for {
 		select {
 		case <-ctx.Done():
 			return
 		case <-t.C:
-			for _, f := range b.pressure.claimed() {
-				if end, err := b.newest(f.topic, f.partition); err == nil {
-					f.logEnd.Store(end)
-				}
-			}
+			f()
 		}
 	}
-}
-
-// claimHandler delivers each claimed partition in offset order.
-type claimHandler struct{ b *Bridge }
-
-// Setup logs the new assignment.
-func (h claimHandler) Setup(s sarama.ConsumerGroupSession) error {
-	h.b.log.Info("partitions assigned", "generation", s.GenerationID(), "claims", s.Claims())
-	h.b.joined.Store(true)
-	return nil
-}
-
-// Cleanup commits what was marked before the session ends.
-func (h claimHandler) Cleanup(s sarama.ConsumerGroupSession) error {
-	s.Commit()
-	return nil
-}
-
-// ConsumeClaim batches the partition's records and dispatches them; see
-// Bridge.consume. It returns when the claim is revoked or the session ends,
-// after calls under way have finished (within Dispatch.DrainTimeout).
-func (h claimHandler) ConsumeClaim(s sarama.ConsumerGroupSession, claim sarama.ConsumerGroupClaim) error {
-	log := h.b.log.With("topic", claim.Topic(), "partition", claim.Partition())
-	log.Info("partition claimed", "generation", s.GenerationID(), "from_offset", claim.InitialOffset())
-	f, err := h.b.newFlow(s, claim)
-	if err != nil {
-		log.Error("cannot consume the partition", "err", err)
-		return err
-	}
-	h.b.consume(f, claim.Messages())
-	log.Info("partition released", "generation", s.GenerationID(), "abandoned_records", f.tracker.pending())
-	return nil
-}
-
-// deadLetter writes fail to the DLQ for partition fl, retrying until the
-// DLQ holds it or the partition's context ends. With dlq.transactional it
-// queues fail for the transaction that commits the offset past it.
-func (b *Bridge) deadLetter(fl *flow, f dlq.Failure) error {
-	if fl.committer != nil {
-		fl.committer.enqueue(f)
-		return nil
-	}
-	ctx := fl.ctx
-	retry := b.newBackoff()
-	for {
-		err := b.deps.DeadLetters.Write(ctx, f)
-		if err == nil {
-			b.committedDeadLetters([]dlq.Failure{f})
-			return nil
-		}
-		b.log.Error("DLQ write failed; retrying", "topic", f.Topic, "partition", f.Partition, "offset", f.Offset, "err", err)
-		if err := sleep(ctx, retry.NextBackOff()); err != nil {
-			return fmt.Errorf("dead-lettering %s/%d@%d: %w", f.Topic, f.Partition, f.Offset, err)
-		}
-	}
-}
-
-// committedDeadLetters counts and logs records now durably in the DLQ.
-func (b *Bridge) committedDeadLetters(dead []dlq.Failure) {
-	b.deadLettered.Add(uint64(len(dead)))
-	for _, f := range dead {
-		b.log.Warn("record dead-lettered", "topic", f.Topic, "partition", f.Partition, "offset", f.Offset,
-			"class", f.Class, "err", f.Err, "workflow_id", f.WorkflowID)
-	}
-}
-
-func (b *Bridge) newBackoff() *backoff.ExponentialBackOff {
-	bo := backoff.NewExponentialBackOff()
-	bo.InitialInterval = b.cfg.Dispatch.RetryInitial
-	bo.MaxInterval = b.cfg.Dispatch.RetryMax
-	return bo
 }
 
 // drainContext returns a context that outlives ctx by grace: calls already

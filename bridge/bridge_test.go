@@ -14,6 +14,7 @@ import (
 	"github.com/stretchr/testify/require"
 	"go.temporal.io/api/serviceerror"
 
+	"github.com/sagabridge/sagabridge/config"
 	"github.com/sagabridge/sagabridge/dlq"
 	"github.com/sagabridge/sagabridge/event"
 )
@@ -55,11 +56,13 @@ type fakeDLQ struct {
 	mu       sync.Mutex
 	failures []dlq.Failure
 	failNext int
+	tried    int
 }
 
 func (f *fakeDLQ) Write(_ context.Context, fl dlq.Failure) error {
 	f.mu.Lock()
 	defer f.mu.Unlock()
+	f.tried++
 	if f.failNext > 0 {
 		f.failNext--
 		return errors.New("broker down")
@@ -106,10 +109,10 @@ func (c fakeClaim) HighWaterMarkOffset() int64               { return 0 }
 
 func newTestBridge(t *testing.T, tc *fakeTemporal, dl *fakeDLQ) *Bridge {
 	t.Helper()
-	b, err := New(Config{
-		Kafka:    KafkaConfig{Brokers: []string{"b"}, Group: "g"},
-		Dispatch: DispatchConfig{RetryInitial: time.Millisecond, RetryMax: 5 * time.Millisecond, DrainTimeout: 50 * time.Millisecond},
-		Routes:   []RouteConfig{{Topic: "orders", TypeHeader: "event-type", WorkflowType: "O", WorkflowID: "order-{key}", TaskQueue: "q"}},
+	b, err := New(config.Config{
+		Kafka:    config.Kafka{Brokers: []string{"b"}, Group: "g"},
+		Dispatch: config.Dispatch{RetryInitial: time.Millisecond, RetryMax: 5 * time.Millisecond, DrainTimeout: 50 * time.Millisecond},
+		Routes:   []config.Route{{Topic: "orders", TypeHeader: "event-type", WorkflowType: "O", WorkflowID: "order-{key}", TaskQueue: "q"}},
 	}, Deps{Temporal: tc, DeadLetters: dl, Logger: quiet()})
 	require.NoError(t, err)
 	return b

@@ -2,16 +2,44 @@ package bridge
 
 import (
 	"context"
-	"errors"
-	"fmt"
 	"sync"
 	"sync/atomic"
 	"time"
 
 	"github.com/IBM/sarama"
-
-	"github.com/sagabridge/sagabridge/dlq"
 )
+
+// claimHandler delivers each claimed partition in offset order.
+type claimHandler struct{ b *Bridge }
+
+// Setup logs the new assignment.
+func (h claimHandler) Setup(s sarama.ConsumerGroupSession) error {
+	h.b.log.Info("partitions assigned", "generation", s.GenerationID(), "claims", s.Claims())
+	h.b.joined.Store(true)
+	return nil
+}
+
+// Cleanup commits what was marked before the session ends.
+func (h claimHandler) Cleanup(s sarama.ConsumerGroupSession) error {
+	s.Commit()
+	return nil
+}
+
+// ConsumeClaim batches the partition's records and dispatches them; see
+// Bridge.consume. It returns when the claim is revoked or the session ends,
+// after calls under way have finished (within Dispatch.DrainTimeout).
+func (h claimHandler) ConsumeClaim(s sarama.ConsumerGroupSession, claim sarama.ConsumerGroupClaim) error {
+	log := h.b.log.With("topic", claim.Topic(), "partition", claim.Partition())
+	log.Info("partition claimed", "generation", s.GenerationID(), "from_offset", claim.InitialOffset())
+	f, err := h.b.newFlow(s, claim)
+	if err != nil {
+		log.Error("cannot consume the partition", "err", err)
+		return err
+	}
+	h.b.consume(f, claim.Messages())
+	log.Info("partition released", "generation", s.GenerationID(), "abandoned_records", f.tracker.pending())
+	return nil
+}
 
 // flow is one claimed partition: its records in flight and its watermark.
 type flow struct {
@@ -185,59 +213,5 @@ func (b *Bridge) consume(f *flow, msgs <-chan *sarama.ConsumerMessage) {
 				flush()
 			}
 		}
-	}
-}
-
-// route decodes and routes m; a record too large for one Temporal payload
-// is poison too.
-func (b *Bridge) route(m *sarama.ConsumerMessage) (record, error) {
-	target, env, err := b.router.Route(m)
-	if err != nil {
-		return record{}, err
-	}
-	size := heldSize(m)
-	if size > b.cfg.Dispatch.MaxCallBytes {
-		return record{}, &PoisonError{Class: dlq.ClassRejected, Err: fmt.Errorf(
-			"record %s/%d@%d is about %d bytes, over dispatch.max_call_bytes (%d)", m.Topic, m.Partition, m.Offset, size, b.cfg.Dispatch.MaxCallBytes)}
-	}
-	return record{msg: m, env: env, target: target, size: size}, nil
-}
-
-// poison dead-letters m and finishes it; an error means the partition's
-// context ended first.
-func (b *Bridge) poison(f *flow, m *sarama.ConsumerMessage, err error) error {
-	var p *PoisonError
-	if !errors.As(err, &p) {
-		p = &PoisonError{Class: dlq.ClassDecode, Err: err}
-	}
-	if err := b.deadLetter(f, dlq.FromMessage(m, p.Class, err, 1, b.deps.Now())); err != nil {
-		return err
-	}
-	f.tracker.finish(m.Offset)
-	f.release(1, heldSize(m))
-	return nil
-}
-
-// dispatch groups a batch by workflow ID, keeping offset order within each
-// group, splits groups over Dispatch.MaxCallBytes, and submits them.
-func (b *Bridge) dispatch(f *flow, batch []record) {
-	groups := map[string]*unit{}
-	var units []*unit
-	for _, r := range batch {
-		u := groups[r.target.WorkflowID]
-		if u == nil || u.bytes+r.size > b.cfg.Dispatch.MaxCallBytes {
-			u = &unit{flow: f, target: r.target}
-			groups[r.target.WorkflowID] = u
-			units = append(units, u)
-		}
-		u.records = append(u.records, r)
-		u.bytes += r.size
-	}
-	for _, u := range units {
-		if u.bytes > warnPayloadBytes {
-			b.log.Warn("large signal payload", "workflow_id", u.target.WorkflowID, "bytes", u.bytes, "records", len(u.records))
-		}
-		f.units.Add(1)
-		b.dispatcher.submit(u)
 	}
 }

@@ -13,6 +13,7 @@ import (
 	"github.com/stretchr/testify/require"
 	"go.temporal.io/api/serviceerror"
 
+	"github.com/sagabridge/sagabridge/config"
 	"github.com/sagabridge/sagabridge/event"
 )
 
@@ -62,11 +63,11 @@ func (o *orderingTemporal) TaskQueueBacklog(context.Context, string) (Backlog, e
 
 func TestDispatchKeepsPerWorkflowOrderWithOneCallInFlightAndCoalesces(t *testing.T) {
 	tc := &orderingTemporal{inFlight: map[string]bool{}, got: map[string][]int64{}, rng: rand.New(rand.NewPCG(1, 2))}
-	b, err := New(Config{
-		Kafka:    KafkaConfig{Brokers: []string{"b"}, Group: "g"},
-		Batch:    BatchConfig{MaxRecords: 50, Linger: time.Millisecond, MaxInFlight: 200},
-		Dispatch: DispatchConfig{Concurrency: 8, RetryInitial: time.Millisecond, RetryMax: 2 * time.Millisecond},
-		Routes:   []RouteConfig{{Topic: "orders", TypeHeader: "event-type", WorkflowType: "O", WorkflowID: "order-{key}", TaskQueue: "q"}},
+	b, err := New(config.Config{
+		Kafka:    config.Kafka{Brokers: []string{"b"}, Group: "g"},
+		Batch:    config.Batch{MaxRecords: 50, Linger: time.Millisecond, MaxInFlight: 200},
+		Dispatch: config.Dispatch{Concurrency: 8, RetryInitial: time.Millisecond, RetryMax: 2 * time.Millisecond},
+		Routes:   []config.Route{{Topic: "orders", TypeHeader: "event-type", WorkflowType: "O", WorkflowID: "order-{key}", TaskQueue: "q"}},
 	}, Deps{Temporal: tc, DeadLetters: &fakeDLQ{}, Logger: quiet()})
 	require.NoError(t, err)
 

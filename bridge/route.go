@@ -5,38 +5,14 @@ import (
 	"errors"
 	"fmt"
 	"slices"
-	"strings"
 
 	"github.com/IBM/sarama"
 
+	"github.com/sagabridge/sagabridge/config"
 	"github.com/sagabridge/sagabridge/dlq"
 	"github.com/sagabridge/sagabridge/event"
+	"github.com/sagabridge/sagabridge/internal/idtemplate"
 )
-
-// Target is the workflow a record is delivered to.
-type Target struct {
-	WorkflowType string
-	WorkflowID   string
-	TaskQueue    string
-	Signal       string
-	// NewRun allows a new run when the workflow ID has closed (the
-	// on_closed_workflow "new_run" policy); otherwise a closed ID is rejected.
-	NewRun bool
-}
-
-// PoisonError says a record can never be delivered as it is: it goes to the
-// DLQ with Class, and the partition moves on.
-type PoisonError struct {
-	Class dlq.Class
-	Err   error
-}
-
-func (e *PoisonError) Error() string { return string(e.Class) + ": " + e.Err.Error() }
-func (e *PoisonError) Unwrap() error { return e.Err }
-
-func poison(class dlq.Class, format string, args ...any) error {
-	return &PoisonError{Class: class, Err: fmt.Errorf(format, args...)}
-}
 
 // Router maps records to workflows. It is immutable after NewRouter and safe
 // for concurrent use.
@@ -55,59 +31,39 @@ type topicRoutes struct {
 }
 
 type compiledRoute struct {
-	cfg RouteConfig
-	id  template
+	cfg config.Route
+	id  idtemplate.Template
 }
 
-// NewRouter compiles routes. It expects routes that passed Config.Validate.
-func NewRouter(routes []RouteConfig, dlqSuffix string) (*Router, error) {
-	return compileRoutes(routes, dlqSuffix)
-}
-
-func compileRoutes(routes []RouteConfig, dlqSuffix string) (*Router, error) {
-	r := &Router{topics: map[string]*topicRoutes{}}
-	var errs []error
+// NewRouter checks routes (config.ValidateRoutes, with their defaults
+// filled) and compiles them; dlqSuffix names the DLQ topics no route may
+// consume.
+func NewRouter(routes []config.Route, dlqSuffix string) (*Router, error) {
+	filled := make([]config.Route, len(routes))
 	for i, rc := range routes {
-		rc = routeDefaults(rc)
-		at := fmt.Sprintf("routes[%d]", i)
-		id, err := parseTemplate(rc.WorkflowID)
-		if err != nil || rc.Topic == "" {
-			continue // reported by RouteConfig.validate
-		}
-		if dlqSuffix != "" && strings.HasSuffix(rc.Topic, dlqSuffix) {
-			errs = append(errs, &FieldError{Field: at + ".topic", Msg: fmt.Sprintf("%q is a DLQ topic (suffix %q); consuming it would loop", rc.Topic, dlqSuffix)})
+		filled[i] = config.Config{Routes: []config.Route{rc}}.WithDefaults().Routes[0]
+	}
+	if errs := config.ValidateRoutes(filled, dlqSuffix); len(errs) > 0 {
+		return nil, errors.Join(errs...)
+	}
+	r := &Router{topics: map[string]*topicRoutes{}}
+	for _, rc := range filled {
+		id, err := idtemplate.Parse(rc.WorkflowID)
+		if err != nil {
+			return nil, err // ValidateRoutes parsed it already
 		}
 		cr := &compiledRoute{cfg: rc, id: id}
 		tr, ok := r.topics[rc.Topic]
 		if !ok {
 			tr = &topicRoutes{typeHeader: rc.TypeHeader, typeField: rc.TypeField, payload: rc.Payload, byType: map[string]*compiledRoute{}}
 			r.topics[rc.Topic] = tr
-		} else if tr.typeHeader != rc.TypeHeader || tr.typeField != rc.TypeField || tr.payload != rc.Payload {
-			errs = append(errs, &FieldError{Field: at, Msg: fmt.Sprintf("routes of topic %q must agree on type_header, type_field and payload", rc.Topic)})
-			continue
 		}
 		if len(rc.Types) == 0 {
-			if tr.catchAll != nil || len(tr.byType) > 0 {
-				errs = append(errs, &FieldError{Field: at + ".types", Msg: fmt.Sprintf("topic %q has several routes, so each must list its types", rc.Topic)})
-				continue
-			}
 			tr.catchAll = cr
-			continue
 		}
-		if tr.catchAll != nil {
-			errs = append(errs, &FieldError{Field: at + ".types", Msg: fmt.Sprintf("topic %q already has a route for all types", rc.Topic)})
-			continue
-		}
-		for j, t := range rc.Types {
-			if _, dup := tr.byType[t]; dup {
-				errs = append(errs, &FieldError{Field: fmt.Sprintf("%s.types[%d]", at, j), Msg: fmt.Sprintf("event type %q of topic %q is routed twice", t, rc.Topic)})
-				continue
-			}
+		for _, t := range rc.Types {
 			tr.byType[t] = cr
 		}
-	}
-	if len(errs) > 0 {
-		return nil, errors.Join(errs...)
 	}
 	return r, nil
 }
@@ -139,7 +95,7 @@ func (r *Router) Route(msg *sarama.ConsumerMessage) (Target, event.Envelope, err
 		}
 	}
 	switch tr.payload {
-	case PayloadJSON:
+	case config.PayloadJSON:
 		if !json.Valid(msg.Value) {
 			return Target{}, env, poison(dlq.ClassDecode, "value of %s/%d@%d is not valid JSON", msg.Topic, msg.Partition, msg.Offset)
 		}
@@ -172,7 +128,7 @@ func (r *Router) Route(msg *sarama.ConsumerMessage) (Target, event.Envelope, err
 	if route == nil {
 		return Target{}, env, poison(dlq.ClassRoute, "no route for event type %q on topic %q", env.Type, msg.Topic)
 	}
-	id, err := route.id.render(env)
+	id, err := route.id.Render(env)
 	if err != nil {
 		return Target{}, env, &PoisonError{Class: dlq.ClassRoute, Err: fmt.Errorf("record %s/%d@%d: workflow_id %q: %w", msg.Topic, msg.Partition, msg.Offset, route.cfg.WorkflowID, err)}
 	}
@@ -182,74 +138,32 @@ func (r *Router) Route(msg *sarama.ConsumerMessage) (Target, event.Envelope, err
 	}, env, nil
 }
 
-// template is a parsed workflow ID template: literal text and placeholders.
-type template []templatePart
-
-type templatePart struct {
-	literal     string
-	placeholder string // "key", "topic" or "type"; empty for a literal
+// route decodes and routes m; a record too large for one Temporal payload
+// is poison too.
+func (b *Bridge) route(m *sarama.ConsumerMessage) (record, error) {
+	target, env, err := b.router.Route(m)
+	if err != nil {
+		return record{}, err
+	}
+	size := heldSize(m)
+	if size > b.cfg.Dispatch.MaxCallBytes {
+		return record{}, &PoisonError{Class: dlq.ClassRejected, Err: fmt.Errorf(
+			"record %s/%d@%d is about %d bytes, over dispatch.max_call_bytes (%d)", m.Topic, m.Partition, m.Offset, size, b.cfg.Dispatch.MaxCallBytes)}
+	}
+	return record{msg: m, env: env, target: target, size: size}, nil
 }
 
-var placeholders = []string{"key", "topic", "type"}
-
-// parseTemplate parses text such as "order-{key}".
-func parseTemplate(s string) (template, error) {
-	var t template
-	hasPlaceholder := false
-	for rest := s; rest != ""; {
-		open := strings.IndexByte(rest, '{')
-		closeAt := strings.IndexByte(rest, '}')
-		if open < 0 {
-			if closeAt >= 0 {
-				return nil, fmt.Errorf("unmatched '}' in %q", s)
-			}
-			t = append(t, templatePart{literal: rest})
-			break
-		}
-		if closeAt >= 0 && closeAt < open {
-			return nil, fmt.Errorf("unmatched '}' in %q", s)
-		}
-		if open > 0 {
-			t = append(t, templatePart{literal: rest[:open]})
-		}
-		end := strings.IndexByte(rest[open:], '}')
-		if end < 0 {
-			return nil, fmt.Errorf("unclosed '{' in %q", s)
-		}
-		name := rest[open+1 : open+end]
-		if !slices.Contains(placeholders, name) {
-			return nil, fmt.Errorf("unknown placeholder {%s} in %q (allowed: {key}, {topic}, {type})", name, s)
-		}
-		hasPlaceholder = true
-		t = append(t, templatePart{placeholder: name})
-		rest = rest[open+end+1:]
+// poison dead-letters m and finishes it; an error means the partition's
+// context ended first.
+func (b *Bridge) poison(f *flow, m *sarama.ConsumerMessage, err error) error {
+	var p *PoisonError
+	if !errors.As(err, &p) {
+		p = &PoisonError{Class: dlq.ClassDecode, Err: err}
 	}
-	if !hasPlaceholder {
-		return nil, fmt.Errorf("%q has no placeholder, so every record would go to one workflow; use {key}", s)
+	if err := b.deadLetter(f, dlq.FromMessage(m, p.Class, err, 1, b.deps.Now())); err != nil {
+		return err
 	}
-	return t, nil
-}
-
-// render builds a workflow ID for env; an empty placeholder value is an error.
-func (t template) render(env event.Envelope) (string, error) {
-	var b strings.Builder
-	for _, p := range t {
-		var v string
-		switch p.placeholder {
-		case "":
-			b.WriteString(p.literal)
-			continue
-		case "key":
-			v = env.Key
-		case "topic":
-			v = env.Topic
-		case "type":
-			v = env.Type
-		}
-		if v == "" {
-			return "", fmt.Errorf("record has an empty {%s}", p.placeholder)
-		}
-		b.WriteString(v)
-	}
-	return b.String(), nil
+	f.tracker.finish(m.Offset)
+	f.release(1, heldSize(m))
+	return nil
 }

@@ -8,10 +8,11 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"github.com/sagabridge/sagabridge/config"
 	"github.com/sagabridge/sagabridge/dlq"
 )
 
-func router(t *testing.T, routes ...RouteConfig) *Router {
+func router(t *testing.T, routes ...config.Route) *Router {
 	t.Helper()
 	r, err := NewRouter(routes, dlq.DefaultSuffix)
 	require.NoError(t, err)
@@ -35,8 +36,8 @@ func poisonClass(t *testing.T, err error) dlq.Class {
 
 func TestRouteByHeaderTypes(t *testing.T) {
 	r := router(t,
-		RouteConfig{Topic: "orders", TypeHeader: "event-type", Types: []string{"OrderPlaced"}, WorkflowType: "Order", WorkflowID: "order-{key}", TaskQueue: "q1"},
-		RouteConfig{Topic: "orders", TypeHeader: "event-type", Types: []string{"Audit"}, WorkflowType: "Audit", WorkflowID: "{type}-{topic}-{key}", TaskQueue: "q2", Signal: "audit"},
+		config.Route{Topic: "orders", TypeHeader: "event-type", Types: []string{"OrderPlaced"}, WorkflowType: "Order", WorkflowID: "order-{key}", TaskQueue: "q1"},
+		config.Route{Topic: "orders", TypeHeader: "event-type", Types: []string{"Audit"}, WorkflowType: "Audit", WorkflowID: "{type}-{topic}-{key}", TaskQueue: "q2", Signal: "audit"},
 	)
 	target, env, err := r.Route(rec("orders", "42", `{"a":1}`, "event-type", "OrderPlaced"))
 	require.NoError(t, err)
@@ -56,7 +57,7 @@ func TestRouteByHeaderTypes(t *testing.T) {
 }
 
 func TestRouteByJSONField(t *testing.T) {
-	r := router(t, RouteConfig{Topic: "pay", TypeField: "kind", WorkflowType: "P", WorkflowID: "p-{key}", TaskQueue: "q"})
+	r := router(t, config.Route{Topic: "pay", TypeField: "kind", WorkflowType: "P", WorkflowID: "p-{key}", TaskQueue: "q"})
 	_, env, err := r.Route(rec("pay", "k", `{"kind":"Charged","amount":3}`))
 	require.NoError(t, err)
 	assert.Equal(t, "Charged", env.Type)
@@ -68,7 +69,7 @@ func TestRouteByJSONField(t *testing.T) {
 }
 
 func TestRoutePoison(t *testing.T) {
-	r := router(t, RouteConfig{Topic: "orders", TypeHeader: "event-type", WorkflowType: "O", WorkflowID: "order-{key}", TaskQueue: "q"})
+	r := router(t, config.Route{Topic: "orders", TypeHeader: "event-type", WorkflowType: "O", WorkflowID: "order-{key}", TaskQueue: "q"})
 	_, _, err := r.Route(rec("orders", "1", `{"broken`, "event-type", "X"))
 	assert.Equal(t, dlq.ClassDecode, poisonClass(t, err))
 	assert.ErrorContains(t, err, "orders/2@7 is not valid JSON")
@@ -86,7 +87,7 @@ func TestRoutePoison(t *testing.T) {
 }
 
 func TestRouteBytesPayloadPassesThrough(t *testing.T) {
-	r := router(t, RouteConfig{Topic: "bin", Payload: PayloadBytes, WorkflowType: "B", WorkflowID: "b-{key}", TaskQueue: "q"})
+	r := router(t, config.Route{Topic: "bin", Payload: config.PayloadBytes, WorkflowType: "B", WorkflowID: "b-{key}", TaskQueue: "q"})
 	_, env, err := r.Route(rec("bin", "k", "\x00\xff not json"))
 	require.NoError(t, err)
 	assert.Equal(t, []byte("\x00\xff not json"), env.Raw)

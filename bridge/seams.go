@@ -8,18 +8,25 @@ import (
 	"github.com/sagabridge/sagabridge/event"
 )
 
-// The bridge talks to the outside world only through these interfaces, so
-// its logic can be tested with fakes; production code uses TemporalClient,
-// dlq.ProducerWriter and a sarama consumer group.
+// The bridge talks to the outside world only through these seams, so its
+// logic can be tested with fakes:
+//
+//   - Temporal: production code uses temporalsdk.Client;
+//   - DeadLetters: production code uses dlq.ProducerWriter;
+//   - Kafka: a sarama.ConsumerGroup (an interface) that Run builds from the
+//     configuration, or that tests hand to runGroup; only its Consume,
+//     Pause, Resume, Errors and Close are used.
+//
+// Whoever creates a seam's implementation closes it; the bridge never does.
 
 // Temporal is the bridge's view of Temporal. Implementations are safe for
-// concurrent use; the bridge never closes them.
+// concurrent use.
 type Temporal interface {
 	// SignalWithStart delivers batch to the workflow target names, starting
 	// it first if no run is open. It returns nil only once Temporal has
-	// durably accepted the signal. An error that Classify calls
-	// ErrWorkflowClosed means the workflow ID is closed and may not be
-	// reused.
+	// durably accepted the signal. An error wrapping ErrWorkflowClosed
+	// means the workflow ID is closed and may not be reused; every other
+	// error is classified by the bridge (deliver.go).
 	SignalWithStart(ctx context.Context, target Target, batch event.Batch) error
 	// ClosedWatermarks returns the watermarks a closed workflow recorded in
 	// its memo under event.MemoKey; nil when it recorded none.
@@ -38,3 +45,14 @@ type Backlog struct {
 
 // DeadLetters is where records that cannot be delivered go; see dlq.Writer.
 type DeadLetters = dlq.Writer
+
+// Target is the workflow a record is delivered to.
+type Target struct {
+	WorkflowType string
+	WorkflowID   string
+	TaskQueue    string
+	Signal       string
+	// NewRun allows a new run when the workflow ID has closed (the
+	// on_closed_workflow "new_run" policy); otherwise a closed ID is rejected.
+	NewRun bool
+}

@@ -2,58 +2,15 @@ package bridge
 
 import (
 	"context"
-	"strings"
 
-	"github.com/IBM/sarama"
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/codes"
 	"go.opentelemetry.io/otel/propagation"
 	"go.opentelemetry.io/otel/trace"
 	"go.opentelemetry.io/otel/trace/noop"
-	temporalotel "go.temporal.io/sdk/contrib/opentelemetry"
-	"go.temporal.io/sdk/interceptor"
+
+	"github.com/sagabridge/sagabridge/internal/connect"
 )
-
-// TraceContext is the propagator sagabridge uses everywhere: W3C
-// traceparent and tracestate, in Kafka headers and in Temporal headers.
-var TraceContext propagation.TextMapPropagator = propagation.TraceContext{}
-
-// TracingInterceptor continues traces through Temporal: set it on the
-// client options of the bridge (it carries the delivery span into the
-// SignalWithStart call's headers) and of the workers (workflows, signal
-// handlers and activities become spans of the same trace).
-func TracingInterceptor(tp trace.TracerProvider) (interceptor.Interceptor, error) {
-	return temporalotel.NewTracingInterceptor(temporalotel.TracerOptions{
-		Tracer: tp.Tracer("sagabridge/temporal"), TextMapPropagator: TraceContext,
-	})
-}
-
-// ConsumerHeaders reads W3C trace context from a consumed record's headers.
-type ConsumerHeaders []*sarama.RecordHeader
-
-// Get returns the value of the last header named key (case-insensitive).
-func (h ConsumerHeaders) Get(key string) string {
-	for i := len(h) - 1; i >= 0; i-- {
-		if h[i] != nil && strings.EqualFold(string(h[i].Key), key) {
-			return string(h[i].Value)
-		}
-	}
-	return ""
-}
-
-// Set is not used on consumed records.
-func (h ConsumerHeaders) Set(string, string) {}
-
-// Keys lists the header names.
-func (h ConsumerHeaders) Keys() []string {
-	keys := make([]string, 0, len(h))
-	for _, x := range h {
-		if x != nil {
-			keys = append(keys, string(x.Key))
-		}
-	}
-	return keys
-}
 
 // deliverSpan starts the span of one delivery to a workflow. A call carries
 // several records, each perhaps with its own trace: the span continues the
@@ -66,7 +23,7 @@ func (b *Bridge) deliverSpan(ctx context.Context, target Target, recs []record) 
 	parent := ctx
 	var links []trace.Link
 	for i, r := range recs {
-		rc := TraceContext.Extract(context.Background(), ConsumerHeaders(r.msg.Headers))
+		rc := propagation.TraceContext{}.Extract(context.Background(), connect.ConsumerHeaders(r.msg.Headers))
 		sc := trace.SpanContextFromContext(rc)
 		if !sc.IsValid() {
 			continue

@@ -12,7 +12,7 @@ import (
 	"github.com/IBM/sarama"
 
 	"github.com/sagabridge/sagabridge/dlq"
-	"github.com/sagabridge/sagabridge/eos"
+	"github.com/sagabridge/sagabridge/internal/connect"
 	"github.com/sagabridge/sagabridge/internal/kafkatxn"
 )
 
@@ -56,8 +56,8 @@ type txnCommitter struct {
 // newTxnCommitter starts the partition's transactional producer, which
 // fences any earlier producer of the same ID (a previous owner).
 func (b *Bridge) newTxnCommitter(s sarama.ConsumerGroupSession, topic string, partition int32, start int64, lost func()) (*txnCommitter, error) {
-	txnID := eos.TransactionalID(b.cfg.DLQ.TransactionalIDPrefix, b.cfg.Kafka.Group, topic, partition)
-	pc, err := TransactionalProducerConfig(b.cfg.Kafka, txnID)
+	txnID := kafkatxn.TransactionalID(b.cfg.DLQ.TransactionalIDPrefix, b.cfg.Kafka.Group, topic, partition)
+	pc, err := connect.TransactionalProducerConfig(b.cfg.Kafka, txnID)
 	if err != nil {
 		return nil, err
 	}

@@ -13,6 +13,8 @@
 // unchanged, so histories written before encryption was turned on still
 // read. Search attributes are not payloads of the data converter and stay
 // in clear text.
+//
+// The codec is a leaf: it must not import any other sagabridge package.
 package codec
 
 import (
@@ -122,6 +124,24 @@ func LoadKey(env, file string) ([]byte, error) {
 		return nil, fmt.Errorf("codec: %w", err)
 	}
 	return ParseKey(string(b))
+}
+
+// ParseKeySpec reads a key given as "ID=file:PATH" or "ID=env:VARIABLE"
+// (temporal.codec.decrypt_keys): its ID and the key, loaded as LoadKey does.
+func ParseKeySpec(spec string) (id string, key []byte, err error) {
+	id, source, ok := strings.Cut(spec, "=")
+	if !ok || id == "" {
+		return "", nil, fmt.Errorf("%q: want ID=file:PATH or ID=env:VARIABLE", spec)
+	}
+	switch kind, where, _ := strings.Cut(source, ":"); {
+	case kind == "file" && where != "":
+		key, err = LoadKey("", where)
+	case kind == "env" && where != "":
+		key, err = LoadKey(where, "")
+	default:
+		return id, nil, fmt.Errorf("%q: want ID=file:PATH or ID=env:VARIABLE", spec)
+	}
+	return id, key, err
 }
 
 // Encode encrypts each payload.

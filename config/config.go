@@ -1,38 +1,33 @@
-package bridge
+package config
 
-import (
-	"bytes"
-	"errors"
-	"fmt"
-	"io"
-	"os"
-	"time"
-
-	"go.yaml.in/yaml/v3"
-
-	"github.com/sagabridge/sagabridge/dlq"
-	"github.com/sagabridge/sagabridge/event"
-)
+import "time"
 
 // Config is the bridge's whole configuration, as read from YAML. Fields
-// marked Optional take the default shown when left empty.
+// marked Optional take the default shown when left empty; see Default and
+// WithDefaults.
 type Config struct {
-	Kafka    KafkaConfig    `yaml:"kafka"`
-	Temporal TemporalConfig `yaml:"temporal"`
-	DLQ      DLQConfig      `yaml:"dlq"`
-	Batch    BatchConfig    `yaml:"batch"`
-	Dispatch DispatchConfig `yaml:"dispatch"`
+	Kafka    Kafka    `yaml:"kafka"`
+	Temporal Temporal `yaml:"temporal"`
+	DLQ      DLQ      `yaml:"dlq"`
+	Batch    Batch    `yaml:"batch"`
+	Dispatch Dispatch `yaml:"dispatch"`
 	// Backpressure bounds what the bridge holds and says when it pauses.
-	Backpressure BackpressureConfig `yaml:"backpressure"`
+	Backpressure Backpressure `yaml:"backpressure"`
 	// Metrics says where /metrics, /healthz and /readyz are served.
-	Metrics MetricsConfig `yaml:"metrics"`
+	Metrics Metrics `yaml:"metrics"`
 	// Memory sets the process's soft memory limit (cmd/bridge applies it).
-	Memory MemoryConfig  `yaml:"memory"`
-	Routes []RouteConfig `yaml:"routes"`
+	Memory Memory  `yaml:"memory"`
+	Routes []Route `yaml:"routes"`
+
+	// set holds the paths a file or the environment set explicitly, so a
+	// zero set on purpose (low_tasks: 0) is not replaced by its default.
+	set map[string]bool
+	// defaulted is true once WithDefaults ran.
+	defaulted bool
 }
 
-// KafkaConfig says which brokers and consumer group to use.
-type KafkaConfig struct {
+// Kafka says which brokers and consumer group to use.
+type Kafka struct {
 	// Brokers lists bootstrap brokers as host:port. Required.
 	Brokers []string `yaml:"brokers"`
 	// Group is the consumer group ID. Required.
@@ -44,33 +39,33 @@ type KafkaConfig struct {
 	// InitialOffset is where a group with no committed offset starts:
 	// "oldest" or "newest". Optional, default "oldest".
 	InitialOffset string `yaml:"initial_offset"`
-	// TLS and SASL secure the connections to the brokers (security.go).
-	// Optional, default plaintext without authentication.
-	TLS  TLSConfig       `yaml:"tls"`
-	SASL KafkaSASLConfig `yaml:"sasl"`
+	// TLS and SASL secure the connections to the brokers. Optional,
+	// default plaintext without authentication.
+	TLS  TLS  `yaml:"tls"`
+	SASL SASL `yaml:"sasl"`
 }
 
-// TemporalConfig says which Temporal frontend and namespace to use, and
-// how to connect to it (temporalconn.go).
-type TemporalConfig struct {
+// Temporal says which Temporal frontend and namespace to use, and
+// how to connect to it.
+type Temporal struct {
 	// Address is the frontend's host:port. Optional, default "127.0.0.1:7233".
 	Address string `yaml:"address"`
 	// Namespace is the Temporal namespace. Optional, default "default".
 	Namespace string `yaml:"namespace"`
 	// TLS to the frontend; with cert_file and key_file, mutual TLS.
 	// Optional, default plaintext.
-	TLS TLSConfig `yaml:"tls"`
+	TLS TLS `yaml:"tls"`
 	// APIKeyEnv or APIKeyFile hold an API key (Temporal Cloud), sent as a
 	// bearer token; at most one. Optional. Needs TLS.
 	APIKeyEnv  string `yaml:"api_key_env"`
 	APIKeyFile string `yaml:"api_key_file"`
 	// Codec encrypts payloads at rest in Temporal. Optional, default off.
-	Codec CodecConfig `yaml:"codec"`
+	Codec Codec `yaml:"codec"`
 }
 
-// CodecConfig is AES-256-GCM payload encryption (package codec). The
+// Codec is AES-256-GCM payload encryption (package codec). The
 // bridge, the workers and the codec server need the same key.
-type CodecConfig struct {
+type Codec struct {
 	// KeyEnv or KeyFile hold the 32-byte key in base64 (`head -c 32
 	// /dev/urandom | base64`); one of them turns encryption on.
 	KeyEnv  string `yaml:"key_env"`
@@ -84,8 +79,8 @@ type CodecConfig struct {
 	DecryptKeys []string `yaml:"decrypt_keys"`
 }
 
-// DLQConfig says where undeliverable records go.
-type DLQConfig struct {
+// DLQ says where undeliverable records go.
+type DLQ struct {
 	// Suffix is appended to a topic's name to name its DLQ topic.
 	// Optional, default ".dlq".
 	Suffix string `yaml:"suffix"`
@@ -102,9 +97,9 @@ type DLQConfig struct {
 	TransactionalIDPrefix string `yaml:"transactional_id_prefix"`
 }
 
-// BatchConfig says how records of one partition are gathered before they
+// Batch says how records of one partition are gathered before they
 // are grouped by workflow and dispatched.
-type BatchConfig struct {
+type Batch struct {
 	// MaxRecords flushes a batch at this many records. Larger batches give
 	// each workflow more events per call when catching up on a backlog (on
 	// a 1,000-key backlog, 2,000 records per batch matched pre-batched
@@ -134,8 +129,8 @@ const (
 	OnClosedNewRun = "new_run"
 )
 
-// DispatchConfig tunes calls to Temporal.
-type DispatchConfig struct {
+// Dispatch tunes calls to Temporal.
+type Dispatch struct {
 	// Concurrency is how many SignalWithStart calls may be in flight at
 	// once, across all partitions. There is never more than one per
 	// workflow. Optional, default 64.
@@ -160,11 +155,11 @@ type DispatchConfig struct {
 	DrainTimeout time.Duration `yaml:"drain_timeout"`
 }
 
-// BackpressureConfig bounds the records the bridge holds and says when it
+// Backpressure bounds the records the bridge holds and says when it
 // stops fetching. Fetching pauses (sarama's Pause) while any reason holds
 // and resumes by itself when all have cleared; meanwhile lag grows in
 // Kafka, never in the bridge's memory.
-type BackpressureConfig struct {
+type Backpressure struct {
 	// MaxRecords caps records read and not yet accepted by Temporal or
 	// written to the DLQ, across all partitions. At the cap every
 	// partition pauses. Optional, default 20000.
@@ -176,18 +171,18 @@ type BackpressureConfig struct {
 	// MaxBytes, below which paused partitions resume. Optional, default 0.5.
 	ResumeAt float64 `yaml:"resume_at"`
 	// Backlog pauses the topics that feed a backed-up task queue.
-	Backlog BacklogConfig `yaml:"backlog"`
+	Backlog Backlog `yaml:"backlog"`
 	// Circuit stops calls to Temporal while it keeps failing.
-	Circuit CircuitConfig `yaml:"circuit"`
+	Circuit Circuit `yaml:"circuit"`
 	// Adaptive adjusts dispatch concurrency to Temporal's latency and errors.
-	Adaptive AdaptiveConfig `yaml:"adaptive"`
+	Adaptive Adaptive `yaml:"adaptive"`
 }
 
-// BacklogConfig watches each routed task queue's workflow-task backlog
+// Backlog watches each routed task queue's workflow-task backlog
 // (DescribeTaskQueue with ReportStats) and pauses the partitions of the
 // topics that route to it while it is above the high-water mark. A topic
 // that routes to several task queues pauses when any of them is backed up.
-type BacklogConfig struct {
+type Backlog struct {
 	// Disabled turns the backlog check off. Optional, default false.
 	Disabled bool `yaml:"disabled"`
 	// PollInterval is how often each task queue is described. Optional, default 2s.
@@ -202,23 +197,23 @@ type BacklogConfig struct {
 	LowAge time.Duration `yaml:"low_age"`
 }
 
-// CircuitConfig is the circuit breaker around calls to Temporal. It opens
+// Circuit is the circuit breaker around calls to Temporal. It opens
 // after Failures consecutive retryable failures (Unavailable,
 // ResourceExhausted, timeouts); while open no call is made and every
 // partition pauses. After OpenFor one probe call is let through: success
 // closes the circuit, failure opens it again.
-type CircuitConfig struct {
+type Circuit struct {
 	// Failures is how many consecutive failures open the circuit. Optional, default 5.
 	Failures int `yaml:"failures"`
 	// OpenFor is how long the circuit stays open before probing. Optional, default 5s.
 	OpenFor time.Duration `yaml:"open_for"`
 }
 
-// AdaptiveConfig is the AIMD concurrency limit on calls to Temporal: it
+// Adaptive is the AIMD concurrency limit on calls to Temporal: it
 // grows by one call per round of successful calls up to
 // dispatch.concurrency and shrinks by a quarter when a call fails with a
 // retryable error or takes longer than LatencyTarget.
-type AdaptiveConfig struct {
+type Adaptive struct {
 	// MinConcurrency is the floor of the limit. Optional, default 4 (or
 	// dispatch.concurrency if lower). Set it to dispatch.concurrency to
 	// turn adaptation off.
@@ -228,29 +223,29 @@ type AdaptiveConfig struct {
 	LatencyTarget time.Duration `yaml:"latency_target"`
 }
 
-// MetricsConfig says where the bridge serves Prometheus metrics
+// Metrics says where the bridge serves Prometheus metrics
 // (/metrics) and its health (/healthz) and readiness (/readyz).
-type MetricsConfig struct {
+type Metrics struct {
 	// Listen is the host:port to serve on, for example "127.0.0.1:9464".
 	// Optional; empty serves nothing.
 	Listen string `yaml:"listen"`
 }
 
-// MemoryConfig is the Go runtime's soft memory limit for cmd/bridge. The
+// Memory is the Go runtime's soft memory limit for cmd/bridge. The
 // in-flight budget bounds what the bridge holds; the limit makes the
 // garbage collector return the rest instead of letting the heap grow to
 // twice what is live. A library user sets it (or GOMEMLIMIT) in their own
 // main; the Bridge type never changes process-wide settings.
-type MemoryConfig struct {
+type Memory struct {
 	// SoftLimit is the limit in bytes (runtime/debug.SetMemoryLimit).
 	// GOMEMLIMIT in the environment takes precedence. Optional, default
 	// 4 × backpressure.max_bytes + 16 MiB; -1 leaves the runtime's default.
 	SoftLimit int64 `yaml:"soft_limit"`
 }
 
-// RouteConfig maps records of one topic (optionally of some event types)
+// Route maps records of one topic (optionally of some event types)
 // to the workflow that owns them.
-type RouteConfig struct {
+type Route struct {
 	// Topic is the Kafka topic to consume. Required.
 	Topic string `yaml:"topic"`
 	// TypeHeader names the record header that holds the event type.
@@ -283,198 +278,40 @@ const (
 	PayloadBytes = "bytes"
 )
 
-// defaultConfig holds every default in one place.
-func defaultConfig() Config {
-	return Config{
-		Kafka:    KafkaConfig{ClientID: "sagabridge", Version: "3.6.0", InitialOffset: "oldest"},
-		Temporal: TemporalConfig{Address: "127.0.0.1:7233", Namespace: "default"},
-		DLQ:      DLQConfig{Suffix: dlq.DefaultSuffix},
-		Batch:    BatchConfig{MaxRecords: 2000, MaxBytes: 2 << 20, Linger: 5 * time.Millisecond},
-		Dispatch: DispatchConfig{
-			Concurrency: 64, MaxCallBytes: 3 << 19, OnClosedWorkflow: OnClosedDLQ,
-			CallTimeout: 10 * time.Second, RetryInitial: 100 * time.Millisecond,
-			RetryMax: 10 * time.Second, DrainTimeout: 10 * time.Second,
-		},
-		Backpressure: BackpressureConfig{
-			MaxRecords: 20000, MaxBytes: 4 << 20, ResumeAt: 0.5,
-			Backlog:  BacklogConfig{PollInterval: 2 * time.Second, HighTasks: 10000, HighAge: 30 * time.Second},
-			Circuit:  CircuitConfig{Failures: 5, OpenFor: 5 * time.Second},
-			Adaptive: AdaptiveConfig{MinConcurrency: 4, LatencyTarget: 2 * time.Second},
-		},
-	}
+// TLS is TLS to the Kafka brokers (kafka.tls) or to the Temporal
+// frontend (temporal.tls).
+type TLS struct {
+	// Enabled turns TLS on. Optional, default false; setting any file
+	// below requires it.
+	Enabled bool `yaml:"enabled"`
+	// CAFile is a PEM bundle of the CAs that sign the servers'
+	// certificates. Optional, default the system's roots.
+	CAFile string `yaml:"ca_file"`
+	// CertFile and KeyFile are a PEM client certificate and key, for
+	// servers that require mutual TLS (Temporal Cloud's mTLS, for one).
+	// Optional; both or neither.
+	CertFile string `yaml:"cert_file"`
+	KeyFile  string `yaml:"key_file"`
+	// ServerName is the name to verify the servers' certificates against.
+	// Optional, default the host of each address.
+	ServerName string `yaml:"server_name"`
+	// InsecureSkipVerify accepts any server certificate. Never in
+	// production; the bridge logs a warning at start. Optional, default false.
+	InsecureSkipVerify bool `yaml:"insecure_skip_verify"`
 }
 
-// routeDefaults fills a route's optional fields.
-func routeDefaults(r RouteConfig) RouteConfig {
-	if r.Payload == "" {
-		r.Payload = PayloadJSON
-	}
-	if r.Signal == "" {
-		r.Signal = event.DefaultSignal
-	}
-	return r
-}
-
-// Override changes a decoded configuration before it is validated, for
-// example to apply command-line flags.
-type Override func(*Config)
-
-// LoadConfig reads the YAML file at path over the defaults, applies the
-// overrides and validates the result. Unknown fields are errors. Every
-// error names the file and the field.
-func LoadConfig(path string, overrides ...Override) (Config, error) {
-	data, err := os.ReadFile(path)
-	if err != nil {
-		return Config{}, fmt.Errorf("read config: %w", err)
-	}
-	cfg, err := ParseConfig(data, overrides...)
-	if err != nil {
-		return Config{}, fmt.Errorf("config %s: %w", path, err)
-	}
-	return cfg, nil
-}
-
-// ParseConfig reads YAML over the defaults, applies the overrides and
-// validates the result.
-func ParseConfig(data []byte, overrides ...Override) (Config, error) {
-	cfg, err := decodeConfig(data, overrides)
-	if err != nil {
-		return Config{}, err
-	}
-	if err := cfg.Validate(); err != nil {
-		return Config{}, err
-	}
-	return cfg, nil
-}
-
-// decodeConfig reads YAML over the defaults (unknown fields are errors; an
-// empty document sets nothing), applies overrides, then fills what is still
-// unset.
-func decodeConfig(data []byte, overrides []Override) (Config, error) {
-	cfg := defaultConfig()
-	dec := yaml.NewDecoder(bytes.NewReader(data))
-	dec.KnownFields(true)
-	if err := dec.Decode(&cfg); err != nil && !errors.Is(err, io.EOF) {
-		return Config{}, fmt.Errorf("parse: %w", err)
-	}
-	for _, o := range overrides {
-		o(&cfg)
-	}
-	return cfg.withDefaults(), nil
-}
-
-// withDefaults fills empty optional fields, including those a YAML file set
-// to empty on purpose.
-func (c Config) withDefaults() Config {
-	d := defaultConfig()
-	fill := func(s *string, v string) {
-		if *s == "" {
-			*s = v
-		}
-	}
-	fillDur := func(s *time.Duration, v time.Duration) {
-		if *s == 0 {
-			*s = v
-		}
-	}
-	fillInt := func(s *int, v int) {
-		if *s == 0 {
-			*s = v
-		}
-	}
-	fillInt(&c.Batch.MaxRecords, d.Batch.MaxRecords)
-	fillInt(&c.Batch.MaxBytes, d.Batch.MaxBytes)
-	fillDur(&c.Batch.Linger, d.Batch.Linger)
-	fillInt(&c.Batch.MaxInFlight, 2*c.Batch.MaxRecords)
-	fillInt(&c.Dispatch.Concurrency, d.Dispatch.Concurrency)
-	fillInt(&c.Dispatch.MaxCallBytes, d.Dispatch.MaxCallBytes)
-	fill(&c.Dispatch.OnClosedWorkflow, d.Dispatch.OnClosedWorkflow)
-	fill(&c.Kafka.ClientID, d.Kafka.ClientID)
-	fill(&c.Kafka.Version, d.Kafka.Version)
-	fill(&c.Kafka.InitialOffset, d.Kafka.InitialOffset)
-	fill(&c.Temporal.Address, d.Temporal.Address)
-	fill(&c.Temporal.Namespace, d.Temporal.Namespace)
-	fill(&c.DLQ.Suffix, d.DLQ.Suffix)
-	fillDur(&c.Dispatch.CallTimeout, d.Dispatch.CallTimeout)
-	fillDur(&c.Dispatch.RetryInitial, d.Dispatch.RetryInitial)
-	fillDur(&c.Dispatch.RetryMax, d.Dispatch.RetryMax)
-	fillDur(&c.Dispatch.DrainTimeout, d.Dispatch.DrainTimeout)
-	bp, dbp := &c.Backpressure, d.Backpressure
-	fillInt(&bp.MaxRecords, dbp.MaxRecords)
-	fillInt(&bp.MaxBytes, dbp.MaxBytes)
-	if bp.ResumeAt == 0 {
-		bp.ResumeAt = dbp.ResumeAt
-	}
-	fillDur(&bp.Backlog.PollInterval, dbp.Backlog.PollInterval)
-	if bp.Backlog.HighTasks == 0 {
-		bp.Backlog.HighTasks = dbp.Backlog.HighTasks
-	}
-	if bp.Backlog.LowTasks == 0 {
-		bp.Backlog.LowTasks = bp.Backlog.HighTasks / 5
-	}
-	fillDur(&bp.Backlog.HighAge, dbp.Backlog.HighAge)
-	fillDur(&bp.Backlog.LowAge, bp.Backlog.HighAge/6)
-	fillInt(&bp.Circuit.Failures, dbp.Circuit.Failures)
-	fillDur(&bp.Circuit.OpenFor, dbp.Circuit.OpenFor)
-	fillInt(&bp.Adaptive.MinConcurrency, min(dbp.Adaptive.MinConcurrency, c.Dispatch.Concurrency))
-	fillDur(&bp.Adaptive.LatencyTarget, dbp.Adaptive.LatencyTarget)
-	if c.Memory.SoftLimit == 0 {
-		c.Memory.SoftLimit = 4*int64(bp.MaxBytes) + 16<<20
-	}
-	routes := make([]RouteConfig, len(c.Routes))
-	for i, r := range c.Routes {
-		routes[i] = routeDefaults(r)
-	}
-	c.Routes = routes
-	return c
-}
-
-// FieldError is a configuration error at one field, such as "routes[1].topic".
-type FieldError struct {
-	Field string
-	Msg   string
-}
-
-func (e *FieldError) Error() string { return e.Field + ": " + e.Msg }
-
-func (r RouteConfig) validate(at string) []error {
-	var errs []error
-	bad := func(field, format string, args ...any) {
-		errs = append(errs, &FieldError{Field: at + "." + field, Msg: fmt.Sprintf(format, args...)})
-	}
-	if r.Topic == "" {
-		bad("topic", "is required")
-	}
-	if r.TypeHeader != "" && r.TypeField != "" {
-		bad("type_field", "set type_header or type_field, not both")
-	}
-	switch r.Payload {
-	case PayloadJSON:
-	case PayloadBytes:
-		if r.TypeField != "" {
-			bad("type_field", "needs payload %q, the route has %q", PayloadJSON, r.Payload)
-		}
-	default:
-		bad("payload", "must be %q or %q, not %q", PayloadJSON, PayloadBytes, r.Payload)
-	}
-	if len(r.Types) > 0 && r.TypeHeader == "" && r.TypeField == "" {
-		bad("types", "needs type_header or type_field to read the event type from")
-	}
-	for j, t := range r.Types {
-		if t == "" {
-			bad(fmt.Sprintf("types[%d]", j), "must not be empty")
-		}
-	}
-	if r.WorkflowType == "" {
-		bad("workflow_type", "is required")
-	}
-	if r.TaskQueue == "" {
-		bad("task_queue", "is required")
-	}
-	if r.WorkflowID == "" {
-		bad("workflow_id", "is required")
-	} else if _, err := parseTemplate(r.WorkflowID); err != nil {
-		bad("workflow_id", "%v", err)
-	}
-	return errs
+// SASL is SASL authentication to the brokers.
+type SASL struct {
+	// Mechanism is PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512; empty turns SASL
+	// off. Use PLAIN only over TLS.
+	Mechanism string `yaml:"mechanism"`
+	// Username is the SASL user. Required with a mechanism.
+	Username string `yaml:"username"`
+	// The password comes from exactly one of: PasswordEnv (the name of an
+	// environment variable that holds it), PasswordFile (a file whose
+	// content, without a trailing newline, is it) or Password (inline;
+	// keep such a file secret). Never logged or printed.
+	PasswordEnv  string `yaml:"password_env"`
+	PasswordFile string `yaml:"password_file"`
+	Password     string `yaml:"password"`
 }

@@ -1,6 +1,9 @@
-package bridge
+package config
 
 import (
+	"crypto/rand"
+	"encoding/base64"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -12,7 +15,7 @@ import (
 )
 
 func TestExampleConfigLoads(t *testing.T) {
-	cfg, err := LoadConfig("../examples/saga/bridge.yaml")
+	cfg, err := Load("../examples/saga/bridge.yaml")
 	require.NoError(t, err)
 	assert.Equal(t, "sagabridge-orders", cfg.Kafka.Group)
 	assert.Equal(t, "3.6.0", cfg.Kafka.Version, "default applied")
@@ -106,7 +109,7 @@ temporal: {codec: {key_id: k2}}
 routes: [{topic: t, workflow_type: W, workflow_id: "w-{key}", task_queue: q}]`, "temporal.codec.key_id: is set but neither key_env nor key_file is"},
 		"negative open_for": {`kafka: {brokers: [b], group: g}
 backpressure: {circuit: {open_for: -1s}}
-routes: [{topic: t, workflow_type: W, workflow_id: "w-{key}", task_queue: q}]`, "backpressure.circuit.open_for: must not be negative"},
+routes: [{topic: t, workflow_type: W, workflow_id: "w-{key}", task_queue: q}]`, "backpressure.circuit.open_for: must be positive"},
 	}
 	for name, c := range cases {
 		t.Run(name, func(t *testing.T) {
@@ -115,7 +118,7 @@ routes: [{topic: t, workflow_type: W, workflow_id: "w-{key}", task_queue: q}]`, 
 			require.NoError(t, os.WriteFile(file, []byte("not a key\n"), 0o600))
 			path := filepath.Join(dir, "bridge.yaml")
 			require.NoError(t, os.WriteFile(path, []byte(strings.ReplaceAll(c.yaml, "@FILE@", file)), 0o600))
-			_, err := LoadConfig(path)
+			_, err := Load(path)
 			require.Error(t, err)
 			assert.Contains(t, err.Error(), "config "+path+": ")
 			assert.Contains(t, err.Error(), c.want)
@@ -124,9 +127,106 @@ routes: [{topic: t, workflow_type: W, workflow_id: "w-{key}", task_queue: q}]`, 
 }
 
 func TestOverridesApplyBeforeValidation(t *testing.T) {
-	cfg, err := ParseConfig([]byte(`kafka: {group: g}
+	cfg, err := Parse([]byte(`kafka: {group: g}
 routes: [{topic: t, workflow_type: W, workflow_id: "w-{key}", task_queue: q}]`),
 		func(c *Config) { c.Kafka.Brokers = []string{"127.0.0.1:1"} })
 	require.NoError(t, err)
 	assert.Equal(t, []string{"127.0.0.1:1"}, cfg.Kafka.Brokers)
+}
+
+func TestAZeroSetOnPurposeKeepsItsValue(t *testing.T) {
+	cfg, err := Parse([]byte(`kafka: {brokers: [b], group: g}
+batch: {linger: 0s}
+backpressure: {backlog: {high_tasks: 100, low_tasks: 0}}
+routes: [{topic: t, workflow_type: W, workflow_id: "w-{key}", task_queue: q}]`))
+	require.NoError(t, err)
+	assert.Zero(t, cfg.Backpressure.Backlog.LowTasks, "low_tasks: 0 is kept")
+	assert.Zero(t, cfg.Batch.Linger, "linger: 0s is kept")
+	assert.Equal(t, 30*time.Second, cfg.Backpressure.Backlog.HighAge, "an unset field takes its default")
+
+	fromEnv, err := FromEnv(lookupIn(map[string]string{"SAGABRIDGE_BACKPRESSURE_BACKLOG_LOW_TASKS": "0"}))
+	require.NoError(t, err)
+	cfg, err = Parse([]byte(`kafka: {brokers: [b], group: g}
+routes: [{topic: t, workflow_type: W, workflow_id: "w-{key}", task_queue: q}]`), fromEnv)
+	require.NoError(t, err)
+	assert.Zero(t, cfg.Backpressure.Backlog.LowTasks, "a zero from the environment is kept too")
+	assert.Equal(t, cfg, cfg.WithDefaults(), "filling again changes nothing")
+}
+
+func TestDerivedDefaultsFollowTheFieldsTheyDeriveFrom(t *testing.T) {
+	cfg, err := Parse([]byte(`kafka: {brokers: [b], group: g}
+batch: {max_records: 300}
+dispatch: {concurrency: 2}
+backpressure: {max_bytes: 1048576, backlog: {high_tasks: 100, high_age: 12s}}
+routes: [{topic: t, workflow_type: W, workflow_id: "w-{key}", task_queue: q}]`))
+	require.NoError(t, err)
+	assert.Equal(t, 600, cfg.Batch.MaxInFlight)
+	assert.Equal(t, int64(20), cfg.Backpressure.Backlog.LowTasks)
+	assert.Equal(t, 2*time.Second, cfg.Backpressure.Backlog.LowAge)
+	assert.Equal(t, 2, cfg.Backpressure.Adaptive.MinConcurrency)
+	assert.Equal(t, int64(4<<20+16<<20), cfg.Memory.SoftLimit)
+}
+
+func TestAGoConfigTakesTheSameDefaultsAsAFile(t *testing.T) {
+	fromFile, err := Parse([]byte(`kafka: {brokers: [b], group: g}
+routes: [{topic: t, workflow_type: W, workflow_id: "w-{key}", task_queue: q}]`))
+	require.NoError(t, err)
+	inGo := Config{Kafka: Kafka{Brokers: []string{"b"}, Group: "g"},
+		Routes: []Route{{Topic: "t", WorkflowType: "W", WorkflowID: "w-{key}", TaskQueue: "q"}}}.WithDefaults()
+	fromFile.set = nil
+	assert.Equal(t, fromFile, inGo)
+	require.NoError(t, inGo.Validate())
+}
+
+func TestLoadConnectionsNeedsOnlyKafkaAndTemporal(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "bridge.yaml")
+	require.NoError(t, os.WriteFile(path, []byte("kafka: {brokers: [b:9092]}\ntemporal: {namespace: ns}\n"), 0o600))
+	c, err := LoadConnections(path)
+	require.NoError(t, err, "no group and no routes are needed")
+	assert.Equal(t, []string{"b:9092"}, c.Kafka.Brokers)
+	assert.Equal(t, "ns", c.Temporal.Namespace)
+	assert.Equal(t, "3.6.0", c.Kafka.Version, "defaults applied")
+
+	require.NoError(t, os.WriteFile(path, []byte("kafka: {brokers: ['']}\ntemporal: {api_key_file: /x}\n"), 0o600))
+	_, err = LoadConnections(path)
+	require.Error(t, err)
+	assert.Contains(t, err.Error(), "config "+path+": ")
+	assert.Contains(t, err.Error(), "kafka.brokers[0]: must not be empty")
+	assert.Contains(t, err.Error(), "temporal.tls.enabled: an API key is sent only over TLS")
+
+	c, err = LoadConnections("", func(c *Config) { c.Kafka.Brokers = []string{"flag:9092"} })
+	require.NoError(t, err, "flags alone")
+	assert.Equal(t, []string{"flag:9092"}, c.Kafka.Brokers)
+	_, err = LoadConnections("")
+	require.ErrorContains(t, err, "config flags: kafka.brokers: at least one broker is required")
+}
+
+func TestCodecDecryptKeyErrorsNameTheField(t *testing.T) {
+	dir := t.TempDir()
+	writeKey := func(name string) string {
+		key := make([]byte, 32)
+		_, err := rand.Read(key)
+		require.NoError(t, err)
+		path := filepath.Join(dir, name)
+		require.NoError(t, os.WriteFile(path, []byte(base64.StdEncoding.EncodeToString(key)), 0o600))
+		return path
+	}
+	oldFile, newFile := writeKey("old.key"), writeKey("new.key")
+	rotated := Temporal{Codec: Codec{KeyFile: newFile, KeyID: "new"}}
+	for spec, want := range map[string]string{
+		"old":                        "want ID=file:PATH or ID=env:VARIABLE",
+		"old=disk:" + oldFile:        "want ID=file:PATH or ID=env:VARIABLE",
+		"old=file:" + dir + "/none":  "no such file",
+		"old=env:SAGABRIDGE_NO_SUCH": "SAGABRIDGE_NO_SUCH is not set",
+		"new=file:" + oldFile:        `key ID "new" is given twice`,
+	} {
+		var problems []string
+		rotated.Codec.DecryptKeys = []string{spec}
+		rotated.validate(func(field, format string, args ...any) {
+			problems = append(problems, field+": "+fmt.Sprintf(format, args...))
+		})
+		require.Len(t, problems, 1, spec)
+		assert.Contains(t, problems[0], "temporal.codec.decrypt_keys[0]: ", spec)
+		assert.Contains(t, problems[0], want, spec)
+	}
 }

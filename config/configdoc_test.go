@@ -1,4 +1,4 @@
-package bridge
+package config
 
 import (
 	"fmt"
@@ -68,8 +68,8 @@ func configReference(t *testing.T) string {
 	var b strings.Builder
 	b.WriteString(`# Configuration reference
 
-Generated from the doc comments of the configuration types in ` + "`bridge/`" + ` by
-` + "`SAGABRIDGE_UPDATE_DOCS=1 go test ./bridge -run TestConfigReferenceIsUpToDate`" + `; the test fails
+Generated from the doc comments of the configuration types in ` + "`config/`" + ` by
+` + "`SAGABRIDGE_UPDATE_DOCS=1 go test ./config -run TestConfigReferenceIsUpToDate`" + `; the test fails
 when this file is out of date.
 
 ` + "`cmd/bridge -config bridge.yaml`" + ` reads every field below; ` + "`cmd/worker -config bridge.yaml`" + ` reads the
@@ -139,7 +139,7 @@ func TestConfigReferenceIsUpToDate(t *testing.T) {
 	}
 	got, err := os.ReadFile(path)
 	require.NoError(t, err)
-	require.Equal(t, want, string(got), "docs/CONFIG.md is out of date: run %s=1 go test ./bridge -run TestConfigReferenceIsUpToDate", updateDocsEnv)
+	require.Equal(t, want, string(got), "docs/CONFIG.md is out of date: run %s=1 go test ./config -run TestConfigReferenceIsUpToDate", updateDocsEnv)
 }
 
 func TestEveryConfigFieldIsDocumented(t *testing.T) {

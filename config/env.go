@@ -1,4 +1,4 @@
-package bridge
+package config
 
 import (
 	"errors"
@@ -82,6 +82,7 @@ func FromEnv(lookup func(string) (string, bool)) (Override, error) {
 		cv := reflect.ValueOf(c).Elem()
 		for _, s := range sets {
 			cv.FieldByIndex(s.f.index).Set(s.v)
+			c.markSet(s.f.path)
 		}
 	}, nil
 }

@@ -1,4 +1,4 @@
-package bridge
+package config
 
 import (
 	"os"
@@ -32,7 +32,7 @@ routes: [{topic: t, workflow_type: W, workflow_id: "w-{key}", task_queue: q}]`),
 	}))
 	require.NoError(t, err)
 	flag := func(c *Config) { c.Temporal.Address = "flag:7233" }
-	cfg, err := LoadConfig(path, fromEnv, flag)
+	cfg, err := Load(path, fromEnv, flag)
 	require.NoError(t, err)
 	assert.Equal(t, []string{"env-a:9092", "env-b:9092"}, cfg.Kafka.Brokers, "the environment wins over the file")
 	assert.Equal(t, "flag:7233", cfg.Temporal.Address, "a flag wins over the environment")
@@ -69,7 +69,7 @@ func TestEveryFieldHasAnEnvironmentVariable(t *testing.T) {
 }
 
 func TestRedactedHidesTheInlinePassword(t *testing.T) {
-	c := Config{Kafka: KafkaConfig{SASL: KafkaSASLConfig{Mechanism: "SCRAM-SHA-512", Username: "u", Password: "hunter2-secret"}}}
+	c := Config{Kafka: Kafka{SASL: SASL{Mechanism: "SCRAM-SHA-512", Username: "u", Password: "hunter2-secret"}}}
 	out, err := yaml.Marshal(c.Redacted())
 	require.NoError(t, err)
 	assert.NotContains(t, string(out), "hunter2-secret")
@@ -78,14 +78,14 @@ func TestRedactedHidesTheInlinePassword(t *testing.T) {
 }
 
 func TestYAMLRoundTripsThroughTheLoader(t *testing.T) {
-	cfg, err := ParseConfig([]byte(`kafka: {brokers: [b:9092], group: g, sasl: {mechanism: SCRAM-SHA-512, username: u, password: pw}}
+	cfg, err := Parse([]byte(`kafka: {brokers: [b:9092], group: g, sasl: {mechanism: SCRAM-SHA-512, username: u, password: pw}}
 dispatch: {drain_timeout: 7s}
 routes: [{topic: t, workflow_type: W, workflow_id: "w-{key}", task_queue: q}]`))
 	require.NoError(t, err)
 	out, err := cfg.YAML()
 	require.NoError(t, err)
 	assert.Contains(t, string(out), "drain_timeout: 7s")
-	back, err := ParseConfig(out)
+	back, err := Parse(out)
 	require.NoError(t, err, "the printed configuration loads:\n%s", out)
 	again, err := back.YAML()
 	require.NoError(t, err)

@@ -1,12 +1,40 @@
-package bridge
+package config
 
 import (
+	"cmp"
 	"errors"
 	"fmt"
+	"os"
+	"slices"
+	"strings"
 	"time"
 
 	"github.com/IBM/sarama"
+
+	"github.com/sagabridge/sagabridge/codec"
+	"github.com/sagabridge/sagabridge/internal/idtemplate"
 )
+
+// RebalanceTimeout is how long sarama waits for a revoked claim's handler to
+// return, and how long the broker may hold a JoinGroup for members that have
+// not rejoined. dispatch.drain_timeout must stay below it, so an in-flight
+// call never outlives the claim and races the partition's next owner. It
+// must also stay below sarama's Net.ReadTimeout (30 s): sarama reads the
+// JoinGroup response with that deadline, so with sarama's defaults (60 s
+// rebalance) a rebalance that waits on a crashed member times out on the
+// client, over and over.
+const RebalanceTimeout = 20 * time.Second
+
+// MaxPayloadBytes is Temporal's default limit on one payload (2 MiB).
+const MaxPayloadBytes = 2 << 20
+
+// FieldError is a configuration error at one field, such as "routes[1].topic".
+type FieldError struct {
+	Field string
+	Msg   string
+}
+
+func (e *FieldError) Error() string { return e.Field + ": " + e.Msg }
 
 // validateConnections checks what the bridge and the worker both need to
 // reach Kafka and Temporal (LoadConnections checks only this).
@@ -26,7 +54,8 @@ func (c Config) validateConnections(bad func(field, format string, args ...any))
 	c.Temporal.validate(bad)
 }
 
-// Validate checks every field and returns all problems found, each a *FieldError.
+// Validate checks every field of a configuration whose defaults are filled
+// and returns all problems found, each a *FieldError.
 func (c Config) Validate() error {
 	var errs []error
 	bad := func(field, format string, args ...any) {
@@ -71,7 +100,7 @@ func (c Config) Validate() error {
 	if bp.MaxRecords < c.Batch.MaxRecords {
 		bad("backpressure.max_records", "must be at least batch.max_records (%d), or a batch could never fill", c.Batch.MaxRecords)
 	}
-	if c.Memory.SoftLimit < -1 {
+	if c.Memory.SoftLimit < -1 || c.Memory.SoftLimit == 0 {
 		bad("memory.soft_limit", "must be a number of bytes, or -1 for the runtime's default")
 	}
 	if bp.ResumeAt <= 0 || bp.ResumeAt >= 1 {
@@ -89,8 +118,8 @@ func (c Config) Validate() error {
 	if bp.Adaptive.MinConcurrency > c.Dispatch.Concurrency {
 		bad("backpressure.adaptive.min_concurrency", "must not exceed dispatch.concurrency (%d)", c.Dispatch.Concurrency)
 	}
-	if c.Dispatch.MaxCallBytes > maxPayloadBytes {
-		bad("dispatch.max_call_bytes", "must not exceed Temporal's payload limit of %d bytes", maxPayloadBytes)
+	if c.Dispatch.MaxCallBytes > MaxPayloadBytes {
+		bad("dispatch.max_call_bytes", "must not exceed Temporal's payload limit of %d bytes", MaxPayloadBytes)
 	}
 	switch c.Dispatch.OnClosedWorkflow {
 	case OnClosedDLQ, OnClosedDrop, OnClosedNewRun:
@@ -98,33 +127,245 @@ func (c Config) Validate() error {
 		bad("dispatch.on_closed_workflow", "must be %q, %q or %q, not %q", OnClosedDLQ, OnClosedDrop, OnClosedNewRun, c.Dispatch.OnClosedWorkflow)
 	}
 	for name, d := range map[string]time.Duration{
-		"batch.linger":          c.Batch.Linger,
-		"dispatch.call_timeout": c.Dispatch.CallTimeout, "dispatch.retry_initial": c.Dispatch.RetryInitial,
-		"dispatch.retry_max": c.Dispatch.RetryMax, "dispatch.drain_timeout": c.Dispatch.DrainTimeout,
-		"backpressure.backlog.poll_interval":   c.Backpressure.Backlog.PollInterval,
-		"backpressure.backlog.high_age":        c.Backpressure.Backlog.HighAge,
-		"backpressure.backlog.low_age":         c.Backpressure.Backlog.LowAge,
-		"backpressure.circuit.open_for":        c.Backpressure.Circuit.OpenFor,
-		"backpressure.adaptive.latency_target": c.Backpressure.Adaptive.LatencyTarget,
+		"batch.linger": c.Batch.Linger, "dispatch.drain_timeout": c.Dispatch.DrainTimeout,
+		"backpressure.backlog.low_age": c.Backpressure.Backlog.LowAge,
 	} {
 		if d < 0 {
 			bad(name, "must not be negative")
 		}
 	}
+	for name, d := range map[string]time.Duration{
+		"dispatch.call_timeout": c.Dispatch.CallTimeout, "dispatch.retry_initial": c.Dispatch.RetryInitial,
+		"dispatch.retry_max":                   c.Dispatch.RetryMax,
+		"backpressure.backlog.poll_interval":   c.Backpressure.Backlog.PollInterval,
+		"backpressure.backlog.high_age":        c.Backpressure.Backlog.HighAge,
+		"backpressure.circuit.open_for":        c.Backpressure.Circuit.OpenFor,
+		"backpressure.adaptive.latency_target": c.Backpressure.Adaptive.LatencyTarget,
+	} {
+		if d <= 0 {
+			bad(name, "must be positive")
+		}
+	}
 	if c.Dispatch.RetryMax < c.Dispatch.RetryInitial {
 		bad("dispatch.retry_max", "must be at least dispatch.retry_initial (%s)", c.Dispatch.RetryInitial)
 	}
-	if c.Dispatch.DrainTimeout >= rebalanceTimeout {
-		bad("dispatch.drain_timeout", "must be below the rebalance timeout (%s), or a call could outlive its partition", rebalanceTimeout)
+	if c.Dispatch.DrainTimeout >= RebalanceTimeout {
+		bad("dispatch.drain_timeout", "must be below the rebalance timeout (%s), or a call could outlive its partition", RebalanceTimeout)
 	}
 	if len(c.Routes) == 0 {
 		bad("routes", "at least one route is required")
 	}
-	for i, r := range c.Routes {
-		errs = append(errs, r.validate(fmt.Sprintf("routes[%d]", i))...)
-	}
-	if _, err := compileRoutes(c.Routes, c.DLQ.Suffix); err != nil {
-		errs = append(errs, err)
-	}
+	errs = append(errs, ValidateRoutes(c.Routes, c.DLQ.Suffix)...)
 	return errors.Join(errs...)
 }
+
+// ValidateRoutes checks routes (with their defaults filled) one by one and
+// together: the routes of a topic agree on how the event type is read, at
+// most one of them takes every type, no type is routed twice, and no route
+// consumes a DLQ topic (dlqSuffix) and loops. Each error is a *FieldError.
+func ValidateRoutes(routes []Route, dlqSuffix string) []error {
+	var errs []error
+	type topicRoutes struct {
+		first    Route
+		catchAll bool
+		types    map[string]bool
+	}
+	topics := map[string]*topicRoutes{}
+	for i, r := range routes {
+		at := fmt.Sprintf("routes[%d]", i)
+		own := r.validate(at)
+		errs = append(errs, own...)
+		if len(own) > 0 {
+			continue // reported; the checks across routes need valid routes
+		}
+		if dlqSuffix != "" && strings.HasSuffix(r.Topic, dlqSuffix) {
+			errs = append(errs, &FieldError{Field: at + ".topic", Msg: fmt.Sprintf("%q is a DLQ topic (suffix %q); consuming it would loop", r.Topic, dlqSuffix)})
+		}
+		tr, ok := topics[r.Topic]
+		if !ok {
+			tr = &topicRoutes{first: r, types: map[string]bool{}}
+			topics[r.Topic] = tr
+		} else if tr.first.TypeHeader != r.TypeHeader || tr.first.TypeField != r.TypeField || tr.first.Payload != r.Payload {
+			errs = append(errs, &FieldError{Field: at, Msg: fmt.Sprintf("routes of topic %q must agree on type_header, type_field and payload", r.Topic)})
+			continue
+		}
+		if len(r.Types) == 0 {
+			if tr.catchAll || len(tr.types) > 0 {
+				errs = append(errs, &FieldError{Field: at + ".types", Msg: fmt.Sprintf("topic %q has several routes, so each must list its types", r.Topic)})
+				continue
+			}
+			tr.catchAll = true
+			continue
+		}
+		if tr.catchAll {
+			errs = append(errs, &FieldError{Field: at + ".types", Msg: fmt.Sprintf("topic %q already has a route for all types", r.Topic)})
+			continue
+		}
+		for j, t := range r.Types {
+			if tr.types[t] {
+				errs = append(errs, &FieldError{Field: fmt.Sprintf("%s.types[%d]", at, j), Msg: fmt.Sprintf("event type %q of topic %q is routed twice", t, r.Topic)})
+				continue
+			}
+			tr.types[t] = true
+		}
+	}
+	return errs
+}
+
+// validate checks one route on its own; at names it ("routes[2]").
+func (r Route) validate(at string) []error {
+	var errs []error
+	bad := func(field, format string, args ...any) {
+		errs = append(errs, &FieldError{Field: at + "." + field, Msg: fmt.Sprintf(format, args...)})
+	}
+	if r.Topic == "" {
+		bad("topic", "is required")
+	}
+	if r.TypeHeader != "" && r.TypeField != "" {
+		bad("type_field", "set type_header or type_field, not both")
+	}
+	switch r.Payload {
+	case PayloadJSON:
+	case PayloadBytes:
+		if r.TypeField != "" {
+			bad("type_field", "needs payload %q, the route has %q", PayloadJSON, r.Payload)
+		}
+	default:
+		bad("payload", "must be %q or %q, not %q", PayloadJSON, PayloadBytes, r.Payload)
+	}
+	if len(r.Types) > 0 && r.TypeHeader == "" && r.TypeField == "" {
+		bad("types", "needs type_header or type_field to read the event type from")
+	}
+	for j, t := range r.Types {
+		if t == "" {
+			bad(fmt.Sprintf("types[%d]", j), "must not be empty")
+		}
+	}
+	if r.WorkflowType == "" {
+		bad("workflow_type", "is required")
+	}
+	if r.TaskQueue == "" {
+		bad("task_queue", "is required")
+	}
+	if r.WorkflowID == "" {
+		bad("workflow_id", "is required")
+	} else if _, err := idtemplate.Parse(r.WorkflowID); err != nil {
+		bad("workflow_id", "%v", err)
+	}
+	return errs
+}
+
+// validate checks a TLS section named prefix ("kafka.tls").
+func (t TLS) validate(prefix string, bad func(field, format string, args ...any)) {
+	if !t.Enabled && (t.CAFile != "" || t.CertFile != "" || t.KeyFile != "" || t.ServerName != "" || t.InsecureSkipVerify) {
+		bad(prefix+".enabled", "must be true when other %s fields are set", prefix)
+	}
+	if (t.CertFile == "") != (t.KeyFile == "") {
+		bad(prefix+".cert_file", "cert_file and key_file go together")
+	}
+	for field, path := range map[string]string{prefix + ".ca_file": t.CAFile, prefix + ".cert_file": t.CertFile, prefix + ".key_file": t.KeyFile} {
+		if path != "" {
+			if _, err := os.Stat(path); err != nil {
+				bad(field, "%v", err)
+			}
+		}
+	}
+}
+
+// validateSecurity checks kafka.tls and kafka.sasl; bad names the field.
+func (k Kafka) validateSecurity(bad func(field, format string, args ...any)) {
+	t := k.TLS
+	t.validate("kafka.tls", bad)
+	s := k.SASL
+	if s.Mechanism == "" {
+		if s.Username != "" || s.Password != "" || s.PasswordEnv != "" || s.PasswordFile != "" {
+			bad("kafka.sasl.mechanism", "is required when other kafka.sasl fields are set (PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512)")
+		}
+		return
+	}
+	if !slices.Contains(saslMechanisms(), s.Mechanism) {
+		bad("kafka.sasl.mechanism", "%q is not one of PLAIN, SCRAM-SHA-256, SCRAM-SHA-512", s.Mechanism)
+	}
+	if s.Username == "" {
+		bad("kafka.sasl.username", "is required with a SASL mechanism")
+	}
+	sources := 0
+	for _, v := range []string{s.Password, s.PasswordEnv, s.PasswordFile} {
+		if v != "" {
+			sources++
+		}
+	}
+	if sources != 1 {
+		bad("kafka.sasl.password", "give exactly one of password_env, password_file and password (got %d)", sources)
+	}
+	if s.PasswordEnv != "" {
+		if _, ok := os.LookupEnv(s.PasswordEnv); !ok {
+			bad("kafka.sasl.password_env", "the environment variable %s is not set", s.PasswordEnv)
+		}
+	}
+	if s.PasswordFile != "" {
+		if _, err := os.Stat(s.PasswordFile); err != nil {
+			bad("kafka.sasl.password_file", "%v", err)
+		}
+	}
+	if s.Mechanism == "PLAIN" && !t.Enabled {
+		bad("kafka.sasl.mechanism", "PLAIN sends the password in clear text; enable kafka.tls")
+	}
+}
+
+// saslMechanisms are the accepted kafka.sasl.mechanism values.
+func saslMechanisms() []string { return []string{"PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"} }
+
+// validate checks the temporal section's security settings.
+func (t Temporal) validate(bad func(field, format string, args ...any)) {
+	t.TLS.validate("temporal.tls", bad)
+	if t.APIKeyEnv != "" && t.APIKeyFile != "" {
+		bad("temporal.api_key_env", "give at most one of api_key_env and api_key_file")
+	}
+	if (t.APIKeyEnv != "" || t.APIKeyFile != "") && !t.TLS.Enabled {
+		bad("temporal.tls.enabled", "an API key is sent only over TLS; enable temporal.tls")
+	}
+	if t.APIKeyEnv != "" {
+		if _, ok := os.LookupEnv(t.APIKeyEnv); !ok {
+			bad("temporal.api_key_env", "the environment variable %s is not set", t.APIKeyEnv)
+		}
+	}
+	if t.APIKeyFile != "" {
+		if _, err := os.Stat(t.APIKeyFile); err != nil {
+			bad("temporal.api_key_file", "%v", err)
+		}
+	}
+	c := t.Codec
+	switch {
+	case c.KeyEnv != "" && c.KeyFile != "":
+		bad("temporal.codec.key_env", "give at most one of key_env and key_file")
+	case c.KeyEnv != "" || c.KeyFile != "":
+		if _, err := codec.LoadKey(c.KeyEnv, c.KeyFile); err != nil {
+			field := "temporal.codec.key_file"
+			if c.KeyEnv != "" {
+				field = "temporal.codec.key_env"
+			}
+			bad(field, "%v", err)
+		}
+	case c.KeyID != "":
+		bad("temporal.codec.key_id", "is set but neither key_env nor key_file is")
+	}
+	if len(c.DecryptKeys) > 0 && c.KeyEnv == "" && c.KeyFile == "" {
+		bad("temporal.codec.decrypt_keys", "is set but neither key_env nor key_file is")
+	}
+	seen := map[string]bool{cmp.Or(c.KeyID, DefaultKeyID): true}
+	for i, spec := range c.DecryptKeys {
+		field := fmt.Sprintf("temporal.codec.decrypt_keys[%d]", i)
+		id, _, err := codec.ParseKeySpec(spec)
+		switch {
+		case err != nil:
+			bad(field, "%v", err)
+		case seen[id]:
+			bad(field, "key ID %q is given twice", id)
+		}
+		seen[id] = true
+	}
+}
+
+// DefaultKeyID names the payload key when temporal.codec.key_id is empty.
+const DefaultKeyID = "default"

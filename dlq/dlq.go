@@ -5,6 +5,9 @@
 // headers (all prefixed "sagabridge.dlq.") that say where the record came
 // from and why it failed. Its topic is the original topic plus a suffix,
 // ".dlq" by default.
+//
+// This package is the contract only (records, headers, reading back,
+// redriving): it must not import the bridge, eos, workflows or Temporal.
 package dlq
 
 import (

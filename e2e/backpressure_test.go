@@ -3,7 +3,6 @@ package e2e
 import (
 	"context"
 	"fmt"
-	"net/http"
 	"net/http/httptest"
 	"os"
 	"path/filepath"
@@ -12,64 +11,24 @@ import (
 	"testing"
 	"time"
 
-	dto "github.com/prometheus/client_model/go"
-	"github.com/prometheus/common/expfmt"
-	"github.com/prometheus/common/model"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
 	"github.com/sagabridge/sagabridge/bridge"
+	"github.com/sagabridge/sagabridge/config"
 	"github.com/sagabridge/sagabridge/internal/devstack"
 	"github.com/sagabridge/sagabridge/internal/ledger"
+	"github.com/sagabridge/sagabridge/internal/promtext"
 )
 
-// scrape reads a bridge's /metrics; nil if it does not answer.
-func scrape(url string) map[string]*dto.MetricFamily {
-	resp, err := http.Get(url + "/metrics")
-	if err != nil {
-		return nil
-	}
-	defer resp.Body.Close()
-	parser := expfmt.NewTextParser(model.UTF8Validation)
-	fams, err := parser.TextToMetricFamilies(resp.Body)
-	if err != nil {
-		return nil
-	}
+// scrape reads a bridge's /metrics; nil if it does not answer in time.
+func scrape(url string) promtext.Families {
+	fams, _ := promtext.Scrape(url)
 	return fams
 }
 
-// metric sums the samples of name whose labels include want.
-func metric(fams map[string]*dto.MetricFamily, name string, want map[string]string) (float64, bool) {
-	fam, ok := fams[name]
-	if !ok {
-		return 0, false
-	}
-	sum, found := 0.0, false
-	for _, m := range fam.GetMetric() {
-		labels := map[string]string{}
-		for _, l := range m.GetLabel() {
-			labels[l.GetName()] = l.GetValue()
-		}
-		match := true
-		for k, v := range want {
-			match = match && labels[k] == v
-		}
-		if !match {
-			continue
-		}
-		found = true
-		switch {
-		case m.GetGauge() != nil:
-			sum += m.GetGauge().GetValue()
-		case m.GetCounter() != nil:
-			sum += m.GetCounter().GetValue()
-		}
-	}
-	return sum, found
-}
-
 // pausedFor counts the partitions paused for reason, among others.
-func pausedFor(fams map[string]*dto.MetricFamily, reason string) int {
+func pausedFor(fams promtext.Families, reason string) int {
 	n := 0
 	for _, m := range fams["sagabridge_partition_paused"].GetMetric() {
 		for _, l := range m.GetLabel() {
@@ -88,8 +47,8 @@ func pausedFor(fams map[string]*dto.MetricFamily, reason string) int {
 func TestTaskQueueBacklogPausesTheBridgeUntilTheWorkerReturns(t *testing.T) {
 	e := newEnv(t, 4)
 	e.stopWorker()
-	b, _ := e.runBridgeWith(e.topic, func(c *bridge.Config) {
-		c.Backpressure.Backlog = bridge.BacklogConfig{
+	b, _ := e.runBridgeWith(e.topic, func(c *config.Config) {
+		c.Backpressure.Backlog = config.Backlog{
 			PollInterval: 200 * time.Millisecond, HighTasks: 20, LowTasks: 2, HighAge: time.Minute, LowAge: 10 * time.Second,
 		}
 	})
@@ -102,9 +61,9 @@ func TestTaskQueueBacklogPausesTheBridgeUntilTheWorkerReturns(t *testing.T) {
 	require.Eventually(t, func() bool { return pausedFor(scrape(srv.URL), reason) > 0 }, 60*time.Second, 100*time.Millisecond,
 		"the bridge never paused for the backlog of %s", e.taskQueue)
 	fams := scrape(srv.URL)
-	up, _ := metric(fams, "sagabridge_task_queue_backed_up", map[string]string{"task_queue": e.taskQueue})
+	up, _ := fams.Sum("sagabridge_task_queue_backed_up", map[string]string{"task_queue": e.taskQueue})
 	assert.Equal(t, 1.0, up)
-	tasks, _ := metric(fams, "sagabridge_task_queue_backlog_tasks", map[string]string{"task_queue": e.taskQueue})
+	tasks, _ := fams.Sum("sagabridge_task_queue_backlog_tasks", map[string]string{"task_queue": e.taskQueue})
 	assert.GreaterOrEqual(t, tasks, 20.0)
 	assert.Contains(t, e.bridgeLogs.String(), "pausing partitions: task queue backed up")
 
@@ -157,7 +116,7 @@ func TestTemporalDownForAMinuteLosesNothingAndHoldsMemoryFlat(t *testing.T) {
 	recs := ledger.Stream(e.id+"-", 300, 12_000, 1.1, 71)
 	wait := e.produceInBackground(recs, 90*time.Second)
 	require.Eventually(t, func() bool {
-		v, _ := metric(scrape(metricsURL), "sagabridge_records_delivered_total", nil)
+		v, _ := scrape(metricsURL).Sum("sagabridge_records_delivered_total", nil)
 		return v > 500
 	}, 60*time.Second, 200*time.Millisecond, "the bridge delivered nothing before the outage")
 
@@ -168,19 +127,19 @@ func TestTemporalDownForAMinuteLosesNothingAndHoldsMemoryFlat(t *testing.T) {
 		time.Sleep(time.Second)
 		fams := scrape(metricsURL)
 		require.NotNil(t, fams, "the bridge stopped serving metrics during the outage; output:\n%s", out.String())
-		r, _ := metric(fams, "process_resident_memory_bytes", nil)
-		h, _ := metric(fams, "sagabridge_in_flight_records", nil)
-		l, _ := metric(fams, "sagabridge_consumer_lag", nil)
+		r, _ := fams.Sum("process_resident_memory_bytes", nil)
+		h, _ := fams.Sum("sagabridge_in_flight_records", nil)
+		l, _ := fams.Sum("sagabridge_consumer_lag", nil)
 		rss, held, lag = append(rss, r), append(held, h), append(lag, l)
 	}
 	// Every partition is paused: the circuit is open, or half-open while a
 	// probe call waits and the in-flight budget is full.
 	fams := scrape(metricsURL)
-	claimed, _ := metric(fams, "sagabridge_partitions_claimed", nil)
-	paused, _ := metric(fams, "sagabridge_partition_paused", nil)
+	claimed, _ := fams.Sum("sagabridge_partitions_claimed", nil)
+	paused, _ := fams.Sum("sagabridge_partition_paused", nil)
 	assert.Equal(t, 8.0, claimed)
 	assert.Equal(t, claimed, paused, "every partition should be paused at the end of the outage")
-	opened, _ := metric(fams, "sagabridge_pauses_total", map[string]string{"reason": bridge.ReasonCircuitOpen})
+	opened, _ := fams.Sum("sagabridge_pauses_total", map[string]string{"reason": bridge.ReasonCircuitOpen})
 	assert.GreaterOrEqual(t, opened, 1.0, "the circuit never opened")
 	assert.Contains(t, out.String(), "circuit to Temporal opened")
 

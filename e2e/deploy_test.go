@@ -19,8 +19,9 @@ import (
 	"github.com/stretchr/testify/require"
 	"go.yaml.in/yaml/v3"
 
-	"github.com/sagabridge/sagabridge/bridge"
+	"github.com/sagabridge/sagabridge/config"
 	"github.com/sagabridge/sagabridge/internal/ledger"
+	"github.com/sagabridge/sagabridge/internal/promtext"
 )
 
 var metricName = regexp.MustCompile(`\b((?:sagabridge|process|go)_[a-z_]+)\b`)
@@ -68,7 +69,7 @@ func TestGrafanaDashboardMetricsExistOnARunningBridge(t *testing.T) {
 	srv := httptest.NewServer(b.Handler())
 	defer srv.Close()
 
-	var fams map[string]*dto.MetricFamily
+	var fams promtext.Families
 	missing := func() []string {
 		fams = scrape(srv.URL)
 		var out []string
@@ -87,7 +88,7 @@ func TestGrafanaDashboardMetricsExistOnARunningBridge(t *testing.T) {
 
 // served reports whether name is a family in fams, or a histogram's
 // _bucket, _sum or _count series.
-func served(fams map[string]*dto.MetricFamily, name string) bool {
+func served(fams promtext.Families, name string) bool {
 	if _, ok := fams[name]; ok {
 		return true
 	}
@@ -191,7 +192,7 @@ func TestKubernetesManifestsMatchTheBridgeConfig(t *testing.T) {
 
 	caFile := newPKI(t).caFile // the CA path in the ConfigMap exists only in the pod
 	t.Setenv("KAFKA_SASL_PASSWORD", "from-the-secret")
-	cfg, err := bridge.ParseConfig([]byte(cm.Data["bridge.yaml"]), func(c *bridge.Config) { c.Kafka.TLS.CAFile = caFile })
+	cfg, err := config.Parse([]byte(cm.Data["bridge.yaml"]), func(c *config.Config) { c.Kafka.TLS.CAFile = caFile })
 	require.NoError(t, err, "the ConfigMap's bridge.yaml")
 
 	pod := dep.Spec.Template.Spec

@@ -12,6 +12,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/sagabridge/sagabridge/bridge"
+	"github.com/sagabridge/sagabridge/config"
 	"github.com/sagabridge/sagabridge/internal/ledger"
 )
 
@@ -71,8 +72,8 @@ func TestMembersJoinAndLeaveMidStream(t *testing.T) {
 	// Every member consumes the ledger topic only: with the (empty) order
 	// topic too, the balancer could hand a member only empty partitions,
 	// and "delivered something" would not show that it took part.
-	ledgerOnly := func(c *bridge.Config) {
-		c.Routes = slices.DeleteFunc(c.Routes, func(r bridge.RouteConfig) bool { return r.Topic != e.ledgerTopic })
+	ledgerOnly := func(c *config.Config) {
+		c.Routes = slices.DeleteFunc(c.Routes, func(r config.Route) bool { return r.Topic != e.ledgerTopic })
 	}
 	a, stopA := e.runBridgeWith(e.topic, ledgerOnly)
 	b, stopB := e.runBridgeWith(e.topic, ledgerOnly)
@@ -94,7 +95,7 @@ func TestHotKeyOfTenThousandEventsCompletesAcrossRuns(t *testing.T) {
 	recs := ledger.Stream(e.id+"-hot-", 1, 10_000, 1.1, 71)
 	at := e.produceLedger(recs)
 	// Small batches make many signals, so the run's history crosses the limit.
-	b, stop := e.runBridgeWith(e.topic, func(c *bridge.Config) { c.Batch.MaxRecords = 50 })
+	b, stop := e.runBridgeWith(e.topic, func(c *config.Config) { c.Batch.MaxRecords = 50 })
 	defer stop()
 	e.assertLedgers(at, 3*time.Minute)
 	st, err := e.ledgerResult(t.Context(), e.id+"-hot-0")

@@ -24,6 +24,7 @@ import (
 	"github.com/sagabridge/sagabridge/dlq"
 	"github.com/sagabridge/sagabridge/eos"
 	"github.com/sagabridge/sagabridge/internal/devstack"
+	"github.com/sagabridge/sagabridge/internal/kafkatxn"
 )
 
 // kcatRecord is one record as kcat (librdkafka, an independent client) read it.
@@ -334,7 +335,7 @@ func TestEOSRetriesRewindAndDeadLettersInTheOffsetsTransaction(t *testing.T) {
 
 	// The first offset commit of the partition's transactional ID fails
 	// with an abortable error: the whole transaction must roll back.
-	txnID := eos.TransactionalID(group, group, in, 0)
+	txnID := kafkatxn.TransactionalID(group, group, in, 0)
 	fault := stack.Kafka.Cluster.Fault(kfake.Fault{
 		Keys: []kmsg.Key{kmsg.TxnOffsetCommit}, TxnID: txnID, Err: kerr.GroupAuthorizationFailed,
 	})

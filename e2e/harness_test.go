@@ -26,10 +26,13 @@ import (
 
 	"github.com/sagabridge/sagabridge/activities"
 	"github.com/sagabridge/sagabridge/bridge"
+	"github.com/sagabridge/sagabridge/bridge/temporalsdk"
+	"github.com/sagabridge/sagabridge/config"
 	"github.com/sagabridge/sagabridge/dlq"
 	"github.com/sagabridge/sagabridge/event"
 	"github.com/sagabridge/sagabridge/examples/saga"
 	"github.com/sagabridge/sagabridge/examples/trip"
+	"github.com/sagabridge/sagabridge/internal/connect"
 	"github.com/sagabridge/sagabridge/internal/devstack"
 	"github.com/sagabridge/sagabridge/internal/ledger"
 )
@@ -153,12 +156,12 @@ func (e *env) stopWorker() {
 }
 
 // config is the bridge configuration for this test's topic.
-func (e *env) config(group string) bridge.Config {
-	return bridge.Config{
-		Kafka:    bridge.KafkaConfig{Brokers: stack.Kafka.Brokers, Group: group},
-		Temporal: bridge.TemporalConfig{Address: e.temporal},
-		Dispatch: bridge.DispatchConfig{RetryInitial: 50 * time.Millisecond, RetryMax: time.Second, DrainTimeout: 5 * time.Second},
-		Routes: []bridge.RouteConfig{{
+func (e *env) config(group string) config.Config {
+	return config.Config{
+		Kafka:    config.Kafka{Brokers: stack.Kafka.Brokers, Group: group},
+		Temporal: config.Temporal{Address: e.temporal},
+		Dispatch: config.Dispatch{RetryInitial: 50 * time.Millisecond, RetryMax: time.Second, DrainTimeout: 5 * time.Second},
+		Routes: []config.Route{{
 			Topic: e.topic, TypeHeader: saga.TypeHeader, WorkflowType: saga.WorkflowType,
 			WorkflowID: "order-{key}", TaskQueue: e.taskQueue, Signal: saga.Signal,
 		}, {
@@ -171,22 +174,22 @@ func (e *env) config(group string) bridge.Config {
 // called (and at the latest when the test ends). stop waits for Run to return.
 func (e *env) runBridge(group string) (b *bridge.Bridge, stop func()) {
 	e.t.Helper()
-	return e.runBridgeWith(group, func(*bridge.Config) {})
+	return e.runBridgeWith(group, func(*config.Config) {})
 }
 
 // runBridgeWith is runBridge with the configuration adjusted by tune.
-func (e *env) runBridgeWith(group string, tune func(*bridge.Config)) (b *bridge.Bridge, stop func()) {
+func (e *env) runBridgeWith(group string, tune func(*config.Config)) (b *bridge.Bridge, stop func()) {
 	e.t.Helper()
 	tc, err := client.Dial(client.Options{HostPort: e.temporal, Logger: quietLogger()})
 	require.NoError(e.t, err)
-	pc, err := bridge.DLQProducerConfig(bridge.KafkaConfig{Version: "3.6.0", ClientID: "e2e"})
+	pc, err := connect.DLQProducerConfig(config.Kafka{Version: "3.6.0", ClientID: "e2e"})
 	require.NoError(e.t, err)
 	dlqProducer, err := sarama.NewSyncProducer(stack.Kafka.Brokers, pc)
 	require.NoError(e.t, err)
 	cfg := e.config(group)
 	tune(&cfg)
 	b, err = bridge.New(cfg, bridge.Deps{
-		Temporal:    bridge.TemporalClient{Client: tc},
+		Temporal:    temporalsdk.Client{Client: tc},
 		DeadLetters: dlq.ProducerWriter{Producer: dlqProducer, Suffix: dlq.DefaultSuffix},
 		Logger:      slog.New(slog.NewTextHandler(io.MultiWriter(testWriter{e.t}, &e.bridgeLogs), &slog.HandlerOptions{Level: slog.LevelInfo})),
 	})

@@ -15,8 +15,9 @@ import (
 	"github.com/stretchr/testify/require"
 	"github.com/twmb/franz-go/pkg/kfake"
 
-	"github.com/sagabridge/sagabridge/bridge"
+	"github.com/sagabridge/sagabridge/config"
 	"github.com/sagabridge/sagabridge/dlq"
+	"github.com/sagabridge/sagabridge/internal/connect"
 	"github.com/sagabridge/sagabridge/internal/ledger"
 )
 
@@ -46,9 +47,9 @@ func secureKafka(t *testing.T, topics ...string) (brokers []string, caFile strin
 func TestKafkaSASLMechanismsOverTLS(t *testing.T) {
 	brokers, caFile := secureKafka(t, "probe")
 	users := map[string]string{"SCRAM-SHA-512": "bridge", "SCRAM-SHA-256": "bridge256", "PLAIN": "plainuser"}
-	connect := func(k bridge.KafkaConfig) error {
+	connect := func(k config.Kafka) error {
 		k.Brokers, k.Version = brokers, "3.6.0"
-		c, err := bridge.SaramaConfig(k)
+		c, err := connect.SaramaConfig(k)
 		require.NoError(t, err)
 		c.Metadata.Retry.Max = 1
 		c.Net.DialTimeout = 3 * time.Second
@@ -61,11 +62,11 @@ func TestKafkaSASLMechanismsOverTLS(t *testing.T) {
 	}
 	for mech, user := range users {
 		t.Run(mech, func(t *testing.T) {
-			tlsCfg := bridge.TLSConfig{Enabled: true, CAFile: caFile}
-			require.NoError(t, connect(bridge.KafkaConfig{TLS: tlsCfg, SASL: bridge.KafkaSASLConfig{Mechanism: mech, Username: user, Password: securePassword}}))
+			tlsCfg := config.TLS{Enabled: true, CAFile: caFile}
+			require.NoError(t, connect(config.Kafka{TLS: tlsCfg, SASL: config.SASL{Mechanism: mech, Username: user, Password: securePassword}}))
 
 			start := time.Now()
-			err := connect(bridge.KafkaConfig{TLS: tlsCfg, SASL: bridge.KafkaSASLConfig{Mechanism: mech, Username: user, Password: wrongPassword}})
+			err := connect(config.Kafka{TLS: tlsCfg, SASL: config.SASL{Mechanism: mech, Username: user, Password: wrongPassword}})
 			require.Error(t, err, "a wrong password must not connect")
 			assert.Less(t, time.Since(start), 15*time.Second, "fails fast")
 			assert.NotContains(t, err.Error(), wrongPassword)
@@ -74,13 +75,13 @@ func TestKafkaSASLMechanismsOverTLS(t *testing.T) {
 		})
 	}
 	t.Run("no TLS", func(t *testing.T) {
-		err := connect(bridge.KafkaConfig{SASL: bridge.KafkaSASLConfig{Mechanism: "SCRAM-SHA-512", Username: "bridge", Password: securePassword}})
+		err := connect(config.Kafka{SASL: config.SASL{Mechanism: "SCRAM-SHA-512", Username: "bridge", Password: securePassword}})
 		require.Error(t, err)
 	})
 	t.Run("untrusted CA", func(t *testing.T) {
 		otherCA := newPKI(t).caFile
-		err := connect(bridge.KafkaConfig{TLS: bridge.TLSConfig{Enabled: true, CAFile: otherCA},
-			SASL: bridge.KafkaSASLConfig{Mechanism: "SCRAM-SHA-512", Username: "bridge", Password: securePassword}})
+		err := connect(config.Kafka{TLS: config.TLS{Enabled: true, CAFile: otherCA},
+			SASL: config.SASL{Mechanism: "SCRAM-SHA-512", Username: "bridge", Password: securePassword}})
 		require.Error(t, err)
 	})
 }
@@ -104,9 +105,9 @@ func TestBridgeOverTLSAndSCRAMDeliversAndKeepsSecretsOutOfLogs(t *testing.T) {
 	}
 
 	// Produce over the same secured connection.
-	pc, err := bridge.DLQProducerConfig(bridge.KafkaConfig{Version: "3.6.0", ClientID: "e2e",
-		TLS:  bridge.TLSConfig{Enabled: true, CAFile: caFile},
-		SASL: bridge.KafkaSASLConfig{Mechanism: "SCRAM-SHA-512", Username: "bridge", PasswordFile: goodFile}})
+	pc, err := connect.DLQProducerConfig(config.Kafka{Version: "3.6.0", ClientID: "e2e",
+		TLS:  config.TLS{Enabled: true, CAFile: caFile},
+		SASL: config.SASL{Mechanism: "SCRAM-SHA-512", Username: "bridge", PasswordFile: goodFile}})
 	require.NoError(t, err)
 	p, err := sarama.NewSyncProducer(brokers, pc)
 	require.NoError(t, err)
@@ -158,9 +159,9 @@ func TestDLQToolOverTLSAndSCRAMWithTheBridgeConfig(t *testing.T) {
 	}
 	good, bad := writeConfig("good", securePassword), writeConfig("bad", wrongPassword)
 
-	secure := bridge.KafkaConfig{Version: "3.6.0", ClientID: "e2e", TLS: bridge.TLSConfig{Enabled: true, CAFile: caFile},
-		SASL: bridge.KafkaSASLConfig{Mechanism: "SCRAM-SHA-512", Username: "bridge", Password: securePassword}}
-	pc, err := bridge.DLQProducerConfig(secure)
+	secure := config.Kafka{Version: "3.6.0", ClientID: "e2e", TLS: config.TLS{Enabled: true, CAFile: caFile},
+		SASL: config.SASL{Mechanism: "SCRAM-SHA-512", Username: "bridge", Password: securePassword}}
+	pc, err := connect.DLQProducerConfig(secure)
 	require.NoError(t, err)
 	p, err := sarama.NewSyncProducer(brokers, pc)
 	require.NoError(t, err)
@@ -200,9 +201,9 @@ func TestDLQToolOverTLSAndSCRAMWithTheBridgeConfig(t *testing.T) {
 }
 
 // readSecure reads n records from topic over the secured connection k.
-func readSecure(t *testing.T, brokers []string, k bridge.KafkaConfig, topic string, n int) []*sarama.ConsumerMessage {
+func readSecure(t *testing.T, brokers []string, k config.Kafka, topic string, n int) []*sarama.ConsumerMessage {
 	t.Helper()
-	c, err := bridge.SaramaConfig(k)
+	c, err := connect.SaramaConfig(k)
 	require.NoError(t, err)
 	client, err := sarama.NewClient(brokers, c)
 	require.NoError(t, err)

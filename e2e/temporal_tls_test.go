@@ -31,9 +31,10 @@ import (
 	"go.yaml.in/yaml/v3"
 
 	"github.com/sagabridge/sagabridge/activities"
-	"github.com/sagabridge/sagabridge/bridge"
 	"github.com/sagabridge/sagabridge/codec"
+	"github.com/sagabridge/sagabridge/config"
 	"github.com/sagabridge/sagabridge/examples/saga"
+	"github.com/sagabridge/sagabridge/internal/connect"
 	"github.com/sagabridge/sagabridge/internal/devstack"
 )
 
@@ -153,14 +154,14 @@ func TestTemporalOverMutualTLSWithEncryptedPayloads(t *testing.T) {
 	require.NoError(t, err)
 	keyFile := filepath.Join(t.TempDir(), "codec.key")
 	require.NoError(t, os.WriteFile(keyFile, []byte(base64.StdEncoding.EncodeToString(key)+"\n"), 0o600))
-	tcfg := bridge.TemporalConfig{
+	tcfg := config.Temporal{
 		Address: proxy, Namespace: "default",
-		TLS:   bridge.TLSConfig{Enabled: true, CAFile: p.caFile, CertFile: p.certFile, KeyFile: p.keyFile},
-		Codec: bridge.CodecConfig{KeyFile: keyFile, KeyID: "e2e"},
+		TLS:   config.TLS{Enabled: true, CAFile: p.caFile, CertFile: p.certFile, KeyFile: p.keyFile},
+		Codec: config.Codec{KeyFile: keyFile, KeyID: "e2e"},
 	}
 
 	// The worker, through the proxy, with the codec.
-	opts, err := tcfg.ClientOptions(quietLogger())
+	opts, err := connect.ClientOptions(tcfg, quietLogger())
 	require.NoError(t, err)
 	wc, err := client.Dial(opts)
 	require.NoError(t, err, "mutual TLS through the proxy")
@@ -254,7 +255,7 @@ func TestTemporalOverMutualTLSWithEncryptedPayloads(t *testing.T) {
 	// mTLS is required: a client without a certificate is refused.
 	noCert := tcfg
 	noCert.TLS.CertFile, noCert.TLS.KeyFile = "", ""
-	o2, err := noCert.ClientOptions(quietLogger())
+	o2, err := connect.ClientOptions(noCert, quietLogger())
 	require.NoError(t, err)
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()

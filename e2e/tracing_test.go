@@ -28,8 +28,11 @@ import (
 
 	"github.com/sagabridge/sagabridge/activities"
 	"github.com/sagabridge/sagabridge/bridge"
+	"github.com/sagabridge/sagabridge/bridge/temporalsdk"
+	"github.com/sagabridge/sagabridge/config"
 	"github.com/sagabridge/sagabridge/dlq"
 	"github.com/sagabridge/sagabridge/examples/saga"
+	"github.com/sagabridge/sagabridge/internal/connect"
 )
 
 // An order's events carry a W3C traceparent from the producer's span. One
@@ -40,7 +43,7 @@ func TestOneTraceLinksTheKafkaRecordTheSignalTheActivitiesAndTheOutcome(t *testi
 	recorder := tracetest.NewSpanRecorder()
 	tp := sdktrace.NewTracerProvider(sdktrace.WithSpanProcessor(recorder))
 	t.Cleanup(func() { _ = tp.Shutdown(context.Background()) })
-	tracing, err := bridge.TracingInterceptor(tp)
+	tracing, err := connect.TracingInterceptor(tp)
 	require.NoError(t, err)
 	dial := func() client.Client {
 		c, err := client.Dial(client.Options{HostPort: stack.Temporal.Address, Logger: quietLogger(), Interceptors: []interceptor.ClientInterceptor{tracing}})
@@ -56,13 +59,13 @@ func TestOneTraceLinksTheKafkaRecordTheSignalTheActivitiesAndTheOutcome(t *testi
 	require.NoError(t, w.Start())
 	t.Cleanup(w.Stop)
 
-	pc, err := bridge.DLQProducerConfig(bridge.KafkaConfig{Version: "3.6.0", ClientID: "e2e"})
+	pc, err := connect.DLQProducerConfig(config.Kafka{Version: "3.6.0", ClientID: "e2e"})
 	require.NoError(t, err)
 	dlqProducer, err := sarama.NewSyncProducer(stack.Kafka.Brokers, pc)
 	require.NoError(t, err)
 	t.Cleanup(func() { _ = dlqProducer.Close() })
 	b, err := bridge.New(e.config(e.topic), bridge.Deps{
-		Temporal:       bridge.TemporalClient{Client: dial()},
+		Temporal:       temporalsdk.Client{Client: dial()},
 		DeadLetters:    dlq.ProducerWriter{Producer: dlqProducer, Suffix: dlq.DefaultSuffix},
 		Logger:         slog.New(slog.NewTextHandler(io.Discard, nil)),
 		TracerProvider: tp,
@@ -76,7 +79,7 @@ func TestOneTraceLinksTheKafkaRecordTheSignalTheActivitiesAndTheOutcome(t *testi
 	// The shop's checkout span, propagated in every event of the order.
 	rootCtx, root := tp.Tracer("shop").Start(context.Background(), "checkout")
 	carrier := propagation.MapCarrier{}
-	bridge.TraceContext.Inject(rootCtx, carrier)
+	propagation.TraceContext{}.Inject(rootCtx, carrier)
 	root.End()
 	traceID := root.SpanContext().TraceID()
 	o := saga.Orders(e.id+"-", 1, 3)[0]
@@ -88,7 +91,7 @@ func TestOneTraceLinksTheKafkaRecordTheSignalTheActivitiesAndTheOutcome(t *testi
 	mine := func(m *sarama.ConsumerMessage) bool { return string(m.Key) == o.ID }
 	outcomes := readWhere(t, saga.OutcomeTopic, 1, 30*time.Second, mine)
 	require.Len(t, outcomes, 1)
-	out := bridge.TraceContext.Extract(context.Background(), bridge.ConsumerHeaders(outcomes[0].Headers))
+	out := propagation.TraceContext{}.Extract(context.Background(), connect.ConsumerHeaders(outcomes[0].Headers))
 	assert.Equal(t, traceID, trace.SpanContextFromContext(out).TraceID(), "the outcome record's traceparent")
 
 	// And the spans between them.
@@ -170,7 +173,7 @@ func TestBridgeBinaryExportsSpansOverOTLP(t *testing.T) {
 	rootCtx, root := tp.Tracer("shop").Start(context.Background(), "checkout")
 	root.End()
 	carrier := propagation.MapCarrier{}
-	bridge.TraceContext.Inject(rootCtx, carrier)
+	propagation.TraceContext{}.Inject(rootCtx, carrier)
 	o := saga.Orders(e.id+"-", 1, 3)[0]
 	e.produceTraced(o, carrier)
 	e.result(o.ID, 90*time.Second)

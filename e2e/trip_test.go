@@ -14,7 +14,7 @@ import (
 	"github.com/stretchr/testify/require"
 	"go.temporal.io/api/enums/v1"
 
-	"github.com/sagabridge/sagabridge/bridge"
+	"github.com/sagabridge/sagabridge/config"
 	"github.com/sagabridge/sagabridge/dlq"
 	"github.com/sagabridge/sagabridge/examples/trip"
 )
@@ -31,9 +31,9 @@ func TestFailedActivityGoesToTheDLQAndRedriveCompletesANewSaga(t *testing.T) {
 	tripDLQ := dlq.TopicFor(tripTopic, dlq.DefaultSuffix)
 	require.NoError(t, stack.Kafka.Cluster.CreateTopic(tripTopic, 1, nil))
 	require.NoError(t, stack.Kafka.Cluster.CreateTopic(tripDLQ, 1, nil))
-	_, stop := e.runBridgeWith(e.topic, func(c *bridge.Config) {
-		c.Dispatch.OnClosedWorkflow = bridge.OnClosedNewRun // a redriven record is new
-		c.Routes = append(c.Routes, bridge.RouteConfig{
+	_, stop := e.runBridgeWith(e.topic, func(c *config.Config) {
+		c.Dispatch.OnClosedWorkflow = config.OnClosedNewRun // a redriven record is new
+		c.Routes = append(c.Routes, config.Route{
 			Topic: tripTopic, TypeHeader: trip.TypeHeader, WorkflowType: trip.WorkflowType,
 			WorkflowID: "trip-{key}", TaskQueue: e.taskQueue, Signal: trip.Signal,
 		})

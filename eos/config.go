@@ -146,14 +146,6 @@ func (c Config) Validate() error {
 	return errors.Join(errs...)
 }
 
-// TransactionalID is the ID of the producer that serves one input
-// partition: "<prefix>-<group>-<topic>-<partition>". It depends only on the
-// partition, never on the process, so whichever instance owns the partition
-// next fences the one before.
-func TransactionalID(prefix, group, topic string, partition int32) string {
-	return fmt.Sprintf("%s-%s-%s-%d", prefix, group, topic, partition)
-}
-
 // consumerConfig is the sarama configuration of the consumer group.
 func (c Config) consumerConfig() *sarama.Config {
 	s := c.base()

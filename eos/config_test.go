@@ -65,11 +65,6 @@ func TestNewRejectsBadConfigAndNilFunc(t *testing.T) {
 	require.ErrorContains(t, err, "Func is nil")
 }
 
-func TestTransactionalIDBelongsToThePartition(t *testing.T) {
-	assert.Equal(t, "enrich-g-orders-3", TransactionalID("enrich", "g", "orders", 3))
-	assert.NotEqual(t, TransactionalID("p", "g", "t", 1), TransactionalID("p", "g", "t", 2))
-}
-
 func TestProducerConfigIsTransactional(t *testing.T) {
 	c := validConfig().withDefaults().producerConfig("enrich-g-orders-0")
 	assert.Equal(t, "enrich-g-orders-0", c.Producer.Transaction.ID)

@@ -12,8 +12,10 @@
 //
 //	<prefix>-<group>-<topic>-<partition>
 //
-// (see TransactionalID). A batch is: call the function on each record, send
-// every output and every dead letter, add the offset after the batch's last
+// It depends only on the partition, never on the process, so whichever
+// instance owns the partition next fences the one before (the bridge's
+// dlq.transactional committer uses the same scheme). A batch is: call the
+// function on each record, send every output and every dead letter, add the offset after the batch's last
 // record to the transaction (AddMessageToTxnWithGroupMetadata, with the
 // consumer group's generation and member ID), commit. Nothing of a batch is
 // visible to read_committed consumers before the commit, and the offset
@@ -67,4 +69,7 @@
 // read with read_committed. The function itself may run more than once for
 // a record (after an abort or a crash), so it must not have side effects
 // outside Kafka, or those must be idempotent.
+//
+// eos is independent of Temporal and of the bridge: it must not import
+// either, nor the workflows.
 package eos

@@ -11,6 +11,8 @@ import (
 
 	"github.com/IBM/sarama"
 	"github.com/cenkalti/backoff/v5"
+
+	"github.com/sagabridge/sagabridge/internal/kafkatxn"
 )
 
 // Output is one record a Func produces.
@@ -153,7 +155,7 @@ func (handler) Cleanup(sarama.ConsumerGroupSession) error { return nil }
 // ConsumeClaim runs one partition's transactional loop.
 func (h handler) ConsumeClaim(sess sarama.ConsumerGroupSession, claim sarama.ConsumerGroupClaim) error {
 	p := h.p
-	txnID := TransactionalID(p.cfg.TransactionalIDPrefix, p.cfg.Group, claim.Topic(), claim.Partition())
+	txnID := kafkatxn.TransactionalID(p.cfg.TransactionalIDPrefix, p.cfg.Group, claim.Topic(), claim.Partition())
 	log := p.log.With("topic", claim.Topic(), "partition", claim.Partition(), "txn_id", txnID)
 	pl, err := newPartitionLoop(p, sess, claim, txnID, log)
 	if err != nil {

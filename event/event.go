@@ -4,7 +4,7 @@
 //
 // The bridge and the workflows both import this package; it has no
 // dependency on Kafka or Temporal clients, so workflow code can use it
-// without breaking determinism.
+// without breaking determinism. It must not import any other sagabridge package.
 package event
 
 import (

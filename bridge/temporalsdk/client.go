@@ -1,4 +1,12 @@
-package bridge
+// Package temporalsdk implements the bridge's Temporal seam
+// (bridge.Temporal) with the Temporal Go SDK: SignalWithStart with the
+// bridge's ID policies, the memo of closed workflows, and task-queue
+// backlogs. It translates the SDK's answers and nothing more; what an error
+// means for a record (retry, dead-letter, pause) is the bridge's policy.
+//
+// It may import the bridge (for the seam's types); the bridge must not
+// import it.
+package temporalsdk
 
 import (
 	"context"
@@ -12,22 +20,19 @@ import (
 	"go.temporal.io/sdk/client"
 	"go.temporal.io/sdk/converter"
 
+	"github.com/sagabridge/sagabridge/bridge"
 	"github.com/sagabridge/sagabridge/event"
 )
 
-// ErrWorkflowClosed says a workflow ID has closed and, under the bridge's
-// REJECT_DUPLICATE reuse policy, will not start again.
-var ErrWorkflowClosed = errors.New("workflow closed")
-
-// TemporalClient implements Temporal with the Go SDK. It does not own the
-// client; the caller closes it.
-type TemporalClient struct {
+// Client implements bridge.Temporal with the Go SDK. It does not own the
+// SDK client; the caller closes it. Safe for concurrent use.
+type Client struct {
 	Client client.Client
 	// Namespace is the client's namespace, used to describe task queues.
 	// Optional, default "default".
 	Namespace string
 	// DataConverter decodes the memo of closed workflows; it must be the
-	// client's (TemporalConfig.DataConverter). Optional, default Temporal's.
+	// client's (connect.DataConverter). Optional, default Temporal's.
 	DataConverter converter.DataConverter
 }
 
@@ -43,7 +48,7 @@ type TemporalClient struct {
 //
 // With target.NewRun (the "new_run" closed-workflow policy) the reuse policy
 // is ALLOW_DUPLICATE, so a closed ID starts a new run.
-func (t TemporalClient) SignalWithStart(ctx context.Context, target Target, batch event.Batch) error {
+func (t Client) SignalWithStart(ctx context.Context, target bridge.Target, batch event.Batch) error {
 	reuse := enumspb.WORKFLOW_ID_REUSE_POLICY_REJECT_DUPLICATE
 	if target.NewRun {
 		reuse = enumspb.WORKFLOW_ID_REUSE_POLICY_ALLOW_DUPLICATE
@@ -57,13 +62,13 @@ func (t TemporalClient) SignalWithStart(ctx context.Context, target Target, batc
 		}, target.WorkflowType)
 	var started *serviceerror.WorkflowExecutionAlreadyStarted
 	if errors.As(err, &started) {
-		return fmt.Errorf("%w: %s", ErrWorkflowClosed, target.WorkflowID)
+		return fmt.Errorf("%w: %s", bridge.ErrWorkflowClosed, target.WorkflowID)
 	}
 	return err
 }
 
 // ClosedWatermarks reads the closed workflow's memo.
-func (t TemporalClient) ClosedWatermarks(ctx context.Context, workflowID string) (event.Watermarks, error) {
+func (t Client) ClosedWatermarks(ctx context.Context, workflowID string) (event.Watermarks, error) {
 	desc, err := t.Client.DescribeWorkflowExecution(ctx, workflowID, "")
 	if err != nil {
 		return nil, fmt.Errorf("describe %s: %w", workflowID, err)
@@ -84,7 +89,7 @@ func (t TemporalClient) ClosedWatermarks(ctx context.Context, workflowID string)
 }
 
 // TaskQueueBacklog describes the task queue's workflow tasks with ReportStats.
-func (t TemporalClient) TaskQueueBacklog(ctx context.Context, taskQueue string) (Backlog, error) {
+func (t Client) TaskQueueBacklog(ctx context.Context, taskQueue string) (bridge.Backlog, error) {
 	ns := t.Namespace
 	if ns == "" {
 		ns = "default"
@@ -96,41 +101,8 @@ func (t TemporalClient) TaskQueueBacklog(ctx context.Context, taskQueue string) 
 		ReportStats:   true,
 	})
 	if err != nil {
-		return Backlog{}, fmt.Errorf("describe task queue %s: %w", taskQueue, err)
+		return bridge.Backlog{}, fmt.Errorf("describe task queue %s: %w", taskQueue, err)
 	}
 	st := resp.GetStats()
-	return Backlog{Tasks: st.GetApproximateBacklogCount(), Age: st.GetApproximateBacklogAge().AsDuration()}, nil
-}
-
-// errorKind is how the bridge treats an error from Temporal.
-type errorKind int
-
-const (
-	kindRetryable errorKind = iota // try again with backoff
-	kindPermanent                  // dead-letter the record
-	kindClosed                     // the workflow closed; check its memo
-)
-
-// classify sorts a Temporal error. Errors that say the request itself is
-// wrong are permanent; everything else (Unavailable, ResourceExhausted,
-// DeadlineExceeded, WorkflowBusy, Internal, network errors) is retried,
-// because dead-lettering during an outage would empty the topic into the DLQ.
-func classify(err error) errorKind {
-	var (
-		invalid    *serviceerror.InvalidArgument
-		denied     *serviceerror.PermissionDenied
-		nsNotFound *serviceerror.NamespaceNotFound
-		unimpl     *serviceerror.Unimplemented
-		failedPre  *serviceerror.FailedPrecondition
-		nsInvalid  *serviceerror.NamespaceInvalidState
-	)
-	switch {
-	case errors.Is(err, ErrWorkflowClosed):
-		return kindClosed
-	case errors.As(err, &invalid), errors.As(err, &denied), errors.As(err, &nsNotFound),
-		errors.As(err, &unimpl), errors.As(err, &failedPre), errors.As(err, &nsInvalid):
-		return kindPermanent
-	default:
-		return kindRetryable
-	}
+	return bridge.Backlog{Tasks: st.GetApproximateBacklogCount(), Age: st.GetApproximateBacklogAge().AsDuration()}, nil
 }

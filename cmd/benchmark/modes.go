@@ -19,9 +19,12 @@ import (
 	"go.temporal.io/sdk/worker"
 
 	"github.com/sagabridge/sagabridge/bridge"
+	"github.com/sagabridge/sagabridge/bridge/temporalsdk"
+	"github.com/sagabridge/sagabridge/config"
 	"github.com/sagabridge/sagabridge/dlq"
 	"github.com/sagabridge/sagabridge/event"
 	"github.com/sagabridge/sagabridge/examples/saga"
+	"github.com/sagabridge/sagabridge/internal/connect"
 	"github.com/sagabridge/sagabridge/internal/devstack"
 	"github.com/sagabridge/sagabridge/internal/ledger"
 )
@@ -166,14 +169,25 @@ func (h *harness) ceiling(ctx context.Context, w workload) (result, error) {
 	return result{mode: "ceiling", events: len(recs), calls: int(calls.Load()), elapsed: time.Since(start), accepted: accepted}, nil
 }
 
+// backlog produces a backlog of events records for mode on a fresh topic
+// (and task queue) named after it, and starts a worker for it; stop stops
+// the worker.
+func (h *harness) backlog(mode string, w workload, events int) (name string, recs []ledger.Record, stop func(), err error) {
+	name = h.fresh(mode, w)
+	recs = ledger.Stream(name+"-", w.keys, events, h.o.zipf, 1)
+	if err := h.produce(name, recs); err != nil {
+		return "", nil, nil, err
+	}
+	stop, err = h.startWorker(name)
+	if err != nil {
+		return "", nil, nil, err
+	}
+	return name, recs, stop, nil
+}
+
 // engine produces a backlog and times the bridge draining it.
 func (h *harness) engine(ctx context.Context, w workload) (result, error) {
-	name := h.fresh("engine", w)
-	recs := ledger.Stream(name+"-", w.keys, h.o.events, h.o.zipf, 1)
-	if err := h.produce(name, recs); err != nil {
-		return result{}, err
-	}
-	stop, err := h.startWorker(name)
+	name, recs, stop, err := h.backlog("engine", w, h.o.events)
 	if err != nil {
 		return result{}, err
 	}
@@ -224,16 +238,16 @@ func (h *harness) runBridge(ctx context.Context, topic string) (*bridge.Bridge, 
 	if err := h.kafka.Cluster.CreateTopic(dlqTopic, 1, nil); err != nil {
 		return nil, nil, err
 	}
-	cfg := bridge.Config{
-		Kafka:    bridge.KafkaConfig{Brokers: h.kafka.Brokers, Group: topic},
-		Temporal: bridge.TemporalConfig{Address: h.temporal.Address},
-		Batch:    bridge.BatchConfig{MaxRecords: h.o.batch, MaxInFlight: h.o.window},
-		Dispatch: bridge.DispatchConfig{Concurrency: h.o.concurrency, MaxCallBytes: h.o.callBytes},
-		Backpressure: bridge.BackpressureConfig{MaxRecords: h.o.budget, MaxBytes: cmp.Or(h.o.budgetBytes, 300*h.o.budget),
-			Backlog: bridge.BacklogConfig{HighAge: h.o.backlogAge}},
-		Routes: []bridge.RouteConfig{{Topic: topic, WorkflowType: ledger.WorkflowType, WorkflowID: "ledger-{key}", TaskQueue: topic}},
+	cfg := config.Config{
+		Kafka:    config.Kafka{Brokers: h.kafka.Brokers, Group: topic},
+		Temporal: config.Temporal{Address: h.temporal.Address},
+		Batch:    config.Batch{MaxRecords: h.o.batch, MaxInFlight: h.o.window},
+		Dispatch: config.Dispatch{Concurrency: h.o.concurrency, MaxCallBytes: h.o.callBytes},
+		Backpressure: config.Backpressure{MaxRecords: h.o.budget, MaxBytes: cmp.Or(h.o.budgetBytes, 300*h.o.budget),
+			Backlog: config.Backlog{HighAge: h.o.backlogAge}},
+		Routes: []config.Route{{Topic: topic, WorkflowType: ledger.WorkflowType, WorkflowID: "ledger-{key}", TaskQueue: topic}},
 	}
-	pc, err := bridge.DLQProducerConfig(bridge.KafkaConfig{Version: "3.6.0", ClientID: "bench"})
+	pc, err := connect.DLQProducerConfig(config.Kafka{Version: "3.6.0", ClientID: "bench"})
 	if err != nil {
 		return nil, nil, err
 	}
@@ -241,7 +255,7 @@ func (h *harness) runBridge(ctx context.Context, topic string) (*bridge.Bridge, 
 	if err != nil {
 		return nil, nil, err
 	}
-	b, err := bridge.New(cfg, bridge.Deps{Temporal: bridge.TemporalClient{Client: h.tc},
+	b, err := bridge.New(cfg, bridge.Deps{Temporal: temporalsdk.Client{Client: h.tc},
 		DeadLetters: dlq.ProducerWriter{Producer: dp, Suffix: dlq.DefaultSuffix}, Logger: h.log})
 	if err != nil {
 		return nil, nil, err
@@ -255,17 +269,12 @@ func (h *harness) runBridge(ctx context.Context, topic string) (*bridge.Bridge, 
 // naive consumes with one SignalWithStart per record, in offset order per
 // partition, marking each after Temporal accepted it.
 func (h *harness) naive(ctx context.Context, w workload) (result, error) {
-	name := h.fresh("naive", w)
-	recs := ledger.Stream(name+"-", w.keys, h.o.naiveEvents, h.o.zipf, 1)
-	if err := h.produce(name, recs); err != nil {
-		return result{}, err
-	}
-	stop, err := h.startWorker(name)
+	name, recs, stop, err := h.backlog("naive", w, h.o.naiveEvents)
 	if err != nil {
 		return result{}, err
 	}
 	defer stop()
-	sc, err := bridge.SaramaConfig(bridge.KafkaConfig{Version: "3.6.0", ClientID: "naive", InitialOffset: "oldest"})
+	sc, err := connect.SaramaConfig(config.Kafka{Version: "3.6.0", ClientID: "naive", InitialOffset: "oldest"})
 	if err != nil {
 		return result{}, err
 	}

@@ -43,8 +43,11 @@ import (
 	sdklog "go.temporal.io/sdk/log"
 
 	"github.com/sagabridge/sagabridge/bridge"
+	"github.com/sagabridge/sagabridge/bridge/temporalsdk"
+	"github.com/sagabridge/sagabridge/config"
 	"github.com/sagabridge/sagabridge/dlq"
 	"github.com/sagabridge/sagabridge/internal/cli"
+	"github.com/sagabridge/sagabridge/internal/connect"
 	"github.com/sagabridge/sagabridge/internal/dlqcli"
 )
 
@@ -74,11 +77,11 @@ func main() {
 		fmt.Fprintln(os.Stderr, "bridge: -config is required")
 		os.Exit(2)
 	}
-	fromEnv, err := bridge.FromEnv(os.LookupEnv)
+	fromEnv, err := config.FromEnv(os.LookupEnv)
 	if err != nil {
 		cli.Fatal(log, "invalid configuration in the environment", err)
 	}
-	cfg, err := bridge.LoadConfig(*configPath, fromEnv, func(c *bridge.Config) {
+	cfg, err := config.Load(*configPath, fromEnv, func(c *config.Config) {
 		if *brokers != "" {
 			c.Kafka.Brokers = cli.SplitList(*brokers)
 		}
@@ -107,8 +110,8 @@ func main() {
 	}
 }
 
-func run(ctx context.Context, cfg bridge.Config, log *slog.Logger) error {
-	opts, err := cfg.Temporal.ClientOptions(sdklog.NewStructuredLogger(log.With("component", "temporal-client")))
+func run(ctx context.Context, cfg config.Config, log *slog.Logger) error {
+	opts, err := connect.ClientOptions(cfg.Temporal, sdklog.NewStructuredLogger(log.With("component", "temporal-client")))
 	if err != nil {
 		return err
 	}
@@ -117,7 +120,7 @@ func run(ctx context.Context, cfg bridge.Config, log *slog.Logger) error {
 		return err
 	}
 	defer shutdownTracing(context.WithoutCancel(ctx))
-	tracing, err := bridge.TracingInterceptor(tp)
+	tracing, err := connect.TracingInterceptor(tp)
 	if err != nil {
 		return err
 	}
@@ -130,17 +133,17 @@ func run(ctx context.Context, cfg bridge.Config, log *slog.Logger) error {
 		return fmt.Errorf("connect to Temporal at %s: %w", cfg.Temporal.Address, err)
 	}
 	defer tc.Close()
-	pc, err := bridge.DLQProducerConfig(cfg.Kafka)
+	pc, err := connect.DLQProducerConfig(cfg.Kafka)
 	if err != nil {
 		return err
 	}
 	producer, err := sarama.NewSyncProducer(cfg.Kafka.Brokers, pc)
 	if err != nil {
-		return fmt.Errorf("start DLQ producer: %w", cfg.Kafka.ConnectError(err))
+		return fmt.Errorf("start DLQ producer: %w", connect.KafkaError(cfg.Kafka, err))
 	}
 	defer producer.Close()
 	b, err := bridge.New(cfg, bridge.Deps{
-		Temporal:       bridge.TemporalClient{Client: tc, Namespace: cfg.Temporal.Namespace, DataConverter: opts.DataConverter},
+		Temporal:       temporalsdk.Client{Client: tc, Namespace: cfg.Temporal.Namespace, DataConverter: opts.DataConverter},
 		DeadLetters:    dlq.ProducerWriter{Producer: producer, Suffix: cfg.DLQ.Suffix},
 		Logger:         log,
 		TracerProvider: tp,
@@ -191,12 +194,12 @@ func codecServer(args []string) int {
 		fmt.Fprintln(os.Stderr, "bridge codec-server: -config is required")
 		return 2
 	}
-	conns, err := bridge.LoadConnections(*configPath)
+	conns, err := config.LoadConnections(*configPath)
 	if err != nil {
 		log.Error("invalid configuration", "err", err)
 		return 1
 	}
-	codec, err := conns.Temporal.PayloadCodec()
+	codec, err := connect.PayloadCodec(conns.Temporal)
 	if err != nil || codec == nil {
 		log.Error("temporal.codec: no key configured; nothing to serve", "err", err)
 		return 1

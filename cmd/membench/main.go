@@ -15,7 +15,6 @@ import (
 	"flag"
 	"fmt"
 	"log/slog"
-	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -25,9 +24,6 @@ import (
 	"time"
 
 	"github.com/IBM/sarama"
-	dto "github.com/prometheus/client_model/go"
-	"github.com/prometheus/common/expfmt"
-	"github.com/prometheus/common/model"
 	"go.temporal.io/sdk/client"
 	sdklog "go.temporal.io/sdk/log"
 	"go.temporal.io/sdk/worker"
@@ -37,6 +33,7 @@ import (
 	"github.com/sagabridge/sagabridge/examples/saga"
 	"github.com/sagabridge/sagabridge/internal/devstack"
 	"github.com/sagabridge/sagabridge/internal/ledger"
+	"github.com/sagabridge/sagabridge/internal/promtext"
 )
 
 type options struct {
@@ -175,10 +172,10 @@ func run(o options) error {
 		default:
 		}
 		s := sample{at: time.Since(start), phase: phase, rssBytes: rss(proc.Pid())}
-		if fams := scrape("http://" + metricsAddr); fams != nil {
-			s.lag = sum(fams, "sagabridge_consumer_lag")
-			s.inFlight = sum(fams, "sagabridge_in_flight_records")
-			s.applied = sum(fams, "sagabridge_records_delivered_total")
+		if fams, err := promtext.Scrape("http://" + metricsAddr); err == nil {
+			s.lag, _ = fams.Sum("sagabridge_consumer_lag", nil)
+			s.inFlight, _ = fams.Sum("sagabridge_in_flight_records", nil)
+			s.applied, _ = fams.Sum("sagabridge_records_delivered_total", nil)
 		}
 		samples = append(samples, s)
 		fmt.Printf("  t=%5.0fs %-5s RSS %6.1f MiB  lag %8.0f  in flight %6.0f  delivered %8.0f\n",
@@ -258,31 +255,6 @@ func rss(pid int) int64 {
 		}
 	}
 	return 0
-}
-
-// scrape reads the bridge's /metrics; nil if it does not answer.
-func scrape(url string) map[string]*dto.MetricFamily {
-	c := http.Client{Timeout: 2 * time.Second}
-	resp, err := c.Get(url + "/metrics")
-	if err != nil {
-		return nil
-	}
-	defer resp.Body.Close()
-	parser := expfmt.NewTextParser(model.UTF8Validation)
-	fams, err := parser.TextToMetricFamilies(resp.Body)
-	if err != nil {
-		return nil
-	}
-	return fams
-}
-
-// sum adds up every sample of a gauge or counter.
-func sum(fams map[string]*dto.MetricFamily, name string) float64 {
-	total := 0.0
-	for _, m := range fams[name].GetMetric() {
-		total += m.GetGauge().GetValue() + m.GetCounter().GetValue()
-	}
-	return total
 }
 
 func writeCSV(path string, samples []sample) error {

@@ -24,8 +24,9 @@ import (
 	"context"
 	"flag"
 	"fmt"
-	enumspb "go.temporal.io/api/enums/v1"
 	"os"
+
+	enumspb "go.temporal.io/api/enums/v1"
 
 	"github.com/IBM/sarama"
 	"go.temporal.io/sdk/client"
@@ -33,10 +34,11 @@ import (
 	"go.temporal.io/sdk/worker"
 
 	"github.com/sagabridge/sagabridge/activities"
-	"github.com/sagabridge/sagabridge/bridge"
+	"github.com/sagabridge/sagabridge/config"
 	"github.com/sagabridge/sagabridge/examples/saga"
 	"github.com/sagabridge/sagabridge/examples/trip"
 	"github.com/sagabridge/sagabridge/internal/cli"
+	"github.com/sagabridge/sagabridge/internal/connect"
 )
 
 func main() {
@@ -60,7 +62,7 @@ func main() {
 	}
 	set := map[string]bool{}
 	flag.Visit(func(f *flag.Flag) { set[f.Name] = true })
-	override := func(c *bridge.Config) {
+	override := func(c *config.Config) {
 		if set["kafka-brokers"] {
 			c.Kafka.Brokers = cli.SplitList(*brokers)
 		}
@@ -75,15 +77,15 @@ func main() {
 		fmt.Fprintln(os.Stderr, "worker: -kafka-brokers or -config is required")
 		os.Exit(2)
 	}
-	fromEnv, err := bridge.FromEnv(os.LookupEnv)
+	fromEnv, err := config.FromEnv(os.LookupEnv)
 	if err != nil {
 		cli.Fatal(log, "invalid configuration in the environment", err)
 	}
-	conns, err := bridge.LoadConnections(*configPath, fromEnv, override)
+	conns, err := config.LoadConnections(*configPath, fromEnv, override)
 	if err != nil {
 		cli.Fatal(log, "invalid configuration", err)
 	}
-	opts, err := conns.Temporal.ClientOptions(sdklog.NewStructuredLogger(log.With("component", "temporal")))
+	opts, err := connect.ClientOptions(conns.Temporal, sdklog.NewStructuredLogger(log.With("component", "temporal")))
 	if err != nil {
 		cli.Fatal(log, "temporal configuration", err)
 	}
@@ -92,7 +94,7 @@ func main() {
 		cli.Fatal(log, "tracing", err)
 	}
 	defer shutdownTracing(context.Background())
-	tracing, err := bridge.TracingInterceptor(tp)
+	tracing, err := connect.TracingInterceptor(tp)
 	if err != nil {
 		cli.Fatal(log, "tracing", err)
 	}
@@ -102,14 +104,14 @@ func main() {
 		cli.Fatal(log, "connect to Temporal", err)
 	}
 	defer c.Close()
-	pc, err := bridge.DLQProducerConfig(conns.Kafka) // idempotent, acknowledged by all replicas, with TLS/SASL
+	pc, err := connect.DLQProducerConfig(conns.Kafka) // idempotent, acknowledged by all replicas, with TLS/SASL
 	if err != nil {
 		cli.Fatal(log, "kafka configuration", err)
 	}
 	pc.ClientID = "sagabridge-worker"
 	producer, err := sarama.NewSyncProducer(conns.Kafka.Brokers, pc)
 	if err != nil {
-		cli.Fatal(log, "start the outcome producer", conns.Kafka.ConnectError(err))
+		cli.Fatal(log, "start the outcome producer", connect.KafkaError(conns.Kafka, err))
 	}
 	defer producer.Close()
 	required := map[string]enumspb.IndexedValueType{saga.StatusSearchAttribute: enumspb.INDEXED_VALUE_TYPE_KEYWORD}

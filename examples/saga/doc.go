@@ -19,6 +19,10 @@
 // The activities simulate the services, failing on purpose for demo data:
 // sku "OUT-OF-STOCK" cannot be reserved, card "declined" cannot be charged,
 // country "XX" cannot be shipped to.
+//
+// Like every example, its non-test code uses only the public packages
+// (workflows, activities, event, dlq) and must not import internal/
+// packages, so it can be copied into a module of your own.
 package saga
 
 import (

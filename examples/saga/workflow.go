@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"go.temporal.io/sdk/temporal"
+	"go.temporal.io/sdk/worker"
 	"go.temporal.io/sdk/workflow"
 
 	"github.com/sagabridge/sagabridge/activities"
@@ -206,15 +207,9 @@ func publishOutcome(c *workflows.Ctx[OrderData]) error {
 	return nil
 }
 
-// Register is what a worker needs to run the saga.
-type Register interface {
-	RegisterWorkflowWithOptions(w any, options workflow.RegisterOptions)
-	RegisterActivity(a any)
-}
-
 // RegisterWith registers OrderSaga, the services' activities and the
 // outcome publisher with w.
-func RegisterWith(w Register, acts *Activities, pub *activities.Publisher) {
+func RegisterWith(w worker.Registry, acts *Activities, pub *activities.Publisher) {
 	w.RegisterWorkflowWithOptions(OrderSaga, workflow.RegisterOptions{Name: WorkflowType})
 	w.RegisterActivity(acts)
 	w.RegisterActivity(pub)

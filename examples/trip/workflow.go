@@ -4,6 +4,10 @@
 // retry policy also sends the BookTrip record to the DLQ (with the workflow
 // ID, run ID and failed activity), so an operator can redrive it once the
 // service is back: see README.md beside this file.
+//
+// Like every example, its non-test code uses only the public packages and
+// must not import internal/ packages, so it can be copied into a module of
+// your own.
 package trip
 
 import (
@@ -12,6 +16,7 @@ import (
 	"time"
 
 	"go.temporal.io/sdk/temporal"
+	"go.temporal.io/sdk/worker"
 	"go.temporal.io/sdk/workflow"
 
 	"github.com/sagabridge/sagabridge/activities"
@@ -123,15 +128,9 @@ func book(c *workflows.Ctx[Trip], b BookTripEvent) error {
 	return nil
 }
 
-// Register is what a worker needs to run the saga.
-type Register interface {
-	RegisterWorkflowWithOptions(w any, options workflow.RegisterOptions)
-	RegisterActivity(a any)
-}
-
 // RegisterWith registers TripSaga, the services' activities and the
 // dead-letter activity with w.
-func RegisterWith(w Register, s *Services, dl *activities.DeadLetterer) {
+func RegisterWith(w worker.Registry, s *Services, dl *activities.DeadLetterer) {
 	w.RegisterWorkflowWithOptions(TripSaga, workflow.RegisterOptions{Name: WorkflowType})
 	w.RegisterActivity(s)
 	w.RegisterActivity(dl)

@@ -1,5 +1,8 @@
 // Package cli holds the start-up plumbing the commands share: logging and
 // shutdown on signals.
+//
+// Only the commands (cmd/, examples' mains) import it; it must not import
+// the bridge engine.
 package cli
 
 import (

@@ -1,20 +1,13 @@
-package bridge
+package connect
 
 import (
 	"fmt"
 	"time"
 
 	"github.com/IBM/sarama"
-)
 
-// rebalanceTimeout is how long sarama waits for a revoked claim's handler to
-// return, and how long the broker may hold a JoinGroup for members that have
-// not rejoined. DrainTimeout must stay below it, so an in-flight call never
-// outlives the claim and races the partition's next owner. It must also stay
-// below sarama's Net.ReadTimeout (30 s): sarama reads the JoinGroup response
-// with that deadline, so with sarama's defaults (60 s rebalance) a rebalance
-// that waits on a crashed member times out on the client, over and over.
-const rebalanceTimeout = 20 * time.Second
+	"github.com/sagabridge/sagabridge/config"
+)
 
 // SaramaConfig builds the consumer group's client configuration.
 //
@@ -22,7 +15,7 @@ const rebalanceTimeout = 20 * time.Second
 // marked, and it marks a record only after Temporal accepted it or the DLQ
 // holds it. Rebalancing is cooperative-sticky, so partitions that do not move
 // keep flowing during a rebalance.
-func SaramaConfig(k KafkaConfig) (*sarama.Config, error) {
+func SaramaConfig(k config.Kafka) (*sarama.Config, error) {
 	v, err := sarama.ParseKafkaVersion(k.Version)
 	if err != nil {
 		return nil, fmt.Errorf("kafka.version: %w", err)
@@ -38,7 +31,7 @@ func SaramaConfig(k KafkaConfig) (*sarama.Config, error) {
 		c.Consumer.Offsets.Initial = sarama.OffsetNewest
 	}
 	c.Consumer.Group.Rebalance.GroupStrategies = []sarama.BalanceStrategy{sarama.NewBalanceStrategyCooperativeSticky()}
-	c.Consumer.Group.Rebalance.Timeout = rebalanceTimeout
+	c.Consumer.Group.Rebalance.Timeout = config.RebalanceTimeout
 	// Records the bridge holds but has not yet delivered; kept small because
 	// sarama keeps them in memory even while a partition is paused.
 	c.ChannelBufferSize = 64
@@ -47,7 +40,7 @@ func SaramaConfig(k KafkaConfig) (*sarama.Config, error) {
 	// default is 1 MiB) keeps what the in-flight budget does not count
 	// small; at these sizes a fetch still carries hundreds of records.
 	c.Consumer.Fetch.Default = 256 << 10
-	if err := applySecurity(c, k); err != nil {
+	if err := Secure(c, k); err != nil {
 		return nil, err
 	}
 	return c, nil
@@ -56,7 +49,7 @@ func SaramaConfig(k KafkaConfig) (*sarama.Config, error) {
 // TransactionalProducerConfig builds the configuration of the producer
 // that commits one partition's offsets and DLQ records in transactions
 // (dlq.transactional), with transactional ID txnID.
-func TransactionalProducerConfig(k KafkaConfig, txnID string) (*sarama.Config, error) {
+func TransactionalProducerConfig(k config.Kafka, txnID string) (*sarama.Config, error) {
 	c, err := DLQProducerConfig(k)
 	if err != nil {
 		return nil, err
@@ -69,7 +62,7 @@ func TransactionalProducerConfig(k KafkaConfig, txnID string) (*sarama.Config, e
 // DLQProducerConfig builds the configuration of the producer that writes
 // DLQ records: idempotent and acknowledged by all in-sync replicas, so a
 // record the bridge commits past is durably in the DLQ exactly once.
-func DLQProducerConfig(k KafkaConfig) (*sarama.Config, error) {
+func DLQProducerConfig(k config.Kafka) (*sarama.Config, error) {
 	c, err := SaramaConfig(k)
 	if err != nil {
 		return nil, err

@@ -1,4 +1,4 @@
-package bridge
+package connect
 
 import (
 	"crypto/tls"
@@ -9,45 +9,9 @@ import (
 
 	"github.com/IBM/sarama"
 	"github.com/xdg-go/scram"
+
+	"github.com/sagabridge/sagabridge/config"
 )
-
-// TLSConfig is TLS to the Kafka brokers (kafka.tls) or to the Temporal
-// frontend (temporal.tls).
-type TLSConfig struct {
-	// Enabled turns TLS on. Optional, default false; setting any file
-	// below requires it.
-	Enabled bool `yaml:"enabled"`
-	// CAFile is a PEM bundle of the CAs that sign the servers'
-	// certificates. Optional, default the system's roots.
-	CAFile string `yaml:"ca_file"`
-	// CertFile and KeyFile are a PEM client certificate and key, for
-	// servers that require mutual TLS (Temporal Cloud's mTLS, for one).
-	// Optional; both or neither.
-	CertFile string `yaml:"cert_file"`
-	KeyFile  string `yaml:"key_file"`
-	// ServerName is the name to verify the servers' certificates against.
-	// Optional, default the host of each address.
-	ServerName string `yaml:"server_name"`
-	// InsecureSkipVerify accepts any server certificate. Never in
-	// production; the bridge logs a warning at start. Optional, default false.
-	InsecureSkipVerify bool `yaml:"insecure_skip_verify"`
-}
-
-// KafkaSASLConfig is SASL authentication to the brokers.
-type KafkaSASLConfig struct {
-	// Mechanism is PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512; empty turns SASL
-	// off. Use PLAIN only over TLS.
-	Mechanism string `yaml:"mechanism"`
-	// Username is the SASL user. Required with a mechanism.
-	Username string `yaml:"username"`
-	// The password comes from exactly one of: PasswordEnv (the name of an
-	// environment variable that holds it), PasswordFile (a file whose
-	// content, without a trailing newline, is it) or Password (inline;
-	// keep such a file secret). Never logged or printed.
-	PasswordEnv  string `yaml:"password_env"`
-	PasswordFile string `yaml:"password_file"`
-	Password     string `yaml:"password"`
-}
 
 // saslMechanisms maps the accepted names to sarama's.
 var saslMechanisms = map[string]sarama.SASLMechanism{
@@ -56,69 +20,11 @@ var saslMechanisms = map[string]sarama.SASLMechanism{
 	"SCRAM-SHA-512": sarama.SASLTypeSCRAMSHA512,
 }
 
-// validate checks a TLS section named prefix ("kafka.tls").
-func (t TLSConfig) validate(prefix string, bad func(field, format string, args ...any)) {
-	if !t.Enabled && (t.CAFile != "" || t.CertFile != "" || t.KeyFile != "" || t.ServerName != "" || t.InsecureSkipVerify) {
-		bad(prefix+".enabled", "must be true when other %s fields are set", prefix)
-	}
-	if (t.CertFile == "") != (t.KeyFile == "") {
-		bad(prefix+".cert_file", "cert_file and key_file go together")
-	}
-	for field, path := range map[string]string{prefix + ".ca_file": t.CAFile, prefix + ".cert_file": t.CertFile, prefix + ".key_file": t.KeyFile} {
-		if path != "" {
-			if _, err := os.Stat(path); err != nil {
-				bad(field, "%v", err)
-			}
-		}
-	}
-}
-
-// validateSecurity checks kafka.tls and kafka.sasl; bad names the field.
-func (k KafkaConfig) validateSecurity(bad func(field, format string, args ...any)) {
-	t := k.TLS
-	t.validate("kafka.tls", bad)
-	s := k.SASL
-	if s.Mechanism == "" {
-		if s.Username != "" || s.Password != "" || s.PasswordEnv != "" || s.PasswordFile != "" {
-			bad("kafka.sasl.mechanism", "is required when other kafka.sasl fields are set (PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512)")
-		}
-		return
-	}
-	if _, ok := saslMechanisms[s.Mechanism]; !ok {
-		bad("kafka.sasl.mechanism", "%q is not one of PLAIN, SCRAM-SHA-256, SCRAM-SHA-512", s.Mechanism)
-	}
-	if s.Username == "" {
-		bad("kafka.sasl.username", "is required with a SASL mechanism")
-	}
-	sources := 0
-	for _, v := range []string{s.Password, s.PasswordEnv, s.PasswordFile} {
-		if v != "" {
-			sources++
-		}
-	}
-	if sources != 1 {
-		bad("kafka.sasl.password", "give exactly one of password_env, password_file and password (got %d)", sources)
-	}
-	if s.PasswordEnv != "" {
-		if _, ok := os.LookupEnv(s.PasswordEnv); !ok {
-			bad("kafka.sasl.password_env", "the environment variable %s is not set", s.PasswordEnv)
-		}
-	}
-	if s.PasswordFile != "" {
-		if _, err := os.Stat(s.PasswordFile); err != nil {
-			bad("kafka.sasl.password_file", "%v", err)
-		}
-	}
-	if s.Mechanism == "PLAIN" && !t.Enabled {
-		bad("kafka.sasl.mechanism", "PLAIN sends the password in clear text; enable kafka.tls")
-	}
-}
-
-// ConnectError wraps err, a failure to reach or log in to the brokers,
-// with how the bridge connected (brokers, TLS, SASL mechanism and user;
+// KafkaError wraps err, a failure to reach or log in to the brokers,
+// with how the client connected (brokers, TLS, SASL mechanism and user;
 // never the password) and, with SASL on, a hint: brokers often answer bad
 // credentials by closing the connection, which sarama reports as EOF.
-func (k KafkaConfig) ConnectError(err error) error {
+func KafkaError(k config.Kafka, err error) error {
 	how := "plaintext"
 	if k.TLS.Enabled {
 		how = "TLS"
@@ -130,15 +36,11 @@ func (k KafkaConfig) ConnectError(err error) error {
 	return fmt.Errorf("connect to Kafka %v (%s): %w", k.Brokers, how, err)
 }
 
-// applySecurity sets TLS and SASL on c from k. Errors name the field and
+// Secure sets k's TLS and SASL settings on c. Errors name the field and
 // never contain a secret.
-// Secure applies k's TLS and SASL settings to c, for Kafka clients the
-// bridge does not configure itself (the DLQ tool's).
-func (k KafkaConfig) Secure(c *sarama.Config) error { return applySecurity(c, k) }
-
-func applySecurity(c *sarama.Config, k KafkaConfig) error {
+func Secure(c *sarama.Config, k config.Kafka) error {
 	if k.TLS.Enabled {
-		tc, err := k.TLS.config("kafka.tls")
+		tc, err := TLS(k.TLS, "kafka.tls")
 		if err != nil {
 			return err
 		}
@@ -148,7 +50,7 @@ func applySecurity(c *sarama.Config, k KafkaConfig) error {
 	if s.Mechanism == "" {
 		return nil
 	}
-	password, err := s.password()
+	password, err := saslPassword(s)
 	if err != nil {
 		return err
 	}
@@ -165,8 +67,9 @@ func applySecurity(c *sarama.Config, k KafkaConfig) error {
 	return nil
 }
 
-// config builds the crypto/tls configuration; errors name prefix's fields.
-func (t TLSConfig) config(prefix string) (*tls.Config, error) {
+// TLS builds the crypto/tls configuration of t; errors name prefix's
+// fields ("kafka.tls").
+func TLS(t config.TLS, prefix string) (*tls.Config, error) {
 	tc := &tls.Config{MinVersion: tls.VersionTLS12, ServerName: t.ServerName, InsecureSkipVerify: t.InsecureSkipVerify} // InsecureSkipVerify: opt-in, warned about at start
 	if t.CAFile != "" {
 		pem, err := os.ReadFile(t.CAFile)
@@ -189,8 +92,8 @@ func (t TLSConfig) config(prefix string) (*tls.Config, error) {
 	return tc, nil
 }
 
-// password reads the configured password source.
-func (s KafkaSASLConfig) password() (string, error) {
+// saslPassword reads the configured password source.
+func saslPassword(s config.SASL) (string, error) {
 	switch {
 	case s.PasswordEnv != "":
 		v, ok := os.LookupEnv(s.PasswordEnv)

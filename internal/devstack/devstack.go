@@ -3,6 +3,9 @@
 // process. The dev command, the demo and the end-to-end tests all start the
 // stack through this package, on free ports and their own data, so runs
 // never collide.
+//
+// It is development and test tooling: no library package may import it,
+// and it must not import the bridge engine.
 package devstack
 
 import (

@@ -9,6 +9,9 @@
 // Exit status: 0 on success, 1 when something failed (Kafka, a record that
 // is not a valid DLQ record, an entry refused by redrive), 2 for a missing
 // or bad flag.
+//
+// It reads its connection settings through config and internal/connect and
+// must not import the bridge engine.
 package dlqcli
 
 import (
@@ -23,9 +26,10 @@ import (
 
 	"github.com/IBM/sarama"
 
-	"github.com/sagabridge/sagabridge/bridge"
+	"github.com/sagabridge/sagabridge/config"
 	"github.com/sagabridge/sagabridge/dlq"
 	"github.com/sagabridge/sagabridge/internal/cli"
+	"github.com/sagabridge/sagabridge/internal/connect"
 )
 
 // Exit statuses.
@@ -145,7 +149,7 @@ type target struct {
 	// set by resolve
 	brokerList []string
 	kafka      sarama.KafkaVersion
-	security   bridge.KafkaConfig // TLS and SASL, from -config
+	security   config.Kafka // TLS and SASL, from -config
 	dlqTopic   string
 }
 
@@ -183,11 +187,11 @@ func (t *target) resolve(set map[string]bool) error {
 // load takes the brokers, version, TLS and SASL from the bridge
 // configuration at -config (and the environment); flags given override it.
 func (t *target) load(set map[string]bool) error {
-	fromEnv, err := bridge.FromEnv(os.LookupEnv)
+	fromEnv, err := config.FromEnv(os.LookupEnv)
 	if err != nil {
 		return fmt.Errorf("-config: the environment: %w", err)
 	}
-	conns, err := bridge.LoadConnections(t.configPath, fromEnv, func(c *bridge.Config) {
+	conns, err := config.LoadConnections(t.configPath, fromEnv, func(c *config.Config) {
 		if set["brokers"] {
 			c.Kafka.Brokers = cli.SplitList(t.brokers)
 		}
@@ -207,7 +211,7 @@ func (t *target) load(set map[string]bool) error {
 // TLS and SASL, adjusted by tune.
 func (t *target) connect(tune func(*sarama.Config)) (sarama.Client, error) {
 	cfg := dlq.ConsumerConfig(t.kafka)
-	if err := t.security.Secure(cfg); err != nil {
+	if err := connect.Secure(cfg, t.security); err != nil {
 		return nil, fmt.Errorf("-config: %w", err)
 	}
 	if tune != nil {
@@ -216,7 +220,7 @@ func (t *target) connect(tune func(*sarama.Config)) (sarama.Client, error) {
 	client, err := sarama.NewClient(t.brokerList, cfg)
 	if err != nil {
 		if t.configPath != "" {
-			return nil, t.security.ConnectError(err) // names TLS, the SASL mechanism and user
+			return nil, connect.KafkaError(t.security, err) // names TLS, the SASL mechanism and user
 		}
 		return nil, fmt.Errorf("connect to Kafka at %s: %w", strings.Join(t.brokerList, ","), err)
 	}

@@ -1,7 +1,8 @@
 // Package kafkatxn holds what the two users of sarama's transactional
 // producer share (eos.Processor and the bridge's dlq.transactional
-// committer): aborting, and telling apart the errors that mean the
-// partition has a newer owner.
+// committer): the transactional ID scheme, aborting, and telling apart the
+// errors that mean the partition has a newer owner. It must not import
+// either of its users.
 package kafkatxn
 
 import (
@@ -51,4 +52,12 @@ func StaleMember(err error) bool {
 	return errors.Is(err, sarama.ErrIllegalGeneration) ||
 		errors.Is(err, sarama.ErrUnknownMemberId) ||
 		errors.Is(err, sarama.ErrFencedInstancedId)
+}
+
+// TransactionalID is the ID of the producer that serves one input
+// partition: "<prefix>-<group>-<topic>-<partition>". It depends only on the
+// partition, never on the process, so whichever instance owns the partition
+// next fences the one before.
+func TransactionalID(prefix, group, topic string, partition int32) string {
+	return fmt.Sprintf("%s-%s-%s-%d", prefix, group, topic, partition)
 }

@@ -18,3 +18,8 @@ func TestFencingIsVisibleThroughProducerErrors(t *testing.T) {
 	assert.False(t, StaleMember(sarama.ErrProducerFenced))
 	assert.False(t, Fenced(sarama.ErrIllegalGeneration))
 }
+
+func TestTransactionalIDBelongsToThePartition(t *testing.T) {
+	assert.Equal(t, "enrich-g-orders-3", TransactionalID("enrich", "g", "orders", 3))
+	assert.NotEqual(t, TransactionalID("p", "g", "t", 1), TransactionalID("p", "g", "t", 2))
+}

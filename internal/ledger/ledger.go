@@ -1,6 +1,8 @@
 // Package ledger is a minimal entity workflow for the end-to-end tests and
 // the benchmark: it records every record it applied and closes after the
 // last one its producer announced. Its values are JSON {"seq":i,"total":n}.
+//
+// It is test and benchmark support: no library package may import it.
 package ledger
 
 import (

@@ -4,6 +4,8 @@
 // today's workflow code. A change that would break runs already under way (a
 // new activity before an old one, a removed timer) fails the replay: guard
 // such a change with workflow.GetVersion.
+//
+// It is test support: only _test.go files may import it.
 package replaytest
 
 import (

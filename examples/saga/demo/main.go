@@ -24,10 +24,11 @@ import (
 	"text/tabwriter"
 	"time"
 
+	"log/slog"
+
 	"github.com/IBM/sarama"
 	"go.temporal.io/sdk/client"
 	sdklog "go.temporal.io/sdk/log"
-	"log/slog"
 
 	"github.com/sagabridge/sagabridge/dlq"
 	"github.com/sagabridge/sagabridge/examples/saga"

@@ -1,0 +1,92 @@
+package bridge
+
+import (
+	"context"
+	"slices"
+	"sync"
+	"time"
+)
+
+// observeBacklog records a task queue's backlog and pauses or resumes the
+// topics routed to it, with hysteresis between the high and low marks.
+func (p *pressure) observeBacklog(taskQueue string, bl Backlog) {
+	c := p.cfg.Backlog
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.backlogs[taskQueue] = bl
+	switch {
+	// The count is approximate and can lag behind; a backlog whose oldest
+	// task is zero seconds old is empty, whatever the count says.
+	case !p.backedUp[taskQueue] && ((bl.Tasks >= c.HighTasks && bl.Age > 0) || bl.Age >= c.HighAge):
+		p.backedUp[taskQueue] = true
+		p.pauses[ReasonBacklog]++
+		p.log.Warn("pausing partitions: task queue backed up", "reason", ReasonBacklog, "task_queue", taskQueue,
+			"backlog_tasks", bl.Tasks, "backlog_age", bl.Age, "high_tasks", c.HighTasks, "high_age", c.HighAge,
+			"topics", p.topicsOf(taskQueue))
+		p.applyLocked()
+	case p.backedUp[taskQueue] && (bl.Tasks <= c.LowTasks || bl.Age == 0) && bl.Age <= c.LowAge:
+		delete(p.backedUp, taskQueue)
+		p.log.Info("task queue backlog below the low-water mark", "reason", ReasonBacklog, "task_queue", taskQueue,
+			"backlog_tasks", bl.Tasks, "backlog_age", bl.Age)
+		p.applyLocked()
+	}
+}
+
+// topicsOf lists the topics that route to taskQueue.
+func (p *pressure) topicsOf(taskQueue string) []string {
+	var ts []string
+	for t, qs := range p.topicQueues {
+		if slices.Contains(qs, taskQueue) {
+			ts = append(ts, t)
+		}
+	}
+	slices.Sort(ts)
+	return ts
+}
+
+// backlogTimeout bounds one DescribeTaskQueue call.
+const backlogTimeout = 5 * time.Second
+
+// watchBacklogs polls each task queue's backlog until ctx ends. Errors are
+// logged when they start and stop, not on every poll; while Temporal
+// cannot be reached the last reading stands and the circuit breaker
+// decides.
+func (p *pressure) watchBacklogs(ctx context.Context, t Temporal) {
+	queues := map[string]bool{}
+	for _, qs := range p.topicQueues {
+		for _, q := range qs {
+			queues[q] = true
+		}
+	}
+	var wg sync.WaitGroup
+	for q := range queues {
+		wg.Go(func() {
+			failing := false
+			tick := time.NewTicker(p.cfg.Backlog.PollInterval)
+			defer tick.Stop()
+			for {
+				cctx, cancel := context.WithTimeout(ctx, backlogTimeout)
+				bl, err := t.TaskQueueBacklog(cctx, q)
+				cancel()
+				switch {
+				case ctx.Err() != nil:
+				case err != nil && !failing:
+					failing = true
+					p.log.Warn("cannot read task queue backlog", "task_queue", q, "err", err)
+				case err == nil:
+					if failing {
+						failing = false
+						p.log.Info("reading task queue backlog again", "task_queue", q)
+					}
+					p.observeBacklog(q, bl)
+				}
+				select {
+				case <-ctx.Done():
+					return
+				case <-tick.C:
+				}
+			}
+		})
+	}
+	wg.Wait()
+}

@@ -1,0 +1,295 @@
+package bridge
+
+// Delivery, in the order the calls nest: a dispatcher worker takes a
+// workflow's next units and deliver makes one call of them; send retries
+// until Temporal accepts the records or each is skipped, dropped or
+// dead-lettered; call is one attempt through the limiter and the breaker.
+// classify is the policy that says what an error from Temporal means.
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math/rand/v2"
+	"time"
+
+	"github.com/cenkalti/backoff/v5"
+	"github.com/sony/gobreaker/v2"
+	"go.temporal.io/api/serviceerror"
+
+	"github.com/sagabridge/sagabridge/config"
+	"github.com/sagabridge/sagabridge/dlq"
+	"github.com/sagabridge/sagabridge/event"
+)
+
+// deliver makes one call for units and finishes or abandons them.
+func (d *dispatcher) deliver(units []*unit) {
+	f := units[0].flow
+	var recs []record
+	for _, u := range units {
+		recs = append(recs, u.records...)
+	}
+	err := d.b.send(f, units[0].target, recs)
+	for _, u := range units {
+		if err != nil {
+			u.flow.units.Done()
+			continue
+		}
+		f.finish(u)
+	}
+}
+
+// send delivers recs, in order, to target's workflow: Temporal accepts
+// them, or each is skipped, dropped or dead-lettered as the errors and the
+// closed-workflow policy say. Retryable errors are retried until the
+// partition's context ends, and then send returns errAbandoned.
+func (b *Bridge) send(f *flow, target Target, recs []record) error {
+	batch := event.Batch{Events: make([]event.Envelope, len(recs))}
+	for i, r := range recs {
+		batch.Events[i] = r.env
+	}
+	ctx, span := b.deliverSpan(f.callCtx, target, recs)
+	var sendErr error
+	defer func() { endSpan(span, sendErr) }()
+	retry := b.newBackoff()
+	for attempt := 1; ; attempt++ {
+		err := b.call(ctx, f, target, batch)
+		for errors.Is(err, errCircuitOpen) { // no call was made; this is not an attempt
+			if sleep(f.ctx, jitter(circuitWait)) != nil {
+				return errAbandoned
+			}
+			err = b.call(ctx, f, target, batch)
+		}
+		sendErr = err
+		if errors.Is(err, errAbandoned) {
+			return err
+		}
+		if err == nil {
+			b.delivered.Add(uint64(len(recs)))
+			b.calls.Add(1)
+			if attempt > 1 {
+				b.log.Info("delivered after retries", "workflow_id", target.WorkflowID, "attempts", attempt, "records", len(recs))
+			}
+			return nil
+		}
+		switch classify(err) {
+		case kindPermanent:
+			if len(recs) > 1 { // isolate the record Temporal rejects: resend one by one, in order
+				for _, r := range recs {
+					if err := b.send(f, target, []record{r}); err != nil {
+						return err
+					}
+				}
+				return nil
+			}
+			for _, r := range recs {
+				fl := dlq.FromMessage(r.msg, dlq.ClassRejected, err, attempt, b.deps.Now())
+				fl.WorkflowID = target.WorkflowID
+				if derr := b.deadLetter(f, fl); derr != nil {
+					return errAbandoned
+				}
+			}
+			return nil
+		case kindClosed:
+			done, cerr := b.closedWorkflow(f, target, recs, attempt)
+			if done {
+				return cerr
+			}
+			err = cerr
+		}
+		b.retries.Add(1)
+		wait := retry.NextBackOff()
+		if attempt == 1 {
+			first := recs[0].msg
+			b.log.Log(f.ctx, b.retryLogLevel(), "temporal call failed; retrying", "workflow_id", target.WorkflowID, "records", len(recs),
+				"topic", first.Topic, "partition", first.Partition, "offset", first.Offset, "err", err, "retry_in", wait)
+		}
+		if sleep(f.ctx, wait) != nil {
+			return errAbandoned
+		}
+	}
+}
+
+// call makes one SignalWithStart within the adaptive concurrency limit,
+// through the circuit breaker, bounded by Dispatch.CallTimeout. ctx is the
+// partition's call context with the delivery span. It returns errAbandoned
+// if the partition ended while waiting for a slot, and errCircuitOpen if
+// the breaker refused the call.
+func (b *Bridge) call(ctx context.Context, f *flow, target Target, batch event.Batch) error {
+	if err := b.limiter.acquire(f.ctx); err != nil {
+		return errAbandoned
+	}
+	start := time.Now()
+	_, err := b.breaker.Execute(func() (struct{}, error) {
+		ctx, cancel := context.WithTimeout(ctx, b.cfg.Dispatch.CallTimeout)
+		defer cancel()
+		return struct{}{}, b.deps.Temporal.SignalWithStart(ctx, target, batch)
+	})
+	if errors.Is(err, gobreaker.ErrOpenState) || errors.Is(err, gobreaker.ErrTooManyRequests) {
+		b.limiter.abort()
+		return errCircuitOpen
+	}
+	latency := time.Since(start)
+	outcome := outcomeOK
+	if err != nil {
+		switch classify(err) {
+		case kindPermanent:
+			outcome = outcomePermanent
+		case kindClosed:
+			outcome = outcomeClosed
+		default:
+			outcome = outcomeRetryable
+		}
+	}
+	b.limiter.done(latency, outcome == outcomeRetryable && !cancelled(err))
+	b.metrics.callDuration.WithLabelValues(outcome).Observe(latency.Seconds())
+	return err
+}
+
+// errorKind is how the bridge treats an error from Temporal.
+type errorKind int
+
+const (
+	kindRetryable errorKind = iota // try again with backoff
+	kindPermanent                  // dead-letter the record
+	kindClosed                     // the workflow closed; check its memo
+)
+
+// classify sorts a Temporal error. Errors that say the request itself is
+// wrong are permanent; everything else (Unavailable, ResourceExhausted,
+// DeadlineExceeded, WorkflowBusy, Internal, network errors) is retried,
+// because dead-lettering during an outage would empty the topic into the DLQ.
+func classify(err error) errorKind {
+	var (
+		invalid    *serviceerror.InvalidArgument
+		denied     *serviceerror.PermissionDenied
+		nsNotFound *serviceerror.NamespaceNotFound
+		unimpl     *serviceerror.Unimplemented
+		failedPre  *serviceerror.FailedPrecondition
+		nsInvalid  *serviceerror.NamespaceInvalidState
+	)
+	switch {
+	case errors.Is(err, ErrWorkflowClosed):
+		return kindClosed
+	case errors.As(err, &invalid), errors.As(err, &denied), errors.As(err, &nsNotFound),
+		errors.As(err, &unimpl), errors.As(err, &failedPre), errors.As(err, &nsInvalid):
+		return kindPermanent
+	default:
+		return kindRetryable
+	}
+}
+
+// cancelled says err comes from the bridge cancelling the call (shutdown
+// or revocation), which says nothing about Temporal's health.
+func cancelled(err error) bool {
+	var c *serviceerror.Canceled
+	return errors.Is(err, context.Canceled) || errors.As(err, &c)
+}
+
+// closedWorkflow handles records whose workflow has closed. Records the
+// closed run already applied are redeliveries and are skipped; the others
+// follow Dispatch.OnClosedWorkflow. done is false when the closed run's
+// memo could not be read, so the caller retries.
+func (b *Bridge) closedWorkflow(f *flow, target Target, recs []record, attempt int) (done bool, err error) {
+	applied, err := b.deps.Temporal.ClosedWatermarks(f.callCtx, target.WorkflowID)
+	if err != nil {
+		return false, err
+	}
+	var fresh []record
+	for _, r := range recs {
+		if applied.Covers(r.env.Position()) {
+			b.closedRedeliveries.Add(1)
+			continue
+		}
+		fresh = append(fresh, r)
+	}
+	if len(fresh) == 0 {
+		return true, nil
+	}
+	switch b.cfg.Dispatch.OnClosedWorkflow {
+	case config.OnClosedDrop:
+		b.droppedClosed.Add(uint64(len(fresh)))
+		b.log.Warn("dropped records for a closed workflow", "workflow_id", target.WorkflowID, "records", len(fresh),
+			"first", fresh[0].env.Position().String())
+		return true, nil
+	case config.OnClosedNewRun:
+		next := target
+		next.NewRun = true
+		b.log.Info("starting a new run of a closed workflow", "workflow_id", target.WorkflowID, "records", len(fresh))
+		return true, b.send(f, next, fresh)
+	default:
+		for _, r := range fresh {
+			fl := dlq.FromMessage(r.msg, dlq.ClassWorkflowClosed,
+				fmt.Errorf("workflow %s has closed and did not apply this record", target.WorkflowID), attempt, b.deps.Now())
+			fl.WorkflowID = target.WorkflowID
+			if err := b.deadLetter(f, fl); err != nil {
+				return true, errAbandoned
+			}
+		}
+		return true, nil
+	}
+}
+
+// deadLetter writes fail to the DLQ for partition fl, retrying until the
+// DLQ holds it or the partition's context ends. With dlq.transactional it
+// queues fail for the transaction that commits the offset past it.
+func (b *Bridge) deadLetter(fl *flow, f dlq.Failure) error {
+	if fl.committer != nil {
+		fl.committer.enqueue(f)
+		return nil
+	}
+	ctx := fl.ctx
+	retry := b.newBackoff()
+	for {
+		err := b.deps.DeadLetters.Write(ctx, f)
+		if err == nil {
+			b.committedDeadLetters([]dlq.Failure{f})
+			return nil
+		}
+		b.log.Error("DLQ write failed; retrying", "topic", f.Topic, "partition", f.Partition, "offset", f.Offset, "err", err)
+		if err := sleep(ctx, retry.NextBackOff()); err != nil {
+			return fmt.Errorf("dead-lettering %s/%d@%d: %w", f.Topic, f.Partition, f.Offset, err)
+		}
+	}
+}
+
+// committedDeadLetters counts and logs records now durably in the DLQ.
+func (b *Bridge) committedDeadLetters(dead []dlq.Failure) {
+	b.deadLettered.Add(uint64(len(dead)))
+	for _, f := range dead {
+		b.log.Warn("record dead-lettered", "topic", f.Topic, "partition", f.Partition, "offset", f.Offset,
+			"class", f.Class, "err", f.Err, "workflow_id", f.WorkflowID)
+	}
+}
+
+// retryLogEvery is how often a failed call is logged at warn level; in an
+// outage every unit fails at once, and one line says it as well as a thousand.
+const retryLogEvery = 5 * time.Second
+
+// retryLogLevel is warn for the first failed call in retryLogEvery and
+// debug for the others.
+func (b *Bridge) retryLogLevel() slog.Level {
+	now := b.deps.Now().UnixNano()
+	last := b.lastRetryWarn.Load()
+	if now-last >= int64(retryLogEvery) && b.lastRetryWarn.CompareAndSwap(last, now) {
+		return slog.LevelWarn
+	}
+	return slog.LevelDebug
+}
+
+func (b *Bridge) newBackoff() *backoff.ExponentialBackOff {
+	bo := backoff.NewExponentialBackOff()
+	bo.InitialInterval = b.cfg.Dispatch.RetryInitial
+	bo.MaxInterval = b.cfg.Dispatch.RetryMax
+	return bo
+}
+
+// circuitWait is how long, before jitter, a call waits when the circuit is
+// open; the breaker lets one probe through after backpressure.circuit.open_for.
+const circuitWait = 500 * time.Millisecond
+
+// jitter returns a duration between d/2 and 3d/2.
+func jitter(d time.Duration) time.Duration {
+	return d/2 + rand.N(d)
+}

@@ -1,0 +1,52 @@
+// Package bridge is sagabridge's engine: it consumes Kafka topics with a
+// sarama consumer group and delivers every record to the Temporal workflow
+// that owns it, one SignalWithStart per workflow per batch, in offset order
+// per key, committing an offset only once Temporal holds every record below
+// it (or the DLQ does).
+//
+// # The flow, one file per stage
+//
+//	Kafka ─► consume.go   claimHandler/flow: one goroutine per claimed partition reads,
+//	           │          counts each record against the in-flight budget, batches
+//	           ▼          (max records / bytes / linger) and waits while paused
+//	         route.go     Router: decode, event type, workflow ID; poison ─► DLQ
+//	           ▼
+//	         dispatch.go  dispatch: group a batch by workflow ID (offset order kept);
+//	           │          dispatcher: a FIFO per workflow, one call in flight per
+//	           ▼          workflow, Dispatch.Concurrency workers
+//	         deliver.go   send/call: SignalWithStart through the limiter and the
+//	           │          circuit breaker, retry with backoff, classify errors,
+//	           │          closed-workflow policy, dead letters
+//	           ▼
+//	         offsets.go   tracker: mark the offset after the longest finished prefix
+//	         txncommit.go with dlq.transactional: offsets and dead letters in one
+//	                      Kafka transaction per commit
+//
+//	         backpressure.go  pressure: pause and resume partitions (in-flight budget,
+//	                          open circuit, backed-up task queues); the breaker
+//	         backlog.go       polls each routed task queue's backlog
+//	         limiter.go       AIMD limit on concurrent calls
+//	         metrics.go       Prometheus metrics, /healthz and /readyz
+//	         tracing.go       a span per delivery, continuing the records' traces
+//
+// The seams to the outside world are in seams.go (Temporal, DeadLetters and
+// the sarama consumer group); errors.go holds the sentinel and typed errors.
+//
+// # Who owns what
+//
+//   - A flow (one claimed partition) is owned by its ConsumeClaim goroutine;
+//     its tracker and held counters are safe for the dispatch workers that
+//     finish its units.
+//   - The dispatcher's queues are guarded by its mutex; a workflow's queue
+//     is served by one worker at a time.
+//   - pressure's reasons and pause state are guarded by its mutex; the
+//     in-flight counters are atomics. Only pressure pauses and resumes
+//     partitions in sarama.
+//   - A txnCommitter's producer belongs to its run goroutine until close.
+//   - Bridge holds only immutable configuration, the seams and counters.
+//
+// The engine depends on the seams only: it must not import the Temporal SDK
+// client (bridge/temporalsdk implements the seam) or command-line code. It
+// reads its configuration from package config and builds Kafka settings
+// with internal/connect.
+package bridge

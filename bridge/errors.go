@@ -1,0 +1,40 @@
+package bridge
+
+// The bridge's sentinel and typed errors.
+
+import (
+	"errors"
+	"fmt"
+
+	"github.com/sagabridge/sagabridge/dlq"
+)
+
+// ErrWorkflowClosed says a workflow ID has closed and, under the bridge's
+// REJECT_DUPLICATE reuse policy, will not start again. A Temporal
+// implementation returns it (wrapped) from SignalWithStart.
+var ErrWorkflowClosed = errors.New("workflow closed")
+
+// PoisonError says a record can never be delivered as it is: it goes to the
+// DLQ with Class, and the partition moves on.
+type PoisonError struct {
+	Class dlq.Class
+	Err   error
+}
+
+// Error says the class and the cause.
+func (e *PoisonError) Error() string { return string(e.Class) + ": " + e.Err.Error() }
+
+// Unwrap returns the cause.
+func (e *PoisonError) Unwrap() error { return e.Err }
+
+// poison returns a *PoisonError of class with a formatted cause.
+func poison(class dlq.Class, format string, args ...any) error {
+	return &PoisonError{Class: class, Err: fmt.Errorf(format, args...)}
+}
+
+// errAbandoned says a unit was not finished because its partition was
+// revoked or the bridge is stopping; its records will be redelivered.
+var errAbandoned = errors.New("abandoned: partition revoked or bridge stopping")
+
+// errCircuitOpen says a call was not made because the circuit is open.
+var errCircuitOpen = errors.New("circuit to Temporal is open")

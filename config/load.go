@@ -1,0 +1,128 @@
+package config
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+
+	"go.yaml.in/yaml/v3"
+)
+
+// Override changes a decoded configuration before defaults are filled and
+// it is validated, for example to apply command-line flags.
+type Override func(*Config)
+
+// Load reads the YAML file at path, applies the overrides, fills the
+// defaults and validates the result. Unknown fields are errors. Every
+// error names the file and the field.
+func Load(path string, overrides ...Override) (Config, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return Config{}, fmt.Errorf("read config: %w", err)
+	}
+	cfg, err := Parse(data, overrides...)
+	if err != nil {
+		return Config{}, fmt.Errorf("config %s: %w", path, err)
+	}
+	return cfg, nil
+}
+
+// Parse reads YAML, applies the overrides, fills the defaults and
+// validates the result.
+func Parse(data []byte, overrides ...Override) (Config, error) {
+	cfg, err := decode(data, overrides)
+	if err != nil {
+		return Config{}, err
+	}
+	if err := cfg.Validate(); err != nil {
+		return Config{}, err
+	}
+	return cfg, nil
+}
+
+// decode reads YAML (unknown fields are errors; an empty document sets
+// nothing), applies overrides, then fills what is still unset.
+func decode(data []byte, overrides []Override) (Config, error) {
+	var cfg Config
+	dec := yaml.NewDecoder(bytes.NewReader(data))
+	dec.KnownFields(true)
+	if err := dec.Decode(&cfg); err != nil && !errors.Is(err, io.EOF) {
+		return Config{}, fmt.Errorf("parse: %w", err)
+	}
+	var doc yaml.Node
+	if err := yaml.Unmarshal(data, &doc); err != nil {
+		return Config{}, fmt.Errorf("parse: %w", err)
+	}
+	cfg.set = map[string]bool{}
+	markPaths(&doc, "", cfg.set)
+	for _, o := range overrides {
+		o(&cfg)
+	}
+	return cfg.WithDefaults(), nil
+}
+
+// markPaths records the dotted path of every scalar the document sets
+// below its mappings (lists, such as routes, are not walked).
+func markPaths(n *yaml.Node, prefix string, set map[string]bool) {
+	switch n.Kind {
+	case yaml.DocumentNode:
+		for _, c := range n.Content {
+			markPaths(c, prefix, set)
+		}
+	case yaml.MappingNode:
+		for i := 0; i+1 < len(n.Content); i += 2 {
+			path := n.Content[i].Value
+			if prefix != "" {
+				path = prefix + "." + path
+			}
+			set[path] = true
+			markPaths(n.Content[i+1], path, set)
+		}
+	}
+}
+
+// markSet records that path was set explicitly.
+func (c *Config) markSet(path string) {
+	if c.set == nil {
+		c.set = map[string]bool{}
+	}
+	c.set[path] = true
+}
+
+// Connections are the kafka and temporal sections of a bridge
+// configuration file: what cmd/worker needs to reach the same cluster
+// with the same security and payload encryption.
+type Connections struct {
+	Kafka    Kafka
+	Temporal Temporal
+}
+
+// LoadConnections reads the kafka and temporal sections of the bridge
+// configuration at path (the other sections are parsed, so unknown fields
+// are still errors, but not required), applies overrides (flags), fills the
+// defaults and checks them. An empty path reads no file: the defaults and
+// the overrides. Errors name the file and the field.
+func LoadConnections(path string, overrides ...Override) (Connections, error) {
+	name, data := "flags", []byte(nil)
+	if path != "" {
+		name = path
+		var err error
+		if data, err = os.ReadFile(path); err != nil {
+			return Connections{}, fmt.Errorf("read config: %w", err)
+		}
+	}
+	cfg, err := decode(data, overrides)
+	if err != nil {
+		return Connections{}, fmt.Errorf("config %s: %w", name, err)
+	}
+	var errs []error
+	cfg.validateConnections(func(field, format string, args ...any) {
+		errs = append(errs, &FieldError{Field: field, Msg: fmt.Sprintf(format, args...)})
+	})
+	if err := errors.Join(errs...); err != nil {
+		return Connections{}, fmt.Errorf("config %s: %w", name, err)
+	}
+	return Connections{Kafka: cfg.Kafka, Temporal: cfg.Temporal}, nil
+}
