@@ -26,6 +26,10 @@ const (
 	// ReasonBacklog: a task queue the partition's topic routes to is
 	// backed up; the reason is reported as "task_queue_backlog:<queue>".
 	ReasonBacklog = "task_queue_backlog"
+	// ReasonPartitionInFlight: this partition holds batch.max_in_flight
+	// records read and not yet committable; it pauses alone until some
+	// are.
+	ReasonPartitionInFlight = "partition_in_flight"
 )
 
 // pauser stops and restarts fetching of partitions; sarama.ConsumerGroup
@@ -53,6 +57,7 @@ type pressure struct {
 	backedUp map[string]bool    // task queues above the high-water mark
 	backlogs map[string]Backlog // last backlog read per task queue
 	flows    map[*flow]string   // claimed partitions → the reason they are paused, "" if not
+	capped   map[*flow]bool     // partitions at their own in-flight cap
 	pauses   map[string]uint64  // how often each reason started to hold
 	pauser   pauser
 	changed  chan struct{} // closed and replaced on every change
@@ -62,7 +67,7 @@ func newPressure(cfg config.Backpressure, topicQueues map[string][]string, log *
 	return &pressure{
 		cfg: cfg, log: log, topicQueues: topicQueues,
 		global: map[string]bool{}, backedUp: map[string]bool{}, backlogs: map[string]Backlog{},
-		flows: map[*flow]string{}, pauses: map[string]uint64{}, changed: make(chan struct{}),
+		flows: map[*flow]string{}, capped: map[*flow]bool{}, pauses: map[string]uint64{}, changed: make(chan struct{}),
 	}
 }
 
@@ -139,6 +144,35 @@ func (p *pressure) reasonLocked(topic string) string {
 	return strings.Join(rs, ",")
 }
 
+// flowReasonLocked says why f is paused: its topic's reasons and its own.
+// The caller holds p.mu.
+func (p *pressure) flowReasonLocked(f *flow) string {
+	r := p.reasonLocked(f.topic)
+	if p.capped[f] {
+		if r != "" {
+			r += ","
+		}
+		r += ReasonPartitionInFlight
+	}
+	return r
+}
+
+// setCapped pauses (true) or resumes (false) f alone for its in-flight cap.
+func (p *pressure) setCapped(f *flow, capped bool) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.capped[f] == capped {
+		return
+	}
+	if capped {
+		p.capped[f] = true
+		p.pauses[ReasonPartitionInFlight]++
+	} else {
+		delete(p.capped, f)
+	}
+	p.applyLocked()
+}
+
 // reason says why topic's partitions are paused, "" if they are not, and
 // returns a channel closed at the next change.
 func (p *pressure) reason(topic string) (string, <-chan struct{}) {
@@ -153,7 +187,7 @@ func (p *pressure) reason(topic string) (string, <-chan struct{}) {
 func (p *pressure) applyLocked() {
 	pause, resume := map[string][]int32{}, map[string][]int32{}
 	for f, was := range p.flows {
-		now := p.reasonLocked(f.topic)
+		now := p.flowReasonLocked(f)
 		if now == was {
 			continue
 		}
@@ -195,7 +229,7 @@ func (p *pressure) pausedLocked() int {
 func (p *pressure) register(f *flow) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	r := p.reasonLocked(f.topic)
+	r := p.flowReasonLocked(f)
 	p.flows[f] = r
 	if r != "" && p.pauser != nil {
 		p.pauser.Pause(map[string][]int32{f.topic: {f.partition}})
@@ -208,6 +242,7 @@ func (p *pressure) unregister(f *flow) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	delete(p.flows, f)
+	delete(p.capped, f)
 }
 
 // claimed lists the claimed partitions.
@@ -215,21 +250,6 @@ func (p *pressure) claimed() []*flow {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	return slices.Collect(maps.Keys(p.flows))
-}
-
-// await blocks until topic's partitions may read; false if ctx ended first.
-func (p *pressure) await(ctx context.Context, topic string) bool {
-	for {
-		r, changed := p.reason(topic)
-		if r == "" {
-			return true
-		}
-		select {
-		case <-changed:
-		case <-ctx.Done():
-			return false
-		}
-	}
 }
 
 // pausedPartition is one claimed partition and why it is paused.
@@ -251,36 +271,88 @@ func (p *pressure) snapshot() (paused []pausedPartition, backlogs map[string]Bac
 	return paused, maps.Clone(p.backlogs), maps.Clone(p.backedUp), maps.Clone(p.pauses)
 }
 
-// newBreaker builds the circuit breaker around calls to Temporal; its
-// state changes pause and resume every partition.
+// newBreaker builds the circuit breaker around calls to Temporal. While
+// it is open or half-open every partition stays paused: reading resumes
+// only once a probe call has succeeded. An access fault (classify) opens it
+// at once.
 func (b *Bridge) newBreaker() *gobreaker.CircuitBreaker[struct{}] {
 	bp := b.cfg.Backpressure
 	return gobreaker.NewCircuitBreaker[struct{}](gobreaker.Settings{
 		Name:        "temporal",
 		MaxRequests: 1, // one probe call when half-open
 		Timeout:     bp.Circuit.OpenFor,
-		ReadyToTrip: func(c gobreaker.Counts) bool { return c.ConsecutiveFailures >= uint32(bp.Circuit.Failures) },
-		// Only errors that say Temporal is unwell count; a rejected request
-		// or a closed workflow means Temporal answered.
-		IsSuccessful: func(err error) bool { return err == nil || classify(err) != kindRetryable },
-		IsExcluded:   cancelled,
+		ReadyToTrip: func(c gobreaker.Counts) bool {
+			return c.ConsecutiveFailures >= uint32(bp.Circuit.Failures) || b.access.Load() != nil
+		},
+		// Only errors that say Temporal is unwell, or refuses the bridge,
+		// count; a rejected record or a closed workflow means Temporal answered.
+		IsSuccessful: func(err error) bool {
+			if err == nil {
+				return true
+			}
+			switch classify(err) {
+			case kindRejected, kindClosed:
+				return true
+			case kindAccess:
+				b.accessDenied(err)
+			}
+			return false
+		},
+		IsExcluded: cancelled,
 		OnStateChange: func(_ string, from, to gobreaker.State) {
 			switch to {
 			case gobreaker.StateOpen:
 				b.log.Warn("circuit to Temporal opened: pausing all partitions", "reason", ReasonCircuitOpen,
 					"from", from.String(), "open_for", bp.Circuit.OpenFor)
 			case gobreaker.StateHalfOpen:
-				b.log.Info("circuit to Temporal half-open: probing with one call")
+				b.log.Info("circuit to Temporal half-open: probing with one call; partitions stay paused")
 			default:
-				b.log.Info("circuit to Temporal closed", "from", from.String())
+				b.log.Info("circuit to Temporal closed: resuming", "from", from.String())
+				if f := b.access.Swap(nil); f != nil {
+					b.log.Info("Temporal accepts the bridge again", "namespace", b.cfg.Temporal.Namespace,
+						"refused_for", b.deps.Now().Sub(f.since).Round(time.Second))
+				}
 			}
-			b.pressure.setCircuitOpen(to == gobreaker.StateOpen)
+			b.pressure.setCircuitOpen(to != gobreaker.StateClosed)
 		},
 	})
 }
 
+// accessFault is why Temporal refuses the bridge itself, and since when.
+type accessFault struct {
+	cause string
+	since time.Time
+}
+
+// accessDenied records an access fault and logs it once, with the
+// namespace and the cause, never a workflow ID (which holds a record key).
+func (b *Bridge) accessDenied(err error) {
+	f := &accessFault{cause: err.Error(), since: b.deps.Now()}
+	if b.access.CompareAndSwap(nil, f) {
+		b.log.Error("Temporal refuses the bridge's own access: every partition is paused, and nothing is dead-lettered or committed "+
+			"until it is fixed (credentials, permissions, namespace); the bridge resumes by itself",
+			"namespace", b.cfg.Temporal.Namespace, "address", b.cfg.Temporal.Address, "err", err)
+	}
+}
+
 // watchCircuit reads the breaker's state now and then, so an open circuit
-// turns half-open (and partitions resume) even when no call is waiting.
+// turns half-open even when no call is waiting, and probes a half-open
+// circuit itself (CheckAccess): every partition may be paused with no call
+// left to make the probe.
 func (b *Bridge) watchCircuit(ctx context.Context) {
-	every(ctx, 250*time.Millisecond, func() { b.breaker.State() })
+	every(ctx, 250*time.Millisecond, func() {
+		if b.breaker.State() == gobreaker.StateHalfOpen {
+			b.probe(ctx)
+		}
+	})
+}
+
+// probe checks the bridge's access to Temporal through the breaker; a
+// call already under way may be the probe instead.
+func (b *Bridge) probe(ctx context.Context) {
+	_, _ = b.breaker.Execute(func() (struct{}, error) {
+		pctx, cancel := context.WithTimeout(ctx, b.cfg.Dispatch.CallTimeout)
+		defer cancel()
+		return struct{}{}, b.deps.Temporal.CheckAccess(pctx)
+	})
 }

@@ -104,25 +104,40 @@ func TestBacklogPausesOnlyTheTopicsOfThatTaskQueue(t *testing.T) {
 	assert.True(t, pa.state()["payments/0"], "age alone crosses the high-water mark")
 }
 
-func TestReasonsCombineAndAwaitWakesWhenAllClear(t *testing.T) {
+func TestReasonsCombineAndReadersAreWokenOnEveryChange(t *testing.T) {
 	p, pa := testPressure(t)
 	p.setCircuitOpen(true)
 	p.observeBacklog("q1", Backlog{Tasks: 500, Age: time.Second})
-	r, _ := p.reason("orders")
+	r, changed := p.reason("orders")
 	assert.Equal(t, ReasonCircuitOpen+","+ReasonBacklog+":q1", r)
 
-	woke := make(chan bool)
-	go func() { woke <- p.await(context.Background(), "orders") }()
 	p.setCircuitOpen(false)
-	select {
-	case <-woke:
-		t.Fatal("await returned while the backlog still holds")
-	case <-time.After(20 * time.Millisecond):
-	}
+	<-changed // a reader waiting on the old state is woken
+	r, changed = p.reason("orders")
+	assert.Equal(t, ReasonBacklog+":q1", r, "the backlog still holds")
 	assert.True(t, pa.state()["orders/0"])
 	assert.False(t, pa.state()["payments/0"])
 	p.observeBacklog("q1", Backlog{})
-	require.True(t, <-woke)
+	<-changed
+	r, _ = p.reason("orders")
+	assert.Empty(t, r)
+	assert.False(t, pa.state()["orders/0"])
+}
+
+func TestAPartitionAtItsCapPausesAlone(t *testing.T) {
+	p, pa := testPressure(t)
+	f0 := &flow{topic: "orders", partition: 0, pressure: p}
+	f1 := &flow{topic: "orders", partition: 1, pressure: p}
+	p.register(f0)
+	p.register(f1)
+	p.setCapped(f0, true)
+	assert.True(t, pa.state()["orders/0"])
+	assert.False(t, pa.state()["orders/1"])
+	p.setCircuitOpen(true)
+	p.setCapped(f0, false)
+	assert.True(t, pa.state()["orders/0"], "still paused for the circuit")
+	p.setCircuitOpen(false)
+	assert.False(t, pa.state()["orders/0"])
 }
 
 func TestNewClaimOfAPausedTopicStartsPaused(t *testing.T) {

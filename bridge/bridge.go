@@ -80,6 +80,8 @@ type Bridge struct {
 	// the partition is paused and not fetching; nil without a Kafka client.
 	newest func(topic string, partition int32) (int64, error)
 	joined atomic.Bool // a consumer group session has started
+	// access is set while Temporal refuses the bridge itself (accessDenied).
+	access atomic.Pointer[accessFault]
 
 	delivered, deadLettered, closedRedeliveries, retries, calls, droppedClosed atomic.Uint64
 }
@@ -199,6 +201,7 @@ func (b *Bridge) runGroup(ctx context.Context, group sarama.ConsumerGroup) error
 			b.log.Warn("consumer group error", "group", b.cfg.Kafka.Group, "err", err)
 		}
 	}()
+	b.checkAccess(ctx)
 	topics := b.router.Topics()
 	b.log.Info("bridge started", "group", b.cfg.Kafka.Group, "topics", topics)
 	handler := claimHandler{b: b}
@@ -242,6 +245,23 @@ func (b *Bridge) watchLogEnds(ctx context.Context) {
 			}
 		}
 	})
+}
+
+// checkAccess asks Temporal, through the breaker, whether the bridge may
+// use its namespace, before it reads anything. A refusal (a mistyped
+// namespace, a bad key) pauses every partition from the start, as during a
+// run (accessDenied says why, once); Temporal out of reach is logged and
+// left to the circuit.
+func (b *Bridge) checkAccess(ctx context.Context) {
+	_, err := b.breaker.Execute(func() (struct{}, error) {
+		cctx, cancel := context.WithTimeout(ctx, b.cfg.Dispatch.CallTimeout)
+		defer cancel()
+		return struct{}{}, b.deps.Temporal.CheckAccess(cctx)
+	})
+	if err != nil && classify(err) != kindAccess && ctx.Err() == nil {
+		b.log.Warn("cannot reach Temporal at start; partitions pause if calls keep failing",
+			"address", b.cfg.Temporal.Address, "namespace", b.cfg.Temporal.Namespace, "err", err)
+	}
 }
 
 // every calls f every d until ctx ends.

@@ -3,8 +3,11 @@ package bridge
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
+	"net/http"
+	"net/http/httptest"
 	"sync"
 	"testing"
 	"time"
@@ -13,6 +16,8 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 	"go.temporal.io/api/serviceerror"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
 
 	"github.com/sagabridge/sagabridge/config"
 	"github.com/sagabridge/sagabridge/dlq"
@@ -27,6 +32,22 @@ type fakeTemporal struct {
 	calls    int
 	accepted []event.Envelope
 	closed   event.Watermarks
+	denied   error // CheckAccess's answer
+	failAll  error // every call's answer while set (after the script)
+	probes   int   // CheckAccess calls
+}
+
+// set makes every call and CheckAccess answer err (nil: accept).
+func (f *fakeTemporal) set(err error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.failAll, f.denied = err, err
+}
+
+func (f *fakeTemporal) counts() (calls, probes int) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.calls, f.probes
 }
 
 func (f *fakeTemporal) SignalWithStart(ctx context.Context, _ Target, b event.Batch) error {
@@ -40,6 +61,9 @@ func (f *fakeTemporal) SignalWithStart(ctx context.Context, _ Target, b event.Ba
 			return err
 		}
 	}
+	if f.failAll != nil {
+		return f.failAll
+	}
 	f.accepted = append(f.accepted, b.Events...)
 	return nil
 }
@@ -50,6 +74,13 @@ func (f *fakeTemporal) ClosedWatermarks(context.Context, string) (event.Watermar
 
 func (f *fakeTemporal) TaskQueueBacklog(context.Context, string) (Backlog, error) {
 	return Backlog{}, nil
+}
+
+func (f *fakeTemporal) CheckAccess(context.Context) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.probes++
+	return f.denied
 }
 
 type fakeDLQ struct {
@@ -98,12 +129,13 @@ func (s *fakeSession) committed() int64 {
 
 type fakeClaim struct {
 	sarama.ConsumerGroupClaim
-	ch chan *sarama.ConsumerMessage
+	ch        chan *sarama.ConsumerMessage
+	partition int32
 }
 
 func (c fakeClaim) Messages() <-chan *sarama.ConsumerMessage { return c.ch }
 func (c fakeClaim) Topic() string                            { return "orders" }
-func (c fakeClaim) Partition() int32                         { return 0 }
+func (c fakeClaim) Partition() int32                         { return c.partition }
 func (c fakeClaim) InitialOffset() int64                     { return 0 }
 func (c fakeClaim) HighWaterMarkOffset() int64               { return 0 }
 
@@ -204,23 +236,145 @@ func TestShutdownDuringRetriesMarksNothing(t *testing.T) {
 		tc.script = append(tc.script, serviceerror.NewUnavailable("down"))
 	}
 	b := newTestBridge(t, tc, &fakeDLQ{})
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Millisecond)
+	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
+	go func() { // shut down once the calls are being retried
+		for calls, _ := tc.counts(); calls < 3; calls, _ = tc.counts() {
+			time.Sleep(time.Millisecond)
+		}
+		cancel()
+	}()
 	s := consume(t, b, ctx, msg(0, "a", `{}`), msg(1, "a", `{}`))
+	calls, _ := tc.counts()
+	assert.GreaterOrEqual(t, calls, 3, "the calls were retried before the shutdown")
 	assert.Zero(t, s.committed(), "a record Temporal never accepted must not be marked")
 	assert.Empty(t, tc.accepted)
 }
 
 func fmtClosed(id string) error { return errors.Join(ErrWorkflowClosed, errors.New(id)) }
 
+// TestClassify covers every gRPC code the server can return, as the SDK
+// hands it over (serviceerror.FromStatus), and the namespace errors.
 func TestClassify(t *testing.T) {
-	assert.Equal(t, kindRetryable, classify(serviceerror.NewUnavailable("x")))
-	assert.Equal(t, kindRetryable, classify(serviceerror.NewResourceExhausted(0, "x")))
-	assert.Equal(t, kindRetryable, classify(serviceerror.NewWorkflowNotReady("x")))
-	assert.Equal(t, kindRetryable, classify(errors.New("connection reset")))
-	assert.Equal(t, kindPermanent, classify(serviceerror.NewInvalidArgument("x")))
-	assert.Equal(t, kindPermanent, classify(serviceerror.NewNamespaceNotFound("x")))
-	assert.Equal(t, kindClosed, classify(fmtClosed("w")))
+	byCode := map[codes.Code]errorKind{
+		codes.Canceled: kindRetryable, codes.Unknown: kindRetryable, codes.InvalidArgument: kindRejected,
+		codes.DeadlineExceeded: kindRetryable, codes.NotFound: kindRetryable, codes.AlreadyExists: kindRetryable,
+		codes.PermissionDenied: kindAccess, codes.ResourceExhausted: kindRetryable, codes.FailedPrecondition: kindAccess,
+		codes.Aborted: kindRetryable, codes.OutOfRange: kindRetryable, codes.Unimplemented: kindAccess,
+		codes.Internal: kindRetryable, codes.Unavailable: kindRetryable, codes.DataLoss: kindRetryable,
+		codes.Unauthenticated: kindAccess,
+	}
+	for c := codes.Canceled; c <= codes.Unauthenticated; c++ {
+		want, ok := byCode[c]
+		require.True(t, ok, "no expectation for %s", c)
+		err := serviceerror.FromStatus(status.New(c, "x"))
+		assert.Equal(t, want, classify(err), "%s (%T)", c, err)
+		assert.Equal(t, want, classify(fmt.Errorf("signal-with-start: %w", err)), "wrapped %s", c)
+	}
+	for err, want := range map[error]errorKind{
+		serviceerror.NewNamespaceNotFound("ns"):                                          kindAccess,
+		serviceerror.NewNamespaceInvalidState("ns", 0, nil):                              kindAccess,
+		serviceerror.NewNamespaceNotActive("ns", "a", "b"):                               kindAccess,
+		serviceerror.NewNamespaceUnavailable("ns"):                                       kindRetryable,
+		serviceerror.NewWorkflowNotReady("x"):                                            kindRetryable,
+		serviceerror.NewResourceExhausted(0, "busy"):                                     kindRetryable,
+		errors.New("connection reset"):                                                   kindRetryable,
+		context.DeadlineExceeded:                                                         kindRetryable,
+		fmtClosed("w"):                                                                   kindClosed,
+		fmt.Errorf("describe namespace: %w", serviceerror.NewPermissionDenied("no", "")): kindAccess,
+	} {
+		assert.Equal(t, want, classify(err), "%T %v", err, err)
+	}
 }
 
 func quiet() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, nil)) }
+
+// An expired API key or a mistyped namespace is the bridge's fault, not the
+// records': they are neither dead-lettered nor committed; every partition
+// pauses and readiness says why; the bridge resumes by itself once the
+// cause is fixed.
+func TestAnAccessFaultPausesEverythingAndDeadLettersNothing(t *testing.T) {
+	for name, cause := range map[string]error{
+		"revoked key":       status.Error(codes.Unauthenticated, "api key revoked"),
+		"permission":        serviceerror.NewPermissionDenied("no write permission", ""),
+		"missing namespace": serviceerror.NewNamespaceNotFound("nope"),
+	} {
+		t.Run(name, func(t *testing.T) {
+			tc := &fakeTemporal{}
+			tc.set(cause)
+			dl := &fakeDLQ{}
+			b, err := New(config.Config{
+				Kafka:        config.Kafka{Brokers: []string{"b"}, Group: "g"},
+				Dispatch:     config.Dispatch{RetryInitial: time.Millisecond, RetryMax: 5 * time.Millisecond, DrainTimeout: 50 * time.Millisecond},
+				Backpressure: config.Backpressure{Circuit: config.Circuit{Failures: 1000, OpenFor: 20 * time.Millisecond}},
+				Routes:       []config.Route{{Topic: "orders", TypeHeader: "event-type", WorkflowType: "O", WorkflowID: "order-{key}", TaskQueue: "q"}},
+			}, Deps{Temporal: tc, DeadLetters: dl, Logger: quiet()})
+			require.NoError(t, err)
+			b.running.Store(true)
+			b.joined.Store(true)
+			b.dispatcher.start(4)
+			defer b.dispatcher.stop()
+			ctx, cancel := context.WithCancel(context.Background())
+			defer cancel()
+			go b.watchCircuit(ctx)
+
+			ch := make(chan *sarama.ConsumerMessage, 3)
+			for i, k := range []string{"a", "b", "c"} {
+				ch <- msg(int64(i), k, `{}`)
+			}
+			s := &fakeSession{ctx: ctx}
+			done := make(chan struct{})
+			go func() {
+				defer close(done)
+				assert.NoError(t, claimHandler{b: b}.ConsumeClaim(s, fakeClaim{ch: ch}))
+			}()
+			// The first refusal opens the circuit at once (not after 1,000
+			// failures); half-open probes keep failing and keep it paused.
+			require.Eventually(t, func() bool { _, probes := tc.counts(); return probes >= 2 }, 5*time.Second, time.Millisecond)
+			assert.NotNil(t, b.access.Load())
+			r, _ := b.pressure.reason("orders")
+			assert.Equal(t, ReasonCircuitOpen, r)
+			rec := httptest.NewRecorder()
+			b.Handler().ServeHTTP(rec, httptest.NewRequest("GET", "/readyz", nil))
+			assert.Equal(t, http.StatusServiceUnavailable, rec.Code)
+			assert.Contains(t, rec.Body.String(), "namespace default")
+			assert.Contains(t, rec.Body.String(), cause.Error())
+			dl.mu.Lock()
+			assert.Empty(t, dl.failures, "nothing was dead-lettered")
+			dl.mu.Unlock()
+			assert.Zero(t, s.committed(), "nothing was committed")
+
+			tc.set(nil) // the key is rotated, the namespace created
+			require.Eventually(t, func() bool { return s.committed() == 3 }, 5*time.Second, time.Millisecond)
+			assert.Nil(t, b.access.Load())
+			rec = httptest.NewRecorder()
+			b.Handler().ServeHTTP(rec, httptest.NewRequest("GET", "/readyz", nil))
+			assert.Equal(t, http.StatusOK, rec.Code)
+			close(ch)
+			<-done
+		})
+	}
+}
+
+// Records that sarama had fetched before a pause still arrive; they count
+// against the in-flight budget and must move on like the rest, or a full
+// budget would never drain.
+func TestRecordsThatArriveWhilePausedStillDrain(t *testing.T) {
+	tc := &fakeTemporal{}
+	b, err := New(config.Config{
+		Kafka:        config.Kafka{Brokers: []string{"b"}, Group: "g"},
+		Batch:        config.Batch{MaxRecords: 1, MaxInFlight: 2},
+		Backpressure: config.Backpressure{MaxRecords: 2},
+		Routes:       []config.Route{{Topic: "orders", TypeHeader: "event-type", WorkflowType: "O", WorkflowID: "order-{key}", TaskQueue: "q"}},
+	}, Deps{Temporal: tc, DeadLetters: &fakeDLQ{}, Logger: quiet()})
+	require.NoError(t, err)
+	var msgs []*sarama.ConsumerMessage
+	for i := range 50 {
+		msgs = append(msgs, msg(int64(i), fmt.Sprint("k", i%7), `{}`))
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	s := consume(t, b, ctx, msgs...)
+	assert.Equal(t, int64(50), s.committed(), "every record was delivered although the budget was full")
+	assert.Len(t, tc.accepted, 50)
+}

@@ -141,6 +141,14 @@ func heldSize(m *sarama.ConsumerMessage) int {
 // until the claim is revoked or the session ends. It then abandons what
 // has not started, waits for calls under way (at most DrainTimeout) and
 // returns; what finished is marked, the rest will be redelivered.
+//
+// It blocks nowhere but in its one select, which always reads the claim:
+// in cooperative rebalancing a revocation only closes Messages() (the
+// session lives on), so the partition must let go whatever it is waiting
+// for. A pause therefore stops fetching in sarama (pressure) rather than
+// reading here: what sarama had already fetched (at most its channel
+// buffer per partition) still arrives, is counted in the in-flight budget
+// and moves on like the rest, so what is held always drains.
 func (b *Bridge) consume(f *flow, msgs <-chan *sarama.ConsumerMessage) {
 	b.pressure.register(f)
 	defer func() {
@@ -173,34 +181,32 @@ func (b *Bridge) consume(f *flow, msgs <-chan *sarama.ConsumerMessage) {
 		linger.Stop()
 	}
 	for {
-		if f.tracker.pending() >= b.cfg.Batch.MaxInFlight {
-			flush() // the batch counts as in flight; send it before waiting
-			if !f.tracker.waitBelow(f.ctx, b.cfg.Batch.MaxInFlight) {
-				return
-			}
+		reason, changed := b.pressure.reason(f.topic)
+		capped := f.tracker.pending() >= b.cfg.Batch.MaxInFlight
+		b.pressure.setCapped(f, capped)
+		if reason != "" || capped {
+			flush() // paused: what is held must keep moving, or nothing frees
 		}
-		if reason, _ := b.pressure.reason(f.topic); reason != "" {
-			flush() // held records must keep moving, or the budget never frees
-			if !b.pressure.await(f.ctx, f.topic) {
-				return
-			}
+		var freed <-chan struct{}
+		if capped {
+			freed = f.tracker.freed
 		}
 		select {
 		case <-f.ctx.Done():
 			return
 		case <-lingerC:
 			flush()
+		case <-changed: // a pause began or ended: look again
+		case <-freed: // below the cap again?
 		case m, ok := <-msgs:
 			if !ok || f.ctx.Err() != nil {
-				return // revoked: the unflushed batch is never marked and will be redelivered
+				return // revoked: what is not finished is never marked and will be redelivered
 			}
 			f.tracker.add(m.Offset)
 			f.hold(heldSize(m))
 			r, err := b.route(m)
 			if err != nil {
-				if b.poison(f, m, err) != nil {
-					return
-				}
+				b.poison(f, m, err)
 				continue
 			}
 			batch = append(batch, r)

@@ -17,14 +17,27 @@ import (
 	"github.com/cenkalti/backoff/v5"
 	"github.com/sony/gobreaker/v2"
 	"go.temporal.io/api/serviceerror"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
 
 	"github.com/sagabridge/sagabridge/config"
 	"github.com/sagabridge/sagabridge/dlq"
 	"github.com/sagabridge/sagabridge/event"
 )
 
-// deliver makes one call for units and finishes or abandons them.
+// deliver makes one call for units and finishes or abandons them; units
+// of a dead-letter queue are written to the DLQ instead, one by one.
 func (d *dispatcher) deliver(units []*unit) {
+	if units[0].dead != nil {
+		for _, u := range units {
+			if d.b.deadLetter(u.flow, *u.dead) != nil {
+				u.flow.units.Done() // abandoned: the partition ended first
+				continue
+			}
+			u.flow.finish(u)
+		}
+		return
+	}
 	f := units[0].flow
 	var recs []record
 	for _, u := range units {
@@ -74,7 +87,7 @@ func (b *Bridge) send(f *flow, target Target, recs []record) error {
 			return nil
 		}
 		switch classify(err) {
-		case kindPermanent:
+		case kindRejected:
 			if len(recs) > 1 { // isolate the record Temporal rejects: resend one by one, in order
 				for _, r := range recs {
 					if err := b.send(f, target, []record{r}); err != nil {
@@ -100,7 +113,7 @@ func (b *Bridge) send(f *flow, target Target, recs []record) error {
 		}
 		b.retries.Add(1)
 		wait := retry.NextBackOff()
-		if attempt == 1 {
+		if attempt == 1 && classify(err) != kindAccess { // an access fault is logged once, without keys (breaker)
 			first := recs[0].msg
 			b.log.Log(f.ctx, b.retryLogLevel(), "temporal call failed; retrying", "workflow_id", target.WorkflowID, "records", len(recs),
 				"topic", first.Topic, "partition", first.Partition, "offset", first.Offset, "err", err, "retry_in", wait)
@@ -117,7 +130,9 @@ func (b *Bridge) send(f *flow, target Target, recs []record) error {
 // if the partition ended while waiting for a slot, and errCircuitOpen if
 // the breaker refused the call.
 func (b *Bridge) call(ctx context.Context, f *flow, target Target, batch event.Batch) error {
-	if err := b.limiter.acquire(f.ctx); err != nil {
+	// No new attempt once the partition has ended: a revoked claim's
+	// records must not reach Temporal after it let go.
+	if f.ctx.Err() != nil || b.limiter.acquire(f.ctx) != nil {
 		return errAbandoned
 	}
 	start := time.Now()
@@ -134,10 +149,12 @@ func (b *Bridge) call(ctx context.Context, f *flow, target Target, batch event.B
 	outcome := outcomeOK
 	if err != nil {
 		switch classify(err) {
-		case kindPermanent:
-			outcome = outcomePermanent
+		case kindRejected:
+			outcome = outcomeRejected
 		case kindClosed:
 			outcome = outcomeClosed
+		case kindAccess:
+			outcome = outcomeAccess
 		default:
 			outcome = outcomeRetryable
 		}
@@ -151,33 +168,65 @@ func (b *Bridge) call(ctx context.Context, f *flow, target Target, batch event.B
 type errorKind int
 
 const (
-	kindRetryable errorKind = iota // try again with backoff
-	kindPermanent                  // dead-letter the record
-	kindClosed                     // the workflow closed; check its memo
+	// kindRetryable: Temporal is unwell, busy or out of reach; retry with
+	// backoff (the circuit opens if it goes on).
+	kindRetryable errorKind = iota
+	// kindRejected: Temporal refuses this record; dead-letter it.
+	kindRejected
+	// kindClosed: the workflow has closed; check its memo.
+	kindClosed
+	// kindAccess: Temporal refuses the bridge itself (credentials,
+	// permissions, namespace, an API it lacks). Nothing is wrong with the
+	// record: the circuit opens at once, every partition pauses, nothing is
+	// dead-lettered or committed, and the bridge recovers by itself once
+	// the cause is fixed.
+	kindAccess
 )
 
-// classify sorts a Temporal error. Errors that say the request itself is
-// wrong are permanent; everything else (Unavailable, ResourceExhausted,
-// DeadlineExceeded, WorkflowBusy, Internal, network errors) is retried,
-// because dead-lettering during an outage would empty the topic into the DLQ.
+// classify is the policy that sorts an error from Temporal. Only an error
+// about the request itself (InvalidArgument: a bad payload, a payload too
+// large, a bad workflow ID) sends the record to the DLQ. An error about the
+// bridge's own access (PermissionDenied, Unauthenticated, an unknown or
+// inactive namespace, Unimplemented, FailedPrecondition) is never the
+// record's fault. Everything else (Unavailable, ResourceExhausted,
+// DeadlineExceeded, Internal, Aborted, network errors) is retried, because
+// dead-lettering during an outage would empty the topic into the DLQ.
 func classify(err error) errorKind {
 	var (
-		invalid    *serviceerror.InvalidArgument
-		denied     *serviceerror.PermissionDenied
-		nsNotFound *serviceerror.NamespaceNotFound
-		unimpl     *serviceerror.Unimplemented
-		failedPre  *serviceerror.FailedPrecondition
-		nsInvalid  *serviceerror.NamespaceInvalidState
+		nsNotFound    *serviceerror.NamespaceNotFound
+		nsInvalid     *serviceerror.NamespaceInvalidState
+		nsNotActive   *serviceerror.NamespaceNotActive
+		nsUnavailable *serviceerror.NamespaceUnavailable
+		notReady      *serviceerror.WorkflowNotReady
 	)
 	switch {
 	case errors.Is(err, ErrWorkflowClosed):
 		return kindClosed
-	case errors.As(err, &invalid), errors.As(err, &denied), errors.As(err, &nsNotFound),
-		errors.As(err, &unimpl), errors.As(err, &failedPre), errors.As(err, &nsInvalid):
-		return kindPermanent
+	case errors.As(err, &nsUnavailable), errors.As(err, &notReady):
+		return kindRetryable // a namespace failing over, a workflow not yet ready: both pass
+	case errors.As(err, &nsNotFound), errors.As(err, &nsInvalid), errors.As(err, &nsNotActive):
+		return kindAccess
+	}
+	switch grpcCode(err) {
+	case codes.InvalidArgument:
+		return kindRejected
+	case codes.PermissionDenied, codes.Unauthenticated, codes.Unimplemented, codes.FailedPrecondition:
+		return kindAccess
 	default:
 		return kindRetryable
 	}
+}
+
+// grpcCode is the gRPC status code an error carries, Unknown if none.
+func grpcCode(err error) codes.Code {
+	var se serviceerror.ServiceError
+	if errors.As(err, &se) {
+		return se.Status().Code()
+	}
+	if s, ok := status.FromError(err); ok {
+		return s.Code()
+	}
+	return codes.Unknown
 }
 
 // cancelled says err comes from the bridge cancelling the call (shutdown

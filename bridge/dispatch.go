@@ -1,10 +1,12 @@
 package bridge
 
 import (
+	"fmt"
 	"sync"
 
 	"github.com/IBM/sarama"
 
+	"github.com/sagabridge/sagabridge/dlq"
 	"github.com/sagabridge/sagabridge/event"
 )
 
@@ -24,12 +26,25 @@ type record struct {
 	size   int
 }
 
-// unit is the records of one partition batch for one workflow, in offset order.
+// unit is the records of one partition batch for one workflow, in offset
+// order, or one record of the partition on its way to the DLQ.
 type unit struct {
-	flow    *flow
+	flow *flow
+	// queue is the dispatcher queue it waits in: the workflow ID, or the
+	// partition's dead-letter queue (deadLetterQueue).
+	queue   string
 	target  Target
 	records []record
 	bytes   int // the sum of the records' sizes
+	// dead is the failure to write to the DLQ, for a dead-letter unit.
+	dead *dlq.Failure
+}
+
+// deadLetterQueue names the dispatcher queue of f's dead letters: one per
+// partition, so they are written one at a time, in offset order. No
+// workflow ID starts with a NUL byte (route.go refuses control characters).
+func deadLetterQueue(f *flow) string {
+	return fmt.Sprintf("\x00dlq %s/%d", f.topic, f.partition)
 }
 
 // dispatch groups a batch by workflow ID, keeping offset order within each
@@ -40,7 +55,7 @@ func (b *Bridge) dispatch(f *flow, batch []record) {
 	for _, r := range batch {
 		u := groups[r.target.WorkflowID]
 		if u == nil || u.bytes+r.size > b.cfg.Dispatch.MaxCallBytes {
-			u = &unit{flow: f, target: r.target}
+			u = &unit{flow: f, queue: r.target.WorkflowID, target: r.target}
 			groups[r.target.WorkflowID] = u
 			units = append(units, u)
 		}
@@ -106,9 +121,9 @@ func (d *dispatcher) stop() {
 func (d *dispatcher) submit(u *unit) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	q := d.queues[u.target.WorkflowID]
+	q := d.queues[u.queue]
 	if q == nil {
-		q = &wfQueue{id: u.target.WorkflowID}
+		q = &wfQueue{id: u.queue}
 		d.queues[q.id] = q
 	}
 	q.pending = append(q.pending, u)

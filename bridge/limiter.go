@@ -20,6 +20,7 @@ type limiter struct {
 	mu       sync.Mutex
 	limit    float64
 	inFlight int
+	waiters  int // acquire calls waiting for a slot
 	lastCut  time.Time
 	freed    chan struct{} // closed and replaced when a slot may have opened
 }
@@ -41,11 +42,17 @@ func (l *limiter) acquire(ctx context.Context) error {
 			return nil
 		}
 		freed := l.freed
+		l.waiters++
 		l.mu.Unlock()
 		select {
 		case <-freed:
 		case <-ctx.Done():
-			return ctx.Err()
+		}
+		l.mu.Lock()
+		l.waiters--
+		l.mu.Unlock()
+		if err := ctx.Err(); err != nil {
+			return err
 		}
 	}
 }
@@ -84,4 +91,11 @@ func (l *limiter) current() int {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	return int(l.limit)
+}
+
+// waiting returns how many calls wait for a slot.
+func (l *limiter) waiting() int {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.waiters
 }

@@ -1,6 +1,7 @@
 package bridge
 
 import (
+	"fmt"
 	"net/http"
 	"net/http/pprof"
 	"strconv"
@@ -22,8 +23,9 @@ type metrics struct {
 const (
 	outcomeOK        = "ok"
 	outcomeRetryable = "retryable"
-	outcomePermanent = "permanent"
+	outcomeRejected  = "permanent"
 	outcomeClosed    = "workflow_closed"
+	outcomeAccess    = "access_denied"
 )
 
 func newMetrics(b *Bridge) *metrics {
@@ -62,6 +64,14 @@ func newMetrics(b *Bridge) *metrics {
 			func() float64 { return float64(b.limiter.current()) }),
 		gauge("sagabridge_circuit_state", "The circuit breaker around Temporal: 0 closed, 1 half-open, 2 open.",
 			func() float64 { return circuitValue(b.breaker.State()) }),
+		gauge("sagabridge_temporal_access_denied",
+			"1 while Temporal refuses the bridge itself (credentials, permissions, namespace): every partition is paused.",
+			func() float64 {
+				if b.access.Load() != nil {
+					return 1
+				}
+				return 0
+			}),
 		stateCollector{b: b},
 	)
 	return m
@@ -87,7 +97,7 @@ var (
 		"1 for each claimed partition that is paused, labelled with why; 0 (reason \"\") for the others.",
 		[]string{"topic", "partition", "reason"}, nil)
 	pausesDesc = prometheus.NewDesc("sagabridge_pauses_total",
-		"How often a reason to pause started to hold: in_flight, circuit_open or task_queue_backlog.", []string{"reason"}, nil)
+		"How often a reason to pause started to hold: in_flight, circuit_open, task_queue_backlog or partition_in_flight.", []string{"reason"}, nil)
 	claimedDesc = prometheus.NewDesc("sagabridge_partitions_claimed", "Partitions this member consumes.", nil, nil)
 	backlogDesc = prometheus.NewDesc("sagabridge_task_queue_backlog_tasks",
 		"Approximate workflow-task backlog of a routed task queue, as last read.", []string{"task_queue"}, nil)
@@ -108,7 +118,7 @@ func (c stateCollector) Describe(ch chan<- *prometheus.Desc) {
 
 func (c stateCollector) Collect(ch chan<- prometheus.Metric) {
 	paused, backlogs, backedUp, pauses := c.b.pressure.snapshot()
-	for _, r := range []string{ReasonInFlight, ReasonCircuitOpen, ReasonBacklog} {
+	for _, r := range []string{ReasonInFlight, ReasonCircuitOpen, ReasonBacklog, ReasonPartitionInFlight} {
 		ch <- prometheus.MustNewConstMetric(pausesDesc, prometheus.CounterValue, float64(pauses[r]), r)
 	}
 	type tp struct {
@@ -146,7 +156,7 @@ func (c stateCollector) Collect(ch chan<- prometheus.Metric) {
 //	/metrics  Prometheus text format
 //	/healthz  200 while Run is running, 503 before and after
 //	/readyz   200 once the bridge has joined its group and while the
-//	          circuit to Temporal is not open, 503 otherwise
+//	          circuit to Temporal is closed, 503 (saying why) otherwise
 //	/debug/pprof/  Go's profiles (serve the handler on an internal address)
 func (b *Bridge) Handler() http.Handler {
 	mux := http.NewServeMux()
@@ -166,8 +176,11 @@ func (b *Bridge) Handler() http.Handler {
 			http.Error(w, "not running", http.StatusServiceUnavailable)
 		case !b.joined.Load():
 			http.Error(w, "not yet in the consumer group", http.StatusServiceUnavailable)
-		case b.breaker.State() == gobreaker.StateOpen:
-			http.Error(w, "circuit to Temporal is open", http.StatusServiceUnavailable)
+		case b.access.Load() != nil:
+			http.Error(w, fmt.Sprintf("Temporal refuses the bridge's access to namespace %s: %s",
+				b.cfg.Temporal.Namespace, b.access.Load().cause), http.StatusServiceUnavailable)
+		case b.breaker.State() != gobreaker.StateClosed:
+			http.Error(w, "circuit to Temporal is "+b.breaker.State().String()+"; partitions are paused", http.StatusServiceUnavailable)
 		default:
 			_, _ = w.Write([]byte("ok\n"))
 		}

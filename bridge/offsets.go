@@ -1,7 +1,6 @@
 package bridge
 
 import (
-	"context"
 	"slices"
 	"sync"
 )
@@ -76,16 +75,4 @@ func (t *tracker) position() (int64, bool) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	return t.next, t.next >= 0
-}
-
-// waitBelow blocks until fewer than limit records are pending; false if ctx ended first.
-func (t *tracker) waitBelow(ctx context.Context, limit int) bool {
-	for t.pending() >= limit {
-		select {
-		case <-t.freed:
-		case <-ctx.Done():
-			return false
-		}
-	}
-	return true
 }

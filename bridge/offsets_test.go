@@ -1,9 +1,7 @@
 package bridge
 
 import (
-	"context"
 	"testing"
-	"time"
 
 	"github.com/stretchr/testify/assert"
 )
@@ -25,13 +23,17 @@ func TestTrackerMarksOnlyTheFinishedPrefix(t *testing.T) {
 	assert.Equal(t, []int64{5, 10}, marks)
 }
 
-func TestTrackerWaitBelow(t *testing.T) {
+func TestTrackerSignalsWhenRecordsLeave(t *testing.T) {
 	tr := newTracker(-1, func(int64) {})
 	tr.add(1)
 	tr.add(2)
-	go func() { time.Sleep(20 * time.Millisecond); tr.finish(1) }()
-	assert.True(t, tr.waitBelow(context.Background(), 2))
-	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Millisecond)
-	defer cancel()
-	assert.False(t, tr.waitBelow(ctx, 1), "record 2 never finishes")
+	tr.finish(2)
+	select {
+	case <-tr.freed:
+		t.Fatal("nothing left: 1 is still in flight")
+	default:
+	}
+	tr.finish(1)
+	<-tr.freed
+	assert.Zero(t, tr.pending())
 }

@@ -153,17 +153,15 @@ func (b *Bridge) route(m *sarama.ConsumerMessage) (record, error) {
 	return record{msg: m, env: env, target: target, size: size}, nil
 }
 
-// poison dead-letters m and finishes it; an error means the partition's
-// context ended first.
-func (b *Bridge) poison(f *flow, m *sarama.ConsumerMessage, err error) error {
+// poison queues m for the DLQ; it is finished once the DLQ holds it. The
+// write happens off the read loop, in offset order per partition.
+func (b *Bridge) poison(f *flow, m *sarama.ConsumerMessage, err error) {
 	var p *PoisonError
 	if !errors.As(err, &p) {
 		p = &PoisonError{Class: dlq.ClassDecode, Err: err}
 	}
-	if err := b.deadLetter(f, dlq.FromMessage(m, p.Class, err, 1, b.deps.Now())); err != nil {
-		return err
-	}
-	f.tracker.finish(m.Offset)
-	f.release(1, heldSize(m))
-	return nil
+	fl := dlq.FromMessage(m, p.Class, err, 1, b.deps.Now())
+	u := &unit{flow: f, queue: deadLetterQueue(f), records: []record{{msg: m, size: heldSize(m)}}, bytes: heldSize(m), dead: &fl}
+	f.units.Add(1)
+	b.dispatcher.submit(u)
 }

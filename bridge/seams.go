@@ -33,6 +33,10 @@ type Temporal interface {
 	ClosedWatermarks(ctx context.Context, workflowID string) (event.Watermarks, error)
 	// TaskQueueBacklog reports the workflow-task backlog of a task queue.
 	TaskQueueBacklog(ctx context.Context, taskQueue string) (Backlog, error)
+	// CheckAccess reports whether the bridge may use its namespace: nil,
+	// or the error Temporal answers (NamespaceNotFound, PermissionDenied,
+	// Unauthenticated, Unavailable, ...).
+	CheckAccess(ctx context.Context) error
 }
 
 // Backlog is a task queue's approximate workflow-task backlog.

@@ -17,6 +17,7 @@ type proxy struct {
 	ln     net.Listener
 	target string
 	frozen atomic.Bool
+	down   atomic.Bool
 	mu     sync.Mutex
 	conns  []net.Conn
 	wg     sync.WaitGroup
@@ -39,11 +40,31 @@ func (p *proxy) Addr() string { return p.ln.Addr().String() }
 // Freeze holds (true) or releases (false) all traffic.
 func (p *proxy) Freeze(on bool) { p.frozen.Store(on) }
 
+// Down takes the target away (true), as when a server stops: open
+// connections are closed and new ones are closed at once; false brings it
+// back.
+func (p *proxy) Down(on bool) {
+	p.down.Store(on)
+	if !on {
+		return
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	for _, c := range p.conns {
+		_ = c.Close()
+	}
+	p.conns = nil
+}
+
 func (p *proxy) accept() {
 	for {
 		c, err := p.ln.Accept()
 		if err != nil {
 			return
+		}
+		if p.down.Load() {
+			_ = c.Close()
+			continue
 		}
 		u, err := net.Dial("tcp", p.target)
 		if err != nil {

@@ -88,14 +88,27 @@ func (t Client) ClosedWatermarks(ctx context.Context, workflowID string) (event.
 	return w, nil
 }
 
+// CheckAccess describes the namespace.
+func (t Client) CheckAccess(ctx context.Context) error {
+	_, err := t.Client.WorkflowService().DescribeNamespace(ctx, &workflowservice.DescribeNamespaceRequest{Namespace: t.namespace()})
+	if err != nil {
+		return fmt.Errorf("describe namespace %s: %w", t.namespace(), err)
+	}
+	return nil
+}
+
+// namespace is Namespace or "default".
+func (t Client) namespace() string {
+	if t.Namespace == "" {
+		return "default"
+	}
+	return t.Namespace
+}
+
 // TaskQueueBacklog describes the task queue's workflow tasks with ReportStats.
 func (t Client) TaskQueueBacklog(ctx context.Context, taskQueue string) (bridge.Backlog, error) {
-	ns := t.Namespace
-	if ns == "" {
-		ns = "default"
-	}
 	resp, err := t.Client.WorkflowService().DescribeTaskQueue(ctx, &workflowservice.DescribeTaskQueueRequest{
-		Namespace:     ns,
+		Namespace:     t.namespace(),
 		TaskQueue:     &taskqueuepb.TaskQueue{Name: taskQueue, Kind: enumspb.TASK_QUEUE_KIND_NORMAL},
 		TaskQueueType: enumspb.TASK_QUEUE_TYPE_WORKFLOW,
 		ReportStats:   true,

@@ -128,9 +128,12 @@ func run(ctx context.Context, cfg config.Config, log *slog.Logger) error {
 	if cfg.Temporal.TLS.InsecureSkipVerify {
 		log.Warn("temporal.tls.insecure_skip_verify is on: the frontend's certificate is NOT verified; never use it in production")
 	}
-	tc, err := client.DialContext(ctx, opts)
+	// Lazily: a bridge that starts while Temporal is down (an autoscaler
+	// adding a member during an outage) joins its group with every
+	// partition paused and resumes when Temporal answers, instead of exiting.
+	tc, err := client.NewLazyClient(opts)
 	if err != nil {
-		return fmt.Errorf("connect to Temporal at %s: %w", cfg.Temporal.Address, err)
+		return fmt.Errorf("temporal client for %s: %w", cfg.Temporal.Address, err)
 	}
 	defer tc.Close()
 	pc, err := connect.DLQProducerConfig(cfg.Kafka)

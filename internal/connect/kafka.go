@@ -9,6 +9,12 @@ import (
 	"github.com/sagabridge/sagabridge/config"
 )
 
+// ChannelBufferSize is how many fetched records sarama buffers per claimed
+// partition; kept small because they stay in memory while a partition is
+// paused, and a claim counts them in its in-flight budget as it drains
+// them to notice a revocation.
+const ChannelBufferSize = 64
+
 // SaramaConfig builds the consumer group's client configuration.
 //
 // Offsets are auto-committed every second, but only offsets the bridge has
@@ -32,9 +38,7 @@ func SaramaConfig(k config.Kafka) (*sarama.Config, error) {
 	}
 	c.Consumer.Group.Rebalance.GroupStrategies = []sarama.BalanceStrategy{sarama.NewBalanceStrategyCooperativeSticky()}
 	c.Consumer.Group.Rebalance.Timeout = config.RebalanceTimeout
-	// Records the bridge holds but has not yet delivered; kept small because
-	// sarama keeps them in memory even while a partition is paused.
-	c.ChannelBufferSize = 64
+	c.ChannelBufferSize = ChannelBufferSize
 	// Record values are slices of the fetch response they came in, so a
 	// held record pins its whole response. 256 KiB per partition (sarama's
 	// default is 1 MiB) keeps what the in-flight budget does not count
