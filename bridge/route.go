@@ -5,6 +5,9 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"strings"
+	"unicode"
+	"unicode/utf8"
 
 	"github.com/IBM/sarama"
 
@@ -109,6 +112,9 @@ func (r *Router) Route(msg *sarama.ConsumerMessage) (Target, event.Envelope, err
 		if !ok || len(v) == 0 {
 			return Target{}, env, poison(dlq.ClassRoute, "record %s/%d@%d has no %q header for its event type", msg.Topic, msg.Partition, msg.Offset, tr.typeHeader)
 		}
+		if !utf8.Valid(v) {
+			return Target{}, env, poison(dlq.ClassRoute, "record %s/%d@%d: its %q header (the event type) is not valid UTF-8", msg.Topic, msg.Partition, msg.Offset, tr.typeHeader)
+		}
 		env.Type = string(v)
 	case tr.typeField != "":
 		var fields map[string]json.RawMessage
@@ -129,6 +135,9 @@ func (r *Router) Route(msg *sarama.ConsumerMessage) (Target, event.Envelope, err
 		return Target{}, env, poison(dlq.ClassRoute, "no route for event type %q on topic %q", env.Type, msg.Topic)
 	}
 	id, err := route.id.Render(env)
+	if err == nil {
+		err = checkWorkflowID(id)
+	}
 	if err != nil {
 		return Target{}, env, &PoisonError{Class: dlq.ClassRoute, Err: fmt.Errorf("record %s/%d@%d: workflow_id %q: %w", msg.Topic, msg.Partition, msg.Offset, route.cfg.WorkflowID, err)}
 	}
@@ -164,4 +173,24 @@ func (b *Bridge) poison(f *flow, m *sarama.ConsumerMessage, err error) {
 	u := &unit{flow: f, queue: deadLetterQueue(f), records: []record{{msg: m, size: heldSize(m)}}, bytes: heldSize(m), dead: &fl}
 	f.units.Add(1)
 	b.dispatcher.submit(u)
+}
+
+// MaxWorkflowIDBytes is the longest workflow ID the bridge sends: Temporal's
+// default limit.maxIDLength.
+const MaxWorkflowIDBytes = 1000
+
+// checkWorkflowID refuses an ID Temporal would refuse, so the record goes
+// to the DLQ at once rather than failing every call: not valid UTF-8 (a
+// binary key from an Avro or Protobuf serializer: the gRPC layer refuses
+// it as Internal, which is retried), too long, or with control characters.
+func checkWorkflowID(id string) error {
+	switch {
+	case !utf8.ValidString(id):
+		return errors.New("the workflow ID is not valid UTF-8 (is the key binary? route by a text key)")
+	case len(id) > MaxWorkflowIDBytes:
+		return fmt.Errorf("the workflow ID is %d bytes, over Temporal's limit of %d", len(id), MaxWorkflowIDBytes)
+	case strings.ContainsFunc(id, unicode.IsControl):
+		return errors.New("the workflow ID holds control characters")
+	}
+	return nil
 }

@@ -2,6 +2,7 @@ package bridge
 
 import (
 	"errors"
+	"strings"
 	"testing"
 
 	"github.com/IBM/sarama"
@@ -92,4 +93,28 @@ func TestRouteBytesPayloadPassesThrough(t *testing.T) {
 	require.NoError(t, err)
 	assert.Equal(t, []byte("\x00\xff not json"), env.Raw)
 	assert.Nil(t, env.Value)
+}
+
+// Keys and type headers that Temporal would refuse (its gRPC layer answers
+// Internal for a non-UTF-8 ID, which is retried forever) go to the DLQ when
+// routed, with the reason.
+func TestRouteRefusesWorkflowIDsTemporalWouldRefuse(t *testing.T) {
+	r := router(t, config.Route{Topic: "orders", TypeHeader: "event-type", WorkflowType: "O", WorkflowID: "order-{key}", TaskQueue: "q"})
+	for name, c := range map[string]struct {
+		key, typ, want string
+	}{
+		"binary key":       {"\x0a\xff\xfe\x01", "E", "not valid UTF-8"},
+		"2,000-byte key":   {strings.Repeat("k", 2000), "E", "over Temporal's limit of 1000"},
+		"control in key":   {"a\x00b", "E", "control characters"},
+		"binary type":      {"ok", "\xc3\x28", `"event-type" header (the event type) is not valid UTF-8`},
+		"key at the limit": {strings.Repeat("k", MaxWorkflowIDBytes-len("order-")), "E", ""},
+	} {
+		_, _, err := r.Route(rec("orders", c.key, `{}`, "event-type", c.typ))
+		if c.want == "" {
+			assert.NoError(t, err, name)
+			continue
+		}
+		assert.Equal(t, dlq.ClassRoute, poisonClass(t, err), name)
+		assert.ErrorContains(t, err, c.want, name)
+	}
 }

@@ -39,6 +39,12 @@ type Kafka struct {
 	// InitialOffset is where a group with no committed offset starts:
 	// "oldest" or "newest". Optional, default "oldest".
 	InitialOffset string `yaml:"initial_offset"`
+	// IsolationLevel is how transactional records are read:
+	// "read_committed" (records of aborted transactions are never seen,
+	// and open ones are waited for) or "read_uncommitted". Optional,
+	// default "read_committed", so an aborted transaction upstream (an
+	// eos.Processor's, say) never reaches a saga.
+	IsolationLevel string `yaml:"isolation_level"`
 	// TLS and SASL secure the connections to the brokers. Optional,
 	// default plaintext without authentication.
 	TLS  TLS  `yaml:"tls"`
@@ -116,6 +122,12 @@ type Batch struct {
 	// default 2 × max_records.
 	MaxInFlight int `yaml:"max_in_flight"`
 }
+
+// The isolation levels of kafka.isolation_level.
+const (
+	ReadCommitted   = "read_committed"
+	ReadUncommitted = "read_uncommitted"
+)
 
 // The closed-workflow policies: what happens to a record that is new to a
 // workflow that has already closed. A record the closed run already applied

@@ -53,6 +53,7 @@ func defaults() []fieldDefault {
 		{"kafka.client_id", func(c *Config) { c.Kafka.ClientID = "sagabridge" }},
 		{"kafka.version", func(c *Config) { c.Kafka.Version = "3.6.0" }},
 		{"kafka.initial_offset", func(c *Config) { c.Kafka.InitialOffset = "oldest" }},
+		{"kafka.isolation_level", func(c *Config) { c.Kafka.IsolationLevel = ReadCommitted }},
 		{"temporal.address", func(c *Config) { c.Temporal.Address = "127.0.0.1:7233" }},
 		{"temporal.namespace", func(c *Config) { c.Temporal.Namespace = "default" }},
 		{"dlq.suffix", func(c *Config) { c.DLQ.Suffix = dlq.DefaultSuffix }},

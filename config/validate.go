@@ -68,6 +68,9 @@ func (c Config) Validate() error {
 	if c.Kafka.InitialOffset != "oldest" && c.Kafka.InitialOffset != "newest" {
 		bad("kafka.initial_offset", "must be \"oldest\" or \"newest\", not %q", c.Kafka.InitialOffset)
 	}
+	if c.Kafka.IsolationLevel != ReadCommitted && c.Kafka.IsolationLevel != ReadUncommitted {
+		bad("kafka.isolation_level", "must be %q or %q, not %q", ReadCommitted, ReadUncommitted, c.Kafka.IsolationLevel)
+	}
 	if c.DLQ.Suffix == "" {
 		bad("dlq.suffix", "must not be empty")
 	}

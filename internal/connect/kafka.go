@@ -36,6 +36,10 @@ func SaramaConfig(k config.Kafka) (*sarama.Config, error) {
 	if k.InitialOffset == "newest" {
 		c.Consumer.Offsets.Initial = sarama.OffsetNewest
 	}
+	c.Consumer.IsolationLevel = sarama.ReadCommitted
+	if k.IsolationLevel == config.ReadUncommitted {
+		c.Consumer.IsolationLevel = sarama.ReadUncommitted
+	}
 	c.Consumer.Group.Rebalance.GroupStrategies = []sarama.BalanceStrategy{sarama.NewBalanceStrategyCooperativeSticky()}
 	c.Consumer.Group.Rebalance.Timeout = config.RebalanceTimeout
 	c.ChannelBufferSize = ChannelBufferSize
