@@ -62,7 +62,8 @@ type Temporal struct {
 	// Optional, default plaintext.
 	TLS TLS `yaml:"tls"`
 	// APIKeyEnv or APIKeyFile hold an API key (Temporal Cloud), sent as a
-	// bearer token; at most one. Optional. Needs TLS.
+	// bearer token; at most one. The file is read again every second, so a
+	// key rotated in it is used without a restart. Optional. Needs TLS.
 	APIKeyEnv  string `yaml:"api_key_env"`
 	APIKeyFile string `yaml:"api_key_file"`
 	// Codec encrypts payloads at rest in Temporal. Optional, default off.

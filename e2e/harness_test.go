@@ -239,11 +239,17 @@ const ledgerMaxHistory = 200
 
 // ledgerResult waits for a ledger workflow to finish and returns its state.
 func (e *env) ledgerResult(ctx context.Context, key string) (ledger.State, error) {
+	return ledgerResultOn(ctx, e.tc, key)
+}
+
+// ledgerResultOn is ledgerResult through client c (another namespace).
+func ledgerResultOn(ctx context.Context, c client.Client, key string) (ledger.State, error) {
 	var st ledger.State
 	for {
-		err := e.tc.GetWorkflow(ctx, "ledger-"+key, "").Get(ctx, &st)
+		err := c.GetWorkflow(ctx, "ledger-"+key, "").Get(ctx, &st)
 		var notFound *serviceerror.NotFound
-		if !errors.As(err, &notFound) {
+		var nsNotFound *serviceerror.NamespaceNotFound // a namespace just created is not known everywhere yet
+		if !errors.As(err, &notFound) && !errors.As(err, &nsNotFound) {
 			return st, err
 		}
 		select {
@@ -258,6 +264,12 @@ func (e *env) ledgerResult(ctx context.Context, key string) (ledger.State, error
 // produced offsets, in order, once each.
 func (e *env) assertLedgers(at map[string][]int64, timeout time.Duration) {
 	e.t.Helper()
+	e.assertLedgersOn(e.tc, at, timeout)
+}
+
+// assertLedgersOn is assertLedgers through client c (another namespace).
+func (e *env) assertLedgersOn(c client.Client, at map[string][]int64, timeout time.Duration) {
+	e.t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), timeout)
 	defer cancel()
 	var wg sync.WaitGroup
@@ -265,7 +277,7 @@ func (e *env) assertLedgers(at map[string][]int64, timeout time.Duration) {
 	states := map[string]ledger.State{}
 	for key := range at {
 		wg.Go(func() {
-			st, err := e.ledgerResult(ctx, key)
+			st, err := ledgerResultOn(ctx, c, key)
 			mu.Lock()
 			defer mu.Unlock()
 			if err != nil {

@@ -2,9 +2,12 @@ package connect
 
 import (
 	"cmp"
+	"context"
 	"fmt"
 	"os"
 	"strings"
+	"sync"
+	"time"
 
 	"go.temporal.io/sdk/client"
 	"go.temporal.io/sdk/converter"
@@ -69,11 +72,11 @@ func ClientOptions(t config.Temporal, logger sdklog.Logger) (client.Options, err
 		}
 		o.Credentials = client.NewAPIKeyStaticCredentials(strings.TrimSpace(key))
 	case t.APIKeyFile != "":
-		b, err := os.ReadFile(t.APIKeyFile)
-		if err != nil {
-			return o, fmt.Errorf("temporal.api_key_file: %w", err)
+		key := &fileKey{path: t.APIKeyFile}
+		if _, err := key.read(); err != nil {
+			return o, err
 		}
-		o.Credentials = client.NewAPIKeyStaticCredentials(strings.TrimSpace(string(b)))
+		o.Credentials = client.NewAPIKeyDynamicCredentials(func(context.Context) (string, error) { return key.read() })
 	}
 	dc, err := DataConverter(t)
 	if err != nil {
@@ -81,4 +84,36 @@ func ClientOptions(t config.Temporal, logger sdklog.Logger) (client.Options, err
 	}
 	o.DataConverter = dc
 	return o, nil
+}
+
+// fileKey reads an API key from a file, again at most once a second, so a
+// key rotated in the file (a mounted Kubernetes secret, say) is used
+// without a restart.
+type fileKey struct {
+	path string
+
+	mu     sync.Mutex
+	key    string
+	readAt time.Time
+}
+
+// keyReread is how long a key read from the file is used before the file
+// is read again.
+const keyReread = time.Second
+
+func (k *fileKey) read() (string, error) {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	if k.key != "" && time.Since(k.readAt) < keyReread {
+		return k.key, nil
+	}
+	b, err := os.ReadFile(k.path)
+	if err != nil {
+		if k.key != "" { // a rotation in progress: keep the last key
+			return k.key, nil
+		}
+		return "", fmt.Errorf("temporal.api_key_file: %w", err)
+	}
+	k.key, k.readAt = strings.TrimSpace(string(b)), time.Now()
+	return k.key, nil
 }
