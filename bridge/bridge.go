@@ -54,6 +54,9 @@ type Stats struct {
 	// DroppedClosed counts new records for closed workflows dropped under
 	// the "drop" policy.
 	DroppedClosed uint64
+	// CommitFailures counts transactional offset commits that failed and
+	// were retried (dlq.transactional).
+	CommitFailures uint64
 }
 
 // Bridge consumes the routed topics and delivers every record to the
@@ -79,11 +82,15 @@ type Bridge struct {
 	// newest reads a partition's log-end offset, so lag stays true while
 	// the partition is paused and not fetching; nil without a Kafka client.
 	newest func(topic string, partition int32) (int64, error)
+	// client reads the group's committed offsets; nil without Kafka (tests).
+	client sarama.Client
 	joined atomic.Bool // a consumer group session has started
+	group  groupView   // the group's committed offsets, as last read
 	// access is set while Temporal refuses the bridge itself (accessDenied).
 	access atomic.Pointer[accessFault]
 
 	delivered, deadLettered, closedRedeliveries, retries, calls, droppedClosed atomic.Uint64
+	commitFailures                                                             atomic.Uint64
 }
 
 // New checks cfg and deps and returns a bridge ready to Run.
@@ -139,7 +146,7 @@ func (b *Bridge) Stats() Stats {
 	return Stats{
 		Delivered: b.delivered.Load(), DeadLettered: b.deadLettered.Load(),
 		ClosedRedeliveries: b.closedRedeliveries.Load(), Retries: b.retries.Load(),
-		Calls: b.calls.Load(), DroppedClosed: b.droppedClosed.Load(),
+		Calls: b.calls.Load(), DroppedClosed: b.droppedClosed.Load(), CommitFailures: b.commitFailures.Load(),
 	}
 }
 
@@ -168,6 +175,7 @@ func (b *Bridge) Run(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("join consumer group %q: %w", b.cfg.Kafka.Group, err)
 	}
+	b.client = client
 	b.newest = func(topic string, partition int32) (int64, error) {
 		return client.GetOffset(topic, partition, sarama.OffsetNewest)
 	}
@@ -193,6 +201,9 @@ func (b *Bridge) runGroup(ctx context.Context, group sarama.ConsumerGroup) error
 	watchers.Go(func() { b.watchCircuit(wctx) })
 	if b.newest != nil {
 		watchers.Go(func() { b.watchLogEnds(wctx) })
+	}
+	if b.client != nil {
+		watchers.Go(func() { b.watchGroupOffsets(wctx, b.client) })
 	}
 	errsDone := make(chan struct{})
 	go func() {

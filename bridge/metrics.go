@@ -54,6 +54,8 @@ func newMetrics(b *Bridge) *metrics {
 		counter("sagabridge_records_dropped_total", "New records for closed workflows dropped under the drop policy.", b.droppedClosed.Load),
 		counter("sagabridge_calls_total", "SignalWithStart calls Temporal accepted.", b.calls.Load),
 		counter("sagabridge_call_retries_total", "Calls retried after a retryable error.", b.retries.Load),
+		counter("sagabridge_commit_failures_total",
+			"Transactional offset commits (dlq.transactional) that failed and will be retried.", b.commitFailures.Load),
 		gauge("sagabridge_in_flight_records", "Records read and not yet accepted by Temporal or written to the DLQ.",
 			func() float64 { r, _ := b.pressure.held(); return float64(r) }),
 		gauge("sagabridge_in_flight_bytes", "Bytes of the in-flight records.",
@@ -99,6 +101,15 @@ var (
 	pausesDesc = prometheus.NewDesc("sagabridge_pauses_total",
 		"How often a reason to pause started to hold: in_flight, circuit_open, task_queue_backlog or partition_in_flight.", []string{"reason"}, nil)
 	claimedDesc = prometheus.NewDesc("sagabridge_partitions_claimed", "Partitions this member consumes.", nil, nil)
+	committedDesc = prometheus.NewDesc("sagabridge_committed_offset",
+		"The group's committed offset of every partition of every routed topic, whoever consumes it (-1: none yet); read every 5 s.",
+		[]string{"topic", "partition"}, nil)
+	groupLagDesc = prometheus.NewDesc("sagabridge_group_lag",
+		"Records of every partition of every routed topic that the group has not committed past (log end minus committed offset), whoever consumes it; read every 5 s.",
+		[]string{"topic", "partition"}, nil)
+	partitionClaimedDesc = prometheus.NewDesc("sagabridge_partition_claimed",
+		"1 for each partition of a routed topic this member consumes, 0 for the others; a partition no member reports 1 for is stranded.",
+		[]string{"topic", "partition"}, nil)
 	backlogDesc = prometheus.NewDesc("sagabridge_task_queue_backlog_tasks",
 		"Approximate workflow-task backlog of a routed task queue, as last read.", []string{"task_queue"}, nil)
 	backlogAgeDesc = prometheus.NewDesc("sagabridge_task_queue_backlog_age_seconds",
@@ -111,7 +122,8 @@ var (
 type stateCollector struct{ b *Bridge }
 
 func (c stateCollector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{lagDesc, pausedDesc, pausesDesc, claimedDesc, backlogDesc, backlogAgeDesc, backedUpDesc} {
+	for _, d := range []*prometheus.Desc{lagDesc, pausedDesc, pausesDesc, claimedDesc, backlogDesc, backlogAgeDesc, backedUpDesc,
+		committedDesc, groupLagDesc, partitionClaimedDesc} {
 		ch <- d
 	}
 }
@@ -141,6 +153,20 @@ func (c stateCollector) Collect(ch chan<- prometheus.Metric) {
 	}
 	flows := c.b.pressure.claimed()
 	ch <- prometheus.MustNewConstMetric(claimedDesc, prometheus.GaugeValue, float64(len(flows)))
+	mine := map[tp]bool{}
+	for _, f := range flows {
+		mine[tp{f.topic, f.partition}] = true
+	}
+	for _, p := range c.b.group.get() {
+		part := strconv.Itoa(int(p.partition))
+		ch <- prometheus.MustNewConstMetric(committedDesc, prometheus.GaugeValue, float64(p.committed), p.topic, part)
+		ch <- prometheus.MustNewConstMetric(groupLagDesc, prometheus.GaugeValue, float64(p.lag()), p.topic, part)
+		claimed := 0.0
+		if mine[tp{p.topic, p.partition}] {
+			claimed = 1
+		}
+		ch <- prometheus.MustNewConstMetric(partitionClaimedDesc, prometheus.GaugeValue, claimed, p.topic, part)
+	}
 	for _, f := range flows {
 		if !isPaused[tp{f.topic, f.partition}] { // a series for every claimed partition, so dashboards see 0
 			ch <- prometheus.MustNewConstMetric(pausedDesc, prometheus.GaugeValue, 0, f.topic, strconv.Itoa(int(f.partition)), "")

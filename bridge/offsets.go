@@ -1,8 +1,15 @@
 package bridge
 
 import (
+	"context"
+	"fmt"
 	"slices"
 	"sync"
+	"time"
+
+	"github.com/IBM/sarama"
+
+	"github.com/sagabridge/sagabridge/config"
 )
 
 // tracker is one partition's offset watermark. Records are added in offset
@@ -75,4 +82,104 @@ func (t *tracker) position() (int64, bool) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	return t.next, t.next >= 0
+}
+
+// groupOffsetsEvery is how often the group's committed offsets and the
+// partitions' log ends are read.
+const groupOffsetsEvery = 5 * time.Second
+
+// partitionOffsets is one partition of a routed topic as the group sees it.
+type partitionOffsets struct {
+	topic     string
+	partition int32
+	committed int64 // the group's committed offset; -1 if none
+	start     int64 // the log-start offset
+	end       int64 // the log-end offset
+}
+
+// lag is how many records of the partition the group has not committed past.
+func (p partitionOffsets) lag() int64 {
+	from := p.committed
+	if from < 0 {
+		from = p.start
+	}
+	return max(0, p.end-from)
+}
+
+// groupView holds what readGroupOffsets last read, for the metrics.
+type groupView struct {
+	mu    sync.Mutex
+	parts []partitionOffsets
+}
+
+func (g *groupView) set(parts []partitionOffsets) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	g.parts = parts
+}
+
+func (g *groupView) get() []partitionOffsets {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	return slices.Clone(g.parts)
+}
+
+// watchGroupOffsets reads, every few seconds, the committed offset and the
+// log ends of every partition of every routed topic. Any member can read
+// them, so a partition that no live member consumes (stranded by a member
+// that never left) still shows its lag: sagabridge_group_lag.
+func (b *Bridge) watchGroupOffsets(ctx context.Context, client sarama.Client) {
+	read := func() {
+		parts, err := b.readGroupOffsets(client)
+		if err != nil {
+			b.log.Debug("cannot read the group's committed offsets", "group", b.cfg.Kafka.Group, "err", err)
+			return
+		}
+		b.group.set(parts)
+	}
+	read()
+	every(ctx, groupOffsetsEvery, read)
+}
+
+// readGroupOffsets reads the routed topics' partitions, their log start and
+// end, and the group's committed offsets (with require_stable when reading
+// read_committed, so an offset committed by a transaction still open is
+// not taken for the last one).
+func (b *Bridge) readGroupOffsets(client sarama.Client) ([]partitionOffsets, error) {
+	var parts []partitionOffsets
+	byTopic := map[string][]int32{}
+	for _, topic := range b.router.Topics() {
+		ps, err := client.Partitions(topic)
+		if err != nil {
+			return nil, fmt.Errorf("partitions of %s: %w", topic, err)
+		}
+		byTopic[topic] = ps
+		for _, p := range ps {
+			start, err := client.GetOffset(topic, p, sarama.OffsetOldest)
+			if err != nil {
+				return nil, fmt.Errorf("log start of %s/%d: %w", topic, p, err)
+			}
+			end, err := client.GetOffset(topic, p, sarama.OffsetNewest)
+			if err != nil {
+				return nil, fmt.Errorf("log end of %s/%d: %w", topic, p, err)
+			}
+			parts = append(parts, partitionOffsets{topic: topic, partition: p, committed: -1, start: start, end: end})
+		}
+	}
+	coordinator, err := client.Coordinator(b.cfg.Kafka.Group)
+	if err != nil {
+		return nil, fmt.Errorf("coordinator of group %s: %w", b.cfg.Kafka.Group, err)
+	}
+	req := sarama.NewOffsetFetchRequest(client.Config().Version, b.cfg.Kafka.Group, byTopic)
+	req.RequireStable = b.cfg.Kafka.IsolationLevel == config.ReadCommitted && req.Version >= 7
+	resp, err := coordinator.FetchOffset(req)
+	if err != nil {
+		return nil, fmt.Errorf("committed offsets of group %s: %w", b.cfg.Kafka.Group, err)
+	}
+	for i, p := range parts {
+		if blk := resp.GetBlock(p.topic, p.partition); blk != nil && blk.Err == sarama.ErrNoError {
+			parts[i].committed = blk.Offset
+		}
+	}
+	return parts, nil
 }

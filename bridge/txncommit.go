@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/IBM/sarama"
@@ -33,7 +34,12 @@ const commitInterval = time.Second
 //
 // Safe for concurrent use; run owns the producer until close.
 type txnCommitter struct {
-	prod      sarama.SyncProducer
+	prod sarama.SyncProducer
+	// newProducer starts a producer with the same transactional ID, to
+	// replace one in sarama's fatal state.
+	newProducer func() (sarama.SyncProducer, error)
+	// failed counts failed commits (sagabridge_commit_failures_total).
+	failed    *atomic.Uint64
 	meta      *sarama.ConsumerGroupMetadata
 	topic     string
 	partition int32
@@ -61,13 +67,21 @@ func (b *Bridge) newTxnCommitter(s sarama.ConsumerGroupSession, topic string, pa
 	if err != nil {
 		return nil, err
 	}
-	prod, err := sarama.NewSyncProducer(b.cfg.Kafka.Brokers, pc)
+	newProducer := func() (sarama.SyncProducer, error) {
+		prod, err := sarama.NewSyncProducer(b.cfg.Kafka.Brokers, pc)
+		if err != nil {
+			return nil, fmt.Errorf("start transactional producer %s: %w", txnID, err)
+		}
+		return prod, nil
+	}
+	prod, err := newProducer()
 	if err != nil {
-		return nil, fmt.Errorf("start transactional producer %s: %w", txnID, err)
+		return nil, err
 	}
 	ctx, stop := context.WithCancel(context.Background())
 	c := &txnCommitter{
-		prod: prod, meta: sarama.NewConsumerGroupMetadataFromSession(s, b.cfg.Kafka.Group, nil),
+		prod: prod, newProducer: newProducer, failed: &b.commitFailures,
+		meta:  sarama.NewConsumerGroupMetadataFromSession(s, b.cfg.Kafka.Group, nil),
 		topic: topic, partition: partition, txnID: txnID, suffix: b.cfg.DLQ.Suffix,
 		log:      b.log.With("topic", topic, "partition", partition, "txn_id", txnID),
 		onCommit: b.committedDeadLetters, lost: lost,
@@ -108,6 +122,9 @@ func (c *txnCommitter) run(ctx context.Context) {
 		case <-c.kick:
 		}
 		err := c.commit()
+		if err != nil {
+			c.failed.Add(1)
+		}
 		switch {
 		case err == nil:
 		case kafkatxn.Fenced(err) || kafkatxn.StaleMember(err):
@@ -164,7 +181,37 @@ func (c *txnCommitter) commit() error {
 	return nil
 }
 
+// ready readies the producer for a new transaction: it aborts what a
+// failed commit left open (an abort that failed last time is tried again),
+// and replaces a producer that sarama has put in its fatal state with a new
+// one of the same transactional ID, which aborts that transaction at the
+// broker. Without this, a partition's offsets would stop committing while
+// delivery goes on.
+func (c *txnCommitter) ready() error {
+	st := c.prod.TxnStatus()
+	switch {
+	case st&sarama.ProducerTxnFlagFatalError != 0:
+		c.log.Warn("the transactional producer is in a fatal state; recreating it", "status", st.String())
+		if err := c.prod.Close(); err != nil {
+			c.log.Debug("closing the failed transactional producer", "err", err)
+		}
+		prod, err := c.newProducer()
+		if err != nil {
+			return err
+		}
+		c.prod = prod
+	case st&(sarama.ProducerTxnFlagAbortableError|sarama.ProducerTxnFlagInTransaction) != 0:
+		if err := c.prod.AbortTxn(); err != nil {
+			return fmt.Errorf("abort the open transaction of %s: %w", c.txnID, err)
+		}
+	}
+	return nil
+}
+
 func (c *txnCommitter) transact(dead []dlq.Failure, next int64) error {
+	if err := c.ready(); err != nil {
+		return err
+	}
 	if err := c.prod.BeginTxn(); err != nil {
 		return fmt.Errorf("begin %s: %w", c.txnID, err)
 	}

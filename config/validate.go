@@ -78,6 +78,9 @@ func (c Config) Validate() error {
 		if c.DLQ.TransactionalIDPrefix == "" {
 			bad("dlq.transactional_id_prefix", "is required with dlq.transactional, and must stay the same across restarts")
 		}
+		if c.Kafka.IsolationLevel != ReadCommitted {
+			bad("kafka.isolation_level", "must be %q with dlq.transactional: the partitions' offsets are read with require_stable, and the DLQ with read_committed", ReadCommitted)
+		}
 		if v, err := sarama.ParseKafkaVersion(c.Kafka.Version); err == nil && !v.IsAtLeast(sarama.V2_5_0_0) {
 			bad("kafka.version", "%s is older than 2.5.0, which dlq.transactional needs (group-metadata fencing)", c.Kafka.Version)
 		}

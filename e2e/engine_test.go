@@ -1,6 +1,7 @@
 package e2e
 
 import (
+	"fmt"
 	"math/rand/v2"
 	"slices"
 	"strings"
@@ -8,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/IBM/sarama"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
@@ -41,25 +43,97 @@ func (e *env) produceInBackground(recs []ledger.Record, spread time.Duration) (w
 	return func() map[string][]int64 { wg.Wait(); return at }
 }
 
-func TestTwentyThousandEventsSurviveThreeKills(t *testing.T) {
+// A new user's crash test: one bridge, killed with SIGKILL five times at
+// random moments 4-11 s apart (often while its JoinGroup waits for the dead
+// member before it to expire) and restarted 1-3 s later. After the last
+// restart every partition must belong to the live member within the session
+// timeout plus the rebalance timeout, and every record is applied once, in
+// order. On kfake this once left a dead member holding half the partitions
+// for good (docs/KFAKE.md); devstack's workaround removes such members as
+// Kafka would.
+func TestFiveKillsAtRandomMomentsStrandNoPartition(t *testing.T) {
 	e := newEnv(t, 8)
+	seed := uint64(time.Now().UnixNano())
+	t.Logf("seed %d (kill and restart times)", seed)
+	rng := rand.New(rand.NewPCG(seed, 2))
 	recs := ledger.Stream(e.id+"-", 200, 20_000, 1.1, 51)
-	wait := e.produceInBackground(recs, 6*time.Second)
-	rng := rand.New(rand.NewPCG(uint64(time.Now().UnixNano()), 2))
+	wait := e.produceInBackground(recs, 30*time.Second)
+	ledgerOnly := map[string]any{"routes": e.ledgerRoute()}
 	var out syncBuffer
-	for kill := range 3 {
-		assigned := strings.Count(out.String(), "partitions assigned")
-		p := e.startBridgeProcess(e.topic, &out)
-		require.Eventually(t, func() bool { return strings.Count(out.String(), "partitions assigned") > assigned },
-			60*time.Second, 20*time.Millisecond, "bridge %d never got partitions", kill+1)
-		time.Sleep(time.Duration(200+rng.IntN(1500)) * time.Millisecond)
+	for kill := range 5 {
+		p := e.startBridgeProcessWith(e.ledgerTopic, e.temporal, ledgerOnly, &out)
+		time.Sleep(time.Duration(4000+rng.IntN(7000)) * time.Millisecond)
 		p.Kill()
-		t.Logf("kill %d done", kill+1)
+		t.Logf("kill %d", kill+1)
+		time.Sleep(time.Duration(1000+rng.IntN(2000)) * time.Millisecond)
 	}
-	p := e.startBridgeProcess(e.topic, &out)
+	reapedBefore := stack.Kafka.Reaped()
+	started := time.Now()
+	p := e.startBridgeProcessWith(e.ledgerTopic, e.temporal, ledgerOnly, &out)
+	const sessionTimeout = 10 * time.Second // sarama's default
+	require.Eventually(t, func() bool { return e.groupHasOneMemberOwning(e.ledgerTopic, 8) },
+		sessionTimeout+config.RebalanceTimeout+10*time.Second, 200*time.Millisecond,
+		"a partition stayed with a dead member; group: %s", e.describeGroup(e.ledgerTopic))
+	t.Logf("the live member owned every partition %s after it started; the kfake workaround removed %d dead members meanwhile",
+		time.Since(started).Round(100*time.Millisecond), stack.Kafka.Reaped()-reapedBefore)
 	at := wait()
 	e.assertLedgers(at, 3*time.Minute)
 	require.NoError(t, p.Stop(20*time.Second))
+}
+
+// groupHasOneMemberOwning reports whether group is Stable with one member
+// that owns all partitions partitions of its topic.
+func (e *env) groupHasOneMemberOwning(group string, partitions int) bool {
+	d, err := e.group(group)
+	if err != nil || d.State != "Stable" || len(d.Members) != 1 {
+		return false
+	}
+	for _, m := range d.Members {
+		a, err := m.GetMemberAssignment()
+		if err != nil || a == nil {
+			return false
+		}
+		n := 0
+		for _, ps := range a.Topics {
+			n += len(ps)
+		}
+		return n == partitions
+	}
+	return false
+}
+
+// describeGroup renders a group's state and members' partitions.
+func (e *env) describeGroup(group string) string {
+	d, err := e.group(group)
+	if err != nil {
+		return err.Error()
+	}
+	var b strings.Builder
+	fmt.Fprintf(&b, "%s with %d members:", d.State, len(d.Members))
+	for id, m := range d.Members {
+		var topics map[string][]int32
+		if a, _ := m.GetMemberAssignment(); a != nil {
+			topics = a.Topics
+		}
+		fmt.Fprintf(&b, " %s=%v", id, topics)
+	}
+	return b.String()
+}
+
+func (e *env) group(group string) (*sarama.GroupDescription, error) {
+	admin, err := sarama.NewClusterAdmin(stack.Kafka.Brokers, saramaAdminConfig())
+	if err != nil {
+		return nil, err
+	}
+	defer admin.Close()
+	ds, err := admin.DescribeConsumerGroups([]string{group})
+	if err != nil {
+		return nil, err
+	}
+	if len(ds) != 1 {
+		return nil, fmt.Errorf("group %s: %d descriptions", group, len(ds))
+	}
+	return ds[0], nil
 }
 
 func TestMembersJoinAndLeaveMidStream(t *testing.T) {

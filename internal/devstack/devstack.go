@@ -13,10 +13,12 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"net"
 	"os"
 	"path/filepath"
 	"strconv"
+	"sync"
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kfake"
@@ -29,24 +31,74 @@ type Kafka struct {
 	Cluster *kfake.Cluster
 	// Brokers are the bootstrap addresses.
 	Brokers []string
+
+	reaper     *reaper // nil with KafkaOptions.KeepDeadMembers
+	stopReaper context.CancelFunc
+	closeOnce  sync.Once
+}
+
+// KafkaOptions configures the embedded broker.
+type KafkaOptions struct {
+	// Port is the broker's port; 0 picks a free one.
+	Port int
+	// Topics are created with Partitions partitions each.
+	Topics     []string
+	Partitions int32
+	// KeepDeadMembers turns off the workaround for kfake's bug that keeps
+	// a dead group member (reaper.go, docs/KFAKE.md); only to reproduce it.
+	KeepDeadMembers bool
+	// Logger receives what the workaround does. Optional, default discard.
+	Logger *slog.Logger
 }
 
 // StartKafka starts one kfake broker on a free loopback port (or port, when
 // not zero) with the given topics seeded.
 func StartKafka(port int, partitions int32, topics ...string) (*Kafka, error) {
-	opts := []kfake.Opt{kfake.NumBrokers(1), kfake.Ports(port), kfake.AllowAutoTopicCreation()}
-	if len(topics) > 0 {
-		opts = append(opts, kfake.SeedTopics(partitions, topics...))
+	return StartKafkaWith(KafkaOptions{Port: port, Topics: topics, Partitions: partitions})
+}
+
+// StartKafkaWith starts one kfake broker as o says, with the dead-member
+// workaround on unless o.KeepDeadMembers.
+func StartKafkaWith(o KafkaOptions) (*Kafka, error) {
+	opts := []kfake.Opt{kfake.NumBrokers(1), kfake.Ports(o.Port), kfake.AllowAutoTopicCreation()}
+	if len(o.Topics) > 0 {
+		opts = append(opts, kfake.SeedTopics(o.Partitions, o.Topics...))
 	}
 	c, err := kfake.NewCluster(opts...)
 	if err != nil {
 		return nil, fmt.Errorf("start kfake: %w", err)
 	}
-	return &Kafka{Cluster: c, Brokers: c.ListenAddrs()}, nil
+	k := &Kafka{Cluster: c, Brokers: c.ListenAddrs(), stopReaper: func() {}}
+	if !o.KeepDeadMembers {
+		if o.Logger == nil {
+			o.Logger = discardLogger()
+		}
+		ctx, stop := context.WithCancel(context.Background())
+		if k.reaper, err = startReaper(ctx, c, o.Logger); err != nil {
+			stop()
+			c.Close()
+			return nil, fmt.Errorf("start the kfake dead-member workaround: %w", err)
+		}
+		k.stopReaper = stop
+	}
+	return k, nil
 }
 
-// Close stops the broker. Safe to call twice.
-func (k *Kafka) Close() { k.Cluster.Close() }
+// Reaped counts the dead group members the workaround removed.
+func (k *Kafka) Reaped() int64 {
+	if k.reaper == nil {
+		return 0
+	}
+	return k.reaper.reaped.Load()
+}
+
+// Close stops the workaround, then the broker. Safe to call twice.
+func (k *Kafka) Close() {
+	k.closeOnce.Do(func() {
+		k.stopReaper()
+		k.Cluster.Close()
+	})
+}
 
 // TemporalOptions configures the Temporal dev server.
 type TemporalOptions struct {

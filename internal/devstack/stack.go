@@ -15,7 +15,10 @@ type Options struct {
 	Partitions int32
 	// KafkaPort is the broker's port; 0 picks a free one.
 	KafkaPort int
-	Temporal  TemporalOptions
+	// Logger receives what the kfake workaround does (reaper.go).
+	// Optional, default discard.
+	Logger   *slog.Logger
+	Temporal TemporalOptions
 }
 
 // Stack is Kafka and Temporal together.
@@ -26,7 +29,7 @@ type Stack struct {
 
 // Start starts Kafka, then Temporal; on failure nothing is left running.
 func Start(ctx context.Context, o Options) (*Stack, error) {
-	k, err := StartKafka(o.KafkaPort, o.Partitions, o.Topics...)
+	k, err := StartKafkaWith(KafkaOptions{Port: o.KafkaPort, Topics: o.Topics, Partitions: o.Partitions, Logger: o.Logger})
 	if err != nil {
 		return nil, err
 	}
