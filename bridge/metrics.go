@@ -100,7 +100,7 @@ var (
 		[]string{"topic", "partition", "reason"}, nil)
 	pausesDesc = prometheus.NewDesc("sagabridge_pauses_total",
 		"How often a reason to pause started to hold: in_flight, circuit_open, task_queue_backlog or partition_in_flight.", []string{"reason"}, nil)
-	claimedDesc = prometheus.NewDesc("sagabridge_partitions_claimed", "Partitions this member consumes.", nil, nil)
+	claimedDesc   = prometheus.NewDesc("sagabridge_partitions_claimed", "Partitions this member consumes.", nil, nil)
 	committedDesc = prometheus.NewDesc("sagabridge_committed_offset",
 		"The group's committed offset of every partition of every routed topic, whoever consumes it (-1: none yet); read every 5 s.",
 		[]string{"topic", "partition"}, nil)
