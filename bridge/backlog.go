@@ -2,6 +2,7 @@ package bridge
 
 import (
 	"context"
+	"maps"
 	"slices"
 	"sync"
 	"time"
@@ -14,6 +15,7 @@ func (p *pressure) observeBacklog(taskQueue string, bl Backlog) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	p.backlogs[taskQueue] = bl
+	delete(p.unreadable, taskQueue)
 	switch {
 	// The count is approximate and can lag behind; a backlog whose oldest
 	// task is zero seconds old is empty, whatever the count says.
@@ -47,10 +49,16 @@ func (p *pressure) topicsOf(taskQueue string) []string {
 // backlogTimeout bounds one DescribeTaskQueue call.
 const backlogTimeout = 5 * time.Second
 
+// staleAfter is how many polls in a row may fail before a task queue's
+// last backlog reading expires: a check that keeps failing (a permission
+// the bridge lacks, say) must not hold its topics paused forever.
+const staleAfter = 3
+
 // watchBacklogs polls each task queue's backlog until ctx ends. Errors are
-// logged when they start and stop, not on every poll; while Temporal
-// cannot be reached the last reading stands and the circuit breaker
-// decides.
+// logged when they start and stop, not on every poll, and counted. A
+// reading stands for staleAfter failed polls, then expires: its pause lifts
+// and /readyz says the backlog cannot be read (the circuit breaker still
+// decides whether Temporal is reachable).
 func (p *pressure) watchBacklogs(ctx context.Context, t Temporal) {
 	queues := map[string]bool{}
 	for _, qs := range p.topicQueues {
@@ -61,7 +69,7 @@ func (p *pressure) watchBacklogs(ctx context.Context, t Temporal) {
 	var wg sync.WaitGroup
 	for q := range queues {
 		wg.Go(func() {
-			failing := false
+			failed := 0
 			tick := time.NewTicker(p.cfg.Backlog.PollInterval)
 			defer tick.Stop()
 			for {
@@ -70,14 +78,20 @@ func (p *pressure) watchBacklogs(ctx context.Context, t Temporal) {
 				cancel()
 				switch {
 				case ctx.Err() != nil:
-				case err != nil && !failing:
-					failing = true
-					p.log.Warn("cannot read task queue backlog", "task_queue", q, "err", err)
-				case err == nil:
-					if failing {
-						failing = false
+				case err != nil:
+					failed++
+					p.backlogFailures.Add(1)
+					if failed == 1 {
+						p.log.Warn("cannot read task queue backlog", "task_queue", q, "err", err)
+					}
+					if failed == staleAfter {
+						p.expireBacklog(q, err)
+					}
+				default:
+					if failed > 0 {
 						p.log.Info("reading task queue backlog again", "task_queue", q)
 					}
+					failed = 0
 					p.observeBacklog(q, bl)
 				}
 				select {
@@ -89,4 +103,27 @@ func (p *pressure) watchBacklogs(ctx context.Context, t Temporal) {
 		})
 	}
 	wg.Wait()
+}
+
+// expireBacklog forgets taskQueue's last reading after it could not be
+// read staleAfter times in a row, lifting its pause.
+func (p *pressure) expireBacklog(taskQueue string, err error) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	delete(p.backlogs, taskQueue)
+	p.unreadable[taskQueue] = err.Error()
+	if p.backedUp[taskQueue] {
+		delete(p.backedUp, taskQueue)
+		p.applyLocked()
+	}
+	p.log.Warn("task queue backlog unreadable: its last reading expired; its topics are no longer paused for it",
+		"task_queue", taskQueue, "failed_polls", staleAfter, "err", err)
+}
+
+// unreadableBacklogs lists the task queues whose backlog cannot be read,
+// with the last error.
+func (p *pressure) unreadableBacklogs() map[string]string {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return maps.Clone(p.unreadable)
 }

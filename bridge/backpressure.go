@@ -58,16 +58,19 @@ type pressure struct {
 	backlogs map[string]Backlog // last backlog read per task queue
 	flows    map[*flow]string   // claimed partitions → the reason they are paused, "" if not
 	capped   map[*flow]bool     // partitions at their own in-flight cap
-	pauses   map[string]uint64  // how often each reason started to hold
-	pauser   pauser
-	changed  chan struct{} // closed and replaced on every change
+	// unreadable holds task queues whose backlog reading expired, with why.
+	unreadable      map[string]string
+	backlogFailures atomic.Uint64     // failed DescribeTaskQueue polls
+	pauses          map[string]uint64 // how often each reason started to hold
+	pauser          pauser
+	changed         chan struct{} // closed and replaced on every change
 }
 
 func newPressure(cfg config.Backpressure, topicQueues map[string][]string, log *slog.Logger) *pressure {
 	return &pressure{
 		cfg: cfg, log: log, topicQueues: topicQueues,
 		global: map[string]bool{}, backedUp: map[string]bool{}, backlogs: map[string]Backlog{},
-		flows: map[*flow]string{}, capped: map[*flow]bool{}, pauses: map[string]uint64{}, changed: make(chan struct{}),
+		flows: map[*flow]string{}, capped: map[*flow]bool{}, unreadable: map[string]string{}, pauses: map[string]uint64{}, changed: make(chan struct{}),
 	}
 }
 

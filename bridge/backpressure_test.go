@@ -233,3 +233,57 @@ func TestCircuitOpensOnRepeatedUnavailableAndClosesAfterAProbe(t *testing.T) {
 	r, _ := b.pressure.reason("orders")
 	assert.Empty(t, r, "the successful probe closed the circuit")
 }
+
+// backlogScript answers TaskQueueBacklog from a script; after it, with err.
+type backlogScript struct {
+	fakeTemporal
+	mu     sync.Mutex
+	script []Backlog
+	err    error
+	polls  int
+}
+
+func (s *backlogScript) TaskQueueBacklog(context.Context, string) (Backlog, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.polls++
+	if len(s.script) > 0 {
+		bl := s.script[0]
+		s.script = s.script[1:]
+		return bl, nil
+	}
+	return Backlog{}, s.err
+}
+
+func (s *backlogScript) count() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.polls
+}
+
+// A backlog check that keeps failing (a permission the bridge lacks, say)
+// must not hold its topics paused forever: after three failed polls the
+// last reading expires, the pause lifts, and the failures are counted and
+// shown in /readyz.
+func TestAnUnreadableBacklogExpiresAfterThreeFailedPolls(t *testing.T) {
+	p, pa := testPressure(t)
+	p.cfg.Backlog.PollInterval = time.Millisecond
+	tc := &backlogScript{script: []Backlog{{Tasks: 500, Age: time.Minute}},
+		err: serviceerror.NewPermissionDenied("no DescribeTaskQueue for you", "")}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	done := make(chan struct{})
+	go func() { defer close(done); p.watchBacklogs(ctx, tc) }()
+
+	require.Eventually(t, func() bool { return tc.count() >= 2 }, 5*time.Second, time.Millisecond)
+	require.Eventually(t, func() bool { return len(p.unreadableBacklogs()) == 2 }, 5*time.Second, time.Millisecond,
+		"the readings never expired")
+	_, _, _, pauses := p.snapshot()
+	assert.Equal(t, uint64(1), pauses[ReasonBacklog], "the first reading paused a topic")
+	assert.False(t, pa.state()["orders/0"], "an expired reading still pauses its topic")
+	assert.False(t, pa.state()["payments/0"], "an expired reading still pauses its topic")
+	assert.GreaterOrEqual(t, p.backlogFailures.Load(), uint64(staleAfter))
+	assert.Contains(t, p.unreadableBacklogs()["q1"], "no DescribeTaskQueue for you")
+	cancel()
+	<-done
+}

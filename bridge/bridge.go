@@ -166,9 +166,9 @@ func (b *Bridge) Run(ctx context.Context) error {
 		sc.Consumer.Offsets.AutoCommit.Enable = false
 		sc.Consumer.Group.Rebalance.GroupStrategies = []sarama.BalanceStrategy{sarama.NewBalanceStrategySticky()}
 	}
-	client, err := sarama.NewClient(b.cfg.Kafka.Brokers, sc)
+	client, err := connect.Client(b.cfg.Kafka, sc)
 	if err != nil {
-		return connect.KafkaError(b.cfg.Kafka, err)
+		return err
 	}
 	defer client.Close()
 	group, err := sarama.NewConsumerGroupFromClient(b.cfg.Kafka.Group, client)

@@ -54,6 +54,8 @@ func newMetrics(b *Bridge) *metrics {
 		counter("sagabridge_records_dropped_total", "New records for closed workflows dropped under the drop policy.", b.droppedClosed.Load),
 		counter("sagabridge_calls_total", "SignalWithStart calls Temporal accepted.", b.calls.Load),
 		counter("sagabridge_call_retries_total", "Calls retried after a retryable error.", b.retries.Load),
+		counter("sagabridge_backlog_read_failures_total",
+			"Task queue backlog reads (DescribeTaskQueue) that failed; after 3 in a row the last reading expires.", b.pressure.backlogFailures.Load),
 		counter("sagabridge_commit_failures_total",
 			"Transactional offset commits (dlq.transactional) that failed and will be retried.", b.commitFailures.Load),
 		gauge("sagabridge_in_flight_records", "Records read and not yet accepted by Temporal or written to the DLQ.",
@@ -209,6 +211,9 @@ func (b *Bridge) Handler() http.Handler {
 			http.Error(w, "circuit to Temporal is "+b.breaker.State().String()+"; partitions are paused", http.StatusServiceUnavailable)
 		default:
 			_, _ = w.Write([]byte("ok\n"))
+			for q, err := range b.pressure.unreadableBacklogs() {
+				fmt.Fprintf(w, "task queue %s: backlog unreadable (%s); its topics are not paused for it\n", q, err)
+			}
 		}
 	})
 	return mux

@@ -39,6 +39,11 @@ type Kafka struct {
 	// InitialOffset is where a group with no committed offset starts:
 	// "oldest" or "newest". Optional, default "oldest".
 	InitialOffset string `yaml:"initial_offset"`
+	// ConnectTimeout bounds the wait for the brokers to answer when a
+	// client starts (the bridge, the worker's producer, the DLQ tool); a
+	// broker that accepts connections and never answers fails the start
+	// with an error that names the brokers. Optional, default 15s.
+	ConnectTimeout time.Duration `yaml:"connect_timeout"`
 	// IsolationLevel is how transactional records are read:
 	// "read_committed" (records of aborted transactions are never seen,
 	// and open ones are waited for) or "read_uncommitted". Optional,

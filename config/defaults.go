@@ -53,6 +53,7 @@ func defaults() []fieldDefault {
 		{"kafka.client_id", func(c *Config) { c.Kafka.ClientID = "sagabridge" }},
 		{"kafka.version", func(c *Config) { c.Kafka.Version = "3.6.0" }},
 		{"kafka.initial_offset", func(c *Config) { c.Kafka.InitialOffset = "oldest" }},
+		{"kafka.connect_timeout", func(c *Config) { c.Kafka.ConnectTimeout = 15 * time.Second }},
 		{"kafka.isolation_level", func(c *Config) { c.Kafka.IsolationLevel = ReadCommitted }},
 		{"temporal.address", func(c *Config) { c.Temporal.Address = "127.0.0.1:7233" }},
 		{"temporal.namespace", func(c *Config) { c.Temporal.Namespace = "default" }},

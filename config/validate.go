@@ -47,6 +47,9 @@ func (c Config) validateConnections(bad func(field, format string, args ...any))
 			bad(fmt.Sprintf("kafka.brokers[%d]", i), "must not be empty")
 		}
 	}
+	if c.Kafka.ConnectTimeout <= 0 {
+		bad("kafka.connect_timeout", "must be positive")
+	}
 	if _, err := sarama.ParseKafkaVersion(c.Kafka.Version); err != nil {
 		bad("kafka.version", "%q is not a Kafka version: %v", c.Kafka.Version, err)
 	}

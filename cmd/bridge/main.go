@@ -37,7 +37,6 @@ import (
 	"runtime/debug"
 	"time"
 
-	"github.com/IBM/sarama"
 	"go.temporal.io/sdk/client"
 	"go.temporal.io/sdk/converter"
 	sdklog "go.temporal.io/sdk/log"
@@ -140,9 +139,9 @@ func run(ctx context.Context, cfg config.Config, log *slog.Logger) error {
 	if err != nil {
 		return err
 	}
-	producer, err := sarama.NewSyncProducer(cfg.Kafka.Brokers, pc)
+	producer, err := connect.SyncProducer(cfg.Kafka, pc)
 	if err != nil {
-		return fmt.Errorf("start DLQ producer: %w", connect.KafkaError(cfg.Kafka, err))
+		return fmt.Errorf("start DLQ producer: %w", err)
 	}
 	defer producer.Close()
 	b, err := bridge.New(cfg, bridge.Deps{

@@ -28,7 +28,6 @@ import (
 
 	enumspb "go.temporal.io/api/enums/v1"
 
-	"github.com/IBM/sarama"
 	"go.temporal.io/sdk/client"
 	sdklog "go.temporal.io/sdk/log"
 	"go.temporal.io/sdk/worker"
@@ -109,9 +108,9 @@ func main() {
 		cli.Fatal(log, "kafka configuration", err)
 	}
 	pc.ClientID = "sagabridge-worker"
-	producer, err := sarama.NewSyncProducer(conns.Kafka.Brokers, pc)
+	producer, err := connect.SyncProducer(conns.Kafka, pc)
 	if err != nil {
-		cli.Fatal(log, "start the outcome producer", connect.KafkaError(conns.Kafka, err))
+		cli.Fatal(log, "start the outcome producer", err)
 	}
 	defer producer.Close()
 	required := map[string]enumspb.IndexedValueType{saga.StatusSearchAttribute: enumspb.INDEXED_VALUE_TYPE_KEYWORD}

@@ -2,6 +2,7 @@ package connect
 
 import (
 	"fmt"
+	"io"
 	"time"
 
 	"github.com/IBM/sarama"
@@ -29,6 +30,9 @@ func SaramaConfig(k config.Kafka) (*sarama.Config, error) {
 	c := sarama.NewConfig()
 	c.Version = v
 	c.ClientID = k.ClientID
+	if k.ConnectTimeout > 0 {
+		c.Net.DialTimeout = k.ConnectTimeout
+	}
 	c.Consumer.Return.Errors = true
 	c.Consumer.Offsets.AutoCommit.Enable = true
 	c.Consumer.Offsets.AutoCommit.Interval = time.Second
@@ -82,4 +86,52 @@ func DLQProducerConfig(k config.Kafka) (*sarama.Config, error) {
 	c.Producer.Retry.Max = 10
 	c.Net.MaxOpenRequests = 1
 	return c, nil
+}
+
+// Client starts a sarama client for k's brokers, or fails within
+// kafka.connect_timeout: sarama alone waits minutes on a broker that
+// accepts connections and never answers.
+func Client(k config.Kafka, c *sarama.Config) (sarama.Client, error) {
+	return within(k, func() (sarama.Client, error) { return sarama.NewClient(k.Brokers, c) })
+}
+
+// SyncProducer starts a sarama SyncProducer for k's brokers, or fails
+// within kafka.connect_timeout.
+func SyncProducer(k config.Kafka, c *sarama.Config) (sarama.SyncProducer, error) {
+	return within(k, func() (sarama.SyncProducer, error) { return sarama.NewSyncProducer(k.Brokers, c) })
+}
+
+// within runs open, giving up after k.ConnectTimeout with an error that
+// names the brokers; what open returns later is closed.
+func within[T io.Closer](k config.Kafka, open func() (T, error)) (T, error) {
+	type result struct {
+		v   T
+		err error
+	}
+	done := make(chan result, 1)
+	go func() {
+		v, err := open()
+		done <- result{v, err}
+	}()
+	timeout := k.ConnectTimeout
+	if timeout <= 0 {
+		timeout = 15 * time.Second
+	}
+	t := time.NewTimer(timeout)
+	defer t.Stop()
+	select {
+	case r := <-done:
+		if r.err != nil {
+			return r.v, KafkaError(k, r.err)
+		}
+		return r.v, nil
+	case <-t.C:
+		go func() {
+			if r := <-done; r.err == nil {
+				_ = r.v.Close()
+			}
+		}()
+		var zero T
+		return zero, KafkaError(k, fmt.Errorf("no answer within %s (kafka.connect_timeout)", timeout))
+	}
 }

@@ -217,14 +217,9 @@ func (t *target) connect(tune func(*sarama.Config)) (sarama.Client, error) {
 	if tune != nil {
 		tune(cfg)
 	}
-	client, err := sarama.NewClient(t.brokerList, cfg)
-	if err != nil {
-		if t.configPath != "" {
-			return nil, connect.KafkaError(t.security, err) // names TLS, the SASL mechanism and user
-		}
-		return nil, fmt.Errorf("connect to Kafka at %s: %w", strings.Join(t.brokerList, ","), err)
-	}
-	return client, nil
+	k := t.security // names TLS, the SASL mechanism and user in errors
+	k.Brokers = t.brokerList
+	return connect.Client(k, cfg)
 }
 
 // classes are the values -class accepts.

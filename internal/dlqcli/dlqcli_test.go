@@ -78,7 +78,7 @@ func TestHelpExitsZero(t *testing.T) {
 func TestUnreachableBrokerExitsOne(t *testing.T) {
 	code, _, stderr := runCLI("list", "-brokers", noBroker, "-source", "orders")
 	assert.Equal(t, exitFail, code)
-	assert.Contains(t, stderr, "connect to Kafka at "+noBroker)
+	assert.Contains(t, stderr, "connect to Kafka ["+noBroker+"]")
 }
 
 func TestParseWhen(t *testing.T) {
