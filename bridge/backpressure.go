@@ -2,6 +2,7 @@ package bridge
 
 import (
 	"context"
+	"fmt"
 	"log/slog"
 	"maps"
 	"slices"
@@ -26,6 +27,10 @@ const (
 	// ReasonBacklog: a task queue the partition's topic routes to is
 	// backed up; the reason is reported as "task_queue_backlog:<queue>".
 	ReasonBacklog = "task_queue_backlog"
+	// ReasonDLQUnavailable: a dead letter of this partition cannot be
+	// written (the DLQ topic is missing or its brokers refuse it); the
+	// partition cannot commit past it, so it pauses alone until it can.
+	ReasonDLQUnavailable = "dlq_unavailable"
 	// ReasonPartitionInFlight: this partition holds batch.max_in_flight
 	// records read and not yet committable; it pauses alone until some
 	// are.
@@ -58,6 +63,7 @@ type pressure struct {
 	backlogs map[string]Backlog // last backlog read per task queue
 	flows    map[*flow]string   // claimed partitions → the reason they are paused, "" if not
 	capped   map[*flow]bool     // partitions at their own in-flight cap
+	dlqDown  map[*flow]string   // partitions whose dead letter cannot be written, with why
 	// unreadable holds task queues whose backlog reading expired, with why.
 	unreadable      map[string]string
 	backlogFailures atomic.Uint64     // failed DescribeTaskQueue polls
@@ -70,7 +76,7 @@ func newPressure(cfg config.Backpressure, topicQueues map[string][]string, log *
 	return &pressure{
 		cfg: cfg, log: log, topicQueues: topicQueues,
 		global: map[string]bool{}, backedUp: map[string]bool{}, backlogs: map[string]Backlog{},
-		flows: map[*flow]string{}, capped: map[*flow]bool{}, unreadable: map[string]string{}, pauses: map[string]uint64{}, changed: make(chan struct{}),
+		flows: map[*flow]string{}, capped: map[*flow]bool{}, dlqDown: map[*flow]string{}, unreadable: map[string]string{}, pauses: map[string]uint64{}, changed: make(chan struct{}),
 	}
 }
 
@@ -151,13 +157,49 @@ func (p *pressure) reasonLocked(topic string) string {
 // The caller holds p.mu.
 func (p *pressure) flowReasonLocked(f *flow) string {
 	r := p.reasonLocked(f.topic)
-	if p.capped[f] {
+	add := func(reason string) {
 		if r != "" {
 			r += ","
 		}
-		r += ReasonPartitionInFlight
+		r += reason
+	}
+	if _, ok := p.dlqDown[f]; ok {
+		add(ReasonDLQUnavailable)
+	}
+	if p.capped[f] {
+		add(ReasonPartitionInFlight)
 	}
 	return r
+}
+
+// setDLQFailing pauses f while its dead letters cannot be written (err),
+// and resumes it when one is (nil).
+func (p *pressure) setDLQFailing(f *flow, err error) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	_, was := p.dlqDown[f]
+	switch {
+	case err != nil:
+		p.dlqDown[f] = err.Error()
+		if !was {
+			p.pauses[ReasonDLQUnavailable]++
+			p.applyLocked()
+		}
+	case was:
+		delete(p.dlqDown, f)
+		p.applyLocked()
+	}
+}
+
+// dlqFailing lists the partitions whose dead letters cannot be written.
+func (p *pressure) dlqFailing() map[string]string {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	out := map[string]string{}
+	for f, err := range p.dlqDown {
+		out[fmt.Sprintf("%s/%d", f.topic, f.partition)] = err
+	}
+	return out
 }
 
 // setCapped pauses (true) or resumes (false) f alone for its in-flight cap.
@@ -246,6 +288,7 @@ func (p *pressure) unregister(f *flow) {
 	defer p.mu.Unlock()
 	delete(p.flows, f)
 	delete(p.capped, f)
+	delete(p.dlqDown, f)
 }
 
 // claimed lists the claimed partitions.

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -17,6 +18,7 @@ import (
 	"go.opentelemetry.io/otel/trace/noop"
 
 	"github.com/sagabridge/sagabridge/config"
+	"github.com/sagabridge/sagabridge/dlq"
 	"github.com/sagabridge/sagabridge/internal/connect"
 )
 
@@ -90,7 +92,7 @@ type Bridge struct {
 	access atomic.Pointer[accessFault]
 
 	delivered, deadLettered, closedRedeliveries, retries, calls, droppedClosed atomic.Uint64
-	commitFailures                                                             atomic.Uint64
+	commitFailures, dlqFailures, reducedDeadLetters                            atomic.Uint64
 }
 
 // New checks cfg and deps and returns a bridge ready to Run.
@@ -171,6 +173,9 @@ func (b *Bridge) Run(ctx context.Context) error {
 		return err
 	}
 	defer client.Close()
+	if err := b.checkDLQTopics(client); err != nil {
+		return err
+	}
 	group, err := sarama.NewConsumerGroupFromClient(b.cfg.Kafka.Group, client)
 	if err != nil {
 		return fmt.Errorf("join consumer group %q: %w", b.cfg.Kafka.Group, err)
@@ -256,6 +261,45 @@ func (b *Bridge) watchLogEnds(ctx context.Context) {
 			}
 		}
 	})
+}
+
+// checkDLQTopics makes sure every routed topic's DLQ topic exists before
+// anything is read: where brokers do not create topics on their own (the
+// production default) the first poison record would stall its partition.
+// With dlq.create_topics it creates the missing ones; otherwise the error
+// names them.
+func (b *Bridge) checkDLQTopics(client sarama.Client) error {
+	if err := client.RefreshMetadata(); err != nil {
+		return fmt.Errorf("read the topics of the cluster: %w", err)
+	}
+	existing, err := client.Topics()
+	if err != nil {
+		return fmt.Errorf("read the topics of the cluster: %w", err)
+	}
+	var missing []string
+	for _, topic := range b.router.Topics() {
+		if d := dlq.TopicFor(topic, b.cfg.DLQ.Suffix); !slices.Contains(existing, d) {
+			missing = append(missing, d)
+		}
+	}
+	if len(missing) == 0 {
+		return nil
+	}
+	if !b.cfg.DLQ.CreateTopics {
+		return fmt.Errorf("the DLQ topics %s do not exist: create them (partitions 1 is enough; max.message.bytes as dlq.max_message_bytes), or set dlq.create_topics", strings.Join(missing, ", "))
+	}
+	admin, err := sarama.NewClusterAdminFromClient(client) // not closed: that would close the client
+	if err != nil {
+		return fmt.Errorf("create the DLQ topics %s: %w", strings.Join(missing, ", "), err)
+	}
+	for _, d := range missing {
+		err := admin.CreateTopic(d, &sarama.TopicDetail{NumPartitions: 1, ReplicationFactor: -1}, false)
+		if err != nil && !errors.Is(err, sarama.ErrTopicAlreadyExists) {
+			return fmt.Errorf("create the DLQ topic %s (dlq.create_topics): %w", d, err)
+		}
+		b.log.Info("created the DLQ topic", "topic", d)
+	}
+	return nil
 }
 
 // checkAccess asks Temporal, through the breaker, whether the bridge may

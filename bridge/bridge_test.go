@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -88,12 +89,16 @@ type fakeDLQ struct {
 	failures []dlq.Failure
 	failNext int
 	tried    int
+	limit    int // refuse records larger than this as the broker would (0: no limit)
 }
 
 func (f *fakeDLQ) Write(_ context.Context, fl dlq.Failure) error {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	f.tried++
+	if f.limit > 0 && fl.Message(dlq.DefaultSuffix).ByteSize(2) > f.limit {
+		return fmt.Errorf("write: %w", sarama.ErrMessageSizeTooLarge)
+	}
 	if f.failNext > 0 {
 		f.failNext--
 		return errors.New("broker down")
@@ -377,4 +382,50 @@ func TestRecordsThatArriveWhilePausedStillDrain(t *testing.T) {
 	s := consume(t, b, ctx, msgs...)
 	assert.Equal(t, int64(50), s.committed(), "every record was delivered although the budget was full")
 	assert.Len(t, tc.accepted, 50)
+}
+
+// A dead letter too large for the DLQ is written in reduced form, so the
+// partition moves on; a DLQ that refuses writes pauses the partition, says
+// so in /readyz, and the partition resumes once a write succeeds.
+func TestADeadLetterThatDoesNotFitIsReducedAndAFailingDLQPausesThePartition(t *testing.T) {
+	dl := &fakeDLQ{limit: 1 << 20}
+	b := newTestBridge(t, &fakeTemporal{}, dl)
+	huge := msg(0, "a", `{"broken`+strings.Repeat("x", 3<<20))
+	s := consume(t, b, context.Background(), huge, msg(1, "a", `{}`))
+	assert.Equal(t, int64(2), s.committed(), "the partition moved on")
+	require.Len(t, dl.failures, 1)
+	assert.True(t, dl.failures[0].IsReduced(), "written in reduced form")
+	assert.Nil(t, dl.failures[0].Value)
+	assert.Equal(t, uint64(1), b.reducedDeadLetters.Load())
+
+	dl = &fakeDLQ{failNext: 1 << 30}
+	b = newTestBridge(t, &fakeTemporal{}, dl)
+	b.running.Store(true)
+	b.joined.Store(true)
+	b.dispatcher.start(2)
+	defer b.dispatcher.stop()
+	ch := make(chan *sarama.ConsumerMessage, 1)
+	ch <- msg(0, "a", `{not json`)
+	ses := &fakeSession{ctx: context.Background()}
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		assert.NoError(t, claimHandler{b: b}.ConsumeClaim(ses, fakeClaim{ch: ch}))
+	}()
+	require.Eventually(t, func() bool { return strings.Contains(b.pressure.pausedFor("orders", 0), ReasonDLQUnavailable) },
+		5*time.Second, time.Millisecond)
+	rec := httptest.NewRecorder()
+	b.Handler().ServeHTTP(rec, httptest.NewRequest("GET", "/readyz", nil))
+	assert.Equal(t, http.StatusServiceUnavailable, rec.Code)
+	assert.Contains(t, rec.Body.String(), "dead letters of orders/0 cannot be written: broker down")
+	assert.Positive(t, b.dlqFailures.Load())
+	assert.Zero(t, ses.committed())
+
+	dl.mu.Lock()
+	dl.failNext = 0 // the DLQ is back
+	dl.mu.Unlock()
+	require.Eventually(t, func() bool { return ses.committed() == 1 }, 5*time.Second, time.Millisecond)
+	assert.Empty(t, b.pressure.pausedFor("orders", 0))
+	close(ch)
+	<-done
 }

@@ -280,9 +280,15 @@ func (b *Bridge) closedWorkflow(f *flow, target Target, recs []record, attempt i
 	}
 }
 
-// deadLetter writes fail to the DLQ for partition fl, retrying until the
-// DLQ holds it or the partition's context ends. With dlq.transactional it
-// queues fail for the transaction that commits the offset past it.
+// deadLetter writes f to the DLQ for partition fl, retrying until the DLQ
+// holds it or the partition's context ends. With dlq.transactional it
+// queues f for the transaction that commits the offset past it.
+//
+// A record too large for the DLQ (the producer's dlq.max_message_bytes or
+// the topic's max.message.bytes) is written in reduced form (dlq.Reduced:
+// the value dropped, a header saying so), so the partition moves on. While
+// writes keep failing otherwise, the partition is paused
+// (dlq_unavailable), /readyz says so and the failures are counted.
 func (b *Bridge) deadLetter(fl *flow, f dlq.Failure) error {
 	if fl.committer != nil {
 		fl.committer.enqueue(f)
@@ -293,10 +299,20 @@ func (b *Bridge) deadLetter(fl *flow, f dlq.Failure) error {
 	for {
 		err := b.deps.DeadLetters.Write(ctx, f)
 		if err == nil {
+			b.pressure.setDLQFailing(fl, nil)
 			b.committedDeadLetters([]dlq.Failure{f})
 			return nil
 		}
-		b.log.Error("DLQ write failed; retrying", "topic", f.Topic, "partition", f.Partition, "offset", f.Offset, "err", err)
+		if dlq.TooLarge(err) && !f.IsReduced() {
+			b.reducedDeadLetters.Add(1)
+			b.log.Warn("dead letter too large for the DLQ; writing it in reduced form (value dropped, headers trimmed)",
+				"topic", f.Topic, "partition", f.Partition, "offset", f.Offset, "value_bytes", len(f.Value), "headers", len(f.Headers), "err", err)
+			f = f.Reduced()
+			continue
+		}
+		b.dlqFailures.Add(1)
+		b.pressure.setDLQFailing(fl, err)
+		b.log.Error("DLQ write failed; retrying with the partition paused", "topic", f.Topic, "partition", f.Partition, "offset", f.Offset, "err", err)
 		if err := sleep(ctx, retry.NextBackOff()); err != nil {
 			return fmt.Errorf("dead-lettering %s/%d@%d: %w", f.Topic, f.Partition, f.Offset, err)
 		}

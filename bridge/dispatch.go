@@ -23,7 +23,8 @@ type record struct {
 	msg    *sarama.ConsumerMessage
 	env    event.Envelope
 	target Target
-	size   int
+	size   int // what it holds of the in-flight budget (heldSize)
+	wire   int // its size as sent to Temporal (wireSize)
 }
 
 // unit is the records of one partition batch for one workflow, in offset
@@ -35,7 +36,8 @@ type unit struct {
 	queue   string
 	target  Target
 	records []record
-	bytes   int // the sum of the records' sizes
+	bytes   int // the sum of the records' sizes (heldSize)
+	wire    int // the sum of their sizes as sent (wireSize)
 	// dead is the failure to write to the DLQ, for a dead-letter unit.
 	dead *dlq.Failure
 }
@@ -54,17 +56,18 @@ func (b *Bridge) dispatch(f *flow, batch []record) {
 	var units []*unit
 	for _, r := range batch {
 		u := groups[r.target.WorkflowID]
-		if u == nil || u.bytes+r.size > b.cfg.Dispatch.MaxCallBytes {
+		if u == nil || u.wire+r.wire > b.cfg.Dispatch.MaxCallBytes {
 			u = &unit{flow: f, queue: r.target.WorkflowID, target: r.target}
 			groups[r.target.WorkflowID] = u
 			units = append(units, u)
 		}
 		u.records = append(u.records, r)
 		u.bytes += r.size
+		u.wire += r.wire
 	}
 	for _, u := range units {
-		if u.bytes > warnPayloadBytes {
-			b.log.Warn("large signal payload", "workflow_id", u.target.WorkflowID, "bytes", u.bytes, "records", len(u.records))
+		if u.wire > warnPayloadBytes {
+			b.log.Warn("large signal payload", "workflow_id", u.target.WorkflowID, "bytes", u.wire, "records", len(u.records))
 		}
 		f.units.Add(1)
 		b.dispatcher.submit(u)
@@ -204,11 +207,11 @@ func (d *dispatcher) take(q *wfQueue) []*unit {
 			u.flow.units.Done()
 			continue
 		}
-		if len(out) > 0 && (u.flow != out[0].flow || bytes+u.bytes > d.b.cfg.Dispatch.MaxCallBytes) {
+		if len(out) > 0 && (u.flow != out[0].flow || bytes+u.wire > d.b.cfg.Dispatch.MaxCallBytes) {
 			break
 		}
 		out = append(out, u)
-		bytes += u.bytes
+		bytes += u.wire
 		q.pending = q.pending[1:]
 	}
 	return out

@@ -56,6 +56,10 @@ func newMetrics(b *Bridge) *metrics {
 		counter("sagabridge_call_retries_total", "Calls retried after a retryable error.", b.retries.Load),
 		counter("sagabridge_backlog_read_failures_total",
 			"Task queue backlog reads (DescribeTaskQueue) that failed; after 3 in a row the last reading expires.", b.pressure.backlogFailures.Load),
+		counter("sagabridge_dlq_write_failures_total",
+			"DLQ writes that failed and were retried, the partition paused meanwhile (dlq_unavailable).", b.dlqFailures.Load),
+		counter("sagabridge_dlq_reduced_total",
+			"Dead letters too large for the DLQ, written in reduced form (value dropped; header sagabridge.dlq.reduced).", b.reducedDeadLetters.Load),
 		counter("sagabridge_commit_failures_total",
 			"Transactional offset commits (dlq.transactional) that failed and will be retried.", b.commitFailures.Load),
 		gauge("sagabridge_in_flight_records", "Records read and not yet accepted by Temporal or written to the DLQ.",
@@ -132,7 +136,7 @@ func (c stateCollector) Describe(ch chan<- *prometheus.Desc) {
 
 func (c stateCollector) Collect(ch chan<- prometheus.Metric) {
 	paused, backlogs, backedUp, pauses := c.b.pressure.snapshot()
-	for _, r := range []string{ReasonInFlight, ReasonCircuitOpen, ReasonBacklog, ReasonPartitionInFlight} {
+	for _, r := range []string{ReasonInFlight, ReasonCircuitOpen, ReasonBacklog, ReasonPartitionInFlight, ReasonDLQUnavailable} {
 		ch <- prometheus.MustNewConstMetric(pausesDesc, prometheus.CounterValue, float64(pauses[r]), r)
 	}
 	type tp struct {
@@ -207,6 +211,11 @@ func (b *Bridge) Handler() http.Handler {
 		case b.access.Load() != nil:
 			http.Error(w, fmt.Sprintf("Temporal refuses the bridge's access to namespace %s: %s",
 				b.cfg.Temporal.Namespace, b.access.Load().cause), http.StatusServiceUnavailable)
+		case len(b.pressure.dlqFailing()) > 0:
+			for p, err := range b.pressure.dlqFailing() {
+				http.Error(w, fmt.Sprintf("dead letters of %s cannot be written: %s", p, err), http.StatusServiceUnavailable)
+				break
+			}
 		case b.breaker.State() != gobreaker.StateClosed:
 			http.Error(w, "circuit to Temporal is "+b.breaker.State().String()+"; partitions are paused", http.StatusServiceUnavailable)
 		default:

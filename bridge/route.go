@@ -1,6 +1,7 @@
 package bridge
 
 import (
+	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -154,12 +155,13 @@ func (b *Bridge) route(m *sarama.ConsumerMessage) (record, error) {
 	if err != nil {
 		return record{}, err
 	}
-	size := heldSize(m)
-	if size > b.cfg.Dispatch.MaxCallBytes {
+	wire := wireSize(env)
+	if wire > b.cfg.Dispatch.MaxCallBytes {
 		return record{}, &PoisonError{Class: dlq.ClassRejected, Err: fmt.Errorf(
-			"record %s/%d@%d is about %d bytes, over dispatch.max_call_bytes (%d)", m.Topic, m.Partition, m.Offset, size, b.cfg.Dispatch.MaxCallBytes)}
+			"record %s/%d@%d is %d bytes as sent to Temporal (JSON, binary values in base64), over dispatch.max_call_bytes (%d)",
+			m.Topic, m.Partition, m.Offset, wire, b.cfg.Dispatch.MaxCallBytes)}
 	}
-	return record{msg: m, env: env, target: target, size: size}, nil
+	return record{msg: m, env: env, target: target, size: heldSize(m), wire: wire}, nil
 }
 
 // poison queues m for the DLQ; it is finished once the DLQ holds it. The
@@ -193,4 +195,33 @@ func checkWorkflowID(id string) error {
 		return errors.New("the workflow ID holds control characters")
 	}
 	return nil
+}
+
+// wireSize is the size of env as the bridge sends it to Temporal: JSON,
+// with header values and bytes payloads in base64 and escapes counted. It
+// errs high by a few bytes, never low, so a call split by it stays under
+// Temporal's payload limit.
+func wireSize(env event.Envelope) int {
+	n := 120 // field names, punctuation, partition, offset, timestamp
+	n += jsonStringSize(env.Topic) + jsonStringSize(env.Key) + jsonStringSize(env.Type)
+	for _, h := range env.Headers {
+		n += 20 + jsonStringSize(h.Key) + base64.StdEncoding.EncodedLen(len(h.Value))
+	}
+	n += len(env.Value) // raw JSON, as it is
+	n += base64.StdEncoding.EncodedLen(len(env.Raw))
+	return n
+}
+
+// jsonStringSize is the size of s as a JSON string: quotes, and escapes
+// (encoding/json escapes control characters, '"', '\\' and, for HTML,
+// '<', '>' and '&', as \u00XX: six bytes at most).
+func jsonStringSize(s string) int {
+	n := len(s) + 2
+	for i := range len(s) {
+		switch c := s[i]; {
+		case c < 0x20, c == '"', c == '\\', c == '<', c == '>', c == '&':
+			n += 5
+		}
+	}
+	return n
 }

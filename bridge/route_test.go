@@ -1,7 +1,9 @@
 package bridge
 
 import (
+	"encoding/json"
 	"errors"
+	"fmt"
 	"strings"
 	"testing"
 
@@ -11,6 +13,7 @@ import (
 
 	"github.com/sagabridge/sagabridge/config"
 	"github.com/sagabridge/sagabridge/dlq"
+	"github.com/sagabridge/sagabridge/event"
 )
 
 func router(t *testing.T, routes ...config.Route) *Router {
@@ -116,5 +119,31 @@ func TestRouteRefusesWorkflowIDsTemporalWouldRefuse(t *testing.T) {
 		}
 		assert.Equal(t, dlq.ClassRoute, poisonClass(t, err), name)
 		assert.ErrorContains(t, err, c.want, name)
+	}
+}
+
+// The size a call is split by is what is really sent: JSON, with header
+// values and bytes payloads in base64 and escapes counted (once 560,221
+// bytes were estimated for a 2,560,265-byte payload).
+func TestWireSizeIsWhatIsSent(t *testing.T) {
+	many := make([]event.Header, 80_000)
+	for i := range many {
+		many[i] = event.Header{Key: fmt.Sprint("h", i), Value: []byte("v")}
+	}
+	binary := make([]byte, 1<<20)
+	for i := range binary {
+		binary[i] = byte(i)
+	}
+	for name, env := range map[string]event.Envelope{
+		"small json":     {Topic: "orders", Key: "42", Type: "OrderPlaced", Value: json.RawMessage(`{"a":1}`)},
+		"80,000 headers": {Topic: "orders", Key: "42", Headers: many, Value: json.RawMessage(`{}`)},
+		"binary bytes":   {Topic: "orders", Key: "42", Raw: binary, Headers: []event.Header{{Key: "trace", Value: binary[:5000]}}},
+		"escapes":        {Topic: "orders", Key: `a"<b>&\` + "\x01", Type: "<T>", Value: json.RawMessage(`{"s":"<&>"}`)},
+	} {
+		sent, err := json.Marshal(env)
+		require.NoError(t, err)
+		got := wireSize(env)
+		assert.GreaterOrEqual(t, got, len(sent), "%s: never low", name)
+		assert.LessOrEqual(t, got, len(sent)+len(sent)/50+200, "%s: close", name)
 	}
 }

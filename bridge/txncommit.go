@@ -63,7 +63,7 @@ type txnCommitter struct {
 // fences any earlier producer of the same ID (a previous owner).
 func (b *Bridge) newTxnCommitter(s sarama.ConsumerGroupSession, topic string, partition int32, start int64, lost func()) (*txnCommitter, error) {
 	txnID := kafkatxn.TransactionalID(b.cfg.DLQ.TransactionalIDPrefix, b.cfg.Kafka.Group, topic, partition)
-	pc, err := connect.TransactionalProducerConfig(b.cfg.Kafka, txnID)
+	pc, err := connect.TransactionalProducerConfig(b.cfg.Kafka, b.cfg.DLQ.MaxMessageBytes, txnID)
 	if err != nil {
 		return nil, err
 	}
@@ -169,6 +169,14 @@ func (c *txnCommitter) commit() error {
 	}
 	slices.SortFunc(take, func(a, b dlq.Failure) int { return cmp.Compare(a.Offset, b.Offset) })
 	if err := c.transact(take, next); err != nil {
+		if dlq.TooLarge(err) { // one of them does not fit the DLQ: send them all in reduced form
+			for i, f := range take {
+				if !f.IsReduced() {
+					take[i] = f.Reduced()
+				}
+			}
+			c.log.Warn("dead letters too large for the DLQ; the next transaction sends them in reduced form", "records", len(take), "err", err)
+		}
 		c.mu.Lock()
 		c.queued = append(take, c.queued...)
 		c.mu.Unlock()

@@ -103,6 +103,18 @@ type DLQ struct {
 	// read_committed). Uses one transactional producer per claimed
 	// partition and eager rebalancing. Optional, default false.
 	Transactional bool `yaml:"transactional"`
+	// CreateTopics creates a DLQ topic that does not exist (one
+	// partition, the brokers' default replication) when the bridge starts.
+	// Optional, default false: the bridge refuses to start, naming the
+	// missing topic, since where brokers do not create topics on their own
+	// (the production default) the first poison record would otherwise
+	// stall its partition.
+	CreateTopics bool `yaml:"create_topics"`
+	// MaxMessageBytes is the largest DLQ record the bridge writes; set it
+	// to the DLQ topics' max.message.bytes. A dead letter that does not fit
+	// is written in reduced form (value dropped, headers trimmed, a header
+	// saying so). Optional, default 1048588 (Kafka's default).
+	MaxMessageBytes int `yaml:"max_message_bytes"`
 	// TransactionalIDPrefix starts the transactional IDs,
 	// "<prefix>-<group>-<topic>-<partition>"; keep it stable across
 	// restarts. Required with transactional.

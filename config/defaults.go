@@ -58,6 +58,7 @@ func defaults() []fieldDefault {
 		{"temporal.address", func(c *Config) { c.Temporal.Address = "127.0.0.1:7233" }},
 		{"temporal.namespace", func(c *Config) { c.Temporal.Namespace = "default" }},
 		{"dlq.suffix", func(c *Config) { c.DLQ.Suffix = dlq.DefaultSuffix }},
+		{"dlq.max_message_bytes", func(c *Config) { c.DLQ.MaxMessageBytes = 1048588 }},
 		{"batch.max_records", func(c *Config) { c.Batch.MaxRecords = 2000 }},
 		{"batch.max_bytes", func(c *Config) { c.Batch.MaxBytes = 2 << 20 }},
 		{"batch.linger", func(c *Config) { c.Batch.Linger = 5 * time.Millisecond }},

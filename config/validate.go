@@ -74,6 +74,9 @@ func (c Config) Validate() error {
 	if c.Kafka.IsolationLevel != ReadCommitted && c.Kafka.IsolationLevel != ReadUncommitted {
 		bad("kafka.isolation_level", "must be %q or %q, not %q", ReadCommitted, ReadUncommitted, c.Kafka.IsolationLevel)
 	}
+	if c.DLQ.MaxMessageBytes < 64<<10 {
+		bad("dlq.max_message_bytes", "must be at least 65536, so a reduced dead letter always fits")
+	}
 	if c.DLQ.Suffix == "" {
 		bad("dlq.suffix", "must not be empty")
 	}

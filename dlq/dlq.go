@@ -85,6 +85,10 @@ type Failure struct {
 	WorkflowID   string
 	RunID        string
 	ActivityType string
+
+	// reduced says what Reduced dropped; valueSize is the dropped value's size.
+	reduced   string
+	valueSize int
 }
 
 // FromMessage describes msg failing with class and err.
@@ -124,6 +128,7 @@ func (f Failure) Message(suffix string) *sarama.ProducerMessage {
 	if f.ActivityType != "" {
 		add(HeaderActivity, f.ActivityType)
 	}
+	hs = append(hs, f.reducedHeaders()...)
 	msg := &sarama.ProducerMessage{Topic: TopicFor(f.Topic, suffix), Headers: hs}
 	if f.Key != nil {
 		msg.Key = sarama.ByteEncoder(f.Key)
@@ -174,6 +179,8 @@ func Parse(msg *sarama.ConsumerMessage) (Failure, error) {
 	f.WorkflowID = seen[HeaderWorkflowID]
 	f.RunID = seen[HeaderRunID]
 	f.ActivityType = seen[HeaderActivity]
+	f.reduced = seen[HeaderReduced]
+	f.valueSize, _ = strconv.Atoi(seen[HeaderValueSize])
 	if v, ok := seen[HeaderFailedAt]; ok {
 		t, err := time.Parse(time.RFC3339Nano, v)
 		if err != nil {

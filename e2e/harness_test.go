@@ -182,7 +182,7 @@ func (e *env) runBridgeWith(group string, tune func(*config.Config)) (b *bridge.
 	e.t.Helper()
 	tc, err := client.Dial(client.Options{HostPort: e.temporal, Logger: quietLogger()})
 	require.NoError(e.t, err)
-	pc, err := connect.DLQProducerConfig(config.Kafka{Version: "3.6.0", ClientID: "e2e"})
+	pc, err := connect.DLQProducerConfig(config.Kafka{Version: "3.6.0", ClientID: "e2e"}, 0)
 	require.NoError(e.t, err)
 	dlqProducer, err := sarama.NewSyncProducer(stack.Kafka.Brokers, pc)
 	require.NoError(e.t, err)

@@ -60,7 +60,7 @@ func TestRecordsTemporalWouldRefuseGoToTheDLQAtOnce(t *testing.T) {
 // would apply them first and the ledger would show their offsets.
 func TestAbortedTransactionsNeverReachASaga(t *testing.T) {
 	e := newEnv(t, 1)
-	pc, err := connect.TransactionalProducerConfig(config.Kafka{Version: "3.6.0", ClientID: "e2e-txn"}, e.id+"-txn")
+	pc, err := connect.TransactionalProducerConfig(config.Kafka{Version: "3.6.0", ClientID: "e2e-txn"}, 0, e.id+"-txn")
 	require.NoError(t, err)
 	p, err := sarama.NewSyncProducer(stack.Kafka.Brokers, pc)
 	require.NoError(t, err)

@@ -107,7 +107,7 @@ func TestBridgeOverTLSAndSCRAMDeliversAndKeepsSecretsOutOfLogs(t *testing.T) {
 	// Produce over the same secured connection.
 	pc, err := connect.DLQProducerConfig(config.Kafka{Version: "3.6.0", ClientID: "e2e",
 		TLS:  config.TLS{Enabled: true, CAFile: caFile},
-		SASL: config.SASL{Mechanism: "SCRAM-SHA-512", Username: "bridge", PasswordFile: goodFile}})
+		SASL: config.SASL{Mechanism: "SCRAM-SHA-512", Username: "bridge", PasswordFile: goodFile}}, 0)
 	require.NoError(t, err)
 	p, err := sarama.NewSyncProducer(brokers, pc)
 	require.NoError(t, err)
@@ -161,7 +161,7 @@ func TestDLQToolOverTLSAndSCRAMWithTheBridgeConfig(t *testing.T) {
 
 	secure := config.Kafka{Version: "3.6.0", ClientID: "e2e", TLS: config.TLS{Enabled: true, CAFile: caFile},
 		SASL: config.SASL{Mechanism: "SCRAM-SHA-512", Username: "bridge", Password: securePassword}}
-	pc, err := connect.DLQProducerConfig(secure)
+	pc, err := connect.DLQProducerConfig(secure, 0)
 	require.NoError(t, err)
 	p, err := sarama.NewSyncProducer(brokers, pc)
 	require.NoError(t, err)

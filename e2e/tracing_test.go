@@ -59,7 +59,7 @@ func TestOneTraceLinksTheKafkaRecordTheSignalTheActivitiesAndTheOutcome(t *testi
 	require.NoError(t, w.Start())
 	t.Cleanup(w.Stop)
 
-	pc, err := connect.DLQProducerConfig(config.Kafka{Version: "3.6.0", ClientID: "e2e"})
+	pc, err := connect.DLQProducerConfig(config.Kafka{Version: "3.6.0", ClientID: "e2e"}, 0)
 	require.NoError(t, err)
 	dlqProducer, err := sarama.NewSyncProducer(stack.Kafka.Brokers, pc)
 	require.NoError(t, err)

@@ -247,7 +247,7 @@ func (h *harness) runBridge(ctx context.Context, topic string) (*bridge.Bridge, 
 			Backlog: config.Backlog{HighAge: h.o.backlogAge}},
 		Routes: []config.Route{{Topic: topic, WorkflowType: ledger.WorkflowType, WorkflowID: "ledger-{key}", TaskQueue: topic}},
 	}
-	pc, err := connect.DLQProducerConfig(config.Kafka{Version: "3.6.0", ClientID: "bench"})
+	pc, err := connect.DLQProducerConfig(config.Kafka{Version: "3.6.0", ClientID: "bench"}, 0)
 	if err != nil {
 		return nil, nil, err
 	}

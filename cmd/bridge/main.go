@@ -135,7 +135,7 @@ func run(ctx context.Context, cfg config.Config, log *slog.Logger) error {
 		return fmt.Errorf("temporal client for %s: %w", cfg.Temporal.Address, err)
 	}
 	defer tc.Close()
-	pc, err := connect.DLQProducerConfig(cfg.Kafka)
+	pc, err := connect.DLQProducerConfig(cfg.Kafka, cfg.DLQ.MaxMessageBytes)
 	if err != nil {
 		return err
 	}

@@ -103,7 +103,7 @@ func main() {
 		cli.Fatal(log, "connect to Temporal", err)
 	}
 	defer c.Close()
-	pc, err := connect.DLQProducerConfig(conns.Kafka) // idempotent, acknowledged by all replicas, with TLS/SASL
+	pc, err := connect.DLQProducerConfig(conns.Kafka, 0) // idempotent, acknowledged by all replicas, with TLS/SASL
 	if err != nil {
 		cli.Fatal(log, "kafka configuration", err)
 	}

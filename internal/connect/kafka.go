@@ -61,8 +61,8 @@ func SaramaConfig(k config.Kafka) (*sarama.Config, error) {
 // TransactionalProducerConfig builds the configuration of the producer
 // that commits one partition's offsets and DLQ records in transactions
 // (dlq.transactional), with transactional ID txnID.
-func TransactionalProducerConfig(k config.Kafka, txnID string) (*sarama.Config, error) {
-	c, err := DLQProducerConfig(k)
+func TransactionalProducerConfig(k config.Kafka, maxMessageBytes int, txnID string) (*sarama.Config, error) {
+	c, err := DLQProducerConfig(k, maxMessageBytes)
 	if err != nil {
 		return nil, err
 	}
@@ -73,13 +73,18 @@ func TransactionalProducerConfig(k config.Kafka, txnID string) (*sarama.Config, 
 
 // DLQProducerConfig builds the configuration of the producer that writes
 // DLQ records: idempotent and acknowledged by all in-sync replicas, so a
-// record the bridge commits past is durably in the DLQ exactly once.
-func DLQProducerConfig(k config.Kafka) (*sarama.Config, error) {
+// record the bridge commits past is durably in the DLQ exactly once, and
+// no larger than maxMessageBytes (dlq.max_message_bytes; 0 keeps sarama's
+// 1 MiB).
+func DLQProducerConfig(k config.Kafka, maxMessageBytes int) (*sarama.Config, error) {
 	c, err := SaramaConfig(k)
 	if err != nil {
 		return nil, err
 	}
 	c.ClientID = k.ClientID + "-dlq"
+	if maxMessageBytes > 0 {
+		c.Producer.MaxMessageBytes = maxMessageBytes
+	}
 	c.Producer.Idempotent = true
 	c.Producer.RequiredAcks = sarama.WaitForAll
 	c.Producer.Return.Successes = true

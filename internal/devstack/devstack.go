@@ -44,6 +44,9 @@ type KafkaOptions struct {
 	// Topics are created with Partitions partitions each.
 	Topics     []string
 	Partitions int32
+	// NoAutoCreateTopics makes the broker refuse to create topics on
+	// their own, as production brokers are usually configured.
+	NoAutoCreateTopics bool
 	// KeepDeadMembers turns off the workaround for kfake's bug that keeps
 	// a dead group member (reaper.go, docs/KFAKE.md); only to reproduce it.
 	KeepDeadMembers bool
@@ -60,7 +63,10 @@ func StartKafka(port int, partitions int32, topics ...string) (*Kafka, error) {
 // StartKafkaWith starts one kfake broker as o says, with the dead-member
 // workaround on unless o.KeepDeadMembers.
 func StartKafkaWith(o KafkaOptions) (*Kafka, error) {
-	opts := []kfake.Opt{kfake.NumBrokers(1), kfake.Ports(o.Port), kfake.AllowAutoTopicCreation()}
+	opts := []kfake.Opt{kfake.NumBrokers(1), kfake.Ports(o.Port)}
+	if !o.NoAutoCreateTopics {
+		opts = append(opts, kfake.AllowAutoTopicCreation())
+	}
 	if len(o.Topics) > 0 {
 		opts = append(opts, kfake.SeedTopics(o.Partitions, o.Topics...))
 	}
