@@ -168,8 +168,11 @@ func TestHotKeyOfTenThousandEventsCompletesAcrossRuns(t *testing.T) {
 	e := newEnv(t, 4)
 	recs := ledger.Stream(e.id+"-hot-", 1, 10_000, 1.1, 71)
 	at := e.produceLedger(recs)
-	// Small batches make many signals, so the run's history crosses the limit.
-	b, stop := e.runBridgeWith(e.topic, func(c *config.Config) { c.Batch.MaxRecords = 50 })
+	// Small calls make many signals, so the run's history crosses the limit.
+	b, stop := e.runBridgeWith(e.topic, func(c *config.Config) {
+		c.Batch.MaxRecords = 50
+		c.Dispatch.MaxCallBytes = 16 << 10
+	})
 	defer stop()
 	e.assertLedgers(at, 3*time.Minute)
 	st, err := e.ledgerResult(t.Context(), e.id+"-hot-0")

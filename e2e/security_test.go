@@ -91,7 +91,7 @@ func TestKafkaSASLMechanismsOverTLS(t *testing.T) {
 // the problem; neither password appears anywhere in its output.
 func TestBridgeOverTLSAndSCRAMDeliversAndKeepsSecretsOutOfLogs(t *testing.T) {
 	e := newEnv(t, 2)
-	brokers, caFile := secureKafka(t, e.topic, e.ledgerTopic, dlq.TopicFor(e.ledgerTopic, dlq.DefaultSuffix))
+	brokers, caFile := secureKafka(t, e.topic, dlq.TopicFor(e.topic, dlq.DefaultSuffix), e.ledgerTopic, dlq.TopicFor(e.ledgerTopic, dlq.DefaultSuffix))
 	dir := t.TempDir()
 	goodFile, badFile := filepath.Join(dir, "password"), filepath.Join(dir, "wrong")
 	require.NoError(t, os.WriteFile(goodFile, []byte(securePassword+"\n"), 0o600))
