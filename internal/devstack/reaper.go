@@ -18,18 +18,26 @@ import (
 // timer, holding its partitions forever. Kafka expires every member that
 // sends nothing for its session timeout; kfake, in that state, never does.
 //
+// The same bug makes a dead leader slow to go: kfake waits for a member
+// that never sends its SyncGroup for the whole rebalance timeout, where
+// Kafka expires it after its session timeout, as the join completed.
+//
 // The reaper restores Kafka's rule from outside: it watches the group
 // requests each member sends (JoinGroup, SyncGroup, Heartbeat, offset
-// commits) and removes a member of a Stable group that has sent none for
-// its session timeout plus a grace, with a LeaveGroup on its behalf. A live
-// member heartbeats every few seconds, so only a dead one is ever reaped.
+// commits) and removes, with a LeaveGroup on its behalf, a member that has
+// sent none for its session timeout plus a grace: in a Stable group, or in
+// a group completing a rebalance when the member's last word was its
+// JoinGroup (so it never collected its reply). A live member heartbeats
+// every few seconds and sends its SyncGroup at once, so only a dead one is
+// ever reaped.
 type reaper struct {
 	log    *slog.Logger
 	client *kgo.Client
 	reaped atomic.Int64
 
-	mu   sync.Mutex
-	seen map[memberKey]memberSeen
+	mu         sync.Mutex
+	seen       map[memberKey]memberSeen
+	completing map[string]time.Time // group -> first seen CompletingRebalance
 }
 
 type memberKey struct{ group, member string }
@@ -37,6 +45,7 @@ type memberKey struct{ group, member string }
 type memberSeen struct {
 	at      time.Time
 	timeout time.Duration // the member's session timeout
+	joined  bool          // the last request was a JoinGroup
 }
 
 // reapGrace is how long past its session timeout a silent member may stay.
@@ -51,7 +60,7 @@ func startReaper(ctx context.Context, c *kfake.Cluster, log *slog.Logger) (*reap
 	if err != nil {
 		return nil, err
 	}
-	r := &reaper{log: log, client: cl, seen: map[memberKey]memberSeen{}}
+	r := &reaper{log: log, client: cl, seen: map[memberKey]memberSeen{}, completing: map[string]time.Time{}}
 	for _, key := range []kmsg.Key{kmsg.JoinGroup, kmsg.SyncGroup, kmsg.Heartbeat, kmsg.OffsetCommit, kmsg.TxnOffsetCommit, kmsg.LeaveGroup} {
 		c.ControlKey(int16(key), func(req kmsg.Request) (kmsg.Response, error, bool) {
 			r.observe(req)
@@ -85,14 +94,16 @@ func (r *reaper) observe(req kmsg.Request) {
 			return // a first JoinGroup: the broker assigns the ID (KIP-394)
 		}
 		k := memberKey{group, member}
+		joined := timeout != 0
 		if timeout == 0 {
 			timeout = r.seen[k].timeout
 		}
-		r.seen[k] = memberSeen{at: now, timeout: timeout}
+		r.seen[k] = memberSeen{at: now, timeout: timeout, joined: joined}
 	}
 	switch q := req.(type) {
 	case *kmsg.JoinGroupRequest:
-		touch(q.Group, q.MemberID, time.Duration(q.SessionTimeoutMillis)*time.Millisecond)
+		timeout := max(time.Duration(q.SessionTimeoutMillis)*time.Millisecond, time.Millisecond)
+		touch(q.Group, q.MemberID, timeout)
 	case *kmsg.SyncGroupRequest:
 		touch(q.Group, q.MemberID, 0)
 	case *kmsg.HeartbeatRequest:
@@ -109,7 +120,8 @@ func (r *reaper) observe(req kmsg.Request) {
 	}
 }
 
-// sweep removes the silent members of Stable groups.
+// sweep removes the silent members of Stable groups and the members of
+// completing groups that never came back for their JoinGroup reply.
 func (r *reaper) sweep(ctx context.Context) {
 	list, err := kmsg.NewPtrListGroupsRequest().RequestWith(ctx, r.client)
 	if err != nil {
@@ -130,7 +142,16 @@ func (r *reaper) sweep(ctx context.Context) {
 	}
 	now := time.Now()
 	for _, g := range groups.Groups {
-		if g.State != "Stable" {
+		r.mu.Lock()
+		since, wasCompleting := r.completing[g.Group]
+		if g.State == "CompletingRebalance" && !wasCompleting {
+			since = now
+			r.completing[g.Group] = now
+		} else if g.State != "CompletingRebalance" {
+			delete(r.completing, g.Group)
+		}
+		r.mu.Unlock()
+		if g.State != "Stable" && g.State != "CompletingRebalance" {
 			continue
 		}
 		for _, m := range g.Members {
@@ -138,7 +159,7 @@ func (r *reaper) sweep(ctx context.Context) {
 			r.mu.Lock()
 			s, ok := r.seen[k]
 			if !ok { // never seen: start its clock now
-				s = memberSeen{at: now}
+				s = memberSeen{at: now, joined: true}
 				r.seen[k] = s
 			}
 			timeout := s.timeout
@@ -147,6 +168,15 @@ func (r *reaper) sweep(ctx context.Context) {
 			}
 			silent := now.Sub(s.at)
 			r.mu.Unlock()
+			if g.State == "CompletingRebalance" {
+				if !s.joined {
+					continue // it sent its SyncGroup and waits for the leader's
+				}
+				// Kafka arms the session timer when the join completes.
+				if since.After(s.at) {
+					silent = now.Sub(since)
+				}
+			}
 			if silent > timeout+reapGrace {
 				r.reap(ctx, g.Group, m.MemberID, silent)
 			}
