@@ -59,6 +59,9 @@ type Stats struct {
 	// CommitFailures counts transactional offset commits that failed and
 	// were retried (dlq.transactional).
 	CommitFailures uint64
+	// WindowWaits counts calls held back until their workflow had applied
+	// enough of what it was sent (dispatch.workflow_window_*).
+	WindowWaits uint64
 }
 
 // Bridge consumes the routed topics and delivers every record to the
@@ -74,6 +77,7 @@ type Bridge struct {
 	tracing bool
 
 	dispatcher *dispatcher
+	windows    *windows // what each workflow was sent and not seen applied
 	pressure   *pressure
 	limiter    *limiter
 	breaker    *gobreaker.CircuitBreaker[struct{}]
@@ -92,7 +96,7 @@ type Bridge struct {
 	access atomic.Pointer[accessFault]
 
 	delivered, deadLettered, closedRedeliveries, retries, calls, droppedClosed atomic.Uint64
-	commitFailures, dlqFailures, reducedDeadLetters                            atomic.Uint64
+	commitFailures, dlqFailures, reducedDeadLetters, windowWaits               atomic.Uint64
 }
 
 // New checks cfg and deps and returns a bridge ready to Run.
@@ -129,6 +133,7 @@ func New(cfg config.Config, deps Deps) (*Bridge, error) {
 		b.log.Warn("kafka.tls.insecure_skip_verify is on: the brokers' certificates are NOT verified, so anyone on the path can read and change the traffic; never use it in production")
 	}
 	b.dispatcher = newDispatcher(b)
+	b.windows = newWindows(cfg.Dispatch.WorkflowWindowRecords, cfg.Dispatch.WorkflowWindowBytes)
 	topicQueues := map[string][]string{}
 	for _, r := range cfg.Routes {
 		if !slices.Contains(topicQueues[r.Topic], r.TaskQueue) {
@@ -149,6 +154,7 @@ func (b *Bridge) Stats() Stats {
 		Delivered: b.delivered.Load(), DeadLettered: b.deadLettered.Load(),
 		ClosedRedeliveries: b.closedRedeliveries.Load(), Retries: b.retries.Load(),
 		Calls: b.calls.Load(), DroppedClosed: b.droppedClosed.Load(), CommitFailures: b.commitFailures.Load(),
+		WindowWaits: b.windowWaits.Load(),
 	}
 }
 

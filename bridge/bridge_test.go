@@ -77,6 +77,17 @@ func (f *fakeTemporal) TaskQueueBacklog(context.Context, string) (Backlog, error
 	return Backlog{}, nil
 }
 
+// AppliedWatermarks says every accepted record is applied.
+func (f *fakeTemporal) AppliedWatermarks(context.Context, string) (event.Watermarks, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	w := event.NewWatermarks()
+	for _, e := range f.accepted {
+		w.Admit(e.Position())
+	}
+	return w, nil
+}
+
 func (f *fakeTemporal) CheckAccess(context.Context) error {
 	f.mu.Lock()
 	defer f.mu.Unlock()

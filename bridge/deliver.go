@@ -62,6 +62,13 @@ func (b *Bridge) send(f *flow, target Target, recs []record) error {
 	for i, r := range recs {
 		batch.Events[i] = r.env
 	}
+	wire := 0
+	for _, r := range recs {
+		wire += r.wire
+	}
+	if err := b.awaitWindow(f, target, len(recs), wire); err != nil {
+		return err
+	}
 	ctx, span := b.deliverSpan(f.callCtx, target, recs)
 	var sendErr error
 	defer func() { endSpan(span, sendErr) }()
@@ -81,6 +88,7 @@ func (b *Bridge) send(f *flow, target Target, recs []record) error {
 		if err == nil {
 			b.delivered.Add(uint64(len(recs)))
 			b.calls.Add(1)
+			b.windows.sent(target.WorkflowID, recs[len(recs)-1].env.Position(), len(recs), wire)
 			if attempt > 1 {
 				b.log.Info("delivered after retries", "workflow_id", target.WorkflowID, "attempts", attempt, "records", len(recs))
 			}

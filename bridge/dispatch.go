@@ -56,7 +56,7 @@ func (b *Bridge) dispatch(f *flow, batch []record) {
 	var units []*unit
 	for _, r := range batch {
 		u := groups[r.target.WorkflowID]
-		if u == nil || u.wire+r.wire > b.cfg.Dispatch.MaxCallBytes {
+		if u == nil || u.wire+r.wire > b.cfg.Dispatch.MaxCallBytes || len(u.records) == b.cfg.Dispatch.WorkflowWindowRecords {
 			u = &unit{flow: f, queue: r.target.WorkflowID, target: r.target}
 			groups[r.target.WorkflowID] = u
 			units = append(units, u)
@@ -195,11 +195,13 @@ func (d *dispatcher) work() {
 }
 
 // take removes the next call's units from q: consecutive units of one
-// partition, within MaxCallBytes. Units of a cancelled partition are
-// abandoned. The caller holds d.mu.
+// partition, within MaxCallBytes and the room left in the workflow's
+// window (awaitWindow waits for the rest). Units of a cancelled partition
+// are abandoned. The caller holds d.mu.
 func (d *dispatcher) take(q *wfQueue) []*unit {
 	var out []*unit
-	bytes := 0
+	bytes, records := 0, 0
+	roomRecords, roomBytes := d.b.windows.room(q.id)
 	for len(q.pending) > 0 {
 		u := q.pending[0]
 		if u.flow.ctx.Err() != nil {
@@ -207,11 +209,13 @@ func (d *dispatcher) take(q *wfQueue) []*unit {
 			u.flow.units.Done()
 			continue
 		}
-		if len(out) > 0 && (u.flow != out[0].flow || bytes+u.wire > d.b.cfg.Dispatch.MaxCallBytes) {
+		if len(out) > 0 && (u.flow != out[0].flow || bytes+u.wire > d.b.cfg.Dispatch.MaxCallBytes ||
+			(u.dead == nil && (records+len(u.records) > roomRecords || bytes+u.wire > roomBytes))) {
 			break
 		}
 		out = append(out, u)
 		bytes += u.wire
+		records += len(u.records)
 		q.pending = q.pending[1:]
 	}
 	return out

@@ -74,6 +74,10 @@ func (o *orderingTemporal) TaskQueueBacklog(context.Context, string) (Backlog, e
 
 func (o *orderingTemporal) CheckAccess(context.Context) error { return nil }
 
+func (o *orderingTemporal) AppliedWatermarks(context.Context, string) (event.Watermarks, error) {
+	return nil, serviceerror.NewNotFound("no flow control here")
+}
+
 func TestDispatchKeepsPerWorkflowOrderWithOneCallInFlightAndCoalesces(t *testing.T) {
 	tc := &orderingTemporal{inFlight: map[string]bool{}, got: map[string][]int64{}, rng: rand.New(rand.NewPCG(1, 2))}
 	b, err := New(config.Config{

@@ -60,6 +60,8 @@ func newMetrics(b *Bridge) *metrics {
 			"DLQ writes that failed and were retried, the partition paused meanwhile (dlq_unavailable).", b.dlqFailures.Load),
 		counter("sagabridge_dlq_reduced_total",
 			"Dead letters too large for the DLQ, written in reduced form (value dropped; header sagabridge.dlq.reduced).", b.reducedDeadLetters.Load),
+		counter("sagabridge_flow_control_waits_total",
+			"Calls held back because their workflow had not applied dispatch.workflow_window_* of what it was sent.", b.windowWaits.Load),
 		counter("sagabridge_commit_failures_total",
 			"Transactional offset commits (dlq.transactional) that failed and will be retried.", b.commitFailures.Load),
 		gauge("sagabridge_in_flight_records", "Records read and not yet accepted by Temporal or written to the DLQ.",

@@ -56,6 +56,10 @@ func (s *stuckTemporal) CheckAccess(context.Context) error {
 	return nil
 }
 
+func (s *stuckTemporal) AppliedWatermarks(context.Context, string) (event.Watermarks, error) {
+	return nil, serviceerror.NewNotFound("none")
+}
+
 func (s *stuckTemporal) callCount() int {
 	s.mu.Lock()
 	defer s.mu.Unlock()

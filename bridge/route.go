@@ -1,7 +1,6 @@
 package bridge
 
 import (
-	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -198,30 +197,5 @@ func checkWorkflowID(id string) error {
 }
 
 // wireSize is the size of env as the bridge sends it to Temporal: JSON,
-// with header values and bytes payloads in base64 and escapes counted. It
-// errs high by a few bytes, never low, so a call split by it stays under
-// Temporal's payload limit.
-func wireSize(env event.Envelope) int {
-	n := 120 // field names, punctuation, partition, offset, timestamp
-	n += jsonStringSize(env.Topic) + jsonStringSize(env.Key) + jsonStringSize(env.Type)
-	for _, h := range env.Headers {
-		n += 20 + jsonStringSize(h.Key) + base64.StdEncoding.EncodedLen(len(h.Value))
-	}
-	n += len(env.Value) // raw JSON, as it is
-	n += base64.StdEncoding.EncodedLen(len(env.Raw))
-	return n
-}
-
-// jsonStringSize is the size of s as a JSON string: quotes, and escapes
-// (encoding/json escapes control characters, '"', '\\' and, for HTML,
-// '<', '>' and '&', as \u00XX: six bytes at most).
-func jsonStringSize(s string) int {
-	n := len(s) + 2
-	for i := range len(s) {
-		switch c := s[i]; {
-		case c < 0x20, c == '"', c == '\\', c == '<', c == '>', c == '&':
-			n += 5
-		}
-	}
-	return n
-}
+// with header values and bytes payloads in base64 and escapes counted.
+func wireSize(env event.Envelope) int { return env.JSONSize() }

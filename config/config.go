@@ -171,6 +171,16 @@ type Dispatch struct {
 	// OnClosedWorkflow is the policy for a new record whose workflow has
 	// closed: "dlq", "drop" or "new_run". Optional, default "dlq".
 	OnClosedWorkflow string `yaml:"on_closed_workflow"`
+	// WorkflowWindowRecords and WorkflowWindowBytes bound what the bridge
+	// sends one workflow that it does not know applied: past either, it
+	// asks the workflow what it has applied (query sagabridge.applied) and
+	// waits until it has caught up, so a workflow that is behind (slow
+	// handlers on a hot key) is not flooded with signals it could never
+	// carry across ContinueAsNew. Workflows that do not answer the query
+	// (not built on workflows.Inbox) are not bounded. Optional, default
+	// 1000 records and 4 MiB.
+	WorkflowWindowRecords int `yaml:"workflow_window_records"`
+	WorkflowWindowBytes   int `yaml:"workflow_window_bytes"`
 	// CallTimeout bounds one SignalWithStart call. Optional, default 10s.
 	CallTimeout time.Duration `yaml:"call_timeout"`
 	// RetryInitial is the first backoff after a retryable error. Optional, default 100ms.

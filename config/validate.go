@@ -96,8 +96,10 @@ func (c Config) Validate() error {
 	for name, n := range map[string]int{
 		"batch.max_records": c.Batch.MaxRecords, "batch.max_bytes": c.Batch.MaxBytes,
 		"batch.max_in_flight": c.Batch.MaxInFlight, "dispatch.concurrency": c.Dispatch.Concurrency,
-		"dispatch.max_call_bytes":  c.Dispatch.MaxCallBytes,
-		"backpressure.max_records": c.Backpressure.MaxRecords, "backpressure.max_bytes": c.Backpressure.MaxBytes,
+		"dispatch.max_call_bytes":          c.Dispatch.MaxCallBytes,
+		"dispatch.workflow_window_records": c.Dispatch.WorkflowWindowRecords,
+		"dispatch.workflow_window_bytes":   c.Dispatch.WorkflowWindowBytes,
+		"backpressure.max_records":         c.Backpressure.MaxRecords, "backpressure.max_bytes": c.Backpressure.MaxBytes,
 		"backpressure.circuit.failures":         c.Backpressure.Circuit.Failures,
 		"backpressure.adaptive.min_concurrency": c.Backpressure.Adaptive.MinConcurrency,
 	} {

@@ -8,6 +8,7 @@
 package event
 
 import (
+	"encoding/base64"
 	"encoding/json"
 	"fmt"
 	"time"
@@ -15,6 +16,13 @@ import (
 
 // DefaultSignal is the signal name the bridge uses when a route names none.
 const DefaultSignal = "events"
+
+// AppliedQuery is the query a workflow fed by the bridge answers with its
+// Watermarks (workflows.Inbox registers it). The bridge asks it when it has
+// sent a workflow more records or bytes than dispatch.workflow_window_*
+// that it does not yet know applied, and waits until the workflow has
+// caught up: a workflow that is behind is not sent more.
+const AppliedQuery = "sagabridge.applied"
 
 // MemoKey is the workflow memo key under which an entity workflow records
 // its final Watermarks before it closes. The bridge reads it to tell a
@@ -68,6 +76,34 @@ func (e Envelope) Decode(v any) error {
 		return fmt.Errorf("decode %s event at %s: %w", e.Type, e.Position(), err)
 	}
 	return nil
+}
+
+// JSONSize is the size of e as JSON: header values and Raw in base64,
+// escapes counted. It errs high by a few bytes, never low, so a payload
+// sized by it stays under a limit it is checked against.
+func (e Envelope) JSONSize() int {
+	n := 120 // field names, punctuation, partition, offset, timestamp
+	n += jsonStringSize(e.Topic) + jsonStringSize(e.Key) + jsonStringSize(e.Type)
+	for _, h := range e.Headers {
+		n += 20 + jsonStringSize(h.Key) + base64.StdEncoding.EncodedLen(len(h.Value))
+	}
+	n += len(e.Value) // raw JSON, as it is
+	n += base64.StdEncoding.EncodedLen(len(e.Raw))
+	return n
+}
+
+// jsonStringSize is the size of s as a JSON string: quotes, and escapes
+// (encoding/json escapes control characters, '"', '\\' and, for HTML,
+// '<', '>' and '&', as \u00XX: six bytes at most).
+func jsonStringSize(s string) int {
+	n := len(s) + 2
+	for i := range len(s) {
+		switch c := s[i]; {
+		case c < 0x20, c == '"', c == '\\', c == '<', c == '>', c == '&':
+			n += 5
+		}
+	}
+	return n
 }
 
 // Batch is the payload of one signal: records for one workflow, in offset

@@ -1,6 +1,9 @@
 package workflows
 
 import (
+	"encoding/json"
+	"math"
+
 	"go.temporal.io/sdk/workflow"
 
 	"github.com/sagabridge/sagabridge/event"
@@ -14,6 +17,64 @@ func (en *Entity[S]) continueAsNew(ctx workflow.Context, appliedHere int) bool {
 		(en.MaxAppliedPerRun > 0 && appliedHere >= en.MaxAppliedPerRun)
 }
 
+// carryBoundChange is the workflow.GetVersion change ID that guards the
+// bound on the next run's input, so histories recorded before it (which
+// carried every pending record) still replay.
+const carryBoundChange = "sagabridge.carry-bound"
+
+// defaultMaxCarryBytes is Entity.MaxCarryBytes by default.
+const defaultMaxCarryBytes = 1 << 20
+
+// nextRun prepares the input of the next run: it answers the accepted
+// updates and carries the records that arrived and were not applied, as
+// long as the whole input stays under Entity.MaxCarryBytes; past that it
+// applies records here first. More may arrive meanwhile, but the bridge
+// sends a workflow at most dispatch.workflow_window records it has not
+// applied, so this ends. ok is false when the input without any record is
+// already over the bound (a state that large): the run must not continue
+// as new, or Temporal would terminate it.
+func (r *runner[S]) nextRun() (Carry[S], bool) {
+	limit := r.en.MaxCarryBytes
+	if limit == 0 {
+		limit = defaultMaxCarryBytes
+	}
+	bounded := workflow.GetVersion(r.ctx, carryBoundChange, workflow.DefaultVersion, 1) >= 1
+	for {
+		r.settleUpdates()
+		next := r.snapshot()
+		if !bounded {
+			next.Inbox = r.in.pending
+			return next, true
+		}
+		base := jsonSize(next)
+		if base > limit {
+			workflow.GetLogger(r.ctx).Error("the entity's state alone is over MaxCarryBytes: not continuing as new, "+
+				"since Temporal terminates a run whose next input is over its payload limit", "bytes", base, "max_carry_bytes", limit)
+			return next, false
+		}
+		if base+r.in.pendingBytes <= limit {
+			next.Inbox = r.in.pending
+			return next, true
+		}
+		for base+r.in.pendingBytes > limit { // apply what does not fit, oldest first
+			e, ok := r.in.admitPending()
+			if !ok {
+				break
+			}
+			r.apply(e)
+		}
+	}
+}
+
+// jsonSize is the size of v as JSON, as the next run's input is sent.
+func jsonSize(v any) int {
+	b, err := json.Marshal(v)
+	if err != nil {
+		return math.MaxInt // cannot be carried
+	}
+	return len(b)
+}
+
 // settleUpdates answers every accepted update, moving records that arrive
 // meanwhile to the inbox without applying them, and waits for the update
 // handlers to return. New updates are refused while closing.
@@ -21,7 +82,7 @@ func (r *runner[S]) settleUpdates() {
 	r.settle(func() bool {
 		var b event.Batch
 		if r.in.ch.ReceiveAsync(&b) {
-			r.in.pending = append(r.in.pending, b.Events...)
+			r.in.push(b.Events)
 			return true
 		}
 		return r.answerQueuedUpdate()

@@ -112,6 +112,12 @@ type Entity[S any] struct {
 	// MaxAppliedPerRun continues-as-new after this many records in one run,
 	// bounding work replayed on a worker restart. Optional; default no limit.
 	MaxAppliedPerRun int
+	// MaxCarryBytes bounds the input of the next run (the Carry, with the
+	// records that arrived and were not yet applied): records past it are
+	// applied before continuing as new rather than carried, so the input
+	// stays well under Temporal's 2 MB payload limit (over it, Temporal
+	// terminates the run). Optional, default 1 MiB.
+	MaxCarryBytes int
 
 	handlers map[string]func(c *Ctx[S]) error
 	timeouts map[string]func(c *Ctx[S]) error
@@ -142,33 +148,39 @@ func (en *Entity[S]) Run(ctx workflow.Context, carried *Carry[S]) (Carry[S], err
 	}
 	for !r.done() {
 		r.step()
-		if !r.done() && en.continueAsNew(ctx, r.appliedHere) {
+		if !r.done() && !r.stayInRun && en.continueAsNew(ctx, r.appliedHere) {
 			// Answer the updates already accepted, then hand the records
-			// that arrived and were not applied to the next run: applying
-			// them here could run activities while more arrive, and a busy
-			// key would never get to continue as new.
+			// that arrived and were not applied to the next run, within
+			// MaxCarryBytes (nextRun).
 			r.closing = true
-			r.settleUpdates()
-			next := r.snapshot()
-			next.Inbox = r.in.pending
-			return next, workflow.NewContinueAsNewError(ctx, workflow.GetInfo(ctx).WorkflowType.Name, &next)
+			if next, ok := r.nextRun(); ok {
+				return next, workflow.NewContinueAsNewError(ctx, workflow.GetInfo(ctx).WorkflowType.Name, &next)
+			}
+			r.closing, r.stayInRun = false, true
 		}
 	}
 	r.drain()
 	clear(r.timers) // they end with the run; nothing runs any more
 	if en.Finish != nil {
 		if err := en.Finish(r.newCtx(event.Envelope{})); err != nil {
-			return r.snapshot(), err
+			return r.close(err)
 		}
 		r.showStatus()
 		r.drain() // records that came while Finish ran: rejected, not lost
 	}
-	final := r.snapshot()
-	if err := r.in.Close(r.ctx); err != nil {
-		return final, fmt.Errorf("record watermarks: %w", err)
-	}
 	if r.cancelled {
-		return final, temporal.NewCanceledError(final.Status)
+		return r.close(temporal.NewCanceledError(r.c.Status))
 	}
-	return final, nil
+	return r.close(nil)
+}
+
+// close ends the run with err: it first records the watermarks in the memo,
+// whatever the outcome, so that the bridge can tell a redelivered record
+// for this closed workflow from a new one however it closed.
+func (r *runner[S]) close(err error) (Carry[S], error) {
+	final := r.snapshot()
+	if merr := r.in.Close(r.ctx); merr != nil && err == nil {
+		err = fmt.Errorf("record watermarks: %w", merr)
+	}
+	return final, err
 }

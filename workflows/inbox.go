@@ -20,6 +20,8 @@ type AppliedEvent struct {
 type Inbox struct {
 	ch      workflow.ReceiveChannel
 	pending []event.Envelope
+	// pendingBytes is the JSON size of pending (event.Envelope.JSONSize).
+	pendingBytes int
 	// Watermarks are the highest applied offset per topic partition; carry
 	// them across ContinueAsNew.
 	Watermarks event.Watermarks
@@ -51,14 +53,27 @@ func (in *Inbox) RecentKeys() []string {
 	return in.keys.list()
 }
 
-// NewInbox listens on signal. carried are watermarks from a previous run
+// push adds records received in a signal to the pending ones.
+func (in *Inbox) push(events []event.Envelope) {
+	in.pending = append(in.pending, events...)
+	for _, e := range events {
+		in.pendingBytes += e.JSONSize()
+	}
+}
+
+// NewInbox listens on signal, and answers event.AppliedQuery with its
+// watermarks (the bridge's end-to-end flow control). carried are watermarks from a previous run
 // (ContinueAsNew); nil starts empty.
 func NewInbox(ctx workflow.Context, signal string, carried event.Watermarks) *Inbox {
 	w := event.NewWatermarks()
 	for k, v := range carried {
 		w[k] = v
 	}
-	return &Inbox{ch: workflow.GetSignalChannel(ctx, signal), Watermarks: w}
+	in := &Inbox{ch: workflow.GetSignalChannel(ctx, signal), Watermarks: w}
+	// The handler reads the watermarks as they are when it runs; it cannot
+	// fail, so a registration error only means the query name is taken.
+	_ = workflow.SetQueryHandler(ctx, event.AppliedQuery, func() (event.Watermarks, error) { return in.Watermarks, nil })
+	return in
 }
 
 // Next blocks until a record not yet applied arrives, admits it and returns it.
@@ -69,7 +84,7 @@ func (in *Inbox) Next(ctx workflow.Context) event.Envelope {
 		}
 		var b event.Batch
 		in.ch.Receive(ctx, &b)
-		in.pending = append(in.pending, b.Events...)
+		in.push(b.Events)
 	}
 }
 
@@ -84,7 +99,7 @@ func (in *Inbox) TryNext() (e event.Envelope, ok bool) {
 		if !in.ch.ReceiveAsync(&b) {
 			return event.Envelope{}, false
 		}
-		in.pending = append(in.pending, b.Events...)
+		in.push(b.Events)
 	}
 }
 
@@ -94,6 +109,7 @@ func (in *Inbox) admitPending() (event.Envelope, bool) {
 		e := in.pending[0]
 		in.pending[0] = event.Envelope{}
 		in.pending = in.pending[1:]
+		in.pendingBytes -= e.JSONSize()
 		if !in.Watermarks.Admit(e.Position()) {
 			in.Deduped++
 			continue

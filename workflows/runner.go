@@ -28,6 +28,7 @@ type runner[S any] struct {
 	shownStatus string // the status last written to the search attribute
 
 	closing   bool // continuing as new: new updates are refused
+	stayInRun bool // the state is too large to carry: never continue as new
 	cancelled bool // the workflow was asked to cancel
 }
 
@@ -65,7 +66,8 @@ func newRunner[S any](ctx workflow.Context, en *Entity[S], carried *Carry[S]) (*
 		query = "state"
 	}
 	r.in = NewInbox(ctx, signal, r.c.Watermarks)
-	r.in.pending, r.c.Inbox = r.c.Inbox, nil
+	r.in.push(r.c.Inbox)
+	r.c.Inbox = nil
 	if en.IdempotencyHeader != "" {
 		window := en.IdempotencyWindow
 		if window == 0 {
@@ -113,7 +115,7 @@ func (r *runner[S]) step() {
 	sel.AddReceive(r.in.ch, func(ch workflow.ReceiveChannel, _ bool) {
 		var b event.Batch
 		ch.Receive(r.ctx, &b)
-		r.in.pending = append(r.in.pending, b.Events...)
+		r.in.push(b.Events)
 	})
 	sel.AddReceive(r.updates, func(ch workflow.ReceiveChannel, _ bool) {
 		var req *updateRequest

@@ -5,6 +5,8 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"strconv"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -128,6 +130,13 @@ func cartEntity(tune func(en *Entity[cart])) *Entity[cart] {
 	}, func(c *Ctx[cart], in cancelRequest) (string, error) {
 		c.Fail("cancelled", errors.New("cancelled: "+in.Reason))
 		return c.Status(), nil
+	})
+	OnUpdate(en, "hold", nil, func(c *Ctx[cart], item string) (string, error) {
+		if err := workflow.ExecuteActivity(c, "Hold", item).Get(c, nil); err != nil {
+			return "", err
+		}
+		c.State.Items = append(c.State.Items, item)
+		return "held " + item, nil
 	})
 	if tune != nil {
 		tune(en)
@@ -475,4 +484,71 @@ func TestRejectionsAreCountedAndTheListIsBounded(t *testing.T) {
 	assert.Equal(t, keepRejected+5, out.Stats.Rejected)
 	require.Len(t, out.Rejected, keepRejected)
 	assert.Equal(t, int64(5), out.Rejected[0].Offset, "the oldest are forgotten first")
+}
+
+// A hot key's next input never exceeds MaxCarryBytes, whatever arrives:
+// records that do not fit are applied before continuing as new (Temporal
+// terminates a run whose ContinueAsNew input is over its payload limit:
+// three 1 MB signals once made a 3 MB input).
+func TestContinueAsNewCarriesAtMostMaxCarryBytes(t *testing.T) {
+	const limit = 4 << 10
+	en := cartEntity(func(en *Entity[cart]) { en.MaxAppliedPerRun, en.MaxCarryBytes = 1, limit })
+	ct := newCartTest(t, en)
+	big := func(offset int64) event.Envelope { // 1 KB records whose state is small
+		return rec(0, offset, "Reserve", fmt.Sprintf(`{"item":"i%d","pad":"%s"}`, offset, strings.Repeat("x", 1000)))
+	}
+	ct.signal(big(1), big(2), big(3), big(4), big(5), big(6))
+	next, err := ct.run(nil)
+	var can *workflow.ContinueAsNewError
+	require.ErrorAs(t, err, &can)
+	size := len(can.Input.GetPayloads()[0].GetData())
+	t.Logf("next input %d bytes: %d records applied, %d carried", size, len(next.State.Items), len(next.Inbox))
+	assert.LessOrEqual(t, size, limit, "the next run's input is bounded")
+	assert.NotEmpty(t, next.Inbox, "what fits is still carried")
+	assert.Greater(t, len(next.State.Items), 1, "what did not fit was applied first")
+	var seen []int64
+	for _, item := range next.State.Items {
+		n, err := strconv.ParseInt(strings.TrimPrefix(item, "i"), 10, 64)
+		require.NoError(t, err)
+		seen = append(seen, n)
+	}
+	for _, e := range next.Inbox {
+		seen = append(seen, e.Offset)
+	}
+	assert.Equal(t, []int64{1, 2, 3, 4, 5, 6}, seen, "every record applied or carried, once, in order")
+}
+
+// When Temporal suggests continuing as new, the accepted updates are
+// answered first (their handler may take a while: here an activity), and
+// records buffered meanwhile go to the next run, not lost.
+func TestSuggestedContinueAsNewCarriesRecordsBufferedWhileSettling(t *testing.T) {
+	ct := newCartTest(t, cartEntity(nil))
+	ct.signal(reserve(1, "a"))
+	var answer string
+	var updateErr error
+	ct.at(func() {
+		ct.env.SetContinueAsNewSuggested(true)
+		ct.env.UpdateWorkflow("hold", "u1", &testsuite.TestUpdateCallback{
+			OnAccept: func() {}, OnReject: func(err error) { updateErr = err },
+			OnComplete: func(out any, err error) {
+				updateErr = err
+				if s, ok := out.(string); ok {
+					answer = s
+				}
+			},
+		}, "z")
+		ct.env.SignalWorkflow(event.DefaultSignal, event.Batch{Events: []event.Envelope{reserve(2, "b"), reserve(3, "c")}})
+	})
+	next, err := ct.run(nil)
+	var can *workflow.ContinueAsNewError
+	require.ErrorAs(t, err, &can, "the suggestion is followed")
+	require.NoError(t, updateErr)
+	assert.Equal(t, "held z", answer, "the accepted update was answered before continuing")
+	var carried []int64
+	for _, e := range next.Inbox {
+		carried = append(carried, e.Offset)
+	}
+	t.Logf("items %v, carried %v", next.State.Items, carried)
+	assert.Equal(t, []string{"a", "z"}, next.State.Items)
+	assert.Equal(t, []int64{2, 3}, carried, "the records buffered while settling go to the next run")
 }

@@ -88,6 +88,19 @@ func (t Client) ClosedWatermarks(ctx context.Context, workflowID string) (event.
 	return w, nil
 }
 
+// AppliedWatermarks queries the workflow's event.AppliedQuery.
+func (t Client) AppliedWatermarks(ctx context.Context, workflowID string) (event.Watermarks, error) {
+	v, err := t.Client.QueryWorkflow(ctx, workflowID, "", event.AppliedQuery)
+	if err != nil {
+		return nil, fmt.Errorf("query %s of %s: %w", event.AppliedQuery, workflowID, err)
+	}
+	var w event.Watermarks
+	if err := v.Get(&w); err != nil {
+		return nil, fmt.Errorf("decode %s of %s: %w", event.AppliedQuery, workflowID, err)
+	}
+	return w, nil
+}
+
 // CheckAccess describes the namespace.
 func (t Client) CheckAccess(ctx context.Context) error {
 	_, err := t.Client.WorkflowService().DescribeNamespace(ctx, &workflowservice.DescribeNamespaceRequest{Namespace: t.namespace()})

@@ -6,7 +6,9 @@
 package ledger
 
 import (
+	"context"
 	"encoding/json"
+	"time"
 
 	"go.temporal.io/sdk/workflow"
 
@@ -44,12 +46,19 @@ type State struct {
 type Options struct {
 	MaxHistoryEvents int
 	MaxAppliedPerRun int
+	// ApplyDelay makes applying each record take this long, as a handler
+	// that calls a slow service would (a local activity that sleeps).
+	ApplyDelay time.Duration
 }
 
 // Workflow returns the ledger workflow function for opts.
 func Workflow(opts Options) func(ctx workflow.Context, c *workflows.Carry[State]) (State, error) {
 	en := &workflows.Entity[State]{
 		Apply: func(ctx workflow.Context, s *State, e event.Envelope) {
+			if opts.ApplyDelay > 0 {
+				lctx := workflow.WithLocalActivityOptions(ctx, workflow.LocalActivityOptions{StartToCloseTimeout: time.Minute})
+				_ = workflow.ExecuteLocalActivity(lctx, slowService, opts.ApplyDelay).Get(lctx, nil)
+			}
 			var v Value
 			_ = json.Unmarshal(e.Value, &v) // the tests produce only valid values
 			s.Count++
@@ -80,4 +89,14 @@ func Register(w interface {
 	RegisterWorkflowWithOptions(w any, options workflow.RegisterOptions)
 }, opts Options) {
 	w.RegisterWorkflowWithOptions(Workflow(opts), workflow.RegisterOptions{Name: WorkflowType})
+}
+
+// slowService stands for a call that takes d.
+func slowService(ctx context.Context, d time.Duration) error {
+	select {
+	case <-time.After(d):
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
 }

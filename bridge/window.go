@@ -1,0 +1,197 @@
+package bridge
+
+import (
+	"container/list"
+	"context"
+	"errors"
+	"strings"
+	"sync"
+	"time"
+
+	"go.temporal.io/api/serviceerror"
+
+	"github.com/sagabridge/sagabridge/event"
+)
+
+// End-to-end flow control. The one-call-in-flight rule frees a workflow's
+// slot when its signal is in history, not when the workflow has applied
+// it; a workflow with slow handlers on a hot key would otherwise receive
+// signals faster than it applies them, and could never continue as new
+// (its next input would carry them all) or would run into Temporal's
+// history and signal limits. So the bridge remembers, per workflow, what it
+// sent and does not yet know applied; past dispatch.workflow_window_records
+// or _bytes it asks the workflow (event.AppliedQuery) and waits until the
+// workflow has caught up.
+
+// maxWindows is how many workflows' windows are remembered; the least
+// recently sent to are forgotten first (they have long applied what they
+// got, or at worst are allowed one more window).
+const maxWindows = 10000
+
+// windows remembers what each workflow was sent and not seen applied. Safe
+// for concurrent use.
+type windows struct {
+	maxRecords, maxBytes int
+
+	mu     sync.Mutex
+	byID   map[string]*list.Element // of *window
+	lru    list.List                // most recently sent first
+	exempt map[string]bool          // workflow types that do not answer the query
+}
+
+// window is one workflow's unconfirmed calls.
+type window struct {
+	id             string
+	calls          []sentCall // oldest first
+	records, bytes int
+}
+
+// sentCall is one accepted call: its records' partition, the highest
+// offset among them, and their count and size.
+type sentCall struct {
+	partition      event.Position // Offset: the call's highest offset
+	records, bytes int
+}
+
+func newWindows(maxRecords, maxBytes int) *windows {
+	return &windows{maxRecords: maxRecords, maxBytes: maxBytes, byID: map[string]*list.Element{}, exempt: map[string]bool{}}
+}
+
+// fits reports whether records and bytes more may be sent to id now; a
+// workflow with nothing unconfirmed may always be sent one call.
+func (ws *windows) fits(id, workflowType string, records, bytes int) bool {
+	ws.mu.Lock()
+	defer ws.mu.Unlock()
+	if ws.exempt[workflowType] {
+		return true
+	}
+	el, ok := ws.byID[id]
+	if !ok {
+		return true
+	}
+	w := el.Value.(*window)
+	return w.records == 0 || (w.records+records <= ws.maxRecords && w.bytes+bytes <= ws.maxBytes)
+}
+
+// room is how many records and bytes id's window has left; all of it when
+// nothing is unconfirmed.
+func (ws *windows) room(id string) (records, bytes int) {
+	ws.mu.Lock()
+	defer ws.mu.Unlock()
+	el, ok := ws.byID[id]
+	if !ok {
+		return ws.maxRecords, ws.maxBytes
+	}
+	w := el.Value.(*window)
+	if w.records == 0 {
+		return ws.maxRecords, ws.maxBytes
+	}
+	return max(0, ws.maxRecords-w.records), max(0, ws.maxBytes-w.bytes)
+}
+
+// sent records an accepted call of records records (bytes bytes) whose
+// highest position is last.
+func (ws *windows) sent(id string, last event.Position, records, bytes int) {
+	ws.mu.Lock()
+	defer ws.mu.Unlock()
+	el, ok := ws.byID[id]
+	if !ok {
+		el = ws.lru.PushFront(&window{id: id})
+		ws.byID[id] = el
+		if ws.lru.Len() > maxWindows {
+			oldest := ws.lru.Back()
+			ws.lru.Remove(oldest)
+			delete(ws.byID, oldest.Value.(*window).id)
+		}
+	} else {
+		ws.lru.MoveToFront(el)
+	}
+	w := el.Value.(*window)
+	w.calls = append(w.calls, sentCall{partition: last, records: records, bytes: bytes})
+	w.records += records
+	w.bytes += bytes
+}
+
+// confirm drops the calls the workflow's watermarks say it applied.
+func (ws *windows) confirm(id string, applied event.Watermarks) {
+	ws.mu.Lock()
+	defer ws.mu.Unlock()
+	el, ok := ws.byID[id]
+	if !ok {
+		return
+	}
+	w := el.Value.(*window)
+	kept := w.calls[:0]
+	w.records, w.bytes = 0, 0
+	for _, c := range w.calls {
+		if applied.Covers(c.partition) {
+			continue
+		}
+		kept = append(kept, c)
+		w.records += c.records
+		w.bytes += c.bytes
+	}
+	w.calls = kept
+}
+
+// forget drops id's window (the workflow closed or does not exist).
+func (ws *windows) forget(id string) {
+	ws.mu.Lock()
+	defer ws.mu.Unlock()
+	if el, ok := ws.byID[id]; ok {
+		ws.lru.Remove(el)
+		delete(ws.byID, id)
+	}
+}
+
+// exemptType stops flow control for a workflow type that does not answer
+// the query.
+func (ws *windows) exemptType(workflowType string) bool {
+	ws.mu.Lock()
+	defer ws.mu.Unlock()
+	was := ws.exempt[workflowType]
+	ws.exempt[workflowType] = true
+	return !was
+}
+
+// awaitWindow returns once records and bytes more may be sent to target's
+// workflow: at once while its window has room; otherwise after asking the
+// workflow what it applied, as often as needed, backing off. It returns
+// errAbandoned if the partition ends first.
+func (b *Bridge) awaitWindow(f *flow, target Target, records, bytes int) error {
+	ws := b.windows
+	retry := b.newBackoff()
+	for waited := false; !ws.fits(target.WorkflowID, target.WorkflowType, records, bytes); waited = true {
+		if f.ctx.Err() != nil {
+			return errAbandoned
+		}
+		qctx, cancel := context.WithTimeout(f.ctx, b.cfg.Dispatch.CallTimeout)
+		applied, err := b.deps.Temporal.AppliedWatermarks(qctx, target.WorkflowID)
+		cancel()
+		var notFound *serviceerror.NotFound
+		var queryFailed *serviceerror.QueryFailed
+		switch {
+		case err == nil:
+			ws.confirm(target.WorkflowID, applied)
+			if ws.fits(target.WorkflowID, target.WorkflowType, records, bytes) {
+				return nil
+			}
+		case errors.As(err, &notFound):
+			ws.forget(target.WorkflowID)
+			return nil
+		case errors.As(err, &queryFailed) && strings.Contains(err.Error(), event.AppliedQuery):
+			if ws.exemptType(target.WorkflowType) {
+				b.log.Warn("workflow type does not answer the applied query; sending it without flow control",
+					"workflow_type", target.WorkflowType, "query", event.AppliedQuery, "err", err)
+			}
+			return nil
+		}
+		if !waited {
+			b.windowWaits.Add(1)
+		}
+		if sleep(f.ctx, min(retry.NextBackOff(), time.Second)) != nil {
+			return errAbandoned
+		}
+	}
+	return nil
+}
