@@ -1,6 +1,7 @@
 package activities
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -31,6 +32,10 @@ type DeadLetterInput struct {
 	Attempts int `json:"attempts"`
 	// Error is its last failure.
 	Error string `json:"error"`
+	// Class is the DLQ class; empty means dlq.ClassActivity. An entity
+	// that receives a record after its final status writes it with
+	// dlq.ClassWorkflowClosed.
+	Class dlq.Class `json:"class,omitempty"`
 }
 
 // DeadLetterer writes failed saga steps to the DLQ topic of the record that
@@ -58,7 +63,7 @@ func (d *DeadLetterer) DeadLetter(ctx context.Context, in DeadLetterInput) error
 	f := dlq.Failure{
 		Topic: in.Event.Topic, Partition: in.Event.Partition, Offset: in.Event.Offset,
 		Key: []byte(in.Event.Key), Value: in.Event.Raw,
-		Class: dlq.ClassActivity, Err: in.Error, FailedAt: time.Now().UTC(), Attempts: in.Attempts,
+		Class: cmp.Or(in.Class, dlq.ClassActivity), Err: in.Error, FailedAt: time.Now().UTC(), Attempts: in.Attempts,
 		WorkflowID: info.WorkflowExecution.ID, RunID: info.WorkflowExecution.RunID, ActivityType: in.ActivityType,
 	}
 	if f.Value == nil {

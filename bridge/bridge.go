@@ -56,6 +56,10 @@ type Stats struct {
 	// DroppedClosed counts new records for closed workflows dropped under
 	// the "drop" policy.
 	DroppedClosed uint64
+	// ClosedWithoutMemo counts records for closed workflows that recorded
+	// no watermarks (terminated, or not an entity workflow): they cannot be
+	// told from redeliveries and follow dispatch.on_closed_workflow as new.
+	ClosedWithoutMemo uint64
 	// CommitFailures counts transactional offset commits that failed and
 	// were retried (dlq.transactional).
 	CommitFailures uint64
@@ -83,6 +87,7 @@ type Bridge struct {
 	breaker    *gobreaker.CircuitBreaker[struct{}]
 	metrics    *metrics
 	running    atomic.Bool // Run is running
+	ran        atomic.Bool // Run was called
 	// lastRetryWarn is when a failed call was last logged at warn level (Unix ns).
 	lastRetryWarn atomic.Int64
 	// newest reads a partition's log-end offset, so lag stays true while
@@ -90,13 +95,15 @@ type Bridge struct {
 	newest func(topic string, partition int32) (int64, error)
 	// client reads the group's committed offsets; nil without Kafka (tests).
 	client sarama.Client
-	joined atomic.Bool // a consumer group session has started
-	group  groupView   // the group's committed offsets, as last read
+	// topicIDs are the claimed topics' Kafka IDs (topicid.go).
+	topicIDs topicIDs
+	joined   atomic.Bool // a consumer group session has started
+	group    groupView   // the group's committed offsets, as last read
 	// access is set while Temporal refuses the bridge itself (accessDenied).
 	access atomic.Pointer[accessFault]
 
-	delivered, deadLettered, closedRedeliveries, retries, calls, droppedClosed atomic.Uint64
-	commitFailures, dlqFailures, reducedDeadLetters, windowWaits               atomic.Uint64
+	delivered, deadLettered, closedRedeliveries, retries, calls, droppedClosed, closedWithoutMemo atomic.Uint64
+	commitFailures, dlqFailures, reducedDeadLetters, windowWaits                                  atomic.Uint64
 }
 
 // New checks cfg and deps and returns a bridge ready to Run.
@@ -154,15 +161,18 @@ func (b *Bridge) Stats() Stats {
 		Delivered: b.delivered.Load(), DeadLettered: b.deadLettered.Load(),
 		ClosedRedeliveries: b.closedRedeliveries.Load(), Retries: b.retries.Load(),
 		Calls: b.calls.Load(), DroppedClosed: b.droppedClosed.Load(), CommitFailures: b.commitFailures.Load(),
-		WindowWaits: b.windowWaits.Load(),
+		WindowWaits: b.windowWaits.Load(), ClosedWithoutMemo: b.closedWithoutMemo.Load(),
 	}
 }
 
 // Run joins the consumer group and delivers records until ctx is done. It
 // then stops fetching, lets in-flight calls finish within
 // Dispatch.DrainTimeout, commits what was delivered and leaves the group.
-// Run once per Bridge.
+// Run once per Bridge: a second call returns ErrAlreadyRun.
 func (b *Bridge) Run(ctx context.Context) error {
+	if !b.ran.CompareAndSwap(false, true) {
+		return ErrAlreadyRun
+	}
 	sc, err := connect.SaramaConfig(b.cfg.Kafka)
 	if err != nil {
 		return err
@@ -187,6 +197,7 @@ func (b *Bridge) Run(ctx context.Context) error {
 		return fmt.Errorf("join consumer group %q: %w", b.cfg.Kafka.Group, err)
 	}
 	b.client = client
+	b.topicIDs.lookup = metadataTopicIDs(client)
 	b.newest = func(topic string, partition int32) (int64, error) {
 		return client.GetOffset(topic, partition, sarama.OffsetNewest)
 	}

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -32,6 +33,8 @@ type fakeTemporal struct {
 	script   []error
 	calls    int
 	accepted []event.Envelope
+	batches  []event.Batch // every call's batch
+	targets  []Target      // every call's target
 	closed   event.Watermarks
 	denied   error // CheckAccess's answer
 	failAll  error // every call's answer while set (after the script)
@@ -51,10 +54,11 @@ func (f *fakeTemporal) counts() (calls, probes int) {
 	return f.calls, f.probes
 }
 
-func (f *fakeTemporal) SignalWithStart(ctx context.Context, _ Target, b event.Batch) error {
+func (f *fakeTemporal) SignalWithStart(ctx context.Context, target Target, b event.Batch) error {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	f.calls++
+	f.batches, f.targets = append(f.batches, b), append(f.targets, target)
 	if len(f.script) > 0 {
 		err := f.script[0]
 		f.script = f.script[1:]
@@ -244,6 +248,34 @@ func TestClosedWorkflowRedeliveryIsSkippedNewRecordIsDeadLettered(t *testing.T) 
 	require.Len(t, dl.failures, 1)
 	assert.Equal(t, dlq.ClassWorkflowClosed, dl.failures[0].Class)
 	assert.Equal(t, int64(6), dl.failures[0].Offset)
+}
+
+// Under new_run the new run starts with the closed run's watermarks, so it
+// skips what the closed run applied; every batch tells the workflow the
+// policy (for records that reach it after its final status). A closed run
+// that recorded no watermarks (terminated) is counted, and its records are
+// treated as new.
+func TestNewRunStartsWithTheClosedRunsWatermarks(t *testing.T) {
+	closed := fmtClosed("order-a")
+	tc := &fakeTemporal{script: []error{closed}, closed: event.Watermarks{"orders/0": 5}}
+	b := newTestBridge(t, tc, &fakeDLQ{})
+	b.cfg.Dispatch.OnClosedWorkflow = config.OnClosedNewRun
+	s := consume(t, b, context.Background(), msg(5, "a", `{}`), msg(6, "a", `{}`))
+	assert.Equal(t, int64(7), s.committed())
+	require.Len(t, tc.targets, 2)
+	assert.True(t, tc.targets[1].NewRun)
+	assert.Equal(t, event.Watermarks{"orders/0": 5}, tc.targets[1].StartWatermarks)
+	require.Len(t, tc.accepted, 1, "offset 5 was applied by the closed run")
+	assert.Equal(t, int64(6), tc.accepted[0].Offset)
+	assert.Equal(t, config.OnClosedNewRun, tc.batches[0].OnClosed)
+	assert.Zero(t, b.Stats().ClosedWithoutMemo)
+
+	terminated := &fakeTemporal{script: []error{closed}} // no memo
+	dl := &fakeDLQ{}
+	b = newTestBridge(t, terminated, dl)
+	consume(t, b, context.Background(), msg(5, "a", `{}`), msg(6, "a", `{}`))
+	assert.Equal(t, uint64(2), b.Stats().ClosedWithoutMemo)
+	assert.Len(t, dl.failures, 2, "both follow the dlq policy as new records")
 }
 
 func TestShutdownDuringRetriesMarksNothing(t *testing.T) {
@@ -439,4 +471,23 @@ func TestADeadLetterThatDoesNotFitIsReducedAndAFailingDLQPausesThePartition(t *t
 	assert.Empty(t, b.pressure.pausedFor("orders", 0))
 	close(ch)
 	<-done
+}
+
+// closedAddr is a local address nothing listens on: connections are refused at once.
+func closedAddr(t *testing.T) string {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	addr := l.Addr().String()
+	require.NoError(t, l.Close())
+	return addr
+}
+
+func TestRunTwiceIsAnError(t *testing.T) {
+	b := newTestBridge(t, &fakeTemporal{}, &fakeDLQ{})
+	b.cfg.Kafka.Brokers = []string{closedAddr(t)}
+	b.cfg.Kafka.ConnectTimeout = 5 * time.Second
+	err := b.Run(t.Context())
+	require.Error(t, err, "no broker")
+	assert.NotErrorIs(t, err, ErrAlreadyRun)
+	assert.ErrorIs(t, b.Run(t.Context()), ErrAlreadyRun)
 }

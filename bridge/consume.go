@@ -15,6 +15,14 @@ type claimHandler struct{ b *Bridge }
 // Setup logs the new assignment.
 func (h claimHandler) Setup(s sarama.ConsumerGroupSession) error {
 	h.b.log.Info("partitions assigned", "generation", s.GenerationID(), "claims", s.Claims())
+	changed, err := h.b.topicIDs.refresh(s.Claims())
+	if err != nil {
+		h.b.log.Warn("cannot read topic IDs; records are told apart by topic name only this generation", "err", err)
+	}
+	for _, topic := range changed {
+		h.b.log.Warn("topic was deleted and created again (new topic ID): its offsets start again, and workflows treat its records as new",
+			"topic", topic, "topic_id", h.b.topicIDs.of(topic))
+	}
 	h.b.joined.Store(true)
 	return nil
 }
@@ -45,6 +53,7 @@ func (h claimHandler) ConsumeClaim(s sarama.ConsumerGroupSession, claim sarama.C
 type flow struct {
 	topic     string
 	partition int32
+	topicID   string // the topic's Kafka ID, empty when unknown (topicid.go)
 	// ctx ends when the partition is revoked or the session ends: stop
 	// reading, stop retrying, abandon queued units.
 	ctx    context.Context
@@ -82,7 +91,7 @@ func (b *Bridge) newFlow(s sarama.ConsumerGroupSession, claim sarama.ConsumerGro
 	}
 	callCtx, cancelCall := drainContext(ctx, b.cfg.Dispatch.DrainTimeout)
 	return &flow{
-		topic: topic, partition: partition, ctx: ctx, cancel: cancel, callCtx: callCtx, cancelCall: cancelCall,
+		topic: topic, partition: partition, topicID: b.topicIDs.of(topic), ctx: ctx, cancel: cancel, callCtx: callCtx, cancelCall: cancelCall,
 		tracker:   newTracker(claim.InitialOffset(), mark),
 		hwm:       claim.HighWaterMarkOffset,
 		pressure:  b.pressure,
@@ -204,7 +213,7 @@ func (b *Bridge) consume(f *flow, msgs <-chan *sarama.ConsumerMessage) {
 			}
 			f.tracker.add(m.Offset)
 			f.hold(heldSize(m))
-			r, err := b.route(m)
+			r, err := b.route(f, m)
 			if err != nil {
 				b.poison(f, m, err)
 				continue

@@ -58,7 +58,7 @@ func (d *dispatcher) deliver(units []*unit) {
 // closed-workflow policy say. Retryable errors are retried until the
 // partition's context ends, and then send returns errAbandoned.
 func (b *Bridge) send(f *flow, target Target, recs []record) error {
-	batch := event.Batch{Events: make([]event.Envelope, len(recs))}
+	batch := event.Batch{Events: make([]event.Envelope, len(recs)), OnClosed: b.cfg.Dispatch.OnClosedWorkflow}
 	for i, r := range recs {
 		batch.Events[i] = r.env
 	}
@@ -253,6 +253,13 @@ func (b *Bridge) closedWorkflow(f *flow, target Target, recs []record, attempt i
 	if err != nil {
 		return false, err
 	}
+	if applied == nil {
+		// Terminated (or not an entity workflow): nothing says what it
+		// applied, so every record counts as new and follows the policy.
+		b.closedWithoutMemo.Add(uint64(len(recs)))
+		b.log.Warn("closed workflow recorded no watermarks (terminated?); its records are treated as new",
+			"workflow_id", target.WorkflowID, "records", len(recs), "policy", b.cfg.Dispatch.OnClosedWorkflow)
+	}
 	var fresh []record
 	for _, r := range recs {
 		if applied.Covers(r.env.Position()) {
@@ -272,7 +279,7 @@ func (b *Bridge) closedWorkflow(f *flow, target Target, recs []record, attempt i
 		return true, nil
 	case config.OnClosedNewRun:
 		next := target
-		next.NewRun = true
+		next.NewRun, next.StartWatermarks = true, applied
 		b.log.Info("starting a new run of a closed workflow", "workflow_id", target.WorkflowID, "records", len(fresh))
 		return true, b.send(f, next, fresh)
 	default:

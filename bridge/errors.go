@@ -14,6 +14,11 @@ import (
 // implementation returns it (wrapped) from SignalWithStart.
 var ErrWorkflowClosed = errors.New("workflow closed")
 
+// ErrAlreadyRun is returned by a second call of Bridge.Run: a Bridge's
+// counters, windows and group session belong to one run; build another
+// Bridge to run again.
+var ErrAlreadyRun = errors.New("bridge: Run was already called on this Bridge")
+
 // PoisonError says a record can never be delivered as it is: it goes to the
 // DLQ with Class, and the partition moves on.
 type PoisonError struct {

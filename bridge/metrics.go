@@ -52,6 +52,8 @@ func newMetrics(b *Bridge) *metrics {
 		counter("sagabridge_records_deduped_total",
 			"Redelivered records skipped because the closed workflow they target had already applied them.", b.closedRedeliveries.Load),
 		counter("sagabridge_records_dropped_total", "New records for closed workflows dropped under the drop policy.", b.droppedClosed.Load),
+		counter("sagabridge_closed_without_memo_total",
+			"Records for closed workflows that recorded no watermarks (terminated): treated as new under on_closed_workflow.", b.closedWithoutMemo.Load),
 		counter("sagabridge_calls_total", "SignalWithStart calls Temporal accepted.", b.calls.Load),
 		counter("sagabridge_call_retries_total", "Calls retried after a retryable error.", b.retries.Load),
 		counter("sagabridge_backlog_read_failures_total",

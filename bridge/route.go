@@ -149,11 +149,12 @@ func (r *Router) Route(msg *sarama.ConsumerMessage) (Target, event.Envelope, err
 
 // route decodes and routes m; a record too large for one Temporal payload
 // is poison too.
-func (b *Bridge) route(m *sarama.ConsumerMessage) (record, error) {
+func (b *Bridge) route(f *flow, m *sarama.ConsumerMessage) (record, error) {
 	target, env, err := b.router.Route(m)
 	if err != nil {
 		return record{}, err
 	}
+	env.TopicID = f.topicID
 	wire := wireSize(env)
 	if wire > b.cfg.Dispatch.MaxCallBytes {
 		return record{}, &PoisonError{Class: dlq.ClassRejected, Err: fmt.Errorf(

@@ -29,7 +29,9 @@ type Temporal interface {
 	// error is classified by the bridge (deliver.go).
 	SignalWithStart(ctx context.Context, target Target, batch event.Batch) error
 	// ClosedWatermarks returns the watermarks a closed workflow recorded in
-	// its memo under event.MemoKey; nil when it recorded none.
+	// its memo under event.MemoKey; nil when it recorded none (it was
+	// terminated, or is not an entity workflow), non-nil (perhaps empty)
+	// when it did.
 	ClosedWatermarks(ctx context.Context, workflowID string) (event.Watermarks, error)
 	// TaskQueueBacklog reports the workflow-task backlog of a task queue.
 	TaskQueueBacklog(ctx context.Context, taskQueue string) (Backlog, error)
@@ -64,4 +66,8 @@ type Target struct {
 	// NewRun allows a new run when the workflow ID has closed (the
 	// on_closed_workflow "new_run" policy); otherwise a closed ID is rejected.
 	NewRun bool
+	// StartWatermarks, with NewRun, are the closed run's watermarks: the
+	// new run is started with them as its input (event.StartInput) so it
+	// skips what the closed run applied.
+	StartWatermarks event.Watermarks
 }

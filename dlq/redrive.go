@@ -35,10 +35,12 @@ func (e *LimitError) Is(target error) bool { return target == ErrRedriveLimit }
 // RedriveMessage builds the record that redrives e: sent to the original
 // topic (e.Failure.Topic) with the original key and value byte for byte and
 // the original headers, minus any DLQ header, with HeaderRedriveCount set to
-// e.Redrives+1 (in place of the existing one, if any, else last). The
-// partition is left to the producer's partitioner, which puts a keyed record
-// back on its original partition as long as the topic's partition count has
-// not changed.
+// e.Redrives+1 (in place of the existing one, if any, else last), and
+// Partition set to the original partition. A producer built with
+// RedrivePartitioner sends it there while the topic still has that
+// partition (producers other than sarama hash keys differently, so hashing
+// again could move a key to another partition, behind or ahead of its
+// other records), and hashes the key otherwise.
 //
 // It refuses, with a *LimitError (which is ErrRedriveLimit) naming the DLQ
 // record, its count and max, when e has been redriven max times or more
@@ -70,7 +72,7 @@ func RedriveMessage(e Entry, max int) (*sarama.ProducerMessage, error) {
 	if !placed {
 		hs = append(hs, count)
 	}
-	msg := &sarama.ProducerMessage{Topic: e.Failure.Topic, Headers: hs}
+	msg := &sarama.ProducerMessage{Topic: e.Failure.Topic, Partition: e.Failure.Partition, Headers: hs}
 	if e.Failure.Key != nil {
 		msg.Key = sarama.ByteEncoder(bytes.Clone(e.Failure.Key))
 	}
@@ -79,3 +81,21 @@ func RedriveMessage(e Entry, max int) (*sarama.ProducerMessage, error) {
 	}
 	return msg, nil
 }
+
+// RedrivePartitioner is a sarama.PartitionerConstructor for redriving:
+// a record goes to the partition RedriveMessage set (its original one) when
+// the topic has it, else to the partition sarama's hash of its key picks.
+func RedrivePartitioner(topic string) sarama.Partitioner {
+	return keepPartition{hash: sarama.NewHashPartitioner(topic)}
+}
+
+type keepPartition struct{ hash sarama.Partitioner }
+
+func (p keepPartition) Partition(msg *sarama.ProducerMessage, partitions int32) (int32, error) {
+	if msg.Partition >= 0 && msg.Partition < partitions {
+		return msg.Partition, nil
+	}
+	return p.hash.Partition(msg, partitions)
+}
+
+func (keepPartition) RequiresConsistency() bool { return true }

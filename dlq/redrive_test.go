@@ -93,3 +93,26 @@ func TestRedriveMessageNeedsATopic(t *testing.T) {
 	assert.NotErrorIs(t, err, ErrRedriveLimit)
 	assert.Contains(t, err.Error(), "1@4")
 }
+
+// A redriven record goes back to its original partition while the topic has
+// it (another producer may have hashed its key elsewhere than sarama does),
+// and is hashed by key when the partition is gone.
+func TestRedriveKeepsTheOriginalPartition(t *testing.T) {
+	e := Entry{Failure: Failure{Topic: "orders", Partition: 2, Key: []byte("order-1")}}
+	msg, err := RedriveMessage(e, 3)
+	require.NoError(t, err)
+	p := RedrivePartitioner("orders")
+	got, err := p.Partition(msg, 8)
+	require.NoError(t, err)
+	assert.Equal(t, int32(2), got)
+	byKey, err := sarama.NewHashPartitioner("orders").Partition(&sarama.ProducerMessage{Key: sarama.StringEncoder("order-1")}, 8)
+	require.NoError(t, err)
+	assert.NotEqual(t, int32(2), byKey, "hashing again (the old redrive) would have moved it")
+
+	hashed, err := sarama.NewHashPartitioner("orders").Partition(&sarama.ProducerMessage{Key: sarama.StringEncoder("order-1")}, 2)
+	require.NoError(t, err)
+	got, err = p.Partition(msg, 2) // partition 2 is gone
+	require.NoError(t, err)
+	assert.Equal(t, hashed, got)
+	assert.True(t, p.RequiresConsistency())
+}

@@ -246,6 +246,36 @@ func TestNewRecordForAClosedWorkflowGoesToTheDLQ(t *testing.T) {
 	assert.Equal(t, uint64(1), b.Stats().DeadLettered)
 }
 
+// A terminated workflow recorded no watermarks, so the bridge cannot tell
+// a redelivery from a new record: it says so in a counter and treats the
+// records as new, under on_closed_workflow (here the DLQ), never silently.
+func TestRecordsForATerminatedWorkflowAreCountedAndFollowThePolicy(t *testing.T) {
+	e := newEnv(t, 1)
+	o := saga.Orders(e.id+"-", 1, 17)[0]
+	o.Events = o.Events[:1] // placed; the saga waits for the payment
+	at := e.produce([]saga.Order{o})
+	_, stop := e.runBridge(e.topic + "-first")
+	require.Eventually(t, func() bool {
+		st, err := queryState(t, o.ID)
+		return err == nil && st.Stats.Applied == 1
+	}, 60*time.Second, 200*time.Millisecond)
+	stop()
+	require.NoError(t, e.tc.TerminateWorkflow(t.Context(), saga.WorkflowID(o.ID), "", "operator"))
+
+	// A second group reads the topic again: the record is a redelivery,
+	// but nothing recorded says so.
+	b, stop2 := e.runBridge(e.topic + "-second")
+	defer stop2()
+	got := readAll(t, dlq.TopicFor(e.topic, dlq.DefaultSuffix), 1, 30*time.Second)
+	require.Len(t, got, 1)
+	f, err := dlq.Parse(got[0])
+	require.NoError(t, err)
+	assert.Equal(t, dlq.ClassWorkflowClosed, f.Class)
+	assert.Equal(t, at[o.ID][0].Offset, f.Offset)
+	assert.Equal(t, uint64(1), b.Stats().ClosedWithoutMemo)
+	assert.Zero(t, b.Stats().ClosedRedeliveries)
+}
+
 // temporalCLI runs the real Temporal CLI against the stack's server.
 func temporalCLI(t *testing.T, args ...string) ([]byte, error) {
 	t.Helper()

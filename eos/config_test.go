@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net"
 	"testing"
 	"time"
 
@@ -94,4 +95,18 @@ func TestPermanentAndFencedClassification(t *testing.T) {
 	assert.False(t, isFenced(sarama.ErrOutOfBrokers))
 	assert.True(t, isStaleMember(fmt.Errorf("offsets: %w", sarama.ErrIllegalGeneration)))
 	assert.False(t, isStaleMember(sarama.ErrProducerFenced))
+}
+
+func TestRunTwiceIsAnError(t *testing.T) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	cfg := validConfig()
+	cfg.Brokers = []string{l.Addr().String()}
+	require.NoError(t, l.Close()) // refused at once
+	p, err := New(cfg, func(context.Context, *sarama.ConsumerMessage) ([]Output, error) { return nil, nil }, nil)
+	require.NoError(t, err)
+	err = p.Run(t.Context())
+	require.Error(t, err, "no broker")
+	assert.NotErrorIs(t, err, ErrAlreadyRun)
+	assert.ErrorIs(t, p.Run(t.Context()), ErrAlreadyRun)
 }

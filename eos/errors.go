@@ -11,6 +11,10 @@ import (
 // Processor is a zombie for that partition and stops without committing.
 var ErrFenced = errors.New("eos: producer fenced by a newer instance")
 
+// ErrAlreadyRun is returned by a second call of Processor.Run; build
+// another Processor to run again.
+var ErrAlreadyRun = errors.New("eos: Run was already called on this Processor")
+
 // permanentError marks a function error that retrying cannot fix.
 type permanentError struct{ err error }
 

@@ -52,6 +52,7 @@ type Processor struct {
 	log *slog.Logger
 
 	records, outputs, deadLettered, commits, aborts atomic.Int64
+	ran                                             atomic.Bool // Run was called
 
 	// fatal holds the first error that must stop Run (fencing, a producer
 	// in sarama's fatal state); stop cancels Run's context.
@@ -89,7 +90,12 @@ func (p *Processor) Stats() Stats {
 // the group and returns nil. It returns an error matching ErrFenced when a
 // newer instance took over one of its partitions, and any other error that
 // makes going on unsafe; in both cases nothing more is committed.
+//
+// Run once per Processor: a second call returns ErrAlreadyRun.
 func (p *Processor) Run(ctx context.Context) error {
+	if !p.ran.CompareAndSwap(false, true) {
+		return ErrAlreadyRun
+	}
 	group, err := sarama.NewConsumerGroup(p.cfg.Brokers, p.cfg.Group, p.cfg.consumerConfig())
 	if err != nil {
 		return fmt.Errorf("eos: join group %s: %w", p.cfg.Group, err)

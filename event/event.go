@@ -41,6 +41,11 @@ type Envelope struct {
 	Topic     string `json:"topic"`
 	Partition int32  `json:"partition"`
 	Offset    int64  `json:"offset"`
+	// TopicID is the Kafka topic ID (KIP-516) the record was read from;
+	// empty when the broker does not serve topic IDs. A topic deleted and
+	// created again under the same name has a new ID and starts its
+	// offsets again, so watermarks are kept per topic ID.
+	TopicID string `json:"topic_id,omitempty"`
 	// Key is the record key. Keys are treated as text because they name
 	// workflows; the DLQ keeps the original bytes.
 	Key string `json:"key,omitempty"`
@@ -57,7 +62,7 @@ type Envelope struct {
 
 // Position returns where the record sits in Kafka.
 func (e Envelope) Position() Position {
-	return Position{Topic: e.Topic, Partition: e.Partition, Offset: e.Offset}
+	return Position{Topic: e.Topic, Partition: e.Partition, Offset: e.Offset, TopicID: e.TopicID}
 }
 
 // Header returns the value of the last header named key, and whether any was present.
@@ -84,6 +89,9 @@ func (e Envelope) Decode(v any) error {
 func (e Envelope) JSONSize() int {
 	n := 120 // field names, punctuation, partition, offset, timestamp
 	n += jsonStringSize(e.Topic) + jsonStringSize(e.Key) + jsonStringSize(e.Type)
+	if e.TopicID != "" {
+		n += 12 + jsonStringSize(e.TopicID) // ,"topic_id":
+	}
 	for _, h := range e.Headers {
 		n += 20 + jsonStringSize(h.Key) + base64.StdEncoding.EncodedLen(len(h.Value))
 	}
@@ -110,6 +118,20 @@ func jsonStringSize(s string) int {
 // order within each partition.
 type Batch struct {
 	Events []Envelope `json:"events"`
+	// OnClosed is the bridge's dispatch.on_closed_workflow policy ("dlq",
+	// "drop" or "new_run"). A workflow that has reached its final status
+	// and receives records before it closes treats them by it, as the
+	// bridge treats records that reach it after it closed.
+	OnClosed string `json:"on_closed,omitempty"`
+}
+
+// StartInput is the input the bridge starts a new run of a closed workflow
+// with (on_closed_workflow "new_run"): the watermarks the closed run
+// recorded, so the new run skips what the old one applied. An entity
+// workflow (workflows.Carry) decodes it; a workflow that takes no input
+// ignores it.
+type StartInput struct {
+	Watermarks Watermarks `json:"watermarks"`
 }
 
 // Position identifies a record in Kafka.
@@ -117,6 +139,8 @@ type Position struct {
 	Topic     string `json:"topic"`
 	Partition int32  `json:"partition"`
 	Offset    int64  `json:"offset"`
+	// TopicID is the topic's Kafka ID; empty when unknown (see Envelope).
+	TopicID string `json:"topic_id,omitempty"`
 }
 
 // String renders the position as topic/partition@offset.
@@ -124,9 +148,20 @@ func (p Position) String() string {
 	return fmt.Sprintf("%s/%d@%d", p.Topic, p.Partition, p.Offset)
 }
 
-// partitionKey names a partition inside Watermarks.
+// partitionKey names a partition inside Watermarks: "topic/partition", and
+// "topic/partition@topicID" when the topic ID is known.
 func partitionKey(topic string, partition int32) string {
 	return fmt.Sprintf("%s/%d", topic, partition)
+}
+
+// key is p's partition key, and the key without topic ID that watermarks
+// recorded before topic IDs were known (legacy; empty when p has no ID).
+func (p Position) key() (key, legacy string) {
+	k := partitionKey(p.Topic, p.Partition)
+	if p.TopicID == "" {
+		return k, ""
+	}
+	return k + "@" + p.TopicID, k
 }
 
 // Watermarks records, per topic partition, the highest offset a workflow
@@ -134,15 +169,33 @@ func partitionKey(topic string, partition int32) string {
 // so a record at or below its partition's watermark is a duplicate. The
 // state is O(partitions) and is carried across ContinueAsNew.
 //
+// Partitions are told apart by topic ID when the record has one, so a topic
+// deleted and created again (offsets from 0 again) starts new watermarks.
+// A watermark recorded without a topic ID (before the broker served them)
+// stands for the first topic ID seen after it, which takes it over.
+//
 // The zero value is not usable; use make(Watermarks) or NewWatermarks.
 type Watermarks map[string]int64
 
 // NewWatermarks returns empty watermarks.
 func NewWatermarks() Watermarks { return make(Watermarks) }
 
+// high is p's partition watermark.
+func (w Watermarks) high(p Position) (int64, bool) {
+	key, legacy := p.key()
+	if high, ok := w[key]; ok {
+		return high, true
+	}
+	if legacy != "" {
+		high, ok := w[legacy]
+		return high, ok
+	}
+	return 0, false
+}
+
 // Covers reports whether p was already applied.
 func (w Watermarks) Covers(p Position) bool {
-	high, ok := w[partitionKey(p.Topic, p.Partition)]
+	high, ok := w.high(p)
 	return ok && p.Offset <= high
 }
 
@@ -152,6 +205,26 @@ func (w Watermarks) Admit(p Position) bool {
 	if w.Covers(p) {
 		return false
 	}
-	w[partitionKey(p.Topic, p.Partition)] = p.Offset
+	key, legacy := p.key()
+	if legacy != "" {
+		delete(w, legacy) // taken over by this topic ID
+	}
+	w[key] = p.Offset
 	return true
+}
+
+// Rewind marks p and the later offsets of its partition as not applied.
+func (w Watermarks) Rewind(p Position) {
+	key, legacy := p.key()
+	if high, ok := w.high(p); !ok || high < p.Offset {
+		return
+	}
+	if legacy != "" {
+		delete(w, legacy)
+	}
+	if p.Offset == 0 {
+		delete(w, key)
+		return
+	}
+	w[key] = p.Offset - 1
 }

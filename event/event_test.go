@@ -1,9 +1,12 @@
 package event
 
 import (
+	"encoding/json"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
 )
 
 func TestWatermarksAdmitOncePerPartition(t *testing.T) {
@@ -25,4 +28,55 @@ func TestEnvelopeHeaderReturnsLast(t *testing.T) {
 	assert.Equal(t, "2", string(v))
 	_, ok = e.Header("missing")
 	assert.False(t, ok)
+}
+
+// A topic deleted and created again has a new ID and starts its offsets
+// again: its records are new, not duplicates of the old topic's.
+func TestWatermarksTellARecreatedTopicApart(t *testing.T) {
+	w := NewWatermarks()
+	old := Position{Topic: "orders", Partition: 0, TopicID: "A"}
+	for off := range int64(10) {
+		old.Offset = off
+		require.True(t, w.Admit(old))
+	}
+	again := Position{Topic: "orders", Partition: 0, Offset: 3, TopicID: "B"}
+	assert.True(t, w.Covers(Position{Topic: "orders", Partition: 0, Offset: 3, TopicID: "A"}))
+	assert.False(t, w.Covers(again), "offset 3 of the new topic is a new record")
+	assert.True(t, w.Admit(again))
+	assert.False(t, w.Admit(again), "and applied once")
+}
+
+// Watermarks recorded before topic IDs were known stand for the first ID
+// seen, so an upgrade does not apply redeliveries twice; a later ID (the
+// topic recreated) does not inherit them.
+func TestWatermarksWithoutTopicIDAreTakenOverByTheFirstID(t *testing.T) {
+	w := Watermarks{"orders/0": 9}
+	first := Position{Topic: "orders", Partition: 0, Offset: 9, TopicID: "A"}
+	assert.True(t, w.Covers(first), "a redelivery after the upgrade is a duplicate")
+	first.Offset = 10
+	require.True(t, w.Admit(first))
+	assert.Equal(t, Watermarks{"orders/0@A": 10}, w)
+	assert.False(t, w.Covers(Position{Topic: "orders", Partition: 0, Offset: 5, TopicID: "B"}))
+}
+
+func TestRewindForgetsAPositionAndWhatFollows(t *testing.T) {
+	w := Watermarks{"orders/0@A": 10, "orders/1": 4}
+	w.Rewind(Position{Topic: "orders", Partition: 0, Offset: 7, TopicID: "A"})
+	w.Rewind(Position{Topic: "orders", Partition: 1, Offset: 0})
+	w.Rewind(Position{Topic: "orders", Partition: 2, Offset: 3}) // never applied: nothing to do
+	assert.Equal(t, Watermarks{"orders/0@A": 6}, w)
+}
+
+// JSONSize never underestimates what encoding/json writes, so calls split
+// by it stay under Temporal's payload limit.
+func TestJSONSizeCoversTheEncoding(t *testing.T) {
+	for _, e := range []Envelope{
+		{Topic: "orders", Partition: 3, Offset: 1 << 40, Key: "k<&>\"\x01", Type: "Placed", Timestamp: time.Now()},
+		{Topic: "orders", TopicID: "AAAAAAAAAAAAAAAAAAAAAA", Key: "k", Raw: []byte{0, 1, 2, 3, 4},
+			Headers: []Header{{Key: "h", Value: []byte("v\x00")}}, Value: json.RawMessage(`{"a":1}`)},
+	} {
+		b, err := json.Marshal(e)
+		require.NoError(t, err)
+		assert.GreaterOrEqual(t, e.JSONSize(), len(b), "%s", b)
+	}
 }

@@ -98,3 +98,12 @@ type EntityStats struct {
 	// Runs counts this run and the ones it continued from.
 	Runs int `json:"runs"`
 }
+
+// fresh reports whether c starts a new entity rather than continuing one:
+// no input, or the input of a new run of a closed workflow (an
+// event.StartInput from the bridge, or late records handed on; see
+// runner.late), which carries watermarks and records but no contract
+// version and no status.
+func (c *Carry[S]) fresh() bool {
+	return c == nil || (c.Version == 0 && c.Status == "")
+}

@@ -82,7 +82,7 @@ func (r *runner[S]) settleUpdates() {
 	r.settle(func() bool {
 		var b event.Batch
 		if r.in.ch.ReceiveAsync(&b) {
-			r.in.push(b.Events)
+			r.in.push(b)
 			return true
 		}
 		return r.answerQueuedUpdate()

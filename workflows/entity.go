@@ -168,6 +168,9 @@ func (en *Entity[S]) Run(ctx workflow.Context, carried *Carry[S]) (Carry[S], err
 		r.showStatus()
 		r.drain() // records that came while Finish ran: rejected, not lost
 	}
+	if len(r.lateRecords) > 0 {
+		return r.close(r.newRun())
+	}
 	if r.cancelled {
 		return r.close(temporal.NewCanceledError(r.c.Status))
 	}

@@ -64,6 +64,15 @@ func (c *Ctx[S]) Completed(step string, undo ...Undo) {
 	if c.r.c.CurrentStep == step {
 		c.r.c.CurrentStep = ""
 	}
+	c.Compensate(undo...)
+}
+
+// Compensate registers compensations before their step runs. Use it for a
+// step whose failure does not prove it had no effect: a charge that went
+// through and then timed out must still be refunded, so the refund is
+// registered before the charge (the undo must then be harmless when there
+// is nothing to undo). Fail runs compensations newest first.
+func (c *Ctx[S]) Compensate(undo ...Undo) {
 	for _, u := range undo {
 		if u.DeadLetter && c.Event.Topic != "" {
 			e := c.Event

@@ -31,6 +31,10 @@ type Inbox struct {
 	// was seen recently (see WithIdempotencyKeys).
 	DedupedByKey int
 
+	// OnClosed is the bridge's dispatch.on_closed_workflow policy, as the
+	// last batch received said (event.Batch.OnClosed); empty until then.
+	OnClosed string
+
 	keyHeader string
 	keys      *recentKeys
 }
@@ -53,10 +57,13 @@ func (in *Inbox) RecentKeys() []string {
 	return in.keys.list()
 }
 
-// push adds records received in a signal to the pending ones.
-func (in *Inbox) push(events []event.Envelope) {
-	in.pending = append(in.pending, events...)
-	for _, e := range events {
+// push adds the records received in a signal to the pending ones.
+func (in *Inbox) push(b event.Batch) {
+	if b.OnClosed != "" {
+		in.OnClosed = b.OnClosed
+	}
+	in.pending = append(in.pending, b.Events...)
+	for _, e := range b.Events {
 		in.pendingBytes += e.JSONSize()
 	}
 }
@@ -84,7 +91,7 @@ func (in *Inbox) Next(ctx workflow.Context) event.Envelope {
 		}
 		var b event.Batch
 		in.ch.Receive(ctx, &b)
-		in.push(b.Events)
+		in.push(b)
 	}
 }
 
@@ -99,7 +106,7 @@ func (in *Inbox) TryNext() (e event.Envelope, ok bool) {
 		if !in.ch.ReceiveAsync(&b) {
 			return event.Envelope{}, false
 		}
-		in.push(b.Events)
+		in.push(b)
 	}
 }
 

@@ -27,6 +27,10 @@ type runner[S any] struct {
 	statusAttr  bool   // the status search attribute is on for this run
 	shownStatus string // the status last written to the search attribute
 
+	// lateRecords arrived after the final status under the new_run
+	// policy; a new run applies them (runner.late).
+	lateRecords []event.Envelope
+
 	closing   bool // continuing as new: new updates are refused
 	stayInRun bool // the state is too large to carry: never continue as new
 	cancelled bool // the workflow was asked to cancel
@@ -34,13 +38,16 @@ type runner[S any] struct {
 
 func newRunner[S any](ctx workflow.Context, en *Entity[S], carried *Carry[S]) (*runner[S], error) {
 	r := &runner[S]{en: en, timers: map[string]*timer{}}
-	if carried != nil {
-		r.c = *carried
-	} else {
+	if carried.fresh() {
 		if en.Init != nil {
 			r.c.State = en.Init(workflow.GetInfo(ctx).WorkflowExecution.ID)
 		}
 		r.c.Status = StatusNew
+		if carried != nil { // a new run of a closed workflow: skip what it applied
+			r.c.Watermarks, r.c.Inbox = carried.Watermarks, carried.Inbox
+		}
+	} else {
+		r.c = *carried
 	}
 	r.c.Version = ContractVersion
 	if r.c.CompletedSteps == nil {
@@ -66,7 +73,7 @@ func newRunner[S any](ctx workflow.Context, en *Entity[S], carried *Carry[S]) (*
 		query = "state"
 	}
 	r.in = NewInbox(ctx, signal, r.c.Watermarks)
-	r.in.push(r.c.Inbox)
+	r.in.push(event.Batch{Events: r.c.Inbox})
 	r.c.Inbox = nil
 	if en.IdempotencyHeader != "" {
 		window := en.IdempotencyWindow
@@ -115,7 +122,7 @@ func (r *runner[S]) step() {
 	sel.AddReceive(r.in.ch, func(ch workflow.ReceiveChannel, _ bool) {
 		var b event.Batch
 		ch.Receive(r.ctx, &b)
-		r.in.push(b.Events)
+		r.in.push(b)
 	})
 	sel.AddReceive(r.updates, func(ch workflow.ReceiveChannel, _ bool) {
 		var req *updateRequest
@@ -152,22 +159,13 @@ func (r *runner[S]) cancel() {
 
 // apply hands one new record to its handler, or rejects it.
 func (r *runner[S]) apply(e event.Envelope) {
-	r.appliedHere++
-	r.c.Stats.Applied++
-	if r.c.Key == "" {
-		r.c.Key = e.Key
+	if r.done() {
+		r.late(e)
+		return
 	}
-	pos := AppliedEvent{Topic: e.Topic, Partition: e.Partition, Offset: e.Offset, Type: e.Type}
-	if r.en.KeepApplied > 0 {
-		r.c.Applied = append(r.c.Applied, pos)
-		if over := len(r.c.Applied) - r.en.KeepApplied; over > 0 {
-			r.c.Applied = slices.Delete(r.c.Applied, 0, over)
-		}
-	}
+	pos := r.count(e)
 	var err error
 	switch h, ok := r.en.handlers[e.Type]; {
-	case r.done():
-		err = fmt.Errorf("already %s", r.c.Status)
 	case ok:
 		err = h(r.newCtx(e))
 	case r.en.Apply != nil:
@@ -180,6 +178,23 @@ func (r *runner[S]) apply(e event.Envelope) {
 		workflow.GetLogger(r.ctx).Warn("event rejected", "type", e.Type, "position", e.Position().String(), "reason", err.Error())
 	}
 	r.showStatus()
+}
+
+// count records that e is applied (or rejected) and returns its position.
+func (r *runner[S]) count(e event.Envelope) AppliedEvent {
+	r.appliedHere++
+	r.c.Stats.Applied++
+	if r.c.Key == "" {
+		r.c.Key = e.Key
+	}
+	pos := AppliedEvent{Topic: e.Topic, Partition: e.Partition, Offset: e.Offset, Type: e.Type}
+	if r.en.KeepApplied > 0 {
+		r.c.Applied = append(r.c.Applied, pos)
+		if over := len(r.c.Applied) - r.en.KeepApplied; over > 0 {
+			r.c.Applied = slices.Delete(r.c.Applied, 0, over)
+		}
+	}
+	return pos
 }
 
 // keepRejected is how many rejections the state lists.

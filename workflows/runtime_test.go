@@ -252,7 +252,7 @@ func TestRuntimeRejectsWhatItCannotApplyAndGoesOn(t *testing.T) {
 	assert.Contains(t, out.Rejected[0].Reason, "decode Reserve event at carts/0@2")
 	assert.Equal(t, `no handler for event type "Refund"`, out.Rejected[1].Reason)
 	assert.Equal(t, "boom", out.Rejected[2].Reason)
-	assert.Equal(t, "already paid", out.Rejected[3].Reason)
+	assert.Equal(t, "arrived after the final status paid", out.Rejected[3].Reason)
 	assert.Equal(t, int64(6), out.Rejected[3].Offset)
 	assert.Len(t, out.Applied, 6, "rejected records are applied (their offsets are consumed), not lost")
 	assert.Equal(t, []string{"a"}, ct.world.held)
@@ -551,4 +551,76 @@ func TestSuggestedContinueAsNewCarriesRecordsBufferedWhileSettling(t *testing.T)
 	t.Logf("items %v, carried %v", next.State.Items, carried)
 	assert.Equal(t, []string{"a", "z"}, next.State.Items)
 	assert.Equal(t, []int64{2, 3}, carried, "the records buffered while settling go to the next run")
+}
+
+// Records that reach an entity after its final status, while it still
+// runs Finish, follow the bridge's on_closed_workflow policy like records
+// that reach it a moment later, after it closed.
+func TestRecordsAfterTheFinalStatusFollowTheClosedWorkflowPolicy(t *testing.T) {
+	slowFinish := func(en *Entity[cart]) {
+		en.Finish = func(c *Ctx[cart]) error { return workflow.Sleep(c, 10*time.Second) }
+	}
+	lateBatch := func(ct *cartTest, policy string) {
+		ct.at(func() {
+			ct.env.SignalWorkflow(event.DefaultSignal, event.Batch{Events: []event.Envelope{reserve(3, "x"), reserve(4, "y")}, OnClosed: policy})
+		})
+	}
+	t.Run("new_run", func(t *testing.T) {
+		ct := newCartTest(t, cartEntity(slowFinish))
+		ct.at(func() {
+			ct.env.SignalWorkflow(event.DefaultSignal, event.Batch{Events: []event.Envelope{reserve(1, "a"), pay(2, true)}, OnClosed: "new_run"})
+		})
+		lateBatch(ct, "new_run")
+		next, err := ct.run(nil)
+		var can *workflow.ContinueAsNewError
+		require.ErrorAs(t, err, &can, "a new run applies the late records")
+		assert.True(t, next.fresh(), "the new run starts a new entity")
+		assert.Equal(t, event.Watermarks{"carts/0": 2}, next.Watermarks, "rewound to just before the late records")
+		assert.Equal(t, []event.Envelope{reserve(3, "x"), reserve(4, "y")}, next.Inbox)
+
+		again := newCartTest(t, cartEntity(nil))
+		out, err := again.run(&next)
+		require.NoError(t, err)
+		assert.Equal(t, []string{"x", "y"}, again.world.held, "the new run applied them, and nothing before")
+		assert.Equal(t, 1, out.Stats.Runs, "a new entity, not a continuation")
+	})
+	t.Run("dlq", func(t *testing.T) {
+		ct := newCartTest(t, cartEntity(slowFinish))
+		ct.signal(reserve(1, "a"), pay(2, true))
+		lateBatch(ct, "dlq")
+		out, err := ct.run(nil)
+		require.NoError(t, err)
+		require.Len(t, ct.world.deadLetters, 2)
+		assert.Equal(t, "workflow_closed", string(ct.world.deadLetters[0].Class))
+		assert.Equal(t, int64(3), ct.world.deadLetters[0].Event.Offset)
+		require.Len(t, out.Rejected, 2)
+		assert.Contains(t, out.Rejected[0].Reason, "dead-lettered (on_closed_workflow: dlq)")
+		assert.Equal(t, event.Watermarks{"carts/0": 4}, out.Watermarks, "handled, so a redelivery is skipped")
+	})
+	t.Run("drop", func(t *testing.T) {
+		ct := newCartTest(t, cartEntity(slowFinish))
+		ct.signal(reserve(1, "a"), pay(2, true))
+		lateBatch(ct, "drop")
+		out, err := ct.run(nil)
+		require.NoError(t, err)
+		assert.Empty(t, ct.world.deadLetters)
+		require.Len(t, out.Rejected, 2)
+		assert.Contains(t, out.Rejected[1].Reason, "dropped (on_closed_workflow: drop)")
+	})
+}
+
+// Starting a timeout that has no OnTimeout handler is an error the handler
+// can return (its record is rejected, naming the timeout), not a panic that
+// fails every workflow task of the run.
+func TestStartingATimeoutWithoutAHandlerRejectsTheRecord(t *testing.T) {
+	ct := newCartTest(t, cartEntity(func(en *Entity[cart]) {
+		On(en, "Later", func(c *Ctx[cart], _ struct{}) error { return c.StartTimeout("remind", time.Hour) })
+	}))
+	ct.signal(rec(0, 1, "Later", `{}`), reserve(2, "a"), pay(3, true))
+	out, err := ct.run(nil)
+	require.NoError(t, err)
+	assert.Equal(t, "paid", out.Status, "the entity went on")
+	require.Len(t, out.Rejected, 1)
+	assert.Contains(t, out.Rejected[0].Reason, `start timeout "remind"`)
+	assert.Contains(t, out.Rejected[0].Reason, ErrNoTimeoutHandler.Error())
 }

@@ -1,6 +1,7 @@
 package workflows
 
 import (
+	"errors"
 	"fmt"
 	"slices"
 	"time"
@@ -19,10 +20,20 @@ func OnTimeout[S any](en *Entity[S], name string, fn func(c *Ctx[S]) error) {
 }
 
 // StartTimeout starts the timeout name: unless cancelled, its OnTimeout
-// handler runs after d. Starting a running timeout restarts it.
-func (c *Ctx[S]) StartTimeout(name string, d time.Duration) {
+// handler runs after d. Starting a running timeout restarts it. A name
+// with no OnTimeout handler starts nothing and returns an error naming it
+// (ErrNoTimeoutHandler); a handler that returns it has its record rejected.
+func (c *Ctx[S]) StartTimeout(name string, d time.Duration) error {
+	if _, ok := c.r.en.timeouts[name]; !ok {
+		return fmt.Errorf("start timeout %q: %w", name, ErrNoTimeoutHandler)
+	}
 	c.r.startTimer(name, workflow.Now(c).Add(d))
+	return nil
 }
+
+// ErrNoTimeoutHandler is returned by Ctx.StartTimeout for a timeout that
+// has no OnTimeout handler.
+var ErrNoTimeoutHandler = errors.New("no OnTimeout handler registered for this timeout")
 
 // CancelTimeout stops the timeout name; it does nothing if none runs.
 func (c *Ctx[S]) CancelTimeout(name string) { c.r.cancelTimer(name) }
@@ -47,11 +58,9 @@ func (r *runner[S]) fire(name string, f workflow.Future) {
 	r.showStatus()
 }
 
-// startTimer starts (or restarts) the timeout name to fire at at.
+// startTimer starts (or restarts) the timeout name, which has a handler,
+// to fire at at.
 func (r *runner[S]) startTimer(name string, at time.Time) {
-	if _, ok := r.en.timeouts[name]; !ok {
-		panic(fmt.Sprintf("sagabridge: timeout %q has no OnTimeout handler", name))
-	}
 	r.cancelTimer(name)
 	tctx, cancel := workflow.WithCancel(r.ctx)
 	var fired workflow.Future

@@ -47,11 +47,16 @@ type Client struct {
 //     first ones; the bridge asks the closed run's memo instead.
 //
 // With target.NewRun (the "new_run" closed-workflow policy) the reuse policy
-// is ALLOW_DUPLICATE, so a closed ID starts a new run.
+// is ALLOW_DUPLICATE, so a closed ID starts a new run, with the closed
+// run's watermarks as its input (event.StartInput) when it recorded them.
 func (t Client) SignalWithStart(ctx context.Context, target bridge.Target, batch event.Batch) error {
 	reuse := enumspb.WORKFLOW_ID_REUSE_POLICY_REJECT_DUPLICATE
 	if target.NewRun {
 		reuse = enumspb.WORKFLOW_ID_REUSE_POLICY_ALLOW_DUPLICATE
+	}
+	var args []any
+	if target.NewRun && target.StartWatermarks != nil {
+		args = append(args, event.StartInput{Watermarks: target.StartWatermarks})
 	}
 	_, err := t.Client.SignalWithStartWorkflow(ctx, target.WorkflowID, target.Signal, batch,
 		client.StartWorkflowOptions{
@@ -59,7 +64,7 @@ func (t Client) SignalWithStart(ctx context.Context, target bridge.Target, batch
 			TaskQueue:                target.TaskQueue,
 			WorkflowIDReusePolicy:    reuse,
 			WorkflowIDConflictPolicy: enumspb.WORKFLOW_ID_CONFLICT_POLICY_USE_EXISTING,
-		}, target.WorkflowType)
+		}, target.WorkflowType, args...)
 	var started *serviceerror.WorkflowExecutionAlreadyStarted
 	if errors.As(err, &started) {
 		return fmt.Errorf("%w: %s", bridge.ErrWorkflowClosed, target.WorkflowID)
@@ -77,7 +82,7 @@ func (t Client) ClosedWatermarks(ctx context.Context, workflowID string) (event.
 	if !ok {
 		return nil, nil
 	}
-	var w event.Watermarks
+	w := event.NewWatermarks()
 	dc := t.DataConverter
 	if dc == nil {
 		dc = converter.GetDefaultDataConverter()

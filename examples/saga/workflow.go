@@ -155,11 +155,25 @@ func chargeAndShip(c *workflows.Ctx[OrderData], p PaymentAuthorizedEvent) error 
 	var a *Activities
 	c.Begin("ChargePayment")
 	charge := ChargeInput{OrderID: c.Key(), PaymentID: p.PaymentID, Card: p.Card, AmountCents: c.State.AmountCents}
+	refund := workflows.UndoActivity("RefundPayment", a.RefundPayment, charge)
+	// A charge that went through and then timed out (or whose answer was
+	// lost) must still be refunded, so the refund is registered before the
+	// charge; RefundPayment is harmless when nothing was charged. Orders
+	// charged before this change registered it after; GetVersion keeps
+	// their histories replaying.
+	before := workflow.GetVersion(c, "refund-before-charge", workflow.DefaultVersion, 1) >= 1
+	if before {
+		c.Compensate(refund)
+	}
 	if err := workflow.ExecuteActivity(c, a.ChargePayment, charge).Get(c, nil); err != nil {
 		c.Fail(StatusCompensated, err)
 		return nil
 	}
-	c.Completed("ChargePayment", workflows.UndoActivity("RefundPayment", a.RefundPayment, charge))
+	if before {
+		c.Completed("ChargePayment")
+	} else {
+		c.Completed("ChargePayment", refund)
+	}
 	c.Begin("ShipOrder")
 	ship := ShipInput{OrderID: c.Key(), Country: c.State.Country, Items: c.State.Items}
 	if err := workflow.ExecuteActivity(c, a.ShipOrder, ship).Get(c, nil); err != nil {

@@ -1,6 +1,7 @@
 package saga
 
 import (
+	"context"
 	"errors"
 	"testing"
 	"time"
@@ -124,7 +125,7 @@ func TestEventsAfterTheFinalOneAreRejectedNotLost(t *testing.T) {
 	assert.Equal(t, StatusCancelled, st.Status)
 	require.Len(t, st.Rejected, 2)
 	assert.Equal(t, int64(3), st.Rejected[0].Offset)
-	assert.Equal(t, "already cancelled", st.Rejected[0].Reason)
+	assert.Equal(t, "arrived after the final status cancelled", st.Rejected[0].Reason)
 	assert.Len(t, st.Applied, 4)
 }
 
@@ -164,7 +165,7 @@ func TestEveryFailurePointCompensatesWhatWasDone(t *testing.T) {
 			StatusCompensated, ErrOutOfStock + ": ", []string{"ReserveInventory:A"}, []string{"ReleaseInventory:A"}},
 		{"card declined",
 			[]event.Envelope{envelope(1, OrderPlaced, placed), envelope(2, PaymentAuthorized, `{"payment_id":"p","card":"declined"}`)},
-			StatusCompensated, ErrCardDeclined + ": ", []string{"ReserveInventory:A"}, []string{"ReleaseInventory:A"}},
+			StatusCompensated, ErrCardDeclined + ": ", []string{"ReserveInventory:A"}, []string{"RefundPayment", "ReleaseInventory:A"}},
 		{"undeliverable",
 			[]event.Envelope{envelope(1, OrderPlaced, `{"items":[{"sku":"A","qty":1}],"country":"XX"}`), envelope(2, PaymentAuthorized, pay)},
 			StatusCompensated, ErrUndeliverable + ": ", []string{"ReserveInventory:A", "ChargePayment"}, []string{"RefundPayment", "ReleaseInventory:A"}},
@@ -292,4 +293,32 @@ func TestCancelUpdateOfAShippedOrderIsRejected(t *testing.T) {
 	require.Error(t, refused, "a cancel must not undo a shipped order")
 	assert.Contains(t, refused.Error(), "completed")
 	assert.Zero(t, st.Stats.Updates)
+}
+
+// A charge that went through and whose answer was lost (the activity timed
+// out, every retry too) must still be refunded: the refund is registered
+// before the charge, as samples-go's saga does.
+func TestAChargeThatWentThroughAndTimedOutIsRefunded(t *testing.T) {
+	acts := NewActivities()
+	env := newEnv(acts)
+	env.OnActivity(acts.ChargePayment, mock.Anything, mock.Anything).Return(func(ctx context.Context, in ChargeInput) error {
+		acts.Ledger.mu.Lock()
+		acts.Ledger.charged[in.OrderID] = in.AmountCents // the gateway took the money...
+		acts.Ledger.mu.Unlock()
+		return errors.New("payment gateway timed out") // ...and the answer was lost
+	})
+	env.RegisterDelayedCallback(func() {
+		env.SignalWorkflow(Signal, event.Batch{Events: []event.Envelope{
+			envelope(1, OrderPlaced, `{"items":[{"sku":"A","qty":1}],"amount_cents":500}`),
+			envelope(2, PaymentAuthorized, `{"payment_id":"p","card":"visa"}`),
+		}})
+	}, time.Second)
+	env.ExecuteWorkflow(WorkflowType)
+	require.NoError(t, env.GetWorkflowError())
+	var st State
+	require.NoError(t, env.GetWorkflowResult(&st))
+	assert.Equal(t, StatusCompensated, st.Status)
+	acts.Ledger.mu.Lock()
+	defer acts.Ledger.mu.Unlock()
+	assert.Empty(t, acts.Ledger.charged, "the lost charge was refunded")
 }

@@ -45,6 +45,7 @@ func (c *command) redrive(ctx context.Context, args []string) int {
 	}
 
 	client, err := t.connect(func(cfg *sarama.Config) {
+		cfg.Producer.Partitioner = dlq.RedrivePartitioner // back to the original partition
 		cfg.Producer.Idempotent = true
 		cfg.Producer.RequiredAcks = sarama.WaitForAll
 		cfg.Producer.Return.Successes = true

@@ -1,0 +1,87 @@
+package bridge
+
+import (
+	"fmt"
+	"maps"
+	"slices"
+	"sync"
+
+	"github.com/IBM/sarama"
+)
+
+// Topic IDs. A record's position is its topic, partition and offset; a
+// topic deleted and created again under the same name (or a consumer
+// pointed at a mirror with other offsets) reuses offsets, and a workflow
+// that remembers offset 41 as applied would skip the new record at 41. So
+// the bridge reads each claimed topic's Kafka ID (KIP-516, Metadata v10+) at
+// every rebalance and sends it with each record (event.Envelope.TopicID);
+// watermarks are kept per topic ID. Brokers that serve no IDs (older than
+// Kafka 2.8, or kafka.version set below it) leave it empty, and watermarks
+// are kept per name as before.
+
+// topicIDs remembers the IDs of the claimed topics. Safe for concurrent use.
+type topicIDs struct {
+	// lookup reads the IDs of topics; nil without a Kafka client (tests).
+	lookup func(topics []string) (map[string]string, error)
+
+	mu  sync.Mutex
+	ids map[string]string
+}
+
+// refresh reads the IDs of the topics of claims; on failure the IDs read
+// before stay, and err says why.
+func (t *topicIDs) refresh(claims map[string][]int32) (changed []string, err error) {
+	if t.lookup == nil {
+		return nil, nil
+	}
+	topics := slices.Sorted(maps.Keys(claims))
+	ids, err := t.lookup(topics)
+	if err != nil {
+		return nil, err
+	}
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if t.ids == nil {
+		t.ids = map[string]string{}
+	}
+	for topic, id := range ids {
+		if old, ok := t.ids[topic]; ok && old != id {
+			changed = append(changed, topic)
+		}
+		t.ids[topic] = id
+	}
+	return changed, nil
+}
+
+// of is topic's ID, empty when unknown.
+func (t *topicIDs) of(topic string) string {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return t.ids[topic]
+}
+
+// metadataTopicIDs reads topic IDs with a Metadata request (v10 and later
+// carry them) from the least loaded broker.
+func metadataTopicIDs(client sarama.Client) func(topics []string) (map[string]string, error) {
+	return func(topics []string) (map[string]string, error) {
+		broker := client.LeastLoadedBroker()
+		if broker == nil {
+			return nil, fmt.Errorf("read topic IDs: no broker available")
+		}
+		if err := broker.Open(client.Config()); err != nil && err != sarama.ErrAlreadyConnected {
+			return nil, fmt.Errorf("read topic IDs: connect to %s: %w", broker.Addr(), err)
+		}
+		resp, err := broker.GetMetadata(sarama.NewMetadataRequest(client.Config().Version, topics))
+		if err != nil {
+			return nil, fmt.Errorf("read topic IDs from %s: %w", broker.Addr(), err)
+		}
+		ids := make(map[string]string, len(resp.Topics))
+		for _, tm := range resp.Topics {
+			if tm.Err != sarama.ErrNoError || tm.Uuid == (sarama.Uuid{}) {
+				continue // no ID served: watermarks by name
+			}
+			ids[tm.Name] = tm.Uuid.String()
+		}
+		return ids, nil
+	}
+}
