@@ -3,6 +3,7 @@ package e2e
 import (
 	"context"
 	"fmt"
+	"maps"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -14,6 +15,7 @@ import (
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+	"go.temporal.io/api/serviceerror"
 
 	"github.com/sagabridge/sagabridge/bridge"
 	"github.com/sagabridge/sagabridge/config"
@@ -69,17 +71,28 @@ func TestTaskQueueBacklogPausesTheBridgeUntilTheWorkerReturns(t *testing.T) {
 	assert.GreaterOrEqual(t, tasks, 20.0)
 	assert.Contains(t, e.bridgeLogs.String(), "pausing partitions: task queue backed up")
 
-	// Paused means paused: once the calls under way have finished, nothing
-	// more is delivered while the worker is away.
-	time.Sleep(time.Second)
+	// Paused means paused: records produced now (for keys of their own)
+	// stay in Kafka until the worker is back. The bridge sees them in its
+	// lag, and no workflow of theirs starts. (Records fetched before the
+	// pause are still delivered.)
 	before := b.Stats().Delivered
-	time.Sleep(2 * time.Second)
-	assert.Equal(t, before, b.Stats().Delivered, "records were delivered while the partitions were paused")
+	lag := func() float64 { v, _ := scrape(srv.URL).Sum("sagabridge_consumer_lag", nil); return v }
+	lagBefore := lag()
+	const extra = 200
+	extraAt := e.produceLedger(ledger.Stream(e.id+"-paused-", 20, extra, 1.1, 62))
+	require.Eventually(t, func() bool { return lag() >= lagBefore+extra }, 30*time.Second, 50*time.Millisecond,
+		"the bridge never saw the records produced while paused")
+	for key := range extraAt {
+		_, err := e.tc.DescribeWorkflowExecution(t.Context(), "ledger-"+key, "")
+		var notFound *serviceerror.NotFound
+		assert.ErrorAs(t, err, &notFound, "ledger %s started: a record produced during the pause was delivered", key)
+	}
 	assert.Less(t, before, uint64(len(recs)), "the bridge delivered everything before pausing; the test proves nothing")
-	t.Logf("paused after delivering %d of %d records; backlog %v tasks", before, len(recs), tasks)
+	t.Logf("paused after delivering %d of %d records; backlog %v tasks; lag %.0f", before, len(recs), tasks, lag())
 
 	e.startWorker()
 	at := wait()
+	maps.Copy(at, extraAt)
 	require.Eventually(t, func() bool { return pausedFor(scrape(srv.URL), reason) == 0 }, 60*time.Second, 100*time.Millisecond,
 		"the bridge never resumed")
 	assert.Contains(t, e.bridgeLogs.String(), "task queue backlog below the low-water mark")

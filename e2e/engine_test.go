@@ -2,7 +2,6 @@ package e2e
 
 import (
 	"fmt"
-	"math/rand/v2"
 	"slices"
 	"strings"
 	"sync"
@@ -53,9 +52,7 @@ func (e *env) produceInBackground(recs []ledger.Record, spread time.Duration) (w
 // Kafka would.
 func TestFiveKillsAtRandomMomentsStrandNoPartition(t *testing.T) {
 	e := newEnv(t, 8)
-	seed := uint64(time.Now().UnixNano())
-	t.Logf("seed %d (kill and restart times)", seed)
-	rng := rand.New(rand.NewPCG(seed, 2))
+	rng := seededRand(t, 2)
 	recs := ledger.Stream(e.id+"-", 200, 20_000, 1.1, 51)
 	wait := e.produceInBackground(recs, 30*time.Second)
 	ledgerOnly := map[string]any{"routes": e.ledgerRoute()}
@@ -179,6 +176,12 @@ func TestHotKeyOfTenThousandEventsCompletesAcrossRuns(t *testing.T) {
 	require.NoError(t, err)
 	assert.Equal(t, 10_000, st.Count)
 	assert.Greater(t, st.Runs, 1, "the hot key continued as new at %d history events", ledgerMaxHistory)
+	// Every run's history, each ending in a ContinueAsNew but the last,
+	// replays against today's code; the first is recorded for the ledger's
+	// replay test.
+	runs := replayRuns(t, e.tc, "ledger-"+e.id+"-hot-0", ledger.Workflow(ledger.Options{MaxHistoryEvents: ledgerMaxHistory}))
+	assert.Equal(t, st.Runs, len(runs))
+	recordHistory(t, "../internal/ledger", "ledger-continued-as-new", "ledger-"+e.id+"-hot-0", runs[len(runs)-1])
 	st2 := b.Stats()
 	t.Logf("10,000 events in %d calls (%.0f per call), %d runs", st2.Calls, float64(st2.Delivered)/float64(st2.Calls), st.Runs)
 	assert.Less(t, st2.Calls, uint64(1000), "events were coalesced")

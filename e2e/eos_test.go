@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"math/rand/v2"
 	"os/exec"
 	"path/filepath"
 	"strconv"
@@ -195,7 +194,7 @@ func TestEOSProcessorKilledThreeTimesOutputsEachRecordOnce(t *testing.T) {
 			t.Logf("processor output:\n%s", lastLines(logs.String(), 60))
 		}
 	})
-	rng := rand.New(rand.NewPCG(uint64(time.Now().UnixNano()), 7))
+	rng := seededRand(t, 7)
 	for kill := range 3 {
 		p := start()
 		before := committedTotal(t, group, in)

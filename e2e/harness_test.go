@@ -6,10 +6,12 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"math/rand/v2"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -376,4 +378,18 @@ type testWriter struct{ t *testing.T }
 func (w testWriter) Write(p []byte) (int, error) {
 	w.t.Log(strings.TrimRight(string(p), "\n"))
 	return len(p), nil
+}
+
+// seededRand returns the random source of a test's kill times and
+// workloads. Its seed is logged; SAGABRIDGE_SEED=<seed> replays a run.
+func seededRand(t *testing.T, stream uint64) *rand.Rand {
+	t.Helper()
+	seed := uint64(time.Now().UnixNano())
+	if s := os.Getenv("SAGABRIDGE_SEED"); s != "" {
+		v, err := strconv.ParseUint(s, 10, 64)
+		require.NoError(t, err, "SAGABRIDGE_SEED")
+		seed = v
+	}
+	t.Logf("seed %d (SAGABRIDGE_SEED=%d replays this run's kill times)", seed, seed)
+	return rand.New(rand.NewPCG(seed, stream))
 }

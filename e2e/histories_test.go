@@ -2,13 +2,26 @@ package e2e
 
 import (
 	"context"
+	"fmt"
+	"io"
+	"log/slog"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"testing"
 	"time"
 
+	historypb "go.temporal.io/api/history/v1"
+
 	"github.com/stretchr/testify/require"
+	enumspb "go.temporal.io/api/enums/v1"
+	"go.temporal.io/api/workflowservice/v1"
+	"go.temporal.io/sdk/client"
+	sdklog "go.temporal.io/sdk/log"
+	"go.temporal.io/sdk/worker"
+	"go.temporal.io/sdk/workflow"
+
+	"github.com/sagabridge/sagabridge/internal/ledger"
 )
 
 // recordEnv names the directory recordHistory writes workflow histories to.
@@ -41,4 +54,34 @@ func recordHistory(t *testing.T, example, name, workflowID, runID string) {
 	require.NoError(t, os.MkdirAll(filepath.Dir(path), 0o755))
 	require.NoError(t, os.WriteFile(path, out, 0o644))
 	t.Logf("recorded the history of %s to %s", workflowID, path)
+}
+
+// replayRuns replays, against workflowFn registered as the ledger type,
+// the history of every run of workflowID the server has, fetched live, and
+// returns their run IDs, newest first.
+func replayRuns(t *testing.T, c client.Client, workflowID string, workflowFn any) []string {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(t.Context(), time.Minute)
+	defer cancel()
+	resp, err := c.ListWorkflow(ctx, &workflowservice.ListWorkflowExecutionsRequest{
+		Query: fmt.Sprintf("WorkflowId = %q", workflowID),
+	})
+	require.NoError(t, err)
+	logger := sdklog.NewStructuredLogger(slog.New(slog.NewTextHandler(io.Discard, nil)))
+	var ids []string
+	for _, ex := range resp.GetExecutions() {
+		runID := ex.GetExecution().GetRunId()
+		ids = append(ids, runID)
+		var events []*historypb.HistoryEvent
+		it := c.GetWorkflowHistory(ctx, workflowID, runID, false, enumspb.HISTORY_EVENT_FILTER_TYPE_ALL_EVENT)
+		for it.HasNext() {
+			ev, err := it.Next()
+			require.NoError(t, err)
+			events = append(events, ev)
+		}
+		r := worker.NewWorkflowReplayer()
+		r.RegisterWorkflowWithOptions(workflowFn, workflow.RegisterOptions{Name: ledger.WorkflowType})
+		require.NoError(t, r.ReplayWorkflowHistory(logger, &historypb.History{Events: events}), "replay run %s of %s", runID, workflowID)
+	}
+	return ids
 }

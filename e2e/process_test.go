@@ -3,7 +3,6 @@ package e2e
 import (
 	"bytes"
 	"maps"
-	"math/rand/v2"
 	"os"
 	"path/filepath"
 	"strings"
@@ -87,7 +86,7 @@ func TestBridgeKilledMidStreamLosesAndReordersNothing(t *testing.T) {
 	orders := saga.Orders(e.id+"-", 80, 21)
 	at := e.produce(orders)
 	group := e.topic
-	rng := rand.New(rand.NewPCG(uint64(time.Now().UnixNano()), 1))
+	rng := seededRand(t, 1)
 	var out syncBuffer
 	for kill := range 3 {
 		assigned := strings.Count(out.String(), "partitions assigned")
@@ -131,7 +130,15 @@ func TestBridgeKilledWhileTemporalHangsLosesNothing(t *testing.T) {
 	}
 	px.Freeze(true)
 	maps.Copy(at, e.produce(second))
-	time.Sleep(2500 * time.Millisecond) // read at once; two auto-commit ticks while their calls hang
+	// Wait until the second half's calls hang in the proxy, then for two
+	// heartbeats of the bridge (3 s apart, so at least two 1 s auto-commit
+	// ticks pass while the calls hang): a bridge that marks an offset
+	// before Temporal accepted its record has committed it by then.
+	require.Eventually(t, func() bool { return px.Held() > 0 }, 30*time.Second, 10*time.Millisecond,
+		"the bridge never called Temporal for the second half")
+	beats := stack.Kafka.Heartbeats(e.topic)
+	require.Eventually(t, func() bool { return stack.Kafka.Heartbeats(e.topic) >= beats+2 }, 30*time.Second, 10*time.Millisecond,
+		"the bridge stopped heartbeating while its calls hung")
 	p.Kill()
 	px.Freeze(false)
 

@@ -18,6 +18,7 @@ type proxy struct {
 	target string
 	frozen atomic.Bool
 	down   atomic.Bool
+	held   atomic.Int64 // bytes that arrived while frozen
 	mu     sync.Mutex
 	conns  []net.Conn
 	wg     sync.WaitGroup
@@ -36,6 +37,9 @@ func startProxy(t *testing.T, target string) *proxy {
 
 // Addr is where clients connect.
 func (p *proxy) Addr() string { return p.ln.Addr().String() }
+
+// Held is how many bytes arrived while the proxy was frozen.
+func (p *proxy) Held() int64 { return p.held.Load() }
 
 // Freeze holds (true) or releases (false) all traffic.
 func (p *proxy) Freeze(on bool) { p.frozen.Store(on) }
@@ -85,6 +89,9 @@ func (p *proxy) pipe(dst, src net.Conn) {
 	buf := make([]byte, 32<<10)
 	for {
 		n, err := src.Read(buf)
+		if p.frozen.Load() {
+			p.held.Add(int64(n))
+		}
 		for p.frozen.Load() {
 			time.Sleep(5 * time.Millisecond)
 		}

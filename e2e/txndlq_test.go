@@ -2,7 +2,6 @@ package e2e
 
 import (
 	"fmt"
-	"math/rand/v2"
 	"strings"
 	"testing"
 	"time"
@@ -44,7 +43,7 @@ func TestTransactionalDLQWritesEachPoisonRecordOnceThroughKills(t *testing.T) {
 	}()
 
 	extra := map[string]any{"dlq": map[string]any{"transactional": true, "transactional_id_prefix": "e2e-" + e.id}}
-	rng := rand.New(rand.NewPCG(uint64(time.Now().UnixNano()), 3))
+	rng := seededRand(t, 3)
 	var out syncBuffer
 	for kill := range 3 {
 		assigned := strings.Count(out.String(), "partitions assigned")

@@ -90,6 +90,18 @@ func StartKafkaWith(o KafkaOptions) (*Kafka, error) {
 	return k, nil
 }
 
+// Heartbeats counts the heartbeats the broker received for group; sarama
+// sends one every 3 s per member, so two more mean at least 3 s passed
+// with the group's members alive. -1 with KafkaOptions.KeepDeadMembers.
+func (k *Kafka) Heartbeats(group string) int64 {
+	if k.reaper == nil {
+		return -1
+	}
+	k.reaper.mu.Lock()
+	defer k.reaper.mu.Unlock()
+	return k.reaper.heartbeats[group]
+}
+
 // Reaped counts the dead group members the workaround removed.
 func (k *Kafka) Reaped() int64 {
 	if k.reaper == nil {

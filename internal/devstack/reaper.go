@@ -36,6 +36,7 @@ type reaper struct {
 	reaped atomic.Int64
 
 	mu         sync.Mutex
+	heartbeats map[string]int64 // group -> heartbeats seen (for tests)
 	seen       map[memberKey]memberSeen
 	completing map[string]time.Time // group -> first seen CompletingRebalance
 }
@@ -60,7 +61,7 @@ func startReaper(ctx context.Context, c *kfake.Cluster, log *slog.Logger) (*reap
 	if err != nil {
 		return nil, err
 	}
-	r := &reaper{log: log, client: cl, seen: map[memberKey]memberSeen{}, completing: map[string]time.Time{}}
+	r := &reaper{log: log, client: cl, seen: map[memberKey]memberSeen{}, heartbeats: map[string]int64{}, completing: map[string]time.Time{}}
 	for _, key := range []kmsg.Key{kmsg.JoinGroup, kmsg.SyncGroup, kmsg.Heartbeat, kmsg.OffsetCommit, kmsg.TxnOffsetCommit, kmsg.LeaveGroup} {
 		c.ControlKey(int16(key), func(req kmsg.Request) (kmsg.Response, error, bool) {
 			r.observe(req)
@@ -108,6 +109,7 @@ func (r *reaper) observe(req kmsg.Request) {
 		touch(q.Group, q.MemberID, 0)
 	case *kmsg.HeartbeatRequest:
 		touch(q.Group, q.MemberID, 0)
+		r.heartbeats[q.Group]++
 	case *kmsg.OffsetCommitRequest:
 		touch(q.Group, q.MemberID, 0)
 	case *kmsg.TxnOffsetCommitRequest:
