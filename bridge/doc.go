@@ -9,14 +9,16 @@
 //	Kafka ─► consume.go   claimHandler/flow: one goroutine per claimed partition reads,
 //	           │          counts each record against the in-flight budget, batches
 //	           ▼          (max records / bytes / linger) and waits while paused
-//	         route.go     Router: decode, event type, workflow ID; poison ─► DLQ
+//	         route.go     Router: decode, event type, workflow ID; poison ─► DLQ;
+//	           │          topicid.go: the record's topic ID (read at each rebalance)
 //	           ▼
 //	         dispatch.go  dispatch: group a batch by workflow ID (offset order kept);
 //	           │          dispatcher: a FIFO per workflow, one call in flight per
 //	           ▼          workflow, Dispatch.Concurrency workers
 //	         deliver.go   send/call: SignalWithStart through the limiter and the
 //	           │          circuit breaker, retry with backoff, classify errors,
-//	           │          closed-workflow policy, dead letters
+//	           │          closed-workflow policy, dead letters; window.go: per-workflow
+//	           │          flow control (wait while a workflow has not applied enough)
 //	           ▼
 //	         offsets.go   tracker: mark the offset after the longest finished prefix
 //	         txncommit.go with dlq.transactional: offsets and dead letters in one
@@ -43,6 +45,8 @@
 //     in-flight counters are atomics. Only pressure pauses and resumes
 //     partitions in sarama.
 //   - A txnCommitter's producer belongs to its run goroutine until close.
+//   - The per-workflow windows and the topic IDs are guarded by their own
+//     mutexes.
 //   - Bridge holds only immutable configuration, the seams and counters.
 //
 // The engine depends on the seams only: it must not import the Temporal SDK
