@@ -37,6 +37,9 @@ const (
 	HeaderWorkflowID = HeaderPrefix + "workflow.id" // target workflow, when known
 	HeaderRunID      = HeaderPrefix + "run.id"      // workflow run, when known
 	HeaderActivity   = HeaderPrefix + "activity"    // activity type, for a failed activity
+	// OriginalPrefix renames an original header that uses sagabridge's
+	// names, so it cannot pass for one of the DLQ's (Failure.Message).
+	OriginalPrefix = "original."
 	// HeaderRedriveCount is set by Redrive on the re-produced record (not a
 	// DLQ header: it travels with the record back to its original topic).
 	HeaderRedriveCount = "sagabridge.redrive.count"
@@ -107,10 +110,19 @@ func FromMessage(msg *sarama.ConsumerMessage, class Class, err error, attempts i
 }
 
 // Message builds the DLQ record for f on the topic named by suffix. The
-// original headers come first, then the DLQ headers.
+// original headers come first, then the DLQ headers. An original header in
+// sagabridge's namespace ("sagabridge.", other than HeaderRedriveCount) is
+// renamed OriginalPrefix+name: a producer cannot forge the DLQ's context
+// (a workflow ID the DLQ tool would list and filter by). RedriveMessage
+// restores the names.
 func (f Failure) Message(suffix string) *sarama.ProducerMessage {
 	hs := make([]sarama.RecordHeader, 0, len(f.Headers)+10)
-	hs = append(hs, f.Headers...)
+	for _, h := range f.Headers {
+		if k := string(h.Key); reserved(k) {
+			h.Key = []byte(OriginalPrefix + k)
+		}
+		hs = append(hs, h)
+	}
 	add := func(k, v string) { hs = append(hs, sarama.RecordHeader{Key: []byte(k), Value: []byte(v)}) }
 	add(HeaderTopic, f.Topic)
 	add(HeaderPartition, strconv.FormatInt(int64(f.Partition), 10))
@@ -225,4 +237,12 @@ func (w ProducerWriter) Write(ctx context.Context, f Failure) error {
 		return fmt.Errorf("write %s/%d@%d to %s: %w", f.Topic, f.Partition, f.Offset, msg.Topic, err)
 	}
 	return nil
+}
+
+// reserved reports whether an original header's name is in sagabridge's
+// namespace and must be renamed in a dead letter. HeaderRedriveCount is
+// kept: the redrive tool set it, and a record that fails again carries its
+// count into the DLQ.
+func reserved(key string) bool {
+	return strings.HasPrefix(key, "sagabridge.") && key != HeaderRedriveCount
 }

@@ -116,3 +116,34 @@ func TestRedriveKeepsTheOriginalPartition(t *testing.T) {
 	assert.Equal(t, hashed, got)
 	assert.True(t, p.RequiresConsistency())
 }
+
+// A producer cannot forge the DLQ's context: headers in sagabridge's
+// namespace on the original record are renamed in the dead letter, so
+// Parse (and the DLQ tool's listing and -workflow-id filter) sees only the
+// bridge's; a redrive gives the record its headers back as they were.
+func TestForgedDLQHeadersAreRenamedAndRestoredOnRedrive(t *testing.T) {
+	forged := []sarama.RecordHeader{
+		{Key: []byte(HeaderWorkflowID), Value: []byte("someone-else")},
+		{Key: []byte(HeaderErrorClass), Value: []byte("activity")},
+		{Key: []byte("sagabridge.event.id"), Value: []byte("e-1")},
+		{Key: []byte("trace-id"), Value: []byte("t")},
+	}
+	f := Failure{Topic: "orders", Partition: 1, Offset: 7, Key: []byte("k"), Value: []byte("v"),
+		Class: ClassDecode, Err: "bad", Attempts: 1, Headers: forged}
+	msg := f.Message(DefaultSuffix)
+	got, err := Parse(asConsumed(t, msg))
+	require.NoError(t, err)
+	assert.Empty(t, got.WorkflowID, "the forged workflow ID is not the DLQ's")
+	assert.Equal(t, ClassDecode, got.Class)
+	assert.False(t, Filter{WorkflowID: "someone-else"}.Match(got), "-workflow-id does not filter by it")
+	var names []string
+	for _, h := range got.Headers {
+		names = append(names, string(h.Key))
+	}
+	assert.Equal(t, []string{"original." + HeaderWorkflowID, "original." + HeaderErrorClass, "original.sagabridge.event.id", "trace-id"}, names)
+
+	re, err := RedriveMessage(Entry{Failure: got}, 3)
+	require.NoError(t, err)
+	assert.Equal(t, append(forged, sarama.RecordHeader{Key: []byte(HeaderRedriveCount), Value: []byte("1")}), re.Headers,
+		"the redriven record has its own headers back, byte for byte")
+}

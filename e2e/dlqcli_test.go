@@ -290,6 +290,20 @@ func TestDLQCLI(t *testing.T) {
 	}
 	assert.Equal(t, map[string]string{"trace-id": "t-7", dlq.HeaderRedriveCount: "1"}, headers)
 
+	// The same entry again: refused, because the redrive was recorded in
+	// <dlq>.redrives (the DLQ entry itself is unchanged); -force redrives it.
+	code, stdout, stderr = dlqcliRun(t, "redrive", "-brokers", brokers, "-topic", dlqTopic, "-partition", "0", "-offset", "2")
+	assert.Equal(t, 1, code)
+	assert.Contains(t, stdout, "refused        0@2")
+	assert.Contains(t, stdout, "already redriven at")
+	assert.Contains(t, stdout, "to "+source+"/0@0")
+	assert.Contains(t, stderr, "-force")
+	require.Len(t, dlqcliReadSource(t, source), 1, "a second redrive produced nothing")
+	code, stdout, stderr = dlqcliRun(t, "redrive", "-brokers", brokers, "-topic", dlqTopic, "-partition", "0", "-offset", "2", "-force")
+	require.Equal(t, 0, code, stderr)
+	assert.Contains(t, stdout, "-> "+source+"/0@1")
+	require.Len(t, dlqcliReadSource(t, source), 2, "-force redrove it again")
+
 	// An entry already redriven max times is refused.
 	tired := failures[0]
 	tired.Offset, tired.Class, tired.Err = 14, dlq.ClassRejected, "workflow rejected the signal"
@@ -319,13 +333,13 @@ func TestDLQCLI(t *testing.T) {
 	assert.Contains(t, stdout, "would redrive  0@0")
 	assert.Contains(t, stdout, "refused        0@"+offset(tiredEntry.DLQOffset))
 	assert.Contains(t, stdout, "1 would be redriven, 1 refused")
-	require.Len(t, dlqcliReadSource(t, source), 1, "nothing more was produced")
+	require.Len(t, dlqcliReadSource(t, source), 2, "nothing more was produced")
 
 	// No selection and no -all: a usage error.
 	code, _, stderr = dlqcliRun(t, "redrive", "-brokers", brokers, "-topic", dlqTopic)
 	assert.Equal(t, 2, code)
 	assert.Contains(t, stderr, "-all")
-	require.Len(t, dlqcliReadSource(t, source), 1, "nothing more was produced")
+	require.Len(t, dlqcliReadSource(t, source), 2, "nothing more was produced")
 
 	// show of the aborted record's offset finds nothing.
 	code, _, stderr = dlqcliRun(t, "show", "-brokers", brokers, "-topic", dlqTopic, "-partition", "0", "-offset", "3")
@@ -396,4 +410,42 @@ func TestDLQCLIListsEveryPartition(t *testing.T) {
 	require.Equal(t, 0, code, stderr)
 	assert.Empty(t, stdout, "nothing failed more than an hour ago")
 	assert.Contains(t, stderr, "0 matching entries")
+}
+
+// A producer that puts the DLQ's own headers on an ordinary record cannot
+// mislead the DLQ tool once the record is dead-lettered: the bridge renames
+// them (original.sagabridge.dlq.*), so `dlq list -workflow-id` does not
+// find the forged ID and the entry shows the bridge's context only.
+func TestForgedDLQHeadersDoNotMisleadTheDLQTool(t *testing.T) {
+	e := newEnv(t, 1)
+	_, stop := e.runBridge(e.topic)
+	defer stop()
+	_, _, err := e.producer.SendMessage(&sarama.ProducerMessage{
+		Topic: e.topic, Key: sarama.StringEncoder("o-1"), Value: sarama.StringEncoder("{not json"),
+		Headers: []sarama.RecordHeader{
+			{Key: []byte("event-type"), Value: []byte("OrderPlaced")},
+			{Key: []byte(dlq.HeaderWorkflowID), Value: []byte("victim-" + e.id)},
+			{Key: []byte(dlq.HeaderErrorClass), Value: []byte(dlq.ClassActivity)},
+		},
+	})
+	require.NoError(t, err)
+	dlqTopic := dlq.TopicFor(e.topic, dlq.DefaultSuffix)
+	require.Len(t, readAll(t, dlqTopic, 1, 30*time.Second), 1)
+
+	brokers := strings.Join(stack.Kafka.Brokers, ",")
+	code, stdout, stderr := dlqcliRun(t, "list", "-brokers", brokers, "-topic", dlqTopic, "-workflow-id", "victim-"+e.id)
+	require.Equal(t, 0, code, stderr)
+	assert.Empty(t, dlqcliRows(t, stdout), "the forged workflow ID selected the entry")
+	code, stdout, stderr = dlqcliRun(t, "list", "-brokers", brokers, "-topic", dlqTopic, "-json")
+	require.Equal(t, 0, code, stderr)
+	var entry struct {
+		Class      string `json:"class"`
+		WorkflowID string `json:"workflow_id"`
+	}
+	require.NoError(t, json.Unmarshal([]byte(strings.TrimSpace(stdout)), &entry), stdout)
+	assert.Equal(t, string(dlq.ClassDecode), entry.Class, "the bridge's class, not the forged one")
+	assert.Empty(t, entry.WorkflowID)
+	code, stdout, stderr = dlqcliRun(t, "show", "-brokers", brokers, "-topic", dlqTopic, "-partition", "0", "-offset", "0")
+	require.Equal(t, 0, code, stderr)
+	assert.Contains(t, stdout, "original."+dlq.HeaderWorkflowID+": victim-"+e.id, "kept, under its own name")
 }

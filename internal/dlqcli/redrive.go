@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"time"
 
 	"github.com/IBM/sarama"
 
@@ -12,13 +13,14 @@ import (
 
 // redrive is `bridge dlq redrive`.
 func (c *command) redrive(ctx context.Context, args []string) int {
-	t := c.flags("-brokers h:p[,h:p] (-topic T | -source S [-suffix .dlq]) (-partition P -offset O | [-class C] [-workflow-id ID] [-since T] [-until T] | -all) [-max-redrives 3] [-dry-run]")
+	t := c.flags("-brokers h:p[,h:p] (-topic T | -source S [-suffix .dlq]) (-partition P -offset O | [-class C] [-workflow-id ID] [-since T] [-until T] | -all) [-max-redrives 3] [-force] [-dry-run]")
 	partition, offset := c.position(" to redrive")
 	var f dlq.Filter
 	c.filterFlags(&f)
 	all := c.fs.Bool("all", false, "redrive every entry of the DLQ (required when no record or filter is selected)")
 	maxRedrives := c.fs.Int("max-redrives", 3, "refuse entries already redriven this many times")
 	dryRun := c.fs.Bool("dry-run", false, "print what would be produced, produce nothing")
+	force := c.fs.Bool("force", false, "redrive entries that were redriven before (recorded in <dlq topic>.redrives)")
 	if code, ok := c.parse(args); !ok {
 		return code
 	}
@@ -77,13 +79,18 @@ func (c *command) redrive(ctx context.Context, args []string) int {
 		}
 	}
 
+	// Entries redriven before, recorded by earlier runs.
+	redrives, err := dlq.ReadRedrives(ctx, client, t.dlqTopic)
+	if err != nil {
+		return c.fail(fmt.Errorf("read the redrive records: %w", err))
+	}
 	var producer sarama.SyncProducer // started at the first record to produce
 	defer func() {
 		if producer != nil {
 			_ = producer.Close()
 		}
 	}()
-	var redriven, refused int
+	var redriven, refused, again int
 	for _, e := range entries {
 		if err := ctx.Err(); err != nil {
 			return c.fail(err)
@@ -100,6 +107,12 @@ func (c *command) redrive(ctx context.Context, args []string) int {
 		if err != nil {
 			return c.fail(err)
 		}
+		if before, ok := redrives[dlq.RedriveKey(e.Partition, e.Offset)]; ok && !*force {
+			again++
+			fmt.Fprintf(c.stdout, "refused        %-10s already redriven at %s to %s (-force redrives it again)\n",
+				from, before.At.Format(time.RFC3339), before.To)
+			continue
+		}
 		what := fmt.Sprintf("key=%s %s=%d", inline(e.Failure.Key), dlq.HeaderRedriveCount, e.Redrives+1)
 		if *dryRun {
 			redriven++
@@ -107,6 +120,9 @@ func (c *command) redrive(ctx context.Context, args []string) int {
 			continue
 		}
 		if producer == nil {
+			if err := createRedrivesTopic(client, t.dlqTopic); err != nil {
+				return c.fail(err)
+			}
 			if producer, err = sarama.NewSyncProducerFromClient(client); err != nil {
 				return c.fail(fmt.Errorf("start the producer: %w", err))
 			}
@@ -118,6 +134,14 @@ func (c *command) redrive(ctx context.Context, args []string) int {
 		}
 		redriven++
 		fmt.Fprintf(c.stdout, "redriven       %-10s -> %s/%d@%d  %s\n", from, msg.Topic, p, o, what)
+		rec, err := dlq.Redrive{Partition: e.Partition, Offset: e.Offset, At: time.Now().UTC(), To: fmt.Sprintf("%s/%d@%d", msg.Topic, p, o)}.Message(t.dlqTopic)
+		if err == nil {
+			_, _, err = producer.SendMessage(rec)
+		}
+		if err != nil {
+			return c.fail(fmt.Errorf("DLQ record %s was redriven to %s/%d@%d, but recording it in %s failed, so a second redrive would not be refused: %w",
+				from, msg.Topic, p, o, dlq.RedrivesTopic(t.dlqTopic), err))
+		}
 	}
 	if *dryRun {
 		fmt.Fprintf(c.stdout, "dry run: %d would be redriven, %d refused; nothing was produced\n", redriven, refused)
@@ -130,8 +154,30 @@ func (c *command) redrive(ctx context.Context, args []string) int {
 	if refused > 0 {
 		fmt.Fprintf(c.stderr, "bridge dlq redrive: %d entries refused: redriven -max-redrives (%d) times already\n", refused, *maxRedrives)
 	}
-	if refused > 0 || len(bad) > 0 {
+	if again > 0 {
+		fmt.Fprintf(c.stderr, "bridge dlq redrive: %d entries refused: redriven before (recorded in %s); -force redrives them again\n",
+			again, dlq.RedrivesTopic(t.dlqTopic))
+	}
+	if refused > 0 || again > 0 || len(bad) > 0 {
 		return exitFail
 	}
 	return exitOK
+}
+
+// createRedrivesTopic creates the compacted topic that records redrives,
+// unless it exists. The admin shares client, which the caller closes.
+func createRedrivesTopic(client sarama.Client, dlqTopic string) error {
+	topic := dlq.RedrivesTopic(dlqTopic)
+	if parts, err := client.Partitions(topic); err == nil && len(parts) > 0 {
+		return nil
+	}
+	admin, err := sarama.NewClusterAdminFromClient(client)
+	if err != nil {
+		return fmt.Errorf("create %s: %w", topic, err)
+	}
+	err = admin.CreateTopic(topic, &sarama.TopicDetail{NumPartitions: 1, ReplicationFactor: -1, ConfigEntries: dlq.RedrivesTopicConfig()}, false)
+	if err != nil && !errors.Is(err, sarama.ErrTopicAlreadyExists) {
+		return fmt.Errorf("create %s (where redrives are recorded): %w", topic, err)
+	}
+	return nil
 }

@@ -1,0 +1,104 @@
+package dlq
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strconv"
+	"time"
+
+	"github.com/IBM/sarama"
+)
+
+// The redrive record. The DLQ is append-only, and a header on the redriven
+// record cannot say that an entry was redriven (the entry stays as it was),
+// so the redrive tool records each redrive in a compacted topic beside the
+// DLQ, keyed by the entry, and refuses to redrive an entry twice unless
+// forced.
+
+// RedrivesTopic names the compacted topic that records the redrives of
+// entries of dlqTopic.
+func RedrivesTopic(dlqTopic string) string { return dlqTopic + ".redrives" }
+
+// RedrivesTopicConfig is the configuration RedrivesTopic is created with:
+// compacted, so the last record per entry is kept for good.
+func RedrivesTopicConfig() map[string]*string {
+	compact := "compact"
+	return map[string]*string{"cleanup.policy": &compact}
+}
+
+// Redrive records that the DLQ entry at Partition/Offset was produced
+// again, when and where.
+type Redrive struct {
+	Partition int32     `json:"dlq_partition"`
+	Offset    int64     `json:"dlq_offset"`
+	At        time.Time `json:"at"`
+	// To is where the redriven record went: topic/partition@offset.
+	To string `json:"to"`
+}
+
+// RedriveKey keys an entry's redrive record: "partition@offset" of the entry.
+func RedriveKey(partition int32, offset int64) string {
+	return strconv.FormatInt(int64(partition), 10) + "@" + strconv.FormatInt(offset, 10)
+}
+
+// Message is the record of r on the redrives topic of dlqTopic.
+func (r Redrive) Message(dlqTopic string) (*sarama.ProducerMessage, error) {
+	v, err := json.Marshal(r)
+	if err != nil {
+		return nil, fmt.Errorf("encode the redrive of %s: %w", RedriveKey(r.Partition, r.Offset), err)
+	}
+	return &sarama.ProducerMessage{
+		Topic: RedrivesTopic(dlqTopic), Key: sarama.StringEncoder(RedriveKey(r.Partition, r.Offset)), Value: sarama.ByteEncoder(v),
+	}, nil
+}
+
+// ReadRedrives returns the redrives recorded for the entries of dlqTopic,
+// by RedriveKey; none when the redrives topic does not exist yet.
+func ReadRedrives(ctx context.Context, client sarama.Client, dlqTopic string) (map[string]Redrive, error) {
+	topic := RedrivesTopic(dlqTopic)
+	if err := client.RefreshMetadata(topic); errors.Is(err, sarama.ErrUnknownTopicOrPartition) {
+		return map[string]Redrive{}, nil
+	}
+	parts, err := client.Partitions(topic)
+	if errors.Is(err, sarama.ErrUnknownTopicOrPartition) {
+		return map[string]Redrive{}, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("list the partitions of %s: %w", topic, err)
+	}
+	consumer, err := sarama.NewConsumerFromClient(client)
+	if err != nil {
+		return nil, fmt.Errorf("start a consumer of %s: %w", topic, err)
+	}
+	defer func() { _ = consumer.Close() }()
+	out := map[string]Redrive{}
+	var bad []error
+	for _, p := range parts {
+		oldest, err := client.GetOffset(topic, p, sarama.OffsetOldest)
+		if err != nil {
+			return nil, fmt.Errorf("oldest offset of %s/%d: %w", topic, p, err)
+		}
+		end, err := client.GetOffset(topic, p, sarama.OffsetNewest)
+		if err != nil {
+			return nil, fmt.Errorf("newest offset of %s/%d: %w", topic, p, err)
+		}
+		if oldest >= end {
+			continue
+		}
+		err = readPartition(ctx, consumer, topic, p, oldest, end, func(msg *sarama.ConsumerMessage) bool {
+			var r Redrive
+			if err := json.Unmarshal(msg.Value, &r); err != nil {
+				bad = append(bad, fmt.Errorf("%s/%d@%d is not a redrive record: %w", topic, p, msg.Offset, err))
+				return true
+			}
+			out[string(msg.Key)] = r
+			return true
+		})
+		if err != nil {
+			return nil, err
+		}
+	}
+	return out, errors.Join(bad...)
+}
