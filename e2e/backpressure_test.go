@@ -73,8 +73,13 @@ func TestTaskQueueBacklogPausesTheBridgeUntilTheWorkerReturns(t *testing.T) {
 
 	// Paused means paused: records produced now (for keys of their own)
 	// stay in Kafka until the worker is back. The bridge sees them in its
-	// lag, and no workflow of theirs starts. (Records fetched before the
-	// pause are still delivered.)
+	// lag, and no workflow of theirs starts. Records fetched before the
+	// pause are still delivered, so first let any fetch in flight at the
+	// pause return: two heartbeats of the group are at least 3 s, six
+	// times sarama's longest fetch wait.
+	beats := stack.Kafka.Heartbeats(e.topic)
+	require.Eventually(t, func() bool { return stack.Kafka.Heartbeats(e.topic) >= beats+2 }, 30*time.Second, 20*time.Millisecond,
+		"the bridge stopped heartbeating")
 	before := b.Stats().Delivered
 	lag := func() float64 { v, _ := scrape(srv.URL).Sum("sagabridge_consumer_lag", nil); return v }
 	lagBefore := lag()
