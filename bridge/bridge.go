@@ -29,7 +29,8 @@ type Deps struct {
 	Temporal Temporal
 	// DeadLetters receives records that cannot be delivered. Required.
 	DeadLetters DeadLetters
-	// Logger receives structured logs. Optional, default slog.Default().
+	// Logger receives structured logs; with log.redact_keys, through
+	// RedactKeys. Optional, default slog.Default().
 	Logger *slog.Logger
 	// Now tells the time. Optional, default time.Now.
 	Now func() time.Time
@@ -122,6 +123,9 @@ func New(cfg config.Config, deps Deps) (*Bridge, error) {
 	}
 	if deps.Logger == nil {
 		deps.Logger = slog.Default()
+	}
+	if cfg.Log.RedactKeys {
+		deps.Logger = slog.New(RedactKeys(deps.Logger.Handler()))
 	}
 	if deps.Now == nil {
 		deps.Now = time.Now

@@ -193,12 +193,22 @@ func (c stateCollector) Collect(ch chan<- prometheus.Metric) {
 //	/healthz  200 while Run is running, 503 before and after
 //	/readyz   200 once the bridge has joined its group and while the
 //	          circuit to Temporal is closed, 503 (saying why) otherwise
-//	/debug/pprof/  Go's profiles (serve the handler on an internal address)
+//
+// With metrics.pprof it also serves Go's profiles, all of net/http/pprof's
+// handlers: /debug/pprof/ (the index and the named profiles: heap,
+// goroutine, allocs, ...), /debug/pprof/cmdline, /debug/pprof/profile,
+// /debug/pprof/symbol and /debug/pprof/trace. Without it they answer 404.
+// Serve the handler on an internal address either way.
 func (b *Bridge) Handler() http.Handler {
 	mux := http.NewServeMux()
 	mux.Handle("/metrics", promhttp.HandlerFor(b.metrics.reg, promhttp.HandlerOpts{}))
-	mux.HandleFunc("/debug/pprof/", pprof.Index)
-	mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
+	if b.cfg.Metrics.Pprof {
+		mux.HandleFunc("/debug/pprof/", pprof.Index)
+		mux.HandleFunc("/debug/pprof/cmdline", pprof.Cmdline)
+		mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
+		mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
+		mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
+	}
 	mux.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) {
 		if !b.running.Load() {
 			http.Error(w, "not running", http.StatusServiceUnavailable)

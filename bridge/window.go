@@ -182,7 +182,7 @@ func (b *Bridge) awaitWindow(f *flow, target Target, records, bytes int) error {
 		case errors.As(err, &queryFailed) && strings.Contains(err.Error(), event.AppliedQuery):
 			if ws.exemptType(target.WorkflowType) {
 				b.log.Warn("workflow type does not answer the applied query; sending it without flow control",
-					"workflow_type", target.WorkflowType, "query", event.AppliedQuery, "err", err)
+					"workflow_type", target.WorkflowType, "workflow_id", target.WorkflowID, "query", event.AppliedQuery, "err", err)
 			}
 			return nil
 		}

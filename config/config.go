@@ -13,8 +13,11 @@ type Config struct {
 	Dispatch Dispatch `yaml:"dispatch"`
 	// Backpressure bounds what the bridge holds and says when it pauses.
 	Backpressure Backpressure `yaml:"backpressure"`
-	// Metrics says where /metrics, /healthz and /readyz are served.
+	// Metrics says where /metrics, /healthz and /readyz are served, and
+	// whether Go's profiles are too.
 	Metrics Metrics `yaml:"metrics"`
+	// Log says what the bridge's log lines may show.
+	Log Log `yaml:"log"`
 	// Memory sets the process's soft memory limit (cmd/bridge applies it).
 	Memory Memory  `yaml:"memory"`
 	Routes []Route `yaml:"routes"`
@@ -24,6 +27,9 @@ type Config struct {
 	set map[string]bool
 	// defaulted is true once WithDefaults ran.
 	defaulted bool
+	// envUnknown are SAGABRIDGE_* variables that name no field (FromEnv);
+	// decode refuses them unless a *_env field names them.
+	envUnknown []string
 }
 
 // Kafka says which brokers and consumer group to use.
@@ -267,8 +273,32 @@ type Adaptive struct {
 // (/metrics) and its health (/healthz) and readiness (/readyz).
 type Metrics struct {
 	// Listen is the host:port to serve on, for example "127.0.0.1:9464".
-	// Optional; empty serves nothing.
+	// A wildcard host (":9464", "0.0.0.0", "::") serves every interface,
+	// and cmd/bridge logs a warning saying so. Optional; empty serves
+	// nothing.
 	Listen string `yaml:"listen"`
+	// Pprof also serves Go's profiles (net/http/pprof: /debug/pprof/ and
+	// its cmdline, profile, symbol and trace handlers) with the metrics
+	// (Bridge.Handler, which cmd/bridge serves on Listen). They show the
+	// command line, stacks and heap, and cost CPU while a profile runs:
+	// turn them on only where Listen is private. Optional, default false
+	// (they answer 404).
+	Pprof bool `yaml:"pprof"`
+}
+
+// Log says what the bridge's log lines may show. Record values are never
+// logged; record keys are, inside the workflow IDs made from them (the
+// attribute workflow_id). The level is cmd/bridge's -log-level flag.
+type Log struct {
+	// RedactKeys replaces every workflow ID and record key in the bridge's
+	// log lines (the attributes workflow_id and key, and the same text
+	// anywhere else on the line, such as an error that names the workflow)
+	// with "sha256:" and the first 12 hex digits of its SHA-256, so the
+	// lines of one key still correlate.
+	// A hash of a guessable key (a sequence number) can be reversed by
+	// hashing guesses. The DLQ records and the metrics are not logs and
+	// are unchanged. Optional, default false.
+	RedactKeys bool `yaml:"redact_keys"`
 }
 
 // Memory is the Go runtime's soft memory limit for cmd/bridge. The

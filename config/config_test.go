@@ -29,7 +29,13 @@ func TestLoadConfigErrorsNameTheFileAndField(t *testing.T) {
 	cases := map[string]struct{ yaml, want string }{
 		"missing brokers": {`kafka: {group: g}
 routes: [{topic: t, workflow_type: W, workflow_id: "w-{key}", task_queue: q}]`, "kafka.brokers: at least one broker"},
-		"unknown field": {`kafka: {brokers: [b], group: g, grup: x}`, "field grup not found"},
+		"unknown field": {`kafka: {brokers: [b], group: g, grup: x}`, "kafka.grup: unknown field (line 1); did you mean group?"},
+		"unknown nested field": {`kafka: {brokers: [b], group: g}
+backpressure:
+  backlog: {high_taks: 5}`, "backpressure.backlog.high_taks: unknown field (line 3); did you mean high_tasks?"},
+		"unknown route field": {`kafka: {brokers: [b], group: g}
+routes: [{topic: t, workflow_type: W, workflow_id: "w-{key}", task_queue: q}, {topik: u}]`, "routes[1].topik: unknown field (line 2); did you mean topic?"},
+		"unknown section": {`kafak: {brokers: [b]}`, "kafak: unknown field (line 1); did you mean kafka?"},
 		"bad placeholder": {`kafka: {brokers: [b], group: g}
 routes: [{topic: t, workflow_type: W, workflow_id: "w-{id}", task_queue: q}]`, "routes[0].workflow_id: unknown placeholder {id}"},
 		"no placeholder": {`kafka: {brokers: [b], group: g}
@@ -144,7 +150,7 @@ routes: [{topic: t, workflow_type: W, workflow_id: "w-{key}", task_queue: q}]`))
 	assert.Zero(t, cfg.Batch.Linger, "linger: 0s is kept")
 	assert.Equal(t, 30*time.Second, cfg.Backpressure.Backlog.HighAge, "an unset field takes its default")
 
-	fromEnv, err := FromEnv(lookupIn(map[string]string{"SAGABRIDGE_BACKPRESSURE_BACKLOG_LOW_TASKS": "0"}))
+	fromEnv, err := FromEnv(environ(map[string]string{"SAGABRIDGE_BACKPRESSURE_BACKLOG_LOW_TASKS": "0"}))
 	require.NoError(t, err)
 	cfg, err = Parse([]byte(`kafka: {brokers: [b], group: g}
 routes: [{topic: t, workflow_type: W, workflow_id: "w-{key}", task_queue: q}]`), fromEnv)

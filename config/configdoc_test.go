@@ -76,7 +76,7 @@ when this file is out of date.
 ` + "`kafka`" + ` and ` + "`temporal`" + ` sections. Precedence, lowest first: the defaults, the file, the
 environment (` + "`SAGABRIDGE_<PATH>`" + `: the field's path in capitals with ` + "`_`" + ` for ` + "`.`" + `; lists
 comma-separated), the command-line flags (` + "`-kafka-brokers`" + `, ` + "`-temporal-address`" + `; the worker's
-` + "`-namespace`" + `). Unknown fields are errors, and every error names the field. ` + "`bridge -print-config`" + `
+` + "`-namespace`" + `). Unknown fields are errors, and so are unknown ` + "`SAGABRIDGE_*`" + ` variables (unless a ` + "`*_env`" + ` field names them); every error names the field, or the variable, with the closest known name. ` + "`bridge -print-config`" + `
 prints the result with secrets redacted. Routes are set only in the file.
 
 | field | environment | type | meaning |

@@ -1,12 +1,16 @@
 package config
 
 import (
+	"slices"
+
 	"errors"
 	"fmt"
 	"reflect"
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/agnivade/levenshtein"
 
 	"go.yaml.in/yaml/v3"
 )
@@ -53,18 +57,42 @@ func configFields() []configField {
 	return out
 }
 
-// FromEnv reads the SAGABRIDGE_* variables that lookup (os.LookupEnv)
-// knows and returns the Override that applies them. It fails, naming the
-// variable and the field, on a value that does not parse.
-func FromEnv(lookup func(string) (string, bool)) (Override, error) {
+// toolEnv reports whether name is a SAGABRIDGE_* variable that the
+// development tools and tests read (devstack, the e2e tests, the docs
+// generator), not configuration: FromEnv lets those be.
+func toolEnv(name string) bool {
+	switch name {
+	case "SAGABRIDGE_TEMPORAL", "SAGABRIDGE_SEED", "SAGABRIDGE_UPDATE_DOCS", "SAGABRIDGE_RECORD_HISTORIES":
+		return true
+	}
+	return false
+}
+
+// FromEnv reads the SAGABRIDGE_* variables of environ (os.Environ(),
+// "NAME=value") and returns the Override that applies them. It fails,
+// naming the variable and the field, on a value that does not parse. A
+// SAGABRIDGE_* variable that names no field is refused too, naming the
+// closest one (a misspelled SAGABRIDGE_KAFKA_BROKERZ would otherwise be
+// ignored in silence), when the configuration is loaded: unless a *_env
+// field (kafka.sasl.password_env, temporal.api_key_env, ...) names it, or
+// it is one the development tools read.
+func FromEnv(environ []string) (Override, error) {
+	vars := map[string]string{}
+	for _, kv := range environ {
+		if k, v, ok := strings.Cut(kv, "="); ok && strings.HasPrefix(k, EnvPrefix) {
+			vars[k] = v
+		}
+	}
 	type set struct {
 		f configField
 		v reflect.Value
 	}
 	var sets []set
 	var errs []error
+	known := map[string]bool{}
 	for _, f := range configFields() {
-		raw, ok := lookup(f.env)
+		known[f.env] = true
+		raw, ok := vars[f.env]
 		if !ok {
 			continue
 		}
@@ -78,13 +106,56 @@ func FromEnv(lookup func(string) (string, bool)) (Override, error) {
 	if err := errors.Join(errs...); err != nil {
 		return nil, err
 	}
+	var unknown []string
+	for k := range vars {
+		if !known[k] && !toolEnv(k) {
+			unknown = append(unknown, k)
+		}
+	}
+	slices.Sort(unknown)
 	return func(c *Config) {
 		cv := reflect.ValueOf(c).Elem()
 		for _, s := range sets {
 			cv.FieldByIndex(s.f.index).Set(s.v)
 			c.markSet(s.f.path)
 		}
+		c.envUnknown = unknown
 	}, nil
+}
+
+// checkEnv refuses the SAGABRIDGE_* variables that name no field
+// (Config.envUnknown), unless a *_env field of c names them.
+func (c Config) checkEnv() error {
+	named := map[string]bool{
+		c.Kafka.SASL.PasswordEnv: true, c.Temporal.APIKeyEnv: true, c.Temporal.Codec.KeyEnv: true,
+	}
+	for _, k := range c.Temporal.Codec.DecryptKeys {
+		if _, ref, ok := strings.Cut(k, "=env:"); ok {
+			named[ref] = true
+		}
+	}
+	var errs []error
+	for _, name := range c.envUnknown {
+		if named[name] {
+			continue
+		}
+		errs = append(errs, fmt.Errorf("%s: not a configuration variable%s", name, closestEnv(name)))
+	}
+	return errors.Join(errs...)
+}
+
+// closestEnv names the configuration variable closest to name, if one is close.
+func closestEnv(name string) string {
+	best, bestDist := "", len(name)/3+1
+	for _, f := range configFields() {
+		if d := levenshtein.ComputeDistance(name, f.env); d < bestDist {
+			best, bestDist = fmt.Sprintf("%s (%s)", f.env, f.path), d
+		}
+	}
+	if best == "" {
+		return " (see docs/CONFIG.md for the variables)"
+	}
+	return "; did you mean " + best + "?"
 }
 
 func parseValue(t reflect.Type, raw string) (reflect.Value, error) {

@@ -11,8 +11,13 @@ import (
 	"go.yaml.in/yaml/v3"
 )
 
-func lookupIn(env map[string]string) func(string) (string, bool) {
-	return func(k string) (string, bool) { v, ok := env[k]; return v, ok }
+// environ renders env as os.Environ does.
+func environ(env map[string]string) []string {
+	out := make([]string, 0, len(env))
+	for k, v := range env {
+		out = append(out, k+"="+v)
+	}
+	return out
 }
 
 func TestEnvironmentOverridesTheFileAndFlagsOverrideTheEnvironment(t *testing.T) {
@@ -21,7 +26,7 @@ func TestEnvironmentOverridesTheFileAndFlagsOverrideTheEnvironment(t *testing.T)
 temporal: {address: file:7233}
 dispatch: {drain_timeout: 3s}
 routes: [{topic: t, workflow_type: W, workflow_id: "w-{key}", task_queue: q}]`), 0o600))
-	fromEnv, err := FromEnv(lookupIn(map[string]string{
+	fromEnv, err := FromEnv(environ(map[string]string{
 		"SAGABRIDGE_KAFKA_BROKERS":               "env-a:9092, env-b:9092",
 		"SAGABRIDGE_TEMPORAL_ADDRESS":            "env:7233",
 		"SAGABRIDGE_DISPATCH_DRAIN_TIMEOUT":      "4s",
@@ -44,7 +49,7 @@ routes: [{topic: t, workflow_type: W, workflow_id: "w-{key}", task_queue: q}]`),
 }
 
 func TestEnvironmentErrorsNameTheVariableAndTheField(t *testing.T) {
-	_, err := FromEnv(lookupIn(map[string]string{
+	_, err := FromEnv(environ(map[string]string{
 		"SAGABRIDGE_DISPATCH_DRAIN_TIMEOUT": "soon",
 		"SAGABRIDGE_DLQ_TRANSACTIONAL":      "maybe",
 	}))
@@ -90,4 +95,28 @@ routes: [{topic: t, workflow_type: W, workflow_id: "w-{key}", task_queue: q}]`))
 	again, err := back.YAML()
 	require.NoError(t, err)
 	assert.Equal(t, string(out), string(again), "printing what was loaded from the print gives the same text")
+}
+
+// A misspelled variable is refused, naming it and the closest one, as a
+// misspelled YAML field is; a variable a *_env field names (a secret) and
+// the tools' own variables are not configuration and pass.
+func TestAnUnknownVariableIsRefusedWithTheClosestName(t *testing.T) {
+	yaml := []byte(`kafka: {brokers: [b], group: g, sasl: {mechanism: PLAIN, username: u, password_env: SAGABRIDGE_SECRET}}
+routes: [{topic: t, workflow_type: W, workflow_id: "w-{key}", task_queue: q}]`)
+	fromEnv, err := FromEnv(environ(map[string]string{
+		"SAGABRIDGE_KAFKA_BROKERZ": "x:9092",
+		"SAGABRIDGE_SECRET":        "s3cret",
+		"SAGABRIDGE_SEED":          "1",
+		"OTHER_KAFKA_BROKERZ":      "ignored: not ours",
+	}))
+	require.NoError(t, err)
+	_, err = Parse(yaml, fromEnv)
+	require.Error(t, err)
+	assert.Equal(t, "SAGABRIDGE_KAFKA_BROKERZ: not a configuration variable; did you mean SAGABRIDGE_KAFKA_BROKERS (kafka.brokers)?", err.Error())
+
+	fromEnv, err = FromEnv(environ(map[string]string{"SAGABRIDGE_SECRET": "s3cret", "SAGABRIDGE_NOTHING_LIKE_IT_AT_ALL": "1"}))
+	require.NoError(t, err)
+	_, err = Parse(yaml, fromEnv)
+	require.Error(t, err)
+	assert.Contains(t, err.Error(), "SAGABRIDGE_NOTHING_LIKE_IT_AT_ALL: not a configuration variable (see docs/CONFIG.md")
 }

@@ -45,20 +45,26 @@ func Parse(data []byte, overrides ...Override) (Config, error) {
 // decode reads YAML (unknown fields are errors; an empty document sets
 // nothing), applies overrides, then fills what is still unset.
 func decode(data []byte, overrides []Override) (Config, error) {
-	var cfg Config
-	dec := yaml.NewDecoder(bytes.NewReader(data))
-	dec.KnownFields(true)
-	if err := dec.Decode(&cfg); err != nil && !errors.Is(err, io.EOF) {
-		return Config{}, fmt.Errorf("parse: %w", err)
-	}
 	var doc yaml.Node
 	if err := yaml.Unmarshal(data, &doc); err != nil {
+		return Config{}, fmt.Errorf("parse: %w", err)
+	}
+	if errs := unknownFields(&doc); len(errs) > 0 {
+		return Config{}, errors.Join(errs...)
+	}
+	var cfg Config
+	dec := yaml.NewDecoder(bytes.NewReader(data))
+	dec.KnownFields(true) // the backstop for what unknownFields does not walk
+	if err := dec.Decode(&cfg); err != nil && !errors.Is(err, io.EOF) {
 		return Config{}, fmt.Errorf("parse: %w", err)
 	}
 	cfg.set = map[string]bool{}
 	markPaths(&doc, "", cfg.set)
 	for _, o := range overrides {
 		o(&cfg)
+	}
+	if err := cfg.checkEnv(); err != nil {
+		return Config{}, err
 	}
 	return cfg.WithDefaults(), nil
 }

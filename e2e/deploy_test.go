@@ -173,9 +173,10 @@ func mebibytes(t *testing.T, q string) int64 {
 
 // The bridge's manifests hold a configuration the bridge accepts, and the
 // Deployment agrees with it: SIGTERM grace longer than the drain, probes on
-// /healthz and /readyz at metrics.listen's port, the password from the
-// environment variable the config names, and a memory limit with room above
-// the soft limit the bridge sets.
+// /healthz and /readyz at metrics.listen's port (which the Service exposes,
+// so Go's profiles are off), the password from the environment variable
+// the config names, and a memory limit with room above the soft limit the
+// bridge sets.
 func TestKubernetesManifestsMatchTheBridgeConfig(t *testing.T) {
 	objs := readManifests(t, "../deploy/k8s/bridge.yaml")
 	var cm, dep *k8sObject
@@ -207,6 +208,7 @@ func TestKubernetesManifestsMatchTheBridgeConfig(t *testing.T) {
 	assert.Equal(t, "/healthz", c.LivenessProbe.HTTPGet.Path)
 	assert.Equal(t, "/readyz", c.ReadinessProbe.HTTPGet.Path)
 	assert.Equal(t, c.Ports[0].Name, c.LivenessProbe.HTTPGet.Port)
+	assert.False(t, cfg.Metrics.Pprof, "metrics.pprof is off: the metrics port is a Service's")
 	assert.Contains(t, c.Args, "/etc/sagabridge/bridge.yaml")
 	var env []string
 	for _, e := range c.Env {

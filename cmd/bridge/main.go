@@ -12,11 +12,19 @@
 // topic: list its entries, show one in full, re-produce entries to their
 // original topic (run `bridge dlq` for its usage).
 //
-// `bridge codec-server -config bridge.yaml [-listen 127.0.0.1:8081]` serves
-// the temporal.codec payload encryption over HTTP, so that an operator who
-// holds the key can read encrypted sagas with
-// `temporal workflow query --codec-endpoint http://127.0.0.1:8081 ...`
-// or the Temporal UI. Serve it only where the operators are.
+// `bridge codec-server -config bridge.yaml [-listen 127.0.0.1:8081]
+// [-token-file FILE] [-allow-origin https://ui.example.com] [-max-body N]
+// [-enable-encode]` serves the temporal.codec payload decryption over HTTP
+// (internal/codecserver), so that an operator who holds the key can read
+// encrypted sagas with `temporal workflow query --codec-endpoint
+// http://127.0.0.1:8081 --codec-auth 'Bearer <token>' ...` or the Temporal
+// UI. /encode answers 404 to a request with payloads unless
+// -enable-encode. Serve it only where the operators are.
+//
+// A listener on a wildcard address (metrics.listen ":9464", "0.0.0.0:…",
+// "[::]:…"; the codec server's -listen) is logged as a warning at start,
+// as an error when it serves profiles (metrics.pprof) or decodes without
+// a token.
 //
 // With OTEL_EXPORTER_OTLP_ENDPOINT set it exports a span per delivery,
 // continuing the W3C traceparent of the records into Temporal.
@@ -31,14 +39,11 @@ import (
 	"flag"
 	"fmt"
 	"log/slog"
-	"net"
-	"net/http"
 	"os"
 	"runtime/debug"
-	"time"
+	"strings"
 
 	"go.temporal.io/sdk/client"
-	"go.temporal.io/sdk/converter"
 	sdklog "go.temporal.io/sdk/log"
 
 	"github.com/sagabridge/sagabridge/bridge"
@@ -46,6 +51,7 @@ import (
 	"github.com/sagabridge/sagabridge/config"
 	"github.com/sagabridge/sagabridge/dlq"
 	"github.com/sagabridge/sagabridge/internal/cli"
+	"github.com/sagabridge/sagabridge/internal/codecserver"
 	"github.com/sagabridge/sagabridge/internal/connect"
 	"github.com/sagabridge/sagabridge/internal/dlqcli"
 )
@@ -76,7 +82,7 @@ func main() {
 		fmt.Fprintln(os.Stderr, "bridge: -config is required")
 		os.Exit(2)
 	}
-	fromEnv, err := config.FromEnv(os.LookupEnv)
+	fromEnv, err := config.FromEnv(os.Environ())
 	if err != nil {
 		cli.Fatal(log, "invalid configuration in the environment", err)
 	}
@@ -101,6 +107,9 @@ func main() {
 	}
 	if _, set := os.LookupEnv("GOMEMLIMIT"); !set && cfg.Memory.SoftLimit > 0 {
 		debug.SetMemoryLimit(cfg.Memory.SoftLimit)
+	}
+	if cfg.Log.RedactKeys { // every line, the Temporal client's too (bridge.New would wrap only its own)
+		log = slog.New(bridge.RedactKeys(log.Handler()))
 	}
 	ctx, stop := cli.SignalContext()
 	defer stop()
@@ -154,7 +163,12 @@ func run(ctx context.Context, cfg config.Config, log *slog.Logger) error {
 		return err
 	}
 	if cfg.Metrics.Listen != "" {
-		stopServing, err := serve(cfg.Metrics.Listen, b.Handler(), log, "/metrics, /healthz and /readyz")
+		exp := cli.Exposure{Field: "metrics.listen", What: "/metrics, /healthz and /readyz"}
+		if cfg.Metrics.Pprof {
+			exp.What = "/metrics, /healthz, /readyz and /debug/pprof/"
+			exp.Sensitive = "with metrics.pprof Go's profiles (/debug/pprof/: the command line, stacks, heap, CPU profiles and traces on request)"
+		}
+		stopServing, err := cli.Serve(cfg.Metrics.Listen, b.Handler(), log, exp)
 		if err != nil {
 			return err
 		}
@@ -163,31 +177,16 @@ func run(ctx context.Context, cfg config.Config, log *slog.Logger) error {
 	return b.Run(ctx)
 }
 
-// serve serves h on addr until stop is called.
-func serve(addr string, h http.Handler, log *slog.Logger, what string) (stop func(), err error) {
-	ln, err := net.Listen("tcp", addr)
-	if err != nil {
-		return nil, fmt.Errorf("metrics.listen %s: %w", addr, err)
-	}
-	srv := &http.Server{Handler: h, ReadHeaderTimeout: 5 * time.Second}
-	go func() {
-		if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
-			log.Error("metrics server stopped", "err", err)
-		}
-	}()
-	log.Info("serving "+what, "addr", ln.Addr().String())
-	return func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
-		defer cancel()
-		_ = srv.Shutdown(ctx)
-	}, nil
-}
-
 // codecServer runs `bridge codec-server` and returns the exit status.
 func codecServer(args []string) int {
 	fs := flag.NewFlagSet("bridge codec-server", flag.ContinueOnError)
-	configPath := fs.String("config", "", "the bridge's YAML config, for temporal.codec (required)")
+	configPath := fs.String("config", "", "the bridge's YAML config, for temporal.codec and temporal.namespace (required)")
 	listen := fs.String("listen", "127.0.0.1:8081", "host:port to serve on")
+	tokenFile := fs.String("token-file", "", "file holding the bearer token every request must carry (Authorization: Bearer <token>); read again when it changes. Default: no authentication")
+	var origins originList
+	fs.Var(&origins, "allow-origin", "origin of a Temporal UI whose browser may call the server (CORS), such as https://temporal.example.com; repeat or comma-separate")
+	maxBody := fs.Int64("max-body", codecserver.DefaultMaxBodyBytes, "largest request body in bytes; larger ones get 413")
+	enableEncode := fs.Bool("enable-encode", false, "also encode payloads on /encode (whoever reaches it can make ciphertexts with the key); default 404 for any request with payloads")
 	if err := fs.Parse(args); err != nil {
 		return 2
 	}
@@ -206,9 +205,28 @@ func codecServer(args []string) int {
 		log.Error("temporal.codec: no key configured; nothing to serve", "err", err)
 		return 1
 	}
+	if *maxBody <= 0 { // 0 would mean the default to codecserver.New
+		log.Error("invalid flag", "err", fmt.Errorf("-max-body: must be a positive number of bytes, not %d", *maxBody))
+		return 2
+	}
+	h, err := codecserver.New(codecserver.Options{
+		Codec: codec, Namespace: conns.Temporal.Namespace, EnableEncode: *enableEncode,
+		MaxBodyBytes: *maxBody, AllowedOrigins: origins, TokenFile: *tokenFile, Logger: log,
+	})
+	if err != nil {
+		log.Error("invalid flag", "err", codecFlagError(err))
+		return 2
+	}
+	exp := cli.Exposure{Field: "-listen", What: "decoding of namespace " + conns.Temporal.Namespace + "'s payloads (/decode)"}
+	if *enableEncode {
+		exp.What += " and encoding with its key (/encode)"
+	}
+	if *tokenFile == "" {
+		exp.Sensitive = "without authentication (no -token-file)"
+	}
 	ctx, stop := cli.SignalContext()
 	defer stop()
-	stopServing, err := serve(*listen, converter.NewPayloadCodecHTTPHandler(codec), log, "the payload codec")
+	stopServing, err := cli.Serve(*listen, h, log, exp)
 	if err != nil {
 		log.Error("codec server", "err", err)
 		return 1
@@ -216,4 +234,29 @@ func codecServer(args []string) int {
 	<-ctx.Done()
 	stopServing()
 	return 0
+}
+
+// codecFlagError names the flag of an option codecserver.New refused.
+func codecFlagError(err error) error {
+	var oe *codecserver.OptionError
+	if !errors.As(err, &oe) {
+		return err
+	}
+	flagName, ok := map[string]string{"AllowedOrigins": "-allow-origin", "TokenFile": "-token-file", "MaxBodyBytes": "-max-body"}[oe.Option]
+	if !ok {
+		return err
+	}
+	return fmt.Errorf("%s: %w", flagName, oe.Err)
+}
+
+// originList is the repeatable, comma-separated -allow-origin flag.
+type originList []string
+
+// String shows the origins as the flag takes them.
+func (o *originList) String() string { return strings.Join(*o, ",") }
+
+// Set adds the comma-separated origins of one -allow-origin.
+func (o *originList) Set(v string) error {
+	*o = append(*o, cli.SplitList(v)...)
+	return nil
 }

@@ -141,7 +141,7 @@ func run(o options) error {
 	cfg, _ := yaml.Marshal(map[string]any{
 		"kafka":    map[string]any{"brokers": kafka.Brokers, "group": topic},
 		"temporal": map[string]any{"address": temporal.Address},
-		"metrics":  map[string]any{"listen": metricsAddr},
+		"metrics":  map[string]any{"listen": metricsAddr, "pprof": true}, // loopback only: profiles for the run
 		"routes": []map[string]any{{
 			"topic": topic, "workflow_type": ledger.WorkflowType, "workflow_id": "ledger-{key}", "task_queue": topic,
 		}},

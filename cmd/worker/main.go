@@ -76,7 +76,7 @@ func main() {
 		fmt.Fprintln(os.Stderr, "worker: -kafka-brokers or -config is required")
 		os.Exit(2)
 	}
-	fromEnv, err := config.FromEnv(os.LookupEnv)
+	fromEnv, err := config.FromEnv(os.Environ())
 	if err != nil {
 		cli.Fatal(log, "invalid configuration in the environment", err)
 	}

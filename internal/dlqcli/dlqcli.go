@@ -187,7 +187,7 @@ func (t *target) resolve(set map[string]bool) error {
 // load takes the brokers, version, TLS and SASL from the bridge
 // configuration at -config (and the environment); flags given override it.
 func (t *target) load(set map[string]bool) error {
-	fromEnv, err := config.FromEnv(os.LookupEnv)
+	fromEnv, err := config.FromEnv(os.Environ())
 	if err != nil {
 		return fmt.Errorf("-config: the environment: %w", err)
 	}

@@ -1,0 +1,79 @@
+package config
+
+import (
+	"fmt"
+	"reflect"
+	"strings"
+	"time"
+
+	"github.com/agnivade/levenshtein"
+	"go.yaml.in/yaml/v3"
+)
+
+// unknownFields reports every mapping key of the document that names no
+// field, by its YAML path ("kafka.grup", "routes[1].topik") with its line
+// and the closest known name, as every other configuration error names
+// its field. (yaml.v3's own error names the Go type instead.)
+func unknownFields(doc *yaml.Node) []error {
+	var errs []error
+	var walk func(n *yaml.Node, t reflect.Type, path string)
+	walk = func(n *yaml.Node, t reflect.Type, path string) {
+		for t.Kind() == reflect.Pointer {
+			t = t.Elem()
+		}
+		switch {
+		case n.Kind == yaml.DocumentNode:
+			for _, c := range n.Content {
+				walk(c, t, path)
+			}
+		case n.Kind == yaml.MappingNode && t.Kind() == reflect.Struct && t != reflect.TypeFor[time.Duration]():
+			fields := yamlFields(t)
+			for i := 0; i+1 < len(n.Content); i += 2 {
+				key, value := n.Content[i], n.Content[i+1]
+				p := key.Value
+				if path != "" {
+					p = path + "." + key.Value
+				}
+				ft, ok := fields[key.Value]
+				if !ok {
+					errs = append(errs, &FieldError{Field: p, Msg: fmt.Sprintf("unknown field (line %d)%s", key.Line, suggest(key.Value, fields))})
+					continue
+				}
+				walk(value, ft, p)
+			}
+		case n.Kind == yaml.SequenceNode && t.Kind() == reflect.Slice:
+			for i, c := range n.Content {
+				walk(c, t.Elem(), fmt.Sprintf("%s[%d]", path, i))
+			}
+		}
+	}
+	walk(doc, reflect.TypeFor[Config](), "")
+	return errs
+}
+
+// yamlFields maps the YAML names of struct t's fields to their types.
+func yamlFields(t reflect.Type) map[string]reflect.Type {
+	out := map[string]reflect.Type{}
+	for i := range t.NumField() {
+		f := t.Field(i)
+		name, _, _ := strings.Cut(f.Tag.Get("yaml"), ",")
+		if name != "" && name != "-" {
+			out[name] = f.Type
+		}
+	}
+	return out
+}
+
+// suggest names the known name closest to name, when one is close.
+func suggest(name string, known map[string]reflect.Type) string {
+	best, bestDist := "", len(name)/2+2
+	for k := range known {
+		if d := levenshtein.ComputeDistance(name, k); d < bestDist || (d == bestDist && k < best) {
+			best, bestDist = k, d
+		}
+	}
+	if best == "" {
+		return ""
+	}
+	return fmt.Sprintf("; did you mean %s?", best)
+}

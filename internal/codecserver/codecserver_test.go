@@ -1,0 +1,272 @@
+package codecserver_test
+
+import (
+	"bytes"
+	"crypto/rand"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+	commonpb "go.temporal.io/api/common/v1"
+	"go.temporal.io/sdk/converter"
+	"google.golang.org/protobuf/encoding/protojson"
+
+	"github.com/sagabridge/sagabridge/codec"
+	"github.com/sagabridge/sagabridge/internal/codecserver"
+)
+
+const uiOrigin = "https://temporal.example.com"
+
+// fixture is a codec server on a real HTTP listener and a payload
+// encrypted with its key.
+type fixture struct {
+	url       string
+	tokenFile string
+	encrypted []byte // protojson Payloads, as the CLI and the UI send them
+}
+
+func newFixture(t *testing.T, mutate func(*codecserver.Options)) fixture {
+	t.Helper()
+	key := make([]byte, 32)
+	_, err := rand.Read(key)
+	require.NoError(t, err)
+	c, err := codec.NewAESGCM(key, "test")
+	require.NoError(t, err)
+	tokenFile := filepath.Join(t.TempDir(), "token")
+	require.NoError(t, os.WriteFile(tokenFile, []byte("s3cret-token\n"), 0o600))
+	opts := codecserver.Options{Codec: c, Namespace: "orders", TokenFile: tokenFile, AllowedOrigins: []string{uiOrigin}}
+	if mutate != nil {
+		mutate(&opts)
+	}
+	h, err := codecserver.New(opts)
+	require.NoError(t, err)
+	srv := httptest.NewServer(h)
+	t.Cleanup(srv.Close)
+
+	plain, err := converter.GetDefaultDataConverter().ToPayload(map[string]string{"status": "confirmed"})
+	require.NoError(t, err)
+	enc, err := c.Encode([]*commonpb.Payload{plain})
+	require.NoError(t, err)
+	body, err := protojson.Marshal(&commonpb.Payloads{Payloads: enc})
+	require.NoError(t, err)
+	return fixture{url: srv.URL, tokenFile: tokenFile, encrypted: body}
+}
+
+// post sends body to path with headers ("Name: value").
+func (f fixture) post(t *testing.T, path string, body []byte, headers ...string) (*http.Response, string) {
+	t.Helper()
+	return f.do(t, http.MethodPost, path, bytes.NewReader(body), headers...)
+}
+
+func (f fixture) do(t *testing.T, method, path string, body io.Reader, headers ...string) (*http.Response, string) {
+	t.Helper()
+	req, err := http.NewRequest(method, f.url+path, body)
+	require.NoError(t, err)
+	for _, h := range headers {
+		if h == "" {
+			continue
+		}
+		name, value, _ := strings.Cut(h, ": ")
+		req.Header.Set(name, value)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	require.NoError(t, err)
+	defer resp.Body.Close()
+	out, err := io.ReadAll(resp.Body)
+	require.NoError(t, err)
+	return resp, string(out)
+}
+
+const (
+	bearer = "Authorization: Bearer s3cret-token"
+	asJSON = "Content-Type: application/json"
+)
+
+func TestDecodeNeedsTheBearerToken(t *testing.T) {
+	f := newFixture(t, nil)
+	resp, body := f.post(t, "/decode", f.encrypted, asJSON, bearer, "X-Namespace: orders")
+	require.Equal(t, http.StatusOK, resp.StatusCode, body)
+	var decoded commonpb.Payloads
+	require.NoError(t, protojson.Unmarshal([]byte(body), &decoded))
+	var state map[string]string
+	require.NoError(t, converter.GetDefaultDataConverter().FromPayload(decoded.Payloads[0], &state))
+	assert.Equal(t, "confirmed", state["status"])
+
+	for name, auth := range map[string]string{
+		"no token":        "",
+		"a wrong token":   "Authorization: Bearer s3cret-tokeN",
+		"a token prefix":  "Authorization: Bearer s3cret",
+		"another scheme":  "Authorization: Basic s3cret-token",
+		"the bare token":  "Authorization: s3cret-token",
+		"an empty bearer": "Authorization: Bearer ",
+	} {
+		resp, body := f.post(t, "/decode", f.encrypted, asJSON, auth)
+		assert.Equal(t, http.StatusUnauthorized, resp.StatusCode, "%s: %s", name, body)
+		assert.Equal(t, `Bearer realm="codec-server"`, resp.Header.Get("WWW-Authenticate"), name)
+		assert.NotContains(t, body, "confirmed", name)
+	}
+}
+
+func TestWithoutATokenFileEveryoneMayDecode(t *testing.T) {
+	f := newFixture(t, func(o *codecserver.Options) { o.TokenFile = "" })
+	resp, body := f.post(t, "/decode", f.encrypted, asJSON)
+	assert.Equal(t, http.StatusOK, resp.StatusCode, body)
+}
+
+// The token file is read again (at most once a second) when it changes.
+func TestARotatedTokenIsUsedWithoutARestart(t *testing.T) {
+	f := newFixture(t, nil)
+	require.NoError(t, os.WriteFile(f.tokenFile, []byte("rotated\n"), 0o600))
+	require.Eventually(t, func() bool {
+		resp, _ := f.post(t, "/decode", f.encrypted, asJSON, "Authorization: Bearer rotated")
+		return resp.StatusCode == http.StatusOK
+	}, 5*time.Second, 100*time.Millisecond, "the new token never worked")
+	resp, _ := f.post(t, "/decode", f.encrypted, asJSON, bearer)
+	assert.Equal(t, http.StatusUnauthorized, resp.StatusCode, "the old token still works")
+
+	require.NoError(t, os.WriteFile(f.tokenFile, nil, 0o600)) // emptied by mistake
+	time.Sleep(1100 * time.Millisecond)
+	resp, _ = f.post(t, "/decode", f.encrypted, asJSON, "Authorization: Bearer rotated")
+	assert.Equal(t, http.StatusOK, resp.StatusCode, "an emptied file keeps the last token")
+	resp, _ = f.post(t, "/decode", f.encrypted, asJSON, "Authorization: Bearer ")
+	assert.Equal(t, http.StatusUnauthorized, resp.StatusCode, "an emptied file lets an empty token in")
+}
+
+func TestEncodeIsNotFoundUnlessEnabled(t *testing.T) {
+	plain, err := protojson.Marshal(&commonpb.Payloads{Payloads: []*commonpb.Payload{
+		{Metadata: map[string][]byte{"encoding": []byte("json/plain")}, Data: []byte(`"minted"`)},
+	}})
+	require.NoError(t, err)
+	f := newFixture(t, nil)
+	for _, path := range []string{"/encode", "/default/encode"} {
+		resp, body := f.post(t, path, plain, asJSON, bearer)
+		assert.Equal(t, http.StatusNotFound, resp.StatusCode, "%s: %s", path, body)
+	}
+	resp, _ := f.post(t, "/other", plain, asJSON, bearer)
+	assert.Equal(t, http.StatusNotFound, resp.StatusCode)
+	resp, _ = f.post(t, "/encode", []byte(`not json`), asJSON, bearer)
+	assert.Equal(t, http.StatusNotFound, resp.StatusCode, "a body that does not parse")
+	// What `temporal workflow query` sends before every query: no payloads,
+	// so no ciphertext.
+	for _, empty := range []string{`{}`, `{"payloads":[]}`} {
+		resp, body := f.post(t, "/encode", []byte(empty), asJSON, bearer)
+		assert.Equal(t, http.StatusOK, resp.StatusCode, "%s: %s", empty, body)
+		assert.NotContains(t, body, "YmluYXJ5L2VuY3J5cHRlZA==", empty)
+	}
+	resp, _ = f.post(t, "/encode", []byte(`{}`), asJSON)
+	assert.Equal(t, http.StatusUnauthorized, resp.StatusCode, "the empty encode needs the token too")
+
+	f = newFixture(t, func(o *codecserver.Options) { o.EnableEncode = true })
+	resp, body := f.post(t, "/encode", plain, asJSON, bearer)
+	require.Equal(t, http.StatusOK, resp.StatusCode, body)
+	assert.Contains(t, body, "YmluYXJ5L2VuY3J5cHRlZA==", "binary/encrypted, base64") // the payload's encoding
+}
+
+func TestABodyOverTheLimitIs413(t *testing.T) {
+	f := newFixture(t, func(o *codecserver.Options) { o.MaxBodyBytes = 1024 })
+	big := bytes.Repeat([]byte(" "), 1025)
+	resp, body := f.post(t, "/decode", big, asJSON, bearer)
+	assert.Equal(t, http.StatusRequestEntityTooLarge, resp.StatusCode, "with Content-Length: %s", body)
+
+	// Chunked, without a Content-Length: the limit holds while reading.
+	pr, pw := io.Pipe()
+	go func() {
+		_, _ = pw.Write(big)
+		_ = pw.Close()
+	}()
+	resp, body = f.do(t, http.MethodPost, "/decode", pr, asJSON, bearer)
+	assert.Equal(t, http.StatusRequestEntityTooLarge, resp.StatusCode, "chunked: %s", body)
+
+	resp, body = f.post(t, "/decode", f.encrypted, asJSON, bearer)
+	assert.Equal(t, http.StatusOK, resp.StatusCode, "a body under the limit: %s", body)
+
+	_, err := codecserver.New(codecserver.Options{Codec: &codec.AESGCM{}, Namespace: "n"})
+	require.NoError(t, err, "the default limit")
+}
+
+// The Temporal UI's browser sends a preflight before its POST (it sets
+// Content-Type: application/json and X-Namespace); the allowed origin gets
+// the CORS answer, any other origin nothing.
+func TestTheTemporalUIsPreflightIsAnswered(t *testing.T) {
+	f := newFixture(t, nil)
+	preflight := func(origin string) *http.Response {
+		resp, _ := f.do(t, http.MethodOptions, "/decode", nil, "Origin: "+origin,
+			"Access-Control-Request-Method: POST", "Access-Control-Request-Headers: content-type,x-namespace")
+		return resp
+	}
+	resp := preflight(uiOrigin)
+	assert.Equal(t, http.StatusNoContent, resp.StatusCode)
+	assert.Equal(t, uiOrigin, resp.Header.Get("Access-Control-Allow-Origin"))
+	assert.Equal(t, "POST, OPTIONS", resp.Header.Get("Access-Control-Allow-Methods"))
+	allowed := strings.ToLower(resp.Header.Get("Access-Control-Allow-Headers"))
+	for _, h := range []string{"content-type", "x-namespace", "authorization"} {
+		assert.Contains(t, allowed, h)
+	}
+	assert.Equal(t, "true", resp.Header.Get("Access-Control-Allow-Credentials"))
+	assert.Contains(t, resp.Header.Values("Vary"), "Origin")
+
+	resp = preflight("https://evil.example.com")
+	assert.Equal(t, http.StatusForbidden, resp.StatusCode)
+	for name := range resp.Header {
+		assert.False(t, strings.HasPrefix(name, "Access-Control-"), "a disallowed origin got %s", name)
+	}
+
+	// The POST that follows carries the origin and gets it back.
+	resp, body := f.post(t, "/decode", f.encrypted, asJSON, bearer, "X-Namespace: orders", "Origin: "+uiOrigin)
+	assert.Equal(t, http.StatusOK, resp.StatusCode, body)
+	assert.Equal(t, uiOrigin, resp.Header.Get("Access-Control-Allow-Origin"))
+	// A page of another origin is refused even with the token (a simple
+	// request needs no preflight).
+	resp, body = f.post(t, "/decode", f.encrypted, "Content-Type: text/plain", bearer, "Origin: https://evil.example.com")
+	assert.Equal(t, http.StatusForbidden, resp.StatusCode, body)
+	assert.Empty(t, resp.Header.Get("Access-Control-Allow-Origin"))
+}
+
+// The key belongs to one namespace: a request for another is refused.
+func TestARequestForAnotherNamespaceIsRefused(t *testing.T) {
+	f := newFixture(t, nil)
+	resp, body := f.post(t, "/decode", f.encrypted, asJSON, bearer, "X-Namespace: payments")
+	assert.Equal(t, http.StatusForbidden, resp.StatusCode, body)
+	assert.Contains(t, body, "namespace orders")
+	resp, body = f.post(t, "/decode", f.encrypted, asJSON, bearer, "X-Namespace: orders")
+	assert.Equal(t, http.StatusOK, resp.StatusCode, "its own namespace: %s", body)
+	resp, body = f.post(t, "/decode", f.encrypted, asJSON, bearer, "X-Namespace: ")
+	assert.Equal(t, http.StatusOK, resp.StatusCode, "an empty X-Namespace (the Temporal CLI's): %s", body)
+	resp, body = f.post(t, "/decode", f.encrypted, asJSON, bearer)
+	assert.Equal(t, http.StatusOK, resp.StatusCode, "no X-Namespace (curl): %s", body)
+}
+
+func TestOnlyPostAndThePreflightAreServed(t *testing.T) {
+	f := newFixture(t, nil)
+	resp, _ := f.do(t, http.MethodGet, "/decode", nil, bearer)
+	assert.Equal(t, http.StatusMethodNotAllowed, resp.StatusCode)
+	assert.Equal(t, "POST, OPTIONS", resp.Header.Get("Allow"))
+}
+
+func TestNewNamesTheBadOption(t *testing.T) {
+	c := &codec.AESGCM{}
+	empty := filepath.Join(t.TempDir(), "empty")
+	require.NoError(t, os.WriteFile(empty, []byte("\n"), 0o600))
+	for want, opts := range map[string]codecserver.Options{
+		"Options.Codec":          {Namespace: "n"},
+		"Options.Namespace":      {Codec: c},
+		"Options.MaxBodyBytes":   {Codec: c, Namespace: "n", MaxBodyBytes: -1},
+		"Options.AllowedOrigins": {Codec: c, Namespace: "n", AllowedOrigins: []string{"https://ui.example.com/path"}},
+		"Options.TokenFile":      {Codec: c, Namespace: "n", TokenFile: empty},
+	} {
+		_, err := codecserver.New(opts)
+		require.Error(t, err, want)
+		assert.Contains(t, err.Error(), want)
+	}
+	for _, bad := range []string{"*", "temporal.example.com", "ftp://x", "https://user@x"} {
+		_, err := codecserver.New(codecserver.Options{Codec: c, Namespace: "n", AllowedOrigins: []string{bad}})
+		assert.Error(t, err, bad)
+	}
+}
