@@ -62,6 +62,11 @@ func (r *runner[S]) nextRun() (Carry[S], bool) {
 				break
 			}
 			r.apply(e)
+			if r.done() {
+				// A record made it final: the run ends here (Run drains,
+				// runs Finish and hands late records on), not in a new run.
+				return next, false
+			}
 		}
 	}
 }

@@ -62,12 +62,18 @@ func DeadLetter(ctx workflow.Context, e event.Envelope, failed error, attempts i
 			in.Error = cause.Error()
 		}
 	}
-	ctx = workflow.WithActivityOptions(ctx, workflow.ActivityOptions{
-		StartToCloseTimeout: 30 * time.Second,
-		RetryPolicy:         &temporal.RetryPolicy{InitialInterval: time.Second, MaximumInterval: time.Minute},
-	})
-	if err := workflow.ExecuteActivity(ctx, activities.DeadLetterActivity, in).Get(ctx, nil); err != nil {
+	if err := deadLetter(ctx, in, 0); err != nil {
 		return fmt.Errorf("dead-letter %s after %s failed: %w", e.Position(), in.ActivityType, err)
 	}
 	return nil
+}
+
+// deadLetter runs the DeadLetter activity for in, with at most attempts
+// attempts (0: until Kafka takes the record).
+func deadLetter(ctx workflow.Context, in activities.DeadLetterInput, attempts int32) error {
+	ctx = workflow.WithActivityOptions(ctx, workflow.ActivityOptions{
+		StartToCloseTimeout: 30 * time.Second,
+		RetryPolicy:         &temporal.RetryPolicy{InitialInterval: time.Second, MaximumInterval: time.Minute, MaximumAttempts: attempts},
+	})
+	return workflow.ExecuteActivity(ctx, activities.DeadLetterActivity, in).Get(ctx, nil)
 }

@@ -163,6 +163,16 @@ func (en *Entity[S]) Run(ctx workflow.Context, carried *Carry[S]) (Carry[S], err
 	clear(r.timers) // they end with the run; nothing runs any more
 	if en.Finish != nil {
 		if err := en.Finish(r.newCtx(event.Envelope{})); err != nil {
+			if len(r.lateRecords) > 0 {
+				// The late records are counted as applied: failing the run
+				// would lose them, so a new run takes them and the error is
+				// only logged.
+				workflow.GetLogger(r.ctx).Error("Finish failed; records that arrived after the final status go to a new run", "err", err.Error())
+				return r.close(r.newRun())
+			}
+			if workflow.GetVersion(r.ctx, memoOnFinishErrorChange, workflow.DefaultVersion, 1) < 1 {
+				return r.snapshot(), err // runs that failed Finish before the memo was written then
+			}
 			return r.close(err)
 		}
 		r.showStatus()
@@ -176,6 +186,10 @@ func (en *Entity[S]) Run(ctx workflow.Context, carried *Carry[S]) (Carry[S], err
 	}
 	return r.close(nil)
 }
+
+// memoOnFinishErrorChange is the workflow.GetVersion change ID that guards
+// writing the memo when Finish fails (older runs closed without it).
+const memoOnFinishErrorChange = "sagabridge.memo-on-finish-error"
 
 // close ends the run with err: it first records the watermarks in the memo,
 // whatever the outcome, so that the bridge can tell a redelivered record

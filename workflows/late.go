@@ -2,9 +2,7 @@ package workflows
 
 import (
 	"fmt"
-	"time"
 
-	"go.temporal.io/sdk/temporal"
 	"go.temporal.io/sdk/workflow"
 
 	"github.com/sagabridge/sagabridge/activities"
@@ -20,6 +18,11 @@ import (
 // dispatch.on_closed_workflow policy, which every batch carries
 // (event.Batch.OnClosed).
 
+// lateRecordsChange is the workflow.GetVersion change ID that guards
+// following the policy for late records (the DeadLetter activity and the
+// new run are new commands; older runs only rejected them).
+const lateRecordsChange = "sagabridge.late-records"
+
 // lateDLQAttempts bounds the DeadLetter activity for a late record, so a
 // worker without the activities.DeadLetterer registered cannot keep the run
 // open for ever; the record is then kept as a rejection.
@@ -34,7 +37,11 @@ const lateDLQAttempts = 8
 //     rejection.
 func (r *runner[S]) late(e event.Envelope) {
 	reason := fmt.Sprintf("arrived after the final status %s", r.c.Status)
-	switch r.in.OnClosed {
+	policy := r.in.OnClosed
+	if policy != "" && workflow.GetVersion(r.ctx, lateRecordsChange, workflow.DefaultVersion, 1) < 1 {
+		policy = "" // a run from before late records followed the policy: rejected, as it did then
+	}
+	switch policy {
 	case "new_run":
 		r.lateRecords = append(r.lateRecords, e)
 		workflow.GetLogger(r.ctx).Info("record arrived after the final status; a new run will apply it",
@@ -43,25 +50,14 @@ func (r *runner[S]) late(e event.Envelope) {
 	case "drop":
 		reason += "; dropped (on_closed_workflow: drop)"
 	case "dlq":
-		if err := r.deadLetterLate(e, reason); err != nil {
+		in := activities.DeadLetterInput{Event: e, Error: reason, Class: dlq.ClassWorkflowClosed}
+		if err := deadLetter(r.ctx, in, lateDLQAttempts); err != nil {
 			reason += "; could not be dead-lettered: " + err.Error()
 		} else {
 			reason += "; dead-lettered (on_closed_workflow: dlq)"
 		}
 	}
-	pos := r.count(e)
-	r.reject(Rejection{AppliedEvent: &pos, Reason: reason})
-	workflow.GetLogger(r.ctx).Warn("event rejected", "type", e.Type, "position", e.Position().String(), "reason", reason)
-}
-
-// deadLetterLate writes a late record to its DLQ topic.
-func (r *runner[S]) deadLetterLate(e event.Envelope, reason string) error {
-	ctx := workflow.WithActivityOptions(r.ctx, workflow.ActivityOptions{
-		StartToCloseTimeout: 30 * time.Second,
-		RetryPolicy:         &temporal.RetryPolicy{InitialInterval: time.Second, MaximumInterval: 30 * time.Second, MaximumAttempts: lateDLQAttempts},
-	})
-	in := activities.DeadLetterInput{Event: e, Error: reason, Class: dlq.ClassWorkflowClosed}
-	return workflow.ExecuteActivity(ctx, activities.DeadLetterActivity, in).Get(ctx, nil)
+	r.rejectRecord(e, r.count(e), reason)
 }
 
 // newRun is the ContinueAsNew that hands the late records of the new_run

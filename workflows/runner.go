@@ -174,8 +174,7 @@ func (r *runner[S]) apply(e event.Envelope) {
 		err = fmt.Errorf("no handler for event type %q", e.Type)
 	}
 	if err != nil {
-		r.reject(Rejection{AppliedEvent: &pos, Reason: err.Error()})
-		workflow.GetLogger(r.ctx).Warn("event rejected", "type", e.Type, "position", e.Position().String(), "reason", err.Error())
+		r.rejectRecord(e, pos, err.Error())
 	}
 	r.showStatus()
 }
@@ -195,6 +194,12 @@ func (r *runner[S]) count(e event.Envelope) AppliedEvent {
 		}
 	}
 	return pos
+}
+
+// rejectRecord records and logs that the record e at pos was not acted on.
+func (r *runner[S]) rejectRecord(e event.Envelope, pos AppliedEvent, reason string) {
+	r.reject(Rejection{AppliedEvent: &pos, Reason: reason})
+	workflow.GetLogger(r.ctx).Warn("event rejected", "type", e.Type, "position", e.Position().String(), "reason", reason)
 }
 
 // keepRejected is how many rejections the state lists.
