@@ -17,7 +17,7 @@ func (h claimHandler) Setup(s sarama.ConsumerGroupSession) error {
 	h.b.log.Info("partitions assigned", "generation", s.GenerationID(), "claims", s.Claims())
 	changed, err := h.b.topicIDs.refresh(s.Claims())
 	if err != nil {
-		h.b.log.Warn("cannot read topic IDs; records are told apart by topic name only this generation", "err", err)
+		h.b.log.Warn("cannot read topic IDs; this generation's records are checked against their partitions' watermarks under any topic ID", "err", err)
 	}
 	for _, topic := range changed {
 		h.b.log.Warn("topic was deleted and created again (new topic ID): its offsets start again, and workflows treat its records as new",

@@ -35,10 +35,11 @@ type Temporal interface {
 	ClosedWatermarks(ctx context.Context, workflowID string) (event.Watermarks, error)
 	// TaskQueueBacklog reports the workflow-task backlog of a task queue.
 	TaskQueueBacklog(ctx context.Context, taskQueue string) (Backlog, error)
-	// AppliedWatermarks asks a workflow which records it has applied
+	// AppliedWatermarks asks an open workflow which records it has applied
 	// (query event.AppliedQuery). A workflow that does not answer it
 	// fails with a *serviceerror.QueryFailed naming the query; one that
-	// does not exist, with *serviceerror.NotFound.
+	// does not exist, with *serviceerror.NotFound; one that has closed,
+	// with an error wrapping ErrWorkflowClosed.
 	AppliedWatermarks(ctx context.Context, workflowID string) (event.Watermarks, error)
 	// CheckAccess reports whether the bridge may use its namespace: nil,
 	// or the error Temporal answers (NamespaceNotFound, PermissionDenied,

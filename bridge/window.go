@@ -176,7 +176,9 @@ func (b *Bridge) awaitWindow(f *flow, target Target, records, bytes int) error {
 			if ws.fits(target.WorkflowID, target.WorkflowType, records, bytes) {
 				return nil
 			}
-		case errors.As(err, &notFound):
+		case errors.As(err, &notFound), errors.Is(err, ErrWorkflowClosed):
+			// Gone or closed: what it did not apply it never will; the
+			// call finds out and follows the closed-workflow policy.
 			ws.forget(target.WorkflowID)
 			return nil
 		case errors.As(err, &queryFailed) && strings.Contains(err.Error(), event.AppliedQuery):

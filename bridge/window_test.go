@@ -2,6 +2,7 @@ package bridge
 
 import (
 	"context"
+	"fmt"
 	"sync"
 	"testing"
 	"time"
@@ -88,4 +89,33 @@ func TestAWorkflowThatIsBehindIsNotSentMoreThanItsWindow(t *testing.T) {
 	t.Logf("at most %d records outstanding (window %d, largest call %d); %d waits", wf.worst, window, wf.maxBatch, b.windowWaits.Load())
 	assert.LessOrEqual(t, wf.worst, window, "the bridge outran the workflow")
 	assert.Positive(t, b.windowWaits.Load(), "the bridge never had to wait")
+}
+
+// closedTemporal answers the applied query as a closed workflow does
+// (ErrWorkflowClosed) and records the calls.
+type closedTemporal struct {
+	fakeTemporal
+	queries int
+}
+
+func (c *closedTemporal) AppliedWatermarks(context.Context, string) (event.Watermarks, error) {
+	c.queries++
+	return nil, fmt.Errorf("%w: w", ErrWorkflowClosed)
+}
+
+// A workflow that closed with sent records it never applied (terminated,
+// timed out) never catches up: its window is forgotten at once, so the
+// partition goes on to the call (which follows the closed-workflow
+// policy) instead of asking for ever.
+func TestAClosedWorkflowsWindowIsForgotten(t *testing.T) {
+	tc := &closedTemporal{}
+	b := newTestBridge(t, &tc.fakeTemporal, &fakeDLQ{})
+	b.deps.Temporal = tc
+	b.windows = newWindows(2, 1<<20)
+	target := Target{WorkflowID: "w", WorkflowType: "W"}
+	b.windows.sent("w", event.Position{Topic: "orders", Offset: 1}, 2, 10) // a full window, never applied
+	f := &flow{ctx: context.Background()}
+	require.NoError(t, b.awaitWindow(f, target, 1, 10))
+	assert.Equal(t, 1, tc.queries)
+	assert.True(t, b.windows.fits("w", "W", 2, 10), "forgotten")
 }

@@ -93,14 +93,22 @@ func (t Client) ClosedWatermarks(ctx context.Context, workflowID string) (event.
 	return w, nil
 }
 
-// AppliedWatermarks queries the workflow's event.AppliedQuery.
+// AppliedWatermarks queries the workflow's event.AppliedQuery, rejected
+// (ErrWorkflowClosed) when the workflow is no longer open: a closed run's
+// answer would never cover what it did not apply.
 func (t Client) AppliedWatermarks(ctx context.Context, workflowID string) (event.Watermarks, error) {
-	v, err := t.Client.QueryWorkflow(ctx, workflowID, "", event.AppliedQuery)
+	resp, err := t.Client.QueryWorkflowWithOptions(ctx, &client.QueryWorkflowWithOptionsRequest{
+		WorkflowID: workflowID, QueryType: event.AppliedQuery,
+		QueryRejectCondition: enumspb.QUERY_REJECT_CONDITION_NOT_OPEN,
+	})
 	if err != nil {
 		return nil, fmt.Errorf("query %s of %s: %w", event.AppliedQuery, workflowID, err)
 	}
+	if resp.QueryRejected != nil {
+		return nil, fmt.Errorf("%w: %s (%s)", bridge.ErrWorkflowClosed, workflowID, resp.QueryRejected.GetStatus())
+	}
 	var w event.Watermarks
-	if err := v.Get(&w); err != nil {
+	if err := resp.QueryResult.Get(&w); err != nil {
 		return nil, fmt.Errorf("decode %s of %s: %w", event.AppliedQuery, workflowID, err)
 	}
 	return w, nil
