@@ -8,10 +8,14 @@
 package event
 
 import (
+	"bytes"
 	"encoding/base64"
 	"encoding/json"
 	"fmt"
+	"strconv"
+	"strings"
 	"time"
+	"unicode/utf8"
 )
 
 // DefaultSignal is the signal name the bridge uses when a route names none.
@@ -87,7 +91,7 @@ func (e Envelope) Decode(v any) error {
 // escapes counted. It errs high by a few bytes, never low, so a payload
 // sized by it stays under a limit it is checked against.
 func (e Envelope) JSONSize() int {
-	n := 120 // field names, punctuation, partition, offset, timestamp
+	n := 200 // field names, punctuation, the largest partition, offset and timestamp (about 160)
 	n += jsonStringSize(e.Topic) + jsonStringSize(e.Key) + jsonStringSize(e.Type)
 	if e.TopicID != "" {
 		n += 12 + jsonStringSize(e.TopicID) // ,"topic_id":
@@ -95,20 +99,32 @@ func (e Envelope) JSONSize() int {
 	for _, h := range e.Headers {
 		n += 20 + jsonStringSize(h.Key) + base64.StdEncoding.EncodedLen(len(h.Value))
 	}
-	n += len(e.Value) // raw JSON, as it is
+	n += len(e.Value) // raw JSON, as it is, but for HTML escapes:
+	for _, c := range e.Value {
+		if c == '<' || c == '>' || c == '&' {
+			n += 5 // \u003c
+		}
+	}
+	n += 4 * bytes.Count(e.Value, []byte("\u2028")) // \u2028 and \u2029 come out escaped
+	n += 4 * bytes.Count(e.Value, []byte("\u2029"))
 	n += base64.StdEncoding.EncodedLen(len(e.Raw))
 	return n
 }
 
 // jsonStringSize is the size of s as a JSON string: quotes, and escapes
 // (encoding/json escapes control characters, '"', '\\' and, for HTML,
-// '<', '>' and '&', as \u00XX: six bytes at most).
+// '<', '>' and '&', as \u00XX: six bytes at most; it writes each byte of
+// invalid UTF-8 as U+FFFD, three bytes, and U+2028/U+2029 as six).
 func jsonStringSize(s string) int {
 	n := len(s) + 2
-	for i := range len(s) {
-		switch c := s[i]; {
-		case c < 0x20, c == '"', c == '\\', c == '<', c == '>', c == '&':
+	for i, r := range s {
+		switch {
+		case r < 0x20, r == '"', r == '\\', r == '<', r == '>', r == '&':
 			n += 5
+		case r == utf8.RuneError && !strings.HasPrefix(s[i:], "\uFFFD"):
+			n += 2 // one invalid byte becomes three
+		case r == '\u2028', r == '\u2029':
+			n += 3
 		}
 	}
 	return n
@@ -180,22 +196,37 @@ type Watermarks map[string]int64
 // NewWatermarks returns empty watermarks.
 func NewWatermarks() Watermarks { return make(Watermarks) }
 
-// high is p's partition watermark.
-func (w Watermarks) high(p Position) (int64, bool) {
+// high is p's partition watermark, and the key it is kept under.
+//
+// A record whose topic ID is not known (a broker that serves none, or a
+// bridge that could not read it) is held against the watermark of its
+// partition under any ID, the highest if there are several: applying a
+// redelivery twice is worse than skipping a record of a recreated topic
+// that no ID tells apart.
+func (w Watermarks) high(p Position) (high int64, key string, ok bool) {
 	key, legacy := p.key()
 	if high, ok := w[key]; ok {
-		return high, true
+		return high, key, true
 	}
 	if legacy != "" {
 		high, ok := w[legacy]
-		return high, ok
+		return high, legacy, ok
 	}
-	return 0, false
+	prefix := key + "@"
+	for k, v := range w {
+		if strings.HasPrefix(k, prefix) && (!ok || v > high || (v == high && k < key)) {
+			high, key, ok = v, k, true
+		}
+	}
+	if !ok {
+		key = p.Topic + "/" + strconv.FormatInt(int64(p.Partition), 10)
+	}
+	return high, key, ok
 }
 
 // Covers reports whether p was already applied.
 func (w Watermarks) Covers(p Position) bool {
-	high, ok := w.high(p)
+	high, _, ok := w.high(p)
 	return ok && p.Offset <= high
 }
 
@@ -208,6 +239,8 @@ func (w Watermarks) Admit(p Position) bool {
 	key, legacy := p.key()
 	if legacy != "" {
 		delete(w, legacy) // taken over by this topic ID
+	} else {
+		_, key, _ = w.high(p) // no ID: the partition's watermark, under whatever ID it has
 	}
 	w[key] = p.Offset
 	return true
@@ -215,12 +248,15 @@ func (w Watermarks) Admit(p Position) bool {
 
 // Rewind marks p and the later offsets of its partition as not applied.
 func (w Watermarks) Rewind(p Position) {
-	key, legacy := p.key()
-	if high, ok := w.high(p); !ok || high < p.Offset {
+	high, found, ok := w.high(p)
+	if !ok || high < p.Offset {
 		return
 	}
+	key, legacy := p.key()
 	if legacy != "" {
 		delete(w, legacy)
+	} else {
+		key = found
 	}
 	if p.Offset == 0 {
 		delete(w, key)

@@ -74,9 +74,27 @@ func TestJSONSizeCoversTheEncoding(t *testing.T) {
 		{Topic: "orders", Partition: 3, Offset: 1 << 40, Key: "k<&>\"\x01", Type: "Placed", Timestamp: time.Now()},
 		{Topic: "orders", TopicID: "AAAAAAAAAAAAAAAAAAAAAA", Key: "k", Raw: []byte{0, 1, 2, 3, 4},
 			Headers: []Header{{Key: "h", Value: []byte("v\x00")}}, Value: json.RawMessage(`{"a":1}`)},
+		{Topic: "t", Partition: -1 << 31, Offset: -1 << 63, TopicID: "x", Key: "k", Type: "T",
+			Headers: []Header{{Key: "\xff\xfe", Value: nil}}, Value: json.RawMessage(`{"html":"<a>&</a>","ls":"\u2028"}`),
+			Timestamp: time.Date(2026, 12, 3, 1, 2, 3, 999999999, time.FixedZone("x", -12*3600))},
+		{Topic: "t", Key: "\xc3", Type: "\u2028"},
 	} {
 		b, err := json.Marshal(e)
 		require.NoError(t, err)
 		assert.GreaterOrEqual(t, e.JSONSize(), len(b), "%s", b)
 	}
+}
+
+// A record read without its topic ID (the lookup failed, or an older bridge
+// took the partition) is held against the partition's watermark under the
+// ID it has, so a redelivery is not applied twice.
+func TestARecordWithoutTopicIDIsHeldAgainstTheIDsWatermark(t *testing.T) {
+	w := Watermarks{"orders/0@A": 10}
+	assert.True(t, w.Covers(Position{Topic: "orders", Partition: 0, Offset: 10}))
+	assert.False(t, w.Admit(Position{Topic: "orders", Partition: 0, Offset: 9}))
+	require.True(t, w.Admit(Position{Topic: "orders", Partition: 0, Offset: 11}))
+	assert.Equal(t, Watermarks{"orders/0@A": 11}, w, "kept under the ID")
+	w.Rewind(Position{Topic: "orders", Partition: 0, Offset: 11})
+	assert.Equal(t, Watermarks{"orders/0@A": 10}, w)
+	assert.True(t, NewWatermarks().Admit(Position{Topic: "orders", Partition: 0, Offset: 0}))
 }
