@@ -10,8 +10,6 @@ import (
 	"strings"
 	"time"
 
-	"github.com/agnivade/levenshtein"
-
 	"go.yaml.in/yaml/v3"
 )
 
@@ -146,16 +144,18 @@ func (c Config) checkEnv() error {
 
 // closestEnv names the configuration variable closest to name, if one is close.
 func closestEnv(name string) string {
-	best, bestDist := "", len(name)/3+1
+	byName := map[string]configField{}
+	var names []string
 	for _, f := range configFields() {
-		if d := levenshtein.ComputeDistance(name, f.env); d < bestDist {
-			best, bestDist = fmt.Sprintf("%s (%s)", f.env, f.path), d
-		}
+		n := strings.TrimPrefix(f.env, EnvPrefix)
+		byName[n] = f
+		names = append(names, n)
 	}
-	if best == "" {
+	best, ok := closest(strings.TrimPrefix(name, EnvPrefix), names)
+	if !ok {
 		return " (see docs/CONFIG.md for the variables)"
 	}
-	return "; did you mean " + best + "?"
+	return fmt.Sprintf("; did you mean %s (%s)?", byName[best].env, byName[best].path)
 }
 
 func parseValue(t reflect.Type, raw string) (reflect.Value, error) {

@@ -2,7 +2,9 @@ package config
 
 import (
 	"fmt"
+	"maps"
 	"reflect"
+	"slices"
 	"strings"
 	"time"
 
@@ -66,14 +68,21 @@ func yamlFields(t reflect.Type) map[string]reflect.Type {
 
 // suggest names the known name closest to name, when one is close.
 func suggest(name string, known map[string]reflect.Type) string {
-	best, bestDist := "", len(name)/2+2
-	for k := range known {
-		if d := levenshtein.ComputeDistance(name, k); d < bestDist || (d == bestDist && k < best) {
-			best, bestDist = k, d
+	if best, ok := closest(name, slices.Collect(maps.Keys(known))); ok {
+		return fmt.Sprintf("; did you mean %s?", best)
+	}
+	return ""
+}
+
+// closest is the candidate nearest to name in edit distance, if one is
+// within a third of name's length (at least 2 edits); ties go to the first
+// in sort order.
+func closest(name string, candidates []string) (string, bool) {
+	best, bestDist := "", max(2, len(name)/3)+1
+	for _, c := range candidates {
+		if d := levenshtein.ComputeDistance(name, c); d < bestDist || (d == bestDist && c < best) {
+			best, bestDist = c, d
 		}
 	}
-	if best == "" {
-		return ""
-	}
-	return fmt.Sprintf("; did you mean %s?", best)
+	return best, best != ""
 }

@@ -63,8 +63,8 @@ func RedriveMessage(e Entry, max int) (*sarama.ProducerMessage, error) {
 			continue
 		}
 		switch {
-		case strings.HasPrefix(k, HeaderPrefix):
-			continue
+		case reserved(k):
+			continue // the DLQ's own (the producer's were renamed): sagabridge.dlq.*, an activity's event ID
 		case k == HeaderRedriveCount:
 			if !placed {
 				hs = append(hs, count)

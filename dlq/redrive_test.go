@@ -147,3 +147,19 @@ func TestForgedDLQHeadersAreRenamedAndRestoredOnRedrive(t *testing.T) {
 	assert.Equal(t, append(forged, sarama.RecordHeader{Key: []byte(HeaderRedriveCount), Value: []byte("1")}), re.Headers,
 		"the redriven record has its own headers back, byte for byte")
 }
+
+// Headers the DLQ writer adds beside its own context (the DeadLetter
+// activity's event ID) stay in the DLQ: a redrive does not send them to the
+// original topic, where they would pass for the producer's.
+func TestRedriveDropsWhatTheDLQWriterAdded(t *testing.T) {
+	e := Entry{Failure: Failure{Topic: "orders", Key: []byte("k"), Headers: []sarama.RecordHeader{
+		{Key: []byte("trace-id"), Value: []byte("t")},
+		{Key: []byte("sagabridge.event.id"), Value: []byte("wf/run/7")},
+	}}}
+	msg, err := RedriveMessage(e, 3)
+	require.NoError(t, err)
+	assert.Equal(t, []sarama.RecordHeader{
+		{Key: []byte("trace-id"), Value: []byte("t")},
+		{Key: []byte(HeaderRedriveCount), Value: []byte("1")},
+	}, msg.Headers)
+}
