@@ -56,6 +56,16 @@ type Kafka struct {
 	// default "read_committed", so an aborted transaction upstream (an
 	// eos.Processor's, say) never reaches a saga.
 	IsolationLevel string `yaml:"isolation_level"`
+	// InstanceID makes this member of the group static (KIP-345,
+	// group.instance.id): a member that restarts with the same ID within
+	// the session timeout (10 s) gets its partitions back without a
+	// rebalance, so a rolling deploy does not move every partition. Each
+	// replica needs its own ID (a StatefulSet's pod name, through
+	// SAGABRIDGE_KAFKA_INSTANCE_ID), of letters, digits, '.', '_' and '-'.
+	// A static member that stops does not leave the group: its partitions
+	// wait for it until the session timeout. Optional, default empty
+	// (dynamic membership).
+	InstanceID string `yaml:"instance_id"`
 	// TLS and SASL secure the connections to the brokers. Optional,
 	// default plaintext without authentication.
 	TLS  TLS  `yaml:"tls"`

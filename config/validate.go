@@ -47,6 +47,9 @@ func (c Config) validateConnections(bad func(field, format string, args ...any))
 			bad(fmt.Sprintf("kafka.brokers[%d]", i), "must not be empty")
 		}
 	}
+	if id := c.Kafka.InstanceID; id != "" && (id == "." || id == ".." || len(id) > 249 || strings.Trim(id, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._-") != "") {
+		bad("kafka.instance_id", "%q: use up to 249 letters, digits, '.', '_' and '-' (not \".\" or \"..\")", id)
+	}
 	if c.Kafka.ConnectTimeout <= 0 {
 		bad("kafka.connect_timeout", "must be positive")
 	}

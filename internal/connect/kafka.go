@@ -46,6 +46,7 @@ func SaramaConfig(k config.Kafka) (*sarama.Config, error) {
 	}
 	c.Consumer.Group.Rebalance.GroupStrategies = []sarama.BalanceStrategy{sarama.NewBalanceStrategyCooperativeSticky()}
 	c.Consumer.Group.Rebalance.Timeout = config.RebalanceTimeout
+	c.Consumer.Group.InstanceId = k.InstanceID // static membership when set (KIP-345)
 	c.ChannelBufferSize = ChannelBufferSize
 	// Record values are slices of the fetch response they came in, so a
 	// held record pins its whole response. 256 KiB per partition (sarama's
