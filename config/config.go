@@ -344,7 +344,11 @@ type Route struct {
 	// WorkflowType is the workflow type to start. Required.
 	WorkflowType string `yaml:"workflow_type"`
 	// WorkflowID is the workflow ID template, with placeholders {key},
-	// {topic} and {type}, for example "order-{key}". Required.
+	// {topic}, {type}, {json:field} (a top-level string or number field of
+	// the JSON value; needs payload "json") and {header:name}, for example
+	// "order-{key}", or "order-{json:order_id}" where the key is a
+	// customer ID. A record whose placeholder is empty or missing goes to
+	// the DLQ (class route). Required.
 	WorkflowID string `yaml:"workflow_id"`
 	// TaskQueue is the task queue the workflow runs on. Required.
 	TaskQueue string `yaml:"task_queue"`

@@ -36,6 +36,8 @@ backpressure:
 		"unknown route field": {`kafka: {brokers: [b], group: g}
 routes: [{topic: t, workflow_type: W, workflow_id: "w-{key}", task_queue: q}, {topik: u}]`, "routes[1].topik: unknown field (line 2); did you mean topic?"},
 		"unknown section": {`kafak: {brokers: [b]}`, "kafak: unknown field (line 1); did you mean kafka?"},
+		"json placeholder on bytes": {`kafka: {brokers: [b], group: g}
+routes: [{topic: t, payload: bytes, workflow_type: W, workflow_id: "o-{json:id}", task_queue: q}]`, `routes[0].workflow_id: "o-{json:id}" reads the JSON value ({json:...}), which needs payload "json", not "bytes"`},
 		"bad instance id": {`kafka: {brokers: [b], group: g, instance_id: "pod 1"}
 routes: [{topic: t, workflow_type: W, workflow_id: "w-{key}", task_queue: q}]`, `kafka.instance_id: "pod 1": use up to 249 letters, digits`},
 		"bad placeholder": {`kafka: {brokers: [b], group: g}

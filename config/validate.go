@@ -266,8 +266,10 @@ func (r Route) validate(at string) []error {
 	}
 	if r.WorkflowID == "" {
 		bad("workflow_id", "is required")
-	} else if _, err := idtemplate.Parse(r.WorkflowID); err != nil {
+	} else if t, err := idtemplate.Parse(r.WorkflowID); err != nil {
 		bad("workflow_id", "%v", err)
+	} else if t.UsesJSON() && r.Payload != PayloadJSON {
+		bad("workflow_id", "%q reads the JSON value ({json:...}), which needs payload \"json\", not %q", r.WorkflowID, r.Payload)
 	}
 	return errs
 }

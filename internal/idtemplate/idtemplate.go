@@ -1,5 +1,8 @@
 // Package idtemplate parses and renders workflow ID templates such as
-// "order-{key}": literal text and placeholders filled from a record.
+// "order-{key}": literal text and placeholders filled from a record: {key},
+// {topic}, {type}, {json:field} (a top-level string or number field of a
+// JSON value, for an ID carried in the payload while the key is another
+// one) and {header:name} (a record header).
 //
 // It is a leaf: the configuration validates templates with it and the
 // bridge's router renders them. It must not import the bridge, the
@@ -7,6 +10,7 @@
 package idtemplate
 
 import (
+	"encoding/json"
 	"fmt"
 	"slices"
 	"strings"
@@ -19,11 +23,18 @@ type Template []part
 
 type part struct {
 	literal     string
-	placeholder string // "key", "topic" or "type"; empty for a literal
+	placeholder string // "key", "topic", "type", "json" or "header"; empty for a literal
+	arg         string // the field of {json:...}, the header of {header:...}
 }
 
-// placeholders are the names a template may use.
+// placeholders are the names a template may use without an argument.
 var placeholders = []string{"key", "topic", "type"}
+
+// UsesJSON reports whether t reads the record's JSON value ({json:...}),
+// which needs payload "json".
+func (t Template) UsesJSON() bool {
+	return slices.ContainsFunc(t, func(p part) bool { return p.placeholder == "json" })
+}
 
 // Parse parses text such as "order-{key}". A template needs at least one
 // placeholder, or every record would go to one workflow.
@@ -51,11 +62,17 @@ func Parse(s string) (Template, error) {
 			return nil, fmt.Errorf("unclosed '{' in %q", s)
 		}
 		name := rest[open+1 : open+end]
-		if !slices.Contains(placeholders, name) {
-			return nil, fmt.Errorf("unknown placeholder {%s} in %q (allowed: {key}, {topic}, {type})", name, s)
+		p := part{placeholder: name}
+		if kind, arg, ok := strings.Cut(name, ":"); ok && (kind == "json" || kind == "header") {
+			if arg == "" {
+				return nil, fmt.Errorf("placeholder {%s} in %q names no %s", name, s, map[string]string{"json": "field", "header": "header"}[kind])
+			}
+			p = part{placeholder: kind, arg: arg}
+		} else if !slices.Contains(placeholders, name) {
+			return nil, fmt.Errorf("unknown placeholder {%s} in %q (allowed: {key}, {topic}, {type}, {json:field}, {header:name})", name, s)
 		}
 		hasPlaceholder = true
-		t = append(t, part{placeholder: name})
+		t = append(t, p)
 		rest = rest[open+end+1:]
 	}
 	if !hasPlaceholder {
@@ -64,9 +81,13 @@ func Parse(s string) (Template, error) {
 	return t, nil
 }
 
-// Render builds the workflow ID of env; an empty placeholder value is an error.
+// Render builds the workflow ID of env; an empty or missing placeholder
+// value is an error that names the placeholder.
 func (t Template) Render(env event.Envelope) (string, error) {
-	var b strings.Builder
+	var (
+		b      strings.Builder
+		fields map[string]json.RawMessage // env.Value's, decoded once
+	)
 	for _, p := range t {
 		var v string
 		switch p.placeholder {
@@ -79,11 +100,45 @@ func (t Template) Render(env event.Envelope) (string, error) {
 			v = env.Topic
 		case "type":
 			v = env.Type
+		case "header":
+			h, _ := env.Header(p.arg)
+			v = string(h)
+		case "json":
+			if fields == nil {
+				if err := json.Unmarshal(env.Value, &fields); err != nil || fields == nil {
+					return "", fmt.Errorf("{json:%s}: the value is not a JSON object", p.arg)
+				}
+			}
+			var err error
+			if v, err = jsonScalar(fields[p.arg]); err != nil {
+				return "", fmt.Errorf("{json:%s}: %w", p.arg, err)
+			}
 		}
 		if v == "" {
-			return "", fmt.Errorf("record has an empty {%s}", p.placeholder)
+			name := p.placeholder
+			if p.arg != "" {
+				name += ":" + p.arg
+			}
+			return "", fmt.Errorf("record has an empty {%s}", name)
 		}
 		b.WriteString(v)
 	}
 	return b.String(), nil
+}
+
+// jsonScalar is a JSON string's text or a number's literal; empty for a
+// missing field or null.
+func jsonScalar(raw json.RawMessage) (string, error) {
+	if len(raw) == 0 || string(raw) == "null" {
+		return "", nil
+	}
+	var s string
+	if err := json.Unmarshal(raw, &s); err == nil {
+		return s, nil
+	}
+	var n json.Number
+	if err := json.Unmarshal(raw, &n); err == nil {
+		return n.String(), nil
+	}
+	return "", fmt.Errorf("the field is %s, not a string or a number", raw)
 }
