@@ -69,8 +69,19 @@ func TransactionalProducerConfig(k config.Kafka, maxMessageBytes int, txnID stri
 	}
 	c.Producer.Transaction.ID = txnID
 	c.Producer.Transaction.Retry.Backoff = 50 * time.Millisecond
+	c.Producer.Transaction.Timeout = TransactionTimeout
 	return c, nil
 }
+
+// TransactionTimeout is how long the broker lets one of the bridge's
+// transactions stay open before it aborts it. A transaction here lives for
+// one commit (begin, the DLQ records, the offset, commit: milliseconds),
+// but one left open by a member that crashed mid-commit keeps its
+// partition's offsets unstable, and the next owner, which reads
+// read_committed and so fetches offsets with require_stable (KIP-447),
+// cannot start on that partition until the broker aborts it. sarama's
+// default is a minute; a crash then stalled the partition that long.
+const TransactionTimeout = 10 * time.Second
 
 // DLQProducerConfig builds the configuration of the producer that writes
 // DLQ records: idempotent and acknowledged by all in-sync replicas, so a
