@@ -7,7 +7,6 @@ import (
 	"encoding/base64"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -122,13 +121,7 @@ func TestCodecServerBinaryAuthenticatesLimitsAndAnswersTheUI(t *testing.T) {
 			t.Logf("codec server output:\n%s", out.String())
 		}
 	})
-	require.Eventually(t, func() bool {
-		c, err := net.Dial("tcp", addr)
-		if err == nil {
-			c.Close()
-		}
-		return err == nil
-	}, 30*time.Second, 50*time.Millisecond, "the codec server never listened: %s", out.String())
+	waitListening(t, addr, &out)
 	url := "http://" + addr
 	auth := map[string]string{"Authorization": "Bearer " + token, "Content-Type": "application/json", "X-Namespace": "default"}
 

@@ -7,6 +7,7 @@ import (
 	"io"
 	"log/slog"
 	"math/rand/v2"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -392,4 +393,17 @@ func seededRand(t *testing.T, stream uint64) *rand.Rand {
 	}
 	t.Logf("seed %d (SAGABRIDGE_SEED=%d replays this run's kill times)", seed, seed)
 	return rand.New(rand.NewPCG(seed, stream))
+}
+
+// waitListening waits until a process the test started accepts
+// connections at addr; out is its output, shown if it never does.
+func waitListening(t *testing.T, addr string, out *syncBuffer) {
+	t.Helper()
+	require.Eventually(t, func() bool {
+		c, err := net.Dial("tcp", addr)
+		if err == nil {
+			c.Close()
+		}
+		return err == nil
+	}, 30*time.Second, 50*time.Millisecond, "nothing listened at %s; output: %s", addr, out)
 }

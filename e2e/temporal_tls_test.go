@@ -224,13 +224,7 @@ func TestTemporalOverMutualTLSWithEncryptedPayloads(t *testing.T) {
 	cs, err := devstack.StartProcess(&codecOut, bridgeBin, "codec-server", "-config", cfgPath, "-listen", codecAddr)
 	require.NoError(t, err)
 	t.Cleanup(cs.Kill)
-	require.Eventually(t, func() bool {
-		c, err := net.Dial("tcp", codecAddr)
-		if err == nil {
-			c.Close()
-		}
-		return err == nil
-	}, 30*time.Second, 50*time.Millisecond, "codec server never listened: %s", codecOut.String())
+	waitListening(t, codecAddr, &codecOut)
 	query := func(extra ...string) ([]byte, error) {
 		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 		defer cancel()
