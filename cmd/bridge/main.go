@@ -12,6 +12,11 @@
 // topic: list its entries, show one in full, re-produce entries to their
 // original topic (run `bridge dlq` for its usage).
 //
+// `bridge offsets [show|move]` shows the group's committed offset, log end,
+// lag, owner and pause reason of every partition, and moves a stuck
+// partition's offset while the group is stopped (internal/offsetscli; run
+// `bridge offsets help` for its usage).
+//
 // `bridge codec-server -config bridge.yaml [-listen 127.0.0.1:8081]
 // [-token-file FILE] [-allow-origin https://ui.example.com] [-max-body N]
 // [-enable-encode]` serves the temporal.codec payload decryption over HTTP
@@ -54,12 +59,19 @@ import (
 	"github.com/sagabridge/sagabridge/internal/codecserver"
 	"github.com/sagabridge/sagabridge/internal/connect"
 	"github.com/sagabridge/sagabridge/internal/dlqcli"
+	"github.com/sagabridge/sagabridge/internal/offsetscli"
 )
 
 func main() {
 	if len(os.Args) > 1 && os.Args[1] == "dlq" {
 		ctx, stop := cli.SignalContext()
 		code := dlqcli.Main(ctx, os.Args[2:], os.Stdout, os.Stderr)
+		stop()
+		os.Exit(code)
+	}
+	if len(os.Args) > 1 && os.Args[1] == "offsets" {
+		ctx, stop := cli.SignalContext()
+		code := offsetscli.Main(ctx, os.Args[2:], os.Stdout, os.Stderr)
 		stop()
 		os.Exit(code)
 	}

@@ -1,0 +1,321 @@
+package offsetscli
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"sort"
+	"strings"
+
+	"github.com/IBM/sarama"
+)
+
+// cluster is the Kafka side of one run: a client, an admin over it and
+// the group. Not safe for concurrent use; Close closes both.
+type cluster struct {
+	client    sarama.Client
+	admin     sarama.ClusterAdmin
+	group     string
+	isolation sarama.IsolationLevel
+}
+
+// Close closes the admin and, with it, the client.
+func (k *cluster) Close() error { return k.admin.Close() }
+
+// tp is a topic and a partition.
+type tp struct {
+	topic     string
+	partition int32
+}
+
+func (t tp) String() string { return fmt.Sprintf("%s/%d", t.topic, t.partition) }
+
+// partitions lists every partition of topics, in topic order.
+func (k *cluster) partitions(ctx context.Context, topics []string) ([]tp, error) {
+	var out []tp
+	for _, t := range topics {
+		if err := ctx.Err(); err != nil {
+			return nil, err
+		}
+		ps, err := k.client.Partitions(t)
+		if err != nil {
+			return nil, fmt.Errorf("topic %s: %w", t, err)
+		}
+		slices.Sort(ps)
+		for _, p := range ps {
+			out = append(out, tp{t, p})
+		}
+	}
+	return out, nil
+}
+
+// Special ListOffsets timestamps.
+const (
+	latest   = sarama.OffsetNewest // the log end: HWM, or LSO under read_committed
+	earliest = sarama.OffsetOldest // the log start
+)
+
+// listOffsets asks each partition's leader for the offset of ts(partition)
+// (latest, earliest or a time in milliseconds) under isolation; a time no
+// record reaches answers noOffset.
+func (k *cluster) listOffsets(ctx context.Context, parts []tp, ts func(tp) int64, isolation sarama.IsolationLevel) (map[tp]int64, error) {
+	byLeader := map[*sarama.Broker][]tp{}
+	for _, p := range parts {
+		b, err := k.client.Leader(p.topic, p.partition)
+		if err != nil {
+			return nil, fmt.Errorf("%s: leader: %w", p, err)
+		}
+		byLeader[b] = append(byLeader[b], p)
+	}
+	out := make(map[tp]int64, len(parts))
+	for b, ps := range byLeader {
+		if err := ctx.Err(); err != nil {
+			return nil, err
+		}
+		req := sarama.NewOffsetRequest(k.client.Config().Version)
+		req.IsolationLevel = isolation
+		for _, p := range ps {
+			req.AddBlock(p.topic, p.partition, ts(p), 1)
+		}
+		resp, err := b.GetAvailableOffsets(req)
+		if err != nil {
+			return nil, fmt.Errorf("list offsets of %s at broker %s: %w", joinTPs(ps), b.Addr(), err)
+		}
+		for _, p := range ps {
+			blk := resp.GetBlock(p.topic, p.partition)
+			switch {
+			case blk == nil:
+				return nil, fmt.Errorf("%s: list offsets: %w", p, sarama.ErrIncompleteResponse)
+			case !errors.Is(blk.Err, sarama.ErrNoError):
+				return nil, fmt.Errorf("%s: list offsets: %w", p, blk.Err)
+			case len(blk.Offsets) != 1:
+				return nil, fmt.Errorf("%s: list offsets: %d offsets in the answer, want 1", p, len(blk.Offsets))
+			}
+			out[p] = blk.Offsets[0]
+		}
+	}
+	return out, nil
+}
+
+// joinTPs names partitions for an error.
+func joinTPs(ps []tp) string {
+	s := make([]string, len(ps))
+	for i, p := range ps {
+		s[i] = p.String()
+	}
+	return strings.Join(s, ", ")
+}
+
+// read fetches the committed offset, log start, high watermark and the end
+// the bridge reads to of every partition. requireStable makes a partition
+// whose offset a still-open transaction is committing an error
+// (UNSTABLE_OFFSET_COMMIT) instead of answering the last stable offset.
+func (k *cluster) read(ctx context.Context, parts []tp, requireStable bool) ([]Partition, error) {
+	committed, err := k.committed(ctx, parts, requireStable)
+	if err != nil {
+		return nil, err
+	}
+	start, err := k.listOffsets(ctx, parts, func(tp) int64 { return earliest }, sarama.ReadUncommitted)
+	if err != nil {
+		return nil, err
+	}
+	hwm, err := k.listOffsets(ctx, parts, func(tp) int64 { return latest }, sarama.ReadUncommitted)
+	if err != nil {
+		return nil, err
+	}
+	end := hwm
+	if k.isolation == sarama.ReadCommitted {
+		if end, err = k.listOffsets(ctx, parts, func(tp) int64 { return latest }, sarama.ReadCommitted); err != nil {
+			return nil, err
+		}
+	}
+	out := make([]Partition, len(parts))
+	for i, p := range parts {
+		c := committed[p]
+		out[i] = Partition{Topic: p.topic, Partition: p.partition, Committed: c.Offset, Metadata: c.Metadata,
+			LogStart: start[p], HighWatermark: hwm[p], End: end[p]}
+	}
+	return out, nil
+}
+
+// committed fetches the group's committed offsets of parts (noOffset for
+// a partition it has none of).
+func (k *cluster) committed(ctx context.Context, parts []tp, requireStable bool) (map[tp]sarama.OffsetFetchResponseBlock, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	byTopic := map[string][]int32{}
+	for _, p := range parts {
+		byTopic[p.topic] = append(byTopic[p.topic], p.partition)
+	}
+	coord, err := k.client.Coordinator(k.group)
+	if err != nil {
+		return nil, fmt.Errorf("group %s: coordinator: %w", k.group, err)
+	}
+	req := sarama.NewOffsetFetchRequest(k.client.Config().Version, k.group, byTopic)
+	req.RequireStable = requireStable && req.Version >= 7
+	resp, err := coord.FetchOffset(req)
+	if err != nil {
+		return nil, fmt.Errorf("group %s: fetch committed offsets: %w", k.group, err)
+	}
+	out := make(map[tp]sarama.OffsetFetchResponseBlock, len(parts))
+	switch gerr := resp.GroupError(); {
+	case errors.Is(gerr, sarama.ErrGroupIDNotFound): // a group that does not exist has committed nothing
+		for _, p := range parts {
+			out[p] = sarama.OffsetFetchResponseBlock{Offset: noOffset}
+		}
+		return out, nil
+	case !errors.Is(gerr, sarama.ErrNoError):
+		return nil, fmt.Errorf("group %s: fetch committed offsets: %w", k.group, gerr)
+	}
+	for _, p := range parts {
+		blk := resp.GetBlock(p.topic, p.partition)
+		switch {
+		case blk == nil:
+			out[p] = sarama.OffsetFetchResponseBlock{Offset: noOffset}
+		case errors.Is(blk.Err, sarama.ErrUnstableOffsetCommit):
+			return nil, fmt.Errorf("%s: an open transaction of a stopped bridge is still committing this partition's offset; "+
+				"the broker aborts it within the transaction timeout (10 s), try again then: %w", p, blk.Err)
+		case !errors.Is(blk.Err, sarama.ErrNoError):
+			return nil, fmt.Errorf("%s: committed offset of group %s: %w", p, k.group, blk.Err)
+		default:
+			out[p] = *blk
+		}
+	}
+	return out, nil
+}
+
+// Member is an active member of the group.
+type Member struct {
+	// ID is the member ID the coordinator gave it.
+	ID string `json:"member_id"`
+	// InstanceID is its group.instance.id (kafka.instance_id), "" for a
+	// dynamic member.
+	InstanceID string `json:"instance_id,omitempty"`
+	// ClientID and Host are what it connected as and from.
+	ClientID string `json:"client_id"`
+	Host     string `json:"host"`
+	// Assigned lists its partitions by topic.
+	Assigned map[string][]int32 `json:"assigned,omitempty"`
+}
+
+// String names the member for an operator.
+func (m Member) String() string {
+	s := fmt.Sprintf("%s (client %s, host %s", m.ID, m.ClientID, m.Host)
+	if m.InstanceID != "" {
+		s += ", instance " + m.InstanceID
+	}
+	return s + ")"
+}
+
+// Group is the group's state and members.
+type Group struct {
+	// ID is the group ID (kafka.group).
+	ID string `json:"group"`
+	// State is the coordinator's: Empty, Stable, PreparingRebalance,
+	// CompletingRebalance or Dead.
+	State string `json:"state"`
+	// Members are the active members, by ID.
+	Members []Member `json:"members"`
+}
+
+// movable says whether Kafka takes offsets from outside the group: only
+// when it has no members (Empty), or does not exist (Dead).
+func (g Group) movable() bool { return g.State == "Empty" || g.State == "Dead" }
+
+// owner returns the member that is assigned p, if any.
+func (g Group) owner(p tp) (Member, bool) {
+	for _, m := range g.Members {
+		if slices.Contains(m.Assigned[p.topic], p.partition) {
+			return m, true
+		}
+	}
+	return Member{}, false
+}
+
+// describe reads the group's state and members.
+func (k *cluster) describe(ctx context.Context) (Group, error) {
+	if err := ctx.Err(); err != nil {
+		return Group{}, err
+	}
+	ds, err := k.admin.DescribeConsumerGroups([]string{k.group})
+	if err != nil {
+		return Group{}, fmt.Errorf("describe group %s: %w", k.group, err)
+	}
+	if len(ds) != 1 {
+		return Group{}, fmt.Errorf("describe group %s: %d groups in the answer", k.group, len(ds))
+	}
+	d := ds[0]
+	switch {
+	case errors.Is(d.Err, sarama.ErrGroupIDNotFound): // DescribeGroups v6+ on a group that does not exist
+		return Group{ID: k.group, State: "Dead", Members: []Member{}}, nil
+	case !errors.Is(d.Err, sarama.ErrNoError):
+		return Group{}, fmt.Errorf("describe group %s: %w", k.group, d.Err)
+	}
+	g := Group{ID: k.group, State: d.State, Members: []Member{}}
+	for id, md := range d.Members {
+		m := Member{ID: id, ClientID: md.ClientId, Host: md.ClientHost}
+		if md.GroupInstanceId != nil {
+			m.InstanceID = *md.GroupInstanceId
+		}
+		if a, err := md.GetMemberAssignment(); err == nil && a != nil {
+			m.Assigned = a.Topics
+		}
+		g.Members = append(g.Members, m)
+	}
+	sort.Slice(g.Members, func(i, j int) bool { return g.Members[i].ID < g.Members[j].ID })
+	return g, nil
+}
+
+// ActiveError refuses a move while the group has members.
+type ActiveError struct {
+	// Group is the group as described, with its members.
+	Group Group
+}
+
+// Error names the group's state and every member.
+func (e *ActiveError) Error() string {
+	names := make([]string, len(e.Group.Members))
+	for i, m := range e.Group.Members {
+		names[i] = m.String()
+	}
+	return fmt.Sprintf("group %s is %s with %d active member(s): %s; stop every bridge of the group first "+
+		"(a static member, kafka.instance_id, stays a member until its session times out)",
+		e.Group.ID, e.Group.State, len(e.Group.Members), strings.Join(names, "; "))
+}
+
+// commit commits the moves with a plain OffsetCommit from outside the
+// group (generation -1, no member ID), keeping each one's metadata. Kafka
+// refuses it for a group that has members again since it was described.
+func (k *cluster) commit(ctx context.Context, moves []Move) error {
+	if err := ctx.Err(); err != nil || len(moves) == 0 {
+		return err
+	}
+	coord, err := k.client.Coordinator(k.group)
+	if err != nil {
+		return fmt.Errorf("group %s: coordinator: %w", k.group, err)
+	}
+	req := sarama.NewOffsetCommitRequest(k.client.Config(), k.group)
+	for _, m := range moves {
+		// Leader epoch -1: unknown, as an admin reset commits it.
+		req.AddBlockWithLeaderEpoch(m.Topic, m.Partition, m.To, -1, sarama.ReceiveTime, m.Metadata)
+	}
+	resp, err := coord.CommitOffset(req)
+	if err != nil {
+		return fmt.Errorf("group %s: commit offsets: %w", k.group, err)
+	}
+	var errs []error
+	for _, m := range moves {
+		kerr, ok := resp.Errors[m.Topic][m.Partition]
+		switch {
+		case !ok:
+			errs = append(errs, fmt.Errorf("%s/%d: commit offset %d: no answer for the partition", m.Topic, m.Partition, m.To))
+		case errors.Is(kerr, sarama.ErrUnknownMemberId), errors.Is(kerr, sarama.ErrIllegalGeneration), errors.Is(kerr, sarama.ErrRebalanceInProgress):
+			errs = append(errs, fmt.Errorf("%s/%d: commit offset %d: the group has members again (a bridge started?): %w", m.Topic, m.Partition, m.To, kerr))
+		case !errors.Is(kerr, sarama.ErrNoError):
+			errs = append(errs, fmt.Errorf("%s/%d: commit offset %d: %w", m.Topic, m.Partition, m.To, kerr))
+		}
+	}
+	return errors.Join(errs...)
+}

@@ -1,0 +1,214 @@
+package offsetscli
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"strconv"
+	"text/tabwriter"
+	"time"
+)
+
+// moveFlags are move's own flags.
+type moveFlags struct {
+	partition int
+	toOffset  int64
+	toTime    time.Time
+	skipOne   bool
+	dryRun    bool
+}
+
+// mode checks that exactly one way to move was given, and the partition
+// it needs; errors name the flags.
+func (f moveFlags) mode(set map[string]bool, topics []string) (Mode, error) {
+	var mode Mode
+	n := 0
+	for flagName, m := range map[string]Mode{"to-offset": ToOffset, "to-time": ToTime, "skip-one": SkipOne} {
+		if set[flagName] {
+			mode, n = m, n+1
+		}
+	}
+	switch {
+	case n != 1:
+		return 0, errors.New("give exactly one of --to-offset N, --to-time RFC3339, --skip-one")
+	case set["partition"] && (f.partition < 0 || f.partition > 1<<31-1):
+		return 0, fmt.Errorf("-partition %d: must be a partition number, 0 or more", f.partition)
+	case set["partition"] && len(topics) != 1:
+		return 0, fmt.Errorf("-partition needs exactly one -topic, not %d topics", len(topics))
+	case mode != ToTime && !set["partition"]:
+		return 0, fmt.Errorf("%v moves one partition: give -topic T -partition P", mode)
+	case mode == ToOffset && f.toOffset < 0:
+		return 0, fmt.Errorf("--to-offset %d: must be an offset, 0 or more", f.toOffset)
+	case mode == SkipOne && !f.skipOne:
+		return 0, errors.New("--skip-one=false: leave it out instead")
+	}
+	return mode, nil
+}
+
+// move is `bridge offsets move`.
+func (c *command) move(ctx context.Context, args []string) int {
+	t := c.flags("[-config bridge.yaml] -topic T [-partition P] (--to-offset N | --to-time RFC3339 | --skip-one) [-dry-run]")
+	var f moveFlags
+	c.fs.IntVar(&f.partition, "partition", -1, "the partition to move (required but with --to-time, which moves every partition of the topics without it)")
+	c.fs.Int64Var(&f.toOffset, "to-offset", -1, "move to this offset, from the log start to the log end")
+	c.fs.Func("to-time", "move to the first offset whose record's timestamp is at or after this `RFC3339` time, or to the log end when none is", func(s string) error {
+		tm, err := time.Parse(time.RFC3339Nano, s)
+		if err != nil {
+			return errors.New("not an RFC 3339 time such as 2026-11-25T10:00:00Z")
+		}
+		f.toTime = tm
+		return nil
+	})
+	c.fs.BoolVar(&f.skipOne, "skip-one", false, "move one past the committed offset: skip the record the group is stuck on")
+	c.fs.BoolVar(&f.dryRun, "dry-run", false, "print what would be moved and whether the group would allow it; commit nothing")
+	if code, ok := c.parse(args); !ok {
+		return code
+	}
+	set := c.set()
+	if err := t.resolve(c.environ, set); err != nil {
+		return c.usageError("%v", err)
+	}
+	mode, err := f.mode(set, t.topicList)
+	if err != nil {
+		return c.usageError("%v", err)
+	}
+	k, err := t.connect()
+	if err != nil {
+		return c.fail(err)
+	}
+	defer func() { _ = k.Close() }()
+
+	g, err := k.describe(ctx)
+	if err != nil {
+		return c.fail(err)
+	}
+	if !g.movable() && !f.dryRun {
+		return c.fail(&ActiveError{Group: g})
+	}
+	parts, err := k.partitions(ctx, t.topicList)
+	if err != nil {
+		return c.fail(err)
+	}
+	if set["partition"] {
+		want := tp{t.topicList[0], int32(f.partition)}
+		if !containsTP(parts, want) {
+			return c.fail(fmt.Errorf("%s: no such partition: topic %s has %d partitions", want, want.topic, len(parts)))
+		}
+		parts = []tp{want}
+	}
+	// A real move reads the offsets require_stable: a stopped bridge's
+	// transaction still committing one must end first.
+	moves, err := c.plan(ctx, k, mode, f, parts, !f.dryRun)
+	if err != nil {
+		return c.fail(err)
+	}
+	if f.dryRun {
+		writeMoves(c.stdout, moves, true)
+		if !g.movable() {
+			return c.fail(&ActiveError{Group: g})
+		}
+		fmt.Fprintf(c.stderr, "dry run: group %s is %s, so the move would be allowed; nothing committed\n", g.ID, g.State)
+		return exitOK
+	}
+	if err := k.commit(ctx, changed(moves)); err != nil {
+		return c.fail(err)
+	}
+	if err := verify(ctx, k, moves); err != nil {
+		return c.fail(err)
+	}
+	writeMoves(c.stdout, moves, false)
+	fmt.Fprintf(c.stderr, "moved %d partition(s) of group %s\n", len(changed(moves)), g.ID)
+	return exitOK
+}
+
+// plan reads the partitions and computes their moves; errors are joined,
+// one per partition that cannot move.
+func (c *command) plan(ctx context.Context, k *cluster, mode Mode, f moveFlags, parts []tp, requireStable bool) ([]Move, error) {
+	read, err := k.read(ctx, parts, requireStable)
+	if err != nil {
+		return nil, err
+	}
+	arg := func(Partition) int64 { return f.toOffset }
+	if mode == ToTime {
+		ms := f.toTime.UnixMilli()
+		at, err := k.listOffsets(ctx, parts, func(tp) int64 { return ms }, k.isolation)
+		if err != nil {
+			return nil, fmt.Errorf("--to-time %s: %w", f.toTime.Format(time.RFC3339), err)
+		}
+		arg = func(p Partition) int64 { return at[tp{p.Topic, p.Partition}] }
+	}
+	return planAll(mode, arg, read)
+}
+
+// changed keeps the moves that commit a new offset.
+func changed(moves []Move) []Move {
+	var out []Move
+	for _, m := range moves {
+		if m.Changes() {
+			out = append(out, m)
+		}
+	}
+	return out
+}
+
+// verify reads the committed offsets back and checks each move took.
+func verify(ctx context.Context, k *cluster, moves []Move) error {
+	parts := make([]tp, len(moves))
+	for i, m := range moves {
+		parts[i] = tp{m.Topic, m.Partition}
+	}
+	got, err := k.committed(ctx, parts, false)
+	if err != nil {
+		return fmt.Errorf("read back: %w", err)
+	}
+	var errs []error
+	for _, m := range moves {
+		if o := got[tp{m.Topic, m.Partition}].Offset; o != m.To {
+			errs = append(errs, fmt.Errorf("%s/%d: committed %d, but the group's offset reads back as %d", m.Topic, m.Partition, m.To, o))
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// writeMoves prints the moves as a table.
+func writeMoves(w io.Writer, moves []Move, dryRun bool) {
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	verb := "MOVED"
+	if dryRun {
+		verb = "WOULD-MOVE"
+	}
+	fmt.Fprintf(tw, "TOPIC\tPARTITION\tCOMMITTED\tNEW\t%s\n", verb)
+	for _, m := range moves {
+		from := "-"
+		if m.From != noOffset {
+			from = strconv.FormatInt(m.From, 10)
+		}
+		fmt.Fprintf(tw, "%s\t%d\t%s\t%d\t%s\n", m.Topic, m.Partition, from, m.To, delta(m))
+	}
+	_ = tw.Flush()
+}
+
+// delta describes a move: how many records it skips or re-reads.
+func delta(m Move) string {
+	switch d := m.To - m.From; {
+	case m.From == noOffset:
+		return "first commit"
+	case d == 0:
+		return "unchanged"
+	case d > 0:
+		return fmt.Sprintf("skips %d offset(s)", d)
+	default:
+		return fmt.Sprintf("re-reads %d offset(s)", -d)
+	}
+}
+
+// containsTP says whether parts holds p.
+func containsTP(parts []tp, p tp) bool {
+	for _, q := range parts {
+		if q == p {
+			return true
+		}
+	}
+	return false
+}

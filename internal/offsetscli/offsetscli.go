@@ -1,0 +1,218 @@
+package offsetscli
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"slices"
+	"strings"
+
+	"github.com/IBM/sarama"
+
+	"github.com/sagabridge/sagabridge/config"
+	"github.com/sagabridge/sagabridge/internal/cli"
+	"github.com/sagabridge/sagabridge/internal/connect"
+)
+
+// Exit statuses.
+const (
+	exitOK    = 0
+	exitFail  = 1
+	exitUsage = 2
+)
+
+const usage = `usage: bridge offsets [<command>] [flags]
+
+Commands:
+  show   (the default) every partition's committed offset, log end, lag,
+         owner and, with -metrics, pause reason
+  move   move the group's committed offset of a partition (or, with
+         --to-time, of every partition); the group must have no members
+
+Run 'bridge offsets <command> -h' for a command's flags.
+`
+
+// Main runs `bridge offsets` with args (the words after "offsets") and
+// returns the process's exit status. The SAGABRIDGE_* variables of the
+// process's environment apply to -config.
+func Main(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	return run(ctx, args, os.Environ(), stdout, stderr)
+}
+
+// run is Main with the environment given.
+func run(ctx context.Context, args, environ []string, stdout, stderr io.Writer) int {
+	name, rest := "show", args
+	if len(args) > 0 && !strings.HasPrefix(args[0], "-") {
+		name, rest = args[0], args[1:]
+	}
+	c := command{name: name, environ: environ, stdout: stdout, stderr: stderr}
+	switch name {
+	case "show":
+		return c.show(ctx, rest)
+	case "move":
+		return c.move(ctx, rest)
+	case "help":
+		fmt.Fprint(stdout, usage)
+		return exitOK
+	}
+	fmt.Fprintf(stderr, "bridge offsets: unknown command %q\n\n%s", name, usage)
+	return exitUsage
+}
+
+// command is one run of a subcommand.
+type command struct {
+	name           string
+	environ        []string
+	stdout, stderr io.Writer
+	fs             *flag.FlagSet
+}
+
+// target is the group and topics a subcommand works on, from -config and
+// the flags.
+type target struct {
+	configPath, brokers, version, group, topics string
+
+	// set by resolve
+	kafka       config.Kafka
+	topicList   []string
+	startOldest bool
+}
+
+// flags starts the subcommand's flag set with the flags every subcommand
+// has.
+func (c *command) flags(synopsis string) *target {
+	c.fs = flag.NewFlagSet("bridge offsets "+c.name, flag.ContinueOnError)
+	c.fs.SetOutput(c.stderr)
+	c.fs.Usage = func() {
+		fmt.Fprintf(c.stderr, "usage: bridge offsets %s %s\n\nFlags:\n", c.name, synopsis)
+		c.fs.PrintDefaults()
+	}
+	t := &target{}
+	c.fs.StringVar(&t.configPath, "config", "", "the bridge's configuration file: kafka.* gives the brokers, group, version, isolation level, TLS and SASL, the routes the topics (SAGABRIDGE_* variables apply; flags override)")
+	c.fs.StringVar(&t.brokers, "brokers", "", "comma-separated Kafka brokers, host:port (required without -config)")
+	c.fs.StringVar(&t.version, "kafka-version", "", "Kafka protocol version to speak (default kafka.version, 3.6.0)")
+	c.fs.StringVar(&t.group, "group", "", "the consumer group (required without -config; default kafka.group)")
+	c.fs.StringVar(&t.topics, "topic", "", "comma-separated topics (required without -config; default every routed topic)")
+	return t
+}
+
+// parse parses args. ok is false when the command must return code:
+// -h (0), or a bad flag or argument (2, usage printed).
+func (c *command) parse(args []string) (code int, ok bool) {
+	err := c.fs.Parse(args)
+	switch {
+	case errors.Is(err, flag.ErrHelp):
+		return exitOK, false
+	case err != nil: // the flag package printed the error and the usage
+		return exitUsage, false
+	case c.fs.NArg() > 0:
+		return c.usageError("unexpected argument %q", c.fs.Arg(0)), false
+	}
+	return 0, true
+}
+
+// usageError prints a flag error and the usage and returns exitUsage.
+func (c *command) usageError(format string, args ...any) int {
+	fmt.Fprintf(c.stderr, "bridge offsets %s: %s\n", c.name, fmt.Sprintf(format, args...))
+	c.fs.Usage()
+	return exitUsage
+}
+
+// fail prints a runtime error and returns exitFail.
+func (c *command) fail(err error) int {
+	fmt.Fprintf(c.stderr, "bridge offsets %s: %v\n", c.name, err)
+	return exitFail
+}
+
+// set returns the names of the flags given on the command line.
+func (c *command) set() map[string]bool {
+	m := map[string]bool{}
+	c.fs.Visit(func(f *flag.Flag) { m[f.Name] = true })
+	return m
+}
+
+// resolve loads -config (the whole bridge configuration, as the bridge
+// loads it) or, without it, the kafka defaults and the environment, then
+// applies the flags. Errors name the flag or field at fault.
+func (t *target) resolve(environ []string, set map[string]bool) error {
+	fromEnv, err := config.FromEnv(environ)
+	if err != nil {
+		return fmt.Errorf("the environment: %w", err)
+	}
+	override := func(c *config.Config) {
+		if set["brokers"] {
+			c.Kafka.Brokers = cli.SplitList(t.brokers)
+		}
+		if set["kafka-version"] {
+			c.Kafka.Version = t.version
+		}
+		if set["group"] {
+			c.Kafka.Group = t.group
+		}
+	}
+	var routed []string
+	if t.configPath != "" {
+		cfg, err := config.Load(t.configPath, fromEnv, override)
+		if err != nil {
+			return fmt.Errorf("-config: %w", err)
+		}
+		t.kafka = cfg.Kafka
+		for _, r := range cfg.Routes {
+			if !slices.Contains(routed, r.Topic) {
+				routed = append(routed, r.Topic)
+			}
+		}
+	} else {
+		conns, err := config.LoadConnections("", fromEnv, override)
+		if err != nil {
+			if !set["brokers"] {
+				return fmt.Errorf("-brokers or -config is required: %w", err)
+			}
+			return err
+		}
+		t.kafka = conns.Kafka
+	}
+	if t.kafka.Group == "" {
+		return errors.New("-group is required without -config")
+	}
+	t.topicList = cli.SplitList(t.topics)
+	if len(t.topicList) == 0 {
+		t.topicList = routed
+	}
+	if len(t.topicList) == 0 {
+		return errors.New("-topic is required without -config")
+	}
+	t.startOldest = t.kafka.InitialOffset != "newest"
+	return nil
+}
+
+// isolation is the level the bridge reads at.
+func (t *target) isolation() sarama.IsolationLevel {
+	if t.kafka.IsolationLevel == config.ReadUncommitted {
+		return sarama.ReadUncommitted
+	}
+	return sarama.ReadCommitted
+}
+
+// connect opens a client and an admin with the configuration's version,
+// TLS and SASL, within kafka.connect_timeout.
+func (t *target) connect() (*cluster, error) {
+	cfg, err := connect.SaramaConfig(t.kafka)
+	if err != nil {
+		return nil, fmt.Errorf("-config: %w", err)
+	}
+	cfg.ClientID = t.kafka.ClientID + "-offsets"
+	client, err := connect.Client(t.kafka, cfg)
+	if err != nil {
+		return nil, err
+	}
+	admin, err := sarama.NewClusterAdminFromClient(client)
+	if err != nil {
+		_ = client.Close()
+		return nil, fmt.Errorf("kafka admin: %w", err)
+	}
+	return &cluster{client: client, admin: admin, group: t.kafka.Group, isolation: t.isolation()}, nil
+}
