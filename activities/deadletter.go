@@ -10,33 +10,18 @@ import (
 	"github.com/IBM/sarama"
 	"go.temporal.io/sdk/activity"
 
+	"github.com/sagabridge/sagabridge/activities/contract"
 	"github.com/sagabridge/sagabridge/dlq"
-	"github.com/sagabridge/sagabridge/event"
 )
 
-// DeadLetterActivity is the registered name of DeadLetterer.DeadLetter.
-const DeadLetterActivity = "DeadLetter"
+// DeadLetterActivity is the registered name of DeadLetterer.DeadLetter
+// (contract.DeadLetterActivity).
+const DeadLetterActivity = contract.DeadLetterActivity
 
 // DeadLetterInput is a saga step that failed for good: the record that
-// started it, and how it failed. workflows.DeadLetter builds it.
-type DeadLetterInput struct {
-	// Event is the Kafka record whose handling failed; its key and headers
-	// go to the DLQ unchanged, and its value too for routes with payload
-	// "bytes". A "json" value has travelled through Temporal's JSON
-	// converter, which keeps its content but drops insignificant white
-	// space.
-	Event event.Envelope `json:"event"`
-	// ActivityType is the activity that exhausted its retry policy.
-	ActivityType string `json:"activity_type"`
-	// Attempts is how many times it ran.
-	Attempts int `json:"attempts"`
-	// Error is its last failure.
-	Error string `json:"error"`
-	// Class is the DLQ class; empty means dlq.ClassActivity. An entity
-	// that receives a record after its final status writes it with
-	// dlq.ClassWorkflowClosed.
-	Class dlq.Class `json:"class,omitempty"`
-}
+// started it, and how it failed. It is defined in package contract, which
+// workflow code imports without pulling in the Kafka client.
+type DeadLetterInput = contract.DeadLetterInput
 
 // DeadLetterer writes failed saga steps to the DLQ topic of the record that
 // started them (dlq.TopicFor(topic, Suffix)) with class dlq.ClassActivity
@@ -63,7 +48,7 @@ func (d *DeadLetterer) DeadLetter(ctx context.Context, in DeadLetterInput) error
 	f := dlq.Failure{
 		Topic: in.Event.Topic, Partition: in.Event.Partition, Offset: in.Event.Offset,
 		Key: []byte(in.Event.Key), Value: in.Event.Raw,
-		Class: cmp.Or(in.Class, dlq.ClassActivity), Err: in.Error, FailedAt: time.Now().UTC(), Attempts: in.Attempts,
+		Class: dlq.Class(cmp.Or(in.Class, contract.ClassActivity)), Err: in.Error, FailedAt: time.Now().UTC(), Attempts: in.Attempts,
 		WorkflowID: info.WorkflowExecution.ID, RunID: info.WorkflowExecution.RunID, ActivityType: in.ActivityType,
 	}
 	if f.Value == nil {

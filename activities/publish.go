@@ -10,8 +10,10 @@
 // deterministic event ID (header HeaderEventID), the same on every attempt,
 // so consumers can drop the repeats.
 //
-// Activities run in workers, not in workflow code. This package must not
-// import the bridge engine, the configuration or the workflows package.
+// Activities run in workers, not in workflow code. Workflow code that only
+// calls them by name imports package contract (their names and input
+// types, without the Kafka client) instead. This package must not import
+// the bridge engine, the configuration or the workflows package.
 package activities
 
 import (

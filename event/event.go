@@ -144,7 +144,7 @@ type Batch struct {
 // StartInput is the input the bridge starts a new run of a closed workflow
 // with (on_closed_workflow "new_run"): the watermarks the closed run
 // recorded, so the new run skips what the old one applied. An entity
-// workflow (workflows.Carry) decodes it; a workflow that takes no input
+// workflow (workflows.Snapshot) decodes it; a workflow that takes no input
 // ignores it.
 type StartInput struct {
 	Watermarks Watermarks `json:"watermarks"`

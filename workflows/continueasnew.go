@@ -33,7 +33,7 @@ const defaultMaxCarryBytes = 1 << 20
 // applied, so this ends. ok is false when the input without any record is
 // already over the bound (a state that large): the run must not continue
 // as new, or Temporal would terminate it.
-func (r *runner[S]) nextRun() (Carry[S], bool) {
+func (r *runner[S]) nextRun() (Snapshot[S], bool) {
 	limit := r.en.MaxCarryBytes
 	if limit == 0 {
 		limit = defaultMaxCarryBytes

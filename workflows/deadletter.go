@@ -9,7 +9,7 @@ import (
 	"go.temporal.io/sdk/temporal"
 	"go.temporal.io/sdk/workflow"
 
-	"github.com/sagabridge/sagabridge/activities"
+	"github.com/sagabridge/sagabridge/activities/contract"
 	"github.com/sagabridge/sagabridge/event"
 )
 
@@ -54,7 +54,7 @@ func RetriesExhausted(err error) bool {
 // The DeadLetter activity retries until Kafka takes the record (every
 // attempt writes the same sagabridge.event.id header).
 func DeadLetter(ctx workflow.Context, e event.Envelope, failed error, attempts int) error {
-	in := activities.DeadLetterInput{Event: e, Attempts: attempts, Error: failed.Error()}
+	in := contract.DeadLetterInput{Event: e, Attempts: attempts, Error: failed.Error()}
 	var ae *temporal.ActivityError
 	if errors.As(failed, &ae) {
 		in.ActivityType = ae.ActivityType().GetName()
@@ -70,10 +70,10 @@ func DeadLetter(ctx workflow.Context, e event.Envelope, failed error, attempts i
 
 // deadLetter runs the DeadLetter activity for in, with at most attempts
 // attempts (0: until Kafka takes the record).
-func deadLetter(ctx workflow.Context, in activities.DeadLetterInput, attempts int32) error {
+func deadLetter(ctx workflow.Context, in contract.DeadLetterInput, attempts int32) error {
 	ctx = workflow.WithActivityOptions(ctx, workflow.ActivityOptions{
 		StartToCloseTimeout: 30 * time.Second,
 		RetryPolicy:         &temporal.RetryPolicy{InitialInterval: time.Second, MaximumInterval: time.Minute, MaximumAttempts: attempts},
 	})
-	return workflow.ExecuteActivity(ctx, activities.DeadLetterActivity, in).Get(ctx, nil)
+	return workflow.ExecuteActivity(ctx, contract.DeadLetterActivity, in).Get(ctx, nil)
 }

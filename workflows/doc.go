@@ -5,9 +5,12 @@
 //     (On), step timeouts (OnTimeout) and Temporal Updates with a validator
 //     (OnUpdate); Entity.Run owns the signal loop, exact dedupe by
 //     (topic, partition, offset) and idempotency key, ordered application,
-//     compensations kept as data (Ctx.Completed, Ctx.Fail, UndoActivity),
-//     ContinueAsNew with everything carried, the versioned state query
-//     (Carry, ContractVersion) and an optional saga-status search attribute.
+//     compensations kept as data (Ctx.Completed, UndoActivity, and
+//     return Ctx.Fail, which is final for the handler call), records held
+//     until their precondition holds (return Ctx.Hold), ContinueAsNew with
+//     everything carried, the versioned state query (Snapshot: the query's
+//     answer, the workflow's result and a continued run's input;
+//     ContractVersion) and an optional saga-status search attribute.
 //   - Inbox is the lower-level piece Entity uses: it receives event batches
 //     from the bridge's signal, admits each record once (by per-partition
 //     offset watermarks) and in offset order, and records the watermarks in
@@ -18,6 +21,29 @@
 //     of retries to the DLQ (with workflow ID, run ID and activity type),
 //     through the activities.DeadLetterer activity; RetriesExhausted tells
 //     such a failure from a business answer.
+//
+// # Failing a saga
+//
+// A handler that finds a step failed returns c.Fail(status, err): the
+// pending compensations run, newest first, and the status is set. Fail is
+// final: any later step, status change or timeout on that Ctx is refused
+// and reported in the state's rejected list, naming the call.
+//
+// # Records that come before their precondition
+//
+// Kafka orders records per partition only, so a PaymentMethodAdded can
+// reach an entity before the SignupRequested it needs. Its handler holds it
+// instead of rejecting it:
+//
+//	if c.State.Account == "" {
+//		return c.Hold("waiting for SignupRequested")
+//	}
+//
+// The runtime hands a held record to its handler again, in arrival order,
+// after every record, update or timeout handled, until the handler applies
+// it; held records are bounded (Entity.MaxHeld), listed in the state query
+// (Snapshot.Held), carried across ContinueAsNew, and rejected when the saga
+// ends. See docs/STATE.md.
 //
 // Everything here runs inside workflow code and is deterministic: it uses
 // only workflow.Context APIs and never reads the clock or the network.
@@ -49,5 +75,7 @@
 // record them.
 //
 // Workflow code must stay deterministic: this package must not import the
-// bridge engine, the configuration, or anything that does I/O at import.
+// bridge engine, the configuration, or anything that does I/O at import,
+// nor the Kafka client (it uses activities/contract, not activities; a
+// test checks that sarama is not among its dependencies).
 package workflows

@@ -9,7 +9,7 @@ import (
 	"github.com/sagabridge/sagabridge/event"
 )
 
-// ContractVersion is the version of the state query's JSON shape (Carry).
+// ContractVersion is the version of the state query's JSON shape (Snapshot).
 // It changes only when a field changes meaning or disappears; new fields
 // may appear within a version. See docs/STATE.md.
 const ContractVersion = 1
@@ -36,24 +36,27 @@ const statusSearchAttributeChange = "sagabridge.status-search-attribute"
 //     deduped by (topic, partition, offset) and optionally by an
 //     idempotency-key header; updates are deduped by update ID;
 //   - a saga's completed steps and their compensations (Ctx.Completed,
-//     Ctx.Fail), its status, current step and last error are kept in the
-//     state query's answer (Carry) and survive ContinueAsNew;
+//     return Ctx.Fail), its status, current step and last error are kept in the
+//     state query's answer (Snapshot) and survive ContinueAsNew;
 //   - step timeouts (Ctx.StartTimeout) fire their OnTimeout handler and
 //     survive ContinueAsNew too;
+//   - a record that came before its precondition can be held (Ctx.Hold)
+//     and is applied once the precondition holds, or rejected when the
+//     saga ends;
 //   - the workflow continues-as-new when Temporal suggests it (or at
 //     MaxHistoryEvents or MaxAppliedPerRun), after draining pending signals
 //     and updates, so no event is lost or applied twice across runs.
 //
 // Build it once per workflow function and register handlers before Run:
 //
-//	func OrderSaga(ctx workflow.Context, c *workflows.Carry[Order]) (workflows.Carry[Order], error) {
+//	func OrderSaga(ctx workflow.Context, c *workflows.Snapshot[Order]) (workflows.Snapshot[Order], error) {
 //		en := &workflows.Entity[Order]{Final: []string{"completed", "compensated"}}
 //		workflows.On(en, "OrderPlaced", placeOrder)
 //		return en.Run(ctx, c)
 //	}
 type Entity[S any] struct {
 	// Apply applies a record no typed handler (On) matches. Optional: by
-	// default such a record is rejected (kept in Carry.Rejected). It runs
+	// default such a record is rejected (kept in Snapshot.Rejected). It runs
 	// in workflow code: it must be deterministic and may run activities.
 	Apply func(ctx workflow.Context, s *S, e event.Envelope)
 	// Init returns the initial state of a new entity (not of a continued
@@ -77,7 +80,7 @@ type Entity[S any] struct {
 	OnCancel func(c *Ctx[S]) error
 	// Signal is the signal the bridge sends. Optional, default "events".
 	Signal string
-	// Query is the query that returns the Carry. Optional, default "state".
+	// Query is the query that returns the Snapshot. Optional, default "state".
 	Query string
 	// ActivityOptions apply to activities handlers start with the Ctx.
 	// Optional; default a 10 s start-to-close timeout and the server's
@@ -103,7 +106,7 @@ type Entity[S any] struct {
 	// answer instead of a second effect. Optional, default 100.
 	UpdateWindow int
 	// KeepApplied keeps the positions of the last KeepApplied records in
-	// Carry.Applied. Optional; default 0 (the watermarks and counters are
+	// Snapshot.Applied. Optional; default 0 (the watermarks and counters are
 	// always kept).
 	KeepApplied int
 	// MaxHistoryEvents continues-as-new at this history length even before
@@ -112,12 +115,15 @@ type Entity[S any] struct {
 	// MaxAppliedPerRun continues-as-new after this many records in one run,
 	// bounding work replayed on a worker restart. Optional; default no limit.
 	MaxAppliedPerRun int
-	// MaxCarryBytes bounds the input of the next run (the Carry, with the
+	// MaxCarryBytes bounds the input of the next run (the Snapshot, with the
 	// records that arrived and were not yet applied): records past it are
 	// applied before continuing as new rather than carried, so the input
 	// stays well under Temporal's 2 MB payload limit (over it, Temporal
 	// terminates the run). Optional, default 1 MiB.
 	MaxCarryBytes int
+	// MaxHeld bounds the records held at once (Ctx.Hold); a record held
+	// past it is rejected. Optional, default 100.
+	MaxHeld int
 
 	handlers map[string]func(c *Ctx[S]) error
 	timeouts map[string]func(c *Ctx[S]) error
@@ -140,8 +146,8 @@ type CompensationOptions struct {
 
 // Run applies records, updates and timeouts until the entity is done,
 // continuing as new whenever history grows large. It returns the final
-// Carry; on ContinueAsNew the error is the continue-as-new request.
-func (en *Entity[S]) Run(ctx workflow.Context, carried *Carry[S]) (Carry[S], error) {
+// Snapshot; on ContinueAsNew the error is the continue-as-new request.
+func (en *Entity[S]) Run(ctx workflow.Context, carried *Snapshot[S]) (Snapshot[S], error) {
 	r, err := newRunner(ctx, en, carried)
 	if err != nil {
 		return r.snapshot(), err
@@ -159,10 +165,12 @@ func (en *Entity[S]) Run(ctx workflow.Context, carried *Carry[S]) (Carry[S], err
 			r.closing, r.stayInRun = false, true
 		}
 	}
+	r.releaseHeld()
 	r.drain()
 	clear(r.timers) // they end with the run; nothing runs any more
 	if en.Finish != nil {
-		if err := en.Finish(r.newCtx(event.Envelope{})); err != nil {
+		c := r.newCtx(event.Envelope{})
+		if err := c.outcome(en.Finish(c)); err != nil {
 			if len(r.lateRecords) > 0 {
 				// The late records are counted as applied: failing the run
 				// would lose them, so a new run takes them and the error is
@@ -194,7 +202,7 @@ const memoOnFinishErrorChange = "sagabridge.memo-on-finish-error"
 // close ends the run with err: it first records the watermarks in the memo,
 // whatever the outcome, so that the bridge can tell a redelivered record
 // for this closed workflow from a new one however it closed.
-func (r *runner[S]) close(err error) (Carry[S], error) {
+func (r *runner[S]) close(err error) (Snapshot[S], error) {
 	final := r.snapshot()
 	if merr := r.in.Close(r.ctx); merr != nil && err == nil {
 		err = fmt.Errorf("record watermarks: %w", merr)

@@ -39,11 +39,11 @@ func ev(offset int64, typ, idem string) event.Envelope {
 	return e
 }
 
-func runTally(t *testing.T, en *Entity[tally], carried *Carry[tally], batches ...[]event.Envelope) *testsuite.TestWorkflowEnvironment {
+func runTally(t *testing.T, en *Entity[tally], carried *Snapshot[tally], batches ...[]event.Envelope) *testsuite.TestWorkflowEnvironment {
 	t.Helper()
 	var s testsuite.WorkflowTestSuite
 	env := s.NewTestWorkflowEnvironment()
-	wf := func(ctx workflow.Context, c *Carry[tally]) (tally, error) {
+	wf := func(ctx workflow.Context, c *Snapshot[tally]) (tally, error) {
 		out, err := en.Run(ctx, c)
 		return out.State, err
 	}
@@ -75,7 +75,7 @@ func TestEntityContinuesAsNewCarryingEverythingAndThePendingRecords(t *testing.T
 	var can *workflow.ContinueAsNewError
 	require.True(t, errors.As(env.GetWorkflowError(), &can), "want ContinueAsNew, got %v", env.GetWorkflowError())
 
-	var next Carry[tally]
+	var next Snapshot[tally]
 	require.NoError(t, converterFor(t).FromPayloads(can.Input, &next))
 	assert.Equal(t, []int64{1}, next.State.Offsets)
 	assert.Equal(t, int64(1), next.Watermarks["t/0"])

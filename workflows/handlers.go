@@ -2,6 +2,7 @@ package workflows
 
 import (
 	"errors"
+	"fmt"
 	"slices"
 
 	"go.temporal.io/sdk/temporal"
@@ -26,11 +27,14 @@ type Ctx[S any] struct {
 	// Event is the record being applied; zero in timeout and update handlers.
 	Event event.Envelope
 
-	r *runner[S]
+	r    *runner[S]
+	call *call
 }
 
+// newCtx returns the Ctx of one handler call on e (zero for timeouts,
+// updates, OnCancel and Finish).
 func (r *runner[S]) newCtx(e event.Envelope) *Ctx[S] {
-	return &Ctx[S]{Context: r.ctx, State: &r.c.State, Event: e, r: r}
+	return &Ctx[S]{Context: r.ctx, State: &r.c.State, Event: e, r: r, call: &call{}}
 }
 
 // Progress returns a copy of the saga's progress: status, steps,
@@ -50,29 +54,53 @@ func (c *Ctx[S]) Key() string { return c.r.c.Key }
 func (c *Ctx[S]) Status() string { return c.r.c.Status }
 
 // SetStatus sets the saga's status. A status listed in Entity.Final ends it.
-func (c *Ctx[S]) SetStatus(status string) { c.r.c.Status = status }
+// After Fail it is refused (see Fail): the status Fail set stays.
+func (c *Ctx[S]) SetStatus(status string) {
+	if c.refuse(fmt.Sprintf("SetStatus(%q)", status)) != nil {
+		return
+	}
+	c.r.c.Status = status
+}
 
 // Begin marks step as the current step (shown in the state query until
-// Completed or Fail).
-func (c *Ctx[S]) Begin(step string) { c.r.c.CurrentStep = step }
+// Completed or Fail). After Fail it is refused (see Fail).
+func (c *Ctx[S]) Begin(step string) {
+	if c.refuse(fmt.Sprintf("Begin(%q)", step)) != nil {
+		return
+	}
+	c.r.c.CurrentStep = step
+}
 
 // Completed records that step succeeded and registers the compensations
 // that undo it (none for a step with nothing to undo). Add them right after
-// the step succeeds; Fail runs them newest first.
+// the step succeeds; Fail runs them newest first. After Fail it is refused
+// (see Fail): the step is not recorded and its undos are not registered.
 func (c *Ctx[S]) Completed(step string, undo ...Undo) {
+	if c.refuse(fmt.Sprintf("Completed(%q)", step)) != nil {
+		return
+	}
 	c.r.c.CompletedSteps = append(c.r.c.CompletedSteps, step)
 	if c.r.c.CurrentStep == step {
 		c.r.c.CurrentStep = ""
 	}
-	c.Compensate(undo...)
+	c.register(undo)
 }
 
 // Compensate registers compensations before their step runs. Use it for a
 // step whose failure does not prove it had no effect: a charge that went
 // through and then timed out must still be refunded, so the refund is
 // registered before the charge (the undo must then be harmless when there
-// is nothing to undo). Fail runs compensations newest first.
+// is nothing to undo). Fail runs compensations newest first. After Fail it
+// is refused (see Fail).
 func (c *Ctx[S]) Compensate(undo ...Undo) {
+	if len(undo) > 0 && c.refuse("Compensate("+undoNames(undo)+")") != nil {
+		return
+	}
+	c.register(undo)
+}
+
+// register adds undo to the pending compensations.
+func (c *Ctx[S]) register(undo []Undo) {
 	for _, u := range undo {
 		if u.DeadLetter && c.Event.Topic != "" {
 			e := c.Event
@@ -82,21 +110,12 @@ func (c *Ctx[S]) Compensate(undo ...Undo) {
 	}
 }
 
-// Fail ends the saga with status because of err: it records err as the last
-// error, runs the pending compensations (newest first, or in parallel; see
-// Entity.Compensation), records their results and sets status.
-func (c *Ctx[S]) Fail(status string, err error) {
-	c.r.c.LastError = Describe(err)
-	c.r.c.CurrentStep = ""
-	c.r.c.Compensations = append(c.r.c.Compensations, c.r.compensate()...)
-	c.r.c.Status = status
-}
-
 // On registers the handler of records of event type typ: the runtime
 // decodes each record's JSON value into E and calls fn. A record that does
 // not decode, and a handler error, reject the record: it is kept in
-// Carry.Rejected with the reason and the entity goes on. Business failures
-// that must undo steps call Ctx.Fail instead.
+// Snapshot.Rejected with the reason and the entity goes on. Business failures
+// that must undo steps return Ctx.Fail instead (return c.Fail(status, err)),
+// which does not reject the record.
 func On[S, E any](en *Entity[S], typ string, fn func(c *Ctx[S], e E) error) {
 	if en.handlers == nil {
 		en.handlers = map[string]func(c *Ctx[S]) error{}

@@ -5,8 +5,7 @@ import (
 
 	"go.temporal.io/sdk/workflow"
 
-	"github.com/sagabridge/sagabridge/activities"
-	"github.com/sagabridge/sagabridge/dlq"
+	"github.com/sagabridge/sagabridge/activities/contract"
 	"github.com/sagabridge/sagabridge/event"
 )
 
@@ -50,7 +49,7 @@ func (r *runner[S]) late(e event.Envelope) {
 	case "drop":
 		reason += "; dropped (on_closed_workflow: drop)"
 	case "dlq":
-		in := activities.DeadLetterInput{Event: e, Error: reason, Class: dlq.ClassWorkflowClosed}
+		in := contract.DeadLetterInput{Event: e, Error: reason, Class: contract.ClassWorkflowClosed}
 		if err := deadLetter(r.ctx, in, lateDLQAttempts); err != nil {
 			reason += "; could not be dead-lettered: " + err.Error()
 		} else {
@@ -63,7 +62,7 @@ func (r *runner[S]) late(e event.Envelope) {
 // newRun is the ContinueAsNew that hands the late records of the new_run
 // policy to a new run of the entity: a fresh state, the watermarks
 // rewound to just before them, and the records as its inbox (see
-// Carry.fresh).
+// Snapshot.fresh).
 func (r *runner[S]) newRun() error {
 	marks := event.NewWatermarks()
 	for k, v := range r.in.Watermarks {
@@ -72,7 +71,8 @@ func (r *runner[S]) newRun() error {
 	for _, e := range r.lateRecords {
 		marks.Rewind(e.Position())
 	}
-	next := &Carry[S]{Watermarks: marks, Inbox: r.lateRecords}
+	next := &Snapshot[S]{Watermarks: marks, Inbox: r.lateRecords,
+		Progress: Progress{CompletedSteps: []string{}, Compensations: []CompensationResult{}}}
 	workflow.GetLogger(r.ctx).Info("starting a new run for records that arrived after the final status",
 		"records", len(r.lateRecords), "status", r.c.Status)
 	return workflow.NewContinueAsNewError(r.ctx, workflow.GetInfo(r.ctx).WorkflowType.Name, next)

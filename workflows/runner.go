@@ -15,7 +15,7 @@ import (
 type runner[S any] struct {
 	en          *Entity[S]
 	ctx         workflow.Context
-	c           Carry[S]
+	c           Snapshot[S]
 	in          *Inbox
 	base        EntityStats
 	appliedHere int
@@ -36,7 +36,7 @@ type runner[S any] struct {
 	cancelled bool // the workflow was asked to cancel
 }
 
-func newRunner[S any](ctx workflow.Context, en *Entity[S], carried *Carry[S]) (*runner[S], error) {
+func newRunner[S any](ctx workflow.Context, en *Entity[S], carried *Snapshot[S]) (*runner[S], error) {
 	r := &runner[S]{en: en, timers: map[string]*timer{}}
 	if carried.fresh() {
 		if en.Init != nil {
@@ -83,7 +83,7 @@ func newRunner[S any](ctx workflow.Context, en *Entity[S], carried *Carry[S]) (*
 		r.in.WithIdempotencyKeys(en.IdempotencyHeader, window, r.c.RecentKeys)
 	}
 	r.updates = workflow.NewBufferedChannel(ctx, 1<<20)
-	if err := workflow.SetQueryHandler(ctx, query, func() (Carry[S], error) { return r.snapshot(), nil }); err != nil {
+	if err := workflow.SetQueryHandler(ctx, query, func() (Snapshot[S], error) { return r.snapshot(), nil }); err != nil {
 		return r, fmt.Errorf("register %s query: %w", query, err)
 	}
 	for _, register := range en.updates {
@@ -104,6 +104,17 @@ func newRunner[S any](ctx workflow.Context, en *Entity[S], carried *Carry[S]) (*
 	}
 	r.c.Timeouts = nil
 	return r, nil
+}
+
+// succeeded reports whether the saga has reached its end other than by
+// cancellation: it is done (a status in Entity.Final, or Entity.Done) and
+// was not cancelled. Nothing can run its pending compensations any more,
+// so the state no longer lists them. That is the success case: a saga that
+// reached its final status through Fail has none pending anyway (Fail runs
+// and forgets them); a cancelled saga whose OnCancel did not Fail keeps
+// them, for an operator to run by hand.
+func (r *runner[S]) succeeded() bool {
+	return r.done() && !r.cancelled
 }
 
 // done reports whether the entity has finished.
@@ -148,11 +159,11 @@ func (r *runner[S]) cancel() {
 	r.ctx, _ = workflow.NewDisconnectedContext(r.ctx)
 	c := r.newCtx(event.Envelope{})
 	if r.en.OnCancel != nil {
-		if err := r.en.OnCancel(c); err != nil {
-			r.reject(Rejection{Reason: "cancel handler: " + err.Error()})
+		if reason := c.rejection(r.en.OnCancel(c)); reason != "" {
+			r.reject(Rejection{Reason: "cancel handler: " + reason})
 		}
 	} else {
-		c.Fail(StatusCancelled, temporal.NewCanceledError("workflow cancelled"))
+		_ = c.Fail(StatusCancelled, temporal.NewCanceledError("workflow cancelled"))
 	}
 	r.showStatus()
 }
@@ -164,19 +175,16 @@ func (r *runner[S]) apply(e event.Envelope) {
 		return
 	}
 	pos := r.count(e)
-	var err error
-	switch h, ok := r.en.handlers[e.Type]; {
-	case ok:
-		err = h(r.newCtx(e))
-	case r.en.Apply != nil:
-		r.en.Apply(r.ctx, &r.c.State, e)
-	default:
-		err = fmt.Errorf("no handler for event type %q", e.Type)
-	}
-	if err != nil {
-		r.rejectRecord(e, pos, err.Error())
+	reason, held := r.handle(e)
+	switch {
+	case held:
+		r.hold(e, pos, reason)
+		return // nothing changed: the held records wait on
+	case reason != "":
+		r.rejectRecord(e, pos, reason)
 	}
 	r.showStatus()
+	r.retryHeld()
 }
 
 // count records that e is applied (or rejected) and returns its position.
@@ -227,9 +235,20 @@ func (r *runner[S]) showStatus() {
 	r.shownStatus = r.c.Status
 }
 
-// snapshot returns the Carry as of now.
-func (r *runner[S]) snapshot() Carry[S] {
+// snapshot returns the Snapshot as of now. Lists the contract shows as []
+// are never null, and the pending compensations of a saga that has ended
+// without failing are gone (see succeeded).
+func (r *runner[S]) snapshot() Snapshot[S] {
 	c := r.c
+	if c.CompletedSteps == nil {
+		c.CompletedSteps = []string{}
+	}
+	if c.Compensations == nil {
+		c.Compensations = []CompensationResult{}
+	}
+	if r.succeeded() {
+		c.PendingCompensations = nil
+	}
 	if r.in != nil {
 		c.Watermarks, c.RecentKeys = r.in.Watermarks, r.in.RecentKeys()
 		c.Stats.Deduped = r.base.Deduped + r.in.Deduped
@@ -238,6 +257,9 @@ func (r *runner[S]) snapshot() Carry[S] {
 	c.Timeouts = nil
 	for _, name := range r.timerNames() {
 		c.Timeouts = append(c.Timeouts, Timeout{Name: name, At: r.timers[name].at})
+	}
+	if c.Held != nil {
+		c.Held = slices.Clone(c.Held)
 	}
 	return c
 }

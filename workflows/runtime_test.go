@@ -18,7 +18,7 @@ import (
 	"go.temporal.io/sdk/testsuite"
 	"go.temporal.io/sdk/workflow"
 
-	"github.com/sagabridge/sagabridge/activities"
+	"github.com/sagabridge/sagabridge/activities/contract"
 	"github.com/sagabridge/sagabridge/event"
 )
 
@@ -50,7 +50,7 @@ type world struct {
 	held        []string
 	released    []string
 	failRelease map[string]bool
-	deadLetters []activities.DeadLetterInput
+	deadLetters []contract.DeadLetterInput
 }
 
 func (w *world) hold(_ context.Context, item string) error {
@@ -73,7 +73,7 @@ func (w *world) release(_ context.Context, item string) error {
 	return nil
 }
 
-func (w *world) deadLetter(_ context.Context, in activities.DeadLetterInput) error {
+func (w *world) deadLetter(_ context.Context, in contract.DeadLetterInput) error {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	w.deadLetters = append(w.deadLetters, in)
@@ -92,8 +92,7 @@ func cartEntity(tune func(en *Entity[cart])) *Entity[cart] {
 	}
 	On(en, "Reserve", func(c *Ctx[cart], e reserveEvent) error {
 		if err := workflow.ExecuteActivity(c, "Hold", e.Item).Get(c, nil); err != nil {
-			c.Fail("compensated", err)
-			return nil
+			return c.Fail("compensated", err)
 		}
 		c.State.Items = append(c.State.Items, e.Item)
 		undo := UndoActivity("Release:"+e.Item, "Release", e.Item)
@@ -110,8 +109,7 @@ func cartEntity(tune func(en *Entity[cart])) *Entity[cart] {
 	On(en, "Pay", func(c *Ctx[cart], e payEvent) error {
 		c.CancelTimeout("pay-due")
 		if !e.OK {
-			c.Fail("compensated", errors.New("declined"))
-			return nil
+			return c.Fail("compensated", errors.New("declined"))
 		}
 		c.Completed("AwaitPayment")
 		c.SetStatus("paid")
@@ -119,17 +117,16 @@ func cartEntity(tune func(en *Entity[cart])) *Entity[cart] {
 	})
 	On(en, "Boom", func(c *Ctx[cart], _ struct{}) error { return errors.New("boom") })
 	OnTimeout(en, "pay-due", func(c *Ctx[cart]) error {
-		c.Fail("expired", fmt.Errorf("not paid within %s", payDue))
-		return nil
+		return c.Fail("expired", fmt.Errorf("not paid within %s", payDue))
 	})
-	OnUpdate(en, "cancel", func(st Carry[cart], in cancelRequest) error {
+	OnUpdate(en, "cancel", func(st Snapshot[cart], in cancelRequest) error {
 		if in.Reason == "" {
 			return errors.New("reason is required")
 		}
 		return nil
 	}, func(c *Ctx[cart], in cancelRequest) (string, error) {
-		c.Fail("cancelled", errors.New("cancelled: "+in.Reason))
-		return c.Status(), nil
+		err := c.Fail("cancelled", errors.New("cancelled: "+in.Reason))
+		return c.Status(), err
 	})
 	OnUpdate(en, "hold", nil, func(c *Ctx[cart], item string) (string, error) {
 		if err := workflow.ExecuteActivity(c, "Hold", item).Get(c, nil); err != nil {
@@ -155,11 +152,11 @@ type cartTest struct {
 func newCartTest(t *testing.T, en *Entity[cart]) *cartTest {
 	var s testsuite.WorkflowTestSuite
 	ct := &cartTest{t: t, env: s.NewTestWorkflowEnvironment(), world: &world{failRelease: map[string]bool{}}}
-	wf := func(ctx workflow.Context, c *Carry[cart]) (Carry[cart], error) { return en.Run(ctx, c) }
+	wf := func(ctx workflow.Context, c *Snapshot[cart]) (Snapshot[cart], error) { return en.Run(ctx, c) }
 	ct.env.RegisterWorkflowWithOptions(wf, workflow.RegisterOptions{Name: "Cart"})
 	ct.env.RegisterActivityWithOptions(ct.world.hold, activity.RegisterOptions{Name: "Hold"})
 	ct.env.RegisterActivityWithOptions(ct.world.release, activity.RegisterOptions{Name: "Release"})
-	ct.env.RegisterActivityWithOptions(ct.world.deadLetter, activity.RegisterOptions{Name: activities.DeadLetterActivity})
+	ct.env.RegisterActivityWithOptions(ct.world.deadLetter, activity.RegisterOptions{Name: contract.DeadLetterActivity})
 	return ct
 }
 
@@ -176,11 +173,11 @@ func (ct *cartTest) signal(batch ...event.Envelope) {
 
 // run executes the workflow and returns its result, or the carry of a
 // continue-as-new.
-func (ct *cartTest) run(carried *Carry[cart]) (Carry[cart], error) {
+func (ct *cartTest) run(carried *Snapshot[cart]) (Snapshot[cart], error) {
 	ct.t.Helper()
 	ct.env.ExecuteWorkflow("Cart", carried)
 	require.True(ct.t, ct.env.IsWorkflowCompleted())
-	var out Carry[cart]
+	var out Snapshot[cart]
 	err := ct.env.GetWorkflowError()
 	var can *workflow.ContinueAsNewError
 	if errors.As(err, &can) {
@@ -229,7 +226,7 @@ func TestRuntimeAppliesEachRecordOnceInOffsetOrder(t *testing.T) {
 	assert.Equal(t, 5, out.Stats.Applied)
 	assert.Equal(t, event.Watermarks{"carts/0": 5, "carts/1": 0}, out.Watermarks)
 	assert.Empty(t, out.Timeouts, "payment cancelled the timeout")
-	assert.Len(t, out.PendingCompensations, 4, "a paid cart keeps its undos, none ran")
+	assert.Empty(t, out.PendingCompensations, "a paid cart has nothing left to undo; none ran")
 	assert.Empty(t, out.Compensations)
 	assert.Equal(t, []string{"a", "b", "c", "d"}, ct.world.held)
 	assert.Equal(t, ContractVersion, out.Version)
@@ -364,7 +361,7 @@ func TestUpdateIsValidatedAppliedInTurnAndAnsweredOnce(t *testing.T) {
 
 func TestUpdateRetriedAfterContinueAsNewGetsTheFirstAnswer(t *testing.T) {
 	ct := newCartTest(t, cartEntity(nil))
-	carried := &Carry[cart]{Progress: Progress{Status: "open"}, State: cart{Items: []string{}},
+	carried := &Snapshot[cart]{Progress: Progress{Status: "open"}, State: cart{Items: []string{}},
 		RecentUpdates: []UpdateResult{{ID: "u1", Name: "cancel", Result: []byte(`"cancelled"`)}}}
 	var answer any
 	ct.at(func() {

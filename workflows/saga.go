@@ -34,7 +34,7 @@ type CompensationResult struct {
 
 // Undo is the compensation of a completed step, as data: an activity and
 // its input. Being data, it survives ContinueAsNew and shows in the state
-// query (Carry.PendingCompensations). Make one with UndoActivity.
+// query (Snapshot.PendingCompensations). Make one with UndoActivity.
 type Undo struct {
 	// Name names the compensation in the state, e.g. "RefundPayment".
 	Name string `json:"name"`

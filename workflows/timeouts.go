@@ -23,7 +23,12 @@ func OnTimeout[S any](en *Entity[S], name string, fn func(c *Ctx[S]) error) {
 // handler runs after d. Starting a running timeout restarts it. A name
 // with no OnTimeout handler starts nothing and returns an error naming it
 // (ErrNoTimeoutHandler); a handler that returns it has its record rejected.
+// After Fail it is refused (see Ctx.Fail) and returns an error wrapping
+// ErrAfterFail.
 func (c *Ctx[S]) StartTimeout(name string, d time.Duration) error {
+	if err := c.refuse(fmt.Sprintf("StartTimeout(%q)", name)); err != nil {
+		return err
+	}
 	if _, ok := c.r.en.timeouts[name]; !ok {
 		return fmt.Errorf("start timeout %q: %w", name, ErrNoTimeoutHandler)
 	}
@@ -51,11 +56,13 @@ func (r *runner[S]) fire(name string, f workflow.Future) {
 	if f.Get(r.ctx, nil) != nil { // cancelled
 		return
 	}
-	if err := r.en.timeouts[name](r.newCtx(event.Envelope{})); err != nil {
-		r.reject(Rejection{Timeout: name, Reason: err.Error()})
-		workflow.GetLogger(r.ctx).Warn("timeout handler failed", "timeout", name, "reason", err.Error())
+	c := r.newCtx(event.Envelope{})
+	if reason := c.rejection(r.en.timeouts[name](c)); reason != "" {
+		r.reject(Rejection{Timeout: name, Reason: reason})
+		workflow.GetLogger(r.ctx).Warn("timeout handler failed", "timeout", name, "reason", reason)
 	}
 	r.showStatus()
+	r.retryHeld()
 }
 
 // startTimer starts (or restarts) the timeout name, which has a handler,

@@ -26,7 +26,7 @@ import (
 // ContinueAsNew too) gets the first answer again without running handle
 // twice. While the run continues as new, new updates are refused with an
 // error that asks to send them again.
-func OnUpdate[S, In, Out any](en *Entity[S], name string, validate func(st Carry[S], in In) error, handle func(c *Ctx[S], in In) (Out, error)) {
+func OnUpdate[S, In, Out any](en *Entity[S], name string, validate func(st Snapshot[S], in In) error, handle func(c *Ctx[S], in In) (Out, error)) {
 	en.updates = append(en.updates, func(r *runner[S]) error {
 		run := func(ctx workflow.Context, in In) (Out, error) {
 			var out Out
@@ -55,10 +55,10 @@ func OnUpdate[S, In, Out any](en *Entity[S], name string, validate func(st Carry
 		}
 		valid := func(ctx workflow.Context, in In) error {
 			if r.done() {
-				return fmt.Errorf("%s: already %s", name, r.c.Status)
+				return r.alreadyDone(name)
 			}
 			if r.closing {
-				return fmt.Errorf("%s: the workflow is continuing as new; send it again", name)
+				return temporal.NewApplicationError(name+": the workflow is continuing as new; send it again", "ContinuingAsNew")
 			}
 			if validate == nil {
 				return nil
@@ -86,11 +86,18 @@ type updateRequest struct {
 func (r *runner[S]) handleUpdate(req *updateRequest) {
 	defer func() { req.done = true }()
 	if r.done() {
-		req.err = temporal.NewApplicationError(fmt.Sprintf("%s: already %s", req.name, r.c.Status), "AlreadyDone")
+		req.err = r.alreadyDone(req.name)
 		return
 	}
 	r.c.Stats.Updates++
-	req.out, req.err = req.apply(r.newCtx(event.Envelope{}))
+	c := r.newCtx(event.Envelope{})
+	req.out, req.err = req.apply(c)
+	if len(c.call.misuses) > 0 {
+		r.reject(Rejection{Update: req.name, Reason: c.rejection(req.err)})
+		req.out = nil
+	}
+	// Fail's error is no failure of the update (nil), calls after Fail are.
+	req.err = c.outcome(req.err)
 	rec := UpdateResult{ID: req.id, Name: req.name}
 	if req.err != nil {
 		rec.Error = req.err.Error()
@@ -108,6 +115,15 @@ func (r *runner[S]) handleUpdate(req *updateRequest) {
 		r.c.RecentUpdates = r.c.RecentUpdates[over:]
 	}
 	r.showStatus()
+	r.retryHeld()
+}
+
+// alreadyDone is the error of the update name refused because the entity
+// is done. It is non-retryable (the failure's non_retryable flag): sending
+// the update again cannot succeed. Temporal never retries an update by
+// itself; the flag tells clients and their retry helpers not to either.
+func (r *runner[S]) alreadyDone(name string) error {
+	return temporal.NewNonRetryableApplicationError(fmt.Sprintf("%s: already %s", name, r.c.Status), "AlreadyDone", nil)
 }
 
 // recentUpdate returns the remembered answer to update id.

@@ -41,7 +41,7 @@ type OrderData struct {
 // runtime's versioned contract (status, current and completed steps,
 // compensations, last error, rejected records, dedupe counters, applied
 // offsets) around the OrderData.
-type State = workflows.Carry[OrderData]
+type State = workflows.Snapshot[OrderData]
 
 // OrderSaga is the order workflow. The bridge starts it with no arguments
 // and signals it events; a continued run gets the carried State. It returns
@@ -73,23 +73,21 @@ func orderEntity() *workflows.Entity[OrderData] {
 		if err := need(c, StatusOpen); err != nil {
 			return err
 		}
-		c.Fail(StatusCompensated, errors.New("payment failed: "+e.Reason))
-		return nil
+		return c.Fail(StatusCompensated, errors.New("payment failed: "+e.Reason))
 	})
 	workflows.On(en, OrderCancelled, func(c *workflows.Ctx[OrderData], e ReasonEvent) error {
-		c.Fail(StatusCancelled, errors.New("cancelled: "+e.Reason))
-		return nil
+		return c.Fail(StatusCancelled, errors.New("cancelled: "+e.Reason))
 	})
 	workflows.OnTimeout(en, TimeoutPayment, func(c *workflows.Ctx[OrderData]) error {
-		if c.Status() == StatusOpen {
-			c.Fail(StatusCompensated, fmt.Errorf("payment not received within %s", PaymentDue))
+		if c.Status() != StatusOpen {
+			return nil
 		}
-		return nil
+		return c.Fail(StatusCompensated, fmt.Errorf("payment not received within %s", PaymentDue))
 	})
 	workflows.OnUpdate(en, UpdateCancel, validateCancel, func(c *workflows.Ctx[OrderData], in CancelRequest) (CancelResult, error) {
-		c.Fail(StatusCancelled, errors.New("cancelled: "+in.Reason))
+		err := c.Fail(StatusCancelled, errors.New("cancelled: "+in.Reason))
 		p := c.Progress()
-		return CancelResult{Status: p.Status, LastError: p.LastError, Compensations: p.Compensations}, nil
+		return CancelResult{Status: p.Status, LastError: p.LastError, Compensations: p.Compensations}, err
 	})
 	return en
 }
@@ -110,8 +108,8 @@ func placeOrder(c *workflows.Ctx[OrderData], p OrderPlacedEvent) error {
 	c.State.AmountCents, c.State.Country = p.AmountCents, p.Country
 	c.SetStatus(StatusOpen)
 	for _, it := range p.Items {
-		if !reserve(c, it) {
-			return nil
+		if err := reserve(c, it); err != nil {
+			return err
 		}
 	}
 	// Orders placed before the payment deadline existed have no timer;
@@ -129,22 +127,21 @@ func addItem(c *workflows.Ctx[OrderData], p ItemAddedEvent) error {
 		return err
 	}
 	c.State.AmountCents += p.AmountCents
-	reserve(c, Item{SKU: p.SKU, Qty: p.Qty})
-	return nil
+	return reserve(c, Item{SKU: p.SKU, Qty: p.Qty})
 }
 
 // reserve holds stock for it and registers its release; on failure it
-// compensates the order and reports false.
-func reserve(c *workflows.Ctx[OrderData], it Item) bool {
+// compensates the order and returns Fail's error, which the handler
+// returns at once.
+func reserve(c *workflows.Ctx[OrderData], it Item) error {
 	var a *Activities
 	in := ReserveInput{OrderID: c.Key(), Item: it}
 	if err := workflow.ExecuteActivity(c, a.ReserveInventory, in).Get(c, nil); err != nil {
-		c.Fail(StatusCompensated, err)
-		return false
+		return c.Fail(StatusCompensated, err)
 	}
 	c.State.Items = append(c.State.Items, it)
 	c.Completed("ReserveInventory:"+it.SKU, workflows.UndoActivity("ReleaseInventory:"+it.SKU, a.ReleaseInventory, in))
-	return true
+	return nil
 }
 
 // chargeAndShip captures the payment, registers its refund, then ships.
@@ -166,8 +163,7 @@ func chargeAndShip(c *workflows.Ctx[OrderData], p PaymentAuthorizedEvent) error 
 		c.Compensate(refund)
 	}
 	if err := workflow.ExecuteActivity(c, a.ChargePayment, charge).Get(c, nil); err != nil {
-		c.Fail(StatusCompensated, err)
-		return nil
+		return c.Fail(StatusCompensated, err)
 	}
 	if before {
 		c.Completed("ChargePayment")
@@ -177,8 +173,7 @@ func chargeAndShip(c *workflows.Ctx[OrderData], p PaymentAuthorizedEvent) error 
 	c.Begin("ShipOrder")
 	ship := ShipInput{OrderID: c.Key(), Country: c.State.Country, Items: c.State.Items}
 	if err := workflow.ExecuteActivity(c, a.ShipOrder, ship).Get(c, nil); err != nil {
-		c.Fail(StatusCompensated, err)
-		return nil
+		return c.Fail(StatusCompensated, err)
 	}
 	c.Completed("ShipOrder")
 	c.SetStatus(StatusCompleted)

@@ -71,7 +71,7 @@ type Trip struct {
 
 // State is the answer to the "state" query and the workflow's result: the
 // runtime's versioned contract around the Trip.
-type State = workflows.Carry[Trip]
+type State = workflows.Snapshot[Trip]
 
 // TripSaga is the trip workflow: the bridge starts it with no arguments and
 // signals it events. It returns its final State.
@@ -118,8 +118,7 @@ func book(c *workflows.Ctx[Trip], b BookTripEvent) error {
 					c.State.DeadLettered = true
 				}
 			}
-			c.Fail(StatusCompensated, errors.New(failure.Error())) // the whole text, not only the activity's cause
-			return nil
+			return c.Fail(StatusCompensated, errors.New(failure.Error())) // the whole text, not only the activity's cause
 		}
 		c.State.Bookings[step.service] = ref
 		c.Completed("Book"+step.service, workflows.UndoActivity("Cancel"+step.service, step.cancel, ref))

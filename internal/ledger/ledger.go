@@ -52,7 +52,7 @@ type Options struct {
 }
 
 // Workflow returns the ledger workflow function for opts.
-func Workflow(opts Options) func(ctx workflow.Context, c *workflows.Carry[State]) (State, error) {
+func Workflow(opts Options) func(ctx workflow.Context, c *workflows.Snapshot[State]) (State, error) {
 	en := &workflows.Entity[State]{
 		Apply: func(ctx workflow.Context, s *State, e event.Envelope) {
 			if opts.ApplyDelay > 0 {
@@ -72,7 +72,7 @@ func Workflow(opts Options) func(ctx workflow.Context, c *workflows.Carry[State]
 		MaxHistoryEvents: opts.MaxHistoryEvents,
 		MaxAppliedPerRun: opts.MaxAppliedPerRun,
 	}
-	return func(ctx workflow.Context, c *workflows.Carry[State]) (State, error) {
+	return func(ctx workflow.Context, c *workflows.Snapshot[State]) (State, error) {
 		runs := 1
 		if c != nil {
 			runs = c.Stats.Runs + 1

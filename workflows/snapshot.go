@@ -1,16 +1,19 @@
 package workflows
 
 import (
+	"encoding/base64"
+	"encoding/json"
+	"fmt"
 	"time"
 
 	"github.com/sagabridge/sagabridge/event"
 )
 
-// Carry is an entity's state with what the runtime keeps across runs. It is
+// Snapshot is an entity's state with what the runtime keeps across runs. It is
 // the workflow's input on a continued run (nil on the first), its result,
 // and the answer to the state query: a documented JSON contract
 // (ContractVersion, docs/STATE.md).
-type Carry[S any] struct {
+type Snapshot[S any] struct {
 	// Version is ContractVersion.
 	Version int `json:"version"`
 	// Key is the record key of the entity's events (of the first record applied).
@@ -33,6 +36,10 @@ type Carry[S any] struct {
 	RecentKeys []string `json:"recent_keys,omitempty"`
 	// RecentUpdates are the remembered update results, oldest first.
 	RecentUpdates []UpdateResult `json:"recent_updates,omitempty"`
+	// Held are the records handlers held (Ctx.Hold), in arrival order,
+	// waiting for their precondition; they are handed to their handler
+	// again after each record, update or timeout handled.
+	Held []HeldRecord `json:"held,omitempty"`
 	// Inbox holds records that arrived but were not yet applied when the
 	// run continued as new; the next run applies them first.
 	Inbox []event.Envelope `json:"inbox,omitempty"`
@@ -64,7 +71,10 @@ type Rejection struct {
 	*AppliedEvent
 	// Timeout names the timeout whose handler failed, for timeouts.
 	Timeout string `json:"timeout,omitempty"`
-	Reason  string `json:"reason"`
+	// Update names the update whose handler misused Fail, for updates.
+	Update string `json:"update,omitempty"`
+	// Reason says why.
+	Reason string `json:"reason"`
 }
 
 // Timeout is a running step timeout.
@@ -75,10 +85,45 @@ type Timeout struct {
 
 // UpdateResult is a remembered update outcome.
 type UpdateResult struct {
-	ID     string `json:"id"`
-	Name   string `json:"name"`
-	Result []byte `json:"result,omitempty"`
-	Error  string `json:"error,omitempty"`
+	// ID is the update ID.
+	ID string `json:"id"`
+	// Name is the update's name.
+	Name string `json:"name"`
+	// Result is the answer, as JSON; absent when the update failed.
+	Result json.RawMessage `json:"result,omitempty"`
+	// Error is the update's error, if it failed.
+	Error string `json:"error,omitempty"`
+}
+
+// UnmarshalJSON decodes an UpdateResult, whose result is the answer's JSON
+// or, as runs before contract version 1 said it (and carried it across
+// ContinueAsNew), that JSON base64-encoded: a JSON string that is padded
+// standard base64 of valid JSON is taken for the latter. (An answer that is
+// itself such a string, like "MQ==", decodes as what it encodes; only a
+// retried update's repeated answer could notice.)
+func (u *UpdateResult) UnmarshalJSON(b []byte) error {
+	type plain UpdateResult // without this method
+	var p plain
+	if err := json.Unmarshal(b, &p); err != nil {
+		return fmt.Errorf("decode update result: %w", err)
+	}
+	p.Result = fromBase64(p.Result)
+	*u = UpdateResult(p)
+	return nil
+}
+
+// fromBase64 returns the JSON that raw encodes in base64, or raw when it is
+// not a JSON string holding base64 of valid JSON.
+func fromBase64(raw json.RawMessage) json.RawMessage {
+	var s string
+	if len(raw) == 0 || raw[0] != '"' || json.Unmarshal(raw, &s) != nil || len(s)%4 != 0 {
+		return raw
+	}
+	dec, err := base64.StdEncoding.DecodeString(s)
+	if err != nil || len(dec) == 0 || !json.Valid(dec) {
+		return raw
+	}
+	return dec
 }
 
 // EntityStats counts what an entity has done over all its runs.
@@ -104,6 +149,12 @@ type EntityStats struct {
 // event.StartInput from the bridge, or late records handed on; see
 // runner.late), which carries watermarks and records but no contract
 // version and no status.
-func (c *Carry[S]) fresh() bool {
+func (c *Snapshot[S]) fresh() bool {
 	return c == nil || (c.Version == 0 && c.Status == "")
 }
+
+// Carry is the former name of Snapshot, kept so code written against it
+// still compiles; the JSON is the same.
+//
+// Deprecated: use Snapshot.
+type Carry[S any] = Snapshot[S]
