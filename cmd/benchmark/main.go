@@ -11,8 +11,19 @@
 // backlog over 1,000 keys) and fan-out (mostly new workflows over 20,000
 // keys). An event counts as applied when its ledger workflow has processed
 // it; ledgers complete on their last event and are counted through
-// visibility. It then runs a steady stream at half the engine's catch-up
-// rate and reports produce→apply latency.
+// visibility.
+//
+// It then runs steady streams over 1,000 keys (-latency-for each, at each of
+// -latency-rates, "0.5x" being half the engine's catch-up rate) and reports
+// send→apply latency, in two shapes: warm entities (every key's ledger
+// running, with one warm-up record applied, before the clock starts) and new
+// sagas (every key new). Beside the engine (b), fed through Kafka, a plain
+// client (d) gets the same stream in-process and sends each key's events per
+// fixed window (-windows). Every run starts with a capacity probe of its
+// fresh server (starts/s and signals/s), printed beside its figures. The
+// report gives P50 and P99, the P99 of the events sent in the first and in
+// the last 20 s (a growing tail shows as growth), and the engine's P99 over
+// the best window's.
 //
 // Every mode runs on a fresh Temporal dev server, so that no mode inherits
 // the history another left behind, and the engine and the ceiling run
@@ -20,6 +31,7 @@
 // the median of the per-round ratios, with their range.
 //
 //	go run ./cmd/benchmark [-rounds 3] [-events 100000] [-naive-events 20000]
+//	go run ./cmd/benchmark -only latency [-shapes warm,new] [-latency-rates 500,1000] [-windows 5ms,200ms,1s] [-latency-for 60s]
 package main
 
 import (
@@ -31,7 +43,6 @@ import (
 	"os"
 	"runtime/pprof"
 	"slices"
-	"strconv"
 	"strings"
 	"time"
 
@@ -54,6 +65,12 @@ type options struct {
 	rounds                                       int
 	backlogAge                                   time.Duration
 	dynamicConfig                                []string
+	// windows are the fixed windows of the plain client (d) in the latency
+	// runs; shapes the stream's shapes (shapeWarm, shapeNew).
+	windows []time.Duration
+	shapes  []string
+	// probeFor is the length of each phase of the capacity probe.
+	probeFor time.Duration
 }
 
 func main() {
@@ -63,7 +80,18 @@ func main() {
 	flag.IntVar(&o.partitions, "partitions", 8, "partitions per topic")
 	flag.IntVar(&o.concurrency, "concurrency", 64, "calls in flight for the engine and the ceiling")
 	flag.Float64Var(&o.zipf, "zipf", 1.1, "Zipf exponent of the key distribution")
-	flag.DurationVar(&o.latencyFor, "latency-for", 20*time.Second, "length of the steady stream for the latency run")
+	flag.DurationVar(&o.latencyFor, "latency-for", 60*time.Second, "length of each steady stream of the latency runs")
+	flag.Func("windows", "the fixed windows of the plain client (d) in the latency runs, comma-separated (default 5ms,200ms,1s)", func(v string) error {
+		ws, err := parseWindows(v)
+		o.windows = ws
+		return err
+	})
+	flag.Func("shapes", "shapes of the latency runs, comma-separated: warm (every key's workflow running first), new (every key new) (default warm,new)", func(v string) error {
+		sh, err := parseShapes(v)
+		o.shapes = sh
+		return err
+	})
+	flag.DurationVar(&o.probeFor, "probe-for", 3*time.Second, "length of each phase (starts, signals) of the capacity probe before every latency run")
 	flag.IntVar(&o.batch, "batch", 0, "the engine's batch.max_records; 0 keeps the bridge's default")
 	flag.IntVar(&o.window, "max-in-flight", 0, "the engine's batch.max_in_flight (per partition); 0 keeps the default")
 	flag.IntVar(&o.budget, "budget", 0, "the engine's backpressure.max_records and, ×300 bytes, max_bytes; 0 keeps the defaults")
@@ -77,9 +105,15 @@ func main() {
 	flag.BoolVar(&o.trace, "trace", false, "print the engine's progress every second")
 	flag.StringVar(&o.latencyRates, "latency-rates", "0.5x,2000,1000,500", "events/s of the latency runs, comma-separated; Nx is N times the engine's catch-up rate (10000 with -only latency)")
 	flag.StringVar(&o.only, "only", "", "run part only, for tuning: a workload's engine and ceiling rounds (catch-up, fan-out), one mode (catch-up/engine, fan-out/naive, ...), or latency")
-	flag.IntVar(&o.rounds, "rounds", 3, "rounds of engine and ceiling per workload, alternating which runs first")
+	flag.IntVar(&o.rounds, "rounds", 3, "rounds of engine and ceiling per workload, and of every latency mode per shape and rate, alternating which runs first")
 	flag.StringVar(&o.cpuProfile, "cpuprofile", "", "write a CPU profile of this process (bridge, worker and clients; not the Temporal server) to this file")
 	flag.Parse()
+	if o.windows == nil {
+		o.windows, _ = parseWindows("5ms,200ms,1s")
+	}
+	if o.shapes == nil {
+		o.shapes = []string{shapeWarm, shapeNew}
+	}
 	if o.cpuProfile != "" {
 		f, err := os.Create(o.cpuProfile)
 		if err != nil {
@@ -148,12 +182,9 @@ func run(o options) error {
 		o.events, o.naiveEvents, o.partitions, o.zipf, o.concurrency, o.rounds)
 	workloads := []workload{{"catch-up", 1_000}, {"fan-out", 20_000}}
 	if o.only == "latency" {
-		lats, err := h.latencies(ctx, workloads[0], 10_000)
-		if err != nil {
-			return err
-		}
-		printLatencies(lats)
-		return nil
+		cells, err := h.latencies(ctx, 10_000)
+		printLatencyTables(o, cells)
+		return err
 	}
 	modes := map[string]func(context.Context, workload) (result, error){"ceiling": h.ceiling, "engine": h.engine, "naive": h.naive}
 	measure := func(w workload, mode string) (result, error) {
@@ -212,13 +243,10 @@ func run(o options) error {
 		}
 		return nil
 	}
-	lats, err := h.latencies(ctx, workloads[0], reports["catch-up"].median(engineRate))
-	if err != nil {
-		return err
-	}
+	cells, err := h.latencies(ctx, reports["catch-up"].median(engineRate))
 	printReport(workloads, reports)
-	printLatencies(lats)
-	return nil
+	printLatencyTables(o, cells)
+	return err
 }
 
 // report is one workload's measurements: o.rounds of the engine and the
@@ -257,42 +285,6 @@ func (r *report) median(f func(*report, int) float64) float64 {
 	return (v[len(v)/2-1] + v[len(v)/2]) / 2
 }
 
-// latencies runs the steady stream at each of o.latencyRates; peak is
-// what "Nx" multiplies.
-func (h *harness) latencies(ctx context.Context, w workload, peak float64) ([]latencyResult, error) {
-	var out []latencyResult
-	for _, f := range strings.Split(h.o.latencyRates, ",") {
-		f = strings.TrimSpace(f)
-		rate, err := strconv.ParseFloat(strings.TrimSuffix(f, "x"), 64)
-		if err != nil || rate <= 0 {
-			return nil, fmt.Errorf("-latency-rates: %q is not a rate", f)
-		}
-		if strings.HasSuffix(f, "x") {
-			rate *= peak
-		}
-		var lat latencyResult
-		err = h.onFreshTemporal(ctx, func() error {
-			var err error
-			lat, err = h.latency(ctx, w, rate)
-			return err
-		})
-		if err != nil {
-			return nil, fmt.Errorf("latency at %.0f events/s: %w", rate, err)
-		}
-		fmt.Printf("  latency   %6.0f events/s  P50 %6d ms  P99 %6d ms  max %6d ms\n", rate, lat.p50.Milliseconds(), lat.p99.Milliseconds(), lat.max.Milliseconds())
-		out = append(out, lat)
-	}
-	return out, nil
-}
-
-// latencyResult is the steady-stream run.
-type latencyResult struct {
-	rate     float64
-	events   int
-	p50, p99 time.Duration
-	max      time.Duration
-}
-
 func printReport(workloads []workload, reports map[string]*report) {
 	fmt.Printf("\n| workload | (a) naive events/s | (b) engine events/s | (c) ceiling events/s | b/a | b/c (range over rounds) | engine calls/event | ceiling calls/event |\n")
 	fmt.Printf("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |\n")
@@ -312,17 +304,28 @@ func printReport(workloads []workload, reports map[string]*report) {
 	fmt.Printf("\nEngine and ceiling: the median of %d rounds each; b/c is the median of the rounds' own ratios.\n", len(reports[workloads[0].name].engine))
 }
 
-func printLatencies(lats []latencyResult) {
-	fmt.Printf("\n| steady stream, events/s (1,000 keys) | events | P50 ms | P99 ms | max ms |\n| ---: | ---: | ---: | ---: | ---: |\n")
-	for _, l := range lats {
-		fmt.Printf("| %.0f | %d | %d | %d | %d |\n", l.rate, l.events, l.p50.Milliseconds(), l.p99.Milliseconds(), l.max.Milliseconds())
+// parseWindows reads -windows: positive durations, comma-separated.
+func parseWindows(list string) ([]time.Duration, error) {
+	var out []time.Duration
+	for _, f := range strings.Split(list, ",") {
+		w, err := time.ParseDuration(strings.TrimSpace(f))
+		if err != nil || w <= 0 {
+			return nil, fmt.Errorf("-windows: %q is not a positive duration", f)
+		}
+		out = append(out, w)
 	}
+	return out, nil
 }
 
-// percentile returns the p-th percentile (0..1) of sorted durations.
-func percentile(sorted []time.Duration, p float64) time.Duration {
-	if len(sorted) == 0 {
-		return 0
+// parseShapes reads -shapes: shapeWarm and shapeNew, comma-separated.
+func parseShapes(list string) ([]string, error) {
+	var out []string
+	for _, f := range strings.Split(list, ",") {
+		f = strings.TrimSpace(f)
+		if f != shapeWarm && f != shapeNew {
+			return nil, fmt.Errorf("-shapes: %q is neither %q nor %q", f, shapeWarm, shapeNew)
+		}
+		out = append(out, f)
 	}
-	return sorted[min(len(sorted)-1, int(p*float64(len(sorted))))]
+	return out, nil
 }

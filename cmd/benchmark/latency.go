@@ -1,0 +1,239 @@
+package main
+
+import (
+	"cmp"
+	"context"
+	"encoding/json"
+	"fmt"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/sagabridge/sagabridge/internal/ledger"
+)
+
+// The shapes of the steady stream.
+const (
+	// shapeWarm is warm entities: every key's ledger is running, having
+	// applied one warm-up record sent the same way, before the clock starts.
+	shapeWarm = "warm"
+	// shapeNew is new sagas: every key's ledger starts with the stream.
+	shapeNew = "new"
+)
+
+// latencyKeys is how many keys the steady stream spreads over.
+const latencyKeys = 1_000
+
+// latencyMode is one way of feeding the stream to Temporal: the engine
+// (window 0), or the fixed-window plain client (d) with its window.
+type latencyMode struct {
+	name   string
+	window time.Duration
+}
+
+// latencyRun is one mode's stream on a fresh server.
+type latencyRun struct {
+	stats latencyStats
+	// calls are the calls to Temporal for the measured stream (not the
+	// warm-up).
+	calls int
+	// probe is the server's capacity, measured right before the stream.
+	probe capacity
+}
+
+// latencyCell is every run of one shape and rate: per mode, one per round.
+type latencyCell struct {
+	shape string
+	rate  float64
+	runs  map[string][]latencyRun
+}
+
+// latencyModes returns the engine and a window client per o.windows.
+func (o options) latencyModes() []latencyMode {
+	modes := []latencyMode{{name: "engine"}}
+	for _, w := range o.windows {
+		modes = append(modes, latencyMode{name: w.String(), window: w})
+	}
+	return modes
+}
+
+// latencies runs the steady stream for each shape and rate, o.rounds
+// rounds of every mode, each on a fresh server, alternating which of the
+// engine and the window clients goes first. peak is what an "Nx" rate
+// multiplies. On an error it returns the shapes and rates it completed.
+func (h *harness) latencies(ctx context.Context, peak float64) ([]*latencyCell, error) {
+	rates, err := parseRates(h.o.latencyRates, peak)
+	if err != nil {
+		return nil, err
+	}
+	var cells []*latencyCell
+	for _, shape := range h.o.shapes {
+		for _, rate := range rates {
+			cell := &latencyCell{shape: shape, rate: rate, runs: map[string][]latencyRun{}}
+			for round := range h.o.rounds {
+				order := h.o.latencyModes()
+				if round%2 == 1 {
+					slices.Reverse(order)
+				}
+				for _, m := range order {
+					r, err := h.latencyRun(ctx, shape, rate, m)
+					if err != nil {
+						return cells, fmt.Errorf("latency %s %.0f events/s %s round %d: %w", shape, rate, m.name, round+1, err)
+					}
+					printRun(shape, rate, m.name, round, r)
+					cell.runs[m.name] = append(cell.runs[m.name], r)
+				}
+			}
+			cells = append(cells, cell)
+		}
+	}
+	return cells, nil
+}
+
+// parseRates reads -latency-rates; "Nx" is N times peak.
+func parseRates(list string, peak float64) ([]float64, error) {
+	var out []float64
+	for _, f := range strings.Split(list, ",") {
+		f = strings.TrimSpace(f)
+		rate, err := strconv.ParseFloat(strings.TrimSuffix(f, "x"), 64)
+		if err != nil || rate <= 0 {
+			return nil, fmt.Errorf("-latency-rates: %q is not a rate", f)
+		}
+		if strings.HasSuffix(f, "x") {
+			rate *= peak
+		}
+		out = append(out, rate)
+	}
+	return out, nil
+}
+
+// latencyRun starts a fresh server, probes its capacity, and streams
+// o.latencyFor of events at rate through mode m.
+func (h *harness) latencyRun(ctx context.Context, shape string, rate float64, m latencyMode) (latencyRun, error) {
+	var out latencyRun
+	err := h.onFreshTemporal(ctx, func() error {
+		c, err := h.probe(ctx)
+		if err != nil {
+			return err
+		}
+		out.probe = c
+		name := h.fresh("latency-"+shape+"-"+m.name, workload{name: fmt.Sprintf("%.0f", rate)})
+		recs := ledger.Stream(name+"-", latencyKeys, int(rate*h.o.latencyFor.Seconds()), h.o.zipf, 2)
+		var warm []ledger.Record
+		if shape == shapeWarm {
+			warm = warmUp(recs)
+		}
+		stop, err := h.startWorker(name)
+		if err != nil {
+			return fmt.Errorf("start a worker on %s: %w", name, err)
+		}
+		defer stop()
+		var p path
+		if m.window == 0 {
+			p, err = h.openEngine(ctx, name)
+		} else {
+			p = h.openWindow(ctx, name, m.window)
+		}
+		if err != nil {
+			return err
+		}
+		out.stats, out.calls, err = h.measure(ctx, name, p, recs, warm, rate)
+		return cmp.Or(err, p.close())
+	})
+	return out, err
+}
+
+// measure sends warm (if any) through p and waits until every ledger has
+// applied it, then streams recs at rate through p, waits until every ledger
+// has completed, and matches each ledger's latencies with the send times.
+func (h *harness) measure(ctx context.Context, name string, p path, recs, warm []ledger.Record, rate float64) (latencyStats, int, error) {
+	keys := ledger.Keys(recs)
+	skip := 0
+	if len(warm) > 0 {
+		skip = 1
+		if err := p.send(warm); err != nil {
+			return latencyStats{}, 0, fmt.Errorf("warm-up: %w", err)
+		}
+		if err := h.waitApplied(ctx, keys); err != nil {
+			return latencyStats{}, 0, fmt.Errorf("warm-up: %w", err)
+		}
+	}
+	calls := p.calls()
+	sentAt, err := pace(ctx, recs, rate, p.send)
+	if err != nil {
+		return latencyStats{}, 0, err
+	}
+	if err := p.flush(ctx); err != nil {
+		return latencyStats{}, 0, err
+	}
+	if err := h.waitCompleted(ctx, name, len(keys)); err != nil {
+		return latencyStats{}, 0, err
+	}
+	calls = p.calls() - calls
+	applied, err := h.readLedgers(ctx, keys)
+	if err != nil {
+		return latencyStats{}, 0, err
+	}
+	sent := map[string][]time.Duration{}
+	for i, r := range recs {
+		sent[r.Key] = append(sent[r.Key], sentAt[i])
+	}
+	samples, err := matchSamples(sent, applied, skip)
+	if err != nil {
+		return latencyStats{}, 0, err
+	}
+	return summarize(samples, h.o.segment()), calls, nil
+}
+
+// segment is the part of the stream at its start and at its end whose P99
+// is reported: 20 s, or a third of a stream shorter than 60 s.
+func (o options) segment() time.Duration { return min(20*time.Second, o.latencyFor/3) }
+
+// warmUp returns one warm-up record per key of recs, in the order the keys
+// first appear, announcing the key's total with the warm-up counted, so
+// that each ledger completes on its key's last record of recs.
+func warmUp(recs []ledger.Record) []ledger.Record {
+	n := ledger.Keys(recs)
+	var out []ledger.Record
+	seen := map[string]bool{}
+	for _, r := range recs {
+		if seen[r.Key] {
+			continue
+		}
+		seen[r.Key] = true
+		v, _ := json.Marshal(ledger.Value{Seq: 0, Total: n[r.Key] + 1})
+		out = append(out, ledger.Record{Key: r.Key, Value: v})
+	}
+	return out
+}
+
+// pace sends recs at rate in ticks of 10 ms, each tick's records in one
+// send, on a schedule fixed from the start (a slow send does not lower the
+// rate: the next tick catches up), and returns each record's send time,
+// counted from the start.
+func pace(ctx context.Context, recs []ledger.Record, rate float64, send func([]ledger.Record) error) ([]time.Duration, error) {
+	const tick = 10 * time.Millisecond
+	at := make([]time.Duration, len(recs))
+	start := time.Now()
+	for i, sent := 1, 0; sent < len(recs); i++ {
+		due := time.Duration(i) * tick
+		time.Sleep(time.Until(start.Add(due)))
+		if err := ctx.Err(); err != nil {
+			return nil, fmt.Errorf("stream: %w", err)
+		}
+		upto := min(len(recs), int(rate*due.Seconds()))
+		if upto == sent {
+			continue
+		}
+		now := time.Since(start)
+		if err := send(recs[sent:upto]); err != nil {
+			return nil, fmt.Errorf("stream: %w", err)
+		}
+		for j := sent; j < upto; j++ {
+			at[j] = now
+		}
+		sent = upto
+	}
+	return at, nil
+}

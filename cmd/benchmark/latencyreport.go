@@ -1,0 +1,145 @@
+package main
+
+import (
+	"fmt"
+	"strings"
+)
+
+// shapeLabel names a shape in the tables.
+func shapeLabel(shape string) string {
+	if shape == shapeWarm {
+		return "warm entities"
+	}
+	return "new sagas"
+}
+
+// printRun prints one latency run as it ends.
+func printRun(shape string, rate float64, mode string, round int, r latencyRun) {
+	s := r.stats
+	fmt.Printf("  latency %-4s %5.0f events/s %-6s round %d: P50 %6d  P99 %6d  first P99 %6d  last P99 %6d  max %6d ms, %.3f calls/event | probe %4.0f starts/s %4.0f signals/s\n",
+		shape, rate, mode, round+1, s.p50.Milliseconds(), s.p99.Milliseconds(), s.firstP99.Milliseconds(), s.lastP99.Milliseconds(),
+		s.max.Milliseconds(), float64(r.calls)/float64(max(1, s.events)), r.probe.starts, r.probe.signals)
+}
+
+// p50, p99, firstP99, lastP99 and maxLat are a run's figures in milliseconds.
+func p50(r latencyRun) float64      { return float64(r.stats.p50.Milliseconds()) }
+func p99(r latencyRun) float64      { return float64(r.stats.p99.Milliseconds()) }
+func firstP99(r latencyRun) float64 { return float64(r.stats.firstP99.Milliseconds()) }
+func lastP99(r latencyRun) float64  { return float64(r.stats.lastP99.Milliseconds()) }
+func maxLat(r latencyRun) float64   { return float64(r.stats.max.Milliseconds()) }
+
+// callsPerRunEvent is a run's calls per measured event.
+func callsPerRunEvent(r latencyRun) float64 {
+	return float64(r.calls) / float64(max(1, r.stats.events))
+}
+
+// over returns f of mode's runs in c, over the rounds.
+func (c *latencyCell) over(mode string, f func(latencyRun) float64) spread {
+	var vs []float64
+	for _, r := range c.runs[mode] {
+		vs = append(vs, f(r))
+	}
+	return spreadOf(vs)
+}
+
+// probes returns f of the probes of every run in c.
+func (c *latencyCell) probes(f func(capacity) float64) spread {
+	var vs []float64
+	for _, runs := range c.runs {
+		for _, r := range runs {
+			vs = append(vs, f(r.probe))
+		}
+	}
+	return spreadOf(vs)
+}
+
+// best returns the window whose median P99 is lowest, and the engine's P99
+// over that window's, round by round.
+func (c *latencyCell) best(modes []latencyMode) (string, spread) {
+	best := ""
+	for _, m := range modes[1:] {
+		if best == "" || c.over(m.name, p99).med < c.over(best, p99).med {
+			best = m.name
+		}
+	}
+	if best == "" {
+		return "", spread{}
+	}
+	var ratios []float64
+	for i, e := range c.runs["engine"] {
+		if i < len(c.runs[best]) {
+			ratios = append(ratios, p99(e)/max(1, p99(c.runs[best][i])))
+		}
+	}
+	return best, spreadOf(ratios)
+}
+
+// printLatencyTables prints the summary table (one row per shape and rate)
+// and the detail table (one row per mode).
+func printLatencyTables(o options, cells []*latencyCell) {
+	if len(cells) == 0 {
+		return
+	}
+	modes := o.latencyModes()
+	seg := fmt.Sprintf("%.0fs", o.segment().Seconds())
+	fmt.Printf("\nSteady stream over %d keys (Zipf s=%.2f), %s per run; every figure the median over %d rounds (range), in ms; each run on a fresh server, probed right before it.\n",
+		latencyKeys, o.zipf, o.latencyFor, o.rounds)
+	head := []string{"shape", "events/s", "(b) engine P50", "(b) engine P99", "(b) first-" + seg + " P99", "(b) last-" + seg + " P99"}
+	for _, m := range modes[1:] {
+		head = append(head, "(d) "+m.name+" P99")
+	}
+	head = append(head, "best window", "**engine P99 ÷ best window P99**", "probe: starts/s", "probe: signals/s")
+	printRow(head)
+	printRule(len(head), 1)
+	for _, c := range cells {
+		row := []string{shapeLabel(c.shape), fmt.Sprintf("%.0f", c.rate),
+			c.over("engine", p50).format("%.0f"), c.over("engine", p99).format("%.0f"),
+			c.over("engine", firstP99).format("%.0f"), c.over("engine", lastP99).format("%.0f")}
+		for _, m := range modes[1:] {
+			row = append(row, c.over(m.name, p99).format("%.0f"))
+		}
+		best, ratio := c.best(modes)
+		row = append(row, best, "**"+ratio.format("%.2f")+"**",
+			c.probes(func(p capacity) float64 { return p.starts }).format("%.0f"),
+			c.probes(func(p capacity) float64 { return p.signals }).format("%.0f"))
+		printRow(row)
+	}
+	fmt.Println()
+	head = []string{"shape", "events/s", "mode", "P50", "P99", "first-" + seg + " P99", "last-" + seg + " P99", "max", "calls/event"}
+	printRow(head)
+	printRule(len(head), 3)
+	for _, c := range cells {
+		for _, m := range modes {
+			printRow([]string{shapeLabel(c.shape), fmt.Sprintf("%.0f", c.rate), modeLabel(m),
+				c.over(m.name, p50).format("%.0f"), c.over(m.name, p99).format("%.0f"),
+				c.over(m.name, firstP99).format("%.0f"), c.over(m.name, lastP99).format("%.0f"),
+				c.over(m.name, maxLat).format("%.0f"), c.over(m.name, callsPerRunEvent).format("%.3f")})
+		}
+	}
+	fmt.Println("\nThe probe: SignalWithStart of new ledgers, then Signal of running ones, one event per call, " +
+		"concurrency calls in flight; its figures are over every run of the row.")
+}
+
+// modeLabel names a mode in the detail table.
+func modeLabel(m latencyMode) string {
+	if m.window == 0 {
+		return "(b) engine"
+	}
+	return "(d) window " + m.name
+}
+
+// printRow prints a markdown table row.
+func printRow(cells []string) { fmt.Printf("| %s |\n", strings.Join(cells, " | ")) }
+
+// printRule prints a markdown header rule: text columns first, the rest
+// right-aligned numbers.
+func printRule(n, text int) {
+	r := make([]string, n)
+	for i := range r {
+		r[i] = "---:"
+		if i < text {
+			r[i] = "---"
+		}
+	}
+	printRow(r)
+}

@@ -1,0 +1,183 @@
+package main
+
+import (
+	"cmp"
+	"context"
+	"encoding/json"
+	"fmt"
+	"maps"
+	"slices"
+	"sync"
+	"time"
+
+	"github.com/IBM/sarama"
+
+	"github.com/sagabridge/sagabridge/bridge"
+	"github.com/sagabridge/sagabridge/event"
+	"github.com/sagabridge/sagabridge/examples/saga"
+	"github.com/sagabridge/sagabridge/internal/ledger"
+)
+
+// path is how a latency run's records reach the ledgers. It is used from
+// one goroutine.
+type path interface {
+	// send hands recs on, stamped with the time of the call.
+	send(recs []ledger.Record) error
+	// flush waits until it holds no record that it could still send (the
+	// engine's records wait in Kafka instead: it returns at once).
+	flush(ctx context.Context) error
+	// calls returns how many calls it has made to Temporal so far.
+	calls() int
+	// close stops it; the records it still holds are dropped.
+	close() error
+}
+
+// enginePath is the engine: records produced to Kafka, and the bridge
+// consuming them.
+type enginePath struct {
+	topic    string
+	producer sarama.SyncProducer
+	bridge   *bridge.Bridge
+	done     func() error
+}
+
+// openEngine creates topic and starts a bridge on it (routing to ledgers
+// on task queue topic) and a producer.
+func (h *harness) openEngine(ctx context.Context, topic string) (path, error) {
+	if err := h.kafka.Cluster.CreateTopic(topic, int32(h.o.partitions), nil); err != nil {
+		return nil, fmt.Errorf("create topic %s: %w", topic, err)
+	}
+	b, done, err := h.runBridge(ctx, topic)
+	if err != nil {
+		return nil, fmt.Errorf("start the bridge on %s: %w", topic, err)
+	}
+	time.Sleep(3 * time.Second) // let the group settle before the clock matters
+	p, err := sarama.NewSyncProducer(h.kafka.Brokers, saga.ProducerConfig())
+	if err != nil {
+		return nil, cmp.Or(fmt.Errorf("producer: %w", err), done())
+	}
+	return &enginePath{topic: topic, producer: p, bridge: b, done: done}, nil
+}
+
+func (e *enginePath) send(recs []ledger.Record) error {
+	_, err := ledger.Produce(e.producer, e.topic, recs)
+	return err
+}
+
+func (e *enginePath) flush(context.Context) error { return nil }
+
+func (e *enginePath) calls() int { return int(e.bridge.Stats().Calls) }
+
+func (e *enginePath) close() error {
+	err := e.done()
+	_ = e.producer.Close()
+	if err != nil {
+		return fmt.Errorf("bridge on %s: %w", e.topic, err)
+	}
+	return nil
+}
+
+// windowPath is the fixed-window plain client (d), fed in-process.
+type windowPath struct {
+	topic  string
+	client *windowClient
+	cancel context.CancelFunc
+	offset int64 // the last offset given: a ledger admits increasing offsets
+}
+
+// openWindow starts a window client with window w, sending to ledgers on
+// task queue topic, o.concurrency calls in flight.
+func (h *harness) openWindow(ctx context.Context, topic string, w time.Duration) path {
+	cctx, cancel := context.WithCancel(ctx)
+	c := newWindowClient(cctx, w, h.o.concurrency, ledgerSender(h.tc, topic), realAfter)
+	return &windowPath{topic: topic, client: c, cancel: cancel}
+}
+
+func (p *windowPath) send(recs []ledger.Record) error {
+	now := time.Now()
+	for _, r := range recs {
+		p.offset++
+		p.client.Add(event.Envelope{Topic: p.topic, Offset: p.offset, Key: r.Key, Value: json.RawMessage(r.Value), Timestamp: now})
+	}
+	return nil
+}
+
+func (p *windowPath) flush(ctx context.Context) error {
+	ctx, cancel := context.WithTimeout(ctx, 15*time.Minute)
+	defer cancel()
+	return p.client.Wait(ctx)
+}
+
+func (p *windowPath) calls() int { return p.client.Calls() }
+
+func (p *windowPath) close() error { p.cancel(); return nil }
+
+// waitApplied waits until the ledger of every key has applied a record
+// (its applied query answers watermarks), asking o.concurrency at a time.
+func (h *harness) waitApplied(ctx context.Context, keys map[string]int) error {
+	pending := slices.Collect(maps.Keys(keys))
+	deadline := time.Now().Add(10 * time.Minute)
+	for len(pending) > 0 {
+		if time.Now().After(deadline) {
+			return fmt.Errorf("%d ledgers (e.g. ledger-%s) applied nothing in 10 minutes", len(pending), pending[0])
+		}
+		var mu sync.Mutex
+		var still []string
+		_ = forEach(pending, h.o.concurrency, func(k string) error {
+			var wm event.Watermarks
+			v, err := h.tc.QueryWorkflow(ctx, "ledger-"+k, "", event.AppliedQuery)
+			if err == nil {
+				err = v.Get(&wm)
+			}
+			if err != nil || len(wm) == 0 {
+				mu.Lock()
+				still = append(still, k)
+				mu.Unlock()
+			}
+			return nil
+		})
+		if pending = still; len(pending) > 0 {
+			time.Sleep(200 * time.Millisecond)
+		}
+	}
+	return nil
+}
+
+// readLedgers returns each key's ledger's latencies, in the order it
+// applied its records.
+func (h *harness) readLedgers(ctx context.Context, keys map[string]int) (map[string][]int64, error) {
+	var mu sync.Mutex
+	out := map[string][]int64{}
+	err := forEach(slices.Collect(maps.Keys(keys)), 16, func(k string) error {
+		var st ledger.State
+		if err := h.tc.GetWorkflow(ctx, "ledger-"+k, "").Get(ctx, &st); err != nil {
+			return fmt.Errorf("read ledger-%s: %w", k, err)
+		}
+		mu.Lock()
+		out[k] = st.LatencyMillis
+		mu.Unlock()
+		return nil
+	})
+	return out, err
+}
+
+// forEach runs f on every item, n at a time, and returns the first error.
+func forEach(items []string, n int, f func(string) error) error {
+	sem := make(chan struct{}, max(1, n))
+	var mu sync.Mutex
+	var first error
+	var wg sync.WaitGroup
+	for _, it := range items {
+		sem <- struct{}{}
+		wg.Go(func() {
+			defer func() { <-sem }()
+			if err := f(it); err != nil {
+				mu.Lock()
+				first = cmp.Or(first, err)
+				mu.Unlock()
+			}
+		})
+	}
+	wg.Wait()
+	return first
+}

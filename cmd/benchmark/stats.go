@@ -1,0 +1,111 @@
+package main
+
+import (
+	"fmt"
+	"slices"
+	"time"
+)
+
+// sample is one measured event: when it was sent, counted from the start
+// of the stream, and how long after its send its ledger applied it.
+type sample struct {
+	sent, latency time.Duration
+}
+
+// matchSamples pairs each key's applied latencies with its sent events.
+// sent lists, per key, the send times of the key's measured events in send
+// order; applied lists, per key, the ledger's latencies in the order it
+// applied them (State.LatencyMillis), the first skip of them (warm-up
+// records) not measured. A ledger applies its key's events in the order
+// they were sent, so its i-th measured latency is its i-th sent event's.
+// A key whose ledger applied a different number of events is an error.
+func matchSamples(sent map[string][]time.Duration, applied map[string][]int64, skip int) ([]sample, error) {
+	var out []sample
+	for k, ts := range sent {
+		lat := applied[k]
+		if len(lat) != skip+len(ts) {
+			return nil, fmt.Errorf("key %s: ledger applied %d events, want %d (%d warm-up + %d sent)", k, len(lat), skip+len(ts), skip, len(ts))
+		}
+		for i, t := range ts {
+			out = append(out, sample{sent: t, latency: time.Duration(lat[skip+i]) * time.Millisecond})
+		}
+	}
+	return out, nil
+}
+
+// latencyStats sums up one run's samples.
+type latencyStats struct {
+	events   int
+	p50, p99 time.Duration
+	max      time.Duration
+	// firstP99 is the P99 of the events sent in the first segment of the
+	// stream, lastP99 of those sent in its last segment: a tail that grows
+	// over the stream shows as lastP99 above firstP99.
+	firstP99, lastP99 time.Duration
+}
+
+// summarize returns the percentiles of samples, overall and over the
+// events sent within segment of the first and of the last send.
+func summarize(samples []sample, segment time.Duration) latencyStats {
+	if len(samples) == 0 {
+		return latencyStats{}
+	}
+	first, last := samples[0].sent, samples[0].sent
+	for _, s := range samples {
+		first, last = min(first, s.sent), max(last, s.sent)
+	}
+	var all, early, late []time.Duration
+	for _, s := range samples {
+		all = append(all, s.latency)
+		if s.sent < first+segment {
+			early = append(early, s.latency)
+		}
+		if s.sent > last-segment {
+			late = append(late, s.latency)
+		}
+	}
+	for _, v := range [][]time.Duration{all, early, late} {
+		slices.Sort(v)
+	}
+	return latencyStats{events: len(all), p50: percentile(all, 0.5), p99: percentile(all, 0.99), max: all[len(all)-1],
+		firstP99: percentile(early, 0.99), lastP99: percentile(late, 0.99)}
+}
+
+// percentile returns the p-th percentile (0..1) of sorted durations.
+func percentile(sorted []time.Duration, p float64) time.Duration {
+	if len(sorted) == 0 {
+		return 0
+	}
+	return sorted[min(len(sorted)-1, int(p*float64(len(sorted))))]
+}
+
+// spread is the median and range of a figure over runs.
+type spread struct {
+	med, lo, hi float64
+	n           int
+}
+
+// spreadOf returns the median and range of vs (zero for none).
+func spreadOf(vs []float64) spread {
+	if len(vs) == 0 {
+		return spread{}
+	}
+	v := slices.Sorted(slices.Values(vs))
+	med := v[len(v)/2]
+	if len(v)%2 == 0 {
+		med = (v[len(v)/2-1] + v[len(v)/2]) / 2
+	}
+	return spread{med: med, lo: v[0], hi: v[len(v)-1], n: len(v)}
+}
+
+// format prints the median with its range (the range only over several
+// runs) with the given verb, e.g. "%.0f".
+func (s spread) format(verb string) string {
+	if s.n == 0 {
+		return "–"
+	}
+	if s.n == 1 {
+		return fmt.Sprintf(verb, s.med)
+	}
+	return fmt.Sprintf(verb+" ("+verb+"–"+verb+")", s.med, s.lo, s.hi)
+}
