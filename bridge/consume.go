@@ -14,7 +14,7 @@ type claimHandler struct{ b *Bridge }
 
 // Setup logs the new assignment.
 func (h claimHandler) Setup(s sarama.ConsumerGroupSession) error {
-	h.b.log.Info("partitions assigned", "generation", s.GenerationID(), "claims", s.Claims())
+	h.b.log.Info("partitions assigned", "member_id", s.MemberID(), "generation", s.GenerationID(), "claims", s.Claims())
 	changed, err := h.b.topicIDs.refresh(s.Claims())
 	if err != nil {
 		h.b.log.Warn("cannot read topic IDs; this generation's records are checked against their partitions' watermarks under any topic ID", "err", err)

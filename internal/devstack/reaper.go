@@ -1,6 +1,7 @@
 package devstack
 
 import (
+	"cmp"
 	"context"
 	"log/slog"
 	"sync"
@@ -22,14 +23,27 @@ import (
 // that never sends its SyncGroup for the whole rebalance timeout, where
 // Kafka expires it after its session timeout, as the join completed.
 //
+// And a member whose JoinGroup reply went to a dead connection has no
+// session timer at all, so when the group goes back to PreparingRebalance
+// before it is removed (another member left or was reaped), it stays until
+// the rebalance timeout ends the round. Meanwhile kfake lets the session
+// timer of a live member run while its JoinGroup waits (Kafka keeps a
+// member that awaits its join alive), so a live member can be expelled from
+// the round it waits in and its JoinGroup is never answered: a stall of the
+// rebalance timeout plus sarama's 30 s read timeout.
+//
 // The reaper restores Kafka's rule from outside: it watches the group
 // requests each member sends (JoinGroup, SyncGroup, Heartbeat, offset
 // commits) and removes, with a LeaveGroup on its behalf, a member that has
-// sent none for its session timeout plus a grace: in a Stable group, or in
-// a group completing a rebalance when the member's last word was its
-// JoinGroup (so it never collected its reply). A live member heartbeats
-// every few seconds and sends its SyncGroup at once, so only a dead one is
-// ever reaped.
+// sent none for its session timeout plus a grace: in a Stable group, or,
+// in a group completing or preparing a rebalance, when the member's last
+// word was a JoinGroup that a completed round has answered (so it never
+// came back for its reply); its silence counts from that round's end, as
+// Kafka arms the session timer when the join completes. A member whose
+// JoinGroup still waits in the current round is kept alive instead: the
+// reaper heartbeats on its behalf (keepAlive). A live member
+// heartbeats every few seconds and sends its SyncGroup at once, so only a
+// dead one is ever reaped.
 type reaper struct {
 	log    *slog.Logger
 	client *kgo.Client
@@ -38,7 +52,10 @@ type reaper struct {
 	mu         sync.Mutex
 	heartbeats map[string]int64 // group -> heartbeats seen (for tests)
 	seen       map[memberKey]memberSeen
-	completing map[string]time.Time // group -> first seen CompletingRebalance
+	settled    map[string]time.Time // group -> when a join round was last seen completed
+	states     map[string]string    // group -> state at the last sweep
+	gens       map[string]int32     // group -> highest generation its members used
+	own        map[memberKey]int    // heartbeats the reaper sent and observe has yet to see
 }
 
 type memberKey struct{ group, member string }
@@ -61,7 +78,8 @@ func startReaper(ctx context.Context, c *kfake.Cluster, log *slog.Logger) (*reap
 	if err != nil {
 		return nil, err
 	}
-	r := &reaper{log: log, client: cl, seen: map[memberKey]memberSeen{}, heartbeats: map[string]int64{}, completing: map[string]time.Time{}}
+	r := &reaper{log: log, client: cl, seen: map[memberKey]memberSeen{}, heartbeats: map[string]int64{}, settled: map[string]time.Time{}, states: map[string]string{},
+		gens: map[string]int32{}, own: map[memberKey]int{}}
 	for _, key := range []kmsg.Key{kmsg.JoinGroup, kmsg.SyncGroup, kmsg.Heartbeat, kmsg.OffsetCommit, kmsg.TxnOffsetCommit, kmsg.LeaveGroup} {
 		c.ControlKey(int16(key), func(req kmsg.Request) (kmsg.Response, error, bool) {
 			r.observe(req)
@@ -107,13 +125,21 @@ func (r *reaper) observe(req kmsg.Request) {
 		touch(q.Group, q.MemberID, timeout)
 	case *kmsg.SyncGroupRequest:
 		touch(q.Group, q.MemberID, 0)
+		r.gens[q.Group] = max(r.gens[q.Group], q.Generation)
 	case *kmsg.HeartbeatRequest:
+		if k := (memberKey{q.Group, q.MemberID}); r.own[k] > 0 {
+			r.own[k]-- // the reaper's keep-alive, not the member's word
+			return
+		}
 		touch(q.Group, q.MemberID, 0)
 		r.heartbeats[q.Group]++
+		r.gens[q.Group] = max(r.gens[q.Group], q.Generation)
 	case *kmsg.OffsetCommitRequest:
 		touch(q.Group, q.MemberID, 0)
+		r.gens[q.Group] = max(r.gens[q.Group], q.Generation)
 	case *kmsg.TxnOffsetCommitRequest:
 		touch(q.Group, q.MemberID, 0)
+		r.gens[q.Group] = max(r.gens[q.Group], q.Generation)
 	case *kmsg.LeaveGroupRequest:
 		delete(r.seen, memberKey{q.Group, q.MemberID})
 		for _, m := range q.Members {
@@ -123,7 +149,7 @@ func (r *reaper) observe(req kmsg.Request) {
 }
 
 // sweep removes the silent members of Stable groups and the members of
-// completing groups that never came back for their JoinGroup reply.
+// rebalancing groups that never came back for their JoinGroup reply.
 func (r *reaper) sweep(ctx context.Context) {
 	list, err := kmsg.NewPtrListGroupsRequest().RequestWith(ctx, r.client)
 	if err != nil {
@@ -145,15 +171,16 @@ func (r *reaper) sweep(ctx context.Context) {
 	now := time.Now()
 	for _, g := range groups.Groups {
 		r.mu.Lock()
-		since, wasCompleting := r.completing[g.Group]
-		if g.State == "CompletingRebalance" && !wasCompleting {
-			since = now
-			r.completing[g.Group] = now
-		} else if g.State != "CompletingRebalance" {
-			delete(r.completing, g.Group)
+		// A round ends when the group leaves PreparingRebalance: every
+		// JoinGroup waiting in it was answered then.
+		done := g.State == "CompletingRebalance" || g.State == "Stable"
+		if prev, ok := r.states[g.Group]; done && (!ok || prev != g.State && prev != "CompletingRebalance") {
+			r.settled[g.Group] = now
 		}
+		r.states[g.Group] = g.State
+		settled := r.settled[g.Group]
 		r.mu.Unlock()
-		if g.State != "Stable" && g.State != "CompletingRebalance" {
+		if !done && g.State != "PreparingRebalance" {
 			continue
 		}
 		for _, m := range g.Members {
@@ -164,25 +191,47 @@ func (r *reaper) sweep(ctx context.Context) {
 				s = memberSeen{at: now, joined: true}
 				r.seen[k] = s
 			}
-			timeout := s.timeout
-			if timeout == 0 {
-				timeout = defaultSessionTimeout
-			}
-			silent := now.Sub(s.at)
+			timeout := cmp.Or(s.timeout, defaultSessionTimeout)
 			r.mu.Unlock()
-			if g.State == "CompletingRebalance" {
-				if !s.joined {
-					continue // it sent its SyncGroup and waits for the leader's
+			if s.joined {
+				// Outside PreparingRebalance every JoinGroup has been
+				// answered; inside, one sent after the last round ended
+				// still waits.
+				if g.State == "PreparingRebalance" && !settled.After(s.at) {
+					r.keepAlive(ctx, g.Group, m.MemberID)
+					continue
 				}
 				// Kafka arms the session timer when the join completes.
-				if since.After(s.at) {
-					silent = now.Sub(since)
+				if settled.After(s.at) {
+					s.at = settled
 				}
+			} else if g.State != "Stable" {
+				continue // it heartbeats or waits for the leader's SyncGroup
 			}
-			if silent > timeout+reapGrace {
+			if silent := now.Sub(s.at); silent > timeout+reapGrace {
 				r.reap(ctx, g.Group, m.MemberID, silent)
 			}
 		}
+	}
+}
+
+// keepAlive heartbeats for a member whose JoinGroup waits in a round, as
+// Kafka keeps such a member alive and kfake lets its session timer run. In
+// PreparingRebalance kfake answers REBALANCE_IN_PROGRESS and restarts the
+// member's session timer. The generation is the highest the group's members
+// used; a wrong guess is refused and changes nothing.
+func (r *reaper) keepAlive(ctx context.Context, group, member string) {
+	k := memberKey{group, member}
+	r.mu.Lock()
+	gen := r.gens[group]
+	r.own[k]++
+	r.mu.Unlock()
+	req := kmsg.NewPtrHeartbeatRequest()
+	req.Group, req.MemberID, req.Generation = group, member, gen
+	if _, err := req.RequestWith(ctx, r.client); err != nil {
+		r.mu.Lock()
+		r.own[k] = max(0, r.own[k]-1)
+		r.mu.Unlock()
 	}
 }
 
