@@ -1,7 +1,6 @@
 package bridge
 
 import (
-	"context"
 	"fmt"
 	"log/slog"
 	"maps"
@@ -9,9 +8,6 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
-	"time"
-
-	"github.com/sony/gobreaker/v2"
 
 	"github.com/sagabridge/sagabridge/config"
 )
@@ -21,8 +17,10 @@ const (
 	// ReasonInFlight: the bridge holds Backpressure.MaxRecords records or
 	// MaxBytes bytes; all partitions pause until it holds ResumeAt of both.
 	ReasonInFlight = "in_flight"
-	// ReasonCircuitOpen: calls to Temporal keep failing; all partitions
-	// pause until a probe call succeeds.
+	// ReasonCircuitOpen: calls to a target (namespace and task queue) the
+	// partition's topic routes to keep failing, or Temporal refuses them;
+	// the topic's partitions pause until a probe call succeeds. Topics
+	// that route only to other targets keep flowing.
 	ReasonCircuitOpen = "circuit_open"
 	// ReasonBacklog: a task queue the partition's topic routes to is
 	// backed up; the reason is reported as "task_queue_backlog:<queue>".
@@ -53,17 +51,20 @@ type pressure struct {
 	cfg         config.Backpressure
 	log         *slog.Logger
 	topicQueues map[string][]string // topic → the task queues its routes use
+	// topicCircuits maps a topic to the circuits of its routes' targets.
+	topicCircuits map[string][]circuitKey
 
 	records, bytes atomic.Int64
 	overBudget     atomic.Bool
 
 	mu       sync.Mutex
-	global   map[string]bool    // reasons that pause every partition
-	backedUp map[string]bool    // task queues above the high-water mark
-	backlogs map[string]Backlog // last backlog read per task queue
-	flows    map[*flow]string   // claimed partitions → the reason they are paused, "" if not
-	capped   map[*flow]bool     // partitions at their own in-flight cap
-	dlqDown  map[*flow]string   // partitions whose dead letter cannot be written, with why
+	global   map[string]bool     // reasons that pause every partition
+	backedUp map[string]bool     // task queues above the high-water mark
+	open     map[circuitKey]bool // circuits not closed (open or half-open)
+	backlogs map[string]Backlog  // last backlog read per task queue
+	flows    map[*flow]string    // claimed partitions → the reason they are paused, "" if not
+	capped   map[*flow]bool      // partitions at their own in-flight cap
+	dlqDown  map[*flow]string    // partitions whose dead letter cannot be written, with why
 	// unreadable holds task queues whose backlog reading expired, with why.
 	unreadable      map[string]string
 	backlogFailures atomic.Uint64     // failed DescribeTaskQueue polls
@@ -72,9 +73,9 @@ type pressure struct {
 	changed         chan struct{} // closed and replaced on every change
 }
 
-func newPressure(cfg config.Backpressure, topicQueues map[string][]string, log *slog.Logger) *pressure {
+func newPressure(cfg config.Backpressure, topicQueues map[string][]string, topicCircuits map[string][]circuitKey, log *slog.Logger) *pressure {
 	return &pressure{
-		cfg: cfg, log: log, topicQueues: topicQueues,
+		cfg: cfg, log: log, topicQueues: topicQueues, topicCircuits: topicCircuits, open: map[circuitKey]bool{},
 		global: map[string]bool{}, backedUp: map[string]bool{}, backlogs: map[string]Backlog{},
 		flows: map[*flow]string{}, capped: map[*flow]bool{}, dlqDown: map[*flow]string{}, unreadable: map[string]string{}, pauses: map[string]uint64{}, changed: make(chan struct{}),
 	}
@@ -125,18 +126,19 @@ func (p *pressure) release(records, bytes int) {
 // held returns the records and bytes the bridge holds.
 func (p *pressure) held() (records, bytes int64) { return p.records.Load(), p.bytes.Load() }
 
-// setCircuitOpen pauses or resumes every partition for the circuit breaker.
-func (p *pressure) setCircuitOpen(open bool) {
+// setCircuitOpen pauses (open) or resumes the partitions of the topics
+// that route to circuit k's target.
+func (p *pressure) setCircuitOpen(k circuitKey, open bool) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	if p.global[ReasonCircuitOpen] == open {
+	if p.open[k] == open {
 		return
 	}
 	if open {
-		p.global[ReasonCircuitOpen] = true
+		p.open[k] = true
 		p.pauses[ReasonCircuitOpen]++
 	} else {
-		delete(p.global, ReasonCircuitOpen)
+		delete(p.open, k)
 	}
 	p.applyLocked()
 }
@@ -145,6 +147,12 @@ func (p *pressure) setCircuitOpen(open bool) {
 // Several reasons are joined with ",". The caller holds p.mu.
 func (p *pressure) reasonLocked(topic string) string {
 	rs := slices.Sorted(maps.Keys(p.global))
+	for _, k := range p.topicCircuits[topic] {
+		if p.open[k] {
+			rs = append(rs, ReasonCircuitOpen)
+			break
+		}
+	}
 	for _, q := range p.topicQueues[topic] {
 		if p.backedUp[q] {
 			rs = append(rs, ReasonBacklog+":"+q)
@@ -315,90 +323,4 @@ func (p *pressure) snapshot() (paused []pausedPartition, backlogs map[string]Bac
 		}
 	}
 	return paused, maps.Clone(p.backlogs), maps.Clone(p.backedUp), maps.Clone(p.pauses)
-}
-
-// newBreaker builds the circuit breaker around calls to Temporal. While
-// it is open or half-open every partition stays paused: reading resumes
-// only once a probe call has succeeded. An access fault (classify) opens it
-// at once.
-func (b *Bridge) newBreaker() *gobreaker.CircuitBreaker[struct{}] {
-	bp := b.cfg.Backpressure
-	return gobreaker.NewCircuitBreaker[struct{}](gobreaker.Settings{
-		Name:        "temporal",
-		MaxRequests: 1, // one probe call when half-open
-		Timeout:     bp.Circuit.OpenFor,
-		ReadyToTrip: func(c gobreaker.Counts) bool {
-			return c.ConsecutiveFailures >= uint32(bp.Circuit.Failures) || b.access.Load() != nil
-		},
-		// Only errors that say Temporal is unwell, or refuses the bridge,
-		// count; a rejected record or a closed workflow means Temporal answered.
-		IsSuccessful: func(err error) bool {
-			if err == nil {
-				return true
-			}
-			switch classify(err) {
-			case kindRejected, kindClosed:
-				return true
-			case kindAccess:
-				b.accessDenied(err)
-			}
-			return false
-		},
-		IsExcluded: cancelled,
-		OnStateChange: func(_ string, from, to gobreaker.State) {
-			switch to {
-			case gobreaker.StateOpen:
-				b.log.Warn("circuit to Temporal opened: pausing all partitions", "reason", ReasonCircuitOpen,
-					"from", from.String(), "open_for", bp.Circuit.OpenFor)
-			case gobreaker.StateHalfOpen:
-				b.log.Info("circuit to Temporal half-open: probing with one call; partitions stay paused")
-			default:
-				b.log.Info("circuit to Temporal closed: resuming", "from", from.String())
-				if f := b.access.Swap(nil); f != nil {
-					b.log.Info("Temporal accepts the bridge again", "namespace", b.cfg.Temporal.Namespace,
-						"refused_for", b.deps.Now().Sub(f.since).Round(time.Second))
-				}
-			}
-			b.pressure.setCircuitOpen(to != gobreaker.StateClosed)
-		},
-	})
-}
-
-// accessFault is why Temporal refuses the bridge itself, and since when.
-type accessFault struct {
-	cause string
-	since time.Time
-}
-
-// accessDenied records an access fault and logs it once, with the
-// namespace and the cause, never a workflow ID (which holds a record key).
-func (b *Bridge) accessDenied(err error) {
-	f := &accessFault{cause: err.Error(), since: b.deps.Now()}
-	if b.access.CompareAndSwap(nil, f) {
-		b.log.Error("Temporal refuses the bridge's own access: every partition is paused, and nothing is dead-lettered or committed "+
-			"until it is fixed (credentials, permissions, namespace); the bridge resumes by itself",
-			"namespace", b.cfg.Temporal.Namespace, "address", b.cfg.Temporal.Address, "err", err)
-	}
-}
-
-// watchCircuit reads the breaker's state now and then, so an open circuit
-// turns half-open even when no call is waiting, and probes a half-open
-// circuit itself (CheckAccess): every partition may be paused with no call
-// left to make the probe.
-func (b *Bridge) watchCircuit(ctx context.Context) {
-	every(ctx, 250*time.Millisecond, func() {
-		if b.breaker.State() == gobreaker.StateHalfOpen {
-			b.probe(ctx)
-		}
-	})
-}
-
-// probe checks the bridge's access to Temporal through the breaker; a
-// call already under way may be the probe instead.
-func (b *Bridge) probe(ctx context.Context) {
-	_, _ = b.breaker.Execute(func() (struct{}, error) {
-		pctx, cancel := context.WithTimeout(ctx, b.cfg.Dispatch.CallTimeout)
-		defer cancel()
-		return struct{}{}, b.deps.Temporal.CheckAccess(pctx)
-	})
 }

@@ -41,12 +41,16 @@ func (f *fakePauser) state() map[string]bool {
 	return maps.Clone(f.paused)
 }
 
+// The circuits of testPressure's task queues.
+var circuitQ1, circuitQ2 = circuitKey{"default", "q1"}, circuitKey{"default", "q2"}
+
 func testPressure(t *testing.T) (*pressure, *fakePauser) {
 	t.Helper()
 	cfg := config.Default().Backpressure
 	cfg.MaxRecords, cfg.MaxBytes, cfg.ResumeAt = 10, 1000, 0.5
 	cfg.Backlog.HighTasks, cfg.Backlog.LowTasks, cfg.Backlog.HighAge, cfg.Backlog.LowAge = 100, 10, time.Minute, 10*time.Second
-	p := newPressure(cfg, map[string][]string{"orders": {"q1"}, "payments": {"q2"}}, quiet())
+	p := newPressure(cfg, map[string][]string{"orders": {"q1"}, "payments": {"q2"}},
+		map[string][]circuitKey{"orders": {circuitQ1}, "payments": {circuitQ2}}, quiet())
 	pa := &fakePauser{}
 	p.setPauser(pa)
 	for _, tp := range []struct {
@@ -106,12 +110,15 @@ func TestBacklogPausesOnlyTheTopicsOfThatTaskQueue(t *testing.T) {
 
 func TestReasonsCombineAndReadersAreWokenOnEveryChange(t *testing.T) {
 	p, pa := testPressure(t)
-	p.setCircuitOpen(true)
+	p.setCircuitOpen(circuitQ1, true)
 	p.observeBacklog("q1", Backlog{Tasks: 500, Age: time.Second})
 	r, changed := p.reason("orders")
 	assert.Equal(t, ReasonCircuitOpen+","+ReasonBacklog+":q1", r)
+	r, _ = p.reason("payments")
+	assert.Empty(t, r, "q1's circuit pauses only the topics that route to q1")
+	assert.False(t, pa.state()["payments/0"])
 
-	p.setCircuitOpen(false)
+	p.setCircuitOpen(circuitQ1, false)
 	<-changed // a reader waiting on the old state is woken
 	r, changed = p.reason("orders")
 	assert.Equal(t, ReasonBacklog+":q1", r, "the backlog still holds")
@@ -133,21 +140,21 @@ func TestAPartitionAtItsCapPausesAlone(t *testing.T) {
 	p.setCapped(f0, true)
 	assert.True(t, pa.state()["orders/0"])
 	assert.False(t, pa.state()["orders/1"])
-	p.setCircuitOpen(true)
+	p.setCircuitOpen(circuitQ1, true)
 	p.setCapped(f0, false)
 	assert.True(t, pa.state()["orders/0"], "still paused for the circuit")
-	p.setCircuitOpen(false)
+	p.setCircuitOpen(circuitQ1, false)
 	assert.False(t, pa.state()["orders/0"])
 }
 
 func TestNewClaimOfAPausedTopicStartsPaused(t *testing.T) {
 	p, pa := testPressure(t)
-	p.setCircuitOpen(true)
+	p.setCircuitOpen(circuitQ2, true)
 	f := &flow{topic: "payments", partition: 3, pressure: p}
 	p.register(f)
 	assert.True(t, pa.state()["payments/3"])
 	p.unregister(f)
-	p.setCircuitOpen(false)
+	p.setCircuitOpen(circuitQ2, false)
 	assert.True(t, pa.state()["payments/3"], "a released partition is no longer this member's to resume")
 }
 

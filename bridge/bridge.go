@@ -13,7 +13,6 @@ import (
 
 	"github.com/IBM/sarama"
 	"github.com/cenkalti/backoff/v5"
-	"github.com/sony/gobreaker/v2"
 	"go.opentelemetry.io/otel/trace"
 	"go.opentelemetry.io/otel/trace/noop"
 
@@ -85,10 +84,13 @@ type Bridge struct {
 	windows    *windows // what each workflow was sent and not seen applied
 	pressure   *pressure
 	limiter    *limiter
-	breaker    *gobreaker.CircuitBreaker[struct{}]
-	metrics    *metrics
-	running    atomic.Bool // Run is running
-	ran        atomic.Bool // Run was called
+	// circuits are the breakers around calls to each route target; fallback
+	// serves a target no route names (none in practice).
+	circuits map[circuitKey]*circuit
+	fallback *circuit
+	metrics  *metrics
+	running  atomic.Bool // Run is running
+	ran      atomic.Bool // Run was called
 	// lastRetryWarn is when a failed call was last logged at warn level (Unix ns).
 	lastRetryWarn atomic.Int64
 	// newest reads a partition's log-end offset, so lag stays true while
@@ -100,15 +102,13 @@ type Bridge struct {
 	topicIDs topicIDs
 	joined   atomic.Bool // a consumer group session has started
 	group    groupView   // the group's committed offsets, as last read
-	// access is set while Temporal refuses the bridge itself (accessDenied).
-	access atomic.Pointer[accessFault]
 
 	delivered, deadLettered, closedRedeliveries, retries, calls, droppedClosed, closedWithoutMemo atomic.Uint64
 	commitFailures, dlqFailures, reducedDeadLetters, windowWaits                                  atomic.Uint64
 }
 
-// New checks cfg and deps and returns a bridge ready to Run.
-func New(cfg config.Config, deps Deps) (*Bridge, error) {
+// New checks cfg, deps and opts and returns a bridge ready to Run.
+func New(cfg config.Config, deps Deps, opts ...Option) (*Bridge, error) {
 	if !cfg.Defaulted() {
 		cfg = cfg.WithDefaults()
 	}
@@ -134,6 +134,13 @@ func New(cfg config.Config, deps Deps) (*Bridge, error) {
 	if err != nil {
 		return nil, fmt.Errorf("bridge routes: %w", err)
 	}
+	var o options
+	for _, opt := range opts {
+		opt.apply(&o)
+	}
+	if err := router.setFuncs(o); err != nil {
+		return nil, fmt.Errorf("bridge options: %w", err)
+	}
 	if deps.TracerProvider == nil {
 		deps.TracerProvider = noop.NewTracerProvider()
 	}
@@ -146,15 +153,18 @@ func New(cfg config.Config, deps Deps) (*Bridge, error) {
 	b.dispatcher = newDispatcher(b)
 	b.windows = newWindows(cfg.Dispatch.WorkflowWindowRecords, cfg.Dispatch.WorkflowWindowBytes)
 	topicQueues := map[string][]string{}
+	topicCircuits := map[string][]circuitKey{}
 	for _, r := range cfg.Routes {
 		if !slices.Contains(topicQueues[r.Topic], r.TaskQueue) {
 			topicQueues[r.Topic] = append(topicQueues[r.Topic], r.TaskQueue)
+			topicCircuits[r.Topic] = append(topicCircuits[r.Topic], circuitKey{cfg.Temporal.Namespace, r.TaskQueue})
 		}
 	}
 	bp := cfg.Backpressure
-	b.pressure = newPressure(bp, topicQueues, b.log)
+	b.pressure = newPressure(bp, topicQueues, topicCircuits, b.log)
 	b.limiter = newLimiter(bp.Adaptive.MinConcurrency, cfg.Dispatch.Concurrency, bp.Adaptive.LatencyTarget, deps.Now)
-	b.breaker = b.newBreaker()
+	b.circuits = b.newCircuits()
+	b.fallback = b.newCircuit(circuitKey{cfg.Temporal.Namespace, ""})
 	b.metrics = newMetrics(b)
 	return b, nil
 }
@@ -176,6 +186,9 @@ func (b *Bridge) Stats() Stats {
 func (b *Bridge) Run(ctx context.Context) error {
 	if !b.ran.CompareAndSwap(false, true) {
 		return ErrAlreadyRun
+	}
+	if err := b.checkSearchAttributes(ctx); err != nil {
+		return err
 	}
 	sc, err := connect.SaramaConfig(b.cfg.Kafka)
 	if err != nil {
@@ -224,7 +237,7 @@ func (b *Bridge) runGroup(ctx context.Context, group sarama.ConsumerGroup) error
 	if !b.cfg.Backpressure.Backlog.Disabled {
 		watchers.Go(func() { b.pressure.watchBacklogs(wctx, b.deps.Temporal) })
 	}
-	watchers.Go(func() { b.watchCircuit(wctx) })
+	watchers.Go(func() { b.watchCircuits(wctx) })
 	if b.newest != nil {
 		watchers.Go(func() { b.watchLogEnds(wctx) })
 	}
@@ -321,23 +334,6 @@ func (b *Bridge) checkDLQTopics(client sarama.Client) error {
 		b.log.Info("created the DLQ topic", "topic", d)
 	}
 	return nil
-}
-
-// checkAccess asks Temporal, through the breaker, whether the bridge may
-// use its namespace, before it reads anything. A refusal (a mistyped
-// namespace, a bad key) pauses every partition from the start, as during a
-// run (accessDenied says why, once); Temporal out of reach is logged and
-// left to the circuit.
-func (b *Bridge) checkAccess(ctx context.Context) {
-	_, err := b.breaker.Execute(func() (struct{}, error) {
-		cctx, cancel := context.WithTimeout(ctx, b.cfg.Dispatch.CallTimeout)
-		defer cancel()
-		return struct{}{}, b.deps.Temporal.CheckAccess(cctx)
-	})
-	if err != nil && classify(err) != kindAccess && ctx.Err() == nil {
-		b.log.Warn("cannot reach Temporal at start; partitions pause if calls keep failing",
-			"address", b.cfg.Temporal.Address, "namespace", b.cfg.Temporal.Namespace, "err", err)
-	}
 }
 
 // every calls f every d until ctx ends.

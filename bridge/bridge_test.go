@@ -364,7 +364,7 @@ func TestAnAccessFaultPausesEverythingAndDeadLettersNothing(t *testing.T) {
 			defer b.dispatcher.stop()
 			ctx, cancel := context.WithCancel(context.Background())
 			defer cancel()
-			go b.watchCircuit(ctx)
+			go b.watchCircuits(ctx)
 
 			ch := make(chan *sarama.ConsumerMessage, 3)
 			for i, k := range []string{"a", "b", "c"} {
@@ -379,7 +379,7 @@ func TestAnAccessFaultPausesEverythingAndDeadLettersNothing(t *testing.T) {
 			// The first refusal opens the circuit at once (not after 1,000
 			// failures); half-open probes keep failing and keep it paused.
 			require.Eventually(t, func() bool { _, probes := tc.counts(); return probes >= 2 }, 5*time.Second, time.Millisecond)
-			assert.NotNil(t, b.access.Load())
+			assert.NotNil(t, b.refused())
 			r, _ := b.pressure.reason("orders")
 			assert.Equal(t, ReasonCircuitOpen, r)
 			rec := httptest.NewRecorder()
@@ -394,7 +394,7 @@ func TestAnAccessFaultPausesEverythingAndDeadLettersNothing(t *testing.T) {
 
 			tc.set(nil) // the key is rotated, the namespace created
 			require.Eventually(t, func() bool { return s.committed() == 3 }, 5*time.Second, time.Millisecond)
-			assert.Nil(t, b.access.Load())
+			assert.Nil(t, b.refused())
 			rec = httptest.NewRecorder()
 			b.Handler().ServeHTTP(rec, httptest.NewRequest("GET", "/readyz", nil))
 			assert.Equal(t, http.StatusOK, rec.Code)

@@ -26,8 +26,10 @@ import (
 )
 
 // deliver makes one call for units and finishes or abandons them; units
-// of a dead-letter queue are written to the DLQ instead, one by one.
-func (d *dispatcher) deliver(units []*unit) {
+// of a dead-letter queue are written to the DLQ instead, one by one. When
+// the target's circuit is open it returns a *parkedError and leaves the
+// units to the caller, which parks them.
+func (d *dispatcher) deliver(units []*unit) *parkedError {
 	if units[0].dead != nil {
 		for _, u := range units {
 			if d.b.deadLetter(u.flow, *u.dead) != nil {
@@ -36,14 +38,18 @@ func (d *dispatcher) deliver(units []*unit) {
 			}
 			u.flow.finish(u)
 		}
-		return
+		return nil
 	}
 	f := units[0].flow
 	var recs []record
 	for _, u := range units {
 		recs = append(recs, u.records...)
 	}
-	err := d.b.send(f, units[0].target, recs)
+	err := d.b.send(f, units[0].target, recs, true)
+	var parked *parkedError
+	if errors.As(err, &parked) {
+		return parked
+	}
 	for _, u := range units {
 		if err != nil {
 			u.flow.units.Done()
@@ -51,13 +57,22 @@ func (d *dispatcher) deliver(units []*unit) {
 		}
 		f.finish(u)
 	}
+	return nil
 }
 
 // send delivers recs, in order, to target's workflow: Temporal accepts
 // them, or each is skipped, dropped or dead-lettered as the errors and the
 // closed-workflow policy say. Retryable errors are retried until the
-// partition's context ends, and then send returns errAbandoned.
-func (b *Bridge) send(f *flow, target Target, recs []record) error {
+// partition's context ends, and then send returns errAbandoned. With
+// parkable, a call the target's open circuit refuses (before Temporal has
+// accepted any of recs) returns a *parkedError instead of waiting, so the
+// worker is free for other routes; without it (resending records one by
+// one, a new run) send waits for the circuit.
+func (b *Bridge) send(f *flow, target Target, recs []record, parkable bool) error {
+	c := b.circuitFor(target)
+	if gen := c.unparks.Load(); parkable && c.parking.Load() {
+		return &parkedError{c: c, gen: gen}
+	}
 	batch := event.Batch{Events: make([]event.Envelope, len(recs)), OnClosed: b.cfg.Dispatch.OnClosedWorkflow}
 	for i, r := range recs {
 		batch.Events[i] = r.env
@@ -74,12 +89,17 @@ func (b *Bridge) send(f *flow, target Target, recs []record) error {
 	defer func() { endSpan(span, sendErr) }()
 	retry := b.newBackoff()
 	for attempt := 1; ; attempt++ {
-		err := b.call(ctx, f, target, batch)
+		gen := c.unparks.Load()
+		err := b.call(ctx, f, c, target, batch)
 		for errors.Is(err, errCircuitOpen) { // no call was made; this is not an attempt
+			if parkable {
+				sendErr = err
+				return &parkedError{c: c, gen: gen}
+			}
 			if sleep(f.ctx, jitter(circuitWait)) != nil {
 				return errAbandoned
 			}
-			err = b.call(ctx, f, target, batch)
+			err = b.call(ctx, f, c, target, batch)
 		}
 		sendErr = err
 		if errors.Is(err, errAbandoned) {
@@ -98,7 +118,7 @@ func (b *Bridge) send(f *flow, target Target, recs []record) error {
 		case kindRejected:
 			if len(recs) > 1 { // isolate the record Temporal rejects: resend one by one, in order
 				for _, r := range recs {
-					if err := b.send(f, target, []record{r}); err != nil {
+					if err := b.send(f, target, []record{r}, false); err != nil {
 						return err
 					}
 				}
@@ -133,18 +153,24 @@ func (b *Bridge) send(f *flow, target Target, recs []record) error {
 }
 
 // call makes one SignalWithStart within the adaptive concurrency limit,
-// through the circuit breaker, bounded by Dispatch.CallTimeout. ctx is the
-// partition's call context with the delivery span. It returns errAbandoned
-// if the partition ended while waiting for a slot, and errCircuitOpen if
-// the breaker refused the call.
-func (b *Bridge) call(ctx context.Context, f *flow, target Target, batch event.Batch) error {
+// through the target's circuit c, bounded by Dispatch.CallTimeout. ctx is
+// the partition's call context with the delivery span. It returns
+// errAbandoned if the partition ended while waiting for a slot, and
+// errCircuitOpen if the circuit refused the call.
+func (b *Bridge) call(ctx context.Context, f *flow, c *circuit, target Target, batch event.Batch) error {
 	// No new attempt once the partition has ended: a revoked claim's
 	// records must not reach Temporal after it let go.
-	if f.ctx.Err() != nil || b.limiter.acquire(f.ctx) != nil {
+	if f.ctx.Err() != nil {
+		return errAbandoned
+	}
+	if c.parking.Load() { // refused without waiting for a slot
+		return errCircuitOpen
+	}
+	if b.limiter.acquire(f.ctx) != nil {
 		return errAbandoned
 	}
 	start := time.Now()
-	_, err := b.breaker.Execute(func() (struct{}, error) {
+	_, err := c.breaker.Execute(func() (struct{}, error) {
 		ctx, cancel := context.WithTimeout(ctx, b.cfg.Dispatch.CallTimeout)
 		defer cancel()
 		return struct{}{}, b.deps.Temporal.SignalWithStart(ctx, target, batch)
@@ -281,7 +307,7 @@ func (b *Bridge) closedWorkflow(f *flow, target Target, recs []record, attempt i
 		next := target
 		next.NewRun, next.StartWatermarks = true, applied
 		b.log.Info("starting a new run of a closed workflow", "workflow_id", target.WorkflowID, "records", len(fresh))
-		return true, b.send(f, next, fresh)
+		return true, b.send(f, next, fresh, false)
 	default:
 		for _, r := range fresh {
 			fl := dlq.FromMessage(r.msg, dlq.ClassWorkflowClosed,

@@ -3,6 +3,7 @@ package bridge
 import (
 	"fmt"
 	"sync"
+	"time"
 
 	"github.com/IBM/sarama"
 
@@ -25,6 +26,7 @@ type record struct {
 	target Target
 	size   int // what it holds of the in-flight budget (heldSize)
 	wire   int // its size as sent to Temporal (wireSize)
+	route  int // the index of its route in the configuration
 }
 
 // unit is the records of one partition batch for one workflow, in offset
@@ -33,8 +35,10 @@ type unit struct {
 	flow *flow
 	// queue is the dispatcher queue it waits in: the workflow ID, or the
 	// partition's dead-letter queue (deadLetterQueue).
-	queue   string
-	target  Target
+	queue  string
+	target Target
+	// route is the index of the records' route, -1 for a dead letter.
+	route   int
 	records []record
 	bytes   int // the sum of the records' sizes (heldSize)
 	wire    int // the sum of their sizes as sent (wireSize)
@@ -56,8 +60,10 @@ func (b *Bridge) dispatch(f *flow, batch []record) {
 	var units []*unit
 	for _, r := range batch {
 		u := groups[r.target.WorkflowID]
-		if u == nil || u.wire+r.wire > b.cfg.Dispatch.MaxCallBytes || len(u.records) == b.cfg.Dispatch.WorkflowWindowRecords {
-			u = &unit{flow: f, queue: r.target.WorkflowID, target: r.target}
+		if u == nil || u.route != r.route || u.wire+r.wire > b.cfg.Dispatch.MaxCallBytes || len(u.records) == b.cfg.Dispatch.WorkflowWindowRecords {
+			// A record of another route (another target, other start
+			// options) starts a new unit; the units stay in offset order.
+			u = &unit{flow: f, queue: r.target.WorkflowID, target: r.target, route: r.route}
 			groups[r.target.WorkflowID] = u
 			units = append(units, u)
 		}
@@ -78,27 +84,45 @@ func (b *Bridge) dispatch(f *flow, batch []record) {
 type wfQueue struct {
 	id      string
 	pending []*unit
-	busy    bool // a worker is calling this workflow
-	queued  bool // q is in dispatcher.ready
+	busy    bool     // a worker is calling this workflow
+	queued  bool     // q is in a lane's ready list
+	parked  *circuit // q waits for this circuit to leave the open state; nil if not parked
+}
+
+// lane holds the ready workflows of one route; lane 0 holds the
+// partitions' dead-letter queues.
+type lane struct {
+	ready []*wfQueue // FIFO
+	busy  int        // workers serving the lane
+	max   int        // the most workers it may hold (routes[].concurrency); 0: no cap
 }
 
 // dispatcher sends units to Temporal. Each workflow ID has a FIFO queue and
-// at most one call in flight, across all partitions and topics; Concurrency
-// workers serve the workflows in turn. When a workflow becomes free, the
-// units that queued behind its last call (from the same partition) are
-// merged into one call, so a hot key gets larger calls, not more of them.
+// at most one call in flight, across all partitions and topics. Workers
+// take ready workflows from the lanes (one per route) in turn, skipping a
+// lane that holds its routes[].concurrency of workers, so a busy route
+// never makes another wait behind all its queued workflows. When a
+// workflow becomes free, the units that queued behind its last call (from
+// the same partition and route) are merged into one call, so a hot key
+// gets larger calls, not more of them. A workflow whose target's circuit
+// is open is parked, holding no worker, until the circuit turns half-open.
 type dispatcher struct {
 	b      *Bridge
 	mu     sync.Mutex
 	cond   *sync.Cond
-	queues map[string]*wfQueue // workflows with work queued or in flight
-	ready  []*wfQueue          // workflows with work and no call in flight, FIFO
+	queues map[string]*wfQueue // workflows with work queued, parked or in flight
+	lanes  []*lane
+	next   int // the lane the next pick looks at first
+	parked map[*circuit][]*wfQueue
 	closed bool
 	wg     sync.WaitGroup
 }
 
 func newDispatcher(b *Bridge) *dispatcher {
-	d := &dispatcher{b: b, queues: map[string]*wfQueue{}}
+	d := &dispatcher{b: b, queues: map[string]*wfQueue{}, lanes: []*lane{{}}, parked: map[*circuit][]*wfQueue{}}
+	for _, r := range b.cfg.Routes {
+		d.lanes = append(d.lanes, &lane{max: r.Concurrency})
+	}
 	d.cond = sync.NewCond(&d.mu)
 	return d
 }
@@ -133,17 +157,86 @@ func (d *dispatcher) submit(u *unit) {
 	d.schedule(q)
 }
 
-// schedule puts q on the ready list if it has work and no call in flight.
-// The caller holds d.mu.
+// schedule puts q on its head unit's lane if it has work, no call in
+// flight and is not parked. The caller holds d.mu.
 func (d *dispatcher) schedule(q *wfQueue) {
 	switch {
-	case q.busy || q.queued:
+	case q.busy || q.queued || q.parked != nil:
 	case len(q.pending) > 0:
 		q.queued = true
-		d.ready = append(d.ready, q)
+		l := d.lanes[q.pending[0].route+1]
+		l.ready = append(l.ready, q)
 		d.cond.Signal()
 	default:
 		delete(d.queues, q.id)
+	}
+}
+
+// pick takes the next ready workflow, looking at the lanes in turn and
+// skipping those at their cap; nil if none. The caller holds d.mu.
+func (d *dispatcher) pick() (*wfQueue, *lane) {
+	n := len(d.lanes)
+	for i := range n {
+		at := (d.next + i) % n
+		l := d.lanes[at]
+		if len(l.ready) == 0 || (l.max > 0 && l.busy >= l.max) {
+			continue
+		}
+		q := l.ready[0]
+		l.ready[0] = nil
+		l.ready = l.ready[1:]
+		d.next = (at + 1) % n
+		return q, l
+	}
+	return nil, nil
+}
+
+// park holds q, whose units were put back, until c leaves the open
+// state; if c has left it since the call was refused (unparks moved on)
+// q is scheduled at once. The caller holds d.mu.
+func (d *dispatcher) park(q *wfQueue, units []*unit, p *parkedError) {
+	var back []*unit
+	for _, u := range units {
+		if u.flow.ctx.Err() != nil { // its partition ended (cancelFlow may have run already)
+			u.flow.units.Done()
+			continue
+		}
+		back = append(back, u)
+	}
+	q.pending = append(back, q.pending...)
+	if p.c.unparks.Load() == p.gen {
+		q.parked = p.c
+		if len(d.parked[p.c]) == 0 {
+			d.poke(p.c)
+		}
+		d.parked[p.c] = append(d.parked[p.c], q)
+	}
+}
+
+// poke reads c's state every circuitWait while workflows are parked on
+// it: reading it turns an open circuit half-open once open_for has passed,
+// which unparks them (watchCircuits does too, while the bridge runs).
+func (d *dispatcher) poke(c *circuit) {
+	time.AfterFunc(circuitWait, func() {
+		_ = c.breaker.State()
+		d.mu.Lock()
+		again := len(d.parked[c]) > 0 && !d.closed
+		d.mu.Unlock()
+		if again {
+			d.poke(c)
+		}
+	})
+}
+
+// unpark schedules the workflows parked on c.
+func (d *dispatcher) unpark(c *circuit) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	qs := d.parked[c]
+	delete(d.parked, c)
+	for _, q := range qs {
+		q.parked = nil
+		d.schedule(q)
 	}
 }
 
@@ -169,35 +262,43 @@ func (d *dispatcher) cancelFlow(f *flow) {
 func (d *dispatcher) work() {
 	for {
 		d.mu.Lock()
-		for len(d.ready) == 0 && !d.closed {
+		q, l := d.pick()
+		for q == nil && !d.closed {
 			d.cond.Wait()
+			q, l = d.pick()
 		}
-		if len(d.ready) == 0 {
+		if q == nil {
 			d.mu.Unlock()
 			return
 		}
-		q := d.ready[0]
-		d.ready[0] = nil
-		d.ready = d.ready[1:]
 		q.queued, q.busy = false, true
+		l.busy++
 		units := d.take(q)
 		d.mu.Unlock()
 
+		var parked *parkedError
 		if len(units) > 0 {
-			d.deliver(units)
+			parked = d.deliver(units)
 		}
 
 		d.mu.Lock()
 		q.busy = false
+		l.busy--
+		if parked != nil {
+			d.park(q, units, parked)
+		}
 		d.schedule(q)
+		if len(l.ready) > 0 {
+			d.cond.Signal() // the lane may have been at its cap
+		}
 		d.mu.Unlock()
 	}
 }
 
 // take removes the next call's units from q: consecutive units of one
-// partition, within MaxCallBytes and the room left in the workflow's
-// window (awaitWindow waits for the rest). Units of a cancelled partition
-// are abandoned. The caller holds d.mu.
+// partition and route, within MaxCallBytes and the room left in the
+// workflow's window (awaitWindow waits for the rest). Units of a cancelled
+// partition are abandoned. The caller holds d.mu.
 func (d *dispatcher) take(q *wfQueue) []*unit {
 	var out []*unit
 	bytes, records := 0, 0
@@ -209,7 +310,7 @@ func (d *dispatcher) take(q *wfQueue) []*unit {
 			u.flow.units.Done()
 			continue
 		}
-		if len(out) > 0 && (u.flow != out[0].flow || bytes+u.wire > d.b.cfg.Dispatch.MaxCallBytes ||
+		if len(out) > 0 && (u.flow != out[0].flow || u.route != out[0].route || bytes+u.wire > d.b.cfg.Dispatch.MaxCallBytes ||
 			(u.dead == nil && (records+len(u.records) > roomRecords || bytes+u.wire > roomBytes))) {
 			break
 		}

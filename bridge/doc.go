@@ -12,11 +12,14 @@
 //	         route.go     Router: decode, event type, workflow ID; poison ─► DLQ;
 //	           │          topicid.go: the record's topic ID (read at each rebalance)
 //	           ▼
-//	         dispatch.go  dispatch: group a batch by workflow ID (offset order kept);
-//	           │          dispatcher: a FIFO per workflow, one call in flight per
-//	           ▼          workflow, Dispatch.Concurrency workers
+//	         dispatch.go  dispatch: group a batch by workflow ID and route (offset
+//	           │          order kept); dispatcher: a FIFO per workflow, one call in
+//	           │          flight per workflow, Dispatch.Concurrency workers taking
+//	           ▼          ready workflows from one lane per route in turn, each lane
+//	           │          capped at routes[].concurrency; workflows of an open
+//	           │          circuit are parked, holding no worker
 //	         deliver.go   send/call: SignalWithStart through the limiter and the
-//	           │          circuit breaker, retry with backoff, classify errors,
+//	           │          target's circuit, retry with backoff, classify errors,
 //	           │          closed-workflow policy, dead letters; window.go: per-workflow
 //	           │          flow control (wait while a workflow has not applied enough)
 //	           ▼
@@ -25,22 +28,31 @@
 //	                      Kafka transaction per commit
 //
 //	         backpressure.go  pressure: pause and resume partitions (in-flight budget,
-//	                          open circuit, backed-up task queues); the breaker
+//	                          open circuits, backed-up task queues)
+//	         circuit.go       a circuit breaker per route target (namespace and task
+//	                          queue): an open one pauses only its routes' topics
 //	         backlog.go       polls each routed task queue's backlog
 //	         limiter.go       AIMD limit on concurrent calls
 //	         metrics.go       Prometheus metrics, /healthz and /readyz
 //	         tracing.go       a span per delivery, continuing the records' traces
 //
 // The seams to the outside world are in seams.go (Temporal, DeadLetters and
-// the sarama consumer group); errors.go holds the sentinel and typed errors.
+// the sarama consumer group; startopts.go adds the optional
+// SearchAttributeLister); errors.go holds the sentinel and typed errors;
+// options.go the Options of New (WithRouteFunc: a route's workflow IDs
+// named in Go).
 //
 // # Who owns what
 //
 //   - A flow (one claimed partition) is owned by its ConsumeClaim goroutine;
 //     its tracker and held counters are safe for the dispatch workers that
 //     finish its units.
-//   - The dispatcher's queues are guarded by its mutex; a workflow's queue
-//     is served by one worker at a time.
+//   - The dispatcher's queues, lanes and parked workflows are guarded by
+//     its mutex; a workflow's queue is served by one worker at a time.
+//   - Each circuit's breaker guards its own state; its parking flag and
+//     unpark count are atomics written only by its state changes, which
+//     unpark the dispatcher's workflows from another goroutine (the
+//     dispatcher's mutex is never taken under a breaker's).
 //   - pressure's reasons and pause state are guarded by its mutex; the
 //     in-flight counters are atomics. Only pressure pauses and resumes
 //     partitions in sarama.

@@ -43,3 +43,14 @@ var errAbandoned = errors.New("abandoned: partition revoked or bridge stopping")
 
 // errCircuitOpen says a call was not made because the circuit is open.
 var errCircuitOpen = errors.New("circuit to Temporal is open")
+
+// parkedError says a call was not made because its target's circuit is
+// open: the units go back to their workflow's queue, parked until the
+// circuit leaves the open state. gen is the circuit's unparks count when
+// the call was refused (dispatcher.park).
+type parkedError struct {
+	c   *circuit
+	gen uint64
+}
+
+func (e *parkedError) Error() string { return "circuit to Temporal " + e.c.key.String() + " is open" }

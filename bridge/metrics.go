@@ -74,12 +74,19 @@ func newMetrics(b *Bridge) *metrics {
 		gauge("sagabridge_in_flight_max_bytes", "backpressure.max_bytes.", func() float64 { return float64(b.cfg.Backpressure.MaxBytes) }),
 		gauge("sagabridge_concurrency_limit", "The adaptive limit on concurrent calls to Temporal.",
 			func() float64 { return float64(b.limiter.current()) }),
-		gauge("sagabridge_circuit_state", "The circuit breaker around Temporal: 0 closed, 1 half-open, 2 open.",
-			func() float64 { return circuitValue(b.breaker.State()) }),
-		gauge("sagabridge_temporal_access_denied",
-			"1 while Temporal refuses the bridge itself (credentials, permissions, namespace): every partition is paused.",
+		gauge("sagabridge_circuit_state",
+			"The worst state of the circuit breakers around Temporal (one per task queue, sagabridge_target_circuit_state): 0 closed, 1 half-open, 2 open.",
 			func() float64 {
-				if b.access.Load() != nil {
+				worst := 0.0
+				for _, c := range b.circuits {
+					worst = max(worst, circuitValue(c.breaker.State()))
+				}
+				return worst
+			}),
+		gauge("sagabridge_temporal_access_denied",
+			"1 while Temporal refuses the bridge itself (credentials, permissions, namespace): the partitions of the topics that route to the refused task queues are paused.",
+			func() float64 {
+				if b.refused() != nil {
 					return 1
 				}
 				return 0
@@ -124,6 +131,8 @@ var (
 		"Approximate workflow-task backlog of a routed task queue, as last read.", []string{"task_queue"}, nil)
 	backlogAgeDesc = prometheus.NewDesc("sagabridge_task_queue_backlog_age_seconds",
 		"Age of the oldest backlogged workflow task of a routed task queue, as last read.", []string{"task_queue"}, nil)
+	targetCircuitDesc = prometheus.NewDesc("sagabridge_target_circuit_state",
+		"The circuit breaker around calls to one route target: 0 closed, 1 half-open, 2 open.", []string{"namespace", "task_queue"}, nil)
 	backedUpDesc = prometheus.NewDesc("sagabridge_task_queue_backed_up",
 		"1 while a task queue is above the high-water mark and its topics are paused.", []string{"task_queue"}, nil)
 )
@@ -132,7 +141,7 @@ var (
 type stateCollector struct{ b *Bridge }
 
 func (c stateCollector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{lagDesc, pausedDesc, pausesDesc, claimedDesc, backlogDesc, backlogAgeDesc, backedUpDesc,
+	for _, d := range []*prometheus.Desc{lagDesc, pausedDesc, pausesDesc, claimedDesc, backlogDesc, backlogAgeDesc, backedUpDesc, targetCircuitDesc,
 		committedDesc, groupLagDesc, partitionClaimedDesc} {
 		ch <- d
 	}
@@ -140,6 +149,9 @@ func (c stateCollector) Describe(ch chan<- *prometheus.Desc) {
 
 func (c stateCollector) Collect(ch chan<- prometheus.Metric) {
 	paused, backlogs, backedUp, pauses := c.b.pressure.snapshot()
+	for k, cb := range c.b.circuits {
+		ch <- prometheus.MustNewConstMetric(targetCircuitDesc, prometheus.GaugeValue, circuitValue(cb.breaker.State()), k.namespace, k.taskQueue)
+	}
 	for _, r := range []string{ReasonInFlight, ReasonCircuitOpen, ReasonBacklog, ReasonPartitionInFlight, ReasonDLQUnavailable} {
 		ch <- prometheus.MustNewConstMetric(pausesDesc, prometheus.CounterValue, float64(pauses[r]), r)
 	}
@@ -191,7 +203,7 @@ func (c stateCollector) Collect(ch chan<- prometheus.Metric) {
 //
 //	/metrics  Prometheus text format
 //	/healthz  200 while Run is running, 503 before and after
-//	/readyz   200 once the bridge has joined its group and while the
+//	/readyz   200 once the bridge has joined its group and while every
 //	          circuit to Temporal is closed, 503 (saying why) otherwise
 //
 // With metrics.pprof it also serves Go's profiles, all of net/http/pprof's
@@ -222,16 +234,17 @@ func (b *Bridge) Handler() http.Handler {
 			http.Error(w, "not running", http.StatusServiceUnavailable)
 		case !b.joined.Load():
 			http.Error(w, "not yet in the consumer group", http.StatusServiceUnavailable)
-		case b.access.Load() != nil:
+		case b.refused() != nil:
 			http.Error(w, fmt.Sprintf("Temporal refuses the bridge's access to namespace %s: %s",
-				b.cfg.Temporal.Namespace, b.access.Load().cause), http.StatusServiceUnavailable)
+				b.cfg.Temporal.Namespace, b.refused().cause), http.StatusServiceUnavailable)
 		case len(b.pressure.dlqFailing()) > 0:
 			for p, err := range b.pressure.dlqFailing() {
 				http.Error(w, fmt.Sprintf("dead letters of %s cannot be written: %s", p, err), http.StatusServiceUnavailable)
 				break
 			}
-		case b.breaker.State() != gobreaker.StateClosed:
-			http.Error(w, "circuit to Temporal is "+b.breaker.State().String()+"; partitions are paused", http.StatusServiceUnavailable)
+		case b.hasOpenCircuit():
+			c, _ := b.openCircuit()
+			http.Error(w, "circuit to Temporal ("+c.key.String()+") is "+c.breaker.State().String()+"; the partitions of its topics are paused", http.StatusServiceUnavailable)
 		default:
 			_, _ = w.Write([]byte("ok\n"))
 			for q, err := range b.pressure.unreadableBacklogs() {

@@ -101,7 +101,7 @@ func TestARevokedClaimLetsGoInEveryWaitState(t *testing.T) {
 	}, {
 		name:     "paused by backpressure",
 		temporal: newStuckTemporal(false),
-		before:   func(b *Bridge) { b.pressure.setCircuitOpen(true) },
+		before:   func(b *Bridge) { b.pressure.setCircuitOpen(circuitKey{"default", "q"}, true) },
 		msgs:     []*sarama.ConsumerMessage{msg(0, "a", `{}`)},
 		enter: func(t *testing.T, b *Bridge, _ *stuckTemporal, _ *fakeDLQ) {
 			require.Eventually(t, func() bool { return b.pressure.pausedFor("orders", 0) == ReasonCircuitOpen }, 5*time.Second, time.Millisecond)
@@ -110,8 +110,15 @@ func TestARevokedClaimLetsGoInEveryWaitState(t *testing.T) {
 		name:     "waiting for a call slot",
 		temporal: newStuckTemporal(false),
 		tune: func(c *config.Config) {
-			c.Dispatch.Concurrency = 1
+			c.Dispatch.Concurrency = 4
 			c.Backpressure.Adaptive.MinConcurrency = 1
+		},
+		// The adaptive limit has shrunk to one call: the route's share of
+		// workers (4) is not what holds the second workflow back.
+		before: func(b *Bridge) {
+			b.limiter.mu.Lock()
+			b.limiter.limit = 1
+			b.limiter.mu.Unlock()
 		},
 		msgs: []*sarama.ConsumerMessage{msg(0, "a", `{}`), msg(1, "b", `{}`)},
 		enter: func(t *testing.T, b *Bridge, tc *stuckTemporal, _ *fakeDLQ) {

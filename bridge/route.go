@@ -34,8 +34,11 @@ type topicRoutes struct {
 }
 
 type compiledRoute struct {
-	cfg config.Route
-	id  idtemplate.Template
+	cfg   config.Route
+	index int // in the configuration's routes
+	id    idtemplate.Template
+	fn    RouteFunc // names the workflow instead of id when set (WithRouteFunc)
+	start StartOptions
 }
 
 // NewRouter checks routes (config.ValidateRoutes, with their defaults
@@ -50,12 +53,12 @@ func NewRouter(routes []config.Route, dlqSuffix string) (*Router, error) {
 		return nil, errors.Join(errs...)
 	}
 	r := &Router{topics: map[string]*topicRoutes{}}
-	for _, rc := range filled {
+	for i, rc := range filled {
 		id, err := idtemplate.Parse(rc.WorkflowID)
 		if err != nil {
 			return nil, err // ValidateRoutes parsed it already
 		}
-		cr := &compiledRoute{cfg: rc, id: id}
+		cr := &compiledRoute{cfg: rc, index: i, id: id, start: startOptions(rc)}
 		tr, ok := r.topics[rc.Topic]
 		if !ok {
 			tr = &topicRoutes{typeHeader: rc.TypeHeader, typeField: rc.TypeField, payload: rc.Payload, byType: map[string]*compiledRoute{}}
@@ -84,9 +87,42 @@ func (r *Router) Topics() []string {
 // Route decodes msg and finds its workflow. A record that cannot be decoded
 // or routed yields a *PoisonError.
 func (r *Router) Route(msg *sarama.ConsumerMessage) (Target, event.Envelope, error) {
+	target, env, _, err := r.resolve(msg)
+	return target, env, err
+}
+
+// resolve is Route, also returning the record's route.
+func (r *Router) resolve(msg *sarama.ConsumerMessage) (Target, event.Envelope, *compiledRoute, error) {
+	target, env, route, err := r.decode(msg)
+	if err != nil {
+		return Target{}, env, nil, err
+	}
+	var id string
+	if route.fn != nil {
+		id, err = routeByFunc(route, msg)
+	} else {
+		id, err = route.id.Render(env)
+	}
+	if err == nil {
+		err = checkWorkflowID(id)
+	}
+	if err != nil {
+		how := fmt.Sprintf("workflow_id %q", route.cfg.WorkflowID)
+		if route.fn != nil {
+			how = fmt.Sprintf("route %q", route.cfg.Name)
+		}
+		return Target{}, env, nil, &PoisonError{Class: dlq.ClassRoute, Err: fmt.Errorf("record %s/%d@%d: %s: %w", msg.Topic, msg.Partition, msg.Offset, how, err)}
+	}
+	target.WorkflowID = id
+	return target, env, route, nil
+}
+
+// decode decodes msg, reads its event type and finds its route; the
+// target it returns lacks the workflow ID.
+func (r *Router) decode(msg *sarama.ConsumerMessage) (Target, event.Envelope, *compiledRoute, error) {
 	tr, ok := r.topics[msg.Topic]
 	if !ok {
-		return Target{}, event.Envelope{}, poison(dlq.ClassRoute, "no route for topic %q", msg.Topic)
+		return Target{}, event.Envelope{}, nil, poison(dlq.ClassRoute, "no route for topic %q", msg.Topic)
 	}
 	env := event.Envelope{
 		Topic: msg.Topic, Partition: msg.Partition, Offset: msg.Offset,
@@ -100,7 +136,7 @@ func (r *Router) Route(msg *sarama.ConsumerMessage) (Target, event.Envelope, err
 	switch tr.payload {
 	case config.PayloadJSON:
 		if !json.Valid(msg.Value) {
-			return Target{}, env, poison(dlq.ClassDecode, "value of %s/%d@%d is not valid JSON", msg.Topic, msg.Partition, msg.Offset)
+			return Target{}, env, nil, poison(dlq.ClassDecode, "value of %s/%d@%d is not valid JSON", msg.Topic, msg.Partition, msg.Offset)
 		}
 		env.Value = json.RawMessage(msg.Value)
 	default:
@@ -110,20 +146,20 @@ func (r *Router) Route(msg *sarama.ConsumerMessage) (Target, event.Envelope, err
 	case tr.typeHeader != "":
 		v, ok := env.Header(tr.typeHeader)
 		if !ok || len(v) == 0 {
-			return Target{}, env, poison(dlq.ClassRoute, "record %s/%d@%d has no %q header for its event type", msg.Topic, msg.Partition, msg.Offset, tr.typeHeader)
+			return Target{}, env, nil, poison(dlq.ClassRoute, "record %s/%d@%d has no %q header for its event type", msg.Topic, msg.Partition, msg.Offset, tr.typeHeader)
 		}
 		if !utf8.Valid(v) {
-			return Target{}, env, poison(dlq.ClassRoute, "record %s/%d@%d: its %q header (the event type) is not valid UTF-8", msg.Topic, msg.Partition, msg.Offset, tr.typeHeader)
+			return Target{}, env, nil, poison(dlq.ClassRoute, "record %s/%d@%d: its %q header (the event type) is not valid UTF-8", msg.Topic, msg.Partition, msg.Offset, tr.typeHeader)
 		}
 		env.Type = string(v)
 	case tr.typeField != "":
 		var fields map[string]json.RawMessage
 		var typ string
 		if err := json.Unmarshal(msg.Value, &fields); err != nil {
-			return Target{}, env, poison(dlq.ClassDecode, "value of %s/%d@%d is not a JSON object: %v", msg.Topic, msg.Partition, msg.Offset, err)
+			return Target{}, env, nil, poison(dlq.ClassDecode, "value of %s/%d@%d is not a JSON object: %v", msg.Topic, msg.Partition, msg.Offset, err)
 		}
 		if err := json.Unmarshal(fields[tr.typeField], &typ); err != nil || typ == "" {
-			return Target{}, env, poison(dlq.ClassRoute, "record %s/%d@%d has no string field %q for its event type", msg.Topic, msg.Partition, msg.Offset, tr.typeField)
+			return Target{}, env, nil, poison(dlq.ClassRoute, "record %s/%d@%d has no string field %q for its event type", msg.Topic, msg.Partition, msg.Offset, tr.typeField)
 		}
 		env.Type = typ
 	}
@@ -132,25 +168,17 @@ func (r *Router) Route(msg *sarama.ConsumerMessage) (Target, event.Envelope, err
 		route = tr.byType[env.Type]
 	}
 	if route == nil {
-		return Target{}, env, poison(dlq.ClassRoute, "no route for event type %q on topic %q", env.Type, msg.Topic)
-	}
-	id, err := route.id.Render(env)
-	if err == nil {
-		err = checkWorkflowID(id)
-	}
-	if err != nil {
-		return Target{}, env, &PoisonError{Class: dlq.ClassRoute, Err: fmt.Errorf("record %s/%d@%d: workflow_id %q: %w", msg.Topic, msg.Partition, msg.Offset, route.cfg.WorkflowID, err)}
+		return Target{}, env, nil, poison(dlq.ClassRoute, "no route for event type %q on topic %q", env.Type, msg.Topic)
 	}
 	return Target{
-		WorkflowType: route.cfg.WorkflowType, WorkflowID: id,
-		TaskQueue: route.cfg.TaskQueue, Signal: route.cfg.Signal,
-	}, env, nil
+		WorkflowType: route.cfg.WorkflowType, TaskQueue: route.cfg.TaskQueue, Signal: route.cfg.Signal, Start: route.start,
+	}, env, route, nil
 }
 
 // route decodes and routes m; a record too large for one Temporal payload
 // is poison too.
 func (b *Bridge) route(f *flow, m *sarama.ConsumerMessage) (record, error) {
-	target, env, err := b.router.Route(m)
+	target, env, route, err := b.router.resolve(m)
 	if err != nil {
 		return record{}, err
 	}
@@ -161,7 +189,7 @@ func (b *Bridge) route(f *flow, m *sarama.ConsumerMessage) (record, error) {
 			"record %s/%d@%d is %d bytes as sent to Temporal (JSON, binary values in base64), over dispatch.max_call_bytes (%d)",
 			m.Topic, m.Partition, m.Offset, wire, b.cfg.Dispatch.MaxCallBytes)}
 	}
-	return record{msg: m, env: env, target: target, size: heldSize(m), wire: wire}, nil
+	return record{msg: m, env: env, target: target, size: heldSize(m), wire: wire, route: route.index}, nil
 }
 
 // poison queues m for the DLQ; it is finished once the DLQ holds it. The
@@ -172,7 +200,7 @@ func (b *Bridge) poison(f *flow, m *sarama.ConsumerMessage, err error) {
 		p = &PoisonError{Class: dlq.ClassDecode, Err: err}
 	}
 	fl := dlq.FromMessage(m, p.Class, err, 1, b.deps.Now())
-	u := &unit{flow: f, queue: deadLetterQueue(f), records: []record{{msg: m, size: heldSize(m)}}, bytes: heldSize(m), dead: &fl}
+	u := &unit{flow: f, queue: deadLetterQueue(f), route: -1, records: []record{{msg: m, size: heldSize(m)}}, bytes: heldSize(m), dead: &fl}
 	f.units.Add(1)
 	b.dispatcher.submit(u)
 }

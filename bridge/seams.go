@@ -71,4 +71,31 @@ type Target struct {
 	// new run is started with them as its input (event.StartInput) so it
 	// skips what the closed run applied.
 	StartWatermarks event.Watermarks
+	// Start are the route's options for a workflow the call starts.
+	Start StartOptions
+}
+
+// StartOptions are a route's settings for the workflows its calls start
+// (routes[].run_timeout, execution_timeout, memo and search_attributes).
+// They apply only when a call starts the workflow, never to one already
+// running. The maps are shared by every call of the route: read them,
+// never change them.
+type StartOptions struct {
+	// RunTimeout and ExecutionTimeout are the workflow's timeouts; zero
+	// sets none.
+	RunTimeout       time.Duration
+	ExecutionTimeout time.Duration
+	// Memo is set as the workflow's memo; nil sets none.
+	Memo map[string]any
+	// SearchAttributes are set on the workflow, by name; nil sets none.
+	SearchAttributes map[string]SearchAttribute
+}
+
+// SearchAttribute is a typed search attribute value.
+type SearchAttribute struct {
+	// Type is one of the config.SearchAttribute* types ("keyword", "int", ...).
+	Type string
+	// Value is a string (keyword, text), int64, float64, bool, time.Time
+	// (datetime) or []string (keyword_list).
+	Value any
 }

@@ -253,11 +253,17 @@ type Backlog struct {
 	LowAge time.Duration `yaml:"low_age"`
 }
 
-// Circuit is the circuit breaker around calls to Temporal. It opens
-// after Failures consecutive retryable failures (Unavailable,
-// ResourceExhausted, timeouts); while open no call is made and every
-// partition pauses. After OpenFor one probe call is let through: success
-// closes the circuit, failure opens it again.
+// Circuit is the circuit breakers around calls to Temporal, one per route
+// target (namespace and task queue; routes that share a target share its
+// circuit). A circuit opens after Failures consecutive retryable failures
+// (Unavailable, ResourceExhausted, timeouts) of calls to its target, or at
+// once when Temporal refuses the bridge (credentials, namespace); while
+// open no call is made to the target, its workflows hold no dispatch
+// worker, and the partitions of the topics that route to it pause (a
+// partition whose topic also routes elsewhere pauses too, so per-partition
+// order holds). Topics routed only to other targets keep flowing. After
+// OpenFor one probe call is let through: success closes the circuit,
+// failure opens it again.
 type Circuit struct {
 	// Failures is how many consecutive failures open the circuit. Optional, default 5.
 	Failures int `yaml:"failures"`
@@ -354,6 +360,50 @@ type Route struct {
 	TaskQueue string `yaml:"task_queue"`
 	// Signal is the signal name that carries events. Optional, default "events".
 	Signal string `yaml:"signal"`
+	// Name names the route in logs and to a Go routing function
+	// (bridge.WithRouteFunc, for library users: the function then names
+	// each record's workflow and workflow_id is not used, though still
+	// required). Optional; unique among the routes; letters, digits, '.',
+	// '_' and '-'.
+	Name string `yaml:"name"`
+	// Concurrency is the share of dispatch.concurrency this route's
+	// records may use: the most calls to Temporal they have in flight at
+	// once, each holding a dispatch worker while it calls and retries.
+	// Workers take ready workflows from the routes in turn, so a busy route
+	// never makes another wait behind its whole queue, and a route whose
+	// circuit is open holds no worker. Optional, default
+	// dispatch.concurrency (the route may use every worker the others
+	// leave idle); at most dispatch.concurrency.
+	Concurrency int `yaml:"concurrency"`
+	// RunTimeout is the workflow run timeout of the workflows this route
+	// starts (each run, so a workflow that continues as new gets it again).
+	// Like every start option below it applies only when a call starts the
+	// workflow, never to one already running. Optional, default none.
+	RunTimeout time.Duration `yaml:"run_timeout"`
+	// ExecutionTimeout is the workflow execution timeout of the workflows
+	// this route starts, across runs (ContinueAsNew). Optional, default
+	// none; at least run_timeout when both are set.
+	ExecutionTimeout time.Duration `yaml:"execution_timeout"`
+	// Memo is set on every workflow the route starts, as given (strings,
+	// numbers, lists, maps). The key "sagabridge.applied" is the bridge's
+	// own. Optional.
+	Memo map[string]any `yaml:"memo"`
+	// SearchAttributes are set on every workflow the route starts, by name,
+	// each with its type: for example {CustomerTier: {type: keyword, value:
+	// gold}}. The names must be registered in the namespace with these
+	// types; the bridge checks them at start. Optional.
+	SearchAttributes map[string]SearchAttribute `yaml:"search_attributes"`
+}
+
+// SearchAttribute is one typed search attribute a route sets at start.
+type SearchAttribute struct {
+	// Type is the attribute's type as registered in the namespace:
+	// keyword, text, int, double, bool, datetime or keyword_list. Required.
+	Type string `yaml:"type"`
+	// Value is the attribute's value: a string (keyword, text; datetime in
+	// RFC 3339), an integer (int), a number (double), true or false
+	// (bool), or a list of strings (keyword_list). Required.
+	Value any `yaml:"value"`
 }
 
 // The payload kinds a route accepts.

@@ -101,6 +101,9 @@ prints the result with secrets redacted. Routes are set only in the file.
 			switch {
 			case f.Type.Kind() == reflect.Slice && f.Type.Elem().Kind() == reflect.Struct:
 				walk(f.Type.Elem(), p+"[]", false)
+			case f.Type.Kind() == reflect.Map && f.Type.Elem().Kind() == reflect.Struct:
+				row(p, "file only", f.Type, doc)
+				walk(f.Type.Elem(), p+".<name>", false)
 			case f.Type.Kind() == reflect.Struct && f.Type != reflect.TypeFor[time.Duration]():
 				walk(f.Type, p, env)
 			default:
@@ -122,6 +125,12 @@ func typeName(t reflect.Type) string {
 		return "duration (`10s`)"
 	case t.Kind() == reflect.Slice:
 		return "list of " + t.Elem().Kind().String()
+	case t.Kind() == reflect.Map && t.Elem().Kind() == reflect.Struct:
+		return "map of name to " + t.Elem().Name()
+	case t.Kind() == reflect.Map:
+		return "map of name to value"
+	case t.Kind() == reflect.Interface:
+		return "value"
 	case t.Kind() == reflect.Int64 || t.Kind() == reflect.Int:
 		return "integer"
 	case t.Kind() == reflect.Float64:

@@ -31,7 +31,7 @@ func (c Config) WithDefaults() Config {
 	}
 	routes := make([]Route, len(c.Routes))
 	for i, r := range c.Routes {
-		routes[i] = r.withDefaults()
+		routes[i] = r.withDefaults(c.Dispatch)
 	}
 	c.Routes = routes
 	c.defaulted = true
@@ -90,8 +90,12 @@ func defaults() []fieldDefault {
 	}
 }
 
-// withDefaults fills a route's optional fields.
-func (r Route) withDefaults() Route {
+// withDefaults fills a route's optional fields; d is the filled dispatch
+// section.
+func (r Route) withDefaults(d Dispatch) Route {
+	if r.Concurrency == 0 {
+		r.Concurrency = d.Concurrency
+	}
 	if r.Payload == "" {
 		r.Payload = PayloadJSON
 	}

@@ -43,6 +43,10 @@ func unknownFields(doc *yaml.Node) []error {
 				}
 				walk(value, ft, p)
 			}
+		case n.Kind == yaml.MappingNode && t.Kind() == reflect.Map && t.Elem().Kind() == reflect.Struct:
+			for i := 0; i+1 < len(n.Content); i += 2 {
+				walk(n.Content[i+1], t.Elem(), path+"."+n.Content[i].Value)
+			}
 		case n.Kind == yaml.SequenceNode && t.Kind() == reflect.Slice:
 			for i, c := range n.Content {
 				walk(c, t.Elem(), fmt.Sprintf("%s[%d]", path, i))

@@ -173,6 +173,11 @@ func (c Config) Validate() error {
 		bad("routes", "at least one route is required")
 	}
 	errs = append(errs, ValidateRoutes(c.Routes, c.DLQ.Suffix)...)
+	for i, r := range c.Routes {
+		if r.Concurrency > c.Dispatch.Concurrency {
+			bad(fmt.Sprintf("routes[%d].concurrency", i), "must not exceed dispatch.concurrency (%d)", c.Dispatch.Concurrency)
+		}
+	}
 	return errors.Join(errs...)
 }
 
@@ -188,6 +193,7 @@ func ValidateRoutes(routes []Route, dlqSuffix string) []error {
 		types    map[string]bool
 	}
 	topics := map[string]*topicRoutes{}
+	names := map[string]int{}
 	for i, r := range routes {
 		at := fmt.Sprintf("routes[%d]", i)
 		own := r.validate(at)
@@ -195,6 +201,10 @@ func ValidateRoutes(routes []Route, dlqSuffix string) []error {
 		if len(own) > 0 {
 			continue // reported; the checks across routes need valid routes
 		}
+		if j, dup := names[r.Name]; dup && r.Name != "" {
+			errs = append(errs, &FieldError{Field: at + ".name", Msg: fmt.Sprintf("%q is the name of routes[%d] too; route names are unique", r.Name, j)})
+		}
+		names[r.Name] = i
 		if dlqSuffix != "" && strings.HasSuffix(r.Topic, dlqSuffix) {
 			errs = append(errs, &FieldError{Field: at + ".topic", Msg: fmt.Sprintf("%q is a DLQ topic (suffix %q); consuming it would loop", r.Topic, dlqSuffix)})
 		}
@@ -271,6 +281,7 @@ func (r Route) validate(at string) []error {
 	} else if t.UsesJSON() && r.Payload != PayloadJSON {
 		bad("workflow_id", "%q reads the JSON value ({json:...}), which needs payload \"json\", not %q", r.WorkflowID, r.Payload)
 	}
+	r.validateSettings(bad)
 	return errs
 }
 

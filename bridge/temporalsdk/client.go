@@ -36,7 +36,8 @@ type Client struct {
 	DataConverter converter.DataConverter
 }
 
-// SignalWithStart signals the workflow, starting it if none is open.
+// SignalWithStart signals the workflow, starting it if none is open, with
+// the route's start options (target.Start) when it starts it.
 //
 // Policies, chosen deliberately:
 //   - WorkflowIDConflictPolicy USE_EXISTING: a running workflow is signalled,
@@ -58,13 +59,23 @@ func (t Client) SignalWithStart(ctx context.Context, target bridge.Target, batch
 	if target.NewRun && target.StartWatermarks != nil {
 		args = append(args, event.StartInput{Watermarks: target.StartWatermarks})
 	}
-	_, err := t.Client.SignalWithStartWorkflow(ctx, target.WorkflowID, target.Signal, batch,
-		client.StartWorkflowOptions{
-			ID:                       target.WorkflowID,
-			TaskQueue:                target.TaskQueue,
-			WorkflowIDReusePolicy:    reuse,
-			WorkflowIDConflictPolicy: enumspb.WORKFLOW_ID_CONFLICT_POLICY_USE_EXISTING,
-		}, target.WorkflowType, args...)
+	opts := client.StartWorkflowOptions{
+		ID:                       target.WorkflowID,
+		TaskQueue:                target.TaskQueue,
+		WorkflowIDReusePolicy:    reuse,
+		WorkflowIDConflictPolicy: enumspb.WORKFLOW_ID_CONFLICT_POLICY_USE_EXISTING,
+		WorkflowRunTimeout:       target.Start.RunTimeout,
+		WorkflowExecutionTimeout: target.Start.ExecutionTimeout,
+		Memo:                     target.Start.Memo,
+	}
+	if len(target.Start.SearchAttributes) > 0 {
+		sa, err := typedSearchAttributes(target.Start.SearchAttributes)
+		if err != nil {
+			return fmt.Errorf("search attributes of %s: %w", target.WorkflowID, err)
+		}
+		opts.TypedSearchAttributes = sa
+	}
+	_, err := t.Client.SignalWithStartWorkflow(ctx, target.WorkflowID, target.Signal, batch, opts, target.WorkflowType, args...)
 	var started *serviceerror.WorkflowExecutionAlreadyStarted
 	if errors.As(err, &started) {
 		return fmt.Errorf("%w: %s", bridge.ErrWorkflowClosed, target.WorkflowID)
