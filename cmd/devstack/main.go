@@ -1,14 +1,24 @@
 // Command devstack runs the embedded development stack: a Kafka-protocol
-// broker (kfake, in this process) with the demo topics, and the Temporal
+// broker (kfake, in this process) with the topics you name, and the Temporal
 // CLI's dev server (bin/temporal). It prints the addresses and the commands
-// that start a worker and a bridge against them, and stops both on Ctrl-C.
+// that start a worker and a bridge, produce a record and query a saga for
+// those topics, and stops both on Ctrl-C.
 //
-//	devstack [-kafka-port 0] [-temporal-port 0] [-ui] [-db-file path] [-topics orders,orders.dlq,order-outcomes] [-partitions 8] [-search-attributes SagaStatus=Keyword]
+//	devstack [-topics orders,order-outcomes] [-partitions 8] [-search-attributes SagaStatus=Keyword]
+//	         [-kafka-port 0] [-temporal-port 0] [-ui] [-db-file path]
+//
+// -topics lists the topics to create; each one's DLQ topic (the topic plus
+// ".dlq", which the bridge requires at start) is created with it. The
+// default is the order example's. For a topic of your own (-topics signups)
+// the hint shows a bridge route for it; for "orders", the order example's
+// worker and bridge.yaml.
 package main
 
 import (
+	"context"
 	"flag"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 
@@ -17,53 +27,99 @@ import (
 	"github.com/sagabridge/sagabridge/internal/devstack"
 )
 
-func main() {
-	kafkaPort := flag.Int("kafka-port", 0, "broker port; 0 picks a free one")
-	temporalPort := flag.Int("temporal-port", 0, "Temporal frontend port; 0 picks a free one")
-	ui := flag.Bool("ui", false, "serve the Temporal Web UI on a free port")
-	dbFile := flag.String("db-file", "", "persist Temporal state in this SQLite file; empty keeps it in memory")
-	topics := flag.String("topics", "orders,orders.dlq,order-outcomes", "topics to create")
-	partitions := flag.Int("partitions", 8, "partitions per topic")
-	searchAttributes := flag.String("search-attributes", saga.StatusSearchAttribute+"=Keyword", "comma-separated NAME=TYPE search attributes to register")
-	flag.Parse()
+// usage is printed before the flags by -h.
+const usage = `devstack runs Kafka (kfake, in process) and the Temporal dev server on
+local ports until Ctrl-C, and prints how to run a worker and a bridge on them.
 
-	log, _ := cli.NewLogger("info")
-	opts := devstack.Options{
-		Topics: cli.SplitList(*topics), Partitions: int32(*partitions), KafkaPort: *kafkaPort,
-		Temporal: devstack.TemporalOptions{Port: *temporalPort, DBFile: *dbFile, Output: os.Stderr, SearchAttributes: cli.SplitList(*searchAttributes)},
+  devstack                       the order example's topics (orders, order-outcomes)
+  devstack -topics signups       your own topic; signups.dlq is created with it
+  devstack -topics a,b -ui       several topics, and the Temporal Web UI
+
+Flags:
+`
+
+func main() {
+	ctx, stop := cli.SignalContext()
+	defer stop()
+	if err := run(ctx, os.Args[1:], os.Stdout, os.Stderr); err != nil {
+		if err == flag.ErrHelp {
+			return
+		}
+		fmt.Fprintln(os.Stderr, "devstack:", err)
+		os.Exit(1)
 	}
+}
+
+// run starts the stack as args say, prints the hint to out and waits for ctx.
+func run(ctx context.Context, args []string, out, errOut io.Writer) error {
+	fs := flag.NewFlagSet("devstack", flag.ContinueOnError)
+	fs.SetOutput(errOut)
+	fs.Usage = func() {
+		fmt.Fprint(errOut, usage)
+		fs.PrintDefaults()
+	}
+	kafkaPort := fs.Int("kafka-port", 0, "broker port; 0 picks a free one")
+	temporalPort := fs.Int("temporal-port", 0, "Temporal frontend port; 0 picks a free one")
+	ui := fs.Bool("ui", false, "serve the Temporal Web UI on a free port")
+	dbFile := fs.String("db-file", "", "persist Temporal state in this SQLite file; empty keeps it in memory")
+	topicList := fs.String("topics", saga.Topic+","+saga.OutcomeTopic,
+		"comma-separated topics to create, each with its DLQ topic (<topic>.dlq); the hint printed is for these topics")
+	partitions := fs.Int("partitions", 8, "partitions per topic, DLQ topics included")
+	searchAttributes := fs.String("search-attributes", saga.StatusSearchAttribute+"=Keyword", "comma-separated NAME=TYPE search attributes to register")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if fs.NArg() > 0 {
+		return fmt.Errorf("unexpected argument %q (topics go in -topics a,b)", fs.Arg(0))
+	}
+	topics := withDLQTopics(cli.SplitList(*topicList))
+	if len(topics) == 0 {
+		return fmt.Errorf("-topics: name at least one topic")
+	}
+	opts := devstack.Options{
+		Topics: topics, Partitions: int32(*partitions), KafkaPort: *kafkaPort,
+		Temporal: devstack.TemporalOptions{Port: *temporalPort, DBFile: *dbFile, Output: errOut, SearchAttributes: cli.SplitList(*searchAttributes)},
+	}
+	bin, err := temporalBin()
+	if err != nil {
+		return err
+	}
+	opts.Temporal.Bin = bin
 	if *ui {
 		ports, err := devstack.FreePorts(1)
 		if err != nil {
-			cli.Fatal(log, "pick a UI port", err)
+			return fmt.Errorf("pick a UI port: %w", err)
 		}
 		opts.Temporal.UIPort = ports[0]
 	}
-	ctx, stop := cli.SignalContext()
-	defer stop()
 	s, err := devstack.Start(ctx, opts)
 	if err != nil {
-		cli.Fatal(log, "start the dev stack", err)
+		return fmt.Errorf("start the dev stack: %w", err)
 	}
 	defer s.Close()
-	bin := filepath.Dir(s.Temporal.Bin)
-	fmt.Printf(`sagabridge dev stack is up (Ctrl-C stops it)
-  Kafka brokers:    %s   topics: %s (%d partitions)
-  Temporal address: %s
-  Temporal UI:      %s
-
-Start a worker and a bridge in other terminals:
-  %s/worker -temporal-address %s -kafka-brokers %s
-  %s/bridge -config examples/saga/bridge.yaml -kafka-brokers %s -temporal-address %s
-`, s.Kafka.Brokers[0], *topics, *partitions, s.Temporal.Address, orNone(s.Temporal.UIAddress),
-		bin, s.Temporal.Address, s.Kafka.Brokers[0], bin, s.Kafka.Brokers[0], s.Temporal.Address)
+	fmt.Fprint(out, hint(hintInput{
+		Brokers: s.Kafka.Brokers[0], Temporal: s.Temporal.Address, UI: s.Temporal.UIAddress,
+		Bin: filepath.Dir(s.Temporal.Bin), Topics: topics, Partitions: *partitions,
+	}))
 	<-ctx.Done()
-	fmt.Println("stopping the dev stack")
+	fmt.Fprintln(out, "stopping the dev stack")
+	return nil
 }
 
-func orNone(s string) string {
-	if s == "" {
-		return "(headless; pass -ui)"
+// temporalBin finds the Temporal CLI: $SAGABRIDGE_TEMPORAL, bin/temporal in
+// the module above the working directory, or else the temporal next to this
+// executable, so that $CHECKOUT/bin/devstack runs from any directory (your
+// own module's, for one).
+func temporalBin() (string, error) {
+	found, err := devstack.FindTemporal()
+	if err == nil {
+		return found, nil
 	}
-	return s
+	if exe, exeErr := os.Executable(); exeErr == nil {
+		beside := filepath.Join(filepath.Dir(exe), "temporal")
+		if _, statErr := os.Stat(beside); statErr == nil {
+			return beside, nil
+		}
+	}
+	return "", fmt.Errorf("find the Temporal CLI (or set SAGABRIDGE_TEMPORAL): %w", err)
 }

@@ -1,5 +1,7 @@
-// Package cli holds the start-up plumbing the commands share: logging and
-// shutdown on signals.
+// Package cli holds the start-up plumbing the commands share: logging,
+// shutdown on signals, listeners and tracing. The worker's search-attribute
+// check is public, in sagaworker (RequireSearchAttributes), since users'
+// worker mains need it too.
 //
 // Only the commands (cmd/, examples' mains) import it; it must not import
 // the bridge engine.

@@ -1,0 +1,29 @@
+// Command worker runs the signup saga (examples/signup) on task queue
+// "signups", for the bridge configured by examples/signup/bridge.yaml:
+//
+//	go run ./examples/signup/worker -temporal-address 127.0.0.1:7233
+//
+// It is a sagaworker.Main: it takes -config, -temporal-address, -namespace,
+// -task-queue, -workflow-pollers and -log-level, checks that the namespace
+// has the SagaStatus search attribute (naming the command that adds it),
+// and stops on SIGINT or SIGTERM.
+package main
+
+import (
+	"go.temporal.io/sdk/worker"
+
+	"github.com/sagabridge/sagabridge/examples/signup"
+	"github.com/sagabridge/sagabridge/sagaworker"
+)
+
+func main() {
+	sagaworker.Main(sagaworker.Worker{
+		Name:             "signup-worker",
+		TaskQueue:        signup.TaskQueue,
+		SearchAttributes: sagaworker.Keyword(signup.StatusSearchAttribute),
+		Register: func(r worker.Registry, _ sagaworker.Deps) error {
+			signup.RegisterWith(r, &signup.Activities{})
+			return nil
+		},
+	})
+}

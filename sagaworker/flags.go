@@ -1,0 +1,90 @@
+package sagaworker
+
+import (
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+
+	"github.com/sagabridge/sagabridge/config"
+	"github.com/sagabridge/sagabridge/internal/cli"
+)
+
+// ErrUsage marks an error in the command line; Main exits with status 2
+// for it (1 for every other error).
+var ErrUsage = errors.New("usage")
+
+// Flag defaults, as cmd/worker has them.
+const (
+	// DefaultTemporalAddress is the default of -temporal-address.
+	DefaultTemporalAddress = "127.0.0.1:7233"
+	// DefaultNamespace is the default of -namespace.
+	DefaultNamespace = "default"
+	// DefaultWorkflowPollers is the default of -workflow-pollers: the SDK's
+	// default of 2 measured half as fast on fan-out.
+	DefaultWorkflowPollers = 16
+)
+
+// unusedBroker stands in for kafka.brokers when a worker without Kafka is
+// given none: config.LoadConnections requires brokers, and such a worker
+// never connects to them.
+const unusedBroker = "unused.invalid:9092"
+
+// settings are a worker's parsed command line.
+type settings struct {
+	configPath string
+	taskQueue  string
+	pollers    int
+	logLevel   string
+	// override applies the flags given after the file and the environment
+	// (the flags' defaults are the configuration's).
+	override config.Override
+}
+
+// parseFlags parses args as w's command line. Usage text and errors go to
+// out; an error wraps ErrUsage.
+func parseFlags(w Worker, args []string, out io.Writer) (settings, error) {
+	fs := flag.NewFlagSet(w.name(), flag.ContinueOnError)
+	fs.SetOutput(out)
+	var s settings
+	fs.StringVar(&s.configPath, "config", "", "the bridge's YAML config; its kafka and temporal sections are used")
+	addr := fs.String("temporal-address", DefaultTemporalAddress, "Temporal frontend host:port")
+	namespace := fs.String("namespace", DefaultNamespace, "Temporal namespace")
+	fs.StringVar(&s.taskQueue, "task-queue", w.TaskQueue, "task queue to poll (the bridge route's task_queue)")
+	fs.IntVar(&s.pollers, "workflow-pollers", DefaultWorkflowPollers, "concurrent workflow-task pollers; the SDK's default 2 halves fan-out throughput")
+	fs.StringVar(&s.logLevel, "log-level", "info", "debug, info, warn or error")
+	var brokers *string
+	if w.Kafka {
+		brokers = fs.String("kafka-brokers", "", "comma-separated Kafka brokers (required without -config)")
+	}
+	if err := fs.Parse(args); err != nil {
+		return settings{}, fmt.Errorf("%w: %w", ErrUsage, err)
+	}
+	set := map[string]bool{}
+	fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
+	switch {
+	case fs.NArg() > 0:
+		return settings{}, fmt.Errorf("%w: unexpected argument %q", ErrUsage, fs.Arg(0))
+	case s.pollers < 1:
+		return settings{}, fmt.Errorf("%w: -workflow-pollers must be at least 1, not %d", ErrUsage, s.pollers)
+	case s.taskQueue == "":
+		return settings{}, fmt.Errorf("%w: -task-queue is required", ErrUsage)
+	case w.Kafka && s.configPath == "" && *brokers == "":
+		return settings{}, fmt.Errorf("%w: -kafka-brokers or -config is required", ErrUsage)
+	}
+	s.override = func(c *config.Config) {
+		if brokers != nil && set["kafka-brokers"] {
+			c.Kafka.Brokers = cli.SplitList(*brokers)
+		}
+		if !w.Kafka && len(c.Kafka.Brokers) == 0 {
+			c.Kafka.Brokers = []string{unusedBroker}
+		}
+		if set["temporal-address"] {
+			c.Temporal.Address = *addr
+		}
+		if set["namespace"] {
+			c.Temporal.Namespace = *namespace
+		}
+	}
+	return s, nil
+}

@@ -1,0 +1,118 @@
+package sagaworker
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"flag"
+	"os"
+	"path/filepath"
+	"testing"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+	"go.temporal.io/sdk/worker"
+
+	"github.com/sagabridge/sagabridge/config"
+)
+
+// loadWith parses args as w's command line and loads the connections the
+// way Run does, with environ as the environment.
+func loadWith(t *testing.T, w Worker, environ []string, args ...string) (settings, config.Connections) {
+	t.Helper()
+	s, err := parseFlags(w, args, &bytes.Buffer{})
+	require.NoError(t, err)
+	fromEnv, err := config.FromEnv(environ)
+	require.NoError(t, err)
+	conns, err := config.LoadConnections(s.configPath, fromEnv, s.override)
+	require.NoError(t, err)
+	return s, conns
+}
+
+func TestAWorkerWithoutKafkaNeedsNoFlags(t *testing.T) {
+	s, conns := loadWith(t, Worker{TaskQueue: "signups"}, nil)
+	assert.Equal(t, "signups", s.taskQueue)
+	assert.Equal(t, DefaultWorkflowPollers, s.pollers)
+	assert.Equal(t, DefaultTemporalAddress, conns.Temporal.Address)
+	assert.Equal(t, DefaultNamespace, conns.Temporal.Namespace)
+}
+
+func TestFlagsOverrideTheEnvironmentWhichOverridesTheFile(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "bridge.yaml")
+	require.NoError(t, os.WriteFile(path, []byte("kafka:\n  brokers: [file:9092]\ntemporal:\n  address: file:7233\n  namespace: file-ns\n"), 0o600))
+	w := Worker{TaskQueue: "q", Kafka: true}
+
+	_, conns := loadWith(t, w, nil, "-config", path)
+	assert.Equal(t, []string{"file:9092"}, conns.Kafka.Brokers)
+	assert.Equal(t, "file:7233", conns.Temporal.Address)
+	assert.Equal(t, "file-ns", conns.Temporal.Namespace)
+
+	env := []string{"SAGABRIDGE_TEMPORAL_ADDRESS=env:7233", "SAGABRIDGE_TEMPORAL_NAMESPACE=env-ns"}
+	_, conns = loadWith(t, w, env, "-config", path)
+	assert.Equal(t, "env:7233", conns.Temporal.Address)
+	assert.Equal(t, "env-ns", conns.Temporal.Namespace)
+
+	_, conns = loadWith(t, w, env, "-config", path, "-temporal-address", "flag:7233", "-kafka-brokers", "a:1, b:2")
+	assert.Equal(t, "flag:7233", conns.Temporal.Address)
+	assert.Equal(t, "env-ns", conns.Temporal.Namespace, "a flag not given leaves the environment's value")
+	assert.Equal(t, []string{"a:1", "b:2"}, conns.Kafka.Brokers)
+}
+
+func TestTheEnvironmentAppliesWithoutAFile(t *testing.T) {
+	_, conns := loadWith(t, Worker{TaskQueue: "q"}, []string{"SAGABRIDGE_TEMPORAL_ADDRESS=env:7233"})
+	assert.Equal(t, "env:7233", conns.Temporal.Address)
+}
+
+func TestBadCommandLinesAreUsageErrors(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		w    Worker
+		args []string
+		want string
+	}{
+		{"no brokers for a Kafka worker", Worker{TaskQueue: "q", Kafka: true}, nil, "-kafka-brokers or -config is required"},
+		{"no task queue", Worker{}, nil, "-task-queue is required"},
+		{"no pollers", Worker{TaskQueue: "q"}, []string{"-workflow-pollers", "0"}, "-workflow-pollers must be at least 1, not 0"},
+		{"an argument", Worker{TaskQueue: "q"}, []string{"extra"}, `unexpected argument "extra"`},
+		{"kafka flag on a worker without Kafka", Worker{TaskQueue: "q"}, []string{"-kafka-brokers", "a:1"}, "flag provided but not defined: -kafka-brokers"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			_, err := parseFlags(tc.w, tc.args, &bytes.Buffer{})
+			require.Error(t, err)
+			assert.ErrorIs(t, err, ErrUsage)
+			assert.Contains(t, err.Error(), tc.want)
+		})
+	}
+}
+
+func TestTheTaskQueueFlagOverridesTheWorkers(t *testing.T) {
+	s, err := parseFlags(Worker{TaskQueue: "q"}, []string{"-task-queue", "other", "-workflow-pollers", "4"}, &bytes.Buffer{})
+	require.NoError(t, err)
+	assert.Equal(t, "other", s.taskQueue)
+	assert.Equal(t, 4, s.pollers)
+}
+
+func TestUsageListsTheFlags(t *testing.T) {
+	var out bytes.Buffer
+	_, err := parseFlags(Worker{Name: "signup-worker", TaskQueue: "signups", Kafka: true}, []string{"-h"}, &out)
+	assert.True(t, errors.Is(err, flag.ErrHelp))
+	for _, f := range []string{"Usage of signup-worker", "-config", "-temporal-address", "-namespace", "-task-queue", `(default "signups")`, "-workflow-pollers", "-log-level", "-kafka-brokers"} {
+		assert.Contains(t, out.String(), f)
+	}
+}
+
+func TestRunRefusesAWorkerThatRegistersNothing(t *testing.T) {
+	err := Run(context.Background(), Worker{TaskQueue: "q"}, nil, nil)
+	assert.ErrorIs(t, err, ErrUsage)
+	assert.Contains(t, err.Error(), "Worker.Register is nil")
+}
+
+func TestRunReportsABadConfigurationBeforeConnecting(t *testing.T) {
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	register := func(worker.Registry, Deps) error { return nil }
+	err := Run(ctx, Worker{TaskQueue: "q", Register: register}, []string{"-log-level", "error"}, []string{"SAGABRIDGE_TEMPORAL_ADRESS=x:1"})
+	require.Error(t, err)
+	assert.NotErrorIs(t, err, ErrUsage)
+	assert.Contains(t, err.Error(), "SAGABRIDGE_TEMPORAL_ADRESS")
+}

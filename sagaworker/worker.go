@@ -1,0 +1,185 @@
+package sagaworker
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"log/slog"
+	"os"
+
+	"github.com/IBM/sarama"
+	enumspb "go.temporal.io/api/enums/v1"
+	"go.temporal.io/sdk/client"
+	sdklog "go.temporal.io/sdk/log"
+	"go.temporal.io/sdk/worker"
+
+	"github.com/sagabridge/sagabridge/config"
+	"github.com/sagabridge/sagabridge/internal/cli"
+	"github.com/sagabridge/sagabridge/internal/connect"
+)
+
+// Worker describes a worker program: what it registers and what the
+// namespace must provide. Main and Run turn it into a running Temporal
+// worker.
+type Worker struct {
+	// Name names the program in its usage text, its Kafka client ID and its
+	// traces' service.name. Optional, default "worker".
+	Name string
+	// TaskQueue is the task queue polled unless -task-queue says otherwise:
+	// the task_queue of the bridge routes that feed the workflows. Required
+	// (here or by the flag).
+	TaskQueue string
+	// SearchAttributes must be registered on the namespace, each with its
+	// type, before the worker starts polling (see RequireSearchAttributes);
+	// list the Entity's StatusSearchAttribute here with Keyword. Optional.
+	SearchAttributes map[string]enumspb.IndexedValueType
+	// Kafka connects the worker to Kafka for activities that write to it
+	// (activities.Publisher, activities.DeadLetterer): -kafka-brokers (or
+	// -config) becomes required and Deps.Producer is set. Optional, default
+	// false: the worker talks to Temporal only.
+	Kafka bool
+	// Register registers the workflows and activities on r. Register each
+	// workflow under the name the bridge route's workflow_type gives
+	// (workflow.RegisterOptions{Name: ...}). Required.
+	Register func(r worker.Registry, d Deps) error
+	// Options are the SDK worker's options. -workflow-pollers sets
+	// MaxConcurrentWorkflowTaskPollers. Optional.
+	Options worker.Options
+}
+
+// Deps are what Register may hand to workflows' activities. They live
+// until the worker stops.
+type Deps struct {
+	// Client is the Temporal client the worker polls with.
+	Client client.Client
+	// Producer is an idempotent Kafka producer acknowledged by all in-sync
+	// replicas, with the kafka section's TLS and SASL. Nil unless
+	// Worker.Kafka.
+	Producer sarama.SyncProducer
+	// Log is the program's logger.
+	Log *slog.Logger
+}
+
+// name is the program's name.
+func (w Worker) name() string {
+	if w.Name == "" {
+		return "worker"
+	}
+	return w.Name
+}
+
+// Main runs w with the process's arguments and environment until SIGINT or
+// SIGTERM, then exits: status 0 after a clean stop (or -h), 2 for a bad
+// command line, 1 for any other error (logged).
+func Main(w Worker) {
+	ctx, stop := cli.SignalContext()
+	err := Run(ctx, w, os.Args[1:], os.Environ())
+	stop()
+	switch {
+	case err == nil, errors.Is(err, flag.ErrHelp):
+		os.Exit(0)
+	case errors.Is(err, ErrUsage):
+		fmt.Fprintf(os.Stderr, "%s: %v\n", w.name(), err)
+		os.Exit(2)
+	default:
+		os.Exit(1) // Run logged it
+	}
+}
+
+// Run parses args (without the program name) and environ (KEY=VALUE,
+// for the SAGABRIDGE_* variables), connects, checks the search attributes,
+// registers and polls until ctx ends, then stops the worker after its
+// in-flight tasks. It logs JSON to stderr; an error that is not ErrUsage is
+// logged too.
+func Run(ctx context.Context, w Worker, args, environ []string) error {
+	if w.Register == nil {
+		return fmt.Errorf("%w: Worker.Register is nil: nothing to run", ErrUsage)
+	}
+	s, err := parseFlags(w, args, os.Stderr)
+	if err != nil {
+		return err
+	}
+	log, err := cli.NewLogger(s.logLevel)
+	if err != nil {
+		return fmt.Errorf("%w: %w", ErrUsage, err)
+	}
+	if err := run(ctx, w, s, environ, log); err != nil {
+		log.Error("worker failed", "err", err)
+		return err
+	}
+	return nil
+}
+
+// run is Run after the command line was parsed.
+func run(ctx context.Context, w Worker, s settings, environ []string, log *slog.Logger) error {
+	fromEnv, err := config.FromEnv(environ)
+	if err != nil {
+		return fmt.Errorf("configuration in the environment: %w", err)
+	}
+	conns, err := config.LoadConnections(s.configPath, fromEnv, s.override)
+	if err != nil {
+		return fmt.Errorf("configuration: %w", err)
+	}
+	opts, err := connect.ClientOptions(conns.Temporal, sdklog.NewStructuredLogger(log.With("component", "temporal")))
+	if err != nil {
+		return fmt.Errorf("temporal configuration: %w", err)
+	}
+	tp, shutdownTracing, err := cli.TracerProvider(ctx, w.name())
+	if err != nil {
+		return fmt.Errorf("tracing: %w", err)
+	}
+	defer func() { _ = shutdownTracing(context.WithoutCancel(ctx)) }()
+	tracing, err := connect.TracingInterceptor(tp)
+	if err != nil {
+		return fmt.Errorf("tracing: %w", err)
+	}
+	opts.Interceptors = append(opts.Interceptors, tracing)
+	c, err := client.DialContext(ctx, opts)
+	if err != nil {
+		return fmt.Errorf("connect to Temporal at %s (namespace %s): %w", opts.HostPort, opts.Namespace, err)
+	}
+	defer c.Close()
+	if err := RequireSearchAttributes(ctx, c, opts.Namespace, w.SearchAttributes); err != nil {
+		return fmt.Errorf("namespace %s is not ready for task queue %s: %w", opts.Namespace, s.taskQueue, err)
+	}
+	deps := Deps{Client: c, Log: log}
+	if w.Kafka {
+		producer, err := kafkaProducer(conns.Kafka, w.name())
+		if err != nil {
+			return err
+		}
+		defer func() { _ = producer.Close() }()
+		deps.Producer = producer
+	}
+	wo := w.Options
+	wo.MaxConcurrentWorkflowTaskPollers = s.pollers
+	tw := worker.New(c, s.taskQueue, wo)
+	if err := w.Register(tw, deps); err != nil {
+		return fmt.Errorf("register workflows and activities: %w", err)
+	}
+	if err := tw.Start(); err != nil {
+		return fmt.Errorf("start the worker on task queue %s: %w", s.taskQueue, err)
+	}
+	log.Info("worker started", "task_queue", s.taskQueue, "namespace", opts.Namespace, "temporal_address", opts.HostPort,
+		"workflow_pollers", s.pollers, "payload_encryption", conns.Temporal.Codec.KeyEnv != "" || conns.Temporal.Codec.KeyFile != "")
+	<-ctx.Done()
+	log.Info("stopping the worker after its in-flight tasks", "task_queue", s.taskQueue)
+	tw.Stop()
+	return nil
+}
+
+// kafkaProducer is the producer of Deps: idempotent, acknowledged by all
+// in-sync replicas, with the kafka section's TLS and SASL.
+func kafkaProducer(k config.Kafka, clientID string) (sarama.SyncProducer, error) {
+	pc, err := connect.DLQProducerConfig(k, 0)
+	if err != nil {
+		return nil, fmt.Errorf("kafka configuration: %w", err)
+	}
+	pc.ClientID = clientID
+	p, err := connect.SyncProducer(k, pc)
+	if err != nil {
+		return nil, fmt.Errorf("start the Kafka producer (brokers %v): %w", k.Brokers, err)
+	}
+	return p, nil
+}
