@@ -150,6 +150,11 @@ func New(cfg config.Config, deps Deps, opts ...Option) (*Bridge, error) {
 	if cfg.Kafka.TLS.InsecureSkipVerify {
 		b.log.Warn("kafka.tls.insecure_skip_verify is on: the brokers' certificates are NOT verified, so anyone on the path can read and change the traffic; never use it in production")
 	}
+	for i, r := range cfg.Routes {
+		if r.TypeHeader == "" && r.TypeField == "" {
+			b.log.Warn(fmt.Sprintf("routes[%d] (topic %s) has no type_header or type_field: every record's event type is empty, so a workflows.Entity's On handlers match none of them and reject every record; set one, unless the workflow reads records without types", i, r.Topic))
+		}
+	}
 	b.dispatcher = newDispatcher(b)
 	b.windows = newWindows(cfg.Dispatch.WorkflowWindowRecords, cfg.Dispatch.WorkflowWindowBytes)
 	topicQueues := map[string][]string{}

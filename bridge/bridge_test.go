@@ -1,6 +1,7 @@
 package bridge
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -490,4 +491,20 @@ func TestRunTwiceIsAnError(t *testing.T) {
 	require.Error(t, err, "no broker")
 	assert.NotErrorIs(t, err, ErrAlreadyRun)
 	assert.ErrorIs(t, b.Run(t.Context()), ErrAlreadyRun)
+}
+
+// A route without type_header or type_field gives every record an empty
+// event type, which no Entity handler matches: New says so.
+func TestNewWarnsAboutARouteWithoutEventTypes(t *testing.T) {
+	var logs bytes.Buffer
+	_, err := New(config.Config{
+		Kafka: config.Kafka{Brokers: []string{"b"}, Group: "g"},
+		Routes: []config.Route{
+			{Topic: "orders", TypeHeader: "event-type", WorkflowType: "O", WorkflowID: "order-{key}", TaskQueue: "q"},
+			{Topic: "signups", WorkflowType: "Signup", WorkflowID: "signup-{key}", TaskQueue: "q"},
+		},
+	}, Deps{Temporal: &fakeTemporal{}, DeadLetters: &fakeDLQ{}, Logger: slog.New(slog.NewTextHandler(&logs, nil))})
+	require.NoError(t, err)
+	assert.Contains(t, logs.String(), "routes[1] (topic signups) has no type_header or type_field")
+	assert.NotContains(t, logs.String(), "routes[0]")
 }
