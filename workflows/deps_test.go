@@ -11,9 +11,6 @@ import (
 // Workflow code must not need the Kafka client: importing workflows must
 // not pull in sarama (it once did, through activities and dlq).
 func TestWorkflowsDoesNotDependOnTheKafkaClient(t *testing.T) {
-	if testing.Short() {
-		t.Skip("runs go list")
-	}
 	out, err := exec.Command("go", "list", "-deps", "github.com/sagabridge/sagabridge/workflows").CombinedOutput()
 	require.NoError(t, err, "go list: %s", out)
 	for _, pkg := range strings.Fields(string(out)) {
