@@ -17,7 +17,6 @@ package dlqcli
 import (
 	"context"
 	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"os"
@@ -34,9 +33,9 @@ import (
 
 // Exit statuses.
 const (
-	exitOK    = 0
-	exitFail  = 1
-	exitUsage = 2
+	exitOK    = cli.ExitOK
+	exitFail  = cli.ExitFail
+	exitUsage = cli.ExitUsage
 )
 
 const usage = `usage: bridge dlq <command> [flags]
@@ -83,61 +82,21 @@ type command struct {
 	name           string
 	stdout, stderr io.Writer
 	now            time.Time
-	fs             *flag.FlagSet
+	*cli.Subcommand
 }
 
 // flags starts the subcommand's flag set with the flags every subcommand
 // has.
 func (c *command) flags(synopsis string) *target {
-	c.fs = flag.NewFlagSet("bridge dlq "+c.name, flag.ContinueOnError)
-	c.fs.SetOutput(c.stderr)
-	c.fs.Usage = func() {
-		fmt.Fprintf(c.stderr, "usage: bridge dlq %s %s\n\nFlags:\n", c.name, synopsis)
-		c.fs.PrintDefaults()
-	}
+	c.Subcommand = cli.NewSubcommand("bridge dlq "+c.name, synopsis, c.stderr)
 	t := &target{}
-	c.fs.StringVar(&t.configPath, "config", "", "a bridge configuration file: its kafka section gives the brokers, version, TLS and SASL (SAGABRIDGE_KAFKA_* variables apply; -brokers and -kafka-version override it)")
-	c.fs.StringVar(&t.brokers, "brokers", "", "comma-separated Kafka brokers, host:port (required without -config)")
-	c.fs.StringVar(&t.version, "kafka-version", "3.6.0", "Kafka protocol version to speak")
-	c.fs.StringVar(&t.topic, "topic", "", "the DLQ topic (or give -source)")
-	c.fs.StringVar(&t.source, "source", "", "the original topic; the DLQ topic is its name plus -suffix")
-	c.fs.StringVar(&t.suffix, "suffix", dlq.DefaultSuffix, "DLQ topic suffix, with -source")
+	c.Flags.StringVar(&t.configPath, "config", "", "a bridge configuration file: its kafka section gives the brokers, version, TLS and SASL (SAGABRIDGE_KAFKA_* variables apply; -brokers and -kafka-version override it)")
+	c.Flags.StringVar(&t.brokers, "brokers", "", "comma-separated Kafka brokers, host:port (required without -config)")
+	c.Flags.StringVar(&t.version, "kafka-version", "3.6.0", "Kafka protocol version to speak")
+	c.Flags.StringVar(&t.topic, "topic", "", "the DLQ topic (or give -source)")
+	c.Flags.StringVar(&t.source, "source", "", "the original topic; the DLQ topic is its name plus -suffix")
+	c.Flags.StringVar(&t.suffix, "suffix", dlq.DefaultSuffix, "DLQ topic suffix, with -source")
 	return t
-}
-
-// parse parses args. ok is false when the command must return code:
-// -h (0), or a bad flag or argument (2, usage printed).
-func (c *command) parse(args []string) (code int, ok bool) {
-	err := c.fs.Parse(args)
-	switch {
-	case errors.Is(err, flag.ErrHelp):
-		return exitOK, false
-	case err != nil: // the flag package printed the error and the usage
-		return exitUsage, false
-	case c.fs.NArg() > 0:
-		return c.usageError("unexpected argument %q", c.fs.Arg(0)), false
-	}
-	return 0, true
-}
-
-// usageError prints a flag error and the usage and returns exitUsage.
-func (c *command) usageError(format string, args ...any) int {
-	fmt.Fprintf(c.stderr, "bridge dlq %s: %s\n", c.name, fmt.Sprintf(format, args...))
-	c.fs.Usage()
-	return exitUsage
-}
-
-// fail prints a runtime error and returns exitFail.
-func (c *command) fail(err error) int {
-	fmt.Fprintf(c.stderr, "bridge dlq %s: %v\n", c.name, err)
-	return exitFail
-}
-
-// set returns the names of the flags given on the command line.
-func (c *command) set() map[string]bool {
-	m := map[string]bool{}
-	c.fs.Visit(func(f *flag.Flag) { m[f.Name] = true })
-	return m
 }
 
 // target is where a subcommand reads: the brokers and the DLQ topic.
@@ -235,7 +194,7 @@ func (c *command) filterFlags(f *dlq.Filter) {
 	for i, cl := range known {
 		names[i] = string(cl)
 	}
-	c.fs.Func("class", "only entries of this failure `class`: "+strings.Join(names, ", "), func(s string) error {
+	c.Flags.Func("class", "only entries of this failure `class`: "+strings.Join(names, ", "), func(s string) error {
 		for _, cl := range known {
 			if string(cl) == s {
 				f.Class = cl
@@ -244,13 +203,13 @@ func (c *command) filterFlags(f *dlq.Filter) {
 		}
 		return fmt.Errorf("not one of %s", strings.Join(names, ", "))
 	})
-	c.fs.StringVar(&f.WorkflowID, "workflow-id", "", "only entries for this workflow ID")
-	c.fs.Func("since", "only entries that failed at or after this `time`: RFC 3339 (2026-11-25T10:00:00Z) or a duration ago (1h)", func(s string) error {
+	c.Flags.StringVar(&f.WorkflowID, "workflow-id", "", "only entries for this workflow ID")
+	c.Flags.Func("since", "only entries that failed at or after this `time`: RFC 3339 (2026-11-25T10:00:00Z) or a duration ago (1h)", func(s string) error {
 		t, err := parseWhen(s, c.now)
 		f.Since = t
 		return err
 	})
-	c.fs.Func("until", "only entries that failed before this `time`: RFC 3339 or a duration ago", func(s string) error {
+	c.Flags.Func("until", "only entries that failed before this `time`: RFC 3339 or a duration ago", func(s string) error {
 		t, err := parseWhen(s, c.now)
 		f.Until = t
 		return err
@@ -283,8 +242,8 @@ func checkWindow(f dlq.Filter) error {
 
 // position registers -partition and -offset (both -1 until given).
 func (c *command) position(help string) (partition *int, offset *int64) {
-	partition = c.fs.Int("partition", -1, "DLQ partition of the record"+help)
-	offset = c.fs.Int64("offset", -1, "DLQ offset of the record"+help)
+	partition = c.Flags.Int("partition", -1, "DLQ partition of the record"+help)
+	offset = c.Flags.Int64("offset", -1, "DLQ offset of the record"+help)
 	return partition, offset
 }
 

@@ -19,32 +19,32 @@ func (c *command) list(ctx context.Context, args []string) int {
 	t := c.flags("-brokers h:p[,h:p] (-topic T | -source S [-suffix .dlq]) [-class C] [-workflow-id ID] [-since T] [-until T] [-json]")
 	var f dlq.Filter
 	c.filterFlags(&f)
-	asJSON := c.fs.Bool("json", false, "print one JSON object per entry instead of a table")
-	if code, ok := c.parse(args); !ok {
+	asJSON := c.Flags.Bool("json", false, "print one JSON object per entry instead of a table")
+	if code, ok := c.Parse(args); !ok {
 		return code
 	}
-	if err := t.resolve(c.set()); err != nil {
-		return c.usageError("%v", err)
+	if err := t.resolve(c.Set()); err != nil {
+		return c.UsageError("%v", err)
 	}
 	if err := checkWindow(f); err != nil {
-		return c.usageError("%v", err)
+		return c.UsageError("%v", err)
 	}
 	client, err := t.connect(nil)
 	if err != nil {
-		return c.fail(err)
+		return c.Fail(err)
 	}
 	defer func() { _ = client.Close() }()
 	entries, err := dlq.Read(ctx, client, t.dlqTopic, f)
 	bad := dlq.BadRecords(err)
 	if err != nil && len(bad) == 0 {
-		return c.fail(fmt.Errorf("read %s: %w", t.dlqTopic, err))
+		return c.Fail(fmt.Errorf("read %s: %w", t.dlqTopic, err))
 	}
 	if *asJSON {
 		enc := json.NewEncoder(c.stdout)
 		enc.SetEscapeHTML(false)
 		for _, e := range entries {
 			if err := enc.Encode(toJSON(t.dlqTopic, e)); err != nil {
-				return c.fail(err)
+				return c.Fail(err)
 			}
 		}
 	} else if len(entries) > 0 {

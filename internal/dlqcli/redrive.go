@@ -17,33 +17,33 @@ func (c *command) redrive(ctx context.Context, args []string) int {
 	partition, offset := c.position(" to redrive")
 	var f dlq.Filter
 	c.filterFlags(&f)
-	all := c.fs.Bool("all", false, "redrive every entry of the DLQ (required when no record or filter is selected)")
-	maxRedrives := c.fs.Int("max-redrives", 3, "refuse entries already redriven this many times")
-	dryRun := c.fs.Bool("dry-run", false, "print what would be produced, produce nothing")
-	force := c.fs.Bool("force", false, "redrive entries that were redriven before (recorded in <dlq topic>.redrives)")
-	if code, ok := c.parse(args); !ok {
+	all := c.Flags.Bool("all", false, "redrive every entry of the DLQ (required when no record or filter is selected)")
+	maxRedrives := c.Flags.Int("max-redrives", 3, "refuse entries already redriven this many times")
+	dryRun := c.Flags.Bool("dry-run", false, "print what would be produced, produce nothing")
+	force := c.Flags.Bool("force", false, "redrive entries that were redriven before (recorded in <dlq topic>.redrives)")
+	if code, ok := c.Parse(args); !ok {
 		return code
 	}
-	set := c.set()
+	set := c.Set()
 	if err := t.resolve(set); err != nil {
-		return c.usageError("%v", err)
+		return c.UsageError("%v", err)
 	}
 	if err := checkPosition(set, *partition, *offset, false); err != nil {
-		return c.usageError("%v", err)
+		return c.UsageError("%v", err)
 	}
 	if err := checkWindow(f); err != nil {
-		return c.usageError("%v", err)
+		return c.UsageError("%v", err)
 	}
 	single := set["partition"]
 	switch {
 	case *maxRedrives < 1:
-		return c.usageError("-max-redrives %d: must be 1 or more", *maxRedrives)
+		return c.UsageError("-max-redrives %d: must be 1 or more", *maxRedrives)
 	case single && !f.IsZero():
-		return c.usageError("-partition/-offset select one record: they cannot be combined with -class, -workflow-id, -since or -until")
+		return c.UsageError("-partition/-offset select one record: they cannot be combined with -class, -workflow-id, -since or -until")
 	case *all && (single || !f.IsZero()):
-		return c.usageError("-all redrives every entry: it cannot be combined with -partition/-offset or a filter")
+		return c.UsageError("-all redrives every entry: it cannot be combined with -partition/-offset or a filter")
 	case !*all && !single && f.IsZero():
-		return c.usageError("no entries selected: give -partition and -offset, a filter (-class, -workflow-id, -since, -until), or -all to redrive every entry of %s", t.dlqTopic)
+		return c.UsageError("no entries selected: give -partition and -offset, a filter (-class, -workflow-id, -since, -until), or -all to redrive every entry of %s", t.dlqTopic)
 	}
 
 	client, err := t.connect(func(cfg *sarama.Config) {
@@ -55,7 +55,7 @@ func (c *command) redrive(ctx context.Context, args []string) int {
 		cfg.Net.MaxOpenRequests = 1
 	})
 	if err != nil {
-		return c.fail(err)
+		return c.Fail(err)
 	}
 	defer func() { _ = client.Close() }()
 
@@ -64,25 +64,25 @@ func (c *command) redrive(ctx context.Context, args []string) int {
 	if single {
 		msg, err := dlq.ReadRecord(ctx, client, t.dlqTopic, int32(*partition), *offset)
 		if err != nil {
-			return c.fail(err)
+			return c.Fail(err)
 		}
 		e, err := dlq.EntryOf(msg)
 		if err != nil {
-			return c.fail(err)
+			return c.Fail(err)
 		}
 		entries = []dlq.Entry{e}
 	} else {
 		entries, err = dlq.Read(ctx, client, t.dlqTopic, f)
 		bad = dlq.BadRecords(err)
 		if err != nil && len(bad) == 0 {
-			return c.fail(fmt.Errorf("read %s: %w", t.dlqTopic, err))
+			return c.Fail(fmt.Errorf("read %s: %w", t.dlqTopic, err))
 		}
 	}
 
 	// Entries redriven before, recorded by earlier runs.
 	redrives, err := dlq.ReadRedrives(ctx, client, t.dlqTopic)
 	if err != nil {
-		return c.fail(fmt.Errorf("read the redrive records: %w", err))
+		return c.Fail(fmt.Errorf("read the redrive records: %w", err))
 	}
 	var producer sarama.SyncProducer // started at the first record to produce
 	defer func() {
@@ -93,7 +93,7 @@ func (c *command) redrive(ctx context.Context, args []string) int {
 	var redriven, refused, again int
 	for _, e := range entries {
 		if err := ctx.Err(); err != nil {
-			return c.fail(err)
+			return c.Fail(err)
 		}
 		from := fmt.Sprintf("%d@%d", e.Partition, e.Offset)
 		msg, err := dlq.RedriveMessage(e, *maxRedrives)
@@ -105,7 +105,7 @@ func (c *command) redrive(ctx context.Context, args []string) int {
 			continue
 		}
 		if err != nil {
-			return c.fail(err)
+			return c.Fail(err)
 		}
 		if before, ok := redrives[dlq.RedriveKey(e.Partition, e.Offset)]; ok && !*force {
 			again++
@@ -121,16 +121,16 @@ func (c *command) redrive(ctx context.Context, args []string) int {
 		}
 		if producer == nil {
 			if err := createRedrivesTopic(client, t.dlqTopic); err != nil {
-				return c.fail(err)
+				return c.Fail(err)
 			}
 			if producer, err = sarama.NewSyncProducerFromClient(client); err != nil {
-				return c.fail(fmt.Errorf("start the producer: %w", err))
+				return c.Fail(fmt.Errorf("start the producer: %w", err))
 			}
 		}
 		p, o, err := producer.SendMessage(msg)
 		if err != nil {
 			fmt.Fprintf(c.stdout, "failed         %-10s -> %s: %v\n", from, msg.Topic, err)
-			return c.fail(fmt.Errorf("redrive DLQ record %s to %s: %w (%d redriven before it)", from, msg.Topic, err, redriven))
+			return c.Fail(fmt.Errorf("redrive DLQ record %s to %s: %w (%d redriven before it)", from, msg.Topic, err, redriven))
 		}
 		redriven++
 		fmt.Fprintf(c.stdout, "redriven       %-10s -> %s/%d@%d  %s\n", from, msg.Topic, p, o, what)
@@ -139,7 +139,7 @@ func (c *command) redrive(ctx context.Context, args []string) int {
 			_, _, err = producer.SendMessage(rec)
 		}
 		if err != nil {
-			return c.fail(fmt.Errorf("DLQ record %s was redriven to %s/%d@%d, but recording it in %s failed, so a second redrive would not be refused: %w",
+			return c.Fail(fmt.Errorf("DLQ record %s was redriven to %s/%d@%d, but recording it in %s failed, so a second redrive would not be refused: %w",
 				from, msg.Topic, p, o, dlq.RedrivesTopic(t.dlqTopic), err))
 		}
 	}

@@ -23,28 +23,28 @@ import (
 func (c *command) show(ctx context.Context, args []string) int {
 	t := c.flags("-brokers h:p[,h:p] (-topic T | -source S [-suffix .dlq]) -partition P -offset O")
 	partition, offset := c.position(" (required)")
-	if code, ok := c.parse(args); !ok {
+	if code, ok := c.Parse(args); !ok {
 		return code
 	}
-	set := c.set()
+	set := c.Set()
 	if err := t.resolve(set); err != nil {
-		return c.usageError("%v", err)
+		return c.UsageError("%v", err)
 	}
 	if err := checkPosition(set, *partition, *offset, true); err != nil {
-		return c.usageError("%v", err)
+		return c.UsageError("%v", err)
 	}
 	client, err := t.connect(nil)
 	if err != nil {
-		return c.fail(err)
+		return c.Fail(err)
 	}
 	defer func() { _ = client.Close() }()
 	msg, err := dlq.ReadRecord(ctx, client, t.dlqTopic, int32(*partition), *offset)
 	if err != nil {
-		return c.fail(err)
+		return c.Fail(err)
 	}
 	writeRecord(c.stdout, msg)
 	if _, err := dlq.EntryOf(msg); err != nil {
-		return c.fail(err)
+		return c.Fail(err)
 	}
 	return exitOK
 }

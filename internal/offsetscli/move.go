@@ -50,9 +50,9 @@ func (f moveFlags) mode(set map[string]bool, topics []string) (Mode, error) {
 func (c *command) move(ctx context.Context, args []string) int {
 	t := c.flags("[-config bridge.yaml] -topic T [-partition P] (--to-offset N | --to-time RFC3339 | --skip-one) [-dry-run]")
 	var f moveFlags
-	c.fs.IntVar(&f.partition, "partition", -1, "the partition to move (required but with --to-time, which moves every partition of the topics without it)")
-	c.fs.Int64Var(&f.toOffset, "to-offset", -1, "move to this offset, from the log start to the log end")
-	c.fs.Func("to-time", "move to the first offset whose record's timestamp is at or after this `RFC3339` time, or to the log end when none is", func(s string) error {
+	c.Flags.IntVar(&f.partition, "partition", -1, "the partition to move (required but with --to-time, which moves every partition of the topics without it)")
+	c.Flags.Int64Var(&f.toOffset, "to-offset", -1, "move to this offset, from the log start to the log end")
+	c.Flags.Func("to-time", "move to the first offset whose record's timestamp is at or after this `RFC3339` time, or to the log end when none is", func(s string) error {
 		tm, err := time.Parse(time.RFC3339Nano, s)
 		if err != nil {
 			return errors.New("not an RFC 3339 time such as 2026-11-25T10:00:00Z")
@@ -60,40 +60,40 @@ func (c *command) move(ctx context.Context, args []string) int {
 		f.toTime = tm
 		return nil
 	})
-	c.fs.BoolVar(&f.skipOne, "skip-one", false, "move one past the committed offset: skip the record the group is stuck on")
-	c.fs.BoolVar(&f.dryRun, "dry-run", false, "print what would be moved and whether the group would allow it; commit nothing")
-	if code, ok := c.parse(args); !ok {
+	c.Flags.BoolVar(&f.skipOne, "skip-one", false, "move one past the committed offset: skip the record the group is stuck on")
+	c.Flags.BoolVar(&f.dryRun, "dry-run", false, "print what would be moved and whether the group would allow it; commit nothing")
+	if code, ok := c.Parse(args); !ok {
 		return code
 	}
-	set := c.set()
+	set := c.Set()
 	if err := t.resolve(c.environ, set); err != nil {
-		return c.usageError("%v", err)
+		return c.UsageError("%v", err)
 	}
 	mode, err := f.mode(set, t.topicList)
 	if err != nil {
-		return c.usageError("%v", err)
+		return c.UsageError("%v", err)
 	}
 	k, err := t.connect()
 	if err != nil {
-		return c.fail(err)
+		return c.Fail(err)
 	}
 	defer func() { _ = k.Close() }()
 
 	g, err := k.describe(ctx)
 	if err != nil {
-		return c.fail(err)
+		return c.Fail(err)
 	}
 	if !g.movable() && !f.dryRun {
-		return c.fail(&ActiveError{Group: g})
+		return c.Fail(&ActiveError{Group: g})
 	}
 	parts, err := k.partitions(ctx, t.topicList)
 	if err != nil {
-		return c.fail(err)
+		return c.Fail(err)
 	}
 	if set["partition"] {
 		want := tp{t.topicList[0], int32(f.partition)}
 		if !containsTP(parts, want) {
-			return c.fail(fmt.Errorf("%s: no such partition: topic %s has %d partitions", want, want.topic, len(parts)))
+			return c.Fail(fmt.Errorf("%s: no such partition: topic %s has %d partitions", want, want.topic, len(parts)))
 		}
 		parts = []tp{want}
 	}
@@ -101,21 +101,21 @@ func (c *command) move(ctx context.Context, args []string) int {
 	// transaction still committing one must end first.
 	moves, err := c.plan(ctx, k, mode, f, parts, !f.dryRun)
 	if err != nil {
-		return c.fail(err)
+		return c.Fail(err)
 	}
 	if f.dryRun {
 		writeMoves(c.stdout, moves, true)
 		if !g.movable() {
-			return c.fail(&ActiveError{Group: g})
+			return c.Fail(&ActiveError{Group: g})
 		}
 		fmt.Fprintf(c.stderr, "dry run: group %s is %s, so the move would be allowed; nothing committed\n", g.ID, g.State)
 		return exitOK
 	}
 	if err := k.commit(ctx, changed(moves)); err != nil {
-		return c.fail(err)
+		return c.Fail(err)
 	}
 	if err := verify(ctx, k, moves); err != nil {
-		return c.fail(err)
+		return c.Fail(err)
 	}
 	writeMoves(c.stdout, moves, false)
 	fmt.Fprintf(c.stderr, "moved %d partition(s) of group %s\n", len(changed(moves)), g.ID)

@@ -3,7 +3,6 @@ package offsetscli
 import (
 	"context"
 	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"os"
@@ -19,9 +18,9 @@ import (
 
 // Exit statuses.
 const (
-	exitOK    = 0
-	exitFail  = 1
-	exitUsage = 2
+	exitOK    = cli.ExitOK
+	exitFail  = cli.ExitFail
+	exitUsage = cli.ExitUsage
 )
 
 const usage = `usage: bridge offsets [<command>] [flags]
@@ -67,7 +66,7 @@ type command struct {
 	name           string
 	environ        []string
 	stdout, stderr io.Writer
-	fs             *flag.FlagSet
+	*cli.Subcommand
 }
 
 // target is the group and topics a subcommand works on, from -config and
@@ -84,54 +83,14 @@ type target struct {
 // flags starts the subcommand's flag set with the flags every subcommand
 // has.
 func (c *command) flags(synopsis string) *target {
-	c.fs = flag.NewFlagSet("bridge offsets "+c.name, flag.ContinueOnError)
-	c.fs.SetOutput(c.stderr)
-	c.fs.Usage = func() {
-		fmt.Fprintf(c.stderr, "usage: bridge offsets %s %s\n\nFlags:\n", c.name, synopsis)
-		c.fs.PrintDefaults()
-	}
+	c.Subcommand = cli.NewSubcommand("bridge offsets "+c.name, synopsis, c.stderr)
 	t := &target{}
-	c.fs.StringVar(&t.configPath, "config", "", "the bridge's configuration file: kafka.* gives the brokers, group, version, isolation level, TLS and SASL, the routes the topics (SAGABRIDGE_* variables apply; flags override)")
-	c.fs.StringVar(&t.brokers, "brokers", "", "comma-separated Kafka brokers, host:port (required without -config)")
-	c.fs.StringVar(&t.version, "kafka-version", "", "Kafka protocol version to speak (default kafka.version, 3.6.0)")
-	c.fs.StringVar(&t.group, "group", "", "the consumer group (required without -config; default kafka.group)")
-	c.fs.StringVar(&t.topics, "topic", "", "comma-separated topics (required without -config; default every routed topic)")
+	c.Flags.StringVar(&t.configPath, "config", "", "the bridge's configuration file: kafka.* gives the brokers, group, version, isolation level, TLS and SASL, the routes the topics (SAGABRIDGE_* variables apply; flags override)")
+	c.Flags.StringVar(&t.brokers, "brokers", "", "comma-separated Kafka brokers, host:port (required without -config)")
+	c.Flags.StringVar(&t.version, "kafka-version", "", "Kafka protocol version to speak (default kafka.version, 3.6.0)")
+	c.Flags.StringVar(&t.group, "group", "", "the consumer group (required without -config; default kafka.group)")
+	c.Flags.StringVar(&t.topics, "topic", "", "comma-separated topics (required without -config; default every routed topic)")
 	return t
-}
-
-// parse parses args. ok is false when the command must return code:
-// -h (0), or a bad flag or argument (2, usage printed).
-func (c *command) parse(args []string) (code int, ok bool) {
-	err := c.fs.Parse(args)
-	switch {
-	case errors.Is(err, flag.ErrHelp):
-		return exitOK, false
-	case err != nil: // the flag package printed the error and the usage
-		return exitUsage, false
-	case c.fs.NArg() > 0:
-		return c.usageError("unexpected argument %q", c.fs.Arg(0)), false
-	}
-	return 0, true
-}
-
-// usageError prints a flag error and the usage and returns exitUsage.
-func (c *command) usageError(format string, args ...any) int {
-	fmt.Fprintf(c.stderr, "bridge offsets %s: %s\n", c.name, fmt.Sprintf(format, args...))
-	c.fs.Usage()
-	return exitUsage
-}
-
-// fail prints a runtime error and returns exitFail.
-func (c *command) fail(err error) int {
-	fmt.Fprintf(c.stderr, "bridge offsets %s: %v\n", c.name, err)
-	return exitFail
-}
-
-// set returns the names of the flags given on the command line.
-func (c *command) set() map[string]bool {
-	m := map[string]bool{}
-	c.fs.Visit(func(f *flag.Flag) { m[f.Name] = true })
-	return m
 }
 
 // resolve loads -config (the whole bridge configuration, as the bridge

@@ -15,26 +15,26 @@ import (
 func (c *command) show(ctx context.Context, args []string) int {
 	t := c.flags("[-config bridge.yaml] [-brokers h:p] [-group G] [-topic T,...] [-metrics URL ...] [-json]")
 	var urls []string
-	c.fs.Func("metrics", "a running bridge's metrics `URL` (http://host:9464 of metrics.listen; repeat for each bridge of the group): read why its partitions are paused", func(s string) error {
+	c.Flags.Func("metrics", "a running bridge's metrics `URL` (http://host:9464 of metrics.listen; repeat for each bridge of the group): read why its partitions are paused", func(s string) error {
 		u, err := metricsURL(s)
 		urls = append(urls, u)
 		return err
 	})
-	asJSON := c.fs.Bool("json", false, "print one JSON document instead of a table")
-	if code, ok := c.parse(args); !ok {
+	asJSON := c.Flags.Bool("json", false, "print one JSON document instead of a table")
+	if code, ok := c.Parse(args); !ok {
 		return code
 	}
-	if err := t.resolve(c.environ, c.set()); err != nil {
-		return c.usageError("%v", err)
+	if err := t.resolve(c.environ, c.Set()); err != nil {
+		return c.UsageError("%v", err)
 	}
 	k, err := t.connect()
 	if err != nil {
-		return c.fail(err)
+		return c.Fail(err)
 	}
 	defer func() { _ = k.Close() }()
 	rep, err := report(ctx, k, t)
 	if err != nil {
-		return c.fail(err)
+		return c.Fail(err)
 	}
 	var scrapeErr error
 	if len(urls) > 0 {
@@ -46,13 +46,13 @@ func (c *command) show(ctx context.Context, args []string) int {
 		enc := json.NewEncoder(c.stdout)
 		enc.SetIndent("", "  ")
 		if err := enc.Encode(rep); err != nil {
-			return c.fail(err)
+			return c.Fail(err)
 		}
 	} else {
 		rep.writeTable(c.stdout)
 	}
 	if scrapeErr != nil {
-		return c.fail(scrapeErr)
+		return c.Fail(scrapeErr)
 	}
 	return exitOK
 }
