@@ -183,6 +183,13 @@ func (e *env) runBridge(group string) (b *bridge.Bridge, stop func()) {
 // runBridgeWith is runBridge with the configuration adjusted by tune.
 func (e *env) runBridgeWith(group string, tune func(*config.Config)) (b *bridge.Bridge, stop func()) {
 	e.t.Helper()
+	return e.runBridgeOn(group, func(t bridge.Temporal) bridge.Temporal { return t }, tune)
+}
+
+// runBridgeOn runs an in-process bridge with the Temporal seam wrap makes
+// of the real one, and the configuration tune adjusts, until stop.
+func (e *env) runBridgeOn(group string, wrap func(bridge.Temporal) bridge.Temporal, tune func(*config.Config), opts ...bridge.Option) (b *bridge.Bridge, stop func()) {
+	e.t.Helper()
 	tc, err := client.Dial(client.Options{HostPort: e.temporal, Logger: quietLogger()})
 	require.NoError(e.t, err)
 	pc, err := connect.DLQProducerConfig(config.Kafka{Version: "3.6.0", ClientID: "e2e"}, 0)
@@ -192,10 +199,10 @@ func (e *env) runBridgeWith(group string, tune func(*config.Config)) (b *bridge.
 	cfg := e.config(group)
 	tune(&cfg)
 	b, err = bridge.New(cfg, bridge.Deps{
-		Temporal:    temporalsdk.Client{Client: tc},
+		Temporal:    wrap(temporalsdk.Client{Client: tc}),
 		DeadLetters: dlq.ProducerWriter{Producer: dlqProducer, Suffix: dlq.DefaultSuffix},
 		Logger:      slog.New(slog.NewTextHandler(io.MultiWriter(testWriter{e.t}, &e.bridgeLogs), &slog.HandlerOptions{Level: slog.LevelInfo})),
-	})
+	}, opts...)
 	require.NoError(e.t, err)
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)

@@ -3,11 +3,8 @@ package e2e
 import (
 	"context"
 	"errors"
-	"io"
-	"log/slog"
 	"net/http/httptest"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -23,7 +20,6 @@ import (
 	"github.com/sagabridge/sagabridge/dlq"
 	"github.com/sagabridge/sagabridge/event"
 	"github.com/sagabridge/sagabridge/examples/saga"
-	"github.com/sagabridge/sagabridge/internal/connect"
 	"github.com/sagabridge/sagabridge/internal/ledger"
 )
 
@@ -42,45 +38,6 @@ func (s splitTemporal) SignalWithStart(ctx context.Context, target bridge.Target
 		return s.bad.SignalWithStart(ctx, target, batch)
 	}
 	return s.Temporal.SignalWithStart(ctx, target, batch)
-}
-
-// runBridgeOn runs an in-process bridge with the Temporal seam wrap makes
-// of the real one, and the configuration tune adjusts, until stop.
-func (e *env) runBridgeOn(group string, wrap func(bridge.Temporal) bridge.Temporal, tune func(*config.Config), opts ...bridge.Option) (b *bridge.Bridge, stop func()) {
-	e.t.Helper()
-	tc, err := client.Dial(client.Options{HostPort: e.temporal, Logger: quietLogger()})
-	require.NoError(e.t, err)
-	pc, err := connect.DLQProducerConfig(config.Kafka{Version: "3.6.0", ClientID: "e2e"}, 0)
-	require.NoError(e.t, err)
-	dlqProducer, err := sarama.NewSyncProducer(stack.Kafka.Brokers, pc)
-	require.NoError(e.t, err)
-	cfg := e.config(group)
-	tune(&cfg)
-	b, err = bridge.New(cfg, bridge.Deps{
-		Temporal:    wrap(temporalsdk.Client{Client: tc}),
-		DeadLetters: dlq.ProducerWriter{Producer: dlqProducer, Suffix: dlq.DefaultSuffix},
-		Logger:      slog.New(slog.NewTextHandler(io.MultiWriter(testWriter{e.t}, &e.bridgeLogs), &slog.HandlerOptions{Level: slog.LevelInfo})),
-	}, opts...)
-	require.NoError(e.t, err)
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- b.Run(ctx) }()
-	var once sync.Once
-	stop = func() {
-		once.Do(func() {
-			cancel()
-			select {
-			case err := <-done:
-				require.NoError(e.t, err)
-			case <-time.After(30 * time.Second):
-				e.t.Error("bridge did not stop within 30s")
-			}
-			_ = dlqProducer.Close()
-			tc.Close()
-		})
-	}
-	e.t.Cleanup(stop)
-	return b, stop
 }
 
 // Two routes, two task queues. Temporal refuses every call for one of them
