@@ -25,19 +25,26 @@ import (
 // dlqcliRun runs `bridge dlq args...` and returns its exit status and output.
 func dlqcliRun(t *testing.T, args ...string) (code int, stdout, stderr string) {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	return bridgeRun(t, 60*time.Second, "dlq", args...)
+}
+
+// bridgeRun runs `bridge sub args...` within timeout and returns its exit
+// status and output, which it also logs.
+func bridgeRun(t *testing.T, timeout time.Duration, sub string, args ...string) (code int, stdout, stderr string) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
 	defer cancel()
-	cmd := exec.CommandContext(ctx, bridgeBin, append([]string{"dlq"}, args...)...)
+	cmd := exec.CommandContext(ctx, bridgeBin, append([]string{sub}, args...)...)
 	cmd.WaitDelay = 5 * time.Second
 	var out, errOut bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &errOut
 	err := cmd.Run()
 	var exit *exec.ExitError
 	if err != nil && !errors.As(err, &exit) {
-		require.NoError(t, err, "run bridge dlq %v", args)
+		require.NoError(t, err, "run bridge %s %v", sub, args)
 	}
-	require.NoError(t, ctx.Err(), "bridge dlq %v did not finish in time; stderr:\n%s", args, errOut.String())
-	t.Logf("bridge dlq %s -> %d\nstdout:\n%s\nstderr:\n%s", strings.Join(args, " "), cmd.ProcessState.ExitCode(), out.String(), errOut.String())
+	require.NoError(t, ctx.Err(), "bridge %s %v did not finish in time; stderr:\n%s", sub, args, errOut.String())
+	t.Logf("bridge %s %s -> %d\nstdout:\n%s\nstderr:\n%s", sub, strings.Join(args, " "), cmd.ProcessState.ExitCode(), out.String(), errOut.String())
 	return cmd.ProcessState.ExitCode(), out.String(), errOut.String()
 }
 

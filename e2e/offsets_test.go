@@ -1,13 +1,11 @@
 package e2e
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -29,20 +27,7 @@ import (
 // offsetsRun runs `bridge offsets args...` and returns its exit status and output.
 func offsetsRun(t *testing.T, args ...string) (code int, stdout, stderr string) {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	cmd := exec.CommandContext(ctx, bridgeBin, append([]string{"offsets"}, args...)...)
-	cmd.WaitDelay = 5 * time.Second
-	var out, errOut bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &out, &errOut
-	err := cmd.Run()
-	var exit *exec.ExitError
-	if err != nil && !errors.As(err, &exit) {
-		require.NoError(t, err, "run bridge offsets %v", args)
-	}
-	require.NoError(t, ctx.Err(), "bridge offsets %v did not finish in time; stderr:\n%s", args, errOut.String())
-	t.Logf("bridge offsets %s -> %d\nstdout:\n%s\nstderr:\n%s", strings.Join(args, " "), cmd.ProcessState.ExitCode(), out.String(), errOut.String())
-	return cmd.ProcessState.ExitCode(), out.String(), errOut.String()
+	return bridgeRun(t, 30*time.Second, "offsets", args...)
 }
 
 // offsetsShow runs `bridge offsets show -json args...` and decodes its report.
