@@ -113,7 +113,8 @@ func TestTemporalDownForAMinuteLosesNothingAndHoldsMemoryFlat(t *testing.T) {
 	require.NoError(t, err)
 	ports, err := devstack.FreePorts(2)
 	require.NoError(t, err)
-	opts := devstack.TemporalOptions{Port: ports[0], DBFile: filepath.Join(t.TempDir(), "temporal.db"), Output: logFile}
+	opts := devstack.TemporalOptions{Port: ports[0], DBFile: filepath.Join(t.TempDir(), "temporal.db"), Output: logFile,
+		DynamicConfig: []string{devstack.BoundedLongPolls}}
 	ctx := context.Background()
 	temporal, err := devstack.StartTemporal(ctx, opts)
 	require.NoError(t, err)

@@ -65,7 +65,8 @@ func TestMain(m *testing.M) {
 	}
 	stack, err = devstack.Start(context.Background(), devstack.Options{
 		Topics: []string{saga.OutcomeTopic}, Partitions: 4,
-		Temporal: devstack.TemporalOptions{Output: logFile, SearchAttributes: []string{saga.StatusSearchAttribute + "=Keyword"}},
+		Temporal: devstack.TemporalOptions{Output: logFile, SearchAttributes: []string{saga.StatusSearchAttribute + "=Keyword"},
+			DynamicConfig: []string{devstack.BoundedLongPolls}},
 	})
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "e2e: start the dev stack:", err)

@@ -45,12 +45,10 @@ type harness struct {
 // onFreshTemporal runs fn against a Temporal dev server started for it, so
 // that no mode inherits the histories and tasks another left behind.
 func (h *harness) onFreshTemporal(ctx context.Context, fn func() error) error {
-	// Under a burst of new workflow tasks the dev server sometimes leaves
-	// hundreds of them scheduled while every poller waits, until the long
-	// polls expire (60 s by default): one run in three or four stalled for
-	// a minute. Shorter long polls bound that stall, for every mode alike.
+	// Shorter long polls bound a dev server stall (devstack.BoundedLongPolls),
+	// for every mode alike.
 	opts := devstack.TemporalOptions{Output: h.temporalLog,
-		DynamicConfig: append([]string{`matching.longPollExpirationInterval="5s"`}, h.o.dynamicConfig...)}
+		DynamicConfig: append([]string{devstack.BoundedLongPolls}, h.o.dynamicConfig...)}
 	t, err := devstack.StartTemporal(ctx, opts)
 	if err != nil {
 		return err

@@ -117,7 +117,8 @@ func run(o options) error {
 		return err
 	}
 	defer tlog.Close()
-	topts := devstack.TemporalOptions{Port: ports[0], DBFile: filepath.Join(dir, "temporal.db"), Output: tlog}
+	topts := devstack.TemporalOptions{Port: ports[0], DBFile: filepath.Join(dir, "temporal.db"), Output: tlog,
+		DynamicConfig: []string{devstack.BoundedLongPolls}}
 	temporal, err := devstack.StartTemporal(ctx, topts)
 	if err != nil {
 		return err

@@ -118,6 +118,17 @@ func (k *Kafka) Close() {
 	})
 }
 
+// BoundedLongPolls is the dynamic config value test stacks pass in
+// TemporalOptions.DynamicConfig. Under a burst of new workflows the dev
+// server sometimes leaves first workflow tasks in its backlog while every
+// poller of the task queue waits, until the long polls expire (60 s by
+// default): the benchmark stalled for a minute in one run of three or four,
+// and an e2e test once waited 60 s with 25 of 50 tasks queued and 8 idle
+// pollers while the bridge had delivered every record. Five-second long
+// polls bound such a stall to five seconds; one task-queue partition
+// instead of four did not help (docs/BENCHMARKS.md).
+const BoundedLongPolls = `matching.longPollExpirationInterval="5s"`
+
 // TemporalOptions configures the Temporal dev server.
 type TemporalOptions struct {
 	// Bin is the temporal CLI. Optional, default FindTemporal().
