@@ -171,9 +171,13 @@ func (h *harness) measure(ctx context.Context, name string, p path, recs, warm [
 		return latencyStats{}, 0, err
 	}
 	calls = p.calls() - calls
-	applied, err := h.readLedgers(ctx, keys)
+	states, err := h.readLedgers(ctx, keys)
 	if err != nil {
 		return latencyStats{}, 0, err
+	}
+	applied := map[string][]int64{}
+	for k, st := range states {
+		applied[k] = st.LatencyMillis
 	}
 	sent := map[string][]time.Duration{}
 	for i, r := range recs {
@@ -182,6 +186,11 @@ func (h *harness) measure(ctx context.Context, name string, p path, recs, warm [
 	samples, err := matchSamples(sent, applied, skip)
 	if err != nil {
 		return latencyStats{}, 0, err
+	}
+	if h.o.timeline > 0 {
+		fmt.Printf("  timeline of %s (by send time; applied by apply time):\n%s", name, timeline(samples, h.o.timeline))
+		fmt.Print(slowestKeys(states, skip, 5))
+		fmt.Print(h.historyGaps(ctx, slowestKey(states, skip), 3))
 	}
 	return summarize(samples, h.o.segment()), calls, nil
 }

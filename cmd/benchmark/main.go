@@ -71,6 +71,9 @@ type options struct {
 	shapes  []string
 	// probeFor is the length of each phase of the capacity probe.
 	probeFor time.Duration
+	// timeline is the bucket width of each latency run's printed timeline;
+	// 0 prints none.
+	timeline time.Duration
 }
 
 func main() {
@@ -91,6 +94,7 @@ func main() {
 		o.shapes = sh
 		return err
 	})
+	flag.DurationVar(&o.timeline, "timeline", 0, "print each latency run's timeline in buckets of this width (0: none), to tell a stall from a lack of capacity")
 	flag.DurationVar(&o.probeFor, "probe-for", 3*time.Second, "length of each phase (starts, signals) of the capacity probe before every latency run")
 	flag.IntVar(&o.batch, "batch", 0, "the engine's batch.max_records; 0 keeps the bridge's default")
 	flag.IntVar(&o.window, "max-in-flight", 0, "the engine's batch.max_in_flight (per partition); 0 keeps the default")

@@ -7,10 +7,13 @@ import (
 	"fmt"
 	"maps"
 	"slices"
+	"strings"
 	"sync"
 	"time"
 
 	"github.com/IBM/sarama"
+	enumspb "go.temporal.io/api/enums/v1"
+	historypb "go.temporal.io/api/history/v1"
 
 	"github.com/sagabridge/sagabridge/bridge"
 	"github.com/sagabridge/sagabridge/event"
@@ -143,18 +146,18 @@ func (h *harness) waitApplied(ctx context.Context, keys map[string]int) error {
 	return nil
 }
 
-// readLedgers returns each key's ledger's latencies, in the order it
-// applied its records.
-func (h *harness) readLedgers(ctx context.Context, keys map[string]int) (map[string][]int64, error) {
+// readLedgers returns each key's ledger's final state; its latencies are
+// in the order it applied its records.
+func (h *harness) readLedgers(ctx context.Context, keys map[string]int) (map[string]ledger.State, error) {
 	var mu sync.Mutex
-	out := map[string][]int64{}
+	out := map[string]ledger.State{}
 	err := forEach(slices.Collect(maps.Keys(keys)), 16, func(k string) error {
 		var st ledger.State
 		if err := h.tc.GetWorkflow(ctx, "ledger-"+k, "").Get(ctx, &st); err != nil {
 			return fmt.Errorf("read ledger-%s: %w", k, err)
 		}
 		mu.Lock()
-		out[k] = st.LatencyMillis
+		out[k] = st
 		mu.Unlock()
 		return nil
 	})
@@ -180,4 +183,66 @@ func forEach(items []string, n int, f func(string) error) error {
 	}
 	wg.Wait()
 	return first
+}
+
+// slowestKey is the key whose ledger applied an event latest after its
+// send ("" for none).
+func slowestKey(states map[string]ledger.State, skip int) string {
+	var key string
+	var worst int64 = -1
+	for k, st := range states {
+		for _, l := range st.LatencyMillis[min(skip, len(st.LatencyMillis)):] {
+			if l > worst || (l == worst && k < key) {
+				key, worst = k, l
+			}
+		}
+	}
+	return key
+}
+
+// historyGaps describes the n longest gaps between consecutive events of
+// key's ledger's history (its latest run), with the events on each side,
+// and counts the workflow task timeouts: what the server did while an
+// event waited.
+func (h *harness) historyGaps(ctx context.Context, key string, n int) string {
+	if key == "" {
+		return ""
+	}
+	type gap struct {
+		d            time.Duration
+		from, to     string
+		fromID, toID int64
+	}
+	var gaps []gap
+	counts := map[string]int{}
+	var prev *historypb.HistoryEvent
+	it := h.tc.GetWorkflowHistory(ctx, "ledger-"+key, "", false, enumspb.HISTORY_EVENT_FILTER_TYPE_ALL_EVENT)
+	for it.HasNext() {
+		ev, err := it.Next()
+		if err != nil {
+			return fmt.Sprintf("    history of ledger-%s: %v\n", key, err)
+		}
+		counts[ev.GetEventType().String()]++
+		if prev != nil {
+			gaps = append(gaps, gap{d: ev.GetEventTime().AsTime().Sub(prev.GetEventTime().AsTime()),
+				from: prev.GetEventType().String(), to: ev.GetEventType().String(), fromID: prev.GetEventId(), toID: ev.GetEventId()})
+		}
+		prev = ev
+	}
+	slices.SortFunc(gaps, func(a, b gap) int { return cmp.Compare(b.d, a.d) })
+	var b strings.Builder
+	fmt.Fprintf(&b, "    history of ledger-%s: %d events, %d signals, %d workflow tasks completed, %d timed out\n", key,
+		sumCounts(counts), counts["WorkflowExecutionSignaled"], counts["WorkflowTaskCompleted"], counts["WorkflowTaskTimedOut"])
+	for _, g := range gaps[:min(n, len(gaps))] {
+		fmt.Fprintf(&b, "      gap %6d ms: #%d %s -> #%d %s\n", g.d.Milliseconds(), g.fromID, g.from, g.toID, g.to)
+	}
+	return b.String()
+}
+
+func sumCounts(m map[string]int) int {
+	n := 0
+	for _, v := range m {
+		n += v
+	}
+	return n
 }

@@ -1,9 +1,13 @@
 package main
 
 import (
+	"cmp"
 	"fmt"
 	"slices"
+	"strings"
 	"time"
+
+	"github.com/sagabridge/sagabridge/internal/ledger"
 )
 
 // sample is one measured event: when it was sent, counted from the start
@@ -108,4 +112,60 @@ func (s spread) format(verb string) string {
 		return fmt.Sprintf(verb, s.med)
 	}
 	return fmt.Sprintf(verb+" ("+verb+"–"+verb+")", s.med, s.lo, s.hi)
+}
+
+// timeline describes a run in buckets of width step: for the events sent in
+// each bucket, their P50 and P99 latency; and how many events were applied
+// (sent plus latency) in each. A stall shows as buckets that apply nothing
+// while latencies of the events sent before it jump; a lack of capacity as
+// latencies that grow bucket after bucket while each applies about as
+// many events as the server can take.
+func timeline(samples []sample, step time.Duration) string {
+	if len(samples) == 0 || step <= 0 {
+		return ""
+	}
+	var end time.Duration
+	for _, s := range samples {
+		end = max(end, s.sent+s.latency)
+	}
+	n := int(end/step) + 1
+	sent := make([][]time.Duration, n)
+	applied := make([]int, n)
+	for _, s := range samples {
+		sent[s.sent/step] = append(sent[s.sent/step], s.latency)
+		applied[(s.sent+s.latency)/step]++
+	}
+	var b strings.Builder
+	for i := range n {
+		slices.Sort(sent[i])
+		fmt.Fprintf(&b, "    %4.0f s: sent %6d  P50 %6d  P99 %6d ms | applied %6d\n", (time.Duration(i) * step).Seconds(),
+			len(sent[i]), percentile(sent[i], 0.5).Milliseconds(), percentile(sent[i], 0.99).Milliseconds(), applied[i])
+	}
+	return b.String()
+}
+
+// slowestKeys lists the n ledgers with the highest maximum latency: how
+// many events each applied, in how many runs (ContinueAsNew), and its
+// latency at the median and at the maximum.
+func slowestKeys(states map[string]ledger.State, skip, n int) string {
+	type keyLat struct {
+		key      string
+		st       ledger.State
+		p50, max int64
+	}
+	var ks []keyLat
+	for k, st := range states {
+		lat := slices.Clone(st.LatencyMillis[min(skip, len(st.LatencyMillis)):])
+		if len(lat) == 0 {
+			continue
+		}
+		slices.Sort(lat)
+		ks = append(ks, keyLat{key: k, st: st, p50: lat[len(lat)/2], max: lat[len(lat)-1]})
+	}
+	slices.SortFunc(ks, func(a, b keyLat) int { return cmp.Or(cmp.Compare(b.max, a.max), cmp.Compare(a.key, b.key)) })
+	var b strings.Builder
+	for _, k := range ks[:min(n, len(ks))] {
+		fmt.Fprintf(&b, "    slow key %s: %d events in %d runs, P50 %d ms, max %d ms\n", k.key, len(k.st.LatencyMillis)-skip, k.st.Runs, k.p50, k.max)
+	}
+	return b.String()
 }
