@@ -34,6 +34,18 @@ func (p *pressure) observeBacklog(taskQueue string, bl Backlog) {
 	}
 }
 
+// oldestBacklog is the age of the oldest backlogged task of any routed
+// task queue, as last read.
+func (p *pressure) oldestBacklog() time.Duration {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	var oldest time.Duration
+	for _, bl := range p.backlogs {
+		oldest = max(oldest, bl.Age)
+	}
+	return oldest
+}
+
 // topicsOf lists the topics that route to taskQueue.
 func (p *pressure) topicsOf(taskQueue string) []string {
 	var ts []string

@@ -82,6 +82,7 @@ type Bridge struct {
 
 	dispatcher *dispatcher
 	windows    *windows // what each workflow was sent and not seen applied
+	coalesce   *coalescer
 	pressure   *pressure
 	limiter    *limiter
 	// circuits are the breakers around calls to each route target; fallback
@@ -157,6 +158,7 @@ func New(cfg config.Config, deps Deps, opts ...Option) (*Bridge, error) {
 	}
 	b.dispatcher = newDispatcher(b)
 	b.windows = newWindows(cfg.Dispatch.WorkflowWindowRecords, cfg.Dispatch.WorkflowWindowBytes)
+	b.coalesce = newCoalescer(cfg.Dispatch.Coalesce, b.log)
 	topicQueues := map[string][]string{}
 	topicCircuits := map[string][]circuitKey{}
 	for _, r := range cfg.Routes {
@@ -243,6 +245,9 @@ func (b *Bridge) runGroup(ctx context.Context, group sarama.ConsumerGroup) error
 		watchers.Go(func() { b.pressure.watchBacklogs(wctx, b.deps.Temporal) })
 	}
 	watchers.Go(func() { b.watchCircuits(wctx) })
+	if r, ok := b.deps.Temporal.(WorkflowTaskLagReader); ok && b.cfg.Dispatch.Coalesce.MaxWindow > 0 {
+		watchers.Go(func() { b.coalesce.watchLag(wctx, r, b.deps.Now, b.pressure.oldestBacklog) })
+	}
 	if b.newest != nil {
 		watchers.Go(func() { b.watchLogEnds(wctx) })
 	}

@@ -44,6 +44,8 @@ type unit struct {
 	wire    int // the sum of their sizes as sent (wireSize)
 	// dead is the failure to write to the DLQ, for a dead-letter unit.
 	dead *dlq.Failure
+	// at is when it was submitted: the dispatch window counts from it.
+	at time.Time
 }
 
 // deadLetterQueue names the dispatcher queue of f's dead letters: one per
@@ -86,6 +88,7 @@ type wfQueue struct {
 	pending []*unit
 	busy    bool     // a worker is calling this workflow
 	queued  bool     // q is in a lane's ready list
+	waiting bool     // q's head unit waits out the dispatch window (a timer will schedule q)
 	parked  *circuit // q waits for this circuit to leave the open state; nil if not parked
 }
 
@@ -146,6 +149,7 @@ func (d *dispatcher) stop() {
 
 // submit queues u behind its workflow's earlier units.
 func (d *dispatcher) submit(u *unit) {
+	u.at = d.b.deps.Now()
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	q := d.queues[u.queue]
@@ -158,10 +162,12 @@ func (d *dispatcher) submit(u *unit) {
 }
 
 // schedule puts q on its head unit's lane if it has work, no call in
-// flight and is not parked. The caller holds d.mu.
+// flight, is not parked and its head unit has waited out the dispatch
+// window (dead letters never wait). The caller holds d.mu.
 func (d *dispatcher) schedule(q *wfQueue) {
 	switch {
-	case q.busy || q.queued || q.parked != nil:
+	case q.busy || q.queued || q.waiting || q.parked != nil:
+	case len(q.pending) > 0 && q.pending[0].route >= 0 && d.linger(q):
 	case len(q.pending) > 0:
 		q.queued = true
 		l := d.lanes[q.pending[0].route+1]
@@ -170,6 +176,28 @@ func (d *dispatcher) schedule(q *wfQueue) {
 	default:
 		delete(d.queues, q.id)
 	}
+}
+
+// linger reports whether q's head unit is inside the dispatch window, and
+// if so sets a timer that schedules q when the window ends. The caller
+// holds d.mu.
+func (d *dispatcher) linger(q *wfQueue) bool {
+	w := d.b.coalesce.Window()
+	if w <= 0 {
+		return false
+	}
+	wait := q.pending[0].at.Add(w).Sub(d.b.deps.Now())
+	if wait <= 0 {
+		return false
+	}
+	q.waiting = true
+	time.AfterFunc(wait, func() {
+		d.mu.Lock()
+		defer d.mu.Unlock()
+		q.waiting = false
+		d.schedule(q)
+	})
+	return true
 }
 
 // pick takes the next ready workflow, looking at the lanes in turn and

@@ -209,6 +209,28 @@ type Dispatch struct {
 	// DrainTimeout is how long an in-flight call may finish after shutdown
 	// or partition revocation begins. Optional, default 10s.
 	DrainTimeout time.Duration `yaml:"drain_timeout"`
+	// Coalesce widens a dispatch window while workflow tasks wait to start.
+	Coalesce Coalesce `yaml:"coalesce"`
+}
+
+// Coalesce sets the dispatch window that follows how long workflow tasks
+// wait to start. SignalWithStart returns before a worker applies the
+// signal, so when the workers fall behind every extra call is one more
+// queued workflow task. While a sampled workflow's task waits longer than
+// TargetLag the window widens (by half, from 10ms, up to MaxWindow), and a
+// workflow's records wait up to the window for more of its records, all
+// sent in one call; under half the target it narrows (by a quarter) and
+// closes. The window is exported as sagabridge_dispatch_window_seconds.
+type Coalesce struct {
+	// TargetLag is the workflow-task wait above which the window widens.
+	// Optional, default 200ms.
+	TargetLag time.Duration `yaml:"target_lag"`
+	// MaxWindow caps the window; 0s turns coalescing off. Optional,
+	// default 1s.
+	MaxWindow time.Duration `yaml:"max_window"`
+	// SampleInterval is how often a workflow's pending task is read
+	// (DescribeWorkflowExecution). Optional, default 250ms.
+	SampleInterval time.Duration `yaml:"sample_interval"`
 }
 
 // Backpressure bounds the records the bridge holds and says when it

@@ -146,6 +146,7 @@ func (c Config) Validate() error {
 	for name, d := range map[string]time.Duration{
 		"batch.linger": c.Batch.Linger, "dispatch.drain_timeout": c.Dispatch.DrainTimeout,
 		"backpressure.backlog.low_age": c.Backpressure.Backlog.LowAge,
+		"dispatch.coalesce.max_window": c.Dispatch.Coalesce.MaxWindow,
 	} {
 		if d < 0 {
 			bad(name, "must not be negative")
@@ -154,6 +155,8 @@ func (c Config) Validate() error {
 	for name, d := range map[string]time.Duration{
 		"dispatch.call_timeout": c.Dispatch.CallTimeout, "dispatch.retry_initial": c.Dispatch.RetryInitial,
 		"dispatch.retry_max":                   c.Dispatch.RetryMax,
+		"dispatch.coalesce.target_lag":         c.Dispatch.Coalesce.TargetLag,
+		"dispatch.coalesce.sample_interval":    c.Dispatch.Coalesce.SampleInterval,
 		"backpressure.backlog.poll_interval":   c.Backpressure.Backlog.PollInterval,
 		"backpressure.backlog.high_age":        c.Backpressure.Backlog.HighAge,
 		"backpressure.circuit.open_for":        c.Backpressure.Circuit.OpenFor,

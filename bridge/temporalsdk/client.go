@@ -12,10 +12,12 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"time"
 
 	enumspb "go.temporal.io/api/enums/v1"
 	"go.temporal.io/api/serviceerror"
 	taskqueuepb "go.temporal.io/api/taskqueue/v1"
+	workflowpb "go.temporal.io/api/workflow/v1"
 	"go.temporal.io/api/workflowservice/v1"
 	"go.temporal.io/sdk/client"
 	"go.temporal.io/sdk/converter"
@@ -104,6 +106,37 @@ func (t Client) ClosedWatermarks(ctx context.Context, workflowID string) (event.
 	return w, nil
 }
 
+// WorkflowTaskLag describes the workflow's pending workflow task: how long
+// it has waited since it was first scheduled (a sticky task that timed out
+// and was scheduled again counts from the first time), or how long it
+// waited before it started; zero when none is pending.
+func (t Client) WorkflowTaskLag(ctx context.Context, workflowID string) (time.Duration, error) {
+	desc, err := t.Client.DescribeWorkflowExecution(ctx, workflowID, "")
+	if err != nil {
+		return 0, fmt.Errorf("describe %s: %w", workflowID, err)
+	}
+	return pendingTaskLag(desc.GetPendingWorkflowTask(), time.Now()), nil
+}
+
+// pendingTaskLag is how long task has waited to start at now, or waited
+// before it started.
+func pendingTaskLag(task *workflowpb.PendingWorkflowTaskInfo, now time.Time) time.Duration {
+	if task == nil {
+		return 0
+	}
+	scheduled := task.GetOriginalScheduledTime()
+	if scheduled == nil {
+		scheduled = task.GetScheduledTime()
+	}
+	if scheduled == nil {
+		return 0
+	}
+	if started := task.GetStartedTime(); started != nil && task.GetState() == enumspb.PENDING_WORKFLOW_TASK_STATE_STARTED {
+		return max(0, started.AsTime().Sub(scheduled.AsTime()))
+	}
+	return max(0, now.Sub(scheduled.AsTime()))
+}
+
 // AppliedWatermarks queries the workflow's event.AppliedQuery, rejected
 // (ErrWorkflowClosed) when the workflow is no longer open: a closed run's
 // answer would never cover what it did not apply.
@@ -156,3 +189,5 @@ func (t Client) TaskQueueBacklog(ctx context.Context, taskQueue string) (bridge.
 	st := resp.GetStats()
 	return bridge.Backlog{Tasks: st.GetApproximateBacklogCount(), Age: st.GetApproximateBacklogAge().AsDuration()}, nil
 }
+
+var _ bridge.WorkflowTaskLagReader = Client{}

@@ -1,0 +1,170 @@
+package bridge
+
+import (
+	"context"
+	"log/slog"
+	"sync"
+	"time"
+
+	"github.com/sagabridge/sagabridge/config"
+)
+
+// Coalescing under load. SignalWithStart returns once Temporal has the
+// signal in history, long before a worker has applied it: when the workers
+// cannot keep up, every extra call is one more workflow task queued, and
+// the tail grows while the calls still look fast. So the bridge watches how
+// long workflow tasks wait to start, sampling a workflow it signalled a
+// while ago, and widens a dispatch window while they wait longer than
+// dispatch.coalesce.target_lag: a workflow's records then wait up to the
+// window for more of that workflow's records, and one call carries them
+// all. The window narrows again, to nothing, as the wait falls. Under a
+// load the workers take, the bridge sends at once, as before.
+
+// WorkflowTaskLagReader is implemented by a Temporal seam that can tell how
+// long a workflow's pending workflow task has waited to start
+// (temporalsdk.Client does, with DescribeWorkflowExecution). Without it
+// the dispatch window stays closed. Safe for concurrent use.
+type WorkflowTaskLagReader interface {
+	// WorkflowTaskLag returns how long workflowID's pending workflow task
+	// has waited to start, or waited before it started; zero when it has
+	// none.
+	WorkflowTaskLag(ctx context.Context, workflowID string) (time.Duration, error)
+}
+
+// Bounds of the window's steps: it opens at minWindow and closes when it
+// would fall below it.
+const minWindow = 10 * time.Millisecond
+
+// sentAt is a workflow the bridge signalled, and when.
+type sentAt struct {
+	id string
+	at time.Time
+}
+
+// coalescer holds the dispatch window and the control law that sets it.
+// Safe for concurrent use.
+type coalescer struct {
+	cfg config.Coalesce
+	log *slog.Logger
+
+	mu     sync.Mutex
+	window time.Duration
+	lag    time.Duration // the last sampled lag
+	recent []sentAt      // a ring of recently signalled workflows
+	next   int
+}
+
+// recentSends is how many recently signalled workflows are remembered to
+// pick a sample from.
+const recentSends = 64
+
+func newCoalescer(cfg config.Coalesce, log *slog.Logger) *coalescer {
+	return &coalescer{cfg: cfg, log: log, recent: make([]sentAt, 0, recentSends)}
+}
+
+// Window is how long a workflow's first pending record waits for more
+// before its call is made; zero sends at once.
+func (c *coalescer) Window() time.Duration {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.window
+}
+
+// lastLag is the last sampled workflow-task lag.
+func (c *coalescer) lastLag() time.Duration {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.lag
+}
+
+// sent remembers that Temporal accepted a call to id at now. It keeps at
+// most one call per eighth of the target lag, so that the ring spans eight
+// targets however many calls are made.
+func (c *coalescer) sent(id string, now time.Time) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if n := len(c.recent); n > 0 && now.Sub(c.recent[(c.next+n-1)%n].at) < c.cfg.TargetLag/8 {
+		return
+	}
+	if len(c.recent) < recentSends {
+		c.recent = append(c.recent, sentAt{id, now})
+		return
+	}
+	c.recent[c.next] = sentAt{id, now}
+	c.next = (c.next + 1) % recentSends
+}
+
+// sample picks the workflow to ask about: the one signalled most recently
+// at least target_lag before now, so that a workflow task still waiting
+// has waited longer than the target. "" when there is none.
+func (c *coalescer) sample(now time.Time) string {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	var best sentAt
+	for _, s := range c.recent {
+		if now.Sub(s.at) >= c.cfg.TargetLag && s.at.After(best.at) {
+			best = s
+		}
+	}
+	return best.id
+}
+
+// step applies one sampled lag to the window. Above the target the
+// window follows the lag: it widens by half (opening at minWindow) while
+// the lag exceeds both the target and the window, and narrows by a
+// quarter (closing below minWindow) while the lag is under half of the
+// larger of the two; in between it holds. So under load the window settles
+// where a record's wait in it is about its task's wait to start (a wider
+// one would add more than it saves), and at light load it closes.
+func (c *coalescer) step(lag time.Duration) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.lag = lag
+	was := c.window
+	bar := max(c.cfg.TargetLag, c.window)
+	switch {
+	case lag > bar:
+		c.window = min(c.cfg.MaxWindow, max(minWindow, c.window*3/2))
+	case lag < bar/2 && c.window > 0:
+		if c.window -= c.window / 4; c.window < minWindow {
+			c.window = 0
+		}
+	}
+	switch {
+	case was == 0 && c.window > 0:
+		c.log.Info("workflow tasks wait to start: coalescing each workflow's records in a dispatch window",
+			"lag", lag, "target_lag", c.cfg.TargetLag, "window", c.window, "max_window", c.cfg.MaxWindow)
+	case was > 0 && c.window == 0:
+		c.log.Info("workflow tasks start within the target again: dispatching at once", "lag", lag, "target_lag", c.cfg.TargetLag)
+	}
+}
+
+// watchLag samples the workflow-task lag every sample_interval and steps
+// the window, until ctx ends. The lag stepped is the larger of the sampled
+// workflow's and backlogAge, the age of the oldest task in the routed task
+// queues' backlogs as last read (backlog.go): a sticky task that timed out
+// waits there, on the task queue, while the sampled workflow may have none
+// pending. A failed read counts as no news: the window keeps its width.
+func (c *coalescer) watchLag(ctx context.Context, r WorkflowTaskLagReader, now func() time.Time, backlogAge func() time.Duration) {
+	tick := time.NewTicker(c.cfg.SampleInterval)
+	defer tick.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-tick.C:
+		}
+		id := c.sample(now())
+		if id == "" {
+			c.step(backlogAge()) // nothing sent for a while
+			continue
+		}
+		cctx, cancel := context.WithTimeout(ctx, c.cfg.SampleInterval*4)
+		lag, err := r.WorkflowTaskLag(cctx, id)
+		cancel()
+		if err != nil {
+			continue
+		}
+		c.step(max(lag, backlogAge()))
+	}
+}
