@@ -144,10 +144,13 @@ func (c *coalescer) step(lag time.Duration) {
 // workflow's and backlogAge, the age of the oldest task in the routed task
 // queues' backlogs as last read (backlog.go): a sticky task that timed out
 // waits there, on the task queue, while the sampled workflow may have none
-// pending. A failed read counts as no news: the window keeps its width.
+// pending. When the workflow cannot be read (deleted after retention, or
+// a permission the bridge lacks) the backlog's age is stepped alone, and
+// the failure is logged when it starts and when it ends.
 func (c *coalescer) watchLag(ctx context.Context, r WorkflowTaskLagReader, now func() time.Time, backlogAge func() time.Duration) {
 	tick := time.NewTicker(c.cfg.SampleInterval)
 	defer tick.Stop()
+	failing := false
 	for {
 		select {
 		case <-ctx.Done():
@@ -163,7 +166,17 @@ func (c *coalescer) watchLag(ctx context.Context, r WorkflowTaskLagReader, now f
 		lag, err := r.WorkflowTaskLag(cctx, id)
 		cancel()
 		if err != nil {
+			if !failing && ctx.Err() == nil {
+				c.log.Warn("cannot read a workflow's pending task; the dispatch window follows the task-queue backlog alone until it can",
+					"workflow_id", id, "err", err)
+			}
+			failing = true
+			c.step(backlogAge())
 			continue
+		}
+		if failing {
+			c.log.Info("reading workflows' pending tasks again", "workflow_id", id)
+			failing = false
 		}
 		c.step(max(lag, backlogAge()))
 	}

@@ -216,11 +216,15 @@ type Dispatch struct {
 // Coalesce sets the dispatch window that follows how long workflow tasks
 // wait to start. SignalWithStart returns before a worker applies the
 // signal, so when the workers fall behind every extra call is one more
-// queued workflow task. While a sampled workflow's task waits longer than
-// TargetLag the window widens (by half, from 10ms, up to MaxWindow), and a
-// workflow's records wait up to the window for more of its records, all
-// sent in one call; under half the target it narrows (by a quarter) and
-// closes. The window is exported as sagabridge_dispatch_window_seconds.
+// queued workflow task. Four times a second (SampleInterval) the bridge
+// reads the pending task of a workflow it signalled at least TargetLag
+// ago, and the age of the routed task queues' backlogs. While that wait
+// exceeds both TargetLag and the window, the window widens (by half, from
+// 10ms, up to MaxWindow); while it is under half of the larger of the two
+// it narrows (by a quarter) and closes below 10ms. A workflow's records
+// wait up to the window for more of its records, all sent in one call;
+// dead letters never wait. The window is exported as
+// sagabridge_dispatch_window_seconds.
 type Coalesce struct {
 	// TargetLag is the workflow-task wait above which the window widens.
 	// Optional, default 200ms.

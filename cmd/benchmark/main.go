@@ -64,7 +64,10 @@ type options struct {
 	cpuProfile                                   string
 	rounds                                       int
 	backlogAge                                   time.Duration
-	dynamicConfig                                []string
+	// coalesceMax is the engine's dispatch.coalesce.max_window; negative
+	// keeps the default.
+	coalesceMax   time.Duration
+	dynamicConfig []string
 	// windows are the fixed windows of the plain client (d) in the latency
 	// runs; shapes the stream's shapes (shapeWarm, shapeNew).
 	windows []time.Duration
@@ -101,6 +104,7 @@ func main() {
 	flag.IntVar(&o.budget, "budget", 0, "the engine's backpressure.max_records and, ×300 bytes, max_bytes; 0 keeps the defaults")
 	flag.IntVar(&o.budgetBytes, "budget-bytes", 0, "the engine's backpressure.max_bytes; 0 means 300 × -budget, or the default")
 	flag.IntVar(&o.callBytes, "max-call-bytes", 0, "the engine's dispatch.max_call_bytes; 0 keeps the default")
+	flag.DurationVar(&o.coalesceMax, "coalesce-max-window", -1, "the engine's dispatch.coalesce.max_window (0s turns coalescing off); negative keeps the default")
 	flag.DurationVar(&o.backlogAge, "backlog-high-age", 0, "the engine's backpressure.backlog.high_age; 0 keeps the default")
 	flag.Func("dynamic-config", "KEY=JSON dynamic config value for the dev server (repeatable)", func(v string) error {
 		o.dynamicConfig = append(o.dynamicConfig, v)

@@ -244,6 +244,9 @@ func (h *harness) runBridge(ctx context.Context, topic string) (*bridge.Bridge, 
 		Backpressure: config.Backpressure{MaxRecords: h.o.budget, MaxBytes: cmp.Or(h.o.budgetBytes, 300*h.o.budget),
 			Backlog: config.Backlog{HighAge: h.o.backlogAge}},
 		Routes: []config.Route{{Topic: topic, WorkflowType: ledger.WorkflowType, WorkflowID: "ledger-{key}", TaskQueue: topic}},
+	}.WithDefaults()
+	if h.o.coalesceMax >= 0 {
+		cfg.Dispatch.Coalesce.MaxWindow = h.o.coalesceMax
 	}
 	pc, err := connect.DLQProducerConfig(config.Kafka{Version: "3.6.0", ClientID: "bench"}, 0)
 	if err != nil {

@@ -215,6 +215,7 @@ func (h *harness) historyGaps(ctx context.Context, key string, n int) string {
 	}
 	var gaps []gap
 	counts := map[string]int{}
+	events := 0
 	var prev *historypb.HistoryEvent
 	it := h.tc.GetWorkflowHistory(ctx, "ledger-"+key, "", false, enumspb.HISTORY_EVENT_FILTER_TYPE_ALL_EVENT)
 	for it.HasNext() {
@@ -222,7 +223,11 @@ func (h *harness) historyGaps(ctx context.Context, key string, n int) string {
 		if err != nil {
 			return fmt.Sprintf("    history of ledger-%s: %v\n", key, err)
 		}
+		events++
 		counts[ev.GetEventType().String()]++
+		if a := ev.GetWorkflowTaskTimedOutEventAttributes(); a != nil {
+			counts["timeout "+a.GetTimeoutType().String()]++
+		}
 		if prev != nil {
 			gaps = append(gaps, gap{d: ev.GetEventTime().AsTime().Sub(prev.GetEventTime().AsTime()),
 				from: prev.GetEventType().String(), to: ev.GetEventType().String(), fromID: prev.GetEventId(), toID: ev.GetEventId()})
@@ -231,18 +236,11 @@ func (h *harness) historyGaps(ctx context.Context, key string, n int) string {
 	}
 	slices.SortFunc(gaps, func(a, b gap) int { return cmp.Compare(b.d, a.d) })
 	var b strings.Builder
-	fmt.Fprintf(&b, "    history of ledger-%s: %d events, %d signals, %d workflow tasks completed, %d timed out\n", key,
-		sumCounts(counts), counts["WorkflowExecutionSignaled"], counts["WorkflowTaskCompleted"], counts["WorkflowTaskTimedOut"])
+	fmt.Fprintf(&b, "    history of ledger-%s: %d events, %d signals, %d workflow tasks completed, %d timed out (%d schedule-to-start, %d start-to-close)\n", key,
+		events, counts["WorkflowExecutionSignaled"], counts["WorkflowTaskCompleted"], counts["WorkflowTaskTimedOut"],
+		counts["timeout ScheduleToStart"], counts["timeout StartToClose"])
 	for _, g := range gaps[:min(n, len(gaps))] {
 		fmt.Fprintf(&b, "      gap %6d ms: #%d %s -> #%d %s\n", g.d.Milliseconds(), g.fromID, g.from, g.toID, g.to)
 	}
 	return b.String()
-}
-
-func sumCounts(m map[string]int) int {
-	n := 0
-	for _, v := range m {
-		n += v
-	}
-	return n
 }
