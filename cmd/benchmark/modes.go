@@ -72,7 +72,14 @@ func (h *harness) fresh(mode string, w workload) string {
 
 // startWorker runs a ledger worker on tq with 16 workflow-task pollers.
 func (h *harness) startWorker(tq string) (stop func(), err error) {
-	w := worker.New(h.tc, tq, worker.Options{MaxConcurrentWorkflowTaskPollers: 16})
+	opts := worker.Options{MaxConcurrentWorkflowTaskPollers: 16}
+	if h.o.autoscalePollers {
+		// Autoscaling keeps normal and sticky pollers apart, so a sticky
+		// backlog cannot leave the task queue unpolled.
+		opts = worker.Options{WorkflowTaskPollerBehavior: worker.NewPollerBehaviorAutoscaling(
+			worker.PollerBehaviorAutoscalingOptions{MaximumNumberOfPollers: 16})}
+	}
+	w := worker.New(h.tc, tq, opts)
 	ledger.Register(w, ledger.Options{})
 	if err := w.Start(); err != nil {
 		return nil, err
