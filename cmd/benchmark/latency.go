@@ -189,8 +189,10 @@ func (h *harness) measure(ctx context.Context, name string, p path, recs, warm [
 	}
 	if h.o.timeline > 0 {
 		fmt.Printf("  timeline of %s (by send time; applied by apply time):\n%s", name, timeline(samples, h.o.timeline))
-		fmt.Print(slowestKeys(states, skip, 5))
-		fmt.Print(h.historyGaps(ctx, slowestKey(states, skip), 3))
+		if ranked := rankSlowest(states, skip); len(ranked) > 0 {
+			fmt.Print(slowestKeys(ranked, skip, 5))
+			fmt.Print(h.historyGaps(ctx, ranked[0].key, 3))
+		}
 	}
 	return summarize(samples, h.o.segment()), calls, nil
 }

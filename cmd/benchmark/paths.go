@@ -185,29 +185,11 @@ func forEach(items []string, n int, f func(string) error) error {
 	return first
 }
 
-// slowestKey is the key whose ledger applied an event latest after its
-// send ("" for none).
-func slowestKey(states map[string]ledger.State, skip int) string {
-	var key string
-	var worst int64 = -1
-	for k, st := range states {
-		for _, l := range st.LatencyMillis[min(skip, len(st.LatencyMillis)):] {
-			if l > worst || (l == worst && k < key) {
-				key, worst = k, l
-			}
-		}
-	}
-	return key
-}
-
 // historyGaps describes the n longest gaps between consecutive events of
 // key's ledger's history (its latest run), with the events on each side,
 // and counts the workflow task timeouts: what the server did while an
 // event waited.
 func (h *harness) historyGaps(ctx context.Context, key string, n int) string {
-	if key == "" {
-		return ""
-	}
 	type gap struct {
 		d            time.Duration
 		from, to     string

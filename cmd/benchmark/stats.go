@@ -144,27 +144,35 @@ func timeline(samples []sample, step time.Duration) string {
 	return b.String()
 }
 
-// slowestKeys lists the n ledgers with the highest maximum latency: how
-// many events each applied, in how many runs (ContinueAsNew), and its
-// latency at the median and at the maximum.
-func slowestKeys(states map[string]ledger.State, skip, n int) string {
-	type keyLat struct {
-		key      string
-		st       ledger.State
-		p50, max int64
-	}
-	var ks []keyLat
+// keyLatency is one ledger's measured latencies, summed up.
+type keyLatency struct {
+	key      string
+	st       ledger.State
+	p50, max int64
+}
+
+// rankSlowest returns every ledger that measured an event, the highest
+// maximum latency first (ties by key).
+func rankSlowest(states map[string]ledger.State, skip int) []keyLatency {
+	var ks []keyLatency
 	for k, st := range states {
 		lat := slices.Clone(st.LatencyMillis[min(skip, len(st.LatencyMillis)):])
 		if len(lat) == 0 {
 			continue
 		}
 		slices.Sort(lat)
-		ks = append(ks, keyLat{key: k, st: st, p50: lat[len(lat)/2], max: lat[len(lat)-1]})
+		ks = append(ks, keyLatency{key: k, st: st, p50: lat[len(lat)/2], max: lat[len(lat)-1]})
 	}
-	slices.SortFunc(ks, func(a, b keyLat) int { return cmp.Or(cmp.Compare(b.max, a.max), cmp.Compare(a.key, b.key)) })
+	slices.SortFunc(ks, func(a, b keyLatency) int { return cmp.Or(cmp.Compare(b.max, a.max), cmp.Compare(a.key, b.key)) })
+	return ks
+}
+
+// slowestKeys lists the first n of ranked: how many events each applied,
+// in how many runs (ContinueAsNew), and its latency at the median and at
+// the maximum.
+func slowestKeys(ranked []keyLatency, skip, n int) string {
 	var b strings.Builder
-	for _, k := range ks[:min(n, len(ks))] {
+	for _, k := range ranked[:min(n, len(ranked))] {
 		fmt.Fprintf(&b, "    slow key %s: %d events in %d runs, P50 %d ms, max %d ms\n", k.key, len(k.st.LatencyMillis)-skip, k.st.Runs, k.p50, k.max)
 	}
 	return b.String()
