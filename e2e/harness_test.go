@@ -151,6 +151,16 @@ func (e *env) startWorker() {
 	e.worker = w
 }
 
+// startWorkerOn runs a worker of the test's client on task queue tq with
+// what register adds, stopped when the test ends.
+func (e *env) startWorkerOn(tq string, register func(worker.Worker)) {
+	e.t.Helper()
+	w := worker.New(e.tc, tq, worker.Options{})
+	register(w)
+	require.NoError(e.t, w.Start())
+	e.t.Cleanup(w.Stop)
+}
+
 // stopWorker stops the test's worker; safe to call when it is stopped.
 func (e *env) stopWorker() {
 	if e.worker != nil {

@@ -23,10 +23,7 @@ import (
 func TestAnEventBeforeItsPreconditionIsHeldThenApplied(t *testing.T) {
 	e := newEnv(t, 1)
 	tq := e.taskQueue + "-signup"
-	w := worker.New(e.tc, tq, worker.Options{})
-	signup.RegisterWith(w, &signup.Activities{})
-	require.NoError(t, w.Start())
-	t.Cleanup(w.Stop)
+	e.startWorkerOn(tq, func(w worker.Worker) { signup.RegisterWith(w, &signup.Activities{}) })
 
 	send := func(key, typ, value string) int64 {
 		_, off, err := e.producer.SendMessage(&sarama.ProducerMessage{

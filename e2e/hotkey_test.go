@@ -27,10 +27,7 @@ import (
 func TestAHotKeyOfTwentyMegabytesContinuesAsNewWithinTheLimits(t *testing.T) {
 	e := newEnv(t, 1)
 	tq := e.taskQueue + "-slow"
-	w := worker.New(e.tc, tq, worker.Options{})
-	ledger.Register(w, ledger.Options{ApplyDelay: 200 * time.Millisecond})
-	require.NoError(t, w.Start())
-	defer w.Stop()
+	e.startWorkerOn(tq, func(w worker.Worker) { ledger.Register(w, ledger.Options{ApplyDelay: 200 * time.Millisecond}) })
 
 	recs := ledger.Stream(e.id+"-hot-", 1, 100, 1.1, 141)
 	ledger.Pad(recs, 200<<10)
