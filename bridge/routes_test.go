@@ -165,6 +165,9 @@ func TestARouteHoldsNoMoreThanItsShareOfWorkers(t *testing.T) {
 	defer cancel()
 
 	sa, doneA := claim(t, ctx, b, "orders", records("orders", 6))
+	// The busy route holds its worker before the other route starts, or
+	// the other could finish before the busy one made its first call.
+	require.Eventually(t, func() bool { return tc.maxInFlight("qa") > 0 }, 5*time.Second, time.Millisecond)
 	sb, doneB := claim(t, ctx, b, "payments", records("payments", 6))
 	require.Eventually(t, func() bool { return sb.committed() == 6 }, 5*time.Second, time.Millisecond,
 		"the other route is served while the busy one holds its one worker")
