@@ -14,6 +14,8 @@ func (p *pressure) observeBacklog(taskQueue string, bl Backlog) {
 	c := p.cfg.Backlog
 	p.mu.Lock()
 	defer p.mu.Unlock()
+	last, seen := p.backlogs[taskQueue]
+	p.cached[taskQueue] = seen && last == bl
 	p.backlogs[taskQueue] = bl
 	delete(p.unreadable, taskQueue)
 	switch {
@@ -35,13 +37,21 @@ func (p *pressure) observeBacklog(taskQueue string, bl Backlog) {
 }
 
 // oldestBacklog is the age of the oldest backlogged task of any routed
-// task queue, as last read.
+// task queue, as last measured. Temporal serves DescribeTaskQueue from a
+// cache (matching.TaskQueueInfoByBuildIdTTL, 5 s by default), so a poll can
+// repeat the reading before it, to the nanosecond, long after that backlog
+// drained; a reading that repeats is the cache and counts as none. A
+// backlog that stays changes its age with every reading the server makes
+// anew, so it still counts once per cache period, and the dispatch window
+// does not rest on it alone: it samples workflows' pending tasks.
 func (p *pressure) oldestBacklog() time.Duration {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	var oldest time.Duration
-	for _, bl := range p.backlogs {
-		oldest = max(oldest, bl.Age)
+	for q, bl := range p.backlogs {
+		if !p.cached[q] {
+			oldest = max(oldest, bl.Age)
+		}
 	}
 	return oldest
 }
@@ -123,6 +133,7 @@ func (p *pressure) expireBacklog(taskQueue string, err error) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	delete(p.backlogs, taskQueue)
+	delete(p.cached, taskQueue)
 	p.unreadable[taskQueue] = err.Error()
 	if p.backedUp[taskQueue] {
 		delete(p.backedUp, taskQueue)

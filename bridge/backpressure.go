@@ -62,9 +62,12 @@ type pressure struct {
 	backedUp map[string]bool     // task queues above the high-water mark
 	open     map[circuitKey]bool // circuits not closed (open or half-open)
 	backlogs map[string]Backlog  // last backlog read per task queue
-	flows    map[*flow]string    // claimed partitions → the reason they are paused, "" if not
-	capped   map[*flow]bool      // partitions at their own in-flight cap
-	dlqDown  map[*flow]string    // partitions whose dead letter cannot be written, with why
+	// cached holds task queues whose last reading repeated the one before:
+	// the server's cache, not a new measurement (see oldestBacklog).
+	cached  map[string]bool
+	flows   map[*flow]string // claimed partitions → the reason they are paused, "" if not
+	capped  map[*flow]bool   // partitions at their own in-flight cap
+	dlqDown map[*flow]string // partitions whose dead letter cannot be written, with why
 	// unreadable holds task queues whose backlog reading expired, with why.
 	unreadable      map[string]string
 	backlogFailures atomic.Uint64     // failed DescribeTaskQueue polls
@@ -76,7 +79,7 @@ type pressure struct {
 func newPressure(cfg config.Backpressure, topicQueues map[string][]string, topicCircuits map[string][]circuitKey, log *slog.Logger) *pressure {
 	return &pressure{
 		cfg: cfg, log: log, topicQueues: topicQueues, topicCircuits: topicCircuits, open: map[circuitKey]bool{},
-		global: map[string]bool{}, backedUp: map[string]bool{}, backlogs: map[string]Backlog{},
+		global: map[string]bool{}, backedUp: map[string]bool{}, backlogs: map[string]Backlog{}, cached: map[string]bool{},
 		flows: map[*flow]string{}, capped: map[*flow]bool{}, dlqDown: map[*flow]string{}, unreadable: map[string]string{}, pauses: map[string]uint64{}, changed: make(chan struct{}),
 	}
 }

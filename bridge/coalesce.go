@@ -178,6 +178,8 @@ func (c *coalescer) watchLag(ctx context.Context, r WorkflowTaskLagReader, now f
 			c.log.Info("reading workflows' pending tasks again", "workflow_id", id)
 			failing = false
 		}
-		c.step(max(lag, backlogAge()))
+		age := backlogAge()
+		c.step(max(lag, age))
+		c.log.Debug("dispatch window stepped", "workflow_id", id, "workflow_task_lag", lag, "backlog_age", age, "window", c.Window())
 	}
 }

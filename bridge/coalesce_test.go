@@ -263,3 +263,33 @@ func TestCoalescerWatchesTheTaskQueueBacklogToo(t *testing.T) {
 	go c.watchLag(ctx, lagReader(0), time.Now, func() time.Duration { return 30 * time.Second })
 	require.Eventually(t, func() bool { return c.Window() == time.Second }, 5*time.Second, time.Millisecond)
 }
+
+// Temporal answers DescribeTaskQueue from a cache (the server's
+// matching.TaskQueueInfoByBuildIdTTL, 5 s by default), so polls 2 s apart
+// can return one reading, to the nanosecond, seconds after the backlog has
+// drained. Seen at 100 events/s: a drained backlog read as 2.34 s old three
+// polls in a row held the window at its cap for 6 s while every sampled
+// workflow had no task pending. Only a reading the server computed anew
+// counts for the window.
+func TestARepeatedBacklogReadingDoesNotHoldTheWindowOpen(t *testing.T) {
+	p, _ := testPressure(t)
+	drained := Backlog{Tasks: 40, Age: 2336886396 * time.Nanosecond}
+	p.observeBacklog("q1", drained)
+	assert.Equal(t, drained.Age, p.oldestBacklog(), "a new reading counts")
+
+	c := newCoalescer(config.Coalesce{TargetLag: 200 * time.Millisecond, MaxWindow: time.Second, SampleInterval: time.Millisecond}, quiet())
+	for range 20 {
+		c.step(p.oldestBacklog())
+	}
+	require.Equal(t, time.Second, c.Window())
+
+	p.observeBacklog("q1", drained) // the server's cache, 2 s later
+	assert.Zero(t, p.oldestBacklog(), "the same reading again is the server's cache, not a backlog that stayed")
+	for range 20 {
+		c.step(p.oldestBacklog()) // every sampled workflow: nothing pending
+	}
+	assert.Zero(t, c.Window())
+
+	p.observeBacklog("q1", Backlog{Tasks: 41, Age: 4 * time.Second})
+	assert.Equal(t, 4*time.Second, p.oldestBacklog(), "a reading that changed is new")
+}

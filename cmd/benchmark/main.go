@@ -57,6 +57,7 @@ type options struct {
 	zipf                                         float64
 	latencyFor                                   time.Duration
 	trace                                        bool
+	traceLevel                                   slog.Level
 	batch                                        int
 	only                                         string
 	latencyRates                                 string
@@ -114,6 +115,7 @@ func main() {
 		return nil
 	})
 	flag.BoolVar(&o.trace, "trace", false, "print the engine's progress every second")
+	flag.TextVar(&o.traceLevel, "trace-level", slog.LevelInfo, "the level of the engine's log with -trace (DEBUG shows each step of the dispatch window)")
 	flag.StringVar(&o.latencyRates, "latency-rates", "0.5x,2000,1000,500", "events/s of the latency runs, comma-separated; Nx is N times the engine's catch-up rate (10000 with -only latency)")
 	flag.StringVar(&o.only, "only", "", "run part only, for tuning: a workload's engine and ceiling rounds (catch-up, fan-out), one mode (catch-up/engine, fan-out/naive, ...), or latency")
 	flag.IntVar(&o.rounds, "rounds", 3, "rounds of engine and ceiling per workload, and of every latency mode per shape and rate, alternating which runs first")
@@ -186,7 +188,7 @@ func run(o options) error {
 	}
 	h := &harness{o: o, kafka: kafka, temporalLog: logf, sdkLog: sdklog.NewStructuredLogger(sdkLog), log: slog.New(slog.NewTextHandler(io.Discard, nil))}
 	if o.trace {
-		h.log = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelInfo}))
+		h.log = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: o.traceLevel}))
 	}
 
 	fmt.Printf("sagabridge benchmark: %d events per workload (naive: %d), %d partitions, Zipf s=%.2f, concurrency %d, %d rounds\n",
