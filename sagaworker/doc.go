@@ -25,7 +25,9 @@
 //	-temporal-address h:p    default 127.0.0.1:7233
 //	-namespace ns            default "default"
 //	-task-queue q            default Worker.TaskQueue
-//	-workflow-pollers n      default 16 (the SDK's 2 halve fan-out throughput)
+//	-workflow-pollers n      default 16 (the SDK's 2 halve fan-out throughput): the most
+//	                         for each of the normal and the sticky queue, or in all when fixed
+//	-workflow-poller-behavior autoscale (default; the SDK scales pollers to the tasks) or fixed
 //	-log-level level         debug, info, warn or error; default info
 //	-kafka-brokers a,b       only with Worker.Kafka (required then, unless -config gives them)
 //

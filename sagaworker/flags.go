@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"io"
 
+	"go.temporal.io/sdk/worker"
+
 	"github.com/sagabridge/sagabridge/config"
 	"github.com/sagabridge/sagabridge/internal/cli"
 )
@@ -23,6 +25,22 @@ const (
 	// DefaultWorkflowPollers is the default of -workflow-pollers: the SDK's
 	// default of 2 measured half as fast on fan-out.
 	DefaultWorkflowPollers = 16
+	// DefaultPollerBehavior is the default of -workflow-poller-behavior:
+	// with 16 fixed pollers the dev server left workflow tasks waiting 30 to
+	// 60 s in 7 of 14 benchmark runs at 500 events/s, with autoscaled ones in
+	// none of 14 (docs/BENCHMARKS.md).
+	DefaultPollerBehavior = PollerAutoscale
+)
+
+// The values of -workflow-poller-behavior.
+const (
+	// PollerAutoscale lets the SDK scale workflow-task pollers between 1
+	// and -workflow-pollers, for the normal and the sticky queue apart.
+	PollerAutoscale = "autoscale"
+	// PollerFixed keeps -workflow-pollers pollers, shared by the normal and
+	// the sticky queue (the SDK polls the sticky one first while it reports
+	// a backlog).
+	PollerFixed = "fixed"
 )
 
 // unusedBroker stands in for kafka.brokers when a worker without Kafka is
@@ -35,7 +53,9 @@ type settings struct {
 	configPath string
 	taskQueue  string
 	pollers    int
-	logLevel   string
+	// pollerBehavior is PollerAutoscale or PollerFixed.
+	pollerBehavior string
+	logLevel       string
 	// override applies the flags given after the file and the environment
 	// (the flags' defaults are the configuration's).
 	override config.Override
@@ -51,7 +71,8 @@ func parseFlags(w Worker, args []string, out io.Writer) (settings, error) {
 	addr := fs.String("temporal-address", DefaultTemporalAddress, "Temporal frontend host:port")
 	namespace := fs.String("namespace", DefaultNamespace, "Temporal namespace")
 	fs.StringVar(&s.taskQueue, "task-queue", w.TaskQueue, "task queue to poll (the bridge route's task_queue)")
-	fs.IntVar(&s.pollers, "workflow-pollers", DefaultWorkflowPollers, "concurrent workflow-task pollers; the SDK's default 2 halves fan-out throughput")
+	fs.IntVar(&s.pollers, "workflow-pollers", DefaultWorkflowPollers, "workflow-task pollers: the most for each of the normal and the sticky queue with autoscale, in all with fixed; the SDK's default 2 halves fan-out throughput")
+	fs.StringVar(&s.pollerBehavior, "workflow-poller-behavior", DefaultPollerBehavior, "autoscale (the SDK scales the pollers to the tasks) or fixed (-workflow-pollers all the time)")
 	fs.StringVar(&s.logLevel, "log-level", "info", "debug, info, warn or error")
 	var brokers *string
 	if w.Kafka {
@@ -65,8 +86,14 @@ func parseFlags(w Worker, args []string, out io.Writer) (settings, error) {
 	switch {
 	case fs.NArg() > 0:
 		return settings{}, fmt.Errorf("%w: unexpected argument %q", ErrUsage, fs.Arg(0))
+	case s.pollerBehavior != PollerAutoscale && s.pollerBehavior != PollerFixed:
+		return settings{}, fmt.Errorf("%w: -workflow-poller-behavior must be %s or %s, not %q", ErrUsage, PollerAutoscale, PollerFixed, s.pollerBehavior)
 	case s.pollers < 1:
 		return settings{}, fmt.Errorf("%w: -workflow-pollers must be at least 1, not %d", ErrUsage, s.pollers)
+	case s.pollerBehavior == PollerFixed && s.pollers < 2:
+		// The SDK panics: one fixed poller would poll only the sticky queue.
+		return settings{}, fmt.Errorf("%w: -workflow-pollers must be at least 2 with -workflow-poller-behavior %s (one for the normal and one for the sticky queue), not %d",
+			ErrUsage, PollerFixed, s.pollers)
 	case s.taskQueue == "":
 		return settings{}, fmt.Errorf("%w: -task-queue is required", ErrUsage)
 	case w.Kafka && s.configPath == "" && *brokers == "":
@@ -88,3 +115,22 @@ func parseFlags(w Worker, args []string, out io.Writer) (settings, error) {
 	}
 	return s, nil
 }
+
+// workerOptions returns given with the workflow-task pollers the flags
+// set, replacing any the Worker's options set (the SDK rejects both).
+func (s settings) workerOptions(given worker.Options) worker.Options {
+	wo := given
+	wo.MaxConcurrentWorkflowTaskPollers, wo.WorkflowTaskPollerBehavior = 0, nil
+	if s.pollerBehavior == PollerFixed {
+		wo.MaxConcurrentWorkflowTaskPollers = s.pollers
+		return wo
+	}
+	wo.WorkflowTaskPollerBehavior = worker.NewPollerBehaviorAutoscaling(worker.PollerBehaviorAutoscalingOptions{
+		InitialNumberOfPollers: min(initialPollers, s.pollers), MaximumNumberOfPollers: s.pollers,
+	})
+	return wo
+}
+
+// initialPollers is how many workflow-task pollers an autoscaling worker
+// starts with (the SDK's default).
+const initialPollers = 5

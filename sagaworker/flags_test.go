@@ -11,6 +11,7 @@ import (
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+	"go.temporal.io/sdk/client"
 	"go.temporal.io/sdk/worker"
 
 	"github.com/sagabridge/sagabridge/config"
@@ -115,4 +116,45 @@ func TestRunReportsABadConfigurationBeforeConnecting(t *testing.T) {
 	require.Error(t, err)
 	assert.NotErrorIs(t, err, ErrUsage)
 	assert.Contains(t, err.Error(), "SAGABRIDGE_TEMPORAL_ADRESS")
+}
+
+// The Go SDK panics at worker.New with one fixed workflow-task poller (it
+// would poll only the sticky queue); the flag said at least 1.
+func TestOneFixedPollerIsAUsageError(t *testing.T) {
+	_, err := parseFlags(Worker{TaskQueue: "q"}, []string{"-workflow-poller-behavior", "fixed", "-workflow-pollers", "1"}, &bytes.Buffer{})
+	require.ErrorIs(t, err, ErrUsage)
+	assert.Contains(t, err.Error(), "-workflow-pollers must be at least 2 with -workflow-poller-behavior fixed")
+
+	_, err = parseFlags(Worker{TaskQueue: "q"}, []string{"-workflow-poller-behavior", "elastic"}, &bytes.Buffer{})
+	require.ErrorIs(t, err, ErrUsage)
+	assert.Contains(t, err.Error(), `-workflow-poller-behavior must be autoscale or fixed, not "elastic"`)
+}
+
+// Every accepted poller setting builds a worker: the SDK panics on
+// options it rejects (both pollers fields set, one fixed poller).
+func TestEveryAcceptedPollerSettingBuildsAWorker(t *testing.T) {
+	c, err := client.NewLazyClient(client.Options{HostPort: "127.0.0.1:1"})
+	require.NoError(t, err)
+	defer c.Close()
+	for _, args := range [][]string{
+		nil,
+		{"-workflow-pollers", "1"},
+		{"-workflow-poller-behavior", "fixed"},
+		{"-workflow-poller-behavior", "fixed", "-workflow-pollers", "2"},
+	} {
+		s, err := parseFlags(Worker{TaskQueue: "q"}, args, &bytes.Buffer{})
+		require.NoError(t, err, args)
+		// Options a Worker may bring, which the flags replace.
+		for _, given := range []worker.Options{{}, {MaxConcurrentWorkflowTaskPollers: 4}, {WorkflowTaskPollerBehavior: worker.NewPollerBehaviorSimpleMaximum(worker.PollerBehaviorSimpleMaximumOptions{MaximumNumberOfPollers: 3})}} {
+			opts := s.workerOptions(given)
+			assert.NotPanics(t, func() { worker.New(c, "q", opts) }, "%v with %+v", args, given)
+			if s.pollerBehavior == "fixed" {
+				assert.Equal(t, s.pollers, opts.MaxConcurrentWorkflowTaskPollers)
+				assert.Nil(t, opts.WorkflowTaskPollerBehavior)
+			} else {
+				assert.Zero(t, opts.MaxConcurrentWorkflowTaskPollers)
+				assert.NotNil(t, opts.WorkflowTaskPollerBehavior)
+			}
+		}
+	}
 }

@@ -43,8 +43,9 @@ type Worker struct {
 	// workflow under the name the bridge route's workflow_type gives
 	// (workflow.RegisterOptions{Name: ...}). Required.
 	Register func(r worker.Registry, d Deps) error
-	// Options are the SDK worker's options. -workflow-pollers sets
-	// MaxConcurrentWorkflowTaskPollers. Optional.
+	// Options are the SDK worker's options. -workflow-pollers and
+	// -workflow-poller-behavior replace MaxConcurrentWorkflowTaskPollers
+	// and WorkflowTaskPollerBehavior. Optional.
 	Options worker.Options
 }
 
@@ -152,9 +153,7 @@ func run(ctx context.Context, w Worker, s settings, environ []string, log *slog.
 		defer func() { _ = producer.Close() }()
 		deps.Producer = producer
 	}
-	wo := w.Options
-	wo.MaxConcurrentWorkflowTaskPollers = s.pollers
-	tw := worker.New(c, s.taskQueue, wo)
+	tw := worker.New(c, s.taskQueue, s.workerOptions(w.Options))
 	if err := w.Register(tw, deps); err != nil {
 		return fmt.Errorf("register workflows and activities: %w", err)
 	}
@@ -162,7 +161,7 @@ func run(ctx context.Context, w Worker, s settings, environ []string, log *slog.
 		return fmt.Errorf("start the worker on task queue %s: %w", s.taskQueue, err)
 	}
 	log.Info("worker started", "task_queue", s.taskQueue, "namespace", opts.Namespace, "temporal_address", opts.HostPort,
-		"workflow_pollers", s.pollers, "payload_encryption", conns.Temporal.Codec.KeyEnv != "" || conns.Temporal.Codec.KeyFile != "")
+		"workflow_pollers", s.pollers, "workflow_poller_behavior", s.pollerBehavior, "payload_encryption", conns.Temporal.Codec.KeyEnv != "" || conns.Temporal.Codec.KeyFile != "")
 	<-ctx.Done()
 	log.Info("stopping the worker after its in-flight tasks", "task_queue", s.taskQueue)
 	tw.Stop()
