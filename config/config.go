@@ -194,7 +194,9 @@ type Dispatch struct {
 	// handlers on a hot key) is not flooded with signals it could never
 	// carry across ContinueAsNew. Workflows that do not answer the query
 	// (not built on workflows.Inbox) are not bounded. Optional, default
-	// 1000 records and 4 MiB.
+	// 10000 records and 4 MiB (at 1,000 records a hot key of small records
+	// waited on the query every few seconds while workflow tasks queued, and
+	// was the slowest key; docs/BENCHMARKS.md).
 	WorkflowWindowRecords int `yaml:"workflow_window_records"`
 	WorkflowWindowBytes   int `yaml:"workflow_window_bytes"`
 	// CallTimeout bounds one SignalWithStart call. Optional, default 10s.

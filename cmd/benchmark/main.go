@@ -62,9 +62,12 @@ type options struct {
 	only                                         string
 	latencyRates                                 string
 	window, budget, budgetBytes, callBytes       int
-	cpuProfile                                   string
-	rounds                                       int
-	backlogAge                                   time.Duration
+	// workflowWindow is the engine's dispatch.workflow_window_records; 0
+	// keeps the default.
+	workflowWindow int
+	cpuProfile     string
+	rounds         int
+	backlogAge     time.Duration
 	// coalesceMax is the engine's dispatch.coalesce.max_window; negative
 	// keeps the default.
 	coalesceMax time.Duration
@@ -107,6 +110,7 @@ func main() {
 	flag.IntVar(&o.budget, "budget", 0, "the engine's backpressure.max_records and, ×300 bytes, max_bytes; 0 keeps the defaults")
 	flag.IntVar(&o.budgetBytes, "budget-bytes", 0, "the engine's backpressure.max_bytes; 0 means 300 × -budget, or the default")
 	flag.IntVar(&o.callBytes, "max-call-bytes", 0, "the engine's dispatch.max_call_bytes; 0 keeps the default")
+	flag.IntVar(&o.workflowWindow, "workflow-window-records", 0, "the engine's dispatch.workflow_window_records (records sent one workflow before it must confirm them); 0 keeps the default")
 	flag.BoolVar(&o.autoscalePollers, "autoscale-pollers", false, "the worker autoscales its workflow-task pollers (up to 16, normal and sticky apart) instead of 16 fixed ones")
 	flag.DurationVar(&o.coalesceMax, "coalesce-max-window", -1, "the engine's dispatch.coalesce.max_window (0s turns coalescing off); negative keeps the default")
 	flag.DurationVar(&o.backlogAge, "backlog-high-age", 0, "the engine's backpressure.backlog.high_age; 0 keeps the default")
