@@ -125,10 +125,18 @@ func (s settings) workerOptions(given worker.Options) worker.Options {
 		wo.MaxConcurrentWorkflowTaskPollers = s.pollers
 		return wo
 	}
-	wo.WorkflowTaskPollerBehavior = worker.NewPollerBehaviorAutoscaling(worker.PollerBehaviorAutoscalingOptions{
-		InitialNumberOfPollers: min(initialPollers, s.pollers), MaximumNumberOfPollers: s.pollers,
-	})
+	wo.WorkflowTaskPollerBehavior = AutoscaledPollers(s.pollers)
 	return wo
+}
+
+// AutoscaledPollers is the workflow-task poller behaviour of
+// -workflow-poller-behavior autoscale: the SDK scales the pollers of the
+// normal and of the sticky queue apart, each up to most, starting at 5 (the
+// SDK's default) or most if that is fewer.
+func AutoscaledPollers(most int) worker.PollerBehavior {
+	return worker.NewPollerBehaviorAutoscaling(worker.PollerBehaviorAutoscalingOptions{
+		InitialNumberOfPollers: min(initialPollers, most), MaximumNumberOfPollers: most,
+	})
 }
 
 // initialPollers is how many workflow-task pollers an autoscaling worker

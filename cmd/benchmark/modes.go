@@ -27,6 +27,7 @@ import (
 	"github.com/sagabridge/sagabridge/internal/connect"
 	"github.com/sagabridge/sagabridge/internal/devstack"
 	"github.com/sagabridge/sagabridge/internal/ledger"
+	"github.com/sagabridge/sagabridge/sagaworker"
 )
 
 // harness holds what every mode shares: the broker, and the Temporal
@@ -74,10 +75,9 @@ func (h *harness) fresh(mode string, w workload) string {
 func (h *harness) startWorker(tq string) (stop func(), err error) {
 	opts := worker.Options{MaxConcurrentWorkflowTaskPollers: 16}
 	if h.o.autoscalePollers {
-		// Autoscaling keeps normal and sticky pollers apart, so a sticky
-		// backlog cannot leave the task queue unpolled.
-		opts = worker.Options{WorkflowTaskPollerBehavior: worker.NewPollerBehaviorAutoscaling(
-			worker.PollerBehaviorAutoscalingOptions{MaximumNumberOfPollers: 16})}
+		// What cmd/worker runs: autoscaling keeps normal and sticky pollers
+		// apart, so a sticky backlog cannot leave the task queue unpolled.
+		opts = worker.Options{WorkflowTaskPollerBehavior: sagaworker.AutoscaledPollers(16)}
 	}
 	w := worker.New(h.tc, tq, opts)
 	ledger.Register(w, ledger.Options{})
