@@ -214,13 +214,23 @@ func (h *harness) engine(ctx context.Context, w workload) (result, error) {
 		accepted.Store(int64(time.Since(start)))
 	}()
 	if h.o.trace {
+		// The tracer is waited for: it must not ask the Temporal client
+		// after the run has torn it down.
 		tctx, cancel := context.WithCancel(ctx)
-		defer cancel()
+		traced := make(chan struct{})
+		defer func() { cancel(); <-traced }()
 		go func() {
-			for tctx.Err() == nil {
-				time.Sleep(time.Second)
+			defer close(traced)
+			tick := time.NewTicker(time.Second)
+			defer tick.Stop()
+			for {
+				select {
+				case <-tctx.Done():
+					return
+				case <-tick.C:
+				}
 				st := b.Stats()
-				fmt.Printf("    t=%4.1fs delivered=%d calls=%d retries=%d completed=%d\n", time.Since(start).Seconds(), st.Delivered, st.Calls, st.Retries, h.completed(ctx, name))
+				fmt.Printf("    t=%4.1fs delivered=%d calls=%d retries=%d completed=%d\n", time.Since(start).Seconds(), st.Delivered, st.Calls, st.Retries, h.completed(tctx, name))
 			}
 		}()
 	}
