@@ -56,6 +56,7 @@ type pressure struct {
 
 	records, bytes atomic.Int64
 	overBudget     atomic.Bool
+	nCapped        atomic.Int32 // len(capped), read without mu
 
 	mu       sync.Mutex
 	global   map[string]bool     // reasons that pause every partition
@@ -226,8 +227,14 @@ func (p *pressure) setCapped(f *flow, capped bool) {
 	} else {
 		delete(p.capped, f)
 	}
+	p.nCapped.Store(int32(len(p.capped)))
 	p.applyLocked()
 }
+
+// full reports whether the bridge holds all it may read: its in-flight
+// budget, or some partition its own cap (batch.max_in_flight). More then
+// waits in Kafka, and the dispatcher favours large calls (choose).
+func (p *pressure) full() bool { return p.overBudget.Load() || p.nCapped.Load() > 0 }
 
 // reason says why topic's partitions are paused, "" if they are not, and
 // returns a channel closed at the next change.
@@ -299,6 +306,7 @@ func (p *pressure) unregister(f *flow) {
 	defer p.mu.Unlock()
 	delete(p.flows, f)
 	delete(p.capped, f)
+	p.nCapped.Store(int32(len(p.capped)))
 	delete(p.dlqDown, f)
 }
 

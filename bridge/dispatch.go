@@ -2,6 +2,7 @@ package bridge
 
 import (
 	"fmt"
+	"slices"
 	"sync"
 	"time"
 
@@ -211,12 +212,48 @@ func (d *dispatcher) pick() (*wfQueue, *lane) {
 			continue
 		}
 		q := l.ready[0]
-		l.ready[0] = nil
-		l.ready = l.ready[1:]
+		if i := d.choose(l.ready); i > 0 {
+			q = l.ready[i]
+			l.ready = slices.Delete(l.ready, i, i+1)
+		} else {
+			l.ready[0] = nil
+			l.ready = l.ready[1:]
+		}
 		d.next = (at + 1) % n
 		return q, l
 	}
 	return nil, nil
+}
+
+// choose returns the index in ready of the workflow to serve next.
+// Ordinarily that is the first to become ready. While the bridge holds
+// all it may read (pressure.full) it is catching up: more waits in Kafka,
+// so a call should carry as many records as it can: the
+// workflow whose waiting records × the wait of its oldest is the largest
+// goes first. A hot key then gets large calls and a rare key's records
+// gather while it waits, so a backlog drains in fewer calls; the wait in
+// the product means a workflow with few records goes once it has waited
+// as long as the others' records make up for, so none is starved. The
+// caller holds d.mu.
+func (d *dispatcher) choose(ready []*wfQueue) int {
+	if len(ready) < 2 || !d.b.pressure.full() {
+		return 0
+	}
+	now := d.b.deps.Now()
+	best, bestScore := 0, -1.0
+	for i, q := range ready {
+		if len(q.pending) == 0 {
+			return i // its units were abandoned (cancelFlow): clear it at once
+		}
+		records := 0
+		for _, u := range q.pending {
+			records += len(u.records)
+		}
+		if score := float64(records) * float64(now.Sub(q.pending[0].at)+time.Millisecond); score > bestScore {
+			best, bestScore = i, score
+		}
+	}
+	return best
 }
 
 // park holds q, whose units were put back, until c leaves the open

@@ -160,3 +160,54 @@ func TestTwoPartitionsFeedingOneWorkflowKeepEachPartitionsOrder(t *testing.T) {
 	assert.Zero(t, tc.mixed, "a call carried records of two partitions")
 	assert.Equal(t, want, tc.byPart, "each workflow got each partition's records once, in offset order")
 }
+
+// While the in-flight budget is full the bridge is catching up: what it
+// holds is all it may read, so the next call should carry as many records
+// as it can, not go to whichever workflow became ready first. A workflow
+// with few records still goes first once it has waited long enough (its
+// records × wait outweighs the others'), so none is starved.
+func TestAFullBudgetServesTheWorkflowWithTheMostWaitingFirst(t *testing.T) {
+	now := time.Unix(1000, 0)
+	b, err := New(config.Config{
+		Kafka:  config.Kafka{Brokers: []string{"b"}, Group: "g"},
+		Routes: []config.Route{{Topic: "orders", TypeHeader: "event-type", WorkflowType: "O", WorkflowID: "order-{key}", TaskQueue: "q"}},
+	}, Deps{Temporal: &orderingTemporal{}, DeadLetters: &fakeDLQ{}, Logger: quiet(), Now: func() time.Time { return now }})
+	require.NoError(t, err)
+	f := &flow{ctx: context.Background()}
+	submit := func(wf string, records int) {
+		f.units.Add(1)
+		b.dispatcher.submit(&unit{flow: f, queue: wf, route: 0, records: make([]record, records)})
+	}
+	next := func() string {
+		b.dispatcher.mu.Lock()
+		defer b.dispatcher.mu.Unlock()
+		q, _ := b.dispatcher.pick()
+		require.NotNil(t, q)
+		// What a worker does with it, the call done at once.
+		q.queued = false
+		for _, u := range b.dispatcher.take(q) {
+			u.flow.units.Done()
+		}
+		b.dispatcher.schedule(q)
+		return q.id
+	}
+
+	both := func(first, second string, records int, gap time.Duration) {
+		submit(first, 1)
+		now = now.Add(gap)
+		submit(second, records)
+		now = now.Add(100 * time.Millisecond)
+	}
+	both("rare", "hot", 50, 10*time.Millisecond)
+	require.Equal(t, "rare", next(), "under the budget, workflows go in the order they became ready")
+	require.Equal(t, "hot", next())
+
+	b.pressure.overBudget.Store(true)
+	both("rare", "hot", 50, 10*time.Millisecond)
+	require.Equal(t, "hot", next(), "with the budget full, the workflow with the most records waiting goes first")
+	require.Equal(t, "rare", next())
+
+	both("rare", "hot", 50, 10*time.Second) // rare: 1 × 10.1 s; hot: 50 × 0.1 s
+	require.Equal(t, "rare", next(), "a workflow that waited long enough goes before a larger new one")
+	require.Equal(t, "hot", next())
+}
