@@ -108,8 +108,10 @@ type lane struct {
 // never makes another wait behind all its queued workflows. When a
 // workflow becomes free, the units that queued behind its last call (from
 // the same partition and route) are merged into one call, so a hot key
-// gets larger calls, not more of them. A workflow whose target's circuit
-// is open is parked, holding no worker, until the circuit turns half-open.
+// gets larger calls, not more of them. While the bridge is catching up,
+// workers take the ready workflow with the most to send instead of the
+// first (choose). A workflow whose target's circuit is open is parked,
+// holding no worker, until the circuit turns half-open.
 type dispatcher struct {
 	b      *Bridge
 	mu     sync.Mutex

@@ -210,4 +210,13 @@ func TestAFullBudgetServesTheWorkflowWithTheMostWaitingFirst(t *testing.T) {
 	both("rare", "hot", 50, 10*time.Second) // rare: 1 × 10.1 s; hot: 50 × 0.1 s
 	require.Equal(t, "rare", next(), "a workflow that waited long enough goes before a larger new one")
 	require.Equal(t, "hot", next())
+
+	b.pressure.overBudget.Store(false)
+	b.pressure.setCapped(f, true) // a partition at batch.max_in_flight holds all it may read too
+	both("rare", "hot", 50, 10*time.Millisecond)
+	require.Equal(t, "hot", next(), "with a partition at its cap, the workflow with the most records waiting goes first")
+	require.Equal(t, "rare", next())
+	b.pressure.setCapped(f, false)
+	both("rare", "hot", 50, 10*time.Millisecond)
+	require.Equal(t, "rare", next(), "below every cap, first ready goes first again")
 }

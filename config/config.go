@@ -152,8 +152,9 @@ type Batch struct {
 	// even if it is not full. Optional, default 5ms.
 	Linger time.Duration `yaml:"linger"`
 	// MaxInFlight caps the records of one partition that are read but not
-	// yet committable; at the cap the partition stops reading. Optional,
-	// default 2 × max_records.
+	// yet committable (from the oldest unfinished record to the newest
+	// read); at the cap the partition stops reading. It bounds what a crash
+	// or a rebalance redelivers. Optional, default 10 × max_records.
 	MaxInFlight int `yaml:"max_in_flight"`
 }
 

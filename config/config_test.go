@@ -170,7 +170,7 @@ dispatch: {concurrency: 2}
 backpressure: {max_bytes: 1048576, backlog: {high_tasks: 100, high_age: 12s}}
 routes: [{topic: t, workflow_type: W, workflow_id: "w-{key}", task_queue: q}]`))
 	require.NoError(t, err)
-	assert.Equal(t, 600, cfg.Batch.MaxInFlight)
+	assert.Equal(t, 3000, cfg.Batch.MaxInFlight)
 	assert.Equal(t, int64(20), cfg.Backpressure.Backlog.LowTasks)
 	assert.Equal(t, 2*time.Second, cfg.Backpressure.Backlog.LowAge)
 	assert.Equal(t, 2, cfg.Backpressure.Adaptive.MinConcurrency)

@@ -62,7 +62,7 @@ func defaults() []fieldDefault {
 		{"batch.max_records", func(c *Config) { c.Batch.MaxRecords = 2000 }},
 		{"batch.max_bytes", func(c *Config) { c.Batch.MaxBytes = 2 << 20 }},
 		{"batch.linger", func(c *Config) { c.Batch.Linger = 5 * time.Millisecond }},
-		{"batch.max_in_flight", func(c *Config) { c.Batch.MaxInFlight = 2 * c.Batch.MaxRecords }},
+		{"batch.max_in_flight", func(c *Config) { c.Batch.MaxInFlight = 10 * c.Batch.MaxRecords }},
 		{"dispatch.concurrency", func(c *Config) { c.Dispatch.Concurrency = 64 }},
 		{"dispatch.max_call_bytes", func(c *Config) { c.Dispatch.MaxCallBytes = 3 << 19 }},
 		{"dispatch.on_closed_workflow", func(c *Config) { c.Dispatch.OnClosedWorkflow = OnClosedDLQ }},
