@@ -135,6 +135,36 @@ func (f *flow) lag() (int64, bool) {
 	return max(0, hwm-pos), true
 }
 
+// detach copies m's key, value and headers out of the fetch response
+// sarama decoded them from (they are slices of it, up to
+// Consumer.Fetch.Default bytes per partition), in one allocation, so that
+// a held record holds only its own bytes: while a backlog drains, a rare
+// key's record may be held for seconds, and each would otherwise keep its
+// whole response alive, unseen by the in-flight budget. Nil stays nil.
+func detach(m *sarama.ConsumerMessage) {
+	n := len(m.Key) + len(m.Value)
+	for _, h := range m.Headers {
+		if h != nil {
+			n += len(h.Key) + len(h.Value)
+		}
+	}
+	buf := make([]byte, 0, n)
+	own := func(b []byte) []byte {
+		if b == nil {
+			return nil
+		}
+		at := len(buf)
+		buf = append(buf, b...)
+		return buf[at:len(buf):len(buf)]
+	}
+	m.Key, m.Value = own(m.Key), own(m.Value)
+	for _, h := range m.Headers {
+		if h != nil {
+			h.Key, h.Value = own(h.Key), own(h.Value)
+		}
+	}
+}
+
 // heldSize is what a record counts against the in-flight budget.
 func heldSize(m *sarama.ConsumerMessage) int {
 	n := len(m.Key) + len(m.Value) + envelopeOverhead
@@ -211,6 +241,7 @@ func (b *Bridge) consume(f *flow, msgs <-chan *sarama.ConsumerMessage) {
 			if !ok || f.ctx.Err() != nil {
 				return // revoked: what is not finished is never marked and will be redelivered
 			}
+			detach(m)
 			f.tracker.add(m.Offset)
 			f.hold(heldSize(m))
 			r, err := b.route(f, m)

@@ -48,10 +48,11 @@ func SaramaConfig(k config.Kafka) (*sarama.Config, error) {
 	c.Consumer.Group.Rebalance.Timeout = config.RebalanceTimeout
 	c.Consumer.Group.InstanceId = k.InstanceID // static membership when set (KIP-345)
 	c.ChannelBufferSize = ChannelBufferSize
-	// Record values are slices of the fetch response they came in, so a
-	// held record pins its whole response. 256 KiB per partition (sarama's
-	// default is 1 MiB) keeps what the in-flight budget does not count
-	// small; at these sizes a fetch still carries hundreds of records.
+	// A fetch response stays in memory until its records are read from
+	// the channel, also after a pause (the bridge then copies each record
+	// out of it: bridge.detach). 256 KiB per partition (sarama's default
+	// is 1 MiB) keeps what the in-flight budget does not count small; at
+	// these sizes a fetch still carries hundreds of records.
 	c.Consumer.Fetch.Default = 256 << 10
 	if err := Secure(c, k); err != nil {
 		return nil, err

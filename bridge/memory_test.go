@@ -1,0 +1,81 @@
+package bridge
+
+import (
+	"context"
+	"fmt"
+	"runtime"
+	"testing"
+	"time"
+
+	"github.com/IBM/sarama"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/sagabridge/sagabridge/event"
+)
+
+// gateTemporal holds every call until open is closed.
+type gateTemporal struct {
+	*fakeTemporal
+	open chan struct{}
+}
+
+func (g gateTemporal) SignalWithStart(ctx context.Context, t Target, b event.Batch) error {
+	select {
+	case <-g.open:
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+	return g.fakeTemporal.SignalWithStart(ctx, t, b)
+}
+
+// sarama decodes a record's key, value and headers as slices of the fetch
+// response they came in (up to 256 KiB per partition here), so a record
+// the bridge holds would keep its whole response in memory. While catching
+// up, the records held longest are the rare keys' ones, each from another
+// response: the in-flight budget would count a few bytes for each and the
+// process would hold hundreds of KiB. The bridge copies what it keeps.
+func TestAHeldRecordDoesNotPinItsFetchResponse(t *testing.T) {
+	const records, response = 64, 256 << 10
+	g := gateTemporal{fakeTemporal: &fakeTemporal{}, open: make(chan struct{})}
+	b := newTestBridge(t, g.fakeTemporal, &fakeDLQ{})
+	b.deps.Temporal = g
+	b.dispatcher.start(4)
+	defer b.dispatcher.stop()
+
+	before := heapInUse()
+	ch := make(chan *sarama.ConsumerMessage, records)
+	for i := range records { // each record from its own response
+		resp := make([]byte, response)
+		n := copy(resp, fmt.Sprintf(`{"n":%d}`, i))
+		m := msg(int64(i), fmt.Sprintf("k%d", i), "")
+		m.Value = resp[:n:n]
+		k := copy(resp[n:], m.Key)
+		m.Key = resp[n : n+k : n+k]
+		ch <- m
+	}
+	s := &fakeSession{ctx: context.Background()}
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		assert.NoError(t, claimHandler{b: b}.ConsumeClaim(s, fakeClaim{ch: ch}))
+	}()
+	require.Eventually(t, func() bool { r, _ := b.pressure.held(); return r == records }, 10*time.Second, time.Millisecond)
+	grown := heapInUse() - before
+	close(g.open)
+	require.Eventually(t, func() bool { return s.committed() == records }, 10*time.Second, time.Millisecond)
+	close(ch)
+	<-done
+
+	assert.Less(t, grown, int64(records*response/4),
+		"holding %d records of a few bytes grew the heap by %d bytes: they pin their fetch responses", records, grown)
+	assert.Len(t, g.accepted, records)
+}
+
+// heapInUse is the live heap after a collection.
+func heapInUse() int64 {
+	runtime.GC()
+	var ms runtime.MemStats
+	runtime.ReadMemStats(&ms)
+	return int64(ms.HeapAlloc)
+}
