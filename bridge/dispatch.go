@@ -22,12 +22,14 @@ const (
 
 // record is one routed record on its way to Temporal.
 type record struct {
-	msg    *sarama.ConsumerMessage
-	env    event.Envelope
-	target Target
-	size   int // what it holds of the in-flight budget (heldSize)
-	wire   int // its size as sent to Temporal (wireSize)
-	route  int // the index of its route in the configuration
+	msg  *sarama.ConsumerMessage
+	env  event.Envelope
+	id   string  // the workflow it goes to
+	base *Target // its route's target, but for the workflow ID (shared)
+	size int     // what it holds of the in-flight budget (heldSize)
+	wire int     // its size as sent to Temporal (wireSize)
+	// route is the index of its route in the configuration.
+	route int
 }
 
 // unit is the records of one partition batch for one workflow, in offset
@@ -62,12 +64,13 @@ func (b *Bridge) dispatch(f *flow, batch []record) {
 	groups := map[string]*unit{}
 	var units []*unit
 	for _, r := range batch {
-		u := groups[r.target.WorkflowID]
+		u := groups[r.id]
 		if u == nil || u.route != r.route || u.wire+r.wire > b.cfg.Dispatch.MaxCallBytes || len(u.records) == b.cfg.Dispatch.WorkflowWindowRecords {
 			// A record of another route (another target, other start
 			// options) starts a new unit; the units stay in offset order.
-			u = &unit{flow: f, queue: r.target.WorkflowID, target: r.target, route: r.route}
-			groups[r.target.WorkflowID] = u
+			u = &unit{flow: f, queue: r.id, target: *r.base, route: r.route}
+			u.target.WorkflowID = r.id
+			groups[r.id] = u
 			units = append(units, u)
 		}
 		u.records = append(u.records, r)
@@ -75,6 +78,12 @@ func (b *Bridge) dispatch(f *flow, batch []record) {
 		u.wire += r.wire
 	}
 	for _, u := range units {
+		if cap(u.records) > len(u.records)+len(u.records)/8 {
+			// A unit may wait for seconds (the dispatch window, a busy
+			// workflow, a full budget): hold its records without the
+			// slack that appending left.
+			u.records = slices.Clone(u.records)
+		}
 		if u.wire > warnPayloadBytes {
 			b.log.Warn("large signal payload", "workflow_id", u.target.WorkflowID, "bytes", u.wire, "records", len(u.records))
 		}

@@ -39,6 +39,9 @@ type compiledRoute struct {
 	id    idtemplate.Template
 	fn    RouteFunc // names the workflow instead of id when set (WithRouteFunc)
 	start StartOptions
+	// target is where the route's records go, but for the workflow ID;
+	// held records point to it rather than each carrying a copy.
+	target Target
 }
 
 // NewRouter checks routes (config.ValidateRoutes, with their defaults
@@ -59,6 +62,7 @@ func NewRouter(routes []config.Route, dlqSuffix string) (*Router, error) {
 			return nil, err // ValidateRoutes parsed it already
 		}
 		cr := &compiledRoute{cfg: rc, index: i, id: id, start: startOptions(rc)}
+		cr.target = Target{WorkflowType: rc.WorkflowType, TaskQueue: rc.TaskQueue, Signal: rc.Signal, Start: cr.start}
 		tr, ok := r.topics[rc.Topic]
 		if !ok {
 			tr = &topicRoutes{typeHeader: rc.TypeHeader, typeField: rc.TypeField, payload: rc.Payload, byType: map[string]*compiledRoute{}}
@@ -170,9 +174,7 @@ func (r *Router) decode(msg *sarama.ConsumerMessage) (Target, event.Envelope, *c
 	if route == nil {
 		return Target{}, env, nil, poison(dlq.ClassRoute, "no route for event type %q on topic %q", env.Type, msg.Topic)
 	}
-	return Target{
-		WorkflowType: route.cfg.WorkflowType, TaskQueue: route.cfg.TaskQueue, Signal: route.cfg.Signal, Start: route.start,
-	}, env, route, nil
+	return route.target, env, route, nil
 }
 
 // route decodes and routes m; a record too large for one Temporal payload
@@ -189,7 +191,7 @@ func (b *Bridge) route(f *flow, m *sarama.ConsumerMessage) (record, error) {
 			"record %s/%d@%d is %d bytes as sent to Temporal (JSON, binary values in base64), over dispatch.max_call_bytes (%d)",
 			m.Topic, m.Partition, m.Offset, wire, b.cfg.Dispatch.MaxCallBytes)}
 	}
-	return record{msg: m, env: env, target: target, size: heldSize(m), wire: wire, route: route.index}, nil
+	return record{msg: m, env: env, id: target.WorkflowID, base: &route.target, size: heldSize(m), wire: wire, route: route.index}, nil
 }
 
 // poison queues m for the DLQ; it is finished once the DLQ holds it. The
