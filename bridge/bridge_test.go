@@ -508,3 +508,39 @@ func TestNewWarnsAboutARouteWithoutEventTypes(t *testing.T) {
 	assert.Contains(t, logs.String(), "routes[1] (topic signups) has no type_header or type_field")
 	assert.NotContains(t, logs.String(), "routes[0]")
 }
+
+// The bridge holds a record as its envelope; what it dead-letters is the
+// Kafka record as it was read: key (a null key stays null), value, every
+// header in order (repeats too).
+func TestARejectedRecordReachesTheDLQAsItWasRead(t *testing.T) {
+	invalid := serviceerror.NewInvalidArgument("bad payload")
+	tc := &fakeTemporal{script: []error{invalid, invalid, invalid}}
+	dl := &fakeDLQ{}
+	b, err := New(config.Config{
+		Kafka:    config.Kafka{Brokers: []string{"b"}, Group: "g"},
+		Dispatch: config.Dispatch{RetryInitial: time.Millisecond, RetryMax: 5 * time.Millisecond},
+		Routes:   []config.Route{{Topic: "orders", TypeHeader: "event-type", WorkflowType: "O", WorkflowID: "order-{json:id}", TaskQueue: "q"}},
+	}, Deps{Temporal: tc, DeadLetters: dl, Logger: quiet()})
+	require.NoError(t, err)
+	at := time.Date(2026, 12, 3, 14, 0, 0, 123_000_000, time.FixedZone("x", 3600))
+	headers := []*sarama.RecordHeader{
+		{Key: []byte("event-type"), Value: []byte("E")}, {Key: []byte("h"), Value: []byte("1")}, {Key: []byte("h"), Value: []byte("2")},
+	}
+	keyless := &sarama.ConsumerMessage{Topic: "orders", Offset: 0, Value: []byte(`{"id":"a"}`), Headers: headers, Timestamp: at}
+	keyed := &sarama.ConsumerMessage{Topic: "orders", Offset: 1, Key: []byte("k"), Value: []byte(`{"id":"a"}`), Headers: headers, Timestamp: at}
+	s := consume(t, b, context.Background(), keyless, keyed)
+	assert.Equal(t, int64(2), s.committed())
+	require.Len(t, dl.failures, 2)
+	for i, want := range []*sarama.ConsumerMessage{keyless, keyed} {
+		got := dl.failures[i]
+		assert.Equal(t, want.Offset, got.Offset)
+		assert.Equal(t, want.Key, got.Key, "record %d: key", i)
+		assert.Equal(t, want.Value, got.Value)
+		require.Len(t, got.Headers, len(headers))
+		for j, h := range headers {
+			assert.Equal(t, *h, got.Headers[j])
+		}
+		assert.Equal(t, dlq.ClassRejected, got.Class)
+	}
+	assert.Nil(t, dl.failures[0].Key, "a null key stays null")
+}

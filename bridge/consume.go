@@ -117,7 +117,7 @@ func (f *flow) release(records, bytes int) {
 func (f *flow) finish(u *unit) {
 	offsets := make([]int64, len(u.records))
 	for i, r := range u.records {
-		offsets[i] = r.msg.Offset
+		offsets[i] = r.env.Offset
 	}
 	f.tracker.finish(offsets...)
 	f.release(len(u.records), u.bytes) // u.bytes sums heldSize of its records

@@ -79,7 +79,7 @@ func (b *Bridge) send(f *flow, target Target, recs []record, parkable bool) erro
 	}
 	wire := 0
 	for _, r := range recs {
-		wire += r.wire
+		wire += int(r.wire)
 	}
 	if err := b.awaitWindow(f, target, len(recs), wire); err != nil {
 		return err
@@ -126,7 +126,7 @@ func (b *Bridge) send(f *flow, target Target, recs []record, parkable bool) erro
 				return nil
 			}
 			for _, r := range recs {
-				fl := dlq.FromMessage(r.msg, dlq.ClassRejected, err, attempt, b.deps.Now())
+				fl := dlq.FromMessage(r.message(), dlq.ClassRejected, err, attempt, b.deps.Now())
 				fl.WorkflowID = target.WorkflowID
 				if derr := b.deadLetter(f, fl); derr != nil {
 					return errAbandoned
@@ -143,7 +143,7 @@ func (b *Bridge) send(f *flow, target Target, recs []record, parkable bool) erro
 		b.retries.Add(1)
 		wait := retry.NextBackOff()
 		if attempt == 1 && classify(err) != kindAccess { // an access fault is logged once, without keys (breaker)
-			first := recs[0].msg
+			first := recs[0].env
 			b.log.Log(f.ctx, b.retryLogLevel(), "temporal call failed; retrying", "workflow_id", target.WorkflowID, "records", len(recs),
 				"topic", first.Topic, "partition", first.Partition, "offset", first.Offset, "err", err, "retry_in", wait)
 		}
@@ -311,7 +311,7 @@ func (b *Bridge) closedWorkflow(f *flow, target Target, recs []record, attempt i
 		return true, b.send(f, next, fresh, false)
 	default:
 		for _, r := range fresh {
-			fl := dlq.FromMessage(r.msg, dlq.ClassWorkflowClosed,
+			fl := dlq.FromMessage(r.message(), dlq.ClassWorkflowClosed,
 				fmt.Errorf("workflow %s has closed and did not apply this record", target.WorkflowID), attempt, b.deps.Now())
 			fl.WorkflowID = target.WorkflowID
 			if err := b.deadLetter(f, fl); err != nil {

@@ -21,15 +21,36 @@ const (
 )
 
 // record is one routed record on its way to Temporal.
+//
+// It holds the envelope and not the sarama message: the envelope carries
+// all of it (message rebuilds the message for the DLQ and tracing), and a
+// record may be held for seconds while a backlog drains.
 type record struct {
-	msg  *sarama.ConsumerMessage
 	env  event.Envelope
 	id   string  // the workflow it goes to
 	base *Target // its route's target, but for the workflow ID (shared)
-	size int     // what it holds of the in-flight budget (heldSize)
-	wire int     // its size as sent to Temporal (wireSize)
+	size int32   // what it holds of the in-flight budget (heldSize)
+	wire int32   // its size as sent to Temporal (wireSize)
 	// route is the index of its route in the configuration.
-	route int
+	route int32
+	// keyless: the Kafka record had a null key (env.Key cannot say).
+	keyless bool
+}
+
+// message rebuilds the Kafka record r came from, for the DLQ and tracing.
+func (r record) message() *sarama.ConsumerMessage {
+	e := r.env
+	m := &sarama.ConsumerMessage{Topic: e.Topic, Partition: e.Partition, Offset: e.Offset, Timestamp: e.Timestamp, Value: e.Value}
+	if e.Raw != nil {
+		m.Value = e.Raw
+	}
+	if !r.keyless {
+		m.Key = []byte(e.Key)
+	}
+	for _, h := range e.Headers {
+		m.Headers = append(m.Headers, &sarama.RecordHeader{Key: []byte(h.Key), Value: h.Value})
+	}
+	return m
 }
 
 // unit is the records of one partition batch for one workflow, in offset
@@ -65,17 +86,17 @@ func (b *Bridge) dispatch(f *flow, batch []record) {
 	var units []*unit
 	for _, r := range batch {
 		u := groups[r.id]
-		if u == nil || u.route != r.route || u.wire+r.wire > b.cfg.Dispatch.MaxCallBytes || len(u.records) == b.cfg.Dispatch.WorkflowWindowRecords {
+		if u == nil || u.route != int(r.route) || u.wire+int(r.wire) > b.cfg.Dispatch.MaxCallBytes || len(u.records) == b.cfg.Dispatch.WorkflowWindowRecords {
 			// A record of another route (another target, other start
 			// options) starts a new unit; the units stay in offset order.
-			u = &unit{flow: f, queue: r.id, target: *r.base, route: r.route}
+			u = &unit{flow: f, queue: r.id, target: *r.base, route: int(r.route)}
 			u.target.WorkflowID = r.id
 			groups[r.id] = u
 			units = append(units, u)
 		}
 		u.records = append(u.records, r)
-		u.bytes += r.size
-		u.wire += r.wire
+		u.bytes += int(r.size)
+		u.wire += int(r.wire)
 	}
 	for _, u := range units {
 		if cap(u.records) > len(u.records)+len(u.records)/8 {

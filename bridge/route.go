@@ -191,7 +191,7 @@ func (b *Bridge) route(f *flow, m *sarama.ConsumerMessage) (record, error) {
 			"record %s/%d@%d is %d bytes as sent to Temporal (JSON, binary values in base64), over dispatch.max_call_bytes (%d)",
 			m.Topic, m.Partition, m.Offset, wire, b.cfg.Dispatch.MaxCallBytes)}
 	}
-	return record{msg: m, env: env, id: target.WorkflowID, base: &route.target, size: heldSize(m), wire: wire, route: route.index}, nil
+	return record{env: env, id: target.WorkflowID, base: &route.target, size: int32(heldSize(m)), wire: int32(wire), route: int32(route.index), keyless: m.Key == nil}, nil
 }
 
 // poison queues m for the DLQ; it is finished once the DLQ holds it. The
@@ -202,7 +202,7 @@ func (b *Bridge) poison(f *flow, m *sarama.ConsumerMessage, err error) {
 		p = &PoisonError{Class: dlq.ClassDecode, Err: err}
 	}
 	fl := dlq.FromMessage(m, p.Class, err, 1, b.deps.Now())
-	u := &unit{flow: f, queue: deadLetterQueue(f), route: -1, records: []record{{msg: m, size: heldSize(m)}}, bytes: heldSize(m), dead: &fl}
+	u := &unit{flow: f, queue: deadLetterQueue(f), route: -1, records: []record{{env: event.Envelope{Topic: m.Topic, Partition: m.Partition, Offset: m.Offset}, size: int32(heldSize(m))}}, bytes: heldSize(m), dead: &fl}
 	f.units.Add(1)
 	b.dispatcher.submit(u)
 }

@@ -23,7 +23,7 @@ func (b *Bridge) deliverSpan(ctx context.Context, target Target, recs []record) 
 	parent := ctx
 	var links []trace.Link
 	for i, r := range recs {
-		rc := propagation.TraceContext{}.Extract(context.Background(), connect.ConsumerHeaders(r.msg.Headers))
+		rc := propagation.TraceContext{}.Extract(context.Background(), connect.ConsumerHeaders(r.message().Headers))
 		sc := trace.SpanContextFromContext(rc)
 		if !sc.IsValid() {
 			continue
@@ -34,7 +34,7 @@ func (b *Bridge) deliverSpan(ctx context.Context, target Target, recs []record) 
 		}
 		links = append(links, trace.Link{SpanContext: sc})
 	}
-	first := recs[0].msg
+	first := recs[0].env
 	return b.tracer.Start(parent, "sagabridge deliver "+target.WorkflowType,
 		trace.WithSpanKind(trace.SpanKindConsumer), trace.WithLinks(links...),
 		trace.WithAttributes(
