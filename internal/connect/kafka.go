@@ -48,12 +48,16 @@ func SaramaConfig(k config.Kafka) (*sarama.Config, error) {
 	c.Consumer.Group.Rebalance.Timeout = config.RebalanceTimeout
 	c.Consumer.Group.InstanceId = k.InstanceID // static membership when set (KIP-345)
 	c.ChannelBufferSize = ChannelBufferSize
-	// A fetch response stays in memory until its records are read from
-	// the channel, also after a pause (the bridge then copies each record
-	// out of it: bridge.detach). 256 KiB per partition (sarama's default
-	// is 1 MiB) keeps what the in-flight budget does not count small; at
-	// these sizes a fetch still carries hundreds of records.
-	c.Consumer.Fetch.Default = 256 << 10
+	// What a partition fetched before it was paused still arrives (the
+	// claim must be read to notice a revocation), so the in-flight budget
+	// overshoots by up to one fetch per partition. With records of 40
+	// bytes, 256 KiB per partition (sarama's default is 1 MiB) is ~4,000
+	// records: 8 partitions held 42,000 against a budget of 20,000 and the
+	// bridge's RSS reached 76-88 MiB (make membench ARGS='-records 100000
+	// -size 40 -keys 1000'); 64 KiB held at most 28,000 and 61 MiB. A
+	// fetch still carries about a thousand such records, or 60 of 1 KB.
+	c.Consumer.Fetch.Default = 64 << 10
+	c.Consumer.Fetch.Max = 256 << 10
 	if err := Secure(c, k); err != nil {
 		return nil, err
 	}
