@@ -45,7 +45,7 @@ func (d *dispatcher) deliver(units []*unit) *parkedError {
 	for _, u := range units {
 		recs = append(recs, u.records...)
 	}
-	err := d.b.send(f, units[0].target, recs, true)
+	err := d.b.send(f, units[0].target(), recs, true)
 	var parked *parkedError
 	if errors.As(err, &parked) {
 		return parked

@@ -59,8 +59,10 @@ type unit struct {
 	flow *flow
 	// queue is the dispatcher queue it waits in: the workflow ID, or the
 	// partition's dead-letter queue (deadLetterQueue).
-	queue  string
-	target Target
+	queue string
+	// base is the records' route's target, shared (see target); nil for
+	// a dead letter.
+	base *Target
 	// route is the index of the records' route, -1 for a dead letter.
 	route   int
 	records []record
@@ -70,6 +72,15 @@ type unit struct {
 	dead *dlq.Failure
 	// at is when it was submitted: the dispatch window counts from it.
 	at time.Time
+}
+
+// target is where u's records go: its route's target with its workflow
+// ID. A unit holds the route's shared target rather than a copy, since
+// units wait in memory while a backlog drains.
+func (u *unit) target() Target {
+	t := *u.base
+	t.WorkflowID = u.queue
+	return t
 }
 
 // deadLetterQueue names the dispatcher queue of f's dead letters: one per
@@ -89,10 +100,16 @@ func (b *Bridge) dispatch(f *flow, batch []record) {
 		if u == nil || u.route != int(r.route) || u.wire+int(r.wire) > b.cfg.Dispatch.MaxCallBytes || len(u.records) == b.cfg.Dispatch.WorkflowWindowRecords {
 			// A record of another route (another target, other start
 			// options) starts a new unit; the units stay in offset order.
-			u = &unit{flow: f, queue: r.id, target: *r.base, route: int(r.route)}
-			u.target.WorkflowID = r.id
+			u = &unit{flow: f, queue: r.id, base: r.base, route: int(r.route)}
 			groups[r.id] = u
 			units = append(units, u)
+		}
+		// The unit's records share its strings: each record's own copy of
+		// the workflow ID (and of the key, mostly the same) is then
+		// garbage once the batch is dispatched.
+		r.id = u.queue
+		if len(u.records) > 0 && r.env.Key == u.records[0].env.Key {
+			r.env.Key = u.records[0].env.Key
 		}
 		u.records = append(u.records, r)
 		u.bytes += int(r.size)
@@ -106,7 +123,7 @@ func (b *Bridge) dispatch(f *flow, batch []record) {
 			u.records = slices.Clone(u.records)
 		}
 		if u.wire > warnPayloadBytes {
-			b.log.Warn("large signal payload", "workflow_id", u.target.WorkflowID, "bytes", u.wire, "records", len(u.records))
+			b.log.Warn("large signal payload", "workflow_id", u.queue, "bytes", u.wire, "records", len(u.records))
 		}
 		f.units.Add(1)
 		b.dispatcher.submit(u)
