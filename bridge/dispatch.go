@@ -47,10 +47,17 @@ func (r record) message() *sarama.ConsumerMessage {
 	if !r.keyless {
 		m.Key = []byte(e.Key)
 	}
-	for _, h := range e.Headers {
-		m.Headers = append(m.Headers, &sarama.RecordHeader{Key: []byte(h.Key), Value: h.Value})
-	}
+	m.Headers = r.headers()
 	return m
+}
+
+// headers rebuilds the Kafka record's headers, in order.
+func (r record) headers() []*sarama.RecordHeader {
+	var hs []*sarama.RecordHeader
+	for _, h := range r.env.Headers {
+		hs = append(hs, &sarama.RecordHeader{Key: []byte(h.Key), Value: h.Value})
+	}
+	return hs
 }
 
 // unit is the records of one partition batch for one workflow, in offset

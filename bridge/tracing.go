@@ -23,7 +23,7 @@ func (b *Bridge) deliverSpan(ctx context.Context, target Target, recs []record) 
 	parent := ctx
 	var links []trace.Link
 	for i, r := range recs {
-		rc := propagation.TraceContext{}.Extract(context.Background(), connect.ConsumerHeaders(r.message().Headers))
+		rc := propagation.TraceContext{}.Extract(context.Background(), connect.ConsumerHeaders(r.headers()))
 		sc := trace.SpanContextFromContext(rc)
 		if !sc.IsValid() {
 			continue
