@@ -38,9 +38,9 @@ type compiledRoute struct {
 	index int // in the configuration's routes
 	id    idtemplate.Template
 	fn    RouteFunc // names the workflow instead of id when set (WithRouteFunc)
-	start StartOptions
-	// target is where the route's records go, but for the workflow ID;
-	// held records point to it rather than each carrying a copy.
+	// target is where the route's records go, with the route's start
+	// options, but for the workflow ID; held records point to it rather
+	// than each carrying a copy.
 	target Target
 }
 
@@ -61,8 +61,8 @@ func NewRouter(routes []config.Route, dlqSuffix string) (*Router, error) {
 		if err != nil {
 			return nil, err // ValidateRoutes parsed it already
 		}
-		cr := &compiledRoute{cfg: rc, index: i, id: id, start: startOptions(rc)}
-		cr.target = Target{WorkflowType: rc.WorkflowType, TaskQueue: rc.TaskQueue, Signal: rc.Signal, Start: cr.start}
+		cr := &compiledRoute{cfg: rc, index: i, id: id,
+			target: Target{WorkflowType: rc.WorkflowType, TaskQueue: rc.TaskQueue, Signal: rc.Signal, Start: startOptions(rc)}}
 		tr, ok := r.topics[rc.Topic]
 		if !ok {
 			tr = &topicRoutes{typeHeader: rc.TypeHeader, typeField: rc.TypeField, payload: rc.Payload, byType: map[string]*compiledRoute{}}
