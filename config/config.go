@@ -89,7 +89,19 @@ type Temporal struct {
 	APIKeyFile string `yaml:"api_key_file"`
 	// Codec encrypts payloads at rest in Temporal. Optional, default off.
 	Codec Codec `yaml:"codec"`
+	// GRPCCompression is how requests to the frontend are compressed:
+	// "gzip" (the Temporal SDK's default; the server then answers in gzip
+	// too, workflow tasks included) or "none", which spares the CPU of
+	// both ends where bandwidth is cheap (the same host or data center).
+	// Optional, default "gzip".
+	GRPCCompression string `yaml:"grpc_compression"`
 }
+
+// The compressions of temporal.grpc_compression.
+const (
+	GRPCCompressionGzip = "gzip"
+	GRPCCompressionNone = "none"
+)
 
 // Codec is AES-256-GCM payload encryption (package codec). The
 // bridge, the workers and the codec server need the same key.

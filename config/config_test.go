@@ -54,6 +54,9 @@ routes:
   - {topic: t, type_header: h, types: [A, B], workflow_type: V, workflow_id: "v-{key}", task_queue: q}`, "routes[1].types[0]: event type \"A\" of topic \"t\" is routed twice"},
 		"dlq topic": {`kafka: {brokers: [b], group: g}
 routes: [{topic: t.dlq, workflow_type: W, workflow_id: "w-{key}", task_queue: q}]`, "routes[0].topic: \"t.dlq\" is a DLQ topic"},
+		"bad compression": {`kafka: {brokers: [b], group: g}
+temporal: {grpc_compression: zstd}
+routes: [{topic: t, workflow_type: W, workflow_id: "w-{key}", task_queue: q}]`, `temporal.grpc_compression: must be "gzip" or "none", not "zstd"`},
 		"bad offset": {`kafka: {brokers: [b], group: g, initial_offset: latest}
 routes: [{topic: t, workflow_type: W, workflow_id: "w-{key}", task_queue: q}]`, "kafka.initial_offset: must be \"oldest\" or \"newest\""},
 		"drain too long": {`kafka: {brokers: [b], group: g}

@@ -1,6 +1,7 @@
 package e2e
 
 import (
+	"bytes"
 	"io"
 	"net"
 	"sync"
@@ -22,6 +23,9 @@ type proxy struct {
 	mu     sync.Mutex
 	conns  []net.Conn
 	wg     sync.WaitGroup
+	// capture keeps what clients send, per connection, for Sent.
+	capture bool
+	sent    []*bytes.Buffer
 }
 
 // startProxy listens on a free loopback port; the test's cleanup closes it.
@@ -33,6 +37,29 @@ func startProxy(t *testing.T, target string) *proxy {
 	p.wg.Go(p.accept)
 	t.Cleanup(p.close)
 	return p
+}
+
+// startCapturingProxy is startProxy keeping every byte clients send, for Sent.
+func startCapturingProxy(t *testing.T, target string) *proxy {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	p := &proxy{ln: ln, target: target, capture: true}
+	p.wg.Go(p.accept)
+	t.Cleanup(p.close)
+	return p
+}
+
+// Sent reports whether any client sent s, as it is, on one connection.
+func (p *proxy) Sent(s string) bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	for _, b := range p.sent {
+		if bytes.Contains(b.Bytes(), []byte(s)) {
+			return true
+		}
+	}
+	return false
 }
 
 // Addr is where clients connect.
@@ -75,16 +102,22 @@ func (p *proxy) accept() {
 			_ = c.Close()
 			continue
 		}
+		var sent *bytes.Buffer
 		p.mu.Lock()
 		p.conns = append(p.conns, c, u)
+		if p.capture {
+			sent = new(bytes.Buffer)
+			p.sent = append(p.sent, sent)
+		}
 		p.mu.Unlock()
-		p.wg.Go(func() { p.pipe(u, c) })
-		p.wg.Go(func() { p.pipe(c, u) })
+		p.wg.Go(func() { p.pipe(u, c, sent) })
+		p.wg.Go(func() { p.pipe(c, u, nil) })
 	}
 }
 
-// pipe copies src to dst, holding each chunk while the proxy is frozen.
-func (p *proxy) pipe(dst, src net.Conn) {
+// pipe copies src to dst, holding each chunk while the proxy is frozen, and
+// keeps a copy in keep unless it is nil.
+func (p *proxy) pipe(dst, src net.Conn, keep *bytes.Buffer) {
 	defer dst.Close()
 	buf := make([]byte, 32<<10)
 	for {
@@ -94,6 +127,11 @@ func (p *proxy) pipe(dst, src net.Conn) {
 		}
 		for p.frozen.Load() {
 			time.Sleep(5 * time.Millisecond)
+		}
+		if n > 0 && keep != nil {
+			p.mu.Lock()
+			keep.Write(buf[:n])
+			p.mu.Unlock()
 		}
 		if n > 0 {
 			if _, werr := dst.Write(buf[:n]); werr != nil {

@@ -83,6 +83,9 @@ type options struct {
 	// timeline is the bucket width of each latency run's printed timeline;
 	// 0 prints none.
 	timeline time.Duration
+	// noGzip turns off the Temporal client's gzip of its gRPC requests, for
+	// every mode and the worker alike.
+	noGzip bool
 }
 
 func main() {
@@ -118,6 +121,7 @@ func main() {
 		o.dynamicConfig = append(o.dynamicConfig, v)
 		return nil
 	})
+	flag.BoolVar(&o.noGzip, "no-gzip", false, "every Temporal client of the run (engine, ceiling, plain client, worker) sends its gRPC requests uncompressed (the SDK's default is gzip)")
 	flag.BoolVar(&o.trace, "trace", false, "print the engine's progress every second")
 	flag.TextVar(&o.traceLevel, "trace-level", slog.LevelInfo, "the level of the engine's log with -trace (DEBUG shows each step of the dispatch window)")
 	flag.StringVar(&o.latencyRates, "latency-rates", "0.5x,2000,1000,500", "events/s of the latency runs, comma-separated; Nx is N times the engine's catch-up rate (10000 with -only latency)")

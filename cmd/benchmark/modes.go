@@ -55,7 +55,11 @@ func (h *harness) onFreshTemporal(ctx context.Context, fn func() error) error {
 		return err
 	}
 	defer t.Close()
-	tc, err := client.Dial(client.Options{HostPort: t.Address, Logger: h.sdkLog})
+	copts := client.Options{HostPort: t.Address, Logger: h.sdkLog}
+	if h.o.noGzip {
+		copts.ConnectionOptions.GrpcCompression = &client.GrpcCompressionNone{}
+	}
+	tc, err := client.Dial(copts)
 	if err != nil {
 		return err
 	}

@@ -53,10 +53,18 @@ func PayloadCodec(t config.Temporal) (converter.PayloadCodec, error) {
 }
 
 // ClientOptions are the Temporal client options for this configuration:
-// address, namespace, TLS or mutual TLS, API key and data converter. Errors
+// address, namespace, TLS or mutual TLS, API key, gRPC compression and
+// data converter. Errors
 // name the field and never hold a secret.
 func ClientOptions(t config.Temporal, logger sdklog.Logger) (client.Options, error) {
 	o := client.Options{HostPort: t.Address, Namespace: t.Namespace, Logger: logger}
+	switch t.GRPCCompression {
+	case "", config.GRPCCompressionGzip: // the SDK's default
+	case config.GRPCCompressionNone:
+		o.ConnectionOptions.GrpcCompression = &client.GrpcCompressionNone{}
+	default:
+		return o, fmt.Errorf("temporal.grpc_compression: must be %q or %q, not %q", config.GRPCCompressionGzip, config.GRPCCompressionNone, t.GRPCCompression)
+	}
 	if t.TLS.Enabled {
 		tc, err := TLS(t.TLS, "temporal.tls")
 		if err != nil {

@@ -9,6 +9,7 @@ import (
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+	"go.temporal.io/sdk/client"
 	"go.temporal.io/sdk/converter"
 
 	"github.com/sagabridge/sagabridge/config"
@@ -65,4 +66,21 @@ func TestCodecDecryptKeysReadPayloadsOfOlderKeys(t *testing.T) {
 	var got string
 	require.NoError(t, dc.FromPayload(written, &got))
 	assert.Equal(t, "before", got)
+}
+
+func TestClientOptionsCompressRequestsAsConfigured(t *testing.T) {
+	gz, err := ClientOptions(config.Temporal{Address: "t:7233"}, nil)
+	require.NoError(t, err)
+	assert.Nil(t, gz.ConnectionOptions.GrpcCompression, "unset keeps the SDK's default, gzip")
+	gz, err = ClientOptions(config.Temporal{Address: "t:7233", GRPCCompression: "gzip"}, nil)
+	require.NoError(t, err)
+	assert.Nil(t, gz.ConnectionOptions.GrpcCompression, "gzip is the SDK's default")
+
+	none, err := ClientOptions(config.Temporal{Address: "t:7233", GRPCCompression: "none"}, nil)
+	require.NoError(t, err)
+	assert.IsType(t, &client.GrpcCompressionNone{}, none.ConnectionOptions.GrpcCompression)
+
+	_, err = ClientOptions(config.Temporal{Address: "t:7233", GRPCCompression: "zstd"}, nil)
+	require.ErrorContains(t, err, "temporal.grpc_compression")
+	require.ErrorContains(t, err, `"zstd"`)
 }
