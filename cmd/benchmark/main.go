@@ -86,6 +86,8 @@ type options struct {
 	// noGzip turns off the Temporal client's gzip of its gRPC requests, for
 	// every mode and the worker alike.
 	noGzip bool
+	// rpcCounts prints, after each run, its Temporal calls by method.
+	rpcCounts bool
 }
 
 func main() {
@@ -122,6 +124,7 @@ func main() {
 		return nil
 	})
 	flag.BoolVar(&o.noGzip, "no-gzip", false, "every Temporal client of the run (engine, ceiling, plain client, worker) sends its gRPC requests uncompressed (the SDK's default is gzip)")
+	flag.BoolVar(&o.rpcCounts, "rpc-counts", false, "print, after each run on its fresh server, the Temporal calls it made by method (the engine's or client's, the worker's and the harness's)")
 	flag.BoolVar(&o.trace, "trace", false, "print the engine's progress every second")
 	flag.TextVar(&o.traceLevel, "trace-level", slog.LevelInfo, "the level of the engine's log with -trace (DEBUG shows each step of the dispatch window)")
 	flag.StringVar(&o.latencyRates, "latency-rates", "0.5x,2000,1000,500", "events/s of the latency runs, comma-separated; Nx is N times the engine's catch-up rate (10000 with -only latency)")

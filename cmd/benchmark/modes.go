@@ -7,7 +7,9 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"maps"
 	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -17,6 +19,7 @@ import (
 	"go.temporal.io/sdk/client"
 	sdklog "go.temporal.io/sdk/log"
 	"go.temporal.io/sdk/worker"
+	"google.golang.org/grpc"
 
 	"github.com/sagabridge/sagabridge/bridge"
 	"github.com/sagabridge/sagabridge/bridge/temporalsdk"
@@ -59,6 +62,11 @@ func (h *harness) onFreshTemporal(ctx context.Context, fn func() error) error {
 	if h.o.noGzip {
 		copts.ConnectionOptions.GrpcCompression = &client.GrpcCompressionNone{}
 	}
+	if h.o.rpcCounts {
+		rpcs := &rpcCounter{}
+		copts.ConnectionOptions.DialOptions = append(copts.ConnectionOptions.DialOptions, grpc.WithChainUnaryInterceptor(rpcs.intercept))
+		defer rpcs.print()
+	}
 	tc, err := client.Dial(copts)
 	if err != nil {
 		return err
@@ -67,6 +75,35 @@ func (h *harness) onFreshTemporal(ctx context.Context, fn func() error) error {
 	h.temporal, h.tc = t, tc
 	defer func() { h.temporal, h.tc = nil, nil }()
 	return fn()
+}
+
+// rpcCounter counts the Temporal calls of one run by method (-rpc-counts):
+// the engine's, the clients', the worker's and the harness's alike.
+type rpcCounter struct {
+	mu sync.Mutex
+	n  map[string]int
+}
+
+func (c *rpcCounter) intercept(ctx context.Context, method string, req, reply any, cc *grpc.ClientConn, invoker grpc.UnaryInvoker, opts ...grpc.CallOption) error {
+	c.mu.Lock()
+	if c.n == nil {
+		c.n = map[string]int{}
+	}
+	c.n[method[strings.LastIndexByte(method, '/')+1:]]++
+	c.mu.Unlock()
+	return invoker(ctx, method, req, reply, cc, opts...)
+}
+
+// print writes the counts, most frequent first.
+func (c *rpcCounter) print() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	methods := slices.SortedFunc(maps.Keys(c.n), func(a, b string) int { return cmp.Or(c.n[b]-c.n[a], strings.Compare(a, b)) })
+	var sb strings.Builder
+	for _, m := range methods {
+		fmt.Fprintf(&sb, " %s=%d", m, c.n[m])
+	}
+	fmt.Printf("    Temporal calls:%s\n", sb.String())
 }
 
 // fresh names a topic, task queue and key prefix no earlier run used.
