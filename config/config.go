@@ -91,14 +91,17 @@ type Temporal struct {
 	Codec Codec `yaml:"codec"`
 	// GRPCCompression is how requests to the frontend are compressed:
 	// "gzip" (the Temporal SDK's default; the server then answers in gzip
-	// too, workflow tasks included) or "none", which spares the CPU of
-	// both ends where bandwidth is cheap (the same host or data center).
-	// Optional, default "gzip".
+	// too, workflow tasks included), "none", or "auto": none over a
+	// plaintext connection, which only a trusted local network carries and
+	// where gzip costs both ends CPU for bandwidth that is cheap, and gzip
+	// over TLS (Temporal Cloud, or a server across networks). Optional,
+	// default "auto".
 	GRPCCompression string `yaml:"grpc_compression"`
 }
 
 // The compressions of temporal.grpc_compression.
 const (
+	GRPCCompressionAuto = "auto"
 	GRPCCompressionGzip = "gzip"
 	GRPCCompressionNone = "none"
 )

@@ -56,7 +56,7 @@ routes:
 routes: [{topic: t.dlq, workflow_type: W, workflow_id: "w-{key}", task_queue: q}]`, "routes[0].topic: \"t.dlq\" is a DLQ topic"},
 		"bad compression": {`kafka: {brokers: [b], group: g}
 temporal: {grpc_compression: zstd}
-routes: [{topic: t, workflow_type: W, workflow_id: "w-{key}", task_queue: q}]`, `temporal.grpc_compression: must be "gzip" or "none", not "zstd"`},
+routes: [{topic: t, workflow_type: W, workflow_id: "w-{key}", task_queue: q}]`, `temporal.grpc_compression: must be "auto", "gzip" or "none", not "zstd"`},
 		"bad offset": {`kafka: {brokers: [b], group: g, initial_offset: latest}
 routes: [{topic: t, workflow_type: W, workflow_id: "w-{key}", task_queue: q}]`, "kafka.initial_offset: must be \"oldest\" or \"newest\""},
 		"drain too long": {`kafka: {brokers: [b], group: g}

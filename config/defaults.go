@@ -57,7 +57,7 @@ func defaults() []fieldDefault {
 		{"kafka.isolation_level", func(c *Config) { c.Kafka.IsolationLevel = ReadCommitted }},
 		{"temporal.address", func(c *Config) { c.Temporal.Address = "127.0.0.1:7233" }},
 		{"temporal.namespace", func(c *Config) { c.Temporal.Namespace = "default" }},
-		{"temporal.grpc_compression", func(c *Config) { c.Temporal.GRPCCompression = GRPCCompressionGzip }},
+		{"temporal.grpc_compression", func(c *Config) { c.Temporal.GRPCCompression = GRPCCompressionAuto }},
 		{"dlq.suffix", func(c *Config) { c.DLQ.Suffix = dlq.DefaultSuffix }},
 		{"dlq.max_message_bytes", func(c *Config) { c.DLQ.MaxMessageBytes = 1048588 }},
 		{"batch.max_records", func(c *Config) { c.Batch.MaxRecords = 2000 }},

@@ -353,9 +353,9 @@ func saslMechanisms() []string { return []string{"PLAIN", "SCRAM-SHA-256", "SCRA
 func (t Temporal) validate(bad func(field, format string, args ...any)) {
 	t.TLS.validate("temporal.tls", bad)
 	switch t.GRPCCompression {
-	case "", GRPCCompressionGzip, GRPCCompressionNone: // unset is the default, gzip
+	case "", GRPCCompressionAuto, GRPCCompressionGzip, GRPCCompressionNone: // unset is the default, auto
 	default:
-		bad("temporal.grpc_compression", "must be %q or %q, not %q", GRPCCompressionGzip, GRPCCompressionNone, t.GRPCCompression)
+		bad("temporal.grpc_compression", "must be %q, %q or %q, not %q", GRPCCompressionAuto, GRPCCompressionGzip, GRPCCompressionNone, t.GRPCCompression)
 	}
 	if t.APIKeyEnv != "" && t.APIKeyFile != "" {
 		bad("temporal.api_key_env", "give at most one of api_key_env and api_key_file")

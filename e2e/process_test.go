@@ -150,17 +150,18 @@ func TestBridgeKilledWhileTemporalHangsLosesNothing(t *testing.T) {
 	require.NoError(t, p.Stop(20*time.Second))
 }
 
-// temporal.grpc_compression "none" must reach the wire: a bridge on the
-// default (gzip) sends no workflow ID as it is, one on "none" sends them
-// plain, and both deliver every record.
-func TestGRPCCompressionNoneSendsRequestsUncompressed(t *testing.T) {
+// temporal.grpc_compression must reach the wire: a bridge on "gzip" sends
+// no workflow ID as it is; one on the default over plaintext ("auto", so
+// none) sends them plain; both deliver every record.
+func TestGRPCCompressionReachesTheWire(t *testing.T) {
 	e := newEnv(t, 2)
 	orders := saga.Orders(e.id+"-", 20, 51)
 	first, second := orders[:10], orders[10:]
 	at := e.produce(first)
 	var out syncBuffer
 	gz := startCapturingProxy(t, stack.Temporal.Address)
-	p := e.startBridgeProcessVia(e.topic, gz.Addr(), &out)
+	p := e.startBridgeProcessWith(e.topic, gz.Addr(), map[string]any{
+		"temporal": map[string]any{"address": gz.Addr(), "grpc_compression": "gzip"}}, &out)
 	for _, o := range first {
 		st := e.result(o.ID, 60*time.Second)
 		assert.Equal(t, at[o.ID], positions(st.Applied), "order %s", o.ID)
@@ -171,13 +172,12 @@ func TestGRPCCompressionNoneSendsRequestsUncompressed(t *testing.T) {
 	}
 
 	plain := startCapturingProxy(t, stack.Temporal.Address)
-	p = e.startBridgeProcessWith(e.topic, plain.Addr(), map[string]any{
-		"temporal": map[string]any{"address": plain.Addr(), "grpc_compression": "none"}}, &out)
+	p = e.startBridgeProcessVia(e.topic, plain.Addr(), &out)
 	maps.Copy(at, e.produce(second))
 	for _, o := range second {
 		st := e.result(o.ID, 60*time.Second)
 		assert.Equal(t, at[o.ID], positions(st.Applied), "order %s", o.ID)
-		assert.True(t, plain.Sent("order-"+o.ID), "with grpc_compression none, workflow ID order-%s was not sent as it is", o.ID)
+		assert.True(t, plain.Sent("order-"+o.ID), "by default over plaintext, workflow ID order-%s was not sent as it is", o.ID)
 	}
 	require.NoError(t, p.Stop(20*time.Second), "output:\n%s", out.String())
 }

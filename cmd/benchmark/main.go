@@ -48,6 +48,7 @@ import (
 
 	sdklog "go.temporal.io/sdk/log"
 
+	"github.com/sagabridge/sagabridge/config"
 	"github.com/sagabridge/sagabridge/internal/devstack"
 )
 
@@ -83,9 +84,9 @@ type options struct {
 	// timeline is the bucket width of each latency run's printed timeline;
 	// 0 prints none.
 	timeline time.Duration
-	// noGzip turns off the Temporal client's gzip of its gRPC requests, for
-	// every mode and the worker alike.
-	noGzip bool
+	// grpcCompression is temporal.grpc_compression for every Temporal
+	// client of the run (every mode and the worker alike).
+	grpcCompression string
 	// rpcCounts prints, after each run, its Temporal calls by method.
 	rpcCounts bool
 }
@@ -123,7 +124,7 @@ func main() {
 		o.dynamicConfig = append(o.dynamicConfig, v)
 		return nil
 	})
-	flag.BoolVar(&o.noGzip, "no-gzip", false, "every Temporal client of the run (engine, ceiling, plain client, worker) sends its gRPC requests uncompressed (the SDK's default is gzip)")
+	flag.StringVar(&o.grpcCompression, "grpc-compression", config.GRPCCompressionAuto, "temporal.grpc_compression of every Temporal client of the run (engine, ceiling, plain client, worker): auto (on this plaintext loopback, none), gzip or none")
 	flag.BoolVar(&o.rpcCounts, "rpc-counts", false, "print, after each run on its fresh server, the Temporal calls it made by method (the engine's or client's, the worker's and the harness's)")
 	flag.BoolVar(&o.trace, "trace", false, "print the engine's progress every second")
 	flag.TextVar(&o.traceLevel, "trace-level", slog.LevelInfo, "the level of the engine's log with -trace (DEBUG shows each step of the dispatch window)")
@@ -202,8 +203,8 @@ func run(o options) error {
 		h.log = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: o.traceLevel}))
 	}
 
-	fmt.Printf("sagabridge benchmark: %d events per workload (naive: %d), %d partitions, Zipf s=%.2f, concurrency %d, %d rounds\n",
-		o.events, o.naiveEvents, o.partitions, o.zipf, o.concurrency, o.rounds)
+	fmt.Printf("sagabridge benchmark: %d events per workload (naive: %d), %d partitions, Zipf s=%.2f, concurrency %d, %d rounds, gRPC compression %s\n",
+		o.events, o.naiveEvents, o.partitions, o.zipf, o.concurrency, o.rounds, o.grpcCompression)
 	workloads := []workload{{"catch-up", 1_000}, {"fan-out", 20_000}}
 	if o.only == "latency" {
 		cells, err := h.latencies(ctx, 10_000)

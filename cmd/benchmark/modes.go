@@ -58,9 +58,11 @@ func (h *harness) onFreshTemporal(ctx context.Context, fn func() error) error {
 		return err
 	}
 	defer t.Close()
-	copts := client.Options{HostPort: t.Address, Logger: h.sdkLog}
-	if h.o.noGzip {
-		copts.ConnectionOptions.GrpcCompression = &client.GrpcCompressionNone{}
+	// The clients connect as cmd/bridge and cmd/worker would with this
+	// -grpc-compression.
+	copts, err := connect.ClientOptions(config.Temporal{Address: t.Address, GRPCCompression: h.o.grpcCompression}, h.sdkLog)
+	if err != nil {
+		return err
 	}
 	if h.o.rpcCounts {
 		rpcs := &rpcCounter{}

@@ -29,8 +29,10 @@ import (
 	"go.temporal.io/sdk/worker"
 	"go.yaml.in/yaml/v3"
 
+	"github.com/sagabridge/sagabridge/config"
 	"github.com/sagabridge/sagabridge/dlq"
 	"github.com/sagabridge/sagabridge/examples/saga"
+	"github.com/sagabridge/sagabridge/internal/connect"
 	"github.com/sagabridge/sagabridge/internal/devstack"
 	"github.com/sagabridge/sagabridge/internal/ledger"
 	"github.com/sagabridge/sagabridge/internal/promtext"
@@ -124,7 +126,12 @@ func run(o options) error {
 		return err
 	}
 	defer func() { _ = temporal.Close() }()
-	tc, err := client.Dial(client.Options{HostPort: temporal.Address, Logger: sdklog.NewStructuredLogger(slog.New(slog.DiscardHandler))})
+	// The worker connects as cmd/worker would (connect.ClientOptions).
+	copts, err := connect.ClientOptions(config.Temporal{Address: temporal.Address}, sdklog.NewStructuredLogger(slog.New(slog.DiscardHandler)))
+	if err != nil {
+		return err
+	}
+	tc, err := client.Dial(copts)
 	if err != nil {
 		return err
 	}

@@ -59,11 +59,17 @@ func PayloadCodec(t config.Temporal) (converter.PayloadCodec, error) {
 func ClientOptions(t config.Temporal, logger sdklog.Logger) (client.Options, error) {
 	o := client.Options{HostPort: t.Address, Namespace: t.Namespace, Logger: logger}
 	switch t.GRPCCompression {
-	case "", config.GRPCCompressionGzip: // the SDK's default
+	case "", config.GRPCCompressionAuto:
+		if !t.TLS.Enabled {
+			o.ConnectionOptions.GrpcCompression = &client.GrpcCompressionNone{}
+		}
+	case config.GRPCCompressionGzip:
+		o.ConnectionOptions.GrpcCompression = &client.GrpcCompressionGzip{}
 	case config.GRPCCompressionNone:
 		o.ConnectionOptions.GrpcCompression = &client.GrpcCompressionNone{}
 	default:
-		return o, fmt.Errorf("temporal.grpc_compression: must be %q or %q, not %q", config.GRPCCompressionGzip, config.GRPCCompressionNone, t.GRPCCompression)
+		return o, fmt.Errorf("temporal.grpc_compression: must be %q, %q or %q, not %q",
+			config.GRPCCompressionAuto, config.GRPCCompressionGzip, config.GRPCCompressionNone, t.GRPCCompression)
 	}
 	if t.TLS.Enabled {
 		tc, err := TLS(t.TLS, "temporal.tls")

@@ -69,18 +69,27 @@ func TestCodecDecryptKeysReadPayloadsOfOlderKeys(t *testing.T) {
 }
 
 func TestClientOptionsCompressRequestsAsConfigured(t *testing.T) {
-	gz, err := ClientOptions(config.Temporal{Address: "t:7233"}, nil)
-	require.NoError(t, err)
-	assert.Nil(t, gz.ConnectionOptions.GrpcCompression, "unset keeps the SDK's default, gzip")
-	gz, err = ClientOptions(config.Temporal{Address: "t:7233", GRPCCompression: "gzip"}, nil)
-	require.NoError(t, err)
-	assert.Nil(t, gz.ConnectionOptions.GrpcCompression, "gzip is the SDK's default")
+	none := &client.GrpcCompressionNone{}
+	cases := []struct {
+		name string
+		t    config.Temporal
+		want client.GrpcCompression // nil: the SDK's default, gzip
+	}{
+		{"unset, plaintext", config.Temporal{}, none},
+		{"auto, plaintext", config.Temporal{GRPCCompression: "auto"}, none},
+		{"auto, TLS", config.Temporal{GRPCCompression: "auto", TLS: config.TLS{Enabled: true}}, nil},
+		{"unset, TLS", config.Temporal{TLS: config.TLS{Enabled: true}}, nil},
+		{"gzip, plaintext", config.Temporal{GRPCCompression: "gzip"}, &client.GrpcCompressionGzip{}},
+		{"none, TLS", config.Temporal{GRPCCompression: "none", TLS: config.TLS{Enabled: true}}, none},
+	}
+	for _, c := range cases {
+		c.t.Address = "t:7233"
+		o, err := ClientOptions(c.t, nil)
+		require.NoError(t, err, c.name)
+		assert.Equal(t, c.want, o.ConnectionOptions.GrpcCompression, c.name)
+	}
 
-	none, err := ClientOptions(config.Temporal{Address: "t:7233", GRPCCompression: "none"}, nil)
-	require.NoError(t, err)
-	assert.IsType(t, &client.GrpcCompressionNone{}, none.ConnectionOptions.GrpcCompression)
-
-	_, err = ClientOptions(config.Temporal{Address: "t:7233", GRPCCompression: "zstd"}, nil)
+	_, err := ClientOptions(config.Temporal{Address: "t:7233", GRPCCompression: "zstd"}, nil)
 	require.ErrorContains(t, err, "temporal.grpc_compression")
 	require.ErrorContains(t, err, `"zstd"`)
 }
