@@ -349,7 +349,7 @@ func (k Kafka) validateSecurity(bad func(field, format string, args ...any)) {
 // saslMechanisms are the accepted kafka.sasl.mechanism values.
 func saslMechanisms() []string { return []string{"PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"} }
 
-// validate checks the temporal section's security settings.
+// validate checks the temporal section's security and connection settings.
 func (t Temporal) validate(bad func(field, format string, args ...any)) {
 	t.TLS.validate("temporal.tls", bad)
 	switch t.GRPCCompression {

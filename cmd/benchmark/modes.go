@@ -86,6 +86,7 @@ type rpcCounter struct {
 	n  map[string]int
 }
 
+// intercept is a gRPC unary client interceptor that counts each call.
 func (c *rpcCounter) intercept(ctx context.Context, method string, req, reply any, cc *grpc.ClientConn, invoker grpc.UnaryInvoker, opts ...grpc.CallOption) error {
 	c.mu.Lock()
 	if c.n == nil {
