@@ -56,8 +56,9 @@ func SaramaConfig(k config.Kafka) (*sarama.Config, error) {
 	// bridge's RSS reached 76-88 MiB (make membench ARGS='-records 100000
 	// -size 40 -keys 1000'); 64 KiB held at most 28,000 and 61 MiB. A
 	// fetch still carries about a thousand such records, or 60 of 1 KB.
+	// Consumer.Fetch.Max stays 0: sarama grows a partition's fetch for a
+	// record larger than this, and at a cap it would skip the record.
 	c.Consumer.Fetch.Default = 64 << 10
-	c.Consumer.Fetch.Max = 256 << 10
 	if err := Secure(c, k); err != nil {
 		return nil, err
 	}
