@@ -31,20 +31,22 @@ type proxy struct {
 // startProxy listens on a free loopback port; the test's cleanup closes it.
 func startProxy(t *testing.T, target string) *proxy {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	require.NoError(t, err)
-	p := &proxy{ln: ln, target: target}
-	p.wg.Go(p.accept)
-	t.Cleanup(p.close)
-	return p
+	return listenProxy(t, target, false)
 }
 
 // startCapturingProxy is startProxy keeping every byte clients send, for Sent.
 func startCapturingProxy(t *testing.T, target string) *proxy {
 	t.Helper()
+	return listenProxy(t, target, true)
+}
+
+// listenProxy starts a proxy to target on a free loopback port, keeping what
+// clients send if capture; the test's cleanup closes it.
+func listenProxy(t *testing.T, target string, capture bool) *proxy {
+	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	require.NoError(t, err)
-	p := &proxy{ln: ln, target: target, capture: true}
+	p := &proxy{ln: ln, target: target, capture: capture}
 	p.wg.Go(p.accept)
 	t.Cleanup(p.close)
 	return p
