@@ -54,8 +54,7 @@ func PayloadCodec(t config.Temporal) (converter.PayloadCodec, error) {
 
 // ClientOptions are the Temporal client options for this configuration:
 // address, namespace, TLS or mutual TLS, API key, gRPC compression and
-// data converter. Errors
-// name the field and never hold a secret.
+// data converter. Errors name the field and never hold a secret.
 func ClientOptions(t config.Temporal, logger sdklog.Logger) (client.Options, error) {
 	o := client.Options{HostPort: t.Address, Namespace: t.Namespace, Logger: logger}
 	switch t.GRPCCompression {
