@@ -117,7 +117,7 @@ func (f *flow) release(records, bytes int) {
 func (f *flow) finish(u *unit) {
 	offsets := make([]int64, len(u.records))
 	for i, r := range u.records {
-		offsets[i] = r.env.Offset
+		offsets[i] = r.offset
 	}
 	f.tracker.finish(offsets...)
 	f.release(len(u.records), u.bytes) // u.bytes sums heldSize of its records
@@ -205,7 +205,7 @@ func (b *Bridge) consume(f *flow, msgs <-chan *sarama.ConsumerMessage) {
 		f.release(int(f.heldRecords.Load()), int(f.heldBytes.Load())) // unflushed and abandoned records
 	}()
 	var (
-		batch   []record
+		batch   []routed
 		bytes   int
 		linger  = time.NewTimer(time.Hour)
 		lingerC <-chan time.Time

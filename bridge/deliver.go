@@ -75,7 +75,7 @@ func (b *Bridge) send(f *flow, target Target, recs []record, parkable bool) erro
 	}
 	batch := event.Batch{Events: make([]event.Envelope, len(recs)), OnClosed: b.cfg.Dispatch.OnClosedWorkflow}
 	for i, r := range recs {
-		batch.Events[i] = r.env
+		batch.Events[i] = r.envelope(f)
 	}
 	wire := 0
 	for _, r := range recs {
@@ -84,7 +84,7 @@ func (b *Bridge) send(f *flow, target Target, recs []record, parkable bool) erro
 	if err := b.awaitWindow(f, target, len(recs), wire); err != nil {
 		return err
 	}
-	ctx, span := b.deliverSpan(f.callCtx, target, recs)
+	ctx, span := b.deliverSpan(f, target, recs)
 	var sendErr error
 	defer func() { endSpan(span, sendErr) }()
 	retry := b.newBackoff()
@@ -108,7 +108,7 @@ func (b *Bridge) send(f *flow, target Target, recs []record, parkable bool) erro
 		if err == nil {
 			b.delivered.Add(uint64(len(recs)))
 			b.calls.Add(1)
-			b.windows.sent(target.WorkflowID, recs[len(recs)-1].env.Position(), len(recs), wire)
+			b.windows.sent(target.WorkflowID, recs[len(recs)-1].position(f), len(recs), wire)
 			b.coalesce.sent(target.WorkflowID, b.deps.Now())
 			if attempt > 1 {
 				b.log.Info("delivered after retries", "workflow_id", target.WorkflowID, "attempts", attempt, "records", len(recs))
@@ -126,7 +126,7 @@ func (b *Bridge) send(f *flow, target Target, recs []record, parkable bool) erro
 				return nil
 			}
 			for _, r := range recs {
-				fl := dlq.FromMessage(r.message(), dlq.ClassRejected, err, attempt, b.deps.Now())
+				fl := dlq.FromMessage(r.message(f), dlq.ClassRejected, err, attempt, b.deps.Now())
 				fl.WorkflowID = target.WorkflowID
 				if derr := b.deadLetter(f, fl); derr != nil {
 					return errAbandoned
@@ -143,9 +143,8 @@ func (b *Bridge) send(f *flow, target Target, recs []record, parkable bool) erro
 		b.retries.Add(1)
 		wait := retry.NextBackOff()
 		if attempt == 1 && classify(err) != kindAccess { // an access fault is logged once, without keys (breaker)
-			first := recs[0].env
 			b.log.Log(f.ctx, b.retryLogLevel(), "temporal call failed; retrying", "workflow_id", target.WorkflowID, "records", len(recs),
-				"topic", first.Topic, "partition", first.Partition, "offset", first.Offset, "err", err, "retry_in", wait)
+				"topic", f.topic, "partition", f.partition, "offset", recs[0].offset, "err", err, "retry_in", wait)
 		}
 		if sleep(f.ctx, wait) != nil {
 			return errAbandoned
@@ -289,7 +288,7 @@ func (b *Bridge) closedWorkflow(f *flow, target Target, recs []record, attempt i
 	}
 	var fresh []record
 	for _, r := range recs {
-		if applied.Covers(r.env.Position()) {
+		if applied.Covers(r.position(f)) {
 			b.closedRedeliveries.Add(1)
 			continue
 		}
@@ -302,7 +301,7 @@ func (b *Bridge) closedWorkflow(f *flow, target Target, recs []record, attempt i
 	case config.OnClosedDrop:
 		b.droppedClosed.Add(uint64(len(fresh)))
 		b.log.Warn("dropped records for a closed workflow", "workflow_id", target.WorkflowID, "records", len(fresh),
-			"first", fresh[0].env.Position().String())
+			"first", fresh[0].position(f).String())
 		return true, nil
 	case config.OnClosedNewRun:
 		next := target
@@ -311,7 +310,7 @@ func (b *Bridge) closedWorkflow(f *flow, target Target, recs []record, attempt i
 		return true, b.send(f, next, fresh, false)
 	default:
 		for _, r := range fresh {
-			fl := dlq.FromMessage(r.message(), dlq.ClassWorkflowClosed,
+			fl := dlq.FromMessage(r.message(f), dlq.ClassWorkflowClosed,
 				fmt.Errorf("workflow %s has closed and did not apply this record", target.WorkflowID), attempt, b.deps.Now())
 			fl.WorkflowID = target.WorkflowID
 			if err := b.deadLetter(f, fl); err != nil {

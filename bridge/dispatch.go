@@ -1,6 +1,7 @@
 package bridge
 
 import (
+	"encoding/json"
 	"fmt"
 	"slices"
 	"sync"
@@ -20,41 +21,88 @@ const (
 	envelopeOverhead = 160
 )
 
-// record is one routed record on its way to Temporal.
+// record is one routed record on its way to Temporal, as its unit holds
+// it while it waits.
 //
-// It holds the envelope and not the sarama message: the envelope carries
-// all of it (message rebuilds the message for the DLQ and tracing), and a
-// record may be held for seconds while a backlog drains.
+// A record may be held for seconds while a backlog drains, so it keeps
+// only what differs between two records of its partition: the topic,
+// partition and topic ID are its flow's, and its workflow and route are
+// its unit's. envelope rebuilds what is sent, message the Kafka record
+// (for the DLQ and tracing). 112 bytes, where a whole event.Envelope with
+// the workflow and route beside it took 216.
 type record struct {
-	env  event.Envelope
-	id   string  // the workflow it goes to
-	base *Target // its route's target, but for the workflow ID (shared)
-	size int32   // what it holds of the in-flight budget (heldSize)
-	wire int32   // its size as sent to Temporal (wireSize)
-	// route is the index of its route in the configuration.
-	route int32
-	// keyless: the Kafka record had a null key (env.Key cannot say).
+	offset int64
+	// sec and nsec are the Kafka timestamp (time.Unix, in UTC); the zero
+	// time is kept as the zero time.
+	sec   int64
+	value []byte // Envelope.Value (payload "json") or, with raw, Envelope.Raw
+	key   string
+	typ   string // the event type
+	// headers are the Kafka record's headers, in order; nil when none.
+	headers []event.Header
+	nsec    int32
+	wire    int32 // its size as sent to Temporal (wireSize)
+	// raw: the route's payload is "bytes" (value goes to Envelope.Raw).
+	raw bool
+	// keyless: the Kafka record had a null key (key cannot say).
 	keyless bool
 }
 
-// message rebuilds the Kafka record r came from, for the DLQ and tracing.
-func (r record) message() *sarama.ConsumerMessage {
-	e := r.env
-	m := &sarama.ConsumerMessage{Topic: e.Topic, Partition: e.Partition, Offset: e.Offset, Timestamp: e.Timestamp, Value: e.Value}
-	if e.Raw != nil {
-		m.Value = e.Raw
+// routed is a record just routed, with what it takes to group it into
+// units (dispatch); the unit then holds these for all its records.
+type routed struct {
+	record
+	id    string  // the workflow it goes to
+	base  *Target // its route's target, but for the workflow ID (shared)
+	size  int32   // what it holds of the in-flight budget (heldSize)
+	route int32   // the index of its route in the configuration
+}
+
+// newRecord keeps what env says of one record beyond its partition.
+func newRecord(env event.Envelope, wire int, keyless bool) record {
+	r := record{offset: env.Offset, key: env.Key, typ: env.Type, headers: env.Headers, wire: int32(wire), keyless: keyless}
+	r.sec, r.nsec = env.Timestamp.Unix(), int32(env.Timestamp.Nanosecond())
+	r.value, r.raw = env.Value, env.Value == nil
+	if r.raw {
+		r.value = env.Raw
 	}
+	return r
+}
+
+// envelope is r as sent to a workflow: f is the partition it was read from.
+func (r *record) envelope(f *flow) event.Envelope {
+	e := event.Envelope{
+		Topic: f.topic, Partition: f.partition, Offset: r.offset, TopicID: f.topicID,
+		Key: r.key, Type: r.typ, Headers: r.headers, Timestamp: time.Unix(r.sec, int64(r.nsec)).UTC(),
+	}
+	if r.raw {
+		e.Raw = r.value
+	} else {
+		e.Value = json.RawMessage(r.value)
+	}
+	return e
+}
+
+// position is where r sits in Kafka; f is its partition.
+func (r *record) position(f *flow) event.Position {
+	return event.Position{Topic: f.topic, Partition: f.partition, Offset: r.offset, TopicID: f.topicID}
+}
+
+// message rebuilds the Kafka record r came from, for the DLQ and tracing;
+// f is its partition.
+func (r *record) message(f *flow) *sarama.ConsumerMessage {
+	m := &sarama.ConsumerMessage{Topic: f.topic, Partition: f.partition, Offset: r.offset,
+		Timestamp: time.Unix(r.sec, int64(r.nsec)).UTC(), Value: r.value, Headers: r.saramaHeaders()}
 	if !r.keyless {
-		m.Key = []byte(e.Key)
+		m.Key = []byte(r.key)
 	}
-	m.Headers = r.headers()
 	return m
 }
 
-// headers rebuilds the Kafka record's headers, in order.
-func (r record) headers() []*sarama.RecordHeader {
+// saramaHeaders rebuilds the Kafka record's headers, in order.
+func (r *record) saramaHeaders() []*sarama.RecordHeader {
 	var hs []*sarama.RecordHeader
-	for _, h := range r.env.Headers {
+	for _, h := range r.headers {
 		hs = append(hs, &sarama.RecordHeader{Key: []byte(h.Key), Value: h.Value})
 	}
 	return hs
@@ -99,7 +147,7 @@ func deadLetterQueue(f *flow) string {
 
 // dispatch groups a batch by workflow ID, keeping offset order within each
 // group, splits groups over Dispatch.MaxCallBytes, and submits them.
-func (b *Bridge) dispatch(f *flow, batch []record) {
+func (b *Bridge) dispatch(f *flow, batch []routed) {
 	groups := map[string]*unit{}
 	var units []*unit
 	for _, r := range batch {
@@ -112,13 +160,12 @@ func (b *Bridge) dispatch(f *flow, batch []record) {
 			units = append(units, u)
 		}
 		// The unit's records share its strings: each record's own copy of
-		// the workflow ID (and of the key, mostly the same) is then
+		// the workflow ID, and of the key when it is the same, is then
 		// garbage once the batch is dispatched.
-		r.id = u.queue
-		if len(u.records) > 0 && r.env.Key == u.records[0].env.Key {
-			r.env.Key = u.records[0].env.Key
+		if len(u.records) > 0 && r.key == u.records[0].key {
+			r.key = u.records[0].key
 		}
-		u.records = append(u.records, r)
+		u.records = append(u.records, r.record)
 		u.bytes += int(r.size)
 		u.wire += int(r.wire)
 	}

@@ -3,7 +3,9 @@ package bridge
 import (
 	"context"
 	"fmt"
+	"math/rand/v2"
 	"runtime"
+	"strings"
 	"testing"
 	"time"
 
@@ -11,6 +13,7 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"github.com/sagabridge/sagabridge/config"
 	"github.com/sagabridge/sagabridge/event"
 )
 
@@ -70,6 +73,52 @@ func TestAHeldRecordDoesNotPinItsFetchResponse(t *testing.T) {
 	assert.Less(t, grown, int64(records*response/4),
 		"holding %d records of a few bytes grew the heap by %d bytes: they pin their fetch responses", records, grown)
 	assert.Len(t, g.accepted, records)
+}
+
+// While a backlog drains, the bridge holds up to backpressure.max_records
+// records, most of them small (catch-up: 40-byte values), so what each costs
+// beyond its bytes decides how many fit in a process's memory, and so how
+// many records a call can group. Held as whole envelopes beside their
+// workflow and route, 20,000 such records took 362 heap bytes each here; a
+// record keeps only what its partition and unit do not (record): 234.
+func TestAHeldRecordCostsLittleHeapBeyondItsBytes(t *testing.T) {
+	const records, keys, perRecord = 20000, 1000, 320
+	g := gateTemporal{fakeTemporal: &fakeTemporal{}, open: make(chan struct{})}
+	b, err := New(config.Config{
+		Kafka:    config.Kafka{Brokers: []string{"b"}, Group: "g"},
+		Dispatch: config.Dispatch{RetryInitial: time.Millisecond, RetryMax: 5 * time.Millisecond, DrainTimeout: 50 * time.Millisecond},
+		Routes:   []config.Route{{Topic: "orders", WorkflowType: "O", WorkflowID: "ledger-{key}", TaskQueue: "q"}},
+	}, Deps{Temporal: g, DeadLetters: &fakeDLQ{}, Logger: quiet()})
+	require.NoError(t, err)
+	b.dispatcher.start(64)
+	defer b.dispatcher.stop()
+
+	zipf := rand.NewZipf(rand.New(rand.NewPCG(1, 2)), 1.1, 1, keys-1)
+	ch := make(chan *sarama.ConsumerMessage)
+	before := heapInUse()
+	go func() { // made as they are read, so that only what the bridge holds stays
+		for i := range records {
+			v := fmt.Sprintf(`{"seq":%d,"pad":"`, i)
+			v += strings.Repeat("x", 38-len(v)) + `"}` // 40 bytes
+			ch <- &sarama.ConsumerMessage{Topic: "orders", Offset: int64(i), Key: fmt.Appendf(nil, "key-%d", zipf.Uint64()),
+				Value: []byte(v), Timestamp: time.UnixMilli(1_700_000_000_000 + int64(i))}
+		}
+	}()
+	s := &fakeSession{ctx: context.Background()}
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		assert.NoError(t, claimHandler{b: b}.ConsumeClaim(s, fakeClaim{ch: ch}))
+	}()
+	require.Eventually(t, func() bool { r, _ := b.pressure.held(); return r == records }, 20*time.Second, time.Millisecond)
+	grown := heapInUse() - before
+	close(g.open)
+	require.Eventually(t, func() bool { return s.committed() == records }, 20*time.Second, time.Millisecond)
+	close(ch)
+	<-done
+
+	t.Logf("holding %d records grew the heap by %d bytes, %d per record", records, grown, grown/records)
+	assert.Less(t, grown/records, int64(perRecord), "heap bytes per held 40-byte record")
 }
 
 // heapInUse is the live heap after a collection.

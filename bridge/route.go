@@ -179,19 +179,19 @@ func (r *Router) decode(msg *sarama.ConsumerMessage) (Target, event.Envelope, *c
 
 // route decodes and routes m; a record too large for one Temporal payload
 // is poison too.
-func (b *Bridge) route(f *flow, m *sarama.ConsumerMessage) (record, error) {
+func (b *Bridge) route(f *flow, m *sarama.ConsumerMessage) (routed, error) {
 	target, env, route, err := b.router.resolve(m)
 	if err != nil {
-		return record{}, err
+		return routed{}, err
 	}
 	env.TopicID = f.topicID
 	wire := wireSize(env)
 	if wire > b.cfg.Dispatch.MaxCallBytes {
-		return record{}, &PoisonError{Class: dlq.ClassRejected, Err: fmt.Errorf(
+		return routed{}, &PoisonError{Class: dlq.ClassRejected, Err: fmt.Errorf(
 			"record %s/%d@%d is %d bytes as sent to Temporal (JSON, binary values in base64), over dispatch.max_call_bytes (%d)",
 			m.Topic, m.Partition, m.Offset, wire, b.cfg.Dispatch.MaxCallBytes)}
 	}
-	return record{env: env, id: target.WorkflowID, base: &route.target, size: int32(heldSize(m)), wire: int32(wire), route: int32(route.index), keyless: m.Key == nil}, nil
+	return routed{record: newRecord(env, wire, m.Key == nil), id: target.WorkflowID, base: &route.target, size: int32(heldSize(m)), route: int32(route.index)}, nil
 }
 
 // poison queues m for the DLQ; it is finished once the DLQ holds it. The
@@ -202,7 +202,7 @@ func (b *Bridge) poison(f *flow, m *sarama.ConsumerMessage, err error) {
 		p = &PoisonError{Class: dlq.ClassDecode, Err: err}
 	}
 	fl := dlq.FromMessage(m, p.Class, err, 1, b.deps.Now())
-	u := &unit{flow: f, queue: deadLetterQueue(f), route: -1, records: []record{{env: event.Envelope{Topic: m.Topic, Partition: m.Partition, Offset: m.Offset}, size: int32(heldSize(m))}}, bytes: heldSize(m), dead: &fl}
+	u := &unit{flow: f, queue: deadLetterQueue(f), route: -1, records: []record{{offset: m.Offset}}, bytes: heldSize(m), dead: &fl}
 	f.units.Add(1)
 	b.dispatcher.submit(u)
 }

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/IBM/sarama"
 	"github.com/stretchr/testify/assert"
@@ -145,5 +146,44 @@ func TestWireSizeIsWhatIsSent(t *testing.T) {
 		got := wireSize(env)
 		assert.GreaterOrEqual(t, got, len(sent), "%s: never low", name)
 		assert.LessOrEqual(t, got, len(sent)+len(sent)/50+200, "%s: close", name)
+	}
+}
+
+// A held record keeps only what its partition does not say (record): the
+// envelope it sends and the Kafka record it gives the DLQ are rebuilt from
+// it and its flow, and must be what the record was.
+func TestARecordRebuildsItsEnvelopeAndKafkaRecord(t *testing.T) {
+	b, err := New(config.Config{
+		Kafka: config.Kafka{Brokers: []string{"b"}, Group: "g"},
+		Routes: []config.Route{
+			{Topic: "orders", TypeHeader: "event-type", WorkflowType: "O", WorkflowID: "order-{key}", TaskQueue: "q"},
+			{Topic: "blobs", Payload: config.PayloadBytes, WorkflowType: "B", WorkflowID: "blob-{topic}", TaskQueue: "q"},
+		},
+	}, Deps{Temporal: &fakeTemporal{}, DeadLetters: &fakeDLQ{}, Logger: quiet()})
+	require.NoError(t, err)
+	at := time.Date(2026, 12, 3, 18, 19, 14, 123456789, time.FixedZone("CET", 3600))
+	for _, m := range []*sarama.ConsumerMessage{
+		{Topic: "orders", Partition: 3, Offset: 41, Key: []byte("o-1"), Value: []byte(`{"amount": 5}`), Timestamp: at,
+			Headers: []*sarama.RecordHeader{{Key: []byte("event-type"), Value: []byte("Placed")}, {Key: []byte("bin"), Value: []byte{0, 255}}}},
+		{Topic: "blobs", Partition: 7, Offset: 9, Value: []byte{1, 2, 3}},     // null key, zero timestamp
+		{Topic: "blobs", Partition: 7, Offset: 10, Key: []byte{}, Value: nil}, // empty key, tombstone
+	} {
+		f := &flow{topic: m.Topic, partition: m.Partition, topicID: "AAAAAAAAAAAAAAAAAAAAAA"}
+		detach(m)
+		r, err := b.route(f, m)
+		require.NoError(t, err, "%s/%d@%d", m.Topic, m.Partition, m.Offset)
+		_, want, _, err := b.router.resolve(m)
+		require.NoError(t, err)
+		want.TopicID = f.topicID
+
+		assert.Equal(t, want, r.envelope(f), "envelope of %s/%d@%d", m.Topic, m.Partition, m.Offset)
+		assert.Equal(t, want.Position(), r.position(f))
+		got := r.message(f)
+		wantMsg := *m
+		wantMsg.Timestamp = m.Timestamp.UTC()
+		if len(m.Headers) == 0 {
+			wantMsg.Headers = nil
+		}
+		assert.Equal(t, &wantMsg, got, "Kafka record of %s/%d@%d", m.Topic, m.Partition, m.Offset)
 	}
 }

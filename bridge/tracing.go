@@ -16,14 +16,15 @@ import (
 // several records, each perhaps with its own trace: the span continues the
 // first record's trace and links the others. Without trace context in the
 // records it starts a new trace.
-func (b *Bridge) deliverSpan(ctx context.Context, target Target, recs []record) (context.Context, trace.Span) {
+func (b *Bridge) deliverSpan(f *flow, target Target, recs []record) (context.Context, trace.Span) {
+	ctx := f.callCtx
 	if !b.tracing {
 		return ctx, noop.Span{}
 	}
 	parent := ctx
 	var links []trace.Link
 	for i, r := range recs {
-		rc := propagation.TraceContext{}.Extract(context.Background(), connect.ConsumerHeaders(r.headers()))
+		rc := propagation.TraceContext{}.Extract(context.Background(), connect.ConsumerHeaders(r.saramaHeaders()))
 		sc := trace.SpanContextFromContext(rc)
 		if !sc.IsValid() {
 			continue
@@ -34,14 +35,13 @@ func (b *Bridge) deliverSpan(ctx context.Context, target Target, recs []record) 
 		}
 		links = append(links, trace.Link{SpanContext: sc})
 	}
-	first := recs[0].env
 	return b.tracer.Start(parent, "sagabridge deliver "+target.WorkflowType,
 		trace.WithSpanKind(trace.SpanKindConsumer), trace.WithLinks(links...),
 		trace.WithAttributes(
 			attribute.String("messaging.system", "kafka"),
-			attribute.String("messaging.destination.name", first.Topic),
-			attribute.Int("messaging.destination.partition.id", int(first.Partition)),
-			attribute.Int64("messaging.kafka.offset", first.Offset),
+			attribute.String("messaging.destination.name", f.topic),
+			attribute.Int("messaging.destination.partition.id", int(f.partition)),
+			attribute.Int64("messaging.kafka.offset", recs[0].offset),
 			attribute.Int("messaging.batch.message_count", len(recs)),
 			attribute.String("temporal.workflow_id", target.WorkflowID),
 			attribute.String("temporal.workflow_type", target.WorkflowType),
