@@ -1,6 +1,9 @@
 package config
 
-import "time"
+import (
+	"fmt"
+	"time"
+)
 
 // Config is the bridge's whole configuration, as read from YAML. Fields
 // marked Optional take the default shown when left empty; see Default and
@@ -105,6 +108,21 @@ const (
 	GRPCCompressionGzip = "gzip"
 	GRPCCompressionNone = "none"
 )
+
+// Gzip reports whether a Temporal client of this configuration gzips its
+// requests: temporal.grpc_compression, where auto (and unset) means gzip
+// over TLS and none over plaintext. Any other value is an error.
+func (t Temporal) Gzip() (bool, error) {
+	switch t.GRPCCompression {
+	case "", GRPCCompressionAuto:
+		return t.TLS.Enabled, nil
+	case GRPCCompressionGzip:
+		return true, nil
+	case GRPCCompressionNone:
+		return false, nil
+	}
+	return false, fmt.Errorf("must be %q, %q or %q, not %q", GRPCCompressionAuto, GRPCCompressionGzip, GRPCCompressionNone, t.GRPCCompression)
+}
 
 // Codec is AES-256-GCM payload encryption (package codec). The
 // bridge, the workers and the codec server need the same key.

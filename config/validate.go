@@ -352,10 +352,8 @@ func saslMechanisms() []string { return []string{"PLAIN", "SCRAM-SHA-256", "SCRA
 // validate checks the temporal section's security and connection settings.
 func (t Temporal) validate(bad func(field, format string, args ...any)) {
 	t.TLS.validate("temporal.tls", bad)
-	switch t.GRPCCompression {
-	case "", GRPCCompressionAuto, GRPCCompressionGzip, GRPCCompressionNone: // unset is the default, auto
-	default:
-		bad("temporal.grpc_compression", "must be %q, %q or %q, not %q", GRPCCompressionAuto, GRPCCompressionGzip, GRPCCompressionNone, t.GRPCCompression)
+	if _, err := t.Gzip(); err != nil {
+		bad("temporal.grpc_compression", "%v", err)
 	}
 	if t.APIKeyEnv != "" && t.APIKeyFile != "" {
 		bad("temporal.api_key_env", "give at most one of api_key_env and api_key_file")

@@ -57,18 +57,14 @@ func PayloadCodec(t config.Temporal) (converter.PayloadCodec, error) {
 // data converter. Errors name the field and never hold a secret.
 func ClientOptions(t config.Temporal, logger sdklog.Logger) (client.Options, error) {
 	o := client.Options{HostPort: t.Address, Namespace: t.Namespace, Logger: logger}
-	switch t.GRPCCompression {
-	case "", config.GRPCCompressionAuto:
-		if !t.TLS.Enabled {
-			o.ConnectionOptions.GrpcCompression = &client.GrpcCompressionNone{}
-		}
-	case config.GRPCCompressionGzip:
+	gzip, err := t.Gzip()
+	if err != nil {
+		return o, fmt.Errorf("temporal.grpc_compression: %w", err)
+	}
+	if gzip {
 		o.ConnectionOptions.GrpcCompression = &client.GrpcCompressionGzip{}
-	case config.GRPCCompressionNone:
+	} else {
 		o.ConnectionOptions.GrpcCompression = &client.GrpcCompressionNone{}
-	default:
-		return o, fmt.Errorf("temporal.grpc_compression: must be %q, %q or %q, not %q",
-			config.GRPCCompressionAuto, config.GRPCCompressionGzip, config.GRPCCompressionNone, t.GRPCCompression)
 	}
 	if t.TLS.Enabled {
 		tc, err := TLS(t.TLS, "temporal.tls")

@@ -69,17 +69,17 @@ func TestCodecDecryptKeysReadPayloadsOfOlderKeys(t *testing.T) {
 }
 
 func TestClientOptionsCompressRequestsAsConfigured(t *testing.T) {
-	none := &client.GrpcCompressionNone{}
+	none, gzip := &client.GrpcCompressionNone{}, &client.GrpcCompressionGzip{}
 	cases := []struct {
 		name string
 		t    config.Temporal
-		want client.GrpcCompression // nil: the SDK's default, gzip
+		want client.GrpcCompression
 	}{
 		{"unset, plaintext", config.Temporal{}, none},
 		{"auto, plaintext", config.Temporal{GRPCCompression: "auto"}, none},
-		{"auto, TLS", config.Temporal{GRPCCompression: "auto", TLS: config.TLS{Enabled: true}}, nil},
-		{"unset, TLS", config.Temporal{TLS: config.TLS{Enabled: true}}, nil},
-		{"gzip, plaintext", config.Temporal{GRPCCompression: "gzip"}, &client.GrpcCompressionGzip{}},
+		{"auto, TLS", config.Temporal{GRPCCompression: "auto", TLS: config.TLS{Enabled: true}}, gzip},
+		{"unset, TLS", config.Temporal{TLS: config.TLS{Enabled: true}}, gzip},
+		{"gzip, plaintext", config.Temporal{GRPCCompression: "gzip"}, gzip},
 		{"none, TLS", config.Temporal{GRPCCompression: "none", TLS: config.TLS{Enabled: true}}, none},
 	}
 	for _, c := range cases {
