@@ -57,18 +57,7 @@ func TestAHeldRecordDoesNotPinItsFetchResponse(t *testing.T) {
 		m.Key = resp[n : n+k : n+k]
 		ch <- m
 	}
-	s := &fakeSession{ctx: context.Background()}
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		assert.NoError(t, claimHandler{b: b}.ConsumeClaim(s, fakeClaim{ch: ch}))
-	}()
-	require.Eventually(t, func() bool { r, _ := b.pressure.held(); return r == records }, 10*time.Second, time.Millisecond)
-	grown := heapInUse() - before
-	close(g.open)
-	require.Eventually(t, func() bool { return s.committed() == records }, 10*time.Second, time.Millisecond)
-	close(ch)
-	<-done
+	grown := holdBehindGate(t, b, g, ch, records) - before
 
 	assert.Less(t, grown, int64(records*response/4),
 		"holding %d records of a few bytes grew the heap by %d bytes: they pin their fetch responses", records, grown)
@@ -104,6 +93,17 @@ func TestAHeldRecordCostsLittleHeapBeyondItsBytes(t *testing.T) {
 				Value: []byte(v), Timestamp: time.UnixMilli(1_700_000_000_000 + int64(i))}
 		}
 	}()
+	grown := holdBehindGate(t, b, g, ch, records) - before
+
+	t.Logf("holding %d records grew the heap by %d bytes, %d per record", records, grown, grown/records)
+	assert.Less(t, grown/records, int64(perRecord), "heap bytes per held 40-byte record")
+}
+
+// holdBehindGate consumes ch until the bridge holds records records (g
+// keeps every call waiting), reads the live heap, then opens g and waits
+// until all are committed. It returns the heap read while they were held.
+func holdBehindGate(t *testing.T, b *Bridge, g gateTemporal, ch chan *sarama.ConsumerMessage, records int64) int64 {
+	t.Helper()
 	s := &fakeSession{ctx: context.Background()}
 	done := make(chan struct{})
 	go func() {
@@ -111,14 +111,12 @@ func TestAHeldRecordCostsLittleHeapBeyondItsBytes(t *testing.T) {
 		assert.NoError(t, claimHandler{b: b}.ConsumeClaim(s, fakeClaim{ch: ch}))
 	}()
 	require.Eventually(t, func() bool { r, _ := b.pressure.held(); return r == records }, 20*time.Second, time.Millisecond)
-	grown := heapInUse() - before
+	heap := heapInUse()
 	close(g.open)
 	require.Eventually(t, func() bool { return s.committed() == records }, 20*time.Second, time.Millisecond)
 	close(ch)
 	<-done
-
-	t.Logf("holding %d records grew the heap by %d bytes, %d per record", records, grown, grown/records)
-	assert.Less(t, grown/records, int64(perRecord), "heap bytes per held 40-byte record")
+	return heap
 }
 
 // heapInUse is the live heap after a collection.
