@@ -22,11 +22,22 @@ import (
 // sent and does not yet know applied; past dispatch.workflow_window_records
 // or _bytes it asks the workflow (event.AppliedQuery) and waits until the
 // workflow has caught up.
+//
+// The answer to that question waits behind the workflow's queued workflow
+// tasks, seconds under load. So the bridge asks early too: once a window is
+// half full it asks in the background, one question per workflow at a time,
+// and goes on sending; a workflow that keeps up has answered before its
+// window fills and is never held back, and one that does not is held at
+// the full window as before.
 
 // maxWindows is how many workflows' windows are remembered; the least
 // recently sent to are forgotten first (they have long applied what they
 // got, or at worst are allowed one more window).
 const maxWindows = 10000
+
+// maxEarlyQuestions bounds the early questions in flight across all
+// workflows; past it a workflow is asked when its window is full.
+const maxEarlyQuestions = 16
 
 // windows remembers what each workflow was sent and not seen applied. Safe
 // for concurrent use.
@@ -37,6 +48,7 @@ type windows struct {
 	byID   map[string]*list.Element // of *window
 	lru    list.List                // most recently sent first
 	exempt map[string]bool          // workflow types that do not answer the query
+	asking int                      // early questions in flight
 }
 
 // window is one workflow's unconfirmed calls.
@@ -44,6 +56,7 @@ type window struct {
 	id             string
 	calls          []sentCall // oldest first
 	records, bytes int
+	asking         bool // an early question is in flight
 }
 
 // sentCall is one accepted call: its records' partition, the highest
@@ -112,6 +125,37 @@ func (ws *windows) sent(id string, last event.Position, records, bytes int) {
 	w.bytes += bytes
 }
 
+// askEarly reports whether id's workflow should be asked now, in the
+// background, what it applied: its window is at least half full, no early
+// question to it is in flight, its type answers, and fewer than
+// maxEarlyQuestions are in flight. When it reports true the caller must
+// call answered(id) once the question ends, whatever its outcome.
+func (ws *windows) askEarly(id, workflowType string) bool {
+	ws.mu.Lock()
+	defer ws.mu.Unlock()
+	el, ok := ws.byID[id]
+	if !ok || ws.exempt[workflowType] || ws.asking >= maxEarlyQuestions {
+		return false
+	}
+	w := el.Value.(*window)
+	if w.asking || (2*w.records < ws.maxRecords && 2*w.bytes < ws.maxBytes) {
+		return false
+	}
+	w.asking = true
+	ws.asking++
+	return true
+}
+
+// answered ends the early question to id's workflow.
+func (ws *windows) answered(id string) {
+	ws.mu.Lock()
+	defer ws.mu.Unlock()
+	ws.asking--
+	if el, ok := ws.byID[id]; ok {
+		el.Value.(*window).asking = false
+	}
+}
+
 // confirm drops the calls the workflow's watermarks say it applied.
 func (ws *windows) confirm(id string, applied event.Watermarks) {
 	ws.mu.Lock()
@@ -154,6 +198,26 @@ func (ws *windows) exemptType(workflowType string) bool {
 	return !was
 }
 
+// askAhead asks target's workflow what it applied when its window is half
+// full (askEarly), on a goroutine that the partition waits for, and
+// confirms what the answer covers. A failed question is left alone:
+// awaitWindow asks again, and handles the error, if the window fills.
+func (b *Bridge) askAhead(f *flow, target Target) {
+	if !b.windows.askEarly(target.WorkflowID, target.WorkflowType) {
+		return
+	}
+	f.units.Add(1) // the caller's unit is not done, so the count is not zero
+	go func() {
+		defer f.units.Done()
+		defer b.windows.answered(target.WorkflowID)
+		ctx, cancel := context.WithTimeout(f.ctx, b.cfg.Dispatch.CallTimeout)
+		defer cancel()
+		if applied, err := b.deps.Temporal.AppliedWatermarks(ctx, target.WorkflowID); err == nil {
+			b.windows.confirm(target.WorkflowID, applied)
+		}
+	}()
+}
+
 // awaitWindow returns once records and bytes more may be sent to target's
 // workflow: at once while its window has room; otherwise after asking the
 // workflow what it applied, as often as needed, backing off. It returns
@@ -162,6 +226,9 @@ func (b *Bridge) awaitWindow(f *flow, target Target, records, bytes int) error {
 	ws := b.windows
 	retry := b.newBackoff()
 	for waited := false; !ws.fits(target.WorkflowID, target.WorkflowType, records, bytes); waited = true {
+		if !waited { // held back, if only for one answer
+			b.windowWaits.Add(1)
+		}
 		if f.ctx.Err() != nil {
 			return errAbandoned
 		}
@@ -187,9 +254,6 @@ func (b *Bridge) awaitWindow(f *flow, target Target, records, bytes int) error {
 					"workflow_type", target.WorkflowType, "workflow_id", target.WorkflowID, "query", event.AppliedQuery, "err", err)
 			}
 			return nil
-		}
-		if !waited {
-			b.windowWaits.Add(1)
 		}
 		if sleep(f.ctx, min(retry.NextBackOff(), time.Second)) != nil {
 			return errAbandoned
