@@ -38,6 +38,9 @@ type latencyRun struct {
 	// calls are the calls to Temporal for the measured stream (not the
 	// warm-up).
 	calls int
+	// holds are the calls held back until a workflow applied what it was
+	// sent (path.holds), over the measured stream.
+	holds int
 	// probe is the server's capacity, measured right before the stream.
 	probe capacity
 }
@@ -138,7 +141,9 @@ func (h *harness) latencyRun(ctx context.Context, shape string, rate float64, m 
 		if err != nil {
 			return err
 		}
+		holds := p.holds()
 		out.stats, out.calls, err = h.measure(ctx, name, p, recs, warm, rate)
+		out.holds = p.holds() - holds
 		return cmp.Or(err, p.close())
 	})
 	return out, err

@@ -19,6 +19,9 @@ func printRun(shape string, rate float64, mode string, round int, r latencyRun) 
 	fmt.Printf("  latency %-4s %5.0f events/s %-6s round %d: P50 %6d  P99 %6d  first P99 %6d  last P99 %6d  max %6d ms, %.3f calls/event | probe %4.0f starts/s %4.0f signals/s\n",
 		shape, rate, mode, round+1, s.p50.Milliseconds(), s.p99.Milliseconds(), s.firstP99.Milliseconds(), s.lastP99.Milliseconds(),
 		s.max.Milliseconds(), float64(r.calls)/float64(max(1, s.events)), r.probe.starts, r.probe.signals)
+	if r.holds > 0 {
+		fmt.Printf("    %d calls held back until their workflow applied what it was sent (dispatch.workflow_window_*)\n", r.holds)
+	}
 }
 
 // p50, p99, firstP99, lastP99 and maxLat are a run's figures in milliseconds.

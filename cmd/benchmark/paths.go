@@ -31,6 +31,10 @@ type path interface {
 	flush(ctx context.Context) error
 	// calls returns how many calls it has made to Temporal so far.
 	calls() int
+	// holds returns how many calls it has held back so far until a
+	// workflow applied what it was sent (the engine's
+	// dispatch.workflow_window_*; none for the window client).
+	holds() int
 	// close stops it; the records it still holds are dropped.
 	close() error
 }
@@ -70,6 +74,8 @@ func (e *enginePath) send(recs []ledger.Record) error {
 func (e *enginePath) flush(context.Context) error { return nil }
 
 func (e *enginePath) calls() int { return int(e.bridge.Stats().Calls) }
+
+func (e *enginePath) holds() int { return int(e.bridge.Stats().WindowWaits) }
 
 func (e *enginePath) close() error {
 	err := e.done()
@@ -112,6 +118,8 @@ func (p *windowPath) flush(ctx context.Context) error {
 }
 
 func (p *windowPath) calls() int { return p.client.Calls() }
+
+func (p *windowPath) holds() int { return 0 }
 
 func (p *windowPath) close() error { p.cancel(); return nil }
 
