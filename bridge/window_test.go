@@ -3,6 +3,7 @@ package bridge
 import (
 	"context"
 	"fmt"
+	"maps"
 	"sync"
 	"testing"
 	"time"
@@ -38,11 +39,7 @@ func (s *slowWorkflow) SignalWithStart(_ context.Context, _ Target, b event.Batc
 func (s *slowWorkflow) AppliedWatermarks(context.Context, string) (event.Watermarks, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	w := event.NewWatermarks()
-	for k, v := range s.applied {
-		w[k] = v
-	}
-	return w, nil
+	return maps.Clone(s.applied), nil
 }
 
 // applyOne applies the oldest signalled record; false when none waits.
@@ -167,11 +164,7 @@ func (w *keptUpWorkflow) AppliedWatermarks(ctx context.Context, _ string) (event
 	}
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	out := event.NewWatermarks()
-	for k, v := range w.applied {
-		out[k] = v
-	}
-	return out, nil
+	return maps.Clone(w.applied), nil
 }
 
 // A hot workflow that keeps up with its stream is never held back by its
