@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"maps"
+	"slices"
 	"sync"
 	"testing"
 	"time"
@@ -54,19 +55,27 @@ func (s *slowWorkflow) applyOne() bool {
 	return true
 }
 
+// newWindowedBridge returns a bridge on tc whose workflows' windows hold
+// window records, batching 5 records at a time.
+func newWindowedBridge(t *testing.T, tc Temporal, window int) *Bridge {
+	t.Helper()
+	b, err := New(config.Config{
+		Kafka:    config.Kafka{Brokers: []string{"b"}, Group: "g"},
+		Batch:    config.Batch{MaxRecords: 5, Linger: time.Millisecond},
+		Dispatch: config.Dispatch{WorkflowWindowRecords: window, RetryInitial: time.Millisecond, RetryMax: 5 * time.Millisecond},
+		Routes:   []config.Route{{Topic: "orders", TypeHeader: "event-type", WorkflowType: "O", WorkflowID: "order-{key}", TaskQueue: "q"}},
+	}, Deps{Temporal: tc, DeadLetters: &fakeDLQ{}, Logger: quiet()})
+	require.NoError(t, err)
+	return b
+}
+
 // A workflow that applies slowly is not sent more than
 // dispatch.workflow_window_records it has not applied: the bridge asks it
 // and waits, and everything still arrives, once, in order.
 func TestAWorkflowThatIsBehindIsNotSentMoreThanItsWindow(t *testing.T) {
 	const window = 20
 	wf := &slowWorkflow{applied: event.NewWatermarks()}
-	b, err := New(config.Config{
-		Kafka:    config.Kafka{Brokers: []string{"b"}, Group: "g"},
-		Batch:    config.Batch{MaxRecords: 5, Linger: time.Millisecond},
-		Dispatch: config.Dispatch{WorkflowWindowRecords: window, RetryInitial: time.Millisecond, RetryMax: 5 * time.Millisecond},
-		Routes:   []config.Route{{Topic: "orders", TypeHeader: "event-type", WorkflowType: "O", WorkflowID: "order-{key}", TaskQueue: "q"}},
-	}, Deps{Temporal: wf, DeadLetters: &fakeDLQ{}, Logger: quiet()})
-	require.NoError(t, err)
+	b := newWindowedBridge(t, wf, window)
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	go func() { // the workflow applies a record every millisecond
@@ -127,10 +136,16 @@ type keptUpWorkflow struct {
 
 	mu      sync.Mutex
 	applied event.Watermarks
-	got     int          // records signalled
-	waiting []chan<- int // questions, each answered when got reaches its mark
-	marks   []int
-	order   []int64 // the offsets signalled, in order
+	got     int        // records signalled
+	waiting []question // questions not answered yet
+	order   []int64    // the offsets signalled, in order
+}
+
+// question is an applied query that is answered (done closed) once the
+// workflow has been signalled mark records.
+type question struct {
+	done chan struct{}
+	mark int
 }
 
 func (w *keptUpWorkflow) SignalWithStart(_ context.Context, _ Target, b event.Batch) error {
@@ -141,23 +156,24 @@ func (w *keptUpWorkflow) SignalWithStart(_ context.Context, _ Target, b event.Ba
 		w.order = append(w.order, e.Offset)
 	}
 	w.got += len(b.Events)
-	for i := 0; i < len(w.waiting); i++ {
-		if w.got >= w.marks[i] {
-			close(w.waiting[i])
-			w.waiting, w.marks = append(w.waiting[:i], w.waiting[i+1:]...), append(w.marks[:i], w.marks[i+1:]...)
-			i--
+	w.waiting = slices.DeleteFunc(w.waiting, func(q question) bool {
+		if w.got < q.mark {
+			return false
 		}
-	}
+		close(q.done)
+		return true
+	})
 	return nil
 }
 
 func (w *keptUpWorkflow) AppliedWatermarks(ctx context.Context, _ string) (event.Watermarks, error) {
-	ch := make(chan int)
+	q := question{done: make(chan struct{})}
 	w.mu.Lock()
-	w.waiting, w.marks = append(w.waiting, ch), append(w.marks, w.got+w.ahead)
+	q.mark = w.got + w.ahead
+	w.waiting = append(w.waiting, q)
 	w.mu.Unlock()
 	select {
-	case <-ch:
+	case <-q.done:
 	case <-time.After(time.Second):
 	case <-ctx.Done():
 		return nil, ctx.Err()
@@ -176,13 +192,7 @@ func (w *keptUpWorkflow) AppliedWatermarks(ctx context.Context, _ string) (event
 func TestAWorkflowThatKeepsUpIsNotHeldBackBySlowAnswers(t *testing.T) {
 	const window, records = 40, 400
 	wf := &keptUpWorkflow{applied: event.NewWatermarks(), ahead: 5}
-	b, err := New(config.Config{
-		Kafka:    config.Kafka{Brokers: []string{"b"}, Group: "g"},
-		Batch:    config.Batch{MaxRecords: 5, Linger: time.Millisecond},
-		Dispatch: config.Dispatch{WorkflowWindowRecords: window, RetryInitial: time.Millisecond, RetryMax: 5 * time.Millisecond},
-		Routes:   []config.Route{{Topic: "orders", TypeHeader: "event-type", WorkflowType: "O", WorkflowID: "order-{key}", TaskQueue: "q"}},
-	}, Deps{Temporal: wf, DeadLetters: &fakeDLQ{}, Logger: quiet()})
-	require.NoError(t, err)
+	b := newWindowedBridge(t, wf, window)
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 	b.dispatcher.start(4)

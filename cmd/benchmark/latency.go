@@ -39,7 +39,8 @@ type latencyRun struct {
 	// warm-up).
 	calls int
 	// holds are the calls held back until a workflow applied what it was
-	// sent (path.holds), over the measured stream.
+	// sent (path.holds), over the warm-up and the stream (the warm-up, one
+	// record per workflow, cannot fill a window).
 	holds int
 	// probe is the server's capacity, measured right before the stream.
 	probe capacity
