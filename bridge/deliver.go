@@ -108,7 +108,7 @@ func (b *Bridge) send(f *flow, target Target, recs []record, parkable bool) erro
 		if err == nil {
 			b.delivered.Add(uint64(len(recs)))
 			b.calls.Add(1)
-			b.windows.sent(target.WorkflowID, recs[len(recs)-1].position(f), len(recs), wire)
+			b.windows.sent(target.WorkflowID, target.WorkflowType, recs[len(recs)-1].position(f), len(recs), wire)
 			b.askAhead(f, target)
 			b.coalesce.sent(target.WorkflowID, b.deps.Now())
 			if attempt > 1 {

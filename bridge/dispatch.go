@@ -470,7 +470,11 @@ func (d *dispatcher) work() {
 func (d *dispatcher) take(q *wfQueue) []*unit {
 	var out []*unit
 	bytes, records := 0, 0
-	roomRecords, roomBytes := d.b.windows.room(q.id)
+	workflowType := ""
+	if len(q.pending) > 0 && q.pending[0].base != nil {
+		workflowType = q.pending[0].base.WorkflowType
+	}
+	roomRecords, roomBytes := d.b.windows.room(q.id, workflowType)
 	for len(q.pending) > 0 {
 		u := q.pending[0]
 		if u.flow.ctx.Err() != nil {

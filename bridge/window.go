@@ -4,6 +4,7 @@ import (
 	"container/list"
 	"context"
 	"errors"
+	"math"
 	"strings"
 	"sync"
 	"time"
@@ -86,11 +87,15 @@ func (ws *windows) fits(id, workflowType string, records, bytes int) bool {
 	return w.records == 0 || (w.records+records <= ws.maxRecords && w.bytes+bytes <= ws.maxBytes)
 }
 
-// room is how many records and bytes id's window has left; all of it when
-// nothing is unconfirmed.
-func (ws *windows) room(id string) (records, bytes int) {
+// room is how many records and bytes id's window has left: all of it when
+// nothing is unconfirmed, no bound when workflowType is not
+// flow-controlled.
+func (ws *windows) room(id, workflowType string) (records, bytes int) {
 	ws.mu.Lock()
 	defer ws.mu.Unlock()
+	if ws.exempt[workflowType] {
+		return math.MaxInt, math.MaxInt
+	}
 	el, ok := ws.byID[id]
 	if !ok {
 		return ws.maxRecords, ws.maxBytes
@@ -103,10 +108,14 @@ func (ws *windows) room(id string) (records, bytes int) {
 }
 
 // sent records an accepted call of records records (bytes bytes) whose
-// highest position is last.
-func (ws *windows) sent(id string, last event.Position, records, bytes int) {
+// highest position is last; nothing for a workflowType that is not
+// flow-controlled, whose calls are never confirmed.
+func (ws *windows) sent(id, workflowType string, last event.Position, records, bytes int) {
 	ws.mu.Lock()
 	defer ws.mu.Unlock()
+	if ws.exempt[workflowType] {
+		return
+	}
 	el, ok := ws.byID[id]
 	if !ok {
 		el = ws.lru.PushFront(&window{id: id})
@@ -189,10 +198,15 @@ func (ws *windows) forget(id string) {
 }
 
 // exemptType stops flow control for a workflow type that does not answer
-// the query.
-func (ws *windows) exemptType(workflowType string) bool {
+// the query, and drops the window of id, the workflow of that type that
+// was asked. It reports whether the type was not exempt before.
+func (ws *windows) exemptType(id, workflowType string) bool {
 	ws.mu.Lock()
 	defer ws.mu.Unlock()
+	if el, ok := ws.byID[id]; ok {
+		ws.lru.Remove(el)
+		delete(ws.byID, id)
+	}
 	was := ws.exempt[workflowType]
 	ws.exempt[workflowType] = true
 	return !was
@@ -226,11 +240,11 @@ func (b *Bridge) awaitWindow(f *flow, target Target, records, bytes int) error {
 	ws := b.windows
 	retry := b.newBackoff()
 	for waited := false; !ws.fits(target.WorkflowID, target.WorkflowType, records, bytes); waited = true {
-		if !waited { // held back, if only for one answer
-			b.windowWaits.Add(1)
-		}
 		if f.ctx.Err() != nil {
 			return errAbandoned
+		}
+		if !waited { // held back, if only for one answer
+			b.windowWaits.Add(1)
 		}
 		qctx, cancel := context.WithTimeout(f.ctx, b.cfg.Dispatch.CallTimeout)
 		applied, err := b.deps.Temporal.AppliedWatermarks(qctx, target.WorkflowID)
@@ -249,7 +263,7 @@ func (b *Bridge) awaitWindow(f *flow, target Target, records, bytes int) error {
 			ws.forget(target.WorkflowID)
 			return nil
 		case errors.As(err, &queryFailed) && strings.Contains(err.Error(), event.AppliedQuery):
-			if ws.exemptType(target.WorkflowType) {
+			if ws.exemptType(target.WorkflowID, target.WorkflowType) {
 				b.log.Warn("workflow type does not answer the applied query; sending it without flow control",
 					"workflow_type", target.WorkflowType, "workflow_id", target.WorkflowID, "query", event.AppliedQuery, "err", err)
 			}

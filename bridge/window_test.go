@@ -12,6 +12,7 @@ import (
 	"github.com/IBM/sarama"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+	"go.temporal.io/api/serviceerror"
 
 	"github.com/sagabridge/sagabridge/config"
 	"github.com/sagabridge/sagabridge/event"
@@ -119,7 +120,7 @@ func TestAClosedWorkflowsWindowIsForgotten(t *testing.T) {
 	b.deps.Temporal = tc
 	b.windows = newWindows(2, 1<<20)
 	target := Target{WorkflowID: "w", WorkflowType: "W"}
-	b.windows.sent("w", event.Position{Topic: "orders", Offset: 1}, 2, 10) // a full window, never applied
+	b.windows.sent("w", "W", event.Position{Topic: "orders", Offset: 1}, 2, 10) // a full window, never applied
 	f := &flow{ctx: context.Background()}
 	require.NoError(t, b.awaitWindow(f, target, 1, 10))
 	assert.Equal(t, 1, tc.queries)
@@ -241,7 +242,73 @@ func TestACallHeldForOneAnswerIsCounted(t *testing.T) {
 	b := newTestBridge(t, &tc.fakeTemporal, &fakeDLQ{})
 	b.deps.Temporal = tc
 	b.windows = newWindows(2, 1<<20)
-	b.windows.sent("w", pos, 2, 10) // a full window, applied by the time it is asked
+	b.windows.sent("w", "W", pos, 2, 10) // a full window, applied by the time it is asked
 	require.NoError(t, b.awaitWindow(&flow{ctx: context.Background()}, Target{WorkflowID: "w", WorkflowType: "W"}, 1, 10))
 	assert.Equal(t, uint64(1), b.windowWaits.Load())
+}
+
+// mutedWorkflow is a workflow type that does not answer the applied query
+// (not built on workflows.Inbox); each call takes a while, so a hot key's
+// records pile up behind the one in flight.
+type mutedWorkflow struct {
+	fakeTemporal
+	mu      sync.Mutex
+	batches []int // records per call
+}
+
+func (m *mutedWorkflow) SignalWithStart(_ context.Context, _ Target, b event.Batch) error {
+	time.Sleep(2 * time.Millisecond)
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.batches = append(m.batches, len(b.Events))
+	return nil
+}
+
+func (m *mutedWorkflow) AppliedWatermarks(context.Context, string) (event.Watermarks, error) {
+	return nil, serviceerror.NewQueryFailed("unknown queryType " + event.AppliedQuery)
+}
+
+// A workflow type that does not answer the applied query is sent without
+// flow control, and that includes the window's bound on what one call
+// carries: a hot key of such a type still gets merged calls once its
+// records pile up, and nothing is remembered of what it was sent. (The
+// window went on counting what it sent such a workflow, for ever: memory
+// grew with every call, and past the window's size each call carried one
+// batch.)
+func TestAWorkflowTypeWithoutTheQueryIsSentMergedCallsAndNotRemembered(t *testing.T) {
+	const window, records = 10, 600
+	wf := &mutedWorkflow{}
+	b := newWindowedBridge(t, wf, window)
+	var msgs []*sarama.ConsumerMessage
+	for i := range records {
+		msgs = append(msgs, msg(int64(i), "hot", `{}`))
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	s := consume(t, b, ctx, msgs...)
+	require.Equal(t, int64(records), s.committed())
+	wf.mu.Lock()
+	defer wf.mu.Unlock()
+	t.Logf("%d calls, records per call %v", len(wf.batches), wf.batches)
+	assert.Greater(t, slices.Max(wf.batches), window, "no call carried more than the window of a workflow that is not flow-controlled")
+	assert.Less(t, len(wf.batches), records/5/2, "most calls carried one batch of 5")
+	b.windows.mu.Lock()
+	defer b.windows.mu.Unlock()
+	assert.Empty(t, b.windows.byID, "windows remembered for a workflow that is not flow-controlled")
+}
+
+// A call whose partition was revoked while its window was full is
+// abandoned without asking, and is not counted as held back.
+func TestAnAbandonedCallIsNotCountedAsHeld(t *testing.T) {
+	tc := &closedTemporal{}
+	b := newTestBridge(t, &tc.fakeTemporal, &fakeDLQ{})
+	b.deps.Temporal = tc
+	b.windows = newWindows(2, 1<<20)
+	b.windows.sent("w", "W", event.Position{Topic: "orders", Offset: 1}, 2, 10) // a full window
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel() // revoked
+	err := b.awaitWindow(&flow{ctx: ctx}, Target{WorkflowID: "w", WorkflowType: "W"}, 1, 10)
+	require.ErrorIs(t, err, errAbandoned)
+	assert.Zero(t, tc.queries, "asked for a revoked partition")
+	assert.Zero(t, b.windowWaits.Load(), "counted as held back")
 }
