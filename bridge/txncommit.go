@@ -49,6 +49,10 @@ type txnCommitter struct {
 	onCommit  func(dead []dlq.Failure)
 	// lost ends the partition's flow when a newer owner fenced us.
 	lost func()
+	// fenced is set by run when a newer owner fenced us or the group
+	// moved on; close then commits nothing (a new producer of our
+	// transactional ID would fence that owner in turn).
+	fenced bool
 
 	mu        sync.Mutex
 	next      int64         // the watermark: the offset to resume from
@@ -131,6 +135,7 @@ func (c *txnCommitter) run(ctx context.Context) {
 			// A newer owner initialised our transactional ID or the group
 			// moved on: stop this partition; nothing more is committed.
 			c.log.Error("fenced: the partition has a newer owner; releasing it", "err", err)
+			c.fenced = true
 			c.lost()
 			return
 		default:
@@ -139,11 +144,15 @@ func (c *txnCommitter) run(ctx context.Context) {
 	}
 }
 
-// close stops the loop, commits the final watermark and closes the producer.
+// close stops the loop, commits the final watermark (unless a newer owner
+// fenced us) and closes the producer.
 func (c *txnCommitter) close() error {
 	c.stop()
 	<-c.done
-	err := c.commit()
+	var err error
+	if !c.fenced {
+		err = c.commit()
+	}
 	if cerr := c.prod.Close(); cerr != nil {
 		c.log.Debug("closing transactional producer", "err", cerr)
 	}
