@@ -199,7 +199,8 @@ func (c *txnCommitter) commit() error {
 }
 
 // ready readies the producer for a new transaction: it aborts what a
-// failed commit left open (an abort that failed last time is tried again),
+// failed commit left open (an abort that failed last time, even after all
+// of sarama's retries, is tried again),
 // and replaces a producer that sarama has put in its fatal state with a new
 // one of the same transactional ID, which aborts that transaction at the
 // broker. Without this, a partition's offsets would stop committing while
@@ -217,9 +218,9 @@ func (c *txnCommitter) ready() error {
 			return err
 		}
 		c.prod = prod
-	case st&(sarama.ProducerTxnFlagAbortableError|sarama.ProducerTxnFlagInTransaction) != 0:
-		if err := c.prod.AbortTxn(); err != nil {
-			return fmt.Errorf("abort the open transaction of %s: %w", c.txnID, err)
+	default:
+		if err := kafkatxn.Ready(c.prod); err != nil {
+			return fmt.Errorf("%s: %w", c.txnID, err)
 		}
 	}
 	return nil

@@ -1,13 +1,16 @@
 package bridge
 
 import (
+	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/IBM/sarama"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kfake"
+	"github.com/twmb/franz-go/pkg/kmsg"
 
 	"github.com/sagabridge/sagabridge/config"
 	"github.com/sagabridge/sagabridge/internal/connect"
@@ -21,6 +24,19 @@ type simpleSession struct{ fakeSession }
 func (*simpleSession) GenerationID() int32 { return -1 }
 func (*simpleSession) MemberID() string    { return "" }
 
+// newTxnBridge returns a bridge on cluster, group "g", that commits its
+// offsets in transactions (dlq.transactional).
+func newTxnBridge(t *testing.T, cluster *kfake.Cluster) *Bridge {
+	t.Helper()
+	b, err := New(config.Config{
+		Kafka:  config.Kafka{Brokers: cluster.ListenAddrs(), Group: "g"},
+		DLQ:    config.DLQ{Transactional: true, TransactionalIDPrefix: "txn"},
+		Routes: []config.Route{{Topic: "orders", TypeHeader: "event-type", WorkflowType: "O", WorkflowID: "order-{key}", TaskQueue: "q"}},
+	}.WithDefaults(), Deps{Temporal: &fakeTemporal{}, DeadLetters: &fakeDLQ{}, Logger: quiet()})
+	require.NoError(t, err)
+	return b
+}
+
 // A bridge whose partition's transactional ID was taken over by a newer
 // owner (it stalled past its session; the group gave the partition to
 // another instance, whose producer fenced ours) releases the partition and
@@ -32,14 +48,8 @@ func TestAFencedCommitterDoesNotFenceTheNewOwner(t *testing.T) {
 	cluster, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.SeedTopics(1, "orders"))
 	require.NoError(t, err)
 	defer cluster.Close()
-	cfg := config.Config{
-		Kafka:  config.Kafka{Brokers: cluster.ListenAddrs(), Group: "g"},
-		DLQ:    config.DLQ{Transactional: true, TransactionalIDPrefix: "fence"},
-		Routes: []config.Route{{Topic: "orders", TypeHeader: "event-type", WorkflowType: "O", WorkflowID: "order-{key}", TaskQueue: "q"}},
-	}.WithDefaults()
-	kc := cfg.Kafka
-	b, err := New(cfg, Deps{Temporal: &fakeTemporal{}, DeadLetters: &fakeDLQ{}, Logger: quiet()})
-	require.NoError(t, err)
+	b := newTxnBridge(t, cluster)
+	kc := b.cfg.Kafka
 
 	lost := make(chan struct{})
 	old, err := b.newTxnCommitter(&simpleSession{}, "orders", 0, 0, func() { close(lost) })
@@ -68,4 +78,46 @@ func TestAFencedCommitterDoesNotFenceTheNewOwner(t *testing.T) {
 	err = owner.CommitTxn()
 	assert.NoError(t, err, "the new owner was fenced by the old one")
 	assert.False(t, kafkatxn.Fenced(err))
+}
+
+// Offsets go on committing after the transaction coordinator was out of
+// reach for longer than sarama retries an end of transaction: the commit
+// and then its abort both run out of retries, which leaves sarama's
+// producer between transactions (EndTransaction, not fatal), and only
+// another abort gets it out. (The committer did not abort again, so every
+// later BeginTxn failed: offsets never committed again while delivery
+// went on.)
+func TestOffsetsCommitAgainAfterAnAbortRanOutOfRetries(t *testing.T) {
+	cluster, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.SeedTopics(1, "orders"))
+	require.NoError(t, err)
+	defer cluster.Close()
+	const refused = 2 * 51 // the commit's and then the abort's attempts (Retry.Max 50)
+	var ends atomic.Int32
+	cluster.ControlKey(int16(kmsg.EndTxn), func(req kmsg.Request) (kmsg.Response, error, bool) {
+		if ends.Add(1) > refused {
+			return nil, nil, false // the coordinator is back
+		}
+		cluster.KeepControl()
+		resp := req.(*kmsg.EndTxnRequest).ResponseKind().(*kmsg.EndTxnResponse)
+		resp.ErrorCode = kerr.ConcurrentTransactions.Code // retriable: sarama retries, then gives up
+		return resp, nil, true
+	})
+	b := newTxnBridge(t, cluster)
+	c, err := b.newTxnCommitter(&simpleSession{}, "orders", 0, 0, func() { t.Error("the partition was released") })
+	require.NoError(t, err)
+	defer c.close()
+
+	c.advance(5)
+	admin, err := sarama.NewClusterAdmin(b.cfg.Kafka.Brokers, sarama.NewConfig())
+	require.NoError(t, err)
+	defer admin.Close()
+	require.Eventually(t, func() bool {
+		offsets, err := admin.ListConsumerGroupOffsets("g", map[string][]int32{"orders": {0}})
+		if err != nil {
+			return false
+		}
+		block := offsets.GetBlock("orders", 0)
+		return block != nil && block.Offset == 5
+	}, time.Minute, 50*time.Millisecond, "offset 5 never committed")
+	assert.Greater(t, ends.Load(), int32(refused), "the coordinator was never out of reach")
 }

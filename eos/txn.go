@@ -224,6 +224,9 @@ func (t *txn) begin() error {
 	if t.open {
 		return nil
 	}
+	if err := kafkatxn.Ready(t.l.prod); err != nil { // after a failed transaction
+		return fmt.Errorf("eos: %s: %w", t.l.txnID, err)
+	}
 	if err := t.l.prod.BeginTxn(); err != nil {
 		return fmt.Errorf("eos: begin transaction %s: %w", t.l.txnID, err)
 	}

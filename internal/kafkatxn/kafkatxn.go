@@ -25,6 +25,26 @@ func Abort(prod sarama.SyncProducer, cause error) error {
 	return cause
 }
 
+// Ready readies prod for a new transaction after a failed one. It aborts
+// a transaction left open or in an abortable error, and finishes an end of
+// transaction or an epoch bump that ran out of sarama's retries (the
+// transaction coordinator out of reach for a few seconds): sarama leaves
+// the producer between transactions then, refuses BeginTxn, and finishes
+// them on the next abort. A producer in sarama's fatal state cannot be
+// readied; Ready leaves it to the caller.
+func Ready(prod sarama.SyncProducer) error {
+	const unfinished = sarama.ProducerTxnFlagAbortableError | sarama.ProducerTxnFlagInTransaction |
+		sarama.ProducerTxnFlagEndTransaction | sarama.ProducerTxnFlagInitializing
+	st := prod.TxnStatus()
+	if st&sarama.ProducerTxnFlagFatalError != 0 || st&unfinished == 0 {
+		return nil
+	}
+	if err := prod.AbortTxn(); err != nil {
+		return fmt.Errorf("abort the unfinished transaction (%s): %w", st, err)
+	}
+	return nil
+}
+
 // SendErrors turns sarama's ProducerErrors, which hide their causes from
 // errors.Is, into a joined error that does not; other errors pass through.
 func SendErrors(err error) error {

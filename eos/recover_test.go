@@ -1,0 +1,64 @@
+package eos_test
+
+import (
+	"context"
+	"io"
+	"log/slog"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+	"github.com/twmb/franz-go/pkg/kerr"
+	"github.com/twmb/franz-go/pkg/kmsg"
+
+	"github.com/sagabridge/sagabridge/eos"
+	"github.com/sagabridge/sagabridge/internal/devstack"
+)
+
+// The Processor goes on committing after the transaction coordinator was
+// out of reach for longer than sarama retries an end of transaction: the
+// commit and then its abort both run out of retries, which leaves sarama's
+// producer between transactions (not in its fatal state), and only another
+// abort gets it out. (The Processor retried the batch with BeginTxn alone,
+// which sarama refused for ever: nothing committed again, and Run did not
+// stop.)
+func TestTheProcessorCommitsAgainAfterAnAbortRanOutOfRetries(t *testing.T) {
+	kafka, err := devstack.StartKafka(0, 1, "in", "out")
+	require.NoError(t, err)
+	defer kafka.Close()
+	const refused = 2 * 51 // the commit's and then the abort's attempts (sarama's Retry.Max 50)
+	var ends atomic.Int32
+	kafka.Cluster.ControlKey(int16(kmsg.EndTxn), func(req kmsg.Request) (kmsg.Response, error, bool) {
+		if ends.Add(1) > refused {
+			return nil, nil, false // the coordinator is back
+		}
+		kafka.Cluster.KeepControl()
+		resp := req.(*kmsg.EndTxnRequest).ResponseKind().(*kmsg.EndTxnResponse)
+		resp.ErrorCode = kerr.ConcurrentTransactions.Code // retriable: sarama retries, then gives up
+		return resp, nil, true
+	})
+	const records = 10
+	require.NoError(t, fill(kafka.Brokers, "in", records, []byte("v")))
+	p, err := eos.New(eos.Config{Brokers: kafka.Brokers, Group: "g", Topics: []string{"in"}, TransactionalIDPrefix: "recover",
+		RetryInitial: 10 * time.Millisecond, RetryMax: 100 * time.Millisecond},
+		enrichTo("out"), slog.New(slog.NewTextHandler(io.Discard, nil)))
+	require.NoError(t, err)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- p.Run(ctx) }()
+	defer func() { cancel(); <-done }()
+	deadline := time.After(time.Minute)
+	for p.Stats().Records < records {
+		select {
+		case err := <-done:
+			t.Fatalf("the Processor stopped: %v", err)
+		case <-deadline:
+			t.Fatalf("%d of %d records committed in a minute (%d EndTxn requests, %+v)", p.Stats().Records, records, ends.Load(), p.Stats())
+		case <-time.After(10 * time.Millisecond):
+		}
+	}
+	assert.Greater(t, ends.Load(), int32(refused), "the coordinator was never out of reach")
+	assert.Equal(t, int64(records), p.Stats().Outputs, "outputs committed")
+}
