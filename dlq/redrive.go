@@ -32,6 +32,36 @@ func (e *LimitError) Error() string {
 // Is makes errors.Is(err, ErrRedriveLimit) true.
 func (e *LimitError) Is(target error) bool { return target == ErrRedriveLimit }
 
+// ErrReduced matches (with errors.Is) the *ReducedError RedriveMessage
+// returns for an entry written in reduced form.
+var ErrReduced = errors.New("dead letter in reduced form")
+
+// ReducedError is RedriveMessage's refusal of an entry written in reduced
+// form (Failure.Reduced): its value was dropped and its key or headers may
+// have been cut, so it is not the original record, and sending it would
+// write a null value (on a compacted topic, the key's deletion).
+type ReducedError struct {
+	// Partition and Offset are the DLQ record's position.
+	Partition int32
+	Offset    int64
+	// Dropped says what the reduced form dropped (HeaderReduced).
+	Dropped string
+	// Topic, OriginalPartition and OriginalOffset are where the original
+	// record was read.
+	Topic             string
+	OriginalPartition int32
+	OriginalOffset    int64
+}
+
+// Error names the DLQ record, what it dropped and where the original is.
+func (e *ReducedError) Error() string {
+	return fmt.Sprintf("DLQ record %d@%d was written in reduced form (%s) and is not the original record; redrive the original from %s/%d@%d while the topic retains it",
+		e.Partition, e.Offset, e.Dropped, e.Topic, e.OriginalPartition, e.OriginalOffset)
+}
+
+// Is makes errors.Is(err, ErrReduced) true.
+func (e *ReducedError) Is(target error) bool { return target == ErrReduced }
+
 // RedriveMessage builds the record that redrives e: sent to the original
 // topic (e.Failure.Topic) with the original key and value byte for byte and
 // the original headers, minus any DLQ header, with HeaderRedriveCount set to
@@ -44,10 +74,15 @@ func (e *LimitError) Is(target error) bool { return target == ErrRedriveLimit }
 //
 // It refuses, with a *LimitError (which is ErrRedriveLimit) naming the DLQ
 // record, its count and max, when e has been redriven max times or more
-// already.
+// already, and with a *ReducedError (which is ErrReduced) when e was
+// written in reduced form.
 func RedriveMessage(e Entry, max int) (*sarama.ProducerMessage, error) {
 	if e.Redrives >= max {
 		return nil, &LimitError{Partition: e.Partition, Offset: e.Offset, Redrives: e.Redrives, Max: max}
+	}
+	if e.Failure.IsReduced() {
+		return nil, &ReducedError{Partition: e.Partition, Offset: e.Offset, Dropped: e.Failure.reduced,
+			Topic: e.Failure.Topic, OriginalPartition: e.Failure.Partition, OriginalOffset: e.Failure.Offset}
 	}
 	if e.Failure.Topic == "" {
 		return nil, fmt.Errorf("DLQ record %d@%d names no original topic", e.Partition, e.Offset)

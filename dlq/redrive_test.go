@@ -163,3 +163,24 @@ func TestRedriveDropsWhatTheDLQWriterAdded(t *testing.T) {
 		{Key: []byte(HeaderRedriveCount), Value: []byte("1")},
 	}, msg.Headers)
 }
+
+// A dead letter written in reduced form (its value dropped, its key maybe
+// cut, its headers trimmed, because the whole did not fit the DLQ topic)
+// is not the original record, and redriving it would write a null value
+// (a tombstone, on a compacted topic the key's deletion) under a key that
+// may be wrong. RedriveMessage refuses it, naming the DLQ record, what was
+// dropped and where the original is. (It redrove it.)
+func TestRedriveMessageRefusesAReducedDeadLetter(t *testing.T) {
+	f := Failure{Topic: "orders", Partition: 3, Offset: 42, Key: []byte("k1"), Value: make([]byte, 2<<20),
+		Class: ClassRejected, Err: "too large", FailedAt: time.Now(), Attempts: 1}
+	r := f.Reduced()
+	msg := r.Message(DefaultSuffix)
+	back, err := Parse(&sarama.ConsumerMessage{Topic: "orders.dlq", Key: r.Key, Headers: headerPtrs(msg.Headers)})
+	require.NoError(t, err)
+	_, err = RedriveMessage(Entry{Partition: 1, Offset: 9, Failure: back}, 3)
+	require.ErrorIs(t, err, ErrReduced)
+	var reduced *ReducedError
+	require.ErrorAs(t, err, &reduced)
+	assert.Equal(t, "DLQ record 1@9 was written in reduced form (dropped: value (2097152 bytes)) and is not the original record; "+
+		"redrive the original from orders/3@42 while the topic retains it", err.Error())
+}

@@ -456,3 +456,28 @@ func TestForgedDLQHeadersDoNotMisleadTheDLQTool(t *testing.T) {
 	require.Equal(t, 0, code, stderr)
 	assert.Contains(t, stdout, "original."+dlq.HeaderWorkflowID+": victim-"+e.id, "kept, under its own name")
 }
+
+// A dead letter written in reduced form (its value dropped because the
+// whole did not fit the DLQ topic) is not redriven: that would write a null
+// value, on a compacted topic the key's deletion. The tool refuses it,
+// says what was dropped and where the original is, exits 1 and produces
+// nothing.
+func TestDLQCLIRefusesToRedriveAReducedDeadLetter(t *testing.T) {
+	source := "dlqcli-reduced-" + uuid.NewString()[:8]
+	dlqTopic := dlq.TopicFor(source, dlq.DefaultSuffix)
+	require.NoError(t, stack.Kafka.Cluster.CreateTopic(source, 1, nil))
+	require.NoError(t, stack.Kafka.Cluster.CreateTopic(dlqTopic, 1, nil))
+	p, err := sarama.NewSyncProducer(stack.Kafka.Brokers, saga.ProducerConfig())
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = p.Close() })
+	big := dlq.Failure{Topic: source, Partition: 0, Offset: 7, Key: []byte("order-9"), Value: make([]byte, 2<<20),
+		Class: dlq.ClassRejected, Err: "payload too large", FailedAt: time.Now().UTC(), Attempts: 1}
+	require.NoError(t, dlq.ProducerWriter{Producer: p, Suffix: dlq.DefaultSuffix}.Write(context.Background(), big.Reduced()))
+
+	code, stdout, stderr := dlqcliRun(t, "redrive", "-brokers", strings.Join(stack.Kafka.Brokers, ","), "-topic", dlqTopic, "-all")
+	assert.Equal(t, 1, code)
+	assert.Contains(t, stdout, "refused        0@0        written in reduced form (dropped: value (2097152 bytes)); original "+source+"/0@7")
+	assert.Contains(t, stdout, "0 redriven, 1 refused")
+	assert.Contains(t, stderr, "1 entries refused: written in reduced form")
+	assert.Empty(t, dlqcliReadSource(t, source), "a reduced dead letter was redriven")
+}

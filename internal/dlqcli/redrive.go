@@ -90,7 +90,7 @@ func (c *command) redrive(ctx context.Context, args []string) int {
 			_ = producer.Close()
 		}
 	}()
-	var redriven, refused, again int
+	var redriven, refused, again, reduced int
 	for _, e := range entries {
 		if err := ctx.Err(); err != nil {
 			return c.Fail(err)
@@ -102,6 +102,13 @@ func (c *command) redrive(ctx context.Context, args []string) int {
 			refused++
 			fmt.Fprintf(c.stdout, "refused        %-10s already redriven %d times, the maximum is %d (-max-redrives); original %s/%d@%d\n",
 				from, limit.Redrives, limit.Max, e.Failure.Topic, e.Failure.Partition, e.Failure.Offset)
+			continue
+		}
+		var reducedErr *dlq.ReducedError
+		if errors.As(err, &reducedErr) {
+			reduced++
+			fmt.Fprintf(c.stdout, "refused        %-10s written in reduced form (%s); original %s/%d@%d\n",
+				from, reducedErr.Dropped, e.Failure.Topic, e.Failure.Partition, e.Failure.Offset)
 			continue
 		}
 		if err != nil {
@@ -144,9 +151,9 @@ func (c *command) redrive(ctx context.Context, args []string) int {
 		}
 	}
 	if *dryRun {
-		fmt.Fprintf(c.stdout, "dry run: %d would be redriven, %d refused; nothing was produced\n", redriven, refused)
+		fmt.Fprintf(c.stdout, "dry run: %d would be redriven, %d refused; nothing was produced\n", redriven, refused+reduced)
 	} else {
-		fmt.Fprintf(c.stdout, "%d redriven, %d refused\n", redriven, refused)
+		fmt.Fprintf(c.stdout, "%d redriven, %d refused\n", redriven, refused+reduced)
 	}
 	for _, b := range bad {
 		fmt.Fprintf(c.stderr, "bridge dlq redrive: %v\n", b)
@@ -154,11 +161,15 @@ func (c *command) redrive(ctx context.Context, args []string) int {
 	if refused > 0 {
 		fmt.Fprintf(c.stderr, "bridge dlq redrive: %d entries refused: redriven -max-redrives (%d) times already\n", refused, *maxRedrives)
 	}
+	if reduced > 0 {
+		fmt.Fprintf(c.stderr, "bridge dlq redrive: %d entries refused: written in reduced form (the value dropped, the key or headers maybe cut), "+
+			"so not the original records; redrive those from their original topic while it retains them\n", reduced)
+	}
 	if again > 0 {
 		fmt.Fprintf(c.stderr, "bridge dlq redrive: %d entries refused: redriven before (recorded in %s); -force redrives them again\n",
 			again, dlq.RedrivesTopic(t.dlqTopic))
 	}
-	if refused > 0 || again > 0 || len(bad) > 0 {
+	if refused > 0 || again > 0 || reduced > 0 || len(bad) > 0 {
 		return exitFail
 	}
 	return exitOK
