@@ -237,7 +237,7 @@ func Read(ctx context.Context, client sarama.Client, topic string, f Filter) ([]
 	)
 	for _, s := range spans {
 		wg.Go(func() {
-			err := readPartition(ctx, consumer, topic, s.partition, s.oldest, s.end, func(msg *sarama.ConsumerMessage) bool {
+			err := readPartition(ctx, consumer, client.Config().Consumer.Retry.Backoff, topic, s.partition, s.oldest, s.end, func(msg *sarama.ConsumerMessage) bool {
 				e, err := EntryOf(msg)
 				mu.Lock()
 				defer mu.Unlock()
@@ -277,8 +277,11 @@ func Read(ctx context.Context, client sarama.Client, topic string, f Filter) ([]
 }
 
 // readPartition hands every record of topic/partition in [oldest, end) to
-// fn, as Read describes, until fn returns false.
-func readPartition(ctx context.Context, consumer sarama.Consumer, topic string, partition int32, oldest, end int64, fn func(*sarama.ConsumerMessage) bool) error {
+// fn, as Read describes, until fn returns false. retry is the client's
+// Consumer.Retry.Backoff: after a fetch error the partition may deliver
+// nothing for that long while the client retries, so the idle timeout is
+// extended by it once per error since the last record.
+func readPartition(ctx context.Context, consumer sarama.Consumer, retry time.Duration, topic string, partition int32, oldest, end int64, fn func(*sarama.ConsumerMessage) bool) error {
 	pc, err := consumer.ConsumePartition(topic, partition, oldest)
 	if errors.Is(err, sarama.ErrOffsetOutOfRange) {
 		// Retention removed records since the offsets were captured.
@@ -291,27 +294,59 @@ func readPartition(ctx context.Context, consumer sarama.Consumer, topic string, 
 	idle := time.NewTimer(idleTimeout)
 	defer idle.Stop()
 	var lastErr error
+	extended := false
 	for {
 		select {
 		case <-ctx.Done():
 			return fmt.Errorf("read %s/%d: %w", topic, partition, ctx.Err())
-		case msg := <-pc.Messages():
+		case msg, ok := <-pc.Messages():
+			if !ok { // the client stopped the partition (OFFSET_OUT_OF_RANGE: retention removed what was being read)
+				return fmt.Errorf("read %s/%d: the read stopped before offset %d: %w", topic, partition, end, cmp.Or(drained(pc.Errors()), lastErr, errStopped))
+			}
 			if msg.Offset >= end {
 				return nil
 			}
 			if !fn(msg) || msg.Offset >= end-1 {
 				return nil
 			}
+			drained(pc.Errors()) // errors reported before this record: they passed
+			lastErr, extended = nil, false
 			idle.Reset(idleTimeout)
 		case err := <-pc.Errors():
 			if err != nil {
 				lastErr = err
+			}
+			if !extended { // give the client's retry its time
+				idle.Reset(idleTimeout + retry)
+				extended = true
 			}
 		case <-idle.C:
 			if lastErr != nil {
 				return fmt.Errorf("read %s/%d: nothing arrived for %s before offset %d: %w", topic, partition, idleTimeout, end, lastErr)
 			}
 			return nil
+		}
+	}
+}
+
+// errStopped is the cause of a read the client stopped without saying why.
+var errStopped = errors.New("the partition consumer closed")
+
+// drained returns the last error left in errs (nil if none), without
+// blocking.
+func drained(errs <-chan *sarama.ConsumerError) error {
+	var last error
+	for {
+		select {
+		case err, ok := <-errs:
+			if !ok {
+				return last
+			}
+			if err != nil {
+				last = err
+			}
+		default:
+			return last
 		}
 	}
 }
@@ -378,7 +413,7 @@ func ReadRecord(ctx context.Context, client sarama.Client, topic string, partiti
 	// The first record delivered is the one at offset, unless that offset
 	// holds nothing a read_committed consumer delivers.
 	var found *sarama.ConsumerMessage
-	err = readPartition(ctx, consumer, topic, partition, offset, end, func(msg *sarama.ConsumerMessage) bool {
+	err = readPartition(ctx, consumer, client.Config().Consumer.Retry.Backoff, topic, partition, offset, end, func(msg *sarama.ConsumerMessage) bool {
 		found = msg
 		return false
 	})

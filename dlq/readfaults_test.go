@@ -1,0 +1,97 @@
+package dlq
+
+import (
+	"context"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/IBM/sarama"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+	"github.com/twmb/franz-go/pkg/kerr"
+	"github.com/twmb/franz-go/pkg/kfake"
+	"github.com/twmb/franz-go/pkg/kmsg"
+)
+
+// transactionalDLQ starts a broker with a one-partition DLQ topic holding
+// n dead letters written in one transaction (so its last offset is the
+// commit marker, as in a bridge's transactional DLQ), and a client to read
+// it.
+func transactionalDLQ(t *testing.T, n int) (*kfake.Cluster, sarama.Client) {
+	t.Helper()
+	cluster, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.SeedTopics(1, "orders"+DefaultSuffix))
+	require.NoError(t, err)
+	t.Cleanup(cluster.Close)
+	pc := sarama.NewConfig()
+	pc.Version = sarama.V3_6_0_0
+	pc.Producer.Idempotent, pc.Net.MaxOpenRequests = true, 1
+	pc.Producer.RequiredAcks, pc.Producer.Return.Successes = sarama.WaitForAll, true
+	pc.Producer.Transaction.ID = "dlq-writer"
+	prod, err := sarama.NewSyncProducer(cluster.ListenAddrs(), pc)
+	require.NoError(t, err)
+	defer prod.Close()
+	require.NoError(t, prod.BeginTxn())
+	for i := range n {
+		f := Failure{Topic: "orders", Offset: int64(i), Key: []byte("k"), Value: []byte("{}"), Class: ClassDecode, Err: "bad", FailedAt: time.Now()}
+		_, _, err := prod.SendMessage(f.Message(DefaultSuffix))
+		require.NoError(t, err)
+	}
+	require.NoError(t, prod.CommitTxn())
+	client, err := sarama.NewClient(cluster.ListenAddrs(), ConsumerConfig(sarama.V3_6_0_0))
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = client.Close() })
+	return cluster, client
+}
+
+// failFetches makes the broker answer the DLQ partition's next fetches
+// with code instead of records, times times.
+func failFetches(cluster *kfake.Cluster, code int16, times int32) *atomic.Int32 {
+	var n atomic.Int32
+	cluster.ControlKey(int16(kmsg.Fetch), func(req kmsg.Request) (kmsg.Response, error, bool) {
+		if n.Add(1) > times {
+			return nil, nil, false
+		}
+		cluster.KeepControl()
+		r := req.(*kmsg.FetchRequest)
+		resp := r.ResponseKind().(*kmsg.FetchResponse)
+		for _, rt := range r.Topics {
+			st := kmsg.NewFetchResponseTopic()
+			st.Topic, st.TopicID = rt.Topic, rt.TopicID
+			for _, rp := range rt.Partitions {
+				sp := kmsg.NewFetchResponseTopicPartition()
+				sp.Partition, sp.ErrorCode = rp.Partition, code
+				st.Partitions = append(st.Partitions, sp)
+			}
+			resp.Topics = append(resp.Topics, st)
+		}
+		return resp, nil, true
+	})
+	return &n
+}
+
+// A fetch error that passes (the client retries it) does not fail a read
+// that then got every record. (The error was kept to the end, and a
+// transactional DLQ's read always ends on the idle timeout, its last offset
+// being the commit marker: Read failed although nothing was missing.)
+func TestAPassingFetchErrorDoesNotFailTheRead(t *testing.T) {
+	cluster, client := transactionalDLQ(t, 3)
+	fails := failFetches(cluster, kerr.KafkaStorageError.Code, 1)
+	entries, err := Read(context.Background(), client, "orders"+DefaultSuffix, Filter{})
+	require.NoError(t, err)
+	assert.Len(t, entries, 3)
+	assert.Greater(t, fails.Load(), int32(1), "the fetch error was never injected")
+}
+
+// When the broker ends the read (retention removed the records being read:
+// the client stops the partition with OFFSET_OUT_OF_RANGE), Read returns
+// an error naming the partition and the cause. (It crashed on the nil
+// record of the closed channel.)
+func TestAReadTheBrokerEndsIsAnError(t *testing.T) {
+	cluster, client := transactionalDLQ(t, 3)
+	failFetches(cluster, kerr.OffsetOutOfRange.Code, 1_000_000)
+	_, err := Read(context.Background(), client, "orders"+DefaultSuffix, Filter{})
+	require.Error(t, err)
+	assert.Contains(t, err.Error(), "orders.dlq/0")
+	assert.ErrorIs(t, err, sarama.ErrOffsetOutOfRange)
+}
