@@ -2,17 +2,20 @@ package eos_test
 
 import (
 	"context"
+	"errors"
 	"io"
 	"log/slog"
 	"sync/atomic"
 	"testing"
 	"time"
 
+	"github.com/IBM/sarama"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kmsg"
 
+	"github.com/sagabridge/sagabridge/dlq"
 	"github.com/sagabridge/sagabridge/eos"
 	"github.com/sagabridge/sagabridge/internal/devstack"
 )
@@ -61,4 +64,53 @@ func TestTheProcessorCommitsAgainAfterAnAbortRanOutOfRetries(t *testing.T) {
 	}
 	assert.Greater(t, ends.Load(), int32(refused), "the coordinator was never out of reach")
 	assert.Equal(t, int64(records), p.Stats().Outputs, "outputs committed")
+}
+
+// A dead letter too large for the DLQ (the record, its headers and the
+// error over the producer's or the topic's max message size) goes in
+// reduced form (dlq.Failure.Reduced), and the partition goes on. (The
+// transaction failed, the batch was retried, the record dead-lettered
+// again, the same way, for ever.)
+func TestADeadLetterTooLargeForTheDLQGoesInReducedForm(t *testing.T) {
+	kafka, err := devstack.StartKafka(0, 1, "in", "out", "in"+dlq.DefaultSuffix)
+	require.NoError(t, err)
+	defer kafka.Close()
+	const records, maxBytes = 3, 2_000
+	value := make([]byte, maxBytes-200) // its output fits; its dead letter, with the DLQ's headers, does not
+	require.NoError(t, fill(kafka.Brokers, "in", records, value))
+	enrich := enrichTo("out")
+	fn := func(ctx context.Context, rec *sarama.ConsumerMessage) ([]eos.Output, error) {
+		if rec.Offset == 1 {
+			return nil, eos.Permanent(errors.New("not a valid order"))
+		}
+		return enrich(ctx, rec)
+	}
+	p, err := eos.New(eos.Config{Brokers: kafka.Brokers, Group: "g", Topics: []string{"in"}, TransactionalIDPrefix: "reduce",
+		RetryInitial: 10 * time.Millisecond, RetryMax: 100 * time.Millisecond,
+		Sarama: func(c *sarama.Config) { c.Producer.MaxMessageBytes = maxBytes }},
+		fn, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	require.NoError(t, err)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- p.Run(ctx) }()
+	defer func() { cancel(); <-done }()
+	deadline := time.After(time.Minute)
+	for p.Stats().Records < records {
+		select {
+		case err := <-done:
+			t.Fatalf("the Processor stopped: %v", err)
+		case <-deadline:
+			t.Fatalf("%d of %d records committed in a minute (%+v)", p.Stats().Records, records, p.Stats())
+		case <-time.After(10 * time.Millisecond):
+		}
+	}
+	assert.Equal(t, int64(1), p.Stats().DeadLettered)
+	client, err := sarama.NewClient(kafka.Brokers, dlq.ConsumerConfig(sarama.V3_6_0_0))
+	require.NoError(t, err)
+	defer client.Close()
+	entries, err := dlq.Read(context.Background(), client, "in"+dlq.DefaultSuffix, dlq.Filter{})
+	require.NoError(t, err)
+	require.Len(t, entries, 1)
+	assert.Equal(t, int64(1), entries[0].Failure.Offset)
+	assert.True(t, entries[0].Failure.IsReduced(), "the dead letter is in reduced form")
 }

@@ -31,6 +31,11 @@ type partitionLoop struct {
 	// failures are the function's failures per held offset, cleared when
 	// the offset commits.
 	failures map[int64]int
+	// reduceDead sends the next transaction's dead letters in reduced form
+	// (dlq.Failure.Reduced): the last one failed because a record was too
+	// large, and a dead letter, which adds headers and the error to the
+	// record, is the likely one. Cleared when a transaction commits.
+	reduceDead bool
 }
 
 // newPartitionLoop starts the partition's transactional producer. Its
@@ -73,6 +78,10 @@ func (l *partitionLoop) run(ctx context.Context) error {
 			if err == nil {
 				l.retry.Reset()
 				continue
+			}
+			if dlq.TooLarge(err) && !l.reduceDead {
+				l.reduceDead = true
+				l.log.Warn("a record was too large for its topic; the batch's dead letters go in reduced form", "offset", batch[0].Offset, "err", err)
 			}
 			if err := l.classify(err); err != nil {
 				return err
@@ -168,7 +177,11 @@ func (l *partitionLoop) step(ctx context.Context, batch []*sarama.ConsumerMessag
 			}
 			// Dead-letter it inside the transaction that commits its offset.
 			l.log.Warn("dead-lettering record", "offset", rec.Offset, "attempts", attempts, "permanent", IsPermanent(err), "err", err)
-			t.add(dlq.FromMessage(rec, dlq.ClassProcess, err, attempts, time.Now()).Message(l.p.cfg.DLQSuffix))
+			f := dlq.FromMessage(rec, dlq.ClassProcess, err, attempts, time.Now())
+			if l.reduceDead {
+				f = f.Reduced()
+			}
+			t.add(f.Message(l.p.cfg.DLQSuffix))
 			dead++
 		}
 		if failure != nil {
@@ -185,6 +198,7 @@ func (l *partitionLoop) step(ctx context.Context, batch []*sarama.ConsumerMessag
 	if err := t.commit(batch[n-1]); err != nil {
 		return 0, err
 	}
+	l.reduceDead = false
 	for _, rec := range batch[:n] {
 		delete(l.failures, rec.Offset)
 	}
