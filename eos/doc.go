@@ -37,7 +37,9 @@
 // fails with an error wrapped by Permanent, is written to the dead-letter
 // topic (package dlq) inside the transaction that commits its offset: the
 // DLQ record and the offset commit are atomic, so a crash can neither lose
-// the record nor dead-letter it twice.
+// the record nor dead-letter it twice. A dead letter too large for the DLQ
+// topic goes in reduced form (dlq.Failure.Reduced: the value dropped, the
+// coordinates and the error kept) when the batch is retried.
 //
 // # Fencing
 //
