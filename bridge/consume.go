@@ -74,8 +74,8 @@ type flow struct {
 	committer *txnCommitter
 }
 
-// newFlow sets up a claimed partition; with dlq.transactional it starts
-// the partition's transactional committer.
+// newFlow sets up a claimed partition; with dlq.transactional it creates
+// the partition's transactional committer (consume starts it).
 func (b *Bridge) newFlow(s sarama.ConsumerGroupSession, claim sarama.ConsumerGroupClaim) (*flow, error) {
 	topic, partition := claim.Topic(), claim.Partition()
 	ctx, cancel := context.WithCancel(s.Context())
@@ -190,6 +190,9 @@ func heldSize(m *sarama.ConsumerMessage) int {
 // and moves on like the rest, so what is held always drains.
 func (b *Bridge) consume(f *flow, msgs <-chan *sarama.ConsumerMessage) {
 	b.pressure.register(f)
+	if f.committer != nil {
+		f.committer.start(func(err error) { b.pressure.setDLQFailing(f, err) })
+	}
 	defer func() {
 		f.cancel()
 		b.dispatcher.cancelFlow(f)

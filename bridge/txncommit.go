@@ -49,6 +49,11 @@ type txnCommitter struct {
 	onCommit  func(dead []dlq.Failure)
 	// lost ends the partition's flow when a newer owner fenced us.
 	lost func()
+	// failing is told, by run, the error of a commit that failed with dead
+	// letters in it, and nil when a commit succeeds: the partition pauses
+	// while its dead letters cannot be committed, as they wait in memory.
+	failing func(error)
+	started bool
 	// fenced is set by run when a newer owner fenced us or the group
 	// moved on; close then commits nothing (a new producer of our
 	// transactional ID would fence that owner in turn).
@@ -64,7 +69,8 @@ type txnCommitter struct {
 }
 
 // newTxnCommitter starts the partition's transactional producer, which
-// fences any earlier producer of the same ID (a previous owner).
+// fences any earlier producer of the same ID (a previous owner). The
+// caller starts its commits with start.
 func (b *Bridge) newTxnCommitter(s sarama.ConsumerGroupSession, topic string, partition int32, start int64, lost func()) (*txnCommitter, error) {
 	txnID := kafkatxn.TransactionalID(b.cfg.DLQ.TransactionalIDPrefix, b.cfg.Kafka.Group, topic, partition)
 	pc, err := connect.TransactionalProducerConfig(b.cfg.Kafka, b.cfg.DLQ.MaxMessageBytes, txnID)
@@ -82,7 +88,6 @@ func (b *Bridge) newTxnCommitter(s sarama.ConsumerGroupSession, topic string, pa
 	if err != nil {
 		return nil, err
 	}
-	ctx, stop := context.WithCancel(context.Background())
 	c := &txnCommitter{
 		prod: prod, newProducer: newProducer, failed: &b.commitFailures,
 		meta:  sarama.NewConsumerGroupMetadataFromSession(s, b.cfg.Kafka.Group, nil),
@@ -90,10 +95,18 @@ func (b *Bridge) newTxnCommitter(s sarama.ConsumerGroupSession, topic string, pa
 		log:      b.log.With("topic", topic, "partition", partition, "txn_id", txnID),
 		onCommit: b.committedDeadLetters, lost: lost,
 		next: start, committed: start,
-		kick: make(chan struct{}, 1), stop: stop, done: make(chan struct{}),
+		kick: make(chan struct{}, 1), done: make(chan struct{}),
 	}
-	go c.run(ctx)
 	return c, nil
+}
+
+// start starts committing, telling failing (see txnCommitter.failing)
+// whether dead letters can be committed. It is called once, before close,
+// on the goroutine that calls close.
+func (c *txnCommitter) start(failing func(error)) {
+	ctx, stop := context.WithCancel(context.Background())
+	c.failing, c.stop, c.started = failing, stop, true
+	go c.run(ctx)
 }
 
 // advance records a new watermark.
@@ -125,12 +138,13 @@ func (c *txnCommitter) run(ctx context.Context) {
 		case <-t.C:
 		case <-c.kick:
 		}
-		err := c.commit()
+		dead, err := c.commit()
 		if err != nil {
 			c.failed.Add(1)
 		}
 		switch {
 		case err == nil:
+			c.failing(nil)
 		case kafkatxn.Fenced(err) || kafkatxn.StaleMember(err):
 			// A newer owner initialised our transactional ID or the group
 			// moved on: stop this partition; nothing more is committed.
@@ -139,7 +153,10 @@ func (c *txnCommitter) run(ctx context.Context) {
 			c.lost()
 			return
 		default:
-			c.log.Warn("transactional offset commit failed; retrying", "err", err)
+			c.log.Warn("transactional offset commit failed; retrying", "dead_letters", dead, "err", err)
+			if dead > 0 {
+				c.failing(fmt.Errorf("transactional commit of %d dead letters: %w", dead, err))
+			}
 		}
 	}
 }
@@ -147,11 +164,13 @@ func (c *txnCommitter) run(ctx context.Context) {
 // close stops the loop, commits the final watermark (unless a newer owner
 // fenced us) and closes the producer.
 func (c *txnCommitter) close() error {
-	c.stop()
-	<-c.done
+	if c.started {
+		c.stop()
+		<-c.done
+	}
 	var err error
 	if !c.fenced {
-		err = c.commit()
+		_, err = c.commit()
 	}
 	if cerr := c.prod.Close(); cerr != nil {
 		c.log.Debug("closing transactional producer", "err", cerr)
@@ -160,8 +179,9 @@ func (c *txnCommitter) close() error {
 }
 
 // commit sends the dead letters below the watermark and the watermark in
-// one transaction. On failure it aborts and keeps them for the next try.
-func (c *txnCommitter) commit() error {
+// one transaction, and returns how many dead letters it tried. On failure
+// it aborts and keeps them for the next try.
+func (c *txnCommitter) commit() (int, error) {
 	c.mu.Lock()
 	next := c.next
 	var take []dlq.Failure
@@ -174,7 +194,7 @@ func (c *txnCommitter) commit() error {
 	})
 	c.mu.Unlock()
 	if next <= c.committed && len(take) == 0 {
-		return nil
+		return 0, nil
 	}
 	slices.SortFunc(take, func(a, b dlq.Failure) int { return cmp.Compare(a.Offset, b.Offset) })
 	if err := c.transact(take, next); err != nil {
@@ -189,13 +209,13 @@ func (c *txnCommitter) commit() error {
 		c.mu.Lock()
 		c.queued = append(take, c.queued...)
 		c.mu.Unlock()
-		return err
+		return len(take), err
 	}
 	c.committed = next
 	if len(take) > 0 {
 		c.onCommit(take)
 	}
-	return nil
+	return len(take), nil
 }
 
 // ready readies the producer for a new transaction: it aborts what a

@@ -1,6 +1,10 @@
 package bridge
 
 import (
+	"context"
+	"fmt"
+	"net/http"
+	"net/http/httptest"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -11,8 +15,10 @@ import (
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kfake"
 	"github.com/twmb/franz-go/pkg/kmsg"
+	"go.temporal.io/api/serviceerror"
 
 	"github.com/sagabridge/sagabridge/config"
+	"github.com/sagabridge/sagabridge/dlq"
 	"github.com/sagabridge/sagabridge/internal/connect"
 	"github.com/sagabridge/sagabridge/internal/kafkatxn"
 )
@@ -54,6 +60,7 @@ func TestAFencedCommitterDoesNotFenceTheNewOwner(t *testing.T) {
 	lost := make(chan struct{})
 	old, err := b.newTxnCommitter(&simpleSession{}, "orders", 0, 0, func() { close(lost) })
 	require.NoError(t, err)
+	old.start(func(error) {})
 
 	// The new owner's producer, of the same transactional ID, fences ours.
 	pc, err := connect.TransactionalProducerConfig(kc, 0, old.txnID)
@@ -105,6 +112,7 @@ func TestOffsetsCommitAgainAfterAnAbortRanOutOfRetries(t *testing.T) {
 	b := newTxnBridge(t, cluster)
 	c, err := b.newTxnCommitter(&simpleSession{}, "orders", 0, 0, func() { t.Error("the partition was released") })
 	require.NoError(t, err)
+	c.start(func(error) {})
 	defer c.close()
 
 	c.advance(5)
@@ -120,4 +128,48 @@ func TestOffsetsCommitAgainAfterAnAbortRanOutOfRetries(t *testing.T) {
 		return block != nil && block.Offset == 5
 	}, time.Minute, 50*time.Millisecond, "offset 5 never committed")
 	assert.Greater(t, ends.Load(), int32(refused), "the coordinator was never out of reach")
+}
+
+// With dlq.transactional, a partition whose dead letters cannot be
+// committed (here the DLQ topic does not exist) is paused and /readyz says
+// so, as without transactions: its dead letters wait in memory until a
+// transaction commits them, and must not pile up while delivery goes on.
+// Once the DLQ topic exists the partition resumes and everything commits.
+// (The partition went on reading and dead-lettering, its queue of dead
+// letters grew without bound, and /readyz said ok.)
+func TestATransactionalPartitionWhoseDeadLettersCannotCommitIsPaused(t *testing.T) {
+	cluster, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.SeedTopics(1, "orders"))
+	require.NoError(t, err)
+	defer cluster.Close()
+	b := newTxnBridge(t, cluster)
+	tc := b.deps.Temporal.(*fakeTemporal)
+	tc.set(serviceerror.NewInvalidArgument("the workflow rejects the payload")) // every record is dead-lettered
+	b.dispatcher.start(4)
+	defer b.dispatcher.stop()
+	ch := make(chan *sarama.ConsumerMessage, 10)
+	for i := range 10 {
+		ch <- msg(int64(i), fmt.Sprint("k", i), `{}`)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	done := make(chan error, 1)
+	go func() {
+		done <- claimHandler{b: b}.ConsumeClaim(&simpleSession{fakeSession{ctx: ctx}}, fakeClaim{ch: ch})
+	}()
+
+	require.Eventually(t, func() bool { return len(b.pressure.dlqFailing()) > 0 }, 30*time.Second, 10*time.Millisecond,
+		"the partition was not paused while its dead letters could not commit")
+	assert.Contains(t, b.pressure.dlqFailing(), "orders/0")
+	b.running.Store(true)
+	b.joined.Store(true)
+	rec := httptest.NewRecorder()
+	b.Handler().ServeHTTP(rec, httptest.NewRequest(http.MethodGet, "/readyz", nil))
+	assert.Equal(t, http.StatusServiceUnavailable, rec.Code)
+	assert.Contains(t, rec.Body.String(), "dead letters of orders/0 cannot be written")
+
+	require.NoError(t, cluster.CreateTopic("orders"+dlq.DefaultSuffix, 1, nil))
+	require.Eventually(t, func() bool { return len(b.pressure.dlqFailing()) == 0 && b.Stats().DeadLettered == 10 }, 30*time.Second, 10*time.Millisecond,
+		"the partition did not resume once its dead letters committed")
+	close(ch)
+	require.NoError(t, <-done)
 }
