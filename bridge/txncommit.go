@@ -218,13 +218,14 @@ func (c *txnCommitter) commit() (int, error) {
 	return len(take), nil
 }
 
-// ready readies the producer for a new transaction: it aborts what a
-// failed commit left open (an abort that failed last time, even after all
-// of sarama's retries, is tried again),
-// and replaces a producer that sarama has put in its fatal state with a new
-// one of the same transactional ID, which aborts that transaction at the
-// broker. Without this, a partition's offsets would stop committing while
-// delivery goes on.
+// ready readies the producer for a new transaction: it finishes what a
+// failed commit left (kafkatxn.Ready: an open transaction, or an end of
+// transaction that ran out of sarama's retries), and replaces a producer
+// that sarama has put in its fatal state with a new one of the same
+// transactional ID, which aborts that transaction at the broker. Without
+// this, a partition's offsets would stop committing while delivery goes on.
+// (After a fence run stops, and close commits nothing: ready never
+// replaces a fenced producer.)
 func (c *txnCommitter) ready() error {
 	st := c.prod.TxnStatus()
 	switch {
