@@ -49,7 +49,9 @@ type windows struct {
 	byID   map[string]*list.Element // of *window
 	lru    list.List                // most recently sent first
 	exempt map[string]bool          // workflow types that do not answer the query
-	asking int                      // early questions in flight
+	// asking are the workflows with an early question in flight; kept
+	// apart from their windows, which may be forgotten meanwhile.
+	asking map[string]bool
 }
 
 // window is one workflow's unconfirmed calls.
@@ -57,7 +59,6 @@ type window struct {
 	id             string
 	calls          []sentCall // oldest first
 	records, bytes int
-	asking         bool // an early question is in flight
 }
 
 // sentCall is one accepted call: its records' partition, the highest
@@ -68,7 +69,7 @@ type sentCall struct {
 }
 
 func newWindows(maxRecords, maxBytes int) *windows {
-	return &windows{maxRecords: maxRecords, maxBytes: maxBytes, byID: map[string]*list.Element{}, exempt: map[string]bool{}}
+	return &windows{maxRecords: maxRecords, maxBytes: maxBytes, byID: map[string]*list.Element{}, exempt: map[string]bool{}, asking: map[string]bool{}}
 }
 
 // fits reports whether records and bytes more may be sent to id now; a
@@ -143,15 +144,13 @@ func (ws *windows) askEarly(id, workflowType string) bool {
 	ws.mu.Lock()
 	defer ws.mu.Unlock()
 	el, ok := ws.byID[id]
-	if !ok || ws.exempt[workflowType] || ws.asking >= maxEarlyQuestions {
+	if !ok || ws.exempt[workflowType] || ws.asking[id] || len(ws.asking) >= maxEarlyQuestions {
 		return false
 	}
-	w := el.Value.(*window)
-	if w.asking || (2*w.records < ws.maxRecords && 2*w.bytes < ws.maxBytes) {
+	if w := el.Value.(*window); 2*w.records < ws.maxRecords && 2*w.bytes < ws.maxBytes {
 		return false
 	}
-	w.asking = true
-	ws.asking++
+	ws.asking[id] = true
 	return true
 }
 
@@ -159,10 +158,7 @@ func (ws *windows) askEarly(id, workflowType string) bool {
 func (ws *windows) answered(id string) {
 	ws.mu.Lock()
 	defer ws.mu.Unlock()
-	ws.asking--
-	if el, ok := ws.byID[id]; ok {
-		el.Value.(*window).asking = false
-	}
+	delete(ws.asking, id)
 }
 
 // confirm drops the calls the workflow's watermarks say it applied.

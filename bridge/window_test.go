@@ -312,3 +312,22 @@ func TestAnAbandonedCallIsNotCountedAsHeld(t *testing.T) {
 	assert.Zero(t, tc.queries, "asked for a revoked partition")
 	assert.Zero(t, b.windowWaits.Load(), "counted as held back")
 }
+
+// One early question per workflow, even when the workflow's window is
+// forgotten (the least recently sent to of maxWindows) while its question
+// is in flight and then made again: a second question is not started
+// beside the first. (The in-flight mark lived in the window and was
+// forgotten with it.)
+func TestAnEarlyQuestionInFlightOutlivesItsForgottenWindow(t *testing.T) {
+	ws := newWindows(10, 1<<20)
+	at := event.Position{Topic: "orders", Offset: 1}
+	ws.sent("a", "W", at, 6, 10) // past half the window
+	require.True(t, ws.askEarly("a", "W"))
+	for i := range maxWindows { // a is forgotten
+		ws.sent(fmt.Sprint("other-", i), "W", at, 1, 1)
+	}
+	ws.sent("a", "W", at, 6, 10)
+	assert.False(t, ws.askEarly("a", "W"), "a second early question to a while the first is in flight")
+	ws.answered("a")
+	assert.True(t, ws.askEarly("a", "W"), "asked again once the first question ended")
+}
