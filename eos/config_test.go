@@ -83,12 +83,18 @@ func TestProducerConfigIsTransactional(t *testing.T) {
 	require.NoError(t, cc.Validate(), "sarama accepts it")
 }
 
-func TestPermanentAndFencedClassification(t *testing.T) {
+func TestPermanentOutageAndFencedClassification(t *testing.T) {
 	base := errors.New("bad bytes")
 	assert.Nil(t, Permanent(nil))
 	assert.True(t, IsPermanent(fmt.Errorf("wrapped: %w", Permanent(base))))
 	assert.ErrorIs(t, Permanent(base), base)
 	assert.False(t, IsPermanent(base))
+
+	assert.Nil(t, Outage(nil))
+	assert.True(t, IsOutage(fmt.Errorf("wrapped: %w", Outage(base))))
+	assert.ErrorIs(t, Outage(base), base)
+	assert.False(t, IsOutage(base))
+	assert.False(t, IsOutage(Permanent(base)))
 
 	assert.True(t, isFenced(fmt.Errorf("send: %w", sarama.ErrProducerFenced)))
 	assert.True(t, isFenced(kafkatxn.SendErrors(sarama.ProducerErrors{{Err: sarama.ErrInvalidProducerEpoch}})))

@@ -39,7 +39,11 @@
 // DLQ record and the offset commit are atomic, so a crash can neither lose
 // the record nor dead-letter it twice. A dead letter too large for the DLQ
 // topic goes in reduced form (dlq.Failure.Reduced: the value dropped, the
-// coordinates and the error kept) when the batch is retried.
+// coordinates and the error kept) when the batch is retried. An error
+// wrapped by Outage is not the record's fault (a service the function
+// calls is down, or refuses the Processor's own access): the record is
+// retried for as long as the function says so, never counted, never
+// dead-lettered.
 //
 // # Fencing
 //

@@ -37,6 +37,31 @@ func IsPermanent(err error) bool {
 	return errors.As(err, &p)
 }
 
+// outageError marks a function error that is not the record's fault.
+type outageError struct{ err error }
+
+func (e outageError) Error() string { return e.err.Error() }
+func (e outageError) Unwrap() error { return e.err }
+
+// Outage wraps err to say that the record is not at fault: a service the
+// function calls is down, or refuses the Processor's own credentials or
+// access. The Processor retries the record (backing off up to
+// Config.RetryMax) for as long as the function says so, never counts it
+// against Config.MaxAttempts and never dead-letters it: an outage waits in
+// Kafka, it does not empty the input into the DLQ. Outage(nil) is nil.
+func Outage(err error) error {
+	if err == nil {
+		return nil
+	}
+	return outageError{err}
+}
+
+// IsOutage reports whether err was wrapped by Outage.
+func IsOutage(err error) bool {
+	var o outageError
+	return errors.As(err, &o)
+}
+
 // isFenced and isStaleMember classify transaction errors; see kafkatxn.
 var (
 	isFenced      = kafkatxn.Fenced

@@ -163,13 +163,13 @@ func (h handler) ConsumeClaim(sess sarama.ConsumerGroupSession, claim sarama.Con
 	p := h.p
 	txnID := kafkatxn.TransactionalID(p.cfg.TransactionalIDPrefix, p.cfg.Group, claim.Topic(), claim.Partition())
 	log := p.log.With("topic", claim.Topic(), "partition", claim.Partition(), "txn_id", txnID)
-	pl, err := newPartitionLoop(p, sess, claim, txnID, log)
+	pl, err := startPartitionLoop(p, sess, claim, txnID, log)
 	if err != nil {
-		if isFenced(err) {
-			err = fmt.Errorf("%w: %s: %w", ErrFenced, txnID, err)
-		}
 		p.fail(err)
 		return err
+	}
+	if pl == nil {
+		return nil // the session ended first
 	}
 	defer pl.close()
 	log.Info("partition claimed", "from_offset", claim.InitialOffset(), "generation", sess.GenerationID())
@@ -185,5 +185,35 @@ func (h handler) ConsumeClaim(sess sarama.ConsumerGroupSession, claim sarama.Con
 		log.Error("processor stopping", "err", err)
 		p.fail(err)
 		return err
+	}
+}
+
+// startPartitionLoop starts the claim's partition loop, retrying with
+// backoff while its transactional producer cannot start for a reason that
+// may pass (its coordinator loading or out of reach, after sarama's own
+// retries). It returns nil and no error when the session ends first, and an
+// error that stops the Processor when a newer producer fenced the ID
+// (ErrFenced) or the configuration is wrong.
+func startPartitionLoop(p *Processor, sess sarama.ConsumerGroupSession, claim sarama.ConsumerGroupClaim, txnID string, log *slog.Logger) (*partitionLoop, error) {
+	retry := backoff.NewExponentialBackOff()
+	retry.InitialInterval, retry.MaxInterval = p.cfg.RetryInitial, p.cfg.RetryMax
+	for {
+		pl, err := newPartitionLoop(p, sess, claim, txnID, log)
+		var config sarama.ConfigurationError
+		switch {
+		case err == nil:
+			return pl, nil
+		case isFenced(err):
+			return nil, fmt.Errorf("%w: %s: %w", ErrFenced, txnID, err)
+		case errors.As(err, &config):
+			return nil, err
+		}
+		wait := retry.NextBackOff()
+		log.Warn("cannot start the partition's transactional producer; retrying", "retry_in", wait, "err", err)
+		select {
+		case <-sess.Context().Done():
+			return nil, nil
+		case <-time.After(wait):
+		}
 	}
 }

@@ -48,20 +48,7 @@ func TestTheProcessorCommitsAgainAfterAnAbortRanOutOfRetries(t *testing.T) {
 		RetryInitial: 10 * time.Millisecond, RetryMax: 100 * time.Millisecond},
 		enrichTo("out"), slog.New(slog.NewTextHandler(io.Discard, nil)))
 	require.NoError(t, err)
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- p.Run(ctx) }()
-	defer func() { cancel(); <-done }()
-	deadline := time.After(time.Minute)
-	for p.Stats().Records < records {
-		select {
-		case err := <-done:
-			t.Fatalf("the Processor stopped: %v", err)
-		case <-deadline:
-			t.Fatalf("%d of %d records committed in a minute (%d EndTxn requests, %+v)", p.Stats().Records, records, ends.Load(), p.Stats())
-		case <-time.After(10 * time.Millisecond):
-		}
-	}
+	runUntilCommitted(t, p, records)
 	assert.Greater(t, ends.Load(), int32(refused), "the coordinator was never out of reach")
 	assert.Equal(t, int64(records), p.Stats().Outputs, "outputs committed")
 }
@@ -90,20 +77,7 @@ func TestADeadLetterTooLargeForTheDLQGoesInReducedForm(t *testing.T) {
 		Sarama: func(c *sarama.Config) { c.Producer.MaxMessageBytes = maxBytes }},
 		fn, slog.New(slog.NewTextHandler(io.Discard, nil)))
 	require.NoError(t, err)
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- p.Run(ctx) }()
-	defer func() { cancel(); <-done }()
-	deadline := time.After(time.Minute)
-	for p.Stats().Records < records {
-		select {
-		case err := <-done:
-			t.Fatalf("the Processor stopped: %v", err)
-		case <-deadline:
-			t.Fatalf("%d of %d records committed in a minute (%+v)", p.Stats().Records, records, p.Stats())
-		case <-time.After(10 * time.Millisecond):
-		}
-	}
+	runUntilCommitted(t, p, records)
 	assert.Equal(t, int64(1), p.Stats().DeadLettered)
 	client, err := sarama.NewClient(kafka.Brokers, dlq.ConsumerConfig(sarama.V3_6_0_0))
 	require.NoError(t, err)
@@ -113,4 +87,83 @@ func TestADeadLetterTooLargeForTheDLQGoesInReducedForm(t *testing.T) {
 	require.Len(t, entries, 1)
 	assert.Equal(t, int64(1), entries[0].Failure.Offset)
 	assert.True(t, entries[0].Failure.IsReduced(), "the dead letter is in reduced form")
+}
+
+// runUntilCommitted runs p until it has committed records input records,
+// failing the test if it stops first or takes more than a minute, and
+// stops it when the test ends.
+func runUntilCommitted(t *testing.T, p *eos.Processor, records int64) {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	var runErr error
+	go func() { runErr = p.Run(ctx); close(done) }()
+	t.Cleanup(func() { cancel(); <-done })
+	deadline := time.After(time.Minute)
+	for p.Stats().Records < records {
+		select {
+		case <-done:
+			t.Fatalf("the Processor stopped: %v", runErr)
+		case <-deadline:
+			t.Fatalf("%d of %d records committed in a minute (%+v)", p.Stats().Records, records, p.Stats())
+		case <-time.After(10 * time.Millisecond):
+		}
+	}
+}
+
+// A record whose function reports an outage (eos.Outage: the service it
+// calls is down, or refuses the Processor's credentials) is not the
+// record's fault: it is retried past Config.MaxAttempts for as long as the
+// outage lasts, and never dead-lettered.
+func TestARecordFailingOnAnOutageIsRetriedNotDeadLettered(t *testing.T) {
+	kafka, err := devstack.StartKafka(0, 1, "in", "out", "in"+dlq.DefaultSuffix)
+	require.NoError(t, err)
+	defer kafka.Close()
+	const records, outage = 3, 12 // the outage outlasts MaxAttempts (default 5) twice over
+	require.NoError(t, fill(kafka.Brokers, "in", records, []byte("v")))
+	var calls atomic.Int32
+	enrich := enrichTo("out")
+	fn := func(ctx context.Context, rec *sarama.ConsumerMessage) ([]eos.Output, error) {
+		if rec.Offset == 1 && calls.Add(1) <= outage {
+			return nil, eos.Outage(errors.New("payment service: 401 unauthorized"))
+		}
+		return enrich(ctx, rec)
+	}
+	p, err := eos.New(eos.Config{Brokers: kafka.Brokers, Group: "g", Topics: []string{"in"}, TransactionalIDPrefix: "outage",
+		RetryInitial: 10 * time.Millisecond, RetryMax: 50 * time.Millisecond},
+		fn, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	require.NoError(t, err)
+	runUntilCommitted(t, p, records)
+	assert.Greater(t, calls.Load(), int32(outage), "the outage never ended")
+	assert.Zero(t, p.Stats().DeadLettered, "a record dead-lettered for an outage")
+	assert.Equal(t, int64(records), p.Stats().Outputs)
+}
+
+// A claim whose transactional producer cannot start for a while (its
+// coordinator is loading, say, after a broker restart; sarama gives up
+// after its retries) retries with backoff instead of stopping the whole
+// Processor. (Run returned the error: every partition stopped.)
+func TestAProducerThatCannotStartYetIsRetried(t *testing.T) {
+	kafka, err := devstack.StartKafka(0, 1, "in", "out")
+	require.NoError(t, err)
+	defer kafka.Close()
+	const refused = 60 // more than sarama's InitProducerId attempts (Retry.Max 50)
+	var inits atomic.Int32
+	kafka.Cluster.ControlKey(int16(kmsg.InitProducerID), func(req kmsg.Request) (kmsg.Response, error, bool) {
+		if inits.Add(1) > refused {
+			return nil, nil, false // the coordinator has loaded
+		}
+		kafka.Cluster.KeepControl()
+		resp := req.(*kmsg.InitProducerIDRequest).ResponseKind().(*kmsg.InitProducerIDResponse)
+		resp.ErrorCode = kerr.CoordinatorLoadInProgress.Code
+		return resp, nil, true
+	})
+	const records = 5
+	require.NoError(t, fill(kafka.Brokers, "in", records, []byte("v")))
+	p, err := eos.New(eos.Config{Brokers: kafka.Brokers, Group: "g", Topics: []string{"in"}, TransactionalIDPrefix: "late",
+		RetryInitial: 10 * time.Millisecond, RetryMax: 100 * time.Millisecond},
+		enrichTo("out"), slog.New(slog.NewTextHandler(io.Discard, nil)))
+	require.NoError(t, err)
+	runUntilCommitted(t, p, records)
+	assert.Greater(t, inits.Load(), int32(refused), "the coordinator was never loading")
 }

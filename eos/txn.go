@@ -168,6 +168,8 @@ func (l *partitionLoop) step(ctx context.Context, batch []*sarama.ConsumerMessag
 			outputs += len(outs)
 		case ctx.Err() != nil:
 			failure = fmt.Errorf("%s/%d@%d: %w", rec.Topic, rec.Partition, rec.Offset, err)
+		case IsOutage(err): // not the record's fault: retried, never counted
+			failure = fmt.Errorf("%s/%d@%d: outage: %w", rec.Topic, rec.Partition, rec.Offset, err)
 		default:
 			l.failures[rec.Offset]++
 			attempts := l.failures[rec.Offset]
