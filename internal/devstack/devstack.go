@@ -160,9 +160,23 @@ type Temporal struct {
 	proc *Process
 }
 
+// errExitedEarly is a dev server that exited before it served.
+var errExitedEarly = errors.New("temporal dev server exited before it was ready")
+
+// startAttempts is how many times StartTemporal starts a server that
+// exits before it serves, each time on new ports.
+const startAttempts = 3
+
 // StartTemporal starts the dev server and waits until it serves the
 // default namespace. The server dies with this process (Pdeathsig), so a
 // crashed test leaves nothing running.
+//
+// The ports it picks (FreePorts) are free when picked, not when the server
+// binds them: another process may take one in between (an outgoing
+// connection's ephemeral port, another server starting), and the server
+// then exits ("address already in use"). So a server that exits before it
+// serves is started again on new ports, startAttempts times in all (on the
+// same o.Port if the caller fixed it).
 func StartTemporal(ctx context.Context, o TemporalOptions) (*Temporal, error) {
 	if o.Bin == "" {
 		bin, err := FindTemporal()
@@ -174,6 +188,18 @@ func StartTemporal(ctx context.Context, o TemporalOptions) (*Temporal, error) {
 	if o.StartTimeout == 0 {
 		o.StartTimeout = 90 * time.Second
 	}
+	var err error
+	for range startAttempts {
+		var t *Temporal
+		if t, err = startTemporal(ctx, o); err == nil || !errors.Is(err, errExitedEarly) {
+			return t, err
+		}
+	}
+	return nil, fmt.Errorf("%w (started %d times, on new ports each time)", err, startAttempts)
+}
+
+// startTemporal starts the dev server once, as StartTemporal describes.
+func startTemporal(ctx context.Context, o TemporalOptions) (*Temporal, error) {
 	ports, err := FreePorts(3)
 	if err != nil {
 		return nil, err
@@ -220,7 +246,7 @@ func (t *Temporal) waitReady(ctx context.Context, timeout time.Duration) error {
 	for {
 		select {
 		case <-t.proc.Done():
-			return fmt.Errorf("temporal dev server exited before it was ready: %v", t.proc.Err())
+			return fmt.Errorf("%w: %v", errExitedEarly, t.proc.Err())
 		default:
 		}
 		c, err := client.Dial(client.Options{HostPort: t.Address, Logger: sdklog.NewStructuredLogger(discardLogger())})
