@@ -44,6 +44,9 @@ type latencyRun struct {
 	holds int
 	// probe is the server's capacity, measured right before the stream.
 	probe capacity
+	// cpu is what the server and this process used over the warm-up, the
+	// stream and its drain.
+	cpu cpuUse
 }
 
 // latencyCell is every run of one shape and rate: per mode, one per round.
@@ -142,9 +145,9 @@ func (h *harness) latencyRun(ctx context.Context, shape string, rate float64, m 
 		if err != nil {
 			return err
 		}
-		holds := p.holds()
+		holds, cpu := p.holds(), markCPU(h.temporal.Pid())
 		out.stats, out.calls, err = h.measure(ctx, name, p, recs, warm, rate)
-		out.holds = p.holds() - holds
+		out.holds, out.cpu = p.holds()-holds, cpu.since(h.temporal.Pid())
 		return cmp.Or(err, p.close())
 	})
 	return out, err

@@ -16,9 +16,9 @@ func shapeLabel(shape string) string {
 // printRun prints one latency run as it ends.
 func printRun(shape string, rate float64, mode string, round int, r latencyRun) {
 	s := r.stats
-	fmt.Printf("  latency %-4s %5.0f events/s %-6s round %d: P50 %6d  P99 %6d  first P99 %6d  last P99 %6d  max %6d ms, %.3f calls/event | probe %4.0f starts/s %4.0f signals/s\n",
+	fmt.Printf("  latency %-4s %5.0f events/s %-6s round %d: P50 %6d  P99 %6d  first P99 %6d  last P99 %6d  max %6d ms, %.3f calls/event | probe %4.0f starts/s %4.0f signals/s | CPU server %.2f, benchmark %.2f cores\n",
 		shape, rate, mode, round+1, s.p50.Milliseconds(), s.p99.Milliseconds(), s.firstP99.Milliseconds(), s.lastP99.Milliseconds(),
-		s.max.Milliseconds(), float64(r.calls)/float64(max(1, s.events)), r.probe.starts, r.probe.signals)
+		s.max.Milliseconds(), float64(r.calls)/float64(max(1, s.events)), r.probe.starts, r.probe.signals, r.cpu.server, r.cpu.bench)
 	if r.holds > 0 {
 		fmt.Printf("    %d calls held back until their workflow applied what it was sent (dispatch.workflow_window_*)\n", r.holds)
 	}
@@ -30,6 +30,11 @@ func p99(r latencyRun) float64      { return float64(r.stats.p99.Milliseconds())
 func firstP99(r latencyRun) float64 { return float64(r.stats.firstP99.Milliseconds()) }
 func lastP99(r latencyRun) float64  { return float64(r.stats.lastP99.Milliseconds()) }
 func maxLat(r latencyRun) float64   { return float64(r.stats.max.Milliseconds()) }
+
+// serverCores and benchCores are the CPU a run's server and this process
+// used, in cores.
+func serverCores(r latencyRun) float64 { return r.cpu.server }
+func benchCores(r latencyRun) float64  { return r.cpu.bench }
 
 // callsPerRunEvent is a run's calls per measured event.
 func callsPerRunEvent(r latencyRun) float64 {
@@ -108,7 +113,8 @@ func printLatencyTables(o options, cells []*latencyCell) {
 		printRow(row)
 	}
 	fmt.Println()
-	head = []string{"shape", "events/s", "mode", "P50", "P99", "first-" + seg + " P99", "last-" + seg + " P99", "max", "calls/event"}
+	head = []string{"shape", "events/s", "mode", "P50", "P99", "first-" + seg + " P99", "last-" + seg + " P99", "max", "calls/event",
+		"server cores", "benchmark cores"}
 	printRow(head)
 	printRule(len(head), 3)
 	for _, c := range cells {
@@ -116,7 +122,8 @@ func printLatencyTables(o options, cells []*latencyCell) {
 			printRow([]string{shapeLabel(c.shape), fmt.Sprintf("%.0f", c.rate), modeLabel(m),
 				c.over(m.name, p50).format("%.0f"), c.over(m.name, p99).format("%.0f"),
 				c.over(m.name, firstP99).format("%.0f"), c.over(m.name, lastP99).format("%.0f"),
-				c.over(m.name, maxLat).format("%.0f"), c.over(m.name, callsPerRunEvent).format("%.3f")})
+				c.over(m.name, maxLat).format("%.0f"), c.over(m.name, callsPerRunEvent).format("%.3f"),
+				c.over(m.name, serverCores).format("%.2f"), c.over(m.name, benchCores).format("%.2f")})
 		}
 	}
 	fmt.Println("\nThe probe: SignalWithStart of new ledgers, then Signal of running ones, one event per call, " +

@@ -272,6 +272,9 @@ func (t *Temporal) Close() error {
 	return nil
 }
 
+// Pid is the server's process ID.
+func (t *Temporal) Pid() int { return t.proc.Pid() }
+
 // Kill stops the server at once with SIGKILL, as a crash would.
 func (t *Temporal) Kill() { t.proc.Kill() }
 
