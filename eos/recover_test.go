@@ -13,6 +13,7 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 	"github.com/twmb/franz-go/pkg/kerr"
+	"github.com/twmb/franz-go/pkg/kfake"
 	"github.com/twmb/franz-go/pkg/kmsg"
 
 	"github.com/sagabridge/sagabridge/dlq"
@@ -31,17 +32,8 @@ func TestTheProcessorCommitsAgainAfterAnAbortRanOutOfRetries(t *testing.T) {
 	kafka, err := devstack.StartKafka(0, 1, "in", "out")
 	require.NoError(t, err)
 	defer kafka.Close()
-	const refused = 2 * 51 // the commit's and then the abort's attempts (sarama's Retry.Max 50)
-	var ends atomic.Int32
-	kafka.Cluster.ControlKey(int16(kmsg.EndTxn), func(req kmsg.Request) (kmsg.Response, error, bool) {
-		if ends.Add(1) > refused {
-			return nil, nil, false // the coordinator is back
-		}
-		kafka.Cluster.KeepControl()
-		resp := req.(*kmsg.EndTxnRequest).ResponseKind().(*kmsg.EndTxnResponse)
-		resp.ErrorCode = kerr.ConcurrentTransactions.Code // retriable: sarama retries, then gives up
-		return resp, nil, true
-	})
+	const refused = 2 * 51                                                                     // the commit's and then the abort's attempts (sarama's Retry.Max 50)
+	ends := refuseFirst(kafka.Cluster, kmsg.EndTxn, refused, kerr.ConcurrentTransactions.Code) // retriable: sarama retries, then gives up
 	const records = 10
 	require.NoError(t, fill(kafka.Brokers, "in", records, []byte("v")))
 	p, err := eos.New(eos.Config{Brokers: kafka.Brokers, Group: "g", Topics: []string{"in"}, TransactionalIDPrefix: "recover",
@@ -148,16 +140,7 @@ func TestAProducerThatCannotStartYetIsRetried(t *testing.T) {
 	require.NoError(t, err)
 	defer kafka.Close()
 	const refused = 60 // more than sarama's InitProducerId attempts (Retry.Max 50)
-	var inits atomic.Int32
-	kafka.Cluster.ControlKey(int16(kmsg.InitProducerID), func(req kmsg.Request) (kmsg.Response, error, bool) {
-		if inits.Add(1) > refused {
-			return nil, nil, false // the coordinator has loaded
-		}
-		kafka.Cluster.KeepControl()
-		resp := req.(*kmsg.InitProducerIDRequest).ResponseKind().(*kmsg.InitProducerIDResponse)
-		resp.ErrorCode = kerr.CoordinatorLoadInProgress.Code
-		return resp, nil, true
-	})
+	inits := refuseFirst(kafka.Cluster, kmsg.InitProducerID, refused, kerr.CoordinatorLoadInProgress.Code)
 	const records = 5
 	require.NoError(t, fill(kafka.Brokers, "in", records, []byte("v")))
 	p, err := eos.New(eos.Config{Brokers: kafka.Brokers, Group: "g", Topics: []string{"in"}, TransactionalIDPrefix: "late",
@@ -166,4 +149,26 @@ func TestAProducerThatCannotStartYetIsRetried(t *testing.T) {
 	require.NoError(t, err)
 	runUntilCommitted(t, p, records)
 	assert.Greater(t, inits.Load(), int32(refused), "the coordinator was never loading")
+}
+
+// refuseFirst makes the broker answer the first n requests of key (EndTxn
+// or InitProducerID) with the error code, and then serve them; it returns
+// the count of requests seen.
+func refuseFirst(c *kfake.Cluster, key kmsg.Key, n int32, code int16) *atomic.Int32 {
+	var seen atomic.Int32
+	c.ControlKey(int16(key), func(req kmsg.Request) (kmsg.Response, error, bool) {
+		if seen.Add(1) > n {
+			return nil, nil, false // served by the broker from now on
+		}
+		c.KeepControl()
+		resp := req.ResponseKind()
+		switch r := resp.(type) {
+		case *kmsg.EndTxnResponse:
+			r.ErrorCode = code
+		case *kmsg.InitProducerIDResponse:
+			r.ErrorCode = code
+		}
+		return resp, nil, true
+	})
+	return &seen
 }
