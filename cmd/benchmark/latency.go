@@ -169,6 +169,7 @@ func (h *harness) measure(ctx context.Context, name string, p path, recs, warm [
 		}
 	}
 	calls := p.calls()
+	streamStart := time.Now()
 	sentAt, err := pace(ctx, recs, rate, p.send)
 	if err != nil {
 		return latencyStats{}, 0, err
@@ -198,6 +199,7 @@ func (h *harness) measure(ctx context.Context, name string, p path, recs, warm [
 	}
 	if h.o.timeline > 0 {
 		fmt.Printf("  timeline of %s (by send time; applied by apply time):\n%s", name, timeline(samples, h.o.timeline))
+		fmt.Print(p.gauges(streamStart, h.o.timeline))
 		if ranked := rankSlowest(states, skip); len(ranked) > 0 {
 			fmt.Print(slowestKeys(ranked, skip, 5))
 			fmt.Print(h.historyGaps(ctx, ranked[0].key, 3))

@@ -35,6 +35,9 @@ type path interface {
 	// workflow applied what it was sent (the engine's
 	// dispatch.workflow_window_*; none for the window client).
 	holds() int
+	// gauges sums up, in buckets of step from start, what the path's own
+	// flow control did ("" when it has none to show or was not sampled).
+	gauges(start time.Time, step time.Duration) string
 	// close stops it; the records it still holds are dropped.
 	close() error
 }
@@ -46,6 +49,7 @@ type enginePath struct {
 	producer sarama.SyncProducer
 	bridge   *bridge.Bridge
 	done     func() error
+	sampler  *gaugeSampler // nil unless a timeline is printed
 }
 
 // openEngine creates topic and starts a bridge on it (routing to ledgers
@@ -63,7 +67,11 @@ func (h *harness) openEngine(ctx context.Context, topic string) (path, error) {
 	if err != nil {
 		return nil, cmp.Or(fmt.Errorf("producer: %w", err), done())
 	}
-	return &enginePath{topic: topic, producer: p, bridge: b, done: done}, nil
+	e := &enginePath{topic: topic, producer: p, bridge: b, done: done}
+	if h.o.timeline > 0 {
+		e.sampler = sampleGauges(b.Handler(), 250*time.Millisecond)
+	}
+	return e, nil
 }
 
 func (e *enginePath) send(recs []ledger.Record) error {
@@ -77,7 +85,17 @@ func (e *enginePath) calls() int { return int(e.bridge.Stats().Calls) }
 
 func (e *enginePath) holds() int { return int(e.bridge.Stats().WindowWaits) }
 
+func (e *enginePath) gauges(start time.Time, step time.Duration) string {
+	if e.sampler == nil {
+		return ""
+	}
+	return e.sampler.timeline(start, step)
+}
+
 func (e *enginePath) close() error {
+	if e.sampler != nil {
+		e.sampler.close()
+	}
 	err := e.done()
 	_ = e.producer.Close()
 	if err != nil {
@@ -120,6 +138,8 @@ func (p *windowPath) flush(ctx context.Context) error {
 func (p *windowPath) calls() int { return p.client.Calls() }
 
 func (p *windowPath) holds() int { return 0 }
+
+func (p *windowPath) gauges(time.Time, time.Duration) string { return "" }
 
 func (p *windowPath) close() error { p.cancel(); return nil }
 

@@ -6,6 +6,7 @@ package promtext
 
 import (
 	"fmt"
+	"io"
 	"net/http"
 	"time"
 
@@ -31,16 +32,26 @@ func Scrape(base string) (Families, error) {
 	if resp.StatusCode != http.StatusOK {
 		return nil, fmt.Errorf("scrape %s: %s", base, resp.Status)
 	}
-	parser := expfmt.NewTextParser(model.UTF8Validation)
-	fams, err := parser.TextToMetricFamilies(resp.Body)
+	fams, err := Parse(resp.Body)
 	if err != nil {
 		return nil, fmt.Errorf("scrape %s: %w", base, err)
 	}
 	return fams, nil
 }
 
+// Parse reads one exposition in the text format.
+func Parse(r io.Reader) (Families, error) {
+	parser := expfmt.NewTextParser(model.UTF8Validation)
+	fams, err := parser.TextToMetricFamilies(r)
+	if err != nil {
+		return nil, fmt.Errorf("parse metrics: %w", err)
+	}
+	return fams, nil
+}
+
 // Sum adds up the samples of the gauge or counter name whose labels
-// include want (nil matches every sample); found is false when none matched.
+// include want (nil matches every sample; untyped samples count too);
+// found is false when none matched.
 func (f Families) Sum(name string, want map[string]string) (sum float64, found bool) {
 	fam, ok := f[name]
 	if !ok {
@@ -59,7 +70,7 @@ func (f Families) Sum(name string, want map[string]string) (sum float64, found b
 			continue
 		}
 		found = true
-		sum += m.GetGauge().GetValue() + m.GetCounter().GetValue()
+		sum += m.GetGauge().GetValue() + m.GetCounter().GetValue() + m.GetUntyped().GetValue()
 	}
 	return sum, found
 }
