@@ -14,20 +14,20 @@ import (
 
 // gaugeSample is the engine's state at one moment, read from its metrics.
 type gaugeSample struct {
-	at      time.Time
-	limit   float64 // sagabridge_concurrency_limit
-	window  float64 // sagabridge_dispatch_window_seconds
-	lag     float64 // sagabridge_workflow_task_lag_seconds
-	held    float64 // sagabridge_in_flight_records
-	kafka   float64 // sagabridge_consumer_lag: records still in Kafka
-	paused  float64 // partitions paused
-	retries float64 // sagabridge_call_retries_total
+	at          time.Time
+	limit       float64 // sagabridge_concurrency_limit
+	window      float64 // sagabridge_dispatch_window_seconds
+	lag         float64 // sagabridge_workflow_task_lag_seconds
+	held        float64 // sagabridge_in_flight_records
+	uncommitted float64 // sagabridge_consumer_lag: records not yet committable
+	paused      float64 // partitions paused
+	retries     float64 // sagabridge_call_retries_total
 }
 
 // gaugeSampler reads an engine's metrics every interval, so that a
 // timeline can say what its flow control did while a tail grew (the
-// concurrency limit, the dispatch window, what it held and what waited in
-// Kafka). Safe for concurrent use.
+// concurrency limit, the dispatch window, what it held and what it could
+// not commit yet). Safe for concurrent use.
 type gaugeSampler struct {
 	mu      sync.Mutex
 	samples []gaugeSample
@@ -68,7 +68,7 @@ func readGauges(h http.Handler) (gaugeSample, bool) {
 	}
 	v := func(name string) float64 { x, _ := fams.Sum(name, nil); return x }
 	return gaugeSample{at: time.Now(), limit: v("sagabridge_concurrency_limit"), window: v("sagabridge_dispatch_window_seconds"),
-		lag: v("sagabridge_workflow_task_lag_seconds"), held: v("sagabridge_in_flight_records"), kafka: v("sagabridge_consumer_lag"),
+		lag: v("sagabridge_workflow_task_lag_seconds"), held: v("sagabridge_in_flight_records"), uncommitted: v("sagabridge_consumer_lag"),
 		paused: v("sagabridge_partition_paused"), retries: v("sagabridge_call_retries_total")}, true
 }
 
@@ -80,7 +80,7 @@ func (g *gaugeSampler) close() {
 
 // timeline sums the samples up in buckets of step counted from start:
 // per bucket the concurrency limit (median and lowest), the window and the
-// sampled lag (medians), the most records held and left in Kafka, the
+// sampled lag (medians), the most records held and not yet committable, the
 // share of samples with a paused partition and the retries made.
 func (g *gaugeSampler) timeline(start time.Time, step time.Duration) string {
 	g.mu.Lock()
@@ -114,7 +114,7 @@ func (g *gaugeSampler) timeline(start time.Time, step time.Duration) string {
 		window := col(func(s gaugeSample) float64 { return s.window })
 		lag := col(func(s gaugeSample) float64 { return s.lag })
 		held := col(func(s gaugeSample) float64 { return s.held })
-		kafka := col(func(s gaugeSample) float64 { return s.kafka })
+		uncommitted := col(func(s gaugeSample) float64 { return s.uncommitted })
 		paused := 0
 		for _, s := range ss {
 			if s.paused > 0 {
@@ -125,9 +125,9 @@ func (g *gaugeSampler) timeline(start time.Time, step time.Duration) string {
 		if prevRetries < 0 {
 			prevRetries = ss[0].retries
 		}
-		fmt.Fprintf(&b, "    %4.0f s: engine limit %2.0f (min %2.0f)  window %4.0f ms  lag %5.0f ms  held max %6.0f  in Kafka max %6.0f  paused %3.0f%%  retries %4.0f\n",
+		fmt.Fprintf(&b, "    %4.0f s: engine limit %2.0f (min %2.0f)  window %4.0f ms  lag %5.0f ms  held max %6.0f  uncommitted max %6.0f  paused %3.0f%%  retries %4.0f\n",
 			(time.Duration(i) * step).Seconds(), limit[len(limit)/2], limit[0], window[len(window)/2]*1000, lag[len(lag)/2]*1000,
-			held[len(held)-1], kafka[len(kafka)-1], 100*float64(paused)/float64(len(ss)), retries-prevRetries)
+			held[len(held)-1], uncommitted[len(uncommitted)-1], 100*float64(paused)/float64(len(ss)), retries-prevRetries)
 		prevRetries = retries
 	}
 	return b.String()

@@ -12,7 +12,7 @@ import (
 
 // The sampler reads the bridge's gauges from its /metrics, and sums them
 // up per bucket: median and lowest limit, median window and lag, the most
-// held and left in Kafka, the paused share and the retries made.
+// held and not yet committable, the paused share and the retries made.
 func TestGaugesAreReadAndSummedUpPerBucket(t *testing.T) {
 	h := http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
 		_, _ = w.Write([]byte(strings.Join([]string{
@@ -29,7 +29,7 @@ func TestGaugesAreReadAndSummedUpPerBucket(t *testing.T) {
 	})
 	s, ok := readGauges(h)
 	require.True(t, ok)
-	assert.Equal(t, gaugeSample{at: s.at, limit: 48, window: 0.5, lag: 0.25, held: 1200, kafka: 42, paused: 1, retries: 7}, s)
+	assert.Equal(t, gaugeSample{at: s.at, limit: 48, window: 0.5, lag: 0.25, held: 1200, uncommitted: 42, paused: 1, retries: 7}, s)
 
 	t0 := time.Unix(1_700_000_000, 0)
 	g := &gaugeSampler{samples: []gaugeSample{
@@ -37,10 +37,10 @@ func TestGaugesAreReadAndSummedUpPerBucket(t *testing.T) {
 		{at: t0.Add(1 * time.Second), limit: 64, window: 0.1, held: 10, retries: 2},
 		{at: t0.Add(2 * time.Second), limit: 48, window: 0.2, held: 30, paused: 1, retries: 3},
 		{at: t0.Add(3 * time.Second), limit: 16, window: 0.3, held: 20, retries: 5},
-		{at: t0.Add(11 * time.Second), limit: 4, window: 1, kafka: 900, retries: 9},
+		{at: t0.Add(11 * time.Second), limit: 4, window: 1, uncommitted: 900, retries: 9},
 	}}
 	lines := strings.Split(strings.TrimRight(g.timeline(t0, 10*time.Second), "\n"), "\n")
 	require.Len(t, lines, 2, "%q", lines)
-	assert.Equal(t, "       0 s: engine limit 48 (min 16)  window  200 ms  lag     0 ms  held max     30  in Kafka max      0  paused  33%  retries    3", lines[0])
-	assert.Equal(t, "      10 s: engine limit  4 (min  4)  window 1000 ms  lag     0 ms  held max      0  in Kafka max    900  paused   0%  retries    4", lines[1])
+	assert.Equal(t, "       0 s: engine limit 48 (min 16)  window  200 ms  lag     0 ms  held max     30  uncommitted max      0  paused  33%  retries    3", lines[0])
+	assert.Equal(t, "      10 s: engine limit  4 (min  4)  window 1000 ms  lag     0 ms  held max      0  uncommitted max    900  paused   0%  retries    4", lines[1])
 }
