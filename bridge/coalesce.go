@@ -50,6 +50,7 @@ type coalescer struct {
 	mu     sync.Mutex
 	window time.Duration
 	lag    time.Duration // the last sampled lag
+	over   bool          // the last sample was over the bar
 	recent []sentAt      // a ring of recently signalled workflows
 	next   int
 }
@@ -109,21 +110,30 @@ func (c *coalescer) sample(now time.Time) string {
 	return best.id
 }
 
-// step applies one sampled lag to the window. Above the target the
-// window follows the lag: it widens by half (opening at minWindow) while
-// the lag exceeds both the target and the window, and narrows by a
-// quarter (closing below minWindow) while the lag is under half of the
+// step applies one sampled lag to the window. It widens while the lag
+// exceeds both the target and half the window: by half (opening at
+// minWindow) on the first such sample, and at once to at least the lag
+// when the sample before was over too, so a wait that lasts is met within
+// two samples while one slow sample opens it only a little. It narrows by
+// a quarter (closing below minWindow) while the lag is under half of the
 // larger of the two; in between it holds. So under load the window settles
-// where a record's wait in it is about its task's wait to start (a wider
-// one would add more than it saves), and at light load it closes.
+// at two to four times its tasks' wait to start: the server keeps
+// headroom, since near its capacity a wait that is half the window is one
+// burst away from a backlog that takes seconds to drain (a window that only
+// matched the wait kept the server at that edge and let its tail tip over,
+// docs/BENCHMARKS.md). At light load it closes.
 func (c *coalescer) step(lag time.Duration) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	c.lag = lag
 	was := c.window
-	bar := max(c.cfg.TargetLag, c.window)
+	bar := max(c.cfg.TargetLag, c.window/2)
+	over, again := lag > bar, c.over
+	c.over = over
 	switch {
-	case lag > bar:
+	case over && again: // a wait that lasts: at least the wait at once
+		c.window = min(c.cfg.MaxWindow, max(c.window*3/2, lag))
+	case over:
 		c.window = min(c.cfg.MaxWindow, max(minWindow, c.window*3/2))
 	case lag < bar/2 && c.window > 0:
 		if c.window -= c.window / 4; c.window < minWindow {
