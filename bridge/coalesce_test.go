@@ -169,21 +169,33 @@ func TestCoalescerWidensUntilTheServerKeepsUpAndClosesWhenLoadDrops(t *testing.T
 // 1.91-2.73 s at 1,000 against 300 and 1.40-1.75 s at 2,000 against 500;
 // with this one 0.80-1.02, 1.07-1.51 and 0.79-1.02 s (P50 no worse).
 func TestTheWindowKeepsHeadroomAtTheServersEdge(t *testing.T) {
+	assertSimP99(t, 60*time.Second, 20*time.Second, []simCase{
+		{500, 200, 1250 * time.Millisecond},
+		{1000, 300, 1700 * time.Millisecond},
+		{2000, 500, 1250 * time.Millisecond},
+	})
+}
+
+// simCase is a load on the fake server and the P99 its events' waits must
+// stay under.
+type simCase struct {
+	rate, capacity float64
+	p99            time.Duration
+}
+
+// assertSimP99 runs each case for d from a closed window, on a seed it
+// logs, with the defaults' target, cap and sampling, and asserts the P99
+// of the waits of the calls made from the from-th second on.
+func assertSimP99(t *testing.T, d, from time.Duration, cases []simCase) {
+	t.Helper()
 	seed := uint64(time.Now().UnixNano())
 	t.Logf("seed %d", seed)
 	cfg := config.Coalesce{TargetLag: 200 * time.Millisecond, MaxWindow: time.Second, SampleInterval: 250 * time.Millisecond}
 	start := time.Unix(1_700_000_000, 0)
-	for _, tc := range []struct {
-		rate, capacity float64
-		p99            time.Duration
-	}{
-		{500, 200, 1250 * time.Millisecond},
-		{1000, 300, 1700 * time.Millisecond},
-		{2000, 500, 1250 * time.Millisecond},
-	} {
+	for _, tc := range cases {
 		c := newCoalescer(cfg, quiet())
 		r := simRun(c, &simServer{capacity: tc.capacity, queued: map[string][]time.Time{}},
-			rand.New(rand.NewPCG(seed, 1)), start, 60*time.Second, tc.rate, 1000, true, start.Add(20*time.Second))
+			rand.New(rand.NewPCG(seed, 1)), start, d, tc.rate, 1000, true, start.Add(from))
 		t.Logf("%.0f events/s against %.0f tasks/s: P50 %s, P99 %s, %d calls, window %s", tc.rate, tc.capacity,
 			r.latencies[len(r.latencies)/2], r.p99(), r.calls, c.Window())
 		assert.Less(t, r.p99(), tc.p99, "%.0f events/s against %.0f tasks/s", tc.rate, tc.capacity)
@@ -241,24 +253,11 @@ func TestCoalescerOpensSmallOnOneSlowSample(t *testing.T) {
 // 3.13-3.85 s at 2,000 against 500; widening at once to a wait that lasts,
 // 0.98-1.14, 1.41-1.59 and 1.57-1.74 s.
 func TestTheWindowOpensQuicklyWhenTheLoadSteps(t *testing.T) {
-	seed := uint64(time.Now().UnixNano())
-	t.Logf("seed %d", seed)
-	cfg := config.Coalesce{TargetLag: 200 * time.Millisecond, MaxWindow: time.Second, SampleInterval: 250 * time.Millisecond}
-	start := time.Unix(1_700_000_000, 0)
-	for _, tc := range []struct {
-		rate, capacity float64
-		p99            time.Duration
-	}{
+	assertSimP99(t, 15*time.Second, 0, []simCase{
 		{500, 200, 1600 * time.Millisecond},
 		{1000, 300, 2300 * time.Millisecond},
 		{2000, 500, 2500 * time.Millisecond},
-	} {
-		c := newCoalescer(cfg, quiet())
-		r := simRun(c, &simServer{capacity: tc.capacity, queued: map[string][]time.Time{}},
-			rand.New(rand.NewPCG(seed, 1)), start, 15*time.Second, tc.rate, 1000, true, start)
-		t.Logf("%.0f events/s against %.0f tasks/s, first 15 s: P99 %s, window %s", tc.rate, tc.capacity, r.p99(), c.Window())
-		assert.Less(t, r.p99(), tc.p99, "%.0f events/s against %.0f tasks/s", tc.rate, tc.capacity)
-	}
+	})
 }
 
 // A sample is a workflow signalled at least the target lag ago, so that
