@@ -178,17 +178,36 @@ func (r result) rate() float64 { return float64(r.events) / r.elapsed.Seconds() 
 // acceptedRate is the rate at which Temporal accepted the events.
 func (r result) acceptedRate() float64 { return float64(r.events) / r.accepted.Seconds() }
 
-func run(o options) error {
+// serverLog creates the file the dev servers log to. Its finish closes it,
+// then removes it after a run that succeeded and names it on w after one
+// that failed, so failed runs keep their evidence and the others leave
+// nothing behind.
+func serverLog(w io.Writer) (*os.File, func(runErr error), error) {
+	f, err := os.CreateTemp("", "sagabridge-bench-temporal-*.log")
+	if err != nil {
+		return nil, nil, fmt.Errorf("create the dev servers' log: %w", err)
+	}
+	return f, func(runErr error) {
+		f.Close()
+		if runErr != nil {
+			fmt.Fprintf(w, "the dev servers' log: %s\n", f.Name())
+			return
+		}
+		os.Remove(f.Name())
+	}, nil
+}
+
+func run(o options) (err error) {
 	ctx, stop := context.WithCancel(context.Background())
 	defer stop()
 	if o.rounds < 1 {
 		return fmt.Errorf("-rounds must be at least 1")
 	}
-	logf, err := os.CreateTemp("", "sagabridge-bench-temporal-*.log")
+	logf, finish, err := serverLog(os.Stderr)
 	if err != nil {
 		return err
 	}
-	defer logf.Close()
+	defer func() { finish(err) }()
 	kafka, err := devstack.StartKafka(0, int32(o.partitions))
 	if err != nil {
 		return err
