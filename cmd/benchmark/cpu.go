@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"fmt"
 	"os"
 	"strconv"
@@ -78,4 +79,26 @@ func (m cpuMark) since(server int) cpuUse {
 	}
 	wall := now.at.Sub(m.at).Seconds()
 	return cpuUse{server: (now.server - m.server).Seconds() / wall, bench: (now.bench - m.bench).Seconds() / wall}
+}
+
+// burn keeps this process busy for share of one core until ctx ends: in
+// every 10 ms it spins for share of them and sleeps the rest. In a window
+// client's run (-window-burn) it stands in for the CPU the engine's runs
+// spend on the embedded broker, the producer and the consumer, on the
+// cores the dev server shares, so that one can measure how much of a
+// difference between the two is that CPU.
+func burn(ctx context.Context, share float64) {
+	const period = 10 * time.Millisecond
+	spin := time.Duration(share * float64(period))
+	t := time.NewTicker(period)
+	defer t.Stop()
+	for {
+		for end := time.Now().Add(spin); time.Now().Before(end); {
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
 }

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"os"
 	"testing"
 	"time"
@@ -31,4 +32,23 @@ func TestThisProcessCPUTimeGrowsWithWork(t *testing.T) {
 	use := m.since(os.Getpid())
 	assert.Positive(t, use.bench, "300 ms of a busy loop used no CPU: %+v", use)
 	assert.InDelta(t, use.server, use.bench, 0.1, "the same process on both sides")
+}
+
+// The burner uses CPU while its context lasts, about the share asked for
+// (here at least a tenth of it, the machine being shared), and returns
+// when the context ends.
+func TestBurnUsesCPUUntilItsContextEnds(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 500*time.Millisecond)
+	defer cancel()
+	m := markCPU(os.Getpid())
+	require.False(t, m.at.IsZero(), "/proc/self/stat unreadable")
+	done := make(chan struct{})
+	go func() { burn(ctx, 0.5); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(10 * time.Second):
+		t.Fatal("burn did not return after its context ended")
+	}
+	use := m.since(os.Getpid())
+	assert.Greater(t, use.bench, 0.05, "half a core asked for: %+v", use)
 }

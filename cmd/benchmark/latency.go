@@ -145,6 +145,11 @@ func (h *harness) latencyRun(ctx context.Context, shape string, rate float64, m 
 		if err != nil {
 			return err
 		}
+		if m.window > 0 && h.o.windowBurn > 0 {
+			burnCtx, stopBurn := context.WithCancel(ctx)
+			defer stopBurn()
+			go burn(burnCtx, h.o.windowBurn)
+		}
 		holds, cpu := p.holds(), markCPU(h.temporal.Pid())
 		out.stats, out.calls, err = h.measure(ctx, name, p, recs, warm, rate)
 		out.holds, out.cpu = p.holds()-holds, cpu.since(h.temporal.Pid())

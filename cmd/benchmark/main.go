@@ -89,6 +89,9 @@ type options struct {
 	grpcCompression string
 	// rpcCounts prints, after each run, its Temporal calls by method.
 	rpcCounts bool
+	// windowBurn is the share of a core this process burns while a window
+	// client streams (burn); 0 burns none.
+	windowBurn float64
 }
 
 func main() {
@@ -109,6 +112,7 @@ func main() {
 		o.shapes = sh
 		return err
 	})
+	flag.Float64Var(&o.windowBurn, "window-burn", 0, "cores this process burns while a window client (d) streams, standing in for the engine's Kafka path on the same cores (0: none)")
 	flag.DurationVar(&o.timeline, "timeline", 0, "print each latency run's timeline in buckets of this width (0: none), to tell a stall from a lack of capacity")
 	flag.DurationVar(&o.probeFor, "probe-for", 3*time.Second, "length of each phase (starts, signals) of the capacity probe before every latency run")
 	flag.IntVar(&o.batch, "batch", 0, "the engine's batch.max_records; 0 keeps the bridge's default")
@@ -224,6 +228,9 @@ func run(o options) (err error) {
 
 	fmt.Printf("sagabridge benchmark: %d events per workload (naive: %d), %d partitions, Zipf s=%.2f, concurrency %d, %d rounds, gRPC compression %s\n",
 		o.events, o.naiveEvents, o.partitions, o.zipf, o.concurrency, o.rounds, o.grpcCompression)
+	if o.windowBurn > 0 {
+		fmt.Printf("the window clients' runs burn %.2f cores in this process (-window-burn)\n", o.windowBurn)
+	}
 	workloads := []workload{{"catch-up", 1_000}, {"fan-out", 20_000}}
 	if o.only == "latency" {
 		cells, err := h.latencies(ctx, 10_000)
