@@ -207,7 +207,10 @@ func (h *harness) measure(ctx context.Context, name string, p path, recs, warm [
 		fmt.Print(p.gauges(streamStart, h.o.timeline))
 		if ranked := rankSlowest(states, skip); len(ranked) > 0 {
 			fmt.Print(slowestKeys(ranked, skip, 5))
-			fmt.Print(h.historyGaps(ctx, ranked[0].key, 3))
+			fmt.Print(h.runHistories(ctx, ranked[0].key, streamStart, 3))
+			if hot := hottest(states); hot != ranked[0].key {
+				fmt.Print(h.runHistories(ctx, hot, streamStart, 3))
+			}
 		}
 	}
 	return summarize(samples, h.o.segment()), calls, nil

@@ -50,6 +50,7 @@ import (
 
 	"github.com/sagabridge/sagabridge/config"
 	"github.com/sagabridge/sagabridge/internal/devstack"
+	"github.com/sagabridge/sagabridge/sagaworker"
 )
 
 // options are the command's flags.
@@ -72,9 +73,11 @@ type options struct {
 	// coalesceMax is the engine's dispatch.coalesce.max_window; negative
 	// keeps the default.
 	coalesceMax time.Duration
-	// autoscalePollers gives the worker autoscaled workflow-task pollers.
-	autoscalePollers bool
-	dynamicConfig    []string
+	// pollerBehavior is the worker's workflow-task poller behaviour, as
+	// cmd/worker's -workflow-poller-behavior (sagaworker.PollerAutoscale
+	// or sagaworker.PollerFixed).
+	pollerBehavior string
+	dynamicConfig  []string
 	// windows are the fixed windows of the plain client (d) in the latency
 	// runs; shapes the stream's shapes (shapeWarm, shapeNew).
 	windows []time.Duration
@@ -121,7 +124,7 @@ func main() {
 	flag.IntVar(&o.budgetBytes, "budget-bytes", 0, "the engine's backpressure.max_bytes; 0 means 300 × -budget, or the default")
 	flag.IntVar(&o.callBytes, "max-call-bytes", 0, "the engine's dispatch.max_call_bytes; 0 keeps the default")
 	flag.IntVar(&o.workflowWindow, "workflow-window-records", 0, "the engine's dispatch.workflow_window_records (records sent one workflow before it must confirm them); 0 keeps the default")
-	flag.BoolVar(&o.autoscalePollers, "autoscale-pollers", false, "the worker autoscales its workflow-task pollers (up to 16, normal and sticky apart) instead of 16 fixed ones")
+	flag.StringVar(&o.pollerBehavior, "workflow-poller-behavior", sagaworker.DefaultPollerBehavior, "the worker's workflow-task pollers, as cmd/worker's flag: autoscale (up to 16, normal and sticky queue apart) or fixed (16, shared; the benchmark's worker before 2026-12-05)")
 	flag.DurationVar(&o.coalesceMax, "coalesce-max-window", -1, "the engine's dispatch.coalesce.max_window (0s turns coalescing off); negative keeps the default")
 	flag.DurationVar(&o.backlogAge, "backlog-high-age", 0, "the engine's backpressure.backlog.high_age; 0 keeps the default")
 	flag.Func("dynamic-config", "KEY=JSON dynamic config value for the dev server (repeatable)", func(v string) error {
@@ -137,6 +140,10 @@ func main() {
 	flag.IntVar(&o.rounds, "rounds", 3, "rounds of engine and ceiling per workload, and of every latency mode per shape and rate, alternating which runs first")
 	flag.StringVar(&o.cpuProfile, "cpuprofile", "", "write a CPU profile of this process (bridge, worker and clients; not the Temporal server) to this file")
 	flag.Parse()
+	if o.pollerBehavior != sagaworker.PollerAutoscale && o.pollerBehavior != sagaworker.PollerFixed {
+		fmt.Fprintf(os.Stderr, "benchmark: -workflow-poller-behavior must be %s or %s, not %q\n", sagaworker.PollerAutoscale, sagaworker.PollerFixed, o.pollerBehavior)
+		os.Exit(2)
+	}
 	if o.windows == nil {
 		o.windows, _ = parseWindows("5ms,200ms,1s")
 	}
@@ -226,8 +233,8 @@ func run(o options) (err error) {
 		h.log = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: o.traceLevel}))
 	}
 
-	fmt.Printf("sagabridge benchmark: %d events per workload (naive: %d), %d partitions, Zipf s=%.2f, concurrency %d, %d rounds, gRPC compression %s\n",
-		o.events, o.naiveEvents, o.partitions, o.zipf, o.concurrency, o.rounds, o.grpcCompression)
+	fmt.Printf("sagabridge benchmark: %d events per workload (naive: %d), %d partitions, Zipf s=%.2f, concurrency %d, %d rounds, gRPC compression %s, workflow-task pollers %s\n",
+		o.events, o.naiveEvents, o.partitions, o.zipf, o.concurrency, o.rounds, o.grpcCompression, o.pollerBehavior)
 	if o.windowBurn > 0 {
 		fmt.Printf("the window clients' runs burn %.2f cores in this process (-window-burn)\n", o.windowBurn)
 	}

@@ -6,6 +6,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/sagabridge/sagabridge/sagaworker"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 )
@@ -28,4 +29,15 @@ func TestTheDevServersLogIsKeptOnlyWhenTheRunFails(t *testing.T) {
 	assert.FileExists(t, f.Name(), "kept after a run that failed")
 	assert.Contains(t, said.String(), f.Name())
 	require.NoError(t, os.Remove(f.Name()))
+}
+
+// The benchmark's worker runs what cmd/worker runs unless told otherwise.
+func TestTheWorkerHasCmdWorkersPollersByDefault(t *testing.T) {
+	auto := workerOptions(sagaworker.DefaultPollerBehavior)
+	assert.NotNil(t, auto.WorkflowTaskPollerBehavior, "autoscaled pollers, normal and sticky queue apart")
+	assert.Zero(t, auto.MaxConcurrentWorkflowTaskPollers)
+
+	fixed := workerOptions(sagaworker.PollerFixed)
+	assert.Nil(t, fixed.WorkflowTaskPollerBehavior)
+	assert.Equal(t, 16, fixed.MaxConcurrentWorkflowTaskPollers)
 }

@@ -115,20 +115,30 @@ func (h *harness) fresh(mode string, w workload) string {
 	return fmt.Sprintf("%s-%s-%d", mode, w.name, h.runs)
 }
 
-// startWorker runs a ledger worker on tq with 16 workflow-task pollers.
+// startWorker runs a ledger worker on tq with the workflow-task pollers
+// of -workflow-poller-behavior (workerOptions).
 func (h *harness) startWorker(tq string) (stop func(), err error) {
-	opts := worker.Options{MaxConcurrentWorkflowTaskPollers: 16}
-	if h.o.autoscalePollers {
-		// What cmd/worker runs: autoscaling keeps normal and sticky pollers
-		// apart, so a sticky backlog cannot leave the task queue unpolled.
-		opts = worker.Options{WorkflowTaskPollerBehavior: sagaworker.AutoscaledPollers(16)}
-	}
+	opts := workerOptions(h.o.pollerBehavior)
 	w := worker.New(h.tc, tq, opts)
 	ledger.Register(w, ledger.Options{})
 	if err := w.Start(); err != nil {
 		return nil, err
 	}
 	return w.Stop, nil
+}
+
+// workerOptions returns the options of a benchmark worker: cmd/worker's
+// workflow-task pollers (up to 16, autoscaled) for sagaworker.PollerAutoscale,
+// 16 fixed ones for sagaworker.PollerFixed. Autoscaling keeps normal and
+// sticky pollers apart; fixed pollers poll only the sticky queue while it
+// reports a backlog, so under load the first task of a run (a new saga, or
+// a hot entity's run after ContinueAsNew) waits on the normal queue for
+// seconds.
+func workerOptions(pollerBehavior string) worker.Options {
+	if pollerBehavior == sagaworker.PollerFixed {
+		return worker.Options{MaxConcurrentWorkflowTaskPollers: sagaworker.DefaultWorkflowPollers}
+	}
+	return worker.Options{WorkflowTaskPollerBehavior: sagaworker.AutoscaledPollers(sagaworker.DefaultWorkflowPollers)}
 }
 
 // completed counts the ledgers on tq that have completed (-1 on error).

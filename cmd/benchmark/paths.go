@@ -213,44 +213,95 @@ func forEach(items []string, n int, f func(string) error) error {
 	return first
 }
 
-// historyGaps describes the n longest gaps between consecutive events of
-// key's ledger's history (its latest run), with the events on each side,
-// and counts the workflow task timeouts: what the server did while an
-// event waited.
-func (h *harness) historyGaps(ctx context.Context, key string, n int) string {
-	type gap struct {
-		d            time.Duration
-		from, to     string
-		fromID, toID int64
+// runHistories describes every run of key's ledger, oldest first: when it
+// started (from start), the size of its input, how long its first workflow
+// task waited to be picked up, its events and signals, its n longest gaps
+// between consecutive events, and how it closed. It shows where a key's
+// records waited across ContinueAsNew.
+func (h *harness) runHistories(ctx context.Context, key string, start time.Time, n int) string {
+	var runs []string
+	runID := ""
+	for range 100 { // runs, newest first, until the first
+		line, prev, err := h.runHistory(ctx, key, runID, start, n)
+		if err != nil {
+			runs = append(runs, fmt.Sprintf("    ledger-%s run %s: %v\n", key, runID, err))
+			break
+		}
+		runs = append(runs, line)
+		if prev == "" {
+			break
+		}
+		runID = prev
 	}
-	var gaps []gap
-	counts := map[string]int{}
-	events := 0
-	var prev *historypb.HistoryEvent
-	it := h.tc.GetWorkflowHistory(ctx, "ledger-"+key, "", false, enumspb.HISTORY_EVENT_FILTER_TYPE_ALL_EVENT)
+	slices.Reverse(runs)
+	return strings.Join(runs, "")
+}
+
+// runHistory describes one run of key's ledger (runHistories) and returns
+// the ID of the run it continued, if any.
+func (h *harness) runHistory(ctx context.Context, key, runID string, start time.Time, n int) (string, string, error) {
+	type gap struct {
+		d        time.Duration
+		from, to string
+	}
+	var (
+		gaps               []gap
+		prev               *historypb.HistoryEvent
+		events, signals    int
+		inputBytes         int
+		continued, closing string
+		begun, closedAt    time.Time
+		firstWait          time.Duration = -1
+		scheduledAt        time.Time
+		timeouts           int
+	)
+	it := h.tc.GetWorkflowHistory(ctx, "ledger-"+key, runID, false, enumspb.HISTORY_EVENT_FILTER_TYPE_ALL_EVENT)
 	for it.HasNext() {
 		ev, err := it.Next()
 		if err != nil {
-			return fmt.Sprintf("    history of ledger-%s: %v\n", key, err)
+			return "", "", err
 		}
 		events++
-		counts[ev.GetEventType().String()]++
-		if a := ev.GetWorkflowTaskTimedOutEventAttributes(); a != nil {
-			counts["timeout "+a.GetTimeoutType().String()]++
+		at := ev.GetEventTime().AsTime()
+		if a := ev.GetWorkflowExecutionStartedEventAttributes(); a != nil {
+			begun, continued = at, a.GetContinuedExecutionRunId()
+			for _, p := range a.GetInput().GetPayloads() {
+				inputBytes += len(p.GetData())
+			}
+		}
+		switch ev.GetEventType() {
+		case enumspb.EVENT_TYPE_WORKFLOW_EXECUTION_SIGNALED:
+			signals++
+		case enumspb.EVENT_TYPE_WORKFLOW_TASK_TIMED_OUT:
+			timeouts++
+		case enumspb.EVENT_TYPE_WORKFLOW_TASK_SCHEDULED:
+			if firstWait < 0 && scheduledAt.IsZero() {
+				scheduledAt = at
+			}
+		case enumspb.EVENT_TYPE_WORKFLOW_TASK_STARTED:
+			if firstWait < 0 {
+				firstWait = at.Sub(scheduledAt)
+			}
+		case enumspb.EVENT_TYPE_WORKFLOW_EXECUTION_CONTINUED_AS_NEW, enumspb.EVENT_TYPE_WORKFLOW_EXECUTION_COMPLETED,
+			enumspb.EVENT_TYPE_WORKFLOW_EXECUTION_FAILED, enumspb.EVENT_TYPE_WORKFLOW_EXECUTION_TERMINATED,
+			enumspb.EVENT_TYPE_WORKFLOW_EXECUTION_TIMED_OUT:
+			closing, closedAt = strings.TrimPrefix(ev.GetEventType().String(), "WorkflowExecution"), at
 		}
 		if prev != nil {
-			gaps = append(gaps, gap{d: ev.GetEventTime().AsTime().Sub(prev.GetEventTime().AsTime()),
-				from: prev.GetEventType().String(), to: ev.GetEventType().String(), fromID: prev.GetEventId(), toID: ev.GetEventId()})
+			gaps = append(gaps, gap{d: at.Sub(prev.GetEventTime().AsTime()), from: prev.GetEventType().String(), to: ev.GetEventType().String()})
 		}
 		prev = ev
 	}
 	slices.SortFunc(gaps, func(a, b gap) int { return cmp.Compare(b.d, a.d) })
 	var b strings.Builder
-	fmt.Fprintf(&b, "    history of ledger-%s: %d events, %d signals, %d workflow tasks completed, %d timed out (%d schedule-to-start, %d start-to-close)\n", key,
-		events, counts["WorkflowExecutionSignaled"], counts["WorkflowTaskCompleted"], counts["WorkflowTaskTimedOut"],
-		counts["timeout ScheduleToStart"], counts["timeout StartToClose"])
-	for _, g := range gaps[:min(n, len(gaps))] {
-		fmt.Fprintf(&b, "      gap %6d ms: #%d %s -> #%d %s\n", g.d.Milliseconds(), g.fromID, g.from, g.toID, g.to)
+	end := "open"
+	if closing != "" {
+		end = fmt.Sprintf("%s at %.1f s", closing, closedAt.Sub(start).Seconds())
 	}
-	return b.String()
+	fmt.Fprintf(&b, "    ledger-%s run from %.1f s: input %d B, first task waited %d ms, %d events, %d signals, %d task timeouts, %s\n",
+		key, begun.Sub(start).Seconds(), inputBytes, firstWait.Milliseconds(), events, signals, timeouts, end)
+	for _, g := range gaps[:min(n, len(gaps))] {
+		fmt.Fprintf(&b, "      gap %6d ms: %s -> %s\n", g.d.Milliseconds(), g.from, g.to)
+	}
+	return b.String(), continued, nil
 }

@@ -177,3 +177,15 @@ func slowestKeys(ranked []keyLatency, skip, n int) string {
 	}
 	return b.String()
 }
+
+// hottest returns the key whose ledger applied the most records (the
+// first in key order among equals).
+func hottest(states map[string]ledger.State) string {
+	var hot string
+	for k, st := range states {
+		if hot == "" || st.Count > states[hot].Count || (st.Count == states[hot].Count && k < hot) {
+			hot = k
+		}
+	}
+	return hot
+}

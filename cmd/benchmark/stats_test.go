@@ -4,6 +4,8 @@ import (
 	"slices"
 	"testing"
 	"time"
+
+	"github.com/sagabridge/sagabridge/internal/ledger"
 )
 
 func TestMatchSamplesPairsTheIthAppliedWithTheIthSent(t *testing.T) {
@@ -55,5 +57,12 @@ func TestSpreadOf(t *testing.T) {
 	}
 	if got := spreadOf(nil).format("%.0f"); got != "–" {
 		t.Fatalf("format %q", got)
+	}
+}
+
+func TestHottestIsTheLedgerThatAppliedTheMost(t *testing.T) {
+	states := map[string]ledger.State{"k-2": {Count: 7}, "k-0": {Count: 21}, "k-1": {Count: 21}, "k-3": {Count: 1}}
+	if got := hottest(states); got != "k-0" {
+		t.Fatalf("hottest = %q, want k-0 (the most applied, first in key order among equals)", got)
 	}
 }
