@@ -95,6 +95,9 @@ type options struct {
 	// windowBurn is the share of a core this process burns while a window
 	// client streams (burn); 0 burns none.
 	windowBurn float64
+	// windowKafkaFields makes the window client's envelopes carry a
+	// partition and a topic ID, as the engine's do.
+	windowKafkaFields bool
 }
 
 func main() {
@@ -115,6 +118,7 @@ func main() {
 		o.shapes = sh
 		return err
 	})
+	flag.BoolVar(&o.windowKafkaFields, "window-kafka-fields", false, "the window client (d) sends each record with a partition and a topic ID, as the engine does, so both histories grow by as many bytes per record")
 	flag.Float64Var(&o.windowBurn, "window-burn", 0, "cores this process burns while a window client (d) streams, standing in for the engine's Kafka path on the same cores (0: none)")
 	flag.DurationVar(&o.timeline, "timeline", 0, "print each latency run's timeline in buckets of this width (0: none), to tell a stall from a lack of capacity")
 	flag.DurationVar(&o.probeFor, "probe-for", 3*time.Second, "length of each phase (starts, signals) of the capacity probe before every latency run")

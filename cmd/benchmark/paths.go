@@ -3,8 +3,10 @@ package main
 import (
 	"cmp"
 	"context"
+	"encoding/base64"
 	"encoding/json"
 	"fmt"
+	"hash/fnv"
 	"maps"
 	"slices"
 	"strings"
@@ -12,6 +14,7 @@ import (
 	"time"
 
 	"github.com/IBM/sarama"
+	"github.com/google/uuid"
 	enumspb "go.temporal.io/api/enums/v1"
 	historypb "go.temporal.io/api/history/v1"
 
@@ -106,25 +109,45 @@ func (e *enginePath) close() error {
 
 // windowPath is the fixed-window plain client (d), fed in-process.
 type windowPath struct {
-	topic  string
-	client *windowClient
-	cancel context.CancelFunc
-	offset int64 // the last offset given: a ledger admits increasing offsets
+	topic string
+	// topicID and partitions, when set, give each envelope a topic ID and
+	// a partition (its key's hash), as the engine's envelopes carry.
+	topicID    string
+	partitions int
+	client     *windowClient
+	cancel     context.CancelFunc
+	offset     int64 // the last offset given: a ledger admits increasing offsets
 }
 
 // openWindow starts a window client with window w, sending to ledgers on
 // task queue topic, o.concurrency calls in flight.
 func (h *harness) openWindow(ctx context.Context, topic string, w time.Duration) path {
+	return h.openWindowWith(ctx, topic, w, ledgerSender(h.tc, topic))
+}
+
+// openWindowWith is openWindow with its calls made by send.
+func (h *harness) openWindowWith(ctx context.Context, topic string, w time.Duration, send sendFunc) path {
 	cctx, cancel := context.WithCancel(ctx)
-	c := newWindowClient(cctx, w, h.o.concurrency, ledgerSender(h.tc, topic), realAfter)
-	return &windowPath{topic: topic, client: c, cancel: cancel}
+	c := newWindowClient(cctx, w, h.o.concurrency, send, realAfter)
+	p := &windowPath{topic: topic, client: c, cancel: cancel}
+	if h.o.windowKafkaFields {
+		id := uuid.New()
+		p.topicID, p.partitions = base64.RawURLEncoding.EncodeToString(id[:]), h.o.partitions
+	}
+	return p
 }
 
 func (p *windowPath) send(recs []ledger.Record) error {
 	now := time.Now()
 	for _, r := range recs {
 		p.offset++
-		p.client.Add(event.Envelope{Topic: p.topic, Offset: p.offset, Key: r.Key, Value: json.RawMessage(r.Value), Timestamp: now})
+		e := event.Envelope{Topic: p.topic, Offset: p.offset, Key: r.Key, Value: json.RawMessage(r.Value), Timestamp: now}
+		if p.topicID != "" {
+			h := fnv.New32a()
+			h.Write([]byte(r.Key))
+			e.TopicID, e.Partition = p.topicID, int32(h.Sum32()%uint32(p.partitions))
+		}
+		p.client.Add(e)
 	}
 	return nil
 }

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/sagabridge/sagabridge/event"
+	"github.com/sagabridge/sagabridge/internal/ledger"
 )
 
 // fakeClock is an afterFunc whose timers fire only when the test says.
@@ -212,4 +213,41 @@ func TestWindowClientWaitEndsWithItsContext(t *testing.T) {
 		t.Fatal("Wait returned nil with an event pending")
 	}
 	cancel()
+}
+
+// With -window-kafka-fields the window client's records carry what the
+// engine's carry beyond it: a topic ID and a partition, the same for
+// every record of a key.
+func TestTheWindowPathCanSendTheEnginesKafkaFields(t *testing.T) {
+	var mu sync.Mutex
+	got := map[string][]event.Envelope{}
+	send := func(_ context.Context, key string, evs []event.Envelope) error {
+		mu.Lock()
+		defer mu.Unlock()
+		got[key] = append(got[key], evs...)
+		return nil
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	h := &harness{o: options{windowKafkaFields: true, partitions: 8}}
+	p := h.openWindowWith(ctx, "t", 0, send)
+	recs := []ledger.Record{{Key: "a", Value: []byte(`{}`)}, {Key: "b", Value: []byte(`{}`)}, {Key: "a", Value: []byte(`{}`)}}
+	if err := p.send(recs); err != nil {
+		t.Fatal(err)
+	}
+	if err := p.flush(ctx); err != nil {
+		t.Fatal(err)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	a, b := got["a"], got["b"]
+	if len(a) != 2 || len(b) != 1 {
+		t.Fatalf("sent %v", got)
+	}
+	if len(a[0].TopicID) != 22 || a[0].TopicID != b[0].TopicID {
+		t.Fatalf("topic IDs %q, %q: want one 22-character ID", a[0].TopicID, b[0].TopicID)
+	}
+	if a[0].Partition != a[1].Partition || a[0].Partition < 0 || a[0].Partition >= 8 {
+		t.Fatalf("key a on partitions %d and %d, want one of 0-7", a[0].Partition, a[1].Partition)
+	}
 }
