@@ -6,9 +6,10 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/sagabridge/sagabridge/sagaworker"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+
+	"github.com/sagabridge/sagabridge/sagaworker"
 )
 
 // A run that succeeded leaves no dev-server log behind; one that failed
