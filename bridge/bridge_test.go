@@ -279,6 +279,20 @@ func TestNewRunStartsWithTheClosedRunsWatermarks(t *testing.T) {
 	assert.Len(t, dl.failures, 2, "both follow the dlq policy as new records")
 }
 
+// dispatch.batch_format decides the form of every batch the bridge sends.
+func TestBatchFormatReachesEveryBatch(t *testing.T) {
+	for format, compact := range map[string]bool{config.BatchFull: false, config.BatchCompact: true} {
+		tc := &fakeTemporal{}
+		b := newTestBridge(t, tc, &fakeDLQ{})
+		b.cfg.Dispatch.BatchFormat = format
+		consume(t, b, context.Background(), msg(5, "a", `{}`), msg(6, "b", `{}`))
+		require.Len(t, tc.batches, 2, format)
+		for _, batch := range tc.batches {
+			assert.Equal(t, compact, batch.Compact, format)
+		}
+	}
+}
+
 func TestShutdownDuringRetriesMarksNothing(t *testing.T) {
 	tc := &fakeTemporal{}
 	for range 1000 {

@@ -73,7 +73,8 @@ func (b *Bridge) send(f *flow, target Target, recs []record, parkable bool) erro
 	if gen := c.unparks.Load(); parkable && c.parking.Load() {
 		return &parkedError{c: c, gen: gen}
 	}
-	batch := event.Batch{Events: make([]event.Envelope, len(recs)), OnClosed: b.cfg.Dispatch.OnClosedWorkflow}
+	batch := event.Batch{Events: make([]event.Envelope, len(recs)), OnClosed: b.cfg.Dispatch.OnClosedWorkflow,
+		Compact: b.cfg.Dispatch.BatchFormat == config.BatchCompact}
 	for i, r := range recs {
 		batch.Events[i] = r.envelope(f)
 	}

@@ -97,6 +97,14 @@ const (
 	OnClosedNewRun = "new_run"
 )
 
+// The forms of the batch a signal carries (dispatch.batch_format; event.Batch).
+const (
+	// BatchFull has every record name its topic, topic ID, partition and key.
+	BatchFull = "full"
+	// BatchCompact names them once per run of records that share them.
+	BatchCompact = "compact"
+)
+
 // Dispatch tunes calls to Temporal.
 type Dispatch struct {
 	// Concurrency is how many SignalWithStart calls may be in flight at
@@ -109,6 +117,14 @@ type Dispatch struct {
 	// OnClosedWorkflow is the policy for a new record whose workflow has
 	// closed: "dlq", "drop" or "new_run". Optional, default "dlq".
 	OnClosedWorkflow string `yaml:"on_closed_workflow"`
+	// BatchFormat is the JSON form of the batch each signal carries: "full"
+	// (every record names its topic, topic ID, partition and key) or
+	// "compact" (each run of records that share them names them once:
+	// about a third of the bytes for small records, so smaller histories
+	// and fewer ContinueAsNew). Workers built before sagabridge read
+	// "compact" drop such signals as corrupted: deploy the workers first.
+	// Optional, default "full".
+	BatchFormat string `yaml:"batch_format"`
 	// WorkflowWindowRecords and WorkflowWindowBytes bound what the bridge
 	// sends one workflow that it does not know applied: past either, it
 	// asks the workflow what it has applied (query sagabridge.applied) and

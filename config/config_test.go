@@ -59,6 +59,9 @@ temporal: {grpc_compression: zstd}
 routes: [{topic: t, workflow_type: W, workflow_id: "w-{key}", task_queue: q}]`, `temporal.grpc_compression: must be "auto", "gzip" or "none", not "zstd"`},
 		"bad offset": {`kafka: {brokers: [b], group: g, initial_offset: latest}
 routes: [{topic: t, workflow_type: W, workflow_id: "w-{key}", task_queue: q}]`, "kafka.initial_offset: must be \"oldest\" or \"newest\""},
+		"bad batch format": {`kafka: {brokers: [b], group: g}
+dispatch: {batch_format: tiny}
+routes: [{topic: t, workflow_type: W, workflow_id: "w-{key}", task_queue: q}]`, `dispatch.batch_format: must be "full" or "compact", not "tiny"`},
 		"drain too long": {`kafka: {brokers: [b], group: g}
 dispatch: {drain_timeout: 5m}
 routes: [{topic: t, workflow_type: W, workflow_id: "w-{key}", task_queue: q}]`, "dispatch.drain_timeout: must be below the rebalance timeout"},

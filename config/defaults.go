@@ -67,6 +67,7 @@ func defaults() []fieldDefault {
 		{"dispatch.concurrency", func(c *Config) { c.Dispatch.Concurrency = 64 }},
 		{"dispatch.max_call_bytes", func(c *Config) { c.Dispatch.MaxCallBytes = 3 << 19 }},
 		{"dispatch.on_closed_workflow", func(c *Config) { c.Dispatch.OnClosedWorkflow = OnClosedDLQ }},
+		{"dispatch.batch_format", func(c *Config) { c.Dispatch.BatchFormat = BatchFull }},
 		{"dispatch.workflow_window_records", func(c *Config) { c.Dispatch.WorkflowWindowRecords = 10000 }},
 		{"dispatch.workflow_window_bytes", func(c *Config) { c.Dispatch.WorkflowWindowBytes = 4 << 20 }},
 		{"dispatch.call_timeout", func(c *Config) { c.Dispatch.CallTimeout = 10 * time.Second }},

@@ -143,6 +143,11 @@ func (c Config) Validate() error {
 	default:
 		bad("dispatch.on_closed_workflow", "must be %q, %q or %q, not %q", OnClosedDLQ, OnClosedDrop, OnClosedNewRun, c.Dispatch.OnClosedWorkflow)
 	}
+	switch c.Dispatch.BatchFormat {
+	case BatchFull, BatchCompact:
+	default:
+		bad("dispatch.batch_format", "must be %q or %q, not %q", BatchFull, BatchCompact, c.Dispatch.BatchFormat)
+	}
 	for name, d := range map[string]time.Duration{
 		"batch.linger": c.Batch.Linger, "dispatch.drain_timeout": c.Dispatch.DrainTimeout,
 		"backpressure.backlog.low_age": c.Backpressure.Backlog.LowAge,

@@ -139,6 +139,9 @@ type Batch struct {
 	// and receives records before it closes treats them by it, as the
 	// bridge treats records that reach it after it closed.
 	OnClosed string `json:"on_closed,omitempty"`
+	// Compact selects the compact wire form (see CompactFormat) for
+	// encoding; decoding sets it when the batch came in that form.
+	Compact bool `json:"-"`
 }
 
 // StartInput is the input the bridge starts a new run of a closed workflow

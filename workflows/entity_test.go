@@ -93,3 +93,39 @@ func TestEntityContinuesAsNewCarryingEverythingAndThePendingRecords(t *testing.T
 	require.NoError(t, env.GetWorkflowResult(&st))
 	assert.Equal(t, []int64{1, 2, 3, 4, 5, 7}, st.Offsets, "5 by offset and 6 by key are duplicates")
 }
+
+// Bridges of both batch formats may feed one workflow while they are
+// rolled (dispatch.batch_format): a record is applied once whichever form
+// carried it, and the partition of each record is the one it was sent with.
+func TestEntityReadsCompactAndFullBatchesAlike(t *testing.T) {
+	var s testsuite.WorkflowTestSuite
+	env := s.NewTestWorkflowEnvironment()
+	var seen []event.Position
+	en := tallyEntity(0)
+	apply := en.Apply
+	en.Apply = func(ctx workflow.Context, st *tally, e event.Envelope) {
+		seen = append(seen, e.Position())
+		apply(ctx, st, e)
+	}
+	env.RegisterWorkflowWithOptions(func(ctx workflow.Context, c *Snapshot[tally]) (tally, error) {
+		out, err := en.Run(ctx, c)
+		return out.State, err
+	}, workflow.RegisterOptions{Name: "Tally"})
+	p1 := func(e event.Envelope) event.Envelope { e.Partition = 1; return e }
+	batches := []event.Batch{
+		{Events: []event.Envelope{ev(1, "", ""), p1(ev(1, "", "")), ev(2, "", "")}, Compact: true},
+		{Events: []event.Envelope{ev(2, "", ""), ev(3, "", ""), p1(ev(1, "", ""))}},                    // a full-form redelivery
+		{Events: []event.Envelope{ev(3, "", ""), p1(ev(2, "", "")), ev(4, "last", "")}, Compact: true}, // and a compact one
+	}
+	for i, b := range batches {
+		env.RegisterDelayedCallback(func() { env.SignalWorkflow(event.DefaultSignal, b) }, time.Duration(i+1)*time.Second)
+	}
+	env.ExecuteWorkflow("Tally", nil)
+	require.True(t, env.IsWorkflowCompleted())
+	require.NoError(t, env.GetWorkflowError())
+	var st tally
+	require.NoError(t, env.GetWorkflowResult(&st))
+	assert.Equal(t, []int64{1, 1, 2, 3, 2, 4}, st.Offsets)
+	assert.Equal(t, []event.Position{{Topic: "t", Offset: 1}, {Topic: "t", Partition: 1, Offset: 1}, {Topic: "t", Offset: 2},
+		{Topic: "t", Offset: 3}, {Topic: "t", Partition: 1, Offset: 2}, {Topic: "t", Offset: 4}}, seen)
+}

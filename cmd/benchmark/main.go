@@ -98,6 +98,8 @@ type options struct {
 	// windowKafkaFields makes the window client's envelopes carry a
 	// partition and a topic ID, as the engine's do.
 	windowKafkaFields bool
+	// batchFormat is the engine's dispatch.batch_format; empty keeps the default.
+	batchFormat string
 }
 
 func main() {
@@ -129,6 +131,7 @@ func main() {
 	flag.IntVar(&o.callBytes, "max-call-bytes", 0, "the engine's dispatch.max_call_bytes; 0 keeps the default")
 	flag.IntVar(&o.workflowWindow, "workflow-window-records", 0, "the engine's dispatch.workflow_window_records (records sent one workflow before it must confirm them); 0 keeps the default")
 	flag.StringVar(&o.pollerBehavior, "workflow-poller-behavior", sagaworker.DefaultPollerBehavior, "the worker's workflow-task pollers, as cmd/worker's flag: autoscale (up to 16, normal and sticky queue apart) or fixed (16, shared; the benchmark's worker before 2026-12-05)")
+	flag.StringVar(&o.batchFormat, "batch-format", "", "the engine's dispatch.batch_format (full or compact); empty keeps the default")
 	flag.DurationVar(&o.coalesceMax, "coalesce-max-window", -1, "the engine's dispatch.coalesce.max_window (0s turns coalescing off); negative keeps the default")
 	flag.DurationVar(&o.backlogAge, "backlog-high-age", 0, "the engine's backpressure.backlog.high_age; 0 keeps the default")
 	flag.Func("dynamic-config", "KEY=JSON dynamic config value for the dev server (repeatable)", func(v string) error {
@@ -217,6 +220,9 @@ func run(o options) (err error) {
 	defer stop()
 	if o.rounds < 1 {
 		return fmt.Errorf("-rounds must be at least 1")
+	}
+	if f := o.batchFormat; f != "" && f != config.BatchFull && f != config.BatchCompact {
+		return fmt.Errorf("-batch-format must be %q or %q, not %q", config.BatchFull, config.BatchCompact, f)
 	}
 	logf, finish, err := serverLog(os.Stderr)
 	if err != nil {
