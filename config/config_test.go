@@ -21,7 +21,12 @@ func TestExampleConfigLoads(t *testing.T) {
 	assert.Equal(t, "3.6.0", cfg.Kafka.Version, "default applied")
 	assert.Equal(t, 100*time.Millisecond, cfg.Dispatch.RetryInitial, "default applied")
 	assert.Equal(t, "order-{key}", cfg.Routes[0].WorkflowID)
-	assert.Equal(t, int64(4*cfg.Backpressure.MaxBytes+16<<20), cfg.Memory.SoftLimit, "the soft limit follows the budget")
+	assert.Equal(t, int64(3*cfg.Backpressure.MaxBytes+14<<20), cfg.Memory.SoftLimit, "the soft limit follows the budget")
+	// The default budget: 30,000 small records (6 MiB) within a 32 MiB
+	// soft limit kept catch-up RSS under 64 MB (docs/BENCHMARKS.md).
+	assert.Equal(t, 30000, cfg.Backpressure.MaxRecords)
+	assert.Equal(t, 6<<20, cfg.Backpressure.MaxBytes)
+	assert.Equal(t, int64(32<<20), cfg.Memory.SoftLimit)
 	assert.Equal(t, cfg.Backpressure.Backlog.HighTasks/5, cfg.Backpressure.Backlog.LowTasks)
 }
 
@@ -180,7 +185,7 @@ routes: [{topic: t, workflow_type: W, workflow_id: "w-{key}", task_queue: q}]`))
 	assert.Equal(t, int64(20), cfg.Backpressure.Backlog.LowTasks)
 	assert.Equal(t, 2*time.Second, cfg.Backpressure.Backlog.LowAge)
 	assert.Equal(t, 2, cfg.Backpressure.Adaptive.MinConcurrency)
-	assert.Equal(t, int64(4<<20+16<<20), cfg.Memory.SoftLimit)
+	assert.Equal(t, int64(3<<20+14<<20), cfg.Memory.SoftLimit)
 }
 
 func TestAGoConfigTakesTheSameDefaultsAsAFile(t *testing.T) {

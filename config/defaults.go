@@ -77,8 +77,8 @@ func defaults() []fieldDefault {
 		{"dispatch.coalesce.target_lag", func(c *Config) { c.Dispatch.Coalesce.TargetLag = 200 * time.Millisecond }},
 		{"dispatch.coalesce.max_window", func(c *Config) { c.Dispatch.Coalesce.MaxWindow = time.Second }},
 		{"dispatch.coalesce.sample_interval", func(c *Config) { c.Dispatch.Coalesce.SampleInterval = 250 * time.Millisecond }},
-		{"backpressure.max_records", func(c *Config) { c.Backpressure.MaxRecords = 20000 }},
-		{"backpressure.max_bytes", func(c *Config) { c.Backpressure.MaxBytes = 4 << 20 }},
+		{"backpressure.max_records", func(c *Config) { c.Backpressure.MaxRecords = 30000 }},
+		{"backpressure.max_bytes", func(c *Config) { c.Backpressure.MaxBytes = 6 << 20 }},
 		{"backpressure.resume_at", func(c *Config) { c.Backpressure.ResumeAt = 0.5 }},
 		{"backpressure.backlog.poll_interval", func(c *Config) { c.Backpressure.Backlog.PollInterval = 2 * time.Second }},
 		{"backpressure.backlog.high_tasks", func(c *Config) { c.Backpressure.Backlog.HighTasks = 10000 }},
@@ -91,7 +91,7 @@ func defaults() []fieldDefault {
 			c.Backpressure.Adaptive.MinConcurrency = min(4, c.Dispatch.Concurrency)
 		}},
 		{"backpressure.adaptive.latency_target", func(c *Config) { c.Backpressure.Adaptive.LatencyTarget = 2 * time.Second }},
-		{"memory.soft_limit", func(c *Config) { c.Memory.SoftLimit = 4*int64(c.Backpressure.MaxBytes) + 16<<20 }},
+		{"memory.soft_limit", func(c *Config) { c.Memory.SoftLimit = 3*int64(c.Backpressure.MaxBytes) + 14<<20 }},
 	}
 }
 
