@@ -78,14 +78,10 @@ func (b Batch) MarshalJSON() ([]byte, error) {
 		g := &ce.Groups[n-1]
 		g.Records = append(g.Records, compactOf(e))
 	}
-	events, err := json.Marshal(ce)
-	if err != nil {
-		return nil, err
-	}
 	return json.Marshal(struct {
-		Events   json.RawMessage `json:"events"`
-		OnClosed string          `json:"on_closed,omitempty"`
-	}{events, b.OnClosed})
+		Events   compactEvents `json:"events"`
+		OnClosed string        `json:"on_closed,omitempty"`
+	}{ce, b.OnClosed})
 }
 
 // UnmarshalJSON reads either form. An "events" object of another format
