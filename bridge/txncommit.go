@@ -3,6 +3,7 @@ package bridge
 import (
 	"cmp"
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"slices"
@@ -198,13 +199,21 @@ func (c *txnCommitter) commit() (int, error) {
 	}
 	slices.SortFunc(take, func(a, b dlq.Failure) int { return cmp.Compare(a.Offset, b.Offset) })
 	if err := c.transact(take, next); err != nil {
-		if dlq.TooLarge(err) { // one of them does not fit the DLQ: send them all in reduced form
-			for i, f := range take {
-				if !f.IsReduced() {
-					take[i] = f.Reduced()
+		if dlq.TooLarge(err) { // the next transaction sends those that did not fit in reduced form
+			reduce := make([]int, len(take)) // all of them, unless the error names which
+			for i := range reduce {
+				reduce[i] = i
+			}
+			var tl *tooLargeError
+			if errors.As(err, &tl) {
+				reduce = tl.at
+			}
+			for _, i := range reduce {
+				if !take[i].IsReduced() {
+					take[i] = take[i].Reduced()
 				}
 			}
-			c.log.Warn("dead letters too large for the DLQ; the next transaction sends them in reduced form", "records", len(take), "err", err)
+			c.log.Warn("dead letters too large for the DLQ; the next transaction sends them in reduced form", "records", len(reduce), "of", len(take), "err", err)
 		}
 		c.mu.Lock()
 		c.queued = append(take, c.queued...)
@@ -260,8 +269,9 @@ func (c *txnCommitter) transact(dead []dlq.Failure, next int64) error {
 		for i, f := range dead {
 			msgs[i] = f.Message(c.suffix)
 		}
-		if err := c.prod.SendMessages(msgs); err != nil {
-			return abort(fmt.Errorf("send %d DLQ records in %s: %w", len(msgs), c.txnID, kafkatxn.SendErrors(err)))
+		if serr := c.prod.SendMessages(msgs); serr != nil {
+			err := fmt.Errorf("send %d DLQ records in %s: %w", len(msgs), c.txnID, kafkatxn.SendErrors(serr))
+			return abort(tooLargeAmong(err, serr, msgs))
 		}
 	}
 	offsets := map[string][]*sarama.PartitionOffsetMetadata{c.topic: {{Partition: c.partition, Offset: next}}}
@@ -272,4 +282,43 @@ func (c *txnCommitter) transact(dead []dlq.Failure, next int64) error {
 		return abort(fmt.Errorf("commit %s: %w", c.txnID, err))
 	}
 	return nil
+}
+
+// tooLargeError is a failed send of dead letters, some of which the
+// producer or the broker refused as too large for the DLQ topic: at holds
+// their indexes among the transaction's dead letters.
+type tooLargeError struct {
+	err error
+	at  []int
+}
+
+func (e *tooLargeError) Error() string { return e.err.Error() }
+func (e *tooLargeError) Unwrap() error { return e.err }
+
+// tooLargeAmong returns err, as a *tooLargeError when sendErr, what
+// SendMessages(sent) returned, names records refused as too large (sarama
+// reports each record's error). A record over Producer.MaxMessageBytes
+// fails alone; a batch the broker refuses (its max.message.bytes) fails
+// every record in it.
+func tooLargeAmong(err, sendErr error, sent []*sarama.ProducerMessage) error {
+	var pes sarama.ProducerErrors
+	if !errors.As(sendErr, &pes) {
+		return err
+	}
+	refused := map[*sarama.ProducerMessage]bool{}
+	for _, pe := range pes {
+		if dlq.TooLarge(pe.Err) {
+			refused[pe.Msg] = true
+		}
+	}
+	var at []int
+	for i, m := range sent {
+		if refused[m] {
+			at = append(at, i)
+		}
+	}
+	if len(at) == 0 {
+		return err
+	}
+	return &tooLargeError{err: err, at: at}
 }

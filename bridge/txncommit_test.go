@@ -2,9 +2,11 @@ package bridge
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net/http"
 	"net/http/httptest"
+	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -172,4 +174,49 @@ func TestATransactionalPartitionWhoseDeadLettersCannotCommitIsPaused(t *testing.
 		"the partition did not resume once its dead letters committed")
 	close(ch)
 	require.NoError(t, <-done)
+}
+
+// Of a transaction's dead letters, only one too large for the DLQ topic is
+// sent in reduced form; the others keep their values, so the DLQ tool can
+// still redrive them. (Every dead letter of the transaction was reduced,
+// and a reduced one cannot be redriven from the DLQ.)
+func TestOnlyTheDeadLetterTooLargeForTheDLQIsReduced(t *testing.T) {
+	cluster, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.SeedTopics(1, "orders", "orders"+dlq.DefaultSuffix))
+	require.NoError(t, err)
+	defer cluster.Close()
+	b := newTxnBridge(t, cluster)
+	c, err := b.newTxnCommitter(&simpleSession{}, "orders", 0, 0, func() { t.Error("the partition was released") })
+	require.NoError(t, err)
+	defer c.close()
+	big := `{"pad":"` + strings.Repeat("x", 2<<20) + `"}` // over dlq.max_message_bytes (1 MB)
+	for i, v := range []string{`{"n":0}`, big, `{"n":2}`} {
+		c.enqueue(dlq.FromMessage(msg(int64(i), fmt.Sprint("k", i), v), dlq.ClassRejected, errors.New("rejected"), 1, time.Now()))
+	}
+	c.advance(3)
+	_, err = c.commit()
+	require.Error(t, err)
+	require.True(t, dlq.TooLarge(err), "%v", err)
+	_, err = c.commit()
+	require.NoError(t, err)
+
+	cfg := sarama.NewConfig()
+	cfg.Consumer.IsolationLevel = sarama.ReadCommitted
+	cons, err := sarama.NewConsumer(cluster.ListenAddrs(), cfg)
+	require.NoError(t, err)
+	defer cons.Close()
+	pc, err := cons.ConsumePartition("orders"+dlq.DefaultSuffix, 0, sarama.OffsetOldest)
+	require.NoError(t, err)
+	defer pc.Close()
+	reduced := map[int64]bool{}
+	for len(reduced) < 3 {
+		select {
+		case m := <-pc.Messages():
+			f, err := dlq.Parse(m)
+			require.NoError(t, err)
+			reduced[f.Offset] = f.IsReduced()
+		case <-time.After(30 * time.Second):
+			t.Fatalf("read %d of 3 dead letters", len(reduced))
+		}
+	}
+	assert.Equal(t, map[int64]bool{0: false, 1: true, 2: false}, reduced)
 }
