@@ -172,3 +172,47 @@ func refuseFirst(c *kfake.Cluster, key kmsg.Key, n int32, code int16) *atomic.In
 	})
 	return &seen
 }
+
+// Of a batch's dead letters, only one too large for the DLQ goes in reduced
+// form; one that fits keeps its value, so the DLQ tool can still redrive
+// it. (Every dead letter of the batch's next attempt was reduced.)
+func TestOnlyTheDeadLetterTooLargeForTheDLQIsReduced(t *testing.T) {
+	kafka, err := devstack.StartKafka(0, 1, "in", "out", "in"+dlq.DefaultSuffix)
+	require.NoError(t, err)
+	defer kafka.Close()
+	const maxBytes = 2_000
+	prod, err := sarama.NewSyncProducer(kafka.Brokers, func() *sarama.Config {
+		c := sarama.NewConfig()
+		c.Producer.Return.Successes = true
+		return c
+	}())
+	require.NoError(t, err)
+	for _, v := range [][]byte{[]byte("v"), make([]byte, maxBytes-200), []byte("v"), []byte("v")} {
+		_, _, err := prod.SendMessage(&sarama.ProducerMessage{Topic: "in", Value: sarama.ByteEncoder(v)})
+		require.NoError(t, err)
+	}
+	require.NoError(t, prod.Close())
+	enrich := enrichTo("out")
+	fn := func(ctx context.Context, rec *sarama.ConsumerMessage) ([]eos.Output, error) {
+		if rec.Offset == 1 || rec.Offset == 2 { // 1 too large for the DLQ as a dead letter, 2 not
+			return nil, eos.Permanent(errors.New("not a valid order"))
+		}
+		return enrich(ctx, rec)
+	}
+	p, err := eos.New(eos.Config{Brokers: kafka.Brokers, Group: "g", Topics: []string{"in"}, TransactionalIDPrefix: "reduce-one",
+		RetryInitial: 10 * time.Millisecond, RetryMax: 100 * time.Millisecond,
+		Sarama: func(c *sarama.Config) { c.Producer.MaxMessageBytes = maxBytes }},
+		fn, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	require.NoError(t, err)
+	runUntilCommitted(t, p, 4)
+	client, err := sarama.NewClient(kafka.Brokers, dlq.ConsumerConfig(sarama.V3_6_0_0))
+	require.NoError(t, err)
+	defer client.Close()
+	entries, err := dlq.Read(context.Background(), client, "in"+dlq.DefaultSuffix, dlq.Filter{})
+	require.NoError(t, err)
+	reduced := map[int64]bool{}
+	for _, e := range entries {
+		reduced[e.Failure.Offset] = e.Failure.IsReduced()
+	}
+	assert.Equal(t, map[int64]bool{1: true, 2: false}, reduced)
+}

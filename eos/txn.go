@@ -31,11 +31,15 @@ type partitionLoop struct {
 	// failures are the function's failures per held offset, cleared when
 	// the offset commits.
 	failures map[int64]int
-	// reduceDead sends the next transaction's dead letters in reduced form
-	// (dlq.Failure.Reduced): the last one failed because a record was too
-	// large, and a dead letter, which adds headers and the error to the
-	// record, is the likely one. Cleared when a transaction commits.
-	reduceDead bool
+	// reduceAt holds the offsets whose dead letters the next transaction
+	// sends in reduced form (dlq.Failure.Reduced): the last one failed
+	// because the producer or the broker refused them as too large.
+	// reduceAll reduces every dead letter instead, when a record was too
+	// large and sarama did not say which (a dead letter, which adds
+	// headers and the error to the record, is the likely one). Both are
+	// cleared when a transaction commits.
+	reduceAt  map[int64]bool
+	reduceAll bool
 }
 
 // newPartitionLoop starts the partition's transactional producer. Its
@@ -79,9 +83,8 @@ func (l *partitionLoop) run(ctx context.Context) error {
 				l.retry.Reset()
 				continue
 			}
-			if dlq.TooLarge(err) && !l.reduceDead {
-				l.reduceDead = true
-				l.log.Warn("a record was too large for its topic; the batch's dead letters go in reduced form", "offset", batch[0].Offset, "err", err)
+			if dlq.TooLarge(err) {
+				l.reduceTooLarge(err)
 			}
 			if err := l.classify(err); err != nil {
 				return err
@@ -180,10 +183,10 @@ func (l *partitionLoop) step(ctx context.Context, batch []*sarama.ConsumerMessag
 			// Dead-letter it inside the transaction that commits its offset.
 			l.log.Warn("dead-lettering record", "offset", rec.Offset, "attempts", attempts, "permanent", IsPermanent(err), "err", err)
 			f := dlq.FromMessage(rec, dlq.ClassProcess, err, attempts, time.Now())
-			if l.reduceDead {
+			if l.reduceAll || l.reduceAt[rec.Offset] {
 				f = f.Reduced()
 			}
-			t.add(f.Message(l.p.cfg.DLQSuffix))
+			t.addDead(f.Message(l.p.cfg.DLQSuffix), rec.Offset)
 			dead++
 		}
 		if failure != nil {
@@ -200,7 +203,7 @@ func (l *partitionLoop) step(ctx context.Context, batch []*sarama.ConsumerMessag
 	if err := t.commit(batch[n-1]); err != nil {
 		return 0, err
 	}
-	l.reduceDead = false
+	l.reduceAt, l.reduceAll = nil, false
 	for _, rec := range batch[:n] {
 		delete(l.failures, rec.Offset)
 	}
@@ -216,9 +219,20 @@ type txn struct {
 	l       *partitionLoop
 	open    bool
 	pending []*sarama.ProducerMessage
+	// deadOf is the input offset of each dead letter added.
+	deadOf map[*sarama.ProducerMessage]int64
 }
 
 func (t *txn) add(m *sarama.ProducerMessage) { t.pending = append(t.pending, m) }
+
+// addDead adds the dead letter of the record at offset.
+func (t *txn) addDead(m *sarama.ProducerMessage, offset int64) {
+	if t.deadOf == nil {
+		t.deadOf = map[*sarama.ProducerMessage]int64{}
+	}
+	t.deadOf[m] = offset
+	t.add(m)
+}
 
 // flush sends the pending records once there are at least min of them,
 // beginning the transaction first if needed; on failure it aborts.
@@ -230,6 +244,7 @@ func (t *txn) flush(min int) error {
 		return err
 	}
 	if err := t.l.prod.SendMessages(t.pending); err != nil {
+		t.tooLarge(err)
 		return t.l.abort(fmt.Errorf("eos: send %d records in %s: %w", len(t.pending), t.l.txnID, kafkatxn.SendErrors(err)))
 	}
 	t.pending = t.pending[:0]
@@ -285,4 +300,37 @@ func (o Output) message() *sarama.ProducerMessage {
 		m.Value = sarama.ByteEncoder(o.Value)
 	}
 	return m
+}
+
+// tooLarge records, for the next attempt, the input offsets of the dead
+// letters that sendErr (from SendMessages) says were too large: sarama
+// reports each record's error, and a record over Producer.MaxMessageBytes
+// fails alone (a batch the broker refuses fails every record in it).
+func (t *txn) tooLarge(sendErr error) {
+	var pes sarama.ProducerErrors
+	if !errors.As(sendErr, &pes) {
+		return
+	}
+	for _, pe := range pes {
+		if off, ok := t.deadOf[pe.Msg]; ok && dlq.TooLarge(pe.Err) {
+			if t.l.reduceAt == nil {
+				t.l.reduceAt = map[int64]bool{}
+			}
+			t.l.reduceAt[off] = true
+		}
+	}
+}
+
+// reduceTooLarge decides, after a transaction that failed with a record
+// too large for its topic, which dead letters the next attempt reduces:
+// those named (txn.tooLarge), or all of them when none was.
+func (l *partitionLoop) reduceTooLarge(err error) {
+	if len(l.reduceAt) > 0 {
+		l.log.Warn("dead letters too large for the DLQ; the next attempt sends them in reduced form", "offsets", len(l.reduceAt), "err", err)
+		return
+	}
+	if !l.reduceAll {
+		l.reduceAll = true
+		l.log.Warn("a record was too large for its topic; the batch's dead letters go in reduced form", "err", err)
+	}
 }
