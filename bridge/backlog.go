@@ -36,24 +36,21 @@ func (p *pressure) observeBacklog(taskQueue string, bl Backlog) {
 	}
 }
 
-// oldestBacklog is the age of the oldest backlogged task of any routed
-// task queue, as last measured. Temporal serves DescribeTaskQueue from a
-// cache (matching.TaskQueueInfoByBuildIdTTL, 5 s by default), so a poll can
+// backlogAge is the age of the oldest backlogged task of taskQueue, as
+// last measured. Temporal serves DescribeTaskQueue from a cache
+// (matching.TaskQueueInfoByBuildIdTTL, 5 s by default), so a poll can
 // repeat the reading before it, to the nanosecond, long after that backlog
 // drained; a reading that repeats is the cache and counts as none. A
 // backlog that stays changes its age with every reading the server makes
 // anew, so it still counts once per cache period, and the dispatch window
 // does not rest on it alone: it samples workflows' pending tasks.
-func (p *pressure) oldestBacklog() time.Duration {
+func (p *pressure) backlogAge(taskQueue string) time.Duration {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	var oldest time.Duration
-	for q, bl := range p.backlogs {
-		if !p.cached[q] {
-			oldest = max(oldest, bl.Age)
-		}
+	if p.cached[taskQueue] {
+		return 0
 	}
-	return oldest
+	return p.backlogs[taskQueue].Age
 }
 
 // topicsOf lists the topics that route to taskQueue.

@@ -64,7 +64,7 @@ type pressure struct {
 	open     map[circuitKey]bool // circuits not closed (open or half-open)
 	backlogs map[string]Backlog  // last backlog read per task queue
 	// cached holds task queues whose last reading repeated the one before:
-	// the server's cache, not a new measurement (see oldestBacklog).
+	// the server's cache, not a new measurement (see backlogAge).
 	cached  map[string]bool
 	flows   map[*flow]string // claimed partitions → the reason they are paused, "" if not
 	capped  map[*flow]bool   // partitions at their own in-flight cap

@@ -82,9 +82,13 @@ type Bridge struct {
 
 	dispatcher *dispatcher
 	windows    *windows // what each workflow was sent and not seen applied
-	coalesce   *coalescer
-	pressure   *pressure
-	limiter    *limiter
+	// coalescers are the dispatch windows of the routed task queues (one
+	// each); otherCoalescer serves a task queue no route names (a
+	// WithRouteFunc target).
+	coalescers     map[string]*coalescer
+	otherCoalescer *coalescer
+	pressure       *pressure
+	limiter        *limiter
 	// circuits are the breakers around calls to each route target; fallback
 	// serves a target no route names (none in practice).
 	circuits map[circuitKey]*circuit
@@ -158,7 +162,13 @@ func New(cfg config.Config, deps Deps, opts ...Option) (*Bridge, error) {
 	}
 	b.dispatcher = newDispatcher(b)
 	b.windows = newWindows(cfg.Dispatch.WorkflowWindowRecords, cfg.Dispatch.WorkflowWindowBytes)
-	b.coalesce = newCoalescer(cfg.Dispatch.Coalesce, b.log)
+	b.coalescers = map[string]*coalescer{}
+	for _, r := range cfg.Routes {
+		if b.coalescers[r.TaskQueue] == nil {
+			b.coalescers[r.TaskQueue] = newCoalescer(cfg.Dispatch.Coalesce, b.log.With("task_queue", r.TaskQueue))
+		}
+	}
+	b.otherCoalescer = newCoalescer(cfg.Dispatch.Coalesce, b.log)
 	topicQueues := map[string][]string{}
 	topicCircuits := map[string][]circuitKey{}
 	for _, r := range cfg.Routes {
@@ -246,7 +256,10 @@ func (b *Bridge) runGroup(ctx context.Context, group sarama.ConsumerGroup) error
 	}
 	watchers.Go(func() { b.watchCircuits(wctx) })
 	if r, ok := b.deps.Temporal.(WorkflowTaskLagReader); ok && b.cfg.Dispatch.Coalesce.MaxWindow > 0 {
-		watchers.Go(func() { b.coalesce.watchLag(wctx, r, b.deps.Now, b.pressure.oldestBacklog) })
+		for q, c := range b.coalescers {
+			watchers.Go(func() { c.watchLag(wctx, r, b.deps.Now, func() time.Duration { return b.pressure.backlogAge(q) }) })
+		}
+		watchers.Go(func() { b.otherCoalescer.watchLag(wctx, r, b.deps.Now, func() time.Duration { return 0 }) })
 	}
 	if b.newest != nil {
 		watchers.Go(func() { b.watchLogEnds(wctx) })

@@ -193,3 +193,21 @@ func (c *coalescer) watchLag(ctx context.Context, r WorkflowTaskLagReader, now f
 		c.log.Debug("dispatch window stepped", "workflow_id", id, "workflow_task_lag", lag, "backlog_age", age, "window", c.Window())
 	}
 }
+
+// coalescerFor is the dispatch window of taskQueue's workflows.
+func (b *Bridge) coalescerFor(taskQueue string) *coalescer {
+	if c := b.coalescers[taskQueue]; c != nil {
+		return c
+	}
+	return b.otherCoalescer
+}
+
+// widestWindow is the widest dispatch window of any task queue, and the
+// longest workflow-task lag last sampled on any.
+func (b *Bridge) widestWindow() (window, lag time.Duration) {
+	window, lag = b.otherCoalescer.Window(), b.otherCoalescer.lastLag()
+	for _, c := range b.coalescers {
+		window, lag = max(window, c.Window()), max(lag, c.lastLag())
+	}
+	return window, lag
+}

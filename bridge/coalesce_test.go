@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"slices"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -303,7 +304,7 @@ func TestTheDispatchWindowHoldsAWorkflowsRecordsForOneCall(t *testing.T) {
 				Routes:   []config.Route{{Topic: "orders", TypeHeader: "event-type", WorkflowType: "O", WorkflowID: "order-{key}", TaskQueue: "q"}},
 			}, Deps{Temporal: tm, DeadLetters: &fakeDLQ{}, Logger: quiet()})
 			require.NoError(t, err)
-			b.coalesce.window = tc.window
+			b.coalescerFor("q").window = tc.window
 			b.dispatcher.start(4)
 			defer b.dispatcher.stop()
 			ch := make(chan *sarama.ConsumerMessage, 3)
@@ -370,21 +371,80 @@ func TestARepeatedBacklogReadingDoesNotHoldTheWindowOpen(t *testing.T) {
 	p, _ := testPressure(t)
 	drained := Backlog{Tasks: 40, Age: 2336886396 * time.Nanosecond}
 	p.observeBacklog("q1", drained)
-	assert.Equal(t, drained.Age, p.oldestBacklog(), "a new reading counts")
+	assert.Equal(t, drained.Age, p.backlogAge("q1"), "a new reading counts")
 
 	c := newCoalescer(config.Coalesce{TargetLag: 200 * time.Millisecond, MaxWindow: time.Second, SampleInterval: time.Millisecond}, quiet())
 	for range 20 {
-		c.step(p.oldestBacklog())
+		c.step(p.backlogAge("q1"))
 	}
 	require.Equal(t, time.Second, c.Window())
 
 	p.observeBacklog("q1", drained) // the server's cache, 2 s later
-	assert.Zero(t, p.oldestBacklog(), "the same reading again is the server's cache, not a backlog that stayed")
+	assert.Zero(t, p.backlogAge("q1"), "the same reading again is the server's cache, not a backlog that stayed")
 	for range 20 {
-		c.step(p.oldestBacklog()) // every sampled workflow: nothing pending
+		c.step(p.backlogAge("q1")) // every sampled workflow: nothing pending
 	}
 	assert.Zero(t, c.Window())
 
 	p.observeBacklog("q1", Backlog{Tasks: 41, Age: 4 * time.Second})
-	assert.Equal(t, 4*time.Second, p.oldestBacklog(), "a reading that changed is new")
+	assert.Equal(t, 4*time.Second, p.backlogAge("q1"), "a reading that changed is new")
+}
+
+// Each routed task queue has its own dispatch window: workers that fall
+// behind on one task queue make its workflows' records wait, not those of
+// a task queue whose workers keep up. (One window served every task queue:
+// a slow one made every route's records wait.)
+func TestEachTaskQueueHasItsOwnDispatchWindow(t *testing.T) {
+	tm := &countingTemporal{}
+	b, err := New(config.Config{
+		Kafka:    config.Kafka{Brokers: []string{"b"}, Group: "g"},
+		Batch:    config.Batch{MaxRecords: 1, Linger: time.Millisecond},
+		Dispatch: config.Dispatch{RetryInitial: time.Millisecond, RetryMax: 5 * time.Millisecond},
+		Routes: []config.Route{
+			{Topic: "orders", TypeHeader: "event-type", WorkflowType: "O", WorkflowID: "order-{key}", TaskQueue: "slow"},
+			{Topic: "payments", TypeHeader: "event-type", WorkflowType: "P", WorkflowID: "payment-{key}", TaskQueue: "fast"},
+		},
+	}, Deps{Temporal: tm, DeadLetters: &fakeDLQ{}, Logger: quiet()})
+	require.NoError(t, err)
+	// The slow task queue's tasks wait 2 s, the fast one's not at all.
+	lag := lagByPrefix{"order-": 2 * time.Second}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	for _, q := range []string{"slow", "fast"} {
+		c := b.coalescerFor(q)
+		c.sent(map[string]string{"slow": "order-x", "fast": "payment-x"}[q], time.Now().Add(-time.Second))
+		go c.watchLag(ctx, lag, time.Now, func() time.Duration { return 0 })
+	}
+	require.Eventually(t, func() bool { return b.coalescerFor("slow").Window() == time.Second }, 5*time.Second, time.Millisecond,
+		"the slow task queue's window did not open to its cap")
+	assert.Zero(t, b.coalescerFor("fast").Window(), "the fast task queue's window opened")
+
+	b.dispatcher.start(4)
+	defer b.dispatcher.stop()
+	ch := make(chan *sarama.ConsumerMessage, 3)
+	s := &fakeSession{ctx: context.Background()}
+	var wg sync.WaitGroup
+	wg.Go(func() { assert.NoError(t, claimHandler{b: b}.ConsumeClaim(s, fakeClaim{ch: ch})) })
+	for i := range 3 {
+		m := msg(int64(i), "a", `{}`)
+		m.Topic = "payments"
+		ch <- m
+		require.Eventually(t, func() bool { return s.committed() == int64(i+1) }, 500*time.Millisecond, time.Millisecond,
+			"record %d of the fast task queue waited out the slow one's 1 s window", i)
+	}
+	close(ch)
+	wg.Wait()
+}
+
+// lagByPrefix reads a workflow's task lag from the longest prefix of its ID
+// it holds; 0 for other workflows.
+type lagByPrefix map[string]time.Duration
+
+func (l lagByPrefix) WorkflowTaskLag(_ context.Context, id string) (time.Duration, error) {
+	for p, d := range l {
+		if strings.HasPrefix(id, p) {
+			return d, nil
+		}
+	}
+	return 0, nil
 }

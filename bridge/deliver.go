@@ -111,7 +111,7 @@ func (b *Bridge) send(f *flow, target Target, recs []record, parkable bool) erro
 			b.calls.Add(1)
 			b.windows.sent(target.WorkflowID, target.WorkflowType, recs[len(recs)-1].position(f), len(recs), wire)
 			b.askAhead(f, target)
-			b.coalesce.sent(target.WorkflowID, b.deps.Now())
+			b.coalescerFor(target.TaskQueue).sent(target.WorkflowID, b.deps.Now())
 			if attempt > 1 {
 				b.log.Info("delivered after retries", "workflow_id", target.WorkflowID, "attempts", attempt, "records", len(recs))
 			}

@@ -286,7 +286,7 @@ func (d *dispatcher) schedule(q *wfQueue) {
 // if so sets a timer that schedules q when the window ends. The caller
 // holds d.mu.
 func (d *dispatcher) linger(q *wfQueue) bool {
-	w := d.b.coalesce.Window()
+	w := d.b.coalescerFor(q.pending[0].base.TaskQueue).Window()
 	if w <= 0 {
 		return false
 	}

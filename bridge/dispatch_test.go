@@ -176,7 +176,7 @@ func TestAFullBudgetServesTheWorkflowWithTheMostWaitingFirst(t *testing.T) {
 	f := &flow{ctx: context.Background()}
 	submit := func(wf string, records int) {
 		f.units.Add(1)
-		b.dispatcher.submit(&unit{flow: f, queue: wf, route: 0, records: make([]record, records)})
+		b.dispatcher.submit(&unit{flow: f, queue: wf, route: 0, base: &Target{WorkflowType: "O", TaskQueue: "q"}, records: make([]record, records)})
 	}
 	next := func() string {
 		b.dispatcher.mu.Lock()

@@ -33,8 +33,9 @@
 //	                          queue): an open one pauses only its routes' topics
 //	         backlog.go       polls each routed task queue's backlog
 //	         limiter.go       AIMD limit on concurrent calls
-//	         coalesce.go      the dispatch window: while sampled workflow tasks wait
-//	                          to start, a workflow's records wait for more of its own
+//	         coalesce.go      a dispatch window per routed task queue: while its
+//	                          sampled workflow tasks wait to start, a workflow's
+//	                          records wait for more of its own
 //	         metrics.go       Prometheus metrics, /healthz and /readyz
 //	         tracing.go       a span per delivery, continuing the records' traces
 //
@@ -61,8 +62,8 @@
 //   - A txnCommitter's producer belongs to its run goroutine until close.
 //   - The per-workflow windows and the topic IDs are guarded by their own
 //     mutexes.
-//   - The coalescer's dispatch window and recent sends are guarded by its
-//     mutex; the dispatcher reads the window holding its own (never the
+//   - Each coalescer's dispatch window and recent sends are guarded by its
+//     mutex (the map of coalescers is built in New and only read after); the dispatcher reads the window holding its own (never the
 //     other way round), and a queue waiting out the window is scheduled by
 //     a timer that takes the dispatcher's mutex.
 //   - Bridge holds only immutable configuration, the seams and counters.

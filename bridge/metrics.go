@@ -73,11 +73,11 @@ func newMetrics(b *Bridge) *metrics {
 		gauge("sagabridge_in_flight_max_records", "backpressure.max_records.", func() float64 { return float64(b.cfg.Backpressure.MaxRecords) }),
 		gauge("sagabridge_in_flight_max_bytes", "backpressure.max_bytes.", func() float64 { return float64(b.cfg.Backpressure.MaxBytes) }),
 		gauge("sagabridge_dispatch_window_seconds",
-			"How long a workflow's first pending record waits for more before its call (dispatch.coalesce); 0 sends at once.",
-			func() float64 { return b.coalesce.Window().Seconds() }),
+			"The widest dispatch window of any task queue (sagabridge_task_queue_dispatch_window_seconds): how long a workflow's first pending record waits for more before its call (dispatch.coalesce); 0 sends at once.",
+			func() float64 { w, _ := b.widestWindow(); return w.Seconds() }),
 		gauge("sagabridge_workflow_task_lag_seconds",
-			"How long the last sampled workflow's task waited to start (dispatch.coalesce).",
-			func() float64 { return b.coalesce.lastLag().Seconds() }),
+			"The longest of each task queue's last sampled workflow-task wait (sagabridge_task_queue_workflow_task_lag_seconds; dispatch.coalesce).",
+			func() float64 { _, l := b.widestWindow(); return l.Seconds() }),
 		gauge("sagabridge_concurrency_limit", "The adaptive limit on concurrent calls to Temporal.",
 			func() float64 { return float64(b.limiter.current()) }),
 		gauge("sagabridge_circuit_state",
@@ -137,6 +137,10 @@ var (
 		"Approximate workflow-task backlog of a routed task queue, as last read.", []string{"task_queue"}, nil)
 	backlogAgeDesc = prometheus.NewDesc("sagabridge_task_queue_backlog_age_seconds",
 		"Age of the oldest backlogged workflow task of a routed task queue, as last read.", []string{"task_queue"}, nil)
+	windowDesc = prometheus.NewDesc("sagabridge_task_queue_dispatch_window_seconds",
+		"The dispatch window of a routed task queue's workflows (dispatch.coalesce); 0 sends at once.", []string{"task_queue"}, nil)
+	taskLagDesc = prometheus.NewDesc("sagabridge_task_queue_workflow_task_lag_seconds",
+		"How long the last sampled workflow of a routed task queue waited for its workflow task to start.", []string{"task_queue"}, nil)
 	targetCircuitDesc = prometheus.NewDesc("sagabridge_target_circuit_state",
 		"The circuit breaker around calls to one route target: 0 closed, 1 half-open, 2 open.", []string{"namespace", "task_queue"}, nil)
 	backedUpDesc = prometheus.NewDesc("sagabridge_task_queue_backed_up",
@@ -147,7 +151,7 @@ var (
 type stateCollector struct{ b *Bridge }
 
 func (c stateCollector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{lagDesc, pausedDesc, pausesDesc, claimedDesc, backlogDesc, backlogAgeDesc, backedUpDesc, targetCircuitDesc,
+	for _, d := range []*prometheus.Desc{lagDesc, pausedDesc, pausesDesc, claimedDesc, backlogDesc, backlogAgeDesc, backedUpDesc, targetCircuitDesc, windowDesc, taskLagDesc,
 		committedDesc, groupLagDesc, partitionClaimedDesc} {
 		ch <- d
 	}
@@ -157,6 +161,10 @@ func (c stateCollector) Collect(ch chan<- prometheus.Metric) {
 	paused, backlogs, backedUp, pauses := c.b.pressure.snapshot()
 	for k, cb := range c.b.circuits {
 		ch <- prometheus.MustNewConstMetric(targetCircuitDesc, prometheus.GaugeValue, circuitValue(cb.breaker.State()), k.namespace, k.taskQueue)
+	}
+	for q, co := range c.b.coalescers {
+		ch <- prometheus.MustNewConstMetric(windowDesc, prometheus.GaugeValue, co.Window().Seconds(), q)
+		ch <- prometheus.MustNewConstMetric(taskLagDesc, prometheus.GaugeValue, co.lastLag().Seconds(), q)
 	}
 	for _, r := range []string{ReasonInFlight, ReasonCircuitOpen, ReasonBacklog, ReasonPartitionInFlight, ReasonDLQUnavailable} {
 		ch <- prometheus.MustNewConstMetric(pausesDesc, prometheus.CounterValue, float64(pauses[r]), r)

@@ -156,14 +156,16 @@ type Dispatch struct {
 // Coalesce sets the dispatch window that follows how long workflow tasks
 // wait to start. SignalWithStart returns before a worker applies the
 // signal, so when the workers fall behind every extra call is one more
-// queued workflow task. Four times a second (SampleInterval) the bridge
-// reads the pending task of a workflow it signalled at least TargetLag
-// ago, and the age of the routed task queues' backlogs. While that wait
+// queued workflow task. Each routed task queue has its own window: four
+// times a second (SampleInterval) the bridge reads the pending task of a
+// workflow of that task queue it signalled at least TargetLag ago, and
+// the age of the task queue's backlog. While that wait
 // exceeds both TargetLag and the window, the window widens (by half, from
 // 10ms, up to MaxWindow); while it is under half of the larger of the two
 // it narrows (by a quarter) and closes below 10ms. A workflow's records
 // wait up to the window for more of its records, all sent in one call;
-// dead letters never wait. The window is exported as
+// dead letters never wait. The windows are exported as
+// sagabridge_task_queue_dispatch_window_seconds, the widest as
 // sagabridge_dispatch_window_seconds.
 type Coalesce struct {
 	// TargetLag is the workflow-task wait above which the window widens.
