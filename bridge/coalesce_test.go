@@ -305,12 +305,7 @@ func TestTheDispatchWindowHoldsAWorkflowsRecordsForOneCall(t *testing.T) {
 			}, Deps{Temporal: tm, DeadLetters: &fakeDLQ{}, Logger: quiet()})
 			require.NoError(t, err)
 			b.coalescerFor("q").window = tc.window
-			b.dispatcher.start(4)
-			defer b.dispatcher.stop()
-			ch := make(chan *sarama.ConsumerMessage, 3)
-			s := &fakeSession{ctx: context.Background()}
-			var wg sync.WaitGroup
-			wg.Go(func() { assert.NoError(t, claimHandler{b: b}.ConsumeClaim(s, fakeClaim{ch: ch})) })
+			ch, s, done := claimInBackground(t, b)
 			for i := range 3 {
 				ch <- msg(int64(i), "a", `{}`)
 				if i < 2 {
@@ -321,8 +316,7 @@ func TestTheDispatchWindowHoldsAWorkflowsRecordsForOneCall(t *testing.T) {
 				}
 			}
 			require.Eventually(t, func() bool { return s.committed() == 3 }, 5*time.Second, time.Millisecond)
-			close(ch)
-			wg.Wait()
+			done()
 			tm.mu.Lock()
 			defer tm.mu.Unlock()
 			assert.Len(t, tm.sizes, tc.calls, "calls (records in each: %v)", tm.sizes)
@@ -419,12 +413,7 @@ func TestEachTaskQueueHasItsOwnDispatchWindow(t *testing.T) {
 		"the slow task queue's window did not open to its cap")
 	assert.Zero(t, b.coalescerFor("fast").Window(), "the fast task queue's window opened")
 
-	b.dispatcher.start(4)
-	defer b.dispatcher.stop()
-	ch := make(chan *sarama.ConsumerMessage, 3)
-	s := &fakeSession{ctx: context.Background()}
-	var wg sync.WaitGroup
-	wg.Go(func() { assert.NoError(t, claimHandler{b: b}.ConsumeClaim(s, fakeClaim{ch: ch})) })
+	ch, s, done := claimInBackground(t, b)
 	for i := range 3 {
 		m := msg(int64(i), "a", `{}`)
 		m.Topic = "payments"
@@ -432,8 +421,20 @@ func TestEachTaskQueueHasItsOwnDispatchWindow(t *testing.T) {
 		require.Eventually(t, func() bool { return s.committed() == int64(i+1) }, 500*time.Millisecond, time.Millisecond,
 			"record %d of the fast task queue waited out the slow one's 1 s window", i)
 	}
-	close(ch)
-	wg.Wait()
+	done()
+}
+
+// claimInBackground starts b's dispatcher and consumes a claim of the
+// records sent on ch until done, which closes ch and waits.
+func claimInBackground(t *testing.T, b *Bridge) (ch chan<- *sarama.ConsumerMessage, s *fakeSession, done func()) {
+	t.Helper()
+	b.dispatcher.start(4)
+	t.Cleanup(b.dispatcher.stop)
+	msgs := make(chan *sarama.ConsumerMessage, 3)
+	s = &fakeSession{ctx: context.Background()}
+	var wg sync.WaitGroup
+	wg.Go(func() { assert.NoError(t, claimHandler{b: b}.ConsumeClaim(s, fakeClaim{ch: msgs})) })
+	return msgs, s, func() { close(msgs); wg.Wait() }
 }
 
 // lagByPrefix reads a workflow's task lag from the longest prefix of its ID
