@@ -200,20 +200,16 @@ func (c *txnCommitter) commit() (int, error) {
 	slices.SortFunc(take, func(a, b dlq.Failure) int { return cmp.Compare(a.Offset, b.Offset) })
 	if err := c.transact(take, next); err != nil {
 		if dlq.TooLarge(err) { // the next transaction sends those that did not fit in reduced form
-			reduce := make([]int, len(take)) // all of them, unless the error names which
-			for i := range reduce {
-				reduce[i] = i
-			}
 			var tl *tooLargeError
-			if errors.As(err, &tl) {
-				reduce = tl.at
-			}
-			for _, i := range reduce {
-				if !take[i].IsReduced() {
-					take[i] = take[i].Reduced()
+			named := errors.As(err, &tl) // all of them, unless the error names which
+			reduced := 0
+			for i, f := range take {
+				if (!named || slices.Contains(tl.at, i)) && !f.IsReduced() {
+					take[i] = f.Reduced()
+					reduced++
 				}
 			}
-			c.log.Warn("dead letters too large for the DLQ; the next transaction sends them in reduced form", "records", len(reduce), "of", len(take), "err", err)
+			c.log.Warn("dead letters too large for the DLQ; the next transaction sends them in reduced form", "records", reduced, "of", len(take), "err", err)
 		}
 		c.mu.Lock()
 		c.queued = append(take, c.queued...)
