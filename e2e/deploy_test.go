@@ -217,7 +217,7 @@ func TestKubernetesManifestsMatchTheBridgeConfig(t *testing.T) {
 	assert.Contains(t, env, cfg.Kafka.SASL.PasswordEnv, "the password's environment variable is set from a Secret")
 	limit := mebibytes(t, c.Resources.Limits["memory"])
 	assert.GreaterOrEqual(t, limit, 2*cfg.Memory.SoftLimit>>20, "a memory limit with room above memory.soft_limit")
-	assert.GreaterOrEqual(t, limit, int64(64), "at least the measured bound (RSS about 52 MiB)")
+	assert.GreaterOrEqual(t, limit, int64(64), "at least the measured bound (RSS 53-61 MiB at the default budget)")
 
 	assert.Equal(t, c.Ports[0].Name, c.ReadinessProbe.HTTPGet.Port)
 
