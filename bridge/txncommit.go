@@ -292,21 +292,10 @@ func (e *tooLargeError) Error() string { return e.err.Error() }
 func (e *tooLargeError) Unwrap() error { return e.err }
 
 // tooLargeAmong returns err, as a *tooLargeError when sendErr, what
-// SendMessages(sent) returned, names records refused as too large (sarama
-// reports each record's error). A record over Producer.MaxMessageBytes
-// fails alone; a batch the broker refuses (its max.message.bytes) fails
-// every record in it.
+// SendMessages(sent) returned, names records refused as too large
+// (dlq.TooLargeRecords).
 func tooLargeAmong(err, sendErr error, sent []*sarama.ProducerMessage) error {
-	var pes sarama.ProducerErrors
-	if !errors.As(sendErr, &pes) {
-		return err
-	}
-	refused := map[*sarama.ProducerMessage]bool{}
-	for _, pe := range pes {
-		if dlq.TooLarge(pe.Err) {
-			refused[pe.Msg] = true
-		}
-	}
+	refused := dlq.TooLargeRecords(sendErr)
 	var at []int
 	for i, m := range sent {
 		if refused[m] {

@@ -33,6 +33,28 @@ func TooLarge(err error) bool {
 		(errors.As(err, &cfgErr) && strings.Contains(string(cfgErr), "MaxMessageBytes"))
 }
 
+// TooLargeRecords returns the records that sendErr, what a SyncProducer's
+// SendMessages returned, says were too large (TooLarge): sarama reports
+// each record's error. A record over Producer.MaxMessageBytes fails alone;
+// a batch the broker refuses (its max.message.bytes) fails every record in
+// it. Nil when sendErr carries no per-record errors.
+func TooLargeRecords(sendErr error) map[*sarama.ProducerMessage]bool {
+	var pes sarama.ProducerErrors
+	if !errors.As(sendErr, &pes) {
+		return nil
+	}
+	var refused map[*sarama.ProducerMessage]bool
+	for _, pe := range pes {
+		if TooLarge(pe.Err) {
+			if refused == nil {
+				refused = map[*sarama.ProducerMessage]bool{}
+			}
+			refused[pe.Msg] = true
+		}
+	}
+	return refused
+}
+
 // Reduced returns f in a form that always fits a DLQ topic, for a failure
 // whose full record does not: the value is dropped (its size kept in
 // HeaderValueSize), the key and the error are truncated, and the original

@@ -48,3 +48,13 @@ func headerPtrs(hs []sarama.RecordHeader) []*sarama.RecordHeader {
 	}
 	return out
 }
+
+func TestTooLargeRecordsNamesOnlyTheRecordsRefusedForTheirSize(t *testing.T) {
+	big, other := &sarama.ProducerMessage{}, &sarama.ProducerMessage{}
+	err := sarama.ProducerErrors{
+		{Msg: big, Err: sarama.ConfigurationError("Attempt to produce message larger than configured Producer.MaxMessageBytes: 3 > 1")},
+		{Msg: other, Err: sarama.ErrNotLeaderForPartition},
+	}
+	assert.Equal(t, map[*sarama.ProducerMessage]bool{big: true}, TooLargeRecords(fmt.Errorf("send: %w", err)))
+	assert.Nil(t, TooLargeRecords(sarama.ErrMessageSizeTooLarge), "no per-record errors")
+}

@@ -303,16 +303,11 @@ func (o Output) message() *sarama.ProducerMessage {
 }
 
 // tooLarge records, for the next attempt, the input offsets of the dead
-// letters that sendErr (from SendMessages) says were too large: sarama
-// reports each record's error, and a record over Producer.MaxMessageBytes
-// fails alone (a batch the broker refuses fails every record in it).
+// letters that sendErr (from SendMessages) says were too large
+// (dlq.TooLargeRecords).
 func (t *txn) tooLarge(sendErr error) {
-	var pes sarama.ProducerErrors
-	if !errors.As(sendErr, &pes) {
-		return
-	}
-	for _, pe := range pes {
-		if off, ok := t.deadOf[pe.Msg]; ok && dlq.TooLarge(pe.Err) {
+	for m := range dlq.TooLargeRecords(sendErr) {
+		if off, ok := t.deadOf[m]; ok {
 			if t.l.reduceAt == nil {
 				t.l.reduceAt = map[int64]bool{}
 			}
