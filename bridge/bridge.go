@@ -83,8 +83,9 @@ type Bridge struct {
 	dispatcher *dispatcher
 	windows    *windows // what each workflow was sent and not seen applied
 	// coalescers are the dispatch windows of the routed task queues (one
-	// each); otherCoalescer serves a task queue no route names (a
-	// WithRouteFunc target).
+	// each); otherCoalescer serves a task queue no route names (none in
+	// practice: a target takes its route's task queue, as circuits'
+	// fallback) and, unwatched, stays closed.
 	coalescers     map[string]*coalescer
 	otherCoalescer *coalescer
 	pressure       *pressure
@@ -259,7 +260,6 @@ func (b *Bridge) runGroup(ctx context.Context, group sarama.ConsumerGroup) error
 		for q, c := range b.coalescers {
 			watchers.Go(func() { c.watchLag(wctx, r, b.deps.Now, func() time.Duration { return b.pressure.backlogAge(q) }) })
 		}
-		watchers.Go(func() { b.otherCoalescer.watchLag(wctx, r, b.deps.Now, func() time.Duration { return 0 }) })
 	}
 	if b.newest != nil {
 		watchers.Go(func() { b.watchLogEnds(wctx) })

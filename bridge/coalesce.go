@@ -205,7 +205,6 @@ func (b *Bridge) coalescerFor(taskQueue string) *coalescer {
 // widestWindow is the widest dispatch window of any task queue, and the
 // longest workflow-task lag last sampled on any.
 func (b *Bridge) widestWindow() (window, lag time.Duration) {
-	window, lag = b.otherCoalescer.Window(), b.otherCoalescer.lastLag()
 	for _, c := range b.coalescers {
 		window, lag = max(window, c.Window()), max(lag, c.lastLag())
 	}
