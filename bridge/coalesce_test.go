@@ -261,6 +261,70 @@ func TestTheWindowOpensQuicklyWhenTheLoadSteps(t *testing.T) {
 	})
 }
 
+// Where a fixed 200 ms window keeps the server up, the law must not
+// lose to it by much: narrowing by a quarter all the way let the window
+// close past the edge every few seconds, and each time tasks queued before
+// the wait showed. On the fake server (1,000 Zipf keys, 60 s, the calls
+// made after 20 s, 12 seeds) that law's P99 was 400-750 ms at 500
+// events/s against 350 tasks/s and 430-590 ms at 1,000 against 450,
+// against the fixed window's 205 and 220; holding near the edge, 260-350
+// and 360-505. The median of five seeds is asserted.
+func TestTheWindowHoldsNearWhereTheServerFellBehind(t *testing.T) {
+	seed := uint64(time.Now().UnixNano())
+	t.Logf("seed %d", seed)
+	cfg := config.Coalesce{TargetLag: 200 * time.Millisecond, MaxWindow: time.Second, SampleInterval: 250 * time.Millisecond}
+	start := time.Unix(1_700_000_000, 0)
+	for _, tc := range []simCase{{500, 350, 380 * time.Millisecond}, {1000, 450, 450 * time.Millisecond}} {
+		var p99s []time.Duration
+		for i := range uint64(5) {
+			c := newCoalescer(cfg, quiet())
+			r := simRun(c, &simServer{capacity: tc.capacity, queued: map[string][]time.Time{}},
+				rand.New(rand.NewPCG(seed, i)), start, time.Minute, tc.rate, 1000, true, start.Add(20*time.Second))
+			p99s = append(p99s, r.p99())
+		}
+		slices.Sort(p99s)
+		t.Logf("%.0f events/s against %.0f tasks/s: P99 %v", tc.rate, tc.capacity, p99s)
+		assert.Less(t, p99s[2], tc.p99, "%.0f events/s against %.0f tasks/s: median P99", tc.rate, tc.capacity)
+	}
+}
+
+// The edge, step by step: a wait that begins remembers the widest window
+// of the second before it; narrowing within one and a half times that
+// window takes a sixty-fourth per sample while the calls keep their rate,
+// and a quarter once they fall to half of it.
+func TestTheWindowNarrowsSlowlyNearTheEdgeUntilTheCallsFall(t *testing.T) {
+	ms := time.Millisecond
+	c := newCoalescer(config.Coalesce{TargetLag: 200 * ms, MaxWindow: time.Second, SampleInterval: 250 * ms}, quiet())
+	now := time.Unix(1_700_000_000, 0)
+	sample := func(calls int, lag time.Duration) time.Duration {
+		for range calls {
+			now = now.Add(250 * ms / time.Duration(calls))
+			c.sent("wf", now)
+		}
+		c.step(lag)
+		return c.Window()
+	}
+	c.window = 400 * ms
+	sample(100, 0) // 400 → 300: no edge yet, a quarter
+	sample(100, 0) // → 225
+	sample(100, 0) // → 168.75
+	require.Equal(t, 168750*time.Microsecond, c.Window())
+	sample(100, 500*ms) // the wait begins: the edge is the widest window of the second before
+	require.Equal(t, 400*ms, c.edge)
+	require.Equal(t, 500*ms, sample(100, 500*ms), "a wait that lasts: at least the wait")
+	w := 500 * ms
+	for i := range 20 {
+		w -= w / 64
+		require.Equal(t, w, sample(100, 0), "sample %d: within 1.5 × the edge, the calls as they were, a sixty-fourth", i)
+	}
+	w -= w / 64
+	require.Equal(t, w, sample(20, 0), "the calls begin to fall: the smoothed rate is still over half the edge's")
+	w -= w / 4
+	assert.Equal(t, w, sample(20, 0), "under half the edge's calls per second: a quarter again")
+	c.window = time.Second
+	assert.Equal(t, 750*ms, sample(100, 0), "where a quarter stays above 1.5 × the edge, a quarter")
+}
+
 // A sample is a workflow signalled at least the target lag ago, so that
 // its task, if still queued, has waited longer than the target.
 func TestCoalescerSamplesAWorkflowSignalledAtLeastTheTargetAgo(t *testing.T) {
