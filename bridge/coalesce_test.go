@@ -291,7 +291,8 @@ func TestTheWindowHoldsNearWhereTheServerFellBehind(t *testing.T) {
 // The edge, step by step: a wait that begins remembers the widest window
 // of the second before it; narrowing within one and a half times that
 // window takes a sixty-fourth per sample while the calls keep their rate,
-// and a quarter once they fall to half of it.
+// and a quarter once they fall to half of it, or when the edge is within
+// a third of the cap.
 func TestTheWindowNarrowsSlowlyNearTheEdgeUntilTheCallsFall(t *testing.T) {
 	ms := time.Millisecond
 	c := newCoalescer(config.Coalesce{TargetLag: 200 * ms, MaxWindow: time.Second, SampleInterval: 250 * ms}, quiet())
@@ -323,6 +324,8 @@ func TestTheWindowNarrowsSlowlyNearTheEdgeUntilTheCallsFall(t *testing.T) {
 	assert.Equal(t, w, sample(20, 0), "under half the edge's calls per second: a quarter again")
 	c.window = time.Second
 	assert.Equal(t, 750*ms, sample(100, 0), "where a quarter stays above 1.5 × the edge, a quarter")
+	c.window, c.edge = time.Second, 700*ms
+	assert.Equal(t, 750*ms, sample(100, 0), "an edge within a third of the cap is not held")
 }
 
 // A sample is a workflow signalled at least the target lag ago, so that
