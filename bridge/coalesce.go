@@ -189,7 +189,7 @@ func (c *coalescer) step(lag time.Duration) {
 // fast as before. An edge within a third of max_window is not held: there
 // no window keeps the server up, and on the real stack at 2,000 events/s
 // (window at its cap throughout) the hot key's workflow task timed out in
-// three rounds of five held near the cap, in none of four without
+// four rounds of six held near the cap, against one of six without
 // (docs/BENCHMARKS.md). The caller holds c.mu.
 func (c *coalescer) narrowing() time.Duration {
 	if c.window-c.window/4 < c.edge*3/2 && c.edge < c.cfg.MaxWindow*2/3 && c.rate > c.edgeRate/2 {

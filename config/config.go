@@ -163,8 +163,9 @@ type Dispatch struct {
 // TargetLag and half the window, the window widens (by half, from 10ms,
 // up to MaxWindow); while it is under half of the larger of the two it
 // narrows, by a quarter, or by a sixty-fourth within 1.5 times the window
-// at which tasks last began to wait while the calls per second stay over
-// half of what they were then, and closes below 10ms. A workflow's
+// at which tasks last began to wait (if that is under two thirds of
+// MaxWindow) while the calls per second stay over half of what they were
+// then, and closes below 10ms. A workflow's
 // records wait up to the window for more of its records, all sent in one
 // call; dead letters never wait. The windows are exported as
 // sagabridge_task_queue_dispatch_window_seconds, the widest as
