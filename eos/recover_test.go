@@ -5,6 +5,7 @@ import (
 	"errors"
 	"io"
 	"log/slog"
+	"slices"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -57,18 +58,7 @@ func TestADeadLetterTooLargeForTheDLQGoesInReducedForm(t *testing.T) {
 	const records, maxBytes = 3, 2_000
 	value := make([]byte, maxBytes-200) // its output fits; its dead letter, with the DLQ's headers, does not
 	require.NoError(t, fill(kafka.Brokers, "in", records, value))
-	enrich := enrichTo("out")
-	fn := func(ctx context.Context, rec *sarama.ConsumerMessage) ([]eos.Output, error) {
-		if rec.Offset == 1 {
-			return nil, eos.Permanent(errors.New("not a valid order"))
-		}
-		return enrich(ctx, rec)
-	}
-	p, err := eos.New(eos.Config{Brokers: kafka.Brokers, Group: "g", Topics: []string{"in"}, TransactionalIDPrefix: "reduce",
-		RetryInitial: 10 * time.Millisecond, RetryMax: 100 * time.Millisecond,
-		Sarama: func(c *sarama.Config) { c.Producer.MaxMessageBytes = maxBytes }},
-		fn, slog.New(slog.NewTextHandler(io.Discard, nil)))
-	require.NoError(t, err)
+	p := invalidAt(t, kafka.Brokers, "reduce", maxBytes, 1)
 	runUntilCommitted(t, p, records)
 	assert.Equal(t, int64(1), p.Stats().DeadLettered)
 	client, err := sarama.NewClient(kafka.Brokers, dlq.ConsumerConfig(sarama.V3_6_0_0))
@@ -84,6 +74,26 @@ func TestADeadLetterTooLargeForTheDLQGoesInReducedForm(t *testing.T) {
 // runUntilCommitted runs p until it has committed records input records,
 // failing the test if it stops first or takes more than a minute, and
 // stops it when the test ends.
+// invalidAt is a Processor reading "in" that writes each record to "out"
+// except those at offsets, which fail permanently (dead letters), with
+// the producer's MaxMessageBytes at maxBytes.
+func invalidAt(t *testing.T, brokers []string, prefix string, maxBytes int, offsets ...int64) *eos.Processor {
+	t.Helper()
+	enrich := enrichTo("out")
+	fn := func(ctx context.Context, rec *sarama.ConsumerMessage) ([]eos.Output, error) {
+		if slices.Contains(offsets, rec.Offset) {
+			return nil, eos.Permanent(errors.New("not a valid order"))
+		}
+		return enrich(ctx, rec)
+	}
+	p, err := eos.New(eos.Config{Brokers: brokers, Group: "g", Topics: []string{"in"}, TransactionalIDPrefix: prefix,
+		RetryInitial: 10 * time.Millisecond, RetryMax: 100 * time.Millisecond,
+		Sarama: func(c *sarama.Config) { c.Producer.MaxMessageBytes = maxBytes }},
+		fn, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	require.NoError(t, err)
+	return p
+}
+
 func runUntilCommitted(t *testing.T, p *eos.Processor, records int64) {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
@@ -192,18 +202,7 @@ func TestOnlyTheDeadLetterTooLargeForTheDLQIsReduced(t *testing.T) {
 		require.NoError(t, err)
 	}
 	require.NoError(t, prod.Close())
-	enrich := enrichTo("out")
-	fn := func(ctx context.Context, rec *sarama.ConsumerMessage) ([]eos.Output, error) {
-		if rec.Offset == 1 || rec.Offset == 2 { // 1 too large for the DLQ as a dead letter, 2 not
-			return nil, eos.Permanent(errors.New("not a valid order"))
-		}
-		return enrich(ctx, rec)
-	}
-	p, err := eos.New(eos.Config{Brokers: kafka.Brokers, Group: "g", Topics: []string{"in"}, TransactionalIDPrefix: "reduce-one",
-		RetryInitial: 10 * time.Millisecond, RetryMax: 100 * time.Millisecond,
-		Sarama: func(c *sarama.Config) { c.Producer.MaxMessageBytes = maxBytes }},
-		fn, slog.New(slog.NewTextHandler(io.Discard, nil)))
-	require.NoError(t, err)
+	p := invalidAt(t, kafka.Brokers, "reduce-one", maxBytes, 1, 2) // 1 too large for the DLQ as a dead letter, 2 not
 	runUntilCommitted(t, p, 4)
 	client, err := sarama.NewClient(kafka.Brokers, dlq.ConsumerConfig(sarama.V3_6_0_0))
 	require.NoError(t, err)
