@@ -276,7 +276,7 @@ func (h *harness) runHistory(ctx context.Context, key, runID string, start time.
 		begun, closedAt    time.Time
 		firstWait          time.Duration = -1
 		scheduledAt        time.Time
-		timeouts           int
+		timeouts           []string // each timed-out workflow task's timeout type
 	)
 	it := h.tc.GetWorkflowHistory(ctx, "ledger-"+key, runID, false, enumspb.HISTORY_EVENT_FILTER_TYPE_ALL_EVENT)
 	for it.HasNext() {
@@ -296,7 +296,10 @@ func (h *harness) runHistory(ctx context.Context, key, runID string, start time.
 		case enumspb.EVENT_TYPE_WORKFLOW_EXECUTION_SIGNALED:
 			signals++
 		case enumspb.EVENT_TYPE_WORKFLOW_TASK_TIMED_OUT:
-			timeouts++
+			// ScheduleToStart: a task on the worker's sticky queue was not
+			// picked up in time (StickyScheduleToStartTimeout) and went to the
+			// normal queue; StartToClose: the worker took too long over it.
+			timeouts = append(timeouts, ev.GetWorkflowTaskTimedOutEventAttributes().GetTimeoutType().String())
 		case enumspb.EVENT_TYPE_WORKFLOW_TASK_SCHEDULED:
 			if firstWait < 0 && scheduledAt.IsZero() {
 				scheduledAt = at
@@ -321,8 +324,12 @@ func (h *harness) runHistory(ctx context.Context, key, runID string, start time.
 	if closing != "" {
 		end = fmt.Sprintf("%s at %.1f s", closing, closedAt.Sub(start).Seconds())
 	}
-	fmt.Fprintf(&b, "    ledger-%s run from %.1f s: input %d B, first task waited %d ms, %d events, %d signals, %d task timeouts, %s\n",
-		key, begun.Sub(start).Seconds(), inputBytes, firstWait.Milliseconds(), events, signals, timeouts, end)
+	kinds := ""
+	if len(timeouts) > 0 {
+		kinds = " (" + strings.Join(timeouts, ", ") + ")"
+	}
+	fmt.Fprintf(&b, "    ledger-%s run from %.1f s: input %d B, first task waited %d ms, %d events, %d signals, %d task timeouts%s, %s\n",
+		key, begun.Sub(start).Seconds(), inputBytes, firstWait.Milliseconds(), events, signals, len(timeouts), kinds, end)
 	for _, g := range gaps[:min(n, len(gaps))] {
 		fmt.Fprintf(&b, "      gap %6d ms: %s -> %s\n", g.d.Milliseconds(), g.from, g.to)
 	}
