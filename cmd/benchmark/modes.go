@@ -119,6 +119,7 @@ func (h *harness) fresh(mode string, w workload) string {
 // of -workflow-poller-behavior (workerOptions).
 func (h *harness) startWorker(tq string) (stop func(), err error) {
 	opts := workerOptions(h.o.pollerBehavior)
+	opts.StickyScheduleToStartTimeout = h.o.stickyTimeout
 	w := worker.New(h.tc, tq, opts)
 	ledger.Register(w, ledger.Options{})
 	if err := w.Start(); err != nil {
