@@ -22,6 +22,7 @@ import (
 	"github.com/google/uuid"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+	enumspb "go.temporal.io/api/enums/v1"
 	"go.temporal.io/api/serviceerror"
 	"go.temporal.io/sdk/client"
 	sdklog "go.temporal.io/sdk/log"
@@ -296,24 +297,65 @@ func (e *env) assertLedgersOn(c client.Client, at map[string][]int64, timeout ti
 	var wg sync.WaitGroup
 	var mu sync.Mutex
 	states := map[string]ledger.State{}
+	failed := false
 	for key := range at {
 		wg.Go(func() {
 			st, err := ledgerResultOn(ctx, c, key)
+			var why string
+			if err != nil {
+				why = whyUnfinished(c, "ledger-"+key)
+			}
 			mu.Lock()
 			defer mu.Unlock()
 			if err != nil {
-				e.t.Errorf("ledger %s: %v", key, err)
+				e.t.Errorf("ledger %s: %v (%s)", key, err, why)
+				failed = true
 				return
 			}
 			states[key] = st
 		})
 	}
 	wg.Wait()
+	if failed {
+		// Later checks would wait on the same ledgers without a bound.
+		e.t.FailNow()
+	}
 	for key, want := range at {
 		if st, ok := states[key]; ok {
 			assert.Equal(e.t, want, st.Offsets, "ledger %s: every record applied once, in offset order", key)
 		}
 	}
+}
+
+// whyUnfinished says what keeps workflow id from finishing: its status, its
+// pending workflow task's attempt, and the first workflow task failure or
+// timeout of its current run (Temporal records only the first of a series
+// of failed attempts), so a workflow that never ends fails with its cause.
+func whyUnfinished(c client.Client, id string) string {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	d, err := c.DescribeWorkflowExecution(ctx, id, "")
+	if err != nil {
+		return fmt.Sprintf("describe %s: %v", id, err)
+	}
+	why := []string{"status " + d.GetWorkflowExecutionInfo().GetStatus().String()}
+	if pt := d.GetPendingWorkflowTask(); pt != nil {
+		why = append(why, fmt.Sprintf("workflow task %s, attempt %d", pt.GetState(), pt.GetAttempt()))
+	}
+	it := c.GetWorkflowHistory(ctx, id, "", false, enumspb.HISTORY_EVENT_FILTER_TYPE_ALL_EVENT)
+	for it.HasNext() {
+		ev, err := it.Next()
+		if err != nil {
+			return strings.Join(append(why, fmt.Sprintf("history: %v", err)), "; ")
+		}
+		if a := ev.GetWorkflowTaskFailedEventAttributes(); a != nil {
+			why = append(why, fmt.Sprintf("workflow task failed (%s): %s", a.GetCause(), a.GetFailure().GetMessage()))
+		}
+		if a := ev.GetWorkflowTaskTimedOutEventAttributes(); a != nil {
+			why = append(why, fmt.Sprintf("workflow task timed out (%s)", a.GetTimeoutType()))
+		}
+	}
+	return strings.Join(why, "; ")
 }
 
 // produceLedger sends recs to the ledger topic.
