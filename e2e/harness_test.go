@@ -39,6 +39,7 @@ import (
 	"github.com/sagabridge/sagabridge/internal/connect"
 	"github.com/sagabridge/sagabridge/internal/devstack"
 	"github.com/sagabridge/sagabridge/internal/ledger"
+	"github.com/sagabridge/sagabridge/sagaworker"
 )
 
 // stack is shared by every test of the package; each test uses its own
@@ -121,7 +122,9 @@ func newEnvOn(t *testing.T, partitions int32, temporalAddr string) *env {
 	require.NoError(t, stack.Kafka.Cluster.CreateTopic(dlq.TopicFor(e.topic, dlq.DefaultSuffix), 1, nil))
 	require.NoError(t, stack.Kafka.Cluster.CreateTopic(dlq.TopicFor(e.ledgerTopic, dlq.DefaultSuffix), 1, nil))
 
-	tc, err := client.Dial(client.Options{HostPort: temporalAddr, Logger: quietLogger()})
+	// The test's workers use this client, with the data converter
+	// cmd/worker's have.
+	tc, err := client.Dial(client.Options{HostPort: temporalAddr, Logger: quietLogger(), DataConverter: sagaworker.DataConverter(nil)})
 	require.NoError(t, err)
 	t.Cleanup(tc.Close)
 	e.tc = tc

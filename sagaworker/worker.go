@@ -11,8 +11,10 @@ import (
 	"github.com/IBM/sarama"
 	enumspb "go.temporal.io/api/enums/v1"
 	"go.temporal.io/sdk/client"
+	"go.temporal.io/sdk/converter"
 	sdklog "go.temporal.io/sdk/log"
 	"go.temporal.io/sdk/worker"
+	"go.temporal.io/sdk/workflow"
 
 	"github.com/sagabridge/sagabridge/config"
 	"github.com/sagabridge/sagabridge/internal/cli"
@@ -126,6 +128,7 @@ func run(ctx context.Context, w Worker, s settings, environ []string, log *slog.
 	if err != nil {
 		return fmt.Errorf("temporal configuration: %w", err)
 	}
+	opts.DataConverter = DataConverter(opts.DataConverter)
 	tp, shutdownTracing, err := cli.TracerProvider(ctx, w.name())
 	if err != nil {
 		return fmt.Errorf("tracing: %w", err)
@@ -181,4 +184,21 @@ func kafkaProducer(k config.Kafka, clientID string) (sarama.SyncProducer, error)
 		return nil, fmt.Errorf("start the Kafka producer (brokers %v): %w", k.Brokers, err)
 	}
 	return p, nil
+}
+
+// DataConverter returns dc (the SDK's default if nil) for a worker's
+// client: the SDK's deadlock detector, which fails a workflow task whose
+// code runs a second without yielding, is paused while it decodes. An
+// entity decodes every signal that has arrived in one stretch (each
+// dispatch carries up to dispatch.max_call_bytes of records), and a few
+// megabytes of them on a busy worker took over a second: the task failed,
+// and failed again on every retry, since each replays the same signals
+// (e2e TestAHotKeyOfTwentyMegabytesContinuesAsNewWithinTheLimits under
+// load; [TMPRL1101] in json.Unmarshal under settleUpdates). Use it for a
+// worker you build yourself.
+func DataConverter(dc converter.DataConverter) converter.DataConverter {
+	if dc == nil {
+		dc = converter.GetDefaultDataConverter()
+	}
+	return workflow.DataConverterWithoutDeadlockDetection(dc)
 }
