@@ -128,7 +128,6 @@ func run(ctx context.Context, w Worker, s settings, environ []string, log *slog.
 	if err != nil {
 		return fmt.Errorf("temporal configuration: %w", err)
 	}
-	opts.DataConverter = DataConverter(opts.DataConverter)
 	tp, shutdownTracing, err := cli.TracerProvider(ctx, w.name())
 	if err != nil {
 		return fmt.Errorf("tracing: %w", err)
@@ -194,8 +193,9 @@ func kafkaProducer(k config.Kafka, clientID string) (sarama.SyncProducer, error)
 // megabytes of them on a busy worker took over a second: the task failed,
 // and failed again on every retry, since each replays the same signals
 // (e2e TestAHotKeyOfTwentyMegabytesContinuesAsNewWithinTheLimits under
-// load; [TMPRL1101] in json.Unmarshal under settleUpdates). Use it for a
-// worker you build yourself.
+// load; [TMPRL1101] in json.Unmarshal under settleUpdates). Main's client
+// has it already (its options come from the configuration with it); use it
+// for a worker you build on a client of your own.
 func DataConverter(dc converter.DataConverter) converter.DataConverter {
 	if dc == nil {
 		dc = converter.GetDefaultDataConverter()

@@ -12,6 +12,7 @@ import (
 	"go.temporal.io/sdk/client"
 	"go.temporal.io/sdk/converter"
 	sdklog "go.temporal.io/sdk/log"
+	"go.temporal.io/sdk/workflow"
 
 	"github.com/sagabridge/sagabridge/codec"
 	"github.com/sagabridge/sagabridge/config"
@@ -54,7 +55,8 @@ func PayloadCodec(t config.Temporal) (converter.PayloadCodec, error) {
 
 // ClientOptions are the Temporal client options for this configuration:
 // address, namespace, TLS or mutual TLS, API key, gRPC compression and
-// data converter. Errors name the field and never hold a secret.
+// data converter (DataConverter's, its decoding not counted by the SDK's
+// workflow deadlock detector). Errors name the field and never hold a secret.
 func ClientOptions(t config.Temporal, logger sdklog.Logger) (client.Options, error) {
 	o := client.Options{HostPort: t.Address, Namespace: t.Namespace, Logger: logger}
 	gzip, err := t.Gzip()
@@ -91,7 +93,10 @@ func ClientOptions(t config.Temporal, logger sdklog.Logger) (client.Options, err
 	if err != nil {
 		return o, err
 	}
-	o.DataConverter = dc
+	// A worker on these options decodes signals inside workflow code; the
+	// SDK's deadlock detector is paused while it does (see
+	// sagaworker.DataConverter). Outside a workflow the wrapper does nothing.
+	o.DataConverter = workflow.DataConverterWithoutDeadlockDetection(dc)
 	return o, nil
 }
 
