@@ -331,9 +331,10 @@ func (e *env) assertLedgersOn(c client.Client, at map[string][]int64, timeout ti
 }
 
 // whyUnfinished says what keeps workflow id from finishing: its status, its
-// pending workflow task's attempt, and the first workflow task failure or
-// timeout of its current run (Temporal records only the first of a series
-// of failed attempts), so a workflow that never ends fails with its cause.
+// pending workflow task's attempt, and every workflow task failure and
+// timeout its current run recorded (of a series of failed attempts Temporal
+// records only the first), so a workflow that never ends fails with its
+// cause.
 func whyUnfinished(c client.Client, id string) string {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
