@@ -11,6 +11,7 @@ import (
 	"github.com/stretchr/testify/require"
 	"go.temporal.io/sdk/client"
 	"go.temporal.io/sdk/converter"
+	"go.temporal.io/sdk/workflow"
 
 	"github.com/sagabridge/sagabridge/config"
 )
@@ -92,4 +93,26 @@ func TestClientOptionsCompressRequestsAsConfigured(t *testing.T) {
 	_, err := ClientOptions(config.Temporal{Address: "t:7233", GRPCCompression: "zstd"}, nil)
 	require.ErrorContains(t, err, "temporal.grpc_compression")
 	require.ErrorContains(t, err, `"zstd"`)
+}
+
+// A worker on ClientOptions decodes signals in workflow code, megabytes at
+// a time on a hot entity; its converter must pause the SDK's deadlock
+// detector while it does (sagaworker.TestDataConverterLetsAnEntityDecodeSlowSignals
+// shows why), with or without a codec.
+func TestClientOptionsConverterPausesTheDeadlockDetector(t *testing.T) {
+	key := make([]byte, 32)
+	_, err := rand.Read(key)
+	require.NoError(t, err)
+	keyFile := filepath.Join(t.TempDir(), "codec.key")
+	require.NoError(t, os.WriteFile(keyFile, []byte(base64.StdEncoding.EncodeToString(key)), 0o600))
+	wrapped := workflow.DataConverterWithoutDeadlockDetection(converter.GetDefaultDataConverter())
+
+	for name, tc := range map[string]config.Temporal{
+		"plain": {Address: "t:7233"},
+		"codec": {Address: "t:7233", Codec: config.Codec{KeyFile: keyFile}},
+	} {
+		o, err := ClientOptions(tc, nil)
+		require.NoError(t, err, name)
+		assert.IsType(t, wrapped, o.DataConverter, "%s: the converter is not wrapped in workflow.DataConverterWithoutDeadlockDetection", name)
+	}
 }
