@@ -16,13 +16,21 @@ import (
 	"github.com/sagabridge/sagabridge/config"
 )
 
-func TestClientOptionsCarryTheAPIKeyTLSAndCodec(t *testing.T) {
-	t.Setenv("SAGABRIDGE_TEST_API_KEY", "key-from-env")
+// writeCodecKey writes a random 32-byte codec key, base64 as the codec
+// reads it, to dir/name and returns its path.
+func writeCodecKey(t *testing.T, dir, name string) string {
+	t.Helper()
 	key := make([]byte, 32)
 	_, err := rand.Read(key)
 	require.NoError(t, err)
-	keyFile := filepath.Join(t.TempDir(), "codec.key")
-	require.NoError(t, os.WriteFile(keyFile, []byte(base64.StdEncoding.EncodeToString(key)), 0o600))
+	path := filepath.Join(dir, name)
+	require.NoError(t, os.WriteFile(path, []byte(base64.StdEncoding.EncodeToString(key)), 0o600))
+	return path
+}
+
+func TestClientOptionsCarryTheAPIKeyTLSAndCodec(t *testing.T) {
+	t.Setenv("SAGABRIDGE_TEST_API_KEY", "key-from-env")
+	keyFile := writeCodecKey(t, t.TempDir(), "codec.key")
 
 	o, err := ClientOptions(config.Temporal{Address: "t:7233", Namespace: "ns", TLS: config.TLS{Enabled: true, ServerName: "t"},
 		APIKeyEnv: "SAGABRIDGE_TEST_API_KEY", Codec: config.Codec{KeyFile: keyFile}}, nil)
@@ -47,15 +55,7 @@ func TestClientOptionsCarryTheAPIKeyTLSAndCodec(t *testing.T) {
 
 func TestCodecDecryptKeysReadPayloadsOfOlderKeys(t *testing.T) {
 	dir := t.TempDir()
-	writeKey := func(name string) string {
-		key := make([]byte, 32)
-		_, err := rand.Read(key)
-		require.NoError(t, err)
-		path := filepath.Join(dir, name)
-		require.NoError(t, os.WriteFile(path, []byte(base64.StdEncoding.EncodeToString(key)), 0o600))
-		return path
-	}
-	oldFile, newFile := writeKey("old.key"), writeKey("new.key")
+	oldFile, newFile := writeCodecKey(t, dir, "old.key"), writeCodecKey(t, dir, "new.key")
 	old, err := DataConverter(config.Temporal{Codec: config.Codec{KeyFile: oldFile, KeyID: "old"}})
 	require.NoError(t, err)
 	written, err := old.ToPayload("before")
@@ -100,11 +100,7 @@ func TestClientOptionsCompressRequestsAsConfigured(t *testing.T) {
 // detector while it does (sagaworker.TestDataConverterLetsAnEntityDecodeSlowSignals
 // shows why), with or without a codec.
 func TestClientOptionsConverterPausesTheDeadlockDetector(t *testing.T) {
-	key := make([]byte, 32)
-	_, err := rand.Read(key)
-	require.NoError(t, err)
-	keyFile := filepath.Join(t.TempDir(), "codec.key")
-	require.NoError(t, os.WriteFile(keyFile, []byte(base64.StdEncoding.EncodeToString(key)), 0o600))
+	keyFile := writeCodecKey(t, t.TempDir(), "codec.key")
 	wrapped := workflow.DataConverterWithoutDeadlockDetection(converter.GetDefaultDataConverter())
 
 	for name, tc := range map[string]config.Temporal{
