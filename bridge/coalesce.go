@@ -129,18 +129,20 @@ func (c *coalescer) sample(now time.Time) string {
 }
 
 // step applies one sampled lag to the window. It widens while the lag
-// exceeds both the target and half the window: by half (opening at
-// minWindow) on the first such sample, and at once to at least the lag
-// when the sample before was over too, so a wait that lasts is met within
-// two samples while one slow sample opens it only a little. It narrows
-// (closing below minWindow) while the lag is under half of the larger of
-// the two, by a quarter, or slowly near where a wait last began (see
-// narrowing); in between it holds. So under load the window settles
-// at two to four times its tasks' wait to start: the server keeps
-// headroom, since near its capacity a wait that is half the window is one
-// burst away from a backlog that takes seconds to drain (a window that only
-// matched the wait kept the server at that edge and let its tail tip over,
-// docs/BENCHMARKS.md). At light load it closes.
+// exceeds both the target and half the window, two samples in a row: at
+// once to at least the lag, then by half per sample, so a wait that lasts
+// is met within two samples. One such sample alone opens a closed window
+// at minWindow and holds an open one: widening by half on each sporadic
+// slow sample while the hold below narrowed by a sixty-fourth between
+// them ratcheted the window to its cap at light load
+// (docs/BENCHMARKS.md). It narrows (closing below minWindow) while the lag
+// is under half of the larger of the two, by a quarter, or slowly near
+// where a wait last began (see narrowing); in between it holds. So under
+// load the window settles at two to four times its tasks' wait to start:
+// the server keeps headroom, since near its capacity a wait that is half
+// the window is one burst away from a backlog that takes seconds to drain
+// (a window that only matched the wait kept the server at that edge and
+// let its tail tip over, docs/BENCHMARKS.md). At light load it closes.
 func (c *coalescer) step(lag time.Duration) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
@@ -159,8 +161,9 @@ func (c *coalescer) step(lag time.Duration) {
 	switch {
 	case over && again: // a wait that lasts: at least the wait at once
 		c.window = min(c.cfg.MaxWindow, max(c.window*3/2, lag))
-	case over:
-		c.window = min(c.cfg.MaxWindow, max(minWindow, c.window*3/2))
+	case over && c.window == 0: // one slow sample opens it a little
+		c.window = minWindow
+	case over: // one slow sample in an open window is not yet a wait: hold
 	case lag < bar/2 && c.window > 0:
 		c.window -= c.narrowing()
 		if c.window < minWindow {
