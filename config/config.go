@@ -160,8 +160,10 @@ type Dispatch struct {
 // times a second (SampleInterval) the bridge reads the pending task of a
 // workflow of that task queue it signalled at least TargetLag ago, and
 // the age of the task queue's backlog. While that wait exceeds both
-// TargetLag and half the window, the window widens (by half, from 10ms,
-// up to MaxWindow); while it is under half of the larger of the two it
+// TargetLag and half the window two samples in a row, the window widens
+// (at once to at least the wait, then by half, up to MaxWindow; one such
+// sample opens a closed window at 10ms and holds an open one); while it
+// is under half of the larger of the two it
 // narrows, by a quarter, or by a sixty-fourth within 1.5 times the window
 // at which tasks last began to wait (if that is under two thirds of
 // MaxWindow) while the calls per second stay over half of what they were
