@@ -205,10 +205,10 @@ func assertSimP99(t *testing.T, d, from time.Duration, cases []simCase) {
 
 // The control law, step by step: a first wait over the target opens the
 // window at 10 ms (and holds an open one); a wait that lasts widens it at
-// once to the wait, then
-// by half per sample while the wait exceeds half the window, up to the
-// cap; it holds while the wait is between a quarter and half of the window
-// (or the target), and narrows by a quarter to nothing below that.
+// once to the wait, then by half per sample while the wait exceeds half
+// the window, up to the cap; it holds while the wait is between a
+// quarter and half of the window (or the target), and narrows by a
+// quarter to nothing below that.
 func TestCoalescerStepsWidenHoldAndClose(t *testing.T) {
 	ms := time.Millisecond
 	c := newCoalescer(config.Coalesce{TargetLag: 200 * ms, MaxWindow: 700 * ms, SampleInterval: time.Second}, quiet())

@@ -163,13 +163,12 @@ type Dispatch struct {
 // TargetLag and half the window two samples in a row, the window widens
 // (at once to at least the wait, then by half, up to MaxWindow; one such
 // sample opens a closed window at 10ms and holds an open one); while it
-// is under half of the larger of the two it
-// narrows, by a quarter, or by a sixty-fourth within 1.5 times the window
-// at which tasks last began to wait (if that is under two thirds of
-// MaxWindow) while the calls per second stay over half of what they were
-// then, and closes below 10ms. A workflow's
-// records wait up to the window for more of its records, all sent in one
-// call; dead letters never wait. The windows are exported as
+// is under half of the larger of the two it narrows, by a quarter, or by
+// a sixty-fourth within 1.5 times the window at which tasks last began to
+// wait (if that is under two thirds of MaxWindow) while the calls per
+// second stay over half of what they were then, and closes below 10ms. A
+// workflow's records wait up to the window for more of its records, all
+// sent in one call; dead letters never wait. The windows are exported as
 // sagabridge_task_queue_dispatch_window_seconds, the widest as
 // sagabridge_dispatch_window_seconds.
 type Coalesce struct {
