@@ -3,7 +3,10 @@ package bridge
 import (
 	"context"
 	"fmt"
+	"io"
+	"log/slog"
 	"maps"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -293,4 +296,58 @@ func TestAnUnreadableBacklogExpiresAfterThreeFailedPolls(t *testing.T) {
 	assert.Contains(t, p.unreadableBacklogs()["q1"], "no DescribeTaskQueue for you")
 	cancel()
 	<-done
+}
+
+// onLog calls fn with each record's message, on the logging goroutine.
+type onLog struct {
+	slog.Handler
+	fn func(msg string)
+}
+
+func (h onLog) Handle(ctx context.Context, r slog.Record) error {
+	h.fn(r.Message)
+	return h.Handler.Handle(ctx, r)
+}
+
+func (h onLog) WithAttrs(as []slog.Attr) slog.Handler {
+	return onLog{h.Handler.WithAttrs(as), h.fn}
+}
+
+// The log line that says the circuit opened is an event an operator (or a
+// test scraping /metrics) may act on: by the time it is written the
+// partitions are already paused for the circuit, and by the time "closed"
+// is written they are no longer.
+func TestTheCircuitLogLinesFollowThePauseState(t *testing.T) {
+	tc := &fakeTemporal{}
+	for range 3 {
+		tc.script = append(tc.script, serviceerror.NewUnavailable("down"))
+	}
+	var b *Bridge
+	var mu sync.Mutex
+	seen := map[string]string{} // log message → the orders topic's pause reason when it was written
+	log := slog.New(onLog{slog.NewTextHandler(io.Discard, nil), func(msg string) {
+		if !strings.HasPrefix(msg, "circuit to Temporal") {
+			return
+		}
+		r, _ := b.pressure.reason("orders")
+		mu.Lock()
+		defer mu.Unlock()
+		seen[strings.SplitN(msg, ":", 2)[0]] = r
+	}})
+	b, err := New(config.Config{
+		Kafka:        config.Kafka{Brokers: []string{"b"}, Group: "g"},
+		Dispatch:     config.Dispatch{RetryInitial: time.Millisecond, RetryMax: 2 * time.Millisecond, DrainTimeout: 50 * time.Millisecond},
+		Backpressure: config.Backpressure{Circuit: config.Circuit{Failures: 3, OpenFor: 50 * time.Millisecond}},
+		Routes:       []config.Route{{Topic: "orders", TypeHeader: "event-type", WorkflowType: "O", WorkflowID: "order-{key}", TaskQueue: "q"}},
+	}, Deps{Temporal: tc, DeadLetters: &fakeDLQ{}, Logger: log})
+	require.NoError(t, err)
+	s := consume(t, b, context.Background(), msg(0, "a", `{}`))
+	assert.Equal(t, int64(1), s.committed())
+	mu.Lock()
+	defer mu.Unlock()
+	assert.Equal(t, map[string]string{
+		"circuit to Temporal opened":    ReasonCircuitOpen,
+		"circuit to Temporal half-open": ReasonCircuitOpen,
+		"circuit to Temporal closed":    "",
+	}, seen)
 }

@@ -100,10 +100,20 @@ func (b *Bridge) newCircuit(k circuitKey) *circuit {
 		},
 		IsExcluded: cancelled,
 		OnStateChange: func(_ string, from, to gobreaker.State) {
+			// The pause state changes first, then the log says so: a
+			// reader who acts on the line (an operator, a test scraping
+			// /metrics) finds the partitions already paused or resumed.
+			c.parking.Store(to == gobreaker.StateOpen)
+			b.pressure.setCircuitOpen(k, to != gobreaker.StateClosed)
+			if to != gobreaker.StateOpen {
+				c.unparks.Add(1)
+				// Not under the breaker's lock: the dispatcher's lock is
+				// taken while reading circuits.
+				go b.dispatcher.unpark(c)
+			}
 			log := b.log.With("namespace", k.namespace, "task_queue", k.taskQueue)
 			switch to {
 			case gobreaker.StateOpen:
-				c.parking.Store(true)
 				log.Warn("circuit to Temporal opened: pausing the partitions of the topics that route to this task queue",
 					"reason", ReasonCircuitOpen, "from", from.String(), "open_for", bp.Circuit.OpenFor)
 			case gobreaker.StateHalfOpen:
@@ -114,14 +124,6 @@ func (b *Bridge) newCircuit(k circuitKey) *circuit {
 					log.Info("Temporal accepts the bridge again", "refused_for", b.deps.Now().Sub(f.since).Round(time.Second))
 				}
 			}
-			if to != gobreaker.StateOpen {
-				c.parking.Store(false)
-				c.unparks.Add(1)
-				// Not under the breaker's lock: the dispatcher's lock is
-				// taken while reading circuits.
-				go b.dispatcher.unpark(c)
-			}
-			b.pressure.setCircuitOpen(k, to != gobreaker.StateClosed)
 		},
 	})
 	return c

@@ -147,13 +147,17 @@ func TestTemporalDownForAMinuteLosesNothingAndHoldsMemoryFlat(t *testing.T) {
 	var readAfterOpen []string // samples where a partition read, or /readyz said ready, once the circuit had opened
 	for time.Since(down) < 60*time.Second {
 		time.Sleep(time.Second)
+		// Read the log before the scrape: the bridge pauses before it logs
+		// that the circuit opened, so a scrape taken after the line was
+		// read must show the pause.
+		opened := strings.Contains(out.String(), "circuit to Temporal opened")
 		fams := scrape(metricsURL)
 		require.NotNil(t, fams, "the bridge stopped serving metrics during the outage; output:\n%s", out.String())
 		r, _ := fams.Sum("process_resident_memory_bytes", nil)
 		h, _ := fams.Sum("sagabridge_in_flight_records", nil)
 		l, _ := fams.Sum("sagabridge_consumer_lag", nil)
 		rss, held, lag = append(rss, r), append(held, h), append(lag, l)
-		if strings.Contains(out.String(), "circuit to Temporal opened") {
+		if opened {
 			// Open or half-open, every partition stays paused for the
 			// circuit until a probe succeeds, and the bridge is not ready.
 			claimed, _ := fams.Sum("sagabridge_partitions_claimed", nil)
