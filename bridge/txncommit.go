@@ -39,8 +39,14 @@ type txnCommitter struct {
 	// newProducer starts a producer with the same transactional ID, to
 	// replace one in sarama's fatal state.
 	newProducer func() (sarama.SyncProducer, error)
-	// failed counts failed commits (sagabridge_commit_failures_total).
-	failed    *atomic.Uint64
+	// failed counts failed commits (sagabridge_commit_failures_total);
+	// reduced counts dead letters sent in reduced form
+	// (sagabridge_dlq_reduced_total).
+	failed, reduced *atomic.Uint64
+	// maxBytes is the producer's Producer.MaxMessageBytes: a dead letter
+	// over it is reduced when queued (dlq.Failure.Within), never sent to
+	// fail its transaction.
+	maxBytes  int
 	meta      *sarama.ConsumerGroupMetadata
 	topic     string
 	partition int32
@@ -90,9 +96,10 @@ func (b *Bridge) newTxnCommitter(s sarama.ConsumerGroupSession, topic string, pa
 		return nil, err
 	}
 	c := &txnCommitter{
-		prod: prod, newProducer: newProducer, failed: &b.commitFailures,
-		meta:  sarama.NewConsumerGroupMetadataFromSession(s, b.cfg.Kafka.Group, nil),
-		topic: topic, partition: partition, txnID: txnID, suffix: b.cfg.DLQ.Suffix,
+		prod: prod, newProducer: newProducer, failed: &b.commitFailures, reduced: &b.reducedDeadLetters,
+		maxBytes: pc.Producer.MaxMessageBytes,
+		meta:     sarama.NewConsumerGroupMetadataFromSession(s, b.cfg.Kafka.Group, nil),
+		topic:    topic, partition: partition, txnID: txnID, suffix: b.cfg.DLQ.Suffix,
 		log:      b.log.With("topic", topic, "partition", partition, "txn_id", txnID),
 		onCommit: b.committedDeadLetters, lost: lost,
 		next: start, committed: start,
@@ -119,6 +126,12 @@ func (c *txnCommitter) advance(next int64) {
 
 // enqueue holds f until a transaction commits it with an offset past it.
 func (c *txnCommitter) enqueue(f dlq.Failure) {
+	if r := f.Within(c.suffix, c.maxBytes); r.IsReduced() && !f.IsReduced() {
+		c.reduced.Add(1)
+		c.log.Warn("dead letter too large for dlq.max_message_bytes; it goes in reduced form (value dropped, headers trimmed)",
+			"offset", f.Offset, "value_bytes", len(f.Value), "headers", len(f.Headers), "max_message_bytes", c.maxBytes)
+		f = r
+	}
 	c.mu.Lock()
 	c.queued = append(c.queued, f)
 	c.mu.Unlock()
@@ -207,6 +220,7 @@ func (c *txnCommitter) commit() (int, error) {
 				if (!named || slices.Contains(tl.at, i)) && !f.IsReduced() {
 					take[i] = f.Reduced()
 					reduced++
+					c.reduced.Add(1)
 				}
 			}
 			c.log.Warn("dead letters too large for the DLQ; the next transaction sends them in reduced form", "records", reduced, "of", len(take), "err", err)

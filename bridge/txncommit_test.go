@@ -176,10 +176,12 @@ func TestATransactionalPartitionWhoseDeadLettersCannotCommitIsPaused(t *testing.
 	require.NoError(t, <-done)
 }
 
-// Of a transaction's dead letters, only one too large for the DLQ topic is
-// sent in reduced form; the others keep their values, so the DLQ tool can
-// still redrive them. (Every dead letter of the transaction was reduced,
-// and a reduced one cannot be redriven from the DLQ.)
+// Of a transaction's dead letters, only one too large for the producer
+// (dlq.max_message_bytes) is sent in reduced form, and in the first
+// transaction; the others keep their values, so the DLQ tool can still
+// redrive them. (Every dead letter of the transaction was reduced; then the
+// oversized one failed the first transaction, the path on which sarama
+// races: cmd/saramarace.)
 func TestOnlyTheDeadLetterTooLargeForTheDLQIsReduced(t *testing.T) {
 	cluster, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.SeedTopics(1, "orders", "orders"+dlq.DefaultSuffix))
 	require.NoError(t, err)
@@ -194,11 +196,44 @@ func TestOnlyTheDeadLetterTooLargeForTheDLQIsReduced(t *testing.T) {
 	}
 	c.advance(3)
 	_, err = c.commit()
+	require.NoError(t, err, "the oversized dead letter was reduced before it was sent")
+	assert.Equal(t, map[int64]bool{0: false, 1: true, 2: false}, readDeadLetters(t, cluster, 3))
+	assert.Equal(t, uint64(1), b.reducedDeadLetters.Load())
+}
+
+// A dead letter the broker refuses (the DLQ topic's max.message.bytes,
+// which the producer does not know) fails its transaction; the next one
+// sends it in reduced form.
+func TestADeadLetterTheBrokerRefusesGoesInReducedFormInTheNextTransaction(t *testing.T) {
+	cluster, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.SeedTopics(1, "orders"))
+	require.NoError(t, err)
+	defer cluster.Close()
+	admin, err := sarama.NewClusterAdmin(cluster.ListenAddrs(), sarama.NewConfig())
+	require.NoError(t, err)
+	limit := "10000"
+	require.NoError(t, admin.CreateTopic("orders"+dlq.DefaultSuffix, &sarama.TopicDetail{NumPartitions: 1, ReplicationFactor: 1,
+		ConfigEntries: map[string]*string{"max.message.bytes": &limit}}, false))
+	require.NoError(t, admin.Close())
+	b := newTxnBridge(t, cluster)
+	c, err := b.newTxnCommitter(&simpleSession{}, "orders", 0, 0, func() { t.Error("the partition was released") })
+	require.NoError(t, err)
+	defer c.close()
+	big := `{"pad":"` + strings.Repeat("x", 20_000) + `"}` // under dlq.max_message_bytes, over the topic's limit
+	c.enqueue(dlq.FromMessage(msg(0, "k0", big), dlq.ClassRejected, errors.New("rejected"), 1, time.Now()))
+	c.advance(1)
+	_, err = c.commit()
 	require.Error(t, err)
 	require.True(t, dlq.TooLarge(err), "%v", err)
 	_, err = c.commit()
 	require.NoError(t, err)
+	assert.Equal(t, map[int64]bool{0: true}, readDeadLetters(t, cluster, 1))
+	assert.Equal(t, uint64(1), b.reducedDeadLetters.Load())
+}
 
+// readDeadLetters reads n committed records of the orders DLQ and says
+// which source offsets are in reduced form.
+func readDeadLetters(t *testing.T, cluster *kfake.Cluster, n int) map[int64]bool {
+	t.Helper()
 	cfg := sarama.NewConfig()
 	cfg.Consumer.IsolationLevel = sarama.ReadCommitted
 	cons, err := sarama.NewConsumer(cluster.ListenAddrs(), cfg)
@@ -208,15 +243,15 @@ func TestOnlyTheDeadLetterTooLargeForTheDLQIsReduced(t *testing.T) {
 	require.NoError(t, err)
 	defer pc.Close()
 	reduced := map[int64]bool{}
-	for len(reduced) < 3 {
+	for len(reduced) < n {
 		select {
 		case m := <-pc.Messages():
 			f, err := dlq.Parse(m)
 			require.NoError(t, err)
 			reduced[f.Offset] = f.IsReduced()
 		case <-time.After(30 * time.Second):
-			t.Fatalf("read %d of 3 dead letters", len(reduced))
+			t.Fatalf("read %d of %d dead letters", len(reduced), n)
 		}
 	}
-	assert.Equal(t, map[int64]bool{0: false, 1: true, 2: false}, reduced)
+	return reduced
 }

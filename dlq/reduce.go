@@ -106,3 +106,19 @@ func (f Failure) reducedHeaders() []sarama.RecordHeader {
 		{Key: []byte(HeaderValueSize), Value: []byte(strconv.Itoa(f.valueSize))},
 	}
 }
+
+// Within returns f, or its Reduced form when f's DLQ record on the topic
+// named by suffix would be over maxBytes as sarama measures it against
+// Producer.MaxMessageBytes (ProducerMessage.ByteSize, record format v2).
+// Reducing before the send keeps the producer out of its error path: a
+// transactional producer that refuses a record fails the whole
+// transaction, which then has to be aborted and tried again (and sarama
+// v1.61.1 races on that path: cmd/saramarace). A record the broker
+// refuses (the topic's max.message.bytes) is still found only by sending
+// it (TooLarge). maxBytes ≤ 0 means no limit.
+func (f Failure) Within(suffix string, maxBytes int) Failure {
+	if f.IsReduced() || maxBytes <= 0 || f.Message(suffix).ByteSize(2) <= maxBytes {
+		return f
+	}
+	return f.Reduced()
+}

@@ -58,3 +58,15 @@ func TestTooLargeRecordsNamesOnlyTheRecordsRefusedForTheirSize(t *testing.T) {
 	assert.Equal(t, map[*sarama.ProducerMessage]bool{big: true}, TooLargeRecords(fmt.Errorf("send: %w", err)))
 	assert.Nil(t, TooLargeRecords(sarama.ErrMessageSizeTooLarge), "no per-record errors")
 }
+
+func TestWithinReducesOnlyADeadLetterOverTheProducersLimit(t *testing.T) {
+	f := Failure{Topic: "orders", Offset: 7, Value: make([]byte, 1500), Class: ClassRejected, Err: "rejected"}
+	size := f.Message(DefaultSuffix).ByteSize(2)
+	assert.Greater(t, size, 1500, "the DLQ's headers count")
+	assert.False(t, f.Within(DefaultSuffix, size).IsReduced(), "at the limit it fits")
+	assert.False(t, f.Within(DefaultSuffix, 0).IsReduced(), "0: no limit")
+	r := f.Within(DefaultSuffix, size-1)
+	require.True(t, r.IsReduced(), "one byte over the limit")
+	assert.LessOrEqual(t, r.Message(DefaultSuffix).ByteSize(2), size-1)
+	assert.Equal(t, int64(7), r.Offset)
+}

@@ -40,13 +40,17 @@ type partitionLoop struct {
 	// cleared when a transaction commits.
 	reduceAt  map[int64]bool
 	reduceAll bool
+	// maxBytes is the producer's Producer.MaxMessageBytes: a dead letter
+	// over it is reduced before it is sent (dlq.Failure.Within).
+	maxBytes int
 }
 
 // newPartitionLoop starts the partition's transactional producer. Its
 // InitProducerId bumps the epoch of the ID, fencing any earlier producer
 // and aborting whatever transaction that one left open.
 func newPartitionLoop(p *Processor, sess sarama.ConsumerGroupSession, claim sarama.ConsumerGroupClaim, txnID string, log *slog.Logger) (*partitionLoop, error) {
-	prod, err := sarama.NewSyncProducer(p.cfg.Brokers, p.cfg.producerConfig(txnID))
+	pc := p.cfg.producerConfig(txnID)
+	prod, err := sarama.NewSyncProducer(p.cfg.Brokers, pc)
 	if err != nil {
 		return nil, fmt.Errorf("eos: start transactional producer %s: %w", txnID, err)
 	}
@@ -55,7 +59,7 @@ func newPartitionLoop(p *Processor, sess sarama.ConsumerGroupSession, claim sara
 	return &partitionLoop{
 		p: p, claim: claim, txnID: txnID, prod: prod, log: log, retry: retry,
 		meta:     sarama.NewConsumerGroupMetadataFromSession(sess, p.cfg.Group, nil),
-		failures: map[int64]int{},
+		failures: map[int64]int{}, maxBytes: pc.Producer.MaxMessageBytes,
 	}, nil
 }
 
@@ -185,6 +189,9 @@ func (l *partitionLoop) step(ctx context.Context, batch []*sarama.ConsumerMessag
 			f := dlq.FromMessage(rec, dlq.ClassProcess, err, attempts, time.Now())
 			if l.reduceAll || l.reduceAt[rec.Offset] {
 				f = f.Reduced()
+			} else if f = f.Within(l.p.cfg.DLQSuffix, l.maxBytes); f.IsReduced() {
+				l.log.Warn("dead letter too large for the producer's max message size; sending it in reduced form",
+					"offset", rec.Offset, "value_bytes", len(rec.Value), "max_message_bytes", l.maxBytes)
 			}
 			t.addDead(f.Message(l.p.cfg.DLQSuffix), rec.Offset)
 			dead++
