@@ -299,15 +299,7 @@ func TestTheWindowHoldsNearWhereTheServerFellBehind(t *testing.T) {
 func TestTheWindowNarrowsSlowlyNearTheEdgeUntilTheCallsFall(t *testing.T) {
 	ms := time.Millisecond
 	c := newCoalescer(config.Coalesce{TargetLag: 200 * ms, MaxWindow: time.Second, SampleInterval: 250 * ms}, quiet())
-	now := time.Unix(1_700_000_000, 0)
-	sample := func(calls int, lag time.Duration) time.Duration {
-		for range calls {
-			now = now.Add(250 * ms / time.Duration(calls))
-			c.sent("wf", now)
-		}
-		c.step(lag)
-		return c.Window()
-	}
+	sample := sampler(c)
 	c.window = 400 * ms
 	sample(100, 0) // 400 → 300: no edge yet, a quarter
 	sample(100, 0) // → 225
@@ -531,16 +523,9 @@ func (l lagByPrefix) WorkflowTaskLag(_ context.Context, id string) (time.Duratio
 func TestSporadicSlowSamplesDoNotRatchetTheWindow(t *testing.T) {
 	ms := time.Millisecond
 	c := newCoalescer(config.Coalesce{TargetLag: 200 * ms, MaxWindow: time.Second, SampleInterval: 250 * ms}, quiet())
-	now := time.Unix(1_700_000_000, 0)
+	step := sampler(c)
 	widest := time.Duration(0)
-	sample := func(lag time.Duration) {
-		for range 100 {
-			now = now.Add(250 * ms / 100)
-			c.sent("wf", now)
-		}
-		c.step(lag)
-		widest = max(widest, c.Window())
-	}
+	sample := func(lag time.Duration) { widest = max(widest, step(100, lag)) }
 	c.window = 300 * ms
 	for range edgeSamples { // held: the wait between a quarter and half of the window
 		sample(150 * ms)
@@ -552,4 +537,19 @@ func TestSporadicSlowSamplesDoNotRatchetTheWindow(t *testing.T) {
 		}
 	}
 	assert.LessOrEqual(t, widest, 300*ms, "the widest window over a minute of sporadic slow samples")
+}
+
+// sampler drives c, whose SampleInterval is 250 ms, on a fake clock: each
+// call spreads calls sends over one interval, steps c with the sampled
+// lag and returns its window.
+func sampler(c *coalescer) func(calls int, lag time.Duration) time.Duration {
+	now := time.Unix(1_700_000_000, 0)
+	return func(calls int, lag time.Duration) time.Duration {
+		for range calls {
+			now = now.Add(250 * time.Millisecond / time.Duration(calls))
+			c.sent("wf", now)
+		}
+		c.step(lag)
+		return c.Window()
+	}
 }
