@@ -87,6 +87,7 @@ func simRun(c *coalescer, s *simServer, rng *rand.Rand, start time.Time, d time.
 	const dt = 5 * time.Millisecond
 	z := rand.NewZipf(rng, 1.1, 1, uint64(keys-1))
 	pend := map[string][]time.Time{} // per key, its pending events' arrivals
+	var order []string               // pend's keys by their first pending event's arrival
 	var r simResult
 	owed := 0.0
 	now := start
@@ -95,17 +96,26 @@ func simRun(c *coalescer, s *simServer, rng *rand.Rand, start time.Time, d time.
 		now = now.Add(dt)
 		for owed += rate * dt.Seconds(); owed >= 1; owed-- {
 			id := fmt.Sprintf("wf-%d", z.Uint64())
+			if len(pend[id]) == 0 {
+				order = append(order, id)
+			}
 			pend[id] = append(pend[id], now)
 		}
+		// The keys whose first event has waited out the window, oldest
+		// first (in map order a run was not a function of its seed).
 		w := c.Window()
-		for id, arrived := range pend {
-			if now.Sub(arrived[0]) >= w {
-				s.call(id, now, arrived)
-				c.sent(id, now)
-				r.calls++
-				delete(pend, id)
+		due := 0
+		for _, id := range order {
+			if now.Sub(pend[id][0]) < w {
+				break
 			}
+			s.call(id, now, pend[id])
+			c.sent(id, now)
+			r.calls++
+			delete(pend, id)
+			due++
 		}
+		order = order[due:]
 		for _, t := range s.serve(dt) {
 			if !t.at.Before(from) {
 				for _, a := range t.arrived {
@@ -169,10 +179,13 @@ func TestCoalescerWidensUntilTheServerKeepsUpAndClosesWhenLoadDrops(t *testing.T
 // exceeds the window) 1.48-2.09 s at 500 events/s against 200 tasks/s,
 // 1.91-2.73 s at 1,000 against 300 and 1.40-1.75 s at 2,000 against 500;
 // with this one 0.80-1.02, 1.07-1.51 and 0.79-1.02 s (P50 no worse).
+// Since one slow sample holds an open window (300 seeds, each the median of
+// three streams): 0.67-0.94, 1.01-1.68 and 0.66-0.87 s; single streams
+// reached 1.94 s at 1,000 against 300 (1.53 s before that change).
 func TestTheWindowKeepsHeadroomAtTheServersEdge(t *testing.T) {
 	assertSimP99(t, 60*time.Second, 20*time.Second, []simCase{
 		{500, 200, 1250 * time.Millisecond},
-		{1000, 300, 1700 * time.Millisecond},
+		{1000, 300, 1800 * time.Millisecond},
 		{2000, 500, 1250 * time.Millisecond},
 	})
 }
@@ -184,9 +197,10 @@ type simCase struct {
 	p99            time.Duration
 }
 
-// assertSimP99 runs each case for d from a closed window, on a seed it
-// logs, with the defaults' target, cap and sampling, and asserts the P99
-// of the waits of the calls made from the from-th second on.
+// assertSimP99 runs each case for d from a closed window, three streams
+// of a seed it logs, with the defaults' target, cap and sampling, and
+// asserts the median of their P99s of the waits of the calls made from the
+// from-th second on.
 func assertSimP99(t *testing.T, d, from time.Duration, cases []simCase) {
 	t.Helper()
 	seed := uint64(time.Now().UnixNano())
@@ -194,12 +208,17 @@ func assertSimP99(t *testing.T, d, from time.Duration, cases []simCase) {
 	cfg := config.Coalesce{TargetLag: 200 * time.Millisecond, MaxWindow: time.Second, SampleInterval: 250 * time.Millisecond}
 	start := time.Unix(1_700_000_000, 0)
 	for _, tc := range cases {
-		c := newCoalescer(cfg, quiet())
-		r := simRun(c, &simServer{capacity: tc.capacity, queued: map[string][]time.Time{}},
-			rand.New(rand.NewPCG(seed, 1)), start, d, tc.rate, 1000, true, start.Add(from))
-		t.Logf("%.0f events/s against %.0f tasks/s: P50 %s, P99 %s, %d calls, window %s", tc.rate, tc.capacity,
-			r.latencies[len(r.latencies)/2], r.p99(), r.calls, c.Window())
-		assert.Less(t, r.p99(), tc.p99, "%.0f events/s against %.0f tasks/s", tc.rate, tc.capacity)
+		var p99s []time.Duration
+		for i := range uint64(3) {
+			c := newCoalescer(cfg, quiet())
+			r := simRun(c, &simServer{capacity: tc.capacity, queued: map[string][]time.Time{}},
+				rand.New(rand.NewPCG(seed, i)), start, d, tc.rate, 1000, true, start.Add(from))
+			t.Logf("%.0f events/s against %.0f tasks/s: P50 %s, P99 %s, %d calls, window %s", tc.rate, tc.capacity,
+				r.latencies[len(r.latencies)/2], r.p99(), r.calls, c.Window())
+			p99s = append(p99s, r.p99())
+		}
+		slices.Sort(p99s)
+		assert.Less(t, p99s[1], tc.p99, "%.0f events/s against %.0f tasks/s: median P99", tc.rate, tc.capacity)
 	}
 }
 
@@ -271,15 +290,20 @@ func TestTheWindowOpensQuicklyWhenTheLoadSteps(t *testing.T) {
 // made after 20 s, 12 seeds) that law's P99 was 400-750 ms at 500
 // events/s against 350 tasks/s and 430-590 ms at 1,000 against 450,
 // against the fixed window's 205 and 220; holding near the edge, 260-350
-// and 360-505. The median of five seeds is asserted.
+// and 360-505. The median of seven streams of one seed is asserted. Over
+// 500 seeds it was 275-340 ms and 370-475 ms; with five streams, 365-525
+// at 1,000 against 450 (over 450 ms in 14 seeds of 500, where the law
+// before one slow sample held the window had 365-440 in 200: holding
+// costs this noiseless server a little, see
+// TestSporadicSlowSamplesDoNotRatchetTheWindow for what it buys).
 func TestTheWindowHoldsNearWhereTheServerFellBehind(t *testing.T) {
 	seed := uint64(time.Now().UnixNano())
 	t.Logf("seed %d", seed)
 	cfg := config.Coalesce{TargetLag: 200 * time.Millisecond, MaxWindow: time.Second, SampleInterval: 250 * time.Millisecond}
 	start := time.Unix(1_700_000_000, 0)
-	for _, tc := range []simCase{{500, 350, 380 * time.Millisecond}, {1000, 450, 450 * time.Millisecond}} {
+	for _, tc := range []simCase{{500, 350, 380 * time.Millisecond}, {1000, 450, 500 * time.Millisecond}} {
 		var p99s []time.Duration
-		for i := range uint64(5) {
+		for i := range uint64(7) {
 			c := newCoalescer(cfg, quiet())
 			r := simRun(c, &simServer{capacity: tc.capacity, queued: map[string][]time.Time{}},
 				rand.New(rand.NewPCG(seed, i)), start, time.Minute, tc.rate, 1000, true, start.Add(20*time.Second))
@@ -287,7 +311,7 @@ func TestTheWindowHoldsNearWhereTheServerFellBehind(t *testing.T) {
 		}
 		slices.Sort(p99s)
 		t.Logf("%.0f events/s against %.0f tasks/s: P99 %v", tc.rate, tc.capacity, p99s)
-		assert.Less(t, p99s[2], tc.p99, "%.0f events/s against %.0f tasks/s: median P99", tc.rate, tc.capacity)
+		assert.Less(t, p99s[3], tc.p99, "%.0f events/s against %.0f tasks/s: median P99", tc.rate, tc.capacity)
 	}
 }
 
@@ -551,5 +575,23 @@ func sampler(c *coalescer) func(calls int, lag time.Duration) time.Duration {
 		}
 		c.step(lag)
 		return c.Window()
+	}
+}
+
+// A simulated run is a function of its seed, so a failure's logged seed
+// reproduces it. (Keys were dispatched in map order, which Go randomizes:
+// a seed whose median P99 was 515 ms in a CI run gave 420 ms here.)
+func TestASimulatedRunIsAFunctionOfItsSeed(t *testing.T) {
+	cfg := config.Coalesce{TargetLag: 200 * time.Millisecond, MaxWindow: time.Second, SampleInterval: 250 * time.Millisecond}
+	start := time.Unix(1_700_000_000, 0)
+	run := func() simResult {
+		return simRun(newCoalescer(cfg, quiet()), &simServer{capacity: 450, queued: map[string][]time.Time{}},
+			rand.New(rand.NewPCG(1796539797148560456, 0)), start, 20*time.Second, 1000, 1000, true, start)
+	}
+	first := run()
+	for range 3 {
+		again := run()
+		require.Equal(t, first.calls, again.calls)
+		require.Equal(t, first.latencies, again.latencies)
 	}
 }
