@@ -12,10 +12,11 @@
 //	go run -race ./cmd/saramarace [-trials 200]
 //
 // Built with -race it prints the race detector's report and exits 66 when
-// the race shows (here: within the first 200 trials, every run tried). The bridge and eos sidestep it for dead letters by
-// reducing one over the producer's limit before sending it
-// (dlq.Failure.Within); a record the broker refuses (the topic's
-// max.message.bytes) still takes sarama's error path.
+// the race shows (here: within the first 200 trials, every run tried).
+// The bridge and eos sidestep it for dead letters by reducing one over the
+// producer's limit before sending it (dlq.Failure.Within); a record the
+// broker refuses (the topic's max.message.bytes) still takes sarama's
+// error path.
 package main
 
 import (
