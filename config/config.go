@@ -69,8 +69,9 @@ type DLQ struct {
 type Batch struct {
 	// MaxRecords flushes a batch at this many records. Larger batches give
 	// each workflow more events per call when catching up on a backlog (on
-	// a 1,000-key backlog, 2,000 records per batch matched pre-batched
-	// calls; 500 made twice as many calls). Optional, default 2000.
+	// a 1,000-key backlog, with the other defaults, 0.016-0.018 calls per
+	// event against 0.011 for calls grouped ahead; docs/BENCHMARKS.md).
+	// Optional, default 2000.
 	MaxRecords int `yaml:"max_records"`
 	// MaxBytes flushes a batch at this many bytes of keys and values.
 	// Optional, default 2 MiB.
@@ -172,8 +173,10 @@ type Dispatch struct {
 // sagabridge_task_queue_dispatch_window_seconds, the widest as
 // sagabridge_dispatch_window_seconds.
 type Coalesce struct {
-	// TargetLag is the workflow-task wait above which the window widens.
-	// Optional, default 200ms.
+	// TargetLag is the workflow-task wait above which the window opens: a
+	// sampled wait over it (and over half the window) opens a closed window
+	// at 10ms and holds an open one; two in a row widen it. Optional,
+	// default 200ms.
 	TargetLag time.Duration `yaml:"target_lag"`
 	// MaxWindow caps the window; 0s turns coalescing off. Optional,
 	// default 1s.

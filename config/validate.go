@@ -30,10 +30,13 @@ const MaxPayloadBytes = 2 << 20
 
 // FieldError is a configuration error at one field, such as "routes[1].topic".
 type FieldError struct {
+	// Field is the field's path in the file, such as "dlq.suffix".
 	Field string
-	Msg   string
+	// Msg says what is wrong with it.
+	Msg string
 }
 
+// Error returns "field: message".
 func (e *FieldError) Error() string { return e.Field + ": " + e.Msg }
 
 // validateConnections checks what the bridge and the worker both need to

@@ -40,9 +40,8 @@
 // the record nor dead-letter it twice. A dead letter too large for the DLQ
 // goes in reduced form (dlq.Failure.Reduced: the value dropped, the
 // coordinates and the error kept): at once when it is over the producer's
-// Producer.MaxMessageBytes, when the batch is retried when the broker
-// refused it (the topic's max.message.bytes). An error
-// wrapped by Outage is not the record's fault (a service the function
+// Producer.MaxMessageBytes, or, when the broker refused it (the topic's
+// max.message.bytes), when the batch is retried. An error wrapped by Outage is not the record's fault (a service the function
 // calls is down, or refuses the Processor's own access): the record is
 // retried for as long as the function says so, never counted, never
 // dead-lettered.
