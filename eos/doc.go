@@ -41,10 +41,17 @@
 // goes in reduced form (dlq.Failure.Reduced: the value dropped, the
 // coordinates and the error kept): at once when it is over the producer's
 // Producer.MaxMessageBytes, or, when the broker refused it (the topic's
-// max.message.bytes), when the batch is retried. An error wrapped by Outage is not the record's fault (a service the function
-// calls is down, or refuses the Processor's own access): the record is
-// retried for as long as the function says so, never counted, never
-// dead-lettered.
+// max.message.bytes), when the batch is retried. A record whose function
+// returns an output that can never be sent is poison too, and is
+// dead-lettered rather than retried for ever: at once when the output is
+// over Producer.MaxMessageBytes (the error names the output, its size and
+// the limit), and when the broker refuses it for its topic, on a later
+// attempt (the broker refuses a whole batch, so the records in it send
+// their outputs one record at a time until the refusal names one). An
+// error wrapped by Outage is not the record's fault (a service the
+// function calls is down, or refuses the Processor's own access): the
+// record is retried for as long as the function says so, never counted,
+// never dead-lettered.
 //
 // # Fencing
 //

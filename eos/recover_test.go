@@ -231,3 +231,92 @@ func TestOnlyTheDeadLetterTooLargeForTheDLQIsReduced(t *testing.T) {
 	assert.Equal(t, map[int64]bool{1: true, 2: false}, reduced)
 	assert.Zero(t, p.Stats().Aborts, "no transaction failed")
 }
+
+// A record whose function returns an output too large for the producer
+// (Producer.MaxMessageBytes) is a poison record: it is dead-lettered at
+// once, with an error that names the output, its size and the limit, and
+// the partition goes on; no transaction is tried with the output. (Every
+// attempt failed its transaction on sarama's size check and the batch was
+// retried for ever: the partition stalled on the record.)
+func TestARecordWhoseOutputIsTooLargeIsDeadLettered(t *testing.T) {
+	kafka, err := devstack.StartKafka(0, 1, "in", "out", "in"+dlq.DefaultSuffix)
+	require.NoError(t, err)
+	defer kafka.Close()
+	const records, maxBytes = 4, 2_000
+	require.NoError(t, fill(kafka.Brokers, "in", records, []byte("v")))
+	fn := func(_ context.Context, rec *sarama.ConsumerMessage) ([]eos.Output, error) {
+		v := rec.Value
+		if rec.Offset == 1 {
+			v = make([]byte, maxBytes)
+		}
+		return []eos.Output{{Topic: "out", Key: rec.Key, Value: rec.Value}, {Topic: "out", Key: rec.Key, Value: v}}, nil
+	}
+	p, err := eos.New(eos.Config{Brokers: kafka.Brokers, Group: "g", Topics: []string{"in"}, TransactionalIDPrefix: "big-output",
+		RetryInitial: 10 * time.Millisecond, RetryMax: 100 * time.Millisecond,
+		Sarama: func(c *sarama.Config) { c.Producer.MaxMessageBytes = maxBytes }},
+		fn, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	require.NoError(t, err)
+	runUntilCommitted(t, p, records)
+	st := p.Stats()
+	assert.Equal(t, int64(1), st.DeadLettered)
+	assert.Equal(t, int64(2*(records-1)), st.Outputs, "the other records' outputs, and none of the poison record's")
+	assert.Zero(t, st.Aborts, "no transaction failed")
+
+	client, err := sarama.NewClient(kafka.Brokers, dlq.ConsumerConfig(sarama.V3_6_0_0))
+	require.NoError(t, err)
+	defer client.Close()
+	entries, err := dlq.Read(context.Background(), client, "in"+dlq.DefaultSuffix, dlq.Filter{})
+	require.NoError(t, err)
+	require.Len(t, entries, 1)
+	f := entries[0].Failure
+	assert.Equal(t, int64(1), f.Offset)
+	assert.False(t, f.IsReduced(), "the input record itself is small: its dead letter keeps it")
+	assert.Contains(t, f.Err, `output 2 of 2 (topic "out")`)
+	assert.Contains(t, f.Err, "Producer.MaxMessageBytes 2000")
+}
+
+// A record whose output the broker refuses as too large for its topic
+// (the topic's max.message.bytes, which only the broker knows) is
+// dead-lettered, and the records sent beside it are not: the broker
+// refuses the whole batch, so the next attempt sends each of those
+// records' outputs alone, and the one refused then is the poison record.
+// (The batch was retried for ever, each dead letter reduced in vain: the
+// partition stalled on the record.)
+func TestARecordWhoseOutputTheBrokerRefusesIsDeadLettered(t *testing.T) {
+	kafka, err := devstack.StartKafka(0, 1, "in", "in"+dlq.DefaultSuffix)
+	require.NoError(t, err)
+	defer kafka.Close()
+	const records, maxBytes = 4, 2_000
+	admin, err := sarama.NewClusterAdmin(kafka.Brokers, sarama.NewConfig())
+	require.NoError(t, err)
+	limit := fmt.Sprint(maxBytes)
+	require.NoError(t, admin.CreateTopic("out", &sarama.TopicDetail{NumPartitions: 1, ReplicationFactor: 1,
+		ConfigEntries: map[string]*string{"max.message.bytes": &limit}}, false))
+	require.NoError(t, admin.Close())
+	require.NoError(t, fill(kafka.Brokers, "in", records, []byte("v")))
+	fn := func(_ context.Context, rec *sarama.ConsumerMessage) ([]eos.Output, error) {
+		v := rec.Value
+		if rec.Offset == 1 {
+			v = make([]byte, maxBytes+500) // under the producer's limit, over the topic's
+		}
+		return []eos.Output{{Topic: "out", Key: rec.Key, Value: v}}, nil
+	}
+	p, err := eos.New(eos.Config{Brokers: kafka.Brokers, Group: "g", Topics: []string{"in"}, TransactionalIDPrefix: "refused-output",
+		RetryInitial: 10 * time.Millisecond, RetryMax: 100 * time.Millisecond},
+		fn, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	require.NoError(t, err)
+	runUntilCommitted(t, p, records)
+	st := p.Stats()
+	assert.Equal(t, int64(1), st.DeadLettered)
+	assert.Equal(t, int64(records-1), st.Outputs)
+	assert.GreaterOrEqual(t, st.Aborts, int64(1), "the broker refused the output")
+
+	client, err := sarama.NewClient(kafka.Brokers, dlq.ConsumerConfig(sarama.V3_6_0_0))
+	require.NoError(t, err)
+	defer client.Close()
+	entries, err := dlq.Read(context.Background(), client, "in"+dlq.DefaultSuffix, dlq.Filter{})
+	require.NoError(t, err)
+	require.Len(t, entries, 1)
+	assert.Equal(t, int64(1), entries[0].Failure.Offset)
+	assert.Contains(t, entries[0].Failure.Err, "the broker refused the record's outputs as too large")
+}

@@ -40,8 +40,20 @@ type partitionLoop struct {
 	// cleared when a transaction commits.
 	reduceAt  map[int64]bool
 	reduceAll bool
+	// poison holds the offsets whose outputs the broker refused as too
+	// large (the output topic's max.message.bytes), each with why: the
+	// next attempt dead-letters them, since they never fit. suspects holds
+	// the offsets of records whose outputs were refused together with
+	// other records' or beside a dead letter (the broker refuses a whole
+	// batch, and sarama then fails the transaction's other records with
+	// the same error): the next attempt
+	// sends each one's outputs alone, so that a refusal names one record.
+	// Both are cleared when a transaction commits.
+	poison   map[int64]error
+	suspects map[int64]bool
 	// maxBytes is the producer's Producer.MaxMessageBytes: a dead letter
-	// over it is reduced before it is sent (dlq.Failure.Within).
+	// over it is reduced before it is sent (dlq.Failure.Within), and a
+	// record with an output over it is dead-lettered (checkOutputs).
 	maxBytes int
 }
 
@@ -166,13 +178,31 @@ func (l *partitionLoop) step(ctx context.Context, batch []*sarama.ConsumerMessag
 	var failure error
 	n := 0
 	for _, rec := range batch {
-		outs, err := l.p.fn(ctx, rec)
+		var msgs []*sarama.ProducerMessage
+		err := l.poison[rec.Offset]
+		if err == nil {
+			var outs []Output
+			if outs, err = l.p.fn(ctx, rec); err == nil {
+				msgs, err = l.checkOutputs(outs)
+			}
+		}
 		switch {
 		case err == nil:
-			for _, o := range outs {
-				t.add(o.message())
+			alone := l.suspects[rec.Offset]
+			if alone { // its outputs go in a send of their own
+				if err := t.flush(1); err != nil {
+					return 0, err
+				}
 			}
-			outputs += len(outs)
+			for _, m := range msgs {
+				t.addOutput(m, rec.Offset)
+			}
+			if alone {
+				if err := t.flush(1); err != nil {
+					return 0, err
+				}
+			}
+			outputs += len(msgs)
 		case ctx.Err() != nil:
 			failure = fmt.Errorf("%s/%d@%d: %w", rec.Topic, rec.Partition, rec.Offset, err)
 		case IsOutage(err): // not the record's fault: retried, never counted
@@ -210,7 +240,7 @@ func (l *partitionLoop) step(ctx context.Context, batch []*sarama.ConsumerMessag
 	if err := t.commit(batch[n-1]); err != nil {
 		return 0, err
 	}
-	l.reduceAt, l.reduceAll = nil, false
+	l.reduceAt, l.reduceAll, l.poison, l.suspects = nil, false, nil, nil
 	for _, rec := range batch[:n] {
 		delete(l.failures, rec.Offset)
 	}
@@ -226,11 +256,21 @@ type txn struct {
 	l       *partitionLoop
 	open    bool
 	pending []*sarama.ProducerMessage
-	// deadOf is the input offset of each dead letter added.
-	deadOf map[*sarama.ProducerMessage]int64
+	// deadOf is the input offset of each dead letter added, outOf of each
+	// output.
+	deadOf, outOf map[*sarama.ProducerMessage]int64
 }
 
 func (t *txn) add(m *sarama.ProducerMessage) { t.pending = append(t.pending, m) }
+
+// addOutput adds an output of the record at offset.
+func (t *txn) addOutput(m *sarama.ProducerMessage, offset int64) {
+	if t.outOf == nil {
+		t.outOf = map[*sarama.ProducerMessage]int64{}
+	}
+	t.outOf[m] = offset
+	t.add(m)
+}
 
 // addDead adds the dead letter of the record at offset.
 func (t *txn) addDead(m *sarama.ProducerMessage, offset int64) {
@@ -309,17 +349,60 @@ func (o Output) message() *sarama.ProducerMessage {
 	return m
 }
 
-// tooLarge records, for the next attempt, the input offsets of the dead
-// letters that sendErr (from SendMessages) says were too large
-// (dlq.TooLargeRecords).
+// checkOutputs returns outs as sarama records, or a permanent error that
+// names the first one over the producer's Producer.MaxMessageBytes:
+// sarama would refuse it, and the transaction with it, on every attempt.
+// It measures a record as sarama does (ProducerMessage.ByteSize).
+func (l *partitionLoop) checkOutputs(outs []Output) ([]*sarama.ProducerMessage, error) {
+	msgs := make([]*sarama.ProducerMessage, len(outs))
+	for i, o := range outs {
+		msgs[i] = o.message()
+		if size := msgs[i].ByteSize(2); l.maxBytes > 0 && size > l.maxBytes {
+			return nil, Permanent(fmt.Errorf("eos: output %d of %d (topic %q) is %d bytes, over the producer's Producer.MaxMessageBytes %d",
+				i+1, len(outs), o.Topic, size, l.maxBytes))
+		}
+	}
+	return msgs, nil
+}
+
+// tooLarge records, for the next attempt, what sendErr (from
+// SendMessages) says was too large (dlq.TooLargeRecords): the input
+// offsets of the dead letters, to reduce them, and of the records whose
+// outputs the broker refused, as poison when they are one record's alone
+// and as suspects otherwise.
 func (t *txn) tooLarge(sendErr error) {
+	l := t.l
+	refusedOutputs := map[int64]bool{}
+	deadRefused := false
 	for m := range dlq.TooLargeRecords(sendErr) {
 		if off, ok := t.deadOf[m]; ok {
-			if t.l.reduceAt == nil {
-				t.l.reduceAt = map[int64]bool{}
+			if l.reduceAt == nil {
+				l.reduceAt = map[int64]bool{}
 			}
-			t.l.reduceAt[off] = true
+			l.reduceAt[off] = true
+			deadRefused = true
 		}
+		if off, ok := t.outOf[m]; ok {
+			refusedOutputs[off] = true
+		}
+	}
+	// Once the broker refuses one record, sarama fails the transaction's
+	// other records with the same error, so a record named beside another
+	// may be innocent: only a record named alone is poison.
+	if len(refusedOutputs) == 1 && !deadRefused {
+		for off := range refusedOutputs {
+			if l.poison == nil {
+				l.poison = map[int64]error{}
+			}
+			l.poison[off] = Permanent(fmt.Errorf("eos: the broker refused the record's outputs as too large for their topic: %w", kafkatxn.SendErrors(sendErr)))
+		}
+		return
+	}
+	for off := range refusedOutputs {
+		if l.suspects == nil {
+			l.suspects = map[int64]bool{}
+		}
+		l.suspects[off] = true
 	}
 }
 
@@ -327,6 +410,11 @@ func (t *txn) tooLarge(sendErr error) {
 // too large for its topic, which dead letters the next attempt reduces:
 // those named (txn.tooLarge), or all of them when none was.
 func (l *partitionLoop) reduceTooLarge(err error) {
+	if len(l.poison) > 0 || len(l.suspects) > 0 {
+		l.log.Warn("outputs too large for their topic; the next attempt dead-letters their record, or sends each suspect record's outputs alone",
+			"poison", len(l.poison), "suspects", len(l.suspects), "err", err)
+		return
+	}
 	if len(l.reduceAt) > 0 {
 		l.log.Warn("dead letters too large for the DLQ; the next attempt sends them in reduced form", "offsets", len(l.reduceAt), "err", err)
 		return
