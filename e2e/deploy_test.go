@@ -9,6 +9,7 @@ import (
 	"net/http/httptest"
 	"os"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -84,7 +85,29 @@ func TestGrafanaDashboardMetricsExistOnARunningBridge(t *testing.T) {
 	require.Eventually(t, func() bool { return len(missing()) == 0 }, 20*time.Second, 500*time.Millisecond,
 		"metrics the dashboard queries but the bridge does not serve: %v", missing())
 	t.Logf("the dashboard's %d metrics are all served", len(names))
+
+	// And every sagabridge metric it serves is documented in the README
+	// in full: on the README before this check, 14 were not (7 abbreviated,
+	// 7 not at all).
+	readme, err := os.ReadFile("../README.md")
+	require.NoError(t, err)
+	documented := map[string]bool{}
+	for _, m := range readmeMetric.FindAllStringSubmatch(string(readme), -1) {
+		documented[m[1]] = true
+	}
+	var undocumented []string
+	for name := range fams {
+		if strings.HasPrefix(name, "sagabridge_") && !documented[name] {
+			undocumented = append(undocumented, name)
+		}
+	}
+	slices.Sort(undocumented)
+	assert.Empty(t, undocumented, "metrics the bridge serves that README.md does not name in full")
 }
+
+// readmeMetric is a metric named in full in the README's Markdown: in
+// backticks, alone or with its labels.
+var readmeMetric = regexp.MustCompile("`(sagabridge_[a-z_]+)[`{]")
 
 // served reports whether name is a family in fams, or a histogram's
 // _bucket, _sum or _count series.
