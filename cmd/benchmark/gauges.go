@@ -15,13 +15,14 @@ import (
 // gaugeSample is the engine's state at one moment, read from its metrics.
 type gaugeSample struct {
 	at          time.Time
-	limit       float64 // sagabridge_concurrency_limit
-	window      float64 // sagabridge_dispatch_window_seconds
-	lag         float64 // sagabridge_workflow_task_lag_seconds
-	held        float64 // sagabridge_in_flight_records
-	uncommitted float64 // sagabridge_consumer_lag: records not yet committable
-	paused      float64 // partitions paused
-	retries     float64 // sagabridge_call_retries_total
+	limit       float64  // sagabridge_concurrency_limit
+	window      float64  // sagabridge_dispatch_window_seconds
+	lag         float64  // sagabridge_workflow_task_lag_seconds
+	held        float64  // sagabridge_in_flight_records
+	uncommitted float64  // sagabridge_consumer_lag: records not yet committable
+	paused      float64  // partitions paused
+	reasons     []string // why, sorted: the reasons of sagabridge_partition_paused
+	retries     float64  // sagabridge_call_retries_total
 }
 
 // gaugeSampler reads an engine's metrics every interval, so that a
@@ -69,7 +70,35 @@ func readGauges(h http.Handler) (gaugeSample, bool) {
 	v := func(name string) float64 { x, _ := fams.Sum(name, nil); return x }
 	return gaugeSample{at: time.Now(), limit: v("sagabridge_concurrency_limit"), window: v("sagabridge_dispatch_window_seconds"),
 		lag: v("sagabridge_workflow_task_lag_seconds"), held: v("sagabridge_in_flight_records"), uncommitted: v("sagabridge_consumer_lag"),
-		paused: v("sagabridge_partition_paused"), retries: v("sagabridge_call_retries_total")}, true
+		paused: v("sagabridge_partition_paused"), reasons: pauseReasons(fams), retries: v("sagabridge_call_retries_total")}, true
+}
+
+// pauseReasons lists, sorted, every reason a paused partition gives (its
+// sagabridge_partition_paused reason label, comma-separated); nil when
+// none is paused.
+func pauseReasons(fams promtext.Families) []string {
+	fam, ok := fams["sagabridge_partition_paused"]
+	if !ok {
+		return nil
+	}
+	var reasons []string
+	for _, m := range fam.GetMetric() {
+		if m.GetGauge().GetValue() <= 0 && m.GetUntyped().GetValue() <= 0 { // typed, or read without its TYPE line
+			continue
+		}
+		for _, l := range m.GetLabel() {
+			if l.GetName() != "reason" {
+				continue
+			}
+			for r := range strings.SplitSeq(l.GetValue(), ",") {
+				if r != "" && !slices.Contains(reasons, r) {
+					reasons = append(reasons, r)
+				}
+			}
+		}
+	}
+	slices.Sort(reasons)
+	return reasons
 }
 
 // close stops the sampler.
@@ -81,7 +110,9 @@ func (g *gaugeSampler) close() {
 // timeline sums the samples up in buckets of step counted from start:
 // per bucket the concurrency limit (median and lowest), the window and the
 // sampled lag (medians), the most records held and not yet committable, the
-// share of samples with a paused partition and the retries made.
+// share of samples with a paused partition (with the most partitions
+// paused at once and every reason given, when any was) and the retries
+// made.
 func (g *gaugeSampler) timeline(start time.Time, step time.Duration) string {
 	g.mu.Lock()
 	defer g.mu.Unlock()
@@ -115,19 +146,31 @@ func (g *gaugeSampler) timeline(start time.Time, step time.Duration) string {
 		lag := col(func(s gaugeSample) float64 { return s.lag })
 		held := col(func(s gaugeSample) float64 { return s.held })
 		uncommitted := col(func(s gaugeSample) float64 { return s.uncommitted })
-		paused := 0
+		paused, most := 0, 0.0
+		var reasons []string
 		for _, s := range ss {
 			if s.paused > 0 {
 				paused++
 			}
+			most = max(most, s.paused)
+			for _, r := range s.reasons {
+				if !slices.Contains(reasons, r) {
+					reasons = append(reasons, r)
+				}
+			}
+		}
+		slices.Sort(reasons)
+		why := ""
+		if paused > 0 {
+			why = fmt.Sprintf(" (up to %.0f: %s)", most, strings.Join(reasons, ", "))
 		}
 		retries := ss[len(ss)-1].retries
 		if prevRetries < 0 {
 			prevRetries = ss[0].retries
 		}
-		fmt.Fprintf(&b, "    %4.0f s: engine limit %2.0f (min %2.0f)  window %4.0f ms  lag %5.0f ms  held max %6.0f  uncommitted max %6.0f  paused %3.0f%%  retries %4.0f\n",
+		fmt.Fprintf(&b, "    %4.0f s: engine limit %2.0f (min %2.0f)  window %4.0f ms  lag %5.0f ms  held max %6.0f  uncommitted max %6.0f  paused %3.0f%%  retries %4.0f%s\n",
 			(time.Duration(i) * step).Seconds(), limit[len(limit)/2], limit[0], window[len(window)/2]*1000, lag[len(lag)/2]*1000,
-			held[len(held)-1], uncommitted[len(uncommitted)-1], 100*float64(paused)/float64(len(ss)), retries-prevRetries)
+			held[len(held)-1], uncommitted[len(uncommitted)-1], 100*float64(paused)/float64(len(ss)), retries-prevRetries, why)
 		prevRetries = retries
 	}
 	return b.String()
