@@ -46,9 +46,9 @@ type partitionLoop struct {
 	// the offsets of records whose outputs were refused together with
 	// other records' or beside a dead letter (the broker refuses a whole
 	// batch, and sarama then fails the transaction's other records with
-	// the same error): the next attempt
-	// sends each one's outputs alone, so that a refusal names one record.
-	// Both are cleared when a transaction commits.
+	// the same error): the next attempt sends each one's outputs alone, so
+	// that a refusal names one record. Both are cleared when a transaction
+	// commits.
 	poison   map[int64]error
 	suspects map[int64]bool
 	// maxBytes is the producer's Producer.MaxMessageBytes: a dead letter
