@@ -57,23 +57,14 @@ func TestADeadLetterTooLargeForTheDLQGoesInReducedForm(t *testing.T) {
 	require.NoError(t, err)
 	defer kafka.Close()
 	const records, maxBytes = 3, 2_000
-	admin, err := sarama.NewClusterAdmin(kafka.Brokers, sarama.NewConfig())
-	require.NoError(t, err)
-	limit := fmt.Sprint(maxBytes)
-	require.NoError(t, admin.CreateTopic("in"+dlq.DefaultSuffix, &sarama.TopicDetail{NumPartitions: 1, ReplicationFactor: 1,
-		ConfigEntries: map[string]*string{"max.message.bytes": &limit}}, false))
-	require.NoError(t, admin.Close())
+	createTopicWithLimit(t, kafka.Brokers, "in"+dlq.DefaultSuffix, maxBytes)
 	value := make([]byte, maxBytes-200) // its output fits; its dead letter, with the DLQ's headers, does not
 	require.NoError(t, fill(kafka.Brokers, "in", records, value))
 	p := invalidAt(t, kafka.Brokers, "reduce", 0, 1)
 	runUntilCommitted(t, p, records)
 	assert.Equal(t, int64(1), p.Stats().DeadLettered)
 	assert.GreaterOrEqual(t, p.Stats().Aborts, int64(1), "the broker refused the full dead letter")
-	client, err := sarama.NewClient(kafka.Brokers, dlq.ConsumerConfig(sarama.V3_6_0_0))
-	require.NoError(t, err)
-	defer client.Close()
-	entries, err := dlq.Read(context.Background(), client, "in"+dlq.DefaultSuffix, dlq.Filter{})
-	require.NoError(t, err)
+	entries := readDLQ(t, kafka.Brokers)
 	require.Len(t, entries, 1)
 	assert.Equal(t, int64(1), entries[0].Failure.Offset)
 	assert.True(t, entries[0].Failure.IsReduced(), "the dead letter is in reduced form")
@@ -219,11 +210,7 @@ func TestOnlyTheDeadLetterTooLargeForTheDLQIsReduced(t *testing.T) {
 	require.NoError(t, prod.Close())
 	p := invalidAt(t, kafka.Brokers, "reduce-one", maxBytes, 1, 2) // 1 too large for the DLQ as a dead letter, 2 not
 	runUntilCommitted(t, p, 4)
-	client, err := sarama.NewClient(kafka.Brokers, dlq.ConsumerConfig(sarama.V3_6_0_0))
-	require.NoError(t, err)
-	defer client.Close()
-	entries, err := dlq.Read(context.Background(), client, "in"+dlq.DefaultSuffix, dlq.Filter{})
-	require.NoError(t, err)
+	entries := readDLQ(t, kafka.Brokers)
 	reduced := map[int64]bool{}
 	for _, e := range entries {
 		reduced[e.Failure.Offset] = e.Failure.IsReduced()
@@ -262,11 +249,7 @@ func TestARecordWhoseOutputIsTooLargeIsDeadLettered(t *testing.T) {
 	assert.Equal(t, int64(2*(records-1)), st.Outputs, "the other records' outputs, and none of the poison record's")
 	assert.Zero(t, st.Aborts, "no transaction failed")
 
-	client, err := sarama.NewClient(kafka.Brokers, dlq.ConsumerConfig(sarama.V3_6_0_0))
-	require.NoError(t, err)
-	defer client.Close()
-	entries, err := dlq.Read(context.Background(), client, "in"+dlq.DefaultSuffix, dlq.Filter{})
-	require.NoError(t, err)
+	entries := readDLQ(t, kafka.Brokers)
 	require.Len(t, entries, 1)
 	f := entries[0].Failure
 	assert.Equal(t, int64(1), f.Offset)
@@ -287,12 +270,7 @@ func TestARecordWhoseOutputTheBrokerRefusesIsDeadLettered(t *testing.T) {
 	require.NoError(t, err)
 	defer kafka.Close()
 	const records, maxBytes = 4, 2_000
-	admin, err := sarama.NewClusterAdmin(kafka.Brokers, sarama.NewConfig())
-	require.NoError(t, err)
-	limit := fmt.Sprint(maxBytes)
-	require.NoError(t, admin.CreateTopic("out", &sarama.TopicDetail{NumPartitions: 1, ReplicationFactor: 1,
-		ConfigEntries: map[string]*string{"max.message.bytes": &limit}}, false))
-	require.NoError(t, admin.Close())
+	createTopicWithLimit(t, kafka.Brokers, "out", maxBytes)
 	require.NoError(t, fill(kafka.Brokers, "in", records, []byte("v")))
 	fn := func(_ context.Context, rec *sarama.ConsumerMessage) ([]eos.Output, error) {
 		v := rec.Value
@@ -311,12 +289,31 @@ func TestARecordWhoseOutputTheBrokerRefusesIsDeadLettered(t *testing.T) {
 	assert.Equal(t, int64(records-1), st.Outputs)
 	assert.GreaterOrEqual(t, st.Aborts, int64(1), "the broker refused the output")
 
-	client, err := sarama.NewClient(kafka.Brokers, dlq.ConsumerConfig(sarama.V3_6_0_0))
+	entries := readDLQ(t, kafka.Brokers)
+	require.Len(t, entries, 1)
+	assert.Equal(t, int64(1), entries[0].Failure.Offset)
+	assert.Contains(t, entries[0].Failure.Err, "the broker refused the record's outputs as too large")
+}
+
+// readDLQ reads every dead letter of the "in" topic's DLQ.
+func readDLQ(t *testing.T, brokers []string) []dlq.Entry {
+	t.Helper()
+	client, err := sarama.NewClient(brokers, dlq.ConsumerConfig(sarama.V3_6_0_0))
 	require.NoError(t, err)
 	defer client.Close()
 	entries, err := dlq.Read(context.Background(), client, "in"+dlq.DefaultSuffix, dlq.Filter{})
 	require.NoError(t, err)
-	require.Len(t, entries, 1)
-	assert.Equal(t, int64(1), entries[0].Failure.Offset)
-	assert.Contains(t, entries[0].Failure.Err, "the broker refused the record's outputs as too large")
+	return entries
+}
+
+// createTopicWithLimit creates topic, one partition, with the broker-side
+// max.message.bytes at maxBytes.
+func createTopicWithLimit(t *testing.T, brokers []string, topic string, maxBytes int) {
+	t.Helper()
+	admin, err := sarama.NewClusterAdmin(brokers, sarama.NewConfig())
+	require.NoError(t, err)
+	defer admin.Close()
+	limit := fmt.Sprint(maxBytes)
+	require.NoError(t, admin.CreateTopic(topic, &sarama.TopicDetail{NumPartitions: 1, ReplicationFactor: 1,
+		ConfigEntries: map[string]*string{"max.message.bytes": &limit}}, false))
 }
