@@ -26,10 +26,17 @@ import (
 //
 // The answer to that question waits behind the workflow's queued workflow
 // tasks, seconds under load. So the bridge asks early too: once a window is
-// half full it asks in the background, one question per workflow at a time,
-// and goes on sending; a workflow that keeps up has answered before its
-// window fills and is never held back, and one that does not is held at
-// the full window as before.
+// half full it asks in the background and goes on sending; a workflow that
+// keeps up has answered before its window fills and is never held back, and
+// one that does not is held at the full window as before.
+//
+// A workflow is asked one question at a time, early or not: a call held
+// while a question is in flight waits for its answer rather than asking
+// again. Temporal buffers one query per workflow while a workflow task is
+// pending (history.MaxBufferedQueryCount, default 1) and refuses a second
+// with ResourceExhausted, which the SDK retries with a backoff that
+// doubles from 200 ms; a held call that asked beside an early question was
+// released that much after the answer that would have released it.
 
 // maxWindows is how many workflows' windows are remembered; the least
 // recently sent to are forgotten first (they have long applied what they
@@ -49,9 +56,18 @@ type windows struct {
 	byID   map[string]*list.Element // of *window
 	lru    list.List                // most recently sent first
 	exempt map[string]bool          // workflow types that do not answer the query
-	// asking are the workflows with an early question in flight; kept
-	// apart from their windows, which may be forgotten meanwhile.
-	asking map[string]bool
+	// asking are the workflows with a question in flight; kept apart from
+	// their windows, which may be forgotten meanwhile. early counts the
+	// early questions among them.
+	asking map[string]*inflightQuestion
+	early  int
+}
+
+// inflightQuestion is one question in flight to a workflow; done is closed when
+// it ends, whatever its outcome.
+type inflightQuestion struct {
+	done  chan struct{}
+	early bool
 }
 
 // window is one workflow's unconfirmed calls.
@@ -69,7 +85,7 @@ type sentCall struct {
 }
 
 func newWindows(maxRecords, maxBytes int) *windows {
-	return &windows{maxRecords: maxRecords, maxBytes: maxBytes, byID: map[string]*list.Element{}, exempt: map[string]bool{}, asking: map[string]bool{}}
+	return &windows{maxRecords: maxRecords, maxBytes: maxBytes, byID: map[string]*list.Element{}, exempt: map[string]bool{}, asking: map[string]*inflightQuestion{}}
 }
 
 // fits reports whether records and bytes more may be sent to id now; a
@@ -77,6 +93,10 @@ func newWindows(maxRecords, maxBytes int) *windows {
 func (ws *windows) fits(id, workflowType string, records, bytes int) bool {
 	ws.mu.Lock()
 	defer ws.mu.Unlock()
+	return ws.fitsLocked(id, workflowType, records, bytes)
+}
+
+func (ws *windows) fitsLocked(id, workflowType string, records, bytes int) bool {
 	if ws.exempt[workflowType] {
 		return true
 	}
@@ -86,6 +106,23 @@ func (ws *windows) fits(id, workflowType string, records, bytes int) bool {
 	}
 	w := el.Value.(*window)
 	return w.records == 0 || (w.records+records <= ws.maxRecords && w.bytes+bytes <= ws.maxBytes)
+}
+
+// next tells a call that needs records and bytes more of id's window what
+// to do: go (fits), wait until the question in flight to id's workflow
+// ends (inFlight is closed then), or ask it (neither: the caller now owns
+// id's question and must call answered(id) once it ends).
+func (ws *windows) next(id, workflowType string, records, bytes int) (fits bool, inFlight <-chan struct{}) {
+	ws.mu.Lock()
+	defer ws.mu.Unlock()
+	if ws.fitsLocked(id, workflowType, records, bytes) {
+		return true, nil
+	}
+	if q := ws.asking[id]; q != nil {
+		return false, q.done
+	}
+	ws.asking[id] = &inflightQuestion{done: make(chan struct{})}
+	return false, nil
 }
 
 // room is how many records and bytes id's window has left: all of it when
@@ -136,29 +173,41 @@ func (ws *windows) sent(id, workflowType string, last event.Position, records, b
 }
 
 // askEarly reports whether id's workflow should be asked now, in the
-// background, what it applied: its window is at least half full, no early
+// background, what it applied: its window is at least half full, no
 // question to it is in flight, its type answers, and fewer than
-// maxEarlyQuestions are in flight. When it reports true the caller must
-// call answered(id) once the question ends, whatever its outcome.
+// maxEarlyQuestions early ones are in flight. When it reports true the
+// caller must call answered(id) once the question ends, whatever its
+// outcome.
 func (ws *windows) askEarly(id, workflowType string) bool {
 	ws.mu.Lock()
 	defer ws.mu.Unlock()
 	el, ok := ws.byID[id]
-	if !ok || ws.exempt[workflowType] || ws.asking[id] || len(ws.asking) >= maxEarlyQuestions {
+	if !ok || ws.exempt[workflowType] || ws.asking[id] != nil || ws.early >= maxEarlyQuestions {
 		return false
 	}
 	if w := el.Value.(*window); 2*w.records < ws.maxRecords && 2*w.bytes < ws.maxBytes {
 		return false
 	}
-	ws.asking[id] = true
+	ws.asking[id] = &inflightQuestion{done: make(chan struct{}), early: true}
+	ws.early++
 	return true
 }
 
-// answered ends the early question to id's workflow.
+// answered ends the question to id's workflow and wakes the calls that
+// wait for it. The caller confirms or forgets what the answer says first,
+// so they find the window as the answer left it.
 func (ws *windows) answered(id string) {
 	ws.mu.Lock()
 	defer ws.mu.Unlock()
+	q := ws.asking[id]
+	if q == nil {
+		return
+	}
 	delete(ws.asking, id)
+	if q.early {
+		ws.early--
+	}
+	close(q.done)
 }
 
 // confirm drops the calls the workflow's watermarks say it applied.
@@ -229,45 +278,73 @@ func (b *Bridge) askAhead(f *flow, target Target) {
 }
 
 // awaitWindow returns once records and bytes more may be sent to target's
-// workflow: at once while its window has room; otherwise after asking the
-// workflow what it applied, as often as needed, backing off. It returns
-// errAbandoned if the partition ends first.
+// workflow: at once while its window has room; otherwise once the
+// workflow's answer to what it applied makes room, asking as often as
+// needed, backing off, and never beside a question already in flight. It
+// returns errAbandoned if the partition ends first.
 func (b *Bridge) awaitWindow(f *flow, target Target, records, bytes int) error {
 	ws := b.windows
 	retry := b.newBackoff()
-	for waited := false; !ws.fits(target.WorkflowID, target.WorkflowType, records, bytes); waited = true {
+	for waited := false; ; waited = true {
+		fits, inFlight := ws.next(target.WorkflowID, target.WorkflowType, records, bytes)
+		if fits {
+			return nil
+		}
 		if f.ctx.Err() != nil {
+			if inFlight == nil {
+				ws.answered(target.WorkflowID) // the question next gave us
+			}
 			return errAbandoned
 		}
 		if !waited { // held back, if only for one answer
 			b.windowWaits.Add(1)
 		}
-		qctx, cancel := context.WithTimeout(f.ctx, b.cfg.Dispatch.CallTimeout)
-		applied, err := b.deps.Temporal.AppliedWatermarks(qctx, target.WorkflowID)
-		cancel()
-		var notFound *serviceerror.NotFound
-		var queryFailed *serviceerror.QueryFailed
-		switch {
-		case err == nil:
-			ws.confirm(target.WorkflowID, applied)
-			if ws.fits(target.WorkflowID, target.WorkflowType, records, bytes) {
-				return nil
+		if inFlight != nil {
+			select {
+			case <-inFlight: // look again at what its answer left
+				continue
+			case <-f.ctx.Done():
+				return errAbandoned
 			}
-		case errors.As(err, &notFound), errors.Is(err, ErrWorkflowClosed):
-			// Gone or closed: what it did not apply it never will; the
-			// call finds out and follows the closed-workflow policy.
-			ws.forget(target.WorkflowID)
-			return nil
-		case errors.As(err, &queryFailed) && strings.Contains(err.Error(), event.AppliedQuery):
-			if ws.exemptType(target.WorkflowID, target.WorkflowType) {
-				b.log.Warn("workflow type does not answer the applied query; sending it without flow control",
-					"workflow_type", target.WorkflowType, "workflow_id", target.WorkflowID, "query", event.AppliedQuery, "err", err)
-			}
+		}
+		release, err := b.askApplied(f, target)
+		if release || (err == nil && ws.fits(target.WorkflowID, target.WorkflowType, records, bytes)) {
 			return nil
 		}
 		if sleep(f.ctx, min(retry.NextBackOff(), time.Second)) != nil {
 			return errAbandoned
 		}
 	}
-	return nil
+}
+
+// askApplied asks target's workflow what it applied, for a call that owns
+// the workflow's question (windows.next), acts on the answer and ends the
+// question. release reports that the call may go whatever its window
+// holds: the workflow is gone or closed (what it did not apply it never
+// will; the call finds out and follows the closed-workflow policy), or its
+// type does not answer the query. err is a failed question, to be asked
+// again.
+func (b *Bridge) askApplied(f *flow, target Target) (release bool, err error) {
+	ws := b.windows
+	defer ws.answered(target.WorkflowID)
+	ctx, cancel := context.WithTimeout(f.ctx, b.cfg.Dispatch.CallTimeout)
+	defer cancel()
+	applied, err := b.deps.Temporal.AppliedWatermarks(ctx, target.WorkflowID)
+	var notFound *serviceerror.NotFound
+	var queryFailed *serviceerror.QueryFailed
+	switch {
+	case err == nil:
+		ws.confirm(target.WorkflowID, applied)
+		return false, nil
+	case errors.As(err, &notFound), errors.Is(err, ErrWorkflowClosed):
+		ws.forget(target.WorkflowID)
+		return true, nil
+	case errors.As(err, &queryFailed) && strings.Contains(err.Error(), event.AppliedQuery):
+		if ws.exemptType(target.WorkflowID, target.WorkflowType) {
+			b.log.Warn("workflow type does not answer the applied query; sending it without flow control",
+				"workflow_type", target.WorkflowType, "workflow_id", target.WorkflowID, "query", event.AppliedQuery, "err", err)
+		}
+		return true, nil
+	}
+	return false, err
 }

@@ -12,6 +12,7 @@ import (
 	"github.com/IBM/sarama"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+	enumspb "go.temporal.io/api/enums/v1"
 	"go.temporal.io/api/serviceerror"
 
 	"github.com/sagabridge/sagabridge/config"
@@ -330,4 +331,83 @@ func TestAnEarlyQuestionInFlightOutlivesItsForgottenWindow(t *testing.T) {
 	assert.False(t, ws.askEarly("a", "W"), "a second early question to a while the first is in flight")
 	ws.answered("a")
 	assert.True(t, ws.askEarly("a", "W"), "asked again once the first question ended")
+}
+
+// bufferedQueryWorkflow answers the applied query as Temporal does while a
+// workflow task is pending: it holds one question until the task completes
+// (release is closed) and refuses a second beside it with
+// ResourceExhausted (history.MaxBufferedQueryCount, default 1; the SDK
+// retries that with a backoff that doubles from 200 ms).
+type bufferedQueryWorkflow struct {
+	fakeTemporal
+	release chan struct{}
+	applied event.Watermarks
+
+	mu              sync.Mutex
+	asked, refused  int
+	questionPending bool
+}
+
+func (q *bufferedQueryWorkflow) AppliedWatermarks(ctx context.Context, _ string) (event.Watermarks, error) {
+	q.mu.Lock()
+	q.asked++
+	if q.questionPending {
+		q.refused++
+		q.mu.Unlock()
+		return nil, serviceerror.NewResourceExhausted(enumspb.RESOURCE_EXHAUSTED_CAUSE_CONCURRENT_LIMIT, "consistent query buffer is full, cannot accept new consistent queries")
+	}
+	q.questionPending = true
+	q.mu.Unlock()
+	defer func() {
+		q.mu.Lock()
+		q.questionPending = false
+		q.mu.Unlock()
+	}()
+	select {
+	case <-q.release:
+		return maps.Clone(q.applied), nil
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
+}
+
+func (q *bufferedQueryWorkflow) counts() (asked, refused int) {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	return q.asked, q.refused
+}
+
+// A call held at a full window while the workflow's early question is in
+// flight waits for that answer instead of asking beside it, and goes as
+// soon as the answer makes room. (It asked again at once: Temporal refuses
+// a second query to a workflow with a pending task, the SDK retries the
+// refusal after 200 ms, 400 ms, ..., so a hot workflow's held calls went
+// out up to seconds after the answer that released them.)
+func TestAHeldCallWaitsForTheEarlyQuestionInsteadOfAskingBesideIt(t *testing.T) {
+	last := event.Position{Topic: "orders", Offset: 5}
+	applied := event.NewWatermarks()
+	applied.Admit(last)
+	wf := &bufferedQueryWorkflow{release: make(chan struct{}), applied: applied}
+	b := newTestBridge(t, &wf.fakeTemporal, &fakeDLQ{})
+	b.deps.Temporal = wf
+	b.windows = newWindows(10, 1<<20)
+	target := Target{WorkflowID: "w", WorkflowType: "W"}
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	f := &flow{ctx: ctx}
+
+	b.windows.sent(target.WorkflowID, target.WorkflowType, last, 6, 60) // past half the window
+	b.askAhead(f, target)
+	require.Eventually(t, func() bool { asked, _ := wf.counts(); return asked == 1 }, 10*time.Second, time.Millisecond, "the early question was not asked")
+
+	held := make(chan error, 1)
+	go func() { held <- b.awaitWindow(f, target, 5, 50) }() // 6+5 > 10: held
+	require.Eventually(t, func() bool { return b.windowWaits.Load() == 1 }, 10*time.Second, time.Millisecond, "the call was not held")
+	close(wf.release) // the workflow task completes: the early question is answered
+	require.NoError(t, <-held)
+	f.units.Wait()
+
+	asked, refused := wf.counts()
+	assert.Equal(t, 1, asked, "questions asked of the workflow (the held call asked beside the early question)")
+	assert.Zero(t, refused, "questions refused because another was in flight")
 }
