@@ -5,6 +5,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"time"
 
 	"go.temporal.io/sdk/worker"
 
@@ -30,6 +31,17 @@ const (
 	// 60 s in 7 of 14 benchmark runs at 500 events/s, with autoscaled ones in
 	// none of 14 (docs/BENCHMARKS.md).
 	DefaultPollerBehavior = PollerAutoscale
+	// DefaultStickyTimeout is the default of -sticky-timeout, four times
+	// the SDK's 5 s. Under load near the server's capacity a task that
+	// waited 5 s on the sticky queue went to the normal queue and the same
+	// worker replayed the workflow's whole history for it; at 1,000 events/s
+	// on warm entities that made the bridge's P99 12.6-16.6 s in three runs
+	// against 4.1-5.4 s with 20 s, which no run timed out (docs/BENCHMARKS.md).
+	// The cost is paid when a worker dies without a graceful stop: each of
+	// its workflows whose next task the server scheduled within about 10 s
+	// of the worker's last poll waits the full timeout once, 20 s instead of
+	// 5 s (measured on the dev server). A graceful stop hands them on at once.
+	DefaultStickyTimeout = 20 * time.Second
 )
 
 // The values of -workflow-poller-behavior.
@@ -55,7 +67,11 @@ type settings struct {
 	pollers    int
 	// pollerBehavior is PollerAutoscale or PollerFixed.
 	pollerBehavior string
-	logLevel       string
+	// stickyTimeout is the worker's StickyScheduleToStartTimeout;
+	// stickyGiven says the command line gave it.
+	stickyTimeout time.Duration
+	stickyGiven   bool
+	logLevel      string
 	// override applies the flags given after the file and the environment
 	// (the flags' defaults are the configuration's).
 	override config.Override
@@ -73,6 +89,7 @@ func parseFlags(w Worker, args []string, out io.Writer) (settings, error) {
 	fs.StringVar(&s.taskQueue, "task-queue", w.TaskQueue, "task queue to poll (the bridge route's task_queue)")
 	fs.IntVar(&s.pollers, "workflow-pollers", DefaultWorkflowPollers, "workflow-task pollers: the most for each of the normal and the sticky queue with autoscale, in all with fixed; the SDK's default 2 halves fan-out throughput")
 	fs.StringVar(&s.pollerBehavior, "workflow-poller-behavior", DefaultPollerBehavior, "autoscale (the SDK scales the pollers to the tasks) or fixed (-workflow-pollers all the time)")
+	fs.DurationVar(&s.stickyTimeout, "sticky-timeout", DefaultStickyTimeout, "how long a workflow task waits on this worker's sticky queue before the server moves it to the normal queue (StickyScheduleToStartTimeout)")
 	fs.StringVar(&s.logLevel, "log-level", "info", "debug, info, warn or error")
 	var brokers *string
 	if w.Kafka {
@@ -83,6 +100,7 @@ func parseFlags(w Worker, args []string, out io.Writer) (settings, error) {
 	}
 	set := map[string]bool{}
 	fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
+	s.stickyGiven = set["sticky-timeout"]
 	switch {
 	case fs.NArg() > 0:
 		return settings{}, fmt.Errorf("%w: unexpected argument %q", ErrUsage, fs.Arg(0))
@@ -94,6 +112,9 @@ func parseFlags(w Worker, args []string, out io.Writer) (settings, error) {
 		// The SDK panics: one fixed poller would poll only the sticky queue.
 		return settings{}, fmt.Errorf("%w: -workflow-pollers must be at least 2 with -workflow-poller-behavior %s (one for the normal and one for the sticky queue), not %d",
 			ErrUsage, PollerFixed, s.pollers)
+	case s.stickyTimeout < time.Second:
+		// The SDK documents the timeout's resolution as seconds.
+		return settings{}, fmt.Errorf("%w: -sticky-timeout must be at least 1s, not %s", ErrUsage, s.stickyTimeout)
 	case s.taskQueue == "":
 		return settings{}, fmt.Errorf("%w: -task-queue is required", ErrUsage)
 	case w.Kafka && s.configPath == "" && *brokers == "":
@@ -117,9 +138,14 @@ func parseFlags(w Worker, args []string, out io.Writer) (settings, error) {
 }
 
 // workerOptions returns given with the workflow-task pollers the flags
-// set, replacing any the Worker's options set (the SDK rejects both).
+// set, replacing any the Worker's options set (the SDK rejects both), and
+// the sticky timeout: -sticky-timeout if given, else the Worker's, else
+// DefaultStickyTimeout.
 func (s settings) workerOptions(given worker.Options) worker.Options {
 	wo := given
+	if s.stickyGiven || wo.StickyScheduleToStartTimeout == 0 {
+		wo.StickyScheduleToStartTimeout = s.stickyTimeout
+	}
 	wo.MaxConcurrentWorkflowTaskPollers, wo.WorkflowTaskPollerBehavior = 0, nil
 	if s.pollerBehavior == PollerFixed {
 		wo.MaxConcurrentWorkflowTaskPollers = s.pollers

@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -34,6 +35,7 @@ func TestAWorkerWithoutKafkaNeedsNoFlags(t *testing.T) {
 	s, conns := loadWith(t, Worker{TaskQueue: "signups"}, nil)
 	assert.Equal(t, "signups", s.taskQueue)
 	assert.Equal(t, DefaultWorkflowPollers, s.pollers)
+	assert.Equal(t, DefaultStickyTimeout, s.workerOptions(worker.Options{}).StickyScheduleToStartTimeout)
 	assert.Equal(t, DefaultTemporalAddress, conns.Temporal.Address)
 	assert.Equal(t, DefaultNamespace, conns.Temporal.Namespace)
 }
@@ -75,6 +77,8 @@ func TestBadCommandLinesAreUsageErrors(t *testing.T) {
 		{"no task queue", Worker{}, nil, "-task-queue is required"},
 		{"no pollers", Worker{TaskQueue: "q"}, []string{"-workflow-pollers", "0"}, "-workflow-pollers must be at least 1, not 0"},
 		{"an argument", Worker{TaskQueue: "q"}, []string{"extra"}, `unexpected argument "extra"`},
+		{"a sticky timeout below a second", Worker{TaskQueue: "q"}, []string{"-sticky-timeout", "500ms"}, "-sticky-timeout must be at least 1s, not 500ms"},
+		{"a sticky timeout that is not a duration", Worker{TaskQueue: "q"}, []string{"-sticky-timeout", "20"}, `invalid value "20" for flag -sticky-timeout`},
 		{"kafka flag on a worker without Kafka", Worker{TaskQueue: "q"}, []string{"-kafka-brokers", "a:1"}, "flag provided but not defined: -kafka-brokers"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -93,11 +97,27 @@ func TestTheTaskQueueFlagOverridesTheWorkers(t *testing.T) {
 	assert.Equal(t, 4, s.pollers)
 }
 
+// -sticky-timeout, given, replaces the timeout a Worker's options set;
+// not given, it leaves that timeout and fills in only a missing one.
+func TestTheStickyTimeoutFlagSetsTheWorkersOption(t *testing.T) {
+	given := worker.Options{StickyScheduleToStartTimeout: 3 * time.Second, MaxConcurrentActivityExecutionSize: 7}
+	s, err := parseFlags(Worker{TaskQueue: "q"}, []string{"-sticky-timeout", "30s"}, &bytes.Buffer{})
+	require.NoError(t, err)
+	opts := s.workerOptions(given)
+	assert.Equal(t, 30*time.Second, opts.StickyScheduleToStartTimeout)
+	assert.Equal(t, 7, opts.MaxConcurrentActivityExecutionSize, "the Worker's other options are kept")
+
+	s, err = parseFlags(Worker{TaskQueue: "q"}, nil, &bytes.Buffer{})
+	require.NoError(t, err)
+	assert.Equal(t, 3*time.Second, s.workerOptions(given).StickyScheduleToStartTimeout, "the Worker's own timeout")
+	assert.Equal(t, DefaultStickyTimeout, s.workerOptions(worker.Options{}).StickyScheduleToStartTimeout)
+}
+
 func TestUsageListsTheFlags(t *testing.T) {
 	var out bytes.Buffer
 	_, err := parseFlags(Worker{Name: "signup-worker", TaskQueue: "signups", Kafka: true}, []string{"-h"}, &out)
 	assert.True(t, errors.Is(err, flag.ErrHelp))
-	for _, f := range []string{"Usage of signup-worker", "-config", "-temporal-address", "-namespace", "-task-queue", `(default "signups")`, "-workflow-pollers", "-log-level", "-kafka-brokers"} {
+	for _, f := range []string{"Usage of signup-worker", "-config", "-temporal-address", "-namespace", "-task-queue", `(default "signups")`, "-workflow-pollers", "-sticky-timeout", "-log-level", "-kafka-brokers"} {
 		assert.Contains(t, out.String(), f)
 	}
 }

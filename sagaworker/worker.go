@@ -47,7 +47,9 @@ type Worker struct {
 	Register func(r worker.Registry, d Deps) error
 	// Options are the SDK worker's options. -workflow-pollers and
 	// -workflow-poller-behavior replace MaxConcurrentWorkflowTaskPollers
-	// and WorkflowTaskPollerBehavior. Optional.
+	// and WorkflowTaskPollerBehavior; -sticky-timeout, when given, replaces
+	// StickyScheduleToStartTimeout (left zero, it is the flag's default).
+	// Optional.
 	Options worker.Options
 }
 
@@ -155,7 +157,8 @@ func run(ctx context.Context, w Worker, s settings, environ []string, log *slog.
 		defer func() { _ = producer.Close() }()
 		deps.Producer = producer
 	}
-	tw := worker.New(c, s.taskQueue, s.workerOptions(w.Options))
+	wo := s.workerOptions(w.Options)
+	tw := worker.New(c, s.taskQueue, wo)
 	if err := w.Register(tw, deps); err != nil {
 		return fmt.Errorf("register workflows and activities: %w", err)
 	}
@@ -163,7 +166,8 @@ func run(ctx context.Context, w Worker, s settings, environ []string, log *slog.
 		return fmt.Errorf("start the worker on task queue %s: %w", s.taskQueue, err)
 	}
 	log.Info("worker started", "task_queue", s.taskQueue, "namespace", opts.Namespace, "temporal_address", opts.HostPort,
-		"workflow_pollers", s.pollers, "workflow_poller_behavior", s.pollerBehavior, "payload_encryption", conns.Temporal.Codec.KeyEnv != "" || conns.Temporal.Codec.KeyFile != "")
+		"workflow_pollers", s.pollers, "workflow_poller_behavior", s.pollerBehavior,
+		"sticky_timeout", wo.StickyScheduleToStartTimeout, "payload_encryption", conns.Temporal.Codec.KeyEnv != "" || conns.Temporal.Codec.KeyFile != "")
 	<-ctx.Done()
 	log.Info("stopping the worker after its in-flight tasks", "task_queue", s.taskQueue)
 	tw.Stop()

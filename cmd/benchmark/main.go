@@ -77,8 +77,8 @@ type options struct {
 	// cmd/worker's -workflow-poller-behavior (sagaworker.PollerAutoscale
 	// or sagaworker.PollerFixed).
 	pollerBehavior string
-	// stickyTimeout is the worker's StickyScheduleToStartTimeout; 0 keeps
-	// the SDK's 5 s.
+	// stickyTimeout is the worker's StickyScheduleToStartTimeout, by
+	// default cmd/worker's (sagaworker.DefaultStickyTimeout).
 	stickyTimeout time.Duration
 	dynamicConfig []string
 	// windows are the fixed windows of the plain client (d) in the latency
@@ -134,7 +134,7 @@ func main() {
 	flag.IntVar(&o.callBytes, "max-call-bytes", 0, "the engine's dispatch.max_call_bytes; 0 keeps the default")
 	flag.IntVar(&o.workflowWindow, "workflow-window-records", 0, "the engine's dispatch.workflow_window_records (records sent one workflow before it must confirm them); 0 keeps the default")
 	flag.StringVar(&o.pollerBehavior, "workflow-poller-behavior", sagaworker.DefaultPollerBehavior, "the worker's workflow-task pollers, as cmd/worker's flag: autoscale (up to 16, normal and sticky queue apart) or fixed (16, shared; the benchmark's worker before 2026-12-05)")
-	flag.DurationVar(&o.stickyTimeout, "sticky-timeout", 0, "the benchmark worker's StickyScheduleToStartTimeout: how long a workflow task waits on the worker's sticky queue before it goes to the normal one (0 keeps the SDK's 5s)")
+	flag.DurationVar(&o.stickyTimeout, "sticky-timeout", sagaworker.DefaultStickyTimeout, "the benchmark worker's StickyScheduleToStartTimeout, as cmd/worker's -sticky-timeout: how long a workflow task waits on the worker's sticky queue before it goes to the normal one")
 	flag.StringVar(&o.batchFormat, "batch-format", "", "the engine's dispatch.batch_format (full or compact); empty keeps the default")
 	flag.DurationVar(&o.coalesceMax, "coalesce-max-window", -1, "the engine's dispatch.coalesce.max_window (0s turns coalescing off); negative keeps the default")
 	flag.DurationVar(&o.backlogAge, "backlog-high-age", 0, "the engine's backpressure.backlog.high_age; 0 keeps the default")
@@ -155,8 +155,8 @@ func main() {
 		fmt.Fprintf(os.Stderr, "benchmark: -workflow-poller-behavior must be %s or %s, not %q\n", sagaworker.PollerAutoscale, sagaworker.PollerFixed, o.pollerBehavior)
 		os.Exit(2)
 	}
-	if o.stickyTimeout < 0 {
-		fmt.Fprintf(os.Stderr, "benchmark: -sticky-timeout must not be negative, not %s\n", o.stickyTimeout)
+	if o.stickyTimeout < time.Second {
+		fmt.Fprintf(os.Stderr, "benchmark: -sticky-timeout must be at least 1s, not %s\n", o.stickyTimeout)
 		os.Exit(2)
 	}
 	if o.windows == nil {
@@ -251,8 +251,8 @@ func run(o options) (err error) {
 		h.log = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: o.traceLevel}))
 	}
 
-	fmt.Printf("sagabridge benchmark: %d events per workload (naive: %d), %d partitions, Zipf s=%.2f, concurrency %d, %d rounds, gRPC compression %s, workflow-task pollers %s\n",
-		o.events, o.naiveEvents, o.partitions, o.zipf, o.concurrency, o.rounds, o.grpcCompression, o.pollerBehavior)
+	fmt.Printf("sagabridge benchmark: %d events per workload (naive: %d), %d partitions, Zipf s=%.2f, concurrency %d, %d rounds, gRPC compression %s, workflow-task pollers %s, sticky timeout %s\n",
+		o.events, o.naiveEvents, o.partitions, o.zipf, o.concurrency, o.rounds, o.grpcCompression, o.pollerBehavior, o.stickyTimeout)
 	if o.windowBurn > 0 {
 		fmt.Printf("the window clients' runs burn %.2f cores in this process (-window-burn)\n", o.windowBurn)
 	}
