@@ -28,8 +28,9 @@
 //	-workflow-pollers n      default 16 (the SDK's 2 halve fan-out throughput): the most
 //	                         for each of the normal and the sticky queue, or in all when fixed
 //	-workflow-poller-behavior autoscale (default; the SDK scales pollers to the tasks) or fixed
-//	-sticky-timeout d        default 20s (the SDK's 5s): how long a workflow task waits on the
-//	                         worker's sticky queue before the server moves it to the normal queue
+//	-sticky-timeout d        default Worker.Options.StickyScheduleToStartTimeout, else 20s (the
+//	                         SDK's is 5s): how long a workflow task waits on the worker's sticky
+//	                         queue before the server moves it to the normal queue
 //	-log-level level         debug, info, warn or error; default info
 //	-kafka-brokers a,b       only with Worker.Kafka (required then, unless -config gives them)
 //

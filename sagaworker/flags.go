@@ -1,6 +1,7 @@
 package sagaworker
 
 import (
+	"cmp"
 	"errors"
 	"flag"
 	"fmt"
@@ -36,7 +37,8 @@ const (
 	// waited 5 s on the sticky queue went to the normal queue and the same
 	// worker replayed the workflow's whole history for it; at 1,000 events/s
 	// on warm entities that made the bridge's P99 12.6-16.6 s in three runs
-	// against 4.1-5.4 s with 20 s, which no run timed out (docs/BENCHMARKS.md).
+	// against 4.1-5.4 s with 20 s, at which none of the slowest workflows'
+	// tasks timed out (docs/BENCHMARKS.md).
 	// The cost is paid when a worker dies without a graceful stop: each of
 	// its workflows whose next task the server scheduled within about 10 s
 	// of the worker's last poll waits the full timeout once, 20 s instead of
@@ -67,10 +69,8 @@ type settings struct {
 	pollers    int
 	// pollerBehavior is PollerAutoscale or PollerFixed.
 	pollerBehavior string
-	// stickyTimeout is the worker's StickyScheduleToStartTimeout;
-	// stickyGiven says the command line gave it.
+	// stickyTimeout is the worker's StickyScheduleToStartTimeout.
 	stickyTimeout time.Duration
-	stickyGiven   bool
 	logLevel      string
 	// override applies the flags given after the file and the environment
 	// (the flags' defaults are the configuration's).
@@ -89,7 +89,7 @@ func parseFlags(w Worker, args []string, out io.Writer) (settings, error) {
 	fs.StringVar(&s.taskQueue, "task-queue", w.TaskQueue, "task queue to poll (the bridge route's task_queue)")
 	fs.IntVar(&s.pollers, "workflow-pollers", DefaultWorkflowPollers, "workflow-task pollers: the most for each of the normal and the sticky queue with autoscale, in all with fixed; the SDK's default 2 halves fan-out throughput")
 	fs.StringVar(&s.pollerBehavior, "workflow-poller-behavior", DefaultPollerBehavior, "autoscale (the SDK scales the pollers to the tasks) or fixed (-workflow-pollers all the time)")
-	fs.DurationVar(&s.stickyTimeout, "sticky-timeout", DefaultStickyTimeout, "how long a workflow task waits on this worker's sticky queue before the server moves it to the normal queue (StickyScheduleToStartTimeout)")
+	fs.DurationVar(&s.stickyTimeout, "sticky-timeout", cmp.Or(w.Options.StickyScheduleToStartTimeout, DefaultStickyTimeout), "how long a workflow task waits on this worker's sticky queue before the server moves it to the normal queue (StickyScheduleToStartTimeout)")
 	fs.StringVar(&s.logLevel, "log-level", "info", "debug, info, warn or error")
 	var brokers *string
 	if w.Kafka {
@@ -100,7 +100,6 @@ func parseFlags(w Worker, args []string, out io.Writer) (settings, error) {
 	}
 	set := map[string]bool{}
 	fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
-	s.stickyGiven = set["sticky-timeout"]
 	switch {
 	case fs.NArg() > 0:
 		return settings{}, fmt.Errorf("%w: unexpected argument %q", ErrUsage, fs.Arg(0))
@@ -112,8 +111,9 @@ func parseFlags(w Worker, args []string, out io.Writer) (settings, error) {
 		// The SDK panics: one fixed poller would poll only the sticky queue.
 		return settings{}, fmt.Errorf("%w: -workflow-pollers must be at least 2 with -workflow-poller-behavior %s (one for the normal and one for the sticky queue), not %d",
 			ErrUsage, PollerFixed, s.pollers)
-	case s.stickyTimeout < time.Second:
-		// The SDK documents the timeout's resolution as seconds.
+	case set["sticky-timeout"] && s.stickyTimeout < time.Second:
+		// The SDK documents the timeout's resolution as seconds. (A
+		// Worker's own Options value is the SDK's to judge.)
 		return settings{}, fmt.Errorf("%w: -sticky-timeout must be at least 1s, not %s", ErrUsage, s.stickyTimeout)
 	case s.taskQueue == "":
 		return settings{}, fmt.Errorf("%w: -task-queue is required", ErrUsage)
@@ -139,13 +139,11 @@ func parseFlags(w Worker, args []string, out io.Writer) (settings, error) {
 
 // workerOptions returns given with the workflow-task pollers the flags
 // set, replacing any the Worker's options set (the SDK rejects both), and
-// the sticky timeout: -sticky-timeout if given, else the Worker's, else
-// DefaultStickyTimeout.
+// the sticky timeout of -sticky-timeout (whose default is the Worker's,
+// else DefaultStickyTimeout).
 func (s settings) workerOptions(given worker.Options) worker.Options {
 	wo := given
-	if s.stickyGiven || wo.StickyScheduleToStartTimeout == 0 {
-		wo.StickyScheduleToStartTimeout = s.stickyTimeout
-	}
+	wo.StickyScheduleToStartTimeout = s.stickyTimeout
 	wo.MaxConcurrentWorkflowTaskPollers, wo.WorkflowTaskPollerBehavior = 0, nil
 	if s.pollerBehavior == PollerFixed {
 		wo.MaxConcurrentWorkflowTaskPollers = s.pollers

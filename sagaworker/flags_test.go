@@ -97,20 +97,36 @@ func TestTheTaskQueueFlagOverridesTheWorkers(t *testing.T) {
 	assert.Equal(t, 4, s.pollers)
 }
 
-// -sticky-timeout, given, replaces the timeout a Worker's options set;
-// not given, it leaves that timeout and fills in only a missing one.
+// -sticky-timeout defaults to the timeout a Worker's options set, else
+// DefaultStickyTimeout, and replaces it when given, even with the default.
 func TestTheStickyTimeoutFlagSetsTheWorkersOption(t *testing.T) {
-	given := worker.Options{StickyScheduleToStartTimeout: 3 * time.Second, MaxConcurrentActivityExecutionSize: 7}
-	s, err := parseFlags(Worker{TaskQueue: "q"}, []string{"-sticky-timeout", "30s"}, &bytes.Buffer{})
-	require.NoError(t, err)
-	opts := s.workerOptions(given)
-	assert.Equal(t, 30*time.Second, opts.StickyScheduleToStartTimeout)
-	assert.Equal(t, 7, opts.MaxConcurrentActivityExecutionSize, "the Worker's other options are kept")
+	own := Worker{TaskQueue: "q", Options: worker.Options{StickyScheduleToStartTimeout: 3 * time.Second, MaxConcurrentActivityExecutionSize: 7}}
+	for _, tc := range []struct {
+		name string
+		w    Worker
+		args []string
+		want time.Duration
+	}{
+		{"the Worker's own", own, nil, 3 * time.Second},
+		{"the default when the Worker sets none", Worker{TaskQueue: "q"}, nil, DefaultStickyTimeout},
+		{"given", own, []string{"-sticky-timeout", "30s"}, 30 * time.Second},
+		{"given as the default's value", own, []string{"-sticky-timeout", DefaultStickyTimeout.String()}, DefaultStickyTimeout},
+		{"the least accepted", Worker{TaskQueue: "q"}, []string{"-sticky-timeout", "1s"}, time.Second},
+		{"a Worker's own below a second is the SDK's to judge", Worker{TaskQueue: "q", Options: worker.Options{StickyScheduleToStartTimeout: 500 * time.Millisecond}}, nil, 500 * time.Millisecond},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			s, err := parseFlags(tc.w, tc.args, &bytes.Buffer{})
+			require.NoError(t, err)
+			opts := s.workerOptions(tc.w.Options)
+			assert.Equal(t, tc.want, opts.StickyScheduleToStartTimeout)
+			assert.Equal(t, tc.w.Options.MaxConcurrentActivityExecutionSize, opts.MaxConcurrentActivityExecutionSize, "the Worker's other options are kept")
+		})
+	}
 
-	s, err = parseFlags(Worker{TaskQueue: "q"}, nil, &bytes.Buffer{})
-	require.NoError(t, err)
-	assert.Equal(t, 3*time.Second, s.workerOptions(given).StickyScheduleToStartTimeout, "the Worker's own timeout")
-	assert.Equal(t, DefaultStickyTimeout, s.workerOptions(worker.Options{}).StickyScheduleToStartTimeout)
+	var out bytes.Buffer
+	_, err := parseFlags(own, []string{"-h"}, &out)
+	require.ErrorIs(t, err, flag.ErrHelp)
+	assert.Contains(t, out.String(), "(default 3s)", "the usage shows the Worker's timeout as the default")
 }
 
 func TestUsageListsTheFlags(t *testing.T) {

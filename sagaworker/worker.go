@@ -47,8 +47,8 @@ type Worker struct {
 	Register func(r worker.Registry, d Deps) error
 	// Options are the SDK worker's options. -workflow-pollers and
 	// -workflow-poller-behavior replace MaxConcurrentWorkflowTaskPollers
-	// and WorkflowTaskPollerBehavior; -sticky-timeout, when given, replaces
-	// StickyScheduleToStartTimeout (left zero, it is the flag's default).
+	// and WorkflowTaskPollerBehavior; -sticky-timeout defaults to
+	// StickyScheduleToStartTimeout when it is set and replaces it when given.
 	// Optional.
 	Options worker.Options
 }

@@ -116,7 +116,8 @@ func (h *harness) fresh(mode string, w workload) string {
 }
 
 // startWorker runs a ledger worker on tq with the workflow-task pollers
-// of -workflow-poller-behavior (workerOptions).
+// of -workflow-poller-behavior (workerOptions) and the sticky timeout of
+// -sticky-timeout.
 func (h *harness) startWorker(tq string) (stop func(), err error) {
 	opts := workerOptions(h.o.pollerBehavior)
 	opts.StickyScheduleToStartTimeout = h.o.stickyTimeout

@@ -5,6 +5,9 @@
 //	worker -kafka-brokers host:port[,...] [-temporal-address host:port] [-namespace default] [-task-queue orders]
 //	worker -config bridge.yaml [-task-queue orders]
 //
+// plus package sagaworker's -workflow-pollers, -workflow-poller-behavior,
+// -sticky-timeout and -log-level.
+//
 // With -config it reads the kafka and temporal sections of the bridge's
 // configuration file: brokers, TLS and SASL, the Temporal address and
 // namespace, TLS or mTLS, API key, and the temporal.codec payload

@@ -3,8 +3,9 @@
 //
 //	go run ./examples/signup/worker -temporal-address 127.0.0.1:7233
 //
-// It is a sagaworker.Main: it takes -config, -temporal-address, -namespace,
-// -task-queue, -workflow-pollers and -log-level, checks that the namespace
+// It is a sagaworker.Main: it takes the flags package sagaworker lists
+// (-config, -temporal-address, -namespace, -task-queue, -workflow-pollers,
+// -workflow-poller-behavior, -sticky-timeout, -log-level), checks that the namespace
 // has the SagaStatus search attribute (naming the command that adds it),
 // and stops on SIGINT or SIGTERM.
 package main
