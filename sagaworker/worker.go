@@ -157,8 +157,7 @@ func run(ctx context.Context, w Worker, s settings, environ []string, log *slog.
 		defer func() { _ = producer.Close() }()
 		deps.Producer = producer
 	}
-	wo := s.workerOptions(w.Options)
-	tw := worker.New(c, s.taskQueue, wo)
+	tw := worker.New(c, s.taskQueue, s.workerOptions(w.Options))
 	if err := w.Register(tw, deps); err != nil {
 		return fmt.Errorf("register workflows and activities: %w", err)
 	}
@@ -167,7 +166,7 @@ func run(ctx context.Context, w Worker, s settings, environ []string, log *slog.
 	}
 	log.Info("worker started", "task_queue", s.taskQueue, "namespace", opts.Namespace, "temporal_address", opts.HostPort,
 		"workflow_pollers", s.pollers, "workflow_poller_behavior", s.pollerBehavior,
-		"sticky_timeout", wo.StickyScheduleToStartTimeout, "payload_encryption", conns.Temporal.Codec.KeyEnv != "" || conns.Temporal.Codec.KeyFile != "")
+		"sticky_timeout", s.stickyTimeout, "payload_encryption", conns.Temporal.Codec.KeyEnv != "" || conns.Temporal.Codec.KeyFile != "")
 	<-ctx.Done()
 	log.Info("stopping the worker after its in-flight tasks", "task_queue", s.taskQueue)
 	tw.Stop()
