@@ -85,10 +85,14 @@ func (c *latencyCell) best(modes []latencyMode) (string, spread) {
 
 // heldOut is the engine's P99 over a window's, round by round, where each
 // round's window is the one with the lowest median P99 over the other
-// rounds. best chooses its window with every round, the one it then
-// measures included, and the lowest of several noisy medians is low by
-// luck as well as by merit; here the round a ratio is taken in plays no
-// part in choosing the window it is taken against. Empty with one round.
+// rounds (with three rounds, the mean of two). best chooses its window with
+// every round, the one it then measures included, and the lowest of
+// several noisy medians is low by luck as well as by merit, which leans
+// against the engine; here the round a ratio is taken in plays no part in
+// choosing the window it is taken against, which can be a window other
+// than the best one and so leans the other way. A window that lacks round
+// i is not chosen for it; rounds are matched by their place in each mode's
+// runs (latencies keeps only whole cells). Empty with one round.
 func (c *latencyCell) heldOut(modes []latencyMode) spread {
 	var ratios []float64
 	for i, e := range c.runs["engine"] {
@@ -119,13 +123,20 @@ func (c *latencyCell) heldOut(modes []latencyMode) spread {
 }
 
 // ranks returns the engine's place by P99 among the engine and the
-// windows, round by round: 1 when no window's P99 was lower.
+// windows, round by round: 1 when no window's P99 was lower (a tie counts
+// for the engine). A round that some window lacks is left out, so every
+// rank is of len(modes) clients.
 func (c *latencyCell) ranks(modes []latencyMode) []int {
 	var rs []int
+rounds:
 	for i, e := range c.runs["engine"] {
 		r := 1
 		for _, m := range modes[1:] {
-			if runs := c.runs[m.name]; i < len(runs) && p99(runs[i]) < p99(e) {
+			runs := c.runs[m.name]
+			if i >= len(runs) {
+				continue rounds
+			}
+			if p99(runs[i]) < p99(e) {
 				r++
 			}
 		}
@@ -134,7 +145,7 @@ func (c *latencyCell) ranks(modes []latencyMode) []int {
 	return rs
 }
 
-// formatRanks prints ranks as "2, 1, 3 of 4".
+// formatRanks formats ranks as "2, 1, 3 of 4".
 func formatRanks(rs []int, of int) string {
 	if len(rs) == 0 {
 		return "–"

@@ -69,3 +69,44 @@ func TestTheEnginesRankCountsTheWindowsFasterInTheSameRound(t *testing.T) {
 	assert.Equal(t, []int{2, 1, 1}, c.ranks(twoWindows), "a tie is not faster")
 	assert.Equal(t, "–", formatRanks(nil, 3))
 }
+
+func TestARoundSomeWindowLacksIsNeitherRankedNorHeldOut(t *testing.T) {
+	c := cellOf(map[string][]int{
+		"engine": {200, 200, 200},
+		"A":      {100, 300, 300},
+		"B":      {300, 100},
+	})
+	assert.Equal(t, []int{2, 2}, c.ranks(twoWindows), "round 3 has no B")
+	h := c.heldOut(twoWindows)
+	// Round 3 is measured against A alone (B lacks it): 200/300.
+	require.Equal(t, 3, h.n)
+	assert.InDelta(t, 200.0/300, h.hi, 1e-9)
+}
+
+func TestEveryModeRunsInEveryPlaceOverAsManyRounds(t *testing.T) {
+	modes := []latencyMode{{name: "engine"}, {name: "5ms"}, {name: "200ms"}, {name: "1s"}}
+	names := func(ms []latencyMode) (out []string) {
+		for _, m := range ms {
+			out = append(out, m.name)
+		}
+		return out
+	}
+	assert.Equal(t, []string{"engine", "5ms", "200ms", "1s"}, names(roundOrder(modes, 0)))
+	assert.Equal(t, []string{"5ms", "200ms", "1s", "engine"}, names(roundOrder(modes, 1)))
+	assert.Equal(t, []string{"200ms", "1s", "engine", "5ms"}, names(roundOrder(modes, 2)))
+	places := map[string]map[int]bool{}
+	for round := range len(modes) {
+		for place, m := range roundOrder(modes, round) {
+			if places[m.name] == nil {
+				places[m.name] = map[int]bool{}
+			}
+			places[m.name][place] = true
+		}
+	}
+	for _, m := range modes {
+		assert.Len(t, places[m.name], len(modes), "%s runs in every place", m.name)
+	}
+	assert.Equal(t, []string{"engine", "5ms", "200ms", "1s"}, names(modes), "the modes themselves are not reordered")
+	two := modes[:2]
+	assert.Equal(t, []string{"5ms", "engine"}, names(roundOrder(two, 1)), "with two modes it alternates")
+}

@@ -27,8 +27,9 @@
 //
 // Every mode runs on a fresh Temporal dev server, so that no mode inherits
 // the history another left behind, and the engine and the ceiling run
-// -rounds times, alternating which goes first; the report gives medians and
-// the median of the per-round ratios, with their range.
+// -rounds times, alternating which goes first (the latency modes rotate:
+// each round starts one mode later); the report gives medians and the
+// median of the per-round ratios, with their range.
 //
 //	go run ./cmd/benchmark [-rounds 3] [-events 100000] [-naive-events 20000]
 //	go run ./cmd/benchmark -only latency [-shapes warm,new] [-latency-rates 500,1000] [-windows 5ms,200ms,1s] [-latency-for 60s]
@@ -148,7 +149,7 @@ func main() {
 	flag.TextVar(&o.traceLevel, "trace-level", slog.LevelInfo, "the level of the engine's log with -trace (DEBUG shows each step of the dispatch window)")
 	flag.StringVar(&o.latencyRates, "latency-rates", "0.5x,2000,1000,500", "events/s of the latency runs, comma-separated; Nx is N times the engine's catch-up rate (10000 with -only latency)")
 	flag.StringVar(&o.only, "only", "", "run part only, for tuning: a workload's engine and ceiling rounds (catch-up, fan-out), one mode (catch-up/engine, fan-out/naive, ...), or latency")
-	flag.IntVar(&o.rounds, "rounds", 3, "rounds of engine and ceiling per workload, and of every latency mode per shape and rate, alternating which runs first")
+	flag.IntVar(&o.rounds, "rounds", 3, "rounds of engine and ceiling per workload, alternating which runs first, and of every latency mode per shape and rate, each round starting one mode later")
 	flag.StringVar(&o.cpuProfile, "cpuprofile", "", "write a CPU profile of this process (bridge, worker and clients; not the Temporal server) to this file")
 	flag.Parse()
 	if o.pollerBehavior != sagaworker.PollerAutoscale && o.pollerBehavior != sagaworker.PollerFixed {
