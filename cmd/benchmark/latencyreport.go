@@ -65,12 +65,7 @@ func (c *latencyCell) probes(f func(capacity) float64) spread {
 // best returns the window whose median P99 is lowest, and the engine's P99
 // over that window's, round by round.
 func (c *latencyCell) best(modes []latencyMode) (string, spread) {
-	best := ""
-	for _, m := range modes[1:] {
-		if best == "" || c.over(m.name, p99).med < c.over(best, p99).med {
-			best = m.name
-		}
-	}
+	best := c.lowestWindow(modes, -1)
 	if best == "" {
 		return "", spread{}
 	}
@@ -83,6 +78,33 @@ func (c *latencyCell) best(modes []latencyMode) (string, spread) {
 	return best, spreadOf(ratios)
 }
 
+// lowestWindow returns the window whose median P99 over its rounds other
+// than skip (-1: over all of them) is lowest, among the windows that ran
+// round skip; "" if none has a round to go by. Rounds are matched by their
+// place in each mode's runs (latencies keeps only whole cells).
+func (c *latencyCell) lowestWindow(modes []latencyMode, skip int) string {
+	best, bestP99 := "", 0.0
+	for _, m := range modes[1:] {
+		runs := c.runs[m.name]
+		if skip >= len(runs) {
+			continue
+		}
+		var vs []float64
+		for j, r := range runs {
+			if j != skip {
+				vs = append(vs, p99(r))
+			}
+		}
+		if len(vs) == 0 {
+			continue
+		}
+		if med := spreadOf(vs).med; best == "" || med < bestP99 {
+			best, bestP99 = m.name, med
+		}
+	}
+	return best
+}
+
 // heldOut is the engine's P99 over a window's, round by round, where each
 // round's window is the one with the lowest median P99 over the other
 // rounds (with three rounds, the mean of two). best chooses its window with
@@ -91,32 +113,12 @@ func (c *latencyCell) best(modes []latencyMode) (string, spread) {
 // against the engine; here the round a ratio is taken in plays no part in
 // choosing the window it is taken against, which can be a window other
 // than the best one and so leans the other way. A window that lacks round
-// i is not chosen for it; rounds are matched by their place in each mode's
-// runs (latencies keeps only whole cells). Empty with one round.
+// i is not chosen for it. Empty with one round.
 func (c *latencyCell) heldOut(modes []latencyMode) spread {
 	var ratios []float64
 	for i, e := range c.runs["engine"] {
-		best, bestP99 := "", 0.0
-		for _, m := range modes[1:] {
-			runs := c.runs[m.name]
-			if i >= len(runs) {
-				continue
-			}
-			var others []float64
-			for j, r := range runs {
-				if j != i {
-					others = append(others, p99(r))
-				}
-			}
-			if len(others) == 0 {
-				continue
-			}
-			if med := spreadOf(others).med; best == "" || med < bestP99 {
-				best, bestP99 = m.name, med
-			}
-		}
-		if best != "" {
-			ratios = append(ratios, p99(e)/max(1, p99(c.runs[best][i])))
+		if w := c.lowestWindow(modes, i); w != "" {
+			ratios = append(ratios, p99(e)/max(1, p99(c.runs[w][i])))
 		}
 	}
 	return spreadOf(ratios)
