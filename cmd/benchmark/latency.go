@@ -96,11 +96,13 @@ func (h *harness) latencies(ctx context.Context, peak float64) ([]*latencyCell, 
 
 // roundOrder is the order in which round runs the modes: each round starts
 // one mode later than the one before, so that over len(modes) rounds every
-// mode runs once in every place. A run's place in its round moves its P99
-// (in the six full runs of 2026-12-04 to 2026-12-06 the first and the last
-// run of a round ranked 2.2 of 4 on average, the two between 2.8), and
-// reversing the order every other round, as this did before, kept the
-// engine and the last window at the ends and the others between.
+// mode runs once in every place. Reversing the order every other round, as
+// this did before, kept the engine and the last window at the ends and the
+// others between, so a client could not be told from its place: in the six
+// full runs of 2026-12-04 to 2026-12-06 the ends ranked 2.2 of 4 on
+// average and the places between 2.8, which was as much the clients there
+// as their places (the first rotated run, 2026-12-06, showed no advantage
+// at the ends).
 func roundOrder(modes []latencyMode, round int) []latencyMode {
 	k := round % len(modes)
 	return append(slices.Clone(modes[k:]), modes[:k]...)
