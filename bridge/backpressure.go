@@ -288,19 +288,32 @@ func (p *pressure) pausedLocked() int {
 	return n
 }
 
-// register adds a claimed partition and pauses it at once if it must be.
+// register adds a claimed partition and pauses or resumes it at once, as
+// it must be. Resuming matters as much as pausing: sarama's consumer
+// remembers a partition it paused after the partition is released
+// (consumer.paused, "retains pause state while a partition is
+// reassigned") and starts a new claim of it paused, so a partition this
+// member released while paused (at its in-flight cap, say) and is given
+// back in a later rebalance would otherwise never fetch again.
 func (p *pressure) register(f *flow) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	r := p.flowReasonLocked(f)
 	p.flows[f] = r
-	if r != "" && p.pauser != nil {
-		p.pauser.Pause(map[string][]int32{f.topic: {f.partition}})
+	if p.pauser == nil {
+		return
+	}
+	parts := map[string][]int32{f.topic: {f.partition}}
+	if r != "" {
+		p.pauser.Pause(parts)
+	} else {
+		p.pauser.Resume(parts)
 	}
 }
 
-// unregister drops a released partition. The next owner's consumer starts
-// it unpaused, and register pauses it there if needed.
+// unregister drops a released partition. Another member's consumer starts
+// it unpaused; this member's starts it as it left it, and register pauses
+// or resumes it there.
 func (p *pressure) unregister(f *flow) {
 	p.mu.Lock()
 	defer p.mu.Unlock()

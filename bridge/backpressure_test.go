@@ -18,7 +18,8 @@ import (
 	"github.com/sagabridge/sagabridge/config"
 )
 
-// fakePauser records which partitions the consumer would fetch.
+// fakePauser records which partitions the consumer would not fetch. Like
+// sarama's consumer it remembers a pause after the partition is released.
 type fakePauser struct {
 	mu     sync.Mutex
 	paused map[string]bool // "topic/partition"
@@ -32,7 +33,11 @@ func (f *fakePauser) set(parts map[string][]int32, on bool) {
 	}
 	for t, ps := range parts {
 		for _, p := range ps {
-			f.paused[fmt.Sprintf("%s/%d", t, p)] = on
+			if on {
+				f.paused[fmt.Sprintf("%s/%d", t, p)] = true
+			} else { // as sarama forgets a resumed partition
+				delete(f.paused, fmt.Sprintf("%s/%d", t, p))
+			}
 		}
 	}
 }
@@ -78,7 +83,7 @@ func TestInFlightBudgetPausesEverythingAndResumesAtTheLowWaterMark(t *testing.T)
 	r, _ = p.reason("orders")
 	assert.Equal(t, ReasonInFlight, r, "hysteresis: still paused above the low-water mark")
 	p.release(1, 10)
-	assert.Equal(t, map[string]bool{"orders/0": false, "orders/1": false, "payments/0": false}, pa.state())
+	assert.Empty(t, pa.state(), "every partition resumes at the low-water mark")
 	held, _ := p.held()
 	assert.Equal(t, int64(5), held)
 }
@@ -159,6 +164,23 @@ func TestNewClaimOfAPausedTopicStartsPaused(t *testing.T) {
 	p.unregister(f)
 	p.setCircuitOpen(circuitQ2, false)
 	assert.True(t, pa.state()["payments/3"], "a released partition is no longer this member's to resume")
+}
+
+// A partition this member released while paused at its own in-flight cap,
+// and is given back in a later rebalance, fetches again: sarama's consumer
+// keeps the pause across the reassignment (as the fake does), and the new
+// claim has nothing in flight, so no later change of reason would ever
+// resume it. (register only paused: the partition stayed paused for good.)
+func TestAPartitionGivenBackAfterAPausedReleaseFetches(t *testing.T) {
+	p, pa := testPressure(t)
+	f := &flow{topic: "orders", partition: 5, pressure: p}
+	p.register(f)
+	p.setCapped(f, true)
+	require.True(t, pa.state()["orders/5"], "a partition at its cap pauses")
+	p.unregister(f)
+	again := &flow{topic: "orders", partition: 5, pressure: p}
+	p.register(again)
+	assert.False(t, pa.state()["orders/5"], "the partition given back stays paused")
 }
 
 func TestLimiterIncreasesAdditivelyAndCutsMultiplicatively(t *testing.T) {
