@@ -317,6 +317,16 @@ func (b *Bridge) awaitWindow(f *flow, target Target, records, bytes int) error {
 	}
 }
 
+// unknownQuery reports whether a failed query failed because the workflow
+// registers no event.AppliedQuery handler: the SDK answers "unknown
+// queryType <name>. KnownQueryTypes=[...]". Any other failure (a handler
+// that panics, a task that cannot replay) is the workflow's trouble of the
+// moment, not its type's, and must not turn flow control off for the type.
+func unknownQuery(qf *serviceerror.QueryFailed) bool {
+	return strings.Contains(qf.Message, "unknown queryType "+event.AppliedQuery+".") ||
+		strings.HasSuffix(qf.Message, "unknown queryType "+event.AppliedQuery)
+}
+
 // askApplied asks target's workflow what it applied, for a call that owns
 // the workflow's question (windows.next), acts on the answer and ends the
 // question. release reports that the call may go whatever its window
@@ -339,7 +349,7 @@ func (b *Bridge) askApplied(f *flow, target Target) (release bool, err error) {
 	case errors.As(err, &notFound), errors.Is(err, ErrWorkflowClosed):
 		ws.forget(target.WorkflowID)
 		return true, nil
-	case errors.As(err, &queryFailed) && strings.Contains(err.Error(), event.AppliedQuery):
+	case errors.As(err, &queryFailed) && unknownQuery(queryFailed):
 		if ws.exemptType(target.WorkflowID, target.WorkflowType) {
 			b.log.Warn("workflow type does not answer the applied query; sending it without flow control",
 				"workflow_type", target.WorkflowType, "workflow_id", target.WorkflowID, "query", event.AppliedQuery, "err", err)

@@ -269,6 +269,40 @@ func (m *mutedWorkflow) AppliedWatermarks(context.Context, string) (event.Waterm
 	return nil, serviceerror.NewQueryFailed("unknown queryType " + event.AppliedQuery)
 }
 
+// brokenQuery fails the applied query as the Temporal client does when the
+// workflow's handler fails: the QueryFailed wrapped in an error that names
+// the query.
+type brokenQuery struct{ fakeTemporal }
+
+func (*brokenQuery) AppliedWatermarks(_ context.Context, id string) (event.Watermarks, error) {
+	return nil, fmt.Errorf("query %s of %s: %w", event.AppliedQuery, id, serviceerror.NewQueryFailed("panic: boom"))
+}
+
+// A workflow whose applied query fails for another reason than a missing
+// handler (here its handler panics) keeps its window, and so does its type:
+// the call waits and asks again. (Every QueryFailed turned flow control off
+// for the workflow's type for the life of the process, because the error
+// the client wraps it in names the query, and that name was what the check
+// looked for.)
+func TestAFailingAppliedQueryKeepsFlowControl(t *testing.T) {
+	b := newWindowedBridge(t, &brokenQuery{}, 10)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	f := &flow{ctx: ctx}
+	target := Target{WorkflowID: "order-hot", WorkflowType: "O"}
+	release, err := b.askApplied(f, target)
+	assert.False(t, release, "a failed query released the call")
+	require.Error(t, err)
+	assert.False(t, b.windows.exempt["O"], "a failed query exempted the workflow type from flow control")
+
+	muted := &mutedWorkflow{}
+	b = newWindowedBridge(t, muted, 10)
+	release, err = b.askApplied(f, target)
+	assert.True(t, release, "a workflow without the query handler waited for it")
+	require.NoError(t, err)
+	assert.True(t, b.windows.exempt["O"])
+}
+
 // A workflow type that does not answer the applied query is sent without
 // flow control, and that includes the window's bound on what one call
 // carries: a hot key of such a type still gets merged calls once its
