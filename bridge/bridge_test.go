@@ -229,6 +229,31 @@ func TestPermanentErrorIsolatesTheRejectedRecordAndMovesOn(t *testing.T) {
 	assert.Equal(t, int64(1), tc.accepted[0].Offset)
 }
 
+// A workflow whose run has taken all the signals one run may (the server's
+// InvalidArgument "exceeded workflow execution limit for signal events")
+// is sent its records again until the run takes them (it continued as new):
+// the records are not at fault, nothing is dead-lettered, and the circuit,
+// which would pause the task queue's other workflows, stays closed. (Each
+// record was dead-lettered as rejected, and the partition moved on.)
+func TestARunAtItsSignalLimitIsRetriedNotDeadLettered(t *testing.T) {
+	full := serviceerror.NewInvalidArgument(signalLimitExceeded)
+	var script []error
+	for range 8 { // more than backpressure.circuit.failures
+		script = append(script, fmt.Errorf("signal-with-start order-a: %w", full))
+	}
+	tc := &fakeTemporal{script: script}
+	dl := &fakeDLQ{}
+	b := newTestBridge(t, tc, dl)
+	s := consume(t, b, context.Background(), msg(0, "a", `{}`), msg(1, "a", `{}`))
+	assert.Equal(t, int64(2), s.committed())
+	assert.Empty(t, dl.failures, "a record was dead-lettered for its workflow's full run")
+	require.Len(t, tc.accepted, 2)
+	assert.Equal(t, []int64{0, 1}, []int64{tc.accepted[0].Offset, tc.accepted[1].Offset})
+	assert.Equal(t, uint64(8), b.Stats().Retries)
+	_, _, _, pauses := b.pressure.snapshot()
+	assert.Zero(t, pauses[ReasonCircuitOpen], "a full run opened the circuit")
+}
+
 func TestPoisonIsMarkedOnlyAfterTheDLQHoldsIt(t *testing.T) {
 	dl := &fakeDLQ{failNext: 3}
 	b := newTestBridge(t, &fakeTemporal{}, dl)
@@ -335,16 +360,17 @@ func TestClassify(t *testing.T) {
 		assert.Equal(t, want, classify(fmt.Errorf("signal-with-start: %w", err)), "wrapped %s", c)
 	}
 	for err, want := range map[error]errorKind{
-		serviceerror.NewNamespaceNotFound("ns"):                                          kindAccess,
-		serviceerror.NewNamespaceInvalidState("ns", 0, nil):                              kindAccess,
-		serviceerror.NewNamespaceNotActive("ns", "a", "b"):                               kindAccess,
-		serviceerror.NewNamespaceUnavailable("ns"):                                       kindRetryable,
-		serviceerror.NewWorkflowNotReady("x"):                                            kindRetryable,
-		serviceerror.NewResourceExhausted(0, "busy"):                                     kindRetryable,
-		errors.New("connection reset"):                                                   kindRetryable,
-		context.DeadlineExceeded:                                                         kindRetryable,
-		fmtClosed("w"):                                                                   kindClosed,
-		fmt.Errorf("describe namespace: %w", serviceerror.NewPermissionDenied("no", "")): kindAccess,
+		serviceerror.NewNamespaceNotFound("ns"):                                                   kindAccess,
+		serviceerror.NewNamespaceInvalidState("ns", 0, nil):                                       kindAccess,
+		serviceerror.NewNamespaceNotActive("ns", "a", "b"):                                        kindAccess,
+		serviceerror.NewNamespaceUnavailable("ns"):                                                kindRetryable,
+		serviceerror.NewWorkflowNotReady("x"):                                                     kindRetryable,
+		serviceerror.NewResourceExhausted(0, "busy"):                                              kindRetryable,
+		errors.New("connection reset"):                                                            kindRetryable,
+		context.DeadlineExceeded:                                                                  kindRetryable,
+		fmtClosed("w"):                                                                            kindClosed,
+		fmt.Errorf("describe namespace: %w", serviceerror.NewPermissionDenied("no", "")):          kindAccess,
+		fmt.Errorf("signal-with-start: %w", serviceerror.NewInvalidArgument(signalLimitExceeded)): kindRunFull,
 	} {
 		assert.Equal(t, want, classify(err), "%T %v", err, err)
 	}

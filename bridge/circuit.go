@@ -91,7 +91,7 @@ func (b *Bridge) newCircuit(k circuitKey) *circuit {
 				return true
 			}
 			switch classify(err) {
-			case kindRejected, kindClosed:
+			case kindRejected, kindClosed, kindRunFull:
 				return true
 			case kindAccess:
 				b.accessDenied(c, err)

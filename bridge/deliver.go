@@ -12,6 +12,7 @@ import (
 	"fmt"
 	"log/slog"
 	"math/rand/v2"
+	"strings"
 	"time"
 
 	"github.com/cenkalti/backoff/v5"
@@ -144,7 +145,11 @@ func (b *Bridge) send(f *flow, target Target, recs []record, parkable bool) erro
 		}
 		b.retries.Add(1)
 		wait := retry.NextBackOff()
-		if attempt == 1 && classify(err) != kindAccess { // an access fault is logged once, without keys (breaker)
+		if attempt == 1 && classify(err) == kindRunFull {
+			b.log.Warn("the workflow's run has taken all the signals one run may; retrying until it continues as new",
+				"workflow_id", target.WorkflowID, "records", len(recs), "topic", f.topic, "partition", f.partition,
+				"offset", recs[0].offset, "err", err, "retry_in", wait)
+		} else if attempt == 1 && classify(err) != kindAccess { // an access fault is logged once, without keys (breaker)
 			b.log.Log(f.ctx, b.retryLogLevel(), "temporal call failed; retrying", "workflow_id", target.WorkflowID, "records", len(recs),
 				"topic", f.topic, "partition", f.partition, "offset", recs[0].offset, "err", err, "retry_in", wait)
 		}
@@ -191,6 +196,8 @@ func (b *Bridge) call(ctx context.Context, f *flow, c *circuit, target Target, b
 			outcome = outcomeClosed
 		case kindAccess:
 			outcome = outcomeAccess
+		case kindRunFull:
+			outcome = outcomeRunFull
 		default:
 			outcome = outcomeRetryable
 		}
@@ -217,11 +224,25 @@ const (
 	// dead-lettered or committed, and the bridge recovers by itself once
 	// the cause is fixed.
 	kindAccess
+	// kindRunFull: the workflow's run has taken all the signals one run
+	// may (the server's history.maximumSignalsPerExecution, 10,000 by
+	// default). Nothing is wrong with the record nor with Temporal, which
+	// answered: retry this workflow's call with backoff until the run
+	// continues as new (workflows.Inbox does once its history is large),
+	// without opening the circuit for the other workflows.
+	kindRunFull
 )
+
+// signalLimitExceeded is the message of the InvalidArgument the Temporal
+// server answers a signal to a run at its signal limit with
+// (consts.ErrSignalsLimitExceeded).
+const signalLimitExceeded = "exceeded workflow execution limit for signal events"
 
 // classify is the policy that sorts an error from Temporal. Only an error
 // about the request itself (InvalidArgument: a bad payload, a payload too
-// large, a bad workflow ID) sends the record to the DLQ. An error about the
+// large, a bad workflow ID) sends the record to the DLQ; the one
+// InvalidArgument about the run rather than the request (its signal limit)
+// is retried. An error about the
 // bridge's own access (PermissionDenied, Unauthenticated, an unknown or
 // inactive namespace, Unimplemented, FailedPrecondition) is never the
 // record's fault. Everything else (Unavailable, ResourceExhausted,
@@ -245,6 +266,9 @@ func classify(err error) errorKind {
 	}
 	switch grpcCode(err) {
 	case codes.InvalidArgument:
+		if strings.Contains(err.Error(), signalLimitExceeded) {
+			return kindRunFull
+		}
 		return kindRejected
 	case codes.PermissionDenied, codes.Unauthenticated, codes.Unimplemented, codes.FailedPrecondition:
 		return kindAccess

@@ -26,6 +26,7 @@ const (
 	outcomeRejected  = "permanent"
 	outcomeClosed    = "workflow_closed"
 	outcomeAccess    = "access_denied"
+	outcomeRunFull   = "run_full"
 )
 
 func newMetrics(b *Bridge) *metrics {
