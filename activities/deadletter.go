@@ -3,12 +3,12 @@ package activities
 import (
 	"cmp"
 	"context"
-	"errors"
 	"fmt"
 	"time"
 
 	"github.com/IBM/sarama"
 	"go.temporal.io/sdk/activity"
+	"go.temporal.io/sdk/temporal"
 
 	"github.com/sagabridge/sagabridge/activities/contract"
 	"github.com/sagabridge/sagabridge/dlq"
@@ -32,17 +32,33 @@ type DeadLetterInput = contract.DeadLetterInput
 // Like Publish this is at-least-once: a DeadLetter that wrote and then timed
 // out writes again on retry. Every record carries HeaderEventID, the same on
 // every attempt, so a repeat is recognisable (dlq list shows it).
+//
+// A dead letter too large for the producer (MaxMessageBytes) or for the DLQ
+// topic (its max.message.bytes) is written in reduced form (dlq.Reduced:
+// the value dropped, its size and what was dropped in headers), as the
+// bridge writes its own; it can still be found and redriven from the
+// source topic. An input that can never be written (no topic) fails the
+// activity without retries, naming the field.
 type DeadLetterer struct {
 	Producer sarama.SyncProducer
 	// Suffix names the DLQ topic; empty means dlq.DefaultSuffix.
 	Suffix string
+	// MaxMessageBytes is the largest record Producer takes (its
+	// Producer.MaxMessageBytes; sagaworker's producer takes
+	// dlq.max_message_bytes). Zero means sarama's default, 1 MiB.
+	MaxMessageBytes int
 }
+
+// saramaMaxMessageBytes is sarama's default Producer.MaxMessageBytes.
+const saramaMaxMessageBytes = 1 << 20
 
 // DeadLetter writes in's record to its DLQ topic and returns once the
 // broker has acknowledged it.
 func (d *DeadLetterer) DeadLetter(ctx context.Context, in DeadLetterInput) error {
 	if in.Event.Topic == "" {
-		return errors.New("dead-letter: the event has no topic")
+		return temporal.NewNonRetryableApplicationError(
+			fmt.Sprintf("dead-letter: the event has no topic (Event.Topic; activity %s, offset %d)", in.ActivityType, in.Event.Offset),
+			"InvalidDeadLetter", nil)
 	}
 	info := activity.GetInfo(ctx)
 	f := dlq.Failure{
@@ -57,16 +73,29 @@ func (d *DeadLetterer) DeadLetter(ctx context.Context, in DeadLetterInput) error
 	for _, h := range in.Event.Headers {
 		f.Headers = append(f.Headers, sarama.RecordHeader{Key: []byte(h.Key), Value: h.Value})
 	}
-	suffix := d.Suffix
-	if suffix == "" {
-		suffix = dlq.DefaultSuffix
-	}
-	msg := f.Message(suffix)
+	suffix := cmp.Or(d.Suffix, dlq.DefaultSuffix)
 	id := EventID(info.WorkflowExecution.ID, info.WorkflowExecution.RunID, info.ActivityID)
-	msg.Headers = append(msg.Headers, sarama.RecordHeader{Key: []byte(HeaderEventID), Value: []byte(id)})
-	injectTrace(ctx, msg)
-	if _, _, err := d.Producer.SendMessage(msg); err != nil {
-		return fmt.Errorf("dead-letter %s (%s failed in %s) to %s: %w", in.Event.Position(), in.ActivityType, id, msg.Topic, err)
+	// Room for the event-ID header and a trace context beside what Within
+	// measures.
+	const extra = 512
+	f = f.Within(suffix, cmp.Or(d.MaxMessageBytes, saramaMaxMessageBytes)-len(HeaderEventID)-len(id)-extra)
+	err := d.send(ctx, f, suffix, id)
+	if err != nil && dlq.TooLarge(err) && !f.IsReduced() { // the topic's max.message.bytes, which only the broker knows
+		activity.GetLogger(ctx).Warn("dead letter too large for its DLQ topic; writing it in reduced form", "topic", dlq.TopicFor(f.Topic, suffix), "error", err)
+		err = d.send(ctx, f.Reduced(), suffix, id)
+	}
+	if err != nil {
+		return fmt.Errorf("dead-letter %s (%s failed in %s) to %s: %w", in.Event.Position(), in.ActivityType, id, dlq.TopicFor(f.Topic, suffix), err)
 	}
 	return nil
+}
+
+// send writes f to its DLQ topic with the event ID and the activity's trace
+// context.
+func (d *DeadLetterer) send(ctx context.Context, f dlq.Failure, suffix, id string) error {
+	msg := f.Message(suffix)
+	msg.Headers = append(msg.Headers, sarama.RecordHeader{Key: []byte(HeaderEventID), Value: []byte(id)})
+	injectTrace(ctx, msg)
+	_, _, err := d.Producer.SendMessage(msg)
+	return err
 }

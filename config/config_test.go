@@ -41,6 +41,13 @@ backpressure:
 		"unknown route field": {`kafka: {brokers: [b], group: g}
 routes: [{topic: t, workflow_type: W, workflow_id: "w-{key}", task_queue: q}, {topik: u}]`, "routes[1].topik: unknown field (line 2); did you mean topic?"},
 		"unknown section": {`kafak: {brokers: [b]}`, "kafak: unknown field (line 1); did you mean kafka?"},
+		"two documents": {`kafka: {brokers: [b], group: g}
+routes: [{topic: t, workflow_type: W, workflow_id: "w-{key}", task_queue: q}]
+---
+dlq: {transactional: true}`, "a second YAML document (after \"---\", its content from line 4) would be ignored"},
+		"resume_at not a number": {`kafka: {brokers: [b], group: g}
+backpressure: {resume_at: .nan}
+routes: [{topic: t, workflow_type: W, workflow_id: "w-{key}", task_queue: q}]`, "backpressure.resume_at: must be between 0 and 1"},
 		"json placeholder on bytes": {`kafka: {brokers: [b], group: g}
 routes: [{topic: t, payload: bytes, workflow_type: W, workflow_id: "o-{json:id}", task_queue: q}]`, `routes[0].workflow_id: "o-{json:id}" reads the JSON value ({json:...}), which needs payload "json", not "bytes"`},
 		"bad instance id": {`kafka: {brokers: [b], group: g, instance_id: "pod 1"}
@@ -215,8 +222,21 @@ func TestLoadConnectionsNeedsOnlyKafkaAndTemporal(t *testing.T) {
 	assert.Contains(t, err.Error(), "kafka.brokers[0]: must not be empty")
 	assert.Contains(t, err.Error(), "temporal.tls.enabled: an API key is sent only over TLS")
 
+	// The worker writes its dead letters where the bridge does, no larger
+	// than the bridge's. (The dlq section was parsed and dropped: a worker
+	// given the bridge's file wrote to <topic>.dlq whatever its suffix.)
+	require.NoError(t, os.WriteFile(path, []byte("kafka: {brokers: [b:9092]}\ndlq: {suffix: -dead, max_message_bytes: 200000}\n"), 0o600))
+	c, err = LoadConnections(path)
+	require.NoError(t, err)
+	assert.Equal(t, "-dead", c.DLQ.Suffix)
+	assert.Equal(t, 200000, c.DLQ.MaxMessageBytes)
+	require.NoError(t, os.WriteFile(path, []byte("kafka: {brokers: [b:9092]}\ndlq: {max_message_bytes: 1000}\n"), 0o600))
+	_, err = LoadConnections(path)
+	require.ErrorContains(t, err, "dlq.max_message_bytes: must be at least 65536")
+
 	c, err = LoadConnections("", func(c *Config) { c.Kafka.Brokers = []string{"flag:9092"} })
 	require.NoError(t, err, "flags alone")
+	assert.Equal(t, ".dlq", c.DLQ.Suffix, "defaults applied")
 	assert.Equal(t, []string{"flag:9092"}, c.Kafka.Brokers)
 	_, err = LoadConnections("")
 	require.ErrorContains(t, err, "config flags: kafka.brokers: at least one broker is required")

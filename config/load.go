@@ -58,6 +58,16 @@ func decode(data []byte, overrides []Override) (Config, error) {
 	if err := dec.Decode(&cfg); err != nil && !errors.Is(err, io.EOF) {
 		return Config{}, fmt.Errorf("parse: %w", err)
 	}
+	// One document: a second (after "---") would be read by no one, its
+	// settings silently dropped.
+	var more yaml.Node
+	switch err := dec.Decode(&more); {
+	case errors.Is(err, io.EOF):
+	case err != nil:
+		return Config{}, fmt.Errorf("parse: %w", err)
+	case len(more.Content) > 0:
+		return Config{}, fmt.Errorf("parse: a second YAML document (after \"---\", its content from line %d) would be ignored: keep the whole configuration in one document", more.Content[0].Line)
+	}
 	cfg.set = map[string]bool{}
 	markPaths(&doc, "", cfg.set)
 	for _, o := range overrides {
@@ -97,15 +107,21 @@ func (c *Config) markSet(path string) {
 	c.set[path] = true
 }
 
-// Connections are the kafka and temporal sections of a bridge
+// Connections are the kafka, temporal and dlq sections of a bridge
 // configuration file: what cmd/worker needs to reach the same cluster
-// with the same security and payload encryption.
+// with the same security and payload encryption, and to write its dead
+// letters where the bridge writes its own.
 type Connections struct {
 	Kafka    Kafka
 	Temporal Temporal
+	// DLQ is the dlq section: its suffix and max_message_bytes say where
+	// and how large a worker's dead letters (activities.DeadLetterer) are
+	// written, as the bridge's are; its transactional settings are the
+	// bridge's alone.
+	DLQ DLQ
 }
 
-// LoadConnections reads the kafka and temporal sections of the bridge
+// LoadConnections reads the kafka, temporal and dlq sections of the bridge
 // configuration at path (the other sections are parsed, so unknown fields
 // are still errors, but not required), applies overrides (flags), fills the
 // defaults and checks them. An empty path reads no file: the defaults and
@@ -130,5 +146,5 @@ func LoadConnections(path string, overrides ...Override) (Connections, error) {
 	if err := errors.Join(errs...); err != nil {
 		return Connections{}, fmt.Errorf("config %s: %w", name, err)
 	}
-	return Connections{Kafka: cfg.Kafka, Temporal: cfg.Temporal}, nil
+	return Connections{Kafka: cfg.Kafka, Temporal: cfg.Temporal, DLQ: cfg.DLQ}, nil
 }

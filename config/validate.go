@@ -61,6 +61,14 @@ func (c Config) validateConnections(bad func(field, format string, args ...any))
 	}
 	c.Kafka.validateSecurity(bad)
 	c.Temporal.validate(bad)
+	// Where and how large dead letters are written: the bridge's and the
+	// worker's (activities.DeadLetterer) alike.
+	if c.DLQ.MaxMessageBytes < 64<<10 {
+		bad("dlq.max_message_bytes", "must be at least 65536, so a reduced dead letter always fits")
+	}
+	if c.DLQ.Suffix == "" {
+		bad("dlq.suffix", "must not be empty")
+	}
 }
 
 // Validate checks every field of a configuration whose defaults are filled
@@ -79,12 +87,6 @@ func (c Config) Validate() error {
 	}
 	if c.Kafka.IsolationLevel != ReadCommitted && c.Kafka.IsolationLevel != ReadUncommitted {
 		bad("kafka.isolation_level", "must be %q or %q, not %q", ReadCommitted, ReadUncommitted, c.Kafka.IsolationLevel)
-	}
-	if c.DLQ.MaxMessageBytes < 64<<10 {
-		bad("dlq.max_message_bytes", "must be at least 65536, so a reduced dead letter always fits")
-	}
-	if c.DLQ.Suffix == "" {
-		bad("dlq.suffix", "must not be empty")
 	}
 	if c.DLQ.Transactional {
 		if c.DLQ.TransactionalIDPrefix == "" {
@@ -123,7 +125,7 @@ func (c Config) Validate() error {
 	if c.Memory.SoftLimit < -1 || c.Memory.SoftLimit == 0 {
 		bad("memory.soft_limit", "must be a number of bytes, or -1 for the runtime's default")
 	}
-	if bp.ResumeAt <= 0 || bp.ResumeAt >= 1 {
+	if !(bp.ResumeAt > 0 && bp.ResumeAt < 1) { // NaN too, which compares false with everything
 		bad("backpressure.resume_at", "must be between 0 and 1 (a fraction of the caps), not %g", bp.ResumeAt)
 	}
 	if bp.Backlog.HighTasks < 1 {

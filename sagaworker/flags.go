@@ -83,7 +83,7 @@ func parseFlags(w Worker, args []string, out io.Writer) (settings, error) {
 	fs := flag.NewFlagSet(w.name(), flag.ContinueOnError)
 	fs.SetOutput(out)
 	var s settings
-	fs.StringVar(&s.configPath, "config", "", "the bridge's YAML config; its kafka and temporal sections are used")
+	fs.StringVar(&s.configPath, "config", "", "the bridge's YAML config; its kafka, temporal and dlq sections are used")
 	addr := fs.String("temporal-address", DefaultTemporalAddress, "Temporal frontend host:port")
 	namespace := fs.String("namespace", DefaultNamespace, "Temporal namespace")
 	fs.StringVar(&s.taskQueue, "task-queue", w.TaskQueue, "task queue to poll (the bridge route's task_queue)")

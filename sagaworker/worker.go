@@ -59,9 +59,14 @@ type Deps struct {
 	// Client is the Temporal client the worker polls with.
 	Client client.Client
 	// Producer is an idempotent Kafka producer acknowledged by all in-sync
-	// replicas, with the kafka section's TLS and SASL. Nil unless
-	// Worker.Kafka.
+	// replicas, with the kafka section's TLS and SASL, that takes records
+	// up to DLQ.MaxMessageBytes. Nil unless Worker.Kafka.
 	Producer sarama.SyncProducer
+	// DLQ is the configuration's dlq section (its defaults when -config
+	// names no file): give its Suffix and MaxMessageBytes to an
+	// activities.DeadLetterer, so the worker's dead letters go where the
+	// bridge's go, in reduced form when one would not fit.
+	DLQ config.DLQ
 	// Log is the program's logger.
 	Log *slog.Logger
 }
@@ -148,9 +153,9 @@ func run(ctx context.Context, w Worker, s settings, environ []string, log *slog.
 	if err := RequireSearchAttributes(ctx, c, opts.Namespace, w.SearchAttributes); err != nil {
 		return fmt.Errorf("namespace %s is not ready for task queue %s: %w", opts.Namespace, s.taskQueue, err)
 	}
-	deps := Deps{Client: c, Log: log}
+	deps := Deps{Client: c, Log: log, DLQ: conns.DLQ}
 	if w.Kafka {
-		producer, err := kafkaProducer(conns.Kafka, w.name())
+		producer, err := kafkaProducer(conns.Kafka, conns.DLQ.MaxMessageBytes, w.name())
 		if err != nil {
 			return err
 		}
@@ -174,9 +179,10 @@ func run(ctx context.Context, w Worker, s settings, environ []string, log *slog.
 }
 
 // kafkaProducer is the producer of Deps: idempotent, acknowledged by all
-// in-sync replicas, with the kafka section's TLS and SASL.
-func kafkaProducer(k config.Kafka, clientID string) (sarama.SyncProducer, error) {
-	pc, err := connect.DLQProducerConfig(k, 0)
+// in-sync replicas, with the kafka section's TLS and SASL, taking records
+// up to maxMessageBytes (dlq.max_message_bytes).
+func kafkaProducer(k config.Kafka, maxMessageBytes int, clientID string) (sarama.SyncProducer, error) {
+	pc, err := connect.DLQProducerConfig(k, maxMessageBytes)
 	if err != nil {
 		return nil, fmt.Errorf("kafka configuration: %w", err)
 	}

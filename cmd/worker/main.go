@@ -8,10 +8,12 @@
 // plus package sagaworker's -workflow-pollers, -workflow-poller-behavior,
 // -sticky-timeout and -log-level.
 //
-// With -config it reads the kafka and temporal sections of the bridge's
-// configuration file: brokers, TLS and SASL, the Temporal address and
-// namespace, TLS or mTLS, API key, and the temporal.codec payload
-// encryption, which the worker must share with the bridge. Flags given on
+// With -config it reads the kafka, temporal and dlq sections of the
+// bridge's configuration file: brokers, TLS and SASL, the Temporal address
+// and namespace, TLS or mTLS, API key, the temporal.codec payload
+// encryption, which the worker must share with the bridge, and where and
+// how large dead letters are written (dlq.suffix, dlq.max_message_bytes),
+// so the trip saga's go where the bridge's go. Flags given on
 // the command line override the file, and SAGABRIDGE_* environment variables
 // (as for the bridge) sit between the two. With OTEL_EXPORTER_OTLP_ENDPOINT set
 // it exports the workflows' and activities' spans, continuing the traces the
@@ -42,7 +44,7 @@ func main() {
 		Kafka:            true,
 		Register: func(r worker.Registry, d sagaworker.Deps) error {
 			saga.RegisterWith(r, saga.NewActivities(), &activities.Publisher{Producer: d.Producer})
-			trip.RegisterWith(r, trip.NewServices(), &activities.DeadLetterer{Producer: d.Producer})
+			trip.RegisterWith(r, trip.NewServices(), &activities.DeadLetterer{Producer: d.Producer, Suffix: d.DLQ.Suffix, MaxMessageBytes: d.DLQ.MaxMessageBytes})
 			return nil
 		},
 	})
