@@ -84,6 +84,12 @@ func main() {
 	logLevel := flag.String("log-level", "info", "debug, info, warn or error")
 	printConfig := flag.Bool("print-config", false, "print the effective configuration (file, then SAGABRIDGE_* environment, then flags; secrets redacted) and exit")
 	flag.Parse()
+	if flag.NArg() > 0 {
+		// "bridge -config b.yaml offsets move ..." would otherwise start a
+		// group member, the one thing offsets move needs stopped.
+		fmt.Fprintf(os.Stderr, "bridge: unexpected argument %q: the tools take their own flags after their name (bridge offsets ..., bridge dlq ..., bridge codec-server ...)\n", flag.Arg(0))
+		os.Exit(2)
+	}
 
 	log, err := cli.NewLogger(*logLevel)
 	if err != nil {
