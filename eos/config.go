@@ -50,6 +50,15 @@ type Config struct {
 	// SessionTimeout and RebalanceTimeout are the consumer group's.
 	// Optional, defaults 10s and 20s.
 	SessionTimeout, RebalanceTimeout time.Duration
+	// TransactionTimeout is how long the broker lets one transaction stay
+	// open before it aborts it and fences its producer (the producer's
+	// transaction.timeout.ms; the broker refuses one over its
+	// transaction.max.timeout.ms, 15 minutes by default). A transaction
+	// commits early, with the records processed so far, once it has been
+	// open half this long, so a slow function does not outlive it; the
+	// function must take less than half of it for one record. Optional,
+	// default 60s (Kafka's).
+	TransactionTimeout time.Duration
 	// Sarama, when set, is called on the sarama configuration after the
 	// Processor's own settings, for TLS, SASL and other connection settings.
 	// It must not change the transactional or isolation settings. Optional.
@@ -63,6 +72,7 @@ func defaultConfig() Config {
 		RetryInitial: 100 * time.Millisecond, RetryMax: 5 * time.Second,
 		DLQSuffix:      dlq.DefaultSuffix,
 		SessionTimeout: 10 * time.Second, RebalanceTimeout: 20 * time.Second,
+		TransactionTimeout: time.Minute,
 	}
 }
 
@@ -94,6 +104,7 @@ func (c Config) withDefaults() Config {
 	fillDur(&c.RetryMax, d.RetryMax)
 	fillDur(&c.SessionTimeout, d.SessionTimeout)
 	fillDur(&c.RebalanceTimeout, d.RebalanceTimeout)
+	fillDur(&c.TransactionTimeout, d.TransactionTimeout)
 	return c
 }
 
@@ -140,6 +151,9 @@ func (c Config) Validate() error {
 	if c.RetryInitial <= 0 || c.RetryMax < c.RetryInitial {
 		bad("RetryInitial/RetryMax", "need 0 < RetryInitial <= RetryMax, got %s and %s", c.RetryInitial, c.RetryMax)
 	}
+	if c.TransactionTimeout < time.Second {
+		bad("TransactionTimeout", "must be at least 1s, not %s", c.TransactionTimeout)
+	}
 	if c.SessionTimeout <= 0 || c.RebalanceTimeout <= 0 {
 		bad("SessionTimeout/RebalanceTimeout", "must be positive")
 	}
@@ -179,6 +193,7 @@ func (c Config) producerConfig(txnID string) *sarama.Config {
 	s.Producer.Return.Errors = true
 	s.Producer.Transaction.ID = txnID
 	s.Producer.Transaction.Retry.Backoff = 50 * time.Millisecond
+	s.Producer.Transaction.Timeout = c.TransactionTimeout
 	s.Net.MaxOpenRequests = 1
 	if c.Sarama != nil {
 		c.Sarama(s)

@@ -19,7 +19,10 @@
 // record to the transaction (AddMessageToTxnWithGroupMetadata, with the
 // consumer group's generation and member ID), commit. Nothing of a batch is
 // visible to read_committed consumers before the commit, and the offset
-// moves only with it.
+// moves only with it. A transaction open half of Config.TransactionTimeout
+// commits what it holds and the rest of the batch goes in the next one:
+// the broker aborts a transaction that outlives the timeout and fences its
+// producer.
 //
 // # Rewind
 //

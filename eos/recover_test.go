@@ -70,6 +70,34 @@ func TestADeadLetterTooLargeForTheDLQGoesInReducedForm(t *testing.T) {
 	assert.True(t, entries[0].Failure.IsReduced(), "the dead letter is in reduced form")
 }
 
+// A function slower than the transaction timeout allows for a whole batch
+// (here 300 records at 10 ms each against a 2 s timeout) gets its records
+// committed in several transactions, each closed once it has been open
+// half the timeout. (The transaction stayed open for the whole batch; the
+// broker aborted it at the timeout and fenced the producer, the Processor
+// stopped with ErrFenced as if another instance had taken over, and after a
+// restart the same batch timed out the same way.)
+func TestASlowFunctionCommitsBeforeTheTransactionTimesOut(t *testing.T) {
+	kafka, err := devstack.StartKafka(0, 1, "in", "out")
+	require.NoError(t, err)
+	defer kafka.Close()
+	const records = 300
+	require.NoError(t, fill(kafka.Brokers, "in", records, []byte("v")))
+	enrich := enrichTo("out")
+	slow := func(ctx context.Context, rec *sarama.ConsumerMessage) ([]eos.Output, error) {
+		time.Sleep(10 * time.Millisecond)
+		return enrich(ctx, rec)
+	}
+	p, err := eos.New(eos.Config{Brokers: kafka.Brokers, Group: "g", Topics: []string{"in"}, TransactionalIDPrefix: "slow",
+		MaxBatch: records, TransactionTimeout: 2 * time.Second, RetryInitial: 10 * time.Millisecond, RetryMax: 100 * time.Millisecond},
+		slow, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	require.NoError(t, err)
+	runUntilCommitted(t, p, records)
+	assert.Equal(t, int64(records), p.Stats().Outputs, "outputs committed")
+	assert.Greater(t, p.Stats().Commits, int64(1), "one transaction held the whole batch")
+	assert.Zero(t, p.Stats().Aborts)
+}
+
 // runUntilCommitted runs p until it has committed records input records,
 // failing the test if it stops first or takes more than a minute, and
 // stops it when the test ends.

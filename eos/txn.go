@@ -55,6 +55,9 @@ type partitionLoop struct {
 	// over it is reduced before it is sent (dlq.Failure.Within), and a
 	// record with an output over it is dead-lettered (checkOutputs).
 	maxBytes int
+	// txnTimeout is the producer's Producer.Transaction.Timeout: a
+	// transaction open half as long commits what it holds (step).
+	txnTimeout time.Duration
 }
 
 // newPartitionLoop starts the partition's transactional producer. Its
@@ -71,7 +74,7 @@ func newPartitionLoop(p *Processor, sess sarama.ConsumerGroupSession, claim sara
 	return &partitionLoop{
 		p: p, claim: claim, txnID: txnID, prod: prod, log: log, retry: retry,
 		meta:     sarama.NewConsumerGroupMetadataFromSession(sess, p.cfg.Group, nil),
-		failures: map[int64]int{}, maxBytes: pc.Producer.MaxMessageBytes,
+		failures: map[int64]int{}, maxBytes: pc.Producer.MaxMessageBytes, txnTimeout: pc.Producer.Transaction.Timeout,
 	}, nil
 }
 
@@ -171,13 +174,27 @@ const sendChunk = 100
 //
 // The transaction begins with its first send; outputs are sent in chunks of
 // sendChunk as the function produces them, so they belong to the prefix
-// whatever happens next.
-func (l *partitionLoop) step(ctx context.Context, batch []*sarama.ConsumerMessage) (int, error) {
+// whatever happens next. Once it has been open half the transaction
+// timeout it commits what it holds, without an error, and the caller goes
+// on with the rest of the batch: the broker aborts a transaction that
+// outlives its timeout and fences the producer, which a slow function
+// (500 records at 150 ms each) would otherwise always do, on every retry.
+func (l *partitionLoop) step(ctx context.Context, batch []*sarama.ConsumerMessage) (n int, err error) {
 	t := txn{l: l}
+	defer func() {
+		if err != nil && t.open && isFenced(err) {
+			if open := time.Since(t.began); open >= l.txnTimeout {
+				err = fmt.Errorf("%w (the transaction had been open %s, past the transaction timeout of %s, so the broker may have aborted it itself: one record's function must take less than half of TransactionTimeout)",
+					err, open.Round(time.Millisecond), l.txnTimeout)
+			}
+		}
+	}()
 	var outputs, dead int
 	var failure error
-	n := 0
 	for _, rec := range batch {
+		if t.open && time.Since(t.began) >= l.txnTimeout/2 {
+			break // commit what is held; the rest goes in the next transaction
+		}
 		var msgs []*sarama.ProducerMessage
 		err := l.poison[rec.Offset]
 		if err == nil {
@@ -255,6 +272,7 @@ func (l *partitionLoop) step(ctx context.Context, batch []*sarama.ConsumerMessag
 type txn struct {
 	l       *partitionLoop
 	open    bool
+	began   time.Time // when open became true
 	pending []*sarama.ProducerMessage
 	// deadOf is the input offset of each dead letter added, outOf of each
 	// output.
@@ -308,7 +326,7 @@ func (t *txn) begin() error {
 	if err := t.l.prod.BeginTxn(); err != nil {
 		return fmt.Errorf("eos: begin transaction %s: %w", t.l.txnID, err)
 	}
-	t.open = true
+	t.open, t.began = true, time.Now()
 	return nil
 }
 
