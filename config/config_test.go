@@ -41,6 +41,12 @@ backpressure:
 		"unknown route field": {`kafka: {brokers: [b], group: g}
 routes: [{topic: t, workflow_type: W, workflow_id: "w-{key}", task_queue: q}, {topik: u}]`, "routes[1].topik: unknown field (line 2); did you mean topic?"},
 		"unknown section": {`kafak: {brokers: [b]}`, "kafak: unknown field (line 1); did you mean kafka?"},
+		"address without port": {`kafka: {brokers: [b], group: g}
+temporal: {address: temporal.example.com}
+routes: [{topic: t, workflow_type: W, workflow_id: "w-{key}", task_queue: q}]`, `temporal.address: "temporal.example.com": want host:port`},
+		"address with a bad port": {`kafka: {brokers: [b], group: g}
+temporal: {address: "temporal:72330"}
+routes: [{topic: t, workflow_type: W, workflow_id: "w-{key}", task_queue: q}]`, `temporal.address: "temporal:72330": want host:port: the port "72330" is not a number from 1 to 65535`},
 		"two documents": {`kafka: {brokers: [b], group: g}
 routes: [{topic: t, workflow_type: W, workflow_id: "w-{key}", task_queue: q}]
 ---
@@ -270,4 +276,13 @@ func TestCodecDecryptKeyErrorsNameTheField(t *testing.T) {
 		assert.Contains(t, problems[0], "temporal.codec.decrypt_keys[0]: ", spec)
 		assert.Contains(t, problems[0], want, spec)
 	}
+}
+
+// A gRPC target with a scheme is the SDK's to resolve, and passes as it is.
+func TestATemporalAddressWithASchemeIsKept(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "bridge.yaml")
+	require.NoError(t, os.WriteFile(path, []byte("kafka: {brokers: [b:9092]}\ntemporal: {address: 'dns:///temporal.internal:7233'}\n"), 0o600))
+	c, err := LoadConnections(path)
+	require.NoError(t, err)
+	assert.Equal(t, "dns:///temporal.internal:7233", c.Temporal.Address)
 }

@@ -4,8 +4,10 @@ import (
 	"cmp"
 	"errors"
 	"fmt"
+	"net"
 	"os"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 
@@ -361,6 +363,13 @@ func saslMechanisms() []string { return []string{"PLAIN", "SCRAM-SHA-256", "SCRA
 
 // validate checks the temporal section's security and connection settings.
 func (t Temporal) validate(bad func(field, format string, args ...any)) {
+	// A gRPC target with a scheme ("dns:///host:port") is the SDK's to
+	// resolve; anything else must be host:port.
+	if t.Address != "" && !strings.Contains(t.Address, "://") { // empty takes the default
+		if err := hostPort(t.Address); err != nil {
+			bad("temporal.address", "%q: %v", t.Address, err)
+		}
+	}
 	t.TLS.validate("temporal.tls", bad)
 	if _, err := t.Gzip(); err != nil {
 		bad("temporal.grpc_compression", "%v", err)
@@ -415,3 +424,18 @@ func (t Temporal) validate(bad func(field, format string, args ...any)) {
 
 // DefaultKeyID names the payload key when temporal.codec.key_id is empty.
 const DefaultKeyID = "default"
+
+// hostPort checks that addr is host:port with a port number.
+func hostPort(addr string) error {
+	host, port, err := net.SplitHostPort(addr)
+	if err != nil {
+		return fmt.Errorf("want host:port: %w", err)
+	}
+	if host == "" {
+		return errors.New("want host:port: the host is missing")
+	}
+	if n, err := strconv.Atoi(port); err != nil || n < 1 || n > 65535 {
+		return fmt.Errorf("want host:port: the port %q is not a number from 1 to 65535", port)
+	}
+	return nil
+}

@@ -61,7 +61,8 @@ type Config struct {
 	TransactionTimeout time.Duration
 	// Sarama, when set, is called on the sarama configuration after the
 	// Processor's own settings, for TLS, SASL and other connection settings.
-	// It must not change the transactional or isolation settings. Optional.
+	// It must not change the transactional or isolation settings
+	// (Validate refuses a hook that does, naming the setting). Optional.
 	Sarama func(*sarama.Config)
 }
 
@@ -157,7 +158,39 @@ func (c Config) Validate() error {
 	if c.SessionTimeout <= 0 || c.RebalanceTimeout <= 0 {
 		bad("SessionTimeout/RebalanceTimeout", "must be positive")
 	}
+	if c.Sarama != nil {
+		c.checkSarama(func(format string, args ...any) { bad("Sarama", format, args...) })
+	}
 	return errors.Join(errs...)
+}
+
+// checkSarama reports what the Sarama hook changed that exactly-once needs
+// as the Processor set it.
+func (c Config) checkSarama(bad func(format string, args ...any)) {
+	cc := c.consumerConfig()
+	if cc.Consumer.IsolationLevel != sarama.ReadCommitted {
+		bad("must not change Consumer.IsolationLevel from ReadCommitted: a new owner would then fetch its offsets without require_stable and could start below a commit in flight")
+	}
+	if cc.Consumer.Offsets.AutoCommit.Enable {
+		bad("must not enable Consumer.Offsets.AutoCommit: offsets move only inside transactions")
+	}
+	for _, st := range cc.Consumer.Group.Rebalance.GroupStrategies {
+		if strings.Contains(st.Name(), "cooperative") {
+			bad("must not use the %s rebalance strategy: the Processor needs eager rebalancing (a member keeping its claims across generations has its transactional commits rejected as stale)", st.Name())
+		}
+	}
+	const id = "check"
+	pc := c.producerConfig(id)
+	switch {
+	case !pc.Producer.Idempotent:
+		bad("must not turn off Producer.Idempotent")
+	case pc.Producer.RequiredAcks != sarama.WaitForAll:
+		bad("must not change Producer.RequiredAcks from WaitForAll")
+	case pc.Producer.Transaction.ID != id:
+		bad("must not set Producer.Transaction.ID: it is one per partition, from TransactionalIDPrefix")
+	case pc.Net.MaxOpenRequests != 1:
+		bad("must not change Net.MaxOpenRequests from 1 (idempotent ordering)")
+	}
 }
 
 // consumerConfig is the sarama configuration of the consumer group.

@@ -34,18 +34,31 @@ func TestValidateNamesTheField(t *testing.T) {
 		edit func(*Config)
 		want string
 	}{
-		"no brokers":       {func(c *Config) { c.Brokers = nil }, "Brokers: at least one broker"},
-		"no group":         {func(c *Config) { c.Group = "" }, "Group: is required"},
-		"no topics":        {func(c *Config) { c.Topics = nil }, "Topics: at least one input topic"},
-		"empty topic":      {func(c *Config) { c.Topics = []string{" "} }, "Topics[0]: is empty"},
-		"dlq as input":     {func(c *Config) { c.Topics = []string{"orders.dlq"} }, `Topics[0]: "orders.dlq" is a dead-letter topic`},
-		"no prefix":        {func(c *Config) { c.TransactionalIDPrefix = "" }, "TransactionalIDPrefix: is required"},
-		"old kafka":        {func(c *Config) { c.KafkaVersion = "2.4.0" }, "KafkaVersion: 2.4.0 is older than 2.5.0"},
-		"bad kafka":        {func(c *Config) { c.KafkaVersion = "three" }, "KafkaVersion: "},
-		"negative batch":   {func(c *Config) { c.MaxBatch = -1 }, "MaxBatch: must be at least 1"},
-		"negative linger":  {func(c *Config) { c.Linger = -time.Second }, "Linger: must not be negative"},
-		"zero attempts":    {func(c *Config) { c.MaxAttempts = -2 }, "MaxAttempts: must be at least 1"},
-		"inverted backoff": {func(c *Config) { c.RetryInitial, c.RetryMax = time.Second, time.Millisecond }, "RetryInitial/RetryMax"},
+		"no brokers":        {func(c *Config) { c.Brokers = nil }, "Brokers: at least one broker"},
+		"no group":          {func(c *Config) { c.Group = "" }, "Group: is required"},
+		"no topics":         {func(c *Config) { c.Topics = nil }, "Topics: at least one input topic"},
+		"empty topic":       {func(c *Config) { c.Topics = []string{" "} }, "Topics[0]: is empty"},
+		"dlq as input":      {func(c *Config) { c.Topics = []string{"orders.dlq"} }, `Topics[0]: "orders.dlq" is a dead-letter topic`},
+		"no prefix":         {func(c *Config) { c.TransactionalIDPrefix = "" }, "TransactionalIDPrefix: is required"},
+		"old kafka":         {func(c *Config) { c.KafkaVersion = "2.4.0" }, "KafkaVersion: 2.4.0 is older than 2.5.0"},
+		"bad kafka":         {func(c *Config) { c.KafkaVersion = "three" }, "KafkaVersion: "},
+		"negative batch":    {func(c *Config) { c.MaxBatch = -1 }, "MaxBatch: must be at least 1"},
+		"negative linger":   {func(c *Config) { c.Linger = -time.Second }, "Linger: must not be negative"},
+		"zero attempts":     {func(c *Config) { c.MaxAttempts = -2 }, "MaxAttempts: must be at least 1"},
+		"inverted backoff":  {func(c *Config) { c.RetryInitial, c.RetryMax = time.Second, time.Millisecond }, "RetryInitial/RetryMax"},
+		"short txn timeout": {func(c *Config) { c.TransactionTimeout = 10 * time.Millisecond }, "TransactionTimeout: must be at least 1s"},
+		// The hook runs last; what it undoes of exactly-once is refused.
+		// (It was applied silently: read_uncommitted let a new owner start
+		// below a commit in flight.)
+		"hook reads uncommitted": {func(c *Config) {
+			c.Sarama = func(s *sarama.Config) { s.Consumer.IsolationLevel = sarama.ReadUncommitted }
+		}, "Sarama: must not change Consumer.IsolationLevel"},
+		"hook cooperative": {func(c *Config) {
+			c.Sarama = func(s *sarama.Config) {
+				s.Consumer.Group.Rebalance.GroupStrategies = []sarama.BalanceStrategy{sarama.NewBalanceStrategyCooperativeSticky()}
+			}
+		}, "Sarama: must not use the cooperative-sticky rebalance strategy"},
+		"hook not idempotent": {func(c *Config) { c.Sarama = func(s *sarama.Config) { s.Producer.Idempotent = false } }, "Sarama: must not turn off Producer.Idempotent"},
 	}
 	for name, tc := range cases {
 		t.Run(name, func(t *testing.T) {
