@@ -37,7 +37,9 @@ type Temporal interface {
 	TaskQueueBacklog(ctx context.Context, taskQueue string) (Backlog, error)
 	// AppliedWatermarks asks an open workflow which records it has applied
 	// (query event.AppliedQuery). A workflow that does not answer it
-	// fails with a *serviceerror.QueryFailed naming the query; one that
+	// fails with a *serviceerror.QueryFailed whose own message names the
+	// query (the SDK's "unknown queryType"), and one whose handler fails,
+	// with one that does not; one that
 	// does not exist, with *serviceerror.NotFound; one that has closed,
 	// with an error wrapping ErrWorkflowClosed.
 	AppliedWatermarks(ctx context.Context, workflowID string) (event.Watermarks, error)

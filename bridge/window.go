@@ -318,13 +318,15 @@ func (b *Bridge) awaitWindow(f *flow, target Target, records, bytes int) error {
 }
 
 // unknownQuery reports whether a failed query failed because the workflow
-// registers no event.AppliedQuery handler: the SDK answers "unknown
-// queryType <name>. KnownQueryTypes=[...]". Any other failure (a handler
-// that panics, a task that cannot replay) is the workflow's trouble of the
-// moment, not its type's, and must not turn flow control off for the type.
+// registers no event.AppliedQuery handler. Every SDK's answer then names
+// the query (Go: "unknown queryType sagabridge.applied. KnownQueryTypes=
+// [...]"; others word it differently), in the QueryFailed's own message;
+// the Temporal client's wrapping names it too, which is why only that
+// message is read. Any other failure (a handler that panics, a task that
+// cannot replay) is the workflow's trouble of the moment, not its type's,
+// and must not turn flow control off for the type.
 func unknownQuery(qf *serviceerror.QueryFailed) bool {
-	return strings.Contains(qf.Message, "unknown queryType "+event.AppliedQuery+".") ||
-		strings.HasSuffix(qf.Message, "unknown queryType "+event.AppliedQuery)
+	return strings.Contains(qf.Message, event.AppliedQuery)
 }
 
 // askApplied asks target's workflow what it applied, for a call that owns
