@@ -1,7 +1,8 @@
 // Package eos is exactly-once consume-process-produce on Kafka: a Processor
 // reads records from a consumer group, calls a function that turns each into
 // zero or more output records, and commits the outputs together with the
-// input offsets in one Kafka transaction per batch. A consumer that reads the
+// input offsets in one Kafka transaction per batch (several, in order, when
+// the function is too slow for one). A consumer that reads the
 // outputs with isolation level read_committed sees each input's outputs
 // exactly once, whatever crashes, restarts and rebalances happened.
 //

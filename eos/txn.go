@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"time"
 
 	"github.com/IBM/sarama"
@@ -257,7 +258,7 @@ func (l *partitionLoop) step(ctx context.Context, batch []*sarama.ConsumerMessag
 	if err := t.commit(batch[n-1]); err != nil {
 		return 0, err
 	}
-	l.reduceAt, l.reduceAll, l.poison, l.suspects = nil, false, nil, nil
+	l.forgetThrough(batch[n-1].Offset, n == len(batch))
 	for _, rec := range batch[:n] {
 		delete(l.failures, rec.Offset)
 	}
@@ -266,6 +267,19 @@ func (l *partitionLoop) step(ctx context.Context, batch []*sarama.ConsumerMessag
 	l.p.outputs.Add(int64(outputs))
 	l.p.deadLettered.Add(int64(dead))
 	return n, failure
+}
+
+// forgetThrough drops what the next attempts were to do differently for the
+// records up to last, which have committed; reduceAll, which names no
+// record, lasts until the whole batch has (all).
+func (l *partitionLoop) forgetThrough(last int64, all bool) {
+	done := func(offset int64) bool { return offset <= last }
+	maps.DeleteFunc(l.reduceAt, func(o int64, _ bool) bool { return done(o) })
+	maps.DeleteFunc(l.poison, func(o int64, _ error) bool { return done(o) })
+	maps.DeleteFunc(l.suspects, func(o int64, _ bool) bool { return done(o) })
+	if all {
+		l.reduceAll = false
+	}
 }
 
 // txn is one transaction of a partitionLoop: it begins with its first send.
