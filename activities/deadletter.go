@@ -75,27 +75,29 @@ func (d *DeadLetterer) DeadLetter(ctx context.Context, in DeadLetterInput) error
 	}
 	suffix := cmp.Or(d.Suffix, dlq.DefaultSuffix)
 	id := EventID(info.WorkflowExecution.ID, info.WorkflowExecution.RunID, info.ActivityID)
-	// Room for the event-ID header and a trace context beside what Within
-	// measures.
-	const extra = 512
-	f = f.Within(suffix, cmp.Or(d.MaxMessageBytes, saramaMaxMessageBytes)-len(HeaderEventID)-len(id)-extra)
-	err := d.send(ctx, f, suffix, id)
+	log := activity.GetLogger(ctx)
+	msg := d.message(ctx, f, suffix, id)
+	if size, limit := msg.ByteSize(2), cmp.Or(d.MaxMessageBytes, saramaMaxMessageBytes); size > limit {
+		log.Warn("dead letter too large for the producer; writing it in reduced form", "topic", msg.Topic, "bytes", size, "max_message_bytes", limit)
+		f = f.Reduced()
+		msg = d.message(ctx, f, suffix, id)
+	}
+	_, _, err := d.Producer.SendMessage(msg)
 	if err != nil && dlq.TooLarge(err) && !f.IsReduced() { // the topic's max.message.bytes, which only the broker knows
-		activity.GetLogger(ctx).Warn("dead letter too large for its DLQ topic; writing it in reduced form", "topic", dlq.TopicFor(f.Topic, suffix), "error", err)
-		err = d.send(ctx, f.Reduced(), suffix, id)
+		log.Warn("dead letter too large for its DLQ topic; writing it in reduced form", "topic", msg.Topic, "error", err)
+		_, _, err = d.Producer.SendMessage(d.message(ctx, f.Reduced(), suffix, id))
 	}
 	if err != nil {
-		return fmt.Errorf("dead-letter %s (%s failed in %s) to %s: %w", in.Event.Position(), in.ActivityType, id, dlq.TopicFor(f.Topic, suffix), err)
+		return fmt.Errorf("dead-letter %s (%s failed in %s) to %s: %w", in.Event.Position(), in.ActivityType, id, msg.Topic, err)
 	}
 	return nil
 }
 
-// send writes f to its DLQ topic with the event ID and the activity's trace
-// context.
-func (d *DeadLetterer) send(ctx context.Context, f dlq.Failure, suffix, id string) error {
+// message is f's DLQ record with the event ID and the activity's trace
+// context, as sarama measures it against Producer.MaxMessageBytes.
+func (d *DeadLetterer) message(ctx context.Context, f dlq.Failure, suffix, id string) *sarama.ProducerMessage {
 	msg := f.Message(suffix)
 	msg.Headers = append(msg.Headers, sarama.RecordHeader{Key: []byte(HeaderEventID), Value: []byte(id)})
 	injectTrace(ctx, msg)
-	_, _, err := d.Producer.SendMessage(msg)
-	return err
+	return msg
 }
