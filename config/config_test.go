@@ -278,6 +278,16 @@ func TestCodecDecryptKeyErrorsNameTheField(t *testing.T) {
 	}
 }
 
+// A file that ends in "---" (templated or concatenated output) holds one
+// document and an empty one: it loads.
+func TestATrailingDocumentMarkerIsFine(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "bridge.yaml")
+	require.NoError(t, os.WriteFile(path, []byte("---\nkafka: {brokers: [b:9092]}\n---\n"), 0o600))
+	c, err := LoadConnections(path)
+	require.NoError(t, err)
+	assert.Equal(t, []string{"b:9092"}, c.Kafka.Brokers)
+}
+
 // A gRPC target with a scheme is the SDK's to resolve, and passes as it is.
 func TestATemporalAddressWithASchemeIsKept(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "bridge.yaml")

@@ -60,13 +60,18 @@ func decode(data []byte, overrides []Override) (Config, error) {
 	}
 	// One document: a second (after "---") would be read by no one, its
 	// settings silently dropped.
-	var more yaml.Node
-	switch err := dec.Decode(&more); {
-	case errors.Is(err, io.EOF):
-	case err != nil:
-		return Config{}, fmt.Errorf("parse: %w", err)
-	case len(more.Content) > 0:
-		return Config{}, fmt.Errorf("parse: a second YAML document (after \"---\", its content from line %d) would be ignored: keep the whole configuration in one document", more.Content[0].Line)
+	for {
+		var more yaml.Node
+		err := dec.Decode(&more)
+		if errors.Is(err, io.EOF) {
+			break
+		}
+		if err != nil {
+			return Config{}, fmt.Errorf("parse: %w", err)
+		}
+		if c := more.Content; len(c) > 0 && (c[0].Tag != "!!null" || c[0].Value != "") { // a trailing "---" is an empty document
+			return Config{}, fmt.Errorf("parse: a second YAML document (after \"---\", its content from line %d) would be ignored: keep the whole configuration in one document", c[0].Line)
+		}
 	}
 	cfg.set = map[string]bool{}
 	markPaths(&doc, "", cfg.set)
