@@ -17,12 +17,13 @@ import (
 // A workflow run takes only so many signals (the server's
 // history.maximumSignalsPerExecution, 10,000 by default) and answers the
 // next with InvalidArgument, the code of a bad request, though nothing is
-// wrong with the record. Here a server allows two signals per run (it refused a run's first with one) and
-// suggests continuing as new after three history events, so nearly every
-// second call finds its workflow's run full: the bridge retries the call
-// until the ledger has continued as new, and every record is applied once,
-// in order, with nothing dead-lettered. (The bridge dead-lettered such
-// records as rejected and moved on: lost to the workflow.)
+// wrong with the record. Here a server allows two signals per run (with a
+// limit of one it refused even the call that starts a run) and suggests
+// continuing as new after three history events, so calls keep finding
+// their workflow's run full: the bridge retries each until the ledger has
+// continued as new, and every record is applied once, in order, with
+// nothing dead-lettered. (The bridge dead-lettered such records as
+// rejected and moved on: lost to the workflow.)
 func TestARunAtItsSignalLimitTakesItsRecordsOnceItContinuesAsNew(t *testing.T) {
 	logFile, err := os.Create(filepath.Join(t.TempDir(), "temporal.log"))
 	require.NoError(t, err)
