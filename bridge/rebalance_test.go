@@ -16,22 +16,6 @@ import (
 	"github.com/sagabridge/sagabridge/event"
 )
 
-// gatedTemporal holds every call until open is closed (or the call's
-// context ends), then answers as fakeTemporal does.
-type gatedTemporal struct {
-	*fakeTemporal
-	open chan struct{}
-}
-
-func (g gatedTemporal) SignalWithStart(ctx context.Context, target Target, b event.Batch) error {
-	select {
-	case <-g.open:
-	case <-ctx.Done():
-		return ctx.Err()
-	}
-	return g.fakeTemporal.SignalWithStart(ctx, target, b)
-}
-
 // acceptedFrom reports whether f accepted every offset in [from, to) of
 // each of the orders topic's partitions.
 func (f *fakeTemporal) acceptedFrom(partitions int32, from, to int64) bool {
@@ -108,7 +92,7 @@ func TestAPartitionGivenBackAfterItWasReleasedPausedIsReadAgain(t *testing.T) {
 	}
 
 	produce(0, 5)
-	gate := gatedTemporal{fakeTemporal: &fakeTemporal{}, open: make(chan struct{})}
+	gate := gateTemporal{fakeTemporal: &fakeTemporal{}, open: make(chan struct{})}
 	a, _ := start(gate)
 	require.Eventually(t, func() bool { return a.pressure.nCapped.Load() == 2 }, time.Minute, 10*time.Millisecond,
 		"A's partitions never reached their in-flight cap")
