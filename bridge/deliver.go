@@ -28,28 +28,36 @@ import (
 
 // deliver makes one call for units and finishes or abandons them; units
 // of a dead-letter queue are written to the DLQ instead, one by one. When
-// the target's circuit is open it returns a *parkedError and leaves the
-// units to the caller, which parks them.
-func (d *dispatcher) deliver(units []*unit) *parkedError {
+// the call must wait (its target's circuit is open: *parkedError; a
+// backoff after a failed call, a failing DLQ, the workflow's full window:
+// *heldError) it returns the units not finished, with the wait, for the
+// dispatcher to put back in their queue: no worker waits.
+func (d *dispatcher) deliver(units []*unit) (back []*unit, wait error) {
+	st := units[0].call
+	if st == nil {
+		st = &callState{}
+	}
 	if units[0].dead != nil {
-		for _, u := range units {
-			if d.b.deadLetter(u.flow, *u.dead) != nil {
-				u.flow.units.Done() // abandoned: the partition ended first
-				continue
+		for i, u := range units {
+			if err := d.b.writeDeadLetter(u.flow, *u.dead); err != nil {
+				u.call = st
+				return units[i:], &heldError{after: st.next(d.b, &st.dlq), why: "the DLQ refuses dead letters"}
 			}
 			u.flow.finish(u)
 		}
-		return nil
+		return nil, nil
 	}
 	f := units[0].flow
 	var recs []record
 	for _, u := range units {
 		recs = append(recs, u.records...)
 	}
-	err := d.b.send(f, units[0].target(), recs, true)
+	err := d.b.send(f, units[0].target(), recs, st)
 	var parked *parkedError
-	if errors.As(err, &parked) {
-		return parked
+	var held *heldError
+	if errors.As(err, &parked) || errors.As(err, &held) {
+		units[0].call = st
+		return units, err
 	}
 	for _, u := range units {
 		if err != nil {
@@ -58,105 +66,152 @@ func (d *dispatcher) deliver(units []*unit) *parkedError {
 		}
 		f.finish(u)
 	}
-	return nil
+	return nil, nil
 }
 
-// send delivers recs, in order, to target's workflow: Temporal accepts
-// them, or each is skipped, dropped or dead-lettered as the errors and the
-// closed-workflow policy say. Retryable errors are retried until the
-// partition's context ends, and then send returns errAbandoned. With
-// parkable, a call the target's open circuit refuses (before Temporal has
-// accepted any of recs) returns a *parkedError instead of waiting, so the
-// worker is free for other routes; without it (resending records one by
-// one, a new run) send waits for the circuit.
-func (b *Bridge) send(f *flow, target Target, recs []record, parkable bool) error {
+// callState is what a call carries across the times it is held
+// (heldError): its attempts and the backoffs between them. It travels with
+// the call's first unit.
+type callState struct {
+	attempts int                         // calls made
+	retry    *backoff.ExponentialBackOff // between failed calls
+	dlq      *backoff.ExponentialBackOff // between failed DLQ writes
+	asks     *backoff.ExponentialBackOff // between questions that left the window full
+	// asked: the call asked the workflow what it applied, and once the
+	// answer is in waits a backoff before it asks again.
+	asked bool
+	// windowHeld: the call was held by its workflow's window (counted
+	// once in windowWaits).
+	windowHeld bool
+	// inPlace: the call cannot be put back in its workflow's queue (a
+	// record resent alone, a new run's call); it waits in the worker for
+	// whatever holds it, and is never parked.
+	inPlace bool
+}
+
+// next is the next wait of the backoff *bo, which it creates on first use.
+func (st *callState) next(b *Bridge, bo **backoff.ExponentialBackOff) time.Duration {
+	if *bo == nil {
+		*bo = b.newBackoff()
+	}
+	return (*bo).NextBackOff()
+}
+
+// inPlace runs try, which may hold its call (*heldError), until it returns
+// anything else, waiting out each hold; errAbandoned if ctx ends first.
+func inPlace(ctx context.Context, try func(st *callState) error) error {
+	st := &callState{inPlace: true}
+	for {
+		err := try(st)
+		var held *heldError
+		if !errors.As(err, &held) {
+			return err
+		}
+		if held.wait(ctx) != nil {
+			return errAbandoned
+		}
+	}
+}
+
+// sendInPlace is send for a call whose records cannot be put back in their
+// workflow's queue: it waits in the worker for whatever holds it.
+func (b *Bridge) sendInPlace(f *flow, target Target, recs []record) error {
+	return inPlace(f.ctx, func(st *callState) error { return b.send(f, target, recs, st) })
+}
+
+// send makes one attempt to deliver recs, in order, to target's workflow:
+// Temporal accepts them, or each is skipped, dropped or dead-lettered as
+// the errors and the closed-workflow policy say. A retryable error holds
+// the call for a backoff (*heldError), as does the workflow's full window;
+// st carries the attempts and backoffs to the next try. A call the
+// target's open circuit refuses (before Temporal has accepted any of recs)
+// returns a *parkedError; with st.inPlace it waits for the circuit
+// instead. It returns errAbandoned once the partition has ended.
+func (b *Bridge) send(f *flow, target Target, recs []record, st *callState) error {
 	c := b.circuitFor(target)
-	if gen := c.unparks.Load(); parkable && c.parking.Load() {
+	if gen := c.unparks.Load(); !st.inPlace && c.parking.Load() {
 		return &parkedError{c: c, gen: gen}
+	}
+	wire := 0
+	for _, r := range recs {
+		wire += int(r.wire)
+	}
+	if err := b.windowRoom(f, target, len(recs), wire, st); err != nil {
+		return err
 	}
 	batch := event.Batch{Events: make([]event.Envelope, len(recs)), OnClosed: b.cfg.Dispatch.OnClosedWorkflow,
 		Compact: b.cfg.Dispatch.BatchFormat == config.BatchCompact}
 	for i, r := range recs {
 		batch.Events[i] = r.envelope(f)
 	}
-	wire := 0
-	for _, r := range recs {
-		wire += int(r.wire)
-	}
-	if err := b.awaitWindow(f, target, len(recs), wire); err != nil {
-		return err
-	}
 	ctx, span := b.deliverSpan(f, target, recs)
 	var sendErr error
 	defer func() { endSpan(span, sendErr) }()
-	retry := b.newBackoff()
-	for attempt := 1; ; attempt++ {
-		gen := c.unparks.Load()
-		err := b.call(ctx, f, c, target, batch)
-		for errors.Is(err, errCircuitOpen) { // no call was made; this is not an attempt
-			if parkable {
-				sendErr = err
-				return &parkedError{c: c, gen: gen}
-			}
-			if sleep(f.ctx, jitter(circuitWait)) != nil {
-				return errAbandoned
-			}
-			err = b.call(ctx, f, c, target, batch)
+	gen := c.unparks.Load()
+	err := b.call(ctx, f, c, target, batch)
+	for errors.Is(err, errCircuitOpen) { // no call was made; this is not an attempt
+		if !st.inPlace {
+			sendErr = err
+			return &parkedError{c: c, gen: gen}
 		}
-		sendErr = err
-		if errors.Is(err, errAbandoned) {
-			return err
-		}
-		if err == nil {
-			b.delivered.Add(uint64(len(recs)))
-			b.calls.Add(1)
-			b.windows.sent(target.WorkflowID, target.WorkflowType, recs[len(recs)-1].position(f), len(recs), wire)
-			b.askAhead(f, target)
-			b.coalescerFor(target.TaskQueue).sent(target.WorkflowID, b.deps.Now())
-			if attempt > 1 {
-				b.log.Info("delivered after retries", "workflow_id", target.WorkflowID, "attempts", attempt, "records", len(recs))
-			}
-			return nil
-		}
-		switch classify(err) {
-		case kindRejected:
-			if len(recs) > 1 { // isolate the record Temporal rejects: resend one by one, in order
-				for _, r := range recs {
-					if err := b.send(f, target, []record{r}, false); err != nil {
-						return err
-					}
-				}
-				return nil
-			}
-			for _, r := range recs {
-				fl := dlq.FromMessage(r.message(f), dlq.ClassRejected, err, attempt, b.deps.Now())
-				fl.WorkflowID = target.WorkflowID
-				if derr := b.deadLetter(f, fl); derr != nil {
-					return errAbandoned
-				}
-			}
-			return nil
-		case kindClosed:
-			done, cerr := b.closedWorkflow(f, target, recs, attempt)
-			if done {
-				return cerr
-			}
-			err = cerr
-		}
-		b.retries.Add(1)
-		wait := retry.NextBackOff()
-		if attempt == 1 && classify(err) == kindRunFull {
-			b.log.Warn("the workflow's run has taken all the signals one run may; retrying until it continues as new",
-				"workflow_id", target.WorkflowID, "records", len(recs), "topic", f.topic, "partition", f.partition,
-				"offset", recs[0].offset, "err", err, "retry_in", wait)
-		} else if attempt == 1 && classify(err) != kindAccess { // an access fault is logged once, without keys (breaker)
-			b.log.Log(f.ctx, b.retryLogLevel(), "temporal call failed; retrying", "workflow_id", target.WorkflowID, "records", len(recs),
-				"topic", f.topic, "partition", f.partition, "offset", recs[0].offset, "err", err, "retry_in", wait)
-		}
-		if sleep(f.ctx, wait) != nil {
+		if sleep(f.ctx, jitter(circuitWait)) != nil {
 			return errAbandoned
 		}
+		err = b.call(ctx, f, c, target, batch)
 	}
+	st.attempts++
+	attempt := st.attempts
+	sendErr = err
+	if errors.Is(err, errAbandoned) {
+		return err
+	}
+	if err == nil {
+		b.delivered.Add(uint64(len(recs)))
+		b.calls.Add(1)
+		b.windows.sent(target.WorkflowID, target.WorkflowType, recs[len(recs)-1].position(f), len(recs), wire)
+		b.askAhead(f, target)
+		b.coalescerFor(target.TaskQueue).sent(target.WorkflowID, b.deps.Now())
+		if attempt > 1 {
+			b.log.Info("delivered after retries", "workflow_id", target.WorkflowID, "attempts", attempt, "records", len(recs))
+		}
+		return nil
+	}
+	switch classify(err) {
+	case kindRejected:
+		if len(recs) > 1 { // isolate the record Temporal rejects: resend one by one, in order
+			for _, r := range recs {
+				if err := b.sendInPlace(f, target, []record{r}); err != nil {
+					return err
+				}
+			}
+			return nil
+		}
+		for _, r := range recs {
+			fl := dlq.FromMessage(r.message(f), dlq.ClassRejected, err, attempt, b.deps.Now())
+			fl.WorkflowID = target.WorkflowID
+			if derr := b.deadLetter(f, fl); derr != nil {
+				return errAbandoned
+			}
+		}
+		return nil
+	case kindClosed:
+		done, cerr := b.closedWorkflow(f, target, recs, attempt)
+		if done {
+			return cerr
+		}
+		err = cerr
+	}
+	b.retries.Add(1)
+	wait := st.next(b, &st.retry)
+	if attempt == 1 && classify(err) == kindRunFull {
+		b.log.Warn("the workflow's run has taken all the signals one run may; retrying until it continues as new",
+			"workflow_id", target.WorkflowID, "records", len(recs), "topic", f.topic, "partition", f.partition,
+			"offset", recs[0].offset, "err", err, "retry_in", wait)
+	} else if attempt == 1 && classify(err) != kindAccess { // an access fault is logged once, without keys (breaker)
+		b.log.Log(f.ctx, b.retryLogLevel(), "temporal call failed; retrying", "workflow_id", target.WorkflowID, "records", len(recs),
+			"topic", f.topic, "partition", f.partition, "offset", recs[0].offset, "err", err, "retry_in", wait)
+	}
+	return &heldError{after: wait, why: "retrying after a failed call"}
 }
 
 // call makes one SignalWithStart within the adaptive concurrency limit,
@@ -333,7 +388,7 @@ func (b *Bridge) closedWorkflow(f *flow, target Target, recs []record, attempt i
 		next := target
 		next.NewRun, next.StartWatermarks = true, applied
 		b.log.Info("starting a new run of a closed workflow", "workflow_id", target.WorkflowID, "records", len(fresh))
-		return true, b.send(f, next, fresh, false)
+		return true, b.sendInPlace(f, next, fresh)
 	default:
 		for _, r := range fresh {
 			fl := dlq.FromMessage(r.message(f), dlq.ClassWorkflowClosed,
@@ -348,23 +403,36 @@ func (b *Bridge) closedWorkflow(f *flow, target Target, recs []record, attempt i
 }
 
 // deadLetter writes f to the DLQ for partition fl, retrying until the DLQ
-// holds it or the partition's context ends. With dlq.transactional it
-// queues f for the transaction that commits the offset past it.
+// holds it or the partition's context ends (writeDeadLetter).
+func (b *Bridge) deadLetter(fl *flow, f dlq.Failure) error {
+	st := &callState{}
+	for {
+		err := b.writeDeadLetter(fl, f)
+		if err == nil {
+			return nil
+		}
+		if err := sleep(fl.ctx, st.next(b, &st.dlq)); err != nil {
+			return fmt.Errorf("dead-lettering %s/%d@%d: %w", f.Topic, f.Partition, f.Offset, err)
+		}
+	}
+}
+
+// writeDeadLetter writes f to the DLQ for partition fl, once. With
+// dlq.transactional it queues f for the transaction that commits the
+// offset past it.
 //
 // A record too large for the DLQ (the producer's dlq.max_message_bytes or
 // the topic's max.message.bytes) is written in reduced form (dlq.Reduced:
 // the value dropped, a header saying so), so the partition moves on. While
 // writes keep failing otherwise, the partition is paused
 // (dlq_unavailable), /readyz says so and the failures are counted.
-func (b *Bridge) deadLetter(fl *flow, f dlq.Failure) error {
+func (b *Bridge) writeDeadLetter(fl *flow, f dlq.Failure) error {
 	if fl.committer != nil {
 		fl.committer.enqueue(f)
 		return nil
 	}
-	ctx := fl.ctx
-	retry := b.newBackoff()
 	for {
-		err := b.deps.DeadLetters.Write(ctx, f)
+		err := b.deps.DeadLetters.Write(fl.ctx, f)
 		if err == nil {
 			b.pressure.setDLQFailing(fl, nil)
 			b.committedDeadLetters([]dlq.Failure{f})
@@ -377,12 +445,13 @@ func (b *Bridge) deadLetter(fl *flow, f dlq.Failure) error {
 			f = f.Reduced()
 			continue
 		}
+		if fl.ctx.Err() != nil { // the partition ended: not the DLQ's fault
+			return fmt.Errorf("dead-lettering %s/%d@%d: %w", f.Topic, f.Partition, f.Offset, errAbandoned)
+		}
 		b.dlqFailures.Add(1)
 		b.pressure.setDLQFailing(fl, err)
 		b.log.Error("DLQ write failed; retrying with the partition paused", "topic", f.Topic, "partition", f.Partition, "offset", f.Offset, "err", err)
-		if err := sleep(ctx, retry.NextBackOff()); err != nil {
-			return fmt.Errorf("dead-lettering %s/%d@%d: %w", f.Topic, f.Partition, f.Offset, err)
-		}
+		return fmt.Errorf("dead-lettering %s/%d@%d: %w", f.Topic, f.Partition, f.Offset, err)
 	}
 }
 

@@ -2,6 +2,7 @@ package bridge
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
 	"slices"
 	"sync"
@@ -127,6 +128,9 @@ type unit struct {
 	dead *dlq.Failure
 	// at is when it was submitted: the dispatch window counts from it.
 	at time.Time
+	// call is the state of the call it heads that was held (heldError);
+	// nil until then.
+	call *callState
 }
 
 // target is where u's records go: its route's target with its workflow
@@ -190,7 +194,7 @@ type wfQueue struct {
 	pending []*unit
 	busy    bool     // a worker is calling this workflow
 	queued  bool     // q is in a lane's ready list
-	waiting bool     // q's head unit waits out the dispatch window (a timer will schedule q)
+	waiting bool     // q waits out the dispatch window or a hold (a timer or an answer will schedule q)
 	parked  *circuit // q waits for this circuit to leave the open state; nil if not parked
 }
 
@@ -359,10 +363,9 @@ func (d *dispatcher) choose(ready []*wfQueue) int {
 	return best
 }
 
-// park holds q, whose units were put back, until c leaves the open
-// state; if c has left it since the call was refused (unparks moved on)
-// q is scheduled at once. The caller holds d.mu.
-func (d *dispatcher) park(q *wfQueue, units []*unit, p *parkedError) {
+// putBack returns units, a call that was not made, to the head of q. The
+// caller holds d.mu.
+func (d *dispatcher) putBack(q *wfQueue, units []*unit) {
 	var back []*unit
 	for _, u := range units {
 		if u.flow.ctx.Err() != nil { // its partition ended (cancelFlow may have run already)
@@ -372,6 +375,13 @@ func (d *dispatcher) park(q *wfQueue, units []*unit, p *parkedError) {
 		back = append(back, u)
 	}
 	q.pending = append(back, q.pending...)
+}
+
+// park puts units back in q and holds q until c leaves the open state; if
+// c has left it since the call was refused (unparks moved on) q is
+// scheduled at once. The caller holds d.mu.
+func (d *dispatcher) park(q *wfQueue, units []*unit, p *parkedError) {
+	d.putBack(q, units)
 	if p.c.unparks.Load() == p.gen {
 		q.parked = p.c
 		if len(d.parked[p.c]) == 0 {
@@ -379,6 +389,34 @@ func (d *dispatcher) park(q *wfQueue, units []*unit, p *parkedError) {
 		}
 		d.parked[p.c] = append(d.parked[p.c], q)
 	}
+}
+
+// hold puts units back in q and keeps q off the lanes until h's wait ends,
+// or their partition does. The caller holds d.mu.
+func (d *dispatcher) hold(q *wfQueue, units []*unit, h *heldError) {
+	d.putBack(q, units)
+	if len(q.pending) == 0 {
+		return
+	}
+	q.waiting = true
+	again := func() {
+		d.mu.Lock()
+		defer d.mu.Unlock()
+		q.waiting = false
+		d.schedule(q)
+	}
+	if h.wake == nil {
+		time.AfterFunc(h.after, again)
+		return
+	}
+	ended := q.pending[0].flow.ctx.Done()
+	go func() {
+		select {
+		case <-h.wake:
+		case <-ended:
+		}
+		again()
+	}()
 }
 
 // poke reads c's state every circuitWait while workflows are parked on
@@ -444,16 +482,22 @@ func (d *dispatcher) work() {
 		units := d.take(q)
 		d.mu.Unlock()
 
-		var parked *parkedError
+		var back []*unit
+		var wait error
 		if len(units) > 0 {
-			parked = d.deliver(units)
+			back, wait = d.deliver(units)
 		}
 
 		d.mu.Lock()
 		q.busy = false
 		l.busy--
-		if parked != nil {
-			d.park(q, units, parked)
+		var parked *parkedError
+		var held *heldError
+		switch {
+		case errors.As(wait, &parked):
+			d.park(q, back, parked)
+		case errors.As(wait, &held):
+			d.hold(q, back, held)
 		}
 		d.schedule(q)
 		if len(l.ready) > 0 {
@@ -465,7 +509,7 @@ func (d *dispatcher) work() {
 
 // take removes the next call's units from q: consecutive units of one
 // partition and route, within MaxCallBytes and the room left in the
-// workflow's window (awaitWindow waits for the rest). Units of a cancelled
+// workflow's window (windowRoom holds the rest). Units of a cancelled
 // partition are abandoned. The caller holds d.mu.
 func (d *dispatcher) take(q *wfQueue) []*unit {
 	var out []*unit

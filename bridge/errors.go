@@ -3,8 +3,10 @@ package bridge
 // The bridge's sentinel and typed errors.
 
 import (
+	"context"
 	"errors"
 	"fmt"
+	"time"
 
 	"github.com/sagabridge/sagabridge/dlq"
 )
@@ -54,3 +56,34 @@ type parkedError struct {
 }
 
 func (e *parkedError) Error() string { return "circuit to Temporal " + e.c.key.String() + " is open" }
+
+// heldError says a call must wait before it is made (again): until wake is
+// closed (the answer to a question in flight to its workflow) or, with
+// wake nil, for after (a backoff). The dispatcher puts its units back and
+// schedules their workflow again then, so a waiting workflow holds no
+// worker; a call that cannot be put back (a record resent alone, a new
+// run) waits in place (held.wait).
+type heldError struct {
+	after time.Duration
+	wake  <-chan struct{}
+	why   string // for Error: what the call waits for
+}
+
+func (e *heldError) Error() string { return "call held: " + e.why }
+
+// wait blocks until e's wait ends; it returns errAbandoned if ctx ends
+// first.
+func (e *heldError) wait(ctx context.Context) error {
+	if e.wake == nil {
+		if sleep(ctx, e.after) != nil {
+			return errAbandoned
+		}
+		return nil
+	}
+	select {
+	case <-e.wake:
+		return nil
+	case <-ctx.Done():
+		return errAbandoned
+	}
+}

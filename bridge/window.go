@@ -125,6 +125,17 @@ func (ws *windows) next(id, workflowType string, records, bytes int) (fits bool,
 	return false, nil
 }
 
+// question is the done channel of the question in flight to id's
+// workflow, which the caller owns (next); nil if none is.
+func (ws *windows) question(id string) <-chan struct{} {
+	ws.mu.Lock()
+	defer ws.mu.Unlock()
+	if q := ws.asking[id]; q != nil {
+		return q.done
+	}
+	return nil
+}
+
 // room is how many records and bytes id's window has left: all of it when
 // nothing is unconfirmed, no bound when workflowType is not
 // flow-controlled.
@@ -260,7 +271,7 @@ func (ws *windows) exemptType(id, workflowType string) bool {
 // askAhead asks target's workflow what it applied when its window is half
 // full (askEarly), on a goroutine that the partition waits for, and
 // confirms what the answer covers. A failed question is left alone:
-// awaitWindow asks again, and handles the error, if the window fills.
+// windowRoom asks again, and handles the error, if the window fills.
 func (b *Bridge) askAhead(f *flow, target Target) {
 	if !b.windows.askEarly(target.WorkflowID, target.WorkflowType) {
 		return
@@ -277,44 +288,47 @@ func (b *Bridge) askAhead(f *flow, target Target) {
 	}()
 }
 
-// awaitWindow returns once records and bytes more may be sent to target's
-// workflow: at once while its window has room; otherwise once the
-// workflow's answer to what it applied makes room, asking as often as
-// needed, backing off, and never beside a question already in flight. It
-// returns errAbandoned if the partition ends first.
-func (b *Bridge) awaitWindow(f *flow, target Target, records, bytes int) error {
+// windowRoom returns nil once records and bytes more may be sent to
+// target's workflow: at once while its window has room. Otherwise it
+// holds the call (*heldError) until the question in flight to the
+// workflow is answered, asking it in the background if none is (never
+// beside one in flight), and for a backoff between its own questions.
+// Holding rather than waiting frees the worker: a workflow that is slow to
+// apply what it was sent stops only itself. It returns errAbandoned if the
+// partition has ended.
+func (b *Bridge) windowRoom(f *flow, target Target, records, bytes int, st *callState) error {
 	ws := b.windows
-	retry := b.newBackoff()
-	for waited := false; ; waited = true {
-		fits, inFlight := ws.next(target.WorkflowID, target.WorkflowType, records, bytes)
-		if fits {
-			return nil
-		}
-		if f.ctx.Err() != nil {
-			if inFlight == nil {
-				ws.answered(target.WorkflowID) // the question next gave us
-			}
-			return errAbandoned
-		}
-		if !waited { // held back, if only for one answer
-			b.windowWaits.Add(1)
-		}
-		if inFlight != nil {
-			select {
-			case <-inFlight: // look again at what its answer left
-				continue
-			case <-f.ctx.Done():
-				return errAbandoned
-			}
-		}
-		release, err := b.askApplied(f, target)
-		if release || (err == nil && ws.fits(target.WorkflowID, target.WorkflowType, records, bytes)) {
-			return nil
-		}
-		if sleep(f.ctx, min(retry.NextBackOff(), time.Second)) != nil {
-			return errAbandoned
-		}
+	if ws.fits(target.WorkflowID, target.WorkflowType, records, bytes) {
+		return nil
 	}
+	if f.ctx.Err() != nil {
+		return errAbandoned
+	}
+	if !st.windowHeld { // held back, if only for one answer
+		st.windowHeld = true
+		b.windowWaits.Add(1)
+	}
+	if st.asked { // its own question was answered and left the window full
+		st.asked = false
+		return &heldError{after: min(st.next(b, &st.asks), time.Second), why: "the workflow's window is full"}
+	}
+	fits, inFlight := ws.next(target.WorkflowID, target.WorkflowType, records, bytes)
+	switch {
+	case fits:
+		return nil
+	case inFlight == nil: // the call owns the workflow's question: ask it
+		inFlight = ws.question(target.WorkflowID)
+		st.asked = true
+		f.units.Add(1) // the caller's unit is not done, so the count is not zero
+		go func() {
+			defer f.units.Done()
+			// What the answer says (a confirmed, forgotten or exempt
+			// window; a failed question) is in ws when the call looks
+			// again.
+			_, _ = b.askApplied(f, target)
+		}()
+	}
+	return &heldError{wake: inFlight, why: "waiting for the workflow to say what it applied"}
 }
 
 // unknownQuery reports whether a failed query failed because the workflow

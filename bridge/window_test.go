@@ -445,3 +445,9 @@ func TestAHeldCallWaitsForTheEarlyQuestionInsteadOfAskingBesideIt(t *testing.T) 
 	assert.Equal(t, 1, asked, "questions asked of the workflow (the held call asked beside the early question)")
 	assert.Zero(t, refused, "questions refused because another was in flight")
 }
+
+// awaitWindow waits in place until records and bytes more may be sent to
+// target's workflow, as a call that cannot be put back does (inPlace).
+func (b *Bridge) awaitWindow(f *flow, target Target, records, bytes int) error {
+	return inPlace(f.ctx, func(st *callState) error { return b.windowRoom(f, target, records, bytes, st) })
+}

@@ -110,7 +110,8 @@ const (
 type Dispatch struct {
 	// Concurrency is how many SignalWithStart calls may be in flight at
 	// once, across all partitions. There is never more than one per
-	// workflow. Optional, default 64.
+	// workflow, and a workflow whose call waits (for a retry, for its
+	// window, for the DLQ) holds none of them. Optional, default 64.
 	Concurrency int `yaml:"concurrency"`
 	// MaxCallBytes caps the events one call carries; larger groups are
 	// split. Temporal rejects payloads over 2 MB. Optional, default 1.5 MiB.
@@ -349,10 +350,11 @@ type Route struct {
 	Name string `yaml:"name"`
 	// Concurrency is the share of dispatch.concurrency this route's
 	// records may use: the most calls to Temporal they have in flight at
-	// once, each holding a dispatch worker while it calls and retries.
-	// Workers take ready workflows from the routes in turn, so a busy route
-	// never makes another wait behind its whole queue, and a route whose
-	// circuit is open holds no worker. Optional, default
+	// once, each holding a dispatch worker while it calls. Workers take
+	// ready workflows from the routes in turn, so a busy route never makes
+	// another wait behind its whole queue; a call that must wait (a retry's
+	// backoff, a workflow past its window, a route whose circuit is open)
+	// holds no worker meanwhile. Optional, default
 	// dispatch.concurrency (the route may use every worker the others
 	// leave idle); at most dispatch.concurrency.
 	Concurrency int `yaml:"concurrency"`
