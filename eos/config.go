@@ -181,14 +181,16 @@ func (c Config) checkSarama(bad func(format string, args ...any)) {
 	}
 	const id = "check"
 	pc := c.producerConfig(id)
-	switch {
-	case !pc.Producer.Idempotent:
+	if !pc.Producer.Idempotent {
 		bad("must not turn off Producer.Idempotent")
-	case pc.Producer.RequiredAcks != sarama.WaitForAll:
+	}
+	if pc.Producer.RequiredAcks != sarama.WaitForAll {
 		bad("must not change Producer.RequiredAcks from WaitForAll")
-	case pc.Producer.Transaction.ID != id:
+	}
+	if pc.Producer.Transaction.ID != id {
 		bad("must not set Producer.Transaction.ID: it is one per partition, from TransactionalIDPrefix")
-	case pc.Net.MaxOpenRequests != 1:
+	}
+	if pc.Net.MaxOpenRequests != 1 {
 		bad("must not change Net.MaxOpenRequests from 1 (idempotent ordering)")
 	}
 }

@@ -59,6 +59,11 @@ func TestValidateNamesTheField(t *testing.T) {
 			}
 		}, "Sarama: must not use the cooperative-sticky rebalance strategy"},
 		"hook not idempotent": {func(c *Config) { c.Sarama = func(s *sarama.Config) { s.Producer.Idempotent = false } }, "Sarama: must not turn off Producer.Idempotent"},
+		// Every producer setting the hook undid is named, not the first
+		// only (a user fixed one and met the next on the next start).
+		"hook acks and idempotence": {func(c *Config) {
+			c.Sarama = func(s *sarama.Config) { s.Producer.Idempotent, s.Producer.RequiredAcks = false, sarama.WaitForLocal }
+		}, "Sarama: must not turn off Producer.Idempotent\neos config Sarama: must not change Producer.RequiredAcks"},
 	}
 	for name, tc := range cases {
 		t.Run(name, func(t *testing.T) {
