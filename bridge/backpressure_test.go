@@ -236,7 +236,7 @@ func TestCircuitOpensOnRepeatedUnavailableAndClosesAfterAProbe(t *testing.T) {
 		tc.script = append(tc.script, serviceerror.NewUnavailable("down"))
 	}
 	b, err := New(config.Config{
-		Kafka:        config.Kafka{Brokers: []string{"b"}, Group: "g"},
+		Kafka:        config.Kafka{Brokers: []string{"b:9092"}, Group: "g"},
 		Dispatch:     config.Dispatch{RetryInitial: time.Millisecond, RetryMax: 2 * time.Millisecond, DrainTimeout: 50 * time.Millisecond},
 		Backpressure: config.Backpressure{Circuit: config.Circuit{Failures: 3, OpenFor: 100 * time.Millisecond}},
 		Routes:       []config.Route{{Topic: "orders", TypeHeader: "event-type", WorkflowType: "O", WorkflowID: "order-{key}", TaskQueue: "q"}},
@@ -357,7 +357,7 @@ func TestTheCircuitLogLinesFollowThePauseState(t *testing.T) {
 		seen[strings.SplitN(msg, ":", 2)[0]] = r
 	}})
 	b, err := New(config.Config{
-		Kafka:        config.Kafka{Brokers: []string{"b"}, Group: "g"},
+		Kafka:        config.Kafka{Brokers: []string{"b:9092"}, Group: "g"},
 		Dispatch:     config.Dispatch{RetryInitial: time.Millisecond, RetryMax: 2 * time.Millisecond, DrainTimeout: 50 * time.Millisecond},
 		Backpressure: config.Backpressure{Circuit: config.Circuit{Failures: 3, OpenFor: 50 * time.Millisecond}},
 		Routes:       []config.Route{{Topic: "orders", TypeHeader: "event-type", WorkflowType: "O", WorkflowID: "order-{key}", TaskQueue: "q"}},

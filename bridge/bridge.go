@@ -82,6 +82,9 @@ type Bridge struct {
 
 	dispatcher *dispatcher
 	windows    *windows // what each workflow was sent and not seen applied
+	// asks bounds the questions of held calls in flight (windowRoom) to
+	// dispatch.concurrency, as when each held call asked from its worker.
+	asks chan struct{}
 	// coalescers are the dispatch windows of the routed task queues (one
 	// each); otherCoalescer serves a task queue no route names (none in
 	// practice: a target takes its route's task queue, as circuits'
@@ -163,6 +166,7 @@ func New(cfg config.Config, deps Deps, opts ...Option) (*Bridge, error) {
 	}
 	b.dispatcher = newDispatcher(b)
 	b.windows = newWindows(cfg.Dispatch.WorkflowWindowRecords, cfg.Dispatch.WorkflowWindowBytes)
+	b.asks = make(chan struct{}, cfg.Dispatch.Concurrency)
 	b.coalescers = map[string]*coalescer{}
 	for _, r := range cfg.Routes {
 		if b.coalescers[r.TaskQueue] == nil {

@@ -163,7 +163,7 @@ func (c fakeClaim) HighWaterMarkOffset() int64               { return 0 }
 func newTestBridge(t *testing.T, tc *fakeTemporal, dl *fakeDLQ) *Bridge {
 	t.Helper()
 	b, err := New(config.Config{
-		Kafka:    config.Kafka{Brokers: []string{"b"}, Group: "g"},
+		Kafka:    config.Kafka{Brokers: []string{"b:9092"}, Group: "g"},
 		Dispatch: config.Dispatch{RetryInitial: time.Millisecond, RetryMax: 5 * time.Millisecond, DrainTimeout: 50 * time.Millisecond},
 		Routes:   []config.Route{{Topic: "orders", TypeHeader: "event-type", WorkflowType: "O", WorkflowID: "order-{key}", TaskQueue: "q"}},
 	}, Deps{Temporal: tc, DeadLetters: dl, Logger: quiet()})
@@ -393,7 +393,7 @@ func TestAnAccessFaultPausesEverythingAndDeadLettersNothing(t *testing.T) {
 			tc.set(cause)
 			dl := &fakeDLQ{}
 			b, err := New(config.Config{
-				Kafka:        config.Kafka{Brokers: []string{"b"}, Group: "g"},
+				Kafka:        config.Kafka{Brokers: []string{"b:9092"}, Group: "g"},
 				Dispatch:     config.Dispatch{RetryInitial: time.Millisecond, RetryMax: 5 * time.Millisecond, DrainTimeout: 50 * time.Millisecond},
 				Backpressure: config.Backpressure{Circuit: config.Circuit{Failures: 1000, OpenFor: 20 * time.Millisecond}},
 				Routes:       []config.Route{{Topic: "orders", TypeHeader: "event-type", WorkflowType: "O", WorkflowID: "order-{key}", TaskQueue: "q"}},
@@ -451,7 +451,7 @@ func TestAnAccessFaultPausesEverythingAndDeadLettersNothing(t *testing.T) {
 func TestRecordsThatArriveWhilePausedStillDrain(t *testing.T) {
 	tc := &fakeTemporal{}
 	b, err := New(config.Config{
-		Kafka:        config.Kafka{Brokers: []string{"b"}, Group: "g"},
+		Kafka:        config.Kafka{Brokers: []string{"b:9092"}, Group: "g"},
 		Batch:        config.Batch{MaxRecords: 1, MaxInFlight: 2},
 		Backpressure: config.Backpressure{MaxRecords: 2},
 		Routes:       []config.Route{{Topic: "orders", TypeHeader: "event-type", WorkflowType: "O", WorkflowID: "order-{key}", TaskQueue: "q"}},
@@ -538,7 +538,7 @@ func TestRunTwiceIsAnError(t *testing.T) {
 func TestNewWarnsAboutARouteWithoutEventTypes(t *testing.T) {
 	var logs bytes.Buffer
 	_, err := New(config.Config{
-		Kafka: config.Kafka{Brokers: []string{"b"}, Group: "g"},
+		Kafka: config.Kafka{Brokers: []string{"b:9092"}, Group: "g"},
 		Routes: []config.Route{
 			{Topic: "orders", TypeHeader: "event-type", WorkflowType: "O", WorkflowID: "order-{key}", TaskQueue: "q"},
 			{Topic: "signups", WorkflowType: "Signup", WorkflowID: "signup-{key}", TaskQueue: "q"},
@@ -557,7 +557,7 @@ func TestARejectedRecordReachesTheDLQAsItWasRead(t *testing.T) {
 	tc := &fakeTemporal{script: []error{invalid, invalid, invalid}}
 	dl := &fakeDLQ{}
 	b, err := New(config.Config{
-		Kafka:    config.Kafka{Brokers: []string{"b"}, Group: "g"},
+		Kafka:    config.Kafka{Brokers: []string{"b:9092"}, Group: "g"},
 		Dispatch: config.Dispatch{RetryInitial: time.Millisecond, RetryMax: 5 * time.Millisecond},
 		Routes:   []config.Route{{Topic: "orders", TypeHeader: "event-type", WorkflowType: "O", WorkflowID: "order-{json:id}", TaskQueue: "q"}},
 	}, Deps{Temporal: tc, DeadLetters: dl, Logger: quiet()})

@@ -384,7 +384,7 @@ func TestTheDispatchWindowHoldsAWorkflowsRecordsForOneCall(t *testing.T) {
 		t.Run(fmt.Sprint(tc.window), func(t *testing.T) {
 			tm := &countingTemporal{}
 			b, err := New(config.Config{
-				Kafka:    config.Kafka{Brokers: []string{"b"}, Group: "g"},
+				Kafka:    config.Kafka{Brokers: []string{"b:9092"}, Group: "g"},
 				Batch:    config.Batch{MaxRecords: 1, Linger: time.Millisecond},
 				Dispatch: config.Dispatch{RetryInitial: time.Millisecond, RetryMax: 5 * time.Millisecond},
 				Routes:   []config.Route{{Topic: "orders", TypeHeader: "event-type", WorkflowType: "O", WorkflowID: "order-{key}", TaskQueue: "q"}},
@@ -477,7 +477,7 @@ func TestARepeatedBacklogReadingDoesNotHoldTheWindowOpen(t *testing.T) {
 func TestEachTaskQueueHasItsOwnDispatchWindow(t *testing.T) {
 	tm := &countingTemporal{}
 	b, err := New(config.Config{
-		Kafka:    config.Kafka{Brokers: []string{"b"}, Group: "g"},
+		Kafka:    config.Kafka{Brokers: []string{"b:9092"}, Group: "g"},
 		Batch:    config.Batch{MaxRecords: 1, Linger: time.Millisecond},
 		Dispatch: config.Dispatch{RetryInitial: time.Millisecond, RetryMax: 5 * time.Millisecond},
 		Routes: []config.Route{

@@ -114,13 +114,22 @@ func (f *flow) release(records, bytes int) {
 }
 
 // finish marks u's records safe to commit past.
-func (f *flow) finish(u *unit) {
-	offsets := make([]int64, len(u.records))
-	for i, r := range u.records {
-		offsets[i] = r.offset
+func (f *flow) finish(u *unit) { f.finishExcept(u, nil) }
+
+// finishExcept marks u's records safe to commit past but for those at the
+// offsets in queued, which were queued for the DLQ (queueDeadLetter) and
+// are finished once it holds them. All u holds of the in-flight budget is
+// released but one record for each of those, which its dead letter
+// releases.
+func (f *flow) finishExcept(u *unit, queued map[int64]bool) {
+	offsets := make([]int64, 0, len(u.records))
+	for _, r := range u.records {
+		if !queued[r.offset] {
+			offsets = append(offsets, r.offset)
+		}
 	}
 	f.tracker.finish(offsets...)
-	f.release(len(u.records), u.bytes) // u.bytes sums heldSize of its records
+	f.release(len(offsets), u.bytes) // u.bytes sums heldSize of its records
 	f.units.Done()
 }
 

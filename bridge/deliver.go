@@ -59,14 +59,36 @@ func (d *dispatcher) deliver(units []*unit) (back []*unit, wait error) {
 		units[0].call = st
 		return units, err
 	}
-	for _, u := range units {
-		if err != nil {
+	if err != nil {
+		for _, u := range units {
 			u.flow.units.Done()
-			continue
 		}
-		f.finish(u)
+		return nil, nil
+	}
+	// Temporal has answered for every record. Those to dead-letter go
+	// to the partition's dead-letter queue, and are finished once the DLQ
+	// holds them; the rest are finished now.
+	dead := map[int64]bool{}
+	for _, fl := range st.dead {
+		dead[fl.Offset] = true
+		d.b.queueDeadLetter(f, fl.Offset, 0, fl)
+	}
+	for _, u := range units {
+		f.finishExcept(u, dead)
 	}
 	return nil, nil
+}
+
+// queueDeadLetter queues fl, the failure of the record at offset of
+// partition f, in f's dead-letter queue: the DLQ writes of a partition
+// happen one at a time, in the order queued, on the dispatcher's workers
+// (a write the DLQ refuses holds the queue, not the worker), and the
+// record is finished once the DLQ holds it. bytes is what the record holds
+// of the in-flight budget, released then.
+func (b *Bridge) queueDeadLetter(f *flow, offset int64, bytes int, fl dlq.Failure) {
+	u := &unit{flow: f, queue: deadLetterQueue(f), route: -1, records: []record{{offset: offset}}, bytes: bytes, dead: &fl}
+	f.units.Add(1)
+	b.dispatcher.submit(u)
 }
 
 // callState is what a call carries across the times it is held
@@ -87,6 +109,10 @@ type callState struct {
 	// record resent alone, a new run's call); it waits in the worker for
 	// whatever holds it, and is never parked.
 	inPlace bool
+	// dead are the failures of the records Temporal refused or that the
+	// closed-workflow policy sends to the DLQ, once the call is answered;
+	// deliver queues them in the partition's dead-letter queue.
+	dead []dlq.Failure
 }
 
 // next is the next wait of the backoff *bo, which it creates on first use.
@@ -98,30 +124,35 @@ func (st *callState) next(b *Bridge, bo **backoff.ExponentialBackOff) time.Durat
 }
 
 // inPlace runs try, which may hold its call (*heldError), until it returns
-// anything else, waiting out each hold; errAbandoned if ctx ends first.
-func inPlace(ctx context.Context, try func(st *callState) error) error {
+// anything else, waiting out each hold; errAbandoned if ctx ends first. It
+// returns the call's state.
+func inPlace(ctx context.Context, try func(st *callState) error) (*callState, error) {
 	st := &callState{inPlace: true}
 	for {
 		err := try(st)
 		var held *heldError
 		if !errors.As(err, &held) {
-			return err
+			return st, err
 		}
 		if held.wait(ctx) != nil {
-			return errAbandoned
+			return st, errAbandoned
 		}
 	}
 }
 
 // sendInPlace is send for a call whose records cannot be put back in their
-// workflow's queue: it waits in the worker for whatever holds it.
-func (b *Bridge) sendInPlace(f *flow, target Target, recs []record) error {
-	return inPlace(f.ctx, func(st *callState) error { return b.send(f, target, recs, st) })
+// workflow's queue: it waits in the worker for whatever holds it, and adds
+// the failures of the records to dead-letter to into.
+func (b *Bridge) sendInPlace(f *flow, target Target, recs []record, into *callState) error {
+	st, err := inPlace(f.ctx, func(st *callState) error { return b.send(f, target, recs, st) })
+	into.dead = append(into.dead, st.dead...)
+	return err
 }
 
 // send makes one attempt to deliver recs, in order, to target's workflow:
-// Temporal accepts them, or each is skipped, dropped or dead-lettered as
-// the errors and the closed-workflow policy say. A retryable error holds
+// Temporal accepts them, or each is skipped, dropped or to be
+// dead-lettered (added to st.dead) as the errors and the closed-workflow
+// policy say. A retryable error holds
 // the call for a backoff (*heldError), as does the workflow's full window;
 // st carries the attempts and backoffs to the next try. A call the
 // target's open circuit refuses (before Temporal has accepted any of recs)
@@ -180,22 +211,18 @@ func (b *Bridge) send(f *flow, target Target, recs []record, st *callState) erro
 	case kindRejected:
 		if len(recs) > 1 { // isolate the record Temporal rejects: resend one by one, in order
 			for _, r := range recs {
-				if err := b.sendInPlace(f, target, []record{r}); err != nil {
+				if err := b.sendInPlace(f, target, []record{r}, st); err != nil {
 					return err
 				}
 			}
 			return nil
 		}
-		for _, r := range recs {
-			fl := dlq.FromMessage(r.message(f), dlq.ClassRejected, err, attempt, b.deps.Now())
-			fl.WorkflowID = target.WorkflowID
-			if derr := b.deadLetter(f, fl); derr != nil {
-				return errAbandoned
-			}
-		}
+		fl := dlq.FromMessage(recs[0].message(f), dlq.ClassRejected, err, attempt, b.deps.Now())
+		fl.WorkflowID = target.WorkflowID
+		st.dead = append(st.dead, fl)
 		return nil
 	case kindClosed:
-		done, cerr := b.closedWorkflow(f, target, recs, attempt)
+		done, cerr := b.closedWorkflow(f, target, recs, attempt, st)
 		if done {
 			return cerr
 		}
@@ -353,9 +380,10 @@ func cancelled(err error) bool {
 
 // closedWorkflow handles records whose workflow has closed. Records the
 // closed run already applied are redeliveries and are skipped; the others
-// follow Dispatch.OnClosedWorkflow. done is false when the closed run's
-// memo could not be read, so the caller retries.
-func (b *Bridge) closedWorkflow(f *flow, target Target, recs []record, attempt int) (done bool, err error) {
+// follow Dispatch.OnClosedWorkflow (those to dead-letter are added to
+// st.dead). done is false when the closed run's memo could not be read, so
+// the caller retries.
+func (b *Bridge) closedWorkflow(f *flow, target Target, recs []record, attempt int, st *callState) (done bool, err error) {
 	applied, err := b.deps.Temporal.ClosedWatermarks(f.callCtx, target.WorkflowID)
 	if err != nil {
 		return false, err
@@ -388,32 +416,15 @@ func (b *Bridge) closedWorkflow(f *flow, target Target, recs []record, attempt i
 		next := target
 		next.NewRun, next.StartWatermarks = true, applied
 		b.log.Info("starting a new run of a closed workflow", "workflow_id", target.WorkflowID, "records", len(fresh))
-		return true, b.sendInPlace(f, next, fresh)
+		return true, b.sendInPlace(f, next, fresh, st)
 	default:
 		for _, r := range fresh {
 			fl := dlq.FromMessage(r.message(f), dlq.ClassWorkflowClosed,
 				fmt.Errorf("workflow %s has closed and did not apply this record", target.WorkflowID), attempt, b.deps.Now())
 			fl.WorkflowID = target.WorkflowID
-			if err := b.deadLetter(f, fl); err != nil {
-				return true, errAbandoned
-			}
+			st.dead = append(st.dead, fl)
 		}
 		return true, nil
-	}
-}
-
-// deadLetter writes f to the DLQ for partition fl, retrying until the DLQ
-// holds it or the partition's context ends (writeDeadLetter).
-func (b *Bridge) deadLetter(fl *flow, f dlq.Failure) error {
-	st := &callState{}
-	for {
-		err := b.writeDeadLetter(fl, f)
-		if err == nil {
-			return nil
-		}
-		if err := sleep(fl.ctx, st.next(b, &st.dlq)); err != nil {
-			return fmt.Errorf("dead-lettering %s/%d@%d: %w", f.Topic, f.Partition, f.Offset, err)
-		}
 	}
 }
 

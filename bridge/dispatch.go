@@ -363,9 +363,10 @@ func (d *dispatcher) choose(ready []*wfQueue) int {
 	return best
 }
 
-// putBack returns units, a call that was not made, to the head of q. The
+// putBack returns units, a call that was not made, to the head of q, but
+// for those whose partition has ended, and reports how many it kept. The
 // caller holds d.mu.
-func (d *dispatcher) putBack(q *wfQueue, units []*unit) {
+func (d *dispatcher) putBack(q *wfQueue, units []*unit) int {
 	var back []*unit
 	for _, u := range units {
 		if u.flow.ctx.Err() != nil { // its partition ended (cancelFlow may have run already)
@@ -375,6 +376,7 @@ func (d *dispatcher) putBack(q *wfQueue, units []*unit) {
 		back = append(back, u)
 	}
 	q.pending = append(back, q.pending...)
+	return len(back)
 }
 
 // park puts units back in q and holds q until c leaves the open state; if
@@ -391,31 +393,31 @@ func (d *dispatcher) park(q *wfQueue, units []*unit, p *parkedError) {
 	}
 }
 
-// hold puts units back in q and keeps q off the lanes until h's wait ends,
-// or their partition does. The caller holds d.mu.
+// hold puts units back in q and keeps q off the lanes until h's wait ends
+// or their partition does; if their partition has ended already, q is not
+// held. The caller holds d.mu.
 func (d *dispatcher) hold(q *wfQueue, units []*unit, h *heldError) {
-	d.putBack(q, units)
-	if len(q.pending) == 0 {
+	if d.putBack(q, units) == 0 {
 		return
 	}
 	q.waiting = true
-	again := func() {
+	ended := q.pending[0].flow.ctx.Done()
+	go func() {
+		var timeout <-chan time.Time
+		if h.wake == nil {
+			t := time.NewTimer(h.after)
+			defer t.Stop()
+			timeout = t.C
+		}
+		select {
+		case <-h.wake:
+		case <-timeout:
+		case <-ended:
+		}
 		d.mu.Lock()
 		defer d.mu.Unlock()
 		q.waiting = false
 		d.schedule(q)
-	}
-	if h.wake == nil {
-		time.AfterFunc(h.after, again)
-		return
-	}
-	ended := q.pending[0].flow.ctx.Done()
-	go func() {
-		select {
-		case <-h.wake:
-		case <-ended:
-		}
-		again()
 	}()
 }
 

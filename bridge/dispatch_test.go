@@ -81,7 +81,7 @@ func (o *orderingTemporal) AppliedWatermarks(context.Context, string) (event.Wat
 func TestDispatchKeepsPerWorkflowOrderWithOneCallInFlightAndCoalesces(t *testing.T) {
 	tc := &orderingTemporal{inFlight: map[string]bool{}, got: map[string][]int64{}, rng: rand.New(rand.NewPCG(1, 2))}
 	b, err := New(config.Config{
-		Kafka:    config.Kafka{Brokers: []string{"b"}, Group: "g"},
+		Kafka:    config.Kafka{Brokers: []string{"b:9092"}, Group: "g"},
 		Batch:    config.Batch{MaxRecords: 50, Linger: time.Millisecond, MaxInFlight: 200},
 		Dispatch: config.Dispatch{Concurrency: 8, RetryInitial: time.Millisecond, RetryMax: 2 * time.Millisecond},
 		Routes:   []config.Route{{Topic: "orders", TypeHeader: "event-type", WorkflowType: "O", WorkflowID: "order-{key}", TaskQueue: "q"}},
@@ -116,7 +116,7 @@ func TestTwoPartitionsFeedingOneWorkflowKeepEachPartitionsOrder(t *testing.T) {
 	tc := &orderingTemporal{inFlight: map[string]bool{}, got: map[string][]int64{},
 		byPart: map[string]map[int32][]int64{}, rng: rand.New(rand.NewPCG(5, 6))}
 	b, err := New(config.Config{
-		Kafka:    config.Kafka{Brokers: []string{"b"}, Group: "g"},
+		Kafka:    config.Kafka{Brokers: []string{"b:9092"}, Group: "g"},
 		Batch:    config.Batch{MaxRecords: 20, Linger: time.Millisecond, MaxInFlight: 100},
 		Dispatch: config.Dispatch{Concurrency: 8, RetryInitial: time.Millisecond, RetryMax: 2 * time.Millisecond},
 		Routes:   []config.Route{{Topic: "orders", TypeHeader: "event-type", WorkflowType: "O", WorkflowID: "order-{key}", TaskQueue: "q"}},
@@ -169,7 +169,7 @@ func TestTwoPartitionsFeedingOneWorkflowKeepEachPartitionsOrder(t *testing.T) {
 func TestAFullBudgetServesTheWorkflowWithTheMostWaitingFirst(t *testing.T) {
 	now := time.Unix(1000, 0)
 	b, err := New(config.Config{
-		Kafka:  config.Kafka{Brokers: []string{"b"}, Group: "g"},
+		Kafka:  config.Kafka{Brokers: []string{"b:9092"}, Group: "g"},
 		Routes: []config.Route{{Topic: "orders", TypeHeader: "event-type", WorkflowType: "O", WorkflowID: "order-{key}", TaskQueue: "q"}},
 	}, Deps{Temporal: &orderingTemporal{}, DeadLetters: &fakeDLQ{}, Logger: quiet(), Now: func() time.Time { return now }})
 	require.NoError(t, err)

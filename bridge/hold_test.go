@@ -138,6 +138,9 @@ func TestWorkflowsThatMustWaitHoldNoDispatchWorker(t *testing.T) {
 		setUp func(h *holdTemporal, dl *switchDLQ) (waitingNow func() bool, end func())
 		// records are partition p's records (offsets 0, 1, ...).
 		records func(p int32) []*sarama.ConsumerMessage
+		// accepted are the offsets each waiting workflow takes in the
+		// end; the others are dead-lettered.
+		accepted []int64
 	}{{
 		name: "dead letters the DLQ refuses",
 		setUp: func(h *holdTemporal, dl *switchDLQ) (func() bool, func()) {
@@ -147,6 +150,7 @@ func TestWorkflowsThatMustWaitHoldNoDispatchWorker(t *testing.T) {
 		records: func(p int32) []*sarama.ConsumerMessage {
 			return []*sarama.ConsumerMessage{msg(0, fmt.Sprintf("k%d", p), `{not json`), msg(1, fmt.Sprintf("k%d", p), `{}`)}
 		},
+		accepted: []int64{1},
 	}, {
 		name: "workflows past their window",
 		setUp: func(h *holdTemporal, _ *switchDLQ) (func() bool, func()) {
@@ -161,6 +165,7 @@ func TestWorkflowsThatMustWaitHoldNoDispatchWorker(t *testing.T) {
 		records: func(p int32) []*sarama.ConsumerMessage { // window 1: the second record waits for the first to be applied
 			return []*sarama.ConsumerMessage{msg(0, fmt.Sprintf("k%d", p), `{}`), msg(1, fmt.Sprintf("k%d", p), `{}`)}
 		},
+		accepted: []int64{0, 1},
 	}, {
 		name: "calls Temporal refuses for their workflow",
 		setUp: func(h *holdTemporal, _ *switchDLQ) (func() bool, func()) {
@@ -175,12 +180,40 @@ func TestWorkflowsThatMustWaitHoldNoDispatchWorker(t *testing.T) {
 		records: func(p int32) []*sarama.ConsumerMessage {
 			return []*sarama.ConsumerMessage{msg(0, fmt.Sprintf("k%d", p), `{}`), msg(1, fmt.Sprintf("k%d", p), `{}`)}
 		},
+		accepted: []int64{0, 1},
+	}, {
+		// Temporal answered (the record is bad, the workflow closed);
+		// only the dead letters wait.
+		name: "rejected records the DLQ refuses",
+		setUp: func(h *holdTemporal, dl *switchDLQ) (func() bool, func()) {
+			dl.down = true
+			for p := range waiting {
+				h.stuck[fmt.Sprintf("order-k%d", p)] = serviceerror.NewInvalidArgument("bad payload")
+			}
+			return func() bool { return dl.triedPartitions() >= workers }, dl.up
+		},
+		records: func(p int32) []*sarama.ConsumerMessage {
+			return []*sarama.ConsumerMessage{msg(0, fmt.Sprintf("k%d", p), `{}`), msg(1, fmt.Sprintf("k%d", p), `{}`)}
+		},
+	}, {
+		name: "records of closed workflows the DLQ refuses",
+		setUp: func(h *holdTemporal, dl *switchDLQ) (func() bool, func()) {
+			dl.down = true
+			for p := range waiting {
+				id := fmt.Sprintf("order-k%d", p)
+				h.stuck[id] = fmtClosed(id)
+			}
+			return func() bool { return dl.triedPartitions() >= workers }, dl.up
+		},
+		records: func(p int32) []*sarama.ConsumerMessage {
+			return []*sarama.ConsumerMessage{msg(0, fmt.Sprintf("k%d", p), `{}`), msg(1, fmt.Sprintf("k%d", p), `{}`)}
+		},
 	}} {
 		t.Run(tt.name, func(t *testing.T) {
 			h := newHoldTemporal()
 			dl := &switchDLQ{tried: map[int32]int{}}
 			b, err := New(config.Config{
-				Kafka: config.Kafka{Brokers: []string{"b"}, Group: "g"},
+				Kafka: config.Kafka{Brokers: []string{"b:9092"}, Group: "g"},
 				Batch: config.Batch{Linger: time.Millisecond},
 				Dispatch: config.Dispatch{Concurrency: workers, RetryInitial: time.Millisecond, RetryMax: 20 * time.Millisecond,
 					WorkflowWindowRecords: 1},
@@ -239,12 +272,138 @@ func TestWorkflowsThatMustWaitHoldNoDispatchWorker(t *testing.T) {
 			defer h.mu.Unlock()
 			for p := range waiting {
 				id := fmt.Sprintf("order-k%d", p)
-				want := []int64{0, 1}
-				if tt.name == "dead letters the DLQ refuses" {
-					want = []int64{1}
-				}
-				assert.Equal(t, want, h.offsets[id], "%s's records, in order", id)
+				assert.Equal(t, tt.accepted, h.offsets[id], "%s's records, in order", id)
 			}
+			dl.fakeDLQ.mu.Lock()
+			defer dl.fakeDLQ.mu.Unlock()
+			assert.Len(t, dl.failures, waiting*2-len(tt.accepted)*waiting, "dead letters written")
 		})
 	}
+}
+
+// blockedQueries answers the applied query only once released, and
+// counts the most questions in flight at once.
+type blockedQueries struct {
+	holdTemporal
+	release  chan struct{}
+	inFlight int
+	most     int
+}
+
+func (q *blockedQueries) AppliedWatermarks(ctx context.Context, id string) (event.Watermarks, error) {
+	q.holdTemporal.mu.Lock()
+	q.inFlight++
+	q.most = max(q.most, q.inFlight)
+	q.holdTemporal.mu.Unlock()
+	defer func() {
+		q.holdTemporal.mu.Lock()
+		q.inFlight--
+		q.holdTemporal.mu.Unlock()
+	}()
+	select {
+	case <-q.release:
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
+	return q.holdTemporal.AppliedWatermarks(ctx, id)
+}
+
+// Calls held at their workflows' windows hold no worker, but their
+// questions still count against dispatch.concurrency: with many hot
+// workflows behind, the bridge asks at most that many (beside its early
+// questions) at once, as when each held call asked from its worker. (Each
+// held call asked at once: one query per workflow behind, thousands in a
+// backlog of hot keys.)
+func TestQuestionsOfHeldCallsAreBoundedByTheConcurrency(t *testing.T) {
+	const workers, workflows = 2, 50
+	q := &blockedQueries{holdTemporal: *newHoldTemporal(), release: make(chan struct{})}
+	b, err := New(config.Config{
+		Kafka: config.Kafka{Brokers: []string{"b:9092"}, Group: "g"},
+		Batch: config.Batch{Linger: time.Millisecond},
+		Dispatch: config.Dispatch{Concurrency: workers, RetryInitial: time.Millisecond, RetryMax: 20 * time.Millisecond,
+			WorkflowWindowRecords: 1},
+		Routes: []config.Route{{Topic: "orders", TypeHeader: "event-type", WorkflowType: "O", WorkflowID: "order-{key}", TaskQueue: "q"}},
+	}, Deps{Temporal: q, DeadLetters: &fakeDLQ{}, Logger: quiet()})
+	require.NoError(t, err)
+	b.dispatcher.start(workers)
+	defer b.dispatcher.stop()
+
+	ch := make(chan *sarama.ConsumerMessage, 2*workflows)
+	for i := range 2 * workflows { // each workflow's second record waits for its first to be applied
+		ch <- msg(int64(i), fmt.Sprintf("k%d", i%workflows), `{}`)
+	}
+	s := &fakeSession{ctx: context.Background()}
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		assert.NoError(t, claimHandler{b: b}.ConsumeClaim(s, fakeClaim{ch: ch}))
+	}()
+	require.Eventually(t, func() bool { return b.windowWaits.Load() == workflows }, 10*time.Second, time.Millisecond,
+		"every workflow's second call was not held at its window")
+	require.Eventually(t, func() bool {
+		q.holdTemporal.mu.Lock()
+		defer q.holdTemporal.mu.Unlock()
+		return q.inFlight >= maxEarlyQuestions+workers
+	}, 10*time.Second, time.Millisecond, "the questions were not asked")
+	q.holdTemporal.mu.Lock()
+	most := q.most
+	q.holdTemporal.mu.Unlock()
+	assert.LessOrEqual(t, most, maxEarlyQuestions+workers, "questions in flight at once")
+
+	close(q.release)
+	require.Eventually(t, func() bool { return s.committed() == 2*workflows }, 10*time.Second, time.Millisecond)
+	close(ch)
+	<-done
+}
+
+// A call held for a long backoff is let go when its partition is revoked:
+// the other partitions' records for the same workflow, queued behind it,
+// go at once rather than after the backoff the revoked call was waiting
+// out.
+func TestARevokedPartitionsHeldCallStopsHoldingItsWorkflow(t *testing.T) {
+	h := newHoldTemporal()
+	h.stuck["order-k"] = serviceerror.NewInvalidArgument(signalLimitExceeded)
+	b, err := New(config.Config{
+		Kafka:    config.Kafka{Brokers: []string{"b:9092"}, Group: "g"},
+		Batch:    config.Batch{Linger: time.Millisecond},
+		Dispatch: config.Dispatch{Concurrency: 2, RetryInitial: time.Hour, RetryMax: time.Hour, DrainTimeout: 50 * time.Millisecond},
+		Routes:   []config.Route{{Topic: "orders", TypeHeader: "event-type", WorkflowType: "O", WorkflowID: "order-{key}", TaskQueue: "q"}},
+	}, Deps{Temporal: h, DeadLetters: &fakeDLQ{}, Logger: quiet()})
+	require.NoError(t, err)
+	b.dispatcher.start(2)
+	defer b.dispatcher.stop()
+
+	claim := func(p int32) (chan *sarama.ConsumerMessage, *fakeSession, chan struct{}) {
+		ch := make(chan *sarama.ConsumerMessage, 1)
+		m := msg(0, "k", `{}`)
+		m.Partition = p
+		ch <- m
+		s := &fakeSession{ctx: context.Background()}
+		done := make(chan struct{})
+		go func() {
+			defer close(done)
+			assert.NoError(t, claimHandler{b: b}.ConsumeClaim(s, fakeClaim{ch: ch, partition: p}))
+		}()
+		return ch, s, done
+	}
+	calls := func(h *holdTemporal) map[string]int { return h.calls }
+	ch0, _, done0 := claim(0)
+	require.Eventually(t, func() bool { return h.atLeast(calls, 1, "order-k") == 1 }, 10*time.Second, time.Millisecond)
+	ch1, s1, done1 := claim(1) // queued behind partition 0's held call
+	require.Eventually(t, func() bool {
+		b.dispatcher.mu.Lock()
+		defer b.dispatcher.mu.Unlock()
+		q := b.dispatcher.queues["order-k"]
+		return q != nil && len(q.pending) == 2
+	}, 10*time.Second, time.Millisecond)
+	h.release()
+	close(ch0) // revoke partition 0
+	<-done0
+	require.Eventually(t, func() bool { return s1.committed() == 1 }, 10*time.Second, time.Millisecond,
+		"partition 1's record waited out the revoked call's backoff")
+	close(ch1)
+	<-done1
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	assert.Equal(t, []int64{0}, h.offsets["order-k"], "only partition 1's record went (partition 0 let go)")
 }

@@ -74,7 +74,7 @@ func TestAHeldRecordCostsLittleHeapBeyondItsBytes(t *testing.T) {
 	const records, keys, perRecord = 20000, 1000, 320
 	g := gateTemporal{fakeTemporal: &fakeTemporal{}, open: make(chan struct{})}
 	b, err := New(config.Config{
-		Kafka:    config.Kafka{Brokers: []string{"b"}, Group: "g"},
+		Kafka:    config.Kafka{Brokers: []string{"b:9092"}, Group: "g"},
 		Dispatch: config.Dispatch{RetryInitial: time.Millisecond, RetryMax: 5 * time.Millisecond, DrainTimeout: 50 * time.Millisecond},
 		Routes:   []config.Route{{Topic: "orders", WorkflowType: "O", WorkflowID: "ledger-{key}", TaskQueue: "q"}},
 	}, Deps{Temporal: g, DeadLetters: &fakeDLQ{}, Logger: quiet()})

@@ -17,7 +17,7 @@ import (
 func TestProfilesAreServedOnlyWithMetricsPprof(t *testing.T) {
 	get := func(pprof bool, path string) int {
 		b, err := New(config.Config{
-			Kafka:   config.Kafka{Brokers: []string{"b"}, Group: "g"},
+			Kafka:   config.Kafka{Brokers: []string{"b:9092"}, Group: "g"},
 			Metrics: config.Metrics{Pprof: pprof},
 			Routes:  []config.Route{{Topic: "orders", WorkflowType: "O", WorkflowID: "order-{key}", TaskQueue: "q"}},
 		}, Deps{Temporal: &fakeTemporal{}, DeadLetters: &fakeDLQ{}, Logger: quiet()})

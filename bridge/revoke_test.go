@@ -159,7 +159,7 @@ func TestARevokedClaimLetsGoInEveryWaitState(t *testing.T) {
 				dl = &fakeDLQ{}
 			}
 			cfg := config.Config{
-				Kafka:    config.Kafka{Brokers: []string{"b"}, Group: "g"},
+				Kafka:    config.Kafka{Brokers: []string{"b:9092"}, Group: "g"},
 				Dispatch: config.Dispatch{RetryInitial: time.Millisecond, RetryMax: 5 * time.Millisecond, DrainTimeout: drain},
 				Routes:   []config.Route{{Topic: "orders", TypeHeader: "event-type", WorkflowType: "O", WorkflowID: "order-{key}", TaskQueue: "q"}},
 			}

@@ -201,10 +201,7 @@ func (b *Bridge) poison(f *flow, m *sarama.ConsumerMessage, err error) {
 	if !errors.As(err, &p) {
 		p = &PoisonError{Class: dlq.ClassDecode, Err: err}
 	}
-	fl := dlq.FromMessage(m, p.Class, err, 1, b.deps.Now())
-	u := &unit{flow: f, queue: deadLetterQueue(f), route: -1, records: []record{{offset: m.Offset}}, bytes: heldSize(m), dead: &fl}
-	f.units.Add(1)
-	b.dispatcher.submit(u)
+	b.queueDeadLetter(f, m.Offset, heldSize(m), dlq.FromMessage(m, p.Class, err, 1, b.deps.Now()))
 }
 
 // MaxWorkflowIDBytes is the longest workflow ID the bridge sends: Temporal's

@@ -154,7 +154,7 @@ func TestWireSizeIsWhatIsSent(t *testing.T) {
 // it and its flow, and must be what the record was.
 func TestARecordRebuildsItsEnvelopeAndKafkaRecord(t *testing.T) {
 	b, err := New(config.Config{
-		Kafka: config.Kafka{Brokers: []string{"b"}, Group: "g"},
+		Kafka: config.Kafka{Brokers: []string{"b:9092"}, Group: "g"},
 		Routes: []config.Route{
 			{Topic: "orders", TypeHeader: "event-type", WorkflowType: "O", WorkflowID: "order-{key}", TaskQueue: "q"},
 			{Topic: "blobs", Payload: config.PayloadBytes, WorkflowType: "B", WorkflowID: "blob-{topic}", TaskQueue: "q"},

@@ -98,7 +98,7 @@ func records(topic string, n int) []*sarama.ConsumerMessage {
 
 func twoRoutes(tune func(c *config.Config)) config.Config {
 	c := config.Config{
-		Kafka:    config.Kafka{Brokers: []string{"b"}, Group: "g"},
+		Kafka:    config.Kafka{Brokers: []string{"b:9092"}, Group: "g"},
 		Dispatch: config.Dispatch{Concurrency: 2, RetryInitial: time.Millisecond, RetryMax: 5 * time.Millisecond, DrainTimeout: 50 * time.Millisecond},
 		Routes: []config.Route{
 			{Topic: "orders", WorkflowType: "O", WorkflowID: "order-{key}", TaskQueue: "qa"},
@@ -185,7 +185,7 @@ func TestARouteHoldsNoMoreThanItsShareOfWorkers(t *testing.T) {
 func TestRecordsOfTwoRoutesForOneWorkflowKeepTheirTargets(t *testing.T) {
 	tc := &fakeTemporal{}
 	b, err := New(config.Config{
-		Kafka:    config.Kafka{Brokers: []string{"b"}, Group: "g"},
+		Kafka:    config.Kafka{Brokers: []string{"b:9092"}, Group: "g"},
 		Dispatch: config.Dispatch{RetryInitial: time.Millisecond, RetryMax: 5 * time.Millisecond, DrainTimeout: 50 * time.Millisecond},
 		Routes: []config.Route{
 			{Topic: "orders", TypeHeader: "event-type", Types: []string{"A"}, WorkflowType: "O", WorkflowID: "order-{key}", TaskQueue: "qa"},
@@ -213,7 +213,7 @@ func TestRecordsOfTwoRoutesForOneWorkflowKeepTheirTargets(t *testing.T) {
 // partition moves on.
 func TestARouteFuncNamesTheWorkflow(t *testing.T) {
 	cfg := config.Config{
-		Kafka:    config.Kafka{Brokers: []string{"b"}, Group: "g"},
+		Kafka:    config.Kafka{Brokers: []string{"b:9092"}, Group: "g"},
 		Dispatch: config.Dispatch{RetryInitial: time.Millisecond, RetryMax: 5 * time.Millisecond, DrainTimeout: 50 * time.Millisecond},
 		Routes:   []config.Route{{Name: "orders", Topic: "orders", TypeHeader: "event-type", WorkflowType: "O", WorkflowID: "order-{key}", TaskQueue: "q"}},
 	}

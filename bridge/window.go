@@ -292,7 +292,8 @@ func (b *Bridge) askAhead(f *flow, target Target) {
 // target's workflow: at once while its window has room. Otherwise it
 // holds the call (*heldError) until the question in flight to the
 // workflow is answered, asking it in the background if none is (never
-// beside one in flight), and for a backoff between its own questions.
+// beside one in flight; at most dispatch.concurrency such questions at
+// once), and for a backoff between its own questions.
 // Holding rather than waiting frees the worker: a workflow that is slow to
 // apply what it was sent stops only itself. It returns errAbandoned if the
 // partition has ended.
@@ -322,6 +323,13 @@ func (b *Bridge) windowRoom(f *flow, target Target, records, bytes int, st *call
 		f.units.Add(1) // the caller's unit is not done, so the count is not zero
 		go func() {
 			defer f.units.Done()
+			select { // at most dispatch.concurrency such questions at once
+			case b.asks <- struct{}{}:
+				defer func() { <-b.asks }()
+			case <-f.ctx.Done():
+				ws.answered(target.WorkflowID)
+				return
+			}
 			// What the answer says (a confirmed, forgotten or exempt
 			// window; a failed question) is in ws when the call looks
 			// again.

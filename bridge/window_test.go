@@ -62,7 +62,7 @@ func (s *slowWorkflow) applyOne() bool {
 func newWindowedBridge(t *testing.T, tc Temporal, window int) *Bridge {
 	t.Helper()
 	b, err := New(config.Config{
-		Kafka:    config.Kafka{Brokers: []string{"b"}, Group: "g"},
+		Kafka:    config.Kafka{Brokers: []string{"b:9092"}, Group: "g"},
 		Batch:    config.Batch{MaxRecords: 5, Linger: time.Millisecond},
 		Dispatch: config.Dispatch{WorkflowWindowRecords: window, RetryInitial: time.Millisecond, RetryMax: 5 * time.Millisecond},
 		Routes:   []config.Route{{Topic: "orders", TypeHeader: "event-type", WorkflowType: "O", WorkflowID: "order-{key}", TaskQueue: "q"}},
@@ -449,5 +449,6 @@ func TestAHeldCallWaitsForTheEarlyQuestionInsteadOfAskingBesideIt(t *testing.T) 
 // awaitWindow waits in place until records and bytes more may be sent to
 // target's workflow, as a call that cannot be put back does (inPlace).
 func (b *Bridge) awaitWindow(f *flow, target Target, records, bytes int) error {
-	return inPlace(f.ctx, func(st *callState) error { return b.windowRoom(f, target, records, bytes, st) })
+	_, err := inPlace(f.ctx, func(st *callState) error { return b.windowRoom(f, target, records, bytes, st) })
+	return err
 }

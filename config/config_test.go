@@ -34,114 +34,118 @@ func TestLoadConfigErrorsNameTheFileAndField(t *testing.T) {
 	cases := map[string]struct{ yaml, want string }{
 		"missing brokers": {`kafka: {group: g}
 routes: [{topic: t, workflow_type: W, workflow_id: "w-{key}", task_queue: q}]`, "kafka.brokers: at least one broker"},
-		"unknown field": {`kafka: {brokers: [b], group: g, grup: x}`, "kafka.grup: unknown field (line 1); did you mean group?"},
-		"unknown nested field": {`kafka: {brokers: [b], group: g}
+		"unknown field": {`kafka: {brokers: [b:9092], group: g, grup: x}`, "kafka.grup: unknown field (line 1); did you mean group?"},
+		"unknown nested field": {`kafka: {brokers: [b:9092], group: g}
 backpressure:
   backlog: {high_taks: 5}`, "backpressure.backlog.high_taks: unknown field (line 3); did you mean high_tasks?"},
-		"unknown route field": {`kafka: {brokers: [b], group: g}
+		"unknown route field": {`kafka: {brokers: [b:9092], group: g}
 routes: [{topic: t, workflow_type: W, workflow_id: "w-{key}", task_queue: q}, {topik: u}]`, "routes[1].topik: unknown field (line 2); did you mean topic?"},
-		"unknown section": {`kafak: {brokers: [b]}`, "kafak: unknown field (line 1); did you mean kafka?"},
-		"address without port": {`kafka: {brokers: [b], group: g}
+		"unknown section": {`kafak: {brokers: [b:9092]}`, "kafak: unknown field (line 1); did you mean kafka?"},
+		"address without port": {`kafka: {brokers: [b:9092], group: g}
 temporal: {address: temporal.example.com}
 routes: [{topic: t, workflow_type: W, workflow_id: "w-{key}", task_queue: q}]`, `temporal.address: "temporal.example.com": want host:port`},
-		"address with a bad port": {`kafka: {brokers: [b], group: g}
+		// A broker without a port was accepted and failed only when
+		// sarama dialled it ("missing port in address"), unnamed.
+		"broker without port": {`kafka: {brokers: ["kafka-1:9092", kafka-2], group: g}
+routes: [{topic: t, workflow_type: W, workflow_id: "w-{key}", task_queue: q}]`, `kafka.brokers[1]: "kafka-2": want host:port`},
+		"address with a bad port": {`kafka: {brokers: [b:9092], group: g}
 temporal: {address: "temporal:72330"}
 routes: [{topic: t, workflow_type: W, workflow_id: "w-{key}", task_queue: q}]`, `temporal.address: "temporal:72330": want host:port: the port "72330" is not a number from 1 to 65535`},
-		"two documents": {`kafka: {brokers: [b], group: g}
+		"two documents": {`kafka: {brokers: [b:9092], group: g}
 routes: [{topic: t, workflow_type: W, workflow_id: "w-{key}", task_queue: q}]
 ---
 dlq: {transactional: true}`, "a second YAML document (after \"---\", its content from line 4) would be ignored"},
-		"resume_at not a number": {`kafka: {brokers: [b], group: g}
+		"resume_at not a number": {`kafka: {brokers: [b:9092], group: g}
 backpressure: {resume_at: .nan}
 routes: [{topic: t, workflow_type: W, workflow_id: "w-{key}", task_queue: q}]`, "backpressure.resume_at: must be between 0 and 1"},
-		"json placeholder on bytes": {`kafka: {brokers: [b], group: g}
+		"json placeholder on bytes": {`kafka: {brokers: [b:9092], group: g}
 routes: [{topic: t, payload: bytes, workflow_type: W, workflow_id: "o-{json:id}", task_queue: q}]`, `routes[0].workflow_id: "o-{json:id}" reads the JSON value ({json:...}), which needs payload "json", not "bytes"`},
-		"bad instance id": {`kafka: {brokers: [b], group: g, instance_id: "pod 1"}
+		"bad instance id": {`kafka: {brokers: [b:9092], group: g, instance_id: "pod 1"}
 routes: [{topic: t, workflow_type: W, workflow_id: "w-{key}", task_queue: q}]`, `kafka.instance_id: "pod 1": use up to 249 letters, digits`},
-		"bad placeholder": {`kafka: {brokers: [b], group: g}
+		"bad placeholder": {`kafka: {brokers: [b:9092], group: g}
 routes: [{topic: t, workflow_type: W, workflow_id: "w-{id}", task_queue: q}]`, "routes[0].workflow_id: unknown placeholder {id}"},
-		"no placeholder": {`kafka: {brokers: [b], group: g}
+		"no placeholder": {`kafka: {brokers: [b:9092], group: g}
 routes: [{topic: t, workflow_type: W, workflow_id: "fixed", task_queue: q}]`, "routes[0].workflow_id: \"fixed\" has no placeholder"},
-		"missing task queue": {`kafka: {brokers: [b], group: g}
+		"missing task queue": {`kafka: {brokers: [b:9092], group: g}
 routes: [{topic: t, workflow_type: W, workflow_id: "w-{key}"}]`, "routes[0].task_queue: is required"},
-		"types without source": {`kafka: {brokers: [b], group: g}
+		"types without source": {`kafka: {brokers: [b:9092], group: g}
 routes: [{topic: t, types: [A], workflow_type: W, workflow_id: "w-{key}", task_queue: q}]`, "routes[0].types: needs type_header or type_field"},
-		"type twice": {`kafka: {brokers: [b], group: g}
+		"type twice": {`kafka: {brokers: [b:9092], group: g}
 routes:
   - {topic: t, type_header: h, types: [A], workflow_type: W, workflow_id: "w-{key}", task_queue: q}
   - {topic: t, type_header: h, types: [A, B], workflow_type: V, workflow_id: "v-{key}", task_queue: q}`, "routes[1].types[0]: event type \"A\" of topic \"t\" is routed twice"},
-		"dlq topic": {`kafka: {brokers: [b], group: g}
+		"dlq topic": {`kafka: {brokers: [b:9092], group: g}
 routes: [{topic: t.dlq, workflow_type: W, workflow_id: "w-{key}", task_queue: q}]`, "routes[0].topic: \"t.dlq\" is a DLQ topic"},
-		"bad compression": {`kafka: {brokers: [b], group: g}
+		"bad compression": {`kafka: {brokers: [b:9092], group: g}
 temporal: {grpc_compression: zstd}
 routes: [{topic: t, workflow_type: W, workflow_id: "w-{key}", task_queue: q}]`, `temporal.grpc_compression: must be "auto", "gzip" or "none", not "zstd"`},
-		"bad offset": {`kafka: {brokers: [b], group: g, initial_offset: latest}
+		"bad offset": {`kafka: {brokers: [b:9092], group: g, initial_offset: latest}
 routes: [{topic: t, workflow_type: W, workflow_id: "w-{key}", task_queue: q}]`, "kafka.initial_offset: must be \"oldest\" or \"newest\""},
-		"bad batch format": {`kafka: {brokers: [b], group: g}
+		"bad batch format": {`kafka: {brokers: [b:9092], group: g}
 dispatch: {batch_format: tiny}
 routes: [{topic: t, workflow_type: W, workflow_id: "w-{key}", task_queue: q}]`, `dispatch.batch_format: must be "full" or "compact", not "tiny"`},
-		"drain too long": {`kafka: {brokers: [b], group: g}
+		"drain too long": {`kafka: {brokers: [b:9092], group: g}
 dispatch: {drain_timeout: 5m}
 routes: [{topic: t, workflow_type: W, workflow_id: "w-{key}", task_queue: q}]`, "dispatch.drain_timeout: must be below the rebalance timeout"},
-		"type field on bytes": {`kafka: {brokers: [b], group: g}
+		"type field on bytes": {`kafka: {brokers: [b:9092], group: g}
 routes: [{topic: t, payload: bytes, type_field: kind, workflow_type: W, workflow_id: "w-{key}", task_queue: q}]`, "routes[0].type_field: needs payload \"json\""},
-		"resume above one": {`kafka: {brokers: [b], group: g}
+		"resume above one": {`kafka: {brokers: [b:9092], group: g}
 backpressure: {resume_at: 1.5}
 routes: [{topic: t, workflow_type: W, workflow_id: "w-{key}", task_queue: q}]`, "backpressure.resume_at: must be between 0 and 1"},
-		"backlog marks inverted": {`kafka: {brokers: [b], group: g}
+		"backlog marks inverted": {`kafka: {brokers: [b:9092], group: g}
 backpressure: {backlog: {high_tasks: 10, low_tasks: 20}}
 routes: [{topic: t, workflow_type: W, workflow_id: "w-{key}", task_queue: q}]`, "backpressure.backlog.low_tasks: must be at least 0 and below high_tasks (10)"},
-		"budget below a batch": {`kafka: {brokers: [b], group: g}
+		"budget below a batch": {`kafka: {brokers: [b:9092], group: g}
 batch: {max_records: 500}
 backpressure: {max_records: 100}
 routes: [{topic: t, workflow_type: W, workflow_id: "w-{key}", task_queue: q}]`, "backpressure.max_records: must be at least batch.max_records (500)"},
-		"floor above ceiling": {`kafka: {brokers: [b], group: g}
+		"floor above ceiling": {`kafka: {brokers: [b:9092], group: g}
 dispatch: {concurrency: 8}
 backpressure: {adaptive: {min_concurrency: 16}}
 routes: [{topic: t, workflow_type: W, workflow_id: "w-{key}", task_queue: q}]`, "backpressure.adaptive.min_concurrency: must not exceed dispatch.concurrency (8)"},
-		"transactional without prefix": {`kafka: {brokers: [b], group: g}
+		"transactional without prefix": {`kafka: {brokers: [b:9092], group: g}
 dlq: {transactional: true}
 routes: [{topic: t, workflow_type: W, workflow_id: "w-{key}", task_queue: q}]`, "dlq.transactional_id_prefix: is required with dlq.transactional"},
-		"transactional on old kafka": {`kafka: {brokers: [b], group: g, version: 2.4.0}
+		"transactional on old kafka": {`kafka: {brokers: [b:9092], group: g, version: 2.4.0}
 dlq: {transactional: true, transactional_id_prefix: p}
 routes: [{topic: t, workflow_type: W, workflow_id: "w-{key}", task_queue: q}]`, "kafka.version: 2.4.0 is older than 2.5.0"},
-		"prefix without transactional": {`kafka: {brokers: [b], group: g}
+		"prefix without transactional": {`kafka: {brokers: [b:9092], group: g}
 dlq: {transactional_id_prefix: p}
 routes: [{topic: t, workflow_type: W, workflow_id: "w-{key}", task_queue: q}]`, "dlq.transactional_id_prefix: is set but dlq.transactional is false"},
-		"tls field without tls": {`kafka: {brokers: [b], group: g, tls: {server_name: k}}
+		"tls field without tls": {`kafka: {brokers: [b:9092], group: g, tls: {server_name: k}}
 routes: [{topic: t, workflow_type: W, workflow_id: "w-{key}", task_queue: q}]`, "kafka.tls.enabled: must be true when other kafka.tls fields are set"},
-		"cert without key": {`kafka: {brokers: [b], group: g, tls: {enabled: true, cert_file: @FILE@}}
+		"cert without key": {`kafka: {brokers: [b:9092], group: g, tls: {enabled: true, cert_file: @FILE@}}
 routes: [{topic: t, workflow_type: W, workflow_id: "w-{key}", task_queue: q}]`, "kafka.tls.cert_file: cert_file and key_file go together"},
-		"missing ca file": {`kafka: {brokers: [b], group: g, tls: {enabled: true, ca_file: /nonexistent/ca.pem}}
+		"missing ca file": {`kafka: {brokers: [b:9092], group: g, tls: {enabled: true, ca_file: /nonexistent/ca.pem}}
 routes: [{topic: t, workflow_type: W, workflow_id: "w-{key}", task_queue: q}]`, "kafka.tls.ca_file: stat /nonexistent/ca.pem"},
-		"unknown mechanism": {`kafka: {brokers: [b], group: g, sasl: {mechanism: GSSAPI, username: u, password: p}}
+		"unknown mechanism": {`kafka: {brokers: [b:9092], group: g, sasl: {mechanism: GSSAPI, username: u, password: p}}
 routes: [{topic: t, workflow_type: W, workflow_id: "w-{key}", task_queue: q}]`, `kafka.sasl.mechanism: "GSSAPI" is not one of PLAIN, SCRAM-SHA-256, SCRAM-SHA-512`},
-		"sasl without user": {`kafka: {brokers: [b], group: g, sasl: {mechanism: SCRAM-SHA-512, password: p}}
+		"sasl without user": {`kafka: {brokers: [b:9092], group: g, sasl: {mechanism: SCRAM-SHA-512, password: p}}
 routes: [{topic: t, workflow_type: W, workflow_id: "w-{key}", task_queue: q}]`, "kafka.sasl.username: is required"},
-		"two password sources": {`kafka: {brokers: [b], group: g, sasl: {mechanism: SCRAM-SHA-512, username: u, password: p, password_file: @FILE@}}
+		"two password sources": {`kafka: {brokers: [b:9092], group: g, sasl: {mechanism: SCRAM-SHA-512, username: u, password: p, password_file: @FILE@}}
 routes: [{topic: t, workflow_type: W, workflow_id: "w-{key}", task_queue: q}]`, "kafka.sasl.password: give exactly one of password_env, password_file and password (got 2)"},
-		"unset password env": {`kafka: {brokers: [b], group: g, sasl: {mechanism: SCRAM-SHA-256, username: u, password_env: SAGABRIDGE_TEST_UNSET_PASSWORD}}
+		"unset password env": {`kafka: {brokers: [b:9092], group: g, sasl: {mechanism: SCRAM-SHA-256, username: u, password_env: SAGABRIDGE_TEST_UNSET_PASSWORD}}
 routes: [{topic: t, workflow_type: W, workflow_id: "w-{key}", task_queue: q}]`, "kafka.sasl.password_env: the environment variable SAGABRIDGE_TEST_UNSET_PASSWORD is not set"},
-		"plain without tls": {`kafka: {brokers: [b], group: g, sasl: {mechanism: PLAIN, username: u, password: p}}
+		"plain without tls": {`kafka: {brokers: [b:9092], group: g, sasl: {mechanism: PLAIN, username: u, password: p}}
 routes: [{topic: t, workflow_type: W, workflow_id: "w-{key}", task_queue: q}]`, "kafka.sasl.mechanism: PLAIN sends the password in clear text"},
-		"sasl fields without mechanism": {`kafka: {brokers: [b], group: g, sasl: {username: u}}
+		"sasl fields without mechanism": {`kafka: {brokers: [b:9092], group: g, sasl: {username: u}}
 routes: [{topic: t, workflow_type: W, workflow_id: "w-{key}", task_queue: q}]`, "kafka.sasl.mechanism: is required when other kafka.sasl fields are set"},
-		"api key without tls": {`kafka: {brokers: [b], group: g}
+		"api key without tls": {`kafka: {brokers: [b:9092], group: g}
 temporal: {api_key_file: @FILE@}
 routes: [{topic: t, workflow_type: W, workflow_id: "w-{key}", task_queue: q}]`, "temporal.tls.enabled: an API key is sent only over TLS"},
-		"two api key sources": {`kafka: {brokers: [b], group: g}
+		"two api key sources": {`kafka: {brokers: [b:9092], group: g}
 temporal: {tls: {enabled: true}, api_key_file: @FILE@, api_key_env: HOME}
 routes: [{topic: t, workflow_type: W, workflow_id: "w-{key}", task_queue: q}]`, "temporal.api_key_env: give at most one of api_key_env and api_key_file"},
-		"temporal cert without key": {`kafka: {brokers: [b], group: g}
+		"temporal cert without key": {`kafka: {brokers: [b:9092], group: g}
 temporal: {tls: {enabled: true, cert_file: @FILE@}}
 routes: [{topic: t, workflow_type: W, workflow_id: "w-{key}", task_queue: q}]`, "temporal.tls.cert_file: cert_file and key_file go together"},
-		"codec key not base64": {`kafka: {brokers: [b], group: g}
+		"codec key not base64": {`kafka: {brokers: [b:9092], group: g}
 temporal: {codec: {key_file: @FILE@}}
 routes: [{topic: t, workflow_type: W, workflow_id: "w-{key}", task_queue: q}]`, "temporal.codec.key_file: codec: the key"},
-		"codec key id without key": {`kafka: {brokers: [b], group: g}
+		"codec key id without key": {`kafka: {brokers: [b:9092], group: g}
 temporal: {codec: {key_id: k2}}
 routes: [{topic: t, workflow_type: W, workflow_id: "w-{key}", task_queue: q}]`, "temporal.codec.key_id: is set but neither key_env nor key_file is"},
-		"negative open_for": {`kafka: {brokers: [b], group: g}
+		"negative open_for": {`kafka: {brokers: [b:9092], group: g}
 backpressure: {circuit: {open_for: -1s}}
 routes: [{topic: t, workflow_type: W, workflow_id: "w-{key}", task_queue: q}]`, "backpressure.circuit.open_for: must be positive"},
 	}
@@ -169,7 +173,7 @@ routes: [{topic: t, workflow_type: W, workflow_id: "w-{key}", task_queue: q}]`),
 }
 
 func TestAZeroSetOnPurposeKeepsItsValue(t *testing.T) {
-	cfg, err := Parse([]byte(`kafka: {brokers: [b], group: g}
+	cfg, err := Parse([]byte(`kafka: {brokers: [b:9092], group: g}
 batch: {linger: 0s}
 backpressure: {backlog: {high_tasks: 100, low_tasks: 0}}
 routes: [{topic: t, workflow_type: W, workflow_id: "w-{key}", task_queue: q}]`))
@@ -180,7 +184,7 @@ routes: [{topic: t, workflow_type: W, workflow_id: "w-{key}", task_queue: q}]`))
 
 	fromEnv, err := FromEnv(environ(map[string]string{"SAGABRIDGE_BACKPRESSURE_BACKLOG_LOW_TASKS": "0"}))
 	require.NoError(t, err)
-	cfg, err = Parse([]byte(`kafka: {brokers: [b], group: g}
+	cfg, err = Parse([]byte(`kafka: {brokers: [b:9092], group: g}
 routes: [{topic: t, workflow_type: W, workflow_id: "w-{key}", task_queue: q}]`), fromEnv)
 	require.NoError(t, err)
 	assert.Zero(t, cfg.Backpressure.Backlog.LowTasks, "a zero from the environment is kept too")
@@ -188,7 +192,7 @@ routes: [{topic: t, workflow_type: W, workflow_id: "w-{key}", task_queue: q}]`),
 }
 
 func TestDerivedDefaultsFollowTheFieldsTheyDeriveFrom(t *testing.T) {
-	cfg, err := Parse([]byte(`kafka: {brokers: [b], group: g}
+	cfg, err := Parse([]byte(`kafka: {brokers: [b:9092], group: g}
 batch: {max_records: 300}
 dispatch: {concurrency: 2}
 backpressure: {max_bytes: 1048576, backlog: {high_tasks: 100, high_age: 12s}}
@@ -202,10 +206,10 @@ routes: [{topic: t, workflow_type: W, workflow_id: "w-{key}", task_queue: q}]`))
 }
 
 func TestAGoConfigTakesTheSameDefaultsAsAFile(t *testing.T) {
-	fromFile, err := Parse([]byte(`kafka: {brokers: [b], group: g}
+	fromFile, err := Parse([]byte(`kafka: {brokers: [b:9092], group: g}
 routes: [{topic: t, workflow_type: W, workflow_id: "w-{key}", task_queue: q}]`))
 	require.NoError(t, err)
-	inGo := Config{Kafka: Kafka{Brokers: []string{"b"}, Group: "g"},
+	inGo := Config{Kafka: Kafka{Brokers: []string{"b:9092"}, Group: "g"},
 		Routes: []Route{{Topic: "t", WorkflowType: "W", WorkflowID: "w-{key}", TaskQueue: "q"}}}.WithDefaults()
 	fromFile.set = nil
 	assert.Equal(t, fromFile, inGo)

@@ -101,7 +101,7 @@ routes: [{topic: t, workflow_type: W, workflow_id: "w-{key}", task_queue: q}]`))
 // misspelled YAML field is; a variable a *_env field names (a secret) and
 // the tools' own variables are not configuration and pass.
 func TestAnUnknownVariableIsRefusedWithTheClosestName(t *testing.T) {
-	yaml := []byte(`kafka: {brokers: [b], group: g, sasl: {mechanism: PLAIN, username: u, password_env: SAGABRIDGE_SECRET}}
+	yaml := []byte(`kafka: {brokers: [b:9092], group: g, sasl: {mechanism: PLAIN, username: u, password_env: SAGABRIDGE_SECRET}}
 routes: [{topic: t, workflow_type: W, workflow_id: "w-{key}", task_queue: q}]`)
 	fromEnv, err := FromEnv(environ(map[string]string{
 		"SAGABRIDGE_KAFKA_BROKERZ": "x:9092",

@@ -9,7 +9,7 @@ import (
 )
 
 func TestRouteSettingsLoadWithTheirDefaultsAndTypes(t *testing.T) {
-	cfg, err := Parse([]byte(`kafka: {brokers: [b], group: g}
+	cfg, err := Parse([]byte(`kafka: {brokers: [b:9092], group: g}
 dispatch: {concurrency: 16}
 routes:
   - {topic: a, workflow_type: W, workflow_id: "a-{key}", task_queue: qa}
@@ -48,7 +48,7 @@ routes:
 }
 
 func TestRouteSettingsErrorsNameTheField(t *testing.T) {
-	const head = "kafka: {brokers: [b], group: g}\ndispatch: {concurrency: 8}\nroutes:\n  - {topic: t, workflow_type: W, workflow_id: \"w-{key}\", task_queue: q, "
+	const head = "kafka: {brokers: [b:9092], group: g}\ndispatch: {concurrency: 8}\nroutes:\n  - {topic: t, workflow_type: W, workflow_id: \"w-{key}\", task_queue: q, "
 	for yaml, want := range map[string]string{
 		head + "concurrency: 9}":                                         "routes[0].concurrency: must not exceed dispatch.concurrency (8)",
 		head + "concurrency: -1}":                                        "routes[0].concurrency: must be at least 1",

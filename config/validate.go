@@ -50,6 +50,8 @@ func (c Config) validateConnections(bad func(field, format string, args ...any))
 	for i, b := range c.Kafka.Brokers {
 		if b == "" {
 			bad(fmt.Sprintf("kafka.brokers[%d]", i), "must not be empty")
+		} else if err := hostPort(b); err != nil {
+			bad(fmt.Sprintf("kafka.brokers[%d]", i), "%q: %v", b, err)
 		}
 	}
 	if id := c.Kafka.InstanceID; id != "" && (id == "." || id == ".." || len(id) > 249 || strings.Trim(id, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._-") != "") {
