@@ -154,7 +154,7 @@ func (en *Entity[S]) Run(ctx workflow.Context, carried *Snapshot[S]) (Snapshot[S
 	}
 	for !r.done() {
 		r.step()
-		if !r.done() && !r.stayInRun && en.continueAsNew(ctx, r.appliedHere) {
+		if !r.done() && !r.stayInRun && !r.cancelPending() && en.continueAsNew(ctx, r.appliedHere) {
 			// Answer the updates already accepted, then hand the records
 			// that arrived and were not applied to the next run, within
 			// MaxCarryBytes (nextRun).
@@ -164,6 +164,13 @@ func (en *Entity[S]) Run(ctx workflow.Context, carried *Snapshot[S]) (Snapshot[S
 			}
 			r.closing, r.stayInRun = false, true
 		}
+	}
+	if r.cancelPending() {
+		// A handler ended the saga while the request to cancel was
+		// pending (its activities failed with it): the saga ended as the
+		// handler chose, and the rest of the run (Finish, dead letters,
+		// the memo) must not run on the cancelled context.
+		r.ctx, _ = workflow.NewDisconnectedContext(r.ctx)
 	}
 	r.releaseHeld()
 	r.drain()

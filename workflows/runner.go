@@ -125,6 +125,10 @@ func (r *runner[S]) done() bool {
 // step applies one thing: a pending record, an update or a fired timeout,
 // waiting for one if none is ready.
 func (r *runner[S]) step() {
+	if r.cancelPending() {
+		r.cancel()
+		return
+	}
 	if e, ok := r.in.admitPending(); ok {
 		r.apply(e)
 		return
@@ -149,6 +153,23 @@ func (r *runner[S]) step() {
 	}
 	sel.Select(r.ctx)
 }
+
+// cancelPending reports whether the workflow was asked to cancel and the
+// run has not handled it yet: the request came while a handler ran (its
+// activities failed with the cancellation), and the selector, which
+// handles a request that comes while the run waits, was not reached.
+// Applying the next record then would run its handler on the cancelled
+// context. Runs recorded before this check handle the request when they
+// next wait, as they did then.
+func (r *runner[S]) cancelPending() bool {
+	return !r.cancelled && r.ctx.Err() != nil &&
+		workflow.GetVersion(r.ctx, cancelBetweenRecordsChange, workflow.DefaultVersion, 1) >= 1
+}
+
+// cancelBetweenRecordsChange is the workflow.GetVersion change ID that
+// guards handling a cancellation between records and ending a run on a
+// disconnected context (cancelPending, Entity.Run).
+const cancelBetweenRecordsChange = "sagabridge.cancel-between-records"
 
 // cancel handles a cancellation request: from here on the run works on a
 // disconnected context, so that compensations, Finish and the memo still

@@ -1,0 +1,79 @@
+package workflows
+
+import (
+	"context"
+	"sync/atomic"
+	"testing"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+	"go.temporal.io/sdk/activity"
+	"go.temporal.io/sdk/temporal"
+	"go.temporal.io/sdk/workflow"
+)
+
+// slowCart is the test saga with a "Slow" record, whose handler's activity
+// is under way when the workflow is asked to cancel (the activity asks,
+// then waits to be cancelled), and a Finish that publishes (counted).
+// final says whether the Slow handler ends the saga when its activity
+// fails (Fail "compensated") or only rejects the record.
+func slowCart(t *testing.T, final bool) (*cartTest, *atomic.Int32) {
+	en := cartEntity(nil)
+	On(en, "Slow", func(c *Ctx[cart], _ struct{}) error {
+		if err := workflow.ExecuteActivity(c, "Slow").Get(c, nil); err != nil {
+			if final {
+				return c.Fail("compensated", err)
+			}
+			return err
+		}
+		return nil
+	})
+	var published atomic.Int32
+	en.Finish = func(c *Ctx[cart]) error { return workflow.ExecuteActivity(c, "Publish").Get(c, nil) }
+	ct := newCartTest(t, en)
+	ct.env.RegisterActivityWithOptions(func(ctx context.Context) error {
+		ct.env.CancelWorkflow()
+		<-ctx.Done()
+		return ctx.Err()
+	}, activity.RegisterOptions{Name: "Slow"})
+	ct.env.RegisterActivityWithOptions(func(context.Context) error { published.Add(1); return nil },
+		activity.RegisterOptions{Name: "Publish"})
+	return ct, &published
+}
+
+// A cancellation that arrives while a handler waits on an activity is
+// handled before the next record: the records behind it are not applied
+// on the cancelled context (each activity failing at once), the saga
+// compensates as cancelled, and Finish still publishes. (The next record
+// was applied: its Hold failed with the cancellation, its handler failed
+// the saga "compensated", and the run closed as if never cancelled, its
+// Finish cancelled before it could publish.)
+func TestACancellationDuringAHandlerIsHandledBeforeTheNextRecord(t *testing.T) {
+	ct, published := slowCart(t, false)
+	ct.signal(reserve(1, "a"), rec(0, 2, "Slow", `{}`), reserve(3, "b"))
+	ct.env.ExecuteWorkflow("Cart", nil)
+	require.True(t, ct.env.IsWorkflowCompleted())
+	var canceled *temporal.CanceledError
+	require.ErrorAs(t, ct.env.GetWorkflowError(), &canceled, "the run closes cancelled")
+	v, err := ct.env.QueryWorkflow("state")
+	require.NoError(t, err)
+	var st Snapshot[cart]
+	require.NoError(t, v.Get(&st))
+	assert.Equal(t, StatusCancelled, st.Status, "the saga's status")
+	assert.Equal(t, []string{"a"}, ct.world.held, "a record applied after the cancellation")
+	assert.Equal(t, []string{"a"}, ct.world.released, "the compensations ran")
+	assert.Equal(t, int32(1), published.Load(), "Finish did not publish")
+}
+
+// A handler that ends the saga because the cancellation failed its
+// activity ends it as it chose (here "compensated"), and Finish, which
+// runs after, still publishes: the run no longer works on the cancelled
+// context. (Finish's activity was cancelled at once, and the run failed.)
+func TestASagaEndedByAHandlerDuringACancellationStillFinishes(t *testing.T) {
+	ct, published := slowCart(t, true)
+	ct.signal(reserve(1, "a"), rec(0, 2, "Slow", `{}`))
+	ct.env.ExecuteWorkflow("Cart", nil)
+	require.True(t, ct.env.IsWorkflowCompleted())
+	assert.Equal(t, []string{"a"}, ct.world.released, "the compensations ran")
+	assert.Equal(t, int32(1), published.Load(), "Finish did not publish")
+}
