@@ -10,6 +10,8 @@ import (
 	"go.temporal.io/sdk/activity"
 	"go.temporal.io/sdk/temporal"
 	"go.temporal.io/sdk/workflow"
+
+	"github.com/sagabridge/sagabridge/event"
 )
 
 // slowCart is the test saga with a "Slow" record, whose handler's activity
@@ -76,4 +78,28 @@ func TestASagaEndedByAHandlerDuringACancellationStillFinishes(t *testing.T) {
 	require.True(t, ct.env.IsWorkflowCompleted())
 	assert.Equal(t, []string{"a"}, ct.world.released, "the compensations ran")
 	assert.Equal(t, int32(1), published.Load(), "Finish did not publish")
+}
+
+// The bridge's closed-workflow policy comes with each batch; records
+// carried to the next run keep it, so one that arrives after the final
+// status there still follows it. (The carried records had no policy: a
+// record after the final status was only listed as rejected, neither
+// dead-lettered nor redelivered, its watermark saying it was handled.)
+func TestCarriedRecordsKeepTheBridgesClosedWorkflowPolicy(t *testing.T) {
+	ct := newCartTest(t, cartEntity(func(en *Entity[cart]) { en.MaxAppliedPerRun = 1 }))
+	ct.at(func() {
+		ct.env.SignalWorkflow(event.DefaultSignal, event.Batch{OnClosed: "dlq",
+			Events: []event.Envelope{reserve(1, "a"), pay(2, true), reserve(3, "late")}})
+	})
+	next, err := ct.run(nil)
+	var can *workflow.ContinueAsNewError
+	require.ErrorAs(t, err, &can)
+	require.Len(t, next.Inbox, 2, "pay and the late record are carried")
+
+	ct2 := newCartTest(t, cartEntity(nil))
+	out, err := ct2.run(&next)
+	require.NoError(t, err)
+	assert.Equal(t, "paid", out.Status)
+	require.Len(t, ct2.world.deadLetters, 1, "the record after the final status was not dead-lettered")
+	assert.Equal(t, int64(3), ct2.world.deadLetters[0].Event.Offset)
 }

@@ -43,7 +43,7 @@ func (r *runner[S]) nextRun() (Snapshot[S], bool) {
 		r.settleUpdates()
 		next := r.snapshot()
 		if !bounded {
-			next.Inbox = r.in.pending
+			next.Inbox, next.OnClosed = r.in.pending, r.in.OnClosed
 			return next, true
 		}
 		base := jsonSize(next)
@@ -53,7 +53,7 @@ func (r *runner[S]) nextRun() (Snapshot[S], bool) {
 			return next, false
 		}
 		if base+r.in.pendingBytes <= limit {
-			next.Inbox = r.in.pending
+			next.Inbox, next.OnClosed = r.in.pending, r.in.OnClosed
 			return next, true
 		}
 		for base+r.in.pendingBytes > limit { // apply what does not fit, oldest first

@@ -71,7 +71,7 @@ func (r *runner[S]) newRun() error {
 	for _, e := range r.lateRecords {
 		marks.Rewind(e.Position())
 	}
-	next := &Snapshot[S]{Watermarks: marks, Inbox: r.lateRecords,
+	next := &Snapshot[S]{Watermarks: marks, Inbox: r.lateRecords, OnClosed: r.in.OnClosed,
 		Progress: Progress{CompletedSteps: []string{}, Compensations: []CompensationResult{}}}
 	workflow.GetLogger(r.ctx).Info("starting a new run for records that arrived after the final status",
 		"records", len(r.lateRecords), "status", r.c.Status)

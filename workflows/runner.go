@@ -44,7 +44,7 @@ func newRunner[S any](ctx workflow.Context, en *Entity[S], carried *Snapshot[S])
 		}
 		r.c.Status = StatusNew
 		if carried != nil { // a new run of a closed workflow: skip what it applied
-			r.c.Watermarks, r.c.Inbox = carried.Watermarks, carried.Inbox
+			r.c.Watermarks, r.c.Inbox, r.c.OnClosed = carried.Watermarks, carried.Inbox, carried.OnClosed
 		}
 	} else {
 		r.c = *carried
@@ -73,8 +73,8 @@ func newRunner[S any](ctx workflow.Context, en *Entity[S], carried *Snapshot[S])
 		query = "state"
 	}
 	r.in = NewInbox(ctx, signal, r.c.Watermarks)
-	r.in.push(event.Batch{Events: r.c.Inbox})
-	r.c.Inbox = nil
+	r.in.push(event.Batch{Events: r.c.Inbox, OnClosed: r.c.OnClosed})
+	r.c.Inbox, r.c.OnClosed = nil, ""
 	if en.IdempotencyHeader != "" {
 		window := en.IdempotencyWindow
 		if window == 0 {

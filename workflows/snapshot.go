@@ -43,6 +43,11 @@ type Snapshot[S any] struct {
 	// Inbox holds records that arrived but were not yet applied when the
 	// run continued as new; the next run applies them first.
 	Inbox []event.Envelope `json:"inbox,omitempty"`
+	// OnClosed is the bridge's closed-workflow policy
+	// (dispatch.on_closed_workflow) as its last batch said, carried with
+	// Inbox so a carried record that comes after the final status follows
+	// it.
+	OnClosed string `json:"on_closed,omitempty"`
 }
 
 // Progress is where a saga stands.
