@@ -144,6 +144,9 @@ func parseFlags(w Worker, args []string, out io.Writer) (settings, error) {
 func (s settings) workerOptions(given worker.Options) worker.Options {
 	wo := given
 	wo.StickyScheduleToStartTimeout = s.stickyTimeout
+	if wo.WorkerStopTimeout == 0 {
+		wo.WorkerStopTimeout = DefaultWorkerStopTimeout
+	}
 	wo.MaxConcurrentWorkflowTaskPollers, wo.WorkflowTaskPollerBehavior = 0, nil
 	if s.pollerBehavior == PollerFixed {
 		wo.MaxConcurrentWorkflowTaskPollers = s.pollers
@@ -152,6 +155,12 @@ func (s settings) workerOptions(given worker.Options) worker.Options {
 	wo.WorkflowTaskPollerBehavior = AutoscaledPollers(s.pollers)
 	return wo
 }
+
+// DefaultWorkerStopTimeout is how long a stopping worker lets its
+// in-flight activities finish before cancelling them, unless
+// Worker.Options.WorkerStopTimeout says otherwise (the SDK's own default
+// is none). It fits in Kubernetes' default 30 s grace period.
+const DefaultWorkerStopTimeout = 10 * time.Second
 
 // AutoscaledPollers is the workflow-task poller behaviour of
 // -workflow-poller-behavior autoscale: the SDK scales the pollers of the

@@ -194,3 +194,14 @@ func TestEveryAcceptedPollerSettingBuildsAWorker(t *testing.T) {
 		}
 	}
 }
+
+// A worker stopping (SIGTERM) gives its in-flight activities
+// DefaultWorkerStopTimeout to finish unless the Worker sets its own: with
+// the SDK's default of none they were cancelled at once, and the Kafka
+// producer closed under activities still publishing.
+func TestAStoppingWorkerGivesItsActivitiesTimeToFinish(t *testing.T) {
+	s, err := parseFlags(Worker{TaskQueue: "q"}, nil, &bytes.Buffer{})
+	require.NoError(t, err)
+	assert.Equal(t, DefaultWorkerStopTimeout, s.workerOptions(worker.Options{}).WorkerStopTimeout)
+	assert.Equal(t, time.Minute, s.workerOptions(worker.Options{WorkerStopTimeout: time.Minute}).WorkerStopTimeout, "the Worker's own")
+}

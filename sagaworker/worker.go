@@ -48,7 +48,8 @@ type Worker struct {
 	// Options are the SDK worker's options. -workflow-pollers and
 	// -workflow-poller-behavior replace MaxConcurrentWorkflowTaskPollers
 	// and WorkflowTaskPollerBehavior; -sticky-timeout defaults to
-	// StickyScheduleToStartTimeout when it is set and replaces it when given.
+	// StickyScheduleToStartTimeout when it is set and replaces it when given;
+	// WorkerStopTimeout is DefaultWorkerStopTimeout when not set.
 	// Optional.
 	Options worker.Options
 }
@@ -162,19 +163,26 @@ func run(ctx context.Context, w Worker, s settings, environ []string, log *slog.
 		defer func() { _ = producer.Close() }()
 		deps.Producer = producer
 	}
-	tw := worker.New(c, s.taskQueue, s.workerOptions(w.Options))
+	wo := s.workerOptions(w.Options)
+	tw := worker.New(c, s.taskQueue, wo)
 	if err := w.Register(tw, deps); err != nil {
 		return fmt.Errorf("register workflows and activities: %w", err)
 	}
-	if err := tw.Start(); err != nil {
-		return fmt.Errorf("start the worker on task queue %s: %w", s.taskQueue, err)
-	}
+	// worker.Run, not Start: the SDK stops a worker on a fatal error (its
+	// namespace gone, a client version the server refuses) and Run returns
+	// it, so the process exits rather than living on polling nothing.
+	interrupt := make(chan any)
+	stop := context.AfterFunc(ctx, func() {
+		log.Info("stopping the worker after its in-flight tasks", "task_queue", s.taskQueue, "worker_stop_timeout", wo.WorkerStopTimeout)
+		close(interrupt)
+	})
+	defer stop()
 	log.Info("worker started", "task_queue", s.taskQueue, "namespace", opts.Namespace, "temporal_address", opts.HostPort,
 		"workflow_pollers", s.pollers, "workflow_poller_behavior", s.pollerBehavior,
 		"sticky_timeout", s.stickyTimeout, "payload_encryption", conns.Temporal.Codec.KeyEnv != "" || conns.Temporal.Codec.KeyFile != "")
-	<-ctx.Done()
-	log.Info("stopping the worker after its in-flight tasks", "task_queue", s.taskQueue)
-	tw.Stop()
+	if err := tw.Run(interrupt); err != nil {
+		return fmt.Errorf("the worker on task queue %s stopped: %w", s.taskQueue, err)
+	}
 	return nil
 }
 
