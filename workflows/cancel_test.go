@@ -4,11 +4,13 @@ import (
 	"context"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 	"go.temporal.io/sdk/activity"
 	"go.temporal.io/sdk/temporal"
+	"go.temporal.io/sdk/testsuite"
 	"go.temporal.io/sdk/workflow"
 
 	"github.com/sagabridge/sagabridge/event"
@@ -102,4 +104,37 @@ func TestCarriedRecordsKeepTheBridgesClosedWorkflowPolicy(t *testing.T) {
 	assert.Equal(t, "paid", out.Status)
 	require.Len(t, ct2.world.deadLetters, 1, "the record after the final status was not dead-lettered")
 	assert.Equal(t, int64(3), ct2.world.deadLetters[0].Event.Offset)
+}
+
+// A Saga compensated because its workflow was cancelled still runs its
+// compensations: Compensate works on a context the cancellation does not
+// reach. (On the cancelled context each compensation's activity failed at
+// once and nothing was undone.)
+func TestASagaCompensatesAfterItsWorkflowIsCancelled(t *testing.T) {
+	var s testsuite.WorkflowTestSuite
+	env := s.NewTestWorkflowEnvironment()
+	var undone []string
+	env.RegisterActivityWithOptions(func(_ context.Context, item string) error { undone = append(undone, item); return nil },
+		activity.RegisterOptions{Name: "Release"})
+	env.RegisterWorkflowWithOptions(func(ctx workflow.Context) ([]CompensationResult, error) {
+		ctx = workflow.WithActivityOptions(ctx, workflow.ActivityOptions{StartToCloseTimeout: time.Second})
+		var saga Saga
+		for _, item := range []string{"a", "b"} {
+			saga.Add("release "+item, func(ctx workflow.Context) error {
+				return workflow.ExecuteActivity(ctx, "Release", item).Get(ctx, nil)
+			})
+		}
+		_ = workflow.Sleep(ctx, time.Hour) // cancelled meanwhile
+		return saga.Compensate(ctx), nil
+	}, workflow.RegisterOptions{Name: "Trip"})
+	env.RegisterDelayedCallback(env.CancelWorkflow, time.Minute)
+	env.ExecuteWorkflow("Trip")
+	require.True(t, env.IsWorkflowCompleted())
+	require.NoError(t, env.GetWorkflowError())
+	var results []CompensationResult
+	require.NoError(t, env.GetWorkflowResult(&results))
+	assert.Equal(t, []string{"b", "a"}, undone, "compensations run")
+	for _, r := range results {
+		assert.Empty(t, r.Error, r.Name)
+	}
 }

@@ -192,6 +192,11 @@ func runCompensations(ctx workflow.Context, names []string, parallel, stop bool,
 	return results
 }
 
+// compensateDisconnectedChange is the workflow.GetVersion change ID that
+// guards Saga.Compensate's disconnected context, so histories recorded
+// when it compensated on the cancelled context replay as they ran.
+const compensateDisconnectedChange = "sagabridge.saga-compensate-disconnected"
+
 // Saga collects compensations as closures, for workflows that do not use
 // Entity (whose Ctx.Completed and Ctx.Fail keep compensations as data that
 // survive ContinueAsNew). Add each compensation right after the step it
@@ -221,8 +226,14 @@ func (s *Saga) Pending() []string { return append([]string(nil), s.names...) }
 // so one stuck undo does not strand the others.
 //
 // With Parallel the compensations run concurrently and Compensate waits for
-// all of them; the results are still listed newest first.
+// all of them; the results are still listed newest first. When ctx was
+// cancelled (the workflow was asked to cancel, the usual reason to
+// compensate), the compensations run on a context disconnected from it, as
+// an Entity's do; on ctx itself each would fail at once.
 func (s *Saga) Compensate(ctx workflow.Context) []CompensationResult {
+	if ctx.Err() != nil && workflow.GetVersion(ctx, compensateDisconnectedChange, workflow.DefaultVersion, 1) >= 1 {
+		ctx, _ = workflow.NewDisconnectedContext(ctx)
+	}
 	names, fns := s.names, s.fns
 	s.names, s.fns = nil, nil
 	return runCompensations(ctx, names, s.Parallel, false, func(ctx workflow.Context, i int) CompensationResult {
