@@ -2,6 +2,7 @@ package workflows
 
 import (
 	"fmt"
+	"math"
 
 	"go.temporal.io/sdk/temporal"
 	"go.temporal.io/sdk/workflow"
@@ -119,7 +120,8 @@ type Entity[S any] struct {
 	// records that arrived and were not yet applied): records past it are
 	// applied before continuing as new rather than carried, so the input
 	// stays well under Temporal's 2 MB payload limit (over it, Temporal
-	// terminates the run). Optional, default 1 MiB.
+	// terminates the run). A state alone over it stays in its run, which
+	// tries again every stayRecheck (100) records. Optional, default 1 MiB.
 	MaxCarryBytes int
 	// MaxHeld bounds the records held at once (Ctx.Hold); a record held
 	// past it is rejected. Optional, default 100.
@@ -154,7 +156,7 @@ func (en *Entity[S]) Run(ctx workflow.Context, carried *Snapshot[S]) (Snapshot[S
 	}
 	for !r.done() {
 		r.step()
-		if !r.done() && !r.stayInRun && !r.cancelPending() && en.continueAsNew(ctx, r.appliedHere) {
+		if !r.done() && r.appliedHere >= r.stayUntil && !r.cancelPending() && en.continueAsNew(ctx, r.appliedHere) {
 			// Answer the updates already accepted, then hand the records
 			// that arrived and were not applied to the next run, within
 			// MaxCarryBytes (nextRun).
@@ -162,7 +164,11 @@ func (en *Entity[S]) Run(ctx workflow.Context, carried *Snapshot[S]) (Snapshot[S
 			if next, ok := r.nextRun(); ok {
 				return next, workflow.NewContinueAsNewError(ctx, workflow.GetInfo(ctx).WorkflowType.Name, &next)
 			}
-			r.closing, r.stayInRun = false, true
+			r.closing = false
+			r.stayUntil = math.MaxInt // runs recorded before the state was looked at again stayed for good
+			if workflow.GetVersion(ctx, recheckCarryChange, workflow.DefaultVersion, 1) >= 1 {
+				r.stayUntil = r.appliedHere + stayRecheck
+			}
 		}
 	}
 	if r.cancelPending() {
@@ -201,6 +207,16 @@ func (en *Entity[S]) Run(ctx workflow.Context, carried *Snapshot[S]) (Snapshot[S
 	}
 	return r.close(nil)
 }
+
+// stayRecheck is how many records a run whose state was too large to carry
+// applies before it looks again: held records or a bulky state that
+// shrank would otherwise pin the run until Temporal's history limit
+// terminates it. Each look measures the state (a JSON encoding).
+const stayRecheck = 100
+
+// recheckCarryChange is the workflow.GetVersion change ID that guards
+// looking again (stayRecheck) at a state that was too large to carry.
+const recheckCarryChange = "sagabridge.recheck-carry"
 
 // memoOnFinishErrorChange is the workflow.GetVersion change ID that guards
 // writing the memo when Finish fails (older runs closed without it).

@@ -31,8 +31,11 @@ type runner[S any] struct {
 	// policy; a new run applies them (runner.late).
 	lateRecords []event.Envelope
 
-	closing   bool // continuing as new: new updates are refused
-	stayInRun bool // the state is too large to carry: never continue as new
+	closing bool // continuing as new: new updates are refused
+	// stayUntil: the state was too large to carry when the run last
+	// tried to continue as new; it tries again once appliedHere reaches
+	// this (stayRecheck records later).
+	stayUntil int
 	cancelled bool // the workflow was asked to cancel
 }
 

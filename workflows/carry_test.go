@@ -1,0 +1,61 @@
+package workflows
+
+import (
+	"strings"
+	"testing"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+	"go.temporal.io/sdk/testsuite"
+	"go.temporal.io/sdk/workflow"
+
+	"github.com/sagabridge/sagabridge/event"
+)
+
+type bulky struct {
+	Pad  string `json:"pad"`
+	N    int    `json:"n"`
+	Last bool   `json:"last"`
+}
+
+// A run whose state was once too large to carry continues as new once it
+// is small again: it looks again every stayRecheck records. (It stayed in
+// the run for good: a spike of held or bulky state pinned the run, whose
+// history then grew until Temporal terminated it, state and all.)
+func TestARunThatCouldNotCarryItsStateContinuesAsNewOnceItShrinks(t *testing.T) {
+	en := &Entity[bulky]{
+		Apply: func(_ workflow.Context, s *bulky, e event.Envelope) {
+			switch e.Type {
+			case "grow":
+				s.Pad = strings.Repeat("x", 8<<10)
+			case "shrink":
+				s.Pad = ""
+			}
+			s.N++
+			s.Last = s.Last || e.Type == "last"
+		},
+		Done:             func(s *bulky) bool { return s.Last },
+		MaxAppliedPerRun: 1,
+		MaxCarryBytes:    4 << 10,
+	}
+	batch := []event.Envelope{ev(1, "grow", ""), ev(2, "shrink", "")}
+	for i := range stayRecheck + 10 {
+		batch = append(batch, ev(int64(3+i), "", ""))
+	}
+	batch = append(batch, ev(int64(3+stayRecheck+10), "last", ""))
+
+	var s testsuite.WorkflowTestSuite
+	env := s.NewTestWorkflowEnvironment()
+	env.RegisterWorkflowWithOptions(func(ctx workflow.Context, c *Snapshot[bulky]) (Snapshot[bulky], error) { return en.Run(ctx, c) },
+		workflow.RegisterOptions{Name: "Bulky"})
+	env.RegisterDelayedCallback(func() { env.SignalWorkflow(event.DefaultSignal, event.Batch{Events: batch}) }, 0)
+	env.ExecuteWorkflow("Bulky", nil)
+	require.True(t, env.IsWorkflowCompleted())
+	var can *workflow.ContinueAsNewError
+	require.ErrorAs(t, env.GetWorkflowError(), &can, "the run never continued as new after its state shrank")
+	var next Snapshot[bulky]
+	require.NoError(t, converterFor(t).FromPayloads(can.Input, &next))
+	assert.Empty(t, next.State.Pad)
+	assert.LessOrEqual(t, next.State.N, 2+stayRecheck+1, "continued as new within stayRecheck records of shrinking")
+	assert.Equal(t, len(batch), next.State.N+len(next.Inbox), "every record applied or carried")
+}
