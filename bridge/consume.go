@@ -118,18 +118,21 @@ func (f *flow) finish(u *unit) { f.finishExcept(u, nil) }
 
 // finishExcept marks u's records safe to commit past but for those at the
 // offsets in queued, which were queued for the DLQ (queueDeadLetter) and
-// are finished once it holds them. All u holds of the in-flight budget is
-// released but one record for each of those, which its dead letter
-// releases.
-func (f *flow) finishExcept(u *unit, queued map[int64]bool) {
+// are finished once it holds them. What u holds of the in-flight budget is
+// released but for those records and the bytes queued gives, which their
+// dead letters hold.
+func (f *flow) finishExcept(u *unit, queued map[int64]int) {
 	offsets := make([]int64, 0, len(u.records))
+	bytes := u.bytes // the sum of heldSize of its records
 	for _, r := range u.records {
-		if !queued[r.offset] {
-			offsets = append(offsets, r.offset)
+		if n, ok := queued[r.offset]; ok {
+			bytes -= n
+			continue
 		}
+		offsets = append(offsets, r.offset)
 	}
 	f.tracker.finish(offsets...)
-	f.release(len(offsets), u.bytes) // u.bytes sums heldSize of its records
+	f.release(len(offsets), bytes)
 	f.units.Done()
 }
 

@@ -66,15 +66,27 @@ func (d *dispatcher) deliver(units []*unit) (back []*unit, wait error) {
 		return nil, nil
 	}
 	// Temporal has answered for every record. Those to dead-letter go
-	// to the partition's dead-letter queue, and are finished once the DLQ
-	// holds them; the rest are finished now.
-	dead := map[int64]bool{}
-	for _, fl := range st.dead {
-		dead[fl.Offset] = true
-		d.b.queueDeadLetter(f, fl.Offset, 0, fl)
+	// to the partition's dead-letter queue, holding their share of the
+	// in-flight budget until the DLQ holds them; the rest are finished now.
+	var queued map[int64]int // offset → the bytes its dead letter holds
+	if len(st.dead) > 0 {
+		queued = map[int64]int{}
+		for _, fl := range st.dead {
+			queued[fl.Offset] = 0
+		}
+		for _, u := range units {
+			for _, r := range u.records {
+				if _, ok := queued[r.offset]; ok {
+					queued[r.offset] = heldSize(r.message(f))
+				}
+			}
+		}
+		for _, fl := range st.dead {
+			d.b.queueDeadLetter(f, fl.Offset, queued[fl.Offset], fl)
+		}
 	}
 	for _, u := range units {
-		f.finishExcept(u, dead)
+		f.finishExcept(u, queued)
 	}
 	return nil, nil
 }

@@ -143,7 +143,9 @@ func (u *unit) target() Target {
 }
 
 // deadLetterQueue names the dispatcher queue of f's dead letters: one per
-// partition, so they are written one at a time, in offset order. No
+// partition, so they are written one at a time, in the order they were
+// queued (a poison record as it is read, a record Temporal refused once
+// its call is answered; offsets are committed in order either way). No
 // workflow ID starts with a NUL byte (route.go refuses control characters).
 func deadLetterQueue(f *flow) string {
 	return fmt.Sprintf("\x00dlq %s/%d", f.topic, f.partition)

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"maps"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -406,4 +407,69 @@ func TestARevokedPartitionsHeldCallStopsHoldingItsWorkflow(t *testing.T) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	assert.Equal(t, []int64{0}, h.offsets["order-k"], "only partition 1's record went (partition 0 let go)")
+}
+
+// blockingDLQ takes dead letters only once released.
+type blockingDLQ struct {
+	fakeDLQ
+	release chan struct{}
+}
+
+func (d *blockingDLQ) Write(ctx context.Context, fl dlq.Failure) error {
+	select {
+	case <-d.release:
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+	return d.fakeDLQ.Write(ctx, fl)
+}
+
+// Records Temporal refused wait in their partition's dead-letter queue,
+// and are held against backpressure.max_bytes until the DLQ holds them,
+// as every record not yet written is. (Their bytes were released when the
+// call was answered: a slow DLQ let rejected records pile up in memory
+// past max_bytes, unseen.)
+func TestRejectedRecordsWaitingForTheDLQCountAgainstTheBudget(t *testing.T) {
+	const records, size = 10, 64 << 10
+	h := newHoldTemporal()
+	for i := range records {
+		h.stuck[fmt.Sprintf("order-k%d", i)] = serviceerror.NewInvalidArgument("bad payload")
+	}
+	dl := &blockingDLQ{release: make(chan struct{})}
+	b, err := New(config.Config{
+		Kafka:    config.Kafka{Brokers: []string{"b:9092"}, Group: "g"},
+		Batch:    config.Batch{Linger: time.Millisecond},
+		Dispatch: config.Dispatch{Concurrency: 4, RetryInitial: time.Millisecond, RetryMax: 20 * time.Millisecond},
+		Routes:   []config.Route{{Topic: "orders", TypeHeader: "event-type", WorkflowType: "O", WorkflowID: "order-{key}", TaskQueue: "q"}},
+	}, Deps{Temporal: h, DeadLetters: dl, Logger: quiet()})
+	require.NoError(t, err)
+	b.dispatcher.start(4)
+	defer b.dispatcher.stop()
+
+	ch := make(chan *sarama.ConsumerMessage, records)
+	for i := range records {
+		ch <- msg(int64(i), fmt.Sprintf("k%d", i), `{"pad":"`+strings.Repeat("x", size)+`"}`)
+	}
+	s := &fakeSession{ctx: context.Background()}
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		assert.NoError(t, claimHandler{b: b}.ConsumeClaim(s, fakeClaim{ch: ch}))
+	}()
+	require.Eventually(t, func() bool { // every call answered; one dead letter in the DLQ's hands, the rest queued
+		b.dispatcher.mu.Lock()
+		defer b.dispatcher.mu.Unlock()
+		q := b.dispatcher.queues["\x00dlq orders/0"]
+		return q != nil && len(q.pending) == records-1
+	}, 10*time.Second, time.Millisecond)
+	_, held := b.pressure.held()
+	assert.GreaterOrEqual(t, held, int64(records*size), "bytes of the records waiting for the DLQ")
+
+	close(dl.release)
+	require.Eventually(t, func() bool { return s.committed() == records }, 10*time.Second, time.Millisecond)
+	r, by := b.pressure.held()
+	assert.Zero(t, r, "records held once all are in the DLQ")
+	assert.Zero(t, by, "bytes held once all are in the DLQ")
+	close(ch)
+	<-done
 }
