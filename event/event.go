@@ -98,6 +98,9 @@ func (e Envelope) JSONSize() int {
 	}
 	for _, h := range e.Headers {
 		n += 20 + jsonStringSize(h.Key) + base64.StdEncoding.EncodedLen(len(h.Value))
+		if h.Value == nil {
+			n += 2 // null, not ""
+		}
 	}
 	n += len(e.Value) // raw JSON, as it is, but for HTML escapes:
 	for _, c := range e.Value {

@@ -2,6 +2,7 @@ package event
 
 import (
 	"encoding/json"
+	"slices"
 	"testing"
 	"time"
 
@@ -78,6 +79,9 @@ func TestJSONSizeCoversTheEncoding(t *testing.T) {
 			Headers: []Header{{Key: "\xff\xfe", Value: nil}}, Value: json.RawMessage(`{"html":"<a>&</a>","ls":"\u2028"}`),
 			Timestamp: time.Date(2026, 12, 3, 1, 2, 3, 999999999, time.FixedZone("x", -12*3600))},
 		{Topic: "t", Key: "\xc3", Type: "\u2028"},
+		// Headers without a value are written as null, two bytes more
+		// than the empty string they were counted as.
+		{Topic: "t", Headers: slices.Repeat([]Header{{Key: "k", Value: nil}}, 100)},
 	} {
 		b, err := json.Marshal(e)
 		require.NoError(t, err)
