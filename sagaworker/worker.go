@@ -164,26 +164,39 @@ func run(ctx context.Context, w Worker, s settings, environ []string, log *slog.
 		deps.Producer = producer
 	}
 	wo := s.workerOptions(w.Options)
+	// The SDK stops a worker on a fatal error (its namespace gone, a
+	// client version the server refuses); Run then returns it, so the
+	// process exits rather than living on polling nothing.
+	fatal := make(chan error, 1)
+	own := wo.OnFatalError
+	wo.OnFatalError = func(err error) {
+		if own != nil {
+			own(err)
+		}
+		select {
+		case fatal <- err:
+		default:
+		}
+	}
 	tw := worker.New(c, s.taskQueue, wo)
 	if err := w.Register(tw, deps); err != nil {
 		return fmt.Errorf("register workflows and activities: %w", err)
 	}
-	// worker.Run, not Start: the SDK stops a worker on a fatal error (its
-	// namespace gone, a client version the server refuses) and Run returns
-	// it, so the process exits rather than living on polling nothing.
-	interrupt := make(chan any)
-	stop := context.AfterFunc(ctx, func() {
-		log.Info("stopping the worker after its in-flight tasks", "task_queue", s.taskQueue, "worker_stop_timeout", wo.WorkerStopTimeout)
-		close(interrupt)
-	})
-	defer stop()
+	if err := tw.Start(); err != nil {
+		return fmt.Errorf("start the worker on task queue %s: %w", s.taskQueue, err)
+	}
 	log.Info("worker started", "task_queue", s.taskQueue, "namespace", opts.Namespace, "temporal_address", opts.HostPort,
 		"workflow_pollers", s.pollers, "workflow_poller_behavior", s.pollerBehavior,
 		"sticky_timeout", s.stickyTimeout, "payload_encryption", conns.Temporal.Codec.KeyEnv != "" || conns.Temporal.Codec.KeyFile != "")
-	if err := tw.Run(interrupt); err != nil {
-		return fmt.Errorf("the worker on task queue %s stopped: %w", s.taskQueue, err)
+	select {
+	case <-ctx.Done():
+		log.Info("stopping the worker after its in-flight tasks", "task_queue", s.taskQueue, "worker_stop_timeout", wo.WorkerStopTimeout)
+		tw.Stop()
+		return nil
+	case err := <-fatal:
+		tw.Stop() // the SDK stops it as well; Stop is idempotent
+		return fmt.Errorf("the worker on task queue %s stopped on a fatal error: %w", s.taskQueue, err)
 	}
-	return nil
 }
 
 // kafkaProducer is the producer of Deps: idempotent, acknowledged by all
