@@ -91,67 +91,6 @@ func (d *dispatcher) deliver(units []*unit) (back []*unit, wait error) {
 	return nil, nil
 }
 
-// queueDeadLetter queues fl, the failure of the record at offset of
-// partition f, in f's dead-letter queue: the DLQ writes of a partition
-// happen one at a time, in the order queued, on the dispatcher's workers
-// (a write the DLQ refuses holds the queue, not the worker), and the
-// record is finished once the DLQ holds it. bytes is what the record holds
-// of the in-flight budget, released then.
-func (b *Bridge) queueDeadLetter(f *flow, offset int64, bytes int, fl dlq.Failure) {
-	u := &unit{flow: f, queue: deadLetterQueue(f), route: -1, records: []record{{offset: offset}}, bytes: bytes, dead: &fl}
-	f.units.Add(1)
-	b.dispatcher.submit(u)
-}
-
-// callState is what a call carries across the times it is held
-// (heldError): its attempts and the backoffs between them. It travels with
-// the call's first unit.
-type callState struct {
-	attempts int                         // calls made
-	retry    *backoff.ExponentialBackOff // between failed calls
-	dlq      *backoff.ExponentialBackOff // between failed DLQ writes
-	asks     *backoff.ExponentialBackOff // between questions that left the window full
-	// asked: the call asked the workflow what it applied, and once the
-	// answer is in waits a backoff before it asks again.
-	asked bool
-	// windowHeld: the call was held by its workflow's window (counted
-	// once in windowWaits).
-	windowHeld bool
-	// inPlace: the call cannot be put back in its workflow's queue (a
-	// record resent alone, a new run's call); it waits in the worker for
-	// whatever holds it, and is never parked.
-	inPlace bool
-	// dead are the failures of the records Temporal refused or that the
-	// closed-workflow policy sends to the DLQ, once the call is answered;
-	// deliver queues them in the partition's dead-letter queue.
-	dead []dlq.Failure
-}
-
-// next is the next wait of the backoff *bo, which it creates on first use.
-func (st *callState) next(b *Bridge, bo **backoff.ExponentialBackOff) time.Duration {
-	if *bo == nil {
-		*bo = b.newBackoff()
-	}
-	return (*bo).NextBackOff()
-}
-
-// inPlace runs try, which may hold its call (*heldError), until it returns
-// anything else, waiting out each hold; errAbandoned if ctx ends first. It
-// returns the call's state.
-func inPlace(ctx context.Context, try func(st *callState) error) (*callState, error) {
-	st := &callState{inPlace: true}
-	for {
-		err := try(st)
-		var held *heldError
-		if !errors.As(err, &held) {
-			return st, err
-		}
-		if held.wait(ctx) != nil {
-			return st, errAbandoned
-		}
-	}
-}
-
 // sendInPlace is send for a call whose records cannot be put back in their
 // workflow's queue: it waits in the worker for whatever holds it, and adds
 // the failures of the records to dead-letter to into.
@@ -437,53 +376,6 @@ func (b *Bridge) closedWorkflow(f *flow, target Target, recs []record, attempt i
 			st.dead = append(st.dead, fl)
 		}
 		return true, nil
-	}
-}
-
-// writeDeadLetter writes f to the DLQ for partition fl, once. With
-// dlq.transactional it queues f for the transaction that commits the
-// offset past it.
-//
-// A record too large for the DLQ (the producer's dlq.max_message_bytes or
-// the topic's max.message.bytes) is written in reduced form (dlq.Reduced:
-// the value dropped, a header saying so), so the partition moves on. While
-// writes keep failing otherwise, the partition is paused
-// (dlq_unavailable), /readyz says so and the failures are counted.
-func (b *Bridge) writeDeadLetter(fl *flow, f dlq.Failure) error {
-	if fl.committer != nil {
-		fl.committer.enqueue(f)
-		return nil
-	}
-	for {
-		err := b.deps.DeadLetters.Write(fl.ctx, f)
-		if err == nil {
-			b.pressure.setDLQFailing(fl, nil)
-			b.committedDeadLetters([]dlq.Failure{f})
-			return nil
-		}
-		if dlq.TooLarge(err) && !f.IsReduced() {
-			b.reducedDeadLetters.Add(1)
-			b.log.Warn("dead letter too large for the DLQ; writing it in reduced form (value dropped, headers trimmed)",
-				"topic", f.Topic, "partition", f.Partition, "offset", f.Offset, "value_bytes", len(f.Value), "headers", len(f.Headers), "err", err)
-			f = f.Reduced()
-			continue
-		}
-		if fl.ctx.Err() != nil { // the partition ended: not the DLQ's fault
-			return fmt.Errorf("dead-lettering %s/%d@%d: %w", f.Topic, f.Partition, f.Offset, errAbandoned)
-		}
-		b.dlqFailures.Add(1)
-		b.pressure.setDLQFailing(fl, err)
-		b.log.Error("DLQ write failed; retrying with the partition paused", "topic", f.Topic, "partition", f.Partition, "offset", f.Offset, "err", err)
-		return fmt.Errorf("dead-lettering %s/%d@%d: %w", f.Topic, f.Partition, f.Offset, err)
-	}
-}
-
-// committedDeadLetters counts and logs records now durably in the DLQ.
-func (b *Bridge) committedDeadLetters(dead []dlq.Failure) {
-	b.deadLettered.Add(uint64(len(dead)))
-	for _, f := range dead {
-		b.log.Warn("record dead-lettered", "topic", f.Topic, "partition", f.Partition, "offset", f.Offset,
-			"class", f.Class, "err", f.Err, "workflow_id", f.WorkflowID)
 	}
 }
 

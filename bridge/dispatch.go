@@ -3,7 +3,6 @@ package bridge
 import (
 	"encoding/json"
 	"errors"
-	"fmt"
 	"slices"
 	"sync"
 	"time"
@@ -140,15 +139,6 @@ func (u *unit) target() Target {
 	t := *u.base
 	t.WorkflowID = u.queue
 	return t
-}
-
-// deadLetterQueue names the dispatcher queue of f's dead letters: one per
-// partition, so they are written one at a time, in the order they were
-// queued (a poison record as it is read, a record Temporal refused once
-// its call is answered; offsets are committed in order either way). No
-// workflow ID starts with a NUL byte (route.go refuses control characters).
-func deadLetterQueue(f *flow) string {
-	return fmt.Sprintf("\x00dlq %s/%d", f.topic, f.partition)
 }
 
 // dispatch groups a batch by workflow ID, keeping offset order within each
@@ -363,91 +353,6 @@ func (d *dispatcher) choose(ready []*wfQueue) int {
 		}
 	}
 	return best
-}
-
-// putBack returns units, a call that was not made, to the head of q, but
-// for those whose partition has ended, and reports how many it kept. The
-// caller holds d.mu.
-func (d *dispatcher) putBack(q *wfQueue, units []*unit) int {
-	var back []*unit
-	for _, u := range units {
-		if u.flow.ctx.Err() != nil { // its partition ended (cancelFlow may have run already)
-			u.flow.units.Done()
-			continue
-		}
-		back = append(back, u)
-	}
-	q.pending = append(back, q.pending...)
-	return len(back)
-}
-
-// park puts units back in q and holds q until c leaves the open state; if
-// c has left it since the call was refused (unparks moved on) q is
-// scheduled at once. The caller holds d.mu.
-func (d *dispatcher) park(q *wfQueue, units []*unit, p *parkedError) {
-	d.putBack(q, units)
-	if p.c.unparks.Load() == p.gen {
-		q.parked = p.c
-		if len(d.parked[p.c]) == 0 {
-			d.poke(p.c)
-		}
-		d.parked[p.c] = append(d.parked[p.c], q)
-	}
-}
-
-// hold puts units back in q and keeps q off the lanes until h's wait ends
-// or their partition does; if their partition has ended already, q is not
-// held. The caller holds d.mu.
-func (d *dispatcher) hold(q *wfQueue, units []*unit, h *heldError) {
-	if d.putBack(q, units) == 0 {
-		return
-	}
-	q.waiting = true
-	ended := q.pending[0].flow.ctx.Done()
-	go func() {
-		var timeout <-chan time.Time
-		if h.wake == nil {
-			t := time.NewTimer(h.after)
-			defer t.Stop()
-			timeout = t.C
-		}
-		select {
-		case <-h.wake:
-		case <-timeout:
-		case <-ended:
-		}
-		d.mu.Lock()
-		defer d.mu.Unlock()
-		q.waiting = false
-		d.schedule(q)
-	}()
-}
-
-// poke reads c's state every circuitWait while workflows are parked on
-// it: reading it turns an open circuit half-open once open_for has passed,
-// which unparks them (watchCircuits does too, while the bridge runs).
-func (d *dispatcher) poke(c *circuit) {
-	time.AfterFunc(circuitWait, func() {
-		_ = c.breaker.State()
-		d.mu.Lock()
-		again := len(d.parked[c]) > 0 && !d.closed
-		d.mu.Unlock()
-		if again {
-			d.poke(c)
-		}
-	})
-}
-
-// unpark schedules the workflows parked on c.
-func (d *dispatcher) unpark(c *circuit) {
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	qs := d.parked[c]
-	delete(d.parked, c)
-	for _, q := range qs {
-		q.parked = nil
-		d.schedule(q)
-	}
 }
 
 // cancelFlow abandons every queued unit of f, so a revoked partition
