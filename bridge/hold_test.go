@@ -121,6 +121,22 @@ func (s *switchDLQ) up() {
 	s.down = false
 }
 
+// newHoldBridge is a bridge of one route with dispatch d, its
+// d.Concurrency workers started until the test ends.
+func newHoldBridge(t *testing.T, tc Temporal, dl DeadLetters, d config.Dispatch) *Bridge {
+	t.Helper()
+	b, err := New(config.Config{
+		Kafka:    config.Kafka{Brokers: []string{"b:9092"}, Group: "g"},
+		Batch:    config.Batch{Linger: time.Millisecond},
+		Dispatch: d,
+		Routes:   []config.Route{{Topic: "orders", TypeHeader: "event-type", WorkflowType: "O", WorkflowID: "order-{key}", TaskQueue: "q"}},
+	}, Deps{Temporal: tc, DeadLetters: dl, Logger: quiet()})
+	require.NoError(t, err)
+	b.dispatcher.start(d.Concurrency)
+	t.Cleanup(b.dispatcher.stop)
+	return b
+}
+
 // A workflow whose call must wait (its dead letter cannot be written yet,
 // its workflow is past its window, Temporal refuses its call for a reason
 // of its own) must not hold a dispatch worker while it waits: with as many
@@ -213,17 +229,9 @@ func TestWorkflowsThatMustWaitHoldNoDispatchWorker(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			h := newHoldTemporal()
 			dl := &switchDLQ{tried: map[int32]int{}}
-			b, err := New(config.Config{
-				Kafka: config.Kafka{Brokers: []string{"b:9092"}, Group: "g"},
-				Batch: config.Batch{Linger: time.Millisecond},
-				Dispatch: config.Dispatch{Concurrency: workers, RetryInitial: time.Millisecond, RetryMax: 20 * time.Millisecond,
-					WorkflowWindowRecords: 1},
-				Routes: []config.Route{{Topic: "orders", TypeHeader: "event-type", WorkflowType: "O", WorkflowID: "order-{key}", TaskQueue: "q"}},
-			}, Deps{Temporal: h, DeadLetters: dl, Logger: quiet()})
-			require.NoError(t, err)
 			waitingNow, end := tt.setUp(h, dl)
-			b.dispatcher.start(workers)
-			defer b.dispatcher.stop()
+			b := newHoldBridge(t, h, dl, config.Dispatch{Concurrency: workers, RetryInitial: time.Millisecond, RetryMax: 20 * time.Millisecond,
+				WorkflowWindowRecords: 1})
 
 			ctx, cancel := context.WithCancel(context.Background())
 			defer cancel()
@@ -318,16 +326,8 @@ func (q *blockedQueries) AppliedWatermarks(ctx context.Context, id string) (even
 func TestQuestionsOfHeldCallsAreBoundedByTheConcurrency(t *testing.T) {
 	const workers, workflows = 2, 50
 	q := &blockedQueries{holdTemporal: *newHoldTemporal(), release: make(chan struct{})}
-	b, err := New(config.Config{
-		Kafka: config.Kafka{Brokers: []string{"b:9092"}, Group: "g"},
-		Batch: config.Batch{Linger: time.Millisecond},
-		Dispatch: config.Dispatch{Concurrency: workers, RetryInitial: time.Millisecond, RetryMax: 20 * time.Millisecond,
-			WorkflowWindowRecords: 1},
-		Routes: []config.Route{{Topic: "orders", TypeHeader: "event-type", WorkflowType: "O", WorkflowID: "order-{key}", TaskQueue: "q"}},
-	}, Deps{Temporal: q, DeadLetters: &fakeDLQ{}, Logger: quiet()})
-	require.NoError(t, err)
-	b.dispatcher.start(workers)
-	defer b.dispatcher.stop()
+	b := newHoldBridge(t, q, &fakeDLQ{}, config.Dispatch{Concurrency: workers, RetryInitial: time.Millisecond, RetryMax: 20 * time.Millisecond,
+		WorkflowWindowRecords: 1})
 
 	ch := make(chan *sarama.ConsumerMessage, 2*workflows)
 	for i := range 2 * workflows { // each workflow's second record waits for its first to be applied
@@ -364,15 +364,7 @@ func TestQuestionsOfHeldCallsAreBoundedByTheConcurrency(t *testing.T) {
 func TestARevokedPartitionsHeldCallStopsHoldingItsWorkflow(t *testing.T) {
 	h := newHoldTemporal()
 	h.stuck["order-k"] = serviceerror.NewInvalidArgument(signalLimitExceeded)
-	b, err := New(config.Config{
-		Kafka:    config.Kafka{Brokers: []string{"b:9092"}, Group: "g"},
-		Batch:    config.Batch{Linger: time.Millisecond},
-		Dispatch: config.Dispatch{Concurrency: 2, RetryInitial: time.Hour, RetryMax: time.Hour, DrainTimeout: 50 * time.Millisecond},
-		Routes:   []config.Route{{Topic: "orders", TypeHeader: "event-type", WorkflowType: "O", WorkflowID: "order-{key}", TaskQueue: "q"}},
-	}, Deps{Temporal: h, DeadLetters: &fakeDLQ{}, Logger: quiet()})
-	require.NoError(t, err)
-	b.dispatcher.start(2)
-	defer b.dispatcher.stop()
+	b := newHoldBridge(t, h, &fakeDLQ{}, config.Dispatch{Concurrency: 2, RetryInitial: time.Hour, RetryMax: time.Hour, DrainTimeout: 50 * time.Millisecond})
 
 	claim := func(p int32) (chan *sarama.ConsumerMessage, *fakeSession, chan struct{}) {
 		ch := make(chan *sarama.ConsumerMessage, 1)
@@ -436,15 +428,7 @@ func TestRejectedRecordsWaitingForTheDLQCountAgainstTheBudget(t *testing.T) {
 		h.stuck[fmt.Sprintf("order-k%d", i)] = serviceerror.NewInvalidArgument("bad payload")
 	}
 	dl := &blockingDLQ{release: make(chan struct{})}
-	b, err := New(config.Config{
-		Kafka:    config.Kafka{Brokers: []string{"b:9092"}, Group: "g"},
-		Batch:    config.Batch{Linger: time.Millisecond},
-		Dispatch: config.Dispatch{Concurrency: 4, RetryInitial: time.Millisecond, RetryMax: 20 * time.Millisecond},
-		Routes:   []config.Route{{Topic: "orders", TypeHeader: "event-type", WorkflowType: "O", WorkflowID: "order-{key}", TaskQueue: "q"}},
-	}, Deps{Temporal: h, DeadLetters: dl, Logger: quiet()})
-	require.NoError(t, err)
-	b.dispatcher.start(4)
-	defer b.dispatcher.stop()
+	b := newHoldBridge(t, h, dl, config.Dispatch{Concurrency: 4, RetryInitial: time.Millisecond, RetryMax: 20 * time.Millisecond})
 
 	ch := make(chan *sarama.ConsumerMessage, records)
 	for i := range records {
