@@ -23,6 +23,8 @@ type gaugeSample struct {
 	paused      float64  // partitions paused
 	reasons     []string // why, sorted: the reasons of sagabridge_partition_paused
 	retries     float64  // sagabridge_call_retries_total
+	callSeconds float64  // sagabridge_call_duration_seconds: the sum, every outcome
+	calls       float64  // and the count
 }
 
 // gaugeSampler reads an engine's metrics every interval, so that a
@@ -68,9 +70,17 @@ func readGauges(h http.Handler) (gaugeSample, bool) {
 		return gaugeSample{}, false
 	}
 	v := func(name string) float64 { x, _ := fams.Sum(name, nil); return x }
+	var callSeconds, calls float64
+	if fam, ok := fams["sagabridge_call_duration_seconds"]; ok {
+		for _, m := range fam.GetMetric() {
+			callSeconds += m.GetHistogram().GetSampleSum()
+			calls += float64(m.GetHistogram().GetSampleCount())
+		}
+	}
 	return gaugeSample{at: time.Now(), limit: v("sagabridge_concurrency_limit"), window: v("sagabridge_dispatch_window_seconds"),
 		lag: v("sagabridge_workflow_task_lag_seconds"), held: v("sagabridge_in_flight_records"), uncommitted: v("sagabridge_consumer_lag"),
-		paused: v("sagabridge_partition_paused"), reasons: pauseReasons(fams), retries: v("sagabridge_call_retries_total")}, true
+		paused: v("sagabridge_partition_paused"), reasons: pauseReasons(fams), retries: v("sagabridge_call_retries_total"),
+		callSeconds: callSeconds, calls: calls}, true
 }
 
 // pauseReasons lists, sorted, every reason a paused partition gives (its
@@ -111,8 +121,9 @@ func (g *gaugeSampler) close() {
 // per bucket the concurrency limit (median and lowest), the window and the
 // sampled lag (medians), the most records held and not yet committable, the
 // share of samples with a paused partition (with the most partitions
-// paused at once and every reason given, when any was) and the retries
-// made.
+// paused at once and every reason given, when any was), the retries
+// made, and the calls made per second with their mean duration (a server
+// that nears its capacity answers SignalWithStart more slowly).
 func (g *gaugeSampler) timeline(start time.Time, step time.Duration) string {
 	g.mu.Lock()
 	defer g.mu.Unlock()
@@ -128,6 +139,7 @@ func (g *gaugeSampler) timeline(start time.Time, step time.Duration) string {
 	}
 	var b strings.Builder
 	prevRetries := -1.0
+	var prev *gaugeSample
 	for i := 0; i <= last; i++ {
 		ss := buckets[i]
 		if len(ss) == 0 {
@@ -168,10 +180,19 @@ func (g *gaugeSampler) timeline(start time.Time, step time.Duration) string {
 		if prevRetries < 0 {
 			prevRetries = ss[0].retries
 		}
-		fmt.Fprintf(&b, "    %4.0f s: engine limit %2.0f (min %2.0f)  window %4.0f ms  lag %5.0f ms  held max %6.0f  uncommitted max %6.0f  paused %3.0f%%  retries %4.0f%s\n",
+		first, end := ss[0], ss[len(ss)-1]
+		if prev != nil {
+			first = *prev
+		}
+		perSec, mean := 0.0, 0.0
+		if n := end.calls - first.calls; n > 0 {
+			perSec, mean = n/end.at.Sub(first.at).Seconds(), (end.callSeconds-first.callSeconds)/n
+		}
+		fmt.Fprintf(&b, "    %4.0f s: engine limit %2.0f (min %2.0f)  window %4.0f ms  lag %5.0f ms  held max %6.0f  uncommitted max %6.0f  paused %3.0f%%  retries %4.0f  calls %4.0f/s of %4.0f ms%s\n",
 			(time.Duration(i) * step).Seconds(), limit[len(limit)/2], limit[0], window[len(window)/2]*1000, lag[len(lag)/2]*1000,
-			held[len(held)-1], uncommitted[len(uncommitted)-1], 100*float64(paused)/float64(len(ss)), retries-prevRetries, why)
+			held[len(held)-1], uncommitted[len(uncommitted)-1], 100*float64(paused)/float64(len(ss)), retries-prevRetries, perSec, mean*1000, why)
 		prevRetries = retries
+		prev = &end
 	}
 	return b.String()
 }
