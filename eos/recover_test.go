@@ -293,7 +293,7 @@ func TestARecordWhoseOutputIsTooLargeIsDeadLettered(t *testing.T) {
 // (the topic's max.message.bytes, which only the broker knows) is
 // dead-lettered, and the records sent beside it are not: the broker
 // refuses the whole batch, so the next attempt sends each of those
-// records' outputs alone, and the one refused then is the poison record.
+// records' outputs one by one, and the one refused then is the poison record.
 // (The batch was retried for ever, each dead letter reduced in vain: the
 // partition stalled on the record.)
 func TestARecordWhoseOutputTheBrokerRefusesIsDeadLettered(t *testing.T) {

@@ -45,11 +45,11 @@ type partitionLoop struct {
 	// large (the output topic's max.message.bytes), each with why: the
 	// next attempt dead-letters them, since they never fit. suspects holds
 	// the offsets of records whose outputs were refused together with
-	// other records' or beside a dead letter (the broker refuses a whole
+	// other outputs or beside a dead letter (the broker refuses a whole
 	// batch, and sarama then fails the transaction's other records with
-	// the same error): the next attempt sends each one's outputs alone, so
-	// that a refusal names one record. Both are cleared when a transaction
-	// commits.
+	// the same error): the next attempt sends each of their outputs in a
+	// send of its own, so that a refusal names one output. Both are
+	// cleared when a transaction commits.
 	poison   map[int64]error
 	suspects map[int64]bool
 	// maxBytes is the producer's Producer.MaxMessageBytes: a dead letter
@@ -66,7 +66,7 @@ type partitionLoop struct {
 // and aborting whatever transaction that one left open.
 func newPartitionLoop(p *Processor, sess sarama.ConsumerGroupSession, claim sarama.ConsumerGroupClaim, txnID string, log *slog.Logger) (*partitionLoop, error) {
 	pc := p.cfg.producerConfig(txnID)
-	prod, err := sarama.NewSyncProducer(p.cfg.Brokers, pc)
+	prod, err := kafkatxn.NewProducer(p.cfg.Brokers, pc)
 	if err != nil {
 		return nil, fmt.Errorf("eos: start transactional producer %s: %w", txnID, err)
 	}
@@ -214,10 +214,10 @@ func (l *partitionLoop) step(ctx context.Context, batch []*sarama.ConsumerMessag
 			}
 			for _, m := range msgs {
 				t.addOutput(m, rec.Offset)
-			}
-			if alone {
-				if err := t.flush(1); err != nil {
-					return 0, err
+				if alone { // and one by one: the broker bounds a batch, not a record
+					if err := t.flush(1); err != nil {
+						return 0, err
+					}
 				}
 			}
 			outputs += len(msgs)
@@ -420,8 +420,11 @@ func (t *txn) tooLarge(sendErr error) {
 	}
 	// Once the broker refuses one record, sarama fails the transaction's
 	// other records with the same error, so a record named beside another
-	// may be innocent: only a record named alone is poison.
-	if len(refusedOutputs) == 1 && !deadRefused {
+	// may be innocent; and the topic's max.message.bytes bounds a record
+	// batch, in which sarama puts a send's records for one partition, so
+	// outputs that fit one by one may be refused together. Only an output
+	// refused in a send of its own is poison.
+	if len(refusedOutputs) == 1 && !deadRefused && len(t.pending) == 1 {
 		for off := range refusedOutputs {
 			if l.poison == nil {
 				l.poison = map[int64]error{}
@@ -443,7 +446,7 @@ func (t *txn) tooLarge(sendErr error) {
 // those named (txn.tooLarge), or all of them when none was.
 func (l *partitionLoop) reduceTooLarge(err error) {
 	if len(l.poison) > 0 || len(l.suspects) > 0 {
-		l.log.Warn("outputs too large for their topic; the next attempt dead-letters their record, or sends each suspect record's outputs alone",
+		l.log.Warn("outputs too large for their topic; the next attempt dead-letters their record, or sends each suspect record's outputs one by one",
 			"poison", len(l.poison), "suspects", len(l.suspects), "err", err)
 		return
 	}

@@ -12,6 +12,39 @@ import (
 	"github.com/IBM/sarama"
 )
 
+// NewProducer starts a transactional SyncProducer on a client of its own,
+// which its Close closes. When the producer cannot start (its
+// InitProducerId refused: the transactional ID's ACL missing, the
+// coordinator loading) the client is closed before NewProducer returns:
+// sarama's NewSyncProducer leaves the client it opened behind then, its
+// goroutines and connections with it, and both callers retry a start for
+// as long as it fails.
+func NewProducer(brokers []string, c *sarama.Config) (sarama.SyncProducer, error) {
+	client, err := sarama.NewClient(brokers, c)
+	if err != nil {
+		return nil, err
+	}
+	prod, err := sarama.NewSyncProducerFromClient(client)
+	if err != nil {
+		if cerr := client.Close(); cerr != nil {
+			return nil, fmt.Errorf("%w (and closing its client failed: %w)", err, cerr)
+		}
+		return nil, err
+	}
+	return ownClient{prod, client}, nil
+}
+
+// ownClient is a SyncProducer that closes its client after itself.
+type ownClient struct {
+	sarama.SyncProducer
+	client sarama.Client
+}
+
+// Close closes the producer, then its client.
+func (p ownClient) Close() error {
+	return errors.Join(p.SyncProducer.Close(), p.client.Close())
+}
+
 // Abort aborts prod's open transaction after cause and returns cause (with
 // the abort's own failure, if any). A producer in sarama's fatal state has
 // nothing to abort with; the caller must stop using it.

@@ -1,0 +1,95 @@
+package eos_test
+
+import (
+	"context"
+	"io"
+	"log/slog"
+	"runtime"
+	"testing"
+	"time"
+
+	"github.com/IBM/sarama"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+	"github.com/twmb/franz-go/pkg/kerr"
+	"github.com/twmb/franz-go/pkg/kmsg"
+
+	"github.com/sagabridge/sagabridge/dlq"
+	"github.com/sagabridge/sagabridge/eos"
+	"github.com/sagabridge/sagabridge/internal/devstack"
+)
+
+// A claim whose transactional producer is refused for as long as its ACL
+// is missing (TRANSACTIONAL_ID_AUTHORIZATION_FAILED) retries without
+// leaking: each failed start closes the client it opened. (sarama's
+// NewSyncProducer left its client, its goroutines and its connections
+// behind on every failed InitProducerId: about nine goroutines per retry,
+// so a Processor waiting out a missing ACL ran out of file descriptors.)
+func TestAProducerRefusedForAWhileLeaksNothingPerRetry(t *testing.T) {
+	kafka, err := devstack.StartKafka(0, 1, "in", "out")
+	require.NoError(t, err)
+	defer kafka.Close()
+	inits := refuseFirst(kafka.Cluster, kmsg.InitProducerID, 1<<30, kerr.TransactionalIDAuthorizationFailed.Code)
+	require.NoError(t, fill(kafka.Brokers, "in", 1, []byte("v")))
+	p, err := eos.New(eos.Config{Brokers: kafka.Brokers, Group: "g", Topics: []string{"in"}, TransactionalIDPrefix: "acl",
+		RetryInitial: 10 * time.Millisecond, RetryMax: 50 * time.Millisecond},
+		enrichTo("out"), slog.New(slog.NewTextHandler(io.Discard, nil)))
+	require.NoError(t, err)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- p.Run(ctx) }()
+	defer func() { cancel(); <-done }()
+
+	waitInits := func(n int32) {
+		t.Helper()
+		deadline := time.After(time.Minute)
+		for inits.Load() < n {
+			select {
+			case err := <-done:
+				t.Fatalf("the Processor stopped: %v", err)
+			case <-deadline:
+				t.Fatalf("%d of %d producer starts in a minute", inits.Load(), n)
+			case <-time.After(5 * time.Millisecond):
+			}
+		}
+	}
+	waitInits(5)
+	before := runtime.NumGoroutine()
+	waitInits(35)
+	after := runtime.NumGoroutine()
+	assert.Less(t, after-before, 30, "goroutines grew from %d to %d over 30 failed producer starts", before, after)
+	assert.Zero(t, p.Stats().Records, "nothing commits while the producer is refused")
+}
+
+// A record whose outputs fit their topic one by one, but not together in
+// one record batch (the topic's max.message.bytes bounds a batch, and
+// sarama puts a send's records for one partition in one batch), is
+// processed, not dead-lettered: its outputs are sent one per request once
+// the broker has refused them together. (The record was dead-lettered as
+// poison, though every output fitted.)
+func TestOutputsThatFitOnlyOneByOneAreNotDeadLettered(t *testing.T) {
+	kafka, err := devstack.StartKafka(0, 1, "in", "in"+dlq.DefaultSuffix)
+	require.NoError(t, err)
+	defer kafka.Close()
+	const records, maxBytes, outputs = 4, 2_000, 5
+	createTopicWithLimit(t, kafka.Brokers, "out", maxBytes)
+	require.NoError(t, fill(kafka.Brokers, "in", records, []byte("v")))
+	fn := func(_ context.Context, rec *sarama.ConsumerMessage) ([]eos.Output, error) {
+		if rec.Offset != 1 {
+			return []eos.Output{{Topic: "out", Key: rec.Key, Value: rec.Value}}, nil
+		}
+		outs := make([]eos.Output, outputs)
+		for i := range outs {
+			outs[i] = eos.Output{Topic: "out", Key: rec.Key, Value: make([]byte, maxBytes*2/5)} // 800 bytes: two fit, five do not
+		}
+		return outs, nil
+	}
+	p, err := eos.New(eos.Config{Brokers: kafka.Brokers, Group: "g", Topics: []string{"in"}, TransactionalIDPrefix: "fit-alone",
+		RetryInitial: 10 * time.Millisecond, RetryMax: 100 * time.Millisecond},
+		fn, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	require.NoError(t, err)
+	runUntilCommitted(t, p, records)
+	st := p.Stats()
+	assert.Zero(t, st.DeadLettered, "no record is poison")
+	assert.Equal(t, int64(records-1+outputs), st.Outputs)
+}
