@@ -85,7 +85,7 @@ func (b *Bridge) newTxnCommitter(s sarama.ConsumerGroupSession, topic string, pa
 		return nil, err
 	}
 	newProducer := func() (sarama.SyncProducer, error) {
-		prod, err := sarama.NewSyncProducer(b.cfg.Kafka.Brokers, pc)
+		prod, err := kafkatxn.NewProducer(b.cfg.Kafka.Brokers, pc)
 		if err != nil {
 			return nil, fmt.Errorf("start transactional producer %s: %w", txnID, err)
 		}
@@ -186,6 +186,9 @@ func (c *txnCommitter) close() error {
 	if !c.fenced {
 		_, err = c.commit()
 	}
+	if c.prod == nil { // closed by ready, and not replaced
+		return err
+	}
 	if cerr := c.prod.Close(); cerr != nil {
 		c.log.Debug("closing transactional producer", "err", cerr)
 	}
@@ -245,14 +248,23 @@ func (c *txnCommitter) commit() (int, error) {
 // this, a partition's offsets would stop committing while delivery goes on.
 // (After a fence run stops, and close commits nothing: ready never
 // replaces a fenced producer.)
+//
+// A producer closed here whose replacement cannot start yet (its
+// InitProducerId refused while the coordinator loads, or the ID's ACL is
+// missing) leaves prod nil until a later ready starts one: sarama panics
+// when a producer is closed twice.
 func (c *txnCommitter) ready() error {
-	st := c.prod.TxnStatus()
-	switch {
-	case st&sarama.ProducerTxnFlagFatalError != 0:
-		c.log.Warn("the transactional producer is in a fatal state; recreating it", "status", st.String())
-		if err := c.prod.Close(); err != nil {
-			c.log.Debug("closing the failed transactional producer", "err", err)
+	if c.prod != nil {
+		if st := c.prod.TxnStatus(); st&sarama.ProducerTxnFlagFatalError != 0 {
+			c.log.Warn("the transactional producer is in a fatal state; recreating it", "status", st.String())
+			if err := c.prod.Close(); err != nil {
+				c.log.Debug("closing the failed transactional producer", "err", err)
+			}
+			c.prod = nil
 		}
+	}
+	switch {
+	case c.prod == nil:
 		prod, err := c.newProducer()
 		if err != nil {
 			return err

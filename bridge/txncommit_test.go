@@ -255,3 +255,54 @@ func readDeadLetters(t *testing.T, cluster *kfake.Cluster, n int) map[int64]bool
 	}
 	return reduced
 }
+
+// A committer whose producer sarama put in its fatal state (the
+// coordinator said the transactional ID's producer mapping expired), and
+// whose replacement cannot start for a while (the transactional ID's ACL
+// refused), retries and commits once it can. (The committer closed the
+// dead producer again on every retry: sarama panics on a second Close, and
+// the panic, on sarama's goroutine, took the process down.)
+func TestACommitterWhoseNewProducerCannotStartYetRetries(t *testing.T) {
+	cluster, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.SeedTopics(1, "orders"))
+	require.NoError(t, err)
+	defer cluster.Close()
+	var ends, inits atomic.Int32
+	cluster.ControlKey(int16(kmsg.EndTxn), func(req kmsg.Request) (kmsg.Response, error, bool) {
+		if ends.Add(1) > 1 {
+			return nil, nil, false
+		}
+		cluster.KeepControl()
+		resp := req.(*kmsg.EndTxnRequest).ResponseKind().(*kmsg.EndTxnResponse)
+		resp.ErrorCode = kerr.InvalidProducerIDMapping.Code // fatal to sarama
+		return resp, nil, true
+	})
+	const refused = 3 // the replacement's starts refused after the first producer's
+	cluster.ControlKey(int16(kmsg.InitProducerID), func(req kmsg.Request) (kmsg.Response, error, bool) {
+		if n := inits.Add(1); n == 1 || n > 1+refused {
+			return nil, nil, false
+		}
+		cluster.KeepControl()
+		resp := req.(*kmsg.InitProducerIDRequest).ResponseKind().(*kmsg.InitProducerIDResponse)
+		resp.ErrorCode = kerr.TransactionalIDAuthorizationFailed.Code
+		return resp, nil, true
+	})
+	b := newTxnBridge(t, cluster)
+	c, err := b.newTxnCommitter(&simpleSession{}, "orders", 0, 0, func() { t.Error("the partition was released") })
+	require.NoError(t, err)
+	c.start(func(error) {})
+	defer c.close()
+
+	c.advance(5)
+	admin, err := sarama.NewClusterAdmin(b.cfg.Kafka.Brokers, sarama.NewConfig())
+	require.NoError(t, err)
+	defer admin.Close()
+	require.Eventually(t, func() bool {
+		offsets, err := admin.ListConsumerGroupOffsets("g", map[string][]int32{"orders": {0}})
+		if err != nil {
+			return false
+		}
+		block := offsets.GetBlock("orders", 0)
+		return block != nil && block.Offset == 5
+	}, time.Minute, 50*time.Millisecond, "offset 5 never committed")
+	assert.Greater(t, inits.Load(), int32(1+refused), "the replacement producer was never refused")
+}
