@@ -93,3 +93,48 @@ func TestOutputsThatFitOnlyOneByOneAreNotDeadLettered(t *testing.T) {
 	assert.Zero(t, st.DeadLettered, "no record is poison")
 	assert.Equal(t, int64(records-1+outputs), st.Outputs)
 }
+
+// A partition whose claim ends (a rebalance, or Run's context cancelled)
+// stops between two records even when the function ignores its context:
+// what it finished commits and the rest is left to the next owner. (The
+// loop checked the context only after a failed call, so it processed the
+// rest of its batch, up to half the transaction timeout: a rebalance
+// waited that long for the member, and past the rebalance timeout the
+// group moved on and the new owner fenced it.)
+func TestAClaimThatEndsStopsBetweenRecordsThoughTheFunctionIgnoresItsContext(t *testing.T) {
+	kafka, err := devstack.StartKafka(0, 1, "in", "out")
+	require.NoError(t, err)
+	defer kafka.Close()
+	const records, each = 200, 100 * time.Millisecond // 20 s for the whole batch
+	require.NoError(t, fill(kafka.Brokers, "in", records, []byte("v")))
+	started := make(chan struct{}, records)
+	fn := func(_ context.Context, rec *sarama.ConsumerMessage) ([]eos.Output, error) {
+		started <- struct{}{}
+		time.Sleep(each) // a function that does not watch ctx
+		return []eos.Output{{Topic: "out", Key: rec.Key, Value: rec.Value}}, nil
+	}
+	p, err := eos.New(eos.Config{Brokers: kafka.Brokers, Group: "g", Topics: []string{"in"}, TransactionalIDPrefix: "stop",
+		MaxBatch: records, RetryInitial: 10 * time.Millisecond, RetryMax: 100 * time.Millisecond},
+		fn, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	require.NoError(t, err)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- p.Run(ctx) }()
+	defer func() { cancel(); <-done }()
+
+	for range 5 {
+		<-started
+	}
+	cancel()
+	select {
+	case err := <-done:
+		done <- err // for the deferred wait
+		require.NoError(t, err)
+	case <-time.After(3 * time.Second):
+		t.Fatalf("Run had not returned 3 s after its context ended (%d records in)", len(started)+5)
+	}
+	st := p.Stats()
+	assert.Less(t, st.Records, int64(records/2), "the claim went on through its batch")
+	assert.GreaterOrEqual(t, st.Records, int64(4), "the records finished before the claim ended were not committed")
+	assert.Equal(t, st.Records, st.Outputs, "what it finished committed, outputs with offsets")
+}

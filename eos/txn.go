@@ -97,6 +97,9 @@ func (l *partitionLoop) run(ctx context.Context) error {
 		// Rewind: until the whole batch is committed, what remains of it is
 		// exactly the records after the last committed offset.
 		for len(batch) > 0 {
+			if ctx.Err() != nil {
+				return nil // what is left is the partition's next owner's
+			}
 			n, err := l.step(ctx, batch)
 			batch = batch[n:]
 			if err == nil {
@@ -195,6 +198,12 @@ func (l *partitionLoop) step(ctx context.Context, batch []*sarama.ConsumerMessag
 	for _, rec := range batch {
 		if t.open && time.Since(t.began) >= l.txnTimeout/2 {
 			break // commit what is held; the rest goes in the next transaction
+		}
+		if ctx.Err() != nil {
+			// The claim ended (a rebalance, or Run's context): commit what
+			// is done, even if the function ignores ctx, and leave the rest
+			// to the next owner, within the rebalance's timeout.
+			break
 		}
 		var msgs []*sarama.ProducerMessage
 		err := l.poison[rec.Offset]
