@@ -32,12 +32,18 @@ func newTracker(start int64, mark func(next int64)) *tracker {
 	return &tracker{mark: mark, next: max(start, -1), freed: make(chan struct{}, 1)}
 }
 
-// add registers a record that was just read.
+// add registers a record that was just read. The first record of a
+// partition whose start was not known (the group had no offset for it,
+// and kafka.initial_offset chose the log's end or start) is marked at
+// once: should the claim end before Temporal accepts anything, its next
+// owner resumes at this record, where "newest" would skip all that was
+// read.
 func (t *tracker) add(offset int64) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	if t.next < 0 {
 		t.next = offset
+		t.mark(offset)
 	}
 	t.offsets = append(t.offsets, offset)
 	t.done = append(t.done, false)

@@ -19,7 +19,9 @@ type Kafka struct {
 	// Version is the Kafka protocol version to speak. Optional, default "3.6.0".
 	Version string `yaml:"version"`
 	// InitialOffset is where a group with no committed offset starts:
-	// "oldest" or "newest". Optional, default "oldest".
+	// "oldest" or "newest". The offset of the first record read is
+	// committed at once, so a partition started at "newest" resumes there
+	// after a restart. Optional, default "oldest".
 	InitialOffset string `yaml:"initial_offset"`
 	// ConnectTimeout bounds the wait for the brokers to answer when a
 	// client starts (the bridge, the worker's producer, the DLQ tool); a
