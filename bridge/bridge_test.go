@@ -371,6 +371,9 @@ func TestClassify(t *testing.T) {
 		fmtClosed("w"):                                                                            kindClosed,
 		fmt.Errorf("describe namespace: %w", serviceerror.NewPermissionDenied("no", "")):          kindAccess,
 		fmt.Errorf("signal-with-start: %w", serviceerror.NewInvalidArgument(signalLimitExceeded)): kindRunFull,
+		serviceerror.NewInvalidArgument("search attribute Tier is not defined"):                   kindAccess,
+		serviceerror.NewInvalidArgument("Memo size exceeds limit."):                               kindAccess,
+		serviceerror.NewInvalidArgument("WorkflowId length exceeds limit."):                       kindRejected,
 	} {
 		assert.Equal(t, want, classify(err), "%T %v", err, err)
 	}

@@ -252,8 +252,9 @@ const (
 	// kindClosed: the workflow has closed; check its memo.
 	kindClosed
 	// kindAccess: Temporal refuses the bridge itself (credentials,
-	// permissions, namespace, an API it lacks). Nothing is wrong with the
-	// record: the circuit opens at once, every partition pauses, nothing is
+	// permissions, namespace, an API it lacks, or the start options its
+	// configuration sets: a route's search attributes or memo). Nothing is
+	// wrong with the record: the circuit opens at once, every partition pauses, nothing is
 	// dead-lettered or committed, and the bridge recovers by itself once
 	// the cause is fixed.
 	kindAccess
@@ -275,7 +276,9 @@ const signalLimitExceeded = "exceeded workflow execution limit for signal events
 // about the request itself (InvalidArgument: a bad payload, a payload too
 // large, a bad workflow ID) sends the record to the DLQ; the one
 // InvalidArgument about the run rather than the request (its signal limit)
-// is retried. An error about the
+// is retried, and those about the route's search attributes or memo (set
+// from the configuration, the same for every record) are the bridge's own
+// fault. An error about the
 // bridge's own access (PermissionDenied, Unauthenticated, an unknown or
 // inactive namespace, Unimplemented, FailedPrecondition) is never the
 // record's fault. Everything else (Unavailable, ResourceExhausted,
@@ -299,8 +302,14 @@ func classify(err error) errorKind {
 	}
 	switch grpcCode(err) {
 	case codes.InvalidArgument:
-		if strings.Contains(err.Error(), signalLimitExceeded) {
+		switch msg := strings.ToLower(err.Error()); {
+		case strings.Contains(msg, signalLimitExceeded):
 			return kindRunFull
+		case strings.Contains(msg, "search attribute"), strings.Contains(msg, "searchattributes"), strings.Contains(msg, "memo size"):
+			// The route's start options, from the configuration, never
+			// from the record: a search attribute not registered, of
+			// another type or a system one, a memo over the limit.
+			return kindAccess
 		}
 		return kindRejected
 	case codes.PermissionDenied, codes.Unauthenticated, codes.Unimplemented, codes.FailedPrecondition:

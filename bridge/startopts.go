@@ -41,8 +41,9 @@ func startOptions(r config.Route) StartOptions {
 // search attribute a route sets is registered in the namespace with the
 // type the route gives it. An error names the field
 // (routes[i].search_attributes.Name) and the fix; Temporal out of reach is
-// logged and left to the first start, which Temporal refuses (the record
-// is dead-lettered, class rejected) if an attribute is wrong.
+// logged and left to the first start, which Temporal refuses if an
+// attribute is wrong: the route's target then counts as refusing the bridge
+// (classify), and its records wait, paused, until the attribute is fixed.
 func (b *Bridge) checkSearchAttributes(ctx context.Context) error {
 	lister, ok := b.deps.Temporal.(SearchAttributeLister)
 	if !ok || !slices.ContainsFunc(b.cfg.Routes, func(r config.Route) bool { return len(r.SearchAttributes) > 0 }) {
