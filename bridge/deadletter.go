@@ -46,7 +46,9 @@ func (b *Bridge) writeDeadLetter(fl *flow, f dlq.Failure) error {
 		return nil
 	}
 	for {
-		err := b.deps.DeadLetters.Write(fl.ctx, f)
+		// callCtx: a write in flight when the partition ends may finish
+		// within dispatch.drain_timeout, as a call to Temporal may.
+		err := b.deps.DeadLetters.Write(fl.callCtx, f)
 		if err == nil {
 			b.pressure.setDLQFailing(fl, nil)
 			b.committedDeadLetters([]dlq.Failure{f})

@@ -227,16 +227,29 @@ type ProducerWriter struct {
 	Suffix   string
 }
 
-// Write sends f and waits for the broker's acknowledgement.
+// Write sends f and waits for the broker's acknowledgement, or until ctx
+// ends: sarama's send does not watch a context, and a broker that does not
+// answer holds it for a read timeout per try. A write given up on may still
+// land (the caller does not commit past f, so f may then be written twice).
 func (w ProducerWriter) Write(ctx context.Context, f Failure) error {
 	if err := ctx.Err(); err != nil {
 		return err
 	}
 	msg := f.Message(w.Suffix)
-	if _, _, err := w.Producer.SendMessage(msg); err != nil {
-		return fmt.Errorf("write %s/%d@%d to %s: %w", f.Topic, f.Partition, f.Offset, msg.Topic, err)
+	sent := make(chan error, 1)
+	go func() {
+		_, _, err := w.Producer.SendMessage(msg)
+		sent <- err
+	}()
+	select {
+	case err := <-sent:
+		if err != nil {
+			return fmt.Errorf("write %s/%d@%d to %s: %w", f.Topic, f.Partition, f.Offset, msg.Topic, err)
+		}
+		return nil
+	case <-ctx.Done():
+		return fmt.Errorf("write %s/%d@%d to %s: given up, the write may still land: %w", f.Topic, f.Partition, f.Offset, msg.Topic, ctx.Err())
 	}
-	return nil
 }
 
 // reserved reports whether an original header's name is in sagabridge's
