@@ -19,11 +19,14 @@ package activities
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
+	"strings"
 
 	"github.com/IBM/sarama"
 	"go.temporal.io/sdk/activity"
+	"go.temporal.io/sdk/temporal"
+
+	"github.com/sagabridge/sagabridge/dlq"
 )
 
 // Header names set on every published record.
@@ -64,10 +67,23 @@ func ProducerConfig(version sarama.KafkaVersion) *sarama.Config {
 	return c
 }
 
-// Publish sends o and returns once the broker has acknowledged it.
+// Publish sends o and returns once the broker has acknowledged it. An
+// outcome that can never be published fails without retries (a
+// non-retryable ApplicationError): "InvalidOutcome" without a topic or a
+// type, "OutcomeTooLarge" over the producer's Producer.MaxMessageBytes or
+// its topic's max.message.bytes. Every other failure (the broker out of
+// reach, the topic not created yet, a missing ACL) is retried.
 func (p *Publisher) Publish(ctx context.Context, o Outcome) error {
-	if o.Topic == "" || o.Type == "" {
-		return errors.New("publish: outcome needs a topic and a type")
+	var missing []string
+	if o.Topic == "" {
+		missing = append(missing, "Outcome.Topic")
+	}
+	if o.Type == "" {
+		missing = append(missing, "Outcome.Type")
+	}
+	if len(missing) > 0 {
+		return temporal.NewNonRetryableApplicationError(
+			fmt.Sprintf("publish: the outcome has no %s (key %q)", strings.Join(missing, " and no "), o.Key), "InvalidOutcome", nil)
 	}
 	info := activity.GetInfo(ctx)
 	id := EventID(info.WorkflowExecution.ID, info.WorkflowExecution.RunID, info.ActivityID)
@@ -82,7 +98,12 @@ func (p *Publisher) Publish(ctx context.Context, o Outcome) error {
 	}
 	injectTrace(ctx, msg)
 	if _, _, err := p.Producer.SendMessage(msg); err != nil {
-		return fmt.Errorf("publish %s %s to %s: %w", o.Type, id, o.Topic, err)
+		err = fmt.Errorf("publish %s %s to %s: %w", o.Type, id, o.Topic, err)
+		if dlq.TooLarge(err) {
+			return temporal.NewNonRetryableApplicationError(
+				fmt.Sprintf("%v (%d bytes of value)", err, len(o.Value)), "OutcomeTooLarge", err)
+		}
+		return err
 	}
 	return nil
 }

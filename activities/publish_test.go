@@ -1,0 +1,63 @@
+package activities
+
+import (
+	"encoding/json"
+	"strings"
+	"testing"
+
+	"github.com/IBM/sarama"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+	"github.com/twmb/franz-go/pkg/kfake"
+	"go.temporal.io/sdk/temporal"
+	"go.temporal.io/sdk/testsuite"
+)
+
+// An outcome that can never be published (no topic or type, or larger
+// than the producer or its topic takes) fails the activity without
+// retries, with an error that names what is wrong: retrying could only
+// fail again, for as long as the activity's retry policy allows, which by
+// default is for ever, and the saga would never go on. (Both failed with
+// retryable errors.) A topic that does not exist yet stays retryable.
+func TestAnOutcomeThatCanNeverBePublishedFailsWithoutRetries(t *testing.T) {
+	cluster, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.SeedTopics(1, "outcomes"))
+	require.NoError(t, err)
+	defer cluster.Close()
+	limit := "2000"
+	admin, err := sarama.NewClusterAdmin(cluster.ListenAddrs(), sarama.NewConfig())
+	require.NoError(t, err)
+	require.NoError(t, admin.CreateTopic("small", &sarama.TopicDetail{NumPartitions: 1, ReplicationFactor: 1,
+		ConfigEntries: map[string]*string{"max.message.bytes": &limit}}, false))
+	require.NoError(t, admin.Close())
+	p, err := sarama.NewSyncProducer(cluster.ListenAddrs(), ProducerConfig(sarama.V3_6_0_0))
+	require.NoError(t, err)
+	defer p.Close()
+	var s testsuite.WorkflowTestSuite
+	env := s.NewTestActivityEnvironment()
+	env.RegisterActivity(&Publisher{Producer: p})
+
+	for name, c := range map[string]struct {
+		o    Outcome
+		kind string
+		says string
+	}{
+		"no topic":          {Outcome{Type: "Booked", Value: []byte(`{}`)}, "InvalidOutcome", "Outcome.Topic"},
+		"no type":           {Outcome{Topic: "outcomes", Value: []byte(`{}`)}, "InvalidOutcome", "Outcome.Type"},
+		"over the producer": {Outcome{Topic: "outcomes", Type: "Booked", Value: bigJSON(2 << 20)}, "OutcomeTooLarge", "outcomes"},
+		"over the topic":    {Outcome{Topic: "small", Type: "Booked", Value: bigJSON(3000)}, "OutcomeTooLarge", "small"},
+	} {
+		t.Run(name, func(t *testing.T) {
+			_, err := env.ExecuteActivity("Publish", c.o)
+			var appErr *temporal.ApplicationError
+			require.ErrorAs(t, err, &appErr, "%v", err)
+			assert.True(t, appErr.NonRetryable(), "%v", err)
+			assert.Equal(t, c.kind, appErr.Type())
+			assert.Contains(t, err.Error(), c.says)
+		})
+	}
+	_, err = env.ExecuteActivity("Publish", Outcome{Topic: "outcomes", Type: "Booked", Value: []byte(`{}`)})
+	assert.NoError(t, err, "an outcome that fits is published")
+}
+
+// bigJSON is a JSON string of about n bytes.
+func bigJSON(n int) json.RawMessage { return json.RawMessage(`"` + strings.Repeat("a", n) + `"`) }
