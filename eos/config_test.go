@@ -11,6 +11,7 @@ import (
 	"github.com/IBM/sarama"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+	"go.temporal.io/api/serviceerror"
 
 	"github.com/sagabridge/sagabridge/internal/kafkatxn"
 )
@@ -113,6 +114,10 @@ func TestPermanentOutageAndFencedClassification(t *testing.T) {
 	assert.ErrorIs(t, Outage(base), base)
 	assert.False(t, IsOutage(base))
 	assert.False(t, IsOutage(Permanent(base)))
+	assert.True(t, IsOutage(fmt.Errorf("signal: %w", serviceerror.NewPermissionDenied("no", ""))), "Temporal's own error types")
+	assert.True(t, IsOutage(serviceerror.NewUnavailable("down")))
+	assert.False(t, IsOutage(serviceerror.NewInvalidArgument("bad")))
+	assert.False(t, IsOutage(Permanent(sarama.ErrTopicAuthorizationFailed)), "the function said retrying cannot help")
 
 	assert.True(t, isFenced(fmt.Errorf("send: %w", sarama.ErrProducerFenced)))
 	assert.True(t, isFenced(kafkatxn.SendErrors(sarama.ProducerErrors{{Err: sarama.ErrInvalidProducerEpoch}})))

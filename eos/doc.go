@@ -51,11 +51,14 @@
 // over Producer.MaxMessageBytes (the error names the output, its size and
 // the limit), and when the broker refuses it for its topic, on a later
 // attempt (the broker refuses a whole batch, so the records in it send
-// their outputs one record at a time until the refusal names one). An
+// their outputs one output at a time until the refusal names one). An
 // error wrapped by Outage is not the record's fault (a service the
 // function calls is down, or refuses the Processor's own access): the
 // record is retried for as long as the function says so, never counted,
-// never dead-lettered.
+// never dead-lettered. Errors that say so by themselves count as outages
+// unwrapped: Kafka's authorization and SASL errors, gRPC's
+// PermissionDenied, Unauthenticated and Unavailable (Temporal's too), a
+// connection refused.
 //
 // # Fencing
 //

@@ -2,6 +2,12 @@ package eos
 
 import (
 	"errors"
+	"net"
+	"syscall"
+
+	"github.com/IBM/sarama"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
 
 	"github.com/sagabridge/sagabridge/internal/kafkatxn"
 )
@@ -45,7 +51,8 @@ func (e outageError) Unwrap() error { return e.err }
 
 // Outage wraps err to say that the record is not at fault: a service the
 // function calls is down, or refuses the Processor's own credentials or
-// access. The Processor retries the record (backing off up to
+// access. (The errors that say so by themselves need no wrapping; see
+// IsOutage.) The Processor retries the record (backing off up to
 // Config.RetryMax) for as long as the function says so, never counts it
 // against Config.MaxAttempts and never dead-letters it: an outage waits in
 // Kafka, it does not empty the input into the DLQ. Outage(nil) is nil.
@@ -56,10 +63,43 @@ func Outage(err error) error {
 	return outageError{err}
 }
 
-// IsOutage reports whether err was wrapped by Outage.
+// IsOutage reports whether the Processor treats err as an outage: it was
+// wrapped by Outage, or, unless wrapped by Permanent, it says by itself
+// that the function's access or reach failed, not the record
+// (accessOrReach).
 func IsOutage(err error) bool {
 	var o outageError
-	return errors.As(err, &o)
+	return errors.As(err, &o) || (!IsPermanent(err) && accessOrReach(err))
+}
+
+// accessOrReach reports whether err, unwrapped, is about the function's
+// own access (Kafka's authorization and SASL errors; gRPC's
+// PermissionDenied and Unauthenticated, as a Temporal client or another
+// gRPC service returns them) or a service out of reach (gRPC's
+// Unavailable, a connection refused, Kafka with no broker to ask): never
+// the record's fault, whether or not the function wrapped it in Outage.
+// A deadline exceeded is not among them: a record can make its call slow.
+func accessOrReach(err error) bool {
+	for _, kafka := range []error{
+		sarama.ErrTopicAuthorizationFailed, sarama.ErrGroupAuthorizationFailed, sarama.ErrClusterAuthorizationFailed,
+		sarama.ErrTransactionalIDAuthorizationFailed, sarama.ErrSASLAuthenticationFailed,
+		sarama.ErrDelegationTokenAuthorizationFailed, sarama.ErrOutOfBrokers, sarama.ErrNotConnected,
+	} {
+		if errors.Is(err, kafka) {
+			return true
+		}
+	}
+	code := status.Code(err)
+	var st interface{ Status() *status.Status } // Temporal's serviceerror types
+	if code == codes.Unknown && errors.As(err, &st) && st.Status() != nil {
+		code = st.Status().Code()
+	}
+	switch code {
+	case codes.PermissionDenied, codes.Unauthenticated, codes.Unavailable:
+		return true
+	}
+	var op *net.OpError
+	return (errors.As(err, &op) && op.Op == "dial") || errors.Is(err, syscall.ECONNREFUSED)
 }
 
 // isFenced and isStaleMember classify transaction errors; see kafkatxn.

@@ -2,9 +2,13 @@ package eos_test
 
 import (
 	"context"
+	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"runtime"
+	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
@@ -13,6 +17,8 @@ import (
 	"github.com/stretchr/testify/require"
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kmsg"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
 
 	"github.com/sagabridge/sagabridge/dlq"
 	"github.com/sagabridge/sagabridge/eos"
@@ -137,4 +143,71 @@ func TestAClaimThatEndsStopsBetweenRecordsThoughTheFunctionIgnoresItsContext(t *
 	assert.Less(t, st.Records, int64(records/2), "the claim went on through its batch")
 	assert.GreaterOrEqual(t, st.Records, int64(4), "the records finished before the claim ended were not committed")
 	assert.Equal(t, st.Records, st.Outputs, "what it finished committed, outputs with offsets")
+}
+
+// A function error about the Processor's own access, or a service out of
+// reach, is an outage though the function did not wrap it in eos.Outage:
+// Kafka's authorization and authentication errors, gRPC's
+// PermissionDenied, Unauthenticated and Unavailable, a connection
+// refused. The record is retried past Config.MaxAttempts and never
+// dead-lettered. (Each was counted against the record, which was
+// dead-lettered after MaxAttempts: a revoked credential emptied the input
+// into the DLQ, a record a second.)
+func TestAccessAndReachErrorsAreOutagesUnwrapped(t *testing.T) {
+	for name, cause := range map[string]error{
+		"topic ACL":          fmt.Errorf("look up the price: %w", sarama.ErrTopicAuthorizationFailed),
+		"SASL":               sarama.ErrSASLAuthenticationFailed,
+		"gRPC permission":    status.Error(codes.PermissionDenied, "no write permission"),
+		"gRPC key":           status.Error(codes.Unauthenticated, "api key expired"),
+		"gRPC unavailable":   status.Error(codes.Unavailable, "connection refused"),
+		"connection refused": &net.OpError{Op: "dial", Net: "tcp", Err: syscall.ECONNREFUSED},
+	} {
+		t.Run(name, func(t *testing.T) {
+			kafka, err := devstack.StartKafka(0, 1, "in", "out", "in"+dlq.DefaultSuffix)
+			require.NoError(t, err)
+			defer kafka.Close()
+			const records, outage = 3, 6 // the outage outlasts MaxAttempts (2) three times over
+			require.NoError(t, fill(kafka.Brokers, "in", records, []byte("v")))
+			var calls atomic.Int32
+			enrich := enrichTo("out")
+			fn := func(ctx context.Context, rec *sarama.ConsumerMessage) ([]eos.Output, error) {
+				if rec.Offset == 1 && calls.Add(1) <= outage {
+					return nil, cause
+				}
+				return enrich(ctx, rec)
+			}
+			p, err := eos.New(eos.Config{Brokers: kafka.Brokers, Group: "g", Topics: []string{"in"}, TransactionalIDPrefix: "reach",
+				MaxAttempts: 2, RetryInitial: 10 * time.Millisecond, RetryMax: 20 * time.Millisecond},
+				fn, slog.New(slog.NewTextHandler(io.Discard, nil)))
+			require.NoError(t, err)
+			runUntilCommitted(t, p, records)
+			assert.Greater(t, calls.Load(), int32(outage), "the outage never ended")
+			assert.Zero(t, p.Stats().DeadLettered, "a record dead-lettered for an outage")
+			assert.Equal(t, int64(records), p.Stats().Outputs)
+		})
+	}
+}
+
+// A function error that is the record's own (here a bad value) still
+// counts against it, and after Config.MaxAttempts the record is
+// dead-lettered: only access and reach are outages by themselves.
+func TestARecordsOwnErrorIsStillCounted(t *testing.T) {
+	kafka, err := devstack.StartKafka(0, 1, "in", "out", "in"+dlq.DefaultSuffix)
+	require.NoError(t, err)
+	defer kafka.Close()
+	const records = 3
+	require.NoError(t, fill(kafka.Brokers, "in", records, []byte("v")))
+	enrich := enrichTo("out")
+	fn := func(ctx context.Context, rec *sarama.ConsumerMessage) ([]eos.Output, error) {
+		if rec.Offset == 1 {
+			return nil, status.Error(codes.InvalidArgument, "price is negative")
+		}
+		return enrich(ctx, rec)
+	}
+	p, err := eos.New(eos.Config{Brokers: kafka.Brokers, Group: "g", Topics: []string{"in"}, TransactionalIDPrefix: "own",
+		MaxAttempts: 2, RetryInitial: 10 * time.Millisecond, RetryMax: 20 * time.Millisecond},
+		fn, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	require.NoError(t, err)
+	runUntilCommitted(t, p, records)
+	assert.Equal(t, int64(1), p.Stats().DeadLettered)
 }
