@@ -11,7 +11,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"math/rand/v2"
+	"slices"
 	"strings"
 	"time"
 
@@ -31,7 +31,8 @@ import (
 // the call must wait (its target's circuit is open: *parkedError; a
 // backoff after a failed call, a failing DLQ, the workflow's full window:
 // *heldError) it returns the units not finished, with the wait, for the
-// dispatcher to put back in their queue: no worker waits.
+// dispatcher to put back in their queue: no worker waits. A batch Temporal
+// rejected comes back with errResendAlone, to be resent record by record.
 func (d *dispatcher) deliver(units []*unit) (back []*unit, wait error) {
 	st := units[0].call
 	if st == nil {
@@ -57,6 +58,9 @@ func (d *dispatcher) deliver(units []*unit) (back []*unit, wait error) {
 	var held *heldError
 	if errors.As(err, &parked) || errors.As(err, &held) {
 		units[0].call = st
+		return units, err
+	}
+	if errors.Is(err, errResendAlone) {
 		return units, err
 	}
 	if err != nil {
@@ -91,27 +95,27 @@ func (d *dispatcher) deliver(units []*unit) (back []*unit, wait error) {
 	return nil, nil
 }
 
-// sendInPlace is send for a call whose records cannot be put back in their
-// workflow's queue: it waits in the worker for whatever holds it, and adds
-// the failures of the records to dead-letter to into.
-func (b *Bridge) sendInPlace(f *flow, target Target, recs []record, into *callState) error {
-	st, err := inPlace(f.ctx, func(st *callState) error { return b.send(f, target, recs, st) })
-	into.dead = append(into.dead, st.dead...)
-	return err
-}
-
 // send makes one attempt to deliver recs, in order, to target's workflow:
 // Temporal accepts them, or each is skipped, dropped or to be
 // dead-lettered (added to st.dead) as the errors and the closed-workflow
 // policy say. A retryable error holds
 // the call for a backoff (*heldError), as does the workflow's full window;
-// st carries the attempts and backoffs to the next try. A call the
-// target's open circuit refuses (before Temporal has accepted any of recs)
-// returns a *parkedError; with st.inPlace it waits for the circuit
-// instead. It returns errAbandoned once the partition has ended.
+// st carries the attempts and backoffs to the next try, and a new run the
+// call starts (st.newRun). A call the target's open circuit refuses
+// (before Temporal has accepted any of recs) returns a *parkedError. A
+// batch Temporal rejects returns errResendAlone: its records go again one
+// at a time, to find the one at fault. It returns errAbandoned once the
+// partition has ended.
 func (b *Bridge) send(f *flow, target Target, recs []record, st *callState) error {
+	if st.newRun { // the workflow closed: its records go to a new run
+		target.NewRun, target.StartWatermarks = true, st.startWatermarks
+		recs = slices.DeleteFunc(slices.Clone(recs), func(r record) bool { return st.startWatermarks.Covers(r.position(f)) })
+		if len(recs) == 0 {
+			return nil
+		}
+	}
 	c := b.circuitFor(target)
-	if gen := c.unparks.Load(); !st.inPlace && c.parking.Load() {
+	if gen := c.unparks.Load(); c.parking.Load() {
 		return &parkedError{c: c, gen: gen}
 	}
 	wire := 0
@@ -131,15 +135,9 @@ func (b *Bridge) send(f *flow, target Target, recs []record, st *callState) erro
 	defer func() { endSpan(span, sendErr) }()
 	gen := c.unparks.Load()
 	err := b.call(ctx, f, c, target, batch)
-	for errors.Is(err, errCircuitOpen) { // no call was made; this is not an attempt
-		if !st.inPlace {
-			sendErr = err
-			return &parkedError{c: c, gen: gen}
-		}
-		if sleep(f.ctx, jitter(circuitWait)) != nil {
-			return errAbandoned
-		}
-		err = b.call(ctx, f, c, target, batch)
+	if errors.Is(err, errCircuitOpen) { // no call was made; this is not an attempt
+		sendErr = err
+		return &parkedError{c: c, gen: gen}
 	}
 	st.attempts++
 	attempt := st.attempts
@@ -161,12 +159,7 @@ func (b *Bridge) send(f *flow, target Target, recs []record, st *callState) erro
 	switch classify(err) {
 	case kindRejected:
 		if len(recs) > 1 { // isolate the record Temporal rejects: resend one by one, in order
-			for _, r := range recs {
-				if err := b.sendInPlace(f, target, []record{r}, st); err != nil {
-					return err
-				}
-			}
-			return nil
+			return errResendAlone
 		}
 		fl := dlq.FromMessage(recs[0].message(f), dlq.ClassRejected, err, attempt, b.deps.Now())
 		fl.WorkflowID = target.WorkflowID
@@ -373,10 +366,9 @@ func (b *Bridge) closedWorkflow(f *flow, target Target, recs []record, attempt i
 			"first", fresh[0].position(f).String())
 		return true, nil
 	case config.OnClosedNewRun:
-		next := target
-		next.NewRun, next.StartWatermarks = true, applied
 		b.log.Info("starting a new run of a closed workflow", "workflow_id", target.WorkflowID, "records", len(fresh))
-		return true, b.sendInPlace(f, next, fresh, st)
+		st.newRun, st.startWatermarks = true, applied
+		return true, b.send(f, target, fresh, st)
 	default:
 		for _, r := range fresh {
 			fl := dlq.FromMessage(r.message(f), dlq.ClassWorkflowClosed,
@@ -410,11 +402,7 @@ func (b *Bridge) newBackoff() *backoff.ExponentialBackOff {
 	return bo
 }
 
-// circuitWait is how long, before jitter, a call waits when the circuit is
-// open; the breaker lets one probe through after backpressure.circuit.open_for.
+// circuitWait is how often the state of a circuit with parked workflows is
+// read (dispatcher.poke); the breaker lets one probe through after
+// backpressure.circuit.open_for.
 const circuitWait = 500 * time.Millisecond
-
-// jitter returns a duration between d/2 and 3d/2.
-func jitter(d time.Duration) time.Duration {
-	return d/2 + rand.N(d)
-}

@@ -130,6 +130,9 @@ type unit struct {
 	// call is the state of the call it heads that was held (heldError);
 	// nil until then.
 	call *callState
+	// alone: a record of a batch Temporal rejected, resent in a call of
+	// its own (resendAlone); take merges no other unit with it.
+	alone bool
 }
 
 // target is where u's records go: its route's target with its workflow
@@ -407,6 +410,8 @@ func (d *dispatcher) work() {
 			d.park(q, back, parked)
 		case errors.As(wait, &held):
 			d.hold(q, back, held)
+		case errors.Is(wait, errResendAlone):
+			d.resendAlone(q, back)
 		}
 		d.schedule(q)
 		if len(l.ready) > 0 {
@@ -435,7 +440,7 @@ func (d *dispatcher) take(q *wfQueue) []*unit {
 			u.flow.units.Done()
 			continue
 		}
-		if len(out) > 0 && (u.flow != out[0].flow || u.route != out[0].route || bytes+u.wire > d.b.cfg.Dispatch.MaxCallBytes ||
+		if len(out) > 0 && (u.alone || out[0].alone || u.flow != out[0].flow || u.route != out[0].route || bytes+u.wire > d.b.cfg.Dispatch.MaxCallBytes ||
 			(u.dead == nil && (records+len(u.records) > roomRecords || bytes+u.wire > roomBytes))) {
 			break
 		}

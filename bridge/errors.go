@@ -3,7 +3,6 @@ package bridge
 // The bridge's sentinel and typed errors.
 
 import (
-	"context"
 	"errors"
 	"fmt"
 	"time"
@@ -43,6 +42,11 @@ func poison(class dlq.Class, format string, args ...any) error {
 // revoked or the bridge is stopping; its records will be redelivered.
 var errAbandoned = errors.New("abandoned: partition revoked or bridge stopping")
 
+// errResendAlone says Temporal rejected a call of several records: each
+// goes again in a call of its own, so that a rejection names one record
+// (dispatcher.resendAlone).
+var errResendAlone = errors.New("Temporal rejected the batch: resending its records one at a time")
+
 // errCircuitOpen says a call was not made because the circuit is open.
 var errCircuitOpen = errors.New("circuit to Temporal is open")
 
@@ -61,8 +65,7 @@ func (e *parkedError) Error() string { return "circuit to Temporal " + e.c.key.S
 // closed (the answer to a question in flight to its workflow) or, with
 // wake nil, for after (a backoff). The dispatcher puts its units back and
 // schedules their workflow again then, so a waiting workflow holds no
-// worker; a call that cannot be put back (a record resent alone, a new
-// run) waits in place (held.wait).
+// worker.
 type heldError struct {
 	after time.Duration
 	wake  <-chan struct{}
@@ -70,20 +73,3 @@ type heldError struct {
 }
 
 func (e *heldError) Error() string { return "call held: " + e.why }
-
-// wait blocks until e's wait ends; it returns errAbandoned if ctx ends
-// first.
-func (e *heldError) wait(ctx context.Context) error {
-	if e.wake == nil {
-		if sleep(ctx, e.after) != nil {
-			return errAbandoned
-		}
-		return nil
-	}
-	select {
-	case <-e.wake:
-		return nil
-	case <-ctx.Done():
-		return errAbandoned
-	}
-}

@@ -1,20 +1,21 @@
 package bridge
 
 import (
-	"context"
-	"errors"
 	"time"
 
 	"github.com/cenkalti/backoff/v5"
 
 	"github.com/sagabridge/sagabridge/dlq"
+	"github.com/sagabridge/sagabridge/event"
 )
 
 // Calls that wait. A call that cannot go now (its target's circuit is
 // open, a retry's backoff, its workflow's full window, a dead letter the
 // DLQ refuses) gives its worker back: its units go back to the head of
 // their workflow's queue, which is scheduled again when the wait ends
-// (park, hold). A call that cannot be put back waits in place (inPlace).
+// (park, hold). So do calls made again in another form: a rejected batch's
+// records, each alone (resendAlone), and a closed workflow's records sent
+// to a new run (callState.newRun).
 
 // callState is what a call carries across the times it is held
 // (heldError): its attempts and the backoffs between them. It travels with
@@ -30,10 +31,11 @@ type callState struct {
 	// windowHeld: the call was held by its workflow's window (counted
 	// once in windowWaits).
 	windowHeld bool
-	// inPlace: the call cannot be put back in its workflow's queue (a
-	// record resent alone, a new run's call); it waits in the worker for
-	// whatever holds it, and is never parked.
-	inPlace bool
+	// newRun: the workflow closed and the call starts a new run of it
+	// (dispatch.on_closed_workflow new_run) with startWatermarks, what
+	// the closed run applied; records those cover are not sent again.
+	newRun          bool
+	startWatermarks event.Watermarks
 	// dead are the failures of the records Temporal refused or that the
 	// closed-workflow policy sends to the DLQ, once the call is answered;
 	// deliver queues them in the partition's dead-letter queue.
@@ -46,23 +48,6 @@ func (st *callState) next(b *Bridge, bo **backoff.ExponentialBackOff) time.Durat
 		*bo = b.newBackoff()
 	}
 	return (*bo).NextBackOff()
-}
-
-// inPlace runs try, which may hold its call (*heldError), until it returns
-// anything else, waiting out each hold; errAbandoned if ctx ends first. It
-// returns the call's state.
-func inPlace(ctx context.Context, try func(st *callState) error) (*callState, error) {
-	st := &callState{inPlace: true}
-	for {
-		err := try(st)
-		var held *heldError
-		if !errors.As(err, &held) {
-			return st, err
-		}
-		if held.wait(ctx) != nil {
-			return st, errAbandoned
-		}
-	}
 }
 
 // putBack returns units, a call that was not made, to the head of q, but
@@ -79,6 +64,30 @@ func (d *dispatcher) putBack(q *wfQueue, units []*unit) int {
 	}
 	q.pending = append(back, q.pending...)
 	return len(back)
+}
+
+// resendAlone puts units, a call Temporal rejected as a batch, back at
+// the head of q as units of one record each, which take never merges, and
+// schedules q: each record then goes in a call of its own, in order, and
+// one Temporal rejects is dead-lettered alone. Each new unit holds its
+// record's share of what the unit held of the in-flight budget. The caller
+// holds d.mu.
+func (d *dispatcher) resendAlone(q *wfQueue, units []*unit) {
+	var split []*unit
+	for _, u := range units {
+		bytes := u.bytes
+		for i, r := range u.records {
+			n := heldSize(r.message(u.flow))
+			if i == len(u.records)-1 {
+				n = bytes // the rest: the shares add up to what u held
+			}
+			bytes -= n
+			split = append(split, &unit{flow: u.flow, queue: u.queue, base: u.base, route: u.route,
+				records: []record{r}, bytes: n, wire: int(r.wire), at: u.at, alone: true})
+		}
+		u.flow.units.Add(len(u.records) - 1)
+	}
+	d.putBack(q, split)
 }
 
 // park puts units back in q and holds q until c leaves the open state; if

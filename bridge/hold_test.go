@@ -28,6 +28,9 @@ type holdTemporal struct {
 	fakeTemporal
 	mu       sync.Mutex
 	stuck    map[string]error
+	batchErr map[string]error // a call of more than one record to the workflow fails with it, before stuck
+	newRun   map[string]error // a call that starts a new run fails with it, before stuck
+	newRuns  map[string]int   // calls that start a new run
 	behind   map[string]bool
 	calls    map[string]int
 	asked    map[string]int
@@ -36,7 +39,8 @@ type holdTemporal struct {
 }
 
 func newHoldTemporal() *holdTemporal {
-	return &holdTemporal{stuck: map[string]error{}, behind: map[string]bool{}, calls: map[string]int{},
+	return &holdTemporal{stuck: map[string]error{}, batchErr: map[string]error{}, newRun: map[string]error{}, newRuns: map[string]int{},
+		behind: map[string]bool{}, calls: map[string]int{},
 		asked: map[string]int{}, offsets: map[string][]int64{}, appliedW: map[string]event.Watermarks{}}
 }
 
@@ -44,7 +48,15 @@ func (h *holdTemporal) SignalWithStart(_ context.Context, t Target, b event.Batc
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	h.calls[t.WorkflowID]++
-	if err := h.stuck[t.WorkflowID]; err != nil {
+	if err := h.batchErr[t.WorkflowID]; err != nil && len(b.Events) > 1 {
+		return err
+	}
+	if t.NewRun {
+		h.newRuns[t.WorkflowID]++
+		if err := h.newRun[t.WorkflowID]; err != nil {
+			return err
+		}
+	} else if err := h.stuck[t.WorkflowID]; err != nil {
 		return err
 	}
 	w := h.appliedW[t.WorkflowID]
@@ -74,6 +86,7 @@ func (h *holdTemporal) release() {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	clear(h.stuck)
+	clear(h.newRun)
 	clear(h.behind)
 }
 
@@ -233,27 +246,7 @@ func TestWorkflowsThatMustWaitHoldNoDispatchWorker(t *testing.T) {
 			b := newHoldBridge(t, h, dl, config.Dispatch{Concurrency: workers, RetryInitial: time.Millisecond, RetryMax: 20 * time.Millisecond,
 				WorkflowWindowRecords: 1})
 
-			ctx, cancel := context.WithCancel(context.Background())
-			defer cancel()
-			var wg sync.WaitGroup
-			defer wg.Wait()
-			var chans []chan *sarama.ConsumerMessage
-			defer func() {
-				for _, ch := range chans {
-					close(ch) // revoke
-				}
-			}()
-			claim := func(p int32, msgs []*sarama.ConsumerMessage) *fakeSession {
-				ch := make(chan *sarama.ConsumerMessage, len(msgs))
-				for _, m := range msgs {
-					m.Partition = p
-					ch <- m
-				}
-				chans = append(chans, ch)
-				s := &fakeSession{ctx: ctx}
-				wg.Go(func() { assert.NoError(t, claimHandler{b: b}.ConsumeClaim(s, fakeClaim{ch: ch, partition: p})) })
-				return s
-			}
+			claim := claims(t, b)
 			var held []*fakeSession
 			for p := range int32(waiting) {
 				held = append(held, claim(p, tt.records(p)))
@@ -287,6 +280,33 @@ func TestWorkflowsThatMustWaitHoldNoDispatchWorker(t *testing.T) {
 			defer dl.fakeDLQ.mu.Unlock()
 			assert.Len(t, dl.failures, waiting*2-len(tt.accepted)*waiting, "dead letters written")
 		})
+	}
+}
+
+// claims returns what claims partition p of b with msgs (their partition
+// set to p) and returns its session; every claim is revoked, and waited
+// for, when the test ends.
+func claims(t *testing.T, b *Bridge) func(p int32, msgs []*sarama.ConsumerMessage) *fakeSession {
+	ctx, cancel := context.WithCancel(context.Background())
+	var wg sync.WaitGroup
+	var chans []chan *sarama.ConsumerMessage
+	t.Cleanup(func() {
+		cancel()
+		for _, ch := range chans {
+			close(ch) // revoke
+		}
+		wg.Wait()
+	})
+	return func(p int32, msgs []*sarama.ConsumerMessage) *fakeSession {
+		ch := make(chan *sarama.ConsumerMessage, len(msgs))
+		for _, m := range msgs {
+			m.Partition = p
+			ch <- m
+		}
+		chans = append(chans, ch)
+		s := &fakeSession{ctx: ctx}
+		wg.Go(func() { assert.NoError(t, claimHandler{b: b}.ConsumeClaim(s, fakeClaim{ch: ch, partition: p})) })
+		return s
 	}
 }
 

@@ -2,6 +2,7 @@ package bridge
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"maps"
 	"slices"
@@ -447,8 +448,35 @@ func TestAHeldCallWaitsForTheEarlyQuestionInsteadOfAskingBesideIt(t *testing.T) 
 }
 
 // awaitWindow waits in place until records and bytes more may be sent to
-// target's workflow, as a call that cannot be put back does (inPlace).
+// target's workflow: it asks windowRoom again each time a hold ends, as the
+// dispatcher does for a held call; errAbandoned if the partition ends.
 func (b *Bridge) awaitWindow(f *flow, target Target, records, bytes int) error {
-	_, err := inPlace(f.ctx, func(st *callState) error { return b.windowRoom(f, target, records, bytes, st) })
-	return err
+	st := &callState{}
+	for {
+		err := b.windowRoom(f, target, records, bytes, st)
+		var held *heldError
+		if !errors.As(err, &held) {
+			return err
+		}
+		if held.wait(f.ctx) != nil {
+			return errAbandoned
+		}
+	}
+}
+
+// wait blocks until e's wait ends; it returns errAbandoned if ctx ends
+// first.
+func (e *heldError) wait(ctx context.Context) error {
+	if e.wake == nil {
+		if sleep(ctx, e.after) != nil {
+			return errAbandoned
+		}
+		return nil
+	}
+	select {
+	case <-e.wake:
+		return nil
+	case <-ctx.Done():
+		return errAbandoned
+	}
 }
