@@ -15,16 +15,23 @@ type claimHandler struct{ b *Bridge }
 // Setup logs the new assignment.
 func (h claimHandler) Setup(s sarama.ConsumerGroupSession) error {
 	h.b.log.Info("partitions assigned", "member_id", s.MemberID(), "generation", s.GenerationID(), "claims", s.Claims())
-	changed, err := h.b.topicIDs.refresh(s.Claims())
-	if err != nil {
-		h.b.log.Warn("cannot read topic IDs; this generation's records are checked against their partitions' watermarks under any topic ID", "err", err)
-	}
-	for _, topic := range changed {
-		h.b.log.Warn("topic was deleted and created again (new topic ID): its offsets start again, and workflows treat its records as new",
-			"topic", topic, "topic_id", h.b.topicIDs.of(topic))
-	}
+	h.b.refreshTopicIDs(s.Claims(), s.GenerationID())
 	h.b.joined.Store(true)
 	return nil
+}
+
+// refreshTopicIDs reads the IDs of the topics of claims in generation,
+// unless read in it already, and logs a topic whose ID changed.
+func (b *Bridge) refreshTopicIDs(claims map[string][]int32, generation int32) {
+	changed, err := b.topicIDs.refresh(claims, generation)
+	if err != nil {
+		b.log.Warn("cannot read topic IDs; this generation's records are checked against their partitions' watermarks under any topic ID",
+			"generation", generation, "err", err)
+	}
+	for _, topic := range changed {
+		b.log.Warn("topic was deleted and created again (new topic ID): its offsets start again, and workflows treat its records as new",
+			"topic", topic, "topic_id", b.topicIDs.of(topic))
+	}
 }
 
 // Cleanup commits what was marked before the session ends.
@@ -78,6 +85,9 @@ type flow struct {
 // the partition's transactional committer (consume starts it).
 func (b *Bridge) newFlow(s sarama.ConsumerGroupSession, claim sarama.ConsumerGroupClaim) (*flow, error) {
 	topic, partition := claim.Topic(), claim.Partition()
+	// A cooperative rebalance claims partitions without a new Setup: the
+	// topic's ID is read again if this generation has not read it yet.
+	b.refreshTopicIDs(map[string][]int32{topic: {partition}}, s.GenerationID())
 	ctx, cancel := context.WithCancel(s.Context())
 	mark := func(next int64) { s.MarkOffset(topic, partition, next, "") }
 	var committer *txnCommitter

@@ -13,28 +13,47 @@ import (
 // topic deleted and created again under the same name (or a consumer
 // pointed at a mirror with other offsets) reuses offsets, and a workflow
 // that remembers offset 41 as applied would skip the new record at 41. So
-// the bridge reads each claimed topic's Kafka ID (KIP-516, Metadata v10+) at
-// every rebalance and sends it with each record (event.Envelope.TopicID);
+// the bridge reads each claimed topic's Kafka ID (KIP-516, Metadata v10+) in
+// every group generation that claims one of its partitions (a cooperative
+// rebalance adds claims to a session without a new Setup) and sends it
+// with each record (event.Envelope.TopicID);
 // watermarks are kept per topic ID. Brokers that serve no IDs (older than
 // Kafka 2.8, or kafka.version set below it) leave it empty, and watermarks
 // are kept per name as before.
 
-// topicIDs remembers the IDs of the claimed topics. Safe for concurrent use.
+// topicIDs remembers the IDs of the claimed topics, each as read in the
+// group generation that last claimed one of its partitions. Safe for
+// concurrent use.
 type topicIDs struct {
 	// lookup reads the IDs of topics; nil without a Kafka client (tests).
 	lookup func(topics []string) (map[string]string, error)
 
-	mu  sync.Mutex
-	ids map[string]string
+	reading sync.Mutex // one lookup at a time: the claims of a new generation share it
+	mu      sync.Mutex
+	ids     map[string]string
+	gens    map[string]int32 // the generation each topic's ID was read in
 }
 
-// refresh reads the IDs of the topics of claims; on failure the IDs read
-// before stay, and err says why.
-func (t *topicIDs) refresh(claims map[string][]int32) (changed []string, err error) {
+// refresh reads the IDs of the topics of claims, in generation; on failure
+// the IDs read before stay, and err says why. changed lists the topics
+// whose ID differs from the one read before (deleted and created again).
+func (t *topicIDs) refresh(claims map[string][]int32, generation int32) (changed []string, err error) {
 	if t.lookup == nil {
 		return nil, nil
 	}
-	topics := slices.Sorted(maps.Keys(claims))
+	t.reading.Lock()
+	defer t.reading.Unlock()
+	var topics []string
+	t.mu.Lock()
+	for _, topic := range slices.Sorted(maps.Keys(claims)) {
+		if gen, ok := t.gens[topic]; !ok || gen != generation {
+			topics = append(topics, topic)
+		}
+	}
+	t.mu.Unlock()
+	if len(topics) == 0 {
+		return nil, nil // read in this generation already
+	}
 	ids, err := t.lookup(topics)
 	if err != nil {
 		return nil, err
@@ -42,14 +61,15 @@ func (t *topicIDs) refresh(claims map[string][]int32) (changed []string, err err
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	if t.ids == nil {
-		t.ids = map[string]string{}
+		t.ids, t.gens = map[string]string{}, map[string]int32{}
 	}
 	for topic, id := range ids {
 		if old, ok := t.ids[topic]; ok && old != id {
 			changed = append(changed, topic)
 		}
-		t.ids[topic] = id
+		t.ids[topic], t.gens[topic] = id, generation
 	}
+	slices.Sort(changed)
 	return changed, nil
 }
 

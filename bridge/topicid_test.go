@@ -1,0 +1,67 @@
+package bridge
+
+import (
+	"context"
+	"sync"
+	"testing"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+)
+
+// genSession is a session of one generation, with its claims.
+type genSession struct {
+	fakeSession
+	gen    int32
+	claims map[string][]int32
+}
+
+func (s *genSession) GenerationID() int32                     { return s.gen }
+func (s *genSession) MemberID() string                        { return "m" }
+func (s *genSession) Claims() map[string][]int32              { return s.claims }
+func (s *genSession) Context() context.Context                { return context.Background() }
+func (s *genSession) MarkOffset(string, int32, int64, string) {}
+
+// A partition claimed in a later rebalance of the same session gets its
+// topic's ID as of that rebalance. With cooperative rebalancing (the
+// default) sarama calls Setup only when the member first joins; later
+// rebalances add claims to the same session. A topic deleted and created
+// again meanwhile has a new ID, and its new records must not be checked
+// against the old topic's watermarks. (The ID was read in Setup alone, so
+// a claim of a later generation carried the old topic's ID, and workflows
+// skipped the new topic's records at offsets the old one had applied.)
+func TestAClaimOfALaterGenerationReadsItsTopicsIDAgain(t *testing.T) {
+	b := newTestBridge(t, &fakeTemporal{}, &fakeDLQ{})
+	var mu sync.Mutex
+	id, lookups := "id-1", 0
+	b.topicIDs.lookup = func(topics []string) (map[string]string, error) {
+		mu.Lock()
+		defer mu.Unlock()
+		lookups++
+		out := map[string]string{}
+		for _, topic := range topics {
+			out[topic] = id
+		}
+		return out, nil
+	}
+	first := &genSession{gen: 1, claims: map[string][]int32{"orders": {0}}}
+	require.NoError(t, claimHandler{b: b}.Setup(first))
+	f, err := b.newFlow(first, fakeClaim{})
+	require.NoError(t, err)
+	assert.Equal(t, "id-1", f.topicID)
+
+	mu.Lock()
+	id = "id-2" // the topic is deleted and created again
+	mu.Unlock()
+	later := &genSession{gen: 2, claims: map[string][]int32{"orders": {0, 1}}}
+	f, err = b.newFlow(later, fakeClaim{partition: 1})
+	require.NoError(t, err)
+	assert.Equal(t, "id-2", f.topicID, "the claim of generation 2 carries the topic's ID of generation 2")
+
+	f, err = b.newFlow(later, fakeClaim{partition: 0})
+	require.NoError(t, err)
+	assert.Equal(t, "id-2", f.topicID)
+	mu.Lock()
+	defer mu.Unlock()
+	assert.Equal(t, 2, lookups, "the ID is read once per topic and generation")
+}
