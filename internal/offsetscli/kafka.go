@@ -39,6 +39,9 @@ func (k *cluster) partitions(ctx context.Context, topics []string) ([]tp, error)
 			return nil, err
 		}
 		ps, err := k.client.Partitions(t)
+		if errors.Is(err, sarama.ErrUnknownTopicOrPartition) {
+			return nil, fmt.Errorf("-topic %q: no such topic on the brokers", t)
+		}
 		if err != nil {
 			return nil, fmt.Errorf("topic %s: %w", t, err)
 		}

@@ -164,6 +164,9 @@ func (t *target) connect() (*cluster, error) {
 		return nil, fmt.Errorf("-config: %w", err)
 	}
 	cfg.ClientID = t.kafka.ClientID + "-offsets"
+	// Asking for a mistyped topic's metadata must not create it (brokers
+	// do by default): show and move then refuse it, naming it.
+	cfg.Metadata.AllowAutoTopicCreation = false
 	client, err := connect.Client(t.kafka, cfg)
 	if err != nil {
 		return nil, err
