@@ -94,6 +94,13 @@ func FromEnv(environ []string) (Override, error) {
 		if !ok {
 			continue
 		}
+		if strings.TrimSpace(raw) == "" {
+			// It says nothing: taken as set, it would replace the file's
+			// value with the default (an empty codec key_env turns the
+			// payload encryption off).
+			errs = append(errs, fmt.Errorf("%s (%s): set but empty; unset it to keep the file's value or the default", f.env, f.path))
+			continue
+		}
 		v, err := parseValue(f.typ, raw)
 		if err != nil {
 			errs = append(errs, fmt.Errorf("%s (%s): %w", f.env, f.path, err))

@@ -120,3 +120,24 @@ routes: [{topic: t, workflow_type: W, workflow_id: "w-{key}", task_queue: q}]`)
 	require.Error(t, err)
 	assert.Contains(t, err.Error(), "SAGABRIDGE_NOTHING_LIKE_IT_AT_ALL: not a configuration variable (see docs/CONFIG.md")
 }
+
+// A variable set to nothing (a Helm value: "", an export X= in a script)
+// is refused, naming it and its field: it said nothing, and must not
+// replace the file's setting with the default. (It did, silently: an empty
+// SAGABRIDGE_TEMPORAL_CODEC_KEY_ENV turned the file's payload encryption
+// off, and an empty address pointed the bridge at 127.0.0.1:7233.)
+func TestAnEmptyVariableIsRefused(t *testing.T) {
+	_, err := FromEnv(environ(map[string]string{
+		"SAGABRIDGE_TEMPORAL_ADDRESS":       "",
+		"SAGABRIDGE_TEMPORAL_CODEC_KEY_ENV": " ",
+		"SAGABRIDGE_KAFKA_BROKERS":          "",
+	}))
+	require.Error(t, err)
+	for _, want := range []string{
+		"SAGABRIDGE_TEMPORAL_ADDRESS (temporal.address): set but empty",
+		"SAGABRIDGE_TEMPORAL_CODEC_KEY_ENV (temporal.codec.key_env): set but empty",
+		"SAGABRIDGE_KAFKA_BROKERS (kafka.brokers): set but empty",
+	} {
+		assert.Contains(t, err.Error(), want)
+	}
+}
