@@ -109,8 +109,11 @@ type Bridge struct {
 	client sarama.Client
 	// topicIDs are the claimed topics' Kafka IDs (topicid.go).
 	topicIDs topicIDs
-	joined   atomic.Bool // a consumer group session has started
-	group    groupView   // the group's committed offsets, as last read
+	joined   atomic.Bool // a consumer group session has started, and none has failed since
+	// sessionErr says why the last consumer group session failed; nil
+	// once one starts.
+	sessionErr atomic.Pointer[string]
+	group      groupView // the group's committed offsets, as last read
 
 	delivered, deadLettered, closedRedeliveries, retries, calls, droppedClosed, closedWithoutMemo atomic.Uint64
 	commitFailures, dlqFailures, reducedDeadLetters, windowWaits                                  atomic.Uint64
@@ -293,6 +296,10 @@ func (b *Bridge) runGroup(ctx context.Context, group sarama.ConsumerGroup) error
 			retry.Reset()
 			continue
 		}
+		// Not in the group until a session starts again: /readyz says so.
+		why := err.Error()
+		b.sessionErr.Store(&why)
+		b.joined.Store(false)
 		wait := retry.NextBackOff()
 		b.log.Warn("consumer group session failed; rejoining", "group", b.cfg.Kafka.Group, "err", err, "retry_in", wait)
 		if sleep(ctx, wait) != nil {

@@ -16,6 +16,7 @@ type claimHandler struct{ b *Bridge }
 func (h claimHandler) Setup(s sarama.ConsumerGroupSession) error {
 	h.b.log.Info("partitions assigned", "member_id", s.MemberID(), "generation", s.GenerationID(), "claims", s.Claims())
 	h.b.refreshTopicIDs(s.Claims(), s.GenerationID())
+	h.b.sessionErr.Store(nil)
 	h.b.joined.Store(true)
 	return nil
 }

@@ -218,8 +218,9 @@ func (c stateCollector) Collect(ch chan<- prometheus.Metric) {
 //
 //	/metrics  Prometheus text format
 //	/healthz  200 while Run is running, 503 before and after
-//	/readyz   200 once the bridge has joined its group and while every
-//	          circuit to Temporal is closed, 503 (saying why) otherwise
+//	/readyz   200 while the bridge is in its consumer group (joined, and
+//	          no session failed since) and every circuit to Temporal is
+//	          closed, 503 (saying why) otherwise
 //
 // With metrics.pprof it also serves Go's profiles, all of net/http/pprof's
 // handlers: /debug/pprof/ (the index and the named profiles: heap,
@@ -247,6 +248,9 @@ func (b *Bridge) Handler() http.Handler {
 		switch {
 		case !b.running.Load():
 			http.Error(w, "not running", http.StatusServiceUnavailable)
+		case !b.joined.Load() && b.sessionErr.Load() != nil:
+			http.Error(w, fmt.Sprintf("not in consumer group %s: its session failed (%s); rejoining", b.cfg.Kafka.Group, *b.sessionErr.Load()),
+				http.StatusServiceUnavailable)
 		case !b.joined.Load():
 			http.Error(w, "not yet in the consumer group", http.StatusServiceUnavailable)
 		case b.refused() != nil:
