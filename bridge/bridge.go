@@ -113,7 +113,10 @@ type Bridge struct {
 	// sessionErr says why the last consumer group session failed; nil
 	// once one starts.
 	sessionErr atomic.Pointer[string]
-	group      groupView // the group's committed offsets, as last read
+	// txnStarting holds, by "topic/partition", why a claimed partition's
+	// transactional producer cannot start yet (startTxnCommitter).
+	txnStarting sync.Map
+	group       groupView // the group's committed offsets, as last read
 
 	delivered, deadLettered, closedRedeliveries, retries, calls, droppedClosed, closedWithoutMemo atomic.Uint64
 	commitFailures, dlqFailures, reducedDeadLetters, windowWaits                                  atomic.Uint64

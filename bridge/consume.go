@@ -48,6 +48,10 @@ func (h claimHandler) ConsumeClaim(s sarama.ConsumerGroupSession, claim sarama.C
 	log := h.b.log.With("topic", claim.Topic(), "partition", claim.Partition())
 	log.Info("partition claimed", "generation", s.GenerationID(), "from_offset", claim.InitialOffset())
 	f, err := h.b.newFlow(s, claim)
+	if err != nil && s.Context().Err() != nil {
+		log.Info("partition released before it could be consumed", "generation", s.GenerationID(), "err", err)
+		return nil
+	}
 	if err != nil {
 		log.Error("cannot consume the partition", "err", err)
 		return err
@@ -94,7 +98,7 @@ func (b *Bridge) newFlow(s sarama.ConsumerGroupSession, claim sarama.ConsumerGro
 	var committer *txnCommitter
 	if b.cfg.DLQ.Transactional {
 		var err error
-		if committer, err = b.newTxnCommitter(s, topic, partition, claim.InitialOffset(), cancel); err != nil {
+		if committer, err = b.startTxnCommitter(s, topic, partition, claim.InitialOffset(), cancel); err != nil {
 			cancel()
 			return nil, err
 		}
