@@ -159,8 +159,13 @@ func checkConfig(c *sarama.Config) error {
 }
 
 // idleTimeout is how long a partition may deliver nothing before Read
-// decides that the records left below its end are not deliverable.
-const idleTimeout = 2 * time.Second
+// checks whether the records left below its end are deliverable
+// (deliverable), and maxIdle how many such timeouts in a row, with records
+// left or the check failing, fail the read.
+const (
+	idleTimeout = 2 * time.Second
+	maxIdle     = 15
+)
 
 // Read lists the entries of a DLQ topic that match f, in partition and
 // offset order. client must be configured with Consumer.IsolationLevel =
@@ -179,12 +184,12 @@ const idleTimeout = 2 * time.Second
 // LSO may never arrive: a DLQ written in transactions always ends with a
 // commit marker. A partition is therefore done when it delivers a record at
 // LSO-1 or beyond (records at or beyond the LSO are dropped) or, failing
-// that, when it has delivered nothing for 2 s: the consumer sends its next
-// fetch as soon as a response is handled and the broker answers at once
-// while there is data below the LSO, so a 2 s silence means that what is
-// left is markers and aborted records. The one thing that stalls a healthy
-// consumer that long is a fetch error (sarama backs off before retrying), so
-// a partition that goes silent after a fetch error fails the whole Read
+// that, when it has delivered nothing for 2 s and a fetch of its own, from
+// the partition's leader, finds nothing but markers and aborted records
+// left below the LSO. Silence alone does not end it: sarama backs off
+// after a fetch error, reported or not (a leader moving is not), and waits
+// out a quota's throttle. A partition that goes silent after a reported
+// fetch error, or stays silent with records left, fails the whole Read
 // instead of being cut short quietly.
 //
 // A record that is not a valid DLQ record does not stop the listing: Read
@@ -237,7 +242,7 @@ func Read(ctx context.Context, client sarama.Client, topic string, f Filter) ([]
 	)
 	for _, s := range spans {
 		wg.Go(func() {
-			err := readPartition(ctx, consumer, client.Config().Consumer.Retry.Backoff, topic, s.partition, s.oldest, s.end, func(msg *sarama.ConsumerMessage) bool {
+			err := readPartition(ctx, client, consumer, topic, s.partition, s.oldest, s.end, func(msg *sarama.ConsumerMessage) bool {
 				e, err := EntryOf(msg)
 				mu.Lock()
 				defer mu.Unlock()
@@ -277,11 +282,17 @@ func Read(ctx context.Context, client sarama.Client, topic string, f Filter) ([]
 }
 
 // readPartition hands every record of topic/partition in [oldest, end) to
-// fn, as Read describes, until fn returns false. retry is the client's
-// Consumer.Retry.Backoff: after a fetch error the partition may deliver
-// nothing for that long while the client retries, so the idle timeout is
-// extended by it once per error since the last record.
-func readPartition(ctx context.Context, consumer sarama.Consumer, retry time.Duration, topic string, partition int32, oldest, end int64, fn func(*sarama.ConsumerMessage) bool) error {
+// fn, as Read describes, until fn returns false. After a fetch error the
+// partition may deliver nothing for the client's Consumer.Retry.Backoff
+// while it retries, so the idle timeout is extended by it once per error
+// since the last record. When the partition has been idle that long
+// without an error, it is done only if no record it could still deliver
+// is left below end (deliverable): the client also backs off without a
+// word (a leader moving, a quota's throttle). A partition that stays
+// silent with records left, or whose check keeps failing, fails the read
+// after maxIdle timeouts.
+func readPartition(ctx context.Context, client sarama.Client, consumer sarama.Consumer, topic string, partition int32, oldest, end int64, fn func(*sarama.ConsumerMessage) bool) error {
+	retry := client.Config().Consumer.Retry.Backoff
 	pc, err := consumer.ConsumePartition(topic, partition, oldest)
 	if errors.Is(err, sarama.ErrOffsetOutOfRange) {
 		// Retention removed records since the offsets were captured.
@@ -295,6 +306,7 @@ func readPartition(ctx context.Context, consumer sarama.Consumer, retry time.Dur
 	defer idle.Stop()
 	var lastErr error
 	extended := false
+	next, idles := oldest, 0 // the offset after the last record delivered; idle timeouts since
 	for {
 		select {
 		case <-ctx.Done():
@@ -311,6 +323,7 @@ func readPartition(ctx context.Context, consumer sarama.Consumer, retry time.Dur
 			}
 			drained(pc.Errors()) // errors reported before this record: they passed
 			lastErr, extended = nil, false
+			next, idles = msg.Offset+1, 0
 			idle.Reset(idleTimeout)
 		case err := <-pc.Errors():
 			if err != nil {
@@ -324,7 +337,15 @@ func readPartition(ctx context.Context, consumer sarama.Consumer, retry time.Dur
 			if lastErr != nil {
 				return fmt.Errorf("read %s/%d: nothing arrived for %s before offset %d: %w", topic, partition, idleTimeout, end, lastErr)
 			}
-			return nil
+			left, err := deliverable(client, topic, partition, next, end)
+			if err == nil && !left {
+				return nil // what is left below end is markers and aborted records
+			}
+			if idles++; idles >= maxIdle {
+				why := cmp.Or(err, fmt.Errorf("records are left below it"))
+				return fmt.Errorf("read %s/%d: nothing arrived for %s before offset %d: %w", topic, partition, time.Duration(idles)*idleTimeout, end, why)
+			}
+			idle.Reset(idleTimeout)
 		}
 	}
 }
@@ -413,7 +434,7 @@ func ReadRecord(ctx context.Context, client sarama.Client, topic string, partiti
 	// The first record delivered is the one at offset, unless that offset
 	// holds nothing a read_committed consumer delivers.
 	var found *sarama.ConsumerMessage
-	err = readPartition(ctx, consumer, client.Config().Consumer.Retry.Backoff, topic, partition, offset, end, func(msg *sarama.ConsumerMessage) bool {
+	err = readPartition(ctx, client, consumer, topic, partition, offset, end, func(msg *sarama.ConsumerMessage) bool {
 		found = msg
 		return false
 	})

@@ -95,3 +95,45 @@ func TestAReadTheBrokerEndsIsAnError(t *testing.T) {
 	assert.Contains(t, err.Error(), "orders.dlq/0")
 	assert.ErrorIs(t, err, sarama.ErrOffsetOutOfRange)
 }
+
+// A partition whose fetch the broker answers NOT_LEADER (its leader moving
+// in a rolling restart) goes silent while the client backs off, without an
+// error on the consumer's error channel; the read waits for the records
+// still below its end rather than taking the silence for its end. (Read
+// returned no entry and no error after 2 s: redrive -all would redrive
+// none of them, and list showed an empty DLQ.)
+func TestASilentLeaderMoveDoesNotEndTheReadEarly(t *testing.T) {
+	cluster, client := transactionalDLQ(t, 3)
+	fails := failFetches(cluster, kerr.NotLeaderForPartition.Code, 1)
+	entries, err := Read(context.Background(), client, "orders"+DefaultSuffix, Filter{})
+	require.NoError(t, err)
+	assert.Len(t, entries, 3)
+	assert.GreaterOrEqual(t, fails.Load(), int32(1), "the fetch error was never injected")
+}
+
+// The same for the ledger of redrives: a silent leader move while it is
+// read must not make an entry look never redriven, or the redrive tool
+// would redrive it again without -force. (ReadRedrives returned an empty
+// ledger.)
+func TestASilentLeaderMoveDoesNotEmptyTheRedriveLedger(t *testing.T) {
+	cluster, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.SeedTopics(1, RedrivesTopic("orders"+DefaultSuffix)))
+	require.NoError(t, err)
+	t.Cleanup(cluster.Close)
+	pc := sarama.NewConfig()
+	pc.Producer.Return.Successes = true
+	prod, err := sarama.NewSyncProducer(cluster.ListenAddrs(), pc)
+	require.NoError(t, err)
+	m, err := Redrive{Partition: 0, Offset: 7, At: time.Now(), To: "orders/0@12"}.Message("orders" + DefaultSuffix)
+	require.NoError(t, err)
+	_, _, err = prod.SendMessage(m)
+	require.NoError(t, err)
+	require.NoError(t, prod.Close())
+	client, err := sarama.NewClient(cluster.ListenAddrs(), ConsumerConfig(sarama.V3_6_0_0))
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = client.Close() })
+
+	failFetches(cluster, kerr.NotLeaderForPartition.Code, 1)
+	ledger, err := ReadRedrives(context.Background(), client, "orders"+DefaultSuffix)
+	require.NoError(t, err)
+	assert.Contains(t, ledger, RedriveKey(0, 7))
+}

@@ -87,7 +87,7 @@ func ReadRedrives(ctx context.Context, client sarama.Client, dlqTopic string) (m
 		if oldest >= end {
 			continue
 		}
-		err = readPartition(ctx, consumer, client.Config().Consumer.Retry.Backoff, topic, p, oldest, end, func(msg *sarama.ConsumerMessage) bool {
+		err = readPartition(ctx, client, consumer, topic, p, oldest, end, func(msg *sarama.ConsumerMessage) bool {
 			var r Redrive
 			if err := json.Unmarshal(msg.Value, &r); err != nil {
 				bad = append(bad, fmt.Errorf("%s/%d@%d is not a redrive record: %w", topic, p, msg.Offset, err))

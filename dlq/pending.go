@@ -1,0 +1,104 @@
+package dlq
+
+import (
+	"encoding/binary"
+	"fmt"
+	"slices"
+
+	"github.com/IBM/sarama"
+)
+
+// deliverable reports whether a read_committed consumer of topic/partition
+// still has a record to deliver in [from, end): a data record that is not
+// part of an aborted transaction. readPartition asks it when the partition
+// has gone silent, instead of taking the silence for the end: the silence
+// may equally be the client backing off after an error it does not report
+// (a leader moving: NOT_LEADER, FENCED_LEADER_EPOCH) or a quota's
+// throttle. It fetches from the partition's leader directly, read_committed,
+// walking the batches from from up to end.
+func deliverable(client sarama.Client, topic string, partition int32, from, end int64) (bool, error) {
+	for from < end {
+		if err := client.RefreshMetadata(topic); err != nil {
+			return false, fmt.Errorf("refresh the metadata of %s: %w", topic, err)
+		}
+		leader, err := client.Leader(topic, partition)
+		if err != nil {
+			return false, fmt.Errorf("leader of %s/%d: %w", topic, partition, err)
+		}
+		req := &sarama.FetchRequest{Version: 4, MaxWaitTime: 0, MinBytes: 1, MaxBytes: 1 << 20, Isolation: sarama.ReadCommitted}
+		req.AddBlock(topic, partition, from, 1<<20, -1)
+		resp, err := leader.Fetch(req)
+		if err != nil {
+			return false, fmt.Errorf("fetch %s/%d@%d: %w", topic, partition, from, err)
+		}
+		block := resp.GetBlock(topic, partition)
+		if block == nil {
+			return false, fmt.Errorf("fetch %s/%d@%d: no answer for the partition", topic, partition, from)
+		}
+		if block.Err != sarama.ErrNoError {
+			return false, fmt.Errorf("fetch %s/%d@%d: %w", topic, partition, from, block.Err)
+		}
+		next, found := scanBatches(block, from, end)
+		if found {
+			return true, nil
+		}
+		if next <= from { // nothing below the LSO past from
+			return false, nil
+		}
+		from = next
+	}
+	return false, nil
+}
+
+// scanBatches walks a read_committed fetch response's batches: found is
+// true if one holds a data record in [from, end) that is not part of an
+// aborted transaction; next is the offset after the last batch.
+func scanBatches(block *sarama.FetchResponseBlock, from, end int64) (next int64, found bool) {
+	aborted := slices.Clone(block.AbortedTransactions)
+	slices.SortFunc(aborted, func(a, b *sarama.AbortedTransaction) int { return int(a.FirstOffset - b.FirstOffset) })
+	open := map[int64]bool{} // producers whose records are aborted from here on
+	next = from
+	for _, recs := range block.RecordsSet {
+		b := recs.RecordBatch
+		if b == nil {
+			if recs.MsgSet != nil && len(recs.MsgSet.Messages) > 0 { // a legacy message set: no transactions
+				for _, m := range recs.MsgSet.Messages {
+					if m.Offset >= from && m.Offset < end {
+						return next, true
+					}
+					next = max(next, m.Offset+1)
+				}
+			}
+			continue
+		}
+		for len(aborted) > 0 && aborted[0].FirstOffset <= b.FirstOffset {
+			open[aborted[0].ProducerID] = true
+			aborted = aborted[1:]
+		}
+		last := b.FirstOffset + int64(b.LastOffsetDelta)
+		switch {
+		case b.Control:
+			if isAbortMarker(b) {
+				delete(open, b.ProducerID)
+			}
+		case b.IsTransactional && open[b.ProducerID]:
+		default:
+			for _, r := range b.Records {
+				if o := b.FirstOffset + r.OffsetDelta; o >= from && o < end {
+					return next, true
+				}
+			}
+		}
+		next = max(next, last+1)
+	}
+	return next, false
+}
+
+// isAbortMarker reports whether control batch b is an abort marker: its
+// record's key is a version and a type, 0 for abort.
+func isAbortMarker(b *sarama.RecordBatch) bool {
+	if len(b.Records) == 0 || len(b.Records[0].Key) < 4 {
+		return false
+	}
+	return binary.BigEndian.Uint16(b.Records[0].Key[2:4]) == 0
+}
