@@ -84,7 +84,7 @@ func (w Worker) name() string {
 // SIGTERM, then exits: status 0 after a clean stop (or -h), 2 for a bad
 // command line, 1 for any other error (logged).
 func Main(w Worker) {
-	ctx, stop := cli.SignalContext()
+	ctx, stop := cli.SignalContext(nil)
 	err := Run(ctx, w, os.Args[1:], os.Environ())
 	stop()
 	switch {

@@ -64,13 +64,13 @@ import (
 
 func main() {
 	if len(os.Args) > 1 && os.Args[1] == "dlq" {
-		ctx, stop := cli.SignalContext()
+		ctx, stop := cli.SignalContext(nil)
 		code := dlqcli.Main(ctx, os.Args[2:], os.Stdout, os.Stderr)
 		stop()
 		os.Exit(code)
 	}
 	if len(os.Args) > 1 && os.Args[1] == "offsets" {
-		ctx, stop := cli.SignalContext()
+		ctx, stop := cli.SignalContext(nil)
 		code := offsetscli.Main(ctx, os.Args[2:], os.Stdout, os.Stderr)
 		stop()
 		os.Exit(code)
@@ -129,7 +129,7 @@ func main() {
 	if cfg.Log.RedactKeys { // every line, the Temporal client's too (bridge.New would wrap only its own)
 		log = slog.New(bridge.RedactKeys(log.Handler()))
 	}
-	ctx, stop := cli.SignalContext()
+	ctx, stop := cli.SignalContext(log)
 	defer stop()
 	if err := run(ctx, cfg, log); err != nil {
 		cli.Fatal(log, "bridge failed", err)
@@ -242,7 +242,7 @@ func codecServer(args []string) int {
 	if *tokenFile == "" {
 		exp.Sensitive = "without authentication (no -token-file)"
 	}
-	ctx, stop := cli.SignalContext()
+	ctx, stop := cli.SignalContext(log)
 	defer stop()
 	stopServing, err := cli.Serve(*listen, h, log, exp)
 	if err != nil {

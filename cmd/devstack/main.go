@@ -39,7 +39,7 @@ Flags:
 `
 
 func main() {
-	ctx, stop := cli.SignalContext()
+	ctx, stop := cli.SignalContext(nil)
 	defer stop()
 	if err := run(ctx, os.Args[1:], os.Stdout, os.Stderr); err != nil {
 		if err == flag.ErrHelp {

@@ -72,7 +72,7 @@ func main() {
 	if err != nil {
 		cli.Fatal(log, "invalid configuration", err)
 	}
-	ctx, stop := cli.SignalContext()
+	ctx, stop := cli.SignalContext(log)
 	defer stop()
 	if err := p.Run(ctx); err != nil {
 		log.Error("processor stopped", "err", err)

@@ -26,9 +26,28 @@ func NewLogger(level string) (*slog.Logger, error) {
 	return slog.New(slog.NewJSONHandler(os.Stderr, &slog.HandlerOptions{Level: l})), nil
 }
 
-// SignalContext is cancelled on SIGINT or SIGTERM.
-func SignalContext() (context.Context, context.CancelFunc) {
-	return signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+// SignalContext is cancelled on SIGINT or SIGTERM, which log says (nil:
+// nothing is logged). It
+// catches only the first: a second gets Go's default and ends the process
+// at once, for a shutdown that is stuck (a broker that accepts connections
+// and never answers holds a start up to kafka.connect_timeout).
+func SignalContext(log *slog.Logger) (context.Context, context.CancelFunc) {
+	ctx, cancel := context.WithCancel(context.Background())
+	sigs := make(chan os.Signal, 1)
+	signal.Notify(sigs, os.Interrupt, syscall.SIGTERM)
+	go func() {
+		select {
+		case sig := <-sigs:
+			signal.Stop(sigs)
+			if log != nil {
+				log.Info("stopping; a second signal ends the process at once", "signal", sig.String())
+			}
+			cancel()
+		case <-ctx.Done():
+			signal.Stop(sigs)
+		}
+	}()
+	return ctx, cancel
 }
 
 // SplitList splits a comma-separated flag value, dropping empty items.

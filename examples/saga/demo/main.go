@@ -58,7 +58,7 @@ func run(n int, keep bool, binDir string, timeout time.Duration) error {
 	}
 	logFile := func(name string) (*os.File, error) { return os.Create(filepath.Join(logDir, name)) }
 
-	ctx, stop := cli.SignalContext()
+	ctx, stop := cli.SignalContext(nil)
 	defer stop()
 	tlog, err := logFile("temporal.log")
 	if err != nil {

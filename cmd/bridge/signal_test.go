@@ -1,0 +1,115 @@
+package main
+
+import (
+	"bytes"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+)
+
+// A second SIGTERM (or Ctrl-C) stops a bridge whose shutdown is stuck at
+// once: here the bridge is still starting, against a broker that accepts
+// connections and never answers, with a long kafka.connect_timeout. The
+// first signal asks it to stop; the second ends it, as Go's default for the
+// signal does. (Both were caught: the process ran until the connect timeout
+// passed, then exited 1 with "bridge failed" although the operator had
+// asked it to stop.)
+func TestASecondSignalStopsTheBridgeAtOnce(t *testing.T) {
+	silent, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	defer silent.Close()
+	dialled := make(chan struct{}, 1)
+	go func() {
+		for {
+			c, err := silent.Accept()
+			if err != nil {
+				return
+			}
+			defer c.Close() // accepted, never answered
+			select {
+			case dialled <- struct{}{}:
+			default:
+			}
+		}
+	}()
+	path := filepath.Join(t.TempDir(), "bridge.yaml")
+	require.NoError(t, os.WriteFile(path, []byte(fmt.Sprintf(`kafka: {brokers: [%q], group: g, connect_timeout: 2m}
+temporal: {address: "127.0.0.1:1"}
+routes: [{topic: orders, workflow_type: W, workflow_id: "w-{key}", task_queue: q}]
+`, silent.Addr().String())), 0o600))
+
+	cmd := exec.Command(os.Args[0], "-config", path)
+	cmd.Env = append(os.Environ(), runMainEnv+"=1")
+	var stderr lockedBuffer
+	stopping := make(chan struct{})
+	cmd.Stderr = &stderr
+	stderr.notify("a second signal ends the process", stopping)
+	require.NoError(t, cmd.Start())
+	exited := make(chan error, 1)
+	go func() { exited <- cmd.Wait() }()
+	defer func() {
+		_ = cmd.Process.Kill()
+		<-exited
+	}()
+
+	select { // it dials the broker after it has set up its signal handling
+	case <-dialled:
+	case <-time.After(30 * time.Second):
+		t.Fatalf("the bridge never dialled the broker; stderr:\n%s", stderr.String())
+	}
+	require.NoError(t, cmd.Process.Signal(syscall.SIGTERM))
+	select { // the first signal is handled: the bridge is stopping, stuck dialling
+	case <-stopping:
+	case <-time.After(10 * time.Second):
+		t.Fatalf("the bridge did not say it was stopping; stderr:\n%s", stderr.String())
+	}
+	require.NoError(t, cmd.Process.Signal(syscall.SIGTERM))
+	select {
+	case err := <-exited:
+		exited <- err
+		var exit *exec.ExitError
+		if assert.ErrorAs(t, err, &exit, "stderr:\n%s", stderr.String()) {
+			assert.Equal(t, "signal: terminated", exit.Error(), "the second signal ended it")
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatalf("the bridge had not exited 10 s after a second SIGTERM; stderr:\n%s", stderr.String())
+	}
+}
+
+// lockedBuffer is a bytes.Buffer safe for a process's writes and the
+// test's reads; it closes a channel when a text first appears in it.
+type lockedBuffer struct {
+	mu   sync.Mutex
+	buf  bytes.Buffer
+	text string
+	seen chan struct{}
+}
+
+func (b *lockedBuffer) notify(text string, seen chan struct{}) { b.text, b.seen = text, seen }
+
+func (b *lockedBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	n, err := b.buf.Write(p)
+	if b.seen != nil && strings.Contains(b.buf.String(), b.text) {
+		close(b.seen)
+		b.seen = nil
+	}
+	return n, err
+}
+
+func (b *lockedBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
+}
