@@ -213,7 +213,12 @@ func codecServer(args []string) int {
 		fmt.Fprintln(os.Stderr, "bridge codec-server: -config is required")
 		return 2
 	}
-	conns, err := config.LoadConnections(*configPath)
+	fromEnv, err := config.FromEnv(os.Environ())
+	if err != nil {
+		log.Error("invalid environment", "err", err)
+		return 1
+	}
+	conns, err := config.LoadConnections(*configPath, fromEnv)
 	if err != nil {
 		log.Error("invalid configuration", "err", err)
 		return 1
