@@ -9,6 +9,7 @@ import (
 	"github.com/IBM/sarama"
 
 	"github.com/sagabridge/sagabridge/dlq"
+	"github.com/sagabridge/sagabridge/internal/kafkatxn"
 )
 
 // redrive is `bridge dlq redrive`.
@@ -46,14 +47,7 @@ func (c *command) redrive(ctx context.Context, args []string) int {
 		return c.UsageError("no entries selected: give -partition and -offset, a filter (-class, -workflow-id, -since, -until), or -all to redrive every entry of %s", t.dlqTopic)
 	}
 
-	client, err := t.connect(func(cfg *sarama.Config) {
-		cfg.Producer.Partitioner = dlq.RedrivePartitioner // back to the original partition
-		cfg.Producer.Idempotent = true
-		cfg.Producer.RequiredAcks = sarama.WaitForAll
-		cfg.Producer.Return.Successes = true
-		cfg.Producer.Retry.Max = 10
-		cfg.Net.MaxOpenRequests = 1
-	})
+	client, err := t.connect(nil) // to read; the redrives go through redriveProducer
 	if err != nil {
 		return c.Fail(err)
 	}
@@ -130,25 +124,17 @@ func (c *command) redrive(ctx context.Context, args []string) int {
 			if err := createRedrivesTopic(client, t.dlqTopic); err != nil {
 				return c.Fail(err)
 			}
-			if producer, err = sarama.NewSyncProducerFromClient(client); err != nil {
-				return c.Fail(fmt.Errorf("start the producer: %w", err))
+			if producer, err = t.redriveProducer(); err != nil {
+				return c.Fail(err)
 			}
 		}
-		p, o, err := producer.SendMessage(msg)
+		to, err := redriveOne(producer, e, msg, t.dlqTopic)
 		if err != nil {
 			fmt.Fprintf(c.stdout, "failed         %-10s -> %s: %v\n", from, msg.Topic, err)
-			return c.Fail(fmt.Errorf("redrive DLQ record %s to %s: %w (%d redriven before it)", from, msg.Topic, err, redriven))
+			return c.Fail(fmt.Errorf("redrive DLQ record %s to %s: %w (nothing of it was written; %d redriven before it)", from, msg.Topic, err, redriven))
 		}
 		redriven++
-		fmt.Fprintf(c.stdout, "redriven       %-10s -> %s/%d@%d  %s\n", from, msg.Topic, p, o, what)
-		rec, err := dlq.Redrive{Partition: e.Partition, Offset: e.Offset, At: time.Now().UTC(), To: fmt.Sprintf("%s/%d@%d", msg.Topic, p, o)}.Message(t.dlqTopic)
-		if err == nil {
-			_, _, err = producer.SendMessage(rec)
-		}
-		if err != nil {
-			return c.Fail(fmt.Errorf("DLQ record %s was redriven to %s/%d@%d, but recording it in %s failed, so a second redrive would not be refused: %w",
-				from, msg.Topic, p, o, dlq.RedrivesTopic(t.dlqTopic), err))
-		}
+		fmt.Fprintf(c.stdout, "redriven       %-10s -> %s  %s\n", from, to, what)
 	}
 	if *dryRun {
 		fmt.Fprintf(c.stdout, "dry run: %d would be redriven, %d refused; nothing was produced\n", redriven, refused+reduced)
@@ -191,4 +177,61 @@ func createRedrivesTopic(client sarama.Client, dlqTopic string) error {
 		return fmt.Errorf("create %s (where redrives are recorded): %w", topic, err)
 	}
 	return nil
+}
+
+// redriveTransactionalID is the transactional ID of the producer that
+// redrives dlqTopic's entries: two redrives of one DLQ at once fence each
+// other rather than both writing.
+func redriveTransactionalID(dlqTopic string) string { return "sagabridge-redrive-" + dlqTopic }
+
+// redriveProducer starts the transactional producer of t's redrives, on a
+// client of its own; closing it closes the client.
+func (t *target) redriveProducer() (sarama.SyncProducer, error) {
+	client, err := t.connect(func(cfg *sarama.Config) {
+		cfg.Producer.Partitioner = dlq.RedrivePartitioner // back to the original partition
+		cfg.Producer.Idempotent = true
+		cfg.Producer.RequiredAcks = sarama.WaitForAll
+		cfg.Producer.Return.Successes = true
+		cfg.Producer.Retry.Max = 10
+		cfg.Producer.Transaction.ID = redriveTransactionalID(t.dlqTopic)
+		cfg.Net.MaxOpenRequests = 1
+	})
+	if err != nil {
+		return nil, err
+	}
+	producer, err := kafkatxn.ProducerFromClient(client)
+	if err != nil {
+		return nil, fmt.Errorf("start the transactional producer %s: %w", redriveTransactionalID(t.dlqTopic), err)
+	}
+	return producer, nil
+}
+
+// redriveOne writes msg, e's record, to its topic and the record of its
+// redrive to dlqTopic's redrives topic, in one transaction: a
+// read_committed consumer sees the redriven record only if its redrive is
+// recorded, so a later run never redrives it twice. It returns where the
+// record went (topic/partition@offset); on an error nothing was committed.
+func redriveOne(producer sarama.SyncProducer, e dlq.Entry, msg *sarama.ProducerMessage, dlqTopic string) (string, error) {
+	if err := kafkatxn.Ready(producer); err != nil {
+		return "", err
+	}
+	if err := producer.BeginTxn(); err != nil {
+		return "", fmt.Errorf("begin a transaction: %w", err)
+	}
+	p, o, err := producer.SendMessage(msg)
+	if err != nil {
+		return "", kafkatxn.Abort(producer, err)
+	}
+	to := fmt.Sprintf("%s/%d@%d", msg.Topic, p, o)
+	rec, err := dlq.Redrive{Partition: e.Partition, Offset: e.Offset, At: time.Now().UTC(), To: to}.Message(dlqTopic)
+	if err == nil {
+		_, _, err = producer.SendMessage(rec)
+	}
+	if err != nil {
+		return "", kafkatxn.Abort(producer, fmt.Errorf("record the redrive in %s: %w", dlq.RedrivesTopic(dlqTopic), err))
+	}
+	if err := producer.CommitTxn(); err != nil {
+		return "", kafkatxn.Abort(producer, fmt.Errorf("commit: %w", err))
+	}
+	return to, nil
 }

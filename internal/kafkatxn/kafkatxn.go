@@ -24,6 +24,12 @@ func NewProducer(brokers []string, c *sarama.Config) (sarama.SyncProducer, error
 	if err != nil {
 		return nil, err
 	}
+	return ProducerFromClient(client)
+}
+
+// ProducerFromClient starts a transactional SyncProducer on client, which
+// it then owns: its Close closes client, and so does a failed start.
+func ProducerFromClient(client sarama.Client) (sarama.SyncProducer, error) {
 	prod, err := sarama.NewSyncProducerFromClient(client)
 	if err != nil {
 		if cerr := client.Close(); cerr != nil {
