@@ -291,13 +291,17 @@ func (e *ActiveError) Error() string {
 // commit commits the moves with a plain OffsetCommit from outside the
 // group (generation -1, no member ID), keeping each one's metadata. Kafka
 // refuses it for a group that has members again since it was described.
-func (k *cluster) commit(ctx context.Context, moves []Move) error {
+// Kafka answers per partition, and may apply some and refuse others (it
+// authorizes the commit per topic): refused says why each refused one was,
+// and err (refused joined, or what failed the whole request) is nil only
+// when every move was applied.
+func (k *cluster) commit(ctx context.Context, moves []Move) (refused map[tp]error, err error) {
 	if err := ctx.Err(); err != nil || len(moves) == 0 {
-		return err
+		return nil, err
 	}
 	coord, err := k.client.Coordinator(k.group)
 	if err != nil {
-		return fmt.Errorf("group %s: coordinator: %w", k.group, err)
+		return nil, fmt.Errorf("group %s: coordinator: %w", k.group, err)
 	}
 	req := sarama.NewOffsetCommitRequest(k.client.Config(), k.group)
 	for _, m := range moves {
@@ -306,19 +310,25 @@ func (k *cluster) commit(ctx context.Context, moves []Move) error {
 	}
 	resp, err := coord.CommitOffset(req)
 	if err != nil {
-		return fmt.Errorf("group %s: commit offsets: %w", k.group, err)
+		return nil, fmt.Errorf("group %s: commit offsets: %w", k.group, err)
 	}
+	refused = map[tp]error{}
 	var errs []error
 	for _, m := range moves {
 		kerr, ok := resp.Errors[m.Topic][m.Partition]
+		var e error
 		switch {
 		case !ok:
-			errs = append(errs, fmt.Errorf("%s/%d: commit offset %d: no answer for the partition", m.Topic, m.Partition, m.To))
+			e = fmt.Errorf("%s/%d: commit offset %d: no answer for the partition", m.Topic, m.Partition, m.To)
 		case errors.Is(kerr, sarama.ErrUnknownMemberId), errors.Is(kerr, sarama.ErrIllegalGeneration), errors.Is(kerr, sarama.ErrRebalanceInProgress):
-			errs = append(errs, fmt.Errorf("%s/%d: commit offset %d: the group has members again (a bridge started?): %w", m.Topic, m.Partition, m.To, kerr))
+			e = fmt.Errorf("%s/%d: commit offset %d: the group has members again (a bridge started?): %w", m.Topic, m.Partition, m.To, kerr)
 		case !errors.Is(kerr, sarama.ErrNoError):
-			errs = append(errs, fmt.Errorf("%s/%d: commit offset %d: %w", m.Topic, m.Partition, m.To, kerr))
+			e = fmt.Errorf("%s/%d: commit offset %d: %w", m.Topic, m.Partition, m.To, kerr)
+		}
+		if e != nil {
+			refused[tp{m.Topic, m.Partition}] = e
+			errs = append(errs, e)
 		}
 	}
-	return errors.Join(errs...)
+	return refused, errors.Join(errs...)
 }

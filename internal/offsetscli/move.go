@@ -104,20 +104,35 @@ func (c *command) move(ctx context.Context, args []string) int {
 		return c.Fail(err)
 	}
 	if f.dryRun {
-		writeMoves(c.stdout, moves, true)
+		writeMoves(c.stdout, moves, true, nil)
 		if !g.movable() {
 			return c.Fail(&ActiveError{Group: g})
 		}
 		fmt.Fprintf(c.stderr, "dry run: group %s is %s, so the move would be allowed; nothing committed\n", g.ID, g.State)
 		return exitOK
 	}
-	if err := k.commit(ctx, changed(moves)); err != nil {
-		return c.Fail(err)
+	refused, err := k.commit(ctx, changed(moves))
+	if err != nil && len(refused) == 0 {
+		return c.Fail(err) // the whole request failed: nothing moved
+	}
+	if len(refused) > 0 {
+		// Kafka applied the others: say which moved, from what it reads back.
+		var applied []Move
+		for _, m := range moves {
+			if refused[tp{m.Topic, m.Partition}] == nil {
+				applied = append(applied, m)
+			}
+		}
+		verr := verify(ctx, k, applied)
+		writeMoves(c.stdout, moves, false, refused)
+		n := len(changed(moves)) - len(refused)
+		return c.Fail(fmt.Errorf("the move was partly applied: %d of %d partition(s) moved, the others were refused:\n%w",
+			n, len(changed(moves)), errors.Join(err, verr)))
 	}
 	if err := verify(ctx, k, moves); err != nil {
 		return c.Fail(err)
 	}
-	writeMoves(c.stdout, moves, false)
+	writeMoves(c.stdout, moves, false, nil)
 	fmt.Fprintf(c.stderr, "moved %d partition(s) of group %s\n", len(changed(moves)), g.ID)
 	return exitOK
 }
@@ -171,8 +186,9 @@ func verify(ctx context.Context, k *cluster, moves []Move) error {
 	return errors.Join(errs...)
 }
 
-// writeMoves prints the moves as a table.
-func writeMoves(w io.Writer, moves []Move, dryRun bool) {
+// writeMoves prints the moves as a table; those in refused (Kafka refused
+// their commit) as NOT MOVED, with why.
+func writeMoves(w io.Writer, moves []Move, dryRun bool, refused map[tp]error) {
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
 	verb := "MOVED"
 	if dryRun {
@@ -184,7 +200,15 @@ func writeMoves(w io.Writer, moves []Move, dryRun bool) {
 		if m.From != noOffset {
 			from = strconv.FormatInt(m.From, 10)
 		}
-		fmt.Fprintf(tw, "%s\t%d\t%s\t%d\t%s\n", m.Topic, m.Partition, from, m.To, delta(m))
+		what := delta(m)
+		if err := refused[tp{m.Topic, m.Partition}]; err != nil {
+			why := err
+			if u := errors.Unwrap(err); u != nil { // the broker's error, without the partition and offset the row shows
+				why = u
+			}
+			what = "NOT MOVED (" + why.Error() + ")"
+		}
+		fmt.Fprintf(tw, "%s\t%d\t%s\t%d\t%s\n", m.Topic, m.Partition, from, m.To, what)
 	}
 	_ = tw.Flush()
 }
