@@ -111,14 +111,14 @@ func FromMessage(msg *sarama.ConsumerMessage, class Class, err error, attempts i
 
 // Message builds the DLQ record for f on the topic named by suffix. The
 // original headers come first, then the DLQ headers. An original header in
-// sagabridge's namespace ("sagabridge.", other than HeaderRedriveCount) is
-// renamed OriginalPrefix+name: a producer cannot forge the DLQ's context
-// (a workflow ID the DLQ tool would list and filter by). RedriveMessage
-// restores the names.
+// sagabridge's namespace ("sagabridge.", other than HeaderRedriveCount), or
+// one that looks renamed already, is renamed OriginalPrefix+name: a
+// producer cannot forge the DLQ's context (a workflow ID the DLQ tool would
+// list and filter by). RedriveMessage restores the names.
 func (f Failure) Message(suffix string) *sarama.ProducerMessage {
 	hs := make([]sarama.RecordHeader, 0, len(f.Headers)+10)
 	for _, h := range f.Headers {
-		if k := string(h.Key); reserved(k) {
+		if k := string(h.Key); renamed(k) {
 			h.Key = []byte(OriginalPrefix + k)
 		}
 		hs = append(hs, h)
@@ -252,10 +252,27 @@ func (w ProducerWriter) Write(ctx context.Context, f Failure) error {
 	}
 }
 
-// reserved reports whether an original header's name is in sagabridge's
-// namespace and must be renamed in a dead letter. HeaderRedriveCount is
-// kept: the redrive tool set it, and a record that fails again carries its
-// count into the DLQ.
+// reserved reports whether a header's name is in sagabridge's namespace.
+// HeaderRedriveCount is not: the redrive tool set it, and a record that
+// fails again carries its count into the DLQ.
 func reserved(key string) bool {
 	return strings.HasPrefix(key, "sagabridge.") && key != HeaderRedriveCount
+}
+
+// renamed reports whether an original header must be renamed in a dead
+// letter (OriginalPrefix+key): it is reserved, or it already looks like a
+// renamed one ("original.sagabridge.x"), so that RedriveMessage, which
+// strips one OriginalPrefix from every name for which this holds of the
+// rest, gives every header back as it was.
+func renamed(key string) bool {
+	for {
+		if reserved(key) {
+			return true
+		}
+		rest, ok := strings.CutPrefix(key, OriginalPrefix)
+		if !ok {
+			return false
+		}
+		key = rest
+	}
 }

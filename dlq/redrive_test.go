@@ -184,3 +184,24 @@ func TestRedriveMessageRefusesAReducedDeadLetter(t *testing.T) {
 	assert.Equal(t, "DLQ record 1@9 was written in reduced form (dropped: value (2097152 bytes)) and is not the original record; "+
 		"redrive the original from orders/3@42 while the topic retains it", err.Error())
 }
+
+// A producer's header that already looks renamed ("original.sagabridge.x")
+// comes back from a redrive with its own name: the renaming is reversible.
+// (A redrive stripped "original." from it: the source topic got
+// "sagabridge.x", a name the producer never wrote.)
+func TestAHeaderThatLooksRenamedComesBackAsItWas(t *testing.T) {
+	own := []sarama.RecordHeader{
+		{Key: []byte("original.sagabridge.x"), Value: []byte("1")},
+		{Key: []byte("original.original.sagabridge.y"), Value: []byte("2")},
+		{Key: []byte("sagabridge.z"), Value: []byte("3")},
+		{Key: []byte("original.trace"), Value: []byte("4")},
+	}
+	f := Failure{Topic: "orders", Partition: 1, Offset: 7, Key: []byte("k"), Value: []byte("v"),
+		Class: ClassDecode, Err: "bad", Attempts: 1, Headers: own}
+	got, err := Parse(asConsumed(t, f.Message(DefaultSuffix)))
+	require.NoError(t, err)
+	re, err := RedriveMessage(Entry{Failure: got}, 3)
+	require.NoError(t, err)
+	assert.Equal(t, append(own, sarama.RecordHeader{Key: []byte(HeaderRedriveCount), Value: []byte("1")}), re.Headers,
+		"the redriven record has its own headers back, byte for byte")
+}
