@@ -90,14 +90,26 @@ func (e Envelope) Decode(v any) error {
 // JSONSize is the size of e as JSON: header values and Raw in base64,
 // escapes counted. It errs high by a few bytes, never low, so a payload
 // sized by it stays under a limit it is checked against.
-func (e Envelope) JSONSize() int {
+func (e Envelope) JSONSize() int { return e.jsonSize(6) }
+
+// JSONSizeV1 is JSONSize as it was until it counted each byte of invalid
+// UTF-8 as the six bytes of \ufffd (it counted three, so a binary key
+// sized at half its length). Workflows replaying a history recorded with it
+// use it, since the sizes decide what a run carries into the next
+// (workflows, change "sagabridge.carry-size-escapes").
+func (e Envelope) JSONSizeV1() int { return e.jsonSize(3) }
+
+// jsonSize is JSONSize, counting invalid bytes of UTF-8 each written as
+// that many.
+func (e Envelope) jsonSize(invalid int) int {
+	str := func(s string) int { return jsonStringSize(s, invalid) }
 	n := 200 // field names, punctuation, the largest partition, offset and timestamp (about 160)
-	n += jsonStringSize(e.Topic) + jsonStringSize(e.Key) + jsonStringSize(e.Type)
+	n += str(e.Topic) + str(e.Key) + str(e.Type)
 	if e.TopicID != "" {
-		n += 12 + jsonStringSize(e.TopicID) // ,"topic_id":
+		n += 12 + str(e.TopicID) // ,"topic_id":
 	}
 	for _, h := range e.Headers {
-		n += 20 + jsonStringSize(h.Key) + base64.StdEncoding.EncodedLen(len(h.Value))
+		n += 20 + str(h.Key) + base64.StdEncoding.EncodedLen(len(h.Value))
 		if h.Value == nil {
 			n += 2 // null, not ""
 		}
@@ -117,15 +129,16 @@ func (e Envelope) JSONSize() int {
 // jsonStringSize is the size of s as a JSON string: quotes, and escapes
 // (encoding/json escapes control characters, '"', '\\' and, for HTML,
 // '<', '>' and '&', as \u00XX: six bytes at most; it writes each byte of
-// invalid UTF-8 as U+FFFD, three bytes, and U+2028/U+2029 as six).
-func jsonStringSize(s string) int {
+// invalid UTF-8 as the escape \ufffd, six bytes, counted as invalid, and
+// U+2028/U+2029 as six).
+func jsonStringSize(s string, invalid int) int {
 	n := len(s) + 2
 	for i, r := range s {
 		switch {
 		case r < 0x20, r == '"', r == '\\', r == '<', r == '>', r == '&':
 			n += 5
 		case r == utf8.RuneError && !strings.HasPrefix(s[i:], "\uFFFD"):
-			n += 2 // one invalid byte becomes three
+			n += invalid - 1 // one invalid byte becomes \ufffd
 		case r == '\u2028', r == '\u2029':
 			n += 3
 		}

@@ -22,6 +22,12 @@ func (en *Entity[S]) continueAsNew(ctx workflow.Context, appliedHere int) bool {
 // carried every pending record) still replay.
 const carryBoundChange = "sagabridge.carry-bound"
 
+// carrySizeChange is the workflow.GetVersion change ID that guards the
+// size of the records carried (event.Envelope.JSONSize, which counts a
+// byte of invalid UTF-8 as the six bytes it is written as), so histories
+// recorded while it counted three (JSONSizeV1) still replay.
+const carrySizeChange = "sagabridge.carry-size-escapes"
+
 // defaultMaxCarryBytes is Entity.MaxCarryBytes by default.
 const defaultMaxCarryBytes = 1 << 20
 
@@ -39,6 +45,10 @@ func (r *runner[S]) nextRun() (Snapshot[S], bool) {
 		limit = defaultMaxCarryBytes
 	}
 	bounded := workflow.GetVersion(r.ctx, carryBoundChange, workflow.DefaultVersion, 1) >= 1
+	pending := func() int { return r.in.pendingBytesV1 }
+	if bounded && workflow.GetVersion(r.ctx, carrySizeChange, workflow.DefaultVersion, 1) >= 1 {
+		pending = func() int { return r.in.pendingBytes }
+	}
 	for {
 		r.settleUpdates()
 		next := r.snapshot()
@@ -52,11 +62,11 @@ func (r *runner[S]) nextRun() (Snapshot[S], bool) {
 				"since Temporal terminates a run whose next input is over its payload limit", "bytes", base, "max_carry_bytes", limit)
 			return next, false
 		}
-		if base+r.in.pendingBytes <= limit {
+		if base+pending() <= limit {
 			next.Inbox, next.OnClosed = r.in.pending, r.in.OnClosed
 			return next, true
 		}
-		for base+r.in.pendingBytes > limit { // apply what does not fit, oldest first
+		for base+pending() > limit { // apply what does not fit, oldest first
 			e, ok := r.in.admitPending()
 			if !ok {
 				break

@@ -20,8 +20,10 @@ type AppliedEvent struct {
 type Inbox struct {
 	ch      workflow.ReceiveChannel
 	pending []event.Envelope
-	// pendingBytes is the JSON size of pending (event.Envelope.JSONSize).
-	pendingBytes int
+	// pendingBytes is the JSON size of pending (event.Envelope.JSONSize);
+	// pendingBytesV1 as JSONSizeV1 counts it, for runs replayed from
+	// histories recorded with it (carrySizeChange).
+	pendingBytes, pendingBytesV1 int
 	// Watermarks are the highest applied offset per topic partition; carry
 	// them across ContinueAsNew.
 	Watermarks event.Watermarks
@@ -65,6 +67,7 @@ func (in *Inbox) push(b event.Batch) {
 	in.pending = append(in.pending, b.Events...)
 	for _, e := range b.Events {
 		in.pendingBytes += e.JSONSize()
+		in.pendingBytesV1 += e.JSONSizeV1()
 	}
 }
 
@@ -117,6 +120,7 @@ func (in *Inbox) admitPending() (event.Envelope, bool) {
 		in.pending[0] = event.Envelope{}
 		in.pending = in.pending[1:]
 		in.pendingBytes -= e.JSONSize()
+		in.pendingBytesV1 -= e.JSONSizeV1()
 		if !in.Watermarks.Admit(e.Position()) {
 			in.Deduped++
 			continue
