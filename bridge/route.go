@@ -132,6 +132,12 @@ func (r *Router) decode(msg *sarama.ConsumerMessage) (Target, event.Envelope, *c
 		Topic: msg.Topic, Partition: msg.Partition, Offset: msg.Offset,
 		Key: string(msg.Key), Timestamp: msg.Timestamp.UTC(),
 	}
+	if y := env.Timestamp.Year(); y < 0 || y > 9999 {
+		// A JSON time (RFC 3339) has four digits of year: the SDK could
+		// not encode the record's batch, on any try.
+		return Target{}, env, nil, poison(dlq.ClassDecode, "record %s/%d@%d has the timestamp %d ms (year %d), which JSON cannot carry (years 0 to 9999)",
+			msg.Topic, msg.Partition, msg.Offset, msg.Timestamp.UnixMilli(), y)
+	}
 	for _, h := range msg.Headers {
 		if h != nil {
 			env.Headers = append(env.Headers, event.Header{Key: string(h.Key), Value: h.Value})
