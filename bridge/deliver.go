@@ -173,6 +173,12 @@ func (b *Bridge) send(f *flow, target Target, recs []record, st *callState) erro
 		err = cerr
 	}
 	b.retries.Add(1)
+	if st.newRun {
+		// Whether the new run started is unknown (the answer may be what
+		// was lost): the next try asks again, and a new run it started,
+		// closed since with the records applied, is seen in its memo.
+		st.newRun, st.startWatermarks = false, nil
+	}
 	wait := st.next(b, &st.retry)
 	if attempt == 1 && classify(err) == kindRunFull {
 		b.log.Warn("the workflow's run has taken all the signals one run may; retrying until it continues as new",

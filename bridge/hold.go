@@ -33,7 +33,9 @@ type callState struct {
 	windowHeld bool
 	// newRun: the workflow closed and the call starts a new run of it
 	// (dispatch.on_closed_workflow new_run) with startWatermarks, what
-	// the closed run applied; records those cover are not sent again.
+	// the closed run applied; records those cover are not sent again. A
+	// new-run call that fails is tried again as an ordinary call, which
+	// finds whatever run it may have started.
 	newRun          bool
 	startWatermarks event.Watermarks
 	// dead are the failures of the records Temporal refused or that the
