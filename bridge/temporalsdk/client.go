@@ -85,13 +85,20 @@ func (t Client) SignalWithStart(ctx context.Context, target bridge.Target, batch
 	return err
 }
 
-// ClosedWatermarks reads the closed workflow's memo.
+// ClosedWatermarks reads the closed workflow's memo. A workflow whose
+// current run is running again (reset, or started since it refused the
+// signal) has no closed run to ask: that is an error, and the call is made
+// again.
 func (t Client) ClosedWatermarks(ctx context.Context, workflowID string) (event.Watermarks, error) {
 	desc, err := t.Client.DescribeWorkflowExecution(ctx, workflowID, "")
 	if err != nil {
 		return nil, fmt.Errorf("describe %s: %w", workflowID, err)
 	}
-	p, ok := desc.GetWorkflowExecutionInfo().GetMemo().GetFields()[event.MemoKey]
+	info := desc.GetWorkflowExecutionInfo()
+	if info.GetStatus() == enumspb.WORKFLOW_EXECUTION_STATUS_RUNNING {
+		return nil, fmt.Errorf("workflow %s is running again (reset or started since it refused the signal as closed): signalling it again", workflowID)
+	}
+	p, ok := info.GetMemo().GetFields()[event.MemoKey]
 	if !ok {
 		return nil, nil
 	}
