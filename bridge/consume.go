@@ -2,6 +2,7 @@ package bridge
 
 import (
 	"context"
+	"fmt"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -21,14 +22,46 @@ func (h claimHandler) Setup(s sarama.ConsumerGroupSession) error {
 	return nil
 }
 
+// claimTopicID reads the ID of a claimed partition's topic in the
+// session's generation, unless read in it already, retrying with backoff
+// while it cannot be read, until the session ends: consuming under an ID
+// read in an earlier generation would check a topic deleted and created
+// again against the old topic's watermarks, and skip its new records.
+// Meanwhile /readyz says why.
+func (b *Bridge) claimTopicID(s sarama.ConsumerGroupSession, topic string, partition int32) error {
+	key := fmt.Sprintf("%s/%d", topic, partition)
+	defer b.idStarting.Delete(key)
+	retry := b.newBackoff()
+	retry.MaxInterval = max(retry.MaxInterval, 5*time.Second)
+	for {
+		changed, err := b.topicIDs.refresh(map[string][]int32{topic: {partition}}, s.GenerationID())
+		if err == nil {
+			b.logChangedTopicIDs(changed)
+			return nil
+		}
+		b.idStarting.Store(key, err.Error())
+		wait := retry.NextBackOff()
+		b.log.Warn("cannot read the claimed topic's ID; retrying before the partition is consumed", "topic", topic, "partition", partition,
+			"err", err, "retry_in", wait)
+		if sleep(s.Context(), wait) != nil {
+			return fmt.Errorf("read the ID of topic %s: %w (the session ended)", topic, err)
+		}
+	}
+}
+
 // refreshTopicIDs reads the IDs of the topics of claims in generation,
 // unless read in it already, and logs a topic whose ID changed.
 func (b *Bridge) refreshTopicIDs(claims map[string][]int32, generation int32) {
 	changed, err := b.topicIDs.refresh(claims, generation)
 	if err != nil {
-		b.log.Warn("cannot read topic IDs; this generation's records are checked against their partitions' watermarks under any topic ID",
+		b.log.Warn("cannot read topic IDs at the join; each claimed partition reads its topic's ID before it is consumed",
 			"generation", generation, "err", err)
 	}
+	b.logChangedTopicIDs(changed)
+}
+
+// logChangedTopicIDs logs each topic whose ID changed.
+func (b *Bridge) logChangedTopicIDs(changed []string) {
 	for _, topic := range changed {
 		b.log.Warn("topic was deleted and created again (new topic ID): its offsets start again, and workflows treat its records as new",
 			"topic", topic, "topic_id", b.topicIDs.of(topic))
@@ -92,7 +125,9 @@ func (b *Bridge) newFlow(s sarama.ConsumerGroupSession, claim sarama.ConsumerGro
 	topic, partition := claim.Topic(), claim.Partition()
 	// A cooperative rebalance claims partitions without a new Setup: the
 	// topic's ID is read again if this generation has not read it yet.
-	b.refreshTopicIDs(map[string][]int32{topic: {partition}}, s.GenerationID())
+	if err := b.claimTopicID(s, topic, partition); err != nil {
+		return nil, err
+	}
 	ctx, cancel := context.WithCancel(s.Context())
 	mark := func(next int64) { s.MarkOffset(topic, partition, next, "") }
 	var committer *txnCommitter

@@ -256,8 +256,8 @@ func (b *Bridge) Handler() http.Handler {
 		case b.refused() != nil:
 			http.Error(w, fmt.Sprintf("Temporal refuses the bridge's access to namespace %s: %s",
 				b.cfg.Temporal.Namespace, b.refused().cause), http.StatusServiceUnavailable)
-		case b.txnStartFailure() != "":
-			http.Error(w, b.txnStartFailure(), http.StatusServiceUnavailable)
+		case b.claimFailure() != "":
+			http.Error(w, b.claimFailure(), http.StatusServiceUnavailable)
 		case len(b.pressure.dlqFailing()) > 0:
 			for p, err := range b.pressure.dlqFailing() {
 				http.Error(w, fmt.Sprintf("dead letters of %s cannot be written: %s", p, err), http.StatusServiceUnavailable)
@@ -276,10 +276,18 @@ func (b *Bridge) Handler() http.Handler {
 	return mux
 }
 
-// txnStartFailure names a claimed partition whose transactional producer
-// cannot start yet, and why; "" if none.
-func (b *Bridge) txnStartFailure() string {
+// claimFailure names a claimed partition that cannot be consumed yet
+// (its topic's ID cannot be read, or its transactional producer cannot
+// start), and why; "" if none.
+func (b *Bridge) claimFailure() string {
 	out := ""
+	b.idStarting.Range(func(k, v any) bool {
+		out = fmt.Sprintf("the topic ID of %s cannot be read: %s; retrying", k, v)
+		return false
+	})
+	if out != "" {
+		return out
+	}
 	b.txnStarting.Range(func(k, v any) bool {
 		out = fmt.Sprintf("the transactional producer of %s cannot start: %s; retrying", k, v)
 		return false

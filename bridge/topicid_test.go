@@ -2,6 +2,7 @@ package bridge
 
 import (
 	"context"
+	"errors"
 	"sync"
 	"testing"
 
@@ -64,4 +65,42 @@ func TestAClaimOfALaterGenerationReadsItsTopicsIDAgain(t *testing.T) {
 	mu.Lock()
 	defer mu.Unlock()
 	assert.Equal(t, 2, lookups, "the ID is read once per topic and generation")
+}
+
+// A claim whose topic's ID cannot be read yet (the metadata request
+// failed) waits and reads it again, rather than consuming under the ID read
+// in an earlier generation: the topic may have been deleted and created
+// again, and its new records would be checked against the old topic's
+// watermarks and skipped. (The claim went on at once with the stale ID.)
+func TestAClaimWaitsForItsTopicsIDRatherThanUseAStaleOne(t *testing.T) {
+	b := newTestBridge(t, &fakeTemporal{}, &fakeDLQ{})
+	var mu sync.Mutex
+	id, failures, lookups := "id-1", 0, 0
+	b.topicIDs.lookup = func(topics []string) (map[string]string, error) {
+		mu.Lock()
+		defer mu.Unlock()
+		lookups++
+		if failures > 0 {
+			failures--
+			return nil, errors.New("metadata: broker not available")
+		}
+		out := map[string]string{}
+		for _, topic := range topics {
+			out[topic] = id
+		}
+		return out, nil
+	}
+	first := &genSession{gen: 1, claims: map[string][]int32{"orders": {0}}}
+	require.NoError(t, claimHandler{b: b}.Setup(first))
+
+	mu.Lock()
+	id, failures = "id-2", 2 // recreated, and the next two lookups fail
+	mu.Unlock()
+	later := &genSession{gen: 2, claims: map[string][]int32{"orders": {1}}}
+	f, err := b.newFlow(later, fakeClaim{partition: 1})
+	require.NoError(t, err)
+	assert.Equal(t, "id-2", f.topicID)
+	mu.Lock()
+	defer mu.Unlock()
+	assert.Equal(t, 4, lookups, "one at the first join, then two failures and the read that succeeded")
 }
