@@ -395,31 +395,9 @@ func TestAnAccessFaultPausesEverythingAndDeadLettersNothing(t *testing.T) {
 			tc := &fakeTemporal{}
 			tc.set(cause)
 			dl := &fakeDLQ{}
-			b, err := New(config.Config{
-				Kafka:        config.Kafka{Brokers: []string{"b:9092"}, Group: "g"},
-				Dispatch:     config.Dispatch{RetryInitial: time.Millisecond, RetryMax: 5 * time.Millisecond, DrainTimeout: 50 * time.Millisecond},
-				Backpressure: config.Backpressure{Circuit: config.Circuit{Failures: 1000, OpenFor: 20 * time.Millisecond}},
-				Routes:       []config.Route{{Topic: "orders", TypeHeader: "event-type", WorkflowType: "O", WorkflowID: "order-{key}", TaskQueue: "q"}},
-			}, Deps{Temporal: tc, DeadLetters: dl, Logger: quiet()})
-			require.NoError(t, err)
-			b.running.Store(true)
-			b.joined.Store(true)
-			b.dispatcher.start(4)
-			defer b.dispatcher.stop()
-			ctx, cancel := context.WithCancel(context.Background())
-			defer cancel()
-			go b.watchCircuits(ctx)
-
-			ch := make(chan *sarama.ConsumerMessage, 3)
-			for i, k := range []string{"a", "b", "c"} {
-				ch <- msg(int64(i), k, `{}`)
-			}
-			s := &fakeSession{ctx: ctx}
-			done := make(chan struct{})
-			go func() {
-				defer close(done)
-				assert.NoError(t, claimHandler{b: b}.ConsumeClaim(s, fakeClaim{ch: ch}))
-			}()
+			b, s, revoke := claimWithCircuits(t, tc, dl, config.Route{Topic: "orders", TypeHeader: "event-type", WorkflowType: "O",
+				WorkflowID: "order-{key}", TaskQueue: "q"})
+			defer revoke()
 			// The first refusal opens the circuit at once (not after 1,000
 			// failures); half-open probes keep failing and keep it paused.
 			require.Eventually(t, func() bool { _, probes := tc.counts(); return probes >= 2 }, 5*time.Second, time.Millisecond)
@@ -442,8 +420,6 @@ func TestAnAccessFaultPausesEverythingAndDeadLettersNothing(t *testing.T) {
 			rec = httptest.NewRecorder()
 			b.Handler().ServeHTTP(rec, httptest.NewRequest("GET", "/readyz", nil))
 			assert.Equal(t, http.StatusOK, rec.Code)
-			close(ch)
-			<-done
 		})
 	}
 }
@@ -586,4 +562,40 @@ func TestARejectedRecordReachesTheDLQAsItWasRead(t *testing.T) {
 		assert.Equal(t, dlq.ClassRejected, got.Class)
 	}
 	assert.Nil(t, dl.failures[0].Key, "a null key stays null")
+}
+
+// claimWithCircuits starts a bridge of route on tc and dl, ready, with 4
+// dispatch workers and its circuits watched, and a claim of orders/0 with
+// records a, b and c (offsets 0 to 2). It returns the bridge, the claim's
+// session and what revokes the claim and waits for it to end.
+func claimWithCircuits(t *testing.T, tc Temporal, dl *fakeDLQ, route config.Route) (*Bridge, *fakeSession, func()) {
+	t.Helper()
+	b, err := New(config.Config{
+		Kafka:        config.Kafka{Brokers: []string{"b:9092"}, Group: "g"},
+		Dispatch:     config.Dispatch{RetryInitial: time.Millisecond, RetryMax: 5 * time.Millisecond, DrainTimeout: 50 * time.Millisecond},
+		Backpressure: config.Backpressure{Circuit: config.Circuit{Failures: 1000, OpenFor: 20 * time.Millisecond}},
+		Routes:       []config.Route{route},
+	}, Deps{Temporal: tc, DeadLetters: dl, Logger: quiet()})
+	require.NoError(t, err)
+	b.running.Store(true)
+	b.joined.Store(true)
+	b.dispatcher.start(4)
+	ctx, cancel := context.WithCancel(context.Background())
+	go b.watchCircuits(ctx)
+	ch := make(chan *sarama.ConsumerMessage, 3)
+	for i, k := range []string{"a", "b", "c"} {
+		ch <- msg(int64(i), k, `{}`)
+	}
+	s := &fakeSession{ctx: ctx}
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		assert.NoError(t, claimHandler{b: b}.ConsumeClaim(s, fakeClaim{ch: ch}))
+	}()
+	return b, s, func() {
+		close(ch)
+		<-done
+		cancel()
+		b.dispatcher.stop()
+	}
 }

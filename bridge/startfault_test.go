@@ -1,11 +1,9 @@
 package bridge
 
 import (
-	"context"
 	"testing"
 	"time"
 
-	"github.com/IBM/sarama"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 	"go.temporal.io/api/serviceerror"
@@ -36,32 +34,10 @@ func TestARouteWhoseStartOptionsTemporalRefusesDeadLettersNothing(t *testing.T) 
 		t.Run(name, func(t *testing.T) {
 			tc := &fakeTemporal{failAll: cause} // CheckAccess succeeds: the namespace is fine
 			dl := &fakeDLQ{}
-			b, err := New(config.Config{
-				Kafka:        config.Kafka{Brokers: []string{"b:9092"}, Group: "g"},
-				Dispatch:     config.Dispatch{RetryInitial: time.Millisecond, RetryMax: 5 * time.Millisecond, DrainTimeout: 50 * time.Millisecond},
-				Backpressure: config.Backpressure{Circuit: config.Circuit{Failures: 1000, OpenFor: 20 * time.Millisecond}},
-				Routes: []config.Route{{Topic: "orders", TypeHeader: "event-type", WorkflowType: "O", WorkflowID: "order-{key}", TaskQueue: "q",
-					SearchAttributes: map[string]config.SearchAttribute{"CustomerTier": {Type: "keyword", Value: "gold"}}}},
-			}, Deps{Temporal: tc, DeadLetters: dl, Logger: quiet()})
-			require.NoError(t, err)
-			b.running.Store(true)
-			b.joined.Store(true)
-			b.dispatcher.start(4)
-			defer b.dispatcher.stop()
-			ctx, cancel := context.WithCancel(context.Background())
-			defer cancel()
-			go b.watchCircuits(ctx)
-
-			ch := make(chan *sarama.ConsumerMessage, 3)
-			for i, k := range []string{"a", "b", "c"} {
-				ch <- msg(int64(i), k, `{}`)
-			}
-			s := &fakeSession{ctx: ctx}
-			done := make(chan struct{})
-			go func() {
-				defer close(done)
-				assert.NoError(t, claimHandler{b: b}.ConsumeClaim(s, fakeClaim{ch: ch}))
-			}()
+			_, s, revoke := claimWithCircuits(t, tc, dl, config.Route{Topic: "orders", TypeHeader: "event-type", WorkflowType: "O",
+				WorkflowID: "order-{key}", TaskQueue: "q",
+				SearchAttributes: map[string]config.SearchAttribute{"CustomerTier": {Type: "keyword", Value: "gold"}}})
+			defer revoke()
 			require.Eventually(t, func() bool { calls, _ := tc.counts(); return calls >= 6 || s.committed() == 3 }, 5*time.Second, time.Millisecond,
 				"the refused calls were neither tried again nor committed")
 			dl.mu.Lock()
@@ -71,8 +47,6 @@ func TestARouteWhoseStartOptionsTemporalRefusesDeadLettersNothing(t *testing.T) 
 
 			tc.set(nil) // the attribute is registered
 			require.Eventually(t, func() bool { return s.committed() == 3 }, 5*time.Second, time.Millisecond)
-			close(ch)
-			<-done
 		})
 	}
 }

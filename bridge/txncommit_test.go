@@ -118,17 +118,7 @@ func TestOffsetsCommitAgainAfterAnAbortRanOutOfRetries(t *testing.T) {
 	defer c.close()
 
 	c.advance(5)
-	admin, err := sarama.NewClusterAdmin(b.cfg.Kafka.Brokers, sarama.NewConfig())
-	require.NoError(t, err)
-	defer admin.Close()
-	require.Eventually(t, func() bool {
-		offsets, err := admin.ListConsumerGroupOffsets("g", map[string][]int32{"orders": {0}})
-		if err != nil {
-			return false
-		}
-		block := offsets.GetBlock("orders", 0)
-		return block != nil && block.Offset == 5
-	}, time.Minute, 50*time.Millisecond, "offset 5 never committed")
+	requireGroupOffset(t, b.cfg.Kafka.Brokers, 5, "offset 5 never committed")
 	assert.Greater(t, ends.Load(), int32(refused), "the coordinator was never out of reach")
 }
 
@@ -293,7 +283,15 @@ func TestACommitterWhoseNewProducerCannotStartYetRetries(t *testing.T) {
 	defer c.close()
 
 	c.advance(5)
-	admin, err := sarama.NewClusterAdmin(b.cfg.Kafka.Brokers, sarama.NewConfig())
+	requireGroupOffset(t, b.cfg.Kafka.Brokers, 5, "offset 5 never committed")
+	assert.Greater(t, inits.Load(), int32(1+refused), "the replacement producer was never refused")
+}
+
+// requireGroupOffset waits up to a minute for group "g"'s committed offset
+// of orders/0 to be want.
+func requireGroupOffset(t *testing.T, brokers []string, want int64, msg string) {
+	t.Helper()
+	admin, err := sarama.NewClusterAdmin(brokers, sarama.NewConfig())
 	require.NoError(t, err)
 	defer admin.Close()
 	require.Eventually(t, func() bool {
@@ -302,7 +300,6 @@ func TestACommitterWhoseNewProducerCannotStartYetRetries(t *testing.T) {
 			return false
 		}
 		block := offsets.GetBlock("orders", 0)
-		return block != nil && block.Offset == 5
-	}, time.Minute, 50*time.Millisecond, "offset 5 never committed")
-	assert.Greater(t, inits.Load(), int32(1+refused), "the replacement producer was never refused")
+		return block != nil && block.Offset == want
+	}, time.Minute, 50*time.Millisecond, msg)
 }

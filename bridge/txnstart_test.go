@@ -63,17 +63,7 @@ func TestAPartitionWhoseTransactionalProducerCannotStartYetRetries(t *testing.T)
 	assert.Contains(t, rec.Body.String(), "cannot start")
 	allowed.Store(true) // the ACL is granted
 
-	admin, err := sarama.NewClusterAdmin(b.cfg.Kafka.Brokers, sarama.NewConfig())
-	require.NoError(t, err)
-	defer admin.Close()
-	require.Eventually(t, func() bool {
-		offsets, err := admin.ListConsumerGroupOffsets("g", map[string][]int32{"orders": {0}})
-		if err != nil {
-			return false
-		}
-		block := offsets.GetBlock("orders", 0)
-		return block != nil && block.Offset == 3
-	}, time.Minute, 50*time.Millisecond, "the partition's records were never committed")
+	requireGroupOffset(t, b.cfg.Kafka.Brokers, 3, "the partition's records were never committed")
 	rec = httptest.NewRecorder()
 	b.Handler().ServeHTTP(rec, httptest.NewRequest(http.MethodGet, "/readyz", nil))
 	assert.Equal(t, http.StatusOK, rec.Code, rec.Body.String())
