@@ -51,14 +51,33 @@ type Ledger struct {
 	reserved map[string]int   // order/sku → units held
 	charged  map[string]int64 // order → cents captured
 	shipped  map[string]bool
+	// done holds the reservations and releases made, by the activity
+	// that made them: a retry of one (its answer lost) changes nothing.
+	done map[string]bool
 }
 
 // NewActivities returns services with nothing reserved, charged or shipped.
 func NewActivities() *Activities {
-	return &Activities{Ledger: &Ledger{reserved: map[string]int{}, charged: map[string]int64{}, shipped: map[string]bool{}}}
+	return &Activities{Ledger: &Ledger{reserved: map[string]int{}, charged: map[string]int64{}, shipped: map[string]bool{},
+		done: map[string]bool{}}}
 }
 
-// ReserveInventory holds stock for one line.
+// once reports whether the calling activity has not yet changed the
+// ledger, and records that it has. The key is the activity's, the same on
+// every attempt, as a real service's idempotency key would be. The
+// caller holds l.mu.
+func (l *Ledger) once(ctx context.Context) bool {
+	info := activity.GetInfo(ctx)
+	key := info.WorkflowExecution.ID + "/" + info.WorkflowExecution.RunID + "/" + info.ActivityID
+	if l.done[key] {
+		return false
+	}
+	l.done[key] = true
+	return true
+}
+
+// ReserveInventory holds stock for one line. A retry of it holds nothing
+// more.
 func (a *Activities) ReserveInventory(ctx context.Context, in ReserveInput) error {
 	if in.Item.SKU == "OUT-OF-STOCK" {
 		return temporal.NewNonRetryableApplicationError("sku OUT-OF-STOCK has no stock", ErrOutOfStock, nil)
@@ -66,19 +85,23 @@ func (a *Activities) ReserveInventory(ctx context.Context, in ReserveInput) erro
 	l := a.Ledger
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	l.reserved[in.OrderID+"/"+in.Item.SKU] += in.Item.Qty
+	if l.once(ctx) {
+		l.reserved[in.OrderID+"/"+in.Item.SKU] += in.Item.Qty
+	}
 	activity.GetLogger(ctx).Info("reserved", "order", in.OrderID, "sku", in.Item.SKU, "qty", in.Item.Qty)
 	return nil
 }
 
 // ReleaseInventory returns stock held for one line. Releasing what is not
-// held is a no-op, so the compensation is safe to retry.
+// held is a no-op, and a retry of it releases nothing more, so the
+// compensation is safe to retry.
 func (a *Activities) ReleaseInventory(ctx context.Context, in ReserveInput) error {
 	l := a.Ledger
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	key := in.OrderID + "/" + in.Item.SKU
-	l.reserved[key] = max(0, l.reserved[key]-in.Item.Qty)
+	if key := in.OrderID + "/" + in.Item.SKU; l.once(ctx) {
+		l.reserved[key] = max(0, l.reserved[key]-in.Item.Qty)
+	}
 	activity.GetLogger(ctx).Info("released", "order", in.OrderID, "sku", in.Item.SKU)
 	return nil
 }

@@ -50,6 +50,10 @@ func OrderSaga(ctx workflow.Context, carried *State) (State, error) {
 	return orderEntity().Run(ctx, carried)
 }
 
+// untilDone retries an activity until it succeeds or fails with a
+// non-retryable error, backing off to a minute between attempts.
+var untilDone = &temporal.RetryPolicy{InitialInterval: time.Second, MaximumInterval: time.Minute}
+
 // orderEntity wires the order's handlers into the runtime.
 func orderEntity() *workflows.Entity[OrderData] {
 	retry := &temporal.RetryPolicy{InitialInterval: time.Second, MaximumAttempts: 5}
@@ -61,7 +65,11 @@ func orderEntity() *workflows.Entity[OrderData] {
 		Query:           QueryState,
 		ActivityOptions: workflow.ActivityOptions{StartToCloseTimeout: 10 * time.Second, RetryPolicy: retry},
 		Compensation: workflows.CompensationOptions{
-			ActivityOptions: workflow.ActivityOptions{StartToCloseTimeout: 10 * time.Second, RetryPolicy: retry},
+			// An undo is retried until it goes through or fails for good
+			// (a non-retryable error): a saga that compensates must not
+			// leave a customer charged because the payment service was down
+			// for a minute.
+			ActivityOptions: workflow.ActivityOptions{StartToCloseTimeout: 10 * time.Second, RetryPolicy: untilDone},
 		},
 		StatusSearchAttribute: StatusSearchAttribute,
 		KeepApplied:           1000,
@@ -172,7 +180,11 @@ func chargeAndShip(c *workflows.Ctx[OrderData], p PaymentAuthorizedEvent) error 
 	}
 	c.Begin("ShipOrder")
 	ship := ShipInput{OrderID: c.Key(), Country: c.State.Country, Items: c.State.Items}
-	if err := workflow.ExecuteActivity(c, a.ShipOrder, ship).Get(c, nil); err != nil {
+	// Shipping cannot be undone, and an attempt whose answer was lost may
+	// have shipped: it is retried until the carrier answers, and only its
+	// "undeliverable" (non-retryable) compensates the order.
+	shipCtx := workflow.WithActivityOptions(c, workflow.ActivityOptions{StartToCloseTimeout: 10 * time.Second, RetryPolicy: untilDone})
+	if err := workflow.ExecuteActivity(shipCtx, a.ShipOrder, ship).Get(c, nil); err != nil {
 		return c.Fail(StatusCompensated, err)
 	}
 	c.Completed("ShipOrder")

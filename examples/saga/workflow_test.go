@@ -9,6 +9,7 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/mock"
 	"github.com/stretchr/testify/require"
+	"go.temporal.io/sdk/temporal"
 	"go.temporal.io/sdk/testsuite"
 	"go.temporal.io/sdk/workflow"
 
@@ -93,7 +94,7 @@ func TestFailedCompensationIsReportedAndTheRestStillRun(t *testing.T) {
 	acts := NewActivities()
 	env := newEnv(acts)
 	env.OnActivity(acts.ReleaseInventory, mock.Anything, ReserveInput{OrderID: "42", Item: Item{SKU: "B", Qty: 1}}).
-		Return(errors.New("warehouse offline"))
+		Return(temporal.NewNonRetryableApplicationError("warehouse offline for good", "WarehouseClosed", nil))
 	env.OnActivity(acts.ReleaseInventory, mock.Anything, mock.Anything).Return(nil)
 	env.RegisterDelayedCallback(func() {
 		env.SignalWorkflow(Signal, event.Batch{Events: []event.Envelope{
