@@ -93,7 +93,7 @@ func parseFlags(w Worker, args []string, out io.Writer) (settings, error) {
 	fs.StringVar(&s.logLevel, "log-level", "info", "debug, info, warn or error")
 	var brokers *string
 	if w.Kafka {
-		brokers = fs.String("kafka-brokers", "", "comma-separated Kafka brokers (required without -config)")
+		brokers = fs.String("kafka-brokers", "", "comma-separated Kafka brokers (or SAGABRIDGE_KAFKA_BROKERS, or -config)")
 	}
 	if err := fs.Parse(args); err != nil {
 		return settings{}, fmt.Errorf("%w: %w", ErrUsage, err)
@@ -117,8 +117,6 @@ func parseFlags(w Worker, args []string, out io.Writer) (settings, error) {
 		return settings{}, fmt.Errorf("%w: -sticky-timeout must be at least 1s, not %s", ErrUsage, s.stickyTimeout)
 	case s.taskQueue == "":
 		return settings{}, fmt.Errorf("%w: -task-queue is required", ErrUsage)
-	case w.Kafka && s.configPath == "" && *brokers == "":
-		return settings{}, fmt.Errorf("%w: -kafka-brokers or -config is required", ErrUsage)
 	}
 	s.override = func(c *config.Config) {
 		if brokers != nil && set["kafka-brokers"] {

@@ -61,6 +61,21 @@ func TestFlagsOverrideTheEnvironmentWhichOverridesTheFile(t *testing.T) {
 	assert.Equal(t, []string{"a:1", "b:2"}, conns.Kafka.Brokers)
 }
 
+// A Kafka worker takes its brokers from the environment as the bridge
+// does: neither -kafka-brokers nor -config is needed. (It refused to start:
+// "-kafka-brokers or -config is required".) Given none anywhere, loading
+// its configuration names the field.
+func TestAKafkaWorkerTakesItsBrokersFromTheEnvironment(t *testing.T) {
+	_, conns := loadWith(t, Worker{TaskQueue: "q", Kafka: true}, []string{"SAGABRIDGE_KAFKA_BROKERS=env:9092"})
+	assert.Equal(t, []string{"env:9092"}, conns.Kafka.Brokers)
+
+	s, err := parseFlags(Worker{TaskQueue: "q", Kafka: true}, nil, &bytes.Buffer{})
+	require.NoError(t, err)
+	_, err = config.LoadConnections(s.configPath, s.override)
+	require.Error(t, err)
+	assert.Contains(t, err.Error(), "kafka.brokers")
+}
+
 func TestTheEnvironmentAppliesWithoutAFile(t *testing.T) {
 	_, conns := loadWith(t, Worker{TaskQueue: "q"}, []string{"SAGABRIDGE_TEMPORAL_ADDRESS=env:7233"})
 	assert.Equal(t, "env:7233", conns.Temporal.Address)
@@ -73,7 +88,6 @@ func TestBadCommandLinesAreUsageErrors(t *testing.T) {
 		args []string
 		want string
 	}{
-		{"no brokers for a Kafka worker", Worker{TaskQueue: "q", Kafka: true}, nil, "-kafka-brokers or -config is required"},
 		{"no task queue", Worker{}, nil, "-task-queue is required"},
 		{"no pollers", Worker{TaskQueue: "q"}, []string{"-workflow-pollers", "0"}, "-workflow-pollers must be at least 1, not 0"},
 		{"an argument", Worker{TaskQueue: "q"}, []string{"extra"}, `unexpected argument "extra"`},
