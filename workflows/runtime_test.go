@@ -621,3 +621,35 @@ func TestStartingATimeoutWithoutAHandlerRejectsTheRecord(t *testing.T) {
 	assert.Contains(t, out.Rejected[0].Reason, `start timeout "remind"`)
 	assert.Contains(t, out.Rejected[0].Reason, ErrNoTimeoutHandler.Error())
 }
+
+// An update retried after ContinueAsNew gets its first answer though the
+// state has moved on since, so that its validator, which checks the state,
+// would now refuse it: the first attempt succeeded. (The validator ran
+// before the remembered answer was looked up, and the retry was refused.)
+func TestAnUpdateRetriedAfterTheStateMovedOnGetsTheFirstAnswer(t *testing.T) {
+	ct := newCartTest(t, cartEntity(func(en *Entity[cart]) {
+		OnUpdate(en, "approve", func(st Snapshot[cart], _ string) error {
+			if st.Status != "open" {
+				return fmt.Errorf("cannot approve: status %s", st.Status)
+			}
+			return nil
+		}, func(c *Ctx[cart], _ string) (string, error) {
+			c.SetStatus("approved")
+			return "ok", nil
+		})
+	}))
+	carried := &Snapshot[cart]{Progress: Progress{Status: "approved"}, State: cart{Items: []string{}},
+		RecentUpdates: []UpdateResult{{ID: "u1", Name: "approve", Result: []byte(`"ok"`)}}}
+	var answer any
+	ct.at(func() {
+		ct.env.UpdateWorkflow("approve", "u1", &testsuite.TestUpdateCallback{
+			OnAccept: func() {}, OnReject: func(err error) { t.Errorf("the retry was refused: %v", err) },
+			OnComplete: func(v any, err error) { require.NoError(t, err); answer = v },
+		}, "x")
+	})
+	ct.signal(pay(1, true))
+	out, err := ct.run(carried)
+	require.NoError(t, err)
+	assert.Equal(t, "ok", answer)
+	assert.Equal(t, 1, out.Stats.DedupedUpdates)
+}

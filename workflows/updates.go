@@ -23,8 +23,8 @@ import (
 // with them, so it sees the state the records before it left; that state may
 // have moved on since validate accepted the update, so handle checks again
 // what it relies on. An update retried with the same update ID (after
-// ContinueAsNew too) gets the first answer again without running handle
-// twice. While the run continues as new, new updates are refused with an
+// ContinueAsNew too) gets the first answer again without running validate
+// or handle again. While the run continues as new, new updates are refused with an
 // error that asks to send them again.
 func OnUpdate[S, In, Out any](en *Entity[S], name string, validate func(st Snapshot[S], in In) error, handle func(c *Ctx[S], in In) (Out, error)) {
 	en.updates = append(en.updates, func(r *runner[S]) error {
@@ -54,6 +54,9 @@ func OnUpdate[S, In, Out any](en *Entity[S], name string, validate func(st Snaps
 			return out, nil
 		}
 		valid := func(ctx workflow.Context, in In) error {
+			if _, ok := r.recentUpdate(workflow.GetCurrentUpdateInfo(ctx).ID); ok {
+				return nil // a retry: run answers it as the first time, whatever the state now
+			}
 			if r.done() {
 				return r.alreadyDone(name)
 			}
