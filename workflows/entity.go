@@ -184,6 +184,9 @@ func (en *Entity[S]) Run(ctx workflow.Context, carried *Snapshot[S]) (Snapshot[S
 	if en.Finish != nil {
 		c := r.newCtx(event.Envelope{})
 		if err := c.outcome(en.Finish(c)); err != nil {
+			if workflow.GetVersion(r.ctx, drainOnFinishErrorChange, workflow.DefaultVersion, 1) >= 1 {
+				r.drain() // records that came while Finish ran follow the policy, as when it succeeds
+			}
 			if len(r.lateRecords) > 0 {
 				// The late records are counted as applied: failing the run
 				// would lose them, so a new run takes them and the error is
@@ -217,6 +220,11 @@ const stayRecheck = 100
 // recheckCarryChange is the workflow.GetVersion change ID that guards
 // looking again (stayRecheck) at a state that was too large to carry.
 const recheckCarryChange = "sagabridge.recheck-carry"
+
+// drainOnFinishErrorChange is the workflow.GetVersion change ID that
+// guards handling the records that came while a failing Finish ran (older
+// runs closed with them still in the signal channel).
+const drainOnFinishErrorChange = "sagabridge.drain-on-finish-error"
 
 // memoOnFinishErrorChange is the workflow.GetVersion change ID that guards
 // writing the memo when Finish fails (older runs closed without it).

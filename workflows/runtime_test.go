@@ -653,3 +653,29 @@ func TestAnUpdateRetriedAfterTheStateMovedOnGetsTheFirstAnswer(t *testing.T) {
 	assert.Equal(t, "ok", answer)
 	assert.Equal(t, 1, out.Stats.DedupedUpdates)
 }
+
+// Records that arrive while a Finish that then fails runs follow the
+// closed-workflow policy, as when Finish succeeds: here they are
+// dead-lettered and rejected, and the memo covers them. (The run closed
+// with them still in the signal channel: the bridge had them accepted, and
+// they were in no DLQ, no rejection and no watermark.)
+func TestRecordsThatArriveWhileAFailingFinishRunsAreNotLost(t *testing.T) {
+	ct := newCartTest(t, cartEntity(func(en *Entity[cart]) {
+		en.Finish = func(c *Ctx[cart]) error {
+			if err := workflow.Sleep(c, 10*time.Second); err != nil {
+				return err
+			}
+			return errors.New("outcome service down")
+		}
+	}))
+	ct.signal(reserve(1, "a"), pay(2, true))
+	ct.at(func() {
+		ct.env.SignalWorkflow(event.DefaultSignal, event.Batch{Events: []event.Envelope{reserve(3, "x"), reserve(4, "y")}, OnClosed: "dlq"})
+	})
+	ct.env.ExecuteWorkflow("Cart", (*Snapshot[cart])(nil))
+	require.True(t, ct.env.IsWorkflowCompleted())
+	require.Error(t, ct.env.GetWorkflowError(), "Finish failed")
+	require.Len(t, ct.world.deadLetters, 2, "the records that came while Finish ran")
+	assert.Equal(t, int64(3), ct.world.deadLetters[0].Event.Offset)
+	assert.Equal(t, int64(4), ct.world.deadLetters[1].Event.Offset)
+}
