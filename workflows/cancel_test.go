@@ -2,6 +2,8 @@ package workflows
 
 import (
 	"context"
+	"errors"
+	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -137,4 +139,35 @@ func TestASagaCompensatesAfterItsWorkflowIsCancelled(t *testing.T) {
 	for _, r := range results {
 		assert.Empty(t, r.Error, r.Name)
 	}
+}
+
+// A cancellation that arrives while a run hands its records to the next
+// one (applying those that do not fit in MaxCarryBytes) is not carried
+// away by ContinueAsNew: the run stops applying, and the saga is cancelled
+// and compensates as it would between two records. (The run went on
+// applying the records on the cancelled context, each rejected, and then
+// continued as new, which the SDK does despite the request: the next run
+// never saw it.)
+func TestACancellationWhileTheRunHandsOverIsNotLost(t *testing.T) {
+	pad := strings.Repeat("p", 1000)
+	en := cartEntity(func(en *Entity[cart]) {
+		en.MaxAppliedPerRun, en.MaxCarryBytes = 1, 4<<10
+	})
+	On(en, "Slow", func(c *Ctx[cart], _ struct{ Pad string }) error { return workflow.Sleep(c, time.Minute) })
+	ct := newCartTest(t, en)
+	var batch []event.Envelope
+	batch = append(batch, reserve(1, "a"))
+	for i := range 6 {
+		batch = append(batch, rec(0, int64(2+i), "Slow", `{"pad":"`+pad+`"}`))
+	}
+	ct.signal(batch...)
+	ct.env.RegisterDelayedCallback(ct.env.CancelWorkflow, 91*time.Second) // while the records that do not fit are applied
+	ct.env.ExecuteWorkflow("Cart", nil)
+	require.True(t, ct.env.IsWorkflowCompleted())
+	err := ct.env.GetWorkflowError()
+	var can *workflow.ContinueAsNewError
+	require.False(t, errors.As(err, &can), "the run continued as new, the cancellation with it")
+	var cancelled *temporal.CanceledError
+	require.ErrorAs(t, err, &cancelled)
+	assert.Equal(t, []string{"a"}, ct.world.released, "the saga compensated")
 }

@@ -22,6 +22,11 @@ func (en *Entity[S]) continueAsNew(ctx workflow.Context, appliedHere int) bool {
 // carried every pending record) still replay.
 const carryBoundChange = "sagabridge.carry-bound"
 
+// cancelBeforeContinueChange is the workflow.GetVersion change ID that
+// guards ending a hand-over to the next run when a cancellation arrives
+// during it (nextRun); older runs continued as new and lost it.
+const cancelBeforeContinueChange = "sagabridge.cancel-before-continue"
+
 // carrySizeChange is the workflow.GetVersion change ID that guards the
 // size of the records carried (event.Envelope.JSONSize, which counts a
 // byte of invalid UTF-8 as the six bytes it is written as), so histories
@@ -49,9 +54,18 @@ func (r *runner[S]) nextRun() (Snapshot[S], bool) {
 	if bounded && workflow.GetVersion(r.ctx, carrySizeChange, workflow.DefaultVersion, 1) >= 1 {
 		pending = func() int { return r.in.pendingBytes }
 	}
+	// A cancellation that arrives meanwhile ends the hand-over: the SDK
+	// continues as new despite a pending request, and the next run would
+	// never see it. The run then handles it as between two records.
+	cancelled := func() bool {
+		return r.ctx.Err() != nil && workflow.GetVersion(r.ctx, cancelBeforeContinueChange, workflow.DefaultVersion, 1) >= 1
+	}
 	for {
 		r.settleUpdates()
 		next := r.snapshot()
+		if bounded && cancelled() {
+			return next, false
+		}
 		if !bounded {
 			next.Inbox, next.OnClosed = r.in.pending, r.in.OnClosed
 			return next, true
@@ -75,6 +89,9 @@ func (r *runner[S]) nextRun() (Snapshot[S], bool) {
 			if r.done() {
 				// A record made it final: the run ends here (Run drains,
 				// runs Finish and hands late records on), not in a new run.
+				return next, false
+			}
+			if cancelled() {
 				return next, false
 			}
 		}
