@@ -232,9 +232,11 @@ func TestGuideRunsAsWritten(t *testing.T) {
 			assert.Equal(t, []string{"CreateAccount", "Charge", "Activate"}, ann.CompletedSteps)
 			assert.Equal(t, "basic", ann.State.Plan)
 			assert.Equal(t, 1, ann.Stats.Updates)
-			require.Len(t, bob.Compensations, 1)
-			assert.Equal(t, "CloseAccount", bob.Compensations[0].Name)
+			require.Len(t, bob.Compensations, 2) // the refund, registered before the charge, then the account
+			assert.Equal(t, "Refund", bob.Compensations[0].Name)
+			assert.Equal(t, "CloseAccount", bob.Compensations[1].Name)
 			assert.Empty(t, bob.Compensations[0].Error)
+			assert.Empty(t, bob.Compensations[1].Error)
 			assert.Equal(t, "CardDeclined: card declined", bob.LastError)
 
 			lines := guideLines(b.body)
