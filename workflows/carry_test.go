@@ -1,6 +1,7 @@
 package workflows
 
 import (
+	"slices"
 	"strings"
 	"testing"
 
@@ -58,4 +59,33 @@ func TestARunThatCouldNotCarryItsStateContinuesAsNewOnceItShrinks(t *testing.T) 
 	assert.Empty(t, next.State.Pad)
 	assert.LessOrEqual(t, next.State.N, 2+stayRecheck+1, "continued as new within stayRecheck records of shrinking")
 	assert.Equal(t, len(batch), next.State.N+len(next.Inbox), "every record applied or carried")
+}
+
+// An entity that never ends (no Final) and completes a step per record
+// keeps the last keepSteps step names, not every one it ever completed:
+// the list is carried across ContinueAsNew, and unbounded it would one day
+// be over MaxCarryBytes, the run could no longer continue as new, and
+// Temporal would terminate it at its history limit. (CompletedSteps grew by
+// one name per record for ever.)
+func TestALongLivedEntityKeepsTheLastStepsItCompleted(t *testing.T) {
+	en := cartEntity(func(en *Entity[cart]) { en.Final = nil })
+	On(en, "Step", func(c *Ctx[cart], _ struct{}) error {
+		c.Completed("Step")
+		return nil
+	})
+	ct := newCartTest(t, en)
+	carried := &Snapshot[cart]{Progress: Progress{Status: "open", CompletedSteps: slices.Repeat([]string{"Old"}, keepSteps)},
+		State: cart{Items: []string{}}}
+	ct.signal(rec(0, 1, "Step", `{}`), rec(0, 2, "Step", `{}`))
+	var st Snapshot[cart]
+	ct.at(func() {
+		v, err := ct.env.QueryWorkflow("state")
+		require.NoError(t, err)
+		require.NoError(t, v.Get(&st))
+		ct.env.CancelWorkflow()
+	})
+	ct.env.ExecuteWorkflow("Cart", carried)
+	require.True(t, ct.env.IsWorkflowCompleted())
+	require.Len(t, st.CompletedSteps, keepSteps)
+	assert.Equal(t, []string{"Step", "Step"}, st.CompletedSteps[keepSteps-2:], "the newest are kept")
 }

@@ -65,7 +65,7 @@ func (c *Ctx[S]) Fail(status string, err error) error {
 	c.call.failed = true
 	c.r.c.LastError = Describe(err)
 	c.r.c.CurrentStep = ""
-	c.r.c.Compensations = append(c.r.c.Compensations, c.r.compensate()...)
+	c.r.c.Compensations = keepLastSteps(c.r.ctx, append(c.r.c.Compensations, c.r.compensate()...))
 	c.r.c.Status = status
 	if err == nil {
 		return fmt.Errorf("%w (status %s)", ErrSagaFailed, status)

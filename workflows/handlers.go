@@ -79,7 +79,7 @@ func (c *Ctx[S]) Completed(step string, undo ...Undo) {
 	if c.refuse(fmt.Sprintf("Completed(%q)", step)) != nil {
 		return
 	}
-	c.r.c.CompletedSteps = append(c.r.c.CompletedSteps, step)
+	c.r.c.CompletedSteps = keepLastSteps(c.r.ctx, append(c.r.c.CompletedSteps, step))
 	if c.r.c.CurrentStep == step {
 		c.r.c.CurrentStep = ""
 	}

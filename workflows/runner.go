@@ -237,6 +237,27 @@ func (r *runner[S]) rejectRecord(e event.Envelope, pos AppliedEvent, reason stri
 // keepRejected is how many rejections the state lists.
 const keepRejected = 100
 
+// keepSteps is how many completed steps, and compensations that ran, the
+// state lists: the last ones. A saga has far fewer; an entity that never
+// ends would otherwise carry one more name per step into every run, until
+// its state was too large to continue as new.
+const keepSteps = 1000
+
+// keepStepsChange is the workflow.GetVersion change ID that guards
+// keeping only the last keepSteps: the state's size decides what a run
+// carries into the next, so histories recorded with every step kept must
+// replay with every step kept.
+const keepStepsChange = "sagabridge.keep-steps"
+
+// keepLastSteps drops the oldest of list past keepSteps, in runs recorded
+// since keepStepsChange; it asks only once the list is that long.
+func keepLastSteps[T any](ctx workflow.Context, list []T) []T {
+	if len(list) <= keepSteps || workflow.GetVersion(ctx, keepStepsChange, workflow.DefaultVersion, 1) < 1 {
+		return list
+	}
+	return slices.Delete(list, 0, len(list)-keepSteps)
+}
+
 // reject records a rejection, keeping the last keepRejected.
 func (r *runner[S]) reject(rej Rejection) {
 	r.c.Stats.Rejected++

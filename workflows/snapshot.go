@@ -56,10 +56,11 @@ type Progress struct {
 	Status string `json:"status"`
 	// CurrentStep is the step begun and not completed (Ctx.Begin).
 	CurrentStep string `json:"current_step,omitempty"`
-	// CompletedSteps lists completed steps in order (Ctx.Completed).
+	// CompletedSteps lists the last 1,000 completed steps in order
+	// (Ctx.Completed).
 	CompletedSteps []string `json:"completed_steps"`
-	// Compensations lists the compensations that ran, in the order they
-	// ran, with an error where one failed.
+	// Compensations lists the last 1,000 compensations that ran, in the
+	// order they ran, with an error where one failed.
 	Compensations []CompensationResult `json:"compensations"`
 	// LastError is the failure that made the saga compensate, if any.
 	LastError string `json:"last_error,omitempty"`
