@@ -171,3 +171,33 @@ func TestACancellationWhileTheRunHandsOverIsNotLost(t *testing.T) {
 	require.ErrorAs(t, err, &cancelled)
 	assert.Equal(t, []string{"a"}, ct.world.released, "the saga compensated")
 }
+
+// An update whose handler is under way when the workflow is asked to
+// cancel gets the handler's answer, which the run also remembers for a
+// retry: the caller must not be told "canceled" for an update that took
+// effect. (The caller's wait was on the cancelled context: it got
+// "canceled", and a retry then got the remembered success.)
+func TestAnUpdateUnderWayWhenTheWorkflowIsCancelledGetsItsAnswer(t *testing.T) {
+	ct := newCartTest(t, cartEntity(func(en *Entity[cart]) {
+		OnUpdate(en, "note", nil, func(c *Ctx[cart], in string) (string, error) {
+			ctx, _ := workflow.NewDisconnectedContext(c) // the handler's work goes on through a cancellation
+			_ = workflow.Sleep(ctx, time.Minute)
+			c.State.Items = append(c.State.Items, in)
+			return "noted " + in, nil
+		})
+	}))
+	ct.signal(reserve(1, "a"))
+	var answer any
+	var answerErr error
+	ct.at(func() {
+		ct.env.UpdateWorkflow("note", "u1", &testsuite.TestUpdateCallback{
+			OnAccept: func() {}, OnReject: func(err error) { t.Errorf("rejected: %v", err) },
+			OnComplete: func(v any, err error) { answer, answerErr = v, err },
+		}, "x")
+	})
+	ct.env.RegisterDelayedCallback(ct.env.CancelWorkflow, ct.step+30*time.Second) // while the handler sleeps
+	ct.env.ExecuteWorkflow("Cart", nil)
+	require.True(t, ct.env.IsWorkflowCompleted())
+	require.NoError(t, answerErr, "the update took effect")
+	assert.Equal(t, "noted x", answer)
+}

@@ -44,7 +44,16 @@ func OnUpdate[S, In, Out any](en *Entity[S], name string, validate func(st Snaps
 			req := &updateRequest{id: id, name: name, apply: func(c any) (any, error) { return handle(c.(*Ctx[S]), in) }}
 			r.queued++
 			r.updates.Send(ctx, req)
-			if err := workflow.Await(ctx, func() bool { return req.done }); err != nil {
+			err := workflow.Await(ctx, func() bool { return req.done })
+			if err != nil && workflow.GetVersion(ctx, updateThroughCancelChange, workflow.DefaultVersion, 1) >= 1 {
+				// The workflow is asked to cancel: wait on for the main
+				// loop's answer, since the update may take effect all the
+				// same (its handler under way, or answered as refused once
+				// the saga ends), and the caller must be told what happened.
+				wait, _ := workflow.NewDisconnectedContext(ctx)
+				err = workflow.Await(wait, func() bool { return req.done })
+			}
+			if err != nil {
 				return out, err
 			}
 			if req.err != nil {
@@ -74,6 +83,11 @@ func OnUpdate[S, In, Out any](en *Entity[S], name string, validate func(st Snaps
 		return nil
 	})
 }
+
+// updateThroughCancelChange is the workflow.GetVersion change ID that
+// guards waiting for an update's answer through a cancellation of the
+// workflow (older runs answered "canceled" at once).
+const updateThroughCancelChange = "sagabridge.update-through-cancel"
 
 // updateRequest is an accepted update waiting for the main loop.
 type updateRequest struct {
