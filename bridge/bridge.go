@@ -172,7 +172,7 @@ func New(cfg config.Config, deps Deps, opts ...Option) (*Bridge, error) {
 		}
 	}
 	b.dispatcher = newDispatcher(b)
-	b.windows = newWindows(cfg.Dispatch.WorkflowWindowRecords, cfg.Dispatch.WorkflowWindowBytes)
+	b.windows = newWindows(cfg.Dispatch.WorkflowWindowRecords, cfg.Dispatch.WorkflowWindowBytes, b.deps.Now)
 	b.asks = make(chan struct{}, cfg.Dispatch.Concurrency)
 	b.coalescers = map[string]*coalescer{}
 	for _, r := range cfg.Routes {

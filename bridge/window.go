@@ -52,10 +52,13 @@ const maxEarlyQuestions = 16
 type windows struct {
 	maxRecords, maxBytes int
 
-	mu     sync.Mutex
-	byID   map[string]*list.Element // of *window
-	lru    list.List                // most recently sent first
-	exempt map[string]bool          // workflow types that do not answer the query
+	mu   sync.Mutex
+	byID map[string]*list.Element // of *window
+	lru  list.List                // most recently sent first
+	// exempt holds, for each workflow type that did not answer the query,
+	// until when it is sent without flow control (exemptFor).
+	exempt map[string]time.Time
+	now    func() time.Time
 	// asking are the workflows with a question in flight; kept apart from
 	// their windows, which may be forgotten meanwhile. early counts the
 	// early questions among them.
@@ -84,8 +87,26 @@ type sentCall struct {
 	records, bytes int
 }
 
-func newWindows(maxRecords, maxBytes int) *windows {
-	return &windows{maxRecords: maxRecords, maxBytes: maxBytes, byID: map[string]*list.Element{}, exempt: map[string]bool{}, asking: map[string]*inflightQuestion{}}
+// exemptFor is how long a workflow type that did not answer the applied
+// query goes without flow control before it is asked again: long enough
+// not to ask an old worker's every workflow, short enough that the
+// exemption ends with a rolling deploy.
+const exemptFor = 5 * time.Minute
+
+func newWindows(maxRecords, maxBytes int, now func() time.Time) *windows {
+	return &windows{maxRecords: maxRecords, maxBytes: maxBytes, byID: map[string]*list.Element{}, exempt: map[string]time.Time{},
+		asking: map[string]*inflightQuestion{}, now: now}
+}
+
+// exemptLocked reports whether workflowType goes without flow control now,
+// and ends an exemption that has run out. The caller holds ws.mu.
+func (ws *windows) exemptLocked(workflowType string) bool {
+	until, ok := ws.exempt[workflowType]
+	if ok && !ws.now().Before(until) {
+		delete(ws.exempt, workflowType)
+		return false
+	}
+	return ok
 }
 
 // fits reports whether records and bytes more may be sent to id now; a
@@ -97,7 +118,7 @@ func (ws *windows) fits(id, workflowType string, records, bytes int) bool {
 }
 
 func (ws *windows) fitsLocked(id, workflowType string, records, bytes int) bool {
-	if ws.exempt[workflowType] {
+	if ws.exemptLocked(workflowType) {
 		return true
 	}
 	el, ok := ws.byID[id]
@@ -142,7 +163,7 @@ func (ws *windows) question(id string) <-chan struct{} {
 func (ws *windows) room(id, workflowType string) (records, bytes int) {
 	ws.mu.Lock()
 	defer ws.mu.Unlock()
-	if ws.exempt[workflowType] {
+	if ws.exemptLocked(workflowType) {
 		return math.MaxInt, math.MaxInt
 	}
 	el, ok := ws.byID[id]
@@ -162,7 +183,7 @@ func (ws *windows) room(id, workflowType string) (records, bytes int) {
 func (ws *windows) sent(id, workflowType string, last event.Position, records, bytes int) {
 	ws.mu.Lock()
 	defer ws.mu.Unlock()
-	if ws.exempt[workflowType] {
+	if ws.exemptLocked(workflowType) {
 		return
 	}
 	el, ok := ws.byID[id]
@@ -193,7 +214,7 @@ func (ws *windows) askEarly(id, workflowType string) bool {
 	ws.mu.Lock()
 	defer ws.mu.Unlock()
 	el, ok := ws.byID[id]
-	if !ok || ws.exempt[workflowType] || ws.asking[id] != nil || ws.early >= maxEarlyQuestions {
+	if !ok || ws.exemptLocked(workflowType) || ws.asking[id] != nil || ws.early >= maxEarlyQuestions {
 		return false
 	}
 	if w := el.Value.(*window); 2*w.records < ws.maxRecords && 2*w.bytes < ws.maxBytes {
@@ -253,9 +274,10 @@ func (ws *windows) forget(id string) {
 	}
 }
 
-// exemptType stops flow control for a workflow type that does not answer
-// the query, and drops the window of id, the workflow of that type that
-// was asked. It reports whether the type was not exempt before.
+// exemptType stops flow control for exemptFor for a workflow type that
+// does not answer the query, and drops the window of id, the workflow of
+// that type that was asked. It reports whether the type was not exempt
+// before.
 func (ws *windows) exemptType(id, workflowType string) bool {
 	ws.mu.Lock()
 	defer ws.mu.Unlock()
@@ -263,8 +285,8 @@ func (ws *windows) exemptType(id, workflowType string) bool {
 		ws.lru.Remove(el)
 		delete(ws.byID, id)
 	}
-	was := ws.exempt[workflowType]
-	ws.exempt[workflowType] = true
+	was := ws.exemptLocked(workflowType)
+	ws.exempt[workflowType] = ws.now().Add(exemptFor)
 	return !was
 }
 

@@ -120,7 +120,7 @@ func TestAClosedWorkflowsWindowIsForgotten(t *testing.T) {
 	tc := &closedTemporal{}
 	b := newTestBridge(t, &tc.fakeTemporal, &fakeDLQ{})
 	b.deps.Temporal = tc
-	b.windows = newWindows(2, 1<<20)
+	b.windows = newWindows(2, 1<<20, time.Now)
 	target := Target{WorkflowID: "w", WorkflowType: "W"}
 	b.windows.sent("w", "W", event.Position{Topic: "orders", Offset: 1}, 2, 10) // a full window, never applied
 	f := &flow{ctx: context.Background()}
@@ -243,7 +243,7 @@ func TestACallHeldForOneAnswerIsCounted(t *testing.T) {
 	tc := &appliedTemporal{applied: applied}
 	b := newTestBridge(t, &tc.fakeTemporal, &fakeDLQ{})
 	b.deps.Temporal = tc
-	b.windows = newWindows(2, 1<<20)
+	b.windows = newWindows(2, 1<<20, time.Now)
 	b.windows.sent("w", "W", pos, 2, 10) // a full window, applied by the time it is asked
 	require.NoError(t, b.awaitWindow(&flow{ctx: context.Background()}, Target{WorkflowID: "w", WorkflowType: "W"}, 1, 10))
 	assert.Equal(t, uint64(1), b.windowWaits.Load())
@@ -294,14 +294,14 @@ func TestAFailingAppliedQueryKeepsFlowControl(t *testing.T) {
 	release, err := b.askApplied(f, target)
 	assert.False(t, release, "a failed query released the call")
 	require.Error(t, err)
-	assert.False(t, b.windows.exempt["O"], "a failed query exempted the workflow type from flow control")
+	assert.False(t, b.windows.exemptLocked("O"), "a failed query exempted the workflow type from flow control")
 
 	muted := &mutedWorkflow{}
 	b = newWindowedBridge(t, muted, 10)
 	release, err = b.askApplied(f, target)
 	assert.True(t, release, "a workflow without the query handler waited for it")
 	require.NoError(t, err)
-	assert.True(t, b.windows.exempt["O"])
+	assert.True(t, b.windows.exemptLocked("O"))
 }
 
 // A workflow type that does not answer the applied query is sent without
@@ -339,7 +339,7 @@ func TestAnAbandonedCallIsNotCountedAsHeld(t *testing.T) {
 	tc := &closedTemporal{}
 	b := newTestBridge(t, &tc.fakeTemporal, &fakeDLQ{})
 	b.deps.Temporal = tc
-	b.windows = newWindows(2, 1<<20)
+	b.windows = newWindows(2, 1<<20, time.Now)
 	b.windows.sent("w", "W", event.Position{Topic: "orders", Offset: 1}, 2, 10) // a full window
 	ctx, cancel := context.WithCancel(context.Background())
 	cancel() // revoked
@@ -355,7 +355,7 @@ func TestAnAbandonedCallIsNotCountedAsHeld(t *testing.T) {
 // beside the first. (The in-flight mark lived in the window and was
 // forgotten with it.)
 func TestAnEarlyQuestionInFlightOutlivesItsForgottenWindow(t *testing.T) {
-	ws := newWindows(10, 1<<20)
+	ws := newWindows(10, 1<<20, time.Now)
 	at := event.Position{Topic: "orders", Offset: 1}
 	ws.sent("a", "W", at, 6, 10) // past half the window
 	require.True(t, ws.askEarly("a", "W"))
@@ -425,7 +425,7 @@ func TestAHeldCallWaitsForTheEarlyQuestionInsteadOfAskingBesideIt(t *testing.T) 
 	wf := &bufferedQueryWorkflow{release: make(chan struct{}), applied: applied}
 	b := newTestBridge(t, &wf.fakeTemporal, &fakeDLQ{})
 	b.deps.Temporal = wf
-	b.windows = newWindows(10, 1<<20)
+	b.windows = newWindows(10, 1<<20, time.Now)
 	target := Target{WorkflowID: "w", WorkflowType: "W"}
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
@@ -479,4 +479,24 @@ func (e *heldError) wait(ctx context.Context) error {
 	case <-ctx.Done():
 		return errAbandoned
 	}
+}
+
+// A workflow type exempted from flow control because one of its workflows
+// did not answer the applied query (a worker of an older build, still
+// polling during a rolling deploy) is asked again after a while: the
+// exemption ends with the old worker. (It lasted for the life of the
+// process: hot keys of the type ran into the signal and history limits
+// again, long after every worker answered.)
+func TestAnExemptionFromFlowControlExpires(t *testing.T) {
+	now := time.Unix(1_700_000_000, 0)
+	ws := newWindows(10, 1<<20, func() time.Time { return now })
+	hot := event.Position{Topic: "orders", Partition: 0, Offset: 99}
+	ws.sent("order-hot", "O", hot, 10, 100) // a full window
+	ws.exemptType("order-other", "O")
+	assert.True(t, ws.fits("order-hot", "O", 1, 10), "exempt: sent without flow control")
+	ws.sent("order-hot", "O", hot, 10, 100)
+
+	now = now.Add(10 * time.Minute) // a rolling deploy is over
+	ws.sent("order-hot", "O", hot, 10, 100)
+	assert.False(t, ws.fits("order-hot", "O", 1, 10), "the exemption outlived the old worker")
 }

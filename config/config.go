@@ -133,7 +133,9 @@ type Dispatch struct {
 	// waits until it has caught up, so a workflow that is behind (slow
 	// handlers on a hot key) is not flooded with signals it could never
 	// carry across ContinueAsNew. Workflows that do not answer the query
-	// (not built on workflows.Inbox) are not bounded. Optional, default
+	// (not built on workflows.Inbox) are not bounded: once one of a
+	// workflow type says it has no such query, the type goes without the
+	// bound for 5 minutes, then is asked again. Optional, default
 	// 10000 records and 4 MiB (at 1,000 records a hot key of small records
 	// waited on the query every few seconds while workflow tasks queued, and
 	// was the slowest key; docs/BENCHMARKS.md).
