@@ -60,6 +60,10 @@ backpressure: {resume_at: .nan}
 routes: [{topic: t, workflow_type: W, workflow_id: "w-{key}", task_queue: q}]`, "backpressure.resume_at: must be between 0 and 1"},
 		"json placeholder on bytes": {`kafka: {brokers: [b:9092], group: g}
 routes: [{topic: t, payload: bytes, workflow_type: W, workflow_id: "o-{json:id}", task_queue: q}]`, `routes[0].workflow_id: "o-{json:id}" reads the JSON value ({json:...}), which needs payload "json", not "bytes"`},
+		// A route that reads no event type renders {type} empty for every
+		// record, each then dead-lettered. (It was accepted.)
+		"type placeholder without a type source": {`kafka: {brokers: [b:9092], group: g}
+routes: [{topic: t, workflow_type: W, workflow_id: "{type}-{key}", task_queue: q}]`, `routes[0].workflow_id: "{type}-{key}" uses {type}, which needs type_header or type_field to read the event type from`},
 		"bad instance id": {`kafka: {brokers: [b:9092], group: g, instance_id: "pod 1"}
 routes: [{topic: t, workflow_type: W, workflow_id: "w-{key}", task_queue: q}]`, `kafka.instance_id: "pod 1": use up to 249 letters, digits`},
 		"bad placeholder": {`kafka: {brokers: [b:9092], group: g}

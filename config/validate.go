@@ -297,6 +297,8 @@ func (r Route) validate(at string) []error {
 		bad("workflow_id", "%v", err)
 	} else if t.UsesJSON() && r.Payload != PayloadJSON {
 		bad("workflow_id", "%q reads the JSON value ({json:...}), which needs payload \"json\", not %q", r.WorkflowID, r.Payload)
+	} else if t.UsesType() && r.TypeHeader == "" && r.TypeField == "" {
+		bad("workflow_id", "%q uses {type}, which needs type_header or type_field to read the event type from", r.WorkflowID)
 	}
 	r.validateSettings(bad)
 	return errs

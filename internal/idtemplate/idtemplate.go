@@ -36,6 +36,11 @@ func (t Template) UsesJSON() bool {
 	return slices.ContainsFunc(t, func(p part) bool { return p.placeholder == "json" })
 }
 
+// UsesType reports whether t has a {type} placeholder.
+func (t Template) UsesType() bool {
+	return slices.ContainsFunc(t, func(p part) bool { return p.placeholder == "type" })
+}
+
 // Parse parses text such as "order-{key}". A template needs at least one
 // placeholder, or every record would go to one workflow.
 func Parse(s string) (Template, error) {
