@@ -139,6 +139,12 @@ func jsonScalar(raw json.RawMessage) (string, error) {
 	}
 	var s string
 	if err := json.Unmarshal(raw, &s); err == nil {
+		// Decoding turns each invalid byte and lone surrogate escape into
+		// U+FFFD: such a field would render the same as others. Only the
+		// replacement characters the producer wrote are text.
+		if n := strings.Count(s, "\uFFFD"); n > 0 && n > replacementsWritten(raw) {
+			return "", fmt.Errorf("the field is not valid UTF-8 text (an invalid byte or a lone surrogate escape in %s)", raw)
+		}
 		return s, nil
 	}
 	var n json.Number
@@ -146,4 +152,11 @@ func jsonScalar(raw json.RawMessage) (string, error) {
 		return n.String(), nil
 	}
 	return "", fmt.Errorf("the field is %s, not a string or a number", raw)
+}
+
+// replacementsWritten counts the U+FFFD a JSON string holds as written:
+// the character itself, or its escape.
+func replacementsWritten(raw json.RawMessage) int {
+	lower := strings.ToLower(string(raw))
+	return strings.Count(string(raw), "\uFFFD") + strings.Count(lower, `\ufffd`)
 }

@@ -55,3 +55,25 @@ func TestParseNamesTheBadPlaceholder(t *testing.T) {
 	require.NoError(t, err)
 	assert.False(t, plain.UsesJSON())
 }
+
+// A {json:...} string that is not valid UTF-8, or has a lone surrogate
+// escape, is refused: decoding it would turn each bad part into U+FFFD, and
+// records of different entities would share one workflow. (Both rendered
+// "o-\ufffd".)
+func TestAJSONFieldThatIsNotValidTextIsRefused(t *testing.T) {
+	tpl, err := Parse("o-{json:id}")
+	require.NoError(t, err)
+	for _, raw := range []string{`{"id":"\ud800"}`, `{"id":"\udbff"}`, "{\"id\":\"a\xff\"}", "{\"id\":\"a\xfe\"}"} {
+		_, err := tpl.Render(event.Envelope{Value: json.RawMessage(raw)})
+		assert.Error(t, err, "%q", raw)
+	}
+	for raw, want := range map[string]string{
+		`{"id":"\ufffd"}`:       "o-\ufffd", // a replacement character the producer wrote is text like any other
+		"{\"id\":\"\uFFFD\"}":   "o-\ufffd",
+		`{"id":"\ud83d\ude00"}`: "o-\U0001F600", // a surrogate pair
+	} {
+		id, err := tpl.Render(event.Envelope{Value: json.RawMessage(raw)})
+		require.NoError(t, err, "%q", raw)
+		assert.Equal(t, want, id)
+	}
+}
