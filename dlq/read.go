@@ -12,6 +12,8 @@ import (
 	"time"
 
 	"github.com/IBM/sarama"
+
+	"github.com/sagabridge/sagabridge/internal/committed"
 )
 
 // Entry is one DLQ record read back: where it sits in the DLQ topic and the
@@ -287,7 +289,7 @@ func Read(ctx context.Context, client sarama.Client, topic string, f Filter) ([]
 // while it retries, so the idle timeout is extended by it once per error
 // since the last record. When the partition has been idle that long
 // without an error, it is done only if no record it could still deliver
-// is left below end (deliverable): the client also backs off without a
+// is left below end (committed.Deliverable): the client also backs off without a
 // word (a leader moving, a quota's throttle). A partition that stays
 // silent with records left, or whose check keeps failing, fails the read
 // after maxIdle timeouts.
@@ -337,7 +339,7 @@ func readPartition(ctx context.Context, client sarama.Client, consumer sarama.Co
 			if lastErr != nil {
 				return fmt.Errorf("read %s/%d: nothing arrived for %s before offset %d: %w", topic, partition, idleTimeout, end, lastErr)
 			}
-			left, err := deliverable(client, topic, partition, next, end)
+			left, err := committed.Deliverable(client, topic, partition, next, end)
 			if err == nil && !left {
 				return nil // what is left below end is markers and aborted records
 			}

@@ -20,6 +20,7 @@ import (
 
 	"github.com/sagabridge/sagabridge/dlq"
 	"github.com/sagabridge/sagabridge/examples/saga"
+	"github.com/sagabridge/sagabridge/internal/committed"
 )
 
 // dlqcliRun runs `bridge dlq args...` and returns its exit status and output.
@@ -59,38 +60,66 @@ func dlqcliRows(t *testing.T, stdout string) []string {
 	return lines[1:]
 }
 
-// dlqcliReadSource reads topic's partition 0 from the oldest offset with a
-// plain (read_uncommitted) consumer until the high-water mark captured when
-// called, failing the test if that takes longer than 20 s.
+// dlqcliReadSource reads topic's partition 0 from the oldest offset,
+// read_committed as the bridge does, until nothing it could deliver is left
+// below the high-water mark captured when called (a redrive writes in a
+// transaction, whose commit marker is the partition's last offset and is
+// never delivered), failing the test if that takes longer than 20 s.
 func dlqcliReadSource(t *testing.T, topic string) []*sarama.ConsumerMessage {
 	t.Helper()
-	client, err := sarama.NewClient(stack.Kafka.Brokers, saga.ProducerConfig())
+	return readCommitted(t, stack.Kafka.Brokers, saga.ProducerConfig(), topic)
+}
+
+// readCommitted reads every partition of topic from the oldest offset with
+// a read_committed consumer of cfg until nothing deliverable is left below
+// each partition's high-water mark as it was when called, failing the test
+// if that takes longer than 20 s.
+func readCommitted(t *testing.T, brokers []string, cfg *sarama.Config, topic string) []*sarama.ConsumerMessage {
+	t.Helper()
+	c := *cfg
+	c.Consumer.IsolationLevel = sarama.ReadCommitted
+	client, err := sarama.NewClient(brokers, &c)
 	require.NoError(t, err)
 	defer client.Close()
-	end, err := client.GetOffset(topic, 0, sarama.OffsetNewest)
+	consumer, err := sarama.NewConsumerFromClient(client)
 	require.NoError(t, err)
-	if end == 0 {
-		return nil
-	}
-	c, err := sarama.NewConsumerFromClient(client)
+	defer consumer.Close()
+	parts, err := client.Partitions(topic)
 	require.NoError(t, err)
-	defer c.Close()
-	pc, err := c.ConsumePartition(topic, 0, sarama.OffsetOldest)
-	require.NoError(t, err)
-	defer pc.Close()
 	var got []*sarama.ConsumerMessage
 	deadline := time.After(20 * time.Second)
-	for {
-		select {
-		case m := <-pc.Messages():
-			got = append(got, m)
-			if m.Offset >= end-1 {
-				return got
-			}
-		case <-deadline:
-			t.Fatalf("read %s: %d records by the deadline, want up to offset %d", topic, len(got), end-1)
+	for _, part := range parts {
+		end, err := client.GetOffset(topic, part, sarama.OffsetNewest)
+		require.NoError(t, err)
+		next := int64(0)
+		left := func() bool {
+			more, err := committed.Deliverable(client, topic, part, next, end)
+			return err != nil || more
 		}
+		if !left() {
+			continue
+		}
+		pc, err := consumer.ConsumePartition(topic, part, sarama.OffsetOldest)
+		require.NoError(t, err)
+		check := time.NewTicker(100 * time.Millisecond)
+		for done := false; !done; {
+			select {
+			case m := <-pc.Messages():
+				if m.Offset < end {
+					got = append(got, m)
+				}
+				next = m.Offset + 1
+				done = !left()
+			case <-check.C: // the rest may be markers, which never come
+				done = !left()
+			case <-deadline:
+				t.Fatalf("read %s/%d: %d records by the deadline, not at offset %d", topic, part, len(got), end)
+			}
+		}
+		check.Stop()
+		_ = pc.Close()
 	}
+	return got
 }
 
 func TestDLQCLI(t *testing.T) {
@@ -308,7 +337,7 @@ func TestDLQCLI(t *testing.T) {
 	require.Len(t, dlqcliReadSource(t, source), 1, "a second redrive produced nothing")
 	code, stdout, stderr = dlqcliRun(t, "redrive", "-brokers", brokers, "-topic", dlqTopic, "-partition", "0", "-offset", "2", "-force")
 	require.Equal(t, 0, code, stderr)
-	assert.Contains(t, stdout, "-> "+source+"/0@1")
+	assert.Contains(t, stdout, "-> "+source+"/0@2", "after the first redrive's record and its transaction's commit marker")
 	require.Len(t, dlqcliReadSource(t, source), 2, "-force redrove it again")
 
 	// An entry already redriven max times is refused.

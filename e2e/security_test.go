@@ -205,33 +205,7 @@ func readSecure(t *testing.T, brokers []string, k config.Kafka, topic string, n 
 	t.Helper()
 	c, err := connect.SaramaConfig(k)
 	require.NoError(t, err)
-	client, err := sarama.NewClient(brokers, c)
-	require.NoError(t, err)
-	defer client.Close()
-	consumer, err := sarama.NewConsumerFromClient(client)
-	require.NoError(t, err)
-	defer consumer.Close()
-	parts, err := client.Partitions(topic)
-	require.NoError(t, err)
-	var got []*sarama.ConsumerMessage
-	deadline := time.After(30 * time.Second)
-	for _, part := range parts {
-		pc, err := consumer.ConsumePartition(topic, part, sarama.OffsetOldest)
-		require.NoError(t, err)
-		high := pc.HighWaterMarkOffset()
-		for high > 0 {
-			select {
-			case m := <-pc.Messages():
-				got = append(got, m)
-				if m.Offset >= high-1 {
-					high = 0
-				}
-			case <-deadline:
-				t.Fatalf("timed out reading %s", topic)
-			}
-		}
-		pc.Close()
-	}
+	got := readCommitted(t, brokers, c, topic)
 	require.Len(t, got, n, "records in %s", topic)
 	return got
 }

@@ -1,4 +1,8 @@
-package dlq
+// Package committed tells what a read_committed consumer of a partition
+// still has to deliver, from the partition's leader, without consuming: a
+// partition written in transactions ends in markers, which the consumer
+// never delivers, so the high-water mark does not say where a read ends.
+package committed
 
 import (
 	"encoding/binary"
@@ -8,15 +12,15 @@ import (
 	"github.com/IBM/sarama"
 )
 
-// deliverable reports whether a read_committed consumer of topic/partition
+// Deliverable reports whether a read_committed consumer of topic/partition
 // still has a record to deliver in [from, end): a data record that is not
-// part of an aborted transaction. readPartition asks it when the partition
-// has gone silent, instead of taking the silence for the end: the silence
-// may equally be the client backing off after an error it does not report
-// (a leader moving: NOT_LEADER, FENCED_LEADER_EPOCH) or a quota's
-// throttle. It fetches from the partition's leader directly, read_committed,
-// walking the batches from from up to end.
-func deliverable(client sarama.Client, topic string, partition int32, from, end int64) (bool, error) {
+// part of an aborted transaction. A reader asks it when the partition has
+// gone silent, instead of taking the silence for the end: the silence may
+// equally be the client backing off after an error it does not report (a
+// leader moving: NOT_LEADER, FENCED_LEADER_EPOCH) or a quota's throttle.
+// It fetches from the partition's leader directly, read_committed, walking
+// the batches from from up to end.
+func Deliverable(client sarama.Client, topic string, partition int32, from, end int64) (bool, error) {
 	for from < end {
 		if err := client.RefreshMetadata(topic); err != nil {
 			return false, fmt.Errorf("refresh the metadata of %s: %w", topic, err)
