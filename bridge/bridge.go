@@ -113,11 +113,10 @@ type Bridge struct {
 	// sessionErr says why the last consumer group session failed; nil
 	// once one starts.
 	sessionErr atomic.Pointer[string]
-	// txnStarting holds, by "topic/partition", why a claimed partition's
-	// transactional producer cannot start yet (startTxnCommitter), and
-	// idStarting why its topic's ID cannot be read yet (claimTopicID).
-	txnStarting, idStarting sync.Map
-	group                   groupView // the group's committed offsets, as last read
+	// claimFailures holds, by "topic/partition", why a claimed partition
+	// cannot be consumed yet (retryClaim).
+	claimFailures sync.Map
+	group         groupView // the group's committed offsets, as last read
 
 	delivered, deadLettered, closedRedeliveries, retries, calls, droppedClosed, closedWithoutMemo atomic.Uint64
 	commitFailures, dlqFailures, reducedDeadLetters, windowWaits                                  atomic.Uint64

@@ -23,28 +23,40 @@ func (h claimHandler) Setup(s sarama.ConsumerGroupSession) error {
 }
 
 // claimTopicID reads the ID of a claimed partition's topic in the
-// session's generation, unless read in it already, retrying with backoff
-// while it cannot be read, until the session ends: consuming under an ID
-// read in an earlier generation would check a topic deleted and created
-// again against the old topic's watermarks, and skip its new records.
-// Meanwhile /readyz says why.
+// session's generation, unless read in it already, retrying while it cannot
+// be read (retryClaim): consuming under an ID read in an earlier
+// generation would check a topic deleted and created again against the old
+// topic's watermarks, and skip its new records.
 func (b *Bridge) claimTopicID(s sarama.ConsumerGroupSession, topic string, partition int32) error {
-	key := fmt.Sprintf("%s/%d", topic, partition)
-	defer b.idStarting.Delete(key)
-	retry := b.newBackoff()
-	retry.MaxInterval = max(retry.MaxInterval, 5*time.Second)
-	for {
+	return b.retryClaim(s, topic, partition, "the topic's ID cannot be read", func() (bool, error) {
 		changed, err := b.topicIDs.refresh(map[string][]int32{topic: {partition}}, s.GenerationID())
 		if err == nil {
 			b.logChangedTopicIDs(changed)
-			return nil
 		}
-		b.idStarting.Store(key, err.Error())
+		return err == nil, err
+	})
+}
+
+// retryClaim runs try, which readies a claimed partition, until it is done
+// (its error then returned) or the session ends, backing off between tries:
+// a partition whose start failed would stay assigned with nothing reading
+// it until the next rebalance. While it fails, /readyz says what (problem)
+// and why (claimFailure).
+func (b *Bridge) retryClaim(s sarama.ConsumerGroupSession, topic string, partition int32, problem string, try func() (done bool, err error)) error {
+	key := fmt.Sprintf("%s/%d", topic, partition)
+	defer b.claimFailures.Delete(key)
+	retry := b.newBackoff()
+	retry.MaxInterval = max(retry.MaxInterval, 5*time.Second)
+	for {
+		done, err := try()
+		if done {
+			return err
+		}
+		b.claimFailures.Store(key, problem+": "+err.Error())
 		wait := retry.NextBackOff()
-		b.log.Warn("cannot read the claimed topic's ID; retrying before the partition is consumed", "topic", topic, "partition", partition,
-			"err", err, "retry_in", wait)
+		b.log.Warn(problem+"; retrying before the partition is consumed", "topic", topic, "partition", partition, "err", err, "retry_in", wait)
 		if sleep(s.Context(), wait) != nil {
-			return fmt.Errorf("read the ID of topic %s: %w (the session ended)", topic, err)
+			return fmt.Errorf("%s: %s: %w (the session ended)", key, problem, err)
 		}
 	}
 }

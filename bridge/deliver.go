@@ -253,9 +253,9 @@ const (
 	// kindAccess: Temporal refuses the bridge itself (credentials,
 	// permissions, namespace, an API it lacks, or the start options its
 	// configuration sets: a route's search attributes or memo). Nothing is
-	// wrong with the record: the circuit opens at once, every partition pauses, nothing is
-	// dead-lettered or committed, and the bridge recovers by itself once
-	// the cause is fixed.
+	// wrong with the record: the circuit opens at once, every partition
+	// pauses, nothing is dead-lettered or committed, and the bridge
+	// recovers by itself once the cause is fixed.
 	kindAccess
 	// kindRunFull: the workflow's run has taken all the signals one run
 	// may (the server's history.maximumSignalsPerExecution, 10,000 by

@@ -277,19 +277,11 @@ func (b *Bridge) Handler() http.Handler {
 }
 
 // claimFailure names a claimed partition that cannot be consumed yet
-// (its topic's ID cannot be read, or its transactional producer cannot
-// start), and why; "" if none.
+// (retryClaim), and why; "" if none.
 func (b *Bridge) claimFailure() string {
 	out := ""
-	b.idStarting.Range(func(k, v any) bool {
-		out = fmt.Sprintf("the topic ID of %s cannot be read: %s; retrying", k, v)
-		return false
-	})
-	if out != "" {
-		return out
-	}
-	b.txnStarting.Range(func(k, v any) bool {
-		out = fmt.Sprintf("the transactional producer of %s cannot start: %s; retrying", k, v)
+	b.claimFailures.Range(func(k, v any) bool {
+		out = fmt.Sprintf("partition %s cannot be consumed yet: %s; retrying", k, v)
 		return false
 	})
 	return out

@@ -111,31 +111,21 @@ func (b *Bridge) newTxnCommitter(s sarama.ConsumerGroupSession, topic string, pa
 // errTxnStart wraps the failure to start a transactional producer.
 var errTxnStart = errors.New("start transactional producer")
 
-// startTxnCommitter is newTxnCommitter, retried with backoff while the
-// producer cannot start (InitProducerId refused: its coordinator loading,
-// the transactional ID's ACL missing), until the session ends: with
-// dlq.transactional rebalancing is eager, so the session ends when the
+// startTxnCommitter is newTxnCommitter, retried while the producer cannot
+// start (InitProducerId refused: its coordinator loading, the
+// transactional ID's ACL missing) until the session ends (retryClaim):
+// with dlq.transactional rebalancing is eager, so the session ends when the
 // partition is revoked, and a retry never fences the partition's next
-// owner. Meanwhile /readyz names the partition and the error.
+// owner.
 func (b *Bridge) startTxnCommitter(s sarama.ConsumerGroupSession, topic string, partition int32, start int64, lost func()) (*txnCommitter, error) {
-	key := fmt.Sprintf("%s/%d", topic, partition)
-	defer b.txnStarting.Delete(key)
-	retry := b.newBackoff()
-	retry.MaxInterval = max(retry.MaxInterval, 5*time.Second)
-	for {
-		c, err := b.newTxnCommitter(s, topic, partition, start, lost)
+	var c *txnCommitter
+	err := b.retryClaim(s, topic, partition, "the transactional producer cannot start", func() (bool, error) {
+		var err error
+		c, err = b.newTxnCommitter(s, topic, partition, start, lost)
 		var config sarama.ConfigurationError
-		if err == nil || !errors.Is(err, errTxnStart) || errors.As(err, &config) {
-			return c, err
-		}
-		b.txnStarting.Store(key, err.Error())
-		wait := retry.NextBackOff()
-		b.log.Warn("the partition's transactional producer cannot start; retrying", "topic", topic, "partition", partition,
-			"err", err, "retry_in", wait)
-		if sleep(s.Context(), wait) != nil {
-			return nil, fmt.Errorf("start the transactional producer of %s: %w (the session ended)", key, err)
-		}
-	}
+		return err == nil || !errors.Is(err, errTxnStart) || errors.As(err, &config), err
+	})
+	return c, err
 }
 
 // start starts committing, telling failing (see txnCommitter.failing)
