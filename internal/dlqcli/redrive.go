@@ -131,7 +131,7 @@ func (c *command) redrive(ctx context.Context, args []string) int {
 		to, err := redriveOne(producer, e, msg, t.dlqTopic)
 		if err != nil {
 			fmt.Fprintf(c.stdout, "failed         %-10s -> %s: %v\n", from, msg.Topic, err)
-			return c.Fail(fmt.Errorf("redrive DLQ record %s to %s: %w (nothing of it was written; %d redriven before it)", from, msg.Topic, err, redriven))
+			return c.Fail(fmt.Errorf("redrive DLQ record %s to %s: %w (its transaction was aborted; %d redriven before it)", from, msg.Topic, err, redriven))
 		}
 		redriven++
 		fmt.Fprintf(c.stdout, "redriven       %-10s -> %s  %s\n", from, to, what)
@@ -210,7 +210,9 @@ func (t *target) redriveProducer() (sarama.SyncProducer, error) {
 // redrive to dlqTopic's redrives topic, in one transaction: a
 // read_committed consumer sees the redriven record only if its redrive is
 // recorded, so a later run never redrives it twice. It returns where the
-// record went (topic/partition@offset); on an error nothing was committed.
+// record went (topic/partition@offset); on an error the transaction is
+// aborted (a commit whose answer was lost may still have gone through; the
+// redrive is then recorded, and a later run refuses it).
 func redriveOne(producer sarama.SyncProducer, e dlq.Entry, msg *sarama.ProducerMessage, dlqTopic string) (string, error) {
 	if err := kafkatxn.Ready(producer); err != nil {
 		return "", err
