@@ -19,11 +19,11 @@ import (
 	"github.com/sony/gobreaker/v2"
 	"go.temporal.io/api/serviceerror"
 	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/status"
 
 	"github.com/sagabridge/sagabridge/config"
 	"github.com/sagabridge/sagabridge/dlq"
 	"github.com/sagabridge/sagabridge/event"
+	"github.com/sagabridge/sagabridge/internal/rpcerr"
 )
 
 // deliver makes one call for units and finishes or abandons them; units
@@ -299,7 +299,7 @@ func classify(err error) errorKind {
 	case errors.As(err, &nsNotFound), errors.As(err, &nsInvalid), errors.As(err, &nsNotActive):
 		return kindAccess
 	}
-	switch grpcCode(err) {
+	switch rpcerr.Code(err) {
 	case codes.InvalidArgument:
 		switch msg := strings.ToLower(err.Error()); {
 		case strings.Contains(msg, signalLimitExceeded):
@@ -316,18 +316,6 @@ func classify(err error) errorKind {
 	default:
 		return kindRetryable
 	}
-}
-
-// grpcCode is the gRPC status code an error carries, Unknown if none.
-func grpcCode(err error) codes.Code {
-	var se serviceerror.ServiceError
-	if errors.As(err, &se) {
-		return se.Status().Code()
-	}
-	if s, ok := status.FromError(err); ok {
-		return s.Code()
-	}
-	return codes.Unknown
 }
 
 // cancelled says err comes from the bridge cancelling the call (shutdown

@@ -7,9 +7,9 @@ import (
 
 	"github.com/IBM/sarama"
 	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/status"
 
 	"github.com/sagabridge/sagabridge/internal/kafkatxn"
+	"github.com/sagabridge/sagabridge/internal/rpcerr"
 )
 
 // ErrFenced means another producer with the same transactional ID took over
@@ -89,12 +89,7 @@ func accessOrReach(err error) bool {
 			return true
 		}
 	}
-	code := status.Code(err)
-	var st interface{ Status() *status.Status } // Temporal's serviceerror types
-	if code == codes.Unknown && errors.As(err, &st) && st.Status() != nil {
-		code = st.Status().Code()
-	}
-	switch code {
+	switch rpcerr.Code(err) {
 	case codes.PermissionDenied, codes.Unauthenticated, codes.Unavailable:
 		return true
 	}
