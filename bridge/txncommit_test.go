@@ -101,16 +101,8 @@ func TestOffsetsCommitAgainAfterAnAbortRanOutOfRetries(t *testing.T) {
 	require.NoError(t, err)
 	defer cluster.Close()
 	const refused = 2 * 51 // the commit's and then the abort's attempts (Retry.Max 50)
-	var ends atomic.Int32
-	cluster.ControlKey(int16(kmsg.EndTxn), func(req kmsg.Request) (kmsg.Response, error, bool) {
-		if ends.Add(1) > refused {
-			return nil, nil, false // the coordinator is back
-		}
-		cluster.KeepControl()
-		resp := req.(*kmsg.EndTxnRequest).ResponseKind().(*kmsg.EndTxnResponse)
-		resp.ErrorCode = kerr.ConcurrentTransactions.Code // retriable: sarama retries, then gives up
-		return resp, nil, true
-	})
+	// Retriable: sarama retries, then gives up; then the coordinator is back.
+	ends := refuse(cluster, kmsg.EndTxn, kerr.ConcurrentTransactions.Code, func(n int32) bool { return n <= refused })
 	b := newTxnBridge(t, cluster)
 	c, err := b.newTxnCommitter(&simpleSession{}, "orders", 0, 0, func() { t.Error("the partition was released") })
 	require.NoError(t, err)
@@ -256,26 +248,10 @@ func TestACommitterWhoseNewProducerCannotStartYetRetries(t *testing.T) {
 	cluster, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.SeedTopics(1, "orders"))
 	require.NoError(t, err)
 	defer cluster.Close()
-	var ends, inits atomic.Int32
-	cluster.ControlKey(int16(kmsg.EndTxn), func(req kmsg.Request) (kmsg.Response, error, bool) {
-		if ends.Add(1) > 1 {
-			return nil, nil, false
-		}
-		cluster.KeepControl()
-		resp := req.(*kmsg.EndTxnRequest).ResponseKind().(*kmsg.EndTxnResponse)
-		resp.ErrorCode = kerr.InvalidProducerIDMapping.Code // fatal to sarama
-		return resp, nil, true
-	})
-	const refused = 3 // the replacement's starts refused after the first producer's
-	cluster.ControlKey(int16(kmsg.InitProducerID), func(req kmsg.Request) (kmsg.Response, error, bool) {
-		if n := inits.Add(1); n == 1 || n > 1+refused {
-			return nil, nil, false
-		}
-		cluster.KeepControl()
-		resp := req.(*kmsg.InitProducerIDRequest).ResponseKind().(*kmsg.InitProducerIDResponse)
-		resp.ErrorCode = kerr.TransactionalIDAuthorizationFailed.Code
-		return resp, nil, true
-	})
+	refuse(cluster, kmsg.EndTxn, kerr.InvalidProducerIDMapping.Code, func(n int32) bool { return n == 1 }) // fatal to sarama
+	const refused = 3                                                                                      // the replacement's starts refused after the first producer's
+	inits := refuse(cluster, kmsg.InitProducerID, kerr.TransactionalIDAuthorizationFailed.Code,
+		func(n int32) bool { return n > 1 && n <= 1+refused })
 	b := newTxnBridge(t, cluster)
 	c, err := b.newTxnCommitter(&simpleSession{}, "orders", 0, 0, func() { t.Error("the partition was released") })
 	require.NoError(t, err)
@@ -302,4 +278,26 @@ func requireGroupOffset(t *testing.T, brokers []string, want int64, msg string) 
 		block := offsets.GetBlock("orders", 0)
 		return block != nil && block.Offset == want
 	}, time.Minute, 50*time.Millisecond, msg)
+}
+
+// refuse makes the broker answer the requests of key (EndTxn or
+// InitProducerID) with code while refusing says so of the request's number
+// (from 1), and serve the others; it returns the count of requests seen.
+func refuse(cluster *kfake.Cluster, key kmsg.Key, code int16, refusing func(n int32) bool) *atomic.Int32 {
+	var seen atomic.Int32
+	cluster.ControlKey(int16(key), func(req kmsg.Request) (kmsg.Response, error, bool) {
+		cluster.KeepControl()
+		if !refusing(seen.Add(1)) {
+			return nil, nil, false
+		}
+		resp := req.ResponseKind()
+		switch r := resp.(type) {
+		case *kmsg.EndTxnResponse:
+			r.ErrorCode = code
+		case *kmsg.InitProducerIDResponse:
+			r.ErrorCode = code
+		}
+		return resp, nil, true
+	})
+	return &seen
 }

@@ -27,18 +27,8 @@ func TestAPartitionWhoseTransactionalProducerCannotStartYetRetries(t *testing.T)
 	cluster, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.SeedTopics(1, "orders"))
 	require.NoError(t, err)
 	defer cluster.Close()
-	var inits atomic.Int32
 	var allowed atomic.Bool
-	cluster.ControlKey(int16(kmsg.InitProducerID), func(req kmsg.Request) (kmsg.Response, error, bool) {
-		inits.Add(1)
-		if allowed.Load() {
-			return nil, nil, false
-		}
-		cluster.KeepControl()
-		resp := req.(*kmsg.InitProducerIDRequest).ResponseKind().(*kmsg.InitProducerIDResponse)
-		resp.ErrorCode = kerr.TransactionalIDAuthorizationFailed.Code
-		return resp, nil, true
-	})
+	inits := refuse(cluster, kmsg.InitProducerID, kerr.TransactionalIDAuthorizationFailed.Code, func(int32) bool { return !allowed.Load() })
 	b := newTxnBridge(t, cluster)
 	b.running.Store(true)
 	b.joined.Store(true)
