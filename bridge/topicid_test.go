@@ -33,27 +33,15 @@ func (s *genSession) MarkOffset(string, int32, int64, string) {}
 // skipped the new topic's records at offsets the old one had applied.)
 func TestAClaimOfALaterGenerationReadsItsTopicsIDAgain(t *testing.T) {
 	b := newTestBridge(t, &fakeTemporal{}, &fakeDLQ{})
-	var mu sync.Mutex
-	id, lookups := "id-1", 0
-	b.topicIDs.lookup = func(topics []string) (map[string]string, error) {
-		mu.Lock()
-		defer mu.Unlock()
-		lookups++
-		out := map[string]string{}
-		for _, topic := range topics {
-			out[topic] = id
-		}
-		return out, nil
-	}
+	ids := &fakeIDs{id: "id-1"}
+	b.topicIDs.lookup = ids.lookup
 	first := &genSession{gen: 1, claims: map[string][]int32{"orders": {0}}}
 	require.NoError(t, claimHandler{b: b}.Setup(first))
 	f, err := b.newFlow(first, fakeClaim{})
 	require.NoError(t, err)
 	assert.Equal(t, "id-1", f.topicID)
 
-	mu.Lock()
-	id = "id-2" // the topic is deleted and created again
-	mu.Unlock()
+	ids.set("id-2", 0) // the topic is deleted and created again
 	later := &genSession{gen: 2, claims: map[string][]int32{"orders": {0, 1}}}
 	f, err = b.newFlow(later, fakeClaim{partition: 1})
 	require.NoError(t, err)
@@ -62,9 +50,7 @@ func TestAClaimOfALaterGenerationReadsItsTopicsIDAgain(t *testing.T) {
 	f, err = b.newFlow(later, fakeClaim{partition: 0})
 	require.NoError(t, err)
 	assert.Equal(t, "id-2", f.topicID)
-	mu.Lock()
-	defer mu.Unlock()
-	assert.Equal(t, 2, lookups, "the ID is read once per topic and generation")
+	assert.Equal(t, 2, ids.count(), "the ID is read once per topic and generation")
 }
 
 // A claim whose topic's ID cannot be read yet (the metadata request
@@ -74,33 +60,51 @@ func TestAClaimOfALaterGenerationReadsItsTopicsIDAgain(t *testing.T) {
 // watermarks and skipped. (The claim went on at once with the stale ID.)
 func TestAClaimWaitsForItsTopicsIDRatherThanUseAStaleOne(t *testing.T) {
 	b := newTestBridge(t, &fakeTemporal{}, &fakeDLQ{})
-	var mu sync.Mutex
-	id, failures, lookups := "id-1", 0, 0
-	b.topicIDs.lookup = func(topics []string) (map[string]string, error) {
-		mu.Lock()
-		defer mu.Unlock()
-		lookups++
-		if failures > 0 {
-			failures--
-			return nil, errors.New("metadata: broker not available")
-		}
-		out := map[string]string{}
-		for _, topic := range topics {
-			out[topic] = id
-		}
-		return out, nil
-	}
+	ids := &fakeIDs{id: "id-1"}
+	b.topicIDs.lookup = ids.lookup
 	first := &genSession{gen: 1, claims: map[string][]int32{"orders": {0}}}
 	require.NoError(t, claimHandler{b: b}.Setup(first))
 
-	mu.Lock()
-	id, failures = "id-2", 2 // recreated, and the next two lookups fail
-	mu.Unlock()
+	ids.set("id-2", 2) // recreated, and the next two lookups fail
 	later := &genSession{gen: 2, claims: map[string][]int32{"orders": {1}}}
 	f, err := b.newFlow(later, fakeClaim{partition: 1})
 	require.NoError(t, err)
 	assert.Equal(t, "id-2", f.topicID)
-	mu.Lock()
-	defer mu.Unlock()
-	assert.Equal(t, 4, lookups, "one at the first join, then two failures and the read that succeeded")
+	assert.Equal(t, 4, ids.count(), "one at the first join, then two failures and the read that succeeded")
+}
+
+// fakeIDs reads every topic's ID as id, but fails the next failures
+// lookups; it counts the lookups. Safe for concurrent use.
+type fakeIDs struct {
+	mu                sync.Mutex
+	id                string
+	failures, lookups int
+}
+
+func (f *fakeIDs) lookup(topics []string) (map[string]string, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.lookups++
+	if f.failures > 0 {
+		f.failures--
+		return nil, errors.New("metadata: broker not available")
+	}
+	out := map[string]string{}
+	for _, topic := range topics {
+		out[topic] = f.id
+	}
+	return out, nil
+}
+
+// set makes the topics' ID id, and the next failures lookups fail.
+func (f *fakeIDs) set(id string, failures int) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.id, f.failures = id, failures
+}
+
+func (f *fakeIDs) count() int {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.lookups
 }
