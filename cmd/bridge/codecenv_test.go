@@ -7,7 +7,6 @@ import (
 	"net"
 	"net/http"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"syscall"
@@ -39,19 +38,8 @@ routes: [{topic: orders, workflow_type: W, workflow_id: "w-{key}", task_queue: q
 	addr := ln.Addr().String()
 	require.NoError(t, ln.Close())
 
-	cmd := exec.Command(os.Args[0], "codec-server", "-config", path, "-listen", addr)
-	cmd.Env = append(os.Environ(), runMainEnv+"=1", "SAGABRIDGE_KAFKA_BROKERS=env:9092", "SAGABRIDGE_TEMPORAL_NAMESPACE=env-ns")
-	var stderr lockedBuffer
-	serving := make(chan struct{})
-	stderr.notify("serving", serving)
-	cmd.Stderr = &stderr
-	require.NoError(t, cmd.Start())
-	exited := make(chan error, 1)
-	go func() { exited <- cmd.Wait() }()
-	defer func() {
-		_ = cmd.Process.Kill()
-		<-exited
-	}()
+	cmd, stderr, serving, exited := startMain(t, "serving",
+		[]string{"SAGABRIDGE_KAFKA_BROKERS=env:9092", "SAGABRIDGE_TEMPORAL_NAMESPACE=env-ns"}, "codec-server", "-config", path, "-listen", addr)
 	select {
 	case <-serving:
 	case err := <-exited:

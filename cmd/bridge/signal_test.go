@@ -48,19 +48,7 @@ temporal: {address: "127.0.0.1:1"}
 routes: [{topic: orders, workflow_type: W, workflow_id: "w-{key}", task_queue: q}]
 `, silent.Addr().String())), 0o600))
 
-	cmd := exec.Command(os.Args[0], "-config", path)
-	cmd.Env = append(os.Environ(), runMainEnv+"=1")
-	var stderr lockedBuffer
-	stopping := make(chan struct{})
-	cmd.Stderr = &stderr
-	stderr.notify("a second signal ends the process", stopping)
-	require.NoError(t, cmd.Start())
-	exited := make(chan error, 1)
-	go func() { exited <- cmd.Wait() }()
-	defer func() {
-		_ = cmd.Process.Kill()
-		<-exited
-	}()
+	cmd, stderr, stopping, exited := startMain(t, "a second signal ends the process", nil, "-config", path)
 
 	select { // it dials the broker after it has set up its signal handling
 	case <-dialled:
@@ -84,6 +72,28 @@ routes: [{topic: orders, workflow_type: W, workflow_id: "w-{key}", task_queue: q
 	case <-time.After(10 * time.Second):
 		t.Fatalf("the bridge had not exited 10 s after a second SIGTERM; stderr:\n%s", stderr.String())
 	}
+}
+
+// startMain runs main in a child process with args and env beside the
+// test's, and returns the process, its stderr, a channel closed once
+// stderr holds text, and one that gets the process's end. The process is
+// killed, and waited for, when the test ends.
+func startMain(t *testing.T, text string, env []string, args ...string) (*exec.Cmd, *lockedBuffer, <-chan struct{}, chan error) {
+	t.Helper()
+	cmd := exec.Command(os.Args[0], args...)
+	cmd.Env = append(append(os.Environ(), runMainEnv+"=1"), env...)
+	stderr := &lockedBuffer{}
+	seen := make(chan struct{})
+	stderr.notify(text, seen)
+	cmd.Stderr = stderr
+	require.NoError(t, cmd.Start())
+	exited := make(chan error, 1)
+	go func() { exited <- cmd.Wait() }()
+	t.Cleanup(func() {
+		_ = cmd.Process.Kill()
+		<-exited
+	})
+	return cmd, stderr, seen, exited
 }
 
 // lockedBuffer is a bytes.Buffer safe for a process's writes and the
