@@ -234,7 +234,7 @@ func (b *Bridge) Run(ctx context.Context) error {
 		return err
 	}
 	defer client.Close()
-	if err := b.checkDLQTopics(client); err != nil {
+	if err := b.checkTopics(client); err != nil {
 		return err
 	}
 	group, err := sarama.NewConsumerGroupFromClient(b.cfg.Kafka.Group, client)
@@ -334,18 +334,30 @@ func (b *Bridge) watchLogEnds(ctx context.Context) {
 	})
 }
 
-// checkDLQTopics makes sure every routed topic's DLQ topic exists before
-// anything is read: where brokers do not create topics on their own (the
-// production default) the first poison record would stall its partition.
-// With dlq.create_topics it creates the missing ones; otherwise the error
+// checkTopics makes sure, before anything is read, that every route's
+// topic exists (a missing one is a typo or the wrong cluster: the error
+// names the route; the consumer does not ask the broker to create topics,
+// see connect.SaramaConfig) and that every routed topic's DLQ topic
+// exists: where brokers do not create topics on their own (the production
+// default) the first poison record would stall its partition. With
+// dlq.create_topics it creates the missing DLQ topics; otherwise the error
 // names them.
-func (b *Bridge) checkDLQTopics(client sarama.Client) error {
+func (b *Bridge) checkTopics(client sarama.Client) error {
 	if err := client.RefreshMetadata(); err != nil {
 		return fmt.Errorf("read the topics of the cluster: %w", err)
 	}
 	existing, err := client.Topics()
 	if err != nil {
 		return fmt.Errorf("read the topics of the cluster: %w", err)
+	}
+	var absent []string
+	for i, r := range b.cfg.Routes {
+		if !slices.Contains(existing, r.Topic) && !slices.ContainsFunc(b.cfg.Routes[:i], func(o config.Route) bool { return o.Topic == r.Topic }) {
+			absent = append(absent, fmt.Sprintf("routes[%d].topic %q does not exist", i, r.Topic))
+		}
+	}
+	if len(absent) > 0 {
+		return fmt.Errorf("%s in the cluster at %s: check the name, or create the topic first", strings.Join(absent, "; "), strings.Join(b.cfg.Kafka.Brokers, ","))
 	}
 	var missing []string
 	for _, topic := range b.router.Topics() {

@@ -316,7 +316,9 @@ type Memory struct {
 // Route maps records of one topic (optionally of some event types)
 // to the workflow that owns them.
 type Route struct {
-	// Topic is the Kafka topic to consume. Required.
+	// Topic is the Kafka topic to consume. Required. It must exist when
+	// the bridge starts, which refuses to start otherwise and never
+	// creates it.
 	Topic string `yaml:"topic"`
 	// TypeHeader names the record header that holds the event type.
 	// Optional; at most one of TypeHeader and TypeField.

@@ -33,6 +33,11 @@ func SaramaConfig(k config.Kafka) (*sarama.Config, error) {
 	if k.ConnectTimeout > 0 {
 		c.Net.DialTimeout = k.ConnectTimeout
 	}
+	// A route's topic that does not exist is refused at start (a typo
+	// would otherwise be created by a broker with Kafka's default
+	// auto.create.topics.enable, and consumed for ever in vain); the
+	// consumer's metadata requests never create one either.
+	c.Metadata.AllowAutoTopicCreation = false
 	c.Consumer.Return.Errors = true
 	c.Consumer.Offsets.AutoCommit.Enable = true
 	c.Consumer.Offsets.AutoCommit.Interval = time.Second
