@@ -15,6 +15,8 @@ RUN CGO_ENABLED=0 go build -trimpath -ldflags="-s -w" -o /out/ ./cmd/bridge ./cm
 
 FROM gcr.io/distroless/static-debian12:nonroot
 COPY --from=build /out/bridge /out/worker /usr/local/bin/
-USER nonroot:nonroot
+# Numeric (distroless's nonroot): the manifests' runAsNonRoot can check only
+# a numeric user.
+USER 65532:65532
 EXPOSE 9464
 ENTRYPOINT ["/usr/local/bin/bridge"]

@@ -134,6 +134,10 @@ type k8sObject struct {
 		Template struct {
 			Spec struct {
 				TerminationGracePeriodSeconds int `yaml:"terminationGracePeriodSeconds"`
+				SecurityContext               struct {
+					RunAsNonRoot bool `yaml:"runAsNonRoot"`
+					RunAsUser    *int `yaml:"runAsUser"`
+				} `yaml:"securityContext"`
 				Containers                    []struct {
 					Name  string   `yaml:"name"`
 					Args  []string `yaml:"args"`
@@ -256,4 +260,35 @@ func TestKubernetesManifestsMatchTheBridgeConfig(t *testing.T) {
 		wenv = append(wenv, e.Name)
 	}
 	assert.Contains(t, wenv, cfg.Kafka.SASL.PasswordEnv, "the worker gets the SASL password too")
+}
+
+// The pods run as non-root (runAsNonRoot), and the kubelet can check that
+// only against a numeric user: an image whose USER is a name (distroless's
+// "nonroot") fails to start with CreateContainerConfigError ("image has
+// non-numeric user (nonroot), cannot verify user is non-root") unless the
+// pod sets runAsUser. No container engine runs here, so the Dockerfile's
+// USER is read and checked against the manifests.
+func TestTheImagesUserSatisfiesTheManifestsRunAsNonRoot(t *testing.T) {
+	data, err := os.ReadFile("../Dockerfile")
+	require.NoError(t, err)
+	user := ""
+	for line := range strings.Lines(string(data)) {
+		if f := strings.Fields(line); len(f) == 2 && strings.EqualFold(f[0], "USER") {
+			user = f[1] // the last USER of the last stage is the image's
+		}
+	}
+	require.NotEmpty(t, user, "the Dockerfile sets no USER: the image would run as root")
+	uid, _, _ := strings.Cut(user, ":")
+	n, numeric := strconv.Atoi(uid)
+	for _, path := range []string{"../deploy/k8s/bridge.yaml", "../deploy/k8s/worker.yaml"} {
+		for _, o := range readManifests(t, path) {
+			sc := o.Spec.Template.Spec.SecurityContext
+			if o.Kind != "Deployment" || !sc.RunAsNonRoot || sc.RunAsUser != nil {
+				continue
+			}
+			if assert.NoError(t, numeric, "%s: %s runs as non-root without runAsUser, so the image's USER %q must be numeric", path, o.Metadata.Name, user) {
+				assert.NotZero(t, n, "%s: the image's USER is root", path)
+			}
+		}
+	}
 }
