@@ -138,7 +138,7 @@ type k8sObject struct {
 					RunAsNonRoot bool `yaml:"runAsNonRoot"`
 					RunAsUser    *int `yaml:"runAsUser"`
 				} `yaml:"securityContext"`
-				Containers                    []struct {
+				Containers []struct {
 					Name  string   `yaml:"name"`
 					Args  []string `yaml:"args"`
 					Ports []struct {
