@@ -114,7 +114,9 @@ type Dispatch struct {
 	// window, for the DLQ) holds none of them. Optional, default 64.
 	Concurrency int `yaml:"concurrency"`
 	// MaxCallBytes caps the events one call carries; larger groups are
-	// split. Temporal rejects payloads over 2 MB. Optional, default 1.5 MiB.
+	// split, and a record larger on its own is dead-lettered (class
+	// rejected). Temporal rejects payloads over 2 MB. From 65536 to
+	// 2 MiB. Optional, default 1.5 MiB.
 	MaxCallBytes int `yaml:"max_call_bytes"`
 	// OnClosedWorkflow is the policy for a new record whose workflow has
 	// closed: "dlq", "drop" or "new_run". Optional, default "dlq".
@@ -203,7 +205,8 @@ type Backpressure struct {
 	// Optional, default 30000.
 	MaxRecords int `yaml:"max_records"`
 	// MaxBytes caps the bytes of those records (key, value, headers and
-	// an estimate of the envelope). Optional, default 6 MiB.
+	// an estimate of the envelope); at least 65536. Optional, default
+	// 6 MiB.
 	MaxBytes int `yaml:"max_bytes"`
 	// ResumeAt is the low-water mark, as a fraction of MaxRecords and
 	// MaxBytes, below which paused partitions resume. Optional, default 0.5.
@@ -309,7 +312,7 @@ type Memory struct {
 	// GOMEMLIMIT in the environment takes precedence. Optional, default
 	// 3 × backpressure.max_bytes + 14 MiB (32 MiB with the default budget;
 	// 4 × + 16 MiB let catch-up RSS reach 64.6 MiB); -1 leaves the
-	// runtime's default.
+	// runtime's default. Otherwise at least backpressure.max_bytes.
 	SoftLimit int64 `yaml:"soft_limit"`
 }
 

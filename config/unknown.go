@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"maps"
 	"reflect"
+	"regexp"
 	"slices"
 	"strings"
 	"time"
@@ -14,8 +15,11 @@ import (
 
 // unknownFields reports every mapping key of the document that names no
 // field, by its YAML path ("kafka.grup", "routes[1].topik") with its line
-// and the closest known name, as every other configuration error names
-// its field. (yaml.v3's own error names the Go type instead.)
+// and the closest known name, and every value that does not say what it
+// seems to (see scalarError), as every other configuration error names its
+// field. (yaml.v3's own errors name the Go type instead.) Merge keys
+// ("<<: *anchor") are yaml's to resolve; the anchor is checked where it is
+// defined.
 func unknownFields(doc *yaml.Node) []error {
 	var errs []error
 	var walk func(n *yaml.Node, t reflect.Type, path string)
@@ -32,6 +36,9 @@ func unknownFields(doc *yaml.Node) []error {
 			fields := yamlFields(t)
 			for i := 0; i+1 < len(n.Content); i += 2 {
 				key, value := n.Content[i], n.Content[i+1]
+				if key.Tag == "!!merge" {
+					continue
+				}
 				p := key.Value
 				if path != "" {
 					p = path + "." + key.Value
@@ -51,10 +58,58 @@ func unknownFields(doc *yaml.Node) []error {
 			for i, c := range n.Content {
 				walk(c, t.Elem(), fmt.Sprintf("%s[%d]", path, i))
 			}
+		case n.Kind == yaml.ScalarNode:
+			if msg := scalarError(n, t); msg != "" {
+				errs = append(errs, &FieldError{Field: path, Msg: fmt.Sprintf("%s (line %d)", msg, n.Line)})
+			}
 		}
 	}
 	walk(doc, reflect.TypeFor[Config](), "")
 	return errs
+}
+
+// leadingZero is a whole number YAML 1.1 reads as octal (0100 is 64),
+// where the environment (SAGABRIDGE_*) reads it as decimal.
+var leadingZero = regexp.MustCompile(`^[-+]?0(o?[0-9_]+)$`)
+
+// scalarError says what is wrong with scalar n as a value of a field of
+// type t, or "" when nothing is: an empty value (a template's missing
+// value became a zero taken as set, overriding the default), a duration
+// without a unit, a fraction or a string where a whole number belongs
+// (yaml truncated 1.5 to 1), a whole number with a leading zero, or a
+// single value where a list belongs.
+func scalarError(n *yaml.Node, t reflect.Type) string {
+	for t.Kind() == reflect.Pointer {
+		t = t.Elem()
+	}
+	if n.Tag == "!!null" {
+		switch t.Kind() {
+		case reflect.Struct, reflect.Map, reflect.Slice: // an empty section or list
+			return ""
+		}
+		return "has no value: remove the key to take the default, or give one"
+	}
+	switch {
+	case t == reflect.TypeFor[time.Duration]():
+		if n.Tag == "!!int" || n.Tag == "!!float" {
+			return fmt.Sprintf("%s is not a duration: write it with a unit, such as 5ms or 5s", n.Value)
+		}
+		if _, err := time.ParseDuration(n.Value); err != nil {
+			return fmt.Sprintf("%q is not a duration, such as 5ms or 5s", n.Value)
+		}
+	case t.Kind() >= reflect.Int && t.Kind() <= reflect.Uint64:
+		switch {
+		case n.Tag == "!!float":
+			return fmt.Sprintf("%s is not a whole number", n.Value)
+		case n.Tag != "!!int":
+			return fmt.Sprintf("%q is not a whole number", n.Value)
+		case leadingZero.MatchString(n.Value):
+			return fmt.Sprintf("%s has a leading zero, which YAML reads as octal: write it without", n.Value)
+		}
+	case t.Kind() == reflect.Slice:
+		return fmt.Sprintf("want a list, such as [%s], not %q", n.Value, n.Value)
+	}
+	return ""
 }
 
 // yamlFields maps the YAML names of struct t's fields to their types.

@@ -72,6 +72,8 @@ func (c Config) validateConnections(bad func(field, format string, args ...any))
 	}
 	if c.DLQ.Suffix == "" {
 		bad("dlq.suffix", "must not be empty")
+	} else if !legalTopic("a" + c.DLQ.Suffix) {
+		bad("dlq.suffix", "%q makes DLQ topic names Kafka refuses: use letters, digits, '.', '_' and '-'", c.DLQ.Suffix)
 	}
 }
 
@@ -128,6 +130,11 @@ func (c Config) Validate() error {
 	}
 	if c.Memory.SoftLimit < -1 || c.Memory.SoftLimit == 0 {
 		bad("memory.soft_limit", "must be a number of bytes, or -1 for the runtime's default")
+	} else if c.Memory.SoftLimit > 0 && c.Memory.SoftLimit < int64(bp.MaxBytes) {
+		bad("memory.soft_limit", "must be at least backpressure.max_bytes (%d): it is a number of bytes, and under the records the bridge holds the garbage collector would run without pause", bp.MaxBytes)
+	}
+	if bp.MaxBytes >= 1 && bp.MaxBytes < 64<<10 {
+		bad("backpressure.max_bytes", "must be at least 65536: it is a number of bytes, and a budget smaller than a few records pauses every partition")
 	}
 	if !(bp.ResumeAt > 0 && bp.ResumeAt < 1) { // NaN too, which compares false with everything
 		bad("backpressure.resume_at", "must be between 0 and 1 (a fraction of the caps), not %g", bp.ResumeAt)
@@ -146,6 +153,8 @@ func (c Config) Validate() error {
 	}
 	if c.Dispatch.MaxCallBytes > MaxPayloadBytes {
 		bad("dispatch.max_call_bytes", "must not exceed Temporal's payload limit of %d bytes", MaxPayloadBytes)
+	} else if c.Dispatch.MaxCallBytes >= 1 && c.Dispatch.MaxCallBytes < 64<<10 {
+		bad("dispatch.max_call_bytes", "must be at least 65536: a record larger than it is dead-lettered, and every record's envelope alone is a few hundred bytes")
 	}
 	switch c.Dispatch.OnClosedWorkflow {
 	case OnClosedDLQ, OnClosedDrop, OnClosedNewRun:
@@ -198,6 +207,22 @@ func (c Config) Validate() error {
 	return errors.Join(errs...)
 }
 
+// maxTopicLen is the longest topic name Kafka accepts.
+const maxTopicLen = 249
+
+// legalTopic reports whether Kafka accepts name as a topic's name.
+func legalTopic(name string) bool {
+	if name == "" || name == "." || name == ".." || len(name) > maxTopicLen {
+		return false
+	}
+	for _, r := range name {
+		if !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == '.' || r == '_' || r == '-') {
+			return false
+		}
+	}
+	return true
+}
+
 // ValidateRoutes checks routes (with their defaults filled) one by one and
 // together: the routes of a topic agree on how the event type is read, at
 // most one of them takes every type, no type is routed twice, and no route
@@ -222,6 +247,13 @@ func ValidateRoutes(routes []Route, dlqSuffix string) []error {
 			errs = append(errs, &FieldError{Field: at + ".name", Msg: fmt.Sprintf("%q is the name of routes[%d] too; route names are unique", r.Name, j)})
 		}
 		names[r.Name] = i
+		if !legalTopic(r.Topic) {
+			errs = append(errs, &FieldError{Field: at + ".topic", Msg: fmt.Sprintf("%q is not a Kafka topic name: at most 249 letters, digits, '.', '_' and '-', and not \".\" or \"..\"", r.Topic)})
+			continue
+		}
+		if d := r.Topic + dlqSuffix; dlqSuffix != "" && len(d) > maxTopicLen {
+			errs = append(errs, &FieldError{Field: at + ".topic", Msg: fmt.Sprintf("its DLQ topic %s is longer than Kafka's %d characters", d, maxTopicLen)})
+		}
 		if dlqSuffix != "" && strings.HasSuffix(r.Topic, dlqSuffix) {
 			errs = append(errs, &FieldError{Field: at + ".topic", Msg: fmt.Sprintf("%q is a DLQ topic (suffix %q); consuming it would loop", r.Topic, dlqSuffix)})
 		}

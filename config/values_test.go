@@ -1,0 +1,93 @@
+package config
+
+import (
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+)
+
+// valuesBase is a configuration that loads; each case below adds to it.
+const valuesBase = `kafka: {brokers: [b:9092], group: g}
+routes: [{topic: orders, workflow_type: W, workflow_id: "w-{key}", task_queue: q}]
+`
+
+// Values that YAML reads into something other than what was written, or
+// that pass every check and then break the bridge, are refused, and the
+// error names the field. Each of these loaded silently.
+func TestValuesThatWouldBeMisreadAreRefusedNamingTheField(t *testing.T) {
+	for name, tc := range map[string]struct{ yaml, want string }{
+		// An empty value (a Helm template's missing value) became a zero
+		// marked as set: no coalescing, no linger, a 0 s drain.
+		"empty duration": {"batch: {linger: }\n", "batch.linger: has no value"},
+		"null duration":  {"dispatch: {coalesce: {max_window: ~}}\n", "dispatch.coalesce.max_window: has no value"},
+		"empty int":      {"backpressure: {backlog: {low_tasks: }}\n", "backpressure.backlog.low_tasks: has no value"},
+		"empty string":   {"dlq: {suffix: }\n", "dlq.suffix: has no value"},
+		// YAML 1.1 reads a leading zero as octal (0100 is 64); the
+		// environment reads it as decimal (100).
+		"leading zero": {"batch: {max_records: 0100}\n", "batch.max_records: 0100 has a leading zero"},
+		// A fraction was truncated (1.5 records became 1).
+		"fraction": {"batch: {max_records: 1.5}\n", "batch.max_records: 1.5 is not a whole number"},
+		// yaml's own errors named the Go type and the line, not the field.
+		"duration without a unit": {"batch: {linger: 5}\n", "batch.linger: 5 is not a duration: write it with a unit, such as 5ms or 5s"},
+		"bytes with a unit":       {"memory: {soft_limit: 64MiB}\n", "memory.soft_limit: \"64MiB\" is not a whole number"},
+		"list as a string":        {"routes: [{topic: orders, types: A, workflow_type: W, workflow_id: \"w-{key}\", task_queue: q, type_header: t}]\n", "routes[0].types: want a list"},
+		// Every record, even one with no payload (an envelope of ~200
+		// bytes), was over the cap and dead-lettered.
+		"tiny max_call_bytes": {"dispatch: {max_call_bytes: 150}\n", "dispatch.max_call_bytes: must be at least 65536"},
+		// A soft limit meant as MiB made the garbage collector run without
+		// pause; a budget meant as MiB paused every partition.
+		"soft limit under the budget": {"memory: {soft_limit: 512}\n", "memory.soft_limit: must be at least backpressure.max_bytes"},
+		"budget in MiB":               {"backpressure: {max_bytes: 6}\n", "backpressure.max_bytes: must be at least 65536"},
+		// Kafka's rules for topic names: these failed only at start, as
+		// "the DLQ topics ... do not exist: create them".
+		"topic with a space":  {"routes: [{topic: \"orders v2\", workflow_type: W, workflow_id: \"w-{key}\", task_queue: q}]\n", `routes[0].topic: "orders v2" is not a Kafka topic name`},
+		"topic dot dot":       {"routes: [{topic: \"..\", workflow_type: W, workflow_id: \"w-{key}\", task_queue: q}]\n", `routes[0].topic: ".." is not a Kafka topic name`},
+		"DLQ topic too long":  {"routes: [{topic: " + strings.Repeat("a", 247) + ", workflow_type: W, workflow_id: \"w-{key}\", task_queue: q}]\n", "routes[0].topic: its DLQ topic " + strings.Repeat("a", 247) + ".dlq is longer than Kafka's 249 characters"},
+		"suffix with a slash": {"dlq: {suffix: /dead}\n", `dlq.suffix: "/dead" makes DLQ topic names Kafka refuses`},
+	} {
+		t.Run(name, func(t *testing.T) {
+			yaml := valuesBase + tc.yaml
+			if strings.HasPrefix(tc.yaml, "routes:") {
+				yaml = "kafka: {brokers: [b:9092], group: g}\n" + tc.yaml
+			}
+			_, err := Parse([]byte(yaml))
+			require.Error(t, err)
+			assert.Contains(t, err.Error(), tc.want)
+		})
+	}
+}
+
+// YAML merge keys share settings between routes; "<<" was taken for an
+// unknown field.
+func TestRoutesMaySharesSettingsThroughMergeKeys(t *testing.T) {
+	cfg, err := Parse([]byte(`kafka: {brokers: [b:9092], group: g}
+routes:
+  - &orders {topic: orders, workflow_type: W, workflow_id: "w-{key}", task_queue: q, type_header: event-type, types: [A]}
+  - <<: *orders
+    types: [B]
+    workflow_type: V
+`))
+	require.NoError(t, err)
+	require.Len(t, cfg.Routes, 2)
+	assert.Equal(t, "orders", cfg.Routes[1].Topic)
+	assert.Equal(t, "V", cfg.Routes[1].WorkflowType)
+	assert.Equal(t, []string{"B"}, cfg.Routes[1].Types)
+}
+
+// Values written plainly still load: zero where zero is meant, durations
+// with units, plain and underscored whole numbers.
+func TestPlainValuesStillLoad(t *testing.T) {
+	cfg, err := Parse([]byte(valuesBase + `batch: {linger: 0s, max_records: 500}
+dispatch: {coalesce: {max_window: 0s}, max_call_bytes: 1000000}
+backpressure: {backlog: {low_tasks: 0}}
+`))
+	require.NoError(t, err)
+	assert.Zero(t, cfg.Batch.Linger)
+	assert.Equal(t, 500, cfg.Batch.MaxRecords)
+	assert.Zero(t, cfg.Dispatch.Coalesce.MaxWindow)
+	assert.Zero(t, cfg.Backpressure.Backlog.LowTasks)
+	assert.Equal(t, time.Duration(0), cfg.Batch.Linger)
+}
