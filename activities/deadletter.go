@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/IBM/sarama"
+	"go.opentelemetry.io/otel/propagation"
 	"go.temporal.io/sdk/activity"
 	"go.temporal.io/sdk/temporal"
 
@@ -30,8 +31,11 @@ type DeadLetterInput = contract.DeadLetterInput
 // a worker with RegisterActivity; its activity is "DeadLetter".
 //
 // Like Publish this is at-least-once: a DeadLetter that wrote and then timed
-// out writes again on retry. Every record carries HeaderEventID, the same on
-// every attempt, so a repeat is recognisable (dlq list shows it).
+// out writes again on retry. Every record carries dlq.HeaderEventID, the
+// same on every attempt, so a repeat is recognisable (dlq list -json shows
+// it as event_id), and the activity's trace context in
+// dlq.HeaderTraceParent: the record's own headers, traceparent included,
+// go to the DLQ unchanged.
 //
 // A dead letter too large for the producer (MaxMessageBytes) or for the DLQ
 // topic (its max.message.bytes) is written in reduced form (dlq.Reduced:
@@ -74,30 +78,24 @@ func (d *DeadLetterer) DeadLetter(ctx context.Context, in DeadLetterInput) error
 		f.Headers = append(f.Headers, sarama.RecordHeader{Key: []byte(h.Key), Value: h.Value})
 	}
 	suffix := cmp.Or(d.Suffix, dlq.DefaultSuffix)
-	id := EventID(info.WorkflowExecution.ID, info.WorkflowExecution.RunID, info.ActivityID)
+	f.EventID = EventID(info.WorkflowExecution.ID, info.WorkflowExecution.RunID, info.ActivityID)
+	trace := propagation.MapCarrier{}
+	propagation.TraceContext{}.Inject(ctx, trace)
+	f.TraceParent, f.TraceState = trace.Get("traceparent"), trace.Get("tracestate")
 	log := activity.GetLogger(ctx)
-	msg := d.message(ctx, f, suffix, id)
+	msg := f.Message(suffix)
 	if size, limit := msg.ByteSize(2), cmp.Or(d.MaxMessageBytes, saramaMaxMessageBytes); size > limit {
 		log.Warn("dead letter too large for the producer; writing it in reduced form", "topic", msg.Topic, "bytes", size, "max_message_bytes", limit)
 		f = f.Reduced()
-		msg = d.message(ctx, f, suffix, id)
+		msg = f.Message(suffix)
 	}
-	_, _, err := d.Producer.SendMessage(msg)
+	err := send(ctx, d.Producer, msg)
 	if err != nil && dlq.TooLarge(err) && !f.IsReduced() { // the topic's max.message.bytes, which only the broker knows
 		log.Warn("dead letter too large for its DLQ topic; writing it in reduced form", "topic", msg.Topic, "error", err)
-		_, _, err = d.Producer.SendMessage(d.message(ctx, f.Reduced(), suffix, id))
+		err = send(ctx, d.Producer, f.Reduced().Message(suffix))
 	}
 	if err != nil {
-		return fmt.Errorf("dead-letter %s (%s failed in %s) to %s: %w", in.Event.Position(), in.ActivityType, id, msg.Topic, err)
+		return fmt.Errorf("dead-letter %s (%s failed in %s) to %s: %w", in.Event.Position(), in.ActivityType, f.EventID, msg.Topic, err)
 	}
 	return nil
-}
-
-// message is f's DLQ record with the event ID and the activity's trace
-// context, as sarama measures it against Producer.MaxMessageBytes.
-func (d *DeadLetterer) message(ctx context.Context, f dlq.Failure, suffix, id string) *sarama.ProducerMessage {
-	msg := f.Message(suffix)
-	msg.Headers = append(msg.Headers, sarama.RecordHeader{Key: []byte(HeaderEventID), Value: []byte(id)})
-	injectTrace(ctx, msg)
-	return msg
 }

@@ -97,7 +97,7 @@ func (p *Publisher) Publish(ctx context.Context, o Outcome) error {
 		},
 	}
 	injectTrace(ctx, msg)
-	if _, _, err := p.Producer.SendMessage(msg); err != nil {
+	if err := send(ctx, p.Producer, msg); err != nil {
 		err = fmt.Errorf("publish %s %s to %s: %w", o.Type, id, o.Topic, err)
 		if dlq.TooLarge(err) {
 			return temporal.NewNonRetryableApplicationError(
@@ -111,4 +111,23 @@ func (p *Publisher) Publish(ctx context.Context, o Outcome) error {
 // EventID builds the deterministic ID of the record one activity publishes.
 func EventID(workflowID, runID, activityID string) string {
 	return workflowID + "/" + runID + "/" + activityID
+}
+
+// send sends msg with p and waits for the broker's acknowledgement, or
+// for ctx to end: sarama's own retries and timeouts can hold a send for
+// minutes, long after the activity's StartToCloseTimeout, and each attempt
+// left waiting would write when the broker recovers. A send given up on
+// may still be written; the event ID marks it as a repeat.
+func send(ctx context.Context, p sarama.SyncProducer, msg *sarama.ProducerMessage) error {
+	done := make(chan error, 1)
+	go func() {
+		_, _, err := p.SendMessage(msg)
+		done <- err
+	}()
+	select {
+	case err := <-done:
+		return err
+	case <-ctx.Done():
+		return fmt.Errorf("no acknowledgement from the broker before the activity's context ended: %w", context.Cause(ctx))
+	}
 }

@@ -37,6 +37,15 @@ const (
 	HeaderWorkflowID = HeaderPrefix + "workflow.id" // target workflow, when known
 	HeaderRunID      = HeaderPrefix + "run.id"      // workflow run, when known
 	HeaderActivity   = HeaderPrefix + "activity"    // activity type, for a failed activity
+	// HeaderEventID is the ID of a dead letter written by an activity
+	// (activities.DeadLetterer): the same on every attempt of the
+	// activity, so a repeat is recognisable.
+	HeaderEventID = HeaderPrefix + "event.id"
+	// HeaderTraceParent and HeaderTraceState are the W3C trace context of
+	// the writer of the dead letter (an activity's span), kept apart from
+	// the record's own traceparent and tracestate.
+	HeaderTraceParent = HeaderPrefix + "traceparent"
+	HeaderTraceState  = HeaderPrefix + "tracestate"
 	// OriginalPrefix renames an original header that uses sagabridge's
 	// names, so it cannot pass for one of the DLQ's (Failure.Message).
 	OriginalPrefix = "original."
@@ -88,6 +97,12 @@ type Failure struct {
 	WorkflowID   string
 	RunID        string
 	ActivityType string
+	// EventID identifies a dead letter an activity wrote, the same on
+	// every attempt; empty for the bridge's.
+	EventID string
+	// TraceParent and TraceState are the writer's trace context, when it
+	// traced; the record's own are among Headers.
+	TraceParent, TraceState string
 
 	// reduced says what Reduced dropped; valueSize is the dropped value's size.
 	reduced   string
@@ -140,6 +155,11 @@ func (f Failure) Message(suffix string) *sarama.ProducerMessage {
 	if f.ActivityType != "" {
 		add(HeaderActivity, f.ActivityType)
 	}
+	for _, h := range [...][2]string{{HeaderEventID, f.EventID}, {HeaderTraceParent, f.TraceParent}, {HeaderTraceState, f.TraceState}} {
+		if h[1] != "" {
+			add(h[0], h[1])
+		}
+	}
 	hs = append(hs, f.reducedHeaders()...)
 	msg := &sarama.ProducerMessage{Topic: TopicFor(f.Topic, suffix), Headers: hs}
 	if f.Key != nil {
@@ -191,6 +211,8 @@ func Parse(msg *sarama.ConsumerMessage) (Failure, error) {
 	f.WorkflowID = seen[HeaderWorkflowID]
 	f.RunID = seen[HeaderRunID]
 	f.ActivityType = seen[HeaderActivity]
+	f.EventID = seen[HeaderEventID]
+	f.TraceParent, f.TraceState = seen[HeaderTraceParent], seen[HeaderTraceState]
 	f.reduced = seen[HeaderReduced]
 	f.valueSize, _ = strconv.Atoi(seen[HeaderValueSize])
 	if v, ok := seen[HeaderFailedAt]; ok {

@@ -123,6 +123,7 @@ type jsonEntry struct {
 	WorkflowID    string       `json:"workflow_id"`
 	RunID         string       `json:"run_id"`
 	Activity      string       `json:"activity"`
+	EventID       string       `json:"event_id,omitempty"`
 	Key           *string      `json:"key"`
 	KeyEncoding   string       `json:"key_encoding"`
 	Value         *string      `json:"value"`
@@ -157,7 +158,7 @@ func toJSON(topic string, e dlq.Entry) jsonEntry {
 		DLQTopic: topic, DLQPartition: e.Partition, DLQOffset: e.Offset,
 		Topic: f.Topic, Partition: f.Partition, Offset: f.Offset,
 		Class: string(f.Class), Error: f.Err, FailedAt: f.FailedAt.UTC(), Attempts: f.Attempts, Redrives: e.Redrives,
-		WorkflowID: f.WorkflowID, RunID: f.RunID, Activity: f.ActivityType,
+		WorkflowID: f.WorkflowID, RunID: f.RunID, Activity: f.ActivityType, EventID: f.EventID,
 		Headers: make([]jsonHeader, 0, len(f.Headers)),
 	}
 	j.Key, j.KeyEncoding = encodeBytes(f.Key)
