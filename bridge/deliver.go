@@ -330,8 +330,18 @@ func cancelled(err error) bool {
 // follow Dispatch.OnClosedWorkflow (those to dead-letter are added to
 // st.dead). done is false when the closed run's memo could not be read, so
 // the caller retries.
+//
+// The describe goes through the target's circuit like the call: a refusal
+// (an authorizer that allows signals but not DescribeWorkflowExecution) is
+// the bridge's access fault, logged and shown on /readyz, and opens the
+// circuit; it was retried in silence.
 func (b *Bridge) closedWorkflow(f *flow, target Target, recs []record, attempt int, st *callState) (done bool, err error) {
-	applied, err := b.deps.Temporal.ClosedWatermarks(f.callCtx, target.WorkflowID)
+	var applied event.Watermarks
+	_, err = b.circuitFor(target).breaker.Execute(func() (struct{}, error) {
+		var err error
+		applied, err = b.deps.Temporal.ClosedWatermarks(f.callCtx, target.WorkflowID)
+		return struct{}{}, err
+	})
 	if err != nil {
 		return false, err
 	}

@@ -245,6 +245,9 @@ func (b *Bridge) Handler() http.Handler {
 		_, _ = w.Write([]byte("ok\n"))
 	})
 	mux.HandleFunc("/readyz", func(w http.ResponseWriter, _ *http.Request) {
+		// Each reason is read once: a circuit may close between two reads.
+		refused, claimFailure, dlqFailing := b.refused(), b.claimFailure(), b.pressure.dlqFailing()
+		open, hasOpen := b.openCircuit()
 		switch {
 		case !b.running.Load():
 			http.Error(w, "not running", http.StatusServiceUnavailable)
@@ -253,19 +256,18 @@ func (b *Bridge) Handler() http.Handler {
 				http.StatusServiceUnavailable)
 		case !b.joined.Load():
 			http.Error(w, "not yet in the consumer group", http.StatusServiceUnavailable)
-		case b.refused() != nil:
+		case refused != nil:
 			http.Error(w, fmt.Sprintf("Temporal refuses the bridge's access to namespace %s: %s",
-				b.cfg.Temporal.Namespace, b.refused().cause), http.StatusServiceUnavailable)
-		case b.claimFailure() != "":
-			http.Error(w, b.claimFailure(), http.StatusServiceUnavailable)
-		case len(b.pressure.dlqFailing()) > 0:
-			for p, err := range b.pressure.dlqFailing() {
+				b.cfg.Temporal.Namespace, refused.cause), http.StatusServiceUnavailable)
+		case claimFailure != "":
+			http.Error(w, claimFailure, http.StatusServiceUnavailable)
+		case len(dlqFailing) > 0:
+			for p, err := range dlqFailing {
 				http.Error(w, fmt.Sprintf("dead letters of %s cannot be written: %s", p, err), http.StatusServiceUnavailable)
 				break
 			}
-		case b.hasOpenCircuit():
-			c, _ := b.openCircuit()
-			http.Error(w, "circuit to Temporal ("+c.key.String()+") is "+c.breaker.State().String()+"; the partitions of its topics are paused", http.StatusServiceUnavailable)
+		case hasOpen:
+			http.Error(w, "circuit to Temporal ("+open.key.String()+") is "+open.breaker.State().String()+"; the partitions of its topics are paused", http.StatusServiceUnavailable)
 		default:
 			_, _ = w.Write([]byte("ok\n"))
 			for q, err := range b.pressure.unreadableBacklogs() {

@@ -1,0 +1,111 @@
+package bridge
+
+import (
+	"context"
+	"net/http"
+	"net/http/httptest"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+	"go.temporal.io/api/serviceerror"
+
+	"github.com/sagabridge/sagabridge/config"
+	"github.com/sagabridge/sagabridge/event"
+)
+
+// describeDenied is a Temporal whose workflows have closed and that lets
+// the bridge signal but not describe them (an authorizer that allows
+// SignalWithStart and refuses DescribeWorkflowExecution), until allowed.
+type describeDenied struct {
+	fakeTemporal
+	mu      sync.Mutex
+	allowed bool
+}
+
+func (d *describeDenied) SignalWithStart(ctx context.Context, t Target, b event.Batch) error {
+	if err := d.fakeTemporal.SignalWithStart(ctx, t, b); err != nil {
+		return err
+	}
+	return ErrWorkflowClosed
+}
+
+func (d *describeDenied) ClosedWatermarks(context.Context, string) (event.Watermarks, error) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if !d.allowed {
+		return nil, serviceerror.NewPermissionDenied("DescribeWorkflowExecution is not allowed", "")
+	}
+	return event.NewWatermarks(), nil
+}
+
+// A refusal of the describe that follows a closed workflow's answer is the
+// bridge's access fault like any other: it is logged, /readyz says so and
+// the target's circuit opens, and nothing is dead-lettered or committed
+// until it is allowed. It was retried for ever in silence (89 retries in
+// 0.5 s, nothing logged, ready, the circuit closed), the partition's
+// commits stuck behind it.
+func TestARefusedDescribeOfAClosedWorkflowIsAnAccessFault(t *testing.T) {
+	tc := &describeDenied{}
+	dl := &fakeDLQ{}
+	b, s, revoke := claimWithCircuits(t, tc, dl, config.Route{Topic: "orders", TypeHeader: "event-type", WorkflowType: "O",
+		WorkflowID: "order-{key}", TaskQueue: "q"})
+	defer revoke()
+	require.Eventually(t, func() bool { return b.refused() != nil }, 5*time.Second, time.Millisecond,
+		"the refused describe was not taken for an access fault")
+	assert.Contains(t, b.refused().cause, "DescribeWorkflowExecution is not allowed")
+	assert.True(t, b.hasOpenCircuit(), "the target's circuit is open")
+	assert.Zero(t, s.committed(), "nothing was committed")
+	dl.mu.Lock()
+	assert.Empty(t, dl.failures, "nothing was dead-lettered")
+	dl.mu.Unlock()
+
+	tc.mu.Lock()
+	tc.allowed = true
+	tc.mu.Unlock()
+	require.Eventually(t, func() bool { return s.committed() == 3 }, 5*time.Second, time.Millisecond,
+		"the records were not settled once the describe was allowed")
+	dl.mu.Lock()
+	assert.Len(t, dl.failures, 3, "each record of a closed workflow that applied none of them is dead-lettered (policy dlq)")
+	dl.mu.Unlock()
+}
+
+// /readyz reads each reason once: a circuit that closed between two reads
+// of its access fault or of the open circuit dereferenced nil and the
+// probe got a reset connection (net/http recovers the handler's panic;
+// here it fails the test).
+func TestReadyzReadsEachReasonOnce(t *testing.T) {
+	b, err := New(config.Config{
+		Kafka:  config.Kafka{Brokers: []string{"b:9092"}, Group: "g"},
+		Routes: []config.Route{{Topic: "orders", TypeHeader: "event-type", WorkflowType: "O", WorkflowID: "order-{key}", TaskQueue: "q"}},
+	}, Deps{Temporal: &fakeTemporal{}, DeadLetters: &fakeDLQ{}, Logger: quiet()})
+	require.NoError(t, err)
+	b.running.Store(true)
+	b.joined.Store(true)
+	var c *circuit
+	for _, c = range b.circuits {
+	}
+	require.NotNil(t, c)
+	h := b.Handler()
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	wg.Go(func() {
+		fault := &accessFault{cause: "denied", since: time.Now()}
+		for {
+			select {
+			case <-stop:
+				return
+			default:
+			}
+			c.access.Store(fault)
+			c.access.Store(nil)
+		}
+	})
+	defer wg.Wait()
+	defer close(stop)
+	for range 20000 {
+		h.ServeHTTP(httptest.NewRecorder(), httptest.NewRequest(http.MethodGet, "/readyz", nil))
+	}
+}
