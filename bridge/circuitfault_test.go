@@ -8,6 +8,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+	dto "github.com/prometheus/client_model/go"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 	"go.temporal.io/api/serviceerror"
@@ -108,4 +110,29 @@ func TestReadyzReadsEachReasonOnce(t *testing.T) {
 	for range 20000 {
 		h.ServeHTTP(httptest.NewRecorder(), httptest.NewRequest(http.MethodGet, "/readyz", nil))
 	}
+}
+
+// A call the bridge cancels itself, when its partition is revoked or the
+// bridge stops, says nothing about Temporal: it is not a retry, and not a
+// retryable outcome in sagabridge_call_duration_seconds. It counted as
+// both, with a "temporal call failed; retrying" warning about "context
+// canceled".
+func TestACallCancelledByARevocationIsNotARetry(t *testing.T) {
+	tc := newStuckTemporal(false) // each call waits until its context ends
+	b, err := New(config.Config{
+		Kafka:    config.Kafka{Brokers: []string{"b:9092"}, Group: "g"},
+		Batch:    config.Batch{MaxRecords: 1, Linger: time.Millisecond},
+		Dispatch: config.Dispatch{RetryInitial: time.Millisecond, RetryMax: 5 * time.Millisecond, DrainTimeout: 50 * time.Millisecond},
+		Routes:   []config.Route{{Topic: "orders", TypeHeader: "event-type", WorkflowType: "O", WorkflowID: "order-{key}", TaskQueue: "q"}},
+	}, Deps{Temporal: tc, DeadLetters: &fakeDLQ{}, Logger: quiet()})
+	require.NoError(t, err)
+	ch, s, done := claimInBackground(t, b)
+	ch <- msg(0, "a", `{}`)
+	<-tc.first
+	done() // revoke: the call under way is cancelled after the drain timeout
+	assert.Zero(t, s.committed())
+	assert.Zero(t, b.Stats().Retries, "the cancelled call counted as a retry")
+	var m dto.Metric
+	require.NoError(t, b.metrics.callDuration.WithLabelValues(outcomeRetryable).(prometheus.Histogram).Write(&m))
+	assert.Zero(t, m.GetHistogram().GetSampleCount(), "the cancelled call was observed as a retryable outcome")
 }

@@ -219,6 +219,12 @@ func (b *Bridge) call(ctx context.Context, f *flow, c *circuit, target Target, b
 		return errCircuitOpen
 	}
 	latency := time.Since(start)
+	if err != nil && cancelled(err) && (f.ctx.Err() != nil || ctx.Err() != nil) {
+		// The bridge cancelled the call (revocation, shutdown): it says
+		// nothing about Temporal, and is neither a retry nor an outcome.
+		b.limiter.done(latency, false)
+		return errAbandoned
+	}
 	outcome := outcomeOK
 	if err != nil {
 		switch classify(err) {
