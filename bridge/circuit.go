@@ -91,7 +91,7 @@ func (b *Bridge) newCircuit(k circuitKey) *circuit {
 				return true
 			}
 			switch classify(err) {
-			case kindRejected, kindClosed, kindRunFull:
+			case kindRejected, kindClosed, kindRunFull, kindBusyWorkflow:
 				return true
 			case kindAccess:
 				b.accessDenied(c, err)

@@ -2,9 +2,13 @@ package bridge
 
 import (
 	"context"
+	"io"
+	"log/slog"
 	"net/http"
 	"net/http/httptest"
+	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -12,6 +16,7 @@ import (
 	dto "github.com/prometheus/client_model/go"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+	enumspb "go.temporal.io/api/enums/v1"
 	"go.temporal.io/api/serviceerror"
 
 	"github.com/sagabridge/sagabridge/config"
@@ -135,4 +140,40 @@ func TestACallCancelledByARevocationIsNotARetry(t *testing.T) {
 	var m dto.Metric
 	require.NoError(t, b.metrics.callDuration.WithLabelValues(outcomeRetryable).(prometheus.Histogram).Write(&m))
 	assert.Zero(t, m.GetHistogram().GetSampleCount(), "the cancelled call was observed as a retryable outcome")
+}
+
+// A busy workflow (ResourceExhausted with cause BUSY_WORKFLOW: too many
+// requests to one workflow at once) is about that workflow, not Temporal's
+// health: its call is retried with backoff, the circuit of its task queue
+// stays closed and the concurrency limit is not cut. Five such answers
+// for one key opened the circuit, pausing every partition routed to the
+// task queue for open_for, and cut the limit from 64 to 48.
+func TestABusyWorkflowDoesNotOpenTheCircuit(t *testing.T) {
+	tc := &fakeTemporal{}
+	for range 5 {
+		tc.script = append(tc.script, &serviceerror.ResourceExhausted{Message: "workflow is busy",
+			Cause: enumspb.RESOURCE_EXHAUSTED_CAUSE_BUSY_WORKFLOW})
+	}
+	var opened atomic.Int32
+	log := slog.New(onLog{slog.NewTextHandler(io.Discard, nil), func(msg string) {
+		if strings.HasPrefix(msg, "circuit to Temporal opened") {
+			opened.Add(1)
+		}
+	}})
+	b, err := New(config.Config{
+		Kafka:        config.Kafka{Brokers: []string{"b:9092"}, Group: "g"},
+		Dispatch:     config.Dispatch{RetryInitial: time.Millisecond, RetryMax: 2 * time.Millisecond, DrainTimeout: 50 * time.Millisecond},
+		Backpressure: config.Backpressure{Circuit: config.Circuit{Failures: 3, OpenFor: time.Minute}},
+		Routes:       []config.Route{{Topic: "orders", TypeHeader: "event-type", WorkflowType: "O", WorkflowID: "order-{key}", TaskQueue: "q"}},
+	}.WithDefaults(), Deps{Temporal: tc, DeadLetters: &fakeDLQ{}, Logger: log})
+	require.NoError(t, err)
+	limit := b.limiter.current()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	s := consume(t, b, ctx, msg(0, "hot", `{}`))
+	require.Equal(t, int64(1), s.committed(), "the record was not delivered after the workflow stopped being busy")
+	assert.Zero(t, opened.Load(), "the circuit opened")
+	assert.Equal(t, limit, b.limiter.current(), "the concurrency limit was cut")
+	calls, _ := tc.counts()
+	assert.Equal(t, 6, calls, "five busy answers, then the call that was accepted")
 }

@@ -17,6 +17,7 @@ import (
 
 	"github.com/cenkalti/backoff/v5"
 	"github.com/sony/gobreaker/v2"
+	enumspb "go.temporal.io/api/enums/v1"
 	"go.temporal.io/api/serviceerror"
 	"google.golang.org/grpc/codes"
 
@@ -236,6 +237,8 @@ func (b *Bridge) call(ctx context.Context, f *flow, c *circuit, target Target, b
 			outcome = outcomeAccess
 		case kindRunFull:
 			outcome = outcomeRunFull
+		case kindBusyWorkflow:
+			outcome = outcomeBusyWorkflow
 		default:
 			outcome = outcomeRetryable
 		}
@@ -270,6 +273,12 @@ const (
 	// continues as new (workflows.Inbox does once its history is large),
 	// without opening the circuit for the other workflows.
 	kindRunFull
+	// kindBusyWorkflow: Temporal answered that this one workflow is busy
+	// (ResourceExhausted, cause BUSY_WORKFLOW: more requests to it at once
+	// than its lock takes). Like kindRunFull it is about one workflow:
+	// retry its call with backoff, without opening the circuit or cutting
+	// the concurrency limit for the others.
+	kindBusyWorkflow
 )
 
 // signalLimitExceeded is the message of the InvalidArgument the Temporal
@@ -283,8 +292,9 @@ const signalLimitExceeded = "exceeded workflow execution limit for signal events
 // InvalidArgument about the run rather than the request (its signal limit)
 // is retried, and those about the route's search attributes or memo (set
 // from the configuration, the same for every record) are the bridge's own
-// fault. An error about the
-// bridge's own access (PermissionDenied, Unauthenticated, an unknown or
+// fault. A workflow too busy to take the call (ResourceExhausted with
+// cause BUSY_WORKFLOW) is retried as that workflow's alone. An error about
+// the bridge's own access (PermissionDenied, Unauthenticated, an unknown or
 // inactive namespace, Unimplemented, FailedPrecondition) is never the
 // record's fault. Everything else (Unavailable, ResourceExhausted,
 // DeadlineExceeded, Internal, Aborted, network errors) is retried, because
@@ -296,10 +306,13 @@ func classify(err error) errorKind {
 		nsNotActive   *serviceerror.NamespaceNotActive
 		nsUnavailable *serviceerror.NamespaceUnavailable
 		notReady      *serviceerror.WorkflowNotReady
+		exhausted     *serviceerror.ResourceExhausted
 	)
 	switch {
 	case errors.Is(err, ErrWorkflowClosed):
 		return kindClosed
+	case errors.As(err, &exhausted) && exhausted.Cause == enumspb.RESOURCE_EXHAUSTED_CAUSE_BUSY_WORKFLOW:
+		return kindBusyWorkflow
 	case errors.As(err, &nsUnavailable), errors.As(err, &notReady):
 		return kindRetryable // a namespace failing over, a workflow not yet ready: both pass
 	case errors.As(err, &nsNotFound), errors.As(err, &nsInvalid), errors.As(err, &nsNotActive):

@@ -27,6 +27,8 @@ const (
 	outcomeClosed    = "workflow_closed"
 	outcomeAccess    = "access_denied"
 	outcomeRunFull   = "run_full"
+	// outcomeBusyWorkflow: Temporal answered that the workflow is busy.
+	outcomeBusyWorkflow = "workflow_busy"
 )
 
 func newMetrics(b *Bridge) *metrics {
