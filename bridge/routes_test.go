@@ -274,6 +274,7 @@ func TestStartOptionsReachTheSeamAndSearchAttributesAreCheckedAtStart(t *testing
 		r.SearchAttributes = map[string]config.SearchAttribute{
 			"Tier": {Type: config.SearchAttributeKeyword, Value: "gold"}, "Priority": {Type: config.SearchAttributeInt, Value: 3},
 			"Missing": {Type: config.SearchAttributeBool, Value: true},
+			"Tags":    {Type: config.SearchAttributeKeywordList, Value: []any{"a"}},
 		}
 	})
 	tc := &saLister{types: map[string]string{"Tier": "keyword", "Priority": "double"}}
@@ -281,8 +282,11 @@ func TestStartOptionsReachTheSeamAndSearchAttributesAreCheckedAtStart(t *testing
 	require.NoError(t, err)
 	err = b.checkSearchAttributes(context.Background())
 	require.Error(t, err)
-	assert.Contains(t, err.Error(), "routes[1].search_attributes.Missing: no search attribute Missing is registered in namespace default (temporal operator search-attribute create --namespace default --name Missing --type bool)")
+	assert.Contains(t, err.Error(), "routes[1].search_attributes.Missing: no search attribute Missing is registered in namespace default (temporal operator search-attribute create --namespace default --name Missing --type Bool)")
 	assert.Contains(t, err.Error(), "routes[1].search_attributes.Priority: is registered in namespace default as double, not int")
+	// The command the hint gives is one the Temporal CLI takes: it spells
+	// the type KeywordList, not keyword_list.
+	assert.Contains(t, err.Error(), "routes[1].search_attributes.Tags: no search attribute Tags is registered in namespace default (temporal operator search-attribute create --namespace default --name Tags --type KeywordList)")
 	assert.NotContains(t, err.Error(), "Tier")
 
 	target, _, err := b.router.Route(&sarama.ConsumerMessage{Topic: "payments", Key: []byte("k"), Value: []byte(`{}`)})
@@ -291,6 +295,7 @@ func TestStartOptionsReachTheSeamAndSearchAttributesAreCheckedAtStart(t *testing
 		RunTimeout: time.Hour, ExecutionTimeout: 2 * time.Hour, Memo: map[string]any{"team": "billing"},
 		SearchAttributes: map[string]SearchAttribute{
 			"Tier": {Type: "keyword", Value: "gold"}, "Priority": {Type: "int", Value: int64(3)}, "Missing": {Type: "bool", Value: true},
+			"Tags": {Type: "keyword_list", Value: []string{"a"}},
 		},
 	}, target.Start)
 	target, _, err = b.router.Route(&sarama.ConsumerMessage{Topic: "orders", Key: []byte("k"), Value: []byte(`{}`)})

@@ -37,6 +37,14 @@ func startOptions(r config.Route) StartOptions {
 	return o
 }
 
+// cliTypes spells each search attribute type of the configuration as the
+// Temporal CLI's --type takes it (it refuses keyword_list).
+var cliTypes = map[string]string{
+	config.SearchAttributeKeyword: "Keyword", config.SearchAttributeText: "Text", config.SearchAttributeInt: "Int",
+	config.SearchAttributeDouble: "Double", config.SearchAttributeBool: "Bool", config.SearchAttributeDatetime: "Datetime",
+	config.SearchAttributeKeywordList: "KeywordList",
+}
+
 // checkSearchAttributes checks, where the seam can list them, that every
 // search attribute a route sets is registered in the namespace with the
 // type the route gives it. An error names the field
@@ -66,7 +74,7 @@ func (b *Bridge) checkSearchAttributes(ctx context.Context) error {
 			case !ok:
 				errs = append(errs, &config.FieldError{Field: field, Msg: fmt.Sprintf(
 					"no search attribute %s is registered in namespace %s (temporal operator search-attribute create --namespace %s --name %s --type %s)",
-					name, b.cfg.Temporal.Namespace, b.cfg.Temporal.Namespace, name, want)})
+					name, b.cfg.Temporal.Namespace, b.cfg.Temporal.Namespace, name, cliTypes[want])})
 			case got != want:
 				errs = append(errs, &config.FieldError{Field: field, Msg: fmt.Sprintf(
 					"is registered in namespace %s as %s, not %s", b.cfg.Temporal.Namespace, got, want)})
