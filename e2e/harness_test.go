@@ -50,6 +50,9 @@ var stack *devstack.Stack
 var bridgeBin string
 
 func TestMain(m *testing.M) {
+	if removed := devstack.Hermetic(); len(removed) > 0 {
+		fmt.Fprintln(os.Stderr, "e2e: ignoring from the environment:", strings.Join(removed, ", "))
+	}
 	logFile, err := os.CreateTemp("", "sagabridge-e2e-temporal-*.log")
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "e2e:", err)

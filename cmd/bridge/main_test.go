@@ -3,12 +3,16 @@ package main
 import (
 	"bytes"
 	"errors"
+	"fmt"
 	"os"
 	"os/exec"
+	"strings"
 	"testing"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+
+	"github.com/sagabridge/sagabridge/internal/devstack"
 )
 
 // runMainEnv makes the test binary run main instead of the tests, with the
@@ -19,6 +23,9 @@ func TestMain(m *testing.M) {
 	if os.Getenv(runMainEnv) == "1" {
 		main()
 		os.Exit(0)
+	}
+	if removed := devstack.Hermetic(); len(removed) > 0 {
+		fmt.Fprintln(os.Stderr, "cmd/bridge tests: ignoring from the environment:", strings.Join(removed, ", "))
 	}
 	os.Exit(m.Run())
 }

@@ -22,6 +22,7 @@ import (
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kfake"
+	"go.temporal.io/api/workflowservice/v1"
 	"go.temporal.io/sdk/client"
 	sdklog "go.temporal.io/sdk/log"
 )
@@ -223,6 +224,11 @@ func startTemporal(ctx context.Context, o TemporalOptions) (*Temporal, error) {
 	for _, dc := range o.DynamicConfig {
 		args = append(args, "--dynamic-config-value", dc)
 	}
+	// A namespace only this server has: the readiness check asks for it,
+	// so another server answering on the port (which made this one exit,
+	// "address already in use") is not taken for this one.
+	own := fmt.Sprintf("sagabridge-ready-%d-%d", os.Getpid(), ports[2])
+	args = append(args, "--namespace", own)
 	proc, err := StartProcess(o.Output, o.Bin, args...)
 	if err != nil {
 		return nil, err
@@ -231,15 +237,16 @@ func startTemporal(ctx context.Context, o TemporalOptions) (*Temporal, error) {
 	if o.UIPort != 0 {
 		t.UIAddress = fmt.Sprintf("http://127.0.0.1:%d", o.UIPort)
 	}
-	if err := t.waitReady(ctx, o.StartTimeout); err != nil {
+	if err := t.waitReady(ctx, o.StartTimeout, own); err != nil {
 		_ = t.Close()
 		return nil, err
 	}
 	return t, nil
 }
 
-// waitReady polls until the default namespace answers.
-func (t *Temporal) waitReady(ctx context.Context, timeout time.Duration) error {
+// waitReady polls until the server answers for the default namespace and
+// for own, the namespace only it has.
+func (t *Temporal) waitReady(ctx context.Context, timeout time.Duration, own string) error {
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
 	var last error
@@ -252,6 +259,9 @@ func (t *Temporal) waitReady(ctx context.Context, timeout time.Duration) error {
 		c, err := client.Dial(client.Options{HostPort: t.Address, Logger: sdklog.NewStructuredLogger(discardLogger())})
 		if err == nil {
 			_, err = c.WorkflowService().DescribeNamespace(ctx, describeDefault())
+			if err == nil {
+				_, err = c.WorkflowService().DescribeNamespace(ctx, &workflowservice.DescribeNamespaceRequest{Namespace: own})
+			}
 			c.Close()
 			if err == nil {
 				return nil

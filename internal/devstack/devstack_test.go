@@ -3,10 +3,14 @@ package devstack
 import (
 	"context"
 	"fmt"
+	"net"
 	"os"
 	"path/filepath"
+	"strconv"
 	"testing"
+	"time"
 
+	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 )
 
@@ -36,4 +40,48 @@ exec %[2]q "$@"
 	require.NoError(t, err, "the second start was not tried")
 	defer tc.Close()
 	require.FileExists(t, mark, "the first start did not fail")
+}
+
+// The server that answers on the port must be the one just started: when
+// another dev server held the port (two test runs, or a port taken
+// between FreePorts and the bind), the new one exited with "address
+// already in use" while the other answered the readiness check, and
+// StartTemporal reported success for a server that was gone; the tests
+// then ran against one without their search attributes or dynamic config.
+func TestADevServerIsReadyOnlyWhenItIsTheOneThatAnswers(t *testing.T) {
+	other, err := StartTemporal(context.Background(), TemporalOptions{})
+	require.NoError(t, err)
+	defer other.Close()
+	_, port, err := net.SplitHostPort(other.Address)
+	require.NoError(t, err)
+	p, err := strconv.Atoi(port)
+	require.NoError(t, err)
+
+	tc, err := StartTemporal(context.Background(), TemporalOptions{Port: p, StartTimeout: 30 * time.Second})
+	if err == nil {
+		alive := true
+		select {
+		case <-tc.proc.Done():
+			alive = false
+		default:
+		}
+		_ = tc.Close()
+		t.Fatalf("StartTemporal on a port another server holds reported success (its own server alive: %v)", alive)
+	}
+	require.ErrorIs(t, err, errExitedEarly)
+}
+
+// What a developer's shell sets for their own bridge or Temporal CLI does
+// not reach the tests' processes; what steers the tests does.
+func TestHermeticRemovesTheCallersBridgeAndCLISettings(t *testing.T) {
+	t.Setenv("SAGABRIDGE_KAFKA_BROKERS", "prod-kafka:9092")
+	t.Setenv("TEMPORAL_NAMESPACE", "prod")
+	t.Setenv("SAGABRIDGE_SEED", "42")
+	removed := Hermetic()
+	assert.ElementsMatch(t, []string{"SAGABRIDGE_KAFKA_BROKERS", "TEMPORAL_NAMESPACE"}, removed)
+	_, set := os.LookupEnv("SAGABRIDGE_KAFKA_BROKERS")
+	assert.False(t, set)
+	_, set = os.LookupEnv("TEMPORAL_NAMESPACE")
+	assert.False(t, set)
+	assert.Equal(t, "42", os.Getenv("SAGABRIDGE_SEED"))
 }
