@@ -87,18 +87,22 @@ func run(n int, keep bool, binDir string, timeout time.Duration) error {
 	brokers, taddr := stack.Kafka.Brokers[0], stack.Temporal.Address
 	fmt.Printf("  Kafka %s, Temporal %s\n", brokers, taddr)
 
+	procs := binaries{logDir: logDir}
+	defer procs.kill()
 	worker, err := startBinary(logFile, binDir, "worker", "-temporal-address", taddr, "-kafka-brokers", brokers)
 	if err != nil {
 		return err
 	}
-	defer worker.Stop(15 * time.Second)
+	procs.add("worker", worker)
 	bridge, err := startBinary(logFile, binDir, "bridge", "-config", "examples/saga/bridge.yaml",
 		"-kafka-brokers", brokers, "-temporal-address", taddr)
 	if err != nil {
 		return err
 	}
-	defer bridge.Stop(15 * time.Second)
+	procs.add("bridge", bridge)
 	fmt.Printf("  worker and bridge running; logs in %s\n", logDir)
+	wctx, stopWatching := procs.watch(ctx)
+	defer stopWatching()
 
 	orders := saga.Orders("", n, uint64(time.Now().UnixNano()))
 	msgs := saga.Interleave(orders, 42)
@@ -123,8 +127,11 @@ func run(n int, keep bool, binDir string, timeout time.Duration) error {
 	}
 	defer tc.Close()
 	start := time.Now()
-	states, err := waitAll(ctx, tc, orders, timeout)
+	states, err := waitAll(wctx, tc, orders, timeout)
 	if err != nil {
+		if cause := context.Cause(wctx); cause != nil && ctx.Err() == nil {
+			return cause
+		}
 		return err
 	}
 	fmt.Printf("all %d sagas finished %.1fs after the last event was produced\n\n", len(orders), time.Since(start).Seconds())
@@ -151,15 +158,66 @@ func run(n int, keep bool, binDir string, timeout time.Duration) error {
 	if keep {
 		fmt.Printf("\nThe stack stays up. Try:\n  %s\n  %s/temporal workflow list --address %s --query 'WorkflowType=\"%s\"'\n  Web UI: %s\nCtrl-C stops everything.\n",
 			query, binDir, taddr, saga.WorkflowType, stack.Temporal.UIAddress)
-		<-ctx.Done()
+		<-wctx.Done()
 	} else {
 		fmt.Printf("\nQuery a saga's state (keep the stack up with `make demo ARGS=-keep`):\n  %s\n", query)
+	}
+	stopWatching()
+	if err := procs.stop(15 * time.Second); err != nil {
+		return err
 	}
 	if failures > 0 {
 		return fmt.Errorf("%d check(s) did not match", failures)
 	}
 	fmt.Println("\nevery saga reached its expected final state")
 	return nil
+}
+
+// binaries are the processes the demo started, by name, with their logs
+// in logDir/<name>.log.
+type binaries struct {
+	logDir string
+	names  []string
+	procs  []*devstack.Process
+}
+
+func (b *binaries) add(name string, p *devstack.Process) {
+	b.names, b.procs = append(b.names, name), append(b.procs, p)
+}
+
+// watch returns a context that ends, with a cause naming the binary, when
+// one of them exits before it is stopped, or when parent ends.
+func (b *binaries) watch(parent context.Context) (context.Context, context.CancelFunc) {
+	ctx, cancel := context.WithCancelCause(parent)
+	for i, p := range b.procs {
+		go func() {
+			select {
+			case <-p.Done():
+				cancel(fmt.Errorf("%s exited while the sagas ran: %v (see %s)", b.names[i], p.Err(), filepath.Join(b.logDir, b.names[i]+".log")))
+			case <-ctx.Done():
+			}
+		}()
+	}
+	return ctx, func() { cancel(nil) }
+}
+
+// stop stops every binary, last started first, and returns an error
+// naming each that exited with an error.
+func (b *binaries) stop(grace time.Duration) error {
+	var errs []error
+	for i := len(b.procs) - 1; i >= 0; i-- {
+		if err := b.procs[i].Stop(grace); err != nil {
+			errs = append(errs, fmt.Errorf("%s exited with %v when stopped (see %s)", b.names[i], err, filepath.Join(b.logDir, b.names[i]+".log")))
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// kill stops whatever is still running, at once.
+func (b *binaries) kill() {
+	for _, p := range b.procs {
+		p.Kill()
+	}
 }
 
 // startBinary runs bin/name with its output in .demo/name.log.
