@@ -81,24 +81,42 @@ func TestTaskQueueBacklogPausesTheBridgeUntilTheWorkerReturns(t *testing.T) {
 	require.Eventually(t, func() bool { return stack.Kafka.Heartbeats(e.topic) >= beats+2 }, 30*time.Second, 20*time.Millisecond,
 		"the bridge stopped heartbeating")
 	before := b.Stats().Delivered
-	lag := func() float64 { v, _ := scrape(srv.URL).Sum("sagabridge_consumer_lag", nil); return v }
-	lagBefore := lag()
+	// The lag, or false when /metrics did not answer (a failed scrape is
+	// not a lag of 0).
+	lag := func() (float64, bool) {
+		fams := scrape(srv.URL)
+		if fams == nil {
+			return 0, false
+		}
+		v, _ := fams.Sum("sagabridge_consumer_lag", nil)
+		return v, true
+	}
+	var lagBefore float64
+	require.Eventually(t, func() bool { v, ok := lag(); lagBefore = v; return ok }, 30*time.Second, 50*time.Millisecond, "/metrics never answered")
 	const extra = 200
 	extraAt := e.produceLedger(ledger.Stream(e.id+"-paused-", 20, extra, 1.1, 62))
-	require.Eventually(t, func() bool { return lag() >= lagBefore+extra }, 30*time.Second, 50*time.Millisecond,
+	require.Eventually(t, func() bool { v, ok := lag(); return ok && v >= lagBefore+extra }, 30*time.Second, 50*time.Millisecond,
 		"the bridge never saw the records produced while paused")
+	// The lag comes from a poll of the log ends, not from a fetch: two
+	// more heartbeats (at least 3 s, six of sarama's longest fetch waits)
+	// pass the point where a pause that did not hold would have fetched
+	// and delivered the records.
+	beats = stack.Kafka.Heartbeats(e.topic)
+	require.Eventually(t, func() bool { return stack.Kafka.Heartbeats(e.topic) >= beats+2 }, 30*time.Second, 20*time.Millisecond,
+		"the bridge stopped heartbeating")
 	for key := range extraAt {
 		_, err := e.tc.DescribeWorkflowExecution(t.Context(), "ledger-"+key, "")
 		var notFound *serviceerror.NotFound
 		assert.ErrorAs(t, err, &notFound, "ledger %s started: a record produced during the pause was delivered", key)
 	}
 	assert.Less(t, before, uint64(len(recs)), "the bridge delivered everything before pausing; the test proves nothing")
-	t.Logf("paused after delivering %d of %d records; backlog %v tasks; lag %.0f", before, len(recs), tasks, lag())
+	lagNow, _ := lag()
+	t.Logf("paused after delivering %d of %d records; backlog %v tasks; lag %.0f", before, len(recs), tasks, lagNow)
 
 	e.startWorker()
 	at := wait()
 	maps.Copy(at, extraAt)
-	require.Eventually(t, func() bool { return pausedFor(scrape(srv.URL), reason) == 0 }, 60*time.Second, 100*time.Millisecond,
+	require.Eventually(t, func() bool { fams := scrape(srv.URL); return fams != nil && pausedFor(fams, reason) == 0 }, 60*time.Second, 100*time.Millisecond,
 		"the bridge never resumed")
 	assert.Contains(t, e.bridgeLogs.String(), "task queue backlog below the low-water mark")
 	e.assertLedgers(at, 120*time.Second)
@@ -182,9 +200,9 @@ func TestTemporalDownForAMinuteLosesNothingAndHoldsMemoryFlat(t *testing.T) {
 	assert.GreaterOrEqual(t, opened, 1.0, "the circuit never opened")
 	assert.Contains(t, out.String(), "circuit to Temporal opened")
 
-	temporal, err = devstack.StartTemporal(ctx, opts)
+	restarted, err := devstack.StartTemporal(ctx, opts) // a variable of its own: the first server's cleanup must not see nil
 	require.NoError(t, err)
-	t.Cleanup(func() { _ = temporal.Close() })
+	t.Cleanup(func() { _ = restarted.Close() })
 	at := wait()
 	e.assertLedgers(at, 180*time.Second)
 	assert.Contains(t, out.String(), "circuit to Temporal closed")

@@ -202,9 +202,10 @@ func TestEOSProcessorKilledThreeTimesOutputsEachRecordOnce(t *testing.T) {
 		require.Eventually(t, func() bool { return committedTotal(t, group, in) >= target }, 90*time.Second, 50*time.Millisecond,
 			"processor %d never committed past %d", kill+1, target)
 		// A batch takes about 200 ms (200 records, 1 ms each) and sends its
-		// outputs every 100 records: a kill now usually lands while a
-		// transaction is open with outputs in the log.
-		time.Sleep(time.Duration(110+rng.IntN(80)) * time.Millisecond)
+		// outputs every 100 records: wait until a transaction is open with
+		// outputs in the log, then kill, so its outputs must be aborted.
+		require.Eventually(t, func() bool { return openTransactionOutputs(t, out) > 0 }, 30*time.Second, time.Millisecond,
+			"no transaction of processor %d was ever seen open with outputs in the log", kill+1)
 		p.Kill()
 		t.Logf("kill %d at %d committed records", kill+1, committedTotal(t, group, in))
 	}
@@ -237,7 +238,38 @@ func TestEOSProcessorKilledThreeTimesOutputsEachRecordOnce(t *testing.T) {
 
 	uncommitted := kcat(t, out, "read_uncommitted")
 	t.Logf("outputs: %d committed, %d in the log including aborted transactions", len(committed), len(uncommitted))
-	assert.GreaterOrEqual(t, len(uncommitted), len(committed))
+	assert.Greater(t, len(uncommitted), len(committed), "the kills left aborted outputs in the log, which read_committed skipped")
+}
+
+// openTransactionOutputs is how many records of topic's log are in
+// transactions not yet committed or aborted: the log end (read_uncommitted)
+// less the last stable offset (read_committed), over its partitions.
+func openTransactionOutputs(t *testing.T, topic string) int64 {
+	t.Helper()
+	c, err := sarama.NewClient(stack.Kafka.Brokers, saramaAdminConfig())
+	require.NoError(t, err)
+	defer c.Close()
+	parts, err := c.Partitions(topic)
+	require.NoError(t, err)
+	var open int64
+	for _, p := range parts {
+		leader, err := c.Leader(topic, p)
+		require.NoError(t, err)
+		var ends [2]int64
+		for i, iso := range []sarama.IsolationLevel{sarama.ReadUncommitted, sarama.ReadCommitted} {
+			req := sarama.NewOffsetRequest(sarama.V3_6_0_0)
+			req.IsolationLevel = iso
+			req.AddBlock(topic, p, sarama.OffsetNewest, 1)
+			resp, err := leader.GetAvailableOffsets(req)
+			require.NoError(t, err)
+			b := resp.GetBlock(topic, p)
+			require.NotNil(t, b)
+			require.Equal(t, sarama.ErrNoError, b.Err)
+			ends[i] = b.Offset
+		}
+		open += ends[0] - ends[1]
+	}
+	return open
 }
 
 // A Processor that stalls past the rebalance timeout (a zombie) loses its

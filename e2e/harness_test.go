@@ -390,6 +390,10 @@ func readWhere(t *testing.T, topic string, want int, timeout time.Duration, keep
 	out := make(chan *sarama.ConsumerMessage)
 	stop := make(chan struct{})
 	var wg sync.WaitGroup
+	// Before the loop: a partition that fails to start must still stop
+	// the readers already started.
+	defer wg.Wait()
+	defer close(stop)
 	for _, p := range parts {
 		pc, err := c.ConsumePartition(topic, p, sarama.OffsetOldest)
 		require.NoError(t, err)
@@ -409,8 +413,6 @@ func readWhere(t *testing.T, topic string, want int, timeout time.Duration, keep
 			}
 		})
 	}
-	defer wg.Wait()
-	defer close(stop)
 	var got []*sarama.ConsumerMessage
 	deadline := time.After(timeout)
 	for len(got) < want {
