@@ -243,6 +243,8 @@ func TestCircuitOpensOnRepeatedUnavailableAndClosesAfterAProbe(t *testing.T) {
 	}, Deps{Temporal: tc, DeadLetters: &fakeDLQ{}, Logger: quiet()})
 	require.NoError(t, err)
 	openedCh := make(chan struct{})
+	watching, stopWatching := context.WithCancel(context.Background())
+	defer stopWatching() // the watcher ends with the test even if the circuit never opens
 	go func() {
 		for {
 			r, changed := b.pressure.reason("orders")
@@ -250,7 +252,11 @@ func TestCircuitOpensOnRepeatedUnavailableAndClosesAfterAProbe(t *testing.T) {
 				close(openedCh)
 				return
 			}
-			<-changed
+			select {
+			case <-changed:
+			case <-watching.Done():
+				return
+			}
 		}
 	}()
 	s := consume(t, b, context.Background(), msg(0, "a", `{}`))

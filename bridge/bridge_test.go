@@ -105,10 +105,14 @@ type fakeDLQ struct {
 	failures []dlq.Failure
 	failNext int
 	tried    int
-	limit    int // refuse records larger than this as the broker would (0: no limit)
+	limit    int    // refuse records larger than this as the broker would (0: no limit)
+	onWrite  func() // called at each attempt, before its answer
 }
 
 func (f *fakeDLQ) Write(_ context.Context, fl dlq.Failure) error {
+	if f.onWrite != nil {
+		f.onWrite()
+	}
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	f.tried++
@@ -254,11 +258,27 @@ func TestARunAtItsSignalLimitIsRetriedNotDeadLettered(t *testing.T) {
 	assert.Zero(t, pauses[ReasonCircuitOpen], "a full run opened the circuit")
 }
 
+// The offset of a poison record is marked only once the DLQ holds it: not
+// at a write that failed, and not before the first write. (Only the end
+// state was checked, which a bridge marking at the first failed write and
+// writing again later reaches too.)
 func TestPoisonIsMarkedOnlyAfterTheDLQHoldsIt(t *testing.T) {
 	dl := &fakeDLQ{failNext: 3}
 	b := newTestBridge(t, &fakeTemporal{}, dl)
-	s := consume(t, b, context.Background(), msg(0, "a", `{not json`))
-	assert.Equal(t, int64(1), s.committed())
+	ch, s, done := claimInBackground(t, b)
+	var mu sync.Mutex
+	var atWrites []int64 // the committable position at each write attempt
+	dl.onWrite = func() {
+		mu.Lock()
+		defer mu.Unlock()
+		atWrites = append(atWrites, s.committed())
+	}
+	ch <- msg(0, "a", `{not json`)
+	require.Eventually(t, func() bool { return s.committed() == 1 }, 10*time.Second, time.Millisecond)
+	done()
+	mu.Lock()
+	assert.Equal(t, []int64{0, 0, 0, 0}, atWrites, "the position at each of the four attempts (three failed)")
+	mu.Unlock()
 	require.Len(t, dl.failures, 1)
 	assert.Equal(t, dlq.ClassDecode, dl.failures[0].Class)
 }

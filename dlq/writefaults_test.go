@@ -22,6 +22,7 @@ import (
 func TestAWriteTheBrokerDoesNotAnswerEndsWithItsContext(t *testing.T) {
 	cluster, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.SeedTopics(1, "orders"+DefaultSuffix))
 	require.NoError(t, err)
+	t.Cleanup(cluster.Close) // also when the producer does not start; closing twice is safe
 	pc := sarama.NewConfig()
 	pc.Version = sarama.V3_6_0_0
 	pc.Producer.RequiredAcks, pc.Producer.Return.Successes = sarama.WaitForAll, true
