@@ -54,6 +54,7 @@ func TestARevokedAPIKeyDeadLettersNothingAndRecoversWhenRotated(t *testing.T) {
 	proxy.Accept("key-2") // key-1 is revoked
 	second := e.produceLedger(ledger.Stream(e.id+"-b-", 20, 200, 1.1, 102))
 	e.assertRefused(metricsURL, &out)
+	waitTwoHeartbeats(t, e.ledgerTopic)
 	assert.Equal(t, int64(200), committedTotal(t, e.ledgerTopic, e.ledgerTopic), "an offset moved while Temporal refused the bridge")
 	assert.Zero(t, endOffsets(t, dlq.TopicFor(e.ledgerTopic, dlq.DefaultSuffix)), "records were dead-lettered")
 	body := httpBody(t, metricsURL+"/readyz")
@@ -85,6 +86,7 @@ func TestAMissingNamespaceDeadLettersNothingAndRecoversWhenCreated(t *testing.T)
 	}, &out)
 	recs := e.produceLedger(ledger.Stream(e.id+"-", 10, 50, 1.1, 103))
 	e.assertRefused(metricsURL, &out)
+	waitTwoHeartbeats(t, e.ledgerTopic)
 	assert.Zero(t, committedTotal(t, e.ledgerTopic, e.ledgerTopic), "an offset was committed")
 	assert.Zero(t, endOffsets(t, dlq.TopicFor(e.ledgerTopic, dlq.DefaultSuffix)), "records were dead-lettered")
 	assert.Contains(t, httpBody(t, metricsURL+"/readyz"), "namespace "+ns)
@@ -129,6 +131,18 @@ func (e *env) assertRefused(metricsURL string, out *syncBuffer) {
 	require.Len(e.t, refusals, 1, "the refusal is logged once")
 	assert.NotContains(e.t, refusals[0], "workflow_id", "the refusal names no workflow (whose ID holds a key)")
 	assert.NotContains(e.t, out.String(), "temporal call failed; retrying", "a refusal is not logged per call")
+}
+
+// waitTwoHeartbeats waits until group has heartbeated twice more: at
+// least 3 s, past the bridge's 1 s auto-commit (an offset it marked in
+// error has been committed by the time a test reads the committed
+// offsets) and six of sarama's longest fetch waits (a partition whose
+// pause did not hold has fetched).
+func waitTwoHeartbeats(t *testing.T, group string) {
+	t.Helper()
+	beats := stack.Kafka.Heartbeats(group)
+	require.Eventually(t, func() bool { return stack.Kafka.Heartbeats(group) >= beats+2 }, 30*time.Second, 20*time.Millisecond,
+		"group %s stopped heartbeating", group)
 }
 
 // metricsAddr picks a free port for a bridge process's metrics listener.

@@ -77,9 +77,7 @@ func TestTaskQueueBacklogPausesTheBridgeUntilTheWorkerReturns(t *testing.T) {
 	// pause are still delivered, so first let any fetch in flight at the
 	// pause return: two heartbeats of the group are at least 3 s, six
 	// times sarama's longest fetch wait.
-	beats := stack.Kafka.Heartbeats(e.topic)
-	require.Eventually(t, func() bool { return stack.Kafka.Heartbeats(e.topic) >= beats+2 }, 30*time.Second, 20*time.Millisecond,
-		"the bridge stopped heartbeating")
+	waitTwoHeartbeats(t, e.topic)
 	before := b.Stats().Delivered
 	// The lag, or false when /metrics did not answer (a failed scrape is
 	// not a lag of 0).
@@ -101,9 +99,7 @@ func TestTaskQueueBacklogPausesTheBridgeUntilTheWorkerReturns(t *testing.T) {
 	// more heartbeats (at least 3 s, six of sarama's longest fetch waits)
 	// pass the point where a pause that did not hold would have fetched
 	// and delivered the records.
-	beats = stack.Kafka.Heartbeats(e.topic)
-	require.Eventually(t, func() bool { return stack.Kafka.Heartbeats(e.topic) >= beats+2 }, 30*time.Second, 20*time.Millisecond,
-		"the bridge stopped heartbeating")
+	waitTwoHeartbeats(t, e.topic)
 	for key := range extraAt {
 		_, err := e.tc.DescribeWorkflowExecution(t.Context(), "ledger-"+key, "")
 		var notFound *serviceerror.NotFound

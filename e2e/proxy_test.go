@@ -26,6 +26,7 @@ type proxy struct {
 	// capture keeps what clients send, per connection, for Sent.
 	capture bool
 	sent    []*bytes.Buffer
+	holding bytes.Buffer // what clients sent while frozen, with capture
 }
 
 // startProxy listens on a free loopback port; the test's cleanup closes it.
@@ -62,6 +63,14 @@ func (p *proxy) Sent(s string) bool {
 		}
 	}
 	return false
+}
+
+// Holds reports whether a client sent s while the proxy was frozen (with
+// capture; a chunk split across reads may hide it).
+func (p *proxy) Holds(s string) bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return bytes.Contains(p.holding.Bytes(), []byte(s))
 }
 
 // Addr is where clients connect.
@@ -126,6 +135,11 @@ func (p *proxy) pipe(dst, src net.Conn, keep *bytes.Buffer) {
 		n, err := src.Read(buf)
 		if p.frozen.Load() {
 			p.held.Add(int64(n))
+			if keep != nil {
+				p.mu.Lock()
+				p.holding.Write(buf[:n])
+				p.mu.Unlock()
+			}
 		}
 		for p.frozen.Load() {
 			time.Sleep(5 * time.Millisecond)

@@ -4,11 +4,13 @@ import (
 	"bytes"
 	"crypto/rand"
 	"io"
+	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -122,7 +124,8 @@ func TestWithoutATokenFileEveryoneMayDecode(t *testing.T) {
 
 // The token file is read again (at most once a second) when it changes.
 func TestARotatedTokenIsUsedWithoutARestart(t *testing.T) {
-	f := newFixture(t, nil)
+	var logs syncLog
+	f := newFixture(t, func(o *codecserver.Options) { o.Logger = slog.New(slog.NewTextHandler(&logs, nil)) })
 	require.NoError(t, os.WriteFile(f.tokenFile, []byte("rotated\n"), 0o600))
 	require.Eventually(t, func() bool {
 		resp, _ := f.post(t, "/decode", f.encrypted, asJSON, "Authorization: Bearer rotated")
@@ -132,7 +135,12 @@ func TestARotatedTokenIsUsedWithoutARestart(t *testing.T) {
 	assert.Equal(t, http.StatusUnauthorized, resp.StatusCode, "the old token still works")
 
 	require.NoError(t, os.WriteFile(f.tokenFile, nil, 0o600)) // emptied by mistake
-	time.Sleep(1100 * time.Millisecond)
+	// A request reads the file again once a second has passed: wait for
+	// the read that found it empty, not for a second.
+	require.Eventually(t, func() bool {
+		_, _ = f.post(t, "/decode", f.encrypted, asJSON, "Authorization: Bearer rotated")
+		return strings.Contains(logs.String(), "token file unreadable; keeping the last token")
+	}, 5*time.Second, 100*time.Millisecond, "the emptied file was never read again")
 	resp, _ = f.post(t, "/decode", f.encrypted, asJSON, "Authorization: Bearer rotated")
 	assert.Equal(t, http.StatusOK, resp.StatusCode, "an emptied file keeps the last token")
 	resp, _ = f.post(t, "/decode", f.encrypted, asJSON, "Authorization: Bearer ")
@@ -269,4 +277,22 @@ func TestNewNamesTheBadOption(t *testing.T) {
 		_, err := codecserver.New(codecserver.Options{Codec: c, Namespace: "n", AllowedOrigins: []string{bad}})
 		assert.Error(t, err, bad)
 	}
+}
+
+// syncLog is a log destination safe for the server's goroutines.
+type syncLog struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (l *syncLog) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.buf.Write(p)
+}
+
+func (l *syncLog) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.buf.String()
 }

@@ -18,9 +18,10 @@ import (
 // that partition's fetch, but not past Consumer.Fetch.Max, and at the cap
 // it skips the record (ErrMessageTooLarge, offset+1): a record lost. So
 // the fetch growth must stay uncapped (0), however small Fetch.Default
-// is. kfake never cuts a record batch, so that path cannot be driven here;
-// the records below check the rest on the wire.
-func TestARecordLargerThanAFetchIsReadWhole(t *testing.T) {
+// is. kfake never cuts a record batch, so the partial record cannot be
+// driven here: this checks the setting that keeps it whole, and that
+// records over the fetch size are read whole on the wire.
+func TestFetchGrowthIsUncappedAndRecordsOverTheFetchSizeAreRead(t *testing.T) {
 	c, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.SeedTopics(2, "big"))
 	require.NoError(t, err)
 	t.Cleanup(c.Close)
