@@ -36,7 +36,9 @@ func TestARouteWithAnUnregisteredSearchAttributeDeadLettersNothingOnTheRealServe
 		c.Backpressure.Circuit.OpenFor = time.Second
 	})
 	defer stop()
-	require.Eventually(t, func() bool { return strings.Contains(e.bridgeLogs.String(), "Temporal refuses the bridge's own access") },
+	require.Eventually(t, func() bool {
+		return strings.Contains(e.bridgeLogs.String(), "Temporal refuses the bridge's own access")
+	},
 		60*time.Second, 50*time.Millisecond, "the server's refusal was not taken for the bridge's access fault")
 
 	out, err := temporalCLI(t, "operator", "search-attribute", "create", "--namespace", "default", "--name", attr, "--type", "Keyword")
