@@ -51,6 +51,10 @@ type DeadLetterer struct {
 	// Producer.MaxMessageBytes; sagaworker's producer takes
 	// dlq.max_message_bytes). Zero means sarama's default, 1 MiB.
 	MaxMessageBytes int
+	// Alone sends one record per request, as Publisher.Alone: a dead
+	// letter the broker refused in a batch is sent again whole through
+	// it before it is written in reduced form. Optional.
+	Alone sarama.SyncProducer
 }
 
 // saramaMaxMessageBytes is sarama's default Producer.MaxMessageBytes.
@@ -89,10 +93,11 @@ func (d *DeadLetterer) DeadLetter(ctx context.Context, in DeadLetterInput) error
 		f = f.Reduced()
 		msg = f.Message(suffix)
 	}
-	err := send(ctx, d.Producer, msg)
+	err := sendOrAlone(ctx, d.Producer, d.Alone, func() *sarama.ProducerMessage { return f.Message(suffix) })
 	if err != nil && dlq.TooLarge(err) && !f.IsReduced() { // the topic's max.message.bytes, which only the broker knows
 		log.Warn("dead letter too large for its DLQ topic; writing it in reduced form", "topic", msg.Topic, "error", err)
-		err = send(ctx, d.Producer, f.Reduced().Message(suffix))
+		reduced := f.Reduced()
+		err = sendOrAlone(ctx, d.Producer, d.Alone, func() *sarama.ProducerMessage { return reduced.Message(suffix) })
 	}
 	if err != nil {
 		return fmt.Errorf("dead-letter %s (%s failed in %s) to %s: %w", in.Event.Position(), in.ActivityType, f.EventID, msg.Topic, err)

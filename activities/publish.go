@@ -18,6 +18,7 @@ package activities
 
 import (
 	"context"
+	"errors"
 	"encoding/json"
 	"fmt"
 	"strings"
@@ -51,6 +52,13 @@ type Outcome struct {
 // with RegisterActivity; its activity is "Publish".
 type Publisher struct {
 	Producer sarama.SyncProducer
+	// Alone sends one record per request (a producer of AloneConfig). A
+	// broker refuses a whole batch as too large when the records sarama
+	// put in it exceed the topic's max.message.bytes together; each such
+	// record is sent again through Alone, and only a record refused alone
+	// is too large. Optional: without it a record refused in a batch
+	// counts as too large.
+	Alone sarama.SyncProducer
 }
 
 // ProducerConfig is the producer Publisher expects: idempotent, so the
@@ -65,6 +73,15 @@ func ProducerConfig(version sarama.KafkaVersion) *sarama.Config {
 	c.Producer.Return.Successes = true
 	c.Net.MaxOpenRequests = 1
 	return c
+}
+
+// AloneConfig is c for a producer that sends each record in a request of
+// its own (Producer.Flush.MaxMessages 1): a broker then judges each
+// record's size alone. See Publisher.Alone.
+func AloneConfig(c *sarama.Config) *sarama.Config {
+	alone := *c
+	alone.Producer.Flush.MaxMessages = 1
+	return &alone
 }
 
 // Publish sends o and returns once the broker has acknowledged it. An
@@ -87,17 +104,20 @@ func (p *Publisher) Publish(ctx context.Context, o Outcome) error {
 	}
 	info := activity.GetInfo(ctx)
 	id := EventID(info.WorkflowExecution.ID, info.WorkflowExecution.RunID, info.ActivityID)
-	msg := &sarama.ProducerMessage{
-		Topic: o.Topic,
-		Key:   sarama.StringEncoder(o.Key),
-		Value: sarama.ByteEncoder(o.Value),
-		Headers: []sarama.RecordHeader{
-			{Key: []byte(HeaderEventID), Value: []byte(id)},
-			{Key: []byte(HeaderEventType), Value: []byte(o.Type)},
-		},
+	message := func() *sarama.ProducerMessage {
+		msg := &sarama.ProducerMessage{
+			Topic: o.Topic,
+			Key:   sarama.StringEncoder(o.Key),
+			Value: sarama.ByteEncoder(o.Value),
+			Headers: []sarama.RecordHeader{
+				{Key: []byte(HeaderEventID), Value: []byte(id)},
+				{Key: []byte(HeaderEventType), Value: []byte(o.Type)},
+			},
+		}
+		injectTrace(ctx, msg)
+		return msg
 	}
-	injectTrace(ctx, msg)
-	if err := send(ctx, p.Producer, msg); err != nil {
+	if err := sendOrAlone(ctx, p.Producer, p.Alone, message); err != nil {
 		err = fmt.Errorf("publish %s %s to %s: %w", o.Type, id, o.Topic, err)
 		if dlq.TooLarge(err) {
 			return temporal.NewNonRetryableApplicationError(
@@ -111,6 +131,20 @@ func (p *Publisher) Publish(ctx context.Context, o Outcome) error {
 // EventID builds the deterministic ID of the record one activity publishes.
 func EventID(workflowID, runID, activityID string) string {
 	return workflowID + "/" + runID + "/" + activityID
+}
+
+// sendOrAlone sends message() through p; when the broker refuses it as too
+// large and alone is set, it sends a fresh message() through alone, where
+// the broker judges the record by itself. (A broker refuses a whole batch
+// whose records exceed the topic's max.message.bytes together, and sarama
+// fails every record in it.) sarama's own refusal of a record over
+// Producer.MaxMessageBytes is final: the record alone is over it.
+func sendOrAlone(ctx context.Context, p, alone sarama.SyncProducer, message func() *sarama.ProducerMessage) error {
+	err := send(ctx, p, message())
+	if err != nil && alone != nil && (errors.Is(err, sarama.ErrMessageSizeTooLarge) || errors.Is(err, sarama.ErrMessageSetSizeTooLarge)) {
+		err = send(ctx, alone, message())
+	}
+	return err
 }
 
 // send sends msg with p and waits for the broker's acknowledgement, or

@@ -16,6 +16,7 @@ import (
 	"go.temporal.io/sdk/worker"
 	"go.temporal.io/sdk/workflow"
 
+	"github.com/sagabridge/sagabridge/activities"
 	"github.com/sagabridge/sagabridge/config"
 	"github.com/sagabridge/sagabridge/internal/cli"
 	"github.com/sagabridge/sagabridge/internal/connect"
@@ -63,6 +64,10 @@ type Deps struct {
 	// replicas, with the kafka section's TLS and SASL, that takes records
 	// up to DLQ.MaxMessageBytes. Nil unless Worker.Kafka.
 	Producer sarama.SyncProducer
+	// Alone is Producer's twin that sends one record per request
+	// (activities.AloneConfig): give it to activities.Publisher and
+	// DeadLetterer as Alone. Nil unless Worker.Kafka.
+	Alone sarama.SyncProducer
 	// DLQ is the configuration's dlq section (its defaults when -config
 	// names no file): give its Suffix and MaxMessageBytes to an
 	// activities.DeadLetterer, so the worker's dead letters go where the
@@ -156,12 +161,17 @@ func run(ctx context.Context, w Worker, s settings, environ []string, log *slog.
 	}
 	deps := Deps{Client: c, Log: log, DLQ: conns.DLQ}
 	if w.Kafka {
-		producer, err := kafkaProducer(conns.Kafka, conns.DLQ.MaxMessageBytes, w.name())
+		producer, err := kafkaProducer(conns.Kafka, conns.DLQ.MaxMessageBytes, w.name(), false)
 		if err != nil {
 			return err
 		}
 		defer func() { _ = producer.Close() }()
-		deps.Producer = producer
+		alone, err := kafkaProducer(conns.Kafka, conns.DLQ.MaxMessageBytes, w.name(), true)
+		if err != nil {
+			return err
+		}
+		defer func() { _ = alone.Close() }()
+		deps.Producer, deps.Alone = producer, alone
 	}
 	wo := s.workerOptions(w.Options)
 	// The SDK stops a worker on a fatal error (its namespace gone, a
@@ -201,13 +211,17 @@ func run(ctx context.Context, w Worker, s settings, environ []string, log *slog.
 
 // kafkaProducer is the producer of Deps: idempotent, acknowledged by all
 // in-sync replicas, with the kafka section's TLS and SASL, taking records
-// up to maxMessageBytes (dlq.max_message_bytes).
-func kafkaProducer(k config.Kafka, maxMessageBytes int, clientID string) (sarama.SyncProducer, error) {
+// up to maxMessageBytes (dlq.max_message_bytes); alone, one record per
+// request (activities.AloneConfig).
+func kafkaProducer(k config.Kafka, maxMessageBytes int, clientID string, alone bool) (sarama.SyncProducer, error) {
 	pc, err := connect.DLQProducerConfig(k, maxMessageBytes)
 	if err != nil {
 		return nil, fmt.Errorf("kafka configuration: %w", err)
 	}
 	pc.ClientID = clientID
+	if alone {
+		pc = activities.AloneConfig(pc)
+	}
 	p, err := connect.SyncProducer(k, pc)
 	if err != nil {
 		return nil, fmt.Errorf("start the Kafka producer (brokers %v): %w", k.Brokers, err)

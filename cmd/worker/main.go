@@ -43,8 +43,8 @@ func main() {
 		SearchAttributes: sagaworker.Keyword(saga.StatusSearchAttribute),
 		Kafka:            true,
 		Register: func(r worker.Registry, d sagaworker.Deps) error {
-			saga.RegisterWith(r, saga.NewActivities(), &activities.Publisher{Producer: d.Producer})
-			trip.RegisterWith(r, trip.NewServices(), &activities.DeadLetterer{Producer: d.Producer, Suffix: d.DLQ.Suffix, MaxMessageBytes: d.DLQ.MaxMessageBytes})
+			saga.RegisterWith(r, saga.NewActivities(), &activities.Publisher{Producer: d.Producer, Alone: d.Alone})
+			trip.RegisterWith(r, trip.NewServices(), &activities.DeadLetterer{Producer: d.Producer, Alone: d.Alone, Suffix: d.DLQ.Suffix, MaxMessageBytes: d.DLQ.MaxMessageBytes})
 			return nil
 		},
 	})
