@@ -46,7 +46,7 @@ func producers(t *testing.T, cluster *kfake.Cluster, cfg *sarama.Config) (shared
 	shared, err := sarama.NewSyncProducer(cluster.ListenAddrs(), cfg)
 	require.NoError(t, err)
 	t.Cleanup(func() { _ = shared.Close() })
-	alone, err = sarama.NewSyncProducer(cluster.ListenAddrs(), AloneConfig(cfg))
+	alone, err = sarama.NewSyncProducer(cluster.ListenAddrs(), dlq.AloneConfig(cfg))
 	require.NoError(t, err)
 	t.Cleanup(func() { _ = alone.Close() })
 	return shared, alone

@@ -93,11 +93,11 @@ func (d *DeadLetterer) DeadLetter(ctx context.Context, in DeadLetterInput) error
 		f = f.Reduced()
 		msg = f.Message(suffix)
 	}
-	err := sendOrAlone(ctx, d.Producer, d.Alone, func() *sarama.ProducerMessage { return f.Message(suffix) })
+	err := dlq.SendOrAlone(ctx, d.Producer, d.Alone, func() *sarama.ProducerMessage { return f.Message(suffix) })
 	if err != nil && dlq.TooLarge(err) && !f.IsReduced() { // the topic's max.message.bytes, which only the broker knows
 		log.Warn("dead letter too large for its DLQ topic; writing it in reduced form", "topic", msg.Topic, "error", err)
 		reduced := f.Reduced()
-		err = sendOrAlone(ctx, d.Producer, d.Alone, func() *sarama.ProducerMessage { return reduced.Message(suffix) })
+		err = dlq.SendOrAlone(ctx, d.Producer, d.Alone, func() *sarama.ProducerMessage { return reduced.Message(suffix) })
 	}
 	if err != nil {
 		return fmt.Errorf("dead-letter %s (%s failed in %s) to %s: %w", in.Event.Position(), in.ActivityType, f.EventID, msg.Topic, err)

@@ -19,7 +19,6 @@ package activities
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"strings"
 
@@ -52,7 +51,7 @@ type Outcome struct {
 // with RegisterActivity; its activity is "Publish".
 type Publisher struct {
 	Producer sarama.SyncProducer
-	// Alone sends one record per request (a producer of AloneConfig). A
+	// Alone sends one record per request (a producer of dlq.AloneConfig). A
 	// broker refuses a whole batch as too large when the records sarama
 	// put in it exceed the topic's max.message.bytes together; each such
 	// record is sent again through Alone, and only a record refused alone
@@ -73,15 +72,6 @@ func ProducerConfig(version sarama.KafkaVersion) *sarama.Config {
 	c.Producer.Return.Successes = true
 	c.Net.MaxOpenRequests = 1
 	return c
-}
-
-// AloneConfig is c for a producer that sends each record in a request of
-// its own (Producer.Flush.MaxMessages 1): a broker then judges each
-// record's size alone. See Publisher.Alone.
-func AloneConfig(c *sarama.Config) *sarama.Config {
-	alone := *c
-	alone.Producer.Flush.MaxMessages = 1
-	return &alone
 }
 
 // Publish sends o and returns once the broker has acknowledged it. An
@@ -117,7 +107,7 @@ func (p *Publisher) Publish(ctx context.Context, o Outcome) error {
 		injectTrace(ctx, msg)
 		return msg
 	}
-	if err := sendOrAlone(ctx, p.Producer, p.Alone, message); err != nil {
+	if err := dlq.SendOrAlone(ctx, p.Producer, p.Alone, message); err != nil {
 		err = fmt.Errorf("publish %s %s to %s: %w", o.Type, id, o.Topic, err)
 		if dlq.TooLarge(err) {
 			return temporal.NewNonRetryableApplicationError(
@@ -131,37 +121,4 @@ func (p *Publisher) Publish(ctx context.Context, o Outcome) error {
 // EventID builds the deterministic ID of the record one activity publishes.
 func EventID(workflowID, runID, activityID string) string {
 	return workflowID + "/" + runID + "/" + activityID
-}
-
-// sendOrAlone sends message() through p; when the broker refuses it as too
-// large and alone is set, it sends a fresh message() through alone, where
-// the broker judges the record by itself. (A broker refuses a whole batch
-// whose records exceed the topic's max.message.bytes together, and sarama
-// fails every record in it.) sarama's own refusal of a record over
-// Producer.MaxMessageBytes is final: the record alone is over it.
-func sendOrAlone(ctx context.Context, p, alone sarama.SyncProducer, message func() *sarama.ProducerMessage) error {
-	err := send(ctx, p, message())
-	if err != nil && alone != nil && (errors.Is(err, sarama.ErrMessageSizeTooLarge) || errors.Is(err, sarama.ErrMessageSetSizeTooLarge)) {
-		err = send(ctx, alone, message())
-	}
-	return err
-}
-
-// send sends msg with p and waits for the broker's acknowledgement, or
-// for ctx to end: sarama's own retries and timeouts can hold a send for
-// minutes, long after the activity's StartToCloseTimeout, and each attempt
-// left waiting would write when the broker recovers. A send given up on
-// may still be written; the event ID marks it as a repeat.
-func send(ctx context.Context, p sarama.SyncProducer, msg *sarama.ProducerMessage) error {
-	done := make(chan error, 1)
-	go func() {
-		_, _, err := p.SendMessage(msg)
-		done <- err
-	}()
-	select {
-	case err := <-done:
-		return err
-	case <-ctx.Done():
-		return fmt.Errorf("no acknowledgement from the broker before the activity's context ended: %w", context.Cause(ctx))
-	}
 }

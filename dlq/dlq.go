@@ -246,32 +246,66 @@ type Writer interface {
 // producer; the caller closes it.
 type ProducerWriter struct {
 	Producer sarama.SyncProducer
-	Suffix   string
+	// Alone sends one record per request (a producer of AloneConfig): a
+	// dead letter the broker refused in a batch as too large is written
+	// again through it, so that only a record too large alone is. Optional.
+	Alone  sarama.SyncProducer
+	Suffix string
+}
+
+// AloneConfig is c for a producer that sends each record in a request of
+// its own (Producer.Flush.MaxMessages 1), so a broker judges each record's
+// size alone. A broker refuses a whole batch whose records exceed the
+// topic's max.message.bytes together, and sarama fails every record in it.
+func AloneConfig(c *sarama.Config) *sarama.Config {
+	alone := *c
+	alone.Producer.Flush.MaxMessages = 1
+	return &alone
 }
 
 // Write sends f and waits for the broker's acknowledgement, or until ctx
-// ends: sarama's send does not watch a context, and a broker that does not
-// answer holds it for a read timeout per try. A write given up on may still
-// land (the caller does not commit past f, so f may then be written twice).
+// ends (see Send). A write given up on may still land (the caller does not
+// commit past f, so f may then be written twice).
 func (w ProducerWriter) Write(ctx context.Context, f Failure) error {
 	if err := ctx.Err(); err != nil {
 		return err
 	}
-	msg := f.Message(w.Suffix)
-	sent := make(chan error, 1)
+	topic := TopicFor(f.Topic, w.Suffix)
+	if err := SendOrAlone(ctx, w.Producer, w.Alone, func() *sarama.ProducerMessage { return f.Message(w.Suffix) }); err != nil {
+		return fmt.Errorf("write %s/%d@%d to %s: %w", f.Topic, f.Partition, f.Offset, topic, err)
+	}
+	return nil
+}
+
+// Send sends msg with p and waits for the broker's acknowledgement, or
+// for ctx to end: sarama's send does not watch a context, and its retries
+// and read timeouts can hold a send for minutes. A send given up on may
+// still land.
+func Send(ctx context.Context, p sarama.SyncProducer, msg *sarama.ProducerMessage) error {
+	done := make(chan error, 1)
 	go func() {
-		_, _, err := w.Producer.SendMessage(msg)
-		sent <- err
+		_, _, err := p.SendMessage(msg)
+		done <- err
 	}()
 	select {
-	case err := <-sent:
-		if err != nil {
-			return fmt.Errorf("write %s/%d@%d to %s: %w", f.Topic, f.Partition, f.Offset, msg.Topic, err)
-		}
-		return nil
+	case err := <-done:
+		return err
 	case <-ctx.Done():
-		return fmt.Errorf("write %s/%d@%d to %s: given up, the write may still land: %w", f.Topic, f.Partition, f.Offset, msg.Topic, ctx.Err())
+		return fmt.Errorf("given up before the broker acknowledged it, the record may still land: %w", context.Cause(ctx))
 	}
+}
+
+// SendOrAlone sends message() through p (Send); when the broker refuses it
+// as too large and alone (a producer of AloneConfig) is set, it sends a
+// fresh message() through alone, where the broker judges the record by
+// itself. sarama's own refusal of a record over Producer.MaxMessageBytes
+// is final: the record alone is over it.
+func SendOrAlone(ctx context.Context, p, alone sarama.SyncProducer, message func() *sarama.ProducerMessage) error {
+	err := Send(ctx, p, message())
+	if err != nil && alone != nil && (errors.Is(err, sarama.ErrMessageSizeTooLarge) || errors.Is(err, sarama.ErrMessageSetSizeTooLarge)) {
+		err = Send(ctx, alone, message())
+	}
+	return err
 }
 
 // reserved reports whether a header's name is in sagabridge's namespace.

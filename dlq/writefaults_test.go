@@ -1,8 +1,10 @@
 package dlq
 
 import (
+	"bytes"
 	"context"
 	"errors"
+	"sync"
 	"testing"
 	"time"
 
@@ -60,5 +62,50 @@ func TestAWriteTheBrokerDoesNotAnswerEndsWithItsContext(t *testing.T) {
 		assert.ErrorContains(t, err, "orders/0@7")
 	case <-time.After(5 * time.Second):
 		t.Fatal("Write had not returned 5 s after its context ended")
+	}
+}
+
+// Dead letters written at once to one DLQ partition (from several source
+// partitions) go in one batch, which the broker refuses whole when they
+// exceed the topic's max.message.bytes together; sarama fails each, and
+// the bridge wrote each in reduced form, its value dropped, though it fit
+// alone. A dead letter refused so is written again alone.
+func TestDeadLettersRefusedTogetherAsTooLargeAreWrittenAgainAlone(t *testing.T) {
+	cluster, err := kfake.NewCluster(kfake.NumBrokers(1))
+	require.NoError(t, err)
+	t.Cleanup(cluster.Close)
+	limit := "3000"
+	admin, err := sarama.NewClusterAdmin(cluster.ListenAddrs(), sarama.NewConfig())
+	require.NoError(t, err)
+	require.NoError(t, admin.CreateTopic("orders"+DefaultSuffix, &sarama.TopicDetail{NumPartitions: 1, ReplicationFactor: 1,
+		ConfigEntries: map[string]*string{"max.message.bytes": &limit}}, false))
+	require.NoError(t, admin.Close())
+	var once sync.Once
+	cluster.ControlKey(int16(kmsg.Produce), func(kmsg.Request) (kmsg.Response, error, bool) {
+		once.Do(func() { cluster.SleepControl(func() { time.Sleep(300 * time.Millisecond) }) }) // the others queue meanwhile
+		return nil, nil, false
+	})
+	pc := sarama.NewConfig()
+	pc.Version = sarama.V3_6_0_0
+	pc.Producer.RequiredAcks, pc.Producer.Return.Successes = sarama.WaitForAll, true
+	prod, err := sarama.NewSyncProducer(cluster.ListenAddrs(), pc)
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = prod.Close() })
+	alone, err := sarama.NewSyncProducer(cluster.ListenAddrs(), AloneConfig(pc))
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = alone.Close() })
+	w := ProducerWriter{Producer: prod, Alone: alone, Suffix: DefaultSuffix}
+	var wg sync.WaitGroup
+	errs := make([]error, 4)
+	for i := range 4 {
+		wg.Go(func() {
+			time.Sleep(time.Duration(i) * 50 * time.Millisecond)
+			errs[i] = w.Write(context.Background(), Failure{Topic: "orders", Partition: int32(i), Offset: 1, Value: bytes.Repeat([]byte("v"), 1200),
+				Class: ClassDecode, Err: "bad", FailedAt: time.Now()})
+		})
+	}
+	wg.Wait()
+	for i, err := range errs {
+		assert.NoError(t, err, "dead letter %d (1.2 KB, DLQ limit 3,000 bytes)", i)
 	}
 }

@@ -16,8 +16,8 @@ import (
 	"go.temporal.io/sdk/worker"
 	"go.temporal.io/sdk/workflow"
 
-	"github.com/sagabridge/sagabridge/activities"
 	"github.com/sagabridge/sagabridge/config"
+	"github.com/sagabridge/sagabridge/dlq"
 	"github.com/sagabridge/sagabridge/internal/cli"
 	"github.com/sagabridge/sagabridge/internal/connect"
 )
@@ -65,7 +65,7 @@ type Deps struct {
 	// up to DLQ.MaxMessageBytes. Nil unless Worker.Kafka.
 	Producer sarama.SyncProducer
 	// Alone is Producer's twin that sends one record per request
-	// (activities.AloneConfig): give it to activities.Publisher and
+	// (dlq.AloneConfig): give it to activities.Publisher and
 	// DeadLetterer as Alone. Nil unless Worker.Kafka.
 	Alone sarama.SyncProducer
 	// DLQ is the configuration's dlq section (its defaults when -config
@@ -212,7 +212,7 @@ func run(ctx context.Context, w Worker, s settings, environ []string, log *slog.
 // kafkaProducer is the producer of Deps: idempotent, acknowledged by all
 // in-sync replicas, with the kafka section's TLS and SASL, taking records
 // up to maxMessageBytes (dlq.max_message_bytes); alone, one record per
-// request (activities.AloneConfig).
+// request (dlq.AloneConfig).
 func kafkaProducer(k config.Kafka, maxMessageBytes int, clientID string, alone bool) (sarama.SyncProducer, error) {
 	pc, err := connect.DLQProducerConfig(k, maxMessageBytes)
 	if err != nil {
@@ -220,7 +220,7 @@ func kafkaProducer(k config.Kafka, maxMessageBytes int, clientID string, alone b
 	}
 	pc.ClientID = clientID
 	if alone {
-		pc = activities.AloneConfig(pc)
+		pc = dlq.AloneConfig(pc)
 	}
 	p, err := connect.SyncProducer(k, pc)
 	if err != nil {

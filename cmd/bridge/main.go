@@ -171,9 +171,14 @@ func run(ctx context.Context, cfg config.Config, log *slog.Logger) error {
 		return fmt.Errorf("start DLQ producer: %w", err)
 	}
 	defer producer.Close()
+	alone, err := connect.SyncProducer(cfg.Kafka, dlq.AloneConfig(pc)) // a dead letter refused in a batch goes again alone
+	if err != nil {
+		return fmt.Errorf("start DLQ producer: %w", err)
+	}
+	defer alone.Close()
 	b, err := bridge.New(cfg, bridge.Deps{
 		Temporal:       temporalsdk.Client{Client: tc, Namespace: cfg.Temporal.Namespace, DataConverter: opts.DataConverter},
-		DeadLetters:    dlq.ProducerWriter{Producer: producer, Suffix: cfg.DLQ.Suffix},
+		DeadLetters:    dlq.ProducerWriter{Producer: producer, Alone: alone, Suffix: cfg.DLQ.Suffix},
 		Logger:         log,
 		TracerProvider: tp,
 	})
