@@ -21,6 +21,7 @@ package bridge
 
 import (
 	"context"
+	"errors"
 	"sync/atomic"
 	"time"
 
@@ -120,8 +121,8 @@ func (b *Bridge) newCircuit(k circuitKey) *circuit {
 				log.Info("circuit to Temporal half-open: probing with one call; its partitions stay paused")
 			default:
 				log.Info("circuit to Temporal closed: resuming", "from", from.String())
-				if f := c.access.Swap(nil); f != nil {
-					log.Info("Temporal accepts the bridge again", "refused_for", b.deps.Now().Sub(f.since).Round(time.Second))
+				if f := c.access.Load(); f != nil && !f.fromCall {
+					b.accessRestored(c, f)
 				}
 			}
 		},
@@ -146,10 +147,22 @@ func (b *Bridge) openCircuit() (*circuit, bool) {
 }
 
 // accessFault is why Temporal refuses the bridge itself, and since when.
+// fromCall says a call met it rather than the namespace check: the check
+// (the circuit's probe) may pass while calls are refused (a key that may
+// describe the namespace but not signal, a route's search attribute not
+// registered), so only a call that succeeds clears such a fault.
 type accessFault struct {
-	cause string
-	since time.Time
+	cause    string
+	since    time.Time
+	fromCall bool
 }
+
+// checkError is an error of the namespace check (CheckAccess), at start or
+// as the circuit's probe.
+type checkError struct{ err error }
+
+func (e checkError) Error() string { return e.err.Error() }
+func (e checkError) Unwrap() error { return e.err }
 
 // refused returns an access fault of any circuit, nil if none has one.
 func (b *Bridge) refused() *accessFault {
@@ -165,11 +178,21 @@ func (b *Bridge) refused() *accessFault {
 // namespace, the task queue and the cause, never a workflow ID (which
 // holds a record key).
 func (b *Bridge) accessDenied(c *circuit, err error) {
-	f := &accessFault{cause: err.Error(), since: b.deps.Now()}
+	var check checkError
+	f := &accessFault{cause: err.Error(), since: b.deps.Now(), fromCall: !errors.As(err, &check)}
 	if c.access.CompareAndSwap(nil, f) {
 		b.log.Error("Temporal refuses the bridge's own access: the partitions of the topics that route to this task queue are paused, and nothing is dead-lettered or committed "+
 			"until it is fixed (credentials, permissions, namespace); the bridge resumes by itself",
 			"namespace", c.key.namespace, "task_queue", c.key.taskQueue, "address", b.cfg.Temporal.Address, "err", err)
+	}
+}
+
+// accessRestored clears c's access fault f, if it is still the one set,
+// and says so once.
+func (b *Bridge) accessRestored(c *circuit, f *accessFault) {
+	if c.access.CompareAndSwap(f, nil) {
+		b.log.Info("Temporal accepts the bridge again", "namespace", c.key.namespace, "task_queue", c.key.taskQueue,
+			"refused_for", b.deps.Now().Sub(f.since).Round(time.Second))
 	}
 }
 
@@ -196,7 +219,10 @@ func (b *Bridge) probe(ctx context.Context, c *circuit) {
 	_, _ = c.breaker.Execute(func() (struct{}, error) {
 		pctx, cancel := context.WithTimeout(ctx, b.cfg.Dispatch.CallTimeout)
 		defer cancel()
-		return struct{}{}, b.deps.Temporal.CheckAccess(pctx)
+		if err := b.deps.Temporal.CheckAccess(pctx); err != nil {
+			return struct{}{}, checkError{err}
+		}
+		return struct{}{}, nil
 	})
 }
 
@@ -217,6 +243,6 @@ func (b *Bridge) checkAccess(ctx context.Context) {
 			"address", b.cfg.Temporal.Address, "namespace", b.cfg.Temporal.Namespace, "err", err)
 	}
 	for _, c := range b.circuits {
-		_, _ = c.breaker.Execute(func() (struct{}, error) { return struct{}{}, err })
+		_, _ = c.breaker.Execute(func() (struct{}, error) { return struct{}{}, checkError{err} })
 	}
 }

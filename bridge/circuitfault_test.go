@@ -177,3 +177,52 @@ func TestABusyWorkflowDoesNotOpenTheCircuit(t *testing.T) {
 	calls, _ := tc.counts()
 	assert.Equal(t, 6, calls, "five busy answers, then the call that was accepted")
 }
+
+// Temporal refuses the calls but not the namespace check the circuit
+// probes with (a key that may describe the namespace but not signal, a
+// route's search attribute not registered): the probe closed the circuit
+// every open_for, logged "Temporal accepts the bridge again", cleared the
+// refusal from /readyz and the access gauge, and the next calls logged
+// the refusal again. The refusal now lasts until a call succeeds: logged
+// once, shown all along, and "accepts again" only when it is true.
+func TestARefusalOnlyTheCallsSeeIsNotClearedByTheNamespaceProbe(t *testing.T) {
+	tc := &fakeTemporal{failAll: serviceerror.NewPermissionDenied("signals are not allowed for this key", "")} // CheckAccess succeeds
+	var mu sync.Mutex
+	lines := map[string]int{}
+	log := slog.New(onLog{slog.NewTextHandler(io.Discard, nil), func(msg string) {
+		mu.Lock()
+		defer mu.Unlock()
+		for _, l := range []string{"Temporal refuses the bridge's own access", "Temporal accepts the bridge again", "circuit to Temporal closed"} {
+			if strings.HasPrefix(msg, l) {
+				lines[l]++
+			}
+		}
+	}})
+	count := func(l string) int { mu.Lock(); defer mu.Unlock(); return lines[l] }
+	b, err := New(config.Config{
+		Kafka:        config.Kafka{Brokers: []string{"b:9092"}, Group: "g"},
+		Dispatch:     config.Dispatch{RetryInitial: time.Millisecond, RetryMax: 5 * time.Millisecond, DrainTimeout: 50 * time.Millisecond},
+		Backpressure: config.Backpressure{Circuit: config.Circuit{Failures: 1000, OpenFor: 20 * time.Millisecond}},
+		Routes:       []config.Route{{Topic: "orders", TypeHeader: "event-type", WorkflowType: "O", WorkflowID: "order-{key}", TaskQueue: "q"}},
+	}, Deps{Temporal: tc, DeadLetters: &fakeDLQ{}, Logger: log})
+	require.NoError(t, err)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	go b.watchCircuits(ctx)
+	ch, s, done := claimInBackground(t, b)
+	defer done()
+	ch <- msg(0, "a", `{}`)
+	// Five closings by the probe, each followed by a refused call.
+	require.Eventually(t, func() bool { return count("circuit to Temporal closed") >= 5 }, 10*time.Second, time.Millisecond,
+		"the probe never closed the circuit")
+	calls, _ := tc.counts()
+	assert.GreaterOrEqual(t, calls, 5, "calls after the probe's closings")
+	assert.Equal(t, 1, count("Temporal refuses the bridge's own access"), "the refusal is logged once")
+	assert.Zero(t, count("Temporal accepts the bridge again"), "the probe said Temporal accepts the bridge again")
+	assert.NotNil(t, b.refused(), "the refusal was cleared by the probe")
+
+	tc.set(nil) // signals allowed
+	require.Eventually(t, func() bool { return s.committed() == 1 }, 10*time.Second, time.Millisecond)
+	assert.Equal(t, 1, count("Temporal accepts the bridge again"))
+	assert.Nil(t, b.refused())
+}

@@ -220,6 +220,9 @@ func (b *Bridge) call(ctx context.Context, f *flow, c *circuit, target Target, b
 		return errCircuitOpen
 	}
 	latency := time.Since(start)
+	if f := c.access.Load(); err == nil && f != nil && f.fromCall {
+		b.accessRestored(c, f) // a call met the refusal; a call is what shows it is over
+	}
 	if err != nil && cancelled(err) && (f.ctx.Err() != nil || ctx.Err() != nil) {
 		// The bridge cancelled the call (revocation, shutdown): it says
 		// nothing about Temporal, and is neither a retry nor an outcome.
