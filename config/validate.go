@@ -4,6 +4,7 @@ import (
 	"cmp"
 	"errors"
 	"fmt"
+	"maps"
 	"net"
 	"os"
 	"slices"
@@ -322,6 +323,24 @@ func (r Route) validate(at string) []error {
 	}
 	if r.TaskQueue == "" {
 		bad("task_queue", "is required")
+	} else if strings.HasPrefix(r.TaskQueue, "/_sys/") {
+		bad("task_queue", "%q is in Temporal's reserved /_sys/ prefix", r.TaskQueue)
+	}
+	// Names matched exactly, by Temporal or against records: padding
+	// matches nothing.
+	names := map[string]string{"task_queue": r.TaskQueue, "workflow_type": r.WorkflowType, "type_header": r.TypeHeader,
+		"type_field": r.TypeField, "signal": r.Signal, "name": r.Name}
+	for j, t := range r.Types {
+		names[fmt.Sprintf("types[%d]", j)] = t
+	}
+	for _, field := range slices.Sorted(maps.Keys(names)) {
+		switch v := names[field]; {
+		case v == "":
+		case strings.TrimSpace(v) == "":
+			bad(field, "%q is blank", v)
+		case strings.TrimSpace(v) != v:
+			bad(field, "%q has spaces at its ends", v)
+		}
 	}
 	if r.WorkflowID == "" {
 		bad("workflow_id", "is required")

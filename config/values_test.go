@@ -91,3 +91,25 @@ backpressure: {backlog: {low_tasks: 0}}
 	assert.Zero(t, cfg.Backpressure.Backlog.LowTasks)
 	assert.Equal(t, time.Duration(0), cfg.Batch.Linger)
 }
+
+// Names a route gives Temporal or matches records against, padded with
+// spaces or blank, loaded: no worker polled a task queue " orders", an
+// event type "A " matched no record, and Temporal keeps task queues under
+// /_sys/ for itself.
+func TestRouteNamesThatMatchNothingAreRefused(t *testing.T) {
+	const base = `topic: orders, workflow_id: "w-{key}"`
+	for name, tc := range map[string]struct{ route, want string }{
+		"blank task queue":     {`task_queue: "  ", workflow_type: W`, `routes[0].task_queue: "  " is blank`},
+		"padded task queue":    {`task_queue: " orders", workflow_type: W`, `routes[0].task_queue: " orders" has spaces at its ends`},
+		"system task queue":    {`task_queue: "/_sys/orders", workflow_type: W`, `routes[0].task_queue: "/_sys/orders" is in Temporal's reserved /_sys/ prefix`},
+		"padded workflow type": {`task_queue: q, workflow_type: "Order "`, `routes[0].workflow_type: "Order " has spaces at its ends`},
+		"padded type":          {`task_queue: q, workflow_type: W, type_header: event-type, types: ["A "]`, `routes[0].types[0]: "A " has spaces at its ends`},
+		"padded type header":   {`task_queue: q, workflow_type: W, type_header: "event-type "`, `routes[0].type_header: "event-type " has spaces at its ends`},
+	} {
+		t.Run(name, func(t *testing.T) {
+			_, err := Parse([]byte("kafka: {brokers: [b:9092], group: g}\nroutes: [{" + base + ", " + tc.route + "}]\n"))
+			require.Error(t, err)
+			assert.Contains(t, err.Error(), tc.want)
+		})
+	}
+}
