@@ -64,8 +64,10 @@ bench: tools
 membench: tools
 	$(GO) run ./cmd/membench $(ARGS)
 
+# vet: also for macOS, which builds the embedded stack without Linux's Pdeathsig.
 vet:
 	$(GO) vet ./...
+	GOOS=darwin $(GO) vet ./...
 
 fmt-check:
 	@out=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')) || { echo "gofmt failed: $$out"; exit 1; }; \

@@ -10,8 +10,8 @@ import (
 )
 
 // Process is a child process that dies with its parent: it runs in its own
-// process group with Pdeathsig, so a crashed test or demo leaves nothing
-// behind.
+// process group with Pdeathsig on Linux (childAttr), so a crashed test or
+// demo leaves nothing behind.
 type Process struct {
 	Name string
 	cmd  *exec.Cmd
@@ -24,7 +24,7 @@ type Process struct {
 func StartProcess(out io.Writer, bin string, args ...string) (*Process, error) {
 	cmd := exec.Command(bin, args...)
 	cmd.Stdout, cmd.Stderr = out, out
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
+	cmd.SysProcAttr = childAttr()
 	if err := cmd.Start(); err != nil {
 		return nil, fmt.Errorf("start %s: %w", bin, err)
 	}
