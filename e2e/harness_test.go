@@ -53,20 +53,38 @@ func TestMain(m *testing.M) {
 	if removed := devstack.Hermetic(); len(removed) > 0 {
 		fmt.Fprintln(os.Stderr, "e2e: ignoring from the environment:", strings.Join(removed, ", "))
 	}
+	os.Exit(runTests(m))
+}
+
+// runTests builds the bridge, starts the stack and runs the tests. Its
+// deferred cleanups run on every way out but a -timeout (which ends the
+// process from another goroutine): the temporary binaries are removed
+// even when a test panics or the set-up fails.
+func runTests(m *testing.M) int {
 	logFile, err := os.CreateTemp("", "sagabridge-e2e-temporal-*.log")
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "e2e:", err)
-		os.Exit(1)
+		return 1
 	}
+	code := 1
+	defer func() {
+		_ = logFile.Close()
+		if code == 0 {
+			_ = os.Remove(logFile.Name())
+		} else {
+			fmt.Fprintln(os.Stderr, "e2e: Temporal dev server log kept at", logFile.Name())
+		}
+	}()
 	binDir, err := os.MkdirTemp("", "sagabridge-e2e-bin-")
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "e2e:", err)
-		os.Exit(1)
+		return 1
 	}
+	defer func() { _ = os.RemoveAll(binDir) }()
 	bridgeBin = filepath.Join(binDir, "bridge")
 	if out, err := exec.Command("go", "build", "-race", "-o", bridgeBin, "../cmd/bridge").CombinedOutput(); err != nil {
 		fmt.Fprintf(os.Stderr, "e2e: build cmd/bridge: %v\n%s", err, out)
-		os.Exit(1)
+		return 1
 	}
 	stack, err = devstack.Start(context.Background(), devstack.Options{
 		Topics: []string{saga.OutcomeTopic}, Partitions: 4,
@@ -75,18 +93,11 @@ func TestMain(m *testing.M) {
 	})
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "e2e: start the dev stack:", err)
-		os.Exit(1)
+		return 1
 	}
-	code := m.Run()
-	stack.Close()
-	_ = os.RemoveAll(binDir)
-	_ = logFile.Close()
-	if code == 0 {
-		_ = os.Remove(logFile.Name())
-	} else {
-		fmt.Fprintln(os.Stderr, "e2e: Temporal dev server log kept at", logFile.Name())
-	}
-	os.Exit(code)
+	defer stack.Close()
+	code = m.Run()
+	return code
 }
 
 // env is one test's private slice of the stack.
