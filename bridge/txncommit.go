@@ -66,6 +66,11 @@ type txnCommitter struct {
 	// transactional ID would fence that owner in turn).
 	fenced bool
 
+	// unsure is a transaction whose commit ran out of sarama's retries
+	// after it may have reached the coordinator (the reply lost): its dead
+	// letters and watermark, until committing it again settles it.
+	unsure *unsureCommit
+
 	mu        sync.Mutex
 	next      int64         // the watermark: the offset to resume from
 	committed int64         // the last committed watermark
@@ -219,6 +224,11 @@ func (c *txnCommitter) close() error {
 // one transaction, and returns how many dead letters it tried. On failure
 // it aborts and keeps them for the next try.
 func (c *txnCommitter) commit() (int, error) {
+	if c.unsure != nil {
+		if n, err := c.settle(); err != nil {
+			return n, err
+		}
+	}
 	c.mu.Lock()
 	next := c.next
 	var take []dlq.Failure
@@ -235,6 +245,11 @@ func (c *txnCommitter) commit() (int, error) {
 	}
 	slices.SortFunc(take, func(a, b dlq.Failure) int { return cmp.Compare(a.Offset, b.Offset) })
 	if err := c.transact(take, next); err != nil {
+		if errors.Is(err, errCommitUnsure) {
+			c.unsure = &unsureCommit{dead: take, next: next}
+			c.log.Warn("the transaction's commit ran out of retries, its outcome unknown; committing it again", "dead_letters", len(take), "err", err)
+			return len(take), err
+		}
 		if dlq.TooLarge(err) { // the next transaction sends those that did not fit in reduced form
 			var tl *tooLargeError
 			named := errors.As(err, &tl) // all of them, unless the error names which
@@ -321,9 +336,63 @@ func (c *txnCommitter) transact(dead []dlq.Failure, next int64) error {
 		return abort(fmt.Errorf("add offset %d to %s: %w", next, c.txnID, err))
 	}
 	if err := c.prod.CommitTxn(); err != nil {
+		if committing(c.prod) {
+			return fmt.Errorf("commit %s: %w: %w", c.txnID, errCommitUnsure, err)
+		}
 		return abort(fmt.Errorf("commit %s: %w", c.txnID, err))
 	}
 	return nil
+}
+
+// errCommitUnsure is a commit whose outcome is unknown: sarama ran out of
+// retries sending EndTxn(commit), which may have reached the coordinator.
+var errCommitUnsure = errors.New("commit outcome unknown")
+
+// unsureCommit is a transaction whose commit outcome is unknown.
+type unsureCommit struct {
+	dead []dlq.Failure
+	next int64
+}
+
+// committing reports whether prod is left in the middle of a commit, as
+// sarama leaves it when EndTxn(commit) ran out of retries. Aborting then
+// is wrong: a coordinator that committed answers INVALID_TXN_STATE,
+// sarama makes the producer fatal, and the transaction's dead letters
+// would go again in a new one. Committing again is right either way: the
+// coordinator takes a repeated commit of a committed transaction as a
+// no-op, and commits one that did not reach it.
+func committing(prod sarama.SyncProducer) bool {
+	st := prod.TxnStatus()
+	return st&sarama.ProducerTxnFlagFatalError == 0 && st&sarama.ProducerTxnFlagCommittingTransaction != 0
+}
+
+// settle finishes the unsure transaction by committing it again. Once
+// committed, its dead letters and watermark count as committed; if the
+// producer is no longer in the middle of that commit (fenced, or fatal),
+// the transaction did not commit, and its dead letters go back to the
+// queue for the next transaction. While the coordinator stays out of
+// reach, it returns the error and keeps them.
+func (c *txnCommitter) settle() (int, error) {
+	u := c.unsure
+	err := c.prod.CommitTxn()
+	switch {
+	case err == nil:
+		c.unsure = nil
+		c.committed = max(c.committed, u.next)
+		if len(u.dead) > 0 {
+			c.onCommit(u.dead)
+		}
+		c.log.Info("the unsure transaction is committed", "dead_letters", len(u.dead))
+		return 0, nil
+	case committing(c.prod):
+		return len(u.dead), fmt.Errorf("commit %s again: %w: %w", c.txnID, errCommitUnsure, err)
+	default:
+		c.unsure = nil
+		c.mu.Lock()
+		c.queued = append(u.dead, c.queued...)
+		c.mu.Unlock()
+		return len(u.dead), fmt.Errorf("commit %s again: %w", c.txnID, err)
+	}
 }
 
 // tooLargeError is a failed send of dead letters, some of which the
