@@ -336,7 +336,7 @@ func (c *txnCommitter) transact(dead []dlq.Failure, next int64) error {
 		return abort(fmt.Errorf("add offset %d to %s: %w", next, c.txnID, err))
 	}
 	if err := c.prod.CommitTxn(); err != nil {
-		if committing(c.prod) {
+		if kafkatxn.Committing(c.prod) {
 			return fmt.Errorf("commit %s: %w: %w", c.txnID, errCommitUnsure, err)
 		}
 		return abort(fmt.Errorf("commit %s: %w", c.txnID, err))
@@ -352,18 +352,6 @@ var errCommitUnsure = errors.New("commit outcome unknown")
 type unsureCommit struct {
 	dead []dlq.Failure
 	next int64
-}
-
-// committing reports whether prod is left in the middle of a commit, as
-// sarama leaves it when EndTxn(commit) ran out of retries. Aborting then
-// is wrong: a coordinator that committed answers INVALID_TXN_STATE,
-// sarama makes the producer fatal, and the transaction's dead letters
-// would go again in a new one. Committing again is right either way: the
-// coordinator takes a repeated commit of a committed transaction as a
-// no-op, and commits one that did not reach it.
-func committing(prod sarama.SyncProducer) bool {
-	st := prod.TxnStatus()
-	return st&sarama.ProducerTxnFlagFatalError == 0 && st&sarama.ProducerTxnFlagCommittingTransaction != 0
 }
 
 // settle finishes the unsure transaction by committing it again. Once
@@ -384,7 +372,7 @@ func (c *txnCommitter) settle() (int, error) {
 		}
 		c.log.Info("the unsure transaction is committed", "dead_letters", len(u.dead))
 		return 0, nil
-	case committing(c.prod):
+	case kafkatxn.Committing(c.prod):
 		return len(u.dead), fmt.Errorf("commit %s again: %w: %w", c.txnID, errCommitUnsure, err)
 	default:
 		c.unsure = nil

@@ -264,7 +264,7 @@ func (l *partitionLoop) step(ctx context.Context, batch []*sarama.ConsumerMessag
 	if n == 0 {
 		return 0, failure // nothing was added, so no transaction began
 	}
-	if err := t.commit(batch[n-1]); err != nil {
+	if err := t.commit(ctx, batch[n-1]); err != nil {
 		return 0, err
 	}
 	l.forgetThrough(batch[n-1].Offset, n == len(batch))
@@ -354,8 +354,15 @@ func (t *txn) begin() error {
 }
 
 // commit sends what is pending and commits it with the offset after last,
-// or aborts.
-func (t *txn) commit(last *sarama.ConsumerMessage) error {
+// or aborts. A commit whose outcome is unknown (kafkatxn.Committing: its
+// EndTxn ran out of sarama's retries, perhaps after it reached the
+// coordinator) is sent again until it is settled: aborting it would be
+// refused by a coordinator that committed (and make the producer fatal),
+// and processing the records again would write their outputs twice. If
+// ctx ends first the claim is over, and the partition's next owner's
+// producer settles it (its InitProducerId completes or aborts what the
+// coordinator holds).
+func (t *txn) commit(ctx context.Context, last *sarama.ConsumerMessage) error {
 	if err := t.flush(1); err != nil {
 		return err
 	}
@@ -366,7 +373,18 @@ func (t *txn) commit(last *sarama.ConsumerMessage) error {
 	if err := l.prod.AddMessageToTxnWithGroupMetadata(last, l.meta, nil); err != nil {
 		return l.abort(fmt.Errorf("eos: add offset %s/%d@%d to %s: %w", last.Topic, last.Partition, last.Offset+1, l.txnID, err))
 	}
-	if err := l.prod.CommitTxn(); err != nil {
+	err := l.prod.CommitTxn()
+	for err != nil && kafkatxn.Committing(l.prod) {
+		wait := l.retry.NextBackOff()
+		l.log.Warn("the transaction's commit ran out of retries, its outcome unknown; committing it again", "retry_in", wait, "err", err)
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("eos: commit %s: outcome unknown when the claim ended: %w", l.txnID, err)
+		case <-time.After(wait):
+		}
+		err = l.prod.CommitTxn()
+	}
+	if err != nil {
 		return l.abort(fmt.Errorf("eos: commit %s: %w", l.txnID, err))
 	}
 	return nil

@@ -51,11 +51,24 @@ func (p ownClient) Close() error {
 	return errors.Join(p.SyncProducer.Close(), p.client.Close())
 }
 
+// Committing reports whether prod is left in the middle of a commit, as
+// sarama leaves it when EndTxn(commit) ran out of retries: the commit may
+// have reached the coordinator. Aborting then is wrong (a coordinator that
+// committed answers INVALID_TXN_STATE, which sarama makes fatal); sending
+// the commit again is right either way, since the coordinator takes a
+// repeated commit of a committed transaction as a no-op.
+func Committing(prod sarama.SyncProducer) bool {
+	st := prod.TxnStatus()
+	return st&sarama.ProducerTxnFlagFatalError == 0 && st&sarama.ProducerTxnFlagCommittingTransaction != 0
+}
+
 // Abort aborts prod's open transaction after cause and returns cause (with
 // the abort's own failure, if any). A producer in sarama's fatal state has
-// nothing to abort with; the caller must stop using it.
+// nothing to abort with; the caller must stop using it. A producer in the
+// middle of a commit (Committing) is not aborted: Ready finishes its
+// commit.
 func Abort(prod sarama.SyncProducer, cause error) error {
-	if prod.TxnStatus()&sarama.ProducerTxnFlagFatalError != 0 {
+	if prod.TxnStatus()&sarama.ProducerTxnFlagFatalError != 0 || Committing(prod) {
 		return cause
 	}
 	if err := prod.AbortTxn(); err != nil {
@@ -71,11 +84,20 @@ func Abort(prod sarama.SyncProducer, cause error) error {
 // the producer between transactions then, refuses BeginTxn, and finishes
 // them on the next abort. A producer in sarama's fatal state cannot be
 // readied; Ready leaves it to the caller.
+//
+// A commit that ran out of retries (Committing) is finished by committing
+// it again, never aborted: it may have committed.
 func Ready(prod sarama.SyncProducer) error {
 	const unfinished = sarama.ProducerTxnFlagAbortableError | sarama.ProducerTxnFlagInTransaction |
 		sarama.ProducerTxnFlagEndTransaction | sarama.ProducerTxnFlagInitializing
 	st := prod.TxnStatus()
 	if st&sarama.ProducerTxnFlagFatalError != 0 || st&unfinished == 0 {
+		return nil
+	}
+	if Committing(prod) {
+		if err := prod.CommitTxn(); err != nil {
+			return fmt.Errorf("finish the commit that ran out of retries (%s): %w", st, err)
+		}
 		return nil
 	}
 	if err := prod.AbortTxn(); err != nil {
