@@ -115,7 +115,7 @@ type Dispatch struct {
 	Concurrency int `yaml:"concurrency"`
 	// MaxCallBytes caps the events one call carries; larger groups are
 	// split, and a record larger on its own is dead-lettered (class
-	// rejected). Temporal rejects payloads over 2 MB. From 65536 to
+	// rejected). Temporal rejects payloads over 2 MB. From 1024 to
 	// 2 MiB. Optional, default 1.5 MiB.
 	MaxCallBytes int `yaml:"max_call_bytes"`
 	// OnClosedWorkflow is the policy for a new record whose workflow has

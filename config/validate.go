@@ -154,8 +154,8 @@ func (c Config) Validate() error {
 	}
 	if c.Dispatch.MaxCallBytes > MaxPayloadBytes {
 		bad("dispatch.max_call_bytes", "must not exceed Temporal's payload limit of %d bytes", MaxPayloadBytes)
-	} else if c.Dispatch.MaxCallBytes >= 1 && c.Dispatch.MaxCallBytes < 64<<10 {
-		bad("dispatch.max_call_bytes", "must be at least 65536: a record larger than it is dead-lettered, and every record's envelope alone is a few hundred bytes")
+	} else if c.Dispatch.MaxCallBytes >= 1 && c.Dispatch.MaxCallBytes < 1<<10 {
+		bad("dispatch.max_call_bytes", "must be at least 1024: a record larger than it is dead-lettered, and every record's envelope alone is a few hundred bytes")
 	}
 	switch c.Dispatch.OnClosedWorkflow {
 	case OnClosedDLQ, OnClosedDrop, OnClosedNewRun:

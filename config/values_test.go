@@ -36,7 +36,7 @@ func TestValuesThatWouldBeMisreadAreRefusedNamingTheField(t *testing.T) {
 		"list as a string":        {"routes: [{topic: orders, types: A, workflow_type: W, workflow_id: \"w-{key}\", task_queue: q, type_header: t}]\n", "routes[0].types: want a list"},
 		// Every record, even one with no payload (an envelope of ~200
 		// bytes), was over the cap and dead-lettered.
-		"tiny max_call_bytes": {"dispatch: {max_call_bytes: 150}\n", "dispatch.max_call_bytes: must be at least 65536"},
+		"tiny max_call_bytes": {"dispatch: {max_call_bytes: 150}\n", "dispatch.max_call_bytes: must be at least 1024"},
 		// A soft limit meant as MiB made the garbage collector run without
 		// pause; a budget meant as MiB paused every partition.
 		"soft limit under the budget": {"memory: {soft_limit: 512}\n", "memory.soft_limit: must be at least backpressure.max_bytes"},
