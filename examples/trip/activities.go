@@ -82,6 +82,22 @@ func (s *World) book(service string, b Booking) (string, error) {
 	return ref, nil
 }
 
+// cancelBooking cancels service's booking of b, by trip and offer; a
+// booking that was never made, or is cancelled already, is a no-op.
+func (s *World) cancelBooking(service string, b Booking) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.broken[service] {
+		return fmt.Errorf("%s service unavailable", service)
+	}
+	for ref, what := range s.bookings {
+		if what == service+":"+b.TripID+":"+b.Offer {
+			delete(s.bookings, ref)
+		}
+	}
+	return nil
+}
+
 func (s *World) cancel(service, ref string) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -119,3 +135,20 @@ func (s *Services) CancelHotel(_ context.Context, ref string) error {
 
 // CancelCar releases a car.
 func (s *Services) CancelCar(_ context.Context, ref string) error { return s.World.cancel("car", ref) }
+
+// CancelFlightBooking releases the seat the trip booked with b's offer, if
+// any: it needs no reference, so it can be registered before the booking
+// runs, whose answer may be lost after the seat was booked.
+func (s *Services) CancelFlightBooking(_ context.Context, b Booking) error {
+	return s.World.cancelBooking("flight", b)
+}
+
+// CancelHotelBooking releases the room the trip booked with b's offer, if any.
+func (s *Services) CancelHotelBooking(_ context.Context, b Booking) error {
+	return s.World.cancelBooking("hotel", b)
+}
+
+// CancelCarBooking releases the car the trip booked with b's offer, if any.
+func (s *Services) CancelCarBooking(_ context.Context, b Booking) error {
+	return s.World.cancelBooking("car", b)
+}

@@ -78,6 +78,10 @@ type State = workflows.Snapshot[Trip]
 func TripSaga(ctx workflow.Context, carried *State) (State, error) {
 	retry := &temporal.RetryPolicy{InitialInterval: 200 * time.Millisecond, BackoffCoefficient: 2, MaximumAttempts: MaxAttempts}
 	opts := workflow.ActivityOptions{StartToCloseTimeout: 10 * time.Second, RetryPolicy: retry}
+	// A cancellation is retried until it is done (only a non-retryable
+	// answer ends it): giving up leaves a booking held on a trip that says
+	// compensated.
+	untilDone := &temporal.RetryPolicy{InitialInterval: 200 * time.Millisecond, MaximumInterval: time.Minute}
 	en := &workflows.Entity[Trip]{
 		Init:            func(string) Trip { return Trip{Bookings: map[string]string{}} },
 		Final:           []Status{StatusBooked, StatusCompensated},
@@ -85,7 +89,8 @@ func TripSaga(ctx workflow.Context, carried *State) (State, error) {
 		Query:           QueryState,
 		ActivityOptions: opts,
 		// The bookings are independent: cancel them all at once.
-		Compensation:          workflows.CompensationOptions{Parallel: true, ActivityOptions: opts},
+		Compensation: workflows.CompensationOptions{Parallel: true,
+			ActivityOptions: workflow.ActivityOptions{StartToCloseTimeout: 10 * time.Second, RetryPolicy: untilDone}},
 		StatusSearchAttribute: StatusSearchAttribute,
 		KeepApplied:           100,
 	}
@@ -93,22 +98,33 @@ func TripSaga(ctx workflow.Context, carried *State) (State, error) {
 	return en.Run(ctx, carried)
 }
 
-// book runs the three bookings, each registering its cancellation right
-// after it succeeds; on a failure it dead-letters the record when the step
-// ran out of retries, then cancels what was booked, in parallel.
+// book runs the three bookings, each registering its cancellation before
+// it runs; on a failure it dead-letters the record when the step ran out of
+// retries, then cancels what was booked, in parallel.
+//
+// A booking whose answer was lost (booked, then timed out) may have
+// booked, so its cancellation, which cancels by trip and offer and is a
+// no-op for a booking never made, is registered first. Trips booked before
+// this change registered a cancellation by reference after each booking;
+// GetVersion keeps their histories replaying.
 func book(c *workflows.Ctx[Trip], b BookTripEvent) error {
 	var s *Services
 	steps := []struct {
-		service, offer string
-		book, cancel   any
+		service, offer              string
+		book, cancel, cancelBooking any
 	}{
-		{"flight", b.Flight, s.BookFlight, s.CancelFlight},
-		{"hotel", b.Hotel, s.BookHotel, s.CancelHotel},
-		{"car", b.Car, s.BookCar, s.CancelCar},
+		{"flight", b.Flight, s.BookFlight, s.CancelFlight, s.CancelFlightBooking},
+		{"hotel", b.Hotel, s.BookHotel, s.CancelHotel, s.CancelHotelBooking},
+		{"car", b.Car, s.BookCar, s.CancelCar, s.CancelCarBooking},
 	}
+	before := workflow.GetVersion(c, "trip.cancel-before-book", workflow.DefaultVersion, 1) >= 1
 	for _, step := range steps {
+		booking := Booking{TripID: c.Key(), Offer: step.offer}
+		if before {
+			c.Compensate(workflows.UndoActivity("Cancel"+step.service, step.cancelBooking, booking))
+		}
 		var ref string
-		err := workflow.ExecuteActivity(c, step.book, Booking{TripID: c.Key(), Offer: step.offer}).Get(c, &ref)
+		err := workflow.ExecuteActivity(c, step.book, booking).Get(c, &ref)
 		if err != nil {
 			failure := fmt.Errorf("book %s: %w", step.service, err)
 			if workflows.RetriesExhausted(err) {
@@ -121,7 +137,11 @@ func book(c *workflows.Ctx[Trip], b BookTripEvent) error {
 			return c.Fail(StatusCompensated, errors.New(failure.Error())) // the whole text, not only the activity's cause
 		}
 		c.State.Bookings[step.service] = ref
-		c.Completed("Book"+step.service, workflows.UndoActivity("Cancel"+step.service, step.cancel, ref))
+		if before {
+			c.Completed("Book" + step.service)
+		} else {
+			c.Completed("Book"+step.service, workflows.UndoActivity("Cancel"+step.service, step.cancel, ref))
+		}
 	}
 	c.SetStatus(StatusBooked)
 	return nil

@@ -2,13 +2,13 @@ package trip
 
 import (
 	"context"
-	"errors"
 	"testing"
 	"time"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/mock"
 	"github.com/stretchr/testify/require"
+	"go.temporal.io/sdk/temporal"
 	"go.temporal.io/sdk/testsuite"
 	"go.temporal.io/sdk/workflow"
 
@@ -66,7 +66,9 @@ func TestSoldOutCompensatesWithoutDeadLetter(t *testing.T) {
 	assert.Contains(t, st.LastError, "sold out")
 	assert.False(t, st.State.DeadLettered)
 	assert.Empty(t, dead, "a business answer is not a DLQ record")
-	assert.Equal(t, []string{"Cancelhotel", "Cancelflight"}, names(st.Compensations), "newest first, even when run in parallel")
+	// Each cancellation is registered before its booking: the car's runs
+	// too, a no-op for a booking never made.
+	assert.Equal(t, []string{"Cancelcar", "Cancelhotel", "Cancelflight"}, names(st.Compensations), "newest first, even when run in parallel")
 	assert.Empty(t, s.World.Booked(), "every booking was cancelled")
 }
 
@@ -81,10 +83,13 @@ func TestServiceDownExhaustsRetriesDeadLettersAndCompensates(t *testing.T) {
 	assert.Equal(t, MaxAttempts, dead[0].Attempts)
 	assert.Equal(t, int64(7), dead[0].Event.Offset)
 	assert.Contains(t, dead[0].Error, "car service unavailable")
-	assert.Equal(t, []string{"Cancelhotel", "Cancelflight"}, names(st.Compensations))
+	assert.Equal(t, []string{"Cancelcar", "Cancelhotel", "Cancelflight"}, names(st.Compensations))
 	assert.Empty(t, s.World.Booked())
 }
 
+// A cancellation refused for good (a non-retryable answer; a retryable one
+// is retried until done) is reported in the state, and the others still
+// run.
 func TestFailedCompensationIsReportedAndTheOthersStillRun(t *testing.T) {
 	s := NewServices()
 	var suite testsuite.WorkflowTestSuite
@@ -92,7 +97,8 @@ func TestFailedCompensationIsReportedAndTheOthersStillRun(t *testing.T) {
 	env.RegisterWorkflowWithOptions(TripSaga, workflow.RegisterOptions{Name: WorkflowType})
 	env.RegisterActivity(s)
 	env.RegisterActivity(&activities.DeadLetterer{})
-	env.OnActivity(s.CancelHotel, mock.Anything, mock.Anything).Return(errors.New("hotel cancellations are down"))
+	env.OnActivity(s.CancelHotelBooking, mock.Anything, mock.Anything).Return(
+		temporal.NewNonRetryableApplicationError("hotel cancellations need a phone call", "ManualCancel", nil))
 	env.RegisterDelayedCallback(func() {
 		env.SignalWorkflow(Signal, event.Batch{Events: []event.Envelope{bookTrip(0, `{"flight":"LH1","hotel":"H7","car":"SOLD-OUT"}`)}})
 	}, time.Second)
@@ -101,11 +107,11 @@ func TestFailedCompensationIsReportedAndTheOthersStillRun(t *testing.T) {
 	var st State
 	require.NoError(t, env.GetWorkflowResult(&st))
 	assert.Equal(t, StatusCompensated, st.Status)
-	require.Len(t, st.Compensations, 2)
-	assert.Equal(t, "Cancelhotel", st.Compensations[0].Name)
-	assert.Contains(t, st.Compensations[0].Error, "hotel cancellations are down")
-	assert.Equal(t, "Cancelflight", st.Compensations[1].Name)
-	assert.Empty(t, st.Compensations[1].Error)
+	require.Len(t, st.Compensations, 3)
+	assert.Equal(t, "Cancelhotel", st.Compensations[1].Name)
+	assert.Contains(t, st.Compensations[1].Error, "hotel cancellations need a phone call")
+	assert.Empty(t, st.Compensations[0].Error, "Cancelcar")
+	assert.Empty(t, st.Compensations[2].Error, "Cancelflight")
 	booked := s.World.Booked()
 	assert.Len(t, booked, 1, "only the hotel, whose cancellation failed, is still held")
 }

@@ -1,0 +1,80 @@
+package trip
+
+import (
+	"context"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/mock"
+	"github.com/stretchr/testify/require"
+	"go.temporal.io/sdk/testsuite"
+	"go.temporal.io/sdk/workflow"
+
+	"github.com/sagabridge/sagabridge/activities"
+	"github.com/sagabridge/sagabridge/event"
+)
+
+// runWith is run with setup applied to the environment before the trip is
+// booked.
+func runWith(t *testing.T, s *Services, setup func(*testsuite.TestWorkflowEnvironment), e event.Envelope) State {
+	t.Helper()
+	var suite testsuite.WorkflowTestSuite
+	env := suite.NewTestWorkflowEnvironment()
+	env.RegisterWorkflowWithOptions(TripSaga, workflow.RegisterOptions{Name: WorkflowType})
+	env.RegisterActivity(s)
+	dl := &activities.DeadLetterer{}
+	env.RegisterActivity(dl)
+	env.OnActivity(dl.DeadLetter, mock.Anything, mock.Anything).Return(nil)
+	setup(env)
+	env.RegisterDelayedCallback(func() { env.SignalWorkflow(Signal, event.Batch{Events: []event.Envelope{e}}) }, time.Second)
+	env.ExecuteWorkflow(WorkflowType)
+	require.True(t, env.IsWorkflowCompleted())
+	require.NoError(t, env.GetWorkflowError())
+	var st State
+	require.NoError(t, env.GetWorkflowResult(&st))
+	return st
+}
+
+// A booking whose answer was lost (the car booked, the activity timed out)
+// and whose retries then fail is still cancelled: its cancellation is
+// registered before the booking, and cancels whatever the trip booked with
+// that offer. It was registered after the booking succeeded, so the
+// compensated trip kept its car.
+func TestABookingWhoseAnswerWasLostIsCancelled(t *testing.T) {
+	s := NewServices()
+	st := runWith(t, s, func(env *testsuite.TestWorkflowEnvironment) {
+		env.OnActivity(s.BookCar, mock.Anything, mock.Anything).Return(func(ctx context.Context, b Booking) (string, error) {
+			if _, err := s.World.book("car", b); err != nil { // booked, then the answer is lost
+				return "", err
+			}
+			return "", context.DeadlineExceeded
+		})
+	}, bookTrip(0, offers))
+	assert.Equal(t, StatusCompensated, st.Status)
+	assert.Empty(t, s.World.Booked(), "a booking the trip made is still held")
+}
+
+// A cancellation is retried until it is done: a hotel service down for a
+// while (four failed cancellations) left the hotel booked after three
+// attempts, though the trip said "compensated".
+func TestACancellationIsRetriedUntilDone(t *testing.T) {
+	s := NewServices()
+	failures := 0
+	st := runWith(t, s, func(env *testsuite.TestWorkflowEnvironment) {
+		cancelHotel := func(ctx context.Context, b Booking) error {
+			if failures < 4 {
+				failures++
+				return assert.AnError
+			}
+			return s.CancelHotelBooking(ctx, b)
+		}
+		env.OnActivity(s.CancelHotelBooking, mock.Anything, mock.Anything).Return(cancelHotel)
+	}, bookTrip(0, `{"flight":"LH1","hotel":"H7","car":"SOLD-OUT"}`))
+	assert.Equal(t, StatusCompensated, st.Status)
+	assert.Equal(t, 4, failures)
+	assert.Empty(t, s.World.Booked(), "the hotel is still held")
+	for _, c := range st.Compensations {
+		assert.Empty(t, c.Error, "compensation %s", c.Name)
+	}
+}
