@@ -142,7 +142,8 @@ type CompensationOptions struct {
 	// false: a failed compensation is reported and the rest still run.
 	StopOnFailure bool
 	// ActivityOptions apply to compensation activities. Optional; default a
-	// 30 s start-to-close timeout with up to 10 attempts.
+	// 30 s start-to-close timeout, retried until done (backing off to a
+	// minute; only a non-retryable error ends an undo).
 	ActivityOptions workflow.ActivityOptions
 }
 

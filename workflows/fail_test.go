@@ -3,6 +3,7 @@ package workflows
 import (
 	"errors"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -131,4 +132,16 @@ func TestFailInAnUpdateHandler(t *testing.T) {
 	require.NoError(t, answerErr, "Fail's error is the update's intended outcome, not its failure")
 	assert.Equal(t, "cancelled", answer)
 	assert.Empty(t, out.Rejected)
+}
+
+// An undo is retried until it is done by default: only a non-retryable
+// error ends it. It gave up after 10 attempts (about 5 minutes), leaving a
+// saga half undone whose status said compensated.
+func TestUndosRetryUntilDoneByDefault(t *testing.T) {
+	opts := undoOptions(workflow.ActivityOptions{})
+	require.NotNil(t, opts.RetryPolicy)
+	assert.Zero(t, opts.RetryPolicy.MaximumAttempts, "undos give up after %d attempts", opts.RetryPolicy.MaximumAttempts)
+	assert.Equal(t, time.Minute, opts.RetryPolicy.MaximumInterval)
+	set := &temporal.RetryPolicy{MaximumAttempts: 3}
+	assert.Same(t, set, undoOptions(workflow.ActivityOptions{RetryPolicy: set}).RetryPolicy, "a policy the entity sets is kept")
 }

@@ -117,16 +117,26 @@ func (u Undo) run(ctx workflow.Context) error {
 	return workflow.ExecuteActivity(ctx, u.Activity, args...).Get(ctx, nil)
 }
 
-// compensate runs the pending compensations and forgets them.
-func (r *runner[S]) compensate() []CompensationResult {
-	o := r.en.Compensation
-	opts := o.ActivityOptions
+// undoOptions are the options of compensation activities: opts, with a
+// 30 s start-to-close timeout and a policy that retries until the undo is
+// done (backing off to a minute; only a non-retryable error ends it) where
+// opts set none. An undo that gives up leaves the saga half undone while
+// its status says compensated; the default gave up after 10 attempts,
+// about 5 minutes.
+func undoOptions(opts workflow.ActivityOptions) workflow.ActivityOptions {
 	if opts.StartToCloseTimeout == 0 && opts.ScheduleToCloseTimeout == 0 {
 		opts.StartToCloseTimeout = 30 * time.Second
 	}
 	if opts.RetryPolicy == nil {
-		opts.RetryPolicy = &temporal.RetryPolicy{InitialInterval: time.Second, MaximumAttempts: 10}
+		opts.RetryPolicy = &temporal.RetryPolicy{InitialInterval: time.Second, MaximumInterval: time.Minute}
 	}
+	return opts
+}
+
+// compensate runs the pending compensations and forgets them.
+func (r *runner[S]) compensate() []CompensationResult {
+	o := r.en.Compensation
+	opts := undoOptions(o.ActivityOptions)
 	// Disconnected: compensations run even when the workflow is cancelled.
 	dctx, _ := workflow.NewDisconnectedContext(r.ctx)
 	ctx := workflow.WithActivityOptions(dctx, opts)

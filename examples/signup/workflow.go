@@ -19,13 +19,26 @@ func SignupSaga(ctx workflow.Context, carried *State) (State, error) {
 	return signupEntity().Run(ctx, carried)
 }
 
+// untilDone retries an activity until it succeeds or fails with a
+// non-retryable error, backing off to a minute between attempts. A new
+// policy each time: the SDK's test environment caps unlimited retries in
+// the policy it is given.
+func untilDone() *temporal.RetryPolicy {
+	return &temporal.RetryPolicy{InitialInterval: time.Second, MaximumInterval: time.Minute}
+}
+
 // signupEntity wires the handlers into the runtime. It is built anew on
 // every run: it is configuration, and the signup's data lives in the State.
 func signupEntity() *workflows.Entity[Signup] {
 	retry := &temporal.RetryPolicy{InitialInterval: time.Second, MaximumAttempts: 5}
 	en := &workflows.Entity[Signup]{
-		Final:                 []string{StatusActive, StatusFailed, StatusCancelled},
-		ActivityOptions:       workflow.ActivityOptions{StartToCloseTimeout: 10 * time.Second, RetryPolicy: retry},
+		Final:           []string{StatusActive, StatusFailed, StatusCancelled},
+		ActivityOptions: workflow.ActivityOptions{StartToCloseTimeout: 10 * time.Second, RetryPolicy: retry},
+		// An undo is retried until it is done: giving up leaves a charge
+		// unrefunded on a failed signup.
+		Compensation: workflows.CompensationOptions{
+			ActivityOptions: workflow.ActivityOptions{StartToCloseTimeout: 10 * time.Second, RetryPolicy: untilDone()},
+		},
 		StatusSearchAttribute: StatusSearchAttribute, // temporal workflow list --query 'SagaStatus="failed"'
 		IdempotencyHeader:     IdempotencyHeader,     // drops a producer's retried send, at whatever offset
 	}
@@ -102,13 +115,32 @@ func endTrial(c *workflows.Ctx[Signup]) error {
 	}
 	var a *Activities
 	charge := ChargeInput{UserID: c.Key(), PaymentMethod: c.State.PaymentMethod, AmountCents: c.State.PriceCents}
+	refund := workflows.UndoActivity("RefundFirstMonth", a.RefundFirstMonth, charge)
+	// A charge that went through and whose answer was lost must still be
+	// refunded, so the refund is registered before the charge (a refund of
+	// nothing charged is harmless). Activation may have happened when its
+	// answer was lost, so it is retried until the service answers; only
+	// its refusal compensates. Signups whose trial ended before this change
+	// did neither; GetVersion keeps their histories replaying.
+	v := workflow.GetVersion(c, "signup.refund-before-charge", workflow.DefaultVersion, 1)
 	c.Begin(StepCharge)
-	if err := workflow.ExecuteActivity(c, a.ChargeFirstMonth, charge).Get(c, &c.State.ChargeID); err != nil {
-		return c.Fail(StatusFailed, err) // closes the account; return at once: Fail is final
+	if v >= 1 {
+		c.Compensate(refund)
 	}
-	c.Completed(StepCharge, workflows.UndoActivity("RefundFirstMonth", a.RefundFirstMonth, charge))
+	if err := workflow.ExecuteActivity(c, a.ChargeFirstMonth, charge).Get(c, &c.State.ChargeID); err != nil {
+		return c.Fail(StatusFailed, err) // refunds (if registered), closes the account; return at once: Fail is final
+	}
+	if v >= 1 {
+		c.Completed(StepCharge)
+	} else {
+		c.Completed(StepCharge, refund)
+	}
 	c.Begin(StepActivate)
-	if err := workflow.ExecuteActivity(c, a.ActivateSubscription, ActivateInput{UserID: c.Key(), Plan: c.State.Plan}).Get(c, nil); err != nil {
+	activate := workflow.Context(c)
+	if v >= 1 {
+		activate = workflow.WithActivityOptions(c, workflow.ActivityOptions{StartToCloseTimeout: 10 * time.Second, RetryPolicy: untilDone()})
+	}
+	if err := workflow.ExecuteActivity(activate, a.ActivateSubscription, ActivateInput{UserID: c.Key(), Plan: c.State.Plan}).Get(c, nil); err != nil {
 		return c.Fail(StatusFailed, err) // refunds, then closes the account
 	}
 	c.Completed(StepActivate)
