@@ -17,14 +17,16 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"log/slog"
 	"os"
+	"os/signal"
 	"strings"
+	"syscall"
 	"time"
 
 	"github.com/IBM/sarama"
 
 	"github.com/sagabridge/sagabridge/eos"
-	"github.com/sagabridge/sagabridge/internal/cli"
 )
 
 func main() {
@@ -40,11 +42,12 @@ func main() {
 	logLevel := flag.String("log-level", "info", "debug, info, warn or error")
 	flag.Parse()
 
-	log, err := cli.NewLogger(*logLevel)
-	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
+	var level slog.Level
+	if err := level.UnmarshalText([]byte(*logLevel)); err != nil {
+		fmt.Fprintf(os.Stderr, "enrich: -log-level: %q is not one of debug, info, warn, error\n", *logLevel)
 		os.Exit(2)
 	}
+	log := slog.New(slog.NewJSONHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
 	for name, v := range map[string]string{"-brokers": *brokers, "-in": *in, "-out": *out} {
 		if v == "" {
 			fmt.Fprintf(os.Stderr, "enrich: %s is required\n", name)
@@ -66,14 +69,22 @@ func main() {
 		return []eos.Output{{Topic: *out, Key: rec.Key, Value: []byte(value)}}, nil
 	}
 	p, err := eos.New(eos.Config{
-		Brokers: cli.SplitList(*brokers), Group: *group, Topics: []string{*in},
+		Brokers: strings.FieldsFunc(*brokers, func(r rune) bool { return r == ',' || r == ' ' }), Group: *group, Topics: []string{*in},
 		TransactionalIDPrefix: *prefix, MaxBatch: *batch, SessionTimeout: *session,
 	}, fn, log)
 	if err != nil {
-		cli.Fatal(log, "invalid configuration", err)
+		log.Error("invalid configuration", "err", err)
+		os.Exit(2)
 	}
-	ctx, stop := cli.SignalContext(log)
+	// SIGINT or SIGTERM stops the processor; a second ends the process at
+	// once (the default handling is back once the first is caught).
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
+	go func() {
+		<-ctx.Done()
+		log.Info("stopping on a signal; a second ends the process at once")
+		stop()
+	}()
 	if err := p.Run(ctx); err != nil {
 		log.Error("processor stopped", "err", err)
 		if errors.Is(err, eos.ErrFenced) {
