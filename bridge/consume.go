@@ -198,6 +198,18 @@ func (f *flow) finishExcept(u *unit, queued map[int64]int) {
 	f.units.Done()
 }
 
+// finishHolding marks u's records safe to commit past, keeping what they
+// hold of the in-flight budget: a dead letter queued for a transaction
+// holds it until the transaction commits (txnCommitter.enqueue).
+func (f *flow) finishHolding(u *unit) {
+	offsets := make([]int64, 0, len(u.records))
+	for _, r := range u.records {
+		offsets = append(offsets, r.offset)
+	}
+	f.tracker.finish(offsets...)
+	f.units.Done()
+}
+
 // lag is the partition's high-water mark minus the offset a commit would
 // resume from; false while either is unknown.
 func (f *flow) lag() (int64, bool) {
@@ -265,7 +277,7 @@ func heldSize(m *sarama.ConsumerMessage) int {
 func (b *Bridge) consume(f *flow, msgs <-chan *sarama.ConsumerMessage) {
 	b.pressure.register(f)
 	if f.committer != nil {
-		f.committer.start(func(err error) { b.pressure.setDLQFailing(f, err) })
+		f.committer.start(func(err error) { b.pressure.setDLQFailing(f, err) }, f.release)
 	}
 	defer func() {
 		f.cancel()

@@ -40,9 +40,13 @@ func (b *Bridge) queueDeadLetter(f *flow, offset int64, bytes int, fl dlq.Failur
 // the value dropped, a header saying so), so the partition moves on. While
 // writes keep failing otherwise, the partition is paused
 // (dlq_unavailable), /readyz says so and the failures are counted.
-func (b *Bridge) writeDeadLetter(fl *flow, f dlq.Failure) error {
+//
+// bytes is what the record holds of the in-flight budget: with
+// dlq.transactional the committer keeps holding it until a transaction
+// commits the dead letter (the caller must not release it).
+func (b *Bridge) writeDeadLetter(fl *flow, f dlq.Failure, bytes int) error {
 	if fl.committer != nil {
-		fl.committer.enqueue(f)
+		fl.committer.enqueue(f, bytes)
 		return nil
 	}
 	for {

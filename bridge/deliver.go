@@ -41,11 +41,15 @@ func (d *dispatcher) deliver(units []*unit) (back []*unit, wait error) {
 	}
 	if units[0].dead != nil {
 		for i, u := range units {
-			if err := d.b.writeDeadLetter(u.flow, *u.dead); err != nil {
+			if err := d.b.writeDeadLetter(u.flow, *u.dead, u.bytes); err != nil {
 				u.call = st
 				return units[i:], &heldError{after: st.next(d.b, &st.dlq), why: "the DLQ refuses dead letters"}
 			}
-			u.flow.finish(u)
+			if u.flow.committer != nil {
+				u.flow.finishHolding(u) // the committer holds its budget until it commits it
+			} else {
+				u.flow.finish(u)
+			}
 		}
 		return nil, nil
 	}

@@ -60,6 +60,9 @@ type txnCommitter struct {
 	// letters in it, and nil when a commit succeeds: the partition pauses
 	// while its dead letters cannot be committed, as they wait in memory.
 	failing func(error)
+	// release returns what committed dead letters held of the partition's
+	// in-flight budget (flow.release).
+	release func(records, bytes int)
 	started bool
 	// fenced is set by run when a newer owner fenced us or the group
 	// moved on; close then commits nothing (a new producer of our
@@ -75,6 +78,7 @@ type txnCommitter struct {
 	next      int64         // the watermark: the offset to resume from
 	committed int64         // the last committed watermark
 	queued    []dlq.Failure // dead letters not yet committed
+	held      map[int64]int // offset → the bytes its dead letter holds of the budget
 	kick      chan struct{}
 	stop      context.CancelFunc
 	done      chan struct{}
@@ -107,7 +111,7 @@ func (b *Bridge) newTxnCommitter(s sarama.ConsumerGroupSession, topic string, pa
 		topic:    topic, partition: partition, txnID: txnID, suffix: b.cfg.DLQ.Suffix,
 		log:      b.log.With("topic", topic, "partition", partition, "txn_id", txnID),
 		onCommit: b.committedDeadLetters, lost: lost,
-		next: start, committed: start,
+		next: start, committed: start, held: map[int64]int{},
 		kick: make(chan struct{}, 1), done: make(chan struct{}),
 	}
 	return c, nil
@@ -136,9 +140,12 @@ func (b *Bridge) startTxnCommitter(s sarama.ConsumerGroupSession, topic string, 
 // start starts committing, telling failing (see txnCommitter.failing)
 // whether dead letters can be committed. It is called once, before close,
 // on the goroutine that calls close.
-func (c *txnCommitter) start(failing func(error)) {
+//
+// release returns what committed dead letters held of the partition's
+// in-flight budget.
+func (c *txnCommitter) start(failing func(error), release func(records, bytes int)) {
 	ctx, stop := context.WithCancel(context.Background())
-	c.failing, c.stop, c.started = failing, stop, true
+	c.failing, c.release, c.stop, c.started = failing, release, stop, true
 	go c.run(ctx)
 }
 
@@ -149,8 +156,9 @@ func (c *txnCommitter) advance(next int64) {
 	c.mu.Unlock()
 }
 
-// enqueue holds f until a transaction commits it with an offset past it.
-func (c *txnCommitter) enqueue(f dlq.Failure) {
+// enqueue holds f until a transaction commits it with an offset past it;
+// bytes is what its record holds of the in-flight budget, released then.
+func (c *txnCommitter) enqueue(f dlq.Failure, bytes int) {
 	if r := f.Within(c.suffix, c.maxBytes); r.IsReduced() && !f.IsReduced() {
 		c.reduced.Add(1)
 		c.log.Warn("dead letter too large for dlq.max_message_bytes; it goes in reduced form (value dropped, headers trimmed)",
@@ -159,6 +167,7 @@ func (c *txnCommitter) enqueue(f dlq.Failure) {
 	}
 	c.mu.Lock()
 	c.queued = append(c.queued, f)
+	c.held[f.Offset] += bytes
 	c.mu.Unlock()
 	select {
 	case c.kick <- struct{}{}:
@@ -270,7 +279,7 @@ func (c *txnCommitter) commit() (int, error) {
 	}
 	c.committed = next
 	if len(take) > 0 {
-		c.onCommit(take)
+		c.committedDead(take)
 	}
 	return len(take), nil
 }
@@ -354,6 +363,22 @@ type unsureCommit struct {
 	next int64
 }
 
+// committedDead reports dead letters a transaction committed and
+// releases what they held of the in-flight budget.
+func (c *txnCommitter) committedDead(dead []dlq.Failure) {
+	c.mu.Lock()
+	bytes := 0
+	for _, f := range dead {
+		bytes += c.held[f.Offset]
+		delete(c.held, f.Offset)
+	}
+	c.mu.Unlock()
+	if c.release != nil {
+		c.release(len(dead), bytes)
+	}
+	c.onCommit(dead)
+}
+
 // settle finishes the unsure transaction by committing it again. Once
 // committed, its dead letters and watermark count as committed; if the
 // producer is no longer in the middle of that commit (fenced, or fatal),
@@ -368,7 +393,7 @@ func (c *txnCommitter) settle() (int, error) {
 		c.unsure = nil
 		c.committed = max(c.committed, u.next)
 		if len(u.dead) > 0 {
-			c.onCommit(u.dead)
+			c.committedDead(u.dead)
 		}
 		c.log.Info("the unsure transaction is committed", "dead_letters", len(u.dead))
 		return 0, nil

@@ -62,7 +62,7 @@ func TestAFencedCommitterDoesNotFenceTheNewOwner(t *testing.T) {
 	lost := make(chan struct{})
 	old, err := b.newTxnCommitter(&simpleSession{}, "orders", 0, 0, func() { close(lost) })
 	require.NoError(t, err)
-	old.start(func(error) {})
+	old.start(func(error) {}, nil)
 
 	// The new owner's producer, of the same transactional ID, fences ours.
 	pc, err := connect.TransactionalProducerConfig(kc, 0, old.txnID)
@@ -106,7 +106,7 @@ func TestOffsetsCommitAgainAfterAnAbortRanOutOfRetries(t *testing.T) {
 	b := newTxnBridge(t, cluster)
 	c, err := b.newTxnCommitter(&simpleSession{}, "orders", 0, 0, func() { t.Error("the partition was released") })
 	require.NoError(t, err)
-	c.start(func(error) {})
+	c.start(func(error) {}, nil)
 	defer c.close()
 
 	c.advance(5)
@@ -174,7 +174,7 @@ func TestOnlyTheDeadLetterTooLargeForTheDLQIsReduced(t *testing.T) {
 	defer c.close()
 	big := `{"pad":"` + strings.Repeat("x", 2<<20) + `"}` // over dlq.max_message_bytes (1 MB)
 	for i, v := range []string{`{"n":0}`, big, `{"n":2}`} {
-		c.enqueue(dlq.FromMessage(msg(int64(i), fmt.Sprint("k", i), v), dlq.ClassRejected, errors.New("rejected"), 1, time.Now()))
+		c.enqueue(dlq.FromMessage(msg(int64(i), fmt.Sprint("k", i), v), dlq.ClassRejected, errors.New("rejected"), 1, time.Now()), 0)
 	}
 	c.advance(3)
 	_, err = c.commit()
@@ -201,7 +201,7 @@ func TestADeadLetterTheBrokerRefusesGoesInReducedFormInTheNextTransaction(t *tes
 	require.NoError(t, err)
 	defer c.close()
 	big := `{"pad":"` + strings.Repeat("x", 20_000) + `"}` // under dlq.max_message_bytes, over the topic's limit
-	c.enqueue(dlq.FromMessage(msg(0, "k0", big), dlq.ClassRejected, errors.New("rejected"), 1, time.Now()))
+	c.enqueue(dlq.FromMessage(msg(0, "k0", big), dlq.ClassRejected, errors.New("rejected"), 1, time.Now()), 0)
 	c.advance(1)
 	_, err = c.commit()
 	require.Error(t, err)
@@ -255,7 +255,7 @@ func TestACommitterWhoseNewProducerCannotStartYetRetries(t *testing.T) {
 	b := newTxnBridge(t, cluster)
 	c, err := b.newTxnCommitter(&simpleSession{}, "orders", 0, 0, func() { t.Error("the partition was released") })
 	require.NoError(t, err)
-	c.start(func(error) {})
+	c.start(func(error) {}, nil)
 	defer c.close()
 
 	c.advance(5)

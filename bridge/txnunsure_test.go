@@ -1,16 +1,24 @@
 package bridge
 
 import (
+	"context"
+	"fmt"
 	"io"
 	"log/slog"
+	"strings"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/IBM/sarama"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+	"github.com/twmb/franz-go/pkg/kfake"
+	"go.temporal.io/api/serviceerror"
 
+	"github.com/sagabridge/sagabridge/config"
 	"github.com/sagabridge/sagabridge/dlq"
+	"github.com/sagabridge/sagabridge/event"
 	"github.com/sagabridge/sagabridge/internal/kafkatxn/txntest"
 )
 
@@ -37,9 +45,9 @@ func TestACommitWhoseReplyWasLostIsFinishedNotSentAgain(t *testing.T) {
 		maxBytes: 1 << 20, topic: "orders", partition: 0, txnID: "txn-g-orders-0", suffix: dlq.DefaultSuffix,
 		log:      slog.New(slog.NewTextHandler(io.Discard, nil)),
 		onCommit: func(fs []dlq.Failure) { committed = append(committed, fs...) }, lost: func() { t.Error("lost") },
-		kick: make(chan struct{}, 1), done: make(chan struct{}),
+		kick: make(chan struct{}, 1), done: make(chan struct{}), held: map[int64]int{},
 	}
-	c.enqueue(dlq.Failure{Topic: "orders", Offset: 0, Class: dlq.ClassDecode, Err: "bad"})
+	c.enqueue(dlq.Failure{Topic: "orders", Offset: 0, Class: dlq.ClassDecode, Err: "bad"}, 0)
 	c.advance(1)
 	for range 4 { // the first two replies are lost
 		if _, err := c.commit(); err == nil {
@@ -60,4 +68,64 @@ func headerOf(msg *sarama.ProducerMessage, key string) string {
 		}
 	}
 	return ""
+}
+
+// keyFails fails every call to workflowID with Unavailable, and accepts
+// the others.
+type keyFails struct {
+	fakeTemporal
+	workflowID string
+}
+
+func (k *keyFails) SignalWithStart(ctx context.Context, t Target, b event.Batch) error {
+	if t.WorkflowID == k.workflowID {
+		return serviceerror.NewUnavailable("down for this one")
+	}
+	return k.fakeTemporal.SignalWithStart(ctx, t, b)
+}
+
+// With dlq.transactional a dead letter waits in memory until a transaction
+// commits it, which needs every earlier offset of its partition finished:
+// it holds its share of the in-flight budget until then, as it does until
+// the DLQ holds it without transactions. It released it when it was
+// queued, so behind one record retried for a long time the partition read
+// and queued dead letters up to batch.max_in_flight (20,000 records, GBs
+// of large ones), never paused by backpressure.max_bytes.
+func TestQueuedTransactionalDeadLettersHoldTheirBudget(t *testing.T) {
+	cluster, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.SeedTopics(1, "orders", "orders"+dlq.DefaultSuffix))
+	require.NoError(t, err)
+	defer cluster.Close()
+	b, err := New(config.Config{
+		Kafka:    config.Kafka{Brokers: cluster.ListenAddrs(), Group: "g"},
+		DLQ:      config.DLQ{Transactional: true, TransactionalIDPrefix: "txn"},
+		Dispatch: config.Dispatch{RetryInitial: time.Millisecond, RetryMax: 5 * time.Millisecond},
+		Routes:   []config.Route{{Topic: "orders", TypeHeader: "event-type", WorkflowType: "O", WorkflowID: "order-{key}", TaskQueue: "q"}},
+	}.WithDefaults(), Deps{Temporal: &keyFails{workflowID: "order-k0"}, DeadLetters: &fakeDLQ{}, Logger: quiet()})
+	require.NoError(t, err)
+	b.dispatcher.start(4)
+	defer b.dispatcher.stop()
+	ch := make(chan *sarama.ConsumerMessage, 10)
+	ch <- msg(0, "k0", `{}`) // retried for as long as the test runs
+	for i := range int64(9) {
+		ch <- msg(i+1, fmt.Sprint("k", i+1), `{not json`+strings.Repeat("x", 1000)) // poison: dead-lettered
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() {
+		done <- claimHandler{b: b}.ConsumeClaim(&simpleSession{fakeSession{ctx: ctx}}, fakeClaim{ch: ch})
+	}()
+	defer func() { close(ch); cancel(); <-done }()
+
+	var queued func() int
+	require.Eventually(t, func() bool {
+		for _, f := range b.pressure.claimed() {
+			if f.committer != nil {
+				queued = func() int { f.committer.mu.Lock(); defer f.committer.mu.Unlock(); return len(f.committer.queued) }
+			}
+		}
+		return queued != nil && queued() == 9
+	}, 30*time.Second, time.Millisecond, "the nine dead letters were never queued")
+	records, bytes := b.pressure.held()
+	assert.Equal(t, int64(10), records, "records held: the retried one and the nine queued dead letters")
+	assert.Greater(t, bytes, int64(9*1000), "bytes held")
 }
