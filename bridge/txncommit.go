@@ -107,7 +107,7 @@ func (b *Bridge) newTxnCommitter(s sarama.ConsumerGroupSession, topic string, pa
 	c := &txnCommitter{
 		prod: prod, newProducer: newProducer, failed: &b.commitFailures, reduced: &b.reducedDeadLetters,
 		maxBytes: pc.Producer.MaxMessageBytes,
-		meta:     sarama.NewConsumerGroupMetadataFromSession(s, b.cfg.Kafka.Group, nil),
+		meta:     sarama.NewConsumerGroupMetadataFromSession(s, b.cfg.Kafka.Group, instanceID(b.cfg.Kafka.InstanceID)),
 		topic:    topic, partition: partition, txnID: txnID, suffix: b.cfg.DLQ.Suffix,
 		log:      b.log.With("topic", topic, "partition", partition, "txn_id", txnID),
 		onCommit: b.committedDeadLetters, lost: lost,
@@ -115,6 +115,15 @@ func (b *Bridge) newTxnCommitter(s sarama.ConsumerGroupSession, topic string, pa
 		kick: make(chan struct{}, 1), done: make(chan struct{}),
 	}
 	return c, nil
+}
+
+// instanceID is the group instance ID of static membership for a
+// transaction's group metadata: nil without one.
+func instanceID(id string) *string {
+	if id == "" {
+		return nil
+	}
+	return &id
 }
 
 // errTxnStart wraps the failure to start a transactional producer.

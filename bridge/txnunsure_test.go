@@ -129,3 +129,24 @@ func TestQueuedTransactionalDeadLettersHoldTheirBudget(t *testing.T) {
 	assert.Equal(t, int64(10), records, "records held: the retried one and the nine queued dead letters")
 	assert.Greater(t, bytes, int64(9*1000), "bytes held")
 }
+
+// With static membership (kafka.instance_id) the transactions' group
+// metadata carries the instance ID, so the group coordinator fences a
+// stale instance by it (FENCED_INSTANCE_ID) as well as by member ID. It
+// was always nil.
+func TestTransactionalGroupMetadataCarriesTheInstanceID(t *testing.T) {
+	cluster, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.SeedTopics(1, "orders"))
+	require.NoError(t, err)
+	defer cluster.Close()
+	b, err := New(config.Config{
+		Kafka:  config.Kafka{Brokers: cluster.ListenAddrs(), Group: "g", InstanceID: "bridge-0"},
+		DLQ:    config.DLQ{Transactional: true, TransactionalIDPrefix: "txn"},
+		Routes: []config.Route{{Topic: "orders", TypeHeader: "event-type", WorkflowType: "O", WorkflowID: "order-{key}", TaskQueue: "q"}},
+	}.WithDefaults(), Deps{Temporal: &fakeTemporal{}, DeadLetters: &fakeDLQ{}, Logger: quiet()})
+	require.NoError(t, err)
+	c, err := b.newTxnCommitter(&simpleSession{}, "orders", 0, 0, func() {})
+	require.NoError(t, err)
+	defer c.close()
+	require.NotNil(t, c.meta.GroupInstanceID)
+	assert.Equal(t, "bridge-0", *c.meta.GroupInstanceID)
+}
