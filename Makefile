@@ -49,10 +49,11 @@ dev: $(TEMPORAL_STAMP) build
 	$(BIN)/devstack -ui
 
 ## test: vet, format check, and every test with the race detector on the real stack.
-## The caller's SAGABRIDGE_* and TEMPORAL_* variables are left out: they would
+## The caller's SAGABRIDGE_* and TEMPORAL_* variables are left out (but for
+## SAGABRIDGE_SEED and SAGABRIDGE_TEMPORAL, which steer the tests): they would
 ## configure the tests' bridges and CLI calls, or make the doc checks rewrite.
 test: tools vet fmt-check
-	@for v in $$(env | sed -n 's/^\(SAGABRIDGE_[A-Za-z0-9_]*\|TEMPORAL_[A-Za-z0-9_]*\)=.*/\1/p'); do \
+	@for v in $$(env | sed -n 's/^\(SAGABRIDGE_[A-Za-z0-9_]*\|TEMPORAL_[A-Za-z0-9_]*\)=.*/\1/p' | grep -vx 'SAGABRIDGE_SEED\|SAGABRIDGE_TEMPORAL'); do \
 	  echo "make test: ignoring $$v from the environment"; unset $$v; done; \
 	$(GO) test -race -count=1 -timeout 25m ./...
 

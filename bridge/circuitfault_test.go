@@ -77,6 +77,9 @@ func TestARefusedDescribeOfAClosedWorkflowIsAnAccessFault(t *testing.T) {
 	dl.mu.Lock()
 	assert.Len(t, dl.failures, 3, "each record of a closed workflow that applied none of them is dead-lettered (policy dlq)")
 	dl.mu.Unlock()
+	// Every signal answers "closed": the describe that now succeeds is
+	// what shows the refusal is over. (The fault stayed, /readyz 503.)
+	assert.Nil(t, b.refused(), "the refusal outlived the describe that succeeded")
 }
 
 // /readyz reads each reason once: a circuit that closed between two reads

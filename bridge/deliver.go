@@ -363,13 +363,17 @@ func cancelled(err error) bool {
 // circuit; it was retried in silence.
 func (b *Bridge) closedWorkflow(f *flow, target Target, recs []record, attempt int, st *callState) (done bool, err error) {
 	var applied event.Watermarks
-	_, err = b.circuitFor(target).breaker.Execute(func() (struct{}, error) {
+	c := b.circuitFor(target)
+	_, err = c.breaker.Execute(func() (struct{}, error) {
 		var err error
 		applied, err = b.deps.Temporal.ClosedWatermarks(f.callCtx, target.WorkflowID)
 		return struct{}{}, err
 	})
 	if err != nil {
 		return false, err
+	}
+	if fault := c.access.Load(); fault != nil && fault.fromCall {
+		b.accessRestored(c, fault) // the refused describe goes through now
 	}
 	if applied == nil {
 		// Terminated (or not an entity workflow): nothing says what it

@@ -94,7 +94,7 @@ func (b *Bridge) newTxnCommitter(s sarama.ConsumerGroupSession, topic string, pa
 		return nil, err
 	}
 	newProducer := func() (sarama.SyncProducer, error) {
-		prod, err := kafkatxn.NewProducer(b.cfg.Kafka.Brokers, pc)
+		prod, err := connect.TransactionalProducer(b.cfg.Kafka, pc)
 		if err != nil {
 			return nil, fmt.Errorf("%w %s: %w", errTxnStart, txnID, err)
 		}

@@ -14,6 +14,7 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 	"github.com/twmb/franz-go/pkg/kfake"
+	"github.com/twmb/franz-go/pkg/kmsg"
 	"go.temporal.io/api/serviceerror"
 
 	"github.com/sagabridge/sagabridge/config"
@@ -57,7 +58,7 @@ func TestACommitWhoseReplyWasLostIsFinishedNotSentAgain(t *testing.T) {
 	assert.Equal(t, [][]string{{"0"}}, coord.Committed(), "the dead letter of offset 0, by committed transaction")
 	require.Len(t, committed, 1, "dead letters counted as committed")
 	assert.Equal(t, int64(1), c.committed)
-	assert.Equal(t, int32(1), producers.Load(), "the producer was replaced")
+	assert.Equal(t, int32(1), producers.Load(), "the producer was replaced, though the commit only had to be sent again")
 }
 
 // headerOf is the value of msg's header key.
@@ -149,4 +150,34 @@ func TestTransactionalGroupMetadataCarriesTheInstanceID(t *testing.T) {
 	defer c.close()
 	require.NotNil(t, c.meta.GroupInstanceID)
 	assert.Equal(t, "bridge-0", *c.meta.GroupInstanceID)
+}
+
+// A transactional producer whose InitProducerId the coordinator takes and
+// never answers gives up within kafka.connect_timeout, as every other
+// Kafka client the bridge starts does: a claim retries its start, and a
+// start held for minutes (a read timeout per try, fifty tries) held the
+// group's rebalance past its timeout.
+func TestATransactionalProducerStartGivesUpWithinTheConnectTimeout(t *testing.T) {
+	cluster, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.SeedTopics(1, "orders"))
+	require.NoError(t, err)
+	defer cluster.Close()
+	cluster.ControlKey(int16(kmsg.InitProducerID), func(kmsg.Request) (kmsg.Response, error, bool) {
+		cluster.KeepControl()
+		return nil, nil, true // taken, never answered
+	})
+	b, err := New(config.Config{
+		Kafka:  config.Kafka{Brokers: cluster.ListenAddrs(), Group: "g", ConnectTimeout: time.Second},
+		DLQ:    config.DLQ{Transactional: true, TransactionalIDPrefix: "txn"},
+		Routes: []config.Route{{Topic: "orders", TypeHeader: "event-type", WorkflowType: "O", WorkflowID: "order-{key}", TaskQueue: "q"}},
+	}.WithDefaults(), Deps{Temporal: &fakeTemporal{}, DeadLetters: &fakeDLQ{}, Logger: quiet()})
+	require.NoError(t, err)
+	start := time.Now()
+	c, err := b.newTxnCommitter(&simpleSession{}, "orders", 0, 0, func() {})
+	took := time.Since(start)
+	if err == nil {
+		_ = c.close()
+	}
+	require.Error(t, err)
+	assert.ErrorIs(t, err, errTxnStart, "a start failure, retried by the claim")
+	assert.Less(t, took, 5*time.Second, "the start took %v against a 1 s connect timeout", took)
 }

@@ -3,9 +3,11 @@ package config
 import (
 	"fmt"
 	"maps"
+	"math"
 	"reflect"
 	"regexp"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 
@@ -100,7 +102,9 @@ func scalarError(n *yaml.Node, t reflect.Type) string {
 	case t.Kind() >= reflect.Int && t.Kind() <= reflect.Uint64:
 		switch {
 		case n.Tag == "!!float":
-			return fmt.Sprintf("%s is not a whole number", n.Value)
+			if v, err := strconv.ParseFloat(n.Value, 64); err != nil || v != math.Trunc(v) || math.Abs(v) >= 1<<53 {
+				return fmt.Sprintf("%s is not a whole number", n.Value) // 6e6 is, 1.5 is not
+			}
 		case n.Tag != "!!int":
 			return fmt.Sprintf("%q is not a whole number", n.Value)
 		case leadingZero.MatchString(n.Value):

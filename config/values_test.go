@@ -82,9 +82,10 @@ routes:
 func TestPlainValuesStillLoad(t *testing.T) {
 	cfg, err := Parse([]byte(valuesBase + `batch: {linger: 0s, max_records: 500}
 dispatch: {coalesce: {max_window: 0s}, max_call_bytes: 1000000}
-backpressure: {backlog: {low_tasks: 0}}
+backpressure: {backlog: {low_tasks: 0}, max_bytes: 6e6}
 `))
 	require.NoError(t, err)
+	assert.Equal(t, 6_000_000, cfg.Backpressure.MaxBytes, "a whole number in exponent form")
 	assert.Zero(t, cfg.Batch.Linger)
 	assert.Equal(t, 500, cfg.Batch.MaxRecords)
 	assert.Zero(t, cfg.Dispatch.Coalesce.MaxWindow)

@@ -282,6 +282,9 @@ func (w ProducerWriter) Write(ctx context.Context, f Failure) error {
 // and read timeouts can hold a send for minutes. A send given up on may
 // still land.
 func Send(ctx context.Context, p sarama.SyncProducer, msg *sarama.ProducerMessage) error {
+	if err := ctx.Err(); err != nil { // the caller may be closing the producer: send nothing new
+		return fmt.Errorf("not sent: %w", context.Cause(ctx))
+	}
 	done := make(chan error, 1)
 	go func() {
 		_, _, err := p.SendMessage(msg)

@@ -67,6 +67,11 @@ func (a *Activities) ChargeFirstMonth(ctx context.Context, in ChargeInput) (stri
 }
 
 // RefundFirstMonth refunds the first month (the undo of ChargeFirstMonth).
+// It is registered before the charge runs (whose answer may be lost after
+// it went through), so it must refund only what was charged: a real
+// payment API is asked to refund the charge made for this user's first
+// month (the charge's idempotency key, UserID here), and does nothing when
+// there is none, as after a declined card. The simulation only logs.
 func (a *Activities) RefundFirstMonth(ctx context.Context, in ChargeInput) error {
 	activity.GetLogger(ctx).Info("first month refunded", "user_id", in.UserID, "amount_cents", in.AmountCents)
 	return nil

@@ -8,6 +8,7 @@ import (
 	"github.com/IBM/sarama"
 
 	"github.com/sagabridge/sagabridge/config"
+	"github.com/sagabridge/sagabridge/internal/kafkatxn"
 )
 
 // ChannelBufferSize is how many fetched records sarama buffers per claimed
@@ -127,6 +128,14 @@ func Client(k config.Kafka, c *sarama.Config) (sarama.Client, error) {
 // within kafka.connect_timeout.
 func SyncProducer(k config.Kafka, c *sarama.Config) (sarama.SyncProducer, error) {
 	return within(k, func() (sarama.SyncProducer, error) { return sarama.NewSyncProducer(k.Brokers, c) })
+}
+
+// TransactionalProducer starts a transactional SyncProducer on a client of
+// its own (kafkatxn.NewProducer), or fails within kafka.connect_timeout: a
+// coordinator that takes InitProducerId and never answers would hold the
+// start for a read timeout per try, fifty tries.
+func TransactionalProducer(k config.Kafka, c *sarama.Config) (sarama.SyncProducer, error) {
+	return within(k, func() (sarama.SyncProducer, error) { return kafkatxn.NewProducer(k.Brokers, c) })
 }
 
 // within runs open, giving up after k.ConnectTimeout with an error that

@@ -131,7 +131,7 @@ func (c *command) redrive(ctx context.Context, args []string) int {
 		to, err := redriveOne(producer, e, msg, t.dlqTopic)
 		if err != nil {
 			fmt.Fprintf(c.stdout, "failed         %-10s -> %s: %v\n", from, msg.Topic, err)
-			return c.Fail(fmt.Errorf("redrive DLQ record %s to %s: %w (its transaction was aborted; %d redriven before it)", from, msg.Topic, err, redriven))
+			return c.Fail(fmt.Errorf("redrive DLQ record %s to %s: %w (not redriven unless its commit, whose outcome is unknown only if the error says so, went through: run the redrive again to find out; %d redriven before it)", from, msg.Topic, err, redriven))
 		}
 		redriven++
 		fmt.Fprintf(c.stdout, "redriven       %-10s -> %s  %s\n", from, to, what)
