@@ -26,7 +26,7 @@ type proxy struct {
 	// capture keeps what clients send, per connection, for Sent.
 	capture bool
 	sent    []*bytes.Buffer
-	holding bytes.Buffer // what clients sent while frozen, with capture
+	holding []*bytes.Buffer // what clients sent while frozen, per connection, with capture
 }
 
 // startProxy listens on a free loopback port; the test's cleanup closes it.
@@ -65,12 +65,17 @@ func (p *proxy) Sent(s string) bool {
 	return false
 }
 
-// Holds reports whether a client sent s while the proxy was frozen (with
-// capture; a chunk split across reads may hide it).
+// Holds reports whether a client sent s, on one connection, while the
+// proxy was frozen (with capture).
 func (p *proxy) Holds(s string) bool {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	return bytes.Contains(p.holding.Bytes(), []byte(s))
+	for _, b := range p.holding {
+		if bytes.Contains(b.Bytes(), []byte(s)) {
+			return true
+		}
+	}
+	return false
 }
 
 // Addr is where clients connect.
@@ -126,37 +131,57 @@ func (p *proxy) accept() {
 	}
 }
 
-// pipe copies src to dst, holding each chunk while the proxy is frozen, and
-// keeps a copy in keep unless it is nil.
+// pipe copies src to dst, holding what arrives while the proxy is frozen,
+// and keeps a copy in keep unless it is nil. It goes on reading while
+// frozen (what it reads waits, in order, for the thaw), so that Holds sees
+// every request a client sends then, not only the first.
 func (p *proxy) pipe(dst, src net.Conn, keep *bytes.Buffer) {
-	defer dst.Close()
-	buf := make([]byte, 32<<10)
-	for {
-		n, err := src.Read(buf)
-		if p.frozen.Load() {
-			p.held.Add(int64(n))
-			if keep != nil {
-				p.mu.Lock()
-				p.holding.Write(buf[:n])
-				p.mu.Unlock()
+	chunks := make(chan []byte, 4096)
+	var holding *bytes.Buffer
+	if keep != nil {
+		holding = new(bytes.Buffer)
+		p.mu.Lock()
+		p.holding = append(p.holding, holding)
+		p.mu.Unlock()
+	}
+	p.wg.Go(func() { // the reader: never held
+		defer close(chunks)
+		buf := make([]byte, 32<<10)
+		for {
+			n, err := src.Read(buf)
+			if n > 0 {
+				chunk := bytes.Clone(buf[:n])
+				if p.frozen.Load() {
+					p.held.Add(int64(n))
+					if holding != nil {
+						p.mu.Lock()
+						holding.Write(chunk)
+						p.mu.Unlock()
+					}
+				}
+				chunks <- chunk
 			}
-		}
-		for p.frozen.Load() {
-			time.Sleep(5 * time.Millisecond)
-		}
-		if n > 0 && keep != nil {
-			p.mu.Lock()
-			keep.Write(buf[:n])
-			p.mu.Unlock()
-		}
-		if n > 0 {
-			if _, werr := dst.Write(buf[:n]); werr != nil {
+			if err != nil {
+				if err != io.EOF {
+					_ = src.Close()
+				}
 				return
 			}
 		}
-		if err != nil {
-			if err != io.EOF {
-				_ = src.Close()
+	})
+	defer dst.Close()
+	for chunk := range chunks {
+		for p.frozen.Load() {
+			time.Sleep(5 * time.Millisecond)
+		}
+		if keep != nil {
+			p.mu.Lock()
+			keep.Write(chunk)
+			p.mu.Unlock()
+		}
+		if _, err := dst.Write(chunk); err != nil {
+			_ = src.Close() // the reader ends with the connection
+			for range chunks {
 			}
 			return
 		}
