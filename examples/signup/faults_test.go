@@ -121,3 +121,18 @@ func TestAnActivationIsRetriedUntilTheServiceAnswers(t *testing.T) {
 	assert.Equal(t, StatusActive, st.Status)
 	assert.Empty(t, st.Compensations)
 }
+
+// A SignupCancelled that comes before its SignupRequested (another
+// partition's order, a producer's retry) is held, and cancels the signup
+// once the request is in: it does not close the saga first, which would
+// send the request to the DLQ and leave the account to be created by no
+// one, or by a new run.
+func TestACancellationBeforeTheRequestIsHeldAndThenCancels(t *testing.T) {
+	env, _ := newEnv()
+	st := run(t, env,
+		[]event.Envelope{rec(0, SignupCancelled, `{"reason":"changed my mind"}`, "k0")},
+		[]event.Envelope{rec(1, SignupRequested, requestedPro, "k1")})
+	assert.Equal(t, StatusCancelled, st.Status)
+	assert.Equal(t, []string{"CloseAccount"}, names(st.Compensations), "the account the request created is closed")
+	assert.Empty(t, st.Held)
+}
