@@ -196,6 +196,15 @@ func (b *Bridge) accessRestored(c *circuit, f *accessFault) {
 	}
 }
 
+// callWentThrough clears c's access fault when a call met it: a call (or
+// the describe after a closed-workflow answer) that goes through is what
+// shows such a refusal is over; the namespace probe cannot.
+func (b *Bridge) callWentThrough(c *circuit) {
+	if f := c.access.Load(); f != nil && f.fromCall {
+		b.accessRestored(c, f)
+	}
+}
+
 // watchCircuits reads the breakers' states now and then, so an open
 // circuit turns half-open even when no call is waiting, and probes a
 // half-open circuit itself (CheckAccess): its partitions may all be paused

@@ -224,8 +224,8 @@ func (b *Bridge) call(ctx context.Context, f *flow, c *circuit, target Target, b
 		return errCircuitOpen
 	}
 	latency := time.Since(start)
-	if f := c.access.Load(); err == nil && f != nil && f.fromCall {
-		b.accessRestored(c, f) // a call met the refusal; a call is what shows it is over
+	if err == nil {
+		b.callWentThrough(c)
 	}
 	if err != nil && cancelled(err) && (f.ctx.Err() != nil || ctx.Err() != nil) {
 		// The bridge cancelled the call (revocation, shutdown): it says
@@ -372,9 +372,7 @@ func (b *Bridge) closedWorkflow(f *flow, target Target, recs []record, attempt i
 	if err != nil {
 		return false, err
 	}
-	if fault := c.access.Load(); fault != nil && fault.fromCall {
-		b.accessRestored(c, fault) // the refused describe goes through now
-	}
+	b.callWentThrough(c) // a refused describe goes through now
 	if applied == nil {
 		// Terminated (or not an entity workflow): nothing says what it
 		// applied, so every record counts as new and follows the policy.
