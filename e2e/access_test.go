@@ -160,6 +160,14 @@ func (e *env) ledgerRoute() []map[string]any {
 // endOffsets sums topic's log-end offsets: how many records it ever held.
 func endOffsets(t *testing.T, topic string) int64 {
 	t.Helper()
+	return logEnd(t, topic, sarama.ReadUncommitted)
+}
+
+// logEnd sums the end offsets of topic's partitions as a reader with iso
+// sees them: the high-water marks (read_uncommitted) or the last stable
+// offsets (read_committed), asked of each partition's leader.
+func logEnd(t *testing.T, topic string, iso sarama.IsolationLevel) int64 {
+	t.Helper()
 	c, err := sarama.NewClient(stack.Kafka.Brokers, saramaAdminConfig())
 	require.NoError(t, err)
 	defer c.Close()
@@ -167,9 +175,17 @@ func endOffsets(t *testing.T, topic string) int64 {
 	require.NoError(t, err)
 	var sum int64
 	for _, p := range parts {
-		end, err := c.GetOffset(topic, p, sarama.OffsetNewest)
+		leader, err := c.Leader(topic, p)
 		require.NoError(t, err)
-		sum += end
+		req := sarama.NewOffsetRequest(sarama.V3_6_0_0)
+		req.IsolationLevel = iso
+		req.AddBlock(topic, p, sarama.OffsetNewest, 1)
+		resp, err := leader.GetAvailableOffsets(req)
+		require.NoError(t, err)
+		b := resp.GetBlock(topic, p)
+		require.NotNil(t, b)
+		require.Equal(t, sarama.ErrNoError, b.Err)
+		sum += b.Offset
 	}
 	return sum
 }
