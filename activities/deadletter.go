@@ -71,7 +71,7 @@ func (d *DeadLetterer) DeadLetter(ctx context.Context, in DeadLetterInput) error
 	info := activity.GetInfo(ctx)
 	f := dlq.Failure{
 		Topic: in.Event.Topic, Partition: in.Event.Partition, Offset: in.Event.Offset,
-		Key: []byte(in.Event.Key), Value: in.Event.Raw,
+		Key: in.Event.RecordKey(), Value: in.Event.Raw,
 		Class: dlq.Class(cmp.Or(in.Class, contract.ClassActivity)), Err: in.Error, FailedAt: time.Now().UTC(), Attempts: in.Attempts,
 		WorkflowID: info.WorkflowExecution.ID, RunID: info.WorkflowExecution.RunID, ActivityType: in.ActivityType,
 	}

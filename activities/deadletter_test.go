@@ -13,6 +13,8 @@ import (
 	"go.temporal.io/sdk/testsuite"
 
 	"github.com/sagabridge/sagabridge/activities/contract"
+	"github.com/sagabridge/sagabridge/bridge"
+	"github.com/sagabridge/sagabridge/config"
 	"github.com/sagabridge/sagabridge/dlq"
 	"github.com/sagabridge/sagabridge/event"
 )
@@ -119,4 +121,20 @@ func TestADeadLetterWithoutATopicFailsWithoutRetries(t *testing.T) {
 	require.ErrorAs(t, err, &appErr)
 	assert.True(t, appErr.NonRetryable(), "%v", err)
 	assert.Contains(t, err.Error(), "Event.Topic")
+}
+
+// A record whose key is not text (an Avro key after its schema ID, say) is
+// dead-lettered with the key it had. Workflows get it in JSON, where a
+// string turns each byte of invalid UTF-8 into U+FFFD: the dead letter had
+// a key no redrive could route back to its workflow.
+func TestADeadLetterKeepsABinaryRecordKey(t *testing.T) {
+	env, cluster := deadLetterer(t, "")
+	router, err := bridge.NewRouter([]config.Route{{Topic: "orders", WorkflowType: "O", WorkflowID: "order-{json:id}", TaskQueue: "q"}}, dlq.DefaultSuffix)
+	require.NoError(t, err)
+	key := []byte{0, 0, 0, 0, 42, 0xc3, 0x28, 0xff, 'k'}
+	_, e, err := router.Route(&sarama.ConsumerMessage{Topic: "orders", Offset: 3, Key: key, Value: []byte(`{"id":"7"}`)})
+	require.NoError(t, err)
+	_, err = env.ExecuteActivity(DeadLetterActivity, DeadLetterInput{Event: e, ActivityType: "Charge", Attempts: 3, Error: "declined"})
+	require.NoError(t, err)
+	assert.Equal(t, key, readDLQ(t, cluster).Key)
 }

@@ -73,8 +73,9 @@ func newRecord(env event.Envelope, wire int, keyless bool) record {
 func (r *record) envelope(f *flow) event.Envelope {
 	e := event.Envelope{
 		Topic: f.topic, Partition: f.partition, Offset: r.offset, TopicID: f.topicID,
-		Key: r.key, Type: r.typ, Headers: r.headers, Timestamp: time.Unix(r.sec, int64(r.nsec)).UTC(),
+		Type: r.typ, Headers: r.headers, Timestamp: time.Unix(r.sec, int64(r.nsec)).UTC(),
 	}
+	e.SetKey(r.key)
 	if r.raw {
 		e.Raw = r.value
 	} else {

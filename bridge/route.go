@@ -130,8 +130,9 @@ func (r *Router) decode(msg *sarama.ConsumerMessage) (Target, event.Envelope, *c
 	}
 	env := event.Envelope{
 		Topic: msg.Topic, Partition: msg.Partition, Offset: msg.Offset,
-		Key: string(msg.Key), Timestamp: msg.Timestamp.UTC(),
+		Timestamp: msg.Timestamp.UTC(),
 	}
+	env.SetKey(string(msg.Key))
 	if y := env.Timestamp.Year(); y < 0 || y > 9999 {
 		// A JSON time (RFC 3339) has four digits of year: the SDK could
 		// not encode the record's batch, on any try.

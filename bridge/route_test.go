@@ -140,6 +140,7 @@ func TestWireSizeIsWhatIsSent(t *testing.T) {
 		"80,000 headers": {Topic: "orders", Key: "42", Headers: many, Value: json.RawMessage(`{}`)},
 		"binary bytes":   {Topic: "orders", Key: "42", Raw: binary, Headers: []event.Header{{Key: "trace", Value: binary[:5000]}}},
 		"escapes":        {Topic: "orders", Key: `a"<b>&\` + "\x01", Type: "<T>", Value: json.RawMessage(`{"s":"<&>"}`)},
+		"binary key":     {Topic: "orders", Key: "\xff\xfe\x00k", KeyBytes: []byte("\xff\xfe\x00k"), Value: json.RawMessage(`{}`)},
 	} {
 		sent, err := json.Marshal(env)
 		require.NoError(t, err)

@@ -40,6 +40,7 @@ type compactGroup struct {
 	TopicID   string          `json:"topic_id,omitempty"`
 	Partition int32           `json:"partition"`
 	Key       string          `json:"key,omitempty"`
+	KeyBytes  []byte          `json:"key_bytes,omitempty"`
 	Records   []compactRecord `json:"records"`
 }
 
@@ -72,7 +73,7 @@ func (b Batch) MarshalJSON() ([]byte, error) {
 	for _, e := range b.Events {
 		n := len(ce.Groups)
 		if n == 0 || !ce.Groups[n-1].holds(e) {
-			ce.Groups = append(ce.Groups, compactGroup{Topic: e.Topic, TopicID: e.TopicID, Partition: e.Partition, Key: e.Key})
+			ce.Groups = append(ce.Groups, compactGroup{Topic: e.Topic, TopicID: e.TopicID, Partition: e.Partition, Key: e.Key, KeyBytes: e.KeyBytes})
 			n++
 		}
 		g := &ce.Groups[n-1]
@@ -117,7 +118,7 @@ func (b *Batch) UnmarshalJSON(data []byte) error {
 	b.Events = make([]Envelope, 0, n)
 	for _, g := range ce.Groups {
 		for _, r := range g.Records {
-			e := Envelope{Topic: g.Topic, TopicID: g.TopicID, Partition: g.Partition, Key: g.Key,
+			e := Envelope{Topic: g.Topic, TopicID: g.TopicID, Partition: g.Partition, Key: g.Key, KeyBytes: g.KeyBytes,
 				Offset: r.Offset, Type: r.Type, Headers: r.Headers, Value: r.Value, Raw: r.Raw}
 			switch {
 			case r.Ms != nil:
@@ -133,7 +134,8 @@ func (b *Batch) UnmarshalJSON(data []byte) error {
 
 // holds reports whether e belongs to g.
 func (g *compactGroup) holds(e Envelope) bool {
-	return g.Topic == e.Topic && g.TopicID == e.TopicID && g.Partition == e.Partition && g.Key == e.Key
+	return g.Topic == e.Topic && g.TopicID == e.TopicID && g.Partition == e.Partition && g.Key == e.Key &&
+		bytes.Equal(g.KeyBytes, e.KeyBytes)
 }
 
 // compactOf is e without the fields its group holds.

@@ -51,8 +51,13 @@ type Envelope struct {
 	// offsets again, so watermarks are kept per topic ID.
 	TopicID string `json:"topic_id,omitempty"`
 	// Key is the record key. Keys are treated as text because they name
-	// workflows; the DLQ keeps the original bytes.
+	// workflows; a key that is not valid UTF-8 is in KeyBytes too.
 	Key string `json:"key,omitempty"`
+	// KeyBytes is the record key when it is not valid UTF-8, and nil
+	// otherwise. JSON writes each invalid byte of a string as U+FFFD, so
+	// such a key reaches a workflow changed in Key and whole only here.
+	// SetKey sets both; RecordKey returns the key's bytes.
+	KeyBytes []byte `json:"key_bytes,omitempty"`
 	// Type is the event type taken from the header or JSON field the
 	// route names; empty when the route names neither.
 	Type    string   `json:"type,omitempty"`
@@ -67,6 +72,23 @@ type Envelope struct {
 // Position returns where the record sits in Kafka.
 func (e Envelope) Position() Position {
 	return Position{Topic: e.Topic, Partition: e.Partition, Offset: e.Offset, TopicID: e.TopicID}
+}
+
+// SetKey sets the record key: Key, and KeyBytes when k is not valid UTF-8.
+func (e *Envelope) SetKey(k string) {
+	e.Key, e.KeyBytes = k, nil
+	if !utf8.ValidString(k) {
+		e.KeyBytes = []byte(k)
+	}
+}
+
+// RecordKey returns the record key's bytes as Kafka had them (KeyBytes when
+// set, else Key).
+func (e Envelope) RecordKey() []byte {
+	if e.KeyBytes != nil {
+		return e.KeyBytes
+	}
+	return []byte(e.Key)
 }
 
 // Header returns the value of the last header named key, and whether any was present.
@@ -90,23 +112,32 @@ func (e Envelope) Decode(v any) error {
 // JSONSize is the size of e as JSON: header values and Raw in base64,
 // escapes counted. It errs high by a few bytes, never low, so a payload
 // sized by it stays under a limit it is checked against.
-func (e Envelope) JSONSize() int { return e.jsonSize(6) }
+func (e Envelope) JSONSize() int { return e.jsonSize(6, true) }
+
+// JSONSizeV2 is JSONSize as it was until it counted KeyBytes. A worker
+// older than that field dropped it from the records it read, so workflows
+// replaying a history it recorded use it (workflows, change
+// "sagabridge.carry-key-bytes").
+func (e Envelope) JSONSizeV2() int { return e.jsonSize(6, false) }
 
 // JSONSizeV1 is JSONSize as it was until it counted each byte of invalid
 // UTF-8 as the six bytes of \ufffd (it counted three, so a binary key
 // sized at half its length). Workflows replaying a history recorded with it
 // use it, since the sizes decide what a run carries into the next
 // (workflows, change "sagabridge.carry-size-escapes").
-func (e Envelope) JSONSizeV1() int { return e.jsonSize(3) }
+func (e Envelope) JSONSizeV1() int { return e.jsonSize(3, false) }
 
 // jsonSize is JSONSize, counting invalid bytes of UTF-8 each written as
-// that many.
-func (e Envelope) jsonSize(invalid int) int {
+// that many, and KeyBytes if keyBytes.
+func (e Envelope) jsonSize(invalid int, keyBytes bool) int {
 	str := func(s string) int { return jsonStringSize(s, invalid) }
 	n := 200 // field names, punctuation, the largest partition, offset and timestamp (about 160)
 	n += str(e.Topic) + str(e.Key) + str(e.Type)
 	if e.TopicID != "" {
 		n += 12 + str(e.TopicID) // ,"topic_id":
+	}
+	if keyBytes && e.KeyBytes != nil {
+		n += 15 + base64.StdEncoding.EncodedLen(len(e.KeyBytes)) // ,"key_bytes":""
 	}
 	for _, h := range e.Headers {
 		n += 20 + str(h.Key) + base64.StdEncoding.EncodedLen(len(h.Value))

@@ -33,6 +33,12 @@ const cancelBeforeContinueChange = "sagabridge.cancel-before-continue"
 // recorded while it counted three (JSONSizeV1) still replay.
 const carrySizeChange = "sagabridge.carry-size-escapes"
 
+// carryKeyBytesChange is the workflow.GetVersion change ID that guards
+// counting a binary record key's KeyBytes in the size of the records
+// carried (event.Envelope.JSONSize): a worker older than that field
+// dropped it, so histories it recorded replay with JSONSizeV2.
+const carryKeyBytesChange = "sagabridge.carry-key-bytes"
+
 // defaultMaxCarryBytes is Entity.MaxCarryBytes by default.
 const defaultMaxCarryBytes = 1 << 20
 
@@ -52,7 +58,10 @@ func (r *runner[S]) nextRun() (Snapshot[S], bool) {
 	bounded := workflow.GetVersion(r.ctx, carryBoundChange, workflow.DefaultVersion, 1) >= 1
 	pending := func() int { return r.in.pendingBytesV1 }
 	if bounded && workflow.GetVersion(r.ctx, carrySizeChange, workflow.DefaultVersion, 1) >= 1 {
-		pending = func() int { return r.in.pendingBytes }
+		pending = func() int { return r.in.pendingBytesV2 }
+		if workflow.GetVersion(r.ctx, carryKeyBytesChange, workflow.DefaultVersion, 1) >= 1 {
+			pending = func() int { return r.in.pendingBytes }
+		}
 	}
 	// A cancellation that arrives meanwhile ends the hand-over: the SDK
 	// continues as new despite a pending request, and the next run would

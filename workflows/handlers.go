@@ -47,7 +47,9 @@ func (c *Ctx[S]) Progress() Progress {
 	return p
 }
 
-// Key returns the record key of the entity's events.
+// Key returns the record key of the entity's events, as text: a key that
+// is not valid UTF-8 has each invalid byte as U+FFFD here (its events'
+// event.Envelope.RecordKey has its bytes).
 func (c *Ctx[S]) Key() string { return c.r.c.Key }
 
 // Status returns the saga's status.

@@ -21,9 +21,10 @@ type Inbox struct {
 	ch      workflow.ReceiveChannel
 	pending []event.Envelope
 	// pendingBytes is the JSON size of pending (event.Envelope.JSONSize);
-	// pendingBytesV1 as JSONSizeV1 counts it, for runs replayed from
-	// histories recorded with it (carrySizeChange).
-	pendingBytes, pendingBytesV1 int
+	// pendingBytesV1 and pendingBytesV2 as JSONSizeV1 and JSONSizeV2 count
+	// it, for runs replayed from histories recorded with them
+	// (carrySizeChange, carryKeyBytesChange).
+	pendingBytes, pendingBytesV1, pendingBytesV2 int
 	// Watermarks are the highest applied offset per topic partition; carry
 	// them across ContinueAsNew.
 	Watermarks event.Watermarks
@@ -68,6 +69,7 @@ func (in *Inbox) push(b event.Batch) {
 	for _, e := range b.Events {
 		in.pendingBytes += e.JSONSize()
 		in.pendingBytesV1 += e.JSONSizeV1()
+		in.pendingBytesV2 += e.JSONSizeV2()
 	}
 }
 
@@ -121,6 +123,7 @@ func (in *Inbox) admitPending() (event.Envelope, bool) {
 		in.pending = in.pending[1:]
 		in.pendingBytes -= e.JSONSize()
 		in.pendingBytesV1 -= e.JSONSizeV1()
+		in.pendingBytesV2 -= e.JSONSizeV2()
 		if !in.Watermarks.Admit(e.Position()) {
 			in.Deduped++
 			continue
