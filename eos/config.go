@@ -59,6 +59,11 @@ type Config struct {
 	// function must take less than half of it for one record. Optional,
 	// default 60s (Kafka's).
 	TransactionTimeout time.Duration
+	// StartWarnAfter is how long the start of a partition's transactional
+	// producer (its InitProducerId, which fences the partition's earlier
+	// producer) may go unanswered before it is logged as a warning, and
+	// again each time as long again passes. Optional, default 15s.
+	StartWarnAfter time.Duration
 	// Sarama, when set, is called on the sarama configuration after the
 	// Processor's own settings, for TLS, SASL and other connection settings.
 	// It must not change the transactional or isolation settings
@@ -73,7 +78,7 @@ func defaultConfig() Config {
 		RetryInitial: 100 * time.Millisecond, RetryMax: 5 * time.Second,
 		DLQSuffix:      dlq.DefaultSuffix,
 		SessionTimeout: 10 * time.Second, RebalanceTimeout: 20 * time.Second,
-		TransactionTimeout: time.Minute,
+		TransactionTimeout: time.Minute, StartWarnAfter: 15 * time.Second,
 	}
 }
 
@@ -106,6 +111,7 @@ func (c Config) withDefaults() Config {
 	fillDur(&c.SessionTimeout, d.SessionTimeout)
 	fillDur(&c.RebalanceTimeout, d.RebalanceTimeout)
 	fillDur(&c.TransactionTimeout, d.TransactionTimeout)
+	fillDur(&c.StartWarnAfter, d.StartWarnAfter)
 	return c
 }
 
@@ -154,6 +160,9 @@ func (c Config) Validate() error {
 	}
 	if c.TransactionTimeout < time.Second {
 		bad("TransactionTimeout", "must be at least 1s, not %s", c.TransactionTimeout)
+	}
+	if c.StartWarnAfter < 0 {
+		bad("StartWarnAfter", "must not be negative")
 	}
 	if c.SessionTimeout <= 0 || c.RebalanceTimeout <= 0 {
 		bad("SessionTimeout/RebalanceTimeout", "must be positive")

@@ -211,3 +211,70 @@ func TestARecordsOwnErrorIsStillCounted(t *testing.T) {
 	runUntilCommitted(t, p, records)
 	assert.Equal(t, int64(1), p.Stats().DeadLettered)
 }
+
+// A coordinator that takes InitProducerId and never answers holds neither
+// the Processor's stop nor its operator in the dark: the start is logged as
+// a warning after StartWarnAfter, and Run returns once its context ends.
+// (The start waited a read timeout per try, fifty tries, about 25 minutes,
+// silently, and held Run's return, and the group's rebalance, as long.)
+func TestAnUnansweredProducerStartIsReportedAndDoesNotHoldTheStop(t *testing.T) {
+	kafka, err := devstack.StartKafka(0, 1, "in", "out")
+	require.NoError(t, err)
+	defer kafka.Close()
+	var inits atomic.Int32
+	kafka.Cluster.ControlKey(int16(kmsg.InitProducerID), func(kmsg.Request) (kmsg.Response, error, bool) {
+		kafka.Cluster.KeepControl()
+		inits.Add(1)
+		return nil, nil, true // taken, never answered
+	})
+	require.NoError(t, fill(kafka.Brokers, "in", 1, []byte("v")))
+	warned := make(chan string, 10)
+	log := slog.New(onLog{slog.NewTextHandler(io.Discard, nil), func(r slog.Record) {
+		if r.Level == slog.LevelWarn {
+			select {
+			case warned <- r.Message:
+			default:
+			}
+		}
+	}})
+	p, err := eos.New(eos.Config{Brokers: kafka.Brokers, Group: "g", Topics: []string{"in"}, TransactionalIDPrefix: "hung",
+		StartWarnAfter: time.Second, RetryInitial: 10 * time.Millisecond, RetryMax: 50 * time.Millisecond},
+		enrichTo("out"), log)
+	require.NoError(t, err)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- p.Run(ctx) }()
+	defer cancel()
+
+	select {
+	case msg := <-warned:
+		assert.Contains(t, msg, "transactional producer has not started")
+		assert.Positive(t, inits.Load(), "warned before the coordinator took the request")
+	case err := <-done:
+		t.Fatalf("the Processor stopped: %v", err)
+	case <-time.After(30 * time.Second):
+		t.Fatalf("no warning in 30 s against StartWarnAfter 1 s (%d producer starts taken)", inits.Load())
+	}
+	cancel()
+	select {
+	case err := <-done:
+		assert.NoError(t, err)
+	case <-time.After(15 * time.Second):
+		t.Fatal("Run did not return within 15 s of its context's end")
+	}
+}
+
+// onLog calls fn with each record, on the logging goroutine.
+type onLog struct {
+	slog.Handler
+	fn func(slog.Record)
+}
+
+func (h onLog) Handle(ctx context.Context, r slog.Record) error {
+	h.fn(r)
+	return h.Handler.Handle(ctx, r)
+}
+
+func (h onLog) WithAttrs(as []slog.Attr) slog.Handler {
+	return onLog{h.Handler.WithAttrs(as), h.fn}
+}

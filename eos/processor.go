@@ -191,25 +191,44 @@ func (h handler) ConsumeClaim(sess sarama.ConsumerGroupSession, claim sarama.Con
 // startPartitionLoop starts the claim's partition loop, retrying with
 // backoff while its transactional producer cannot start for a reason that
 // may pass (its coordinator loading or out of reach, after sarama's own
-// retries). It returns nil and no error when the session ends first, and an
-// error that stops the Processor when a newer producer fenced the ID
-// (ErrFenced) or the configuration is wrong.
+// retries). A start that has no answer after Config.StartWarnAfter is
+// logged, each time, and waited for on: sarama sends its InitProducerId
+// again after a read timeout, and starting another producer beside it
+// would only pile up clients. It returns nil and no error when the session
+// ends first, and an error that stops the Processor when a newer producer
+// fenced the ID (ErrFenced) or the configuration is wrong.
 func startPartitionLoop(p *Processor, sess sarama.ConsumerGroupSession, claim sarama.ConsumerGroupClaim, txnID string, log *slog.Logger) (*partitionLoop, error) {
 	retry := backoff.NewExponentialBackOff()
 	retry.InitialInterval, retry.MaxInterval = p.cfg.RetryInitial, p.cfg.RetryMax
+	pc := p.cfg.producerConfig(txnID)
 	for {
-		pl, err := newPartitionLoop(p, sess, claim, txnID, log)
+		start, began := startProducer(p.cfg.Brokers, pc), time.Now()
+		var r producerStarted
+		for waiting := true; waiting; {
+			select {
+			case r = <-start.done:
+				waiting = false
+			case <-sess.Context().Done():
+				start.abandon()
+				return nil, nil
+			case <-time.After(p.cfg.StartWarnAfter):
+				log.Warn("the partition's transactional producer has not started; still waiting for its coordinator",
+					"transactional_id", txnID, "waited", time.Since(began).Round(time.Millisecond))
+			}
+		}
+		err := r.err
 		var config sarama.ConfigurationError
 		switch {
 		case err == nil:
-			return pl, nil
+			return newPartitionLoop(p, sess, claim, txnID, log, r.prod, pc), nil
 		case isFenced(err):
 			return nil, fmt.Errorf("%w: %s: %w", ErrFenced, txnID, err)
 		case errors.As(err, &config):
-			return nil, err
+			return nil, fmt.Errorf("eos: start transactional producer %s: %w", txnID, err)
 		}
 		wait := retry.NextBackOff()
-		log.Warn("cannot start the partition's transactional producer; retrying", "retry_in", wait, "err", err)
+		log.Warn("cannot start the partition's transactional producer; retrying", "retry_in", wait,
+			"err", fmt.Errorf("eos: start transactional producer %s: %w", txnID, err))
 		select {
 		case <-sess.Context().Done():
 			return nil, nil

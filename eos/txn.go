@@ -61,22 +61,48 @@ type partitionLoop struct {
 	txnTimeout time.Duration
 }
 
-// newPartitionLoop starts the partition's transactional producer. Its
-// InitProducerId bumps the epoch of the ID, fencing any earlier producer
-// and aborting whatever transaction that one left open.
-func newPartitionLoop(p *Processor, sess sarama.ConsumerGroupSession, claim sarama.ConsumerGroupClaim, txnID string, log *slog.Logger) (*partitionLoop, error) {
-	pc := p.cfg.producerConfig(txnID)
-	prod, err := kafkatxn.NewProducer(p.cfg.Brokers, pc)
-	if err != nil {
-		return nil, fmt.Errorf("eos: start transactional producer %s: %w", txnID, err)
-	}
+// producerStart is a transactional producer starting in the background:
+// its InitProducerId bumps the epoch of the ID, fencing any earlier
+// producer and aborting whatever transaction that one left open. done
+// yields the producer or the error once.
+type producerStart struct {
+	cfg  *sarama.Config
+	done chan producerStarted
+}
+
+type producerStarted struct {
+	prod sarama.SyncProducer
+	err  error
+}
+
+func startProducer(brokers []string, cfg *sarama.Config) *producerStart {
+	s := &producerStart{cfg: cfg, done: make(chan producerStarted, 1)}
+	go func() {
+		prod, err := kafkatxn.NewProducer(brokers, cfg)
+		s.done <- producerStarted{prod, err}
+	}()
+	return s
+}
+
+// abandon closes the producer once it has started, if it does.
+func (s *producerStart) abandon() {
+	go func() {
+		if r := <-s.done; r.err == nil {
+			_ = r.prod.Close()
+		}
+	}()
+}
+
+// newPartitionLoop is the partition's loop on the producer prod started
+// with pc.
+func newPartitionLoop(p *Processor, sess sarama.ConsumerGroupSession, claim sarama.ConsumerGroupClaim, txnID string, log *slog.Logger, prod sarama.SyncProducer, pc *sarama.Config) *partitionLoop {
 	retry := backoff.NewExponentialBackOff()
 	retry.InitialInterval, retry.MaxInterval = p.cfg.RetryInitial, p.cfg.RetryMax
 	return &partitionLoop{
 		p: p, claim: claim, txnID: txnID, prod: prod, log: log, retry: retry,
 		meta:     sarama.NewConsumerGroupMetadataFromSession(sess, p.cfg.Group, nil),
 		failures: map[int64]int{}, maxBytes: pc.Producer.MaxMessageBytes, txnTimeout: pc.Producer.Transaction.Timeout,
-	}, nil
+	}
 }
 
 func (l *partitionLoop) close() {
