@@ -116,7 +116,11 @@ type Bridge struct {
 	// claimFailures holds, by "topic/partition", why a claimed partition
 	// cannot be consumed yet (retryClaim).
 	claimFailures sync.Map
-	group         groupView // the group's committed offsets, as last read
+	// stuckCommits holds, by "topic/partition", the error of the last
+	// transactional commit of a partition whose commits fail
+	// (txnCommitter.stuck).
+	stuckCommits sync.Map
+	group        groupView // the group's committed offsets, as last read
 
 	delivered, deadLettered, closedRedeliveries, retries, calls, droppedClosed, closedWithoutMemo atomic.Uint64
 	commitFailures, dlqFailures, reducedDeadLetters, windowWaits                                  atomic.Uint64

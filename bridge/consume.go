@@ -277,7 +277,15 @@ func heldSize(m *sarama.ConsumerMessage) int {
 func (b *Bridge) consume(f *flow, msgs <-chan *sarama.ConsumerMessage) {
 	b.pressure.register(f)
 	if f.committer != nil {
-		f.committer.start(func(err error) { b.pressure.setDLQFailing(f, err) }, f.release)
+		key := fmt.Sprintf("%s/%d", f.topic, f.partition)
+		f.committer.start(func(err error) { b.pressure.setDLQFailing(f, err) }, func(err error) {
+			if err != nil {
+				b.stuckCommits.Store(key, err.Error())
+			} else {
+				b.stuckCommits.Delete(key)
+			}
+		}, f.release)
+		defer b.stuckCommits.Delete(key)
 	}
 	defer func() {
 		f.cancel()

@@ -248,7 +248,7 @@ func (b *Bridge) Handler() http.Handler {
 	})
 	mux.HandleFunc("/readyz", func(w http.ResponseWriter, _ *http.Request) {
 		// Each reason is read once: a circuit may close between two reads.
-		refused, claimFailure, dlqFailing := b.refused(), b.claimFailure(), b.pressure.dlqFailing()
+		refused, claimFailure, dlqFailing, stuck := b.refused(), b.claimFailure(), b.pressure.dlqFailing(), b.stuckCommit()
 		open, hasOpen := b.openCircuit()
 		switch {
 		case !b.running.Load():
@@ -268,6 +268,8 @@ func (b *Bridge) Handler() http.Handler {
 				http.Error(w, fmt.Sprintf("dead letters of %s cannot be written: %s", p, err), http.StatusServiceUnavailable)
 				break
 			}
+		case stuck != "":
+			http.Error(w, stuck, http.StatusServiceUnavailable)
 		case hasOpen:
 			http.Error(w, "circuit to Temporal ("+open.key.String()+") is "+open.breaker.State().String()+"; the partitions of its topics are paused", http.StatusServiceUnavailable)
 		default:
@@ -278,6 +280,17 @@ func (b *Bridge) Handler() http.Handler {
 		}
 	})
 	return mux
+}
+
+// stuckCommit names a partition whose transactional offset commits fail,
+// and why; "" if none.
+func (b *Bridge) stuckCommit() string {
+	out := ""
+	b.stuckCommits.Range(func(k, v any) bool {
+		out = fmt.Sprintf("offsets of %s cannot be committed: %s; retrying (Temporal has the records, and a restart would deliver those since the last commit again)", k, v)
+		return false
+	})
+	return out
 }
 
 // claimFailure names a claimed partition that cannot be consumed yet

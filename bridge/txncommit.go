@@ -60,6 +60,10 @@ type txnCommitter struct {
 	// letters in it, and nil when a commit succeeds: the partition pauses
 	// while its dead letters cannot be committed, as they wait in memory.
 	failing func(error)
+	// stuck is told, by run, the error of every commit that failed, dead
+	// letters in it or not, and nil when one succeeds: /readyz names a
+	// partition whose offsets do not commit.
+	stuck func(error)
 	// release returns what committed dead letters held of the partition's
 	// in-flight budget (flow.release).
 	release func(records, bytes int)
@@ -146,15 +150,15 @@ func (b *Bridge) startTxnCommitter(s sarama.ConsumerGroupSession, topic string, 
 	return c, err
 }
 
-// start starts committing, telling failing (see txnCommitter.failing)
-// whether dead letters can be committed. It is called once, before close,
+// start starts committing, telling failing and stuck (see
+// txnCommitter.failing) whether dead letters and offsets can be committed. It is called once, before close,
 // on the goroutine that calls close.
 //
 // release returns what committed dead letters held of the partition's
 // in-flight budget.
-func (c *txnCommitter) start(failing func(error), release func(records, bytes int)) {
+func (c *txnCommitter) start(failing, stuck func(error), release func(records, bytes int)) {
 	ctx, stop := context.WithCancel(context.Background())
-	c.failing, c.release, c.stop, c.started = failing, release, stop, true
+	c.failing, c.stuck, c.release, c.stop, c.started = failing, stuck, release, stop, true
 	go c.run(ctx)
 }
 
@@ -202,6 +206,7 @@ func (c *txnCommitter) run(ctx context.Context) {
 		switch {
 		case err == nil:
 			c.failing(nil)
+			c.stuck(nil)
 		case kafkatxn.Fenced(err) || kafkatxn.StaleMember(err):
 			// A newer owner initialised our transactional ID or the group
 			// moved on: stop this partition; nothing more is committed.
@@ -211,6 +216,7 @@ func (c *txnCommitter) run(ctx context.Context) {
 			return
 		default:
 			c.log.Warn("transactional offset commit failed; retrying", "dead_letters", dead, "err", err)
+			c.stuck(err)
 			if dead > 0 {
 				c.failing(fmt.Errorf("transactional commit of %d dead letters: %w", dead, err))
 			}

@@ -62,7 +62,7 @@ func TestAFencedCommitterDoesNotFenceTheNewOwner(t *testing.T) {
 	lost := make(chan struct{})
 	old, err := b.newTxnCommitter(&simpleSession{}, "orders", 0, 0, func() { close(lost) })
 	require.NoError(t, err)
-	old.start(func(error) {}, nil)
+	old.start(func(error) {}, func(error) {}, nil)
 
 	// The new owner's producer, of the same transactional ID, fences ours.
 	pc, err := connect.TransactionalProducerConfig(kc, 0, old.txnID)
@@ -106,12 +106,61 @@ func TestOffsetsCommitAgainAfterAnAbortRanOutOfRetries(t *testing.T) {
 	b := newTxnBridge(t, cluster)
 	c, err := b.newTxnCommitter(&simpleSession{}, "orders", 0, 0, func() { t.Error("the partition was released") })
 	require.NoError(t, err)
-	c.start(func(error) {}, nil)
+	c.start(func(error) {}, func(error) {}, nil)
 	defer c.close()
 
 	c.advance(5)
 	requireGroupOffset(t, b.cfg.Kafka.Brokers, 5, "offset 5 never committed")
 	assert.Greater(t, ends.Load(), int32(refused), "the coordinator was never out of reach")
+}
+
+// With dlq.transactional, offsets that cannot be committed, with no dead
+// letter among them (here the group's ACL refuses the transactions'
+// offsets), make /readyz say so while delivery goes on, and a commit that
+// succeeds clears it. (Only sagabridge_commit_failures_total counted them:
+// /readyz said ok while nothing committed, and a restart would redeliver
+// everything since.)
+func TestTransactionalOffsetsThatCannotCommitAreReported(t *testing.T) {
+	cluster, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.SeedTopics(1, "orders"))
+	require.NoError(t, err)
+	defer cluster.Close()
+	var allowed atomic.Bool
+	refused := refuse(cluster, kmsg.AddOffsetsToTxn, kerr.GroupAuthorizationFailed.Code, func(int32) bool { return !allowed.Load() })
+	b := newTxnBridge(t, cluster)
+	b.running.Store(true)
+	b.joined.Store(true)
+	b.dispatcher.start(4)
+	defer b.dispatcher.stop()
+	ch := make(chan *sarama.ConsumerMessage, 10)
+	for i := range 10 {
+		ch <- msg(int64(i), fmt.Sprint("k", i), `{}`)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	done := make(chan error, 1)
+	go func() {
+		done <- claimHandler{b: b}.ConsumeClaim(&simpleSession{fakeSession{ctx: ctx}}, fakeClaim{ch: ch})
+	}()
+	readyz := func() (int, string) {
+		rec := httptest.NewRecorder()
+		b.Handler().ServeHTTP(rec, httptest.NewRequest(http.MethodGet, "/readyz", nil))
+		return rec.Code, rec.Body.String()
+	}
+
+	require.Eventually(t, func() bool { return refused.Load() >= 2 }, 30*time.Second, 10*time.Millisecond, "no commit was refused")
+	require.Eventually(t, func() bool { code, _ := readyz(); return code != http.StatusOK }, 30*time.Second, 10*time.Millisecond,
+		"/readyz said ok after %d refused commits", refused.Load())
+	_, body := readyz()
+	assert.Contains(t, body, "offsets of orders/0 cannot be committed")
+	assert.Contains(t, body, "not authorized to access this group")
+	assert.Zero(t, b.Stats().DeadLettered)
+
+	allowed.Store(true)
+	requireGroupOffset(t, b.cfg.Kafka.Brokers, 10, "offset 10 never committed")
+	require.Eventually(t, func() bool { code, _ := readyz(); return code == http.StatusOK }, 30*time.Second, 10*time.Millisecond,
+		"/readyz did not clear once the offsets committed")
+	close(ch)
+	require.NoError(t, <-done)
 }
 
 // With dlq.transactional, a partition whose dead letters cannot be
@@ -255,7 +304,7 @@ func TestACommitterWhoseNewProducerCannotStartYetRetries(t *testing.T) {
 	b := newTxnBridge(t, cluster)
 	c, err := b.newTxnCommitter(&simpleSession{}, "orders", 0, 0, func() { t.Error("the partition was released") })
 	require.NoError(t, err)
-	c.start(func(error) {}, nil)
+	c.start(func(error) {}, func(error) {}, nil)
 	defer c.close()
 
 	c.advance(5)
@@ -280,8 +329,8 @@ func requireGroupOffset(t *testing.T, brokers []string, want int64, msg string) 
 	}, time.Minute, 50*time.Millisecond, msg)
 }
 
-// refuse makes the broker answer the requests of key (EndTxn or
-// InitProducerID) with code while refusing says so of the request's number
+// refuse makes the broker answer the requests of key (EndTxn,
+// InitProducerID or AddOffsetsToTxn) with code while refusing says so of the request's number
 // (from 1), and serve the others; it returns the count of requests seen.
 func refuse(cluster *kfake.Cluster, key kmsg.Key, code int16, refusing func(n int32) bool) *atomic.Int32 {
 	var seen atomic.Int32
@@ -295,6 +344,8 @@ func refuse(cluster *kfake.Cluster, key kmsg.Key, code int16, refusing func(n in
 		case *kmsg.EndTxnResponse:
 			r.ErrorCode = code
 		case *kmsg.InitProducerIDResponse:
+			r.ErrorCode = code
+		case *kmsg.AddOffsetsToTxnResponse:
 			r.ErrorCode = code
 		}
 		return resp, nil, true
