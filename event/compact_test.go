@@ -25,8 +25,9 @@ func randomEnvelopes(t *testing.T, n int) []Envelope {
 			Partition: int32(rng.IntN(3)),
 			Offset:    int64(i * 3),
 		}
-		e.SetKey(fmt.Sprintf([]string{"k-%d", "k-\xff%d"}[rng.IntN(2)], rng.IntN(3))) // some not UTF-8
-		if i > 0 && rng.IntN(4) > 0 {                                                 // runs of records that share their group
+		// Some keys are not UTF-8.
+		e.SetKey(fmt.Sprintf([]string{"k-%d", "k-\xff%d"}[rng.IntN(2)], rng.IntN(3)))
+		if i > 0 && rng.IntN(4) > 0 { // runs of records that share their group
 			p := out[i-1]
 			e.Topic, e.Partition, e.Key, e.KeyBytes, e.TopicID = p.Topic, p.Partition, p.Key, p.KeyBytes, p.TopicID
 		} else if rng.IntN(2) == 0 {
