@@ -86,6 +86,10 @@ type txnCommitter struct {
 	kick      chan struct{}
 	stop      context.CancelFunc
 	done      chan struct{}
+	// closeTimeout bounds close (kafka.connect_timeout); abandoned is set
+	// when close gave up on the final commit.
+	closeTimeout time.Duration
+	abandoned    bool
 }
 
 // newTxnCommitter starts the partition's transactional producer, which
@@ -117,6 +121,7 @@ func (b *Bridge) newTxnCommitter(s sarama.ConsumerGroupSession, topic string, pa
 		onCommit: b.committedDeadLetters, lost: lost,
 		next: start, committed: start, held: map[int64]int{},
 		kick: make(chan struct{}, 1), done: make(chan struct{}),
+		closeTimeout: b.cfg.Kafka.ConnectTimeout,
 	}
 	return c, nil
 }
@@ -225,8 +230,32 @@ func (c *txnCommitter) run(ctx context.Context) {
 }
 
 // close stops the loop, commits the final watermark (unless a newer owner
-// fenced us) and closes the producer.
+// fenced us) and closes the producer. It gives up after closeTimeout
+// (kafka.connect_timeout): a coordinator that takes EndTxn and never
+// answers would hold it, and the partition's rebalance or the bridge's
+// stop, for a read timeout per try, fifty tries. The partition's next owner
+// then fences the producer and redelivers from the last commit, as after a
+// crash; what the abandoned commit does later releases nothing of the
+// budget (the caller releases all the flow holds).
 func (c *txnCommitter) close() error {
+	finished := make(chan error, 1)
+	go func() { finished <- c.finish() }()
+	t := time.NewTimer(c.closeTimeout)
+	defer t.Stop()
+	select {
+	case err := <-finished:
+		return err
+	case <-t.C:
+		c.mu.Lock()
+		c.abandoned = true
+		c.mu.Unlock()
+		return fmt.Errorf("final commit of %s: no answer within %s (kafka.connect_timeout); its partition's next owner fences it and redelivers from the last commit",
+			c.txnID, c.closeTimeout)
+	}
+}
+
+// finish is close without its bound.
+func (c *txnCommitter) finish() error {
 	if c.started {
 		c.stop()
 		<-c.done
@@ -387,10 +416,10 @@ func (c *txnCommitter) committedDead(dead []dlq.Failure) {
 		bytes += c.held[f.Offset]
 		delete(c.held, f.Offset)
 	}
-	c.mu.Unlock()
-	if c.release != nil {
+	if c.release != nil && !c.abandoned { // under mu: close gives them all back once abandoned
 		c.release(len(dead), bytes)
 	}
+	c.mu.Unlock()
 	c.onCommit(dead)
 }
 

@@ -352,3 +352,45 @@ func refuse(cluster *kfake.Cluster, key kmsg.Key, code int16, refusing func(n in
 	})
 	return &seen
 }
+
+// A partition's final commit, when it is released or the bridge stops,
+// against a coordinator that takes EndTxn and never answers gives up
+// within kafka.connect_timeout: the partition's next owner fences the
+// producer and redelivers from the last commit, as after a crash. (It
+// waited a read timeout per try, fifty tries: the rebalance, or the
+// bridge's stop, waited as long.)
+func TestAFinalCommitWithoutAnAnswerGivesUpWithinTheConnectTimeout(t *testing.T) {
+	cluster, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.SeedTopics(1, "orders"))
+	require.NoError(t, err)
+	defer cluster.Close()
+	var hang atomic.Bool
+	var held atomic.Int32
+	cluster.ControlKey(int16(kmsg.EndTxn), func(kmsg.Request) (kmsg.Response, error, bool) {
+		cluster.KeepControl()
+		if !hang.Load() {
+			return nil, nil, false
+		}
+		held.Add(1)
+		return nil, nil, true // taken, never answered
+	})
+	b, err := New(config.Config{
+		Kafka:  config.Kafka{Brokers: cluster.ListenAddrs(), Group: "g", ConnectTimeout: time.Second},
+		DLQ:    config.DLQ{Transactional: true, TransactionalIDPrefix: "txn"},
+		Routes: []config.Route{{Topic: "orders", TypeHeader: "event-type", WorkflowType: "O", WorkflowID: "order-{key}", TaskQueue: "q"}},
+	}.WithDefaults(), Deps{Temporal: &fakeTemporal{}, DeadLetters: &fakeDLQ{}, Logger: quiet()})
+	require.NoError(t, err)
+	c, err := b.newTxnCommitter(&simpleSession{}, "orders", 0, 0, func() { t.Error("the partition was released") })
+	require.NoError(t, err)
+	c.start(func(error) {}, func(error) {}, nil)
+	c.advance(3)
+	requireGroupOffset(t, b.cfg.Kafka.Brokers, 3, "offset 3 never committed")
+
+	hang.Store(true)
+	c.advance(5)
+	start := time.Now()
+	err = c.close()
+	took := time.Since(start)
+	assert.Error(t, err, "a final commit without an answer succeeded")
+	assert.Positive(t, held.Load(), "the final commit never reached EndTxn")
+	assert.Less(t, took, 5*time.Second, "the final commit took %v against a 1 s connect timeout", took)
+}
