@@ -26,7 +26,9 @@ type Kafka struct {
 	// ConnectTimeout bounds the wait for the brokers to answer when a
 	// client starts (the bridge, the worker's producer, the DLQ tool); a
 	// broker that accepts connections and never answers fails the start
-	// with an error that names the brokers. Optional, default 15s.
+	// with an error that names the brokers. With dlq.transactional it also
+	// bounds a partition's transactional producer start and its final
+	// commit when the partition is released. Optional, default 15s.
 	ConnectTimeout time.Duration `yaml:"connect_timeout"`
 	// IsolationLevel is how transactional records are read:
 	// "read_committed" (records of aborted transactions are never seen,
