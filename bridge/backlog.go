@@ -19,9 +19,10 @@ func (p *pressure) observeBacklog(taskQueue string, bl Backlog) {
 	p.backlogs[taskQueue] = bl
 	delete(p.unreadable, taskQueue)
 	switch {
-	// The count is approximate and can lag behind; a backlog whose oldest
+	// The count is approximate and can lag behind: it pauses only with an
+	// oldest task that has waited countedAge, and a backlog whose oldest
 	// task is zero seconds old is empty, whatever the count says.
-	case !p.backedUp[taskQueue] && ((bl.Tasks >= c.HighTasks && bl.Age > 0) || bl.Age >= c.HighAge):
+	case !p.backedUp[taskQueue] && ((bl.Tasks >= c.HighTasks && bl.Age >= min(countedAge, c.HighAge)) || bl.Age >= c.HighAge):
 		p.backedUp[taskQueue] = true
 		p.pauses[ReasonBacklog]++
 		p.log.Warn("pausing partitions: task queue backed up", "reason", ReasonBacklog, "task_queue", taskQueue,
@@ -35,6 +36,12 @@ func (p *pressure) observeBacklog(taskQueue string, bl Backlog) {
 		p.applyLocked()
 	}
 }
+
+// countedAge is how long a backlog's oldest task must have waited for its
+// count to pause the topics. A count stuck over high_tasks beside an oldest
+// task of a few milliseconds (a task queue whose workers keep up) paused
+// them on each reading with an age and resumed them on each without.
+const countedAge = time.Second
 
 // backlogAge is the age of the oldest backlogged task of taskQueue, as
 // last measured. Temporal serves DescribeTaskQueue from a cache

@@ -116,6 +116,23 @@ func TestBacklogPausesOnlyTheTopicsOfThatTaskQueue(t *testing.T) {
 	assert.True(t, pa.state()["payments/0"], "age alone crosses the high-water mark")
 }
 
+// A count stuck over the high-water mark (the server's count is
+// approximate and lags) with an oldest task of a few milliseconds, or none,
+// is a task queue whose workers keep up: it pauses nothing. (Each reading
+// with an age paused the topics and each without resumed them: a pause and
+// a resume every poll, logged each time.)
+func TestAStaleCountWithFreshTasksDoesNotPause(t *testing.T) {
+	p, pa := testPressure(t)
+	for i := range 10 {
+		p.observeBacklog("q1", Backlog{Tasks: 5000, Age: time.Duration(i%2) * 3 * time.Millisecond})
+		assert.False(t, pa.state()["orders/0"], "reading %d paused", i)
+	}
+	_, _, _, pauses := p.snapshot()
+	assert.Zero(t, pauses[ReasonBacklog], "pauses")
+	p.observeBacklog("q1", Backlog{Tasks: 5000, Age: 2 * time.Second})
+	assert.True(t, pa.state()["orders/0"], "a count whose oldest task has waited seconds pauses")
+}
+
 func TestReasonsCombineAndReadersAreWokenOnEveryChange(t *testing.T) {
 	p, pa := testPressure(t)
 	p.setCircuitOpen(circuitQ1, true)

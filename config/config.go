@@ -228,7 +228,10 @@ type Backlog struct {
 	Disabled bool `yaml:"disabled"`
 	// PollInterval is how often each task queue is described. Optional, default 2s.
 	PollInterval time.Duration `yaml:"poll_interval"`
-	// HighTasks pauses at this many backlogged workflow tasks. Optional, default 10000.
+	// HighTasks pauses at this many backlogged workflow tasks, once the
+	// oldest of them has waited a second (the count is approximate and
+	// lags: beside tasks that start at once it is stale). Optional,
+	// default 10000.
 	HighTasks int64 `yaml:"high_tasks"`
 	// LowTasks resumes at or below this many. Optional, default HighTasks/5.
 	LowTasks int64 `yaml:"low_tasks"`
