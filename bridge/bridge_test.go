@@ -394,6 +394,11 @@ func TestClassify(t *testing.T) {
 		serviceerror.NewInvalidArgument("search attribute Tier is not defined"):                   kindAccess,
 		serviceerror.NewInvalidArgument("Memo size exceeds limit."):                               kindAccess,
 		serviceerror.NewInvalidArgument("WorkflowId length exceeds limit."):                       kindRejected,
+		// The route's names, from the configuration: the dev server's own
+		// answers, over its limit.maxIDLength (1,000 by default).
+		serviceerror.NewInvalidArgument("taskQueue length exceeds limit"):     kindAccess,
+		serviceerror.NewInvalidArgument("WorkflowType length exceeds limit."): kindAccess,
+		serviceerror.NewInvalidArgument("SignalName length exceeds limit."):   kindAccess,
 	} {
 		assert.Equal(t, want, classify(err), "%T %v", err, err)
 	}

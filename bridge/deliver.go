@@ -297,9 +297,9 @@ const signalLimitExceeded = "exceeded workflow execution limit for signal events
 // about the request itself (InvalidArgument: a bad payload, a payload too
 // large, a bad workflow ID) sends the record to the DLQ; the one
 // InvalidArgument about the run rather than the request (its signal limit)
-// is retried, and those about the route's search attributes or memo (set
-// from the configuration, the same for every record) are the bridge's own
-// fault. A workflow too busy to take the call (ResourceExhausted with
+// is retried, and those about the route's search attributes, memo or
+// names (set from the configuration, the same for every record) are the
+// bridge's own fault. A workflow too busy to take the call (ResourceExhausted with
 // cause BUSY_WORKFLOW) is retried as that workflow's alone. An error about
 // the bridge's own access (PermissionDenied, Unauthenticated, an unknown or
 // inactive namespace, Unimplemented, FailedPrecondition) is never the
@@ -330,10 +330,13 @@ func classify(err error) errorKind {
 		switch msg := strings.ToLower(err.Error()); {
 		case strings.Contains(msg, signalLimitExceeded):
 			return kindRunFull
-		case strings.Contains(msg, "search attribute"), strings.Contains(msg, "searchattributes"), strings.Contains(msg, "memo size"):
-			// The route's start options, from the configuration, never
-			// from the record: a search attribute not registered, of
-			// another type or a system one, a memo over the limit.
+		case strings.Contains(msg, "search attribute"), strings.Contains(msg, "searchattributes"), strings.Contains(msg, "memo size"),
+			strings.Contains(msg, "taskqueue length"), strings.Contains(msg, "workflowtype length"), strings.Contains(msg, "signalname length"):
+			// The route's start options and names, from the
+			// configuration, never from the record: a search attribute
+			// not registered, of another type or a system one, a memo
+			// over the limit, a task queue, workflow type or signal name
+			// over the server's limit.maxIDLength.
 			return kindAccess
 		}
 		return kindRejected

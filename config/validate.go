@@ -342,6 +342,13 @@ func (r Route) validate(at string) []error {
 			bad(field, "%q has spaces at its ends", v)
 		}
 	}
+	// Names Temporal takes up to its limit.maxIDLength (1000 bytes by
+	// default): over it, every call of the route is refused.
+	for _, field := range []string{"task_queue", "workflow_type", "signal"} {
+		if n := len(names[field]); n > maxTemporalName {
+			bad(field, "%d bytes, over the %d Temporal takes (its limit.maxIDLength)", n, maxTemporalName)
+		}
+	}
 	if r.WorkflowID == "" {
 		bad("workflow_id", "is required")
 	} else if t, err := idtemplate.Parse(r.WorkflowID); err != nil {
@@ -354,6 +361,10 @@ func (r Route) validate(at string) []error {
 	r.validateSettings(bad)
 	return errs
 }
+
+// maxTemporalName is the longest task queue, workflow type or signal name
+// Temporal takes by default (its dynamic config limit.maxIDLength).
+const maxTemporalName = 1000
 
 // validate checks a TLS section named prefix ("kafka.tls").
 func (t TLS) validate(prefix string, bad func(field, format string, args ...any)) {

@@ -106,6 +106,11 @@ func TestRouteNamesThatMatchNothingAreRefused(t *testing.T) {
 		"padded workflow type": {`task_queue: q, workflow_type: "Order "`, `routes[0].workflow_type: "Order " has spaces at its ends`},
 		"padded type":          {`task_queue: q, workflow_type: W, type_header: event-type, types: ["A "]`, `routes[0].types[0]: "A " has spaces at its ends`},
 		"padded type header":   {`task_queue: q, workflow_type: W, type_header: "event-type "`, `routes[0].type_header: "event-type " has spaces at its ends`},
+		// Over Temporal's limit.maxIDLength, every call is refused: each
+		// record was dead-lettered for the route's fault.
+		"long task queue":    {`task_queue: ` + strings.Repeat("q", 1001) + `, workflow_type: W`, `routes[0].task_queue: 1001 bytes, over the 1000 Temporal takes`},
+		"long workflow type": {`task_queue: q, workflow_type: ` + strings.Repeat("W", 1001), `routes[0].workflow_type: 1001 bytes, over the 1000 Temporal takes`},
+		"long signal":        {`task_queue: q, workflow_type: W, signal: ` + strings.Repeat("s", 1001), `routes[0].signal: 1001 bytes, over the 1000 Temporal takes`},
 	} {
 		t.Run(name, func(t *testing.T) {
 			_, err := Parse([]byte("kafka: {brokers: [b:9092], group: g}\nroutes: [{" + base + ", " + tc.route + "}]\n"))
