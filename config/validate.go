@@ -353,6 +353,8 @@ func (r Route) validate(at string) []error {
 		bad("workflow_id", "is required")
 	} else if t, err := idtemplate.Parse(r.WorkflowID); err != nil {
 		bad("workflow_id", "%v", err)
+	} else if n := t.LiteralBytes(); n > maxTemporalName {
+		bad("workflow_id", "its literal text alone is %d bytes, over the %d Temporal takes (its limit.maxIDLength)", n, maxTemporalName)
 	} else if t.UsesJSON() && r.Payload != PayloadJSON {
 		bad("workflow_id", "%q reads the JSON value ({json:...}), which needs payload \"json\", not %q", r.WorkflowID, r.Payload)
 	} else if t.UsesType() && r.TypeHeader == "" && r.TypeField == "" {
@@ -362,8 +364,9 @@ func (r Route) validate(at string) []error {
 	return errs
 }
 
-// maxTemporalName is the longest task queue, workflow type or signal name
-// Temporal takes by default (its dynamic config limit.maxIDLength).
+// maxTemporalName is the longest workflow ID, task queue, workflow type or
+// signal name Temporal takes by default (its dynamic config
+// limit.maxIDLength).
 const maxTemporalName = 1000
 
 // validate checks a TLS section named prefix ("kafka.tls").

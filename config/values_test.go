@@ -119,3 +119,13 @@ func TestRouteNamesThatMatchNothingAreRefused(t *testing.T) {
 		})
 	}
 }
+
+// A workflow ID template whose literal text alone is over Temporal's limit
+// makes every record's workflow ID too long: each was dead-lettered for the
+// route's fault.
+func TestAWorkflowIDTemplateTooLongForAnyRecordIsRefused(t *testing.T) {
+	_, err := Parse([]byte("kafka: {brokers: [b:9092], group: g}\nroutes: [{topic: orders, task_queue: q, workflow_type: W, workflow_id: \"" +
+		strings.Repeat("w", 1000) + "-{key}\"}]\n"))
+	require.Error(t, err)
+	assert.Contains(t, err.Error(), "routes[0].workflow_id: its literal text alone is 1001 bytes, over the 1000 Temporal takes")
+}

@@ -41,6 +41,16 @@ func (t Template) UsesType() bool {
 	return slices.ContainsFunc(t, func(p part) bool { return p.placeholder == "type" })
 }
 
+// LiteralBytes is the length of t's literal text: every ID it makes is at
+// least that long.
+func (t Template) LiteralBytes() int {
+	n := 0
+	for _, p := range t {
+		n += len(p.literal)
+	}
+	return n
+}
+
 // Parse parses text such as "order-{key}". A template needs at least one
 // placeholder, or every record would go to one workflow.
 func Parse(s string) (Template, error) {
