@@ -116,9 +116,8 @@ type Bridge struct {
 	// claimFailures holds, by "topic/partition", why a claimed partition
 	// cannot be consumed yet (retryClaim).
 	claimFailures sync.Map
-	// stuckCommits holds, by "topic/partition", the error of the last
-	// transactional commit of a partition whose commits fail
-	// (txnCommitter.stuck).
+	// stuckCommits holds, by *flow, the error of the last transactional
+	// commit of a partition whose commits fail (txnCommitter.stuck).
 	stuckCommits sync.Map
 	group        groupView // the group's committed offsets, as last read
 

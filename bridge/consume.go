@@ -277,15 +277,14 @@ func heldSize(m *sarama.ConsumerMessage) int {
 func (b *Bridge) consume(f *flow, msgs <-chan *sarama.ConsumerMessage) {
 	b.pressure.register(f)
 	if f.committer != nil {
-		key := fmt.Sprintf("%s/%d", f.topic, f.partition)
 		f.committer.start(func(err error) { b.pressure.setDLQFailing(f, err) }, func(err error) {
 			if err != nil {
-				b.stuckCommits.Store(key, err.Error())
+				b.stuckCommits.Store(f, err.Error())
 			} else {
-				b.stuckCommits.Delete(key)
+				b.stuckCommits.Delete(f)
 			}
 		}, f.release)
-		defer b.stuckCommits.Delete(key)
+		defer b.stuckCommits.Delete(f)
 	}
 	defer func() {
 		f.cancel()

@@ -287,7 +287,8 @@ func (b *Bridge) Handler() http.Handler {
 func (b *Bridge) stuckCommit() string {
 	out := ""
 	b.stuckCommits.Range(func(k, v any) bool {
-		out = fmt.Sprintf("offsets of %s cannot be committed: %s; retrying (Temporal has the records, and a restart would deliver those since the last commit again)", k, v)
+		f := k.(*flow)
+		out = fmt.Sprintf("offsets of %s/%d cannot be committed: %s; retrying (Temporal has the records, and a restart would deliver those since the last commit again)", f.topic, f.partition, v)
 		return false
 	})
 	return out

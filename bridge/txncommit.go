@@ -204,9 +204,17 @@ func (c *txnCommitter) run(ctx context.Context) {
 		case <-t.C:
 		case <-c.kick:
 		}
+		if ctx.Err() != nil { // stopped while the ticker fired: finish commits
+			return
+		}
 		dead, err := c.commit()
 		if err != nil {
 			c.failed.Add(1)
+		}
+		if ctx.Err() != nil && !kafkatxn.Fenced(err) && !kafkatxn.StaleMember(err) {
+			// Stopped during the commit: the flow may be gone (close gave
+			// up on it), and its reasons with it; tell nobody.
+			return
 		}
 		switch {
 		case err == nil:
@@ -240,7 +248,7 @@ func (c *txnCommitter) run(ctx context.Context) {
 func (c *txnCommitter) close() error {
 	finished := make(chan error, 1)
 	go func() { finished <- c.finish() }()
-	t := time.NewTimer(c.closeTimeout)
+	t := time.NewTimer(cmp.Or(c.closeTimeout, 15*time.Second))
 	defer t.Stop()
 	select {
 	case err := <-finished:
@@ -254,14 +262,25 @@ func (c *txnCommitter) close() error {
 	}
 }
 
-// finish is close without its bound.
+// errCommitterAbandoned is a commit tried after close gave up.
+var errCommitterAbandoned = errors.New("the partition's final commit was given up")
+
+// isAbandoned reports whether close gave up on the final commit.
+func (c *txnCommitter) isAbandoned() bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.abandoned
+}
+
+// finish is close without its bound. Once close has given up, it commits
+// nothing more: the partition may have a new owner by then.
 func (c *txnCommitter) finish() error {
 	if c.started {
 		c.stop()
 		<-c.done
 	}
 	var err error
-	if !c.fenced {
+	if !c.fenced && !c.isAbandoned() {
 		_, err = c.commit()
 	}
 	if c.prod == nil { // closed by ready, and not replaced
@@ -342,6 +361,11 @@ func (c *txnCommitter) commit() (int, error) {
 // missing) leaves prod nil until a later ready starts one: sarama panics
 // when a producer is closed twice.
 func (c *txnCommitter) ready() error {
+	if c.isAbandoned() {
+		// A new producer of our transactional ID would fence the
+		// partition's next owner.
+		return fmt.Errorf("%s: %w", c.txnID, errCommitterAbandoned)
+	}
 	if c.prod != nil {
 		if st := c.prod.TxnStatus(); st&sarama.ProducerTxnFlagFatalError != 0 {
 			c.log.Warn("the transactional producer is in a fatal state; recreating it", "status", st.String())

@@ -358,19 +358,22 @@ func refuse(cluster *kfake.Cluster, key kmsg.Key, code int16, refusing func(n in
 // within kafka.connect_timeout: the partition's next owner fences the
 // producer and redelivers from the last commit, as after a crash. (It
 // waited a read timeout per try, fifty tries: the rebalance, or the
-// bridge's stop, waited as long.)
+// bridge's stop, waited as long.) The commit it gave up on then sets no
+// reason of the gone flow (one left /readyz failing for ever), and no new
+// producer is started for it, which would fence the next owner.
 func TestAFinalCommitWithoutAnAnswerGivesUpWithinTheConnectTimeout(t *testing.T) {
+	t.Parallel() // its abandoned commit takes sarama's retries, about 45 s, to end
 	cluster, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.SeedTopics(1, "orders"))
 	require.NoError(t, err)
 	defer cluster.Close()
 	var hang atomic.Bool
-	var held atomic.Int32
+	held := make(chan struct{}, 100)
 	cluster.ControlKey(int16(kmsg.EndTxn), func(kmsg.Request) (kmsg.Response, error, bool) {
 		cluster.KeepControl()
 		if !hang.Load() {
 			return nil, nil, false
 		}
-		held.Add(1)
+		held <- struct{}{}
 		return nil, nil, true // taken, never answered
 	})
 	b, err := New(config.Config{
@@ -381,16 +384,38 @@ func TestAFinalCommitWithoutAnAnswerGivesUpWithinTheConnectTimeout(t *testing.T)
 	require.NoError(t, err)
 	c, err := b.newTxnCommitter(&simpleSession{}, "orders", 0, 0, func() { t.Error("the partition was released") })
 	require.NoError(t, err)
-	c.start(func(error) {}, func(error) {}, nil)
+	var closed atomic.Bool
+	told := func(error) {
+		if closed.Load() {
+			t.Error("a reason of the partition was set after close returned: its flow is gone")
+		}
+	}
+	c.start(told, told, nil)
 	c.advance(3)
 	requireGroupOffset(t, b.cfg.Kafka.Brokers, 3, "offset 3 never committed")
 
 	hang.Store(true)
 	c.advance(5)
+	select { // the loop's own commit is the one held
+	case <-held:
+	case <-time.After(30 * time.Second):
+		t.Fatal("no commit reached EndTxn")
+	}
 	start := time.Now()
 	err = c.close()
 	took := time.Since(start)
+	closed.Store(true)
 	assert.Error(t, err, "a final commit without an answer succeeded")
-	assert.Positive(t, held.Load(), "the final commit never reached EndTxn")
 	assert.Less(t, took, 5*time.Second, "the final commit took %v against a 1 s connect timeout", took)
+	assert.True(t, c.isAbandoned())
+
+	// The held commit fails once the broker goes: the abandoned loop
+	// tells nobody, commits nothing more and starts no producer.
+	cluster.Close()
+	select {
+	case <-c.done:
+	case <-time.After(2 * time.Minute):
+		t.Fatal("the abandoned loop never ended")
+	}
+	assert.ErrorIs(t, c.ready(), errCommitterAbandoned)
 }
