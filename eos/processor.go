@@ -59,6 +59,12 @@ type Processor struct {
 	mu    sync.Mutex
 	fatal error
 	stop  context.CancelFunc
+	// starts holds, by transactional ID, producer starts a session ended
+	// before they answered: the partition's next claim takes its start
+	// over rather than begin another beside it, whose InitProducerId the
+	// late one could follow and fence. Run abandons those left when it
+	// returns.
+	starts map[string]*producerStart
 }
 
 // New checks cfg (after defaults) and returns a Processor. log may be nil
@@ -132,6 +138,10 @@ func (p *Processor) Run(ctx context.Context) error {
 	}
 	p.mu.Lock()
 	defer p.mu.Unlock()
+	for id, s := range p.starts {
+		s.abandon()
+		delete(p.starts, id)
+	}
 	if p.fatal != nil {
 		return p.fatal
 	}
@@ -188,13 +198,34 @@ func (h handler) ConsumeClaim(sess sarama.ConsumerGroupSession, claim sarama.Con
 	}
 }
 
+// takeStart returns the pending start of txnID a session left, if any.
+func (p *Processor) takeStart(txnID string) *producerStart {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	s := p.starts[txnID]
+	delete(p.starts, txnID)
+	return s
+}
+
+// keepStart leaves s, still unanswered, to txnID's next claim.
+func (p *Processor) keepStart(txnID string, s *producerStart) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.starts == nil {
+		p.starts = map[string]*producerStart{}
+	}
+	p.starts[txnID] = s
+}
+
 // startPartitionLoop starts the claim's partition loop, retrying with
 // backoff while its transactional producer cannot start for a reason that
 // may pass (its coordinator loading or out of reach, after sarama's own
 // retries). A start that has no answer after Config.StartWarnAfter is
 // logged, each time, and waited for on: sarama sends its InitProducerId
 // again after a read timeout, and starting another producer beside it
-// would only pile up clients. It returns nil and no error when the session
+// would pile up clients, and its late InitProducerId could fence the new
+// one (so a start the session ends is kept for the partition's next claim,
+// keepStart). It returns nil and no error when the session
 // ends first, and an error that stops the Processor when a newer producer
 // fenced the ID (ErrFenced) or the configuration is wrong.
 func startPartitionLoop(p *Processor, sess sarama.ConsumerGroupSession, claim sarama.ConsumerGroupClaim, txnID string, log *slog.Logger) (*partitionLoop, error) {
@@ -202,14 +233,17 @@ func startPartitionLoop(p *Processor, sess sarama.ConsumerGroupSession, claim sa
 	retry.InitialInterval, retry.MaxInterval = p.cfg.RetryInitial, p.cfg.RetryMax
 	pc := p.cfg.producerConfig(txnID)
 	for {
-		start, began := startProducer(p.cfg.Brokers, pc), time.Now()
+		start, began := p.takeStart(txnID), time.Now()
+		if start == nil {
+			start = startProducer(p.cfg.Brokers, pc)
+		}
 		var r producerStarted
 		for waiting := true; waiting; {
 			select {
 			case r = <-start.done:
 				waiting = false
 			case <-sess.Context().Done():
-				start.abandon()
+				p.keepStart(txnID, start)
 				return nil, nil
 			case <-time.After(p.cfg.StartWarnAfter):
 				log.Warn("the partition's transactional producer has not started; still waiting for its coordinator",

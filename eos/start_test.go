@@ -1,0 +1,96 @@
+package eos
+
+import (
+	"context"
+	"io"
+	"log/slog"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/IBM/sarama"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+	"github.com/twmb/franz-go/pkg/kmsg"
+
+	"github.com/sagabridge/sagabridge/internal/devstack"
+)
+
+// startSession is the part of a consumer group session a partition loop's
+// start reads.
+type startSession struct {
+	sarama.ConsumerGroupSession
+	ctx context.Context
+}
+
+func (s startSession) Context() context.Context { return s.ctx }
+func (s startSession) MemberID() string          { return "m" }
+func (s startSession) GenerationID() int32       { return 1 }
+
+// A producer start that a session ended before it was answered is taken
+// over by the partition's next claim, not begun again beside it: the late
+// InitProducerId of the first would bump the epoch after the second's and
+// fence the live producer, and the Processor would stop with ErrFenced
+// though no other instance exists. (Each session's end left one more
+// start running.)
+func TestAStartASessionLeftIsTakenOverByTheNextClaim(t *testing.T) {
+	kafka, err := devstack.StartKafka(0, 1, "in")
+	require.NoError(t, err)
+	defer kafka.Close()
+	var inits atomic.Int32
+	kafka.Cluster.ControlKey(int16(kmsg.InitProducerID), func(kmsg.Request) (kmsg.Response, error, bool) {
+		kafka.Cluster.KeepControl()
+		inits.Add(1)
+		return nil, nil, true // taken, never answered
+	})
+	warned := make(chan struct{}, 10)
+	log := slog.New(onStartWarn{slog.NewTextHandler(io.Discard, nil), warned})
+	p, err := New(Config{Brokers: kafka.Brokers, Group: "g", Topics: []string{"in"}, TransactionalIDPrefix: "t",
+		StartWarnAfter: 500 * time.Millisecond}, func(context.Context, *sarama.ConsumerMessage) ([]Output, error) { return nil, nil }, log)
+	require.NoError(t, err)
+
+	first, end := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		l, err := startPartitionLoop(p, startSession{ctx: first}, nil, "t-g-in-0", p.log)
+		assert.Nil(t, l)
+		assert.NoError(t, err)
+	}()
+	require.Eventually(t, func() bool { return inits.Load() == 1 }, 30*time.Second, 5*time.Millisecond)
+	end() // the session ends, the start unanswered
+	<-done
+	for len(warned) > 0 { // the first claim's warnings
+		<-warned
+	}
+
+	second, stop := context.WithCancel(context.Background())
+	defer stop()
+	go func() { _, _ = startPartitionLoop(p, startSession{ctx: second}, nil, "t-g-in-0", p.log) }()
+	select { // the second claim has waited StartWarnAfter on its start
+	case <-warned:
+	case <-time.After(30 * time.Second):
+		t.Fatal("the second claim never waited on its start")
+	}
+	assert.Equal(t, int32(1), inits.Load(), "InitProducerId requests: the second claim began another start")
+}
+
+// onStartWarn signals warned on each warning that a start has no answer.
+type onStartWarn struct {
+	slog.Handler
+	warned chan<- struct{}
+}
+
+func (h onStartWarn) Handle(ctx context.Context, r slog.Record) error {
+	if r.Level == slog.LevelWarn {
+		select {
+		case h.warned <- struct{}{}:
+		default:
+		}
+	}
+	return h.Handler.Handle(ctx, r)
+}
+
+func (h onStartWarn) WithAttrs(as []slog.Attr) slog.Handler {
+	return onStartWarn{h.Handler.WithAttrs(as), h.warned}
+}
