@@ -24,8 +24,8 @@ type startSession struct {
 }
 
 func (s startSession) Context() context.Context { return s.ctx }
-func (s startSession) MemberID() string          { return "m" }
-func (s startSession) GenerationID() int32       { return 1 }
+func (s startSession) MemberID() string         { return "m" }
+func (s startSession) GenerationID() int32      { return 1 }
 
 // A producer start that a session ended before it was answered is taken
 // over by the partition's next claim, not begun again beside it: the late
