@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/mock"
 	"github.com/stretchr/testify/require"
 	"go.temporal.io/sdk/activity"
 	"go.temporal.io/sdk/temporal"
@@ -200,4 +201,30 @@ func TestAnUpdateUnderWayWhenTheWorkflowIsCancelledGetsItsAnswer(t *testing.T) {
 	require.True(t, ct.env.IsWorkflowCompleted())
 	require.NoError(t, answerErr, "the update took effect")
 	assert.Equal(t, "noted x", answer)
+}
+
+// A cancellation that comes after the saga reached its final status, while
+// the run closes, changes nothing: Finish still publishes the outcome and
+// the run completes. (The request cancelled Finish's activity on the run's
+// context: the outcome of a completed saga was never published, and the
+// workflow ended cancelled.)
+func TestACancellationWhileTheRunClosesDoesNotCutFinishShort(t *testing.T) {
+	var published atomic.Bool
+	ct := newCartTest(t, cartEntity(func(en *Entity[cart]) {
+		en.Finish = func(c *Ctx[cart]) error {
+			if err := workflow.ExecuteActivity(c, "Publish", "outcome").Get(c, nil); err != nil {
+				return err
+			}
+			published.Store(true)
+			return nil
+		}
+	}))
+	ct.env.RegisterActivityWithOptions(func(context.Context, string) error { return nil }, activity.RegisterOptions{Name: "Publish"})
+	ct.env.OnActivity("Publish", mock.Anything, "outcome").After(time.Minute).Return(nil) // under way when the request comes
+	ct.signal(reserve(1, "a"), pay(2, true))
+	ct.env.RegisterDelayedCallback(ct.env.CancelWorkflow, 30*time.Second)
+	out, err := ct.run(nil)
+	require.NoError(t, err, "a saga that completed before the request ended %v", err)
+	assert.True(t, published.Load(), "the outcome was not published")
+	assert.Equal(t, "paid", out.Status)
 }

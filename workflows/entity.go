@@ -178,6 +178,11 @@ func (en *Entity[S]) Run(ctx workflow.Context, carried *Snapshot[S]) (Snapshot[S
 		// handler chose, and the rest of the run (Finish, dead letters,
 		// the memo) must not run on the cancelled context.
 		r.ctx, _ = workflow.NewDisconnectedContext(r.ctx)
+	} else if !r.cancelled && workflow.GetVersion(r.ctx, closeDisconnectedChange, workflow.DefaultVersion, 1) >= 1 {
+		// The saga is over: a request to cancel that comes from here on
+		// comes too late to change it, and must not cut Finish, the dead
+		// letters or the memo short.
+		r.ctx, _ = workflow.NewDisconnectedContext(r.ctx)
 	}
 	r.releaseHeld()
 	r.drain()
@@ -221,6 +226,11 @@ const stayRecheck = 100
 // recheckCarryChange is the workflow.GetVersion change ID that guards
 // looking again (stayRecheck) at a state that was too large to carry.
 const recheckCarryChange = "sagabridge.recheck-carry"
+
+// closeDisconnectedChange is the workflow.GetVersion change ID that guards
+// closing a saga that ended by itself on a disconnected context (older
+// runs let a request to cancel that came meanwhile cancel Finish).
+const closeDisconnectedChange = "sagabridge.close-disconnected"
 
 // drainOnFinishErrorChange is the workflow.GetVersion change ID that
 // guards handling the records that came while a failing Finish ran (older
