@@ -282,6 +282,12 @@ func TestStopOnFailureSkipsTheOlderCompensations(t *testing.T) {
 	assert.NotEmpty(t, out.Compensations[1].Error)
 	assert.True(t, out.Compensations[2].Skipped, "a is skipped after b failed")
 	assert.Equal(t, "Release:a", out.Compensations[2].Name)
+	// Kept, as for a failed one, so an operator can run it by hand (its
+	// pending compensation is gone: it was lost).
+	require.NotNil(t, out.Compensations[2].Undo, "the skipped compensation's undo")
+	assert.Equal(t, "Release", out.Compensations[2].Undo.Activity)
+	assert.NotNil(t, out.Compensations[1].Undo, "the failed compensation's undo")
+	assert.Empty(t, out.PendingCompensations)
 	assert.Equal(t, []string{"c"}, ct.world.released)
 }
 

@@ -146,7 +146,7 @@ func (r *runner[S]) compensate() []CompensationResult {
 	for i, u := range undos {
 		names[i] = u.Name
 	}
-	return runCompensations(ctx, names, o.Parallel, o.StopOnFailure, func(ctx workflow.Context, i int) CompensationResult {
+	results := runCompensations(ctx, names, o.Parallel, o.StopOnFailure, func(ctx workflow.Context, i int) CompensationResult {
 		u := undos[i]
 		res := CompensationResult{Name: u.Name}
 		err := u.run(ctx)
@@ -163,7 +163,26 @@ func (r *runner[S]) compensate() []CompensationResult {
 		}
 		return res
 	})
+	// A skipped one keeps its undo, as a failed one does, so an operator
+	// can run it by hand: its pending compensation is gone.
+	keep, asked := workflow.DefaultVersion, false
+	for i := range results {
+		if results[i].Skipped && results[i].Undo == nil {
+			if !asked { // only when one was skipped
+				keep, asked = workflow.GetVersion(r.ctx, keepSkippedUndoChange, workflow.DefaultVersion, 1), true
+			}
+			if keep >= 1 {
+				results[i].Undo = &undos[len(undos)-1-i] // results are newest first
+			}
+		}
+	}
+	return results
 }
+
+// keepSkippedUndoChange is the workflow.GetVersion change ID that guards
+// keeping a skipped compensation's undo in its result (older runs dropped
+// it, and a state's size can decide what a run carries).
+const keepSkippedUndoChange = "sagabridge.keep-skipped-undo"
 
 // runCompensations runs the named compensations, newest (last) first, or
 // all at once when parallel, and lists the results newest first. A failed
