@@ -685,3 +685,47 @@ func TestRecordsThatArriveWhileAFailingFinishRunsAreNotLost(t *testing.T) {
 	assert.Equal(t, int64(3), ct.world.deadLetters[0].Event.Offset)
 	assert.Equal(t, int64(4), ct.world.deadLetters[1].Event.Offset)
 }
+
+// An update retried with the same ID gets the first answer's error again,
+// its type and retryability included: a client's retry helper reads them.
+// (Only the message was remembered, and the retry was answered with a
+// retryable "UpdateFailed", so a caller retrying on retryable errors
+// looped on the remembered answer of a non-retryable refusal.)
+func TestAnUpdateRetriedGetsTheFirstErrorsTypeAndRetryability(t *testing.T) {
+	refuse := func(en *Entity[cart]) {
+		OnUpdate(en, "reserve", nil, func(c *Ctx[cart], _ string) (string, error) {
+			return "", temporal.NewNonRetryableApplicationError("no stock", "OutOfStock", nil)
+		})
+	}
+	answer := func(ct *cartTest, id string) *error {
+		var got error
+		ct.at(func() {
+			ct.env.UpdateWorkflow("reserve", id, &testsuite.TestUpdateCallback{
+				OnAccept: func() {}, OnReject: func(err error) { t.Errorf("rejected: %v", err) },
+				OnComplete: func(_ any, err error) { got = err },
+			}, "x")
+		})
+		return &got
+	}
+	first := newCartTest(t, cartEntity(refuse))
+	firstErr := answer(first, "u1")
+	first.signal(pay(1, true))
+	out, err := first.run(nil)
+	require.NoError(t, err)
+	require.Len(t, out.RecentUpdates, 1)
+
+	carried := &Snapshot[cart]{Progress: Progress{Status: "open"}, State: cart{Items: []string{}}, RecentUpdates: out.RecentUpdates}
+	retry := newCartTest(t, cartEntity(refuse))
+	retryErr := answer(retry, "u1")
+	retry.signal(pay(1, true))
+	out, err = retry.run(carried)
+	require.NoError(t, err)
+	assert.Equal(t, 1, out.Stats.DedupedUpdates)
+	for name, e := range map[string]error{"first": *firstErr, "retry": *retryErr} {
+		var app *temporal.ApplicationError
+		require.ErrorAs(t, e, &app, "%s answer", name)
+		assert.Equal(t, "OutOfStock", app.Type(), "%s answer's type", name)
+		assert.True(t, app.NonRetryable(), "%s answer is retryable", name)
+		assert.Contains(t, app.Error(), "no stock", "%s answer's message", name)
+	}
+}

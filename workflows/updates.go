@@ -1,7 +1,9 @@
 package workflows
 
 import (
+	"cmp"
 	"encoding/json"
+	"errors"
 	"fmt"
 
 	"go.temporal.io/sdk/temporal"
@@ -34,7 +36,8 @@ func OnUpdate[S, In, Out any](en *Entity[S], name string, validate func(st Snaps
 			if rec, ok := r.recentUpdate(id); ok {
 				r.c.Stats.DedupedUpdates++
 				if rec.Error != "" {
-					return out, temporal.NewApplicationError(rec.Error, "UpdateFailed")
+					return out, temporal.NewApplicationErrorWithOptions(rec.Error, cmp.Or(rec.ErrorType, "UpdateFailed"),
+						temporal.ApplicationErrorOptions{NonRetryable: rec.NonRetryable})
 				}
 				if err := json.Unmarshal(rec.Result, &out); err != nil {
 					return out, fmt.Errorf("decode remembered result of update %s: %w", id, err)
@@ -89,6 +92,10 @@ func OnUpdate[S, In, Out any](en *Entity[S], name string, validate func(st Snaps
 // workflow (older runs answered "canceled" at once).
 const updateThroughCancelChange = "sagabridge.update-through-cancel"
 
+// updateErrorTypeChange is the workflow.GetVersion change ID that guards
+// remembering a failed update's error type and retryability.
+const updateErrorTypeChange = "sagabridge.update-error-type"
+
 // updateRequest is an accepted update waiting for the main loop.
 type updateRequest struct {
 	id, name string
@@ -116,8 +123,14 @@ func (r *runner[S]) handleUpdate(req *updateRequest) {
 	// Fail's error is no failure of the update (nil), calls after Fail are.
 	req.err = c.outcome(req.err)
 	rec := UpdateResult{ID: req.id, Name: req.name}
+	var app *temporal.ApplicationError
 	if req.err != nil {
 		rec.Error = req.err.Error()
+		// Asked only for an application error: older runs remembered its
+		// message alone, and the state's size can decide what a run carries.
+		if errors.As(req.err, &app) && workflow.GetVersion(r.ctx, updateErrorTypeChange, workflow.DefaultVersion, 1) >= 1 {
+			rec.ErrorType, rec.NonRetryable = app.Type(), app.NonRetryable()
+		}
 	} else if b, err := json.Marshal(req.out); err == nil {
 		rec.Result = b
 	} else {
