@@ -51,10 +51,7 @@ const defaultMaxCarryBytes = 1 << 20
 // already over the bound (a state that large): the run must not continue
 // as new, or Temporal would terminate it.
 func (r *runner[S]) nextRun() (Snapshot[S], bool) {
-	limit := r.en.MaxCarryBytes
-	if limit == 0 {
-		limit = defaultMaxCarryBytes
-	}
+	limit := r.maxCarryBytes()
 	bounded := workflow.GetVersion(r.ctx, carryBoundChange, workflow.DefaultVersion, 1) >= 1
 	pending := func() int { return r.in.pendingBytesV1 }
 	if bounded && workflow.GetVersion(r.ctx, carrySizeChange, workflow.DefaultVersion, 1) >= 1 {
@@ -105,6 +102,14 @@ func (r *runner[S]) nextRun() (Snapshot[S], bool) {
 			}
 		}
 	}
+}
+
+// maxCarryBytes is Entity.MaxCarryBytes, or its default.
+func (r *runner[S]) maxCarryBytes() int {
+	if r.en.MaxCarryBytes == 0 {
+		return defaultMaxCarryBytes
+	}
+	return r.en.MaxCarryBytes
 }
 
 // jsonSize is the size of v as JSON, as the next run's input is sent.

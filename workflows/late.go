@@ -40,9 +40,13 @@ func (r *runner[S]) late(e event.Envelope) {
 	if policy != "" && workflow.GetVersion(r.ctx, lateRecordsChange, workflow.DefaultVersion, 1) < 1 {
 		policy = "" // a run from before late records followed the policy: rejected, as it did then
 	}
+	if policy == "new_run" && r.newRunFull(e) {
+		policy, reason = "dlq", reason+"; the new run's input is full (Entity.MaxCarryBytes)"
+	}
 	switch policy {
 	case "new_run":
 		r.lateRecords = append(r.lateRecords, e)
+		r.lateBytes += e.JSONSize()
 		workflow.GetLogger(r.ctx).Info("record arrived after the final status; a new run will apply it",
 			"position", e.Position().String())
 		return
@@ -53,27 +57,48 @@ func (r *runner[S]) late(e event.Envelope) {
 		if err := deadLetter(r.ctx, in, lateDLQAttempts); err != nil {
 			reason += "; could not be dead-lettered: " + err.Error()
 		} else {
-			reason += "; dead-lettered (on_closed_workflow: dlq)"
+			reason += "; dead-lettered (on_closed_workflow: " + r.in.OnClosed + ")"
 		}
 	}
 	r.rejectRecord(e, r.count(e), reason)
 }
 
-// newRun is the ContinueAsNew that hands the late records of the new_run
-// policy to a new run of the entity: a fresh state, the watermarks
-// rewound to just before them, and the records as its inbox (see
-// Snapshot.fresh).
-func (r *runner[S]) newRun() error {
+// newRunFull reports whether the new run's input has no room for e within
+// Entity.MaxCarryBytes, now or since an earlier record found none (so that
+// the late records it takes stay in order). Its input is otherwise
+// unbounded: a hot key whose Finish took a while made one over Temporal's
+// payload limit, the continue-as-new was refused and the run terminated.
+// Runs recorded before the bound took every record.
+func (r *runner[S]) newRunFull(e event.Envelope) bool {
+	if !r.lateFull && jsonSize(r.newRunInput(nil))+r.lateBytes+e.JSONSize() > r.maxCarryBytes() {
+		r.lateFull = workflow.GetVersion(r.ctx, lateBoundChange, workflow.DefaultVersion, 1) >= 1
+	}
+	return r.lateFull
+}
+
+// lateBoundChange is the workflow.GetVersion change ID that guards bounding
+// the new run's input (newRunFull).
+const lateBoundChange = "sagabridge.late-records-bound"
+
+// newRunInput is the input of the new run for the late records: a fresh
+// state, the watermarks rewound to just before them, and the records as
+// its inbox (see Snapshot.fresh).
+func (r *runner[S]) newRunInput(late []event.Envelope) *Snapshot[S] {
 	marks := event.NewWatermarks()
 	for k, v := range r.in.Watermarks {
 		marks[k] = v
 	}
-	for _, e := range r.lateRecords {
+	for _, e := range late {
 		marks.Rewind(e.Position())
 	}
-	next := &Snapshot[S]{Watermarks: marks, Inbox: r.lateRecords, OnClosed: r.in.OnClosed,
+	return &Snapshot[S]{Watermarks: marks, Inbox: late, OnClosed: r.in.OnClosed,
 		Progress: Progress{CompletedSteps: []string{}, Compensations: []CompensationResult{}}}
+}
+
+// newRun is the ContinueAsNew that hands the late records of the new_run
+// policy to a new run of the entity (newRunInput).
+func (r *runner[S]) newRun() error {
 	workflow.GetLogger(r.ctx).Info("starting a new run for records that arrived after the final status",
 		"records", len(r.lateRecords), "status", r.c.Status)
-	return workflow.NewContinueAsNewError(r.ctx, workflow.GetInfo(r.ctx).WorkflowType.Name, next)
+	return workflow.NewContinueAsNewError(r.ctx, workflow.GetInfo(r.ctx).WorkflowType.Name, r.newRunInput(r.lateRecords))
 }

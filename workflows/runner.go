@@ -30,6 +30,11 @@ type runner[S any] struct {
 	// lateRecords arrived after the final status under the new_run
 	// policy; a new run applies them (runner.late).
 	lateRecords []event.Envelope
+	// lateBytes is the JSON size of lateRecords (event.Envelope.JSONSize);
+	// lateFull is set once the new run's input had no room for one more
+	// (late), and later ones are dead-lettered.
+	lateBytes int
+	lateFull  bool
 
 	closing bool // continuing as new: new updates are refused
 	// stayUntil: the state was too large to carry when the run last

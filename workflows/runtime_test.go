@@ -729,3 +729,48 @@ func TestAnUpdateRetriedGetsTheFirstErrorsTypeAndRetryability(t *testing.T) {
 		assert.Contains(t, app.Error(), "no stock", "%s answer's message", name)
 	}
 }
+
+// Records that arrive after the final status under the new_run policy go
+// to the new run only while its input stays within MaxCarryBytes; the rest
+// are dead-lettered (class workflow_closed) and rejected, as under dlq, so
+// nothing is lost. (Every late record went into the new run's input: a
+// hot key whose Finish took a while made an input over Temporal's payload
+// limit, the continue-as-new was refused, and the run was terminated with
+// the records it held.)
+func TestLateRecordsForANewRunStayWithinMaxCarryBytes(t *testing.T) {
+	const limit = 4000
+	ct := newCartTest(t, cartEntity(func(en *Entity[cart]) {
+		en.MaxCarryBytes = limit
+		en.Finish = func(c *Ctx[cart]) error { return workflow.Sleep(c, 10*time.Second) }
+	}))
+	ct.at(func() {
+		ct.env.SignalWorkflow(event.DefaultSignal, event.Batch{Events: []event.Envelope{reserve(1, "a"), pay(2, true)}, OnClosed: "new_run"})
+	})
+	big := strings.Repeat("x", 1000)
+	var late []event.Envelope
+	for i := int64(3); i < 23; i++ {
+		late = append(late, reserve(i, big))
+	}
+	ct.at(func() { ct.env.SignalWorkflow(event.DefaultSignal, event.Batch{Events: late, OnClosed: "new_run"}) })
+	next, err := ct.run(nil)
+	var can *workflow.ContinueAsNewError
+	require.ErrorAs(t, err, &can, "a new run applies the late records that fit")
+	assert.LessOrEqual(t, jsonSize(next), limit, "the new run's input")
+	require.NotEmpty(t, next.Inbox)
+	require.NotEmpty(t, ct.world.deadLetters, "the records that did not fit")
+	var offsets []int64
+	for _, e := range next.Inbox {
+		offsets = append(offsets, e.Offset)
+	}
+	for _, d := range ct.world.deadLetters {
+		assert.Equal(t, "workflow_closed", string(d.Class))
+		assert.Contains(t, d.Error, "the new run's input is full (Entity.MaxCarryBytes)")
+		offsets = append(offsets, d.Event.Offset)
+	}
+	var want []int64
+	for _, e := range late {
+		want = append(want, e.Offset)
+	}
+	assert.Equal(t, want, offsets, "each late record once, in the new run or the DLQ, in order")
+	assert.Equal(t, event.Watermarks{"carts/0": 2}, next.Watermarks, "rewound to just before the first late record")
+}
