@@ -89,3 +89,27 @@ func TestALongLivedEntityKeepsTheLastStepsItCompleted(t *testing.T) {
 	require.Len(t, st.CompletedSteps, keepSteps)
 	assert.Equal(t, []string{"Step", "Step"}, st.CompletedSteps[keepSteps-2:], "the newest are kept")
 }
+
+// A worker older than event.Envelope.KeyBytes dropped the field from the
+// records it decoded, so the size it gave the state it carried left them
+// out. Replaying such a history (the bridge already sending key_bytes),
+// the run must size the state as it did, or the carry decision, and the
+// commands after it, could differ.
+func TestTheStateOfOldRunsIsSizedWithoutKeyBytes(t *testing.T) {
+	binary := event.Envelope{Topic: "carts", Offset: 3, Type: "Reserve", Value: []byte(`{}`)}
+	binary.SetKey("\xff\xfe")
+	old := binary
+	old.KeyBytes = nil // as the older worker decoded it
+	s := Snapshot[cart]{
+		Held:                 []HeldRecord{{Record: binary, Reason: "later"}},
+		PendingCompensations: []Undo{{Name: "Release", Activity: "Release", Record: &binary}},
+	}
+	want := Snapshot[cart]{
+		Held:                 []HeldRecord{{Record: old, Reason: "later"}},
+		PendingCompensations: []Undo{{Name: "Release", Activity: "Release", Record: &old}},
+	}
+	assert.Equal(t, jsonSize(want), jsonSize(withoutKeyBytes(s)))
+	assert.Greater(t, jsonSize(s), jsonSize(want), "KeyBytes count in new runs")
+	assert.NotNil(t, s.Held[0].Record.KeyBytes, "the state itself is left as it is")
+	assert.NotNil(t, s.PendingCompensations[0].Record.KeyBytes, "the state itself is left as it is")
+}

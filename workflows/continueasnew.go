@@ -3,6 +3,7 @@ package workflows
 import (
 	"encoding/json"
 	"math"
+	"slices"
 
 	"go.temporal.io/sdk/workflow"
 
@@ -54,10 +55,11 @@ func (r *runner[S]) nextRun() (Snapshot[S], bool) {
 	limit := r.maxCarryBytes()
 	bounded := workflow.GetVersion(r.ctx, carryBoundChange, workflow.DefaultVersion, 1) >= 1
 	pending := func() int { return r.in.pendingBytesV1 }
+	keyBytes := false // the records' KeyBytes count, in the inbox and in the state
 	if bounded && workflow.GetVersion(r.ctx, carrySizeChange, workflow.DefaultVersion, 1) >= 1 {
 		pending = func() int { return r.in.pendingBytesV2 }
 		if workflow.GetVersion(r.ctx, carryKeyBytesChange, workflow.DefaultVersion, 1) >= 1 {
-			pending = func() int { return r.in.pendingBytes }
+			pending, keyBytes = func() int { return r.in.pendingBytes }, true
 		}
 	}
 	// A cancellation that arrives meanwhile ends the hand-over: the SDK
@@ -77,6 +79,9 @@ func (r *runner[S]) nextRun() (Snapshot[S], bool) {
 			return next, true
 		}
 		base := jsonSize(next)
+		if !keyBytes {
+			base = jsonSize(withoutKeyBytes(next))
+		}
 		if base > limit {
 			workflow.GetLogger(r.ctx).Error("the entity's state alone is over MaxCarryBytes: not continuing as new, "+
 				"since Temporal terminates a run whose next input is over its payload limit", "bytes", base, "max_carry_bytes", limit)
@@ -102,6 +107,31 @@ func (r *runner[S]) nextRun() (Snapshot[S], bool) {
 			}
 		}
 	}
+}
+
+// withoutKeyBytes is s as a worker older than event.Envelope.KeyBytes
+// decoded it: the records it holds (held, and those of pending
+// compensations) without their KeyBytes. Runs recorded by such a worker
+// sized their state so, and replay must decide as they did.
+func withoutKeyBytes[S any](s Snapshot[S]) Snapshot[S] {
+	has := func(e *event.Envelope) bool { return e != nil && e.KeyBytes != nil }
+	if !slices.ContainsFunc(s.Held, func(h HeldRecord) bool { return has(&h.Record) }) &&
+		!slices.ContainsFunc(s.PendingCompensations, func(u Undo) bool { return has(u.Record) }) {
+		return s
+	}
+	s.Held = slices.Clone(s.Held)
+	for i := range s.Held {
+		s.Held[i].Record.KeyBytes = nil
+	}
+	s.PendingCompensations = slices.Clone(s.PendingCompensations)
+	for i, u := range s.PendingCompensations {
+		if has(u.Record) {
+			e := *u.Record
+			e.KeyBytes = nil
+			s.PendingCompensations[i].Record = &e
+		}
+	}
+	return s
 }
 
 // maxCarryBytes is Entity.MaxCarryBytes, or its default.
