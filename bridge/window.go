@@ -304,10 +304,45 @@ func (b *Bridge) askAhead(f *flow, target Target) {
 		defer b.windows.answered(target.WorkflowID)
 		ctx, cancel := context.WithTimeout(f.ctx, b.cfg.Dispatch.CallTimeout)
 		defer cancel()
-		if applied, err := b.deps.Temporal.AppliedWatermarks(ctx, target.WorkflowID); err == nil {
+		if applied, answer, err := b.queryApplied(ctx, target); err == nil && answer == nil {
 			b.windows.confirm(target.WorkflowID, applied)
 		}
 	}()
+}
+
+// queryApplied asks target's workflow what it applied, through the
+// target's circuit as a call goes, where a refusal is the bridge's access
+// fault (logged, on /readyz, the circuit opened) and a query answered
+// clears one a call met. Other failures do not count against the circuit:
+// a query waits for a worker, so it fails for a slow worker where a
+// signal goes through. answer is the workflow's own answer that it cannot
+// say (not found, closed, its query failed); err is any other failure, or
+// the circuit open.
+func (b *Bridge) queryApplied(ctx context.Context, target Target) (applied event.Watermarks, answer, err error) {
+	c := b.circuitFor(target)
+	var qerr error
+	_, err = c.breaker.Execute(func() (struct{}, error) {
+		applied, qerr = b.deps.Temporal.AppliedWatermarks(ctx, target.WorkflowID)
+		if qerr != nil && classify(qerr) == kindAccess {
+			return struct{}{}, qerr
+		}
+		return struct{}{}, nil
+	})
+	if err == nil { // the circuit's refusal, or the query's failure
+		err = qerr
+	}
+	var notFound *serviceerror.NotFound
+	var queryFailed *serviceerror.QueryFailed
+	switch {
+	case err == nil:
+		b.callWentThrough(c)
+	case errors.As(err, &notFound), errors.Is(err, ErrWorkflowClosed), errors.As(err, &queryFailed):
+		b.callWentThrough(c)
+		return nil, err, nil
+	case ctx.Err() == nil:
+		b.log.Debug("cannot ask a workflow what it applied; asking again", "task_queue", target.TaskQueue, "err", err)
+	}
+	return applied, nil, err
 }
 
 // windowRoom returns nil once records and bytes more may be sent to
@@ -385,22 +420,25 @@ func (b *Bridge) askApplied(f *flow, target Target) (release bool, err error) {
 	defer ws.answered(target.WorkflowID)
 	ctx, cancel := context.WithTimeout(f.ctx, b.cfg.Dispatch.CallTimeout)
 	defer cancel()
-	applied, err := b.deps.Temporal.AppliedWatermarks(ctx, target.WorkflowID)
+	applied, answer, err := b.queryApplied(ctx, target)
+	if err != nil {
+		return false, err
+	}
 	var notFound *serviceerror.NotFound
 	var queryFailed *serviceerror.QueryFailed
 	switch {
-	case err == nil:
+	case answer == nil:
 		ws.confirm(target.WorkflowID, applied)
 		return false, nil
-	case errors.As(err, &notFound), errors.Is(err, ErrWorkflowClosed):
+	case errors.As(answer, &notFound), errors.Is(answer, ErrWorkflowClosed):
 		ws.forget(target.WorkflowID)
 		return true, nil
-	case errors.As(err, &queryFailed) && unknownQuery(queryFailed):
+	case errors.As(answer, &queryFailed) && unknownQuery(queryFailed):
 		if ws.exemptType(target.WorkflowID, target.WorkflowType) {
 			b.log.Warn("workflow type does not answer the applied query; sending it without flow control",
-				"workflow_type", target.WorkflowType, "workflow_id", target.WorkflowID, "query", event.AppliedQuery, "err", err)
+				"workflow_type", target.WorkflowType, "workflow_id", target.WorkflowID, "query", event.AppliedQuery, "err", answer)
 		}
 		return true, nil
 	}
-	return false, err
+	return false, answer // the workflow's trouble of the moment: asked again
 }

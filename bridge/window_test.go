@@ -5,8 +5,11 @@ import (
 	"errors"
 	"fmt"
 	"maps"
+	"net/http"
+	"net/http/httptest"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -499,4 +502,60 @@ func TestAnExemptionFromFlowControlExpires(t *testing.T) {
 	now = now.Add(10 * time.Minute) // a rolling deploy is over
 	ws.sent("order-hot", "O", hot, 10, 100)
 	assert.False(t, ws.fits("order-hot", "O", 1, 10), "the exemption outlived the old worker")
+}
+
+// deniedQuery is fakeTemporal whose applied query is refused while
+// denied is set (an authorizer that lets the bridge signal but not query).
+type deniedQuery struct {
+	fakeTemporal
+	denied  atomic.Bool
+	queries atomic.Int32
+}
+
+func (d *deniedQuery) AppliedWatermarks(ctx context.Context, id string) (event.Watermarks, error) {
+	d.queries.Add(1)
+	if d.denied.Load() {
+		return nil, serviceerror.NewPermissionDenied("may not query workflows", "")
+	}
+	return d.fakeTemporal.AppliedWatermarks(ctx, id)
+}
+
+// A refused applied query is the bridge's access fault, like a refused
+// call: logged, shown on /readyz, and cleared once a query goes through.
+// (It was retried in silence about once a second, for ever: a hot
+// workflow's records stopped at its window while /readyz said ok and the
+// log said nothing.)
+func TestARefusedAppliedQueryIsTheBridgesAccessFault(t *testing.T) {
+	tc := &deniedQuery{}
+	tc.denied.Store(true)
+	b, err := New(config.Config{
+		Kafka:    config.Kafka{Brokers: []string{"b:9092"}, Group: "g"},
+		Batch:    config.Batch{MaxRecords: 5, Linger: time.Millisecond},
+		Dispatch: config.Dispatch{WorkflowWindowRecords: 10, RetryInitial: time.Millisecond, RetryMax: 5 * time.Millisecond},
+		Routes:   []config.Route{{Topic: "orders", TypeHeader: "event-type", WorkflowType: "O", WorkflowID: "order-{key}", TaskQueue: "q"}},
+	}, Deps{Temporal: tc, DeadLetters: &fakeDLQ{}, Logger: quiet()})
+	require.NoError(t, err)
+	b.running.Store(true)
+	b.joined.Store(true)
+	ch, s, done := claimInBackground(t, b)
+	for i := range 100 {
+		ch <- msg(int64(i), "hot", `{}`)
+	}
+	readyz := func() (int, string) {
+		rec := httptest.NewRecorder()
+		b.Handler().ServeHTTP(rec, httptest.NewRequest(http.MethodGet, "/readyz", nil))
+		return rec.Code, rec.Body.String()
+	}
+	require.Eventually(t, func() bool { return b.refused() != nil }, 10*time.Second, time.Millisecond,
+		"a refused query was not taken for the bridge's access fault (%d queries, %d of 100 committed)", tc.queries.Load(), s.committed())
+	code, body := readyz()
+	assert.Equal(t, http.StatusServiceUnavailable, code)
+	assert.Contains(t, body, "may not query workflows")
+	assert.Zero(t, b.Stats().DeadLettered)
+
+	tc.denied.Store(false)
+	require.Eventually(t, func() bool { return s.committed() == 100 }, 30*time.Second, time.Millisecond, "committed %d of 100", s.committed())
+	require.Eventually(t, func() bool { code, _ := readyz(); return code == http.StatusOK }, 10*time.Second, time.Millisecond,
+		"the fault did not clear once a query went through")
+	done()
 }
