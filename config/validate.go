@@ -16,6 +16,7 @@ import (
 
 	"github.com/sagabridge/sagabridge/codec"
 	"github.com/sagabridge/sagabridge/internal/idtemplate"
+	"github.com/sagabridge/sagabridge/internal/topicname"
 )
 
 // RebalanceTimeout is how long sarama waits for a revoked claim's handler to
@@ -209,20 +210,10 @@ func (c Config) Validate() error {
 }
 
 // maxTopicLen is the longest topic name Kafka accepts.
-const maxTopicLen = 249
+const maxTopicLen = topicname.MaxLen
 
 // legalTopic reports whether Kafka accepts name as a topic's name.
-func legalTopic(name string) bool {
-	if name == "" || name == "." || name == ".." || len(name) > maxTopicLen {
-		return false
-	}
-	for _, r := range name {
-		if !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == '.' || r == '_' || r == '-') {
-			return false
-		}
-	}
-	return true
-}
+func legalTopic(name string) bool { return topicname.Check(name) == nil }
 
 // ValidateRoutes checks routes (with their defaults filled) one by one and
 // together: the routes of a topic agree on how the event type is read, at

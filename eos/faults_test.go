@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"net"
 	"runtime"
+	"slices"
 	"sync/atomic"
 	"syscall"
 	"testing"
@@ -277,4 +278,100 @@ func (h onLog) Handle(ctx context.Context, r slog.Record) error {
 
 func (h onLog) WithAttrs(as []slog.Attr) slog.Handler {
 	return onLog{h.Handler.WithAttrs(as), h.fn}
+}
+
+// An output the broker can never take, for a topic name Kafka refuses (here
+// none), dead-letters its record, naming the output, and the records
+// beside it commit. (sarama failed it locally with ErrInvalidTopic, the
+// transaction aborted and was retried for ever: the partition stopped.)
+func TestAnOutputToAnIllegalTopicDeadLettersItsRecord(t *testing.T) {
+	kafka, err := devstack.StartKafka(0, 1, "in", "out", "in"+dlq.DefaultSuffix)
+	require.NoError(t, err)
+	defer kafka.Close()
+	require.NoError(t, fill(kafka.Brokers, "in", 3, []byte("v")))
+	fn := func(_ context.Context, rec *sarama.ConsumerMessage) ([]eos.Output, error) {
+		topic := "out"
+		if rec.Offset == 1 {
+			topic = "" // no topic at all
+		}
+		return []eos.Output{{Topic: topic, Value: rec.Value}}, nil
+	}
+	p, err := eos.New(eos.Config{Brokers: kafka.Brokers, Group: "g", Topics: []string{"in"}, TransactionalIDPrefix: "bad",
+		RetryInitial: 10 * time.Millisecond, RetryMax: 50 * time.Millisecond}, fn, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	require.NoError(t, err)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- p.Run(ctx) }()
+	defer func() { cancel(); <-done }()
+	deadline := time.After(60 * time.Second)
+	for p.Stats().Records < 3 {
+		select {
+		case err := <-done:
+			t.Fatalf("the Processor stopped: %v", err)
+		case <-deadline:
+			t.Fatalf("stats after a minute: %+v", p.Stats())
+		case <-time.After(10 * time.Millisecond):
+		}
+	}
+	assert.Equal(t, int64(1), p.Stats().DeadLettered)
+	assert.Equal(t, int64(2), p.Stats().Outputs)
+}
+
+// An output the broker refuses for what it is (INVALID_RECORD: say a
+// record without a key for a compacted topic) dead-letters its record,
+// once sent alone shows it is the one, and the records beside it commit.
+// (The transaction aborted and was retried for ever: the partition
+// stopped.)
+func TestAnOutputTheBrokerRefusesDeadLettersItsRecord(t *testing.T) {
+	kafka, err := devstack.StartKafka(0, 1, "in", "out", "compacted", "in"+dlq.DefaultSuffix)
+	require.NoError(t, err)
+	defer kafka.Close()
+	var refused atomic.Int32
+	kafka.Cluster.ControlKey(int16(kmsg.Produce), func(req kmsg.Request) (kmsg.Response, error, bool) {
+		kafka.Cluster.KeepControl()
+		pr := req.(*kmsg.ProduceRequest)
+		if !slices.ContainsFunc(pr.Topics, func(t kmsg.ProduceRequestTopic) bool { return t.Topic == "compacted" }) {
+			return nil, nil, false
+		}
+		refused.Add(1)
+		resp := pr.ResponseKind().(*kmsg.ProduceResponse)
+		for _, t := range pr.Topics { // the broker refuses the request's batches
+			rt := kmsg.NewProduceResponseTopic()
+			rt.Topic = t.Topic
+			for _, p := range t.Partitions {
+				rp := kmsg.NewProduceResponseTopicPartition()
+				rp.Partition, rp.ErrorCode = p.Partition, kerr.InvalidRecord.Code
+				rt.Partitions = append(rt.Partitions, rp)
+			}
+			resp.Topics = append(resp.Topics, rt)
+		}
+		return resp, nil, true
+	})
+	require.NoError(t, fill(kafka.Brokers, "in", 3, []byte("v")))
+	fn := func(_ context.Context, rec *sarama.ConsumerMessage) ([]eos.Output, error) {
+		topic := "out"
+		if rec.Offset == 1 {
+			topic = "compacted"
+		}
+		return []eos.Output{{Topic: topic, Value: rec.Value}}, nil
+	}
+	p, err := eos.New(eos.Config{Brokers: kafka.Brokers, Group: "g", Topics: []string{"in"}, TransactionalIDPrefix: "refused",
+		RetryInitial: 10 * time.Millisecond, RetryMax: 50 * time.Millisecond}, fn, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	require.NoError(t, err)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- p.Run(ctx) }()
+	defer func() { cancel(); <-done }()
+	deadline := time.After(60 * time.Second)
+	for p.Stats().Records < 3 {
+		select {
+		case err := <-done:
+			t.Fatalf("the Processor stopped: %v", err)
+		case <-deadline:
+			t.Fatalf("stats after a minute: %+v (%d produce requests refused)", p.Stats(), refused.Load())
+		case <-time.After(10 * time.Millisecond):
+		}
+	}
+	assert.Equal(t, int64(1), p.Stats().DeadLettered)
+	assert.Equal(t, int64(2), p.Stats().Outputs)
 }

@@ -13,6 +13,7 @@ import (
 
 	"github.com/sagabridge/sagabridge/dlq"
 	"github.com/sagabridge/sagabridge/internal/kafkatxn"
+	"github.com/sagabridge/sagabridge/internal/topicname"
 )
 
 // errLostPartition ends a claim whose offsets the group coordinator
@@ -132,7 +133,7 @@ func (l *partitionLoop) run(ctx context.Context) error {
 				l.retry.Reset()
 				continue
 			}
-			if dlq.TooLarge(err) {
+			if refusedRecord(err) {
 				l.reduceTooLarge(err)
 			}
 			if err := l.classify(err); err != nil {
@@ -358,7 +359,7 @@ func (t *txn) flush(min int) error {
 		return err
 	}
 	if err := t.l.prod.SendMessages(t.pending); err != nil {
-		t.tooLarge(err)
+		t.refused(err)
 		return t.l.abort(fmt.Errorf("eos: send %d records in %s: %w", len(t.pending), t.l.txnID, kafkatxn.SendErrors(err)))
 	}
 	t.pending = t.pending[:0]
@@ -441,6 +442,9 @@ func (o Output) message() *sarama.ProducerMessage {
 func (l *partitionLoop) checkOutputs(outs []Output) ([]*sarama.ProducerMessage, error) {
 	msgs := make([]*sarama.ProducerMessage, len(outs))
 	for i, o := range outs {
+		if err := topicname.Check(o.Topic); err != nil { // sarama fails it locally, the transaction with it, on every try
+			return nil, Permanent(fmt.Errorf("eos: output %d of %d: Output.Topic %w", i+1, len(outs), err))
+		}
 		msgs[i] = o.message()
 		if size := msgs[i].ByteSize(2); l.maxBytes > 0 && size > l.maxBytes {
 			return nil, Permanent(fmt.Errorf("eos: output %d of %d (topic %q) is %d bytes, over the producer's Producer.MaxMessageBytes %d",
@@ -450,24 +454,38 @@ func (l *partitionLoop) checkOutputs(outs []Output) ([]*sarama.ProducerMessage, 
 	return msgs, nil
 }
 
-// tooLarge records, for the next attempt, what sendErr (from
-// SendMessages) says was too large (dlq.TooLargeRecords): the input
-// offsets of the dead letters, to reduce them, and of the records whose
-// outputs the broker refused, as poison when they are one record's alone
-// and as suspects otherwise.
-func (t *txn) tooLarge(sendErr error) {
+// refusedRecord reports whether err, one record's error from a send, is
+// the broker refusing that record for what it is, which no retry changes:
+// too large (dlq.TooLarge), or invalid for its topic (INVALID_RECORD: say
+// no key for a compacted topic; INVALID_TIMESTAMP; INVALID_TOPIC_EXCEPTION).
+func refusedRecord(err error) bool {
+	return dlq.TooLarge(err) || errors.Is(err, sarama.ErrInvalidRecord) ||
+		errors.Is(err, sarama.ErrInvalidTimestamp) || errors.Is(err, sarama.ErrInvalidTopic)
+}
+
+// refused records, for the next attempt, what sendErr (from SendMessages)
+// says the broker refused (refusedRecord): the input offsets of the dead
+// letters too large, to reduce them, and of the records whose outputs the
+// broker refused, as poison when they are one record's alone and as
+// suspects otherwise.
+func (t *txn) refused(sendErr error) {
 	l := t.l
 	refusedOutputs := map[int64]bool{}
 	deadRefused := false
-	for m := range dlq.TooLargeRecords(sendErr) {
-		if off, ok := t.deadOf[m]; ok {
+	var pes sarama.ProducerErrors
+	errors.As(sendErr, &pes)
+	for _, pe := range pes {
+		if !refusedRecord(pe.Err) {
+			continue
+		}
+		if off, ok := t.deadOf[pe.Msg]; ok && dlq.TooLarge(pe.Err) {
 			if l.reduceAt == nil {
 				l.reduceAt = map[int64]bool{}
 			}
 			l.reduceAt[off] = true
 			deadRefused = true
 		}
-		if off, ok := t.outOf[m]; ok {
+		if off, ok := t.outOf[pe.Msg]; ok {
 			refusedOutputs[off] = true
 		}
 	}
@@ -482,7 +500,7 @@ func (t *txn) tooLarge(sendErr error) {
 			if l.poison == nil {
 				l.poison = map[int64]error{}
 			}
-			l.poison[off] = Permanent(fmt.Errorf("eos: the broker refused the record's outputs as too large for their topic: %w", kafkatxn.SendErrors(sendErr)))
+			l.poison[off] = Permanent(fmt.Errorf("eos: the broker refused the record's outputs: %w", kafkatxn.SendErrors(sendErr)))
 		}
 		return
 	}
@@ -495,12 +513,17 @@ func (t *txn) tooLarge(sendErr error) {
 }
 
 // reduceTooLarge decides, after a transaction that failed with a record
-// too large for its topic, which dead letters the next attempt reduces:
-// those named (txn.tooLarge), or all of them when none was.
+// the broker refused (refusedRecord), what the next attempt does: it
+// dead-letters or isolates the outputs named (txn.refused) and, for a
+// record too large, reduces the dead letters named, or all of them when
+// none was.
 func (l *partitionLoop) reduceTooLarge(err error) {
 	if len(l.poison) > 0 || len(l.suspects) > 0 {
-		l.log.Warn("outputs too large for their topic; the next attempt dead-letters their record, or sends each suspect record's outputs one by one",
+		l.log.Warn("outputs refused by the broker; the next attempt dead-letters their record, or sends each suspect record's outputs one by one",
 			"poison", len(l.poison), "suspects", len(l.suspects), "err", err)
+		return
+	}
+	if !dlq.TooLarge(err) {
 		return
 	}
 	if len(l.reduceAt) > 0 {
