@@ -470,7 +470,7 @@ func refusedRecord(err error) bool {
 // suspects otherwise.
 func (t *txn) refused(sendErr error) {
 	l := t.l
-	refusedOutputs := map[int64]bool{}
+	refusedOutputs := map[int64]error{} // offset → why
 	deadRefused := false
 	var pes sarama.ProducerErrors
 	errors.As(sendErr, &pes)
@@ -486,7 +486,7 @@ func (t *txn) refused(sendErr error) {
 			deadRefused = true
 		}
 		if off, ok := t.outOf[pe.Msg]; ok {
-			refusedOutputs[off] = true
+			refusedOutputs[off] = pe.Err
 		}
 	}
 	// Once the broker refuses one record, sarama fails the transaction's
@@ -496,11 +496,15 @@ func (t *txn) refused(sendErr error) {
 	// outputs that fit one by one may be refused together. Only an output
 	// refused in a send of its own is poison.
 	if len(refusedOutputs) == 1 && !deadRefused && len(t.pending) == 1 {
-		for off := range refusedOutputs {
+		for off, cause := range refusedOutputs {
 			if l.poison == nil {
 				l.poison = map[int64]error{}
 			}
-			l.poison[off] = Permanent(fmt.Errorf("eos: the broker refused the record's outputs: %w", kafkatxn.SendErrors(sendErr)))
+			why := "the broker refused the record's outputs"
+			if dlq.TooLarge(cause) {
+				why += " as too large for their topic"
+			}
+			l.poison[off] = Permanent(fmt.Errorf("eos: %s: %w", why, kafkatxn.SendErrors(sendErr)))
 		}
 		return
 	}
