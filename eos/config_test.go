@@ -118,6 +118,26 @@ func TestPermanentOutageAndFencedClassification(t *testing.T) {
 	assert.True(t, IsOutage(serviceerror.NewUnavailable("down")))
 	assert.False(t, IsOutage(serviceerror.NewInvalidArgument("bad")))
 	assert.False(t, IsOutage(Permanent(sarama.ErrTopicAuthorizationFailed)), "the function said retrying cannot help")
+	// The function's own access and reach, as other clients report them.
+	// (Each was taken for the record's fault, and a mistyped namespace or a
+	// revoked ACL dead-lettered every record after MaxAttempts.)
+	for name, err := range map[string]error{
+		"namespace not found":     serviceerror.NewNamespaceNotFound("orders"),
+		"namespace not active":    serviceerror.NewNamespaceNotActive("orders", "a", "b"),
+		"namespace invalid state": serviceerror.NewNamespaceInvalidState("orders", 0, nil),
+		"Temporal overloaded":     serviceerror.NewResourceExhausted(0, "rate limit"),
+		"ACL in a producer's send errors": fmt.Errorf("publish: %w",
+			sarama.ProducerErrors{{Msg: &sarama.ProducerMessage{Topic: "prices"}, Err: sarama.ErrTopicAuthorizationFailed}}),
+		"SASL mechanism":     sarama.ErrUnsupportedSASLMechanism,
+		"SASL state":         sarama.ErrIllegalSASLState,
+		"not enough ISR":     sarama.ErrNotEnoughReplicas,
+		"not enough ISR yet": sarama.ErrNotEnoughReplicasAfterAppend,
+		"no leader":          sarama.ErrLeaderNotAvailable,
+		"leader moved":       sarama.ErrNotLeaderForPartition,
+		"broker down":        sarama.ErrBrokerNotAvailable,
+	} {
+		assert.True(t, IsOutage(err), "%s: %v", name, err)
+	}
 
 	assert.True(t, isFenced(fmt.Errorf("send: %w", sarama.ErrProducerFenced)))
 	assert.True(t, isFenced(kafkatxn.SendErrors(sarama.ProducerErrors{{Err: sarama.ErrInvalidProducerEpoch}})))

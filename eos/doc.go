@@ -56,8 +56,10 @@
 // function calls is down, or refuses the Processor's own access): the
 // record is retried for as long as the function says so, never counted,
 // never dead-lettered. Errors that say so by themselves count as outages
-// unwrapped: Kafka's authorization and SASL errors, gRPC's
-// PermissionDenied, Unauthenticated and Unavailable (Temporal's too), a
+// unwrapped: Kafka's authorization and SASL errors, no leader or too few
+// in-sync replicas (inside a sarama producer's send errors too), gRPC's
+// PermissionDenied, Unauthenticated, Unavailable and ResourceExhausted
+// (Temporal's too), a Temporal namespace not found or not active, a
 // connection refused.
 //
 // # Fencing

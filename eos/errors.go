@@ -6,6 +6,7 @@ import (
 	"syscall"
 
 	"github.com/IBM/sarama"
+	"go.temporal.io/api/serviceerror"
 	"google.golang.org/grpc/codes"
 
 	"github.com/sagabridge/sagabridge/internal/kafkatxn"
@@ -75,22 +76,38 @@ func IsOutage(err error) bool {
 // accessOrReach reports whether err, unwrapped, is about the function's
 // own access (Kafka's authorization and SASL errors; gRPC's
 // PermissionDenied and Unauthenticated, as a Temporal client or another
-// gRPC service returns them) or a service out of reach (gRPC's
-// Unavailable, a connection refused, Kafka with no broker to ask): never
-// the record's fault, whether or not the function wrapped it in Outage.
-// A deadline exceeded is not among them: a record can make its call slow.
+// gRPC service returns them; a Temporal namespace that is not there or not
+// active here) or a service out of reach or overloaded (gRPC's Unavailable
+// and ResourceExhausted, a connection refused, Kafka with no broker, no
+// leader or too few in-sync replicas): never the record's fault, whether
+// or not the function wrapped it in Outage. The errors of a sarama
+// producer's send are read one by one (sarama.ProducerErrors hides them
+// from errors.Is). A deadline exceeded is not among them: a record can
+// make its call slow.
 func accessOrReach(err error) bool {
+	err = kafkatxn.SendErrors(err)
 	for _, kafka := range []error{
 		sarama.ErrTopicAuthorizationFailed, sarama.ErrGroupAuthorizationFailed, sarama.ErrClusterAuthorizationFailed,
 		sarama.ErrTransactionalIDAuthorizationFailed, sarama.ErrSASLAuthenticationFailed,
+		sarama.ErrUnsupportedSASLMechanism, sarama.ErrIllegalSASLState,
 		sarama.ErrDelegationTokenAuthorizationFailed, sarama.ErrOutOfBrokers, sarama.ErrNotConnected,
+		sarama.ErrLeaderNotAvailable, sarama.ErrNotLeaderForPartition, sarama.ErrBrokerNotAvailable,
+		sarama.ErrNotEnoughReplicas, sarama.ErrNotEnoughReplicasAfterAppend,
 	} {
 		if errors.Is(err, kafka) {
 			return true
 		}
 	}
+	var (
+		nsNotFound  *serviceerror.NamespaceNotFound
+		nsNotActive *serviceerror.NamespaceNotActive
+		nsInvalid   *serviceerror.NamespaceInvalidState
+	)
+	if errors.As(err, &nsNotFound) || errors.As(err, &nsNotActive) || errors.As(err, &nsInvalid) {
+		return true
+	}
 	switch rpcerr.Code(err) {
-	case codes.PermissionDenied, codes.Unauthenticated, codes.Unavailable:
+	case codes.PermissionDenied, codes.Unauthenticated, codes.Unavailable, codes.ResourceExhausted:
 		return true
 	}
 	var op *net.OpError
