@@ -27,6 +27,7 @@ import (
 	"go.temporal.io/sdk/temporal"
 
 	"github.com/sagabridge/sagabridge/dlq"
+	"github.com/sagabridge/sagabridge/internal/topicname"
 )
 
 // Header names set on every published record.
@@ -77,7 +78,7 @@ func ProducerConfig(version sarama.KafkaVersion) *sarama.Config {
 // Publish sends o and returns once the broker has acknowledged it. An
 // outcome that can never be published fails without retries (a
 // non-retryable ApplicationError): "InvalidOutcome" without a topic or a
-// type, "OutcomeTooLarge" over the producer's Producer.MaxMessageBytes or
+// type, or with a topic name Kafka refuses, "OutcomeTooLarge" over the producer's Producer.MaxMessageBytes or
 // its topic's max.message.bytes. Every other failure (the broker out of
 // reach, the topic not created yet, a missing ACL) is retried.
 func (p *Publisher) Publish(ctx context.Context, o Outcome) error {
@@ -91,6 +92,9 @@ func (p *Publisher) Publish(ctx context.Context, o Outcome) error {
 	if len(missing) > 0 {
 		return temporal.NewNonRetryableApplicationError(
 			fmt.Sprintf("publish: the outcome has no %s (key %q)", strings.Join(missing, " and no "), o.Key), "InvalidOutcome", nil)
+	}
+	if err := topicname.Check(o.Topic); err != nil { // the broker answers "unknown topic", retried for ever
+		return temporal.NewNonRetryableApplicationError(fmt.Sprintf("publish: Outcome.Topic %v (key %q)", err, o.Key), "InvalidOutcome", nil)
 	}
 	info := activity.GetInfo(ctx)
 	id := EventID(info.WorkflowExecution.ID, info.WorkflowExecution.RunID, info.ActivityID)
