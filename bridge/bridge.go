@@ -353,20 +353,41 @@ func (b *Bridge) checkTopics(client sarama.Client) error {
 	if err != nil {
 		return fmt.Errorf("read the topics of the cluster: %w", err)
 	}
+	// A topic the bridge's principal may not describe is left out of the
+	// list as if it did not exist: ask about those by name.
+	var unlisted []string
+	for _, r := range b.cfg.Routes {
+		unlisted = append(unlisted, r.Topic, dlq.TopicFor(r.Topic, b.cfg.DLQ.Suffix))
+	}
+	unlisted = slices.DeleteFunc(slices.Compact(slices.Sorted(slices.Values(unlisted))), func(t string) bool { return slices.Contains(existing, t) })
+	denied, err := deniedTopics(client, unlisted)
+	if err != nil {
+		return fmt.Errorf("read the topics of the cluster: %w", err)
+	}
 	var absent []string
 	for i, r := range b.cfg.Routes {
-		if !slices.Contains(existing, r.Topic) && !slices.ContainsFunc(b.cfg.Routes[:i], func(o config.Route) bool { return o.Topic == r.Topic }) {
+		if slices.Contains(existing, r.Topic) || slices.ContainsFunc(b.cfg.Routes[:i], func(o config.Route) bool { return o.Topic == r.Topic }) {
+			continue
+		}
+		if denied[r.Topic] {
+			absent = append(absent, fmt.Sprintf("routes[%d].topic %q: the bridge's principal may not describe it (grant it DESCRIBE and READ on the topic)", i, r.Topic))
+		} else {
 			absent = append(absent, fmt.Sprintf("routes[%d].topic %q does not exist", i, r.Topic))
 		}
 	}
 	if len(absent) > 0 {
-		return fmt.Errorf("%s in the cluster at %s: check the name, or create the topic first", strings.Join(absent, "; "), strings.Join(b.cfg.Kafka.Brokers, ","))
+		return fmt.Errorf("%s in the cluster at %s: check the name, or create the topic or the ACL first", strings.Join(absent, "; "), strings.Join(b.cfg.Kafka.Brokers, ","))
 	}
-	var missing []string
+	var missing, refused []string
 	for _, topic := range b.router.Topics() {
-		if d := dlq.TopicFor(topic, b.cfg.DLQ.Suffix); !slices.Contains(existing, d) {
+		if d := dlq.TopicFor(topic, b.cfg.DLQ.Suffix); denied[d] {
+			refused = append(refused, fmt.Sprintf("DLQ topic %s: the bridge's principal may not describe it (grant it DESCRIBE and WRITE on the topic)", d))
+		} else if !slices.Contains(existing, d) {
 			missing = append(missing, d)
 		}
+	}
+	if len(refused) > 0 {
+		return errors.New(strings.Join(refused, "; "))
 	}
 	if len(missing) == 0 {
 		return nil
@@ -386,6 +407,31 @@ func (b *Bridge) checkTopics(client sarama.Client) error {
 		b.log.Info("created the DLQ topic", "topic", d)
 	}
 	return nil
+}
+
+// deniedTopics asks the cluster about topics by name and returns those
+// the bridge's principal may not describe (TOPIC_AUTHORIZATION_FAILED).
+func deniedTopics(client sarama.Client, topics []string) (map[string]bool, error) {
+	if len(topics) == 0 {
+		return nil, nil
+	}
+	broker := client.LeastLoadedBroker()
+	if broker == nil {
+		return nil, sarama.ErrOutOfBrokers
+	}
+	req := sarama.NewMetadataRequest(client.Config().Version, topics)
+	req.AllowAutoTopicCreation = false
+	resp, err := broker.GetMetadata(req)
+	if err != nil {
+		return nil, err
+	}
+	denied := map[string]bool{}
+	for _, t := range resp.Topics {
+		if errors.Is(t.Err, sarama.ErrTopicAuthorizationFailed) {
+			denied[t.Name] = true
+		}
+	}
+	return denied, nil
 }
 
 // every calls f every d until ctx ends.
