@@ -140,6 +140,8 @@ type CompensationOptions struct {
 	// StopOnFailure stops at the first failed compensation and reports the
 	// rest as skipped, for undos that are only safe in order. Default
 	// false: a failed compensation is reported and the rest still run.
+	// With Parallel every compensation has started before any fails, so
+	// StopOnFailure does not apply.
 	StopOnFailure bool
 	// ActivityOptions apply to compensation activities. Optional; default a
 	// 30 s start-to-close timeout, retried until done (backing off to a
