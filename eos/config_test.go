@@ -12,6 +12,8 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 	"go.temporal.io/api/serviceerror"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
 
 	"github.com/sagabridge/sagabridge/internal/kafkatxn"
 )
@@ -138,6 +140,8 @@ func TestPermanentOutageAndFencedClassification(t *testing.T) {
 	} {
 		assert.True(t, IsOutage(err), "%s: %v", name, err)
 	}
+	// gRPC's own limit on a message: the record made the request too large.
+	assert.False(t, IsOutage(status.Error(codes.ResourceExhausted, "grpc: trying to send message larger than max (5242880 vs. 4194304)")))
 
 	assert.True(t, isFenced(fmt.Errorf("send: %w", sarama.ErrProducerFenced)))
 	assert.True(t, isFenced(kafkatxn.SendErrors(sarama.ProducerErrors{{Err: sarama.ErrInvalidProducerEpoch}})))

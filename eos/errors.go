@@ -3,6 +3,7 @@ package eos
 import (
 	"errors"
 	"net"
+	"strings"
 	"syscall"
 
 	"github.com/IBM/sarama"
@@ -107,8 +108,10 @@ func accessOrReach(err error) bool {
 		return true
 	}
 	switch rpcerr.Code(err) {
-	case codes.PermissionDenied, codes.Unauthenticated, codes.Unavailable, codes.ResourceExhausted:
+	case codes.PermissionDenied, codes.Unauthenticated, codes.Unavailable:
 		return true
+	case codes.ResourceExhausted: // overloaded, unless the record made the request too large
+		return !strings.Contains(err.Error(), "message larger than max")
 	}
 	var op *net.OpError
 	return (errors.As(err, &op) && op.Op == "dial") || errors.Is(err, syscall.ECONNREFUSED)
