@@ -59,7 +59,7 @@
 // unwrapped: Kafka's authorization and SASL errors, no leader or too few
 // in-sync replicas (inside a sarama producer's send errors too), gRPC's
 // PermissionDenied, Unauthenticated, Unavailable and ResourceExhausted
-// (Temporal's too), a Temporal namespace not found or not active, a
+// (Temporal's too; not a message over gRPC's size limit), a Temporal namespace not found or not active, a
 // connection refused.
 //
 // # Fencing
