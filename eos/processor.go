@@ -198,13 +198,28 @@ func (h handler) ConsumeClaim(sess sarama.ConsumerGroupSession, claim sarama.Con
 	}
 }
 
-// takeStart returns the pending start of txnID a session left, if any.
+// takeStart returns the start of txnID a session left, if it is still
+// unanswered. One that has answered is closed instead: its producer's
+// epoch may be stale by now (the partition may have had another owner
+// since, whose InitProducerId fenced it), and only a start still pending
+// could send a late InitProducerId.
 func (p *Processor) takeStart(txnID string) *producerStart {
 	p.mu.Lock()
-	defer p.mu.Unlock()
 	s := p.starts[txnID]
 	delete(p.starts, txnID)
-	return s
+	p.mu.Unlock()
+	if s == nil {
+		return nil
+	}
+	select {
+	case r := <-s.done:
+		if r.err == nil {
+			_ = r.prod.Close()
+		}
+		return nil
+	default:
+		return s
+	}
 }
 
 // keepStart leaves s, still unanswered, to txnID's next claim.

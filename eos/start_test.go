@@ -94,3 +94,50 @@ func (h onStartWarn) Handle(ctx context.Context, r slog.Record) error {
 func (h onStartWarn) WithAttrs(as []slog.Attr) slog.Handler {
 	return onStartWarn{h.Handler.WithAttrs(as), h.warned}
 }
+
+// A start a session left that has answered by the partition's next claim
+// is not taken over: the partition may have had another owner since,
+// whose InitProducerId fenced that producer, and the Processor would stop
+// with ErrFenced at its first send. The claim starts its own, and the
+// answered one is closed.
+func TestAStartThatAnsweredAfterItsSessionIsNotTakenOver(t *testing.T) {
+	kafka, err := devstack.StartKafka(0, 1, "in")
+	require.NoError(t, err)
+	defer kafka.Close()
+	var inits atomic.Int32
+	release := make(chan struct{})
+	kafka.Cluster.ControlKey(int16(kmsg.InitProducerID), func(kmsg.Request) (kmsg.Response, error, bool) {
+		kafka.Cluster.KeepControl()
+		if inits.Add(1) == 1 {
+			<-release // the first start answers once its session has ended
+		}
+		return nil, nil, false
+	})
+	p, err := New(Config{Brokers: kafka.Brokers, Group: "g", Topics: []string{"in"}, TransactionalIDPrefix: "t"},
+		func(context.Context, *sarama.ConsumerMessage) ([]Output, error) { return nil, nil }, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	require.NoError(t, err)
+
+	first, end := context.WithCancel(context.Background())
+	l, err := func() (*partitionLoop, error) {
+		go func() {
+			for inits.Load() == 0 {
+				time.Sleep(time.Millisecond)
+			}
+			end()
+		}()
+		return startPartitionLoop(p, startSession{ctx: first}, nil, "t-g-in-0", p.log)
+	}()
+	require.NoError(t, err)
+	require.Nil(t, l)
+	close(release)
+	kept := p.starts["t-g-in-0"]
+	require.NotNil(t, kept, "the unanswered start was not kept")
+	require.Eventually(t, func() bool { return len(kept.done) == 1 }, 30*time.Second, time.Millisecond, "the kept start never answered")
+
+	l, err = startPartitionLoop(p, startSession{ctx: context.Background()}, nil, "t-g-in-0", p.log)
+	require.NoError(t, err)
+	require.NotNil(t, l)
+	defer l.close()
+	assert.Equal(t, int32(2), inits.Load(), "InitProducerId requests: the answered start was taken over")
+	assert.Empty(t, p.starts)
+}
