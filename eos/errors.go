@@ -86,7 +86,7 @@ func IsOutage(err error) bool {
 // from errors.Is). A deadline exceeded is not among them: a record can
 // make its call slow.
 func accessOrReach(err error) bool {
-	err = kafkatxn.SendErrors(err)
+	err = errors.Join(err, kafkatxn.SendErrors(err)) // as it is, and a send's errors one by one
 	for _, kafka := range []error{
 		sarama.ErrTopicAuthorizationFailed, sarama.ErrGroupAuthorizationFailed, sarama.ErrClusterAuthorizationFailed,
 		sarama.ErrTransactionalIDAuthorizationFailed, sarama.ErrSASLAuthenticationFailed,
@@ -110,8 +110,8 @@ func accessOrReach(err error) bool {
 	switch rpcerr.Code(err) {
 	case codes.PermissionDenied, codes.Unauthenticated, codes.Unavailable:
 		return true
-	case codes.ResourceExhausted: // overloaded, unless the record made the request too large
-		return !strings.Contains(err.Error(), "message larger than max")
+	case codes.ResourceExhausted: // overloaded, unless the record made a message too large (compressed or not)
+		return !strings.Contains(err.Error(), "larger than max")
 	}
 	var op *net.OpError
 	return (errors.As(err, &op) && op.Op == "dial") || errors.Is(err, syscall.ECONNREFUSED)

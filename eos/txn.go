@@ -457,10 +457,11 @@ func (l *partitionLoop) checkOutputs(outs []Output) ([]*sarama.ProducerMessage, 
 // refusedRecord reports whether err, one record's error from a send, is
 // the broker refusing that record for what it is, which no retry changes:
 // too large (dlq.TooLarge), or invalid for its topic (INVALID_RECORD: say
-// no key for a compacted topic; INVALID_TIMESTAMP; INVALID_TOPIC_EXCEPTION).
+// no key for a compacted topic; INVALID_TOPIC_EXCEPTION). Not
+// INVALID_TIMESTAMP: sarama stamps every record with this host's clock,
+// so a refused timestamp is the clock's fault, every record's alike.
 func refusedRecord(err error) bool {
-	return dlq.TooLarge(err) || errors.Is(err, sarama.ErrInvalidRecord) ||
-		errors.Is(err, sarama.ErrInvalidTimestamp) || errors.Is(err, sarama.ErrInvalidTopic)
+	return dlq.TooLarge(err) || errors.Is(err, sarama.ErrInvalidRecord) || errors.Is(err, sarama.ErrInvalidTopic)
 }
 
 // refused records, for the next attempt, what sendErr (from SendMessages)
