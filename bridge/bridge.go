@@ -360,10 +360,7 @@ func (b *Bridge) checkTopics(client sarama.Client) error {
 		unlisted = append(unlisted, r.Topic, dlq.TopicFor(r.Topic, b.cfg.DLQ.Suffix))
 	}
 	unlisted = slices.DeleteFunc(slices.Compact(slices.Sorted(slices.Values(unlisted))), func(t string) bool { return slices.Contains(existing, t) })
-	denied, err := deniedTopics(client, unlisted)
-	if err != nil {
-		return fmt.Errorf("read the topics of the cluster: %w", err)
-	}
+	denied := b.deniedTopics(client, unlisted)
 	var absent []string
 	for i, r := range b.cfg.Routes {
 		if slices.Contains(existing, r.Topic) || slices.ContainsFunc(b.cfg.Routes[:i], func(o config.Route) bool { return o.Topic == r.Topic }) {
@@ -411,19 +408,21 @@ func (b *Bridge) checkTopics(client sarama.Client) error {
 
 // deniedTopics asks the cluster about topics by name and returns those
 // the bridge's principal may not describe (TOPIC_AUTHORIZATION_FAILED).
-func deniedTopics(client sarama.Client, topics []string) (map[string]bool, error) {
-	if len(topics) == 0 {
-		return nil, nil
-	}
+// It knows none when it cannot ask: before Kafka 0.11 a metadata request
+// by name would create the topics, and a failed request only takes the
+// hint from the error the caller gives.
+func (b *Bridge) deniedTopics(client sarama.Client, topics []string) map[string]bool {
+	version := client.Config().Version
 	broker := client.LeastLoadedBroker()
-	if broker == nil {
-		return nil, sarama.ErrOutOfBrokers
+	if len(topics) == 0 || !version.IsAtLeast(sarama.V0_11_0_0) || broker == nil {
+		return nil
 	}
-	req := sarama.NewMetadataRequest(client.Config().Version, topics)
+	req := sarama.NewMetadataRequest(version, topics)
 	req.AllowAutoTopicCreation = false
 	resp, err := broker.GetMetadata(req)
 	if err != nil {
-		return nil, err
+		b.log.Debug("cannot ask about topics by name", "topics", topics, "err", err)
+		return nil
 	}
 	denied := map[string]bool{}
 	for _, t := range resp.Topics {
@@ -431,7 +430,7 @@ func deniedTopics(client sarama.Client, topics []string) (map[string]bool, error
 			denied[t.Name] = true
 		}
 	}
-	return denied, nil
+	return denied
 }
 
 // every calls f every d until ctx ends.

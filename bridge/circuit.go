@@ -99,7 +99,10 @@ func (b *Bridge) newCircuit(k circuitKey) *circuit {
 			}
 			return false
 		},
-		IsExcluded: cancelled,
+		IsExcluded: func(err error) bool {
+			var miss queryMiss
+			return cancelled(err) || errors.As(err, &miss)
+		},
 		OnStateChange: func(_ string, from, to gobreaker.State) {
 			// The pause state changes first, then the log says so: a
 			// reader who acts on the line (an operator, a test scraping

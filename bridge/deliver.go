@@ -315,7 +315,10 @@ func classify(err error) errorKind {
 		notReady      *serviceerror.WorkflowNotReady
 		exhausted     *serviceerror.ResourceExhausted
 	)
+	var refusedQuery queryRefused
 	switch {
+	case errors.As(err, &refusedQuery):
+		return kindAccess
 	case errors.Is(err, ErrWorkflowClosed):
 		return kindClosed
 	case errors.As(err, &exhausted) && exhausted.Cause == enumspb.RESOURCE_EXHAUSTED_CAUSE_BUSY_WORKFLOW:

@@ -248,7 +248,8 @@ func (c *txnCommitter) run(ctx context.Context) {
 func (c *txnCommitter) close() error {
 	finished := make(chan error, 1)
 	go func() { finished <- c.finish() }()
-	t := time.NewTimer(cmp.Or(c.closeTimeout, 15*time.Second))
+	timeout := cmp.Or(c.closeTimeout, 15*time.Second)
+	t := time.NewTimer(timeout)
 	defer t.Stop()
 	select {
 	case err := <-finished:
@@ -258,7 +259,7 @@ func (c *txnCommitter) close() error {
 		c.abandoned = true
 		c.mu.Unlock()
 		return fmt.Errorf("final commit of %s: no answer within %s (kafka.connect_timeout); its partition's next owner fences it and redelivers from the last commit",
-			c.txnID, c.closeTimeout)
+			c.txnID, timeout)
 	}
 }
 

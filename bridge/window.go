@@ -10,8 +10,10 @@ import (
 	"time"
 
 	"go.temporal.io/api/serviceerror"
+	"google.golang.org/grpc/codes"
 
 	"github.com/sagabridge/sagabridge/event"
+	"github.com/sagabridge/sagabridge/internal/rpcerr"
 )
 
 // End-to-end flow control. The one-call-in-flight rule frees a workflow's
@@ -313,37 +315,62 @@ func (b *Bridge) askAhead(f *flow, target Target) {
 // queryApplied asks target's workflow what it applied, through the
 // target's circuit as a call goes, where a refusal is the bridge's access
 // fault (logged, on /readyz, the circuit opened) and a query answered
-// clears one a call met. Other failures do not count against the circuit:
-// a query waits for a worker, so it fails for a slow worker where a
-// signal goes through. answer is the workflow's own answer that it cannot
-// say (not found, closed, its query failed); err is any other failure, or
-// the circuit open.
+// clears one a call met. A query refused as an InvalidArgument that is not
+// the workflow's own answer (a namespace that takes no queries) is such a
+// refusal too: the query carries nothing of a record. Other failures count
+// neither way (queryMiss): a query waits for a worker, so it fails for a
+// slow worker where a signal goes through, and it must not close a
+// half-open circuit while Temporal is still down. answer is the
+// workflow's own answer that it cannot say (not found, closed, its query
+// failed); err is any other failure, or the circuit open.
 func (b *Bridge) queryApplied(ctx context.Context, target Target) (applied event.Watermarks, answer, err error) {
 	c := b.circuitFor(target)
 	var qerr error
 	_, err = c.breaker.Execute(func() (struct{}, error) {
 		applied, qerr = b.deps.Temporal.AppliedWatermarks(ctx, target.WorkflowID)
-		if qerr != nil && classify(qerr) == kindAccess {
+		var notFound *serviceerror.NotFound
+		var queryFailed *serviceerror.QueryFailed
+		switch {
+		case qerr == nil, errors.As(qerr, &notFound), errors.Is(qerr, ErrWorkflowClosed), errors.As(qerr, &queryFailed):
+			return struct{}{}, nil // Temporal answered
+		case classify(qerr) == kindAccess:
 			return struct{}{}, qerr
+		case rpcerr.Code(qerr) == codes.InvalidArgument:
+			return struct{}{}, queryRefused{qerr}
+		default:
+			return struct{}{}, queryMiss{qerr}
 		}
-		return struct{}{}, nil
 	})
-	if err == nil { // the circuit's refusal, or the query's failure
-		err = qerr
-	}
 	var notFound *serviceerror.NotFound
 	var queryFailed *serviceerror.QueryFailed
 	switch {
-	case err == nil:
+	case err != nil:
+		if ctx.Err() == nil {
+			b.log.Debug("cannot ask a workflow what it applied; asking again", "task_queue", target.TaskQueue, "err", err)
+		}
+		return nil, nil, err
+	case errors.As(qerr, &notFound), errors.Is(qerr, ErrWorkflowClosed), errors.As(qerr, &queryFailed):
 		b.callWentThrough(c)
-	case errors.As(err, &notFound), errors.Is(err, ErrWorkflowClosed), errors.As(err, &queryFailed):
-		b.callWentThrough(c)
-		return nil, err, nil
-	case ctx.Err() == nil:
-		b.log.Debug("cannot ask a workflow what it applied; asking again", "task_queue", target.TaskQueue, "err", err)
+		return nil, qerr, nil
 	}
-	return applied, nil, err
+	b.callWentThrough(c)
+	return applied, nil, nil
 }
+
+// queryMiss is a failed applied query that says nothing of Temporal's
+// health or of the bridge's access; the circuit counts it neither way.
+type queryMiss struct{ err error }
+
+func (e queryMiss) Error() string { return e.err.Error() }
+func (e queryMiss) Unwrap() error { return e.err }
+
+// queryRefused is an applied query Temporal refused as an invalid
+// argument, which for a query is the namespace's or the bridge's doing,
+// never a record's: an access fault (classify).
+type queryRefused struct{ err error }
+
+func (e queryRefused) Error() string { return "the applied query is refused: " + e.err.Error() }
+func (e queryRefused) Unwrap() error { return e.err }
 
 // windowRoom returns nil once records and bytes more may be sent to
 // target's workflow: at once while its window has room. Otherwise it

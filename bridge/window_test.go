@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/IBM/sarama"
+	"github.com/sony/gobreaker/v2"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 	enumspb "go.temporal.io/api/enums/v1"
@@ -508,6 +509,7 @@ func TestAnExemptionFromFlowControlExpires(t *testing.T) {
 // denied is set (an authorizer that lets the bridge signal but not query).
 type deniedQuery struct {
 	fakeTemporal
+	refusal error
 	denied  atomic.Bool
 	queries atomic.Int32
 }
@@ -515,7 +517,7 @@ type deniedQuery struct {
 func (d *deniedQuery) AppliedWatermarks(ctx context.Context, id string) (event.Watermarks, error) {
 	d.queries.Add(1)
 	if d.denied.Load() {
-		return nil, serviceerror.NewPermissionDenied("may not query workflows", "")
+		return nil, d.refusal
 	}
 	return d.fakeTemporal.AppliedWatermarks(ctx, id)
 }
@@ -526,7 +528,17 @@ func (d *deniedQuery) AppliedWatermarks(ctx context.Context, id string) (event.W
 // workflow's records stopped at its window while /readyz said ok and the
 // log said nothing.)
 func TestARefusedAppliedQueryIsTheBridgesAccessFault(t *testing.T) {
-	tc := &deniedQuery{}
+	for name, refusal := range map[string]error{
+		"permission": serviceerror.NewPermissionDenied("may not query workflows", ""),
+		// The server's answer in a namespace that takes no queries.
+		"namespace": serviceerror.NewInvalidArgument("Namespace is not allowed to query, please contact Temporal support."),
+	} {
+		t.Run(name, func(t *testing.T) { testARefusedAppliedQuery(t, refusal) })
+	}
+}
+
+func testARefusedAppliedQuery(t *testing.T, refusal error) {
+	tc := &deniedQuery{refusal: refusal}
 	tc.denied.Store(true)
 	b, err := New(config.Config{
 		Kafka:    config.Kafka{Brokers: []string{"b:9092"}, Group: "g"},
@@ -550,7 +562,7 @@ func TestARefusedAppliedQueryIsTheBridgesAccessFault(t *testing.T) {
 		"a refused query was not taken for the bridge's access fault (%d queries, %d of 100 committed)", tc.queries.Load(), s.committed())
 	code, body := readyz()
 	assert.Equal(t, http.StatusServiceUnavailable, code)
-	assert.Contains(t, body, "may not query workflows")
+	assert.Contains(t, body, refusal.Error())
 	assert.Zero(t, b.Stats().DeadLettered)
 
 	tc.denied.Store(false)
@@ -558,4 +570,33 @@ func TestARefusedAppliedQueryIsTheBridgesAccessFault(t *testing.T) {
 	require.Eventually(t, func() bool { code, _ := readyz(); return code == http.StatusOK }, 10*time.Second, time.Millisecond,
 		"the fault did not clear once a query went through")
 	done()
+}
+
+// A query that fails for another reason than access (Temporal down, a
+// slow worker) counts neither way in the circuit: a half-open circuit is
+// not closed by it while signals would still fail. (It counted as a
+// success: the query took the one probe of a half-open circuit and closed
+// it, and queries between failing signals kept a closed one from tripping.)
+func TestAFailedAppliedQueryDoesNotCloseAHalfOpenCircuit(t *testing.T) {
+	tc := &deniedQuery{refusal: serviceerror.NewUnavailable("down")}
+	tc.denied.Store(true)
+	b, err := New(config.Config{
+		Kafka:        config.Kafka{Brokers: []string{"b:9092"}, Group: "g"},
+		Backpressure: config.Backpressure{Circuit: config.Circuit{Failures: 1, OpenFor: 10 * time.Millisecond}},
+		Routes:       []config.Route{{Topic: "orders", TypeHeader: "event-type", WorkflowType: "O", WorkflowID: "order-{key}", TaskQueue: "q"}},
+	}.WithDefaults(), Deps{Temporal: tc, DeadLetters: &fakeDLQ{}, Logger: quiet()})
+	require.NoError(t, err)
+	target := Target{WorkflowID: "order-a", WorkflowType: "O", TaskQueue: "q"}
+	c := b.circuitFor(target)
+	_, _ = c.breaker.Execute(func() (struct{}, error) { return struct{}{}, serviceerror.NewUnavailable("down") })
+	require.Equal(t, gobreaker.StateOpen, c.breaker.State())
+	require.Eventually(t, func() bool { return c.breaker.State() == gobreaker.StateHalfOpen }, 5*time.Second, time.Millisecond)
+
+	_, _, err = b.queryApplied(context.Background(), target)
+	require.Error(t, err)
+	assert.Equal(t, gobreaker.StateHalfOpen, c.breaker.State(), "a failed query closed the half-open circuit")
+	tc.denied.Store(false)
+	_, _, err = b.queryApplied(context.Background(), target)
+	require.NoError(t, err)
+	assert.Equal(t, gobreaker.StateClosed, c.breaker.State(), "a query answered is Temporal answering")
 }
