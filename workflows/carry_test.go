@@ -104,12 +104,15 @@ func TestTheStateOfOldRunsIsSizedWithoutKeyBytes(t *testing.T) {
 		Held:                 []HeldRecord{{Record: binary, Reason: "later"}},
 		PendingCompensations: []Undo{{Name: "Release", Activity: "Release", Record: &binary}},
 	}
+	s.Compensations = []CompensationResult{{Name: "Refund", Error: "declined", Undo: &Undo{Name: "Refund", Activity: "Refund", Record: &binary}}}
 	want := Snapshot[cart]{
 		Held:                 []HeldRecord{{Record: old, Reason: "later"}},
 		PendingCompensations: []Undo{{Name: "Release", Activity: "Release", Record: &old}},
 	}
+	want.Compensations = []CompensationResult{{Name: "Refund", Error: "declined", Undo: &Undo{Name: "Refund", Activity: "Refund", Record: &old}}}
 	assert.Equal(t, jsonSize(want), jsonSize(withoutKeyBytes(s)))
 	assert.Greater(t, jsonSize(s), jsonSize(want), "KeyBytes count in new runs")
 	assert.NotNil(t, s.Held[0].Record.KeyBytes, "the state itself is left as it is")
 	assert.NotNil(t, s.PendingCompensations[0].Record.KeyBytes, "the state itself is left as it is")
+	assert.NotNil(t, s.Compensations[0].Undo.Record.KeyBytes, "the state itself is left as it is")
 }

@@ -110,14 +110,23 @@ func (r *runner[S]) nextRun() (Snapshot[S], bool) {
 }
 
 // withoutKeyBytes is s as a worker older than event.Envelope.KeyBytes
-// decoded it: the records it holds (held, and those of pending
-// compensations) without their KeyBytes. Runs recorded by such a worker
+// decoded it: the records it holds (held, and those of pending and of
+// failed compensations' undos) without their KeyBytes. Runs recorded by such a worker
 // sized their state so, and replay must decide as they did.
 func withoutKeyBytes[S any](s Snapshot[S]) Snapshot[S] {
 	has := func(e *event.Envelope) bool { return e != nil && e.KeyBytes != nil }
 	if !slices.ContainsFunc(s.Held, func(h HeldRecord) bool { return has(&h.Record) }) &&
-		!slices.ContainsFunc(s.PendingCompensations, func(u Undo) bool { return has(u.Record) }) {
+		!slices.ContainsFunc(s.PendingCompensations, func(u Undo) bool { return has(u.Record) }) &&
+		!slices.ContainsFunc(s.Compensations, func(c CompensationResult) bool { return c.Undo != nil && has(c.Undo.Record) }) {
 		return s
+	}
+	stripped := func(e *event.Envelope) *event.Envelope {
+		if !has(e) {
+			return e
+		}
+		c := *e
+		c.KeyBytes = nil
+		return &c
 	}
 	s.Held = slices.Clone(s.Held)
 	for i := range s.Held {
@@ -125,10 +134,14 @@ func withoutKeyBytes[S any](s Snapshot[S]) Snapshot[S] {
 	}
 	s.PendingCompensations = slices.Clone(s.PendingCompensations)
 	for i, u := range s.PendingCompensations {
-		if has(u.Record) {
-			e := *u.Record
-			e.KeyBytes = nil
-			s.PendingCompensations[i].Record = &e
+		s.PendingCompensations[i].Record = stripped(u.Record)
+	}
+	s.Compensations = slices.Clone(s.Compensations)
+	for i, c := range s.Compensations {
+		if c.Undo != nil && has(c.Undo.Record) {
+			u := *c.Undo
+			u.Record = stripped(u.Record)
+			s.Compensations[i].Undo = &u
 		}
 	}
 	return s

@@ -3,7 +3,6 @@ package workflows
 import (
 	"cmp"
 	"encoding/json"
-	"errors"
 	"fmt"
 
 	"go.temporal.io/sdk/temporal"
@@ -123,12 +122,13 @@ func (r *runner[S]) handleUpdate(req *updateRequest) {
 	// Fail's error is no failure of the update (nil), calls after Fail are.
 	req.err = c.outcome(req.err)
 	rec := UpdateResult{ID: req.id, Name: req.name}
-	var app *temporal.ApplicationError
 	if req.err != nil {
 		rec.Error = req.err.Error()
 		// Asked only for an application error: older runs remembered its
 		// message alone, and the state's size can decide what a run carries.
-		if errors.As(req.err, &app) && workflow.GetVersion(r.ctx, updateErrorTypeChange, workflow.DefaultVersion, 1) >= 1 {
+		// The handler's own application error only: one wrapped in another
+		// error reached the caller as that error's type, retryable.
+		if app, ok := req.err.(*temporal.ApplicationError); ok && workflow.GetVersion(r.ctx, updateErrorTypeChange, workflow.DefaultVersion, 1) >= 1 {
 			rec.ErrorType, rec.NonRetryable = app.Type(), app.NonRetryable()
 		}
 	} else if b, err := json.Marshal(req.out); err == nil {
