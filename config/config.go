@@ -339,18 +339,22 @@ type Route struct {
 	// Payload is "json" (the value must be valid JSON and is passed as
 	// JSON) or "bytes" (passed through untouched). Optional, default "json".
 	Payload string `yaml:"payload"`
-	// WorkflowType is the workflow type to start. Required.
+	// WorkflowType is the workflow type to start, at most 1000 bytes
+	// (Temporal's default limit.maxIDLength). Required.
 	WorkflowType string `yaml:"workflow_type"`
 	// WorkflowID is the workflow ID template, with placeholders {key},
 	// {topic}, {type}, {json:field} (a top-level string or number field of
 	// the JSON value; needs payload "json") and {header:name}, for example
 	// "order-{key}", or "order-{json:order_id}" where the key is a
 	// customer ID. A record whose placeholder is empty or missing goes to
-	// the DLQ (class route). Required.
+	// the DLQ (class route), and so does one whose ID is over 1000 bytes;
+	// its literal text alone must be under that. Required.
 	WorkflowID string `yaml:"workflow_id"`
-	// TaskQueue is the task queue the workflow runs on. Required.
+	// TaskQueue is the task queue the workflow runs on, at most 1000
+	// bytes. Required.
 	TaskQueue string `yaml:"task_queue"`
-	// Signal is the signal name that carries events. Optional, default "events".
+	// Signal is the signal name that carries events, at most 1000 bytes.
+	// Optional, default "events".
 	Signal string `yaml:"signal"`
 	// Name names the route in logs and to a Go routing function
 	// (bridge.WithRouteFunc, for library users: the function then names

@@ -67,8 +67,8 @@ func Outage(err error) error {
 
 // IsOutage reports whether the Processor treats err as an outage: it was
 // wrapped by Outage, or, unless wrapped by Permanent, it says by itself
-// that the function's access or reach failed, not the record
-// (accessOrReach).
+// that the function's access or reach failed, not the record (the list is
+// in the package documentation).
 func IsOutage(err error) bool {
 	var o outageError
 	return errors.As(err, &o) || (!IsPermanent(err) && accessOrReach(err))

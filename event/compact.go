@@ -23,6 +23,9 @@ const CompactFormat = 2
 //	{"events":{"format":2,"groups":[{"topic":"orders","topic_id":"…","partition":3,"key":"o-1",
 //	  "records":[{"offset":7,"value":{…},"ms":1764900000123}, …]}]}}
 //
+// A key that is not valid UTF-8 also has "key_bytes" (base64) beside
+// "key", in the envelope or in the group (Envelope.KeyBytes).
+//
 // With small values it is about a third of the full form's size. A decoder
 // built before format 2 cannot read it: the SDK logs the signal as
 // corrupted and drops it. So the bridge sends it only when told that the

@@ -77,7 +77,9 @@ type Entity[S any] struct {
 	// OnCancel runs when the workflow is asked to cancel. Optional; by
 	// default the saga fails with StatusCancelled, compensating its
 	// completed steps. Either way the run then closes (Finish runs) and
-	// reports itself cancelled.
+	// reports itself cancelled. A request that comes after the saga
+	// reached its final status changes nothing: it does not run OnCancel,
+	// and the run completes.
 	OnCancel func(c *Ctx[S]) error
 	// Signal is the signal the bridge sends. Optional, default "events".
 	Signal string

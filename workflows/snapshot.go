@@ -99,9 +99,10 @@ type UpdateResult struct {
 	Result json.RawMessage `json:"result,omitempty"`
 	// Error is the update's error, if it failed.
 	Error string `json:"error,omitempty"`
-	// ErrorType and NonRetryable are the failed update's application
-	// error type and flag, so that a retry is answered with them again;
-	// absent for other errors (a retry gets "UpdateFailed", retryable).
+	// ErrorType and NonRetryable are the type and flag of the application
+	// error the update's handler returned itself (not one wrapped in
+	// another error), so that a retry is answered with them again; absent
+	// for other errors (a retry gets "UpdateFailed", retryable).
 	ErrorType    string `json:"error_type,omitempty"`
 	NonRetryable bool   `json:"non_retryable,omitempty"`
 }
