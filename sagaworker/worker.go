@@ -62,7 +62,10 @@ type Deps struct {
 	Client client.Client
 	// Producer is an idempotent Kafka producer acknowledged by all in-sync
 	// replicas, with the kafka section's TLS and SASL, that takes records
-	// up to DLQ.MaxMessageBytes. Nil unless Worker.Kafka.
+	// up to Kafka's default max.message.bytes (1048588), or
+	// DLQ.MaxMessageBytes if larger: outcomes are not bound by the DLQ's
+	// limit, and DeadLetterer reduces a dead letter over it itself. Nil
+	// unless Worker.Kafka.
 	Producer sarama.SyncProducer
 	// Alone is Producer's twin that sends one record per request
 	// (dlq.AloneConfig): give it to activities.Publisher and
@@ -211,10 +214,11 @@ func run(ctx context.Context, w Worker, s settings, environ []string, log *slog.
 
 // kafkaProducer is the producer of Deps: idempotent, acknowledged by all
 // in-sync replicas, with the kafka section's TLS and SASL, taking records
-// up to maxMessageBytes (dlq.max_message_bytes); alone, one record per
+// up to Kafka's default max.message.bytes or maxMessageBytes
+// (dlq.max_message_bytes), whichever is larger; alone, one record per
 // request (dlq.AloneConfig).
 func kafkaProducer(k config.Kafka, maxMessageBytes int, clientID string, alone bool) (sarama.SyncProducer, error) {
-	pc, err := connect.DLQProducerConfig(k, maxMessageBytes)
+	pc, err := connect.DLQProducerConfig(k, max(maxMessageBytes, kafkaMaxMessageBytes))
 	if err != nil {
 		return nil, fmt.Errorf("kafka configuration: %w", err)
 	}
@@ -228,6 +232,10 @@ func kafkaProducer(k config.Kafka, maxMessageBytes int, clientID string, alone b
 	}
 	return p, nil
 }
+
+// kafkaMaxMessageBytes is Kafka's default max.message.bytes, the least the
+// worker's producer takes.
+const kafkaMaxMessageBytes = 1048588
 
 // DataConverter returns dc (the SDK's default if nil) for a worker's
 // client: the SDK's deadlock detector, which fails a workflow task whose
