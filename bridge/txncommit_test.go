@@ -114,6 +114,26 @@ func TestOffsetsCommitAgainAfterAnAbortRanOutOfRetries(t *testing.T) {
 	assert.Greater(t, ends.Load(), int32(refused), "the coordinator was never out of reach")
 }
 
+// claimTen starts b's dispatcher and a claim of orders/0 with ten records
+// of their own keys queued on ch, for a minute at most; done yields the
+// claim's end once ch is closed.
+func claimTen(t *testing.T, b *Bridge) (ch chan *sarama.ConsumerMessage, done <-chan error) {
+	t.Helper()
+	b.dispatcher.start(4)
+	t.Cleanup(b.dispatcher.stop)
+	ch = make(chan *sarama.ConsumerMessage, 10)
+	for i := range 10 {
+		ch <- msg(int64(i), fmt.Sprint("k", i), `{}`)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	t.Cleanup(cancel)
+	end := make(chan error, 1)
+	go func() {
+		end <- claimHandler{b: b}.ConsumeClaim(&simpleSession{fakeSession{ctx: ctx}}, fakeClaim{ch: ch})
+	}()
+	return ch, end
+}
+
 // With dlq.transactional, offsets that cannot be committed, with no dead
 // letter among them (here the group's ACL refuses the transactions'
 // offsets), make /readyz say so while delivery goes on, and a commit that
@@ -129,18 +149,7 @@ func TestTransactionalOffsetsThatCannotCommitAreReported(t *testing.T) {
 	b := newTxnBridge(t, cluster)
 	b.running.Store(true)
 	b.joined.Store(true)
-	b.dispatcher.start(4)
-	defer b.dispatcher.stop()
-	ch := make(chan *sarama.ConsumerMessage, 10)
-	for i := range 10 {
-		ch <- msg(int64(i), fmt.Sprint("k", i), `{}`)
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-	defer cancel()
-	done := make(chan error, 1)
-	go func() {
-		done <- claimHandler{b: b}.ConsumeClaim(&simpleSession{fakeSession{ctx: ctx}}, fakeClaim{ch: ch})
-	}()
+	ch, done := claimTen(t, b)
 	readyz := func() (int, string) {
 		rec := httptest.NewRecorder()
 		b.Handler().ServeHTTP(rec, httptest.NewRequest(http.MethodGet, "/readyz", nil))
@@ -177,18 +186,7 @@ func TestATransactionalPartitionWhoseDeadLettersCannotCommitIsPaused(t *testing.
 	b := newTxnBridge(t, cluster)
 	tc := b.deps.Temporal.(*fakeTemporal)
 	tc.set(serviceerror.NewInvalidArgument("the workflow rejects the payload")) // every record is dead-lettered
-	b.dispatcher.start(4)
-	defer b.dispatcher.stop()
-	ch := make(chan *sarama.ConsumerMessage, 10)
-	for i := range 10 {
-		ch <- msg(int64(i), fmt.Sprint("k", i), `{}`)
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-	defer cancel()
-	done := make(chan error, 1)
-	go func() {
-		done <- claimHandler{b: b}.ConsumeClaim(&simpleSession{fakeSession{ctx: ctx}}, fakeClaim{ch: ch})
-	}()
+	ch, done := claimTen(t, b)
 
 	require.Eventually(t, func() bool { return len(b.pressure.dlqFailing()) > 0 }, 30*time.Second, 10*time.Millisecond,
 		"the partition was not paused while its dead letters could not commit")
