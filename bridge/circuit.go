@@ -26,6 +26,11 @@ import (
 	"time"
 
 	"github.com/sony/gobreaker/v2"
+	"go.temporal.io/api/serviceerror"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
+	"github.com/sagabridge/sagabridge/event"
 )
 
 // circuitKey names a route target: the calls to one namespace and task
@@ -154,10 +159,14 @@ func (b *Bridge) openCircuit() (*circuit, bool) {
 // (the circuit's probe) may pass while calls are refused (a key that may
 // describe the namespace but not signal, a route's search attribute not
 // registered), so only a call that succeeds clears such a fault.
+// fromQuery says the flow-control query met it (queryRefused): only a
+// query answered clears it, since signals may go through while queries
+// are refused, and the other way round.
 type accessFault struct {
-	cause    string
-	since    time.Time
-	fromCall bool
+	cause     string
+	since     time.Time
+	fromCall  bool
+	fromQuery bool
 }
 
 // checkError is an error of the namespace check (CheckAccess), at start or
@@ -182,12 +191,32 @@ func (b *Bridge) refused() *accessFault {
 // holds a record key).
 func (b *Bridge) accessDenied(c *circuit, err error) {
 	var check checkError
-	f := &accessFault{cause: err.Error(), since: b.deps.Now(), fromCall: !errors.As(err, &check)}
+	var query queryRefused
+	fromQuery := errors.As(err, &query)
+	f := &accessFault{cause: temporalMessage(err), since: b.deps.Now(), fromCall: !fromQuery && !errors.As(err, &check), fromQuery: fromQuery}
+	if fromQuery {
+		f.cause = "the flow-control query " + event.AppliedQuery + " is refused: " + f.cause
+	}
 	if c.access.CompareAndSwap(nil, f) {
 		b.log.Error("Temporal refuses the bridge's own access: the partitions of the topics that route to this task queue are paused, and nothing is dead-lettered or committed "+
 			"until it is fixed (credentials, permissions, namespace); the bridge resumes by itself",
-			"namespace", c.key.namespace, "task_queue", c.key.taskQueue, "address", b.cfg.Temporal.Address, "err", err)
+			"namespace", c.key.namespace, "task_queue", c.key.taskQueue, "address", b.cfg.Temporal.Address, "err", f.cause)
 	}
+}
+
+// temporalMessage is what Temporal said in err, without the context the
+// seam wraps it in, which may name the workflow and so a record key: the
+// service error's or gRPC status's own message, or err's when it has none.
+func temporalMessage(err error) string {
+	var se serviceerror.ServiceError
+	if errors.As(err, &se) {
+		return se.Error()
+	}
+	var gs interface{ GRPCStatus() *status.Status } // not status.FromError, whose message is the whole wrapped text
+	if errors.As(err, &gs) && gs.GRPCStatus().Code() != codes.OK {
+		return gs.GRPCStatus().Err().Error()
+	}
+	return err.Error()
 }
 
 // accessRestored clears c's access fault f, if it is still the one set,
@@ -204,6 +233,14 @@ func (b *Bridge) accessRestored(c *circuit, f *accessFault) {
 // shows such a refusal is over; the namespace probe cannot.
 func (b *Bridge) callWentThrough(c *circuit) {
 	if f := c.access.Load(); f != nil && f.fromCall {
+		b.accessRestored(c, f)
+	}
+}
+
+// queryWentThrough clears c's access fault when the flow-control query met
+// it and has now been answered.
+func (b *Bridge) queryWentThrough(c *circuit) {
+	if f := c.access.Load(); f != nil && f.fromQuery {
 		b.accessRestored(c, f)
 	}
 }

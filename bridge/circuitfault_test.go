@@ -2,6 +2,7 @@ package bridge
 
 import (
 	"context"
+	"fmt"
 	"io"
 	"log/slog"
 	"net/http"
@@ -18,6 +19,8 @@ import (
 	"github.com/stretchr/testify/require"
 	enumspb "go.temporal.io/api/enums/v1"
 	"go.temporal.io/api/serviceerror"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
 
 	"github.com/sagabridge/sagabridge/config"
 	"github.com/sagabridge/sagabridge/event"
@@ -228,4 +231,46 @@ func TestARefusalOnlyTheCallsSeeIsNotClearedByTheNamespaceProbe(t *testing.T) {
 	require.Eventually(t, func() bool { return s.committed() == 1 }, 10*time.Second, time.Millisecond)
 	assert.Equal(t, 1, count("Temporal accepts the bridge again"))
 	assert.Nil(t, b.refused())
+}
+
+// What /readyz and the log say of an access fault is Temporal's own
+// message, never the context the seam wraps it in, which names the
+// workflow and so a record key. (A refused search attribute, describe or
+// query put "... of order-<key>" in both.)
+func TestAnAccessFaultNamesNoWorkflow(t *testing.T) {
+	b := newTestBridge(t, &fakeTemporal{}, &fakeDLQ{})
+	c := b.circuitFor(Target{TaskQueue: "q"})
+	for _, err := range []error{
+		fmt.Errorf("query sagabridge.applied of order-4111111111111111: %w", status.Error(codes.PermissionDenied, "may not query")),
+		fmt.Errorf("search attributes of order-4111111111111111: %w", serviceerror.NewInvalidArgument("search attribute Tier is not defined")),
+		queryRefused{fmt.Errorf("query sagabridge.applied of order-4111111111111111: %w", serviceerror.NewInvalidArgument("Namespace is not allowed to query"))},
+	} {
+		c.access.Store(nil)
+		b.accessDenied(c, err)
+		f := c.access.Load()
+		require.NotNil(t, f)
+		assert.NotContains(t, f.cause, "4111111111111111", "%v", err)
+		assert.NotEmpty(t, f.cause)
+	}
+}
+
+// A refusal the flow-control query met lasts until a query is answered:
+// signals may go through while queries are refused (a namespace that takes
+// no queries), and the other way round, so neither clears the other's.
+// (A signal that went through cleared it, and the fault, the paused task
+// queue and /readyz switched on and off at every full window.)
+func TestAQueryRefusalIsClearedOnlyByAQueryAnswered(t *testing.T) {
+	b := newTestBridge(t, &fakeTemporal{}, &fakeDLQ{})
+	c := b.circuitFor(Target{TaskQueue: "q"})
+	b.accessDenied(c, queryRefused{serviceerror.NewInvalidArgument("Namespace is not allowed to query")})
+	b.callWentThrough(c)
+	require.NotNil(t, c.access.Load(), "a signal that went through cleared the query's refusal")
+	b.queryWentThrough(c)
+	require.Nil(t, c.access.Load(), "a query answered did not clear it")
+
+	b.accessDenied(c, serviceerror.NewPermissionDenied("may not signal", ""))
+	b.queryWentThrough(c)
+	require.NotNil(t, c.access.Load(), "a query answered cleared a signal's refusal")
+	b.callWentThrough(c)
+	assert.Nil(t, c.access.Load())
 }

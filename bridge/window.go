@@ -315,9 +315,9 @@ func (b *Bridge) askAhead(f *flow, target Target) {
 // queryApplied asks target's workflow what it applied, through the
 // target's circuit as a call goes, where a refusal is the bridge's access
 // fault (logged, on /readyz, the circuit opened) and a query answered
-// clears one a call met. A query refused as an InvalidArgument that is not
-// the workflow's own answer (a namespace that takes no queries) is such a
-// refusal too: the query carries nothing of a record. Other failures count
+// clears one a query met. A namespace that takes no queries (an
+// InvalidArgument saying so) is such a refusal too: the query carries
+// nothing of a record; other InvalidArguments count neither way. Other failures count
 // neither way (queryMiss): a query waits for a worker, so it fails for a
 // slow worker where a signal goes through, and it must not close a
 // half-open circuit while Temporal is still down. answer is the
@@ -333,9 +333,8 @@ func (b *Bridge) queryApplied(ctx context.Context, target Target) (applied event
 		switch {
 		case qerr == nil, errors.As(qerr, &notFound), errors.Is(qerr, ErrWorkflowClosed), errors.As(qerr, &queryFailed):
 			return struct{}{}, nil // Temporal answered
-		case classify(qerr) == kindAccess:
-			return struct{}{}, qerr
-		case rpcerr.Code(qerr) == codes.InvalidArgument:
+		case classify(qerr) == kindAccess,
+			rpcerr.Code(qerr) == codes.InvalidArgument && strings.Contains(strings.ToLower(qerr.Error()), "not allowed to query"):
 			return struct{}{}, queryRefused{qerr}
 		default:
 			return struct{}{}, queryMiss{qerr}
@@ -350,10 +349,10 @@ func (b *Bridge) queryApplied(ctx context.Context, target Target) (applied event
 		}
 		return nil, nil, err
 	case errors.As(qerr, &notFound), errors.Is(qerr, ErrWorkflowClosed), errors.As(qerr, &queryFailed):
-		b.callWentThrough(c)
+		b.queryWentThrough(c)
 		return nil, qerr, nil
 	}
-	b.callWentThrough(c)
+	b.queryWentThrough(c)
 	return applied, nil, nil
 }
 
@@ -364,12 +363,13 @@ type queryMiss struct{ err error }
 func (e queryMiss) Error() string { return e.err.Error() }
 func (e queryMiss) Unwrap() error { return e.err }
 
-// queryRefused is an applied query Temporal refused as an invalid
-// argument, which for a query is the namespace's or the bridge's doing,
-// never a record's: an access fault (classify).
+// queryRefused is an applied query Temporal refused for the bridge's
+// access (a permission, or a namespace that takes no queries), never a
+// record's doing: an access fault (classify) that only a query answered
+// clears (accessFault.fromQuery).
 type queryRefused struct{ err error }
 
-func (e queryRefused) Error() string { return "the applied query is refused: " + e.err.Error() }
+func (e queryRefused) Error() string { return e.err.Error() }
 func (e queryRefused) Unwrap() error { return e.err }
 
 // windowRoom returns nil once records and bytes more may be sent to
