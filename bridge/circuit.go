@@ -159,9 +159,12 @@ func (b *Bridge) openCircuit() (*circuit, bool) {
 // (the circuit's probe) may pass while calls are refused (a key that may
 // describe the namespace but not signal, a route's search attribute not
 // registered), so only a call that succeeds clears such a fault.
-// fromQuery says the flow-control query met it (queryRefused): only a
-// query answered clears it, since signals may go through while queries
-// are refused, and the other way round.
+// fromQuery says the flow-control query met it (queryRefused): a signal
+// that goes through does not clear it (signals may go through while
+// queries are refused), a query answered does, and so does the circuit
+// closing, as for a fault the namespace check met: the query may not be
+// asked again (no window fills), and a fault no one clears would fail
+// /readyz and trip the circuit at every failure for good.
 type accessFault struct {
 	cause     string
 	since     time.Time
@@ -194,6 +197,7 @@ func (b *Bridge) accessDenied(c *circuit, err error) {
 	var query queryRefused
 	fromQuery := errors.As(err, &query)
 	f := &accessFault{cause: temporalMessage(err), since: b.deps.Now(), fromCall: !fromQuery && !errors.As(err, &check), fromQuery: fromQuery}
+	// A fault that is not fromCall is cleared when the circuit closes.
 	if fromQuery {
 		f.cause = "the flow-control query " + event.AppliedQuery + " is refused: " + f.cause
 	}

@@ -15,6 +15,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	dto "github.com/prometheus/client_model/go"
+	"github.com/sony/gobreaker/v2"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 	enumspb "go.temporal.io/api/enums/v1"
@@ -254,15 +255,15 @@ func TestAnAccessFaultNamesNoWorkflow(t *testing.T) {
 	}
 }
 
-// A refusal the flow-control query met lasts until a query is answered:
-// signals may go through while queries are refused (a namespace that takes
-// no queries), and the other way round, so neither clears the other's.
-// (A signal that went through cleared it, and the fault, the paused task
-// queue and /readyz switched on and off at every full window.)
-func TestAQueryRefusalIsClearedOnlyByAQueryAnswered(t *testing.T) {
+// A refusal the flow-control query met is not cleared by a signal that
+// goes through (signals may go through while queries are refused), only
+// by a query answered or by the circuit closing; and a query answered does
+// not clear a signal's refusal. (A signal that went through cleared it at
+// once, and a query answered cleared a signal's.)
+func TestAQueryRefusalIsNotClearedByASignal(t *testing.T) {
 	b := newTestBridge(t, &fakeTemporal{}, &fakeDLQ{})
 	c := b.circuitFor(Target{TaskQueue: "q"})
-	b.accessDenied(c, queryRefused{serviceerror.NewInvalidArgument("Namespace is not allowed to query")})
+	b.accessDenied(c, queryRefused{serviceerror.NewPermissionDenied("may not query", "")})
 	b.callWentThrough(c)
 	require.NotNil(t, c.access.Load(), "a signal that went through cleared the query's refusal")
 	b.queryWentThrough(c)
@@ -273,4 +274,27 @@ func TestAQueryRefusalIsClearedOnlyByAQueryAnswered(t *testing.T) {
 	require.NotNil(t, c.access.Load(), "a query answered cleared a signal's refusal")
 	b.callWentThrough(c)
 	assert.Nil(t, c.access.Load())
+}
+
+// The circuit closing clears a query's refusal, as it does one the
+// namespace check met: the query may never be asked again (no window fills
+// again, or the type is sent without flow control), and a fault no one
+// clears would fail /readyz for good.
+func TestTheCircuitClosingClearsAQueryRefusal(t *testing.T) {
+	b, err := New(config.Config{
+		Kafka:        config.Kafka{Brokers: []string{"b:9092"}, Group: "g"},
+		Backpressure: config.Backpressure{Circuit: config.Circuit{Failures: 1, OpenFor: 10 * time.Millisecond}},
+		Routes:       []config.Route{{Topic: "orders", TypeHeader: "event-type", WorkflowType: "O", WorkflowID: "order-{key}", TaskQueue: "q"}},
+	}.WithDefaults(), Deps{Temporal: &fakeTemporal{}, DeadLetters: &fakeDLQ{}, Logger: quiet()})
+	require.NoError(t, err)
+	c := b.circuitFor(Target{TaskQueue: "q"})
+	_, _ = c.breaker.Execute(func() (struct{}, error) {
+		return struct{}{}, queryRefused{serviceerror.NewPermissionDenied("may not query", "")}
+	})
+	require.NotNil(t, c.access.Load())
+	require.Equal(t, gobreaker.StateOpen, c.breaker.State())
+	require.Eventually(t, func() bool { return c.breaker.State() == gobreaker.StateHalfOpen }, 5*time.Second, time.Millisecond)
+	_, err = c.breaker.Execute(func() (struct{}, error) { return struct{}{}, nil }) // the probe goes through
+	require.NoError(t, err)
+	assert.Nil(t, c.access.Load(), "the circuit closed and the query's refusal stayed")
 }

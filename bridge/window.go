@@ -314,15 +314,14 @@ func (b *Bridge) askAhead(f *flow, target Target) {
 
 // queryApplied asks target's workflow what it applied, through the
 // target's circuit as a call goes, where a refusal is the bridge's access
-// fault (logged, on /readyz, the circuit opened) and a query answered
-// clears one a query met. A namespace that takes no queries (an
-// InvalidArgument saying so) is such a refusal too: the query carries
-// nothing of a record; other InvalidArguments count neither way. Other failures count
-// neither way (queryMiss): a query waits for a worker, so it fails for a
-// slow worker where a signal goes through, and it must not close a
-// half-open circuit while Temporal is still down. answer is the
-// workflow's own answer that it cannot say (not found, closed, its query
-// failed); err is any other failure, or the circuit open.
+// fault (logged, on /readyz, the circuit opened; cleared by a query
+// answered or by the circuit closing, not by a signal) and a query
+// answered is Temporal answering. Other failures count neither way
+// (queryMiss): a query waits for a worker, so it fails for a slow worker
+// where a signal goes through, and it must not close a half-open circuit
+// while Temporal is still down. answer is Temporal's answer that the
+// workflow cannot say (not found, closed, its query failed, a namespace
+// that takes no queries); err is any other failure, or the circuit open.
 func (b *Bridge) queryApplied(ctx context.Context, target Target) (applied event.Watermarks, answer, err error) {
 	c := b.circuitFor(target)
 	var qerr error
@@ -331,10 +330,9 @@ func (b *Bridge) queryApplied(ctx context.Context, target Target) (applied event
 		var notFound *serviceerror.NotFound
 		var queryFailed *serviceerror.QueryFailed
 		switch {
-		case qerr == nil, errors.As(qerr, &notFound), errors.Is(qerr, ErrWorkflowClosed), errors.As(qerr, &queryFailed):
+		case qerr == nil, errors.As(qerr, &notFound), errors.Is(qerr, ErrWorkflowClosed), errors.As(qerr, &queryFailed), queriesDisallowed(qerr):
 			return struct{}{}, nil // Temporal answered
-		case classify(qerr) == kindAccess,
-			rpcerr.Code(qerr) == codes.InvalidArgument && strings.Contains(strings.ToLower(qerr.Error()), "not allowed to query"):
+		case classify(qerr) == kindAccess:
 			return struct{}{}, queryRefused{qerr}
 		default:
 			return struct{}{}, queryMiss{qerr}
@@ -348,7 +346,7 @@ func (b *Bridge) queryApplied(ctx context.Context, target Target) (applied event
 			b.log.Debug("cannot ask a workflow what it applied; asking again", "task_queue", target.TaskQueue, "err", err)
 		}
 		return nil, nil, err
-	case errors.As(qerr, &notFound), errors.Is(qerr, ErrWorkflowClosed), errors.As(qerr, &queryFailed):
+	case errors.As(qerr, &notFound), errors.Is(qerr, ErrWorkflowClosed), errors.As(qerr, &queryFailed), queriesDisallowed(qerr):
 		b.queryWentThrough(c)
 		return nil, qerr, nil
 	}
@@ -363,10 +361,21 @@ type queryMiss struct{ err error }
 func (e queryMiss) Error() string { return e.err.Error() }
 func (e queryMiss) Unwrap() error { return e.err }
 
+// queriesDisallowed reports whether err is Temporal's answer that the
+// namespace takes no queries (an InvalidArgument, "Namespace is not
+// allowed to query"): flow control cannot work there, and is turned off
+// for the workflow's type (askApplied), as for a type that does not
+// answer. Read from the status's own message: the seam's wrapping names
+// the workflow.
+func queriesDisallowed(err error) bool {
+	return err != nil && rpcerr.Code(err) == codes.InvalidArgument &&
+		strings.Contains(strings.ToLower(temporalMessage(err)), "not allowed to query")
+}
+
 // queryRefused is an applied query Temporal refused for the bridge's
-// access (a permission, or a namespace that takes no queries), never a
-// record's doing: an access fault (classify) that only a query answered
-// clears (accessFault.fromQuery).
+// access (a permission), never a record's doing: an access fault
+// (classify) that a signal going through does not clear
+// (accessFault.fromQuery).
 type queryRefused struct{ err error }
 
 func (e queryRefused) Error() string { return e.err.Error() }
@@ -464,6 +473,12 @@ func (b *Bridge) askApplied(f *flow, target Target) (release bool, err error) {
 		if ws.exemptType(target.WorkflowID, target.WorkflowType) {
 			b.log.Warn("workflow type does not answer the applied query; sending it without flow control",
 				"workflow_type", target.WorkflowType, "workflow_id", target.WorkflowID, "query", event.AppliedQuery, "err", answer)
+		}
+		return true, nil
+	case queriesDisallowed(answer):
+		if ws.exemptType(target.WorkflowID, target.WorkflowType) {
+			b.log.Warn("the namespace takes no queries; sending this workflow type without flow control (dispatch.workflow_window_records)",
+				"workflow_type", target.WorkflowType, "task_queue", target.TaskQueue, "query", event.AppliedQuery, "err", temporalMessage(answer))
 		}
 		return true, nil
 	}

@@ -4,10 +4,13 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
+	"log/slog"
 	"maps"
 	"net/http"
 	"net/http/httptest"
 	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -528,16 +531,7 @@ func (d *deniedQuery) AppliedWatermarks(ctx context.Context, id string) (event.W
 // workflow's records stopped at its window while /readyz said ok and the
 // log said nothing.)
 func TestARefusedAppliedQueryIsTheBridgesAccessFault(t *testing.T) {
-	for name, refusal := range map[string]error{
-		"permission": serviceerror.NewPermissionDenied("may not query workflows", ""),
-		// The server's answer in a namespace that takes no queries.
-		"namespace": serviceerror.NewInvalidArgument("Namespace is not allowed to query, please contact Temporal support."),
-	} {
-		t.Run(name, func(t *testing.T) { testARefusedAppliedQuery(t, refusal) })
-	}
-}
-
-func testARefusedAppliedQuery(t *testing.T, refusal error) {
+	refusal := serviceerror.NewPermissionDenied("may not query workflows", "")
 	tc := &deniedQuery{refusal: refusal}
 	tc.denied.Store(true)
 	b, err := New(config.Config{
@@ -599,4 +593,45 @@ func TestAFailedAppliedQueryDoesNotCloseAHalfOpenCircuit(t *testing.T) {
 	_, _, err = b.queryApplied(context.Background(), target)
 	require.NoError(t, err)
 	assert.Equal(t, gobreaker.StateClosed, c.breaker.State(), "a query answered is Temporal answering")
+}
+
+// In a namespace that takes no queries (the server's InvalidArgument) flow
+// control cannot work: the workflow's type is sent without it, with a
+// warning, as a type that does not answer is, and nothing else stops.
+// (Every hot workflow stopped at its window, silently, and records waited
+// for ever.)
+func TestANamespaceThatTakesNoQueriesTurnsFlowControlOff(t *testing.T) {
+	tc := &deniedQuery{refusal: fmt.Errorf("query sagabridge.applied of order-hot: %w",
+		serviceerror.NewInvalidArgument("Namespace is not allowed to query, please contact Temporal support."))}
+	tc.denied.Store(true)
+	warned := make(chan string, 10)
+	log := slog.New(onLog{slog.NewTextHandler(io.Discard, nil), func(msg string) {
+		if strings.Contains(msg, "takes no queries") {
+			select {
+			case warned <- msg:
+			default:
+			}
+		}
+	}})
+	b, err := New(config.Config{
+		Kafka:    config.Kafka{Brokers: []string{"b:9092"}, Group: "g"},
+		Batch:    config.Batch{MaxRecords: 5, Linger: time.Millisecond},
+		Dispatch: config.Dispatch{WorkflowWindowRecords: 10, RetryInitial: time.Millisecond, RetryMax: 5 * time.Millisecond},
+		Routes:   []config.Route{{Topic: "orders", TypeHeader: "event-type", WorkflowType: "O", WorkflowID: "order-{key}", TaskQueue: "q"}},
+	}, Deps{Temporal: tc, DeadLetters: &fakeDLQ{}, Logger: log})
+	require.NoError(t, err)
+	ch, s, done := claimInBackground(t, b)
+	for i := range 100 {
+		ch <- msg(int64(i), "hot", `{}`)
+	}
+	require.Eventually(t, func() bool { return s.committed() == 100 }, 30*time.Second, time.Millisecond,
+		"committed %d of 100 (%d queries)", s.committed(), tc.queries.Load())
+	done()
+	select {
+	case <-warned:
+	default:
+		t.Error("no warning that flow control is off")
+	}
+	assert.Nil(t, b.refused(), "taken for an access fault")
+	assert.Zero(t, b.Stats().DeadLettered)
 }
