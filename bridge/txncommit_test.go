@@ -34,15 +34,24 @@ func (*simpleSession) MemberID() string    { return "" }
 
 // newTxnBridge returns a bridge on cluster, group "g", that commits its
 // offsets in transactions (dlq.transactional).
-func newTxnBridge(t *testing.T, cluster *kfake.Cluster) *Bridge {
+func newTxnBridge(t *testing.T, cluster *kfake.Cluster, tune ...func(*config.Config)) *Bridge {
 	t.Helper()
-	b, err := New(config.Config{
+	cfg := config.Config{
 		Kafka:  config.Kafka{Brokers: cluster.ListenAddrs(), Group: "g"},
 		DLQ:    config.DLQ{Transactional: true, TransactionalIDPrefix: "txn"},
 		Routes: []config.Route{{Topic: "orders", TypeHeader: "event-type", WorkflowType: "O", WorkflowID: "order-{key}", TaskQueue: "q"}},
-	}.WithDefaults(), Deps{Temporal: &fakeTemporal{}, DeadLetters: &fakeDLQ{}, Logger: quiet()})
+	}
+	for _, f := range tune {
+		f(&cfg)
+	}
+	b, err := New(cfg.WithDefaults(), Deps{Temporal: &fakeTemporal{}, DeadLetters: &fakeDLQ{}, Logger: quiet()})
 	require.NoError(t, err)
 	return b
+}
+
+// connectIn sets kafka.connect_timeout to d.
+func connectIn(d time.Duration) func(*config.Config) {
+	return func(c *config.Config) { c.Kafka.ConnectTimeout = d }
 }
 
 // A bridge whose partition's transactional ID was taken over by a newer
@@ -374,12 +383,7 @@ func TestAFinalCommitWithoutAnAnswerGivesUpWithinTheConnectTimeout(t *testing.T)
 		held <- struct{}{}
 		return nil, nil, true // taken, never answered
 	})
-	b, err := New(config.Config{
-		Kafka:  config.Kafka{Brokers: cluster.ListenAddrs(), Group: "g", ConnectTimeout: time.Second},
-		DLQ:    config.DLQ{Transactional: true, TransactionalIDPrefix: "txn"},
-		Routes: []config.Route{{Topic: "orders", TypeHeader: "event-type", WorkflowType: "O", WorkflowID: "order-{key}", TaskQueue: "q"}},
-	}.WithDefaults(), Deps{Temporal: &fakeTemporal{}, DeadLetters: &fakeDLQ{}, Logger: quiet()})
-	require.NoError(t, err)
+	b := newTxnBridge(t, cluster, connectIn(time.Second))
 	c, err := b.newTxnCommitter(&simpleSession{}, "orders", 0, 0, func() { t.Error("the partition was released") })
 	require.NoError(t, err)
 	var closed atomic.Bool

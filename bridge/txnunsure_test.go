@@ -165,12 +165,7 @@ func TestATransactionalProducerStartGivesUpWithinTheConnectTimeout(t *testing.T)
 		cluster.KeepControl()
 		return nil, nil, true // taken, never answered
 	})
-	b, err := New(config.Config{
-		Kafka:  config.Kafka{Brokers: cluster.ListenAddrs(), Group: "g", ConnectTimeout: time.Second},
-		DLQ:    config.DLQ{Transactional: true, TransactionalIDPrefix: "txn"},
-		Routes: []config.Route{{Topic: "orders", TypeHeader: "event-type", WorkflowType: "O", WorkflowID: "order-{key}", TaskQueue: "q"}},
-	}.WithDefaults(), Deps{Temporal: &fakeTemporal{}, DeadLetters: &fakeDLQ{}, Logger: quiet()})
-	require.NoError(t, err)
+	b := newTxnBridge(t, cluster, connectIn(time.Second))
 	start := time.Now()
 	c, err := b.newTxnCommitter(&simpleSession{}, "orders", 0, 0, func() {})
 	took := time.Since(start)
