@@ -327,10 +327,8 @@ func (b *Bridge) queryApplied(ctx context.Context, target Target) (applied event
 	var qerr error
 	_, err = c.breaker.Execute(func() (struct{}, error) {
 		applied, qerr = b.deps.Temporal.AppliedWatermarks(ctx, target.WorkflowID)
-		var notFound *serviceerror.NotFound
-		var queryFailed *serviceerror.QueryFailed
 		switch {
-		case qerr == nil, errors.As(qerr, &notFound), errors.Is(qerr, ErrWorkflowClosed), errors.As(qerr, &queryFailed), queriesDisallowed(qerr):
+		case qerr == nil, workflowAnswer(qerr):
 			return struct{}{}, nil // Temporal answered
 		case classify(qerr) == kindAccess:
 			return struct{}{}, queryRefused{qerr}
@@ -338,20 +336,26 @@ func (b *Bridge) queryApplied(ctx context.Context, target Target) (applied event
 			return struct{}{}, queryMiss{qerr}
 		}
 	})
-	var notFound *serviceerror.NotFound
-	var queryFailed *serviceerror.QueryFailed
-	switch {
-	case err != nil:
+	if err != nil {
 		if ctx.Err() == nil {
 			b.log.Debug("cannot ask a workflow what it applied; asking again", "task_queue", target.TaskQueue, "err", err)
 		}
 		return nil, nil, err
-	case errors.As(qerr, &notFound), errors.Is(qerr, ErrWorkflowClosed), errors.As(qerr, &queryFailed), queriesDisallowed(qerr):
-		b.queryWentThrough(c)
-		return nil, qerr, nil
 	}
 	b.queryWentThrough(c)
+	if qerr != nil { // workflowAnswer
+		return nil, qerr, nil
+	}
 	return applied, nil, nil
+}
+
+// workflowAnswer reports whether err, from the applied query, is Temporal
+// answering that the workflow cannot say: not found, closed, its query
+// failed, or a namespace that takes no queries.
+func workflowAnswer(err error) bool {
+	var notFound *serviceerror.NotFound
+	var queryFailed *serviceerror.QueryFailed
+	return errors.As(err, &notFound) || errors.Is(err, ErrWorkflowClosed) || errors.As(err, &queryFailed) || queriesDisallowed(err)
 }
 
 // queryMiss is a failed applied query that says nothing of Temporal's
