@@ -153,9 +153,10 @@ type SASL struct {
 	// Username is the SASL user. Required with a mechanism.
 	Username string `yaml:"username"`
 	// The password comes from exactly one of: PasswordEnv (the name of an
-	// environment variable that holds it), PasswordFile (a file whose
-	// content, without a trailing newline, is it) or Password (inline;
-	// keep such a file secret). Never logged or printed.
+	// environment variable that holds it), PasswordFile (a file that
+	// holds it) or Password (inline; keep such a file secret). A trailing
+	// newline is dropped from the variable's or the file's content (a
+	// secret made from a file ends in one). Never logged or printed.
 	PasswordEnv  string `yaml:"password_env"`
 	PasswordFile string `yaml:"password_file"`
 	Password     string `yaml:"password"`

@@ -100,7 +100,9 @@ func saslPassword(s config.SASL) (string, error) {
 		if !ok {
 			return "", fmt.Errorf("kafka.sasl.password_env: the environment variable %s is not set", s.PasswordEnv)
 		}
-		return v, nil
+		// A secret made from a file (kubectl create secret --from-file)
+		// ends in its newline, which no typed password does.
+		return strings.TrimRight(v, "\r\n"), nil
 	case s.PasswordFile != "":
 		b, err := os.ReadFile(s.PasswordFile)
 		if err != nil {
@@ -120,6 +122,11 @@ type scramClient struct {
 func (x *scramClient) Begin(user, password, authzID string) error {
 	c, err := x.hash.NewClient(user, password, authzID)
 	if err != nil {
+		// The library's error quotes what SASLprep refused, the password
+		// included; it must never reach a log.
+		if password != "" && strings.Contains(err.Error(), password) {
+			return fmt.Errorf("SCRAM client for user %q: the password is refused by SASLprep (RFC 4013): it holds a character SCRAM does not allow, such as a control character or a trailing newline", user)
+		}
 		return fmt.Errorf("SCRAM client for user %q: %w", user, err)
 	}
 	x.conv = c.NewConversation()
