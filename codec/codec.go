@@ -22,6 +22,7 @@ import (
 	"crypto/cipher"
 	"crypto/rand"
 	"encoding/base64"
+	"errors"
 	"fmt"
 	"maps"
 	"os"
@@ -129,9 +130,12 @@ func LoadKey(env, file string) ([]byte, error) {
 // ParseKeySpec reads a key given as "ID=file:PATH" or "ID=env:VARIABLE"
 // (temporal.codec.decrypt_keys): its ID and the key, loaded as LoadKey does.
 func ParseKeySpec(spec string) (id string, key []byte, err error) {
+	// Not echoed when malformed: a key written in place of its source
+	// would reach the log.
+	malformed := errors.New("want ID=file:PATH or ID=env:VARIABLE (the entry is not shown: it may hold a key)")
 	id, source, ok := strings.Cut(spec, "=")
 	if !ok || id == "" {
-		return "", nil, fmt.Errorf("%q: want ID=file:PATH or ID=env:VARIABLE", spec)
+		return "", nil, malformed
 	}
 	switch kind, where, _ := strings.Cut(source, ":"); {
 	case kind == "file" && where != "":
@@ -139,7 +143,7 @@ func ParseKeySpec(spec string) (id string, key []byte, err error) {
 	case kind == "env" && where != "":
 		key, err = LoadKey(where, "")
 	default:
-		return id, nil, fmt.Errorf("%q: want ID=file:PATH or ID=env:VARIABLE", spec)
+		return "", nil, malformed
 	}
 	return id, key, err
 }

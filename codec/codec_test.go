@@ -131,3 +131,19 @@ func TestRotationDecryptsWithOlderKeysAndEncryptsWithTheNewOne(t *testing.T) {
 	err = DataConverter(wrong).FromPayload(written, &got)
 	assert.ErrorContains(t, err, `decrypt with key "2025-q4"`)
 }
+
+// A decrypt_keys entry written as the key itself (ID=<base64 key>, next to
+// key_id a natural guess, or the key alone) is refused without echoing any
+// of it, its would-be ID included (a key alone ends in "=", so what comes
+// before it is the key): the error reaches the log, and a key is only ever
+// read from a file or a variable. The caller names the entry by its index.
+// (The error quoted the whole entry, key included.)
+func TestAMistypedKeySpecIsNotEchoed(t *testing.T) {
+	key := base64.StdEncoding.EncodeToString(newKey(t))
+	for _, spec := range []string{"k1=" + key, key, "=" + key, "k1=file:", "k1=env:"} {
+		_, _, err := ParseKeySpec(spec)
+		require.Error(t, err, spec)
+		assert.NotContains(t, err.Error(), key[:12], spec)
+		assert.Contains(t, err.Error(), "want ID=file:PATH or ID=env:VARIABLE", spec)
+	}
+}
