@@ -6,6 +6,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"strings"
 	"time"
 
 	"go.temporal.io/sdk/worker"
@@ -99,8 +100,19 @@ func parseFlags(w Worker, args []string, out io.Writer) (settings, error) {
 		return settings{}, fmt.Errorf("%w: %w", ErrUsage, err)
 	}
 	set := map[string]bool{}
-	fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
+	var empty string
+	fs.Visit(func(f *flag.Flag) {
+		set[f.Name] = true
+		if (f.Name == "temporal-address" || f.Name == "namespace" || f.Name == "kafka-brokers") && strings.TrimSpace(f.Value.String()) == "" {
+			empty = f.Name
+		}
+	})
 	switch {
+	case empty != "":
+		// Taken as given, it would put the default in place of the
+		// file's or the environment's value, as the environment's own
+		// check says of an empty variable.
+		return settings{}, fmt.Errorf("%w: -%s is given but empty; leave it out to keep the configuration's value", ErrUsage, empty)
 	case fs.NArg() > 0:
 		return settings{}, fmt.Errorf("%w: unexpected argument %q", ErrUsage, fs.Arg(0))
 	case s.pollerBehavior != PollerAutoscale && s.pollerBehavior != PollerFixed:

@@ -94,6 +94,12 @@ func TestBadCommandLinesAreUsageErrors(t *testing.T) {
 		{"a sticky timeout below a second", Worker{TaskQueue: "q"}, []string{"-sticky-timeout", "500ms"}, "-sticky-timeout must be at least 1s, not 500ms"},
 		{"a sticky timeout that is not a duration", Worker{TaskQueue: "q"}, []string{"-sticky-timeout", "20"}, `invalid value "20" for flag -sticky-timeout`},
 		{"kafka flag on a worker without Kafka", Worker{TaskQueue: "q"}, []string{"-kafka-brokers", "a:1"}, "flag provided but not defined: -kafka-brokers"},
+		// An empty value (a variable that is unset in "-namespace $NS")
+		// must not stand for the default in place of the file's value.
+		// (The worker polled the namespace "default".)
+		{"an empty namespace", Worker{TaskQueue: "q"}, []string{"-namespace", ""}, "-namespace is given but empty"},
+		{"an empty address", Worker{TaskQueue: "q"}, []string{"-temporal-address="}, "-temporal-address is given but empty"},
+		{"empty brokers", Worker{TaskQueue: "q", Kafka: true}, []string{"-kafka-brokers", " "}, "-kafka-brokers is given but empty"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			_, err := parseFlags(tc.w, tc.args, &bytes.Buffer{})
