@@ -68,6 +68,9 @@ func (d *DeadLetterer) DeadLetter(ctx context.Context, in DeadLetterInput) error
 			fmt.Sprintf("dead-letter: the event has no topic (Event.Topic; activity %s, offset %d)", in.ActivityType, in.Event.Offset),
 			"InvalidDeadLetter", nil)
 	}
+	if d.Producer == nil {
+		return noProducer("dead-letter", "DeadLetterer.Producer")
+	}
 	info := activity.GetInfo(ctx)
 	f := dlq.Failure{
 		Topic: in.Event.Topic, Partition: in.Event.Partition, Offset: in.Event.Offset,

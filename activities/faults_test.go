@@ -12,6 +12,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kmsg"
 	"go.opentelemetry.io/otel/trace"
 	"go.temporal.io/sdk/interceptor"
+	"go.temporal.io/sdk/temporal"
 	"go.temporal.io/sdk/testsuite"
 	"go.temporal.io/sdk/worker"
 
@@ -134,5 +135,33 @@ func TestADeadLetterKeepsTheRecordsTraceHeaders(t *testing.T) {
 			assert.Equal(t, activitySpan, f.TraceParent, "the activity's span, in the DLQ's own header")
 			assert.Equal(t, "default-test-workflow-id/default-test-run-id/0", f.EventID, "the write's event ID, in the DLQ's own header")
 		})
+	}
+}
+
+// A Publisher or DeadLetterer without a producer (a worker started
+// without Kafka: sagaworker's Deps.Producer is nil unless Worker.Kafka)
+// fails the activity with an error that says so, and retryably: once the
+// worker is fixed the outcome or dead letter goes out, nothing lost. (The
+// send panicked on its own goroutine, outside the SDK's recovery, and took
+// the worker process down on every retry.)
+func TestAnActivityWithoutAProducerFailsRetryablyNamingIt(t *testing.T) {
+	var s testsuite.WorkflowTestSuite
+	env := s.NewTestActivityEnvironment()
+	env.RegisterActivity(&Publisher{})
+	env.RegisterActivity(&DeadLetterer{})
+	for _, c := range []struct {
+		name  string
+		input any
+		says  string
+	}{
+		{"Publish", Outcome{Topic: "outcomes", Type: "Booked", Value: []byte(`{}`)}, "Publisher.Producer"},
+		{DeadLetterActivity, DeadLetterInput{Event: event.Envelope{Topic: "orders", Offset: 3}, ActivityType: "BookHotel"}, "DeadLetterer.Producer"},
+	} {
+		_, err := env.ExecuteActivity(c.name, c.input)
+		var appErr *temporal.ApplicationError
+		require.ErrorAs(t, err, &appErr, c.name)
+		assert.False(t, appErr.NonRetryable(), "%v", err)
+		assert.Contains(t, err.Error(), c.says)
+		assert.Contains(t, err.Error(), "Worker.Kafka")
 	}
 }

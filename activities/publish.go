@@ -96,6 +96,9 @@ func (p *Publisher) Publish(ctx context.Context, o Outcome) error {
 	if err := topicname.Check(o.Topic); err != nil { // the broker answers "unknown topic", retried for ever
 		return temporal.NewNonRetryableApplicationError(fmt.Sprintf("publish: Outcome.Topic %v (key %q)", err, o.Key), "InvalidOutcome", nil)
 	}
+	if p.Producer == nil {
+		return noProducer("publish", "Publisher.Producer")
+	}
 	info := activity.GetInfo(ctx)
 	id := EventID(info.WorkflowExecution.ID, info.WorkflowExecution.RunID, info.ActivityID)
 	message := func() *sarama.ProducerMessage {
@@ -120,6 +123,14 @@ func (p *Publisher) Publish(ctx context.Context, o Outcome) error {
 		return err
 	}
 	return nil
+}
+
+// noProducer is the failure of an activity whose producer field is nil:
+// the worker's set-up, never the record's, so it is retried, and the
+// outcome or dead letter goes out once the worker is fixed.
+func noProducer(what, field string) error {
+	return temporal.NewApplicationError(fmt.Sprintf(
+		"%s: %s is nil: the worker has no Kafka producer (with sagaworker, set Worker.Kafka so that Deps.Producer is one)", what, field), "NoProducer")
 }
 
 // EventID builds the deterministic ID of the record one activity publishes.

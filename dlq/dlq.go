@@ -287,6 +287,13 @@ func Send(ctx context.Context, p sarama.SyncProducer, msg *sarama.ProducerMessag
 	}
 	done := make(chan error, 1)
 	go func() {
+		defer func() {
+			// Here no caller's recovery reaches (the SDK's, for an
+			// activity): a panic would end the process.
+			if r := recover(); r != nil {
+				done <- fmt.Errorf("the producer panicked (closed, or nil?): %v", r)
+			}
+		}()
 		_, _, err := p.SendMessage(msg)
 		done <- err
 	}()

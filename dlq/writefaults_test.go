@@ -109,3 +109,21 @@ func TestDeadLettersRefusedTogetherAsTooLargeAreWrittenAgainAlone(t *testing.T) 
 		assert.NoError(t, err, "dead letter %d (1.2 KB, DLQ limit 3,000 bytes)", i)
 	}
 }
+
+// A send that panics (sarama's SyncProducer panics when sent to after
+// Close) fails with an error: Send runs it on a goroutine of its own, where
+// no caller's recovery (the SDK's, for an activity) reaches, and the
+// panic took the whole process down.
+func TestASendThatPanicsFails(t *testing.T) {
+	pc := sarama.NewConfig()
+	pc.Producer.Return.Successes = true
+	cluster, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.SeedTopics(1, "orders"))
+	require.NoError(t, err)
+	t.Cleanup(cluster.Close)
+	p, err := sarama.NewSyncProducer(cluster.ListenAddrs(), pc)
+	require.NoError(t, err)
+	require.NoError(t, p.Close())
+	err = Send(context.Background(), p, &sarama.ProducerMessage{Topic: "orders", Value: sarama.StringEncoder("v")})
+	require.Error(t, err)
+	assert.Contains(t, err.Error(), "panicked")
+}
