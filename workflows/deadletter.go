@@ -62,18 +62,18 @@ func DeadLetter(ctx workflow.Context, e event.Envelope, failed error, attempts i
 			in.Error = cause.Error()
 		}
 	}
-	if err := deadLetter(ctx, in, 0); err != nil {
+	if err := deadLetter(ctx, in); err != nil {
 		return fmt.Errorf("dead-letter %s after %s failed: %w", e.Position(), in.ActivityType, err)
 	}
 	return nil
 }
 
-// deadLetter runs the DeadLetter activity for in, with at most attempts
-// attempts (0: until Kafka takes the record).
-func deadLetter(ctx workflow.Context, in contract.DeadLetterInput, attempts int32) error {
+// deadLetter runs the DeadLetter activity for in until Kafka takes the
+// record, or until it fails with one of the failure types finalTypes.
+func deadLetter(ctx workflow.Context, in contract.DeadLetterInput, finalTypes ...string) error {
 	ctx = workflow.WithActivityOptions(ctx, workflow.ActivityOptions{
 		StartToCloseTimeout: 30 * time.Second,
-		RetryPolicy:         &temporal.RetryPolicy{InitialInterval: time.Second, MaximumInterval: time.Minute, MaximumAttempts: attempts},
+		RetryPolicy:         &temporal.RetryPolicy{InitialInterval: time.Second, MaximumInterval: time.Minute, NonRetryableErrorTypes: finalTypes},
 	})
 	return workflow.ExecuteActivity(ctx, contract.DeadLetterActivity, in).Get(ctx, nil)
 }

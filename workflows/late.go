@@ -22,10 +22,15 @@ import (
 // new run are new commands; older runs only rejected them).
 const lateRecordsChange = "sagabridge.late-records"
 
-// lateDLQAttempts bounds the DeadLetter activity for a late record, so a
-// worker without the activities.DeadLetterer registered cannot keep the run
-// open for ever; the record is then kept as a rejection.
-const lateDLQAttempts = 8
+// notRegistered is the type of the failure of an activity that the worker
+// does not register (the SDK's ActivityNotRegisteredError). A late
+// record's DeadLetter is retried until Kafka takes the record, since a DLQ
+// the worker cannot write to for a while (an ACL missing, the brokers
+// down) is never the record's fault, but not on a worker that has no
+// activities.DeadLetterer registered: such a worker could never write it,
+// and the run would stay open for good. The record is then kept as a
+// rejection that says why.
+const notRegistered = "ActivityNotRegisteredError"
 
 // late handles a record that arrived after the final status:
 //   - "new_run": kept, and handed to a new run when this one ends (newRun);
@@ -54,7 +59,7 @@ func (r *runner[S]) late(e event.Envelope) {
 		reason += "; dropped (on_closed_workflow: drop)"
 	case "dlq":
 		in := contract.DeadLetterInput{Event: e, Error: reason, Class: contract.ClassWorkflowClosed}
-		if err := deadLetter(r.ctx, in, lateDLQAttempts); err != nil {
+		if err := deadLetter(r.ctx, in, notRegistered); err != nil {
 			reason += "; could not be dead-lettered: " + err.Error()
 		} else {
 			reason += "; dead-lettered (on_closed_workflow: " + r.in.OnClosed + ")"

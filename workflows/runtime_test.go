@@ -51,6 +51,9 @@ type world struct {
 	released    []string
 	failRelease map[string]bool
 	deadLetters []contract.DeadLetterInput
+	// dlqDown fails that many DeadLetter attempts more, as a DLQ the
+	// worker may not write to (a missing ACL) does.
+	dlqDown int
 }
 
 func (w *world) hold(_ context.Context, item string) error {
@@ -76,6 +79,10 @@ func (w *world) release(_ context.Context, item string) error {
 func (w *world) deadLetter(_ context.Context, in contract.DeadLetterInput) error {
 	w.mu.Lock()
 	defer w.mu.Unlock()
+	if w.dlqDown > 0 {
+		w.dlqDown--
+		return errors.New("dead-letter carts/0@3 to carts.dlq: kafka server: The client is not authorized to access this topic")
+	}
 	w.deadLetters = append(w.deadLetters, in)
 	return nil
 }
@@ -599,6 +606,39 @@ func TestRecordsAfterTheFinalStatusFollowTheClosedWorkflowPolicy(t *testing.T) {
 		require.Len(t, out.Rejected, 2)
 		assert.Contains(t, out.Rejected[0].Reason, "dead-lettered (on_closed_workflow: dlq)")
 		assert.Equal(t, event.Watermarks{"carts/0": 4}, out.Watermarks, "handled, so a redelivery is skipped")
+	})
+	// A DLQ the worker cannot write to for a while (its ACL missing, the
+	// brokers down) is the worker's fault, never the record's: the record
+	// waits until Kafka takes it. (After 8 attempts, about two minutes,
+	// it was only listed as rejected, and the bridge had committed it.)
+	t.Run("dlq down for a while", func(t *testing.T) {
+		ct := newCartTest(t, cartEntity(slowFinish))
+		ct.world.dlqDown = 9 // one past the 8 attempts it had (the test environment ends retries after a few minutes of its own)
+		ct.signal(reserve(1, "a"), pay(2, true))
+		lateBatch(ct, "dlq")
+		out, err := ct.run(nil)
+		require.NoError(t, err)
+		require.Len(t, ct.world.deadLetters, 2, "both late records reached the DLQ once it took them")
+		require.Len(t, out.Rejected, 2)
+		assert.Contains(t, out.Rejected[0].Reason, "dead-lettered (on_closed_workflow: dlq)")
+	})
+	// A worker without the DeadLetter activity (one that never set up
+	// Kafka) cannot write the record ever: it is listed as a rejection
+	// naming why at once, rather than keeping the run open for good.
+	t.Run("no DeadLetter activity", func(t *testing.T) {
+		var s testsuite.WorkflowTestSuite
+		ct := &cartTest{t: t, env: s.NewTestWorkflowEnvironment(), world: &world{failRelease: map[string]bool{}}}
+		en := cartEntity(slowFinish)
+		ct.env.RegisterWorkflowWithOptions(func(ctx workflow.Context, c *Snapshot[cart]) (Snapshot[cart], error) { return en.Run(ctx, c) },
+			workflow.RegisterOptions{Name: "Cart"})
+		ct.env.RegisterActivityWithOptions(ct.world.hold, activity.RegisterOptions{Name: "Hold"})
+		ct.signal(reserve(1, "a"), pay(2, true))
+		lateBatch(ct, "dlq")
+		out, err := ct.run(nil)
+		require.NoError(t, err)
+		require.Len(t, out.Rejected, 2)
+		assert.Contains(t, out.Rejected[0].Reason, "could not be dead-lettered")
+		assert.Contains(t, out.Rejected[0].Reason, contract.DeadLetterActivity)
 	})
 	t.Run("drop", func(t *testing.T) {
 		ct := newCartTest(t, cartEntity(slowFinish))
