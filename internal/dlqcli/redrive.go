@@ -73,17 +73,30 @@ func (c *command) redrive(ctx context.Context, args []string) int {
 		}
 	}
 
-	// Entries redriven before, recorded by earlier runs.
-	redrives, err := dlq.ReadRedrives(ctx, client, t.dlqTopic)
-	if err != nil {
-		return c.Fail(fmt.Errorf("read the redrive records: %w", err))
-	}
-	var producer sarama.SyncProducer // started at the first record to produce
+	// The producer starts before the redrive records are read: its start
+	// fences any other redrive of this DLQ still running and settles that
+	// run's open transaction, so what that run redrove is all in the
+	// records read next. (Read first, a redrive another run committed
+	// before the fence went unseen and was redriven again.)
+	var producer sarama.SyncProducer
 	defer func() {
 		if producer != nil {
 			_ = producer.Close()
 		}
 	}()
+	if !*dryRun && len(entries) > 0 {
+		if err := createRedrivesTopic(client, t.dlqTopic); err != nil {
+			return c.Fail(err)
+		}
+		if producer, err = t.redriveProducer(); err != nil {
+			return c.Fail(err)
+		}
+	}
+	// Entries redriven before, recorded by earlier runs.
+	redrives, err := dlq.ReadRedrives(ctx, client, t.dlqTopic)
+	if err != nil {
+		return c.Fail(fmt.Errorf("read the redrive records: %w", err))
+	}
 	var redriven, refused, again, reduced int
 	for _, e := range entries {
 		if err := ctx.Err(); err != nil {
@@ -120,15 +133,12 @@ func (c *command) redrive(ctx context.Context, args []string) int {
 			fmt.Fprintf(c.stdout, "would redrive  %-10s -> %s  %s\n", from, msg.Topic, what)
 			continue
 		}
-		if producer == nil {
-			if err := createRedrivesTopic(client, t.dlqTopic); err != nil {
-				return c.Fail(err)
-			}
-			if producer, err = t.redriveProducer(); err != nil {
-				return c.Fail(err)
-			}
-		}
 		to, err := redriveOne(producer, e, msg, t.dlqTopic)
+		if err != nil && kafkatxn.Fenced(err) {
+			fmt.Fprintf(c.stdout, "stopped        %-10s another redrive of %s started\n", from, t.dlqTopic)
+			return c.Fail(fmt.Errorf("another redrive of %s started and fenced this one (transactional ID %s): %s was not redriven by this run, and this run writes nothing more; %d redriven before it",
+				t.dlqTopic, redriveTransactionalID(t.dlqTopic), from, redriven))
+		}
 		if err != nil {
 			fmt.Fprintf(c.stdout, "failed         %-10s -> %s: %v\n", from, msg.Topic, err)
 			return c.Fail(fmt.Errorf("redrive DLQ record %s to %s: %w (not redriven unless its commit, whose outcome is unknown only if the error says so, went through: run the redrive again to find out; %d redriven before it)", from, msg.Topic, err, redriven))

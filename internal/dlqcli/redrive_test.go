@@ -96,3 +96,163 @@ func TestARedriveThatCannotBeRecordedIsNotApplied(t *testing.T) {
 	}
 	assert.Equal(t, []int64{last}, seen, "records the bridge reads on the source topic")
 }
+
+// Two redrives of one DLQ at once must not both write an entry. The
+// second run's producer fences the first one's, but fencing stops only the
+// first run's later writes: what it committed before the fence is in the
+// redrive records, and the second run must read them after its producer
+// started, not before. Here the first run (a producer with the redrive
+// tool's transactional ID) commits its redrive of 0@0 while the second
+// run's producer starts. (The second run read the redrive records first,
+// found none, and redrove 0@0 again: two records on the source topic; in
+// a race of two `-all` runs over 3,000 entries, 502 keys twice.)
+func TestARedriveCommittedWhileAnotherStartsIsNotRedrivenAgain(t *testing.T) {
+	cluster, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.SeedTopics(1, "orders", "orders"+dlq.DefaultSuffix))
+	require.NoError(t, err)
+	defer cluster.Close()
+	brokers := cluster.ListenAddrs()[0]
+	dlqTopic := "orders" + dlq.DefaultSuffix
+	pc := sarama.NewConfig()
+	pc.Producer.Return.Successes = true
+	prod, err := sarama.NewSyncProducer(cluster.ListenAddrs(), pc)
+	require.NoError(t, err)
+	f := dlq.Failure{Topic: "orders", Partition: 0, Offset: 41, Key: []byte("k"), Value: []byte(`{}`), Class: dlq.ClassRejected, Err: "bad", FailedAt: now}
+	_, _, err = prod.SendMessage(f.Message(dlq.DefaultSuffix))
+	require.NoError(t, err)
+	require.NoError(t, prod.Close())
+	require.NoError(t, createRedrivesTopic(mustClient(t, cluster.ListenAddrs()), dlqTopic))
+
+	// The first run: its producer already started.
+	tc := sarama.NewConfig()
+	tc.Version = sarama.V3_6_0_0
+	tc.Producer.Idempotent, tc.Producer.RequiredAcks, tc.Producer.Return.Successes = true, sarama.WaitForAll, true
+	tc.Producer.Transaction.ID = redriveTransactionalID(dlqTopic)
+	tc.Net.MaxOpenRequests = 1
+	first, err := sarama.NewSyncProducer(cluster.ListenAddrs(), tc)
+	require.NoError(t, err)
+	defer first.Close()
+	commitFirst := func() error {
+		if err := first.BeginTxn(); err != nil {
+			return err
+		}
+		if _, _, err := first.SendMessage(&sarama.ProducerMessage{Topic: "orders", Key: sarama.StringEncoder("k"), Value: sarama.StringEncoder(`{}`)}); err != nil {
+			return err
+		}
+		rec, err := dlq.Redrive{Partition: 0, Offset: 0, At: now, To: "orders/0@0"}.Message(dlqTopic)
+		if err != nil {
+			return err
+		}
+		if _, _, err := first.SendMessage(rec); err != nil {
+			return err
+		}
+		return first.CommitTxn()
+	}
+	var firstErr error
+	var inits atomic.Int32
+	cluster.ControlKey(int16(kmsg.InitProducerID), func(kmsg.Request) (kmsg.Response, error, bool) {
+		cluster.KeepControl()
+		if inits.Add(1) == 1 { // the second run's producer starts: the first run commits meanwhile
+			done := make(chan struct{})
+			go func() { defer close(done); firstErr = commitFirst() }()
+			cluster.SleepControl(func() { <-done })
+		}
+		return nil, nil, false
+	})
+
+	code, stdout, stderr := runCLI("redrive", "-brokers", brokers, "-topic", dlqTopic, "-all")
+	require.NoError(t, firstErr)
+	require.EqualValues(t, 1, inits.Load(), "the second run started its producer")
+	t.Logf("stdout:\n%s\nstderr:\n%s", stdout, stderr)
+	assert.Equal(t, exitFail, code, "the entry is refused as redriven")
+	assert.Contains(t, stdout, "already redriven")
+
+	assert.Len(t, readCommitted(t, cluster.ListenAddrs(), "orders"), 1, "records on the source topic")
+}
+
+func mustClient(t *testing.T, addrs []string) sarama.Client {
+	c, err := sarama.NewClient(addrs, sarama.NewConfig())
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = c.Close() })
+	return c
+}
+
+// readCommitted reads topic's partition 0 as the bridge does
+// (read_committed): every record before a sentinel it writes at the end.
+func readCommitted(t *testing.T, addrs []string, topic string) []*sarama.ConsumerMessage {
+	pc := sarama.NewConfig()
+	pc.Producer.Return.Successes = true
+	pc.Producer.Partitioner = sarama.NewManualPartitioner
+	prod, err := sarama.NewSyncProducer(addrs, pc)
+	require.NoError(t, err)
+	_, _, err = prod.SendMessage(&sarama.ProducerMessage{Topic: topic, Partition: 0, Key: sarama.StringEncoder("sentinel")})
+	require.NoError(t, err)
+	require.NoError(t, prod.Close())
+	cc := sarama.NewConfig()
+	cc.Consumer.IsolationLevel = sarama.ReadCommitted
+	consumer, err := sarama.NewConsumer(addrs, cc)
+	require.NoError(t, err)
+	defer consumer.Close()
+	pcons, err := consumer.ConsumePartition(topic, 0, sarama.OffsetOldest)
+	require.NoError(t, err)
+	defer pcons.Close()
+	var out []*sarama.ConsumerMessage
+	for {
+		select {
+		case msg := <-pcons.Messages():
+			if string(msg.Key) == "sentinel" {
+				return out
+			}
+			out = append(out, msg)
+		case <-time.After(time.Minute):
+			t.Fatalf("the sentinel never arrived on %s (read %d records)", topic, len(out))
+		}
+	}
+}
+
+// A redrive fenced by another one that started says so, rather than
+// sarama's text for PRODUCER_FENCED ("Unknown error, how did this happen?
+// Error code = 90").
+func TestARedriveFencedByAnotherSaysSo(t *testing.T) {
+	cluster, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.SeedTopics(1, "orders", "orders"+dlq.DefaultSuffix))
+	require.NoError(t, err)
+	defer cluster.Close()
+	dlqTopic := "orders" + dlq.DefaultSuffix
+	pc := sarama.NewConfig()
+	pc.Producer.Return.Successes = true
+	prod, err := sarama.NewSyncProducer(cluster.ListenAddrs(), pc)
+	require.NoError(t, err)
+	for o := range int64(2) {
+		f := dlq.Failure{Topic: "orders", Partition: 0, Offset: o, Key: []byte("k"), Value: []byte(`{}`), Class: dlq.ClassRejected, Err: "bad", FailedAt: now}
+		_, _, err = prod.SendMessage(f.Message(dlq.DefaultSuffix))
+		require.NoError(t, err)
+	}
+	require.NoError(t, prod.Close())
+
+	var adds atomic.Int32
+	var fenceErr error
+	cluster.ControlKey(int16(kmsg.AddPartitionsToTxn), func(kmsg.Request) (kmsg.Response, error, bool) {
+		cluster.KeepControl()
+		if adds.Add(1) == 3 { // the second entry's transaction (each adds two partitions): another redrive starts
+			done := make(chan struct{})
+			go func() {
+				defer close(done)
+				tc := sarama.NewConfig()
+				tc.Version = sarama.V3_6_0_0
+				tc.Producer.Idempotent, tc.Producer.RequiredAcks, tc.Producer.Return.Successes = true, sarama.WaitForAll, true
+				tc.Producer.Transaction.ID = redriveTransactionalID(dlqTopic)
+				tc.Net.MaxOpenRequests = 1
+				var other sarama.SyncProducer
+				if other, fenceErr = sarama.NewSyncProducer(cluster.ListenAddrs(), tc); fenceErr == nil {
+					_ = other.Close()
+				}
+			}()
+			cluster.SleepControl(func() { <-done })
+		}
+		return nil, nil, false
+	})
+	code, stdout, stderr := runCLI("redrive", "-brokers", cluster.ListenAddrs()[0], "-topic", dlqTopic, "-all")
+	require.NoError(t, fenceErr)
+	assert.Equal(t, exitFail, code)
+	assert.Contains(t, stderr, "another redrive of "+dlqTopic, "stdout:\n%s", stdout)
+	assert.Contains(t, stderr, "1 redriven before it")
+}
