@@ -119,7 +119,8 @@ type Bridge struct {
 	// stuckCommits holds, by *flow, the error of the last transactional
 	// commit of a partition whose commits fail (txnCommitter.stuck).
 	stuckCommits sync.Map
-	group        groupView // the group's committed offsets, as last read
+	group        groupView     // the group's committed offsets, as last read
+	marked       markedOffsets // where the current session marked each partition (finalcommit.go)
 
 	delivered, deadLettered, closedRedeliveries, retries, calls, droppedClosed, closedWithoutMemo atomic.Uint64
 	commitFailures, dlqFailures, reducedDeadLetters, windowWaits                                  atomic.Uint64
@@ -320,6 +321,12 @@ func (b *Bridge) runGroup(ctx context.Context, group sarama.ConsumerGroup) error
 		"closed_redeliveries", st.ClosedRedeliveries, "dropped_closed", st.DroppedClosed)
 	if err != nil {
 		return fmt.Errorf("leave consumer group %q: %w", b.cfg.Kafka.Group, err)
+	}
+	if b.client != nil {
+		if err := b.checkFinalCommit(b.client); err != nil {
+			b.log.Error("the final offset commit did not reach Kafka", "group", b.cfg.Kafka.Group, "err", err)
+			return err
+		}
 	}
 	return nil
 }

@@ -17,6 +17,7 @@ type claimHandler struct{ b *Bridge }
 func (h claimHandler) Setup(s sarama.ConsumerGroupSession) error {
 	h.b.log.Info("partitions assigned", "member_id", s.MemberID(), "generation", s.GenerationID(), "claims", s.Claims())
 	h.b.refreshTopicIDs(s.Claims(), s.GenerationID())
+	h.b.marked.keepOnly(s.Claims())
 	h.b.sessionErr.Store(nil)
 	h.b.joined.Store(true)
 	return nil
@@ -102,6 +103,9 @@ func (h claimHandler) ConsumeClaim(s sarama.ConsumerGroupSession, claim sarama.C
 		return err
 	}
 	h.b.consume(f, claim.Messages())
+	if s.Context().Err() == nil { // revoked while the session goes on
+		h.b.marked.forget(f.topic, f.partition)
+	}
 	log.Info("partition released", "generation", s.GenerationID(), "abandoned_records", f.tracker.pending())
 	return nil
 }
@@ -151,6 +155,8 @@ func (b *Bridge) newFlow(s sarama.ConsumerGroupSession, claim sarama.ConsumerGro
 		}
 		mark = committer.advance
 	}
+	commit := mark
+	mark = func(next int64) { b.marked.mark(topic, partition, next); commit(next) }
 	callCtx, cancelCall := drainContext(ctx, b.cfg.Dispatch.DrainTimeout)
 	return &flow{
 		topic: topic, partition: partition, topicID: b.topicIDs.of(topic), ctx: ctx, cancel: cancel, callCtx: callCtx, cancelCall: cancelCall,

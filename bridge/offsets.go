@@ -8,8 +8,6 @@ import (
 	"time"
 
 	"github.com/IBM/sarama"
-
-	"github.com/sagabridge/sagabridge/config"
 )
 
 // tracker is one partition's offset watermark. Records are added in offset
@@ -172,19 +170,13 @@ func (b *Bridge) readGroupOffsets(client sarama.Client) ([]partitionOffsets, err
 			parts = append(parts, partitionOffsets{topic: topic, partition: p, committed: -1, start: start, end: end})
 		}
 	}
-	coordinator, err := client.Coordinator(b.cfg.Kafka.Group)
+	committed, err := fetchCommitted(client, b.cfg.Kafka, byTopic)
 	if err != nil {
-		return nil, fmt.Errorf("coordinator of group %s: %w", b.cfg.Kafka.Group, err)
-	}
-	req := sarama.NewOffsetFetchRequest(client.Config().Version, b.cfg.Kafka.Group, byTopic)
-	req.RequireStable = b.cfg.Kafka.IsolationLevel == config.ReadCommitted && req.Version >= 7
-	resp, err := coordinator.FetchOffset(req)
-	if err != nil {
-		return nil, fmt.Errorf("committed offsets of group %s: %w", b.cfg.Kafka.Group, err)
+		return nil, err
 	}
 	for i, p := range parts {
-		if blk := resp.GetBlock(p.topic, p.partition); blk != nil && blk.Err == sarama.ErrNoError {
-			parts[i].committed = blk.Offset
+		if at, ok := committed[p.topic][p.partition]; ok {
+			parts[i].committed = at
 		}
 	}
 	return parts, nil
