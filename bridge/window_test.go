@@ -635,3 +635,44 @@ func TestANamespaceThatTakesNoQueriesTurnsFlowControlOff(t *testing.T) {
 	assert.Nil(t, b.refused(), "taken for an access fault")
 	assert.Zero(t, b.Stats().DeadLettered)
 }
+
+// A workflow's window keeps a bounded number of entries however many calls
+// it was sent before it was asked (at half of workflow_window_records,
+// 5,000 one-record calls by default): one entry per call made 64 bytes a
+// call, outside the memory budget, 320 MiB for 1,000 such workflows, and
+// the array stayed allocated after the answer emptied it. Merged entries
+// are confirmed only once the workflow applied their last call, never
+// before (a merged entry confirms late, not early).
+func TestAWindowKeepsBoundedEntriesAndNeverConfirmsEarly(t *testing.T) {
+	ws := newWindows(10000, 1<<30, time.Now)
+	const calls = 4999
+	for o := range int64(calls) {
+		p := int32(o % 3) // three partitions, interleaved
+		ws.sent("order-1", "O", event.Position{Topic: "orders", Partition: p, Offset: o}, 1, 100)
+	}
+	w := ws.byID["order-1"].Value.(*window)
+	assert.LessOrEqual(t, len(w.calls), maxCallsPerWindow)
+	assert.Equal(t, calls, w.records)
+	assert.Equal(t, calls*100, w.bytes)
+
+	// The workflow applied everything up to offset 2,999 of each partition.
+	applied := event.NewWatermarks()
+	for p := range int32(3) {
+		last := int64(2999) - (int64(2999)-int64(p))%3 // the last offset of p at or below 2,999
+		applied.Admit(event.Position{Topic: "orders", Partition: p, Offset: last})
+	}
+	ws.confirm("order-1", applied)
+	assert.GreaterOrEqual(t, w.records, calls-3000, "never more confirmed than applied")
+	assert.LessOrEqual(t, w.records, calls-3000+calls/4, "the answer confirmed all but about an entry's share per partition")
+	for _, c := range w.calls {
+		assert.False(t, applied.Covers(c.partition), "a kept entry the answer covers: %v", c.partition)
+	}
+
+	all := event.NewWatermarks()
+	for p := range int32(3) {
+		all.Admit(event.Position{Topic: "orders", Partition: p, Offset: calls})
+	}
+	ws.confirm("order-1", all)
+	assert.Zero(t, w.records)
+	assert.LessOrEqual(t, cap(w.calls), 2*maxCallsPerWindow, "the array is not kept at its peak")
+}
