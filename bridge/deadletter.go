@@ -1,6 +1,7 @@
 package bridge
 
 import (
+	"context"
 	"fmt"
 
 	"github.com/sagabridge/sagabridge/dlq"
@@ -51,8 +52,17 @@ func (b *Bridge) writeDeadLetter(fl *flow, f dlq.Failure, bytes int) error {
 	}
 	for {
 		// callCtx: a write in flight when the partition ends may finish
-		// within dispatch.drain_timeout, as a call to Temporal may.
-		err := b.deps.DeadLetters.Write(fl.callCtx, f)
+		// within dispatch.drain_timeout, as a call to Temporal may. And
+		// like a call it is given up after dispatch.call_timeout: sarama
+		// retries a leader out of reach for minutes, and a write that
+		// hung held its worker with nothing paused or reported (given up
+		// on, it may still land: the DLQ is at-least-once).
+		ctx, cancel := context.WithTimeout(fl.callCtx, b.cfg.Dispatch.CallTimeout)
+		err := b.deps.DeadLetters.Write(ctx, f)
+		if err != nil && ctx.Err() == context.DeadlineExceeded && fl.callCtx.Err() == nil {
+			err = fmt.Errorf("no answer within dispatch.call_timeout (%s): %w", b.cfg.Dispatch.CallTimeout, err)
+		}
+		cancel()
 		if err == nil {
 			b.pressure.setDLQFailing(fl, nil)
 			b.committedDeadLetters([]dlq.Failure{f})
