@@ -88,7 +88,7 @@ func (c *command) redrive(ctx context.Context, args []string) int {
 		if err := createRedrivesTopic(client, t.dlqTopic); err != nil {
 			return c.Fail(err)
 		}
-		if producer, err = t.redriveProducer(); err != nil {
+		if producer, err = t.redriveProducer(largest(entries)); err != nil {
 			return c.Fail(err)
 		}
 	}
@@ -97,7 +97,7 @@ func (c *command) redrive(ctx context.Context, args []string) int {
 	if err != nil {
 		return c.Fail(fmt.Errorf("read the redrive records: %w", err))
 	}
-	var redriven, refused, again, reduced int
+	var redriven, refused, again, reduced, failed int
 	for _, e := range entries {
 		if err := ctx.Err(); err != nil {
 			return c.Fail(err)
@@ -139,6 +139,12 @@ func (c *command) redrive(ctx context.Context, args []string) int {
 			return c.Fail(fmt.Errorf("another redrive of %s started and fenced this one (transactional ID %s): %s was not redriven by this run, and this run writes nothing more; %d redriven before it",
 				t.dlqTopic, redriveTransactionalID(t.dlqTopic), from, redriven))
 		}
+		if err != nil && dlq.TooLarge(err) { // this record's: the others may go
+			failed++
+			fmt.Fprintf(c.stdout, "failed         %-10s -> %s: %v\n", from, msg.Topic, err)
+			fmt.Fprintf(c.stderr, "bridge dlq redrive: %s not redriven: too large for %s (its max.message.bytes, or the broker's message.max.bytes): %v\n", from, msg.Topic, err)
+			continue
+		}
 		if err != nil {
 			fmt.Fprintf(c.stdout, "failed         %-10s -> %s: %v\n", from, msg.Topic, err)
 			return c.Fail(fmt.Errorf("redrive DLQ record %s to %s: %w (not redriven unless its commit, whose outcome is unknown only if the error says so, went through: run the redrive again to find out; %d redriven before it)", from, msg.Topic, err, redriven))
@@ -147,9 +153,13 @@ func (c *command) redrive(ctx context.Context, args []string) int {
 		fmt.Fprintf(c.stdout, "redriven       %-10s -> %s  %s\n", from, to, what)
 	}
 	if *dryRun {
-		fmt.Fprintf(c.stdout, "dry run: %d would be redriven, %d refused; nothing was produced\n", redriven, refused+reduced)
+		fmt.Fprintf(c.stdout, "dry run: %d would be redriven, %d refused; nothing was produced\n", redriven, refused+reduced+again)
 	} else {
-		fmt.Fprintf(c.stdout, "%d redriven, %d refused\n", redriven, refused+reduced)
+		fmt.Fprintf(c.stdout, "%d redriven, %d refused", redriven, refused+reduced+again)
+		if failed > 0 {
+			fmt.Fprintf(c.stdout, ", %d failed", failed)
+		}
+		fmt.Fprintln(c.stdout)
 	}
 	for _, b := range bad {
 		fmt.Fprintf(c.stderr, "bridge dlq redrive: %v\n", b)
@@ -165,7 +175,7 @@ func (c *command) redrive(ctx context.Context, args []string) int {
 		fmt.Fprintf(c.stderr, "bridge dlq redrive: %d entries refused: redriven before (recorded in %s); -force redrives them again\n",
 			again, dlq.RedrivesTopic(t.dlqTopic))
 	}
-	if refused > 0 || again > 0 || reduced > 0 || len(bad) > 0 {
+	if refused > 0 || again > 0 || reduced > 0 || failed > 0 || len(bad) > 0 {
 		return exitFail
 	}
 	return exitOK
@@ -194,10 +204,28 @@ func createRedrivesTopic(client sarama.Client, dlqTopic string) error {
 // other rather than both writing.
 func redriveTransactionalID(dlqTopic string) string { return "sagabridge-redrive-" + dlqTopic }
 
+// largest is the size of the largest record among entries' values, keys
+// and headers, as sarama counts it.
+func largest(entries []dlq.Entry) int {
+	n := 0
+	for _, e := range entries {
+		size := len(e.Failure.Key) + len(e.Failure.Value)
+		for _, h := range e.Failure.Headers {
+			size += len(h.Key) + len(h.Value)
+		}
+		n = max(n, size)
+	}
+	return n
+}
+
 // redriveProducer starts the transactional producer of t's redrives, on a
-// client of its own; closing it closes the client.
-func (t *target) redriveProducer() (sarama.SyncProducer, error) {
+// client of its own, taking records of up to largest bytes and more (the
+// broker and the topic judge their size; sarama's default of 1 MiB refused
+// entries the DLQ holds); closing it closes the client.
+func (t *target) redriveProducer(largest int) (sarama.SyncProducer, error) {
 	client, err := t.connect(func(cfg *sarama.Config) {
+		// sarama refuses a MaxMessageBytes at or over its request size.
+		cfg.Producer.MaxMessageBytes = min(max(cfg.Producer.MaxMessageBytes, largest+64<<10), int(sarama.MaxRequestSize)-1)
 		cfg.Producer.Partitioner = dlq.RedrivePartitioner // back to the original partition
 		cfg.Producer.Idempotent = true
 		cfg.Producer.RequiredAcks = sarama.WaitForAll

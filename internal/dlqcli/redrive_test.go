@@ -1,6 +1,7 @@
 package dlqcli
 
 import (
+	"bytes"
 	"regexp"
 	"strconv"
 	"sync/atomic"
@@ -165,6 +166,8 @@ func TestARedriveCommittedWhileAnotherStartsIsNotRedrivenAgain(t *testing.T) {
 	t.Logf("stdout:\n%s\nstderr:\n%s", stdout, stderr)
 	assert.Equal(t, exitFail, code, "the entry is refused as redriven")
 	assert.Contains(t, stdout, "already redriven")
+	// The summary counts it too (it said "0 redriven, 0 refused").
+	assert.Contains(t, stdout, "0 redriven, 1 refused")
 
 	assert.Len(t, readCommitted(t, cluster.ListenAddrs(), "orders"), 1, "records on the source topic")
 }
@@ -255,4 +258,59 @@ func TestARedriveFencedByAnotherSaysSo(t *testing.T) {
 	assert.Equal(t, exitFail, code)
 	assert.Contains(t, stderr, "another redrive of "+dlqTopic, "stdout:\n%s", stdout)
 	assert.Contains(t, stderr, "1 redriven before it")
+}
+
+// An entry over sarama's default 1 MiB (a temporal_rejected record over
+// dispatch.max_call_bytes, which the bridge dead-letters whole while the
+// DLQ topic takes it) is redriven: the broker and the topic judge its size,
+// not sarama's default. One the source topic refuses is reported and the
+// run goes on with the other entries. (The run stopped at the first entry
+// with "Attempt to produce message larger than configured
+// Producer.MaxMessageBytes: 1100074 > 1048576", and the small entry after
+// it was never tried.)
+func TestEntriesOverOneMiBAreRedriven(t *testing.T) {
+	cluster, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.BrokerConfigs(map[string]string{"message.max.bytes": "4194304"}),
+		kfake.SeedTopics(1, "orders", "orders"+dlq.DefaultSuffix))
+	require.NoError(t, err)
+	defer cluster.Close()
+	small := "200000"
+	admin, err := sarama.NewClusterAdmin(cluster.ListenAddrs(), sarama.NewConfig())
+	require.NoError(t, err)
+	require.NoError(t, admin.CreateTopic("narrow", &sarama.TopicDetail{NumPartitions: 1, ReplicationFactor: 1,
+		ConfigEntries: map[string]*string{"max.message.bytes": &small}}, false))
+	require.NoError(t, admin.CreateTopic("narrow"+dlq.DefaultSuffix, &sarama.TopicDetail{NumPartitions: 1, ReplicationFactor: 1}, false))
+	require.NoError(t, admin.Close())
+	pc := sarama.NewConfig()
+	pc.Producer.Return.Successes = true
+	pc.Producer.MaxMessageBytes = 4 << 20
+	prod, err := sarama.NewSyncProducer(cluster.ListenAddrs(), pc)
+	require.NoError(t, err)
+	big := bytes.Repeat([]byte("x"), 1_100_000)
+	for i, f := range []dlq.Failure{
+		{Topic: "orders", Partition: 0, Offset: 1, Key: []byte("big"), Value: big, Class: dlq.ClassRejected, Err: "payload too large", FailedAt: now},
+		{Topic: "orders", Partition: 0, Offset: 2, Key: []byte("small"), Value: []byte(`{}`), Class: dlq.ClassRejected, Err: "bad", FailedAt: now},
+	} {
+		_, _, err := prod.SendMessage(f.Message(dlq.DefaultSuffix))
+		require.NoError(t, err, i)
+	}
+	for i, v := range [][]byte{big[:300_000], []byte(`{}`)} { // the first one too large for its topic now
+		f := dlq.Failure{Topic: "narrow", Partition: 0, Offset: int64(i), Key: []byte("n"), Value: v, Class: dlq.ClassRejected, Err: "bad", FailedAt: now}
+		_, _, err := prod.SendMessage(f.Message(dlq.DefaultSuffix))
+		require.NoError(t, err, i)
+	}
+	require.NoError(t, prod.Close())
+
+	code, stdout, stderr := runCLI("redrive", "-brokers", cluster.ListenAddrs()[0], "-topic", "orders"+dlq.DefaultSuffix, "-all")
+	require.Equal(t, exitOK, code, "stdout:\n%s\nstderr:\n%s", stdout, stderr)
+	got := readCommitted(t, cluster.ListenAddrs(), "orders")
+	require.Len(t, got, 2)
+	assert.Equal(t, big, got[0].Value, "byte for byte")
+
+	code, stdout, stderr = runCLI("redrive", "-brokers", cluster.ListenAddrs()[0], "-topic", "narrow"+dlq.DefaultSuffix, "-all")
+	assert.Equal(t, exitFail, code)
+	assert.Contains(t, stdout, "failed         0@0")
+	assert.Contains(t, stdout, "redriven       0@1")
+	assert.Contains(t, stdout, "1 redriven, 0 refused, 1 failed")
+	assert.Contains(t, stderr, "too large")
+	assert.Len(t, readCommitted(t, cluster.ListenAddrs(), "narrow"), 1)
 }
