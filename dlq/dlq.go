@@ -133,7 +133,10 @@ func FromMessage(msg *sarama.ConsumerMessage, class Class, err error, attempts i
 func (f Failure) Message(suffix string) *sarama.ProducerMessage {
 	hs := make([]sarama.RecordHeader, 0, len(f.Headers)+10)
 	for _, h := range f.Headers {
-		if k := string(h.Key); renamed(k) {
+		if k := string(h.Key); renamed(k) || (k == HeaderRedriveCount && !validCount(h.Value)) {
+			// A count that is no count is the producer's, not the
+			// redrive tool's: kept aside, it cannot make the dead letter
+			// unreadable, and a redrive sets the count afresh.
 			h.Key = []byte(OriginalPrefix + k)
 		}
 		hs = append(hs, h)
@@ -318,6 +321,13 @@ func SendOrAlone(ctx context.Context, p, alone sarama.SyncProducer, message func
 	return err
 }
 
+// validCount reports whether v is a HeaderRedriveCount value: a
+// non-negative decimal integer.
+func validCount(v []byte) bool {
+	n, err := strconv.Atoi(string(v))
+	return err == nil && n >= 0
+}
+
 // reserved reports whether a header's name is in sagabridge's namespace.
 // HeaderRedriveCount is not: the redrive tool set it, and a record that
 // fails again carries its count into the DLQ.
@@ -331,13 +341,18 @@ func reserved(key string) bool {
 // strips one OriginalPrefix from every name for which this holds of the
 // rest, gives every header back as it was.
 func renamed(key string) bool {
+	if reserved(key) {
+		return true
+	}
 	for {
-		if reserved(key) {
-			return true
-		}
 		rest, ok := strings.CutPrefix(key, OriginalPrefix)
 		if !ok {
 			return false
+		}
+		// HeaderRedriveCount renamed is a producer's count that was no
+		// count (Message), which a redrive replaces.
+		if reserved(rest) || rest == HeaderRedriveCount {
+			return true
 		}
 		key = rest
 	}

@@ -92,7 +92,9 @@ func RedriveMessage(e Entry, max int) (*sarama.ProducerMessage, error) {
 	placed := false
 	for _, h := range e.Failure.Headers {
 		k := string(h.Key)
-		if orig, ok := strings.CutPrefix(k, OriginalPrefix); ok && renamed(orig) {
+		if orig, ok := strings.CutPrefix(k, OriginalPrefix); ok && orig == HeaderRedriveCount {
+			k = orig // a producer's count that was no count (Failure.Message): replaced by this one
+		} else if ok && renamed(orig) {
 			// The producer's own header, renamed by Failure.Message: restore it.
 			hs = append(hs, sarama.RecordHeader{Key: []byte(orig), Value: bytes.Clone(h.Value)})
 			continue

@@ -195,6 +195,7 @@ func TestAHeaderThatLooksRenamedComesBackAsItWas(t *testing.T) {
 		{Key: []byte("original.original.sagabridge.y"), Value: []byte("2")},
 		{Key: []byte("sagabridge.z"), Value: []byte("3")},
 		{Key: []byte("original.trace"), Value: []byte("4")},
+		{Key: []byte("original." + HeaderRedriveCount), Value: []byte("5")},
 	}
 	f := Failure{Topic: "orders", Partition: 1, Offset: 7, Key: []byte("k"), Value: []byte("v"),
 		Class: ClassDecode, Err: "bad", Attempts: 1, Headers: own}
@@ -204,4 +205,24 @@ func TestAHeaderThatLooksRenamedComesBackAsItWas(t *testing.T) {
 	require.NoError(t, err)
 	assert.Equal(t, append(own, sarama.RecordHeader{Key: []byte(HeaderRedriveCount), Value: []byte("1")}), re.Headers,
 		"the redriven record has its own headers back, byte for byte")
+}
+
+// A producer's own sagabridge.redrive.count that is not a count ("abc")
+// does not make its dead letter unreadable: the dead letter keeps it
+// renamed, and a redrive sets the count afresh. (The DLQ tool refused the
+// entry for ever, even with -force: "header sagabridge.redrive.count:
+// "abc" is not a non-negative integer".)
+func TestAMalformedRedriveCountFromTheProducerDoesNotBlockItsDeadLetter(t *testing.T) {
+	f := Failure{Topic: "orders", Partition: 1, Offset: 7, Key: []byte("k"), Value: []byte("v"), Class: ClassDecode, Err: "bad", Attempts: 1,
+		Headers: []sarama.RecordHeader{{Key: []byte(HeaderRedriveCount), Value: []byte("abc")}, {Key: []byte("trace"), Value: []byte("t")}}}
+	msg := asConsumed(t, f.Message(DefaultSuffix))
+	e, err := EntryOf(msg)
+	require.NoError(t, err)
+	assert.Zero(t, e.Redrives)
+	re, err := RedriveMessage(e, 3)
+	require.NoError(t, err)
+	assert.Equal(t, []sarama.RecordHeader{
+		{Key: []byte(HeaderRedriveCount), Value: []byte("1")},
+		{Key: []byte("trace"), Value: []byte("t")},
+	}, re.Headers)
 }
