@@ -126,6 +126,31 @@ type Connections struct {
 	DLQ DLQ
 }
 
+// LoadCodec reads the temporal section of the bridge configuration at
+// path for the codec server (bridge codec-server): the namespace and the
+// codec (temporal.codec), the only fields it uses and checks. The bridge's
+// own secrets (its Kafka password, its Temporal API key, TLS files) need
+// not be there where an operator runs it. Errors name the file and the
+// field.
+func LoadCodec(path string, overrides ...Override) (Temporal, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return Temporal{}, fmt.Errorf("read config: %w", err)
+	}
+	cfg, err := decode(data, overrides)
+	if err != nil {
+		return Temporal{}, fmt.Errorf("config %s: %w", path, err)
+	}
+	var errs []error
+	cfg.Temporal.Codec.validate(func(field, format string, args ...any) {
+		errs = append(errs, &FieldError{Field: field, Msg: fmt.Sprintf(format, args...)})
+	})
+	if err := errors.Join(errs...); err != nil {
+		return Temporal{}, fmt.Errorf("config %s: %w", path, err)
+	}
+	return cfg.Temporal, nil
+}
+
 // LoadConnections reads the kafka, temporal and dlq sections of the bridge
 // configuration at path (the other sections are parsed, so unknown fields
 // are still errors, but not required), applies overrides (flags), fills the

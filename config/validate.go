@@ -296,7 +296,12 @@ func (t Temporal) validate(bad func(field, format string, args ...any)) {
 			bad("temporal.api_key_file", "%v", err)
 		}
 	}
-	c := t.Codec
+	t.Codec.validate(bad)
+}
+
+// validate checks the codec section (temporal.codec): its key and the
+// older keys that only decrypt.
+func (c Codec) validate(bad func(field, format string, args ...any)) {
 	switch {
 	case c.KeyEnv != "" && c.KeyFile != "":
 		bad("temporal.codec.key_env", "give at most one of key_env and key_file")

@@ -30,7 +30,12 @@ func TestTheCodecServerReadsTheEnvironment(t *testing.T) {
 	keyFile := filepath.Join(dir, "codec.key")
 	require.NoError(t, os.WriteFile(keyFile, []byte(base64.StdEncoding.EncodeToString(key)+"\n"), 0o600))
 	path := filepath.Join(dir, "bridge.yaml")
-	require.NoError(t, os.WriteFile(path, []byte(fmt.Sprintf(`temporal: {namespace: file-ns, codec: {key_file: %q, key_id: k}}
+	// The bridge's own secrets (its Kafka password, its Temporal API key)
+	// are not set where an operator runs the codec server, which uses
+	// neither. (It refused to start: "kafka.sasl.password_env: the
+	// environment variable ... is not set".)
+	require.NoError(t, os.WriteFile(path, []byte(fmt.Sprintf(`kafka: {sasl: {mechanism: SCRAM-SHA-512, username: u, password_env: SAGABRIDGE_TEST_UNSET_PASSWORD}}
+temporal: {namespace: file-ns, api_key_env: SAGABRIDGE_TEST_UNSET_API_KEY, tls: {enabled: true}, codec: {key_file: %q, key_id: k}}
 routes: [{topic: orders, workflow_type: W, workflow_id: "w-{key}", task_queue: q}]
 `, keyFile)), 0o600))
 	ln, err := net.Listen("tcp", "127.0.0.1:0")

@@ -223,12 +223,12 @@ func codecServer(args []string) int {
 		log.Error("invalid environment", "err", err)
 		return 1
 	}
-	conns, err := config.LoadConnections(*configPath, fromEnv)
+	temporal, err := config.LoadCodec(*configPath, fromEnv)
 	if err != nil {
 		log.Error("invalid configuration", "err", err)
 		return 1
 	}
-	codec, err := connect.PayloadCodec(conns.Temporal)
+	codec, err := connect.PayloadCodec(temporal)
 	if err != nil || codec == nil {
 		log.Error("temporal.codec: no key configured; nothing to serve", "err", err)
 		return 1
@@ -238,14 +238,14 @@ func codecServer(args []string) int {
 		return 2
 	}
 	h, err := codecserver.New(codecserver.Options{
-		Codec: codec, Namespace: conns.Temporal.Namespace, EnableEncode: *enableEncode,
+		Codec: codec, Namespace: temporal.Namespace, EnableEncode: *enableEncode,
 		MaxBodyBytes: *maxBody, AllowedOrigins: origins, TokenFile: *tokenFile, Logger: log,
 	})
 	if err != nil {
 		log.Error("invalid flag", "err", codecFlagError(err))
 		return 2
 	}
-	exp := cli.Exposure{Field: "-listen", What: "decoding of namespace " + conns.Temporal.Namespace + "'s payloads (/decode)"}
+	exp := cli.Exposure{Field: "-listen", What: "decoding of namespace " + temporal.Namespace + "'s payloads (/decode)"}
 	if *enableEncode {
 		exp.What += " and encoding with its key (/encode)"
 	}
