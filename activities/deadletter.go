@@ -76,6 +76,7 @@ func (d *DeadLetterer) DeadLetter(ctx context.Context, in DeadLetterInput) error
 		Topic: in.Event.Topic, Partition: in.Event.Partition, Offset: in.Event.Offset,
 		Key: in.Event.RecordKey(), Value: in.Event.Raw,
 		Class: dlq.Class(cmp.Or(in.Class, contract.ClassActivity)), Err: in.Error, FailedAt: time.Now().UTC(), Attempts: in.Attempts,
+		Timestamp:  in.Event.Timestamp,
 		WorkflowID: info.WorkflowExecution.ID, RunID: info.WorkflowExecution.RunID, ActivityType: in.ActivityType,
 	}
 	if f.Value == nil {

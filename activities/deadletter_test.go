@@ -132,9 +132,12 @@ func TestADeadLetterKeepsABinaryRecordKey(t *testing.T) {
 	router, err := bridge.NewRouter([]config.Route{{Topic: "orders", WorkflowType: "O", WorkflowID: "order-{json:id}", TaskQueue: "q"}}, dlq.DefaultSuffix)
 	require.NoError(t, err)
 	key := []byte{0, 0, 0, 0, 42, 0xc3, 0x28, 0xff, 'k'}
-	_, e, err := router.Route(&sarama.ConsumerMessage{Topic: "orders", Offset: 3, Key: key, Value: []byte(`{"id":"7"}`)})
+	at := time.Date(2020, 1, 2, 3, 4, 5, 6_000_000, time.UTC)
+	_, e, err := router.Route(&sarama.ConsumerMessage{Topic: "orders", Offset: 3, Key: key, Value: []byte(`{"id":"7"}`), Timestamp: at})
 	require.NoError(t, err)
 	_, err = env.ExecuteActivity(DeadLetterActivity, DeadLetterInput{Event: e, ActivityType: "Charge", Attempts: 3, Error: "declined"})
 	require.NoError(t, err)
-	assert.Equal(t, key, readDLQ(t, cluster).Key)
+	got := readDLQ(t, cluster)
+	assert.Equal(t, key, got.Key)
+	assert.Equal(t, at, got.Timestamp, "the record's own timestamp, kept for a redrive (it was lost)")
 }

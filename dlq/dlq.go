@@ -34,6 +34,11 @@ const (
 	HeaderError      = HeaderPrefix + "error"       // the error message
 	HeaderFailedAt   = HeaderPrefix + "failed.at"   // RFC 3339 with nanoseconds, UTC
 	HeaderAttempts   = HeaderPrefix + "attempts"    // delivery attempts made, decimal
+	// HeaderTimestamp is the original record's timestamp (RFC 3339 with
+	// nanoseconds, UTC), when it had one: the dead letter's own timestamp
+	// is when it was written (the DLQ's retention counts from then), and
+	// a redrive gives the record its own back.
+	HeaderTimestamp = HeaderPrefix + "timestamp"
 	HeaderWorkflowID = HeaderPrefix + "workflow.id" // target workflow, when known
 	HeaderRunID      = HeaderPrefix + "run.id"      // workflow run, when known
 	HeaderActivity   = HeaderPrefix + "activity"    // activity type, for a failed activity
@@ -92,6 +97,8 @@ type Failure struct {
 	Err       string
 	FailedAt  time.Time
 	Attempts  int
+	// Timestamp is the original record's timestamp; zero when it had none.
+	Timestamp time.Time
 	// WorkflowID, RunID and ActivityType say where in Temporal the record
 	// failed, when it did; empty otherwise.
 	WorkflowID   string
@@ -115,6 +122,9 @@ func FromMessage(msg *sarama.ConsumerMessage, class Class, err error, attempts i
 		Topic: msg.Topic, Partition: msg.Partition, Offset: msg.Offset,
 		Key: msg.Key, Value: msg.Value,
 		Class: class, Err: err.Error(), FailedAt: now.UTC(), Attempts: attempts,
+	}
+	if msg.Timestamp.UnixMilli() > 0 { // sarama's for "none" (-1, or a v0 record) is not after 1970
+		f.Timestamp = msg.Timestamp.UTC()
 	}
 	for _, h := range msg.Headers {
 		if h != nil {
@@ -149,6 +159,9 @@ func (f Failure) Message(suffix string) *sarama.ProducerMessage {
 	add(HeaderError, f.Err)
 	add(HeaderFailedAt, f.FailedAt.UTC().Format(time.RFC3339Nano))
 	add(HeaderAttempts, strconv.Itoa(f.Attempts))
+	if !f.Timestamp.IsZero() {
+		add(HeaderTimestamp, f.Timestamp.UTC().Format(time.RFC3339Nano))
+	}
 	if f.WorkflowID != "" {
 		add(HeaderWorkflowID, f.WorkflowID)
 	}
@@ -224,6 +237,13 @@ func Parse(msg *sarama.ConsumerMessage) (Failure, error) {
 			errs = append(errs, fmt.Errorf("header %s: %w", HeaderFailedAt, err))
 		}
 		f.FailedAt = t
+	}
+	if v, ok := seen[HeaderTimestamp]; ok {
+		t, err := time.Parse(time.RFC3339Nano, v)
+		if err != nil {
+			errs = append(errs, fmt.Errorf("header %s: %w", HeaderTimestamp, err))
+		}
+		f.Timestamp = t
 	}
 	if v, ok := seen[HeaderAttempts]; ok {
 		n, err := strconv.Atoi(v)

@@ -65,8 +65,9 @@ func (e *ReducedError) Is(target error) bool { return target == ErrReduced }
 // RedriveMessage builds the record that redrives e: sent to the original
 // topic (e.Failure.Topic) with the original key and value byte for byte and
 // the original headers, minus any DLQ header, with HeaderRedriveCount set to
-// e.Redrives+1 (in place of the existing one, if any, else last), and
-// Partition set to the original partition. A producer built with
+// e.Redrives+1 (in place of the existing one, if any, else last), the
+// original timestamp (when the dead letter kept it), and Partition set to
+// the original partition. A producer built with
 // RedrivePartitioner sends it there while the topic still has that
 // partition (producers other than sarama hash keys differently, so hashing
 // again could move a key to another partition, behind or ahead of its
@@ -114,7 +115,7 @@ func RedriveMessage(e Entry, max int) (*sarama.ProducerMessage, error) {
 	if !placed {
 		hs = append(hs, count)
 	}
-	msg := &sarama.ProducerMessage{Topic: e.Failure.Topic, Partition: e.Failure.Partition, Headers: hs}
+	msg := &sarama.ProducerMessage{Topic: e.Failure.Topic, Partition: e.Failure.Partition, Headers: hs, Timestamp: e.Failure.Timestamp}
 	if e.Failure.Key != nil {
 		msg.Key = sarama.ByteEncoder(bytes.Clone(e.Failure.Key))
 	}

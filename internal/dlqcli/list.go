@@ -118,6 +118,7 @@ type jsonEntry struct {
 	Class         string       `json:"class"`
 	Error         string       `json:"error"`
 	FailedAt      time.Time    `json:"failed_at"`
+	Timestamp     *time.Time   `json:"timestamp,omitempty"` // the original record's, when kept
 	Attempts      int          `json:"attempts"`
 	Redrives      int          `json:"redrives"`
 	WorkflowID    string       `json:"workflow_id"`
@@ -160,6 +161,10 @@ func toJSON(topic string, e dlq.Entry) jsonEntry {
 		Class: string(f.Class), Error: f.Err, FailedAt: f.FailedAt.UTC(), Attempts: f.Attempts, Redrives: e.Redrives,
 		WorkflowID: f.WorkflowID, RunID: f.RunID, Activity: f.ActivityType, EventID: f.EventID,
 		Headers: make([]jsonHeader, 0, len(f.Headers)),
+	}
+	if !f.Timestamp.IsZero() {
+		at := f.Timestamp.UTC()
+		j.Timestamp = &at
 	}
 	j.Key, j.KeyEncoding = encodeBytes(f.Key)
 	j.Value, j.ValueEncoding = encodeBytes(f.Value)

@@ -2,8 +2,11 @@ package dlqcli
 
 import (
 	"bytes"
+	"errors"
+	"fmt"
 	"regexp"
 	"strconv"
+	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -187,7 +190,8 @@ func readCommitted(t *testing.T, addrs []string, topic string) []*sarama.Consume
 	pc.Producer.Partitioner = sarama.NewManualPartitioner
 	prod, err := sarama.NewSyncProducer(addrs, pc)
 	require.NoError(t, err)
-	_, _, err = prod.SendMessage(&sarama.ProducerMessage{Topic: topic, Partition: 0, Key: sarama.StringEncoder("sentinel")})
+	sentinel := fmt.Sprintf("sentinel-%d", time.Now().UnixNano()) // this read's; earlier reads' are skipped
+	_, _, err = prod.SendMessage(&sarama.ProducerMessage{Topic: topic, Partition: 0, Key: sarama.StringEncoder(sentinel)})
 	require.NoError(t, err)
 	require.NoError(t, prod.Close())
 	cc := sarama.NewConfig()
@@ -202,10 +206,12 @@ func readCommitted(t *testing.T, addrs []string, topic string) []*sarama.Consume
 	for {
 		select {
 		case msg := <-pcons.Messages():
-			if string(msg.Key) == "sentinel" {
+			switch k := string(msg.Key); {
+			case k == sentinel:
 				return out
+			case !strings.HasPrefix(k, "sentinel-"):
+				out = append(out, msg)
 			}
-			out = append(out, msg)
 		case <-time.After(time.Minute):
 			t.Fatalf("the sentinel never arrived on %s (read %d records)", topic, len(out))
 		}
@@ -313,4 +319,39 @@ func TestEntriesOverOneMiBAreRedriven(t *testing.T) {
 	assert.Contains(t, stdout, "1 redriven, 0 refused, 1 failed")
 	assert.Contains(t, stderr, "too large")
 	assert.Len(t, readCommitted(t, cluster.ListenAddrs(), "narrow"), 1)
+}
+
+// A redriven record has its own timestamp back, which the bridge hands
+// workflows as the event's time (Envelope.Timestamp), while the dead
+// letter is stamped when it was written, so the DLQ's retention counts
+// from then. (Both were stamped anew: the redriven record carried the
+// time of the redrive, and the original time was nowhere.)
+func TestARedrivenRecordKeepsItsTimestamp(t *testing.T) {
+	cluster, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.SeedTopics(1, "orders", "orders"+dlq.DefaultSuffix))
+	require.NoError(t, err)
+	defer cluster.Close()
+	pc := sarama.NewConfig()
+	pc.Version = sarama.V3_6_0_0
+	pc.Producer.Return.Successes = true
+	prod, err := sarama.NewSyncProducer(cluster.ListenAddrs(), pc)
+	require.NoError(t, err)
+	defer prod.Close()
+	orig := time.Date(2020, 1, 2, 3, 4, 5, 6_000_000, time.UTC)
+	_, _, err = prod.SendMessage(&sarama.ProducerMessage{Topic: "orders", Key: sarama.StringEncoder("k"), Value: sarama.StringEncoder("not json"), Timestamp: orig})
+	require.NoError(t, err)
+	src := readCommitted(t, cluster.ListenAddrs(), "orders")
+	require.Len(t, src, 1)
+	require.Equal(t, orig, src[0].Timestamp.UTC())
+	f := dlq.FromMessage(src[0], dlq.ClassDecode, errors.New("bad"), 1, time.Now())
+	_, _, err = prod.SendMessage(f.Message(dlq.DefaultSuffix))
+	require.NoError(t, err)
+
+	code, stdout, stderr := runCLI("redrive", "-brokers", cluster.ListenAddrs()[0], "-topic", "orders"+dlq.DefaultSuffix, "-all")
+	require.Equal(t, exitOK, code, "stdout:\n%s\nstderr:\n%s", stdout, stderr)
+	got := readCommitted(t, cluster.ListenAddrs(), "orders")
+	require.Len(t, got, 2, "the original and the redriven record")
+	assert.Equal(t, orig, got[1].Timestamp.UTC(), "the redriven record's timestamp")
+	dead := readCommitted(t, cluster.ListenAddrs(), "orders"+dlq.DefaultSuffix)
+	require.Len(t, dead, 1)
+	assert.WithinDuration(t, time.Now(), dead[0].Timestamp, time.Minute, "the dead letter is stamped when written")
 }
