@@ -38,7 +38,7 @@ const (
 	// nanoseconds, UTC), when it had one: the dead letter's own timestamp
 	// is when it was written (the DLQ's retention counts from then), and
 	// a redrive gives the record its own back.
-	HeaderTimestamp = HeaderPrefix + "timestamp"
+	HeaderTimestamp  = HeaderPrefix + "timestamp"
 	HeaderWorkflowID = HeaderPrefix + "workflow.id" // target workflow, when known
 	HeaderRunID      = HeaderPrefix + "run.id"      // workflow run, when known
 	HeaderActivity   = HeaderPrefix + "activity"    // activity type, for a failed activity
