@@ -1,12 +1,12 @@
 package bridge
 
 import (
-	"fmt"
 	"maps"
 	"slices"
 	"sync"
 
 	"github.com/IBM/sarama"
+	"github.com/sagabridge/sagabridge/internal/topicid"
 )
 
 // Topic IDs. A record's position is its topic, partition and offset; a
@@ -80,28 +80,7 @@ func (t *topicIDs) of(topic string) string {
 	return t.ids[topic]
 }
 
-// metadataTopicIDs reads topic IDs with a Metadata request (v10 and later
-// carry them) from the least loaded broker.
+// metadataTopicIDs reads topic IDs with client (topicid.Lookup).
 func metadataTopicIDs(client sarama.Client) func(topics []string) (map[string]string, error) {
-	return func(topics []string) (map[string]string, error) {
-		broker := client.LeastLoadedBroker()
-		if broker == nil {
-			return nil, fmt.Errorf("read topic IDs: no broker available")
-		}
-		if err := broker.Open(client.Config()); err != nil && err != sarama.ErrAlreadyConnected {
-			return nil, fmt.Errorf("read topic IDs: connect to %s: %w", broker.Addr(), err)
-		}
-		resp, err := broker.GetMetadata(sarama.NewMetadataRequest(client.Config().Version, topics))
-		if err != nil {
-			return nil, fmt.Errorf("read topic IDs from %s: %w", broker.Addr(), err)
-		}
-		ids := make(map[string]string, len(resp.Topics))
-		for _, tm := range resp.Topics {
-			if tm.Err != sarama.ErrNoError || tm.Uuid == (sarama.Uuid{}) {
-				continue // no ID served: watermarks by name
-			}
-			ids[tm.Name] = tm.Uuid.String()
-		}
-		return ids, nil
-	}
+	return func(topics []string) (map[string]string, error) { return topicid.Lookup(client, topics) }
 }

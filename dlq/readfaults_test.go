@@ -135,6 +135,6 @@ func TestASilentLeaderMoveDoesNotEmptyTheRedriveLedger(t *testing.T) {
 	fails := failFetches(cluster, kerr.NotLeaderForPartition.Code, 1)
 	ledger, err := ReadRedrives(context.Background(), client, "orders"+DefaultSuffix)
 	require.NoError(t, err)
-	assert.Contains(t, ledger, RedriveKey(0, 7))
+	assert.Contains(t, ledger, RedriveKey("", 0, 7))
 	assert.GreaterOrEqual(t, fails.Load(), int32(1), "no fetch met the fault: the test proved nothing")
 }

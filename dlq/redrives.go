@@ -31,6 +31,10 @@ func RedrivesTopicConfig() map[string]*string {
 // Redrive records that the DLQ entry at Partition/Offset was produced
 // again, when and where.
 type Redrive struct {
+	// TopicID is the DLQ topic's Kafka ID when the broker serves one: a
+	// DLQ topic deleted and created again starts its offsets again, and
+	// its new entries are not the old ones.
+	TopicID   string    `json:"dlq_topic_id,omitempty"`
 	Partition int32     `json:"dlq_partition"`
 	Offset    int64     `json:"dlq_offset"`
 	At        time.Time `json:"at"`
@@ -38,32 +42,54 @@ type Redrive struct {
 	To string `json:"to"`
 }
 
-// RedriveKey keys an entry's redrive record: "partition@offset" of the entry.
-func RedriveKey(partition int32, offset int64) string {
-	return strconv.FormatInt(int64(partition), 10) + "@" + strconv.FormatInt(offset, 10)
+// RedriveKey keys an entry's redrive record: "topicID/partition@offset"
+// of the entry, or "partition@offset" without a topic ID (as every record
+// written before IDs were kept is keyed; see Redrives.Of).
+func RedriveKey(topicID string, partition int32, offset int64) string {
+	key := strconv.FormatInt(int64(partition), 10) + "@" + strconv.FormatInt(offset, 10)
+	if topicID != "" {
+		key = topicID + "/" + key
+	}
+	return key
+}
+
+// Redrives are the redrive records of a DLQ topic, by RedriveKey.
+type Redrives map[string]Redrive
+
+// Of is the redrive recorded for the entry at partition/offset of the DLQ
+// topic whose ID is topicID, if any: keyed by the ID, or by position alone
+// when it was recorded without one (before IDs were kept, or on a broker
+// that serves none), which cannot tell the topic from one of its name
+// created again.
+func (rs Redrives) Of(topicID string, partition int32, offset int64) (Redrive, bool) {
+	if r, ok := rs[RedriveKey(topicID, partition, offset)]; ok {
+		return r, true
+	}
+	r, ok := rs[RedriveKey("", partition, offset)]
+	return r, ok
 }
 
 // Message is the record of r on the redrives topic of dlqTopic.
 func (r Redrive) Message(dlqTopic string) (*sarama.ProducerMessage, error) {
 	v, err := json.Marshal(r)
 	if err != nil {
-		return nil, fmt.Errorf("encode the redrive of %s: %w", RedriveKey(r.Partition, r.Offset), err)
+		return nil, fmt.Errorf("encode the redrive of %s: %w", RedriveKey(r.TopicID, r.Partition, r.Offset), err)
 	}
 	return &sarama.ProducerMessage{
-		Topic: RedrivesTopic(dlqTopic), Key: sarama.StringEncoder(RedriveKey(r.Partition, r.Offset)), Value: sarama.ByteEncoder(v),
+		Topic: RedrivesTopic(dlqTopic), Key: sarama.StringEncoder(RedriveKey(r.TopicID, r.Partition, r.Offset)), Value: sarama.ByteEncoder(v),
 	}, nil
 }
 
 // ReadRedrives returns the redrives recorded for the entries of dlqTopic,
 // by RedriveKey; none when the redrives topic does not exist yet.
-func ReadRedrives(ctx context.Context, client sarama.Client, dlqTopic string) (map[string]Redrive, error) {
+func ReadRedrives(ctx context.Context, client sarama.Client, dlqTopic string) (Redrives, error) {
 	topic := RedrivesTopic(dlqTopic)
 	if err := client.RefreshMetadata(topic); errors.Is(err, sarama.ErrUnknownTopicOrPartition) {
-		return map[string]Redrive{}, nil
+		return Redrives{}, nil
 	}
 	parts, err := client.Partitions(topic)
 	if errors.Is(err, sarama.ErrUnknownTopicOrPartition) {
-		return map[string]Redrive{}, nil
+		return Redrives{}, nil
 	}
 	if err != nil {
 		return nil, fmt.Errorf("list the partitions of %s: %w", topic, err)
@@ -73,7 +99,7 @@ func ReadRedrives(ctx context.Context, client sarama.Client, dlqTopic string) (m
 		return nil, fmt.Errorf("start a consumer of %s: %w", topic, err)
 	}
 	defer func() { _ = consumer.Close() }()
-	out := map[string]Redrive{}
+	out := Redrives{}
 	var bad []error
 	for _, p := range parts {
 		oldest, err := client.GetOffset(topic, p, sarama.OffsetOldest)

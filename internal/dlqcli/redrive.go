@@ -10,6 +10,7 @@ import (
 
 	"github.com/sagabridge/sagabridge/dlq"
 	"github.com/sagabridge/sagabridge/internal/kafkatxn"
+	"github.com/sagabridge/sagabridge/internal/topicid"
 )
 
 // redrive is `bridge dlq redrive`.
@@ -92,6 +93,13 @@ func (c *command) redrive(ctx context.Context, args []string) int {
 			return c.Fail(err)
 		}
 	}
+	// The DLQ topic's ID, which the redrive records carry: one deleted and
+	// created again starts its offsets again.
+	ids, err := topicid.Lookup(client, []string{t.dlqTopic})
+	if err != nil {
+		return c.Fail(err)
+	}
+	dlqID := ids[t.dlqTopic]
 	// Entries redriven before, recorded by earlier runs.
 	redrives, err := dlq.ReadRedrives(ctx, client, t.dlqTopic)
 	if err != nil {
@@ -121,7 +129,7 @@ func (c *command) redrive(ctx context.Context, args []string) int {
 		if err != nil {
 			return c.Fail(err)
 		}
-		if before, ok := redrives[dlq.RedriveKey(e.Partition, e.Offset)]; ok && !*force {
+		if before, ok := redrives.Of(dlqID, e.Partition, e.Offset); ok && !*force {
 			again++
 			fmt.Fprintf(c.stdout, "refused        %-10s already redriven at %s to %s (-force redrives it again)\n",
 				from, before.At.Format(time.RFC3339), before.To)
@@ -133,7 +141,7 @@ func (c *command) redrive(ctx context.Context, args []string) int {
 			fmt.Fprintf(c.stdout, "would redrive  %-10s -> %s  %s\n", from, msg.Topic, what)
 			continue
 		}
-		to, err := redriveOne(producer, e, msg, t.dlqTopic)
+		to, err := redriveOne(producer, e, msg, t.dlqTopic, dlqID)
 		if err != nil && kafkatxn.Fenced(err) {
 			fmt.Fprintf(c.stdout, "stopped        %-10s another redrive of %s started\n", from, t.dlqTopic)
 			return c.Fail(fmt.Errorf("another redrive of %s started and fenced this one (transactional ID %s): %s was not redriven by this run, and this run writes nothing more; %d redriven before it",
@@ -251,7 +259,7 @@ func (t *target) redriveProducer(largest int) (sarama.SyncProducer, error) {
 // record went (topic/partition@offset); on an error the transaction is
 // aborted (a commit whose answer was lost may still have gone through; the
 // redrive is then recorded, and a later run refuses it).
-func redriveOne(producer sarama.SyncProducer, e dlq.Entry, msg *sarama.ProducerMessage, dlqTopic string) (string, error) {
+func redriveOne(producer sarama.SyncProducer, e dlq.Entry, msg *sarama.ProducerMessage, dlqTopic, dlqID string) (string, error) {
 	if err := kafkatxn.Ready(producer); err != nil {
 		return "", err
 	}
@@ -263,7 +271,7 @@ func redriveOne(producer sarama.SyncProducer, e dlq.Entry, msg *sarama.ProducerM
 		return "", kafkatxn.Abort(producer, err)
 	}
 	to := fmt.Sprintf("%s/%d@%d", msg.Topic, p, o)
-	rec, err := dlq.Redrive{Partition: e.Partition, Offset: e.Offset, At: time.Now().UTC(), To: to}.Message(dlqTopic)
+	rec, err := dlq.Redrive{TopicID: dlqID, Partition: e.Partition, Offset: e.Offset, At: time.Now().UTC(), To: to}.Message(dlqTopic)
 	if err == nil {
 		_, _, err = producer.SendMessage(rec)
 	}

@@ -355,3 +355,50 @@ func TestARedrivenRecordKeepsItsTimestamp(t *testing.T) {
 	require.Len(t, dead, 1)
 	assert.WithinDuration(t, time.Now(), dead[0].Timestamp, time.Minute, "the dead letter is stamped when written")
 }
+
+// A DLQ topic deleted and created again (a common way to purge one) starts
+// its offsets again, and its new entries are not the old ones: a redrive
+// recorded for the old topic's 0@0 does not refuse the new topic's 0@0.
+// Redrive records carry the DLQ topic's ID, as the bridge's watermarks do.
+// (The new entry was refused: "already redriven ... (-force redrives it
+// again)", and -force would have turned the real protection off too.)
+func TestADLQTopicCreatedAgainIsNotTakenForTheOldOne(t *testing.T) {
+	cluster, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.SeedTopics(1, "orders", "orders"+dlq.DefaultSuffix))
+	require.NoError(t, err)
+	defer cluster.Close()
+	dlqTopic := "orders" + dlq.DefaultSuffix
+	write := func(key string) {
+		pc := sarama.NewConfig()
+		pc.Producer.Return.Successes = true
+		prod, err := sarama.NewSyncProducer(cluster.ListenAddrs(), pc)
+		require.NoError(t, err)
+		defer prod.Close()
+		f := dlq.Failure{Topic: "orders", Partition: 0, Offset: 7, Key: []byte(key), Value: []byte(`{}`), Class: dlq.ClassRejected, Err: "bad", FailedAt: now}
+		_, _, err = prod.SendMessage(f.Message(dlq.DefaultSuffix))
+		require.NoError(t, err)
+	}
+	redrive := []string{"redrive", "-brokers", cluster.ListenAddrs()[0], "-topic", dlqTopic, "-partition", "0", "-offset", "0"}
+	write("old")
+	code, stdout, stderr := runCLI(redrive...)
+	require.Equal(t, exitOK, code, "stdout:\n%s\nstderr:\n%s", stdout, stderr)
+
+	admin, err := sarama.NewClusterAdmin(cluster.ListenAddrs(), sarama.NewConfig())
+	require.NoError(t, err)
+	require.NoError(t, admin.DeleteTopic(dlqTopic))
+	require.Eventually(t, func() bool {
+		err := admin.CreateTopic(dlqTopic, &sarama.TopicDetail{NumPartitions: 1, ReplicationFactor: 1}, false)
+		return err == nil
+	}, 10*time.Second, 50*time.Millisecond, "the DLQ topic was not created again")
+	require.NoError(t, admin.Close())
+	write("new")
+
+	code, stdout, stderr = runCLI(redrive...)
+	require.Equal(t, exitOK, code, "stdout:\n%s\nstderr:\n%s", stdout, stderr)
+	got := readCommitted(t, cluster.ListenAddrs(), "orders")
+	require.Len(t, got, 2)
+	assert.Equal(t, "new", string(got[1].Key))
+	// And the new entry, once redriven, is refused again as it should be.
+	code, stdout, _ = runCLI(redrive...)
+	assert.Equal(t, exitFail, code)
+	assert.Contains(t, stdout, "already redriven")
+}
