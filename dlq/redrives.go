@@ -2,6 +2,8 @@ package dlq
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/binary"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -40,6 +42,28 @@ type Redrive struct {
 	At        time.Time `json:"at"`
 	// To is where the redriven record went: topic/partition@offset.
 	To string `json:"to"`
+	// Record identifies the original record (RecordID): the same record
+	// dead-lettered twice is one redrive.
+	Record string `json:"record,omitempty"`
+}
+
+// RecordID identifies the original record of a dead letter: where it was
+// read (topic/partition@offset) and a digest of its key and value. Two
+// dead letters with one RecordID are one record dead-lettered twice (the
+// DLQ is at-least-once), and redriving both would apply it twice: the
+// workflows' offset dedupe cannot catch that, since a redriven record has
+// a new offset. A record redriven and dead-lettered again has the new
+// offset, so another ID.
+func RecordID(f Failure) string {
+	h := sha256.New()
+	for _, b := range [][]byte{f.Key, f.Value} {
+		_ = binary.Write(h, binary.BigEndian, int64(len(b)))
+		if b == nil {
+			_ = binary.Write(h, binary.BigEndian, int8(-1)) // null apart from empty
+		}
+		h.Write(b)
+	}
+	return fmt.Sprintf("%s/%d@%d#%x", f.Topic, f.Partition, f.Offset, h.Sum(nil)[:12])
 }
 
 // RedriveKey keys an entry's redrive record: "topicID/partition@offset"
@@ -55,6 +79,17 @@ func RedriveKey(topicID string, partition int32, offset int64) string {
 
 // Redrives are the redrive records of a DLQ topic, by RedriveKey.
 type Redrives map[string]Redrive
+
+// OfRecord is the redrive recorded for any dead letter of the original
+// record id (RecordID), if any.
+func (rs Redrives) OfRecord(id string) (Redrive, bool) {
+	for _, r := range rs {
+		if r.Record == id {
+			return r, true
+		}
+	}
+	return Redrive{}, false
+}
 
 // Of is the redrive recorded for the entry at partition/offset of the DLQ
 // topic whose ID is topicID, if any: keyed by the ID, or by position alone

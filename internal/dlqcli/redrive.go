@@ -106,6 +106,7 @@ func (c *command) redrive(ctx context.Context, args []string) int {
 		return c.Fail(fmt.Errorf("read the redrive records: %w", err))
 	}
 	var redriven, refused, again, reduced, failed int
+	thisRun := map[string]string{} // RecordID to the entry of this run that redrives it
 	for _, e := range entries {
 		if err := ctx.Err(); err != nil {
 			return c.Fail(err)
@@ -135,8 +136,22 @@ func (c *command) redrive(ctx context.Context, args []string) int {
 				from, before.At.Format(time.RFC3339), before.To)
 			continue
 		}
+		record := dlq.RecordID(e.Failure)
+		if first, ok := thisRun[record]; ok && !*force {
+			again++
+			fmt.Fprintf(c.stdout, "refused        %-10s a copy of %s, redriven in this run (the record %s/%d@%d dead-lettered twice; -force redrives it too)\n",
+				from, first, e.Failure.Topic, e.Failure.Partition, e.Failure.Offset)
+			continue
+		}
+		if before, ok := redrives.OfRecord(record); ok && !*force {
+			again++
+			fmt.Fprintf(c.stdout, "refused        %-10s already redriven at %s to %s from %d@%d, a dead letter of the same record %s/%d@%d (-force redrives it again)\n",
+				from, before.At.Format(time.RFC3339), before.To, before.Partition, before.Offset, e.Failure.Topic, e.Failure.Partition, e.Failure.Offset)
+			continue
+		}
 		what := fmt.Sprintf("key=%s %s=%d", inline(e.Failure.Key), dlq.HeaderRedriveCount, e.Redrives+1)
 		if *dryRun {
+			thisRun[record] = from
 			redriven++
 			fmt.Fprintf(c.stdout, "would redrive  %-10s -> %s  %s\n", from, msg.Topic, what)
 			continue
@@ -158,6 +173,7 @@ func (c *command) redrive(ctx context.Context, args []string) int {
 			return c.Fail(fmt.Errorf("redrive DLQ record %s to %s: %w (not redriven unless its commit, whose outcome is unknown only if the error says so, went through: run the redrive again to find out; %d redriven before it)", from, msg.Topic, err, redriven))
 		}
 		redriven++
+		thisRun[record] = from
 		fmt.Fprintf(c.stdout, "redriven       %-10s -> %s  %s\n", from, to, what)
 	}
 	if *dryRun {
@@ -180,7 +196,7 @@ func (c *command) redrive(ctx context.Context, args []string) int {
 			"so not the original records; redrive those from their original topic while it retains them\n", reduced)
 	}
 	if again > 0 {
-		fmt.Fprintf(c.stderr, "bridge dlq redrive: %d entries refused: redriven before (recorded in %s); -force redrives them again\n",
+		fmt.Fprintf(c.stderr, "bridge dlq redrive: %d entries refused: they, or another dead letter of the same record, were redriven before (recorded in %s, or in this run); -force redrives them again\n",
 			again, dlq.RedrivesTopic(t.dlqTopic))
 	}
 	if refused > 0 || again > 0 || reduced > 0 || failed > 0 || len(bad) > 0 {
@@ -271,7 +287,7 @@ func redriveOne(producer sarama.SyncProducer, e dlq.Entry, msg *sarama.ProducerM
 		return "", kafkatxn.Abort(producer, err)
 	}
 	to := fmt.Sprintf("%s/%d@%d", msg.Topic, p, o)
-	rec, err := dlq.Redrive{TopicID: dlqID, Partition: e.Partition, Offset: e.Offset, At: time.Now().UTC(), To: to}.Message(dlqTopic)
+	rec, err := dlq.Redrive{TopicID: dlqID, Partition: e.Partition, Offset: e.Offset, At: time.Now().UTC(), To: to, Record: dlq.RecordID(e.Failure)}.Message(dlqTopic)
 	if err == nil {
 		_, _, err = producer.SendMessage(rec)
 	}

@@ -402,3 +402,40 @@ func TestADLQTopicCreatedAgainIsNotTakenForTheOldOne(t *testing.T) {
 	assert.Equal(t, exitFail, code)
 	assert.Contains(t, stdout, "already redriven")
 }
+
+// The same record dead-lettered twice (the DLQ is at-least-once: a crash
+// between the DLQ write and the offset commit writes it again; an
+// activity's retried dead letter may land twice) is redriven once: the
+// workflows' offset dedupe cannot catch the second, since a redriven
+// record has a new offset. The copy is refused, in the run that redrives
+// the first and in any later run, unless -force. (Both were redriven: two
+// records on the source topic, "2 redriven, 0 refused".)
+func TestARecordDeadLetteredTwiceIsRedrivenOnce(t *testing.T) {
+	cluster, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.SeedTopics(1, "orders", "orders"+dlq.DefaultSuffix))
+	require.NoError(t, err)
+	defer cluster.Close()
+	pc := sarama.NewConfig()
+	pc.Producer.Return.Successes = true
+	prod, err := sarama.NewSyncProducer(cluster.ListenAddrs(), pc)
+	require.NoError(t, err)
+	f := dlq.Failure{Topic: "orders", Partition: 0, Offset: 7, Key: []byte("k"), Value: []byte(`{"a":1}`), Class: dlq.ClassRejected, Err: "bad", FailedAt: now, Attempts: 1}
+	other := f
+	other.Offset, other.Value = 8, []byte(`{"a":2}`)
+	for _, m := range []dlq.Failure{f, f, other} {
+		_, _, err := prod.SendMessage(m.Message(dlq.DefaultSuffix))
+		require.NoError(t, err)
+	}
+	args := []string{"redrive", "-brokers", cluster.ListenAddrs()[0], "-topic", "orders" + dlq.DefaultSuffix, "-all"}
+	code, stdout, stderr := runCLI(args...)
+	assert.Equal(t, exitFail, code, "stdout:\n%s\nstderr:\n%s", stdout, stderr)
+	assert.Contains(t, stdout, "refused        0@1        a copy of 0@0")
+	assert.Contains(t, stdout, "2 redriven, 1 refused")
+	require.Len(t, readCommitted(t, cluster.ListenAddrs(), "orders"), 2)
+
+	// A later run refuses the copy too, as the entry it copies.
+	require.NoError(t, prod.Close())
+	code, stdout, _ = runCLI("redrive", "-brokers", cluster.ListenAddrs()[0], "-topic", "orders"+dlq.DefaultSuffix, "-partition", "0", "-offset", "1")
+	assert.Equal(t, exitFail, code)
+	assert.Contains(t, stdout, "already redriven", stdout)
+	require.Len(t, readCommitted(t, cluster.ListenAddrs(), "orders"), 2)
+}
