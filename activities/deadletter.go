@@ -74,13 +74,10 @@ func (d *DeadLetterer) DeadLetter(ctx context.Context, in DeadLetterInput) error
 	info := activity.GetInfo(ctx)
 	f := dlq.Failure{
 		Topic: in.Event.Topic, Partition: in.Event.Partition, Offset: in.Event.Offset,
-		Key: in.Event.RecordKey(), Value: in.Event.Raw,
+		Key: in.Event.RecordKey(), Value: in.Event.RecordValue(),
 		Class: dlq.Class(cmp.Or(in.Class, contract.ClassActivity)), Err: in.Error, FailedAt: time.Now().UTC(), Attempts: in.Attempts,
 		Timestamp:  in.Event.Timestamp,
 		WorkflowID: info.WorkflowExecution.ID, RunID: info.WorkflowExecution.RunID, ActivityType: in.ActivityType,
-	}
-	if f.Value == nil {
-		f.Value = in.Event.Value
 	}
 	for _, h := range in.Event.Headers {
 		f.Headers = append(f.Headers, sarama.RecordHeader{Key: []byte(h.Key), Value: h.Value})

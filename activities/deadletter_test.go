@@ -141,3 +141,24 @@ func TestADeadLetterKeepsABinaryRecordKey(t *testing.T) {
 	assert.Equal(t, key, got.Key)
 	assert.Equal(t, at, got.Timestamp, "the record's own timestamp, kept for a redrive (it was lost)")
 }
+
+// A record with a null key (a route that names its workflow by a header or
+// a JSON field needs none) and an empty value (a bytes route's header-only
+// event) is dead-lettered as it was: null key, empty value. JSON drops
+// both distinctions on the way through Temporal (Key "" and Raw omitted),
+// and the dead letter had an empty key and a null value, which a redrive
+// writes as a tombstone: on a compacted topic, the key's deletion.
+func TestADeadLetterKeepsANullKeyAndAnEmptyValue(t *testing.T) {
+	env, cluster := deadLetterer(t, "")
+	router, err := bridge.NewRouter([]config.Route{{Topic: "orders", WorkflowType: "O", WorkflowID: "order-{header:id}", TaskQueue: "q", Payload: config.PayloadBytes}}, dlq.DefaultSuffix)
+	require.NoError(t, err)
+	_, e, err := router.Route(&sarama.ConsumerMessage{Topic: "orders", Offset: 3, Key: nil, Value: []byte{},
+		Headers: []*sarama.RecordHeader{{Key: []byte("id"), Value: []byte("7")}}})
+	require.NoError(t, err)
+	_, err = env.ExecuteActivity(DeadLetterActivity, DeadLetterInput{Event: e, ActivityType: "Charge", Attempts: 3, Error: "declined"})
+	require.NoError(t, err)
+	got := readDLQ(t, cluster)
+	assert.Nil(t, got.Key, "a null key")
+	assert.NotNil(t, got.Value, "an empty value, not a null one")
+	assert.Empty(t, got.Value)
+}

@@ -76,8 +76,10 @@ func (r *record) envelope(f *flow) event.Envelope {
 		Type: r.typ, Headers: r.headers, Timestamp: time.Unix(r.sec, int64(r.nsec)).UTC(),
 	}
 	e.SetKey(r.key)
+	e.KeyNull = r.keyless
 	if r.raw {
 		e.Raw = r.value
+		e.ValueEmpty = r.value != nil && len(r.value) == 0
 	} else {
 		e.Value = json.RawMessage(r.value)
 	}

@@ -133,6 +133,7 @@ func (r *Router) decode(msg *sarama.ConsumerMessage) (Target, event.Envelope, *c
 		Timestamp: msg.Timestamp.UTC(),
 	}
 	env.SetKey(string(msg.Key))
+	env.KeyNull = msg.Key == nil
 	if y := env.Timestamp.Year(); y < 0 || y > 9999 {
 		// A JSON time (RFC 3339) has four digits of year: the SDK could
 		// not encode the record's batch, on any try.
@@ -152,6 +153,7 @@ func (r *Router) decode(msg *sarama.ConsumerMessage) (Target, event.Envelope, *c
 		env.Value = json.RawMessage(msg.Value)
 	default:
 		env.Raw = msg.Value
+		env.ValueEmpty = msg.Value != nil && len(msg.Value) == 0
 	}
 	switch {
 	case tr.typeHeader != "":

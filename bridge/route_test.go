@@ -166,8 +166,9 @@ func TestARecordRebuildsItsEnvelopeAndKafkaRecord(t *testing.T) {
 	for _, m := range []*sarama.ConsumerMessage{
 		{Topic: "orders", Partition: 3, Offset: 41, Key: []byte("o-1"), Value: []byte(`{"amount": 5}`), Timestamp: at,
 			Headers: []*sarama.RecordHeader{{Key: []byte("event-type"), Value: []byte("Placed")}, {Key: []byte("bin"), Value: []byte{0, 255}}}},
-		{Topic: "blobs", Partition: 7, Offset: 9, Value: []byte{1, 2, 3}},     // null key, zero timestamp
-		{Topic: "blobs", Partition: 7, Offset: 10, Key: []byte{}, Value: nil}, // empty key, tombstone
+		{Topic: "blobs", Partition: 7, Offset: 9, Value: []byte{1, 2, 3}},             // null key, zero timestamp
+		{Topic: "blobs", Partition: 7, Offset: 10, Key: []byte{}, Value: nil},         // empty key, tombstone
+		{Topic: "blobs", Partition: 7, Offset: 11, Key: []byte("b"), Value: []byte{}}, // empty value
 	} {
 		f := &flow{topic: m.Topic, partition: m.Partition, topicID: "AAAAAAAAAAAAAAAAAAAAAA"}
 		detach(m)

@@ -24,7 +24,8 @@ const CompactFormat = 2
 //	  "records":[{"offset":7,"value":{…},"ms":1764900000123}, …]}]}}
 //
 // A key that is not valid UTF-8 also has "key_bytes" (base64) beside
-// "key", in the envelope or in the group (Envelope.KeyBytes).
+// "key", in the envelope or in the group (Envelope.KeyBytes); a null key
+// has "key_null" (Envelope.KeyNull), and an empty value "value_empty".
 //
 // With small values it is about a third of the full form's size. A decoder
 // built before format 2 cannot read it: the SDK logs the signal as
@@ -44,6 +45,7 @@ type compactGroup struct {
 	Partition int32           `json:"partition"`
 	Key       string          `json:"key,omitempty"`
 	KeyBytes  []byte          `json:"key_bytes,omitempty"`
+	KeyNull   bool            `json:"key_null,omitempty"`
 	Records   []compactRecord `json:"records"`
 }
 
@@ -54,6 +56,8 @@ type compactRecord struct {
 	Headers []Header        `json:"headers,omitempty"`
 	Value   json.RawMessage `json:"value,omitempty"`
 	Raw     []byte          `json:"raw,omitempty"`
+	// ValueEmpty is Envelope.ValueEmpty.
+	ValueEmpty bool `json:"value_empty,omitempty"`
 	// Ms is the timestamp in milliseconds since the epoch when it is a
 	// whole millisecond; otherwise Timestamp holds it (absent when zero).
 	Ms        *int64     `json:"ms,omitempty"`
@@ -76,7 +80,7 @@ func (b Batch) MarshalJSON() ([]byte, error) {
 	for _, e := range b.Events {
 		n := len(ce.Groups)
 		if n == 0 || !ce.Groups[n-1].holds(e) {
-			ce.Groups = append(ce.Groups, compactGroup{Topic: e.Topic, TopicID: e.TopicID, Partition: e.Partition, Key: e.Key, KeyBytes: e.KeyBytes})
+			ce.Groups = append(ce.Groups, compactGroup{Topic: e.Topic, TopicID: e.TopicID, Partition: e.Partition, Key: e.Key, KeyBytes: e.KeyBytes, KeyNull: e.KeyNull})
 			n++
 		}
 		g := &ce.Groups[n-1]
@@ -121,8 +125,8 @@ func (b *Batch) UnmarshalJSON(data []byte) error {
 	b.Events = make([]Envelope, 0, n)
 	for _, g := range ce.Groups {
 		for _, r := range g.Records {
-			e := Envelope{Topic: g.Topic, TopicID: g.TopicID, Partition: g.Partition, Key: g.Key, KeyBytes: g.KeyBytes,
-				Offset: r.Offset, Type: r.Type, Headers: r.Headers, Value: r.Value, Raw: r.Raw}
+			e := Envelope{Topic: g.Topic, TopicID: g.TopicID, Partition: g.Partition, Key: g.Key, KeyBytes: g.KeyBytes, KeyNull: g.KeyNull,
+				Offset: r.Offset, Type: r.Type, Headers: r.Headers, Value: r.Value, Raw: r.Raw, ValueEmpty: r.ValueEmpty}
 			switch {
 			case r.Ms != nil:
 				e.Timestamp = time.UnixMilli(*r.Ms).UTC()
@@ -138,12 +142,12 @@ func (b *Batch) UnmarshalJSON(data []byte) error {
 // holds reports whether e belongs to g.
 func (g *compactGroup) holds(e Envelope) bool {
 	return g.Topic == e.Topic && g.TopicID == e.TopicID && g.Partition == e.Partition && g.Key == e.Key &&
-		bytes.Equal(g.KeyBytes, e.KeyBytes)
+		bytes.Equal(g.KeyBytes, e.KeyBytes) && g.KeyNull == e.KeyNull
 }
 
 // compactOf is e without the fields its group holds.
 func compactOf(e Envelope) compactRecord {
-	r := compactRecord{Offset: e.Offset, Type: e.Type, Headers: e.Headers, Value: e.Value, Raw: e.Raw}
+	r := compactRecord{Offset: e.Offset, Type: e.Type, Headers: e.Headers, Value: e.Value, Raw: e.Raw, ValueEmpty: e.ValueEmpty}
 	switch t := e.Timestamp; {
 	case t.IsZero():
 	case t.Equal(time.UnixMilli(t.UnixMilli())):

@@ -25,11 +25,14 @@ func randomEnvelopes(t *testing.T, n int) []Envelope {
 			Partition: int32(rng.IntN(3)),
 			Offset:    int64(i * 3),
 		}
-		// Some keys are not UTF-8.
+		// Some keys are not UTF-8; some are null.
 		e.SetKey(fmt.Sprintf([]string{"k-%d", "k-\xff%d"}[rng.IntN(2)], rng.IntN(3)))
+		if rng.IntN(5) == 0 {
+			e.Key, e.KeyBytes, e.KeyNull = "", nil, true
+		}
 		if i > 0 && rng.IntN(4) > 0 { // runs of records that share their group
 			p := out[i-1]
-			e.Topic, e.Partition, e.Key, e.KeyBytes, e.TopicID = p.Topic, p.Partition, p.Key, p.KeyBytes, p.TopicID
+			e.Topic, e.Partition, e.Key, e.KeyBytes, e.KeyNull, e.TopicID = p.Topic, p.Partition, p.Key, p.KeyBytes, p.KeyNull, p.TopicID
 		} else if rng.IntN(2) == 0 {
 			e.TopicID = "AAAAAAAAAAAAAAAAAAAAAQ"
 		}
@@ -39,11 +42,13 @@ func randomEnvelopes(t *testing.T, n int) []Envelope {
 		if rng.IntN(3) == 0 {
 			e.Headers = []Header{{Key: "trace", Value: []byte{0, 1, 0xff}}}
 		}
-		switch rng.IntN(3) {
+		switch rng.IntN(4) {
 		case 0:
 			e.Value = json.RawMessage(fmt.Sprintf(`{"seq":%d}`, i))
 		case 1:
 			e.Raw = []byte{byte(i), 0}
+		case 2:
+			e.ValueEmpty = true // a bytes route's empty value, not a null one
 		}
 		switch rng.IntN(4) {
 		case 0: // zero: no timestamp

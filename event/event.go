@@ -58,6 +58,9 @@ type Envelope struct {
 	// such a key reaches a workflow changed in Key and whole only here.
 	// SetKey sets both; RecordKey returns the key's bytes.
 	KeyBytes []byte `json:"key_bytes,omitempty"`
+	// KeyNull says the record had no key at all (null), where Key is ""
+	// for an empty key too. JSON keeps the difference only here.
+	KeyNull bool `json:"key_null,omitempty"`
 	// Type is the event type taken from the header or JSON field the
 	// route names; empty when the route names neither.
 	Type    string   `json:"type,omitempty"`
@@ -65,8 +68,11 @@ type Envelope struct {
 	// Value holds the record value for routes with payload "json".
 	Value json.RawMessage `json:"value,omitempty"`
 	// Raw holds the record value for routes with payload "bytes".
-	Raw       []byte    `json:"raw,omitempty"`
-	Timestamp time.Time `json:"timestamp"`
+	Raw []byte `json:"raw,omitempty"`
+	// ValueEmpty says the record's value was empty, not null: JSON drops
+	// an empty Raw, as it does a null one.
+	ValueEmpty bool      `json:"value_empty,omitempty"`
+	Timestamp  time.Time `json:"timestamp"`
 }
 
 // Position returns where the record sits in Kafka.
@@ -83,12 +89,29 @@ func (e *Envelope) SetKey(k string) {
 }
 
 // RecordKey returns the record key's bytes as Kafka had them (KeyBytes when
-// set, else Key).
+// set, else Key; nil for a null key).
 func (e Envelope) RecordKey() []byte {
-	if e.KeyBytes != nil {
+	switch {
+	case e.KeyNull:
+		return nil
+	case e.KeyBytes != nil:
 		return e.KeyBytes
 	}
 	return []byte(e.Key)
+}
+
+// RecordValue returns the record value's bytes as Kafka had them: Raw or
+// Value, empty (not nil) when ValueEmpty, nil for a null value.
+func (e Envelope) RecordValue() []byte {
+	switch {
+	case e.Raw != nil:
+		return e.Raw
+	case e.Value != nil:
+		return e.Value
+	case e.ValueEmpty:
+		return []byte{}
+	}
+	return nil
 }
 
 // Header returns the value of the last header named key, and whether any was present.
