@@ -167,7 +167,7 @@ func New(cfg config.Config, deps Deps, opts ...Option) (*Bridge, error) {
 	b := &Bridge{cfg: cfg, router: router, deps: deps, log: deps.Logger,
 		tracer: deps.TracerProvider.Tracer("sagabridge/bridge"), tracing: !off}
 	if cfg.Kafka.TLS.InsecureSkipVerify {
-		b.log.Warn("kafka.tls.insecure_skip_verify is on: the brokers' certificates are NOT verified, so anyone on the path can read and change the traffic; never use it in production")
+		b.log.Warn(connect.InsecureKafka)
 	}
 	for i, r := range cfg.Routes {
 		if r.TypeHeader == "" && r.TypeField == "" {

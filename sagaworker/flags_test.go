@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"flag"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"testing"
@@ -224,4 +225,24 @@ func TestAStoppingWorkerGivesItsActivitiesTimeToFinish(t *testing.T) {
 	require.NoError(t, err)
 	assert.Equal(t, DefaultWorkerStopTimeout, s.workerOptions(worker.Options{}).WorkerStopTimeout)
 	assert.Equal(t, time.Minute, s.workerOptions(worker.Options{WorkerStopTimeout: time.Minute}).WorkerStopTimeout, "the Worker's own")
+}
+
+// A worker that accepts any certificate says so when it starts, as the
+// bridge does: the README promises a warning at start for
+// insecure_skip_verify, and the worker, which reads the same sections,
+// was silent.
+func TestAWorkerThatSkipsCertificateChecksWarns(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "bridge.yaml")
+	require.NoError(t, os.WriteFile(path, []byte(`kafka: {brokers: ["127.0.0.1:1"], tls: {enabled: true, insecure_skip_verify: true}}
+temporal: {address: "127.0.0.1:1", tls: {enabled: true, insecure_skip_verify: true}}
+`), 0o600))
+	w := Worker{TaskQueue: "q", Kafka: true, Register: func(worker.Registry, Deps) error { return nil }}
+	s, err := parseFlags(w, []string{"-config", path}, &bytes.Buffer{})
+	require.NoError(t, err)
+	var out bytes.Buffer
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel() // nothing need connect
+	_ = run(ctx, w, s, nil, slog.New(slog.NewTextHandler(&out, nil)))
+	assert.Contains(t, out.String(), "kafka.tls.insecure_skip_verify is on")
+	assert.Contains(t, out.String(), "temporal.tls.insecure_skip_verify is on")
 }

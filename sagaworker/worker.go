@@ -140,6 +140,13 @@ func run(ctx context.Context, w Worker, s settings, environ []string, log *slog.
 	if err != nil {
 		return fmt.Errorf("configuration: %w", err)
 	}
+	kafka := conns.Kafka
+	if !w.Kafka {
+		kafka = config.Kafka{} // not used
+	}
+	for _, warning := range connect.Insecure(kafka, conns.Temporal) {
+		log.Warn(warning)
+	}
 	opts, err := connect.ClientOptions(conns.Temporal, sdklog.NewStructuredLogger(log.With("component", "temporal")))
 	if err != nil {
 		return fmt.Errorf("temporal configuration: %w", err)

@@ -152,7 +152,7 @@ func run(ctx context.Context, cfg config.Config, log *slog.Logger) error {
 	}
 	opts.Interceptors = append(opts.Interceptors, tracing)
 	if cfg.Temporal.TLS.InsecureSkipVerify {
-		log.Warn("temporal.tls.insecure_skip_verify is on: the frontend's certificate is NOT verified; never use it in production")
+		log.Warn(connect.InsecureTemporal)
 	}
 	// Lazily: a bridge that starts while Temporal is down (an autoscaler
 	// adding a member during an outage) joins its group with every

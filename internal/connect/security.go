@@ -36,6 +36,26 @@ func KafkaError(k config.Kafka, err error) error {
 	return fmt.Errorf("connect to Kafka %v (%s): %w", k.Brokers, how, err)
 }
 
+// The warnings every program that connects logs at start when a TLS
+// section accepts any certificate (insecure_skip_verify).
+const (
+	InsecureKafka    = "kafka.tls.insecure_skip_verify is on: the brokers' certificates are NOT verified, so anyone on the path can read and change the traffic; never use it in production"
+	InsecureTemporal = "temporal.tls.insecure_skip_verify is on: the frontend's certificate is NOT verified; never use it in production"
+)
+
+// Insecure returns the warnings (InsecureKafka, InsecureTemporal) that k
+// and t call for, if any.
+func Insecure(k config.Kafka, t config.Temporal) []string {
+	var out []string
+	if k.TLS.Enabled && k.TLS.InsecureSkipVerify {
+		out = append(out, InsecureKafka)
+	}
+	if t.TLS.Enabled && t.TLS.InsecureSkipVerify {
+		out = append(out, InsecureTemporal)
+	}
+	return out
+}
+
 // Secure sets k's TLS and SASL settings on c. Errors name the field and
 // never contain a secret.
 func Secure(c *sarama.Config, k config.Kafka) error {

@@ -89,7 +89,7 @@ type command struct {
 // has.
 func (c *command) flags(synopsis string) *target {
 	c.Subcommand = cli.NewSubcommand("bridge dlq "+c.name, synopsis, c.stderr)
-	t := &target{}
+	t := &target{warn: c.stderr}
 	c.Flags.StringVar(&t.configPath, "config", "", "a bridge configuration file: its kafka section gives the brokers, version, TLS and SASL (SAGABRIDGE_KAFKA_* variables apply; -brokers and -kafka-version override it)")
 	c.Flags.StringVar(&t.brokers, "brokers", "", "comma-separated Kafka brokers, host:port (required without -config)")
 	c.Flags.StringVar(&t.version, "kafka-version", "3.6.0", "Kafka protocol version to speak")
@@ -110,6 +110,8 @@ type target struct {
 	kafka      sarama.KafkaVersion
 	security   config.Kafka // TLS and SASL, from -config
 	dlqTopic   string
+
+	warn io.Writer // where warnings go (insecure_skip_verify)
 }
 
 // resolve checks the flags; the error names the flag at fault.
@@ -162,6 +164,9 @@ func (t *target) load(set map[string]bool) error {
 		return fmt.Errorf("-config: %w", err)
 	}
 	t.security = conns.Kafka
+	for _, w := range connect.Insecure(conns.Kafka, config.Temporal{}) {
+		fmt.Fprintf(t.warn, "bridge dlq: warning: %s\n", w)
+	}
 	t.brokers, t.version = strings.Join(conns.Kafka.Brokers, ","), conns.Kafka.Version
 	return nil
 }

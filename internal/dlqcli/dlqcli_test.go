@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -148,4 +150,14 @@ func TestJSONEncodesBytesAsTextOrBase64(t *testing.T) {
 			map[string]any{"key": "n", "value": nil, "value_encoding": "null"},
 		},
 	}, m)
+}
+
+// The tool says so when -config's kafka section accepts any certificate,
+// as the bridge does at start (it was silent).
+func TestTheToolWarnsOfACertificateItDoesNotCheck(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "bridge.yaml")
+	require.NoError(t, os.WriteFile(path, []byte(`kafka: {brokers: ["127.0.0.1:1"], connect_timeout: 1s, tls: {enabled: true, insecure_skip_verify: true}}
+`), 0o600))
+	_, _, stderr := runCLI("list", "-config", path, "-topic", "orders.dlq")
+	assert.Contains(t, stderr, "kafka.tls.insecure_skip_verify is on")
 }

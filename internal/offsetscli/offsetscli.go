@@ -78,13 +78,15 @@ type target struct {
 	kafka       config.Kafka
 	topicList   []string
 	startOldest bool
+
+	warn io.Writer // where warnings go (insecure_skip_verify)
 }
 
 // flags starts the subcommand's flag set with the flags every subcommand
 // has.
 func (c *command) flags(synopsis string) *target {
 	c.Subcommand = cli.NewSubcommand("bridge offsets "+c.name, synopsis, c.stderr)
-	t := &target{}
+	t := &target{warn: c.stderr}
 	c.Flags.StringVar(&t.configPath, "config", "", "the bridge's configuration file: kafka.* gives the brokers, group, version, isolation level, TLS and SASL, the routes the topics (SAGABRIDGE_* variables apply; flags override)")
 	c.Flags.StringVar(&t.brokers, "brokers", "", "comma-separated Kafka brokers, host:port (required without -config)")
 	c.Flags.StringVar(&t.version, "kafka-version", "", "Kafka protocol version to speak (default kafka.version, 3.6.0)")
@@ -119,6 +121,9 @@ func (t *target) resolve(environ []string, set map[string]bool) error {
 			return fmt.Errorf("-config: %w", err)
 		}
 		t.kafka = cfg.Kafka
+		for _, w := range connect.Insecure(cfg.Kafka, config.Temporal{}) {
+			fmt.Fprintf(t.warn, "bridge offsets: warning: %s\n", w)
+		}
 		for _, r := range cfg.Routes {
 			if !slices.Contains(routed, r.Topic) {
 				routed = append(routed, r.Topic)
