@@ -12,6 +12,7 @@ import (
 	"go.temporal.io/sdk/client"
 	"go.temporal.io/sdk/converter"
 	sdklog "go.temporal.io/sdk/log"
+	"go.temporal.io/sdk/temporal"
 	"go.temporal.io/sdk/workflow"
 
 	"github.com/sagabridge/sagabridge/codec"
@@ -56,7 +57,8 @@ func PayloadCodec(t config.Temporal) (converter.PayloadCodec, error) {
 // ClientOptions are the Temporal client options for this configuration:
 // address, namespace, TLS or mutual TLS, API key, gRPC compression and
 // data converter (DataConverter's, its decoding not counted by the SDK's
-// workflow deadlock detector). Errors name the field and never hold a secret.
+// workflow deadlock detector), and with the codec a failure converter that
+// encrypts failure messages and stack traces. Errors name the field and never hold a secret.
 func ClientOptions(t config.Temporal, logger sdklog.Logger) (client.Options, error) {
 	o := client.Options{HostPort: t.Address, Namespace: t.Namespace, Logger: logger}
 	gzip, err := t.Gzip()
@@ -97,6 +99,14 @@ func ClientOptions(t config.Temporal, logger sdklog.Logger) (client.Options, err
 	// SDK's deadlock detector is paused while it does (see
 	// sagaworker.DataConverter). Outside a workflow the wrapper does nothing.
 	o.DataConverter = workflow.DataConverterWithoutDeadlockDetection(dc)
+	if t.Codec.KeyEnv != "" || t.Codec.KeyFile != "" {
+		// Failure messages and stack traces are business data too ("payment
+		// declined: ..."): encrypted as payloads are, readable through the
+		// codec server. Failure types stay in clear for retry policies.
+		o.FailureConverter = temporal.NewDefaultFailureConverter(temporal.DefaultFailureConverterOptions{
+			DataConverter: o.DataConverter, EncodeCommonAttributes: true,
+		})
+	}
 	return o, nil
 }
 

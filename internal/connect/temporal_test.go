@@ -3,6 +3,7 @@ package connect
 import (
 	"crypto/rand"
 	"encoding/base64"
+	"errors"
 	"os"
 	"path/filepath"
 	"testing"
@@ -11,6 +12,7 @@ import (
 	"github.com/stretchr/testify/require"
 	"go.temporal.io/sdk/client"
 	"go.temporal.io/sdk/converter"
+	"go.temporal.io/sdk/temporal"
 	"go.temporal.io/sdk/workflow"
 
 	"github.com/sagabridge/sagabridge/config"
@@ -110,5 +112,31 @@ func TestClientOptionsConverterPausesTheDeadlockDetector(t *testing.T) {
 		o, err := ClientOptions(tc, nil)
 		require.NoError(t, err, name)
 		assert.IsType(t, wrapped, o.DataConverter, "%s: the converter is not wrapped in workflow.DataConverterWithoutDeadlockDetection", name)
+	}
+}
+
+// With the codec on, failure messages and stack traces reach Temporal's
+// history encrypted too (EncodeCommonAttributes): an activity's error
+// ("payment declined: insufficient funds") is business data, and the
+// SDK's default failure converter keeps them in clear. Without the codec
+// they stay readable. (Both were in clear.)
+func TestTheCodecEncryptsFailureMessages(t *testing.T) {
+	keyFile := writeCodecKey(t, t.TempDir(), "codec.key")
+	o, err := ClientOptions(config.Temporal{Address: "t:7233", Codec: config.Codec{KeyFile: keyFile}}, nil)
+	require.NoError(t, err)
+	require.NotNil(t, o.FailureConverter)
+	f := o.FailureConverter.ErrorToFailure(temporal.NewApplicationError("payment declined: insufficient funds", "Declined"))
+	assert.NotContains(t, f.GetMessage(), "insufficient funds")
+	require.NotNil(t, f.GetEncodedAttributes())
+	back := o.FailureConverter.FailureToError(f)
+	assert.Contains(t, back.Error(), "insufficient funds", "decoded by a client with the key")
+	var appErr *temporal.ApplicationError
+	require.ErrorAs(t, back, &appErr)
+	assert.Equal(t, "Declined", appErr.Type(), "the type stays readable, for retry policies")
+
+	plain, err := ClientOptions(config.Temporal{Address: "t:7233"}, nil)
+	require.NoError(t, err)
+	if plain.FailureConverter != nil {
+		assert.Contains(t, plain.FailureConverter.ErrorToFailure(errors.New("readable")).GetMessage(), "readable")
 	}
 }
