@@ -32,8 +32,9 @@ func (b *Bridge) queueDeadLetter(f *flow, offset int64, bytes int, fl dlq.Failur
 	b.dispatcher.submit(u)
 }
 
-// writeDeadLetter writes f to the DLQ for partition fl, once. With
-// dlq.transactional it queues f for the transaction that commits the
+// writeDeadLetter writes *dead to the DLQ for partition fl, once; a dead
+// letter reduced to fit is left reduced in *dead for the next try. With
+// dlq.transactional it queues it for the transaction that commits the
 // offset past it.
 //
 // A record too large for the DLQ (the producer's dlq.max_message_bytes or
@@ -45,11 +46,12 @@ func (b *Bridge) queueDeadLetter(f *flow, offset int64, bytes int, fl dlq.Failur
 // bytes is what the record holds of the in-flight budget: with
 // dlq.transactional the committer keeps holding it until a transaction
 // commits the dead letter (the caller must not release it).
-func (b *Bridge) writeDeadLetter(fl *flow, f dlq.Failure, bytes int) error {
+func (b *Bridge) writeDeadLetter(fl *flow, dead *dlq.Failure, bytes int) error {
 	if fl.committer != nil {
-		fl.committer.enqueue(f, bytes)
+		fl.committer.enqueue(*dead, bytes)
 		return nil
 	}
+	f := *dead
 	for {
 		// callCtx: a write in flight when the partition ends may finish
 		// within dispatch.drain_timeout, as a call to Temporal may. And
@@ -73,6 +75,7 @@ func (b *Bridge) writeDeadLetter(fl *flow, f dlq.Failure, bytes int) error {
 			b.log.Warn("dead letter too large for the DLQ; writing it in reduced form (value dropped, headers trimmed)",
 				"topic", f.Topic, "partition", f.Partition, "offset", f.Offset, "value_bytes", len(f.Value), "headers", len(f.Headers), "err", err)
 			f = f.Reduced()
+			*dead = f // a retry writes the reduced form, counted once
 			continue
 		}
 		if fl.ctx.Err() != nil { // the partition ended: not the DLQ's fault

@@ -41,7 +41,7 @@ func (d *dispatcher) deliver(units []*unit) (back []*unit, wait error) {
 	}
 	if units[0].dead != nil {
 		for i, u := range units {
-			if err := d.b.writeDeadLetter(u.flow, *u.dead, u.bytes); err != nil {
+			if err := d.b.writeDeadLetter(u.flow, u.dead, u.bytes); err != nil {
 				u.call = st
 				return units[i:], &heldError{after: st.next(d.b, &st.dlq), why: "the DLQ refuses dead letters"}
 			}
@@ -378,18 +378,24 @@ func (b *Bridge) closedWorkflow(f *flow, target Target, recs []record, attempt i
 	if err != nil {
 		return false, err
 	}
-	b.callWentThrough(c) // a refused describe goes through now
+	b.callWentThrough(c)       // a refused describe goes through now
+	count := !st.closedCounted // once per call, not per try
+	st.closedCounted = true
 	if applied == nil {
 		// Terminated (or not an entity workflow): nothing says what it
 		// applied, so every record counts as new and follows the policy.
-		b.closedWithoutMemo.Add(uint64(len(recs)))
+		if count {
+			b.closedWithoutMemo.Add(uint64(len(recs)))
+		}
 		b.log.Warn("closed workflow recorded no watermarks (terminated?); its records are treated as new",
 			"workflow_id", target.WorkflowID, "records", len(recs), "policy", b.cfg.Dispatch.OnClosedWorkflow)
 	}
 	var fresh []record
 	for _, r := range recs {
 		if applied.Covers(r.position(f)) {
-			b.closedRedeliveries.Add(1)
+			if count {
+				b.closedRedeliveries.Add(1)
+			}
 			continue
 		}
 		fresh = append(fresh, r)

@@ -42,6 +42,9 @@ type callState struct {
 	// closed-workflow policy sends to the DLQ, once the call is answered;
 	// deliver queues them in the partition's dead-letter queue.
 	dead []dlq.Failure
+	// closedCounted: the closed workflow's skipped and memo-less records
+	// were counted; a retry of the call does not count them again.
+	closedCounted bool
 }
 
 // next is the next wait of the backoff *bo, which it creates on first use.

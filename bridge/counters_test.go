@@ -1,0 +1,94 @@
+package bridge
+
+import (
+	"context"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/IBM/sarama"
+	"github.com/stretchr/testify/assert"
+	"go.temporal.io/api/serviceerror"
+
+	"github.com/sagabridge/sagabridge/config"
+	"github.com/sagabridge/sagabridge/event"
+)
+
+// newRunFailsTwice answers every call with "closed" but a new run's, which
+// fails twice (Temporal unavailable) and then goes through; the closed run's
+// memo covers what it applied.
+type newRunFailsTwice struct {
+	fakeTemporal
+	mu    sync.Mutex
+	tries int
+	memo  event.Watermarks
+}
+
+func (l *newRunFailsTwice) SignalWithStart(_ context.Context, t Target, _ event.Batch) error {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if !t.NewRun {
+		return fmtClosed(t.WorkflowID)
+	}
+	if l.tries++; l.tries <= 2 {
+		return serviceerror.NewUnavailable("down")
+	}
+	return nil
+}
+
+func (l *newRunFailsTwice) ClosedWatermarks(context.Context, string) (event.Watermarks, error) {
+	return l.memo, nil
+}
+
+// The counters say what happened to records, not how often a call was
+// tried: a redelivery the closed run's memo covers is skipped once however
+// often the new run's call is retried. (records_deduped_total counted it
+// on every retry: 3 for 1.)
+func TestACallRetriedCountsItsSkippedRedeliveryOnce(t *testing.T) {
+	memo := event.NewWatermarks()
+	memo.Admit(event.Position{Topic: "orders", Partition: 0, Offset: 0})
+	b, err := New(config.Config{
+		Kafka: config.Kafka{Brokers: []string{"b:9092"}, Group: "g"},
+		Dispatch: config.Dispatch{RetryInitial: time.Millisecond, RetryMax: 5 * time.Millisecond, DrainTimeout: 50 * time.Millisecond,
+			OnClosedWorkflow: config.OnClosedNewRun},
+		Routes: []config.Route{{Topic: "orders", TypeHeader: "event-type", WorkflowType: "O", WorkflowID: "order-{key}", TaskQueue: "q"}},
+	}, Deps{Temporal: &newRunFailsTwice{memo: memo}, DeadLetters: &fakeDLQ{}, Logger: quiet()})
+	assert.NoError(t, err)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	s := consume(t, b, ctx, msg(0, "a", `{}`), msg(1, "a", `{}`))
+	assert.Equal(t, int64(2), s.committed())
+	assert.Equal(t, uint64(1), b.Stats().ClosedRedeliveries, "one redelivered record skipped")
+}
+
+// A dead letter too large for the DLQ is counted as reduced once, however
+// often its reduced form is tried. (dlq_reduced_total counted each try:
+// the retry started again from the whole dead letter.)
+func TestADeadLetterReducedIsCountedOnce(t *testing.T) {
+	dl := &fakeDLQ{limit: 2000}
+	tries := 0
+	dl.onWrite = func() {
+		dl.mu.Lock()
+		defer dl.mu.Unlock()
+		if tries++; tries == 2 { // the reduced form's first try fails
+			dl.failNext = 1
+		}
+	}
+	b := newTestBridge(t, &fakeTemporal{}, dl)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	big := make([]byte, 5000)
+	for i := range big {
+		big[i] = 'x'
+	}
+	m := msg(0, "a", string(big)) // not JSON: poison
+	m.Headers = append(m.Headers, &sarama.RecordHeader{Key: []byte("h"), Value: []byte("v")})
+	s := consume(t, b, ctx, m)
+	assert.Equal(t, int64(1), s.committed())
+	dl.mu.Lock()
+	defer dl.mu.Unlock()
+	if assert.Len(t, dl.failures, 1) {
+		assert.True(t, dl.failures[0].IsReduced())
+	}
+	assert.Equal(t, uint64(1), b.reducedDeadLetters.Load(), "reduced once")
+}
