@@ -320,15 +320,15 @@ func (b *Bridge) runGroup(ctx context.Context, group sarama.ConsumerGroup) error
 		"delivered", st.Delivered, "calls", st.Calls, "dead_lettered", st.DeadLettered,
 		"closed_redeliveries", st.ClosedRedeliveries, "dropped_closed", st.DroppedClosed)
 	if err != nil {
-		return fmt.Errorf("leave consumer group %q: %w", b.cfg.Kafka.Group, err)
+		err = fmt.Errorf("leave consumer group %q: %w", b.cfg.Kafka.Group, err)
 	}
-	if b.client != nil {
-		if err := b.checkFinalCommit(b.client); err != nil {
-			b.log.Error("the final offset commit did not reach Kafka", "group", b.cfg.Kafka.Group, "err", err)
-			return err
+	if b.client != nil { // also when leaving failed: sarama's Close may report the commit's failure as its own
+		if cerr := b.checkFinalCommit(b.client); cerr != nil {
+			b.log.Error("the final offset commit did not reach Kafka", "group", b.cfg.Kafka.Group, "err", cerr)
+			err = errors.Join(cerr, err)
 		}
 	}
-	return nil
+	return err
 }
 
 // watchLogEnds refreshes each claimed partition's log-end offset every
