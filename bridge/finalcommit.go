@@ -96,7 +96,10 @@ func (b *Bridge) checkFinalCommit(client sarama.Client) error {
 	for topic, ps := range marks {
 		parts[topic] = slices.Sorted(maps.Keys(ps))
 	}
-	committed, err := fetchCommitted(client, b.cfg.Kafka, parts)
+	committed, unread, err := fetchCommitted(client, b.cfg.Kafka, parts)
+	if err == nil {
+		err = errors.Join(unread...)
+	}
 	if err != nil {
 		return fmt.Errorf("%w (it cannot be checked: %w); the records after the group's committed offsets are read again at the next start", ErrFinalCommit, err)
 	}
@@ -122,20 +125,22 @@ func (b *Bridge) checkFinalCommit(client sarama.Client) error {
 // fetchCommitted reads the group's committed offsets of parts, with
 // require_stable when reading read_committed (an offset committed by a
 // transaction still open is not taken for the last one). A partition
-// without a committed offset is left out.
-func fetchCommitted(client sarama.Client, k config.Kafka, parts map[string][]int32) (map[string]map[int32]int64, error) {
+// without a committed offset is left out; one the coordinator answered
+// with an error (UNSTABLE_OFFSET_COMMIT while a transaction is open) too,
+// its error in unread.
+func fetchCommitted(client sarama.Client, k config.Kafka, parts map[string][]int32) (committed map[string]map[int32]int64, unread []error, err error) {
 	coordinator, err := client.Coordinator(k.Group)
 	if err != nil {
-		return nil, fmt.Errorf("coordinator of group %s: %w", k.Group, err)
+		return nil, nil, fmt.Errorf("coordinator of group %s: %w", k.Group, err)
 	}
 	req := sarama.NewOffsetFetchRequest(client.Config().Version, k.Group, parts)
 	req.RequireStable = k.IsolationLevel == config.ReadCommitted && req.Version >= 7
 	resp, err := coordinator.FetchOffset(req)
 	if err != nil {
-		return nil, fmt.Errorf("committed offsets of group %s: %w", k.Group, err)
+		return nil, nil, fmt.Errorf("committed offsets of group %s: %w", k.Group, err)
 	}
 	if resp.Err != sarama.ErrNoError {
-		return nil, fmt.Errorf("committed offsets of group %s: %w", k.Group, resp.Err)
+		return nil, nil, fmt.Errorf("committed offsets of group %s: %w", k.Group, resp.Err)
 	}
 	out := map[string]map[int32]int64{}
 	for topic, ps := range parts {
@@ -145,7 +150,8 @@ func fetchCommitted(client sarama.Client, k config.Kafka, parts map[string][]int
 				continue
 			}
 			if blk.Err != sarama.ErrNoError {
-				return nil, fmt.Errorf("committed offset of %s/%d in group %s: %w", topic, p, k.Group, blk.Err)
+				unread = append(unread, fmt.Errorf("committed offset of %s/%d in group %s: %w", topic, p, k.Group, blk.Err))
+				continue
 			}
 			if blk.Offset >= 0 {
 				if out[topic] == nil {
@@ -155,5 +161,5 @@ func fetchCommitted(client sarama.Client, k config.Kafka, parts map[string][]int
 			}
 		}
 	}
-	return out, nil
+	return out, unread, nil
 }

@@ -170,7 +170,7 @@ func (b *Bridge) readGroupOffsets(client sarama.Client) ([]partitionOffsets, err
 			parts = append(parts, partitionOffsets{topic: topic, partition: p, committed: -1, start: start, end: end})
 		}
 	}
-	committed, err := fetchCommitted(client, b.cfg.Kafka, byTopic)
+	committed, _, err := fetchCommitted(client, b.cfg.Kafka, byTopic) // a partition unread shows no committed offset
 	if err != nil {
 		return nil, err
 	}
