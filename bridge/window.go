@@ -48,8 +48,9 @@ const maxWindows = 10000
 
 // maxCallsPerWindow bounds the entries a workflow's window keeps: past it
 // two entries of one partition are merged into the later one (its records
-// and bytes the sum, its offset the later's; see merge), so a merged entry is confirmed once the workflow applied its last call:
-// late, never early. One entry per call, kept until the workflow was asked
+// and bytes the sum, its offset the higher of the two; see merge), so a
+// merged entry is confirmed once the workflow applied both: late, never
+// early. One entry per call, kept until the workflow was asked
 // (at half its window, 5,000 one-record calls by default), made 64 bytes a
 // call outside the memory budget: 320 MiB for 1,000 such workflows. With
 // more partitions than this in one window, it keeps one entry for each.
@@ -245,6 +246,9 @@ func (w *window) merge() {
 	}
 	w.calls[into].records += w.calls[from].records
 	w.calls[into].bytes += w.calls[from].bytes
+	// The higher offset of the two: a partition read again (revoked and
+	// claimed back) sends lower offsets after higher ones.
+	w.calls[into].partition.Offset = max(w.calls[into].partition.Offset, w.calls[from].partition.Offset)
 	w.calls = slices.Delete(w.calls, from, from+1)
 }
 

@@ -676,3 +676,24 @@ func TestAWindowKeepsBoundedEntriesAndNeverConfirmsEarly(t *testing.T) {
 	assert.Zero(t, w.records)
 	assert.LessOrEqual(t, cap(w.calls), 2*maxCallsPerWindow, "the array is not kept at its peak")
 }
+
+// A partition read again (revoked and claimed back, or a new session)
+// sends offsets lower than some already in the window; a merged entry
+// takes the higher offset of the two, so an answer covering the lower one
+// confirms neither. (It took the later entry's, the lower offset: an
+// answer at 50 confirmed the records up to 115 the workflow had not
+// applied.)
+func TestAMergedEntryAfterARedeliveryNeverConfirmsEarly(t *testing.T) {
+	ws := newWindows(10000, 1<<30, time.Now)
+	p := func(o int64) event.Position { return event.Position{Topic: "orders", Partition: 0, Offset: o} }
+	for o := int64(100); o < 115; o++ {
+		ws.sent("order-1", "O", p(o), 10, 10)
+	}
+	ws.sent("order-1", "O", p(115), 1, 1)
+	ws.sent("order-1", "O", p(50), 1, 1) // redelivered from 50: a merge, of 115 and 50 (the fewest records)
+	w := ws.byID["order-1"].Value.(*window)
+	applied := event.NewWatermarks()
+	applied.Admit(p(50))
+	ws.confirm("order-1", applied)
+	assert.Equal(t, 152, w.records, "the merged entry holds 115's record, which is not applied")
+}
