@@ -226,3 +226,16 @@ func TestAMalformedRedriveCountFromTheProducerDoesNotBlockItsDeadLetter(t *testi
 		{Key: []byte("trace"), Value: []byte("t")},
 	}, re.Headers)
 }
+
+// A redrive record is keyed "partition@offset" whatever else it holds, as
+// every version of the tool has looked it up: a tool of an earlier version
+// (a rollback, an older image in a job) that looked up another key would
+// redrive the entry again. (Keyed "topicID/partition@offset", it was not
+// found by them.)
+func TestARedriveRecordKeepsTheKeyEveryVersionLooksUp(t *testing.T) {
+	msg, err := Redrive{TopicID: "AAAAAAAAAAAAAAAAAAAAAQ", Partition: 2, Offset: 7, Record: "orders/0@1#x"}.Message("orders.dlq")
+	require.NoError(t, err)
+	key, err := msg.Key.Encode()
+	require.NoError(t, err)
+	assert.Equal(t, "2@7", string(key))
+}

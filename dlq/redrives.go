@@ -66,41 +66,55 @@ func RecordID(f Failure) string {
 	return fmt.Sprintf("%s/%d@%d#%x", f.Topic, f.Partition, f.Offset, h.Sum(nil)[:12])
 }
 
-// RedriveKey keys an entry's redrive record: "topicID/partition@offset"
-// of the entry, or "partition@offset" without a topic ID (as every record
-// written before IDs were kept is keyed; see Redrives.Of).
-func RedriveKey(topicID string, partition int32, offset int64) string {
-	key := strconv.FormatInt(int64(partition), 10) + "@" + strconv.FormatInt(offset, 10)
-	if topicID != "" {
-		key = topicID + "/" + key
-	}
-	return key
+// RedriveKey keys an entry's redrive record: "partition@offset" of the
+// entry. The DLQ topic's ID is in the record (Redrive.TopicID), not in the
+// key, so that every version of the tool finds the record of an entry
+// (one that looked up another key would redrive the entry again), and a
+// DLQ topic created again overwrites the old topic's records as its own
+// entries are redriven.
+func RedriveKey(partition int32, offset int64) string {
+	return strconv.FormatInt(int64(partition), 10) + "@" + strconv.FormatInt(offset, 10)
 }
 
-// Redrives are the redrive records of a DLQ topic, by RedriveKey.
-type Redrives map[string]Redrive
+// Redrives are the redrive records of a DLQ topic (ReadRedrives), by
+// entry and by original record. The zero value holds none.
+type Redrives struct {
+	byKey    map[string]Redrive // by RedriveKey
+	byRecord map[string]Redrive // by Redrive.Record, when set
+}
+
+// add keeps r, read under key; a later record of a key replaces the
+// earlier one, as compaction does.
+func (rs *Redrives) add(key string, r Redrive) {
+	if rs.byKey == nil {
+		rs.byKey, rs.byRecord = map[string]Redrive{}, map[string]Redrive{}
+	}
+	rs.byKey[key] = r
+	if r.Record != "" {
+		rs.byRecord[r.Record] = r
+	}
+}
+
+// Len is how many entries have a redrive recorded.
+func (rs Redrives) Len() int { return len(rs.byKey) }
 
 // OfRecord is the redrive recorded for any dead letter of the original
 // record id (RecordID), if any.
 func (rs Redrives) OfRecord(id string) (Redrive, bool) {
-	for _, r := range rs {
-		if r.Record == id {
-			return r, true
-		}
-	}
-	return Redrive{}, false
+	r, ok := rs.byRecord[id]
+	return r, ok
 }
 
 // Of is the redrive recorded for the entry at partition/offset of the DLQ
-// topic whose ID is topicID, if any: keyed by the ID, or by position alone
-// when it was recorded without one (before IDs were kept, or on a broker
-// that serves none), which cannot tell the topic from one of its name
-// created again.
+// topic whose ID is topicID, if any. A record of another topic ID is the
+// record of a topic of that name deleted since (its offsets started
+// again), not this entry's; a record without an ID (written before IDs
+// were kept, or on a broker that serves none) cannot tell and counts.
 func (rs Redrives) Of(topicID string, partition int32, offset int64) (Redrive, bool) {
-	if r, ok := rs[RedriveKey(topicID, partition, offset)]; ok {
-		return r, true
+	r, ok := rs.byKey[RedriveKey(partition, offset)]
+	if ok && r.TopicID != "" && topicID != "" && r.TopicID != topicID {
+		return Redrive{}, false
 	}
-	r, ok := rs[RedriveKey("", partition, offset)]
 	return r, ok
 }
 
@@ -108,15 +122,15 @@ func (rs Redrives) Of(topicID string, partition int32, offset int64) (Redrive, b
 func (r Redrive) Message(dlqTopic string) (*sarama.ProducerMessage, error) {
 	v, err := json.Marshal(r)
 	if err != nil {
-		return nil, fmt.Errorf("encode the redrive of %s: %w", RedriveKey(r.TopicID, r.Partition, r.Offset), err)
+		return nil, fmt.Errorf("encode the redrive of %s: %w", RedriveKey(r.Partition, r.Offset), err)
 	}
 	return &sarama.ProducerMessage{
-		Topic: RedrivesTopic(dlqTopic), Key: sarama.StringEncoder(RedriveKey(r.TopicID, r.Partition, r.Offset)), Value: sarama.ByteEncoder(v),
+		Topic: RedrivesTopic(dlqTopic), Key: sarama.StringEncoder(RedriveKey(r.Partition, r.Offset)), Value: sarama.ByteEncoder(v),
 	}, nil
 }
 
 // ReadRedrives returns the redrives recorded for the entries of dlqTopic,
-// by RedriveKey; none when the redrives topic does not exist yet.
+// none when the redrives topic does not exist yet.
 func ReadRedrives(ctx context.Context, client sarama.Client, dlqTopic string) (Redrives, error) {
 	topic := RedrivesTopic(dlqTopic)
 	if err := client.RefreshMetadata(topic); errors.Is(err, sarama.ErrUnknownTopicOrPartition) {
@@ -127,23 +141,23 @@ func ReadRedrives(ctx context.Context, client sarama.Client, dlqTopic string) (R
 		return Redrives{}, nil
 	}
 	if err != nil {
-		return nil, fmt.Errorf("list the partitions of %s: %w", topic, err)
+		return Redrives{}, fmt.Errorf("list the partitions of %s: %w", topic, err)
 	}
 	consumer, err := sarama.NewConsumerFromClient(client)
 	if err != nil {
-		return nil, fmt.Errorf("start a consumer of %s: %w", topic, err)
+		return Redrives{}, fmt.Errorf("start a consumer of %s: %w", topic, err)
 	}
 	defer func() { _ = consumer.Close() }()
-	out := Redrives{}
+	var out Redrives
 	var bad []error
 	for _, p := range parts {
 		oldest, err := client.GetOffset(topic, p, sarama.OffsetOldest)
 		if err != nil {
-			return nil, fmt.Errorf("oldest offset of %s/%d: %w", topic, p, err)
+			return Redrives{}, fmt.Errorf("oldest offset of %s/%d: %w", topic, p, err)
 		}
 		end, err := client.GetOffset(topic, p, sarama.OffsetNewest)
 		if err != nil {
-			return nil, fmt.Errorf("newest offset of %s/%d: %w", topic, p, err)
+			return Redrives{}, fmt.Errorf("newest offset of %s/%d: %w", topic, p, err)
 		}
 		if oldest >= end {
 			continue
@@ -154,11 +168,11 @@ func ReadRedrives(ctx context.Context, client sarama.Client, dlqTopic string) (R
 				bad = append(bad, fmt.Errorf("%s/%d@%d is not a redrive record: %w", topic, p, msg.Offset, err))
 				return true
 			}
-			out[string(msg.Key)] = r
+			out.add(string(msg.Key), r)
 			return true
 		})
 		if err != nil {
-			return nil, err
+			return Redrives{}, err
 		}
 	}
 	return out, errors.Join(bad...)
