@@ -29,6 +29,7 @@ import (
 	"slices"
 	"strings"
 
+	"github.com/sagabridge/sagabridge/internal/secretname"
 	commonpb "go.temporal.io/api/common/v1"
 	"go.temporal.io/sdk/converter"
 	"google.golang.org/protobuf/proto"
@@ -114,11 +115,17 @@ func ParseKey(s string) ([]byte, error) {
 // file when env is empty.
 func LoadKey(env, file string) ([]byte, error) {
 	if env != "" {
+		if !secretname.Env(env) {
+			return nil, fmt.Errorf("codec: the key's variable %s", secretname.Hidden)
+		}
 		v, ok := os.LookupEnv(env)
 		if !ok {
 			return nil, fmt.Errorf("codec: the environment variable %s is not set", env)
 		}
 		return ParseKey(v)
+	}
+	if secretname.KeyLike(file) {
+		return nil, errors.New("codec: the key file's name reads as a key (not shown): give the path of a file that holds the key")
 	}
 	b, err := os.ReadFile(file)
 	if err != nil {

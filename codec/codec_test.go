@@ -147,3 +147,25 @@ func TestAMistypedKeySpecIsNotEchoed(t *testing.T) {
 		assert.Contains(t, err.Error(), "want ID=file:PATH or ID=env:VARIABLE", spec)
 	}
 }
+
+// A secret written where the name of its variable or file goes
+// (key_env: <the key>, decrypt_keys "old=env:<the key>", password_env:
+// <the password>) is not echoed by the error that says it names nothing:
+// a variable name has only letters, digits and '_', and a key file is not
+// named like a key. (The errors read "the environment variable <key> is
+// not set" and "open <key>: no such file".)
+func TestASecretInPlaceOfItsSourceIsNotEchoed(t *testing.T) {
+	key := base64.StdEncoding.EncodeToString(newKey(t))
+	for _, c := range []struct{ env, file string }{{key, ""}, {"", key}} {
+		_, err := LoadKey(c.env, c.file)
+		require.Error(t, err)
+		assert.NotContains(t, err.Error(), key[:12])
+	}
+	for _, spec := range []string{"old=env:" + key, "old=file:" + key} {
+		_, _, err := ParseKeySpec(spec)
+		require.Error(t, err)
+		assert.NotContains(t, err.Error(), key[:12], spec)
+	}
+	_, err := LoadKey("SAGABRIDGE_TEST_UNSET_KEY", "")
+	assert.ErrorContains(t, err, "SAGABRIDGE_TEST_UNSET_KEY is not set", "a real variable name is still named")
+}

@@ -130,6 +130,10 @@ routes: [{topic: t, workflow_type: W, workflow_id: "w-{key}", task_queue: q}]`, 
 routes: [{topic: t, workflow_type: W, workflow_id: "w-{key}", task_queue: q}]`, "kafka.sasl.password: give exactly one of password_env, password_file and password (got 2)"},
 		"unset password env": {`kafka: {brokers: [b:9092], group: g, sasl: {mechanism: SCRAM-SHA-256, username: u, password_env: SAGABRIDGE_TEST_UNSET_PASSWORD}}
 routes: [{topic: t, workflow_type: W, workflow_id: "w-{key}", task_queue: q}]`, "kafka.sasl.password_env: the environment variable SAGABRIDGE_TEST_UNSET_PASSWORD is not set"},
+		// The password itself where its variable's name goes is not
+		// echoed (it was: "the environment variable S3cr3t-Pa55! is not set").
+		"password in place of its variable": {`kafka: {brokers: [b:9092], group: g, sasl: {mechanism: SCRAM-SHA-256, username: u, password_env: "S3cr3t-Pa55!"}}
+routes: [{topic: t, workflow_type: W, workflow_id: "w-{key}", task_queue: q}]`, "kafka.sasl.password_env: is not the name of an environment variable (letters, digits and '_'; not shown, since it may be the secret itself)"},
 		"plain without tls": {`kafka: {brokers: [b:9092], group: g, sasl: {mechanism: PLAIN, username: u, password: p}}
 routes: [{topic: t, workflow_type: W, workflow_id: "w-{key}", task_queue: q}]`, "kafka.sasl.mechanism: PLAIN sends the password in clear text"},
 		"sasl fields without mechanism": {`kafka: {brokers: [b:9092], group: g, sasl: {username: u}}

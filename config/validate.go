@@ -14,6 +14,7 @@ import (
 	"github.com/IBM/sarama"
 
 	"github.com/sagabridge/sagabridge/codec"
+	"github.com/sagabridge/sagabridge/internal/secretname"
 )
 
 // RebalanceTimeout is how long sarama waits for a revoked claim's handler to
@@ -250,7 +251,9 @@ func (k Kafka) validateSecurity(bad func(field, format string, args ...any)) {
 		bad("kafka.sasl.password", "give exactly one of password_env, password_file and password (got %d)", sources)
 	}
 	if s.PasswordEnv != "" {
-		if _, ok := os.LookupEnv(s.PasswordEnv); !ok {
+		if !secretname.Env(s.PasswordEnv) {
+			bad("kafka.sasl.password_env", "%s", secretname.Hidden)
+		} else if _, ok := os.LookupEnv(s.PasswordEnv); !ok {
 			bad("kafka.sasl.password_env", "the environment variable %s is not set", s.PasswordEnv)
 		}
 	}
@@ -287,7 +290,9 @@ func (t Temporal) validate(bad func(field, format string, args ...any)) {
 		bad("temporal.tls.enabled", "an API key is sent only over TLS; enable temporal.tls")
 	}
 	if t.APIKeyEnv != "" {
-		if _, ok := os.LookupEnv(t.APIKeyEnv); !ok {
+		if !secretname.Env(t.APIKeyEnv) {
+			bad("temporal.api_key_env", "%s", secretname.Hidden)
+		} else if _, ok := os.LookupEnv(t.APIKeyEnv); !ok {
 			bad("temporal.api_key_env", "the environment variable %s is not set", t.APIKeyEnv)
 		}
 	}

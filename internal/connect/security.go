@@ -11,6 +11,7 @@ import (
 	"github.com/xdg-go/scram"
 
 	"github.com/sagabridge/sagabridge/config"
+	"github.com/sagabridge/sagabridge/internal/secretname"
 )
 
 // saslMechanisms maps the accepted names to sarama's.
@@ -116,6 +117,9 @@ func TLS(t config.TLS, prefix string) (*tls.Config, error) {
 func saslPassword(s config.SASL) (string, error) {
 	switch {
 	case s.PasswordEnv != "":
+		if !secretname.Env(s.PasswordEnv) {
+			return "", fmt.Errorf("kafka.sasl.password_env: %s", secretname.Hidden)
+		}
 		v, ok := os.LookupEnv(s.PasswordEnv)
 		if !ok {
 			return "", fmt.Errorf("kafka.sasl.password_env: the environment variable %s is not set", s.PasswordEnv)

@@ -40,3 +40,12 @@ func TestAPasswordFromTheEnvironmentLosesATrailingNewline(t *testing.T) {
 	assert.Equal(t, "S3cr3t", c.Net.SASL.Password)
 	require.NoError(t, c.Net.SASL.SCRAMClientGeneratorFunc().Begin(c.Net.SASL.User, c.Net.SASL.Password, ""))
 }
+
+// A password written where its variable's name goes is not echoed.
+func TestAPasswordInPlaceOfItsVariableIsNotEchoed(t *testing.T) {
+	c := sarama.NewConfig()
+	err := Secure(c, config.Kafka{SASL: config.SASL{Mechanism: "SCRAM-SHA-512", Username: "u", PasswordEnv: "S3cr3t-Pa55!"}})
+	require.Error(t, err)
+	assert.NotContains(t, err.Error(), "S3cr3t")
+	assert.Contains(t, err.Error(), "kafka.sasl.password_env")
+}

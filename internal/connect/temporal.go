@@ -17,6 +17,7 @@ import (
 
 	"github.com/sagabridge/sagabridge/codec"
 	"github.com/sagabridge/sagabridge/config"
+	"github.com/sagabridge/sagabridge/internal/secretname"
 )
 
 // DataConverter is the payload converter the configuration asks for: the
@@ -79,6 +80,9 @@ func ClientOptions(t config.Temporal, logger sdklog.Logger) (client.Options, err
 	}
 	switch {
 	case t.APIKeyEnv != "":
+		if !secretname.Env(t.APIKeyEnv) {
+			return o, fmt.Errorf("temporal.api_key_env: %s", secretname.Hidden)
+		}
 		key, ok := os.LookupEnv(t.APIKeyEnv)
 		if !ok {
 			return o, fmt.Errorf("temporal.api_key_env: the environment variable %s is not set", t.APIKeyEnv)
