@@ -1,8 +1,12 @@
 package workflows
 
 import (
+	"errors"
 	"fmt"
+	"slices"
+	"time"
 
+	"go.temporal.io/sdk/temporal"
 	"go.temporal.io/sdk/workflow"
 
 	"github.com/sagabridge/sagabridge/activities/contract"
@@ -22,15 +26,42 @@ import (
 // new run are new commands; older runs only rejected them).
 const lateRecordsChange = "sagabridge.late-records"
 
-// notRegistered is the type of the failure of an activity that the worker
-// does not register (the SDK's ActivityNotRegisteredError). A late
-// record's DeadLetter is retried until Kafka takes the record, since a DLQ
-// the worker cannot write to for a while (an ACL missing, the brokers
-// down) is never the record's fault, but not on a worker that has no
-// activities.DeadLetterer registered: such a worker could never write it,
-// and the run would stay open for good. The record is then kept as a
-// rejection that says why.
-const notRegistered = "ActivityNotRegisteredError"
+// A late record's DeadLetter is retried until Kafka takes the record,
+// since a DLQ the worker cannot write to for a while (an ACL missing, the
+// brokers down) is never the record's fault; but not for ever by workers
+// that can never write it: one that does not register the activity (the
+// SDK's ActivityNotRegisteredError) or registers it without a producer
+// (activities' NoProducer). The run would stay open for good. Those
+// answers are final for the activity, and the workflow asks again, every
+// cannotWriteWait, up to cannotWriteTries times in all (a rolling deploy's
+// next worker may register it); the record is then kept as a rejection
+// that says why.
+var cannotWrite = []string{"ActivityNotRegisteredError", "NoProducer"}
+
+const (
+	cannotWriteTries = 10
+	cannotWriteWait  = time.Minute
+)
+
+// cannotWriteChange is the workflow.GetVersion change ID that guards
+// asking again after a worker that cannot write a late record answered.
+const cannotWriteChange = "sagabridge.late-dlq-ask-again"
+
+// deadLetterLate runs the DeadLetter activity for a late record (see
+// cannotWrite).
+func (r *runner[S]) deadLetterLate(in contract.DeadLetterInput) error {
+	for try := 1; ; try++ {
+		err := deadLetter(r.ctx, in, cannotWrite...)
+		var appErr *temporal.ApplicationError
+		if err == nil || try >= cannotWriteTries || !errors.As(err, &appErr) || !slices.Contains(cannotWrite, appErr.Type()) ||
+			workflow.GetVersion(r.ctx, cannotWriteChange, workflow.DefaultVersion, 1) < 1 {
+			return err
+		}
+		workflow.GetLogger(r.ctx).Warn("the worker cannot write a late record to the DLQ; asking again",
+			"position", in.Event.Position().String(), "try", try, "err", err)
+		_ = workflow.Sleep(r.ctx, cannotWriteWait) // a cancelled run asks again at once, cannotWriteTries in all
+	}
+}
 
 // late handles a record that arrived after the final status:
 //   - "new_run": kept, and handed to a new run when this one ends (newRun);
@@ -59,7 +90,7 @@ func (r *runner[S]) late(e event.Envelope) {
 		reason += "; dropped (on_closed_workflow: drop)"
 	case "dlq":
 		in := contract.DeadLetterInput{Event: e, Error: reason, Class: contract.ClassWorkflowClosed}
-		if err := deadLetter(r.ctx, in, notRegistered); err != nil {
+		if err := r.deadLetterLate(in); err != nil {
 			reason += "; could not be dead-lettered: " + err.Error()
 		} else {
 			reason += "; dead-lettered (on_closed_workflow: " + r.in.OnClosed + ")"

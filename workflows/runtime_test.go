@@ -54,6 +54,9 @@ type world struct {
 	// dlqDown fails that many DeadLetter attempts more, as a DLQ the
 	// worker may not write to (a missing ACL) does.
 	dlqDown int
+	// unregistered fails that many DeadLetter attempts more as a worker
+	// without the activity does (ActivityNotRegisteredError).
+	unregistered int
 }
 
 func (w *world) hold(_ context.Context, item string) error {
@@ -79,6 +82,10 @@ func (w *world) release(_ context.Context, item string) error {
 func (w *world) deadLetter(_ context.Context, in contract.DeadLetterInput) error {
 	w.mu.Lock()
 	defer w.mu.Unlock()
+	if w.unregistered > 0 {
+		w.unregistered--
+		return temporal.NewApplicationError("unable to find activityType=DeadLetter. Supported types: [Hold]", "ActivityNotRegisteredError")
+	}
 	if w.dlqDown > 0 {
 		w.dlqDown--
 		return errors.New("dead-letter carts/0@3 to carts.dlq: kafka server: The client is not authorized to access this topic")
@@ -619,6 +626,20 @@ func TestRecordsAfterTheFinalStatusFollowTheClosedWorkflowPolicy(t *testing.T) {
 		out, err := ct.run(nil)
 		require.NoError(t, err)
 		require.Len(t, ct.world.deadLetters, 2, "both late records reached the DLQ once it took them")
+		require.Len(t, out.Rejected, 2)
+		assert.Contains(t, out.Rejected[0].Reason, "dead-lettered (on_closed_workflow: dlq)")
+	})
+	// During a rolling deploy the activity's task may reach a worker that
+	// does not register it yet: the record waits for one that does.
+	// (The first such answer was final: the record was only rejected.)
+	t.Run("a worker without the activity answers first", func(t *testing.T) {
+		ct := newCartTest(t, cartEntity(slowFinish))
+		ct.world.unregistered = 3
+		ct.signal(reserve(1, "a"), pay(2, true))
+		lateBatch(ct, "dlq")
+		out, err := ct.run(nil)
+		require.NoError(t, err)
+		require.Len(t, ct.world.deadLetters, 2)
 		require.Len(t, out.Rejected, 2)
 		assert.Contains(t, out.Rejected[0].Reason, "dead-lettered (on_closed_workflow: dlq)")
 	})
