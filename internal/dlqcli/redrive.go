@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strconv"
 	"time"
 
 	"github.com/IBM/sarama"
@@ -105,6 +106,7 @@ func (c *command) redrive(ctx context.Context, args []string) int {
 	if err != nil {
 		return c.Fail(fmt.Errorf("read the redrive records: %w", err))
 	}
+	kept := &retentions{client: client, byTopic: map[string]retention{}}
 	var redriven, refused, again, reduced, failed int
 	thisRun := map[string]string{} // RecordID to the entry of this run that redrives it
 	for _, e := range entries {
@@ -150,6 +152,10 @@ func (c *command) redrive(ctx context.Context, args []string) int {
 			continue
 		}
 		what := fmt.Sprintf("key=%s %s=%d", inline(e.Failure.Key), dlq.HeaderRedriveCount, e.Redrives+1)
+		if why := kept.stale(msg); why != "" {
+			msg.Timestamp = time.Time{} // the broker stamps it
+			what += " timestamp=now (" + why + ")"
+		}
 		if *dryRun {
 			thisRun[record] = from
 			redriven++
@@ -298,4 +304,72 @@ func redriveOne(producer sarama.SyncProducer, e dlq.Entry, msg *sarama.ProducerM
 		return "", kafkatxn.Abort(producer, fmt.Errorf("commit: %w", err))
 	}
 	return to, nil
+}
+
+// retentions reads each source topic's retention.ms once, to decide
+// whether a redriven record keeps its original timestamp (stale).
+type retentions struct {
+	client  sarama.Client
+	byTopic map[string]retention
+}
+
+// retention is a topic's retention.ms: keep is -1 for none; err is why it
+// could not be read.
+type retention struct {
+	keep time.Duration
+	err  error
+}
+
+// stale says why msg, a redrive, must not keep its original timestamp, or
+// "" when it may: Kafka deletes a segment once its newest timestamp is
+// past the topic's retention.ms, so in a quiet partition a record stamped
+// that long ago goes within minutes, maybe before the bridge reads it. It
+// may not when it is within a day (or half the retention, if less) of
+// that, or when the retention cannot be read.
+func (rs *retentions) stale(msg *sarama.ProducerMessage) string {
+	if msg.Timestamp.IsZero() {
+		return ""
+	}
+	r, ok := rs.byTopic[msg.Topic]
+	if !ok {
+		r = rs.read(msg.Topic)
+		rs.byTopic[msg.Topic] = r
+	}
+	switch {
+	case r.err != nil:
+		return fmt.Sprintf("the retention.ms of %s cannot be read, so a record stamped %s might be deleted before it is read: %v",
+			msg.Topic, msg.Timestamp.UTC().Format(time.RFC3339), r.err)
+	case r.keep < 0:
+		return ""
+	case time.Since(msg.Timestamp) > r.keep-min(24*time.Hour, r.keep/2):
+		return fmt.Sprintf("the original %s is too near %s's retention.ms (%s): Kafka could delete the record before it is read",
+			msg.Timestamp.UTC().Format(time.RFC3339), msg.Topic, r.keep)
+	}
+	return ""
+}
+
+// read reads topic's retention.ms.
+func (rs *retentions) read(topic string) retention {
+	admin, err := sarama.NewClusterAdminFromClient(rs.client) // not closed: that would close the shared client
+	if err != nil {
+		return retention{err: err}
+	}
+	entries, err := admin.DescribeConfig(sarama.ConfigResource{Type: sarama.TopicResource, Name: topic, ConfigNames: []string{"retention.ms"}})
+	if err != nil {
+		return retention{err: err}
+	}
+	for _, e := range entries {
+		if e.Name != "retention.ms" {
+			continue
+		}
+		ms, err := strconv.ParseInt(e.Value, 10, 64)
+		if err != nil {
+			return retention{err: fmt.Errorf("retention.ms %q: %w", e.Value, err)}
+		}
+		if ms < 0 {
+			return retention{keep: -1}
+		}
+		return retention{keep: time.Duration(ms) * time.Millisecond}
+	}
+	return retention{err: errors.New("the broker did not say")}
 }

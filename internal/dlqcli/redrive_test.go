@@ -326,33 +326,53 @@ func TestEntriesOverOneMiBAreRedriven(t *testing.T) {
 // letter is stamped when it was written, so the DLQ's retention counts
 // from then. (Both were stamped anew: the redriven record carried the
 // time of the redrive, and the original time was nowhere.)
+//
+// Unless the original is so old that the topic's retention.ms would let
+// Kafka delete the record soon after the redrive, before the bridge reads
+// it (in a quiet partition the segment holding it rolls and goes): then
+// the redrive stamps it now and says so. Here orders keeps records a day,
+// and the entry of two days ago goes out stamped now.
 func TestARedrivenRecordKeepsItsTimestamp(t *testing.T) {
-	cluster, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.SeedTopics(1, "orders", "orders"+dlq.DefaultSuffix))
+	cluster, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.SeedTopics(1, "orders"+dlq.DefaultSuffix))
 	require.NoError(t, err)
 	defer cluster.Close()
+	day := "86400000"
+	admin, err := sarama.NewClusterAdmin(cluster.ListenAddrs(), sarama.NewConfig())
+	require.NoError(t, err)
+	require.NoError(t, admin.CreateTopic("orders", &sarama.TopicDetail{NumPartitions: 1, ReplicationFactor: 1,
+		ConfigEntries: map[string]*string{"retention.ms": &day}}, false))
+	require.NoError(t, admin.Close())
 	pc := sarama.NewConfig()
 	pc.Version = sarama.V3_6_0_0
 	pc.Producer.Return.Successes = true
 	prod, err := sarama.NewSyncProducer(cluster.ListenAddrs(), pc)
 	require.NoError(t, err)
 	defer prod.Close()
-	orig := time.Date(2020, 1, 2, 3, 4, 5, 6_000_000, time.UTC)
-	_, _, err = prod.SendMessage(&sarama.ProducerMessage{Topic: "orders", Key: sarama.StringEncoder("k"), Value: sarama.StringEncoder("not json"), Timestamp: orig})
-	require.NoError(t, err)
+	orig := time.Now().Add(-time.Hour).Truncate(time.Millisecond).UTC()
+	old := time.Now().Add(-48 * time.Hour).Truncate(time.Millisecond).UTC()
+	for _, at := range []time.Time{orig, old} {
+		_, _, err = prod.SendMessage(&sarama.ProducerMessage{Topic: "orders", Key: sarama.StringEncoder("k"), Value: sarama.StringEncoder("not json"), Timestamp: at})
+		require.NoError(t, err)
+	}
 	src := readCommitted(t, cluster.ListenAddrs(), "orders")
-	require.Len(t, src, 1)
+	require.Len(t, src, 2)
 	require.Equal(t, orig, src[0].Timestamp.UTC())
-	f := dlq.FromMessage(src[0], dlq.ClassDecode, errors.New("bad"), 1, time.Now())
-	_, _, err = prod.SendMessage(f.Message(dlq.DefaultSuffix))
-	require.NoError(t, err)
+	for _, m := range src {
+		f := dlq.FromMessage(m, dlq.ClassDecode, errors.New("bad"), 1, time.Now())
+		_, _, err = prod.SendMessage(f.Message(dlq.DefaultSuffix))
+		require.NoError(t, err)
+	}
 
+	before := time.Now()
 	code, stdout, stderr := runCLI("redrive", "-brokers", cluster.ListenAddrs()[0], "-topic", "orders"+dlq.DefaultSuffix, "-all")
 	require.Equal(t, exitOK, code, "stdout:\n%s\nstderr:\n%s", stdout, stderr)
 	got := readCommitted(t, cluster.ListenAddrs(), "orders")
-	require.Len(t, got, 2, "the original and the redriven record")
-	assert.Equal(t, orig, got[1].Timestamp.UTC(), "the redriven record's timestamp")
+	require.Len(t, got, 4, "the originals and the redriven records")
+	assert.Equal(t, orig, got[2].Timestamp.UTC(), "the redriven record's timestamp")
+	assert.False(t, got[3].Timestamp.Before(before.Truncate(time.Millisecond)), "the old one is stamped now: %v", got[3].Timestamp)
+	assert.Contains(t, stdout, "retention.ms")
 	dead := readCommitted(t, cluster.ListenAddrs(), "orders"+dlq.DefaultSuffix)
-	require.Len(t, dead, 1)
+	require.Len(t, dead, 2)
 	assert.WithinDuration(t, time.Now(), dead[0].Timestamp, time.Minute, "the dead letter is stamped when written")
 }
 
