@@ -110,9 +110,34 @@ func TestTheStateOfOldRunsIsSizedWithoutKeyBytes(t *testing.T) {
 		PendingCompensations: []Undo{{Name: "Release", Activity: "Release", Record: &old}},
 	}
 	want.Compensations = []CompensationResult{{Name: "Refund", Error: "declined", Undo: &Undo{Name: "Refund", Activity: "Refund", Record: &old}}}
-	assert.Equal(t, jsonSize(want), jsonSize(withoutKeyBytes(s)))
+	assert.Equal(t, jsonSize(want), jsonSize(olderRecords(s, false, true)))
 	assert.Greater(t, jsonSize(s), jsonSize(want), "KeyBytes count in new runs")
 	assert.NotNil(t, s.Held[0].Record.KeyBytes, "the state itself is left as it is")
 	assert.NotNil(t, s.PendingCompensations[0].Record.KeyBytes, "the state itself is left as it is")
 	assert.NotNil(t, s.Compensations[0].Undo.Record.KeyBytes, "the state itself is left as it is")
+}
+
+// Likewise for the marks of a null key and of an empty value: a worker
+// older than event.Envelope.KeyNull and ValueEmpty dropped them from the
+// records it decoded, and sized its state without them. (Nothing stripped
+// them for such runs: a state near MaxCarryBytes could decide otherwise on
+// replay.)
+func TestTheStateOfOldRunsIsSizedWithoutTheNullAndEmptyMarks(t *testing.T) {
+	marked := event.Envelope{Topic: "carts", Offset: 3, Type: "Reserve", KeyNull: true, ValueEmpty: true}
+	old := marked
+	old.KeyNull, old.ValueEmpty = false, false
+	s := Snapshot[cart]{
+		Held:                 []HeldRecord{{Record: marked, Reason: "later"}},
+		PendingCompensations: []Undo{{Name: "Release", Activity: "Release", Record: &marked}},
+	}
+	s.Compensations = []CompensationResult{{Name: "Refund", Error: "declined", Undo: &Undo{Name: "Refund", Activity: "Refund", Record: &marked}}}
+	want := Snapshot[cart]{
+		Held:                 []HeldRecord{{Record: old, Reason: "later"}},
+		PendingCompensations: []Undo{{Name: "Release", Activity: "Release", Record: &old}},
+	}
+	want.Compensations = []CompensationResult{{Name: "Refund", Error: "declined", Undo: &Undo{Name: "Refund", Activity: "Refund", Record: &old}}}
+	assert.Equal(t, jsonSize(want), jsonSize(olderRecords(s, true, false)), "a run before the marks, after KeyBytes")
+	assert.Equal(t, jsonSize(want), jsonSize(olderRecords(s, false, false)), "a run before both")
+	assert.Equal(t, jsonSize(s), jsonSize(olderRecords(s, true, true)), "a run with both")
+	assert.True(t, s.Held[0].Record.KeyNull, "the state itself is left as it is")
 }

@@ -40,6 +40,12 @@ const carrySizeChange = "sagabridge.carry-size-escapes"
 // dropped it, so histories it recorded replay with JSONSizeV2.
 const carryKeyBytesChange = "sagabridge.carry-key-bytes"
 
+// carryMarksChange is the workflow.GetVersion change ID that guards
+// counting the marks of a null key and of an empty value
+// (event.Envelope.KeyNull, ValueEmpty) in the size of the state: a worker
+// older than those fields dropped them (olderRecords).
+const carryMarksChange = "sagabridge.carry-null-empty"
+
 // defaultMaxCarryBytes is Entity.MaxCarryBytes by default.
 const defaultMaxCarryBytes = 1 << 20
 
@@ -56,10 +62,12 @@ func (r *runner[S]) nextRun() (Snapshot[S], bool) {
 	bounded := workflow.GetVersion(r.ctx, carryBoundChange, workflow.DefaultVersion, 1) >= 1
 	pending := func() int { return r.in.pendingBytesV1 }
 	keyBytes := false // the records' KeyBytes count, in the inbox and in the state
+	marks := false    // the records' KeyNull and ValueEmpty count in the state
 	if bounded && workflow.GetVersion(r.ctx, carrySizeChange, workflow.DefaultVersion, 1) >= 1 {
 		pending = func() int { return r.in.pendingBytesV2 }
 		if workflow.GetVersion(r.ctx, carryKeyBytesChange, workflow.DefaultVersion, 1) >= 1 {
 			pending, keyBytes = func() int { return r.in.pendingBytes }, true
+			marks = workflow.GetVersion(r.ctx, carryMarksChange, workflow.DefaultVersion, 1) >= 1
 		}
 	}
 	// A cancellation that arrives meanwhile ends the hand-over: the SDK
@@ -78,10 +86,7 @@ func (r *runner[S]) nextRun() (Snapshot[S], bool) {
 			next.Inbox, next.OnClosed = r.in.pending, r.in.OnClosed
 			return next, true
 		}
-		base := jsonSize(next)
-		if !keyBytes {
-			base = jsonSize(withoutKeyBytes(next))
-		}
+		base := jsonSize(olderRecords(next, keyBytes, marks))
 		if base > limit {
 			workflow.GetLogger(r.ctx).Error("the entity's state alone is over MaxCarryBytes: not continuing as new, "+
 				"since Temporal terminates a run whose next input is over its payload limit", "bytes", base, "max_carry_bytes", limit)
@@ -109,28 +114,39 @@ func (r *runner[S]) nextRun() (Snapshot[S], bool) {
 	}
 }
 
-// withoutKeyBytes is s as a worker older than event.Envelope.KeyBytes
-// decoded it: the records it holds (held, and those of pending and of
-// failed compensations' undos) without their KeyBytes. Runs recorded by such a worker
-// sized their state so, and replay must decide as they did.
-func withoutKeyBytes[S any](s Snapshot[S]) Snapshot[S] {
-	has := func(e *event.Envelope) bool { return e != nil && e.KeyBytes != nil }
+// olderRecords is s as a worker of an earlier version decoded it: the
+// records it holds (held, and those of pending and of failed
+// compensations' undos) without KeyBytes unless keyBytes, and without
+// KeyNull and ValueEmpty unless marks (event.Envelope). Runs recorded by
+// such a worker sized their state so, and replay must decide as they did.
+func olderRecords[S any](s Snapshot[S], keyBytes, marks bool) Snapshot[S] {
+	has := func(e *event.Envelope) bool {
+		return e != nil && (!keyBytes && e.KeyBytes != nil || !marks && (e.KeyNull || e.ValueEmpty))
+	}
 	if !slices.ContainsFunc(s.Held, func(h HeldRecord) bool { return has(&h.Record) }) &&
 		!slices.ContainsFunc(s.PendingCompensations, func(u Undo) bool { return has(u.Record) }) &&
 		!slices.ContainsFunc(s.Compensations, func(c CompensationResult) bool { return c.Undo != nil && has(c.Undo.Record) }) {
 		return s
+	}
+	strip := func(e *event.Envelope) {
+		if !keyBytes {
+			e.KeyBytes = nil
+		}
+		if !marks {
+			e.KeyNull, e.ValueEmpty = false, false
+		}
 	}
 	stripped := func(e *event.Envelope) *event.Envelope {
 		if !has(e) {
 			return e
 		}
 		c := *e
-		c.KeyBytes = nil
+		strip(&c)
 		return &c
 	}
 	s.Held = slices.Clone(s.Held)
 	for i := range s.Held {
-		s.Held[i].Record.KeyBytes = nil
+		strip(&s.Held[i].Record)
 	}
 	s.PendingCompensations = slices.Clone(s.PendingCompensations)
 	for i, u := range s.PendingCompensations {

@@ -23,7 +23,7 @@ type Inbox struct {
 	// pendingBytes is the JSON size of pending (event.Envelope.JSONSize);
 	// pendingBytesV1 and pendingBytesV2 as JSONSizeV1 and JSONSizeV2 count
 	// it, for runs replayed from histories recorded with them
-	// (carrySizeChange, carryKeyBytesChange).
+	// (carrySizeChange, carryKeyBytesChange, carryMarksChange).
 	pendingBytes, pendingBytesV1, pendingBytesV2 int
 	// Watermarks are the highest applied offset per topic partition; carry
 	// them across ContinueAsNew.
