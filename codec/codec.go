@@ -115,21 +115,15 @@ func ParseKey(s string) ([]byte, error) {
 // file when env is empty.
 func LoadKey(env, file string) ([]byte, error) {
 	if env != "" {
-		if !secretname.Env(env) {
-			return nil, fmt.Errorf("codec: the key's variable %s", secretname.Hidden)
-		}
-		v, ok := os.LookupEnv(env)
-		if !ok {
-			return nil, fmt.Errorf("codec: the environment variable %s is not set", env)
+		v, err := secretname.LookupEnv(env)
+		if err != nil {
+			return nil, fmt.Errorf("codec: the key's variable: %w", err)
 		}
 		return ParseKey(v)
 	}
-	if secretname.KeyLike(file) {
-		return nil, errors.New("codec: the key file's name reads as a key (not shown): give the path of a file that holds the key")
-	}
 	b, err := os.ReadFile(file)
 	if err != nil {
-		return nil, fmt.Errorf("codec: %w", err)
+		return nil, fmt.Errorf("codec: the key file: %w", secretname.FileError(err))
 	}
 	return ParseKey(string(b))
 }

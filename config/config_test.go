@@ -134,6 +134,13 @@ routes: [{topic: t, workflow_type: W, workflow_id: "w-{key}", task_queue: q}]`, 
 		// echoed (it was: "the environment variable S3cr3t-Pa55! is not set").
 		"password in place of its variable": {`kafka: {brokers: [b:9092], group: g, sasl: {mechanism: SCRAM-SHA-256, username: u, password_env: "S3cr3t-Pa55!"}}
 routes: [{topic: t, workflow_type: W, workflow_id: "w-{key}", task_queue: q}]`, "kafka.sasl.password_env: is not the name of an environment variable (letters, digits and '_'; not shown, since it may be the secret itself)"},
+		// Nor where its file's path goes (it was: "stat S3cr3t-Pa55!: no
+		// such file or directory"); the field is named, the path never.
+		"password in place of its file": {`kafka: {brokers: [b:9092], group: g, sasl: {mechanism: SCRAM-SHA-256, username: u, password_file: "S3cr3t-Pa55!"}}
+routes: [{topic: t, workflow_type: W, workflow_id: "w-{key}", task_queue: q}]`, "kafka.sasl.password_file: stat (path not shown): no such file or directory"},
+		"API key in place of its file": {`temporal: {tls: {enabled: true}, api_key_file: "eyJhbGciOi.eyJzdWIiOi.c2lnbmF0dXJl"}
+kafka: {brokers: [b:9092], group: g}
+routes: [{topic: t, workflow_type: W, workflow_id: "w-{key}", task_queue: q}]`, "temporal.api_key_file: stat (path not shown): no such file or directory"},
 		"plain without tls": {`kafka: {brokers: [b:9092], group: g, sasl: {mechanism: PLAIN, username: u, password: p}}
 routes: [{topic: t, workflow_type: W, workflow_id: "w-{key}", task_queue: q}]`, "kafka.sasl.mechanism: PLAIN sends the password in clear text"},
 		"sasl fields without mechanism": {`kafka: {brokers: [b:9092], group: g, sasl: {username: u}}
@@ -307,4 +314,14 @@ func TestATemporalAddressWithASchemeIsKept(t *testing.T) {
 	c, err := LoadConnections(path)
 	require.NoError(t, err)
 	assert.Equal(t, "dns:///temporal.internal:7233", c.Temporal.Address)
+}
+
+// A variable that is set is used whatever its name (Kubernetes allows '-'
+// and '.'): only an unset one that is no variable name is kept from the
+// error. (A set "kafka-sasl.password" was refused as no variable name.)
+func TestASetVariableIsUsedWhateverItsName(t *testing.T) {
+	t.Setenv("kafka-sasl.password", "x")
+	_, err := Parse([]byte(`kafka: {brokers: [b:9092], group: g, sasl: {mechanism: SCRAM-SHA-256, username: u, password_env: kafka-sasl.password}}
+routes: [{topic: t, workflow_type: W, workflow_id: "w-{key}", task_queue: q}]`))
+	require.NoError(t, err)
 }

@@ -251,15 +251,13 @@ func (k Kafka) validateSecurity(bad func(field, format string, args ...any)) {
 		bad("kafka.sasl.password", "give exactly one of password_env, password_file and password (got %d)", sources)
 	}
 	if s.PasswordEnv != "" {
-		if !secretname.Env(s.PasswordEnv) {
-			bad("kafka.sasl.password_env", "%s", secretname.Hidden)
-		} else if _, ok := os.LookupEnv(s.PasswordEnv); !ok {
-			bad("kafka.sasl.password_env", "the environment variable %s is not set", s.PasswordEnv)
+		if _, err := secretname.LookupEnv(s.PasswordEnv); err != nil {
+			bad("kafka.sasl.password_env", "%v", err)
 		}
 	}
 	if s.PasswordFile != "" {
 		if _, err := os.Stat(s.PasswordFile); err != nil {
-			bad("kafka.sasl.password_file", "%v", err)
+			bad("kafka.sasl.password_file", "%v", secretname.FileError(err))
 		}
 	}
 	if s.Mechanism == "PLAIN" && !t.Enabled {
@@ -290,15 +288,13 @@ func (t Temporal) validate(bad func(field, format string, args ...any)) {
 		bad("temporal.tls.enabled", "an API key is sent only over TLS; enable temporal.tls")
 	}
 	if t.APIKeyEnv != "" {
-		if !secretname.Env(t.APIKeyEnv) {
-			bad("temporal.api_key_env", "%s", secretname.Hidden)
-		} else if _, ok := os.LookupEnv(t.APIKeyEnv); !ok {
-			bad("temporal.api_key_env", "the environment variable %s is not set", t.APIKeyEnv)
+		if _, err := secretname.LookupEnv(t.APIKeyEnv); err != nil {
+			bad("temporal.api_key_env", "%v", err)
 		}
 	}
 	if t.APIKeyFile != "" {
 		if _, err := os.Stat(t.APIKeyFile); err != nil {
-			bad("temporal.api_key_file", "%v", err)
+			bad("temporal.api_key_file", "%v", secretname.FileError(err))
 		}
 	}
 	t.Codec.validate(bad)

@@ -11,6 +11,8 @@ import (
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/sagabridge/sagabridge/internal/secretname"
 )
 
 // tokenRecheck is how often the token file is looked at again.
@@ -43,7 +45,7 @@ func newTokenFile(path string, log *slog.Logger) (*tokenFile, error) {
 func readToken(path string) (raw, token []byte, err error) {
 	raw, err = os.ReadFile(path)
 	if err != nil {
-		return nil, nil, fmt.Errorf("read the token: %w", err)
+		return nil, nil, fmt.Errorf("read the token: %w", secretname.FileError(err))
 	}
 	token = bytes.TrimSpace(raw)
 	if len(token) == 0 {

@@ -117,12 +117,9 @@ func TLS(t config.TLS, prefix string) (*tls.Config, error) {
 func saslPassword(s config.SASL) (string, error) {
 	switch {
 	case s.PasswordEnv != "":
-		if !secretname.Env(s.PasswordEnv) {
-			return "", fmt.Errorf("kafka.sasl.password_env: %s", secretname.Hidden)
-		}
-		v, ok := os.LookupEnv(s.PasswordEnv)
-		if !ok {
-			return "", fmt.Errorf("kafka.sasl.password_env: the environment variable %s is not set", s.PasswordEnv)
+		v, err := secretname.LookupEnv(s.PasswordEnv)
+		if err != nil {
+			return "", fmt.Errorf("kafka.sasl.password_env: %w", err)
 		}
 		// A secret made from a file (kubectl create secret --from-file)
 		// ends in its newline, which no typed password does.
@@ -130,7 +127,7 @@ func saslPassword(s config.SASL) (string, error) {
 	case s.PasswordFile != "":
 		b, err := os.ReadFile(s.PasswordFile)
 		if err != nil {
-			return "", fmt.Errorf("kafka.sasl.password_file: %w", err)
+			return "", fmt.Errorf("kafka.sasl.password_file: %w", secretname.FileError(err))
 		}
 		return strings.TrimRight(string(b), "\r\n"), nil
 	}

@@ -80,12 +80,9 @@ func ClientOptions(t config.Temporal, logger sdklog.Logger) (client.Options, err
 	}
 	switch {
 	case t.APIKeyEnv != "":
-		if !secretname.Env(t.APIKeyEnv) {
-			return o, fmt.Errorf("temporal.api_key_env: %s", secretname.Hidden)
-		}
-		key, ok := os.LookupEnv(t.APIKeyEnv)
-		if !ok {
-			return o, fmt.Errorf("temporal.api_key_env: the environment variable %s is not set", t.APIKeyEnv)
+		key, err := secretname.LookupEnv(t.APIKeyEnv)
+		if err != nil {
+			return o, fmt.Errorf("temporal.api_key_env: %w", err)
 		}
 		o.Credentials = client.NewAPIKeyStaticCredentials(strings.TrimSpace(key))
 	case t.APIKeyFile != "":
@@ -140,7 +137,7 @@ func (k *fileKey) read() (string, error) {
 		if k.key != "" { // a rotation in progress: keep the last key
 			return k.key, nil
 		}
-		return "", fmt.Errorf("temporal.api_key_file: %w", err)
+		return "", fmt.Errorf("temporal.api_key_file: %w", secretname.FileError(err))
 	}
 	k.key, k.readAt = strings.TrimSpace(string(b)), time.Now()
 	return k.key, nil

@@ -1,16 +1,42 @@
-// Package secretname checks what a configuration gives as the name of a
-// secret's source (an environment variable, a file) before an error
-// repeats it: a secret written in its place, a natural slip, must not
-// reach a log.
+// Package secretname keeps the name of a secret's source (an environment
+// variable, a file) out of errors when it may be the secret itself: a
+// secret written in its place, a natural slip, must not reach a log.
 package secretname
 
 import (
-	"encoding/base64"
-	"strings"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
 )
 
 // Hidden is what an error says instead of a name that may be the secret.
 const Hidden = "is not the name of an environment variable (letters, digits and '_'; not shown, since it may be the secret itself)"
+
+// LookupEnv is os.LookupEnv of name, a secret's variable: a variable
+// that is set is used whatever its name, and the error for one that is
+// not names it only when it reads as a variable name (Env); otherwise it
+// says Hidden.
+func LookupEnv(name string) (string, error) {
+	if v, ok := os.LookupEnv(name); ok {
+		return v, nil
+	}
+	if !Env(name) {
+		return "", errors.New(Hidden)
+	}
+	return "", fmt.Errorf("the environment variable %s is not set", name)
+}
+
+// FileError is err, from reading or checking a secret's file, without the
+// file's path, which may be the secret itself written in its place (a
+// password, an API key): the caller names the field instead.
+func FileError(err error) error {
+	var pe *fs.PathError
+	if errors.As(err, &pe) {
+		return fmt.Errorf("%s (path not shown): %w", pe.Op, pe.Err)
+	}
+	return err
+}
 
 // Env reports whether name is an environment variable's name: a letter or
 // '_', then letters, digits and '_'.
@@ -27,11 +53,4 @@ func Env(name string) bool {
 		}
 	}
 	return true
-}
-
-// KeyLike reports whether s reads as a 32-byte key in base64, the form
-// of the payload codec's keys: a file path that does is not shown.
-func KeyLike(s string) bool {
-	b, err := base64.StdEncoding.DecodeString(strings.TrimSpace(s))
-	return err == nil && len(b) == 32
 }
