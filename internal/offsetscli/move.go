@@ -111,30 +111,79 @@ func (c *command) move(ctx context.Context, args []string) int {
 		fmt.Fprintf(c.stderr, "dry run: group %s is %s, so the move would be allowed; nothing committed\n", g.ID, g.State)
 		return exitOK
 	}
-	refused, err := k.commit(ctx, changed(moves))
-	if err != nil && len(refused) == 0 {
-		return c.Fail(err) // the whole request failed: nothing moved
-	}
-	if len(refused) > 0 {
-		// Kafka applied the others: say which moved, from what it reads back.
-		var applied []Move
-		for _, m := range moves {
-			if refused[tp{m.Topic, m.Partition}] == nil {
-				applied = append(applied, m)
-			}
+	// Whatever Kafka answered, the offsets are read back before anything
+	// is reported: a commit answered with an error (REQUEST_TIMED_OUT), or
+	// whose answer was lost, may have been applied, and a move reported
+	// as not made would be made again by the next --skip-one.
+	todo := changed(moves)
+	refused, cerr := k.commit(ctx, todo)
+	after, rerr := readBack(ctx, k, todo)
+	if rerr != nil {
+		if cerr == nil {
+			return c.Fail(fmt.Errorf("committed, but the offsets cannot be read back to confirm it: %w", rerr))
 		}
-		verr := verify(ctx, k, applied)
-		writeMoves(c.stdout, moves, false, refused)
-		n := len(changed(moves)) - len(refused)
-		return c.Fail(fmt.Errorf("the move was partly applied: %d of %d partition(s) moved, the others were refused:\n%w",
-			n, len(changed(moves)), errors.Join(err, verr)))
+		return c.Fail(fmt.Errorf("the move's outcome is unknown: the commit answered %w, and the offsets cannot be read back (%v); run `bridge offsets show` before moving again (a second --skip-one would skip one more record)", cerr, rerr))
 	}
-	if err := verify(ctx, k, moves); err != nil {
-		return c.Fail(err)
+	notMoved := map[tp]error{}
+	for _, m := range todo {
+		p := tp{m.Topic, m.Partition}
+		at, ok := after[p]
+		if ok && at == m.To {
+			continue
+		}
+		why := refused[p]
+		if why == nil {
+			why = cerr
+		}
+		switch {
+		case !ok && m.From != noOffset:
+			why = errors.Join(why, fmt.Errorf("%s/%d: no committed offset reads back", m.Topic, m.Partition))
+		case ok && at != m.From:
+			why = errors.Join(why, fmt.Errorf("%s/%d: the group's offset reads back as %d", m.Topic, m.Partition, at))
+		}
+		if why == nil {
+			why = fmt.Errorf("%s/%d: the group's offset does not read back as %d", m.Topic, m.Partition, m.To)
+		}
+		notMoved[p] = why
 	}
-	writeMoves(c.stdout, moves, false, nil)
-	fmt.Fprintf(c.stderr, "moved %d partition(s) of group %s\n", len(changed(moves)), g.ID)
-	return exitOK
+	writeMoves(c.stdout, moves, false, notMoved)
+	var whys []error
+	for _, m := range todo {
+		if err := notMoved[tp{m.Topic, m.Partition}]; err != nil {
+			whys = append(whys, err)
+		}
+	}
+	switch n := len(todo) - len(notMoved); {
+	case len(notMoved) == 0:
+		if cerr != nil {
+			fmt.Fprintf(c.stderr, "Kafka answered the commit with an error (%v), but every offset reads back moved\n", cerr)
+		}
+		fmt.Fprintf(c.stderr, "moved %d partition(s) of group %s (read back)\n", len(todo), g.ID)
+		return exitOK
+	case n == 0:
+		return c.Fail(fmt.Errorf("nothing moved (the offsets read back as before):\n%w", errors.Join(whys...)))
+	default:
+		return c.Fail(fmt.Errorf("the move was partly applied: %d of %d partition(s) moved (read back), the others not:\n%w", n, len(todo), errors.Join(whys...)))
+	}
+}
+
+// readBack reads the committed offsets of moves' partitions.
+func readBack(ctx context.Context, k *cluster, moves []Move) (map[tp]int64, error) {
+	parts := make([]tp, len(moves))
+	for i, m := range moves {
+		parts[i] = tp{m.Topic, m.Partition}
+	}
+	got, err := k.committed(ctx, parts, false)
+	if err != nil {
+		return nil, fmt.Errorf("read back: %w", err)
+	}
+	out := map[tp]int64{}
+	for _, p := range parts {
+		if c, ok := got[p]; ok && c.Offset != noOffset {
+			out[p] = c.Offset
+		}
+	}
+	return out, nil
 }
 
 // plan reads the partitions and computes their moves; errors are joined,
@@ -165,25 +214,6 @@ func changed(moves []Move) []Move {
 		}
 	}
 	return out
-}
-
-// verify reads the committed offsets back and checks each move took.
-func verify(ctx context.Context, k *cluster, moves []Move) error {
-	parts := make([]tp, len(moves))
-	for i, m := range moves {
-		parts[i] = tp{m.Topic, m.Partition}
-	}
-	got, err := k.committed(ctx, parts, false)
-	if err != nil {
-		return fmt.Errorf("read back: %w", err)
-	}
-	var errs []error
-	for _, m := range moves {
-		if o := got[tp{m.Topic, m.Partition}].Offset; o != m.To {
-			errs = append(errs, fmt.Errorf("%s/%d: committed %d, but the group's offset reads back as %d", m.Topic, m.Partition, m.To, o))
-		}
-	}
-	return errors.Join(errs...)
 }
 
 // writeMoves prints the moves as a table; those in refused (Kafka refused

@@ -1,0 +1,83 @@
+package offsetscli
+
+import (
+	"bytes"
+	"context"
+	"testing"
+
+	"github.com/IBM/sarama"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+	"github.com/twmb/franz-go/pkg/kerr"
+	"github.com/twmb/franz-go/pkg/kfake"
+	"github.com/twmb/franz-go/pkg/kgo"
+	"github.com/twmb/franz-go/pkg/kmsg"
+	"github.com/twmb/franz-go/pkg/kversion"
+)
+
+// outcomeCluster is a broker with 10 records in orders' one partition and
+// group g committed at 3.
+func outcomeCluster(t *testing.T) *kfake.Cluster {
+	c, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.SeedTopics(1, "orders"))
+	require.NoError(t, err)
+	t.Cleanup(c.Close)
+	pc := sarama.NewConfig()
+	pc.Producer.Return.Successes = true
+	prod, err := sarama.NewSyncProducer(c.ListenAddrs(), pc)
+	require.NoError(t, err)
+	for range 10 {
+		_, _, err := prod.SendMessage(&sarama.ProducerMessage{Topic: "orders", Value: sarama.StringEncoder("v")})
+		require.NoError(t, err)
+	}
+	require.NoError(t, prod.Close())
+	cl, err := kgo.NewClient(kgo.SeedBrokers(c.ListenAddrs()...), kgo.MaxVersions(kversion.V3_6_0()))
+	require.NoError(t, err)
+	defer cl.Close()
+	req := kmsg.NewPtrOffsetCommitRequest()
+	req.Version = 8 // by name; v10 names topics by ID
+	req.Group, req.Generation = "g", -1
+	rt := kmsg.NewOffsetCommitRequestTopic()
+	rt.Topic = "orders"
+	rp := kmsg.NewOffsetCommitRequestTopicPartition()
+	rp.Partition, rp.Offset = 0, 3
+	rt.Partitions = append(rt.Partitions, rp)
+	req.Topics = append(req.Topics, rt)
+	resp, err := req.RequestWith(context.Background(), cl)
+	require.NoError(t, err)
+	require.Zero(t, resp.Topics[0].Partitions[0].ErrorCode)
+	return c
+}
+
+func runOffsets(args ...string) (code int, stdout, stderr string) {
+	var out, errOut bytes.Buffer
+	code = run(context.Background(), args, nil, &out, &errOut)
+	return code, out.String(), errOut.String()
+}
+
+// A commit Kafka applied but answered with an error (REQUEST_TIMED_OUT:
+// the broker answered, and the work still happened; or an answer lost on
+// the network) is read back before it is reported: the row says MOVED.
+// (It said NOT MOVED while the group read 4, and an operator who ran
+// --skip-one again skipped a good record.)
+func TestACommitAppliedDespiteItsAnswerIsReportedMoved(t *testing.T) {
+	c := outcomeCluster(t)
+	c.Fault(kfake.Fault{Keys: []kmsg.Key{kmsg.OffsetCommit}, Topic: "orders", Err: kerr.RequestTimedOut})
+	code, stdout, stderr := runOffsets("move", "-brokers", c.ListenAddrs()[0], "-group", "g", "-topic", "orders", "-partition", "0", "--skip-one")
+	assert.NotContains(t, stdout, "NOT MOVED", "stderr:\n%s", stderr)
+	assert.Contains(t, stdout, "skips 1 offset(s)")
+	assert.Equal(t, exitOK, code, "the group reads what was asked: stdout:\n%s\nstderr:\n%s", stdout, stderr)
+	assert.Contains(t, stderr, "read back")
+}
+
+// A move Kafka refuses for every partition says nothing moved, not that it
+// was partly applied. (It said "the move was partly applied: 0 of 1
+// partition(s) moved".)
+func TestAMoveRefusedEverywhereSaysNothingMoved(t *testing.T) {
+	c := outcomeCluster(t)
+	c.Fault(kfake.Fault{Keys: []kmsg.Key{kmsg.OffsetCommit}, Topic: "orders", Err: kerr.GroupAuthorizationFailed, Count: -1})
+	code, stdout, stderr := runOffsets("move", "-brokers", c.ListenAddrs()[0], "-group", "g", "-topic", "orders", "-partition", "0", "--skip-one")
+	assert.Equal(t, exitFail, code)
+	assert.Contains(t, stdout, "NOT MOVED")
+	assert.NotContains(t, stderr, "partly applied")
+	assert.Contains(t, stderr, "nothing moved")
+}
