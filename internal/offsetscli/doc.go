@@ -21,7 +21,8 @@
 // bridge commits none today). --to-time moves to the first offset whose
 // record timestamp is at or after the time (ListOffsets by timestamp), or
 // to the log end when no record is that recent; --skip-one moves past the
-// committed record, a poison record the bridge cannot get past.
+// record the group reads next (read as the group reads it, so past commit
+// markers and aborted records), a poison record the bridge cannot get past.
 //
 // Exit status: 0 on success, 1 when something failed (Kafka, a refused
 // move, a metrics endpoint that did not answer), 2 for a missing or bad

@@ -7,6 +7,7 @@ import (
 	"slices"
 	"sort"
 	"strings"
+	"time"
 
 	"github.com/IBM/sarama"
 )
@@ -331,4 +332,33 @@ func (k *cluster) commit(ctx context.Context, moves []Move) (refused map[tp]erro
 		}
 	}
 	return refused, errors.Join(errs...)
+}
+
+// nextRecord returns the offset of the first record at or after from that
+// the group reads (under the client's isolation level: past commit
+// markers and aborted records), waiting at most the client's read timeout.
+func (k *cluster) nextRecord(ctx context.Context, p tp, from int64) (int64, error) {
+	consumer, err := sarama.NewConsumerFromClient(k.client)
+	if err != nil {
+		return 0, fmt.Errorf("%s/%d: read the next record: %w", p.topic, p.partition, err)
+	}
+	defer func() { _ = consumer.Close() }()
+	pc, err := consumer.ConsumePartition(p.topic, p.partition, from)
+	if err != nil {
+		return 0, fmt.Errorf("%s/%d: read the next record from %d: %w", p.topic, p.partition, from, err)
+	}
+	defer func() { _ = pc.Close() }()
+	wait := time.NewTimer(k.client.Config().Net.ReadTimeout)
+	defer wait.Stop()
+	select {
+	case msg := <-pc.Messages():
+		return msg.Offset, nil
+	case err := <-pc.Errors():
+		return 0, fmt.Errorf("%s/%d: read the next record from %d: %w", p.topic, p.partition, from, err)
+	case <-wait.C:
+		return 0, fmt.Errorf("%s/%d: no record to skip from %d within %s (only transaction markers or aborted records before the log end, or a transaction still open)",
+			p.topic, p.partition, from, k.client.Config().Net.ReadTimeout)
+	case <-ctx.Done():
+		return 0, ctx.Err()
+	}
 }

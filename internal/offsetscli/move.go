@@ -194,6 +194,25 @@ func (c *command) plan(ctx context.Context, k *cluster, mode Mode, f moveFlags, 
 		return nil, err
 	}
 	arg := func(Partition) int64 { return f.toOffset }
+	if mode == SkipOne {
+		next := map[tp]int64{}
+		for _, p := range read {
+			if p.Committed == noOffset || p.Committed < p.LogStart || p.Committed >= p.HighWatermark {
+				continue // plan names why there is nothing to skip
+			}
+			o, err := k.nextRecord(ctx, tp{p.Topic, p.Partition}, p.Committed)
+			if err != nil {
+				return nil, fmt.Errorf("--skip-one: %w", err)
+			}
+			next[tp{p.Topic, p.Partition}] = o
+		}
+		arg = func(p Partition) int64 {
+			if o, ok := next[tp{p.Topic, p.Partition}]; ok {
+				return o
+			}
+			return noOffset
+		}
+	}
 	if mode == ToTime {
 		ms := f.toTime.UnixMilli()
 		at, err := k.listOffsets(ctx, parts, func(tp) int64 { return ms }, k.isolation)

@@ -111,7 +111,8 @@ func (m Move) Changes() bool { return m.From != m.To }
 
 // plan computes p's new offset for mode. arg is the offset for ToOffset;
 // for ToTime, the offset ListOffsets returned for the time (noOffset when
-// no record is that recent, which moves to p.End). The new offset must lie
+// no record is that recent, which moves to p.End); for SkipOne, the offset
+// of the record the group reads next (noOffset when unknown). The new offset must lie
 // within the log, p.LogStart to p.HighWatermark; errors name the partition.
 func plan(mode Mode, arg int64, p Partition) (Move, error) {
 	m := Move{Topic: p.Topic, Partition: p.Partition, From: p.Committed, Metadata: p.Metadata}
@@ -127,7 +128,13 @@ func plan(mode Mode, arg int64, p Partition) (Move, error) {
 		if p.Committed == noOffset {
 			return Move{}, fmt.Errorf("%s/%d: --skip-one: %w", p.Topic, p.Partition, ErrNoCommitted)
 		}
+		// Past the record the group reads next, at arg (the committed
+		// offset may be a commit marker, or a gap): noOffset when none is
+		// known, then the committed offset + 1.
 		m.To = p.Committed + 1
+		if arg != noOffset {
+			m.To = arg + 1
+		}
 	default:
 		return Move{}, fmt.Errorf("%s/%d: unknown move %v", p.Topic, p.Partition, mode)
 	}

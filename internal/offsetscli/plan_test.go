@@ -29,12 +29,13 @@ func TestPlan(t *testing.T) {
 		want int64
 		err  string
 	}{
-		{name: "skip one", mode: SkipOne, p: part(), want: 42},
-		{name: "skip one at the log end's last record", mode: SkipOne, p: Partition{Topic: "t", Committed: 59, HighWatermark: 60, End: 60}, want: 60},
-		{name: "skip one past the log end", mode: SkipOne, p: Partition{Topic: "t", Committed: 60, HighWatermark: 60, End: 60},
+		{name: "skip one", mode: SkipOne, arg: noOffset, p: part(), want: 42},
+		{name: "skip one past a commit marker", mode: SkipOne, arg: 43, p: part(), want: 44},
+		{name: "skip one at the log end's last record", mode: SkipOne, arg: noOffset, p: Partition{Topic: "t", Committed: 59, HighWatermark: 60, End: 60}, want: 60},
+		{name: "skip one past the log end", mode: SkipOne, arg: noOffset, p: Partition{Topic: "t", Committed: 60, HighWatermark: 60, End: 60},
 			err: "t/0: offset 61 is beyond the log end: valid offsets are 0 (log start) to 60 (log end)"},
-		{name: "skip one with nothing committed", mode: SkipOne, p: none, err: "orders/2: --skip-one: the group has committed no offset here"},
-		{name: "skip one below a truncated log start", mode: SkipOne, p: Partition{Topic: "t", Committed: 3, LogStart: 10, HighWatermark: 20, End: 20},
+		{name: "skip one with nothing committed", mode: SkipOne, arg: noOffset, p: none, err: "orders/2: --skip-one: the group has committed no offset here"},
+		{name: "skip one below a truncated log start", mode: SkipOne, arg: noOffset, p: Partition{Topic: "t", Committed: 3, LogStart: 10, HighWatermark: 20, End: 20},
 			err: "t/0: offset 4 is before the log start: valid offsets are 10 (log start) to 20 (log end)"},
 		{name: "to offset back", mode: ToOffset, arg: 12, p: part(), want: 12},
 		{name: "to offset at the log start", mode: ToOffset, arg: 10, p: part(), want: 10},
