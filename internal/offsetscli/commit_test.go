@@ -124,3 +124,44 @@ func TestSkipOneSkipsTheNextRecordPastAGap(t *testing.T) {
 	require.Equal(t, exitOK, code, "stdout:\n%s\nstderr:\n%s", stdout, stderr)
 	assert.Contains(t, stdout, "orders  0          2          4")
 }
+
+// A dry run answers as the move would: with a stopped transactional
+// bridge's transaction still committing the partition's offset (open, as a
+// SIGKILL leaves it), the move refuses, and so does its dry run. (The dry
+// run said "the move would be allowed", exit 0; the move then refused.)
+func TestADryRunRefusesWhereTheMoveWould(t *testing.T) {
+	c := outcomeCluster(t)
+	cl, err := kgo.NewClient(kgo.SeedBrokers(c.ListenAddrs()...), kgo.MaxVersions(kversion.V3_6_0()))
+	require.NoError(t, err)
+	defer cl.Close()
+	ctx := context.Background()
+	txn := "bridge-txn"
+	ip := kmsg.NewPtrInitProducerIDRequest()
+	ip.TransactionalID, ip.TransactionTimeoutMillis = &txn, 60000
+	ipr, err := ip.RequestWith(ctx, cl)
+	require.NoError(t, err)
+	require.Zero(t, ipr.ErrorCode)
+	ao := kmsg.NewPtrAddOffsetsToTxnRequest()
+	ao.TransactionalID, ao.ProducerID, ao.ProducerEpoch, ao.Group = txn, ipr.ProducerID, ipr.ProducerEpoch, "g"
+	aor, err := ao.RequestWith(ctx, cl)
+	require.NoError(t, err)
+	require.Zero(t, aor.ErrorCode)
+	to := kmsg.NewPtrTxnOffsetCommitRequest()
+	to.TransactionalID, to.ProducerID, to.ProducerEpoch, to.Group, to.Generation = txn, ipr.ProducerID, ipr.ProducerEpoch, "g", -1
+	tt := kmsg.NewTxnOffsetCommitRequestTopic()
+	tt.Topic = "orders"
+	tp0 := kmsg.NewTxnOffsetCommitRequestTopicPartition()
+	tp0.Partition, tp0.Offset = 0, 7
+	tt.Partitions = append(tt.Partitions, tp0)
+	to.Topics = append(to.Topics, tt)
+	tor, err := to.RequestWith(ctx, cl)
+	require.NoError(t, err)
+	require.Zero(t, tor.Topics[0].Partitions[0].ErrorCode)
+
+	args := []string{"move", "-brokers", c.ListenAddrs()[0], "-group", "g", "-topic", "orders", "-partition", "0", "--to-offset", "5"}
+	code, _, moveErr := runOffsets(args...)
+	require.Equal(t, exitFail, code, moveErr)
+	code, stdout, stderr := runOffsets(append(args, "-dry-run")...)
+	assert.Equal(t, exitFail, code, "stdout:\n%s\nstderr:\n%s", stdout, stderr)
+	assert.Contains(t, stderr, "open transaction")
+}

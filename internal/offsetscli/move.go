@@ -97,9 +97,10 @@ func (c *command) move(ctx context.Context, args []string) int {
 		}
 		parts = []tp{want}
 	}
-	// A real move reads the offsets require_stable: a stopped bridge's
-	// transaction still committing one must end first.
-	moves, err := c.plan(ctx, k, mode, f, parts, !f.dryRun)
+	// The offsets are read require_stable: a stopped bridge's transaction
+	// still committing one must end first; a dry run says so as the move
+	// would.
+	moves, err := c.plan(ctx, k, mode, f, parts)
 	if err != nil {
 		return c.Fail(err)
 	}
@@ -186,10 +187,11 @@ func readBack(ctx context.Context, k *cluster, moves []Move) (map[tp]int64, erro
 	return out, nil
 }
 
-// plan reads the partitions and computes their moves; errors are joined,
+// plan reads the partitions (require_stable: an open transaction committing
+// one refuses the move) and computes their moves; errors are joined,
 // one per partition that cannot move.
-func (c *command) plan(ctx context.Context, k *cluster, mode Mode, f moveFlags, parts []tp, requireStable bool) ([]Move, error) {
-	read, err := k.read(ctx, parts, requireStable)
+func (c *command) plan(ctx context.Context, k *cluster, mode Mode, f moveFlags, parts []tp) ([]Move, error) {
+	read, err := k.read(ctx, parts, true)
 	if err != nil {
 		return nil, err
 	}
