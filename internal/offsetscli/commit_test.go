@@ -3,6 +3,7 @@ package offsetscli
 import (
 	"bytes"
 	"context"
+	"strings"
 	"testing"
 
 	"github.com/IBM/sarama"
@@ -164,4 +165,20 @@ func TestADryRunRefusesWhereTheMoveWould(t *testing.T) {
 	code, stdout, stderr := runOffsets(append(args, "-dry-run")...)
 	assert.Equal(t, exitFail, code, "stdout:\n%s\nstderr:\n%s", stdout, stderr)
 	assert.Contains(t, stderr, "open transaction")
+}
+
+// A topic given twice is one topic: moved and counted once. (-topic
+// orders,orders printed each partition twice and "moved 6 partition(s)"
+// for 3.) And a Kafka version too old for the isolation level the bridge
+// reads at is a bad flag, named. (It failed to connect, naming neither.)
+func TestTheTopicListAndVersionAreChecked(t *testing.T) {
+	c := outcomeCluster(t)
+	code, stdout, stderr := runOffsets("move", "-brokers", c.ListenAddrs()[0], "-group", "g", "-topic", "orders,orders", "--to-offset", "5", "-partition", "0")
+	require.Equal(t, exitOK, code, "stdout:\n%s\nstderr:\n%s", stdout, stderr)
+	assert.Equal(t, 1, strings.Count(stdout, "orders  0"), stdout)
+	assert.Contains(t, stderr, "moved 1 partition(s)")
+
+	code, _, stderr = runOffsets("show", "-brokers", c.ListenAddrs()[0], "-group", "g", "-topic", "orders", "-kafka-version", "0.10.2.0")
+	assert.Equal(t, exitUsage, code, stderr)
+	assert.Contains(t, stderr, "-kafka-version")
 }

@@ -142,7 +142,11 @@ func (t *target) resolve(environ []string, set map[string]bool) error {
 	if t.kafka.Group == "" {
 		return errors.New("-group is required without -config")
 	}
-	t.topicList = cli.SplitList(t.topics)
+	for _, topic := range cli.SplitList(t.topics) { // a topic given twice is one topic
+		if !slices.Contains(t.topicList, topic) {
+			t.topicList = append(t.topicList, topic)
+		}
+	}
 	if len(t.topicList) == 0 {
 		t.topicList = routed
 	}
@@ -150,6 +154,9 @@ func (t *target) resolve(environ []string, set map[string]bool) error {
 		return errors.New("-topic is required without -config")
 	}
 	t.startOldest = t.kafka.InitialOffset != "newest"
+	if v, err := sarama.ParseKafkaVersion(t.kafka.Version); err == nil && t.isolation() == sarama.ReadCommitted && !v.IsAtLeast(sarama.V0_11_0_0) {
+		return fmt.Errorf("-kafka-version %s: reading read_committed, as the bridge does (kafka.isolation_level), needs 0.11.0 or later", t.kafka.Version)
+	}
 	return nil
 }
 
