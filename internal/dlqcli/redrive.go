@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/IBM/sarama"
@@ -153,7 +154,7 @@ func (c *command) redrive(ctx context.Context, args []string) int {
 		}
 		what := fmt.Sprintf("key=%s %s=%d", inline(e.Failure.Key), dlq.HeaderRedriveCount, e.Redrives+1)
 		if why := kept.stale(msg); why != "" {
-			msg.Timestamp = time.Time{} // the broker stamps it
+			msg.Timestamp = time.Time{} // sarama stamps it with this host's clock
 			what += " timestamp=now (" + why + ")"
 		}
 		if *dryRun {
@@ -313,8 +314,9 @@ type retentions struct {
 	byTopic map[string]retention
 }
 
-// retention is a topic's retention.ms: keep is -1 for none; err is why it
-// could not be read.
+// retention is a topic's retention.ms: keep is -1 for none (or a topic
+// compacted only, which deletes nothing by time); err is why it could not
+// be read.
 type retention struct {
 	keep time.Duration
 	err  error
@@ -354,9 +356,14 @@ func (rs *retentions) read(topic string) retention {
 	if err != nil {
 		return retention{err: err}
 	}
-	entries, err := admin.DescribeConfig(sarama.ConfigResource{Type: sarama.TopicResource, Name: topic, ConfigNames: []string{"retention.ms"}})
+	entries, err := admin.DescribeConfig(sarama.ConfigResource{Type: sarama.TopicResource, Name: topic, ConfigNames: []string{"retention.ms", "cleanup.policy"}})
 	if err != nil {
 		return retention{err: err}
+	}
+	for _, e := range entries {
+		if e.Name == "cleanup.policy" && !strings.Contains(e.Value, "delete") {
+			return retention{keep: -1} // compacted only: nothing is deleted by time
+		}
 	}
 	for _, e := range entries {
 		if e.Name != "retention.ms" {

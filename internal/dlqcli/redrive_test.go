@@ -459,3 +459,31 @@ func TestARecordDeadLetteredTwiceIsRedrivenOnce(t *testing.T) {
 	assert.Contains(t, stdout, "already redriven", stdout)
 	require.Len(t, readCommitted(t, cluster.ListenAddrs(), "orders"), 2)
 }
+
+// A compacted topic deletes nothing by time, so a redrive to it keeps an
+// old record's timestamp. (It was stamped now, "too near retention.ms".)
+func TestARedriveToACompactedTopicKeepsAnOldTimestamp(t *testing.T) {
+	cluster, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.SeedTopics(1, "accounts"+dlq.DefaultSuffix))
+	require.NoError(t, err)
+	defer cluster.Close()
+	compact, day := "compact", "86400000"
+	admin, err := sarama.NewClusterAdmin(cluster.ListenAddrs(), sarama.NewConfig())
+	require.NoError(t, err)
+	require.NoError(t, admin.CreateTopic("accounts", &sarama.TopicDetail{NumPartitions: 1, ReplicationFactor: 1,
+		ConfigEntries: map[string]*string{"cleanup.policy": &compact, "retention.ms": &day}}, false))
+	require.NoError(t, admin.Close())
+	pc := sarama.NewConfig()
+	pc.Producer.Return.Successes = true
+	prod, err := sarama.NewSyncProducer(cluster.ListenAddrs(), pc)
+	require.NoError(t, err)
+	defer prod.Close()
+	old := time.Now().Add(-48 * time.Hour).Truncate(time.Millisecond).UTC()
+	f := dlq.Failure{Topic: "accounts", Partition: 0, Offset: 3, Key: []byte("a-1"), Value: []byte(`{}`), Class: dlq.ClassRejected, Err: "bad", FailedAt: now, Timestamp: old}
+	_, _, err = prod.SendMessage(f.Message(dlq.DefaultSuffix))
+	require.NoError(t, err)
+	code, stdout, stderr := runCLI("redrive", "-brokers", cluster.ListenAddrs()[0], "-topic", "accounts"+dlq.DefaultSuffix, "-all")
+	require.Equal(t, exitOK, code, "stdout:\n%s\nstderr:\n%s", stdout, stderr)
+	got := readCommitted(t, cluster.ListenAddrs(), "accounts")
+	require.Len(t, got, 1)
+	assert.Equal(t, old, got[0].Timestamp.UTC())
+}
