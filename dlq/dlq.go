@@ -33,7 +33,7 @@ const (
 	HeaderErrorClass = HeaderPrefix + "error.class" // one of the Class values
 	HeaderError      = HeaderPrefix + "error"       // the error message
 	HeaderFailedAt   = HeaderPrefix + "failed.at"   // RFC 3339 with nanoseconds, UTC
-	HeaderAttempts   = HeaderPrefix + "attempts"    // delivery attempts made, decimal
+	HeaderAttempts   = HeaderPrefix + "attempts"    // delivery attempts made, decimal; absent when unknown
 	// HeaderTimestamp is the original record's timestamp (RFC 3339 with
 	// nanoseconds, UTC), when it had one: the dead letter's own timestamp
 	// is when it was written (the DLQ's retention counts from then), and
@@ -158,7 +158,9 @@ func (f Failure) Message(suffix string) *sarama.ProducerMessage {
 	add(HeaderErrorClass, string(f.Class))
 	add(HeaderError, f.Err)
 	add(HeaderFailedAt, f.FailedAt.UTC().Format(time.RFC3339Nano))
-	add(HeaderAttempts, strconv.Itoa(f.Attempts))
+	if f.Attempts > 0 { // 0: unknown (a saga step under an unlimited retry policy)
+		add(HeaderAttempts, strconv.Itoa(f.Attempts))
+	}
 	if !f.Timestamp.IsZero() {
 		add(HeaderTimestamp, f.Timestamp.UTC().Format(time.RFC3339Nano))
 	}

@@ -51,3 +51,17 @@ func TestParseNamesMissingHeader(t *testing.T) {
 	assert.Contains(t, err.Error(), HeaderOffset+" missing")
 	assert.Contains(t, err.Error(), HeaderPartition+": ")
 }
+
+// Attempts unknown (a saga step's dead letter under an unlimited retry
+// policy) leave the header out rather than say 0 attempts were made.
+// (It said "0" after many.)
+func TestUnknownAttemptsAreLeftOut(t *testing.T) {
+	f := Failure{Topic: "orders", Partition: 1, Offset: 2, Class: ClassActivity, Err: "timed out", FailedAt: time.Now()}
+	for _, h := range f.Message(DefaultSuffix).Headers {
+		assert.NotEqual(t, HeaderAttempts, string(h.Key))
+	}
+	f.Attempts = 3
+	back, err := Parse(asConsumed(t, f.Message(DefaultSuffix)))
+	require.NoError(t, err)
+	assert.Equal(t, 3, back.Attempts)
+}
