@@ -132,32 +132,7 @@ func TestSkipOneSkipsTheNextRecordPastAGap(t *testing.T) {
 // run said "the move would be allowed", exit 0; the move then refused.)
 func TestADryRunRefusesWhereTheMoveWould(t *testing.T) {
 	c := outcomeCluster(t)
-	cl, err := kgo.NewClient(kgo.SeedBrokers(c.ListenAddrs()...), kgo.MaxVersions(kversion.V3_6_0()))
-	require.NoError(t, err)
-	defer cl.Close()
-	ctx := context.Background()
-	txn := "bridge-txn"
-	ip := kmsg.NewPtrInitProducerIDRequest()
-	ip.TransactionalID, ip.TransactionTimeoutMillis = &txn, 60000
-	ipr, err := ip.RequestWith(ctx, cl)
-	require.NoError(t, err)
-	require.Zero(t, ipr.ErrorCode)
-	ao := kmsg.NewPtrAddOffsetsToTxnRequest()
-	ao.TransactionalID, ao.ProducerID, ao.ProducerEpoch, ao.Group = txn, ipr.ProducerID, ipr.ProducerEpoch, "g"
-	aor, err := ao.RequestWith(ctx, cl)
-	require.NoError(t, err)
-	require.Zero(t, aor.ErrorCode)
-	to := kmsg.NewPtrTxnOffsetCommitRequest()
-	to.TransactionalID, to.ProducerID, to.ProducerEpoch, to.Group, to.Generation = txn, ipr.ProducerID, ipr.ProducerEpoch, "g", -1
-	tt := kmsg.NewTxnOffsetCommitRequestTopic()
-	tt.Topic = "orders"
-	tp0 := kmsg.NewTxnOffsetCommitRequestTopicPartition()
-	tp0.Partition, tp0.Offset = 0, 7
-	tt.Partitions = append(tt.Partitions, tp0)
-	to.Topics = append(to.Topics, tt)
-	tor, err := to.RequestWith(ctx, cl)
-	require.NoError(t, err)
-	require.Zero(t, tor.Topics[0].Partitions[0].ErrorCode)
+	openTxnCommit(t, c, 7)
 
 	args := []string{"move", "-brokers", c.ListenAddrs()[0], "-group", "g", "-topic", "orders", "-partition", "0", "--to-offset", "5"}
 	code, _, moveErr := runOffsets(args...)
@@ -181,4 +156,51 @@ func TestTheTopicListAndVersionAreChecked(t *testing.T) {
 	code, _, stderr = runOffsets("show", "-brokers", c.ListenAddrs()[0], "-group", "g", "-topic", "orders", "-kafka-version", "0.10.2.0")
 	assert.Equal(t, exitUsage, code, stderr)
 	assert.Contains(t, stderr, "-kafka-version")
+}
+
+// openTxnCommit leaves a transaction open that commits offset for group g
+// on orders/0, as a SIGKILLed transactional bridge leaves one.
+func openTxnCommit(t *testing.T, c *kfake.Cluster, offset int64) {
+	cl, err := kgo.NewClient(kgo.SeedBrokers(c.ListenAddrs()...), kgo.MaxVersions(kversion.V3_6_0()))
+	require.NoError(t, err)
+	defer cl.Close()
+	ctx := context.Background()
+	txn := "bridge-txn"
+	ip := kmsg.NewPtrInitProducerIDRequest()
+	ip.TransactionalID, ip.TransactionTimeoutMillis = &txn, 60000
+	ipr, err := ip.RequestWith(ctx, cl)
+	require.NoError(t, err)
+	require.Zero(t, ipr.ErrorCode)
+	ao := kmsg.NewPtrAddOffsetsToTxnRequest()
+	ao.TransactionalID, ao.ProducerID, ao.ProducerEpoch, ao.Group = txn, ipr.ProducerID, ipr.ProducerEpoch, "g"
+	aor, err := ao.RequestWith(ctx, cl)
+	require.NoError(t, err)
+	require.Zero(t, aor.ErrorCode)
+	to := kmsg.NewPtrTxnOffsetCommitRequest()
+	to.TransactionalID, to.ProducerID, to.ProducerEpoch, to.Group, to.Generation = txn, ipr.ProducerID, ipr.ProducerEpoch, "g", -1
+	tt := kmsg.NewTxnOffsetCommitRequestTopic()
+	tt.Topic = "orders"
+	tp0 := kmsg.NewTxnOffsetCommitRequestTopicPartition()
+	tp0.Partition, tp0.Offset = 0, offset
+	tt.Partitions = append(tt.Partitions, tp0)
+	to.Topics = append(to.Topics, tt)
+	tor, err := to.RequestWith(ctx, cl)
+	require.NoError(t, err)
+	require.Zero(t, tor.Topics[0].Partitions[0].ErrorCode)
+
+}
+
+// show says which partitions a still-open transaction is committing (the
+// group's offset is about to change, and a move refuses until it ends).
+// (It showed the stable offset alone, with no sign of it.)
+func TestShowMarksAnOpenTransactionsCommit(t *testing.T) {
+	c := outcomeCluster(t)
+	openTxnCommit(t, c, 7)
+	code, stdout, stderr := runOffsets("show", "-brokers", c.ListenAddrs()[0], "-group", "g", "-topic", "orders")
+	require.Equal(t, exitOK, code, stderr)
+	assert.Contains(t, stdout, "3+")
+	assert.Contains(t, stdout, "+ a transaction still open is committing")
+	code, stdout, _ = runOffsets("show", "-brokers", c.ListenAddrs()[0], "-group", "g", "-topic", "orders", "-json")
+	require.Equal(t, exitOK, code)
+	assert.Contains(t, stdout, `"pending_transaction": true`)
 }

@@ -362,3 +362,36 @@ func (k *cluster) nextRecord(ctx context.Context, p tp, from int64) (int64, erro
 		return 0, ctx.Err()
 	}
 }
+
+// pendingCommits returns the partitions of parts whose committed offset a
+// transaction still open is committing: the ones a require_stable fetch
+// answers UNSTABLE_OFFSET_COMMIT.
+func (k *cluster) pendingCommits(ctx context.Context, parts []tp) (map[tp]bool, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	byTopic := map[string][]int32{}
+	for _, p := range parts {
+		byTopic[p.topic] = append(byTopic[p.topic], p.partition)
+	}
+	coord, err := k.client.Coordinator(k.group)
+	if err != nil {
+		return nil, fmt.Errorf("group %s: coordinator: %w", k.group, err)
+	}
+	req := sarama.NewOffsetFetchRequest(k.client.Config().Version, k.group, byTopic)
+	if req.Version < 7 {
+		return nil, nil // no require_stable before Kafka 2.5: nothing to tell
+	}
+	req.RequireStable = true
+	resp, err := coord.FetchOffset(req)
+	if err != nil {
+		return nil, fmt.Errorf("group %s: fetch committed offsets: %w", k.group, err)
+	}
+	out := map[tp]bool{}
+	for _, p := range parts {
+		if blk := resp.GetBlock(p.topic, p.partition); blk != nil && errors.Is(blk.Err, sarama.ErrUnstableOffsetCommit) {
+			out[p] = true
+		}
+	}
+	return out, nil
+}

@@ -85,6 +85,10 @@ type PartitionReport struct {
 	Lag int64 `json:"lag"`
 	// Owner is the member ID that is assigned the partition, "" if none.
 	Owner string `json:"owner,omitempty"`
+	// PendingTransaction says a transaction still open is committing
+	// another offset for the group (a transactional bridge's, or a stopped
+	// one's until the broker aborts it): a move refuses until it ends.
+	PendingTransaction bool `json:"pending_transaction,omitempty"`
 	// Paused is set from -metrics: true with PauseReason when a bridge
 	// reports the partition paused, false when it reports it flowing;
 	// nil when no scraped bridge claims it.
@@ -106,13 +110,17 @@ func report(ctx context.Context, k *cluster, t *target) (Report, error) {
 	if err != nil {
 		return Report{}, err
 	}
+	pending, err := k.pendingCommits(ctx, parts)
+	if err != nil {
+		return Report{}, err
+	}
 	rep := Report{Group: g, Isolation: "read_committed", Partitions: make([]PartitionReport, len(read))}
 	if k.isolation == sarama.ReadUncommitted {
 		rep.Isolation = "read_uncommitted"
 	}
 	for i, p := range read {
 		pr := PartitionReport{Topic: p.Topic, Partition: p.Partition, Metadata: p.Metadata, LogStart: p.LogStart,
-			End: p.End, HighWatermark: p.HighWatermark, Lag: p.Lag(t.startOldest)}
+			End: p.End, HighWatermark: p.HighWatermark, Lag: p.Lag(t.startOldest), PendingTransaction: pending[tp{p.Topic, p.Partition}]}
 		if p.Committed != noOffset {
 			pr.Committed = &p.Committed
 		}
@@ -150,11 +158,15 @@ func (r Report) writeTable(w io.Writer) {
 		header += "\tPAUSED"
 	}
 	fmt.Fprintln(tw, header)
-	open := false
+	open, pending := false, false
 	for _, p := range r.Partitions {
 		committed := "-"
 		if p.Committed != nil {
 			committed = strconv.FormatInt(*p.Committed, 10)
+		}
+		if p.PendingTransaction {
+			committed += "+"
+			pending = true
 		}
 		end := strconv.FormatInt(p.End, 10)
 		if p.HighWatermark != p.End {
@@ -170,6 +182,9 @@ func (r Report) writeTable(w io.Writer) {
 	_ = tw.Flush()
 	if open {
 		fmt.Fprintln(w, "* an open transaction holds records beyond this offset, up to the high watermark (-json: high_watermark)")
+	}
+	if pending {
+		fmt.Fprintln(w, "+ a transaction still open is committing another offset (a transactional bridge's, or a stopped one's until the broker aborts it); move refuses until it ends (-json: pending_transaction)")
 	}
 }
 
