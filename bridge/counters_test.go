@@ -92,3 +92,46 @@ func TestADeadLetterReducedIsCountedOnce(t *testing.T) {
 	}
 	assert.Equal(t, uint64(1), b.reducedDeadLetters.Load(), "reduced once")
 }
+
+// closedRejectsBatches: the workflow is closed (terminated: no memo); a new
+// run's call of several records is rejected (one of them is invalid), one
+// record alone goes through.
+type closedRejectsBatches struct {
+	fakeTemporal
+	mu sync.Mutex
+}
+
+func (l *closedRejectsBatches) SignalWithStart(_ context.Context, t Target, b event.Batch) error {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if !t.NewRun {
+		return fmtClosed(t.WorkflowID)
+	}
+	if len(b.Events) > 1 {
+		return serviceerror.NewInvalidArgument("bad payload")
+	}
+	return nil
+}
+
+func (l *closedRejectsBatches) ClosedWatermarks(context.Context, string) (event.Watermarks, error) {
+	return nil, nil
+}
+
+// Records resent one by one after a new run's call was rejected are
+// counted as reaching a closed workflow without a memo once each, by the
+// call that finishes them. (3 records counted 6: each alone call counted
+// them again.)
+func TestRecordsResentAloneAreCountedOnce(t *testing.T) {
+	b, err := New(config.Config{
+		Kafka: config.Kafka{Brokers: []string{"b:9092"}, Group: "g"},
+		Dispatch: config.Dispatch{RetryInitial: time.Millisecond, RetryMax: 5 * time.Millisecond, DrainTimeout: 50 * time.Millisecond,
+			OnClosedWorkflow: config.OnClosedNewRun},
+		Routes: []config.Route{{Topic: "orders", TypeHeader: "event-type", WorkflowType: "O", WorkflowID: "order-{key}", TaskQueue: "q"}},
+	}, Deps{Temporal: &closedRejectsBatches{}, DeadLetters: &fakeDLQ{}, Logger: quiet()})
+	assert.NoError(t, err)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	s := consume(t, b, ctx, msg(0, "a", `{}`), msg(1, "a", `{}`), msg(2, "a", `{}`))
+	assert.Equal(t, int64(3), s.committed())
+	assert.Equal(t, uint64(3), b.Stats().ClosedWithoutMemo, "3 records reached a closed workflow without memo")
+}

@@ -97,6 +97,8 @@ func (d *dispatcher) deliver(units []*unit) (back []*unit, wait error) {
 	for _, u := range units {
 		f.finishExcept(u, queued)
 	}
+	d.b.closedRedeliveries.Add(st.closedSkipped)
+	d.b.closedWithoutMemo.Add(st.closedMemoless)
 	return nil, nil
 }
 
@@ -378,24 +380,19 @@ func (b *Bridge) closedWorkflow(f *flow, target Target, recs []record, attempt i
 	if err != nil {
 		return false, err
 	}
-	b.callWentThrough(c)       // a refused describe goes through now
-	count := !st.closedCounted // once per call, not per try
-	st.closedCounted = true
+	b.callWentThrough(c)                       // a refused describe goes through now
+	st.closedSkipped, st.closedMemoless = 0, 0 // this attempt's, counted if it finishes the call
 	if applied == nil {
 		// Terminated (or not an entity workflow): nothing says what it
 		// applied, so every record counts as new and follows the policy.
-		if count {
-			b.closedWithoutMemo.Add(uint64(len(recs)))
-		}
+		st.closedMemoless = uint64(len(recs))
 		b.log.Warn("closed workflow recorded no watermarks (terminated?); its records are treated as new",
 			"workflow_id", target.WorkflowID, "records", len(recs), "policy", b.cfg.Dispatch.OnClosedWorkflow)
 	}
 	var fresh []record
 	for _, r := range recs {
 		if applied.Covers(r.position(f)) {
-			if count {
-				b.closedRedeliveries.Add(1)
-			}
+			st.closedSkipped++
 			continue
 		}
 		fresh = append(fresh, r)

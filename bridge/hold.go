@@ -42,9 +42,11 @@ type callState struct {
 	// closed-workflow policy sends to the DLQ, once the call is answered;
 	// deliver queues them in the partition's dead-letter queue.
 	dead []dlq.Failure
-	// closedCounted: the closed workflow's skipped and memo-less records
-	// were counted; a retry of the call does not count them again.
-	closedCounted bool
+	// closedSkipped and closedMemoless count, for the attempt that
+	// finishes the call, the records a closed workflow's memo covered and
+	// those of a closed workflow with no memo; deliver adds them to the
+	// counters then, so a retried or resent call counts its records once.
+	closedSkipped, closedMemoless uint64
 }
 
 // next is the next wait of the backoff *bo, which it creates on first use.
