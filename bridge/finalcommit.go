@@ -1,15 +1,18 @@
 package bridge
 
 import (
+	"cmp"
 	"errors"
 	"fmt"
 	"maps"
 	"slices"
+	"strings"
 	"sync"
 
 	"github.com/IBM/sarama"
 
 	"github.com/sagabridge/sagabridge/config"
+	"github.com/sagabridge/sagabridge/event"
 )
 
 // The final commit. sarama commits what the bridge marked when a session
@@ -98,7 +101,7 @@ func (b *Bridge) checkFinalCommit(client sarama.Client) error {
 	}
 	committed, unread, err := fetchCommitted(client, b.cfg.Kafka, parts)
 	if err == nil {
-		err = errors.Join(unread...)
+		err = joinUnread(unread)
 	}
 	if err != nil {
 		return fmt.Errorf("%w (it cannot be checked: %w); the records after the group's committed offsets are read again at the next start", ErrFinalCommit, err)
@@ -128,7 +131,7 @@ func (b *Bridge) checkFinalCommit(client sarama.Client) error {
 // without a committed offset is left out; one the coordinator answered
 // with an error (UNSTABLE_OFFSET_COMMIT while a transaction is open) too,
 // its error in unread.
-func fetchCommitted(client sarama.Client, k config.Kafka, parts map[string][]int32) (committed map[string]map[int32]int64, unread []error, err error) {
+func fetchCommitted(client sarama.Client, k config.Kafka, parts map[string][]int32) (committed map[string]map[int32]int64, unread map[event.Position]error, err error) {
 	coordinator, err := client.Coordinator(k.Group)
 	if err != nil {
 		return nil, nil, fmt.Errorf("coordinator of group %s: %w", k.Group, err)
@@ -150,7 +153,10 @@ func fetchCommitted(client sarama.Client, k config.Kafka, parts map[string][]int
 				continue
 			}
 			if blk.Err != sarama.ErrNoError {
-				unread = append(unread, fmt.Errorf("committed offset of %s/%d in group %s: %w", topic, p, k.Group, blk.Err))
+				if unread == nil {
+					unread = map[event.Position]error{}
+				}
+				unread[event.Position{Topic: topic, Partition: p}] = fmt.Errorf("committed offset of %s/%d in group %s: %w", topic, p, k.Group, blk.Err)
 				continue
 			}
 			if blk.Offset >= 0 {
@@ -162,4 +168,16 @@ func fetchCommitted(client sarama.Client, k config.Kafka, parts map[string][]int
 		}
 	}
 	return out, unread, nil
+}
+
+// joinUnread joins fetchCommitted's per-partition errors, in partition order.
+func joinUnread(unread map[event.Position]error) error {
+	keys := slices.SortedFunc(maps.Keys(unread), func(a, b event.Position) int {
+		return cmp.Or(strings.Compare(a.Topic, b.Topic), cmp.Compare(a.Partition, b.Partition))
+	})
+	errs := make([]error, len(keys))
+	for i, k := range keys {
+		errs[i] = unread[k]
+	}
+	return errors.Join(errs...)
 }

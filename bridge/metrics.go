@@ -131,7 +131,7 @@ var (
 		"The group's committed offset of every partition of every routed topic, whoever consumes it (-1: none yet); read every 5 s.",
 		[]string{"topic", "partition"}, nil)
 	groupLagDesc = prometheus.NewDesc("sagabridge_group_lag",
-		"Records of every partition of every routed topic that the group has not committed past (log end minus committed offset), whoever consumes it; read every 5 s.",
+		"Records of every partition of every routed topic that the group has not committed past (log end minus committed offset; 0 when only transaction markers and aborted records remain), whoever consumes it; read every 5 s.",
 		[]string{"topic", "partition"}, nil)
 	partitionClaimedDesc = prometheus.NewDesc("sagabridge_partition_claimed",
 		"1 for each partition of a routed topic this member consumes, 0 for the others; a partition no member reports 1 for is stranded.",

@@ -2,12 +2,16 @@ package bridge
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"slices"
 	"sync"
 	"time"
 
 	"github.com/IBM/sarama"
+	"github.com/sagabridge/sagabridge/config"
+	"github.com/sagabridge/sagabridge/event"
+	"github.com/sagabridge/sagabridge/internal/committed"
 )
 
 // tracker is one partition's offset watermark. Records are added in offset
@@ -99,10 +103,19 @@ type partitionOffsets struct {
 	committed int64 // the group's committed offset; -1 if none
 	start     int64 // the log-start offset
 	end       int64 // the log-end offset
+	// settled: a read_committed consumer has nothing to deliver between
+	// committed and end, only transaction markers and aborted records;
+	// asked: that was asked of the partition's leader for this committed
+	// offset and end (see settled).
+	settled, asked bool
 }
 
-// lag is how many records of the partition the group has not committed past.
+// lag is how many records of the partition the group has not committed
+// past: 0 when settled.
 func (p partitionOffsets) lag() int64 {
+	if p.settled {
+		return 0
+	}
 	from := p.committed
 	if from < 0 {
 		from = p.start
@@ -133,13 +146,20 @@ func (g *groupView) get() []partitionOffsets {
 // them, so a partition that no live member consumes (stranded by a member
 // that never left) still shows its lag: sagabridge_group_lag.
 func (b *Bridge) watchGroupOffsets(ctx context.Context, client sarama.Client) {
+	failing := false
 	read := func() {
 		parts, err := b.readGroupOffsets(client)
-		if err != nil {
-			b.log.Debug("cannot read the group's committed offsets", "group", b.cfg.Kafka.Group, "err", err)
-			return
+		if parts != nil {
+			b.group.set(parts)
 		}
-		b.group.set(parts)
+		switch {
+		case err != nil && !failing:
+			b.log.Warn("cannot read some of the group's offsets; their metrics keep their last values until they can be read",
+				"group", b.cfg.Kafka.Group, "err", err)
+		case err == nil && failing:
+			b.log.Info("reading the group's offsets again", "group", b.cfg.Kafka.Group)
+		}
+		failing = err != nil
 	}
 	read()
 	every(ctx, groupOffsetsEvery, read)
@@ -148,36 +168,96 @@ func (b *Bridge) watchGroupOffsets(ctx context.Context, client sarama.Client) {
 // readGroupOffsets reads the routed topics' partitions, their log start and
 // end, and the group's committed offsets (with require_stable when reading
 // read_committed, so an offset committed by a transaction still open is
-// not taken for the last one).
-func (b *Bridge) readGroupOffsets(client sarama.Client) ([]partitionOffsets, error) {
-	var parts []partitionOffsets
+// not taken for the last one). A partition whose offsets cannot be read
+// keeps the values last read (in b.group), and err says why: one leader
+// out, or one transactional commit pending, must neither freeze every
+// partition's metrics nor show one's lag as the whole log. parts is nil
+// only when nothing could be read.
+func (b *Bridge) readGroupOffsets(client sarama.Client) (parts []partitionOffsets, err error) {
+	last := map[event.Position]partitionOffsets{}
+	for _, p := range b.group.get() {
+		last[event.Position{Topic: p.topic, Partition: p.partition}] = p
+	}
+	keep := func(p partitionOffsets) partitionOffsets {
+		if was, ok := last[event.Position{Topic: p.topic, Partition: p.partition}]; ok {
+			return was
+		}
+		return p
+	}
+	var errs []error
 	byTopic := map[string][]int32{}
+	unread := map[int]bool{} // indexes into parts whose log offsets could not be read
 	for _, topic := range b.router.Topics() {
 		ps, err := client.Partitions(topic)
 		if err != nil {
-			return nil, fmt.Errorf("partitions of %s: %w", topic, err)
+			errs = append(errs, fmt.Errorf("partitions of %s: %w", topic, err))
+			for _, p := range b.group.get() {
+				if p.topic == topic {
+					parts = append(parts, p)
+				}
+			}
+			continue
 		}
 		byTopic[topic] = ps
 		for _, p := range ps {
-			start, err := client.GetOffset(topic, p, sarama.OffsetOldest)
-			if err != nil {
-				return nil, fmt.Errorf("log start of %s/%d: %w", topic, p, err)
+			po := partitionOffsets{topic: topic, partition: p, committed: -1}
+			start, serr := client.GetOffset(topic, p, sarama.OffsetOldest)
+			end, eerr := client.GetOffset(topic, p, sarama.OffsetNewest)
+			if err := errors.Join(serr, eerr); err != nil {
+				errs = append(errs, fmt.Errorf("log start and end of %s/%d: %w", topic, p, err))
+				unread[len(parts)] = true
+				parts = append(parts, keep(po))
+				continue
 			}
-			end, err := client.GetOffset(topic, p, sarama.OffsetNewest)
-			if err != nil {
-				return nil, fmt.Errorf("log end of %s/%d: %w", topic, p, err)
-			}
-			parts = append(parts, partitionOffsets{topic: topic, partition: p, committed: -1, start: start, end: end})
+			po.start, po.end = start, end
+			parts = append(parts, po)
 		}
 	}
-	committed, _, err := fetchCommitted(client, b.cfg.Kafka, byTopic) // a partition unread shows no committed offset
-	if err != nil {
-		return nil, err
+	if len(byTopic) == 0 {
+		return parts, errors.Join(errs...)
 	}
+	committed, notRead, err := fetchCommitted(client, b.cfg.Kafka, byTopic)
+	errs = append(errs, err, joinUnread(notRead))
 	for i, p := range parts {
+		if unread[i] {
+			continue // kept as last read, committed offset too
+		}
 		if at, ok := committed[p.topic][p.partition]; ok {
 			parts[i].committed = at
+		} else if _, failed := notRead[event.Position{Topic: p.topic, Partition: p.partition}]; failed || err != nil {
+			parts[i].committed = keep(p).committed // not read: as last read
 		}
 	}
-	return parts, nil
+	if b.cfg.Kafka.IsolationLevel == config.ReadCommitted {
+		for i := range parts {
+			if !unread[i] {
+				parts[i].settled, parts[i].asked = settled(client, parts[i], last[event.Position{Topic: parts[i].topic, Partition: parts[i].partition}])
+			}
+		}
+	}
+	return parts, errors.Join(errs...)
+}
+
+// settled reports whether p, read now, has nothing left to deliver to a
+// read_committed consumer between its committed offset and its end. A
+// partition written in transactions ends in a commit marker, and may hold
+// aborted records, that no consumer delivers: at rest its lag by offsets
+// stays at 1 or more for ever, and "commits stalled" would fire on an
+// idle, healthy partition. Asked only once the committed offset has not
+// moved since the read before (was), and once per committed offset and
+// end (one fetch from the partition's leader, committed.Deliverable).
+func settled(client sarama.Client, p, was partitionOffsets) (settled, asked bool) {
+	switch {
+	case p.committed < 0 || p.end <= p.committed:
+		return false, false
+	case was.committed != p.committed:
+		return false, false // moving: the lag is what it says
+	case was.asked && was.end == p.end:
+		return was.settled, true
+	}
+	more, err := committed.Deliverable(client, p.topic, p.partition, p.committed, p.end)
+	if err != nil {
+		return false, false // asked again at the next read
+	}
+	return !more, true
 }

@@ -12,7 +12,9 @@ import (
 	"github.com/stretchr/testify/require"
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kfake"
+	"github.com/twmb/franz-go/pkg/kgo"
 	"github.com/twmb/franz-go/pkg/kmsg"
+	"github.com/twmb/franz-go/pkg/kversion"
 
 	"github.com/sagabridge/sagabridge/config"
 	"github.com/sagabridge/sagabridge/dlq"
@@ -133,9 +135,135 @@ func TestOnePartitionsOffsetErrorLeavesTheOthersRead(t *testing.T) {
 	client, err := sarama.NewClient(cluster.ListenAddrs(), sarama.NewConfig())
 	require.NoError(t, err)
 	defer client.Close()
+	b.group.set([]partitionOffsets{{topic: "orders", partition: 1, committed: 2}})
 	parts, err := b.readGroupOffsets(client)
-	require.NoError(t, err)
+	require.Error(t, err, "the failure is reported")
 	require.Len(t, parts, 2)
 	assert.Equal(t, int64(0), parts[0].committed)
-	assert.Equal(t, int64(-1), parts[1].committed)
+	assert.Equal(t, int64(2), parts[1].committed, "as last read, not none (which made its lag the whole log)")
+}
+
+// One partition whose offsets cannot be listed (its leader out) or whose
+// committed offset cannot be read (UNSTABLE_OFFSET_COMMIT while a
+// transactional commit is pending) keeps its last values, and the other
+// partitions' are read: the lag metrics neither freeze for every partition
+// nor jump to the whole log for one. (One partition's error failed the
+// whole read and every partition's metrics froze.)
+func TestOnePartitionsListOffsetsErrorLeavesTheOthersRead(t *testing.T) {
+	cluster, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.SeedTopics(2, "orders"))
+	require.NoError(t, err)
+	t.Cleanup(cluster.Close)
+	cluster.ControlKey(int16(kmsg.ListOffsets), func(req kmsg.Request) (kmsg.Response, error, bool) {
+		cluster.KeepControl()
+		r := req.(*kmsg.ListOffsetsRequest)
+		resp := r.ResponseKind().(*kmsg.ListOffsetsResponse)
+		for _, rt := range r.Topics {
+			st := kmsg.NewListOffsetsResponseTopic()
+			st.Topic = rt.Topic
+			for _, rp := range rt.Partitions {
+				sp := kmsg.NewListOffsetsResponseTopicPartition()
+				sp.Partition, sp.Offset, sp.Timestamp = rp.Partition, 0, -1
+				if rp.Partition == 1 {
+					sp.Offset, sp.ErrorCode = -1, kerr.UnknownServerError.Code
+				}
+				st.Partitions = append(st.Partitions, sp)
+			}
+			resp.Topics = append(resp.Topics, st)
+		}
+		return resp, nil, true
+	})
+	cfg := config.Config{
+		Kafka:  config.Kafka{Brokers: cluster.ListenAddrs(), Group: "g"},
+		Routes: []config.Route{{Topic: "orders", TypeHeader: "event-type", WorkflowType: "O", WorkflowID: "order-{key}", TaskQueue: "q"}},
+	}.WithDefaults()
+	b, err := New(cfg, Deps{Temporal: &fakeTemporal{}, DeadLetters: &fakeDLQ{}, Logger: quiet()})
+	require.NoError(t, err)
+	b.group.set([]partitionOffsets{{topic: "orders", partition: 1, committed: 2, start: 0, end: 9}})
+	client, err := sarama.NewClient(cluster.ListenAddrs(), sarama.NewConfig())
+	require.NoError(t, err)
+	defer client.Close()
+	parts, err := b.readGroupOffsets(client)
+	require.Error(t, err, "the failure is reported")
+	require.Len(t, parts, 2)
+	assert.Equal(t, partitionOffsets{topic: "orders", partition: 0, committed: -1, start: 0, end: 0}, parts[0], "read")
+	assert.Equal(t, partitionOffsets{topic: "orders", partition: 1, committed: 2, start: 0, end: 9}, parts[1], "the last values kept")
+}
+
+// A partition written in transactions ends in a commit marker (and may
+// hold aborted records) that no read_committed consumer delivers: at rest
+// its group lag is 0, not 1 (or the aborted records), so "commits stalled"
+// does not fire on an idle, healthy partition. The lag is checked against
+// what is left to deliver once the committed offset has not moved between
+// two reads. (The lag stayed 1 for ever.)
+func TestTheGroupLagOfATransactionalTopicAtRestIsZero(t *testing.T) {
+	cluster, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.SeedTopics(1, "orders"))
+	require.NoError(t, err)
+	t.Cleanup(cluster.Close)
+	tc := sarama.NewConfig()
+	tc.Version = sarama.V3_6_0_0
+	tc.Producer.Idempotent, tc.Producer.RequiredAcks, tc.Producer.Return.Successes = true, sarama.WaitForAll, true
+	tc.Producer.Transaction.ID = "app"
+	tc.Net.MaxOpenRequests = 1
+	prod, err := sarama.NewSyncProducer(cluster.ListenAddrs(), tc)
+	require.NoError(t, err)
+	txn := func(commit bool, values ...string) {
+		require.NoError(t, prod.BeginTxn())
+		for _, v := range values {
+			_, _, err := prod.SendMessage(&sarama.ProducerMessage{Topic: "orders", Value: sarama.StringEncoder(v)})
+			require.NoError(t, err)
+		}
+		if commit {
+			require.NoError(t, prod.CommitTxn())
+		} else {
+			require.NoError(t, prod.AbortTxn())
+		}
+	}
+	txn(true, "a", "b", "c") // 0-2, marker 3
+	txn(false, "x", "y")     // 4-5 aborted, marker 6
+	cfg := config.Config{
+		Kafka:  config.Kafka{Brokers: cluster.ListenAddrs(), Group: "g"},
+		Routes: []config.Route{{Topic: "orders", TypeHeader: "event-type", WorkflowType: "O", WorkflowID: "order-{key}", TaskQueue: "q"}},
+	}.WithDefaults()
+	b, err := New(cfg, Deps{Temporal: &fakeTemporal{}, DeadLetters: &fakeDLQ{}, Logger: quiet()})
+	require.NoError(t, err)
+	client, err := sarama.NewClient(cluster.ListenAddrs(), sarama.NewConfig())
+	require.NoError(t, err)
+	defer client.Close()
+	commitGroupOffset(t, cluster, "g", "orders", 0, 3) // the group read a, b and c
+
+	for read := 1; read <= 2; read++ {
+		parts, err := b.readGroupOffsets(client)
+		require.NoError(t, err)
+		b.group.set(parts)
+		require.Len(t, parts, 1)
+		if read == 2 {
+			assert.Zero(t, parts[0].lag(), "nothing is left to deliver: a marker, two aborted records and a marker")
+		}
+	}
+	txn(true, "d") // 7, marker 8: one record to deliver
+	require.NoError(t, prod.Close())
+	parts, err := b.readGroupOffsets(client)
+	require.NoError(t, err)
+	assert.Equal(t, int64(6), parts[0].lag(), "a record to deliver: the lag by offsets")
+}
+
+// commitGroupOffset commits offset for group on topic/partition from
+// outside the group, as an admin reset does.
+func commitGroupOffset(t *testing.T, cluster *kfake.Cluster, group, topic string, partition int32, offset int64) {
+	t.Helper()
+	cl, err := kgo.NewClient(kgo.SeedBrokers(cluster.ListenAddrs()...), kgo.MaxVersions(kversion.V3_6_0()))
+	require.NoError(t, err)
+	defer cl.Close()
+	req := kmsg.NewPtrOffsetCommitRequest()
+	req.Version = 8 // by topic name
+	req.Group, req.Generation = group, -1
+	rt := kmsg.NewOffsetCommitRequestTopic()
+	rt.Topic = topic
+	rp := kmsg.NewOffsetCommitRequestTopicPartition()
+	rp.Partition, rp.Offset = partition, offset
+	rt.Partitions = append(rt.Partitions, rp)
+	req.Topics = append(req.Topics, rt)
+	resp, err := req.RequestWith(context.Background(), cl)
+	require.NoError(t, err)
+	require.Zero(t, resp.Topics[0].Partitions[0].ErrorCode)
 }
