@@ -263,7 +263,35 @@ func (b *Bridge) watchCircuits(ctx context.Context) {
 				b.probe(ctx, c)
 			}
 		}
+		b.forgetUnroutedRefusals()
 	})
+}
+
+// forgetUnroutedRefusals clears the access faults that calls met
+// (fromCall) on closed circuits no claimed partition routes to: only a
+// call that goes through clears such a fault, and this member makes none
+// to that target any more (a rebalance moved its partitions away), so the
+// fault would fail /readyz for good after the refusal was fixed. A call
+// refused again, on a partition claimed again, sets it again.
+func (b *Bridge) forgetUnroutedRefusals() {
+	var routed map[circuitKey]bool
+	for _, c := range b.circuits {
+		f := c.access.Load()
+		if f == nil || !f.fromCall || c.breaker.State() != gobreaker.StateClosed {
+			continue
+		}
+		if routed == nil {
+			routed = map[circuitKey]bool{}
+			for _, fl := range b.pressure.claimed() {
+				for _, k := range b.pressure.topicCircuits[fl.topic] {
+					routed[k] = true
+				}
+			}
+		}
+		if !routed[c.key] {
+			b.accessRestored(c, f)
+		}
+	}
 }
 
 // probe checks the bridge's access to Temporal through c; a call already
