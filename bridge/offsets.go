@@ -217,14 +217,25 @@ func (b *Bridge) readGroupOffsets(client sarama.Client) (parts []partitionOffset
 		return parts, errors.Join(errs...)
 	}
 	committed, notRead, err := fetchCommitted(client, b.cfg.Kafka, byTopic)
-	errs = append(errs, err, joinUnread(notRead))
+	errs = append(errs, err)
+	pending := map[event.Position]bool{}
+	for k, e := range notRead {
+		if errors.Is(e, sarama.ErrUnstableOffsetCommit) {
+			// A transactional commit pending: routine with
+			// dlq.transactional (one a second per partition), not a
+			// failure to report; the last value stays.
+			delete(notRead, k)
+			pending[k] = true
+		}
+	}
+	errs = append(errs, joinUnread(notRead))
 	for i, p := range parts {
 		if unread[i] {
 			continue // kept as last read, committed offset too
 		}
 		if at, ok := committed[p.topic][p.partition]; ok {
 			parts[i].committed = at
-		} else if _, failed := notRead[event.Position{Topic: p.topic, Partition: p.partition}]; failed || err != nil {
+		} else if pos := (event.Position{Topic: p.topic, Partition: p.partition}); notRead[pos] != nil || pending[pos] || err != nil {
 			parts[i].committed = keep(p).committed // not read: as last read
 		}
 	}
@@ -239,7 +250,9 @@ func (b *Bridge) readGroupOffsets(client sarama.Client) (parts []partitionOffset
 }
 
 // settled reports whether p, read now, has nothing left to deliver to a
-// read_committed consumer between its committed offset and its end. A
+// read_committed consumer between its committed offset and its end, and
+// can read to the end (a transaction still open holds back what follows
+// it: that is lag). A
 // partition written in transactions ends in a commit marker, and may hold
 // aborted records, that no consumer delivers: at rest its lag by offsets
 // stays at 1 or more for ever, and "commits stalled" would fire on an
@@ -255,9 +268,21 @@ func settled(client sarama.Client, p, was partitionOffsets) (settled, asked bool
 	case was.asked && was.end == p.end:
 		return was.settled, true
 	}
-	more, err := committed.Deliverable(client, p.topic, p.partition, p.committed, p.end)
+	if p.end-p.committed > settledMaxLag {
+		return false, false // a backlog, not a few markers: not asked, the lag stands
+	}
+	ok, err := committed.Settled(client, p.topic, p.partition, p.committed, p.end, settledFetchBytes)
 	if err != nil {
 		return false, false // asked again at the next read
 	}
-	return !more, true
+	return ok, true
 }
+
+// settledMaxLag bounds the lag settled asks about: markers and aborted
+// records a few transactions leave, not a stalled partition's backlog,
+// which would cost a fetch every read; settledFetchBytes bounds each of
+// its fetches.
+const (
+	settledMaxLag     = 10000
+	settledFetchBytes = 64 << 10
+)

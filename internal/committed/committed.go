@@ -21,37 +21,72 @@ import (
 // It fetches from the partition's leader directly, read_committed, walking
 // the batches from from up to end.
 func Deliverable(client sarama.Client, topic string, partition int32, from, end int64) (bool, error) {
+	found, _, err := walk(client, topic, partition, from, end, 1<<20)
+	return found, err
+}
+
+// Settled reports whether a read_committed consumer of topic/partition
+// has nothing to deliver in [from, end) and can read to end: only
+// transaction markers and aborted records lie there. A transaction still
+// open holds a read_committed consumer back (its records, and every record
+// after them, are not delivered yet), so a partition that stops at one
+// below end is not settled, however little it would deliver now. Each
+// fetch asks for at most maxBytes (the first batch comes whole even if
+// larger).
+func Settled(client sarama.Client, topic string, partition int32, from, end int64, maxBytes int32) (bool, error) {
+	found, reached, err := walk(client, topic, partition, from, end, maxBytes)
+	return err == nil && !found && reached >= end, err
+}
+
+// walk fetches [from, end) of topic/partition from its leader,
+// read_committed, maxBytes at a time: found is true at the first data
+// record not aborted; reached is how far it read (below end when it
+// stopped at the last stable offset, a transaction still open). The
+// metadata is refreshed only when the leader is unknown or moved.
+func walk(client sarama.Client, topic string, partition int32, from, end int64, maxBytes int32) (found bool, reached int64, err error) {
+	refreshed := false
 	for from < end {
-		if err := client.RefreshMetadata(topic); err != nil {
-			return false, fmt.Errorf("refresh the metadata of %s: %w", topic, err)
-		}
 		leader, err := client.Leader(topic, partition)
-		if err != nil {
-			return false, fmt.Errorf("leader of %s/%d: %w", topic, partition, err)
+		if err != nil && !refreshed {
+			refreshed = true
+			if err := client.RefreshMetadata(topic); err != nil {
+				return false, from, fmt.Errorf("refresh the metadata of %s: %w", topic, err)
+			}
+			leader, err = client.Leader(topic, partition)
 		}
-		req := &sarama.FetchRequest{Version: 4, MaxWaitTime: 0, MinBytes: 1, MaxBytes: 1 << 20, Isolation: sarama.ReadCommitted}
-		req.AddBlock(topic, partition, from, 1<<20, -1)
+		if err != nil {
+			return false, from, fmt.Errorf("leader of %s/%d: %w", topic, partition, err)
+		}
+		req := &sarama.FetchRequest{Version: 4, MaxWaitTime: 0, MinBytes: 1, MaxBytes: maxBytes, Isolation: sarama.ReadCommitted}
+		req.AddBlock(topic, partition, from, maxBytes, -1)
 		resp, err := leader.Fetch(req)
 		if err != nil {
-			return false, fmt.Errorf("fetch %s/%d@%d: %w", topic, partition, from, err)
+			return false, from, fmt.Errorf("fetch %s/%d@%d: %w", topic, partition, from, err)
 		}
 		block := resp.GetBlock(topic, partition)
 		if block == nil {
-			return false, fmt.Errorf("fetch %s/%d@%d: no answer for the partition", topic, partition, from)
+			return false, from, fmt.Errorf("fetch %s/%d@%d: no answer for the partition", topic, partition, from)
 		}
 		if block.Err != sarama.ErrNoError {
-			return false, fmt.Errorf("fetch %s/%d@%d: %w", topic, partition, from, block.Err)
+			if !refreshed && (block.Err == sarama.ErrNotLeaderForPartition || block.Err == sarama.ErrLeaderNotAvailable) {
+				refreshed = true
+				if err := client.RefreshMetadata(topic); err != nil {
+					return false, from, fmt.Errorf("refresh the metadata of %s: %w", topic, err)
+				}
+				continue
+			}
+			return false, from, fmt.Errorf("fetch %s/%d@%d: %w", topic, partition, from, block.Err)
 		}
 		next, found := scanBatches(block, from, end)
 		if found {
-			return true, nil
+			return true, from, nil
 		}
 		if next <= from { // nothing below the LSO past from
-			return false, nil
+			return false, from, nil
 		}
 		from = next
 	}
-	return false, nil
+	return false, from, nil
 }
 
 // scanBatches walks a read_committed fetch response's batches: found is
