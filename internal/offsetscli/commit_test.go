@@ -5,6 +5,7 @@ import (
 	"context"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/IBM/sarama"
 	"github.com/stretchr/testify/assert"
@@ -203,4 +204,76 @@ func TestShowMarksAnOpenTransactionsCommit(t *testing.T) {
 	code, stdout, _ = runOffsets("show", "-brokers", c.ListenAddrs()[0], "-group", "g", "-topic", "orders", "-json")
 	require.Equal(t, exitOK, code)
 	assert.Contains(t, stdout, `"pending_transaction": true`)
+}
+
+type idleHandler struct{ joined chan struct{} }
+
+func (h idleHandler) Setup(sarama.ConsumerGroupSession) error {
+	select {
+	case h.joined <- struct{}{}:
+	default:
+	}
+	return nil
+}
+func (idleHandler) Cleanup(sarama.ConsumerGroupSession) error { return nil }
+func (idleHandler) ConsumeClaim(s sarama.ConsumerGroupSession, _ sarama.ConsumerGroupClaim) error {
+	<-s.Context().Done()
+	return nil
+}
+
+// A dry run while bridges run prints the plan and refuses for the group's
+// members, naming them, even while one of their transactions is committing
+// (with dlq.transactional, all the time). (It said "an open transaction of
+// a stopped bridge is still committing", with no plan and no member.)
+func TestADryRunWhileTheGroupRunsNamesItsMembers(t *testing.T) {
+	c := outcomeCluster(t)
+	cfg := sarama.NewConfig()
+	cfg.Version = sarama.V3_6_0_0
+	group, err := sarama.NewConsumerGroup(c.ListenAddrs(), "g", cfg)
+	require.NoError(t, err)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	h := idleHandler{joined: make(chan struct{}, 1)}
+	go func() {
+		defer close(done)
+		for ctx.Err() == nil {
+			_ = group.Consume(ctx, []string{"orders"}, h)
+		}
+	}()
+	defer func() { cancel(); <-done; _ = group.Close() }()
+	select {
+	case <-h.joined:
+	case <-time.After(time.Minute):
+		t.Fatal("the member never joined")
+	}
+	openTxnCommit(t, c, 7)
+	code, stdout, stderr := runOffsets("move", "-brokers", c.ListenAddrs()[0], "-group", "g", "-topic", "orders", "-partition", "0", "--to-offset", "5", "-dry-run")
+	assert.Equal(t, exitFail, code)
+	assert.Contains(t, stdout, "WOULD-MOVE", "the plan is printed")
+	assert.Contains(t, stderr, "member")
+	assert.NotContains(t, stderr, "stopped bridge")
+}
+
+// --skip-one at a transaction still open (the group's committed offset at
+// its first record, which read_committed does not deliver yet) moves past
+// the committed offset at once, as before; it does not wait to read a
+// record that cannot come. (It waited the read timeout, 30 s, and refused:
+// "no record to skip".)
+func TestSkipOneAtAnOpenTransactionDoesNotWait(t *testing.T) {
+	c := outcomeCluster(t)
+	tc := sarama.NewConfig()
+	tc.Version = sarama.V3_6_0_0
+	tc.Producer.Idempotent, tc.Producer.RequiredAcks, tc.Producer.Return.Successes = true, sarama.WaitForAll, true
+	tc.Producer.Transaction.ID = "app"
+	tc.Net.MaxOpenRequests = 1
+	prod, err := sarama.NewSyncProducer(c.ListenAddrs(), tc)
+	require.NoError(t, err)
+	defer prod.Close()
+	require.NoError(t, prod.BeginTxn())
+	_, _, err = prod.SendMessage(&sarama.ProducerMessage{Topic: "orders", Value: sarama.StringEncoder("open")}) // 10
+	require.NoError(t, err)
+	commitAt(t, c, 10)
+	code, stdout, stderr := runOffsets("move", "-brokers", c.ListenAddrs()[0], "-group", "g", "-topic", "orders", "-partition", "0", "--skip-one")
+	require.Equal(t, exitOK, code, "stdout:\n%s\nstderr:\n%s", stdout, stderr)
+	assert.Contains(t, stdout, "orders  0          10         11")
 }

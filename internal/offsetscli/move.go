@@ -97,10 +97,12 @@ func (c *command) move(ctx context.Context, args []string) int {
 		}
 		parts = []tp{want}
 	}
-	// The offsets are read require_stable: a stopped bridge's transaction
-	// still committing one must end first; a dry run says so as the move
-	// would.
-	moves, err := c.plan(ctx, k, mode, f, parts)
+	// With the group empty the offsets are read require_stable: a stopped
+	// bridge's transaction still committing one must end first, and a dry
+	// run says so as the move would. With members, the move is refused for
+	// them (the dry run prints the plan and names them): their
+	// transactions commit all the time.
+	moves, err := c.plan(ctx, k, mode, f, parts, g.movable())
 	if err != nil {
 		return c.Fail(err)
 	}
@@ -187,11 +189,11 @@ func readBack(ctx context.Context, k *cluster, moves []Move) (map[tp]int64, erro
 	return out, nil
 }
 
-// plan reads the partitions (require_stable: an open transaction committing
+// plan reads the partitions (requireStable: an open transaction committing
 // one refuses the move) and computes their moves; errors are joined,
 // one per partition that cannot move.
-func (c *command) plan(ctx context.Context, k *cluster, mode Mode, f moveFlags, parts []tp) ([]Move, error) {
-	read, err := k.read(ctx, parts, true)
+func (c *command) plan(ctx context.Context, k *cluster, mode Mode, f moveFlags, parts []tp, requireStable bool) ([]Move, error) {
+	read, err := k.read(ctx, parts, requireStable)
 	if err != nil {
 		return nil, err
 	}
@@ -199,12 +201,15 @@ func (c *command) plan(ctx context.Context, k *cluster, mode Mode, f moveFlags, 
 	if mode == SkipOne {
 		next := map[tp]int64{}
 		for _, p := range read {
-			if p.Committed == noOffset || p.Committed < p.LogStart || p.Committed >= p.HighWatermark {
-				continue // plan names why there is nothing to skip
+			if p.Committed == noOffset || p.Committed < p.LogStart || p.Committed >= p.End {
+				continue // plan names why there is nothing to skip, or moves to the committed offset + 1
 			}
 			o, err := k.nextRecord(ctx, tp{p.Topic, p.Partition}, p.Committed)
 			if err != nil {
-				return nil, fmt.Errorf("--skip-one: %w", err)
+				// A record the tool cannot read (the kind of poison
+				// --skip-one is for): past the committed offset, as before.
+				fmt.Fprintf(c.stderr, "bridge offsets move: %v; moving to the committed offset + 1 (--to-offset moves elsewhere)\n", err)
+				continue
 			}
 			next[tp{p.Topic, p.Partition}] = o
 		}
