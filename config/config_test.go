@@ -133,7 +133,7 @@ routes: [{topic: t, workflow_type: W, workflow_id: "w-{key}", task_queue: q}]`, 
 		// The password itself where its variable's name goes is not
 		// echoed (it was: "the environment variable S3cr3t-Pa55! is not set").
 		"password in place of its variable": {`kafka: {brokers: [b:9092], group: g, sasl: {mechanism: SCRAM-SHA-256, username: u, password_env: "S3cr3t-Pa55!"}}
-routes: [{topic: t, workflow_type: W, workflow_id: "w-{key}", task_queue: q}]`, "kafka.sasl.password_env: is not the name of an environment variable (letters, digits and '_'; not shown, since it may be the secret itself)"},
+routes: [{topic: t, workflow_type: W, workflow_id: "w-{key}", task_queue: q}]`, "kafka.sasl.password_env: names no environment variable that is set (not shown"},
 		// Nor where its file's path goes (it was: "stat S3cr3t-Pa55!: no
 		// such file or directory"); the field is named, the path never.
 		"password in place of its file": {`kafka: {brokers: [b:9092], group: g, sasl: {mechanism: SCRAM-SHA-256, username: u, password_file: "S3cr3t-Pa55!"}}

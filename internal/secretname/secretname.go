@@ -11,7 +11,7 @@ import (
 )
 
 // Hidden is what an error says instead of a name that may be the secret.
-const Hidden = "is not the name of an environment variable (letters, digits and '_'; not shown, since it may be the secret itself)"
+const Hidden = "names no environment variable that is set (not shown: it has characters other than letters, digits and '_', so it may be the secret itself)"
 
 // LookupEnv is os.LookupEnv of name, a secret's variable: a variable
 // that is set is used whatever its name, and the error for one that is
