@@ -18,6 +18,7 @@ import (
 
 	"github.com/sagabridge/sagabridge/config"
 	"github.com/sagabridge/sagabridge/dlq"
+	"github.com/sagabridge/sagabridge/internal/kafkatxn/txntest"
 )
 
 // A stop whose final commit does not reach Kafka ends Run with an error
@@ -199,13 +200,7 @@ func TestTheGroupLagOfATransactionalTopicAtRestIsZero(t *testing.T) {
 	cluster, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.SeedTopics(1, "orders"))
 	require.NoError(t, err)
 	t.Cleanup(cluster.Close)
-	tc := sarama.NewConfig()
-	tc.Version = sarama.V3_6_0_0
-	tc.Producer.Idempotent, tc.Producer.RequiredAcks, tc.Producer.Return.Successes = true, sarama.WaitForAll, true
-	tc.Producer.Transaction.ID = "app"
-	tc.Net.MaxOpenRequests = 1
-	prod, err := sarama.NewSyncProducer(cluster.ListenAddrs(), tc)
-	require.NoError(t, err)
+	prod := txntest.RealProducer(t, cluster.ListenAddrs(), "app")
 	txn := func(commit bool, values ...string) {
 		require.NoError(t, prod.BeginTxn())
 		for _, v := range values {
@@ -276,14 +271,7 @@ func TestTheGroupLagBehindAnOpenTransactionIsNotZero(t *testing.T) {
 	cluster, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.SeedTopics(1, "orders"))
 	require.NoError(t, err)
 	t.Cleanup(cluster.Close)
-	tc := sarama.NewConfig()
-	tc.Version = sarama.V3_6_0_0
-	tc.Producer.Idempotent, tc.Producer.RequiredAcks, tc.Producer.Return.Successes = true, sarama.WaitForAll, true
-	tc.Producer.Transaction.ID = "app"
-	tc.Net.MaxOpenRequests = 1
-	txp, err := sarama.NewSyncProducer(cluster.ListenAddrs(), tc)
-	require.NoError(t, err)
-	defer txp.Close()
+	txp := txntest.RealProducer(t, cluster.ListenAddrs(), "app")
 	require.NoError(t, txp.BeginTxn())
 	_, _, err = txp.SendMessage(&sarama.ProducerMessage{Topic: "orders", Value: sarama.StringEncoder("open")}) // 0, left open
 	require.NoError(t, err)

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/IBM/sarama"
+	"github.com/sagabridge/sagabridge/internal/kafkatxn/txntest"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 	"github.com/twmb/franz-go/pkg/kerr"
@@ -101,13 +102,7 @@ func TestSkipOneSkipsTheNextRecordPastAGap(t *testing.T) {
 	c, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.SeedTopics(1, "orders"))
 	require.NoError(t, err)
 	t.Cleanup(c.Close)
-	tc := sarama.NewConfig()
-	tc.Version = sarama.V3_6_0_0
-	tc.Producer.Idempotent, tc.Producer.RequiredAcks, tc.Producer.Return.Successes = true, sarama.WaitForAll, true
-	tc.Producer.Transaction.ID = "app"
-	tc.Net.MaxOpenRequests = 1
-	prod, err := sarama.NewSyncProducer(c.ListenAddrs(), tc)
-	require.NoError(t, err)
+	prod := txntest.RealProducer(t, c.ListenAddrs(), "app")
 	txn := func(values ...string) {
 		require.NoError(t, prod.BeginTxn())
 		for _, v := range values {
@@ -261,16 +256,9 @@ func TestADryRunWhileTheGroupRunsNamesItsMembers(t *testing.T) {
 // "no record to skip".)
 func TestSkipOneAtAnOpenTransactionDoesNotWait(t *testing.T) {
 	c := outcomeCluster(t)
-	tc := sarama.NewConfig()
-	tc.Version = sarama.V3_6_0_0
-	tc.Producer.Idempotent, tc.Producer.RequiredAcks, tc.Producer.Return.Successes = true, sarama.WaitForAll, true
-	tc.Producer.Transaction.ID = "app"
-	tc.Net.MaxOpenRequests = 1
-	prod, err := sarama.NewSyncProducer(c.ListenAddrs(), tc)
-	require.NoError(t, err)
-	defer prod.Close()
+	prod := txntest.RealProducer(t, c.ListenAddrs(), "app")
 	require.NoError(t, prod.BeginTxn())
-	_, _, err = prod.SendMessage(&sarama.ProducerMessage{Topic: "orders", Value: sarama.StringEncoder("open")}) // 10
+	_, _, err := prod.SendMessage(&sarama.ProducerMessage{Topic: "orders", Value: sarama.StringEncoder("open")}) // 10
 	require.NoError(t, err)
 	commitAt(t, c, 10)
 	code, stdout, stderr := runOffsets("move", "-brokers", c.ListenAddrs()[0], "-group", "g", "-topic", "orders", "-partition", "0", "--skip-one")

@@ -146,22 +146,9 @@ func (k *cluster) read(ctx context.Context, parts []tp, requireStable bool) ([]P
 // committed fetches the group's committed offsets of parts (noOffset for
 // a partition it has none of).
 func (k *cluster) committed(ctx context.Context, parts []tp, requireStable bool) (map[tp]sarama.OffsetFetchResponseBlock, error) {
-	if err := ctx.Err(); err != nil {
+	resp, _, err := k.fetchOffsets(ctx, parts, requireStable)
+	if err != nil {
 		return nil, err
-	}
-	byTopic := map[string][]int32{}
-	for _, p := range parts {
-		byTopic[p.topic] = append(byTopic[p.topic], p.partition)
-	}
-	coord, err := k.client.Coordinator(k.group)
-	if err != nil {
-		return nil, fmt.Errorf("group %s: coordinator: %w", k.group, err)
-	}
-	req := sarama.NewOffsetFetchRequest(k.client.Config().Version, k.group, byTopic)
-	req.RequireStable = requireStable && req.Version >= 7
-	resp, err := coord.FetchOffset(req)
-	if err != nil {
-		return nil, fmt.Errorf("group %s: fetch committed offsets: %w", k.group, err)
 	}
 	out := make(map[tp]sarama.OffsetFetchResponseBlock, len(parts))
 	switch gerr := resp.GroupError(); {
@@ -367,25 +354,9 @@ func (k *cluster) nextRecord(ctx context.Context, p tp, from int64) (int64, erro
 // transaction still open is committing: the ones a require_stable fetch
 // answers UNSTABLE_OFFSET_COMMIT.
 func (k *cluster) pendingCommits(ctx context.Context, parts []tp) (map[tp]bool, error) {
-	if err := ctx.Err(); err != nil {
-		return nil, err
-	}
-	byTopic := map[string][]int32{}
-	for _, p := range parts {
-		byTopic[p.topic] = append(byTopic[p.topic], p.partition)
-	}
-	coord, err := k.client.Coordinator(k.group)
-	if err != nil {
-		return nil, fmt.Errorf("group %s: coordinator: %w", k.group, err)
-	}
-	req := sarama.NewOffsetFetchRequest(k.client.Config().Version, k.group, byTopic)
-	if req.Version < 7 {
-		return nil, nil // no require_stable before Kafka 2.5: nothing to tell
-	}
-	req.RequireStable = true
-	resp, err := coord.FetchOffset(req)
-	if err != nil {
-		return nil, fmt.Errorf("group %s: fetch committed offsets: %w", k.group, err)
+	resp, stable, err := k.fetchOffsets(ctx, parts, true)
+	if err != nil || !stable {
+		return nil, err // no require_stable before Kafka 2.5: nothing to tell
 	}
 	out := map[tp]bool{}
 	for _, p := range parts {
@@ -394,4 +365,28 @@ func (k *cluster) pendingCommits(ctx context.Context, parts []tp) (map[tp]bool, 
 		}
 	}
 	return out, nil
+}
+
+// fetchOffsets sends the group's coordinator an OffsetFetch for parts,
+// with require_stable when asked and the version has it (stable says
+// whether it did).
+func (k *cluster) fetchOffsets(ctx context.Context, parts []tp, requireStable bool) (resp *sarama.OffsetFetchResponse, stable bool, err error) {
+	if err := ctx.Err(); err != nil {
+		return nil, false, err
+	}
+	byTopic := map[string][]int32{}
+	for _, p := range parts {
+		byTopic[p.topic] = append(byTopic[p.topic], p.partition)
+	}
+	coord, err := k.client.Coordinator(k.group)
+	if err != nil {
+		return nil, false, fmt.Errorf("group %s: coordinator: %w", k.group, err)
+	}
+	req := sarama.NewOffsetFetchRequest(k.client.Config().Version, k.group, byTopic)
+	req.RequireStable = requireStable && req.Version >= 7
+	resp, err = coord.FetchOffset(req)
+	if err != nil {
+		return nil, false, fmt.Errorf("group %s: fetch committed offsets: %w", k.group, err)
+	}
+	return resp, req.RequireStable, nil
 }
