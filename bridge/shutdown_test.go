@@ -127,15 +127,7 @@ func TestOnePartitionsOffsetErrorLeavesTheOthersRead(t *testing.T) {
 		resp.Topics = append(resp.Topics, rt)
 		return resp, nil, true
 	})
-	cfg := config.Config{
-		Kafka:  config.Kafka{Brokers: cluster.ListenAddrs(), Group: "g"},
-		Routes: []config.Route{{Topic: "orders", TypeHeader: "event-type", WorkflowType: "O", WorkflowID: "order-{key}", TaskQueue: "q"}},
-	}.WithDefaults()
-	b, err := New(cfg, Deps{Temporal: &fakeTemporal{}, DeadLetters: &fakeDLQ{}, Logger: quiet()})
-	require.NoError(t, err)
-	client, err := sarama.NewClient(cluster.ListenAddrs(), sarama.NewConfig())
-	require.NoError(t, err)
-	defer client.Close()
+	b, client := groupOffsetsBridge(t, cluster)
 	b.group.set([]partitionOffsets{{topic: "orders", partition: 1, committed: 2}})
 	parts, err := b.readGroupOffsets(client)
 	require.NoError(t, err, "a pending transactional commit is routine, not a failure to report")
@@ -173,16 +165,8 @@ func TestOnePartitionsListOffsetsErrorLeavesTheOthersRead(t *testing.T) {
 		}
 		return resp, nil, true
 	})
-	cfg := config.Config{
-		Kafka:  config.Kafka{Brokers: cluster.ListenAddrs(), Group: "g"},
-		Routes: []config.Route{{Topic: "orders", TypeHeader: "event-type", WorkflowType: "O", WorkflowID: "order-{key}", TaskQueue: "q"}},
-	}.WithDefaults()
-	b, err := New(cfg, Deps{Temporal: &fakeTemporal{}, DeadLetters: &fakeDLQ{}, Logger: quiet()})
-	require.NoError(t, err)
+	b, client := groupOffsetsBridge(t, cluster)
 	b.group.set([]partitionOffsets{{topic: "orders", partition: 1, committed: 2, start: 0, end: 9}})
-	client, err := sarama.NewClient(cluster.ListenAddrs(), sarama.NewConfig())
-	require.NoError(t, err)
-	defer client.Close()
 	parts, err := b.readGroupOffsets(client)
 	require.Error(t, err, "the failure is reported")
 	require.Len(t, parts, 2)
@@ -215,15 +199,7 @@ func TestTheGroupLagOfATransactionalTopicAtRestIsZero(t *testing.T) {
 	}
 	txn(true, "a", "b", "c") // 0-2, marker 3
 	txn(false, "x", "y")     // 4-5 aborted, marker 6
-	cfg := config.Config{
-		Kafka:  config.Kafka{Brokers: cluster.ListenAddrs(), Group: "g"},
-		Routes: []config.Route{{Topic: "orders", TypeHeader: "event-type", WorkflowType: "O", WorkflowID: "order-{key}", TaskQueue: "q"}},
-	}.WithDefaults()
-	b, err := New(cfg, Deps{Temporal: &fakeTemporal{}, DeadLetters: &fakeDLQ{}, Logger: quiet()})
-	require.NoError(t, err)
-	client, err := sarama.NewClient(cluster.ListenAddrs(), sarama.NewConfig())
-	require.NoError(t, err)
-	defer client.Close()
+	b, client := groupOffsetsBridge(t, cluster)
 	commitGroupOffset(t, cluster, "g", "orders", 0, 3) // the group read a, b and c
 
 	for read := 1; read <= 2; read++ {
@@ -285,15 +261,7 @@ func TestTheGroupLagBehindAnOpenTransactionIsNotZero(t *testing.T) {
 	}
 	require.NoError(t, plain.Close())
 	commitGroupOffset(t, cluster, "g", "orders", 0, 0)
-	cfg := config.Config{
-		Kafka:  config.Kafka{Brokers: cluster.ListenAddrs(), Group: "g"},
-		Routes: []config.Route{{Topic: "orders", TypeHeader: "event-type", WorkflowType: "O", WorkflowID: "order-{key}", TaskQueue: "q"}},
-	}.WithDefaults()
-	b, err := New(cfg, Deps{Temporal: &fakeTemporal{}, DeadLetters: &fakeDLQ{}, Logger: quiet()})
-	require.NoError(t, err)
-	client, err := sarama.NewClient(cluster.ListenAddrs(), sarama.NewConfig())
-	require.NoError(t, err)
-	defer client.Close()
+	b, client := groupOffsetsBridge(t, cluster)
 	for range 2 {
 		parts, err := b.readGroupOffsets(client)
 		require.NoError(t, err)
@@ -302,4 +270,20 @@ func TestTheGroupLagBehindAnOpenTransactionIsNotZero(t *testing.T) {
 	parts := b.group.get()
 	require.Len(t, parts, 1)
 	assert.Equal(t, int64(101), parts[0].lag())
+}
+
+// groupOffsetsBridge is a bridge routing orders on cluster, for reading
+// the group's offsets (readGroupOffsets) with client, closed when t ends.
+func groupOffsetsBridge(t *testing.T, cluster *kfake.Cluster) (*Bridge, sarama.Client) {
+	t.Helper()
+	cfg := config.Config{
+		Kafka:  config.Kafka{Brokers: cluster.ListenAddrs(), Group: "g"},
+		Routes: []config.Route{{Topic: "orders", TypeHeader: "event-type", WorkflowType: "O", WorkflowID: "order-{key}", TaskQueue: "q"}},
+	}.WithDefaults()
+	b, err := New(cfg, Deps{Temporal: &fakeTemporal{}, DeadLetters: &fakeDLQ{}, Logger: quiet()})
+	require.NoError(t, err)
+	client, err := sarama.NewClient(cluster.ListenAddrs(), sarama.NewConfig())
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = client.Close() })
+	return b, client
 }
