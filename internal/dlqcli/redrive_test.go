@@ -35,14 +35,7 @@ func TestARedriveThatCannotBeRecordedIsNotApplied(t *testing.T) {
 	require.NoError(t, err)
 	defer cluster.Close()
 	brokers := cluster.ListenAddrs()[0]
-	pc := sarama.NewConfig()
-	pc.Producer.Return.Successes = true
-	prod, err := sarama.NewSyncProducer(cluster.ListenAddrs(), pc)
-	require.NoError(t, err)
-	f := dlq.Failure{Topic: "orders", Partition: 0, Offset: 41, Key: []byte("k"), Value: []byte(`{}`), Class: dlq.ClassRejected, Err: "bad", FailedAt: now}
-	_, _, err = prod.SendMessage(f.Message(dlq.DefaultSuffix))
-	require.NoError(t, err)
-	require.NoError(t, prod.Close())
+	writeDeadLetters(t, cluster.ListenAddrs(), dlq.Failure{Topic: "orders", Partition: 0, Offset: 41, Key: []byte("k"), Value: []byte(`{}`), Class: dlq.ClassRejected, Err: "bad", FailedAt: now})
 
 	var refusing atomic.Bool
 	refusing.Store(true)
@@ -116,14 +109,7 @@ func TestARedriveCommittedWhileAnotherStartsIsNotRedrivenAgain(t *testing.T) {
 	defer cluster.Close()
 	brokers := cluster.ListenAddrs()[0]
 	dlqTopic := "orders" + dlq.DefaultSuffix
-	pc := sarama.NewConfig()
-	pc.Producer.Return.Successes = true
-	prod, err := sarama.NewSyncProducer(cluster.ListenAddrs(), pc)
-	require.NoError(t, err)
-	f := dlq.Failure{Topic: "orders", Partition: 0, Offset: 41, Key: []byte("k"), Value: []byte(`{}`), Class: dlq.ClassRejected, Err: "bad", FailedAt: now}
-	_, _, err = prod.SendMessage(f.Message(dlq.DefaultSuffix))
-	require.NoError(t, err)
-	require.NoError(t, prod.Close())
+	writeDeadLetters(t, cluster.ListenAddrs(), dlq.Failure{Topic: "orders", Partition: 0, Offset: 41, Key: []byte("k"), Value: []byte(`{}`), Class: dlq.ClassRejected, Err: "bad", FailedAt: now})
 	require.NoError(t, createRedrivesTopic(mustClient(t, cluster.ListenAddrs()), dlqTopic))
 
 	// The first run: its producer already started.
@@ -226,16 +212,9 @@ func TestARedriveFencedByAnotherSaysSo(t *testing.T) {
 	require.NoError(t, err)
 	defer cluster.Close()
 	dlqTopic := "orders" + dlq.DefaultSuffix
-	pc := sarama.NewConfig()
-	pc.Producer.Return.Successes = true
-	prod, err := sarama.NewSyncProducer(cluster.ListenAddrs(), pc)
-	require.NoError(t, err)
 	for o := range int64(2) {
-		f := dlq.Failure{Topic: "orders", Partition: 0, Offset: o, Key: []byte("k"), Value: []byte(`{}`), Class: dlq.ClassRejected, Err: "bad", FailedAt: now}
-		_, _, err = prod.SendMessage(f.Message(dlq.DefaultSuffix))
-		require.NoError(t, err)
+		writeDeadLetters(t, cluster.ListenAddrs(), dlq.Failure{Topic: "orders", Partition: 0, Offset: o, Key: []byte("k"), Value: []byte(`{}`), Class: dlq.ClassRejected, Err: "bad", FailedAt: now})
 	}
-	require.NoError(t, prod.Close())
 
 	var adds atomic.Int32
 	var fenceErr error
@@ -388,14 +367,7 @@ func TestADLQTopicCreatedAgainIsNotTakenForTheOldOne(t *testing.T) {
 	defer cluster.Close()
 	dlqTopic := "orders" + dlq.DefaultSuffix
 	write := func(key string) {
-		pc := sarama.NewConfig()
-		pc.Producer.Return.Successes = true
-		prod, err := sarama.NewSyncProducer(cluster.ListenAddrs(), pc)
-		require.NoError(t, err)
-		defer prod.Close()
-		f := dlq.Failure{Topic: "orders", Partition: 0, Offset: 7, Key: []byte(key), Value: []byte(`{}`), Class: dlq.ClassRejected, Err: "bad", FailedAt: now}
-		_, _, err = prod.SendMessage(f.Message(dlq.DefaultSuffix))
-		require.NoError(t, err)
+		writeDeadLetters(t, cluster.ListenAddrs(), dlq.Failure{Topic: "orders", Partition: 0, Offset: 7, Key: []byte(key), Value: []byte(`{}`), Class: dlq.ClassRejected, Err: "bad", FailedAt: now})
 	}
 	redrive := []string{"redrive", "-brokers", cluster.ListenAddrs()[0], "-topic", dlqTopic, "-partition", "0", "-offset", "0"}
 	write("old")
@@ -434,17 +406,10 @@ func TestARecordDeadLetteredTwiceIsRedrivenOnce(t *testing.T) {
 	cluster, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.SeedTopics(1, "orders", "orders"+dlq.DefaultSuffix))
 	require.NoError(t, err)
 	defer cluster.Close()
-	pc := sarama.NewConfig()
-	pc.Producer.Return.Successes = true
-	prod, err := sarama.NewSyncProducer(cluster.ListenAddrs(), pc)
-	require.NoError(t, err)
 	f := dlq.Failure{Topic: "orders", Partition: 0, Offset: 7, Key: []byte("k"), Value: []byte(`{"a":1}`), Class: dlq.ClassRejected, Err: "bad", FailedAt: now, Attempts: 1}
 	other := f
 	other.Offset, other.Value = 8, []byte(`{"a":2}`)
-	for _, m := range []dlq.Failure{f, f, other} {
-		_, _, err := prod.SendMessage(m.Message(dlq.DefaultSuffix))
-		require.NoError(t, err)
-	}
+	writeDeadLetters(t, cluster.ListenAddrs(), f, f, other)
 	args := []string{"redrive", "-brokers", cluster.ListenAddrs()[0], "-topic", "orders" + dlq.DefaultSuffix, "-all"}
 	code, stdout, stderr := runCLI(args...)
 	assert.Equal(t, exitFail, code, "stdout:\n%s\nstderr:\n%s", stdout, stderr)
@@ -453,7 +418,6 @@ func TestARecordDeadLetteredTwiceIsRedrivenOnce(t *testing.T) {
 	require.Len(t, readCommitted(t, cluster.ListenAddrs(), "orders"), 2)
 
 	// A later run refuses the copy too, as the entry it copies.
-	require.NoError(t, prod.Close())
 	code, stdout, _ = runCLI("redrive", "-brokers", cluster.ListenAddrs()[0], "-topic", "orders"+dlq.DefaultSuffix, "-partition", "0", "-offset", "1")
 	assert.Equal(t, exitFail, code)
 	assert.Contains(t, stdout, "already redriven", stdout)
@@ -472,18 +436,26 @@ func TestARedriveToACompactedTopicKeepsAnOldTimestamp(t *testing.T) {
 	require.NoError(t, admin.CreateTopic("accounts", &sarama.TopicDetail{NumPartitions: 1, ReplicationFactor: 1,
 		ConfigEntries: map[string]*string{"cleanup.policy": &compact, "retention.ms": &day}}, false))
 	require.NoError(t, admin.Close())
-	pc := sarama.NewConfig()
-	pc.Producer.Return.Successes = true
-	prod, err := sarama.NewSyncProducer(cluster.ListenAddrs(), pc)
-	require.NoError(t, err)
-	defer prod.Close()
 	old := time.Now().Add(-48 * time.Hour).Truncate(time.Millisecond).UTC()
-	f := dlq.Failure{Topic: "accounts", Partition: 0, Offset: 3, Key: []byte("a-1"), Value: []byte(`{}`), Class: dlq.ClassRejected, Err: "bad", FailedAt: now, Timestamp: old}
-	_, _, err = prod.SendMessage(f.Message(dlq.DefaultSuffix))
-	require.NoError(t, err)
+	writeDeadLetters(t, cluster.ListenAddrs(), dlq.Failure{Topic: "accounts", Partition: 0, Offset: 3, Key: []byte("a-1"), Value: []byte(`{}`), Class: dlq.ClassRejected, Err: "bad", FailedAt: now, Timestamp: old})
 	code, stdout, stderr := runCLI("redrive", "-brokers", cluster.ListenAddrs()[0], "-topic", "accounts"+dlq.DefaultSuffix, "-all")
 	require.Equal(t, exitOK, code, "stdout:\n%s\nstderr:\n%s", stdout, stderr)
 	got := readCommitted(t, cluster.ListenAddrs(), "accounts")
 	require.Len(t, got, 1)
 	assert.Equal(t, old, got[0].Timestamp.UTC())
+}
+
+// writeDeadLetters writes fs to their DLQ topics on addrs, as the bridge
+// would have.
+func writeDeadLetters(t *testing.T, addrs []string, fs ...dlq.Failure) {
+	t.Helper()
+	pc := sarama.NewConfig()
+	pc.Producer.Return.Successes = true
+	prod, err := sarama.NewSyncProducer(addrs, pc)
+	require.NoError(t, err)
+	defer prod.Close()
+	for _, f := range fs {
+		_, _, err := prod.SendMessage(f.Message(dlq.DefaultSuffix))
+		require.NoError(t, err)
+	}
 }
