@@ -33,6 +33,12 @@ const (
 	// records read and not yet committable; it pauses alone until some
 	// are.
 	ReasonPartitionInFlight = "partition_in_flight"
+	// ReasonTargetShare: the routes use n > 1 sets of targets, and the
+	// topics routed to this partition's set hold their share of the
+	// in-flight budget (1/n of Backpressure.MaxRecords or MaxBytes); they
+	// pause until they hold ResumeAt of it. A target that stops answering
+	// thus keeps at most its share, and the other topics keep flowing.
+	ReasonTargetShare = "target_share"
 )
 
 // pauser stops and restarts fetching of partitions; sarama.ConsumerGroup
@@ -54,9 +60,11 @@ type pressure struct {
 	// topicCircuits maps a topic to the circuits of its routes' targets.
 	topicCircuits map[string][]circuitKey
 
-	records, bytes atomic.Int64
-	overBudget     atomic.Bool
-	nCapped        atomic.Int32 // len(capped), read without mu
+	budget *budget // the whole in-flight budget (ReasonInFlight)
+	// shares splits the budget between the sets of targets the topics
+	// route to; nil with one set, which may hold the whole budget.
+	shares  map[string]*share // topic → its set's share
+	nCapped atomic.Int32      // len(capped), read without mu
 
 	mu       sync.Mutex
 	global   map[string]bool     // reasons that pause every partition
@@ -80,6 +88,7 @@ type pressure struct {
 func newPressure(cfg config.Backpressure, topicQueues map[string][]string, topicCircuits map[string][]circuitKey, log *slog.Logger) *pressure {
 	return &pressure{
 		cfg: cfg, log: log, topicQueues: topicQueues, topicCircuits: topicCircuits, open: map[circuitKey]bool{},
+		budget: newBudget(int64(cfg.MaxRecords), int64(cfg.MaxBytes), cfg.ResumeAt), shares: newShares(cfg, topicCircuits),
 		global: map[string]bool{}, backedUp: map[string]bool{}, backlogs: map[string]Backlog{}, cached: map[string]bool{},
 		flows: map[*flow]string{}, capped: map[*flow]bool{}, dlqDown: map[*flow]string{}, unreadable: map[string]string{}, pauses: map[string]uint64{}, changed: make(chan struct{}),
 	}
@@ -93,42 +102,64 @@ func (p *pressure) setPauser(pa pauser) {
 	p.pauser = pa
 }
 
-// hold counts records the bridge just took in.
-func (p *pressure) hold(records, bytes int) {
-	r, b := p.records.Add(int64(records)), p.bytes.Add(int64(bytes))
-	if (r >= int64(p.cfg.MaxRecords) || b >= int64(p.cfg.MaxBytes)) && !p.overBudget.Load() {
-		p.mu.Lock()
-		defer p.mu.Unlock()
-		if p.overBudget.CompareAndSwap(false, true) {
-			// Reaching the budget is ordinary flow control while catching up
-			// (it may happen several times a second), so it is logged at
-			// debug level and counted in sagabridge_pauses_total.
-			p.log.Debug("pausing all partitions: in-flight budget reached", "reason", ReasonInFlight,
-				"records", r, "bytes", b, "max_records", p.cfg.MaxRecords, "max_bytes", p.cfg.MaxBytes)
-			p.pauses[ReasonInFlight]++
-			p.global[ReasonInFlight] = true
-			p.applyLocked()
-		}
-	}
+// hold counts records of topic the bridge just took in.
+func (p *pressure) hold(topic string, records, bytes int) { p.add(topic, int64(records), int64(bytes)) }
+
+// release counts records of topic the bridge no longer holds.
+func (p *pressure) release(topic string, records, bytes int) {
+	p.add(topic, -int64(records), -int64(bytes))
 }
 
-// release counts records the bridge no longer holds.
-func (p *pressure) release(records, bytes int) {
-	r, b := p.records.Add(-int64(records)), p.bytes.Add(-int64(bytes))
-	if !p.overBudget.Load() || float64(r) > p.cfg.ResumeAt*float64(p.cfg.MaxRecords) || float64(b) > p.cfg.ResumeAt*float64(p.cfg.MaxBytes) {
+// add counts records and bytes of topic against the budget and its set of
+// targets' share, and pauses or resumes partitions when either crosses a
+// mark.
+func (p *pressure) add(topic string, records, bytes int64) {
+	if s := p.shares[topic]; s != nil {
+		if r, b, check := s.add(records, bytes); check {
+			p.mu.Lock()
+			if s.settle() {
+				if s.over.Load() {
+					p.log.Debug("pausing the topics of a set of targets: their share of the in-flight budget reached",
+						"reason", ReasonTargetShare, "targets", s.targets, "records", r, "bytes", b,
+						"share_records", s.maxRecords, "share_bytes", s.maxBytes)
+					p.pauses[ReasonTargetShare]++
+				} else {
+					p.log.Debug("share of the in-flight budget below the low-water mark", "reason", ReasonTargetShare,
+						"targets", s.targets, "records", r, "bytes", b)
+				}
+				p.applyLocked()
+			}
+			p.mu.Unlock()
+		}
+	}
+	r, b, check := p.budget.add(records, bytes)
+	if !check {
 		return
 	}
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	if p.overBudget.CompareAndSwap(true, false) {
+	if !p.budget.settle() {
+		return
+	}
+	if p.budget.over.Load() {
+		// Reaching the budget is ordinary flow control while catching up
+		// (it may happen several times a second), so it is logged at
+		// debug level and counted in sagabridge_pauses_total.
+		p.log.Debug("pausing all partitions: in-flight budget reached", "reason", ReasonInFlight,
+			"records", r, "bytes", b, "max_records", p.cfg.MaxRecords, "max_bytes", p.cfg.MaxBytes)
+		p.pauses[ReasonInFlight]++
+		p.global[ReasonInFlight] = true
+	} else {
 		p.log.Debug("in-flight budget below the low-water mark", "reason", ReasonInFlight, "records", r, "bytes", b)
 		delete(p.global, ReasonInFlight)
-		p.applyLocked()
 	}
+	p.applyLocked()
 }
 
 // held returns the records and bytes the bridge holds.
-func (p *pressure) held() (records, bytes int64) { return p.records.Load(), p.bytes.Load() }
+func (p *pressure) held() (records, bytes int64) {
+	return p.budget.records.Load(), p.budget.bytes.Load()
+}
 
 // setCircuitOpen pauses (open) or resumes the partitions of the topics
 // that route to circuit k's target.
@@ -151,6 +182,9 @@ func (p *pressure) setCircuitOpen(k circuitKey, open bool) {
 // Several reasons are joined with ",". The caller holds p.mu.
 func (p *pressure) reasonLocked(topic string) string {
 	rs := slices.Sorted(maps.Keys(p.global))
+	if s := p.shares[topic]; s != nil && s.over.Load() {
+		rs = append(rs, ReasonTargetShare)
+	}
 	for _, k := range p.topicCircuits[topic] {
 		if p.open[k] {
 			rs = append(rs, ReasonCircuitOpen)
@@ -234,7 +268,7 @@ func (p *pressure) setCapped(f *flow, capped bool) {
 // full reports whether the bridge holds all it may read: its in-flight
 // budget, or some partition its own cap (batch.max_in_flight). More then
 // waits in Kafka, and the dispatcher favours large calls (choose).
-func (p *pressure) full() bool { return p.overBudget.Load() || p.nCapped.Load() > 0 }
+func (p *pressure) full() bool { return p.budget.over.Load() || p.nCapped.Load() > 0 }
 
 // reason says why topic's partitions are paused, "" if they are not, and
 // returns a channel closed at the next change.

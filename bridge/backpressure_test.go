@@ -73,16 +73,17 @@ func testPressure(t *testing.T) (*pressure, *fakePauser) {
 
 func TestInFlightBudgetPausesEverythingAndResumesAtTheLowWaterMark(t *testing.T) {
 	p, pa := testPressure(t)
-	p.hold(9, 90)
+	p.shares = nil // as if both topics routed to one set of targets
+	p.hold("orders", 9, 90)
 	assert.Empty(t, pa.state(), "below the cap nothing pauses")
-	p.hold(1, 10)
+	p.hold("payments", 1, 10)
 	assert.Equal(t, map[string]bool{"orders/0": true, "orders/1": true, "payments/0": true}, pa.state())
 	r, _ := p.reason("orders")
 	assert.Equal(t, ReasonInFlight, r)
-	p.release(4, 40) // 6 held: above the low-water mark of 5
+	p.release("orders", 4, 40) // 6 held: above the low-water mark of 5
 	r, _ = p.reason("orders")
 	assert.Equal(t, ReasonInFlight, r, "hysteresis: still paused above the low-water mark")
-	p.release(1, 10)
+	p.release("orders", 1, 10)
 	assert.Empty(t, pa.state(), "every partition resumes at the low-water mark")
 	held, _ := p.held()
 	assert.Equal(t, int64(5), held)
@@ -90,8 +91,55 @@ func TestInFlightBudgetPausesEverythingAndResumesAtTheLowWaterMark(t *testing.T)
 
 func TestBytesAloneReachTheBudget(t *testing.T) {
 	p, pa := testPressure(t)
-	p.hold(1, 1000)
+	p.shares = nil
+	p.hold("orders", 1, 1000)
 	assert.True(t, pa.state()["payments/0"])
+}
+
+// With routes to two sets of targets, each set's topics may hold half the
+// budget (5 records, 500 bytes): at that they pause alone, and they resume
+// at the low-water mark of their share.
+func TestEachSetOfTargetsHoldsItsShareOfTheBudget(t *testing.T) {
+	p, pa := testPressure(t)
+	p.hold("orders", 4, 40)
+	assert.Empty(t, pa.state(), "below the share nothing pauses")
+	p.hold("orders", 1, 10)
+	assert.Equal(t, map[string]bool{"orders/0": true, "orders/1": true}, pa.state(), "orders alone pause")
+	r, _ := p.reason("orders")
+	assert.Equal(t, ReasonTargetShare, r)
+	p.hold("payments", 4, 40)
+	assert.Equal(t, map[string]bool{"orders/0": true, "orders/1": true}, pa.state(), "payments keep their share")
+	p.release("orders", 2, 20)
+	assert.True(t, pa.state()["orders/0"], "hysteresis: 3 held, above the low-water mark of 2.5")
+	p.release("orders", 1, 10)
+	assert.Equal(t, map[string]bool{}, pa.state(), "orders resume at the low-water mark of their share")
+	p.hold("payments", 0, 460)
+	assert.Equal(t, map[string]bool{"payments/0": true}, pa.state(), "bytes alone reach a share")
+
+	one := newShares(config.Backpressure{MaxRecords: 10, MaxBytes: 1000}, map[string][]circuitKey{
+		"orders": {circuitQ1, circuitQ2}, "payments": {circuitQ2, circuitQ1}, "refunds": {circuitQ1, circuitQ2, circuitQ1}})
+	assert.Nil(t, one, "topics routed to one set of targets share the whole budget")
+}
+
+// A budget reads what it holds when it settles: a release counted after a
+// hold crossed the mark but before the pause took the lock leaves it not
+// over, rather than over with nothing held and nothing left to release.
+func TestABudgetSettlesOnWhatItHoldsNow(t *testing.T) {
+	b := newBudget(10, 1000, 0.5)
+	_, _, check := b.add(10, 10)
+	assert.True(t, check, "the hold crossed the mark")
+	_, _, check = b.add(-10, -10) // a release before the hold's settle
+	assert.False(t, check, "not over yet: nothing to settle")
+	assert.False(t, b.settle(), "the hold's settle finds nothing held")
+	assert.False(t, b.over.Load())
+
+	b.add(10, 10)
+	assert.True(t, b.settle())
+	assert.True(t, b.over.Load())
+	_, _, check = b.add(-5, -5)
+	assert.True(t, check, "at the low-water mark")
+	assert.True(t, b.settle())
+	assert.False(t, b.over.Load())
 }
 
 func TestBacklogPausesOnlyTheTopicsOfThatTaskQueue(t *testing.T) {

@@ -156,13 +156,19 @@ type fakeClaim struct {
 	sarama.ConsumerGroupClaim
 	ch        chan *sarama.ConsumerMessage
 	partition int32
+	topic     string // "orders" if empty
 }
 
 func (c fakeClaim) Messages() <-chan *sarama.ConsumerMessage { return c.ch }
-func (c fakeClaim) Topic() string                            { return "orders" }
-func (c fakeClaim) Partition() int32                         { return c.partition }
-func (c fakeClaim) InitialOffset() int64                     { return 0 }
-func (c fakeClaim) HighWaterMarkOffset() int64               { return 0 }
+func (c fakeClaim) Topic() string {
+	if c.topic == "" {
+		return "orders"
+	}
+	return c.topic
+}
+func (c fakeClaim) Partition() int32           { return c.partition }
+func (c fakeClaim) InitialOffset() int64       { return 0 }
+func (c fakeClaim) HighWaterMarkOffset() int64 { return 0 }
 
 func newTestBridge(t *testing.T, tc *fakeTemporal, dl *fakeDLQ) *Bridge {
 	t.Helper()

@@ -171,14 +171,14 @@ func (b *Bridge) newFlow(s sarama.ConsumerGroupSession, claim sarama.ConsumerGro
 func (f *flow) hold(bytes int) {
 	f.heldRecords.Add(1)
 	f.heldBytes.Add(int64(bytes))
-	f.pressure.hold(1, bytes)
+	f.pressure.hold(f.topic, 1, bytes)
 }
 
 // release returns records to the in-flight budget.
 func (f *flow) release(records, bytes int) {
 	f.heldRecords.Add(-int64(records))
 	f.heldBytes.Add(-int64(bytes))
-	f.pressure.release(records, bytes)
+	f.pressure.release(f.topic, records, bytes)
 }
 
 // finish marks u's records safe to commit past.

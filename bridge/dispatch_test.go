@@ -202,7 +202,7 @@ func TestAFullBudgetServesTheWorkflowWithTheMostWaitingFirst(t *testing.T) {
 	require.Equal(t, "rare", next(), "under the budget, workflows go in the order they became ready")
 	require.Equal(t, "hot", next())
 
-	b.pressure.overBudget.Store(true)
+	b.pressure.budget.over.Store(true)
 	both("rare", "hot", 50, 10*time.Millisecond)
 	require.Equal(t, "hot", next(), "with the budget full, the workflow with the most records waiting goes first")
 	require.Equal(t, "rare", next())
@@ -211,7 +211,7 @@ func TestAFullBudgetServesTheWorkflowWithTheMostWaitingFirst(t *testing.T) {
 	require.Equal(t, "rare", next(), "a workflow that waited long enough goes before a larger new one")
 	require.Equal(t, "hot", next())
 
-	b.pressure.overBudget.Store(false)
+	b.pressure.budget.over.Store(false)
 	b.pressure.setCapped(f, true) // a partition at batch.max_in_flight holds all it may read too
 	both("rare", "hot", 50, 10*time.Millisecond)
 	require.Equal(t, "hot", next(), "with a partition at its cap, the workflow with the most records waiting goes first")

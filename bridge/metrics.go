@@ -125,7 +125,7 @@ var (
 		"1 for each claimed partition that is paused, labelled with why; 0 (reason \"\") for the others.",
 		[]string{"topic", "partition", "reason"}, nil)
 	pausesDesc = prometheus.NewDesc("sagabridge_pauses_total",
-		"How often a reason to pause started to hold: in_flight, circuit_open, task_queue_backlog, partition_in_flight or dlq_unavailable.", []string{"reason"}, nil)
+		"How often a reason to pause started to hold: in_flight, target_share, circuit_open, task_queue_backlog, partition_in_flight or dlq_unavailable.", []string{"reason"}, nil)
 	claimedDesc   = prometheus.NewDesc("sagabridge_partitions_claimed", "Partitions this member consumes.", nil, nil)
 	committedDesc = prometheus.NewDesc("sagabridge_committed_offset",
 		"The group's committed offset of every partition of every routed topic, whoever consumes it (-1: none yet); read every 5 s.",

@@ -200,7 +200,11 @@ type Coalesce struct {
 type Backpressure struct {
 	// MaxRecords caps records read and not yet accepted by Temporal or
 	// written to the DLQ, across all partitions. At the cap every
-	// partition pauses. The budget also bounds how many of a key's records
+	// partition pauses. When the routes use n > 1 sets of targets
+	// (namespace and task queues of a topic's routes), each set's topics
+	// may hold only 1/n of it, and pause alone at that, so a target that
+	// stops answering cannot hold what the others need; raise the budget
+	// n-fold to keep each set's read-ahead. The budget also bounds how many of a key's records
 	// one call can carry while a backlog drains: 30,000 records and 6 MiB
 	// made 0.016 calls per event on a 1,000-key backlog against 0.019 for
 	// 20,000 and 4 MiB, and kept RSS under 64 MB (docs/BENCHMARKS.md).
