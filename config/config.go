@@ -354,7 +354,10 @@ type Route struct {
 	// "order-{key}", or "order-{json:order_id}" where the key is a
 	// customer ID. A record whose placeholder is empty or missing goes to
 	// the DLQ (class route), and so does one whose ID is over 1000 bytes;
-	// its literal text alone must be under that. Required.
+	// the shortest ID the template can make (its text, the topic's name
+	// for {topic} and a byte for each other placeholder) must fit, and its
+	// text must be valid UTF-8 without control characters (a YAML block
+	// scalar ends in a newline). Required.
 	WorkflowID string `yaml:"workflow_id"`
 	// TaskQueue is the task queue the workflow runs on, at most 1000
 	// bytes. Required.

@@ -149,6 +149,8 @@ func (r Route) validate(at string) []error {
 		bad("workflow_id", "%v", err)
 	} else if n := t.LiteralBytes(); n > maxTemporalName {
 		bad("workflow_id", "its literal text alone is %d bytes, over the %d Temporal takes (its limit.maxIDLength)", n, maxTemporalName)
+	} else if t.MinBytes(r.Topic) > maxTemporalName {
+		bad("workflow_id", "its literal text alone is %d bytes; with its placeholders every ID is over the %d Temporal takes (its limit.maxIDLength)", n, maxTemporalName)
 	} else if t.UsesJSON() && r.Payload != PayloadJSON {
 		bad("workflow_id", "%q reads the JSON value ({json:...}), which needs payload \"json\", not %q", r.WorkflowID, r.Payload)
 	} else if t.UsesType() && r.TypeHeader == "" && r.TypeField == "" {

@@ -129,3 +129,31 @@ func TestAWorkflowIDTemplateTooLongForAnyRecordIsRefused(t *testing.T) {
 	require.Error(t, err)
 	assert.Contains(t, err.Error(), "routes[0].workflow_id: its literal text alone is 1001 bytes, over the 1000 Temporal takes")
 }
+
+// A template that can only make IDs Temporal refuses was accepted, and
+// every record of the route was dead-lettered: literal text of exactly
+// 1000 bytes (each placeholder adds at least a byte), the topic's name
+// making it longer than that, a control character (a YAML block scalar
+// ends the text in a newline; a tab). ("{topic}" alone stays allowed: one
+// workflow for a topic of records without keys.)
+func TestAWorkflowIDTemplateThatCanOnlyMakeRefusedIDsIsRefused(t *testing.T) {
+	for name, tc := range map[string]struct{ route, want string }{
+		"1000 bytes of literal text": {`{topic: orders, task_queue: q, workflow_type: W, workflow_id: "` + strings.Repeat("w", 1000) + `{key}"}`,
+			"routes[0].workflow_id: its literal text alone is 1000 bytes; with its placeholders every ID is over the 1000 Temporal takes"},
+		"the topic's name": {`{topic: orders, task_queue: q, workflow_type: W, workflow_id: "` + strings.Repeat("w", 994) + `{topic}{key}"}`,
+			"routes[0].workflow_id: its literal text alone is 994 bytes; with its placeholders every ID is over the 1000 Temporal takes"},
+		"a block scalar's newline": {"\n  topic: orders\n  task_queue: q\n  workflow_type: W\n  workflow_id: >\n    order-{key}\n",
+			`routes[0].workflow_id: "order-{key}\n" holds a control character (U+000A) in its text, which Temporal refuses in a workflow ID`},
+		"a tab": {"{topic: orders, task_queue: q, workflow_type: W, workflow_id: \"order\t{key}\"}",
+			`routes[0].workflow_id: "order\t{key}" holds a control character (U+0009) in its text`},
+	} {
+		_, err := Parse([]byte("kafka: {brokers: [b:9092], group: g}\nroutes:\n- " + tc.route + "\n"))
+		if assert.Error(t, err, name) {
+			assert.Contains(t, err.Error(), tc.want, name)
+		}
+	}
+	for _, ok := range []string{"{type}", "{topic}", "{topic}-{key}", strings.Repeat("w", 999) + "{key}"} {
+		_, err := Parse([]byte("kafka: {brokers: [b:9092], group: g}\nroutes: [{topic: orders, type_header: t, task_queue: q, workflow_type: W, workflow_id: \"" + ok + "\"}]\n"))
+		assert.NoError(t, err, ok)
+	}
+}

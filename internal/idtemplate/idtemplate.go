@@ -14,6 +14,8 @@ import (
 	"fmt"
 	"slices"
 	"strings"
+	"unicode"
+	"unicode/utf8"
 
 	"github.com/sagabridge/sagabridge/event"
 )
@@ -47,6 +49,24 @@ func (t Template) LiteralBytes() int {
 	n := 0
 	for _, p := range t {
 		n += len(p.literal)
+	}
+	return n
+}
+
+// MinBytes is the length of the shortest ID t makes for records of topic:
+// its literal text, the topic's name for each {topic} and a byte for each
+// other placeholder (Render refuses an empty one).
+func (t Template) MinBytes(topic string) int {
+	n := 0
+	for _, p := range t {
+		switch p.placeholder {
+		case "":
+			n += len(p.literal)
+		case "topic":
+			n += len(topic)
+		default:
+			n++
+		}
 	}
 	return n
 }
@@ -92,6 +112,15 @@ func Parse(s string) (Template, error) {
 	}
 	if !hasPlaceholder {
 		return nil, fmt.Errorf("%q has no placeholder, so every record would go to one workflow; use {key}", s)
+	}
+	for _, p := range t {
+		if !utf8.ValidString(p.literal) {
+			return nil, fmt.Errorf("%q is not valid UTF-8, which Temporal refuses in a workflow ID", s)
+		}
+		if i := strings.IndexFunc(p.literal, unicode.IsControl); i >= 0 {
+			r, _ := utf8.DecodeRuneInString(p.literal[i:])
+			return nil, fmt.Errorf("%q holds a control character (%U) in its text, which Temporal refuses in a workflow ID", s, r)
+		}
 	}
 	return t, nil
 }
