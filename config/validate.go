@@ -54,6 +54,7 @@ func (c Config) validateConnections(bad func(field, format string, args ...any))
 			bad(fmt.Sprintf("kafka.brokers[%d]", i), "%q: %v", b, err)
 		}
 	}
+	unpadded(bad, "kafka.client_id", c.Kafka.ClientID)
 	if id := c.Kafka.InstanceID; id != "" && (id == "." || id == ".." || len(id) > 249 || strings.Trim(id, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._-") != "") {
 		bad("kafka.instance_id", "%q: use up to 249 letters, digits, '.', '_' and '-' (not \".\" or \"..\")", id)
 	}
@@ -88,6 +89,10 @@ func (c Config) Validate() error {
 	if c.Kafka.Group == "" {
 		bad("kafka.group", "is required")
 	}
+	// Names matched exactly: padded (a ConfigMap value's trailing newline),
+	// the bridge would join another group, with no committed offsets.
+	unpadded(bad, "kafka.group", c.Kafka.Group)
+	unpadded(bad, "dlq.transactional_id_prefix", c.DLQ.TransactionalIDPrefix)
 	if c.Kafka.InitialOffset != "oldest" && c.Kafka.InitialOffset != "newest" {
 		bad("kafka.initial_offset", "must be \"oldest\" or \"newest\", not %q", c.Kafka.InitialOffset)
 	}
@@ -270,6 +275,7 @@ func saslMechanisms() []string { return []string{"PLAIN", "SCRAM-SHA-256", "SCRA
 
 // validate checks the temporal section's security and connection settings.
 func (t Temporal) validate(bad func(field, format string, args ...any)) {
+	unpadded(bad, "temporal.namespace", t.Namespace)
 	// A gRPC target with a scheme ("dns:///host:port") is the SDK's to
 	// resolve; anything else must be host:port.
 	if t.Address != "" && !strings.Contains(t.Address, "://") { // empty takes the default
@@ -350,4 +356,16 @@ func hostPort(addr string) error {
 		return fmt.Errorf("want host:port: the port %q is not a number from 1 to 65535", port)
 	}
 	return nil
+}
+
+// unpadded refuses a name that is blank or has spaces at its ends: a name
+// matched exactly matches nothing then. Empty is left to the caller.
+func unpadded(bad func(field, format string, args ...any), field, v string) {
+	switch {
+	case v == "":
+	case strings.TrimSpace(v) == "":
+		bad(field, "%q is blank", v)
+	case strings.TrimSpace(v) != v:
+		bad(field, "%q has spaces at its ends", v)
+	}
 }

@@ -128,13 +128,7 @@ func (r Route) validate(at string) []error {
 		names[fmt.Sprintf("types[%d]", j)] = t
 	}
 	for _, field := range slices.Sorted(maps.Keys(names)) {
-		switch v := names[field]; {
-		case v == "":
-		case strings.TrimSpace(v) == "":
-			bad(field, "%q is blank", v)
-		case strings.TrimSpace(v) != v:
-			bad(field, "%q has spaces at its ends", v)
-		}
+		unpadded(bad, field, names[field])
 	}
 	// Names Temporal takes up to its limit.maxIDLength (1000 bytes by
 	// default): over it, every call of the route is refused.

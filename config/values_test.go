@@ -130,6 +130,37 @@ func TestAWorkflowIDTemplateTooLongForAnyRecordIsRefused(t *testing.T) {
 	assert.Contains(t, err.Error(), "routes[0].workflow_id: its literal text alone is 1001 bytes, over the 1000 Temporal takes")
 }
 
+// A name matched exactly, padded: the bridge joined another consumer group
+// (a ConfigMap value's trailing newline) and started at its initial
+// offset, replaying or skipping the topic, and nothing failed.
+func TestPaddedNamesAreRefused(t *testing.T) {
+	const route = "routes: [{topic: t, workflow_type: W, workflow_id: \"w-{key}\", task_queue: q}]\n"
+	for _, tc := range []struct{ env, file, want string }{
+		{env: "SAGABRIDGE_KAFKA_GROUP=orders\n", want: `kafka.group: "orders\n" has spaces at its ends`},
+		{file: `kafka: {brokers: [b:9092], group: "orders "}`, want: `kafka.group: "orders " has spaces at its ends`},
+		{env: "SAGABRIDGE_KAFKA_CLIENT_ID= bridge", want: `kafka.client_id: " bridge" has spaces at its ends`},
+		{env: "SAGABRIDGE_TEMPORAL_NAMESPACE=prod\r\n", want: `temporal.namespace: "prod\r\n" has spaces at its ends`},
+		{file: "kafka: {brokers: [b:9092], group: g}\ntemporal: {namespace: \" \"}", want: `temporal.namespace: " " is blank`},
+		{file: "kafka: {brokers: [b:9092], group: g, isolation_level: read_committed, version: 3.6.0}\ndlq: {transactional: true, transactional_id_prefix: \"bridge \"}",
+			want: `dlq.transactional_id_prefix: "bridge " has spaces at its ends`},
+	} {
+		file := tc.file
+		if file == "" {
+			file = "kafka: {brokers: [b:9092], group: g}"
+		}
+		var env []string
+		if tc.env != "" {
+			env = []string{tc.env}
+		}
+		e, err := FromEnv(env)
+		require.NoError(t, err, tc.env)
+		_, err = Parse([]byte(file+"\n"+route), e)
+		if assert.Error(t, err, tc.want) {
+			assert.Contains(t, err.Error(), tc.want)
+		}
+	}
+}
+
 // A template that can only make IDs Temporal refuses was accepted, and
 // every record of the route was dead-lettered: literal text of exactly
 // 1000 bytes (each placeholder adds at least a byte), the topic's name
