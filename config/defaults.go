@@ -1,6 +1,7 @@
 package config
 
 import (
+	"fmt"
 	"reflect"
 	"strings"
 	"time"
@@ -31,7 +32,7 @@ func (c Config) WithDefaults() Config {
 	}
 	routes := make([]Route, len(c.Routes))
 	for i, r := range c.Routes {
-		routes[i] = r.withDefaults(c.Dispatch)
+		routes[i] = r.withDefaults(c.Dispatch, c.set[fmt.Sprintf("routes[%d].concurrency", i)])
 	}
 	c.Routes = routes
 	c.defaulted = true
@@ -96,9 +97,10 @@ func defaults() []fieldDefault {
 }
 
 // withDefaults fills a route's optional fields; d is the filled dispatch
-// section.
-func (r Route) withDefaults(d Dispatch) Route {
-	if r.Concurrency == 0 {
+// section, and concurrencySet says the file set the route's concurrency
+// (to 0, which validation then refuses).
+func (r Route) withDefaults(d Dispatch, concurrencySet bool) Route {
+	if r.Concurrency == 0 && !concurrencySet {
 		r.Concurrency = d.Concurrency
 	}
 	if r.Payload == "" {

@@ -84,10 +84,16 @@ func decode(data []byte, overrides []Override) (Config, error) {
 	return cfg.WithDefaults(), nil
 }
 
-// markPaths records the dotted path of every scalar the document sets
-// below its mappings (lists, such as routes, are not walked).
+// markPaths records the dotted path of every key the document sets, with
+// list items indexed: "dispatch.concurrency", "routes[1].concurrency".
 func markPaths(n *yaml.Node, prefix string, set map[string]bool) {
 	switch n.Kind {
+	case yaml.SequenceNode:
+		for i, c := range n.Content {
+			markPaths(c, fmt.Sprintf("%s[%d]", prefix, i), set)
+		}
+	case yaml.AliasNode:
+		markPaths(n.Alias, prefix, set)
 	case yaml.DocumentNode:
 		for _, c := range n.Content {
 			markPaths(c, prefix, set)

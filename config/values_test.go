@@ -130,6 +130,18 @@ func TestAWorkflowIDTemplateTooLongForAnyRecordIsRefused(t *testing.T) {
 	assert.Contains(t, err.Error(), "routes[0].workflow_id: its literal text alone is 1001 bytes, over the 1000 Temporal takes")
 }
 
+// A route's concurrency set to 0 in the file became dispatch.concurrency,
+// every worker, instead of the error its range names (0 was taken for
+// "not set", as for a field never written).
+func TestARouteConcurrencyOfZeroIsRefused(t *testing.T) {
+	_, err := Parse([]byte("kafka: {brokers: [b:9092], group: g}\ndispatch: {concurrency: 64}\nroutes:\n" +
+		"- {topic: a, workflow_type: W, workflow_id: \"w-{key}\", task_queue: q}\n" +
+		"- {topic: b, workflow_type: W, workflow_id: \"w-{key}\", task_queue: q, concurrency: 0}\n"))
+	require.Error(t, err)
+	assert.Contains(t, err.Error(), "routes[1].concurrency: must be at least 1")
+	assert.NotContains(t, err.Error(), "routes[0]")
+}
+
 // A name matched exactly, padded: the bridge joined another consumer group
 // (a ConfigMap value's trailing newline) and started at its initial
 // offset, replaying or skipping the topic, and nothing failed.
