@@ -56,6 +56,23 @@ func unknownFields(doc *yaml.Node) []error {
 			for i := 0; i+1 < len(n.Content); i += 2 {
 				walk(n.Content[i+1], t.Elem(), path+"."+n.Content[i].Value)
 			}
+		case t.Kind() == reflect.Interface || t.Kind() == reflect.Map && t.Elem().Kind() == reflect.Interface:
+			// Free-form values (memo, a search attribute's value): only a
+			// leading zero is wrong in them, read as octal.
+			switch n.Kind {
+			case yaml.MappingNode:
+				for i := 0; i+1 < len(n.Content); i += 2 {
+					walk(n.Content[i+1], reflect.TypeFor[any](), path+"."+n.Content[i].Value)
+				}
+			case yaml.SequenceNode:
+				for i, c := range n.Content {
+					walk(c, reflect.TypeFor[any](), fmt.Sprintf("%s[%d]", path, i))
+				}
+			case yaml.ScalarNode:
+				if n.Tag == "!!int" && leadingZero.MatchString(n.Value) {
+					errs = append(errs, &FieldError{Field: path, Msg: fmt.Sprintf("%s has a leading zero, which YAML reads as octal: write it without, or quote it for text (line %d)", n.Value, n.Line)})
+				}
+			}
 		case n.Kind == yaml.SequenceNode && t.Kind() == reflect.Slice:
 			for i, c := range n.Content {
 				walk(c, t.Elem(), fmt.Sprintf("%s[%d]", path, i))

@@ -142,6 +142,25 @@ func TestARouteConcurrencyOfZeroIsRefused(t *testing.T) {
 	assert.NotContains(t, err.Error(), "routes[0]")
 }
 
+// A leading zero in a memo or search attribute value was read as octal
+// and set on every workflow: a ZIP code 02134 became 1116, priority 010
+// became 8, where every other whole number with one is refused.
+func TestOctalInMemoAndSearchAttributesIsRefused(t *testing.T) {
+	_, err := Parse([]byte("kafka: {brokers: [b:9092], group: g}\nroutes:\n- topic: t\n  workflow_type: W\n  workflow_id: \"w-{key}\"\n" +
+		"  task_queue: q\n  memo: {zip: 02134, nested: {list: [1, 007]}, fine: \"0123\", zero: 0}\n" +
+		"  search_attributes: {Priority: {type: int, value: 010}}\n"))
+	require.Error(t, err)
+	for _, want := range []string{
+		"routes[0].memo.zip: 02134 has a leading zero, which YAML reads as octal",
+		"routes[0].memo.nested.list[1]: 007 has a leading zero",
+		"routes[0].search_attributes.Priority.value: 010 has a leading zero",
+	} {
+		assert.Contains(t, err.Error(), want)
+	}
+	assert.NotContains(t, err.Error(), "fine")
+	assert.NotContains(t, err.Error(), "zero:")
+}
+
 // A name matched exactly, padded: the bridge joined another consumer group
 // (a ConfigMap value's trailing newline) and started at its initial
 // offset, replaying or skipping the topic, and nothing failed.
