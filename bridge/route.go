@@ -174,6 +174,9 @@ func (r *Router) decode(msg *sarama.ConsumerMessage) (Target, event.Envelope, *c
 		if err := json.Unmarshal(fields[tr.typeField], &typ); err != nil || typ == "" {
 			return Target{}, env, nil, poison(dlq.ClassRoute, "record %s/%d@%d has no string field %q for its event type", msg.Topic, msg.Partition, msg.Offset, tr.typeField)
 		}
+		if !idtemplate.ValidText(typ, fields[tr.typeField]) {
+			return Target{}, env, nil, poison(dlq.ClassRoute, "record %s/%d@%d: its field %q (the event type) is not valid UTF-8 text", msg.Topic, msg.Partition, msg.Offset, tr.typeField)
+		}
 		env.Type = typ
 	}
 	route := tr.catchAll

@@ -123,6 +123,26 @@ func TestRouteRefusesWorkflowIDsTemporalWouldRefuse(t *testing.T) {
 	}
 }
 
+// An event type read from a JSON field with an invalid byte was taken
+// with the byte replaced by U+FFFD: two types "Order\xff" and "Order\xfe"
+// routed to one workflow as one type. A type header like it is refused;
+// so is the field now, while a replacement character the producer wrote
+// is text like any other.
+func TestATypeFieldThatIsNotValidTextIsRefused(t *testing.T) {
+	r := router(t, config.Route{Topic: "ev", TypeField: "type", WorkflowType: "W", TaskQueue: "q", WorkflowID: "{type}-{key}"})
+	for _, v := range []string{"{\"type\":\"Order\xff\"}", `{"type":"Order\ud800"}`} {
+		_, _, err := r.Route(rec("ev", "k1", v))
+		if assert.Error(t, err, v) {
+			assert.Equal(t, dlq.ClassRoute, poisonClass(t, err), v)
+			assert.ErrorContains(t, err, `its field "type" (the event type) is not valid UTF-8 text`, v)
+		}
+	}
+	target, env, err := r.Route(rec("ev", "k1", `{"type":"Order\ufffd"}`))
+	require.NoError(t, err)
+	assert.Equal(t, "Order\ufffd", env.Type)
+	assert.Equal(t, "Order\ufffd-k1", target.WorkflowID)
+}
+
 // The size a call is split by is what is really sent: JSON, with header
 // values and bytes payloads in base64 and escapes counted (once 560,221
 // bytes were estimated for a 2,560,265-byte payload).

@@ -178,10 +178,7 @@ func jsonScalar(raw json.RawMessage) (string, error) {
 	}
 	var s string
 	if err := json.Unmarshal(raw, &s); err == nil {
-		// Decoding turns each invalid byte and lone surrogate escape into
-		// U+FFFD: such a field would render the same as others. Only the
-		// replacement characters the producer wrote are text.
-		if n := strings.Count(s, "\uFFFD"); n > 0 && n > replacementsWritten(raw) {
+		if !ValidText(s, raw) {
 			return "", fmt.Errorf("the field is not valid UTF-8 text (an invalid byte or a lone surrogate escape in %s)", raw)
 		}
 		return s, nil
@@ -191,6 +188,15 @@ func jsonScalar(raw json.RawMessage) (string, error) {
 		return n.String(), nil
 	}
 	return "", fmt.Errorf("the field is %s, not a string or a number", raw)
+}
+
+// ValidText reports whether s, decoded from the JSON string raw, is the
+// text raw holds. Decoding turns each invalid byte and lone surrogate
+// escape into U+FFFD, so such a value would read the same as others; only
+// the replacement characters the producer wrote are text.
+func ValidText(s string, raw json.RawMessage) bool {
+	n := strings.Count(s, "\uFFFD")
+	return n == 0 || n <= replacementsWritten(raw)
 }
 
 // replacementsWritten counts the U+FFFD a JSON string holds as written:
