@@ -142,6 +142,44 @@ func TestASagaCompensatesAfterItsWorkflowIsCancelled(t *testing.T) {
 	}
 }
 
+// A cancellation that arrives while a Saga compensates (after a failed
+// step, its context live when Compensate began) does not cut the undoing
+// short. The running undo was cancelled and every one after it failed at
+// once: nothing was undone, and the workflow completed without an error.
+func TestACancellationDuringCompensationLetsEveryUndoRun(t *testing.T) {
+	var s testsuite.WorkflowTestSuite
+	env := s.NewTestWorkflowEnvironment()
+	var undone []string
+	env.RegisterActivityWithOptions(func(_ context.Context, item string) error { undone = append(undone, item); return nil },
+		activity.RegisterOptions{Name: "Release"})
+	env.OnActivity("Release", mock.Anything, "b").After(time.Minute).Return(nil)
+	env.OnActivity("Release", mock.Anything, "a").Return(nil)
+	env.RegisterWorkflowWithOptions(func(ctx workflow.Context) ([]CompensationResult, error) {
+		ctx = workflow.WithActivityOptions(ctx, workflow.ActivityOptions{StartToCloseTimeout: time.Hour})
+		var saga Saga
+		for _, item := range []string{"a", "b"} {
+			saga.Add("release "+item, func(ctx workflow.Context) error {
+				if err := workflow.ExecuteActivity(ctx, "Release", item).Get(ctx, nil); err != nil {
+					return err
+				}
+				undone = append(undone, item)
+				return nil
+			})
+		}
+		return saga.Compensate(ctx), nil // a later step failed
+	}, workflow.RegisterOptions{Name: "Trip"})
+	env.RegisterDelayedCallback(env.CancelWorkflow, 30*time.Second) // while "release b" runs
+	env.ExecuteWorkflow("Trip")
+	require.True(t, env.IsWorkflowCompleted())
+	require.NoError(t, env.GetWorkflowError())
+	var results []CompensationResult
+	require.NoError(t, env.GetWorkflowResult(&results))
+	for _, r := range results {
+		assert.Empty(t, r.Error, r.Name)
+	}
+	assert.Equal(t, []string{"b", "a"}, undone, "every compensation ran")
+}
+
 // A cancellation that arrives while a run hands its records to the next
 // one (applying those that do not fit in MaxCarryBytes) is not carried
 // away by ContinueAsNew: the run stops applying, and the saga is cancelled

@@ -226,6 +226,13 @@ func runCompensations(ctx workflow.Context, names []string, parallel, stop bool,
 // when it compensated on the cancelled context replay as they ran.
 const compensateDisconnectedChange = "sagabridge.saga-compensate-disconnected"
 
+// compensateAlwaysDisconnectedChange guards the disconnected context of a
+// Compensate that begins before any cancellation, so a cancellation
+// arriving while it runs does not cut the undoing short; histories
+// recorded when such a cancellation failed the remaining compensations
+// replay as they ran.
+const compensateAlwaysDisconnectedChange = "sagabridge.saga-compensate-always-disconnected"
+
 // Saga collects compensations as closures, for workflows that do not use
 // Entity (whose Ctx.Completed and Ctx.Fail keep compensations as data that
 // survive ContinueAsNew). Add each compensation right after the step it
@@ -255,12 +262,17 @@ func (s *Saga) Pending() []string { return append([]string(nil), s.names...) }
 // so one stuck undo does not strand the others.
 //
 // With Parallel the compensations run concurrently and Compensate waits for
-// all of them; the results are still listed newest first. When ctx was
-// cancelled (the workflow was asked to cancel, the usual reason to
-// compensate), the compensations run on a context disconnected from it, as
-// an Entity's do; on ctx itself each would fail at once.
+// all of them; the results are still listed newest first. The
+// compensations run on a context disconnected from ctx, as an Entity's do:
+// a workflow asked to cancel (the usual reason to compensate), before or
+// while they run, still has every one of them run; on ctx each would fail
+// at once.
 func (s *Saga) Compensate(ctx workflow.Context) []CompensationResult {
-	if ctx.Err() != nil && workflow.GetVersion(ctx, compensateDisconnectedChange, workflow.DefaultVersion, 1) >= 1 {
+	if ctx.Err() != nil {
+		if workflow.GetVersion(ctx, compensateDisconnectedChange, workflow.DefaultVersion, 1) >= 1 {
+			ctx, _ = workflow.NewDisconnectedContext(ctx)
+		}
+	} else if workflow.GetVersion(ctx, compensateAlwaysDisconnectedChange, workflow.DefaultVersion, 1) >= 1 {
 		ctx, _ = workflow.NewDisconnectedContext(ctx)
 	}
 	names, fns := s.names, s.fns
