@@ -142,6 +142,55 @@ func TestASagaCompensatesAfterItsWorkflowIsCancelled(t *testing.T) {
 	}
 }
 
+// A cancellation that comes while a handler runs is handled before the
+// records held for that handler's record are retried. They were retried on
+// the cancelled context: here the held card's Attach failed at once, its
+// handler failed the saga as "compensated", and the run completed instead
+// of closing cancelled; OnCancel never ran.
+func TestACancellationDuringAHandlerIsHandledBeforeHeldRecords(t *testing.T) {
+	en := &Entity[signup]{Final: []string{"active", StatusCancelled, "compensated"},
+		ActivityOptions: workflow.ActivityOptions{StartToCloseTimeout: time.Hour}}
+	On(en, "SignupRequested", func(c *Ctx[signup], e signupEvent) error {
+		c.State.Account = e.Email
+		c.SetStatus("trial")
+		_ = workflow.ExecuteActivity(c, "Welcome").Get(c, nil) // cancelled meanwhile
+		return nil
+	})
+	On(en, "PaymentMethodAdded", func(c *Ctx[signup], e cardEvent) error {
+		if c.State.Account == "" {
+			return c.Hold(waitingForSignup)
+		}
+		if err := workflow.ExecuteActivity(c, "Attach", e.Card).Get(c, nil); err != nil {
+			return c.Fail("compensated", err)
+		}
+		c.State.Cards = append(c.State.Cards, e.Card)
+		return nil
+	})
+	var s testsuite.WorkflowTestSuite
+	env := s.NewTestWorkflowEnvironment()
+	env.RegisterWorkflowWithOptions(func(ctx workflow.Context, c *Snapshot[signup]) (Snapshot[signup], error) { return en.Run(ctx, c) },
+		workflow.RegisterOptions{Name: "Signup"})
+	env.RegisterActivityWithOptions(func(ctx context.Context) error {
+		env.CancelWorkflow()
+		<-ctx.Done()
+		return ctx.Err()
+	}, activity.RegisterOptions{Name: "Welcome"})
+	env.RegisterActivityWithOptions(func(context.Context, string) error { return nil }, activity.RegisterOptions{Name: "Attach"})
+	env.RegisterDelayedCallback(func() { env.SignalWorkflow(event.DefaultSignal, event.Batch{Events: []event.Envelope{cardAdded}}) }, time.Second)
+	env.RegisterDelayedCallback(func() {
+		env.SignalWorkflow(event.DefaultSignal, event.Batch{Events: []event.Envelope{signupRequested}})
+	}, 2*time.Second)
+	env.ExecuteWorkflow("Signup", nil)
+	require.True(t, env.IsWorkflowCompleted())
+	var canceled *temporal.CanceledError
+	assert.ErrorAs(t, env.GetWorkflowError(), &canceled, "the run closes cancelled")
+	var out Snapshot[signup]
+	_ = env.GetWorkflowResult(&out)
+	if out.Status != "" { // a cancelled run returns its snapshot with the error when it can
+		assert.Equal(t, StatusCancelled, out.Status, "OnCancel decided")
+	}
+}
+
 // A cancellation that arrives while a Saga compensates (after a failed
 // step, its context live when Compensate began) does not cut the undoing
 // short. The running undo was cancelled and every one after it failed at

@@ -137,11 +137,13 @@ func (r *runner[S]) hold(e event.Envelope, pos AppliedEvent, reason string) {
 // retryHeld hands the held records to their handlers again, oldest first,
 // after something was handled that may have met their precondition. Each
 // record applied may meet another's, so it goes round again until a round
-// applies none, or the saga is done.
+// applies none, or the saga is done. A cancellation that came while the
+// last handler ran stops it: the records stay held, and the cancellation
+// is handled first, as it is before the next record.
 func (r *runner[S]) retryHeld() {
-	for again := true; again && len(r.c.Held) > 0 && !r.done(); {
+	for again := true; again && len(r.c.Held) > 0 && !r.done() && !r.cancelStopsHeld(); {
 		again = false
-		for i := 0; i < len(r.c.Held) && !r.done(); {
+		for i := 0; i < len(r.c.Held) && !r.done() && !r.cancelStopsHeld(); {
 			h := r.c.Held[i]
 			reason, held := r.handle(h.Record)
 			if held {
@@ -158,6 +160,17 @@ func (r *runner[S]) retryHeld() {
 		}
 	}
 }
+
+// cancelStopsHeld reports whether a cancellation still to be handled
+// stops the retry of held records. Runs recorded before this check retried
+// them on the cancelled context, and replay as they ran.
+func (r *runner[S]) cancelStopsHeld() bool {
+	return r.cancelPending() && workflow.GetVersion(r.ctx, heldWaitForCancelChange, workflow.DefaultVersion, 1) >= 1
+}
+
+// heldWaitForCancelChange is the workflow.GetVersion change ID that guards
+// cancelStopsHeld.
+const heldWaitForCancelChange = "sagabridge.held-wait-for-cancel"
 
 // releaseHeld rejects the records still held when the saga ends.
 func (r *runner[S]) releaseHeld() {
