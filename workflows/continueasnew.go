@@ -83,7 +83,7 @@ func (r *runner[S]) nextRun() (Snapshot[S], bool) {
 			return next, false
 		}
 		if !bounded {
-			next.Inbox, next.OnClosed = r.in.pending, r.in.OnClosed
+			next.Inbox, next.OnClosed, next.InboxAdmitted = r.in.pending, r.in.OnClosed, r.in.admittedAhead
 			return next, true
 		}
 		base := jsonSize(olderRecords(next, keyBytes, marks))
@@ -93,7 +93,7 @@ func (r *runner[S]) nextRun() (Snapshot[S], bool) {
 			return next, false
 		}
 		if base+pending() <= limit {
-			next.Inbox, next.OnClosed = r.in.pending, r.in.OnClosed
+			next.Inbox, next.OnClosed, next.InboxAdmitted = r.in.pending, r.in.OnClosed, r.in.admittedAhead
 			return next, true
 		}
 		for base+pending() > limit { // apply what does not fit, oldest first

@@ -20,6 +20,9 @@ type AppliedEvent struct {
 type Inbox struct {
 	ch      workflow.ReceiveChannel
 	pending []event.Envelope
+	// admittedAhead is how many of pending's first records a previous run
+	// admitted already (Snapshot.InboxAdmitted).
+	admittedAhead int
 	// pendingBytes is the JSON size of pending (event.Envelope.JSONSize);
 	// pendingBytesV1 and pendingBytesV2 as JSONSizeV1 and JSONSizeV2 count
 	// it, for runs replayed from histories recorded with them
@@ -124,6 +127,15 @@ func (in *Inbox) admitPending() (event.Envelope, bool) {
 		in.pendingBytes -= e.JSONSize()
 		in.pendingBytesV1 -= e.JSONSizeV1()
 		in.pendingBytesV2 -= e.JSONSizeV2()
+		if in.admittedAhead > 0 { // admitted by the run that carried it
+			in.admittedAhead--
+			if in.keys != nil {
+				if k, ok := e.Header(in.keyHeader); ok && len(k) > 0 {
+					in.keys.add(string(k))
+				}
+			}
+			return e, true
+		}
 		if !in.Watermarks.Admit(e.Position()) {
 			in.Deduped++
 			continue

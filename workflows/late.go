@@ -117,19 +117,31 @@ func (r *runner[S]) newRunFull(e event.Envelope) bool {
 const lateBoundChange = "sagabridge.late-records-bound"
 
 // newRunInput is the input of the new run for the late records: a fresh
-// state, the watermarks rewound to just before them, and the records as
-// its inbox (see Snapshot.fresh).
+// state, this run's watermarks, and the records as its inbox, admitted
+// already (see Snapshot.fresh and InboxAdmitted). Runs recorded before
+// InboxAdmitted rewound the watermarks to just before the first late
+// record instead, which let the new run apply a later record this one had
+// dead-lettered or dropped, when Kafka delivered it again.
 func (r *runner[S]) newRunInput(late []event.Envelope) *Snapshot[S] {
 	marks := event.NewWatermarks()
 	for k, v := range r.in.Watermarks {
 		marks[k] = v
 	}
+	next := &Snapshot[S]{Watermarks: marks, Inbox: late, OnClosed: r.in.OnClosed,
+		Progress: Progress{CompletedSteps: []string{}, Compensations: []CompensationResult{}}}
+	if workflow.GetVersion(r.ctx, lateAdmittedChange, workflow.DefaultVersion, 1) >= 1 {
+		next.InboxAdmitted = len(late)
+		return next
+	}
 	for _, e := range late {
 		marks.Rewind(e.Position())
 	}
-	return &Snapshot[S]{Watermarks: marks, Inbox: late, OnClosed: r.in.OnClosed,
-		Progress: Progress{CompletedSteps: []string{}, Compensations: []CompensationResult{}}}
+	return next
 }
+
+// lateAdmittedChange is the workflow.GetVersion change ID that guards
+// handing late records to the new run admitted (newRunInput).
+const lateAdmittedChange = "sagabridge.late-records-admitted"
 
 // newRun is the ContinueAsNew that hands the late records of the new_run
 // policy to a new run of the entity (newRunInput).

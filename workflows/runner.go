@@ -53,6 +53,7 @@ func newRunner[S any](ctx workflow.Context, en *Entity[S], carried *Snapshot[S])
 		r.c.Status = StatusNew
 		if carried != nil { // a new run of a closed workflow: skip what it applied
 			r.c.Watermarks, r.c.Inbox, r.c.OnClosed = carried.Watermarks, carried.Inbox, carried.OnClosed
+			r.c.InboxAdmitted = carried.InboxAdmitted
 		}
 	} else {
 		r.c = *carried
@@ -82,7 +83,8 @@ func newRunner[S any](ctx workflow.Context, en *Entity[S], carried *Snapshot[S])
 	}
 	r.in = NewInbox(ctx, signal, r.c.Watermarks)
 	r.in.push(event.Batch{Events: r.c.Inbox, OnClosed: r.c.OnClosed})
-	r.c.Inbox, r.c.OnClosed = nil, ""
+	r.in.admittedAhead = min(max(r.c.InboxAdmitted, 0), len(r.c.Inbox))
+	r.c.Inbox, r.c.OnClosed, r.c.InboxAdmitted = nil, "", 0
 	if en.IdempotencyHeader != "" {
 		window := en.IdempotencyWindow
 		if window == 0 {

@@ -592,8 +592,9 @@ func TestRecordsAfterTheFinalStatusFollowTheClosedWorkflowPolicy(t *testing.T) {
 		var can *workflow.ContinueAsNewError
 		require.ErrorAs(t, err, &can, "a new run applies the late records")
 		assert.True(t, next.fresh(), "the new run starts a new entity")
-		assert.Equal(t, event.Watermarks{"carts/0": 2}, next.Watermarks, "rewound to just before the late records")
+		assert.Equal(t, event.Watermarks{"carts/0": 4}, next.Watermarks, "this run's, covering the late records")
 		assert.Equal(t, []event.Envelope{reserve(3, "x"), reserve(4, "y")}, next.Inbox)
+		assert.Equal(t, 2, next.InboxAdmitted, "the late records are admitted already")
 
 		again := newCartTest(t, cartEntity(nil))
 		out, err := again.run(&next)
@@ -833,5 +834,17 @@ func TestLateRecordsForANewRunStayWithinMaxCarryBytes(t *testing.T) {
 		want = append(want, e.Offset)
 	}
 	assert.Equal(t, want, offsets, "each late record once, in the new run or the DLQ, in order")
-	assert.Equal(t, event.Watermarks{"carts/0": 2}, next.Watermarks, "rewound to just before the first late record")
+	assert.Equal(t, event.Watermarks{"carts/0": 22}, next.Watermarks, "this run's, covering every late record")
+	assert.Equal(t, len(next.Inbox), next.InboxAdmitted)
+
+	// Kafka delivers a dead-lettered record again (the bridge restarted
+	// before committing it): the new run does not apply it. With the
+	// watermarks rewound to before the first late record, it did, and the
+	// record was both in the DLQ and applied.
+	again := newCartTest(t, cartEntity(nil))
+	again.signal(ct.world.deadLetters[len(ct.world.deadLetters)-1].Event)
+	again.signal(pay(100, true))
+	_, err = again.run(&next)
+	require.NoError(t, err)
+	assert.Len(t, again.world.held, len(next.Inbox), "the carried records applied, the dead-lettered one not")
 }

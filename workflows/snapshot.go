@@ -43,6 +43,11 @@ type Snapshot[S any] struct {
 	// Inbox holds records that arrived but were not yet applied when the
 	// run continued as new; the next run applies them first.
 	Inbox []event.Envelope `json:"inbox,omitempty"`
+	// InboxAdmitted is how many of Inbox's first records the run that
+	// carried them had admitted already: records that arrived after the
+	// final status, handed to a new run. Watermarks cover them, and the
+	// next run applies them without that check.
+	InboxAdmitted int `json:"inbox_admitted,omitempty"`
 	// OnClosed is the bridge's closed-workflow policy
 	// (dispatch.on_closed_workflow) as its last batch said, carried with
 	// Inbox so a carried record that comes after the final status follows
