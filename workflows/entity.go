@@ -1,6 +1,7 @@
 package workflows
 
 import (
+	"errors"
 	"fmt"
 	"math"
 
@@ -151,10 +152,35 @@ type CompensationOptions struct {
 	ActivityOptions workflow.ActivityOptions
 }
 
+// Validate checks the Entity's settings: the numbers must not be
+// negative (0 takes the default). Run panics with its error, failing the
+// workflow task until a fixed worker runs it; call Validate when the
+// worker starts to find out first.
+func (en *Entity[S]) Validate() error {
+	var errs []error
+	for _, f := range []struct {
+		name string
+		v    int
+	}{{"IdempotencyWindow", en.IdempotencyWindow}, {"UpdateWindow", en.UpdateWindow}, {"KeepApplied", en.KeepApplied},
+		{"MaxHistoryEvents", en.MaxHistoryEvents}, {"MaxAppliedPerRun", en.MaxAppliedPerRun},
+		{"MaxCarryBytes", en.MaxCarryBytes}, {"MaxHeld", en.MaxHeld}} {
+		if f.v < 0 {
+			errs = append(errs, fmt.Errorf("workflows: Entity.%s is %d: it must be 0 (the default) or more", f.name, f.v))
+		}
+	}
+	return errors.Join(errs...)
+}
+
 // Run applies records, updates and timeouts until the entity is done,
 // continuing as new whenever history grows large. It returns the final
 // Snapshot; on ContinueAsNew the error is the continue-as-new request.
 func (en *Entity[S]) Run(ctx workflow.Context, carried *Snapshot[S]) (Snapshot[S], error) {
+	if err := en.Validate(); err != nil {
+		// A mistake in the worker's code: failing the workflow task keeps
+		// the workflow, retried until a fixed worker runs it, where
+		// failing the workflow would lose it.
+		panic(err)
+	}
 	r, err := newRunner(ctx, en, carried)
 	if err != nil {
 		return r.snapshot(), err

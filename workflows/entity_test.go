@@ -7,6 +7,7 @@ import (
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+	"go.temporal.io/sdk/temporal"
 	"go.temporal.io/sdk/testsuite"
 	"go.temporal.io/sdk/workflow"
 
@@ -128,4 +129,24 @@ func TestEntityReadsCompactAndFullBatchesAlike(t *testing.T) {
 	assert.Equal(t, []int64{1, 1, 2, 3, 2, 4}, st.Offsets)
 	assert.Equal(t, []event.Position{{Topic: "t", Offset: 1}, {Topic: "t", Partition: 1, Offset: 1}, {Topic: "t", Offset: 2},
 		{Topic: "t", Offset: 3}, {Topic: "t", Partition: 1, Offset: 2}, {Topic: "t", Offset: 4}}, seen)
+}
+
+// A negative setting is refused by name. UpdateWindow -1 panicked in
+// workflow code at the first update ("slice bounds out of range [2:1]"),
+// and a negative MaxCarryBytes silently meant never continuing as new.
+func TestNegativeEntitySettingsAreRefusedByName(t *testing.T) {
+	en := cartEntity(func(en *Entity[cart]) { en.UpdateWindow, en.MaxCarryBytes = -1, -5 })
+	err := en.Validate()
+	require.Error(t, err)
+	assert.ErrorContains(t, err, "Entity.UpdateWindow is -1: it must be 0 (the default) or more")
+	assert.ErrorContains(t, err, "Entity.MaxCarryBytes is -5")
+	assert.NoError(t, cartEntity(nil).Validate())
+
+	ct := newCartTest(t, en)
+	ct.signal(reserve(1, "a"))
+	ct.env.ExecuteWorkflow("Cart", nil)
+	require.True(t, ct.env.IsWorkflowCompleted())
+	var panicked *temporal.PanicError
+	require.ErrorAs(t, ct.env.GetWorkflowError(), &panicked, "the workflow task fails, to be retried by a fixed worker")
+	assert.Contains(t, panicked.Error(), "Entity.UpdateWindow is -1")
 }
