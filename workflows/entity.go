@@ -228,6 +228,7 @@ func (en *Entity[S]) Run(ctx workflow.Context, carried *Snapshot[S]) (Snapshot[S
 				// would lose them, so a new run takes them and the error is
 				// only logged.
 				workflow.GetLogger(r.ctx).Error("Finish failed; records that arrived after the final status go to a new run", "err", err.Error())
+				r.finishErr = err.Error()
 				return r.close(r.newRun())
 			}
 			if workflow.GetVersion(r.ctx, memoOnFinishErrorChange, workflow.DefaultVersion, 1) < 1 {

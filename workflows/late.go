@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"slices"
 	"time"
+	"unicode/utf8"
 
 	"go.temporal.io/sdk/temporal"
 	"go.temporal.io/sdk/workflow"
@@ -127,7 +128,7 @@ func (r *runner[S]) newRunInput(late []event.Envelope) *Snapshot[S] {
 	for k, v := range r.in.Watermarks {
 		marks[k] = v
 	}
-	next := &Snapshot[S]{Watermarks: marks, Inbox: late, OnClosed: r.in.OnClosed,
+	next := &Snapshot[S]{Watermarks: marks, Inbox: late, OnClosed: r.in.OnClosed, PreviousRunError: truncate(r.finishErr, 1000),
 		Progress: Progress{CompletedSteps: []string{}, Compensations: []CompensationResult{}}}
 	if workflow.GetVersion(r.ctx, lateAdmittedChange, workflow.DefaultVersion, 1) >= 1 {
 		next.InboxAdmitted = len(late)
@@ -149,4 +150,15 @@ func (r *runner[S]) newRun() error {
 	workflow.GetLogger(r.ctx).Info("starting a new run for records that arrived after the final status",
 		"records", len(r.lateRecords), "status", r.c.Status)
 	return workflow.NewContinueAsNewError(r.ctx, workflow.GetInfo(r.ctx).WorkflowType.Name, r.newRunInput(r.lateRecords))
+}
+
+// truncate cuts s to at most n bytes, at a rune boundary.
+func truncate(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	for n > 0 && !utf8.RuneStart(s[n]) {
+		n--
+	}
+	return s[:n]
 }

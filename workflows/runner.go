@@ -42,6 +42,9 @@ type runner[S any] struct {
 	// this (stayRecheck records later).
 	stayUntil int
 	cancelled bool // the workflow was asked to cancel
+	// finishErr is the error Finish returned, handed to the new run of the
+	// late records (Snapshot.PreviousRunError).
+	finishErr string
 }
 
 func newRunner[S any](ctx workflow.Context, en *Entity[S], carried *Snapshot[S]) (*runner[S], error) {
@@ -53,7 +56,7 @@ func newRunner[S any](ctx workflow.Context, en *Entity[S], carried *Snapshot[S])
 		r.c.Status = StatusNew
 		if carried != nil { // a new run of a closed workflow: skip what it applied
 			r.c.Watermarks, r.c.Inbox, r.c.OnClosed = carried.Watermarks, carried.Inbox, carried.OnClosed
-			r.c.InboxAdmitted = carried.InboxAdmitted
+			r.c.InboxAdmitted, r.c.PreviousRunError = carried.InboxAdmitted, carried.PreviousRunError
 		}
 	} else {
 		r.c = *carried

@@ -10,6 +10,7 @@ import (
 	"sync"
 	"testing"
 	"time"
+	"unicode/utf8"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -847,4 +848,40 @@ func TestLateRecordsForANewRunStayWithinMaxCarryBytes(t *testing.T) {
 	_, err = again.run(&next)
 	require.NoError(t, err)
 	assert.Len(t, again.world.held, len(next.Inbox), "the carried records applied, the dead-lettered one not")
+}
+
+// A Finish that fails in a run whose late records go to a new run
+// (new_run) shows in the new run's state. The run continued as new and the
+// error was only logged: no result, state or input held it.
+func TestAFailedFinishShowsInTheNewRunOfTheLateRecords(t *testing.T) {
+	ct := newCartTest(t, cartEntity(func(en *Entity[cart]) {
+		en.Finish = func(c *Ctx[cart]) error {
+			_ = workflow.Sleep(c, 10*time.Second) // the late record arrives meanwhile
+			return errors.New("outcome service down: " + strings.Repeat("é", 600))
+		}
+	}))
+	ct.at(func() {
+		ct.env.SignalWorkflow(event.DefaultSignal, event.Batch{Events: []event.Envelope{reserve(1, "a"), pay(2, true)}, OnClosed: "new_run"})
+	})
+	ct.at(func() {
+		ct.env.SignalWorkflow(event.DefaultSignal, event.Batch{Events: []event.Envelope{reserve(3, "x")}, OnClosed: "new_run"})
+	})
+	next, err := ct.run(nil)
+	var can *workflow.ContinueAsNewError
+	require.ErrorAs(t, err, &can)
+	assert.True(t, strings.HasPrefix(next.PreviousRunError, "outcome service down: é"), next.PreviousRunError)
+	assert.LessOrEqual(t, len(next.PreviousRunError), 1000)
+	assert.True(t, utf8.ValidString(next.PreviousRunError), "cut at a rune boundary")
+
+	again := newCartTest(t, cartEntity(nil))
+	var state Snapshot[cart]
+	again.at(func() {
+		v, err := again.env.QueryWorkflow("state")
+		require.NoError(t, err)
+		require.NoError(t, v.Get(&state))
+	})
+	again.signal(pay(100, true))
+	_, err = again.run(&next)
+	require.NoError(t, err)
+	assert.Equal(t, next.PreviousRunError, state.PreviousRunError, "the new run's state shows it")
 }

@@ -48,6 +48,11 @@ type Snapshot[S any] struct {
 	// final status, handed to a new run. Watermarks cover them, and the
 	// next run applies them without that check.
 	InboxAdmitted int `json:"inbox_admitted,omitempty"`
+	// PreviousRunError is the error Entity.Finish returned in the run
+	// whose late records started this one (on_closed_workflow: new_run).
+	// That run closed continued-as-new, so its failure shows here, cut to
+	// 1,000 bytes.
+	PreviousRunError string `json:"previous_run_error,omitempty"`
 	// OnClosed is the bridge's closed-workflow policy
 	// (dispatch.on_closed_workflow) as its last batch said, carried with
 	// Inbox so a carried record that comes after the final status follows
