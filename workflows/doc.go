@@ -69,6 +69,16 @@
 // check; new runs record version 1. Remove the old branch only once no run
 // that took it is still open (or retained for queries).
 //
+// The state's JSON size is part of what a run decides on: when it continues
+// as new, the records that do not fit in Entity.MaxCarryBytes beside the
+// state are applied first, each a decision. A change to the state type that
+// makes its JSON larger or smaller (a field added or removed) can therefore
+// make a run that was near that limit decide differently on replay. It
+// takes a state within a record's size of MaxCarryBytes (1 MiB by
+// default), so it is rare; a deploy that changes the state of such large
+// entities should let their open runs continue as new first (or raise
+// MaxCarryBytes only in a later deploy).
+//
 // The examples keep histories recorded on a real server in their testdata/
 // and replay them in a unit test (worker.WorkflowReplayer), so a change that
 // breaks running sagas fails the build; see e2e/histories_test.go for how to
