@@ -75,9 +75,9 @@
 // makes its JSON larger or smaller (a field added or removed) can therefore
 // make a run that was near that limit decide differently on replay. It
 // takes a state within a record's size of MaxCarryBytes (1 MiB by
-// default), so it is rare; for entities that large, guard the new field's
-// first use with workflow.GetVersion like any other change, or let their
-// open runs close first.
+// default), so it is rare. Add fields with `json:",omitempty"`, so a
+// recorded state that does not set them keeps its size, and set them first
+// behind workflow.GetVersion like any other change.
 //
 // The examples keep histories recorded on a real server in their testdata/
 // and replay them in a unit test (worker.WorkflowReplayer), so a change that
