@@ -169,7 +169,7 @@ func (c stateCollector) Collect(ch chan<- prometheus.Metric) {
 		ch <- prometheus.MustNewConstMetric(windowDesc, prometheus.GaugeValue, co.Window().Seconds(), q)
 		ch <- prometheus.MustNewConstMetric(taskLagDesc, prometheus.GaugeValue, co.lastLag().Seconds(), q)
 	}
-	for _, r := range []string{ReasonInFlight, ReasonCircuitOpen, ReasonBacklog, ReasonPartitionInFlight, ReasonDLQUnavailable} {
+	for _, r := range []string{ReasonInFlight, ReasonTargetShare, ReasonCircuitOpen, ReasonBacklog, ReasonPartitionInFlight, ReasonDLQUnavailable} {
 		ch <- prometheus.MustNewConstMetric(pausesDesc, prometheus.CounterValue, float64(pauses[r]), r)
 	}
 	type tp struct {

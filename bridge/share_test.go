@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/IBM/sarama"
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 	"go.temporal.io/api/serviceerror"
@@ -115,4 +116,19 @@ func TestATargetThatStopsAnsweringLeavesTheOtherTopicsFlowing(t *testing.T) {
 		paused, _, _, _ := b.pressure.snapshot()
 		t.Logf("payments committed %d of 10; held %d records, %d bytes; paused %v", payments.committed(), r, by, paused)
 	}
+	reg := prometheus.NewPedanticRegistry()
+	reg.MustRegister(stateCollector{b})
+	fams, err := reg.Gather()
+	require.NoError(t, err)
+	var shares float64
+	for _, fam := range fams {
+		for _, m := range fam.GetMetric() {
+			for _, l := range m.GetLabel() {
+				if fam.GetName() == "sagabridge_pauses_total" && l.GetName() == "reason" && l.GetValue() == ReasonTargetShare {
+					shares = m.GetCounter().GetValue()
+				}
+			}
+		}
+	}
+	assert.Positive(t, shares, "sagabridge_pauses_total{reason=target_share}")
 }
