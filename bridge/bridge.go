@@ -335,13 +335,21 @@ func (b *Bridge) runGroup(ctx context.Context, group sarama.ConsumerGroup) error
 // few seconds: sarama learns it only from fetches, and a paused partition
 // does not fetch.
 func (b *Bridge) watchLogEnds(ctx context.Context) {
-	every(ctx, 2*time.Second, func() {
-		for _, f := range b.pressure.claimed() {
-			if end, err := b.newest(f.topic, f.partition); err == nil {
-				f.logEnd.Store(end)
+	every(ctx, 2*time.Second, b.readLogEnds)
+}
+
+// readLogEnds reads each claimed partition's log-end offset and, for a
+// partition at rest short of it, whether anything is left to deliver
+// (flow.settle).
+func (b *Bridge) readLogEnds() {
+	for _, f := range b.pressure.claimed() {
+		if end, err := b.newest(f.topic, f.partition); err == nil {
+			f.logEnd.Store(end)
+			if b.client != nil {
+				f.settle(b.client, end)
 			}
 		}
-	})
+	}
 }
 
 // checkTopics makes sure, before anything is read, that every route's

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/IBM/sarama"
+	"github.com/sagabridge/sagabridge/internal/committed"
 )
 
 // claimHandler delivers each claimed partition in offset order.
@@ -126,6 +127,7 @@ type flow struct {
 	units      sync.WaitGroup // units submitted and not yet finished or abandoned
 	hwm        func() int64   // the partition's high-water mark as of the last fetch
 	logEnd     atomic.Int64   // the log-end offset as last read by watchLogEnds
+	settled    atomic.Pointer[settledRange]
 	pressure   *pressure
 	// held counts the records (and their bytes) this partition holds in the
 	// bridge's in-flight budget; what is left when it ends is released.
@@ -217,14 +219,45 @@ func (f *flow) finishHolding(u *unit) {
 }
 
 // lag is the partition's high-water mark minus the offset a commit would
-// resume from; false while either is unknown.
+// resume from, 0 when settle found nothing left to deliver between them;
+// false while either is unknown.
 func (f *flow) lag() (int64, bool) {
 	pos, ok := f.tracker.position()
 	hwm := max(f.hwm(), f.logEnd.Load())
 	if !ok || hwm <= 0 {
 		return 0, false
 	}
+	if s := f.settled.Load(); s != nil && s.from == pos && s.end == hwm && s.settled {
+		return 0, true
+	}
 	return max(0, hwm-pos), true
+}
+
+// settledRange is what settle found: whether [from, end) holds nothing a
+// read_committed consumer delivers.
+type settledRange struct {
+	from, end int64
+	settled   bool
+}
+
+// settle asks the partition's leader, once per resume offset and end,
+// whether a partition at rest short of its end has anything left to
+// deliver. A transactional topic ends in a commit marker, and may hold
+// aborted records, that no consumer is given: by offsets its lag stayed 1
+// at rest for ever. Lags over settledMaxLag are not asked about.
+func (f *flow) settle(client sarama.Client, end int64) {
+	pos, ok := f.tracker.position()
+	if !ok || f.tracker.pending() > 0 || pos >= end || end-pos > settledMaxLag {
+		return
+	}
+	if s := f.settled.Load(); s != nil && s.from == pos && s.end == end {
+		return // asked already
+	}
+	settled, err := committed.Settled(client, f.topic, f.partition, pos, end, settledFetchBytes)
+	if err != nil {
+		return // asked again at the next read
+	}
+	f.settled.Store(&settledRange{from: pos, end: end, settled: settled})
 }
 
 // detach copies m's key, value and headers out of the fetch response

@@ -218,6 +218,50 @@ func TestTheGroupLagOfATransactionalTopicAtRestIsZero(t *testing.T) {
 	assert.Equal(t, int64(6), parts[0].lag(), "a record to deliver: the lag by offsets")
 }
 
+// A claimed partition of a transactional topic read to its end shows a
+// consumer lag of 0, not 1: what is left past its resume offset is a
+// commit marker (and aborted records) that no read_committed consumer
+// delivers. (sagabridge_consumer_lag stayed 1 at rest for ever.)
+func TestTheConsumerLagOfATransactionalTopicReadToItsEndIsZero(t *testing.T) {
+	cluster, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.SeedTopics(1, "orders"))
+	require.NoError(t, err)
+	t.Cleanup(cluster.Close)
+	prod := txntest.RealProducer(t, cluster.ListenAddrs(), "app")
+	txn := func(commit bool, values ...string) {
+		require.NoError(t, prod.BeginTxn())
+		for _, v := range values {
+			_, _, err := prod.SendMessage(&sarama.ProducerMessage{Topic: "orders", Value: sarama.StringEncoder(v)})
+			require.NoError(t, err)
+		}
+		if commit {
+			require.NoError(t, prod.CommitTxn())
+		} else {
+			require.NoError(t, prod.AbortTxn())
+		}
+	}
+	txn(true, "a", "b", "c") // 0-2, marker 3
+	txn(false, "x")          // 4 aborted, marker 5
+	b, client := groupOffsetsBridge(t, cluster)
+	b.client = client
+	b.newest = func(topic string, partition int32) (int64, error) {
+		return client.GetOffset(topic, partition, sarama.OffsetNewest)
+	}
+	f := &flow{topic: "orders", partition: 0, tracker: newTracker(3, func(int64) {}), hwm: func() int64 { return 0 }, pressure: b.pressure}
+	b.pressure.register(f)
+	t.Cleanup(func() { b.pressure.unregister(f) })
+
+	b.readLogEnds()
+	lag, ok := f.lag()
+	require.True(t, ok)
+	assert.Zero(t, lag, "a marker, an aborted record and a marker: nothing to deliver")
+
+	txn(true, "d") // 6, marker 7: one record to deliver
+	require.NoError(t, prod.Close())
+	b.readLogEnds()
+	lag, _ = f.lag()
+	assert.Equal(t, int64(5), lag, "a record to deliver: the lag by offsets")
+}
+
 // commitGroupOffset commits offset for group on topic/partition from
 // outside the group, as an admin reset does.
 func commitGroupOffset(t *testing.T, cluster *kfake.Cluster, group, topic string, partition int32, offset int64) {
