@@ -65,6 +65,8 @@ type pressure struct {
 	// route to; nil with one set, which may hold the whole budget.
 	shares  map[string]*share // topic → its set's share
 	nCapped atomic.Int32      // len(capped), read without mu
+	// nSharesOver counts the shares at their cap, read without mu.
+	nSharesOver atomic.Int32
 
 	mu       sync.Mutex
 	global   map[string]bool     // reasons that pause every partition
@@ -119,11 +121,13 @@ func (p *pressure) add(topic string, records, bytes int64) {
 			p.mu.Lock()
 			if s.settle() {
 				if s.over.Load() {
+					p.nSharesOver.Add(1)
 					p.log.Debug("pausing the topics of a set of targets: their share of the in-flight budget reached",
 						"reason", ReasonTargetShare, "targets", s.targets, "records", r, "bytes", b,
 						"share_records", s.maxRecords, "share_bytes", s.maxBytes)
 					p.pauses[ReasonTargetShare]++
 				} else {
+					p.nSharesOver.Add(-1)
 					p.log.Debug("share of the in-flight budget below the low-water mark", "reason", ReasonTargetShare,
 						"targets", s.targets, "records", r, "bytes", b)
 				}
@@ -133,7 +137,11 @@ func (p *pressure) add(topic string, records, bytes int64) {
 		}
 	}
 	r, b, check := p.budget.add(records, bytes)
-	if !check {
+	if !check || p.shares != nil {
+		// The shares add up to the whole budget, and each pauses its own
+		// topics. A global pause on top would hold every topic until the
+		// total fell to the low-water mark, which a set whose target does
+		// not answer can hold alone, for as long as it does not.
 		return
 	}
 	p.mu.Lock()
@@ -266,9 +274,12 @@ func (p *pressure) setCapped(f *flow, capped bool) {
 }
 
 // full reports whether the bridge holds all it may read: its in-flight
-// budget, or some partition its own cap (batch.max_in_flight). More then
+// budget, some set of targets its share of it, or some partition its own
+// cap (batch.max_in_flight). More then
 // waits in Kafka, and the dispatcher favours large calls (choose).
-func (p *pressure) full() bool { return p.budget.over.Load() || p.nCapped.Load() > 0 }
+func (p *pressure) full() bool {
+	return p.budget.over.Load() || p.nSharesOver.Load() > 0 || p.nCapped.Load() > 0
+}
 
 // reason says why topic's partitions are paused, "" if they are not, and
 // returns a channel closed at the next change.

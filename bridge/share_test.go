@@ -37,15 +37,17 @@ func (q *queueDown) SignalWithStart(ctx context.Context, t Target, b event.Batch
 // targets. Its topic's records were read until they filled the whole
 // in-flight budget; they cannot be released while their calls fail, so
 // the budget never fell back to its low-water mark and every partition of
-// every topic stayed paused (payments: nothing committed of 10, its
-// partition paused for "in_flight").
+// every topic stayed paused (payments: 1 committed of 10, its partition
+// paused for "in_flight"). With the budget split in shares but the global
+// mark still applied, the healthy topic filled the rest and the total
+// stayed over the low-water mark the stuck share alone holds (49 of 400).
 func TestATargetThatStopsAnsweringLeavesTheOtherTopicsFlowing(t *testing.T) {
 	tc := &queueDown{down: "q1"}
 	b, err := New(config.Config{
 		Kafka:    config.Kafka{Brokers: []string{"b:9092"}, Group: "g"},
 		Batch:    config.Batch{MaxRecords: 10},
 		Dispatch: config.Dispatch{RetryInitial: time.Millisecond, RetryMax: 5 * time.Millisecond, DrainTimeout: 50 * time.Millisecond},
-		Backpressure: config.Backpressure{MaxRecords: 100, ResumeAt: 0.5,
+		Backpressure: config.Backpressure{MaxRecords: 100, ResumeAt: 0.4,
 			Circuit: config.Circuit{Failures: 1000, OpenFor: 20 * time.Millisecond}},
 		Routes: []config.Route{
 			{Topic: "orders", TypeHeader: "event-type", WorkflowType: "O", WorkflowID: "order-{key}", TaskQueue: "q1"},
@@ -108,13 +110,14 @@ func TestATargetThatStopsAnsweringLeavesTheOtherTopicsFlowing(t *testing.T) {
 		paused, _, _, _ := b.pressure.snapshot()
 		t.Logf("held %d records, %d bytes; paused %v", r, by, paused)
 	}
-	payments, stopPayments := claim("payments", 10)
+	assert.True(t, b.pressure.full(), "a set at its share: the dispatcher favours large calls")
+	payments, stopPayments := claim("payments", 400)
 	defer stopPayments()
-	if !assert.Eventually(t, func() bool { return payments.committed() == 10 }, 5*time.Second, time.Millisecond,
+	if !assert.Eventually(t, func() bool { return payments.committed() == 400 }, 10*time.Second, time.Millisecond,
 		"the payments were not delivered while q1 is down") {
 		r, by := b.pressure.held()
 		paused, _, _, _ := b.pressure.snapshot()
-		t.Logf("payments committed %d of 10; held %d records, %d bytes; paused %v", payments.committed(), r, by, paused)
+		t.Logf("payments committed %d of 400; held %d records, %d bytes; paused %v", payments.committed(), r, by, paused)
 	}
 	reg := prometheus.NewPedanticRegistry()
 	reg.MustRegister(stateCollector{b})
