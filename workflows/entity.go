@@ -153,9 +153,11 @@ type CompensationOptions struct {
 }
 
 // Validate checks the Entity's settings: the numbers must not be
-// negative (0 takes the default). Run panics with its error, failing the
-// workflow task until a fixed worker runs it; call Validate when the
-// worker starts to find out first.
+// negative (0 takes the default). Call it when the worker starts. Run
+// panics with its error, failing the workflow task until a fixed worker
+// runs it, for a negative UpdateWindow or MaxCarryBytes, which break the
+// run (a panic at the first update; never continuing as new); it reads
+// the other settings' negative values as it always did.
 func (en *Entity[S]) Validate() error {
 	var errs []error
 	for _, f := range []struct {
@@ -175,11 +177,11 @@ func (en *Entity[S]) Validate() error {
 // continuing as new whenever history grows large. It returns the final
 // Snapshot; on ContinueAsNew the error is the continue-as-new request.
 func (en *Entity[S]) Run(ctx workflow.Context, carried *Snapshot[S]) (Snapshot[S], error) {
-	if err := en.Validate(); err != nil {
-		// A mistake in the worker's code: failing the workflow task keeps
-		// the workflow, retried until a fixed worker runs it, where
-		// failing the workflow would lose it.
-		panic(err)
+	if en.UpdateWindow < 0 || en.MaxCarryBytes < 0 {
+		// A mistake in the worker's code that breaks the run: failing the
+		// workflow task keeps the workflow, retried until a fixed worker
+		// runs it, where failing the workflow would lose it.
+		panic(en.Validate())
 	}
 	r, err := newRunner(ctx, en, carried)
 	if err != nil {
@@ -228,7 +230,7 @@ func (en *Entity[S]) Run(ctx workflow.Context, carried *Snapshot[S]) (Snapshot[S
 				// would lose them, so a new run takes them and the error is
 				// only logged.
 				workflow.GetLogger(r.ctx).Error("Finish failed; records that arrived after the final status go to a new run", "err", err.Error())
-				r.finishErr = err.Error()
+				r.finishErr = r.fitPreviousRunError(err.Error())
 				return r.close(r.newRun())
 			}
 			if workflow.GetVersion(r.ctx, memoOnFinishErrorChange, workflow.DefaultVersion, 1) < 1 {

@@ -3,6 +3,7 @@ package workflows
 import (
 	"errors"
 	"fmt"
+	"maps"
 	"slices"
 	"time"
 	"unicode/utf8"
@@ -118,21 +119,22 @@ func (r *runner[S]) newRunFull(e event.Envelope) bool {
 const lateBoundChange = "sagabridge.late-records-bound"
 
 // newRunInput is the input of the new run for the late records: a fresh
-// state, this run's watermarks, and the records as its inbox, admitted
-// already (see Snapshot.fresh and InboxAdmitted). Runs recorded before
-// InboxAdmitted rewound the watermarks to just before the first late
-// record instead, which let the new run apply a later record this one had
-// dead-lettered or dropped, when Kafka delivered it again.
+// state, the watermarks rewound to just before them, and the records as
+// its inbox (see Snapshot.fresh), with this run's own watermarks as
+// LateWatermarks and the records counted as admitted (InboxAdmitted). The
+// new run starts from LateWatermarks: from the rewound ones alone it
+// applied a later record this run had dead-lettered or dropped, when
+// Kafka delivered it again. Runs recorded before LateWatermarks sent the
+// rewound ones only.
 func (r *runner[S]) newRunInput(late []event.Envelope) *Snapshot[S] {
 	marks := event.NewWatermarks()
 	for k, v := range r.in.Watermarks {
 		marks[k] = v
 	}
-	next := &Snapshot[S]{Watermarks: marks, Inbox: late, OnClosed: r.in.OnClosed, PreviousRunError: truncate(r.finishErr, 1000),
+	next := &Snapshot[S]{Watermarks: marks, Inbox: late, OnClosed: r.in.OnClosed, PreviousRunError: r.finishErr,
 		Progress: Progress{CompletedSteps: []string{}, Compensations: []CompensationResult{}}}
 	if workflow.GetVersion(r.ctx, lateAdmittedChange, workflow.DefaultVersion, 1) >= 1 {
-		next.InboxAdmitted = len(late)
-		return next
+		next.InboxAdmitted, next.LateWatermarks = len(late), maps.Clone(marks)
 	}
 	for _, e := range late {
 		marks.Rewind(e.Position())
@@ -150,6 +152,18 @@ func (r *runner[S]) newRun() error {
 	workflow.GetLogger(r.ctx).Info("starting a new run for records that arrived after the final status",
 		"records", len(r.lateRecords), "status", r.c.Status)
 	return workflow.NewContinueAsNewError(r.ctx, workflow.GetInfo(r.ctx).WorkflowType.Name, r.newRunInput(r.lateRecords))
+}
+
+// fitPreviousRunError cuts msg to 1,000 bytes, and shorter (to nothing
+// if need be) so that the new run's input, sized when its records were
+// taken (newRunFull), stays within MaxCarryBytes with it.
+func (r *runner[S]) fitPreviousRunError(msg string) string {
+	room := r.maxCarryBytes() - jsonSize(r.newRunInput(r.lateRecords)) - len(`,"previous_run_error":`)
+	msg = truncate(msg, 1000)
+	for msg != "" && jsonSize(msg) > room {
+		msg = truncate(msg, len(msg)/2)
+	}
+	return msg
 }
 
 // truncate cuts s to at most n bytes, at a rune boundary.

@@ -2,6 +2,7 @@ package workflows
 
 import (
 	"fmt"
+	"maps"
 	"slices"
 	"time"
 
@@ -57,6 +58,18 @@ func newRunner[S any](ctx workflow.Context, en *Entity[S], carried *Snapshot[S])
 		if carried != nil { // a new run of a closed workflow: skip what it applied
 			r.c.Watermarks, r.c.Inbox, r.c.OnClosed = carried.Watermarks, carried.Inbox, carried.OnClosed
 			r.c.InboxAdmitted, r.c.PreviousRunError = carried.InboxAdmitted, carried.PreviousRunError
+			if carried.LateWatermarks != nil { // the closed run's, covering what it dead-lettered
+				marks := maps.Clone(r.c.Watermarks)
+				if marks == nil {
+					marks = event.NewWatermarks()
+				}
+				for k, v := range carried.LateWatermarks {
+					if old, ok := marks[k]; !ok || v > old {
+						marks[k] = v
+					}
+				}
+				r.c.Watermarks = marks
+			}
 		}
 	} else {
 		r.c = *carried
@@ -87,7 +100,7 @@ func newRunner[S any](ctx workflow.Context, en *Entity[S], carried *Snapshot[S])
 	r.in = NewInbox(ctx, signal, r.c.Watermarks)
 	r.in.push(event.Batch{Events: r.c.Inbox, OnClosed: r.c.OnClosed})
 	r.in.admittedAhead = min(max(r.c.InboxAdmitted, 0), len(r.c.Inbox))
-	r.c.Inbox, r.c.OnClosed, r.c.InboxAdmitted = nil, "", 0
+	r.c.Inbox, r.c.OnClosed, r.c.InboxAdmitted, r.c.LateWatermarks = nil, "", 0, nil
 	if en.IdempotencyHeader != "" {
 		window := en.IdempotencyWindow
 		if window == 0 {

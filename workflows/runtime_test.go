@@ -593,7 +593,8 @@ func TestRecordsAfterTheFinalStatusFollowTheClosedWorkflowPolicy(t *testing.T) {
 		var can *workflow.ContinueAsNewError
 		require.ErrorAs(t, err, &can, "a new run applies the late records")
 		assert.True(t, next.fresh(), "the new run starts a new entity")
-		assert.Equal(t, event.Watermarks{"carts/0": 4}, next.Watermarks, "this run's, covering the late records")
+		assert.Equal(t, event.Watermarks{"carts/0": 2}, next.Watermarks, "rewound to just before the late records, as older workers read it")
+		assert.Equal(t, event.Watermarks{"carts/0": 4}, next.LateWatermarks, "this run's, covering the late records")
 		assert.Equal(t, []event.Envelope{reserve(3, "x"), reserve(4, "y")}, next.Inbox)
 		assert.Equal(t, 2, next.InboxAdmitted, "the late records are admitted already")
 
@@ -835,7 +836,8 @@ func TestLateRecordsForANewRunStayWithinMaxCarryBytes(t *testing.T) {
 		want = append(want, e.Offset)
 	}
 	assert.Equal(t, want, offsets, "each late record once, in the new run or the DLQ, in order")
-	assert.Equal(t, event.Watermarks{"carts/0": 22}, next.Watermarks, "this run's, covering every late record")
+	assert.Equal(t, event.Watermarks{"carts/0": 2}, next.Watermarks, "rewound to just before the first late record, as older workers read it")
+	assert.Equal(t, event.Watermarks{"carts/0": 22}, next.LateWatermarks, "this run's, covering every late record")
 	assert.Equal(t, len(next.Inbox), next.InboxAdmitted)
 
 	// Kafka delivers a dead-lettered record again (the bridge restarted
@@ -884,4 +886,30 @@ func TestAFailedFinishShowsInTheNewRunOfTheLateRecords(t *testing.T) {
 	_, err = again.run(&next)
 	require.NoError(t, err)
 	assert.Equal(t, next.PreviousRunError, state.PreviousRunError, "the new run's state shows it")
+}
+
+// A Finish error long enough to take the new run's input over
+// MaxCarryBytes is cut to fit (it was added after the input was sized).
+func TestAPreviousRunErrorFitsMaxCarryBytes(t *testing.T) {
+	const limit = 4000
+	ct := newCartTest(t, cartEntity(func(en *Entity[cart]) {
+		en.MaxCarryBytes = limit
+		en.Finish = func(c *Ctx[cart]) error {
+			_ = workflow.Sleep(c, 10*time.Second)
+			return errors.New(strings.Repeat("\x01", 1000)) // 6 bytes each in JSON
+		}
+	}))
+	ct.at(func() {
+		ct.env.SignalWorkflow(event.DefaultSignal, event.Batch{Events: []event.Envelope{reserve(1, "a"), pay(2, true)}, OnClosed: "new_run"})
+	})
+	big := strings.Repeat("x", 1000)
+	var late []event.Envelope
+	for i := int64(3); i < 23; i++ {
+		late = append(late, reserve(i, big))
+	}
+	ct.at(func() { ct.env.SignalWorkflow(event.DefaultSignal, event.Batch{Events: late, OnClosed: "new_run"}) })
+	next, err := ct.run(nil)
+	var can *workflow.ContinueAsNewError
+	require.ErrorAs(t, err, &can)
+	assert.LessOrEqual(t, jsonSize(next), limit, "the new run's input, its previous run's error included")
 }

@@ -45,9 +45,16 @@ type Snapshot[S any] struct {
 	Inbox []event.Envelope `json:"inbox,omitempty"`
 	// InboxAdmitted is how many of Inbox's first records the run that
 	// carried them had admitted already: records that arrived after the
-	// final status, handed to a new run. Watermarks cover them, and the
-	// next run applies them without that check.
+	// final status, handed to a new run, which applies them without
+	// checking the watermarks.
 	InboxAdmitted int `json:"inbox_admitted,omitempty"`
+	// LateWatermarks are the watermarks of the closed run that handed its
+	// late records to this new one: they cover those records and any it
+	// dead-lettered or dropped after them, and the new run starts from
+	// them. Watermarks stays rewound to just before the first late record,
+	// as workers from before these fields read it (they admit the inbox
+	// against it).
+	LateWatermarks event.Watermarks `json:"late_watermarks,omitempty"`
 	// PreviousRunError is the error Entity.Finish returned in the run
 	// whose late records started this one (on_closed_workflow: new_run).
 	// That run closed continued-as-new, so its failure shows here, cut to
