@@ -27,8 +27,12 @@ type Output struct {
 // once for the same record (after an abort, a crash or a rebalance); only
 // the outputs of the call whose transaction committed are ever visible to
 // read_committed consumers. Return an error wrapped by Permanent for a
-// record that can never succeed. Func is called from one goroutine per
-// claimed partition, so calls for different partitions run concurrently.
+// record that can never succeed. Its error is its record's whatever it
+// wraps (a Kafka error of the function's own client included): retried up
+// to MaxAttempts and dead-lettered, or retried for ever for an outage
+// (IsOutage). A panic is a Permanent error with its stack: the record is
+// dead-lettered. Func is called from one goroutine per claimed partition,
+// so calls for different partitions run concurrently.
 type Func func(ctx context.Context, rec *sarama.ConsumerMessage) ([]Output, error)
 
 // Stats counts what a Processor did. All fields are totals since New.

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"maps"
+	"runtime/debug"
 	"time"
 
 	"github.com/IBM/sarama"
@@ -132,11 +133,17 @@ func (l *partitionLoop) run(ctx context.Context) error {
 				l.retry.Reset()
 				continue
 			}
-			if refusedRecord(err) {
-				l.reduceTooLarge(err)
-			}
-			if err := l.classify(err); err != nil {
-				return err
+			// A function's failure is its record's, whatever Kafka error
+			// it wraps (the function may talk to Kafka itself): only the
+			// transaction's errors say what the producer or the group did.
+			var ff *funcFailure
+			if !errors.As(err, &ff) {
+				if refusedRecord(err) {
+					l.reduceTooLarge(err)
+				}
+				if err := l.classify(err); err != nil {
+					return err
+				}
 			}
 			wait := l.retry.NextBackOff()
 			l.log.Warn("batch failed; retrying from the first uncommitted record",
@@ -235,7 +242,7 @@ func (l *partitionLoop) step(ctx context.Context, batch []*sarama.ConsumerMessag
 		err := l.poison[rec.Offset]
 		if err == nil {
 			var outs []Output
-			if outs, err = l.p.fn(ctx, rec); err == nil {
+			if outs, err = l.call(ctx, rec); err == nil {
 				msgs, err = l.checkOutputs(outs)
 			}
 		}
@@ -287,6 +294,9 @@ func (l *partitionLoop) step(ctx context.Context, batch []*sarama.ConsumerMessag
 			return 0, err
 		}
 	}
+	if failure != nil {
+		failure = &funcFailure{failure}
+	}
 	if n == 0 {
 		return 0, failure // nothing was added, so no transaction began
 	}
@@ -302,6 +312,25 @@ func (l *partitionLoop) step(ctx context.Context, batch []*sarama.ConsumerMessag
 	l.p.outputs.Add(int64(outputs))
 	l.p.deadLettered.Add(int64(dead))
 	return n, failure
+}
+
+// funcFailure is a record's function failing (step's failure), told
+// apart from the transaction's errors.
+type funcFailure struct{ err error }
+
+func (f *funcFailure) Error() string { return f.err.Error() }
+func (f *funcFailure) Unwrap() error { return f.err }
+
+// call runs the function over rec. A panic fails the record for good (a
+// Permanent error with the panic and its stack), so it is dead-lettered:
+// it took the process down, and the next owner panicked on it again.
+func (l *partitionLoop) call(ctx context.Context, rec *sarama.ConsumerMessage) (outs []Output, err error) {
+	defer func() {
+		if v := recover(); v != nil {
+			outs, err = nil, Permanent(fmt.Errorf("the function panicked: %v\n%s", v, debug.Stack()))
+		}
+	}()
+	return l.p.fn(ctx, rec)
 }
 
 // forgetThrough drops what the next attempts were to do differently for the
