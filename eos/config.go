@@ -56,8 +56,12 @@ type Config struct {
 	// transaction.max.timeout.ms, 15 minutes by default). A transaction
 	// commits early, with the records processed so far, once it has been
 	// open half this long, so a slow function does not outlive it; the
-	// function must take less than half of it for one record. Optional,
-	// default 60s (Kafka's).
+	// function must take less than half of it for one record. It also
+	// bounds how long a crash between a transaction's offsets and its
+	// commit stalls the partition's next owner, whose group join reads the
+	// offsets (require_stable) before its producer could abort the
+	// transaction. Optional, default 10s (Kafka Streams' for exactly-once;
+	// the producer's own default, 60s, stalled a new owner 63 s).
 	TransactionTimeout time.Duration
 	// StartWarnAfter is how long the start of a partition's transactional
 	// producer (its InitProducerId, which fences the partition's earlier
@@ -78,7 +82,7 @@ func defaultConfig() Config {
 		RetryInitial: 100 * time.Millisecond, RetryMax: 5 * time.Second,
 		DLQSuffix:      dlq.DefaultSuffix,
 		SessionTimeout: 10 * time.Second, RebalanceTimeout: 20 * time.Second,
-		TransactionTimeout: time.Minute, StartWarnAfter: 15 * time.Second,
+		TransactionTimeout: 10 * time.Second, StartWarnAfter: 15 * time.Second,
 	}
 }
 

@@ -350,3 +350,24 @@ func TestAnOutputTheBrokerRefusesDeadLettersItsRecord(t *testing.T) {
 	assert.Equal(t, int64(1), p.Stats().DeadLettered)
 	assert.Equal(t, int64(2), p.Stats().Outputs)
 }
+
+// A TransactionTimeout over the broker's transaction.max.timeout.ms (15
+// minutes by default) stops the Processor with an error naming it. The
+// broker's refusal was retried for ever: nothing processed, Run returning
+// nil when its context ended.
+func TestATransactionTimeoutTheBrokerRefusesStopsTheProcessor(t *testing.T) {
+	kafka, err := devstack.StartKafka(0, 1, "in", "out")
+	require.NoError(t, err)
+	defer kafka.Close()
+	require.NoError(t, fill(kafka.Brokers, "in", 3, []byte("v")))
+	p, err := eos.New(eos.Config{Brokers: kafka.Brokers, Group: "g", Topics: []string{"in"}, TransactionalIDPrefix: "tt",
+		TransactionTimeout: 16 * time.Minute, RetryInitial: 10 * time.Millisecond, RetryMax: 200 * time.Millisecond},
+		enrichTo("out"), slog.New(slog.NewTextHandler(io.Discard, nil)))
+	require.NoError(t, err)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	err = p.Run(ctx)
+	require.NoError(t, ctx.Err(), "Run stopped before its context ended")
+	assert.ErrorIs(t, err, sarama.ErrInvalidTransactionTimeout)
+	assert.ErrorContains(t, err, "TransactionTimeout 16m0s")
+}

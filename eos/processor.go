@@ -278,6 +278,9 @@ func startPartitionLoop(p *Processor, sess sarama.ConsumerGroupSession, claim sa
 			return nil, fmt.Errorf("%w: %s: %w", ErrFenced, txnID, err)
 		case errors.As(err, &config):
 			return nil, fmt.Errorf("eos: start transactional producer %s: %w", txnID, err)
+		case errors.Is(err, sarama.ErrInvalidTransactionTimeout):
+			return nil, fmt.Errorf("eos: start transactional producer %s: TransactionTimeout %s is over the broker's transaction.max.timeout.ms: %w",
+				txnID, p.cfg.TransactionTimeout, err)
 		}
 		wait := retry.NextBackOff()
 		log.Warn("cannot start the partition's transactional producer; retrying", "retry_in", wait,
