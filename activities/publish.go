@@ -42,7 +42,7 @@ const (
 // Outcome is one event a workflow publishes.
 type Outcome struct {
 	Topic string          `json:"topic"`
-	Key   string          `json:"key"`
+	Key   string          `json:"key"` // "" for a record without a key (null)
 	Type  string          `json:"type"`
 	Value json.RawMessage `json:"value"`
 }
@@ -104,12 +104,14 @@ func (p *Publisher) Publish(ctx context.Context, o Outcome) error {
 	message := func() *sarama.ProducerMessage {
 		msg := &sarama.ProducerMessage{
 			Topic: o.Topic,
-			Key:   sarama.StringEncoder(o.Key),
 			Value: sarama.ByteEncoder(o.Value),
 			Headers: []sarama.RecordHeader{
 				{Key: []byte(HeaderEventID), Value: []byte(id)},
 				{Key: []byte(HeaderEventType), Value: []byte(o.Type)},
 			},
+		}
+		if o.Key != "" { // none: a null key, spread over the partitions
+			msg.Key = sarama.StringEncoder(o.Key)
 		}
 		injectTrace(ctx, msg)
 		return msg

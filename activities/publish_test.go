@@ -63,3 +63,32 @@ func TestAnOutcomeThatCanNeverBePublishedFailsWithoutRetries(t *testing.T) {
 
 // bigJSON is a JSON string of about n bytes.
 func bigJSON(n int) json.RawMessage { return json.RawMessage(`"` + strings.Repeat("a", n) + `"`) }
+
+// An outcome without a key is a record with a null key, as Kafka's
+// keyless records are: spread over the partitions, and not compacted into
+// one. It was written with the empty key "", which hashes every such
+// outcome to one partition.
+func TestAnOutcomeWithoutAKeyHasANullKey(t *testing.T) {
+	cluster, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.SeedTopics(1, "outcomes"))
+	require.NoError(t, err)
+	defer cluster.Close()
+	p, err := sarama.NewSyncProducer(cluster.ListenAddrs(), ProducerConfig(sarama.V3_6_0_0))
+	require.NoError(t, err)
+	defer p.Close()
+	var s testsuite.WorkflowTestSuite
+	env := s.NewTestActivityEnvironment()
+	env.RegisterActivity(&Publisher{Producer: p})
+	for _, key := range []string{"", "k"} {
+		_, err := env.ExecuteActivity("Publish", Outcome{Topic: "outcomes", Key: key, Type: "DailyReport", Value: []byte(`{}`)})
+		require.NoError(t, err)
+	}
+	c, err := sarama.NewConsumer(cluster.ListenAddrs(), sarama.NewConfig())
+	require.NoError(t, err)
+	defer c.Close()
+	pc, err := c.ConsumePartition("outcomes", 0, sarama.OffsetOldest)
+	require.NoError(t, err)
+	defer pc.Close()
+	first, second := <-pc.Messages(), <-pc.Messages()
+	assert.Nil(t, first.Key, "no key: a null key")
+	assert.Equal(t, []byte("k"), second.Key)
+}
