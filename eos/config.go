@@ -24,7 +24,10 @@ type Config struct {
 	// TransactionalIDPrefix starts every transactional ID (see
 	// TransactionalID). It must stay the same across restarts and
 	// deployments of the same pipeline, or a restarted instance will not
-	// fence its predecessor. Required.
+	// fence its predecessor; and differ between pipelines, since the ID
+	// joins group and topic with '-' ("etl", "orders", "eu-payments" and
+	// "etl", "orders-eu", "payments" make the same ID, and the two would
+	// fence each other in turn). Required.
 	TransactionalIDPrefix string
 	// KafkaVersion is the protocol version to speak. Optional, default
 	// "3.6.0"; it must be 2.5.0 or newer for group-metadata fencing.
