@@ -43,7 +43,10 @@ func (s splitTemporal) SignalWithStart(ctx context.Context, target bridge.Target
 // Two routes, two task queues. Temporal refuses every call for one of them
 // (its calls go to a namespace that does not exist): that route's circuit
 // opens and its topic pauses, while the other route's records keep being
-// delivered; nothing is dead-lettered.
+// delivered; nothing is dead-lettered. The in-flight budget is small (200
+// records) and the refused topic holds more than that: it keeps its share
+// (target_share), and the healthy topic's 300 records go through the
+// other share.
 func TestRouteCircuitOpensForItsTaskQueueOnly(t *testing.T) {
 	e := newEnv(t, 2)
 	badQueue := e.taskQueue + "-refused"
@@ -54,6 +57,7 @@ func TestRouteCircuitOpensForItsTaskQueueOnly(t *testing.T) {
 		return splitTemporal{Temporal: good, badQueue: badQueue, bad: temporalsdk.Client{Client: bad}}
 	}, func(c *config.Config) {
 		c.Backpressure.Circuit = config.Circuit{Failures: 3, OpenFor: time.Minute}
+		c.Batch.MaxRecords, c.Backpressure.MaxRecords = 50, 200
 		c.Routes = []config.Route{
 			{Topic: e.ledgerTopic, WorkflowType: ledger.WorkflowType, WorkflowID: "ledger-{key}", TaskQueue: e.taskQueue},
 			{Topic: e.topic, WorkflowType: ledger.WorkflowType, WorkflowID: "ledger-{key}", TaskQueue: badQueue},
@@ -63,14 +67,14 @@ func TestRouteCircuitOpensForItsTaskQueueOnly(t *testing.T) {
 	srv := httptest.NewServer(b.Handler())
 	defer srv.Close()
 
-	_, err = ledger.Produce(e.producer, e.topic, ledger.Stream(e.id+"-refused-", 4, 20, 1.1, 7))
+	_, err = ledger.Produce(e.producer, e.topic, ledger.Stream(e.id+"-refused-", 4, 600, 1.1, 7))
 	require.NoError(t, err)
 	require.Eventually(t, func() bool { return strings.Contains(e.bridgeLogs.String(), "opened") },
 		30*time.Second, 20*time.Millisecond, "the refused route's circuit never opened")
 
 	// The refused route's circuit is open; the other route still delivers.
 	start := time.Now()
-	healthy := e.produceLedger(ledger.Stream(e.id+"-ok-", 5, 40, 1.1, 11))
+	healthy := e.produceLedger(ledger.Stream(e.id+"-ok-", 5, 300, 1.1, 11))
 	e.assertLedgers(healthy, 20*time.Second)
 	t.Logf("the healthy route delivered in %s while the other circuit was open", time.Since(start).Round(time.Millisecond))
 
