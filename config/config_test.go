@@ -134,6 +134,14 @@ routes: [{topic: t, workflow_type: W, workflow_id: "w-{key}", task_queue: q}]`, 
 		// echoed (it was: "the environment variable S3cr3t-Pa55! is not set").
 		"password in place of its variable": {`kafka: {brokers: [b:9092], group: g, sasl: {mechanism: SCRAM-SHA-256, username: u, password_env: "S3cr3t-Pa55!"}}
 routes: [{topic: t, workflow_type: W, workflow_id: "w-{key}", task_queue: q}]`, "kafka.sasl.password_env: names no environment variable that is set (not shown"},
+		// Nor one of letters and digits only, as API keys and many
+		// passwords are (it was: "the environment variable Summer2026 is
+		// not set"): only an UPPER_SNAKE name is shown.
+		"alphanumeric password in place of its variable": {`kafka: {brokers: [b:9092], group: g, sasl: {mechanism: SCRAM-SHA-256, username: u, password_env: Summer2026}}
+routes: [{topic: t, workflow_type: W, workflow_id: "w-{key}", task_queue: q}]`, "kafka.sasl.password_env: names no environment variable that is set (not shown"},
+		"API key in place of its variable": {`kafka: {brokers: [b:9092], group: g}
+temporal: {api_key_env: sk_live_51HxT2eZvKYlo2C9aB}
+routes: [{topic: t, workflow_type: W, workflow_id: "w-{key}", task_queue: q}]`, "temporal.api_key_env: names no environment variable that is set (not shown"},
 		// Nor where its file's path goes (it was: "stat S3cr3t-Pa55!: no
 		// such file or directory"); the field is named, the path never.
 		"password in place of its file": {`kafka: {brokers: [b:9092], group: g, sasl: {mechanism: SCRAM-SHA-256, username: u, password_file: "S3cr3t-Pa55!"}}

@@ -11,7 +11,7 @@ import (
 )
 
 // Hidden is what an error says instead of a name that may be the secret.
-const Hidden = "names no environment variable that is set (not shown: it has characters other than letters, digits and '_', so it may be the secret itself)"
+const Hidden = "names no environment variable that is set (not shown: it is not an UPPER_SNAKE_CASE name, so it may be the secret itself)"
 
 // LookupEnv is os.LookupEnv of name, a secret's variable: a variable
 // that is set is used whatever its name, and the error for one that is
@@ -38,15 +38,18 @@ func FileError(err error) error {
 	return err
 }
 
-// Env reports whether name is an environment variable's name: a letter or
-// '_', then letters, digits and '_'.
+// Env reports whether name reads as an environment variable's name, as
+// they are conventionally written: an upper-case letter or '_', then
+// upper-case letters, digits and '_', at most 128 bytes. Passwords and API
+// keys made of letters and digits only are common ("Summer2026",
+// "sk_live_51Hx..."), and a lower-case letter is what tells them apart.
 func Env(name string) bool {
-	if name == "" {
+	if name == "" || len(name) > 128 {
 		return false
 	}
 	for i, c := range name {
 		switch {
-		case c == '_', c >= 'A' && c <= 'Z', c >= 'a' && c <= 'z':
+		case c == '_', c >= 'A' && c <= 'Z':
 		case c >= '0' && c <= '9' && i > 0:
 		default:
 			return false
