@@ -1,6 +1,7 @@
 package e2e
 
 import (
+	"context"
 	"fmt"
 	"slices"
 	"strings"
@@ -18,16 +19,20 @@ import (
 )
 
 // produceInBackground sends recs in slices over about spread, so the
-// bridge works on a stream rather than a backlog.
+// bridge works on a stream rather than a backlog. A test that ends first
+// (a failed require) stops it before the producer is closed: sending on
+// the closed producer panicked and took the whole e2e binary down.
 func (e *env) produceInBackground(recs []ledger.Record, spread time.Duration) (wait func() map[string][]int64) {
 	var (
 		wg sync.WaitGroup
 		at = map[string][]int64{}
 	)
+	ctx, cancel := context.WithCancel(context.Background())
+	e.t.Cleanup(func() { cancel(); wg.Wait() }) // runs before newEnv's, which closes the producer
 	const slices = 20
 	wg.Go(func() {
 		step := (len(recs) + slices - 1) / slices
-		for start := 0; start < len(recs); start += step {
+		for start := 0; start < len(recs) && ctx.Err() == nil; start += step {
 			part, err := ledger.Produce(e.producer, e.ledgerTopic, recs[start:min(start+step, len(recs))])
 			if err != nil {
 				e.t.Errorf("produce: %v", err)
@@ -36,7 +41,10 @@ func (e *env) produceInBackground(recs []ledger.Record, spread time.Duration) (w
 			for k, offs := range part {
 				at[k] = append(at[k], offs...)
 			}
-			time.Sleep(spread / slices)
+			select {
+			case <-ctx.Done():
+			case <-time.After(spread / slices):
+			}
 		}
 	})
 	return func() map[string][]int64 { wg.Wait(); return at }

@@ -25,7 +25,8 @@ func TestTransactionalDLQWritesEachPoisonRecordOnceThroughKills(t *testing.T) {
 	recs := ledger.Stream(e.id+"-", 100, 6_000, 1.1, 61)
 	wait := e.produceInBackground(recs, 4*time.Second)
 	const poisonRounds, poisonPerRound = 4, 10
-	poisonDone := make(chan struct{})
+	poisonDone, stopPoison := make(chan struct{}), make(chan struct{})
+	t.Cleanup(func() { close(stopPoison); <-poisonDone }) // before the producer is closed
 	go func() {
 		defer close(poisonDone)
 		for round := range poisonRounds {
@@ -38,7 +39,11 @@ func TestTransactionalDLQWritesEachPoisonRecordOnceThroughKills(t *testing.T) {
 					return
 				}
 			}
-			time.Sleep(time.Second)
+			select {
+			case <-stopPoison:
+				return
+			case <-time.After(time.Second):
+			}
 		}
 	}()
 
