@@ -57,9 +57,16 @@ func (p *Process) Stop(grace time.Duration) error {
 	return p.err
 }
 
-// Kill stops the process group at once with SIGKILL, as a crash would.
+// Kill stops the process group at once with SIGKILL, as a crash would. A
+// process that has exited already is left alone: its ID, free again, may
+// lead another process group by now, which the kill would hit.
 func (p *Process) Kill() {
 	p.once.Do(func() {
+		select {
+		case <-p.done:
+			return
+		default:
+		}
 		_ = syscall.Kill(-p.cmd.Process.Pid, syscall.SIGKILL)
 		<-p.done
 	})
