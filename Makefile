@@ -8,7 +8,8 @@ TEMPORAL_VERSION := v1.5.1
 # bin/temporal of another version, installs it again.
 TEMPORAL_STAMP := $(BIN)/.temporal-$(TEMPORAL_VERSION)
 
-.PHONY: tools kcat build demo dev test bench membench vet fmt-check clean
+.PHONY: tools kcat build demo dev test bench membench vet fmt-check clean FORCE
+FORCE:
 
 ## tools: install the Temporal CLI into ./bin (once; about 6 minutes on a cold cache) and kcat
 tools: $(TEMPORAL_STAMP) kcat
@@ -22,8 +23,10 @@ kcat:
 	@kcat -V >/dev/null && kcat -V | head -n 1
 
 # Installed into a directory beside it, then renamed over it: a second make
-# never runs a half-written binary.
-$(TEMPORAL_STAMP):
+# never runs a half-written binary. The version check runs every time (it
+# is cheap), so a bin/temporal deleted or replaced after the stamp was
+# written is installed again.
+$(TEMPORAL_STAMP): FORCE
 	@mkdir -p $(BIN)
 	@if $(GO) version -m $(TEMPORAL) 2>/dev/null | grep -q 'mod[[:space:]]*github.com/temporalio/cli[[:space:]]*$(TEMPORAL_VERSION)[[:space:]]'; then \
 	  echo "$(TEMPORAL) is the Temporal CLI $(TEMPORAL_VERSION)"; \
