@@ -42,14 +42,18 @@ func main() {
 	keep := flag.Bool("keep", false, "keep the stack up (with the Web UI) until Ctrl-C")
 	binDir := flag.String("bin", "bin", "directory holding the bridge, worker and temporal binaries")
 	timeout := flag.Duration("timeout", 3*time.Minute, "how long the sagas may take")
+	seed := flag.Uint64("seed", 0, "the orders' random seed, printed with them (0: one from the clock), to replay a run")
 	flag.Parse()
-	if err := run(*n, *keep, *binDir, *timeout); err != nil {
+	if *seed == 0 {
+		*seed = uint64(time.Now().UnixNano())
+	}
+	if err := run(*n, *seed, *keep, *binDir, *timeout); err != nil {
 		fmt.Fprintln(os.Stderr, "demo failed:", err)
 		os.Exit(1)
 	}
 }
 
-func run(n int, keep bool, binDir string, timeout time.Duration) error {
+func run(n int, seed uint64, keep bool, binDir string, timeout time.Duration) error {
 	logDir, err := filepath.Abs(".demo")
 	if err != nil {
 		return err
@@ -104,7 +108,7 @@ func run(n int, keep bool, binDir string, timeout time.Duration) error {
 	wctx, stopWatching := procs.watch(ctx)
 	defer stopWatching()
 
-	orders := saga.Orders("", n, uint64(time.Now().UnixNano()))
+	orders := saga.Orders("", n, seed)
 	msgs := saga.Interleave(orders, 42)
 	producer, err := sarama.NewSyncProducer(stack.Kafka.Brokers, saga.ProducerConfig())
 	if err != nil {
@@ -119,7 +123,7 @@ func run(n int, keep bool, binDir string, timeout time.Duration) error {
 	if _, _, err := producer.SendMessage(bad); err != nil {
 		return fmt.Errorf("produce the malformed record: %w", err)
 	}
-	fmt.Printf("produced %d events for %d orders, and 1 malformed record\n", len(msgs), len(orders))
+	fmt.Printf("produced %d events for %d orders (seed %d; ARGS=-seed=%d replays them), and 1 malformed record\n", len(msgs), len(orders), seed, seed)
 
 	tc, err := client.Dial(client.Options{HostPort: taddr, Logger: sdklog.NewStructuredLogger(slog.New(slog.DiscardHandler))})
 	if err != nil {
