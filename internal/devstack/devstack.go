@@ -14,6 +14,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"math/rand/v2"
 	"net"
 	"os"
 	"path/filepath"
@@ -325,7 +326,13 @@ func ModuleRoot() (string, error) {
 	}
 }
 
-// FreePorts returns n distinct loopback ports that were free a moment ago.
+// FreePorts returns n distinct loopback ports that were free a moment ago,
+// for a process to bind later. They are drawn at random from below the
+// kernel's ephemeral range (ip_local_port_range), where outgoing
+// connections never take a port: a port from that range, once released,
+// can be any connection's source port by the time it is bound again (a
+// dev server restarted on its port after a minute down failed "address
+// already in use"). Where the range is unknown, the kernel picks them.
 func FreePorts(n int) ([]int, error) {
 	ports := make([]int, 0, n)
 	var ls []net.Listener
@@ -334,7 +341,16 @@ func FreePorts(n int) ([]int, error) {
 			_ = l.Close()
 		}
 	}()
-	for range n {
+	lo, _, ok := ephemeralRange()
+	for tries := 0; ok && lo-minPort > 10*n && len(ports) < n && tries < 100*n; tries++ {
+		l, err := net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", minPort+rand.IntN(lo-minPort)))
+		if err != nil {
+			continue // taken
+		}
+		ls = append(ls, l)
+		ports = append(ports, l.Addr().(*net.TCPAddr).Port)
+	}
+	for len(ports) < n {
 		l, err := net.Listen("tcp", "127.0.0.1:0")
 		if err != nil {
 			return nil, fmt.Errorf("find a free port: %w", err)
@@ -343,4 +359,21 @@ func FreePorts(n int) ([]int, error) {
 		ports = append(ports, l.Addr().(*net.TCPAddr).Port)
 	}
 	return ports, nil
+}
+
+// minPort is the lowest port FreePorts draws: above the well-known and
+// most registered services' ports.
+const minPort = 10000
+
+// ephemeralRange reads the kernel's range of source ports for outgoing
+// connections (Linux); ok is false where it cannot be read.
+func ephemeralRange() (lo, hi int, ok bool) {
+	b, err := os.ReadFile("/proc/sys/net/ipv4/ip_local_port_range")
+	if err != nil {
+		return 0, 0, false
+	}
+	if _, err := fmt.Sscan(string(b), &lo, &hi); err != nil || lo <= 0 || hi < lo {
+		return 0, 0, false
+	}
+	return lo, hi, true
 }

@@ -85,3 +85,24 @@ func TestHermeticRemovesTheCallersBridgeAndCLISettings(t *testing.T) {
 	assert.False(t, set)
 	assert.Equal(t, "42", os.Getenv("SAGABRIDGE_SEED"))
 }
+
+// Ports handed out to be bound later come from outside the kernel's
+// ephemeral range: released, such a port can be taken by any outgoing
+// connection meanwhile (a dev server restarted on its port after a minute
+// down failed "address already in use"); below the range only another
+// explicit bind can take it.
+func TestFreePortsAreOutsideTheEphemeralRange(t *testing.T) {
+	lo, _, ok := ephemeralRange()
+	if !ok {
+		t.Skip("no /proc/sys/net/ipv4/ip_local_port_range: not Linux") // FreePorts falls back to port 0
+	}
+	ports, err := FreePorts(20)
+	require.NoError(t, err)
+	seen := map[int]bool{}
+	for _, p := range ports {
+		assert.Less(t, p, lo, "port %d is in the ephemeral range", p)
+		assert.GreaterOrEqual(t, p, minPort)
+		assert.False(t, seen[p], "port %d twice", p)
+		seen[p] = true
+	}
+}
