@@ -10,11 +10,14 @@ import (
 	"net"
 	"os"
 	"os/exec"
+	"os/signal"
 	"path/filepath"
 	"regexp"
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
@@ -59,7 +62,9 @@ func TestMain(m *testing.M) {
 // runTests builds the bridge, starts the stack and runs the tests. Its
 // deferred cleanups run on every way out but a -timeout (which ends the
 // process from another goroutine): the temporary binaries are removed
-// even when a test panics or the set-up fails.
+// even when a test panics or the set-up fails. An interrupt (Ctrl-C,
+// SIGTERM) stops the stack and removes them too before the process exits
+// (the 54 MB of race-built binaries piled up in the temporary directory).
 func runTests(m *testing.M) int {
 	logFile, err := os.CreateTemp("", "sagabridge-e2e-temporal-*.log")
 	if err != nil {
@@ -81,6 +86,19 @@ func runTests(m *testing.M) int {
 		return 1
 	}
 	defer func() { _ = os.RemoveAll(binDir) }()
+	var started atomic.Pointer[devstack.Stack]
+	interrupted := make(chan os.Signal, 1)
+	signal.Notify(interrupted, os.Interrupt, syscall.SIGTERM)
+	defer signal.Stop(interrupted)
+	go func() {
+		sig := <-interrupted
+		fmt.Fprintln(os.Stderr, "e2e:", sig, "- stopping the dev stack and removing", binDir)
+		if s := started.Load(); s != nil {
+			s.Close()
+		}
+		_ = os.RemoveAll(binDir)
+		os.Exit(1)
+	}()
 	bridgeBin = filepath.Join(binDir, "bridge")
 	if out, err := exec.Command("go", "build", "-race", "-o", bridgeBin, "../cmd/bridge").CombinedOutput(); err != nil {
 		fmt.Fprintf(os.Stderr, "e2e: build cmd/bridge: %v\n%s", err, out)
@@ -95,6 +113,7 @@ func runTests(m *testing.M) int {
 		fmt.Fprintln(os.Stderr, "e2e: start the dev stack:", err)
 		return 1
 	}
+	started.Store(stack)
 	defer stack.Close()
 	code = m.Run()
 	return code
