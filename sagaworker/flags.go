@@ -58,9 +58,9 @@ const (
 	PollerFixed = "fixed"
 )
 
-// unusedBroker stands in for kafka.brokers when a worker without Kafka is
-// given none: config.LoadConnections requires brokers, and such a worker
-// never connects to them.
+// unusedBroker stands in for the kafka section of a worker without Kafka:
+// config.LoadConnections requires brokers, and such a worker never
+// connects to them.
 const unusedBroker = "unused.invalid:9092"
 
 // settings are a worker's parsed command line.
@@ -134,8 +134,10 @@ func parseFlags(w Worker, args []string, out io.Writer) (settings, error) {
 		if brokers != nil && set["kafka-brokers"] {
 			c.Kafka.Brokers = cli.SplitList(*brokers)
 		}
-		if !w.Kafka && len(c.Kafka.Brokers) == 0 {
-			c.Kafka.Brokers = []string{unusedBroker}
+		if !w.Kafka {
+			// Never connected to: the bridge's Kafka password, key files
+			// and certificates need not be on the worker's host.
+			c.Kafka = config.Kafka{Brokers: []string{unusedBroker}}
 		}
 		if set["temporal-address"] {
 			c.Temporal.Address = *addr

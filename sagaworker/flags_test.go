@@ -246,3 +246,33 @@ temporal: {address: "127.0.0.1:1", tls: {enabled: true, insecure_skip_verify: tr
 	assert.Contains(t, out.String(), "kafka.tls.insecure_skip_verify is on")
 	assert.Contains(t, out.String(), "temporal.tls.insecure_skip_verify is on")
 }
+
+// A worker without Kafka (Worker.Kafka false) run with the bridge's
+// configuration file does not need the bridge's Kafka password or
+// certificates on its host: it never connects to Kafka. It refused to
+// start: "kafka.tls.ca_file: stat /etc/kafka/ca.pem: no such file or
+// directory", "kafka.sasl.password_env: the environment variable
+// KAFKA_PASSWORD is not set".
+func TestAWorkerWithoutKafkaNeedsNoKafkaSecrets(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "bridge.yaml")
+	require.NoError(t, os.WriteFile(path, []byte(`kafka:
+  brokers: [kafka-0.internal:9093]
+  tls: {enabled: true, ca_file: /etc/kafka/ca.pem}
+  sasl: {mechanism: SCRAM-SHA-512, username: bridge, password_env: KAFKA_PASSWORD}
+temporal:
+  address: temporal.internal:7233
+  namespace: orders
+`), 0o600))
+	s, err := parseFlags(Worker{TaskQueue: "signups"}, []string{"-config", path}, &bytes.Buffer{})
+	require.NoError(t, err)
+	fromEnv, err := config.FromEnv(nil)
+	require.NoError(t, err)
+	conns, err := config.LoadConnections(s.configPath, fromEnv, s.override)
+	require.NoError(t, err)
+	assert.Equal(t, "orders", conns.Temporal.Namespace)
+
+	s, err = parseFlags(Worker{TaskQueue: "signups", Kafka: true}, []string{"-config", path}, &bytes.Buffer{})
+	require.NoError(t, err)
+	_, err = config.LoadConnections(s.configPath, fromEnv, s.override)
+	assert.ErrorContains(t, err, "kafka.tls.ca_file", "a worker with Kafka still checks them")
+}
