@@ -33,7 +33,7 @@ func Serve(addr string, h http.Handler, log *slog.Logger, e Exposure) (stop func
 	if err != nil {
 		return nil, fmt.Errorf("%s %s: %w", e.Field, addr, err)
 	}
-	srv := &http.Server{Handler: h, ReadHeaderTimeout: 5 * time.Second}
+	srv := newServer(h, readTimeout)
 	go func() {
 		if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
 			log.Error("server stopped", "field", e.Field, "err", err)
@@ -48,6 +48,19 @@ func Serve(addr string, h http.Handler, log *slog.Logger, e Exposure) (stop func
 		defer cancel()
 		_ = srv.Shutdown(ctx)
 	}, nil
+}
+
+// readTimeout bounds reading a whole request, body included, and how long
+// a kept-alive connection may sit idle.
+const readTimeout = 30 * time.Second
+
+// newServer serves h, giving up on a request not read within read: a
+// client that sends headers and then no body (the codec server's POSTs,
+// even without a token) held its connection and goroutine for ever. No
+// write timeout: a CPU profile (/debug/pprof/profile) writes for as long
+// as it samples.
+func newServer(h http.Handler, read time.Duration) *http.Server {
+	return &http.Server{Handler: h, ReadHeaderTimeout: min(read, 5*time.Second), ReadTimeout: read, IdleTimeout: 4 * read}
 }
 
 // Wildcard reports whether a listener's address is every interface's

@@ -2,12 +2,14 @@ package cli
 
 import (
 	"bytes"
+	"fmt"
 	"io"
 	"log/slog"
 	"net"
 	"net/http"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -76,4 +78,26 @@ func TestWildcard(t *testing.T) {
 		require.NoError(t, err)
 		assert.Equal(t, want, Wildcard(a), addr)
 	}
+}
+
+// A client that sends a request's headers and then none of its body is
+// cut off once the read timeout passes; the connection stayed open for
+// ever, with its goroutine.
+func TestARequestWhoseBodyNeverComesIsCutOff(t *testing.T) {
+	srv := newServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		_, _ = io.Copy(io.Discard, r.Body)
+	}), 300*time.Millisecond)
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	go func() { _ = srv.Serve(ln) }()
+	t.Cleanup(func() { _ = srv.Close() })
+
+	conn, err := net.Dial("tcp", ln.Addr().String())
+	require.NoError(t, err)
+	defer conn.Close()
+	_, err = fmt.Fprintf(conn, "POST /decode HTTP/1.1\r\nHost: x\r\nContent-Length: 1000\r\n\r\n")
+	require.NoError(t, err)
+	require.NoError(t, conn.SetReadDeadline(time.Now().Add(10*time.Second)))
+	_, err = io.ReadAll(conn) // returns when the server closes the connection
+	assert.NoError(t, err, "the server closed the connection (a read deadline error means it did not within 10 s)")
 }
