@@ -214,8 +214,11 @@ func TestTheTemporalUIsPreflightIsAnswered(t *testing.T) {
 	assert.Equal(t, uiOrigin, resp.Header.Get("Access-Control-Allow-Origin"))
 	assert.Equal(t, "POST, OPTIONS", resp.Header.Get("Access-Control-Allow-Methods"))
 	allowed := strings.ToLower(resp.Header.Get("Access-Control-Allow-Headers"))
-	for _, h := range []string{"content-type", "x-namespace", "authorization"} {
-		assert.Contains(t, allowed, h)
+	// Authorization-Extras: the UI's ID token beside its access token
+	// (an OIDC login with "pass access token"); without it the browser
+	// blocked every decode.
+	for _, h := range []string{"content-type", "x-namespace", "authorization", "authorization-extras"} {
+		assert.Contains(t, strings.Split(strings.ReplaceAll(allowed, " ", ""), ","), h)
 	}
 	assert.Equal(t, "true", resp.Header.Get("Access-Control-Allow-Credentials"))
 	assert.Contains(t, resp.Header.Values("Vary"), "Origin")
@@ -235,6 +238,22 @@ func TestTheTemporalUIsPreflightIsAnswered(t *testing.T) {
 	resp, body = f.post(t, "/decode", f.encrypted, "Content-Type: text/plain", bearer, "Origin: https://evil.example.com")
 	assert.Equal(t, http.StatusForbidden, resp.StatusCode, body)
 	assert.Empty(t, resp.Header.Get("Access-Control-Allow-Origin"))
+}
+
+// An allowed origin written with its scheme's default port matches the
+// Origin a browser sends, which never has it: every request of the UI was
+// refused with 403.
+func TestAnOriginWithItsDefaultPortMatches(t *testing.T) {
+	f := newFixture(t, func(o *codecserver.Options) {
+		o.AllowedOrigins = []string{"https://temporal.example.com:443", "http://ui.internal:80", "https://other.example.com:8443"}
+	})
+	for origin, want := range map[string]int{
+		"https://temporal.example.com": http.StatusOK, "http://ui.internal": http.StatusOK,
+		"https://other.example.com:8443": http.StatusOK, "https://other.example.com": http.StatusForbidden,
+	} {
+		resp, body := f.post(t, "/decode", f.encrypted, asJSON, bearer, "X-Namespace: orders", "Origin: "+origin)
+		assert.Equal(t, want, resp.StatusCode, "%s: %s", origin, body)
+	}
 }
 
 // The key belongs to one namespace: a request for another is refused.

@@ -8,16 +8,18 @@ import (
 )
 
 // The CORS answers: the methods and request headers a Temporal UI uses
-// (X-Namespace on every call, Authorization when it passes a token).
+// (X-Namespace on every call; Authorization when it passes a token, and
+// Authorization-Extras with it, the ID token of an OIDC login).
 const (
 	allowMethods = "POST, OPTIONS"
-	allowHeaders = "Content-Type, X-Namespace, Authorization"
+	allowHeaders = "Content-Type, X-Namespace, Authorization, Authorization-Extras"
 	// preflightMaxAge lets a browser reuse a preflight answer for 10 minutes.
 	preflightMaxAge = "600"
 )
 
 // parseOrigins checks each origin (scheme://host[:port], nothing after)
-// and returns them as a set, in the form browsers send.
+// and returns them as a set, in the form browsers send: lower case, and
+// without the scheme's default port.
 func parseOrigins(origins []string) (map[string]bool, error) {
 	set := make(map[string]bool, len(origins))
 	for _, o := range origins {
@@ -29,7 +31,11 @@ func parseOrigins(origins []string) (map[string]bool, error) {
 			strings.TrimSuffix(u.Path, "/") != "" || u.RawQuery != "" || u.Fragment != "" {
 			return nil, fmt.Errorf("%q is not an origin: want scheme://host[:port], such as https://temporal.example.com", o)
 		}
-		set[strings.ToLower(u.Scheme+"://"+u.Host)] = true
+		host := u.Host
+		if port := u.Port(); u.Scheme == "https" && port == "443" || u.Scheme == "http" && port == "80" {
+			host = strings.TrimSuffix(host, ":"+port) // browsers leave the default port out
+		}
+		set[strings.ToLower(u.Scheme+"://"+host)] = true
 	}
 	return set, nil
 }
