@@ -3,6 +3,7 @@ package connect
 import (
 	"cmp"
 	"context"
+	"errors"
 	"fmt"
 	"os"
 	"strings"
@@ -84,6 +85,9 @@ func ClientOptions(t config.Temporal, logger sdklog.Logger) (client.Options, err
 		if err != nil {
 			return o, fmt.Errorf("temporal.api_key_env: %w", err)
 		}
+		if strings.TrimSpace(key) == "" { // the SDK would send no key at all
+			return o, errors.New("temporal.api_key_env: the variable is set but empty")
+		}
 		o.Credentials = client.NewAPIKeyStaticCredentials(strings.TrimSpace(key))
 	case t.APIKeyFile != "":
 		key := &fileKey{path: t.APIKeyFile}
@@ -133,12 +137,16 @@ func (k *fileKey) read() (string, error) {
 		return k.key, nil
 	}
 	b, err := os.ReadFile(k.path)
+	key := strings.TrimSpace(string(b))
+	if err == nil && key == "" {
+		err = errors.New("the file is empty") // the SDK would send no key at all
+	}
 	if err != nil {
-		if k.key != "" { // a rotation in progress: keep the last key
+		if k.key != "" { // a rotation in progress (missing, or truncated and not yet written): keep the last key
 			return k.key, nil
 		}
 		return "", fmt.Errorf("temporal.api_key_file: %w", secretname.FileError(err))
 	}
-	k.key, k.readAt = strings.TrimSpace(string(b)), time.Now()
+	k.key, k.readAt = key, time.Now()
 	return k.key, nil
 }

@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -139,4 +140,29 @@ func TestTheCodecEncryptsFailureMessages(t *testing.T) {
 	if plain.FailureConverter != nil {
 		assert.Contains(t, plain.FailureConverter.ErrorToFailure(errors.New("readable")).GetMessage(), "readable")
 	}
+}
+
+// An empty API key is refused at start, from a file or a variable (the SDK
+// sent no key, and every call was refused as unauthenticated, naming
+// nothing), and a key file emptied while a new key is being written keeps
+// the last key, as a missing one does (it became the empty key).
+func TestAnEmptyAPIKeyIsRefusedAndAnEmptiedFileKeepsTheLastKey(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "api.key")
+	require.NoError(t, os.WriteFile(path, []byte("\n"), 0o600))
+	_, err := ClientOptions(config.Temporal{Address: "t:7233", TLS: config.TLS{Enabled: true}, APIKeyFile: path}, nil)
+	assert.EqualError(t, err, "temporal.api_key_file: the file is empty")
+	t.Setenv("SAGABRIDGE_TEST_EMPTY_KEY", " ")
+	_, err = ClientOptions(config.Temporal{Address: "t:7233", TLS: config.TLS{Enabled: true}, APIKeyEnv: "SAGABRIDGE_TEST_EMPTY_KEY"}, nil)
+	assert.EqualError(t, err, "temporal.api_key_env: the variable is set but empty")
+
+	require.NoError(t, os.WriteFile(path, []byte("key-1\n"), 0o600))
+	k := &fileKey{path: path}
+	got, err := k.read()
+	require.NoError(t, err)
+	require.Equal(t, "key-1", got)
+	require.NoError(t, os.WriteFile(path, nil, 0o600)) // truncated, the new key not written yet
+	k.readAt = time.Time{}                             // due to be read again
+	got, err = k.read()
+	require.NoError(t, err)
+	assert.Equal(t, "key-1", got)
 }
