@@ -21,7 +21,8 @@
 //
 // The program then takes the flags cmd/worker takes:
 //
-//	-config bridge.yaml      the bridge's configuration; its kafka, temporal and dlq sections are used
+//	-config bridge.yaml      the bridge's configuration; its kafka (but for its TLS and SASL
+//	                         settings in a worker without Kafka), temporal and dlq sections are used
 //	-temporal-address h:p    default 127.0.0.1:7233
 //	-namespace ns            default "default"
 //	-task-queue q            default Worker.TaskQueue

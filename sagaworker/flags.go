@@ -136,8 +136,12 @@ func parseFlags(w Worker, args []string, out io.Writer) (settings, error) {
 		}
 		if !w.Kafka {
 			// Never connected to: the bridge's Kafka password, key files
-			// and certificates need not be on the worker's host.
-			c.Kafka = config.Kafka{Brokers: []string{unusedBroker}}
+			// and certificates need not be on the worker's host. (The rest
+			// of the section stays, as the file set it, and is checked.)
+			c.Kafka.TLS, c.Kafka.SASL = config.TLS{}, config.SASL{}
+			if len(c.Kafka.Brokers) == 0 {
+				c.Kafka.Brokers = []string{unusedBroker}
+			}
 		}
 		if set["temporal-address"] {
 			c.Temporal.Address = *addr

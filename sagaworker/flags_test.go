@@ -259,6 +259,7 @@ func TestAWorkerWithoutKafkaNeedsNoKafkaSecrets(t *testing.T) {
   brokers: [kafka-0.internal:9093]
   tls: {enabled: true, ca_file: /etc/kafka/ca.pem}
   sasl: {mechanism: SCRAM-SHA-512, username: bridge, password_env: KAFKA_PASSWORD}
+  connect_timeout: 30s
 temporal:
   address: temporal.internal:7233
   namespace: orders
