@@ -19,6 +19,7 @@ package activities
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"strings"
 
@@ -42,7 +43,7 @@ const (
 // Outcome is one event a workflow publishes.
 type Outcome struct {
 	Topic string          `json:"topic"`
-	Key   string          `json:"key"` // "" for a record without a key (null)
+	Key   string          `json:"key"` // "" for a record without a key (null), which a compacted topic refuses
 	Type  string          `json:"type"`
 	Value json.RawMessage `json:"value"`
 }
@@ -121,6 +122,10 @@ func (p *Publisher) Publish(ctx context.Context, o Outcome) error {
 		if dlq.TooLarge(err) {
 			return temporal.NewNonRetryableApplicationError(
 				fmt.Sprintf("%v (%d bytes of value)", err, len(o.Value)), "OutcomeTooLarge", err)
+		}
+		if errors.Is(err, sarama.ErrInvalidRecord) { // the topic refuses it as it is: retrying cannot help
+			return temporal.NewNonRetryableApplicationError(fmt.Sprintf(
+				"%v (a compacted topic refuses a record without a key: set Outcome.Key)", err), "InvalidOutcome", err)
 		}
 		return err
 	}

@@ -65,9 +65,9 @@ func TestAnOutcomeThatCanNeverBePublishedFailsWithoutRetries(t *testing.T) {
 func bigJSON(n int) json.RawMessage { return json.RawMessage(`"` + strings.Repeat("a", n) + `"`) }
 
 // An outcome without a key is a record with a null key, as Kafka's
-// keyless records are: spread over the partitions, and not compacted into
-// one. It was written with the empty key "", which hashes every such
-// outcome to one partition.
+// keyless records are: spread over the partitions. It was written with the
+// empty key "", which hashes every such outcome to one partition. (A
+// compacted topic refuses a null key: see the next test.)
 func TestAnOutcomeWithoutAKeyHasANullKey(t *testing.T) {
 	cluster, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.SeedTopics(1, "outcomes"))
 	require.NoError(t, err)
@@ -91,4 +91,30 @@ func TestAnOutcomeWithoutAKeyHasANullKey(t *testing.T) {
 	first, second := <-pc.Messages(), <-pc.Messages()
 	assert.Nil(t, first.Key, "no key: a null key")
 	assert.Equal(t, []byte("k"), second.Key)
+}
+
+// refusingProducer answers every send with err, as a broker would.
+type refusingProducer struct {
+	sarama.SyncProducer
+	err error
+}
+
+func (r refusingProducer) SendMessage(*sarama.ProducerMessage) (int32, int64, error) {
+	return 0, 0, r.err
+}
+func (r refusingProducer) SendMessages([]*sarama.ProducerMessage) error { return r.err }
+
+// An outcome the topic refuses as it is (INVALID_RECORD: a keyless outcome
+// on a compacted topic) fails the activity without retries, saying what to
+// set; it was retried for ever, and the saga never went on.
+func TestAnOutcomeTheTopicRefusesFailsWithoutRetries(t *testing.T) {
+	var s testsuite.WorkflowTestSuite
+	env := s.NewTestActivityEnvironment()
+	env.RegisterActivity(&Publisher{Producer: refusingProducer{err: sarama.ErrInvalidRecord}})
+	_, err := env.ExecuteActivity("Publish", Outcome{Topic: "compacted", Type: "Booked", Value: []byte(`{}`)})
+	var appErr *temporal.ApplicationError
+	require.ErrorAs(t, err, &appErr)
+	assert.True(t, appErr.NonRetryable())
+	assert.Equal(t, "InvalidOutcome", appErr.Type())
+	assert.Contains(t, err.Error(), "set Outcome.Key")
 }
