@@ -356,6 +356,16 @@ func (p *pressure) register(f *flow) {
 	}
 }
 
+// pauseUnregistered pauses a claimed partition not yet registered (its
+// claim still being readied); register then pauses or resumes it.
+func (p *pressure) pauseUnregistered(topic string, partition int32) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.pauser != nil {
+		p.pauser.Pause(map[string][]int32{topic: {partition}})
+	}
+}
+
 // unregister drops a released partition. Another member's consumer starts
 // it unpaused; this member's starts it as it left it, and register pauses
 // or resumes it there.

@@ -2,6 +2,7 @@ package bridge
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"sync"
 	"sync/atomic"
@@ -29,8 +30,8 @@ func (h claimHandler) Setup(s sarama.ConsumerGroupSession) error {
 // be read (retryClaim): consuming under an ID read in an earlier
 // generation would check a topic deleted and created again against the old
 // topic's watermarks, and skip its new records.
-func (b *Bridge) claimTopicID(s sarama.ConsumerGroupSession, topic string, partition int32) error {
-	return b.retryClaim(s, topic, partition, "the topic's ID cannot be read", func() (bool, error) {
+func (b *Bridge) claimTopicID(s sarama.ConsumerGroupSession, topic string, partition int32, w *claimWait) error {
+	return b.retryClaim(s, topic, partition, "the topic's ID cannot be read", w, func() (bool, error) {
 		changed, err := b.topicIDs.refresh(map[string][]int32{topic: {partition}}, s.GenerationID())
 		if err == nil {
 			b.logChangedTopicIDs(changed)
@@ -44,7 +45,14 @@ func (b *Bridge) claimTopicID(s sarama.ConsumerGroupSession, topic string, parti
 // a partition whose start failed would stay assigned with nothing reading
 // it until the next rebalance. While it fails, /readyz says what (problem)
 // and why (claimFailure).
-func (b *Bridge) retryClaim(s sarama.ConsumerGroupSession, topic string, partition int32, problem string, try func() (done bool, err error)) error {
+//
+// w, when not nil, is the claim's messages, watched too: under cooperative
+// rebalancing a revocation closes them and the session goes on, so the
+// wait ends with errRevoked (it went on until sarama ended the whole
+// session after Rebalance.Timeout). Records that arrive meanwhile are kept
+// in w.early, to be consumed first, and the partition is paused so that
+// only what sarama had buffered comes.
+func (b *Bridge) retryClaim(s sarama.ConsumerGroupSession, topic string, partition int32, problem string, w *claimWait, try func() (done bool, err error)) error {
 	key := fmt.Sprintf("%s/%d", topic, partition)
 	defer b.claimFailures.Delete(key)
 	retry := b.newBackoff()
@@ -57,10 +65,83 @@ func (b *Bridge) retryClaim(s sarama.ConsumerGroupSession, topic string, partiti
 		b.claimFailures.Store(key, problem+": "+err.Error())
 		wait := retry.NextBackOff()
 		b.log.Warn(problem+"; retrying before the partition is consumed", "topic", topic, "partition", partition, "err", err, "retry_in", wait)
-		if sleep(s.Context(), wait) != nil {
+		if werr := b.waitClaim(s, topic, partition, w, wait); werr != nil {
+			if errors.Is(werr, errRevoked) {
+				return werr
+			}
 			return fmt.Errorf("%s: %s: %w (the session ended)", key, problem, err)
 		}
 	}
+}
+
+// claimWait is what retryClaim watches of a claim besides its session.
+type claimWait struct {
+	msgs  <-chan *sarama.ConsumerMessage
+	early []*sarama.ConsumerMessage // read while waiting, consumed first
+}
+
+// errRevoked ends a claim's wait when the claim is revoked.
+var errRevoked = errors.New("the partition was revoked")
+
+// waitClaim waits d, or until the session ends (an error) or w's claim is
+// revoked (errRevoked), keeping what arrives meanwhile.
+func (b *Bridge) waitClaim(s sarama.ConsumerGroupSession, topic string, partition int32, w *claimWait, d time.Duration) error {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	var msgs <-chan *sarama.ConsumerMessage
+	if w != nil {
+		msgs = w.msgs
+	}
+	for {
+		select {
+		case <-s.Context().Done():
+			return s.Context().Err()
+		case <-t.C:
+			return nil
+		case m, ok := <-msgs:
+			if !ok {
+				return errRevoked
+			}
+			if len(w.early) == 0 {
+				b.pressure.pauseUnregistered(topic, partition) // register sets its state once consumed
+			}
+			w.early = append(w.early, m)
+		}
+	}
+}
+
+// withEarly returns msgs with early before them, until ctx ends.
+func withEarly(ctx context.Context, early []*sarama.ConsumerMessage, msgs <-chan *sarama.ConsumerMessage) <-chan *sarama.ConsumerMessage {
+	if len(early) == 0 {
+		return msgs
+	}
+	out := make(chan *sarama.ConsumerMessage)
+	go func() {
+		defer close(out)
+		for _, m := range early {
+			select {
+			case out <- m:
+			case <-ctx.Done():
+				return
+			}
+		}
+		for {
+			select {
+			case m, ok := <-msgs:
+				if !ok {
+					return
+				}
+				select {
+				case out <- m:
+				case <-ctx.Done():
+					return
+				}
+			case <-ctx.Done():
+				return
+			}
+		}
+	}()
+	return out
 }
 
 // refreshTopicIDs reads the IDs of the topics of claims in generation,
@@ -94,7 +175,12 @@ func (h claimHandler) Cleanup(s sarama.ConsumerGroupSession) error {
 func (h claimHandler) ConsumeClaim(s sarama.ConsumerGroupSession, claim sarama.ConsumerGroupClaim) error {
 	log := h.b.log.With("topic", claim.Topic(), "partition", claim.Partition())
 	log.Info("partition claimed", "generation", s.GenerationID(), "from_offset", claim.InitialOffset())
-	f, err := h.b.newFlow(s, claim)
+	w := &claimWait{msgs: claim.Messages()}
+	f, err := h.b.newFlow(s, claim, w)
+	if errors.Is(err, errRevoked) {
+		log.Info("partition revoked before it could be consumed", "generation", s.GenerationID())
+		return nil
+	}
 	if err != nil && s.Context().Err() != nil {
 		log.Info("partition released before it could be consumed", "generation", s.GenerationID(), "err", err)
 		return nil
@@ -103,7 +189,7 @@ func (h claimHandler) ConsumeClaim(s sarama.ConsumerGroupSession, claim sarama.C
 		log.Error("cannot consume the partition", "err", err)
 		return err
 	}
-	h.b.consume(f, claim.Messages())
+	h.b.consume(f, withEarly(f.ctx, w.early, claim.Messages()))
 	if s.Context().Err() == nil { // revoked while the session goes on
 		h.b.marked.forget(f.topic, f.partition)
 	}
@@ -139,11 +225,11 @@ type flow struct {
 
 // newFlow sets up a claimed partition; with dlq.transactional it creates
 // the partition's transactional committer (consume starts it).
-func (b *Bridge) newFlow(s sarama.ConsumerGroupSession, claim sarama.ConsumerGroupClaim) (*flow, error) {
+func (b *Bridge) newFlow(s sarama.ConsumerGroupSession, claim sarama.ConsumerGroupClaim, w *claimWait) (*flow, error) {
 	topic, partition := claim.Topic(), claim.Partition()
 	// A cooperative rebalance claims partitions without a new Setup: the
 	// topic's ID is read again if this generation has not read it yet.
-	if err := b.claimTopicID(s, topic, partition); err != nil {
+	if err := b.claimTopicID(s, topic, partition, w); err != nil {
 		return nil, err
 	}
 	ctx, cancel := context.WithCancel(s.Context())

@@ -5,7 +5,9 @@ import (
 	"errors"
 	"sync"
 	"testing"
+	"time"
 
+	"github.com/IBM/sarama"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 )
@@ -37,17 +39,17 @@ func TestAClaimOfALaterGenerationReadsItsTopicsIDAgain(t *testing.T) {
 	b.topicIDs.lookup = ids.lookup
 	first := &genSession{gen: 1, claims: map[string][]int32{"orders": {0}}}
 	require.NoError(t, claimHandler{b: b}.Setup(first))
-	f, err := b.newFlow(first, fakeClaim{})
+	f, err := b.newFlow(first, fakeClaim{}, nil)
 	require.NoError(t, err)
 	assert.Equal(t, "id-1", f.topicID)
 
 	ids.set("id-2", 0) // the topic is deleted and created again
 	later := &genSession{gen: 2, claims: map[string][]int32{"orders": {0, 1}}}
-	f, err = b.newFlow(later, fakeClaim{partition: 1})
+	f, err = b.newFlow(later, fakeClaim{partition: 1}, nil)
 	require.NoError(t, err)
 	assert.Equal(t, "id-2", f.topicID, "the claim of generation 2 carries the topic's ID of generation 2")
 
-	f, err = b.newFlow(later, fakeClaim{partition: 0})
+	f, err = b.newFlow(later, fakeClaim{partition: 0}, nil)
 	require.NoError(t, err)
 	assert.Equal(t, "id-2", f.topicID)
 	assert.Equal(t, 2, ids.count(), "the ID is read once per topic and generation")
@@ -67,7 +69,7 @@ func TestAClaimWaitsForItsTopicsIDRatherThanUseAStaleOne(t *testing.T) {
 
 	ids.set("id-2", 2) // recreated, and the next two lookups fail
 	later := &genSession{gen: 2, claims: map[string][]int32{"orders": {1}}}
-	f, err := b.newFlow(later, fakeClaim{partition: 1})
+	f, err := b.newFlow(later, fakeClaim{partition: 1}, nil)
 	require.NoError(t, err)
 	assert.Equal(t, "id-2", f.topicID)
 	assert.Equal(t, 4, ids.count(), "one at the first join, then two failures and the read that succeeded")
@@ -107,4 +109,57 @@ func (f *fakeIDs) count() int {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	return f.lookups
+}
+
+// Cooperative rebalancing (the default) revokes a claim by closing its
+// messages; the session lives on. A claim still waiting to read its
+// topic's ID lets go when revoked: it retried until the session ended,
+// which sarama forces after Rebalance.Timeout, dropping every partition of
+// the member. A record that arrives while it waits is kept and consumed
+// first once the ID is read.
+func TestAClaimWaitingForItsTopicIDLetsGoWhenRevokedAndLosesNothing(t *testing.T) {
+	claimWaiting := func(t *testing.T) (*Bridge, *fakeTemporal, *fakeIDs, chan *sarama.ConsumerMessage, chan struct{}) {
+		tc := &fakeTemporal{}
+		b := newTestBridge(t, tc, &fakeDLQ{})
+		ids := &fakeIDs{id: "id-1", failures: 1 << 30} // the metadata cannot be read
+		b.topicIDs.lookup = ids.lookup
+		b.dispatcher.start(1)
+		t.Cleanup(b.dispatcher.stop)
+		s := &genSession{gen: 2, claims: map[string][]int32{"orders": {0}}}
+		ch := make(chan *sarama.ConsumerMessage)
+		done := make(chan struct{})
+		go func() {
+			defer close(done)
+			assert.NoError(t, claimHandler{b: b}.ConsumeClaim(s, fakeClaim{ch: ch}))
+		}()
+		require.Eventually(t, func() bool { ids.mu.Lock(); defer ids.mu.Unlock(); return ids.lookups >= 2 },
+			5*time.Second, time.Millisecond, "the claim is retrying its topic's ID")
+		return b, tc, ids, ch, done
+	}
+
+	t.Run("revoked", func(t *testing.T) {
+		_, _, _, ch, done := claimWaiting(t)
+		close(ch)
+		select {
+		case <-done:
+		case <-time.After(5 * time.Second):
+			t.Fatal("the revoked claim did not let go")
+		}
+	})
+	t.Run("a record arrives meanwhile", func(t *testing.T) {
+		_, tc, ids, ch, done := claimWaiting(t)
+		select {
+		case ch <- msg(0, "a", `{}`):
+		case <-time.After(5 * time.Second):
+			t.Fatal("the waiting claim did not take its record")
+		}
+		ids.set("id-1", 0) // the metadata can be read again
+		require.Eventually(t, func() bool { tc.mu.Lock(); defer tc.mu.Unlock(); return len(tc.accepted) == 1 },
+			5*time.Second, time.Millisecond, "the record read while waiting was not delivered")
+		tc.mu.Lock()
+		assert.Equal(t, "id-1", tc.accepted[0].TopicID)
+		tc.mu.Unlock()
+		close(ch)
+		<-done
+	})
 }

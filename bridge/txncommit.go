@@ -146,7 +146,7 @@ var errTxnStart = errors.New("start transactional producer")
 // owner.
 func (b *Bridge) startTxnCommitter(s sarama.ConsumerGroupSession, topic string, partition int32, start int64, lost func()) (*txnCommitter, error) {
 	var c *txnCommitter
-	err := b.retryClaim(s, topic, partition, "the transactional producer cannot start", func() (bool, error) {
+	err := b.retryClaim(s, topic, partition, "the transactional producer cannot start", nil, func() (bool, error) {
 		var err error
 		c, err = b.newTxnCommitter(s, topic, partition, start, lost)
 		var config sarama.ConfigurationError
