@@ -8,6 +8,7 @@ import (
 
 	"github.com/IBM/sarama"
 	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
 	"go.temporal.io/api/serviceerror"
 
 	"github.com/sagabridge/sagabridge/config"
@@ -134,4 +135,58 @@ func TestRecordsResentAloneAreCountedOnce(t *testing.T) {
 	s := consume(t, b, ctx, msg(0, "a", `{}`), msg(1, "a", `{}`), msg(2, "a", `{}`))
 	assert.Equal(t, int64(3), s.committed())
 	assert.Equal(t, uint64(3), b.Stats().ClosedWithoutMemo, "3 records reached a closed workflow without memo")
+}
+
+// lostNewRunAnswer: the workflow's run has closed (its memo covers offset
+// 0); the first new-run call starts a run, which keeps running, but its
+// answer is lost; later calls signal that run.
+type lostNewRunAnswer struct {
+	fakeTemporal
+	mu      sync.Mutex
+	running bool
+	memo    event.Watermarks
+	got     []int64
+}
+
+func (l *lostNewRunAnswer) SignalWithStart(_ context.Context, t Target, b event.Batch) error {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if !l.running && !t.NewRun {
+		return fmtClosed(t.WorkflowID)
+	}
+	for _, e := range b.Events {
+		l.got = append(l.got, e.Offset)
+	}
+	if !l.running {
+		l.running = true
+		return serviceerror.NewDeadlineExceeded("the answer was lost")
+	}
+	return nil
+}
+
+func (l *lostNewRunAnswer) ClosedWatermarks(context.Context, string) (event.Watermarks, error) {
+	return l.memo, nil
+}
+
+// A new run whose start's answer was lost is signalled by the retry, with
+// every record of the call: the records the closed run had applied were
+// counted as skipped by the try that failed as well as delivered by the
+// one that went through (3 counted for 2 records).
+func TestANewRunWhoseAnswerWasLostCountsEachRecordOnce(t *testing.T) {
+	memo := event.NewWatermarks()
+	memo.Admit(event.Position{Topic: "orders", Partition: 0, Offset: 0})
+	tc := &lostNewRunAnswer{memo: memo}
+	b, err := New(config.Config{
+		Kafka: config.Kafka{Brokers: []string{"b:9092"}, Group: "g"},
+		Dispatch: config.Dispatch{RetryInitial: time.Millisecond, RetryMax: 5 * time.Millisecond, DrainTimeout: 50 * time.Millisecond,
+			OnClosedWorkflow: config.OnClosedNewRun},
+		Routes: []config.Route{{Topic: "orders", TypeHeader: "event-type", WorkflowType: "O", WorkflowID: "order-{key}", TaskQueue: "q"}},
+	}, Deps{Temporal: tc, DeadLetters: &fakeDLQ{}, Logger: quiet()})
+	require.NoError(t, err)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	s := consume(t, b, ctx, msg(0, "a", `{}`), msg(1, "a", `{}`))
+	assert.Equal(t, int64(2), s.committed())
+	st := b.Stats()
+	assert.Equal(t, uint64(2), st.Delivered+st.ClosedRedeliveries, "two records, each counted once (delivered or skipped as a redelivery)")
 }

@@ -186,6 +186,10 @@ func (b *Bridge) send(f *flow, target Target, recs []record, st *callState) erro
 		// closed since with the records applied, is seen in its memo.
 		st.newRun, st.startWatermarks = false, nil
 	}
+	// What this try counted is not counted: it did not finish the call,
+	// and the next may send the records it skipped (to a new run that
+	// started after all, say).
+	st.closedSkipped, st.closedMemoless = 0, 0
 	wait := st.next(b, &st.retry)
 	if attempt == 1 && classify(err) == kindRunFull {
 		b.log.Warn("the workflow's run has taken all the signals one run may; retrying until it continues as new",
