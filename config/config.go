@@ -56,7 +56,9 @@ type DLQ struct {
 	// MaxMessageBytes is the largest DLQ record the bridge writes; set it
 	// to the DLQ topics' max.message.bytes. A dead letter that does not fit
 	// is written in reduced form (value dropped, headers trimmed, a header
-	// saying so). Optional, default 1048588 (Kafka's default).
+	// saying so). At least 65536, so a reduced dead letter always fits (a
+	// DLQ topic must take that much). Optional, default 1048588 (Kafka's
+	// default).
 	MaxMessageBytes int `yaml:"max_message_bytes"`
 	// TransactionalIDPrefix starts the transactional IDs,
 	// "<prefix>-<group>-<topic>-<partition>"; keep it stable across
@@ -115,7 +117,7 @@ type Dispatch struct {
 	Concurrency int `yaml:"concurrency"`
 	// MaxCallBytes caps the events one call carries; larger groups are
 	// split, and a record larger on its own is dead-lettered (class
-	// rejected). Temporal rejects payloads over 2 MB. From 1024 to
+	// temporal_rejected). Temporal rejects payloads over 2 MB. From 1024 to
 	// 2 MiB. Optional, default 1.5 MiB.
 	MaxCallBytes int `yaml:"max_call_bytes"`
 	// OnClosedWorkflow is the policy for a new record whose workflow has
