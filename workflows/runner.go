@@ -162,7 +162,16 @@ func (r *runner[S]) step() {
 	sel := workflow.NewSelector(r.ctx)
 	sel.AddReceive(r.in.ch, func(ch workflow.ReceiveChannel, _ bool) {
 		var b event.Batch
-		ch.Receive(r.ctx, &b)
+		if !ch.ReceiveAsync(&b) {
+			// A signal that cannot be decoded (corrupted, or a batch format
+			// this worker does not read yet): the SDK logged and dropped it.
+			// Receive would wait here for the next signal, and no timeout,
+			// update or cancellation would be handled meanwhile.
+			if workflow.GetVersion(r.ctx, undecodableSignalChange, workflow.DefaultVersion, 1) >= 1 {
+				return
+			}
+			ch.Receive(r.ctx, &b) // runs recorded before this check waited, as they did then
+		}
 		r.in.push(b)
 	})
 	sel.AddReceive(r.updates, func(ch workflow.ReceiveChannel, _ bool) {
@@ -191,6 +200,10 @@ func (r *runner[S]) cancelPending() bool {
 	return !r.cancelled && r.ctx.Err() != nil &&
 		workflow.GetVersion(r.ctx, cancelBetweenRecordsChange, workflow.DefaultVersion, 1) >= 1
 }
+
+// undecodableSignalChange is the workflow.GetVersion change ID that guards
+// going on after a signal that cannot be decoded (step).
+const undecodableSignalChange = "sagabridge.undecodable-signal"
 
 // cancelBetweenRecordsChange is the workflow.GetVersion change ID that
 // guards handling a cancellation between records and ending a run on a

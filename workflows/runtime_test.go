@@ -913,3 +913,18 @@ func TestAPreviousRunErrorFitsMaxCarryBytes(t *testing.T) {
 	require.ErrorAs(t, err, &can)
 	assert.LessOrEqual(t, jsonSize(next), limit, "the new run's input, its previous run's error included")
 }
+
+// A signal the worker cannot decode (corrupted, or a batch format it does
+// not read yet) is dropped, and the saga goes on: its timeout still fires.
+// The run waited for the next signal inside the selector, so the one-hour
+// payment timeout never expired the saga ("deadline exceeded").
+func TestAnUndecodableSignalDoesNotStopTheSaga(t *testing.T) {
+	ct := newCartTest(t, cartEntity(nil))
+	ct.signal(reserve(1, "a")) // starts the one-hour pay-due timeout
+	ct.at(func() {
+		ct.env.SignalWorkflow(event.DefaultSignal, json.RawMessage(`{"events":{"format":3,"groups":[]}}`))
+	})
+	out, err := ct.run(nil)
+	require.NoError(t, err)
+	assert.Equal(t, "expired", out.Status)
+}
