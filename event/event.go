@@ -319,6 +319,36 @@ func (w Watermarks) Admit(p Position) bool {
 	return true
 }
 
+// Untagged reports whether p has a topic ID and its partition's watermark
+// was recorded without one (TakeOver would move it).
+func (w Watermarks) Untagged(p Position) bool {
+	_, legacy := p.key()
+	_, ok := w[legacy]
+	return legacy != "" && ok
+}
+
+// TakeOver moves p's partition watermark recorded without a topic ID
+// (before the broker served IDs) to p's topic ID, and reports whether
+// there was one. Admit does so for a new record only; for a redelivery,
+// which is what usually comes first after an upgrade, the watermark was
+// left to the next ID seen, which could be the ID of the topic deleted and
+// created again, whose new records were then skipped.
+func (w Watermarks) TakeOver(p Position) bool {
+	key, legacy := p.key()
+	if legacy == "" {
+		return false
+	}
+	high, ok := w[legacy]
+	if !ok {
+		return false
+	}
+	if old, has := w[key]; !has || old < high {
+		w[key] = high
+	}
+	delete(w, legacy)
+	return true
+}
+
 // Rewind marks p and the later offsets of its partition as not applied.
 func (w Watermarks) Rewind(p Position) {
 	high, found, ok := w.high(p)

@@ -107,3 +107,20 @@ func TestARecordWithoutTopicIDIsHeldAgainstTheIDsWatermark(t *testing.T) {
 	assert.Equal(t, Watermarks{"orders/0@A": 10}, w)
 	assert.True(t, NewWatermarks().Admit(Position{Topic: "orders", Partition: 0, Offset: 0}))
 }
+
+// The watermark kept without a topic ID (recorded before the broker served
+// IDs) is taken over by the first record with an ID, a redelivery too:
+// left untagged after a redelivery of ID A, it was taken over later by the
+// ID of the topic deleted and created again, B, whose new records 0 to 9
+// were skipped.
+func TestARedeliveryTakesOverTheUntaggedWatermark(t *testing.T) {
+	w := Watermarks{"orders/0": 9}
+	a := Position{Topic: "orders", Partition: 0, Offset: 9, TopicID: "A"}
+	assert.True(t, w.Untagged(a))
+	assert.True(t, w.TakeOver(a))
+	assert.False(t, w.Admit(a), "a redelivery")
+	assert.Equal(t, Watermarks{"orders/0@A": 9}, w)
+	assert.False(t, w.Untagged(a))
+	assert.True(t, w.Admit(Position{Topic: "orders", Partition: 0, Offset: 0, TopicID: "B"}), "B@0 is new")
+	assert.False(t, w.TakeOver(Position{Topic: "orders", Partition: 1, Offset: 0, TopicID: "A"}), "nothing untagged to take over")
+}

@@ -20,6 +20,7 @@ type AppliedEvent struct {
 type Inbox struct {
 	ch      workflow.ReceiveChannel
 	pending []event.Envelope
+	ctx     workflow.Context // the workflow's, for GetVersion
 	// admittedAhead is how many of pending's first records a previous run
 	// admitted already (Snapshot.InboxAdmitted).
 	admittedAhead int
@@ -84,7 +85,7 @@ func NewInbox(ctx workflow.Context, signal string, carried event.Watermarks) *In
 	for k, v := range carried {
 		w[k] = v
 	}
-	in := &Inbox{ch: workflow.GetSignalChannel(ctx, signal), Watermarks: w}
+	in := &Inbox{ctx: ctx, ch: workflow.GetSignalChannel(ctx, signal), Watermarks: w}
 	// The handler reads the watermarks as they are when it runs; it cannot
 	// fail, so a registration error only means the query name is taken.
 	_ = workflow.SetQueryHandler(ctx, event.AppliedQuery, func() (event.Watermarks, error) { return in.Watermarks, nil })
@@ -136,6 +137,12 @@ func (in *Inbox) admitPending() (event.Envelope, bool) {
 			}
 			return e, true
 		}
+		if pos := e.Position(); in.Watermarks.Untagged(pos) &&
+			workflow.GetVersion(in.ctx, takeOverOnRedeliveryChange, workflow.DefaultVersion, 1) >= 1 {
+			// The first record with its topic's ID takes over the
+			// watermark kept without one, a redelivery too.
+			in.Watermarks.TakeOver(pos)
+		}
 		if !in.Watermarks.Admit(e.Position()) {
 			in.Deduped++
 			continue
@@ -157,3 +164,8 @@ func (in *Inbox) admitPending() (event.Envelope, bool) {
 func (in *Inbox) Close(ctx workflow.Context) error {
 	return workflow.UpsertMemo(ctx, map[string]any{event.MemoKey: in.Watermarks})
 }
+
+// takeOverOnRedeliveryChange is the workflow.GetVersion change ID that
+// guards a redelivered record taking over the watermark kept without a
+// topic ID (admitPending).
+const takeOverOnRedeliveryChange = "sagabridge.take-over-on-redelivery"

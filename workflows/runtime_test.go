@@ -928,3 +928,30 @@ func TestAnUndecodableSignalDoesNotStopTheSaga(t *testing.T) {
 	require.NoError(t, err)
 	assert.Equal(t, "expired", out.Status)
 }
+
+// A workflow whose watermark was recorded without a topic ID hands it to
+// the topic's ID at the first record with one, even a redelivery: the
+// topic, deleted and created again later, is then new to it. (The
+// redelivery left the watermark untagged, the recreated topic's ID took it
+// over, and its records up to the old offset were skipped.)
+func TestARedeliveryTakesOverTheUntaggedWatermarkInAWorkflow(t *testing.T) {
+	carried := &Snapshot[cart]{Watermarks: event.Watermarks{"carts/0": 2}}
+	ct := newCartTest(t, cartEntity(nil))
+	again := reserve(2, "a")
+	again.TopicID = "A" // redelivered after the upgrade
+	ct.signal(again)
+	fresh := reserve(0, "b")
+	fresh.TopicID = "B" // the topic deleted and created again
+	ct.signal(fresh)
+	ct.signal(pay(1, true))
+	var applied event.Watermarks
+	ct.at(func() {
+		v, err := ct.env.QueryWorkflow(event.AppliedQuery)
+		require.NoError(t, err)
+		require.NoError(t, v.Get(&applied))
+	})
+	_, err := ct.run(carried)
+	require.NoError(t, err)
+	assert.Equal(t, int64(2), applied["carts/0@A"], "the redelivery took the watermark over")
+	assert.Equal(t, int64(0), applied["carts/0@B"], "the recreated topic's record 0 was applied")
+}
