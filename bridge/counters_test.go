@@ -190,3 +190,22 @@ func TestANewRunWhoseAnswerWasLostCountsEachRecordOnce(t *testing.T) {
 	st := b.Stats()
 	assert.Equal(t, uint64(2), st.Delivered+st.ClosedRedeliveries, "two records, each counted once (delivered or skipped as a redelivery)")
 }
+
+// The same lost answer for a workflow terminated without a memo: its
+// records are still counted as closed without a memo, once (the retry,
+// an ordinary call to the new run, does not ask again).
+func TestANewRunOfAMemolessWorkflowWhoseAnswerWasLostIsCounted(t *testing.T) {
+	tc := &lostNewRunAnswer{}
+	b, err := New(config.Config{
+		Kafka: config.Kafka{Brokers: []string{"b:9092"}, Group: "g"},
+		Dispatch: config.Dispatch{RetryInitial: time.Millisecond, RetryMax: 5 * time.Millisecond, DrainTimeout: 50 * time.Millisecond,
+			OnClosedWorkflow: config.OnClosedNewRun},
+		Routes: []config.Route{{Topic: "orders", TypeHeader: "event-type", WorkflowType: "O", WorkflowID: "order-{key}", TaskQueue: "q"}},
+	}, Deps{Temporal: tc, DeadLetters: &fakeDLQ{}, Logger: quiet()})
+	require.NoError(t, err)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	s := consume(t, b, ctx, msg(0, "a", `{}`), msg(1, "a", `{}`))
+	assert.Equal(t, int64(2), s.committed())
+	assert.Equal(t, uint64(2), b.closedWithoutMemo.Load())
+}

@@ -186,10 +186,11 @@ func (b *Bridge) send(f *flow, target Target, recs []record, st *callState) erro
 		// closed since with the records applied, is seen in its memo.
 		st.newRun, st.startWatermarks = false, nil
 	}
-	// What this try counted is not counted: it did not finish the call,
-	// and the next may send the records it skipped (to a new run that
-	// started after all, say).
-	st.closedSkipped, st.closedMemoless = 0, 0
+	// The redeliveries this try skipped are not counted: it did not finish
+	// the call, and the next may send them (to a new run that started
+	// after all, say), counted as delivered. (A closed run without a memo
+	// stays counted: the next try may signal its new run without asking.)
+	st.closedSkipped = 0
 	wait := st.next(b, &st.retry)
 	if attempt == 1 && classify(err) == kindRunFull {
 		b.log.Warn("the workflow's run has taken all the signals one run may; retrying until it continues as new",
