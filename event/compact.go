@@ -108,10 +108,7 @@ func (b *Batch) UnmarshalJSON(data []byte) error {
 		return nil
 	}
 	if events[0] == '[' {
-		if err := json.Unmarshal(events, &b.Events); err != nil {
-			return err
-		}
-		return checkTimestamps(b.Events)
+		return json.Unmarshal(events, &b.Events)
 	}
 	var ce compactEvents
 	if err := json.Unmarshal(events, &ce); err != nil {
@@ -137,20 +134,6 @@ func (b *Batch) UnmarshalJSON(data []byte) error {
 				e.Timestamp = *r.Timestamp
 			}
 			b.Events = append(b.Events, e)
-		}
-	}
-	return checkTimestamps(b.Events)
-}
-
-// checkTimestamps refuses a batch with a timestamp that decodes but
-// cannot be encoded again (a year past 9999, a zone offset of 24 hours or
-// more): a run carrying such a record to the next (ContinueAsNew) panicked,
-// its workflow task failing for ever. Refused, the signal is dropped with
-// a log. The bridge never sends one (it dead-letters such records).
-func checkTimestamps(events []Envelope) error {
-	for _, e := range events {
-		if _, err := e.Timestamp.MarshalJSON(); err != nil {
-			return fmt.Errorf("batch events: record %s/%d@%d: timestamp: %w", e.Topic, e.Partition, e.Offset, err)
 		}
 	}
 	return nil
