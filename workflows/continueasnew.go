@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"math"
 	"slices"
+	"time"
 
 	"go.temporal.io/sdk/workflow"
 
@@ -231,4 +232,32 @@ func (r *runner[S]) drainOne() bool {
 		}
 	}
 	return false
+}
+
+// encodableTimestamps makes the timestamps of the records s carries ones
+// JSON can encode again: a record decoded with one past year 9999 or with
+// a zone offset of 24 hours (bridges before such records were
+// dead-lettered sent them) made ContinueAsNew panic, the workflow task
+// failing for ever. Such a timestamp becomes the same instant in UTC, or
+// none when even that is past year 9999. The input's contents are not
+// compared on replay, so this changes no recorded run.
+func encodableTimestamps[S any](s *Snapshot[S]) {
+	fix := func(e *event.Envelope) {
+		if _, err := e.Timestamp.MarshalJSON(); err == nil {
+			return
+		}
+		if _, err := e.Timestamp.UTC().MarshalJSON(); err == nil {
+			e.Timestamp = e.Timestamp.UTC()
+		} else {
+			e.Timestamp = time.Time{}
+		}
+	}
+	s.Inbox = slices.Clone(s.Inbox)
+	for i := range s.Inbox {
+		fix(&s.Inbox[i])
+	}
+	s.Held = slices.Clone(s.Held)
+	for i := range s.Held {
+		fix(&s.Held[i].Record)
+	}
 }

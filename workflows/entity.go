@@ -195,6 +195,7 @@ func (en *Entity[S]) Run(ctx workflow.Context, carried *Snapshot[S]) (Snapshot[S
 			// MaxCarryBytes (nextRun).
 			r.closing = true
 			if next, ok := r.nextRun(); ok {
+				encodableTimestamps(&next)
 				return next, workflow.NewContinueAsNewError(ctx, workflow.GetInfo(ctx).WorkflowType.Name, &next)
 			}
 			r.closing = false

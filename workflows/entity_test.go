@@ -1,12 +1,14 @@
 package workflows
 
 import (
+	"encoding/json"
 	"errors"
 	"testing"
 	"time"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+	"go.temporal.io/sdk/converter"
 	"go.temporal.io/sdk/temporal"
 	"go.temporal.io/sdk/testsuite"
 	"go.temporal.io/sdk/workflow"
@@ -149,4 +151,36 @@ func TestNegativeEntitySettingsAreRefusedByName(t *testing.T) {
 	var panicked *temporal.PanicError
 	require.ErrorAs(t, ct.env.GetWorkflowError(), &panicked, "the workflow task fails, to be retried by a fixed worker")
 	assert.Contains(t, panicked.Error(), "Entity.UpdateWindow is -1")
+}
+
+// A record whose timestamp decodes but cannot be encoded again (past year
+// 9999, a zone offset of 24 hours: bridges before such records were
+// dead-lettered sent them) is carried to the next run, its timestamp made
+// encodable (the same instant in UTC, or none past year 9999). The run
+// panicked in ContinueAsNew, its workflow task failing for ever. Refusing
+// the batch instead would change how recorded histories replay.
+func TestARecordWithAnUnencodableTimestampIsCarried(t *testing.T) {
+	for name, sig := range map[string]string{
+		"compact, past year 9999": `{"events":{"format":2,"groups":[{"topic":"t","partition":0,"records":[{"offset":1},{"offset":2,"ms":300000000000000}]}]}}`,
+		"full, zone +24:00":       `{"events":[{"topic":"t","offset":1,"timestamp":"2026-01-01T00:00:00Z"},{"topic":"t","offset":2,"timestamp":"2026-01-01T00:00:00+24:00"}]}`,
+	} {
+		t.Run(name, func(t *testing.T) {
+			var s testsuite.WorkflowTestSuite
+			env := s.NewTestWorkflowEnvironment()
+			en := tallyEntity(1) // continues as new after a record, carrying the second
+			env.RegisterWorkflowWithOptions(func(ctx workflow.Context, c *Snapshot[tally]) (Snapshot[tally], error) {
+				return en.Run(ctx, c)
+			}, workflow.RegisterOptions{Name: "Tally"})
+			env.RegisterDelayedCallback(func() { env.SignalWorkflow("events", json.RawMessage(sig)) }, time.Second)
+			env.ExecuteWorkflow("Tally", nil)
+			var can *workflow.ContinueAsNewError
+			require.ErrorAs(t, env.GetWorkflowError(), &can)
+			var next Snapshot[tally]
+			require.NoError(t, converter.GetDefaultDataConverter().FromPayloads(can.Input, &next))
+			require.Len(t, next.Inbox, 1)
+			assert.Equal(t, int64(2), next.Inbox[0].Offset)
+			_, err := next.Inbox[0].Timestamp.MarshalJSON()
+			assert.NoError(t, err)
+		})
+	}
 }

@@ -151,7 +151,9 @@ const lateAdmittedChange = "sagabridge.late-records-admitted"
 func (r *runner[S]) newRun() error {
 	workflow.GetLogger(r.ctx).Info("starting a new run for records that arrived after the final status",
 		"records", len(r.lateRecords), "status", r.c.Status)
-	return workflow.NewContinueAsNewError(r.ctx, workflow.GetInfo(r.ctx).WorkflowType.Name, r.newRunInput(r.lateRecords))
+	next := r.newRunInput(r.lateRecords)
+	encodableTimestamps(next)
+	return workflow.NewContinueAsNewError(r.ctx, workflow.GetInfo(r.ctx).WorkflowType.Name, next)
 }
 
 // fitPreviousRunError cuts msg to 1,000 bytes, and shorter (to nothing
