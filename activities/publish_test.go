@@ -29,12 +29,7 @@ func TestAnOutcomeThatCanNeverBePublishedFailsWithoutRetries(t *testing.T) {
 	require.NoError(t, admin.CreateTopic("small", &sarama.TopicDetail{NumPartitions: 1, ReplicationFactor: 1,
 		ConfigEntries: map[string]*string{"max.message.bytes": &limit}}, false))
 	require.NoError(t, admin.Close())
-	p, err := sarama.NewSyncProducer(cluster.ListenAddrs(), ProducerConfig(sarama.V3_6_0_0))
-	require.NoError(t, err)
-	defer p.Close()
-	var s testsuite.WorkflowTestSuite
-	env := s.NewTestActivityEnvironment()
-	env.RegisterActivity(&Publisher{Producer: p})
+	env := publishEnv(t, cluster)
 
 	for name, c := range map[string]struct {
 		o    Outcome
@@ -72,12 +67,7 @@ func TestAnOutcomeWithoutAKeyHasANullKey(t *testing.T) {
 	cluster, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.SeedTopics(1, "outcomes"))
 	require.NoError(t, err)
 	defer cluster.Close()
-	p, err := sarama.NewSyncProducer(cluster.ListenAddrs(), ProducerConfig(sarama.V3_6_0_0))
-	require.NoError(t, err)
-	defer p.Close()
-	var s testsuite.WorkflowTestSuite
-	env := s.NewTestActivityEnvironment()
-	env.RegisterActivity(&Publisher{Producer: p})
+	env := publishEnv(t, cluster)
 	for _, key := range []string{"", "k"} {
 		_, err := env.ExecuteActivity("Publish", Outcome{Topic: "outcomes", Key: key, Type: "DailyReport", Value: []byte(`{}`)})
 		require.NoError(t, err)
@@ -117,4 +107,17 @@ func TestAnOutcomeTheTopicRefusesFailsWithoutRetries(t *testing.T) {
 	assert.True(t, appErr.NonRetryable())
 	assert.Equal(t, "InvalidOutcome", appErr.Type())
 	assert.Contains(t, err.Error(), "set Outcome.Key")
+}
+
+// publishEnv is an activity environment with a Publisher producing to
+// cluster.
+func publishEnv(t *testing.T, cluster *kfake.Cluster) *testsuite.TestActivityEnvironment {
+	t.Helper()
+	p, err := sarama.NewSyncProducer(cluster.ListenAddrs(), ProducerConfig(sarama.V3_6_0_0))
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = p.Close() })
+	var s testsuite.WorkflowTestSuite
+	env := s.NewTestActivityEnvironment()
+	env.RegisterActivity(&Publisher{Producer: p})
+	return env
 }

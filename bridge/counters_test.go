@@ -8,7 +8,6 @@ import (
 
 	"github.com/IBM/sarama"
 	"github.com/stretchr/testify/assert"
-	"github.com/stretchr/testify/require"
 	"go.temporal.io/api/serviceerror"
 
 	"github.com/sagabridge/sagabridge/config"
@@ -176,13 +175,7 @@ func TestANewRunWhoseAnswerWasLostCountsEachRecordOnce(t *testing.T) {
 	memo := event.NewWatermarks()
 	memo.Admit(event.Position{Topic: "orders", Partition: 0, Offset: 0})
 	tc := &lostNewRunAnswer{memo: memo}
-	b, err := New(config.Config{
-		Kafka: config.Kafka{Brokers: []string{"b:9092"}, Group: "g"},
-		Dispatch: config.Dispatch{RetryInitial: time.Millisecond, RetryMax: 5 * time.Millisecond, DrainTimeout: 50 * time.Millisecond,
-			OnClosedWorkflow: config.OnClosedNewRun},
-		Routes: []config.Route{{Topic: "orders", TypeHeader: "event-type", WorkflowType: "O", WorkflowID: "order-{key}", TaskQueue: "q"}},
-	}, Deps{Temporal: tc, DeadLetters: &fakeDLQ{}, Logger: quiet()})
-	require.NoError(t, err)
+	b := newRunBridge(t, tc)
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	s := consume(t, b, ctx, msg(0, "a", `{}`), msg(1, "a", `{}`))
@@ -196,13 +189,7 @@ func TestANewRunWhoseAnswerWasLostCountsEachRecordOnce(t *testing.T) {
 // an ordinary call to the new run, does not ask again).
 func TestANewRunOfAMemolessWorkflowWhoseAnswerWasLostIsCounted(t *testing.T) {
 	tc := &lostNewRunAnswer{}
-	b, err := New(config.Config{
-		Kafka: config.Kafka{Brokers: []string{"b:9092"}, Group: "g"},
-		Dispatch: config.Dispatch{RetryInitial: time.Millisecond, RetryMax: 5 * time.Millisecond, DrainTimeout: 50 * time.Millisecond,
-			OnClosedWorkflow: config.OnClosedNewRun},
-		Routes: []config.Route{{Topic: "orders", TypeHeader: "event-type", WorkflowType: "O", WorkflowID: "order-{key}", TaskQueue: "q"}},
-	}, Deps{Temporal: tc, DeadLetters: &fakeDLQ{}, Logger: quiet()})
-	require.NoError(t, err)
+	b := newRunBridge(t, tc)
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	s := consume(t, b, ctx, msg(0, "a", `{}`), msg(1, "a", `{}`))

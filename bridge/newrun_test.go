@@ -58,13 +58,7 @@ func (l *lostStartTemporal) ClosedWatermarks(context.Context, string) (event.Wat
 // run's watermarks, which applied the record a second time.)
 func TestANewRunWhoseAnswerWasLostIsNotStartedAgain(t *testing.T) {
 	tc := &lostStartTemporal{memo: event.NewWatermarks()} // run 1 closed, having applied nothing of these
-	b, err := New(config.Config{
-		Kafka: config.Kafka{Brokers: []string{"b:9092"}, Group: "g"},
-		Dispatch: config.Dispatch{RetryInitial: time.Millisecond, RetryMax: 5 * time.Millisecond, DrainTimeout: 50 * time.Millisecond,
-			OnClosedWorkflow: config.OnClosedNewRun},
-		Routes: []config.Route{{Topic: "orders", TypeHeader: "event-type", WorkflowType: "O", WorkflowID: "order-{key}", TaskQueue: "q"}},
-	}, Deps{Temporal: tc, DeadLetters: &fakeDLQ{}, Logger: quiet()})
-	require.NoError(t, err)
+	b := newRunBridge(t, tc)
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	s := consume(t, b, ctx, msg(0, "a", `{}`))
@@ -73,4 +67,18 @@ func TestANewRunWhoseAnswerWasLostIsNotStartedAgain(t *testing.T) {
 	defer tc.mu.Unlock()
 	assert.Equal(t, 1, tc.runs, "runs started")
 	assert.Equal(t, []int64{0}, tc.applied, "the record is applied once")
+}
+
+// newRunBridge is a bridge of the orders route on tc with the new_run
+// closed-workflow policy and fast retries.
+func newRunBridge(t *testing.T, tc Temporal) *Bridge {
+	t.Helper()
+	b, err := New(config.Config{
+		Kafka: config.Kafka{Brokers: []string{"b:9092"}, Group: "g"},
+		Dispatch: config.Dispatch{RetryInitial: time.Millisecond, RetryMax: 5 * time.Millisecond, DrainTimeout: 50 * time.Millisecond,
+			OnClosedWorkflow: config.OnClosedNewRun},
+		Routes: []config.Route{{Topic: "orders", TypeHeader: "event-type", WorkflowType: "O", WorkflowID: "order-{key}", TaskQueue: "q"}},
+	}, Deps{Temporal: tc, DeadLetters: &fakeDLQ{}, Logger: quiet()})
+	require.NoError(t, err)
+	return b
 }

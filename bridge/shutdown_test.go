@@ -181,22 +181,7 @@ func TestOnePartitionsListOffsetsErrorLeavesTheOthersRead(t *testing.T) {
 // what is left to deliver once the committed offset has not moved between
 // two reads. (The lag stayed 1 for ever.)
 func TestTheGroupLagOfATransactionalTopicAtRestIsZero(t *testing.T) {
-	cluster, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.SeedTopics(1, "orders"))
-	require.NoError(t, err)
-	t.Cleanup(cluster.Close)
-	prod := txntest.RealProducer(t, cluster.ListenAddrs(), "app")
-	txn := func(commit bool, values ...string) {
-		require.NoError(t, prod.BeginTxn())
-		for _, v := range values {
-			_, _, err := prod.SendMessage(&sarama.ProducerMessage{Topic: "orders", Value: sarama.StringEncoder(v)})
-			require.NoError(t, err)
-		}
-		if commit {
-			require.NoError(t, prod.CommitTxn())
-		} else {
-			require.NoError(t, prod.AbortTxn())
-		}
-	}
+	cluster, prod, txn := transactionalOrders(t)
 	txn(true, "a", "b", "c") // 0-2, marker 3
 	txn(false, "x", "y")     // 4-5 aborted, marker 6
 	b, client := groupOffsetsBridge(t, cluster)
@@ -223,22 +208,7 @@ func TestTheGroupLagOfATransactionalTopicAtRestIsZero(t *testing.T) {
 // commit marker (and aborted records) that no read_committed consumer
 // delivers. (sagabridge_consumer_lag stayed 1 at rest for ever.)
 func TestTheConsumerLagOfATransactionalTopicReadToItsEndIsZero(t *testing.T) {
-	cluster, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.SeedTopics(1, "orders"))
-	require.NoError(t, err)
-	t.Cleanup(cluster.Close)
-	prod := txntest.RealProducer(t, cluster.ListenAddrs(), "app")
-	txn := func(commit bool, values ...string) {
-		require.NoError(t, prod.BeginTxn())
-		for _, v := range values {
-			_, _, err := prod.SendMessage(&sarama.ProducerMessage{Topic: "orders", Value: sarama.StringEncoder(v)})
-			require.NoError(t, err)
-		}
-		if commit {
-			require.NoError(t, prod.CommitTxn())
-		} else {
-			require.NoError(t, prod.AbortTxn())
-		}
-	}
+	cluster, prod, txn := transactionalOrders(t)
 	txn(true, "a", "b", "c") // 0-2, marker 3
 	txn(false, "x")          // 4 aborted, marker 5
 	b, client := groupOffsetsBridge(t, cluster)
@@ -260,6 +230,29 @@ func TestTheConsumerLagOfATransactionalTopicReadToItsEndIsZero(t *testing.T) {
 	b.readLogEnds()
 	lag, _ = f.lag()
 	assert.Equal(t, int64(5), lag, "a record to deliver: the lag by offsets")
+}
+
+// transactionalOrders starts a cluster with the topic orders and a
+// transactional producer to it; txn writes values in one transaction and
+// commits or aborts it.
+func transactionalOrders(t *testing.T) (cluster *kfake.Cluster, prod sarama.SyncProducer, txn func(commit bool, values ...string)) {
+	t.Helper()
+	cluster, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.SeedTopics(1, "orders"))
+	require.NoError(t, err)
+	t.Cleanup(cluster.Close)
+	prod = txntest.RealProducer(t, cluster.ListenAddrs(), "app")
+	return cluster, prod, func(commit bool, values ...string) {
+		require.NoError(t, prod.BeginTxn())
+		for _, v := range values {
+			_, _, err := prod.SendMessage(&sarama.ProducerMessage{Topic: "orders", Value: sarama.StringEncoder(v)})
+			require.NoError(t, err)
+		}
+		if commit {
+			require.NoError(t, prod.CommitTxn())
+		} else {
+			require.NoError(t, prod.AbortTxn())
+		}
+	}
 }
 
 // commitGroupOffset commits offset for group on topic/partition from

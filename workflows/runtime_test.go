@@ -807,15 +807,7 @@ func TestLateRecordsForANewRunStayWithinMaxCarryBytes(t *testing.T) {
 		en.MaxCarryBytes = limit
 		en.Finish = func(c *Ctx[cart]) error { return workflow.Sleep(c, 10*time.Second) }
 	}))
-	ct.at(func() {
-		ct.env.SignalWorkflow(event.DefaultSignal, event.Batch{Events: []event.Envelope{reserve(1, "a"), pay(2, true)}, OnClosed: "new_run"})
-	})
-	big := strings.Repeat("x", 1000)
-	var late []event.Envelope
-	for i := int64(3); i < 23; i++ {
-		late = append(late, reserve(i, big))
-	}
-	ct.at(func() { ct.env.SignalWorkflow(event.DefaultSignal, event.Batch{Events: late, OnClosed: "new_run"}) })
+	late := signalLateOverflow(ct)
 	next, err := ct.run(nil)
 	var can *workflow.ContinueAsNewError
 	require.ErrorAs(t, err, &can, "a new run applies the late records that fit")
@@ -899,15 +891,7 @@ func TestAPreviousRunErrorFitsMaxCarryBytes(t *testing.T) {
 			return errors.New(strings.Repeat("\x01", 1000)) // 6 bytes each in JSON
 		}
 	}))
-	ct.at(func() {
-		ct.env.SignalWorkflow(event.DefaultSignal, event.Batch{Events: []event.Envelope{reserve(1, "a"), pay(2, true)}, OnClosed: "new_run"})
-	})
-	big := strings.Repeat("x", 1000)
-	var late []event.Envelope
-	for i := int64(3); i < 23; i++ {
-		late = append(late, reserve(i, big))
-	}
-	ct.at(func() { ct.env.SignalWorkflow(event.DefaultSignal, event.Batch{Events: late, OnClosed: "new_run"}) })
+	signalLateOverflow(ct)
 	next, err := ct.run(nil)
 	var can *workflow.ContinueAsNewError
 	require.ErrorAs(t, err, &can)
@@ -954,4 +938,20 @@ func TestARedeliveryTakesOverTheUntaggedWatermarkInAWorkflow(t *testing.T) {
 	require.NoError(t, err)
 	assert.Equal(t, int64(2), applied["carts/0@A"], "the redelivery took the watermark over")
 	assert.Equal(t, int64(0), applied["carts/0@B"], "the recreated topic's record 0 was applied")
+}
+
+// signalLateOverflow pays ct's cart (final status) under the new_run
+// policy, then signals 20 records of about 1 KB that arrive after it: more
+// than a new run's input of 4,000 bytes holds. It returns them.
+func signalLateOverflow(ct *cartTest) []event.Envelope {
+	ct.at(func() {
+		ct.env.SignalWorkflow(event.DefaultSignal, event.Batch{Events: []event.Envelope{reserve(1, "a"), pay(2, true)}, OnClosed: "new_run"})
+	})
+	big := strings.Repeat("x", 1000)
+	var late []event.Envelope
+	for i := int64(3); i < 23; i++ {
+		late = append(late, reserve(i, big))
+	}
+	ct.at(func() { ct.env.SignalWorkflow(event.DefaultSignal, event.Batch{Events: late, OnClosed: "new_run"}) })
+	return late
 }
