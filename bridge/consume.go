@@ -9,7 +9,6 @@ import (
 	"time"
 
 	"github.com/IBM/sarama"
-	"github.com/sagabridge/sagabridge/internal/committed"
 )
 
 // claimHandler delivers each claimed partition in offset order.
@@ -333,17 +332,15 @@ type settledRange struct {
 // at rest for ever. Lags over settledMaxLag are not asked about.
 func (f *flow) settle(client sarama.Client, end int64) {
 	pos, ok := f.tracker.position()
-	if !ok || f.tracker.pending() > 0 || pos >= end || end-pos > settledMaxLag {
+	if !ok || f.tracker.pending() > 0 || pos >= end {
 		return
 	}
 	if s := f.settled.Load(); s != nil && s.from == pos && s.end == end {
 		return // asked already
 	}
-	settled, err := committed.Settled(client, f.topic, f.partition, pos, end, settledFetchBytes)
-	if err != nil {
-		return // asked again at the next read
+	if settled, asked := askSettled(client, f.topic, f.partition, pos, end); asked {
+		f.settled.Store(&settledRange{from: pos, end: end, settled: settled})
 	}
-	f.settled.Store(&settledRange{from: pos, end: end, settled: settled})
 }
 
 // detach copies m's key, value and headers out of the fetch response

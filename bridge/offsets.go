@@ -268,12 +268,20 @@ func settled(client sarama.Client, p, was partitionOffsets) (settled, asked bool
 	case was.asked && was.end == p.end:
 		return was.settled, true
 	}
-	if p.end-p.committed > settledMaxLag {
-		return false, false // a backlog, not a few markers: not asked, the lag stands
+	return askSettled(client, p.topic, p.partition, p.committed, p.end)
+}
+
+// askSettled asks topic/partition's leader whether [from, end) holds
+// nothing a read_committed consumer delivers. asked is false when it was
+// not asked (a lag over settledMaxLag: a backlog, not a few markers; the
+// lag stands) or the answer could not be read (asked again next time).
+func askSettled(client sarama.Client, topic string, partition int32, from, end int64) (settled, asked bool) {
+	if end-from > settledMaxLag {
+		return false, false
 	}
-	ok, err := committed.Settled(client, p.topic, p.partition, p.committed, p.end, settledFetchBytes)
+	ok, err := committed.Settled(client, topic, partition, from, end, settledFetchBytes)
 	if err != nil {
-		return false, false // asked again at the next read
+		return false, false
 	}
 	return ok, true
 }
