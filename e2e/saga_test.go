@@ -1,6 +1,7 @@
 package e2e
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
 	"os/exec"
@@ -13,6 +14,7 @@ import (
 	"github.com/IBM/sarama"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+	"go.temporal.io/sdk/temporal"
 
 	"github.com/sagabridge/sagabridge/activities"
 	"github.com/sagabridge/sagabridge/dlq"
@@ -424,4 +426,39 @@ func TestCancelAnOpenOrderWithAnUpdateThroughTheTemporalCLI(t *testing.T) {
 	require.Eventually(t, func() bool {
 		return slices.Equal([]string{saga.WorkflowID(o.ID)}, listByStatus(t, saga.WorkflowID(e.id+"-"), saga.StatusCancelled))
 	}, 30*time.Second, 250*time.Millisecond)
+}
+
+// A request to cancel an order (temporal workflow cancel) that comes while
+// its payment is captured waits for the capture to land, then refunds it
+// and releases the stock: the order ends cancelled with nothing charged.
+// (The SDK gave up on the capture at once: the refund ran before it landed,
+// and the customer stayed charged on an order that ended compensated.)
+func TestACancelWhileChargingRefundsTheChargeAfterItLands(t *testing.T) {
+	e := newEnv(t, 1)
+	id := e.id + "-slow"
+	placed, err := json.Marshal(saga.OrderPlacedEvent{Items: []saga.Item{{SKU: "A", Qty: 1}}, AmountCents: 100, Country: "DE"})
+	require.NoError(t, err)
+	paid, err := json.Marshal(saga.PaymentAuthorizedEvent{PaymentID: "pay-" + id, Card: saga.CardSlow})
+	require.NoError(t, err)
+	e.produce([]saga.Order{{ID: id, Events: []saga.Event{{Type: saga.OrderPlaced, Value: placed}, {Type: saga.PaymentAuthorized, Value: paid}}}})
+	_, stop := e.runBridge(e.topic)
+	defer stop()
+
+	require.Eventually(t, func() bool { return e.acts.Ledger.Capturing(id) }, 60*time.Second, 10*time.Millisecond, "the capture never started")
+	out, err := temporalCLI(t, "workflow", "cancel", "--workflow-id", saga.WorkflowID(id))
+	require.NoError(t, err, "temporal workflow cancel: %s", out)
+
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	err = e.tc.GetWorkflow(ctx, saga.WorkflowID(id), "").Get(ctx, nil)
+	var canceled *temporal.CanceledError
+	require.ErrorAs(t, err, &canceled, "the order's workflow reports itself cancelled")
+	require.Eventually(t, func() bool { _, n := e.acts.Ledger.Charged(id); return n == 1 }, 30*time.Second, 10*time.Millisecond, "the capture never landed")
+	cents, _ := e.acts.Ledger.Charged(id)
+	assert.Zero(t, cents, "the customer stays charged on a cancelled order")
+	assert.Zero(t, e.acts.Ledger.Held(id, "A"))
+	st, err := queryState(t, id)
+	require.NoError(t, err)
+	assert.Equal(t, saga.StatusCancelled, st.Status)
+	assert.Equal(t, []string{"RefundPayment", "ReleaseInventory:A"}, compensationNames(st.Compensations))
 }

@@ -29,6 +29,14 @@
 // final: any later step, status change or timeout on that Ctx is refused
 // and reported in the state's rejected list, naming the call.
 //
+// A step that failed other than by the service's refusal (Refused) may
+// have gone through with its answer lost: register its undo before failing
+// (Ctx.Compensate). Run a step whose undo is registered on
+// Ctx.UndoableStep, so that a request to cancel the workflow waits for the
+// attempt in flight before the undo runs, and one that cannot be undone
+// (a shipment) on Ctx.IrrevocableStep; after a step, return nil when
+// Ctx.CancelRequested, and the runtime compensates the saga as cancelled.
+//
 // # Records that come before their precondition
 //
 // Kafka orders records per partition only, so a PaymentMethodAdded can

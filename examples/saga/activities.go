@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"sync"
+	"time"
 
 	"go.temporal.io/sdk/activity"
 	"go.temporal.io/sdk/temporal"
@@ -51,6 +52,11 @@ type Ledger struct {
 	reserved map[string]int   // order/sku → units held
 	charged  map[string]int64 // order → cents captured
 	shipped  map[string]bool
+	// captures counts the captures that landed per order (a refund does
+	// not undo the count); capturing marks an order whose slow capture
+	// runs.
+	captures  map[string]int
+	capturing map[string]bool
 	// done holds the reservations and releases made, by the activity
 	// that made them: a retry of one (its answer lost) changes nothing.
 	done map[string]bool
@@ -59,7 +65,7 @@ type Ledger struct {
 // NewActivities returns services with nothing reserved, charged or shipped.
 func NewActivities() *Activities {
 	return &Activities{Ledger: &Ledger{reserved: map[string]int{}, charged: map[string]int64{}, shipped: map[string]bool{},
-		done: map[string]bool{}}}
+		captures: map[string]int{}, capturing: map[string]bool{}, done: map[string]bool{}}}
 }
 
 // once reports whether the calling activity has not yet changed the
@@ -106,15 +112,30 @@ func (a *Activities) ReleaseInventory(ctx context.Context, in ReserveInput) erro
 	return nil
 }
 
+// CardSlow is a card whose capture takes SlowCapture, and lands even when
+// the workflow gives up on it meanwhile, as a real provider's would.
+const CardSlow = "slow"
+
+// SlowCapture is how long the capture of CardSlow takes.
+const SlowCapture = 2 * time.Second
+
 // ChargePayment captures the order's amount.
 func (a *Activities) ChargePayment(ctx context.Context, in ChargeInput) error {
 	if in.Card == "declined" {
 		return temporal.NewNonRetryableApplicationError(fmt.Sprintf("card declined for payment %s", in.PaymentID), ErrCardDeclined, nil)
 	}
 	l := a.Ledger
+	if in.Card == CardSlow {
+		l.mu.Lock()
+		l.capturing[in.OrderID] = true
+		l.mu.Unlock()
+		time.Sleep(SlowCapture) // the provider does not stop when asked to
+	}
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	l.charged[in.OrderID] = in.AmountCents
+	l.captures[in.OrderID]++
+	delete(l.capturing, in.OrderID)
 	return nil
 }
 
@@ -144,4 +165,19 @@ func (l *Ledger) Held(orderID, sku string) int {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	return l.reserved[orderID+"/"+sku]
+}
+
+// Charged returns the cents captured and not refunded for an order, and
+// how many captures landed for it.
+func (l *Ledger) Charged(orderID string) (cents int64, captures int) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.charged[orderID], l.captures[orderID]
+}
+
+// Capturing reports whether a slow capture (CardSlow) runs for an order.
+func (l *Ledger) Capturing(orderID string) bool {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.capturing[orderID]
 }

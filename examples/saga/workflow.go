@@ -116,7 +116,7 @@ func placeOrder(c *workflows.Ctx[OrderData], p OrderPlacedEvent) error {
 	c.State.AmountCents, c.State.Country = p.AmountCents, p.Country
 	c.SetStatus(StatusOpen)
 	for _, it := range p.Items {
-		if err := reserve(c, it); err != nil || cancelled(c) {
+		if err := reserve(c, it); err != nil || c.CancelRequested() {
 			return err
 		}
 	}
@@ -143,20 +143,20 @@ func addItem(c *workflows.Ctx[OrderData], p ItemAddedEvent) error {
 // returns at once. A reservation that failed other than by the service's
 // refusal may have reserved (an attempt whose answer was lost), so its
 // release is registered too; releasing what is not held is harmless. When
-// the workflow was cancelled it returns nil: the handler returns, and the
-// runtime compensates the order as cancelled (cancelled).
+// the workflow was asked to cancel it returns nil: the handler returns,
+// and the runtime compensates the order as cancelled (Ctx.CancelRequested).
 func reserve(c *workflows.Ctx[OrderData], it Item) error {
 	var a *Activities
 	in := ReserveInput{OrderID: c.Key(), Item: it}
 	release := workflows.UndoActivity("ReleaseInventory:"+it.SKU, a.ReleaseInventory, in)
-	if err := workflow.ExecuteActivity(stepContext(c), a.ReserveInventory, in).Get(c, nil); err != nil {
+	if err := workflow.ExecuteActivity(c.UndoableStep(), a.ReserveInventory, in).Get(c, nil); err != nil {
 		// Orders whose reservation failed before this change released
 		// only what was reserved; GetVersion keeps their histories
 		// replaying (asked only when one fails).
-		if !refused(err) && workflow.GetVersion(c, "release-unknown-reservation", workflow.DefaultVersion, 1) >= 1 {
+		if !workflows.Refused(err) && workflow.GetVersion(c, "release-unknown-reservation", workflow.DefaultVersion, 1) >= 1 {
 			c.Compensate(release)
 		}
-		if cancelled(c) {
+		if c.CancelRequested() {
 			return nil
 		}
 		return c.Fail(StatusCompensated, err)
@@ -164,37 +164,6 @@ func reserve(c *workflows.Ctx[OrderData], it Item) error {
 	c.State.Items = append(c.State.Items, it)
 	c.Completed("ReserveInventory:"+it.SKU, release)
 	return nil
-}
-
-// refused reports whether err is a service's business refusal (a
-// non-retryable application error such as OutOfStock): the service did
-// nothing.
-func refused(err error) bool {
-	var app *temporal.ApplicationError
-	return errors.As(err, &app) && app.NonRetryable()
-}
-
-// cancelWaitsChange is the workflow.GetVersion change ID that guards how a
-// request to cancel meets a step in flight (stepContext, cancelled, ship).
-const cancelWaitsChange = "cancel-waits-for-step"
-
-// stepContext is the context of a step that can be undone: a request to
-// cancel waits for the attempt in flight to end before the saga
-// compensates, so an undo never runs before the step it undoes has landed.
-// (By default the SDK gives up on the activity at once, and the undo could
-// run while the step was still going through.)
-func stepContext(c *workflows.Ctx[OrderData]) workflow.Context {
-	if workflow.GetVersion(c, cancelWaitsChange, workflow.DefaultVersion, 1) < 1 {
-		return c // orders that ran before this change
-	}
-	return workflow.WithWaitForCancellation(c.Context, true)
-}
-
-// cancelled reports whether the workflow was asked to cancel while the
-// handler ran. The handler then returns nil at once: the runtime handles
-// the request after it, compensating the order as cancelled.
-func cancelled(c *workflows.Ctx[OrderData]) bool {
-	return c.Err() != nil && workflow.GetVersion(c, cancelWaitsChange, workflow.DefaultVersion, 1) >= 1
 }
 
 // chargeAndShip captures the payment, registers its refund, then ships.
@@ -215,8 +184,8 @@ func chargeAndShip(c *workflows.Ctx[OrderData], p PaymentAuthorizedEvent) error 
 	if before {
 		c.Compensate(refund)
 	}
-	err := workflow.ExecuteActivity(stepContext(c), a.ChargePayment, charge).Get(c, nil)
-	if cancelled(c) {
+	err := workflow.ExecuteActivity(c.UndoableStep(), a.ChargePayment, charge).Get(c, nil)
+	if c.CancelRequested() {
 		return nil // the refund is registered: the runtime refunds whatever landed
 	}
 	if err != nil {
@@ -234,11 +203,7 @@ func chargeAndShip(c *workflows.Ctx[OrderData], p PaymentAuthorizedEvent) error 
 	// "undeliverable" (non-retryable) compensates the order. A request to
 	// cancel cannot stop it either: it runs on a context the request does
 	// not reach, the order completes, and the request comes too late.
-	shipCtx := workflow.Context(c)
-	if workflow.GetVersion(c, cancelWaitsChange, workflow.DefaultVersion, 1) >= 1 {
-		shipCtx, _ = workflow.NewDisconnectedContext(c.Context)
-	}
-	shipCtx = workflow.WithActivityOptions(shipCtx, workflow.ActivityOptions{StartToCloseTimeout: 10 * time.Second, RetryPolicy: untilDone})
+	shipCtx := workflow.WithActivityOptions(c.IrrevocableStep(), workflow.ActivityOptions{StartToCloseTimeout: 10 * time.Second, RetryPolicy: untilDone})
 	if err := workflow.ExecuteActivity(shipCtx, a.ShipOrder, ship).Get(shipCtx, nil); err != nil {
 		return c.Fail(StatusCompensated, err)
 	}

@@ -73,11 +73,26 @@ func requested(c *workflows.Ctx[Signup], e SignupRequestedEvent) error {
 	c.State.Email, c.State.Plan, c.State.PriceCents = e.Email, e.Plan, price
 	var a *Activities
 	in := AccountInput{UserID: c.Key(), Email: e.Email}
+	closeAccount := workflows.UndoActivity("CloseAccount", a.CloseAccount, in)
 	c.Begin(StepCreateAccount)
-	if err := workflow.ExecuteActivity(c, a.CreateAccount, in).Get(c, &c.State.AccountID); err != nil {
+	if err := workflow.ExecuteActivity(c.UndoableStep(), a.CreateAccount, in).Get(c, &c.State.AccountID); err != nil {
+		// A creation that failed other than by the service's refusal may
+		// have created the account (an attempt whose answer was lost), so
+		// it is closed too; closing none is harmless. Signups whose
+		// creation failed before this change did not; GetVersion keeps
+		// their histories replaying (asked only when one fails).
+		if !workflows.Refused(err) && workflow.GetVersion(c, "signup.close-unknown-account", workflow.DefaultVersion, 1) >= 1 {
+			c.Compensate(closeAccount)
+		}
+		if c.CancelRequested() {
+			return nil // the runtime compensates, the signup ends cancelled
+		}
 		return c.Fail(StatusFailed, err)
 	}
-	c.Completed(StepCreateAccount, workflows.UndoActivity("CloseAccount", a.CloseAccount, in))
+	c.Completed(StepCreateAccount, closeAccount)
+	if c.CancelRequested() {
+		return nil
+	}
 	c.SetStatus(StatusTrial)
 	return c.StartTimeout(TimeoutTrial, TrialPeriod)
 }
@@ -127,7 +142,15 @@ func endTrial(c *workflows.Ctx[Signup]) error {
 	if v >= 1 {
 		c.Compensate(refund)
 	}
-	if err := workflow.ExecuteActivity(c, a.ChargeFirstMonth, charge).Get(c, &c.State.ChargeID); err != nil {
+	chargeCtx := workflow.Context(c)
+	if v >= 1 {
+		chargeCtx = c.UndoableStep() // a request to cancel waits for the charge to land before refunding it
+	}
+	err := workflow.ExecuteActivity(chargeCtx, a.ChargeFirstMonth, charge).Get(c, &c.State.ChargeID)
+	if v >= 1 && c.CancelRequested() {
+		return nil // the refund is registered: the runtime refunds whatever landed, closes the account
+	}
+	if err != nil {
 		return c.Fail(StatusFailed, err) // refunds (if registered), closes the account; return at once: Fail is final
 	}
 	if v >= 1 {
@@ -138,9 +161,11 @@ func endTrial(c *workflows.Ctx[Signup]) error {
 	c.Begin(StepActivate)
 	activate := workflow.Context(c)
 	if v >= 1 {
-		activate = workflow.WithActivityOptions(c, workflow.ActivityOptions{StartToCloseTimeout: 10 * time.Second, RetryPolicy: untilDone()})
+		// A request to cancel cannot stop an activation begun either: the
+		// subscription becomes active, and the request comes too late.
+		activate = workflow.WithActivityOptions(c.IrrevocableStep(), workflow.ActivityOptions{StartToCloseTimeout: 10 * time.Second, RetryPolicy: untilDone()})
 	}
-	if err := workflow.ExecuteActivity(activate, a.ActivateSubscription, ActivateInput{UserID: c.Key(), Plan: c.State.Plan}).Get(c, nil); err != nil {
+	if err := workflow.ExecuteActivity(activate, a.ActivateSubscription, ActivateInput{UserID: c.Key(), Plan: c.State.Plan}).Get(activate, nil); err != nil {
 		return c.Fail(StatusFailed, err) // refunds, then closes the account
 	}
 	c.Completed(StepActivate)
