@@ -10,12 +10,14 @@ import (
 
 	"github.com/IBM/sarama"
 	enumspb "go.temporal.io/api/enums/v1"
+	"go.temporal.io/sdk/activity"
 	"go.temporal.io/sdk/client"
 	"go.temporal.io/sdk/converter"
 	sdklog "go.temporal.io/sdk/log"
 	"go.temporal.io/sdk/worker"
 	"go.temporal.io/sdk/workflow"
 
+	"github.com/sagabridge/sagabridge/activities"
 	"github.com/sagabridge/sagabridge/config"
 	"github.com/sagabridge/sagabridge/dlq"
 	"github.com/sagabridge/sagabridge/internal/cli"
@@ -39,8 +41,12 @@ type Worker struct {
 	SearchAttributes map[string]enumspb.IndexedValueType
 	// Kafka connects the worker to Kafka for activities that write to it
 	// (activities.Publisher, activities.DeadLetterer): -kafka-brokers (or
-	// -config) becomes required and Deps.Producer is set. Optional, default
-	// false: the worker talks to Temporal only.
+	// -config) becomes required and Deps.Producer is set, and Run registers
+	// activities.DeadLetterer on it after Register (replacing one Register
+	// made), since every Entity workflow may dead-letter a record that
+	// arrives after its final status (dispatch.on_closed_workflow: dlq, the
+	// default). Optional, default false: the worker talks to Temporal
+	// only, and warns at start that its sagas cannot dead-letter.
 	Kafka bool
 	// Register registers the workflows and activities on r. Register each
 	// workflow under the name the bridge route's workflow_type gives
@@ -199,8 +205,12 @@ func run(ctx context.Context, w Worker, s settings, environ []string, log *slog.
 		}
 	}
 	tw := worker.New(c, s.taskQueue, wo)
-	if err := w.Register(tw, deps); err != nil {
-		return fmt.Errorf("register workflows and activities: %w", err)
+	if err := register(tw, w, deps); err != nil {
+		return err
+	}
+	if deps.Producer == nil {
+		log.Warn("the worker has no Kafka producer (Worker.Kafka is false): a record that reaches one of its sagas after the final status cannot be dead-lettered under dispatch.on_closed_workflow: dlq, the default, and is only listed in the saga's rejected records",
+			"activity", activities.DeadLetterActivity)
 	}
 	if err := tw.Start(); err != nil {
 		return fmt.Errorf("start the worker on task queue %s: %w", s.taskQueue, err)
@@ -217,6 +227,23 @@ func run(ctx context.Context, w Worker, s settings, environ []string, log *slog.
 		tw.Stop() // the SDK stops it as well; Stop is idempotent
 		return fmt.Errorf("the worker on task queue %s stopped on a fatal error: %w", s.taskQueue, err)
 	}
+}
+
+// register runs w.Register on r, then, for a worker with Kafka (d has a
+// Producer), registers activities.DeadLetterer on d's producers under
+// activities.DeadLetterActivity, replacing one Register made: the runtime
+// of every Entity workflow calls it for a record that arrives after the
+// saga's final status, and a worker without it leaves such records
+// undead-lettered (retried every minute, then listed as rejected).
+func register(r worker.Registry, w Worker, d Deps) error {
+	if err := w.Register(r, d); err != nil {
+		return fmt.Errorf("register workflows and activities: %w", err)
+	}
+	if d.Producer != nil {
+		dl := &activities.DeadLetterer{Producer: d.Producer, Alone: d.Alone, Suffix: d.DLQ.Suffix, MaxMessageBytes: d.DLQ.MaxMessageBytes}
+		r.RegisterActivityWithOptions(dl.DeadLetter, activity.RegisterOptions{Name: activities.DeadLetterActivity, DisableAlreadyRegisteredCheck: true})
+	}
+	return nil
 }
 
 // kafkaProducer is the producer of Deps: idempotent, acknowledged by all
