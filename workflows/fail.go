@@ -42,9 +42,10 @@ type call struct {
 //		return c.Fail("compensated", err)
 //	}
 //
-// It records err as the last error, runs the pending compensations (newest
-// first, or in parallel; see Entity.Compensation), records their results
-// and sets status. The returned error wraps ErrSagaFailed; the runtime does
+// It records err as the last error, sets status, runs the pending
+// compensations (newest first, or in parallel; see Entity.Compensation;
+// they stay listed as pending until they have all run) and records their
+// results. The returned error wraps ErrSagaFailed; the runtime does
 // not count it as the handler's failure (the record or timeout is not
 // rejected, and an update is answered with the handler's value, as a
 // handler that returns nil).
@@ -65,8 +66,11 @@ func (c *Ctx[S]) Fail(status string, err error) error {
 	c.call.failed = true
 	c.r.c.LastError = Describe(err)
 	c.r.c.CurrentStep = ""
-	c.r.c.Compensations = keepLastSteps(c.r.ctx, append(c.r.c.Compensations, c.r.compensate()...))
+	// The status first: the undos may take hours (retried until done), and
+	// meanwhile the state query shows it, with the undos still listed as
+	// pending (compensate).
 	c.r.c.Status = status
+	c.r.c.Compensations = keepLastSteps(c.r.ctx, append(c.r.c.Compensations, c.r.compensate()...))
 	if err == nil {
 		return fmt.Errorf("%w (status %s)", ErrSagaFailed, status)
 	}

@@ -43,6 +43,9 @@ type runner[S any] struct {
 	// this (stayRecheck records later).
 	stayUntil int
 	cancelled bool // the workflow was asked to cancel
+	// compensating is set while Fail runs the undos: they stay listed as
+	// pending, though the status Fail set may be final.
+	compensating bool
 	// finishErr is the error Finish returned, handed to the new run of the
 	// late records (Snapshot.PreviousRunError).
 	finishErr string
@@ -327,7 +330,7 @@ func (r *runner[S]) snapshot() Snapshot[S] {
 	if c.Compensations == nil {
 		c.Compensations = []CompensationResult{}
 	}
-	if r.succeeded() {
+	if r.succeeded() && !r.compensating {
 		c.PendingCompensations = nil
 	}
 	if r.in != nil {

@@ -133,15 +133,18 @@ func undoOptions(opts workflow.ActivityOptions) workflow.ActivityOptions {
 	return opts
 }
 
-// compensate runs the pending compensations and forgets them.
+// compensate runs the pending compensations and forgets them once they
+// have all run.
 func (r *runner[S]) compensate() []CompensationResult {
 	o := r.en.Compensation
 	opts := undoOptions(o.ActivityOptions)
 	// Disconnected: compensations run even when the workflow is cancelled.
 	dctx, _ := workflow.NewDisconnectedContext(r.ctx)
 	ctx := workflow.WithActivityOptions(dctx, opts)
+	// They stay listed (the state query) until they have all run.
 	undos := r.c.PendingCompensations
-	r.c.PendingCompensations = nil
+	r.compensating = true
+	defer func() { r.compensating = false }()
 	names := make([]string, len(undos))
 	for i, u := range undos {
 		names[i] = u.Name
@@ -163,6 +166,7 @@ func (r *runner[S]) compensate() []CompensationResult {
 		}
 		return res
 	})
+	r.c.PendingCompensations = nil
 	// A skipped one keeps its undo, as a failed one does, so an operator
 	// can run it by hand: its pending compensation is gone.
 	keep, asked := workflow.DefaultVersion, false

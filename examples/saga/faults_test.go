@@ -116,3 +116,45 @@ func TestAReservationRetriedAfterALostAnswerReservesOnce(t *testing.T) {
 	assert.Equal(t, 2, calls, "the reservation was retried")
 	assert.Zero(t, acts.Ledger.Held("42", "A"), "stock held after the order was compensated")
 }
+
+// While the undos run (here a refund retried while the payment service is
+// down), the state query shows the status Fail set and the undos still to
+// finish. (It showed the order "open", awaiting payment, with nothing
+// pending and nothing compensated, for as long as the refund failed.)
+func TestTheStateQueryShowsCompensationsWhileTheyRun(t *testing.T) {
+	acts := NewActivities()
+	env := newEnv(acts)
+	failures := 0
+	env.OnActivity(acts.RefundPayment, mock.Anything, mock.Anything).Return(func(ctx context.Context, in ChargeInput) error {
+		if failures++; failures <= 8 {
+			return errors.New("payment service unavailable")
+		}
+		return acts.RefundPayment(ctx, in)
+	})
+	env.RegisterDelayedCallback(func() {
+		env.SignalWorkflow(Signal, event.Batch{Events: []event.Envelope{
+			envelope(1, OrderPlaced, `{"items":[{"sku":"A","qty":1}],"amount_cents":100,"country":"XX"}`),
+			envelope(2, PaymentAuthorized, `{"payment_id":"p","card":"visa"}`),
+		}})
+	}, time.Second)
+	var mid State
+	env.RegisterDelayedCallback(func() {
+		v, err := env.QueryWorkflow(QueryState)
+		require.NoError(t, err)
+		require.NoError(t, v.Get(&mid))
+	}, 20*time.Second)
+	env.ExecuteWorkflow(WorkflowType)
+	require.NoError(t, env.GetWorkflowError())
+	require.Less(t, 0, failures)
+	assert.Equal(t, StatusCompensated, mid.Status, "the order is being refunded")
+	assert.Contains(t, mid.LastError, "Undeliverable")
+	var pending []string
+	for _, u := range mid.PendingCompensations {
+		pending = append(pending, u.Name)
+	}
+	assert.Equal(t, []string{"ReleaseInventory:A", "RefundPayment"}, pending, "the undos still to finish")
+	var final State
+	require.NoError(t, env.GetWorkflowResult(&final))
+	assert.Empty(t, final.PendingCompensations)
+	assert.Equal(t, []string{"RefundPayment", "ReleaseInventory:A"}, compensationNames(final))
+}
