@@ -4,6 +4,8 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"math"
+	"strings"
 	"time"
 
 	"go.temporal.io/sdk/temporal"
@@ -113,6 +115,9 @@ func placeOrder(c *workflows.Ctx[OrderData], p OrderPlacedEvent) error {
 	if err := need(c, StatusNew); err != nil {
 		return err
 	}
+	if err := checkAmount(c, OrderPlaced, p.AmountCents, 0, p.Items...); err != nil {
+		return err
+	}
 	c.State.AmountCents, c.State.Country = p.AmountCents, p.Country
 	c.SetStatus(StatusOpen)
 	for _, it := range p.Items {
@@ -134,8 +139,47 @@ func addItem(c *workflows.Ctx[OrderData], p ItemAddedEvent) error {
 	if err := need(c, StatusOpen); err != nil {
 		return err
 	}
+	if err := checkAmount(c, ItemAdded, p.AmountCents, c.State.AmountCents, Item{SKU: p.SKU, Qty: p.Qty}); err != nil {
+		return err
+	}
 	c.State.AmountCents += p.AmountCents
 	return reserve(c, Item{SKU: p.SKU, Qty: p.Qty})
+}
+
+// checkAmount refuses an event of type typ whose amount is negative or
+// would overflow the order's total, or whose lines have no SKU or a
+// quantity below 1: a negative amount would lower what is charged, and a
+// negative quantity would hold negative stock. The handler returns the
+// error, so the record is rejected (listed with the reason) and changes
+// nothing. Orders that took such an event before this check reserved it;
+// GetVersion keeps their histories replaying (asked only for a bad event).
+func checkAmount(c *workflows.Ctx[OrderData], typ string, amount, total int64, items ...Item) error {
+	var problem string
+	switch {
+	case amount < 0:
+		problem = fmt.Sprintf("amount_cents is %d: it must not be negative", amount)
+	case amount > math.MaxInt64-total:
+		problem = fmt.Sprintf("amount_cents %d would take the order's total past %d", amount, int64(math.MaxInt64))
+	}
+	for i, it := range items {
+		if problem != "" {
+			break
+		}
+		field := "sku"
+		if typ == OrderPlaced {
+			field = fmt.Sprintf("items[%d].sku", i)
+		}
+		switch {
+		case it.SKU == "":
+			problem = field + " is empty"
+		case it.Qty < 1:
+			problem = fmt.Sprintf("%s is %d: it must be at least 1", strings.TrimSuffix(field, "sku")+"qty", it.Qty)
+		}
+	}
+	if problem == "" || workflow.GetVersion(c, "check-amounts", workflow.DefaultVersion, 1) < 1 {
+		return nil
+	}
+	return fmt.Errorf("%s: %s", typ, problem)
 }
 
 // reserve holds stock for it and registers its release; on failure it

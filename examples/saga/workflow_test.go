@@ -323,3 +323,35 @@ func TestAChargeThatWentThroughAndTimedOutIsRefunded(t *testing.T) {
 	defer acts.Ledger.mu.Unlock()
 	assert.Empty(t, acts.Ledger.charged, "the lost charge was refunded")
 }
+
+// An event with a negative amount, a quantity below 1 or no SKU is
+// rejected, naming the field, and changes nothing. (A negative amount
+// lowered what was charged, and a negative quantity held negative stock.)
+func TestEventsWithImpossibleAmountsAreRejected(t *testing.T) {
+	acts := NewActivities()
+	st, _ := run(t, acts, []event.Envelope{
+		envelope(1, OrderPlaced, `{"items":[{"sku":"A","qty":1},{"sku":"B","qty":0}],"amount_cents":100,"country":"DE"}`),
+		envelope(2, OrderPlaced, placed),
+		envelope(3, ItemAdded, `{"sku":"B","qty":-5,"amount_cents":10}`),
+		envelope(4, ItemAdded, `{"sku":"C","qty":1,"amount_cents":-1000}`),
+		envelope(5, ItemAdded, `{"qty":1,"amount_cents":10}`),
+		envelope(6, ItemAdded, `{"sku":"D","qty":1,"amount_cents":9223372036854775807}`),
+		envelope(7, PaymentAuthorized, `{"payment_id":"p","card":"visa"}`),
+	})
+	assert.Equal(t, StatusCompleted, st.Status)
+	var reasons []string
+	for _, r := range st.Rejected {
+		reasons = append(reasons, r.Reason)
+	}
+	assert.Equal(t, []string{
+		"OrderPlaced: items[1].qty is 0: it must be at least 1",
+		"ItemAdded: qty is -5: it must be at least 1",
+		"ItemAdded: amount_cents is -1000: it must not be negative",
+		"ItemAdded: sku is empty",
+		"ItemAdded: amount_cents 9223372036854775807 would take the order's total past 9223372036854775807",
+	}, reasons)
+	assert.Equal(t, int64(100), st.State.AmountCents)
+	cents, _ := acts.Ledger.Charged("42")
+	assert.Equal(t, int64(100), cents)
+	assert.Zero(t, acts.Ledger.Held("42", "B"))
+}
