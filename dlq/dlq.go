@@ -35,7 +35,8 @@ const (
 	HeaderFailedAt   = HeaderPrefix + "failed.at"   // RFC 3339 with nanoseconds, UTC
 	HeaderAttempts   = HeaderPrefix + "attempts"    // delivery attempts made, decimal; absent when unknown
 	// HeaderTimestamp is the original record's timestamp (RFC 3339 with
-	// nanoseconds, UTC), when it had one: the dead letter's own timestamp
+	// nanoseconds, UTC; past year 9999, which RFC 3339 cannot write, Unix
+	// milliseconds in decimal), when it had one: the dead letter's own timestamp
 	// is when it was written (the DLQ's retention counts from then), and
 	// a redrive gives the record its own back.
 	HeaderTimestamp  = HeaderPrefix + "timestamp"
@@ -162,7 +163,7 @@ func (f Failure) Message(suffix string) *sarama.ProducerMessage {
 		add(HeaderAttempts, strconv.Itoa(f.Attempts))
 	}
 	if !f.Timestamp.IsZero() {
-		add(HeaderTimestamp, f.Timestamp.UTC().Format(time.RFC3339Nano))
+		add(HeaderTimestamp, FormatTimestamp(f.Timestamp))
 	}
 	if f.WorkflowID != "" {
 		add(HeaderWorkflowID, f.WorkflowID)
@@ -241,7 +242,7 @@ func Parse(msg *sarama.ConsumerMessage) (Failure, error) {
 		f.FailedAt = t
 	}
 	if v, ok := seen[HeaderTimestamp]; ok {
-		t, err := time.Parse(time.RFC3339Nano, v)
+		t, err := ParseTimestamp(v)
 		if err != nil {
 			errs = append(errs, fmt.Errorf("header %s: %w", HeaderTimestamp, err))
 		}
@@ -378,4 +379,27 @@ func renamed(key string) bool {
 		}
 		key = rest
 	}
+}
+
+// FormatTimestamp writes a record's timestamp as HeaderTimestamp holds it: RFC 3339
+// with nanoseconds in UTC, or, past year 9999 (a producer that wrote
+// microseconds for milliseconds, which the bridge dead-letters), Unix
+// milliseconds in decimal, which ParseTimestamp reads back.
+func FormatTimestamp(t time.Time) string {
+	if t.UTC().Year() > 9999 {
+		return strconv.FormatInt(t.UnixMilli(), 10)
+	}
+	return t.UTC().Format(time.RFC3339Nano)
+}
+
+// ParseTimestamp reads what FormatTimestamp wrote.
+func ParseTimestamp(v string) (time.Time, error) {
+	t, err := time.Parse(time.RFC3339Nano, v)
+	if err == nil {
+		return t, nil
+	}
+	if ms, perr := strconv.ParseInt(v, 10, 64); perr == nil {
+		return time.UnixMilli(ms).UTC(), nil
+	}
+	return t, err
 }

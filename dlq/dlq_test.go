@@ -65,3 +65,26 @@ func TestUnknownAttemptsAreLeftOut(t *testing.T) {
 	require.NoError(t, err)
 	assert.Equal(t, 3, back.Attempts)
 }
+
+// The bridge dead-letters a record whose timestamp is past year 9999 (a
+// producer that wrote microseconds) as poison; its dead letter reads back
+// with that timestamp, and a redrive gives it back. (RFC 3339 has four
+// digits for the year: the dead letter could not be listed, shown or
+// redriven.)
+func TestADeadLetterOfARecordFromPastYear9999ReadsBack(t *testing.T) {
+	ts := time.UnixMilli(1_700_000_000_000_000).UTC() // microseconds taken for milliseconds
+	msg := &sarama.ConsumerMessage{Topic: "orders", Partition: 0, Offset: 5, Key: []byte("k"), Value: []byte(`{}`), Timestamp: ts}
+	f := FromMessage(msg, ClassDecode, errors.New("timestamp past year 9999"), 1, time.Now())
+	e, err := EntryOf(asConsumed(t, f.Message(DefaultSuffix)))
+	require.NoError(t, err)
+	assert.True(t, ts.Equal(e.Failure.Timestamp), "timestamp %s", e.Failure.Timestamp)
+
+	ordinary := time.Date(2026, 12, 7, 10, 0, 0, 123456789, time.UTC)
+	msg.Timestamp = ordinary
+	m := FromMessage(msg, ClassDecode, errors.New("x"), 1, time.Now()).Message(DefaultSuffix)
+	for _, h := range m.Headers {
+		if string(h.Key) == HeaderTimestamp {
+			assert.Equal(t, "2026-12-07T10:00:00.123456789Z", string(h.Value), "an ordinary timestamp is RFC 3339")
+		}
+	}
+}

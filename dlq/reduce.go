@@ -96,6 +96,12 @@ func (f Failure) Reduced() Failure {
 // IsReduced reports whether f is a Reduced form.
 func (f Failure) IsReduced() bool { return f.reduced != "" }
 
+// Dropped says what the Reduced form f dropped (HeaderReduced, e.g.
+// "dropped: value, key beyond 1024 bytes"), and the size in bytes of the
+// value the original record had (HeaderValueSize); "" and 0 for a dead
+// letter that is whole.
+func (f Failure) Dropped() (what string, valueSize int) { return f.reduced, f.valueSize }
+
 // reducedHeaders are the headers that mark a reduced form.
 func (f Failure) reducedHeaders() []sarama.RecordHeader {
 	if f.reduced == "" {

@@ -161,3 +161,46 @@ func TestTheToolWarnsOfACertificateItDoesNotCheck(t *testing.T) {
 	_, _, stderr := runCLI("list", "-config", path, "-topic", "orders.dlq")
 	assert.Contains(t, stderr, "kafka.tls.insecure_skip_verify is on")
 }
+
+// `list -json` of a dead letter written in reduced form says so, and what
+// the value's size was: its null value is not the record's. (It read
+// exactly as the dead letter of a tombstone.) A timestamp past year 9999
+// is listed too. (time.Time's JSON refused it: list -json failed.)
+func TestListJSONMarksAReducedDeadLetterAndTakesAnyTimestamp(t *testing.T) {
+	big := dlq.Failure{Topic: "orders", Offset: 9, Key: []byte("k"), Value: make([]byte, 2<<20), Class: dlq.ClassRejected, Err: "too large",
+		FailedAt: time.Now(), Timestamp: time.UnixMilli(1_700_000_000_000_000)}
+	e, err := dlq.EntryOf(consumed(big.Reduced().Message(dlq.DefaultSuffix)))
+	require.NoError(t, err)
+	data, err := json.Marshal(toJSON("orders.dlq", e))
+	require.NoError(t, err)
+	var m map[string]any
+	require.NoError(t, json.Unmarshal(data, &m))
+	assert.Equal(t, "dropped: value (2097152 bytes)", m["reduced"])
+	assert.Equal(t, float64(2<<20), m["value_size"])
+	assert.Equal(t, "1700000000000000", m["timestamp"])
+	var table strings.Builder
+	writeTable(&table, []dlq.Entry{e})
+	assert.Contains(t, table.String(), "[reduced, dropped: value (2097152 bytes)] too large")
+
+	tomb := dlq.Failure{Topic: "orders", Offset: 10, Key: []byte("k"), Class: dlq.ClassDecode, Err: "x", FailedAt: time.Now()}
+	e, err = dlq.EntryOf(consumed(tomb.Message(dlq.DefaultSuffix)))
+	require.NoError(t, err)
+	data, err = json.Marshal(toJSON("orders.dlq", e))
+	require.NoError(t, err)
+	assert.NotContains(t, string(data), "reduced")
+}
+
+// consumed is m as a consumer reads it back.
+func consumed(m *sarama.ProducerMessage) *sarama.ConsumerMessage {
+	c := &sarama.ConsumerMessage{Topic: m.Topic}
+	if m.Key != nil {
+		c.Key, _ = m.Key.Encode()
+	}
+	if m.Value != nil {
+		c.Value, _ = m.Value.Encode()
+	}
+	for i := range m.Headers {
+		c.Headers = append(c.Headers, &m.Headers[i])
+	}
+	return c
+}

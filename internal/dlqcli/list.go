@@ -72,9 +72,19 @@ func writeTable(w io.Writer, entries []dlq.Entry) {
 		fmt.Fprintf(tw, "%d@%d\t%s/%d@%d\t%s\t%s\t%d\t%d\t%s\t%s\t%s\t%s\n",
 			e.Partition, e.Offset, f.Topic, f.Partition, f.Offset, orDash(string(f.Class)),
 			f.FailedAt.UTC().Format("2006-01-02T15:04:05.000Z"), f.Attempts, e.Redrives,
-			orDash(f.WorkflowID), orDash(f.RunID), orDash(f.ActivityType), orDash(truncate(oneLine(f.Err), errWidth)))
+			orDash(f.WorkflowID), orDash(f.RunID), orDash(f.ActivityType), orDash(truncate(reducedMark(f)+oneLine(f.Err), errWidth)))
 	}
 	_ = tw.Flush()
+}
+
+// reducedMark starts the error cell of a dead letter written in reduced
+// form, whose value the table would otherwise show as if it were null.
+func reducedMark(f dlq.Failure) string {
+	if !f.IsReduced() {
+		return ""
+	}
+	what, _ := f.Dropped()
+	return "[reduced, " + what + "] "
 }
 
 // orDash shows an empty table cell as "-".
@@ -118,7 +128,7 @@ type jsonEntry struct {
 	Class         string       `json:"class"`
 	Error         string       `json:"error"`
 	FailedAt      time.Time    `json:"failed_at"`
-	Timestamp     *time.Time   `json:"timestamp,omitempty"` // the original record's, when kept
+	Timestamp     *string      `json:"timestamp,omitempty"` // the original record's, when kept (as dlq.FormatTimestamp writes it)
 	Attempts      int          `json:"attempts"`
 	Redrives      int          `json:"redrives"`
 	WorkflowID    string       `json:"workflow_id"`
@@ -130,6 +140,11 @@ type jsonEntry struct {
 	Value         *string      `json:"value"`
 	ValueEncoding string       `json:"value_encoding"`
 	Headers       []jsonHeader `json:"headers"`
+	// Reduced says what a dead letter written in reduced form dropped
+	// (then value is null though the record had one, of ValueSize bytes);
+	// both are omitted for a dead letter that is whole.
+	Reduced   string `json:"reduced,omitempty"`
+	ValueSize int    `json:"value_size,omitempty"`
 }
 
 // jsonHeader is one original (non-DLQ) header in `list -json`.
@@ -163,9 +178,10 @@ func toJSON(topic string, e dlq.Entry) jsonEntry {
 		Headers: make([]jsonHeader, 0, len(f.Headers)),
 	}
 	if !f.Timestamp.IsZero() {
-		at := f.Timestamp.UTC()
+		at := dlq.FormatTimestamp(f.Timestamp) // time.Time's JSON has no year past 9999
 		j.Timestamp = &at
 	}
+	j.Reduced, j.ValueSize = f.Dropped()
 	j.Key, j.KeyEncoding = encodeBytes(f.Key)
 	j.Value, j.ValueEncoding = encodeBytes(f.Value)
 	for _, h := range f.Headers {
