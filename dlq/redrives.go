@@ -95,6 +95,19 @@ func (rs *Redrives) add(key string, r Redrive) {
 	}
 }
 
+// remove forgets the redrive read under key, as compaction does for a
+// tombstone (a null value) of that key.
+func (rs *Redrives) remove(key string) {
+	r, ok := rs.byKey[key]
+	if !ok {
+		return
+	}
+	delete(rs.byKey, key)
+	if kept, ok := rs.byRecord[r.Record]; ok && r.Record != "" && kept.Partition == r.Partition && kept.Offset == r.Offset && kept.TopicID == r.TopicID {
+		delete(rs.byRecord, r.Record)
+	}
+}
+
 // Len is how many entries have a redrive recorded.
 func (rs Redrives) Len() int { return len(rs.byKey) }
 
@@ -130,7 +143,8 @@ func (r Redrive) Message(dlqTopic string) (*sarama.ProducerMessage, error) {
 }
 
 // ReadRedrives returns the redrives recorded for the entries of dlqTopic,
-// none when the redrives topic does not exist yet.
+// none when the redrives topic does not exist yet. A tombstone (a null
+// value) for an entry's key forgets its redrive, as compaction will.
 func ReadRedrives(ctx context.Context, client sarama.Client, dlqTopic string) (Redrives, error) {
 	topic := RedrivesTopic(dlqTopic)
 	if err := client.RefreshMetadata(topic); errors.Is(err, sarama.ErrUnknownTopicOrPartition) {
@@ -163,6 +177,10 @@ func ReadRedrives(ctx context.Context, client sarama.Client, dlqTopic string) (R
 			continue
 		}
 		err = readPartition(ctx, client, consumer, topic, p, oldest, end, func(msg *sarama.ConsumerMessage) bool {
+			if msg.Value == nil { // a tombstone: the redrive of that entry is forgotten
+				out.remove(string(msg.Key))
+				return true
+			}
 			var r Redrive
 			if err := json.Unmarshal(msg.Value, &r); err != nil {
 				bad = append(bad, fmt.Errorf("%s/%d@%d is not a redrive record: %w", topic, p, msg.Offset, err))

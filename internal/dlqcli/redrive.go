@@ -140,9 +140,9 @@ func (c *command) redrive(ctx context.Context, args []string) int {
 			continue
 		}
 		record := dlq.RecordID(e.Failure)
-		if first, ok := thisRun[record]; ok && !*force {
+		if first, ok := thisRun[record]; ok { // even with -force: one redrive of the record per run
 			again++
-			fmt.Fprintf(c.stdout, "refused        %-10s a copy of %s, redriven in this run (the record %s/%d@%d dead-lettered twice; -force redrives it too)\n",
+			fmt.Fprintf(c.stdout, "refused        %-10s a copy of %s, redriven in this run (the record %s/%d@%d dead-lettered twice)\n",
 				from, first, e.Failure.Topic, e.Failure.Partition, e.Failure.Offset)
 			continue
 		}
@@ -175,6 +175,12 @@ func (c *command) redrive(ctx context.Context, args []string) int {
 			fmt.Fprintf(c.stderr, "bridge dlq redrive: %s not redriven: too large for %s (its max.message.bytes, or the broker's message.max.bytes): %v\n", from, msg.Topic, err)
 			continue
 		}
+		if err != nil && refusedRecord(err) { // this record's too: the broker refuses it, not the run
+			failed++
+			fmt.Fprintf(c.stdout, "failed         %-10s -> %s: %v\n", from, msg.Topic, err)
+			fmt.Fprintf(c.stderr, "bridge dlq redrive: %s not redriven: %s refuses the record (for a timestamp, its message.timestamp.before.max.ms or after.max.ms): %v\n", from, msg.Topic, err)
+			continue
+		}
 		if err != nil {
 			fmt.Fprintf(c.stdout, "failed         %-10s -> %s: %v\n", from, msg.Topic, err)
 			return c.Fail(fmt.Errorf("redrive DLQ record %s to %s: %w (not redriven unless its commit, whose outcome is unknown only if the error says so, went through: run the redrive again to find out; %d redriven before it)", from, msg.Topic, err, redriven))
@@ -203,7 +209,7 @@ func (c *command) redrive(ctx context.Context, args []string) int {
 			"so not the original records; redrive those from their original topic while it retains them\n", reduced)
 	}
 	if again > 0 {
-		fmt.Fprintf(c.stderr, "bridge dlq redrive: %d entries refused: they, or another dead letter of the same record, were redriven before (recorded in %s, or in this run); -force redrives them again\n",
+		fmt.Fprintf(c.stderr, "bridge dlq redrive: %d entries refused: they, or another dead letter of the same record, were redriven before (recorded in %s, or in this run); -force redrives those recorded again\n",
 			again, dlq.RedrivesTopic(t.dlqTopic))
 	}
 	if refused > 0 || again > 0 || reduced > 0 || failed > 0 || len(bad) > 0 {
@@ -305,6 +311,15 @@ func redriveOne(producer sarama.SyncProducer, e dlq.Entry, msg *sarama.ProducerM
 		return "", kafkatxn.Abort(producer, fmt.Errorf("commit: %w", err))
 	}
 	return to, nil
+}
+
+// refusedRecord reports whether err is the broker refusing the record
+// itself (its timestamp out of the topic's range, a record the topic's
+// settings refuse, such as a null key on a compacted topic, or one it
+// finds corrupt): the transaction was aborted, nothing was written, and
+// the other entries may still go.
+func refusedRecord(err error) bool {
+	return errors.Is(err, sarama.ErrInvalidTimestamp) || errors.Is(err, sarama.ErrInvalidRecord) || errors.Is(err, sarama.ErrInvalidMessage)
 }
 
 // retentions reads each source topic's retention.ms once, to decide

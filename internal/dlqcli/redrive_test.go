@@ -459,3 +459,84 @@ func writeDeadLetters(t *testing.T, addrs []string, fs ...dlq.Failure) {
 		require.NoError(t, err)
 	}
 }
+
+// A tombstone for an entry's key in the redrives topic (how a record is
+// deleted from a compacted topic) forgets its redrive: the entry may be
+// redriven again. (The tombstone read as a bad redrive record, and every
+// redrive, -dry-run and -force included, failed on it.)
+func TestATombstoneInTheRedrivesTopicForgetsThatRedrive(t *testing.T) {
+	cluster, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.SeedTopics(1, "orders", "orders"+dlq.DefaultSuffix))
+	require.NoError(t, err)
+	defer cluster.Close()
+	dlqTopic := "orders" + dlq.DefaultSuffix
+	writeDeadLetters(t, cluster.ListenAddrs(), dlq.Failure{Topic: "orders", Partition: 0, Offset: 41, Key: []byte("k"), Value: []byte(`{}`), Class: dlq.ClassRejected, Err: "bad", FailedAt: now})
+	args := []string{"redrive", "-brokers", cluster.ListenAddrs()[0], "-topic", dlqTopic, "-all"}
+	code, stdout, stderr := runCLI(args...)
+	require.Equal(t, exitOK, code, "stdout:\n%s\nstderr:\n%s", stdout, stderr)
+
+	pc := sarama.NewConfig()
+	pc.Producer.Return.Successes = true
+	prod, err := sarama.NewSyncProducer(cluster.ListenAddrs(), pc)
+	require.NoError(t, err)
+	_, _, err = prod.SendMessage(&sarama.ProducerMessage{Topic: dlq.RedrivesTopic(dlqTopic), Key: sarama.StringEncoder(dlq.RedriveKey(0, 0))})
+	require.NoError(t, err)
+	require.NoError(t, prod.Close())
+
+	code, stdout, stderr = runCLI(args...)
+	require.Equal(t, exitOK, code, "stdout:\n%s\nstderr:\n%s", stdout, stderr)
+	assert.Contains(t, stdout, "1 redriven, 0 refused")
+	assert.Len(t, readCommitted(t, cluster.ListenAddrs(), "orders"), 2)
+}
+
+// -force redrives a record redriven before once more, not once per
+// at-least-once copy of it in the DLQ. (It redrove both copies: the record
+// applied twice more.)
+func TestForceRedrivesARecordOncePerRun(t *testing.T) {
+	cluster, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.SeedTopics(1, "orders", "orders"+dlq.DefaultSuffix))
+	require.NoError(t, err)
+	defer cluster.Close()
+	f := dlq.Failure{Topic: "orders", Partition: 0, Offset: 7, Key: []byte("k"), Value: []byte(`{"a":1}`), Class: dlq.ClassRejected, Err: "bad", FailedAt: now, Attempts: 1}
+	writeDeadLetters(t, cluster.ListenAddrs(), f, f) // the same record dead-lettered twice
+	args := []string{"redrive", "-brokers", cluster.ListenAddrs()[0], "-topic", "orders" + dlq.DefaultSuffix, "-all"}
+	runCLI(args...)
+	require.Len(t, readCommitted(t, cluster.ListenAddrs(), "orders"), 1)
+	_, stdout, _ := runCLI(append(args, "-force")...)
+	assert.Contains(t, stdout, "a copy of 0@0, redriven in this run")
+	assert.Len(t, readCommitted(t, cluster.ListenAddrs(), "orders"), 2, "one more application of the record")
+}
+
+// A record the source topic refuses (here its timestamp, older than the
+// topic's message.timestamp.before.max.ms) fails alone: the run goes on
+// with the other entries and exits 1. (It stopped the run, and every later
+// run at the same record: the entries after it were never redriven.)
+func TestARecordTheTopicRefusesFailsAlone(t *testing.T) {
+	cluster, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.SeedTopics(1, "orders", "orders"+dlq.DefaultSuffix))
+	require.NoError(t, err)
+	defer cluster.Close()
+	old := time.Now().Add(-10 * 24 * time.Hour).UTC().Truncate(time.Millisecond)
+	writeDeadLetters(t, cluster.ListenAddrs(),
+		dlq.Failure{Topic: "orders", Partition: 0, Offset: 1, Key: []byte("old-key"), Value: []byte(`{}`), Class: dlq.ClassRejected, Err: "bad", FailedAt: now, Timestamp: old},
+		dlq.Failure{Topic: "orders", Partition: 0, Offset: 2, Key: []byte("fresh-key"), Value: []byte(`{}`), Class: dlq.ClassRejected, Err: "bad", FailedAt: now})
+	cluster.ControlKey(int16(kmsg.Produce), func(req kmsg.Request) (kmsg.Response, error, bool) {
+		cluster.KeepControl()
+		r := req.(*kmsg.ProduceRequest)
+		if len(r.Topics) != 1 || r.Topics[0].Topic != "orders" || !bytes.Contains(r.Topics[0].Partitions[0].Records, []byte("old-key")) {
+			return nil, nil, false
+		}
+		resp := r.ResponseKind().(*kmsg.ProduceResponse)
+		st := kmsg.NewProduceResponseTopic()
+		st.Topic = "orders"
+		sp := kmsg.NewProduceResponseTopicPartition()
+		sp.Partition, sp.ErrorCode = 0, kerr.InvalidTimestamp.Code
+		st.Partitions = append(st.Partitions, sp)
+		resp.Topics = append(resp.Topics, st)
+		return resp, nil, true
+	})
+	code, stdout, stderr := runCLI("redrive", "-brokers", cluster.ListenAddrs()[0], "-topic", "orders"+dlq.DefaultSuffix, "-all")
+	assert.Equal(t, exitFail, code)
+	assert.Contains(t, stdout, "1 redriven, 0 refused, 1 failed")
+	assert.Contains(t, stderr, "0@0 not redriven: orders refuses the record")
+	recs := readCommitted(t, cluster.ListenAddrs(), "orders")
+	require.Len(t, recs, 1, "0@1 (fresh-key) is redriven")
+	assert.Equal(t, "fresh-key", string(recs[0].Key))
+}
