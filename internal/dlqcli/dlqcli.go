@@ -90,12 +90,12 @@ type command struct {
 func (c *command) flags(synopsis string) *target {
 	c.Subcommand = cli.NewSubcommand("bridge dlq "+c.name, synopsis, c.stderr)
 	t := &target{warn: c.stderr}
-	c.Flags.StringVar(&t.configPath, "config", "", "a bridge configuration file: its kafka section gives the brokers, version, TLS and SASL (SAGABRIDGE_KAFKA_* variables apply; -brokers and -kafka-version override it)")
+	c.Flags.StringVar(&t.configPath, "config", "", "a bridge configuration file: its kafka section gives the brokers, version, TLS and SASL, its dlq.suffix the DLQ of -source (SAGABRIDGE_KAFKA_* variables apply; -brokers, -kafka-version and -suffix override it)")
 	c.Flags.StringVar(&t.brokers, "brokers", "", "comma-separated Kafka brokers, host:port (required without -config)")
 	c.Flags.StringVar(&t.version, "kafka-version", "3.6.0", "Kafka protocol version to speak")
 	c.Flags.StringVar(&t.topic, "topic", "", "the DLQ topic (or give -source)")
 	c.Flags.StringVar(&t.source, "source", "", "the original topic; the DLQ topic is its name plus -suffix")
-	c.Flags.StringVar(&t.suffix, "suffix", dlq.DefaultSuffix, "DLQ topic suffix, with -source")
+	c.Flags.StringVar(&t.suffix, "suffix", dlq.DefaultSuffix, "DLQ topic suffix, with -source (default: -config's dlq.suffix, else .dlq)")
 	return t
 }
 
@@ -137,6 +137,8 @@ func (t *target) resolve(set map[string]bool) error {
 		return errors.New("-topic (the DLQ topic) or -source (its original topic) is required")
 	case set["suffix"] && t.source == "":
 		return errors.New("-suffix applies with -source only")
+	case t.source != "" && strings.TrimSpace(t.suffix) == "":
+		return errors.New("-suffix is empty: the DLQ topic would be the source topic itself")
 	case t.topic != "":
 		t.dlqTopic = t.topic
 	default:
@@ -164,6 +166,9 @@ func (t *target) load(set map[string]bool) error {
 		return fmt.Errorf("-config: %w", err)
 	}
 	t.security = conns.Kafka
+	if !set["suffix"] && conns.DLQ.Suffix != "" {
+		t.suffix = conns.DLQ.Suffix // where the bridge of that file writes its dead letters
+	}
 	for _, w := range connect.Insecure(conns.Kafka, config.Temporal{}) {
 		fmt.Fprintf(t.warn, "bridge dlq: warning: %s\n", w)
 	}

@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"flag"
+	"io"
 	"os"
 	"path/filepath"
 	"strings"
@@ -40,6 +42,7 @@ func TestUsageErrorsExitTwoAndNameTheFlag(t *testing.T) {
 		{"no topic", []string{"list", "-brokers", noBroker}, "-topic"},
 		{"topic and source", []string{"list", "-brokers", noBroker, "-topic", "a", "-source", "b"}, "not both"},
 		{"suffix without source", []string{"list", "-brokers", noBroker, "-topic", "a", "-suffix", ".x"}, "-suffix"},
+		{"empty suffix", []string{"list", "-brokers", noBroker, "-source", "a", "-suffix", ""}, "-suffix is empty"},
 		{"bad version", []string{"list", "-brokers", noBroker, "-topic", "a", "-kafka-version", "banana"}, "-kafka-version"},
 		{"bad class", []string{"list", "-brokers", noBroker, "-topic", "a", "-class", "nope"}, "-class"},
 		{"bad since", []string{"list", "-brokers", noBroker, "-topic", "a", "-since", "yesterday"}, "-since"},
@@ -203,4 +206,25 @@ func consumed(m *sarama.ProducerMessage) *sarama.ConsumerMessage {
 		c.Headers = append(c.Headers, &m.Headers[i])
 	}
 	return c
+}
+
+// -source with -config finds the DLQ where that configuration's bridge
+// writes it (dlq.suffix); -suffix overrides it. (The tool looked for
+// <source>.dlq whatever the file said: "topic does not exist", or an old
+// DLQ of that name.)
+func TestSourceWithConfigUsesItsDLQSuffix(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "bridge.yaml")
+	require.NoError(t, os.WriteFile(path, []byte("kafka:\n  brokers: [\"127.0.0.1:1\"]\n  group: g\ndlq:\n  suffix: .deadletter\n"), 0o600))
+	resolve := func(args ...string) string {
+		c := &command{name: "list", stdout: io.Discard, stderr: io.Discard}
+		tg := c.flags("")
+		require.NoError(t, c.Flags.Parse(args))
+		set := map[string]bool{}
+		c.Flags.Visit(func(f *flag.Flag) { set[f.Name] = true })
+		require.NoError(t, tg.resolve(set))
+		return tg.dlqTopic
+	}
+	assert.Equal(t, "orders.deadletter", resolve("-config", path, "-source", "orders"))
+	assert.Equal(t, "orders.x", resolve("-config", path, "-source", "orders", "-suffix", ".x"))
+	assert.Equal(t, "orders.dlq", resolve("-brokers", noBroker, "-source", "orders"))
 }
