@@ -286,6 +286,7 @@ type ProducerWriter struct {
 func AloneConfig(c *sarama.Config) *sarama.Config {
 	alone := *c
 	alone.Producer.Flush.MaxMessages = 1
+	alone.Producer.Flush.Messages = min(alone.Producer.Flush.Messages, 1) // sarama refuses Messages above MaxMessages
 	return &alone
 }
 

@@ -88,3 +88,15 @@ func TestADeadLetterOfARecordFromPastYear9999ReadsBack(t *testing.T) {
 		}
 	}
 }
+
+// AloneConfig of a configuration that flushes after several messages is
+// still one sarama takes. (It kept Flush.Messages above the MaxMessages it
+// set: "Producer.Flush.MaxMessages must be >= Producer.Flush.Messages".)
+func TestAloneConfigOfABatchingConfigIsValid(t *testing.T) {
+	c := sarama.NewConfig()
+	c.Producer.Flush.Messages = 100
+	a := AloneConfig(c)
+	require.NoError(t, a.Validate())
+	assert.Equal(t, 1, a.Producer.Flush.MaxMessages)
+	assert.Equal(t, 100, c.Producer.Flush.Messages, "the original is unchanged")
+}
