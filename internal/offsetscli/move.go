@@ -8,6 +8,9 @@ import (
 	"strconv"
 	"text/tabwriter"
 	"time"
+
+	"github.com/IBM/sarama"
+	"github.com/sagabridge/sagabridge/internal/committed"
 )
 
 // moveFlags are move's own flags.
@@ -198,20 +201,40 @@ func (c *command) plan(ctx context.Context, k *cluster, mode Mode, f moveFlags, 
 		return nil, err
 	}
 	arg := func(Partition) int64 { return f.toOffset }
+	var unskippable []error
 	if mode == SkipOne {
 		next := map[tp]int64{}
 		for _, p := range read {
-			if p.Committed == noOffset || p.Committed < p.LogStart || p.Committed >= p.End {
-				continue // plan names why there is nothing to skip, or moves to the committed offset + 1
+			if p.Committed == noOffset || p.Committed >= p.End {
+				continue // plan names why there is nothing to skip
 			}
-			o, err := k.nextRecord(ctx, tp{p.Topic, p.Partition}, p.Committed)
-			if err != nil {
-				// A record the tool cannot read (the kind of poison
-				// --skip-one is for): past the committed offset, as before.
-				fmt.Fprintf(c.stderr, "bridge offsets move: %v; moving to the committed offset + 1 (--to-offset moves elsewhere)\n", err)
+			if p.Committed < p.LogStart {
+				unskippable = append(unskippable, fmt.Errorf("%s/%d: --skip-one: the committed offset %d is before the log start %d (its records were deleted; the bridge resumes at kafka.initial_offset): give --to-offset",
+					p.Topic, p.Partition, p.Committed, p.LogStart))
 				continue
 			}
-			next[tp{p.Topic, p.Partition}] = o
+			at := tp{p.Topic, p.Partition}
+			if k.isolation == sarama.ReadCommitted {
+				// Only markers or aborted records left (a transactional
+				// partition at rest): nothing to skip, said at once.
+				if left, err := committed.Deliverable(k.client, p.Topic, p.Partition, p.Committed, p.End); err == nil && !left {
+					unskippable = append(unskippable, fmt.Errorf("%s/%d: --skip-one: nothing to skip: no record to read from %d to the end %d, only transaction markers or aborted records", p.Topic, p.Partition, p.Committed, p.End))
+					continue
+				}
+			}
+			o, err := k.nextRecord(ctx, at, p.Committed)
+			if ctx.Err() != nil {
+				return nil, ctx.Err() // interrupted: nothing planned, nothing committed
+			}
+			if err != nil {
+				// The committed offset + 1 may be that very record (the
+				// committed offset is often a commit marker): moving
+				// there would skip nothing and report a skip.
+				unskippable = append(unskippable, fmt.Errorf("%w; nothing moved: find the record to skip (kcat -C -t %s -p %d -o %d -c 1 -f '%%o\\n') and give --to-offset past it",
+					err, p.Topic, p.Partition, p.Committed))
+				continue
+			}
+			next[at] = o
 		}
 		arg = func(p Partition) int64 {
 			if o, ok := next[tp{p.Topic, p.Partition}]; ok {
@@ -228,7 +251,11 @@ func (c *command) plan(ctx context.Context, k *cluster, mode Mode, f moveFlags, 
 		}
 		arg = func(p Partition) int64 { return at[tp{p.Topic, p.Partition}] }
 	}
-	return planAll(mode, arg, read)
+	moves, err := planAll(mode, arg, read)
+	if len(unskippable) > 0 {
+		return nil, errors.Join(append(unskippable, err)...)
+	}
+	return moves, err
 }
 
 // changed keeps the moves that commit a new offset.

@@ -1,0 +1,85 @@
+package offsetscli
+
+import (
+	"bytes"
+	"context"
+	"testing"
+	"time"
+
+	"github.com/IBM/sarama"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+	"github.com/twmb/franz-go/pkg/kerr"
+	"github.com/twmb/franz-go/pkg/kfake"
+	"github.com/twmb/franz-go/pkg/kmsg"
+
+	"github.com/sagabridge/sagabridge/internal/kafkatxn/txntest"
+)
+
+// transactionalOrders is a cluster whose orders/0 holds, in transactions,
+// the values of each txn (each followed by its commit marker), and where
+// group g has committed offset committed.
+func transactionalOrders(t *testing.T, committed int64, txns ...[]string) *kfake.Cluster {
+	t.Helper()
+	c, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.SeedTopics(1, "orders"))
+	require.NoError(t, err)
+	t.Cleanup(c.Close)
+	prod := txntest.RealProducer(t, c.ListenAddrs(), "app")
+	for _, values := range txns {
+		require.NoError(t, prod.BeginTxn())
+		for _, v := range values {
+			_, _, err := prod.SendMessage(&sarama.ProducerMessage{Topic: "orders", Value: sarama.StringEncoder(v)})
+			require.NoError(t, err)
+		}
+		require.NoError(t, prod.CommitTxn())
+	}
+	require.NoError(t, prod.Close())
+	commitAt(t, c, committed)
+	return c
+}
+
+// When --skip-one cannot read the record after the committed offset (its
+// fetches fail), it moves nothing and says how to move by hand. (It moved
+// to the committed offset + 1: from a commit marker, that is the very
+// record to skip, reported as skipped, exit 0.)
+func TestSkipOneThatCannotReadTheNextRecordMovesNothing(t *testing.T) {
+	c := transactionalOrders(t, 2, []string{"ok-0", "ok-1"}, []string{"POISON"}, []string{"ok-5"})               // POISON at 3
+	c.Fault(kfake.Fault{Keys: []kmsg.Key{kmsg.Fetch}, Topic: "orders", Err: kerr.UnknownServerError, Count: -1}) // every fetch fails
+	code, stdout, stderr := runOffsets("move", "-brokers", c.ListenAddrs()[0], "-group", "g", "-topic", "orders", "-partition", "0", "--skip-one")
+	assert.Equal(t, exitFail, code, "stdout:\n%s", stdout)
+	assert.Contains(t, stderr, "nothing moved")
+	assert.Contains(t, stderr, "--to-offset")
+	_, stdout, _ = runOffsets("show", "-brokers", c.ListenAddrs()[0], "-group", "g", "-topic", "orders", "-json")
+	assert.Contains(t, stdout, `"committed": 2`)
+}
+
+// --skip-one on a transactional partition at rest (only its commit marker
+// past the committed offset) says at once that there is nothing to skip.
+// (It waited 30 s, then moved past the marker and reported a skip.)
+func TestSkipOneAtRestSaysThereIsNothingToSkip(t *testing.T) {
+	c := transactionalOrders(t, 1, []string{"a"}) // a at 0, its marker at 1
+	start := time.Now()
+	code, _, stderr := runOffsets("move", "-brokers", c.ListenAddrs()[0], "-group", "g", "-topic", "orders", "-partition", "0", "--skip-one")
+	assert.Equal(t, exitFail, code)
+	assert.Contains(t, stderr, "nothing to skip")
+	assert.Less(t, time.Since(start), 10*time.Second)
+}
+
+// An operator's Ctrl-C while --skip-one reads the next record ends the
+// command: nothing was committed, and it says so rather than "outcome
+// unknown". (The interrupted read fell back to the committed offset + 1.)
+func TestSkipOneInterruptedCommitsNothing(t *testing.T) {
+	c := transactionalOrders(t, 2, []string{"ok-0", "ok-1"}, []string{"POISON"})
+	c.ControlKey(int16(kmsg.Fetch), func(kmsg.Request) (kmsg.Response, error, bool) {
+		c.KeepControl()
+		c.SleepControl(func() { time.Sleep(3 * time.Second) }) // a slow broker
+		return nil, nil, false
+	})
+	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+	defer cancel()
+	var out, errOut bytes.Buffer
+	code := run(ctx, []string{"move", "-brokers", c.ListenAddrs()[0], "-group", "g", "-topic", "orders", "-partition", "0", "--skip-one"}, nil, &out, &errOut)
+	assert.Equal(t, exitFail, code)
+	assert.NotContains(t, errOut.String(), "outcome is unknown")
+	assert.NotContains(t, errOut.String(), "committed offset + 1")
+}
