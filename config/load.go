@@ -184,3 +184,34 @@ func LoadConnections(path string, overrides ...Override) (Connections, error) {
 	}
 	return Connections{Kafka: cfg.Kafka, Temporal: cfg.Temporal, DLQ: cfg.DLQ}, nil
 }
+
+// LoadForKafkaTools reads the bridge configuration at path for the tools
+// that talk to Kafka only (bridge offsets, bridge dlq): the whole file is
+// parsed (unknown fields are still errors) and the defaults filled, but
+// only the kafka section (how to reach it and how the group reads) and the
+// DLQ's topic settings are checked. The
+// temporal section, and the files and variables its secrets name, are
+// not: an operator runs the tools where those are not mounted. The routes
+// come back as written (the offsets tool reads their topics). Errors name
+// the file and the field.
+func LoadForKafkaTools(path string, overrides ...Override) (Config, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return Config{}, fmt.Errorf("read config: %w", err)
+	}
+	cfg, err := decode(data, overrides)
+	if err != nil {
+		return Config{}, fmt.Errorf("config %s: %w", path, err)
+	}
+	var errs []error
+	bad := func(field, format string, args ...any) {
+		errs = append(errs, &FieldError{Field: field, Msg: fmt.Sprintf(format, args...)})
+	}
+	cfg.validateKafkaConnection(bad)
+	cfg.validateGroupReading(bad)
+	cfg.validateDLQWrites(bad)
+	if err := errors.Join(errs...); err != nil {
+		return Config{}, fmt.Errorf("config %s: %w", path, err)
+	}
+	return cfg, nil
+}

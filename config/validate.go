@@ -44,6 +44,15 @@ func (e *FieldError) Error() string { return e.Field + ": " + e.Msg }
 // validateConnections checks what the bridge and the worker both need to
 // reach Kafka and Temporal (LoadConnections checks only this).
 func (c Config) validateConnections(bad func(field, format string, args ...any)) {
+	c.validateKafkaConnection(bad)
+	c.Temporal.validate(bad)
+	c.validateDLQWrites(bad)
+}
+
+// validateKafkaConnection checks what reaching Kafka needs: the kafka
+// section's brokers, client ID, instance ID, timeout, version, TLS and
+// SASL (LoadForKafkaTools checks only this and the DLQ's topics).
+func (c Config) validateKafkaConnection(bad func(field, format string, args ...any)) {
 	if len(c.Kafka.Brokers) == 0 {
 		bad("kafka.brokers", "at least one broker is required")
 	}
@@ -65,9 +74,25 @@ func (c Config) validateConnections(bad func(field, format string, args ...any))
 		bad("kafka.version", "%q is not a Kafka version: %v", c.Kafka.Version, err)
 	}
 	c.Kafka.validateSecurity(bad)
-	c.Temporal.validate(bad)
-	// Where and how large dead letters are written: the bridge's and the
-	// worker's (activities.DeadLetterer) alike.
+}
+
+// validateGroupReading checks how the group reads: its name, where it
+// starts and its isolation level (the offsets tool reads as it does).
+func (c Config) validateGroupReading(bad func(field, format string, args ...any)) {
+	// Names matched exactly: padded (a ConfigMap value's trailing newline),
+	// the bridge would join another group, with no committed offsets.
+	unpadded(bad, "kafka.group", c.Kafka.Group)
+	if c.Kafka.InitialOffset != "oldest" && c.Kafka.InitialOffset != "newest" {
+		bad("kafka.initial_offset", "must be \"oldest\" or \"newest\", not %q", c.Kafka.InitialOffset)
+	}
+	if c.Kafka.IsolationLevel != ReadCommitted && c.Kafka.IsolationLevel != ReadUncommitted {
+		bad("kafka.isolation_level", "must be %q or %q, not %q", ReadCommitted, ReadUncommitted, c.Kafka.IsolationLevel)
+	}
+}
+
+// validateDLQWrites checks where and how large dead letters are written:
+// the bridge's and the worker's (activities.DeadLetterer) alike.
+func (c Config) validateDLQWrites(bad func(field, format string, args ...any)) {
 	if c.DLQ.MaxMessageBytes < 64<<10 {
 		bad("dlq.max_message_bytes", "must be at least 65536, so a reduced dead letter always fits")
 	}
@@ -89,16 +114,8 @@ func (c Config) Validate() error {
 	if c.Kafka.Group == "" {
 		bad("kafka.group", "is required")
 	}
-	// Names matched exactly: padded (a ConfigMap value's trailing newline),
-	// the bridge would join another group, with no committed offsets.
-	unpadded(bad, "kafka.group", c.Kafka.Group)
+	c.validateGroupReading(bad)
 	unpadded(bad, "dlq.transactional_id_prefix", c.DLQ.TransactionalIDPrefix)
-	if c.Kafka.InitialOffset != "oldest" && c.Kafka.InitialOffset != "newest" {
-		bad("kafka.initial_offset", "must be \"oldest\" or \"newest\", not %q", c.Kafka.InitialOffset)
-	}
-	if c.Kafka.IsolationLevel != ReadCommitted && c.Kafka.IsolationLevel != ReadUncommitted {
-		bad("kafka.isolation_level", "must be %q or %q, not %q", ReadCommitted, ReadUncommitted, c.Kafka.IsolationLevel)
-	}
 	if c.DLQ.Transactional {
 		if c.DLQ.TransactionalIDPrefix == "" {
 			bad("dlq.transactional_id_prefix", "is required with dlq.transactional, and must stay the same across restarts")

@@ -154,7 +154,7 @@ func (t *target) load(set map[string]bool) error {
 	if err != nil {
 		return fmt.Errorf("-config: the environment: %w", err)
 	}
-	conns, err := config.LoadConnections(t.configPath, fromEnv, func(c *config.Config) {
+	conns, err := config.LoadForKafkaTools(t.configPath, fromEnv, func(c *config.Config) { // Kafka only: Temporal's secrets need not be here
 		if set["brokers"] {
 			c.Kafka.Brokers = cli.SplitList(t.brokers)
 		}

@@ -211,10 +211,12 @@ func consumed(m *sarama.ProducerMessage) *sarama.ConsumerMessage {
 // -source with -config finds the DLQ where that configuration's bridge
 // writes it (dlq.suffix); -suffix overrides it. (The tool looked for
 // <source>.dlq whatever the file said: "topic does not exist", or an old
-// DLQ of that name.)
+// DLQ of that name.) The file's Temporal secrets need not be mounted where
+// the tool runs, which talks to Kafka only (the file was refused).
 func TestSourceWithConfigUsesItsDLQSuffix(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "bridge.yaml")
-	require.NoError(t, os.WriteFile(path, []byte("kafka:\n  brokers: [\"127.0.0.1:1\"]\n  group: g\ndlq:\n  suffix: .deadletter\n"), 0o600))
+	require.NoError(t, os.WriteFile(path, []byte("kafka:\n  brokers: [\"127.0.0.1:1\"]\n  group: g\ndlq:\n  suffix: .deadletter\n"+
+		"temporal:\n  tls: {enabled: true}\n  api_key_file: /var/run/secrets/temporal/api-key\n"), 0o600))
 	resolve := func(args ...string) string {
 		c := &command{name: "list", stdout: io.Discard, stderr: io.Discard}
 		tg := c.flags("")

@@ -116,7 +116,7 @@ func (t *target) resolve(environ []string, set map[string]bool) error {
 	}
 	var routed []string
 	if t.configPath != "" {
-		cfg, err := config.Load(t.configPath, fromEnv, override)
+		cfg, err := config.LoadForKafkaTools(t.configPath, fromEnv, override) // Kafka only: Temporal's secrets need not be here
 		if err != nil {
 			return fmt.Errorf("-config: %w", err)
 		}

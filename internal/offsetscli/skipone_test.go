@@ -3,6 +3,9 @@ package offsetscli
 import (
 	"bytes"
 	"context"
+	"fmt"
+	"os"
+	"path/filepath"
 	"testing"
 	"time"
 
@@ -82,4 +85,29 @@ func TestSkipOneInterruptedCommitsNothing(t *testing.T) {
 	assert.Equal(t, exitFail, code)
 	assert.NotContains(t, errOut.String(), "outcome is unknown")
 	assert.NotContains(t, errOut.String(), "committed offset + 1")
+}
+
+// The offsets tool talks to Kafka only: a configuration whose Temporal
+// secret is not mounted where the operator runs it still shows the
+// offsets. (It was refused as a bad -config, exit 2: "temporal.api_key_file:
+// stat ... no such file".)
+func TestTheToolReadsAConfigWhoseTemporalSecretsAreNotHere(t *testing.T) {
+	c := outcomeCluster(t)
+	path := filepath.Join(t.TempDir(), "bridge.yaml")
+	require.NoError(t, os.WriteFile(path, []byte(fmt.Sprintf(`kafka:
+  brokers: [%q]
+  group: g
+temporal:
+  tls: {enabled: true}
+  api_key_file: /var/run/secrets/temporal/api-key
+routes: [{topic: orders, workflow_type: W, workflow_id: "w-{key}", task_queue: q}]
+`, c.ListenAddrs()[0])), 0o600))
+	code, stdout, stderr := runOffsets("show", "-config", path)
+	assert.Equal(t, exitOK, code, "stderr: %s", stderr)
+	assert.Contains(t, stdout, "orders")
+
+	require.NoError(t, os.WriteFile(path, []byte("kafka:\n  brokers: [\"h:1\"]\n  group: g\n  isolation_level: sometimes\n"), 0o600))
+	code, _, stderr = runOffsets("show", "-config", path)
+	assert.Equal(t, exitUsage, code)
+	assert.Contains(t, stderr, "kafka.isolation_level", "the kafka section is still checked")
 }
