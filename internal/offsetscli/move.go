@@ -60,6 +60,11 @@ func (c *command) move(ctx context.Context, args []string) int {
 		if err != nil {
 			return errors.New("not an RFC 3339 time such as 2026-11-25T10:00:00Z")
 		}
+		if tm.Before(time.UnixMilli(0)) {
+			// ListOffsets takes milliseconds since 1970, and reads -1, -2
+			// and -3 as "latest", "earliest" and "max timestamp".
+			return errors.New("is before 1970-01-01T00:00:00Z, where Kafka's timestamps start: to move to the log start, give 1970-01-01T00:00:00Z")
+		}
 		f.toTime = tm
 		return nil
 	})

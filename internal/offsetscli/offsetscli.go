@@ -142,6 +142,10 @@ func (t *target) resolve(environ []string, set map[string]bool) error {
 	if t.kafka.Group == "" {
 		return errors.New("-group is required without -config")
 	}
+	if set["topic"] && len(cli.SplitList(t.topics)) == 0 {
+		// A script's unset $TOPIC must not mean every routed topic.
+		return fmt.Errorf("-topic %q names no topic (leave -topic out to mean every routed topic)", t.topics)
+	}
 	for _, topic := range cli.SplitList(t.topics) { // a topic given twice is one topic
 		if !slices.Contains(t.topicList, topic) {
 			t.topicList = append(t.topicList, topic)

@@ -218,6 +218,11 @@ func TestRunUsageErrors(t *testing.T) {
 		{[]string{"move", "-brokers", "h:1", "-group", "g", "-topic", "t", "-partition", "0"}, "exactly one of"},
 		{[]string{"move", "-brokers", "h:1", "-group", "g", "-topic", "t", "--to-time", "yesterday"}, "not an RFC 3339 time"},
 		{[]string{"show", "-config", "/nonexistent/bridge.yaml"}, "-config: read config"},
+		// A script's unset $TOPIC is not every routed topic (it moved them all).
+		{[]string{"move", "-brokers", "h:1", "-group", "g", "-topic", "", "--to-time", "2026-01-01T00:00:00Z"}, `-topic "" names no topic`},
+		{[]string{"show", "-brokers", "h:1", "-group", "g", "-topic", ","}, `-topic "," names no topic`},
+		// Before 1970 is ListOffsets' "latest" (-1) or "earliest" (-2): it planned to skip everything.
+		{[]string{"move", "-brokers", "h:1", "-group", "g", "-topic", "t", "--to-time", "1969-12-31T23:59:59.999Z"}, "before 1970"},
 	} {
 		var out, errOut bytes.Buffer
 		code := run(context.Background(), tc.args, nil, &out, &errOut)
