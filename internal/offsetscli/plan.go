@@ -28,17 +28,26 @@ type Partition struct {
 }
 
 // Lag is how many records the group has not committed past: End minus the
-// committed offset, or, with none committed, minus where the group would
-// start (the log start when oldest, else End). Never negative.
+// committed offset, or, with none committed or one outside the log
+// (OutOfRange), minus where the group would start (the log start when
+// oldest, else End). Never negative.
 func (p Partition) Lag(startOldest bool) int64 {
 	from := p.Committed
-	if from == noOffset {
+	if from == noOffset || p.OutOfRange() {
 		from = p.End
 		if startOldest {
 			from = p.LogStart
 		}
 	}
 	return max(p.End-from, 0)
+}
+
+// OutOfRange reports whether the committed offset lies outside the log:
+// before its start (the records were deleted: retention, DeleteRecords) or
+// past its end (the log was truncated, an unclean leader election). The
+// bridge's consumer then starts again at kafka.initial_offset.
+func (p Partition) OutOfRange() bool {
+	return p.Committed != noOffset && (p.Committed < p.LogStart || p.Committed > p.HighWatermark)
 }
 
 // Mode is how move picks a partition's new offset.

@@ -90,6 +90,26 @@ func TestLag(t *testing.T) {
 	assert.Equal(t, int64(0), p.Lag(false), "nothing committed, newest: nothing to read")
 	p.Committed = 59 // past the LSO: an open transaction's records
 	assert.Equal(t, int64(0), p.Lag(true))
+	assert.False(t, p.OutOfRange())
+}
+
+// A committed offset outside the log is marked, and its lag counts from
+// where the bridge starts again (kafka.initial_offset). (Before the log
+// start it counted deleted records; past the end it showed lag 0 for a
+// group that re-reads the whole log.)
+func TestLagOfACommittedOffsetOutsideTheLog(t *testing.T) {
+	p := part() // log start 10, end 57, high watermark 60
+	p.Committed = 3
+	assert.True(t, p.OutOfRange())
+	assert.Equal(t, int64(47), p.Lag(true), "oldest: from the log start")
+	assert.Equal(t, int64(0), p.Lag(false), "newest: from the end")
+	p.Committed = 500 // the log was truncated
+	assert.True(t, p.OutOfRange())
+	assert.Equal(t, int64(47), p.Lag(true))
+	var b bytes.Buffer
+	Report{Partitions: []PartitionReport{{Topic: "orders", Committed: &p.Committed, LogStart: 10, End: 57, HighWatermark: 57, Lag: 47, OutOfRange: true}}}.writeTable(&b)
+	assert.Contains(t, b.String(), "500!")
+	assert.Contains(t, b.String(), "! the committed offset is outside the log")
 }
 
 func TestMoveFlags(t *testing.T) {

@@ -83,6 +83,10 @@ type PartitionReport struct {
 	HighWatermark int64 `json:"high_watermark"`
 	// Lag is as Partition.Lag computes it.
 	Lag int64 `json:"lag"`
+	// OutOfRange says the committed offset is outside the log
+	// (Partition.OutOfRange): the bridge starts again at
+	// kafka.initial_offset, and Lag counts from there.
+	OutOfRange bool `json:"out_of_range,omitempty"`
 	// Owner is the member ID that is assigned the partition, "" if none.
 	Owner string `json:"owner,omitempty"`
 	// PendingTransaction says a transaction still open is committing
@@ -120,7 +124,7 @@ func report(ctx context.Context, k *cluster, t *target) (Report, error) {
 	}
 	for i, p := range read {
 		pr := PartitionReport{Topic: p.Topic, Partition: p.Partition, Metadata: p.Metadata, LogStart: p.LogStart,
-			End: p.End, HighWatermark: p.HighWatermark, Lag: p.Lag(t.startOldest), PendingTransaction: pending[tp{p.Topic, p.Partition}]}
+			End: p.End, HighWatermark: p.HighWatermark, Lag: p.Lag(t.startOldest), OutOfRange: p.OutOfRange(), PendingTransaction: pending[tp{p.Topic, p.Partition}]}
 		if p.Committed != noOffset {
 			pr.Committed = &p.Committed
 		}
@@ -158,11 +162,15 @@ func (r Report) writeTable(w io.Writer) {
 		header += "\tPAUSED"
 	}
 	fmt.Fprintln(tw, header)
-	open, pending := false, false
+	open, pending, outside := false, false, false
 	for _, p := range r.Partitions {
 		committed := "-"
 		if p.Committed != nil {
 			committed = strconv.FormatInt(*p.Committed, 10)
+		}
+		if p.OutOfRange {
+			committed += "!"
+			outside = true
 		}
 		if p.PendingTransaction {
 			committed += "+"
@@ -182,6 +190,9 @@ func (r Report) writeTable(w io.Writer) {
 	_ = tw.Flush()
 	if open {
 		fmt.Fprintln(w, "* an open transaction holds records beyond this offset, up to the high watermark (-json: high_watermark)")
+	}
+	if outside {
+		fmt.Fprintln(w, "! the committed offset is outside the log (its records deleted, or the log truncated): the bridge starts again at kafka.initial_offset, and LAG counts from there (-json: out_of_range)")
 	}
 	if pending {
 		fmt.Fprintln(w, "+ a transaction still open is committing another offset (a transactional bridge's, or a stopped one's until the broker aborts it); move refuses until it ends (-json: pending_transaction)")
