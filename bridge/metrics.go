@@ -250,13 +250,14 @@ func (b *Bridge) Handler() http.Handler {
 		// Each reason is read once: a circuit may close between two reads.
 		refused, claimFailure, dlqFailing, stuck := b.refused(), b.claimFailure(), b.pressure.dlqFailing(), b.stuckCommit()
 		open, hasOpen := b.openCircuit()
+		joined, sessionErr := b.joined.Load(), b.sessionErr.Load()
 		switch {
 		case !b.running.Load():
 			http.Error(w, "not running", http.StatusServiceUnavailable)
-		case !b.joined.Load() && b.sessionErr.Load() != nil:
-			http.Error(w, fmt.Sprintf("not in consumer group %s: its session failed (%s); rejoining", b.cfg.Kafka.Group, *b.sessionErr.Load()),
+		case !joined && sessionErr != nil:
+			http.Error(w, fmt.Sprintf("not in consumer group %s: its session failed (%s); rejoining", b.cfg.Kafka.Group, *sessionErr),
 				http.StatusServiceUnavailable)
-		case !b.joined.Load():
+		case !joined:
 			http.Error(w, "not yet in the consumer group", http.StatusServiceUnavailable)
 		case refused != nil:
 			http.Error(w, fmt.Sprintf("Temporal refuses the bridge's access to namespace %s: %s",
