@@ -109,7 +109,7 @@ type Bridge struct {
 	client sarama.Client
 	// topicIDs are the claimed topics' Kafka IDs (topicid.go).
 	topicIDs topicIDs
-	joined   atomic.Bool // a consumer group session has started, and none has failed since
+	joined   atomic.Bool // a consumer group session has started, and has not ended since
 	// sessionErr says why the last consumer group session failed; nil
 	// once one starts.
 	sessionErr atomic.Pointer[string]
@@ -299,7 +299,11 @@ func (b *Bridge) runGroup(ctx context.Context, group sarama.ConsumerGroup) error
 		if ctx.Err() != nil || errors.Is(err, sarama.ErrClosedConsumerGroup) {
 			break
 		}
-		if err == nil { // a rebalance ended the session; join the next one
+		if err == nil {
+			// A rebalance ended the session, or (cooperative) its
+			// heartbeats failed and sarama ended it: out of the group
+			// until the next session starts, however long joining takes.
+			b.joined.Store(false)
 			retry.Reset()
 			continue
 		}

@@ -220,9 +220,10 @@ func (c stateCollector) Collect(ch chan<- prometheus.Metric) {
 //
 //	/metrics  Prometheus text format
 //	/healthz  200 while Run is running, 503 before and after
-//	/readyz   200 while the bridge is in its consumer group (joined, and
-//	          no session failed since) and every circuit to Temporal is
-//	          closed, 503 (saying why) otherwise
+//	/readyz   200 while the bridge is in its consumer group (a session
+//	          has started and not ended since: between sessions, a
+//	          rebalance or a failure, it is rejoining) and every circuit
+//	          to Temporal is closed, 503 (saying why) otherwise
 //
 // With metrics.pprof it also serves Go's profiles, all of net/http/pprof's
 // handlers: /debug/pprof/ (the index and the named profiles: heap,
