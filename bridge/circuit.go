@@ -310,8 +310,11 @@ func (b *Bridge) probe(ctx context.Context, c *circuit) {
 // checkAccess asks Temporal whether the bridge may use its namespace,
 // before it reads anything. A refusal (a mistyped namespace, a bad key)
 // opens every circuit, pausing every partition from the start, as during a
-// run (accessDenied says why, once per target); Temporal out of reach is
-// logged and left to the circuits.
+// run (accessDenied says why, once per target). Temporal out of reach
+// opens every circuit too: the bridge joins its group with its partitions
+// paused and /readyz failing, and resumes when a probe gets through
+// (backpressure.circuit.open_for), rather than reading records no call can
+// deliver while it says it is ready.
 func (b *Bridge) checkAccess(ctx context.Context) {
 	cctx, cancel := context.WithTimeout(ctx, b.cfg.Dispatch.CallTimeout)
 	err := b.deps.Temporal.CheckAccess(cctx)
@@ -319,11 +322,15 @@ func (b *Bridge) checkAccess(ctx context.Context) {
 	if err == nil || ctx.Err() != nil {
 		return
 	}
+	failures := 1 // a refusal trips the circuit at once (ReadyToTrip)
 	if classify(err) != kindAccess {
-		b.log.Warn("cannot reach Temporal at start; partitions pause if calls keep failing",
-			"address", b.cfg.Temporal.Address, "namespace", b.cfg.Temporal.Namespace, "err", err)
+		b.log.Warn("cannot reach Temporal at start; every partition is paused until it answers",
+			"address", b.cfg.Temporal.Address, "namespace", b.cfg.Temporal.Namespace, "err", err, "probe_every", b.cfg.Backpressure.Circuit.OpenFor)
+		failures = b.cfg.Backpressure.Circuit.Failures // as many as trip it
 	}
 	for _, c := range b.circuits {
-		_, _ = c.breaker.Execute(func() (struct{}, error) { return struct{}{}, checkError{err} })
+		for range failures {
+			_, _ = c.breaker.Execute(func() (struct{}, error) { return struct{}{}, checkError{err} })
+		}
 	}
 }
