@@ -123,3 +123,47 @@ func (b *lockedBuffer) String() string {
 	defer b.mu.Unlock()
 	return b.buf.String()
 }
+
+// SIGHUP stops the bridge as SIGTERM does, through its stop path (there is
+// no live reload). (Go's default ended the process at once: no drain, no
+// final commit, no log line.)
+func TestSIGHUPStopsTheBridgeThroughItsStopPath(t *testing.T) {
+	silent, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	defer silent.Close()
+	dialled := make(chan struct{}, 1)
+	go func() {
+		for {
+			c, err := silent.Accept()
+			if err != nil {
+				return
+			}
+			defer c.Close() // accepted, never answered
+			select {
+			case dialled <- struct{}{}:
+			default:
+			}
+		}
+	}()
+	path := filepath.Join(t.TempDir(), "bridge.yaml")
+	require.NoError(t, os.WriteFile(path, []byte(fmt.Sprintf(`kafka: {brokers: [%q], group: g, connect_timeout: 2m}
+temporal: {address: "127.0.0.1:1"}
+routes: [{topic: orders, workflow_type: W, workflow_id: "w-{key}", task_queue: q}]
+`, silent.Addr().String())), 0o600))
+
+	cmd, stderr, stopping, exited := startMain(t, `"signal":"hangup"`, nil, "-config", path)
+	select {
+	case <-dialled:
+	case <-time.After(30 * time.Second):
+		t.Fatalf("the bridge never dialled the broker; stderr:\n%s", stderr.String())
+	}
+	require.NoError(t, cmd.Process.Signal(syscall.SIGHUP))
+	select {
+	case <-stopping:
+	case err := <-exited:
+		exited <- err
+		t.Fatalf("one SIGHUP ended the bridge at once (%v), without its stop path; stderr:\n%s", err, stderr.String())
+	case <-time.After(10 * time.Second):
+		t.Fatalf("the bridge did not say it was stopping; stderr:\n%s", stderr.String())
+	}
+}

@@ -26,15 +26,18 @@ func NewLogger(level string) (*slog.Logger, error) {
 	return slog.New(slog.NewJSONHandler(os.Stderr, &slog.HandlerOptions{Level: l})), nil
 }
 
-// SignalContext is cancelled on SIGINT or SIGTERM, which log says (nil:
-// nothing is logged). It
-// catches only the first: a second gets Go's default and ends the process
-// at once, for a shutdown that is stuck (a broker that accepts connections
-// and never answers holds a start up to kafka.connect_timeout).
+// SignalContext is cancelled on SIGINT, SIGTERM or SIGHUP, which log says
+// (nil: nothing is logged). SIGHUP (a terminal hanging up, or `kill -HUP`
+// out of habit: there is no live reload) stops the program as SIGTERM
+// does, through its drain and final commit; Go's default for it ended the
+// process at once. It catches only the first: a second gets Go's default
+// and ends the process at once, for a shutdown that is stuck (a broker
+// that accepts connections and never answers holds a start up to
+// kafka.connect_timeout).
 func SignalContext(log *slog.Logger) (context.Context, context.CancelFunc) {
 	ctx, cancel := context.WithCancel(context.Background())
 	sigs := make(chan os.Signal, 1)
-	signal.Notify(sigs, os.Interrupt, syscall.SIGTERM)
+	signal.Notify(sigs, os.Interrupt, syscall.SIGTERM, syscall.SIGHUP)
 	go func() {
 		select {
 		case sig := <-sigs:
