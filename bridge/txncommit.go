@@ -39,6 +39,8 @@ type txnCommitter struct {
 	// newProducer starts a producer with the same transactional ID, to
 	// replace one in sarama's fatal state.
 	newProducer func() (sarama.SyncProducer, error)
+	// starter starts them one at a time (closed by finish).
+	starter *connect.TxnStarter
 	// failed counts failed commits (sagabridge_commit_failures_total);
 	// reduced counts dead letters sent in reduced form
 	// (sagabridge_dlq_reduced_total).
@@ -95,14 +97,14 @@ type txnCommitter struct {
 // newTxnCommitter starts the partition's transactional producer, which
 // fences any earlier producer of the same ID (a previous owner). The
 // caller starts its commits with start.
-func (b *Bridge) newTxnCommitter(s sarama.ConsumerGroupSession, topic string, partition int32, start int64, lost func()) (*txnCommitter, error) {
+func (b *Bridge) newTxnCommitter(s sarama.ConsumerGroupSession, topic string, partition int32, start int64, lost func(), starter *connect.TxnStarter) (*txnCommitter, error) {
 	txnID := kafkatxn.TransactionalID(b.cfg.DLQ.TransactionalIDPrefix, b.cfg.Kafka.Group, topic, partition)
 	pc, err := connect.TransactionalProducerConfig(b.cfg.Kafka, b.cfg.DLQ.MaxMessageBytes, txnID)
 	if err != nil {
 		return nil, err
 	}
 	newProducer := func() (sarama.SyncProducer, error) {
-		prod, err := connect.TransactionalProducer(b.cfg.Kafka, pc)
+		prod, err := starter.Start(b.cfg.Kafka, pc)
 		if err != nil {
 			return nil, fmt.Errorf("%w %s: %w", errTxnStart, txnID, err)
 		}
@@ -118,7 +120,7 @@ func (b *Bridge) newTxnCommitter(s sarama.ConsumerGroupSession, topic string, pa
 		meta:     sarama.NewConsumerGroupMetadataFromSession(s, b.cfg.Kafka.Group, instanceID(b.cfg.Kafka.InstanceID)),
 		topic:    topic, partition: partition, txnID: txnID, suffix: b.cfg.DLQ.Suffix,
 		log:      b.log.With("topic", topic, "partition", partition, "txn_id", txnID),
-		onCommit: b.committedDeadLetters, lost: lost,
+		onCommit: b.committedDeadLetters, lost: lost, starter: starter,
 		next: start, committed: start, held: map[int64]int{},
 		kick: make(chan struct{}, 1), done: make(chan struct{}),
 		closeTimeout: b.cfg.Kafka.ConnectTimeout,
@@ -146,12 +148,17 @@ var errTxnStart = errors.New("start transactional producer")
 // owner.
 func (b *Bridge) startTxnCommitter(s sarama.ConsumerGroupSession, topic string, partition int32, start int64, lost func()) (*txnCommitter, error) {
 	var c *txnCommitter
+	// One starter for every try: a try given up on must not fence the next.
+	starter := &connect.TxnStarter{}
 	err := b.retryClaim(s, topic, partition, "the transactional producer cannot start", nil, func() (bool, error) {
 		var err error
-		c, err = b.newTxnCommitter(s, topic, partition, start, lost)
+		c, err = b.newTxnCommitter(s, topic, partition, start, lost, starter)
 		var config sarama.ConfigurationError
 		return err == nil || !errors.Is(err, errTxnStart) || errors.As(err, &config), err
 	})
+	if err != nil {
+		starter.Close()
+	}
 	return c, err
 }
 
@@ -283,6 +290,9 @@ func (c *txnCommitter) finish() error {
 	var err error
 	if !c.fenced && !c.isAbandoned() {
 		_, err = c.commit()
+	}
+	if c.starter != nil {
+		c.starter.Close()
 	}
 	if c.prod == nil { // closed by ready, and not replaced
 		return err

@@ -69,7 +69,7 @@ func TestAFencedCommitterDoesNotFenceTheNewOwner(t *testing.T) {
 	kc := b.cfg.Kafka
 
 	lost := make(chan struct{})
-	old, err := b.newTxnCommitter(&simpleSession{}, "orders", 0, 0, func() { close(lost) })
+	old, err := b.newTxnCommitter(&simpleSession{}, "orders", 0, 0, func() { close(lost) }, &connect.TxnStarter{})
 	require.NoError(t, err)
 	old.start(func(error) {}, func(error) {}, nil)
 
@@ -113,7 +113,7 @@ func TestOffsetsCommitAgainAfterAnAbortRanOutOfRetries(t *testing.T) {
 	// Retriable: sarama retries, then gives up; then the coordinator is back.
 	ends := refuse(cluster, kmsg.EndTxn, kerr.ConcurrentTransactions.Code, func(n int32) bool { return n <= refused })
 	b := newTxnBridge(t, cluster)
-	c, err := b.newTxnCommitter(&simpleSession{}, "orders", 0, 0, func() { t.Error("the partition was released") })
+	c, err := b.newTxnCommitter(&simpleSession{}, "orders", 0, 0, func() { t.Error("the partition was released") }, &connect.TxnStarter{})
 	require.NoError(t, err)
 	c.start(func(error) {}, func(error) {}, nil)
 	defer c.close()
@@ -225,7 +225,7 @@ func TestOnlyTheDeadLetterTooLargeForTheDLQIsReduced(t *testing.T) {
 	require.NoError(t, err)
 	defer cluster.Close()
 	b := newTxnBridge(t, cluster)
-	c, err := b.newTxnCommitter(&simpleSession{}, "orders", 0, 0, func() { t.Error("the partition was released") })
+	c, err := b.newTxnCommitter(&simpleSession{}, "orders", 0, 0, func() { t.Error("the partition was released") }, &connect.TxnStarter{})
 	require.NoError(t, err)
 	defer c.close()
 	big := `{"pad":"` + strings.Repeat("x", 2<<20) + `"}` // over dlq.max_message_bytes (1 MB)
@@ -253,7 +253,7 @@ func TestADeadLetterTheBrokerRefusesGoesInReducedFormInTheNextTransaction(t *tes
 		ConfigEntries: map[string]*string{"max.message.bytes": &limit}}, false))
 	require.NoError(t, admin.Close())
 	b := newTxnBridge(t, cluster)
-	c, err := b.newTxnCommitter(&simpleSession{}, "orders", 0, 0, func() { t.Error("the partition was released") })
+	c, err := b.newTxnCommitter(&simpleSession{}, "orders", 0, 0, func() { t.Error("the partition was released") }, &connect.TxnStarter{})
 	require.NoError(t, err)
 	defer c.close()
 	big := `{"pad":"` + strings.Repeat("x", 20_000) + `"}` // under dlq.max_message_bytes, over the topic's limit
@@ -309,7 +309,7 @@ func TestACommitterWhoseNewProducerCannotStartYetRetries(t *testing.T) {
 	inits := refuse(cluster, kmsg.InitProducerID, kerr.TransactionalIDAuthorizationFailed.Code,
 		func(n int32) bool { return n > 1 && n <= 1+refused })
 	b := newTxnBridge(t, cluster)
-	c, err := b.newTxnCommitter(&simpleSession{}, "orders", 0, 0, func() { t.Error("the partition was released") })
+	c, err := b.newTxnCommitter(&simpleSession{}, "orders", 0, 0, func() { t.Error("the partition was released") }, &connect.TxnStarter{})
 	require.NoError(t, err)
 	c.start(func(error) {}, func(error) {}, nil)
 	defer c.close()
@@ -384,7 +384,7 @@ func TestAFinalCommitWithoutAnAnswerGivesUpWithinTheConnectTimeout(t *testing.T)
 		return nil, nil, true // taken, never answered
 	})
 	b := newTxnBridge(t, cluster, connectIn(time.Second))
-	c, err := b.newTxnCommitter(&simpleSession{}, "orders", 0, 0, func() { t.Error("the partition was released") })
+	c, err := b.newTxnCommitter(&simpleSession{}, "orders", 0, 0, func() { t.Error("the partition was released") }, &connect.TxnStarter{})
 	require.NoError(t, err)
 	var closed atomic.Bool
 	told := func(error) {

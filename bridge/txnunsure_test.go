@@ -20,6 +20,7 @@ import (
 	"github.com/sagabridge/sagabridge/config"
 	"github.com/sagabridge/sagabridge/dlq"
 	"github.com/sagabridge/sagabridge/event"
+	"github.com/sagabridge/sagabridge/internal/connect"
 	"github.com/sagabridge/sagabridge/internal/kafkatxn/txntest"
 )
 
@@ -145,7 +146,7 @@ func TestTransactionalGroupMetadataCarriesTheInstanceID(t *testing.T) {
 		Routes: []config.Route{{Topic: "orders", TypeHeader: "event-type", WorkflowType: "O", WorkflowID: "order-{key}", TaskQueue: "q"}},
 	}.WithDefaults(), Deps{Temporal: &fakeTemporal{}, DeadLetters: &fakeDLQ{}, Logger: quiet()})
 	require.NoError(t, err)
-	c, err := b.newTxnCommitter(&simpleSession{}, "orders", 0, 0, func() {})
+	c, err := b.newTxnCommitter(&simpleSession{}, "orders", 0, 0, func() {}, &connect.TxnStarter{})
 	require.NoError(t, err)
 	defer c.close()
 	require.NotNil(t, c.meta.GroupInstanceID)
@@ -167,7 +168,7 @@ func TestATransactionalProducerStartGivesUpWithinTheConnectTimeout(t *testing.T)
 	})
 	b := newTxnBridge(t, cluster, connectIn(time.Second))
 	start := time.Now()
-	c, err := b.newTxnCommitter(&simpleSession{}, "orders", 0, 0, func() {})
+	c, err := b.newTxnCommitter(&simpleSession{}, "orders", 0, 0, func() {}, &connect.TxnStarter{})
 	took := time.Since(start)
 	if err == nil {
 		_ = c.close()

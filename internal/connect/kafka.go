@@ -3,6 +3,7 @@ package connect
 import (
 	"fmt"
 	"io"
+	"sync"
 	"time"
 
 	"github.com/IBM/sarama"
@@ -130,12 +131,87 @@ func SyncProducer(k config.Kafka, c *sarama.Config) (sarama.SyncProducer, error)
 	return within(k, func() (sarama.SyncProducer, error) { return sarama.NewSyncProducer(k.Brokers, c) })
 }
 
-// TransactionalProducer starts a transactional SyncProducer on a client of
-// its own (kafkatxn.NewProducer), or fails within kafka.connect_timeout: a
-// coordinator that takes InitProducerId and never answers would hold the
-// start for a read timeout per try, fifty tries.
-func TransactionalProducer(k config.Kafka, c *sarama.Config) (sarama.SyncProducer, error) {
-	return within(k, func() (sarama.SyncProducer, error) { return kafkatxn.NewProducer(k.Brokers, c) })
+// TxnStarter starts the transactional producers of one transactional ID
+// (kafkatxn.NewProducer, each on a client of its own), one at a time, each
+// start given up on after kafka.connect_timeout: a coordinator that takes
+// InitProducerId and never answers would hold a start for a read timeout
+// per try, fifty tries. A start given up on goes on, and its
+// InitProducerId, answered later, bumps the ID's epoch: a producer started
+// meanwhile would be fenced by it, so the next Start waits for that start
+// first, and takes its producer when it got through. The zero value is
+// ready to use; safe for concurrent use.
+type TxnStarter struct {
+	mu      sync.Mutex
+	pending chan startResult // the start last given up on; nil when none
+}
+
+// startResult is the end of one start.
+type startResult struct {
+	p   sarama.SyncProducer
+	err error
+}
+
+// Start returns a started transactional producer configured by c, or an
+// error within kafka.connect_timeout (twice that when it first waits for a
+// start given up on before).
+func (s *TxnStarter) Start(k config.Kafka, c *sarama.Config) (sarama.SyncProducer, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	timeout := connectTimeout(k)
+	if s.pending != nil {
+		t := time.NewTimer(timeout)
+		select {
+		case r := <-s.pending:
+			t.Stop()
+			s.pending = nil
+			if r.err == nil {
+				return r.p, nil // it got through: the ID's newest epoch
+			}
+		case <-t.C:
+			return nil, KafkaError(k, fmt.Errorf("an earlier start of transactional producer %s is still waiting for its InitProducerId answer; "+
+				"a new start would race it, and the later answer would fence the other producer", c.Producer.Transaction.ID))
+		}
+	}
+	done := make(chan startResult, 1)
+	go func() {
+		p, err := kafkatxn.NewProducer(k.Brokers, c)
+		done <- startResult{p, err}
+	}()
+	t := time.NewTimer(timeout)
+	defer t.Stop()
+	select {
+	case r := <-done:
+		if r.err != nil {
+			return nil, KafkaError(k, r.err)
+		}
+		return r.p, nil
+	case <-t.C:
+		s.pending = done
+		return nil, KafkaError(k, fmt.Errorf("no answer within %s (kafka.connect_timeout)", timeout))
+	}
+}
+
+// Close lets go of a start given up on: its producer, if it gets
+// through, is closed.
+func (s *TxnStarter) Close() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if done := s.pending; done != nil {
+		s.pending = nil
+		go func() {
+			if r := <-done; r.err == nil {
+				_ = r.p.Close()
+			}
+		}()
+	}
+}
+
+// connectTimeout is k's kafka.connect_timeout, 15 s when unset.
+func connectTimeout(k config.Kafka) time.Duration {
+	if k.ConnectTimeout <= 0 {
+		return 15 * time.Second
+	}
+	return k.ConnectTimeout
 }
 
 // within runs open, giving up after k.ConnectTimeout with an error that
@@ -150,10 +226,7 @@ func within[T io.Closer](k config.Kafka, open func() (T, error)) (T, error) {
 		v, err := open()
 		done <- result{v, err}
 	}()
-	timeout := k.ConnectTimeout
-	if timeout <= 0 {
-		timeout = 15 * time.Second
-	}
+	timeout := connectTimeout(k)
 	t := time.NewTimer(timeout)
 	defer t.Stop()
 	select {

@@ -1,0 +1,62 @@
+package connect
+
+import (
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/IBM/sarama"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+	"github.com/twmb/franz-go/pkg/kfake"
+	"github.com/twmb/franz-go/pkg/kmsg"
+
+	"github.com/sagabridge/sagabridge/config"
+)
+
+// A transactional producer start given up on (its InitProducerId slow to be
+// answered) is not raced by the retry: the retry waits for it, and takes its
+// producer when it gets through, so the later answer fences nothing. (The
+// retry started a second producer, which the first start's late
+// InitProducerId fenced: PRODUCER_FENCED on its first commit, and the
+// bridge released the partition.)
+func TestATransactionalStartGivenUpOnDoesNotFenceTheRetry(t *testing.T) {
+	c, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.SeedTopics(1, "out"))
+	require.NoError(t, err)
+	t.Cleanup(c.Close)
+	var n atomic.Int32
+	firstAnswered := make(chan struct{})
+	c.ControlKey(int16(kmsg.InitProducerID), func(kmsg.Request) (kmsg.Response, error, bool) {
+		c.KeepControl()
+		if n.Add(1) == 1 { // the first start's InitProducerId is slow to be answered
+			c.SleepControl(func() { time.Sleep(2500 * time.Millisecond) })
+			close(firstAnswered) // kfake handles it next, before any later request
+		}
+		return nil, nil, false
+	})
+	k := config.Kafka{Brokers: c.ListenAddrs(), Version: "3.6.0", ClientID: "t", ConnectTimeout: time.Second}
+	pc, err := TransactionalProducerConfig(k, 0, "txn-a")
+	require.NoError(t, err)
+
+	var starter TxnStarter
+	defer starter.Close()
+	_, err = starter.Start(k, pc)
+	require.ErrorContains(t, err, "no answer within")
+	var p sarama.SyncProducer
+	for try := 0; p == nil; try++ { // the caller retries, as startTxnCommitter does
+		require.Less(t, try, 5, "the retry never started")
+		if p, err = starter.Start(k, pc); err != nil {
+			assert.ErrorContains(t, err, "an earlier start of transactional producer txn-a is still waiting")
+		}
+	}
+	defer func() { _ = p.Close() }()
+	<-firstAnswered
+
+	require.NoError(t, p.BeginTxn())
+	_, _, err = p.SendMessage(&sarama.ProducerMessage{Topic: "out", Value: sarama.StringEncoder("x")})
+	if err == nil {
+		err = p.CommitTxn()
+	}
+	require.NoError(t, err, "the live producer was fenced; InitProducerId calls: %d", n.Load())
+	assert.Equal(t, int32(1), n.Load(), "one start: the retry took the first start's producer")
+}
