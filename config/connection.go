@@ -134,7 +134,9 @@ type TLS struct {
 	CAFile string `yaml:"ca_file"`
 	// CertFile and KeyFile are a PEM client certificate and key, for
 	// servers that require mutual TLS (Temporal Cloud's mTLS, for one).
-	// Optional; both or neither.
+	// They are read again when either changes (looked at once a second at
+	// most), so a certificate rotated in them is presented by the next
+	// connection without a restart. Optional; both or neither.
 	CertFile string `yaml:"cert_file"`
 	KeyFile  string `yaml:"key_file"`
 	// ServerName is the name to verify the servers' certificates against.

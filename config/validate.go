@@ -240,6 +240,9 @@ func (t TLS) validate(prefix string, bad func(field, format string, args ...any)
 	for field, path := range map[string]string{prefix + ".ca_file": t.CAFile, prefix + ".cert_file": t.CertFile, prefix + ".key_file": t.KeyFile} {
 		if path != "" {
 			if _, err := os.Stat(path); err != nil {
+				if field == prefix+".key_file" {
+					err = secretname.FileError(err) // the key itself may stand where its path goes
+				}
 				bad(field, "%v", err)
 			}
 		}

@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"os"
 	"strings"
+	"sync"
+	"time"
 
 	"github.com/IBM/sarama"
 	"github.com/xdg-go/scram"
@@ -104,13 +106,79 @@ func TLS(t config.TLS, prefix string) (*tls.Config, error) {
 		tc.RootCAs = pool
 	}
 	if t.CertFile != "" {
-		cert, err := tls.LoadX509KeyPair(t.CertFile, t.KeyFile)
-		if err != nil {
-			return nil, fmt.Errorf("%s.cert_file/key_file: %w", prefix, err)
+		pair := &keyPairFiles{certFile: t.CertFile, keyFile: t.KeyFile, prefix: prefix}
+		if err := pair.load(); err != nil {
+			return nil, err
 		}
-		tc.Certificates = []tls.Certificate{cert}
+		tc.GetClientCertificate = pair.get
 	}
 	return tc, nil
+}
+
+// keyPairFiles is a client certificate and key read from files, read again
+// when either file changes (at most once a second): a certificate rotated
+// in its files (cert-manager, a mounted secret) is presented by the next
+// connection, as the API key file is read again, where one read at start
+// made every reconnection fail once the old one expired. A rotation caught
+// half written (the key not yet matching) keeps the pair last read.
+type keyPairFiles struct {
+	certFile, keyFile, prefix string
+
+	mu                sync.Mutex
+	cert              *tls.Certificate
+	checked           time.Time
+	certMod, keyMod   time.Time
+	certSize, keySize int64
+}
+
+// load reads the pair; errors name the fields, and never the key file's
+// path, which may be the key itself written in its place.
+func (p *keyPairFiles) load() error {
+	certPEM, err := os.ReadFile(p.certFile)
+	if err != nil {
+		return fmt.Errorf("%s.cert_file: %w", p.prefix, err)
+	}
+	keyPEM, err := os.ReadFile(p.keyFile)
+	if err != nil {
+		return fmt.Errorf("%s.key_file: %w", p.prefix, secretname.FileError(err))
+	}
+	cert, err := tls.X509KeyPair(certPEM, keyPEM)
+	if err != nil {
+		return fmt.Errorf("%s.cert_file/key_file: %w", p.prefix, err)
+	}
+	p.cert = &cert
+	p.certMod, p.certSize = modified(p.certFile)
+	p.keyMod, p.keySize = modified(p.keyFile)
+	return nil
+}
+
+// modified is a file's modification time and size (zero when it cannot be
+// read).
+func modified(path string) (time.Time, int64) {
+	fi, err := os.Stat(path)
+	if err != nil {
+		return time.Time{}, 0
+	}
+	return fi.ModTime(), fi.Size()
+}
+
+// get is tls.Config.GetClientCertificate: the pair, read again if its
+// files changed since they were last looked at, a second ago or more.
+func (p *keyPairFiles) get(*tls.CertificateRequestInfo) (*tls.Certificate, error) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if time.Since(p.checked) >= time.Second {
+		p.checked = time.Now()
+		certMod, certSize := modified(p.certFile)
+		keyMod, keySize := modified(p.keyFile)
+		if !certMod.Equal(p.certMod) || !keyMod.Equal(p.keyMod) || certSize != p.certSize || keySize != p.keySize {
+			old := p.cert
+			if err := p.load(); err != nil {
+				p.cert = old // half written, or gone: the pair last read
+			}
+		}
+	}
+	return p.cert, nil
 }
 
 // saslPassword reads the configured password source.
