@@ -25,28 +25,7 @@ import (
 // passed, then exited 1 with "bridge failed" although the operator had
 // asked it to stop.)
 func TestASecondSignalStopsTheBridgeAtOnce(t *testing.T) {
-	silent, err := net.Listen("tcp", "127.0.0.1:0")
-	require.NoError(t, err)
-	defer silent.Close()
-	dialled := make(chan struct{}, 1)
-	go func() {
-		for {
-			c, err := silent.Accept()
-			if err != nil {
-				return
-			}
-			defer c.Close() // accepted, never answered
-			select {
-			case dialled <- struct{}{}:
-			default:
-			}
-		}
-	}()
-	path := filepath.Join(t.TempDir(), "bridge.yaml")
-	require.NoError(t, os.WriteFile(path, []byte(fmt.Sprintf(`kafka: {brokers: [%q], group: g, connect_timeout: 2m}
-temporal: {address: "127.0.0.1:1"}
-routes: [{topic: orders, workflow_type: W, workflow_id: "w-{key}", task_queue: q}]
-`, silent.Addr().String())), 0o600))
+	path, dialled := silentBrokerConfig(t)
 
 	cmd, stderr, stopping, exited := startMain(t, "a second signal ends the process", nil, "-config", path)
 
@@ -128,28 +107,7 @@ func (b *lockedBuffer) String() string {
 // no live reload). (Go's default ended the process at once: no drain, no
 // final commit, no log line.)
 func TestSIGHUPStopsTheBridgeThroughItsStopPath(t *testing.T) {
-	silent, err := net.Listen("tcp", "127.0.0.1:0")
-	require.NoError(t, err)
-	defer silent.Close()
-	dialled := make(chan struct{}, 1)
-	go func() {
-		for {
-			c, err := silent.Accept()
-			if err != nil {
-				return
-			}
-			defer c.Close() // accepted, never answered
-			select {
-			case dialled <- struct{}{}:
-			default:
-			}
-		}
-	}()
-	path := filepath.Join(t.TempDir(), "bridge.yaml")
-	require.NoError(t, os.WriteFile(path, []byte(fmt.Sprintf(`kafka: {brokers: [%q], group: g, connect_timeout: 2m}
-temporal: {address: "127.0.0.1:1"}
-routes: [{topic: orders, workflow_type: W, workflow_id: "w-{key}", task_queue: q}]
-`, silent.Addr().String())), 0o600))
+	path, dialled := silentBrokerConfig(t)
 
 	cmd, stderr, stopping, exited := startMain(t, `"signal":"hangup"`, nil, "-config", path)
 	select {
@@ -166,4 +124,41 @@ routes: [{topic: orders, workflow_type: W, workflow_id: "w-{key}", task_queue: q
 	case <-time.After(10 * time.Second):
 		t.Fatalf("the bridge did not say it was stopping; stderr:\n%s", stderr.String())
 	}
+}
+
+// silentBrokerConfig writes a bridge configuration whose broker accepts
+// connections and never answers (with a long kafka.connect_timeout), and
+// returns its path and a channel that gets a value once the broker is
+// dialled. The broker stops with the test.
+func silentBrokerConfig(t *testing.T) (path string, dialled <-chan struct{}) {
+	t.Helper()
+	silent, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = silent.Close() })
+	d := make(chan struct{}, 1)
+	go func() {
+		var conns []net.Conn
+		defer func() {
+			for _, c := range conns {
+				_ = c.Close()
+			}
+		}()
+		for {
+			c, err := silent.Accept()
+			if err != nil {
+				return
+			}
+			conns = append(conns, c) // accepted, never answered
+			select {
+			case d <- struct{}{}:
+			default:
+			}
+		}
+	}()
+	path = filepath.Join(t.TempDir(), "bridge.yaml")
+	require.NoError(t, os.WriteFile(path, []byte(fmt.Sprintf(`kafka: {brokers: [%q], group: g, connect_timeout: 2m}
+temporal: {address: "127.0.0.1:1"}
+routes: [{topic: orders, workflow_type: W, workflow_id: "w-{key}", task_queue: q}]
+`, silent.Addr().String())), 0o600))
+	return path, d
 }
