@@ -63,7 +63,16 @@ const (
 // listOffsets asks each partition's leader for the offset of ts(partition)
 // (latest, earliest or a time in milliseconds) under isolation; a time no
 // record reaches answers noOffset.
-func (k *cluster) listOffsets(ctx context.Context, parts []tp, ts func(tp) int64, isolation sarama.IsolationLevel) (map[tp]int64, error) {
+func (k *cluster) listOffsets(ctx context.Context, parts []tp, ts func(tp) int64, isolation sarama.IsolationLevel) (out map[tp]int64, err error) {
+	err = k.retry(ctx, parts, func() error {
+		out, err = k.listOffsetsOnce(ctx, parts, ts, isolation)
+		return err
+	})
+	return out, err
+}
+
+// listOffsetsOnce is listOffsets without its retries.
+func (k *cluster) listOffsetsOnce(ctx context.Context, parts []tp, ts func(tp) int64, isolation sarama.IsolationLevel) (map[tp]int64, error) {
 	byLeader := map[*sarama.Broker][]tp{}
 	for _, p := range parts {
 		b, err := k.client.Leader(p.topic, p.partition)
@@ -145,7 +154,65 @@ func (k *cluster) read(ctx context.Context, parts []tp, requireStable bool) ([]P
 
 // committed fetches the group's committed offsets of parts (noOffset for
 // a partition it has none of).
-func (k *cluster) committed(ctx context.Context, parts []tp, requireStable bool) (map[tp]sarama.OffsetFetchResponseBlock, error) {
+func (k *cluster) committed(ctx context.Context, parts []tp, requireStable bool) (out map[tp]sarama.OffsetFetchResponseBlock, err error) {
+	err = k.retry(ctx, parts, func() error {
+		out, err = k.committedOnce(ctx, parts, requireStable)
+		return err
+	})
+	return out, err
+}
+
+// retry runs op until it succeeds, fails for a reason a moment does not
+// cure, or has been tried retryTries times, backing off from 200 ms and
+// refreshing the metadata of parts' topics and the group's coordinator
+// before each retry: a leader or coordinator that moved or is loading (a
+// rolling restart of the brokers) made a show or a move fail at once.
+func (k *cluster) retry(ctx context.Context, parts []tp, op func() error) error {
+	var topics []string
+	for _, p := range parts {
+		if !slices.Contains(topics, p.topic) {
+			topics = append(topics, p.topic)
+		}
+	}
+	wait := 200 * time.Millisecond
+	for try := 1; ; try++ {
+		err := op()
+		if err == nil || try == retryTries || !transient(err) || ctx.Err() != nil {
+			return err
+		}
+		_ = k.client.RefreshMetadata(topics...)
+		_ = k.client.RefreshCoordinator(k.group)
+		t := time.NewTimer(wait)
+		select {
+		case <-t.C:
+		case <-ctx.Done():
+			t.Stop()
+			return err
+		}
+		wait *= 2
+	}
+}
+
+// retryTries is how many times retry tries (about 3 s of backing off).
+const retryTries = 5
+
+// transient reports whether err is a leader or coordinator moving or
+// loading, which a moment and fresh metadata cure.
+func transient(err error) bool {
+	for _, e := range []error{
+		sarama.ErrNotLeaderForPartition, sarama.ErrLeaderNotAvailable, sarama.ErrOffsetNotAvailable,
+		sarama.ErrFencedLeaderEpoch, sarama.ErrUnknownLeaderEpoch, sarama.ErrRequestTimedOut,
+		sarama.ErrNotCoordinatorForConsumer, sarama.ErrOffsetsLoadInProgress, sarama.ErrConsumerCoordinatorNotAvailable,
+	} {
+		if errors.Is(err, e) {
+			return true
+		}
+	}
+	return false
+}
+
+// committedOnce is committed without its retries.
+func (k *cluster) committedOnce(ctx context.Context, parts []tp, requireStable bool) (map[tp]sarama.OffsetFetchResponseBlock, error) {
 	resp, _, err := k.fetchOffsets(ctx, parts, requireStable)
 	if err != nil {
 		return nil, err

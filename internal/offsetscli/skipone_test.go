@@ -111,3 +111,20 @@ routes: [{topic: orders, workflow_type: W, workflow_id: "w-{key}", task_queue: q
 	assert.Equal(t, exitUsage, code)
 	assert.Contains(t, stderr, "kafka.isolation_level", "the kafka section is still checked")
 }
+
+// A leader or coordinator that moves or is loading (a rolling restart of
+// the brokers) makes show retry, not fail. (One NOT_LEADER answer to
+// ListOffsets, or one COORDINATOR_LOAD_IN_PROGRESS to OffsetFetch, ended
+// show with exit 1 and nothing printed.)
+func TestShowRetriesALeaderOrCoordinatorThatMoves(t *testing.T) {
+	for _, f := range []kfake.Fault{
+		{Keys: []kmsg.Key{kmsg.ListOffsets}, Topic: "orders", Err: kerr.NotLeaderForPartition},
+		{Keys: []kmsg.Key{kmsg.OffsetFetch}, Group: "g", Err: kerr.CoordinatorLoadInProgress},
+	} {
+		c := outcomeCluster(t)
+		c.Fault(f) // once
+		code, stdout, stderr := runOffsets("show", "-brokers", c.ListenAddrs()[0], "-group", "g", "-topic", "orders")
+		assert.Equal(t, exitOK, code, "%s: %s", f.Err, stderr)
+		assert.Contains(t, stdout, "orders", "%s", f.Err)
+	}
+}
