@@ -128,7 +128,11 @@ func (c *command) move(ctx context.Context, args []string) int {
 	// as not made would be made again by the next --skip-one.
 	todo := changed(moves)
 	refused, cerr := k.commit(ctx, todo)
-	after, rerr := readBack(ctx, k, todo)
+	// Read back even when interrupted (Ctrl-C during the commit): whether
+	// the offsets moved is what the operator must know.
+	rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), readBackTimeout)
+	defer cancel()
+	after, rerr := readBack(rctx, k, todo)
 	if rerr != nil {
 		if cerr == nil {
 			return c.Fail(fmt.Errorf("committed, but the offsets cannot be read back to confirm it: %w", rerr))
@@ -177,6 +181,9 @@ func (c *command) move(ctx context.Context, args []string) int {
 		return c.Fail(fmt.Errorf("the move was partly applied: %d of %d partition(s) moved (read back), the others not:\n%w", n, len(todo), errors.Join(whys...)))
 	}
 }
+
+// readBackTimeout bounds the read-back of a move that was interrupted.
+const readBackTimeout = 15 * time.Second
 
 // readBack reads the committed offsets of moves' partitions.
 func readBack(ctx context.Context, k *cluster, moves []Move) (map[tp]int64, error) {

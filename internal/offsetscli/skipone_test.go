@@ -3,6 +3,7 @@ package offsetscli
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -127,4 +128,22 @@ func TestShowRetriesALeaderOrCoordinatorThatMoves(t *testing.T) {
 		assert.Equal(t, exitOK, code, "%s: %s", f.Err, stderr)
 		assert.Contains(t, stdout, "orders", "%s", f.Err)
 	}
+}
+
+// A move interrupted before its commit went out (Ctrl-C) reads the offsets
+// back anyway and says nothing moved. (It read back on the cancelled
+// context too, and said the move's outcome was unknown.)
+func TestAnInterruptedMoveSaysNothingMoved(t *testing.T) {
+	c := outcomeCluster(t)
+	commitAt(t, c, 1)
+	ctx, cancel := context.WithCancel(context.Background())
+	c.ControlKey(int16(kmsg.OffsetCommit), func(kmsg.Request) (kmsg.Response, error, bool) {
+		cancel() // the operator's Ctrl-C, as the commit goes out
+		return nil, errors.New("connection lost"), true
+	})
+	var out, errOut bytes.Buffer
+	code := run(ctx, []string{"move", "-brokers", c.ListenAddrs()[0], "-group", "g", "-topic", "orders", "-partition", "0", "--to-offset", "3"}, nil, &out, &errOut)
+	assert.Equal(t, exitFail, code)
+	assert.NotContains(t, errOut.String(), "outcome is unknown")
+	assert.Contains(t, errOut.String(), "nothing moved")
 }
