@@ -113,6 +113,11 @@ type Bridge struct {
 	// sessionErr says why the last consumer group session failed; nil
 	// once one starts.
 	sessionErr atomic.Pointer[string]
+	// txnStarters holds a *connect.TxnStarter per transactional ID, for
+	// the bridge's life: a start given up on in one claim is waited for by
+	// the next claim of that partition, whose producer it would otherwise
+	// fence when its InitProducerId is answered late.
+	txnStarters sync.Map
 	// claimFailures holds, by "topic/partition", why a claimed partition
 	// cannot be consumed yet (retryClaim).
 	claimFailures sync.Map
@@ -222,6 +227,10 @@ func (b *Bridge) Run(ctx context.Context) error {
 	if err := b.checkSearchAttributes(ctx); err != nil {
 		return err
 	}
+	defer b.txnStarters.Range(func(_, s any) bool {
+		s.(*connect.TxnStarter).Close()
+		return true
+	})
 	sc, err := connect.SaramaConfig(b.cfg.Kafka)
 	if err != nil {
 		return err

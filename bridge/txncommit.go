@@ -39,7 +39,7 @@ type txnCommitter struct {
 	// newProducer starts a producer with the same transactional ID, to
 	// replace one in sarama's fatal state.
 	newProducer func() (sarama.SyncProducer, error)
-	// starter starts them one at a time (closed by finish).
+	// starter starts them one at a time (the bridge's, for its ID).
 	starter *connect.TxnStarter
 	// failed counts failed commits (sagabridge_commit_failures_total);
 	// reduced counts dead letters sent in reduced form
@@ -148,17 +148,17 @@ var errTxnStart = errors.New("start transactional producer")
 // owner.
 func (b *Bridge) startTxnCommitter(s sarama.ConsumerGroupSession, topic string, partition int32, start int64, lost func()) (*txnCommitter, error) {
 	var c *txnCommitter
-	// One starter for every try: a try given up on must not fence the next.
-	starter := &connect.TxnStarter{}
+	// One starter per transactional ID, for every try and every claim: a
+	// start given up on must not fence the next.
+	txnID := kafkatxn.TransactionalID(b.cfg.DLQ.TransactionalIDPrefix, b.cfg.Kafka.Group, topic, partition)
+	st, _ := b.txnStarters.LoadOrStore(txnID, &connect.TxnStarter{})
+	starter := st.(*connect.TxnStarter)
 	err := b.retryClaim(s, topic, partition, "the transactional producer cannot start", nil, func() (bool, error) {
 		var err error
 		c, err = b.newTxnCommitter(s, topic, partition, start, lost, starter)
 		var config sarama.ConfigurationError
 		return err == nil || !errors.Is(err, errTxnStart) || errors.As(err, &config), err
 	})
-	if err != nil {
-		starter.Close()
-	}
 	return c, err
 }
 
@@ -290,9 +290,6 @@ func (c *txnCommitter) finish() error {
 	var err error
 	if !c.fenced && !c.isAbandoned() {
 		_, err = c.commit()
-	}
-	if c.starter != nil {
-		c.starter.Close()
 	}
 	if c.prod == nil { // closed by ready, and not replaced
 		return err

@@ -83,6 +83,16 @@ func TransactionalProducerConfig(k config.Kafka, maxMessageBytes int, txnID stri
 	c.Producer.Transaction.ID = txnID
 	c.Producer.Transaction.Retry.Backoff = 50 * time.Millisecond
 	c.Producer.Transaction.Timeout = TransactionTimeout
+	// Only the metadata of the topics written to: each claimed partition
+	// has a producer on a client of its own, and sarama's default (every
+	// topic of the cluster, refreshed every 10 minutes) held 1.8 MiB per
+	// partition on a cluster of 9,600 partitions
+	// (TestAProducerHoldsOnlyTheMetadataOfItsTopics). Not for the other
+	// producers: without a first full fetch, an idempotent producer's
+	// InitProducerId goes to the first seed broker on every try, and fails
+	// while that broker is down; a transactional one asks its coordinator,
+	// found through any live broker.
+	c.Metadata.Full = false
 	return c, nil
 }
 
@@ -115,12 +125,6 @@ func DLQProducerConfig(k config.Kafka, maxMessageBytes int) (*sarama.Config, err
 	c.Producer.Return.Successes = true
 	c.Producer.Retry.Max = 10
 	c.Net.MaxOpenRequests = 1
-	// Only the metadata of the topics written to: with dlq.transactional
-	// each claimed partition has a producer on a client of its own, and
-	// sarama's default (every topic of the cluster, refreshed every 10
-	// minutes) held 1.8 MiB per partition on a cluster of 9,600
-	// partitions (TestAProducerHoldsOnlyTheMetadataOfItsTopics).
-	c.Metadata.Full = false
 	return c, nil
 }
 
