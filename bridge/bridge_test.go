@@ -146,6 +146,13 @@ func (s *fakeSession) MarkOffset(_ string, _ int32, next int64, _ string) {
 	s.next = next
 }
 
+// ResetOffset sets the offset a commit would write, backwards too.
+func (s *fakeSession) ResetOffset(_ string, _ int32, next int64, _ string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.next = next
+}
+
 func (s *fakeSession) committed() int64 {
 	s.mu.Lock()
 	defer s.mu.Unlock()

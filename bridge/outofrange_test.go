@@ -1,0 +1,97 @@
+package bridge
+
+import (
+	"context"
+	"fmt"
+	"testing"
+	"time"
+
+	"github.com/IBM/sarama"
+	"github.com/stretchr/testify/require"
+	"github.com/twmb/franz-go/pkg/kfake"
+
+	"github.com/sagabridge/sagabridge/config"
+	"github.com/sagabridge/sagabridge/dlq"
+)
+
+// A group whose committed offset lies past the log end (a truncated log, or
+// a topic deleted and created again while a mark was still being retried)
+// starts at kafka.initial_offset, as sarama resets it, and commits where it
+// really is: nothing is skipped once the log grows past the stale offset.
+// (sarama's MarkOffset only moves an offset forward: every mark below the
+// stale offset was dropped, the stop looked clean, and the next start
+// resumed at the stale offset, skipping the records before it.)
+func TestACommittedOffsetPastTheLogEndIsMovedBackNotSkippedTo(t *testing.T) {
+	cluster, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.SeedTopics(1, "orders", "orders"+dlq.DefaultSuffix))
+	require.NoError(t, err)
+	t.Cleanup(cluster.Close)
+	produce := func(from, to int64) {
+		pc := sarama.NewConfig()
+		pc.Producer.Return.Successes = true
+		p, err := sarama.NewSyncProducer(cluster.ListenAddrs(), pc)
+		require.NoError(t, err)
+		defer p.Close()
+		for o := from; o < to; o++ {
+			_, off, err := p.SendMessage(&sarama.ProducerMessage{Topic: "orders",
+				Key: sarama.StringEncoder(fmt.Sprintf("k%d", o)), Value: sarama.StringEncoder(`{}`),
+				Headers: []sarama.RecordHeader{{Key: []byte("event-type"), Value: []byte("E")}}})
+			require.NoError(t, err)
+			require.Equal(t, o, off)
+		}
+	}
+	committed := func() int64 {
+		c, err := sarama.NewClient(cluster.ListenAddrs(), sarama.NewConfig())
+		require.NoError(t, err)
+		defer c.Close()
+		cfgK := config.Kafka{Group: "g", IsolationLevel: config.ReadCommitted}
+		got, _, err := fetchCommitted(c, cfgK, map[string][]int32{"orders": {0}})
+		require.NoError(t, err)
+		return got["orders"][0]
+	}
+	// The group's stale offset: 8, beyond the log end (5).
+	produce(0, 5)
+	{
+		sc := sarama.NewConfig()
+		sc.Version = sarama.V2_8_0_0
+		c, err := sarama.NewClient(cluster.ListenAddrs(), sc)
+		require.NoError(t, err)
+		coord, err := c.Coordinator("g")
+		require.NoError(t, err)
+		req := sarama.NewOffsetCommitRequest(sc, "g")
+		req.AddBlockWithLeaderEpoch("orders", 0, 8, -1, sarama.ReceiveTime, "")
+		resp, err := coord.CommitOffset(req)
+		require.NoError(t, err)
+		require.ErrorIs(t, resp.Errors["orders"][0], sarama.ErrNoError)
+		require.NoError(t, c.Close())
+	}
+	require.Equal(t, int64(8), committed())
+
+	cfg := config.Config{
+		Kafka:        config.Kafka{Brokers: cluster.ListenAddrs(), Group: "g"},
+		Dispatch:     config.Dispatch{RetryInitial: time.Millisecond, RetryMax: 5 * time.Millisecond, DrainTimeout: 100 * time.Millisecond},
+		Backpressure: config.Backpressure{Backlog: config.Backlog{Disabled: true}},
+		Routes:       []config.Route{{Topic: "orders", TypeHeader: "event-type", WorkflowType: "O", WorkflowID: "order-{key}", TaskQueue: "q"}},
+	}.WithDefaults()
+	run := func(tc *fakeTemporal, until func() bool) error {
+		b, err := New(cfg, Deps{Temporal: tc, DeadLetters: &fakeDLQ{}, Logger: quiet()})
+		require.NoError(t, err)
+		ctx, cancel := context.WithCancel(context.Background())
+		done := make(chan error, 1)
+		go func() { done <- b.Run(ctx) }()
+		require.Eventually(t, until, time.Minute, 20*time.Millisecond)
+		cancel() // the stop commits what was delivered
+
+		return <-done
+	}
+
+	first := &fakeTemporal{}
+	err = run(first, func() bool { return first.acceptedFrom(1, 0, 5) })
+	require.NoError(t, err)
+	require.Equal(t, int64(5), committed(), "after delivering offsets 0..4 and a stop, the group's offset is past them, not the stale 8")
+
+	produce(5, 10)
+	second := &fakeTemporal{}
+	err = run(second, func() bool { return second.acceptedFrom(1, 9, 10) })
+	require.NoError(t, err)
+	require.True(t, first.acceptedFrom(1, 5, 8) || second.acceptedFrom(1, 5, 8), "offsets 5, 6 and 7 were never delivered")
+}
