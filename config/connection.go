@@ -18,10 +18,14 @@ type Kafka struct {
 	ClientID string `yaml:"client_id"`
 	// Version is the Kafka protocol version to speak. Optional, default "3.6.0".
 	Version string `yaml:"version"`
-	// InitialOffset is where a group with no committed offset starts:
-	// "oldest" or "newest". The offset of the first record read is
-	// committed at once, so a partition started at "newest" resumes there
-	// after a restart. Optional, default "oldest".
+	// InitialOffset is where a group with no committed offset starts, and
+	// where one whose committed offset has left the log (retention passed
+	// it, or the log was truncated) starts again: "oldest" or "newest".
+	// The offset of the first record read is committed at once, so a
+	// partition started at "newest" resumes there after a restart; one
+	// handed to another member before it read any record has committed
+	// nothing, and its next owner starts at the log end of that moment,
+	// past what was produced meanwhile. Optional, default "oldest".
 	InitialOffset string `yaml:"initial_offset"`
 	// ConnectTimeout bounds the wait for the brokers to answer when a
 	// client starts (the bridge, the worker's producer, the DLQ tool); a
