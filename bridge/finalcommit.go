@@ -8,6 +8,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"time"
 
 	"github.com/IBM/sarama"
 
@@ -100,6 +101,14 @@ func (b *Bridge) checkFinalCommit(client sarama.Client) error {
 		parts[topic] = slices.Sorted(maps.Keys(ps))
 	}
 	committed, unread, err := fetchCommitted(client, b.cfg.Kafka, parts)
+	// A transactional commit is stable once its coordinator has written
+	// the markers, a moment after the commit returned: until then the
+	// offsets read UNSTABLE_OFFSET_COMMIT (per partition, or for the whole
+	// answer), which is not a failed commit.
+	for try := 0; try < unstableRetries && (errors.Is(err, sarama.ErrUnstableOffsetCommit) || err == nil && onlyUnstable(unread)); try++ {
+		time.Sleep(unstableBackoff)
+		committed, unread, err = fetchCommitted(client, b.cfg.Kafka, parts)
+	}
 	if err == nil {
 		err = joinUnread(unread)
 	}
@@ -123,6 +132,25 @@ func (b *Bridge) checkFinalCommit(client sarama.Client) error {
 		return fmt.Errorf("%w: %v; the records after the committed offsets are read again at the next start (the workflows skip what they applied; dead letters among them are written again)", ErrFinalCommit, behind)
 	}
 	return nil
+}
+
+// How checkFinalCommit waits for offsets a transaction is still making
+// stable: about 2 s, far below the transaction timeout after which the
+// broker aborts one whose commit was given up.
+const (
+	unstableRetries = 10
+	unstableBackoff = 200 * time.Millisecond
+)
+
+// onlyUnstable reports whether unread holds errors, all of them
+// UNSTABLE_OFFSET_COMMIT.
+func onlyUnstable(unread map[event.Position]error) bool {
+	for _, err := range unread {
+		if !errors.Is(err, sarama.ErrUnstableOffsetCommit) {
+			return false
+		}
+	}
+	return len(unread) > 0
 }
 
 // fetchCommitted reads the group's committed offsets of parts, with
