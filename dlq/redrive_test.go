@@ -239,3 +239,20 @@ func TestARedriveRecordKeepsTheKeyEveryVersionLooksUp(t *testing.T) {
 	require.NoError(t, err)
 	assert.Equal(t, "2@7", string(key))
 }
+
+// A tombstone for one entry's redrive leaves the record redriven when
+// another entry's redrive of the same record still stands, as compaction
+// leaves that one. (It forgot the record: a later run redrove it again.)
+func TestATombstoneKeepsAnotherRedriveOfTheSameRecord(t *testing.T) {
+	var rs Redrives
+	at := time.Date(2026, 12, 7, 10, 0, 0, 0, time.UTC)
+	rs.add(RedriveKey(0, 1), Redrive{Partition: 0, Offset: 1, At: at, Record: "R"})
+	rs.add(RedriveKey(0, 2), Redrive{Partition: 0, Offset: 2, At: at.Add(time.Minute), Record: "R"})
+	rs.remove(RedriveKey(0, 2))
+	got, ok := rs.OfRecord("R")
+	require.True(t, ok, "the record's other redrive still stands")
+	assert.Equal(t, int64(1), got.Offset)
+	rs.remove(RedriveKey(0, 1))
+	_, ok = rs.OfRecord("R")
+	assert.False(t, ok)
+}

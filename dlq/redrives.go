@@ -103,8 +103,16 @@ func (rs *Redrives) remove(key string) {
 		return
 	}
 	delete(rs.byKey, key)
-	if kept, ok := rs.byRecord[r.Record]; ok && r.Record != "" && kept.Partition == r.Partition && kept.Offset == r.Offset && kept.TopicID == r.TopicID {
-		delete(rs.byRecord, r.Record)
+	if r.Record == "" {
+		return
+	}
+	// Another entry's redrive of the same record still stands: compaction
+	// keeps it, so the record counts as redriven still (the latest one).
+	delete(rs.byRecord, r.Record)
+	for _, other := range rs.byKey {
+		if kept, ok := rs.byRecord[r.Record]; other.Record == r.Record && (!ok || other.At.After(kept.At)) {
+			rs.byRecord[r.Record] = other
+		}
 	}
 }
 

@@ -30,14 +30,19 @@ func NewLogger(level string) (*slog.Logger, error) {
 // (nil: nothing is logged). SIGHUP (a terminal hanging up, or `kill -HUP`
 // out of habit: there is no live reload) stops the program as SIGTERM
 // does, through its drain and final commit; Go's default for it ended the
-// process at once. It catches only the first: a second gets Go's default
+// process at once. A program started with SIGHUP ignored (nohup) keeps
+// ignoring it. It catches only the first: a second gets Go's default
 // and ends the process at once, for a shutdown that is stuck (a broker
 // that accepts connections and never answers holds a start up to
 // kafka.connect_timeout).
 func SignalContext(log *slog.Logger) (context.Context, context.CancelFunc) {
 	ctx, cancel := context.WithCancel(context.Background())
 	sigs := make(chan os.Signal, 1)
-	signal.Notify(sigs, os.Interrupt, syscall.SIGTERM, syscall.SIGHUP)
+	stopOn := []os.Signal{os.Interrupt, syscall.SIGTERM}
+	if !signal.Ignored(syscall.SIGHUP) { // nohup: a hang-up stays ignored
+		stopOn = append(stopOn, syscall.SIGHUP)
+	}
+	signal.Notify(sigs, stopOn...)
 	go func() {
 		select {
 		case sig := <-sigs:

@@ -134,6 +134,10 @@ type keyPairFiles struct {
 // load reads the pair; errors name the fields, and never the key file's
 // path, which may be the key itself written in its place.
 func (p *keyPairFiles) load() error {
+	// Looked at before they are read: files replaced in between are read
+	// again at the next look, not taken for the pair read.
+	certMod, certSize := modified(p.certFile)
+	keyMod, keySize := modified(p.keyFile)
 	certPEM, err := os.ReadFile(p.certFile)
 	if err != nil {
 		return fmt.Errorf("%s.cert_file: %w", p.prefix, err)
@@ -147,8 +151,7 @@ func (p *keyPairFiles) load() error {
 		return fmt.Errorf("%s.cert_file/key_file: %w", p.prefix, err)
 	}
 	p.cert = &cert
-	p.certMod, p.certSize = modified(p.certFile)
-	p.keyMod, p.keySize = modified(p.keyFile)
+	p.certMod, p.certSize, p.keyMod, p.keySize = certMod, certSize, keyMod, keySize
 	return nil
 }
 

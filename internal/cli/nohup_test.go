@@ -1,0 +1,52 @@
+package cli
+
+import (
+	"bufio"
+	"fmt"
+	"log/slog"
+	"os"
+	"os/exec"
+	"os/signal"
+	"strings"
+	"syscall"
+	"testing"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+)
+
+// A program started with SIGHUP ignored (nohup) keeps ignoring it: a
+// hang-up followed by SIGTERM stops it on the SIGTERM. (signal.Notify
+// installs a handler even for an ignored signal: nohup'd programs were
+// stopped by the terminal hanging up.)
+func TestAProgramStartedUnderNohupIgnoresSIGHUP(t *testing.T) {
+	if os.Getenv("SAGABRIDGE_NOHUP_CHILD") == "1" {
+		fmt.Println("ignored at start:", signal.Ignored(syscall.SIGHUP))
+		var stoppedBy strings.Builder
+		ctx, stop := SignalContext(slog.New(slog.NewTextHandler(&stoppedBy, nil)))
+		defer stop()
+		fmt.Println("ready")
+		<-ctx.Done()
+		fmt.Println("stopped:", strings.Contains(stoppedBy.String(), "signal=terminated"), stoppedBy.String())
+		return
+	}
+	cmd := exec.Command("sh", "-c", `trap '' HUP; exec "$0" -test.run='^TestAProgramStartedUnderNohupIgnoresSIGHUP$'`, os.Args[0])
+	cmd.Env = append(os.Environ(), "SAGABRIDGE_NOHUP_CHILD=1")
+	out, err := cmd.StdoutPipe()
+	require.NoError(t, err)
+	require.NoError(t, cmd.Start())
+	t.Cleanup(func() { _ = cmd.Process.Kill(); _ = cmd.Wait() })
+	var lines []string
+	for sc := bufio.NewScanner(out); sc.Scan(); {
+		lines = append(lines, sc.Text())
+		if sc.Text() == "ready" {
+			// Sent in this order, a handled SIGHUP reaches the program
+			// first; an ignored one is discarded.
+			require.NoError(t, cmd.Process.Signal(syscall.SIGHUP))
+			require.NoError(t, cmd.Process.Signal(syscall.SIGTERM))
+		}
+	}
+	all := strings.Join(lines, "\n")
+	require.Contains(t, all, "ignored at start: true", "the shell did not start the test with SIGHUP ignored")
+	assert.Contains(t, all, "stopped: true", "the hang-up stopped a program started with it ignored:\n%s", all)
+}
