@@ -7,6 +7,9 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
+	"reflect"
+	"runtime"
+	"strings"
 
 	"github.com/IBM/sarama"
 	enumspb "go.temporal.io/api/enums/v1"
@@ -42,11 +45,12 @@ type Worker struct {
 	// Kafka connects the worker to Kafka for activities that write to it
 	// (activities.Publisher, activities.DeadLetterer): -kafka-brokers (or
 	// -config) becomes required and Deps.Producer is set, and Run registers
-	// activities.DeadLetterer on it after Register (replacing one Register
-	// made), since every Entity workflow may dead-letter a record that
-	// arrives after its final status (dispatch.on_closed_workflow: dlq, the
-	// default). Optional, default false: the worker talks to Temporal
-	// only, and warns at start that its sagas cannot dead-letter.
+	// activities.DeadLetterer on it after Register, unless Register
+	// registered an activity of its name itself, since every Entity
+	// workflow may dead-letter a record that arrives after its final
+	// status (dispatch.on_closed_workflow: dlq, the default). Optional,
+	// default false: the worker talks to Temporal only, and warns at start
+	// that its sagas cannot dead-letter (unless Register registered one).
 	Kafka bool
 	// Register registers the workflows and activities on r. Register each
 	// workflow under the name the bridge route's workflow_type gives
@@ -205,10 +209,11 @@ func run(ctx context.Context, w Worker, s settings, environ []string, log *slog.
 		}
 	}
 	tw := worker.New(c, s.taskQueue, wo)
-	if err := register(tw, w, deps); err != nil {
+	ownDeadLetter, err := register(tw, w, deps)
+	if err != nil {
 		return err
 	}
-	if deps.Producer == nil {
+	if deps.Producer == nil && !ownDeadLetter {
 		log.Warn("the worker has no Kafka producer (Worker.Kafka is false): a record that reaches one of its sagas after the final status cannot be dead-lettered under dispatch.on_closed_workflow: dlq, the default, and is only listed in the saga's rejected records",
 			"activity", activities.DeadLetterActivity)
 	}
@@ -231,19 +236,73 @@ func run(ctx context.Context, w Worker, s settings, environ []string, log *slog.
 
 // register runs w.Register on r, then, for a worker with Kafka (d has a
 // Producer), registers activities.DeadLetterer on d's producers under
-// activities.DeadLetterActivity, replacing one Register made: the runtime
-// of every Entity workflow calls it for a record that arrives after the
-// saga's final status, and a worker without it leaves such records
-// undead-lettered (retried every minute, then listed as rejected).
-func register(r worker.Registry, w Worker, d Deps) error {
-	if err := w.Register(r, d); err != nil {
-		return fmt.Errorf("register workflows and activities: %w", err)
+// activities.DeadLetterActivity, unless Register registered an activity of
+// that name itself (ownDeadLetter): the runtime of every Entity workflow
+// calls it for a record that arrives after the saga's final status, and a
+// worker without it leaves such records undead-lettered (retried every
+// minute, then listed as rejected).
+func register(r worker.Registry, w Worker, d Deps) (ownDeadLetter bool, err error) {
+	seen := &registrations{Registry: r}
+	if err := w.Register(seen, d); err != nil {
+		return false, fmt.Errorf("register workflows and activities: %w", err)
 	}
-	if d.Producer != nil {
+	if d.Producer != nil && !seen.deadLetter {
 		dl := &activities.DeadLetterer{Producer: d.Producer, Alone: d.Alone, Suffix: d.DLQ.Suffix, MaxMessageBytes: d.DLQ.MaxMessageBytes}
-		r.RegisterActivityWithOptions(dl.DeadLetter, activity.RegisterOptions{Name: activities.DeadLetterActivity, DisableAlreadyRegisteredCheck: true})
+		r.RegisterActivityWithOptions(dl.DeadLetter, activity.RegisterOptions{Name: activities.DeadLetterActivity})
 	}
-	return nil
+	return seen.deadLetter, nil
+}
+
+// registrations is the registry Register gets: it notes whether Register
+// registered an activity named activities.DeadLetterActivity itself (an
+// activities.DeadLetterer of its own, or another activity of that name),
+// which register then leaves in place.
+type registrations struct {
+	worker.Registry
+	deadLetter bool
+}
+
+// RegisterActivity registers a and notes its names.
+func (r *registrations) RegisterActivity(a any) {
+	r.note(a, "")
+	r.Registry.RegisterActivity(a)
+}
+
+// RegisterActivityWithOptions registers a and notes its names.
+func (r *registrations) RegisterActivityWithOptions(a any, o activity.RegisterOptions) {
+	r.note(a, o.Name)
+	r.Registry.RegisterActivityWithOptions(a, o)
+}
+
+// note records whether a, registered with name (a function's name, or a
+// struct's prefix), takes the dead-letter activity's name, as the SDK
+// names it: a function by name or else by its own name; a struct's
+// exported methods by prefix plus method name.
+func (r *registrations) note(a any, name string) {
+	v := reflect.ValueOf(a)
+	switch {
+	case !v.IsValid():
+	case v.Kind() == reflect.Func:
+		if name == "" {
+			name = funcName(v)
+		}
+		r.deadLetter = r.deadLetter || name == activities.DeadLetterActivity
+	default:
+		method, ok := strings.CutPrefix(activities.DeadLetterActivity, name)
+		if _, has := v.Type().MethodByName(method); ok && has {
+			r.deadLetter = true
+		}
+	}
+}
+
+// funcName is a function's name as the SDK registers it: the last element
+// of its full name, without a method value's "-fm".
+func funcName(v reflect.Value) string {
+	full := runtime.FuncForPC(v.Pointer()).Name()
+	if i := strings.LastIndex(full, "."); i >= 0 {
+		full = full[i+1:]
+	}
+	return strings.TrimSuffix(full, "-fm")
 }
 
 // kafkaProducer is the producer of Deps: idempotent, acknowledged by all
