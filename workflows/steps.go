@@ -58,7 +58,9 @@ func (c *Ctx[S]) IrrevocableStep() workflow.Context {
 // more steps: the runtime handles the request right after it (by default
 // it compensates the completed steps and the saga ends StatusCancelled;
 // see Entity.OnCancel). A step that failed because of the request is not
-// the saga's failure, so check it before calling Fail.
+// the saga's failure, so check it before calling Fail. In an update
+// handler, return an error instead: nil would answer the update as done,
+// and its caller would be told so for a step the runtime then undoes.
 func (c *Ctx[S]) CancelRequested() bool {
 	return c.r.ctx.Err() != nil && !c.r.cancelled && c.cancelSteps()
 }
