@@ -146,11 +146,14 @@ func (s *fakeSession) MarkOffset(_ string, _ int32, next int64, _ string) {
 	s.next = next
 }
 
-// ResetOffset sets the offset a commit would write, backwards too.
+// ResetOffset moves the offset a commit would write back, as sarama's
+// does (only back); with nothing marked (0 here, sarama's -1) it stays.
 func (s *fakeSession) ResetOffset(_ string, _ int32, next int64, _ string) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	s.next = next
+	if s.next != 0 && next <= s.next {
+		s.next = next
+	}
 }
 
 func (s *fakeSession) committed() int64 {

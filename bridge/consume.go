@@ -235,16 +235,17 @@ func (b *Bridge) newFlow(s sarama.ConsumerGroupSession, claim sarama.ConsumerGro
 	// sarama started the claim at kafka.initial_offset (InitialOffset is
 	// negative): the group had no offset for it, or one outside the log
 	// that sarama reset (a truncated log, a topic created again). Its
-	// MarkOffset only moves an offset forward, so the first mark resets
-	// it: every mark below a stale offset past the log end was dropped,
-	// and the next start resumed there, skipping the records before it.
-	// Marks come from the tracker under its lock, one at a time.
+	// MarkOffset only moves an offset forward and ResetOffset only back,
+	// so the first mark does both: with MarkOffset alone every mark below
+	// a stale offset past the log end was dropped, and the next start
+	// resumed there, skipping the records before it; with ResetOffset
+	// alone a group with no offset (-1) committed nothing. Marks come from
+	// the tracker under its lock, one at a time.
 	reset := claim.InitialOffset() < 0
 	mark := func(next int64) {
 		if reset {
 			reset = false
 			s.ResetOffset(topic, partition, next, "")
-			return
 		}
 		s.MarkOffset(topic, partition, next, "")
 	}
