@@ -601,6 +601,7 @@ func TestARejectedRecordReachesTheDLQAsItWasRead(t *testing.T) {
 			assert.Equal(t, *h, got.Headers[j])
 		}
 		assert.Equal(t, dlq.ClassRejected, got.Class)
+		assert.True(t, at.Equal(got.Timestamp), "record %d: timestamp %s, want %s", i, got.Timestamp, at)
 	}
 	assert.Nil(t, dl.failures[0].Key, "a null key stays null")
 }

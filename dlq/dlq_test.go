@@ -2,6 +2,7 @@ package dlq
 
 import (
 	"errors"
+	"slices"
 	"testing"
 	"time"
 
@@ -82,11 +83,9 @@ func TestADeadLetterOfARecordFromPastYear9999ReadsBack(t *testing.T) {
 	ordinary := time.Date(2026, 12, 7, 10, 0, 0, 123456789, time.UTC)
 	msg.Timestamp = ordinary
 	m := FromMessage(msg, ClassDecode, errors.New("x"), 1, time.Now()).Message(DefaultSuffix)
-	for _, h := range m.Headers {
-		if string(h.Key) == HeaderTimestamp {
-			assert.Equal(t, "2026-12-07T10:00:00.123456789Z", string(h.Value), "an ordinary timestamp is RFC 3339")
-		}
-	}
+	i := slices.IndexFunc(m.Headers, func(h sarama.RecordHeader) bool { return string(h.Key) == HeaderTimestamp })
+	require.GreaterOrEqual(t, i, 0, "no %s header", HeaderTimestamp)
+	assert.Equal(t, "2026-12-07T10:00:00.123456789Z", string(m.Headers[i].Value), "an ordinary timestamp is RFC 3339")
 }
 
 // AloneConfig of a configuration that flushes after several messages is

@@ -436,15 +436,45 @@ func TestCancelAnOpenOrderWithAnUpdateThroughTheTemporalCLI(t *testing.T) {
 func TestACancelWhileChargingRefundsTheChargeAfterItLands(t *testing.T) {
 	e := newEnv(t, 1)
 	id := e.id + "-slow"
-	placed, err := json.Marshal(saga.OrderPlacedEvent{Items: []saga.Item{{SKU: "A", Qty: 1}}, AmountCents: 100, Country: "DE"})
+	st := cancelWhileSlow(t, e, id, saga.OrderPlacedEvent{Items: []saga.Item{{SKU: "A", Qty: 1}}, AmountCents: 100, Country: "DE"}, saga.CardSlow,
+		func() bool { _, n := e.acts.Ledger.Charged(id); return n == 1 })
+	cents, _ := e.acts.Ledger.Charged(id)
+	assert.Zero(t, cents, "the customer stays charged on a cancelled order")
+	assert.Zero(t, e.acts.Ledger.Held(id, "A"))
+	assert.Equal(t, []string{"RefundPayment", "ReleaseInventory:A"}, compensationNames(st.Compensations))
+}
+
+// A request to cancel that comes while stock is reserved waits for the
+// reservation to land, then releases it. (The releases ran at once, and the
+// reservation landed after them: the stock stayed held.)
+func TestACancelWhileReservingReleasesTheReservationAfterItLands(t *testing.T) {
+	e := newEnv(t, 1)
+	id := e.id + "-slow"
+	st := cancelWhileSlow(t, e, id, saga.OrderPlacedEvent{Items: []saga.Item{{SKU: "A", Qty: 1}, {SKU: saga.SKUSlow, Qty: 2}}, AmountCents: 100, Country: "DE"}, "visa",
+		func() bool { return e.acts.Ledger.Reserved(id) == 2 })
+	assert.Zero(t, e.acts.Ledger.Held(id, saga.SKUSlow), "stock stays held on a cancelled order")
+	assert.Zero(t, e.acts.Ledger.Held(id, "A"))
+	cents, _ := e.acts.Ledger.Charged(id)
+	assert.Zero(t, cents, "a cancelled order was charged")
+	assert.Equal(t, []string{"ReleaseInventory:" + saga.SKUSlow, "ReleaseInventory:A"}, compensationNames(st.Compensations))
+}
+
+// cancelWhileSlow places order id (placed, then its payment with card),
+// cancels its workflow through the CLI while a slow step of the simulated
+// services runs (Ledger.Capturing), waits for the workflow to close
+// cancelled and for landed to hold (the slow step's effect has landed),
+// and returns the final state.
+func cancelWhileSlow(t *testing.T, e *env, id string, placed saga.OrderPlacedEvent, card string, landed func() bool) saga.State {
+	t.Helper()
+	placedJSON, err := json.Marshal(placed)
 	require.NoError(t, err)
-	paid, err := json.Marshal(saga.PaymentAuthorizedEvent{PaymentID: "pay-" + id, Card: saga.CardSlow})
+	paid, err := json.Marshal(saga.PaymentAuthorizedEvent{PaymentID: "pay-" + id, Card: card})
 	require.NoError(t, err)
-	e.produce([]saga.Order{{ID: id, Events: []saga.Event{{Type: saga.OrderPlaced, Value: placed}, {Type: saga.PaymentAuthorized, Value: paid}}}})
+	e.produce([]saga.Order{{ID: id, Events: []saga.Event{{Type: saga.OrderPlaced, Value: placedJSON}, {Type: saga.PaymentAuthorized, Value: paid}}}})
 	_, stop := e.runBridge(e.topic)
 	defer stop()
 
-	require.Eventually(t, func() bool { return e.acts.Ledger.Capturing(id) }, 60*time.Second, 10*time.Millisecond, "the capture never started")
+	require.Eventually(t, func() bool { return e.acts.Ledger.Capturing(id) }, 60*time.Second, 10*time.Millisecond, "the slow step never started")
 	out, err := temporalCLI(t, "workflow", "cancel", "--workflow-id", saga.WorkflowID(id))
 	require.NoError(t, err, "temporal workflow cancel: %s", out)
 
@@ -453,12 +483,9 @@ func TestACancelWhileChargingRefundsTheChargeAfterItLands(t *testing.T) {
 	err = e.tc.GetWorkflow(ctx, saga.WorkflowID(id), "").Get(ctx, nil)
 	var canceled *temporal.CanceledError
 	require.ErrorAs(t, err, &canceled, "the order's workflow reports itself cancelled")
-	require.Eventually(t, func() bool { _, n := e.acts.Ledger.Charged(id); return n == 1 }, 30*time.Second, 10*time.Millisecond, "the capture never landed")
-	cents, _ := e.acts.Ledger.Charged(id)
-	assert.Zero(t, cents, "the customer stays charged on a cancelled order")
-	assert.Zero(t, e.acts.Ledger.Held(id, "A"))
+	require.Eventually(t, landed, 30*time.Second, 10*time.Millisecond, "the slow step never landed")
 	st, err := queryState(t, id)
 	require.NoError(t, err)
 	assert.Equal(t, saga.StatusCancelled, st.Status)
-	assert.Equal(t, []string{"RefundPayment", "ReleaseInventory:A"}, compensationNames(st.Compensations))
+	return st
 }

@@ -161,8 +161,12 @@ func TestWindowClientKeepsOneCallInFlightPerKey(t *testing.T) {
 	if err := c.Wait(ctx); err != nil {
 		t.Fatal(err)
 	}
-	// A window that ends after the call returned is sent at its end.
+	// A window that ends after the call returned is sent at its end: on
+	// the window's clock, not before it fires.
 	c.Add(ev("a", 5))
+	if clk.armed() != 1 {
+		t.Fatalf("%d windows armed on the window clock, want 1", clk.armed())
+	}
 	tmp.none(t)
 	clk.fire()
 	third := tmp.next(t)

@@ -52,11 +52,11 @@ type Ledger struct {
 	reserved map[string]int   // order/sku → units held
 	charged  map[string]int64 // order → cents captured
 	shipped  map[string]bool
-	// captures counts the captures that landed per order (a refund does
-	// not undo the count); capturing marks an order whose slow capture
-	// runs.
-	captures  map[string]int
-	capturing map[string]bool
+	// captures and reservations count the captures and reservations that
+	// landed per order (an undo does not undo the count); capturing marks
+	// an order whose slow capture or reservation runs.
+	captures, reservations map[string]int
+	capturing              map[string]bool
 	// done holds the reservations and releases made, by the activity
 	// that made them: a retry of one (its answer lost) changes nothing.
 	done map[string]bool
@@ -65,7 +65,7 @@ type Ledger struct {
 // NewActivities returns services with nothing reserved, charged or shipped.
 func NewActivities() *Activities {
 	return &Activities{Ledger: &Ledger{reserved: map[string]int{}, charged: map[string]int64{}, shipped: map[string]bool{},
-		captures: map[string]int{}, capturing: map[string]bool{}, done: map[string]bool{}}}
+		captures: map[string]int{}, reservations: map[string]int{}, capturing: map[string]bool{}, done: map[string]bool{}}}
 }
 
 // once reports whether the calling activity has not yet changed the
@@ -82,6 +82,10 @@ func (l *Ledger) once(ctx context.Context) bool {
 	return true
 }
 
+// SKUSlow is a SKU whose reservation takes SlowCapture, and lands even
+// when the workflow gives up on it meanwhile, as CardSlow's capture does.
+const SKUSlow = "SLOW"
+
 // ReserveInventory holds stock for one line. A retry of it holds nothing
 // more.
 func (a *Activities) ReserveInventory(ctx context.Context, in ReserveInput) error {
@@ -89,8 +93,16 @@ func (a *Activities) ReserveInventory(ctx context.Context, in ReserveInput) erro
 		return temporal.NewNonRetryableApplicationError("sku OUT-OF-STOCK has no stock", ErrOutOfStock, nil)
 	}
 	l := a.Ledger
+	if in.Item.SKU == SKUSlow {
+		l.mu.Lock()
+		l.capturing[in.OrderID] = true
+		l.mu.Unlock()
+		time.Sleep(SlowCapture) // the inventory service does not stop when asked to
+	}
 	l.mu.Lock()
 	defer l.mu.Unlock()
+	delete(l.capturing, in.OrderID)
+	l.reservations[in.OrderID]++
 	if l.once(ctx) {
 		l.reserved[in.OrderID+"/"+in.Item.SKU] += in.Item.Qty
 	}
@@ -175,7 +187,15 @@ func (l *Ledger) Charged(orderID string) (cents int64, captures int) {
 	return l.charged[orderID], l.captures[orderID]
 }
 
-// Capturing reports whether a slow capture (CardSlow) runs for an order.
+// Reserved returns how many reservations landed for an order.
+func (l *Ledger) Reserved(orderID string) int {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.reservations[orderID]
+}
+
+// Capturing reports whether a slow capture (CardSlow) or reservation
+// (SKUSlow) runs for an order.
 func (l *Ledger) Capturing(orderID string) bool {
 	l.mu.Lock()
 	defer l.mu.Unlock()

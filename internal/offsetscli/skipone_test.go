@@ -86,6 +86,9 @@ func TestSkipOneInterruptedCommitsNothing(t *testing.T) {
 	assert.Equal(t, exitFail, code)
 	assert.NotContains(t, errOut.String(), "outcome is unknown")
 	assert.NotContains(t, errOut.String(), "committed offset + 1")
+	assert.Contains(t, errOut.String(), "context deadline exceeded", "it says it was interrupted")
+	_, stdout, _ := runOffsets("show", "-brokers", c.ListenAddrs()[0], "-group", "g", "-topic", "orders", "-json")
+	assert.Contains(t, stdout, `"committed": 2`, "nothing was committed")
 }
 
 // The offsets tool talks to Kafka only: a configuration whose Temporal
