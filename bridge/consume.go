@@ -260,10 +260,25 @@ func (b *Bridge) newFlow(s sarama.ConsumerGroupSession, claim sarama.ConsumerGro
 	}
 	commit := mark
 	mark = func(next int64) { b.marked.mark(topic, partition, next); commit(next) }
+	start := claim.InitialOffset()
+	if start == sarama.OffsetOldest && b.client != nil {
+		// Started at the log start: commit it at once, so a stale offset
+		// past the log end is replaced even when the claim reads nothing
+		// (an emptied log); the next start would resume at the stale
+		// offset and skip what is produced below it meanwhile. Marking
+		// the log start skips nothing: every record the claim reads is
+		// at or past it.
+		if logStart, err := b.client.GetOffset(topic, partition, sarama.OffsetOldest); err == nil {
+			start = logStart
+			mark(start)
+		} else {
+			b.log.Warn("cannot read the log start of a partition started at the oldest offset; its offset is committed at its first record", "topic", topic, "partition", partition, "err", err)
+		}
+	}
 	callCtx, cancelCall := drainContext(ctx, b.cfg.Dispatch.DrainTimeout)
 	return &flow{
 		topic: topic, partition: partition, topicID: b.topicIDs.of(topic), ctx: ctx, cancel: cancel, callCtx: callCtx, cancelCall: cancelCall,
-		tracker:   newTracker(claim.InitialOffset(), mark),
+		tracker:   newTracker(start, mark),
 		hwm:       claim.HighWaterMarkOffset,
 		pressure:  b.pressure,
 		committer: committer,

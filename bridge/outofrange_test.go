@@ -22,10 +22,28 @@ import (
 // stale offset was dropped, the stop looked clean, and the next start
 // resumed at the stale offset, skipping the records before it.)
 func TestACommittedOffsetPastTheLogEndIsMovedBackNotSkippedTo(t *testing.T) {
+	produce, committed, run := staleGroup(t, false)
+	first := &fakeTemporal{}
+	require.NoError(t, run(first, func() bool { return first.acceptedFrom(1, 0, 5) }))
+	require.Equal(t, int64(5), committed(), "after delivering offsets 0..4 and a stop, the group's offset is past them, not the stale 8")
+
+	produce(5, 10)
+	second := &fakeTemporal{}
+	require.NoError(t, run(second, func() bool { return second.acceptedFrom(1, 9, 10) }))
+	require.True(t, first.acceptedFrom(1, 5, 8) || second.acceptedFrom(1, 5, 8), "offsets 5, 6 and 7 were never delivered")
+}
+
+// staleGroup is a cluster whose orders/0 holds records 0..4 and whose
+// group g has committed offset 8, past the log end; emptied deletes the
+// records first (the log start is then 5 as well). It returns how to
+// produce more, read g's committed offset, and run a bridge of g until a
+// condition holds, then stop it.
+func staleGroup(t *testing.T, emptied bool) (produce func(from, to int64), committed func() int64, run func(tc *fakeTemporal, until func() bool) error) {
+	t.Helper()
 	cluster, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.SeedTopics(1, "orders", "orders"+dlq.DefaultSuffix))
 	require.NoError(t, err)
 	t.Cleanup(cluster.Close)
-	produce := func(from, to int64) {
+	produce = func(from, to int64) {
 		pc := sarama.NewConfig()
 		pc.Producer.Return.Successes = true
 		p, err := sarama.NewSyncProducer(cluster.ListenAddrs(), pc)
@@ -39,7 +57,7 @@ func TestACommittedOffsetPastTheLogEndIsMovedBackNotSkippedTo(t *testing.T) {
 			require.Equal(t, o, off)
 		}
 	}
-	committed := func() int64 {
+	committed = func() int64 {
 		c, err := sarama.NewClient(cluster.ListenAddrs(), sarama.NewConfig())
 		require.NoError(t, err)
 		defer c.Close()
@@ -50,6 +68,12 @@ func TestACommittedOffsetPastTheLogEndIsMovedBackNotSkippedTo(t *testing.T) {
 	}
 	// The group's stale offset: 8, beyond the log end (5).
 	produce(0, 5)
+	if emptied {
+		admin, err := sarama.NewClusterAdmin(cluster.ListenAddrs(), sarama.NewConfig())
+		require.NoError(t, err)
+		require.NoError(t, admin.DeleteRecords("orders", map[int32]int64{0: 5}))
+		require.NoError(t, admin.Close())
+	}
 	{
 		sc := sarama.NewConfig()
 		sc.Version = sarama.V2_8_0_0
@@ -72,7 +96,7 @@ func TestACommittedOffsetPastTheLogEndIsMovedBackNotSkippedTo(t *testing.T) {
 		Backpressure: config.Backpressure{Backlog: config.Backlog{Disabled: true}},
 		Routes:       []config.Route{{Topic: "orders", TypeHeader: "event-type", WorkflowType: "O", WorkflowID: "order-{key}", TaskQueue: "q"}},
 	}.WithDefaults()
-	run := func(tc *fakeTemporal, until func() bool) error {
+	run = func(tc *fakeTemporal, until func() bool) error {
 		b, err := New(cfg, Deps{Temporal: tc, DeadLetters: &fakeDLQ{}, Logger: quiet()})
 		require.NoError(t, err)
 		ctx, cancel := context.WithCancel(context.Background())
@@ -83,15 +107,19 @@ func TestACommittedOffsetPastTheLogEndIsMovedBackNotSkippedTo(t *testing.T) {
 
 		return <-done
 	}
+	return produce, committed, run
+}
 
-	first := &fakeTemporal{}
-	err = run(first, func() bool { return first.acceptedFrom(1, 0, 5) })
-	require.NoError(t, err)
-	require.Equal(t, int64(5), committed(), "after delivering offsets 0..4 and a stop, the group's offset is past them, not the stale 8")
-
+// A stale offset past the end of an emptied log (nothing to read) is
+// replaced by the log start as soon as the partition is claimed, so the
+// records produced while the bridge is down are not skipped. (The offset
+// was moved back only at the first record read: a claim that read nothing
+// left it, and the next start skipped what was produced below it.)
+func TestAStaleOffsetPastAnEmptiedLogIsReplacedWithoutARecordRead(t *testing.T) {
+	produce, committed, run := staleGroup(t, true)
+	require.NoError(t, run(&fakeTemporal{}, func() bool { return committed() == 5 }), "the log start replaced the stale offset")
 	produce(5, 10)
 	second := &fakeTemporal{}
-	err = run(second, func() bool { return second.acceptedFrom(1, 9, 10) })
-	require.NoError(t, err)
-	require.True(t, first.acceptedFrom(1, 5, 8) || second.acceptedFrom(1, 5, 8), "offsets 5, 6 and 7 were never delivered")
+	require.NoError(t, run(second, func() bool { return second.acceptedFrom(1, 9, 10) }))
+	require.True(t, second.acceptedFrom(1, 5, 8), "offsets 5, 6 and 7 were never delivered")
 }
