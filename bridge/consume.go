@@ -262,18 +262,7 @@ func (b *Bridge) newFlow(s sarama.ConsumerGroupSession, claim sarama.ConsumerGro
 	mark = func(next int64) { b.marked.mark(topic, partition, next); commit(next) }
 	start := claim.InitialOffset()
 	if start == sarama.OffsetOldest && b.client != nil {
-		// Started at the log start: commit it at once, so a stale offset
-		// past the log end is replaced even when the claim reads nothing
-		// (an emptied log); the next start would resume at the stale
-		// offset and skip what is produced below it meanwhile. Marking
-		// the log start skips nothing: every record the claim reads is
-		// at or past it.
-		if logStart, err := b.client.GetOffset(topic, partition, sarama.OffsetOldest); err == nil {
-			start = logStart
-			mark(start)
-		} else {
-			b.log.Warn("cannot read the log start of a partition started at the oldest offset; its offset is committed at its first record", "topic", topic, "partition", partition, "err", err)
-		}
+		start = b.replaceStaleOffset(topic, partition, mark)
 	}
 	callCtx, cancelCall := drainContext(ctx, b.cfg.Dispatch.DrainTimeout)
 	return &flow{
@@ -283,6 +272,29 @@ func (b *Bridge) newFlow(s sarama.ConsumerGroupSession, claim sarama.ConsumerGro
 		pressure:  b.pressure,
 		committer: committer,
 	}, nil
+}
+
+// replaceStaleOffset is for a claim sarama started at the log start: when
+// the group has an offset for the partition (so sarama reset it, being
+// outside the log), it marks the log start at once and returns it, so a
+// stale offset past the end of an emptied log is replaced even when the
+// claim reads nothing; the next start would resume at the stale offset and
+// skip what is produced below it meanwhile. Marking the log start skips
+// nothing: every record the claim reads is at or past it. A group with no
+// offset keeps committing at its first record. It returns
+// sarama.OffsetOldest when it marks nothing.
+func (b *Bridge) replaceStaleOffset(topic string, partition int32, mark func(int64)) int64 {
+	committed, _, err := fetchCommitted(b.client, b.cfg.Kafka, map[string][]int32{topic: {partition}})
+	if _, stale := committed[topic][partition]; err != nil || !stale {
+		return sarama.OffsetOldest
+	}
+	logStart, err := b.client.GetOffset(topic, partition, sarama.OffsetOldest)
+	if err != nil {
+		b.log.Warn("cannot read the log start of a partition whose offset was outside the log; its offset is moved back at its first record", "topic", topic, "partition", partition, "err", err)
+		return sarama.OffsetOldest
+	}
+	mark(logStart)
+	return logStart
 }
 
 // hold counts a record just read against the in-flight budget.
