@@ -170,7 +170,7 @@ func modified(path string) (time.Time, int64) {
 func (p *keyPairFiles) get(*tls.CertificateRequestInfo) (*tls.Certificate, error) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	if time.Since(p.checked) >= time.Second {
+	if time.Since(p.checked) >= keyReread {
 		p.checked = time.Now()
 		certMod, certSize := modified(p.certFile)
 		keyMod, keySize := modified(p.keyFile)

@@ -127,7 +127,8 @@ type fileKey struct {
 }
 
 // keyReread is how long a key read from the file is used before the file
-// is read again.
+// is read again; a client certificate's files are looked at as often
+// (keyPairFiles).
 const keyReread = time.Second
 
 func (k *fileKey) read() (string, error) {
