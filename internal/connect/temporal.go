@@ -90,7 +90,7 @@ func ClientOptions(t config.Temporal, logger sdklog.Logger) (client.Options, err
 		}
 		o.Credentials = client.NewAPIKeyStaticCredentials(strings.TrimSpace(key))
 	case t.APIKeyFile != "":
-		key := &fileKey{path: t.APIKeyFile}
+		key := &fileKey{path: t.APIKeyFile, log: logger}
 		if _, err := key.read(); err != nil {
 			return o, err
 		}
@@ -117,13 +117,16 @@ func ClientOptions(t config.Temporal, logger sdklog.Logger) (client.Options, err
 
 // fileKey reads an API key from a file, again at most once a second, so a
 // key rotated in the file (a mounted Kubernetes secret, say) is used
-// without a restart.
+// without a restart. A file that cannot be read once a key was keeps that
+// key, and is logged once until it is read again.
 type fileKey struct {
 	path string
+	log  sdklog.Logger // nil: nothing is logged
 
-	mu     sync.Mutex
-	key    string
-	readAt time.Time
+	mu      sync.Mutex
+	key     string
+	readAt  time.Time
+	failing bool // the last read failed and was reported
 }
 
 // keyReread is how long a key read from the file is used before the file
@@ -143,11 +146,22 @@ func (k *fileKey) read() (string, error) {
 		err = errors.New("the file is empty") // the SDK would send no key at all
 	}
 	if err != nil {
-		if k.key != "" { // a rotation in progress (missing, or truncated and not yet written): keep the last key
-			return k.key, nil
+		err = fmt.Errorf("temporal.api_key_file: %w", secretname.FileError(err))
+		if k.key == "" {
+			return "", err
 		}
-		return "", fmt.Errorf("temporal.api_key_file: %w", secretname.FileError(err))
+		// A rotation in progress (missing, or truncated and not yet
+		// written), or a secret unmounted: keep the last key, look again
+		// on the same interval, and say so once.
+		if !k.failing && k.log != nil {
+			k.log.Warn("the API key file cannot be read; the last key read stays in use", "error", err)
+		}
+		k.failing, k.readAt = true, time.Now()
+		return k.key, nil
 	}
-	k.key, k.readAt = key, time.Now()
+	if k.failing && k.log != nil {
+		k.log.Info("the API key file is read again")
+	}
+	k.key, k.readAt, k.failing = key, time.Now(), false
 	return k.key, nil
 }

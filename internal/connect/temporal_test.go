@@ -1,11 +1,14 @@
 package connect
 
 import (
+	"bytes"
 	"crypto/rand"
 	"encoding/base64"
 	"errors"
+	"log/slog"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -13,6 +16,7 @@ import (
 	"github.com/stretchr/testify/require"
 	"go.temporal.io/sdk/client"
 	"go.temporal.io/sdk/converter"
+	sdklog "go.temporal.io/sdk/log"
 	"go.temporal.io/sdk/temporal"
 	"go.temporal.io/sdk/workflow"
 
@@ -165,4 +169,39 @@ func TestAnEmptyAPIKeyIsRefusedAndAnEmptiedFileKeepsTheLastKey(t *testing.T) {
 	got, err = k.read()
 	require.NoError(t, err)
 	assert.Equal(t, "key-1", got)
+}
+
+// A key file that disappears (a secret unmounted, say) is reported once,
+// naming the field, while the last key stays in use, and is looked at again
+// on keyReread's interval rather than on every call; its return is reported
+// too. Before, nothing was logged until the key expired and every call
+// was refused, and the missing file was read again on every call.
+func TestAVanishedAPIKeyFileIsReportedOnceAndLookedAtOnItsInterval(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "api.key")
+	require.NoError(t, os.WriteFile(path, []byte("key-1\n"), 0o600))
+	var logs bytes.Buffer
+	k := &fileKey{path: path, log: sdklog.NewStructuredLogger(slog.New(slog.NewTextHandler(&logs, nil)))}
+	_, err := k.read()
+	require.NoError(t, err)
+
+	require.NoError(t, os.Remove(path))
+	for range 3 {
+		k.readAt = time.Time{} // due to be read again
+		got, err := k.read()
+		require.NoError(t, err)
+		assert.Equal(t, "key-1", got)
+	}
+	assert.Equal(t, 1, strings.Count(logs.String(), "temporal.api_key_file"), "reported once: %s", logs.String())
+	assert.Contains(t, logs.String(), "level=WARN")
+	assert.NotContains(t, logs.String(), path, "the file's path is not logged (secretname.FileError)")
+
+	require.NoError(t, os.WriteFile(path, []byte("key-2\n"), 0o600))
+	got, err := k.read()
+	require.NoError(t, err)
+	assert.Equal(t, "key-1", got, "the file was read again at once after a failed read")
+	k.readAt = time.Time{}
+	got, err = k.read()
+	require.NoError(t, err)
+	assert.Equal(t, "key-2", got)
+	assert.Contains(t, logs.String(), "read again")
 }
