@@ -1,9 +1,11 @@
 package workflows
 
 import (
+	"errors"
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -140,4 +142,35 @@ func TestTheStateOfOldRunsIsSizedWithoutTheNullAndEmptyMarks(t *testing.T) {
 	assert.Equal(t, jsonSize(want), jsonSize(olderRecords(s, false, false)), "a run before both")
 	assert.Equal(t, jsonSize(s), jsonSize(olderRecords(s, true, true)), "a run with both")
 	assert.True(t, s.Held[0].Record.KeyNull, "the state itself is left as it is")
+}
+
+// An update that ends the saga while the run hands over to the next (a
+// cancel accepted as the run decides to continue as new) closes the run:
+// Finish runs and the timeouts stop. (The run continued as new carrying a
+// final status and its timeouts; the next one restarted the timers before
+// it closed.)
+func TestAnUpdateThatEndsTheSagaDuringTheHandOverClosesTheRun(t *testing.T) {
+	ct := newCartTest(t, cartEntity(func(en *Entity[cart]) { en.MaxAppliedPerRun = 1 }))
+	ct.env.RegisterDelayedCallback(func() {
+		ct.env.SignalWorkflow(event.DefaultSignal, event.Batch{Events: []event.Envelope{reserve(1, "a")}})
+		ct.env.UpdateWorkflow("cancel", "u1", &testsuite.TestUpdateCallback{
+			OnAccept: func() {}, OnReject: func(err error) { t.Errorf("rejected: %v", err) }, OnComplete: func(any, error) {},
+		}, cancelRequest{Reason: "now"})
+	}, time.Second)
+	ct.env.ExecuteWorkflow("Cart", nil)
+	require.True(t, ct.env.IsWorkflowCompleted())
+	err := ct.env.GetWorkflowError()
+	var can *workflow.ContinueAsNewError
+	if errors.As(err, &can) {
+		var next Snapshot[cart]
+		require.NoError(t, converterFor(t).FromPayloads(can.Input, &next))
+		t.Fatalf("continued as new with status %q and timeouts %v", next.Status, next.Timeouts)
+	}
+	require.NoError(t, err, "a saga that reached its final status closes")
+	v, err := ct.env.QueryWorkflow("state")
+	require.NoError(t, err)
+	var st Snapshot[cart]
+	require.NoError(t, v.Get(&st))
+	assert.Equal(t, "cancelled", st.Status)
+	assert.Empty(t, st.Timeouts, "the saga's timeouts outlived it")
 }

@@ -29,6 +29,20 @@ const carryBoundChange = "sagabridge.carry-bound"
 // during it (nextRun); older runs continued as new and lost it.
 const cancelBeforeContinueChange = "sagabridge.cancel-before-continue"
 
+// doneBeforeContinueChange is the workflow.GetVersion change ID that
+// guards closing the run when an update answered during the hand-over to
+// the next run made the saga final (nextRun); older runs continued as new
+// with a final status.
+const doneBeforeContinueChange = "sagabridge.done-before-continue"
+
+// encodableTimestampsChange is the workflow.GetVersion change ID that guards
+// sizing the state with its records' timestamps made encodable
+// (encodableTimestamps) and dead-lettering such a record (DeadLetter);
+// older runs sized a state holding a record whose timestamp JSON cannot
+// encode as too large to carry, and never continued as new, and could not
+// schedule its dead letter.
+const encodableTimestampsChange = "sagabridge.encodable-timestamps"
+
 // carrySizeChange is the workflow.GetVersion change ID that guards the
 // size of the records carried (event.Envelope.JSONSize, which counts a
 // byte of invalid UTF-8 as the six bytes it is written as), so histories
@@ -79,8 +93,17 @@ func (r *runner[S]) nextRun() (Snapshot[S], bool) {
 	}
 	for {
 		r.settleUpdates()
-		next := r.snapshot()
+		next := r.snapshot() // its timestamps encodable
+		// Runs recorded before the snapshot's timestamps were made
+		// encodable sized a state holding such a record as too large.
+		oldSize := holdsUnencodable(&r.c) && workflow.GetVersion(r.ctx, encodableTimestampsChange, workflow.DefaultVersion, 1) == workflow.DefaultVersion
 		if bounded && cancelled() {
+			return next, false
+		}
+		if r.done() && workflow.GetVersion(r.ctx, doneBeforeContinueChange, workflow.DefaultVersion, 1) >= 1 {
+			// An update answered while settling made the saga final: the
+			// run closes here (Finish, the timeouts stopped), as when a
+			// record does.
 			return next, false
 		}
 		if !bounded {
@@ -88,6 +111,9 @@ func (r *runner[S]) nextRun() (Snapshot[S], bool) {
 			return next, true
 		}
 		base := jsonSize(olderRecords(next, keyBytes, marks))
+		if oldSize {
+			base = math.MaxInt
+		}
 		if base > limit {
 			workflow.GetLogger(r.ctx).Error("the entity's state alone is over MaxCarryBytes: not continuing as new, "+
 				"since Temporal terminates a run whose next input is over its payload limit", "bytes", base, "max_carry_bytes", limit)
@@ -238,20 +264,16 @@ func (r *runner[S]) drainOne() bool {
 // JSON can encode again: a record decoded with one past year 9999 or with
 // a zone offset of 24 hours (bridges before such records were
 // dead-lettered sent them) made ContinueAsNew panic, the workflow task
-// failing for ever. Such a timestamp becomes the same instant in UTC, or
-// none when even that is past year 9999. The input's contents are not
-// compared on replay, so this changes no recorded run.
+// failing for ever, and the state query and the result fail. Such a
+// timestamp becomes the same instant in UTC, or none when even that is
+// past year 9999. s's slices and undo records are copied before they are
+// changed. The input's and the result's contents are not compared on
+// replay, so this changes no recorded run (nextRun's sizing is guarded).
 func encodableTimestamps[S any](s *Snapshot[S]) {
-	fix := func(e *event.Envelope) {
-		if _, err := e.Timestamp.MarshalJSON(); err == nil {
-			return
-		}
-		if _, err := e.Timestamp.UTC().MarshalJSON(); err == nil {
-			e.Timestamp = e.Timestamp.UTC()
-		} else {
-			e.Timestamp = time.Time{}
-		}
+	if !holdsUnencodable(s) {
+		return
 	}
+	fix := encodable
 	s.Inbox = slices.Clone(s.Inbox)
 	for i := range s.Inbox {
 		fix(&s.Inbox[i])
@@ -260,4 +282,53 @@ func encodableTimestamps[S any](s *Snapshot[S]) {
 	for i := range s.Held {
 		fix(&s.Held[i].Record)
 	}
+	fixUndo := func(u *Undo) {
+		if u.Record != nil && unencodable(u.Record) {
+			rec := *u.Record
+			fix(&rec)
+			u.Record = &rec
+		}
+	}
+	s.PendingCompensations = slices.Clone(s.PendingCompensations)
+	for i := range s.PendingCompensations {
+		fixUndo(&s.PendingCompensations[i])
+	}
+	s.Compensations = slices.Clone(s.Compensations)
+	for i, c := range s.Compensations {
+		if c.Undo != nil {
+			u := *c.Undo
+			fixUndo(&u)
+			s.Compensations[i].Undo = &u
+		}
+	}
+}
+
+// encodable makes e's timestamp one JSON can encode: the same instant in
+// UTC, or none when even that is past year 9999.
+func encodable(e *event.Envelope) {
+	if !unencodable(e) {
+		return
+	}
+	if _, err := e.Timestamp.UTC().MarshalJSON(); err == nil {
+		e.Timestamp = e.Timestamp.UTC()
+	} else {
+		e.Timestamp = time.Time{}
+	}
+}
+
+// unencodable reports whether e's timestamp cannot be encoded as JSON.
+func unencodable(e *event.Envelope) bool {
+	_, err := e.Timestamp.MarshalJSON()
+	return err != nil
+}
+
+// holdsUnencodable reports whether a record s carries has a timestamp JSON
+// cannot encode (encodableTimestamps).
+func holdsUnencodable[S any](s *Snapshot[S]) bool {
+	return slices.ContainsFunc(s.Inbox, func(e event.Envelope) bool { return unencodable(&e) }) ||
+		slices.ContainsFunc(s.Held, func(h HeldRecord) bool { return unencodable(&h.Record) }) ||
+		slices.ContainsFunc(s.PendingCompensations, func(u Undo) bool { return u.Record != nil && unencodable(u.Record) }) ||
+		slices.ContainsFunc(s.Compensations, func(c CompensationResult) bool {
+			return c.Undo != nil && c.Undo.Record != nil && unencodable(c.Undo.Record)
+		})
 }

@@ -71,6 +71,9 @@ func DeadLetter(ctx workflow.Context, e event.Envelope, failed error, attempts i
 // deadLetter runs the DeadLetter activity for in until Kafka takes the
 // record, or until it fails with one of the failure types finalTypes.
 func deadLetter(ctx workflow.Context, in contract.DeadLetterInput, finalTypes ...string) error {
+	if unencodable(&in.Event) && workflow.GetVersion(ctx, encodableTimestampsChange, workflow.DefaultVersion, 1) >= 1 {
+		encodable(&in.Event) // or the activity's input could not be encoded
+	}
 	ctx = workflow.WithActivityOptions(ctx, workflow.ActivityOptions{
 		StartToCloseTimeout: 30 * time.Second,
 		RetryPolicy:         &temporal.RetryPolicy{InitialInterval: time.Second, MaximumInterval: time.Minute, NonRetryableErrorTypes: finalTypes},

@@ -184,3 +184,72 @@ func TestARecordWithAnUnencodableTimestampIsCarried(t *testing.T) {
 		})
 	}
 }
+
+// A held record (Entity.Hold) with such a timestamp is carried too. (The
+// state was sized before its timestamp was made encodable: it counted as
+// over MaxCarryBytes, and the run never continued as new, until Temporal
+// terminated it at its history limit.)
+func TestAHeldRecordWithAnUnencodableTimestampIsCarried(t *testing.T) {
+	st := newSignupTest(t, signupEntity(func(en *Entity[signup]) { en.MaxAppliedPerRun = 1 }))
+	sig := `{"events":[{"topic":"signups","partition":1,"offset":0,"key":"s1","type":"PaymentMethodAdded","value":{"card":"visa"},"timestamp":"2026-01-01T00:00:00+24:00"}]}`
+	st.at(func() { st.env.SignalWorkflow(event.DefaultSignal, json.RawMessage(sig)) })
+	st.signal(signupRec(2, 0, "Other", `{}`))
+	st.env.ExecuteWorkflow("Signup", nil)
+	require.True(t, st.env.IsWorkflowCompleted())
+	var can *workflow.ContinueAsNewError
+	require.ErrorAs(t, st.env.GetWorkflowError(), &can, "the run continues as new carrying the held record")
+	var next Snapshot[signup]
+	require.NoError(t, converterFor(t).FromPayloads(can.Input, &next))
+	require.Len(t, next.Held, 1)
+	assert.True(t, next.Held[0].Record.Timestamp.Equal(time.Date(2025, 12, 31, 0, 0, 0, 0, time.UTC)), "the same instant: %v", next.Held[0].Record.Timestamp)
+}
+
+// A record kept with its undo (WithDeadLetter) with such a timestamp is
+// carried, and answers the state query and the result. (The run never
+// continued as new, the state query failed, and a saga whose undo failed
+// for good could not return its result: "unable to encode".)
+func TestAnUndoRecordWithAnUnencodableTimestampIsCarriedQueriedAndReturned(t *testing.T) {
+	const precious = `{"topic":"carts","offset":1,"key":"c1","type":"Reserve","value":{"item":"precious"},"timestamp":"2026-01-01T00:00:00+24:00"}`
+	t.Run("carried", func(t *testing.T) {
+		ct := newCartTest(t, cartEntity(func(en *Entity[cart]) { en.MaxAppliedPerRun = 1 }))
+		sig := `{"events":[` + precious + `,{"topic":"carts","offset":2,"key":"c1","type":"Reserve","value":{"item":"b"},"timestamp":"2026-01-01T00:00:00Z"}]}`
+		ct.at(func() { ct.env.SignalWorkflow(event.DefaultSignal, json.RawMessage(sig)) })
+		ct.env.ExecuteWorkflow("Cart", nil)
+		require.True(t, ct.env.IsWorkflowCompleted())
+		var can *workflow.ContinueAsNewError
+		require.ErrorAs(t, ct.env.GetWorkflowError(), &can, "the run continues as new after a record (MaxAppliedPerRun 1)")
+	})
+	t.Run("queried and returned", func(t *testing.T) {
+		ct := newCartTest(t, cartEntity(nil))
+		ct.world.failRelease["precious"] = true
+		ct.at(func() { ct.env.SignalWorkflow(event.DefaultSignal, json.RawMessage(`{"events":[`+precious+`]}`)) })
+		ct.at(func() {
+			_, err := ct.env.QueryWorkflow("state")
+			assert.NoError(t, err, "the state query while the saga runs")
+		})
+		ct.signal(pay(2, false))
+		ct.env.ExecuteWorkflow("Cart", nil)
+		require.True(t, ct.env.IsWorkflowCompleted())
+		require.NoError(t, ct.env.GetWorkflowError())
+	})
+}
+
+// A record with such a timestamp that comes after the saga's end is
+// dead-lettered (on_closed_workflow: dlq), its timestamp the same instant
+// in UTC. (The DeadLetter activity's input could not be encoded: the
+// record was only listed, "could not be dead-lettered".)
+func TestALateRecordWithAnUnencodableTimestampIsDeadLettered(t *testing.T) {
+	ct := newCartTest(t, cartEntity(func(en *Entity[cart]) {
+		en.Finish = func(c *Ctx[cart]) error { return workflow.Sleep(c, 10*time.Second) } // the record comes meanwhile
+	}))
+	ct.signal(reserve(1, "a"), pay(2, true))
+	ct.at(func() {
+		ct.env.SignalWorkflow(event.DefaultSignal, json.RawMessage(`{"on_closed":"dlq","events":[{"topic":"carts","offset":3,"key":"c1","type":"Reserve","value":{"item":"x"},"timestamp":"2026-01-01T00:00:00+24:00"}]}`))
+	})
+	out, err := ct.run(nil)
+	require.NoError(t, err)
+	require.Len(t, out.Rejected, 1)
+	assert.Contains(t, out.Rejected[0].Reason, "dead-lettered (on_closed_workflow: dlq)")
+	require.Len(t, ct.world.deadLetters, 1)
+	assert.True(t, ct.world.deadLetters[0].Event.Timestamp.Equal(time.Date(2025, 12, 31, 0, 0, 0, 0, time.UTC)))
+}

@@ -160,7 +160,9 @@ func (r *runner[S]) newRun() error {
 // if need be) so that the new run's input, sized when its records were
 // taken (newRunFull), stays within MaxCarryBytes with it.
 func (r *runner[S]) fitPreviousRunError(msg string) string {
-	room := r.maxCarryBytes() - jsonSize(r.newRunInput(r.lateRecords)) - len(`,"previous_run_error":`)
+	in := r.newRunInput(r.lateRecords)
+	encodableTimestamps(in) // as newRun sends it
+	room := r.maxCarryBytes() - jsonSize(in) - len(`,"previous_run_error":`)
 	msg = truncate(msg, 1000)
 	for msg != "" && jsonSize(msg) > room {
 		msg = truncate(msg, len(msg)/2)

@@ -345,5 +345,6 @@ func (r *runner[S]) snapshot() Snapshot[S] {
 	if c.Held != nil {
 		c.Held = slices.Clone(c.Held)
 	}
+	encodableTimestamps(&c)
 	return c
 }
