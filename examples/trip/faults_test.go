@@ -8,11 +8,13 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/mock"
 	"github.com/stretchr/testify/require"
+	"go.temporal.io/sdk/temporal"
 	"go.temporal.io/sdk/testsuite"
 	"go.temporal.io/sdk/workflow"
 
 	"github.com/sagabridge/sagabridge/activities"
 	"github.com/sagabridge/sagabridge/event"
+	"github.com/sagabridge/sagabridge/workflows"
 )
 
 // runWith is run with setup applied to the environment before the trip is
@@ -77,4 +79,39 @@ func TestACancellationIsRetriedUntilDone(t *testing.T) {
 	for _, c := range st.Compensations {
 		assert.Empty(t, c.Error, "compensation %s", c.Name)
 	}
+}
+
+// A trip cancelled (temporal workflow cancel) while a booking runs ends
+// cancelled: the workflow reports itself cancelled and what was booked is
+// cancelled, the booking in flight included. (The booking's cancellation
+// counted as its failure: the trip ended compensated and its workflow
+// completed, and the hotel's cancellation did not wait for the booking to
+// land.) That the cancellation waits is checked on a real server for the
+// order saga, which uses the same Ctx.UndoableStep; the SDK's test
+// environment gives up on a cancelled activity at once.
+func TestATripCancelledWhileBookingEndsCancelled(t *testing.T) {
+	s := NewServices()
+	var suite testsuite.WorkflowTestSuite
+	env := suite.NewTestWorkflowEnvironment()
+	env.RegisterWorkflowWithOptions(TripSaga, workflow.RegisterOptions{Name: WorkflowType})
+	env.RegisterActivity(s)
+	env.RegisterActivity(&activities.DeadLetterer{})
+	env.OnActivity(s.BookHotel, mock.Anything, mock.Anything).Return(func(_ context.Context, b Booking) (string, error) {
+		env.CancelWorkflow()
+		return s.World.book("hotel", b)
+	})
+	env.RegisterDelayedCallback(func() {
+		env.SignalWorkflow(Signal, event.Batch{Events: []event.Envelope{bookTrip(0, offers)}})
+	}, time.Second)
+	env.ExecuteWorkflow(WorkflowType)
+	require.True(t, env.IsWorkflowCompleted())
+	var canceled *temporal.CanceledError
+	require.ErrorAs(t, env.GetWorkflowError(), &canceled, "the trip's workflow reports itself cancelled")
+	v, err := env.QueryWorkflow(QueryState)
+	require.NoError(t, err)
+	var st State
+	require.NoError(t, v.Get(&st))
+	assert.Equal(t, workflows.StatusCancelled, st.Status)
+	assert.ElementsMatch(t, []string{"Cancelflight", "Cancelhotel"}, names(st.Compensations))
+	assert.NotContains(t, st.State.Bookings, "car", "a cancelled trip booked on")
 }

@@ -124,7 +124,15 @@ func book(c *workflows.Ctx[Trip], b BookTripEvent) error {
 			c.Compensate(workflows.UndoActivity("Cancel"+step.service, step.cancelBooking, booking))
 		}
 		var ref string
-		err := workflow.ExecuteActivity(c, step.book, booking).Get(c, &ref)
+		// A request to cancel the trip that comes while a booking runs
+		// waits for it to land, then the runtime cancels what was booked
+		// and the trip ends cancelled (Ctx.UndoableStep). Trips recorded
+		// before cancel by reference after the booking: their request is
+		// handled as the booking's failure, as it was.
+		err := workflow.ExecuteActivity(c.UndoableStep(), step.book, booking).Get(c, &ref)
+		if before && c.CancelRequested() {
+			return nil
+		}
 		if err != nil {
 			failure := fmt.Errorf("book %s: %w", step.service, err)
 			if workflows.RetriesExhausted(err) {
