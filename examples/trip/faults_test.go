@@ -14,7 +14,6 @@ import (
 
 	"github.com/sagabridge/sagabridge/activities"
 	"github.com/sagabridge/sagabridge/event"
-	"github.com/sagabridge/sagabridge/workflows"
 )
 
 // runWith is run with setup applied to the environment before the trip is
@@ -111,7 +110,7 @@ func TestATripCancelledWhileBookingEndsCancelled(t *testing.T) {
 	require.NoError(t, err)
 	var st State
 	require.NoError(t, v.Get(&st))
-	assert.Equal(t, workflows.StatusCancelled, st.Status)
+	assert.Equal(t, StatusCancelled, st.Status)
 	assert.ElementsMatch(t, []string{"Cancelflight", "Cancelhotel"}, names(st.Compensations))
 	assert.NotContains(t, st.State.Bookings, "car", "a cancelled trip booked on")
 }

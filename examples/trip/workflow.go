@@ -47,11 +47,13 @@ const (
 // Status is where a trip stands.
 type Status = string
 
-// Trip statuses; Booked and Compensated are final.
+// Trip statuses; Booked, Compensated and Cancelled (the workflow was
+// cancelled: everything booked is cancelled) are final.
 const (
 	StatusNew         Status = workflows.StatusNew
 	StatusBooked      Status = "booked"
 	StatusCompensated Status = "compensated"
+	StatusCancelled   Status = workflows.StatusCancelled
 )
 
 // BookTripEvent is the value of a BookTrip record: the offers to book.
@@ -84,7 +86,7 @@ func TripSaga(ctx workflow.Context, carried *State) (State, error) {
 	untilDone := &temporal.RetryPolicy{InitialInterval: 200 * time.Millisecond, MaximumInterval: time.Minute}
 	en := &workflows.Entity[Trip]{
 		Init:            func(string) Trip { return Trip{Bookings: map[string]string{}} },
-		Final:           []Status{StatusBooked, StatusCompensated},
+		Final:           []Status{StatusBooked, StatusCompensated, StatusCancelled},
 		Signal:          Signal,
 		Query:           QueryState,
 		ActivityOptions: opts,
