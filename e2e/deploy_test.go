@@ -27,21 +27,31 @@ import (
 
 var metricName = regexp.MustCompile(`\b((?:sagabridge|process|go)_[a-z_]+)\b`)
 
-// dashboardMetrics returns every metric name the Grafana dashboard queries.
-func dashboardMetrics(t *testing.T) []string {
+// dashboardPanel is a panel of the Grafana dashboard: its title and queries.
+type dashboardPanel struct {
+	Title   string `json:"title"`
+	Targets []struct {
+		Expr string `json:"expr"`
+	} `json:"targets"`
+}
+
+// dashboardPanels reads the Grafana dashboard's panels.
+func dashboardPanels(t *testing.T) []dashboardPanel {
 	t.Helper()
 	data, err := os.ReadFile("../deploy/grafana/sagabridge-bridge.json")
 	require.NoError(t, err)
 	var dash struct {
-		Panels []struct {
-			Title   string `json:"title"`
-			Targets []struct {
-				Expr string `json:"expr"`
-			} `json:"targets"`
-		} `json:"panels"`
+		Panels []dashboardPanel `json:"panels"`
 	}
 	require.NoError(t, json.Unmarshal(data, &dash), "the dashboard is not valid JSON")
 	require.NotEmpty(t, dash.Panels)
+	return dash.Panels
+}
+
+// dashboardMetrics returns every metric name the Grafana dashboard queries.
+func dashboardMetrics(t *testing.T) []string {
+	t.Helper()
+	dash := struct{ Panels []dashboardPanel }{dashboardPanels(t)}
 	seen := map[string]bool{}
 	var names []string
 	for _, p := range dash.Panels {
@@ -56,6 +66,39 @@ func dashboardMetrics(t *testing.T) []string {
 		}
 	}
 	return names
+}
+
+// The dashboard's queries read right on a deployment of several members
+// scraped by pod annotations at Prometheus' default one-minute interval:
+// rates span at least 5 minutes (a 1-minute window often holds one sample,
+// and the panel went blank), a metric every process exports (memory) is
+// kept to the bridges' series (with annotation scraping every pod has the
+// same job label: the panel showed every pod of the cluster), and a budget
+// drawn beside a sum over the members is summed too (it was one member's:
+// two members at half their budget showed as the budget reached).
+func TestGrafanaDashboardQueriesReadAcrossMembers(t *testing.T) {
+	window := regexp.MustCompile(`\[([^\]]+)\]`)
+	for _, p := range dashboardPanels(t) {
+		var held, budget string
+		for _, tg := range p.Targets {
+			for _, w := range window.FindAllStringSubmatch(tg.Expr, -1) {
+				assert.Contains(t, []string{"5m", "15m", "1h", "$__rate_interval"}, w[1], "panel %q: rate window %s", p.Title, w[0])
+			}
+			if m := metricName.FindString(tg.Expr); m != "" && !strings.HasPrefix(m, "sagabridge_") {
+				assert.Contains(t, tg.Expr, " and on(job, instance) sagabridge_", "panel %q: %s is not kept to the bridges", p.Title, m)
+			}
+			switch {
+			case strings.Contains(tg.Expr, "_max_"):
+				budget = tg.Expr
+			case strings.Contains(tg.Expr, "in_flight"):
+				held = tg.Expr
+			}
+		}
+		if budget != "" {
+			agg := func(expr string) string { return expr[:strings.Index(expr, "(")] }
+			assert.Equal(t, agg(held), agg(budget), "panel %q: %s beside %s", p.Title, budget, held)
+		}
+	}
 }
 
 // Every metric the dashboard in deploy/grafana queries is served by a
