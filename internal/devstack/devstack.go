@@ -247,8 +247,8 @@ func startTemporal(ctx context.Context, o TemporalOptions) (*Temporal, error) {
 
 // waitReady polls until the server answers for the default namespace and
 // for own, the namespace only it has.
-func (t *Temporal) waitReady(ctx context.Context, timeout time.Duration, own string) error {
-	ctx, cancel := context.WithTimeout(ctx, timeout)
+func (t *Temporal) waitReady(parent context.Context, timeout time.Duration, own string) error {
+	ctx, cancel := context.WithTimeout(parent, timeout)
 	defer cancel()
 	var last error
 	for {
@@ -271,6 +271,9 @@ func (t *Temporal) waitReady(ctx context.Context, timeout time.Duration, own str
 		last = err
 		select {
 		case <-ctx.Done():
+			if err := parent.Err(); err != nil {
+				return fmt.Errorf("temporal dev server at %s: start interrupted: %w", t.Address, err)
+			}
 			return fmt.Errorf("temporal dev server at %s not ready after %s: %v", t.Address, timeout, last)
 		case <-time.After(200 * time.Millisecond):
 		}

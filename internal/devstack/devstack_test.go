@@ -106,3 +106,19 @@ func TestFreePortsAreOutsideTheEphemeralRange(t *testing.T) {
 		seen[p] = true
 	}
 }
+
+// A start interrupted (Ctrl-C while the server comes up) says so and ends
+// at once, the server stopped: it said "not ready after 1m30s", which
+// reads as a broken server, and devstack exited 1.
+func TestAnInterruptedStartSaysItWasInterrupted(t *testing.T) {
+	bin := filepath.Join(t.TempDir(), "temporal")
+	require.NoError(t, os.WriteFile(bin, []byte("#!/bin/sh\nexec sleep 300\n"), 0o755)) // never answers
+	ctx, cancel := context.WithCancel(context.Background())
+	time.AfterFunc(300*time.Millisecond, cancel)
+	start := time.Now()
+	tc, err := StartTemporal(ctx, TemporalOptions{Bin: bin})
+	require.Nil(t, tc)
+	require.ErrorIs(t, err, context.Canceled)
+	assert.NotContains(t, err.Error(), "not ready after")
+	assert.Less(t, time.Since(start), 20*time.Second)
+}
