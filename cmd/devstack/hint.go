@@ -1,7 +1,10 @@
 package main
 
 import (
+	"cmp"
 	"fmt"
+	"os"
+	"path/filepath"
 	"slices"
 	"strings"
 
@@ -11,12 +14,13 @@ import (
 
 // hintInput is what the printed hint is made of.
 type hintInput struct {
-	Brokers    string   // one bootstrap broker
-	Temporal   string   // the frontend's host:port
-	UI         string   // the Web UI's URL, empty when headless
-	Bin        string   // the directory holding temporal, bridge and worker
-	Topics     []string // every topic created, DLQ topics included
-	Partitions int
+	Brokers     string   // one bootstrap broker
+	Temporal    string   // the frontend's host:port
+	UI          string   // the Web UI's URL, empty when headless
+	Bin         string   // the directory holding bridge and worker
+	TemporalBin string   // the Temporal CLI
+	Topics      []string // every topic created, DLQ topics included
+	Partitions  int
 }
 
 // withDLQTopics adds each topic's DLQ topic (the bridge refuses to start
@@ -83,12 +87,12 @@ The order example (topic %s), in other terminals:
 	}
 	fmt.Fprintf(&b, `
 Your saga on %s (README.md, "Your own saga"), in other terminals:
-  go run . -temporal-address %s     # your sagaworker.Main, in your module
+  go run . -temporal-address %s -kafka-brokers %s   # your sagaworker.Main, in your module (no -kafka-brokers without Worker.Kafka)
   %s/bridge -config bridge.yaml -kafka-brokers %s -temporal-address %s
 with bridge.yaml routing each topic to the workflow name your worker registers:
   kafka: {brokers: [%s], group: my-bridge}
   routes:
-`, strings.Join(own, ", "), in.Temporal, in.Bin, in.Brokers, in.Temporal, in.Brokers)
+`, strings.Join(own, ", "), in.Temporal, in.Brokers, in.Bin, in.Brokers, in.Temporal, in.Brokers)
 	for _, t := range own {
 		fmt.Fprintf(&b, `    - topic: %s
       type_header: event-type   # without it every record's event type is empty
@@ -100,7 +104,18 @@ with bridge.yaml routing each topic to the workflow name your worker registers:
 	t := own[0]
 	fmt.Fprintf(&b, `Produce a record, then query its saga:
   echo '{"field":"value"}' | kcat -P -b %s -t %s -k KEY -H event-type=YourEvent
-  %s/temporal workflow query --address %s --workflow-id %s-KEY --type state --output json
-`, in.Brokers, t, in.Bin, in.Temporal, t)
+  %s workflow query --address %s --workflow-id %s-KEY --type state --output json
+`, in.Brokers, t, cmp.Or(in.TemporalBin, filepath.Join(in.Bin, "temporal")), in.Temporal, t)
 	return b.String()
+}
+
+// toolsDir is the directory holding bridge and worker: devstack's own
+// (exe) when a bridge is beside it, else the Temporal CLI's (cli).
+func toolsDir(exe, cli string) string {
+	if dir := filepath.Dir(exe); exe != "" {
+		if _, err := os.Stat(filepath.Join(dir, "bridge")); err == nil {
+			return dir
+		}
+	}
+	return filepath.Dir(cli)
 }

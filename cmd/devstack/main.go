@@ -104,11 +104,20 @@ func run(ctx context.Context, args []string, out, errOut io.Writer) error {
 	defer s.Close()
 	fmt.Fprint(out, hint(hintInput{
 		Brokers: s.Kafka.Brokers[0], Temporal: s.Temporal.Address, UI: s.Temporal.UIAddress,
-		Bin: filepath.Dir(s.Temporal.Bin), Topics: topics, Partitions: *partitions,
+		Bin: toolsDir(exe(), s.Temporal.Bin), TemporalBin: s.Temporal.Bin, Topics: topics, Partitions: *partitions,
 	}))
 	<-ctx.Done()
 	fmt.Fprintln(out, "stopping the dev stack")
 	return nil
+}
+
+// exe is devstack's own path, or "" when it cannot be told.
+func exe() string {
+	path, err := os.Executable()
+	if err != nil {
+		return ""
+	}
+	return path
 }
 
 // temporalBin finds the Temporal CLI: $SAGABRIDGE_TEMPORAL, bin/temporal in
