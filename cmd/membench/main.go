@@ -207,7 +207,7 @@ func run(o options) error {
 	}
 	fmt.Println("starting Temporal again on the same database file")
 	if temporal, err = devstack.StartTemporal(ctx, topts); err != nil {
-		return err
+		return fmt.Errorf("start Temporal again: %w", err)
 	}
 	upAt := time.Since(start)
 	for time.Since(start) < upAt+o.after {

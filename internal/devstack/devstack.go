@@ -280,8 +280,12 @@ func (t *Temporal) waitReady(parent context.Context, timeout time.Duration, own 
 	}
 }
 
-// Close stops the server: SIGTERM, then SIGKILL after 15 s. Safe to call twice.
+// Close stops the server: SIGTERM, then SIGKILL after 15 s. Safe to call
+// twice, and on nil (a start that failed).
 func (t *Temporal) Close() error {
+	if t == nil {
+		return nil
+	}
 	_ = t.proc.Stop(15 * time.Second) // the exit status of a dev server told to stop says nothing useful
 	return nil
 }

@@ -122,3 +122,11 @@ func TestAnInterruptedStartSaysItWasInterrupted(t *testing.T) {
 	assert.NotContains(t, err.Error(), "not ready after")
 	assert.Less(t, time.Since(start), 20*time.Second)
 }
+
+// Closing a server that failed to start again is a no-op: membench's
+// deferred Close panicked on the nil a failed restart left, hiding the
+// restart's error behind a stack trace.
+func TestClosingNoServerIsANoOp(t *testing.T) {
+	var none *Temporal
+	assert.NotPanics(t, func() { assert.NoError(t, none.Close()) })
+}
