@@ -79,8 +79,10 @@ func ProducerConfig(version sarama.KafkaVersion) *sarama.Config {
 // Publish sends o and returns once the broker has acknowledged it. An
 // outcome that can never be published fails without retries (a
 // non-retryable ApplicationError): "InvalidOutcome" without a topic or a
-// type, or with a topic name Kafka refuses, "OutcomeTooLarge" over the producer's Producer.MaxMessageBytes or
-// its topic's max.message.bytes. Every other failure (the broker out of
+// type, with a topic name Kafka refuses, or that the topic refuses sent
+// alone (INVALID_RECORD, as a compacted topic does a keyless record; see
+// dlq.SendOrAlone), "OutcomeTooLarge" over the producer's
+// Producer.MaxMessageBytes or its topic's max.message.bytes. Every other failure (the broker out of
 // reach, the topic not created yet, a missing ACL) is retried.
 func (p *Publisher) Publish(ctx context.Context, o Outcome) error {
 	var missing []string
@@ -123,7 +125,10 @@ func (p *Publisher) Publish(ctx context.Context, o Outcome) error {
 			return temporal.NewNonRetryableApplicationError(
 				fmt.Sprintf("%v (%d bytes of value)", err, len(o.Value)), "OutcomeTooLarge", err)
 		}
-		if errors.Is(err, sarama.ErrInvalidRecord) { // the topic refuses it as it is: retrying cannot help
+		// The topic refuses it as it is, retrying cannot help: refused
+		// alone, or without Alone a keyless record, the usual cause. A
+		// keyed one may only have shared its batch with one.
+		if errors.Is(err, sarama.ErrInvalidRecord) && (p.Alone != nil || o.Key == "") {
 			return temporal.NewNonRetryableApplicationError(fmt.Sprintf(
 				"%v (a compacted topic refuses a record without a key: set Outcome.Key)", err), "InvalidOutcome", err)
 		}

@@ -1,14 +1,20 @@
 package activities
 
 import (
+	"encoding/binary"
 	"encoding/json"
 	"strings"
+	"sync"
 	"testing"
+	"time"
 
 	"github.com/IBM/sarama"
+	"github.com/sagabridge/sagabridge/dlq"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kfake"
+	"github.com/twmb/franz-go/pkg/kmsg"
 	"go.temporal.io/sdk/temporal"
 	"go.temporal.io/sdk/testsuite"
 )
@@ -107,6 +113,12 @@ func TestAnOutcomeTheTopicRefusesFailsWithoutRetries(t *testing.T) {
 	assert.True(t, appErr.NonRetryable())
 	assert.Equal(t, "InvalidOutcome", appErr.Type())
 	assert.Contains(t, err.Error(), "set Outcome.Key")
+
+	// Without Publisher.Alone a keyed outcome cannot be told from one
+	// refused with its batch (another sender's keyless record): retried.
+	_, err = env.ExecuteActivity("Publish", Outcome{Topic: "compacted", Key: "order-1", Type: "Booked", Value: []byte(`{}`)})
+	require.ErrorAs(t, err, &appErr)
+	assert.False(t, appErr.NonRetryable(), "%v", err)
 }
 
 // publishEnv is an activity environment with a Publisher producing to
@@ -120,4 +132,84 @@ func publishEnv(t *testing.T, cluster *kfake.Cluster) *testsuite.TestActivityEnv
 	env := s.NewTestActivityEnvironment()
 	env.RegisterActivity(&Publisher{Producer: p})
 	return env
+}
+
+// A keyed outcome that the shared producer batched with another
+// workflow's keyless one on a compacted topic is published: the broker
+// refuses the whole batch (INVALID_RECORD), and each record is sent again
+// alone, where only the keyless one is refused, for good. (The keyed one
+// failed for good too, "set Outcome.Key", and its saga compensated.)
+func TestAnOutcomeRefusedWithItsBatchIsSentAgainAlone(t *testing.T) {
+	cluster, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.SeedTopics(1, "compacted"))
+	require.NoError(t, err)
+	defer cluster.Close()
+	cluster.ControlKey(int16(kmsg.Produce), func(kr kmsg.Request) (kmsg.Response, error, bool) {
+		cluster.KeepControl() // as a compacted topic's broker: a batch holding a keyless record is refused whole
+		req := kr.(*kmsg.ProduceRequest)
+		refuse := false
+		for _, tp := range req.Topics {
+			for _, p := range tp.Partitions {
+				refuse = refuse || holdsKeyless(t, p.Records)
+			}
+		}
+		if !refuse {
+			return nil, nil, false
+		}
+		resp := req.ResponseKind().(*kmsg.ProduceResponse)
+		for _, tp := range req.Topics {
+			rt := kmsg.NewProduceResponseTopic()
+			rt.Topic, rt.TopicID = tp.Topic, tp.TopicID
+			for _, p := range tp.Partitions {
+				rp := kmsg.NewProduceResponseTopicPartition()
+				rp.Partition, rp.ErrorCode = p.Partition, kerr.InvalidRecord.Code
+				rt.Partitions = append(rt.Partitions, rp)
+			}
+			resp.Topics = append(resp.Topics, rt)
+		}
+		return resp, nil, true
+	})
+	cfg := ProducerConfig(sarama.V3_6_0_0)
+	cfg.Producer.Flush.Messages, cfg.Producer.Flush.Frequency = 2, time.Minute // the two outcomes in one batch
+	shared, err := sarama.NewSyncProducer(cluster.ListenAddrs(), cfg)
+	require.NoError(t, err)
+	defer shared.Close()
+	alone, err := sarama.NewSyncProducer(cluster.ListenAddrs(), dlq.AloneConfig(ProducerConfig(sarama.V3_6_0_0)))
+	require.NoError(t, err)
+	defer alone.Close()
+	pub := &Publisher{Producer: shared, Alone: alone}
+
+	var wg sync.WaitGroup
+	errs := make([]error, 2)
+	for i, key := range []string{"", "order-1"} {
+		wg.Go(func() {
+			var s testsuite.WorkflowTestSuite
+			env := s.NewTestActivityEnvironment()
+			env.RegisterActivity(pub)
+			_, errs[i] = env.ExecuteActivity("Publish", Outcome{Topic: "compacted", Key: key, Type: "Booked", Value: []byte(`{}`)})
+		})
+	}
+	wg.Wait()
+	require.NoError(t, errs[1], "the keyed outcome")
+	var appErr *temporal.ApplicationError
+	require.ErrorAs(t, errs[0], &appErr, "the keyless outcome")
+	assert.True(t, appErr.NonRetryable())
+	assert.Contains(t, errs[0].Error(), "set Outcome.Key")
+}
+
+// holdsKeyless reports whether a produce request's record batch holds a
+// record without a key.
+func holdsKeyless(t *testing.T, records []byte) bool {
+	var b kmsg.RecordBatch
+	require.NoError(t, b.ReadFrom(records))
+	raw := b.Records
+	for range b.NumRecords {
+		l, n := binary.Varint(raw)
+		var r kmsg.Record
+		require.NoError(t, r.ReadFrom(raw[:n+int(l)]))
+		raw = raw[n+int(l):]
+		if r.Key == nil {
+			return true
+		}
+	}
+	return false
 }

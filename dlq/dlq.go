@@ -333,13 +333,16 @@ func Send(ctx context.Context, p sarama.SyncProducer, msg *sarama.ProducerMessag
 }
 
 // SendOrAlone sends message() through p (Send); when the broker refuses it
-// as too large and alone (a producer of AloneConfig) is set, it sends a
+// as too large, or refuses its batch (INVALID_RECORD: a compacted topic
+// refuses a whole batch for one keyless record in it, which may be another
+// sender's), and alone (a producer of AloneConfig) is set, it sends a
 // fresh message() through alone, where the broker judges the record by
 // itself. sarama's own refusal of a record over Producer.MaxMessageBytes
 // is final: the record alone is over it.
 func SendOrAlone(ctx context.Context, p, alone sarama.SyncProducer, message func() *sarama.ProducerMessage) error {
 	err := Send(ctx, p, message())
-	if err != nil && alone != nil && (errors.Is(err, sarama.ErrMessageSizeTooLarge) || errors.Is(err, sarama.ErrMessageSetSizeTooLarge)) {
+	if err != nil && alone != nil && (errors.Is(err, sarama.ErrMessageSizeTooLarge) || errors.Is(err, sarama.ErrMessageSetSizeTooLarge) ||
+		errors.Is(err, sarama.ErrInvalidRecord)) {
 		err = Send(ctx, alone, message())
 	}
 	return err
