@@ -1,7 +1,9 @@
 // Package dlq is the dead-letter contract shared by the bridge and eos: where
 // a failed record goes, what it carries, and how to read it back.
 //
-// A DLQ record keeps the original key, value and headers unchanged and adds
+// A DLQ record keeps the original key, value and headers unchanged (but a
+// "json" value dead-lettered by a workflow's DeadLetter activity is the
+// same document, not the same bytes: see contract.DeadLetterInput) and adds
 // headers (all prefixed "sagabridge.dlq.") that say where the record came
 // from and why it failed. Its topic is the original topic plus a suffix,
 // ".dlq" by default.

@@ -35,8 +35,9 @@ type DeadLetterInput struct {
 	// Event is the Kafka record whose handling failed; its key and headers
 	// go to the DLQ unchanged, and its value too for routes with payload
 	// "bytes". A "json" value has travelled through Temporal's JSON
-	// converter, which keeps its content but drops insignificant white
-	// space.
+	// converter, which keeps the document but not its bytes: it drops
+	// insignificant white space and writes <, > and & as \u003c, \u003e
+	// and \u0026.
 	Event event.Envelope `json:"event"`
 	// ActivityType is the activity that exhausted its retry policy.
 	ActivityType string `json:"activity_type"`
