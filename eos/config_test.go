@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"strings"
 	"testing"
 	"time"
 
@@ -61,6 +62,25 @@ func TestValidateNamesTheField(t *testing.T) {
 				s.Consumer.Group.Rebalance.GroupStrategies = []sarama.BalanceStrategy{sarama.NewBalanceStrategyCooperativeSticky()}
 			}
 		}, "Sarama: must not use the cooperative-sticky rebalance strategy"},
+		// Ways past the checks above: the deprecated strategy field,
+		// which sarama prefers over GroupStrategies, and a version below
+		// KIP-447's, with which the commits carry no generation (no
+		// fencing of a stale member) and the offset fetch no
+		// require_stable. (Both were accepted.)
+		"hook cooperative, deprecated field": {func(c *Config) {
+			c.Sarama = func(s *sarama.Config) {
+				s.Consumer.Group.Rebalance.Strategy = sarama.NewBalanceStrategyCooperativeSticky()
+			}
+		}, "Sarama: must not use the cooperative-sticky rebalance strategy"},
+		"hook old version": {func(c *Config) { c.Sarama = func(s *sarama.Config) { s.Version = sarama.V2_4_0_0 } },
+			"Sarama: must not set Version below 2.5.0"},
+		// Topic names Kafka refuses are named here: a DLQ suffix with a
+		// slash had every dead letter refused (INVALID_TOPIC_EXCEPTION),
+		// retried for ever, the partition stuck.
+		"bad topic":      {func(c *Config) { c.Topics = []string{"my orders"} }, "Topics[0]: "},
+		"bad dlq suffix": {func(c *Config) { c.DLQSuffix = "/dlq" }, "DLQSuffix: "},
+		"dlq name too long": {func(c *Config) { c.Topics = []string{strings.Repeat("t", 247)} },
+			"Topics[0]: its DLQ topic"},
 		"hook not idempotent": {func(c *Config) { c.Sarama = func(s *sarama.Config) { s.Producer.Idempotent = false } }, "Sarama: must not turn off Producer.Idempotent"},
 		// Every producer setting the hook undid is named, not the first
 		// only (a user fixed one and met the next on the next start).
@@ -102,6 +122,9 @@ func TestProducerConfigIsTransactional(t *testing.T) {
 	assert.Equal(t, sarama.StickyBalanceStrategyName, cc.Consumer.Group.Rebalance.GroupStrategies[0].Name(),
 		"eager: every rebalance starts a new session, so the generation in each transaction is current")
 	require.NoError(t, cc.Validate(), "sarama accepts it")
+	assert.False(t, cc.Metadata.AllowAutoTopicCreation, "a topic misnamed in Topics is not created, the Processor waiting on it for ever")
+	assert.False(t, c.Metadata.Full, "each partition's producer holds only its topics' metadata, not the cluster's (8 held 8.1 MiB on 4,800 partitions)")
+	assert.False(t, c.Metadata.AllowAutoTopicCreation)
 }
 
 func TestPermanentOutageAndFencedClassification(t *testing.T) {

@@ -80,8 +80,9 @@
 //     disables this check; the Processor never uses it. This needs Kafka
 //     protocol version 2.5 or newer (Config.KafkaVersion).
 //
-// A fenced Processor stops: Run returns an error matching ErrFenced and
-// commits nothing more. Any other error that leaves the transactional
+// A fenced Processor stops: Run returns an error matching ErrFenced, the
+// fenced partition commits nothing more, and the others finish their
+// batches in progress as on cancellation. Any other error that leaves the transactional
 // producer unusable (sarama's fatal state) also stops Run; recreating the
 // producer in place could fence the partition's rightful new owner, so the
 // decision to restart belongs to the supervisor (a process restart).

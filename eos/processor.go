@@ -99,7 +99,10 @@ func (p *Processor) Stats() Stats {
 // it finishes the batches in progress (committing or aborting each), leaves
 // the group and returns nil. It returns an error matching ErrFenced when a
 // newer instance took over one of its partitions, and any other error that
-// makes going on unsafe; in both cases nothing more is committed.
+// makes going on unsafe; in both cases it stops: the partition at fault
+// commits nothing more, and the others finish their batches in progress
+// as on cancellation (each commit still fenced by its own epoch and
+// generation).
 //
 // Run once per Processor: a second call returns ErrAlreadyRun.
 func (p *Processor) Run(ctx context.Context) error {
