@@ -148,8 +148,10 @@ func SyncProducer(k config.Kafka, c *sarama.Config) (sarama.SyncProducer, error)
 // per try, fifty tries. A start given up on goes on, and its
 // InitProducerId, answered later, bumps the ID's epoch: a producer started
 // meanwhile would be fenced by it, so the next Start waits for that start
-// first, and takes its producer when it got through. The zero value is
-// ready to use; safe for concurrent use.
+// first, and takes its producer when it gets through then; one that got
+// through before the next Start is closed instead, since another owner
+// may have started the ID since. The zero value is ready to use; safe for
+// concurrent use.
 type TxnStarter struct {
 	mu      sync.Mutex
 	pending chan startResult // the start last given up on; nil when none
@@ -168,6 +170,19 @@ func (s *TxnStarter) Start(k config.Kafka, c *sarama.Config) (sarama.SyncProduce
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	timeout := connectTimeout(k)
+	if s.pending != nil {
+		select {
+		case r := <-s.pending:
+			// It answered before this start: another owner of the
+			// partition may have started the ID since, fencing it. Its
+			// answer is in; a new start races nothing.
+			s.pending = nil
+			if r.err == nil {
+				_ = r.p.Close()
+			}
+		default:
+		}
+	}
 	if s.pending != nil {
 		t := time.NewTimer(timeout)
 		select {

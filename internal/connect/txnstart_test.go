@@ -15,6 +15,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kmsg"
 
 	"github.com/sagabridge/sagabridge/config"
+	"github.com/sagabridge/sagabridge/internal/kafkatxn/txntest"
 )
 
 // A transactional producer start given up on (its InitProducerId slow to be
@@ -125,4 +126,51 @@ func TestTheDLQProducerStartsWithASeedBrokerDown(t *testing.T) {
 		require.NoError(t, err, "start %d", try)
 		_ = p.Close()
 	}
+}
+
+// A start given up on that has answered by the time of the next Start is
+// closed, and a new one made: another owner of the partition may have
+// initialised the ID since, fencing it. (It was handed over, and its
+// first commit failed with PRODUCER_FENCED, releasing a partition the
+// bridge rightly owned.) One still waiting for its answer is still taken
+// (TestATransactionalStartGivenUpOnDoesNotFenceTheRetry).
+func TestAStartThatAnsweredBeforeTheNextIsNotHandedOver(t *testing.T) {
+	c, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.SeedTopics(1, "out"))
+	require.NoError(t, err)
+	t.Cleanup(c.Close)
+	var n atomic.Int32
+	c.ControlKey(int16(kmsg.InitProducerID), func(kmsg.Request) (kmsg.Response, error, bool) {
+		c.KeepControl()
+		if n.Add(1) == 1 {
+			c.SleepControl(func() { time.Sleep(2500 * time.Millisecond) })
+		}
+		return nil, nil, false
+	})
+	k := config.Kafka{Brokers: c.ListenAddrs(), Version: "3.6.0", ClientID: "t", ConnectTimeout: time.Second}
+	pc, err := TransactionalProducerConfig(k, 0, "txn-a")
+	require.NoError(t, err)
+	var starter TxnStarter
+	defer starter.Close()
+	_, err = starter.Start(k, pc)
+	require.ErrorContains(t, err, "no answer within")
+	require.Eventually(t, func() bool {
+		starter.mu.Lock()
+		defer starter.mu.Unlock()
+		return len(starter.pending) == 1
+	}, 30*time.Second, 10*time.Millisecond, "the start given up on never got its producer")
+
+	// The partition's next owner, another instance, initialises the ID.
+	other := txntest.RealProducer(t, c.ListenAddrs(), "txn-a")
+	require.NoError(t, other.BeginTxn())
+
+	// The partition comes back to this bridge.
+	p, err := starter.Start(k, pc)
+	require.NoError(t, err)
+	defer func() { _ = p.Close() }()
+	require.NoError(t, p.BeginTxn())
+	_, _, err = p.SendMessage(&sarama.ProducerMessage{Topic: "out", Value: sarama.StringEncoder("x")})
+	if err == nil {
+		err = p.CommitTxn()
+	}
+	require.NoError(t, err, "the producer Start returned was already fenced (InitProducerId calls: %d)", n.Load())
 }
