@@ -1,6 +1,7 @@
 package workflows
 
 import (
+	"encoding/json"
 	"errors"
 	"slices"
 	"strings"
@@ -173,4 +174,33 @@ func TestAnUpdateThatEndsTheSagaDuringTheHandOverClosesTheRun(t *testing.T) {
 	require.NoError(t, v.Get(&st))
 	assert.Equal(t, "cancelled", st.Status)
 	assert.Empty(t, st.Timeouts, "the saga's timeouts outlived it")
+}
+
+// A run recorded before the timestamps of the state were made encodable
+// replays as it ran: an update that made the saga succeed during the
+// hand-over dropped its pending compensations from the state sized, among
+// them a record whose timestamp JSON cannot encode, and the run continued
+// as new. (The replay sized the state with that record as too large and
+// closed instead: a nondeterminism error.)
+func TestAHandOverRecordedBeforeEncodableTimestampsReplaysAsItRan(t *testing.T) {
+	ct := newCartTest(t, cartEntity(func(en *Entity[cart]) {
+		en.MaxAppliedPerRun = 1
+		OnUpdate(en, "pay-now", nil, func(c *Ctx[cart], _ string) (string, error) {
+			c.SetStatus("paid")
+			return c.Status(), nil
+		})
+	}))
+	for _, change := range []string{encodableTimestampsChange, doneBeforeContinueChange} {
+		ct.env.OnGetVersion(change, workflow.DefaultVersion, 1).Return(workflow.DefaultVersion) // as a history without their markers
+	}
+	ct.env.RegisterDelayedCallback(func() {
+		ct.env.SignalWorkflow(event.DefaultSignal, json.RawMessage(`{"events":[{"topic":"carts","offset":1,"key":"c1","type":"Reserve","value":{"item":"precious"},"timestamp":"2026-01-01T00:00:00+24:00"}]}`))
+		ct.env.UpdateWorkflow("pay-now", "u1", &testsuite.TestUpdateCallback{
+			OnAccept: func() {}, OnReject: func(err error) { t.Errorf("rejected: %v", err) }, OnComplete: func(any, error) {},
+		}, "now")
+	}, time.Second)
+	ct.env.ExecuteWorkflow("Cart", nil)
+	require.True(t, ct.env.IsWorkflowCompleted())
+	var can *workflow.ContinueAsNewError
+	require.ErrorAs(t, ct.env.GetWorkflowError(), &can, "the run continued as new when it was recorded")
 }

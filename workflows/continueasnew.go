@@ -93,10 +93,11 @@ func (r *runner[S]) nextRun() (Snapshot[S], bool) {
 	}
 	for {
 		r.settleUpdates()
-		next := r.snapshot() // its timestamps encodable
+		next := r.rawSnapshot()
 		// Runs recorded before the snapshot's timestamps were made
 		// encodable sized a state holding such a record as too large.
-		oldSize := holdsUnencodable(&r.c) && workflow.GetVersion(r.ctx, encodableTimestampsChange, workflow.DefaultVersion, 1) == workflow.DefaultVersion
+		oldSize := holdsUnencodable(&next) && workflow.GetVersion(r.ctx, encodableTimestampsChange, workflow.DefaultVersion, 1) == workflow.DefaultVersion
+		encodableTimestamps(&next)
 		if bounded && cancelled() {
 			return next, false
 		}

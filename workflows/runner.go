@@ -323,6 +323,14 @@ func (r *runner[S]) showStatus() {
 // are never null, and the pending compensations of a saga that has ended
 // without failing are gone (see succeeded).
 func (r *runner[S]) snapshot() Snapshot[S] {
+	c := r.rawSnapshot()
+	encodableTimestamps(&c)
+	return c
+}
+
+// rawSnapshot is snapshot with the records' timestamps as decoded, some
+// perhaps not encodable (encodableTimestamps).
+func (r *runner[S]) rawSnapshot() Snapshot[S] {
 	c := r.c
 	if c.CompletedSteps == nil {
 		c.CompletedSteps = []string{}
@@ -345,6 +353,5 @@ func (r *runner[S]) snapshot() Snapshot[S] {
 	if c.Held != nil {
 		c.Held = slices.Clone(c.Held)
 	}
-	encodableTimestamps(&c)
 	return c
 }
