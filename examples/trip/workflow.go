@@ -130,8 +130,13 @@ func book(c *workflows.Ctx[Trip], b BookTripEvent) error {
 		// waits for it to land, then the runtime cancels what was booked
 		// and the trip ends cancelled (Ctx.UndoableStep). Trips recorded
 		// before cancel by reference after the booking: their request is
-		// handled as the booking's failure, as it was.
-		err := workflow.ExecuteActivity(c.UndoableStep(), step.book, booking).Get(c, &ref)
+		// handled as the booking's failure, as it was (the step does not
+		// wait, or a last booking landed would end the trip booked).
+		stepCtx := workflow.Context(c)
+		if before {
+			stepCtx = c.UndoableStep()
+		}
+		err := workflow.ExecuteActivity(stepCtx, step.book, booking).Get(c, &ref)
 		if before && c.CancelRequested() {
 			return nil
 		}
