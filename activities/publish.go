@@ -129,8 +129,11 @@ func (p *Publisher) Publish(ctx context.Context, o Outcome) error {
 		// alone, or without Alone a keyless record, the usual cause. A
 		// keyed one may only have shared its batch with one.
 		if errors.Is(err, sarama.ErrInvalidRecord) && (p.Alone != nil || o.Key == "") {
-			return temporal.NewNonRetryableApplicationError(fmt.Sprintf(
-				"%v (a compacted topic refuses a record without a key: set Outcome.Key)", err), "InvalidOutcome", err)
+			why := "a compacted topic refuses a record without a key: set Outcome.Key"
+			if o.Key != "" {
+				why = "the topic refuses the record sent alone: see its broker-side validation, a schema say"
+			}
+			return temporal.NewNonRetryableApplicationError(fmt.Sprintf("%v (%s)", err, why), "InvalidOutcome", err)
 		}
 		return err
 	}

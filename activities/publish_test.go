@@ -119,6 +119,15 @@ func TestAnOutcomeTheTopicRefusesFailsWithoutRetries(t *testing.T) {
 	_, err = env.ExecuteActivity("Publish", Outcome{Topic: "compacted", Key: "order-1", Type: "Booked", Value: []byte(`{}`)})
 	require.ErrorAs(t, err, &appErr)
 	assert.False(t, appErr.NonRetryable(), "%v", err)
+
+	// With Alone, a keyed outcome refused alone fails for good, naming
+	// no key to set: it has one.
+	env.RegisterActivity(&Publisher{Producer: refusingProducer{err: sarama.ErrInvalidRecord}, Alone: refusingProducer{err: sarama.ErrInvalidRecord}})
+	_, err = env.ExecuteActivity("Publish", Outcome{Topic: "compacted", Key: "order-1", Type: "Booked", Value: []byte(`{}`)})
+	require.ErrorAs(t, err, &appErr)
+	assert.True(t, appErr.NonRetryable())
+	assert.NotContains(t, err.Error(), "set Outcome.Key")
+	assert.Contains(t, err.Error(), "refuses the record sent alone")
 }
 
 // publishEnv is an activity environment with a Publisher producing to
