@@ -202,6 +202,9 @@ func StartTemporal(ctx context.Context, o TemporalOptions) (*Temporal, error) {
 
 // startTemporal starts the dev server once, as StartTemporal describes.
 func startTemporal(ctx context.Context, o TemporalOptions) (*Temporal, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, fmt.Errorf("temporal dev server: start interrupted: %w", err)
+	}
 	ports, err := FreePorts(3)
 	if err != nil {
 		return nil, err

@@ -130,3 +130,17 @@ func TestClosingNoServerIsANoOp(t *testing.T) {
 	var none *Temporal
 	assert.NotPanics(t, func() { assert.NoError(t, none.Close()) })
 }
+
+// A start asked for after the interrupt (Ctrl-C while Kafka came up)
+// starts no server at all.
+func TestAStartAfterTheInterruptStartsNothing(t *testing.T) {
+	dir := t.TempDir()
+	mark := filepath.Join(dir, "started")
+	bin := filepath.Join(dir, "temporal")
+	require.NoError(t, os.WriteFile(bin, []byte(fmt.Sprintf("#!/bin/sh\ntouch %q\nexec sleep 300\n", mark)), 0o755))
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	_, err := StartTemporal(ctx, TemporalOptions{Bin: bin})
+	require.ErrorIs(t, err, context.Canceled)
+	assert.NoFileExists(t, mark)
+}
