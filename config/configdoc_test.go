@@ -76,7 +76,7 @@ when this file is out of date.
 ` + "`kafka`" + `, ` + "`temporal`" + ` and ` + "`dlq`" + ` sections (` + "`dlq.suffix`" + ` and ` + "`dlq.max_message_bytes`" + ` for its dead letters). Precedence, lowest first: the defaults, the file, the
 environment (` + "`SAGABRIDGE_<PATH>`" + `: the field's path in capitals with ` + "`_`" + ` for ` + "`.`" + `; lists
 comma-separated), the command-line flags (` + "`-kafka-brokers`" + `, ` + "`-temporal-address`" + `; the worker's
-` + "`-namespace`" + `). Unknown fields are errors, and so are unknown ` + "`SAGABRIDGE_*`" + ` variables (unless a ` + "`*_env`" + ` field names them); every error names the field, or the variable, with the closest known name. A key with no value is an error (remove it to take the default), and so is a value YAML would read as something else: a duration without a unit, a fraction or a leading zero in a whole number. ` + "`bridge -print-config`" + `
+` + "`-namespace`" + `). Unknown fields are errors, and so are unknown ` + "`SAGABRIDGE_*`" + ` variables (unless a ` + "`*_env`" + ` field names them); every error names the field, or the variable, with the closest known name. A key with no value is an error (remove it to take the default), and so is an empty text for a field with a default (` + "`namespace: \"\"`" + `, as a template renders a missing value) and a value YAML would read as something else: a duration without a unit, a fraction or a leading zero in a whole number, a word where a number or true/false belongs. ` + "`bridge -print-config`" + `
 prints the result with secrets redacted. Routes are set only in the file.
 
 | field | environment | type | meaning |

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"reflect"
 
 	"go.yaml.in/yaml/v3"
 )
@@ -81,7 +82,33 @@ func decode(data []byte, overrides []Override) (Config, error) {
 	if err := cfg.checkEnv(); err != nil {
 		return Config{}, err
 	}
+	if errs := cfg.emptyDefaulted(); len(errs) > 0 {
+		return Config{}, errors.Join(errs...)
+	}
 	return cfg.WithDefaults(), nil
+}
+
+// emptyDefaulted reports every text field with a default that the file
+// names with an empty value ("", as a template renders a missing value):
+// it would take the default silently, another namespace say.
+func (c Config) emptyDefaulted() []error {
+	var errs []error
+	empty := func(path, value string) {
+		if value == "" && c.set[path] {
+			errs = append(errs, &FieldError{Field: path, Msg: "is empty: remove the key to take the default, or give a value"})
+		}
+	}
+	cv := reflect.ValueOf(&c).Elem()
+	for _, d := range defaults() {
+		if f := cv.FieldByIndex(fieldIndex(d.path)); f.Kind() == reflect.String {
+			empty(d.path, f.String())
+		}
+	}
+	for i, r := range c.Routes {
+		empty(fmt.Sprintf("routes[%d].payload", i), r.Payload)
+		empty(fmt.Sprintf("routes[%d].signal", i), r.Signal)
+	}
+	return errs
 }
 
 // markPaths records the dotted path of every key the document sets, with

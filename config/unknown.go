@@ -34,6 +34,10 @@ func unknownFields(doc *yaml.Node) []error {
 			for _, c := range n.Content {
 				walk(c, t, path)
 			}
+		case t.Kind() == reflect.Map && (n.Kind == yaml.SequenceNode || n.Kind == yaml.ScalarNode && n.Tag != "!!null"):
+			errs = append(errs, &FieldError{Field: path, Msg: fmt.Sprintf("want a mapping, such as {name: value}, not %s (line %d)", kindName(n), n.Line)})
+		case (n.Kind == yaml.MappingNode || n.Kind == yaml.SequenceNode) && single(t):
+			errs = append(errs, &FieldError{Field: path, Msg: fmt.Sprintf("want a single value, not %s (line %d)", kindName(n), n.Line)})
 		case n.Kind == yaml.MappingNode && t.Kind() == reflect.Struct && t != reflect.TypeFor[time.Duration]():
 			fields := yamlFields(t)
 			for i := 0; i+1 < len(n.Content); i += 2 {
@@ -87,13 +91,39 @@ func unknownFields(doc *yaml.Node) []error {
 	return errs
 }
 
+// single reports whether a field of type t holds one value (text, a
+// number, a duration, true or false).
+func single(t reflect.Type) bool {
+	for t.Kind() == reflect.Pointer {
+		t = t.Elem()
+	}
+	switch t.Kind() {
+	case reflect.String, reflect.Bool, reflect.Float32, reflect.Float64:
+		return true
+	}
+	return t.Kind() >= reflect.Int && t.Kind() <= reflect.Uint64
+}
+
+// kindName names what node n is, for an error: "a list", "a mapping" or
+// its value quoted.
+func kindName(n *yaml.Node) string {
+	switch n.Kind {
+	case yaml.SequenceNode:
+		return "a list"
+	case yaml.MappingNode:
+		return "a mapping"
+	}
+	return strconv.Quote(n.Value)
+}
+
 // leadingZero is a whole number YAML 1.1 reads as octal (0100 is 64),
 // where the environment (SAGABRIDGE_*) reads it as decimal.
 var leadingZero = regexp.MustCompile(`^[-+]?0(o?[0-9_]+)$`)
 
 // scalarError says what is wrong with scalar n as a value of a field of
 // type t, or "" when nothing is: an empty value (a template's missing
-// value became a zero taken as set, overriding the default), a duration
+// value became a zero taken as set, overriding the default), a word where
+// true or false or a number belongs, a duration
 // without a unit, a fraction or a string where a whole number belongs
 // (yaml truncated 1.5 to 1), a whole number with a leading zero, or a
 // single value where a list belongs.
@@ -109,6 +139,14 @@ func scalarError(n *yaml.Node, t reflect.Type) string {
 		return "has no value: remove the key to take the default, or give one"
 	}
 	switch {
+	case t.Kind() == reflect.Bool:
+		if n.Tag != "!!bool" {
+			return fmt.Sprintf("%s is not true or false", n.Value)
+		}
+	case t.Kind() == reflect.Float32 || t.Kind() == reflect.Float64:
+		if n.Tag != "!!int" && n.Tag != "!!float" {
+			return fmt.Sprintf("%q is not a number", n.Value)
+		}
 	case t == reflect.TypeFor[time.Duration]():
 		if n.Tag == "!!int" || n.Tag == "!!float" {
 			return fmt.Sprintf("%s is not a duration: write it with a unit, such as 5ms or 5s", n.Value)
