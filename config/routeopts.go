@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"maps"
+	"math"
 	"slices"
 	"strings"
 	"time"
@@ -52,6 +53,9 @@ func (a SearchAttribute) Typed() (any, error) {
 	case SearchAttributeDouble:
 		switch v := a.Value.(type) {
 		case float64:
+			if math.IsNaN(v) || math.IsInf(v, 0) {
+				return nil, fmt.Errorf("%v is not a double value JSON can carry", v)
+			}
 			return v, nil
 		case int:
 			return float64(v), nil

@@ -60,7 +60,11 @@ func TestRouteSettingsErrorsNameTheField(t *testing.T) {
 		head + "search_attributes: {Tier: {type: kw, value: x}}}":        `routes[0].search_attributes.Tier: type "kw" is not one of keyword, text, int`,
 		head + "search_attributes: {Tier: {type: int}}}":                 "routes[0].search_attributes.Tier: a int value is required",
 		head + "search_attributes: {At: {type: datetime, value: soon}}}": `routes[0].search_attributes.At: "soon" is not an RFC 3339 time`,
-		head + "search_attributes: {Tier: {type: keyword, valu: x}}}":    "routes[0].search_attributes.Tier.valu: unknown field (line 4); did you mean value?",
+		// The SDK could not encode them: every start of the route failed,
+		// retried for as long as the bridge ran.
+		head + "search_attributes: {Score: {type: double, value: .nan}}}":                                     "routes[0].search_attributes.Score: NaN is not a double value JSON can carry",
+		head + "search_attributes: {Score: {type: double, value: -.inf}}}":                                    "routes[0].search_attributes.Score: -Inf is not a double value JSON can carry",
+		head + "search_attributes: {Tier: {type: keyword, valu: x}}}":                                         "routes[0].search_attributes.Tier.valu: unknown field (line 4); did you mean value?",
 		head + "name: x}\n  - {topic: u, workflow_type: W, workflow_id: \"w-{key}\", task_queue: q, name: x}": `routes[1].name: "x" is the name of routes[0] too`,
 	} {
 		_, err := Parse([]byte(yaml))
