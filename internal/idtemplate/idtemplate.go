@@ -200,8 +200,25 @@ func ValidText(s string, raw json.RawMessage) bool {
 }
 
 // replacementsWritten counts the U+FFFD a JSON string holds as written:
-// the character itself, or its escape.
+// the character itself, or its escape (not "\\ufffd", an escaped
+// backslash before the text "ufffd").
 func replacementsWritten(raw json.RawMessage) int {
-	lower := strings.ToLower(string(raw))
-	return strings.Count(string(raw), "\uFFFD") + strings.Count(lower, `\ufffd`)
+	s, n := string(raw), 0
+	for i := 0; i < len(s); {
+		switch {
+		case s[i] == '\\' && i+1 < len(s) && s[i+1] == 'u':
+			if i+6 <= len(s) && strings.EqualFold(s[i+2:i+6], "fffd") {
+				n++
+			}
+			i += 6
+		case s[i] == '\\':
+			i += 2 // \\, \", \n...: one escaped character
+		case strings.HasPrefix(s[i:], "\uFFFD"):
+			n++
+			i += len("\uFFFD")
+		default:
+			i++
+		}
+	}
+	return n
 }

@@ -63,7 +63,10 @@ func TestParseNamesTheBadPlaceholder(t *testing.T) {
 func TestAJSONFieldThatIsNotValidTextIsRefused(t *testing.T) {
 	tpl, err := Parse("o-{json:id}")
 	require.NoError(t, err)
-	for _, raw := range []string{`{"id":"\ud800"}`, `{"id":"\udbff"}`, "{\"id\":\"a\xff\"}", "{\"id\":\"a\xfe\"}"} {
+	for _, raw := range []string{`{"id":"\ud800"}`, `{"id":"\udbff"}`, "{\"id\":\"a\xff\"}", "{\"id\":\"a\xfe\"}",
+		// An escaped backslash before "ufffd" is no replacement character
+		// written: it allowed one bad part, and these three rendered one ID.
+		"{\"id\":\"\\\\ufffd\xfe\"}", `{"id":"\\ufffd\ud800"}`, "{\"id\":\"\\\\ufffd\xff\"}"} {
 		_, err := tpl.Render(event.Envelope{Value: json.RawMessage(raw)})
 		assert.Error(t, err, "%q", raw)
 	}
@@ -71,6 +74,7 @@ func TestAJSONFieldThatIsNotValidTextIsRefused(t *testing.T) {
 		`{"id":"\ufffd"}`:       "o-\ufffd", // a replacement character the producer wrote is text like any other
 		"{\"id\":\"\uFFFD\"}":   "o-\ufffd",
 		`{"id":"\ud83d\ude00"}`: "o-\U0001F600", // a surrogate pair
+		`{"id":"\\ufffd"}`:      `o-\ufffd`,     // six characters, not U+FFFD
 	} {
 		id, err := tpl.Render(event.Envelope{Value: json.RawMessage(raw)})
 		require.NoError(t, err, "%q", raw)
