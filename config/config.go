@@ -359,7 +359,11 @@ type Route struct {
 	// the shortest ID the template can make (its text, the topic's name
 	// for {topic} and a byte for each other placeholder) must fit, and its
 	// text must be valid UTF-8 without control characters (a YAML block
-	// scalar ends in a newline). Required.
+	// scalar ends in a newline). Values are put in as they are: two
+	// placeholders need text between them, and one that cannot appear in
+	// the values ("{header:tenant}/{key}" where tenants have no "/"), or
+	// tenant "acme" key "b-42" and tenant "acme-b" key "42" share
+	// "acme-b-42". Required.
 	WorkflowID string `yaml:"workflow_id"`
 	// TaskQueue is the task queue the workflow runs on, at most 1000
 	// bytes. Required.

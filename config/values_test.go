@@ -212,7 +212,7 @@ func TestAWorkflowIDTemplateThatCanOnlyMakeRefusedIDsIsRefused(t *testing.T) {
 	for name, tc := range map[string]struct{ route, want string }{
 		"1000 bytes of literal text": {`{topic: orders, task_queue: q, workflow_type: W, workflow_id: "` + strings.Repeat("w", 1000) + `{key}"}`,
 			"routes[0].workflow_id: its literal text alone is 1000 bytes; with its placeholders every ID is over the 1000 Temporal takes"},
-		"the topic's name": {`{topic: orders, task_queue: q, workflow_type: W, workflow_id: "` + strings.Repeat("w", 994) + `{topic}{key}"}`,
+		"the topic's name": {`{topic: orders, task_queue: q, workflow_type: W, workflow_id: "` + strings.Repeat("w", 993) + `{topic}-{key}"}`,
 			"routes[0].workflow_id: its literal text alone is 994 bytes; with its placeholders every ID is over the 1000 Temporal takes"},
 		"a block scalar's newline": {"\n  topic: orders\n  task_queue: q\n  workflow_type: W\n  workflow_id: >\n    order-{key}\n",
 			`routes[0].workflow_id: "order-{key}\n" holds a control character (U+000A) in its text, which Temporal refuses in a workflow ID`},

@@ -71,6 +71,14 @@ func (t Template) MinBytes(topic string) int {
 	return n
 }
 
+// name is the placeholder's name as written, "json:id" say.
+func (p part) name() string {
+	if p.arg != "" {
+		return p.placeholder + ":" + p.arg
+	}
+	return p.placeholder
+}
+
 // Parse parses text such as "order-{key}". A template needs at least one
 // placeholder, or every record would go to one workflow.
 func Parse(s string) (Template, error) {
@@ -105,6 +113,10 @@ func Parse(s string) (Template, error) {
 			p = part{placeholder: kind, arg: arg}
 		} else if !slices.Contains(placeholders, name) {
 			return nil, fmt.Errorf("unknown placeholder {%s} in %q (allowed: {key}, {topic}, {type}, {json:field}, {header:name})", name, s)
+		}
+		if n := len(t); n > 0 && t[n-1].placeholder != "" {
+			return nil, fmt.Errorf("placeholders {%s} and {%s} touch: put a separator between them, or records of two entities could share a workflow (%q)",
+				t[n-1].name(), p.name(), s)
 		}
 		hasPlaceholder = true
 		t = append(t, p)

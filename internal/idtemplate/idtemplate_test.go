@@ -81,3 +81,17 @@ func TestAJSONFieldThatIsNotValidTextIsRefused(t *testing.T) {
 		assert.Equal(t, want, id)
 	}
 }
+
+// Two placeholders with nothing between them are refused: "{key}{type}"
+// made one ID of key "ab" type "c" and key "a" type "bc", two entities
+// sharing a workflow.
+func TestPlaceholdersThatTouchAreRefused(t *testing.T) {
+	for _, s := range []string{"{key}{type}", "o-{topic}{key}", "{header:tenant}{json:id}-x"} {
+		_, err := Parse(s)
+		if assert.Error(t, err, s) {
+			assert.Contains(t, err.Error(), "touch: put a separator between them", s)
+		}
+	}
+	_, err := Parse("{topic}-{key}")
+	assert.NoError(t, err)
+}
