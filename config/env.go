@@ -196,10 +196,11 @@ func parseValue(t reflect.Type, raw string) (reflect.Value, error) {
 		v.SetFloat(f)
 	case t.Kind() == reflect.Slice && t.Elem().Kind() == reflect.String:
 		var items []string
-		for _, s := range strings.Split(raw, ",") {
-			if s = strings.TrimSpace(s); s != "" {
-				items = append(items, s)
+		for i, s := range strings.Split(raw, ",") {
+			if s = strings.TrimSpace(s); s == "" {
+				return v, fmt.Errorf("item %d of the list is empty", i+1)
 			}
+			items = append(items, s)
 		}
 		v.Set(reflect.ValueOf(items))
 	default:

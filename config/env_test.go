@@ -52,10 +52,17 @@ func TestEnvironmentErrorsNameTheVariableAndTheField(t *testing.T) {
 	_, err := FromEnv(environ(map[string]string{
 		"SAGABRIDGE_DISPATCH_DRAIN_TIMEOUT": "soon",
 		"SAGABRIDGE_DLQ_TRANSACTIONAL":      "maybe",
+		// An empty item of a list was dropped: "," replaced the file's
+		// decrypt keys with none, and payloads of a retired key could no
+		// longer be read. In the file the same list is refused.
+		"SAGABRIDGE_KAFKA_BROKERS":               "a:1,,b:2",
+		"SAGABRIDGE_TEMPORAL_CODEC_DECRYPT_KEYS": ",",
 	}))
 	require.Error(t, err)
 	assert.Contains(t, err.Error(), "SAGABRIDGE_DISPATCH_DRAIN_TIMEOUT (dispatch.drain_timeout): ")
 	assert.Contains(t, err.Error(), "SAGABRIDGE_DLQ_TRANSACTIONAL (dlq.transactional): ")
+	assert.Contains(t, err.Error(), "SAGABRIDGE_KAFKA_BROKERS (kafka.brokers): item 2 of the list is empty")
+	assert.Contains(t, err.Error(), "SAGABRIDGE_TEMPORAL_CODEC_DECRYPT_KEYS (temporal.codec.decrypt_keys): item 1 of the list is empty")
 }
 
 func TestEveryFieldHasAnEnvironmentVariable(t *testing.T) {
