@@ -226,6 +226,15 @@ func (c Config) Validate() error {
 			bad(fmt.Sprintf("routes[%d].concurrency", i), "must not exceed dispatch.concurrency (%d)", c.Dispatch.Concurrency)
 		}
 	}
+	if l := c.Metrics.Listen; l != "" {
+		// Checked here, not when the server starts after the Temporal
+		// client and the producers; an empty host serves every interface.
+		if _, port, err := net.SplitHostPort(l); err != nil {
+			bad("metrics.listen", "want host:port, such as 127.0.0.1:9464: %v", err)
+		} else if n, err := strconv.Atoi(port); err != nil || n < 0 || n > 65535 {
+			bad("metrics.listen", "the port %q is not a number from 0 to 65535", port)
+		}
+	}
 	return errors.Join(errs...)
 }
 

@@ -31,10 +31,14 @@ func TestValuesThatWouldBeMisreadAreRefusedNamingTheField(t *testing.T) {
 		"quoted empty suffix": {"dlq: {suffix: ''}\n", "dlq.suffix: is empty"},
 		"quoted empty signal": {"routes: [{topic: orders, workflow_type: W, workflow_id: \"w-{key}\", task_queue: q, signal: \"\"}]\n", "routes[0].signal: is empty"},
 		// Values of the wrong kind named the Go type, not the field.
-		"word for a bool":   {"metrics: {pprof: 1}\n", "metrics.pprof: 1 is not true or false"},
-		"word for a number": {"backpressure: {resume_at: half}\n", `backpressure.resume_at: "half" is not a number`},
-		"map for a string":  {"temporal: {namespace: {a: b}}\n", "temporal.namespace: want a single value, not a mapping"},
-		"list for a map":    {"routes: [{topic: orders, workflow_type: W, workflow_id: \"w-{key}\", task_queue: q, memo: [a]}]\n", "routes[0].memo: want a mapping, such as {name: value}, not a list"},
+		// Reported only when the server started, after the Temporal
+		// client and both producers.
+		"listen without a port": {"metrics: {listen: nonsense}\n", "metrics.listen: want host:port"},
+		"listen port too large": {"metrics: {listen: \":99999\"}\n", `metrics.listen: the port "99999" is not a number from 0 to 65535`},
+		"word for a bool":       {"metrics: {pprof: 1}\n", "metrics.pprof: 1 is not true or false"},
+		"word for a number":     {"backpressure: {resume_at: half}\n", `backpressure.resume_at: "half" is not a number`},
+		"map for a string":      {"temporal: {namespace: {a: b}}\n", "temporal.namespace: want a single value, not a mapping"},
+		"list for a map":        {"routes: [{topic: orders, workflow_type: W, workflow_id: \"w-{key}\", task_queue: q, memo: [a]}]\n", "routes[0].memo: want a mapping, such as {name: value}, not a list"},
 		// YAML 1.1 reads a leading zero as octal (0100 is 64); the
 		// environment reads it as decimal (100).
 		"leading zero": {"batch: {max_records: 0100}\n", "batch.max_records: 0100 has a leading zero"},
