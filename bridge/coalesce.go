@@ -162,7 +162,7 @@ func (c *coalescer) step(lag time.Duration) {
 	case over && again: // a wait that lasts: at least the wait at once
 		c.window = min(c.cfg.MaxWindow, max(c.window*3/2, lag))
 	case over && c.window == 0: // one slow sample opens it a little
-		c.window = minWindow
+		c.window = min(c.cfg.MaxWindow, minWindow)
 	case over: // one slow sample in an open window is not yet a wait: hold
 	case lag < bar/2 && c.window > 0:
 		c.window -= c.narrowing()

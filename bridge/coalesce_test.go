@@ -255,6 +255,16 @@ func TestCoalescerStepsWidenHoldAndClose(t *testing.T) {
 	assert.Zero(t, narrowing[14], "below 10ms it closes")
 }
 
+// A max_window under the 10 ms a window opens at caps it too. (One slow
+// sample opened it at 10 ms, over a 5 ms max_window.)
+func TestCoalescerWindowNeverExceedsASmallMaxWindow(t *testing.T) {
+	c := newCoalescer(config.Coalesce{TargetLag: 200 * time.Millisecond, MaxWindow: 5 * time.Millisecond, SampleInterval: time.Second}, quiet())
+	for _, lag := range []time.Duration{900 * time.Millisecond, 900 * time.Millisecond, 0, 900 * time.Millisecond} {
+		c.step(lag)
+		assert.LessOrEqual(t, c.Window(), 5*time.Millisecond, "after a sample of %s", lag)
+	}
+}
+
 // One slow sample is not a wait that lasts: it opens the window at 10 ms
 // only, and it closes again at the next fast one.
 func TestCoalescerOpensSmallOnOneSlowSample(t *testing.T) {
