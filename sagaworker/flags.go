@@ -127,8 +127,12 @@ func parseFlags(w Worker, args []string, out io.Writer) (settings, error) {
 		// The SDK documents the timeout's resolution as seconds. (A
 		// Worker's own Options value is the SDK's to judge.)
 		return settings{}, fmt.Errorf("%w: -sticky-timeout must be at least 1s, not %s", ErrUsage, s.stickyTimeout)
-	case s.taskQueue == "":
+	case strings.TrimSpace(s.taskQueue) == "":
 		return settings{}, fmt.Errorf("%w: -task-queue is required", ErrUsage)
+	case strings.TrimSpace(s.taskQueue) != s.taskQueue:
+		// The bridge refuses it in routes[].task_queue: matched exactly,
+		// the worker would poll a queue no record is sent to.
+		return settings{}, fmt.Errorf("%w: -task-queue %q has spaces at its ends", ErrUsage, s.taskQueue)
 	}
 	s.override = func(c *config.Config) {
 		if brokers != nil && set["kafka-brokers"] {

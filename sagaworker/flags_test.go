@@ -90,6 +90,10 @@ func TestBadCommandLinesAreUsageErrors(t *testing.T) {
 		want string
 	}{
 		{"no task queue", Worker{}, nil, "-task-queue is required"},
+		// The bridge refuses the same padding in routes[].task_queue: the
+		// worker polled a queue no record was sent to.
+		{"a padded task queue", Worker{TaskQueue: "q"}, []string{"-task-queue", "orders "}, `-task-queue "orders " has spaces at its ends`},
+		{"a blank task queue", Worker{TaskQueue: "q"}, []string{"-task-queue", " "}, "-task-queue is required"},
 		{"no pollers", Worker{TaskQueue: "q"}, []string{"-workflow-pollers", "0"}, "-workflow-pollers must be at least 1, not 0"},
 		{"an argument", Worker{TaskQueue: "q"}, []string{"extra"}, `unexpected argument "extra"`},
 		{"a sticky timeout below a second", Worker{TaskQueue: "q"}, []string{"-sticky-timeout", "500ms"}, "-sticky-timeout must be at least 1s, not 500ms"},
