@@ -332,12 +332,13 @@ func (b *Bridge) consume(f *flow, msgs <-chan *sarama.ConsumerMessage) {
 		defer b.stuckCommits.Delete(f)
 	}
 	defer func() {
+		revoked := time.Now()
 		f.cancel()
 		b.dispatcher.cancelFlow(f)
 		f.units.Wait()
 		f.cancelCall()
 		if f.committer != nil { // the watermark is final now
-			if err := f.committer.close(); err != nil {
+			if err := f.committer.close(finalCommitBound(time.Since(revoked))); err != nil {
 				b.log.Warn("final transactional commit failed; the partition's next owner redelivers from the last commit",
 					"topic", f.topic, "partition", f.partition, "err", err)
 			}

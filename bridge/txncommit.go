@@ -13,6 +13,7 @@ import (
 
 	"github.com/IBM/sarama"
 
+	"github.com/sagabridge/sagabridge/config"
 	"github.com/sagabridge/sagabridge/dlq"
 	"github.com/sagabridge/sagabridge/internal/connect"
 	"github.com/sagabridge/sagabridge/internal/kafkatxn"
@@ -246,16 +247,17 @@ func (c *txnCommitter) run(ctx context.Context) {
 
 // close stops the loop, commits the final watermark (unless a newer owner
 // fenced us) and closes the producer. It gives up after closeTimeout
-// (kafka.connect_timeout): a coordinator that takes EndTxn and never
+// (kafka.connect_timeout), or within if sooner (what the rebalance
+// timeout leaves after the drain; finalCommitBound): a coordinator that takes EndTxn and never
 // answers would hold it, and the partition's rebalance or the bridge's
 // stop, for a read timeout per try, fifty tries. The partition's next owner
 // then fences the producer and redelivers from the last commit, as after a
 // crash; what the abandoned commit does later releases nothing of the
 // budget (the caller releases all the flow holds).
-func (c *txnCommitter) close() error {
+func (c *txnCommitter) close(within time.Duration) error {
 	finished := make(chan error, 1)
 	go func() { finished <- c.finish() }()
-	timeout := cmp.Or(c.closeTimeout, 15*time.Second)
+	timeout := min(cmp.Or(c.closeTimeout, 15*time.Second), max(within, 0))
 	t := time.NewTimer(timeout)
 	defer t.Stop()
 	select {
@@ -265,9 +267,18 @@ func (c *txnCommitter) close() error {
 		c.mu.Lock()
 		c.abandoned = true
 		c.mu.Unlock()
-		return fmt.Errorf("final commit of %s: no answer within %s (kafka.connect_timeout); its partition's next owner fences it and redelivers from the last commit",
+		return fmt.Errorf("final commit of %s: no answer within %s (kafka.connect_timeout, or what the rebalance timeout left); its partition's next owner fences it and redelivers from the last commit",
 			c.txnID, timeout)
 	}
+}
+
+// finalCommitBound is how long a released partition's final commit may
+// take once the partition has drained for drained: what the rebalance
+// timeout leaves, less a second for the handler to return, so the member
+// is not dropped from the group (drain_timeout 10 s and connect_timeout
+// 15 s, the defaults, made 25 s against its 20).
+func finalCommitBound(drained time.Duration) time.Duration {
+	return config.RebalanceTimeout - time.Second - drained
 }
 
 // errCommitterAbandoned is a commit tried after close gave up.

@@ -86,7 +86,7 @@ func TestAFencedCommitterDoesNotFenceTheNewOwner(t *testing.T) {
 	case <-time.After(30 * time.Second):
 		t.Fatal("the fenced committer did not release its partition")
 	}
-	_ = old.close()
+	_ = old.close(time.Minute)
 
 	// The new owner commits, undisturbed.
 	require.NoError(t, owner.BeginTxn())
@@ -116,7 +116,7 @@ func TestOffsetsCommitAgainAfterAnAbortRanOutOfRetries(t *testing.T) {
 	c, err := b.newTxnCommitter(&simpleSession{}, "orders", 0, 0, func() { t.Error("the partition was released") }, &connect.TxnStarter{})
 	require.NoError(t, err)
 	c.start(func(error) {}, func(error) {}, nil)
-	defer c.close()
+	defer c.close(time.Minute)
 
 	c.advance(5)
 	requireGroupOffset(t, b.cfg.Kafka.Brokers, 5, "offset 5 never committed")
@@ -227,7 +227,7 @@ func TestOnlyTheDeadLetterTooLargeForTheDLQIsReduced(t *testing.T) {
 	b := newTxnBridge(t, cluster)
 	c, err := b.newTxnCommitter(&simpleSession{}, "orders", 0, 0, func() { t.Error("the partition was released") }, &connect.TxnStarter{})
 	require.NoError(t, err)
-	defer c.close()
+	defer c.close(time.Minute)
 	big := `{"pad":"` + strings.Repeat("x", 2<<20) + `"}` // over dlq.max_message_bytes (1 MB)
 	for i, v := range []string{`{"n":0}`, big, `{"n":2}`} {
 		c.enqueue(dlq.FromMessage(msg(int64(i), fmt.Sprint("k", i), v), dlq.ClassRejected, errors.New("rejected"), 1, time.Now()), 0)
@@ -255,7 +255,7 @@ func TestADeadLetterTheBrokerRefusesGoesInReducedFormInTheNextTransaction(t *tes
 	b := newTxnBridge(t, cluster)
 	c, err := b.newTxnCommitter(&simpleSession{}, "orders", 0, 0, func() { t.Error("the partition was released") }, &connect.TxnStarter{})
 	require.NoError(t, err)
-	defer c.close()
+	defer c.close(time.Minute)
 	big := `{"pad":"` + strings.Repeat("x", 20_000) + `"}` // under dlq.max_message_bytes, over the topic's limit
 	c.enqueue(dlq.FromMessage(msg(0, "k0", big), dlq.ClassRejected, errors.New("rejected"), 1, time.Now()), 0)
 	c.advance(1)
@@ -312,7 +312,7 @@ func TestACommitterWhoseNewProducerCannotStartYetRetries(t *testing.T) {
 	c, err := b.newTxnCommitter(&simpleSession{}, "orders", 0, 0, func() { t.Error("the partition was released") }, &connect.TxnStarter{})
 	require.NoError(t, err)
 	c.start(func(error) {}, func(error) {}, nil)
-	defer c.close()
+	defer c.close(time.Minute)
 
 	c.advance(5)
 	requireGroupOffset(t, b.cfg.Kafka.Brokers, 5, "offset 5 never committed")
@@ -370,6 +370,26 @@ func refuse(cluster *kfake.Cluster, key kmsg.Key, code int16, refusing func(n in
 // producer is started for it, which would fence the next owner.
 func TestAFinalCommitWithoutAnAnswerGivesUpWithinTheConnectTimeout(t *testing.T) {
 	t.Parallel() // its abandoned commit takes sarama's retries, about 45 s, to end
+	for name, tc := range map[string]struct{ connect, within time.Duration }{
+		"the connect timeout": {time.Second, time.Minute},
+		// A partition released after a long drain: the commit gets what
+		// the rebalance timeout leaves (finalCommitBound), or the member
+		// would be dropped from the group (10 s of drain and 15 s of
+		// connect timeout, the defaults, against a 20 s rebalance).
+		"the rebalance's bound": {10 * time.Second, time.Second},
+	} {
+		t.Run(name, func(t *testing.T) {
+			t.Parallel()
+			finalCommitWithoutAnswer(t, tc.connect, tc.within)
+		})
+	}
+	assert.Equal(t, 9*time.Second, finalCommitBound(10*time.Second), "a second left for the handler to return")
+}
+
+// finalCommitWithoutAnswer closes a committer, its connect timeout
+// connectTimeout, within within, while the coordinator takes EndTxn and never
+// answers, and checks that close gives up within the lesser of the two.
+func finalCommitWithoutAnswer(t *testing.T, connectTimeout, within time.Duration) {
 	cluster, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.SeedTopics(1, "orders"))
 	require.NoError(t, err)
 	defer cluster.Close()
@@ -383,7 +403,7 @@ func TestAFinalCommitWithoutAnAnswerGivesUpWithinTheConnectTimeout(t *testing.T)
 		held <- struct{}{}
 		return nil, nil, true // taken, never answered
 	})
-	b := newTxnBridge(t, cluster, connectIn(time.Second))
+	b := newTxnBridge(t, cluster, connectIn(connectTimeout))
 	c, err := b.newTxnCommitter(&simpleSession{}, "orders", 0, 0, func() { t.Error("the partition was released") }, &connect.TxnStarter{})
 	require.NoError(t, err)
 	var closed atomic.Bool
@@ -404,11 +424,12 @@ func TestAFinalCommitWithoutAnAnswerGivesUpWithinTheConnectTimeout(t *testing.T)
 		t.Fatal("no commit reached EndTxn")
 	}
 	start := time.Now()
-	err = c.close()
+	err = c.close(within)
 	took := time.Since(start)
 	closed.Store(true)
 	assert.Error(t, err, "a final commit without an answer succeeded")
-	assert.Less(t, took, 5*time.Second, "the final commit took %v against a 1 s connect timeout", took)
+	bound := min(connectTimeout, within)
+	assert.Less(t, took, bound+4*time.Second, "the final commit took %v against a bound of %v", took, bound)
 	assert.True(t, c.isAbandoned())
 
 	// The held commit fails once the broker goes: the abandoned loop

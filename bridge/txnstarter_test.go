@@ -44,7 +44,7 @@ func TestTheNextClaimWaitsForAProducerStartTheLastGaveUpOn(t *testing.T) {
 	c, err := b.startTxnCommitter(&simpleSession{fakeSession{ctx: context.Background()}}, "orders", 0, 0, func() { t.Error("the partition was released") })
 	require.NoError(t, err)
 	c.start(func(error) {}, func(error) {}, nil)
-	defer c.close()
+	defer c.close(time.Minute)
 	c.advance(5)
 	requireGroupOffset(t, b.cfg.Kafka.Brokers, 5, "offset 5 never committed: the next claim's producer was fenced")
 	assert.Equal(t, int32(1), inits.Load(), "one InitProducerId: the next claim took the producer the first claim's start got")

@@ -148,7 +148,7 @@ func TestTransactionalGroupMetadataCarriesTheInstanceID(t *testing.T) {
 	require.NoError(t, err)
 	c, err := b.newTxnCommitter(&simpleSession{}, "orders", 0, 0, func() {}, &connect.TxnStarter{})
 	require.NoError(t, err)
-	defer c.close()
+	defer c.close(time.Minute)
 	require.NotNil(t, c.meta.GroupInstanceID)
 	assert.Equal(t, "bridge-0", *c.meta.GroupInstanceID)
 }
@@ -171,7 +171,7 @@ func TestATransactionalProducerStartGivesUpWithinTheConnectTimeout(t *testing.T)
 	c, err := b.newTxnCommitter(&simpleSession{}, "orders", 0, 0, func() {}, &connect.TxnStarter{})
 	took := time.Since(start)
 	if err == nil {
-		_ = c.close()
+		_ = c.close(time.Minute)
 	}
 	require.Error(t, err)
 	assert.ErrorIs(t, err, errTxnStart, "a start failure, retried by the claim")
