@@ -13,6 +13,7 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 	"go.temporal.io/api/enums/v1"
+	"go.temporal.io/sdk/temporal"
 
 	"github.com/sagabridge/sagabridge/config"
 	"github.com/sagabridge/sagabridge/dlq"
@@ -139,4 +140,50 @@ func compensationNames(rs []workflows.CompensationResult) []string {
 		out[i] = r.Name
 	}
 	return out
+}
+
+// A trip cancelled (temporal workflow cancel) while its hotel is booked
+// waits for the booking to land, then cancels it with the flight: the
+// trip ends cancelled with nothing held. (The cancellation of the hotel
+// ran at once and the booking landed after it: a hotel held for a
+// cancelled trip, which ended compensated.)
+func TestATripCancelledWhileBookingCancelsTheBookingAfterItLands(t *testing.T) {
+	e := newEnv(t, 1)
+	tripTopic := e.topic + "-trips"
+	require.NoError(t, stack.Kafka.Cluster.CreateTopic(tripTopic, 1, nil))
+	require.NoError(t, stack.Kafka.Cluster.CreateTopic(dlq.TopicFor(tripTopic, dlq.DefaultSuffix), 1, nil))
+	_, stop := e.runBridgeWith(e.topic, func(c *config.Config) {
+		c.Routes = append(c.Routes, config.Route{
+			Topic: tripTopic, TypeHeader: trip.TypeHeader, WorkflowType: trip.WorkflowType,
+			WorkflowID: "trip-{key}", TaskQueue: e.taskQueue, Signal: trip.Signal,
+		})
+	})
+	defer stop()
+
+	e.trips.World.Slow("hotel")
+	key := "t-" + e.id
+	_, _, err := e.producer.SendMessage(&sarama.ProducerMessage{
+		Topic: tripTopic, Key: sarama.StringEncoder(key), Value: sarama.StringEncoder(`{"flight":"LH400","hotel":"H-9","car":"C-1"}`),
+		Headers: []sarama.RecordHeader{{Key: []byte(trip.TypeHeader), Value: []byte(trip.BookTrip)}},
+	})
+	require.NoError(t, err)
+	wid := "trip-" + key
+	require.Eventually(t, func() bool { begun, _ := e.trips.World.SlowBookings(); return begun == 1 }, 60*time.Second, 10*time.Millisecond,
+		"the hotel booking never started")
+	out, err := temporalCLI(t, "workflow", "cancel", "--workflow-id", wid)
+	require.NoError(t, err, "temporal workflow cancel: %s", out)
+
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	var canceled *temporal.CanceledError
+	require.ErrorAs(t, e.tc.GetWorkflow(ctx, wid, "").Get(ctx, nil), &canceled, "the trip's workflow reports itself cancelled")
+	require.Eventually(t, func() bool { _, landed := e.trips.World.SlowBookings(); return landed == 1 }, 30*time.Second, 10*time.Millisecond,
+		"the hotel booking never landed")
+	assert.Empty(t, e.trips.World.Booked(), "a booking is held on a cancelled trip")
+	st, err := queryWorkflowState[trip.State](t, wid)
+	require.NoError(t, err)
+	assert.Equal(t, trip.StatusCancelled, st.Status)
+	assert.Equal(t, []string{"Cancelflight", "Cancelhotel"}, slices.Sorted(slices.Values(compensationNames(st.Compensations))))
+	_, hasCar := st.State.Bookings["car"]
+	assert.False(t, hasCar, "a cancelled trip booked on")
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"sync"
+	"time"
 
 	"go.temporal.io/sdk/temporal"
 )
@@ -34,13 +35,32 @@ type Services struct {
 type World struct {
 	mu       sync.Mutex
 	broken   map[string]bool   // service → down
+	slow     map[string]bool   // service → its bookings take SlowBooking
 	bookings map[string]string // reference → "service:trip:offer", while booked
 	seq      int
+	begun    int // slow bookings begun
+	landed   int // slow bookings landed
+}
+
+// SlowBooking is how long a booking of a service made Slow takes.
+const SlowBooking = 2 * time.Second
+
+// Slow makes service's bookings take SlowBooking; such a booking lands
+// even when the workflow gives up on it meanwhile, as a real service that
+// does not stop when asked does.
+func (s *World) Slow(service string) { s.mu.Lock(); s.slow[service] = true; s.mu.Unlock() }
+
+// SlowBookings reports how many bookings of a Slow service have begun and
+// how many have landed.
+func (s *World) SlowBookings() (begun, landed int) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.begun, s.landed
 }
 
 // NewServices returns services that are up and hold no bookings.
 func NewServices() *Services {
-	return &Services{World: &World{broken: map[string]bool{}, bookings: map[string]string{}}}
+	return &Services{World: &World{broken: map[string]bool{}, slow: map[string]bool{}, bookings: map[string]string{}}}
 }
 
 // Break makes every call to service ("flight", "hotel" or "car") fail.
@@ -63,6 +83,13 @@ func (s *World) Booked() map[string]string {
 func (s *World) book(service string, b Booking) (string, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	if s.slow[service] && !s.broken[service] {
+		s.begun++
+		s.mu.Unlock()
+		time.Sleep(SlowBooking) // the service does not stop when asked to
+		s.mu.Lock()
+		defer func() { s.landed++ }()
+	}
 	if s.broken[service] {
 		return "", fmt.Errorf("%s service unavailable", service)
 	}
