@@ -4,6 +4,7 @@
 package topicid
 
 import (
+	"errors"
 	"fmt"
 
 	"github.com/IBM/sarama"
@@ -12,7 +13,10 @@ import (
 // Lookup reads the IDs of topics with a Metadata request (v10 and later
 // carry them; sarama's client keeps no IDs of its own). A topic the broker
 // serves no ID for (older than Kafka 2.8, or the client's version set below
-// it) or does not know is left out.
+// it) is left out. A topic it answers with an error (one it does not know,
+// as a broker whose metadata lags a topic created again answers) is an
+// error naming it, with the IDs of the others: taken for one without an
+// ID, it left the caller with the ID of the topic's earlier generation.
 func Lookup(client sarama.Client, topics []string) (map[string]string, error) {
 	broker := client.LeastLoadedBroker()
 	if broker == nil {
@@ -26,11 +30,15 @@ func Lookup(client sarama.Client, topics []string) (map[string]string, error) {
 		return nil, fmt.Errorf("read topic IDs from %s: %w", broker.Addr(), err)
 	}
 	ids := make(map[string]string, len(resp.Topics))
+	var errs []error
 	for _, tm := range resp.Topics {
-		if tm.Err != sarama.ErrNoError || tm.Uuid == (sarama.Uuid{}) {
+		if tm.Err != sarama.ErrNoError {
+			errs = append(errs, fmt.Errorf("read the ID of topic %s from %s: %w", tm.Name, broker.Addr(), tm.Err))
 			continue
 		}
-		ids[tm.Name] = tm.Uuid.String()
+		if tm.Uuid != (sarama.Uuid{}) {
+			ids[tm.Name] = tm.Uuid.String()
+		}
 	}
-	return ids, nil
+	return ids, errors.Join(errs...)
 }
