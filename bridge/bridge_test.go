@@ -274,6 +274,37 @@ func TestARunAtItsSignalLimitIsRetriedNotDeadLettered(t *testing.T) {
 	assert.Zero(t, pauses[ReasonCircuitOpen], "a full run opened the circuit")
 }
 
+// A run the server terminates for its size (history size or count,
+// mutable state) answers the signal that crossed the limit with an
+// InvalidArgument about the run, not the record: the call is retried, and
+// the next try finds the run closed and follows on_closed_workflow. (A
+// call of one record was dead-lettered as rejected; under new_run the new
+// run never got it, a gap in the key's records.)
+func TestARunTerminatedForItsSizeIsRetriedNotDeadLettered(t *testing.T) {
+	for _, m := range []string{"Workflow history size exceeds limit.", "Workflow history count exceeds limit.", "Workflow mutable state size exceeds limit."} {
+		t.Run(m, func(t *testing.T) {
+			tc := &fakeTemporal{script: []error{fmt.Errorf("signal-with-start order-a: %w", serviceerror.NewInvalidArgument(m)), fmtClosed("order-a")}}
+			dl := &fakeDLQ{}
+			b := newTestBridge(t, tc, dl)
+			b.cfg.Dispatch.OnClosedWorkflow = config.OnClosedNewRun
+			s := consume(t, b, context.Background(), msg(0, "a", `{}`))
+			assert.Equal(t, int64(1), s.committed())
+			assert.Empty(t, dl.failures, "the record was dead-lettered for its run's size")
+			assert.Len(t, tc.accepted, 1, "the new run did not get the record")
+		})
+	}
+}
+
+// The text classify looks for is the server's message, not the text the
+// seam wraps around it, which names the workflow, from the record's key: a
+// key holding "memo size" made a payload too large the bridge's access
+// fault (every partition paused) instead of the record's.
+func TestTheWorkflowIDInAnErrorDoesNotChangeItsClass(t *testing.T) {
+	tooLarge := serviceerror.NewInvalidArgument("Blob data size exceeds limit.")
+	assert.Equal(t, kindRejected, classify(fmt.Errorf("signal-with-start order-memo size: %w", tooLarge)))
+	assert.Equal(t, kindRejected, classify(fmt.Errorf("signal-with-start %s: %w", signalLimitExceeded, tooLarge)))
+}
+
 // The offset of a poison record is marked only once the DLQ holds it: not
 // at a write that failed, and not before the first write. (Only the end
 // state was checked, which a bridge marking at the first failed write and

@@ -192,7 +192,11 @@ func (b *Bridge) send(f *flow, target Target, recs []record, st *callState) erro
 	// stays counted: the next try may signal its new run without asking.)
 	st.closedSkipped = 0
 	wait := st.next(b, &st.retry)
-	if attempt == 1 && classify(err) == kindRunFull {
+	if attempt == 1 && classify(err) == kindRunFull && runTerminatedForSize(strings.ToLower(temporalMessage(err))) {
+		b.log.Warn("the server terminated the workflow's run for its size; retrying, and the retry follows dispatch.on_closed_workflow",
+			"workflow_id", target.WorkflowID, "records", len(recs), "topic", f.topic, "partition", f.partition,
+			"offset", recs[0].offset, "err", err, "retry_in", wait)
+	} else if attempt == 1 && classify(err) == kindRunFull {
 		b.log.Warn("the workflow's run has taken all the signals one run may; retrying until it continues as new",
 			"workflow_id", target.WorkflowID, "records", len(recs), "topic", f.topic, "partition", f.partition,
 			"offset", recs[0].offset, "err", err, "retry_in", wait)
@@ -282,10 +286,12 @@ const (
 	kindAccess
 	// kindRunFull: the workflow's run has taken all the signals one run
 	// may (the server's history.maximumSignalsPerExecution, 10,000 by
-	// default). Nothing is wrong with the record nor with Temporal, which
-	// answered: retry this workflow's call with backoff until the run
-	// continues as new (workflows.Inbox does once its history is large),
-	// without opening the circuit for the other workflows.
+	// default), or is over its size limits and terminated by the server.
+	// Nothing is wrong with the record nor with Temporal, which answered:
+	// retry this workflow's call with backoff until the run continues as
+	// new (workflows.Inbox does once its history is large) or, terminated,
+	// is found closed, without opening the circuit for the other
+	// workflows.
 	kindRunFull
 	// kindBusyWorkflow: Temporal answered that this one workflow is busy
 	// (ResourceExhausted, cause BUSY_WORKFLOW: more requests to it at once
@@ -300,11 +306,26 @@ const (
 // (consts.ErrSignalsLimitExceeded).
 const signalLimitExceeded = "exceeded workflow execution limit for signal events"
 
+// runTerminatedForSize reports whether msg (lower case) is the
+// InvalidArgument the server answers a signal with when the run is over
+// its history size or count or its mutable state size: it terminates the
+// run (consts.ErrHistorySizeExceedsLimit and its siblings), and the next
+// try finds it closed.
+func runTerminatedForSize(msg string) bool {
+	for _, m := range []string{"workflow history size exceeds limit", "workflow history count exceeds limit", "workflow mutable state size exceeds limit"} {
+		if strings.Contains(msg, m) {
+			return true
+		}
+	}
+	return false
+}
+
 // classify is the policy that sorts an error from Temporal. Only an error
 // about the request itself (InvalidArgument: a bad payload, a payload too
-// large, a bad workflow ID) sends the record to the DLQ; the one
-// InvalidArgument about the run rather than the request (its signal limit)
-// is retried, and those about the route's search attributes, memo or
+// large, a bad workflow ID) sends the record to the DLQ; those about the
+// run rather than the request (its signal limit; its size, for which the
+// server terminates it, so that the retry follows on_closed_workflow) are
+// retried, and those about the route's search attributes, memo or
 // names (set from the configuration, the same for every record) are the
 // bridge's own fault. A workflow too busy to take the call (ResourceExhausted with
 // cause BUSY_WORKFLOW) is retried as that workflow's alone. An error about
@@ -337,8 +358,10 @@ func classify(err error) errorKind {
 	}
 	switch rpcerr.Code(err) {
 	case codes.InvalidArgument:
-		switch msg := strings.ToLower(err.Error()); {
-		case strings.Contains(msg, signalLimitExceeded):
+		// The server's message only: the seam's wrapping names the
+		// workflow, from the record's key.
+		switch msg := strings.ToLower(temporalMessage(err)); {
+		case strings.Contains(msg, signalLimitExceeded), runTerminatedForSize(msg):
 			return kindRunFull
 		case strings.Contains(msg, "search attribute"), strings.Contains(msg, "searchattributes"), strings.Contains(msg, "memo size"),
 			strings.Contains(msg, "taskqueue length"), strings.Contains(msg, "workflowtype length"), strings.Contains(msg, "signalname length"):
