@@ -12,6 +12,7 @@ import (
 	"net/http/httptest"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -671,4 +672,39 @@ func claimWithCircuits(t *testing.T, tc Temporal, dl *fakeDLQ, route config.Rout
 		cancel()
 		b.dispatcher.stop()
 	}
+}
+
+// hangingDescribe is a Temporal whose first describe of a closed workflow
+// never answers until its context ends.
+type hangingDescribe struct {
+	*fakeTemporal
+	describes atomic.Int32
+}
+
+func (h *hangingDescribe) ClosedWatermarks(ctx context.Context, id string) (event.Watermarks, error) {
+	if h.describes.Add(1) == 1 {
+		<-ctx.Done()
+		return nil, ctx.Err()
+	}
+	return h.fakeTemporal.ClosedWatermarks(ctx, id)
+}
+
+// The describe of a closed workflow is bounded by dispatch.call_timeout,
+// as the call is: one that never answers is given up on and the call
+// tried again.
+// (It waited until the partition ended, its records held.)
+func TestTheDescribeOfAClosedWorkflowIsBoundedByTheCallTimeout(t *testing.T) {
+	tc := &fakeTemporal{script: []error{fmtClosed("order-a")}}
+	h := &hangingDescribe{fakeTemporal: tc}
+	b, err := New(config.Config{
+		Kafka:    config.Kafka{Brokers: []string{"b:9092"}, Group: "g"},
+		Dispatch: config.Dispatch{CallTimeout: 200 * time.Millisecond, RetryInitial: time.Millisecond, RetryMax: 5 * time.Millisecond, DrainTimeout: 50 * time.Millisecond},
+		Routes:   []config.Route{{Topic: "orders", TypeHeader: "event-type", WorkflowType: "O", WorkflowID: "order-{key}", TaskQueue: "q"}},
+	}, Deps{Temporal: h, DeadLetters: &fakeDLQ{}, Logger: quiet()})
+	require.NoError(t, err)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	s := consume(t, b, ctx, msg(0, "a", `{}`))
+	assert.Equal(t, int64(1), s.committed(), "the record waited on a describe that never answered")
+	assert.Equal(t, int32(1), h.describes.Load(), "given up on, and the call tried again")
 }

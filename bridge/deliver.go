@@ -401,8 +401,10 @@ func (b *Bridge) closedWorkflow(f *flow, target Target, recs []record, attempt i
 	var applied event.Watermarks
 	c := b.circuitFor(target)
 	_, err = c.breaker.Execute(func() (struct{}, error) {
+		ctx, cancel := context.WithTimeout(f.callCtx, b.cfg.Dispatch.CallTimeout) // as the call is
+		defer cancel()
 		var err error
-		applied, err = b.deps.Temporal.ClosedWatermarks(f.callCtx, target.WorkflowID)
+		applied, err = b.deps.Temporal.ClosedWatermarks(ctx, target.WorkflowID)
 		return struct{}{}, err
 	})
 	if err != nil {
