@@ -107,15 +107,28 @@ func Ready(prod sarama.SyncProducer) error {
 }
 
 // SendErrors turns sarama's ProducerErrors, which hide their causes from
-// errors.Is, into a joined error that does not; other errors pass through.
+// errors.Is, into a joined error that does not, each cause once with how
+// many records it failed (a batch failing alike made a line per record);
+// other errors pass through.
 func SendErrors(err error) error {
 	var pes sarama.ProducerErrors
 	if !errors.As(err, &pes) {
 		return err
 	}
-	errs := make([]error, 0, len(pes))
+	var (
+		causes []error
+		counts = map[string]int{}
+	)
 	for _, pe := range pes {
-		errs = append(errs, pe.Err)
+		text := pe.Err.Error()
+		if counts[text] == 0 {
+			causes = append(causes, pe.Err)
+		}
+		counts[text]++
+	}
+	errs := make([]error, len(causes))
+	for i, c := range causes {
+		errs[i] = fmt.Errorf("%d records: %w", counts[c.Error()], c)
 	}
 	return fmt.Errorf("%d records failed: %w", len(pes), errors.Join(errs...))
 }

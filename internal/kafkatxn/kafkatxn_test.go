@@ -23,3 +23,23 @@ func TestTransactionalIDBelongsToThePartition(t *testing.T) {
 	assert.Equal(t, "enrich-g-orders-3", TransactionalID("enrich", "g", "orders", 3))
 	assert.NotEqual(t, TransactionalID("p", "g", "t", 1), TransactionalID("p", "g", "t", 2))
 }
+
+// A batch whose records all failed alike says so once, with the count:
+// 1,000 records failing with NOT_ENOUGH_REPLICAS made an error of 89,020
+// bytes on 1,000 lines, logged at every retry of a commit.
+func TestSendErrorsNameEachCauseOnce(t *testing.T) {
+	var pes sarama.ProducerErrors
+	for i := range 1000 {
+		cause := sarama.ErrNotEnoughReplicas
+		if i == 7 {
+			cause = sarama.ErrMessageSizeTooLarge
+		}
+		pes = append(pes, &sarama.ProducerError{Msg: &sarama.ProducerMessage{Topic: "t"}, Err: cause})
+	}
+	err := SendErrors(pes)
+	assert.ErrorIs(t, err, sarama.ErrNotEnoughReplicas)
+	assert.ErrorIs(t, err, sarama.ErrMessageSizeTooLarge)
+	assert.Less(t, len(err.Error()), 400)
+	assert.Contains(t, err.Error(), "1000 records failed")
+	assert.Contains(t, err.Error(), "999 records: "+sarama.ErrNotEnoughReplicas.Error())
+}
