@@ -2,7 +2,7 @@
 // feeds: it dials Temporal with the bridge's configuration conventions,
 // registers your workflows and activities, checks at start that the
 // namespace has the search attributes they need (naming the command that
-// adds a missing one), and runs until SIGINT or SIGTERM.
+// adds a missing one), and runs until SIGINT, SIGTERM or SIGHUP.
 //
 // A worker main is one call:
 //

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"flag"
 	"log/slog"
+	"net"
 	"os"
 	"path/filepath"
 	"testing"
@@ -280,4 +281,27 @@ temporal:
 	require.NoError(t, err)
 	_, err = config.LoadConnections(s.configPath, fromEnv, s.override)
 	assert.ErrorContains(t, err, "kafka.tls.ca_file", "a worker with Kafka still checks them")
+}
+
+// A worker stopped (SIGTERM) while it connects, Temporal out of reach,
+// stops cleanly: a rollout during an outage recorded failed pods ("worker
+// failed ... context canceled", exit 1).
+func TestAWorkerStoppedWhileItConnectsStopsCleanly(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	defer ln.Close()
+	go func() { // accepts, never answers
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			defer c.Close()
+		}
+	}()
+	ctx, cancel := context.WithCancel(context.Background())
+	time.AfterFunc(300*time.Millisecond, cancel)
+	w := Worker{TaskQueue: "q", Register: func(worker.Registry, Deps) error { return nil }}
+	err = Run(ctx, w, []string{"-temporal-address", ln.Addr().String()}, nil)
+	assert.NoError(t, err)
 }

@@ -98,8 +98,9 @@ func (w Worker) name() string {
 	return w.Name
 }
 
-// Main runs w with the process's arguments and environment until SIGINT or
-// SIGTERM, then exits: status 0 after a clean stop (or -h), 2 for a bad
+// Main runs w with the process's arguments and environment until SIGINT,
+// SIGTERM or SIGHUP, then exits: status 0 after a clean stop (one during
+// start-up too, or -h), 2 for a bad
 // command line, 1 for any other error (logged).
 func Main(w Worker) {
 	ctx, stop := cli.SignalContext(nil)
@@ -134,6 +135,13 @@ func Run(ctx context.Context, w Worker, args, environ []string) error {
 		return fmt.Errorf("%w: %w", ErrUsage, err)
 	}
 	if err := run(ctx, w, s, environ, log); err != nil {
+		if ctx.Err() != nil {
+			// Stopped while it started (connecting to a Temporal out of
+			// reach, say; the SDK's error does not always wrap the
+			// context's): a clean stop, as Main promises.
+			log.Info("stopped before the worker was up", "err", err)
+			return nil
+		}
 		log.Error("worker failed", "err", err)
 		return err
 	}

@@ -34,7 +34,7 @@
 // With OTEL_EXPORTER_OTLP_ENDPOINT set it exports a span per delivery,
 // continuing the W3C traceparent of the records into Temporal.
 //
-// SIGINT or SIGTERM stops fetching, lets in-flight calls finish
+// SIGINT, SIGTERM or SIGHUP stops fetching, lets in-flight calls finish
 // (dispatch.drain_timeout), commits what was delivered and leaves the group.
 package main
 

@@ -24,7 +24,7 @@
 // dead-lettered through the DeadLetter activity to its record's DLQ topic
 // (the source topic plus ".dlq"). It refuses to start on a namespace
 // without the SagaStatus search attribute, naming the command that adds it.
-// It stops on SIGINT or SIGTERM after in-flight tasks finish.
+// It stops on SIGINT, SIGTERM or SIGHUP after in-flight tasks finish.
 package main
 
 import (

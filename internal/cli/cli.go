@@ -3,8 +3,8 @@
 // check is public, in sagaworker (RequireSearchAttributes), since users'
 // worker mains need it too.
 //
-// Only the commands (cmd/, examples' mains) import it; it must not import
-// the bridge engine.
+// The commands (cmd/, examples' mains) and sagaworker, which runs users'
+// worker mains, import it; it must not import the bridge engine.
 package cli
 
 import (
