@@ -116,6 +116,16 @@ func kindName(n *yaml.Node) string {
 	return strconv.Quote(n.Value)
 }
 
+// yamlOneOneBool reports whether v is one of YAML 1.1's words for true or
+// false (yes, no, on, off, y, n), which yaml reads into a bool field.
+func yamlOneOneBool(v string) bool {
+	switch v {
+	case "y", "Y", "yes", "Yes", "YES", "on", "On", "ON", "n", "N", "no", "No", "NO", "off", "Off", "OFF":
+		return true
+	}
+	return false
+}
+
 // leadingZero is a whole number YAML 1.1 reads as octal (0100 is 64),
 // where the environment (SAGABRIDGE_*) reads it as decimal.
 var leadingZero = regexp.MustCompile(`^[-+]?0(o?[0-9_]+)$`)
@@ -140,7 +150,7 @@ func scalarError(n *yaml.Node, t reflect.Type) string {
 	}
 	switch {
 	case t.Kind() == reflect.Bool:
-		if n.Tag != "!!bool" {
+		if n.Tag != "!!bool" && !yamlOneOneBool(n.Value) {
 			return fmt.Sprintf("%s is not true or false", n.Value)
 		}
 	case t.Kind() == reflect.Float32 || t.Kind() == reflect.Float64:

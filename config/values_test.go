@@ -92,13 +92,19 @@ routes:
 }
 
 // Values written plainly still load: zero where zero is meant, durations
-// with units, plain and underscored whole numbers.
+// with units, plain and underscored whole numbers, YAML 1.1's yes and off
+// for true and false (yaml reads them so into a bool; the check of words
+// for true or false first refused them).
 func TestPlainValuesStillLoad(t *testing.T) {
 	cfg, err := Parse([]byte(valuesBase + `batch: {linger: 0s, max_records: 500}
 dispatch: {coalesce: {max_window: 0s}, max_call_bytes: 1000000}
 backpressure: {backlog: {low_tasks: 0}, max_bytes: 6e6}
+metrics: {pprof: yes}
+dlq: {transactional: Off}
 `))
 	require.NoError(t, err)
+	assert.True(t, cfg.Metrics.Pprof)
+	assert.False(t, cfg.DLQ.Transactional)
 	assert.Equal(t, 6_000_000, cfg.Backpressure.MaxBytes, "a whole number in exponent form")
 	assert.Zero(t, cfg.Batch.Linger)
 	assert.Equal(t, 500, cfg.Batch.MaxRecords)
