@@ -248,6 +248,11 @@ func (c Config) consumerConfig() *sarama.Config {
 	// keeps its claims across generations, and its offset commits would
 	// be rejected as stale while it still owns the partition.
 	s.Consumer.Group.Rebalance.GroupStrategies = []sarama.BalanceStrategy{sarama.NewBalanceStrategySticky()}
+	// An input topic misnamed in Topics is reported missing, not created
+	// empty (the Processor waited on it for ever). The producers still
+	// ask for theirs: output and DLQ topics a broker creates on first
+	// use (auto.create.topics.enable) are created.
+	s.Metadata.AllowAutoTopicCreation = false
 	if c.Sarama != nil {
 		c.Sarama(s)
 	}
@@ -280,8 +285,5 @@ func (c Config) base() *sarama.Config {
 	s := sarama.NewConfig()
 	s.Version, _ = sarama.ParseKafkaVersion(c.KafkaVersion) // checked by Validate
 	s.ClientID = c.ClientID
-	// A topic misnamed in Topics is reported missing, not created empty
-	// (the Processor waited on it for ever).
-	s.Metadata.AllowAutoTopicCreation = false
 	return s
 }

@@ -124,7 +124,7 @@ func TestProducerConfigIsTransactional(t *testing.T) {
 	require.NoError(t, cc.Validate(), "sarama accepts it")
 	assert.False(t, cc.Metadata.AllowAutoTopicCreation, "a topic misnamed in Topics is not created, the Processor waiting on it for ever")
 	assert.False(t, c.Metadata.Full, "each partition's producer holds only its topics' metadata, not the cluster's (8 held 8.1 MiB on 4,800 partitions)")
-	assert.False(t, c.Metadata.AllowAutoTopicCreation)
+	assert.True(t, c.Metadata.AllowAutoTopicCreation, "output and DLQ topics the broker creates on first use")
 }
 
 func TestPermanentOutageAndFencedClassification(t *testing.T) {

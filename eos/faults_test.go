@@ -2,6 +2,7 @@ package eos_test
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -17,6 +18,7 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 	"github.com/twmb/franz-go/pkg/kerr"
+	"github.com/twmb/franz-go/pkg/kfake"
 	"github.com/twmb/franz-go/pkg/kmsg"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
@@ -370,4 +372,29 @@ func TestATransactionTimeoutTheBrokerRefusesStopsTheProcessor(t *testing.T) {
 	require.NoError(t, ctx.Err(), "Run stopped before its context ended")
 	assert.ErrorIs(t, err, sarama.ErrInvalidTransactionTimeout)
 	assert.ErrorContains(t, err, "TransactionTimeout 16m0s")
+}
+
+// Output and DLQ topics a broker creates on first use (Kafka's
+// auto.create.topics.enable, on by default) are created: the producers ask
+// for them. (Validate's fix for misnamed input topics turned topic
+// creation off in the producers too: every batch aborted on
+// UNKNOWN_TOPIC_OR_PARTITION, and nothing on the partition committed.)
+func TestOutputAndDLQTopicsTheBrokerCreatesOnFirstUseAreCreated(t *testing.T) {
+	cluster, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.SeedTopics(1, "in"), kfake.AllowAutoTopicCreation())
+	require.NoError(t, err)
+	defer cluster.Close()
+	brokers := cluster.ListenAddrs()
+	require.NoError(t, fill(brokers, "in", 3, []byte("v")))
+	fn := func(_ context.Context, rec *sarama.ConsumerMessage) ([]eos.Output, error) {
+		if rec.Offset == 1 {
+			return nil, eos.Permanent(errors.New("poison"))
+		}
+		return []eos.Output{{Topic: "in-enriched", Value: rec.Value}}, nil
+	}
+	p, err := eos.New(eos.Config{Brokers: brokers, Group: "g", Topics: []string{"in"}, TransactionalIDPrefix: "auto",
+		RetryInitial: 10 * time.Millisecond, RetryMax: 50 * time.Millisecond}, fn, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	require.NoError(t, err)
+	runUntilCommitted(t, p, 3)
+	assert.Equal(t, int64(1), p.Stats().DeadLettered)
+	assert.Equal(t, int64(2), p.Stats().Outputs)
 }
