@@ -196,8 +196,12 @@ func parseValue(t reflect.Type, raw string) (reflect.Value, error) {
 		v.SetFloat(f)
 	case t.Kind() == reflect.Slice && t.Elem().Kind() == reflect.String:
 		var items []string
-		for i, s := range strings.Split(raw, ",") {
+		parts := strings.Split(raw, ",")
+		for i, s := range parts {
 			if s = strings.TrimSpace(s); s == "" {
+				if i == len(parts)-1 && i > 0 {
+					break // a trailing comma, as YAML's flow lists take
+				}
 				return v, fmt.Errorf("item %d of the list is empty", i+1)
 			}
 			items = append(items, s)

@@ -63,6 +63,13 @@ func TestEnvironmentErrorsNameTheVariableAndTheField(t *testing.T) {
 	assert.Contains(t, err.Error(), "SAGABRIDGE_DLQ_TRANSACTIONAL (dlq.transactional): ")
 	assert.Contains(t, err.Error(), "SAGABRIDGE_KAFKA_BROKERS (kafka.brokers): item 2 of the list is empty")
 	assert.Contains(t, err.Error(), "SAGABRIDGE_TEMPORAL_CODEC_DECRYPT_KEYS (temporal.codec.decrypt_keys): item 1 of the list is empty")
+
+	// A trailing comma is taken, as YAML's flow lists take it.
+	c, err := FromEnv(environ(map[string]string{"SAGABRIDGE_KAFKA_BROKERS": "a:1,b:2,"}))
+	require.NoError(t, err)
+	cfg := Config{}
+	c(&cfg)
+	assert.Equal(t, []string{"a:1", "b:2"}, cfg.Kafka.Brokers)
 }
 
 func TestEveryFieldHasAnEnvironmentVariable(t *testing.T) {

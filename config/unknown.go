@@ -150,7 +150,11 @@ func scalarError(n *yaml.Node, t reflect.Type) string {
 	}
 	switch {
 	case t.Kind() == reflect.Bool:
-		if n.Tag != "!!bool" && !yamlOneOneBool(n.Value) {
+		switch {
+		case n.Tag == "!!bool" || yamlOneOneBool(n.Value):
+		case n.Tag == "!!str" && n.Style&(yaml.DoubleQuotedStyle|yaml.SingleQuotedStyle) != 0:
+			return fmt.Sprintf("%q is quoted text, not true or false: write it without quotes", n.Value)
+		default:
 			return fmt.Sprintf("%s is not true or false", n.Value)
 		}
 	case t.Kind() == reflect.Float32 || t.Kind() == reflect.Float64:

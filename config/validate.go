@@ -229,10 +229,12 @@ func (c Config) Validate() error {
 	if l := c.Metrics.Listen; l != "" {
 		// Checked here, not when the server starts after the Temporal
 		// client and the producers; an empty host serves every interface.
+		// as net.Listen takes it: an empty port or 0 is any free one, and a
+		// service name (http) its port.
 		if _, port, err := net.SplitHostPort(l); err != nil {
 			bad("metrics.listen", "want host:port, such as 127.0.0.1:9464: %v", err)
-		} else if n, err := strconv.Atoi(port); err != nil || n < 0 || n > 65535 {
-			bad("metrics.listen", "the port %q is not a number from 0 to 65535", port)
+		} else if _, err := net.LookupPort("tcp", port); port != "" && err != nil {
+			bad("metrics.listen", "the port %q is not a number from 0 to 65535 nor a service name", port)
 		}
 	}
 	return errors.Join(errs...)

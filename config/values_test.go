@@ -34,7 +34,8 @@ func TestValuesThatWouldBeMisreadAreRefusedNamingTheField(t *testing.T) {
 		// Reported only when the server started, after the Temporal
 		// client and both producers.
 		"listen without a port": {"metrics: {listen: nonsense}\n", "metrics.listen: want host:port"},
-		"listen port too large": {"metrics: {listen: \":99999\"}\n", `metrics.listen: the port "99999" is not a number from 0 to 65535`},
+		"listen port too large": {"metrics: {listen: \":99999\"}\n", `metrics.listen: the port "99999" is not a number from 0 to 65535 nor a service name`},
+		"quoted bool":           {"metrics: {pprof: \"true\"}\n", `metrics.pprof: "true" is quoted text, not true or false: write it without quotes`},
 		"word for a bool":       {"metrics: {pprof: 1}\n", "metrics.pprof: 1 is not true or false"},
 		"word for a number":     {"backpressure: {resume_at: half}\n", `backpressure.resume_at: "half" is not a number`},
 		"map for a string":      {"temporal: {namespace: {a: b}}\n", "temporal.namespace: want a single value, not a mapping"},
@@ -99,7 +100,7 @@ func TestPlainValuesStillLoad(t *testing.T) {
 	cfg, err := Parse([]byte(valuesBase + `batch: {linger: 0s, max_records: 500}
 dispatch: {coalesce: {max_window: 0s}, max_call_bytes: 1000000}
 backpressure: {backlog: {low_tasks: 0}, max_bytes: 6e6}
-metrics: {pprof: yes}
+metrics: {pprof: yes, listen: "127.0.0.1:"}
 dlq: {transactional: Off}
 `))
 	require.NoError(t, err)
