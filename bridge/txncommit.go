@@ -276,10 +276,15 @@ func (c *txnCommitter) close(within time.Duration) error {
 // take once the partition has drained for drained: what the rebalance
 // timeout leaves, less a second for the handler to return, so the member
 // is not dropped from the group (drain_timeout 10 s and connect_timeout
-// 15 s, the defaults, made 25 s against its 20).
+// 15 s, the defaults, made 25 s against its 20), and at least
+// minFinalCommit.
 func finalCommitBound(drained time.Duration) time.Duration {
-	return config.RebalanceTimeout - time.Second - drained
+	return max(config.RebalanceTimeout-time.Second-drained, minFinalCommit)
 }
+
+// minFinalCommit is the least a final commit is given, however long the
+// drain took: with none it was given up before it was sent.
+const minFinalCommit = 500 * time.Millisecond
 
 // errCommitterAbandoned is a commit tried after close gave up.
 var errCommitterAbandoned = errors.New("the partition's final commit was given up")

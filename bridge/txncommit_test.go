@@ -384,6 +384,10 @@ func TestAFinalCommitWithoutAnAnswerGivesUpWithinTheConnectTimeout(t *testing.T)
 		})
 	}
 	assert.Equal(t, 9*time.Second, finalCommitBound(10*time.Second), "a second left for the handler to return")
+	// A drain that took the whole rebalance timeout (drain_timeout may be
+	// up to just under it) still leaves the commit a moment: a bound of
+	// zero gave it up before it was sent.
+	assert.Equal(t, minFinalCommit, finalCommitBound(19900*time.Millisecond))
 }
 
 // finalCommitWithoutAnswer closes a committer, its connect timeout
