@@ -702,7 +702,7 @@ func TestTheDescribeOfAClosedWorkflowIsBoundedByTheCallTimeout(t *testing.T) {
 		Routes:   []config.Route{{Topic: "orders", TypeHeader: "event-type", WorkflowType: "O", WorkflowID: "order-{key}", TaskQueue: "q"}},
 	}, Deps{Temporal: h, DeadLetters: &fakeDLQ{}, Logger: quiet()})
 	require.NoError(t, err)
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second) // far beyond the call timeout, far below the SDK's 10 s
 	defer cancel()
 	s := consume(t, b, ctx, msg(0, "a", `{}`))
 	assert.Equal(t, int64(1), s.committed(), "the record waited on a describe that never answered")

@@ -84,8 +84,10 @@ func TestGrafanaDashboardQueriesReadAcrossMembers(t *testing.T) {
 			for _, w := range window.FindAllStringSubmatch(tg.Expr, -1) {
 				assert.Contains(t, []string{"5m", "15m", "1h", "$__rate_interval"}, w[1], "panel %q: rate window %s", p.Title, w[0])
 			}
-			if m := metricName.FindString(tg.Expr); m != "" && !strings.HasPrefix(m, "sagabridge_") {
-				assert.Contains(t, tg.Expr, " and on(job, instance) sagabridge_", "panel %q: %s is not kept to the bridges", p.Title, m)
+			for _, m := range metricName.FindAllString(tg.Expr, -1) {
+				if !strings.HasPrefix(m, "sagabridge_") {
+					assert.Contains(t, tg.Expr, " and on(job, instance) sagabridge_", "panel %q: %s is not kept to the bridges", p.Title, m)
+				}
 			}
 			switch {
 			case strings.Contains(tg.Expr, "_max_"):
@@ -95,7 +97,7 @@ func TestGrafanaDashboardQueriesReadAcrossMembers(t *testing.T) {
 			}
 		}
 		if budget != "" {
-			agg := func(expr string) string { return expr[:strings.Index(expr, "(")] }
+			agg := func(expr string) string { op, _, _ := strings.Cut(expr, "("); return op }
 			assert.Equal(t, agg(held), agg(budget), "panel %q: %s beside %s", p.Title, budget, held)
 		}
 	}

@@ -113,4 +113,5 @@ func TestATripCancelledWhileBookingEndsCancelled(t *testing.T) {
 	assert.Equal(t, StatusCancelled, st.Status)
 	assert.ElementsMatch(t, []string{"Cancelflight", "Cancelhotel"}, names(st.Compensations))
 	assert.NotContains(t, st.State.Bookings, "car", "a cancelled trip booked on")
+	assert.Empty(t, s.World.Booked(), "a booking is held on a cancelled trip")
 }
