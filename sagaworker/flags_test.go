@@ -304,4 +304,8 @@ func TestAWorkerStoppedWhileItConnectsStopsCleanly(t *testing.T) {
 	w := Worker{TaskQueue: "q", Register: func(worker.Registry, Deps) error { return nil }}
 	err = Run(ctx, w, []string{"-temporal-address", ln.Addr().String()}, nil)
 	assert.NoError(t, err)
+
+	// A real failure stays one, though the stop came meanwhile.
+	err = Run(ctx, w, []string{"-config", filepath.Join(t.TempDir(), "missing.yaml")}, nil)
+	assert.ErrorContains(t, err, "missing.yaml")
 }
