@@ -253,3 +253,26 @@ func TestALateRecordWithAnUnencodableTimestampIsDeadLettered(t *testing.T) {
 	require.Len(t, ct.world.deadLetters, 1)
 	assert.True(t, ct.world.deadLetters[0].Event.Timestamp.Equal(time.Date(2025, 12, 31, 0, 0, 0, 0, time.UTC)))
 }
+
+// The Finish error handed to the new run of late records is kept when a
+// late record's timestamp JSON cannot encode: the new run's input was
+// sized with that record as too large, and the error cut to nothing.
+func TestAPreviousRunErrorIsKeptBesideALateRecordWithAnUnencodableTimestamp(t *testing.T) {
+	ct := newCartTest(t, cartEntity(func(en *Entity[cart]) {
+		en.Finish = func(c *Ctx[cart]) error {
+			_ = workflow.Sleep(c, 10*time.Second) // the late record arrives meanwhile
+			return errors.New("outcome service down")
+		}
+	}))
+	ct.at(func() {
+		ct.env.SignalWorkflow(event.DefaultSignal, event.Batch{Events: []event.Envelope{reserve(1, "a"), pay(2, true)}, OnClosed: "new_run"})
+	})
+	ct.at(func() {
+		ct.env.SignalWorkflow(event.DefaultSignal, json.RawMessage(`{"on_closed":"new_run","events":[{"topic":"carts","offset":3,"key":"c1","type":"Reserve","value":{"item":"x"},"timestamp":"2026-01-01T00:00:00+24:00"}]}`))
+	})
+	next, err := ct.run(nil)
+	var can *workflow.ContinueAsNewError
+	require.ErrorAs(t, err, &can)
+	assert.Equal(t, "outcome service down", next.PreviousRunError)
+	require.Len(t, next.Inbox, 1)
+}
