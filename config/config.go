@@ -145,9 +145,9 @@ type Dispatch struct {
 	// was the slowest key; docs/BENCHMARKS.md).
 	WorkflowWindowRecords int `yaml:"workflow_window_records"`
 	WorkflowWindowBytes   int `yaml:"workflow_window_bytes"`
-	// CallTimeout bounds one SignalWithStart call, and one write to the
-	// DLQ (a write given up on counts as a failing DLQ, and may still
-	// land). Optional, default 10s.
+	// CallTimeout bounds one SignalWithStart call, one read of a closed
+	// workflow's memo, and one write to the DLQ (a write given up on
+	// counts as a failing DLQ, and may still land). Optional, default 10s.
 	CallTimeout time.Duration `yaml:"call_timeout"`
 	// RetryInitial is the first backoff after a retryable error. Optional, default 100ms.
 	RetryInitial time.Duration `yaml:"retry_initial"`

@@ -32,7 +32,9 @@ type Kafka struct {
 	// broker that accepts connections and never answers fails the start
 	// with an error that names the brokers. With dlq.transactional it also
 	// bounds a partition's transactional producer start and its final
-	// commit when the partition is released. Optional, default 15s.
+	// commit when the partition is released (or less: what the 20 s
+	// rebalance timeout leaves after the drain, less a second, at least
+	// 500 ms). Optional, default 15s.
 	ConnectTimeout time.Duration `yaml:"connect_timeout"`
 	// IsolationLevel is how transactional records are read:
 	// "read_committed" (records of aborted transactions are never seen,
