@@ -2,8 +2,10 @@ package activities
 
 import (
 	"fmt"
+	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -20,7 +22,8 @@ import (
 // batchingBroker starts a broker with topic limited to limit bytes per
 // record batch (max.message.bytes), whose first produce is answered late:
 // the records sent meanwhile through one producer queue and go in one
-// batch, larger than the limit though each fits alone.
+// batch, larger than the limit though each fits alone. At the test's end
+// it checks that such a batch was sent, or the test proved nothing.
 func batchingBroker(t *testing.T, topic, limit string) *kfake.Cluster {
 	t.Helper()
 	cluster, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.SeedTopics(1, "orders"))
@@ -31,10 +34,24 @@ func batchingBroker(t *testing.T, topic, limit string) *kfake.Cluster {
 	require.NoError(t, admin.CreateTopic(topic, &sarama.TopicDetail{NumPartitions: 1, ReplicationFactor: 1,
 		ConfigEntries: map[string]*string{"max.message.bytes": &limit}}, false))
 	require.NoError(t, admin.Close())
+	max, err := strconv.Atoi(limit)
+	require.NoError(t, err)
 	var once sync.Once
-	cluster.ControlKey(int16(kmsg.Produce), func(kmsg.Request) (kmsg.Response, error, bool) {
+	var together atomic.Bool
+	cluster.ControlKey(int16(kmsg.Produce), func(kr kmsg.Request) (kmsg.Response, error, bool) {
+		cluster.KeepControl()
+		for _, tp := range kr.(*kmsg.ProduceRequest).Topics {
+			for _, p := range tp.Partitions {
+				if len(p.Records) > max {
+					together.Store(true)
+				}
+			}
+		}
 		once.Do(func() { cluster.SleepControl(func() { time.Sleep(300 * time.Millisecond) }) })
 		return nil, nil, false
+	})
+	t.Cleanup(func() {
+		assert.True(t, together.Load(), "no batch over %s bytes was sent: the records were not refused together", limit)
 	})
 	return cluster
 }

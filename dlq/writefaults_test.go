@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -81,7 +82,16 @@ func TestDeadLettersRefusedTogetherAsTooLargeAreWrittenAgainAlone(t *testing.T) 
 		ConfigEntries: map[string]*string{"max.message.bytes": &limit}}, false))
 	require.NoError(t, admin.Close())
 	var once sync.Once
-	cluster.ControlKey(int16(kmsg.Produce), func(kmsg.Request) (kmsg.Response, error, bool) {
+	var together atomic.Bool // a request carried a batch over the DLQ's limit: the path under test ran
+	cluster.ControlKey(int16(kmsg.Produce), func(kr kmsg.Request) (kmsg.Response, error, bool) {
+		cluster.KeepControl()
+		for _, tp := range kr.(*kmsg.ProduceRequest).Topics {
+			for _, p := range tp.Partitions {
+				if len(p.Records) > 3000 {
+					together.Store(true)
+				}
+			}
+		}
 		once.Do(func() { cluster.SleepControl(func() { time.Sleep(300 * time.Millisecond) }) }) // the others queue meanwhile
 		return nil, nil, false
 	})
@@ -108,6 +118,7 @@ func TestDeadLettersRefusedTogetherAsTooLargeAreWrittenAgainAlone(t *testing.T) 
 	for i, err := range errs {
 		assert.NoError(t, err, "dead letter %d (1.2 KB, DLQ limit 3,000 bytes)", i)
 	}
+	assert.True(t, together.Load(), "no batch over the DLQ's limit was sent: the writes were not refused together")
 }
 
 // A send that panics (sarama's SyncProducer panics when sent to after
