@@ -18,6 +18,32 @@ import (
 	"github.com/sagabridge/sagabridge/internal/kafkatxn/txntest"
 )
 
+// slowFirstStart starts a broker whose first InitProducerId is answered
+// after 2.5 s, and returns it, a configuration that gives a start up after
+// 1 s, transactional producer txn-a's, the count of InitProducerId
+// requests, and a channel closed once the first is answered (kfake handles
+// it next, before any later request).
+func slowFirstStart(t *testing.T) (*kfake.Cluster, config.Kafka, *sarama.Config, *atomic.Int32, <-chan struct{}) {
+	t.Helper()
+	c, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.SeedTopics(1, "out"))
+	require.NoError(t, err)
+	t.Cleanup(c.Close)
+	n := new(atomic.Int32)
+	firstAnswered := make(chan struct{})
+	c.ControlKey(int16(kmsg.InitProducerID), func(kmsg.Request) (kmsg.Response, error, bool) {
+		c.KeepControl()
+		if n.Add(1) == 1 { // the first start's InitProducerId is slow to be answered
+			c.SleepControl(func() { time.Sleep(2500 * time.Millisecond) })
+			close(firstAnswered)
+		}
+		return nil, nil, false
+	})
+	k := config.Kafka{Brokers: c.ListenAddrs(), Version: "3.6.0", ClientID: "t", ConnectTimeout: time.Second}
+	pc, err := TransactionalProducerConfig(k, 0, "txn-a")
+	require.NoError(t, err)
+	return c, k, pc, n, firstAnswered
+}
+
 // A transactional producer start given up on (its InitProducerId slow to be
 // answered) is not raced by the retry: the retry waits for it, and takes its
 // producer when it gets through, so the later answer fences nothing. (The
@@ -25,26 +51,10 @@ import (
 // InitProducerId fenced: PRODUCER_FENCED on its first commit, and the
 // bridge released the partition.)
 func TestATransactionalStartGivenUpOnDoesNotFenceTheRetry(t *testing.T) {
-	c, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.SeedTopics(1, "out"))
-	require.NoError(t, err)
-	t.Cleanup(c.Close)
-	var n atomic.Int32
-	firstAnswered := make(chan struct{})
-	c.ControlKey(int16(kmsg.InitProducerID), func(kmsg.Request) (kmsg.Response, error, bool) {
-		c.KeepControl()
-		if n.Add(1) == 1 { // the first start's InitProducerId is slow to be answered
-			c.SleepControl(func() { time.Sleep(2500 * time.Millisecond) })
-			close(firstAnswered) // kfake handles it next, before any later request
-		}
-		return nil, nil, false
-	})
-	k := config.Kafka{Brokers: c.ListenAddrs(), Version: "3.6.0", ClientID: "t", ConnectTimeout: time.Second}
-	pc, err := TransactionalProducerConfig(k, 0, "txn-a")
-	require.NoError(t, err)
-
+	_, k, pc, n, firstAnswered := slowFirstStart(t)
 	var starter TxnStarter
 	defer starter.Close()
-	_, err = starter.Start(k, pc)
+	_, err := starter.Start(k, pc)
 	require.ErrorContains(t, err, "no answer within")
 	var p sarama.SyncProducer
 	for try := 0; p == nil; try++ { // the caller retries, as startTxnCommitter does
@@ -135,23 +145,10 @@ func TestTheDLQProducerStartsWithASeedBrokerDown(t *testing.T) {
 // bridge rightly owned.) One still waiting for its answer is still taken
 // (TestATransactionalStartGivenUpOnDoesNotFenceTheRetry).
 func TestAStartThatAnsweredBeforeTheNextIsNotHandedOver(t *testing.T) {
-	c, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.SeedTopics(1, "out"))
-	require.NoError(t, err)
-	t.Cleanup(c.Close)
-	var n atomic.Int32
-	c.ControlKey(int16(kmsg.InitProducerID), func(kmsg.Request) (kmsg.Response, error, bool) {
-		c.KeepControl()
-		if n.Add(1) == 1 {
-			c.SleepControl(func() { time.Sleep(2500 * time.Millisecond) })
-		}
-		return nil, nil, false
-	})
-	k := config.Kafka{Brokers: c.ListenAddrs(), Version: "3.6.0", ClientID: "t", ConnectTimeout: time.Second}
-	pc, err := TransactionalProducerConfig(k, 0, "txn-a")
-	require.NoError(t, err)
+	c, k, pc, n, _ := slowFirstStart(t)
 	var starter TxnStarter
 	defer starter.Close()
-	_, err = starter.Start(k, pc)
+	_, err := starter.Start(k, pc)
 	require.ErrorContains(t, err, "no answer within")
 	require.Eventually(t, func() bool {
 		starter.mu.Lock()
