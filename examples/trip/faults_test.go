@@ -10,9 +10,7 @@ import (
 	"github.com/stretchr/testify/require"
 	"go.temporal.io/sdk/temporal"
 	"go.temporal.io/sdk/testsuite"
-	"go.temporal.io/sdk/workflow"
 
-	"github.com/sagabridge/sagabridge/activities"
 	"github.com/sagabridge/sagabridge/event"
 )
 
@@ -20,12 +18,7 @@ import (
 // booked.
 func runWith(t *testing.T, s *Services, setup func(*testsuite.TestWorkflowEnvironment), e event.Envelope) State {
 	t.Helper()
-	var suite testsuite.WorkflowTestSuite
-	env := suite.NewTestWorkflowEnvironment()
-	env.RegisterWorkflowWithOptions(TripSaga, workflow.RegisterOptions{Name: WorkflowType})
-	env.RegisterActivity(s)
-	dl := &activities.DeadLetterer{}
-	env.RegisterActivity(dl)
+	env, dl := tripEnv(s)
 	env.OnActivity(dl.DeadLetter, mock.Anything, mock.Anything).Return(nil)
 	setup(env)
 	env.RegisterDelayedCallback(func() { env.SignalWorkflow(Signal, event.Batch{Events: []event.Envelope{e}}) }, time.Second)
@@ -90,11 +83,7 @@ func TestACancellationIsRetriedUntilDone(t *testing.T) {
 // environment gives up on a cancelled activity at once.
 func TestATripCancelledWhileBookingEndsCancelled(t *testing.T) {
 	s := NewServices()
-	var suite testsuite.WorkflowTestSuite
-	env := suite.NewTestWorkflowEnvironment()
-	env.RegisterWorkflowWithOptions(TripSaga, workflow.RegisterOptions{Name: WorkflowType})
-	env.RegisterActivity(s)
-	env.RegisterActivity(&activities.DeadLetterer{})
+	env, _ := tripEnv(s)
 	env.OnActivity(s.BookHotel, mock.Anything, mock.Anything).Return(func(_ context.Context, b Booking) (string, error) {
 		env.CancelWorkflow()
 		return s.World.book("hotel", b)

@@ -21,16 +21,23 @@ func bookTrip(offset int64, value string) event.Envelope {
 	return event.Envelope{Topic: "trips", Offset: offset, Key: "t1", Type: BookTrip, Value: []byte(value)}
 }
 
-// run executes TripSaga with the batches signalled one after another and
-// returns its state and the dead letters it asked for.
-func run(t *testing.T, s *Services, batches ...[]event.Envelope) (State, []activities.DeadLetterInput) {
-	t.Helper()
+// tripEnv is a test environment with TripSaga, s's activities and a
+// DeadLetterer registered.
+func tripEnv(s *Services) (*testsuite.TestWorkflowEnvironment, *activities.DeadLetterer) {
 	var suite testsuite.WorkflowTestSuite
 	env := suite.NewTestWorkflowEnvironment()
 	env.RegisterWorkflowWithOptions(TripSaga, workflow.RegisterOptions{Name: WorkflowType})
 	env.RegisterActivity(s)
 	dl := &activities.DeadLetterer{}
 	env.RegisterActivity(dl)
+	return env, dl
+}
+
+// run executes TripSaga with the batches signalled one after another and
+// returns its state and the dead letters it asked for.
+func run(t *testing.T, s *Services, batches ...[]event.Envelope) (State, []activities.DeadLetterInput) {
+	t.Helper()
+	env, dl := tripEnv(s)
 	var dead []activities.DeadLetterInput
 	env.OnActivity(dl.DeadLetter, mock.Anything, mock.Anything).Return(func(_ context.Context, in activities.DeadLetterInput) error {
 		dead = append(dead, in)
@@ -92,11 +99,7 @@ func TestServiceDownExhaustsRetriesDeadLettersAndCompensates(t *testing.T) {
 // run.
 func TestFailedCompensationIsReportedAndTheOthersStillRun(t *testing.T) {
 	s := NewServices()
-	var suite testsuite.WorkflowTestSuite
-	env := suite.NewTestWorkflowEnvironment()
-	env.RegisterWorkflowWithOptions(TripSaga, workflow.RegisterOptions{Name: WorkflowType})
-	env.RegisterActivity(s)
-	env.RegisterActivity(&activities.DeadLetterer{})
+	env, _ := tripEnv(s)
 	env.OnActivity(s.CancelHotelBooking, mock.Anything, mock.Anything).Return(
 		temporal.NewNonRetryableApplicationError("hotel cancellations need a phone call", "ManualCancel", nil))
 	env.RegisterDelayedCallback(func() {
