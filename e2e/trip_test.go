@@ -29,27 +29,14 @@ import (
 // the trip.
 func TestFailedActivityGoesToTheDLQAndRedriveCompletesANewSaga(t *testing.T) {
 	e := newEnv(t, 1)
-	tripTopic := e.topic + "-trips"
-	tripDLQ := dlq.TopicFor(tripTopic, dlq.DefaultSuffix)
-	require.NoError(t, stack.Kafka.Cluster.CreateTopic(tripTopic, 1, nil))
-	require.NoError(t, stack.Kafka.Cluster.CreateTopic(tripDLQ, 1, nil))
-	_, stop := e.runBridgeWith(e.topic, func(c *config.Config) {
-		c.Dispatch.OnClosedWorkflow = config.OnClosedNewRun // a redriven record is new
-		c.Routes = append(c.Routes, config.Route{
-			Topic: tripTopic, TypeHeader: trip.TypeHeader, WorkflowType: trip.WorkflowType,
-			WorkflowID: "trip-{key}", TaskQueue: e.taskQueue, Signal: trip.Signal,
-		})
-	})
+	tripTopic, stop := runTripBridge(t, e, config.OnClosedNewRun) // a redriven record is new
 	defer stop()
+	tripDLQ := dlq.TopicFor(tripTopic, dlq.DefaultSuffix)
 
 	e.trips.World.Break("car")
 	key := "t-" + e.id
 	value := `{"flight":"LH400","hotel":"H-9","car":"C-1"}`
-	_, _, err := e.producer.SendMessage(&sarama.ProducerMessage{
-		Topic: tripTopic, Key: sarama.StringEncoder(key), Value: sarama.StringEncoder(value),
-		Headers: []sarama.RecordHeader{{Key: []byte(trip.TypeHeader), Value: []byte(trip.BookTrip)}},
-	})
-	require.NoError(t, err)
+	bookTrip(t, e, tripTopic, key, value)
 
 	wid := "trip-" + key
 	// The record is dead-lettered before the bookings are cancelled. The
@@ -109,6 +96,37 @@ func TestFailedActivityGoesToTheDLQAndRedriveCompletesANewSaga(t *testing.T) {
 	assert.Equal(t, int64(1), endOffsets(t, tripDLQ), "the new run dead-lettered nothing")
 }
 
+// runTripBridge creates the env's trip topic and its DLQ topic and runs a
+// bridge routing the trip topic to TripSaga beside the env's own route,
+// with dispatch.on_closed_workflow onClosed ("" for the default). It
+// returns the trip topic and the bridge's stop.
+func runTripBridge(t *testing.T, e *env, onClosed string) (string, func()) {
+	t.Helper()
+	tripTopic := e.topic + "-trips"
+	require.NoError(t, stack.Kafka.Cluster.CreateTopic(tripTopic, 1, nil))
+	require.NoError(t, stack.Kafka.Cluster.CreateTopic(dlq.TopicFor(tripTopic, dlq.DefaultSuffix), 1, nil))
+	_, stop := e.runBridgeWith(e.topic, func(c *config.Config) {
+		if onClosed != "" {
+			c.Dispatch.OnClosedWorkflow = onClosed
+		}
+		c.Routes = append(c.Routes, config.Route{
+			Topic: tripTopic, TypeHeader: trip.TypeHeader, WorkflowType: trip.WorkflowType,
+			WorkflowID: "trip-{key}", TaskQueue: e.taskQueue, Signal: trip.Signal,
+		})
+	})
+	return tripTopic, stop
+}
+
+// bookTrip produces a BookTrip record with key and value to topic.
+func bookTrip(t *testing.T, e *env, topic, key, value string) {
+	t.Helper()
+	_, _, err := e.producer.SendMessage(&sarama.ProducerMessage{
+		Topic: topic, Key: sarama.StringEncoder(key), Value: sarama.StringEncoder(value),
+		Headers: []sarama.RecordHeader{{Key: []byte(trip.TypeHeader), Value: []byte(trip.BookTrip)}},
+	})
+	require.NoError(t, err)
+}
+
 type tripRun struct {
 	runID string
 	state trip.State
@@ -149,24 +167,12 @@ func compensationNames(rs []workflows.CompensationResult) []string {
 // cancelled trip, which ended compensated.)
 func TestATripCancelledWhileBookingCancelsTheBookingAfterItLands(t *testing.T) {
 	e := newEnv(t, 1)
-	tripTopic := e.topic + "-trips"
-	require.NoError(t, stack.Kafka.Cluster.CreateTopic(tripTopic, 1, nil))
-	require.NoError(t, stack.Kafka.Cluster.CreateTopic(dlq.TopicFor(tripTopic, dlq.DefaultSuffix), 1, nil))
-	_, stop := e.runBridgeWith(e.topic, func(c *config.Config) {
-		c.Routes = append(c.Routes, config.Route{
-			Topic: tripTopic, TypeHeader: trip.TypeHeader, WorkflowType: trip.WorkflowType,
-			WorkflowID: "trip-{key}", TaskQueue: e.taskQueue, Signal: trip.Signal,
-		})
-	})
+	tripTopic, stop := runTripBridge(t, e, "")
 	defer stop()
 
 	e.trips.World.Slow("hotel")
 	key := "t-" + e.id
-	_, _, err := e.producer.SendMessage(&sarama.ProducerMessage{
-		Topic: tripTopic, Key: sarama.StringEncoder(key), Value: sarama.StringEncoder(`{"flight":"LH400","hotel":"H-9","car":"C-1"}`),
-		Headers: []sarama.RecordHeader{{Key: []byte(trip.TypeHeader), Value: []byte(trip.BookTrip)}},
-	})
-	require.NoError(t, err)
+	bookTrip(t, e, tripTopic, key, `{"flight":"LH400","hotel":"H-9","car":"C-1"}`)
 	wid := "trip-" + key
 	require.Eventually(t, func() bool { begun, _ := e.trips.World.SlowBookings(); return begun == 1 }, 60*time.Second, 10*time.Millisecond,
 		"the hotel booking never started")
