@@ -192,15 +192,14 @@ func (b *Bridge) send(f *flow, target Target, recs []record, st *callState) erro
 	// stays counted: the next try may signal its new run without asking.)
 	st.closedSkipped = 0
 	wait := st.next(b, &st.retry)
-	if attempt == 1 && classify(err) == kindRunFull && runTerminatedForSize(strings.ToLower(temporalMessage(err))) {
-		b.log.Warn("the server terminated the workflow's run for its size; retrying, and the retry follows dispatch.on_closed_workflow",
-			"workflow_id", target.WorkflowID, "records", len(recs), "topic", f.topic, "partition", f.partition,
+	if kind := classify(err); attempt == 1 && kind == kindRunFull {
+		msg := "the workflow's run has taken all the signals one run may; retrying until it continues as new"
+		if runTerminatedForSize(strings.ToLower(temporalMessage(err))) {
+			msg = "the server terminated the workflow's run for its size; retrying, and the retry follows dispatch.on_closed_workflow"
+		}
+		b.log.Warn(msg, "workflow_id", target.WorkflowID, "records", len(recs), "topic", f.topic, "partition", f.partition,
 			"offset", recs[0].offset, "err", err, "retry_in", wait)
-	} else if attempt == 1 && classify(err) == kindRunFull {
-		b.log.Warn("the workflow's run has taken all the signals one run may; retrying until it continues as new",
-			"workflow_id", target.WorkflowID, "records", len(recs), "topic", f.topic, "partition", f.partition,
-			"offset", recs[0].offset, "err", err, "retry_in", wait)
-	} else if attempt == 1 && classify(err) != kindAccess { // an access fault is logged once, without keys (breaker)
+	} else if attempt == 1 && kind != kindAccess { // an access fault is logged once, without keys (breaker)
 		b.log.Log(f.ctx, b.retryLogLevel(), "temporal call failed; retrying", "workflow_id", target.WorkflowID, "records", len(recs),
 			"topic", f.topic, "partition", f.partition, "offset", recs[0].offset, "err", err, "retry_in", wait)
 	}
