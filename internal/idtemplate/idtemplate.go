@@ -171,11 +171,7 @@ func (t Template) Render(env event.Envelope) (string, error) {
 			}
 		}
 		if v == "" {
-			name := p.placeholder
-			if p.arg != "" {
-				name += ":" + p.arg
-			}
-			return "", fmt.Errorf("record has an empty {%s}", name)
+			return "", fmt.Errorf("record has an empty {%s}", p.name())
 		}
 		b.WriteString(v)
 	}
