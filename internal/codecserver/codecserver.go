@@ -10,7 +10,10 @@
 //     holds no payloads makes none and is served: the Temporal CLI sends
 //     one (`{}`) before every `temporal workflow query`.
 //   - Request bodies are limited (Options.MaxBodyBytes); larger ones get
-//     413 before they are read into memory.
+//     413 before they are read into memory. So is the number of payloads
+//     one request holds (Options.MaxPayloads), counted before they are
+//     parsed: a body of empty payloads ({}, three bytes each) costs about
+//     60 times its size as protobuf messages.
 //   - CORS for the Temporal UIs in Options.AllowedOrigins: their browsers'
 //     preflight is answered, and a request from any other origin is
 //     refused without CORS headers.
@@ -27,6 +30,7 @@ package codecserver
 
 import (
 	"bytes"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -42,6 +46,10 @@ import (
 // DefaultMaxBodyBytes is the default of Options.MaxBodyBytes: 4 MiB, twice
 // Temporal's default limit on one payload.
 const DefaultMaxBodyBytes = 4 << 20
+
+// DefaultMaxPayloads is the default of Options.MaxPayloads. The Temporal
+// CLI and UI send the payloads of one field or event at a time: a few.
+const DefaultMaxPayloads = 10_000
 
 // Options configure New.
 type Options struct {
@@ -60,6 +68,10 @@ type Options struct {
 	// MaxBodyBytes is the largest request body read; a larger one gets
 	// 413. Optional, default DefaultMaxBodyBytes.
 	MaxBodyBytes int64
+	// MaxPayloads is the most payloads one request may hold; one with
+	// more gets 413 before they are parsed. Optional, default
+	// DefaultMaxPayloads.
+	MaxPayloads int
 	// AllowedOrigins are the origins (scheme://host[:port]) of the
 	// Temporal UIs whose pages may call the server from a browser.
 	// Optional, default none: browsers are refused, the CLI is not (it
@@ -116,6 +128,12 @@ func New(opts Options) (http.Handler, error) {
 	if opts.MaxBodyBytes < 0 {
 		return nil, &OptionError{"MaxBodyBytes", fmt.Errorf("must be positive, not %d", opts.MaxBodyBytes)}
 	}
+	if opts.MaxPayloads == 0 {
+		opts.MaxPayloads = DefaultMaxPayloads
+	}
+	if opts.MaxPayloads < 0 {
+		return nil, &OptionError{"MaxPayloads", fmt.Errorf("must be positive, not %d", opts.MaxPayloads)}
+	}
 	if opts.Logger == nil {
 		opts.Logger = slog.New(slog.DiscardHandler)
 	}
@@ -133,8 +151,8 @@ func New(opts Options) (http.Handler, error) {
 }
 
 // ServeHTTP checks, in order: the origin (CORS), the method, the token,
-// the namespace, the path and the body's size; then the SDK's handler
-// encodes or decodes.
+// the namespace, the path, the body's size and its number of payloads;
+// then the SDK's handler encodes or decodes.
 func (s *server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if !s.cors(w, r) {
 		s.refuse(w, r, http.StatusForbidden, "origin not allowed")
@@ -168,7 +186,12 @@ func (s *server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
-	if encode && !s.opts.EnableEncode && !noPayloads(body) {
+	n := countPayloads(body)
+	if n > s.opts.MaxPayloads {
+		s.refuse(w, r, http.StatusRequestEntityTooLarge, fmt.Sprintf("the request holds %d payloads, over %d", n, s.opts.MaxPayloads))
+		return
+	}
+	if encode && !s.opts.EnableEncode && (n != 0 || !noPayloads(body)) {
 		s.refuse(w, r, http.StatusNotFound, "404 page not found")
 		return
 	}
@@ -181,6 +204,21 @@ func (s *server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 func noPayloads(body []byte) bool {
 	var p commonpb.Payloads
 	return protojson.Unmarshal(body, &p) == nil && len(p.Payloads) == 0
+}
+
+// countPayloads returns the number of items in body's payloads list, or
+// -1 if body is not JSON of that shape. It allocates next to nothing
+// (each item is decoded into a struct{}, unknown fields skipped), and it
+// counts at least what protojson would parse: it matches the field's name
+// ignoring case, which protojson does not.
+func countPayloads(body []byte) int {
+	var p struct {
+		Payloads []struct{} `json:"payloads"`
+	}
+	if json.Unmarshal(body, &p) != nil {
+		return -1
+	}
+	return len(p.Payloads)
 }
 
 // namespaces returns the non-empty values of r's X-Namespace headers (the

@@ -3,12 +3,14 @@ package codecserver_test
 import (
 	"bytes"
 	"crypto/rand"
+	"fmt"
 	"io"
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"sync"
 	"testing"
@@ -314,4 +316,28 @@ func (l *syncLog) String() string {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	return l.buf.String()
+}
+
+// A body under the size limit made of empty payloads ({}, three bytes
+// each) cost about 60 times its size to parse, even on the /encode that
+// refuses it; the number of payloads is bounded before they are parsed.
+func TestManyPayloadsUnderTheSizeLimitAreRefusedBeforeTheyAreParsed(t *testing.T) {
+	f := newFixture(t, nil)
+	n := (codecserver.DefaultMaxBodyBytes - 20) / 3
+	many := []byte(`{"payloads":[` + strings.Repeat("{},", n-1) + `{}]}`)
+	for _, path := range []string{"/decode", "/encode"} {
+		var before, after runtime.MemStats
+		runtime.GC()
+		runtime.ReadMemStats(&before)
+		resp, body := f.post(t, path, many, asJSON, bearer)
+		runtime.ReadMemStats(&after)
+		assert.Equal(t, http.StatusRequestEntityTooLarge, resp.StatusCode, "%s: %.200s", path, body)
+		assert.True(t, strings.Contains(body, fmt.Sprintf("%d payloads", n)), "%s: %.200s", path, body)
+		alloc := after.TotalAlloc - before.TotalAlloc
+		assert.Less(t, alloc, uint64(8*len(many)), "%s: a %d-byte body allocated %d MiB", path, len(many), alloc>>20)
+	}
+	// At the limit, served.
+	at := []byte(`{"payloads":[` + strings.TrimSuffix(strings.Repeat(`{"data":"eA=="},`, codecserver.DefaultMaxPayloads), ",") + `]}`)
+	resp, body := f.post(t, "/decode", at, asJSON, bearer)
+	assert.Equal(t, http.StatusOK, resp.StatusCode, "%.200s", body)
 }
