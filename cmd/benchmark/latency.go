@@ -185,9 +185,12 @@ func (h *harness) measure(ctx context.Context, name string, p path, recs, warm [
 	}
 	calls := p.calls()
 	streamStart := time.Now()
-	sentAt, err := pace(ctx, recs, rate, p.send)
+	sentAt, late, err := pace(ctx, recs, rate, p.send)
 	if err != nil {
 		return latencyStats{}, 0, err
+	}
+	if late > 100*time.Millisecond {
+		fmt.Printf("  %s: the stream fell behind its schedule by up to %v (counted in the latencies, from each record's due time)\n", name, late.Round(time.Millisecond))
 	}
 	if err := p.flush(ctx); err != nil {
 		return latencyStats{}, 0, err
@@ -248,32 +251,41 @@ func warmUp(recs []ledger.Record) []ledger.Record {
 	return out
 }
 
-// pace sends recs at rate in ticks of 10 ms, each tick's records in one
-// send, on a schedule fixed from the start (a slow send does not lower the
-// rate: the next tick catches up), and returns each record's send time,
-// counted from the start.
-func pace(ctx context.Context, recs []ledger.Record, rate float64, send func([]ledger.Record) error) ([]time.Duration, error) {
+// pace sends recs at rate, on a schedule fixed from the start: record j
+// is due (j+1)/rate after it. Every 10 ms it sends, in one send, every
+// record due by then, so a send slower than that delays records but does
+// not lower the rate. It returns each record's due time, counted from the
+// start, and sends each with Time set to it: latency counts the wait of a
+// record sent late (no coordinated omission). recs are not changed. It
+// also returns how late the latest record was sent.
+func pace(ctx context.Context, recs []ledger.Record, rate float64, send func([]ledger.Record) error) (at []time.Duration, late time.Duration, err error) {
 	const tick = 10 * time.Millisecond
-	at := make([]time.Duration, len(recs))
+	at = make([]time.Duration, len(recs))
+	for j := range at {
+		at[j] = time.Duration(float64(j+1) / rate * float64(time.Second))
+	}
 	start := time.Now()
-	for i, sent := 1, 0; sent < len(recs); i++ {
-		due := time.Duration(i) * tick
-		time.Sleep(time.Until(start.Add(due)))
+	for sent := 0; sent < len(recs); {
+		now := time.Since(start)
+		time.Sleep((now/tick+1)*tick - now)
 		if err := ctx.Err(); err != nil {
-			return nil, fmt.Errorf("stream: %w", err)
+			return nil, 0, fmt.Errorf("stream: %w", err)
 		}
-		upto := min(len(recs), int(rate*due.Seconds()))
+		upto := sent
+		for now = time.Since(start); upto < len(recs) && at[upto] <= now; upto++ {
+		}
 		if upto == sent {
 			continue
 		}
-		now := time.Since(start)
-		if err := send(recs[sent:upto]); err != nil {
-			return nil, fmt.Errorf("stream: %w", err)
+		late = max(late, now-at[sent])
+		batch := slices.Clone(recs[sent:upto])
+		for j := range batch {
+			batch[j].Time = start.Add(at[sent+j])
 		}
-		for j := sent; j < upto; j++ {
-			at[j] = now
+		if err := send(batch); err != nil {
+			return nil, 0, fmt.Errorf("stream: %w", err)
 		}
 		sent = upto
 	}
-	return at, nil
+	return at, late, nil
 }

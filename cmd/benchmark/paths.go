@@ -141,7 +141,7 @@ func (p *windowPath) send(recs []ledger.Record) error {
 	now := time.Now()
 	for _, r := range recs {
 		p.offset++
-		e := event.Envelope{Topic: p.topic, Offset: p.offset, Key: r.Key, Value: json.RawMessage(r.Value), Timestamp: now}
+		e := event.Envelope{Topic: p.topic, Offset: p.offset, Key: r.Key, Value: json.RawMessage(r.Value), Timestamp: cmp.Or(r.Time, now)}
 		if p.topicID != "" {
 			h := fnv.New32a()
 			h.Write([]byte(r.Key))

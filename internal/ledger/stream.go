@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"strings"
+	"time"
 
 	"github.com/IBM/sarama"
 )
@@ -13,6 +14,10 @@ import (
 type Record struct {
 	Key   string
 	Value []byte
+	// Time, when set, is the record's timestamp: the moment it was due to
+	// be sent, which latencies are counted from (a late send's wait is
+	// then counted). Zero: the moment it is sent.
+	Time time.Time
 }
 
 // Stream makes events records over keys keys, each key chosen from a Zipf
@@ -68,7 +73,7 @@ func Produce(p sarama.SyncProducer, topic string, recs []Record) (map[string][]i
 		batch := recs[start:min(start+chunk, len(recs))]
 		msgs := make([]*sarama.ProducerMessage, len(batch))
 		for i, r := range batch {
-			msgs[i] = &sarama.ProducerMessage{Topic: topic, Key: sarama.StringEncoder(r.Key), Value: sarama.ByteEncoder(r.Value)}
+			msgs[i] = &sarama.ProducerMessage{Topic: topic, Key: sarama.StringEncoder(r.Key), Value: sarama.ByteEncoder(r.Value), Timestamp: r.Time}
 		}
 		if err := p.SendMessages(msgs); err != nil {
 			return at, fmt.Errorf("produce to %s: %w", topic, err)
