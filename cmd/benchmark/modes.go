@@ -202,7 +202,10 @@ func (h *harness) ceiling(ctx context.Context, w workload) (result, error) {
 	var calls atomic.Int64
 	sem := make(chan struct{}, h.o.concurrency)
 	var wg sync.WaitGroup
-	var firstErr atomic.Value
+	var (
+		firstErr error // the first call's error; an atomic.Value panicked at a second error of another type
+		errOnce  sync.Once
+	)
 	for _, k := range order {
 		evs := byKey[k]
 		wg.Go(func() {
@@ -212,7 +215,7 @@ func (h *harness) ceiling(ctx context.Context, w workload) (result, error) {
 					client.StartWorkflowOptions{ID: "ledger-" + k, TaskQueue: name}, ledger.WorkflowType)
 				<-sem
 				if err != nil {
-					firstErr.CompareAndSwap(nil, err)
+					errOnce.Do(func() { firstErr = err })
 					return
 				}
 				calls.Add(1)
@@ -221,8 +224,8 @@ func (h *harness) ceiling(ctx context.Context, w workload) (result, error) {
 	}
 	wg.Wait()
 	accepted := time.Since(start)
-	if err, ok := firstErr.Load().(error); ok {
-		return result{}, err
+	if firstErr != nil {
+		return result{}, firstErr
 	}
 	if err := h.waitCompleted(ctx, name, len(keys)); err != nil {
 		return result{}, err
