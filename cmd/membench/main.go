@@ -215,6 +215,7 @@ func run(o options) error {
 			return err
 		}
 	}
+	peak := procStatus(proc.Pid(), "VmHWM") // what one sample a second can miss
 	if err := proc.Stop(20 * time.Second); err != nil {
 		return fmt.Errorf("bridge did not stop cleanly: %w", err)
 	}
@@ -224,7 +225,7 @@ func run(o options) error {
 	if err := drawChart(o.out, samples, downAt, upAt, o); err != nil {
 		return err
 	}
-	report(samples, downAt, upAt)
+	report(samples, downAt, upAt, peak)
 	return nil
 }
 
@@ -251,13 +252,17 @@ func preload(brokers []string, topic string, o options) error {
 }
 
 // rss reads a process's resident set size from /proc.
-func rss(pid int) int64 {
+func rss(pid int) int64 { return procStatus(pid, "VmRSS") }
+
+// procStatus reads a size in bytes from a process's /proc status, such as
+// VmRSS (resident now) or VmHWM (the most it was resident); 0 if it cannot.
+func procStatus(pid int, field string) int64 {
 	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
 	if err != nil {
 		return 0
 	}
 	for _, line := range strings.Split(string(data), "\n") {
-		if rest, ok := strings.CutPrefix(line, "VmRSS:"); ok {
+		if rest, ok := strings.CutPrefix(line, field+":"); ok {
 			kb, _ := strconv.ParseInt(strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(rest), "kB")), 10, 64)
 			return kb << 10
 		}
@@ -318,26 +323,34 @@ func redraw(o options) error {
 	if err := drawChart(o.out, samples, downAt, upAt, o); err != nil {
 		return err
 	}
-	report(samples, downAt, upAt)
+	report(samples, downAt, upAt, 0)
 	return nil
 }
 
-// report prints the figures docs/BENCHMARKS.md quotes.
-func report(samples []sample, downAt, upAt time.Duration) {
-	var all, down []float64
-	var lagDown []float64
+// report prints the figures docs/BENCHMARKS.md quotes; peak is the
+// bridge's VmHWM in bytes (0: not known, as when redrawing).
+func report(samples []sample, downAt, upAt time.Duration, peak int64) {
+	var all, down, lagDown, heldDown []float64
 	for _, s := range samples {
 		mib := float64(s.rssBytes) / (1 << 20)
 		all = append(all, mib)
 		if s.at > downAt && s.at <= upAt {
 			down = append(down, mib)
 			lagDown = append(lagDown, s.lag)
+			heldDown = append(heldDown, s.inFlight)
 		}
 	}
 	if len(down) < 2 {
 		return
 	}
-	fmt.Printf("\nRSS: max %.1f MiB over the run; during the outage min %.1f, max %.1f, first %.1f, last %.1f MiB\n",
+	fmt.Printf("\nRSS: max %.1f MiB over the run's samples (one a second); during the outage min %.1f, max %.1f, first %.1f, last %.1f MiB\n",
 		slices.Max(all), slices.Min(down), slices.Max(down), down[0], down[len(down)-1])
-	fmt.Printf("consumer lag during the outage: %.0f → %.0f records (held in Kafka, not in the bridge)\n", lagDown[0], lagDown[len(lagDown)-1])
+	if peak > 0 {
+		fmt.Printf("RSS peak (VmHWM, between samples too): %.1f MiB\n", float64(peak)/(1<<20))
+	}
+	// The lag counts from the committed offset, which nothing moves while
+	// Temporal is down: that the bridge reads nothing more shows in the
+	// records it holds.
+	fmt.Printf("during the outage: records held by the bridge %.0f–%.0f; consumer lag %.0f → %.0f (the rest stays in Kafka)\n",
+		slices.Min(heldDown), slices.Max(heldDown), lagDown[0], lagDown[len(lagDown)-1])
 }
