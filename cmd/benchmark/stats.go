@@ -3,6 +3,7 @@ package main
 import (
 	"cmp"
 	"fmt"
+	"math"
 	"slices"
 	"strings"
 	"time"
@@ -75,12 +76,15 @@ func summarize(samples []sample, segment time.Duration) latencyStats {
 		firstP99: percentile(early, 0.99), lastP99: percentile(late, 0.99)}
 }
 
-// percentile returns the p-th percentile (0..1) of sorted durations.
+// percentile returns the p-th percentile (0..1) of sorted durations, by
+// nearest rank: the smallest value with at least p of them at or below it
+// (p·n less a hair, so 0.07·100 = 7.000000000000001 is rank 7).
 func percentile(sorted []time.Duration, p float64) time.Duration {
 	if len(sorted) == 0 {
 		return 0
 	}
-	return sorted[min(len(sorted)-1, int(p*float64(len(sorted))))]
+	rank := int(math.Ceil(p*float64(len(sorted)) - 1e-9))
+	return sorted[min(len(sorted), max(rank, 1))-1]
 }
 
 // spread is the median and range of a figure over runs.

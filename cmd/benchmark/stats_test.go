@@ -43,8 +43,9 @@ func TestSummarizeSplitsTheTailBySendTime(t *testing.T) {
 	if ms(st.firstP99) != 24 || ms(st.lastP99) != 64 {
 		t.Fatalf("first-20s P99 %v, last-20s P99 %v; want 24 ms and 64 ms", st.firstP99, st.lastP99)
 	}
-	if ms(st.p50) != 35 || ms(st.p99) != 64 || ms(st.max) != 64 {
-		t.Fatalf("P50 %v P99 %v max %v; want 35, 64, 64 ms", st.p50, st.p99, st.max)
+	// P50: the 3,000th of 6,000, sent at 29.99 s.
+	if st.p50 != 34990*time.Microsecond || ms(st.p99) != 64 || ms(st.max) != 64 {
+		t.Fatalf("P50 %v P99 %v max %v; want 34.99, 64, 64 ms", st.p50, st.p99, st.max)
 	}
 }
 
@@ -64,5 +65,28 @@ func TestHottestIsTheLedgerThatAppliedTheMost(t *testing.T) {
 	states := map[string]ledger.State{"k-2": {Count: 7}, "k-0": {Count: 21}, "k-1": {Count: 21}, "k-3": {Count: 1}}
 	if got := hottest(states); got != "k-0" {
 		t.Fatalf("hottest = %q, want k-0 (the most applied, first in key order among equals)", got)
+	}
+}
+
+// The percentile is the nearest rank: the smallest value with at least p
+// of the values at or below it. int(p·n) was one rank high whenever p·n
+// is whole: the P99 of 100 values was their maximum, the P50 of 2 their
+// larger.
+func TestPercentileIsTheNearestRank(t *testing.T) {
+	hundred := make([]time.Duration, 100)
+	for i := range hundred {
+		hundred[i] = time.Duration(i + 1)
+	}
+	for _, c := range []struct {
+		vs   []time.Duration
+		p    float64
+		want time.Duration
+	}{
+		{hundred, 0.99, 99}, {hundred, 0.5, 50}, {hundred, 1, 100}, {hundred, 0.001, 1}, {hundred, 0.07, 7}, {hundred, 0, 1},
+		{[]time.Duration{1, 2}, 0.5, 1}, {[]time.Duration{7}, 0.99, 7}, {hundred[:10], 0.99, 10},
+	} {
+		if got := percentile(c.vs, c.p); got != c.want {
+			t.Errorf("P%g of %d values: %d, want %d", c.p*100, len(c.vs), got, c.want)
+		}
 	}
 }
