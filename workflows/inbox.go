@@ -49,9 +49,13 @@ type Inbox struct {
 // WithIdempotencyKeys also drops records whose header named header holds a
 // key seen among the last window keys: duplicates a producer wrote twice,
 // which offsets cannot catch. recent are keys carried from a previous run.
+// A key that is not UTF-8 or is over 64 bytes is remembered by its digest
+// ("sha256:" and base64), so it survives the carry as JSON and 1,000 of
+// them fit in it.
 func (in *Inbox) WithIdempotencyKeys(header string, window int, recent []string) *Inbox {
 	in.keyHeader = header
-	in.keys = newRecentKeys(window, recent)
+	digest := workflow.GetVersion(in.ctx, keyDigestChange, workflow.DefaultVersion, 1) >= 1
+	in.keys = newRecentKeys(window, digest, recent)
 	return in
 }
 
