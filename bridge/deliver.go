@@ -411,6 +411,10 @@ func (b *Bridge) closedWorkflow(f *flow, target Target, recs []record, attempt i
 	}
 	b.callWentThrough(c)                       // a refused describe goes through now
 	st.closedSkipped, st.closedMemoless = 0, 0 // this attempt's, counted if it finishes the call
+	// What the closed run was sent and not seen applying is not pending
+	// any more: a new run's answers would never cover it, and its room
+	// would be lost to the workflow ID for good.
+	b.windows.forget(target.WorkflowID)
 	if applied == nil {
 		// Terminated (or not an entity workflow): nothing says what it
 		// applied, so every record counts as new and follows the policy.

@@ -697,3 +697,73 @@ func TestAMergedEntryAfterARedeliveryNeverConfirmsEarly(t *testing.T) {
 	ws.confirm("order-1", applied)
 	assert.Equal(t, 152, w.records, "the merged entry holds 115's record, which is not applied")
 }
+
+// terminatedThenNewRun is one workflow whose run was terminated (no memo)
+// with records it never applied; a new_run call starts a new run that
+// applies every record it is sent at once.
+type terminatedThenNewRun struct {
+	fakeTemporal
+	mu      sync.Mutex
+	closed  bool
+	applied event.Watermarks
+}
+
+func (w *terminatedThenNewRun) SignalWithStart(_ context.Context, target Target, b event.Batch) error {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if target.WorkflowID != "order-hot" {
+		return nil // other workflows: open, and not flow-controlled here
+	}
+	if w.closed && !target.NewRun {
+		return fmt.Errorf("%w: %s", ErrWorkflowClosed, target.WorkflowID)
+	}
+	w.closed = false
+	for _, e := range b.Events {
+		w.applied.Admit(e.Position())
+	}
+	return nil
+}
+
+func (w *terminatedThenNewRun) ClosedWatermarks(context.Context, string) (event.Watermarks, error) {
+	return nil, nil // terminated: no memo
+}
+
+func (w *terminatedThenNewRun) AppliedWatermarks(context.Context, string) (event.Watermarks, error) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.closed {
+		return nil, fmt.Errorf("%w: w", ErrWorkflowClosed)
+	}
+	return maps.Clone(w.applied), nil
+}
+
+// The window entries of a terminated run (sent from another partition,
+// never applied) survived the new run the bridge starts under new_run: no
+// answer of the new run covers them, so a later call larger than the room
+// they left waited for ever (about 900 times in 5 s, asking each time).
+func TestTheWindowOfAClosedRunDoesNotHoldTheNewRun(t *testing.T) {
+	wf := &terminatedThenNewRun{closed: true, applied: event.NewWatermarks()}
+	b, err := New(config.Config{
+		Kafka: config.Kafka{Brokers: []string{"b:9092"}, Group: "g"},
+		Batch: config.Batch{MaxRecords: 8, Linger: time.Millisecond},
+		Dispatch: config.Dispatch{WorkflowWindowRecords: 10, RetryInitial: time.Millisecond, RetryMax: 5 * time.Millisecond,
+			OnClosedWorkflow: config.OnClosedNewRun},
+		Routes: []config.Route{{Topic: "orders", TypeHeader: "event-type", WorkflowType: "O", WorkflowID: "order-{key}", TaskQueue: "q"}},
+	}, Deps{Temporal: wf, DeadLetters: &fakeDLQ{}, Logger: quiet()})
+	require.NoError(t, err)
+	// The terminated run had been sent 4 records of orders/1 it never applied.
+	b.windows.sent("order-hot", "O", event.Position{Topic: "orders", Partition: 1, Offset: 3}, 4, 400)
+
+	var ms []*sarama.ConsumerMessage
+	for i := range int64(7) { // offsets 0..6: other keys
+		ms = append(ms, msg(i, fmt.Sprint("other", i), `{}`))
+	}
+	ms = append(ms, msg(7, "hot", `{}`)) // a call of 1 record: fits, starts the new run
+	for i := int64(8); i < 16; i++ {     // a call of 8 records
+		ms = append(ms, msg(i, "hot", `{}`))
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	s := consume(t, b, ctx, ms...)
+	assert.Equal(t, int64(16), s.committed(), "the new run applied everything it was sent, yet the bridge waits on the dead run's window (%d waits)", b.windowWaits.Load())
+}
