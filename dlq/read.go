@@ -336,12 +336,15 @@ func readPartition(ctx context.Context, client sarama.Client, consumer sarama.Co
 				extended = true
 			}
 		case <-idle.C:
-			if lastErr != nil {
-				return fmt.Errorf("read %s/%d: nothing arrived for %s before offset %d: %w", topic, partition, idleTimeout, end, lastErr)
-			}
 			left, err := committed.Deliverable(client, topic, partition, next, end)
 			if err == nil && !left {
-				return nil // what is left below end is markers and aborted records
+				// What is left below end is markers and aborted records,
+				// whatever error passed after the last record (a broker
+				// restarting while the read waited for the end).
+				return nil
+			}
+			if lastErr != nil {
+				return fmt.Errorf("read %s/%d: nothing arrived for %s before offset %d: %w", topic, partition, idleTimeout, end, lastErr)
 			}
 			if idles++; idles >= maxIdle {
 				why := cmp.Or(err, fmt.Errorf("records are left below it"))

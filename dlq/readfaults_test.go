@@ -47,13 +47,18 @@ func transactionalDLQ(t *testing.T, n int) (*kfake.Cluster, sarama.Client) {
 // failFetches makes the broker answer the DLQ partition's next fetches
 // with code instead of records, times times.
 func failFetches(cluster *kfake.Cluster, code int16, times int32) *atomic.Int32 {
+	return failFetchesFrom(cluster, code, times, 0)
+}
+
+// failFetchesFrom is failFetches for the fetches from offset from on.
+func failFetchesFrom(cluster *kfake.Cluster, code int16, times int32, from int64) *atomic.Int32 {
 	var n atomic.Int32
 	cluster.ControlKey(int16(kmsg.Fetch), func(req kmsg.Request) (kmsg.Response, error, bool) {
-		if n.Add(1) > times {
-			return nil, nil, false
-		}
 		cluster.KeepControl()
 		r := req.(*kmsg.FetchRequest)
+		if len(r.Topics) != 1 || len(r.Topics[0].Partitions) != 1 || r.Topics[0].Partitions[0].FetchOffset < from || n.Add(1) > times {
+			return nil, nil, false
+		}
 		resp := r.ResponseKind().(*kmsg.FetchResponse)
 		for _, rt := range r.Topics {
 			st := kmsg.NewFetchResponseTopic()
@@ -68,6 +73,19 @@ func failFetches(cluster *kfake.Cluster, code int16, times int32) *atomic.Int32 
 		return resp, nil, true
 	})
 	return &n
+}
+
+// A fetch error that passes after the last record (a broker restarting
+// while the read waits for the end, which a transactional DLQ's commit
+// marker makes it do) does not fail the read: it failed with "nothing
+// arrived for 2s", every record read.
+func TestAPassingFetchErrorAfterTheLastRecordDoesNotFailTheRead(t *testing.T) {
+	cluster, client := transactionalDLQ(t, 3)
+	fails := failFetchesFrom(cluster, kerr.KafkaStorageError.Code, 1, 3)
+	entries, err := Read(context.Background(), client, "orders"+DefaultSuffix, Filter{})
+	require.Equal(t, int32(1), min(fails.Load(), 1), "the fault was never injected")
+	require.NoError(t, err)
+	assert.Len(t, entries, 3)
 }
 
 // A fetch error that passes (the client retries it) does not fail a read
