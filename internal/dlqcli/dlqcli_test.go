@@ -106,6 +106,9 @@ func TestTruncateAndOneLine(t *testing.T) {
 	assert.Equal(t, 80, len([]rune(got)))
 	assert.True(t, strings.HasSuffix(got, "…"))
 	assert.Equal(t, "a b c", oneLine("a\nb\tc"))
+	// A terminal's escape sequences, from an error that quotes payload
+	// bytes, were printed raw to the operator's terminal.
+	assert.Equal(t, `bad \x1b]0;pwned\a \u009b2J`, oneLine("bad \x1b]0;pwned\a \u009b2J"))
 }
 
 func TestPayload(t *testing.T) {
@@ -137,8 +140,9 @@ func TestJSONEncodesBytesAsTextOrBase64(t *testing.T) {
 		Headers: []sarama.RecordHeader{{Key: []byte("h"), Value: []byte("v")}, {Key: []byte("n")}},
 		Class:   dlq.ClassActivity, Err: "boom", FailedAt: at, Attempts: 3,
 		WorkflowID: "order-1", RunID: "run-1", ActivityType: "Charge",
+		TraceParent: "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01", TraceState: "vendor=x",
 	}}
-	data, err := json.Marshal(toJSON("orders.dlq", e))
+	data, err := json.Marshal(toJSON("orders.dlq", e, nil))
 	require.NoError(t, err)
 	var m map[string]any
 	require.NoError(t, json.Unmarshal(data, &m))
@@ -147,6 +151,7 @@ func TestJSONEncodesBytesAsTextOrBase64(t *testing.T) {
 		"topic": "orders", "partition": 1.0, "offset": 9.0,
 		"class": "activity", "error": "boom", "failed_at": "2026-11-25T10:00:00.000000005Z",
 		"attempts": 3.0, "redrives": 2.0, "workflow_id": "order-1", "run_id": "run-1", "activity": "Charge",
+		"traceparent": "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01", "tracestate": "vendor=x",
 		"key": "k", "key_encoding": "utf8", "value": "/wA=", "value_encoding": "base64",
 		"headers": []any{
 			map[string]any{"key": "h", "value": "v", "value_encoding": "utf8"},
@@ -174,7 +179,7 @@ func TestListJSONMarksAReducedDeadLetterAndTakesAnyTimestamp(t *testing.T) {
 		FailedAt: time.Now(), Timestamp: time.UnixMilli(1_700_000_000_000_000)}
 	e, err := dlq.EntryOf(consumed(big.Reduced().Message(dlq.DefaultSuffix)))
 	require.NoError(t, err)
-	data, err := json.Marshal(toJSON("orders.dlq", e))
+	data, err := json.Marshal(toJSON("orders.dlq", e, nil))
 	require.NoError(t, err)
 	var m map[string]any
 	require.NoError(t, json.Unmarshal(data, &m))
@@ -182,13 +187,13 @@ func TestListJSONMarksAReducedDeadLetterAndTakesAnyTimestamp(t *testing.T) {
 	assert.Equal(t, float64(2<<20), m["value_size"])
 	assert.Equal(t, "1700000000000000", m["timestamp"])
 	var table strings.Builder
-	writeTable(&table, []dlq.Entry{e})
+	writeTable(&table, []dlq.Entry{e}, []*dlq.Redrive{nil})
 	assert.Contains(t, table.String(), "[reduced, dropped: value (2097152 bytes)] too large")
 
 	tomb := dlq.Failure{Topic: "orders", Offset: 10, Key: []byte("k"), Class: dlq.ClassDecode, Err: "x", FailedAt: time.Now()}
 	e, err = dlq.EntryOf(consumed(tomb.Message(dlq.DefaultSuffix)))
 	require.NoError(t, err)
-	data, err = json.Marshal(toJSON("orders.dlq", e))
+	data, err = json.Marshal(toJSON("orders.dlq", e, nil))
 	require.NoError(t, err)
 	assert.NotContains(t, string(data), "reduced")
 }

@@ -6,12 +6,16 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"strconv"
 	"strings"
 	"text/tabwriter"
 	"time"
+	"unicode"
 	"unicode/utf8"
 
+	"github.com/IBM/sarama"
 	"github.com/sagabridge/sagabridge/dlq"
+	"github.com/sagabridge/sagabridge/internal/topicid"
 )
 
 // list is `bridge dlq list`.
@@ -39,16 +43,20 @@ func (c *command) list(ctx context.Context, args []string) int {
 	if err != nil && len(bad) == 0 {
 		return c.Fail(fmt.Errorf("read %s: %w", t.dlqTopic, err))
 	}
+	redriven, err := redrivenOf(ctx, client, t.dlqTopic, entries)
+	if err != nil {
+		return c.Fail(err)
+	}
 	if *asJSON {
 		enc := json.NewEncoder(c.stdout)
 		enc.SetEscapeHTML(false)
-		for _, e := range entries {
-			if err := enc.Encode(toJSON(t.dlqTopic, e)); err != nil {
+		for i, e := range entries {
+			if err := enc.Encode(toJSON(t.dlqTopic, e, redriven[i])); err != nil {
 				return c.Fail(err)
 			}
 		}
 	} else if len(entries) > 0 {
-		writeTable(c.stdout, entries)
+		writeTable(c.stdout, entries, redriven)
 	}
 	fmt.Fprintf(c.stderr, "%d matching entries in %s\n", len(entries), t.dlqTopic)
 	for _, b := range bad {
@@ -60,19 +68,55 @@ func (c *command) list(ctx context.Context, args []string) int {
 	return exitOK
 }
 
+// redrivenOf returns, for each of entries, its redrive as the redrive
+// ledger records it (nil for none): the entry's own, or that of another
+// dead letter of the same record, which a redrive refuses alike.
+func redrivenOf(ctx context.Context, client sarama.Client, dlqTopic string, entries []dlq.Entry) ([]*dlq.Redrive, error) {
+	out := make([]*dlq.Redrive, len(entries))
+	if len(entries) == 0 {
+		return out, nil
+	}
+	ids, err := topicid.Lookup(client, []string{dlqTopic})
+	if err != nil {
+		return nil, err
+	}
+	redrives, err := dlq.ReadRedrives(ctx, client, dlqTopic)
+	if err != nil {
+		return nil, fmt.Errorf("read the redrive records of %s: %w", dlqTopic, err)
+	}
+	for i, e := range entries {
+		r, ok := redrives.Of(ids[dlqTopic], e.Partition, e.Offset)
+		if !ok {
+			r, ok = redrives.OfRecord(dlq.RecordID(e.Failure))
+		}
+		if ok {
+			out[i] = &r
+		}
+	}
+	return out, nil
+}
+
 // errWidth is how much of an error message the table shows.
 const errWidth = 80
 
-// writeTable prints entries as an aligned table.
-func writeTable(w io.Writer, entries []dlq.Entry) {
+// writeTable prints entries as an aligned table; redriven[i] is entry i's
+// redrive, nil for none. REDRIVES is how often the record had been
+// redriven when it was dead-lettered (sagabridge.redrive.count),
+// REDRIVEN-TO where a redrive since sent it.
+func writeTable(w io.Writer, entries []dlq.Entry, redriven []*dlq.Redrive) {
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
-	fmt.Fprintln(tw, "DLQ\tORIGIN\tCLASS\tFAILED-AT\tATTEMPTS\tREDRIVES\tWORKFLOW-ID\tRUN-ID\tACTIVITY\tERROR")
-	for _, e := range entries {
+	fmt.Fprintln(tw, "DLQ\tORIGIN\tCLASS\tFAILED-AT\tATTEMPTS\tREDRIVES\tREDRIVEN-TO\tWORKFLOW-ID\tRUN-ID\tACTIVITY\tERROR")
+	for i, e := range entries {
 		f := e.Failure
-		fmt.Fprintf(tw, "%d@%d\t%s/%d@%d\t%s\t%s\t%d\t%d\t%s\t%s\t%s\t%s\n",
+		to := "-"
+		if redriven[i] != nil {
+			to = oneLine(redriven[i].To)
+		}
+		fmt.Fprintf(tw, "%d@%d\t%s/%d@%d\t%s\t%s\t%d\t%d\t%s\t%s\t%s\t%s\t%s\n",
 			e.Partition, e.Offset, f.Topic, f.Partition, f.Offset, orDash(string(f.Class)),
-			f.FailedAt.UTC().Format("2006-01-02T15:04:05.000Z"), f.Attempts, e.Redrives,
-			orDash(f.WorkflowID), orDash(f.RunID), orDash(f.ActivityType), orDash(truncate(reducedMark(f)+oneLine(f.Err), errWidth)))
+			f.FailedAt.UTC().Format("2006-01-02T15:04:05.000Z"), f.Attempts, e.Redrives, to,
+			orDash(oneLine(f.WorkflowID)), orDash(oneLine(f.RunID)), orDash(oneLine(f.ActivityType)),
+			orDash(truncate(reducedMark(f)+oneLine(f.Err), errWidth)))
 	}
 	_ = tw.Flush()
 }
@@ -95,14 +139,23 @@ func orDash(s string) string {
 	return s
 }
 
-// oneLine turns line breaks and tabs into spaces.
+// oneLine turns line breaks and tabs into spaces, and writes other
+// control characters as Go escapes (\x1b), so that an error quoting
+// payload bytes cannot send the operator's terminal escape sequences.
 func oneLine(s string) string {
-	return strings.Map(func(r rune) rune {
-		if r == '\n' || r == '\r' || r == '\t' {
-			return ' '
+	var b strings.Builder
+	for _, r := range s {
+		switch {
+		case r == '\n' || r == '\r' || r == '\t':
+			b.WriteByte(' ')
+		case unicode.IsControl(r):
+			q := strconv.QuoteRune(r)
+			b.WriteString(q[1 : len(q)-1])
+		default:
+			b.WriteRune(r)
 		}
-		return r
-	}, s)
+	}
+	return b.String()
 }
 
 // truncate cuts s to n runes, marking the cut with "…".
@@ -119,22 +172,30 @@ func truncate(s string, n int) string {
 // padded); the *_encoding field says which: "utf8", "base64", or "null" for
 // a null key or value (then the field is null).
 type jsonEntry struct {
-	DLQTopic      string       `json:"dlq_topic"`
-	DLQPartition  int32        `json:"dlq_partition"`
-	DLQOffset     int64        `json:"dlq_offset"`
-	Topic         string       `json:"topic"`
-	Partition     int32        `json:"partition"`
-	Offset        int64        `json:"offset"`
-	Class         string       `json:"class"`
-	Error         string       `json:"error"`
-	FailedAt      time.Time    `json:"failed_at"`
-	Timestamp     *string      `json:"timestamp,omitempty"` // the original record's, when kept (as dlq.FormatTimestamp writes it)
-	Attempts      int          `json:"attempts"`
-	Redrives      int          `json:"redrives"`
-	WorkflowID    string       `json:"workflow_id"`
-	RunID         string       `json:"run_id"`
-	Activity      string       `json:"activity"`
-	EventID       string       `json:"event_id,omitempty"`
+	DLQTopic     string    `json:"dlq_topic"`
+	DLQPartition int32     `json:"dlq_partition"`
+	DLQOffset    int64     `json:"dlq_offset"`
+	Topic        string    `json:"topic"`
+	Partition    int32     `json:"partition"`
+	Offset       int64     `json:"offset"`
+	Class        string    `json:"class"`
+	Error        string    `json:"error"`
+	FailedAt     time.Time `json:"failed_at"`
+	Timestamp    *string   `json:"timestamp,omitempty"` // the original record's, when kept (as dlq.FormatTimestamp writes it)
+	Attempts     int       `json:"attempts"`
+	Redrives     int       `json:"redrives"`
+	WorkflowID   string    `json:"workflow_id"`
+	RunID        string    `json:"run_id"`
+	Activity     string    `json:"activity"`
+	EventID      string    `json:"event_id,omitempty"`
+	// TraceParent and TraceState are the writer's W3C trace context.
+	TraceParent string `json:"traceparent,omitempty"`
+	TraceState  string `json:"tracestate,omitempty"`
+	// RedrivenAt and RedrivenTo are the redrive the ledger records for
+	// the entry (or another dead letter of its record), which `redrive`
+	// refuses to repeat without -force; omitted for none.
+	RedrivenAt    *time.Time   `json:"redriven_at,omitempty"`
+	RedrivenTo    string       `json:"redriven_to,omitempty"`
 	Key           *string      `json:"key"`
 	KeyEncoding   string       `json:"key_encoding"`
 	Value         *string      `json:"value"`
@@ -167,15 +228,21 @@ func encodeBytes(b []byte) (*string, string) {
 	return &s, "base64"
 }
 
-// toJSON is e, read from topic, as a line of `list -json`.
-func toJSON(topic string, e dlq.Entry) jsonEntry {
+// toJSON is e, read from topic, as a line of `list -json`; redriven is
+// its redrive, nil for none.
+func toJSON(topic string, e dlq.Entry, redriven *dlq.Redrive) jsonEntry {
 	f := e.Failure
 	j := jsonEntry{
 		DLQTopic: topic, DLQPartition: e.Partition, DLQOffset: e.Offset,
 		Topic: f.Topic, Partition: f.Partition, Offset: f.Offset,
 		Class: string(f.Class), Error: f.Err, FailedAt: f.FailedAt.UTC(), Attempts: f.Attempts, Redrives: e.Redrives,
 		WorkflowID: f.WorkflowID, RunID: f.RunID, Activity: f.ActivityType, EventID: f.EventID,
+		TraceParent: f.TraceParent, TraceState: f.TraceState,
 		Headers: make([]jsonHeader, 0, len(f.Headers)),
+	}
+	if redriven != nil {
+		at := redriven.At.UTC()
+		j.RedrivenAt, j.RedrivenTo = &at, redriven.To
 	}
 	if !f.Timestamp.IsZero() {
 		at := dlq.FormatTimestamp(f.Timestamp) // time.Time's JSON has no year past 9999

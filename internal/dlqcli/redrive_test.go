@@ -2,6 +2,7 @@ package dlqcli
 
 import (
 	"bytes"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"regexp"
@@ -539,4 +540,42 @@ func TestARecordTheTopicRefusesFailsAlone(t *testing.T) {
 	recs := readCommitted(t, cluster.ListenAddrs(), "orders")
 	require.Len(t, recs, 1, "0@1 (fresh-key) is redriven")
 	assert.Equal(t, "fresh-key", string(recs[0].Key))
+}
+
+// After a redrive, list said nothing of it: its REDRIVES column is how
+// often the record was redriven before it was dead-lettered (a header of
+// the entry), and the entry stays as it was. It shows the redrive the
+// ledger records now, as the redrive would refuse it.
+func TestListShowsWhenAnEntryWasRedriven(t *testing.T) {
+	cluster, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.SeedTopics(1, "orders", "orders"+dlq.DefaultSuffix))
+	require.NoError(t, err)
+	defer cluster.Close()
+	brokers := cluster.ListenAddrs()[0]
+	fail := func(offset int64) dlq.Failure {
+		return dlq.Failure{Topic: "orders", Offset: offset, Key: []byte("k"), Value: []byte(`{}`), Class: dlq.ClassRejected, Err: "bad", FailedAt: now}
+	}
+	writeDeadLetters(t, cluster.ListenAddrs(), fail(41), fail(42))
+	code, stdout, stderr := runCLI("redrive", "-brokers", brokers, "-topic", "orders.dlq", "-partition", "0", "-offset", "0")
+	require.Equal(t, exitOK, code, "stdout:\n%s\nstderr:\n%s", stdout, stderr)
+
+	code, stdout, stderr = runCLI("list", "-brokers", brokers, "-topic", "orders.dlq", "-json")
+	require.Equal(t, exitOK, code, stderr)
+	lines := strings.Split(strings.TrimSpace(stdout), "\n")
+	require.Len(t, lines, 2)
+	var first, second map[string]any
+	require.NoError(t, json.Unmarshal([]byte(lines[0]), &first))
+	require.NoError(t, json.Unmarshal([]byte(lines[1]), &second))
+	assert.Contains(t, first["redriven_to"], "orders/0@", "the redriven entry: %s", lines[0])
+	assert.NotEmpty(t, first["redriven_at"])
+	assert.NotContains(t, second, "redriven_to", "the other: %s", lines[1])
+
+	code, stdout, stderr = runCLI("list", "-brokers", brokers, "-topic", "orders.dlq")
+	require.Equal(t, exitOK, code, stderr)
+	rows := strings.Split(strings.TrimSpace(stdout), "\n")
+	require.Len(t, rows, 3, stdout)
+	assert.Contains(t, rows[0], "REDRIVEN-TO")
+	to, _ := first["redriven_to"].(string)
+	require.NotEmpty(t, to)
+	assert.Contains(t, rows[1], " "+to+" ", "the redriven entry's row")
+	assert.NotContains(t, rows[2], " "+to+" ", "the other's row")
 }
