@@ -112,7 +112,8 @@ func (c *command) redrive(ctx context.Context, args []string) int {
 	thisRun := map[string]string{} // RecordID to the entry of this run that redrives it
 	for _, e := range entries {
 		if err := ctx.Err(); err != nil {
-			return c.Fail(err)
+			return c.Fail(fmt.Errorf("stopped before %d@%d: %d redriven before it (each recorded; run it again for the rest, which refuses those as already redriven): %w",
+				e.Partition, e.Offset, redriven, err))
 		}
 		from := fmt.Sprintf("%d@%d", e.Partition, e.Offset)
 		msg, err := dlq.RedriveMessage(e, *maxRedrives)
