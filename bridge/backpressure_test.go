@@ -142,6 +142,29 @@ func TestABudgetSettlesOnWhatItHoldsNow(t *testing.T) {
 	assert.False(t, b.over.Load())
 }
 
+// Two releases at once, each adding its records and then its bytes, can
+// each see the other half done: one sees the other's records still held,
+// the other its bytes, and neither reaches the low-water mark. The budget
+// stayed over with nothing held, every partition paused for good. While
+// over, every release settles, and the last to finish its adds reads
+// them all.
+func TestTwoReleasesAtOnceLeaveNoBudgetOverWithNothingHeld(t *testing.T) {
+	b := newBudget(30000, 6<<20, 0.5)
+	b.add(16000, 1<<20) // partition A: many small records
+	b.add(4000, 11<<19) // partition B: fewer, larger
+	require.True(t, b.settle(), "6.5 MiB is over 6")
+	// B releases its records; A releases all it holds; B its bytes.
+	rB := b.records.Add(-4000)
+	_, _, checkA := b.add(-16000, -(1 << 20))
+	byB := b.bytes.Add(-(11 << 19))
+	checkB := b.mayCross(rB, byB, true)
+	assert.True(t, checkA || checkB, "neither release settles: A saw B's bytes, B saw A's records")
+	if checkA || checkB {
+		assert.True(t, b.settle())
+	}
+	assert.False(t, b.over.Load(), "over with %d records and %d bytes held", b.records.Load(), b.bytes.Load())
+}
+
 func TestBacklogPausesOnlyTheTopicsOfThatTaskQueue(t *testing.T) {
 	p, pa := testPressure(t)
 	p.observeBacklog("q1", Backlog{Tasks: 100})

@@ -27,10 +27,22 @@ func newBudget(maxRecords, maxBytes int64, resumeAt float64) *budget {
 // the budget may have crossed a mark, so the caller must settle it.
 func (b *budget) add(records, bytes int64) (r, by int64, check bool) {
 	r, by = b.records.Add(records), b.bytes.Add(bytes)
+	return r, by, b.mayCross(r, by, records < 0 || bytes < 0)
+}
+
+// mayCross reports whether an add that left r and by (a release if
+// release) may have crossed a mark. While the budget is over, every
+// release may: r and by are two reads, and two releases at once can each
+// see the other's half undone (one its records, the other its bytes), so
+// that neither sees the low-water mark and the budget stays over with
+// nothing held. The last release to finish its adds settles on them all.
+// A hold that sees a mixed count only lets the budget overshoot until the
+// next hold.
+func (b *budget) mayCross(r, by int64, release bool) bool {
 	if b.over.Load() {
-		return r, by, b.low(r, by)
+		return release || b.low(r, by)
 	}
-	return r, by, b.high(r, by)
+	return b.high(r, by)
 }
 
 func (b *budget) high(r, by int64) bool { return r >= b.maxRecords || by >= b.maxBytes }
