@@ -261,7 +261,8 @@ type Backlog struct {
 // OpenFor one probe call is let through: success closes the circuit,
 // failure opens it again.
 type Circuit struct {
-	// Failures is how many consecutive failures open the circuit. Optional, default 5.
+	// Failures is how many consecutive failures open the circuit, at most
+	// 10,000. Optional, default 5.
 	Failures int `yaml:"failures"`
 	// OpenFor is how long the circuit stays open before probing. Optional, default 5s.
 	OpenFor time.Duration `yaml:"open_for"`

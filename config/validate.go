@@ -43,6 +43,9 @@ func (e *FieldError) Error() string { return e.Field + ": " + e.Msg }
 
 // validateConnections checks what the bridge and the worker both need to
 // reach Kafka and Temporal (LoadConnections checks only this).
+// maxCircuitFailures bounds backpressure.circuit.failures.
+const maxCircuitFailures = 10_000
+
 func (c Config) validateConnections(bad func(field, format string, args ...any)) {
 	c.validateKafkaConnection(bad)
 	c.Temporal.validate(bad)
@@ -142,6 +145,9 @@ func (c Config) Validate() error {
 		if n < 1 {
 			bad(name, "must be at least 1")
 		}
+	}
+	if c.Backpressure.Circuit.Failures > maxCircuitFailures {
+		bad("backpressure.circuit.failures", "must be at most %d: a circuit that never opens retries every record against a Temporal that does not answer, and the bridge trips each circuit at start with as many calls", maxCircuitFailures)
 	}
 	if c.Batch.MaxInFlight < c.Batch.MaxRecords {
 		bad("batch.max_in_flight", "must be at least batch.max_records (%d)", c.Batch.MaxRecords)

@@ -62,6 +62,11 @@ func TestValuesThatWouldBeMisreadAreRefusedNamingTheField(t *testing.T) {
 		"topic dot dot":       {"routes: [{topic: \"..\", workflow_type: W, workflow_id: \"w-{key}\", task_queue: q}]\n", `routes[0].topic: ".." is not a Kafka topic name`},
 		"DLQ topic too long":  {"routes: [{topic: " + strings.Repeat("a", 247) + ", workflow_type: W, workflow_id: \"w-{key}\", task_queue: q}]\n", "routes[0].topic: its DLQ topic " + strings.Repeat("a", 247) + ".dlq is longer than Kafka's 249 characters"},
 		"suffix with a slash": {"dlq: {suffix: /dead}\n", `dlq.suffix: "/dead" makes DLQ topic names Kafka refuses`},
+		// The bridge trips each circuit at start with as many failures
+		// when Temporal cannot be reached: 20 million took 54 s a circuit
+		// before it joined its group; 2^32 wrapped to 0, any failure
+		// opening it.
+		"huge circuit failures": {"backpressure: {circuit: {failures: 4294967296}}\n", "backpressure.circuit.failures: must be at most 10000"},
 	} {
 		t.Run(name, func(t *testing.T) {
 			yaml := valuesBase + tc.yaml
