@@ -180,7 +180,9 @@ func (k *cluster) retry(ctx context.Context, parts []tp, op func() error) error 
 		if err == nil || try == retryTries || !transient(err) || ctx.Err() != nil {
 			return err
 		}
-		_ = k.client.RefreshMetadata(topics...)
+		if len(topics) > 0 {
+			_ = k.client.RefreshMetadata(topics...)
+		}
 		_ = k.client.RefreshCoordinator(k.group)
 		t := time.NewTimer(wait)
 		select {
@@ -292,8 +294,18 @@ func (g Group) owner(p tp) (Member, bool) {
 	return Member{}, false
 }
 
-// describe reads the group's state and members.
-func (k *cluster) describe(ctx context.Context) (Group, error) {
+// describe reads the group's state and members, retrying a coordinator
+// that moves or loads (a rolling restart) as the reads after it do.
+func (k *cluster) describe(ctx context.Context) (g Group, err error) {
+	err = k.retry(ctx, nil, func() error {
+		g, err = k.describeOnce(ctx)
+		return err
+	})
+	return g, err
+}
+
+// describeOnce is describe without its retries.
+func (k *cluster) describeOnce(ctx context.Context) (Group, error) {
 	if err := ctx.Err(); err != nil {
 		return Group{}, err
 	}
