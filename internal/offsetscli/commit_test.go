@@ -58,8 +58,13 @@ func commitAt(t *testing.T, c *kfake.Cluster, offset int64) {
 }
 
 func runOffsets(args ...string) (code int, stdout, stderr string) {
+	return runOffsetsEnv(nil, args...)
+}
+
+// runOffsetsEnv is runOffsets with environ as the environment.
+func runOffsetsEnv(environ []string, args ...string) (code int, stdout, stderr string) {
 	var out, errOut bytes.Buffer
-	code = run(context.Background(), args, nil, &out, &errOut)
+	code = run(context.Background(), args, environ, &out, &errOut)
 	return code, out.String(), errOut.String()
 }
 

@@ -110,7 +110,7 @@ func (c *command) move(ctx context.Context, args []string) int {
 	// run says so as the move would. With members, the move is refused for
 	// them (the dry run prints the plan and names them): their
 	// transactions commit all the time.
-	moves, err := c.plan(ctx, k, mode, f, parts, g.movable())
+	moves, err := c.plan(ctx, k, mode, f, parts, g.movable(), t.startOldest)
 	if err != nil {
 		return c.Fail(err)
 	}
@@ -206,8 +206,10 @@ func readBack(ctx context.Context, k *cluster, moves []Move) (map[tp]int64, erro
 
 // plan reads the partitions (requireStable: an open transaction committing
 // one refuses the move) and computes their moves; errors are joined,
-// one per partition that cannot move.
-func (c *command) plan(ctx context.Context, k *cluster, mode Mode, f moveFlags, parts []tp, requireStable bool) ([]Move, error) {
+// one per partition that cannot move. startOldest is kafka.initial_offset
+// (oldest or not), where the bridge resumes from a committed offset
+// outside the log (Move.Resume).
+func (c *command) plan(ctx context.Context, k *cluster, mode Mode, f moveFlags, parts []tp, requireStable, startOldest bool) ([]Move, error) {
 	read, err := k.read(ctx, parts, requireStable)
 	if err != nil {
 		return nil, err
@@ -264,6 +266,16 @@ func (c *command) plan(ctx context.Context, k *cluster, mode Mode, f moveFlags, 
 		arg = func(p Partition) int64 { return at[tp{p.Topic, p.Partition}] }
 	}
 	moves, err := planAll(mode, arg, read)
+	for i, m := range moves {
+		for _, p := range read {
+			if p.Topic == m.Topic && p.Partition == m.Partition && p.OutOfRange() {
+				moves[i].Outside, moves[i].Resume = true, p.End
+				if startOldest {
+					moves[i].Resume = p.LogStart
+				}
+			}
+		}
+	}
 	if len(unskippable) > 0 {
 		return nil, errors.Join(append(unskippable, err)...)
 	}
@@ -308,17 +320,23 @@ func writeMoves(w io.Writer, moves []Move, dryRun bool, refused map[tp]error) {
 	_ = tw.Flush()
 }
 
-// delta describes a move: how many records it skips or re-reads.
+// delta describes a move: how many records it skips or re-reads, from
+// where the bridge would resume without it.
 func delta(m Move) string {
-	switch d := m.To - m.From; {
+	from, where := m.From, ""
+	if m.Outside {
+		from = m.Resume
+		where = fmt.Sprintf(" from %d, where the bridge would resume (committed %d is outside the log)", m.Resume, m.From)
+	}
+	switch d := m.To - from; {
 	case m.From == noOffset:
 		return "first commit"
 	case d == 0:
-		return "unchanged"
+		return "unchanged" + where
 	case d > 0:
-		return fmt.Sprintf("skips %d offset(s)", d)
+		return fmt.Sprintf("skips %d offset(s)", d) + where
 	default:
-		return fmt.Sprintf("re-reads %d offset(s)", -d)
+		return fmt.Sprintf("re-reads %d offset(s)", -d) + where
 	}
 }
 

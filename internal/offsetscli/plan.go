@@ -113,6 +113,12 @@ type Move struct {
 	To int64
 	// Metadata is committed with To: the old offset's, kept.
 	Metadata string
+	// Outside says From lies outside the log (Partition.OutOfRange), and
+	// Resume is where the bridge resumes from it (kafka.initial_offset:
+	// the log start or end): what the move skips or re-reads counts from
+	// there.
+	Outside bool
+	Resume  int64
 }
 
 // Changes says whether the move commits anything new.

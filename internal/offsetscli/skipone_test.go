@@ -133,6 +133,44 @@ func TestShowRetriesALeaderOrCoordinatorThatMoves(t *testing.T) {
 	}
 }
 
+// A move from a committed offset outside the log (the log truncated, or
+// its records deleted) said how far it moved from that offset, which the
+// bridge never resumes at: from 50 to 10 on a log of 10 records read
+// "re-reads 40 offset(s)", where the bridge, resuming at the oldest
+// record, would skip 10.
+func TestAMoveFromAnOffsetOutsideTheLogCountsFromWhereTheBridgeResumes(t *testing.T) {
+	c := outcomeCluster(t) // orders: 10 records
+	commitAt(t, c, 50)
+	for _, tc := range []struct{ initial, to, want string }{
+		{"oldest", "10", "skips 10 offset(s) from 0, where the bridge would resume"},
+		{"newest", "4", "re-reads 6 offset(s) from 10, where the bridge would resume"},
+		{"oldest", "0", "unchanged from 0, where the bridge would resume"},
+	} {
+		code, stdout, stderr := runOffsetsEnv([]string{"SAGABRIDGE_KAFKA_INITIAL_OFFSET=" + tc.initial},
+			"move", "-brokers", c.ListenAddrs()[0], "-group", "g", "-topic", "orders", "-partition", "0", "--to-offset", tc.to, "-dry-run")
+		assert.Equal(t, exitOK, code, stderr)
+		assert.Contains(t, stdout, tc.want, "initial offset %s, to %s", tc.initial, tc.to)
+		assert.Contains(t, stdout, "(committed 50 is outside the log)", "initial offset %s, to %s", tc.initial, tc.to)
+	}
+}
+
+// The group's describe, which show and move make first, failed at once on
+// a coordinator loading (a rolling restart), which the reads after it
+// retry.
+func TestTheDescribeRetriesACoordinatorThatIsLoading(t *testing.T) {
+	for _, args := range [][]string{
+		{"show", "-group", "g", "-topic", "orders"},
+		{"move", "-group", "g", "-topic", "orders", "-partition", "0", "--to-offset", "5", "-dry-run"},
+	} {
+		for _, err := range []*kerr.Error{kerr.CoordinatorLoadInProgress, kerr.NotCoordinator} {
+			c := outcomeCluster(t)
+			c.Fault(kfake.Fault{Keys: []kmsg.Key{kmsg.DescribeGroups}, Group: "g", Err: err}) // once
+			code, stdout, stderr := runOffsets(append(args, "-brokers", c.ListenAddrs()[0])...)
+			assert.Equal(t, exitOK, code, "%s, %s:\n%s%s", args[0], err, stdout, stderr)
+		}
+	}
+}
+
 // A move interrupted before its commit went out (Ctrl-C) reads the offsets
 // back anyway and says nothing moved. (It read back on the cancelled
 // context too, and said the move's outcome was unknown.)
