@@ -39,6 +39,7 @@ import (
 	"github.com/sagabridge/sagabridge/event"
 	"github.com/sagabridge/sagabridge/examples/saga"
 	"github.com/sagabridge/sagabridge/examples/trip"
+	"github.com/sagabridge/sagabridge/internal/committed"
 	"github.com/sagabridge/sagabridge/internal/connect"
 	"github.com/sagabridge/sagabridge/internal/devstack"
 	"github.com/sagabridge/sagabridge/internal/ledger"
@@ -404,15 +405,26 @@ func (e *env) produceLedger(recs []ledger.Record) map[string][]int64 {
 }
 
 // readAll reads every record of topic's partitions from the start, waiting
-// until want records have arrived or timeout passes.
+// until want records have arrived or timeout passes, and then to the end
+// of every partition (so a record beyond want is counted, not missed).
 func readAll(t *testing.T, topic string, want int, timeout time.Duration) []*sarama.ConsumerMessage {
 	return readWhere(t, topic, want, timeout, func(*sarama.ConsumerMessage) bool { return true })
 }
 
-// readWhere is readAll counting only the records keep accepts.
+// readWhere is readAll counting only the records keep accepts. It reads
+// read_committed, as the topic's consumers do. Once want records have
+// arrived it reads on until every partition has delivered what its log
+// held then (committed.Deliverable finds nothing left before that end),
+// so that "exactly want" checks see a duplicate however slowly its
+// partition's reader goes; it waited 300 ms and looked.
 func readWhere(t *testing.T, topic string, want int, timeout time.Duration, keep func(*sarama.ConsumerMessage) bool) []*sarama.ConsumerMessage {
 	t.Helper()
-	c, err := sarama.NewConsumer(stack.Kafka.Brokers, saga.ProducerConfig())
+	cfg := saga.ProducerConfig()
+	cfg.Consumer.IsolationLevel = sarama.ReadCommitted
+	client, err := sarama.NewClient(stack.Kafka.Brokers, cfg)
+	require.NoError(t, err)
+	defer client.Close()
+	c, err := sarama.NewConsumerFromClient(client)
 	require.NoError(t, err)
 	defer c.Close()
 	parts, err := c.Partitions(topic)
@@ -444,29 +456,51 @@ func readWhere(t *testing.T, topic string, want int, timeout time.Duration, keep
 		})
 	}
 	var got []*sarama.ConsumerMessage
+	next := map[int32]int64{} // per partition, the offset after the last record read
+	take := func(m *sarama.ConsumerMessage) {
+		next[m.Partition] = m.Offset + 1
+		if keep(m) {
+			got = append(got, m)
+		}
+	}
 	deadline := time.After(timeout)
 	for len(got) < want {
 		select {
 		case m := <-out:
-			if keep(m) {
-				got = append(got, m)
-			}
+			take(m)
 		case <-deadline:
 			return got
 		}
 	}
-	// a short grace period catches records beyond want
-	grace := time.After(300 * time.Millisecond)
-	for {
+	ends := map[int32]int64{}
+	for _, p := range parts {
+		ends[p], err = client.GetOffset(topic, p, sarama.OffsetNewest)
+		require.NoError(t, err)
+	}
+	readToEnd := func() bool {
+		for p, end := range ends {
+			if next[p] >= end {
+				continue
+			}
+			if left, err := committed.Deliverable(client, topic, p, next[p], end); err != nil || left {
+				return false
+			}
+		}
+		return true
+	}
+	tick := time.NewTicker(50 * time.Millisecond)
+	defer tick.Stop()
+	for !readToEnd() {
 		select {
 		case m := <-out:
-			if keep(m) {
-				got = append(got, m)
-			}
-		case <-grace:
+			take(m)
+		case <-tick.C:
+		case <-deadline:
+			t.Errorf("%s: %d records read, and the partitions not read to their ends (%v) within %s", topic, len(got), ends, timeout)
 			return got
 		}
 	}
+	return got
 }
 
 func quietLogger() sdklog.Logger {
