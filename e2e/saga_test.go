@@ -280,11 +280,21 @@ func TestRecordsForATerminatedWorkflowAreCountedAndFollowThePolicy(t *testing.T)
 	assert.Zero(t, b.Stats().ClosedRedeliveries)
 }
 
-// temporalCLI runs the real Temporal CLI against the stack's server.
+// temporalCLI runs the real Temporal CLI against the stack's server,
+// killed after a minute: the CLI sets no deadline of its own, and one
+// blocked on a wedged server held the whole suite until go test's timeout.
 func temporalCLI(t *testing.T, args ...string) ([]byte, error) {
 	t.Helper()
 	args = append(args, "--address", stack.Temporal.Address)
-	return exec.Command(stack.Temporal.Bin, args...).CombinedOutput()
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, stack.Temporal.Bin, args...)
+	cmd.WaitDelay = 5 * time.Second
+	out, err := cmd.CombinedOutput()
+	if ctx.Err() != nil {
+		err = fmt.Errorf("temporal %s: no answer within a minute: %w", strings.Join(args, " "), err)
+	}
+	return out, err
 }
 
 // listByStatus lists, through the CLI, the order workflows of this test
