@@ -61,11 +61,12 @@ func TestMain(m *testing.M) {
 }
 
 // runTests builds the bridge, starts the stack and runs the tests. Its
-// deferred cleanups run on every way out but a -timeout (which ends the
-// process from another goroutine): the temporary binaries are removed
-// even when a test panics or the set-up fails. An interrupt (Ctrl-C,
-// SIGTERM) stops the stack and removes them too before the process exits
-// (the 54 MB of race-built binaries piled up in the temporary directory).
+// deferred cleanups run when the tests end or the set-up fails, and an
+// interrupt (Ctrl-C, SIGTERM) stops the stack and removes the temporary
+// binaries before the process exits (the 54 MB of race-built binaries
+// piled up in the temporary directory). A -timeout or a test's panic ends
+// the process from the test's goroutine, past those defers: the next run
+// removes what such a run left (binDirPrefix, its process ID gone).
 func runTests(m *testing.M) int {
 	logFile, err := os.CreateTemp("", "sagabridge-e2e-temporal-*.log")
 	if err != nil {
@@ -81,7 +82,8 @@ func runTests(m *testing.M) int {
 			fmt.Fprintln(os.Stderr, "e2e: Temporal dev server log kept at", logFile.Name())
 		}
 	}()
-	binDir, err := os.MkdirTemp("", "sagabridge-e2e-bin-")
+	removeStaleBinDirs()
+	binDir, err := os.MkdirTemp("", fmt.Sprintf("%s%d-", binDirPrefix, os.Getpid()))
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "e2e:", err)
 		return 1
@@ -501,6 +503,26 @@ func readWhere(t *testing.T, topic string, want int, timeout time.Duration, keep
 		}
 	}
 	return got
+}
+
+// binDirPrefix starts the name of a run's temporary directory of
+// binaries, followed by its process ID and a dash.
+const binDirPrefix = "sagabridge-e2e-bin-"
+
+// removeStaleBinDirs removes the binary directories of earlier runs whose
+// process is gone (ended by a -timeout or a panic, past their cleanups).
+func removeStaleBinDirs() {
+	dirs, _ := filepath.Glob(filepath.Join(os.TempDir(), binDirPrefix+"*"))
+	for _, d := range dirs {
+		pidText, _, ok := strings.Cut(strings.TrimPrefix(filepath.Base(d), binDirPrefix), "-")
+		pid, err := strconv.Atoi(pidText)
+		if !ok || err != nil || pid <= 0 {
+			continue // not named by this code: leave it
+		}
+		if err := syscall.Kill(pid, 0); errors.Is(err, syscall.ESRCH) {
+			_ = os.RemoveAll(d)
+		}
+	}
 }
 
 func quietLogger() sdklog.Logger {

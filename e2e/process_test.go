@@ -2,8 +2,10 @@ package e2e
 
 import (
 	"bytes"
+	"fmt"
 	"maps"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -223,4 +225,23 @@ func TestBridgeSIGTERMCommitsEverythingAndLeavesTheGroup(t *testing.T) {
 		require.NoError(t, err)
 		assert.Equal(t, newest, blk.Offset, "partition %d: committed offset is the log end", part)
 	}
+}
+
+// A run ended by a -timeout or a panic skips its deferred cleanups and
+// left its race-built binaries (54 MB) in the temporary directory; the
+// next run removes them, and not those of a run still going.
+func TestTheBinariesOfARunThatDiedAreRemovedByTheNext(t *testing.T) {
+	gone := exec.Command("true")
+	require.NoError(t, gone.Run())
+	dead, err := os.MkdirTemp("", fmt.Sprintf("%s%d-", binDirPrefix, gone.ProcessState.Pid()))
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = os.RemoveAll(dead) })
+	require.NoError(t, os.WriteFile(filepath.Join(dead, "bridge"), []byte("binary"), 0o600))
+	alive, err := os.MkdirTemp("", fmt.Sprintf("%s%d-", binDirPrefix, os.Getpid()))
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = os.RemoveAll(alive) })
+
+	removeStaleBinDirs()
+	assert.NoDirExists(t, dead)
+	assert.DirExists(t, alive)
 }
