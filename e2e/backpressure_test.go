@@ -125,7 +125,7 @@ func TestTaskQueueBacklogPausesTheBridgeUntilTheWorkerReturns(t *testing.T) {
 func TestTemporalDownForAMinuteLosesNothingAndHoldsMemoryFlat(t *testing.T) {
 	logFile, err := os.Create(filepath.Join(t.TempDir(), "temporal.log"))
 	require.NoError(t, err)
-	ports, err := devstack.FreePorts(2)
+	ports, err := devstack.FreePorts(1)
 	require.NoError(t, err)
 	opts := devstack.TemporalOptions{Port: ports[0], DBFile: filepath.Join(t.TempDir(), "temporal.db"), Output: logFile,
 		DynamicConfig: []string{devstack.BoundedLongPolls}}
@@ -136,7 +136,12 @@ func TestTemporalDownForAMinuteLosesNothingAndHoldsMemoryFlat(t *testing.T) {
 
 	e := newEnvOn(t, 4, temporal.Address)
 	const maxRecords = 500
-	metricsURL := fmt.Sprintf("http://127.0.0.1:%d", ports[1])
+	// Picked once the server listens: its own ports, drawn by StartTemporal
+	// from the same range, could take the metrics port if it were picked
+	// (and released) first. When it restarts, the bridge holds it.
+	metricsPort, err := devstack.FreePorts(1)
+	require.NoError(t, err)
+	metricsURL := fmt.Sprintf("http://127.0.0.1:%d", metricsPort[0])
 	var out syncBuffer
 	p := e.startBridgeProcessWith(e.topic, temporal.Address, map[string]any{
 		"backpressure": map[string]any{
@@ -144,7 +149,7 @@ func TestTemporalDownForAMinuteLosesNothingAndHoldsMemoryFlat(t *testing.T) {
 			"backlog": map[string]any{"poll_interval": "500ms"},
 		},
 		"batch":   map[string]any{"max_records": 100},
-		"metrics": map[string]any{"listen": fmt.Sprintf("127.0.0.1:%d", ports[1])},
+		"metrics": map[string]any{"listen": fmt.Sprintf("127.0.0.1:%d", metricsPort[0])},
 	}, &out)
 
 	// About 100 s of stream: before, during and after the outage.
