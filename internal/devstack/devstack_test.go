@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -74,6 +75,12 @@ func TestADevServerIsReadyOnlyWhenItIsTheOneThatAnswers(t *testing.T) {
 // What a developer's shell sets for their own bridge or Temporal CLI does
 // not reach the tests' processes; what steers the tests does.
 func TestHermeticRemovesTheCallersBridgeAndCLISettings(t *testing.T) {
+	for _, kv := range os.Environ() { // the caller's own, which Hermetic removes too
+		if name, _, _ := strings.Cut(kv, "="); strings.HasPrefix(name, "SAGABRIDGE_") || strings.HasPrefix(name, "TEMPORAL_") {
+			t.Setenv(name, "")
+			require.NoError(t, os.Unsetenv(name))
+		}
+	}
 	t.Setenv("SAGABRIDGE_KAFKA_BROKERS", "prod-kafka:9092")
 	t.Setenv("TEMPORAL_NAMESPACE", "prod")
 	t.Setenv("SAGABRIDGE_SEED", "42")
