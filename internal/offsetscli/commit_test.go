@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -269,4 +270,55 @@ func TestSkipOneAtAnOpenTransactionDoesNotWait(t *testing.T) {
 	code, stdout, stderr := runOffsets("move", "-brokers", c.ListenAddrs()[0], "-group", "g", "-topic", "orders", "-partition", "0", "--skip-one")
 	require.Equal(t, exitOK, code, "stdout:\n%s\nstderr:\n%s", stdout, stderr)
 	assert.Contains(t, stdout, "orders  0          10         11")
+}
+
+// A move is planned on one generation of a topic, and Kafka commits
+// offsets by topic name: orders deleted and created again (a new topic
+// ID) while the commit was made got offset 5, planned on the old log of
+// 10 records, though the new one ends at 2, and the tool said "moved",
+// exit 0. The move cannot be taken back, but it fails, naming the topic.
+func TestAMoveDuringWhichTheTopicWasCreatedAgainFails(t *testing.T) {
+	c := outcomeCluster(t) // orders: 10 records, g committed at 3
+	var once atomic.Bool
+	c.ControlKey(int16(kmsg.OffsetCommit), func(kmsg.Request) (kmsg.Response, error, bool) {
+		if !once.CompareAndSwap(false, true) {
+			return nil, nil, false
+		}
+		c.SleepControl(func() {
+			cl, err := kgo.NewClient(kgo.SeedBrokers(c.ListenAddrs()...), kgo.MaxVersions(kversion.V3_6_0()))
+			if err != nil {
+				t.Error(err)
+				return
+			}
+			defer cl.Close()
+			ctx := context.Background()
+			del := kmsg.NewPtrDeleteTopicsRequest()
+			dt := kmsg.NewDeleteTopicsRequestTopic()
+			name := "orders"
+			dt.Topic = &name
+			del.Topics, del.TopicNames = append(del.Topics, dt), []string{name}
+			if _, err := del.RequestWith(ctx, cl); err != nil {
+				t.Error(err)
+			}
+			time.Sleep(100 * time.Millisecond)
+			cr := kmsg.NewPtrCreateTopicsRequest()
+			ct := kmsg.NewCreateTopicsRequestTopic()
+			ct.Topic, ct.NumPartitions, ct.ReplicationFactor = name, 1, 1
+			cr.Topics = append(cr.Topics, ct)
+			resp, err := cr.RequestWith(ctx, cl)
+			if err != nil || resp.Topics[0].ErrorCode != 0 {
+				t.Errorf("create: %v %+v", err, resp)
+			}
+			for range 2 {
+				if err := cl.ProduceSync(ctx, &kgo.Record{Topic: name, Value: []byte("new")}).FirstErr(); err != nil {
+					t.Error(err)
+				}
+			}
+		})
+		return nil, nil, false // then the commit as Kafka handles it
+	})
+	code, stdout, stderr := runOffsets("move", "-brokers", c.ListenAddrs()[0], "-group", "g", "-topic", "orders", "-partition", "0", "--to-offset", "5")
+	require.True(t, once.Load(), "the commit was never made")
+	assert.Equal(t, exitFail, code, "a move planned on the topic's earlier log was reported done:\n%s%s", stdout, stderr)
+	assert.Contains(t, stderr, "topic orders was deleted and created again during the move")
 }

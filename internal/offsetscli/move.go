@@ -5,12 +5,15 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
+	"slices"
 	"strconv"
 	"text/tabwriter"
 	"time"
 
 	"github.com/IBM/sarama"
 	"github.com/sagabridge/sagabridge/internal/committed"
+	"github.com/sagabridge/sagabridge/internal/topicid"
 )
 
 // moveFlags are move's own flags.
@@ -110,6 +113,13 @@ func (c *command) move(ctx context.Context, args []string) int {
 	// run says so as the move would. With members, the move is refused for
 	// them (the dry run prints the plan and names them): their
 	// transactions commit all the time.
+	// The topics' IDs now, against which the move is planned: one
+	// deleted and created again before the commit would take offsets
+	// planned on its earlier log.
+	ids, err := topicid.Lookup(k.client, t.topicList)
+	if err != nil {
+		return c.Fail(err)
+	}
 	moves, err := c.plan(ctx, k, mode, f, parts, g.movable(), t.startOldest)
 	if err != nil {
 		return c.Fail(err)
@@ -127,6 +137,9 @@ func (c *command) move(ctx context.Context, args []string) int {
 	// whose answer was lost, may have been applied, and a move reported
 	// as not made would be made again by the next --skip-one.
 	todo := changed(moves)
+	if err := recreated(k.client, ids); err != nil {
+		return c.Fail(fmt.Errorf("%w; nothing committed: run the move again", err))
+	}
 	refused, cerr := k.commit(ctx, todo)
 	// Read back even when interrupted (Ctrl-C during the commit): whether
 	// the offsets moved is what the operator must know.
@@ -162,6 +175,11 @@ func (c *command) move(ctx context.Context, args []string) int {
 		notMoved[p] = why
 	}
 	writeMoves(c.stdout, moves, false, notMoved)
+	if err := recreated(k.client, ids); err != nil {
+		// The commit (by topic name: Kafka's OffsetCommit carries no topic
+		// ID) may have landed on the new topic.
+		return c.Fail(fmt.Errorf("%w while the offsets were committed: those read back above were planned on its earlier log and may not fit the new one; check with `bridge offsets show` and move again", err))
+	}
 	var whys []error
 	for _, m := range todo {
 		if err := notMoved[tp{m.Topic, m.Partition}]; err != nil {
@@ -180,6 +198,27 @@ func (c *command) move(ctx context.Context, args []string) int {
 	default:
 		return c.Fail(fmt.Errorf("the move was partly applied: %d of %d partition(s) moved (read back), the others not:\n%w", n, len(todo), errors.Join(whys...)))
 	}
+}
+
+// recreated returns an error naming the topics whose ID is no longer the
+// one in ids (deleted and created again); nil when none is, or when the
+// broker serves no IDs.
+func recreated(client sarama.Client, ids map[string]string) error {
+	if len(ids) == 0 {
+		return nil
+	}
+	topics := slices.Sorted(maps.Keys(ids))
+	now, err := topicid.Lookup(client, topics)
+	if err != nil {
+		return fmt.Errorf("read the topics' IDs again: %w", err)
+	}
+	var errs []error
+	for _, topic := range topics {
+		if now[topic] != ids[topic] {
+			errs = append(errs, fmt.Errorf("topic %s was deleted and created again during the move (ID %s, now %q)", topic, ids[topic], now[topic]))
+		}
+	}
+	return errors.Join(errs...)
 }
 
 // readBackTimeout bounds the read-back of a move that was interrupted.
