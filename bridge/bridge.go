@@ -242,7 +242,7 @@ func (b *Bridge) Run(ctx context.Context) error {
 		sc.Consumer.Offsets.AutoCommit.Enable = false
 		sc.Consumer.Group.Rebalance.GroupStrategies = []sarama.BalanceStrategy{sarama.NewBalanceStrategySticky()}
 	}
-	client, err := connect.Client(b.cfg.Kafka, sc)
+	client, err := connect.Client(ctx, b.cfg.Kafka, sc)
 	if err != nil {
 		return err
 	}

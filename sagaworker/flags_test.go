@@ -12,10 +12,15 @@ import (
 	"testing"
 	"time"
 
+	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+	"go.temporal.io/api/workflowservice/v1"
 	"go.temporal.io/sdk/client"
 	"go.temporal.io/sdk/worker"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/health"
 
 	"github.com/sagabridge/sagabridge/config"
 )
@@ -287,25 +292,74 @@ temporal:
 // stops cleanly: a rollout during an outage recorded failed pods ("worker
 // failed ... context canceled", exit 1).
 func TestAWorkerStoppedWhileItConnectsStopsCleanly(t *testing.T) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	require.NoError(t, err)
-	defer ln.Close()
-	go func() { // accepts, never answers
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			defer c.Close()
-		}
-	}()
+	ln := silentListener(t)
 	ctx, cancel := context.WithCancel(context.Background())
 	time.AfterFunc(300*time.Millisecond, cancel)
 	w := Worker{TaskQueue: "q", Register: func(worker.Registry, Deps) error { return nil }}
-	err = Run(ctx, w, []string{"-temporal-address", ln.Addr().String()}, nil)
+	err := Run(ctx, w, []string{"-temporal-address", ln.Addr().String()}, nil)
 	assert.NoError(t, err)
 
 	// A real failure stays one, though the stop came meanwhile.
 	err = Run(ctx, w, []string{"-config", filepath.Join(t.TempDir(), "missing.yaml")}, nil)
 	assert.ErrorContains(t, err, "missing.yaml")
+}
+
+// silentListener accepts connections and never answers.
+func silentListener(t *testing.T) net.Listener {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = ln.Close() })
+	go func() {
+		var conns []net.Conn
+		defer func() {
+			for _, c := range conns {
+				_ = c.Close()
+			}
+		}()
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			conns = append(conns, c)
+		}
+	}()
+	return ln
+}
+
+// frontend answers the SDK's connection check as a Temporal server does.
+type frontend struct {
+	workflowservice.UnimplementedWorkflowServiceServer
+}
+
+func (frontend) GetSystemInfo(context.Context, *workflowservice.GetSystemInfoRequest) (*workflowservice.GetSystemInfoResponse, error) {
+	return &workflowservice.GetSystemInfoResponse{}, nil
+}
+
+// A stop that came while the worker's Kafka producer connected (Temporal
+// up, brokers that accept and never answer) waited out
+// kafka.connect_timeout and then exited 1, "worker failed": the start of
+// the producer did not see the stop.
+func TestAWorkerStoppedWhileKafkaConnectsStopsCleanlyAtOnce(t *testing.T) {
+	tln, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	srv := grpc.NewServer()
+	hs := health.NewServer()
+	hs.SetServingStatus("temporal.api.workflowservice.v1.WorkflowService", healthpb.HealthCheckResponse_SERVING)
+	healthpb.RegisterHealthServer(srv, hs)
+	workflowservice.RegisterWorkflowServiceServer(srv, frontend{})
+	go func() { _ = srv.Serve(tln) }()
+	defer srv.Stop()
+	kln := silentListener(t)
+	path := filepath.Join(t.TempDir(), "bridge.yaml")
+	require.NoError(t, os.WriteFile(path, []byte("kafka: {brokers: [\""+kln.Addr().String()+"\"], connect_timeout: 4s}\ntemporal: {address: \""+tln.Addr().String()+"\"}\n"), 0o600))
+
+	ctx, cancel := context.WithCancel(context.Background())
+	time.AfterFunc(time.Second, cancel)
+	w := Worker{TaskQueue: "q", Kafka: true, Register: func(worker.Registry, Deps) error { return nil }}
+	start := time.Now()
+	err = Run(ctx, w, []string{"-config", path, "-log-level", "error"}, nil)
+	assert.NoError(t, err, "a stop while connecting is a clean stop (exit 0)")
+	assert.Less(t, time.Since(start), 3*time.Second, "the stop waited for kafka.connect_timeout (4s)")
 }

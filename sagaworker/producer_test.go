@@ -1,6 +1,7 @@
 package sagaworker
 
 import (
+	"context"
 	"testing"
 
 	"github.com/IBM/sarama"
@@ -24,7 +25,7 @@ func TestTheWorkersProducerTakesRecordsOverTheDLQLimit(t *testing.T) {
 	k := config.Default().Kafka
 	k.Brokers = cluster.ListenAddrs()
 	for _, alone := range []bool{false, true} {
-		p, err := kafkaProducer(k, 64<<10, "worker", alone)
+		p, err := kafkaProducer(context.Background(), k, 64<<10, "worker", alone)
 		require.NoError(t, err)
 		_, _, err = p.SendMessage(&sarama.ProducerMessage{Topic: "outcomes", Value: sarama.ByteEncoder(make([]byte, 100<<10))})
 		assert.NoError(t, err, "a 100 KB outcome with dlq.max_message_bytes 64 KiB (alone %v)", alone)

@@ -192,12 +192,12 @@ func run(ctx context.Context, w Worker, s settings, environ []string, log *slog.
 	}
 	deps := Deps{Client: c, Log: log, DLQ: conns.DLQ}
 	if w.Kafka {
-		producer, err := kafkaProducer(conns.Kafka, conns.DLQ.MaxMessageBytes, w.name(), false)
+		producer, err := kafkaProducer(ctx, conns.Kafka, conns.DLQ.MaxMessageBytes, w.name(), false)
 		if err != nil {
 			return err
 		}
 		defer func() { _ = producer.Close() }()
-		alone, err := kafkaProducer(conns.Kafka, conns.DLQ.MaxMessageBytes, w.name(), true)
+		alone, err := kafkaProducer(ctx, conns.Kafka, conns.DLQ.MaxMessageBytes, w.name(), true)
 		if err != nil {
 			return err
 		}
@@ -321,7 +321,7 @@ func funcName(v reflect.Value) string {
 // up to Kafka's default max.message.bytes or maxMessageBytes
 // (dlq.max_message_bytes), whichever is larger; alone, one record per
 // request (dlq.AloneConfig).
-func kafkaProducer(k config.Kafka, maxMessageBytes int, clientID string, alone bool) (sarama.SyncProducer, error) {
+func kafkaProducer(ctx context.Context, k config.Kafka, maxMessageBytes int, clientID string, alone bool) (sarama.SyncProducer, error) {
 	pc, err := connect.DLQProducerConfig(k, max(maxMessageBytes, kafkaMaxMessageBytes))
 	if err != nil {
 		return nil, fmt.Errorf("kafka configuration: %w", err)
@@ -330,7 +330,7 @@ func kafkaProducer(k config.Kafka, maxMessageBytes int, clientID string, alone b
 	if alone {
 		pc = dlq.AloneConfig(pc)
 	}
-	p, err := connect.SyncProducer(k, pc)
+	p, err := connect.SyncProducer(ctx, k, pc)
 	if err != nil {
 		return nil, fmt.Errorf("start the Kafka producer (brokers %v): %w", k.Brokers, err)
 	}

@@ -166,12 +166,12 @@ func run(ctx context.Context, cfg config.Config, log *slog.Logger) error {
 	if err != nil {
 		return err
 	}
-	producer, err := connect.SyncProducer(cfg.Kafka, pc)
+	producer, err := connect.SyncProducer(ctx, cfg.Kafka, pc)
 	if err != nil {
 		return fmt.Errorf("start DLQ producer: %w", err)
 	}
 	defer producer.Close()
-	alone, err := connect.SyncProducer(cfg.Kafka, dlq.AloneConfig(pc)) // a dead letter refused in a batch goes again alone
+	alone, err := connect.SyncProducer(ctx, cfg.Kafka, dlq.AloneConfig(pc)) // a dead letter refused in a batch goes again alone
 	if err != nil {
 		return fmt.Errorf("start DLQ producer: %w", err)
 	}

@@ -1,6 +1,7 @@
 package connect
 
 import (
+	"context"
 	"fmt"
 	"io"
 	"sync"
@@ -129,16 +130,16 @@ func DLQProducerConfig(k config.Kafka, maxMessageBytes int) (*sarama.Config, err
 }
 
 // Client starts a sarama client for k's brokers, or fails within
-// kafka.connect_timeout: sarama alone waits minutes on a broker that
-// accepts connections and never answers.
-func Client(k config.Kafka, c *sarama.Config) (sarama.Client, error) {
-	return within(k, func() (sarama.Client, error) { return sarama.NewClient(k.Brokers, c) })
+// kafka.connect_timeout (sarama alone waits minutes on a broker that
+// accepts connections and never answers), or when ctx ends.
+func Client(ctx context.Context, k config.Kafka, c *sarama.Config) (sarama.Client, error) {
+	return within(ctx, k, func() (sarama.Client, error) { return sarama.NewClient(k.Brokers, c) })
 }
 
 // SyncProducer starts a sarama SyncProducer for k's brokers, or fails
-// within kafka.connect_timeout.
-func SyncProducer(k config.Kafka, c *sarama.Config) (sarama.SyncProducer, error) {
-	return within(k, func() (sarama.SyncProducer, error) { return sarama.NewSyncProducer(k.Brokers, c) })
+// within kafka.connect_timeout, or when ctx ends.
+func SyncProducer(ctx context.Context, k config.Kafka, c *sarama.Config) (sarama.SyncProducer, error) {
+	return within(ctx, k, func() (sarama.SyncProducer, error) { return sarama.NewSyncProducer(k.Brokers, c) })
 }
 
 // TxnStarter starts the transactional producers of one transactional ID
@@ -240,8 +241,10 @@ func connectTimeout(k config.Kafka) time.Duration {
 }
 
 // within runs open, giving up after k.ConnectTimeout with an error that
-// names the brokers; what open returns later is closed.
-func within[T io.Closer](k config.Kafka, open func() (T, error)) (T, error) {
+// names the brokers, or when ctx ends with one that wraps ctx's (a stop
+// during the start waited out the timeout, and was then a failure); what
+// open returns later is closed.
+func within[T io.Closer](ctx context.Context, k config.Kafka, open func() (T, error)) (T, error) {
 	type result struct {
 		v   T
 		err error
@@ -254,6 +257,7 @@ func within[T io.Closer](k config.Kafka, open func() (T, error)) (T, error) {
 	timeout := connectTimeout(k)
 	t := time.NewTimer(timeout)
 	defer t.Stop()
+	var err error
 	select {
 	case r := <-done:
 		if r.err != nil {
@@ -261,12 +265,15 @@ func within[T io.Closer](k config.Kafka, open func() (T, error)) (T, error) {
 		}
 		return r.v, nil
 	case <-t.C:
-		go func() {
-			if r := <-done; r.err == nil {
-				_ = r.v.Close()
-			}
-		}()
-		var zero T
-		return zero, KafkaError(k, fmt.Errorf("no answer within %s (kafka.connect_timeout)", timeout))
+		err = fmt.Errorf("no answer within %s (kafka.connect_timeout)", timeout)
+	case <-ctx.Done():
+		err = ctx.Err()
 	}
+	go func() {
+		if r := <-done; r.err == nil {
+			_ = r.v.Close()
+		}
+	}()
+	var zero T
+	return zero, KafkaError(k, err)
 }

@@ -1,6 +1,7 @@
 package connect
 
 import (
+	"context"
 	"fmt"
 	"net"
 	"runtime"
@@ -132,7 +133,7 @@ func TestTheDLQProducerStartsWithASeedBrokerDown(t *testing.T) {
 	for try := range 6 {
 		pc, err := DLQProducerConfig(k, 0)
 		require.NoError(t, err)
-		p, err := SyncProducer(k, pc)
+		p, err := SyncProducer(context.Background(), k, pc)
 		require.NoError(t, err, "start %d", try)
 		_ = p.Close()
 	}

@@ -178,7 +178,7 @@ func (t *target) load(set map[string]bool) error {
 
 // connect opens a client configured by dlq.ConsumerConfig and -config's
 // TLS and SASL, adjusted by tune.
-func (t *target) connect(tune func(*sarama.Config)) (sarama.Client, error) {
+func (t *target) connect(ctx context.Context, tune func(*sarama.Config)) (sarama.Client, error) {
 	cfg := dlq.ConsumerConfig(t.kafka)
 	if err := connect.Secure(cfg, t.security); err != nil {
 		return nil, fmt.Errorf("-config: %w", err)
@@ -188,7 +188,7 @@ func (t *target) connect(tune func(*sarama.Config)) (sarama.Client, error) {
 	}
 	k := t.security // names TLS, the SASL mechanism and user in errors
 	k.Brokers = t.brokerList
-	return connect.Client(k, cfg)
+	return connect.Client(ctx, k, cfg)
 }
 
 // classes are the values -class accepts.

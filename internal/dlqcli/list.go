@@ -33,7 +33,7 @@ func (c *command) list(ctx context.Context, args []string) int {
 	if err := checkWindow(f); err != nil {
 		return c.UsageError("%v", err)
 	}
-	client, err := t.connect(nil)
+	client, err := t.connect(ctx, nil)
 	if err != nil {
 		return c.Fail(err)
 	}

@@ -50,7 +50,7 @@ func (c *command) redrive(ctx context.Context, args []string) int {
 		return c.UsageError("no entries selected: give -partition and -offset, a filter (-class, -workflow-id, -since, -until), or -all to redrive every entry of %s", t.dlqTopic)
 	}
 
-	client, err := t.connect(nil) // to read; the redrives go through redriveProducer
+	client, err := t.connect(ctx, nil) // to read; the redrives go through redriveProducer
 	if err != nil {
 		return c.Fail(err)
 	}
@@ -91,7 +91,7 @@ func (c *command) redrive(ctx context.Context, args []string) int {
 		if err := createRedrivesTopic(client, t.dlqTopic); err != nil {
 			return c.Fail(err)
 		}
-		if producer, err = t.redriveProducer(largest(entries)); err != nil {
+		if producer, err = t.redriveProducer(ctx, largest(entries)); err != nil {
 			return c.Fail(err)
 		}
 	}
@@ -260,8 +260,8 @@ func largest(entries []dlq.Entry) int {
 // client of its own, taking records of up to largest bytes and more (the
 // broker and the topic judge their size; sarama's default of 1 MiB refused
 // entries the DLQ holds); closing it closes the client.
-func (t *target) redriveProducer(largest int) (sarama.SyncProducer, error) {
-	client, err := t.connect(func(cfg *sarama.Config) {
+func (t *target) redriveProducer(ctx context.Context, largest int) (sarama.SyncProducer, error) {
+	client, err := t.connect(ctx, func(cfg *sarama.Config) {
 		// sarama refuses a MaxMessageBytes at or over its request size.
 		cfg.Producer.MaxMessageBytes = min(max(cfg.Producer.MaxMessageBytes, largest+64<<10), int(sarama.MaxRequestSize)-1)
 		cfg.Producer.Partitioner = dlq.RedrivePartitioner // back to the original partition

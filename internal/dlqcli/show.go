@@ -33,7 +33,7 @@ func (c *command) show(ctx context.Context, args []string) int {
 	if err := checkPosition(set, *partition, *offset, true); err != nil {
 		return c.UsageError("%v", err)
 	}
-	client, err := t.connect(nil)
+	client, err := t.connect(ctx, nil)
 	if err != nil {
 		return c.Fail(err)
 	}

@@ -84,7 +84,7 @@ func (c *command) move(ctx context.Context, args []string) int {
 	if err != nil {
 		return c.UsageError("%v", err)
 	}
-	k, err := t.connect()
+	k, err := t.connect(ctx)
 	if err != nil {
 		return c.Fail(err)
 	}

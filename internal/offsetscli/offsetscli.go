@@ -174,7 +174,7 @@ func (t *target) isolation() sarama.IsolationLevel {
 
 // connect opens a client and an admin with the configuration's version,
 // TLS and SASL, within kafka.connect_timeout.
-func (t *target) connect() (*cluster, error) {
+func (t *target) connect(ctx context.Context) (*cluster, error) {
 	cfg, err := connect.SaramaConfig(t.kafka)
 	if err != nil {
 		return nil, fmt.Errorf("-config: %w", err)
@@ -183,7 +183,7 @@ func (t *target) connect() (*cluster, error) {
 	// Asking for a mistyped topic's metadata must not create it (brokers
 	// do by default): show and move then refuse it, naming it.
 	cfg.Metadata.AllowAutoTopicCreation = false
-	client, err := connect.Client(t.kafka, cfg)
+	client, err := connect.Client(ctx, t.kafka, cfg)
 	if err != nil {
 		return nil, err
 	}

@@ -27,7 +27,7 @@ func (c *command) show(ctx context.Context, args []string) int {
 	if err := t.resolve(c.environ, c.Set()); err != nil {
 		return c.UsageError("%v", err)
 	}
-	k, err := t.connect()
+	k, err := t.connect(ctx)
 	if err != nil {
 		return c.Fail(err)
 	}
