@@ -19,14 +19,12 @@ import (
 	sdklog "go.temporal.io/sdk/log"
 	"go.temporal.io/sdk/worker"
 	"go.temporal.io/sdk/workflow"
-	"google.golang.org/grpc/codes"
 
 	"github.com/sagabridge/sagabridge/activities"
 	"github.com/sagabridge/sagabridge/config"
 	"github.com/sagabridge/sagabridge/dlq"
 	"github.com/sagabridge/sagabridge/internal/cli"
 	"github.com/sagabridge/sagabridge/internal/connect"
-	"github.com/sagabridge/sagabridge/internal/rpcerr"
 )
 
 // Worker describes a worker program: what it registers and what the
@@ -137,11 +135,7 @@ func Run(ctx context.Context, w Worker, args, environ []string) error {
 		return fmt.Errorf("%w: %w", ErrUsage, err)
 	}
 	if err := run(ctx, w, s, environ, log); err != nil {
-		if ctx.Err() != nil && (errors.Is(err, context.Canceled) || rpcerr.Code(err) == codes.Canceled) {
-			// Stopped while it started (connecting to a Temporal out of
-			// reach, say; the SDK's error is a gRPC Canceled that does
-			// not wrap the context's): a clean stop, as Main promises.
-			// Any other error stays one, a stop meanwhile or not.
+		if cli.StoppedWhileStarting(ctx, err) { // a clean stop, as Main promises
 			log.Info("stopped before the worker was up", "err", err)
 			return nil
 		}

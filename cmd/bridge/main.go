@@ -132,6 +132,10 @@ func main() {
 	ctx, stop := cli.SignalContext(log)
 	defer stop()
 	if err := run(ctx, cfg, log); err != nil {
+		if cli.StoppedWhileStarting(ctx, err) {
+			log.Info("stopped before the bridge was up", "err", err)
+			return
+		}
 		cli.Fatal(log, "bridge failed", err)
 	}
 }

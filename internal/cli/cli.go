@@ -9,12 +9,16 @@ package cli
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"os"
 	"os/signal"
 	"strings"
 	"syscall"
+
+	"github.com/sagabridge/sagabridge/internal/rpcerr"
+	"google.golang.org/grpc/codes"
 )
 
 // NewLogger returns a JSON logger on stderr at level (debug, info, warn, error).
@@ -67,6 +71,15 @@ func SplitList(s string) []string {
 		}
 	}
 	return out
+}
+
+// StoppedWhileStarting reports whether err, returned while a program
+// started, only says that ctx ended meanwhile (a stop during start-up,
+// connecting to a Kafka or Temporal out of reach, say): a clean stop, exit
+// 0. The Temporal SDK's is a gRPC Canceled that does not wrap the
+// context's. Any other error stays one, a stop meanwhile or not.
+func StoppedWhileStarting(ctx context.Context, err error) bool {
+	return ctx.Err() != nil && (errors.Is(err, context.Canceled) || rpcerr.Code(err) == codes.Canceled)
 }
 
 // Fatal logs err and exits with status 1.

@@ -10,6 +10,7 @@ import (
 	"strings"
 	"syscall"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -49,4 +50,39 @@ func TestAProgramStartedUnderNohupIgnoresSIGHUP(t *testing.T) {
 	all := strings.Join(lines, "\n")
 	require.Contains(t, all, "ignored at start: true", "the shell did not start the test with SIGHUP ignored")
 	assert.Contains(t, all, "stopped: true", "the hang-up stopped a program started with it ignored:\n%s", all)
+}
+
+// After the first signal a program stops by itself; a second ends it at
+// once, as Go's default for the signal does, however stuck its stop is.
+func TestASecondSignalEndsTheProcessAtOnce(t *testing.T) {
+	if os.Getenv("SAGABRIDGE_SECOND_SIGNAL_CHILD") == "1" {
+		ctx, stop := SignalContext(nil)
+		defer stop()
+		fmt.Println("ready")
+		<-ctx.Done()
+		fmt.Println("stopping")
+		time.Sleep(time.Minute) // a stop that is stuck
+		fmt.Println("not ended")
+		return
+	}
+	cmd := exec.Command(os.Args[0], "-test.run=^TestASecondSignalEndsTheProcessAtOnce$")
+	cmd.Env = append(os.Environ(), "SAGABRIDGE_SECOND_SIGNAL_CHILD=1")
+	out, err := cmd.StdoutPipe()
+	require.NoError(t, err)
+	require.NoError(t, cmd.Start())
+	t.Cleanup(func() { _ = cmd.Process.Kill(); _ = cmd.Wait() })
+	var lines []string
+	for sc := bufio.NewScanner(out); sc.Scan(); {
+		lines = append(lines, sc.Text())
+		switch sc.Text() {
+		case "ready", "stopping": // the first signal, then the second
+			require.NoError(t, cmd.Process.Signal(syscall.SIGTERM))
+		}
+	}
+	err = cmd.Wait()
+	require.Contains(t, lines, "stopping", "the first signal did not stop it")
+	var exit *exec.ExitError
+	require.ErrorAs(t, err, &exit, "%v", lines)
+	assert.Equal(t, "signal: terminated", exit.Error(), "the second signal ended it")
+	assert.NotContains(t, lines, "not ended")
 }
