@@ -187,12 +187,16 @@ func (s *server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	n := countPayloads(body)
-	if n > s.opts.MaxPayloads {
-		s.refuse(w, r, http.StatusRequestEntityTooLarge, fmt.Sprintf("the request holds %d payloads, over %d", n, s.opts.MaxPayloads))
-		return
-	}
 	if encode && !s.opts.EnableEncode && (n != 0 || !noPayloads(body)) {
 		s.refuse(w, r, http.StatusNotFound, "404 page not found")
+		return
+	}
+	switch {
+	case n < 0: // protojson would parse up to the fault, however far
+		s.refuse(w, r, http.StatusBadRequest, `the request body is not one JSON object of payloads ({"payloads": [...]})`)
+		return
+	case n > s.opts.MaxPayloads:
+		s.refuse(w, r, http.StatusRequestEntityTooLarge, fmt.Sprintf("the request holds %d payloads, over %d", n, s.opts.MaxPayloads))
 		return
 	}
 	s.sdk.ServeHTTP(w, r)
@@ -206,19 +210,90 @@ func noPayloads(body []byte) bool {
 	return protojson.Unmarshal(body, &p) == nil && len(p.Payloads) == 0
 }
 
-// countPayloads returns the number of items in body's payloads list, or
-// -1 if body is not JSON of that shape. It allocates next to nothing
-// (each item is decoded into a struct{}, unknown fields skipped), and it
-// counts at least what protojson would parse: it matches the field's name
-// ignoring case, which protojson does not.
+// countPayloads returns the number of items in body's payloads lists, or
+// -1 if body is not one JSON object. It counts at least what protojson
+// would parse before it failed: the items of every member whose name is
+// "payloads" in any case (protojson refuses a duplicate or a name in
+// another case, after parsing what came before), whatever their kind, and
+// a body with anything after its object is -1 (protojson fails only after
+// parsing the object). It reads tokens, allocating next to nothing for
+// items (an empty payload is two delimiters).
 func countPayloads(body []byte) int {
-	var p struct {
-		Payloads []struct{} `json:"payloads"`
-	}
-	if json.Unmarshal(body, &p) != nil {
+	dec := json.NewDecoder(bytes.NewReader(body))
+	if t, err := dec.Token(); err != nil || t != json.Delim('{') {
 		return -1
 	}
-	return len(p.Payloads)
+	n := 0
+	for dec.More() {
+		key, err := dec.Token()
+		if err != nil {
+			return -1
+		}
+		if name, _ := key.(string); !strings.EqualFold(name, "payloads") {
+			if skipValue(dec) != nil {
+				return -1
+			}
+			continue
+		}
+		t, err := dec.Token()
+		if err != nil {
+			return -1
+		}
+		if t != json.Delim('[') {
+			if d, ok := t.(json.Delim); ok && skipRest(dec, d) != nil {
+				return -1
+			}
+			continue
+		}
+		for dec.More() {
+			n++
+			if skipValue(dec) != nil {
+				return -1
+			}
+		}
+		if _, err := dec.Token(); err != nil { // ]
+			return -1
+		}
+	}
+	if _, err := dec.Token(); err != nil { // }
+		return -1
+	}
+	if _, err := dec.Token(); err != io.EOF {
+		return -1
+	}
+	return n
+}
+
+// skipValue reads the next value of dec, whole.
+func skipValue(dec *json.Decoder) error {
+	t, err := dec.Token()
+	if err != nil {
+		return err
+	}
+	if d, ok := t.(json.Delim); ok {
+		return skipRest(dec, d)
+	}
+	return nil
+}
+
+// skipRest reads the rest of the array or object opened by d.
+func skipRest(dec *json.Decoder, d json.Delim) error {
+	if d != '{' && d != '[' {
+		return fmt.Errorf("unexpected %v", d)
+	}
+	for depth := 1; depth > 0; {
+		t, err := dec.Token()
+		if err != nil {
+			return err
+		}
+		switch t {
+		case json.Delim('{'), json.Delim('['):
+			depth++
+		case json.Delim('}'), json.Delim(']'):
+			depth--
+		}
+	}
+	return nil
 }
 
 // namespaces returns the non-empty values of r's X-Namespace headers (the

@@ -3,7 +3,6 @@ package codecserver_test
 import (
 	"bytes"
 	"crypto/rand"
-	"fmt"
 	"io"
 	"log/slog"
 	"net/http"
@@ -320,21 +319,42 @@ func (l *syncLog) String() string {
 
 // A body under the size limit made of empty payloads ({}, three bytes
 // each) cost about 60 times its size to parse, even on the /encode that
-// refuses it; the number of payloads is bounded before they are parsed.
+// refuses it; the number of payloads is bounded before they are parsed,
+// however the body spells them (review: a second "payloads" member, one
+// named in another case, or a fault after the items let protojson parse
+// them all before it failed).
 func TestManyPayloadsUnderTheSizeLimitAreRefusedBeforeTheyAreParsed(t *testing.T) {
 	f := newFixture(t, nil)
-	n := (codecserver.DefaultMaxBodyBytes - 20) / 3
-	many := []byte(`{"payloads":[` + strings.Repeat("{},", n-1) + `{}]}`)
-	for _, path := range []string{"/decode", "/encode"} {
-		var before, after runtime.MemStats
-		runtime.GC()
-		runtime.ReadMemStats(&before)
-		resp, body := f.post(t, path, many, asJSON, bearer)
-		runtime.ReadMemStats(&after)
-		assert.Equal(t, http.StatusRequestEntityTooLarge, resp.StatusCode, "%s: %.200s", path, body)
-		assert.True(t, strings.Contains(body, fmt.Sprintf("%d payloads", n)), "%s: %.200s", path, body)
-		alloc := after.TotalAlloc - before.TotalAlloc
-		assert.Less(t, alloc, uint64(8*len(many)), "%s: a %d-byte body allocated %d MiB", path, len(many), alloc>>20)
+	n := (codecserver.DefaultMaxBodyBytes - 40) / 3
+	items := strings.Repeat("{},", n-1) + "{}"
+	for _, c := range []struct {
+		name, body string
+		status     int
+	}{
+		{"plain", `{"payloads":[` + items + `]}`, http.StatusRequestEntityTooLarge},
+		{"a second member", `{"payloads":[` + items + `],"payloads":[]}`, http.StatusRequestEntityTooLarge},
+		{"another case", `{"payloads":[` + items + `],"Payloads":[]}`, http.StatusRequestEntityTooLarge},
+		{"a number last", `{"payloads":[` + items + `,1]}`, http.StatusRequestEntityTooLarge},
+		{"text after the object", `{"payloads":[` + items + `]} x`, http.StatusBadRequest},
+		{"not closed", `{"payloads":[` + items, http.StatusBadRequest},
+	} {
+		for _, path := range []string{"/decode", "/encode"} {
+			want := c.status
+			if path == "/encode" {
+				want = http.StatusNotFound // off: refused before the count matters
+			}
+			var before, after runtime.MemStats
+			runtime.GC()
+			runtime.ReadMemStats(&before)
+			resp, body := f.post(t, path, []byte(c.body), asJSON, bearer)
+			runtime.ReadMemStats(&after)
+			assert.Equal(t, want, resp.StatusCode, "%s %s: %.200s", c.name, path, body)
+			if want == http.StatusRequestEntityTooLarge {
+				assert.True(t, strings.Contains(body, "payloads, over 10000"), "%s %s: %.200s", c.name, path, body)
+			}
+			alloc := after.TotalAlloc - before.TotalAlloc
+			assert.Less(t, alloc, uint64(8*len(c.body)), "%s %s: a %d-byte body allocated %d MiB", c.name, path, len(c.body), alloc>>20)
+		}
 	}
 	// At the limit, served.
 	at := []byte(`{"payloads":[` + strings.TrimSuffix(strings.Repeat(`{"data":"eA=="},`, codecserver.DefaultMaxPayloads), ",") + `]}`)
