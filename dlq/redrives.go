@@ -150,9 +150,27 @@ func (r Redrive) Message(dlqTopic string) (*sarama.ProducerMessage, error) {
 	}, nil
 }
 
+// BadRedriveRecord is a record of a redrives topic that is not a redrive
+// record; ReadRedrives reads past it.
+type BadRedriveRecord struct {
+	Topic     string
+	Partition int32
+	Offset    int64
+	Err       error
+}
+
+func (b *BadRedriveRecord) Error() string {
+	return fmt.Sprintf("%s/%d@%d is not a redrive record: %v", b.Topic, b.Partition, b.Offset, b.Err)
+}
+
+// Unwrap returns the parse error.
+func (b *BadRedriveRecord) Unwrap() error { return b.Err }
+
 // ReadRedrives returns the redrives recorded for the entries of dlqTopic,
 // none when the redrives topic does not exist yet. A tombstone (a null
 // value) for an entry's key forgets its redrive, as compaction will.
+// Records that are not redrive records are read past: the others are
+// returned with every such record's *BadRedriveRecord, joined.
 func ReadRedrives(ctx context.Context, client sarama.Client, dlqTopic string) (Redrives, error) {
 	topic := RedrivesTopic(dlqTopic)
 	if err := client.RefreshMetadata(topic); errors.Is(err, sarama.ErrUnknownTopicOrPartition) {
@@ -191,7 +209,7 @@ func ReadRedrives(ctx context.Context, client sarama.Client, dlqTopic string) (R
 			}
 			var r Redrive
 			if err := json.Unmarshal(msg.Value, &r); err != nil {
-				bad = append(bad, fmt.Errorf("%s/%d@%d is not a redrive record: %w", topic, p, msg.Offset, err))
+				bad = append(bad, &BadRedriveRecord{Topic: topic, Partition: p, Offset: msg.Offset, Err: err})
 				return true
 			}
 			out.add(string(msg.Key), r)

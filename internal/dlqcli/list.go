@@ -43,15 +43,24 @@ func (c *command) list(ctx context.Context, args []string) int {
 	if err != nil && len(bad) == 0 {
 		return c.Fail(fmt.Errorf("read %s: %w", t.dlqTopic, err))
 	}
+	// Best effort: the entries are what list is for.
 	redriven, err := redrivenOf(ctx, client, t.dlqTopic, entries)
 	if err != nil {
-		return c.Fail(err)
+		unknown := "the entries' REDRIVEN-TO shows ?"
+		if redriven != nil {
+			unknown = "the redrives of the others are shown"
+		}
+		fmt.Fprintf(c.stderr, "bridge dlq list: warning: %v (%s)\n", err, unknown)
 	}
 	if *asJSON {
 		enc := json.NewEncoder(c.stdout)
 		enc.SetEscapeHTML(false)
 		for i, e := range entries {
-			if err := enc.Encode(toJSON(t.dlqTopic, e, redriven[i])); err != nil {
+			var r *dlq.Redrive
+			if redriven != nil {
+				r = redriven[i]
+			}
+			if err := enc.Encode(toJSON(t.dlqTopic, e, r)); err != nil {
 				return c.Fail(err)
 			}
 		}
@@ -70,7 +79,10 @@ func (c *command) list(ctx context.Context, args []string) int {
 
 // redrivenOf returns, for each of entries, its redrive as the redrive
 // ledger records it (nil for none): the entry's own, or that of another
-// dead letter of the same record, which a redrive refuses alike.
+// dead letter of the same record, which a redrive refuses alike. With
+// records of the ledger that are not redrive records it returns what the
+// others say and an error naming them; when the ledger cannot be read, nil
+// and the error.
 func redrivenOf(ctx context.Context, client sarama.Client, dlqTopic string, entries []dlq.Entry) ([]*dlq.Redrive, error) {
 	out := make([]*dlq.Redrive, len(entries))
 	if len(entries) == 0 {
@@ -81,7 +93,7 @@ func redrivenOf(ctx context.Context, client sarama.Client, dlqTopic string, entr
 		return nil, err
 	}
 	redrives, err := dlq.ReadRedrives(ctx, client, dlqTopic)
-	if err != nil {
+	if err != nil && !onlyBadRedriveRecords(err) {
 		return nil, fmt.Errorf("read the redrive records of %s: %w", dlqTopic, err)
 	}
 	for i, e := range entries {
@@ -93,24 +105,46 @@ func redrivenOf(ctx context.Context, client sarama.Client, dlqTopic string, entr
 			out[i] = &r
 		}
 	}
+	if err != nil {
+		return out, fmt.Errorf("read the redrive records of %s: %w", dlqTopic, err)
+	}
 	return out, nil
+}
+
+// onlyBadRedriveRecords says every error err joins is a
+// *dlq.BadRedriveRecord: ReadRedrives read the others.
+func onlyBadRedriveRecords(err error) bool {
+	if j, ok := err.(interface{ Unwrap() []error }); ok {
+		for _, e := range j.Unwrap() {
+			if !onlyBadRedriveRecords(e) {
+				return false
+			}
+		}
+		return true
+	}
+	_, ok := err.(*dlq.BadRedriveRecord)
+	return ok
 }
 
 // errWidth is how much of an error message the table shows.
 const errWidth = 80
 
 // writeTable prints entries as an aligned table; redriven[i] is entry i's
-// redrive, nil for none. REDRIVES is how often the record had been
-// redriven when it was dead-lettered (sagabridge.redrive.count),
-// REDRIVEN-TO where a redrive since sent it.
+// redrive, nil for none (redriven nil: not known). REDRIVES is how often
+// the record had been redriven when it was dead-lettered
+// (sagabridge.redrive.count), REDRIVEN-TO where a redrive since sent it.
 func writeTable(w io.Writer, entries []dlq.Entry, redriven []*dlq.Redrive) {
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
 	fmt.Fprintln(tw, "DLQ\tORIGIN\tCLASS\tFAILED-AT\tATTEMPTS\tREDRIVES\tREDRIVEN-TO\tWORKFLOW-ID\tRUN-ID\tACTIVITY\tERROR")
 	for i, e := range entries {
 		f := e.Failure
-		to := "-"
-		if redriven[i] != nil {
+		to := "?"
+		switch {
+		case redriven == nil:
+		case redriven[i] != nil:
 			to = oneLine(redriven[i].To)
+		default:
+			to = "-"
 		}
 		fmt.Fprintf(tw, "%d@%d\t%s/%d@%d\t%s\t%s\t%d\t%d\t%s\t%s\t%s\t%s\t%s\n",
 			e.Partition, e.Offset, f.Topic, f.Partition, f.Offset, orDash(string(f.Class)),

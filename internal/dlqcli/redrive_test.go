@@ -579,3 +579,53 @@ func TestListShowsWhenAnEntryWasRedriven(t *testing.T) {
 	assert.Contains(t, rows[1], " "+to+" ", "the redriven entry's row")
 	assert.NotContains(t, rows[2], " "+to+" ", "the other's row")
 }
+
+// The redrive records are best effort for list: one that is not a redrive
+// record, or a redrives topic the tool may not read, made list fail with
+// nothing listed (review); it lists, and warns.
+func TestListListsWhenTheRedriveRecordsCannotBeRead(t *testing.T) {
+	cluster, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.SeedTopics(1, "orders", "orders"+dlq.DefaultSuffix))
+	require.NoError(t, err)
+	defer cluster.Close()
+	brokers := cluster.ListenAddrs()[0]
+	writeDeadLetters(t, cluster.ListenAddrs(), dlq.Failure{Topic: "orders", Offset: 41, Key: []byte("k"), Value: []byte(`{}`), Class: dlq.ClassRejected, Err: "bad", FailedAt: now})
+	code, stdout, stderr := runCLI("redrive", "-brokers", brokers, "-topic", "orders.dlq", "-all")
+	require.Equal(t, exitOK, code, "stdout:\n%s\nstderr:\n%s", stdout, stderr)
+	pc := sarama.NewConfig()
+	pc.Producer.Return.Successes = true
+	prod, err := sarama.NewSyncProducer(cluster.ListenAddrs(), pc)
+	require.NoError(t, err)
+	_, _, err = prod.SendMessage(&sarama.ProducerMessage{Topic: dlq.RedrivesTopic("orders.dlq"), Key: sarama.StringEncoder("0@7"), Value: sarama.StringEncoder("not json")})
+	require.NoError(t, err)
+	require.NoError(t, prod.Close())
+
+	code, stdout, stderr = runCLI("list", "-brokers", brokers, "-topic", "orders.dlq")
+	assert.Equal(t, exitOK, code, stderr)
+	assert.Contains(t, stderr, "not a redrive record")
+	assert.Contains(t, stdout, " orders/0@", "the redrive the good record says is shown:\n%s", stdout)
+
+	// A redrives topic the tool may not read (an ACL): listed, REDRIVEN-TO "?".
+	cluster.ControlKey(int16(kmsg.Fetch), func(req kmsg.Request) (kmsg.Response, error, bool) {
+		cluster.KeepControl()
+		r := req.(*kmsg.FetchRequest)
+		if len(r.Topics) != 1 || r.Topics[0].Topic != dlq.RedrivesTopic("orders.dlq") {
+			return nil, nil, false
+		}
+		resp := r.ResponseKind().(*kmsg.FetchResponse)
+		for _, rt := range r.Topics {
+			st := kmsg.NewFetchResponseTopic()
+			st.Topic, st.TopicID = rt.Topic, rt.TopicID
+			for _, rp := range rt.Partitions {
+				sp := kmsg.NewFetchResponseTopicPartition()
+				sp.Partition, sp.ErrorCode = rp.Partition, kerr.TopicAuthorizationFailed.Code
+				st.Partitions = append(st.Partitions, sp)
+			}
+			resp.Topics = append(resp.Topics, st)
+		}
+		return resp, nil, true
+	})
+	code, stdout, stderr = runCLI("list", "-brokers", brokers, "-topic", "orders.dlq")
+	assert.Equal(t, exitOK, code, stderr)
+	assert.Contains(t, stderr, "REDRIVEN-TO shows ?")
+	assert.Regexp(t, `\s\?\s`, strings.Split(strings.TrimSpace(stdout), "\n")[1])
+}
