@@ -41,11 +41,11 @@ type FieldError struct {
 // Error returns "field: message".
 func (e *FieldError) Error() string { return e.Field + ": " + e.Msg }
 
-// validateConnections checks what the bridge and the worker both need to
-// reach Kafka and Temporal (LoadConnections checks only this).
 // maxCircuitFailures bounds backpressure.circuit.failures.
 const maxCircuitFailures = 10_000
 
+// validateConnections checks what the bridge and the worker both need to
+// reach Kafka and Temporal (LoadConnections checks only this).
 func (c Config) validateConnections(bad func(field, format string, args ...any)) {
 	c.validateKafkaConnection(bad)
 	c.Temporal.validate(bad)

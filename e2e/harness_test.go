@@ -478,6 +478,9 @@ func readWhere(t *testing.T, topic string, want int, timeout time.Duration, keep
 	for _, p := range parts {
 		ends[p], err = client.GetOffset(topic, p, sarama.OffsetNewest)
 		require.NoError(t, err)
+		oldest, err := client.GetOffset(topic, p, sarama.OffsetOldest)
+		require.NoError(t, err)
+		next[p] = max(next[p], oldest) // a partition nothing was read from
 	}
 	readToEnd := func() bool {
 		for p, end := range ends {

@@ -13,7 +13,7 @@ import (
 const keyDigestChange = "sagabridge.idempotency-key-digest"
 
 // maxKeptKey is the longest idempotency key remembered as it is; a longer
-// one is remembered by its digest (57 bytes).
+// one is remembered by its digest (50 bytes).
 const maxKeptKey = 64
 
 // rememberedKey is how a key is remembered and carried: as it is when it is

@@ -112,6 +112,9 @@ func (c *command) redrive(ctx context.Context, args []string) int {
 	thisRun := map[string]string{} // RecordID to the entry of this run that redrives it
 	for _, e := range entries {
 		if err := ctx.Err(); err != nil {
+			if *dryRun {
+				return c.Fail(fmt.Errorf("stopped before %d@%d (a dry run: nothing was redriven): %w", e.Partition, e.Offset, err))
+			}
 			return c.Fail(fmt.Errorf("stopped before %d@%d: %d redriven before it (each recorded; run it again for the rest, which refuses those as already redriven): %w",
 				e.Partition, e.Offset, redriven, err))
 		}

@@ -370,8 +370,10 @@ func delta(m Move) string {
 	switch d := m.To - from; {
 	case m.From == noOffset:
 		return "first commit"
+	case d == 0 && m.Outside:
+		return fmt.Sprintf("commits %d, where the bridge would resume anyway (committed %d is outside the log)", m.To, m.From)
 	case d == 0:
-		return "unchanged" + where
+		return "unchanged"
 	case d > 0:
 		return fmt.Sprintf("skips %d offset(s)", d) + where
 	default:

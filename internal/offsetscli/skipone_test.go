@@ -144,7 +144,7 @@ func TestAMoveFromAnOffsetOutsideTheLogCountsFromWhereTheBridgeResumes(t *testin
 	for _, tc := range []struct{ initial, to, want string }{
 		{"oldest", "10", "skips 10 offset(s) from 0, where the bridge would resume"},
 		{"newest", "4", "re-reads 6 offset(s) from 10, where the bridge would resume"},
-		{"oldest", "0", "unchanged from 0, where the bridge would resume"},
+		{"oldest", "0", "commits 0, where the bridge would resume anyway"},
 	} {
 		code, stdout, stderr := runOffsetsEnv([]string{"SAGABRIDGE_KAFKA_INITIAL_OFFSET=" + tc.initial},
 			"move", "-brokers", c.ListenAddrs()[0], "-group", "g", "-topic", "orders", "-partition", "0", "--to-offset", tc.to, "-dry-run")
