@@ -63,7 +63,7 @@ func (b *Bridge) queryApplied(ctx context.Context, target Target) (applied event
 	})
 	if err != nil {
 		if ctx.Err() == nil {
-			b.log.Debug("cannot ask a workflow what it applied; asking again", "task_queue", target.TaskQueue, "err", err)
+			b.log.Debug("cannot ask a workflow what it applied; asking again", "workflow_id", target.WorkflowID, "task_queue", target.TaskQueue, "err", err)
 		}
 		return nil, nil, err
 	}

@@ -118,3 +118,31 @@ func lineWith(logged, msg string) string {
 	}
 	return ""
 }
+
+// unreachableQuery fails every question of what a workflow applied, as
+// the Temporal seam does: its error names the workflow.
+type unreachableQuery struct{ fakeTemporal }
+
+func (*unreachableQuery) AppliedWatermarks(_ context.Context, id string) (event.Watermarks, error) {
+	return nil, fmt.Errorf("query %s of %s: %w", event.AppliedQuery, id, serviceerror.NewUnavailable("connection refused"))
+}
+
+// The debug line of a question that failed logged its error, which names
+// the workflow, without the workflow_id attribute the redactor learns IDs
+// from: with log.redact_keys on, the key was in clear.
+func TestAFailedQuestionsLogKeepsTheKeyOut(t *testing.T) {
+	var w syncWriter
+	b, err := New(config.Config{
+		Kafka:    config.Kafka{Brokers: []string{"b:9092"}, Group: "g"},
+		Dispatch: config.Dispatch{WorkflowWindowRecords: 10, RetryInitial: time.Millisecond, RetryMax: 5 * time.Millisecond},
+		Log:      config.Log{RedactKeys: true},
+		Routes:   []config.Route{{Topic: "orders", TypeHeader: "event-type", WorkflowType: "O", WorkflowID: "order-{key}", TaskQueue: "q"}},
+	}, Deps{Temporal: &unreachableQuery{}, DeadLetters: &fakeDLQ{},
+		Logger: slog.New(slog.NewJSONHandler(&w, &slog.HandlerOptions{Level: slog.LevelDebug}))})
+	require.NoError(t, err)
+	_, _, qerr := b.queryApplied(context.Background(), Target{WorkflowID: "order-secret-42", WorkflowType: "O", TaskQueue: "q"})
+	require.Error(t, qerr)
+	logged := w.String()
+	require.Contains(t, logged, "cannot ask a workflow what it applied")
+	assert.NotContains(t, logged, "secret-42")
+}
