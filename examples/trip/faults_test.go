@@ -2,6 +2,7 @@ package trip
 
 import (
 	"context"
+	"errors"
 	"testing"
 	"time"
 
@@ -11,6 +12,7 @@ import (
 	"go.temporal.io/sdk/temporal"
 	"go.temporal.io/sdk/testsuite"
 
+	"github.com/sagabridge/sagabridge/activities"
 	"github.com/sagabridge/sagabridge/event"
 )
 
@@ -102,5 +104,39 @@ func TestATripCancelledWhileBookingEndsCancelled(t *testing.T) {
 	assert.Equal(t, StatusCancelled, st.Status)
 	assert.ElementsMatch(t, []string{"Cancelflight", "Cancelhotel"}, names(st.Compensations))
 	assert.NotContains(t, st.State.Bookings, "car", "a cancelled trip booked on")
+	assert.Empty(t, s.World.Booked(), "a booking is held on a cancelled trip")
+}
+
+// The car service is down, its retries run out, and the trip is cancelled
+// (temporal workflow cancel) while its record goes to the DLQ (Kafka
+// slow). The DLQ write was cancelled with the handler and the trip failed
+// compensated, its record in the DLQ or not; the write now finishes, and
+// the trip ends cancelled.
+func TestATripCancelledWhileItsRecordIsDeadLetteredEndsCancelled(t *testing.T) {
+	s := NewServices()
+	s.World.Break("car")
+	env, dl := tripEnv(s)
+	writes := 0
+	env.OnActivity(dl.DeadLetter, mock.Anything, mock.Anything).Return(func(context.Context, activities.DeadLetterInput) error {
+		if writes++; writes == 1 {
+			env.CancelWorkflow()
+			return errors.New("kafka: leader not available") // retried
+		}
+		return nil
+	})
+	env.RegisterDelayedCallback(func() {
+		env.SignalWorkflow(Signal, event.Batch{Events: []event.Envelope{bookTrip(0, offers)}})
+	}, time.Second)
+	env.ExecuteWorkflow(WorkflowType)
+	require.True(t, env.IsWorkflowCompleted())
+	var canceled *temporal.CanceledError
+	require.ErrorAs(t, env.GetWorkflowError(), &canceled, "the trip's workflow reports itself cancelled")
+	v, err := env.QueryWorkflow(QueryState)
+	require.NoError(t, err)
+	var st State
+	require.NoError(t, v.Get(&st))
+	assert.Equal(t, StatusCancelled, st.Status)
+	assert.True(t, st.State.DeadLettered, "the record reached the DLQ: %s", st.LastError)
+	assert.Equal(t, 2, writes)
 	assert.Empty(t, s.World.Booked(), "a booking is held on a cancelled trip")
 }

@@ -143,10 +143,22 @@ func book(c *workflows.Ctx[Trip], b BookTripEvent) error {
 		if err != nil {
 			failure := fmt.Errorf("book %s: %w", step.service, err)
 			if workflows.RetriesExhausted(err) {
-				if dlErr := workflows.DeadLetter(c, c.Event, err, MaxAttempts); dlErr != nil {
+				// A cancel that comes while the record goes to the DLQ
+				// lets the write finish (the operator may redrive it),
+				// then ends the trip cancelled. Trips recorded before
+				// cancelled the write with the handler.
+				dlCtx := workflow.Context(c)
+				throughCancel := before && workflow.GetVersion(c, "trip.dead-letter-through-cancel", workflow.DefaultVersion, 1) >= 1
+				if throughCancel {
+					dlCtx, _ = workflow.NewDisconnectedContext(c)
+				}
+				if dlErr := workflows.DeadLetter(dlCtx, c.Event, err, MaxAttempts); dlErr != nil {
 					failure = fmt.Errorf("%w; %w", failure, dlErr)
 				} else {
 					c.State.DeadLettered = true
+				}
+				if throughCancel && c.CancelRequested() {
+					return nil
 				}
 			}
 			return c.Fail(StatusCompensated, errors.New(failure.Error())) // the whole text, not only the activity's cause
