@@ -256,7 +256,10 @@ func chargeAndShip(c *workflows.Ctx[OrderData], p PaymentAuthorizedEvent) error 
 	return nil
 }
 
-// validateCancel accepts a cancel update only for an order not yet paid.
+// validateCancel accepts a cancel update for an order that is new or open.
+// An open order may be charging or shipping (its status stays open until
+// it completes): the update is then accepted, waits for the saga's handler
+// to finish, and is answered AlreadyDone if the order completed meanwhile.
 func validateCancel(st State, in CancelRequest) error {
 	if in.Reason == "" {
 		return errors.New("cancel: reason is required")
