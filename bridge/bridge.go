@@ -19,6 +19,7 @@ import (
 	"github.com/sagabridge/sagabridge/config"
 	"github.com/sagabridge/sagabridge/dlq"
 	"github.com/sagabridge/sagabridge/internal/connect"
+	"github.com/sagabridge/sagabridge/internal/topicid"
 )
 
 // Deps are the bridge's connections to the outside world. The bridge does
@@ -295,6 +296,10 @@ func (b *Bridge) runGroup(ctx context.Context, group sarama.ConsumerGroup) error
 		defer close(errsDone)
 		for err := range group.Errors() {
 			b.log.Warn("consumer group error", "group", b.cfg.Kafka.Group, "err", err)
+			var ce *sarama.ConsumerError
+			if errors.As(err, &ce) && errors.Is(ce.Err, sarama.ErrUnknownTopicOrPartition) {
+				b.topicGone(ce.Topic, ce.Partition, "", "a fetch answered UNKNOWN_TOPIC_OR_PARTITION")
+			}
 		}
 	}()
 	b.checkAccess(ctx)
@@ -353,14 +358,42 @@ func (b *Bridge) watchLogEnds(ctx context.Context) {
 
 // readLogEnds reads each claimed partition's log-end offset and, for a
 // partition at rest short of it, whether anything is left to deliver
-// (flow.settle).
+// (flow.settle); and the claimed topics' IDs, ending the claims of one
+// whose ID changed (topicGone): deleted and created again between two
+// fetches, without an error to say so.
 func (b *Bridge) readLogEnds() {
-	for _, f := range b.pressure.claimed() {
+	claimed := b.pressure.claimed()
+	if b.client != nil {
+		b.checkClaimedTopicIDs(claimed)
+	}
+	for _, f := range claimed {
 		if end, err := b.newest(f.topic, f.partition); err == nil {
 			f.logEnd.Store(end)
 			if b.client != nil {
 				f.settle(b.client, end)
 			}
+		}
+	}
+}
+
+// checkClaimedTopicIDs reads the IDs of the topics flows read and ends
+// the claims that read one under another ID.
+func (b *Bridge) checkClaimedTopicIDs(flows []*flow) {
+	var topics []string
+	for _, f := range flows {
+		if f.topicID != "" && !slices.Contains(topics, f.topic) {
+			topics = append(topics, f.topic)
+		}
+	}
+	if len(topics) == 0 {
+		return
+	}
+	// A topic it cannot read now (deleted) is left out, and read again
+	// in 2 s.
+	now, _ := topicid.Lookup(b.client, topics)
+	for _, f := range flows {
+		if cur, ok := now[f.topic]; ok && f.topicID != "" && cur != f.topicID {
+			b.topicGone(f.topic, f.partition, f.topicID, "its topic ID changed")
 		}
 	}
 }

@@ -100,6 +100,10 @@ type flow struct {
 	// committer commits the offset and the DLQ records in transactions
 	// (dlq.transactional); nil when sarama's offset manager commits.
 	committer *txnCommitter
+	// gone is set when the partition's topic was deleted (and perhaps
+	// created again) under the claim (topicGone): nothing it reads or
+	// finishes from then on is marked, and the claim ends.
+	gone *atomic.Bool
 }
 
 // newFlow sets up a claimed partition; with dlq.transactional it creates
@@ -139,7 +143,14 @@ func (b *Bridge) newFlow(s sarama.ConsumerGroupSession, claim sarama.ConsumerGro
 		mark = committer.advance
 	}
 	commit := mark
-	mark = func(next int64) { b.marked.mark(topic, partition, next); commit(next) }
+	gone := new(atomic.Bool)
+	mark = func(next int64) {
+		if gone.Load() {
+			return
+		}
+		b.marked.mark(topic, partition, next)
+		commit(next)
+	}
 	start := claim.InitialOffset()
 	if start == sarama.OffsetOldest && b.client != nil {
 		start = b.replaceStaleOffset(topic, partition, mark)
@@ -151,7 +162,28 @@ func (b *Bridge) newFlow(s sarama.ConsumerGroupSession, claim sarama.ConsumerGro
 		hwm:       claim.HighWaterMarkOffset,
 		pressure:  b.pressure,
 		committer: committer,
+		gone:      gone,
 	}, nil
+}
+
+// topicGone ends the claims of topic's partitions (all of them, or the
+// one partition when partition is not -1) that read it under id (any ID
+// when id is empty): the topic was deleted, and perhaps created again,
+// under them. A claim reads on at its offset after the partition comes
+// back, which in a topic created again skips the records below it and
+// sends the others under the old topic's ID; nothing it finishes from
+// now on is marked, and ending the claim ends the session (sarama), so
+// that the next reads the topic's new ID and the group's offset, which
+// Kafka deleted with the topic.
+func (b *Bridge) topicGone(topic string, partition int32, id, why string) {
+	for _, f := range b.pressure.claimed() {
+		if f.topic != topic || (partition >= 0 && f.partition != partition) || (id != "" && f.topicID != id) || f.gone.Swap(true) {
+			continue
+		}
+		b.log.Warn("the topic was deleted under a claim of it: the claim ends without marking more, and the group joins again",
+			"topic", topic, "partition", f.partition, "topic_id", f.topicID, "why", why)
+		f.cancel()
+	}
 }
 
 // replaceStaleOffset is for a claim sarama started at the log start: when

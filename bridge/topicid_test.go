@@ -3,13 +3,21 @@ package bridge
 import (
 	"context"
 	"errors"
+	"fmt"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/IBM/sarama"
+	"github.com/sagabridge/sagabridge/config"
+	"github.com/sagabridge/sagabridge/dlq"
+	"github.com/sagabridge/sagabridge/internal/topicid"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+	"github.com/twmb/franz-go/pkg/kerr"
+	"github.com/twmb/franz-go/pkg/kfake"
+	"github.com/twmb/franz-go/pkg/kmsg"
 )
 
 // genSession is a session of one generation, with its claims.
@@ -162,4 +170,151 @@ func TestAClaimWaitingForItsTopicIDLetsGoWhenRevokedAndLosesNothing(t *testing.T
 		close(ch)
 		<-done
 	})
+}
+
+// A topic deleted and created again while a claim of it runs (no new
+// generation): the claim's next fetch at its offset N, once the new log
+// reached it, read on from there, so the new topic's records below N were
+// never delivered, those from N on went under the old topic's ID, and the
+// group committed past them (20 of 30 lost, 10 under the old ID). While
+// the topic is deleted its leader answers fetches with
+// UNKNOWN_TOPIC_OR_PARTITION, and sarama's partition consumer retries
+// after Consumer.Retry.Backoff (2 s); here the topic is created again and
+// written meanwhile.
+func TestATopicCreatedAgainUnderARunningClaimLosesNothing(t *testing.T) {
+	cluster, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.SeedTopics(1, "orders", "orders"+dlq.DefaultSuffix))
+	require.NoError(t, err)
+	t.Cleanup(cluster.Close)
+	produce := func(from, to int64) {
+		pc := sarama.NewConfig()
+		pc.Producer.Return.Successes = true
+		p, err := sarama.NewSyncProducer(cluster.ListenAddrs(), pc)
+		require.NoError(t, err)
+		defer p.Close()
+		for o := from; o < to; o++ {
+			_, off, err := p.SendMessage(&sarama.ProducerMessage{Topic: "orders",
+				Key: sarama.StringEncoder(fmt.Sprintf("k%d", o)), Value: sarama.StringEncoder(`{}`),
+				Headers: []sarama.RecordHeader{{Key: []byte("event-type"), Value: []byte("E")}}})
+			require.NoError(t, err)
+			require.Equal(t, o, off)
+		}
+	}
+	produce(0, 20)
+	cfg := config.Config{
+		Kafka:        config.Kafka{Brokers: cluster.ListenAddrs(), Group: "g"},
+		Dispatch:     config.Dispatch{RetryInitial: time.Millisecond, RetryMax: 5 * time.Millisecond, DrainTimeout: 100 * time.Millisecond},
+		Backpressure: config.Backpressure{Backlog: config.Backlog{Disabled: true}},
+		Routes:       []config.Route{{Topic: "orders", TypeHeader: "event-type", WorkflowType: "O", WorkflowID: "order-{key}", TaskQueue: "q"}},
+	}.WithDefaults()
+	tc := &fakeTemporal{}
+	b, err := New(cfg, Deps{Temporal: tc, DeadLetters: &fakeDLQ{}, Logger: quiet()})
+	require.NoError(t, err)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- b.Run(ctx) }()
+	require.Eventually(t, func() bool { return tc.acceptedFrom(1, 0, 20) }, time.Minute, 20*time.Millisecond)
+	c, err := sarama.NewClient(cluster.ListenAddrs(), sarama.NewConfig())
+	require.NoError(t, err)
+	defer c.Close()
+	require.Eventually(t, func() bool { // committed
+		committed, _, err := fetchCommitted(c, config.Kafka{Group: "g"}, map[string][]int32{"orders": {0}})
+		return err == nil && committed["orders"][0] == 20
+	}, time.Minute, 20*time.Millisecond)
+	tc.mu.Lock()
+	oldID := tc.accepted[0].TopicID
+	tc.mu.Unlock()
+
+	// While the topic is deleted, its leader answers fetches with
+	// UNKNOWN_TOPIC_OR_PARTITION, and sarama's partition consumer retries
+	// after Consumer.Retry.Backoff (2 s); the topic is created again and
+	// written meanwhile.
+	var hold atomic.Bool
+	hold.Store(true)
+	cluster.ControlKey(int16(kmsg.Fetch), func(kr kmsg.Request) (kmsg.Response, error, bool) {
+		cluster.KeepControl()
+		if !hold.Load() {
+			return nil, nil, false
+		}
+		req := kr.(*kmsg.FetchRequest)
+		resp := req.ResponseKind().(*kmsg.FetchResponse)
+		for _, rt := range req.Topics {
+			st := kmsg.NewFetchResponseTopic()
+			st.Topic, st.TopicID = rt.Topic, rt.TopicID
+			for _, rp := range rt.Partitions {
+				sp := kmsg.NewFetchResponseTopicPartition()
+				sp.Partition = rp.Partition
+				sp.ErrorCode = kerr.UnknownTopicOrPartition.Code
+				st.Partitions = append(st.Partitions, sp)
+			}
+			resp.Topics = append(resp.Topics, st)
+		}
+		return resp, nil, true
+	})
+	require.NoError(t, cluster.DeleteTopic("orders"))
+	require.NoError(t, cluster.CreateTopic("orders", 1, nil))
+	produce(0, 30)
+	hold.Store(false)
+
+	got := func() map[int64]string {
+		tc.mu.Lock()
+		defer tc.mu.Unlock()
+		out := map[int64]string{}
+		for _, e := range tc.accepted[20:] {
+			out[e.Offset] = e.TopicID
+		}
+		return out
+	}
+	assert.Eventually(t, func() bool { return len(got()) >= 30 }, 30*time.Second, 50*time.Millisecond, "the new topic's 30 records")
+	cancel()
+	<-done
+	g := got()
+	var missing []int64
+	for o := int64(0); o < 30; o++ {
+		if _, ok := g[o]; !ok {
+			missing = append(missing, o)
+		}
+	}
+	stale := 0
+	for _, id := range g {
+		if id == oldID {
+			stale++
+		}
+	}
+	t.Logf("old topic ID %s; new topic's records delivered: %d; with the old ID: %d", oldID, len(g), stale)
+	assert.Empty(t, missing, "offsets of the new topic never delivered")
+	assert.Zero(t, stale, "records of the new topic delivered under the old topic's ID")
+}
+
+// A topic deleted and created again between two fetches gives the claim
+// no error to see: the IDs read every 2 s end the claims that read the
+// topic under its old ID, and those alone.
+func TestAClaimOfATopicWhoseIDChangedEnds(t *testing.T) {
+	cluster, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.SeedTopics(2, "orders"))
+	require.NoError(t, err)
+	t.Cleanup(cluster.Close)
+	b, err := New(config.Config{
+		Kafka:  config.Kafka{Brokers: cluster.ListenAddrs(), Group: "g"},
+		Routes: []config.Route{{Topic: "orders", TypeHeader: "event-type", WorkflowType: "O", WorkflowID: "order-{key}", TaskQueue: "q"}},
+	}.WithDefaults(), Deps{Temporal: &fakeTemporal{}, DeadLetters: &fakeDLQ{}, Logger: quiet()})
+	require.NoError(t, err)
+	b.client, err = sarama.NewClient(cluster.ListenAddrs(), sarama.NewConfig())
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = b.client.Close() })
+	ids, err := topicid.Lookup(b.client, []string{"orders"})
+	require.NoError(t, err)
+	require.NotEmpty(t, ids["orders"], "kfake serves topic IDs")
+	claim := func(partition int32, id string) *flow {
+		ctx, cancel := context.WithCancel(context.Background())
+		t.Cleanup(cancel)
+		f := &flow{topic: "orders", partition: partition, topicID: id, ctx: ctx, cancel: cancel, gone: new(atomic.Bool), pressure: b.pressure}
+		b.pressure.register(f)
+		return f
+	}
+	stale, current := claim(0, "the-old-topics-id"), claim(1, ids["orders"])
+
+	b.checkClaimedTopicIDs(b.pressure.claimed())
+	assert.True(t, stale.gone.Load(), "the claim under the old ID marks no more")
+	assert.Error(t, stale.ctx.Err(), "the claim under the old ID ends")
+	assert.False(t, current.gone.Load())
+	assert.NoError(t, current.ctx.Err())
 }
