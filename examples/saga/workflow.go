@@ -102,8 +102,17 @@ func orderEntity() *workflows.Entity[OrderData] {
 	return en
 }
 
-// need rejects an event that needs the order in status want.
+// need rejects an event that needs the order in status want, and holds
+// one that needs it open and came before its OrderPlaced (from another
+// producer): the record waits, listed in the state's held, and is handed
+// to its handler again once the order is placed. Orders recorded before
+// rejected it; GetVersion (asked only for such a record) keeps their
+// histories replaying.
 func need(c *workflows.Ctx[OrderData], want Status) error {
+	if want == StatusOpen && c.Status() == StatusNew &&
+		workflow.GetVersion(c, "saga.hold-before-placed", workflow.DefaultVersion, 1) >= 1 {
+		return c.Hold("waiting for " + OrderPlaced)
+	}
 	if c.Status() != want {
 		return fmt.Errorf("%s needs status %s, order is %s", c.Event.Type, want, c.Status())
 	}

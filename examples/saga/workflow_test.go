@@ -203,18 +203,53 @@ func TestEveryFailurePointCompensatesWhatWasDone(t *testing.T) {
 func TestRecordsOutOfStatusAreRejectedWithTheReason(t *testing.T) {
 	st, _ := run(t, NewActivities(),
 		[]event.Envelope{
-			envelope(1, ItemAdded, `{"sku":"B","qty":1}`), // before OrderPlaced
 			envelope(2, OrderPlaced, placed),
 			envelope(3, OrderPlaced, placed),                   // placed twice (a new offset: not a redelivery)
 			envelope(4, PaymentAuthorized, `{"payment_id":7}`), // valid JSON of the wrong shape
 			envelope(5, PaymentAuthorized, `{"payment_id":"p","card":"visa"}`),
 		})
 	assert.Equal(t, StatusCompleted, st.Status)
-	require.Len(t, st.Rejected, 3)
-	assert.Equal(t, "ItemAdded needs status open, order is new", st.Rejected[0].Reason)
-	assert.Equal(t, "OrderPlaced needs status new, order is open", st.Rejected[1].Reason)
-	assert.Contains(t, st.Rejected[2].Reason, "decode PaymentAuthorized event at orders/0@4")
+	require.Len(t, st.Rejected, 2)
+	assert.Equal(t, "OrderPlaced needs status new, order is open", st.Rejected[0].Reason)
+	assert.Contains(t, st.Rejected[1].Reason, "decode PaymentAuthorized event at orders/0@4")
 	assert.Equal(t, []string{"ReserveInventory:A", "ChargePayment", "ShipOrder"}, st.CompletedSteps)
+}
+
+// Records that come before their order's OrderPlaced (another producer's,
+// on the same partition) wait for it: they were rejected, and the order
+// shipped without the line added first, charged for the rest.
+func TestRecordsBeforeTheOrderIsPlacedWaitForIt(t *testing.T) {
+	acts := NewActivities()
+	st, _ := run(t, acts,
+		[]event.Envelope{
+			envelope(1, ItemAdded, `{"sku":"B","qty":1,"amount_cents":50}`),
+			envelope(2, PaymentAuthorized, `{"payment_id":"p","card":"visa"}`),
+		},
+		[]event.Envelope{envelope(3, OrderPlaced, placed)})
+	assert.Equal(t, StatusCompleted, st.Status)
+	assert.Empty(t, st.Rejected)
+	assert.Empty(t, st.Held)
+	assert.Equal(t, int64(150), st.State.AmountCents)
+	assert.Equal(t, []string{"ReserveInventory:A", "ReserveInventory:B", "ChargePayment", "ShipOrder"}, st.CompletedSteps)
+}
+
+// An order recorded before its records waited for OrderPlaced rejected
+// them, and replays so.
+func TestAnOrderRecordedBeforeRecordsWaitedRejectsThem(t *testing.T) {
+	env := newEnv(NewActivities())
+	env.OnGetVersion("saga.hold-before-placed", workflow.DefaultVersion, 1).Return(workflow.DefaultVersion)
+	env.RegisterDelayedCallback(func() {
+		env.SignalWorkflow(Signal, event.Batch{Events: []event.Envelope{
+			envelope(1, ItemAdded, `{"sku":"B","qty":1,"amount_cents":50}`), envelope(2, OrderPlaced, placed),
+			envelope(3, PaymentAuthorized, `{"payment_id":"p","card":"visa"}`),
+		}})
+	}, time.Second)
+	env.ExecuteWorkflow(WorkflowType)
+	require.True(t, env.IsWorkflowCompleted())
+	var st State
+	require.NoError(t, env.GetWorkflowResult(&st))
+	require.Len(t, st.Rejected, 1)
+	assert.Equal(t, "ItemAdded needs status open, order is new", st.Rejected[0].Reason)
 }
 
 // update sends the cancel update at the given workflow time and records
