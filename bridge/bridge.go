@@ -296,10 +296,6 @@ func (b *Bridge) runGroup(ctx context.Context, group sarama.ConsumerGroup) error
 		defer close(errsDone)
 		for err := range group.Errors() {
 			b.log.Warn("consumer group error", "group", b.cfg.Kafka.Group, "err", err)
-			var ce *sarama.ConsumerError
-			if errors.As(err, &ce) && errors.Is(ce.Err, sarama.ErrUnknownTopicOrPartition) {
-				b.topicGone(ce.Topic, ce.Partition, "", "a fetch answered UNKNOWN_TOPIC_OR_PARTITION")
-			}
 		}
 	}()
 	b.checkAccess(ctx)
@@ -359,8 +355,10 @@ func (b *Bridge) watchLogEnds(ctx context.Context) {
 // readLogEnds reads each claimed partition's log-end offset and, for a
 // partition at rest short of it, whether anything is left to deliver
 // (flow.settle); and the claimed topics' IDs, ending the claims of one
-// whose ID changed (topicGone): deleted and created again between two
-// fetches, without an error to say so.
+// whose ID changed (topicGone): deleted and created again under them.
+// (sarama's partition consumer retries a fetch that finds the topic
+// gone in silence, every Consumer.Retry.Backoff, and reads on at its
+// offset once the topic is back.)
 func (b *Bridge) readLogEnds() {
 	claimed := b.pressure.claimed()
 	if b.client != nil {
@@ -388,9 +386,14 @@ func (b *Bridge) checkClaimedTopicIDs(flows []*flow) {
 	if len(topics) == 0 {
 		return
 	}
-	// A topic it cannot read now (deleted) is left out, and read again
-	// in 2 s.
-	now, _ := topicid.Lookup(b.client, topics)
+	// A topic it cannot read now (deleted, and not yet created again) is
+	// left out and read again in 2 s; its claims go on (ending them would
+	// end the session, and a new one cannot start while a routed topic is
+	// missing: every route would stop).
+	now, err := topicid.Lookup(b.client, topics)
+	if err != nil {
+		b.log.Debug("cannot read the claimed topics' IDs; reading them again in 2 s", "topics", topics, "err", err)
+	}
 	for _, f := range flows {
 		if cur, ok := now[f.topic]; ok && f.topicID != "" && cur != f.topicID {
 			b.topicGone(f.topic, f.partition, f.topicID, "its topic ID changed")

@@ -168,13 +168,14 @@ func (b *Bridge) newFlow(s sarama.ConsumerGroupSession, claim sarama.ConsumerGro
 
 // topicGone ends the claims of topic's partitions (all of them, or the
 // one partition when partition is not -1) that read it under id (any ID
-// when id is empty): the topic was deleted, and perhaps created again,
-// under them. A claim reads on at its offset after the partition comes
-// back, which in a topic created again skips the records below it and
-// sends the others under the old topic's ID; nothing it finishes from
-// now on is marked, and ending the claim ends the session (sarama), so
-// that the next reads the topic's new ID and the group's offset, which
-// Kafka deleted with the topic.
+// when id is empty): the topic was deleted and created again under them.
+// A claim reads on at its offset once the partition is back, which in the
+// new topic skips the records below it and sends the others under the old
+// topic's ID; nothing it finishes from now on is marked, and ending the
+// claim ends the session (sarama), so that the next reads the topic's new
+// ID and the group's offset, which Kafka deleted with the topic. What it
+// marked before and was not yet committed may still be committed to the
+// new topic (README, "Delivery guarantees").
 func (b *Bridge) topicGone(topic string, partition int32, id, why string) {
 	for _, f := range b.pressure.claimed() {
 		if f.topic != topic || (partition >= 0 && f.partition != partition) || (id != "" && f.topicID != id) || f.gone.Swap(true) {
