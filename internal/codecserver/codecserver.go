@@ -276,7 +276,13 @@ func skipValue(dec *json.Decoder) error {
 	return nil
 }
 
-// skipRest reads the rest of the array or object opened by d.
+// maxDepth bounds how deep a request's JSON nests: a payload is two
+// levels below its list (an object, its metadata map). The decoder keeps
+// a frame per level: 4 MiB of [[[[... cost 113 MiB.
+const maxDepth = 32
+
+// skipRest reads the rest of the array or object opened by d, refusing
+// one nested deeper than maxDepth.
 func skipRest(dec *json.Decoder, d json.Delim) error {
 	if d != '{' && d != '[' {
 		return fmt.Errorf("unexpected %v", d)
@@ -288,7 +294,9 @@ func skipRest(dec *json.Decoder, d json.Delim) error {
 		}
 		switch t {
 		case json.Delim('{'), json.Delim('['):
-			depth++
+			if depth++; depth > maxDepth {
+				return fmt.Errorf("nested deeper than %d", maxDepth)
+			}
 		case json.Delim('}'), json.Delim(']'):
 			depth--
 		}

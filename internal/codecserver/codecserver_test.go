@@ -337,6 +337,9 @@ func TestManyPayloadsUnderTheSizeLimitAreRefusedBeforeTheyAreParsed(t *testing.T
 		{"a number last", `{"payloads":[` + items + `,1]}`, http.StatusRequestEntityTooLarge},
 		{"text after the object", `{"payloads":[` + items + `]} x`, http.StatusBadRequest},
 		{"not closed", `{"payloads":[` + items, http.StatusBadRequest},
+		// The decoder keeps a frame per level: 113 MiB for 4 MiB of these.
+		{"nested", `{"x":` + strings.Repeat("[", n*3/2) + strings.Repeat("]", n*3/2) + `}`, http.StatusBadRequest},
+		{"nested in the list", `{"payloads":[` + strings.Repeat("[", n*3/2) + strings.Repeat("]", n*3/2) + `]}`, http.StatusBadRequest},
 	} {
 		for _, path := range []string{"/decode", "/encode"} {
 			want := c.status
