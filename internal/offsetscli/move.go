@@ -1,6 +1,7 @@
 package offsetscli
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -118,7 +119,10 @@ func (c *command) move(ctx context.Context, args []string) int {
 	// planned on its earlier log.
 	ids, err := topicid.Lookup(k.client, t.topicList)
 	if err != nil {
-		return c.Fail(err)
+		if !f.dryRun {
+			return c.Fail(fmt.Errorf("read the topics' IDs, to check that none is deleted and created again during the move: %w; nothing committed", err))
+		}
+		fmt.Fprintf(c.stderr, "bridge offsets move: warning: cannot read the topics' IDs (%v); the move would refuse to start\n", err)
 	}
 	moves, err := c.plan(ctx, k, mode, f, parts, g.movable(), t.startOldest)
 	if err != nil {
@@ -137,8 +141,8 @@ func (c *command) move(ctx context.Context, args []string) int {
 	// whose answer was lost, may have been applied, and a move reported
 	// as not made would be made again by the next --skip-one.
 	todo := changed(moves)
-	if err := recreated(k.client, ids); err != nil {
-		return c.Fail(fmt.Errorf("%w; nothing committed: run the move again", err))
+	if changed, err := recreated(k.client, ids); changed != nil || err != nil {
+		return c.Fail(fmt.Errorf("%w; nothing committed: run the move again", cmp.Or(changed, err)))
 	}
 	refused, cerr := k.commit(ctx, todo)
 	// Read back even when interrupted (Ctrl-C during the commit): whether
@@ -175,10 +179,12 @@ func (c *command) move(ctx context.Context, args []string) int {
 		notMoved[p] = why
 	}
 	writeMoves(c.stdout, moves, false, notMoved)
-	if err := recreated(k.client, ids); err != nil {
+	if changed, err := recreated(k.client, ids); changed != nil {
 		// The commit (by topic name: Kafka's OffsetCommit carries no topic
 		// ID) may have landed on the new topic.
-		return c.Fail(fmt.Errorf("%w while the offsets were committed: those read back above were planned on its earlier log and may not fit the new one; check with `bridge offsets show` and move again", err))
+		return c.Fail(fmt.Errorf("%w while the offsets were committed: those read back above were planned on its earlier log and may not fit the new one; check with `bridge offsets show` and move again", changed))
+	} else if err != nil { // the move's outcome is what was read back
+		fmt.Fprintf(c.stderr, "bridge offsets move: warning: %v, to check that no topic was deleted and created again during the move; the offsets read back above are the move's outcome\n", err)
 	}
 	var whys []error
 	for _, m := range todo {
@@ -200,17 +206,18 @@ func (c *command) move(ctx context.Context, args []string) int {
 	}
 }
 
-// recreated returns an error naming the topics whose ID is no longer the
-// one in ids (deleted and created again); nil when none is, or when the
-// broker serves no IDs.
-func recreated(client sarama.Client, ids map[string]string) error {
+// recreated returns changed, an error naming the topics whose ID is no
+// longer the one in ids (deleted and created again), or err when the IDs
+// cannot be read again; both nil when none changed, or when the broker
+// serves no IDs.
+func recreated(client sarama.Client, ids map[string]string) (changed, err error) {
 	if len(ids) == 0 {
-		return nil
+		return nil, nil
 	}
 	topics := slices.Sorted(maps.Keys(ids))
 	now, err := topicid.Lookup(client, topics)
 	if err != nil {
-		return fmt.Errorf("read the topics' IDs again: %w", err)
+		return nil, fmt.Errorf("cannot read the topics' IDs again: %w", err)
 	}
 	var errs []error
 	for _, topic := range topics {
@@ -218,7 +225,7 @@ func recreated(client sarama.Client, ids map[string]string) error {
 			errs = append(errs, fmt.Errorf("topic %s was deleted and created again during the move (ID %s, now %q)", topic, ids[topic], now[topic]))
 		}
 	}
-	return errors.Join(errs...)
+	return errors.Join(errs...), nil
 }
 
 // readBackTimeout bounds the read-back of a move that was interrupted.
