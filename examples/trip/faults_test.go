@@ -140,3 +140,39 @@ func TestATripCancelledWhileItsRecordIsDeadLetteredEndsCancelled(t *testing.T) {
 	assert.Equal(t, 2, writes)
 	assert.Empty(t, s.World.Booked(), "a booking is held on a cancelled trip")
 }
+
+// The same cancel with Kafka down for good: the write goes on for
+// CancelGrace, then it is cancelled and the trip ends cancelled, its
+// bookings released (review: the write retried for ever, the trip's
+// bookings held).
+func TestATripCancelledWhileKafkaIsDownEndsCancelledAfterTheGrace(t *testing.T) {
+	s := NewServices()
+	s.World.Break("car")
+	env, dl := tripEnv(s)
+	writes := 0
+	var cancelledAt, lastWrite time.Time
+	env.OnActivity(dl.DeadLetter, mock.Anything, mock.Anything).Return(func(context.Context, activities.DeadLetterInput) error {
+		lastWrite = env.Now()
+		if writes++; writes == 1 {
+			cancelledAt = env.Now()
+			env.CancelWorkflow()
+		}
+		return errors.New("kafka: leader not available")
+	})
+	env.RegisterDelayedCallback(func() {
+		env.SignalWorkflow(Signal, event.Batch{Events: []event.Envelope{bookTrip(0, offers)}})
+	}, time.Second)
+	env.ExecuteWorkflow(WorkflowType)
+	require.True(t, env.IsWorkflowCompleted())
+	var canceled *temporal.CanceledError
+	require.ErrorAs(t, env.GetWorkflowError(), &canceled, "the trip's workflow reports itself cancelled")
+	v, err := env.QueryWorkflow(QueryState)
+	require.NoError(t, err)
+	var st State
+	require.NoError(t, v.Get(&st))
+	assert.Equal(t, StatusCancelled, st.Status)
+	assert.False(t, st.State.DeadLettered)
+	assert.Greater(t, writes, 1, "the write went on after the cancel")
+	assert.LessOrEqual(t, lastWrite.Sub(cancelledAt), CancelGrace, "the write went on past the grace (%d tries)", writes)
+	assert.Empty(t, s.World.Booked(), "a booking is held on a cancelled trip")
+}

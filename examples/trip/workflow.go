@@ -42,6 +42,10 @@ const (
 	// MaxAttempts is each booking's retry policy; a booking that fails this
 	// often is dead-lettered.
 	MaxAttempts = 3
+	// CancelGrace is how long a trip cancelled while its record goes to the
+	// DLQ lets the write go on before it cancels it: Kafka down for good
+	// must not hold a cancelled trip's bookings.
+	CancelGrace = time.Minute
 )
 
 // Status is where a trip stands.
@@ -147,12 +151,12 @@ func book(c *workflows.Ctx[Trip], b BookTripEvent) error {
 				// lets the write finish (the operator may redrive it),
 				// then ends the trip cancelled. Trips recorded before
 				// cancelled the write with the handler.
-				dlCtx := workflow.Context(c)
 				throughCancel := before && workflow.GetVersion(c, "trip.dead-letter-through-cancel", workflow.DefaultVersion, 1) >= 1
+				deadLetter := workflows.DeadLetter
 				if throughCancel {
-					dlCtx, _ = workflow.NewDisconnectedContext(c)
+					deadLetter = deadLetterThroughCancel
 				}
-				if dlErr := workflows.DeadLetter(dlCtx, c.Event, err, MaxAttempts); dlErr != nil {
+				if dlErr := deadLetter(c, c.Event, err, MaxAttempts); dlErr != nil {
 					failure = fmt.Errorf("%w; %w", failure, dlErr)
 				} else {
 					c.State.DeadLettered = true
@@ -172,6 +176,28 @@ func book(c *workflows.Ctx[Trip], b BookTripEvent) error {
 	}
 	c.SetStatus(StatusBooked)
 	return nil
+}
+
+// deadLetterThroughCancel is workflows.DeadLetter on a context a cancel of
+// the trip does not reach; a cancel that comes meanwhile lets the write go
+// on for CancelGrace more, then cancels it.
+func deadLetterThroughCancel(ctx workflow.Context, e event.Envelope, failed error, attempts int) error {
+	dlCtx, cancelWrite := workflow.NewDisconnectedContext(ctx)
+	var dlErr error
+	done := false
+	workflow.Go(dlCtx, func(ctx workflow.Context) {
+		dlErr = workflows.DeadLetter(ctx, e, failed, attempts)
+		done = true
+	})
+	isDone := func() bool { return done }
+	if workflow.Await(ctx, isDone) != nil { // the trip was cancelled
+		if ok, _ := workflow.AwaitWithTimeout(dlCtx, CancelGrace, isDone); !ok {
+			cancelWrite()
+			waitCtx, _ := workflow.NewDisconnectedContext(ctx)
+			_ = workflow.Await(waitCtx, isDone)
+		}
+	}
+	return dlErr
 }
 
 // RegisterWith registers TripSaga, the services' activities and the
