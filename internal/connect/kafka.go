@@ -267,7 +267,7 @@ func within[T io.Closer](ctx context.Context, k config.Kafka, open func() (T, er
 	case <-t.C:
 		err = fmt.Errorf("no answer within %s (kafka.connect_timeout)", timeout)
 	case <-ctx.Done():
-		err = ctx.Err()
+		err = fmt.Errorf("connect to Kafka %v: stopped: %w", k.Brokers, ctx.Err()) // not KafkaError's hint to check the credentials
 	}
 	go func() {
 		if r := <-done; r.err == nil {
@@ -275,5 +275,8 @@ func within[T io.Closer](ctx context.Context, k config.Kafka, open func() (T, er
 		}
 	}()
 	var zero T
+	if ctx.Err() != nil {
+		return zero, err
+	}
 	return zero, KafkaError(k, err)
 }
