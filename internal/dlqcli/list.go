@@ -60,7 +60,9 @@ func (c *command) list(ctx context.Context, args []string) int {
 			if redriven != nil {
 				r = redriven[i]
 			}
-			if err := enc.Encode(toJSON(t.dlqTopic, e, r)); err != nil {
+			j := toJSON(t.dlqTopic, e, r)
+			j.RedrivenUnknown = redriven == nil
+			if err := enc.Encode(j); err != nil {
 				return c.Fail(err)
 			}
 		}
@@ -228,13 +230,16 @@ type jsonEntry struct {
 	// RedrivenAt and RedrivenTo are the redrive the ledger records for
 	// the entry (or another dead letter of its record), which `redrive`
 	// refuses to repeat without -force; omitted for none.
-	RedrivenAt    *time.Time   `json:"redriven_at,omitempty"`
-	RedrivenTo    string       `json:"redriven_to,omitempty"`
-	Key           *string      `json:"key"`
-	KeyEncoding   string       `json:"key_encoding"`
-	Value         *string      `json:"value"`
-	ValueEncoding string       `json:"value_encoding"`
-	Headers       []jsonHeader `json:"headers"`
+	RedrivenAt *time.Time `json:"redriven_at,omitempty"`
+	RedrivenTo string     `json:"redriven_to,omitempty"`
+	// RedrivenUnknown says the redrives topic could not be read (a
+	// warning says why): whether the entry was redriven is not known.
+	RedrivenUnknown bool         `json:"redriven_unknown,omitempty"`
+	Key             *string      `json:"key"`
+	KeyEncoding     string       `json:"key_encoding"`
+	Value           *string      `json:"value"`
+	ValueEncoding   string       `json:"value_encoding"`
+	Headers         []jsonHeader `json:"headers"`
 	// Reduced says what a dead letter written in reduced form dropped
 	// (then value is null though the record had one, of ValueSize bytes);
 	// both are omitted for a dead letter that is whole.

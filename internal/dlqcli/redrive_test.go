@@ -628,4 +628,6 @@ func TestListListsWhenTheRedriveRecordsCannotBeRead(t *testing.T) {
 	assert.Equal(t, exitOK, code, stderr)
 	assert.Contains(t, stderr, "REDRIVEN-TO shows ?")
 	assert.Regexp(t, `\s\?\s`, strings.Split(strings.TrimSpace(stdout), "\n")[1])
+	_, stdout, _ = runCLI("list", "-brokers", brokers, "-topic", "orders.dlq", "-json")
+	assert.Contains(t, stdout, `"redriven_unknown":true`)
 }
