@@ -90,17 +90,7 @@ func TestATripCancelledWhileBookingEndsCancelled(t *testing.T) {
 		env.CancelWorkflow()
 		return s.World.book("hotel", b)
 	})
-	env.RegisterDelayedCallback(func() {
-		env.SignalWorkflow(Signal, event.Batch{Events: []event.Envelope{bookTrip(0, offers)}})
-	}, time.Second)
-	env.ExecuteWorkflow(WorkflowType)
-	require.True(t, env.IsWorkflowCompleted())
-	var canceled *temporal.CanceledError
-	require.ErrorAs(t, env.GetWorkflowError(), &canceled, "the trip's workflow reports itself cancelled")
-	v, err := env.QueryWorkflow(QueryState)
-	require.NoError(t, err)
-	var st State
-	require.NoError(t, v.Get(&st))
+	st := bookCancelledTrip(t, env)
 	assert.Equal(t, StatusCancelled, st.Status)
 	assert.ElementsMatch(t, []string{"Cancelflight", "Cancelhotel"}, names(st.Compensations))
 	assert.NotContains(t, st.State.Bookings, "car", "a cancelled trip booked on")
@@ -124,17 +114,7 @@ func TestATripCancelledWhileItsRecordIsDeadLetteredEndsCancelled(t *testing.T) {
 		}
 		return nil
 	})
-	env.RegisterDelayedCallback(func() {
-		env.SignalWorkflow(Signal, event.Batch{Events: []event.Envelope{bookTrip(0, offers)}})
-	}, time.Second)
-	env.ExecuteWorkflow(WorkflowType)
-	require.True(t, env.IsWorkflowCompleted())
-	var canceled *temporal.CanceledError
-	require.ErrorAs(t, env.GetWorkflowError(), &canceled, "the trip's workflow reports itself cancelled")
-	v, err := env.QueryWorkflow(QueryState)
-	require.NoError(t, err)
-	var st State
-	require.NoError(t, v.Get(&st))
+	st := bookCancelledTrip(t, env)
 	assert.Equal(t, StatusCancelled, st.Status)
 	assert.True(t, st.State.DeadLettered, "the record reached the DLQ: %s", st.LastError)
 	assert.Equal(t, 2, writes)
@@ -159,6 +139,19 @@ func TestATripCancelledWhileKafkaIsDownEndsCancelledAfterTheGrace(t *testing.T) 
 		}
 		return errors.New("kafka: leader not available")
 	})
+	st := bookCancelledTrip(t, env)
+	assert.Equal(t, StatusCancelled, st.Status)
+	assert.False(t, st.State.DeadLettered)
+	assert.Greater(t, writes, 1, "the write went on after the cancel")
+	assert.LessOrEqual(t, lastWrite.Sub(cancelledAt), CancelGrace, "the write went on past the grace (%d tries)", writes)
+	assert.Empty(t, s.World.Booked(), "a booking is held on a cancelled trip")
+}
+
+// bookCancelledTrip books a trip in env, whose mocks cancel it, and
+// returns its state once it ended, checking that it reports itself
+// cancelled.
+func bookCancelledTrip(t *testing.T, env *testsuite.TestWorkflowEnvironment) State {
+	t.Helper()
 	env.RegisterDelayedCallback(func() {
 		env.SignalWorkflow(Signal, event.Batch{Events: []event.Envelope{bookTrip(0, offers)}})
 	}, time.Second)
@@ -170,9 +163,5 @@ func TestATripCancelledWhileKafkaIsDownEndsCancelledAfterTheGrace(t *testing.T) 
 	require.NoError(t, err)
 	var st State
 	require.NoError(t, v.Get(&st))
-	assert.Equal(t, StatusCancelled, st.Status)
-	assert.False(t, st.State.DeadLettered)
-	assert.Greater(t, writes, 1, "the write went on after the cancel")
-	assert.LessOrEqual(t, lastWrite.Sub(cancelledAt), CancelGrace, "the write went on past the grace (%d tries)", writes)
-	assert.Empty(t, s.World.Booked(), "a booking is held on a cancelled trip")
+	return st
 }
