@@ -40,23 +40,7 @@ func TestACommittedOffsetPastTheLogEndIsMovedBackNotSkippedTo(t *testing.T) {
 // condition holds, then stop it.
 func staleGroup(t *testing.T, emptied bool) (produce func(from, to int64), committed func() int64, run func(tc *fakeTemporal, until func() bool) error) {
 	t.Helper()
-	cluster, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.SeedTopics(1, "orders", "orders"+dlq.DefaultSuffix))
-	require.NoError(t, err)
-	t.Cleanup(cluster.Close)
-	produce = func(from, to int64) {
-		pc := sarama.NewConfig()
-		pc.Producer.Return.Successes = true
-		p, err := sarama.NewSyncProducer(cluster.ListenAddrs(), pc)
-		require.NoError(t, err)
-		defer p.Close()
-		for o := from; o < to; o++ {
-			_, off, err := p.SendMessage(&sarama.ProducerMessage{Topic: "orders",
-				Key: sarama.StringEncoder(fmt.Sprintf("k%d", o)), Value: sarama.StringEncoder(`{}`),
-				Headers: []sarama.RecordHeader{{Key: []byte("event-type"), Value: []byte("E")}}})
-			require.NoError(t, err)
-			require.Equal(t, o, off)
-		}
-	}
+	cluster, produce := ordersCluster(t)
 	committed = func() int64 {
 		c, err := sarama.NewClient(cluster.ListenAddrs(), sarama.NewConfig())
 		require.NoError(t, err)
@@ -90,12 +74,7 @@ func staleGroup(t *testing.T, emptied bool) (produce func(from, to int64), commi
 	}
 	require.Equal(t, int64(8), committed())
 
-	cfg := config.Config{
-		Kafka:        config.Kafka{Brokers: cluster.ListenAddrs(), Group: "g"},
-		Dispatch:     config.Dispatch{RetryInitial: time.Millisecond, RetryMax: 5 * time.Millisecond, DrainTimeout: 100 * time.Millisecond},
-		Backpressure: config.Backpressure{Backlog: config.Backlog{Disabled: true}},
-		Routes:       []config.Route{{Topic: "orders", TypeHeader: "event-type", WorkflowType: "O", WorkflowID: "order-{key}", TaskQueue: "q"}},
-	}.WithDefaults()
+	cfg := ordersRunConfig(cluster.ListenAddrs())
 	run = func(tc *fakeTemporal, until func() bool) error {
 		b, err := New(cfg, Deps{Temporal: tc, DeadLetters: &fakeDLQ{}, Logger: quiet()})
 		require.NoError(t, err)
@@ -122,4 +101,40 @@ func TestAStaleOffsetPastAnEmptiedLogIsReplacedWithoutARecordRead(t *testing.T) 
 	second := &fakeTemporal{}
 	require.NoError(t, run(second, func() bool { return second.acceptedFrom(1, 9, 10) }))
 	require.True(t, second.acceptedFrom(1, 5, 8), "offsets 5, 6 and 7 were never delivered")
+}
+
+// ordersCluster is a kfake cluster with one partition of orders and its
+// DLQ topic, and a way to produce records from..to-1 to orders/0 (each at
+// its offset, keyed k<offset>, type E).
+func ordersCluster(t *testing.T) (cluster *kfake.Cluster, produce func(from, to int64)) {
+	t.Helper()
+	cluster, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.SeedTopics(1, "orders", "orders"+dlq.DefaultSuffix))
+	require.NoError(t, err)
+	t.Cleanup(cluster.Close)
+	produce = func(from, to int64) {
+		pc := sarama.NewConfig()
+		pc.Producer.Return.Successes = true
+		p, err := sarama.NewSyncProducer(cluster.ListenAddrs(), pc)
+		require.NoError(t, err)
+		defer p.Close()
+		for o := from; o < to; o++ {
+			_, off, err := p.SendMessage(&sarama.ProducerMessage{Topic: "orders",
+				Key: sarama.StringEncoder(fmt.Sprintf("k%d", o)), Value: sarama.StringEncoder(`{}`),
+				Headers: []sarama.RecordHeader{{Key: []byte("event-type"), Value: []byte("E")}}})
+			require.NoError(t, err)
+			require.Equal(t, o, off)
+		}
+	}
+	return cluster, produce
+}
+
+// ordersRunConfig is a bridge of group g on brokers reading orders, with
+// fast retries, a short drain and no backlog polling.
+func ordersRunConfig(brokers []string) config.Config {
+	return config.Config{
+		Kafka:        config.Kafka{Brokers: brokers, Group: "g"},
+		Dispatch:     config.Dispatch{RetryInitial: time.Millisecond, RetryMax: 5 * time.Millisecond, DrainTimeout: 100 * time.Millisecond},
+		Backpressure: config.Backpressure{Backlog: config.Backlog{Disabled: true}},
+		Routes:       []config.Route{{Topic: "orders", TypeHeader: "event-type", WorkflowType: "O", WorkflowID: "order-{key}", TaskQueue: "q"}},
+	}.WithDefaults()
 }

@@ -3,7 +3,6 @@ package bridge
 import (
 	"context"
 	"errors"
-	"fmt"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -11,7 +10,6 @@ import (
 
 	"github.com/IBM/sarama"
 	"github.com/sagabridge/sagabridge/config"
-	"github.com/sagabridge/sagabridge/dlq"
 	"github.com/sagabridge/sagabridge/internal/topicid"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -184,30 +182,9 @@ func TestAClaimWaitingForItsTopicIDLetsGoWhenRevokedAndLosesNothing(t *testing.T
 // claim. (An offset marked and not yet committed when the topic is deleted
 // can still reach the new topic: README, "Delivery guarantees".)
 func TestATopicCreatedAgainUnderARunningClaimLosesNothing(t *testing.T) {
-	cluster, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.SeedTopics(1, "orders", "orders"+dlq.DefaultSuffix))
-	require.NoError(t, err)
-	t.Cleanup(cluster.Close)
-	produce := func(from, to int64) {
-		pc := sarama.NewConfig()
-		pc.Producer.Return.Successes = true
-		p, err := sarama.NewSyncProducer(cluster.ListenAddrs(), pc)
-		require.NoError(t, err)
-		defer p.Close()
-		for o := from; o < to; o++ {
-			_, off, err := p.SendMessage(&sarama.ProducerMessage{Topic: "orders",
-				Key: sarama.StringEncoder(fmt.Sprintf("k%d", o)), Value: sarama.StringEncoder(`{}`),
-				Headers: []sarama.RecordHeader{{Key: []byte("event-type"), Value: []byte("E")}}})
-			require.NoError(t, err)
-			require.Equal(t, o, off)
-		}
-	}
+	cluster, produce := ordersCluster(t)
 	produce(0, 20)
-	cfg := config.Config{
-		Kafka:        config.Kafka{Brokers: cluster.ListenAddrs(), Group: "g"},
-		Dispatch:     config.Dispatch{RetryInitial: time.Millisecond, RetryMax: 5 * time.Millisecond, DrainTimeout: 100 * time.Millisecond},
-		Backpressure: config.Backpressure{Backlog: config.Backlog{Disabled: true}},
-		Routes:       []config.Route{{Topic: "orders", TypeHeader: "event-type", WorkflowType: "O", WorkflowID: "order-{key}", TaskQueue: "q"}},
-	}.WithDefaults()
+	cfg := ordersRunConfig(cluster.ListenAddrs())
 	tc := &fakeTemporal{}
 	b, err := New(cfg, Deps{Temporal: tc, DeadLetters: &fakeDLQ{}, Logger: quiet()})
 	require.NoError(t, err)
