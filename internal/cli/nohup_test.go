@@ -3,6 +3,7 @@ package cli
 import (
 	"bufio"
 	"fmt"
+	"io"
 	"log/slog"
 	"os"
 	"os/exec"
@@ -32,11 +33,7 @@ func TestAProgramStartedUnderNohupIgnoresSIGHUP(t *testing.T) {
 		return
 	}
 	cmd := exec.Command("sh", "-c", `trap '' HUP; exec "$0" -test.run='^TestAProgramStartedUnderNohupIgnoresSIGHUP$'`, os.Args[0])
-	cmd.Env = append(os.Environ(), "SAGABRIDGE_NOHUP_CHILD=1")
-	out, err := cmd.StdoutPipe()
-	require.NoError(t, err)
-	require.NoError(t, cmd.Start())
-	t.Cleanup(func() { _ = cmd.Process.Kill(); _ = cmd.Wait() })
+	out := startChild(t, cmd, "SAGABRIDGE_NOHUP_CHILD=1")
 	var lines []string
 	for sc := bufio.NewScanner(out); sc.Scan(); {
 		lines = append(lines, sc.Text())
@@ -66,11 +63,7 @@ func TestASecondSignalEndsTheProcessAtOnce(t *testing.T) {
 		return
 	}
 	cmd := exec.Command(os.Args[0], "-test.run=^TestASecondSignalEndsTheProcessAtOnce$")
-	cmd.Env = append(os.Environ(), "SAGABRIDGE_SECOND_SIGNAL_CHILD=1")
-	out, err := cmd.StdoutPipe()
-	require.NoError(t, err)
-	require.NoError(t, cmd.Start())
-	t.Cleanup(func() { _ = cmd.Process.Kill(); _ = cmd.Wait() })
+	out := startChild(t, cmd, "SAGABRIDGE_SECOND_SIGNAL_CHILD=1")
 	var lines []string
 	for sc := bufio.NewScanner(out); sc.Scan(); {
 		lines = append(lines, sc.Text())
@@ -79,10 +72,23 @@ func TestASecondSignalEndsTheProcessAtOnce(t *testing.T) {
 			require.NoError(t, cmd.Process.Signal(syscall.SIGTERM))
 		}
 	}
-	err = cmd.Wait()
+	err := cmd.Wait()
 	require.Contains(t, lines, "stopping", "the first signal did not stop it")
 	var exit *exec.ExitError
 	require.ErrorAs(t, err, &exit, "%v", lines)
 	assert.Equal(t, "signal: terminated", exit.Error(), "the second signal ended it")
 	assert.NotContains(t, lines, "not ended")
+}
+
+// startChild starts cmd, this test binary run as a child, with env added
+// to the environment, and returns its stdout; it is killed when the test
+// ends.
+func startChild(t *testing.T, cmd *exec.Cmd, env string) io.Reader {
+	t.Helper()
+	cmd.Env = append(os.Environ(), env)
+	out, err := cmd.StdoutPipe()
+	require.NoError(t, err)
+	require.NoError(t, cmd.Start())
+	t.Cleanup(func() { _ = cmd.Process.Kill(); _ = cmd.Wait() })
+	return out
 }
