@@ -104,6 +104,10 @@ type flow struct {
 	// created again) under the claim (topicGone): nothing it reads or
 	// finishes from then on is marked, and the claim ends.
 	gone *atomic.Bool
+	// moveBack sets the partition's offset back to o, however far it was
+	// marked (a topic created again: topicGone); nil with
+	// dlq.transactional, whose committer commits its own.
+	moveBack func(o int64)
 }
 
 // newFlow sets up a claimed partition; with dlq.transactional it creates
@@ -133,8 +137,10 @@ func (b *Bridge) newFlow(s sarama.ConsumerGroupSession, claim sarama.ConsumerGro
 		}
 		s.MarkOffset(topic, partition, next, "")
 	}
+	moveBack := func(o int64) { s.ResetOffset(topic, partition, o, "") }
 	var committer *txnCommitter
 	if b.cfg.DLQ.Transactional {
+		moveBack = nil
 		var err error
 		if committer, err = b.startTxnCommitter(s, topic, partition, claim.InitialOffset(), cancel); err != nil {
 			cancel()
@@ -163,6 +169,7 @@ func (b *Bridge) newFlow(s sarama.ConsumerGroupSession, claim sarama.ConsumerGro
 		pressure:  b.pressure,
 		committer: committer,
 		gone:      gone,
+		moveBack:  moveBack,
 	}, nil
 }
 
@@ -173,18 +180,39 @@ func (b *Bridge) newFlow(s sarama.ConsumerGroupSession, claim sarama.ConsumerGro
 // new topic skips the records below it and sends the others under the old
 // topic's ID; nothing it finishes from now on is marked, and ending the
 // claim ends the session (sarama), so that the next reads the topic's new
-// ID and the group's offset, which Kafka deleted with the topic. What it
-// marked before and was not yet committed may still be committed to the
-// new topic (README, "Delivery guarantees").
+// ID; its offset is set back to the new log's start first
+// (moveBackToStart).
 func (b *Bridge) topicGone(topic string, partition int32, id, why string) {
 	for _, f := range b.pressure.claimed() {
-		if f.topic != topic || (partition >= 0 && f.partition != partition) || (id != "" && f.topicID != id) || f.gone.Swap(true) {
+		if f.topic != topic || (partition >= 0 && f.partition != partition) || (id != "" && f.topicID != id) || f.gone.Load() {
 			continue
 		}
 		b.log.Warn("the topic was deleted under a claim of it: the claim ends without marking more, and the group joins again",
 			"topic", topic, "partition", f.partition, "topic_id", f.topicID, "why", why)
+		b.moveBackToStart(f)
 		f.cancel()
 	}
+}
+
+// moveBackToStart stops f's marks and sets its offset back to its
+// partition's log start (the new topic's), under the tracker's lock, so
+// that no mark made meanwhile moves it forward again: what f marked of the
+// old topic, and not yet committed, would be committed to the new topic,
+// skipping its records below it. The new topic's records f already sent
+// under the old topic's ID are then sent again under the new one.
+func (b *Bridge) moveBackToStart(f *flow) {
+	f.tracker.mu.Lock()
+	defer f.tracker.mu.Unlock()
+	f.gone.Store(true)
+	if f.moveBack == nil || b.client == nil {
+		return
+	}
+	start, err := b.client.GetOffset(f.topic, f.partition, sarama.OffsetOldest)
+	if err != nil {
+		b.log.Warn("cannot read the log start of a topic created again; its offset may stay where the claim marked it", "topic", f.topic, "partition", f.partition, "err", err)
+		return
+	}
+	f.moveBack(start)
 }
 
 // replaceStaleOffset is for a claim sarama started at the log start: when
