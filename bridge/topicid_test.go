@@ -202,6 +202,14 @@ func topicCreatedAgain(t *testing.T, committed bool) {
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- b.Run(ctx) }()
+	t.Cleanup(func() { // the bridge stops however the test ends
+		cancel()
+		select {
+		case <-done:
+		case <-time.After(30 * time.Second):
+			t.Error("the bridge did not stop")
+		}
+	})
 	require.Eventually(t, func() bool { return tc.acceptedFrom(1, 0, 20) }, time.Minute, 20*time.Millisecond)
 	c, err := sarama.NewClient(cluster.ListenAddrs(), sarama.NewConfig())
 	require.NoError(t, err)
@@ -257,8 +265,6 @@ func topicCreatedAgain(t *testing.T, committed bool) {
 		return out
 	}
 	assert.Eventually(t, func() bool { return len(got()) >= 30 }, 30*time.Second, 50*time.Millisecond, "the new topic's 30 records")
-	cancel()
-	<-done
 	g := got()
 	var missing []int64
 	for o := int64(0); o < 30; o++ {

@@ -292,7 +292,7 @@ temporal:
 // stops cleanly: a rollout during an outage recorded failed pods ("worker
 // failed ... context canceled", exit 1).
 func TestAWorkerStoppedWhileItConnectsStopsCleanly(t *testing.T) {
-	ln := silentListener(t)
+	ln, _ := silentListener(t)
 	ctx, cancel := context.WithCancel(context.Background())
 	time.AfterFunc(300*time.Millisecond, cancel)
 	w := Worker{TaskQueue: "q", Register: func(worker.Registry, Deps) error { return nil }}
@@ -304,12 +304,14 @@ func TestAWorkerStoppedWhileItConnectsStopsCleanly(t *testing.T) {
 	assert.ErrorContains(t, err, "missing.yaml")
 }
 
-// silentListener accepts connections and never answers.
-func silentListener(t *testing.T) net.Listener {
+// silentListener accepts connections and never answers; dialled is
+// closed at its first connection.
+func silentListener(t *testing.T) (ln net.Listener, dialled <-chan struct{}) {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	require.NoError(t, err)
 	t.Cleanup(func() { _ = ln.Close() })
+	first := make(chan struct{})
 	go func() {
 		var conns []net.Conn
 		defer func() {
@@ -322,10 +324,12 @@ func silentListener(t *testing.T) net.Listener {
 			if err != nil {
 				return
 			}
-			conns = append(conns, c)
+			if conns = append(conns, c); len(conns) == 1 {
+				close(first)
+			}
 		}
 	}()
-	return ln
+	return ln, first
 }
 
 // frontend answers the SDK's connection check as a Temporal server does.
@@ -351,12 +355,19 @@ func TestAWorkerStoppedWhileKafkaConnectsStopsCleanlyAtOnce(t *testing.T) {
 	workflowservice.RegisterWorkflowServiceServer(srv, frontend{})
 	go func() { _ = srv.Serve(tln) }()
 	defer srv.Stop()
-	kln := silentListener(t)
+	kln, dialled := silentListener(t)
 	path := filepath.Join(t.TempDir(), "bridge.yaml")
 	require.NoError(t, os.WriteFile(path, []byte("kafka: {brokers: [\""+kln.Addr().String()+"\"], connect_timeout: 4s}\ntemporal: {address: \""+tln.Addr().String()+"\"}\n"), 0o600))
 
 	ctx, cancel := context.WithCancel(context.Background())
-	time.AfterFunc(time.Second, cancel)
+	defer cancel()
+	go func() { // the stop comes once the worker dials Kafka
+		select {
+		case <-dialled:
+			cancel()
+		case <-ctx.Done():
+		}
+	}()
 	w := Worker{TaskQueue: "q", Kafka: true, Register: func(worker.Registry, Deps) error { return nil }}
 	start := time.Now()
 	err = Run(ctx, w, []string{"-config", path, "-log-level", "error"}, nil)

@@ -58,7 +58,7 @@ func TestASecondSignalEndsTheProcessAtOnce(t *testing.T) {
 		fmt.Println("ready")
 		<-ctx.Done()
 		fmt.Println("stopping")
-		time.Sleep(time.Minute) // a stop that is stuck
+		time.Sleep(10 * time.Second) // a stop that is stuck
 		fmt.Println("not ended")
 		return
 	}

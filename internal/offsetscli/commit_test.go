@@ -279,8 +279,37 @@ func TestSkipOneAtAnOpenTransactionDoesNotWait(t *testing.T) {
 // exit 0. The move cannot be taken back, but it fails, naming the topic.
 func TestAMoveDuringWhichTheTopicWasCreatedAgainFails(t *testing.T) {
 	c := outcomeCluster(t) // orders: 10 records, g committed at 3
+	done := recreateOrdersAt(t, c, kmsg.OffsetCommit)
+	code, stdout, stderr := runOffsets("move", "-brokers", c.ListenAddrs()[0], "-group", "g", "-topic", "orders", "-partition", "0", "--to-offset", "5")
+	require.True(t, done.Load(), "the commit was never made")
+	assert.Equal(t, exitFail, code, "a move planned on the topic's earlier log was reported done:\n%s%s", stdout, stderr)
+	assert.Contains(t, stderr, "topic orders was deleted and created again during the move")
+}
+
+// The same, the topic created again while the move is planned (its
+// offsets read): nothing is committed.
+func TestAMovePlannedAcrossATopicCreatedAgainCommitsNothing(t *testing.T) {
+	c := outcomeCluster(t)
+	done := recreateOrdersAt(t, c, kmsg.ListOffsets)
+	code, stdout, stderr := runOffsets("move", "-brokers", c.ListenAddrs()[0], "-group", "g", "-topic", "orders", "-partition", "0", "--to-offset", "1")
+	require.True(t, done.Load(), "the offsets were never read")
+	assert.Equal(t, exitFail, code, "%s%s", stdout, stderr)
+	assert.Contains(t, stderr, "topic orders was deleted and created again during the move")
+	assert.Contains(t, stderr, "nothing committed")
+	admin, err := sarama.NewClusterAdmin(c.ListenAddrs(), sarama.NewConfig())
+	require.NoError(t, err)
+	defer admin.Close()
+	got, err := admin.ListConsumerGroupOffsets("g", map[string][]int32{"orders": {0}})
+	require.NoError(t, err)
+	assert.NotEqual(t, int64(1), got.GetBlock("orders", 0).Offset, "the move committed")
+}
+
+// recreateOrdersAt deletes orders and creates it again with 2 records the
+// first time the broker handles a request of key, before handling it; the
+// flag says it did.
+func recreateOrdersAt(t *testing.T, c *kfake.Cluster, key kmsg.Key) *atomic.Bool {
 	var once atomic.Bool
-	c.ControlKey(int16(kmsg.OffsetCommit), func(kmsg.Request) (kmsg.Response, error, bool) {
+	c.ControlKey(int16(key), func(kmsg.Request) (kmsg.Response, error, bool) {
 		if !once.CompareAndSwap(false, true) {
 			return nil, nil, false
 		}
@@ -300,7 +329,6 @@ func TestAMoveDuringWhichTheTopicWasCreatedAgainFails(t *testing.T) {
 			if _, err := del.RequestWith(ctx, cl); err != nil {
 				t.Error(err)
 			}
-			time.Sleep(100 * time.Millisecond)
 			cr := kmsg.NewPtrCreateTopicsRequest()
 			ct := kmsg.NewCreateTopicsRequestTopic()
 			ct.Topic, ct.NumPartitions, ct.ReplicationFactor = name, 1, 1
@@ -315,12 +343,9 @@ func TestAMoveDuringWhichTheTopicWasCreatedAgainFails(t *testing.T) {
 				}
 			}
 		})
-		return nil, nil, false // then the commit as Kafka handles it
+		return nil, nil, false // then the request as Kafka handles it
 	})
-	code, stdout, stderr := runOffsets("move", "-brokers", c.ListenAddrs()[0], "-group", "g", "-topic", "orders", "-partition", "0", "--to-offset", "5")
-	require.True(t, once.Load(), "the commit was never made")
-	assert.Equal(t, exitFail, code, "a move planned on the topic's earlier log was reported done:\n%s%s", stdout, stderr)
-	assert.Contains(t, stderr, "topic orders was deleted and created again during the move")
+	return &once
 }
 
 // The topics' IDs read again after the commit to check none was created

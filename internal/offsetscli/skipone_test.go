@@ -164,9 +164,10 @@ func TestTheDescribeRetriesACoordinatorThatIsLoading(t *testing.T) {
 	} {
 		for _, err := range []*kerr.Error{kerr.CoordinatorLoadInProgress, kerr.NotCoordinator} {
 			c := outcomeCluster(t)
-			c.Fault(kfake.Fault{Keys: []kmsg.Key{kmsg.DescribeGroups}, Group: "g", Err: err}) // once
+			h := c.Fault(kfake.Fault{Keys: []kmsg.Key{kmsg.DescribeGroups}, Group: "g", Err: err}) // once
 			code, stdout, stderr := runOffsets(append(args, "-brokers", c.ListenAddrs()[0])...)
 			assert.Equal(t, exitOK, code, "%s, %s:\n%s%s", args[0], err, stdout, stderr)
+			assert.Equal(t, 1, h.Hits(), "%s, %s: the fault was not hit", args[0], err)
 		}
 	}
 }
