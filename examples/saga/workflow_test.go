@@ -25,6 +25,12 @@ func envelope(offset int64, typ, value string) event.Envelope {
 func run(t *testing.T, acts *Activities, batches ...[]event.Envelope) (State, *testsuite.TestWorkflowEnvironment) {
 	t.Helper()
 	env := newEnv(acts)
+	return runIn(t, env, batches...), env
+}
+
+// runIn is run in env, made by newEnv (and mocked further).
+func runIn(t *testing.T, env *testsuite.TestWorkflowEnvironment, batches ...[]event.Envelope) State {
+	t.Helper()
 	for i, b := range batches {
 		env.RegisterDelayedCallback(func() {
 			env.SignalWorkflow(Signal, event.Batch{Events: b})
@@ -35,7 +41,7 @@ func run(t *testing.T, acts *Activities, batches ...[]event.Envelope) (State, *t
 	require.NoError(t, env.GetWorkflowError())
 	var st State
 	require.NoError(t, env.GetWorkflowResult(&st))
-	return st, env
+	return st
 }
 
 // newEnv is a test environment with OrderSaga and acts registered and the
@@ -238,16 +244,10 @@ func TestRecordsBeforeTheOrderIsPlacedWaitForIt(t *testing.T) {
 func TestAnOrderRecordedBeforeRecordsWaitedRejectsThem(t *testing.T) {
 	env := newEnv(NewActivities())
 	env.OnGetVersion("saga.hold-before-placed", workflow.DefaultVersion, 1).Return(workflow.DefaultVersion)
-	env.RegisterDelayedCallback(func() {
-		env.SignalWorkflow(Signal, event.Batch{Events: []event.Envelope{
-			envelope(1, ItemAdded, `{"sku":"B","qty":1,"amount_cents":50}`), envelope(2, OrderPlaced, placed),
-			envelope(3, PaymentAuthorized, `{"payment_id":"p","card":"visa"}`),
-		}})
-	}, time.Second)
-	env.ExecuteWorkflow(WorkflowType)
-	require.True(t, env.IsWorkflowCompleted())
-	var st State
-	require.NoError(t, env.GetWorkflowResult(&st))
+	st := runIn(t, env, []event.Envelope{
+		envelope(1, ItemAdded, `{"sku":"B","qty":1,"amount_cents":50}`), envelope(2, OrderPlaced, placed),
+		envelope(3, PaymentAuthorized, `{"payment_id":"p","card":"visa"}`),
+	})
 	require.Len(t, st.Rejected, 1)
 	assert.Equal(t, "ItemAdded needs status open, order is new", st.Rejected[0].Reason)
 }
