@@ -43,24 +43,28 @@ func TestABinaryIdempotencyKeyIsRememberedAcrossContinueAsNew(t *testing.T) {
 }
 
 // Keys are bounded in number (IdempotencyWindow), and were not in bytes:
-// with 1.1 KB keys the remembered ones alone were over MaxCarryBytes, and
-// the run could never continue as new (until Temporal's history limit
-// terminated it).
+// with keys of 1.1 KB the remembered ones alone were over MaxCarryBytes
+// (1,000 of them, the default window, over the default 1 MiB), and the run
+// could never continue as new (until Temporal's history limit terminated
+// it). Here a tenth of each, so the run's one workflow task stays well
+// under the SDK's deadlock detection (1 s) under the race detector.
 func TestLongIdempotencyKeysDoNotStopTheRunContinuingAsNew(t *testing.T) {
-	en := tallyEntity(1000)
-	en.IdempotencyWindow = 0 // the default, 1,000
+	en := tallyEntity(100)
+	en.IdempotencyWindow, en.MaxCarryBytes = 100, 100<<10
 	var b []event.Envelope
-	for i := 1; i <= 1000; i++ {
+	for i := 1; i <= 100; i++ {
 		b = append(b, ev(int64(i), "", fmt.Sprintf("%04d-%s", i, strings.Repeat("k", 1100))))
 	}
-	next := continueOnce(t, en, append(b, ev(1001, "", "")))
-	require.Len(t, next.RecentKeys, 1000)
+	next := continueOnce(t, en, append(b, ev(101, "", "")))
+	require.Len(t, next.RecentKeys, 100)
 
 	// The next run still knows them: a retry of the last is dropped.
-	env := runTally(t, tallyEntity(0), &next, []event.Envelope{ev(1002, "", string(b[999].Headers[0].Value)), ev(1003, "last", "")})
+	en = tallyEntity(0)
+	en.IdempotencyWindow, en.MaxCarryBytes = 100, 100<<10
+	env := runTally(t, en, &next, []event.Envelope{ev(102, "", string(b[99].Headers[0].Value)), ev(103, "last", "")})
 	var st tally
 	require.NoError(t, env.GetWorkflowResult(&st))
-	assert.NotContains(t, st.Offsets, int64(1002), "a retry of a long key carried across")
+	assert.NotContains(t, st.Offsets, int64(102), "a retry of a long key carried across")
 }
 
 // A run recorded before keyDigestChange remembered its keys whole, and is
