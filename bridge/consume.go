@@ -173,48 +173,6 @@ func (b *Bridge) newFlow(s sarama.ConsumerGroupSession, claim sarama.ConsumerGro
 	}, nil
 }
 
-// topicGone ends the claims of topic's partitions (all of them, or the
-// one partition when partition is not -1) that read it under id (any ID
-// when id is empty): the topic was deleted and created again under them.
-// A claim reads on at its offset once the partition is back, which in the
-// new topic skips the records below it and sends the others under the old
-// topic's ID; nothing it finishes from now on is marked, and ending the
-// claim ends the session (sarama), so that the next reads the topic's new
-// ID; its offset is set back to the new log's start first
-// (moveBackToStart).
-func (b *Bridge) topicGone(topic string, partition int32, id, why string) {
-	for _, f := range b.pressure.claimed() {
-		if f.topic != topic || (partition >= 0 && f.partition != partition) || (id != "" && f.topicID != id) || f.gone.Load() {
-			continue
-		}
-		b.log.Warn("the topic was deleted under a claim of it: the claim ends without marking more, and the group joins again",
-			"topic", topic, "partition", f.partition, "topic_id", f.topicID, "why", why)
-		b.moveBackToStart(f)
-		f.cancel()
-	}
-}
-
-// moveBackToStart stops f's marks and sets its offset back to its
-// partition's log start (the new topic's), under the tracker's lock, so
-// that no mark made meanwhile moves it forward again: what f marked of the
-// old topic, and not yet committed, would be committed to the new topic,
-// skipping its records below it. The new topic's records f already sent
-// under the old topic's ID are then sent again under the new one.
-func (b *Bridge) moveBackToStart(f *flow) {
-	f.tracker.mu.Lock()
-	defer f.tracker.mu.Unlock()
-	f.gone.Store(true)
-	if f.moveBack == nil || b.client == nil {
-		return
-	}
-	start, err := b.client.GetOffset(f.topic, f.partition, sarama.OffsetOldest)
-	if err != nil {
-		b.log.Warn("cannot read the log start of a topic created again; its offset may stay where the claim marked it", "topic", f.topic, "partition", f.partition, "err", err)
-		return
-	}
-	f.moveBack(start)
-}
-
 // replaceStaleOffset is for a claim sarama started at the log start: when
 // the group has an offset for the partition (so sarama reset it, being
 // outside the log), it marks the log start at once and returns it, so a

@@ -84,3 +84,72 @@ func (t *topicIDs) of(topic string) string {
 func metadataTopicIDs(client sarama.Client) func(topics []string) (map[string]string, error) {
 	return func(topics []string) (map[string]string, error) { return topicid.Lookup(client, topics) }
 }
+
+// checkClaimedTopicIDs reads the IDs of the topics flows read and ends
+// the claims that read one under another ID.
+func (b *Bridge) checkClaimedTopicIDs(flows []*flow) {
+	var topics []string
+	for _, f := range flows {
+		if f.topicID != "" && !slices.Contains(topics, f.topic) {
+			topics = append(topics, f.topic)
+		}
+	}
+	if len(topics) == 0 {
+		return
+	}
+	// A topic it cannot read now (deleted, and not yet created again) is
+	// left out and read again in 2 s; its claims go on (ending them would
+	// end the session, and a new one cannot start while a routed topic is
+	// missing: every route would stop).
+	now, err := topicid.Lookup(b.client, topics)
+	if err != nil {
+		b.log.Debug("cannot read the claimed topics' IDs; reading them again in 2 s", "topics", topics, "err", err)
+	}
+	for _, f := range flows {
+		if cur, ok := now[f.topic]; ok && f.topicID != "" && cur != f.topicID {
+			b.topicGone(f.topic, f.partition, f.topicID, "its topic ID changed")
+		}
+	}
+}
+
+// topicGone ends the claims of topic's partitions (all of them, or the
+// one partition when partition is not -1) that read it under id (any ID
+// when id is empty): the topic was deleted and created again under them.
+// A claim reads on at its offset once the partition is back, which in the
+// new topic skips the records below it and sends the others under the old
+// topic's ID; nothing it finishes from now on is marked, and ending the
+// claim ends the session (sarama), so that the next reads the topic's new
+// ID; its offset is set back to the new log's start first
+// (moveBackToStart).
+func (b *Bridge) topicGone(topic string, partition int32, id, why string) {
+	for _, f := range b.pressure.claimed() {
+		if f.topic != topic || (partition >= 0 && f.partition != partition) || (id != "" && f.topicID != id) || f.gone.Load() {
+			continue
+		}
+		b.log.Warn("the topic was deleted under a claim of it: the claim ends without marking more, and the group joins again",
+			"topic", topic, "partition", f.partition, "topic_id", f.topicID, "why", why)
+		b.moveBackToStart(f)
+		f.cancel()
+	}
+}
+
+// moveBackToStart stops f's marks and sets its offset back to its
+// partition's log start (the new topic's), under the tracker's lock, so
+// that no mark made meanwhile moves it forward again: what f marked of the
+// old topic, and not yet committed, would be committed to the new topic,
+// skipping its records below it. The new topic's records f already sent
+// under the old topic's ID are then sent again under the new one.
+func (b *Bridge) moveBackToStart(f *flow) {
+	f.tracker.mu.Lock()
+	defer f.tracker.mu.Unlock()
+	f.gone.Store(true)
+	if f.moveBack == nil || b.client == nil {
+		return
+	}
+	start, err := b.client.GetOffset(f.topic, f.partition, sarama.OffsetOldest)
+	if err != nil {
+		b.log.Warn("cannot read the log start of a topic created again; its offset may stay where the claim marked it", "topic", f.topic, "partition", f.partition, "err", err)
+		return
+	}
+	f.moveBack(start)
+}
