@@ -175,19 +175,26 @@ func logEnd(t *testing.T, topic string, iso sarama.IsolationLevel) int64 {
 	require.NoError(t, err)
 	var sum int64
 	for _, p := range parts {
-		leader, err := c.Leader(topic, p)
-		require.NoError(t, err)
-		req := sarama.NewOffsetRequest(sarama.V3_6_0_0)
-		req.IsolationLevel = iso
-		req.AddBlock(topic, p, sarama.OffsetNewest, 1)
-		resp, err := leader.GetAvailableOffsets(req)
-		require.NoError(t, err)
-		b := resp.GetBlock(topic, p)
-		require.NotNil(t, b)
-		require.Equal(t, sarama.ErrNoError, b.Err)
-		sum += b.Offset
+		sum += partitionEnd(t, c, topic, p, iso)
 	}
 	return sum
+}
+
+// partitionEnd is topic/p's end offset as a reader with iso sees it,
+// asked of its leader (sarama's GetOffset asks read_uncommitted).
+func partitionEnd(t *testing.T, c sarama.Client, topic string, p int32, iso sarama.IsolationLevel) int64 {
+	t.Helper()
+	leader, err := c.Leader(topic, p)
+	require.NoError(t, err)
+	req := sarama.NewOffsetRequest(sarama.V3_6_0_0)
+	req.IsolationLevel = iso
+	req.AddBlock(topic, p, sarama.OffsetNewest, 1)
+	resp, err := leader.GetAvailableOffsets(req)
+	require.NoError(t, err)
+	b := resp.GetBlock(topic, p)
+	require.NotNil(t, b)
+	require.Equal(t, sarama.ErrNoError, b.Err)
+	return b.Offset
 }
 
 // httpBody GETs url and returns its body.

@@ -415,8 +415,9 @@ func readAll(t *testing.T, topic string, want int, timeout time.Duration) []*sar
 
 // readWhere is readAll counting only the records keep accepts. It reads
 // read_committed, as the topic's consumers do. Once want records have
-// arrived it reads on until every partition has delivered what its log
-// held then (committed.Deliverable finds nothing left before that end),
+// arrived it reads on until every partition has delivered what was decided
+// in its log then (committed.Deliverable finds nothing left before its last
+// stable offset),
 // so that "exactly want" checks see a duplicate however slowly its
 // partition's reader goes; it waited 300 ms and looked.
 func readWhere(t *testing.T, topic string, want int, timeout time.Duration, keep func(*sarama.ConsumerMessage) bool) []*sarama.ConsumerMessage {
@@ -474,18 +475,25 @@ func readWhere(t *testing.T, topic string, want int, timeout time.Duration, keep
 			return got
 		}
 	}
+	// To the last stable offsets: a record below one is decided, and one
+	// of a transaction another test holds open past it is not waited for
+	// (to the high-water marks, a read waited out such a transaction).
 	ends := map[int32]int64{}
 	for _, p := range parts {
-		ends[p], err = client.GetOffset(topic, p, sarama.OffsetNewest)
-		require.NoError(t, err)
+		ends[p] = partitionEnd(t, client, topic, p, sarama.ReadCommitted)
 		oldest, err := client.GetOffset(topic, p, sarama.OffsetOldest)
 		require.NoError(t, err)
 		next[p] = max(next[p], oldest) // a partition nothing was read from
 	}
-	readToEnd := func() bool {
+	// readToEnd asks the broker (a fetch per partition short of its end)
+	// only when ask: on the ticker, not after every record.
+	readToEnd := func(ask bool) bool {
 		for p, end := range ends {
 			if next[p] >= end {
 				continue
+			}
+			if !ask {
+				return false
 			}
 			if left, err := committed.Deliverable(client, topic, p, next[p], end); err != nil || left {
 				return false
@@ -495,11 +503,13 @@ func readWhere(t *testing.T, topic string, want int, timeout time.Duration, keep
 	}
 	tick := time.NewTicker(50 * time.Millisecond)
 	defer tick.Stop()
-	for !readToEnd() {
+	for ask := true; !readToEnd(ask); {
+		ask = false
 		select {
 		case m := <-out:
 			take(m)
 		case <-tick.C:
+			ask = true
 		case <-deadline:
 			t.Errorf("%s: %d records read, and the partitions not read to their ends (%v) within %s", topic, len(got), ends, timeout)
 			return got
