@@ -107,30 +107,25 @@ func (b *Bridge) checkClaimedTopicIDs(flows []*flow) {
 	}
 	for _, f := range flows {
 		if cur, ok := now[f.topic]; ok && f.topicID != "" && cur != f.topicID {
-			b.topicGone(f.topic, f.partition, f.topicID, "its topic ID changed")
+			b.topicGone(f, "its topic ID changed")
 		}
 	}
 }
 
-// topicGone ends the claims of topic's partitions (all of them, or the
-// one partition when partition is not -1) that read it under id (any ID
-// when id is empty): the topic was deleted and created again under them.
-// A claim reads on at its offset once the partition is back, which in the
-// new topic skips the records below it and sends the others under the old
-// topic's ID; nothing it finishes from now on is marked, and ending the
-// claim ends the session (sarama), so that the next reads the topic's new
-// ID; its offset is set back to the new log's start first
-// (moveBackToStart).
-func (b *Bridge) topicGone(topic string, partition int32, id, why string) {
-	for _, f := range b.pressure.claimed() {
-		if f.topic != topic || (partition >= 0 && f.partition != partition) || (id != "" && f.topicID != id) || f.gone.Load() {
-			continue
-		}
-		b.log.Warn("the topic was deleted under a claim of it: the claim ends without marking more, and the group joins again",
-			"topic", topic, "partition", f.partition, "topic_id", f.topicID, "why", why)
-		b.moveBackToStart(f)
-		f.cancel()
+// topicGone ends f's claim: its topic was deleted and created again under
+// it. A claim reads on at its offset once the partition is back, which in
+// the new topic skips the records below it and sends the others under the
+// old topic's ID; nothing it finishes from now on is marked, its offset is
+// set back to the new log's start (moveBackToStart), and ending the claim
+// ends the session (sarama), so that the next reads the topic's new ID.
+func (b *Bridge) topicGone(f *flow, why string) {
+	if f.gone.Load() {
+		return
 	}
+	b.log.Warn("the topic was deleted under a claim of it: the claim ends without marking more, and the group joins again",
+		"topic", f.topic, "partition", f.partition, "topic_id", f.topicID, "why", why)
+	b.moveBackToStart(f)
+	f.cancel()
 }
 
 // moveBackToStart stops f's marks and sets its offset back to its
