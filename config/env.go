@@ -1,6 +1,7 @@
 package config
 
 import (
+	"regexp"
 	"slices"
 
 	"errors"
@@ -66,14 +67,29 @@ func toolEnv(name string) bool {
 	return false
 }
 
+// serviceLinkRE matches the variables Kubernetes gives a pod for each
+// Service of its namespace (service links, on unless a pod sets
+// enableServiceLinks: false): FOO_SERVICE_HOST, FOO_SERVICE_PORT,
+// FOO_SERVICE_PORT_<port name>, FOO_PORT and FOO_PORT_<n>_<protocol> with
+// _PROTO, _PORT or _ADDR, for a Service foo.
+var serviceLinkRE = regexp.MustCompile(`^[A-Z0-9_]+_(SERVICE_HOST|SERVICE_PORT(_[A-Z0-9_]+)?|PORT(_[0-9]+_(TCP|UDP|SCTP)(_(PROTO|PORT|ADDR))?)?)$`)
+
+// serviceLinkEnv reports whether name has the shape of a Kubernetes
+// service-link variable: a Service named sagabridge-* (the manifests'
+// sagabridge-bridge-metrics) gives every pod of its namespace
+// SAGABRIDGE_* variables, and refusing them kept the bridge and the
+// worker from starting there. No configuration variable has that shape.
+func serviceLinkEnv(name string) bool { return serviceLinkRE.MatchString(name) }
+
 // FromEnv reads the SAGABRIDGE_* variables of environ (os.Environ(),
 // "NAME=value") and returns the Override that applies them. It fails,
 // naming the variable and the field, on a value that does not parse. A
 // SAGABRIDGE_* variable that names no field is refused too, naming the
 // closest one (a misspelled SAGABRIDGE_KAFKA_BROKERZ would otherwise be
 // ignored in silence), when the configuration is loaded: unless a *_env
-// field (kafka.sasl.password_env, temporal.api_key_env, ...) names it, or
-// it is one the development tools read.
+// field (kafka.sasl.password_env, temporal.api_key_env, ...) names it, it
+// is one the development tools read, or it has the shape of a variable
+// Kubernetes sets for a Service (SAGABRIDGE_BRIDGE_METRICS_SERVICE_HOST).
 func FromEnv(environ []string) (Override, error) {
 	vars := map[string]string{}
 	for _, kv := range environ {
@@ -113,7 +129,7 @@ func FromEnv(environ []string) (Override, error) {
 	}
 	var unknown []string
 	for k := range vars {
-		if !known[k] && !toolEnv(k) {
+		if !known[k] && !toolEnv(k) && !serviceLinkEnv(k) {
 			unknown = append(unknown, k)
 		}
 	}

@@ -135,6 +135,39 @@ routes: [{topic: t, workflow_type: W, workflow_id: "w-{key}", task_queue: q}]`)
 	assert.Contains(t, err.Error(), "SAGABRIDGE_NOTHING_LIKE_IT_AT_ALL: not a configuration variable (see docs/CONFIG.md")
 }
 
+// Kubernetes gives every pod variables for each Service of its namespace
+// (service links), named after the Service: the manifests' Service
+// sagabridge-bridge-metrics gave SAGABRIDGE_BRIDGE_METRICS_SERVICE_HOST and
+// seven more, and the bridge and the worker refused them, so neither
+// started on the shipped manifests. They are let be; a misspelling of a
+// field is still refused.
+func TestKubernetesServiceLinkVariablesAreNotConfiguration(t *testing.T) {
+	yaml := []byte(`kafka: {brokers: [b:9092], group: g}
+routes: [{topic: t, workflow_type: W, workflow_id: "w-{key}", task_queue: q}]`)
+	links := map[string]string{
+		"SAGABRIDGE_BRIDGE_METRICS_SERVICE_HOST":         "10.0.0.7",
+		"SAGABRIDGE_BRIDGE_METRICS_SERVICE_PORT":         "9464",
+		"SAGABRIDGE_BRIDGE_METRICS_SERVICE_PORT_METRICS": "9464",
+		"SAGABRIDGE_BRIDGE_METRICS_PORT":                 "tcp://10.0.0.7:9464",
+		"SAGABRIDGE_BRIDGE_METRICS_PORT_9464_TCP":        "tcp://10.0.0.7:9464",
+		"SAGABRIDGE_BRIDGE_METRICS_PORT_9464_TCP_PROTO":  "tcp",
+		"SAGABRIDGE_BRIDGE_METRICS_PORT_9464_TCP_PORT":   "9464",
+		"SAGABRIDGE_BRIDGE_METRICS_PORT_9464_TCP_ADDR":   "10.0.0.7",
+		"SAGABRIDGE_CODEC_PORT_8081_UDP_ADDR":            "10.0.0.8",
+	}
+	fromEnv, err := FromEnv(environ(links))
+	require.NoError(t, err)
+	_, err = Parse(yaml, fromEnv)
+	require.NoError(t, err)
+
+	links["SAGABRIDGE_KAFKA_GROUPP"] = "g2"
+	fromEnv, err = FromEnv(environ(links))
+	require.NoError(t, err)
+	_, err = Parse(yaml, fromEnv)
+	require.Error(t, err)
+	assert.Equal(t, "SAGABRIDGE_KAFKA_GROUPP: not a configuration variable; did you mean SAGABRIDGE_KAFKA_GROUP (kafka.group)?", err.Error())
+}
+
 // A variable set to nothing (a Helm value: "", an export X= in a script)
 // is refused, naming it and its field: it said nothing, and must not
 // replace the file's setting with the default. (It did, silently: an empty
