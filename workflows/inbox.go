@@ -18,9 +18,12 @@ type AppliedEvent struct {
 // order the bridge sent them (offset order per partition). It is owned by
 // one workflow goroutine.
 type Inbox struct {
-	ch      workflow.ReceiveChannel
-	pending []event.Envelope
-	ctx     workflow.Context // the workflow's, for GetVersion
+	ch workflow.ReceiveChannel
+	// received counts the batches pushed: a ready update or timeout is
+	// handled once the batches that came before it are (runner.readyInTurn).
+	received int
+	pending  []event.Envelope
+	ctx      workflow.Context // the workflow's, for GetVersion
 	// admittedAhead is how many of pending's first records a previous run
 	// admitted already (Snapshot.InboxAdmitted).
 	admittedAhead int
@@ -70,6 +73,7 @@ func (in *Inbox) RecentKeys() []string {
 
 // push adds the records received in a signal to the pending ones.
 func (in *Inbox) push(b event.Batch) {
+	in.received++
 	if b.OnClosed != "" {
 		in.OnClosed = b.OnClosed
 	}

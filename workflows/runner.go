@@ -22,7 +22,8 @@ type runner[S any] struct {
 	appliedHere int
 
 	updates workflow.Channel // of *updateRequest
-	queued  int              // updates sent and not yet received
+	ahead   *updateRequest   // taken from updates by nextUpdate, not yet answered
+	queued  int              // updates sent and not yet answered
 	timers  map[string]*timer
 
 	statusAttr  bool   // the status search attribute is on for this run
@@ -162,6 +163,9 @@ func (r *runner[S]) step() {
 		r.apply(e)
 		return
 	}
+	if r.readyInTurn() {
+		return
+	}
 	sel := workflow.NewSelector(r.ctx)
 	sel.AddReceive(r.in.ch, func(ch workflow.ReceiveChannel, _ bool) {
 		var b event.Batch
@@ -191,6 +195,50 @@ func (r *runner[S]) step() {
 	}
 	sel.Select(r.ctx)
 }
+
+// readyInTurn answers the update waiting first, or runs a timeout that
+// has fired, once the records that came before it have been taken in:
+// the selector below, which alone handled them, took a waiting batch of
+// records first whenever there was one, so under a steady stream (a
+// record arriving during each handler) a timeout due in a minute fired
+// ten minutes late, and an update waited as long, until the records
+// stopped. Records that came before an update or a timeout are still
+// applied first, as before: a payment that arrived before its deadline
+// wins over the deadline. Runs recorded before this check went on as they
+// did then.
+func (r *runner[S]) readyInTurn() bool {
+	upd := r.queued > 0
+	var fired []string
+	for _, name := range r.timerNames() {
+		if t := r.timers[name]; t.fired.IsReady() {
+			fired = append(fired, name)
+		}
+	}
+	if !upd && len(fired) == 0 {
+		return false
+	}
+	if workflow.GetVersion(r.ctx, readyInTurnChange, workflow.DefaultVersion, 1) < 1 {
+		return false
+	}
+	if req := r.nextUpdate(); req != nil && req.after <= r.in.received {
+		return r.answerQueuedUpdate()
+	}
+	for _, name := range fired {
+		t := r.timers[name]
+		if !t.stamped { // its watcher has not run yet: it fired in this workflow task
+			t.after, t.stamped = r.in.received+r.in.ch.Len(), true
+		}
+		if t.after <= r.in.received {
+			r.fire(name, t.fired)
+			return true
+		}
+	}
+	return false
+}
+
+// readyInTurnChange is the workflow.GetVersion change ID that guards
+// handling ready updates and timeouts in turn with records (readyInTurn).
+const readyInTurnChange = "sagabridge.ready-in-turn"
 
 // cancelPending reports whether the workflow was asked to cancel and the
 // run has not handled it yet: the request came while a handler ran (its

@@ -20,7 +20,9 @@ func OnTimeout[S any](en *Entity[S], name string, fn func(c *Ctx[S]) error) {
 }
 
 // StartTimeout starts the timeout name: unless cancelled, its OnTimeout
-// handler runs after d. Starting a running timeout restarts it. A name
+// handler runs after d, once the records that came before it fired have
+// been applied (a record waiting when the deadline passed wins over it),
+// and before those that came later. Starting a running timeout restarts it. A name
 // with no OnTimeout handler starts nothing and returns an error naming it
 // (ErrNoTimeoutHandler); a handler that returns it has its record rejected.
 // After Fail it is refused (see Ctx.Fail) and returns an error wrapping
@@ -48,6 +50,11 @@ type timer struct {
 	at     time.Time
 	fired  workflow.Future
 	cancel workflow.CancelFunc
+	// after is how many batches of records had come when it fired, set
+	// (stamped) in the workflow task it fired in: those go first
+	// (runner.readyInTurn).
+	after   int
+	stamped bool
 }
 
 // fire runs the handler of the timeout name, which has fired.
@@ -78,7 +85,15 @@ func (r *runner[S]) startTimer(name string, at time.Time) {
 		s.Set(nil, nil)
 		fired = f
 	}
-	r.timers[name] = &timer{at: at, fired: fired, cancel: cancel}
+	t := &timer{at: at, fired: fired, cancel: cancel}
+	r.timers[name] = t
+	// The main loop may be in a handler when it fires: note then how many
+	// batches had come. (No command: replay is not affected.)
+	workflow.Go(r.ctx, func(ctx workflow.Context) {
+		if fired.Get(ctx, nil) == nil && !t.stamped {
+			t.after, t.stamped = r.in.received+r.in.ch.Len(), true
+		}
+	})
 }
 
 // cancelTimer stops the timeout name if it runs.

@@ -43,7 +43,8 @@ func OnUpdate[S, In, Out any](en *Entity[S], name string, validate func(st Snaps
 				}
 				return out, nil
 			}
-			req := &updateRequest{id: id, name: name, apply: func(c any) (any, error) { return handle(c.(*Ctx[S]), in) }}
+			req := &updateRequest{id: id, name: name, apply: func(c any) (any, error) { return handle(c.(*Ctx[S]), in) },
+				after: r.in.received + r.in.ch.Len()}
 			r.queued++
 			r.updates.Send(ctx, req)
 			err := workflow.Await(ctx, func() bool { return req.done })
@@ -99,9 +100,12 @@ const updateErrorTypeChange = "sagabridge.update-error-type"
 type updateRequest struct {
 	id, name string
 	apply    func(c any) (any, error)
-	done     bool
-	out      any
-	err      error
+	// after is how many batches of records had come when the update came
+	// (received, or waiting in the signal channel): those go first.
+	after int
+	done  bool
+	out   any
+	err   error
 }
 
 // handleUpdate runs an accepted update in the main loop and remembers its
@@ -168,11 +172,21 @@ func (r *runner[S]) recentUpdate(id string) (UpdateResult, bool) {
 
 // answerQueuedUpdate handles one update waiting in the queue, if any.
 func (r *runner[S]) answerQueuedUpdate() bool {
-	var req *updateRequest
-	if !r.updates.ReceiveAsync(&req) {
+	req := r.nextUpdate()
+	if req == nil {
 		return false
 	}
+	r.ahead = nil
 	r.queued--
 	r.handleUpdate(req)
 	return true
+}
+
+// nextUpdate is the update waiting first in the queue, left there; nil
+// when none is.
+func (r *runner[S]) nextUpdate() *updateRequest {
+	if r.ahead == nil {
+		r.updates.ReceiveAsync(&r.ahead)
+	}
+	return r.ahead
 }

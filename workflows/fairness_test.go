@@ -1,0 +1,87 @@
+package workflows
+
+import (
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+	"go.temporal.io/sdk/testsuite"
+	"go.temporal.io/sdk/workflow"
+
+	"github.com/sagabridge/sagabridge/event"
+)
+
+// ticker counts records and says when its timeout and its update ran.
+type ticker struct {
+	Ticks        int       `json:"ticks"`
+	FiredAt      time.Time `json:"fired_at"`
+	FiredAfter   int       `json:"fired_after"` // records applied before the timeout
+	UpdatedAt    time.Time `json:"updated_at"`
+	UpdatedAfter int       `json:"updated_after"` // records applied before the update
+}
+
+// tickerEntity starts a one-minute timeout at its first record, and each
+// record's handler takes 10 s (an activity's time).
+func tickerEntity(records int) *Entity[ticker] {
+	en := &Entity[ticker]{Done: func(s *ticker) bool {
+		return s.Ticks >= records && !s.FiredAt.IsZero() && !s.UpdatedAt.IsZero()
+	}}
+	On(en, "Tick", func(c *Ctx[ticker], _ struct{}) error {
+		if c.State.Ticks == 0 {
+			_ = c.StartTimeout("due", time.Minute)
+		}
+		c.State.Ticks++
+		return workflow.Sleep(c, 10*time.Second)
+	})
+	OnTimeout(en, "due", func(c *Ctx[ticker]) error {
+		c.State.FiredAt, c.State.FiredAfter = workflow.Now(c), c.State.Ticks
+		return nil
+	})
+	OnUpdate(en, "ping", nil, func(c *Ctx[ticker], _ string) (string, error) {
+		c.State.UpdatedAt, c.State.UpdatedAfter = workflow.Now(c), c.State.Ticks
+		return "pong", nil
+	})
+	return en
+}
+
+// A steady stream of records does not starve timeouts and updates: with a
+// record every 8 s and handlers of 10 s, a record was always waiting when
+// one had been applied, and the selector took it first, so the timeout due
+// at +61 s fired, and the update sent at +30 s was answered, only when the
+// stream ended (+10m1s for both).
+func TestASteadyStreamDoesNotStarveTimeoutsAndUpdates(t *testing.T) {
+	const records = 60
+	var s testsuite.WorkflowTestSuite
+	env := s.NewTestWorkflowEnvironment()
+	en := tickerEntity(records)
+	env.RegisterWorkflowWithOptions(func(ctx workflow.Context, c *Snapshot[ticker]) (Snapshot[ticker], error) { return en.Run(ctx, c) },
+		workflow.RegisterOptions{Name: "Ticker"})
+	for i := range records {
+		b := event.Batch{Events: []event.Envelope{rec(0, int64(i), "Tick", `{}`)}}
+		env.RegisterDelayedCallback(func() { env.SignalWorkflow(event.DefaultSignal, b) }, time.Second+time.Duration(i)*8*time.Second)
+	}
+	var answer any
+	env.RegisterDelayedCallback(func() {
+		env.UpdateWorkflow("ping", "p1", &testsuite.TestUpdateCallback{OnAccept: func() {}, OnReject: func(err error) { t.Error(err) },
+			OnComplete: func(v any, err error) { require.NoError(t, err); answer = v }}, "x")
+	}, 30*time.Second)
+	start := env.Now()
+	env.ExecuteWorkflow("Ticker", nil)
+	require.True(t, env.IsWorkflowCompleted())
+	require.NoError(t, env.GetWorkflowError())
+	var out Snapshot[ticker]
+	require.NoError(t, env.GetWorkflowResult(&out))
+	assert.Equal(t, "pong", answer)
+	assert.Equal(t, records, out.State.Ticks)
+	// Each comes after the records that came before it, and before those
+	// that came later: the timeout (due at +61 s) after the 8 records sent
+	// up to +57 s, the update (+30 s) after the 4 sent up to +25 s. A
+	// record is applied every 10 s, so the backlog at +61 s is 2 records.
+	t.Logf("timeout due at +1m1s fired at +%s after %d records; update sent at +30s answered at +%s after %d",
+		out.State.FiredAt.Sub(start), out.State.FiredAfter, out.State.UpdatedAt.Sub(start), out.State.UpdatedAfter)
+	assert.GreaterOrEqual(t, out.State.FiredAfter, 8, "the timeout fired before records that came before it")
+	assert.GreaterOrEqual(t, out.State.UpdatedAfter, 4, "the update ran before records that came before it")
+	assert.LessOrEqual(t, out.State.FiredAt.Sub(start), 61*time.Second+3*10*time.Second, "the timeout fired %s late", out.State.FiredAt.Sub(start)-61*time.Second)
+	assert.LessOrEqual(t, out.State.UpdatedAt.Sub(start), 30*time.Second+3*10*time.Second, "the update was answered %s late", out.State.UpdatedAt.Sub(start)-30*time.Second)
+}
