@@ -51,8 +51,12 @@ type Config struct {
 	// DLQSuffix names the dead-letter topic of each input topic.
 	// Optional, default dlq.DefaultSuffix (".dlq").
 	DLQSuffix string
-	// SessionTimeout and RebalanceTimeout are the consumer group's.
-	// Optional, defaults 10s and 20s.
+	// SessionTimeout and RebalanceTimeout are the consumer group's. The
+	// broker refuses a SessionTimeout outside its
+	// group.min/max.session.timeout.ms (6s to 30m by default), and Run
+	// then stops with an error naming it. RebalanceTimeout must be at
+	// least TransactionTimeout: a revoked claim finishes its record and
+	// commits before the rebalance goes on. Optional, defaults 10s and 20s.
 	SessionTimeout, RebalanceTimeout time.Duration
 	// TransactionTimeout is how long the broker lets one transaction stay
 	// open before it aborts it and fences its producer (the producer's
@@ -60,7 +64,8 @@ type Config struct {
 	// transaction.max.timeout.ms, 15 minutes by default). A transaction
 	// commits early, with the records processed so far, once it has been
 	// open half this long, so a slow function does not outlive it; the
-	// function must take less than half of it for one record. It also
+	// function must take less than half of it for one record (raise
+	// RebalanceTimeout with it). It also
 	// bounds how long a crash between a transaction's offsets and its
 	// commit stalls the partition's next owner, whose group join reads the
 	// offsets (require_stable) before its producer could abort the
@@ -186,6 +191,13 @@ func (c Config) Validate() error {
 	}
 	if c.SessionTimeout <= 0 || c.RebalanceTimeout <= 0 {
 		bad("SessionTimeout/RebalanceTimeout", "must be positive")
+	} else if c.RebalanceTimeout < c.TransactionTimeout {
+		// A claim revoked finishes the record under way (up to half the
+		// TransactionTimeout) and commits before it lets go; a coordinator
+		// that stops waiting first drops the member, and the new owner's
+		// start fences it, which stops the Processor.
+		bad("RebalanceTimeout", "must be at least TransactionTimeout (%s), not %s: a revoked claim finishes its record (up to half of it) and commits before the rebalance may go on",
+			c.TransactionTimeout, c.RebalanceTimeout)
 	}
 	if c.Sarama != nil {
 		c.checkSarama(func(format string, args ...any) { bad("Sarama", format, args...) })
@@ -199,6 +211,9 @@ func (c Config) checkSarama(bad func(format string, args ...any)) {
 	cc := c.consumerConfig()
 	if cc.Consumer.IsolationLevel != sarama.ReadCommitted {
 		bad("must not change Consumer.IsolationLevel from ReadCommitted: a new owner would then fetch its offsets without require_stable and could start below a commit in flight")
+	}
+	if cc.Consumer.Fetch.Max != 0 {
+		bad("must not set Consumer.Fetch.Max (%d): sarama skips a record larger than it (ErrMessageTooLarge), and the next transaction would commit past it, neither processed nor dead-lettered", cc.Consumer.Fetch.Max)
 	}
 	if cc.Consumer.Offsets.AutoCommit.Enable {
 		bad("must not enable Consumer.Offsets.AutoCommit: offsets move only inside transactions")

@@ -81,6 +81,17 @@ func TestValidateNamesTheField(t *testing.T) {
 		"bad dlq suffix": {func(c *Config) { c.DLQSuffix = "/dlq" }, "DLQSuffix: "},
 		"dlq name too long": {func(c *Config) { c.Topics = []string{strings.Repeat("t", 247)} },
 			"Topics[0]: its DLQ topic"},
+		// A fetch cap lets sarama skip a record larger than it
+		// (ErrMessageTooLarge, offset+1): the next transaction committed
+		// past it, neither processed nor dead-lettered. (Accepted.)
+		"hook fetch max": {func(c *Config) { c.Sarama = func(s *sarama.Config) { s.Consumer.Fetch.Max = 1 << 20 } },
+			"Sarama: must not set Consumer.Fetch.Max"},
+		// A claim revoked finishes its record (up to half the
+		// TransactionTimeout) and commits; the coordinator waits the
+		// RebalanceTimeout for it, then the new owner fences it and the
+		// whole Processor stops. (Accepted: a 6s function, 20s and 2s.)
+		"rebalance shorter than a record": {func(c *Config) { c.TransactionTimeout, c.RebalanceTimeout = 20*time.Second, 2*time.Second },
+			"RebalanceTimeout: must be at least TransactionTimeout (20s), not 2s"},
 		"hook not idempotent": {func(c *Config) { c.Sarama = func(s *sarama.Config) { s.Producer.Idempotent = false } }, "Sarama: must not turn off Producer.Idempotent"},
 		// Every producer setting the hook undid is named, not the first
 		// only (a user fixed one and met the next on the next start).

@@ -363,7 +363,7 @@ func TestATransactionTimeoutTheBrokerRefusesStopsTheProcessor(t *testing.T) {
 	defer kafka.Close()
 	require.NoError(t, fill(kafka.Brokers, "in", 3, []byte("v")))
 	p, err := eos.New(eos.Config{Brokers: kafka.Brokers, Group: "g", Topics: []string{"in"}, TransactionalIDPrefix: "tt",
-		TransactionTimeout: 16 * time.Minute, RetryInitial: 10 * time.Millisecond, RetryMax: 200 * time.Millisecond},
+		TransactionTimeout: 16 * time.Minute, RebalanceTimeout: 16 * time.Minute, RetryInitial: 10 * time.Millisecond, RetryMax: 200 * time.Millisecond},
 		enrichTo("out"), slog.New(slog.NewTextHandler(io.Discard, nil)))
 	require.NoError(t, err)
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
@@ -372,6 +372,27 @@ func TestATransactionTimeoutTheBrokerRefusesStopsTheProcessor(t *testing.T) {
 	require.NoError(t, ctx.Err(), "Run stopped before its context ended")
 	assert.ErrorIs(t, err, sarama.ErrInvalidTransactionTimeout)
 	assert.ErrorContains(t, err, "TransactionTimeout 16m0s")
+}
+
+// A SessionTimeout outside the broker's group.min/max.session.timeout.ms
+// (6 s to 30 min by default) stops the Processor with an error naming it.
+// Every join was refused and retried for ever: nothing processed, Run
+// returning nil when its context ended.
+func TestASessionTimeoutTheBrokerRefusesStopsTheProcessor(t *testing.T) {
+	kafka, err := devstack.StartKafka(0, 1, "in", "out")
+	require.NoError(t, err)
+	defer kafka.Close()
+	require.NoError(t, fill(kafka.Brokers, "in", 3, []byte("v")))
+	p, err := eos.New(eos.Config{Brokers: kafka.Brokers, Group: "g", Topics: []string{"in"}, TransactionalIDPrefix: "st",
+		SessionTimeout: 3 * time.Second, RetryInitial: 10 * time.Millisecond, RetryMax: 200 * time.Millisecond},
+		enrichTo("out"), slog.New(slog.NewTextHandler(io.Discard, nil)))
+	require.NoError(t, err)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	err = p.Run(ctx)
+	require.NoError(t, ctx.Err(), "Run stopped before its context ended")
+	assert.ErrorIs(t, err, sarama.ErrInvalidSessionTimeout)
+	assert.ErrorContains(t, err, "SessionTimeout 3s")
 }
 
 // Output and DLQ topics a broker creates on first use (Kafka's

@@ -136,6 +136,12 @@ func (p *Processor) Run(ctx context.Context) error {
 			retry.Reset()
 			continue
 		}
+		if errors.Is(err, sarama.ErrInvalidSessionTimeout) { // refused at every join: retrying cannot help
+			err = fmt.Errorf("eos: SessionTimeout %s is outside the broker's group.min.session.timeout.ms and group.max.session.timeout.ms: %w", p.cfg.SessionTimeout, err)
+			p.log.Error("processor stopping", "err", err)
+			p.fail(err)
+			break
+		}
 		wait := retry.NextBackOff()
 		p.log.Warn("consumer group session failed; rejoining", "err", err, "retry_in", wait)
 		select {
