@@ -6,6 +6,7 @@ import (
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+	"go.temporal.io/sdk/converter"
 	"go.temporal.io/sdk/testsuite"
 	"go.temporal.io/sdk/workflow"
 
@@ -84,4 +85,68 @@ func TestASteadyStreamDoesNotStarveTimeoutsAndUpdates(t *testing.T) {
 	assert.GreaterOrEqual(t, out.State.UpdatedAfter, 4, "the update ran before records that came before it")
 	assert.LessOrEqual(t, out.State.FiredAt.Sub(start), 61*time.Second+3*10*time.Second, "the timeout fired %s late", out.State.FiredAt.Sub(start)-61*time.Second)
 	assert.LessOrEqual(t, out.State.UpdatedAt.Sub(start), 30*time.Second+3*10*time.Second, "the update was answered %s late", out.State.UpdatedAt.Sub(start)-30*time.Second)
+}
+
+// The new run that takes the records which came after the final status
+// (on_closed_workflow: new_run) is a ContinueAsNew, and it remembers what
+// every ContinueAsNew does: the idempotency keys and the updates' answers.
+// It forgot both: a producer's retry of a record the closed run applied
+// (same key, a later offset) was applied again by the new run.
+func TestTheNewRunOfLateRecordsRemembersKeys(t *testing.T) {
+	en := tallyEntity(0)
+	en.IdempotencyWindow = 100
+	var s testsuite.WorkflowTestSuite
+	env := s.NewTestWorkflowEnvironment()
+	env.RegisterWorkflowWithOptions(func(ctx workflow.Context, c *Snapshot[tally]) (Snapshot[tally], error) { return en.Run(ctx, c) },
+		workflow.RegisterOptions{Name: "Tally"})
+	env.RegisterDelayedCallback(func() {
+		env.SignalWorkflow(event.DefaultSignal, event.Batch{OnClosed: "new_run", Events: []event.Envelope{ev(1, "", "k1"), ev(2, "last", "k2"), ev(3, "", "k3")}})
+	}, time.Second)
+	env.ExecuteWorkflow("Tally", nil)
+	var can *workflow.ContinueAsNewError
+	require.ErrorAs(t, env.GetWorkflowError(), &can)
+	var next Snapshot[tally]
+	require.NoError(t, converter.GetDefaultDataConverter().FromPayloads(can.Input, &next))
+	// k3 came late: the closed run admitted it (its key is remembered) and
+	// hands it on admitted, so the new run applies it.
+	assert.Equal(t, []string{"k1", "k2", "k3"}, next.RecentKeys, "the new run's input")
+
+	en2 := tallyEntity(0)
+	en2.IdempotencyWindow = 100
+	env2 := runTally(t, en2, &next, []event.Envelope{ev(4, "", "k1"), ev(5, "last", "")})
+	var st tally
+	require.NoError(t, env2.GetWorkflowResult(&st))
+	assert.Equal(t, []int64{3, 5}, st.Offsets, "the producer's retry of offset 1 (key k1, offset 4) is not applied again")
+}
+
+// So does an update's answer: a client whose answer was lost sends the
+// update again (the same update ID) to the workflow, which is the new run
+// now, and gets the first answer; it ran again.
+func TestTheNewRunOfLateRecordsRemembersUpdateAnswers(t *testing.T) {
+	ct := newCartTest(t, cartEntity(func(en *Entity[cart]) {
+		en.Finish = func(c *Ctx[cart]) error { return workflow.Sleep(c, 10*time.Second) } // publishing the outcome
+	}))
+	ct.signal(reserve(1, "a"))
+	ct.at(func() {
+		ct.env.UpdateWorkflow("cancel", "u1", &testsuite.TestUpdateCallback{OnAccept: func() {}, OnReject: func(err error) { t.Error(err) },
+			OnComplete: func(any, error) {}}, cancelRequest{Reason: "first"})
+	})
+	ct.at(func() { // while Finish runs: a record for the new run
+		ct.env.SignalWorkflow(event.DefaultSignal, event.Batch{OnClosed: "new_run", Events: []event.Envelope{reserve(2, "b")}})
+	})
+	next, err := ct.run(nil)
+	var can *workflow.ContinueAsNewError
+	require.ErrorAs(t, err, &can, "the cancelled run hands its late record to a new run")
+	require.Len(t, next.RecentUpdates, 1, "the new run's input")
+
+	ct2 := newCartTest(t, cartEntity(nil))
+	var answer any
+	ct2.at(func() {
+		ct2.env.UpdateWorkflow("cancel", "u1", &testsuite.TestUpdateCallback{OnAccept: func() {}, OnReject: func(err error) { t.Errorf("rejected: %v", err) },
+			OnComplete: func(v any, err error) { require.NoError(t, err); answer = v }}, cancelRequest{Reason: "first"})
+	})
+	out, _ := ct2.run(&next)
+	assert.NotNil(t, answer)
+	assert.Zero(t, out.Stats.Updates, "the retried update ran again in the new run (status %s)", out.Status)
+	assert.Equal(t, 1, out.Stats.DedupedUpdates)
 }

@@ -136,6 +136,9 @@ func (r *runner[S]) newRunInput(late []event.Envelope) *Snapshot[S] {
 	if workflow.GetVersion(r.ctx, lateAdmittedChange, workflow.DefaultVersion, 1) >= 1 {
 		next.InboxAdmitted, next.LateWatermarks = len(late), maps.Clone(marks)
 	}
+	if workflow.GetVersion(r.ctx, lateRemembersChange, workflow.DefaultVersion, 1) >= 1 {
+		next.RecentKeys, next.RecentUpdates = r.in.RecentKeys(), slices.Clone(r.c.RecentUpdates)
+	}
 	for _, e := range late {
 		marks.Rewind(e.Position())
 	}
@@ -145,6 +148,12 @@ func (r *runner[S]) newRunInput(late []event.Envelope) *Snapshot[S] {
 // lateAdmittedChange is the workflow.GetVersion change ID that guards
 // handing late records to the new run admitted (newRunInput).
 const lateAdmittedChange = "sagabridge.late-records-admitted"
+
+// lateRemembersChange is the workflow.GetVersion change ID that guards
+// handing the idempotency keys and the updates' answers to the new run of
+// the late records (newRunInput): it is a ContinueAsNew, and a producer's
+// retry of a record, or a client's of an update, reaches it.
+const lateRemembersChange = "sagabridge.late-records-remember"
 
 // newRun is the ContinueAsNew that hands the late records of the new_run
 // policy to a new run of the entity (newRunInput).

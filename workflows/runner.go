@@ -62,6 +62,7 @@ func newRunner[S any](ctx workflow.Context, en *Entity[S], carried *Snapshot[S])
 		if carried != nil { // a new run of a closed workflow: skip what it applied
 			r.c.Watermarks, r.c.Inbox, r.c.OnClosed = carried.Watermarks, carried.Inbox, carried.OnClosed
 			r.c.InboxAdmitted, r.c.PreviousRunError = carried.InboxAdmitted, carried.PreviousRunError
+			r.c.RecentKeys, r.c.RecentUpdates = carried.RecentKeys, carried.RecentUpdates
 			if carried.LateWatermarks != nil { // the closed run's, covering what it dead-lettered
 				marks := maps.Clone(r.c.Watermarks)
 				if marks == nil {
