@@ -224,7 +224,9 @@ func (c *coalescer) watchLag(ctx context.Context, r WorkflowTaskLagReader, now f
 			c.step(backlogAge()) // nothing sent for a while
 			continue
 		}
-		cctx, cancel := context.WithTimeout(ctx, c.cfg.SampleInterval*4)
+		// Four intervals, and at least a second: a round trip longer than
+		// four short intervals would have had every sample time out.
+		cctx, cancel := context.WithTimeout(ctx, max(c.cfg.SampleInterval*4, time.Second))
 		lag, err := r.WorkflowTaskLag(cctx, id)
 		cancel()
 		if err != nil {

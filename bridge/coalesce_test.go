@@ -450,6 +450,35 @@ func TestCoalescerWatchesTheTaskQueueBacklogToo(t *testing.T) {
 	require.Eventually(t, func() bool { return c.Window() == time.Second }, 5*time.Second, time.Millisecond)
 }
 
+// slowLagReader answers after a round trip of its own.
+type slowLagReader struct {
+	rtt time.Duration
+	lag time.Duration
+}
+
+func (r slowLagReader) WorkflowTaskLag(ctx context.Context, _ string) (time.Duration, error) {
+	select {
+	case <-ctx.Done():
+		return 0, ctx.Err()
+	case <-time.After(r.rtt):
+		return r.lag, nil
+	}
+}
+
+// A sample may take longer than four short intervals (a 50 ms round trip
+// to Temporal Cloud at a 10 ms sample_interval): each sample had four
+// intervals, so none was answered and the window followed the backlog
+// alone, which here never opens it.
+func TestASampleSlowerThanItsIntervalIsStillRead(t *testing.T) {
+	c := newCoalescer(config.Coalesce{TargetLag: 100 * time.Millisecond, MaxWindow: time.Second, SampleInterval: 10 * time.Millisecond}, quiet())
+	c.sent("wf", time.Now().Add(-time.Second))
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	go c.watchLag(ctx, slowLagReader{rtt: 50 * time.Millisecond, lag: 2 * time.Second}, time.Now, func() time.Duration { return 0 })
+	require.Eventually(t, func() bool { return c.Window() == time.Second }, 5*time.Second, time.Millisecond,
+		"the sampled 2 s wait did not open the window")
+}
+
 // Temporal answers DescribeTaskQueue from a cache (the server's
 // matching.TaskQueueInfoByBuildIdTTL, 5 s by default), so polls 2 s apart
 // can return one reading, to the nanosecond, seconds after the backlog has

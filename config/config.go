@@ -113,7 +113,8 @@ type Dispatch struct {
 	// Concurrency is how many SignalWithStart calls may be in flight at
 	// once, across all partitions. There is never more than one per
 	// workflow, and a workflow whose call waits (for a retry, for its
-	// window, for the DLQ) holds none of them. Optional, default 64.
+	// window, for the DLQ) holds none of them. At most 10000. Optional,
+	// default 64.
 	Concurrency int `yaml:"concurrency"`
 	// MaxCallBytes caps the events one call carries; larger groups are
 	// split, and a record larger on its own is dead-lettered (class
@@ -191,7 +192,8 @@ type Coalesce struct {
 	// default 1s.
 	MaxWindow time.Duration `yaml:"max_window"`
 	// SampleInterval is how often a workflow's pending task is read
-	// (DescribeWorkflowExecution). Optional, default 250ms.
+	// (DescribeWorkflowExecution); each read may take four intervals, and
+	// at least a second. At least 10ms. Optional, default 250ms.
 	SampleInterval time.Duration `yaml:"sample_interval"`
 }
 

@@ -113,6 +113,21 @@ routes: [{topic: t, workflow_type: W, workflow_id: "w-{key}", task_queue: q}]`, 
 		"transactional on old kafka": {`kafka: {brokers: [b:9092], group: g, version: 2.4.0}
 dlq: {transactional: true, transactional_id_prefix: p}
 routes: [{topic: t, workflow_type: W, workflow_id: "w-{key}", task_queue: q}]`, "kafka.version: 2.4.0 is older than 2.5.0"},
+		// The bridge and the worker start sarama with cooperative-sticky
+		// rebalancing, which sarama refuses below 2.4.0: the version
+		// passed, and the start failed with "invalid configuration",
+		// naming no field, as if Kafka could not be reached.
+		"kafka too old": {`kafka: {brokers: [b:9092], group: g, version: 2.3.0}
+routes: [{topic: t, workflow_type: W, workflow_id: "w-{key}", task_queue: q}]`, "kafka.version: 2.3.0 is older than 2.4.0"},
+		// One goroutine per worker: 50,000,000 were accepted.
+		"concurrency past reason": {`kafka: {brokers: [b:9092], group: g}
+dispatch: {concurrency: 50000000}
+routes: [{topic: t, workflow_type: W, workflow_id: "w-{key}", task_queue: q}]`, "dispatch.concurrency: must be at most 10000"},
+		// Each sample may take four intervals: at 1ns none could answer
+		// and the window followed the backlog alone, sampled without pause.
+		"sample interval too short": {`kafka: {brokers: [b:9092], group: g}
+dispatch: {coalesce: {sample_interval: 1ms}}
+routes: [{topic: t, workflow_type: W, workflow_id: "w-{key}", task_queue: q}]`, "dispatch.coalesce.sample_interval: must be at least 10ms"},
 		"prefix without transactional": {`kafka: {brokers: [b:9092], group: g}
 dlq: {transactional_id_prefix: p}
 routes: [{topic: t, workflow_type: W, workflow_id: "w-{key}", task_queue: q}]`, "dlq.transactional_id_prefix: is set but dlq.transactional is false"},

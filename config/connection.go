@@ -16,7 +16,8 @@ type Kafka struct {
 	Group string `yaml:"group"`
 	// ClientID names this client to the brokers. Optional, default "sagabridge".
 	ClientID string `yaml:"client_id"`
-	// Version is the Kafka protocol version to speak. Optional, default "3.6.0".
+	// Version is the Kafka protocol version to speak: at least 2.4.0
+	// (cooperative-sticky rebalancing). Optional, default "3.6.0".
 	Version string `yaml:"version"`
 	// InitialOffset is where a group with no committed offset starts, and
 	// where one whose committed offset has left the log (retention passed

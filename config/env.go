@@ -156,6 +156,18 @@ func (c Config) checkEnv() error {
 		}
 	}
 	var errs []error
+	fieldOf := map[string]string{}
+	for _, f := range configFields() {
+		fieldOf[f.env] = f.path
+	}
+	for field, name := range map[string]string{
+		"kafka.sasl.password_env": c.Kafka.SASL.PasswordEnv, "temporal.api_key_env": c.Temporal.APIKeyEnv, "temporal.codec.key_env": c.Temporal.Codec.KeyEnv,
+	} {
+		if path, ok := fieldOf[name]; ok {
+			errs = append(errs, &FieldError{Field: field, Msg: fmt.Sprintf(
+				"%s is the variable of %s itself (it would set both): name another variable here, or drop %s and set %s alone", name, path, field, name)})
+		}
+	}
 	for _, name := range c.envUnknown {
 		if named[name] {
 			continue

@@ -168,6 +168,23 @@ routes: [{topic: t, workflow_type: W, workflow_id: "w-{key}", task_queue: q}]`)
 	assert.Equal(t, "SAGABRIDGE_KAFKA_GROUPP: not a configuration variable; did you mean SAGABRIDGE_KAFKA_GROUP (kafka.group)?", err.Error())
 }
 
+// A *_env field that names the variable of a configuration field (the
+// password's own, SAGABRIDGE_KAFKA_SASL_PASSWORD) is refused, naming both:
+// the variable set the inline password too, and the check that there is
+// one source said "got 2" of a configuration that gave one.
+func TestASecretVariableNamedAfterAFieldIsRefusedClearly(t *testing.T) {
+	yaml := []byte(`kafka: {brokers: [b:9092], group: g, sasl: {mechanism: SCRAM-SHA-512, username: u, password_env: SAGABRIDGE_KAFKA_SASL_PASSWORD}}
+routes: [{topic: t, workflow_type: W, workflow_id: "w-{key}", task_queue: q}]`)
+	t.Setenv("SAGABRIDGE_KAFKA_SASL_PASSWORD", "s3cret")
+	fromEnv, err := FromEnv(environ(map[string]string{"SAGABRIDGE_KAFKA_SASL_PASSWORD": "s3cret"}))
+	require.NoError(t, err)
+	_, err = Parse(yaml, fromEnv)
+	require.Error(t, err)
+	assert.Contains(t, err.Error(), "kafka.sasl.password_env: SAGABRIDGE_KAFKA_SASL_PASSWORD is the variable of kafka.sasl.password")
+	assert.NotContains(t, err.Error(), "got 2")
+	assert.NotContains(t, err.Error(), "s3cret")
+}
+
 // A variable set to nothing (a Helm value: "", an export X= in a script)
 // is refused, naming it and its field: it said nothing, and must not
 // replace the file's setting with the default. (It did, silently: an empty

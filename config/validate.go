@@ -44,6 +44,12 @@ func (e *FieldError) Error() string { return e.Field + ": " + e.Msg }
 // maxCircuitFailures bounds backpressure.circuit.failures.
 const maxCircuitFailures = 10_000
 
+// maxConcurrency bounds dispatch.concurrency.
+const maxConcurrency = 10_000
+
+// minSampleInterval bounds dispatch.coalesce.sample_interval from below.
+const minSampleInterval = 10 * time.Millisecond
+
 // validateConnections checks what the bridge and the worker both need to
 // reach Kafka and Temporal (LoadConnections checks only this).
 func (c Config) validateConnections(bad func(field, format string, args ...any)) {
@@ -73,8 +79,10 @@ func (c Config) validateKafkaConnection(bad func(field, format string, args ...a
 	if c.Kafka.ConnectTimeout <= 0 {
 		bad("kafka.connect_timeout", "must be positive")
 	}
-	if _, err := sarama.ParseKafkaVersion(c.Kafka.Version); err != nil {
+	if v, err := sarama.ParseKafkaVersion(c.Kafka.Version); err != nil {
 		bad("kafka.version", "%q is not a Kafka version: %v", c.Kafka.Version, err)
+	} else if !v.IsAtLeast(sarama.V2_4_0_0) {
+		bad("kafka.version", "%s is older than 2.4.0, which the bridge's and the worker's clients need (cooperative-sticky rebalancing, KIP-429)", c.Kafka.Version)
 	}
 	c.Kafka.validateSecurity(bad)
 }
@@ -216,6 +224,12 @@ func (c Config) Validate() error {
 		if d <= 0 {
 			bad(name, "must be positive")
 		}
+	}
+	if si := c.Dispatch.Coalesce.SampleInterval; si > 0 && si < minSampleInterval {
+		bad("dispatch.coalesce.sample_interval", "must be at least %s, not %s: each sample is a DescribeWorkflowExecution", minSampleInterval, si)
+	}
+	if c.Dispatch.Concurrency > maxConcurrency {
+		bad("dispatch.concurrency", "must be at most %d, not %d: each is a worker of its own, and Temporal's frontend limits the calls per second long before", maxConcurrency, c.Dispatch.Concurrency)
 	}
 	if c.Dispatch.RetryMax < c.Dispatch.RetryInitial {
 		bad("dispatch.retry_max", "must be at least dispatch.retry_initial (%s)", c.Dispatch.RetryInitial)
