@@ -107,7 +107,11 @@ type Entity[S any] struct {
 	IdempotencyWindow int
 	// UpdateWindow is how many update results are remembered across runs,
 	// so a client retrying an update with the same update ID gets the first
-	// answer instead of a second effect. Optional, default 100.
+	// answer instead of a second effect. The answers kept are bounded by
+	// a quarter of MaxCarryBytes too, the oldest forgotten first; an
+	// answer over that alone is remembered as a non-retryable error
+	// (AnswerTooLargeToRemember) that says the update ran. Optional,
+	// default 100.
 	UpdateWindow int
 	// KeepApplied keeps the positions of the last KeepApplied records in
 	// Snapshot.Applied. Optional; default 0 (the watermarks and counters are

@@ -1,6 +1,9 @@
 package workflows
 
 import (
+	"errors"
+	"fmt"
+	"strings"
 	"testing"
 	"time"
 
@@ -149,4 +152,90 @@ func TestTheNewRunOfLateRecordsRemembersUpdateAnswers(t *testing.T) {
 	assert.NotNil(t, answer)
 	assert.Zero(t, out.Stats.Updates, "the retried update ran again in the new run (status %s)", out.Status)
 	assert.Equal(t, 1, out.Stats.DedupedUpdates)
+}
+
+// The updates' answers are remembered within a quarter of MaxCarryBytes,
+// not by count alone: 100 answers of 12 KB (1.2 MB) made the state alone
+// larger than MaxCarryBytes (1 MiB), and the run could not continue as
+// new, however many records it had applied.
+func TestLargeUpdateAnswersDoNotKeepTheRunFromContinuingAsNew(t *testing.T) {
+	en := tallyEntity(1)
+	OnUpdate(en, "report", nil, func(c *Ctx[tally], _ string) (string, error) { return strings.Repeat("x", 12_000), nil })
+	var s testsuite.WorkflowTestSuite
+	env := s.NewTestWorkflowEnvironment()
+	env.RegisterWorkflowWithOptions(func(ctx workflow.Context, c *Snapshot[tally]) (Snapshot[tally], error) { return en.Run(ctx, c) },
+		workflow.RegisterOptions{Name: "Tally"})
+	for i := range 100 {
+		id := fmt.Sprint("u", i)
+		env.RegisterDelayedCallback(func() {
+			env.UpdateWorkflow("report", id, &testsuite.TestUpdateCallback{OnAccept: func() {}, OnReject: func(err error) { t.Error(err) },
+				OnComplete: func(_ any, err error) { require.NoError(t, err) }}, "x")
+		}, time.Duration(i+1)*time.Second)
+	}
+	env.RegisterDelayedCallback(func() {
+		env.SignalWorkflow(event.DefaultSignal, event.Batch{Events: []event.Envelope{ev(1, "", ""), ev(2, "", ""), ev(3, "last", "")}})
+	}, 200*time.Second)
+	env.ExecuteWorkflow("Tally", nil)
+	require.True(t, env.IsWorkflowCompleted())
+	var can *workflow.ContinueAsNewError
+	require.ErrorAs(t, env.GetWorkflowError(), &can, "MaxAppliedPerRun 1 was reached and the run did not continue as new")
+	var next Snapshot[tally]
+	require.NoError(t, converter.GetDefaultDataConverter().FromPayloads(can.Input, &next))
+	size := 0
+	for _, u := range next.RecentUpdates {
+		size += jsonSize(u)
+	}
+	assert.LessOrEqual(t, size, defaultMaxCarryBytes/4)
+	require.NotEmpty(t, next.RecentUpdates)
+	assert.Equal(t, "u99", next.RecentUpdates[len(next.RecentUpdates)-1].ID, "the newest answers are kept")
+}
+
+// An answer larger than that budget alone is remembered as an error that
+// says the update ran, so that a retry in the next run (Temporal answers
+// a retry within the run itself) is not run a second time.
+func TestAnAnswerTooLargeToRememberIsNotRunAgainOnARetry(t *testing.T) {
+	runs := 0
+	entity := func(maxPerRun int) *Entity[tally] {
+		en := tallyEntity(maxPerRun)
+		OnUpdate(en, "report", nil, func(c *Ctx[tally], _ string) (string, error) {
+			runs++
+			return strings.Repeat("x", defaultMaxCarryBytes/2), nil
+		})
+		return en
+	}
+	run := func(carried *Snapshot[tally], maxPerRun int, records []event.Envelope) (Snapshot[tally], error, error) {
+		en := entity(maxPerRun)
+		var s testsuite.WorkflowTestSuite
+		env := s.NewTestWorkflowEnvironment()
+		env.RegisterWorkflowWithOptions(func(ctx workflow.Context, c *Snapshot[tally]) (Snapshot[tally], error) { return en.Run(ctx, c) },
+			workflow.RegisterOptions{Name: "Tally"})
+		var answer error
+		env.RegisterDelayedCallback(func() {
+			env.UpdateWorkflow("report", "u1", &testsuite.TestUpdateCallback{OnAccept: func() {}, OnReject: func(err error) { t.Error(err) },
+				OnComplete: func(_ any, err error) { answer = err }}, "x")
+		}, time.Second)
+		env.RegisterDelayedCallback(func() { env.SignalWorkflow(event.DefaultSignal, event.Batch{Events: records}) }, 10*time.Second)
+		env.ExecuteWorkflow("Tally", carried)
+		require.True(t, env.IsWorkflowCompleted())
+		var out Snapshot[tally]
+		err := env.GetWorkflowError()
+		var can *workflow.ContinueAsNewError
+		if errors.As(err, &can) {
+			require.NoError(t, converter.GetDefaultDataConverter().FromPayloads(can.Input, &out))
+			return out, answer, err
+		}
+		require.NoError(t, err)
+		require.NoError(t, env.GetWorkflowResult(&out))
+		return out, answer, nil
+	}
+	next, first, err := run(nil, 1, []event.Envelope{ev(1, "", "")})
+	require.Error(t, err, "continued as new")
+	require.NoError(t, first)
+	assert.Less(t, jsonSize(next.RecentUpdates), 4096, "the answer carried")
+
+	_, retry, err := run(&next, 0, []event.Envelope{ev(3, "last", "")})
+	require.NoError(t, err)
+	assert.Equal(t, 1, runs, "the retry ran the update again")
+	require.Error(t, retry)
+	assert.Contains(t, retry.Error(), "too large to remember")
 }

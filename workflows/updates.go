@@ -4,6 +4,7 @@ import (
 	"cmp"
 	"encoding/json"
 	"fmt"
+	"slices"
 
 	"go.temporal.io/sdk/temporal"
 	"go.temporal.io/sdk/workflow"
@@ -148,9 +149,48 @@ func (r *runner[S]) handleUpdate(req *updateRequest) {
 	if over := len(r.c.RecentUpdates) - window; over > 0 {
 		r.c.RecentUpdates = r.c.RecentUpdates[over:]
 	}
+	r.boundRecentUpdates()
 	r.showStatus()
 	r.retryHeld()
 }
+
+// boundRecentUpdates keeps the remembered answers within a quarter of
+// MaxCarryBytes, the oldest forgotten first; an answer over that alone is
+// remembered as an error that says it ran, so that a retry is not run a
+// second time. Remembered by count alone, 100 answers of 12 KB made the
+// state larger than MaxCarryBytes and the run could no longer continue as
+// new. Runs recorded before the bound kept every answer of the window.
+func (r *runner[S]) boundRecentUpdates() {
+	budget := r.maxCarryBytes() / 4
+	sizes := make([]int, len(r.c.RecentUpdates))
+	total := 0
+	for i, u := range r.c.RecentUpdates {
+		sizes[i] = jsonSize(u)
+		total += sizes[i]
+	}
+	if total <= budget || workflow.GetVersion(r.ctx, updateAnswersBoundChange, workflow.DefaultVersion, 1) < 1 {
+		return
+	}
+	newest := len(r.c.RecentUpdates) - 1
+	if u := &r.c.RecentUpdates[newest]; sizes[newest] > budget {
+		total -= sizes[newest]
+		u.Error = fmt.Sprintf("%s: the update ran, but its answer (%d bytes) is too large to remember for a retry; query the workflow's state for its effect",
+			u.Name, len(u.Result))
+		u.Result, u.ErrorType, u.NonRetryable = nil, "AnswerTooLargeToRemember", true
+		sizes[newest] = jsonSize(*u)
+		total += sizes[newest]
+	}
+	drop := 0
+	for total > budget && drop < newest {
+		total -= sizes[drop]
+		drop++
+	}
+	r.c.RecentUpdates = slices.Delete(r.c.RecentUpdates, 0, drop)
+}
+
+// updateAnswersBoundChange is the workflow.GetVersion change ID that guards
+// bounding the remembered answers in bytes (boundRecentUpdates).
+const updateAnswersBoundChange = "sagabridge.update-answers-bound"
 
 // alreadyDone is the error of the update name refused because the entity
 // is done. It is non-retryable (the failure's non_retryable flag): sending
