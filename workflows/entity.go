@@ -78,7 +78,13 @@ type Entity[S any] struct {
 	// OnCancel runs when the workflow is asked to cancel. Optional; by
 	// default the saga fails with StatusCancelled, compensating its
 	// completed steps. Either way the run then closes (Finish runs) and
-	// reports itself cancelled. A request that comes after the saga
+	// reports itself cancelled; except that records which came after it
+	// under on_closed_workflow new_run go to a new run, as they do after
+	// any final status: the run then continues as new with them (its
+	// state, StatusCancelled, stays queryable on that run with its run
+	// ID), and a
+	// client waiting on the workflow's result follows the new run. A
+	// request that comes after the saga
 	// reached its final status changes nothing: it does not run OnCancel,
 	// and the run completes.
 	OnCancel func(c *Ctx[S]) error
