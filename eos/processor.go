@@ -66,7 +66,8 @@ type Processor struct {
 	// starts holds, by transactional ID, producer starts a session ended
 	// before they answered: the partition's next claim takes its start
 	// over rather than begin another beside it, whose InitProducerId the
-	// late one could follow and fence. Run abandons those left when it
+	// late one could follow and fence. A session that does not claim the
+	// partition abandons its start (Setup), and so does Run when it
 	// returns.
 	starts map[string]*producerStart
 }
@@ -178,7 +179,13 @@ func (p *Processor) fail(err error) {
 // handler is the sarama consumer group handler.
 type handler struct{ p *Processor }
 
-func (handler) Setup(sarama.ConsumerGroupSession) error   { return nil }
+// Setup abandons the starts kept for partitions this session did not
+// claim (keepStart): another member owns them now, and a late
+// InitProducerId of the start would fence it.
+func (h handler) Setup(s sarama.ConsumerGroupSession) error {
+	h.p.abandonStartsBut(s.Claims())
+	return nil
+}
 func (handler) Cleanup(sarama.ConsumerGroupSession) error { return nil }
 
 // ConsumeClaim runs one partition's transactional loop.
@@ -243,6 +250,25 @@ func (p *Processor) keepStart(txnID string, s *producerStart) {
 		p.starts = map[string]*producerStart{}
 	}
 	p.starts[txnID] = s
+}
+
+// abandonStartsBut abandons the kept starts of every partition but
+// claims'.
+func (p *Processor) abandonStartsBut(claims map[string][]int32) {
+	keep := map[string]bool{}
+	for topic, partitions := range claims {
+		for _, partition := range partitions {
+			keep[kafkatxn.TransactionalID(p.cfg.TransactionalIDPrefix, p.cfg.Group, topic, partition)] = true
+		}
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	for id, s := range p.starts {
+		if !keep[id] {
+			s.abandon()
+			delete(p.starts, id)
+		}
+	}
 }
 
 // startPartitionLoop starts the claim's partition loop, retrying with

@@ -11,6 +11,7 @@ import (
 	"github.com/IBM/sarama"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kmsg"
 
 	"github.com/sagabridge/sagabridge/internal/devstack"
@@ -140,4 +141,90 @@ func TestAStartThatAnsweredAfterItsSessionIsNotTakenOver(t *testing.T) {
 	defer l.close()
 	assert.Equal(t, int32(2), inits.Load(), "InitProducerId requests: the answered start was taken over")
 	assert.Empty(t, p.starts)
+}
+
+// A start Run abandons stops asking: sarama sends InitProducerId again
+// while the coordinator answers that it is loading (Retry.Max 50 times),
+// and a late one that succeeds bumps the epoch and fences the partition's
+// next owner, another instance or a new Processor, which then stops with
+// ErrFenced. The start's client is closed at once, so nothing more is
+// sent. (It went on: 51 requests after the abandon.)
+func TestAnAbandonedStartSendsNoMoreInitProducerID(t *testing.T) {
+	kafka, err := devstack.StartKafka(0, 1, "in")
+	require.NoError(t, err)
+	defer kafka.Close()
+	var inits atomic.Int32
+	kafka.Cluster.ControlKey(int16(kmsg.InitProducerID), func(req kmsg.Request) (kmsg.Response, error, bool) {
+		kafka.Cluster.KeepControl()
+		inits.Add(1)
+		resp := req.ResponseKind().(*kmsg.InitProducerIDResponse)
+		resp.ErrorCode = kerr.CoordinatorLoadInProgress.Code
+		return resp, nil, true
+	})
+	c := validConfig()
+	c.Brokers = kafka.Brokers
+	s := startProducer(c.Brokers, c.withDefaults().producerConfig("t-g-in-0"))
+	require.Eventually(t, func() bool { return inits.Load() >= 2 }, 30*time.Second, time.Millisecond, "the start retries")
+	s.abandon()
+	at := inits.Load()
+	select {
+	case <-s.finished:
+	case <-time.After(60 * time.Second):
+		t.Fatal("the abandoned start never ended")
+	}
+	assert.LessOrEqual(t, inits.Load(), at+1, "InitProducerId requests after the abandon (one may have been on its way)")
+}
+
+// claimsSession is a session that claims claims.
+type claimsSession struct {
+	sarama.ConsumerGroupSession
+	claims map[string][]int32
+}
+
+func (s claimsSession) Claims() map[string][]int32 { return s.claims }
+
+// A start kept for the partition's next claim is abandoned by a session
+// that does not claim the partition: another member owns it now, and the
+// start's late InitProducerId would fence that member. (It was kept, and
+// retried, until Run returned.)
+func TestASessionThatDoesNotClaimThePartitionAbandonsItsStart(t *testing.T) {
+	kafka, err := devstack.StartKafka(0, 1, "in")
+	require.NoError(t, err)
+	defer kafka.Close()
+	var inits atomic.Int32
+	kafka.Cluster.ControlKey(int16(kmsg.InitProducerID), func(req kmsg.Request) (kmsg.Response, error, bool) {
+		kafka.Cluster.KeepControl()
+		inits.Add(1)
+		resp := req.ResponseKind().(*kmsg.InitProducerIDResponse)
+		resp.ErrorCode = kerr.CoordinatorLoadInProgress.Code
+		return resp, nil, true
+	})
+	p, err := New(Config{Brokers: kafka.Brokers, Group: "g", Topics: []string{"in"}, TransactionalIDPrefix: "t"},
+		func(context.Context, *sarama.ConsumerMessage) ([]Output, error) { return nil, nil }, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	require.NoError(t, err)
+	s0 := startProducer(p.cfg.Brokers, p.cfg.producerConfig("t-g-in-0"))
+	p.keepStart("t-g-in-0", s0)
+	require.Eventually(t, func() bool { return inits.Load() >= 2 }, 30*time.Second, time.Millisecond, "the start retries")
+
+	before := inits.Load()
+	require.NoError(t, handler{p}.Setup(claimsSession{claims: map[string][]int32{"in": {1}}}))
+	select {
+	case <-s0.finished:
+	case <-time.After(60 * time.Second):
+		t.Fatal("the start of the partition the session did not claim went on")
+	}
+	assert.LessOrEqual(t, inits.Load(), before+1, "InitProducerId requests after the session began (one may have been on its way)")
+	p.mu.Lock()
+	_, kept := p.starts["t-g-in-0"]
+	p.mu.Unlock()
+	assert.False(t, kept)
+
+	// The start of a partition the session claims is kept for its claim.
+	s1 := startProducer(p.cfg.Brokers, p.cfg.producerConfig("t-g-in-1"))
+	defer s1.abandon()
+	p.keepStart("t-g-in-1", s1)
+	require.NoError(t, handler{p}.Setup(claimsSession{claims: map[string][]int32{"in": {1}}}))
+	p.mu.Lock()
+	assert.Same(t, s1, p.starts["t-g-in-1"])
+	p.mu.Unlock()
 }

@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"maps"
 	"runtime/debug"
+	"sync"
 	"time"
 
 	"github.com/IBM/sarama"
@@ -65,10 +66,16 @@ type partitionLoop struct {
 // producerStart is a transactional producer starting in the background:
 // its InitProducerId bumps the epoch of the ID, fencing any earlier
 // producer and aborting whatever transaction that one left open. done
-// yields the producer or the error once.
+// yields the producer or the error once; finished is closed when the
+// start has ended, answered or not.
 type producerStart struct {
-	cfg  *sarama.Config
-	done chan producerStarted
+	cfg      *sarama.Config
+	done     chan producerStarted
+	finished chan struct{}
+
+	mu        sync.Mutex
+	client    sarama.Client // the start's own, once connected
+	abandoned bool
 }
 
 type producerStarted struct {
@@ -77,16 +84,40 @@ type producerStarted struct {
 }
 
 func startProducer(brokers []string, cfg *sarama.Config) *producerStart {
-	s := &producerStart{cfg: cfg, done: make(chan producerStarted, 1)}
+	s := &producerStart{cfg: cfg, done: make(chan producerStarted, 1), finished: make(chan struct{})}
 	go func() {
-		prod, err := kafkatxn.NewProducer(brokers, cfg)
+		defer close(s.finished)
+		client, err := sarama.NewClient(brokers, cfg)
+		if err != nil {
+			s.done <- producerStarted{nil, err}
+			return
+		}
+		s.mu.Lock()
+		if s.abandoned {
+			s.mu.Unlock()
+			_ = client.Close()
+			s.done <- producerStarted{nil, sarama.ErrClosedClient}
+			return
+		}
+		s.client = client
+		s.mu.Unlock()
+		prod, err := kafkatxn.ProducerFromClient(client) // closes client on failure
 		s.done <- producerStarted{prod, err}
 	}()
 	return s
 }
 
-// abandon closes the producer once it has started, if it does.
+// abandon closes the start's client at once, so that sarama sends no
+// more InitProducerId (it retries one its coordinator answers is loading,
+// and a late one that succeeds fences the partition's next owner), and
+// closes the producer if it starts all the same.
 func (s *producerStart) abandon() {
+	s.mu.Lock()
+	s.abandoned = true
+	if s.client != nil {
+		_ = s.client.Close()
+	}
+	s.mu.Unlock()
 	go func() {
 		if r := <-s.done; r.err == nil {
 			_ = r.prod.Close()
