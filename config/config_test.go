@@ -117,6 +117,18 @@ routes: [{topic: t, workflow_type: W, workflow_id: "w-{key}", task_queue: q}]`, 
 		// rebalancing, which sarama refuses below 2.4.0: the version
 		// passed, and the start failed with "invalid configuration",
 		// naming no field, as if Kafka could not be reached.
+		// A mapping where a list belongs, or a list or a value where a
+		// section does: yaml.v3 named the Go type ("cannot unmarshal !!map
+		// into []config.Route"), not the field.
+		"routes without dashes": {`kafka: {brokers: [b:9092], group: g}
+routes: {topic: t, workflow_type: W, workflow_id: "w-{key}", task_queue: q}`, "routes: want a list"},
+		"brokers as a mapping": {`kafka: {brokers: {b: 9092}, group: g}
+routes: [{topic: t, workflow_type: W, workflow_id: "w-{key}", task_queue: q}]`, "kafka.brokers: want a list"},
+		"section as a list": {`kafka: [b:9092]
+routes: [{topic: t, workflow_type: W, workflow_id: "w-{key}", task_queue: q}]`, "kafka: want a section"},
+		"section as a value": {`kafka: {brokers: [b:9092], group: g}
+dispatch: fast
+routes: [{topic: t, workflow_type: W, workflow_id: "w-{key}", task_queue: q}]`, "dispatch: want a section"},
 		"kafka too old": {`kafka: {brokers: [b:9092], group: g, version: 2.3.0}
 routes: [{topic: t, workflow_type: W, workflow_id: "w-{key}", task_queue: q}]`, "kafka.version: 2.3.0 is older than 2.4.0"},
 		// One goroutine per worker: 50,000,000 were accepted.

@@ -36,6 +36,10 @@ func unknownFields(doc *yaml.Node) []error {
 			}
 		case t.Kind() == reflect.Map && (n.Kind == yaml.SequenceNode || n.Kind == yaml.ScalarNode && n.Tag != "!!null"):
 			errs = append(errs, &FieldError{Field: path, Msg: fmt.Sprintf("want a mapping, such as {name: value}, not %s (line %d)", kindName(n), n.Line)})
+		case t.Kind() == reflect.Slice && n.Kind == yaml.MappingNode:
+			errs = append(errs, &FieldError{Field: path, Msg: fmt.Sprintf("want a list, such as [a, b] or lines that start with \"- \", not %s (line %d)", kindName(n), n.Line)})
+		case t.Kind() == reflect.Struct && (n.Kind == yaml.SequenceNode || n.Kind == yaml.ScalarNode && n.Tag != "!!null"):
+			errs = append(errs, &FieldError{Field: path, Msg: fmt.Sprintf("want a section, its fields as a mapping such as {name: value}, not %s (line %d)", kindName(n), n.Line)})
 		case (n.Kind == yaml.MappingNode || n.Kind == yaml.SequenceNode) && single(t):
 			errs = append(errs, &FieldError{Field: path, Msg: fmt.Sprintf("want a single value, not %s (line %d)", kindName(n), n.Line)})
 		case n.Kind == yaml.MappingNode && t.Kind() == reflect.Struct && t != reflect.TypeFor[time.Duration]():
