@@ -1,6 +1,8 @@
 package workflows
 
 import (
+	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"strings"
@@ -9,10 +11,12 @@ import (
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+	"go.temporal.io/sdk/activity"
 	"go.temporal.io/sdk/converter"
 	"go.temporal.io/sdk/testsuite"
 	"go.temporal.io/sdk/workflow"
 
+	"github.com/sagabridge/sagabridge/activities/contract"
 	"github.com/sagabridge/sagabridge/event"
 )
 
@@ -238,4 +242,73 @@ func TestAnAnswerTooLargeToRememberIsNotRunAgainOnARetry(t *testing.T) {
 	assert.Equal(t, 1, runs, "the retry ran the update again")
 	require.Error(t, retry)
 	assert.Contains(t, retry.Error(), "too large to remember")
+}
+
+// A signal that cannot be decoded (the SDK drops it) counted among the
+// batches that came before an update, and the update waited for a batch
+// that never came: on an idle saga it was never answered.
+func TestAnUpdateAfterAnUndecodableSignalIsAnswered(t *testing.T) {
+	var s testsuite.WorkflowTestSuite
+	env := s.NewTestWorkflowEnvironment()
+	en := tickerEntity(1)
+	env.RegisterWorkflowWithOptions(func(ctx workflow.Context, c *Snapshot[ticker]) (Snapshot[ticker], error) { return en.Run(ctx, c) },
+		workflow.RegisterOptions{Name: "Ticker"})
+	env.RegisterDelayedCallback(func() {
+		env.SignalWorkflow(event.DefaultSignal, event.Batch{Events: []event.Envelope{rec(0, 0, "Tick", `{}`)}})
+	}, time.Second)
+	env.RegisterDelayedCallback(func() {
+		env.SignalWorkflow(event.DefaultSignal, json.RawMessage(`{"events":{"format":3,"groups":[]}}`))
+	}, 3*time.Second)
+	var answer any
+	env.RegisterDelayedCallback(func() {
+		env.UpdateWorkflow("ping", "p1", &testsuite.TestUpdateCallback{OnAccept: func() {}, OnReject: func(err error) { t.Error(err) },
+			OnComplete: func(v any, err error) { require.NoError(t, err); answer = v }}, "x")
+	}, 5*time.Second)
+	start := env.Now()
+	env.ExecuteWorkflow("Ticker", nil)
+	require.True(t, env.IsWorkflowCompleted())
+	require.NoError(t, env.GetWorkflowError())
+	var out Snapshot[ticker]
+	require.NoError(t, env.GetWorkflowResult(&out))
+	assert.Equal(t, "pong", answer)
+	assert.Less(t, out.State.UpdatedAt.Sub(start), time.Minute+30*time.Second, "the update was answered at +%s", out.State.UpdatedAt.Sub(start))
+}
+
+// The keys of the late records dead-lettered because the new run's input
+// was full (MaxCarryBytes) are not handed on: they grew the input past
+// MaxCarryBytes (7,375 bytes of 4,000), and the new run dropped a
+// redrive of such a record as a duplicate.
+func TestTheKeysOfLateRecordsDeadLetteredAreNotHandedOn(t *testing.T) {
+	en := tallyEntity(0)
+	en.IdempotencyWindow, en.MaxCarryBytes = 1000, 4000
+	var s testsuite.WorkflowTestSuite
+	env := s.NewTestWorkflowEnvironment()
+	env.RegisterWorkflowWithOptions(func(ctx workflow.Context, c *Snapshot[tally]) (Snapshot[tally], error) { return en.Run(ctx, c) },
+		workflow.RegisterOptions{Name: "Tally"})
+	env.RegisterActivityWithOptions(func(context.Context, contract.DeadLetterInput) error { return nil },
+		activity.RegisterOptions{Name: contract.DeadLetterActivity})
+	key := func(i int) string { return fmt.Sprintf("%064d", i) }
+	batch := []event.Envelope{ev(1, "last", "")}
+	for i := range 78 {
+		batch = append(batch, ev(int64(2+i), "", key(i)))
+	}
+	env.RegisterDelayedCallback(func() { env.SignalWorkflow(event.DefaultSignal, event.Batch{OnClosed: "new_run", Events: batch}) }, time.Second)
+	env.ExecuteWorkflow("Tally", nil)
+	var can *workflow.ContinueAsNewError
+	require.ErrorAs(t, env.GetWorkflowError(), &can)
+	var next Snapshot[tally]
+	require.NoError(t, converter.GetDefaultDataConverter().FromPayloads(can.Input, &next))
+	size := 0
+	for _, p := range can.Input.GetPayloads() {
+		size += len(p.GetData())
+	}
+	assert.LessOrEqual(t, size, 4000, "the new run's input")
+	require.Less(t, len(next.Inbox), 78, "some late records were dead-lettered")
+	redriven := ev(500, "", key(77)) // the last, dead-lettered, redriven
+	en2 := tallyEntity(0)
+	en2.IdempotencyWindow = 1000
+	env2 := runTally(t, en2, &next, []event.Envelope{redriven, ev(501, "last", "")})
+	var st tally
+	require.NoError(t, env2.GetWorkflowResult(&st))
+	assert.Contains(t, st.Offsets, int64(500), "the redriven record was dropped as a duplicate")
 }

@@ -71,6 +71,17 @@ func (in *Inbox) RecentKeys() []string {
 	return in.keys.list()
 }
 
+// forgetKey forgets the idempotency key of e, a record admitted and then
+// not applied, so that it is not taken for a duplicate when it comes again.
+func (in *Inbox) forgetKey(e event.Envelope) {
+	if in.keys == nil {
+		return
+	}
+	if k, ok := e.Header(in.keyHeader); ok && len(k) > 0 {
+		in.keys.forget(string(k))
+	}
+}
+
 // push adds the records received in a signal to the pending ones.
 func (in *Inbox) push(b event.Batch) {
 	in.received++

@@ -3,6 +3,7 @@ package workflows
 import (
 	"crypto/sha256"
 	"encoding/base64"
+	"slices"
 	"unicode/utf8"
 )
 
@@ -66,6 +67,20 @@ func (r *recentKeys) add(k string) bool {
 		r.order = r.order[1:]
 	}
 	return true
+}
+
+// forget drops k, if remembered.
+func (r *recentKeys) forget(k string) {
+	if r.digest {
+		k = rememberedKey(k)
+	}
+	if _, ok := r.seen[k]; !ok {
+		return
+	}
+	delete(r.seen, k)
+	if i := slices.Index(r.order, k); i >= 0 {
+		r.order = slices.Delete(r.order, i, i+1)
+	}
 }
 
 func (r *recentKeys) list() []string { return append([]string(nil), r.order...) }

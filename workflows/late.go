@@ -80,6 +80,12 @@ func (r *runner[S]) late(e event.Envelope) {
 	}
 	if policy == "new_run" && r.newRunFull(e) {
 		policy, reason = "dlq", reason+"; the new run's input is full (Entity.MaxCarryBytes)"
+		if workflow.GetVersion(r.ctx, lateRemembersChange, workflow.DefaultVersion, 1) >= 1 {
+			// Not applied, here or by the new run, which remembers this
+			// run's keys: a redrive of it must not be a duplicate there,
+			// and its key must not grow the new run's input.
+			r.in.forgetKey(e)
+		}
 	}
 	switch policy {
 	case "new_run":

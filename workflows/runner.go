@@ -221,7 +221,11 @@ func (r *runner[S]) readyInTurn() bool {
 	if workflow.GetVersion(r.ctx, readyInTurnChange, workflow.DefaultVersion, 1) < 1 {
 		return false
 	}
-	if req := r.nextUpdate(); req != nil && req.after <= r.in.received {
+	// Due once the batches that came before it are received, or the
+	// channel is empty: a signal that could not be decoded was counted
+	// but is never received (the SDK drops it).
+	due := func(after int) bool { return after <= r.in.received || r.in.ch.Len() == 0 }
+	if req := r.nextUpdate(); req != nil && due(req.after) {
 		return r.answerQueuedUpdate()
 	}
 	for _, name := range fired {
@@ -229,7 +233,7 @@ func (r *runner[S]) readyInTurn() bool {
 		if !t.stamped { // its watcher has not run yet: it fired in this workflow task
 			t.after, t.stamped = r.in.received+r.in.ch.Len(), true
 		}
-		if t.after <= r.in.received {
+		if due(t.after) {
 			r.fire(name, t.fired)
 			return true
 		}
