@@ -266,6 +266,7 @@ func TestEOSZombieIsFencedByTheNextOwner(t *testing.T) {
 	cfg := eos.Config{
 		Brokers: stack.Kafka.Brokers, Group: group, Topics: []string{in}, TransactionalIDPrefix: group,
 		MaxBatch: 5, Linger: 200 * time.Millisecond, SessionTimeout: 6 * time.Second, RebalanceTimeout: 3 * time.Second,
+		TransactionTimeout: 3 * time.Second, // at most RebalanceTimeout
 	}
 	enrich := func(rec *sarama.ConsumerMessage) []eos.Output {
 		return []eos.Output{{Topic: out, Key: rec.Key, Value: fmt.Appendf(nil, "%s/%d/%d %s", rec.Topic, rec.Partition, rec.Offset, rec.Value)}}

@@ -212,6 +212,9 @@ func (c Config) checkSarama(bad func(format string, args ...any)) {
 	if cc.Consumer.IsolationLevel != sarama.ReadCommitted {
 		bad("must not change Consumer.IsolationLevel from ReadCommitted: a new owner would then fetch its offsets without require_stable and could start below a commit in flight")
 	}
+	if rt := cc.Consumer.Group.Rebalance.Timeout; rt < c.TransactionTimeout {
+		bad("must not set Consumer.Group.Rebalance.Timeout (%s) below TransactionTimeout (%s): a revoked claim finishes its record and commits before the rebalance may go on", rt, c.TransactionTimeout)
+	}
 	if cc.Consumer.Fetch.Max != 0 {
 		bad("must not set Consumer.Fetch.Max (%d): sarama skips a record larger than it (ErrMessageTooLarge), and the next transaction would commit past it, neither processed nor dead-lettered", cc.Consumer.Fetch.Max)
 	}

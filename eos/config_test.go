@@ -92,6 +92,10 @@ func TestValidateNamesTheField(t *testing.T) {
 		// whole Processor stops. (Accepted: a 6s function, 20s and 2s.)
 		"rebalance shorter than a record": {func(c *Config) { c.TransactionTimeout, c.RebalanceTimeout = 20*time.Second, 2*time.Second },
 			"RebalanceTimeout: must be at least TransactionTimeout (20s), not 2s"},
+		"hook shortens the rebalance": {func(c *Config) {
+			c.Sarama = func(s *sarama.Config) { s.Consumer.Group.Rebalance.Timeout = time.Second }
+		},
+			"Sarama: must not set Consumer.Group.Rebalance.Timeout (1s) below TransactionTimeout (10s)"},
 		"hook not idempotent": {func(c *Config) { c.Sarama = func(s *sarama.Config) { s.Producer.Idempotent = false } }, "Sarama: must not turn off Producer.Idempotent"},
 		// Every producer setting the hook undid is named, not the first
 		// only (a user fixed one and met the next on the next start).

@@ -138,7 +138,8 @@ func (p *Processor) Run(ctx context.Context) error {
 			continue
 		}
 		if errors.Is(err, sarama.ErrInvalidSessionTimeout) { // refused at every join: retrying cannot help
-			err = fmt.Errorf("eos: SessionTimeout %s is outside the broker's group.min.session.timeout.ms and group.max.session.timeout.ms: %w", p.cfg.SessionTimeout, err)
+			err = fmt.Errorf("eos: SessionTimeout %s is outside the broker's group.min.session.timeout.ms and group.max.session.timeout.ms: %w",
+				p.cfg.consumerConfig().Consumer.Group.Session.Timeout, err) // as the Sarama hook left it
 			p.log.Error("processor stopping", "err", err)
 			p.fail(err)
 			break
