@@ -3,6 +3,7 @@ package eos
 import (
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"time"
 
@@ -222,13 +223,20 @@ func (c Config) checkSarama(bad func(format string, args ...any)) {
 		bad("must not enable Consumer.Offsets.AutoCommit: offsets move only inside transactions")
 	}
 	strategies := cc.Consumer.Group.Rebalance.GroupStrategies
-	if st := cc.Consumer.Group.Rebalance.Strategy; st != nil { //nolint:staticcheck // sarama prefers the deprecated field when set
-		strategies = append(strategies, st)
+	if st := cc.Consumer.Group.Rebalance.Strategy; st != nil { //nolint:staticcheck // sarama uses the deprecated field alone when set
+		strategies = []sarama.BalanceStrategy{st}
 	}
+	// sarama rebalances cooperatively when every strategy declares it can
+	// (sarama.RebalanceProtocolBalanceStrategy), whatever their names.
+	cooperative := len(strategies) > 0
+	var names []string
 	for _, st := range strategies {
-		if strings.Contains(st.Name(), "cooperative") {
-			bad("must not use the %s rebalance strategy: the Processor needs eager rebalancing (a member keeping its claims across generations has its transactional commits rejected as stale)", st.Name())
-		}
+		names = append(names, st.Name())
+		rp, ok := st.(sarama.RebalanceProtocolBalanceStrategy)
+		cooperative = cooperative && ok && slices.Contains(rp.SupportedProtocols(), sarama.RebalanceProtocolCooperative)
+	}
+	if cooperative {
+		bad("must not use the %s rebalance strategy: with it sarama rebalances cooperatively, and the Processor needs eager rebalancing (a member keeping its claims across generations has its transactional commits rejected as stale)", strings.Join(names, ", "))
 	}
 	if v := cc.Version; !v.IsAtLeast(sarama.V2_5_0_0) {
 		bad("must not set Version below 2.5.0 (%s): with it the transactions' offset commits carry no group generation, so a stale member is not fenced (KIP-447), and a new owner's offset fetch is not require_stable", v)

@@ -72,6 +72,13 @@ func TestValidateNamesTheField(t *testing.T) {
 				s.Consumer.Group.Rebalance.Strategy = sarama.NewBalanceStrategyCooperativeSticky()
 			}
 		}, "Sarama: must not use the cooperative-sticky rebalance strategy"},
+		// sarama goes by what a strategy declares, not by its name: one
+		// named otherwise that declares cooperative rebalancing passed.
+		"hook cooperative under another name": {func(c *Config) {
+			c.Sarama = func(s *sarama.Config) {
+				s.Consumer.Group.Rebalance.GroupStrategies = []sarama.BalanceStrategy{renamed{sarama.NewBalanceStrategyCooperativeSticky().(sarama.RebalanceProtocolBalanceStrategy)}}
+			}
+		}, "Sarama: must not use the my-sticky rebalance strategy"},
 		"hook old version": {func(c *Config) { c.Sarama = func(s *sarama.Config) { s.Version = sarama.V2_4_0_0 } },
 			"Sarama: must not set Version below 2.5.0"},
 		// Topic names Kafka refuses are named here: a DLQ suffix with a
@@ -201,3 +208,28 @@ func TestRunTwiceIsAnError(t *testing.T) {
 	assert.NotErrorIs(t, err, ErrAlreadyRun)
 	assert.ErrorIs(t, p.Run(t.Context()), ErrAlreadyRun)
 }
+
+// renamed is a cooperative strategy under another name.
+type renamed struct {
+	sarama.RebalanceProtocolBalanceStrategy
+}
+
+func (renamed) Name() string { return "my-sticky" }
+
+// An eager strategy whose name says cooperative is not refused: sarama
+// rebalances eagerly with it.
+func TestAnEagerStrategyNamedCooperativeIsAccepted(t *testing.T) {
+	c := validConfig()
+	c.Sarama = func(s *sarama.Config) {
+		s.Consumer.Group.Rebalance.GroupStrategies = []sarama.BalanceStrategy{named{sarama.NewBalanceStrategyRange(), "not-cooperative"}}
+	}
+	require.NoError(t, c.withDefaults().Validate())
+}
+
+// named is a strategy under another name.
+type named struct {
+	sarama.BalanceStrategy
+	name string
+}
+
+func (n named) Name() string { return n.name }
