@@ -353,46 +353,40 @@ func TestAnOutputTheBrokerRefusesDeadLettersItsRecord(t *testing.T) {
 	assert.Equal(t, int64(2), p.Stats().Outputs)
 }
 
-// A TransactionTimeout over the broker's transaction.max.timeout.ms (15
-// minutes by default) stops the Processor with an error naming it. The
-// broker's refusal was retried for ever: nothing processed, Run returning
-// nil when its context ended.
-func TestATransactionTimeoutTheBrokerRefusesStopsTheProcessor(t *testing.T) {
-	kafka, err := devstack.StartKafka(0, 1, "in", "out")
-	require.NoError(t, err)
-	defer kafka.Close()
-	require.NoError(t, fill(kafka.Brokers, "in", 3, []byte("v")))
-	p, err := eos.New(eos.Config{Brokers: kafka.Brokers, Group: "g", Topics: []string{"in"}, TransactionalIDPrefix: "tt",
-		TransactionTimeout: 16 * time.Minute, RebalanceTimeout: 16 * time.Minute, RetryInitial: 10 * time.Millisecond, RetryMax: 200 * time.Millisecond},
-		enrichTo("out"), slog.New(slog.NewTextHandler(io.Discard, nil)))
-	require.NoError(t, err)
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	err = p.Run(ctx)
-	require.NoError(t, ctx.Err(), "Run stopped before its context ended")
-	assert.ErrorIs(t, err, sarama.ErrInvalidTransactionTimeout)
-	assert.ErrorContains(t, err, "TransactionTimeout 16m0s")
-}
-
-// A SessionTimeout outside the broker's group.min/max.session.timeout.ms
-// (6 s to 30 min by default) stops the Processor with an error naming it.
-// Every join was refused and retried for ever: nothing processed, Run
-// returning nil when its context ended.
-func TestASessionTimeoutTheBrokerRefusesStopsTheProcessor(t *testing.T) {
-	kafka, err := devstack.StartKafka(0, 1, "in", "out")
-	require.NoError(t, err)
-	defer kafka.Close()
-	require.NoError(t, fill(kafka.Brokers, "in", 3, []byte("v")))
-	p, err := eos.New(eos.Config{Brokers: kafka.Brokers, Group: "g", Topics: []string{"in"}, TransactionalIDPrefix: "st",
-		SessionTimeout: 3 * time.Second, RetryInitial: 10 * time.Millisecond, RetryMax: 200 * time.Millisecond},
-		enrichTo("out"), slog.New(slog.NewTextHandler(io.Discard, nil)))
-	require.NoError(t, err)
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	err = p.Run(ctx)
-	require.NoError(t, ctx.Err(), "Run stopped before its context ended")
-	assert.ErrorIs(t, err, sarama.ErrInvalidSessionTimeout)
-	assert.ErrorContains(t, err, "SessionTimeout 3s")
+// A setting the broker refuses stops the Processor with an error naming
+// it: a TransactionTimeout over the broker's transaction.max.timeout.ms (15
+// minutes by default), a SessionTimeout outside its
+// group.min/max.session.timeout.ms (6 s to 30 min). The broker's refusal
+// was retried for ever: nothing processed, Run returning nil when its
+// context ended.
+func TestASettingTheBrokerRefusesStopsTheProcessor(t *testing.T) {
+	for name, tc := range map[string]struct {
+		edit func(*eos.Config)
+		want error
+		says string
+	}{
+		"transaction timeout": {func(c *eos.Config) { c.TransactionTimeout, c.RebalanceTimeout = 16*time.Minute, 16*time.Minute },
+			sarama.ErrInvalidTransactionTimeout, "TransactionTimeout 16m0s"},
+		"session timeout": {func(c *eos.Config) { c.SessionTimeout = 3 * time.Second }, sarama.ErrInvalidSessionTimeout, "SessionTimeout 3s"},
+	} {
+		t.Run(name, func(t *testing.T) {
+			kafka, err := devstack.StartKafka(0, 1, "in", "out")
+			require.NoError(t, err)
+			defer kafka.Close()
+			require.NoError(t, fill(kafka.Brokers, "in", 3, []byte("v")))
+			cfg := eos.Config{Brokers: kafka.Brokers, Group: "g", Topics: []string{"in"}, TransactionalIDPrefix: "tt",
+				RetryInitial: 10 * time.Millisecond, RetryMax: 200 * time.Millisecond}
+			tc.edit(&cfg)
+			p, err := eos.New(cfg, enrichTo("out"), slog.New(slog.NewTextHandler(io.Discard, nil)))
+			require.NoError(t, err)
+			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+			defer cancel()
+			err = p.Run(ctx)
+			require.NoError(t, ctx.Err(), "Run stopped before its context ended")
+			assert.ErrorIs(t, err, tc.want)
+			assert.ErrorContains(t, err, tc.says)
+		})
+	}
 }
 
 // Output and DLQ topics a broker creates on first use (Kafka's

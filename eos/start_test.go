@@ -153,14 +153,7 @@ func TestAnAbandonedStartSendsNoMoreInitProducerID(t *testing.T) {
 	kafka, err := devstack.StartKafka(0, 1, "in")
 	require.NoError(t, err)
 	defer kafka.Close()
-	var inits atomic.Int32
-	kafka.Cluster.ControlKey(int16(kmsg.InitProducerID), func(req kmsg.Request) (kmsg.Response, error, bool) {
-		kafka.Cluster.KeepControl()
-		inits.Add(1)
-		resp := req.ResponseKind().(*kmsg.InitProducerIDResponse)
-		resp.ErrorCode = kerr.CoordinatorLoadInProgress.Code
-		return resp, nil, true
-	})
+	inits := coordinatorLoading(kafka)
 	c := validConfig()
 	c.Brokers = kafka.Brokers
 	s := startProducer(c.Brokers, c.withDefaults().producerConfig("t-g-in-0"))
@@ -191,14 +184,7 @@ func TestASessionThatDoesNotClaimThePartitionAbandonsItsStart(t *testing.T) {
 	kafka, err := devstack.StartKafka(0, 1, "in")
 	require.NoError(t, err)
 	defer kafka.Close()
-	var inits atomic.Int32
-	kafka.Cluster.ControlKey(int16(kmsg.InitProducerID), func(req kmsg.Request) (kmsg.Response, error, bool) {
-		kafka.Cluster.KeepControl()
-		inits.Add(1)
-		resp := req.ResponseKind().(*kmsg.InitProducerIDResponse)
-		resp.ErrorCode = kerr.CoordinatorLoadInProgress.Code
-		return resp, nil, true
-	})
+	inits := coordinatorLoading(kafka)
 	p, err := New(Config{Brokers: kafka.Brokers, Group: "g", Topics: []string{"in"}, TransactionalIDPrefix: "t"},
 		func(context.Context, *sarama.ConsumerMessage) ([]Output, error) { return nil, nil }, slog.New(slog.NewTextHandler(io.Discard, nil)))
 	require.NoError(t, err)
@@ -227,4 +213,19 @@ func TestASessionThatDoesNotClaimThePartitionAbandonsItsStart(t *testing.T) {
 	p.mu.Lock()
 	assert.Same(t, s1, p.starts["t-g-in-1"])
 	p.mu.Unlock()
+}
+
+// coordinatorLoading answers every InitProducerId on kafka that the
+// coordinator is loading (sarama sends it again, Retry.Max times), and
+// counts them.
+func coordinatorLoading(kafka *devstack.Kafka) *atomic.Int32 {
+	var inits atomic.Int32
+	kafka.Cluster.ControlKey(int16(kmsg.InitProducerID), func(req kmsg.Request) (kmsg.Response, error, bool) {
+		kafka.Cluster.KeepControl()
+		inits.Add(1)
+		resp := req.ResponseKind().(*kmsg.InitProducerIDResponse)
+		resp.ErrorCode = kerr.CoordinatorLoadInProgress.Code
+		return resp, nil, true
+	})
+	return &inits
 }

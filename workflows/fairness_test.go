@@ -53,6 +53,32 @@ func tickerEntity(records int) *Entity[ticker] {
 	return en
 }
 
+// tickerTest runs a ticker that is done after records records, with the
+// signals signals sends at their times, and an update "ping" sent at
+// updateAt; it returns the ticker's result, when it started and the
+// update's answer.
+func tickerTest(t *testing.T, records int, updateAt time.Duration, signals map[time.Duration]any) (out Snapshot[ticker], start time.Time, answer any) {
+	t.Helper()
+	var s testsuite.WorkflowTestSuite
+	env := s.NewTestWorkflowEnvironment()
+	en := tickerEntity(records)
+	env.RegisterWorkflowWithOptions(func(ctx workflow.Context, c *Snapshot[ticker]) (Snapshot[ticker], error) { return en.Run(ctx, c) },
+		workflow.RegisterOptions{Name: "Ticker"})
+	for at, sig := range signals {
+		env.RegisterDelayedCallback(func() { env.SignalWorkflow(event.DefaultSignal, sig) }, at)
+	}
+	env.RegisterDelayedCallback(func() {
+		env.UpdateWorkflow("ping", "p1", &testsuite.TestUpdateCallback{OnAccept: func() {}, OnReject: func(err error) { t.Error(err) },
+			OnComplete: func(v any, err error) { require.NoError(t, err); answer = v }}, "x")
+	}, updateAt)
+	start = env.Now()
+	env.ExecuteWorkflow("Ticker", nil)
+	require.True(t, env.IsWorkflowCompleted())
+	require.NoError(t, env.GetWorkflowError())
+	require.NoError(t, env.GetWorkflowResult(&out))
+	return out, start, answer
+}
+
 // A steady stream of records does not starve timeouts and updates: with a
 // record every 8 s and handlers of 10 s, a record was always waiting when
 // one had been applied, and the selector took it first, so the timeout due
@@ -60,26 +86,11 @@ func tickerEntity(records int) *Entity[ticker] {
 // stream ended (+10m1s for both).
 func TestASteadyStreamDoesNotStarveTimeoutsAndUpdates(t *testing.T) {
 	const records = 60
-	var s testsuite.WorkflowTestSuite
-	env := s.NewTestWorkflowEnvironment()
-	en := tickerEntity(records)
-	env.RegisterWorkflowWithOptions(func(ctx workflow.Context, c *Snapshot[ticker]) (Snapshot[ticker], error) { return en.Run(ctx, c) },
-		workflow.RegisterOptions{Name: "Ticker"})
+	signals := map[time.Duration]any{}
 	for i := range records {
-		b := event.Batch{Events: []event.Envelope{rec(0, int64(i), "Tick", `{}`)}}
-		env.RegisterDelayedCallback(func() { env.SignalWorkflow(event.DefaultSignal, b) }, time.Second+time.Duration(i)*8*time.Second)
+		signals[time.Second+time.Duration(i)*8*time.Second] = event.Batch{Events: []event.Envelope{rec(0, int64(i), "Tick", `{}`)}}
 	}
-	var answer any
-	env.RegisterDelayedCallback(func() {
-		env.UpdateWorkflow("ping", "p1", &testsuite.TestUpdateCallback{OnAccept: func() {}, OnReject: func(err error) { t.Error(err) },
-			OnComplete: func(v any, err error) { require.NoError(t, err); answer = v }}, "x")
-	}, 30*time.Second)
-	start := env.Now()
-	env.ExecuteWorkflow("Ticker", nil)
-	require.True(t, env.IsWorkflowCompleted())
-	require.NoError(t, env.GetWorkflowError())
-	var out Snapshot[ticker]
-	require.NoError(t, env.GetWorkflowResult(&out))
+	out, start, answer := tickerTest(t, records, 30*time.Second, signals)
 	assert.Equal(t, "pong", answer)
 	assert.Equal(t, records, out.State.Ticks)
 	// Each comes after the records that came before it, and before those
@@ -248,28 +259,10 @@ func TestAnAnswerTooLargeToRememberIsNotRunAgainOnARetry(t *testing.T) {
 // batches that came before an update, and the update waited for a batch
 // that never came: on an idle saga it was never answered.
 func TestAnUpdateAfterAnUndecodableSignalIsAnswered(t *testing.T) {
-	var s testsuite.WorkflowTestSuite
-	env := s.NewTestWorkflowEnvironment()
-	en := tickerEntity(1)
-	env.RegisterWorkflowWithOptions(func(ctx workflow.Context, c *Snapshot[ticker]) (Snapshot[ticker], error) { return en.Run(ctx, c) },
-		workflow.RegisterOptions{Name: "Ticker"})
-	env.RegisterDelayedCallback(func() {
-		env.SignalWorkflow(event.DefaultSignal, event.Batch{Events: []event.Envelope{rec(0, 0, "Tick", `{}`)}})
-	}, time.Second)
-	env.RegisterDelayedCallback(func() {
-		env.SignalWorkflow(event.DefaultSignal, json.RawMessage(`{"events":{"format":3,"groups":[]}}`))
-	}, 3*time.Second)
-	var answer any
-	env.RegisterDelayedCallback(func() {
-		env.UpdateWorkflow("ping", "p1", &testsuite.TestUpdateCallback{OnAccept: func() {}, OnReject: func(err error) { t.Error(err) },
-			OnComplete: func(v any, err error) { require.NoError(t, err); answer = v }}, "x")
-	}, 5*time.Second)
-	start := env.Now()
-	env.ExecuteWorkflow("Ticker", nil)
-	require.True(t, env.IsWorkflowCompleted())
-	require.NoError(t, env.GetWorkflowError())
-	var out Snapshot[ticker]
-	require.NoError(t, env.GetWorkflowResult(&out))
+	out, start, answer := tickerTest(t, 1, 5*time.Second, map[time.Duration]any{
+		time.Second:     event.Batch{Events: []event.Envelope{rec(0, 0, "Tick", `{}`)}},
+		3 * time.Second: json.RawMessage(`{"events":{"format":3,"groups":[]}}`),
+	})
 	assert.Equal(t, "pong", answer)
 	assert.Less(t, out.State.UpdatedAt.Sub(start), time.Minute+30*time.Second, "the update was answered at +%s", out.State.UpdatedAt.Sub(start))
 }
