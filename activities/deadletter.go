@@ -13,6 +13,7 @@ import (
 
 	"github.com/sagabridge/sagabridge/activities/contract"
 	"github.com/sagabridge/sagabridge/dlq"
+	"github.com/sagabridge/sagabridge/internal/kafkatxn"
 )
 
 // DeadLetterActivity is the registered name of DeadLetterer.DeadLetter
@@ -101,7 +102,11 @@ func (d *DeadLetterer) DeadLetter(ctx context.Context, in DeadLetterInput) error
 		err = dlq.SendOrAlone(ctx, d.Producer, d.Alone, func() *sarama.ProducerMessage { return reduced.Message(suffix) })
 	}
 	if err != nil {
-		return fmt.Errorf("dead-letter %s (%s failed in %s) to %s: %w", in.Event.Position(), in.ActivityType, f.EventID, msg.Topic, err)
+		err = fmt.Errorf("dead-letter %s (%s failed in %s) to %s: %w", in.Event.Position(), in.ActivityType, f.EventID, msg.Topic, err)
+		if kafkatxn.AccessDenied(err) {
+			return accessDenied(err)
+		}
+		return err
 	}
 	return nil
 }

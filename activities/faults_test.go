@@ -8,6 +8,7 @@ import (
 	"github.com/IBM/sarama"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kfake"
 	"github.com/twmb/franz-go/pkg/kmsg"
 	"go.opentelemetry.io/otel/trace"
@@ -163,5 +164,49 @@ func TestAnActivityWithoutAProducerFailsRetryablyNamingIt(t *testing.T) {
 		assert.False(t, appErr.NonRetryable(), "%v", err)
 		assert.Contains(t, err.Error(), c.says)
 		assert.Contains(t, err.Error(), "Worker.Kafka")
+	}
+}
+
+// Kafka refusing the worker's own access (an ACL, a lapsed credential) is
+// the worker's fault, not the record's: Publish and DeadLetter say so with
+// the type KafkaAccessDenied, retryable, which workflows.RetriesExhausted
+// does not count as a record's failure. (A plain error: a saga step that
+// published ran out of attempts and dead-lettered its record.)
+func TestKafkaRefusingTheWorkersAccessIsKafkaAccessDenied(t *testing.T) {
+	cluster, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.SeedTopics(1, "outcomes", "orders", "orders"+dlq.DefaultSuffix))
+	require.NoError(t, err)
+	t.Cleanup(cluster.Close)
+	cfg := ProducerConfig(sarama.V3_6_0_0)
+	cfg.Producer.Retry.Max = 1
+	p, err := sarama.NewSyncProducer(cluster.ListenAddrs(), cfg)
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = p.Close() })
+	cluster.ControlKey(int16(kmsg.Produce), func(req kmsg.Request) (kmsg.Response, error, bool) {
+		cluster.KeepControl()
+		r := req.(*kmsg.ProduceRequest)
+		resp := r.ResponseKind().(*kmsg.ProduceResponse)
+		for _, rt := range r.Topics {
+			st := kmsg.NewProduceResponseTopic()
+			st.Topic = rt.Topic
+			for _, rp := range rt.Partitions {
+				sp := kmsg.NewProduceResponseTopicPartition()
+				sp.Partition, sp.ErrorCode = rp.Partition, kerr.TopicAuthorizationFailed.Code
+				st.Partitions = append(st.Partitions, sp)
+			}
+			resp.Topics = append(resp.Topics, st)
+		}
+		return resp, nil, true
+	})
+	env := activityEnv(0, &Publisher{Producer: p}, &DeadLetterer{Producer: p})
+	for name, input := range map[string]any{
+		"Publish":          Outcome{Topic: "outcomes", Type: "X", Value: []byte(`{}`)},
+		DeadLetterActivity: DeadLetterInput{Event: event.Envelope{Topic: "orders", Key: "k", Raw: []byte(`{}`)}, ActivityType: "X", Error: "e"},
+	} {
+		_, err := env.ExecuteActivity(name, input)
+		var app *temporal.ApplicationError
+		require.ErrorAs(t, err, &app, name)
+		assert.Equal(t, "KafkaAccessDenied", app.Type(), "%s: %v", name, err)
+		assert.False(t, app.NonRetryable(), name)
+		assert.Contains(t, err.Error(), "not authorized", name)
 	}
 }

@@ -28,6 +28,7 @@ import (
 	"go.temporal.io/sdk/temporal"
 
 	"github.com/sagabridge/sagabridge/dlq"
+	"github.com/sagabridge/sagabridge/internal/kafkatxn"
 	"github.com/sagabridge/sagabridge/internal/topicname"
 )
 
@@ -125,6 +126,9 @@ func (p *Publisher) Publish(ctx context.Context, o Outcome) error {
 			return temporal.NewNonRetryableApplicationError(
 				fmt.Sprintf("%v (%d bytes of value)", err, len(o.Value)), "OutcomeTooLarge", err)
 		}
+		if kafkatxn.AccessDenied(err) {
+			return accessDenied(err)
+		}
 		// The topic refuses it as it is, retrying cannot help: refused
 		// alone, or without Alone a keyless record, the usual cause. A
 		// keyed one may only have shared its batch with one.
@@ -138,6 +142,14 @@ func (p *Publisher) Publish(ctx context.Context, o Outcome) error {
 		return err
 	}
 	return nil
+}
+
+// accessDenied is the failure of an activity Kafka refused the worker's
+// own access (an ACL, a credential): the worker's set-up, never the
+// record's, so it is retried, typed KafkaAccessDenied so that a saga does
+// not take it for the record's failure (workflows.WorkerFault).
+func accessDenied(err error) error {
+	return temporal.NewApplicationErrorWithCause(err.Error()+" (Kafka refused the worker's own access: see its ACLs and credentials)", "KafkaAccessDenied", err)
 }
 
 // noProducer is the failure of an activity whose producer field is nil:

@@ -86,12 +86,12 @@ func IsOutage(err error) bool {
 // from errors.Is). A deadline exceeded is not among them: a record can
 // make its call slow.
 func accessOrReach(err error) bool {
+	if kafkatxn.AccessDenied(err) {
+		return true
+	}
 	err = errors.Join(err, kafkatxn.SendErrors(err)) // as it is, and a send's errors one by one
 	for _, kafka := range []error{
-		sarama.ErrTopicAuthorizationFailed, sarama.ErrGroupAuthorizationFailed, sarama.ErrClusterAuthorizationFailed,
-		sarama.ErrTransactionalIDAuthorizationFailed, sarama.ErrSASLAuthenticationFailed,
-		sarama.ErrUnsupportedSASLMechanism, sarama.ErrIllegalSASLState,
-		sarama.ErrDelegationTokenAuthorizationFailed, sarama.ErrOutOfBrokers, sarama.ErrNotConnected,
+		sarama.ErrOutOfBrokers, sarama.ErrNotConnected,
 		sarama.ErrLeaderNotAvailable, sarama.ErrNotLeaderForPartition, sarama.ErrBrokerNotAvailable,
 		sarama.ErrNotEnoughReplicas, sarama.ErrNotEnoughReplicasAfterAppend,
 	} {

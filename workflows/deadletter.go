@@ -3,6 +3,7 @@ package workflows
 import (
 	"errors"
 	"fmt"
+	"slices"
 	"time"
 
 	enumspb "go.temporal.io/api/enums/v1"
@@ -16,10 +17,11 @@ import (
 // RetriesExhausted reports whether err is an activity failure that ran out
 // of its retry policy (attempts or time): a technical failure worth a DLQ
 // record, unlike a non-retryable business error such as a declined card,
-// which is an answer.
+// which is an answer. A failure of the worker itself (WorkerFault) is not
+// the record's, and is never a reason to dead-letter it.
 func RetriesExhausted(err error) bool {
 	var ae *temporal.ActivityError
-	if !errors.As(err, &ae) {
+	if !errors.As(err, &ae) || WorkerFault(err) {
 		return false
 	}
 	switch ae.RetryState() {
@@ -36,6 +38,23 @@ func RetriesExhausted(err error) bool {
 	}
 	var canceled *temporal.CanceledError
 	return !errors.As(err, &canceled)
+}
+
+// workerFaults are the application error types of an activity's failure
+// that say the worker cannot run it, whatever the record: the activity is
+// not registered on the worker that took its task (the SDK's type; a
+// rolling deploy), the worker has no Kafka producer (activities'
+// NoProducer), or Kafka refuses the worker's own access (activities'
+// KafkaAccessDenied: authentication or authorization).
+var workerFaults = []string{"ActivityNotRegisteredError", "NoProducer", "KafkaAccessDenied"}
+
+// WorkerFault reports whether err is an activity failure of the worker
+// itself (workerFaults) rather than of the record: it goes away when the
+// worker is fixed, so a saga step should wait and try again rather than
+// give the record up.
+func WorkerFault(err error) bool {
+	var app *temporal.ApplicationError
+	return errors.As(err, &app) && slices.Contains(workerFaults, app.Type())
 }
 
 // DeadLetter writes e, the record whose handling failed, to its DLQ topic
