@@ -165,3 +165,35 @@ func bookCancelledTrip(t *testing.T, env *testsuite.TestWorkflowEnvironment) Sta
 	require.NoError(t, v.Get(&st))
 	return st
 }
+
+// A worker that cannot run a booking (not registered on the worker that
+// took it, in a rolling deploy; Kafka refusing the worker's access) is not
+// the trip's failure: the trip waits and books again once a worker can,
+// and nothing goes to the DLQ. It dead-lettered the record and cancelled
+// the flight and the hotel.
+func TestATripWaitsOutAWorkerThatCannotBook(t *testing.T) {
+	s := NewServices()
+	failures := 0
+	var dead []activities.DeadLetterInput
+	env, dl := tripEnv(s)
+	env.OnActivity(dl.DeadLetter, mock.Anything, mock.Anything).Return(func(_ context.Context, in activities.DeadLetterInput) error {
+		dead = append(dead, in)
+		return nil
+	})
+	env.OnActivity(s.BookCar, mock.Anything, mock.Anything).Return(func(ctx context.Context, b Booking) (string, error) {
+		if failures < 2*MaxAttempts { // two steps' worth of attempts
+			failures++
+			return "", temporal.NewApplicationError("unable to find activityType=BookCar", "ActivityNotRegisteredError")
+		}
+		return s.BookCar(ctx, b)
+	})
+	env.RegisterDelayedCallback(func() { env.SignalWorkflow(Signal, event.Batch{Events: []event.Envelope{bookTrip(0, offers)}}) }, time.Second)
+	env.ExecuteWorkflow(WorkflowType)
+	require.True(t, env.IsWorkflowCompleted())
+	require.NoError(t, env.GetWorkflowError())
+	var st State
+	require.NoError(t, env.GetWorkflowResult(&st))
+	assert.Equal(t, StatusBooked, st.Status, "last error: %s", st.LastError)
+	assert.Empty(t, dead, "the record was dead-lettered")
+	assert.Len(t, s.World.Booked(), 3)
+}

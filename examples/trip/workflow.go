@@ -46,6 +46,9 @@ const (
 	// DLQ lets the write go on before it cancels it: Kafka down for good
 	// must not hold a cancelled trip's bookings.
 	CancelGrace = time.Minute
+	// WorkerFaultWait is how long a booking the worker could not run
+	// (workflows.WorkerFault) waits before it is tried again.
+	WorkerFaultWait = time.Minute
 )
 
 // Status is where a trip stands.
@@ -141,6 +144,18 @@ func book(c *workflows.Ctx[Trip], b BookTripEvent) error {
 			stepCtx = c.UndoableStep()
 		}
 		err := workflow.ExecuteActivity(stepCtx, step.book, booking).Get(c, &ref)
+		// A worker that cannot run the booking (workflows.WorkerFault: not
+		// registered where it ran, Kafka refusing the worker's access) is
+		// no answer about the trip: wait, and book again. Trips recorded
+		// before compensated.
+		for err != nil && workflows.WorkerFault(err) && !c.CancelRequested() &&
+			workflow.GetVersion(c, "trip.wait-out-worker-faults", workflow.DefaultVersion, 1) >= 1 {
+			workflow.GetLogger(c).Warn("the worker cannot book; booking again after a wait", "service", step.service, "wait", WorkerFaultWait, "err", err)
+			if workflow.Sleep(c, WorkerFaultWait) != nil {
+				break // the trip is cancelled
+			}
+			err = workflow.ExecuteActivity(stepCtx, step.book, booking).Get(c, &ref)
+		}
 		if before && c.CancelRequested() {
 			return nil
 		}
