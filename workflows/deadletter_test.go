@@ -34,7 +34,9 @@ func TestTheWorkersOwnFaultsAreNotRetriesExhausted(t *testing.T) {
 		"DeniedHere": func(context.Context) error {
 			return temporal.NewApplicationError("not authorized to write to topic", "KafkaAccessDenied")
 		},
-		"FlakyHere": func(context.Context) error { return temporal.NewApplicationError("car service unavailable", "Unavailable") },
+		"FlakyHere": func(context.Context) error {
+			return temporal.NewApplicationError("car service unavailable", "Unavailable")
+		},
 	}
 	for name, want := range map[string]bool{"NotRegisteredAnywhere": false, "NoProducerHere": false, "DeniedHere": false, "FlakyHere": true} {
 		t.Run(name, func(t *testing.T) {
