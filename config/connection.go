@@ -14,7 +14,9 @@ type Kafka struct {
 	Brokers []string `yaml:"brokers"`
 	// Group is the consumer group ID. Required.
 	Group string `yaml:"group"`
-	// ClientID names this client to the brokers. Optional, default "sagabridge".
+	// ClientID names the bridge's Kafka clients (and its tools') to the
+	// brokers; a worker (sagaworker) names its producers after itself.
+	// Optional, default "sagabridge".
 	ClientID string `yaml:"client_id"`
 	// Version is the Kafka protocol version to speak: at least 2.4.0
 	// (cooperative-sticky rebalancing). Optional, default "3.6.0".

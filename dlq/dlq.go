@@ -306,16 +306,42 @@ func (w ProducerWriter) Write(ctx context.Context, f Failure) error {
 	return nil
 }
 
+// Bounded returns p with at most n sends under way through Send at once.
+// A send given up on (its context ended) goes on in sarama until its
+// retries end, its goroutine and record held: against a broker that takes
+// connections and never answers, every attempt of every activity added
+// one (500 attempts of 100 KB outcomes: 523 goroutines and 108 MiB). Send
+// waits for room, and a send whose context ends meanwhile is not sent.
+func Bounded(p sarama.SyncProducer, n int) sarama.SyncProducer {
+	return &bounded{SyncProducer: p, slots: make(chan struct{}, max(n, 1))}
+}
+
+// bounded is a SyncProducer of Bounded.
+type bounded struct {
+	sarama.SyncProducer
+	slots chan struct{}
+}
+
 // Send sends msg with p and waits for the broker's acknowledgement, or
 // for ctx to end: sarama's send does not watch a context, and its retries
 // and read timeouts can hold a send for minutes. A send given up on may
-// still land.
+// still land. Through a producer of Bounded it first waits for room.
 func Send(ctx context.Context, p sarama.SyncProducer, msg *sarama.ProducerMessage) error {
 	if err := ctx.Err(); err != nil { // the caller may be closing the producer: send nothing new
 		return fmt.Errorf("not sent: %w", context.Cause(ctx))
 	}
+	release := func() {}
+	if b, ok := p.(*bounded); ok {
+		select {
+		case b.slots <- struct{}{}:
+			release = func() { <-b.slots }
+		case <-ctx.Done():
+			return fmt.Errorf("not sent: the producer's %d sends under way have not ended (is the broker answering?): %w", cap(b.slots), context.Cause(ctx))
+		}
+	}
 	done := make(chan error, 1)
 	go func() {
+		defer release()
 		defer func() {
 			// Here no caller's recovery reaches (the SDK's, for an
 			// activity): a panic would end the process.

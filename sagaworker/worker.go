@@ -314,7 +314,7 @@ func funcName(v reflect.Value) string {
 // in-sync replicas, with the kafka section's TLS and SASL, taking records
 // up to Kafka's default max.message.bytes or maxMessageBytes
 // (dlq.max_message_bytes), whichever is larger; alone, one record per
-// request (dlq.AloneConfig).
+// request (dlq.AloneConfig); at most maxSendsUnderWay sends under way.
 func kafkaProducer(ctx context.Context, k config.Kafka, maxMessageBytes int, clientID string, alone bool) (sarama.SyncProducer, error) {
 	pc, err := connect.DLQProducerConfig(k, max(maxMessageBytes, kafkaMaxMessageBytes))
 	if err != nil {
@@ -328,8 +328,13 @@ func kafkaProducer(ctx context.Context, k config.Kafka, maxMessageBytes int, cli
 	if err != nil {
 		return nil, fmt.Errorf("start the Kafka producer (brokers %v): %w", k.Brokers, err)
 	}
-	return p, nil
+	return dlq.Bounded(p, maxSendsUnderWay), nil
 }
+
+// maxSendsUnderWay bounds the sends of a worker's producer that an
+// activity gave up on and sarama still tries (dlq.Bounded): while Kafka
+// does not answer, each attempt of each Publish and DeadLetter left one.
+const maxSendsUnderWay = 256
 
 // kafkaMaxMessageBytes is Kafka's default max.message.bytes, the least the
 // worker's producer takes.
